@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vac/cas/cas.proto.
  */
 export const file_vac_cas_cas: GenFile = /*@__PURE__*/
-  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIiwKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBITCgd2ZXJzaW9uGAIgASgEQgIwAiJjCgpOYW1lVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIhChBleHBlY3RlZF92ZXJzaW9uGAMgASgEQgIwAkgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIhUKBVF1ZXJ5EgwKBG5hbWUYASABKAkiLQoIUmVzcG9uc2USDAoEZGF0YRgBIAEoDBITCgd2ZXJzaW9uGAIgASgEQgIwAiJ9CglSZW1vdGVMb2cSJQoEcGFpchgBIAMoCzIXLnZhYy5jYXMuUmVtb3RlTG9nLlBhaXISDAoEdGFpbBgCIAEoDBo7CgRQYWlyEhIKCnJlbW90ZUhhc2gYASABKAwSEQoJbG9jYWxIYXNoGAIgASgMEgwKBGRhdGEYAyABKAwyWwoDQ0FTEikKA0FkZBIQLnZhYy5jYXMuQ29udGVudBoQLnZhYy5jYXMuQWRkcmVzcxIpCgNHZXQSEC52YWMuY2FzLkFkZHJlc3MaEC52YWMuY2FzLkNvbnRlbnQyYQoCTlMSMAoGVXBkYXRlEhMudmFjLmNhcy5OYW1lVXBkYXRlGhEudmFjLmNhcy5SZXNwb25zZRIpCgVGZXRjaBIOLnZhYy5jYXMuUXVlcnkaEC52YWMuY2FzLkNvbnRlbnRiBnByb3RvMw");
+  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIigKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEIl8KCk5hbWVVcGRhdGUSDAoEbmFtZRgBIAEoCRIPCgdjb250ZW50GAIgASgMEh0KEGV4cGVjdGVkX3ZlcnNpb24YAyABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiIVCgVRdWVyeRIMCgRuYW1lGAEgASgJIikKCFJlc3BvbnNlEgwKBGRhdGEYASABKAwSDwoHdmVyc2lvbhgCIAEoBCJ9CglSZW1vdGVMb2cSJQoEcGFpchgBIAMoCzIXLnZhYy5jYXMuUmVtb3RlTG9nLlBhaXISDAoEdGFpbBgCIAEoDBo7CgRQYWlyEhIKCnJlbW90ZUhhc2gYASABKAwSEQoJbG9jYWxIYXNoGAIgASgMEgwKBGRhdGEYAyABKAwyWwoDQ0FTEikKA0FkZBIQLnZhYy5jYXMuQ29udGVudBoQLnZhYy5jYXMuQWRkcmVzcxIpCgNHZXQSEC52YWMuY2FzLkFkZHJlc3MaEC52YWMuY2FzLkNvbnRlbnQyYQoCTlMSMAoGVXBkYXRlEhMudmFjLmNhcy5OYW1lVXBkYXRlGhEudmFjLmNhcy5SZXNwb25zZRIpCgVGZXRjaBIOLnZhYy5jYXMuUXVlcnkaEC52YWMuY2FzLkNvbnRlbnRiBnByb3RvMw");
 
 /**
  * @generated from message vac.cas.Address
@@ -46,7 +46,7 @@ export type Content = Message<"vac.cas.Content"> & {
    * remotelog addition: on NS.Fetch, the version of the name that data belongs to (1 for the first
    * update, one more for each update after it). Zero, and so absent on the wire, from CAS.Get.
    *
-   * @generated from field: uint64 version = 2 [jstype = JS_NUMBER];
+   * @generated from field: uint64 version = 2;
    */
   version: bigint;
 };
@@ -77,7 +77,7 @@ export type NameUpdate = Message<"vac.cas.NameUpdate"> & {
    * version equals it (0: the name must not exist yet); otherwise it fails with FailedPrecondition
    * and nothing changes. Unset keeps the draft's unconditional update.
    *
-   * @generated from field: optional uint64 expected_version = 3 [jstype = JS_NUMBER];
+   * @generated from field: optional uint64 expected_version = 3;
    */
   expectedVersion?: bigint | undefined;
 };
@@ -118,7 +118,7 @@ export type Response = Message<"vac.cas.Response"> & {
   /**
    * remotelog addition: the version the name has after this update.
    *
-   * @generated from field: uint64 version = 2 [jstype = JS_NUMBER];
+   * @generated from field: uint64 version = 2;
    */
   version: bigint;
 };
