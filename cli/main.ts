@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+import type { Io } from "./command.js";
+import { EXIT_OK, EXIT_USAGE } from "./command.js";
+
+interface Verb {
+  summary: string;
+  run(args: string[], io: Io): Promise<number>;
+}
+
+// Verbs load lazily: a `receive` should not pay for loading the server's code.
+const verbs: Record<string, () => Promise<Verb>> = {
+  serve: () => import("./serve.js"),
+  send: () => import("./send.js"),
+  receive: () => import("./receive.js"),
+  inspect: () => import("./inspect.js"),
+  demo: () => import("./demo.js"),
+  mvds: () => import("./mvds.js"),
+};
+
+const summaries: Record<string, string> = {
+  serve: "run the CAS and NS services on one port",
+  send: "append messages to the local log and publish them",
+  receive: "fetch a remote log and print new messages as JSONL",
+  inspect: "decode a page, a message, a name's chain or a local log as JSON",
+  demo: "run a server, a sender and a receiver, and watch messages arrive",
+  mvds: "MVDS helpers (mvds id)",
+};
+
+function usage(): string {
+  const lines = Object.keys(verbs).map((verb) => `  ${verb.padEnd(9)}${summaries[verb]}`);
+  return `Usage: remotelog <verb> [options]\n\nVerbs:\n${lines.join("\n")}\n\nRun 'remotelog <verb> --help' for a verb's options.\n`;
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [verb, ...rest] = argv;
+  if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {
+    (verb === undefined ? io.stderr : io.stdout).write(usage());
+    return verb === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  const load = verbs[verb];
+  if (!load) {
+    io.stderr.write(`remotelog: unknown verb ${JSON.stringify(verb)}\n\n${usage()}`);
+    return EXIT_USAGE;
+  }
+  return (await load()).run(rest, io);
+}
+
+const controller = new AbortController();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => controller.abort(new Error(signal)));
+}
+const io: Io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal };
+main(process.argv.slice(2), io).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`remotelog: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

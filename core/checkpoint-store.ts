@@ -1,0 +1,19 @@
+/**
+ * The receiver's checkpoint port: per name, how many messages were delivered and the id of the last.
+ * Every backend passes test/contract/checkpoint-store.contract.ts.
+ */
+export interface Checkpoint {
+  /** Messages delivered so far; the next one delivered gets this seq. */
+  delivered: number;
+  /** H1 of the last delivered message; empty when delivered is 0. */
+  lastId: Uint8Array;
+}
+
+export interface CheckpointStore {
+  /** The saved checkpoint of a name, or undefined when there is none. */
+  load(name: string): Promise<Checkpoint | undefined>;
+  /** Replaces the checkpoint of a name atomically and durably: after a crash, load returns the old or the new one whole. */
+  save(name: string, checkpoint: Checkpoint): Promise<void>;
+  /** Releases files and handles. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,126 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { RemoteLogSchema, RemoteLog_PairSchema, type RemoteLog, type RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
+import type { Message } from "../gen/vac/mvds/mvds_pb.js";
+import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
+import { addressOf, decodeMessage, equalBytes, messageId, parseAddress, toHex, addressText } from "./hash.js";
+
+/**
+ * How much message data a sender embeds in its pages. "all" is the draft's full replication: every
+ * page carries every message. A number K embeds the newest K messages of the head page only; pages
+ * sealed into the CAS reference their messages, since a sealed page can never drop data later.
+ */
+export type EmbedMode = "none" | "all" | number;
+
+/** One message of a log as pages need it. data is the encoded vac.mvds.Message. */
+export interface LogEntry {
+  id: Uint8Array;
+  address: Uint8Array;
+  data: Uint8Array;
+}
+
+export function parseEmbed(text: string): EmbedMode {
+  if (text === "none" || text === "all") return text;
+  if (/^\d+$/.test(text)) return Number(text);
+  throw RemoteLogError.invalidArgument(`--embed takes none, all or a count, not ${JSON.stringify(text)}`);
+}
+
+export function encodePage(page: RemoteLog): Uint8Array {
+  return toBinary(RemoteLogSchema, page);
+}
+
+/**
+ * Decodes and checks a page: every pair has a 32-byte H1 and a valid H2, and the tail is empty or a
+ * valid address. code says whose fault a bad page is: INVALID_ARGUMENT for input, DATA_LOSS for a
+ * page fetched from a store.
+ */
+export function decodePage(bytes: Uint8Array, where: string, code: ErrorCode = ErrorCodes.INVALID_ARGUMENT): RemoteLog {
+  let page: RemoteLog;
+  try {
+    page = fromBinary(RemoteLogSchema, bytes);
+  } catch (err) {
+    throw new RemoteLogError(code, `${where} is not a vac.cas.RemoteLog page (${(err as Error).message})`, { cause: err });
+  }
+  try {
+    if (page.tail.length > 0) parseAddress(page.tail);
+    page.pair.forEach((pair, i) => {
+      if (pair.localHash.length !== 32) throw new Error(`pair ${i} has a ${pair.localHash.length}-byte localHash, not 32`);
+      try {
+        parseAddress(pair.remoteHash);
+      } catch (err) {
+        throw new Error(`pair ${i} remoteHash: ${(err as Error).message}`);
+      }
+    });
+  } catch (err) {
+    throw new RemoteLogError(code, `${where} is malformed: ${(err as Error).message}`, { cause: err });
+  }
+  return page;
+}
+
+function pairOf(entry: LogEntry, embed: boolean): RemoteLog_Pair {
+  return create(RemoteLog_PairSchema, {
+    remoteHash: entry.address,
+    localHash: entry.id,
+    data: embed ? entry.data : new Uint8Array(0),
+  });
+}
+
+/** A page with its entries newest first, as the draft lays them out. */
+function pageOf(entriesOldestFirst: LogEntry[], tail: Uint8Array, embedNewest: number): RemoteLog {
+  const pair: RemoteLog_Pair[] = new Array(entriesOldestFirst.length);
+  const n = entriesOldestFirst.length;
+  for (let i = 0; i < n; i++) pair[i] = pairOf(entriesOldestFirst[n - 1 - i], i < embedNewest);
+  return create(RemoteLogSchema, { pair, tail });
+}
+
+export interface SealedPage {
+  address: Uint8Array;
+  bytes: Uint8Array;
+}
+
+export interface PagePlan {
+  /** Pages that became full, oldest first, each to be stored in the CAS before the head is published. */
+  sealed: SealedPage[];
+  head: RemoteLog;
+}
+
+/**
+ * Lays out entries that start where the current head page starts. Full pages are sealed (encoded,
+ * addressed, linked by tail), and what is left becomes the new head. A full head stays the head until
+ * the next append, so that a head is never empty. Cost is O(entries), which is O(k + page size) when
+ * the caller passes the old head's entries plus k new ones.
+ */
+export function planPages(entriesOldestFirst: LogEntry[], tail: Uint8Array, pageSize: number, embed: EmbedMode): PagePlan {
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be a positive integer, not ${pageSize}`);
+  const sealed: SealedPage[] = [];
+  const sealedEmbed = embed === "all" ? Infinity : 0;
+  let start = 0;
+  let link = tail;
+  while (entriesOldestFirst.length - start > pageSize) {
+    const bytes = encodePage(pageOf(entriesOldestFirst.slice(start, start + pageSize), link, sealedEmbed));
+    link = addressOf(bytes);
+    sealed.push({ address: link, bytes });
+    start += pageSize;
+  }
+  const headEmbed = embed === "all" ? Infinity : embed === "none" ? 0 : embed;
+  return { sealed, head: pageOf(entriesOldestFirst.slice(start), link, headEmbed) };
+}
+
+/**
+ * Checks fetched or embedded message bytes against their pair: H2 against the bytes, H1 against the
+ * decoded message. Returns the message, or throws DATA_LOSS naming the pair.
+ */
+export function verifyPairData(pair: Pick<RemoteLog_Pair, "remoteHash" | "localHash">, data: Uint8Array, where: string): Message {
+  if (!equalBytes(addressOf(data), pair.remoteHash)) {
+    throw RemoteLogError.dataLoss(`${where}: bytes of message ${toHex(pair.localHash)} do not hash to its address ${addressText(pair.remoteHash)}`);
+  }
+  let message: Message;
+  try {
+    message = decodeMessage(data, where);
+  } catch (err) {
+    throw RemoteLogError.dataLoss(`${where}: data at ${addressText(pair.remoteHash)} is not a vac.mvds.Message`, err);
+  }
+  if (!equalBytes(messageId(message), pair.localHash)) {
+    throw RemoteLogError.dataLoss(`${where}: message at ${addressText(pair.remoteHash)} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`);
+  }
+  return message;
+}

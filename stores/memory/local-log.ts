@@ -1,0 +1,35 @@
+import type { LocalLog, LocalLogEntry } from "../../core/local-log.js";
+import { decodeMessage, messageId, toHex } from "../../core/hash.js";
+
+export class MemoryLocalLog implements LocalLog {
+  private readonly entries: LocalLogEntry[] = [];
+  private readonly seqs = new Map<string, number>();
+
+  get length(): number {
+    return this.entries.length;
+  }
+
+  async append(messages: Uint8Array[]): Promise<LocalLogEntry[]> {
+    const appended: LocalLogEntry[] = [];
+    for (const data of messages) {
+      const id = messageId(decodeMessage(data));
+      const key = toHex(id);
+      if (this.seqs.has(key)) continue;
+      const entry = { seq: this.entries.length, id, data: data.slice() };
+      this.seqs.set(key, entry.seq);
+      this.entries.push(entry);
+      appended.push(entry);
+    }
+    return appended;
+  }
+
+  async read(from: number, to: number): Promise<LocalLogEntry[]> {
+    return this.entries.slice(Math.max(0, from), Math.max(0, to));
+  }
+
+  seqOf(id: Uint8Array): number | undefined {
+    return this.seqs.get(toHex(id));
+  }
+
+  async close(): Promise<void> {}
+}
