@@ -65,10 +65,16 @@ function pairOf(entry: LogEntry, embed: boolean): RemoteLog_Pair {
 }
 
 /** A page with its entries newest first, as the draft lays them out. */
-function pageOf(entriesOldestFirst: LogEntry[], tail: Uint8Array, embedNewest: number): RemoteLog {
+function pageOf(entriesOldestFirst: LogEntry[], tail: Uint8Array, embedNewest: number, referenced: LogEntry[]): RemoteLog {
   const pair: RemoteLog_Pair[] = new Array(entriesOldestFirst.length);
   const n = entriesOldestFirst.length;
-  for (let i = 0; i < n; i++) pair[i] = pairOf(entriesOldestFirst[n - 1 - i], i < embedNewest);
+  for (let i = 0; i < n; i++) {
+    const entry = entriesOldestFirst[n - 1 - i];
+    const embed = i < embedNewest;
+    // An empty message encodes to no bytes, which reads as "not embedded": it must be in the CAS too.
+    if (!embed || entry.data.length === 0) referenced.push(entry);
+    pair[i] = pairOf(entry, embed);
+  }
   return create(RemoteLogSchema, { pair, tail });
 }
 
@@ -81,6 +87,8 @@ export interface PagePlan {
   /** Pages that became full, oldest first, each to be stored in the CAS before the head is published. */
   sealed: SealedPage[];
   head: RemoteLog;
+  /** Entries whose pair carries no data in these pages: they must be in the CAS before a page names them. */
+  referenced: LogEntry[];
 }
 
 /**
@@ -92,17 +100,18 @@ export interface PagePlan {
 export function planPages(entriesOldestFirst: LogEntry[], tail: Uint8Array, pageSize: number, embed: EmbedMode): PagePlan {
   if (!Number.isInteger(pageSize) || pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be a positive integer, not ${pageSize}`);
   const sealed: SealedPage[] = [];
+  const referenced: LogEntry[] = [];
   const sealedEmbed = embed === "all" ? Infinity : 0;
   let start = 0;
   let link = tail;
   while (entriesOldestFirst.length - start > pageSize) {
-    const bytes = encodePage(pageOf(entriesOldestFirst.slice(start, start + pageSize), link, sealedEmbed));
+    const bytes = encodePage(pageOf(entriesOldestFirst.slice(start, start + pageSize), link, sealedEmbed, referenced));
     link = addressOf(bytes);
     sealed.push({ address: link, bytes });
     start += pageSize;
   }
   const headEmbed = embed === "all" ? Infinity : embed === "none" ? 0 : embed;
-  return { sealed, head: pageOf(entriesOldestFirst.slice(start), link, headEmbed) };
+  return { sealed, head: pageOf(entriesOldestFirst.slice(start), link, headEmbed, referenced), referenced };
 }
 
 /**

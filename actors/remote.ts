@@ -1,0 +1,208 @@
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
+import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { RemoteLogError, ErrorCodes, type ErrorCode } from "../core/errors.js";
+import { addressText } from "../core/hash.js";
+
+/** What the actors need from a CAS and an NS, whatever carries it. */
+export interface NameHead {
+  content: Uint8Array;
+  version: bigint;
+}
+
+const fromConnectCode: Partial<Record<Code, ErrorCode>> = {
+  [Code.NotFound]: ErrorCodes.NOT_FOUND,
+  [Code.InvalidArgument]: ErrorCodes.INVALID_ARGUMENT,
+  [Code.ResourceExhausted]: ErrorCodes.TOO_LARGE,
+  [Code.FailedPrecondition]: ErrorCodes.CONFLICT,
+  [Code.DataLoss]: ErrorCodes.DATA_LOSS,
+  [Code.Unavailable]: ErrorCodes.UNAVAILABLE,
+  [Code.DeadlineExceeded]: ErrorCodes.UNAVAILABLE,
+  [Code.Aborted]: ErrorCodes.UNAVAILABLE,
+  [Code.PermissionDenied]: ErrorCodes.PERMISSION_DENIED,
+};
+
+/** The reverse of services/connect-errors.ts: a remote failure as one of our codes, naming the service. */
+export function fromConnectError(err: unknown, where: string): RemoteLogError {
+  if (err instanceof RemoteLogError) return err;
+  const connectError = ConnectError.from(err);
+  const code = fromConnectCode[connectError.code] ?? ErrorCodes.INTERNAL;
+  return new RemoteLogError(code, `${where}: ${connectError.rawMessage || Code[connectError.code]}`, { cause: err });
+}
+
+export interface RemoteOptions {
+  casUrl: string;
+  nsUrl: string;
+  /** Blocks per AddMany/GetMany call. */
+  batchBlocks?: number;
+  /** Request bytes per AddMany call, kept well under the server's read limit. */
+  batchBytes?: number;
+  /** Batch calls in flight at once. */
+  concurrency?: number;
+}
+
+/**
+ * The CAS and NS as the actors see them, over Connect on HTTP/2 (one connection per service,
+ * multiplexed). Blocks move in batches; errors come back as RemoteLogErrors naming the service.
+ */
+export class Remote {
+  readonly casUrl: string;
+  readonly nsUrl: string;
+  private readonly cas: Client<typeof CAS>;
+  private readonly blocks: Client<typeof BlockService>;
+  private readonly ns: Client<typeof NS>;
+  private readonly sessions: Http2SessionManager[] = [];
+  private readonly batchBlocks: number;
+  private readonly batchBytes: number;
+  private readonly concurrency: number;
+
+  constructor(options: RemoteOptions & { casTransport?: Transport; nsTransport?: Transport }) {
+    this.casUrl = options.casUrl;
+    this.nsUrl = options.nsUrl;
+    const casTransport = options.casTransport ?? this.transport(options.casUrl);
+    const nsTransport = options.nsTransport ?? (options.nsUrl === options.casUrl ? casTransport : this.transport(options.nsUrl));
+    this.cas = createClient(CAS, casTransport);
+    this.blocks = createClient(BlockService, casTransport);
+    this.ns = createClient(NS, nsTransport);
+    this.batchBlocks = options.batchBlocks ?? 4096;
+    this.batchBytes = options.batchBytes ?? 8 << 20;
+    this.concurrency = options.concurrency ?? 4;
+  }
+
+  private transport(baseUrl: string): Transport {
+    const session = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 5_000 });
+    this.sessions.push(session);
+    return createConnectTransport({ baseUrl, httpVersion: "2", sessionManager: session, readMaxBytes: 256 << 20 });
+  }
+
+  /** Stores blocks in batches; idempotent, so a retry after a crash costs only bandwidth. */
+  async putBlocks(blocks: Uint8Array[]): Promise<void> {
+    const batches: Uint8Array[][] = [];
+    let batch: Uint8Array[] = [];
+    let bytes = 0;
+    for (const block of blocks) {
+      if (batch.length > 0 && (batch.length >= this.batchBlocks || bytes + block.length > this.batchBytes)) {
+        batches.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(block);
+      bytes += block.length + 8;
+    }
+    if (batch.length > 0) batches.push(batch);
+    await mapBounded(batches, this.concurrency, async (blocks) => {
+      try {
+        await this.blocks.addMany({ blocks });
+      } catch (err) {
+        throw fromConnectError(err, `CAS ${this.casUrl} AddMany`);
+      }
+    });
+  }
+
+  /** Fetches blocks in request order; a missing block is NOT_FOUND naming it. */
+  async getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
+    const batches: Uint8Array[][] = [];
+    for (let i = 0; i < addresses.length; i += this.batchBlocks) batches.push(addresses.slice(i, i + this.batchBlocks));
+    const results = await mapBounded(batches, this.concurrency, async (ids) => {
+      try {
+        const response = await this.blocks.getMany({ ids });
+        return response.blocks.map((block) => block.data);
+      } catch (err) {
+        throw fromConnectError(err, `CAS ${this.casUrl} GetMany`);
+      }
+    });
+    return results.flat();
+  }
+
+  async getBlock(address: Uint8Array): Promise<Uint8Array> {
+    try {
+      return (await this.cas.get({ id: address })).data;
+    } catch (err) {
+      throw fromConnectError(err, `CAS ${this.casUrl} Get ${addressText(address)}`);
+    }
+  }
+
+  /** The name's head, or undefined when the name has never been updated. */
+  async fetchName(name: string): Promise<NameHead | undefined> {
+    try {
+      const content = await this.ns.fetch({ name });
+      return { content: content.data, version: content.version };
+    } catch (err) {
+      const error = fromConnectError(err, `NS ${this.nsUrl} Fetch ${JSON.stringify(name)}`);
+      if (error.code === ErrorCodes.NOT_FOUND) return undefined;
+      throw error;
+    }
+  }
+
+  /** A conditional update: CONFLICT when the name is no longer at expectedVersion. */
+  async updateName(name: string, content: Uint8Array, expectedVersion: bigint): Promise<bigint> {
+    try {
+      return (await this.ns.update({ name, content, expectedVersion })).version;
+    } catch (err) {
+      throw fromConnectError(err, `NS ${this.nsUrl} Update ${JSON.stringify(name)}`);
+    }
+  }
+
+  close(): void {
+    for (const session of this.sessions) session.abort();
+  }
+}
+
+/** Runs fn over items with at most limit in flight, keeping results in order. */
+export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index], index);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
+
+export interface RetryOptions {
+  /** Give up after this long without success; 0 retries forever. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Told about each failed attempt, so that the user sees why nothing moves. */
+  onRetry?: (err: RemoteLogError, delayMs: number, attempt: number) => void;
+}
+
+/**
+ * Retries fn while it fails with UNAVAILABLE (a service down or restarting), backing off from 100 ms
+ * to 5 s with jitter. Any other error, or the timeout running out, is thrown as it is.
+ */
+export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const error = err instanceof RemoteLogError ? err : fromConnectError(err, "call");
+      if (error.code !== ErrorCodes.UNAVAILABLE) throw error;
+      const delayMs = Math.min(5_000, 100 * 2 ** Math.min(attempt - 1, 6)) * (0.75 + Math.random() * 0.5);
+      if (options.signal?.aborted) throw error;
+      if (options.timeoutMs > 0 && Date.now() - started + delayMs > options.timeoutMs) {
+        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - started) / 1000).toFixed(1)} s: ${error.message}`, error);
+      }
+      options.onRetry?.(error, delayMs, attempt);
+      await sleep(delayMs, options.signal);
+    }
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}

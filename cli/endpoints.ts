@@ -1,0 +1,42 @@
+import { Option, type Command } from "commander";
+import { Remote } from "../actors/remote.js";
+import { usageError } from "./command.js";
+
+export interface EndpointFlags {
+  server?: string;
+  cas?: string;
+  ns?: string;
+}
+
+/** Adds --server, --cas and --ns to a verb that talks to the services. */
+export function endpointOptions(command: Command): Command {
+  return command
+    .addOption(new Option("--server <url>", "a combined CAS and NS service (remotelog serve)").env("REMOTELOG_SERVER"))
+    .option("--cas <url>", "the CAS service, when it runs apart from the NS")
+    .option("--ns <url>", "the NS service, when it runs apart from the CAS");
+}
+
+export function endpointsFrom(flags: EndpointFlags, needs: { cas: boolean; ns: boolean } = { cas: true, ns: true }): { casUrl: string; nsUrl: string } {
+  if (flags.server && (flags.cas || flags.ns)) throw usageError("give either --server, or --cas and --ns, not both");
+  const casUrl = checkUrl(flags.cas ?? flags.server, "--cas");
+  const nsUrl = checkUrl(flags.ns ?? flags.server, "--ns");
+  if ((needs.cas && !casUrl) || (needs.ns && !nsUrl)) {
+    throw usageError(`say where the services are: --server URL${needs.cas && needs.ns ? ", or --cas URL and --ns URL" : needs.cas ? " or --cas URL" : " or --ns URL"}`);
+  }
+  return { casUrl: casUrl ?? "", nsUrl: nsUrl ?? "" };
+}
+
+function checkUrl(url: string | undefined, flag: string): string | undefined {
+  if (url === undefined) return undefined;
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("not http");
+  } catch {
+    throw usageError(`${flag} takes an http:// or https:// URL, not ${JSON.stringify(url)}`);
+  }
+  return url.replace(/\/+$/, "");
+}
+
+export function remoteFrom(flags: EndpointFlags, needs?: { cas: boolean; ns: boolean }): Remote {
+  return new Remote(endpointsFrom(flags, needs));
+}

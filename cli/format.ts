@@ -1,0 +1,52 @@
+import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
+import type { Message } from "../gen/vac/mvds/mvds_pb.js";
+import { addressText, messageId, toHex } from "../core/hash.js";
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64");
+}
+
+/** A group id as text when it is UTF-8, else as base64 under another key, so no byte is lost. */
+function groupFields(groupId: Uint8Array): Record<string, string> {
+  try {
+    return { group: strictUtf8.decode(groupId) };
+  } catch {
+    return { group_base64: base64(groupId) };
+  }
+}
+
+/** One delivered message as a JSONL object: seq and id first, so a consumer can drop repeats. */
+export function deliveryJson(seq: number, id: Uint8Array, address: Uint8Array, message: Message): Record<string, unknown> {
+  return {
+    seq,
+    id: toHex(id),
+    ...groupFields(message.groupId),
+    timestamp: Number(message.timestamp),
+    body: base64(message.body),
+    address: addressText(address),
+  };
+}
+
+export function messageJson(message: Message): Record<string, unknown> {
+  return {
+    id: toHex(messageId(message)),
+    ...groupFields(message.groupId),
+    timestamp: Number(message.timestamp),
+    body: base64(message.body),
+    parents: message.metadata?.parents.map(toHex) ?? [],
+    ephemeral: message.metadata?.ephemeral ?? false,
+  };
+}
+
+export function pageJson(page: RemoteLog): Record<string, unknown> {
+  return {
+    pairs: page.pair.map((pair) => ({
+      localHash: toHex(pair.localHash),
+      remoteHash: addressText(pair.remoteHash),
+      ...(pair.data.length > 0 ? { embeddedBytes: pair.data.length } : {}),
+    })),
+    tail: page.tail.length > 0 ? addressText(page.tail) : null,
+  };
+}

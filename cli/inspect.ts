@@ -1,0 +1,103 @@
+import { readFile } from "node:fs/promises";
+import { walkChain } from "../core/chain.js";
+import { ErrorCodes, RemoteLogError } from "../core/errors.js";
+import { addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
+import { decodePage } from "../core/page.js";
+import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
+import { FileLocalLog } from "../stores/file/local-log.js";
+import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
+import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { messageJson, pageJson } from "./format.js";
+
+export const summary = "decode a page, a message, a name's chain or a local log as JSON";
+
+function print(io: Io, value: unknown) {
+  io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Bytes named by a CID (fetched from the CAS and checked), a file path, or "-" for stdin. */
+async function loadBytes(source: string, flags: EndpointFlags, io: Io): Promise<{ bytes: Uint8Array; address?: string }> {
+  if (source === "-") return { bytes: new Uint8Array(await readAll(io.stdin)) };
+  if (/^(bafk|b[a-z2-7]{20,})/.test(source) && !source.includes("/")) {
+    const cid = parseAddressText(source);
+    const remote = remoteFrom(flags, { cas: true, ns: false });
+    try {
+      const bytes = await remote.getBlock(cid.bytes);
+      if (!matchesAddress(bytes, cid)) throw RemoteLogError.dataLoss(`block ${cid} does not hash to its address`);
+      return { bytes, address: cid.toString() };
+    } finally {
+      remote.close();
+    }
+  }
+  return { bytes: new Uint8Array(await readFile(source)) };
+}
+
+export function command(io: Io) {
+  const inspect = newCommand("inspect", io).description(summary);
+  endpointOptions(inspect.command("page").description("decode a page (a vac.cas.RemoteLog)"))
+    .argument("<source>", "the page's CID (fetched from the CAS), a file, or - for stdin")
+    .action(async (source: string, flags: EndpointFlags) => {
+      const { bytes, address } = await loadBytes(source, flags, io);
+      print(io, { address: address ?? null, bytes: bytes.length, ...pageJson(decodePage(bytes, "page")) });
+    });
+  endpointOptions(inspect.command("message").description("decode a vac.mvds.Message and compute its id"))
+    .argument("<source>", "the message's CID (fetched from the CAS), hex bytes, a file, or - for stdin")
+    .action(async (source: string, flags: EndpointFlags) => {
+      const { bytes, address } = /^[0-9a-fA-F]*$/.test(source) && source.length % 2 === 0 ? { bytes: fromHex(source), address: undefined } : await loadBytes(source, flags, io);
+      print(io, { address: address ?? null, bytes: bytes.length, ...messageJson(decodeMessage(bytes)) });
+    });
+  endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first"))
+    .requiredOption("--name <name>", "the name to read")
+    .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
+    .action(async (flags: EndpointFlags & { name: string; maxPages: number }) => {
+      const remote = remoteFrom(flags);
+      try {
+        const head = await remote.fetchName(flags.name);
+        if (!head) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log`);
+        const headPage = decodePage(head.content, `head of name ${JSON.stringify(flags.name)}`, ErrorCodes.DATA_LOSS);
+        const pages: Record<string, unknown>[] = [{ address: null, ...pageJson(headPage) }];
+        // walkChain checks every page's hash and bounds the walk; the fetcher records what it saw.
+        const walk = await walkChain(headPage, async (address) => {
+          const bytes = await remote.getBlock(address);
+          let page: RemoteLog | undefined;
+          try {
+            page = decodePage(bytes, "page", ErrorCodes.DATA_LOSS);
+          } catch {
+            page = undefined;
+          }
+          pages.push({ address: addressText(address), ...(page ? pageJson(page) : { undecodable: true }) });
+          return bytes;
+        }, { maxPages: flags.maxPages });
+        print(io, { name: flags.name, version: Number(head.version), messages: walk.pairs.length, pageCount: walk.pages, pages });
+      } finally {
+        remote.close();
+      }
+    });
+  inspect
+    .command("log")
+    .description("print a sender's local log")
+    .requiredOption("--data <dir>", "the sender's local log directory")
+    .option("--from <seq>", "first seq", intOption(0), 0)
+    .option("--limit <n>", "at most this many messages", intOption(0), 1000)
+    .action(async (flags: { data: string; from: number; limit: number }) => {
+      const log = await FileLocalLog.open(flags.data);
+      try {
+        const entries = await log.read(flags.from, flags.from + flags.limit);
+        print(io, {
+          length: log.length,
+          messages: entries.map((entry) => ({ seq: entry.seq, ...messageJson(decodeMessage(entry.data)), id: toHex(entry.id) })),
+        });
+      } finally {
+        await log.close();
+      }
+    });
+  inspect.addHelpText(
+    "after",
+    "\nExamples:\n  remotelog inspect chain --name alice --server http://127.0.0.1:7420\n  remotelog inspect page bafkrei… --server http://127.0.0.1:7420\n  remotelog inspect log --data ./alice --limit 10",
+  );
+  return inspect;
+}
+
+export function run(args: string[], io: Io): Promise<number> {
+  return runCommand(command(io), args, io);
+}

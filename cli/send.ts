@@ -1,0 +1,184 @@
+import { Option } from "commander";
+import { Sender, type PublishResult } from "../actors/sender.js";
+import { withRetry } from "../actors/remote.js";
+import { RemoteLogError } from "../core/errors.js";
+import { encodeMessage, newMessage } from "../core/hash.js";
+import { parseEmbed } from "../core/page.js";
+import { FileLocalLog } from "../stores/file/local-log.js";
+import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+
+export const summary = "append messages to the local log and publish them";
+
+interface SendFlags extends EndpointFlags {
+  name: string;
+  data: string;
+  group: string;
+  format: "lines" | "jsonl" | "raw";
+  pageSize: number;
+  embed: string;
+  json?: boolean;
+  retryFor: number;
+}
+
+/** One message to append, as read from stdin. */
+interface Incoming {
+  body: Uint8Array;
+  group: Uint8Array;
+  timestamp?: bigint;
+}
+
+export function command(io: Io) {
+  return endpointOptions(
+    newCommand("send", io)
+      .description(
+        "Read message bodies from stdin, append them durably to the local log in --data, upload them to the CAS\n" +
+          "in batches and point --name at the new head. With empty input it publishes whatever was appended but\n" +
+          "not yet published (after a crash, say).",
+      )
+      .requiredOption("--name <name>", "the name to publish under")
+      .requiredOption("--data <dir>", "the sender's local log directory")
+      .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
+      .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
+      .option("--page-size <n>", "pairs per page", intOption(1, 1_000_000), 256)
+      .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", "none")
+      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever)", intOption(0), 60)
+      .option("--json", "print a JSON summary on stdout"),
+  )
+    .addHelpText(
+      "after",
+      "\nExamples:\n  printf 'hello\\nworld\\n' | remotelog send --name alice --server http://127.0.0.1:7420 --data ./alice\n" +
+        "  remotelog send --name alice --server http://127.0.0.1:7420 --data ./alice < /dev/null   # publish only",
+    )
+    .action(async (flags: SendFlags) => {
+      const embed = (() => {
+        try {
+          return parseEmbed(flags.embed);
+        } catch (err) {
+          throw usageError((err as Error).message);
+        }
+      })();
+      const remote = remoteFrom(flags);
+      const log = await FileLocalLog.open(flags.data);
+      try {
+        const sender = new Sender({ name: flags.name, log, remote, pageSize: flags.pageSize, embed });
+        const defaultGroup = new TextEncoder().encode(flags.group);
+        const publish = () =>
+          withRetry(() => sender.publish(), {
+            timeoutMs: flags.retryFor * 1000,
+            signal: io.signal,
+            onRetry: (err, delay) => io.stderr.write(`remotelog send: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`),
+          });
+
+        // Appends are group-committed while stdin is still being read, and a publish runs whenever the
+        // previous one is done, so a slow or endless stdin is published as it goes.
+        let appended = 0;
+        let duplicates = 0;
+        let lastResult: PublishResult | undefined;
+        let publishing: Promise<void> | undefined;
+        // A failed background publish is reported by the final publish below, which retries it.
+        const kickPublish = () => {
+          publishing ??= publish().then((result) => {
+            lastResult = result;
+            publishing = undefined;
+          }, () => {
+            publishing = undefined;
+          });
+        };
+        for await (const batch of readIncoming(io, flags.format, defaultGroup)) {
+          if (io.signal.aborted) break;
+          const now = BigInt(Math.floor(Date.now() / 1000));
+          const entries = await log.append(batch.map((item) => encodeIncoming(item, now)));
+          appended += entries.length;
+          duplicates += batch.length - entries.length;
+          kickPublish();
+        }
+        while (publishing) await publishing;
+        lastResult = await publish();
+        if (duplicates > 0) io.stderr.write(`remotelog send: skipped ${duplicates} message(s) whose id was already in the log\n`);
+        const summaryLine = {
+          name: flags.name,
+          appended,
+          duplicates,
+          logLength: log.length,
+          published: lastResult.published,
+          version: Number(lastResult.version),
+        };
+        if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
+        else io.stderr.write(`remotelog send: appended ${appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(flags.name)} (version ${summaryLine.version})\n`);
+      } finally {
+        remote.close();
+        await log.close();
+      }
+    });
+}
+
+function encodeIncoming(item: Incoming, now: bigint): Uint8Array {
+  return encodeMessage(newMessage(item.group, item.timestamp ?? now, item.body));
+}
+
+const BATCH_LINES = 8192;
+
+/** Yields stdin as batches of messages, one batch per few chunks, so appends are group-committed. */
+async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Array): AsyncGenerator<Incoming[]> {
+  if (format === "raw") {
+    const chunks: Buffer[] = [];
+    for await (const chunk of io.stdin) chunks.push(chunk as Buffer);
+    if (chunks.length > 0) yield [{ body: new Uint8Array(Buffer.concat(chunks)), group }];
+    return;
+  }
+  let rest: Buffer = Buffer.alloc(0);
+  let lineNo = 0;
+  let batch: Incoming[] = [];
+  const take = (line: Buffer) => {
+    lineNo++;
+    if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+    if (format === "lines") batch.push({ body: new Uint8Array(line), group });
+    else if (line.length > 0) batch.push(parseJsonLine(line.toString("utf8"), lineNo, group));
+  };
+  for await (const chunk of io.stdin) {
+    let buffer = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    let start = 0;
+    for (let nl = buffer.indexOf(10, start); nl !== -1; nl = buffer.indexOf(10, start)) {
+      take(buffer.subarray(start, nl));
+      start = nl + 1;
+    }
+    rest = Buffer.from(buffer.subarray(start));
+    if (batch.length >= BATCH_LINES || (batch.length > 0 && io.stdin.readableLength === 0)) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (rest.length > 0) take(rest);
+  if (batch.length > 0) yield batch;
+}
+
+function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): Incoming {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw RemoteLogError.invalidArgument(`stdin line ${lineNo} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} is not a JSON object`);
+  const record = value as Record<string, unknown>;
+  let body: Uint8Array;
+  if (typeof record.body === "string") body = new TextEncoder().encode(record.body);
+  else if (typeof record.body_base64 === "string") body = new Uint8Array(Buffer.from(record.body_base64, "base64"));
+  else throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has neither a "body" nor a "body_base64" string`);
+  let group = defaultGroup;
+  if (record.group !== undefined) {
+    if (typeof record.group !== "string") throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "group" must be a string`);
+    group = new TextEncoder().encode(record.group);
+  }
+  let timestamp: bigint | undefined;
+  if (record.timestamp !== undefined) {
+    if (typeof record.timestamp !== "number" || !Number.isSafeInteger(record.timestamp)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "timestamp" must be an integer (Unix seconds)`);
+    timestamp = BigInt(record.timestamp);
+  }
+  return { body, group, timestamp };
+}
+
+export function run(args: string[], io: Io): Promise<number> {
+  return runCommand(command(io), args, io);
+}

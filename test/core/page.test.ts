@@ -1,0 +1,154 @@
+import { describe, expect, it } from "vitest";
+import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
+import { decodePage, encodePage, parseEmbed, planPages, verifyPairData, type LogEntry } from "../../core/page.js";
+import { walkChain } from "../../core/chain.js";
+import { create } from "@bufbuild/protobuf";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+
+function entries(n: number, from = 0): LogEntry[] {
+  return Array.from({ length: n }, (_, i) => {
+    const message = newMessage(new TextEncoder().encode("g"), 1700000000n + BigInt(from + i), new TextEncoder().encode(`m${from + i}`));
+    const data = encodeMessage(message);
+    return { id: messageId(message), address: addressOf(data), data };
+  });
+}
+
+/** A CAS of the sealed pages, for walking what planPages produced. */
+function casOf(...plans: ReturnType<typeof planPages>[]) {
+  const blocks = new Map<string, Uint8Array>();
+  for (const plan of plans) for (const page of plan.sealed) blocks.set(toHex(page.address), page.bytes);
+  return async (address: Uint8Array) => {
+    const bytes = blocks.get(toHex(address));
+    if (!bytes) throw new Error("missing");
+    return bytes;
+  };
+}
+
+describe("page - layout", () => {
+  it("keeps a short log in one head page, newest first, with no tail", () => {
+    const log = entries(3);
+    const plan = planPages(log, new Uint8Array(0), 4, "none");
+    expect(plan.sealed).toHaveLength(0);
+    expect(plan.head.pair.map((p) => toHex(p.localHash))).toEqual(log.map((e) => toHex(e.id)).reverse());
+    expect(plan.head.tail.length).toBe(0);
+    expect(plan.referenced).toHaveLength(3);
+  });
+
+  it("keeps a full head as the head, and seals it only on the next append", () => {
+    expect(planPages(entries(4), new Uint8Array(0), 4, "none").sealed).toHaveLength(0);
+    const plan = planPages(entries(5), new Uint8Array(0), 4, "none");
+    expect(plan.sealed).toHaveLength(1);
+    expect(plan.head.pair).toHaveLength(1);
+    expect(plan.head.tail).toEqual(plan.sealed[0].address);
+  });
+
+  it("links sealed pages by tail, oldest first, and the walk returns every pair in order", async () => {
+    const log = entries(10);
+    const plan = planPages(log, new Uint8Array(0), 3, "none");
+    expect(plan.sealed).toHaveLength(3);
+    expect(decodePage(plan.sealed[0].bytes, "p").tail.length).toBe(0);
+    expect(decodePage(plan.sealed[1].bytes, "p").tail).toEqual(plan.sealed[0].address);
+    const walk = await walkChain(plan.head, casOf(plan));
+    expect(walk.pairs.map((p) => toHex(p.localHash))).toEqual(log.map((e) => toHex(e.id)));
+    expect(walk.pages).toBe(4);
+  });
+
+  it("appends copy-on-write: old head entries plus new ones give the same chain as one big append", () => {
+    const log = entries(9);
+    const first = planPages(log.slice(0, 5), new Uint8Array(0), 4, "none"); // head holds 4..4
+    const headStart = 5 - first.head.pair.length;
+    const second = planPages(log.slice(headStart), first.head.tail, 4, "none");
+    const once = planPages(log, new Uint8Array(0), 4, "none");
+    expect(encodePage(second.head)).toEqual(encodePage(once.head));
+    expect([...first.sealed, ...second.sealed].map((p) => toHex(p.address))).toEqual(once.sealed.map((p) => toHex(p.address)));
+  });
+
+  it("embeds all data in every page with all, and only the head's newest K with K", () => {
+    const log = entries(7);
+    const all = planPages(log, new Uint8Array(0), 3, "all");
+    expect(all.referenced).toHaveLength(0);
+    expect(decodePage(all.sealed[0].bytes, "p").pair.every((p) => p.data.length > 0)).toBe(true);
+    const two = planPages(log, new Uint8Array(0), 3, 2);
+    expect(two.head.pair.map((p) => p.data.length > 0)).toEqual([true]);
+    expect(decodePage(two.sealed[1].bytes, "p").pair.every((p) => p.data.length === 0)).toBe(true);
+    const big = planPages(entries(3), new Uint8Array(0), 3, 2);
+    expect(big.head.pair.map((p) => p.data.length > 0)).toEqual([true, true, false]);
+    expect(big.referenced.map((e) => toHex(e.id))).toEqual([toHex(entries(3)[0].id)]);
+  });
+
+  it("parses embed modes and refuses others", () => {
+    expect(parseEmbed("none")).toBe("none");
+    expect(parseEmbed("all")).toBe("all");
+    expect(parseEmbed("12")).toBe(12);
+    expect(() => parseEmbed("-1")).toThrowError(/INVALID_ARGUMENT/);
+    expect(() => parseEmbed("some")).toThrowError(/INVALID_ARGUMENT/);
+  });
+
+  it("refuses a page size below one", () => {
+    expect(() => planPages(entries(1), new Uint8Array(0), 0, "none")).toThrowError(/INVALID_ARGUMENT/);
+  });
+});
+
+describe("page - decoding and checks", () => {
+  it("reports undecodable and malformed pages with the code asked for", () => {
+    expect(() => decodePage(new Uint8Array([0x0a, 0x05, 0x01]), "page x")).toThrowError(/INVALID_ARGUMENT: page x is not/);
+    const bad = create(RemoteLogSchema, { pair: [{ remoteHash: new Uint8Array([1, 2]), localHash: new Uint8Array(32) }] });
+    expect(() => decodePage(encodePage(bad), "page y", "DATA_LOSS")).toThrowError(/DATA_LOSS: page y is malformed: pair 0 remoteHash/);
+    const shortId = create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(new Uint8Array(1)), localHash: new Uint8Array(31) }] });
+    expect(() => decodePage(encodePage(shortId), "page z")).toThrowError(/31-byte localHash/);
+  });
+
+  it("checks H2 against the bytes and H1 against the decoded message", () => {
+    const [entry, other] = entries(2);
+    expect(toHex(messageId(verifyPairData({ remoteHash: entry.address, localHash: entry.id }, entry.data, "t")))).toBe(toHex(entry.id));
+    expect(() => verifyPairData({ remoteHash: entry.address, localHash: entry.id }, other.data, "t")).toThrowError(/DATA_LOSS: t: bytes of message/);
+    expect(() => verifyPairData({ remoteHash: other.address, localHash: entry.id }, other.data, "t")).toThrowError(/DATA_LOSS: t: message at .* has id/);
+    const junk = new Uint8Array([0xff, 0xff]);
+    expect(() => verifyPairData({ remoteHash: addressOf(junk), localHash: entry.id }, junk, "t")).toThrowError(/not a vac.mvds.Message/);
+  });
+});
+
+describe("chain - bounded walk", () => {
+  it("stops at the last delivered id and returns only newer pairs", async () => {
+    const log = entries(10);
+    const plan = planPages(log, new Uint8Array(0), 3, "none");
+    const walk = await walkChain(plan.head, casOf(plan), { stopAtId: log[6].id });
+    expect(walk.reachedStop).toBe(true);
+    expect(walk.pairs.map((p) => toHex(p.localHash))).toEqual(log.slice(7).map((e) => toHex(e.id)));
+    expect(walk.pages).toBe(2);
+  });
+
+  it("says when the stop id is not in the chain", async () => {
+    const plan = planPages(entries(4), new Uint8Array(0), 3, "none");
+    const walk = await walkChain(plan.head, casOf(plan), { stopAtId: new Uint8Array(32) });
+    expect(walk.reachedStop).toBe(false);
+    expect(walk.pairs).toHaveLength(4);
+  });
+
+  it("refuses a page that does not hash to its tail", async () => {
+    const plan = planPages(entries(5), new Uint8Array(0), 2, "none");
+    await expect(walkChain(plan.head, async () => plan.sealed[0].bytes)).rejects.toThrowError(/DATA_LOSS: page .* does not hash to its address/);
+  });
+
+  it("refuses a tail pointing at itself and a chain that loops back, without hanging", async () => {
+    // With every page checked against its address, a real cycle would need a hash cycle, so a store
+    // serving a loop is serving bytes that do not match: either check must end the walk.
+    const plan = planPages(entries(6), new Uint8Array(0), 2, "none");
+    const first = plan.sealed[0];
+    const selfTail = encodePage(create(RemoteLogSchema, { pair: decodePage(first.bytes, "p").pair, tail: first.address }));
+    const servesSelf = async () => selfTail;
+    await expect(walkChain(create(RemoteLogSchema, { tail: first.address }), servesSelf)).rejects.toThrowError(/DATA_LOSS/);
+    // A store that answers every address with one page: a loop back to a page already read.
+    const loopsBack = async () => plan.sealed[1].bytes;
+    const head = create(RemoteLogSchema, { tail: plan.sealed[1].address });
+    const pageTwo = decodePage(plan.sealed[1].bytes, "p");
+    pageTwo.tail = plan.sealed[1].address;
+    await expect(walkChain(pageTwo, loopsBack)).rejects.toThrowError(/DATA_LOSS: page \S+ does not hash to its address/);
+    await expect(walkChain(head, casOf(plan))).resolves.toMatchObject({ pages: 3 });
+  });
+
+  it("refuses a chain longer than maxPages", async () => {
+    const plan = planPages(entries(10), new Uint8Array(0), 2, "none");
+    await expect(walkChain(plan.head, casOf(plan), { maxPages: 3 })).rejects.toThrowError(/longer than 3 pages/);
+  });
+});
