@@ -1,0 +1,51 @@
+# remotelog: `make demo` to watch it work, `make test` to check it. Everything runs from node_modules;
+# run `npm ci` first on a fresh clone (the targets do it for you when node_modules is missing).
+BIN := node_modules/.bin
+NODE := node
+
+.PHONY: all install build gen check-gen lint typecheck test demo bench clean
+
+all: build
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.package-lock.json
+
+build: install
+	$(NODE) $(BIN)/tsc -p tsconfig.build.json
+
+gen: install
+	$(BIN)/buf generate
+
+# Fails when gen/ is not what `buf generate` makes from proto/ now.
+check-gen: install
+	@rm -rf .tmp/gen-check && mkdir -p .tmp/gen-check
+	@$(BIN)/buf generate --output .tmp/gen-check
+	@diff -r gen .tmp/gen-check/gen > /dev/null || { echo "gen/ is stale: run 'make gen' and commit it"; diff -r gen .tmp/gen-check/gen | head -20; exit 1; }
+	@rm -rf .tmp/gen-check
+	@echo "gen/ is up to date"
+
+typecheck: install
+	$(NODE) $(BIN)/tsc -p tsconfig.json --noEmit
+
+# buf breaking compares proto/ with main's; on main itself (or before main has proto/) it has nothing to compare.
+lint: install check-gen typecheck
+	$(BIN)/buf lint
+	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:proto 2>/dev/null; then \
+		$(BIN)/buf breaking --against '.git#branch=main' && echo "buf breaking: no breaking change against main"; \
+	else echo "buf breaking: no main with proto/ to compare against"; fi
+
+test: lint
+	@mkdir -p .tmp && rm -f .tmp/vitest-report.json
+	$(BIN)/vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
+
+demo: build
+	$(NODE) dist/cli/main.js demo
+
+bench: build
+	$(NODE) dist/bench/remote-log.bench.js
+
+clean:
+	rm -rf dist .tmp

@@ -1,0 +1,208 @@
+/**
+ * The remote log's figures: sender append + publish, fresh receiver catch-up (in-process and as a whole
+ * `receive` process), incremental sync on a short and a long log, and bytes stored per message.
+ * Run with `make bench`. Each server is a real `remotelog serve` process with the embedded stores.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { Remote } from "../actors/remote.js";
+import { Receiver, type Delivery } from "../actors/receiver.js";
+import { Sender } from "../actors/sender.js";
+import { encodeMessage, newMessage } from "../core/hash.js";
+import type { EmbedMode } from "../core/page.js";
+import { deliveryJson } from "../cli/format.js";
+import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
+import { FileLocalLog } from "../stores/file/local-log.js";
+
+const MAIN = resolve("dist/cli/main.js");
+const BODY_BYTES = 256;
+const GROUP = new TextEncoder().encode("bench");
+
+interface ServerHandle {
+  url: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+async function startServer(root: string): Promise<ServerHandle> {
+  const dataDir = join(root, "server");
+  const child = spawn(process.execPath, [MAIN, "serve", "--listen", "127.0.0.1:0", "--data", dataDir], { stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise<string>((ok, fail) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const match = /^listening on (\S+)/.exec(line);
+      if (match) ok(match[1]);
+    });
+    child.once("exit", (code) => fail(new Error(`serve exited with ${code}`)));
+  });
+  return {
+    url,
+    dataDir,
+    stop: () =>
+      new Promise((ok) => {
+        child.once("exit", () => ok());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+function bodies(count: number): Uint8Array[] {
+  // Printable, incompressible-ish bodies, like chat text that has been encrypted and base64-encoded.
+  return Array.from({ length: count }, () => new TextEncoder().encode(randomBytes(BODY_BYTES).toString("base64").slice(0, BODY_BYTES)));
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+function ms(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/** What `receive` does with a batch, minus the write: format every line, so the timer includes it. */
+async function formatOnly(batch: Delivery[]): Promise<void> {
+  let text = "";
+  for (const d of batch) text += `${JSON.stringify(deliveryJson(d.seq, d.id, d.address, d.message))}\n`;
+  if (text.length === 0) throw new Error("nothing formatted");
+}
+
+async function wholeReceive(url: string, name: string, stateDir: string): Promise<{ ms: number; lines: number }> {
+  const start = process.hrtime.bigint();
+  const child = spawn(process.execPath, [MAIN, "receive", "--name", name, "--server", url, "--state", stateDir], { stdio: ["ignore", "pipe", "inherit"] });
+  let lines = 0;
+  child.stdout!.on("data", (chunk: Buffer) => {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+  });
+  const code = await new Promise<number | null>((ok) => child.once("close", ok));
+  if (code !== 0) throw new Error(`receive exited with ${code}`);
+  return { ms: ms(start), lines };
+}
+
+interface Row {
+  messages: number;
+  embed: string;
+  appendMs: number;
+  publishMs: number;
+  catchUpMs: number;
+  receiveProcessMs: number;
+  bytesPerMessage: number;
+}
+
+async function runConfig(root: string, count: number, embed: EmbedMode): Promise<Row> {
+  const server = await startServer(root);
+  const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+  const log = await FileLocalLog.open(join(root, "alice"));
+  try {
+    const name = `bench-${count}-${embed}`;
+    const encoded = bodies(count).map((body, i) => encodeMessage(newMessage(GROUP, 1_700_000_000n + BigInt(i), body)));
+    const sender = new Sender({ name, log, remote, pageSize: 256, embed });
+    const before = await dirBytes(server.dataDir);
+    let start = process.hrtime.bigint();
+    await log.append(encoded);
+    const appendMs = ms(start);
+    start = process.hrtime.bigint();
+    const published = await sender.publish();
+    const publishMs = ms(start);
+    if (published.published !== count) throw new Error(`published ${published.published} of ${count}`);
+    const stored = (await dirBytes(server.dataDir)) - before;
+
+    const checkpoints = await FileCheckpointStore.open(join(root, `bob-${name}`));
+    const receiver = new Receiver({ name, remote, checkpoints });
+    let delivered = 0;
+    start = process.hrtime.bigint();
+    await receiver.sync(async (batch) => {
+      await formatOnly(batch);
+      delivered += batch.length;
+    });
+    const catchUpMs = ms(start);
+    await checkpoints.close();
+    if (delivered !== count) throw new Error(`delivered ${delivered} of ${count}`);
+
+    const whole = await wholeReceive(server.url, name, join(root, `carol-${name}`));
+    if (whole.lines !== count) throw new Error(`receive printed ${whole.lines} of ${count}`);
+    return { messages: count, embed: String(embed), appendMs, publishMs, catchUpMs, receiveProcessMs: whole.ms, bytesPerMessage: stored / count };
+  } finally {
+    remote.close();
+    await log.close();
+    await server.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+/** Median time for a caught-up receiver to sync 10 new messages, on a log of `length` messages. */
+async function incremental(root: string, length: number, rounds: number): Promise<{ length: number; medianMs: number; pages: number }> {
+  const server = await startServer(root);
+  const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+  const log = await FileLocalLog.open(join(root, "alice"));
+  const checkpoints = await FileCheckpointStore.open(join(root, "bob"));
+  try {
+    const name = `incremental-${length}`;
+    const sender = new Sender({ name, log, remote, pageSize: 256 });
+    await log.append(bodies(length).map((body, i) => encodeMessage(newMessage(GROUP, BigInt(i), body))));
+    await sender.publish();
+    const receiver = new Receiver({ name, remote, checkpoints });
+    await receiver.sync(formatOnly);
+    const times: number[] = [];
+    let pages = 0;
+    for (let round = 0; round < rounds; round++) {
+      await log.append(bodies(10).map((body, i) => encodeMessage(newMessage(GROUP, BigInt(length + round * 10 + i), body))));
+      await sender.publish();
+      const start = process.hrtime.bigint();
+      const result = await receiver.sync(formatOnly);
+      times.push(ms(start));
+      pages = Math.max(pages, result.pages);
+      if (result.delivered !== 10) throw new Error(`incremental sync delivered ${result.delivered}`);
+    }
+    times.sort((a, b) => a - b);
+    return { length, medianMs: times[Math.floor(times.length / 2)], pages };
+  } finally {
+    remote.close();
+    await checkpoints.close();
+    await log.close();
+    await server.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((row) => row.map((cell) => (typeof cell === "number" ? cell.toFixed(cell < 10 ? 2 : 0) : cell)))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((row) => String(row[i]).length)));
+  const line = (row: (string | number)[]) => `| ${row.map((cell, i) => String(cell).padStart(widths[i])).join(" | ")} |`;
+  return [line(cells[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.slice(1).map(line)].join("\n");
+}
+
+async function main() {
+  const sizes = (process.env.BENCH_SIZES ?? "10000,100000").split(",").map(Number);
+  const rows: Row[] = [];
+  for (const count of sizes) {
+    for (const embed of ["none", "all"] as const) {
+      rows.push(await runConfig(await mkdtemp(join(tmpdir(), "remotelog-bench-")), count, embed));
+    }
+  }
+  console.log(`\nremote log, ${BODY_BYTES} B bodies, page size 256, server: remotelog serve (fs packs + level) on loopback\n`);
+  console.log(
+    table(
+      ["messages", "embed", "append ms", "publish ms", "append+publish ms", "catch-up in-process ms", "receive process ms", "bytes stored/msg", "x body"],
+      rows.map((r) => [r.messages, r.embed, r.appendMs, r.publishMs, r.appendMs + r.publishMs, r.catchUpMs, r.receiveProcessMs, r.bytesPerMessage, (r.bytesPerMessage / BODY_BYTES).toFixed(2)]),
+    ),
+  );
+  const incrementalRows = [];
+  for (const length of (process.env.BENCH_INCREMENTAL ?? "1000,100000").split(",").map(Number)) {
+    incrementalRows.push(await incremental(await mkdtemp(join(tmpdir(), "remotelog-bench-")), length, 21));
+  }
+  console.log("\nincremental sync of 10 new messages by a caught-up receiver (median of 21)\n");
+  console.log(table(["log length", "median ms", "pages read"], incrementalRows.map((r) => [r.length, r.medianMs, r.pages])));
+  if (incrementalRows.length === 2) {
+    const ratio = incrementalRows[1].medianMs / incrementalRows[0].medianMs;
+    console.log(`\nlong/short ratio: ${ratio.toFixed(2)} (target 0.80-1.20)`);
+  }
+}
+
+await main();

@@ -1,0 +1,9 @@
+import { execFileSync } from "node:child_process";
+
+/**
+ * Integration, crash and CLI tests run the real `remotelog` binary (dist/cli/main.js), so it is
+ * compiled once before any test starts, from the sources under test.
+ */
+export default function setup(): void {
+  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
+}

@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+export const MAIN = resolve("dist/cli/main.js");
+
+const started = new Set<ChildProcess>();
+const dirs = new Set<string>();
+
+/** A fresh directory under the system temp dir, removed by cleanup(). */
+export async function tempDir(prefix = "remotelog-test-"): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  dirs.add(dir);
+  return dir;
+}
+
+/** Kills every process a test started and removes its directories; call from afterEach/afterAll. */
+export async function cleanup(): Promise<void> {
+  await Promise.all([...started].map((child) => stop(child, "SIGKILL")));
+  started.clear();
+  await Promise.all([...dirs].map((dir) => rm(dir, { recursive: true, force: true })));
+  dirs.clear();
+}
+
+export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env } });
+  started.add(child);
+  child.once("exit", () => started.delete(child));
+  return child;
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `remotelog args` to completion with stdin, killing it if it outlives timeoutMs. */
+export async function runCli(args: string[], options: { stdin?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  const child = spawnCli(args, options);
+  return collect(child, options.stdin, options.timeoutMs ?? 30_000);
+}
+
+export function collect(child: ChildProcess, stdin?: string | Buffer, timeoutMs = 30_000): Promise<CliResult> {
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  child.stdout!.on("data", (chunk) => stdout.push(chunk));
+  child.stderr!.on("data", (chunk) => stderr.push(chunk));
+  child.stdin!.on("error", () => {}); // a child that exits before reading all of stdin is not our failure
+  child.stdin!.end(stdin ?? "");
+  return new Promise((resolvePromise) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      // 'exit' can come before the pipes are drained; 'close' comes after.
+      child.once("close", () => resolvePromise({ code, signal, stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8") }));
+      if (child.stdout!.closed && child.stderr!.closed) child.emit("close");
+    });
+  });
+}
+
+export function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  return new Promise((resolvePromise) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolvePromise();
+    child.once("exit", () => resolvePromise());
+    child.kill(signal);
+  });
+}
+
+export interface Server {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  stderr: () => string;
+}
+
+/** Starts `remotelog serve` as a real process and waits for the line that says where it listens. */
+export async function startServer(args: string[], timeoutMs = 15_000): Promise<Server> {
+  const child = spawnCli(["serve", ...args]);
+  let stderr = "";
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  const url = await new Promise<string>((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start in ${timeoutMs} ms: ${stderr}`)), timeoutMs);
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const match = /^listening on (http:\/\/\S+)/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolvePromise(match[1]);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code}: ${stderr}`));
+    });
+  });
+  return { url, port: Number(new URL(url).port), process: child, stderr: () => stderr };
+}
+
+export function parseJsonl<T = Record<string, unknown>>(text: string): T[] {
+  return text
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as T);
+}
+
+/** Deterministic pseudo-random numbers, so a failing fault test can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 0x1_0000_0000;
+  };
+}
+
+export function lines(count: number, prefix = "message", from = 0): string {
+  let text = "";
+  for (let i = from; i < from + count; i++) text += `${prefix} ${i}\n`;
+  return text;
+}
