@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { cleanup, collect, lines, parseJsonl, runCli, seededRandom, spawnCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 
@@ -24,6 +25,19 @@ function sleep(ms: number) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Resolves once check() is true, so a kill lands while the process is at work rather than still starting. */
+async function until(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(5);
+  }
+}
+
+async function fileSize(path: string): Promise<number> {
+  return stat(path).then((s) => s.size, () => 0);
+}
+
 describe(`crash - SIGKILL mid-run (seed ${SEED})`, () => {
   it("sender killed mid-publish: a flush publishes the rest with no gap and no duplicate", async () => {
     const random = seededRandom(SEED);
@@ -31,9 +45,12 @@ describe(`crash - SIGKILL mid-run (seed ${SEED})`, () => {
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const alice = join(dir, "alice");
     for (let round = 0; round < 4; round++) {
+      const before = await fileSize(join(alice, "log.bin"));
       const child = spawnCli(["send", "--name", "a", "--server", server.url, "--data", alice, "--page-size", "32"]);
       const done = collect(child, lines(20_000, `round${round}`), 60_000);
-      await sleep(50 + random() * 400);
+      // Kill somewhere between the first durable append and the end of the publish.
+      await until(async () => (await fileSize(join(alice, "log.bin"))) > before || child.exitCode !== null);
+      await sleep(random() * 150);
       child.kill("SIGKILL");
       await done;
     }
@@ -52,22 +69,30 @@ describe(`crash - SIGKILL mid-run (seed ${SEED})`, () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const alice = join(dir, "alice");
-    expect((await runCli(["send", "--name", "r", "--server", server.url, "--data", alice, "--page-size", "64"], { stdin: lines(30_000) })).code).toBe(0);
+    expect((await runCli(["send", "--name", "r", "--server", server.url, "--data", alice, "--page-size", "64"], { stdin: lines(20_000) })).code).toBe(0);
     const ids = await localIds(alice);
     const batch = 100;
     const outputs: { seq: number; id: string }[] = [];
     let kills = 0;
-    for (let attempt = 0; attempt < 50; attempt++) {
+    // Six runs are killed at random moments once they print; the seventh is left to finish.
+    for (let attempt = 0; attempt < 7; attempt++) {
       const child = spawnCli(["receive", "--name", "r", "--server", server.url, "--state", join(dir, "bob"), "--batch", String(batch)]);
       const done = collect(child, "", 60_000);
-      const killer = setTimeout(() => child.kill("SIGKILL"), 80 + random() * 250);
+      let printing = false;
+      child.stdout!.once("data", () => (printing = true));
+      let killer: NodeJS.Timeout | undefined;
+      if (attempt < 6) {
+        void until(() => printing || child.exitCode !== null).then(() => {
+          killer = setTimeout(() => child.kill("SIGKILL"), random() * 150);
+        }, () => {});
+      }
       const result = await done;
       clearTimeout(killer);
       // Whole lines only: a consumer reading a pipe sees the bytes written before the kill.
       const complete = result.stdout.slice(0, result.stdout.lastIndexOf("\n") + 1);
       outputs.push(...parseJsonl<{ seq: number; id: string }>(complete));
       if (result.signal === "SIGKILL") kills++;
-      if (result.code === 0) break;
+      if (attempt === 6) expect(result.code, result.stderr).toBe(0);
     }
     expect(kills).toBeGreaterThan(0);
     // Every seq carries the same id each time it is printed, and dropping repeats by seq gives the log.

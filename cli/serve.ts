@@ -1,0 +1,110 @@
+import { join } from "node:path";
+import { Option } from "commander";
+import type { ContentStore } from "../core/content-store.js";
+import type { NameStore } from "../core/name-store.js";
+import { RemoteLogError } from "../core/errors.js";
+import { DEFAULT_READ_MAX_BYTES, listen, routes } from "../services/server.js";
+import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+
+export const summary = "run the CAS and NS services on one port";
+
+interface ServeFlags {
+  listen: string;
+  data: string;
+  only?: "cas" | "ns";
+  maxBlock: number;
+  memory?: boolean;
+}
+
+export function command(io: Io) {
+  const serve = newCommand("serve", io)
+    .description(
+      "Serve the CAS (vac.cas.CAS and the remotelog.v1.BlockService batches) and the NS (vac.cas.NS) on one\n" +
+        "port, to Connect, gRPC and gRPC-Web clients over HTTP/1.1 and HTTP/2 alike. Blocks are kept in\n" +
+        "DIR/cas and names in DIR/ns. Prints `listening on URL` once ready; stops on SIGINT or SIGTERM.",
+    )
+    .option("--listen <host:port>", "address to listen on; port 0 picks a free one", "127.0.0.1:7420")
+    .option("--data <dir>", "where blocks and names are kept", "./remotelog-data")
+    .addOption(new Option("--only <service>", "serve just one of the two, to run them apart").choices(["cas", "ns"]))
+    .option("--max-block <bytes>", "largest block, and largest name content, accepted", intOption(1, 1 << 30), 1 << 20)
+    .option("--memory", "keep everything in memory and lose it on exit, for throwaway runs")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  remotelog serve\n  remotelog serve --listen 0.0.0.0:7420 --data /var/lib/remotelog\n" +
+        "  remotelog serve --only ns --listen 127.0.0.1:7421\n  remotelog serve --memory --listen 127.0.0.1:0",
+    );
+  return serve.action(async (flags: ServeFlags) => {
+    if (flags.memory && serve.getOptionValueSource("data") === "cli") throw usageError("give either --memory or --data, not both");
+    const { host, port } = parseListen(flags.listen);
+    const log = (line: string) => io.stderr.write(`remotelog serve: ${line}\n`);
+    const stores = await openStores(flags);
+    try {
+      const server = await listen({
+        host,
+        port,
+        // A request must still fit one block of the largest size, with room for its framing.
+        readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, flags.maxBlock + (1 << 16)),
+        onError: (err) => log(`accept failed: ${err.message}`),
+        routes: routes({
+          ...stores,
+          limits: { maxBlockBytes: flags.maxBlock, maxContentBytes: flags.maxBlock },
+          onInternalError: (err, method) => log(`${method} failed: ${details(err.cause ?? err)}`),
+        }),
+      }).catch((err: unknown) => {
+        throw RemoteLogError.unavailable(`cannot listen on ${flags.listen}: ${(err as Error).message}`, err);
+      });
+      try {
+        const services = [stores.content && "CAS", stores.names && "NS"].filter(Boolean).join(" and ");
+        log(`${services} from ${flags.memory ? "memory" : flags.data}, blocks up to ${flags.maxBlock} bytes`);
+        io.stdout.write(`listening on ${server.url}\n`);
+        await aborted(io.signal);
+        log("stopping");
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await Promise.all([stores.content?.close(), stores.names?.close()]);
+    }
+  });
+}
+
+export function run(args: string[], io: Io): Promise<number> {
+  return runCommand(command(io), args, io);
+}
+
+/** HOST:PORT, with IPv6 hosts in brackets ([::1]:7420). */
+export function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) throw usageError(`--listen takes HOST:PORT (such as 127.0.0.1:7420), not ${JSON.stringify(text)}`);
+  return { host: match[1] ?? match[2], port };
+}
+
+async function openStores(flags: ServeFlags): Promise<{ content?: ContentStore; names?: NameStore }> {
+  const wantCas = flags.only !== "ns";
+  const wantNs = flags.only !== "cas";
+  if (flags.memory) {
+    // Loaded only when asked for, like the durable stores below: a process loads one kind.
+    const [{ MemoryContentStore }, { MemoryNameStore }] = await Promise.all([import("../stores/memory/content-store.js"), import("../stores/memory/name-store.js")]);
+    return { content: wantCas ? new MemoryContentStore() : undefined, names: wantNs ? new MemoryNameStore() : undefined };
+  }
+  const content = wantCas ? await (await import("../stores/fs/content-store.js")).FsContentStore.open(join(flags.data, "cas")) : undefined;
+  try {
+    const names = wantNs ? await (await import("../stores/level/name-store.js")).LevelNameStore.open(join(flags.data, "ns")) : undefined;
+    return { content, names };
+  } catch (err) {
+    await content?.close();
+    throw err;
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+function details(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}

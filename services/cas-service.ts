@@ -1,0 +1,52 @@
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { AddressSchema, ContentSchema, type Address, type CAS, type Content } from "../gen/vac/cas/cas_pb.js";
+import type { ContentStore } from "../core/content-store.js";
+import { RemoteLogError } from "../core/errors.js";
+import { parseAddress } from "../core/hash.js";
+
+export interface CasLimits {
+  /** The largest block Add accepts, in bytes. */
+  maxBlockBytes: number;
+}
+
+export const defaultCasLimits: CasLimits = { maxBlockBytes: 1 << 20 };
+
+/**
+ * The draft's `vac.cas.CAS` over a ContentStore. Add is idempotent and returns the binary CIDv1
+ * (raw, sha2-256) of the bytes.
+ *
+ * Throws RemoteLogError: TOO_LARGE for a block over maxBlockBytes, INVALID_ARGUMENT for an address
+ * that is not one this CAS hands out (the empty one included), NOT_FOUND naming the CID of a block
+ * that is not stored, and DATA_LOSS when the store finds a block that no longer matches its address.
+ */
+export class CasService implements ServiceImpl<typeof CAS> {
+  private readonly limits: CasLimits;
+
+  constructor(
+    private readonly store: ContentStore,
+    limits: Partial<CasLimits> = {},
+  ) {
+    this.limits = { ...defaultCasLimits, ...limits };
+  }
+
+  async add(request: Content, _context?: HandlerContext): Promise<Address> {
+    checkBlockSize(request.data, this.limits.maxBlockBytes, "block");
+    const [id] = await this.store.putMany([request.data]);
+    return create(AddressSchema, { id });
+  }
+
+  async get(request: Address, _context?: HandlerContext): Promise<Content> {
+    const cid = parseAddress(request.id);
+    const [data] = await this.store.getMany([cid.bytes]);
+    if (data === undefined) throw RemoteLogError.notFound(`block ${cid.toString()} is not stored`);
+    return create(ContentSchema, { data });
+  }
+}
+
+/** TOO_LARGE naming the size and the limit; shared with the batch service so both refuse alike. */
+export function checkBlockSize(block: Uint8Array, maxBlockBytes: number, what: string): void {
+  if (block.length > maxBlockBytes) {
+    throw RemoteLogError.tooLarge(`${what} of ${block.length} bytes is over the limit of ${maxBlockBytes} bytes`);
+  }
+}

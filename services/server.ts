@@ -1,0 +1,222 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
+import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import type { ContentStore } from "../core/content-store.js";
+import type { NameStore } from "../core/name-store.js";
+import { CasService } from "./cas-service.js";
+import { BlockServiceImpl, defaultBlockLimits, type BlockLimits } from "./block-service.js";
+import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
+import { withConnectErrors, withUndecodableAsInvalidArgument } from "./connect-errors.js";
+
+/** Every limit the services enforce; see each service for what it means. */
+export interface Limits extends BlockLimits, NsLimits {}
+
+export const defaultLimits: Limits = { ...defaultBlockLimits, ...defaultNsLimits };
+
+/** The largest request body a server reads: room for a batch of many blocks. */
+export const DEFAULT_READ_MAX_BYTES = 64 << 20;
+
+export interface RouteDeps {
+  /** Serves vac.cas.CAS and remotelog.v1.BlockService when given. */
+  content?: ContentStore;
+  /** Serves vac.cas.NS when given. */
+  names?: NameStore;
+  limits?: Partial<Limits>;
+  /** Told about every failure that reaches a client as Internal, whose cause the client never sees. */
+  onInternalError?: (err: Error, method: string) => void;
+}
+
+/**
+ * The services to mount on a Connect router, each wrapped so that what it throws reaches the client
+ * with the code of services/connect-errors.ts. Only the services whose store is given are mounted, so
+ * that a CAS and an NS can run as separate processes.
+ */
+export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
+  const limits = { ...defaultLimits, ...deps.limits };
+  const onInternal = deps.onInternalError;
+  return (router) => {
+    if (deps.content) {
+      router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits), onInternal));
+      router.service(BlockService, withConnectErrors(BlockService, new BlockServiceImpl(deps.content, limits), onInternal));
+    }
+    if (deps.names) router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits), onInternal));
+  };
+}
+
+export interface ListenOptions {
+  /** Address to bind; 127.0.0.1 unless the services are meant to be reachable from elsewhere. */
+  host: string;
+  /** 0 picks a free port; the one bound is in the result. */
+  port: number;
+  routes: (router: ConnectRouter) => void;
+  /** The largest request body read; larger ones fail with ResourceExhausted. Default 64 MiB. */
+  readMaxBytes?: number;
+  /** How long close() lets calls in flight finish before it cuts their connections. Default 2 s. */
+  closeGraceMs?: number;
+  /** How long a new connection may take to send its first bytes. Default 10 s. */
+  firstBytesTimeoutMs?: number;
+  /** Told about failures to accept connections (out of file descriptors, say); the server carries on. */
+  onError?: (err: Error) => void;
+}
+
+export interface Listening {
+  port: number;
+  /** http://host:port, the base URL clients use whatever protocol they speak. */
+  url: string;
+  /**
+   * Stops accepting connections, closes idle keep-alive connections and HTTP/2 sessions at once, lets
+   * calls in flight finish for up to closeGraceMs, then cuts what is left. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+// Every HTTP/2 connection with prior knowledge starts with these 24 bytes (RFC 9113, 3.4).
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+/**
+ * Serves the routes over Connect, gRPC and gRPC-Web on one port, over HTTP/1.1 and cleartext HTTP/2
+ * (prior knowledge) alike. Node's cleartext HTTP/2 server does not fall back to HTTP/1.1, so a plain
+ * TCP server looks at the first bytes of each connection and hands it to whichever server speaks
+ * its protocol; both share one Connect handler.
+ */
+export async function listen(options: ListenOptions): Promise<Listening> {
+  const graceMs = options.closeGraceMs ?? 2_000;
+  const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? 10_000;
+  const connectHandler = connectNodeAdapter({
+    routes: (router) => {
+      options.routes(router);
+      // connectNodeAdapter reads router.handlers after routes() returns, so replacing them here wraps
+      // every method, whichever service mounted it.
+      router.handlers.forEach((handler, index) => (router.handlers[index] = withUndecodableAsInvalidArgument(handler)));
+    },
+    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+  });
+  const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
+    try {
+      connectHandler(req, res);
+    } catch {
+      // The adapter throws, outside any promise, on a request it cannot place, such as HTTP/1.0
+      // without a Host header. Left alone that would take the whole process down.
+      if (!res.headersSent) res.writeHead(400);
+      res.end();
+    }
+  };
+
+  const h1 = http.createServer(handler);
+  // Node starts tracking connections (idle ones for closeIdleConnections, slow ones for
+  // headersTimeout and requestTimeout) on 'listening'; this server never listens itself.
+  h1.emit("listening");
+  const h2 = http2.createServer({}, handler);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  // A broken HTTP/2 connection concerns that client alone; the session is destroyed either way.
+  h2.on("sessionError", () => {});
+
+  const sockets = new Set<net.Socket>();
+  const sniffing = new Set<net.Socket>();
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    dispatch(socket);
+  });
+
+  function dispatch(socket: net.Socket): void {
+    sniffing.add(socket);
+    let seen: Buffer = Buffer.alloc(0);
+    const done = () => {
+      sniffing.delete(socket);
+      socket.off("data", onData);
+      socket.off("end", onGone);
+      socket.off("error", onGone);
+      socket.off("timeout", onGone);
+      socket.setTimeout(0);
+    };
+    const onGone = () => {
+      done();
+      socket.destroy();
+    };
+    const onData = (chunk: Buffer) => {
+      seen = seen.length === 0 ? chunk : Buffer.concat([seen, chunk]);
+      const n = Math.min(seen.length, HTTP2_PREFACE.length);
+      const isHttp2 = seen.compare(HTTP2_PREFACE, 0, n, 0, n) === 0;
+      // A preface may arrive in pieces: wait until it is whole or has stopped matching.
+      if (isHttp2 && seen.length < HTTP2_PREFACE.length) return;
+      done();
+      // Paused, so that the bytes put back wait for the new owner instead of flowing to no listener.
+      // The HTTP/2 session reads them on its next tick; the HTTP/1.1 server needs the flow restarted.
+      socket.pause();
+      socket.unshift(seen);
+      if (isHttp2) {
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+    socket.once("end", onGone);
+    socket.once("error", onGone);
+    socket.setTimeout(firstBytesTimeoutMs);
+    socket.once("timeout", onGone);
+  }
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      tcp.once("error", reject);
+      tcp.listen(options.port, options.host, () => {
+        tcp.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    h1.close();
+    throw err;
+  }
+  // After listen, an 'error' is a failed accept: it costs one connection, and must not end the process.
+  tcp.on("error", (err) => options.onError?.(err));
+  const port = (tcp.address() as net.AddressInfo).port;
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      const drained = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      for (const socket of sniffing) socket.destroy();
+      for (const session of sessions) session.close();
+      // Keep-alive connections busy now turn idle later: keep closing them while calls finish.
+      h1.closeIdleConnections();
+      const sweeper = setInterval(() => h1.closeIdleConnections(), 20);
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([drained, grace]);
+      clearInterval(sweeper);
+      h1.close();
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+      await drained;
+    })());
+
+  return { port, url: `http://${host}:${port}`, close };
+}
+
+/**
+ * An HTTP/1.1 response that starts before its request body was read to the end (a body over
+ * readMaxBytes, refused as soon as its size is known) leaves the rest of that body unread on the
+ * connection, which then can carry nothing else: a client reusing it would wait until keepAliveTimeout.
+ * Such a response says "Connection: close", so the client opens a new connection and Node closes this
+ * one once the response is out.
+ */
+function closeIfAnsweredEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!req.complete) this.setHeader("connection", "close");
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+}
