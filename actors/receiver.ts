@@ -23,8 +23,10 @@ export interface ReceiverOptions {
   checkpoints: CheckpointStore;
   /** Messages per delivered batch, and so per checkpoint; default 1024. */
   batchSize?: number;
-  /** Batches fetched ahead of the one being delivered; default 4. */
-  prefetch?: number;
+  /** Fetch calls in flight at once; default 4. */
+  concurrency?: number;
+  /** Messages fetched during the walk, before delivery can start; default 65536. */
+  prefetchPairs?: number;
   maxPages?: number;
 }
 
@@ -49,7 +51,8 @@ export class Receiver {
   private readonly remote: ReceiverOptions["remote"];
   private readonly checkpoints: CheckpointStore;
   private readonly batchSize: number;
-  private readonly prefetch: number;
+  private readonly concurrency: number;
+  private readonly prefetchPairs: number;
   private readonly maxPages: number;
 
   constructor(options: ReceiverOptions) {
@@ -57,7 +60,8 @@ export class Receiver {
     this.remote = options.remote;
     this.checkpoints = options.checkpoints;
     this.batchSize = options.batchSize ?? 1024;
-    this.prefetch = options.prefetch ?? 4;
+    this.concurrency = options.concurrency ?? 4;
+    this.prefetchPairs = options.prefetchPairs ?? 65_536;
     this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
   }
 
@@ -66,9 +70,29 @@ export class Receiver {
     const current = await this.remote.fetchName(this.name);
     if (!current) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
     const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
+
+    // Pages come newest first but messages go out oldest first, so nothing can be delivered before the
+    // walk ends. Fetching starts during the walk instead, a page at a time, up to prefetchPairs
+    // messages held in memory; the rest is fetched, a few pages ahead, while delivering.
+    const chunks: { pairs: RemoteLog_Pair[]; data?: Promise<Uint8Array[]> }[] = [];
+    const limit = limiter(this.concurrency);
+    let prefetched = 0;
+    const startFetch = (chunk: (typeof chunks)[number]) => {
+      if (chunk.data) return;
+      chunk.data = limit(() => this.fetchData(chunk.pairs));
+      chunk.data.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
+    };
     const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
       stopAtId: checkpoint.delivered > 0 ? checkpoint.lastId : undefined,
       maxPages: this.maxPages,
+      onPage: (pairs) => {
+        const chunk = { pairs: pairs.slice().reverse() };
+        chunks.push(chunk);
+        if (prefetched < this.prefetchPairs) {
+          prefetched += pairs.length;
+          startFetch(chunk);
+        }
+      },
     });
     if (checkpoint.delivered > 0 && !walk.reachedStop) {
       throw RemoteLogError.conflict(
@@ -76,30 +100,28 @@ export class Receiver {
       );
     }
 
-    const batches: RemoteLog_Pair[][] = [];
-    for (let i = 0; i < walk.pairs.length; i += this.batchSize) batches.push(walk.pairs.slice(i, i + this.batchSize));
-    const fetched: Promise<Uint8Array[]>[] = [];
-    const startFetch = (index: number) => {
-      if (index < batches.length && fetched[index] === undefined) {
-        fetched[index] = this.fetchData(batches[index]);
-        fetched[index].catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
-      }
-    };
+    chunks.reverse();
     let seq = checkpoint.delivered;
-    for (let b = 0; b < batches.length; b++) {
-      for (let ahead = b; ahead <= b + this.prefetch; ahead++) startFetch(ahead);
-      const data = await fetched[b];
-      const batch = batches[b];
-      const deliveries: Delivery[] = batch.map((pair, i) => ({
-        seq: seq + i,
-        id: pair.localHash,
-        address: pair.remoteHash,
-        message: verifyPairData(pair, data[i], `name ${JSON.stringify(this.name)} seq ${seq + i}`),
-      }));
-      await deliver(deliveries);
-      seq += batch.length;
-      await this.checkpoints.save(this.name, { delivered: seq, lastId: batch[batch.length - 1].localHash });
+    let batch: Delivery[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await deliver(batch);
+      await this.checkpoints.save(this.name, { delivered: seq, lastId: batch[batch.length - 1].id });
+      batch = [];
+    };
+    for (let c = 0; c < chunks.length; c++) {
+      for (let ahead = c; ahead < Math.min(chunks.length, c + this.concurrency + 1); ahead++) startFetch(chunks[ahead]);
+      const { pairs } = chunks[c];
+      const data = await chunks[c].data!;
+      chunks[c].data = undefined; // delivered chunks need not stay in memory
+      for (let i = 0; i < pairs.length; i++) {
+        const pair = pairs[i];
+        batch.push({ seq, id: pair.localHash, address: pair.remoteHash, message: verifyPairData(pair, data[i], `name ${JSON.stringify(this.name)} seq ${seq}`) });
+        seq++;
+        if (batch.length >= this.batchSize) await flush();
+      }
     }
+    await flush();
     return { delivered: walk.pairs.length, pages: walk.pages, total: seq, found: true };
   }
 
@@ -118,4 +140,20 @@ export class Receiver {
     }
     return data;
   }
+}
+
+/** Runs at most n of the given tasks at once, in the order they were handed in. */
+function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (running >= n) await new Promise<void>((resolve) => waiting.push(resolve));
+    running++;
+    try {
+      return await task();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
 }

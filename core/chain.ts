@@ -11,6 +11,11 @@ export interface WalkOptions {
   stopAtId?: Uint8Array;
   /** Pages at most, head included; a longer chain is DATA_LOSS, never a hang. */
   maxPages?: number;
+  /**
+   * Told each page's pairs newer than stopAtId (newest first) as soon as the page is read, so that a
+   * caller can start fetching messages while the walk goes on.
+   */
+  onPage?: (pairsNewestFirst: RemoteLog_Pair[]) => void;
 }
 
 export interface WalkResult {
@@ -37,12 +42,11 @@ export async function walkChain(head: RemoteLog, fetchPage: PageFetcher, options
   let pages = 1;
   let where = "head page";
   for (;;) {
-    for (const pair of page.pair) {
-      if (stopAt && equalBytes(pair.localHash, stopAt)) {
-        return { pairs: newestFirst.reverse(), pages, reachedStop: true };
-      }
-      newestFirst.push(pair);
-    }
+    const stop = stopAt ? page.pair.findIndex((pair) => equalBytes(pair.localHash, stopAt)) : -1;
+    const fresh = stop === -1 ? page.pair : page.pair.slice(0, stop);
+    if (fresh.length > 0) options.onPage?.(fresh);
+    for (const pair of fresh) newestFirst.push(pair);
+    if (stop !== -1) return { pairs: newestFirst.reverse(), pages, reachedStop: true };
     if (page.tail.length === 0) break;
     const key = toHex(page.tail);
     if (seen.has(key)) throw RemoteLogError.dataLoss(`page chain loops: ${where} points back to page ${addressText(page.tail)}`);

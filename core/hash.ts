@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import { CID } from "multiformats/cid";
 import * as Digest from "multiformats/hashes/digest";
 import { toBinary, fromBinary, create } from "@bufbuild/protobuf";
@@ -17,12 +17,24 @@ const MESSAGE_ID_PREFIX = Buffer.from("MESSAGE_ID", "ascii");
  * SHA-256("MESSAGE_ID" || group_id || LE64(timestamp) || body). Metadata is not hashed.
  */
 export function messageId(message: Pick<Message, "groupId" | "timestamp" | "body">): Uint8Array {
-  const timestamp = Buffer.allocUnsafe(8);
-  timestamp.writeBigInt64LE(BigInt.asIntN(64, message.timestamp));
-  return new Uint8Array(
-    createHash("sha256").update(MESSAGE_ID_PREFIX).update(message.groupId).update(timestamp).update(message.body).digest(),
-  );
+  // One buffer and a one-shot hash: this runs for every message a receiver checks.
+  const { groupId, body } = message;
+  const input = Buffer.allocUnsafe(MESSAGE_ID_PREFIX.length + groupId.length + 8 + body.length);
+  let at = MESSAGE_ID_PREFIX.copy(input, 0);
+  input.set(groupId, at);
+  at += groupId.length;
+  input.writeBigInt64LE(BigInt.asIntN(64, message.timestamp), at);
+  input.set(body, at + 8);
+  return sha256(input);
 }
+
+function sha256(bytes: Uint8Array): Uint8Array {
+  const digest = hash("sha256", bytes, "buffer") as unknown as Buffer;
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.length);
+}
+
+/** The fixed first bytes of every address: CIDv1, raw, sha2-256, 32-byte digest. */
+const ADDRESS_PREFIX = Uint8Array.of(0x01, RAW_CODEC, SHA2_256, 0x20);
 
 /**
  * H2, the CAS address of bytes: binary CIDv1, raw codec, sha2-256, the same CID that
@@ -30,12 +42,19 @@ export function messageId(message: Pick<Message, "groupId" | "timestamp" | "body
  * hasher is async and this runs once per message on every hot path.
  */
 export function cidOf(bytes: Uint8Array): CID {
-  const digest = createHash("sha256").update(bytes).digest();
-  return CID.createV1(RAW_CODEC, Digest.create(SHA2_256, new Uint8Array(digest.buffer, digest.byteOffset, digest.length)));
+  return CID.createV1(RAW_CODEC, Digest.create(SHA2_256, sha256(bytes)));
 }
 
+/**
+ * The binary form of cidOf(bytes), laid out directly: the hot paths (every block stored, every message
+ * checked) need only the bytes, and building a CID object per message cost more than the hash itself.
+ * test/core/hash.test.ts checks that both give the same bytes.
+ */
 export function addressOf(bytes: Uint8Array): Uint8Array {
-  return cidOf(bytes).bytes;
+  const address = new Uint8Array(36);
+  address.set(ADDRESS_PREFIX, 0);
+  (hash("sha256", bytes, "buffer") as unknown as Buffer).copy(address, 4);
+  return address;
 }
 
 /**
@@ -51,6 +70,17 @@ export function parseAddress(bytes: Uint8Array): CID {
   }
   checkAddress(cid);
   return cid;
+}
+
+/**
+ * parseAddress for the hot paths, returning the bytes: a valid address is exactly the 4 fixed prefix
+ * bytes and a 32-byte digest, so the common case is a compare; anything else goes through parseAddress
+ * for its error.
+ */
+export function validateAddress(bytes: Uint8Array): Uint8Array {
+  if (bytes.length === 36 && bytes[0] === 0x01 && bytes[1] === RAW_CODEC && bytes[2] === SHA2_256 && bytes[3] === 0x20) return bytes;
+  parseAddress(bytes);
+  throw RemoteLogError.invalidArgument("address is not the 36-byte binary form of a CIDv1 raw sha2-256");
 }
 
 /** Parses a text address (base32 `bafk…` or any multibase CID string). */
@@ -83,9 +113,30 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
+/**
+ * The default text form of an address (multibase base32, "b" then lower-case RFC 4648 without
+ * padding), as CID.toString() gives it. Encoded here because the receiver prints one per message and
+ * the generic multibase encoder was its most expensive step; test/core/hash.test.ts checks both agree.
+ * Anything that is not a 36-byte raw sha2-256 CIDv1 goes through multiformats.
+ */
 export function addressText(bytes: Uint8Array): string {
-  return CID.decode(bytes).toString();
+  if (bytes.length !== 36 || !equalBytes(bytes.subarray(0, 4), ADDRESS_PREFIX)) return CID.decode(bytes).toString();
+  let text = "b";
+  let buffer = 0;
+  let bits = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    buffer = (buffer << 8) | bytes[i];
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      text += BASE32[(buffer >>> bits) & 31];
+    }
+  }
+  if (bits > 0) text += BASE32[(buffer << (5 - bits)) & 31];
+  return text;
 }
+
+const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 
 export function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex");

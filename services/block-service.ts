@@ -2,7 +2,6 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
   AddManyResponseSchema,
-  BlockSchema,
   GetManyResponseSchema,
   type AddManyRequest,
   type AddManyResponse,
@@ -12,7 +11,7 @@ import {
 } from "../gen/remotelog/v1/blocks_pb.js";
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
-import { parseAddress } from "../core/hash.js";
+import { addressText, validateAddress } from "../core/hash.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
 
 export interface BlockLimits extends CasLimits {
@@ -49,9 +48,9 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
 
   async getMany(request: GetManyRequest, _context?: HandlerContext): Promise<GetManyResponse> {
     this.checkCount(request.ids.length, "GetMany");
-    const cids = request.ids.map((id, index) => {
+    const addresses = request.ids.map((id, index) => {
       try {
-        return parseAddress(id);
+        return validateAddress(id);
       } catch (err) {
         if (isRemoteLogError(err, "INVALID_ARGUMENT")) {
           throw RemoteLogError.invalidArgument(`id ${index}: ${err.message.replace(/^INVALID_ARGUMENT: /, "")}`, err);
@@ -59,13 +58,16 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
         throw err;
       }
     });
-    const found = cids.length === 0 ? [] : await this.store.getMany(cids.map((cid) => cid.bytes));
-    const blocks = cids.map((cid, index) => {
+    const found = addresses.length === 0 ? [] : await this.store.getMany(addresses);
+    const missing: number[] = [];
+    const blocks = addresses.map((address, index) => {
       const data = found[index];
-      if (data === undefined && !request.allowMissing) throw RemoteLogError.notFound(`block ${cid.toString()} is not stored`);
-      return create(BlockSchema, { id: cid.bytes, data, found: data !== undefined });
+      if (data !== undefined) return data;
+      if (!request.allowMissing) throw RemoteLogError.notFound(`block ${addressText(address)} is not stored`);
+      missing.push(index);
+      return new Uint8Array(0);
     });
-    return create(GetManyResponseSchema, { blocks });
+    return create(GetManyResponseSchema, { blocks, missing });
   }
 
   private checkCount(count: number, what: string): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { addressOf, addressText, decodeMessage, encodeMessage, messageId, newMessage, parseAddress, parseAddressText, toHex } from "../../core/hash.js";
+import { addressOf, addressText, cidOf, decodeMessage, encodeMessage, messageId, newMessage, parseAddress, parseAddressText, toHex } from "../../core/hash.js";
 import { isRemoteLogError } from "../../core/errors.js";
 import { CID } from "multiformats/cid";
 import * as Digest from "multiformats/hashes/digest";
@@ -30,6 +30,16 @@ describe("hash - H2 address", () => {
   it("is the CID ipfs block put --cid-codec raw gives", () => {
     expect(addressText(addressOf(utf8("hello")))).toBe("bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq");
   });
+  it("lays out the same bytes and text as multiformats, for many inputs", () => {
+    for (let n = 0; n < 300; n++) {
+      const bytes = new Uint8Array(n).map((_, i) => (i * 31 + n) & 255);
+      expect(addressOf(bytes)).toEqual(cidOf(bytes).bytes);
+      expect(addressText(addressOf(bytes))).toBe(cidOf(bytes).toString());
+    }
+    const other = CID.createV1(0x70, Digest.create(0x12, new Uint8Array(32).fill(7)));
+    expect(addressText(other.bytes)).toBe(other.toString());
+  });
+
   it("round-trips through binary and text", () => {
     const address = addressOf(utf8("x"));
     expect(parseAddress(address).toString()).toBe(addressText(address));

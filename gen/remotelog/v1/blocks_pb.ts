@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/blocks.proto.
  */
 export const file_remotelog_v1_blocks: GenFile = /*@__PURE__*/
-  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiIAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMIh4KD0FkZE1hbnlSZXNwb25zZRILCgNpZHMYASADKAwiNAoOR2V0TWFueVJlcXVlc3QSCwoDaWRzGAEgAygMEhUKDWFsbG93X21pc3NpbmcYAiABKAgiNgoPR2V0TWFueVJlc3BvbnNlEiMKBmJsb2NrcxgBIAMoCzITLnJlbW90ZWxvZy52MS5CbG9jayIwCgVCbG9jaxIKCgJpZBgBIAEoDBIMCgRkYXRhGAIgASgMEg0KBWZvdW5kGAMgASgIMp4BCgxCbG9ja1NlcnZpY2USRgoHQWRkTWFueRIcLnJlbW90ZWxvZy52MS5BZGRNYW55UmVxdWVzdBodLnJlbW90ZWxvZy52MS5BZGRNYW55UmVzcG9uc2USRgoHR2V0TWFueRIcLnJlbW90ZWxvZy52MS5HZXRNYW55UmVxdWVzdBodLnJlbW90ZWxvZy52MS5HZXRNYW55UmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiIAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMIh4KD0FkZE1hbnlSZXNwb25zZRILCgNpZHMYASADKAwiNAoOR2V0TWFueVJlcXVlc3QSCwoDaWRzGAEgAygMEhUKDWFsbG93X21pc3NpbmcYAiABKAgiMgoPR2V0TWFueVJlc3BvbnNlEg4KBmJsb2NrcxgBIAMoDBIPCgdtaXNzaW5nGAIgAygNMp4BCgxCbG9ja1NlcnZpY2USRgoHQWRkTWFueRIcLnJlbW90ZWxvZy52MS5BZGRNYW55UmVxdWVzdBodLnJlbW90ZWxvZy52MS5BZGRNYW55UmVzcG9uc2USRgoHR2V0TWFueRIcLnJlbW90ZWxvZy52MS5HZXRNYW55UmVxdWVzdBodLnJlbW90ZWxvZy52MS5HZXRNYW55UmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message remotelog.v1.AddManyRequest
@@ -81,9 +81,20 @@ export const GetManyRequestSchema: GenMessage<GetManyRequest> = /*@__PURE__*/
  */
 export type GetManyResponse = Message<"remotelog.v1.GetManyResponse"> & {
   /**
-   * @generated from field: repeated remotelog.v1.Block blocks = 1;
+   * The blocks, in request order; empty for a block listed in missing.
+   * Plain bytes rather than a message per block: encoding thousands of small messages cost more
+   * than reading the blocks from disk.
+   *
+   * @generated from field: repeated bytes blocks = 1;
    */
-  blocks: Block[];
+  blocks: Uint8Array[];
+
+  /**
+   * Indexes (into the request's ids) of the blocks that are not stored; only with allow_missing.
+   *
+   * @generated from field: repeated uint32 missing = 2;
+   */
+  missing: number[];
 };
 
 /**
@@ -92,33 +103,6 @@ export type GetManyResponse = Message<"remotelog.v1.GetManyResponse"> & {
  */
 export const GetManyResponseSchema: GenMessage<GetManyResponse> = /*@__PURE__*/
   messageDesc(file_remotelog_v1_blocks, 3);
-
-/**
- * @generated from message remotelog.v1.Block
- */
-export type Block = Message<"remotelog.v1.Block"> & {
-  /**
-   * @generated from field: bytes id = 1;
-   */
-  id: Uint8Array;
-
-  /**
-   * @generated from field: bytes data = 2;
-   */
-  data: Uint8Array;
-
-  /**
-   * @generated from field: bool found = 3;
-   */
-  found: boolean;
-};
-
-/**
- * Describes the message remotelog.v1.Block.
- * Use `create(BlockSchema)` to create a new message.
- */
-export const BlockSchema: GenMessage<Block> = /*@__PURE__*/
-  messageDesc(file_remotelog_v1_blocks, 4);
 
 /**
  * @generated from service remotelog.v1.BlockService

@@ -1,0 +1,102 @@
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js";
+import { RemoteLogError } from "../../core/errors.js";
+import { fromHex, toHex } from "../../core/hash.js";
+import { ensureDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
+import { KeyedMutex } from "./mutex.js";
+
+/** The JSON in each file. The name is kept so that a file can be checked against the name asked for. */
+interface CheckpointFile {
+  format: 1;
+  name: string;
+  delivered: number;
+  /** Hex. */
+  lastId: string;
+}
+
+/**
+ * The receiver's durable checkpoints: one small JSON file per name, `<dir>/<sha256 hex of the name>.json`
+ * (names may hold any character, file names may not), each replaced atomically on save.
+ */
+export class FileCheckpointStore implements CheckpointStore {
+  private readonly locks = new KeyedMutex();
+  private closed = false;
+
+  private constructor(readonly dir: string) {}
+
+  /** Opens (creating if needed) the store in dir and removes crashed writers' temporary files. Throws INTERNAL on an I/O failure. */
+  static async open(dir: string): Promise<FileCheckpointStore> {
+    await ensureDir(dir);
+    await removeLeftoverTmp(dir);
+    return new FileCheckpointStore(dir);
+  }
+
+  /** The path of a name's checkpoint file. */
+  pathOf(name: string): string {
+    return join(this.dir, `${createHash("sha256").update(name, "utf8").digest("hex")}.json`);
+  }
+
+  /**
+   * The name's checkpoint, or undefined when none was saved. Throws DATA_LOSS, naming the file, when
+   * it does not parse, belongs to another name or holds impossible values; INTERNAL on an I/O failure.
+   */
+  async load(name: string): Promise<Checkpoint | undefined> {
+    this.checkOpen();
+    const path = this.pathOf(name);
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw ioError(`cannot read checkpoint ${path}`, err);
+    }
+    const bad = (why: string, cause?: unknown) => RemoteLogError.dataLoss(`checkpoint ${path} of name ${JSON.stringify(name)} is damaged: ${why}`, cause);
+    let file: CheckpointFile;
+    try {
+      file = JSON.parse(text) as CheckpointFile;
+    } catch (err) {
+      throw bad("not JSON", err);
+    }
+    if (file === null || typeof file !== "object" || file.format !== 1) throw bad("not a checkpoint of format 1");
+    if (file.name !== name) throw bad(`it is the checkpoint of ${JSON.stringify(file.name)}`);
+    if (!Number.isSafeInteger(file.delivered) || file.delivered < 0) throw bad(`delivered is ${JSON.stringify(file.delivered)}`);
+    if (typeof file.lastId !== "string") throw bad("lastId is not a string");
+    let lastId: Uint8Array;
+    try {
+      lastId = fromHex(file.lastId, "lastId");
+    } catch (err) {
+      throw bad("lastId is not hex", err);
+    }
+    return { delivered: file.delivered, lastId };
+  }
+
+  /**
+   * Replaces the name's checkpoint atomically and durably. Saves of one name apply in call order.
+   * Throws INVALID_ARGUMENT for a delivered count that is not a non-negative integer, INTERNAL on an
+   * I/O failure (the previous checkpoint is then still there, whole).
+   */
+  async save(name: string, checkpoint: Checkpoint): Promise<void> {
+    this.checkOpen();
+    if (!Number.isSafeInteger(checkpoint.delivered) || checkpoint.delivered < 0) {
+      throw RemoteLogError.invalidArgument(`checkpoint of ${JSON.stringify(name)}: delivered must be a non-negative integer, not ${checkpoint.delivered}`);
+    }
+    const file: CheckpointFile = { format: 1, name, delivered: checkpoint.delivered, lastId: toHex(checkpoint.lastId) };
+    const bytes = Buffer.from(`${JSON.stringify(file)}\n`, "utf8");
+    await this.locks.run(name, async () => {
+      await writeFileAtomic(this.pathOf(name), bytes);
+    });
+  }
+
+  /** Waits for saves in progress. Idempotent; later calls throw INTERNAL. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.locks.idle();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw RemoteLogError.internal(`checkpoint store ${this.dir} is closed`);
+  }
+}

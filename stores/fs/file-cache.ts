@@ -1,0 +1,67 @@
+import { open, type FileHandle } from "node:fs/promises";
+import { RemoteLogError } from "../../core/errors.js";
+import { ioError } from "../file/atomic.js";
+import { readExactly } from "./pack.js";
+
+/**
+ * Open pack files for positioned reads, reused across calls. At most `limit` idle files stay open;
+ * a file in use by a read is never closed under it (it is closed once released, if over the limit).
+ */
+export class FileCache {
+  private readonly files = new Map<string, { handle: Promise<FileHandle>; users: number }>();
+  private closed = false;
+
+  constructor(private readonly limit: number) {}
+
+  /** Reads length bytes at position of path. Throws DATA_LOSS (message from what()) if the file is missing or short. */
+  async read(path: string, position: number, length: number, what: () => string): Promise<Buffer> {
+    if (this.closed) throw RemoteLogError.internal(`content store is closed`);
+    let file = this.files.get(path);
+    if (file) {
+      // Most recently used goes last, so eviction takes the first idle one.
+      this.files.delete(path);
+    } else {
+      file = { handle: open(path, "r"), users: 0 };
+      file.handle.catch(() => {});
+    }
+    this.files.set(path, file);
+    file.users++;
+    try {
+      let handle: FileHandle;
+      try {
+        handle = await file.handle;
+      } catch (err) {
+        if (this.files.get(path) === file) this.files.delete(path);
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.dataLoss(`block ${what()}: pack ${path} is missing`, err);
+        throw ioError(`cannot open pack ${path}`, err);
+      }
+      try {
+        return await readExactly(handle, position, length, `pack ${path} (reading block ${what()})`);
+      } catch (err) {
+        throw ioError(`cannot read pack ${path}`, err);
+      }
+    } finally {
+      file.users--;
+      await this.evict();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.evict();
+  }
+
+  private async evict(): Promise<void> {
+    // Victims leave the map before the first await, so a read that starts meanwhile opens its own.
+    let excess = this.closed ? this.files.size : this.files.size - this.limit;
+    const victims: Promise<FileHandle>[] = [];
+    for (const [path, file] of this.files) {
+      if (excess <= 0) break;
+      if (file.users > 0) continue;
+      this.files.delete(path);
+      victims.push(file.handle);
+      excess--;
+    }
+    await Promise.all(victims.map((handle) => handle.then((h) => h.close()).catch(() => {})));
+  }
+}

@@ -1,0 +1,144 @@
+import { ClassicLevel } from "classic-level";
+import type { NameEntry, NameStore } from "../../core/name-store.js";
+import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
+import { KeyedMutex } from "../file/mutex.js";
+
+/*
+ * One LevelDB key per name (the name as UTF-8), whose value is, big-endian:
+ *
+ *   u8   format, 1
+ *   u64  version
+ *   u32  content length
+ *        content
+ *        record (the rest)
+ *
+ * One key per name makes an update a single LevelDB put, atomic by itself; the per-name mutex makes
+ * "read version, compare, write" atomic against the other puts of this process. LevelDB's own LOCK
+ * file keeps other processes out.
+ */
+const FORMAT = 1;
+const HEADER = 1 + 8 + 4;
+
+/**
+ * The embedded NS backend, on classic-level (LevelDB). Puts are written with sync, so they are durable
+ * once they resolve.
+ */
+export class LevelNameStore implements NameStore {
+  private readonly locks = new KeyedMutex();
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    private readonly db: ClassicLevel<string, Uint8Array>,
+  ) {}
+
+  /**
+   * Opens (creating if needed) the store in dir. Throws CONFLICT when another process has it open,
+   * INTERNAL when LevelDB cannot open it (damaged, permissions).
+   */
+  static async open(dir: string): Promise<LevelNameStore> {
+    const db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      if (cause?.code === "LEVEL_LOCKED") {
+        throw RemoteLogError.conflict(`name store ${dir} is in use by another process`);
+      }
+      throw RemoteLogError.internal(`cannot open name store ${dir}: ${describe(err)}`, err);
+    }
+    return new LevelNameStore(dir, db);
+  }
+
+  /** The name's entry, or undefined. Throws DATA_LOSS if the stored value does not decode, INTERNAL on an I/O failure. */
+  async get(name: string): Promise<NameEntry | undefined> {
+    this.checkOpen();
+    return this.read(name);
+  }
+
+  private async read(name: string): Promise<NameEntry | undefined> {
+    let value: Uint8Array | undefined;
+    try {
+      value = await this.db.get(name);
+    } catch (err) {
+      throw RemoteLogError.internal(`cannot read name ${JSON.stringify(name)}: ${describe(err)}`, err);
+    }
+    return value && decodeEntry(name, value);
+  }
+
+  /**
+   * Sets the name's content and returns its new version. With expectedVersion, throws CONFLICT (naming
+   * the name, its version and the expected one) and changes nothing unless the current version equals
+   * it; 0n means the name must not exist yet. Durable when it resolves; INTERNAL on an I/O failure.
+   */
+  async put(name: string, content: Uint8Array, options: { expectedVersion?: bigint; record?: Uint8Array } = {}): Promise<bigint> {
+    this.checkOpen();
+    // Copied now: the caller may reuse its buffers while we wait for the lock.
+    const value = encodeEntry(0n, content, options.record ?? new Uint8Array(0));
+    return this.locks.run(name, async () => {
+      const current = (await this.read(name))?.version ?? 0n;
+      if (options.expectedVersion !== undefined && options.expectedVersion !== current) {
+        throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at version ${current}, not ${options.expectedVersion}`);
+      }
+      const version = current + 1n;
+      Buffer.from(value.buffer, value.byteOffset, value.length).writeBigUInt64BE(version, 1);
+      try {
+        await this.db.put(name, value, { sync: true });
+      } catch (err) {
+        throw RemoteLogError.internal(`cannot write name ${JSON.stringify(name)}: ${describe(err)}`, err);
+      }
+      return version;
+    });
+  }
+
+  /** How many names have an entry. Reads every key: meant for stats and tests, not hot paths. */
+  async count(): Promise<number> {
+    this.checkOpen();
+    let count = 0;
+    for await (const _ of this.db.keys()) count++;
+    return count;
+  }
+
+  /** Waits for puts in progress, then closes the database. Idempotent; later calls throw INTERNAL. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.locks.idle();
+    await this.db.close();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw RemoteLogError.internal(`name store ${this.dir} is closed`);
+  }
+}
+
+function encodeEntry(version: bigint, content: Uint8Array, record: Uint8Array): Uint8Array {
+  const value = Buffer.allocUnsafe(HEADER + content.length + record.length);
+  value.writeUInt8(FORMAT, 0);
+  value.writeBigUInt64BE(version, 1);
+  value.writeUInt32BE(content.length, 9);
+  value.set(content, HEADER);
+  value.set(record, HEADER + content.length);
+  return new Uint8Array(value.buffer, value.byteOffset, value.length);
+}
+
+function decodeEntry(name: string, value: Uint8Array): NameEntry {
+  const bytes = Buffer.from(value.buffer, value.byteOffset, value.length);
+  const bad = (why: string) => RemoteLogError.dataLoss(`stored entry of name ${JSON.stringify(name)} is damaged: ${why}`);
+  if (bytes.length < HEADER) throw bad(`${bytes.length} bytes`);
+  if (bytes[0] !== FORMAT) throw bad(`format ${bytes[0]}, expected ${FORMAT}`);
+  const contentLength = bytes.readUInt32BE(9);
+  if (HEADER + contentLength > bytes.length) throw bad(`content of ${contentLength} bytes in a value of ${bytes.length}`);
+  return {
+    version: bytes.readBigUInt64BE(1),
+    // Copies into plain Uint8Arrays: LevelDB hands out Buffers, whose slice() is a view.
+    content: new Uint8Array(bytes.subarray(HEADER, HEADER + contentLength)),
+    record: new Uint8Array(bytes.subarray(HEADER + contentLength)),
+  };
+}
+
+function describe(err: unknown): string {
+  if (isRemoteLogError(err)) return err.message;
+  const cause = (err as { cause?: Error }).cause;
+  return `${(err as Error).message}${cause ? ` (${cause.message})` : ""}`;
+}

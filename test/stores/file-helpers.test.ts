@@ -1,0 +1,92 @@
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ensureDir, removeLeftoverTmp, tmpPathFor, writeFileAtomic } from "../../stores/file/atomic.js";
+import { KeyedMutex, Mutex } from "../../stores/file/mutex.js";
+import { deadPid, TempDirs } from "./temp.js";
+
+describe("file helpers - atomic writes", () => {
+  const dirs = new TempDirs();
+  afterEach(() => dirs.removeAll());
+
+  it("writeFileAtomic replaces a file whole and leaves no temporary file", async () => {
+    const dir = await dirs.make();
+    const path = join(dir, "state.json");
+    await writeFileAtomic(path, Buffer.from("old"));
+    await writeFileAtomic(path, Buffer.from("new and longer"));
+    expect(await readFile(path, "utf8")).toBe("new and longer");
+    expect(await readdir(dir)).toEqual(["state.json"]);
+  });
+
+  it("writeFileAtomic into a missing directory is INTERNAL and leaves nothing behind", async () => {
+    const dir = await dirs.make();
+    await expect(writeFileAtomic(join(dir, "missing", "x"), Buffer.from("x"))).rejects.toThrow(/^INTERNAL: cannot write .*ENOENT/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("ensureDir creates missing parents and accepts an existing directory", async () => {
+    const dir = await dirs.make();
+    const deep = join(dir, "a", "b", "c");
+    await ensureDir(deep);
+    expect((await stat(deep)).isDirectory()).toBe(true);
+    await ensureDir(deep);
+    expect(await readdir(join(dir, "a"))).toEqual(["b"]);
+  });
+
+  it("removeLeftoverTmp removes dead writers' and unknown .tmp files, and keeps live writers' and other files", async () => {
+    const dir = await dirs.make();
+    const mine = tmpPathFor(join(dir, "a"));
+    const dead = join(dir, `b.${deadPid()}-00ff.tmp`);
+    const unknown = join(dir, "c.tmp");
+    const other = join(dir, "d.json");
+    for (const path of [mine, dead, unknown, other]) await writeFile(path, "x");
+    const removed = await removeLeftoverTmp(dir);
+    expect(removed.sort()).toEqual([basename(dead), basename(unknown)].sort());
+    expect((await readdir(dir)).sort()).toEqual([basename(mine), basename(other)].sort());
+  });
+});
+
+describe("file helpers - mutex", () => {
+  it("runs tasks one at a time, in call order, and a failure does not block the next", async () => {
+    const mutex = new Mutex();
+    const events: string[] = [];
+    const task = (name: string, fail = false) =>
+      mutex.run(async () => {
+        events.push(`start ${name}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        events.push(`end ${name}`);
+        if (fail) throw new Error(name);
+        return name;
+      });
+    const results = await Promise.allSettled([task("a"), task("b", true), task("c")]);
+    expect(events).toEqual(["start a", "end a", "start b", "end b", "start c", "end c"]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(mutex.busy).toBe(false);
+  });
+
+  it("KeyedMutex serialises per key and lets keys run side by side", async () => {
+    const locks = new KeyedMutex();
+    let running = 0;
+    let most = 0;
+    const task = (key: string) =>
+      locks.run(key, async () => {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running--;
+      });
+    await Promise.all([task("x"), task("x"), task("x")]);
+    expect(most).toBe(1);
+    most = 0;
+    await Promise.all([task("x"), task("y"), task("z")]);
+    expect(most).toBe(3);
+    // idle() waits for what is queued, even on a key nobody awaits.
+    let done = false;
+    void locks.run("w", async () => {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      done = true;
+    });
+    await locks.idle();
+    expect(done).toBe(true);
+  });
+});

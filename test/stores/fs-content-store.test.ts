@@ -1,0 +1,274 @@
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, open, readdir, readFile, readlink, rename, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ContentStore } from "../../core/content-store.js";
+import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
+import { addressOf, addressText, equalBytes } from "../../core/hash.js";
+import { FsContentStore } from "../../stores/fs/content-store.js";
+import { contentStoreContract } from "../contract/content-store.contract.js";
+import { deadPid, TempDirs } from "./temp.js";
+
+const contractDirs = new TempDirs();
+contentStoreContract(
+  "fs",
+  async () => FsContentStore.open(await contractDirs.make()),
+  async (store: ContentStore) => {
+    await store.close();
+    await contractDirs.removeAll();
+  },
+);
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
+  return err as Error;
+}
+
+async function packFiles(dir: string): Promise<string[]> {
+  return (await readdir(join(dir, "packs"))).filter((name) => name.endsWith(".pack")).sort();
+}
+
+/** Flips one byte of a file in place. */
+async function flipByte(path: string, position: number): Promise<void> {
+  const handle = await open(path, "r+");
+  try {
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, position);
+    byte[0] ^= 0xff;
+    await handle.write(byte, 0, 1, position);
+  } finally {
+    await handle.close();
+  }
+}
+
+describe("fs content store - packs on disk", () => {
+  const dirs = new TempDirs();
+  const open_: FsContentStore[] = [];
+  const openStore = async (dir: string, options?: { maxOpenFiles?: number }) => {
+    const store = await FsContentStore.open(dir, options);
+    open_.push(store);
+    return store;
+  };
+  afterEach(async () => {
+    await Promise.all(open_.splice(0).map((store) => store.close()));
+    await dirs.removeAll();
+  });
+
+  it("reopen - every block, the stats and the empty and large blocks survive a close", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const batches = [[text("one"), text("two")], [new Uint8Array(0), randomBytes(1024 * 1024)], Array.from({ length: 500 }, (_, i) => text(`b${i}`))];
+    const addresses: Uint8Array[][] = [];
+    for (const batch of batches) addresses.push(await store.putMany(batch));
+    const stats = store.stats();
+    await store.close();
+
+    const again = await openStore(dir);
+    expect(again.stats()).toEqual(stats);
+    for (const [i, batch] of batches.entries()) {
+      const got = await again.getMany(addresses[i]);
+      got.forEach((block, j) => expect(block && equalBytes(block, batch[j])).toBe(true));
+    }
+    expect(await again.check()).toEqual(stats);
+  });
+
+  it("packs - one pack per call that stores something new, of 64 + 36 bytes per block overhead", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const blocks = Array.from({ length: 100 }, (_, i) => text(`block ${i}`));
+    await store.putMany(blocks);
+    const [pack] = await packFiles(dir);
+    const dataBytes = blocks.reduce((sum, b) => sum + b.length, 0);
+    expect((await stat(join(dir, "packs", pack))).size).toBe(dataBytes + 100 * 36 + 64);
+
+    await store.putMany(blocks.slice(0, 50));
+    expect(await packFiles(dir)).toHaveLength(1);
+    await store.putMany([blocks[0], text("new"), blocks[1]]);
+    expect(await packFiles(dir)).toHaveLength(2);
+    expect(store.stats()).toEqual({ blocks: 101, bytes: dataBytes + 3 });
+  });
+
+  it("group commit - calls made while a pack is written share the next pack, and each keeps its own copy", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const blocks = Array.from({ length: 50 }, (_, i) => text(`single ${i}`));
+    const calls = blocks.map((block) => store.putMany([block]));
+    // The first call's pack is already encoded, the others wait: none of them may see this.
+    for (const block of blocks) block.fill(0);
+    await Promise.all(calls);
+    expect(await packFiles(dir)).toHaveLength(2);
+    const got = await store.getMany(Array.from({ length: 50 }, (_, i) => addressOf(text(`single ${i}`))));
+    got.forEach((block, i) => expect(block).toEqual(text(`single ${i}`)));
+  });
+
+  it("a failed pack write fails its calls with INTERNAL, stores none of their blocks, and later calls work", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    await rm(join(dir, "packs"), { recursive: true });
+    const err = await failure(store.putMany([text("lost")]), "INTERNAL");
+    expect(err.message).toContain("ENOENT");
+    expect(await store.has(addressOf(text("lost")))).toBe(false);
+    await mkdir(join(dir, "packs"));
+    const [address] = await store.putMany([text("lost")]);
+    expect(await store.getMany([address])).toEqual([text("lost")]);
+  });
+
+  it("corruption - a damaged byte in a block is DATA_LOSS naming the block, and other blocks still read", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const [victim, neighbour] = await store.putMany([text("victim block"), text("neighbour")]);
+    const [elsewhere] = await store.putMany([text("in another pack")]);
+    const packs = await packFiles(dir);
+    // The first pack's data starts after its 8-byte header with the victim block.
+    const first = (await readFile(join(dir, "packs", packs[0]))).includes(Buffer.from(text("victim block"))) ? packs[0] : packs[1];
+    await flipByte(join(dir, "packs", first), 8 + 3);
+
+    const err = await failure(store.getMany([neighbour, victim]), "DATA_LOSS");
+    expect(err.message).toContain(addressText(victim));
+    expect(await store.getMany([neighbour, elsewhere])).toEqual([text("neighbour"), text("in another pack")]);
+    await failure(store.check(), "DATA_LOSS");
+
+    // Reopening does not read block bytes, so the store opens; the damage shows again when read.
+    await store.close();
+    const again = await openStore(dir);
+    await failure(again.getMany([victim]), "DATA_LOSS");
+  });
+
+  it("corruption - a damaged index, trailer or header, or a renamed pack, fails open with DATA_LOSS naming the file", async () => {
+    const damages: [string, (path: string, size: number) => Promise<void>][] = [
+      ["index byte", (path, size) => flipByte(path, size - 56 - 36)],
+      ["length in the index", (path, size) => flipByte(path, size - 56 - 1)],
+      ["trailer count", (path, size) => flipByte(path, size - 48 + 3)],
+      ["end magic", (path, size) => flipByte(path, size - 1)],
+      ["header magic", (path) => flipByte(path, 0)],
+      ["truncation", (path, size) => truncate(path, size - 1)],
+      ["emptied", (path) => truncate(path, 0)],
+      ["renamed", async (path) => rename(path, join(path, "..", `${"0".repeat(32)}.pack`))],
+    ];
+    for (const [what, damage] of damages) {
+      const dir = await dirs.make();
+      const store = await openStore(dir);
+      await store.putMany([text("a"), text("b"), text("c")]);
+      await store.close();
+      const [pack] = await packFiles(dir);
+      const path = join(dir, "packs", pack);
+      await damage(path, (await stat(path)).size);
+      const [damaged] = await packFiles(dir);
+      const err = await failure(FsContentStore.open(dir), "DATA_LOSS");
+      expect(err.message, what).toContain(damaged);
+    }
+  });
+
+  it("a pack deleted while the store is open is DATA_LOSS naming the block and the pack", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const [address] = await store.putMany([text("soon gone")]);
+    const [pack] = await packFiles(dir);
+    await unlink(join(dir, "packs", pack));
+    const err = await failure(store.getMany([address]), "DATA_LOSS");
+    expect(err.message).toContain(addressText(address));
+    expect(err.message).toContain(pack);
+  });
+
+  it("leftovers - temporary files of dead writers are removed at open; a live writer's is kept", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const [address] = await store.putMany([text("kept")]);
+    await store.close();
+    const packs = join(dir, "packs");
+    const dead = `${"a".repeat(32)}.pack.${deadPid()}-0123456789ab.tmp`;
+    const odd = "something.tmp";
+    const live = `${"b".repeat(32)}.pack.${process.pid}-0123456789ab.tmp`;
+    for (const name of [dead, odd, live]) await writeFile(join(packs, name), "half a pack");
+
+    const again = await openStore(dir);
+    const left = await readdir(packs);
+    expect(left).not.toContain(dead);
+    expect(left).not.toContain(odd);
+    expect(left).toContain(live);
+    expect(await again.getMany([address])).toEqual([text("kept")]);
+  });
+
+  it("a file in packs/ that is not ours fails open with CONFLICT naming it", async () => {
+    const dir = await dirs.make();
+    await mkdir(join(dir, "packs"), { recursive: true });
+    await writeFile(join(dir, "packs", "notes.txt"), "hello");
+    const err = await failure(FsContentStore.open(dir), "CONFLICT");
+    expect(err.message).toContain("notes.txt");
+  });
+
+  it("two stores on one directory (as two processes) may store the same block; reopening counts it once", async () => {
+    const dir = await dirs.make();
+    const a = await openStore(dir);
+    const b = await openStore(dir);
+    await a.putMany([text("shared"), text("only a")]);
+    await b.putMany([text("shared"), text("only b")]);
+    await a.close();
+    await b.close();
+    expect(await packFiles(dir)).toHaveLength(2);
+    const again = await openStore(dir);
+    expect(again.stats()).toEqual({ blocks: 3, bytes: 6 + 6 + 6 });
+    expect(await again.getMany([addressOf(text("shared")), addressOf(text("only a")), addressOf(text("only b"))])).toEqual([
+      text("shared"),
+      text("only a"),
+      text("only b"),
+    ]);
+  });
+
+  it("file handles - reads across many packs keep at most maxOpenFiles idle files open", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir, { maxOpenFiles: 2 });
+    const blocks = Array.from({ length: 30 }, (_, i) => text(`pack ${i}`));
+    for (const block of blocks) await store.putMany([block]);
+    const addresses = blocks.map(addressOf);
+    const reads = await Promise.all(Array.from({ length: 8 }, (_, r) => store.getMany(r % 2 ? addresses : [...addresses].reverse())));
+    reads.forEach((got, r) => {
+      const expected = r % 2 ? blocks : [...blocks].reverse();
+      got.forEach((block, i) => expect(block && equalBytes(block, expected[i])).toBe(true));
+    });
+    if (existsSync("/proc/self/fd")) {
+      let packFds = 0;
+      for (const fd of await readdir("/proc/self/fd")) {
+        const target = await readlink(join("/proc/self/fd", fd)).catch(() => "");
+        if (target.startsWith(join(dir, "packs"))) packFds++;
+      }
+      expect(packFds).toBeLessThanOrEqual(2);
+      await store.close();
+      let after = 0;
+      for (const fd of await readdir("/proc/self/fd")) {
+        const target = await readlink(join("/proc/self/fd", fd)).catch(() => "");
+        if (target.startsWith(join(dir, "packs"))) after++;
+      }
+      expect(after).toBe(0);
+    }
+  });
+
+  it("a closed store refuses calls with INTERNAL", async () => {
+    const store = await openStore(await dirs.make());
+    await store.close();
+    await failure(store.putMany([text("late")]), "INTERNAL");
+    await failure(store.getMany([addressOf(text("late"))]), "INTERNAL");
+  });
+
+  it("speed - 10,000 blocks of 280 B go in and out well under a second each", async () => {
+    const store = await openStore(await dirs.make());
+    const blocks = Array.from({ length: 10_000 }, () => randomBytes(280));
+    let start = performance.now();
+    const addresses = await store.putMany(blocks);
+    const putMs = performance.now() - start;
+    start = performance.now();
+    const got = await store.getMany(addresses);
+    const getMs = performance.now() - start;
+    expect(got.every((block, i) => block && equalBytes(block, blocks[i]))).toBe(true);
+    // Generous bounds: they catch a pathological change (a file or an fsync per block), not noise.
+    expect(putMs).toBeLessThan(1000);
+    expect(getMs).toBeLessThan(1000);
+  });
+});

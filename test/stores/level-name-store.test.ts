@@ -1,0 +1,105 @@
+import { ClassicLevel } from "classic-level";
+import { afterEach, describe, expect, it } from "vitest";
+import type { NameStore } from "../../core/name-store.js";
+import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
+import { LevelNameStore } from "../../stores/level/name-store.js";
+import { nameStoreContract } from "../contract/name-store.contract.js";
+import { TempDirs } from "./temp.js";
+
+const contractDirs = new TempDirs();
+nameStoreContract(
+  "level",
+  async () => LevelNameStore.open(await contractDirs.make()),
+  async (store: NameStore) => {
+    await store.close();
+    await contractDirs.removeAll();
+  },
+);
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
+  return err as Error;
+}
+
+describe("level name store - on disk", () => {
+  const dirs = new TempDirs();
+  const opened: LevelNameStore[] = [];
+  const openStore = async (dir: string) => {
+    const store = await LevelNameStore.open(dir);
+    opened.push(store);
+    return store;
+  };
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((store) => store.close()));
+    await dirs.removeAll();
+  });
+
+  it("reopen - contents, versions and records survive a close, and versions go on from there", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    await store.put("alice", text("a1"));
+    await store.put("alice", text("a2"), { expectedVersion: 1n, record: text("signed a2") });
+    await store.put("bob", text("b1"));
+    await store.close();
+
+    const again = await openStore(dir);
+    expect(await again.get("alice")).toEqual({ content: text("a2"), version: 2n, record: text("signed a2") });
+    expect(await again.get("bob")).toEqual({ content: text("b1"), version: 1n, record: new Uint8Array(0) });
+    await failure(again.put("alice", text("stale"), { expectedVersion: 1n }), "CONFLICT");
+    expect(await again.put("alice", text("a3"), { expectedVersion: 2n })).toBe(3n);
+    expect(await again.count()).toBe(2);
+  });
+
+  it("count - counts names, not updates", async () => {
+    const store = await openStore(await dirs.make());
+    expect(await store.count()).toBe(0);
+    for (let i = 0; i < 5; i++) await store.put(`name ${i % 3}`, text(`${i}`));
+    expect(await store.count()).toBe(3);
+  });
+
+  it("a second open of an open store is CONFLICT, and works once the first is closed", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    await store.put("x", text("1"));
+    const err = await failure(LevelNameStore.open(dir), "CONFLICT");
+    expect(err.message).toContain(dir);
+    await store.close();
+    const again = await openStore(dir);
+    expect((await again.get("x"))?.version).toBe(1n);
+  });
+
+  it("a value that does not decode is DATA_LOSS naming the name", async () => {
+    const dir = await dirs.make();
+    const raw = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+    await raw.put("broken", Uint8Array.of(1, 0, 0));
+    await raw.put("wrong format", new Uint8Array(20).fill(9));
+    await raw.close();
+    const store = await openStore(dir);
+    expect((await failure(store.get("broken"), "DATA_LOSS")).message).toContain("broken");
+    await failure(store.get("wrong format"), "DATA_LOSS");
+    await failure(store.put("broken", text("over it")), "DATA_LOSS");
+  });
+
+  it("a closed store refuses calls with INTERNAL", async () => {
+    const store = await openStore(await dirs.make());
+    await store.close();
+    await failure(store.get("x"), "INTERNAL");
+    await failure(store.put("x", text("late")), "INTERNAL");
+  });
+
+  it("puts called before close complete; close waits for them", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const puts = Array.from({ length: 20 }, (_, i) => store.put("busy", text(`${i}`)));
+    await store.close();
+    expect((await Promise.all(puts)).at(-1)).toBe(20n);
+    const again = await openStore(dir);
+    expect(await again.get("busy")).toEqual({ content: text("19"), version: 20n, record: new Uint8Array(0) });
+  });
+});

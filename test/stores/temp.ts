@@ -1,0 +1,28 @@
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * Temporary directories for store tests: each store gets a fresh one, removed with it, so a failing
+ * case never leaks state into the next.
+ */
+export class TempDirs {
+  private readonly dirs: string[] = [];
+
+  async make(prefix = "remotelog-store-"): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), prefix));
+    this.dirs.push(dir);
+    return dir;
+  }
+
+  async removeAll(): Promise<void> {
+    await Promise.all(this.dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+  }
+}
+
+/** The pid of a process that has exited: what a crashed writer leaves in its lock and temporary file names. */
+export function deadPid(): number {
+  const child = spawnSync(process.execPath, ["-e", ""]);
+  return child.pid!;
+}
