@@ -2,6 +2,8 @@
 # run `npm ci` first on a fresh clone (the targets do it for you when node_modules is missing).
 BIN := node_modules/.bin
 NODE := node
+# buf runs protoc-gen-es from node_modules/.bin by name.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: all install build gen check-gen lint typecheck test demo bench clean
 
