@@ -74,13 +74,14 @@ export class Receiver {
     // Pages come newest first but messages go out oldest first, so nothing can be delivered before the
     // walk ends. Fetching starts during the walk instead, a page at a time, up to prefetchPairs
     // messages held in memory; the rest is fetched, a few pages ahead, while delivering.
-    const chunks: { pairs: RemoteLog_Pair[]; data?: Promise<Uint8Array[]> }[] = [];
+    const chunks: { pairs: RemoteLog_Pair[]; checked?: Promise<Checked[]> }[] = [];
     const limit = limiter(this.concurrency);
     let prefetched = 0;
+    // Messages are checked as soon as they arrive, so that checking overlaps the walk and the fetches.
     const startFetch = (chunk: (typeof chunks)[number]) => {
-      if (chunk.data) return;
-      chunk.data = limit(() => this.fetchData(chunk.pairs));
-      chunk.data.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
+      if (chunk.checked) return;
+      chunk.checked = limit(() => this.fetchData(chunk.pairs)).then((data) => chunk.pairs.map((pair, i) => check(pair, data[i])));
+      chunk.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
     };
     const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
       stopAtId: checkpoint.delivered > 0 ? checkpoint.lastId : undefined,
@@ -112,11 +113,13 @@ export class Receiver {
     for (let c = 0; c < chunks.length; c++) {
       for (let ahead = c; ahead < Math.min(chunks.length, c + this.concurrency + 1); ahead++) startFetch(chunks[ahead]);
       const { pairs } = chunks[c];
-      const data = await chunks[c].data!;
-      chunks[c].data = undefined; // delivered chunks need not stay in memory
+      const checked = await chunks[c].checked!;
+      chunks[c].checked = undefined; // delivered chunks need not stay in memory
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i];
-        batch.push({ seq, id: pair.localHash, address: pair.remoteHash, message: verifyPairData(pair, data[i], `name ${JSON.stringify(this.name)} seq ${seq}`) });
+        const message = checked[i];
+        if (message instanceof Error) throw RemoteLogError.dataLoss(`name ${JSON.stringify(this.name)} seq ${seq}: ${message.message.replace(/^DATA_LOSS: (message: )?/, "")}`, message);
+        batch.push({ seq, id: pair.localHash, address: pair.remoteHash, message });
         seq++;
         if (batch.length >= this.batchSize) await flush();
       }
@@ -139,6 +142,17 @@ export class Receiver {
       });
     }
     return data;
+  }
+}
+
+/** A checked message, or why it failed (thrown at delivery, once its seq is known). */
+type Checked = Message | RemoteLogError;
+
+function check(pair: RemoteLog_Pair, data: Uint8Array): Checked {
+  try {
+    return verifyPairData(pair, data, "message");
+  } catch (err) {
+    return err instanceof RemoteLogError ? err : RemoteLogError.dataLoss(String(err));
   }
 }
 

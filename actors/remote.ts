@@ -27,7 +27,9 @@ const fromConnectCode: Partial<Record<Code, ErrorCode>> = {
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
   if (err instanceof RemoteLogError) return err;
   const connectError = ConnectError.from(err);
-  const code = fromConnectCode[connectError.code] ?? ErrorCodes.INTERNAL;
+  // A stream the server refused (it was shutting down) was never processed, so it is safe to retry.
+  const refused = connectError.code === Code.Internal && /NGHTTP2_REFUSED_STREAM|ECONNRESET|ECONNREFUSED/.test(connectError.rawMessage);
+  const code = refused ? ErrorCodes.UNAVAILABLE : (fromConnectCode[connectError.code] ?? ErrorCodes.INTERNAL);
   return new RemoteLogError(code, `${where}: ${connectError.rawMessage || Code[connectError.code]}`, { cause: err });
 }
 

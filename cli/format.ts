@@ -29,6 +29,20 @@ export function deliveryJson(seq: number, id: Uint8Array, address: Uint8Array, m
   };
 }
 
+/**
+ * deliveryJson as one JSONL line, built directly: `receive` prints one per message, and a generic
+ * JSON.stringify of an object was a large share of a catch-up. Same keys, same order, same values.
+ */
+export function deliveryLine(seq: number, id: Uint8Array, address: Uint8Array, message: Message): string {
+  let group: string;
+  try {
+    group = `"group":${JSON.stringify(strictUtf8.decode(message.groupId))}`;
+  } catch {
+    group = `"group_base64":"${base64(message.groupId)}"`;
+  }
+  return `{"seq":${seq},"id":"${toHex(id)}",${group},"timestamp":${Number(message.timestamp)},"body":"${base64(message.body)}","address":"${addressText(address)}"}\n`;
+}
+
 export function messageJson(message: Message): Record<string, unknown> {
   return {
     id: toHex(messageId(message)),

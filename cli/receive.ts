@@ -4,7 +4,7 @@ import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { intOption, newCommand, runCommand, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
-import { deliveryJson } from "./format.js";
+import { deliveryLine } from "./format.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
 
@@ -49,7 +49,7 @@ export function command(io: Io) {
         const receiver = new Receiver({ name: flags.name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
-          for (const d of batch) text += `${JSON.stringify(deliveryJson(d.seq, d.id, d.address, d.message))}\n`;
+          for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
           // The callback fires once the kernel has the bytes; only then may the checkpoint move past them.
           await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
         };

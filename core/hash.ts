@@ -4,6 +4,7 @@ import * as Digest from "multiformats/hashes/digest";
 import { toBinary, fromBinary, create } from "@bufbuild/protobuf";
 import { MessageSchema, type Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError } from "./errors.js";
+import { decodeCommonMessage } from "./message-decode.js";
 
 /** The multicodec of raw bytes, the only codec our CAS addresses use. */
 export const RAW_CODEC = 0x55;
@@ -154,7 +155,10 @@ export function encodeMessage(message: Message): Uint8Array {
   return toBinary(MessageSchema, message);
 }
 
+/** Decodes an encoded vac.mvds.Message; groupId and body may be views into bytes, not copies. */
 export function decodeMessage(bytes: Uint8Array, where = "message"): Message {
+  const common = decodeCommonMessage(bytes);
+  if (common) return common;
   try {
     return fromBinary(MessageSchema, bytes);
   } catch (err) {

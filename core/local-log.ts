@@ -14,10 +14,11 @@ export interface LocalLog {
   /**
    * Appends encoded messages, computing their ids, and resolves only once they are durable. A message
    * whose id is already in the log is skipped (MVDS ids name messages), so appending is idempotent.
-   * Returns the entries actually appended.
+   * Returns the entries actually appended. All or nothing: a message that does not decode
+   * (INVALID_ARGUMENT) appends none of the batch.
    */
   append(messages: Uint8Array[]): Promise<LocalLogEntry[]>;
-  /** Entries with from <= seq < to, in order. */
+  /** Entries with from <= seq < to, in order. Callers must not modify the bytes they are given. */
   read(from: number, to: number): Promise<LocalLogEntry[]>;
   /** The seq of the message with this id, or undefined. */
   seqOf(id: Uint8Array): number | undefined;

@@ -122,7 +122,9 @@ export async function listen(options: ListenOptions): Promise<Listening> {
 
   const sockets = new Set<net.Socket>();
   const sniffing = new Set<net.Socket>();
-  const tcp = net.createServer((socket) => {
+  // Nagle's algorithm holds back the small frames of a unary call until the last ones are acked, which
+  // on loopback cost about a millisecond per call; calls here are latency-bound, never many tiny writes.
+  const tcp = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     dispatch(socket);

@@ -19,10 +19,9 @@ import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { LocalLog, LocalLogEntry } from "../../core/local-log.js";
 import { RemoteLogError } from "../../core/errors.js";
-import { toHex } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
-import { messageIdKey } from "./message-id.js";
+import { decodeMessage, messageId, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
 
 const HEADER_SIZE = 4 + 32 + 4;
@@ -118,7 +117,7 @@ export class FileLocalLog implements LocalLog {
     this.checkOpen();
     // Ids and records are made before waiting for the lock: they need none, and the records are our
     // own copy, so the caller may reuse its buffers as soon as it has called.
-    const keys = messages.map((data, i) => messageIdKey(data, `message ${i}`));
+    const keys = messages.map((data, i) => Buffer.from(messageId(decodeMessage(data, `message ${i}`))).toString("latin1"));
     let batch = this.encode(messages, keys);
     // Ids in the index are durable already: they are added only after their fsync.
     if (batch.keys.length === 0) return [];

@@ -11,8 +11,11 @@ export class MemoryLocalLog implements LocalLog {
 
   async append(messages: Uint8Array[]): Promise<LocalLogEntry[]> {
     const appended: LocalLogEntry[] = [];
-    for (const data of messages) {
-      const id = messageId(decodeMessage(data));
+    // Every message is decoded before any is kept: a bad one in a batch appends nothing.
+    const ids = messages.map((data) => messageId(decodeMessage(data)));
+    for (let i = 0; i < messages.length; i++) {
+      const data = messages[i];
+      const id = ids[i];
       const key = toHex(id);
       if (this.seqs.has(key)) continue;
       const entry = { seq: this.entries.length, id, data: data.slice() };

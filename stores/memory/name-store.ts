@@ -5,7 +5,8 @@ export class MemoryNameStore implements NameStore {
   private readonly names = new Map<string, NameEntry>();
 
   async get(name: string): Promise<NameEntry | undefined> {
-    return this.names.get(name);
+    const entry = this.names.get(name);
+    return entry && { content: entry.content.slice(), version: entry.version, record: entry.record.slice() };
   }
 
   async put(name: string, content: Uint8Array, options: { expectedVersion?: bigint; record?: Uint8Array } = {}): Promise<bigint> {

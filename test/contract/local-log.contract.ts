@@ -87,6 +87,9 @@ export function localLogContract(name: string, setup: () => Promise<LocalLog>, t
       expect(isRemoteLogError(err, "INVALID_ARGUMENT"), String(err)).toBe(true);
       expect(log.length).toBe(1);
       expect((await log.read(0, 10)).map((e) => e.seq)).toEqual([0]);
+      // All or nothing: good messages before the bad one in the same batch are not kept either.
+      await expect(log.append([message(1), Uint8Array.of(0xff, 0xff, 0xff)])).rejects.toThrowError(/INVALID_ARGUMENT/);
+      expect(log.length).toBe(1);
     });
 
     it("read clamps its range to the log", async () => {

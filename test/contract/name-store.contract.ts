@@ -115,6 +115,9 @@ export function nameStoreContract(name: string, setup: () => Promise<NameStore>,
       content.fill(0);
       record.fill(0);
       expect(await store.get("copy")).toEqual({ content: text("content"), version: 1n, record: text("record") });
+      // Nor does changing what get returned.
+      (await store.get("copy"))!.content.fill(0);
+      expect((await store.get("copy"))!.content).toEqual(text("content"));
     });
 
     it("stores empty and large content", async () => {

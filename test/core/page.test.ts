@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
 import { decodePage, encodePage, parseEmbed, planPages, verifyPairData, type LogEntry } from "../../core/page.js";
 import { walkChain } from "../../core/chain.js";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 
 function entries(n: number, from = 0): LogEntry[] {
@@ -86,6 +86,23 @@ describe("page - layout", () => {
 
   it("refuses a page size below one", () => {
     expect(() => planPages(entries(1), new Uint8Array(0), 0, "none")).toThrowError(/INVALID_ARGUMENT/);
+  });
+});
+
+describe("page - encoding", () => {
+  it("writes the same bytes as protobuf-es, for every page shape", () => {
+    const big = new Uint8Array(200_000).fill(3);
+    const shapes = [
+      create(RemoteLogSchema, {}),
+      create(RemoteLogSchema, { tail: addressOf(new Uint8Array(1)) }),
+      planPages(entries(300), new Uint8Array(0), 256, 7).head,
+      planPages(entries(9), addressOf(new Uint8Array(2)), 256, "all").head,
+      create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(big), localHash: new Uint8Array(32), data: big }, { localHash: new Uint8Array(32) }] }),
+    ];
+    for (const page of shapes) expect(encodePage(page)).toEqual(toBinary(RemoteLogSchema, page));
+    for (const sealed of planPages(entries(40), new Uint8Array(0), 16, "all").sealed) {
+      expect(sealed.bytes).toEqual(toBinary(RemoteLogSchema, fromBinary(RemoteLogSchema, sealed.bytes)));
+    }
   });
 });
 

@@ -1,0 +1,151 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { isRemoteLogError } from "../../core/errors.js";
+import { addressOf, decodeMessage, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { MessageSchema, MetadataSchema } from "../../gen/vac/mvds/mvds_pb.js";
+import { decodeCommonMessage, decodeCommonPage } from "../../core/message-decode.js";
+import { decodePage } from "../../core/page.js";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+
+// decodeMessage's direct reader must agree with protobuf-es on every input: the same message and id
+// for what decodes, and INVALID_ARGUMENT exactly for what does not. A failure prints fast-check's seed.
+
+function describeMessage(bytes: Uint8Array, decode: (bytes: Uint8Array) => ReturnType<typeof decodeMessage>): string {
+  try {
+    const m = decode(bytes);
+    const parents = m.metadata?.parents.map((p) => Buffer.from(p).toString("hex")).join(",") ?? "-";
+    return [Buffer.from(m.groupId).toString("hex"), m.timestamp, Buffer.from(m.body).toString("hex"), parents, m.metadata?.ephemeral ?? "-", Buffer.from(messageId(m)).toString("hex")].join("|");
+  } catch (err) {
+    if (isRemoteLogError(err, "INVALID_ARGUMENT") || !isRemoteLogError(err)) return "invalid";
+    throw err;
+  }
+}
+
+/** protobuf-es alone: the reference. */
+function reference(bytes: Uint8Array): string {
+  return describeMessage(bytes, (b) => fromBinary(MessageSchema, b));
+}
+
+/** What the project uses: the direct reader, falling back to protobuf-es. */
+function ours(bytes: Uint8Array): string {
+  return describeMessage(bytes, (b) => decodeMessage(b));
+}
+
+const int64 = fc.bigInt(-(2n ** 63n), 2n ** 63n - 1n);
+const messages = fc
+  .record({
+    groupId: fc.uint8Array({ maxLength: 40 }),
+    timestamp: fc.oneof(int64, fc.constantFrom(0n, 1n, -1n, 2n ** 31n, 2n ** 32n, -(2n ** 63n), 2n ** 63n - 1n, 1_700_000_000n)),
+    body: fc.uint8Array({ maxLength: 300 }),
+    metadata: fc.option(fc.record({ parents: fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 4 }), ephemeral: fc.boolean() })),
+  })
+  .map(({ groupId, timestamp, body, metadata }) =>
+    toBinary(MessageSchema, create(MessageSchema, { groupId, timestamp, body, metadata: metadata ? create(MetadataSchema, metadata) : undefined })),
+  );
+
+describe("message decode - the direct reader agrees with protobuf-es", () => {
+  it("reads our own messages directly, without the fallback", () => {
+    expect(decodeCommonMessage(encodeMessage(newMessage(Uint8Array.of(1), -3n, Uint8Array.of(2))))).toMatchObject({ timestamp: -3n, body: Uint8Array.of(2) });
+  });
+
+  it("gives protobuf-es's message and id for every encoded message", () => {
+    fc.assert(
+      fc.property(messages, (bytes) => {
+        expect(ours(bytes)).toBe(reference(bytes));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("gives the core's answer for messages with bytes changed, cut or appended", () => {
+    fc.assert(
+      fc.property(messages, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.nat(), fc.uint8Array({ maxLength: 12 }), (bytes, changes, cut, tail) => {
+        const changed = Uint8Array.from(bytes);
+        for (const [at, value] of changes) if (changed.length > 0) changed[at % changed.length] = value;
+        const variants = [changed, changed.subarray(0, cut % (changed.length + 1)), Uint8Array.from([...changed, ...tail])];
+        for (const variant of variants) expect(ours(variant)).toBe(reference(variant));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("gives the core's answer for random bytes", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        expect(ours(bytes)).toBe(reference(bytes));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("gives the core's answer for layouts only the slow path takes: repeats, unknown fields, long varints", () => {
+    const plain = encodeMessage(newMessage(Uint8Array.of(1, 2), 42n, Uint8Array.of(3)));
+    const cases = [
+      Uint8Array.from([...plain, ...plain]), // every field twice: the last wins
+      Uint8Array.from([...plain, 0x28, 0x01]), // unknown field 5
+      Uint8Array.of(0x10, 0xaa, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f), // tenth varint byte beyond bit 63
+      Uint8Array.of(0x10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01), // eleven bytes
+      Uint8Array.of(0x8a, 0x00, 0x01, 0x05), // field 1's tag as a two-byte varint
+      Uint8Array.of(0x22, 0x02, 0x18, 0x01), // Metadata with an unknown field
+      Uint8Array.of(0x22, 0x00, 0x22, 0x02, 0x10, 0x01), // Metadata twice: merged
+      new Uint8Array(0),
+    ];
+    for (const bytes of cases) expect(ours(bytes)).toBe(reference(bytes));
+  });
+
+  it("names the message in its error", () => {
+    expect(() => decodeMessage(Uint8Array.of(0xff), "message 7")).toThrow(/INVALID_ARGUMENT: message 7/);
+  });
+});
+
+describe("page decode - the direct reader agrees with protobuf-es", () => {
+  function pageOf(bytes: Uint8Array): string {
+    try {
+      const page = decodePage(bytes, "p");
+      return JSON.stringify([page.pair.map((p) => [p.remoteHash, p.localHash, p.data].map((b) => Buffer.from(b).toString("hex"))), Buffer.from(page.tail).toString("hex")]);
+    } catch {
+      return "invalid";
+    }
+  }
+  function referencePage(bytes: Uint8Array): string {
+    try {
+      const page = fromBinary(RemoteLogSchema, bytes);
+      // decodePage also checks addresses and ids; so must the reference.
+      return pageOf(toBinary(RemoteLogSchema, page));
+    } catch {
+      return "invalid";
+    }
+  }
+  const pages = fc
+    .record({
+      pair: fc.array(
+        fc.record({
+          remoteHash: fc.oneof(fc.constant(addressOf(Uint8Array.of(1))), fc.uint8Array({ maxLength: 40 })),
+          localHash: fc.oneof(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 33 })),
+          data: fc.uint8Array({ maxLength: 50 }),
+        }),
+        { maxLength: 5 },
+      ),
+      tail: fc.oneof(fc.constant(new Uint8Array(0)), fc.constant(addressOf(Uint8Array.of(2))), fc.uint8Array({ maxLength: 40 })),
+    })
+    .map((page) => toBinary(RemoteLogSchema, create(RemoteLogSchema, page)));
+
+  it("gives protobuf-es's page for generated, altered and random bytes", () => {
+    expect(decodeCommonPage(toBinary(RemoteLogSchema, create(RemoteLogSchema, { tail: addressOf(Uint8Array.of(2)) })))).toBeDefined();
+    fc.assert(
+      fc.property(pages, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }), fc.nat(), (bytes, changes, cut) => {
+        const changed = Uint8Array.from(bytes);
+        for (const [at, value] of changes) if (changed.length > 0) changed[at % changed.length] = value;
+        for (const variant of [bytes, changed, changed.subarray(0, cut % (changed.length + 1))]) expect(pageOf(variant)).toBe(referencePage(variant));
+      }),
+      { numRuns: 3000 },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 80 }), (bytes) => {
+        expect(pageOf(bytes)).toBe(referencePage(bytes));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
