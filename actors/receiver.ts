@@ -21,7 +21,7 @@ export interface ReceiverOptions {
   name: string;
   remote: Pick<Remote, "fetchName" | "getBlock" | "getBlocks">;
   checkpoints: CheckpointStore;
-  /** Messages per delivered batch, and so per checkpoint; default 1024. */
+  /** Messages per delivered batch, and so per checkpoint, and about how many are fetched per call; default 1024. */
   batchSize?: number;
   /** Fetch calls in flight at once; default 4. */
   concurrency?: number;
@@ -72,8 +72,9 @@ export class Receiver {
     const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
 
     // Pages come newest first but messages go out oldest first, so nothing can be delivered before the
-    // walk ends. Fetching starts during the walk instead, a page at a time, up to prefetchPairs
-    // messages held in memory; the rest is fetched, a few pages ahead, while delivering.
+    // walk ends. Fetching starts during the walk instead, a chunk of pages of about batchSize messages
+    // at a time (one call per page cost more than the data), up to prefetchPairs messages held in
+    // memory; the rest is fetched, a few chunks ahead, while delivering.
     const chunks: { pairs: RemoteLog_Pair[]; checked?: Promise<Checked[]> }[] = [];
     const limit = limiter(this.concurrency);
     let prefetched = 0;
@@ -83,18 +84,26 @@ export class Receiver {
       chunk.checked = limit(() => this.fetchData(chunk.pairs)).then((data) => chunk.pairs.map((pair, i) => check(pair, data[i])));
       chunk.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
     };
+    let gathering: RemoteLog_Pair[] = []; // newest first, as the walk finds them
+    const closeChunk = () => {
+      if (gathering.length === 0) return;
+      const chunk = { pairs: gathering.reverse() };
+      gathering = [];
+      chunks.push(chunk);
+      if (prefetched < this.prefetchPairs) {
+        prefetched += chunk.pairs.length;
+        startFetch(chunk);
+      }
+    };
     const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
       stopAtId: checkpoint.delivered > 0 ? checkpoint.lastId : undefined,
       maxPages: this.maxPages,
       onPage: (pairs) => {
-        const chunk = { pairs: pairs.slice().reverse() };
-        chunks.push(chunk);
-        if (prefetched < this.prefetchPairs) {
-          prefetched += pairs.length;
-          startFetch(chunk);
-        }
+        for (const pair of pairs) gathering.push(pair);
+        if (gathering.length >= this.batchSize) closeChunk();
       },
     });
+    closeChunk();
     if (checkpoint.delivered > 0 && !walk.reachedStop) {
       throw RemoteLogError.conflict(
         `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${checkpoint.delivered - 1}), the last one delivered: its log was replaced`,
