@@ -2,7 +2,8 @@ import { Code, ConnectError, createClient, type Client, type Transport } from "@
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
-import { RemoteLogError, ErrorCodes, type ErrorCode } from "../core/errors.js";
+import { errorCodeOf } from "../core/connect-codes.js";
+import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 
 /** What the actors need from a CAS and an NS, whatever carries it. */
@@ -11,17 +12,6 @@ export interface NameHead {
   version: bigint;
 }
 
-const fromConnectCode: Partial<Record<Code, ErrorCode>> = {
-  [Code.NotFound]: ErrorCodes.NOT_FOUND,
-  [Code.InvalidArgument]: ErrorCodes.INVALID_ARGUMENT,
-  [Code.ResourceExhausted]: ErrorCodes.TOO_LARGE,
-  [Code.FailedPrecondition]: ErrorCodes.CONFLICT,
-  [Code.DataLoss]: ErrorCodes.DATA_LOSS,
-  [Code.Unavailable]: ErrorCodes.UNAVAILABLE,
-  [Code.DeadlineExceeded]: ErrorCodes.UNAVAILABLE,
-  [Code.Aborted]: ErrorCodes.UNAVAILABLE,
-  [Code.PermissionDenied]: ErrorCodes.PERMISSION_DENIED,
-};
 
 /** The reverse of services/connect-errors.ts: a remote failure as one of our codes, naming the service. */
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
@@ -29,7 +19,7 @@ export function fromConnectError(err: unknown, where: string): RemoteLogError {
   const connectError = ConnectError.from(err);
   // A stream the server refused (it was shutting down) was never processed, so it is safe to retry.
   const refused = connectError.code === Code.Internal && /NGHTTP2_REFUSED_STREAM|ECONNRESET|ECONNREFUSED/.test(connectError.rawMessage);
-  const code = refused ? ErrorCodes.UNAVAILABLE : (fromConnectCode[connectError.code] ?? ErrorCodes.INTERNAL);
+  const code = refused ? ErrorCodes.UNAVAILABLE : (errorCodeOf[connectError.code] ?? ErrorCodes.INTERNAL);
   return new RemoteLogError(code, `${where}: ${connectError.rawMessage || Code[connectError.code]}`, { cause: err });
 }
 

@@ -24,21 +24,12 @@ export function decodeCommonMessage(bytes: Uint8Array): Message | undefined {
     const tag = bytes[pos++];
     if (tag === 0x0a || tag === 0x1a) {
       if ((tag === 0x0a ? groupId : body) !== undefined) return undefined;
-      // Lengths of up to 4 varint bytes (256 MiB) cover every message a store accepts.
-      let length = 0;
-      let shift = 0;
-      let byte: number;
-      do {
-        if (pos >= end || shift > 21) return undefined;
-        byte = bytes[pos++];
-        length |= (byte & 0x7f) << shift;
-        shift += 7;
-      } while (byte & 0x80);
-      if (pos + length > end) return undefined;
-      const value = bytes.subarray(pos, pos + length);
+      const read = readLength(bytes, pos, end);
+      if (!read) return undefined;
+      const value = bytes.subarray(read[1], read[1] + read[0]);
       if (tag === 0x0a) groupId = value;
       else body = value;
-      pos += length;
+      pos = read[1] + read[0];
     } else if (tag === 0x10) {
       if (timestamp !== undefined) return undefined;
       // The int64's 64 bits as two 32-bit halves, so that BigInt is touched once.
@@ -81,7 +72,10 @@ const EMPTY = new Uint8Array(0);
  * objects were most of its garbage.
  */
 
-/** Reads a length varint of up to 4 bytes at pos; returns [length, next pos] or undefined. */
+/**
+ * Reads a length varint at pos; returns [length, where the value starts], or undefined when the length
+ * runs past end. Up to 4 varint bytes (256 MiB) cover every message and page a store accepts.
+ */
 function readLength(bytes: Uint8Array, pos: number, end: number): [number, number] | undefined {
   let length = 0;
   let shift = 0;

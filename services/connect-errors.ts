@@ -1,18 +1,9 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { ErrorCodes, RemoteLogError, type ErrorCode } from "../core/errors.js";
+import { connectCodeOf } from "../core/connect-codes.js";
+import { ErrorCodes, RemoteLogError } from "../core/errors.js";
 
-const connectCodes: Record<ErrorCode, Code> = {
-  [ErrorCodes.NOT_FOUND]: Code.NotFound,
-  [ErrorCodes.INVALID_ARGUMENT]: Code.InvalidArgument,
-  [ErrorCodes.TOO_LARGE]: Code.ResourceExhausted,
-  [ErrorCodes.CONFLICT]: Code.FailedPrecondition,
-  [ErrorCodes.DATA_LOSS]: Code.DataLoss,
-  [ErrorCodes.UNAVAILABLE]: Code.Unavailable,
-  [ErrorCodes.PERMISSION_DENIED]: Code.PermissionDenied,
-  [ErrorCodes.INTERNAL]: Code.Internal,
-};
 
 /**
  * The one place where our error codes become Connect codes. A ConnectError passes through as it is.
@@ -25,7 +16,7 @@ export function toConnectError(err: unknown): ConnectError {
     // The client adds its own code prefix; keeping ours too would print the code twice.
     const prefix = `${err.code}: `;
     const message = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
-    return new ConnectError(message, connectCodes[err.code], undefined, undefined, err);
+    return new ConnectError(message, connectCodeOf[err.code], undefined, undefined, err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }

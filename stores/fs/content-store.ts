@@ -11,12 +11,12 @@
  * checksum, written as a .tmp file, fsynced, renamed and its directory fsynced.
  */
 import { hash } from "node:crypto";
-import { open, readdir, rename, unlink } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ContentStore } from "../../core/content-store.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { addressText } from "../../core/hash.js";
-import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, tmpPathFor, TMP_SUFFIX } from "../file/atomic.js";
+import { ensureDir, removeLeftoverTmp, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { FileCache } from "./file-cache.js";
 import { encodePack, ENTRY_SIZE, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, TRAILER_SIZE } from "./pack.js";
 
@@ -309,23 +309,8 @@ export class FsContentStore implements ContentStore {
   }
 
   private async writePack(name: string, bytes: Uint8Array): Promise<void> {
-    const path = join(this.packsDir, name);
-    const tmp = tmpPathFor(path);
-    try {
-      const handle = await open(tmp, "wx");
-      try {
-        await handle.writeFile(bytes);
-        await handle.datasync();
-      } finally {
-        await handle.close();
-      }
-      // If another process already wrote this very pack, the name says the content is the same.
-      await rename(tmp, path);
-    } catch (err) {
-      await unlink(tmp).catch(() => {});
-      throw ioError(`cannot write pack ${path}`, err);
-    }
-    await fsyncDir(this.packsDir);
+    // If another process already wrote this very pack, the name says the content is the same.
+    await writeFileAtomic(join(this.packsDir, name), bytes);
   }
 }
 

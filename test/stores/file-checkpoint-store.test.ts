@@ -3,10 +3,9 @@ import { copyFile, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { CheckpointStore } from "../../core/checkpoint-store.js";
-import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
 import { FileCheckpointStore } from "../../stores/file/checkpoint-store.js";
 import { checkpointStoreContract } from "../contract/checkpoint-store.contract.js";
-import { deadPid, TempDirs } from "./temp.js";
+import { deadPid, TempDirs, failure } from "./temp.js";
 
 const contractDirs = new TempDirs();
 checkpointStoreContract(
@@ -17,15 +16,6 @@ checkpointStoreContract(
     await contractDirs.removeAll();
   },
 );
-
-async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
-  return err as Error;
-}
 
 const id = (fill: number) => new Uint8Array(32).fill(fill);
 

@@ -3,11 +3,10 @@ import { appendFile, open, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalLog } from "../../core/local-log.js";
-import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
 import { decodeMessage, equalBytes, messageId, toHex } from "../../core/hash.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { localLogContract, message } from "../contract/local-log.contract.js";
-import { deadPid, TempDirs } from "./temp.js";
+import { deadPid, TempDirs, failure } from "./temp.js";
 
 const contractDirs = new TempDirs();
 localLogContract(
@@ -18,15 +17,6 @@ localLogContract(
     await contractDirs.removeAll();
   },
 );
-
-async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
-  return err as Error;
-}
 
 const recordSize = (data: Uint8Array) => 4 + 32 + 4 + data.length;
 

@@ -4,11 +4,10 @@ import { mkdir, open, readdir, readFile, readlink, rename, rm, stat, truncate, u
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ContentStore } from "../../core/content-store.js";
-import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
 import { addressOf, addressText, equalBytes } from "../../core/hash.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
 import { contentStoreContract } from "../contract/content-store.contract.js";
-import { deadPid, TempDirs } from "./temp.js";
+import { deadPid, TempDirs, failure, text } from "./temp.js";
 
 const contractDirs = new TempDirs();
 contentStoreContract(
@@ -19,17 +18,6 @@ contentStoreContract(
     await contractDirs.removeAll();
   },
 );
-
-const text = (s: string) => new TextEncoder().encode(s);
-
-async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
-  return err as Error;
-}
 
 async function packFiles(dir: string): Promise<string[]> {
   return (await readdir(join(dir, "packs"))).filter((name) => name.endsWith(".pack")).sort();

@@ -1,10 +1,9 @@
 import { ClassicLevel } from "classic-level";
 import { afterEach, describe, expect, it } from "vitest";
 import type { NameStore } from "../../core/name-store.js";
-import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
 import { LevelNameStore } from "../../stores/level/name-store.js";
 import { nameStoreContract } from "../contract/name-store.contract.js";
-import { TempDirs } from "./temp.js";
+import { TempDirs, failure, text } from "./temp.js";
 
 const contractDirs = new TempDirs();
 nameStoreContract(
@@ -15,17 +14,6 @@ nameStoreContract(
     await contractDirs.removeAll();
   },
 );
-
-const text = (s: string) => new TextEncoder().encode(s);
-
-async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
-  return err as Error;
-}
 
 describe("level name store - on disk", () => {
   const dirs = new TempDirs();

@@ -1,6 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { expect } from "vitest";
+import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
 import { join } from "node:path";
 
 /**
@@ -26,3 +28,15 @@ export function deadPid(): number {
   const child = spawnSync(process.execPath, ["-e", ""]);
   return child.pid!;
 }
+
+/** Awaits a promise that must fail with a RemoteLogError of this code, and returns the error. */
+export async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
+  return err as Error;
+}
+
+export const text = (s: string) => new TextEncoder().encode(s);
