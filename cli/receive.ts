@@ -44,7 +44,10 @@ export function command(io: Io) {
     )
     .action(async (flags: ReceiveFlags) => {
       const remote = remoteFrom(flags);
-      const checkpoints = await FileCheckpointStore.open(flags.state);
+      const checkpoints = await FileCheckpointStore.open(flags.state).catch((err) => {
+        remote.close();
+        throw err;
+      });
       try {
         const receiver = new Receiver({ name: flags.name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages });
         const deliver = async (batch: Delivery[]) => {

@@ -1,5 +1,5 @@
 import { Option } from "commander";
-import { Sender, type PublishResult } from "../actors/sender.js";
+import { Sender } from "../actors/sender.js";
 import { withRetry } from "../actors/remote.js";
 import { RemoteLogError } from "../core/errors.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
@@ -59,7 +59,15 @@ export function command(io: Io) {
         }
       })();
       const remote = remoteFrom(flags);
-      const log = await FileLocalLog.open(flags.data);
+      const log = await FileLocalLog.open(flags.data).catch((err) => {
+        remote.close();
+        throw err;
+      });
+      const recovered = log.recovered;
+      if (recovered) {
+        // Those bytes were never acknowledged (a crash mid-append), but say so rather than drop them quietly.
+        io.stderr.write(`remotelog send: the local log ended in ${recovered.droppedBytes} bytes of a torn append; cut at byte ${recovered.truncatedAt} and saved to ${recovered.savedTo}\n`);
+      }
       try {
         const sender = new Sender({ name: flags.name, log, remote, pageSize: flags.pageSize, embed });
         const defaultGroup = new TextEncoder().encode(flags.group);
@@ -74,16 +82,13 @@ export function command(io: Io) {
         // previous one is done, so a slow or endless stdin is published as it goes.
         let appended = 0;
         let duplicates = 0;
-        let lastResult: PublishResult | undefined;
         let publishing: Promise<void> | undefined;
         // A failed background publish is reported by the final publish below, which retries it.
         const kickPublish = () => {
-          publishing ??= publish().then((result) => {
-            lastResult = result;
+          const settled = () => {
             publishing = undefined;
-          }, () => {
-            publishing = undefined;
-          });
+          };
+          publishing ??= publish().then(settled, settled);
         };
         for await (const batch of readIncoming(io, flags.format, defaultGroup)) {
           if (io.signal.aborted) break;
@@ -94,15 +99,15 @@ export function command(io: Io) {
           kickPublish();
         }
         while (publishing) await publishing;
-        lastResult = await publish();
+        const result = await publish();
         if (duplicates > 0) io.stderr.write(`remotelog send: skipped ${duplicates} message(s) whose id was already in the log\n`);
         const summaryLine = {
           name: flags.name,
           appended,
           duplicates,
           logLength: log.length,
-          published: lastResult.published,
-          version: Number(lastResult.version),
+          published: result.published,
+          version: Number(result.version),
         };
         if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
         else io.stderr.write(`remotelog send: appended ${appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(flags.name)} (version ${summaryLine.version})\n`);
