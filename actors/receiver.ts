@@ -4,6 +4,7 @@ import { walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
+import { isKeyName, verifyNameRecord, type VerifiedRecord } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
 import type { Remote } from "./remote.js";
 
@@ -19,7 +20,7 @@ export type Deliver = (batch: Delivery[]) => Promise<void>;
 
 export interface ReceiverOptions {
   name: string;
-  remote: Pick<Remote, "fetchName" | "getBlock" | "getBlocks">;
+  remote: Pick<Remote, "fetchName" | "getBlock" | "getBlocks" | "nsUrl">;
   checkpoints: CheckpointStore;
   /** Messages per delivered batch, and so per checkpoint, and about how many are fetched per call; default 1024. */
   batchSize?: number;
@@ -28,6 +29,8 @@ export interface ReceiverOptions {
   /** Messages fetched during the walk, before delivery can start; default 65536. */
   prefetchPairs?: number;
   maxPages?: number;
+  /** Whether the name is signed and its head record must verify; default: whether the name is a key name. */
+  signed?: boolean;
 }
 
 export interface SyncResult {
@@ -36,6 +39,8 @@ export interface SyncResult {
   pages: number;
   /** Messages delivered by all syncs so far, which is the next seq. */
   total: number;
+  /** The verified record sequence of the head, for a signed name. */
+  sequence?: bigint;
   /** False when the name has no remote log yet. */
   found: boolean;
 }
@@ -54,6 +59,8 @@ export class Receiver {
   private readonly concurrency: number;
   private readonly prefetchPairs: number;
   private readonly maxPages: number;
+  private readonly signed: boolean;
+  private readonly nsUrl: string;
 
   constructor(options: ReceiverOptions) {
     this.name = options.name;
@@ -63,12 +70,18 @@ export class Receiver {
     this.concurrency = options.concurrency ?? 4;
     this.prefetchPairs = options.prefetchPairs ?? 65_536;
     this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
+    this.signed = options.signed ?? isKeyName(options.name);
+    this.nsUrl = options.remote.nsUrl;
   }
 
   async sync(deliver: Deliver): Promise<SyncResult> {
     const checkpoint: Checkpoint = (await this.checkpoints.load(this.name)) ?? { delivered: 0, lastId: new Uint8Array(0) };
     const current = await this.remote.fetchName(this.name);
     if (!current) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
+    // A signed name's head is trusted only once its record verifies for the name and binds this very
+    // page, and only if it is not older than a head accepted before; every older page and message is
+    // then checked by its hash.
+    const sequence = this.signed ? await this.verifyHead(current.content, current.record, checkpoint.sequence) : undefined;
     const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
 
     // Pages come newest first but messages go out oldest first, so nothing can be delivered before the
@@ -113,10 +126,12 @@ export class Receiver {
     chunks.reverse();
     let seq = checkpoint.delivered;
     let batch: Delivery[] = [];
+    let lastId = checkpoint.lastId;
     const flush = async () => {
       if (batch.length === 0) return;
       await deliver(batch);
-      await this.checkpoints.save(this.name, { delivered: seq, lastId: batch[batch.length - 1].id });
+      lastId = batch[batch.length - 1].id;
+      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
       batch = [];
     };
     for (let c = 0; c < chunks.length; c++) {
@@ -134,7 +149,27 @@ export class Receiver {
       }
     }
     await flush();
-    return { delivered: walk.pairs.length, pages: walk.pages, total: seq, found: true };
+    // A newer head with nothing new (a republished record) still raises the floor for rollbacks.
+    if (walk.pairs.length === 0 && sequence !== undefined && sequence !== checkpoint.sequence) {
+      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
+    }
+    return { delivered: walk.pairs.length, pages: walk.pages, total: seq, found: true, sequence };
+  }
+
+  /** Checks a signed head; returns its sequence. */
+  private async verifyHead(content: Uint8Array, record: Uint8Array, accepted: bigint | undefined): Promise<bigint> {
+    const where = `head of name ${JSON.stringify(this.name)} from NS ${this.nsUrl}`;
+    if (record.length === 0) throw RemoteLogError.permissionDenied(`${where} comes without a signed record, and the name is a key`);
+    let verified: VerifiedRecord;
+    try {
+      verified = await verifyNameRecord(this.name, record, content);
+    } catch (err) {
+      throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.message.replace(/^[A-Z_]+: /, "")}`, { cause: err }) : err;
+    }
+    if (accepted !== undefined && verified.sequence < accepted) {
+      throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${accepted} was accepted before`);
+    }
+    return verified.sequence;
   }
 
   /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest. */
@@ -152,6 +187,10 @@ export class Receiver {
     }
     return data;
   }
+}
+
+function withSequence(checkpoint: Checkpoint, sequence: bigint | undefined): Checkpoint {
+  return sequence === undefined ? checkpoint : { ...checkpoint, sequence };
 }
 
 /** A checked message, or why it failed (thrown at delivery, once its seq is known). */

@@ -10,6 +10,8 @@ import { addressText } from "../core/hash.js";
 export interface NameHead {
   content: Uint8Array;
   version: bigint;
+  /** The signed record beside the content; empty for unsigned names. */
+  record: Uint8Array;
 }
 
 
@@ -121,7 +123,7 @@ export class Remote {
   async fetchName(name: string): Promise<NameHead | undefined> {
     try {
       const content = await this.ns.fetch({ name });
-      return { content: content.data, version: content.version };
+      return { content: content.data, version: content.version, record: content.record };
     } catch (err) {
       const error = fromConnectError(err, `NS ${this.nsUrl} Fetch ${JSON.stringify(name)}`);
       if (error.code === ErrorCodes.NOT_FOUND) return undefined;
@@ -130,9 +132,9 @@ export class Remote {
   }
 
   /** A conditional update: CONFLICT when the name is no longer at expectedVersion. */
-  async updateName(name: string, content: Uint8Array, expectedVersion: bigint): Promise<bigint> {
+  async updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint> {
     try {
-      return (await this.ns.update({ name, content, expectedVersion })).version;
+      return (await this.ns.update({ name, content, expectedVersion, record })).version;
     } catch (err) {
       throw fromConnectError(err, `NS ${this.nsUrl} Update ${JSON.stringify(name)}`);
     }

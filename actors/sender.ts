@@ -1,45 +1,69 @@
+import type { PrivateKey } from "../core/names.js";
+import { walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
+import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressOf, encodeMessage, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
-import { decodePage, encodePage, planPages, type EmbedMode, type LogEntry } from "../core/page.js";
+import { createNameRecord } from "../core/names.js";
+import { decodePage, encodePage, planPages, type EmbedMode, type LogEntry, type PageItem } from "../core/page.js";
 import type { Remote } from "./remote.js";
 
 export interface SenderOptions {
   name: string;
   log: LocalLog;
-  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName">;
+  /**
+   * Where the sender remembers how much of its local log the remote log holds (a Checkpoint: how many
+   * local messages, and the id of the last). Only a hint: it is checked against the chain every time.
+   */
+  published: CheckpointStore;
+  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName" | "getBlock">;
+  /** Signs every update with this key; the name must be the key's. Unsigned without it. */
+  key?: PrivateKey;
+  /** Validity and TTL of the signed records. */
+  validityMs?: number;
+  ttlMs?: number;
   /** Pairs per page; default 256. */
   pageSize?: number;
   embed?: EmbedMode;
-  /** Conditional-update attempts before a lost race is reported; default 5. */
+  /** Lost races before a publish gives up; default 20. */
   maxAttempts?: number;
 }
 
 export interface PublishResult {
-  /** Messages the remote log holds after this publish. */
+  /** Local messages the remote log holds after this publish (all of them). */
   published: number;
   /** Messages this publish added. */
   added: number;
+  /** Messages of other writers of the name found since this sender's last publish. */
+  foreign: number;
   /** Pages sealed into the CAS by this publish. */
   sealedPages: number;
-  /** The name's version after this publish (unchanged when there was nothing to add). */
+  /** The name's version (for signed names, the record's sequence) after this publish. */
   version: bigint;
-  /** Message blocks uploaded (old head messages are uploaded again; the CAS keeps one copy). */
+  /** Message blocks uploaded (the CAS keeps one copy of a block uploaded twice). */
   uploadedBlocks: number;
+  /** Conditional updates lost to another writer and retried on the new head. */
+  lostRaces: number;
 }
 
 /**
  * Alice: appends to a durable local log, then publishes what the remote log lacks.
  *
- * The sender keeps no publish state of its own: the name's head says how far the remote log goes
- * (its newest pair is a message of the local log), and everything a publish does before the name
- * update is idempotent. So a crash at any point is repaired by publishing again, with no gap and no
- * duplicate pair, and a conditional update keeps two publishers from overwriting each other.
+ * Every publish starts from the name's current head and walks back only to the last message this
+ * sender published, so it learns what other writers of the same name (the same author on another
+ * device) added since, and which of its own messages are already there (after a crash between the
+ * name update and remembering it). Its pending messages go on top of that head, copy-on-write, and a
+ * conditional update makes sure no other writer's update is lost: a writer that loses the race starts
+ * again from the new head, which rebases its pending messages onto it. Everything before the update
+ * is idempotent, so a crash anywhere is repaired by publishing again, with no gap and no duplicate.
  */
 export class Sender {
   readonly name: string;
   private readonly log: LocalLog;
+  private readonly published: CheckpointStore;
   private readonly remote: SenderOptions["remote"];
+  private readonly key?: PrivateKey;
+  private readonly recordOptions: { validityMs?: number; ttlMs?: number };
   private readonly pageSize: number;
   private readonly embed: EmbedMode;
   private readonly maxAttempts: number;
@@ -47,10 +71,13 @@ export class Sender {
   constructor(options: SenderOptions) {
     this.name = options.name;
     this.log = options.log;
+    this.published = options.published;
     this.remote = options.remote;
+    this.key = options.key;
+    this.recordOptions = { validityMs: options.validityMs, ttlMs: options.ttlMs };
     this.pageSize = options.pageSize ?? 256;
     this.embed = options.embed ?? "none";
-    this.maxAttempts = options.maxAttempts ?? 5;
+    this.maxAttempts = options.maxAttempts ?? 20;
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
   }
 
@@ -62,70 +89,97 @@ export class Sender {
   /** Publishes every appended message the remote log does not have yet. Safe to repeat at any time. */
   async publish(): Promise<PublishResult> {
     let lostRace: RemoteLogError | undefined;
-    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const result = await this.publishOnce();
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const result = await this.publishOnce(attempt);
       if (!(result instanceof RemoteLogError)) return result;
       lostRace = result;
     }
-    throw RemoteLogError.conflict(`gave up publishing ${JSON.stringify(this.name)} after ${this.maxAttempts} lost races; last: ${lostRace?.message}`);
+    throw RemoteLogError.conflict(`gave up publishing ${JSON.stringify(this.name)} after losing ${this.maxAttempts} races; last: ${lostRace?.message}`);
   }
 
   /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
-  private async publishOnce(): Promise<PublishResult | RemoteLogError> {
+  private async publishOnce(lostRaces: number): Promise<PublishResult | RemoteLogError> {
+    const mark: Checkpoint = (await this.published.load(this.name)) ?? { delivered: 0, lastId: new Uint8Array(0) };
     const current = await this.remote.fetchName(this.name);
-    let published = 0;
-    let headPairs = 0;
+    const total = this.log.length;
+    let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
+    let already = new Set<string>();
+    let foreign = 0;
     if (current) {
       const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
-      ({ published, headPairs } = this.locate(head.pair.map((pair) => pair.localHash)));
+      // What the chain holds since this sender's last publish: its own messages whose publish was not
+      // remembered, and other writers' messages. With no mark, the whole chain.
+      const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
+        stopAtId: mark.delivered > 0 ? mark.lastId : undefined,
+        maxPages: DEFAULT_MAX_PAGES,
+      });
+      if (mark.delivered > 0 && !walk.reachedStop) {
+        throw RemoteLogError.conflict(
+          `name ${JSON.stringify(this.name)} no longer holds message ${toHex(mark.lastId)}, the last this sender published: its log was replaced`,
+        );
+      }
+      already = new Set(walk.pairs.map((pair) => toHex(pair.localHash)));
+      foreign = walk.pairs.filter((pair) => this.log.seqOf(pair.localHash) === undefined).length;
+      carried = await this.carry(head.pair.slice().reverse());
       tail = head.tail;
     }
     const version = current?.version ?? 0n;
-    const total = this.log.length;
-    if (total === published) return { published, added: 0, sealedPages: 0, version, uploadedBlocks: 0 };
 
-    const entries: LogEntry[] = (await this.log.read(published - headPairs, total)).map((entry) => ({
-      id: entry.id,
-      address: addressOf(entry.data),
-      data: entry.data,
-    }));
-    const plan = planPages(entries, tail, this.pageSize, this.embed);
+    const pending = (await this.log.read(mark.delivered, total)).filter((entry) => !already.has(toHex(entry.id)));
+    if (pending.length === 0) {
+      await this.remember(total);
+      return { published: total, added: 0, foreign, sealedPages: 0, version, uploadedBlocks: 0, lostRaces };
+    }
+    const fresh: LogEntry[] = pending.map((entry) => ({ id: entry.id, address: addressOf(entry.data), data: entry.data }));
+    const plan = planPages([...carried, ...fresh], tail, this.pageSize, this.embed);
 
-    // Messages and sealed pages go in before the head that names them, so no reader ever meets a dangling address.
+    // Messages and sealed pages go in before the head that names them, so no reader meets a dangling address.
     const messageBlocks = plan.referenced.map((entry) => entry.data);
     await this.remote.putBlocks([...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)]);
 
+    const headBytes = encodePage(plan.head);
+    const record = this.key ? await createNameRecord(this.key, headBytes, version + 1n, this.recordOptions) : undefined;
     let newVersion: bigint;
     try {
-      newVersion = await this.remote.updateName(this.name, encodePage(plan.head), version);
+      newVersion = await this.remote.updateName(this.name, headBytes, version, record);
     } catch (err) {
       if (err instanceof RemoteLogError && err.code === ErrorCodes.CONFLICT) return err;
       throw err;
     }
-    return { published: total, added: total - published, sealedPages: plan.sealed.length, version: newVersion, uploadedBlocks: messageBlocks.length };
+    await this.remember(total);
+    return {
+      published: total,
+      added: fresh.length,
+      foreign,
+      sealedPages: plan.sealed.length,
+      version: newVersion,
+      uploadedBlocks: messageBlocks.length,
+      lostRaces,
+    };
   }
 
   /**
-   * Where the remote head stands in the local log: the head's pairs must be the local messages just
-   * before `published`, newest first. Anything else means the name holds another log.
+   * The head's pairs to carry into the new head: this sender's own messages as entries (so that the
+   * embed mode applies to them again, and their blocks are uploaded when they lose their data), other
+   * writers' pairs exactly as they are.
    */
-  private locate(headIdsNewestFirst: Uint8Array[]): { published: number; headPairs: number } {
-    if (headIdsNewestFirst.length === 0) {
-      throw RemoteLogError.conflict(`name ${JSON.stringify(this.name)} has an empty head page; it was not written by a remotelog sender`);
-    }
-    const newest = this.log.seqOf(headIdsNewestFirst[0]);
-    if (newest === undefined) {
-      throw RemoteLogError.conflict(
-        `name ${JSON.stringify(this.name)} holds message ${toHex(headIdsNewestFirst[0])}, which is not in the local log: another log publishes under this name`,
-      );
-    }
-    const published = newest + 1;
-    headIdsNewestFirst.forEach((id, i) => {
-      if (this.log.seqOf(id) !== newest - i) {
-        throw RemoteLogError.conflict(`name ${JSON.stringify(this.name)} diverges from the local log at seq ${newest - i}`);
-      }
-    });
-    return { published, headPairs: headIdsNewestFirst.length };
+  private async carry(pairsOldestFirst: PageItem[]): Promise<PageItem[]> {
+    return Promise.all(
+      pairsOldestFirst.map(async (pair) => {
+        if (!("$typeName" in pair)) return pair;
+        const seq = this.log.seqOf(pair.localHash);
+        if (seq === undefined) return pair;
+        const [entry] = await this.log.read(seq, seq + 1);
+        return { id: entry.id, address: addressOf(entry.data), data: entry.data };
+      }),
+    );
+  }
+
+  /** Remembers that the first `count` local messages are in the remote log. */
+  private async remember(count: number): Promise<void> {
+    if (count === 0) return;
+    const [last] = await this.log.read(count - 1, count);
+    await this.published.save(this.name, { delivered: count, lastId: last.id });
   }
 }

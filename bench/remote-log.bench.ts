@@ -16,6 +16,7 @@ import { encodeMessage, newMessage } from "../core/hash.js";
 import type { EmbedMode } from "../core/page.js";
 import { deliveryLine } from "../cli/format.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
+import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 
 const MAIN = resolve("dist/cli/main.js");
@@ -75,7 +76,7 @@ async function formatOnly(batch: Delivery[]): Promise<void> {
 
 async function wholeReceive(url: string, name: string, stateDir: string): Promise<{ ms: number; lines: number }> {
   const start = process.hrtime.bigint();
-  const child = spawn(process.execPath, [MAIN, "receive", "--name", name, "--server", url, "--state", stateDir], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [MAIN, "receive", "--unsigned", "--name", name, "--server", url, "--state", stateDir], { stdio: ["ignore", "pipe", "inherit"] });
   let lines = 0;
   child.stdout!.on("data", (chunk: Buffer) => {
     for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
@@ -101,7 +102,7 @@ interface Row {
 /** A whole `send` process: start, append the lines from stdin, publish, exit. */
 async function wholeSend(url: string, name: string, dataDir: string, input: string, embed: EmbedMode): Promise<number> {
   const start = process.hrtime.bigint();
-  const child = spawn(process.execPath, [MAIN, "send", "--name", name, "--server", url, "--data", dataDir, "--embed", String(embed)], { stdio: ["pipe", "ignore", "inherit"] });
+  const child = spawn(process.execPath, [MAIN, "send", "--unsigned", "--name", name, "--server", url, "--data", dataDir, "--embed", String(embed)], { stdio: ["pipe", "ignore", "inherit"] });
   child.stdin!.end(input);
   const code = await new Promise<number | null>((ok) => child.once("close", ok));
   if (code !== 0) throw new Error(`send exited with ${code}`);
@@ -118,12 +119,12 @@ async function runConfig(root: string, count: number, embed: EmbedMode): Promise
     // whole-process column.
     const warmLog = await FileLocalLog.open(join(root, "warm"));
     await warmLog.append(bodies(2000).map((body, i) => encodeMessage(newMessage(GROUP, BigInt(i), body))));
-    await new Sender({ name: `${name}-warm`, log: warmLog, remote, embed }).publish();
+    await new Sender({ published: new MemoryCheckpointStore(), name: `${name}-warm`, log: warmLog, remote, embed }).publish();
     await warmLog.close();
 
     const encoded = bodies(count).map((body, i) => encodeMessage(newMessage(GROUP, 1_700_000_000n + BigInt(i), body)));
     const encodedBytes = encoded.reduce((sum, bytes) => sum + bytes.length, 0) / count;
-    const sender = new Sender({ name, log, remote, pageSize: 256, embed });
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name, log, remote, pageSize: 256, embed });
     const before = await dirBytes(server.dataDir);
     let start = process.hrtime.bigint();
     await log.append(encoded);
@@ -194,7 +195,7 @@ async function incremental(root: string, lengths: number[], rounds: number): Pro
       const name = `incremental-${length}`;
       const log = await FileLocalLog.open(join(root, `alice-${length}`));
       const checkpoints = await FileCheckpointStore.open(join(root, `bob-${length}`));
-      const sender = new Sender({ name, log, remote, pageSize: 256 });
+      const sender = new Sender({ published: new MemoryCheckpointStore(), name, log, remote, pageSize: 256 });
       await log.append(bodies(length).map((body, i) => encodeMessage(newMessage(GROUP, BigInt(i), body))));
       await sender.publish();
       const receiver = new Receiver({ name, remote, checkpoints });

@@ -73,3 +73,12 @@ export async function readAll(stream: Readable): Promise<Buffer> {
   for await (const chunk of stream) chunks.push(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
   return Buffer.concat(chunks);
 }
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** commander argParser for durations such as 500ms, 30s, 10m, 12h, 90d; returns milliseconds. */
+export function durationOption(value: string): number {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(value.trim());
+  if (!match || Number(match[1]) === 0) throw new InvalidArgumentError(`expected a duration such as 30s, 10m, 12h or 90d, got ${JSON.stringify(value)}`);
+  return Number(match[1]) * UNIT_MS[match[2]];
+}

@@ -62,8 +62,15 @@ export function command(io: Io) {
         });
         io.stdout.write(`CAS and NS are up at ${url} (one port: Connect, gRPC and gRPC-Web)\n\n`);
 
+        const keyFile = join(dir, "alice.key");
+        const keygen = start(io, "key", ["key", "gen", "--out", keyFile]);
+        let name = "";
+        createInterface({ input: keygen.stdout! }).on("line", (line) => (name ||= line.trim()));
+        if ((await exited(keygen)) !== 0 || !name) throw RemoteLogError.internal("key gen failed");
+        io.stdout.write(`Alice's key is ${keyFile}; her log's name is the key's: ${name}\n\n`);
+
         const total = flags.rounds * flags.messages;
-        const bob = start(io, "bob", ["receive", "--follow", "--interval", "100", "--name", "demo", "--server", url, "--state", join(dir, "bob")]);
+        const bob = start(io, "bob", ["receive", "--follow", "--interval", "100", "--name", name, "--server", url, "--state", join(dir, "bob")]);
         children.push(bob);
         let bobSeen = 0;
         const bobDone = new Promise<void>((resolve) => {
@@ -76,7 +83,7 @@ export function command(io: Io) {
 
         for (let round = 1; round <= flags.rounds; round++) {
           io.stdout.write(`Alice comes online (round ${round}) and sends ${flags.messages} messages:\n`);
-          const alice = start(io, "alice", ["send", "--name", "demo", "--server", url, "--data", join(dir, "alice"), "--group", "demo-chat", "--page-size", "4"]);
+          const alice = start(io, "alice", ["send", "--key", keyFile, "--server", url, "--data", join(dir, "alice"), "--group", "demo-chat", "--page-size", "4"]);
           children.push(alice);
           const lines = Array.from({ length: flags.messages }, (_, i) => `round ${round}, message ${i + 1}`);
           for (const line of lines) io.stdout.write(`  alice => ${line}\n`);
@@ -87,10 +94,10 @@ export function command(io: Io) {
           await new Promise((resolve) => setTimeout(resolve, 400));
         }
         await bobDone;
-        io.stdout.write(`\nBob received all ${total} messages, in order, each checked against both hashes.\n`);
+        io.stdout.write(`\nBob received all ${total} messages, in order: every head's signature checked against the name, every page and message against its hash.\n`);
 
         io.stdout.write("\nCarol arrives later, while Alice is offline, and catches up in one go:\n");
-        const carol = start(io, "carol", ["receive", "--name", "demo", "--server", url, "--state", join(dir, "carol")]);
+        const carol = start(io, "carol", ["receive", "--name", name, "--server", url, "--state", join(dir, "carol")]);
         children.push(carol);
         let carolSeen = 0;
         createInterface({ input: carol.stdout! }).on("line", () => carolSeen++);

@@ -2,7 +2,8 @@ import { Receiver, type Delivery } from "../actors/receiver.js";
 import { sleep, withRetry } from "../actors/remote.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { intOption, newCommand, runCommand, type Io } from "./command.js";
+import { isKeyName } from "../core/names.js";
+import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine } from "./format.js";
 
@@ -10,6 +11,7 @@ export const summary = "fetch a remote log and print new messages as JSONL";
 
 interface ReceiveFlags extends EndpointFlags {
   name: string;
+  unsigned?: boolean;
   state: string;
   follow?: boolean;
   interval: number;
@@ -29,7 +31,8 @@ export function command(io: Io) {
           "each printed batch, so a restart goes on where the last one stopped; after a crash the batch in\n" +
           "flight may be printed again, with the same seq and id.",
       )
-      .requiredOption("--name <name>", "the name to read")
+      .requiredOption("--name <name>", "the name to read: a key name (k51…), whose heads must carry a valid signed record")
+      .option("--unsigned", "also read a free-form name, whose heads nobody signs")
       .requiredOption("--state <dir>", "the receiver's checkpoint directory")
       .option("--follow", "keep polling and print new messages as they arrive")
       .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
@@ -39,10 +42,14 @@ export function command(io: Io) {
   )
     .addHelpText(
       "after",
-      "\nExamples:\n  remotelog receive --name alice --server http://127.0.0.1:7420 --state ./bob\n" +
-        "  remotelog receive --name alice --cas http://127.0.0.1:7421 --ns http://127.0.0.1:7422 --state ./bob --follow",
+      "\nExamples:\n  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob\n" +
+        "  remotelog receive --name k51qzi5uqu5d… --cas http://127.0.0.1:7421 --ns http://127.0.0.1:7422 --state ./bob --follow\n" +
+        "  remotelog receive --unsigned --name chat --server http://127.0.0.1:7420 --state ./bob",
     )
     .action(async (flags: ReceiveFlags) => {
+      if (!isKeyName(flags.name) && !flags.unsigned) {
+        throw usageError(`${JSON.stringify(flags.name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to read it anyway`);
+      }
       const remote = remoteFrom(flags);
       const checkpoints = await FileCheckpointStore.open(flags.state).catch((err) => {
         remote.close();

@@ -4,14 +4,21 @@ import { withRetry } from "../actors/remote.js";
 import { RemoteLogError } from "../core/errors.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
 import { parseEmbed } from "../core/page.js";
+import { join } from "node:path";
+import { DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, loadKeyFile, type PrivateKey } from "../core/names.js";
+import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
-import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
 
 interface SendFlags extends EndpointFlags {
-  name: string;
+  name?: string;
+  key?: string;
+  unsigned?: boolean;
+  validity: number;
+  ttl: number;
   data: string;
   group: string;
   format: "lines" | "jsonl" | "raw";
@@ -36,7 +43,11 @@ export function command(io: Io) {
           "in batches and point --name at the new head. With empty input it publishes whatever was appended but\n" +
           "not yet published (after a crash, say).",
       )
-      .requiredOption("--name <name>", "the name to publish under")
+      .option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's")
+      .option("--name <name>", "the name to publish under: the key's name (may be left out), or a free-form name with --unsigned")
+      .option("--unsigned", "publish a free-form name without signing it, as clients of the draft do")
+      .option("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away)", durationOption, DEFAULT_VALIDITY_MS)
+      .option("--ttl <duration>", "how long resolvers may cache a signed record", durationOption, DEFAULT_TTL_MS)
       .requiredOption("--data <dir>", "the sender's local log directory")
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
@@ -47,8 +58,10 @@ export function command(io: Io) {
   )
     .addHelpText(
       "after",
-      "\nExamples:\n  printf 'hello\\nworld\\n' | remotelog send --name alice --server http://127.0.0.1:7420 --data ./alice\n" +
-        "  remotelog send --name alice --server http://127.0.0.1:7420 --data ./alice < /dev/null   # publish only",
+      "\nExamples:\n  remotelog key gen --out alice.key\n" +
+        "  printf 'hello\\nworld\\n' | remotelog send --key alice.key --server http://127.0.0.1:7420 --data ./alice\n" +
+        "  remotelog send --key alice.key --server http://127.0.0.1:7420 --data ./alice < /dev/null   # publish only\n" +
+        "  echo hi | remotelog send --unsigned --name chat --server http://127.0.0.1:7420 --data ./chat",
     )
     .action(async (flags: SendFlags) => {
       const embed = (() => {
@@ -58,6 +71,7 @@ export function command(io: Io) {
           throw usageError((err as Error).message);
         }
       })();
+      const { name, key } = await signingFrom(flags);
       const remote = remoteFrom(flags);
       const log = await FileLocalLog.open(flags.data).catch((err) => {
         remote.close();
@@ -68,8 +82,11 @@ export function command(io: Io) {
         // Those bytes were never acknowledged (a crash mid-append), but say so rather than drop them quietly.
         io.stderr.write(`remotelog send: the local log ended in ${recovered.droppedBytes} bytes of a torn append; cut at byte ${recovered.truncatedAt} and saved to ${recovered.savedTo}\n`);
       }
+      const closers: (() => Promise<void>)[] = [];
       try {
-        const sender = new Sender({ name: flags.name, log, remote, pageSize: flags.pageSize, embed });
+        const published = await FileCheckpointStore.open(join(flags.data, "published"));
+        closers.push(() => published.close());
+        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl });
         const defaultGroup = new TextEncoder().encode(flags.group);
         const publish = () =>
           withRetry(() => sender.publish(), {
@@ -83,12 +100,16 @@ export function command(io: Io) {
         let appended = 0;
         let duplicates = 0;
         let publishing: Promise<void> | undefined;
+        let lostRaces = 0;
         // A failed background publish is reported by the final publish below, which retries it.
         const kickPublish = () => {
           const settled = () => {
             publishing = undefined;
           };
-          publishing ??= publish().then(settled, settled);
+          publishing ??= publish().then((result) => {
+            lostRaces += result.lostRaces;
+            settled();
+          }, settled);
         };
         for await (const batch of readIncoming(io, flags.format, defaultGroup)) {
           if (io.signal.aborted) break;
@@ -100,22 +121,41 @@ export function command(io: Io) {
         }
         while (publishing) await publishing;
         const result = await publish();
+        lostRaces += result.lostRaces;
         if (duplicates > 0) io.stderr.write(`remotelog send: skipped ${duplicates} message(s) whose id was already in the log\n`);
         const summaryLine = {
-          name: flags.name,
+          name,
           appended,
           duplicates,
           logLength: log.length,
           published: result.published,
           version: Number(result.version),
+          // Updates another writer of the name got in first; each was retried on the new head.
+          lostRaces,
         };
         if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
-        else io.stderr.write(`remotelog send: appended ${appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(flags.name)} (version ${summaryLine.version})\n`);
+        else io.stderr.write(`remotelog send: appended ${appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
       } finally {
         remote.close();
+        for (const close of closers) await close();
         await log.close();
       }
     });
+}
+
+/** The name to publish and the key to sign with, from --key, --name and --unsigned. */
+async function signingFrom(flags: SendFlags): Promise<{ name: string; key?: PrivateKey }> {
+  if (flags.unsigned) {
+    if (flags.key) throw usageError("give either --key or --unsigned, not both");
+    if (!flags.name) throw usageError("--unsigned needs a --name");
+    if (isKeyName(flags.name)) throw usageError(`${flags.name} is a key name: its updates must be signed with --key`);
+    return { name: flags.name };
+  }
+  if (!flags.key) throw usageError("give --key FILE to sign updates (remotelog key gen makes one), or --unsigned with a free-form --name");
+  const key = await loadKeyFile(flags.key);
+  const name = keyName(key);
+  if (flags.name !== undefined && flags.name !== name) throw usageError(`--name ${flags.name} is not the name of the key in ${flags.key}, which is ${name}`);
+  return { name, key };
 }
 
 function encodeIncoming(item: Incoming, now: bigint): Uint8Array {

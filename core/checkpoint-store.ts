@@ -7,6 +7,11 @@ export interface Checkpoint {
   delivered: number;
   /** H1 of the last delivered message; empty when delivered is 0. */
   lastId: Uint8Array;
+  /**
+   * For a signed name, the highest record sequence accepted so far, so that an NS serving an older
+   * head (a rollback) is caught. Absent for unsigned names and before the first signed head.
+   */
+  sequence?: bigint;
 }
 
 export interface CheckpointStore {

@@ -48,6 +48,9 @@ export class RemoteLogError extends Error {
   static dataLoss(message: string, cause?: unknown) {
     return new RemoteLogError(ErrorCodes.DATA_LOSS, message, { cause });
   }
+  static permissionDenied(message: string) {
+    return new RemoteLogError(ErrorCodes.PERMISSION_DENIED, message);
+  }
   static unavailable(message: string, cause?: unknown) {
     return new RemoteLogError(ErrorCodes.UNAVAILABLE, message, { cause });
   }

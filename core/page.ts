@@ -123,11 +123,26 @@ function pairOf(entry: LogEntry, embed: boolean): RemoteLog_Pair {
 }
 
 /** A page with its entries newest first, as the draft lays them out. */
-function pageOf(entriesOldestFirst: LogEntry[], tail: Uint8Array, embedNewest: number, referenced: LogEntry[]): RemoteLog {
-  const pair: RemoteLog_Pair[] = new Array(entriesOldestFirst.length);
-  const n = entriesOldestFirst.length;
+/**
+ * What a page is planned from: a message whose bytes this writer has (a LogEntry: embedded or
+ * referenced as the embed mode says), or a pair published by another writer of the same name, whose
+ * message this writer may not have, carried over as it is.
+ */
+export type PageItem = LogEntry | RemoteLog_Pair;
+
+function isCarried(item: PageItem): item is RemoteLog_Pair {
+  return "$typeName" in item;
+}
+
+function pageOf(itemsOldestFirst: PageItem[], tail: Uint8Array, embedNewest: number, referenced: LogEntry[]): RemoteLog {
+  const pair: RemoteLog_Pair[] = new Array(itemsOldestFirst.length);
+  const n = itemsOldestFirst.length;
   for (let i = 0; i < n; i++) {
-    const entry = entriesOldestFirst[n - 1 - i];
+    const entry = itemsOldestFirst[n - 1 - i];
+    if (isCarried(entry)) {
+      pair[i] = entry;
+      continue;
+    }
     const embed = i < embedNewest;
     // An empty message encodes to no bytes, which reads as "not embedded": it must be in the CAS too.
     if (!embed || entry.data.length === 0) referenced.push(entry);
@@ -155,7 +170,7 @@ export interface PagePlan {
  * the next append, so that a head is never empty. Cost is O(entries), which is O(k + page size) when
  * the caller passes the old head's entries plus k new ones.
  */
-export function planPages(entriesOldestFirst: LogEntry[], tail: Uint8Array, pageSize: number, embed: EmbedMode): PagePlan {
+export function planPages(entriesOldestFirst: PageItem[], tail: Uint8Array, pageSize: number, embed: EmbedMode): PagePlan {
   if (!Number.isInteger(pageSize) || pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be a positive integer, not ${pageSize}`);
   const sealed: SealedPage[] = [];
   const referenced: LogEntry[] = [];

@@ -14,6 +14,8 @@ interface CheckpointFile {
   delivered: number;
   /** Hex. */
   lastId: string;
+  /** Decimal, since JSON numbers cannot hold every uint64; absent when the checkpoint has none. */
+  sequence?: string;
 }
 
 /**
@@ -69,7 +71,9 @@ export class FileCheckpointStore implements CheckpointStore {
     } catch (err) {
       throw bad("lastId is not hex", err);
     }
-    return { delivered: file.delivered, lastId };
+    if (file.sequence === undefined) return { delivered: file.delivered, lastId };
+    if (typeof file.sequence !== "string" || !/^\d{1,20}$/.test(file.sequence)) throw bad(`sequence is ${JSON.stringify(file.sequence)}`);
+    return { delivered: file.delivered, lastId, sequence: BigInt(file.sequence) };
   }
 
   /**
@@ -83,6 +87,7 @@ export class FileCheckpointStore implements CheckpointStore {
       throw RemoteLogError.invalidArgument(`checkpoint of ${JSON.stringify(name)}: delivered must be a non-negative integer, not ${checkpoint.delivered}`);
     }
     const file: CheckpointFile = { format: 1, name, delivered: checkpoint.delivered, lastId: toHex(checkpoint.lastId) };
+    if (checkpoint.sequence !== undefined) file.sequence = checkpoint.sequence.toString();
     const bytes = Buffer.from(`${JSON.stringify(file)}\n`, "utf8");
     await this.locks.run(name, async () => {
       await writeFileAtomic(this.pathOf(name), bytes);

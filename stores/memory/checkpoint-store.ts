@@ -5,12 +5,17 @@ export class MemoryCheckpointStore implements CheckpointStore {
 
   async load(name: string): Promise<Checkpoint | undefined> {
     const checkpoint = this.checkpoints.get(name);
-    return checkpoint && { delivered: checkpoint.delivered, lastId: checkpoint.lastId.slice() };
+    return checkpoint && copy(checkpoint);
   }
 
   async save(name: string, checkpoint: Checkpoint): Promise<void> {
-    this.checkpoints.set(name, { delivered: checkpoint.delivered, lastId: checkpoint.lastId.slice() });
+    this.checkpoints.set(name, copy(checkpoint));
   }
 
   async close(): Promise<void> {}
+}
+
+function copy(checkpoint: Checkpoint): Checkpoint {
+  const { delivered, lastId, sequence } = checkpoint;
+  return sequence === undefined ? { delivered, lastId: lastId.slice() } : { delivered, lastId: lastId.slice(), sequence };
 }

@@ -45,7 +45,7 @@ describe("actors - sender and receiver over the in-memory transport", () => {
   ])("round-trips a log in several publishes: %s", async (_, embed, pageSize) => {
     const w = world();
     const log = new MemoryLocalLog();
-    const sender = new Sender({ name: "alice", log, remote: w.remote(), pageSize, embed });
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "alice", log, remote: w.remote(), pageSize, embed });
     const receiver = new Receiver({ name: "alice", remote: w.remote(), checkpoints: new MemoryCheckpointStore(), batchSize: 3 });
     const got: Delivery[] = [];
     let stamp = 1000n;
@@ -64,7 +64,7 @@ describe("actors - sender and receiver over the in-memory transport", () => {
 
   it("publishing twice with nothing new changes nothing", async () => {
     const w = world();
-    const sender = new Sender({ name: "a", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4 });
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "a", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4 });
     await sender.append(bodies(6), GROUP, 1n);
     const first = await sender.publish();
     const second = await sender.publish();
@@ -74,7 +74,7 @@ describe("actors - sender and receiver over the in-memory transport", () => {
 
   it("stores messages and sealed pages before the head that names them", async () => {
     const w = world();
-    const sender = new Sender({ name: "a", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 2 });
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "a", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 2 });
     await sender.append(bodies(5), GROUP, 1n);
     await sender.publish();
     const head = decodePage((await w.names.get("a"))!.content, "head");
@@ -93,27 +93,73 @@ describe("actors - sender and receiver over the in-memory transport", () => {
     const w = world();
     const log = new MemoryLocalLog();
     await log.append(bodies(50).map((b) => encodeMessage(newMessage(GROUP, 1n, b))));
-    const a = new Sender({ name: "n", log, remote: w.remote(), pageSize: 4 });
-    const b = new Sender({ name: "n", log, remote: w.remote(), pageSize: 4 });
+    const a = new Sender({ published: new MemoryCheckpointStore(), name: "n", log, remote: w.remote(), pageSize: 4 });
+    const b = new Sender({ published: new MemoryCheckpointStore(), name: "n", log, remote: w.remote(), pageSize: 4 });
     const results = await Promise.all([a.publish(), b.publish(), a.publish()]);
     expect(results.every((r) => r.published === 50)).toBe(true);
     const got = await receiveAll(new Receiver({ name: "n", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
     expect(got.map((d) => d.seq)).toEqual([...Array(50).keys()]);
   });
 
-  it("refuses to publish over a name that holds another log", async () => {
+  it("two writers of one name, each with its own log, interleave without losing or repeating a message", async () => {
     const w = world();
-    const one = new Sender({ name: "shared", log: new MemoryLocalLog(), remote: w.remote() });
-    await one.append(bodies(3, "one"), GROUP, 1n);
-    await one.publish();
-    const other = new Sender({ name: "shared", log: new MemoryLocalLog(), remote: w.remote() });
-    await other.append(bodies(3, "other"), GROUP, 1n);
-    await expect(other.publish()).rejects.toThrowError(/CONFLICT: name "shared" holds message [0-9a-f]{64}, which is not in the local log/);
+    const devices = ["phone", "laptop"].map((device) => {
+      const log = new MemoryLocalLog();
+      return { device, log, sender: new Sender({ published: new MemoryCheckpointStore(), name: "shared", log, remote: w.remote(), pageSize: 3 }) };
+    });
+    let stamp = 1n;
+    let lostRaces = 0;
+    for (let round = 0; round < 4; round++) {
+      for (const { device, sender } of devices) await sender.append(bodies(2 + round, `${device}-${round}-`), GROUP, stamp++);
+      // Both publish at once: one wins each version, the other rebases onto it.
+      const results = await Promise.all(devices.map(({ sender }) => sender.publish()));
+      expect(results.every((r) => r.published > 0)).toBe(true);
+      lostRaces += results.reduce((sum, r) => sum + r.lostRaces, 0);
+    }
+    expect(lostRaces).toBeGreaterThan(0);
+    const got = await receiveAll(new Receiver({ name: "shared", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
+    const all = (await Promise.all(devices.map(({ log }) => log.read(0, log.length)))).flat().map((e) => toHex(e.id));
+    expect(got.map((d) => toHex(d.id)).sort()).toEqual(all.sort());
+    expect(new Set(got.map((d) => toHex(d.id))).size).toBe(got.length);
+    // Each device's own messages keep their order.
+    for (const { log } of devices) {
+      const own = new Set((await log.read(0, log.length)).map((e) => toHex(e.id)));
+      expect(got.map((d) => toHex(d.id)).filter((id) => own.has(id))).toEqual((await log.read(0, log.length)).map((e) => toHex(e.id)));
+    }
+  });
+
+  it("a publish whose success was not remembered (a crash) is found in the chain, not repeated", async () => {
+    const w = world();
+    const log = new MemoryLocalLog();
+    const first = new Sender({ published: new MemoryCheckpointStore(), name: "c", log, remote: w.remote(), pageSize: 4 });
+    await first.append(bodies(10), GROUP, 1n);
+    await first.publish();
+    // A sender with no memory of that publish, as after a crash right after the name update.
+    const again = new Sender({ published: new MemoryCheckpointStore(), name: "c", log, remote: w.remote(), pageSize: 4 });
+    expect(await again.publish()).toMatchObject({ added: 0, published: 10 });
+    await again.append(bodies(3, "more"), GROUP, 2n);
+    expect(await again.publish()).toMatchObject({ added: 3, published: 13 });
+    const got = await receiveAll(new Receiver({ name: "c", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
+    expect(got.map((d) => toHex(d.id))).toEqual((await log.read(0, 13)).map((e) => toHex(e.id)));
+  });
+
+  it("refuses to publish when the name no longer holds the last message this sender published", async () => {
+    const w = world();
+    const published = new MemoryCheckpointStore();
+    const sender = new Sender({ published, name: "r", log: new MemoryLocalLog(), remote: w.remote() });
+    await sender.append(bodies(3), GROUP, 1n);
+    await sender.publish();
+    const other = new Sender({ published: new MemoryCheckpointStore(), name: "r2", log: new MemoryLocalLog(), remote: w.remote() });
+    await other.append(bodies(2, "x"), GROUP, 1n);
+    await other.publish();
+    await w.names.put("r", (await w.names.get("r2"))!.content);
+    await sender.append(bodies(1, "late"), GROUP, 2n);
+    await expect(sender.publish()).rejects.toThrowError(/CONFLICT: name "r" no longer holds message [0-9a-f]{64}, the last this sender published/);
   });
 
   it("skips a message whose id is already in the log", async () => {
     const w = world();
-    const sender = new Sender({ name: "d", log: new MemoryLocalLog(), remote: w.remote() });
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "d", log: new MemoryLocalLog(), remote: w.remote() });
     expect(await sender.append([utf8("same"), utf8("same"), utf8("other")], GROUP, 7n)).toHaveLength(2);
   });
 });
@@ -122,7 +168,7 @@ describe("actors - the receiver verifies what it is served", () => {
   async function published(embed: EmbedMode = "none") {
     const w = world();
     const log = new MemoryLocalLog();
-    const sender = new Sender({ name: "v", log, remote: w.remote(), pageSize: 3, embed });
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "v", log, remote: w.remote(), pageSize: 3, embed });
     await sender.append(bodies(10), GROUP, 1n);
     await sender.publish();
     return { w, log, sender, receiver: () => new Receiver({ name: "v", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }) };
@@ -153,7 +199,7 @@ describe("actors - the receiver verifies what it is served", () => {
     const checkpoints = new MemoryCheckpointStore();
     const bob = new Receiver({ name: "v", remote: w.remote(), checkpoints });
     await receiveAll(bob);
-    const other = new Sender({ name: "v2", log: new MemoryLocalLog(), remote: w.remote() });
+    const other = new Sender({ published: new MemoryCheckpointStore(), name: "v2", log: new MemoryLocalLog(), remote: w.remote() });
     await other.append(bodies(2, "x"), GROUP, 1n);
     await other.publish();
     await w.names.put("v", (await w.names.get("v2"))!.content);

@@ -26,6 +26,13 @@ export function checkpointStoreContract(name: string, setup: () => Promise<Check
       expect(await store.load("alice")).toEqual({ delivered: 42, lastId: id(7) });
     });
 
+    it("stores a record sequence when given, up to the largest uint64, and none when not", async () => {
+      await store.save("signed", { delivered: 5, lastId: id(5), sequence: 2n ** 64n - 1n });
+      expect(await store.load("signed")).toEqual({ delivered: 5, lastId: id(5), sequence: 2n ** 64n - 1n });
+      await store.save("signed", { delivered: 6, lastId: id(6) });
+      expect(await store.load("signed")).toEqual({ delivered: 6, lastId: id(6) });
+    });
+
     it("stores the start: nothing delivered, empty lastId", async () => {
       await store.save("fresh", { delivered: 0, lastId: new Uint8Array(0) });
       expect(await store.load("fresh")).toEqual({ delivered: 0, lastId: new Uint8Array(0) });

@@ -16,7 +16,7 @@ async function localIds(dataDir: string): Promise<string[]> {
 
 /** Receives to the end and returns the delivered ids in order; every seq must follow the last. */
 async function receiveAll(server: Server, stateDir: string, name: string): Promise<string[]> {
-  const result = await runCli(["receive", "--name", name, "--server", server.url, "--state", stateDir], { timeoutMs: 60_000 });
+  const result = await runCli(["receive", "--unsigned", "--name", name, "--server", server.url, "--state", stateDir], { timeoutMs: 60_000 });
   expect(result.code, result.stderr).toBe(0);
   return parseJsonl<{ id: string }>(result.stdout).map((d) => d.id);
 }
@@ -46,7 +46,7 @@ describe(`crash - SIGKILL mid-run (seed ${SEED})`, () => {
     const alice = join(dir, "alice");
     for (let round = 0; round < 4; round++) {
       const before = await fileSize(join(alice, "log.bin"));
-      const child = spawnCli(["send", "--name", "a", "--server", server.url, "--data", alice, "--page-size", "32"]);
+      const child = spawnCli(["send", "--unsigned", "--name", "a", "--server", server.url, "--data", alice, "--page-size", "32"]);
       const done = collect(child, lines(20_000, `round${round}`), 60_000);
       // Kill somewhere between the first durable append and the end of the publish.
       await until(async () => (await fileSize(join(alice, "log.bin"))) > before || child.exitCode !== null);
@@ -54,7 +54,7 @@ describe(`crash - SIGKILL mid-run (seed ${SEED})`, () => {
       child.kill("SIGKILL");
       await done;
     }
-    const flush = await runCli(["send", "--name", "a", "--server", server.url, "--data", alice, "--page-size", "32", "--json"]);
+    const flush = await runCli(["send", "--unsigned", "--name", "a", "--server", server.url, "--data", alice, "--page-size", "32", "--json"]);
     expect(flush.code, flush.stderr).toBe(0);
     const ids = await localIds(alice);
     expect(ids.length).toBeGreaterThan(0);
@@ -69,14 +69,14 @@ describe(`crash - SIGKILL mid-run (seed ${SEED})`, () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const alice = join(dir, "alice");
-    expect((await runCli(["send", "--name", "r", "--server", server.url, "--data", alice, "--page-size", "64"], { stdin: lines(20_000) })).code).toBe(0);
+    expect((await runCli(["send", "--unsigned", "--name", "r", "--server", server.url, "--data", alice, "--page-size", "64"], { stdin: lines(20_000) })).code).toBe(0);
     const ids = await localIds(alice);
     const batch = 100;
     const outputs: { seq: number; id: string }[] = [];
     let kills = 0;
     // Six runs are killed at random moments once they print; the seventh is left to finish.
     for (let attempt = 0; attempt < 7; attempt++) {
-      const child = spawnCli(["receive", "--name", "r", "--server", server.url, "--state", join(dir, "bob"), "--batch", String(batch)]);
+      const child = spawnCli(["receive", "--unsigned", "--name", "r", "--server", server.url, "--state", join(dir, "bob"), "--batch", String(batch)]);
       const done = collect(child, "", 60_000);
       let printing = false;
       child.stdout!.once("data", () => (printing = true));
@@ -114,7 +114,7 @@ describe(`crash - SIGKILL mid-run (seed ${SEED})`, () => {
     const port = server.port;
     const alice = join(dir, "alice");
     for (let round = 0; round < 3; round++) {
-      const sender = spawnCli(["send", "--name", "s", "--server", server.url, "--data", alice, "--page-size", "50", "--retry-for", "30"]);
+      const sender = spawnCli(["send", "--unsigned", "--name", "s", "--server", server.url, "--data", alice, "--page-size", "50", "--retry-for", "30"]);
       const done = collect(sender, lines(15_000, `round${round}`), 90_000);
       await sleep(30 + random() * 300);
       server.process.kill("SIGKILL");

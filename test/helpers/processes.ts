@@ -44,13 +44,13 @@ export async function runCli(args: string[], options: { stdin?: string | Buffer;
   return collect(child, options.stdin, options.timeoutMs ?? 30_000);
 }
 
-export function collect(child: ChildProcess, stdin?: string | Buffer, timeoutMs = 30_000): Promise<CliResult> {
+export function collect(child: ChildProcess, stdin?: string | Buffer, timeoutMs = 30_000, options: { keepStdinOpen?: boolean } = {}): Promise<CliResult> {
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
   child.stdout!.on("data", (chunk) => stdout.push(chunk));
   child.stderr!.on("data", (chunk) => stderr.push(chunk));
   child.stdin!.on("error", () => {}); // a child that exits before reading all of stdin is not our failure
-  child.stdin!.end(stdin ?? "");
+  if (!options.keepStdinOpen) child.stdin!.end(stdin ?? "");
   return new Promise((resolvePromise) => {
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.once("exit", (code, signal) => {

@@ -30,11 +30,11 @@ describe("send and receive - end to end through real processes", () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const alice = join(dir, "alice");
-    const send = await runCli(["send", "--name", "alice", "--server", server.url, "--data", alice, "--page-size", "16", "--group", "chat", "--json"], { stdin: lines(100) });
+    const send = await runCli(["send", "--unsigned", "--name", "alice", "--server", server.url, "--data", alice, "--page-size", "16", "--group", "chat", "--json"], { stdin: lines(100) });
     expect(send.code, send.stderr).toBe(0);
     expect(JSON.parse(send.stdout)).toMatchObject({ appended: 100, published: 100, logLength: 100 });
 
-    const first = await runCli(["receive", "--name", "alice", "--server", server.url, "--state", join(dir, "bob")]);
+    const first = await runCli(["receive", "--unsigned", "--name", "alice", "--server", server.url, "--state", join(dir, "bob")]);
     expect(first.code, first.stderr).toBe(0);
     const delivered = parseJsonl<Delivered>(first.stdout);
     expect(delivered.map((d) => d.seq)).toEqual([...Array(100).keys()]);
@@ -42,12 +42,12 @@ describe("send and receive - end to end through real processes", () => {
     expect(delivered.every((d) => d.group === "chat" && /^[0-9a-f]{64}$/.test(d.id) && d.address.startsWith("bafkrei"))).toBe(true);
     expect(delivered.map((d) => d.id)).toEqual((await localLog(alice)).map((m) => m.id));
 
-    const again = await runCli(["receive", "--name", "alice", "--server", server.url, "--state", join(dir, "bob")]);
+    const again = await runCli(["receive", "--unsigned", "--name", "alice", "--server", server.url, "--state", join(dir, "bob")]);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toBe("");
 
-    expect((await runCli(["send", "--name", "alice", "--server", server.url, "--data", alice, "--page-size", "16"], { stdin: lines(7, "later") })).code).toBe(0);
-    const third = parseJsonl<Delivered>((await runCli(["receive", "--name", "alice", "--server", server.url, "--state", join(dir, "bob")])).stdout);
+    expect((await runCli(["send", "--unsigned", "--name", "alice", "--server", server.url, "--data", alice, "--page-size", "16"], { stdin: lines(7, "later") })).code).toBe(0);
+    const third = parseJsonl<Delivered>((await runCli(["receive", "--unsigned", "--name", "alice", "--server", server.url, "--state", join(dir, "bob")])).stdout);
     expect(third.map((d) => d.seq)).toEqual([100, 101, 102, 103, 104, 105, 106]);
     expect(bodies(third)).toEqual(lines(7, "later").trim().split("\n"));
   });
@@ -62,10 +62,10 @@ describe("send and receive - end to end through real processes", () => {
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const alice = join(dir, "alice");
     for (const batch of [lines(20, "a"), lines(1, "b"), lines(13, "c")]) {
-      const send = await runCli(["send", "--name", "n", "--server", server.url, "--data", alice, ...flags], { stdin: batch });
+      const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice, ...flags], { stdin: batch });
       expect(send.code, send.stderr).toBe(0);
     }
-    const received = await runCli(["receive", "--name", "n", "--server", server.url, "--state", join(dir, "bob")]);
+    const received = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", join(dir, "bob")]);
     expect(received.code, received.stderr).toBe(0);
     expect(parseJsonl<Delivered>(received.stdout).map((d) => d.id)).toEqual((await localLog(alice)).map((m) => m.id));
   });
@@ -75,12 +75,12 @@ describe("send and receive - end to end through real processes", () => {
     const cas = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "cas"), "--only", "cas"]);
     const ns = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "ns"), "--only", "ns"]);
     const endpoints = ["--cas", cas.url, "--ns", ns.url];
-    expect((await runCli(["send", "--name", "x", ...endpoints, "--data", join(dir, "alice"), "--page-size", "4"], { stdin: lines(10) })).code).toBe(0);
-    const received = await runCli(["receive", "--name", "x", ...endpoints, "--state", join(dir, "bob")]);
+    expect((await runCli(["send", "--unsigned", "--name", "x", ...endpoints, "--data", join(dir, "alice"), "--page-size", "4"], { stdin: lines(10) })).code).toBe(0);
+    const received = await runCli(["receive", "--unsigned", "--name", "x", ...endpoints, "--state", join(dir, "bob")]);
     expect(received.code, received.stderr).toBe(0);
     expect(parseJsonl(received.stdout)).toHaveLength(10);
     // The NS alone has no CAS: a receiver pointed only at it fails clearly, naming the service.
-    const wrong = await runCli(["receive", "--name", "x", "--server", ns.url, "--state", join(dir, "carol"), "--retry-for", "0"]);
+    const wrong = await runCli(["receive", "--unsigned", "--name", "x", "--server", ns.url, "--state", join(dir, "carol"), "--retry-for", "0"]);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/CAS/);
   });
@@ -89,16 +89,16 @@ describe("send and receive - end to end through real processes", () => {
     const dir = await tempDir();
     const alice = join(dir, "alice");
     // No server is listening on this port: the messages are appended, the publish gives up.
-    const down = await runCli(["send", "--name", "a", "--server", "http://127.0.0.1:9", "--data", alice, "--retry-for", "1"], { stdin: lines(25) });
+    const down = await runCli(["send", "--unsigned", "--name", "a", "--server", "http://127.0.0.1:9", "--data", alice, "--retry-for", "1"], { stdin: lines(25) });
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/UNAVAILABLE/);
     expect(await localLog(alice)).toHaveLength(25);
 
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
-    const flush = await runCli(["send", "--name", "a", "--server", server.url, "--data", alice, "--json"]);
+    const flush = await runCli(["send", "--unsigned", "--name", "a", "--server", server.url, "--data", alice, "--json"]);
     expect(flush.code, flush.stderr).toBe(0);
     expect(JSON.parse(flush.stdout)).toMatchObject({ appended: 0, published: 25 });
-    const received = await runCli(["receive", "--name", "a", "--server", server.url, "--state", join(dir, "bob")]);
+    const received = await runCli(["receive", "--unsigned", "--name", "a", "--server", server.url, "--state", join(dir, "bob")]);
     expect(parseJsonl(received.stdout)).toHaveLength(25);
   });
 
@@ -106,10 +106,10 @@ describe("send and receive - end to end through real processes", () => {
     const dir = await tempDir();
     const first = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const port = first.port;
-    expect((await runCli(["send", "--name", "a", "--server", first.url, "--data", join(dir, "alice")], { stdin: lines(5) })).code).toBe(0);
+    expect((await runCli(["send", "--unsigned", "--name", "a", "--server", first.url, "--data", join(dir, "alice")], { stdin: lines(5) })).code).toBe(0);
     await stop(first.process);
 
-    const receiver = spawnCli(["receive", "--name", "a", "--server", `http://127.0.0.1:${port}`, "--state", join(dir, "bob"), "--retry-for", "20"]);
+    const receiver = spawnCli(["receive", "--unsigned", "--name", "a", "--server", `http://127.0.0.1:${port}`, "--state", join(dir, "bob"), "--retry-for", "20"]);
     let stderr = "";
     receiver.stderr!.on("data", (chunk) => (stderr += chunk));
     let stdout = "";
@@ -124,14 +124,14 @@ describe("send and receive - end to end through real processes", () => {
   it("follows a name: waits for it to exist, then delivers new messages as they arrive", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
-    const follower = spawnCli(["receive", "--follow", "--interval", "50", "--name", "f", "--server", server.url, "--state", join(dir, "bob")]);
+    const follower = spawnCli(["receive", "--unsigned", "--follow", "--interval", "50", "--name", "f", "--server", server.url, "--state", join(dir, "bob")]);
     const seen: Delivered[] = [];
     createInterface({ input: follower.stdout! }).on("line", (line) => seen.push(JSON.parse(line)));
     let stderr = "";
     follower.stderr!.on("data", (chunk) => (stderr += chunk));
     await expect.poll(() => stderr, { timeout: 10_000 }).toMatch(/no remote log yet; waiting/);
     for (let round = 0; round < 3; round++) {
-      expect((await runCli(["send", "--name", "f", "--server", server.url, "--data", join(dir, "alice"), "--page-size", "4"], { stdin: lines(5, `r${round}`) })).code).toBe(0);
+      expect((await runCli(["send", "--unsigned", "--name", "f", "--server", server.url, "--data", join(dir, "alice"), "--page-size", "4"], { stdin: lines(5, `r${round}`) })).code).toBe(0);
       await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(5 * (round + 1));
     }
     expect(seen.map((d) => d.seq)).toEqual([...Array(15).keys()]);
@@ -143,13 +143,13 @@ describe("send and receive - end to end through real processes", () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const jsonl = ['{"body":"plain"}', '{"body_base64":"AAEC","group":"g2","timestamp":42}', ""].join("\n");
-    expect((await runCli(["send", "--format", "jsonl", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: jsonl })).code).toBe(0);
-    const bad = await runCli(["send", "--format", "jsonl", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: '{"nobody":1}\n' });
+    expect((await runCli(["send", "--unsigned", "--format", "jsonl", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: jsonl })).code).toBe(0);
+    const bad = await runCli(["send", "--unsigned", "--format", "jsonl", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: '{"nobody":1}\n' });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT: stdin line 1 has neither/);
     const raw = Buffer.from([0, 10, 13, 255, 10]);
-    expect((await runCli(["send", "--format", "raw", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: raw })).code).toBe(0);
-    const got = parseJsonl<Delivered>((await runCli(["receive", "--name", "j", "--server", server.url, "--state", join(dir, "b")])).stdout);
+    expect((await runCli(["send", "--unsigned", "--format", "raw", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: raw })).code).toBe(0);
+    const got = parseJsonl<Delivered>((await runCli(["receive", "--unsigned", "--name", "j", "--server", server.url, "--state", join(dir, "b")])).stdout);
     expect(got.map((d) => [d.body, d.group, d.timestamp > 1e9 || d.timestamp === 42])).toEqual([
       [Buffer.from("plain").toString("base64"), "remotelog", true],
       ["AAEC", "g2", true],
@@ -161,7 +161,7 @@ describe("send and receive - end to end through real processes", () => {
   it("inspects a name's chain, a page and a message", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
-    expect((await runCli(["send", "--name", "i", "--server", server.url, "--data", join(dir, "a"), "--page-size", "4"], { stdin: lines(10) })).code).toBe(0);
+    expect((await runCli(["send", "--unsigned", "--name", "i", "--server", server.url, "--data", join(dir, "a"), "--page-size", "4"], { stdin: lines(10) })).code).toBe(0);
     const chain = await runCli(["inspect", "chain", "--name", "i", "--server", server.url]);
     expect(chain.code, chain.stderr).toBe(0);
     const parsed = JSON.parse(chain.stdout);
@@ -176,7 +176,7 @@ describe("send and receive - end to end through real processes", () => {
 
 describe("cli - exit codes and help", () => {
   it("gives 0 for --help, 2 for usage errors, 1 for failures", async () => {
-    for (const verb of ["serve", "send", "receive", "inspect", "demo", "mvds"]) {
+    for (const verb of ["serve", "send", "receive", "inspect", "demo", "mvds", "key"]) {
       const help = await runCli([verb, "--help"]);
       expect(help.code, verb).toBe(0);
       expect(help.stdout).toMatch(/Usage: remotelog/);
@@ -184,10 +184,10 @@ describe("cli - exit codes and help", () => {
     expect((await runCli(["--help"])).stdout).toMatch(/Verbs:/);
     expect((await runCli([])).code).toBe(2);
     expect((await runCli(["nope"])).code).toBe(2);
-    expect((await runCli(["send", "--name", "x"])).code).toBe(2);
-    expect((await runCli(["send", "--name", "x", "--data", "/tmp/x", "--page-size", "0", "--server", "http://127.0.0.1:1"])).code).toBe(2);
-    expect((await runCli(["receive", "--name", "x", "--state", "/tmp/x"])).code).toBe(2);
-    expect((await runCli(["receive", "--name", "x", "--state", "/tmp/x", "--server", "ftp://x"])).code).toBe(2);
+    expect((await runCli(["send", "--unsigned", "--name", "x"])).code).toBe(2);
+    expect((await runCli(["send", "--unsigned", "--name", "x", "--data", "/tmp/x", "--page-size", "0", "--server", "http://127.0.0.1:1"])).code).toBe(2);
+    expect((await runCli(["receive", "--unsigned", "--name", "x", "--state", "/tmp/x"])).code).toBe(2);
+    expect((await runCli(["receive", "--unsigned", "--name", "x", "--state", "/tmp/x", "--server", "ftp://x"])).code).toBe(2);
     expect((await runCli(["mvds", "id", "zz"])).code).toBe(1);
   });
 

@@ -1,0 +1,172 @@
+import { describe, expect, it } from "vitest";
+import { createRouterTransport } from "@connectrpc/connect";
+import { Remote } from "../../actors/remote.js";
+import { Receiver, type Delivery } from "../../actors/receiver.js";
+import { Sender } from "../../actors/sender.js";
+import { routes } from "../../services/server.js";
+import { MemoryContentStore } from "../../stores/memory/content-store.js";
+import { MemoryNameStore } from "../../stores/memory/name-store.js";
+import { MemoryLocalLog } from "../../stores/memory/local-log.js";
+import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
+import { addressOf, encodeMessage, newMessage, toHex } from "../../core/hash.js";
+import type { ContentStore } from "../../core/content-store.js";
+import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
+import { decodePage, encodePage } from "../../core/page.js";
+import { create } from "@bufbuild/protobuf";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+
+// The receiver against a lying NS and CAS: the services check what they store, but a receiver must
+// not depend on that, so these tests write straight into the stores behind them, as a hostile or
+// broken operator could. Given only the name, every lie must be caught, naming what failed.
+
+const utf8 = (text: string) => new TextEncoder().encode(text);
+
+async function signedWorld(pageSize = 3) {
+  const content = new MemoryContentStore();
+  const names = new MemoryNameStore();
+  // A CAS that serves what the test says for some addresses, unchecked: what a broken or hostile
+  // store could do, where the memory store would catch its own corruption first.
+  const lies = new Map<string, Uint8Array>();
+  const lying: ContentStore = {
+    putMany: (blocks) => content.putMany(blocks),
+    getMany: async (addresses) => Promise.all(addresses.map(async (a) => lies.get(toHex(a)) ?? (await content.getMany([a]))[0])),
+    has: (address) => content.has(address),
+    close: () => content.close(),
+  };
+  const lie = (address: Uint8Array, bytes: Uint8Array) => lies.set(toHex(address), bytes);
+  const transport = createRouterTransport(routes({ content: lying, names }));
+  const remote = () => new Remote({ casUrl: "memory://cas", nsUrl: "memory://ns", casTransport: transport, nsTransport: transport });
+  const key = await generateNameKey();
+  const name = keyName(key);
+  const log = new MemoryLocalLog();
+  const sender = new Sender({ name, key, log, published: new MemoryCheckpointStore(), remote: remote(), pageSize });
+  const checkpoints = new MemoryCheckpointStore();
+  const receiver = () => new Receiver({ name, remote: remote(), checkpoints });
+  const publish = async (count: number, prefix: string) => {
+    await sender.append(Array.from({ length: count }, (_, i) => utf8(`${prefix}${i}`)), utf8("g"), 1n);
+    return sender.publish();
+  };
+  const receive = async () => {
+    const got: Delivery[] = [];
+    await receiver().sync(async (batch) => void got.push(...batch));
+    return got;
+  };
+  return { content, lie, names, remote, key, name, log, sender, checkpoints, receiver, publish, receive };
+}
+
+describe("hostile - a receiver given only a key name", () => {
+  it("reads a signed log, and remembers the sequence it accepted", async () => {
+    const w = await signedWorld();
+    const result = await w.publish(7, "a");
+    expect(result.version).toBe(1n);
+    expect(await w.receive()).toHaveLength(7);
+    expect((await w.checkpoints.load(w.name))!.sequence).toBe(1n);
+    await w.publish(2, "b");
+    expect((await w.receive()).map((d) => d.seq)).toEqual([7, 8]);
+    expect((await w.checkpoints.load(w.name))!.sequence).toBe(2n);
+  });
+
+  it("rejects a head the NS serves without a record", async () => {
+    const w = await signedWorld();
+    await w.publish(2, "a");
+    const stored = (await w.names.get(w.name))!;
+    await w.names.put(w.name, stored.content, { record: new Uint8Array(0) });
+    await expect(w.receive()).rejects.toThrowError(/PERMISSION_DENIED: head of name "k51\w+" from NS memory:\/\/ns comes without a signed record/);
+  });
+
+  it("rejects a head signed by another key", async () => {
+    const w = await signedWorld();
+    await w.publish(2, "a");
+    const stored = (await w.names.get(w.name))!;
+    const forged = await createNameRecord(await generateNameKey(), stored.content, 5n);
+    await w.names.put(w.name, stored.content, { record: forged });
+    await expect(w.receive()).rejects.toThrowError(/PERMISSION_DENIED: head of name "k51\w+"/);
+  });
+
+  it("rejects a valid record served beside a page it does not vouch for", async () => {
+    const w = await signedWorld();
+    await w.publish(2, "a");
+    const stored = (await w.names.get(w.name))!;
+    const page = decodePage(stored.content, "head");
+    page.pair.pop();
+    await w.names.put(w.name, encodePage(page), { record: stored.record });
+    await expect(w.receive()).rejects.toThrowError(/head of name "k51\w+".*does not match|INVALID_ARGUMENT/);
+  });
+
+  it("rejects a rollback to an older, validly signed head", async () => {
+    const w = await signedWorld();
+    await w.publish(2, "a");
+    const old = (await w.names.get(w.name))!;
+    await w.publish(2, "b");
+    expect(await w.receive()).toHaveLength(4);
+    await w.names.put(w.name, old.content, { record: old.record });
+    await expect(w.receive()).rejects.toThrowError(/CONFLICT: head of name "k51\w+" .* is a rollback: its record has sequence 1, and sequence 2 was accepted before/);
+  });
+
+  it("rejects an expired record", async () => {
+    const w = await signedWorld();
+    await w.publish(1, "a");
+    const stored = (await w.names.get(w.name))!;
+    const expired = await createNameRecord(w.key, stored.content, 9n, { validityMs: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await w.names.put(w.name, stored.content, { record: expired });
+    await expect(w.receive()).rejects.toThrowError(/CONFLICT: head of name "k51\w+".*expired/i);
+  });
+
+  it("rejects signed bytes that are not a page", async () => {
+    const w = await signedWorld();
+    const junk = new Uint8Array([0xff, 0x01, 0x02]);
+    await w.names.put(w.name, junk, { record: await createNameRecord(w.key, junk, 1n) });
+    await expect(w.receive()).rejects.toThrowError(/DATA_LOSS: head of name "k51\w+" is not a vac.cas.RemoteLog page/);
+  });
+
+  it("rejects tampered page bytes and tampered message bytes in the CAS, delivering nothing of the batch", async () => {
+    const w = await signedWorld(2);
+    await w.publish(6, "a");
+    const head = decodePage((await w.names.get(w.name))!.content, "head");
+    w.content.corrupt(head.tail, utf8("not the page"));
+    await expect(w.receive()).rejects.toThrowError(/DATA_LOSS/);
+
+    const v = await signedWorld(2);
+    await v.publish(6, "a");
+    const [first] = await v.log.read(0, 1);
+    v.content.corrupt(addressOf(first.data), encodeMessage(newMessage(utf8("g"), 1n, utf8("evil"))));
+    const delivered: Delivery[] = [];
+    await expect(v.receiver().sync(async (batch) => void delivered.push(...batch))).rejects.toThrowError(/DATA_LOSS/);
+    expect(delivered).toHaveLength(0);
+  });
+
+  it("rejects a signed head whose tail points at itself, or at a chain that loops back", async () => {
+    const w = await signedWorld();
+    await w.publish(1, "a");
+    // The page a tail names must hash to it, so a loop can only be served as bytes that do not.
+    const stored = (await w.names.get(w.name))!;
+    const selfish = create(RemoteLogSchema, { pair: decodePage(stored.content, "head").pair, tail: addressOf(stored.content) });
+    const selfishBytes = encodePage(selfish);
+    w.lie(addressOf(stored.content), selfishBytes);
+    await w.names.put(w.name, selfishBytes, { record: await createNameRecord(w.key, selfishBytes, 2n) });
+    await expect(w.receive()).rejects.toThrowError(/DATA_LOSS: page \S+ does not hash to its address/);
+
+    // A longer chain whose oldest page is served as the head again: the walk ends, it does not loop.
+    const v = await signedWorld(2);
+    await v.publish(7, "a");
+    const head = decodePage((await v.names.get(v.name))!.content, "head");
+    const second = decodePage((await v.content.getMany([head.tail]))[0]!, "page");
+    v.lie(second.tail, (await v.names.get(v.name))!.content);
+    await expect(v.receive()).rejects.toThrowError(/DATA_LOSS: page \S+ does not hash to its address/);
+  });
+
+  it("checks pages and messages a lying CAS serves: a tampered page, a tampered message", async () => {
+    const w = await signedWorld(2);
+    await w.publish(6, "a");
+    const head = decodePage((await w.names.get(w.name))!.content, "head");
+    w.lie(head.tail, encodePage(create(RemoteLogSchema, {})));
+    await expect(w.receive()).rejects.toThrowError(/DATA_LOSS: page \S+ does not hash to its address/);
+
+    const v = await signedWorld(2);
+    await v.publish(6, "a");
+    const [first] = await v.log.read(0, 1);
+    v.lie(addressOf(first.data), encodeMessage(newMessage(utf8("g"), 1n, utf8("evil"))));
+    await expect(v.receive()).rejects.toThrowError(/DATA_LOSS: name "k51\w+" seq 0: bytes of message [0-9a-f]{64} do not hash to its address/);
+  });
+});

@@ -1,0 +1,83 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { stat } from "node:fs/promises";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir } from "../helpers/processes.js";
+
+afterEach(cleanup);
+
+async function keyGen(file: string): Promise<string> {
+  const result = await runCli(["key", "gen", "--out", file]);
+  expect(result.code, result.stderr).toBe(0);
+  const name = result.stdout.trim();
+  expect(name).toMatch(/^k51[a-z0-9]+$/);
+  return name;
+}
+
+describe("signed names - end to end through real processes", () => {
+  it("a key's name is its log's name: send signs, receive verifies", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--require-signed"]);
+    const keyFile = join(dir, "alice.key");
+    const name = await keyGen(keyFile);
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    expect((await runCli(["key", "name", keyFile])).stdout.trim()).toBe(name);
+
+    const send = await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--json"], { stdin: lines(40) });
+    expect(send.code, send.stderr).toBe(0);
+    expect(JSON.parse(send.stdout)).toMatchObject({ name, published: 40, version: 1 });
+    const received = await runCli(["receive", "--name", name, "--server", server.url, "--state", join(dir, "bob")]);
+    expect(received.code, received.stderr).toBe(0);
+    expect(parseJsonl(received.stdout)).toHaveLength(40);
+
+    // --require-signed: a free-form name cannot be published here at all.
+    const unsigned = await runCli(["send", "--unsigned", "--name", "free", "--server", server.url, "--data", join(dir, "free"), "--retry-for", "0"], { stdin: lines(1) });
+    expect(unsigned.code).toBe(1);
+    expect(unsigned.stderr).toMatch(/PERMISSION_DENIED/);
+  });
+
+  it("refuses, as usage errors, a send with neither key nor --unsigned, a key with the wrong --name, and an unsigned read of a free-form name", async () => {
+    const dir = await tempDir();
+    const keyFile = join(dir, "k.key");
+    await keyGen(keyFile);
+    const other = await keyGen(join(dir, "other.key"));
+    expect((await runCli(["send", "--name", "x", "--server", "http://127.0.0.1:9", "--data", join(dir, "a")])).code).toBe(2);
+    expect((await runCli(["send", "--key", keyFile, "--name", other, "--server", "http://127.0.0.1:9", "--data", join(dir, "a")])).code).toBe(2);
+    expect((await runCli(["send", "--unsigned", "--name", other, "--server", "http://127.0.0.1:9", "--data", join(dir, "a")])).code).toBe(2);
+    const read = await runCli(["receive", "--name", "free-form", "--server", "http://127.0.0.1:9", "--state", join(dir, "b")]);
+    expect(read.code).toBe(2);
+    expect(read.stderr).toMatch(/not a key name.*--unsigned/);
+  });
+
+  it("two writers with one key, sending 1,000 messages each at the same time, end with all 2,000, each once", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const keyFile = join(dir, "author.key");
+    const name = await keyGen(keyFile);
+    // Each device feeds its messages in steps of 20 over about a second, so that each publishes many
+    // times and their publishes race for the same versions.
+    const devices = ["phone", "laptop"].map((device) => {
+      const child = spawnCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, device), "--page-size", "16", "--json"]);
+      const done = collect(child, undefined, 120_000, { keepStdinOpen: true });
+      const feed = (async () => {
+        for (let step = 0; step < 50; step++) {
+          child.stdin!.write(lines(20, device, step * 20));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        child.stdin!.end();
+      })();
+      return { device, done: feed.then(() => done) };
+    });
+    const results = await Promise.all(devices.map((d) => d.done));
+    for (const result of results) expect(result.code, result.stderr).toBe(0);
+    const lostRaces = results.reduce((sum, r) => sum + (JSON.parse(r.stdout) as { lostRaces: number }).lostRaces, 0);
+    console.log(`two writers: ${lostRaces} lost race(s), each retried on the new head`);
+    const received = await runCli(["receive", "--name", name, "--server", server.url, "--state", join(dir, "bob")], { timeoutMs: 60_000 });
+    expect(received.code, received.stderr).toBe(0);
+    const bodies = parseJsonl<{ body: string; seq: number }>(received.stdout).map((d) => Buffer.from(d.body, "base64").toString("utf8"));
+    expect(bodies).toHaveLength(2000);
+    expect(new Set(bodies).size).toBe(2000);
+    for (const device of ["phone", "laptop"]) {
+      expect(bodies.filter((b) => b.startsWith(device))).toEqual(lines(1000, device).trim().split("\n"));
+    }
+  });
+});
