@@ -14,6 +14,7 @@ interface ServeFlags {
   only?: "cas" | "ns";
   maxBlock: number;
   memory?: boolean;
+  requireSigned?: boolean;
 }
 
 export function command(io: Io) {
@@ -28,10 +29,11 @@ export function command(io: Io) {
     .addOption(new Option("--only <service>", "serve just one of the two, to run them apart").choices(["cas", "ns"]))
     .option("--max-block <bytes>", "largest block, and largest name content, accepted", intOption(1, 1 << 30), 1 << 20)
     .option("--memory", "keep everything in memory and lose it on exit, for throwaway runs")
+    .option("--require-signed", "accept updates of key names (k51…) with a signed record only; refuse free-form names")
     .addHelpText(
       "after",
       "\nExamples:\n  remotelog serve\n  remotelog serve --listen 0.0.0.0:7420 --data /var/lib/remotelog\n" +
-        "  remotelog serve --only ns --listen 127.0.0.1:7421\n  remotelog serve --memory --listen 127.0.0.1:0",
+        "  remotelog serve --only ns --listen 127.0.0.1:7421 --require-signed\n  remotelog serve --memory --listen 127.0.0.1:0",
     );
   return serve.action(async (flags: ServeFlags) => {
     if (flags.memory && serve.getOptionValueSource("data") === "cli") throw usageError("give either --memory or --data, not both");
@@ -48,6 +50,7 @@ export function command(io: Io) {
         routes: routes({
           ...stores,
           limits: { maxBlockBytes: flags.maxBlock, maxContentBytes: flags.maxBlock },
+          requireSigned: flags.requireSigned ?? false,
           onInternalError: (err, method) => log(`${method} failed: ${details(err.cause ?? err)}`),
         }),
       }).catch((err: unknown) => {
@@ -55,7 +58,8 @@ export function command(io: Io) {
       });
       try {
         const services = [stores.content && "CAS", stores.names && "NS"].filter(Boolean).join(" and ");
-        log(`${services} from ${flags.memory ? "memory" : flags.data}, blocks up to ${flags.maxBlock} bytes`);
+        const signed = stores.names && flags.requireSigned ? ", signed names only" : "";
+        log(`${services} from ${flags.memory ? "memory" : flags.data}, blocks up to ${flags.maxBlock} bytes${signed}`);
         io.stdout.write(`listening on ${server.url}\n`);
         await aborted(io.signal);
         log("stopping");

@@ -1,3 +1,5 @@
+import { RemoteLogError } from "./errors.js";
+
 /**
  * The NS port: a name's current content, with a version that grows by one per update.
  * Every backend (stores/<backend>/name-store.ts) passes test/contract/name-store.contract.ts.
@@ -7,22 +9,58 @@ export interface NameEntry {
   /** 1 after the first update, one more after each update. */
   version: bigint;
   /**
-   * A signed record that vouches for content, stored and returned as given. Reserved for signed
-   * names; empty until then.
+   * The signed record that vouches for content (for a key name, its IPNS record), stored and returned
+   * as given; empty for a free-form name. The store does not check it: NsService does, before put.
    */
   record: Uint8Array;
+}
+
+export interface PutOptions {
+  /** Apply only if the name is at this version (0n: the name must not exist yet). */
+  expectedVersion?: bigint;
+  /** Stored beside content; empty if not given. */
+  record?: Uint8Array;
+  /** The new version, instead of current + 1; must be greater than the current one. */
+  version?: bigint;
+}
+
+/** The largest version a store keeps (the wire's and LevelDB's uint64). */
+export const MAX_VERSION = (1n << 64n) - 1n;
+
+/**
+ * The version a put gives the name, or the error it fails with: shared by every backend so that they
+ * agree on the checks and on the messages.
+ */
+export function nextVersion(name: string, current: bigint, options: PutOptions): bigint {
+  if (options.expectedVersion !== undefined && options.expectedVersion !== current) {
+    throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at version ${current}, not ${options.expectedVersion}`);
+  }
+  if (options.version === undefined) {
+    if (current >= MAX_VERSION) throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at the last version, ${current}`);
+    return current + 1n;
+  }
+  if (options.version < 1n || options.version > MAX_VERSION) {
+    throw RemoteLogError.invalidArgument(`version ${options.version} of name ${JSON.stringify(name)} is not in 1..2^64-1`);
+  }
+  if (options.version <= current) {
+    throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at version ${current}; version ${options.version} is not newer`);
+  }
+  return options.version;
 }
 
 export interface NameStore {
   /** The name's current entry, or undefined for a name never updated. */
   get(name: string): Promise<NameEntry | undefined>;
   /**
-   * Sets the name's content and returns its new version. With expectedVersion, the update applies only
-   * if the current version equals it (0n: the name must not exist); otherwise it throws CONFLICT and
-   * nothing changes. Concurrent updates of one name are serialised: none is lost silently. Durable
-   * when it resolves.
+   * Sets the name's content (and record, empty if not given) and returns its new version: `version`
+   * when given, else the current version + 1. With expectedVersion, the update applies only if the
+   * current version equals it (0n: the name must not exist). A given `version` must be greater than
+   * the current one, so that a signed name's version is its record's sequence and never goes back.
+   * Either check failing throws CONFLICT, naming the name and the versions, and changes nothing; a
+   * `version` outside 1..2^64-1 throws INVALID_ARGUMENT. Concurrent updates of one name are
+   * serialised: none is lost silently. Durable when it resolves.
    */
-  put(name: string, content: Uint8Array, options?: { expectedVersion?: bigint; record?: Uint8Array }): Promise<bigint>;
+  put(name: string, content: Uint8Array, options?: PutOptions): Promise<bigint>;
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;
 }

@@ -1,8 +1,10 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { ContentSchema, ResponseSchema, type Content, type NameUpdate, type NS, type Query, type Response } from "../gen/vac/cas/cas_pb.js";
-import type { NameStore } from "../core/name-store.js";
-import { RemoteLogError } from "../core/errors.js";
+import type { NameEntry, NameStore } from "../core/name-store.js";
+import { isRemoteLogError, RemoteLogError } from "../core/errors.js";
+import { equalBytes } from "../core/hash.js";
+import { isKeyName, verifyNameRecord } from "../core/names.js";
 
 export interface NsLimits {
   /** The largest content one name may point at, in bytes. */
@@ -13,45 +15,119 @@ export interface NsLimits {
 
 export const defaultNsLimits: NsLimits = { maxContentBytes: 1 << 20, maxNameBytes: 512 };
 
+export interface NsOptions {
+  /** Refuse updates of names that are not key names, so that every name served is signed. */
+  requireSigned?: boolean;
+}
+
 /**
  * The draft's `vac.cas.NS` over a NameStore, with remotelog's versions: every update returns the
  * name's new version, and an update carrying expected_version applies only if the name is at it.
  *
- * Throws RemoteLogError: INVALID_ARGUMENT for a name that checkName refuses, TOO_LARGE for content
- * over maxContentBytes, CONFLICT (from the store) when expected_version is stale, and NOT_FOUND naming
- * a name that was never updated.
+ * A key name (k51…, design/remote-log.md §5) is updated only with an IPNS record signed by its key
+ * for exactly that content; the record's sequence becomes the name's version, so versions never go
+ * back, and the record is stored beside the content for receivers to check again. Everything is
+ * checked before the store is touched: a refused update changes nothing.
+ *
+ * Throws RemoteLogError:
+ * - INVALID_ARGUMENT: a name that checkName refuses; a record on a name that is not a key name; a
+ *   record that is malformed or points at other content than the update's (see verifyNameRecord);
+ * - TOO_LARGE: content over maxContentBytes, a record over MAX_RECORD_BYTES;
+ * - PERMISSION_DENIED: a key name without a record, a record whose signature does not verify with the
+ *   name's key, an unsigned name when requireSigned is set;
+ * - CONFLICT: expected_version is not the name's version; the record expired; its sequence is below
+ *   the name's version (stale or replayed), or equal to it with other content or record bytes;
+ * - NOT_FOUND (Fetch): a name that was never updated.
  */
 export class NsService implements ServiceImpl<typeof NS> {
   private readonly limits: NsLimits;
+  private readonly requireSigned: boolean;
 
   constructor(
     private readonly store: NameStore,
     limits: Partial<NsLimits> = {},
+    options: NsOptions = {},
   ) {
     this.limits = { ...defaultNsLimits, ...limits };
+    this.requireSigned = options.requireSigned ?? false;
   }
 
   async update(request: NameUpdate, _context?: HandlerContext): Promise<Response> {
-    checkName(request.name, this.limits.maxNameBytes);
-    if (request.content.length > this.limits.maxContentBytes) {
+    const { name, content, record, expectedVersion } = request;
+    checkName(name, this.limits.maxNameBytes);
+    if (content.length > this.limits.maxContentBytes) {
       throw RemoteLogError.tooLarge(
-        `content of ${request.content.length} bytes for name ${JSON.stringify(request.name)} is over the limit of ${this.limits.maxContentBytes} bytes`,
+        `content of ${content.length} bytes for name ${JSON.stringify(name)} is over the limit of ${this.limits.maxContentBytes} bytes`,
       );
     }
-    const version = await this.store.put(
-      request.name,
-      request.content,
-      request.expectedVersion !== undefined ? { expectedVersion: request.expectedVersion } : {},
-    );
-    return create(ResponseSchema, { version });
+    if (!isKeyName(name)) {
+      if (record.length > 0) {
+        throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} is not a key name (k51…), so it cannot carry a signed record`);
+      }
+      if (this.requireSigned) {
+        throw RemoteLogError.permissionDenied(`name ${JSON.stringify(name)} is not a key name, and this NS serves signed names only`);
+      }
+      const version = await this.store.put(name, content, expectedVersion !== undefined ? { expectedVersion } : {});
+      return create(ResponseSchema, { version });
+    }
+
+    if (record.length === 0) throw RemoteLogError.permissionDenied(`name ${name} is a key name, and the update carries no signed record`);
+    const { sequence } = await verifyNameRecord(name, record, content);
+    const current = await this.store.get(name);
+    const unchanged = checkSequence(name, sequence, current, content, record, expectedVersion);
+    if (unchanged !== undefined) return create(ResponseSchema, { version: unchanged });
+    try {
+      const version = await this.store.put(name, content, {
+        record,
+        version: sequence,
+        ...(expectedVersion !== undefined ? { expectedVersion } : {}),
+      });
+      return create(ResponseSchema, { version });
+    } catch (err) {
+      // Another update of the name won the race since we looked; judge this one again against it, so
+      // that two publishers of the same record both succeed and a loser gets the precise reason.
+      if (!isRemoteLogError(err, "CONFLICT")) throw err;
+      const now = await this.store.get(name);
+      const again = checkSequence(name, sequence, now, content, record, expectedVersion);
+      if (again !== undefined) return create(ResponseSchema, { version: again });
+      throw err;
+    }
   }
 
   async fetch(request: Query, _context?: HandlerContext): Promise<Content> {
     checkName(request.name, this.limits.maxNameBytes);
     const entry = await this.store.get(request.name);
     if (entry === undefined) throw RemoteLogError.notFound(`name ${JSON.stringify(request.name)} has never been updated`);
-    return create(ContentSchema, { data: entry.content, version: entry.version });
+    return create(ContentSchema, { data: entry.content, version: entry.version, record: entry.record });
   }
+}
+
+/**
+ * Judges a verified record's sequence against the name's stored entry: throws CONFLICT when the
+ * update must not apply, returns the current version when it is the stored update itself (a
+ * republish, which changes nothing), and undefined when it is newer and should be stored.
+ */
+function checkSequence(
+  name: string,
+  sequence: bigint,
+  current: NameEntry | undefined,
+  content: Uint8Array,
+  record: Uint8Array,
+  expectedVersion: bigint | undefined,
+): bigint | undefined {
+  const version = current?.version ?? 0n;
+  if (expectedVersion !== undefined && expectedVersion !== version) {
+    throw RemoteLogError.conflict(`name ${name} is at version ${version}, not ${expectedVersion}`);
+  }
+  if (sequence < version) {
+    throw RemoteLogError.conflict(`record for name ${name} has sequence ${sequence}, older than the name's version ${version}: stale or replayed`);
+  }
+  if (sequence > version) return undefined;
+  if (current === undefined) {
+    throw RemoteLogError.conflict(`record for name ${name} has sequence 0; a key name's first record has sequence 1 or more`);
+  }
+  if (equalBytes(current.record, record) && equalBytes(current.content, content)) return version;
+  throw RemoteLogError.conflict(`record for name ${name} has sequence ${sequence}, the name's version, but not the stored record and content`);
 }
 
 // Controls (C0, DEL, C1) make names that print alike but differ, and break log lines. Unpaired
@@ -60,8 +136,8 @@ export class NsService implements ServiceImpl<typeof NS> {
 const FORBIDDEN_IN_NAMES = /[\p{Cc}\p{Cs}\uFFFD]/u;
 
 /**
- * The one check of a name, for Update and Fetch alike (and, once names are keys, the place that will
- * also check the name against its record). INVALID_ARGUMENT for an empty name, a name over maxNameBytes
+ * The one check of a name's spelling, for Update and Fetch alike (a key name's record is checked by
+ * update). INVALID_ARGUMENT for an empty name, a name over maxNameBytes
  * of UTF-8, or one holding control characters or unpaired surrogates.
  */
 export function checkName(name: string, maxNameBytes: number): void {

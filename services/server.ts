@@ -26,6 +26,8 @@ export interface RouteDeps {
   /** Serves vac.cas.NS when given. */
   names?: NameStore;
   limits?: Partial<Limits>;
+  /** The NS refuses updates of names that are not key names (k51…), so that every name it serves is signed. */
+  requireSigned?: boolean;
   /** Told about every failure that reaches a client as Internal, whose cause the client never sees. */
   onInternalError?: (err: Error, method: string) => void;
 }
@@ -43,7 +45,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
       router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits), onInternal));
       router.service(BlockService, withConnectErrors(BlockService, new BlockServiceImpl(deps.content, limits), onInternal));
     }
-    if (deps.names) router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits), onInternal));
+    if (deps.names) router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned }), onInternal));
   };
 }
 

@@ -1,5 +1,5 @@
 import { ClassicLevel } from "classic-level";
-import type { NameEntry, NameStore } from "../../core/name-store.js";
+import { nextVersion, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { KeyedMutex } from "../file/mutex.js";
 
@@ -67,20 +67,17 @@ export class LevelNameStore implements NameStore {
   }
 
   /**
-   * Sets the name's content and returns its new version. With expectedVersion, throws CONFLICT (naming
-   * the name, its version and the expected one) and changes nothing unless the current version equals
-   * it; 0n means the name must not exist yet. Durable when it resolves; INTERNAL on an I/O failure.
+   * Sets the name's content and returns its new version, as NameStore.put says: CONFLICT (naming the
+   * name and the versions) when expectedVersion is not the current version or a given version is not
+   * newer, INVALID_ARGUMENT for a version outside 1..2^64-1; nothing changes then. Durable when it
+   * resolves; INTERNAL on an I/O failure.
    */
-  async put(name: string, content: Uint8Array, options: { expectedVersion?: bigint; record?: Uint8Array } = {}): Promise<bigint> {
+  async put(name: string, content: Uint8Array, options: PutOptions = {}): Promise<bigint> {
     this.checkOpen();
     // Copied now: the caller may reuse its buffers while we wait for the lock.
     const value = encodeEntry(0n, content, options.record ?? new Uint8Array(0));
     return this.locks.run(name, async () => {
-      const current = (await this.read(name))?.version ?? 0n;
-      if (options.expectedVersion !== undefined && options.expectedVersion !== current) {
-        throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at version ${current}, not ${options.expectedVersion}`);
-      }
-      const version = current + 1n;
+      const version = nextVersion(name, (await this.read(name))?.version ?? 0n, options);
       Buffer.from(value.buffer, value.byteOffset, value.length).writeBigUInt64BE(version, 1);
       try {
         await this.db.put(name, value, { sync: true });

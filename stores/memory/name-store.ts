@@ -1,5 +1,4 @@
-import type { NameEntry, NameStore } from "../../core/name-store.js";
-import { RemoteLogError } from "../../core/errors.js";
+import { nextVersion, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 
 export class MemoryNameStore implements NameStore {
   private readonly names = new Map<string, NameEntry>();
@@ -9,12 +8,8 @@ export class MemoryNameStore implements NameStore {
     return entry && { content: entry.content.slice(), version: entry.version, record: entry.record.slice() };
   }
 
-  async put(name: string, content: Uint8Array, options: { expectedVersion?: bigint; record?: Uint8Array } = {}): Promise<bigint> {
-    const current = this.names.get(name)?.version ?? 0n;
-    if (options.expectedVersion !== undefined && options.expectedVersion !== current) {
-      throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at version ${current}, not ${options.expectedVersion}`);
-    }
-    const version = current + 1n;
+  async put(name: string, content: Uint8Array, options: PutOptions = {}): Promise<bigint> {
+    const version = nextVersion(name, this.names.get(name)?.version ?? 0n, options);
     this.names.set(name, { content: content.slice(), version, record: options.record?.slice() ?? new Uint8Array(0) });
     return version;
   }

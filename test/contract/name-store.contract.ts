@@ -87,6 +87,55 @@ export function nameStoreContract(name: string, setup: () => Promise<NameStore>,
       expect(await store.get("new")).toEqual({ content: text("first"), version: 1n, record: new Uint8Array(0) });
     });
 
+    it("a given version becomes the name's version, and may skip ahead", async () => {
+      expect(await store.put("signed", text("s5"), { version: 5n, record: text("r5") })).toBe(5n);
+      expect(await store.get("signed")).toEqual({ content: text("s5"), version: 5n, record: text("r5") });
+      expect(await store.put("signed", text("s6"))).toBe(6n);
+      expect(await store.put("signed", text("s9"), { version: 9n, record: text("r9") })).toBe(9n);
+      expect(await store.get("signed")).toEqual({ content: text("s9"), version: 9n, record: text("r9") });
+      expect(await store.put("fresh", text("one"), { version: 1n })).toBe(1n);
+    });
+
+    it("a given version that is not newer throws CONFLICT naming both versions, and changes nothing", async () => {
+      await store.put("dave", text("d3"), { version: 3n, record: text("r3") });
+      const before = await store.get("dave");
+      for (const version of [3n, 2n, 1n]) {
+        const err = await conflictOf(store.put("dave", text("stale"), { version, record: text("stale record") }));
+        expect(err.message).toContain("dave");
+        expect(err.message).toMatch(/\b3\b/);
+        expect(await store.get("dave")).toEqual(before);
+      }
+    });
+
+    it("a given version outside 1..2^64-1 throws INVALID_ARGUMENT and changes nothing", async () => {
+      for (const version of [0n, -1n, 1n << 64n]) {
+        const err = await store.put("erin", text("x"), { version }).then(() => undefined, (e: unknown) => e);
+        expect(isRemoteLogError(err, "INVALID_ARGUMENT"), `version ${version}: ${String(err)}`).toBe(true);
+      }
+      expect(await store.get("erin")).toBeUndefined();
+      const max = (1n << 64n) - 1n;
+      expect(await store.put("erin", text("max"), { version: max })).toBe(max);
+      expect((await store.get("erin"))?.version).toBe(max);
+    });
+
+    it("expectedVersion and version are both checked", async () => {
+      await store.put("frank", text("f2"), { version: 2n });
+      await conflictOf(store.put("frank", text("x"), { expectedVersion: 1n, version: 7n }));
+      await conflictOf(store.put("frank", text("x"), { expectedVersion: 2n, version: 2n }));
+      expect((await store.get("frank"))?.version).toBe(2n);
+      expect(await store.put("frank", text("f7"), { expectedVersion: 2n, version: 7n })).toBe(7n);
+    });
+
+    it("of 50 concurrent puts of the same version, exactly one wins", async () => {
+      const results = await Promise.allSettled(
+        Array.from({ length: 50 }, (_, i) => store.put("same", text(`contender ${i}`), { version: 4n, record: text(`record ${i}`) })),
+      );
+      const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
+      expect(winners).toHaveLength(1);
+      for (const r of results) if (r.status === "rejected") expect(isRemoteLogError(r.reason, "CONFLICT")).toBe(true);
+      expect(await store.get("same")).toEqual({ content: text(`contender ${winners[0]}`), version: 4n, record: text(`record ${winners[0]}`) });
+    });
+
     it("of 50 concurrent puts expecting the same version, exactly one wins", async () => {
       await store.put("race", text("base"));
       const results = await Promise.allSettled(

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vac/cas/cas.proto.
  */
 export const file_vac_cas_cas: GenFile = /*@__PURE__*/
-  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIigKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEIl8KCk5hbWVVcGRhdGUSDAoEbmFtZRgBIAEoCRIPCgdjb250ZW50GAIgASgMEh0KEGV4cGVjdGVkX3ZlcnNpb24YAyABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiIVCgVRdWVyeRIMCgRuYW1lGAEgASgJIikKCFJlc3BvbnNlEgwKBGRhdGEYASABKAwSDwoHdmVyc2lvbhgCIAEoBCJ9CglSZW1vdGVMb2cSJQoEcGFpchgBIAMoCzIXLnZhYy5jYXMuUmVtb3RlTG9nLlBhaXISDAoEdGFpbBgCIAEoDBo7CgRQYWlyEhIKCnJlbW90ZUhhc2gYASABKAwSEQoJbG9jYWxIYXNoGAIgASgMEgwKBGRhdGEYAyABKAwyWwoDQ0FTEikKA0FkZBIQLnZhYy5jYXMuQ29udGVudBoQLnZhYy5jYXMuQWRkcmVzcxIpCgNHZXQSEC52YWMuY2FzLkFkZHJlc3MaEC52YWMuY2FzLkNvbnRlbnQyYQoCTlMSMAoGVXBkYXRlEhMudmFjLmNhcy5OYW1lVXBkYXRlGhEudmFjLmNhcy5SZXNwb25zZRIpCgVGZXRjaBIOLnZhYy5jYXMuUXVlcnkaEC52YWMuY2FzLkNvbnRlbnRiBnByb3RvMw");
+  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIjgKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEg4KBnJlY29yZBgDIAEoDCJvCgpOYW1lVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQESDgoGcmVjb3JkGAQgASgMQhMKEV9leHBlY3RlZF92ZXJzaW9uIhUKBVF1ZXJ5EgwKBG5hbWUYASABKAkiKQoIUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEIn0KCVJlbW90ZUxvZxIlCgRwYWlyGAEgAygLMhcudmFjLmNhcy5SZW1vdGVMb2cuUGFpchIMCgR0YWlsGAIgASgMGjsKBFBhaXISEgoKcmVtb3RlSGFzaBgBIAEoDBIRCglsb2NhbEhhc2gYAiABKAwSDAoEZGF0YRgDIAEoDDJbCgNDQVMSKQoDQWRkEhAudmFjLmNhcy5Db250ZW50GhAudmFjLmNhcy5BZGRyZXNzEikKA0dldBIQLnZhYy5jYXMuQWRkcmVzcxoQLnZhYy5jYXMuQ29udGVudDJhCgJOUxIwCgZVcGRhdGUSEy52YWMuY2FzLk5hbWVVcGRhdGUaES52YWMuY2FzLlJlc3BvbnNlEikKBUZldGNoEg4udmFjLmNhcy5RdWVyeRoQLnZhYy5jYXMuQ29udGVudGIGcHJvdG8z");
 
 /**
  * @generated from message vac.cas.Address
@@ -49,6 +49,15 @@ export type Content = Message<"vac.cas.Content"> & {
    * @generated from field: uint64 version = 2;
    */
   version: bigint;
+
+  /**
+   * remotelog addition: on NS.Fetch, the marshalled IPNS record stored with data (signature V2, value
+   * /ipfs/<CID of data>) when the name is a key name, for the receiver to verify again. Empty for a
+   * free-form name, and from CAS.Get.
+   *
+   * @generated from field: bytes record = 3;
+   */
+  record: Uint8Array;
 };
 
 /**
@@ -80,6 +89,15 @@ export type NameUpdate = Message<"vac.cas.NameUpdate"> & {
    * @generated from field: optional uint64 expected_version = 3;
    */
   expectedVersion?: bigint | undefined;
+
+  /**
+   * remotelog addition: the marshalled IPNS record that signs this update (signature V2, value
+   * /ipfs/<CID of content>, sequence = the name's new version). Required when the name is a key name
+   * (k51...), refused on any other name; empty for unsigned names.
+   *
+   * @generated from field: bytes record = 4;
+   */
+  record: Uint8Array;
 };
 
 /**

@@ -1,0 +1,210 @@
+import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord, type IPNSRecord } from "ipns";
+import { generateKeyPair, privateKeyToProtobuf, publicKeyFromProtobuf, publicKeyToProtobuf } from "@libp2p/crypto/keys";
+import { CID } from "multiformats/cid";
+import { base36 } from "multiformats/bases/base36";
+import { RemoteLogError } from "./errors.js";
+import { cidOf, equalBytes } from "./hash.js";
+
+/*
+ * Names are keys (design/remote-log.md §5): a name is the IPNS name of an Ed25519 public key, and each
+ * update of it carries an IPNS record signed by that key whose value is /ipfs/<CID of the head page>.
+ * Records are V2-only: the V1 signature covers fewer fields, nobody verifies it any more, and it
+ * would be one more thing in the record that is not checked.
+ */
+
+/** The key types, taken from @libp2p/crypto's own signatures so that we need not depend on @libp2p/interface. */
+export type PrivateKey = Parameters<typeof privateKeyToProtobuf>[0];
+export type PublicKey = Parameters<typeof publicKeyToProtobuf>[0];
+
+/** IPNS's own limit on a marshalled record (ipns/validator MAX_RECORD_SIZE). */
+export const MAX_RECORD_BYTES = 10 * 1024;
+/** A remote log must stay readable while its sender is away for weeks. */
+export const DEFAULT_VALIDITY_MS = 90 * 24 * 3600 * 1000;
+export const DEFAULT_TTL_MS = 60 * 1000;
+
+const LIBP2P_KEY_CODEC = 0x72;
+const IDENTITY_MULTIHASH = 0x00;
+// What an IPNS V2 signature covers: this prefix, then the record's CBOR data (IPNS record spec).
+const SIGNATURE_V2_PREFIX = new TextEncoder().encode("ipns-signature:");
+const MAX_UINT64 = (1n << 64n) - 1n;
+
+/**
+ * The public key a canonical key name stands for, or undefined. Canonical means exactly what keyName()
+ * would print for that key: base36 lower case, CIDv1, libp2p-key codec, identity multihash of a
+ * protobuf Ed25519 public key. Other spellings of the same key are refused, so that one key never
+ * has two names in the NS.
+ */
+function decodeKeyName(name: string): PublicKey | undefined {
+  if (typeof name !== "string" || !name.startsWith("k") || name.length > 100) return undefined;
+  try {
+    const cid = CID.parse(name, base36);
+    if (cid.version !== 1 || cid.code !== LIBP2P_KEY_CODEC || cid.multihash.code !== IDENTITY_MULTIHASH) return undefined;
+    const key = publicKeyFromProtobuf(cid.multihash.digest);
+    if (key.type !== "Ed25519") return undefined;
+    return key.toCID().toString(base36) === name ? key : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True only for a canonical base36 CIDv1 libp2p-key of an Ed25519 key ("k51…"). Never throws. */
+export function isKeyName(name: string): boolean {
+  return decodeKeyName(name) !== undefined;
+}
+
+/** The Ed25519 public key of a key name. Throws INVALID_ARGUMENT when name is not a canonical key name. */
+export function parseKeyName(name: string): PublicKey {
+  const key = decodeKeyName(name);
+  if (key === undefined) {
+    throw RemoteLogError.invalidArgument(`${quote(name)} is not a key name (a base36 CIDv1 libp2p-key of an Ed25519 key, k51…)`);
+  }
+  return key;
+}
+
+/** The name (k51…) of a key, or of a private key's public half. Throws INVALID_ARGUMENT for a key that is not Ed25519. */
+export function keyName(key: PrivateKey | PublicKey): string {
+  const publicKey = "publicKey" in key ? key.publicKey : key;
+  if (publicKey.type !== "Ed25519") throw RemoteLogError.invalidArgument(`a ${publicKey.type} key cannot name a log: names are Ed25519 keys`);
+  return publicKey.toCID().toString(base36);
+}
+
+/** A new Ed25519 key. */
+export async function generateNameKey(): Promise<PrivateKey> {
+  return generateKeyPair("Ed25519");
+}
+
+/**
+ * A marshalled IPNS record (V2 signature) for key's name, saying the name points at content: its
+ * value is /ipfs/<cidOf(content)>. Throws INVALID_ARGUMENT for a sequence outside 0..2^64-1, a
+ * validity or TTL that is not a positive (validity) or non-negative (TTL) finite number of
+ * milliseconds, or a key that is not Ed25519.
+ */
+export async function createNameRecord(
+  key: PrivateKey,
+  content: Uint8Array,
+  sequence: bigint,
+  options: { validityMs?: number; ttlMs?: number } = {},
+): Promise<Uint8Array> {
+  if (key.type !== "Ed25519") throw RemoteLogError.invalidArgument(`a ${key.type} key cannot name a log: names are Ed25519 keys`);
+  if (sequence < 0n || sequence > MAX_UINT64) throw RemoteLogError.invalidArgument(`sequence ${sequence} is not a 64-bit unsigned integer`);
+  const validityMs = options.validityMs ?? DEFAULT_VALIDITY_MS;
+  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
+  if (!Number.isFinite(validityMs) || validityMs <= 0) throw RemoteLogError.invalidArgument(`validity of ${validityMs} ms is not a positive duration`);
+  if (!Number.isSafeInteger(ttlMs) || ttlMs < 0) throw RemoteLogError.invalidArgument(`TTL of ${ttlMs} ms is not a non-negative whole number`);
+  const record = await createIPNSRecord(key, `/ipfs/${cidOf(content).toString()}`, sequence, validityMs, {
+    v1Compatible: false,
+    ttlNs: BigInt(ttlMs) * 1_000_000n,
+  });
+  return marshalIPNSRecord(record);
+}
+
+/** What a record that passed verifyNameRecord says, all of it covered by the name's signature. */
+export interface VerifiedRecord {
+  sequence: bigint;
+  /** When the record expires. */
+  validity: Date;
+  /** /ipfs/<CID of the content>. */
+  value: string;
+  ttlMs: number;
+}
+
+/**
+ * Checks that record is a valid IPNS record of name for content: signed (V2) by the key the name
+ * stands for, not expired at `now` (default: the current time), and pointing at /ipfs/<cidOf(content)>.
+ * Nothing the record says about itself is trusted: the key comes from the name, and every field read
+ * comes from the signed data.
+ *
+ * Throws RemoteLogError, naming the name and what failed:
+ * - TOO_LARGE: record over MAX_RECORD_BYTES;
+ * - INVALID_ARGUMENT: name is not a key name; the record is empty, does not unmarshal, lacks V2
+ *   signature data, or holds fields of the wrong type; its value is not /ipfs/<cid>, or names another
+ *   CID than content's;
+ * - PERMISSION_DENIED: the signature does not verify with the name's key, or the record embeds a
+ *   public key that is not the name's;
+ * - CONFLICT: the record expired before `now`.
+ */
+export async function verifyNameRecord(
+  name: string,
+  record: Uint8Array,
+  content: Uint8Array,
+  options: { now?: Date } = {},
+): Promise<VerifiedRecord> {
+  const of = `record for name ${quote(name)}`;
+  if (record.length > MAX_RECORD_BYTES) throw RemoteLogError.tooLarge(`${of} is ${record.length} bytes, over IPNS's limit of ${MAX_RECORD_BYTES}`);
+  const key = parseKeyName(name);
+  if (record.length === 0) throw RemoteLogError.invalidArgument(`${of} is empty`);
+
+  let parsed: IPNSRecord;
+  try {
+    // Throws SignatureVerificationError for missing V2 data or V1 fields that contradict the V2 data,
+    // UnsupportedValidityError, InvalidValueError, and protobuf or CBOR decode errors: all malformed input.
+    parsed = unmarshalIPNSRecord(record);
+  } catch (err) {
+    throw RemoteLogError.invalidArgument(`${of} is not an IPNS record with V2 signature data (${describe(err)})`, err);
+  }
+
+  // Only a record of another key embeds a different one; an Ed25519 name needs none, since the name is the key.
+  if (parsed.pubKey != null && !equalBytes(parsed.pubKey, publicKeyToProtobuf(key))) {
+    throw RemoteLogError.permissionDenied(`${of} embeds a public key that is not the name's key`);
+  }
+  let signed = false;
+  try {
+    const signedBytes = new Uint8Array(SIGNATURE_V2_PREFIX.length + parsed.data.length);
+    signedBytes.set(SIGNATURE_V2_PREFIX, 0);
+    signedBytes.set(parsed.data, SIGNATURE_V2_PREFIX.length);
+    signed = await key.verify(signedBytes, parsed.signatureV2);
+  } catch {
+    signed = false;
+  }
+  if (!signed) throw RemoteLogError.permissionDenied(`signature of the ${of} does not verify with the name's key`);
+
+  // Signed, so the fields are the key holder's; they may still be of the wrong type.
+  const sequence = parsed.sequence as unknown;
+  if (typeof sequence !== "bigint" || sequence < 0n || sequence > MAX_UINT64) {
+    throw RemoteLogError.invalidArgument(`${of} has a sequence that is not a 64-bit unsigned integer`);
+  }
+  const ttl = parsed.ttl as unknown;
+  if (typeof ttl !== "bigint" || ttl < 0n || ttl > MAX_UINT64) throw RemoteLogError.invalidArgument(`${of} has a TTL that is not a 64-bit unsigned integer`);
+  const validity = parseValidity(parsed.validity);
+  if (validity === undefined) throw RemoteLogError.invalidArgument(`${of} has a validity that is not an RFC 3339 time: ${quote(String(parsed.validity))}`);
+  const now = options.now ?? new Date();
+  if (validity.getTime() < now.getTime()) {
+    throw RemoteLogError.conflict(`${of} expired at ${validity.toISOString()} (now ${now.toISOString()}); the sender must publish it again`);
+  }
+
+  const value = String(parsed.value);
+  const match = /^\/ipfs\/([^/]+)$/.exec(value);
+  let cid: CID | undefined;
+  try {
+    cid = match ? CID.parse(match[1]) : undefined;
+  } catch {
+    cid = undefined;
+  }
+  if (cid === undefined) throw RemoteLogError.invalidArgument(`${of} has value ${quote(value)}, not /ipfs/<cid>`);
+  const expected = cidOf(content);
+  if (!equalBytes(cid.bytes, expected.bytes)) {
+    throw RemoteLogError.invalidArgument(`${of} points at ${cid.toString()}, but the content's CID is ${expected.toString()}`);
+  }
+  return { sequence, validity, value, ttlMs: Number(ttl / 1_000_000n) };
+}
+
+// RFC 3339 as IPNS writes it (Go's RFC3339Nano): up to nine fractional digits, Z or an offset.
+// Date.parse takes at most milliseconds portably, so the fraction is cut to three digits.
+const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
+
+function parseValidity(text: unknown): Date | undefined {
+  if (typeof text !== "string") return undefined;
+  const match = RFC3339.exec(text);
+  if (!match) return undefined;
+  const millis = Date.parse(`${match[1]}.${(match[2] ?? "").padEnd(3, "0").slice(0, 3)}${match[3]}`);
+  return Number.isNaN(millis) ? undefined : new Date(millis);
+}
+
+function quote(name: string): string {
+  const text = String(name);
+  return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
