@@ -2,7 +2,7 @@ import { Receiver, type Delivery } from "../actors/receiver.js";
 import { sleep, withRetry } from "../actors/remote.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { isKeyName } from "../core/names.js";
+import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine } from "./format.js";
@@ -47,6 +47,8 @@ export function command(io: Io) {
         "  remotelog receive --unsigned --name chat --server http://127.0.0.1:7420 --state ./bob",
     )
     .action(async (flags: ReceiveFlags) => {
+      const canonical = canonicalKeyName(flags.name);
+      if (canonical) throw usageError(`${flags.name} spells key name ${canonical} another way; use --name ${canonical}`);
       if (!isKeyName(flags.name) && !flags.unsigned) {
         throw usageError(`${JSON.stringify(flags.name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to read it anyway`);
       }

@@ -2,6 +2,8 @@ import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord, type IPNSReco
 import { generateKeyPair, privateKeyToProtobuf, publicKeyFromProtobuf, publicKeyToProtobuf } from "@libp2p/crypto/keys";
 import { CID } from "multiformats/cid";
 import { base36 } from "multiformats/bases/base36";
+import { bases } from "multiformats/basics";
+import { peerIdFromString } from "@libp2p/peer-id";
 import { RemoteLogError } from "./errors.js";
 import { cidOf, equalBytes } from "./hash.js";
 
@@ -50,6 +52,34 @@ function decodeKeyName(name: string): PublicKey | undefined {
 /** True only for a canonical base36 CIDv1 libp2p-key of an Ed25519 key ("k51…"). Never throws. */
 export function isKeyName(name: string): boolean {
   return decodeKeyName(name) !== undefined;
+}
+
+/**
+ * The canonical name (k51…) of an Ed25519 key written another way: upper case, another multibase, a
+ * libp2p peer id (12D3KooW…). Undefined when name is canonical already or names no Ed25519 key.
+ * Never throws.
+ */
+export function canonicalKeyName(name: string): string | undefined {
+  if (typeof name !== "string" || name.length > 200 || isKeyName(name)) return undefined;
+  try {
+    let publicKey: PublicKey | undefined;
+    if (/^(12D3Koo|Qm)/.test(name)) {
+      publicKey = peerIdFromString(name).publicKey;
+    } else {
+      const base = baseOf(name);
+      if (!base) return undefined;
+      const cid = CID.parse(name, base);
+      if (cid.code === LIBP2P_KEY_CODEC && cid.multihash.code === IDENTITY_MULTIHASH) publicKey = publicKeyFromProtobuf(cid.multihash.digest);
+    }
+    return publicKey?.type === "Ed25519" ? keyName(publicKey) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The multibase a CID string is written in, by its prefix character. */
+function baseOf(text: string) {
+  return Object.values(bases).find((base) => text.startsWith(base.prefix))?.decoder;
 }
 
 /** The Ed25519 public key of a key name. Throws INVALID_ARGUMENT when name is not a canonical key name. */

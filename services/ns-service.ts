@@ -4,7 +4,7 @@ import { ContentSchema, ResponseSchema, type Content, type NameUpdate, type NS, 
 import type { NameEntry, NameStore } from "../core/name-store.js";
 import { isRemoteLogError, RemoteLogError } from "../core/errors.js";
 import { equalBytes } from "../core/hash.js";
-import { isKeyName, verifyNameRecord } from "../core/names.js";
+import { canonicalKeyName, isKeyName, verifyNameRecord } from "../core/names.js";
 
 export interface NsLimits {
   /** The largest content one name may point at, in bytes. */
@@ -61,6 +61,9 @@ export class NsService implements ServiceImpl<typeof NS> {
       );
     }
     if (!isKeyName(name)) {
+      // Another spelling of a key name would be a second, unsigned name for the same key.
+      const canonical = canonicalKeyName(name);
+      if (canonical) throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} spells key name ${canonical} another way; use ${canonical}`);
       if (record.length > 0) {
         throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} is not a key name (k51…), so it cannot carry a signed record`);
       }

@@ -13,6 +13,7 @@ import {
   DEFAULT_VALIDITY_MS,
   MAX_RECORD_BYTES,
   createNameRecord,
+  canonicalKeyName,
   generateNameKey,
   isKeyName,
   keyName,
@@ -30,6 +31,20 @@ afterEach(() => temp.removeAll());
 const page = new TextEncoder().encode("head page bytes");
 const otherPage = new TextEncoder().encode("another head page");
 const utf8 = (text: string) => new TextEncoder().encode(text);
+
+describe("names - other spellings of a key name", () => {
+  it("maps upper case, base32 and peer-id spellings to the canonical name, and nothing else", async () => {
+    const key = await generateNameKey();
+    const name = keyName(key);
+    const cid = CID.parse(name, base36);
+    for (const spelling of [name.toUpperCase(), cid.toString(base32), key.publicKey.toString()]) {
+      expect(isKeyName(spelling)).toBe(false);
+      expect(canonicalKeyName(spelling)).toBe(name);
+    }
+    expect(canonicalKeyName(name)).toBeUndefined();
+    for (const other of ["chat", "", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "K51", "Qm"]) expect(canonicalKeyName(other)).toBeUndefined();
+  });
+});
 
 describe("names - key names", () => {
   it("names an Ed25519 key with its base36 CIDv1 libp2p-key, and parses it back", async () => {

@@ -58,6 +58,12 @@ const FREE_NAME = "free-form-name";
 
 const cases: Case[] = [
   {
+    what: "an unsigned update of another spelling of the key name (upper case)",
+    code: "INVALID_ARGUMENT",
+    update: async (w) => ({ name: w.name.toUpperCase(), content: w.pages[3] }),
+    watch: (w) => w.name.toUpperCase(),
+  },
+  {
     what: "a record signed by another key for this name (forged signature)",
     code: "PERMISSION_DENIED",
     update: async (w) => ({ content: w.pages[3], record: await createNameRecord(w.thief, w.pages[3], 3n) }),
