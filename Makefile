@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install build gen check-gen lint typecheck test demo bench clean
+.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many clean
 
 all: build
 
@@ -48,6 +48,11 @@ demo: build
 
 bench: build
 	$(NODE) dist/bench/remote-log.bench.js
+	$(NODE) dist/bench/many-names.bench.js
+
+# One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
+bench-many: build
+	$(NODE) dist/bench/many-names.bench.js
 
 clean:
 	rm -rf dist .tmp

@@ -17,9 +17,14 @@ function groupFields(groupId: Uint8Array): Record<string, string> {
   }
 }
 
-/** One delivered message as a JSONL object: seq and id first, so a consumer can drop repeats. */
-export function deliveryJson(seq: number, id: Uint8Array, address: Uint8Array, message: Message): Record<string, unknown> {
+/**
+ * One delivered message as a JSONL object: seq and id first, so a consumer can drop repeats. With a
+ * name (a receiver following several logs), the name comes first, so lines of different logs can be
+ * told apart; seq and id are then per name.
+ */
+export function deliveryJson(seq: number, id: Uint8Array, address: Uint8Array, message: Message, name?: string): Record<string, unknown> {
   return {
+    ...(name === undefined ? {} : { name }),
     seq,
     id: toHex(id),
     ...groupFields(message.groupId),
@@ -33,14 +38,15 @@ export function deliveryJson(seq: number, id: Uint8Array, address: Uint8Array, m
  * deliveryJson as one JSONL line, built directly: `receive` prints one per message, and a generic
  * JSON.stringify of an object was a large share of a catch-up. Same keys, same order, same values.
  */
-export function deliveryLine(seq: number, id: Uint8Array, address: Uint8Array, message: Message): string {
+export function deliveryLine(seq: number, id: Uint8Array, address: Uint8Array, message: Message, name?: string): string {
   let group: string;
   try {
     group = `"group":${JSON.stringify(strictUtf8.decode(message.groupId))}`;
   } catch {
     group = `"group_base64":"${base64(message.groupId)}"`;
   }
-  return `{"seq":${seq},"id":"${toHex(id)}",${group},"timestamp":${Number(message.timestamp)},"body":"${base64(message.body)}","address":"${addressText(address)}"}\n`;
+  const prefix = name === undefined ? "" : `"name":${JSON.stringify(name)},`;
+  return `{${prefix}"seq":${seq},"id":"${toHex(id)}",${group},"timestamp":${Number(message.timestamp)},"body":"${base64(message.body)}","address":"${addressText(address)}"}\n`;
 }
 
 export function messageJson(message: Message): Record<string, unknown> {

@@ -1,7 +1,10 @@
+import { readFile } from "node:fs/promises";
+import { ManyReceiver } from "../actors/many-receiver.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
-import { sleep, withRetry } from "../actors/remote.js";
+import { sleep, withRetry, type Remote } from "../actors/remote.js";
+import type { CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { RemoteLogError } from "../core/errors.js";
+import { RemoteLogError, type ErrorCode } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
@@ -10,7 +13,9 @@ import { deliveryLine } from "./format.js";
 export const summary = "fetch a remote log and print new messages as JSONL";
 
 interface ReceiveFlags extends EndpointFlags {
-  name: string;
+  name?: string[];
+  names?: string;
+  concurrency: number;
   unsigned?: boolean;
   state: string;
   follow?: boolean;
@@ -29,28 +34,43 @@ export function command(io: Io) {
           '  {"seq":0,"id":"<64 hex>","group":"…","timestamp":1700000000,"body":"<base64>","address":"bafk…"}\n' +
           "(group_base64 instead of group when the group id is not UTF-8). The checkpoint in --state moves after\n" +
           "each printed batch, so a restart goes on where the last one stopped; after a crash the batch in\n" +
-          "flight may be printed again, with the same seq and id.",
+          "flight may be printed again, with the same seq and id.\n" +
+          "Several names (--name repeated, or --names FILE) are read at once, --concurrency at a time, over one\n" +
+          "connection, with a checkpoint per name in --state; a name that fails is reported and retried\n" +
+          "without holding back the others (without --follow, the exit code is then 1).",
       )
-      .requiredOption("--name <name>", "the name to read: a key name (k51…), whose heads must carry a valid signed record")
-      .option("--unsigned", "also read a free-form name, whose heads nobody signs")
+      .option("--name <name>", "a name to read: a key name (k51…), whose heads must carry a valid signed record; repeat it to read several", collect)
+      .option("--names <file>", "read the names from FILE, one a line (blank lines and lines starting with # are skipped)")
+      .option("--unsigned", "also read free-form names, whose heads nobody signs")
       .requiredOption("--state <dir>", "the receiver's checkpoint directory")
       .option("--follow", "keep polling and print new messages as they arrive")
       .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
-      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default 60, forever with --follow)", intOption(0)),
+      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default 60, forever with --follow)", intOption(0))
+      .option("--concurrency <n>", "with several names, how many are synced at once", intOption(1, 4096), 16),
   )
     .addHelpText(
       "after",
       "\nExamples:\n  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob\n" +
         "  remotelog receive --name k51qzi5uqu5d… --cas http://127.0.0.1:7421 --ns http://127.0.0.1:7422 --state ./bob --follow\n" +
-        "  remotelog receive --unsigned --name chat --server http://127.0.0.1:7420 --state ./bob",
+        "  remotelog receive --unsigned --name chat --server http://127.0.0.1:7420 --state ./bob\n" +
+        "  remotelog receive --unsigned --name chat --name news --server http://127.0.0.1:7420 --state ./bob --follow\n" +
+        "  remotelog receive --names follows.txt --server http://127.0.0.1:7420 --state ./bob --follow\n" +
+        '\nWith --names, or --name given more than once, every line starts with the name of its log\n' +
+        '({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
     )
     .action(async (flags: ReceiveFlags) => {
-      const canonical = canonicalKeyName(flags.name);
-      if (canonical) throw usageError(`${flags.name} spells key name ${canonical} another way; use --name ${canonical}`);
-      if (!isKeyName(flags.name) && !flags.unsigned) {
-        throw usageError(`${JSON.stringify(flags.name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to read it anyway`);
+      const names = await namesFrom(flags);
+      for (const { name, from } of names) {
+        const canonical = canonicalKeyName(name);
+        if (canonical && from === "--name") throw usageError(`${name} spells key name ${canonical} another way; use --name ${canonical}`);
+        if (canonical) throw usageError(`${name} (${from}) spells key name ${canonical} another way; use ${canonical}`);
+      }
+      const unsigned = names.filter(({ name }) => !isKeyName(name));
+      if (unsigned.length > 0 && !flags.unsigned) {
+        const more = unsigned.length > 1 ? ` (and ${unsigned.length - 1} more: ${unsigned.slice(1, 4).map(({ name }) => JSON.stringify(name)).join(", ")}${unsigned.length > 4 ? ", …" : ""})` : "";
+        throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
       }
       const remote = remoteFrom(flags);
       const checkpoints = await FileCheckpointStore.open(flags.state).catch((err) => {
@@ -58,7 +78,14 @@ export function command(io: Io) {
         throw err;
       });
       try {
-        const receiver = new Receiver({ name: flags.name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages });
+        // One --name keeps the lines of a lone log as they always were; a list of names, even of one,
+        // names every line.
+        if (names.length > 1 || flags.names !== undefined) {
+          await receiveMany(names.map(({ name }) => name), flags, remote, checkpoints, io);
+          return;
+        }
+        const name = names[0].name;
+        const receiver = new Receiver({ name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
           for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
@@ -83,8 +110,8 @@ export function command(io: Io) {
             lastRetryMessage = "";
           }
           if (!result.found) {
-            if (!flags.follow) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log yet`);
-            if (!warnedMissing) io.stderr.write(`remotelog receive: name ${JSON.stringify(flags.name)} has no remote log yet; waiting for it\n`);
+            if (!flags.follow) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no remote log yet`);
+            if (!warnedMissing) io.stderr.write(`remotelog receive: name ${JSON.stringify(name)} has no remote log yet; waiting for it\n`);
             warnedMissing = true;
           }
           if (!flags.follow || io.signal.aborted) break;
@@ -96,6 +123,77 @@ export function command(io: Io) {
         await checkpoints.close();
       }
     });
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** The names of --name and --names, each with where it came from; duplicates and no names at all are usage errors. */
+async function namesFrom(flags: ReceiveFlags): Promise<{ name: string; from: string }[]> {
+  const names = (flags.name ?? []).map((name) => ({ name, from: "--name" }));
+  if (flags.names !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(flags.names, "utf8");
+    } catch (err) {
+      throw usageError(`cannot read --names ${flags.names}: ${(err as Error).message}`);
+    }
+    // Surrounding blanks (a \r of CRLF included) are dropped: a name file is edited by hand, and
+    // a name that ends in a space would be invisible in it.
+    text.split("\n").forEach((line, i) => {
+      const name = line.trim();
+      if (name.length > 0 && !name.startsWith("#")) names.push({ name, from: `${flags.names} line ${i + 1}` });
+    });
+    if (names.length === (flags.name ?? []).length) throw usageError(`--names ${flags.names} holds no name`);
+  }
+  if (names.length === 0) throw usageError("say which log to read: --name NAME (repeatable) or --names FILE");
+  const seen = new Map<string, string>();
+  for (const { name, from } of names) {
+    const before = seen.get(name);
+    if (before !== undefined) throw usageError(`name ${JSON.stringify(name)} is given twice (${before}, ${from}); each name is read once`);
+    seen.set(name, from);
+  }
+  return names;
+}
+
+/**
+ * Several names: one ManyReceiver over the shared connection and checkpoint directory. A failing name
+ * is said on stderr, with its name, and retried; without --follow the exit code is 1 if any name was
+ * not read, once all the others were.
+ */
+async function receiveMany(names: string[], flags: ReceiveFlags, remote: Remote, checkpoints: CheckpointStore, io: Io): Promise<void> {
+  const many = new ManyReceiver({ names, remote, checkpoints, concurrency: flags.concurrency, batchSize: flags.batch, maxPages: flags.maxPages });
+  const say = (text: string) => io.stderr.write(`remotelog receive: ${text}\n`);
+  const result = await many.run(
+    async (name, batch) => {
+      let text = "";
+      for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message, name);
+      await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
+    },
+    {
+      follow: flags.follow,
+      intervalMs: flags.interval,
+      signal: io.signal,
+      retryForMs: (flags.retryFor ?? 60) * 1000,
+      events: {
+        failed: (name, error, retry) => {
+          if (retry.inMs === undefined) say(`name ${JSON.stringify(name)}: ${error.message}`);
+          // A name that keeps failing for the same reason is said once, not on every attempt.
+          else if (!retry.repeated) say(`name ${JSON.stringify(name)}: ${error.message}; retrying with backoff (next in ${(retry.inMs / 1000).toFixed(1)} s)`);
+        },
+        recovered: (name) => say(`name ${JSON.stringify(name)} reads again`),
+        missing: (name) => say(`name ${JSON.stringify(name)} has no remote log yet; waiting for it`),
+      },
+    },
+  );
+  if (flags.follow) return;
+  if (result.failed.length > 0) {
+    const listed = result.failed.slice(0, 10).map(({ name }) => JSON.stringify(name)).join(", ");
+    const code: ErrorCode = result.failed[0].error.code;
+    throw new RemoteLogError(code, `${result.failed.length} of ${names.length} names failed: ${listed}${result.failed.length > 10 ? ", …" : ""}`);
+  }
+  if (result.unread.length > 0) throw RemoteLogError.unavailable(`stopped before reading ${result.unread.length} of ${names.length} names`);
 }
 
 export function run(args: string[], io: Io): Promise<number> {

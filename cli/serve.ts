@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { Option } from "commander";
+import { pino, type Logger } from "pino";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { RemoteLogError } from "../core/errors.js";
@@ -15,14 +16,21 @@ interface ServeFlags {
   maxBlock: number;
   memory?: boolean;
   requireSigned?: boolean;
+  metrics: boolean;
+  logLevel: LogLevel;
 }
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
 
 export function command(io: Io) {
   const serve = newCommand("serve", io)
     .description(
-      "Serve the CAS (vac.cas.CAS and the remotelog.v1.BlockService batches) and the NS (vac.cas.NS) on one\n" +
-        "port, to Connect, gRPC and gRPC-Web clients over HTTP/1.1 and HTTP/2 alike. Blocks are kept in\n" +
-        "DIR/cas and names in DIR/ns. Prints `listening on URL` once ready; stops on SIGINT or SIGTERM.",
+      "Serve the CAS (vac.cas.CAS and the remotelog.v1.BlockService batches) and the NS (vac.cas.NS) on one " +
+        "port, to Connect, gRPC and gRPC-Web clients over HTTP/1.1 and HTTP/2 alike. Blocks are kept in " +
+        "DIR/cas and names in DIR/ns. Prints `listening on URL` once ready; stops on SIGINT or SIGTERM. " +
+        "The same port answers grpc.health.v1.Health and, unless --no-metrics, a GET of /metrics " +
+        "(Prometheus). Logs go to stderr as JSON lines, in pino's format.",
     )
     .option("--listen <host:port>", "address to listen on; port 0 picks a free one", "127.0.0.1:7420")
     .option("--data <dir>", "where blocks and names are kept", "./remotelog-data")
@@ -30,15 +38,19 @@ export function command(io: Io) {
     .option("--max-block <bytes>", "largest block, and largest name content, accepted", intOption(1, 1 << 30), 1 << 20)
     .option("--memory", "keep everything in memory and lose it on exit, for throwaway runs")
     .option("--require-signed", "accept updates of key names (k51…) with a signed record only; refuse free-form names")
+    .option("--metrics", "serve Prometheus metrics at /metrics on the same port", true)
+    .option("--no-metrics", "do not keep or serve metrics")
+    .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
     .addHelpText(
       "after",
       "\nExamples:\n  remotelog serve\n  remotelog serve --listen 0.0.0.0:7420 --data /var/lib/remotelog\n" +
-        "  remotelog serve --only ns --listen 127.0.0.1:7421 --require-signed\n  remotelog serve --memory --listen 127.0.0.1:0",
+        "  remotelog serve --only ns --listen 127.0.0.1:7421 --require-signed\n  remotelog serve --memory --listen 127.0.0.1:0\n" +
+        "  remotelog serve --log-level debug --no-metrics",
     );
   return serve.action(async (flags: ServeFlags) => {
     if (flags.memory && serve.getOptionValueSource("data") === "cli") throw usageError("give either --memory or --data, not both");
     const { host, port } = parseListen(flags.listen);
-    const log = (line: string) => io.stderr.write(`remotelog serve: ${line}\n`);
+    const log = newLogger(flags.logLevel, io);
     const stores = await openStores(flags);
     try {
       const server = await listen({
@@ -46,23 +58,37 @@ export function command(io: Io) {
         port,
         // A request must still fit one block of the largest size, with room for its framing.
         readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, flags.maxBlock + (1 << 16)),
-        onError: (err) => log(`accept failed: ${err.message}`),
+        metrics: flags.metrics,
+        onError: (err) => log.warn({ err }, "accept failed"),
+        onMetricsError: (err) => log.error({ err }, "metrics scrape failed"),
         routes: routes({
           ...stores,
           limits: { maxBlockBytes: flags.maxBlock, maxContentBytes: flags.maxBlock },
           requireSigned: flags.requireSigned ?? false,
-          onInternalError: (err, method) => log(`${method} failed: ${details(err.cause ?? err)}`),
+          onInternalError: (err, method) => log.error({ method, err: err.cause ?? err }, `${method} failed`),
+          // Wired only at debug, so that below it no call pays for a log line that is never written.
+          onCallEnd: log.isLevelEnabled("debug") ? (method, code, seconds) => log.debug({ method, code, ms: roundMs(seconds) }, "rpc") : undefined,
         }),
       }).catch((err: unknown) => {
         throw RemoteLogError.unavailable(`cannot listen on ${flags.listen}: ${(err as Error).message}`, err);
       });
       try {
-        const services = [stores.content && "CAS", stores.names && "NS"].filter(Boolean).join(" and ");
+        const services = [stores.content && "CAS", stores.names && "NS"].filter((name): name is string => Boolean(name));
         const signed = stores.names && flags.requireSigned ? ", signed names only" : "";
-        log(`${services} from ${flags.memory ? "memory" : flags.data}, blocks up to ${flags.maxBlock} bytes${signed}`);
+        log.info(
+          {
+            url: server.url,
+            services,
+            store: flags.memory ? "memory" : flags.data,
+            maxBlockBytes: flags.maxBlock,
+            requireSigned: stores.names ? (flags.requireSigned ?? false) : undefined,
+            metrics: flags.metrics ? `${server.url}/metrics` : false,
+          },
+          `${services.join(" and ")} from ${flags.memory ? "memory" : flags.data}, blocks up to ${flags.maxBlock} bytes${signed}, on ${server.url}`,
+        );
         io.stdout.write(`listening on ${server.url}\n`);
         await aborted(io.signal);
-        log("stopping");
+        log.info({ reason: signalName(io.signal) }, "stopping");
       } finally {
         await server.close();
       }
@@ -70,6 +96,22 @@ export function command(io: Io) {
       await Promise.all([stores.content?.close(), stores.names?.close()]);
     }
   });
+}
+
+/**
+ * pino writing JSON lines to io.stderr, as `remotelog serve` logs. pino writes each line with one
+ * write() call, so lines from concurrent calls never interleave.
+ */
+function newLogger(level: LogLevel, io: Io): Logger {
+  return pino({ name: "remotelog", level }, io.stderr);
+}
+
+function roundMs(seconds: number): number {
+  return Math.round(seconds * 1e6) / 1e3;
+}
+
+function signalName(signal: AbortSignal): string | undefined {
+  return signal.reason instanceof Error ? signal.reason.message : undefined;
 }
 
 export function run(args: string[], io: Io): Promise<number> {
@@ -109,6 +151,3 @@ function aborted(signal: AbortSignal): Promise<void> {
   });
 }
 
-function details(err: unknown): string {
-  return err instanceof Error ? (err.stack ?? err.message) : String(err);
-}

@@ -17,6 +17,11 @@ export interface ContentStore {
   getMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]>;
   /** Whether a block is stored, without reading or checking it. */
   has(address: Uint8Array): Promise<boolean>;
+  /**
+   * Distinct blocks stored and the sum of their sizes, without storage overhead: cheap and synchronous,
+   * since it is read at every metrics scrape. Optional: a backend that cannot tell cheaply leaves it out.
+   */
+  stats?(): { blocks: number; bytes: number };
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;
 }

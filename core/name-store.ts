@@ -61,6 +61,11 @@ export interface NameStore {
    * serialised: none is lost silently. Durable when it resolves.
    */
   put(name: string, content: Uint8Array, options?: PutOptions): Promise<bigint>;
+  /**
+   * How many names have an entry. Optional, and may read every name (LevelNameStore does): read at
+   * each metrics scrape, not on any request's path.
+   */
+  count?(): Promise<number>;
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;
 }

@@ -1,9 +1,8 @@
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { connectCodeOf } from "../core/connect-codes.js";
 import { ErrorCodes, RemoteLogError } from "../core/errors.js";
-
 
 /**
  * The one place where our error codes become Connect codes. A ConnectError passes through as it is.
@@ -21,29 +20,82 @@ export function toConnectError(err: unknown): ConnectError {
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 
+/** The name of a call's final code, as gRPC tooling spells it: "OK" for success, else Connect's Code names ("NotFound"). */
+export type CodeName = "OK" | keyof typeof Code;
+
+export function codeName(code: Code | undefined): CodeName {
+  return code === undefined ? "OK" : (Code[code] as keyof typeof Code);
+}
+
+/** Told about the calls of a wrapped service; every hook is optional. */
+export interface CallObserver {
+  /** A failure that reaches the client as Internal, whose cause the client never sees. */
+  onInternal?: (err: ConnectError, method: string) => void;
+  /**
+   * Every call once it ends (a server stream once its last message is out, or it failed or was
+   * cancelled), with its final code and how long the method ran. method is "package.Service/Method".
+   */
+  onCallEnd?: (method: string, code: CodeName, seconds: number) => void;
+}
+
 /**
- * Wraps every method of a service implementation so that what it throws leaves as a ConnectError, and
- * reports Internal ones to onInternal. A wrapper rather than an interceptor, so that whoever mounts the
- * services (connectNodeAdapter, createRouterTransport, a framework plugin) gets the right codes
- * without having to remember to configure one.
+ * Wraps every method of a service implementation so that what it throws leaves as a ConnectError,
+ * reports Internal ones, and reports each call's outcome. A wrapper rather than an interceptor, so that
+ * whoever mounts the services (connectNodeAdapter, createRouterTransport, a framework plugin) gets the
+ * right codes without having to remember to configure one. A request refused before it reaches the
+ * method (a body over readMaxBytes, one that does not decode) is not seen here.
+ *
+ * observer may be a bare function, taken as onInternal.
  */
 export function withConnectErrors<T extends DescService>(
   service: T,
   impl: ServiceImpl<T>,
-  onInternal?: (err: ConnectError, method: string) => void,
+  observer?: CallObserver | ((err: ConnectError, method: string) => void),
 ): ServiceImpl<T> {
+  const { onInternal, onCallEnd } = typeof observer === "function" ? { onInternal: observer, onCallEnd: undefined } : (observer ?? {});
   const wrapped: Record<string, unknown> = {};
   for (const method of service.methods) {
+    const path = `${service.typeName}/${method.name}`;
     const fn = (impl as unknown as Record<string, (...args: unknown[]) => unknown>)[method.localName].bind(impl);
-    wrapped[method.localName] = async (...args: unknown[]) => {
-      try {
-        return await fn(...args);
-      } catch (err) {
-        const error = toConnectError(err);
-        if (error.code === Code.Internal) onInternal?.(error, `${service.typeName}/${method.name}`);
-        throw error;
-      }
+    const failed = (err: unknown): ConnectError => {
+      const error = toConnectError(err);
+      if (error.code === Code.Internal) onInternal?.(error, path);
+      return error;
     };
+    const ended = (started: number, code: CodeName) => onCallEnd?.(path, code, (performance.now() - started) / 1000);
+    if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
+      // Connect reads a streaming method's result as an async iterable at once, not as a promise of one.
+      wrapped[method.localName] = async function* (...args: unknown[]) {
+        const started = performance.now();
+        // A generator closed before its end (the client went away) runs only its finally.
+        let code: CodeName = "Canceled";
+        try {
+          yield* fn(...args) as AsyncIterable<unknown>;
+          // A stream that ends because its client went away or its deadline passed did not succeed.
+          const signal = (args[1] as HandlerContext | undefined)?.signal;
+          code = signal?.aborted ? codeName(ConnectError.from(signal.reason, Code.Canceled).code) : "OK";
+        } catch (err) {
+          const error = failed(err);
+          code = codeName(error.code);
+          throw error;
+        } finally {
+          ended(started, code);
+        }
+      };
+    } else {
+      wrapped[method.localName] = async (...args: unknown[]) => {
+        const started = performance.now();
+        try {
+          const result = await fn(...args);
+          ended(started, "OK");
+          return result;
+        } catch (err) {
+          const error = failed(err);
+          ended(started, codeName(error.code));
+          throw error;
+        }
+      };
+    }
   }
   return wrapped as ServiceImpl<T>;
 }

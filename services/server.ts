@@ -10,7 +10,10 @@ import type { NameStore } from "../core/name-store.js";
 import { CasService } from "./cas-service.js";
 import { BlockServiceImpl, defaultBlockLimits, type BlockLimits } from "./block-service.js";
 import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
-import { withConnectErrors, withUndecodableAsInvalidArgument } from "./connect-errors.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
+import { HealthService } from "./health-service.js";
+import { ServerMetrics } from "./metrics.js";
 
 /** Every limit the services enforce; see each service for what it means. */
 export interface Limits extends BlockLimits, NsLimits {}
@@ -30,22 +33,49 @@ export interface RouteDeps {
   requireSigned?: boolean;
   /** Told about every failure that reaches a client as Internal, whose cause the client never sees. */
   onInternalError?: (err: Error, method: string) => void;
+  /** Told about every call once it ends, with its final code ("OK", "NotFound") and duration. */
+  onCallEnd?: (method: string, code: CodeName, seconds: number) => void;
+}
+
+/** What listen() tells the routes about the server they are mounted on. */
+export interface ServerContext {
+  /** Aborted as soon as the server starts closing. */
+  closing: AbortSignal;
+  /** The server's metrics, when it keeps any. */
+  metrics?: ServerMetrics;
 }
 
 /**
  * The services to mount on a Connect router, each wrapped so that what it throws reaches the client
  * with the code of services/connect-errors.ts. Only the services whose store is given are mounted, so
- * that a CAS and an NS can run as separate processes.
+ * that a CAS and an NS can run as separate processes; grpc.health.v1.Health is always mounted, and
+ * reports the others SERVING until the server starts closing. Mounted by listen(), every call is
+ * counted in the server's metrics and the stores' sizes are reported there.
  */
-export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
+export function routes(deps: RouteDeps): (router: ConnectRouter, server?: ServerContext) => void {
   const limits = { ...defaultLimits, ...deps.limits };
-  const onInternal = deps.onInternalError;
-  return (router) => {
+  return (router, server) => {
+    const metrics = server?.metrics;
+    const onCallEnd = metrics
+      ? (method: string, code: CodeName, seconds: number) => {
+          metrics.observeCall(method, code, seconds);
+          deps.onCallEnd?.(method, code, seconds);
+        }
+      : deps.onCallEnd;
+    const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd };
+    const mounted: string[] = [];
     if (deps.content) {
-      router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits), onInternal));
-      router.service(BlockService, withConnectErrors(BlockService, new BlockServiceImpl(deps.content, limits), onInternal));
+      router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits), observer));
+      router.service(BlockService, withConnectErrors(BlockService, new BlockServiceImpl(deps.content, limits), observer));
+      mounted.push(CAS.typeName, BlockService.typeName);
+      metrics?.watchContent(deps.content);
     }
-    if (deps.names) router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned }), onInternal));
+    if (deps.names) {
+      router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned }), observer));
+      mounted.push(NS.typeName);
+      metrics?.watchNames(deps.names);
+    }
+    router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));
   };
 }
 
@@ -54,7 +84,15 @@ export interface ListenOptions {
   host: string;
   /** 0 picks a free port; the one bound is in the result. */
   port: number;
-  routes: (router: ConnectRouter) => void;
+  /** Mounts the services; routes() gives one. Called once, with what it needs to know about this server. */
+  routes: (router: ConnectRouter, server: ServerContext) => void;
+  /**
+   * Keep Prometheus metrics of this server's calls and stores, and of the process, and serve them to
+   * a GET of /metrics on the same port, over HTTP/1.1 and HTTP/2. Default off.
+   */
+  metrics?: boolean;
+  /** Told when a scrape of /metrics fails (a store that cannot be read); the scraper gets a 500. */
+  onMetricsError?: (err: Error) => void;
   /** The largest request body read; larger ones fail with ResourceExhausted. Default 64 MiB. */
   readMaxBytes?: number;
   /** How long close() lets calls in flight finish before it cuts their connections. Default 2 s. */
@@ -88,9 +126,11 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 export async function listen(options: ListenOptions): Promise<Listening> {
   const graceMs = options.closeGraceMs ?? 2_000;
   const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? 10_000;
+  const closing = new AbortController();
+  const metrics = options.metrics ? new ServerMetrics() : undefined;
   const connectHandler = connectNodeAdapter({
     routes: (router) => {
-      options.routes(router);
+      options.routes(router, { closing: closing.signal, metrics });
       // connectNodeAdapter reads router.handlers after routes() returns, so replacing them here wraps
       // every method, whichever service mounted it.
       router.handlers.forEach((handler, index) => (router.handlers[index] = withUndecodableAsInvalidArgument(handler)));
@@ -99,6 +139,10 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   });
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
+    if (metrics && (req.method === "GET" || req.method === "HEAD") && pathOf(req.url) === METRICS_PATH) {
+      serveMetrics(metrics, req.method, res, options.onMetricsError);
+      return;
+    }
     try {
       connectHandler(req, res);
     } catch {
@@ -189,9 +233,11 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const port = (tcp.address() as net.AddressInfo).port;
   const host = options.host.includes(":") ? `[${options.host}]` : options.host;
 
-  let closing: Promise<void> | undefined;
+  let closed: Promise<void> | undefined;
   const close = () =>
-    (closing ??= (async () => {
+    (closed ??= (async () => {
+      // First, so that health watchers hear NOT_SERVING while their connections are still open.
+      closing.abort();
       const drained = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const socket of sniffing) socket.destroy();
       for (const session of sessions) session.close();
@@ -208,6 +254,40 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     })());
 
   return { port, url: `http://${host}:${port}`, close };
+}
+
+const METRICS_PATH = "/metrics";
+
+function pathOf(url: string | undefined): string {
+  const query = url?.indexOf("?") ?? -1;
+  return query === -1 ? (url ?? "") : url!.slice(0, query);
+}
+
+function serveMetrics(
+  metrics: ServerMetrics,
+  method: string,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  onError: ((err: Error) => void) | undefined,
+): void {
+  const reply = (status: number, contentType: string, text: string) => {
+    const body = Buffer.from(text, "utf8");
+    // The scraper may be gone by now; what Node throws then concerns nobody, and thrown from this
+    // promise's callback it would end the process.
+    try {
+      if (!res.headersSent) res.writeHead(status, { "content-type": contentType, "content-length": body.length });
+      if (method === "HEAD") res.end();
+      else res.end(body);
+    } catch {
+      res.destroy();
+    }
+  };
+  metrics.text().then(
+    (text) => reply(200, metrics.contentType, text),
+    (err: unknown) => {
+      onError?.(err instanceof Error ? err : new Error(String(err)));
+      reply(500, "text/plain; charset=utf-8", "cannot collect metrics\n");
+    },
+  );
 }
 
 /**

@@ -14,5 +14,9 @@ export class MemoryNameStore implements NameStore {
     return version;
   }
 
+  async count(): Promise<number> {
+    return this.names.size;
+  }
+
   async close(): Promise<void> {}
 }

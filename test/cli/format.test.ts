@@ -17,4 +17,14 @@ describe("cli - JSONL delivery lines", () => {
       expect(JSON.parse(line)).toMatchObject({ seq: 42, timestamp: Number(timestamp) });
     }
   });
+
+  it.each(["n0", 'a "quoted" name \\ ü', "k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8"])("with a name, the name is the first key, and the line still equals JSON.stringify: %s", (name) => {
+    const message = newMessage(new TextEncoder().encode("g"), 7n, new Uint8Array([9]));
+    const id = messageId(message);
+    const address = addressOf(encodeMessage(message));
+    const line = deliveryLine(3, id, address, message, name);
+    expect(line).toBe(`${JSON.stringify(deliveryJson(3, id, address, message, name))}\n`);
+    expect(Object.keys(JSON.parse(line))).toEqual(["name", "seq", "id", "group", "timestamp", "body", "address"]);
+    expect(JSON.parse(line).name).toBe(name);
+  });
 });

@@ -28,6 +28,16 @@ export function nameStoreContract(name: string, setup: () => Promise<NameStore>,
       await teardown(store);
     });
 
+    it("count, when the backend offers it, counts names once however often they are updated", async () => {
+      if (!store.count) return;
+      expect(await store.count()).toBe(0);
+      await store.put("alice", text("one"));
+      await store.put("bob", text("one"));
+      await store.put("alice", text("two"));
+      await conflictOf(store.put("carol", text("one"), { expectedVersion: 1n }));
+      expect(await store.count()).toBe(2);
+    });
+
     it("a name never updated is undefined", async () => {
       expect(await store.get("nobody")).toBeUndefined();
       await store.put("somebody", text("x"));

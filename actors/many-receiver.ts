@@ -1,0 +1,264 @@
+import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
+import { RemoteLogError, ErrorCodes } from "../core/errors.js";
+import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
+import { fromConnectError } from "./remote.js";
+
+/**
+ * Takes a batch of one name's log, oldest first; that name's checkpoint moves past the batch once this
+ * resolves. Batches of different names may be delivered at the same time; batches of one name never are.
+ * A rejection stops the whole run (the output is gone for every name), and run() rejects with it.
+ */
+export type ManyDeliver = (name: string, batch: Delivery[]) => Promise<void>;
+
+export interface ManyReceiverOptions {
+  /** The names to read; each at most once (INVALID_ARGUMENT otherwise). */
+  names: readonly string[];
+  remote: ReceiverOptions["remote"];
+  /** One store for every name: it keeps a checkpoint per name, and together they are the frontier. */
+  checkpoints: CheckpointStore;
+  /** Names synced at once; default 16. */
+  concurrency?: number;
+  /** Messages per delivered batch and per checkpoint; default 1024. */
+  batchSize?: number;
+  /** Messages one name's sync fetches during its walk; default 4096. */
+  prefetchPairs?: number;
+  /** Fetch calls in flight per name; default 2. */
+  fetchConcurrency?: number;
+  maxPages?: number;
+}
+
+export interface ManyReceiverEvents {
+  /**
+   * A sync of a name failed. retry.inMs says when the name is tried again, and is absent when it is
+   * not (a run without follow gave up on it). retry.repeated: the name's previous failure had the same
+   * message, so a caller can say each cause once.
+   */
+  failed?(name: string, error: RemoteLogError, retry: { inMs?: number; attempt: number; repeated: boolean }): void;
+  /** A name synced again after failing. */
+  recovered?(name: string, failures: number): void;
+  /** With follow: the name has no remote log yet. Said once, until it has one. */
+  missing?(name: string): void;
+}
+
+export interface ManyRunOptions {
+  /** Keep polling every name; otherwise sync each once. */
+  follow?: boolean;
+  /** With follow, the time between the end of a name's sync and the start of its next; default 500. */
+  intervalMs?: number;
+  /** Stops the run: no new sync starts, the ones in flight finish, then run() resolves. */
+  signal?: AbortSignal;
+  /**
+   * Without follow, how long after the start a name whose service is unreachable is still retried;
+   * default 60 s, 0 forever. With follow, every failing name is retried for as long as the run lasts.
+   */
+  retryForMs?: number;
+  events?: ManyReceiverEvents;
+}
+
+export interface ManyRunResult {
+  /** Names whose last sync failed, with why. Without follow, these are the names not read. */
+  failed: { name: string; error: RemoteLogError }[];
+  /** Without follow: names never synced because the run was stopped first. */
+  unread: string[];
+  /** Messages delivered by this run, over all names. */
+  delivered: number;
+}
+
+interface NameState {
+  receiver: Receiver;
+  failures: number;
+  lastError?: string;
+  missing: boolean;
+  done: boolean;
+}
+
+/** A failure of the caller's deliver, kept apart from the failures of a name's log. */
+class DeliveryFailure extends Error {}
+
+/**
+ * One receiver following many names: a Receiver per name, all sharing one Remote (one HTTP/2
+ * connection per service) and one checkpoint store. At most `concurrency` names sync at once, each
+ * holding at most its own prefetch, so memory is bounded by the limit, not by the number of names.
+ * Each log is delivered in order (a name is never synced twice at once); logs interleave freely.
+ * A name that fails is retried with backoff without holding back the others.
+ */
+export class ManyReceiver {
+  readonly names: readonly string[];
+  readonly concurrency: number;
+  private readonly receivers: Receiver[];
+
+  constructor(options: ManyReceiverOptions) {
+    const seen = new Set<string>();
+    for (const name of options.names) {
+      if (seen.has(name)) throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} is given twice; each name is read once`);
+      seen.add(name);
+    }
+    this.names = [...options.names];
+    this.concurrency = options.concurrency ?? 16;
+    const checkpoints = new WriteThroughCheckpoints(options.checkpoints);
+    // Many names in flight each hold their prefetch at once, so each gets far less than a lone
+    // receiver's 65,536: the sum, not one log, is what has to fit in memory.
+    this.receivers = this.names.map(
+      (name) =>
+        new Receiver({
+          name,
+          remote: options.remote,
+          checkpoints,
+          batchSize: options.batchSize,
+          prefetchPairs: options.prefetchPairs ?? 4096,
+          concurrency: options.fetchConcurrency ?? 2,
+          maxPages: options.maxPages,
+        }),
+    );
+  }
+
+  /** Syncs every name once, or keeps following them all; one run at a time. See ManyRunOptions. */
+  run(deliver: ManyDeliver, options: ManyRunOptions = {}): Promise<ManyRunResult> {
+    const follow = options.follow ?? false;
+    const intervalMs = options.intervalMs ?? 500;
+    const retryForMs = options.retryForMs ?? 60_000;
+    const events = options.events ?? {};
+    const signal = options.signal;
+    const started = Date.now();
+    const states: NameState[] = this.receivers.map((receiver) => ({ receiver, failures: 0, missing: false, done: false }));
+    // Names due for a sync, first come first served; a name waiting for its next poll or retry sits
+    // in a timer instead, so a name is never queued twice and never synced twice at once.
+    const ready: NameState[] = [...states];
+    const timers = new Set<NodeJS.Timeout>();
+    const failed = new Map<string, RemoteLogError>();
+    let inFlight = 0;
+    let stopped = false;
+    let fatal: { error: unknown } | undefined;
+    let delivered = 0;
+
+    return new Promise<ManyRunResult>((resolve, reject) => {
+      const settle = () => {
+        if (inFlight > 0 || (!stopped && (ready.length > 0 || timers.size > 0))) return;
+        signal?.removeEventListener("abort", stop);
+        if (fatal) return reject(fatal.error);
+        resolve({
+          failed: [...failed].map(([name, error]) => ({ name, error })),
+          unread: follow ? [] : states.filter((s) => !s.done && !failed.has(s.receiver.name)).map((s) => s.receiver.name),
+          delivered,
+        });
+      };
+      function stop() {
+        stopped = true;
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
+        ready.length = 0;
+        settle();
+      }
+      const later = (state: NameState, delayMs: number) => {
+        // A sync that ends after the stop must not leave a timer behind to keep the process up.
+        if (stopped) return;
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          ready.push(state);
+          pump();
+        }, delayMs);
+        timers.add(timer);
+      };
+      const giveUp = (state: NameState, error: RemoteLogError) => {
+        failed.set(state.receiver.name, error);
+        state.done = true;
+      };
+
+      const syncOne = async (state: NameState) => {
+        const name = state.receiver.name;
+        try {
+          const result = await state.receiver.sync(async (batch) => {
+            if (fatal) throw new DeliveryFailure("delivery stopped");
+            try {
+              await deliver(name, batch);
+            } catch (err) {
+              fatal ??= { error: err };
+              throw new DeliveryFailure("delivery failed", { cause: err });
+            }
+            delivered += batch.length;
+          });
+          if (state.failures > 0) events.recovered?.(name, state.failures);
+          state.failures = 0;
+          state.lastError = undefined;
+          failed.delete(name);
+          if (!result.found && !follow) {
+            const error = RemoteLogError.notFound(`name ${JSON.stringify(name)} has no remote log yet`);
+            giveUp(state, error);
+            return events.failed?.(name, error, { attempt: 1, repeated: false });
+          }
+          if (!result.found && !state.missing) events.missing?.(name);
+          state.missing = !result.found;
+          if (follow) later(state, intervalMs);
+          else state.done = true;
+        } catch (err) {
+          if (err instanceof DeliveryFailure) return stop();
+          const error = err instanceof RemoteLogError ? err : fromConnectError(err, `name ${JSON.stringify(name)}`);
+          state.failures++;
+          const repeated = state.lastError === error.message;
+          state.lastError = error.message;
+          const delayMs = backoffMs(error, state.failures, intervalMs);
+          const retry = follow || (error.code === ErrorCodes.UNAVAILABLE && (retryForMs === 0 || Date.now() - started + delayMs <= retryForMs));
+          failed.set(name, error);
+          if (retry) later(state, delayMs);
+          else giveUp(state, error);
+          events.failed?.(name, error, { inMs: retry ? delayMs : undefined, attempt: state.failures, repeated });
+        }
+      };
+
+      const pump = () => {
+        while (!stopped && inFlight < this.concurrency && ready.length > 0) {
+          const state = ready.shift()!;
+          inFlight++;
+          void syncOne(state).finally(() => {
+            inFlight--;
+            pump();
+          });
+        }
+        settle();
+      };
+
+      if (signal?.aborted) return stop();
+      signal?.addEventListener("abort", stop, { once: true });
+      pump();
+    });
+  }
+}
+
+/**
+ * The frontier kept in memory as well as in the store: every poll of every name starts by loading its
+ * checkpoint, and reading a file per poll was an eighth of a following receiver's CPU. Saves still go
+ * to the store first, so what is on disk is never behind what was delivered. Assumes, as the receiver
+ * does anyway, that no other process moves these checkpoints meanwhile.
+ */
+class WriteThroughCheckpoints implements CheckpointStore {
+  private readonly cache = new Map<string, Checkpoint | undefined>();
+
+  constructor(private readonly store: CheckpointStore) {}
+
+  async load(name: string): Promise<Checkpoint | undefined> {
+    if (!this.cache.has(name)) this.cache.set(name, await this.store.load(name));
+    const checkpoint = this.cache.get(name);
+    return checkpoint && { ...checkpoint, lastId: checkpoint.lastId.slice() };
+  }
+
+  async save(name: string, checkpoint: Checkpoint): Promise<void> {
+    // Dropped first, so that a failed save makes the next load read the store again.
+    this.cache.delete(name);
+    await this.store.save(name, checkpoint);
+    this.cache.set(name, { ...checkpoint, lastId: checkpoint.lastId.slice() });
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}
+
+/**
+ * When to try a failed name again. An unreachable service comes back by itself and should be noticed
+ * soon, so it is retried as withRetry does (100 ms doubling to 5 s); a bad head or a broken chain waits
+ * for its writer or its NS to mend it, so it is polled ever less often, down to once a minute.
+ */
+function backoffMs(error: RemoteLogError, failures: number, intervalMs: number): number {
+  const [first, cap] = error.code === ErrorCodes.UNAVAILABLE ? [100, 5_000] : [Math.max(intervalMs, 1_000), 60_000];
+  return Math.round(Math.min(cap, first * 2 ** Math.min(failures - 1, 16)) * (0.75 + Math.random() * 0.5));
+}

@@ -1,0 +1,105 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ContentStore } from "../core/content-store.js";
+import type { NameStore } from "../core/name-store.js";
+import type { CodeName } from "./connect-errors.js";
+
+// Calls on loopback take tens of microseconds to a few milliseconds; prom-client's default buckets
+// start at 5 ms and would put nearly every call in the first one.
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+// The process metrics describe the process, not a server, and collecting them starts an event-loop
+// monitor and a GC observer that prom-client never stops: one set per process, shared by every server.
+let processRegistry: Registry | undefined;
+
+function processMetrics(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/**
+ * One server's Prometheus metrics, in a registry of its own rather than prom-client's global one, so
+ * that several servers in one process (tests, a CAS and an NS side by side) keep separate counts:
+ *
+ * - `remotelog_rpc_requests_total{method,code}`: calls that ended, by method ("vac.cas.CAS/Get") and final code ("OK", "NotFound");
+ * - `remotelog_rpc_duration_seconds{method}`: how long each call ran;
+ * - `remotelog_blocks_stored`, `remotelog_block_bytes_stored`: the CAS's blocks and their total size, when its store tells;
+ * - `remotelog_names`: names the NS holds, when its store tells;
+ * - and prom-client's default process metrics (`process_*`, `nodejs_*`).
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
+    name: "remotelog_rpc_requests_total",
+    help: "RPCs that ended, by method and final code (OK or a Connect code name).",
+    labelNames: ["method", "code"] as const,
+    registers: [this.registry],
+  });
+  private readonly durations = new Histogram({
+    name: "remotelog_rpc_duration_seconds",
+    help: "How long each RPC ran in its method, in seconds; a server stream counts until its end.",
+    labelNames: ["method"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    // Now rather than at the first scrape: the CPU counters count from when they were set up.
+    processMetrics();
+  }
+
+  /** Counts one call that ended. */
+  observeCall(method: string, code: CodeName, seconds: number): void {
+    this.requests.inc({ method, code });
+    this.durations.observe({ method }, seconds);
+  }
+
+  /** Reports the store's blocks and bytes at each scrape; a store without stats() adds no gauges. */
+  watchContent(store: ContentStore): void {
+    if (!store.stats) return;
+    const stats = () => store.stats!();
+    new Gauge({
+      name: "remotelog_blocks_stored",
+      help: "Distinct blocks in the CAS.",
+      registers: [this.registry],
+      collect() {
+        this.set(stats().blocks);
+      },
+    });
+    new Gauge({
+      name: "remotelog_block_bytes_stored",
+      help: "Total size of the blocks in the CAS, in bytes, without storage overhead.",
+      registers: [this.registry],
+      collect() {
+        this.set(stats().bytes);
+      },
+    });
+  }
+
+  /** Reports how many names the store holds at each scrape; a store without count() adds no gauge. */
+  watchNames(store: NameStore): void {
+    if (!store.count) return;
+    const count = () => store.count!();
+    new Gauge({
+      name: "remotelog_names",
+      help: "Names in the NS.",
+      registers: [this.registry],
+      async collect() {
+        this.set(await count());
+      },
+    });
+  }
+
+  /** Prometheus' text format, of this server's metrics and the process's. Rejects when a store cannot be read. */
+  async text(): Promise<string> {
+    const [own, process] = await Promise.all([this.registry.metrics(), processMetrics().metrics()]);
+    return own.endsWith("\n") || own === "" ? own + process : `${own}\n${process}`;
+  }
+
+  /** The Content-Type of text(). */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
