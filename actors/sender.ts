@@ -99,8 +99,10 @@ export class Sender {
 
   /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
   private async publishOnce(lostRaces: number): Promise<PublishResult | RemoteLogError> {
-    const mark: Checkpoint = (await this.published.load(this.name)) ?? { delivered: 0, lastId: new Uint8Array(0) };
     const current = await this.remote.fetchName(this.name);
+    // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
+    // whatever was published before: everything goes out again, from the first message.
+    const mark: Checkpoint = (current && (await this.published.load(this.name))) || { delivered: 0, lastId: new Uint8Array(0) };
     const total = this.log.length;
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);

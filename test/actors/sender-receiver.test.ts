@@ -143,6 +143,20 @@ describe("actors - sender and receiver over the in-memory transport", () => {
     expect(got.map((d) => toHex(d.id))).toEqual((await log.read(0, 13)).map((e) => toHex(e.id)));
   });
 
+  it("publishes the whole log again to an NS that has lost the name, leaving no gap", async () => {
+    const first = world();
+    const log = new MemoryLocalLog();
+    const published = new MemoryCheckpointStore();
+    await new Sender({ published, name: "m", log, remote: first.remote() }).append(bodies(5), GROUP, 1n);
+    await new Sender({ published, name: "m", log, remote: first.remote() }).publish();
+    const moved = world();
+    const sender = new Sender({ published, name: "m", log, remote: moved.remote() });
+    await sender.append(bodies(2, "new"), GROUP, 2n);
+    expect(await sender.publish()).toMatchObject({ added: 7, published: 7 });
+    const got = await receiveAll(new Receiver({ name: "m", remote: moved.remote(), checkpoints: new MemoryCheckpointStore() }));
+    expect(got.map((d) => d.seq)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+  });
+
   it("refuses to publish when the name no longer holds the last message this sender published", async () => {
     const w = world();
     const published = new MemoryCheckpointStore();
