@@ -51,7 +51,8 @@ export function command(io: Io) {
         for (const child of children) child.kill("SIGKILL");
       }, flags.timeout * 1000);
       try {
-        const server = start(io, "serve", ["serve", "--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+        // The server logs JSON lines for operators; the demo shows only what goes wrong.
+        const server = start(io, "serve", ["serve", "--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--log-level", "warn"]);
         children.push(server);
         const url = await new Promise<string>((resolve, reject) => {
           createInterface({ input: server.stdout! }).on("line", (line) => {
