@@ -49,6 +49,7 @@ demo: build
 bench: build
 	$(NODE) dist/bench/remote-log.bench.js
 	$(NODE) dist/bench/many-names.bench.js
+	$(NODE) dist/bench/follow-latency.bench.js
 
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build

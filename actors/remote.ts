@@ -131,6 +131,22 @@ export class Remote {
     }
   }
 
+  /**
+   * The name's heads as the NS pushes them: the current one, then each new one. Ends when signal
+   * aborts; throws as fetchName does, and UNIMPLEMENTED-as-INTERNAL from an NS that cannot push.
+   */
+  async *watchName(name: string, signal: AbortSignal): AsyncGenerator<NameHead> {
+    try {
+      for await (const content of this.ns.watch({ name }, { signal })) {
+        yield { content: content.data, version: content.version, record: content.record };
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);
+      throw fromConnectError(err, `NS ${this.nsUrl} Watch ${JSON.stringify(name)}`);
+    }
+  }
+
   /** A conditional update: CONFLICT when the name is no longer at expectedVersion. */
   async updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint> {
     try {
@@ -142,6 +158,13 @@ export class Remote {
 
   close(): void {
     for (const session of this.sessions) session.abort();
+  }
+}
+
+/** An NS without the Watch RPC (a client of the draft's NS, say): followers poll it instead. */
+export class WatchUnsupportedError extends RemoteLogError {
+  constructor(nsUrl: string) {
+    super(ErrorCodes.INTERNAL, `NS ${nsUrl} cannot push heads (no Watch RPC)`);
   }
 }
 

@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
+import { HeadWatch } from "../actors/head-watch.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
-import { sleep, withRetry, type Remote } from "../actors/remote.js";
+import { withRetry, type Remote } from "../actors/remote.js";
 import type { CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
@@ -93,6 +94,9 @@ export function command(io: Io) {
           await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
         };
         const retryFor = (flags.retryFor ?? (flags.follow ? 0 : 60)) * 1000;
+        // Pushed heads wake the follower at once; the interval stays as the poll that catches anything
+        // a broken stream or an NS without Watch would miss.
+        const watch = flags.follow ? new HeadWatch(remote, name, io.signal) : undefined;
         let warnedMissing = false;
         let lastRetryMessage = "";
         for (;;) {
@@ -115,9 +119,10 @@ export function command(io: Io) {
             warnedMissing = true;
           }
           if (!flags.follow || io.signal.aborted) break;
-          await sleep(flags.interval, io.signal);
+          await watch!.next(flags.interval);
           if (io.signal.aborted) break;
         }
+        watch?.close();
       } finally {
         remote.close();
         await checkpoints.close();

@@ -18,6 +18,10 @@ export const defaultNsLimits: NsLimits = { maxContentBytes: 1 << 20, maxNameByte
 export interface NsOptions {
   /** Refuse updates of names that are not key names, so that every name served is signed. */
   requireSigned?: boolean;
+  /** Watch streams open at once, all names together; default 100,000. */
+  maxWatchers?: number;
+  /** Aborted when the server starts closing: open Watch streams end, so they do not hold it open. */
+  closing?: AbortSignal;
 }
 
 /**
@@ -42,6 +46,8 @@ export interface NsOptions {
 export class NsService implements ServiceImpl<typeof NS> {
   private readonly limits: NsLimits;
   private readonly requireSigned: boolean;
+  private readonly watchers: Watchers;
+  private readonly closing?: AbortSignal;
 
   constructor(
     private readonly store: NameStore,
@@ -50,6 +56,8 @@ export class NsService implements ServiceImpl<typeof NS> {
   ) {
     this.limits = { ...defaultNsLimits, ...limits };
     this.requireSigned = options.requireSigned ?? false;
+    this.watchers = new Watchers(options.maxWatchers ?? 100_000);
+    this.closing = options.closing;
   }
 
   async update(request: NameUpdate, _context?: HandlerContext): Promise<Response> {
@@ -71,6 +79,7 @@ export class NsService implements ServiceImpl<typeof NS> {
         throw RemoteLogError.permissionDenied(`name ${JSON.stringify(name)} is not a key name, and this NS serves signed names only`);
       }
       const version = await this.store.put(name, content, expectedVersion !== undefined ? { expectedVersion } : {});
+      this.watchers.notify(name, { content, version, record });
       return create(ResponseSchema, { version });
     }
 
@@ -85,6 +94,7 @@ export class NsService implements ServiceImpl<typeof NS> {
         version: sequence,
         ...(expectedVersion !== undefined ? { expectedVersion } : {}),
       });
+      this.watchers.notify(name, { content, version, record });
       return create(ResponseSchema, { version });
     } catch (err) {
       // Another update of the name won the race since we looked; judge this one again against it, so
@@ -94,6 +104,34 @@ export class NsService implements ServiceImpl<typeof NS> {
       const again = checkSequence(name, sequence, now, content, record, expectedVersion);
       if (again !== undefined) return create(ResponseSchema, { version: again });
       throw err;
+    }
+  }
+
+  /**
+   * Streams the name's current entry, if any, then each newer one this service stores, until the
+   * client goes away. Subscribes before reading, so no update in between is missed; a slow watcher
+   * gets the newest entry rather than a queue. TOO_LARGE past maxWatchers streams at once.
+   */
+  async *watch(request: Query, context?: HandlerContext): AsyncGenerator<Content> {
+    checkName(request.name, this.limits.maxNameBytes);
+    const signals = [context?.signal, this.closing].filter((signal): signal is AbortSignal => signal !== undefined);
+    const subscription = this.watchers.subscribe(request.name, signals.length > 0 ? AbortSignal.any(signals) : undefined);
+    try {
+      let last = 0n;
+      const current = await this.store.get(request.name);
+      if (current) {
+        last = current.version;
+        yield create(ContentSchema, { data: current.content, version: current.version, record: current.record });
+      }
+      for (;;) {
+        const entry = await subscription.next();
+        if (!entry) return;
+        if (entry.version <= last) continue;
+        last = entry.version;
+        yield create(ContentSchema, { data: entry.content, version: entry.version, record: entry.record });
+      }
+    } finally {
+      subscription.close();
     }
   }
 
@@ -151,5 +189,66 @@ export function checkName(name: string, maxNameBytes: number): void {
   }
   if (FORBIDDEN_IN_NAMES.test(name)) {
     throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} holds control characters or bytes that are not UTF-8`);
+  }
+}
+
+/** One Watch stream's view of its name: the newest entry not yet taken, or undefined once closed. */
+interface Subscription {
+  next(): Promise<NameEntry | undefined>;
+  close(): void;
+}
+
+/**
+ * Who watches which name, in this process. Only updates that go through this service are seen, which
+ * is every update when the service owns its store (the embedded NS); a backend written to from
+ * elsewhere would need its own notifications.
+ */
+class Watchers {
+  private readonly byName = new Map<string, Set<(entry: NameEntry) => void>>();
+  private count = 0;
+
+  constructor(private readonly max: number) {}
+
+  notify(name: string, entry: NameEntry): void {
+    for (const listener of this.byName.get(name) ?? []) listener(entry);
+  }
+
+  subscribe(name: string, signal?: AbortSignal): Subscription {
+    if (this.count >= this.max) throw RemoteLogError.tooLarge(`${this.count} names are watched already, the most this NS serves at once`);
+    this.count++;
+    let latest: NameEntry | undefined;
+    let wake: (() => void) | undefined;
+    let closed = false;
+    const listener = (entry: NameEntry) => {
+      if (!latest || entry.version > latest.version) latest = entry;
+      wake?.();
+    };
+    const onAbort = () => {
+      closed = true;
+      wake?.();
+    };
+    let listeners = this.byName.get(name);
+    if (!listeners) this.byName.set(name, (listeners = new Set()));
+    listeners.add(listener);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) closed = true;
+    return {
+      next: async () => {
+        while (!latest && !closed) await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        if (closed) return undefined;
+        const entry = latest;
+        latest = undefined;
+        return entry;
+      },
+      close: () => {
+        if (!listeners.delete(listener)) return;
+        this.count--;
+        if (listeners.size === 0) this.byName.delete(name);
+        signal?.removeEventListener("abort", onAbort);
+        closed = true;
+        wake?.();
+      },
+    };
   }
 }

@@ -71,7 +71,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       metrics?.watchContent(deps.content);
     }
     if (deps.names) {
-      router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned }), observer));
+      router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned, closing: server?.closing }), observer));
       mounted.push(NS.typeName);
       metrics?.watchNames(deps.names);
     }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vac/cas/cas.proto.
  */
 export const file_vac_cas_cas: GenFile = /*@__PURE__*/
-  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIjgKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEg4KBnJlY29yZBgDIAEoDCJvCgpOYW1lVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQESDgoGcmVjb3JkGAQgASgMQhMKEV9leHBlY3RlZF92ZXJzaW9uIhUKBVF1ZXJ5EgwKBG5hbWUYASABKAkiKQoIUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEIn0KCVJlbW90ZUxvZxIlCgRwYWlyGAEgAygLMhcudmFjLmNhcy5SZW1vdGVMb2cuUGFpchIMCgR0YWlsGAIgASgMGjsKBFBhaXISEgoKcmVtb3RlSGFzaBgBIAEoDBIRCglsb2NhbEhhc2gYAiABKAwSDAoEZGF0YRgDIAEoDDJbCgNDQVMSKQoDQWRkEhAudmFjLmNhcy5Db250ZW50GhAudmFjLmNhcy5BZGRyZXNzEikKA0dldBIQLnZhYy5jYXMuQWRkcmVzcxoQLnZhYy5jYXMuQ29udGVudDJhCgJOUxIwCgZVcGRhdGUSEy52YWMuY2FzLk5hbWVVcGRhdGUaES52YWMuY2FzLlJlc3BvbnNlEikKBUZldGNoEg4udmFjLmNhcy5RdWVyeRoQLnZhYy5jYXMuQ29udGVudGIGcHJvdG8z");
+  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIjgKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEg4KBnJlY29yZBgDIAEoDCJvCgpOYW1lVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQESDgoGcmVjb3JkGAQgASgMQhMKEV9leHBlY3RlZF92ZXJzaW9uIhUKBVF1ZXJ5EgwKBG5hbWUYASABKAkiKQoIUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEIn0KCVJlbW90ZUxvZxIlCgRwYWlyGAEgAygLMhcudmFjLmNhcy5SZW1vdGVMb2cuUGFpchIMCgR0YWlsGAIgASgMGjsKBFBhaXISEgoKcmVtb3RlSGFzaBgBIAEoDBIRCglsb2NhbEhhc2gYAiABKAwSDAoEZGF0YRgDIAEoDDJbCgNDQVMSKQoDQWRkEhAudmFjLmNhcy5Db250ZW50GhAudmFjLmNhcy5BZGRyZXNzEikKA0dldBIQLnZhYy5jYXMuQWRkcmVzcxoQLnZhYy5jYXMuQ29udGVudDKOAQoCTlMSMAoGVXBkYXRlEhMudmFjLmNhcy5OYW1lVXBkYXRlGhEudmFjLmNhcy5SZXNwb25zZRIpCgVGZXRjaBIOLnZhYy5jYXMuUXVlcnkaEC52YWMuY2FzLkNvbnRlbnQSKwoFV2F0Y2gSDi52YWMuY2FzLlF1ZXJ5GhAudmFjLmNhcy5Db250ZW50MAFiBnByb3RvMw");
 
 /**
  * @generated from message vac.cas.Address
@@ -251,6 +251,18 @@ export const NS: GenService<{
    */
   fetch: {
     methodKind: "unary";
+    input: typeof QuerySchema;
+    output: typeof ContentSchema;
+  },
+  /**
+   * remotelog addition: the name's current content (when it has any), then every new one as it is
+   * stored, so that receivers need not poll. A watcher that falls behind gets the newest, not every
+   * one in between: each is a whole head.
+   *
+   * @generated from rpc vac.cas.NS.Watch
+   */
+  watch: {
+    methodKind: "server_streaming";
     input: typeof QuerySchema;
     output: typeof ContentSchema;
   },

@@ -1,0 +1,65 @@
+import type { Remote } from "./remote.js";
+import { WatchUnsupportedError, sleep } from "./remote.js";
+
+/**
+ * Keeps one Watch stream open on a name and wakes a follower as soon as the NS pushes a new head, so
+ * that `receive --follow` delivers within a round trip of the publish instead of a poll interval. It
+ * never replaces polling: the follower still syncs at least every interval, so a stream that breaks
+ * (and is reopened with backoff) or an NS that cannot push (the draft's) costs latency, not messages.
+ */
+export class HeadWatch {
+  private pushed = false;
+  private wake?: () => void;
+  private readonly stop = new AbortController();
+  /** False once the NS turned out not to push; the follower then just polls. */
+  supported = true;
+
+  constructor(remote: Pick<Remote, "watchName">, name: string, signal: AbortSignal) {
+    signal.addEventListener("abort", () => this.close(), { once: true });
+    void this.run(remote, name);
+  }
+
+  private async run(remote: Pick<Remote, "watchName">, name: string): Promise<void> {
+    let delayMs = 100;
+    while (!this.stop.signal.aborted) {
+      try {
+        for await (const _head of remote.watchName(name, this.stop.signal)) {
+          delayMs = 100;
+          this.pushed = true;
+          this.wake?.();
+        }
+      } catch (err) {
+        if (err instanceof WatchUnsupportedError) {
+          this.supported = false;
+          return;
+        }
+      }
+      // The stream ended or broke: reopen it, backing off while the NS stays away.
+      await sleep(delayMs, this.stop.signal);
+      delayMs = Math.min(delayMs * 2, 5_000);
+    }
+  }
+
+  /** Resolves when a head was pushed since the last call, or after timeoutMs, whichever comes first. */
+  async next(timeoutMs: number): Promise<void> {
+    if (!this.pushed && !this.stop.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.stop.signal.removeEventListener("abort", done);
+          this.wake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        this.wake = done;
+        this.stop.signal.addEventListener("abort", done, { once: true });
+      });
+    }
+    this.pushed = false;
+  }
+
+  close(): void {
+    this.stop.abort();
+    this.wake?.();
+  }
+}
