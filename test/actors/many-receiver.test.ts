@@ -1,31 +1,25 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { createRouterTransport } from "@connectrpc/connect";
 import { ManyReceiver, type ManyReceiverEvents } from "../../actors/many-receiver.js";
 import type { Delivery } from "../../actors/receiver.js";
-import { Remote } from "../../actors/remote.js";
 import { Sender } from "../../actors/sender.js";
 import { addressOf, toHex } from "../../core/hash.js";
 import { generateNameKey, keyName } from "../../core/names.js";
 import type { RemoteLogError } from "../../core/errors.js";
-import { routes } from "../../services/server.js";
 import { FileCheckpointStore } from "../../stores/file/checkpoint-store.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
-import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
-import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { cleanup, tempDir } from "../helpers/processes.js";
+import { memoryWorld } from "../helpers/connect.js";
 
 afterEach(cleanup);
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const GROUP = utf8("g");
 
-/** Real services over Connect's in-memory transport, on memory stores the test can reach into. */
+/** The in-memory world, with one Remote shared as a receiver of many names shares it, and senders. */
 function world() {
-  const content = new MemoryContentStore();
-  const names = new MemoryNameStore();
-  const transport = createRouterTransport(routes({ content, names }));
-  const remote = new Remote({ casUrl: "memory://cas", nsUrl: "memory://ns", casTransport: transport, nsTransport: transport });
+  const { content, names, remote: newRemote } = memoryWorld();
+  const remote = newRemote();
   const logs = new Map<string, { log: MemoryLocalLog; sender: Sender }>();
   let stamp = 1n;
   /** Appends count messages to name's log and publishes them. */

@@ -1,13 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { createRouterTransport } from "@connectrpc/connect";
-import { Remote } from "../../actors/remote.js";
 import { Receiver, type Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
-import { routes } from "../../services/server.js";
-import { MemoryContentStore } from "../../stores/memory/content-store.js";
-import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
+import { memoryWorld } from "../helpers/connect.js";
 import { addressOf, encodeMessage, newMessage, toHex } from "../../core/hash.js";
 import { decodePage, encodePage } from "../../core/page.js";
 import type { EmbedMode } from "../../core/page.js";
@@ -15,14 +11,7 @@ import type { EmbedMode } from "../../core/page.js";
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const GROUP = utf8("g");
 
-/** Real services over Connect's in-memory transport, on memory stores the test can reach into. */
-function world() {
-  const content = new MemoryContentStore();
-  const names = new MemoryNameStore();
-  const transport = createRouterTransport(routes({ content, names }));
-  const remote = () => new Remote({ casUrl: "memory://cas", nsUrl: "memory://ns", casTransport: transport, nsTransport: transport });
-  return { content, names, remote };
-}
+const world = memoryWorld;
 
 function bodies(n: number, prefix = "m"): Uint8Array[] {
   return Array.from({ length: n }, (_, i) => utf8(`${prefix}${i}`));

@@ -5,7 +5,7 @@ import net from "node:net";
 import fc from "fast-check";
 import { create, fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { CID } from "multiformats/cid";
 import { sha256, sha512 } from "multiformats/hashes/sha2";
@@ -15,6 +15,7 @@ import { addressOf } from "../../core/hash.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { listen, routes, type Listening } from "../../services/server.js";
+import { codeOf } from "../helpers/connect.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const TEST_TIMEOUT = 30_000;
@@ -124,12 +125,6 @@ async function postGrpcWeb(url: string, path: string, message: Uint8Array): Prom
   return status === undefined ? "no status" : status === "0" ? "OK" : Code[Number(status)];
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  return promise.then(
-    () => "OK",
-    (err: unknown) => Code[ConnectError.from(err).code],
-  );
-}
 
 async function wrongAddresses(): Promise<Record<string, Uint8Array>> {
   const digest = await sha256.digest(utf8("hello"));

@@ -6,6 +6,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/g
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { listen, routes, type Listening, type RouteDeps } from "../../services/server.js";
+import { codeOf } from "../helpers/connect.js";
 
 const TEST_TIMEOUT = 15_000;
 const BUF = "node_modules/.bin/buf";
@@ -21,12 +22,6 @@ async function start(deps: RouteDeps = { content: new MemoryContentStore(), name
   return server;
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  return promise.then(
-    () => "OK",
-    (err: unknown) => Code[ConnectError.from(err).code],
-  );
-}
 
 /** The statuses a Watch streams, until it ends; fails if it outlives timeoutMs. */
 function watch(transport: Transport, service: string, timeoutMs = 5_000) {

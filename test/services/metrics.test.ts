@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import http2 from "node:http2";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { CAS, NS } from "../../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../../gen/remotelog/v1/blocks_pb.js";
@@ -14,6 +14,7 @@ import { FsContentStore } from "../../stores/fs/content-store.js";
 import { LevelNameStore } from "../../stores/level/name-store.js";
 import { listen, routes, type ListenOptions, type Listening, type RouteDeps } from "../../services/server.js";
 import { tempDir, cleanup } from "../helpers/processes.js";
+import { codeOf } from "../helpers/connect.js";
 
 const TEST_TIMEOUT = 15_000;
 const utf8 = (text: string) => new TextEncoder().encode(text);
@@ -32,12 +33,6 @@ async function start(deps: RouteDeps, options: Partial<ListenOptions> = {}): Pro
   return server;
 }
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  return promise.then(
-    () => "OK",
-    (err: unknown) => Code[ConnectError.from(err).code],
-  );
-}
 
 /** One scrape, as Prometheus reads it: `name{labels}` to value, the labels in the order written. */
 type Samples = Map<string, number>;

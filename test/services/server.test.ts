@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run as serve, parseListen } from "../../cli/serve.js";
 import type { Io } from "../../cli/command.js";
+import { codeOf } from "../helpers/connect.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 // Decoded bytes may be Buffers or Uint8Arrays depending on the transport; compare their contents.
@@ -31,12 +32,6 @@ const protocols: [string, (baseUrl: string) => Transport][] = [
   ["gRPC-Web on HTTP/2", (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "2" })],
 ];
 
-async function codeOf(promise: Promise<unknown>): Promise<string> {
-  return promise.then(
-    () => "OK",
-    (err: unknown) => Code[ConnectError.from(err).code],
-  );
-}
 
 /** Bytes a raw socket receives until it closes or the time runs out. */
 function rawExchange(port: number, writes: (string | Buffer)[], options: { gapMs?: number; waitMs?: number } = {}): Promise<{ received: Buffer; closed: boolean }> {
