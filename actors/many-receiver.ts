@@ -1,7 +1,7 @@
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
-import { fromConnectError } from "./remote.js";
+import { backoffDelayMs, fromConnectError } from "./remote.js";
 
 /**
  * Takes a batch of one name's log, oldest first; that name's checkpoint moves past the batch once this
@@ -260,5 +260,5 @@ class WriteThroughCheckpoints implements CheckpointStore {
  */
 function backoffMs(error: RemoteLogError, failures: number, intervalMs: number): number {
   const [first, cap] = error.code === ErrorCodes.UNAVAILABLE ? [100, 5_000] : [Math.max(intervalMs, 1_000), 60_000];
-  return Math.round(Math.min(cap, first * 2 ** Math.min(failures - 1, 16)) * (0.75 + Math.random() * 0.5));
+  return Math.round(backoffDelayMs(failures, first, cap));
 }

@@ -202,7 +202,7 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
     } catch (err) {
       const error = err instanceof RemoteLogError ? err : fromConnectError(err, "call");
       if (error.code !== ErrorCodes.UNAVAILABLE) throw error;
-      const delayMs = Math.min(5_000, 100 * 2 ** Math.min(attempt - 1, 6)) * (0.75 + Math.random() * 0.5);
+      const delayMs = backoffDelayMs(attempt);
       if (options.signal?.aborted) throw error;
       if (options.timeoutMs > 0 && Date.now() - started + delayMs > options.timeoutMs) {
         throw RemoteLogError.unavailable(`gave up after ${((Date.now() - started) / 1000).toFixed(1)} s: ${error.message}`, error);
@@ -211,6 +211,14 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
       await sleep(delayMs, options.signal);
     }
   }
+}
+
+/**
+ * The wait before retry number attempt (from 1): firstMs doubling up to capMs, with ±25% jitter so
+ * that many clients of one restarted service do not all come back at the same moment.
+ */
+export function backoffDelayMs(attempt: number, firstMs = 100, capMs = 5_000): number {
+  return Math.min(capMs, firstMs * 2 ** Math.min(attempt - 1, 16)) * (0.75 + Math.random() * 0.5);
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
