@@ -1,10 +1,12 @@
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type * as http2 from "node:http2";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
+import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 
 /** What the actors need from a CAS and an NS, whatever carries it. */
 export interface NameHead {
@@ -14,6 +16,21 @@ export interface NameHead {
   record: Uint8Array;
 }
 
+
+/** Opens the connection-level window too, which Node only lets a session set once it exists. */
+class WideWindowSessionManager extends Http2SessionManager {
+  private readonly widened = new WeakSet<http2.ClientHttp2Session>();
+
+  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session as http2.ClientHttp2Session | undefined;
+    if (session && !this.widened.has(session)) {
+      this.widened.add(session);
+      session.setLocalWindowSize(CONNECTION_WINDOW);
+    }
+    return stream;
+  }
+}
 
 /** The reverse of services/connect-errors.ts: a remote failure as one of our codes, naming the service. */
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
@@ -46,7 +63,7 @@ export class Remote {
   private readonly cas: Client<typeof CAS>;
   private readonly blocks: Client<typeof BlockService>;
   private readonly ns: Client<typeof NS>;
-  private readonly sessions: Http2SessionManager[] = [];
+  private readonly sessions: WideWindowSessionManager[] = [];
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
   private readonly concurrency: number;
@@ -65,7 +82,7 @@ export class Remote {
   }
 
   private transport(baseUrl: string): Transport {
-    const session = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 5_000 });
+    const session = new WideWindowSessionManager(baseUrl, { idleConnectionTimeoutMs: 5_000 }, { settings: { initialWindowSize: STREAM_WINDOW } });
     this.sessions.push(session);
     // No compression: message bodies are usually encrypted and so incompressible, and gzip of a batch
     // cost more CPU than the whole rest of a catch-up on loopback.

@@ -14,6 +14,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
 import { HealthService } from "./health-service.js";
 import { ServerMetrics } from "./metrics.js";
+import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 
 /** Every limit the services enforce; see each service for what it means. */
 export interface Limits extends BlockLimits, NsLimits {}
@@ -157,10 +158,12 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   // Node starts tracking connections (idle ones for closeIdleConnections, slow ones for
   // headersTimeout and requestTimeout) on 'listening'; this server never listens itself.
   h1.emit("listening");
-  const h2 = http2.createServer({}, handler);
+  // Flow-control windows that hold a round trip's worth of uploads at full speed.
+  const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW } }, handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
+    session.setLocalWindowSize(CONNECTION_WINDOW);
     session.once("close", () => sessions.delete(session));
   });
   // A broken HTTP/2 connection concerns that client alone; the session is destroyed either way.
