@@ -91,7 +91,9 @@ export class Receiver {
     // A signed name's head is trusted only once its record verifies for the name and binds this very
     // page, and only if it is not older than a head accepted before; every older page and message is
     // then checked by its hash.
-    const sequence = this.signed ? await this.verifyHead(current.content, current.record, checkpoint.sequence) : undefined;
+    const sequence = this.signed
+      ? await verifySignedHead(this.name, current.content, current.record, checkpoint.sequence, `head of name ${JSON.stringify(this.name)} from NS ${this.nsUrl}`)
+      : undefined;
     const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
 
     const limit = limiter(this.concurrency);
@@ -255,22 +257,6 @@ export class Receiver {
     return { units: units.reverse(), pages: walk.pages };
   }
 
-  /** Checks a signed head; returns its sequence. */
-  private async verifyHead(content: Uint8Array, record: Uint8Array, accepted: bigint | undefined): Promise<bigint> {
-    const where = `head of name ${JSON.stringify(this.name)} from NS ${this.nsUrl}`;
-    if (record.length === 0) throw RemoteLogError.permissionDenied(`${where} comes without a signed record, and the name is a key`);
-    let verified: VerifiedRecord;
-    try {
-      verified = await verifyNameRecord(this.name, record, content);
-    } catch (err) {
-      throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.message.replace(/^[A-Z_]+: /, "")}`, { cause: err }) : err;
-    }
-    if (accepted !== undefined && verified.sequence < accepted) {
-      throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${accepted} was accepted before`);
-    }
-    return verified.sequence;
-  }
-
   /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest. */
   private async fetchData(pairs: RemoteLog_Pair[]): Promise<Uint8Array[]> {
     const missing: number[] = [];
@@ -307,6 +293,25 @@ interface Plan {
   units: Unit[];
   /** Pages read, head included. */
   pages: number;
+}
+
+/**
+ * Checks a signed head: its record verifies for the name and binds this very page, and it is not older
+ * than the sequence accepted before (a rollback). Returns the record's sequence. where names the head
+ * in errors.
+ */
+export async function verifySignedHead(name: string, content: Uint8Array, record: Uint8Array, accepted: bigint | undefined, where: string): Promise<bigint> {
+  if (record.length === 0) throw RemoteLogError.permissionDenied(`${where} comes without a signed record, and the name is a key`);
+  let verified: VerifiedRecord;
+  try {
+    verified = await verifyNameRecord(name, record, content);
+  } catch (err) {
+    throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.message.replace(/^[A-Z_]+: /, "")}`, { cause: err }) : err;
+  }
+  if (accepted !== undefined && verified.sequence < accepted) {
+    throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${accepted} was accepted before`);
+  }
+  return verified.sequence;
 }
 
 function withSequence(checkpoint: Checkpoint, sequence: bigint | undefined): Checkpoint {
