@@ -6,7 +6,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
 import { isKeyName, verifyNameRecord, type VerifiedRecord } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
-import type { Remote } from "./remote.js";
+import type { NameHead, Remote } from "./remote.js";
 
 export interface Delivery {
   seq: number;
@@ -67,6 +67,8 @@ export class Receiver {
   private readonly signed: boolean;
   private readonly nsUrl: string;
   private fromSeq?: number;
+  /** The version of the last head synced, so that an older pushed head is never taken for news. */
+  private lastVersion = 0n;
 
   constructor(options: ReceiverOptions) {
     this.name = options.name;
@@ -81,12 +83,16 @@ export class Receiver {
     this.fromSeq = options.fromSeq;
   }
 
-  async sync(deliver: Deliver): Promise<SyncResult> {
+  /**
+   * Delivers what the name's head holds beyond the checkpoint. pushed is a head the NS pushed (Watch),
+   * used instead of fetching one when it is newer than the last head synced.
+   */
+  async sync(deliver: Deliver, pushed?: NameHead): Promise<SyncResult> {
     let checkpoint: Checkpoint = (await this.checkpoints.load(this.name)) ?? { delivered: 0, lastId: EMPTY };
     // A seek replaces where the receiver stands, but keeps the rollback floor: the name's heads are
     // no more trustworthy for starting elsewhere.
     if (this.fromSeq !== undefined) checkpoint = { ...checkpoint, delivered: this.fromSeq, lastId: EMPTY };
-    const current = await this.remote.fetchName(this.name);
+    const current = pushed && pushed.version > this.lastVersion ? pushed : await this.remote.fetchName(this.name);
     if (!current) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
     // A signed name's head is trusted only once its record verifies for the name and binds this very
     // page, and only if it is not older than a head accepted before; every older page and message is
@@ -148,6 +154,7 @@ export class Receiver {
       await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
     }
     this.fromSeq = undefined;
+    this.lastVersion = current.version;
     return { delivered, pages, total: seq, found: true, sequence };
   }
 

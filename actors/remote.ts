@@ -17,6 +17,9 @@ export interface NameHead {
 }
 
 
+/** Blocks sent with a name update in one call at most; more go to the CAS first, in batches. */
+const ONE_CALL_BYTES = 1 << 20;
+
 /** Opens the connection-level window too, which Node only lets a session set once it exists. */
 class WideWindowSessionManager extends Http2SessionManager {
   private readonly widened = new WeakSet<http2.ClientHttp2Session>();
@@ -170,6 +173,24 @@ export class Remote {
       return (await this.ns.update({ name, content, expectedVersion, record })).version;
     } catch (err) {
       throw fromConnectError(err, `NS ${this.nsUrl} Update ${JSON.stringify(name)}`);
+    }
+  }
+
+  /**
+   * Stores blocks, then updates the name (conditionally, as updateName). When one server holds both
+   * the CAS and the NS and the blocks are few, both go in one call (NameUpdate.blocks): a publish of a
+   * message is then one round trip.
+   */
+  async updateNameWithBlocks(name: string, content: Uint8Array, expectedVersion: bigint, record: Uint8Array | undefined, blocks: Uint8Array[]): Promise<bigint> {
+    const bytes = blocks.reduce((sum, block) => sum + block.length, 0);
+    if (blocks.length === 0 || this.casUrl !== this.nsUrl || bytes > ONE_CALL_BYTES || blocks.length > this.batchBlocks) {
+      await this.putBlocks(blocks);
+      return this.updateName(name, content, expectedVersion, record);
+    }
+    try {
+      return (await this.ns.update({ name, content, expectedVersion, record, blocks })).version;
+    } catch (err) {
+      throw fromConnectError(err, `NS ${this.nsUrl} Update ${JSON.stringify(name)} with ${blocks.length} blocks`);
     }
   }
 

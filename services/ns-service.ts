@@ -22,6 +22,11 @@ export interface NsOptions {
   maxWatchers?: number;
   /** Aborted when the server starts closing: open Watch streams end, so they do not hold it open. */
   closing?: AbortSignal;
+  /**
+   * Stores an update's blocks in the CAS served beside this NS, with the CAS's own checks and limits;
+   * absent when there is none, and updates that carry blocks are then refused.
+   */
+  addBlocks?: (blocks: Uint8Array[]) => Promise<unknown>;
 }
 
 /**
@@ -48,6 +53,7 @@ export class NsService implements ServiceImpl<typeof NS> {
   private readonly requireSigned: boolean;
   private readonly watchers: Watchers;
   private readonly closing?: AbortSignal;
+  private readonly addBlocks?: (blocks: Uint8Array[]) => Promise<unknown>;
 
   constructor(
     private readonly store: NameStore,
@@ -58,10 +64,20 @@ export class NsService implements ServiceImpl<typeof NS> {
     this.requireSigned = options.requireSigned ?? false;
     this.watchers = new Watchers(options.maxWatchers ?? 100_000);
     this.closing = options.closing;
+    this.addBlocks = options.addBlocks;
   }
 
   async update(request: NameUpdate, _context?: HandlerContext): Promise<Response> {
-    const { name, content, record, expectedVersion } = request;
+    const { name, content, record, expectedVersion, blocks } = request;
+    if (blocks.length > 0 && !this.addBlocks) {
+      throw RemoteLogError.conflict(`this NS has no CAS beside it to store the update's ${blocks.length} blocks; store them with the CAS first`);
+    }
+    // The blocks go in after every check of the update itself and before the name moves, so that no
+    // reader of the name meets a block that is not stored yet.
+    const put = async (options: Parameters<NameStore["put"]>[2]) => {
+      if (blocks.length > 0) await this.addBlocks!(blocks);
+      return this.store.put(name, content, options);
+    };
     checkName(name, this.limits.maxNameBytes);
     if (content.length > this.limits.maxContentBytes) {
       throw RemoteLogError.tooLarge(
@@ -78,7 +94,7 @@ export class NsService implements ServiceImpl<typeof NS> {
       if (this.requireSigned) {
         throw RemoteLogError.permissionDenied(`name ${JSON.stringify(name)} is not a key name, and this NS serves signed names only`);
       }
-      const version = await this.store.put(name, content, expectedVersion !== undefined ? { expectedVersion } : {});
+      const version = await put(expectedVersion !== undefined ? { expectedVersion } : {});
       this.watchers.notify(name, { content, version, record });
       return create(ResponseSchema, { version });
     }
@@ -89,7 +105,7 @@ export class NsService implements ServiceImpl<typeof NS> {
     const unchanged = checkSequence(name, sequence, current, content, record, expectedVersion);
     if (unchanged !== undefined) return create(ResponseSchema, { version: unchanged });
     try {
-      const version = await this.store.put(name, content, {
+      const version = await put({
         record,
         version: sequence,
         ...(expectedVersion !== undefined ? { expectedVersion } : {}),

@@ -4,7 +4,8 @@ import net from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
-import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { AddManyRequestSchema, BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { create } from "@bufbuild/protobuf";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { CasService } from "./cas-service.js";
@@ -65,14 +66,19 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       : deps.onCallEnd;
     const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd };
     const mounted: string[] = [];
+    const blocks = deps.content ? new BlockServiceImpl(deps.content, limits) : undefined;
     if (deps.content) {
       router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits), observer));
-      router.service(BlockService, withConnectErrors(BlockService, new BlockServiceImpl(deps.content, limits), observer));
+      router.service(BlockService, withConnectErrors(BlockService, blocks!, observer));
       mounted.push(CAS.typeName, BlockService.typeName);
       metrics?.watchContent(deps.content);
     }
     if (deps.names) {
-      router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned, closing: server?.closing }), observer));
+      router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, {
+        requireSigned: deps.requireSigned,
+        closing: server?.closing,
+        addBlocks: blocks && ((list) => blocks.addMany(create(AddManyRequestSchema, { blocks: list }))),
+      }), observer));
       mounted.push(NS.typeName);
       metrics?.watchNames(deps.names);
     }
