@@ -3,6 +3,7 @@ import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect
 import type * as http2 from "node:http2";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
@@ -66,6 +67,7 @@ export class Remote {
   private readonly cas: Client<typeof CAS>;
   private readonly blocks: Client<typeof BlockService>;
   private readonly ns: Client<typeof NS>;
+  private readonly nameWatch: Client<typeof NameWatchService>;
   private readonly sessions: WideWindowSessionManager[] = [];
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
@@ -79,6 +81,7 @@ export class Remote {
     this.cas = createClient(CAS, casTransport);
     this.blocks = createClient(BlockService, casTransport);
     this.ns = createClient(NS, nsTransport);
+    this.nameWatch = createClient(NameWatchService, nsTransport);
     this.batchBlocks = options.batchBlocks ?? 4096;
     this.batchBytes = options.batchBytes ?? 8 << 20;
     this.concurrency = options.concurrency ?? 4;
@@ -164,6 +167,20 @@ export class Remote {
       if (signal.aborted) return;
       if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);
       throw fromConnectError(err, `NS ${this.nsUrl} Watch ${JSON.stringify(name)}`);
+    }
+  }
+
+  /**
+   * Notes of updates to any of names (remotelog.v1.NameWatchService), from now until signal aborts;
+   * WatchUnsupportedError from an NS without the service.
+   */
+  async *watchNames(names: string[], signal: AbortSignal): AsyncGenerator<{ name: string; version: bigint }> {
+    try {
+      for await (const note of this.nameWatch.watchMany({ names }, { signal })) yield { name: note.name, version: note.version };
+    } catch (err) {
+      if (signal.aborted) return;
+      if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);
+      throw fromConnectError(err, `NS ${this.nsUrl} WatchMany of ${names.length} names`);
     }
   }
 

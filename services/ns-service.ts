@@ -5,15 +5,18 @@ import type { NameEntry, NameStore } from "../core/name-store.js";
 import { isRemoteLogError, RemoteLogError } from "../core/errors.js";
 import { equalBytes } from "../core/hash.js";
 import { canonicalKeyName, isKeyName, verifyNameRecord } from "../core/names.js";
+import { WatchManyResponseSchema, type WatchManyRequest, type WatchManyResponse } from "../gen/remotelog/v1/names_pb.js";
 
 export interface NsLimits {
   /** The largest content one name may point at, in bytes. */
   maxContentBytes: number;
   /** The longest name, in UTF-8 bytes. */
   maxNameBytes: number;
+  /** The most names one WatchMany stream may watch. */
+  maxWatchNames: number;
 }
 
-export const defaultNsLimits: NsLimits = { maxContentBytes: 1 << 20, maxNameBytes: 512 };
+export const defaultNsLimits: NsLimits = { maxContentBytes: 1 << 20, maxNameBytes: 512, maxWatchNames: 100_000 };
 
 export interface NsOptions {
   /** Refuse updates of names that are not key names, so that every name served is signed. */
@@ -151,6 +154,45 @@ export class NsService implements ServiceImpl<typeof NS> {
     }
   }
 
+  /**
+   * remotelog.v1.NameWatchService.WatchMany: a note for each update of any of the names, the newest
+   * version per name when several come before the client takes them. Each name counts as a watcher.
+   */
+  async *watchMany(request: WatchManyRequest, context?: HandlerContext): AsyncGenerator<WatchManyResponse> {
+    if (request.names.length > this.limits.maxWatchNames) {
+      throw RemoteLogError.tooLarge(`${request.names.length} names in one WatchMany is over the limit of ${this.limits.maxWatchNames}`);
+    }
+    request.names.forEach((name) => checkName(name, this.limits.maxNameBytes));
+    const signals = [context?.signal, this.closing].filter((signal): signal is AbortSignal => signal !== undefined);
+    const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
+    const pending = new Map<string, bigint>();
+    let wake: (() => void) | undefined;
+    const unlisten: (() => void)[] = [];
+    const onAbort = () => wake?.();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (const name of new Set(request.names)) {
+        unlisten.push(
+          this.watchers.listen(name, (entry) => {
+            if ((pending.get(name) ?? 0n) < entry.version) pending.set(name, entry.version);
+            wake?.();
+          }),
+        );
+      }
+      for (;;) {
+        while (pending.size === 0 && !signal?.aborted) await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        if (signal?.aborted) return;
+        const notes = [...pending];
+        pending.clear();
+        for (const [name, version] of notes) yield create(WatchManyResponseSchema, { name, version });
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      for (const stop of unlisten) stop();
+    }
+  }
+
   async fetch(request: Query, _context?: HandlerContext): Promise<Content> {
     checkName(request.name, this.limits.maxNameBytes);
     const entry = await this.store.get(request.name);
@@ -229,23 +271,35 @@ class Watchers {
     for (const listener of this.byName.get(name) ?? []) listener(entry);
   }
 
-  subscribe(name: string, signal?: AbortSignal): Subscription {
+  /** Calls listener with each entry stored for name until the returned function is called. */
+  listen(name: string, listener: (entry: NameEntry) => void): () => void {
     if (this.count >= this.max) throw RemoteLogError.tooLarge(`${this.count} names are watched already, the most this NS serves at once`);
     this.count++;
+    let listeners = this.byName.get(name);
+    if (!listeners) this.byName.set(name, (listeners = new Set()));
+    const set = listeners;
+    // A function of its own, so that one listener given for two names is two listens.
+    const own = (entry: NameEntry) => listener(entry);
+    set.add(own);
+    return () => {
+      if (!set.delete(own)) return;
+      this.count--;
+      if (set.size === 0) this.byName.delete(name);
+    };
+  }
+
+  subscribe(name: string, signal?: AbortSignal): Subscription {
     let latest: NameEntry | undefined;
     let wake: (() => void) | undefined;
     let closed = false;
-    const listener = (entry: NameEntry) => {
+    const unlisten = this.listen(name, (entry) => {
       if (!latest || entry.version > latest.version) latest = entry;
       wake?.();
-    };
+    });
     const onAbort = () => {
       closed = true;
       wake?.();
     };
-    let listeners = this.byName.get(name);
-    if (!listeners) this.byName.set(name, (listeners = new Set()));
-    listeners.add(listener);
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) closed = true;
     return {
@@ -258,9 +312,7 @@ class Watchers {
         return entry;
       },
       close: () => {
-        if (!listeners.delete(listener)) return;
-        this.count--;
-        if (listeners.size === 0) this.byName.delete(name);
+        unlisten();
         signal?.removeEventListener("abort", onAbort);
         closed = true;
         wake?.();

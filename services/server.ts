@@ -5,6 +5,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { AddManyRequestSchema, BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import { create } from "@bufbuild/protobuf";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
@@ -74,12 +75,14 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       metrics?.watchContent(deps.content);
     }
     if (deps.names) {
-      router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, {
+      const ns = new NsService(deps.names, limits, {
         requireSigned: deps.requireSigned,
         closing: server?.closing,
         addBlocks: blocks && ((list) => blocks.addMany(create(AddManyRequestSchema, { blocks: list }))),
-      }), observer));
-      mounted.push(NS.typeName);
+      });
+      router.service(NS, withConnectErrors(NS, ns, observer));
+      router.service(NameWatchService, withConnectErrors(NameWatchService, { watchMany: (request, context) => ns.watchMany(request, context) }, observer));
+      mounted.push(NS.typeName, NameWatchService.typeName);
       metrics?.watchNames(deps.names);
     }
     router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));
