@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many clean
+.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow clean
 
 all: build
 
@@ -50,10 +50,19 @@ bench: build
 	$(NODE) dist/bench/remote-log.bench.js
 	$(NODE) dist/bench/many-names.bench.js
 	$(NODE) dist/bench/follow-latency.bench.js
+	$(NODE) dist/bench/catch-up-rtt.bench.js
 
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build
 	$(NODE) dist/bench/many-names.bench.js
+
+# A fresh receiver's catch-up of 100k messages through a proxy that adds 20 ms round trips.
+bench-rtt: build
+	$(NODE) dist/bench/catch-up-rtt.bench.js
+
+# Append-to-delivered latency of receive --follow, woken by pushed heads.
+bench-follow: build
+	$(NODE) dist/bench/follow-latency.bench.js
 
 clean:
 	rm -rf dist .tmp
