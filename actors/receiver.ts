@@ -3,7 +3,8 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { collectPages, walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { equalBytes, toHex } from "../core/hash.js";
+import { decodeMessage, equalBytes, toHex } from "../core/hash.js";
+import { POOL_MIN_MESSAGES, VerifyPool } from "./verify-pool.js";
 import { isKeyName, verifyNameRecord, type VerifiedRecord } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
 import type { NameHead, Remote } from "./remote.js";
@@ -39,6 +40,8 @@ export interface ReceiverOptions {
   maxPages?: number;
   /** Whether the name is signed and its head record must verify; default: whether the name is a key name. */
   signed?: boolean;
+  /** Threads that check messages; default the shared pool (none where there is one core); null: none. */
+  verifyPool?: VerifyPool | null;
   /**
    * Deliver from this seqid on, whatever the checkpoint says (the next sync only; later ones go on
    * from there). Needs a log with seqids.
@@ -75,6 +78,7 @@ export class Receiver {
   private readonly signed: boolean;
   private readonly nsUrl: string;
   private fromSeq?: number;
+  private readonly pool?: VerifyPool;
   /** The version of the last head synced, so that an older pushed head is never taken for news. */
   private lastVersion = 0n;
 
@@ -89,6 +93,7 @@ export class Receiver {
     this.signed = options.signed ?? isKeyName(options.name);
     this.nsUrl = options.remote.nsUrl;
     this.fromSeq = options.fromSeq;
+    this.pool = options.verifyPool === null ? undefined : (options.verifyPool ?? VerifyPool.shared());
   }
 
   /**
@@ -117,7 +122,7 @@ export class Receiver {
       const waiting = units.filter((unit) => !unit.checked && unit.pairs.length > 0);
       if (waiting.length === 0) return;
       const pairs = waiting.length === 1 ? waiting[0].pairs : waiting.flatMap((unit) => unit.pairs);
-      const checked = limit(() => this.fetchData(pairs)).then((data) => pairs.map((pair, i) => check(pair, data[i])));
+      const checked = limit(() => this.fetchData(pairs)).then((data) => this.checkAll(pairs, data));
       let at = 0;
       for (const unit of waiting) {
         const from = at;
@@ -297,6 +302,14 @@ export class Receiver {
     });
     await walk;
     return tombstones.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Checks each pair's data, on the verify pool's threads when there are enough of them to be worth it. */
+  private async checkAll(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<Checked[]> {
+    if (!this.pool || pairs.length < POOL_MIN_MESSAGES) return pairs.map((pair, i) => check(pair, data[i]));
+    const verdicts = await this.pool.verify(pairs, data);
+    // What the pool passed needs only decoding; anything else is checked here again, for its error.
+    return pairs.map((pair, i) => (verdicts[i] === 0 && !pair.redacted ? decodeMessage(data[i]) : check(pair, data[i])));
   }
 
   /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest. */

@@ -1,0 +1,84 @@
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { VerifyRequest, VerifyResponse } from "./verify-worker.js";
+
+/** Fewer messages than this are checked on the caller's thread: handing them over would cost more. */
+export const POOL_MIN_MESSAGES = 256;
+
+/**
+ * Threads that check fetched messages for a receiver, so that hashing (two SHA-256 per message, most
+ * of a catch-up's CPU) runs beside fetching and delivering instead of between them. A verdict of 0
+ * means the message checked out; anything else is checked again by the caller, which names the fault.
+ * Workers are unref'd: an idle pool never keeps a process alive.
+ */
+export class VerifyPool {
+  private readonly workers: Worker[];
+  private readonly waiting = new Map<number, (verdicts: Uint8Array) => void>();
+  private nextId = 0;
+  private turn = 0;
+  private broken?: Error;
+
+  private constructor(script: URL, threads: number) {
+    this.workers = Array.from({ length: threads }, () => {
+      const worker = new Worker(script);
+      worker.unref();
+      worker.on("message", (response: VerifyResponse) => {
+        const resolve = this.waiting.get(response.id);
+        this.waiting.delete(response.id);
+        resolve?.(response.verdicts);
+      });
+      // A worker that dies takes its verdicts with it: every open request is answered "check it
+      // yourself", and the pool is not used again.
+      worker.on("error", (err) => this.fail(err));
+      worker.on("exit", (code) => code !== 0 && this.fail(new Error(`verify worker exited with ${code}`)));
+      return worker;
+    });
+  }
+
+  /**
+   * The shared pool, or undefined where there is no second core to use or no compiled worker script
+   * (running from TypeScript sources, as unit tests do).
+   */
+  static shared(): VerifyPool | undefined {
+    if (sharedPool !== undefined) return sharedPool || undefined;
+    const script = new URL("./verify-worker.js", import.meta.url);
+    const threads = Math.min(2, availableParallelism() - 1);
+    sharedPool = threads >= 1 && existsSync(fileURLToPath(script)) ? new VerifyPool(script, threads) : false;
+    return sharedPool || undefined;
+  }
+
+  /** Verdicts for the messages (data[i] checked against pairs[i]); all 1s if the pool has failed. */
+  verify(pairs: { remoteHash: Uint8Array; localHash: Uint8Array }[], data: Uint8Array[]): Promise<Uint8Array> {
+    if (this.broken) return Promise.resolve(new Uint8Array(pairs.length).fill(1));
+    const offsets = new Uint32Array(data.length + 1);
+    for (let i = 0; i < data.length; i++) offsets[i + 1] = offsets[i] + data[i].length;
+    const bytes = new Uint8Array(offsets[data.length]);
+    const remote = new Uint8Array(36 * pairs.length);
+    const local = new Uint8Array(32 * pairs.length);
+    for (let i = 0; i < data.length; i++) {
+      bytes.set(data[i], offsets[i]);
+      // A pair whose hashes have other lengths fails in the worker, and is checked again by the caller.
+      if (pairs[i].remoteHash.length === 36) remote.set(pairs[i].remoteHash, 36 * i);
+      if (pairs[i].localHash.length === 32) local.set(pairs[i].localHash, 32 * i);
+    }
+    const id = this.nextId++;
+    const request: VerifyRequest = { id, bytes, offsets, remote, local };
+    const worker = this.workers[this.turn++ % this.workers.length];
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      worker.postMessage(request, [bytes.buffer, offsets.buffer, remote.buffer, local.buffer]);
+    });
+  }
+
+  private fail(err: Error): void {
+    this.broken ??= err;
+    for (const [id, resolve] of this.waiting) {
+      this.waiting.delete(id);
+      resolve(new Uint8Array(0));
+    }
+  }
+}
+
+let sharedPool: VerifyPool | false | undefined;
