@@ -66,6 +66,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
 
 /** How a proxy changes what passes: each hook sees one RPC command (`block/get`) and the bytes. */
 export interface ProxyHooks {
+  /** While this says true, every connection is dropped unanswered, as by a node that is down. */
+  down?: () => boolean;
   request?: (command: string, body: Buffer) => Buffer;
   response?: (command: string, body: Buffer) => Buffer;
 }
@@ -77,6 +79,10 @@ export interface ProxyHooks {
 export async function startProxy(target: string, hooks: ProxyHooks): Promise<{ url: string; close(): Promise<void> }> {
   const to = new URL(target);
   const server: Server = createServer(async (req, res) => {
+    if (hooks.down?.()) {
+      req.socket.destroy();
+      return;
+    }
     const body = await readAll(req);
     const command = (req.url ?? "").replace(/^\/api\/v0\//, "").replace(/\?.*$/, "");
     const sent = hooks.request ? hooks.request(command, body) : body;
