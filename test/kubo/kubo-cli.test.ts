@@ -65,16 +65,18 @@ describe("kubo - end to end through real processes", () => {
 
     // A follower polls (the node cannot push heads) and sees the next publish.
     const follower = spawnCli(["receive", "--name", name, "--kubo-api", node.url, "--state", join(dir, "erin"), "--follow", "--interval", "100"]);
-    const following = collect(follower, undefined, 30_000, { keepStdinOpen: true });
+    let printed = "";
+    follower.stdout!.on("data", (chunk) => (printed += String(chunk)));
+    const following = collect(follower, undefined, 60_000, { keepStdinOpen: true });
     const again = await runCli(["send", "--key", keyFile, "--kubo-api", node.url, "--data", join(dir, "dave"), "--page-size", "4", "--json"], { stdin: lines(3, "direct", 20) });
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ version: 2 });
-    const seen: string[] = [];
+    const complete = () => bodies(printed.slice(0, printed.lastIndexOf("\n") + 1));
     const deadline = Date.now() + 20_000;
-    follower.stdout!.on("data", (chunk) => seen.push(...bodies(String(chunk))));
-    while (seen.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    while (complete().length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     follower.kill("SIGTERM");
     await following;
+    const seen = complete();
     expect(seen).toEqual(expected(3, "direct", 20));
   });
 
