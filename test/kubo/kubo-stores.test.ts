@@ -7,6 +7,7 @@ import { createNameRecord, generateNameKey, keyName, peerIdOfKeyName } from "../
 import { KuboContentStore } from "../../stores/kubo/content-store.js";
 import { IpnsNameStore } from "../../stores/ipns/name-store.js";
 import { KuboApi } from "../../stores/kubo/kubo-api.js";
+import { KuboRemote } from "../../actors/kubo-remote.js";
 import { contentStoreContract } from "../contract/content-store.contract.js";
 import { nameStoreContract } from "../contract/name-store.contract.js";
 import { failure, text } from "../stores/temp.js";
@@ -161,6 +162,40 @@ describe("kubo content store - against a real IPFS RPC API", () => {
     } finally {
       await store.close();
       await proxy.close();
+    }
+  });
+});
+
+describe("kubo remote - the actors' view of a node, directly", () => {
+  it("a missing block is NOT_FOUND naming it and the URL; a name without a record is undefined", async () => {
+    const remote = new KuboRemote({ kuboApi: node.url });
+    try {
+      const missing = addressOf(text(`absent ${Math.random()}`));
+      const err = await failure(remote.getBlock(missing), "NOT_FOUND");
+      expect(err.message).toContain(addressText(missing));
+      expect(err.message).toContain(node.url);
+      await failure(remote.getBlocks([addressOf(text("x")), missing]), "NOT_FOUND");
+      expect(await remote.fetchName(keyName(await generateNameKey()))).toBeUndefined();
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("updates pass the NS's checks before they reach the node", async () => {
+    const remote = new KuboRemote({ kuboApi: node.url });
+    try {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      const page = text("a head");
+      await remote.putBlocks([page]);
+      await failure(remote.updateName(name, page, 0n), "PERMISSION_DENIED");
+      await failure(remote.updateName("chat", page, 0n), "PERMISSION_DENIED");
+      expect(await remote.updateName(name, page, 0n, await createNameRecord(key, page, 1n))).toBe(1n);
+      // The conditional update: the name is at 1 now.
+      await failure(remote.updateName(name, text("b"), 0n, await createNameRecord(key, text("b"), 2n)), "CONFLICT");
+      expect(await remote.fetchName(name)).toMatchObject({ content: page, version: 1n });
+    } finally {
+      remote.close();
     }
   });
 });
