@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-kubo clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo clean
 
 all: build
 
@@ -57,6 +57,7 @@ bench: build
 	$(NODE) dist/bench/remote-log.bench.js
 	$(NODE) dist/bench/many-names.bench.js
 	$(NODE) dist/bench/follow-latency.bench.js
+	$(NODE) dist/bench/catch-up-rtt.bench.js
 
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build
@@ -65,6 +66,14 @@ bench-many: build
 # Append and catch-up through the Kubo backends, on the js-ipfs harness (or a real Kubo at $$KUBO_API).
 bench-kubo: build harness
 	$(NODE) dist/bench/kubo.bench.js
+
+# A fresh receiver's catch-up of 100k messages through a proxy that adds 20 ms round trips.
+bench-rtt: build
+	$(NODE) dist/bench/catch-up-rtt.bench.js
+
+# Append-to-delivered latency of receive --follow, woken by pushed heads.
+bench-follow: build
+	$(NODE) dist/bench/follow-latency.bench.js
 
 clean:
 	rm -rf dist .tmp

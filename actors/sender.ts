@@ -5,8 +5,8 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressOf, encodeMessage, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
 import { createNameRecord } from "../core/names.js";
-import { decodePage, encodePage, planPages, type EmbedMode, type LogEntry, type PageItem } from "../core/page.js";
-import type { Remote } from "./remote.js";
+import { decodePage, encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
+import type { NameHead, Remote } from "./remote.js";
 
 export interface SenderOptions {
   name: string;
@@ -16,7 +16,8 @@ export interface SenderOptions {
    * local messages, and the id of the last). Only a hint: it is checked against the chain every time.
    */
   published: CheckpointStore;
-  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName" | "getBlock">;
+  /** updateNameWithBlocks, when there is one, publishes blocks and head in one round trip where it can. */
+  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName" | "getBlock"> & Partial<Pick<Remote, "updateNameWithBlocks">>;
   /** Signs every update with this key; the name must be the key's. Unsigned without it. */
   key?: PrivateKey;
   /** Validity and TTL of the signed records. */
@@ -67,6 +68,11 @@ export class Sender {
   private readonly pageSize: number;
   private readonly embed: EmbedMode;
   private readonly maxAttempts: number;
+  /**
+   * The head this sender published last, taken as the name's current head on the next publish instead
+   * of fetching it: the conditional update fails if another writer moved the name, and the retry fetches.
+   */
+  private lastHead?: NameHead;
 
   constructor(options: SenderOptions) {
     this.name = options.name;
@@ -99,13 +105,15 @@ export class Sender {
 
   /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
   private async publishOnce(lostRaces: number): Promise<PublishResult | RemoteLogError> {
-    const current = await this.remote.fetchName(this.name);
+    const current = lostRaces === 0 && this.lastHead ? this.lastHead : await this.remote.fetchName(this.name);
+    this.lastHead = undefined;
     // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
     // whatever was published before: everything goes out again, from the first message.
     const mark: Checkpoint = (current && (await this.published.load(this.name))) || { delivered: 0, lastId: new Uint8Array(0) };
     const total = this.log.length;
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
+    let position: PagePosition | null = FIRST_POSITION;
     let already = new Set<string>();
     let foreign = 0;
     if (current) {
@@ -125,30 +133,37 @@ export class Sender {
       foreign = walk.pairs.filter((pair) => this.log.seqOf(pair.localHash) === undefined).length;
       carried = await this.carry(head.pair.slice().reverse());
       tail = head.tail;
+      position = positionOf(head);
     }
     const version = current?.version ?? 0n;
 
     const pending = (await this.log.read(mark.delivered, total)).filter((entry) => !already.has(toHex(entry.id)));
     if (pending.length === 0) {
+      this.lastHead = current;
       await this.remember(total);
       return { published: total, added: 0, foreign, sealedPages: 0, version, uploadedBlocks: 0, lostRaces };
     }
     const fresh: LogEntry[] = pending.map((entry) => ({ id: entry.id, address: addressOf(entry.data), data: entry.data }));
-    const plan = planPages([...carried, ...fresh], tail, this.pageSize, this.embed);
+    const plan = planPages([...carried, ...fresh], tail, this.pageSize, this.embed, position);
 
     // Messages and sealed pages go in before the head that names them, so no reader meets a dangling address.
     const messageBlocks = plan.referenced.map((entry) => entry.data);
-    await this.remote.putBlocks([...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)]);
-
+    const blocks = [...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)];
     const headBytes = encodePage(plan.head);
     const record = this.key ? await createNameRecord(this.key, headBytes, version + 1n, this.recordOptions) : undefined;
     let newVersion: bigint;
     try {
-      newVersion = await this.remote.updateName(this.name, headBytes, version, record);
+      if (this.remote.updateNameWithBlocks) {
+        newVersion = await this.remote.updateNameWithBlocks(this.name, headBytes, version, record, blocks);
+      } else {
+        await this.remote.putBlocks(blocks);
+        newVersion = await this.remote.updateName(this.name, headBytes, version, record);
+      }
     } catch (err) {
       if (err instanceof RemoteLogError && err.code === ErrorCodes.CONFLICT) return err;
       throw err;
     }
+    this.lastHead = { content: headBytes, version: newVersion, record: record ?? new Uint8Array(0) };
     await this.remember(total);
     return {
       published: total,
@@ -169,7 +184,7 @@ export class Sender {
   private async carry(pairsOldestFirst: PageItem[]): Promise<PageItem[]> {
     return Promise.all(
       pairsOldestFirst.map(async (pair) => {
-        if (!("$typeName" in pair)) return pair;
+        if (!("$typeName" in pair) || pair.redacted) return pair;
         const seq = this.log.seqOf(pair.localHash);
         if (seq === undefined) return pair;
         const [entry] = await this.log.read(seq, seq + 1);

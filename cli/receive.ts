@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
 import { HeadWatch } from "../actors/head-watch.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
-import { withRetry } from "../actors/remote.js";
+import { withRetry, type NameHead } from "../actors/remote.js";
 import type { CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
@@ -24,6 +24,7 @@ interface ReceiveFlags extends EndpointFlags {
   batch: number;
   maxPages: number;
   retryFor?: number;
+  fromSeq?: number;
 }
 
 export function command(io: Io) {
@@ -44,6 +45,7 @@ export function command(io: Io) {
       .option("--names <file>", "read the names from FILE, one a line (blank lines and lines starting with # are skipped)")
       .option("--unsigned", "also read free-form names, whose heads nobody signs")
       .requiredOption("--state <dir>", "the receiver's checkpoint directory")
+      .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
       .option("--follow", "keep polling and print new messages as they arrive")
       .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
@@ -58,6 +60,7 @@ export function command(io: Io) {
         "  remotelog receive --unsigned --name chat --server http://127.0.0.1:7420 --state ./bob\n" +
         "  remotelog receive --unsigned --name chat --name news --server http://127.0.0.1:7420 --state ./bob --follow\n" +
         "  remotelog receive --names follows.txt --server http://127.0.0.1:7420 --state ./bob --follow\n" +
+        "  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob --from-seq 90000\n" +
         "  remotelog receive --name k51qzi5uqu5d… --kubo-api http://127.0.0.1:5001 --state ./bob --follow   # straight from IPFS, polling\n" +
         '\nWith --names, or --name given more than once, every line starts with the name of its log\n' +
         '({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
@@ -84,11 +87,12 @@ export function command(io: Io) {
         // One --name keeps the lines of a lone log as they always were; a list of names, even of one,
         // names every line.
         if (names.length > 1 || flags.names !== undefined) {
+          if (flags.fromSeq !== undefined) throw usageError("--from-seq reads one name; give a single --name");
           await receiveMany(names.map(({ name }) => name), flags, remote, checkpoints, io);
           return;
         }
         const name = names[0].name;
-        const receiver = new Receiver({ name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages });
+        const receiver = new Receiver({ name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
           for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
@@ -101,8 +105,9 @@ export function command(io: Io) {
         const watch = flags.follow ? new HeadWatch(remote, name, io.signal) : undefined;
         let warnedMissing = false;
         let lastRetryMessage = "";
+        let pushed: NameHead | undefined;
         for (;;) {
-          const result = await withRetry(() => receiver.sync(deliver), {
+          const result = await withRetry(() => receiver.sync(deliver, pushed), {
             timeoutMs: retryFor,
             signal: io.signal,
             onRetry: (err, delay) => {
@@ -121,7 +126,7 @@ export function command(io: Io) {
             warnedMissing = true;
           }
           if (!flags.follow || io.signal.aborted) break;
-          await watch!.next(flags.interval);
+          pushed = await watch!.next(flags.interval);
           if (io.signal.aborted) break;
         }
         watch?.close();

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file vac/cas/cas.proto.
  */
 export const file_vac_cas_cas: GenFile = /*@__PURE__*/
-  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIjgKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEg4KBnJlY29yZBgDIAEoDCJvCgpOYW1lVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQESDgoGcmVjb3JkGAQgASgMQhMKEV9leHBlY3RlZF92ZXJzaW9uIhUKBVF1ZXJ5EgwKBG5hbWUYASABKAkiKQoIUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEIn0KCVJlbW90ZUxvZxIlCgRwYWlyGAEgAygLMhcudmFjLmNhcy5SZW1vdGVMb2cuUGFpchIMCgR0YWlsGAIgASgMGjsKBFBhaXISEgoKcmVtb3RlSGFzaBgBIAEoDBIRCglsb2NhbEhhc2gYAiABKAwSDAoEZGF0YRgDIAEoDDJbCgNDQVMSKQoDQWRkEhAudmFjLmNhcy5Db250ZW50GhAudmFjLmNhcy5BZGRyZXNzEikKA0dldBIQLnZhYy5jYXMuQWRkcmVzcxoQLnZhYy5jYXMuQ29udGVudDKOAQoCTlMSMAoGVXBkYXRlEhMudmFjLmNhcy5OYW1lVXBkYXRlGhEudmFjLmNhcy5SZXNwb25zZRIpCgVGZXRjaBIOLnZhYy5jYXMuUXVlcnkaEC52YWMuY2FzLkNvbnRlbnQSKwoFV2F0Y2gSDi52YWMuY2FzLlF1ZXJ5GhAudmFjLmNhcy5Db250ZW50MAFiBnByb3RvMw");
+  fileDesc("ChF2YWMvY2FzL2Nhcy5wcm90bxIHdmFjLmNhcyIVCgdBZGRyZXNzEgoKAmlkGAEgASgMIjgKB0NvbnRlbnQSDAoEZGF0YRgBIAEoDBIPCgd2ZXJzaW9uGAIgASgEEg4KBnJlY29yZBgDIAEoDCJ/CgpOYW1lVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQESDgoGcmVjb3JkGAQgASgMEg4KBmJsb2NrcxgFIAMoDEITChFfZXhwZWN0ZWRfdmVyc2lvbiIVCgVRdWVyeRIMCgRuYW1lGAEgASgJIikKCFJlc3BvbnNlEgwKBGRhdGEYASABKAwSDwoHdmVyc2lvbhgCIAEoBCKDAwoJUmVtb3RlTG9nEiUKBHBhaXIYASADKAsyFy52YWMuY2FzLlJlbW90ZUxvZy5QYWlyEgwKBHRhaWwYAiABKAwSKQoEaW5mbxgDIAEoCzIbLnZhYy5jYXMuUmVtb3RlTG9nLlBhZ2VJbmZvGlwKBFBhaXISEgoKcmVtb3RlSGFzaBgBIAEoDBIRCglsb2NhbEhhc2gYAiABKAwSDAoEZGF0YRgDIAEoDBINCgVzZXFpZBgEIAEoBBIQCghyZWRhY3RlZBgFIAEoCBp6CghQYWdlSW5mbxITCgtmaXJzdF9zZXFpZBgBIAEoBBINCgVjb3VudBgCIAEoDRIOCgZudW1iZXIYAyABKAQSJgoFc2tpcHMYBCADKAsyFy52YWMuY2FzLlJlbW90ZUxvZy5Ta2lwEhIKCnJlZGFjdGlvbnMYBSABKAQaPAoEU2tpcBIPCgdhZGRyZXNzGAEgASgMEhMKC2ZpcnN0X3NlcWlkGAIgASgEEg4KBm51bWJlchgDIAEoBDJbCgNDQVMSKQoDQWRkEhAudmFjLmNhcy5Db250ZW50GhAudmFjLmNhcy5BZGRyZXNzEikKA0dldBIQLnZhYy5jYXMuQWRkcmVzcxoQLnZhYy5jYXMuQ29udGVudDKOAQoCTlMSMAoGVXBkYXRlEhMudmFjLmNhcy5OYW1lVXBkYXRlGhEudmFjLmNhcy5SZXNwb25zZRIpCgVGZXRjaBIOLnZhYy5jYXMuUXVlcnkaEC52YWMuY2FzLkNvbnRlbnQSKwoFV2F0Y2gSDi52YWMuY2FzLlF1ZXJ5GhAudmFjLmNhcy5Db250ZW50MAFiBnByb3RvMw");
 
 /**
  * @generated from message vac.cas.Address
@@ -98,6 +98,16 @@ export type NameUpdate = Message<"vac.cas.NameUpdate"> & {
    * @generated from field: bytes record = 4;
    */
   record: Uint8Array;
+
+  /**
+   * remotelog addition: blocks (messages and sealed pages) that content names, to be stored in the
+   * CAS served beside this NS, all of them, before the name is updated: a publish in one round trip
+   * instead of two. An NS with no CAS beside it refuses them with FailedPrecondition. The blocks stay
+   * stored even when the update itself is refused: storing is idempotent, and a retry needs them.
+   *
+   * @generated from field: repeated bytes blocks = 5;
+   */
+  blocks: Uint8Array[];
 };
 
 /**
@@ -164,6 +174,15 @@ export type RemoteLog = Message<"vac.cas.RemoteLog"> & {
    * @generated from field: bytes tail = 2;
    */
   tail: Uint8Array;
+
+  /**
+   * remotelog addition: where this page sits in the log, and skip links to older pages, so that a
+   * receiver can seek to a seqid and fetch many pages at once instead of one per round trip. Absent
+   * on pages written without it (a draft sender's); a page has it only if the page before it does.
+   *
+   * @generated from field: vac.cas.RemoteLog.PageInfo info = 3;
+   */
+  info?: RemoteLog_PageInfo | undefined;
 };
 
 /**
@@ -179,6 +198,7 @@ export const RemoteLogSchema: GenMessage<RemoteLog> = /*@__PURE__*/
 export type RemoteLog_Pair = Message<"vac.cas.RemoteLog.Pair"> & {
   /**
    * H2: the CAS address (binary CIDv1, raw, sha2-256) of the encoded vac.mvds.Message.
+   * Empty on a redacted pair.
    *
    * @generated from field: bytes remoteHash = 1;
    */
@@ -197,6 +217,22 @@ export type RemoteLog_Pair = Message<"vac.cas.RemoteLog.Pair"> & {
    * @generated from field: bytes data = 3;
    */
   data: Uint8Array;
+
+  /**
+   * remotelog addition: the message's position in the log, 0 for the first; always
+   * info.first_seqid plus the pair's position on its page counted from the oldest.
+   *
+   * @generated from field: uint64 seqid = 4;
+   */
+  seqid: bigint;
+
+  /**
+   * remotelog addition: a tombstone. The message was removed from the log (remotelog redact); the
+   * pair keeps its seqid and H1, so that receivers drop their copy, and has no H2 and no data.
+   *
+   * @generated from field: bool redacted = 5;
+   */
+  redacted: boolean;
 };
 
 /**
@@ -205,6 +241,83 @@ export type RemoteLog_Pair = Message<"vac.cas.RemoteLog.Pair"> & {
  */
 export const RemoteLog_PairSchema: GenMessage<RemoteLog_Pair> = /*@__PURE__*/
   messageDesc(file_vac_cas_cas, 5, 0);
+
+/**
+ * @generated from message vac.cas.RemoteLog.PageInfo
+ */
+export type RemoteLog_PageInfo = Message<"vac.cas.RemoteLog.PageInfo"> & {
+  /**
+   * The seqid of the oldest pair on the page.
+   *
+   * @generated from field: uint64 first_seqid = 1;
+   */
+  firstSeqid: bigint;
+
+  /**
+   * How many pairs the page holds.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * The page's position in the chain: 0 for the first page, the tail's number plus one otherwise.
+   *
+   * @generated from field: uint64 number = 3;
+   */
+  number: bigint;
+
+  /**
+   * Skip links, newest first, each page at most once: for every j >= 0, the newest page before
+   * this one whose number is a multiple of 2^j (so the tail, then pages about 2, 4, 8... back, and
+   * page 0). A writer derives the next page's links from the page before it alone.
+   *
+   * @generated from field: repeated vac.cas.RemoteLog.Skip skips = 4;
+   */
+  skips: RemoteLog_Skip[];
+
+  /**
+   * How many redactions the log had when this page was written. Never lower than the tail's; a
+   * receiver that saw fewer walks back through the pages with more to learn their tombstones.
+   *
+   * @generated from field: uint64 redactions = 5;
+   */
+  redactions: bigint;
+};
+
+/**
+ * Describes the message vac.cas.RemoteLog.PageInfo.
+ * Use `create(RemoteLog_PageInfoSchema)` to create a new message.
+ */
+export const RemoteLog_PageInfoSchema: GenMessage<RemoteLog_PageInfo> = /*@__PURE__*/
+  messageDesc(file_vac_cas_cas, 5, 1);
+
+/**
+ * @generated from message vac.cas.RemoteLog.Skip
+ */
+export type RemoteLog_Skip = Message<"vac.cas.RemoteLog.Skip"> & {
+  /**
+   * @generated from field: bytes address = 1;
+   */
+  address: Uint8Array;
+
+  /**
+   * @generated from field: uint64 first_seqid = 2;
+   */
+  firstSeqid: bigint;
+
+  /**
+   * @generated from field: uint64 number = 3;
+   */
+  number: bigint;
+};
+
+/**
+ * Describes the message vac.cas.RemoteLog.Skip.
+ * Use `create(RemoteLog_SkipSchema)` to create a new message.
+ */
+export const RemoteLog_SkipSchema: GenMessage<RemoteLog_Skip> = /*@__PURE__*/
+  messageDesc(file_vac_cas_cas, 5, 2);
 
 /**
  * Content-addressed storage: Add returns the address of the bytes, Get returns the bytes of an address.
