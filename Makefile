@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo clean
 
 all: build
 
@@ -14,6 +14,13 @@ node_modules/.package-lock.json: package-lock.json
 	@touch $@
 
 install: node_modules/.package-lock.json
+
+# The js-ipfs RPC server the Kubo backend tests start: its own package, so a plain `npm ci` stays small.
+test/ipfs-harness/node_modules/.package-lock.json: test/ipfs-harness/package-lock.json
+	npm ci --prefix test/ipfs-harness --no-audit --no-fund
+	@touch $@
+
+harness: test/ipfs-harness/node_modules/.package-lock.json
 
 build: install
 	$(NODE) $(BIN)/tsc -p tsconfig.build.json
@@ -39,9 +46,12 @@ lint: install check-gen typecheck
 		$(BIN)/buf breaking --against '.git#branch=main' && echo "buf breaking: no breaking change against main"; \
 	else echo "buf breaking: no main with proto/ to compare against"; fi
 
-test: lint
-	@mkdir -p .tmp && rm -f .tmp/vitest-report.json
-	$(BIN)/vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
+# test/kubo runs after everything else: its IPFS node keeps a core busy, and the time-bounded fuzzing
+# (test/hostile/fuzz.test.ts) must not share the two cores with it. Each run writes its own report.
+test: lint harness
+	@mkdir -p .tmp && rm -f .tmp/vitest-report*.json
+	$(BIN)/vitest run --exclude 'test/kubo/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
+	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json
 
 demo: build
 	$(NODE) dist/cli/main.js demo
@@ -55,6 +65,10 @@ bench: build
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build
 	$(NODE) dist/bench/many-names.bench.js
+
+# Append and catch-up through the Kubo backends, on the js-ipfs harness (or a real Kubo at $$KUBO_API).
+bench-kubo: build harness
+	$(NODE) dist/bench/kubo.bench.js
 
 # A fresh receiver's catch-up of 100k messages through a proxy that adds 20 ms round trips.
 bench-rtt: build

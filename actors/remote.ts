@@ -8,6 +8,7 @@ import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
+import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
 
 /** What the actors need from a CAS and an NS, whatever carries it. */
 export interface NameHead {
@@ -230,68 +231,12 @@ export class WatchUnsupportedError extends RemoteLogError {
   }
 }
 
-/** Runs fn over items with at most limit in flight, keeping results in order. */
-export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index], index);
-    }
-  });
-  await Promise.all(workers);
-  return results;
-}
-
-export interface RetryOptions {
-  /** Give up after this long without success; 0 retries forever. */
-  timeoutMs: number;
-  signal?: AbortSignal;
-  /** Told about each failed attempt, so that the user sees why nothing moves. */
-  onRetry?: (err: RemoteLogError, delayMs: number, attempt: number) => void;
-}
+export { backoffDelayMs, mapBounded, sleep, type RetryOptions } from "../core/retry.js";
 
 /**
  * Retries fn while it fails with UNAVAILABLE (a service down or restarting), backing off from 100 ms
- * to 5 s with jitter. Any other error, or the timeout running out, is thrown as it is.
+ * to 5 s with jitter (core/retry.ts); errors from the Connect clients count by their Connect code.
  */
-export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const started = Date.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      const error = err instanceof RemoteLogError ? err : fromConnectError(err, "call");
-      if (error.code !== ErrorCodes.UNAVAILABLE) throw error;
-      const delayMs = backoffDelayMs(attempt);
-      if (options.signal?.aborted) throw error;
-      if (options.timeoutMs > 0 && Date.now() - started + delayMs > options.timeoutMs) {
-        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - started) / 1000).toFixed(1)} s: ${error.message}`, error);
-      }
-      options.onRetry?.(error, delayMs, attempt);
-      await sleep(delayMs, options.signal);
-    }
-  }
-}
-
-/**
- * The wait before retry number attempt (from 1): firstMs doubling up to capMs, with ±25% jitter so
- * that many clients of one restarted service do not all come back at the same moment.
- */
-export function backoffDelayMs(attempt: number, firstMs = 100, capMs = 5_000): number {
-  return Math.min(capMs, firstMs * 2 ** Math.min(attempt - 1, 16)) * (0.75 + Math.random() * 0.5);
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-  });
+export function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
+  return retry(fn, { toError: (err) => fromConnectError(err, "call"), ...options });
 }

@@ -1,19 +1,25 @@
 import { Option, type Command } from "commander";
 import { Remote } from "../actors/remote.js";
+import { KuboRemote } from "../actors/kubo-remote.js";
 import { usageError } from "./command.js";
 
 export interface EndpointFlags {
   server?: string;
   cas?: string;
   ns?: string;
+  kuboApi?: string;
 }
+
+/** Our services, or a Kubo node straight (--kubo-api): the actors take either. */
+export type AnyRemote = Remote | KuboRemote;
 
 /** Adds --server, --cas and --ns to a verb that talks to the services. */
 export function endpointOptions(command: Command): Command {
   return command
     .addOption(new Option("--server <url>", "a combined CAS and NS service (remotelog serve)").env("REMOTELOG_SERVER"))
     .option("--cas <url>", "the CAS service, when it runs apart from the NS")
-    .option("--ns <url>", "the NS service, when it runs apart from the CAS");
+    .option("--ns <url>", "the NS service, when it runs apart from the CAS")
+    .option("--kubo-api <url>", "talk to a Kubo RPC API directly instead (blocks and IPNS; key names only)");
 }
 
 export function endpointsFrom(flags: EndpointFlags, needs: { cas: boolean; ns: boolean } = { cas: true, ns: true }): { casUrl: string; nsUrl: string } {
@@ -37,6 +43,22 @@ function checkUrl(url: string | undefined, flag: string): string | undefined {
   return url.replace(/\/+$/, "");
 }
 
-export function remoteFrom(flags: EndpointFlags, needs?: { cas: boolean; ns: boolean }): Remote {
+export function remoteFrom(flags: EndpointFlags, needs?: { cas: boolean; ns: boolean }): AnyRemote {
+  if (flags.kuboApi !== undefined) {
+    if (flags.server || flags.cas || flags.ns) throw usageError("give either --kubo-api, or --server (or --cas and --ns), not both");
+    return new KuboRemote({ kuboApi: checkUrl(flags.kuboApi, "--kubo-api")! });
+  }
   return new Remote(endpointsFrom(flags, needs));
+}
+
+/**
+ * IPNS holds signed names only: a free-form name with --kubo-api is a usage error naming it, before
+ * anything is read or sent.
+ */
+export function checkKuboNames(flags: EndpointFlags, names: string[], isKeyName: (name: string) => boolean): void {
+  if (flags.kuboApi === undefined) return;
+  const unsigned = names.find((name) => !isKeyName(name));
+  if (unsigned !== undefined) {
+    throw usageError(`${JSON.stringify(unsigned)} is not a key name (k51…), and --kubo-api reaches IPNS, which holds signed names only`);
+  }
 }

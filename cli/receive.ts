@@ -2,13 +2,13 @@ import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
 import { HeadWatch } from "../actors/head-watch.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
-import { withRetry, type NameHead, type Remote } from "../actors/remote.js";
+import { withRetry, type NameHead } from "../actors/remote.js";
 import type { CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
-import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine } from "./format.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
@@ -61,6 +61,7 @@ export function command(io: Io) {
         "  remotelog receive --unsigned --name chat --name news --server http://127.0.0.1:7420 --state ./bob --follow\n" +
         "  remotelog receive --names follows.txt --server http://127.0.0.1:7420 --state ./bob --follow\n" +
         "  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob --from-seq 90000\n" +
+        "  remotelog receive --name k51qzi5uqu5d… --kubo-api http://127.0.0.1:5001 --state ./bob --follow   # straight from IPFS, polling\n" +
         '\nWith --names, or --name given more than once, every line starts with the name of its log\n' +
         '({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
     )
@@ -76,6 +77,7 @@ export function command(io: Io) {
         const more = unsigned.length > 1 ? ` (and ${unsigned.length - 1} more: ${unsigned.slice(1, 4).map(({ name }) => JSON.stringify(name)).join(", ")}${unsigned.length > 4 ? ", …" : ""})` : "";
         throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
       }
+      checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
       const remote = remoteFrom(flags);
       const checkpoints = await FileCheckpointStore.open(flags.state).catch((err) => {
         remote.close();
@@ -172,7 +174,7 @@ async function namesFrom(flags: ReceiveFlags): Promise<{ name: string; from: str
  * is said on stderr, with its name, and retried; without --follow the exit code is 1 if any name was
  * not read, once all the others were.
  */
-async function receiveMany(names: string[], flags: ReceiveFlags, remote: Remote, checkpoints: CheckpointStore, io: Io): Promise<void> {
+async function receiveMany(names: string[], flags: ReceiveFlags, remote: AnyRemote, checkpoints: CheckpointStore, io: Io): Promise<void> {
   const many = new ManyReceiver({ names, remote, checkpoints, concurrency: flags.concurrency, batchSize: flags.batch, maxPages: flags.maxPages });
   const say = (text: string) => io.stderr.write(`remotelog receive: ${text}\n`);
   const result = await many.run(

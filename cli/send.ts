@@ -10,7 +10,7 @@ import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
-import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
 
@@ -62,7 +62,8 @@ export function command(io: Io) {
       "\nExamples:\n  remotelog key gen --out alice.key\n" +
         "  printf 'hello\\nworld\\n' | remotelog send --key alice.key --server http://127.0.0.1:7420 --data ./alice\n" +
         "  remotelog send --key alice.key --server http://127.0.0.1:7420 --data ./alice < /dev/null   # publish only\n" +
-        "  echo hi | remotelog send --unsigned --name chat --server http://127.0.0.1:7420 --data ./chat",
+        "  echo hi | remotelog send --unsigned --name chat --server http://127.0.0.1:7420 --data ./chat\n" +
+        "  echo hi | remotelog send --key alice.key --kubo-api http://127.0.0.1:5001 --data ./alice   # straight to IPFS",
     )
     .action(async (flags: SendFlags) => {
       const embed = (() => {
@@ -73,6 +74,7 @@ export function command(io: Io) {
         }
       })();
       const { name, key } = await signingFrom(flags);
+      checkKuboNames(flags, [name], isKeyName);
       const remote = remoteFrom(flags);
       const log = await FileLocalLog.open(flags.data).catch((err) => {
         remote.close();

@@ -16,6 +16,9 @@ interface ServeFlags {
   maxBlock: number;
   memory?: boolean;
   requireSigned?: boolean;
+  cas: "fs" | "kubo";
+  ns: "level" | "ipns";
+  kuboApi?: string;
   metrics: boolean;
   logLevel: LogLevel;
 }
@@ -38,6 +41,9 @@ export function command(io: Io) {
     .option("--max-block <bytes>", "largest block, and largest name content, accepted", intOption(1, 1 << 30), 1 << 20)
     .option("--memory", "keep everything in memory and lose it on exit, for throwaway runs")
     .option("--require-signed", "accept updates of key names (k51…) with a signed record only; refuse free-form names")
+    .addOption(new Option("--cas <backend>", "where blocks go: fs (DIR/cas, or memory with --memory) or kubo (a Kubo node, pinned)").choices(["fs", "kubo"]).default("fs"))
+    .addOption(new Option("--ns <backend>", "where names go: level (DIR/ns, or memory with --memory) or ipns (a Kubo node's IPNS; signed names only)").choices(["level", "ipns"]).default("level"))
+    .option("--kubo-api <url>", "the Kubo RPC API of --cas kubo and --ns ipns, such as http://127.0.0.1:5001")
     .option("--metrics", "serve Prometheus metrics at /metrics on the same port", true)
     .option("--no-metrics", "do not keep or serve metrics")
     .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
@@ -45,13 +51,19 @@ export function command(io: Io) {
       "after",
       "\nExamples:\n  remotelog serve\n  remotelog serve --listen 0.0.0.0:7420 --data /var/lib/remotelog\n" +
         "  remotelog serve --only ns --listen 127.0.0.1:7421 --require-signed\n  remotelog serve --memory --listen 127.0.0.1:0\n" +
-        "  remotelog serve --log-level debug --no-metrics",
+        "  remotelog serve --log-level debug --no-metrics\n" +
+        "  remotelog serve --cas kubo --ns ipns --kubo-api http://127.0.0.1:5001",
     );
   return serve.action(async (flags: ServeFlags) => {
     if (flags.memory && serve.getOptionValueSource("data") === "cli") throw usageError("give either --memory or --data, not both");
     const { host, port } = parseListen(flags.listen);
     const log = newLogger(flags.logLevel, io);
-    const stores = await openStores(flags);
+    const kubo = flags.cas === "kubo" || flags.ns === "ipns";
+    if (kubo && !flags.kuboApi) throw usageError("--cas kubo and --ns ipns need --kubo-api URL (a Kubo RPC API)");
+    if (!kubo && flags.kuboApi) throw usageError("--kubo-api is for --cas kubo or --ns ipns");
+    // IPNS names are keys: a free-form name has nothing to sign its record with.
+    const requireSigned = (flags.requireSigned ?? false) || flags.ns === "ipns";
+    const stores = await openStores(flags, log);
     try {
       const server = await listen({
         host,
@@ -64,7 +76,7 @@ export function command(io: Io) {
         routes: routes({
           ...stores,
           limits: { maxBlockBytes: flags.maxBlock, maxContentBytes: flags.maxBlock },
-          requireSigned: flags.requireSigned ?? false,
+          requireSigned,
           onInternalError: (err, method) => log.error({ method, err: err.cause ?? err }, `${method} failed`),
           // Wired only at debug, so that below it no call pays for a log line that is never written.
           onCallEnd: log.isLevelEnabled("debug") ? (method, code, seconds) => log.debug({ method, code, ms: roundMs(seconds) }, "rpc") : undefined,
@@ -74,17 +86,18 @@ export function command(io: Io) {
       });
       try {
         const services = [stores.content && "CAS", stores.names && "NS"].filter((name): name is string => Boolean(name));
-        const signed = stores.names && flags.requireSigned ? ", signed names only" : "";
+        const signed = stores.names && requireSigned ? ", signed names only" : "";
+        const where = describeStores(flags, stores);
         log.info(
           {
             url: server.url,
             services,
-            store: flags.memory ? "memory" : flags.data,
+            store: where,
             maxBlockBytes: flags.maxBlock,
-            requireSigned: stores.names ? (flags.requireSigned ?? false) : undefined,
+            requireSigned: stores.names ? requireSigned : undefined,
             metrics: flags.metrics ? `${server.url}/metrics` : false,
           },
-          `${services.join(" and ")} from ${flags.memory ? "memory" : flags.data}, blocks up to ${flags.maxBlock} bytes${signed}, on ${server.url}`,
+          `${services.join(" and ")} from ${where}, blocks up to ${flags.maxBlock} bytes${signed}, on ${server.url}`,
         );
         io.stdout.write(`listening on ${server.url}\n`);
         await aborted(io.signal);
@@ -126,22 +139,48 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: match[1] ?? match[2], port };
 }
 
-async function openStores(flags: ServeFlags): Promise<{ content?: ContentStore; names?: NameStore }> {
+async function openStores(flags: ServeFlags, log: Logger): Promise<{ content?: ContentStore; names?: NameStore }> {
   const wantCas = flags.only !== "ns";
   const wantNs = flags.only !== "cas";
-  if (flags.memory) {
-    // Loaded only when asked for, like the durable stores below: a process loads one kind.
-    const [{ MemoryContentStore }, { MemoryNameStore }] = await Promise.all([import("../stores/memory/content-store.js"), import("../stores/memory/name-store.js")]);
-    return { content: wantCas ? new MemoryContentStore() : undefined, names: wantNs ? new MemoryNameStore() : undefined };
-  }
-  const content = wantCas ? await (await import("../stores/fs/content-store.js")).FsContentStore.open(join(flags.data, "cas")) : undefined;
+  const opened: { close(): Promise<void> }[] = [];
   try {
-    const names = wantNs ? await (await import("../stores/level/name-store.js")).LevelNameStore.open(join(flags.data, "ns")) : undefined;
+    // Loaded only when asked for: a process loads one kind of each store.
+    let kubo: import("../stores/kubo/content-store.js").KuboContentStore | undefined;
+    if ((wantCas && flags.cas === "kubo") || (wantNs && flags.ns === "ipns")) {
+      const { KuboContentStore } = await import("../stores/kubo/content-store.js");
+      kubo = await KuboContentStore.open({
+        url: flags.kuboApi!,
+        onRetry: (err, delayMs) => log.warn({ err: err.message, delayMs: Math.round(delayMs) }, "Kubo API unavailable; retrying"),
+      });
+      opened.push(kubo);
+    }
+    let content: ContentStore | undefined;
+    if (wantCas) {
+      if (flags.cas === "kubo") content = kubo;
+      else if (flags.memory) content = new (await import("../stores/memory/content-store.js")).MemoryContentStore();
+      else content = await (await import("../stores/fs/content-store.js")).FsContentStore.open(join(flags.data, "cas"));
+      if (content && content !== kubo) opened.push(content);
+    }
+    let names: NameStore | undefined;
+    if (wantNs) {
+      // The NS keeps head pages on the node too, through the same API (and the CAS store, when both are Kubo).
+      if (flags.ns === "ipns") names = new (await import("../stores/ipns/name-store.js")).IpnsNameStore(kubo!.api, kubo);
+      else if (flags.memory) names = new (await import("../stores/memory/name-store.js")).MemoryNameStore();
+      else names = await (await import("../stores/level/name-store.js")).LevelNameStore.open(join(flags.data, "ns"));
+    }
     return { content, names };
   } catch (err) {
-    await content?.close();
+    await Promise.all(opened.map((store) => store.close()));
     throw err;
   }
+}
+
+/** Where the stores keep things, for the start log line. */
+function describeStores(flags: ServeFlags, stores: { content?: ContentStore; names?: NameStore }): string {
+  const local = flags.memory ? "memory" : flags.data;
+  const cas = stores.content ? (flags.cas === "kubo" ? `Kubo ${flags.kuboApi}` : local) : undefined;
+  const ns = stores.names ? (flags.ns === "ipns" ? `IPNS via ${flags.kuboApi}` : local) : undefined;
+  return cas && ns && cas !== ns ? `${cas} (CAS) and ${ns} (NS)` : (cas ?? ns ?? local);
 }
 
 function aborted(signal: AbortSignal): Promise<void> {

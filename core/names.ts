@@ -3,7 +3,7 @@ import { generateKeyPair, privateKeyToProtobuf, publicKeyFromProtobuf, publicKey
 import { CID } from "multiformats/cid";
 import { base36 } from "multiformats/bases/base36";
 import { bases } from "multiformats/basics";
-import { peerIdFromString } from "@libp2p/peer-id";
+import { peerIdFromPublicKey, peerIdFromString } from "@libp2p/peer-id";
 import { RemoteLogError } from "./errors.js";
 import { cidOf, equalBytes } from "./hash.js";
 
@@ -91,6 +91,14 @@ export function parseKeyName(name: string): PublicKey {
   return key;
 }
 
+/**
+ * The libp2p peer id form (12D3KooW…) of a key name: the same key, as IPFS routing keys and older
+ * resolvers (js-ipfs) spell it. Throws INVALID_ARGUMENT when name is not a canonical key name.
+ */
+export function peerIdOfKeyName(name: string): string {
+  return peerIdFromPublicKey(parseKeyName(name)).toString();
+}
+
 /** The name (k51…) of a key, or of a private key's public half. Throws INVALID_ARGUMENT for a key that is not Ed25519. */
 export function keyName(key: PrivateKey | PublicKey): string {
   const publicKey = "publicKey" in key ? key.publicKey : key;
@@ -159,6 +167,21 @@ export async function verifyNameRecord(
   content: Uint8Array,
   options: { now?: Date } = {},
 ): Promise<VerifiedRecord> {
+  const { cid, ...verified } = await verifySignedRecord(name, record, options);
+  const expected = cidOf(content);
+  if (!equalBytes(cid.bytes, expected.bytes)) {
+    throw RemoteLogError.invalidArgument(`record for name ${quote(name)} points at ${cid.toString()}, but the content's CID is ${expected.toString()}`);
+  }
+  return verified;
+}
+
+/**
+ * verifyNameRecord without the content: every check but the last, and the CID the record's value
+ * names. For a reader that learns the content from the record (an IPNS resolver), so that it fetches
+ * only what a valid signature vouches for; it must still check the content against the CID. Throws
+ * as verifyNameRecord does.
+ */
+export async function verifySignedRecord(name: string, record: Uint8Array, options: { now?: Date } = {}): Promise<VerifiedRecord & { cid: CID }> {
   const of = `record for name ${quote(name)}`;
   if (record.length > MAX_RECORD_BYTES) throw RemoteLogError.tooLarge(`${of} is ${record.length} bytes, over IPNS's limit of ${MAX_RECORD_BYTES}`);
   const key = parseKeyName(name);
@@ -211,11 +234,7 @@ export async function verifyNameRecord(
     cid = undefined;
   }
   if (cid === undefined) throw RemoteLogError.invalidArgument(`${of} has value ${quote(value)}, not /ipfs/<cid>`);
-  const expected = cidOf(content);
-  if (!equalBytes(cid.bytes, expected.bytes)) {
-    throw RemoteLogError.invalidArgument(`${of} points at ${cid.toString()}, but the content's CID is ${expected.toString()}`);
-  }
-  return { sequence, validity, value, ttlMs: Number(ttl / 1_000_000n) };
+  return { sequence, validity, value, ttlMs: Number(ttl / 1_000_000n), cid };
 }
 
 // RFC 3339 as IPNS writes it (Go's RFC3339Nano): up to nine fractional digits, Z or an offset.

@@ -14,6 +14,15 @@ nameStoreContract(
     await contractDirs.removeAll();
   },
 );
+nameStoreContract(
+  "level",
+  async () => LevelNameStore.open(await contractDirs.make()),
+  async (store: NameStore) => {
+    await store.close();
+    await contractDirs.removeAll();
+  },
+  { signedOnly: true },
+);
 
 describe("level name store - on disk", () => {
   const dirs = new TempDirs();

@@ -1,0 +1,78 @@
+import { RemoteLogError, ErrorCodes } from "./errors.js";
+
+/*
+ * Backoff and bounded parallelism, shared by the actors (talking to our services) and the Kubo
+ * backends (talking to an IPFS node): both meet services that are down or restarting.
+ */
+
+export interface RetryOptions {
+  /** Give up after this long without success; 0 retries forever. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Told about each failed attempt, so that the user sees why nothing moves. */
+  onRetry?: (err: RemoteLogError, delayMs: number, attempt: number) => void;
+  /** How an error that is not a RemoteLogError is judged; default INTERNAL, which is not retried. */
+  toError?: (err: unknown) => RemoteLogError;
+  /** Backoff of the first retry and the cap, in ms; default 100 and 5,000. */
+  firstDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/**
+ * Retries fn while it fails with UNAVAILABLE (a service down or restarting), backing off from 100 ms
+ * to 5 s with jitter. Any other error, or the timeout running out, is thrown as it is.
+ */
+export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
+  const started = Date.now();
+  const toError = options.toError ?? ((err: unknown) => RemoteLogError.internal(err instanceof Error ? err.message : String(err), err));
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const error = err instanceof RemoteLogError ? err : toError(err);
+      if (error.code !== ErrorCodes.UNAVAILABLE) throw error;
+      const delayMs = backoffDelayMs(attempt, options.firstDelayMs, options.maxDelayMs);
+      if (options.signal?.aborted) throw error;
+      if (options.timeoutMs > 0 && Date.now() - started + delayMs > options.timeoutMs) {
+        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - started) / 1000).toFixed(1)} s and ${attempt} attempts: ${error.message}`, error);
+      }
+      options.onRetry?.(error, delayMs, attempt);
+      await sleep(delayMs, options.signal);
+    }
+  }
+}
+
+/**
+ * The wait before retry number attempt (from 1): firstMs doubling up to capMs, with ±25% jitter so
+ * that many clients of one restarted service do not all come back at the same moment.
+ */
+export function backoffDelayMs(attempt: number, firstMs = 100, capMs = 5_000): number {
+  return Math.min(capMs, firstMs * 2 ** Math.min(attempt - 1, 16)) * (0.75 + Math.random() * 0.5);
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/** Runs fn over items with at most limit in flight, keeping results in order. */
+export async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index], index);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}

@@ -1,0 +1,104 @@
+import { create, type KuboRPCClient } from "kubo-rpc-client";
+import { RemoteLogError } from "../../core/errors.js";
+import { withRetry } from "../../core/retry.js";
+
+export interface KuboApiOptions {
+  /** The Kubo RPC API, such as http://127.0.0.1:5001 (the /api/v0 path is added). */
+  url: string;
+  /** Longest wait for one request; a slower answer counts as the node being unavailable. Default 30 s. */
+  timeoutMs?: number;
+  /**
+   * How long one operation is retried, with backoff, while the node is unreachable, slow or says it is
+   * overloaded; then it fails with UNAVAILABLE naming the URL. 0 tries once. Default 10 s.
+   */
+  retryForMs?: number;
+  /** Told about each retry, so that an operator sees why nothing moves. */
+  onRetry?: (err: RemoteLogError, delayMs: number, attempt: number) => void;
+}
+
+/**
+ * One Kubo RPC API as the Kubo backends see it: kubo-rpc-client calls with a timeout each, retried
+ * with backoff while the node is down or slow, and every failure turned into a RemoteLogError that
+ * names the URL and the command.
+ */
+export class KuboApi {
+  readonly url: string;
+  readonly client: KuboRPCClient;
+  private readonly timeoutMs: number;
+  private readonly retryForMs: number;
+  private readonly onRetry?: KuboApiOptions["onRetry"];
+  private readonly closing = new AbortController();
+
+  constructor(options: KuboApiOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.url);
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("not http");
+    } catch {
+      throw RemoteLogError.invalidArgument(`Kubo API ${JSON.stringify(options.url)} is not an http:// or https:// URL`);
+    }
+    this.url = options.url.replace(/\/+$/, "");
+    this.client = create({ url });
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.retryForMs = options.retryForMs ?? 10_000;
+    this.onRetry = options.onRetry;
+  }
+
+  /**
+   * Runs one RPC command. `what` names it in errors (`block/get bafk…`). fn gets the signal to pass to
+   * kubo-rpc-client: kubo-rpc-client 6 ignores its own timeout option, so the timeout rides on it.
+   * Only idempotent commands may go through here, since a request that timed out may have been done.
+   */
+  async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const attempt = async () => {
+      if (this.closing.signal.aborted) throw RemoteLogError.internal(`Kubo API ${this.url} ${what}: the store is closed`);
+      const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closing.signal]);
+      try {
+        return await fn(signal);
+      } catch (err) {
+        throw this.errorOf(err, what, signal);
+      }
+    };
+    if (this.retryForMs === 0) return attempt();
+    return withRetry(attempt, { timeoutMs: this.retryForMs, signal: this.closing.signal, onRetry: this.onRetry });
+  }
+
+  /**
+   * A kubo-rpc-client failure as one of our codes. Kubo answers every failed command with HTTP 500 and
+   * a message, so the message tells a missing block or record from the rest.
+   */
+  errorOf(err: unknown, what: string, signal?: AbortSignal): RemoteLogError {
+    if (err instanceof RemoteLogError) return err;
+    const where = `Kubo API ${this.url} ${what}`;
+    const error = err as { name?: string; message?: string; response?: { status?: number }; cause?: { code?: string; message?: string } };
+    const message = String(error?.message ?? err);
+    if (signal?.aborted && !this.closing.signal.aborted) {
+      return RemoteLogError.unavailable(`${where}: no answer within ${(this.timeoutMs / 1000).toFixed(1)} s`, err);
+    }
+    if (error?.name === "HTTPError" && error.response?.status !== undefined) {
+      const status = error.response.status;
+      if (/not found|could not find|no such|not pinned/i.test(message)) return RemoteLogError.notFound(`${where}: ${message}`);
+      if (status === 502 || status === 503 || status === 504 || status === 429) return RemoteLogError.unavailable(`${where}: HTTP ${status} ${message}`, err);
+      if (status === 400) return RemoteLogError.invalidArgument(`${where}: ${message}`, err);
+      if (status === 404 || status === 405) {
+        return RemoteLogError.internal(`${where}: HTTP ${status}: this URL does not serve the Kubo RPC command (is it a Kubo RPC API, version 0.13 or later?)`, err);
+      }
+      return RemoteLogError.internal(`${where}: HTTP ${status} ${message}`, err);
+    }
+    if (error?.name === "TimeoutError" || /timed out|deadline exceeded/i.test(message)) return RemoteLogError.unavailable(`${where}: ${message}`, err);
+    // undici's fetch fails with a TypeError whose cause is the socket error.
+    const cause = error?.cause;
+    if (error?.name === "TypeError" && /fetch failed/i.test(message)) {
+      return RemoteLogError.unavailable(`${where}: cannot reach the node (${cause?.code ?? cause?.message ?? message})`, err);
+    }
+    if (cause?.code && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|UND_ERR_SOCKET|UND_ERR_CLOSED)$/.test(cause.code)) {
+      return RemoteLogError.unavailable(`${where}: cannot reach the node (${cause.code})`, err);
+    }
+    return RemoteLogError.internal(`${where}: ${message}`, err);
+  }
+
+  /** Ends retries and requests in flight. Idempotent. */
+  close(): void {
+    this.closing.abort();
+  }
+}

@@ -1,0 +1,313 @@
+import { createServer } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CID } from "multiformats/cid";
+import { create } from "kubo-rpc-client";
+import { addressOf, addressText, cidOf, equalBytes } from "../../core/hash.js";
+import { createNameRecord, generateNameKey, keyName, peerIdOfKeyName } from "../../core/names.js";
+import { KuboContentStore } from "../../stores/kubo/content-store.js";
+import { IpnsNameStore } from "../../stores/ipns/name-store.js";
+import { KuboApi } from "../../stores/kubo/kubo-api.js";
+import { KuboRemote } from "../../actors/kubo-remote.js";
+import { contentStoreContract } from "../contract/content-store.contract.js";
+import { nameStoreContract } from "../contract/name-store.contract.js";
+import { failure, text } from "../stores/temp.js";
+import { startIpfs, startProxy, type IpfsNode } from "./ipfs-node.js";
+
+// One node for the whole file: starting js-ipfs takes seconds. Each case writes fresh blocks and
+// fresh keys, so cases do not see each other's data.
+let node: IpfsNode;
+beforeAll(async () => {
+  node = await startIpfs();
+}, 60_000);
+afterAll(async () => {
+  await node?.stop();
+});
+
+const close = async (store: { close(): Promise<void> }) => store.close();
+
+// js-ipfs on two cores answers a few hundred block requests a second, so its bulk case is smaller;
+// a real Kubo (KUBO_API) gets the full 10,000.
+contentStoreContract("kubo", async () => KuboContentStore.open({ url: node.url }), close, { bulkBlocks: process.env.KUBO_API ? 10_000 : 1_000 });
+nameStoreContract("ipns", async () => IpnsNameStore.open({ url: node.url }), close, { signedOnly: true });
+
+/** A port on loopback that nothing listens on: a node that is down. */
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe("kubo content store - against a real IPFS RPC API", () => {
+  it("stores raw CIDv1 sha2-256 blocks, pinned, at our addresses", async () => {
+    const store = await KuboContentStore.open({ url: node.url });
+    try {
+      const block = text(`pinned ${Date.now()} ${Math.random()}`);
+      const [address] = await store.putMany([block]);
+      const cid = CID.decode(address);
+      expect(cid.version).toBe(1);
+      expect(cid.code).toBe(0x55);
+      expect(cid.multihash.code).toBe(0x12);
+      const pins = [];
+      for await (const pin of create({ url: node.url }).pin.ls({ paths: [cid] })) pins.push(pin);
+      expect(pins.map((pin) => pin.cid.toString())).toEqual([cid.toString()]);
+      expect(["recursive", "direct"]).toContain(pins[0].type);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a missing block is undefined from getMany and false from has, at once", async () => {
+    const store = await KuboContentStore.open({ url: node.url });
+    try {
+      const missing = addressOf(text(`never stored ${Math.random()}`));
+      const started = Date.now();
+      expect(await store.getMany([missing])).toEqual([undefined]);
+      expect(await store.has(missing)).toBe(false);
+      // Offline lookups: the node does not go looking for it on the network.
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a node that answers a put with another CID has the block refused as DATA_LOSS", async () => {
+    // The proxy flips a byte of every block on its way in: the node stores and names other bytes.
+    const proxy = await startProxy(node.url, {
+      request: (command, body) => {
+        if (command !== "block/put") return body;
+        const altered = Buffer.from(body);
+        const at = altered.indexOf("corrupt me");
+        if (at >= 0) altered[at] ^= 0x20;
+        return altered;
+      },
+    });
+    const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
+    try {
+      const err = await failure(store.putMany([text("corrupt me, please")]), "DATA_LOSS");
+      expect(err.message).toContain(proxy.url);
+      expect(err.message).toContain(addressText(addressOf(text("corrupt me, please"))));
+      expect(err.message).toMatch(/refused/);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
+  it("bytes that do not hash to the block asked for are DATA_LOSS, never returned", async () => {
+    const good = await KuboContentStore.open({ url: node.url });
+    const block = text(`to be damaged ${Math.random()}`);
+    const [address] = await good.putMany([block]);
+    await good.close();
+    const proxy = await startProxy(node.url, {
+      response: (command, body) => {
+        if (command !== "block/get" || body.length === 0) return body;
+        const altered = Buffer.from(body);
+        altered[0] ^= 0xff;
+        return altered;
+      },
+    });
+    const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
+    try {
+      const err = await failure(store.getMany([address]), "DATA_LOSS");
+      expect(err.message).toContain(proxy.url);
+      expect(err.message).toContain(addressText(address));
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
+  it("a node that is down is retried with backoff, then UNAVAILABLE naming the URL", async () => {
+    const url = `http://127.0.0.1:${await deadPort()}`;
+    const retries: number[] = [];
+    const started = Date.now();
+    const err = await failure(KuboContentStore.open({ url, retryForMs: 1_500, onRetry: (_err, delay) => retries.push(delay) }), "UNAVAILABLE");
+    expect(err.message).toContain(url);
+    expect(err.message).toMatch(/gave up after/);
+    expect(retries.length).toBeGreaterThanOrEqual(3);
+    // Backoff: the waits grow.
+    expect(retries[2]).toBeGreaterThan(retries[0]);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("a node that answers too slowly is UNAVAILABLE naming the URL", async () => {
+    // A listener that accepts and never answers.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(silent.address() as { port: number }).port}`;
+    try {
+      const api = new KuboApi({ url, timeoutMs: 300, retryForMs: 0 });
+      const store = new KuboContentStore(api);
+      const err = await failure(store.getMany([addressOf(text("slow"))]), "UNAVAILABLE");
+      expect(err.message).toContain(url);
+      expect(err.message).toMatch(/no answer within/);
+      await store.close();
+    } finally {
+      silent.close();
+    }
+  });
+
+  it("the node coming back while a call retries lets the call succeed", async () => {
+    const proxyTarget = node.url;
+    let up = false;
+    const proxy = await startProxy(proxyTarget, { down: () => !up });
+    const store = new KuboContentStore(new KuboApi({ url: proxy.url, retryForMs: 10_000 }));
+    try {
+      setTimeout(() => (up = true), 400);
+      const block = text(`after the outage ${Math.random()}`);
+      const [address] = await store.putMany([block]);
+      expect(equalBytes(address, addressOf(block))).toBe(true);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+});
+
+describe("kubo remote - the actors' view of a node, directly", () => {
+  it("a missing block is NOT_FOUND naming it and the URL; a name without a record is undefined", async () => {
+    const remote = new KuboRemote({ kuboApi: node.url });
+    try {
+      const missing = addressOf(text(`absent ${Math.random()}`));
+      const err = await failure(remote.getBlock(missing), "NOT_FOUND");
+      expect(err.message).toContain(addressText(missing));
+      expect(err.message).toContain(node.url);
+      await failure(remote.getBlocks([addressOf(text("x")), missing]), "NOT_FOUND");
+      expect(await remote.fetchName(keyName(await generateNameKey()))).toBeUndefined();
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("updates pass the NS's checks before they reach the node", async () => {
+    const remote = new KuboRemote({ kuboApi: node.url });
+    try {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      const page = text("a head");
+      await remote.putBlocks([page]);
+      await failure(remote.updateName(name, page, 0n), "PERMISSION_DENIED");
+      await failure(remote.updateName("chat", page, 0n), "PERMISSION_DENIED");
+      expect(await remote.updateName(name, page, 0n, await createNameRecord(key, page, 1n))).toBe(1n);
+      // The conditional update: the name is at 1 now.
+      await failure(remote.updateName(name, text("b"), 0n, await createNameRecord(key, text("b"), 2n)), "CONFLICT");
+      expect(await remote.fetchName(name)).toMatchObject({ content: page, version: 1n });
+    } finally {
+      remote.close();
+    }
+  });
+});
+
+describe("ipns name store - against a real IPFS RPC API", () => {
+  /** Puts bytes under a name straight through the RPC API, as anyone who can reach the node could. */
+  async function putRaw(name: string, value: Uint8Array): Promise<void> {
+    for await (const _event of create({ url: node.url }).routing.put(`/ipns/${peerIdOfKeyName(name)}`, value, { allowOffline: true })) {
+      // drained
+    }
+  }
+
+  it("publishes the sender's record as signed, and the page as a pinned raw block", async () => {
+    const store = await IpnsNameStore.open({ url: node.url });
+    try {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      const page = text("head page");
+      const record = await createNameRecord(key, page, 1n);
+      expect(await store.put(name, page, { record, version: 1n })).toBe(1n);
+      // What the node holds is the very record the sender signed: no key of ours signed anything.
+      const values = [];
+      for await (const event of create({ url: node.url }).routing.get(`/ipns/${peerIdOfKeyName(name)}`)) if (event.name === "VALUE") values.push(event.value);
+      expect(values.length).toBeGreaterThan(0);
+      expect(equalBytes(values.at(-1)!, record)).toBe(true);
+      const pins = [];
+      for await (const pin of create({ url: node.url }).pin.ls({ paths: [cidOf(page)] })) pins.push(pin);
+      expect(pins).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a record put straight into the node that does not verify is refused with the embedded NS's codes", async () => {
+    const store = await IpnsNameStore.open({ url: node.url });
+    try {
+      // Garbage: not an IPNS record at all. js-ipfs stores it without a word.
+      const garbage = keyName(await generateNameKey());
+      await putRaw(garbage, text("not a record"));
+      expect((await failure(store.get(garbage), "INVALID_ARGUMENT")).message).toContain(node.url);
+
+      // Forged: a valid record of another key, served under this name.
+      const victim = await generateNameKey();
+      const forger = await generateNameKey();
+      const page = text("forged head");
+      await store.put(keyName(forger), page, { record: await createNameRecord(forger, page, 1n) });
+      await putRaw(keyName(victim), await createNameRecord(forger, page, 5n));
+      const forged = await failure(store.get(keyName(victim)), "PERMISSION_DENIED");
+      expect(forged.message).toContain(keyName(victim));
+      expect(forged.message).toContain(node.url);
+
+      // Expired: signed by the right key, but no longer valid.
+      const lapsed = await generateNameKey();
+      await putRaw(keyName(lapsed), await createNameRecord(lapsed, page, 2n, { validityMs: 1 }));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      await failure(store.get(keyName(lapsed)), "CONFLICT");
+
+      // A record with sequence 0, as `ipfs name publish` makes first: version 0 means no name here.
+      const zero = await generateNameKey();
+      await putRaw(keyName(zero), await createNameRecord(zero, page, 0n));
+      expect((await failure(store.get(keyName(zero)), "CONFLICT")).message).toMatch(/sequence 0/);
+
+      // Signed and valid, but naming a page the node does not have.
+      const orphan = await generateNameKey();
+      await putRaw(keyName(orphan), await createNameRecord(orphan, text(`never stored ${Math.random()}`), 1n));
+      await failure(store.get(keyName(orphan)), "DATA_LOSS");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a forged record in the node does not block the key's owner, and a valid record's sequence does", async () => {
+    const store = await IpnsNameStore.open({ url: node.url });
+    try {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      await putRaw(name, text("garbage"));
+      const page = text("real head");
+      expect(await store.put(name, page, { record: await createNameRecord(key, page, 1n) })).toBe(1n);
+      expect((await store.get(name))?.content).toEqual(page);
+      // Expired records still hold their sequence: nobody can roll the name back below it.
+      const later = await createNameRecord(key, text("later"), 7n, { validityMs: 1 });
+      await putRaw(name, later);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      await failure(store.put(name, text("older"), { record: await createNameRecord(key, text("older"), 3n) }), "CONFLICT");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("free-form names cannot live on IPNS: put is INVALID_ARGUMENT, get finds nothing", async () => {
+    const store = await IpnsNameStore.open({ url: node.url });
+    try {
+      const err = await failure(store.put("chat", text("head")), "INVALID_ARGUMENT");
+      expect(err.message).toMatch(/key name/);
+      expect(await store.get("chat")).toBeUndefined();
+      // Nor can a key name go without its record.
+      await failure(store.put(keyName(await generateNameKey()), text("head")), "INVALID_ARGUMENT");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a record for other content than the update's is refused before anything is published", async () => {
+    const store = await IpnsNameStore.open({ url: node.url });
+    try {
+      const key = await generateNameKey();
+      const record = await createNameRecord(key, text("page A"), 1n);
+      await failure(store.put(keyName(key), text("page B"), { record }), "INVALID_ARGUMENT");
+      expect(await store.get(keyName(key))).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
