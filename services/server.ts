@@ -13,6 +13,9 @@ import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
 import { HealthService } from "./health-service.js";
+import { GcService } from "../gen/remotelog/v1/gc_pb.js";
+import { collectable, GcServiceImpl } from "./gc-service.js";
+import type { NameLister } from "../backup/gc.js";
 import { ServerMetrics } from "./metrics.js";
 
 /** Every limit the services enforce; see each service for what it means. */
@@ -74,6 +77,10 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned, closing: server?.closing }), observer));
       mounted.push(NS.typeName);
       metrics?.watchNames(deps.names);
+    }
+    // gc runs in the process that holds the stores (remotelog gc --server); only the fs CAS supports it.
+    if (collectable(deps.content, deps.names)) {
+      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names as unknown as NameLister), observer));
     }
     router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));
   };

@@ -1,0 +1,211 @@
+/*
+ * Backup packs: the format of `remotelog backup` (proto/remotelog/v1/pack.proto, design §8).
+ *
+ * A backup is a chain of packs, newest first, each linking to the one before by its CID, as pages do
+ * in a remote log but bigger (default at most 8 MiB) and typed:
+ *
+ *   Pack { type = PACK_TYPE, version = 1, log_name, first_seq, last_seq, count, previous,
+ *          log_head?, last_id, messages[] }
+ *
+ * - A pack is a raw block: its address is the CIDv1 (raw, sha2-256) of its bytes (core/hash.ts
+ *   addressOf), so it can live in our CAS, in Kubo (`ipfs block put --cid-codec raw`), in a
+ *   directory as `<cid>.pack`-less file named by the CID, or in a CAR file, unchanged.
+ * - messages are the encoded vac.mvds.Message bytes exactly as the log holds them. H1 is not stored:
+ *   the pack's CID covers every byte, and restore recomputes each id (the local log does anyway), so
+ *   storing 32 bytes more per message would check nothing the CID does not. last_id is the one
+ *   exception, so that an incremental backup of a remote log knows where to stop its walk.
+ * - The chain is contiguous: the oldest pack has first_seq 0 and no previous; each pack's first_seq is
+ *   the previous pack's last_seq + 1; count = last_seq - first_seq + 1 = messages.length; every pack
+ *   of a chain has the same log_name. Readers check all of it (verifyLink, decodePack).
+ * - Packs are deterministic (no clocks, no randomness): the same messages and pack size give the same
+ *   bytes and CIDs, so a backup killed half-way and run again writes the very same packs, and a
+ *   target that has one already skips it.
+ * - type is field 1 as fixed64, so the first byte of a pack (and of a BackupHead) is 0x09, while a
+ *   vac.cas.RemoteLog page starts with 0x0a, 0x12 or 0x1a: gc and verify tell them apart by it.
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BackupHeadSchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
+import { RemoteLogError } from "../core/errors.js";
+import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
+
+/** "RLPack" little-endian. */
+export const PACK_TYPE = 0x6b6361504c52n;
+/** "RLBakHd" little-endian. */
+export const BACKUP_HEAD_TYPE = 0x64486b61424c52n;
+export const PACK_VERSION = 1;
+/** The default largest pack, in bytes (`--pack-size`). */
+export const DEFAULT_PACK_SIZE = 8 << 20;
+/** Room kept for a pack's header fields when filling it with messages. */
+const HEADER_ROOM = 256;
+
+export interface PackHeader {
+  logName: string;
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+  previous: Uint8Array;
+  logHead?: { page: Uint8Array; sequence: bigint };
+  lastId: Uint8Array;
+}
+
+/** A pack as read back: its address, header and messages. */
+export interface ReadPack extends PackHeader {
+  address: Uint8Array;
+  messages: Uint8Array[];
+  size: number;
+}
+
+export function encodePack(header: PackHeader, messages: Uint8Array[]): { address: Uint8Array; bytes: Uint8Array } {
+  const pack = create(PackSchema, {
+    type: PACK_TYPE,
+    version: PACK_VERSION,
+    logName: header.logName,
+    firstSeq: BigInt(header.firstSeq),
+    lastSeq: BigInt(header.lastSeq),
+    count: BigInt(header.count),
+    previous: header.previous,
+    logHead: header.logHead,
+    lastId: header.lastId,
+    messages,
+  });
+  const bytes = toBinary(PackSchema, pack);
+  return { address: addressOf(bytes), bytes };
+}
+
+/**
+ * Splits messages (seqs firstSeq, firstSeq + 1, ...) into runs that each fit a pack of at most
+ * packSize bytes. A message too big for any pack goes alone into one, which is then over the limit.
+ */
+export function splitIntoPacks(messages: Uint8Array[], packSize: number, logName: string): number[][] {
+  const runs: number[][] = [];
+  const room = packSize - HEADER_ROOM - Buffer.byteLength(logName);
+  let run: number[] = [];
+  let size = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const cost = messages[i].length + 1 + varintSize(messages[i].length);
+    if (run.length > 0 && size + cost > room) {
+      runs.push(run);
+      run = [];
+      size = 0;
+    }
+    run.push(i);
+    size += cost;
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * Checks bytes against the address that named them and decodes the pack, checking its header: type,
+ * version, count against messages, last_seq against first_seq + count - 1, a previous link exactly when
+ * first_seq > 0. Throws DATA_LOSS naming the pack. Does not decode the messages (see checkMessages).
+ */
+export function decodePack(bytes: Uint8Array, address: Uint8Array): ReadPack {
+  const where = `pack ${addressText(address)}`;
+  if (!equalBytes(addressOf(bytes), address)) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
+  if (bytes[0] !== 0x09) throw RemoteLogError.dataLoss(`${where} is not a backup pack (it starts with 0x${(bytes[0] ?? 0).toString(16)}, not 0x09)`);
+  let pack: Pack;
+  try {
+    pack = fromBinary(PackSchema, bytes);
+  } catch (err) {
+    throw RemoteLogError.dataLoss(`${where} does not decode as remotelog.v1.Pack (${(err as Error).message})`, err);
+  }
+  const bad = (why: string) => RemoteLogError.dataLoss(`${where} is malformed: ${why}`);
+  if (pack.type !== PACK_TYPE) throw bad(`type 0x${pack.type.toString(16)} is not a pack's`);
+  if (pack.version !== PACK_VERSION) throw bad(`format version ${pack.version}; this remotelog reads version ${PACK_VERSION}`);
+  const count = Number(pack.count);
+  if (count < 1 || count !== pack.messages.length) throw bad(`header says ${pack.count} messages, body has ${pack.messages.length}`);
+  if (pack.lastSeq !== pack.firstSeq + pack.count - 1n) throw bad(`seqs ${pack.firstSeq}..${pack.lastSeq} do not hold ${count} messages`);
+  if (pack.lastSeq > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`last seq ${pack.lastSeq} is too large`);
+  if ((pack.previous.length === 0) !== (pack.firstSeq === 0n)) {
+    throw bad(pack.firstSeq === 0n ? "the first pack of a chain links to a previous one" : `starts at seq ${pack.firstSeq} but links to no previous pack`);
+  }
+  if (pack.previous.length > 0) {
+    try {
+      validateAddress(pack.previous);
+    } catch (err) {
+      throw bad(`previous: ${(err as Error).message}`);
+    }
+  }
+  if (pack.lastId.length !== 32) throw bad(`last_id is ${pack.lastId.length} bytes, not 32`);
+  return {
+    address,
+    size: bytes.length,
+    logName: pack.logName,
+    firstSeq: Number(pack.firstSeq),
+    lastSeq: Number(pack.lastSeq),
+    count,
+    previous: pack.previous,
+    logHead: pack.logHead ? { page: pack.logHead.page, sequence: pack.logHead.sequence } : undefined,
+    lastId: pack.lastId,
+    messages: pack.messages,
+  };
+}
+
+/** Checks that older is the pack right before newer in one chain; DATA_LOSS naming both otherwise. */
+export function verifyLink(newer: ReadPack, older: ReadPack): void {
+  if (older.lastSeq + 1 !== newer.firstSeq) {
+    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} starts at seq ${newer.firstSeq}, but the pack before it, ${addressText(older.address)}, ends at ${older.lastSeq}`);
+  }
+  if (older.logName !== newer.logName) {
+    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} is of log ${JSON.stringify(newer.logName)}, the pack before it of ${JSON.stringify(older.logName)}`);
+  }
+}
+
+/**
+ * Decodes every message of a pack and recomputes its id: each must be a vac.mvds.Message, the last
+ * one's id must be last_id, and no id may appear twice in the chain (seen holds the ids of the packs
+ * checked so far, as latin1 strings). Returns the ids. Throws DATA_LOSS naming the pack and seq.
+ */
+export function checkMessages(pack: ReadPack, seen?: Set<string>): Uint8Array[] {
+  const where = `pack ${addressText(pack.address)}`;
+  const ids = pack.messages.map((bytes, i) => {
+    let id: Uint8Array;
+    try {
+      id = messageId(decodeMessage(bytes));
+    } catch (err) {
+      throw RemoteLogError.dataLoss(`${where}: message at seq ${pack.firstSeq + i} is not a vac.mvds.Message`, err);
+    }
+    if (seen) {
+      const key = Buffer.from(id).toString("latin1");
+      if (seen.has(key)) throw RemoteLogError.dataLoss(`${where}: message ${toHex(id)} at seq ${pack.firstSeq + i} appears twice in the chain`);
+      seen.add(key);
+    }
+    return id;
+  });
+  if (!equalBytes(ids[ids.length - 1], pack.lastId)) {
+    throw RemoteLogError.dataLoss(`${where}: its last message has id ${toHex(ids[ids.length - 1])}, but the header says ${toHex(pack.lastId)}`);
+  }
+  return ids;
+}
+
+export function encodeBackupHead(head: Omit<BackupHead, "$typeName" | "type">): Uint8Array {
+  return toBinary(BackupHeadSchema, create(BackupHeadSchema, { ...head, type: BACKUP_HEAD_TYPE }));
+}
+
+/** The BackupHead that content holds, or undefined when it is not one (a log's page, say). */
+export function decodeBackupHead(content: Uint8Array): BackupHead | undefined {
+  if (content[0] !== 0x09) return undefined;
+  try {
+    const head = fromBinary(BackupHeadSchema, content);
+    if (head.type !== BACKUP_HEAD_TYPE) return undefined;
+    validateAddress(head.pack);
+    return head;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a block is a backup pack, by its first byte and type (without decoding the body). */
+export function looksLikePack(bytes: Uint8Array): boolean {
+  return bytes.length >= 9 && bytes[0] === 0x09 && Buffer.from(bytes.buffer, bytes.byteOffset + 1, 8).readBigUInt64LE() === PACK_TYPE;
+}
