@@ -1,9 +1,9 @@
-import type { RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
+import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
-import { walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
+import { collectPages, walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { toHex } from "../core/hash.js";
+import { equalBytes, toHex } from "../core/hash.js";
 import { isKeyName, verifyNameRecord, type VerifiedRecord } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
 import type { Remote } from "./remote.js";
@@ -31,6 +31,11 @@ export interface ReceiverOptions {
   maxPages?: number;
   /** Whether the name is signed and its head record must verify; default: whether the name is a key name. */
   signed?: boolean;
+  /**
+   * Deliver from this seqid on, whatever the checkpoint says (the next sync only; later ones go on
+   * from there). Needs a log with seqids.
+   */
+  fromSeq?: number;
 }
 
 export interface SyncResult {
@@ -61,6 +66,7 @@ export class Receiver {
   private readonly maxPages: number;
   private readonly signed: boolean;
   private readonly nsUrl: string;
+  private fromSeq?: number;
 
   constructor(options: ReceiverOptions) {
     this.name = options.name;
@@ -72,10 +78,14 @@ export class Receiver {
     this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
     this.signed = options.signed ?? isKeyName(options.name);
     this.nsUrl = options.remote.nsUrl;
+    this.fromSeq = options.fromSeq;
   }
 
   async sync(deliver: Deliver): Promise<SyncResult> {
-    const checkpoint: Checkpoint = (await this.checkpoints.load(this.name)) ?? { delivered: 0, lastId: new Uint8Array(0) };
+    let checkpoint: Checkpoint = (await this.checkpoints.load(this.name)) ?? { delivered: 0, lastId: EMPTY };
+    // A seek replaces where the receiver stands, but keeps the rollback floor: the name's heads are
+    // no more trustworthy for starting elsewhere.
+    if (this.fromSeq !== undefined) checkpoint = { ...checkpoint, delivered: this.fromSeq, lastId: EMPTY };
     const current = await this.remote.fetchName(this.name);
     if (!current) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
     // A signed name's head is trusted only once its record verifies for the name and binds this very
@@ -84,19 +94,94 @@ export class Receiver {
     const sequence = this.signed ? await this.verifyHead(current.content, current.record, checkpoint.sequence) : undefined;
     const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
 
-    // Pages come newest first but messages go out oldest first, so nothing can be delivered before the
-    // walk ends. Fetching starts during the walk instead, a chunk of pages of about batchSize messages
-    // at a time (one call per page cost more than the data), up to prefetchPairs messages held in
-    // memory; the rest is fetched, a few chunks ahead, while delivering.
-    const chunks: { pairs: RemoteLog_Pair[]; checked?: Promise<Checked[]> }[] = [];
     const limit = limiter(this.concurrency);
-    let prefetched = 0;
-    // Messages are checked as soon as they arrive, so that checking overlaps the walk and the fetches.
-    const startFetch = (chunk: (typeof chunks)[number]) => {
+    // Messages are checked as soon as they arrive, so that checking overlaps the fetches.
+    const startFetch = (chunk: Chunk) => {
       if (chunk.checked) return;
       chunk.checked = limit(() => this.fetchData(chunk.pairs)).then((data) => chunk.pairs.map((pair, i) => check(pair, data[i])));
       chunk.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
     };
+    const { chunks, pages } = head.info ? await this.planIndexed(head, checkpoint) : await this.planByWalk(head, checkpoint, startFetch);
+
+    let seq = checkpoint.delivered;
+    let batch: Delivery[] = [];
+    let lastId = checkpoint.lastId;
+    let delivered = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await deliver(batch);
+      lastId = batch[batch.length - 1].id;
+      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
+      batch = [];
+    };
+    for (let c = 0; c < chunks.length; c++) {
+      for (let ahead = c; ahead < Math.min(chunks.length, c + this.concurrency + 1); ahead++) startFetch(chunks[ahead]);
+      const { pairs } = chunks[c];
+      const checked = await chunks[c].checked!;
+      chunks[c].checked = undefined; // delivered chunks need not stay in memory
+      for (let i = 0; i < pairs.length; i++) {
+        const pair = pairs[i];
+        const message = checked[i];
+        if (message instanceof Error) throw RemoteLogError.dataLoss(`name ${JSON.stringify(this.name)} seq ${seq}: ${message.message.replace(/^DATA_LOSS: (message: )?/, "")}`, message);
+        batch.push({ seq, id: pair.localHash, address: pair.remoteHash, message });
+        seq++;
+        delivered++;
+        if (batch.length >= this.batchSize) await flush();
+      }
+    }
+    await flush();
+    // A newer head with nothing new (a republished record) still raises the floor for rollbacks, and a
+    // seek with nothing to deliver yet is still where the next sync starts.
+    if (delivered === 0 && ((sequence !== undefined && sequence !== checkpoint.sequence) || this.fromSeq !== undefined)) {
+      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
+    }
+    this.fromSeq = undefined;
+    return { delivered, pages, total: seq, found: true, sequence };
+  }
+
+  /**
+   * An indexed log (its pages carry seqids and skip links): the pages from the checkpoint on are
+   * collected a round of parallel fetches at a time rather than one per round trip, and the pair
+   * before the checkpoint must be the message delivered last, or the log was replaced.
+   */
+  private async planIndexed(head: RemoteLog, checkpoint: Checkpoint): Promise<Plan> {
+    const from = checkpoint.delivered;
+    const continues = from > 0 && checkpoint.lastId.length > 0;
+    const end = Number(head.info!.firstSeqid) + head.info!.count;
+    const replaced = () =>
+      RemoteLogError.conflict(
+        `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${from - 1}), the last one delivered: its log was replaced`,
+      );
+    if (continues && end < from) throw replaced();
+    const start = continues ? from - 1 : from;
+    const collected = await collectPages(head, start, (addresses) => this.remote.getBlocks(addresses), { maxPages: this.maxPages });
+    const fresh: RemoteLog_Pair[] = [];
+    for (const page of collected.pages) {
+      for (let k = page.pair.length - 1; k >= 0; k--) {
+        const pair = page.pair[k];
+        const seqid = Number(pair.seqid);
+        if (continues && seqid === from - 1 && !equalBytes(pair.localHash, checkpoint.lastId)) throw replaced();
+        if (seqid >= from) fresh.push(pair);
+      }
+    }
+    const chunks: Chunk[] = [];
+    for (let i = 0; i < fresh.length; i += this.batchSize) chunks.push({ pairs: fresh.slice(i, i + this.batchSize) });
+    return { chunks, pages: collected.fetched + 1 };
+  }
+
+  /**
+   * A log without page info (a draft sender's): pages come newest first but messages go out oldest
+   * first, so nothing can be delivered before the walk ends. Fetching starts during the walk instead,
+   * a chunk of pages of about batchSize messages at a time (one call per page cost more than the
+   * data), up to prefetchPairs messages held in memory; the rest is fetched, a few chunks ahead,
+   * while delivering.
+   */
+  private async planByWalk(head: RemoteLog, checkpoint: Checkpoint, startFetch: (chunk: Chunk) => void): Promise<Plan> {
+    if (checkpoint.delivered > 0 && checkpoint.lastId.length === 0) {
+      throw RemoteLogError.conflict(`name ${JSON.stringify(this.name)} has no seqids (its pages carry no page info), so it cannot be read from seq ${checkpoint.delivered}`);
+    }
+    const chunks: Chunk[] = [];
+    let prefetched = 0;
     let gathering: RemoteLog_Pair[] = []; // newest first, as the walk finds them
     const closeChunk = () => {
       if (gathering.length === 0) return;
@@ -122,38 +207,7 @@ export class Receiver {
         `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${checkpoint.delivered - 1}), the last one delivered: its log was replaced`,
       );
     }
-
-    chunks.reverse();
-    let seq = checkpoint.delivered;
-    let batch: Delivery[] = [];
-    let lastId = checkpoint.lastId;
-    const flush = async () => {
-      if (batch.length === 0) return;
-      await deliver(batch);
-      lastId = batch[batch.length - 1].id;
-      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
-      batch = [];
-    };
-    for (let c = 0; c < chunks.length; c++) {
-      for (let ahead = c; ahead < Math.min(chunks.length, c + this.concurrency + 1); ahead++) startFetch(chunks[ahead]);
-      const { pairs } = chunks[c];
-      const checked = await chunks[c].checked!;
-      chunks[c].checked = undefined; // delivered chunks need not stay in memory
-      for (let i = 0; i < pairs.length; i++) {
-        const pair = pairs[i];
-        const message = checked[i];
-        if (message instanceof Error) throw RemoteLogError.dataLoss(`name ${JSON.stringify(this.name)} seq ${seq}: ${message.message.replace(/^DATA_LOSS: (message: )?/, "")}`, message);
-        batch.push({ seq, id: pair.localHash, address: pair.remoteHash, message });
-        seq++;
-        if (batch.length >= this.batchSize) await flush();
-      }
-    }
-    await flush();
-    // A newer head with nothing new (a republished record) still raises the floor for rollbacks.
-    if (walk.pairs.length === 0 && sequence !== undefined && sequence !== checkpoint.sequence) {
-      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
-    }
-    return { delivered: walk.pairs.length, pages: walk.pages, total: seq, found: true, sequence };
+    return { chunks: chunks.reverse(), pages: walk.pages };
   }
 
   /** Checks a signed head; returns its sequence. */
@@ -187,6 +241,20 @@ export class Receiver {
     }
     return data;
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Pairs delivered together, oldest first, and their checked messages once fetching has started. */
+interface Chunk {
+  pairs: RemoteLog_Pair[];
+  checked?: Promise<Checked[]>;
+}
+
+interface Plan {
+  chunks: Chunk[];
+  /** Pages read, head included. */
+  pages: number;
 }
 
 function withSequence(checkpoint: Checkpoint, sequence: bigint | undefined): Checkpoint {

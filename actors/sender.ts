@@ -5,7 +5,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressOf, encodeMessage, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
 import { createNameRecord } from "../core/names.js";
-import { decodePage, encodePage, planPages, type EmbedMode, type LogEntry, type PageItem } from "../core/page.js";
+import { decodePage, encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
 import type { Remote } from "./remote.js";
 
 export interface SenderOptions {
@@ -106,6 +106,7 @@ export class Sender {
     const total = this.log.length;
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
+    let position: PagePosition | null = FIRST_POSITION;
     let already = new Set<string>();
     let foreign = 0;
     if (current) {
@@ -125,6 +126,7 @@ export class Sender {
       foreign = walk.pairs.filter((pair) => this.log.seqOf(pair.localHash) === undefined).length;
       carried = await this.carry(head.pair.slice().reverse());
       tail = head.tail;
+      position = positionOf(head);
     }
     const version = current?.version ?? 0n;
 
@@ -134,7 +136,7 @@ export class Sender {
       return { published: total, added: 0, foreign, sealedPages: 0, version, uploadedBlocks: 0, lostRaces };
     }
     const fresh: LogEntry[] = pending.map((entry) => ({ id: entry.id, address: addressOf(entry.data), data: entry.data }));
-    const plan = planPages([...carried, ...fresh], tail, this.pageSize, this.embed);
+    const plan = planPages([...carried, ...fresh], tail, this.pageSize, this.embed, position);
 
     // Messages and sealed pages go in before the head that names them, so no reader meets a dangling address.
     const messageBlocks = plan.referenced.map((entry) => entry.data);
@@ -169,7 +171,7 @@ export class Sender {
   private async carry(pairsOldestFirst: PageItem[]): Promise<PageItem[]> {
     return Promise.all(
       pairsOldestFirst.map(async (pair) => {
-        if (!("$typeName" in pair)) return pair;
+        if (!("$typeName" in pair) || pair.redacted) return pair;
         const seq = this.log.seqOf(pair.localHash);
         if (seq === undefined) return pair;
         const [entry] = await this.log.read(seq, seq + 1);

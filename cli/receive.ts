@@ -24,6 +24,7 @@ interface ReceiveFlags extends EndpointFlags {
   batch: number;
   maxPages: number;
   retryFor?: number;
+  fromSeq?: number;
 }
 
 export function command(io: Io) {
@@ -44,6 +45,7 @@ export function command(io: Io) {
       .option("--names <file>", "read the names from FILE, one a line (blank lines and lines starting with # are skipped)")
       .option("--unsigned", "also read free-form names, whose heads nobody signs")
       .requiredOption("--state <dir>", "the receiver's checkpoint directory")
+      .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
       .option("--follow", "keep polling and print new messages as they arrive")
       .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
@@ -58,6 +60,7 @@ export function command(io: Io) {
         "  remotelog receive --unsigned --name chat --server http://127.0.0.1:7420 --state ./bob\n" +
         "  remotelog receive --unsigned --name chat --name news --server http://127.0.0.1:7420 --state ./bob --follow\n" +
         "  remotelog receive --names follows.txt --server http://127.0.0.1:7420 --state ./bob --follow\n" +
+        "  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob --from-seq 90000\n" +
         '\nWith --names, or --name given more than once, every line starts with the name of its log\n' +
         '({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
     )
@@ -82,11 +85,12 @@ export function command(io: Io) {
         // One --name keeps the lines of a lone log as they always were; a list of names, even of one,
         // names every line.
         if (names.length > 1 || flags.names !== undefined) {
+          if (flags.fromSeq !== undefined) throw usageError("--from-seq reads one name; give a single --name");
           await receiveMany(names.map(({ name }) => name), flags, remote, checkpoints, io);
           return;
         }
         const name = names[0].name;
-        const receiver = new Receiver({ name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages });
+        const receiver = new Receiver({ name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
           for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);

@@ -61,3 +61,104 @@ export async function walkChain(head: RemoteLog, fetchPage: PageFetcher, options
   }
   return { pairs: newestFirst.reverse(), pages, reachedStop: stopAt === undefined };
 }
+
+/** Fetches many pages' bytes at once, in the order asked. The collection checks them against their addresses. */
+export type PagesFetcher = (addresses: Uint8Array[]) => Promise<Uint8Array[]>;
+
+export interface CollectOptions {
+  /** Pages at most, head included. */
+  maxPages?: number;
+  /** Pages per fetch call; the calls of one round go out at once. Default 16. */
+  pagesPerCall?: number;
+}
+
+export interface CollectResult {
+  /** The pages holding fromSeqid and every later one, oldest first, head last. */
+  pages: RemoteLog[];
+  /** Pages fetched (the head is not). */
+  fetched: number;
+  /** Rounds of fetches, each one round trip deep. */
+  rounds: number;
+}
+
+/**
+ * Collects the pages of an indexed chain (its head has page info) that hold fromSeqid and every seqid
+ * after it, following skip links, so that a page 2^k back is one hop away: each round fetches every
+ * page known so far that may be needed, all at once, and learns the links of those pages. A chain of
+ * n pages takes about log2(n) rounds, and seeking to any seqid as many.
+ *
+ * Links are claims until checked: every page must hash to its address and have the number and first
+ * seqid its linker said, and the collected pages must form one chain, each page's tail naming the
+ * page before and its first seqid following that page's last. So the result is exactly what a walk
+ * by tails would have read. Anything else is DATA_LOSS.
+ */
+export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPages: PagesFetcher, options: CollectOptions = {}): Promise<CollectResult> {
+  if (!head.info) throw RemoteLogError.invalidArgument("the head page has no page info: its log has no seqids");
+  const maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
+  const perCall = options.pagesPerCall ?? 16;
+  const headNumber = Number(head.info.number);
+  const known = new Map<number, { address: Uint8Array; firstSeqid: bigint }>();
+  const fetched = new Map<number, RemoteLog>();
+  const from = BigInt(fromSeqid);
+  const learn = (page: RemoteLog, where: string) => {
+    for (const skip of page.info!.skips) {
+      const number = Number(skip.number);
+      const before = known.get(number);
+      if (before && (!equalBytes(before.address, skip.address) || before.firstSeqid !== skip.firstSeqid)) {
+        throw RemoteLogError.dataLoss(`${where} links page ${number} as ${addressText(skip.address)}, and a newer page linked it as ${addressText(before.address)}`);
+      }
+      known.set(number, { address: skip.address, firstSeqid: skip.firstSeqid });
+    }
+  };
+  learn(head, "head page");
+  let rounds = 0;
+  // The oldest page needed: the newest one known to start at or before fromSeqid. Page 0 starts at 0
+  // and is linked from every page, so there always is one.
+  const lowest = () => {
+    if (head.info!.firstSeqid <= from) return headNumber;
+    let best = 0;
+    for (const [number, link] of known) if (link.firstSeqid <= from && number > best) best = number;
+    return best;
+  };
+  for (;;) {
+    const floor = lowest();
+    const wanted = [...known.keys()].filter((number) => number >= floor && !fetched.has(number)).sort((a, b) => b - a);
+    if (wanted.length === 0) break;
+    if (fetched.size + wanted.length + 1 > maxPages) throw RemoteLogError.dataLoss(`page chain is longer than ${maxPages} pages`);
+    rounds++;
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < wanted.length; i += perCall) {
+      const numbers = wanted.slice(i, i + perCall);
+      const addresses = numbers.map((number) => known.get(number)!.address);
+      calls.push(
+        fetchPages(addresses).then((blocks) => {
+          numbers.forEach((number, j) => {
+            const where = `page ${addressText(addresses[j])}`;
+            if (!matchesAddress(blocks[j], addresses[j])) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
+            const page = decodePage(blocks[j], where, ErrorCodes.DATA_LOSS);
+            if (!page.info || Number(page.info.number) !== number || page.info.firstSeqid !== known.get(number)!.firstSeqid) {
+              throw RemoteLogError.dataLoss(`${where} is not the page its link promised (number ${number}, from seqid ${known.get(number)!.firstSeqid})`);
+            }
+            fetched.set(number, page);
+          });
+        }),
+      );
+    }
+    await Promise.all(calls);
+    for (const number of wanted) learn(fetched.get(number)!, `page ${number}`);
+  }
+  const floor = lowest();
+  const pages: RemoteLog[] = [];
+  for (let number = floor; number < headNumber; number++) pages.push(fetched.get(number)!);
+  pages.push(head);
+  for (let i = 1; i < pages.length; i++) {
+    const before = pages[i - 1].info!;
+    const page = pages[i];
+    const number = floor + i;
+    if (!equalBytes(page.tail, known.get(number - 1)!.address)) throw RemoteLogError.dataLoss(`page ${number}'s tail is not page ${number - 1}`);
+    if (page.info!.firstSeqid !== before.firstSeqid + BigInt(before.count)) {
+      throw RemoteLogError.dataLoss(`page ${number} starts at seqid ${page.info!.firstSeqid}, and page ${number - 1} ends before ${before.firstSeqid + BigInt(before.count)}`);
+    }
+  }
+  return { pages, fetched: fetched.size, rounds };
+}

@@ -1,4 +1,5 @@
-import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { RemoteLog_PageInfoSchema, type RemoteLog, type RemoteLog_PageInfo, type RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 
 /*
@@ -67,8 +68,8 @@ export function decodeCommonMessage(bytes: Uint8Array): Message | undefined {
 const EMPTY = new Uint8Array(0);
 
 /*
- * The same for pages (vac.cas.RemoteLog): pairs of fields 1-3 at most once each, a tail at most once,
- * nothing else. A receiver decodes a page per round trip while walking, and the generic decoder's
+ * The same for pages (vac.cas.RemoteLog): pairs of fields 1-5 at most once each, a tail and page info
+ * at most once each, nothing else. A receiver decodes a page per round trip while walking, and the generic decoder's
  * objects were most of its garbage.
  */
 
@@ -89,13 +90,39 @@ function readLength(bytes: Uint8Array, pos: number, end: number): [number, numbe
   return pos + length > end ? undefined : [length, pos];
 }
 
+/** Reads a varint of up to 7 bytes (2^49) at pos; returns [value, next pos], or undefined. */
+function readSmallVarint(bytes: Uint8Array, pos: number, end: number): [number, number] | undefined {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 7; i++) {
+    if (pos >= end) return undefined;
+    const byte = bytes[pos++];
+    value += (byte & 0x7f) * scale;
+    if (!(byte & 0x80)) return [value, pos];
+    scale *= 128;
+  }
+  return undefined;
+}
+
 function decodeCommonPair(bytes: Uint8Array, start: number, end: number): RemoteLog_Pair | undefined {
   let remoteHash: Uint8Array | undefined;
   let localHash: Uint8Array | undefined;
   let data: Uint8Array | undefined;
+  let seqid: number | undefined;
+  let redacted: boolean | undefined;
   let pos = start;
   while (pos < end) {
     const tag = bytes[pos++];
+    if (tag === 0x20 || tag === 0x28) {
+      if ((tag === 0x20 ? seqid : redacted) !== undefined) return undefined;
+      const read = readSmallVarint(bytes, pos, end);
+      if (!read) return undefined;
+      pos = read[1];
+      if (tag === 0x20) seqid = read[0];
+      else if (read[0] > 1) return undefined;
+      else redacted = read[0] === 1;
+      continue;
+    }
     if (tag !== 0x0a && tag !== 0x12 && tag !== 0x1a) return undefined;
     const read = readLength(bytes, pos, end);
     if (!read) return undefined;
@@ -112,18 +139,29 @@ function decodeCommonPair(bytes: Uint8Array, start: number, end: number): Remote
       data = value;
     }
   }
-  return { $typeName: "vac.cas.RemoteLog.Pair", remoteHash: remoteHash ?? EMPTY, localHash: localHash ?? EMPTY, data: data ?? EMPTY };
+  return {
+    $typeName: "vac.cas.RemoteLog.Pair",
+    remoteHash: remoteHash ?? EMPTY,
+    localHash: localHash ?? EMPTY,
+    data: data ?? EMPTY,
+    seqid: seqid === undefined ? 0n : BigInt(seqid),
+    redacted: redacted ?? false,
+  };
 }
 
-/** The page, with every bytes field a view into bytes, or undefined when not in the common layout. */
+/**
+ * The page, with every bytes field a view into bytes, or undefined when not in the common layout.
+ * Page info (small, once a page) goes through the generic decoder.
+ */
 export function decodeCommonPage(bytes: Uint8Array): RemoteLog | undefined {
   const end = bytes.length;
   const pair: RemoteLog_Pair[] = [];
   let tail: Uint8Array | undefined;
+  let info: RemoteLog_PageInfo | undefined;
   let pos = 0;
   while (pos < end) {
     const tag = bytes[pos++];
-    if (tag !== 0x0a && tag !== 0x12) return undefined;
+    if (tag !== 0x0a && tag !== 0x12 && tag !== 0x1a) return undefined;
     const read = readLength(bytes, pos, end);
     if (!read) return undefined;
     const [length, at] = read;
@@ -132,10 +170,18 @@ export function decodeCommonPage(bytes: Uint8Array): RemoteLog | undefined {
       const decoded = decodeCommonPair(bytes, at, pos);
       if (!decoded) return undefined;
       pair.push(decoded);
-    } else {
+    } else if (tag === 0x12) {
       if (tail) return undefined;
       tail = bytes.subarray(at, pos);
+    } else {
+      if (info) return undefined;
+      try {
+        info = fromBinary(RemoteLog_PageInfoSchema, bytes.subarray(at, pos));
+      } catch {
+        return undefined;
+      }
+      if (info.$unknown?.length || info.skips.some((skip) => skip.$unknown?.length)) return undefined;
     }
   }
-  return { $typeName: "vac.cas.RemoteLog", pair, tail: tail ?? EMPTY };
+  return { $typeName: "vac.cas.RemoteLog", pair, tail: tail ?? EMPTY, info };
 }

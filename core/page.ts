@@ -1,5 +1,12 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { RemoteLogSchema, type RemoteLog, type RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
+import {
+  RemoteLogSchema,
+  RemoteLog_PageInfoSchema,
+  type RemoteLog,
+  type RemoteLog_PageInfo,
+  type RemoteLog_Pair,
+  type RemoteLog_Skip,
+} from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
 import { decodeCommonPage } from "./message-decode.js";
@@ -34,10 +41,13 @@ export function parseEmbed(text: string): EmbedMode {
 export function encodePage(page: RemoteLog): Uint8Array {
   if (page.$unknown?.length || page.pair.some((pair) => pair.$unknown?.length)) return toBinary(RemoteLogSchema, page);
   const sizes = new Array<number>(page.pair.length);
-  let total = bytesFieldSize(page.tail);
+  const info = page.info ? toBinary(RemoteLog_PageInfoSchema, page.info) : undefined;
+  let total = bytesFieldSize(page.tail) + (info ? 1 + varintSize(info.length) + info.length : 0);
   for (let i = 0; i < page.pair.length; i++) {
     const pair = page.pair[i];
-    sizes[i] = bytesFieldSize(pair.remoteHash) + bytesFieldSize(pair.localHash) + bytesFieldSize(pair.data);
+    const seqid = Number(pair.seqid);
+    sizes[i] =
+      bytesFieldSize(pair.remoteHash) + bytesFieldSize(pair.localHash) + bytesFieldSize(pair.data) + (seqid === 0 ? 0 : 1 + varintSize(seqid)) + (pair.redacted ? 2 : 0);
     total += 1 + varintSize(sizes[i]) + sizes[i];
   }
   const out = new Uint8Array(total);
@@ -49,8 +59,22 @@ export function encodePage(page: RemoteLog): Uint8Array {
     at = writeBytesField(out, at, 0x0a, pair.remoteHash);
     at = writeBytesField(out, at, 0x12, pair.localHash);
     at = writeBytesField(out, at, 0x1a, pair.data);
+    const seqid = Number(pair.seqid);
+    if (seqid !== 0) {
+      out[at++] = 0x20; // field 4 (seqid), varint
+      at = writeVarint(out, at, seqid);
+    }
+    if (pair.redacted) {
+      out[at++] = 0x28; // field 5 (redacted), varint
+      out[at++] = 1;
+    }
   }
-  writeBytesField(out, at, 0x12, page.tail); // field 2 (tail)
+  at = writeBytesField(out, at, 0x12, page.tail); // field 2 (tail)
+  if (info) {
+    out[at++] = 0x1a; // field 3 (info), length-delimited, even when empty: its presence says the page is indexed
+    at = writeVarint(out, at, info.length);
+    out.set(info, at);
+  }
   return out;
 }
 
@@ -85,9 +109,11 @@ function writeBytesField(out: Uint8Array, at: number, tag: number, bytes: Uint8A
 }
 
 /**
- * Decodes and checks a page (its bytes fields may be views into bytes): every pair has a 32-byte H1 and a valid H2, and the tail is empty or a
- * valid address. code says whose fault a bad page is: INVALID_ARGUMENT for input, DATA_LOSS for a
- * page fetched from a store.
+ * Decodes and checks a page (its bytes fields may be views into bytes): every pair has a 32-byte H1
+ * and a valid H2 (none on a tombstone), the tail is empty or a valid address, and page info, when
+ * there is any, agrees with the pairs, the tail and the skip links every page of its number must have.
+ * code says whose fault a bad page is: INVALID_ARGUMENT for input, DATA_LOSS for a page fetched from
+ * a store.
  */
 export function decodePage(bytes: Uint8Array, where: string, code: ErrorCode = ErrorCodes.INVALID_ARGUMENT): RemoteLog {
   let page: RemoteLog | undefined = decodeCommonPage(bytes);
@@ -102,31 +128,114 @@ export function decodePage(bytes: Uint8Array, where: string, code: ErrorCode = E
     if (page.tail.length > 0) validateAddress(page.tail);
     page.pair.forEach((pair, i) => {
       if (pair.localHash.length !== 32) throw new Error(`pair ${i} has a ${pair.localHash.length}-byte localHash, not 32`);
+      if (pair.redacted) {
+        if (pair.remoteHash.length > 0 || pair.data.length > 0) throw new Error(`pair ${i} is redacted but still has an address or data`);
+        return;
+      }
       try {
         validateAddress(pair.remoteHash);
       } catch (err) {
         throw new Error(`pair ${i} remoteHash: ${(err as Error).message}`);
       }
     });
+    if (page.info) checkInfo(page, page.info);
   } catch (err) {
     throw new RemoteLogError(code, `${where} is malformed: ${(err as Error).message}`, { cause: err });
   }
   return page;
 }
 
+function checkInfo(page: RemoteLog, info: RemoteLog_PageInfo): void {
+  if (info.count !== page.pair.length) throw new Error(`its info counts ${info.count} pairs, and it holds ${page.pair.length}`);
+  const first = info.firstSeqid;
+  const count = page.pair.length;
+  for (let k = 0; k < count; k++) {
+    const expected = first + BigInt(count - 1 - k);
+    if (page.pair[k].seqid !== expected) throw new Error(`pair ${k} has seqid ${page.pair[k].seqid}, not ${expected}`);
+  }
+  if (info.number > BigInt(Number.MAX_SAFE_INTEGER) || first > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error("its info is out of range");
+  const number = Number(info.number);
+  if ((number === 0) !== (page.tail.length === 0)) {
+    throw new Error(number === 0 ? "it is page 0 and has a tail" : `it is page ${number} and has no tail`);
+  }
+  const expected = skipNumbers(number);
+  if (info.skips.length !== expected.length) throw new Error(`page ${number} must have ${expected.length} skip links, not ${info.skips.length}`);
+  info.skips.forEach((skip, i) => {
+    if (Number(skip.number) !== expected[i] || skip.number !== BigInt(expected[i])) throw new Error(`skip link ${i} names page ${skip.number}, not ${expected[i]}`);
+    if (skip.firstSeqid >= (i === 0 ? first : info.skips[i - 1].firstSeqid)) throw new Error(`skip link ${i} has seqid ${skip.firstSeqid}, not below the newer one`);
+    try {
+      validateAddress(skip.address);
+    } catch (err) {
+      throw new Error(`skip link ${i}: ${(err as Error).message}`);
+    }
+  });
+  if (number > 0 && !equalBytes(info.skips[0].address, page.tail)) throw new Error("its first skip link is not its tail");
+  if (number > 0 && info.skips[expected.length - 1].firstSeqid !== 0n) throw new Error("its link to page 0 does not start at seqid 0");
+}
+
+/**
+ * The page numbers a page links to, newest first: for j = 0, 1, ... the newest page before it whose
+ * number is a multiple of 2^j, down to page 0. Every one is in the page before's links or is that page.
+ */
+export function skipNumbers(number: number): number[] {
+  const numbers: number[] = [];
+  if (number === 0) return numbers;
+  const previous = number - 1;
+  for (let step = 1; ; step *= 2) {
+    const m = Math.floor(previous / step) * step;
+    if (numbers[numbers.length - 1] !== m) numbers.push(m);
+    if (m === 0) return numbers;
+  }
+}
+
 const EMPTY = new Uint8Array(0);
+
+/**
+ * Where the next page laid out from here starts: its first seqid, its number and skip links, and the
+ * log's redaction count. null for a log whose pages carry no info (written by a draft sender):
+ * its pages stay without info, since a seqid can only be known by counting from the first page.
+ */
+export interface PagePosition {
+  firstSeqid: number;
+  number: number;
+  skips: RemoteLog_Skip[];
+  redactions: number;
+}
+
+export const FIRST_POSITION: PagePosition = { firstSeqid: 0, number: 0, skips: [], redactions: 0 };
+
+/** The position a page laid out in place of this one (a new head over the same tail) starts from. */
+export function positionOf(page: RemoteLog): PagePosition | null {
+  if (page.info) {
+    return { firstSeqid: Number(page.info.firstSeqid), number: Number(page.info.number), skips: page.info.skips, redactions: Number(page.info.redactions) };
+  }
+  return page.pair.length === 0 && page.tail.length === 0 ? FIRST_POSITION : null;
+}
+
+/** The position of the page after a sealed page that started at position and held count pairs. */
+export function positionAfter(position: PagePosition, address: Uint8Array, count: number): PagePosition {
+  const sealed: RemoteLog_Skip = { $typeName: "vac.cas.RemoteLog.Skip", address, firstSeqid: BigInt(position.firstSeqid), number: BigInt(position.number) };
+  const byNumber = new Map<number, RemoteLog_Skip>([[position.number, sealed]]);
+  for (const skip of position.skips) byNumber.set(Number(skip.number), skip);
+  const number = position.number + 1;
+  return {
+    firstSeqid: position.firstSeqid + count,
+    number,
+    skips: skipNumbers(number).map((n) => byNumber.get(n)!),
+    redactions: position.redactions,
+  };
+}
 
 // Literals rather than create(): protobuf-es messages are plain objects, and the reflective create()
 // cost more than the hashing for a page of small messages.
-function pairOf(entry: LogEntry, embed: boolean): RemoteLog_Pair {
-  return { $typeName: "vac.cas.RemoteLog.Pair", remoteHash: entry.address, localHash: entry.id, data: embed ? entry.data : EMPTY };
+function pairOf(entry: LogEntry, embed: boolean, seqid: bigint): RemoteLog_Pair {
+  return { $typeName: "vac.cas.RemoteLog.Pair", remoteHash: entry.address, localHash: entry.id, data: embed ? entry.data : EMPTY, seqid, redacted: false };
 }
 
-/** A page with its entries newest first, as the draft lays them out. */
 /**
  * What a page is planned from: a message whose bytes this writer has (a LogEntry: embedded or
  * referenced as the embed mode says), or a pair published by another writer of the same name, whose
- * message this writer may not have, carried over as it is.
+ * message this writer may not have (or a tombstone), carried over as it is.
  */
 export type PageItem = LogEntry | RemoteLog_Pair;
 
@@ -134,21 +243,34 @@ function isCarried(item: PageItem): item is RemoteLog_Pair {
   return "$typeName" in item;
 }
 
-function pageOf(itemsOldestFirst: PageItem[], tail: Uint8Array, embedNewest: number, referenced: LogEntry[]): RemoteLog {
+/** A page with its entries newest first, as the draft lays them out. */
+function pageOf(itemsOldestFirst: PageItem[], tail: Uint8Array, embedNewest: number, referenced: LogEntry[], position: PagePosition | null): RemoteLog {
   const pair: RemoteLog_Pair[] = new Array(itemsOldestFirst.length);
   const n = itemsOldestFirst.length;
+  const first = position?.firstSeqid ?? 0;
   for (let i = 0; i < n; i++) {
     const entry = itemsOldestFirst[n - 1 - i];
+    const seqid = position ? BigInt(first + n - 1 - i) : 0n;
     if (isCarried(entry)) {
-      pair[i] = entry;
+      pair[i] = entry.seqid === seqid ? entry : { ...entry, seqid };
       continue;
     }
     const embed = i < embedNewest;
     // An empty message encodes to no bytes, which reads as "not embedded": it must be in the CAS too.
     if (!embed || entry.data.length === 0) referenced.push(entry);
-    pair[i] = pairOf(entry, embed);
+    pair[i] = pairOf(entry, embed, seqid);
   }
-  return { $typeName: "vac.cas.RemoteLog", pair, tail };
+  const info: RemoteLog_PageInfo | undefined = position
+    ? {
+        $typeName: "vac.cas.RemoteLog.PageInfo",
+        firstSeqid: BigInt(first),
+        count: n,
+        number: BigInt(position.number),
+        skips: position.skips,
+        redactions: BigInt(position.redactions),
+      }
+    : undefined;
+  return { $typeName: "vac.cas.RemoteLog", pair, tail, info };
 }
 
 export interface SealedPage {
@@ -165,26 +287,38 @@ export interface PagePlan {
 }
 
 /**
- * Lays out entries that start where the current head page starts. Full pages are sealed (encoded,
- * addressed, linked by tail), and what is left becomes the new head. A full head stays the head until
- * the next append, so that a head is never empty. Cost is O(entries), which is O(k + page size) when
- * the caller passes the old head's entries plus k new ones.
+ * Lays out entries that start where the current head page starts (position: that page's, from
+ * positionOf; FIRST_POSITION for a new log). Full pages are sealed (encoded, addressed, linked by
+ * tail and skip links), and what is left becomes the new head. A full head stays the head until the
+ * next append, so that a head is never empty. Cost is O(entries + log pages), which is O(k + page
+ * size) when the caller passes the old head's entries plus k new ones.
  */
-export function planPages(entriesOldestFirst: PageItem[], tail: Uint8Array, pageSize: number, embed: EmbedMode): PagePlan {
+export function planPages(
+  entriesOldestFirst: PageItem[],
+  tail: Uint8Array,
+  pageSize: number,
+  embed: EmbedMode,
+  position: PagePosition | null = FIRST_POSITION,
+): PagePlan {
   if (!Number.isInteger(pageSize) || pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be a positive integer, not ${pageSize}`);
+  if (position && (position.number === 0) !== (tail.length === 0)) {
+    throw RemoteLogError.invalidArgument(`a page at position ${position.number} ${tail.length === 0 ? "needs" : "cannot have"} a tail`);
+  }
   const sealed: SealedPage[] = [];
   const referenced: LogEntry[] = [];
   const sealedEmbed = embed === "all" ? Infinity : 0;
   let start = 0;
   let link = tail;
+  let at = position;
   while (entriesOldestFirst.length - start > pageSize) {
-    const bytes = encodePage(pageOf(entriesOldestFirst.slice(start, start + pageSize), link, sealedEmbed, referenced));
+    const bytes = encodePage(pageOf(entriesOldestFirst.slice(start, start + pageSize), link, sealedEmbed, referenced, at));
     link = addressOf(bytes);
     sealed.push({ address: link, bytes });
+    if (at) at = positionAfter(at, link, pageSize);
     start += pageSize;
   }
   const headEmbed = embed === "all" ? Infinity : embed === "none" ? 0 : embed;
-  return { sealed, head: pageOf(entriesOldestFirst.slice(start), link, headEmbed, referenced), referenced };
+  return { sealed, head: pageOf(entriesOldestFirst.slice(start), link, headEmbed, referenced, at), referenced };
 }
 
 /**

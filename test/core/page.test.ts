@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
-import { decodePage, encodePage, parseEmbed, planPages, verifyPairData, type LogEntry } from "../../core/page.js";
+import { decodePage, encodePage, parseEmbed, planPages, positionOf, skipNumbers, verifyPairData, type LogEntry } from "../../core/page.js";
 import { walkChain } from "../../core/chain.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
@@ -57,7 +57,7 @@ describe("page - layout", () => {
     const log = entries(9);
     const first = planPages(log.slice(0, 5), new Uint8Array(0), 4, "none"); // head holds 4..4
     const headStart = 5 - first.head.pair.length;
-    const second = planPages(log.slice(headStart), first.head.tail, 4, "none");
+    const second = planPages(log.slice(headStart), first.head.tail, 4, "none", positionOf(first.head));
     const once = planPages(log, new Uint8Array(0), 4, "none");
     expect(encodePage(second.head)).toEqual(encodePage(once.head));
     expect([...first.sealed, ...second.sealed].map((p) => toHex(p.address))).toEqual(once.sealed.map((p) => toHex(p.address)));
@@ -96,13 +96,74 @@ describe("page - encoding", () => {
       create(RemoteLogSchema, {}),
       create(RemoteLogSchema, { tail: addressOf(new Uint8Array(1)) }),
       planPages(entries(300), new Uint8Array(0), 256, 7).head,
-      planPages(entries(9), addressOf(new Uint8Array(2)), 256, "all").head,
+      planPages(entries(9), addressOf(new Uint8Array(2)), 256, "all", null).head,
+      planPages(entries(2000), new Uint8Array(0), 16, "none").head,
+      create(RemoteLogSchema, { pair: [{ localHash: new Uint8Array(32), seqid: 300n, redacted: true }], info: {} }),
       create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(big), localHash: new Uint8Array(32), data: big }, { localHash: new Uint8Array(32) }] }),
     ];
     for (const page of shapes) expect(encodePage(page)).toEqual(toBinary(RemoteLogSchema, page));
     for (const sealed of planPages(entries(40), new Uint8Array(0), 16, "all").sealed) {
       expect(sealed.bytes).toEqual(toBinary(RemoteLogSchema, fromBinary(RemoteLogSchema, sealed.bytes)));
     }
+  });
+});
+
+describe("page - seqids and skip links", () => {
+  it("numbers pairs and pages, and links each page to the newest multiple of every power of two before it", () => {
+    const plan = planPages(entries(100), new Uint8Array(0), 4, "none");
+    const pages = [...plan.sealed.map((s) => decodePage(s.bytes, "p")), plan.head];
+    expect(pages).toHaveLength(25);
+    pages.forEach((page, n) => {
+      expect(page.info!.number).toBe(BigInt(n));
+      expect(page.info!.firstSeqid).toBe(BigInt(4 * n));
+      expect(page.pair.map((p) => p.seqid)).toEqual([3, 2, 1, 0].map((k) => BigInt(4 * n + k)));
+      expect(page.info!.skips.map((skip) => Number(skip.number))).toEqual(skipNumbers(n));
+      for (const skip of page.info!.skips) {
+        expect(skip.address).toEqual(plan.sealed[Number(skip.number)].address);
+        expect(skip.firstSeqid).toBe(skip.number * 4n);
+      }
+    });
+    expect(skipNumbers(0)).toEqual([]);
+    expect(skipNumbers(1)).toEqual([0]);
+    expect(skipNumbers(13)).toEqual([12, 8, 0]);
+    expect(skipNumbers(17)).toEqual([16, 0]);
+    expect(skipNumbers(6)).toEqual([5, 4, 0]);
+  });
+
+  it("keeps a log's seqids and links when the head grows by appends of any size", () => {
+    const log = entries(50);
+    const once = planPages(log, new Uint8Array(0), 8, "none");
+    let plan = planPages(log.slice(0, 1), new Uint8Array(0), 8, "none");
+    const sealed = [...plan.sealed];
+    let at = 1;
+    for (const step of [3, 9, 1, 17, 19]) {
+      const start = at - plan.head.pair.length;
+      plan = planPages(log.slice(start, at + step), plan.head.tail, 8, "none", positionOf(plan.head));
+      sealed.push(...plan.sealed);
+      at += step;
+    }
+    expect(encodePage(plan.head)).toEqual(encodePage(once.head));
+    expect(sealed.map((p) => toHex(p.address))).toEqual(once.sealed.map((p) => toHex(p.address)));
+  });
+
+  it("refuses page info that disagrees with the page", () => {
+    const plan = planPages(entries(40), new Uint8Array(0), 4, "none");
+    const good = decodePage(plan.sealed[6].bytes, "p");
+    const bad = (change: (page: ReturnType<typeof decodePage>) => void) => {
+      const page = fromBinary(RemoteLogSchema, toBinary(RemoteLogSchema, good));
+      change(page);
+      return () => decodePage(toBinary(RemoteLogSchema, page), "page", "DATA_LOSS");
+    };
+    expect(bad(() => {})).not.toThrow();
+    expect(bad((p) => (p.info!.count = 5))).toThrowError(/DATA_LOSS: page is malformed: its info counts 5/);
+    expect(bad((p) => (p.pair[1].seqid = 99n))).toThrowError(/pair 1 has seqid 99/);
+    expect(bad((p) => (p.info!.number = 9n))).toThrowError(/skip link/);
+    expect(bad((p) => p.info!.skips.pop())).toThrowError(/must have 3 skip links/);
+    expect(bad((p) => (p.info!.skips[1].firstSeqid = 30n))).toThrowError(/not below the newer one/);
+    expect(bad((p) => (p.info!.skips[0].address = plan.sealed[2].address))).toThrowError(/first skip link is not its tail/);
+    expect(bad((p) => (p.tail = new Uint8Array(0)))).toThrowError(/page 6 and has no tail/);
+    expect(bad((p) => (p.pair[0].redacted = true))).toThrowError(/redacted but still has an address/);
+    expect(bad((p) => Object.assign(p.pair[0], { redacted: true, remoteHash: new Uint8Array(0) }))).not.toThrow();
   });
 });
 

@@ -70,6 +70,25 @@ describe("send and receive - end to end through real processes", () => {
     expect(parseJsonl<Delivered>(received.stdout).map((d) => d.id)).toEqual((await localLog(alice)).map((m) => m.id));
   });
 
+  it("receive --from-seq starts at any seqid, and goes on from there", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    const send = await runCli(["send", "--unsigned", "--name", "s", "--server", server.url, "--data", alice, "--page-size", "8"], { stdin: lines(500) });
+    expect(send.code, send.stderr).toBe(0);
+    const bob = ["receive", "--unsigned", "--name", "s", "--server", server.url, "--state", join(dir, "bob")];
+    const seek = await runCli([...bob, "--from-seq", "437"]);
+    expect(seek.code, seek.stderr).toBe(0);
+    const got = parseJsonl<Delivered>(seek.stdout);
+    expect(got.map((d) => d.seq)).toEqual(Array.from({ length: 63 }, (_, i) => 437 + i));
+    expect(bodies(got)[0]).toBe(lines(500).split("\n")[437]);
+    expect((await runCli(["send", "--unsigned", "--name", "s", "--server", server.url, "--data", alice, "--page-size", "8"], { stdin: lines(2, "more") })).code).toBe(0);
+    expect(parseJsonl<Delivered>((await runCli(bob)).stdout).map((d) => d.seq)).toEqual([500, 501]);
+    const many = await runCli(["receive", "--unsigned", "--name", "s", "--name", "t", "--server", server.url, "--state", join(dir, "c"), "--from-seq", "1"]);
+    expect(many.code).toBe(2);
+    expect(many.stderr).toMatch(/--from-seq reads one name/);
+  });
+
   it("works with the CAS and the NS as separate services", async () => {
     const dir = await tempDir();
     const cas = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "cas"), "--only", "cas"]);

@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import { toBinary } from "@bufbuild/protobuf";
+import { RemoteLogSchema, type RemoteLog } from "../../gen/vac/cas/cas_pb.js";
+import { collectPages, walkChain } from "../../core/chain.js";
+import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
+import { decodePage, encodePage, planPages, type LogEntry } from "../../core/page.js";
+
+function entries(n: number): LogEntry[] {
+  return Array.from({ length: n }, (_, i) => {
+    const message = newMessage(new TextEncoder().encode("g"), 1700000000n, new TextEncoder().encode(`m${i}`));
+    const data = encodeMessage(message);
+    return { id: messageId(message), address: addressOf(data), data };
+  });
+}
+
+/** A chain of n messages in pages of size, with a CAS of its pages that counts what it is asked. */
+function chainOf(n: number, size: number) {
+  const plan = planPages(entries(n), new Uint8Array(0), size, "none");
+  const blocks = new Map(plan.sealed.map((page) => [toHex(page.address), page.bytes]));
+  const asked = { calls: 0, pages: 0 };
+  const fetchPages = async (addresses: Uint8Array[]) => {
+    asked.calls++;
+    asked.pages += addresses.length;
+    return addresses.map((address) => {
+      const bytes = blocks.get(toHex(address));
+      if (!bytes) throw new Error(`no block ${toHex(address)}`);
+      return bytes;
+    });
+  };
+  return { plan, blocks, asked, fetchPages };
+}
+
+const seqids = (pages: RemoteLog[]) => pages.flatMap((page) => page.pair.map((pair) => Number(pair.seqid)).reverse());
+
+describe("chain - collecting an indexed chain by skip links", () => {
+  it("collects every page of a chain in about log2(pages) rounds, exactly as a walk by tails reads it", async () => {
+    const { plan, asked, fetchPages } = chainOf(1000, 4); // 250 pages
+    const result = await collectPages(plan.head, 0, fetchPages);
+    expect(seqids(result.pages)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(result.fetched).toBe(249);
+    expect(asked.pages).toBe(249);
+    expect(result.rounds).toBeLessThanOrEqual(10);
+    const walk = await walkChain(plan.head, async (address) => (await fetchPages([address]))[0]);
+    expect(result.pages.flatMap((page) => page.pair).map((pair) => toHex(pair.localHash)).sort()).toEqual(walk.pairs.map((pair) => toHex(pair.localHash)).sort());
+  });
+
+  it("seeks to any seqid: the page holding it and every later one, and nothing older", async () => {
+    const { plan, fetchPages } = chainOf(203, 8);
+    for (const from of [0, 1, 7, 8, 9, 63, 64, 100, 191, 192, 199, 200, 202, 203, 5000]) {
+      const { pages, rounds } = await collectPages(plan.head, from, fetchPages);
+      const got = seqids(pages);
+      const start = Math.min(from, 200) - (Math.min(from, 200) % 8);
+      expect(got[0], `from ${from}`).toBe(start);
+      expect(got[got.length - 1]).toBe(202);
+      expect(rounds).toBeLessThanOrEqual(6);
+    }
+  });
+
+  it("needs no fetch when the head holds the seqid", async () => {
+    const { plan, asked, fetchPages } = chainOf(20, 8);
+    const { pages } = await collectPages(plan.head, 17, fetchPages);
+    expect(pages).toEqual([plan.head]);
+    expect(asked.calls).toBe(0);
+  });
+
+  it("refuses a page that is not the one its link promised, a broken tail, and bytes that do not hash: DATA_LOSS", async () => {
+    const { plan, blocks, fetchPages } = chainOf(100, 4);
+    const addressOfPage = (n: number) => plan.sealed[n].address;
+    // A store serving page 3's bytes for page 5: they do not hash to 5's address.
+    blocks.set(toHex(addressOfPage(5)), plan.sealed[3].bytes);
+    await expect(collectPages(plan.head, 0, fetchPages)).rejects.toThrowError(/DATA_LOSS: page \S+ does not hash to its address/);
+    blocks.set(toHex(addressOfPage(5)), plan.sealed[5].bytes);
+
+    // A writer whose head links page 12 under page 16's number: the bytes hash, the claim does not hold.
+    const head = structuredClone(plan.head) as RemoteLog;
+    const lie = head.info!.skips.findIndex((skip) => skip.number === 16n);
+    head.info!.skips[lie].address = addressOfPage(12);
+    const lying = decodePage(toBinary(RemoteLogSchema, head), "head");
+    await expect(collectPages(lying, 0, fetchPages)).rejects.toThrowError(/DATA_LOSS: page \S+ is not the page its link promised \(number 16/);
+
+    // Pages that link properly but whose tails make another chain: rebuilt page 20 whose tail is page 18.
+    const bent = decodePage(plan.sealed[20].bytes, "p");
+    bent.tail = addressOfPage(18);
+    bent.info!.skips[0] = { ...bent.info!.skips[0], address: addressOfPage(18) };
+    const bentBytes = encodePage(bent);
+    const forged = structuredClone(plan.head) as RemoteLog;
+    for (const skip of forged.info!.skips) if (skip.number === 20n) skip.address = addressOf(bentBytes);
+    blocks.set(toHex(addressOf(bentBytes)), bentBytes);
+    await expect(collectPages(decodePage(encodePage(forged), "head"), 0, fetchPages)).rejects.toThrowError(/DATA_LOSS/);
+  });
+});
