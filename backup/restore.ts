@@ -1,8 +1,9 @@
-import { readdir, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { RemoteLogError } from "../core/errors.js";
+import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, toHex } from "../core/hash.js";
-import { ioError } from "../stores/file/atomic.js";
+import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { readChain } from "./pack-chain.js";
@@ -30,38 +31,54 @@ export interface RestoreSummary {
 }
 
 /**
- * Rebuilds a local log from a pack chain. The whole chain is read and checked first (every pack's
- * CID, header and link, every message's id, no id twice), so a corrupt or incomplete backup is refused
- * before the target is touched. A target directory that holds anything is refused with CONFLICT unless
- * force, which replaces its log (log.bin and log.bin.tail-* files, under the log's lock) and leaves
- * other files alone. The log is written with one append per pack.
+ * Rebuilds a local log from a pack chain. The chain is read and checked first (every pack's CID,
+ * header and link), then the log is written beside the target, in `<to>.restoring-<pid>-<random>`,
+ * one append per pack, each checked as it goes (every message decodes, and its id, which the log
+ * computes, is new and, for a pack's last message, the header's last_id). Only a log that passed all
+ * of it is moved into the target, so a corrupt or incomplete backup never touches it. A target
+ * directory that holds anything is refused with CONFLICT unless force, which replaces its log (log.bin
+ * and log.bin.tail-* files, under the log's lock) and leaves other files alone.
  */
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
   const progress = options.progress ?? silentProgress;
   await checkTarget(options.to, options.force ?? false);
-  const packs = await readChain(options.store, options.head, { readData: true, progress });
-  if (options.force) await clearLog(options.to);
-  const log = await FileLocalLog.open(options.to);
+  const packs = await readChain(options.store, options.head, { progress });
+  const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
   try {
-    if (log.length > 0) throw RemoteLogError.conflict(`${options.to} holds a log of ${log.length} messages; pass --force to replace it`);
-    progress.start("messages", packs[packs.length - 1].lastSeq + 1);
-    for (const pack of packs) {
-      const appended = await log.append(pack.messages);
-      // readChain refused duplicate ids, so every message appends at its own seq.
-      if (appended.length !== pack.count || appended[0].seq !== pack.firstSeq) {
-        throw RemoteLogError.internal(`pack ${addressText(pack.address)} appended ${appended.length} of ${pack.count} messages at seq ${appended[0]?.seq}`);
+    const log = await FileLocalLog.open(building);
+    try {
+      progress.start("messages", packs[packs.length - 1].lastSeq + 1);
+      for (const pack of packs) {
+        let appended;
+        try {
+          appended = await log.append(pack.messages);
+        } catch (err) {
+          if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
+          throw err;
+        }
+        // The log skips an id it holds already: fewer appended than sent means an id came twice.
+        if (appended.length !== pack.count || appended[0].seq !== pack.firstSeq) {
+          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)} repeats ${pack.count - appended.length} message(s) of the chain (seqs ${pack.firstSeq}..${pack.lastSeq})`);
+        }
+        if (!equalBytes(appended[appended.length - 1].id, pack.lastId)) {
+          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(appended[appended.length - 1].id)}, but the header says ${toHex(pack.lastId)}`);
+        }
+        bytes += pack.size;
+        progress.advance(pack.count);
       }
-      if (!equalBytes(appended[appended.length - 1].id, pack.lastId)) {
-        throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: last message ${toHex(appended[appended.length - 1].id)} is not ${toHex(pack.lastId)}`);
-      }
-      bytes += pack.size;
-      progress.advance(pack.count);
+      progress.stop();
+    } finally {
+      await log.close();
     }
-    progress.stop();
+    await checkTarget(options.to, options.force ?? false);
+    if (options.force) await clearLog(options.to);
+    await ensureDir(options.to);
+    await rename(join(building, "log.bin"), join(options.to, "log.bin"));
+    await fsyncDir(options.to);
   } finally {
-    await log.close();
+    await rm(building, { recursive: true, force: true });
   }
   const last = packs[packs.length - 1];
   return {

@@ -92,10 +92,12 @@ export class RemoteLogSource implements LogSource {
     if (after && !walk.reachedStop) {
       throw RemoteLogError.conflict(`name ${JSON.stringify(name)} no longer holds message ${toHex(after.lastId)}, the last one backed up: its log was replaced`);
     }
-    const missing = walk.pairs.filter((pair) => pair.data.length === 0).map((pair) => pair.remoteHash);
+    // A redacted pair (a tombstone) has no message left to keep: the backup holds what the log still holds.
+    const pairs = walk.pairs.filter((pair) => !pair.redacted);
+    const missing = pairs.filter((pair) => pair.data.length === 0).map((pair) => pair.remoteHash);
     const fetched = missing.length > 0 ? await this.remote.getBlocks(missing) : [];
     let next = 0;
-    const messages = walk.pairs.map((pair, i) => {
+    const messages = pairs.map((pair, i) => {
       const data = pair.data.length > 0 ? pair.data : fetched[next++];
       verifyPairData(pair, data, `message ${i} of name ${JSON.stringify(name)}`);
       return data;
@@ -103,7 +105,7 @@ export class RemoteLogSource implements LogSource {
     return {
       firstSeq: after ? after.lastSeq + 1 : 0,
       messages,
-      lastId: walk.pairs.length > 0 ? walk.pairs[walk.pairs.length - 1].localHash : (after?.lastId ?? new Uint8Array(0)),
+      lastId: pairs.length > 0 ? pairs[pairs.length - 1].localHash : (after?.lastId ?? new Uint8Array(0)),
       logHead: { page: addressOf(entry.content), sequence: entry.version },
     };
   }

@@ -174,7 +174,8 @@ export async function verifyRemoteLog(
     progress.start("messages", pairs.length);
     const batch = 4096;
     for (let i = 0; i < pairs.length; i += batch) {
-      const chunk = pairs.slice(i, i + batch).filter((pair) => pair.remoteHash.length > 0);
+      // A redacted pair has no message to check; decodePage checked that it carries none.
+      const chunk = pairs.slice(i, i + batch).filter((pair) => !pair.redacted);
       const missing = chunk.filter((pair) => pair.data.length === 0);
       const fetched = await fetchAllowingMissing(remote, missing.map((pair) => pair.remoteHash));
       let next = 0;
