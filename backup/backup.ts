@@ -1,6 +1,6 @@
 import { RemoteLogError } from "../core/errors.js";
 import { addressText, decodeMessage, messageId } from "../core/hash.js";
-import { DEFAULT_PACK_SIZE, encodePack, splitIntoPacks } from "./pack-format.js";
+import { DEFAULT_PACK_SIZE, deflateBody, encodePack, splitIntoPacks } from "./pack-format.js";
 import { readPack } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
 import type { LogSource } from "./source.js";
@@ -11,6 +11,8 @@ export interface BackupOptions {
   target: PackStore;
   /** Largest pack in bytes; default 8 MiB. */
   packSize?: number;
+  /** Deflate pack bodies where that saves space (default); false stores every body as it is. */
+  compress?: boolean;
   progress?: Progress;
 }
 
@@ -62,9 +64,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
 
   const runs = splitIntoPacks(read.messages, packSize, source.logName);
   progress.start("packs", runs.length);
+  // Bodies deflate on the thread pool, all at once; headers chain one after the other, since each
+  // names the CID of the pack before it.
+  const compress = options.compress ?? true;
+  const bodies = runs.map((run) => (compress ? deflateBody(run.map((i) => read.messages[i])) : Promise.resolve(undefined)));
+  bodies.forEach((body) => body.catch(() => {})); // awaited in order below
   let link = previous?.address ?? new Uint8Array(0);
   let bytes = 0;
-  for (const run of runs) {
+  for (let r = 0; r < runs.length; r++) {
+    const run = runs[r];
     const messages = run.map((i) => read.messages[i]);
     const firstSeq = read.firstSeq + run[0];
     const lastSeq = firstSeq + run.length - 1;
@@ -73,8 +81,9 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     const pack = encodePack(
       { logName: source.logName, firstSeq, lastSeq, count: run.length, previous: link, logHead: read.logHead, lastId: lastId ?? idOf(messages[messages.length - 1]) },
       messages,
+      compress ? await bodies[r] : undefined,
     );
-    // One pack at a time: memory stays at one pack beyond the messages read, and a crash keeps every pack before.
+    // One pack at a time: a crash keeps every pack before, and the next run writes the same ones again.
     await target.put([pack]);
     link = pack.address;
     bytes += pack.bytes.length;

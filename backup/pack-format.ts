@@ -20,11 +20,18 @@
  * - Packs are deterministic (no clocks, no randomness): the same messages and pack size give the same
  *   bytes and CIDs, so a backup killed half-way and run again writes the very same packs, and a
  *   target that has one already skips it.
+ * - The body may be deflated (compression = COMPRESSION_DEFLATE_RAW, deflated_body = raw DEFLATE of a
+ *   PackBody), and is only when that saves at least 5% on a sample: Huffman-only DEFLATE, which takes
+ *   the narrow alphabet of encoded (base64, hex) encrypted bodies down by a quarter at ~120 MB/s, where
+ *   LZ matching costs three times as long and finds nothing in encrypted bytes. Random bytes stay as
+ *   they are. Inflating is bounded (MAX_BODY_BYTES), so a hostile pack cannot blow up a reader.
  * - type is field 1 as fixed64, so the first byte of a pack (and of a BackupHead) is 0x09, while a
  *   vac.cas.RemoteLog page starts with 0x0a, 0x12 or 0x1a: gc and verify tell them apart by it.
  */
+import { promisify } from "node:util";
+import { constants as zlibConstants, deflateRaw, deflateRawSync, inflateRawSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { BackupHeadSchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
+import { BackupHeadSchema, Compression, PackBodySchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
 
@@ -55,7 +62,26 @@ export interface ReadPack extends PackHeader {
   size: number;
 }
 
-export function encodePack(header: PackHeader, messages: Uint8Array[]): { address: Uint8Array; bytes: Uint8Array } {
+/** The most bytes a deflated body may inflate to: far more than any pack a writer makes. */
+export const MAX_BODY_BYTES = 1 << 30;
+const SAMPLE_BYTES = 64 * 1024;
+const DEFLATE_OPTIONS = { strategy: zlibConstants.Z_HUFFMAN_ONLY };
+const deflateRawAsync = promisify(deflateRaw);
+
+/**
+ * A pack's body, deflated when that pays (see the format notes), else undefined. Runs on libuv's
+ * thread pool, so the bodies of several packs deflate at once while the main thread goes on.
+ */
+export async function deflateBody(messages: Uint8Array[]): Promise<Uint8Array | undefined> {
+  const body = toBinary(PackBodySchema, create(PackBodySchema, { messages }));
+  const sample = body.subarray(0, SAMPLE_BYTES);
+  if (deflateRawSync(sample, DEFLATE_OPTIONS).length > sample.length * 0.95) return undefined;
+  const deflated = await deflateRawAsync(body, DEFLATE_OPTIONS);
+  return deflated.length < body.length * 0.95 ? new Uint8Array(deflated.buffer, deflated.byteOffset, deflated.length) : undefined;
+}
+
+/** Lays out a pack; with deflated (from deflateBody of the same messages) its body is that. */
+export function encodePack(header: PackHeader, messages: Uint8Array[], deflated?: Uint8Array): { address: Uint8Array; bytes: Uint8Array } {
   const pack = create(PackSchema, {
     type: PACK_TYPE,
     version: PACK_VERSION,
@@ -66,7 +92,9 @@ export function encodePack(header: PackHeader, messages: Uint8Array[]): { addres
     previous: header.previous,
     logHead: header.logHead,
     lastId: header.lastId,
-    messages,
+    compression: deflated ? Compression.DEFLATE_RAW : Compression.UNSPECIFIED,
+    messages: deflated ? [] : messages,
+    deflatedBody: deflated,
   });
   const bytes = toBinary(PackSchema, pack);
   return { address: addressOf(bytes), bytes };
@@ -122,8 +150,9 @@ export function decodePack(bytes: Uint8Array, address: Uint8Array): ReadPack {
   const bad = (why: string) => RemoteLogError.dataLoss(`${where} is malformed: ${why}`);
   if (pack.type !== PACK_TYPE) throw bad(`type 0x${pack.type.toString(16)} is not a pack's`);
   if (pack.version !== PACK_VERSION) throw bad(`format version ${pack.version}; this remotelog reads version ${PACK_VERSION}`);
+  const messages = bodyOf(pack, bad);
   const count = Number(pack.count);
-  if (count < 1 || count !== pack.messages.length) throw bad(`header says ${pack.count} messages, body has ${pack.messages.length}`);
+  if (count < 1 || count !== messages.length) throw bad(`header says ${pack.count} messages, body has ${messages.length}`);
   if (pack.lastSeq !== pack.firstSeq + pack.count - 1n) throw bad(`seqs ${pack.firstSeq}..${pack.lastSeq} do not hold ${count} messages`);
   if (pack.lastSeq > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`last seq ${pack.lastSeq} is too large`);
   if ((pack.previous.length === 0) !== (pack.firstSeq === 0n)) {
@@ -147,8 +176,23 @@ export function decodePack(bytes: Uint8Array, address: Uint8Array): ReadPack {
     previous: pack.previous,
     logHead: pack.logHead ? { page: pack.logHead.page, sequence: pack.logHead.sequence } : undefined,
     lastId: pack.lastId,
-    messages: pack.messages,
+    messages,
   };
+}
+
+function bodyOf(pack: Pack, bad: (why: string) => RemoteLogError): Uint8Array[] {
+  if (pack.compression === Compression.UNSPECIFIED) {
+    if (pack.deflatedBody.length > 0) throw bad("it has a deflated body but says it is not compressed");
+    return pack.messages;
+  }
+  if (pack.compression !== Compression.DEFLATE_RAW) throw bad(`compression ${pack.compression} is not one this remotelog reads`);
+  if (pack.messages.length > 0) throw bad("it has both a deflated body and plain messages");
+  try {
+    const body = inflateRawSync(pack.deflatedBody, { maxOutputLength: MAX_BODY_BYTES });
+    return fromBinary(PackBodySchema, body).messages;
+  } catch (err) {
+    throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
+  }
 }
 
 /** Checks that older is the pack right before newer in one chain; DATA_LOSS naming both otherwise. */

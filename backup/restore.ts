@@ -5,7 +5,7 @@ import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js"
 import { addressText, equalBytes, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
+import { LogFileWriter } from "./log-file.js";
 import { readChain } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
@@ -32,9 +32,9 @@ export interface RestoreSummary {
 
 /**
  * Rebuilds a local log from a pack chain. The chain is read and checked first (every pack's CID,
- * header and link), then the log is written beside the target, in `<to>.restoring-<pid>-<random>`,
- * one append per pack, each checked as it goes (every message decodes, and its id, which the log
- * computes, is new and, for a pack's last message, the header's last_id). Only a log that passed all
+ * header and link), then the log is written beside the target, in `<to>.restoring-<pid>-<random>`
+ * (backup/log-file.ts), a pack at a time, each checked as it goes (every message decodes, its id is
+ * new, and a pack's last id is its header's last_id). Only a log that passed all
  * of it is moved into the target, so a corrupt or incomplete backup never touches it. A target
  * directory that holds anything is refused with CONFLICT unless force, which replaces its log (log.bin
  * and log.bin.tail-* files, under the log's lock) and leaves other files alone.
@@ -47,23 +47,21 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
   try {
-    const log = await FileLocalLog.open(building);
+    const log = await LogFileWriter.create(building);
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
       for (const pack of packs) {
-        let appended;
+        let ids: Uint8Array[];
         try {
-          appended = await log.append(pack.messages);
+          ids = await log.append(pack.messages);
         } catch (err) {
-          if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
+          if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT) || isRemoteLogError(err, ErrorCodes.CONFLICT)) {
+            throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
+          }
           throw err;
         }
-        // The log skips an id it holds already: fewer appended than sent means an id came twice.
-        if (appended.length !== pack.count || appended[0].seq !== pack.firstSeq) {
-          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)} repeats ${pack.count - appended.length} message(s) of the chain (seqs ${pack.firstSeq}..${pack.lastSeq})`);
-        }
-        if (!equalBytes(appended[appended.length - 1].id, pack.lastId)) {
-          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(appended[appended.length - 1].id)}, but the header says ${toHex(pack.lastId)}`);
+        if (!equalBytes(ids[ids.length - 1], pack.lastId)) {
+          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(ids[ids.length - 1])}, but the header says ${toHex(pack.lastId)}`);
         }
         bytes += pack.size;
         progress.advance(pack.count);

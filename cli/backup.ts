@@ -1,9 +1,9 @@
 import { stat } from "node:fs/promises";
 import { runBackup } from "../backup/backup.js";
 import { DEFAULT_PACK_SIZE } from "../backup/pack-format.js";
-import { LocalLogSource, RemoteLogSource, type LogSource } from "../backup/source.js";
+import type { LogSource } from "../backup/source.js";
 import { newCommand, runCommand, usageError, type Io } from "./command.js";
-import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { endpointOptions, type EndpointFlags } from "./endpoints.js";
 import { packStoreFrom, printJson, progressOf, sizeOption } from "./pack-options.js";
 
 export const summary = "back up a log (a name or a local log) as a chain of packs";
@@ -16,6 +16,7 @@ interface BackupFlags extends EndpointFlags {
   packSize: number;
   logName?: string;
   unsigned?: boolean;
+  compress: boolean;
   json?: boolean;
 }
 
@@ -36,6 +37,7 @@ export function command(io: Io) {
       .option("--pack-size <size>", "largest pack (a URL's CAS must accept blocks this big)", sizeOption, DEFAULT_PACK_SIZE)
       .option("--log-name <name>", "the name recorded in the packs of a local log (default: the directory's name)")
       .option("--unsigned", "back up a free-form name, whose heads nobody signs")
+      .option("--no-compress", "store every pack's messages as they are (by default a body is deflated when that saves 5% or more)")
       .option("--json", "print a JSON summary instead of the CID"),
   )
     .addHelpText(
@@ -52,15 +54,17 @@ export function command(io: Io) {
       let source: LogSource;
       if (isDir) {
         if (flags.server || flags.cas || flags.ns) throw usageError(`--from ${flags.from} is a local log directory; --server, --cas and --ns are for names`);
+        const { LocalLogSource } = await import("../backup/local-source.js");
         source = await LocalLogSource.open(flags.from, flags.logName);
       } else {
         if (flags.logName) throw usageError("--log-name is for a local log directory; a remote log's packs carry its name");
+        const [{ RemoteLogSource }, { remoteFrom }] = await Promise.all([import("../backup/remote-source.js"), import("./endpoints.js")]);
         source = new RemoteLogSource(remoteFrom(flags), flags.from, { unsigned: flags.unsigned });
       }
       try {
         const target = await packStoreFrom(flags.to, { headName: flags.headName, keyFile: flags.key });
         try {
-          const result = await runBackup({ source, target, packSize: flags.packSize, progress: progressOf(io, flags.json) });
+          const result = await runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, progress: progressOf(io, flags.json) });
           if (flags.json) printJson(io, result);
           else io.stdout.write(`${result.head}\n`);
         } finally {

@@ -1,9 +1,7 @@
 import { InvalidArgumentError } from "commander";
-import { Remote } from "../actors/remote.js";
 import { RemoteLogError } from "../core/errors.js";
 import { parseAddressText } from "../core/hash.js";
-import { loadKeyFile } from "../stores/file/key-file.js";
-import { DirPackStore, isUrl, RemotePackStore, type PackStore } from "../backup/pack-store.js";
+import { DirPackStore, isUrl, type PackStore } from "../backup/pack-store.js";
 import { progressFor, type Progress } from "../backup/progress.js";
 import { usageError, type Io } from "./command.js";
 
@@ -18,6 +16,12 @@ export async function packStoreFrom(where: string, options: { headName?: string;
     if (options.headName || options.keyFile) throw usageError("--head-name and --key record a head in an NS: they need a URL, not a directory");
     return new DirPackStore(where);
   }
+  // Loaded only for a URL: the network and signature code is most of a directory restore's start-up.
+  const [{ Remote }, { loadKeyFile }, { RemotePackStore }] = await Promise.all([
+    import("../actors/remote.js"),
+    import("../stores/file/key-file.js"),
+    import("../backup/remote-pack-store.js"),
+  ]);
   const url = where.replace(/\/+$/, "");
   const key = options.keyFile ? await loadKeyFile(options.keyFile) : undefined;
   return new RemotePackStore(new Remote({ casUrl: url, nsUrl: url }), { headName: options.headName, key });

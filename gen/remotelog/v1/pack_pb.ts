@@ -6,19 +6,19 @@
 // @generated from file remotelog/v1/pack.proto (package remotelog.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file remotelog/v1/pack.proto.
  */
 export const file_remotelog_v1_pack: GenFile = /*@__PURE__*/
-  fileDesc("ChdyZW1vdGVsb2cvdjEvcGFjay5wcm90bxIMcmVtb3RlbG9nLnYxIskBCgRQYWNrEgwKBHR5cGUYASABKAYSDwoHdmVyc2lvbhgCIAEoDRIQCghsb2dfbmFtZRgDIAEoCRIRCglmaXJzdF9zZXEYBCABKAQSEAoIbGFzdF9zZXEYBSABKAQSDQoFY291bnQYBiABKAQSEAoIcHJldmlvdXMYByABKAwSJwoIbG9nX2hlYWQYCCABKAsyFS5yZW1vdGVsb2cudjEuTG9nSGVhZBIPCgdsYXN0X2lkGAkgASgMEhAKCG1lc3NhZ2VzGA8gAygMIikKB0xvZ0hlYWQSDAoEcGFnZRgBIAEoDBIQCghzZXF1ZW5jZRgCIAEoBCJMCgpCYWNrdXBIZWFkEgwKBHR5cGUYASABKAYSDAoEcGFjaxgCIAEoDBIQCghsb2dfbmFtZRgDIAEoCRIQCghsYXN0X3NlcRgEIAEoBGIGcHJvdG8z");
+  fileDesc("ChdyZW1vdGVsb2cvdjEvcGFjay5wcm90bxIMcmVtb3RlbG9nLnYxIpACCgRQYWNrEgwKBHR5cGUYASABKAYSDwoHdmVyc2lvbhgCIAEoDRIQCghsb2dfbmFtZRgDIAEoCRIRCglmaXJzdF9zZXEYBCABKAQSEAoIbGFzdF9zZXEYBSABKAQSDQoFY291bnQYBiABKAQSEAoIcHJldmlvdXMYByABKAwSJwoIbG9nX2hlYWQYCCABKAsyFS5yZW1vdGVsb2cudjEuTG9nSGVhZBIPCgdsYXN0X2lkGAkgASgMEi4KC2NvbXByZXNzaW9uGAogASgOMhkucmVtb3RlbG9nLnYxLkNvbXByZXNzaW9uEhAKCG1lc3NhZ2VzGA8gAygMEhUKDWRlZmxhdGVkX2JvZHkYECABKAwiHAoIUGFja0JvZHkSEAoIbWVzc2FnZXMYASADKAwiKQoHTG9nSGVhZBIMCgRwYWdlGAEgASgMEhAKCHNlcXVlbmNlGAIgASgEIkwKCkJhY2t1cEhlYWQSDAoEdHlwZRgBIAEoBhIMCgRwYWNrGAIgASgMEhAKCGxvZ19uYW1lGAMgASgJEhAKCGxhc3Rfc2VxGAQgASgEKkcKC0NvbXByZXNzaW9uEhsKF0NPTVBSRVNTSU9OX1VOU1BFQ0lGSUVEEAASGwoXQ09NUFJFU1NJT05fREVGTEFURV9SQVcQAWIGcHJvdG8z");
 
 /**
  * One pack: a run of consecutive messages of one log, and the address of the pack before it.
- * Fields 1-10 are the header, field 15 the body; a writer emits them in number order, so the header
+ * Fields 1-10 are the header, fields 15 and 16 the body; a writer emits them in number order, so the header
  * comes first in the bytes. The pack's address is the CIDv1 (raw, sha2-256) of its encoded bytes,
  * which covers every byte of every message.
  *
@@ -89,12 +89,27 @@ export type Pack = Message<"remotelog.v1.Pack"> & {
   lastId: Uint8Array;
 
   /**
+   * How the body is stored: in messages as they are, or deflated into deflated_body.
+   *
+   * @generated from field: remotelog.v1.Compression compression = 10;
+   */
+  compression: Compression;
+
+  /**
    * The encoded vac.mvds.Message of each message, first_seq first. H1 is not stored: restore
-   * recomputes it from these bytes, which the pack's CID already covers.
+   * recomputes it from these bytes, which the pack's CID already covers. Empty when compression is
+   * COMPRESSION_DEFLATE_RAW.
    *
    * @generated from field: repeated bytes messages = 15;
    */
   messages: Uint8Array[];
+
+  /**
+   * With COMPRESSION_DEFLATE_RAW: raw DEFLATE (RFC 1951) of an encoded PackBody holding the messages.
+   *
+   * @generated from field: bytes deflated_body = 16;
+   */
+  deflatedBody: Uint8Array;
 };
 
 /**
@@ -103,6 +118,25 @@ export type Pack = Message<"remotelog.v1.Pack"> & {
  */
 export const PackSchema: GenMessage<Pack> = /*@__PURE__*/
   messageDesc(file_remotelog_v1_pack, 0);
+
+/**
+ * A pack's messages, as deflated into Pack.deflated_body.
+ *
+ * @generated from message remotelog.v1.PackBody
+ */
+export type PackBody = Message<"remotelog.v1.PackBody"> & {
+  /**
+   * @generated from field: repeated bytes messages = 1;
+   */
+  messages: Uint8Array[];
+};
+
+/**
+ * Describes the message remotelog.v1.PackBody.
+ * Use `create(PackBodySchema)` to create a new message.
+ */
+export const PackBodySchema: GenMessage<PackBody> = /*@__PURE__*/
+  messageDesc(file_remotelog_v1_pack, 1);
 
 /**
  * @generated from message remotelog.v1.LogHead
@@ -128,7 +162,7 @@ export type LogHead = Message<"remotelog.v1.LogHead"> & {
  * Use `create(LogHeadSchema)` to create a new message.
  */
 export const LogHeadSchema: GenMessage<LogHead> = /*@__PURE__*/
-  messageDesc(file_remotelog_v1_pack, 1);
+  messageDesc(file_remotelog_v1_pack, 2);
 
 /**
  * What a backup's head points at, stored as a name's content in an NS (backup --head-name), so that
@@ -167,5 +201,30 @@ export type BackupHead = Message<"remotelog.v1.BackupHead"> & {
  * Use `create(BackupHeadSchema)` to create a new message.
  */
 export const BackupHeadSchema: GenMessage<BackupHead> = /*@__PURE__*/
-  messageDesc(file_remotelog_v1_pack, 2);
+  messageDesc(file_remotelog_v1_pack, 3);
+
+/**
+ * @generated from enum remotelog.v1.Compression
+ */
+export enum Compression {
+  /**
+   * None: the messages are in Pack.messages.
+   *
+   * @generated from enum value: COMPRESSION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Pack.deflated_body is raw DEFLATE of a PackBody. A writer uses it only when it saves space.
+   *
+   * @generated from enum value: COMPRESSION_DEFLATE_RAW = 1;
+   */
+  DEFLATE_RAW = 1,
+}
+
+/**
+ * Describes the enum remotelog.v1.Compression.
+ */
+export const CompressionSchema: GenEnum<Compression> = /*@__PURE__*/
+  enumDesc(file_remotelog_v1_pack, 0);
 
