@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many clean
+.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many bench-backup clean
 
 all: build
 
@@ -54,6 +54,12 @@ bench: build
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build
 	$(NODE) dist/bench/many-names.bench.js
+
+# Backup and restore of 100,000 messages, beside restic on the same data (installed with apt-get when
+# missing and we are root; otherwise its rows say "not installed").
+bench-backup: build
+	@command -v restic >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -qq restic >/dev/null 2>&1; } || echo "restic is not installed (apt-get install restic); its rows will say so"
+	$(NODE) dist/bench/backup.bench.js
 
 clean:
 	rm -rf dist .tmp

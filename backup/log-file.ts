@@ -25,6 +25,7 @@ export class LogFileWriter {
   private readonly firstByPrefix = new Map<number, number>();
   private readonly collided = new Set<string>();
   private ids = Buffer.allocUnsafe(32 * 1024);
+  private writing: Promise<void> = Promise.resolve();
   private position = 0;
   private count = 0;
 
@@ -49,7 +50,8 @@ export class LogFileWriter {
   }
 
   /**
-   * Appends messages as records and returns their ids. Throws INVALID_ARGUMENT naming the seq of a
+   * Appends messages as records and returns their ids; the write goes on in the background, and
+   * close() reports its failure. Throws INVALID_ARGUMENT naming the seq of a
    * message that does not decode, CONFLICT for an id already written (FileLocalLog refuses a log that
    * holds one id twice); nothing of the call is written then.
    */
@@ -72,12 +74,22 @@ export class LogFileWriter {
         ids[i] = id;
         at += HEADER_SIZE + data.length;
       }
-      let done = 0;
-      while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done, this.position + done)).bytesWritten;
     } catch (err) {
       this.forgetFrom(first);
       throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err);
     }
+    // Written on the thread pool while the caller prepares the next call; close() waits for it, and
+    // a failed write fails every later call and close().
+    const position = this.position;
+    this.writing = this.writing.then(async () => {
+      let done = 0;
+      try {
+        while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
+      } catch (err) {
+        throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err);
+      }
+    });
+    this.writing.catch(() => {});
     this.position += bytes.length;
     this.count += messages.length;
     return ids;
@@ -115,6 +127,7 @@ export class LogFileWriter {
   /** Makes everything written durable (data, then the directory entry) and closes the file. */
   async close(): Promise<void> {
     try {
+      await this.writing;
       await this.handle.datasync();
     } finally {
       await this.handle.close();

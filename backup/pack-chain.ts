@@ -1,29 +1,37 @@
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
-import { checkMessages, decodePack, verifyLink, type ReadPack } from "./pack-format.js";
+import { checkAddressAsync, checkMessages, decodePack, verifyLink, type ReadPack } from "./pack-format.js";
 import type { PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
 
 export interface ChainOptions {
-  /** Also decode every message and recompute its id (restore always does). */
+  /** Also decode every message and recompute its id. */
   readData?: boolean;
+  /**
+   * Hash each pack on the thread pool instead of before decoding it: the walk (and the caller) go on
+   * at once, and `checked` says how the hashes came out. Only for callers that use nothing of the chain
+   * before awaiting checked, as restore writes into a scratch directory.
+   */
+  hashLater?: boolean;
   progress?: Progress;
 }
 
 /**
  * Reads a pack chain from its head back to its first pack and checks it whole: every pack against
  * its CID, its header, each link (contiguous seqs, one log name), that the chain starts at seq 0, and
- * with readData every message (decodes, ids distinct, last_id). Returns the packs oldest first.
- * Throws NOT_FOUND naming a missing pack, DATA_LOSS naming a corrupt one or a broken link.
- * Holds every pack in memory: restore needs all of them before it writes anything.
+ * with readData every message (decodes, ids distinct, last_id). Returns the packs oldest first, and
+ * `checked`, which rejects if a hash did not match (already settled unless hashLater). Throws
+ * NOT_FOUND naming a missing pack, DATA_LOSS naming a corrupt one or a broken link. Holds every pack
+ * in memory: restore needs all of them before it moves a log into place.
  */
-export async function readChain(store: PackStore, head: Uint8Array, options: ChainOptions = {}): Promise<ReadPack[]> {
+export async function readChain(store: PackStore, head: Uint8Array, options: ChainOptions = {}): Promise<{ packs: ReadPack[]; checked: Promise<void> }> {
   const progress = options.progress ?? silentProgress;
   const newestFirst: ReadPack[] = [];
+  const hashes: Promise<void>[] = [];
   let address: Uint8Array = head;
   let newer: ReadPack | undefined;
   for (;;) {
-    const pack = await readPack(store, address, newer);
+    const pack = await readPack(store, address, newer, options.hashLater ? hashes : undefined);
     if (newer) verifyLink(newer, pack);
     else progress.start("packs", pack.lastSeq + 1);
     newestFirst.push(pack);
@@ -38,11 +46,13 @@ export async function readChain(store: PackStore, head: Uint8Array, options: Cha
     const seen = new Set<string>();
     for (const pack of packs) checkMessages(pack, seen);
   }
-  return packs;
+  const checked = Promise.all(hashes).then(() => {});
+  checked.catch(() => {}); // the caller awaits it; this only keeps an early failure from being unhandled
+  return { packs, checked };
 }
 
 /** One pack, fetched and checked against its address and header; NOT_FOUND when the store lacks it. */
-export async function readPack(store: PackStore, address: Uint8Array, newer?: ReadPack): Promise<ReadPack> {
+export async function readPack(store: PackStore, address: Uint8Array, newer?: ReadPack, hashLater?: Promise<void>[]): Promise<ReadPack> {
   let bytes: Uint8Array | undefined;
   try {
     bytes = await store.get(address);
@@ -53,5 +63,6 @@ export async function readPack(store: PackStore, address: Uint8Array, newer?: Re
   }
   const named = newer ? `, the pack before ${addressText(newer.address)} (seqs up to ${newer.firstSeq - 1}),` : "";
   if (!bytes) throw RemoteLogError.notFound(`pack ${addressText(address)}${named} is missing from ${store.where}`);
-  return decodePack(bytes, address);
+  if (hashLater) hashLater.push(checkAddressAsync(bytes, address));
+  return decodePack(bytes, address, { hashed: hashLater !== undefined });
 }

@@ -2,7 +2,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { RemoteLogError } from "../core/errors.js";
 import { addressText, parseAddressText } from "../core/hash.js";
-import { ensureDir, ioError, writeFileAtomic } from "../stores/file/atomic.js";
+import { ensureDir, ioError, removeLeftoverTmp, writeFileAtomic } from "../stores/file/atomic.js";
 
 /** Where a backup's head points: the newest pack, and what it covers. */
 export interface BackupHeadInfo {
@@ -41,6 +41,7 @@ export function isUrl(text: string): boolean {
  */
 export class DirPackStore implements PackStore {
   readonly where: string;
+  private ready = false;
 
   constructor(readonly dir: string) {
     this.where = resolve(dir);
@@ -56,7 +57,12 @@ export class DirPackStore implements PackStore {
   }
 
   async put(packs: { address: Uint8Array; bytes: Uint8Array }[]): Promise<void> {
-    await ensureDir(this.dir);
+    if (!this.ready) {
+      await ensureDir(this.dir);
+      // A backup killed mid-write leaves a temporary file; its pack is written again by this run.
+      await removeLeftoverTmp(this.dir);
+      this.ready = true;
+    }
     for (const pack of packs) {
       const path = join(this.dir, addressText(pack.address));
       // Named by its content: a file of that name and size is this pack, written whole by a rename.

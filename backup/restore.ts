@@ -43,7 +43,8 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const started = performance.now();
   const progress = options.progress ?? silentProgress;
   await checkTarget(options.to, options.force ?? false);
-  const packs = await readChain(options.store, options.head, { progress });
+  // Packs hash on the thread pool while the log is written; nothing moves into the target before they all match.
+  const { packs, checked } = await readChain(options.store, options.head, { progress, hashLater: true });
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
   try {
@@ -70,6 +71,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     } finally {
       await log.close();
     }
+    await checked;
     await checkTarget(options.to, options.force ?? false);
     if (options.force) await clearLog(options.to);
     await ensureDir(options.to);

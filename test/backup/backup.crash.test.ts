@@ -6,7 +6,7 @@ import { readLog, writeLog } from "./helpers.js";
 
 afterEach(cleanup);
 
-const packsIn = async (dir: string) => (await readdir(dir).catch(() => [] as string[])).filter((name) => name.startsWith("bafk"));
+const packsIn = async (dir: string) => (await readdir(dir).catch(() => [] as string[])).filter((name) => name.startsWith("bafk") && !name.endsWith(".tmp"));
 
 describe("backup - crash", () => {
   it("a backup killed with SIGKILL mid-run leaves the previous one whole, and the next run finishes it", async () => {
@@ -36,7 +36,8 @@ describe("backup - crash", () => {
     const second = await runCli(["backup", "--from", log, "--to", packs, "--pack-size", "4KiB", "--json"]);
     expect(second.code, second.stderr).toBe(0);
     expect(JSON.parse(second.stdout)).toMatchObject({ previous: firstHead, messages: 30_200, added: 30_000 });
-    // The packs of the killed run were the same packs: none is left over beside the chain.
+    // The packs of the killed run were the same packs: none is left over beside the chain, nor a temporary file.
+    expect((await readdir(packs)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
     const verify = await runCli(["verify", "--from", packs, "--read-data", "--json"]);
     expect(verify.code, verify.stdout).toBe(0);
     expect(JSON.parse(verify.stdout).objects).toBe((await packsIn(packs)).length);
