@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many bench-backup clean
+.PHONY: all install build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-backup clean
 
 all: build
 
@@ -50,6 +50,7 @@ bench: build
 	$(NODE) dist/bench/remote-log.bench.js
 	$(NODE) dist/bench/many-names.bench.js
 	$(NODE) dist/bench/follow-latency.bench.js
+	$(NODE) dist/bench/catch-up-rtt.bench.js
 
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build
@@ -60,6 +61,14 @@ bench-many: build
 bench-backup: build
 	@command -v restic >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -qq restic >/dev/null 2>&1; } || echo "restic is not installed (apt-get install restic); its rows will say so"
 	$(NODE) dist/bench/backup.bench.js
+
+# A fresh receiver's catch-up of 100k messages through a proxy that adds 20 ms round trips.
+bench-rtt: build
+	$(NODE) dist/bench/catch-up-rtt.bench.js
+
+# Append-to-delivered latency of receive --follow, woken by pushed heads.
+bench-follow: build
+	$(NODE) dist/bench/follow-latency.bench.js
 
 clean:
 	rm -rf dist .tmp

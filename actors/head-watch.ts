@@ -1,4 +1,4 @@
-import type { Remote } from "./remote.js";
+import type { NameHead, Remote } from "./remote.js";
 import { WatchUnsupportedError, sleep } from "./remote.js";
 
 /**
@@ -9,6 +9,7 @@ import { WatchUnsupportedError, sleep } from "./remote.js";
  */
 export class HeadWatch {
   private pushed = false;
+  private latest?: NameHead;
   private wake?: () => void;
   private readonly stop = new AbortController();
   /** False once the NS turned out not to push; the follower then just polls. */
@@ -23,9 +24,10 @@ export class HeadWatch {
     let delayMs = 100;
     while (!this.stop.signal.aborted) {
       try {
-        for await (const _head of remote.watchName(name, this.stop.signal)) {
+        for await (const head of remote.watchName(name, this.stop.signal)) {
           delayMs = 100;
           this.pushed = true;
+          this.latest = head;
           this.wake?.();
         }
       } catch (err) {
@@ -40,8 +42,12 @@ export class HeadWatch {
     }
   }
 
-  /** Resolves when a head was pushed since the last call, or after timeoutMs, whichever comes first. */
-  async next(timeoutMs: number): Promise<void> {
+  /**
+   * Resolves when a head was pushed since the last call, with the newest one pushed, or after
+   * timeoutMs with none, whichever comes first. A pushed head is checked like a fetched one; using it
+   * saves the follower a Fetch.
+   */
+  async next(timeoutMs: number): Promise<NameHead | undefined> {
     if (!this.pushed && !this.stop.signal.aborted) {
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -56,6 +62,9 @@ export class HeadWatch {
       });
     }
     this.pushed = false;
+    const head = this.latest;
+    this.latest = undefined;
+    return head;
   }
 
   close(): void {

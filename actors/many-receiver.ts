@@ -1,7 +1,7 @@
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
-import { backoffDelayMs, fromConnectError } from "./remote.js";
+import { WatchUnsupportedError, backoffDelayMs, fromConnectError, sleep, type Remote } from "./remote.js";
 
 /**
  * Takes a batch of one name's log, oldest first; that name's checkpoint moves past the batch once this
@@ -13,7 +13,8 @@ export type ManyDeliver = (name: string, batch: Delivery[]) => Promise<void>;
 export interface ManyReceiverOptions {
   /** The names to read; each at most once (INVALID_ARGUMENT otherwise). */
   names: readonly string[];
-  remote: ReceiverOptions["remote"];
+  /** With watchNames, a following run is woken by the NS's notes instead of waiting for each poll. */
+  remote: ReceiverOptions["remote"] & Partial<Pick<Remote, "watchNames">>;
   /** One store for every name: it keeps a checkpoint per name, and together they are the frontier. */
   checkpoints: CheckpointStore;
   /** Names synced at once; default 16. */
@@ -70,7 +71,15 @@ interface NameState {
   lastError?: string;
   missing: boolean;
   done: boolean;
+  /** Waiting for its next poll or retry. */
+  timer?: NodeJS.Timeout;
+  syncing: boolean;
+  /** Updated while syncing: synced again as soon as this sync ends. */
+  dirty: boolean;
 }
+
+/** Names per WatchMany stream: one stream's request stays well under a megabyte even with long names. */
+const WATCH_NAMES_PER_STREAM = 1000;
 
 /** A failure of the caller's deliver, kept apart from the failures of a name's log. */
 class DeliveryFailure extends Error {}
@@ -86,8 +95,10 @@ export class ManyReceiver {
   readonly names: readonly string[];
   readonly concurrency: number;
   private readonly receivers: Receiver[];
+  private readonly remote: ManyReceiverOptions["remote"];
 
   constructor(options: ManyReceiverOptions) {
+    this.remote = options.remote;
     const seen = new Set<string>();
     for (const name of options.names) {
       if (seen.has(name)) throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} is given twice; each name is read once`);
@@ -112,6 +123,37 @@ export class ManyReceiver {
     );
   }
 
+  /**
+   * Keeps WatchMany streams open over all names (WATCH_NAMES_PER_STREAM a stream), reopening a broken
+   * one with backoff, until signal aborts or the NS turns out not to push. Polling goes on meanwhile,
+   * so a broken stream costs latency, never messages.
+   */
+  private async watch(
+    watchNames: NonNullable<ManyReceiverOptions["remote"]["watchNames"]>,
+    byName: Map<string, NameState>,
+    wake: (state: NameState) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const chunks: string[][] = [];
+    for (let i = 0; i < this.names.length; i += WATCH_NAMES_PER_STREAM) chunks.push(this.names.slice(i, i + WATCH_NAMES_PER_STREAM));
+    await Promise.all(
+      chunks.map(async (names) => {
+        for (let attempt = 1; !signal.aborted; ) {
+          try {
+            for await (const note of watchNames(names, signal)) {
+              attempt = 1;
+              const state = byName.get(note.name);
+              if (state) wake(state);
+            }
+          } catch (err) {
+            if (err instanceof WatchUnsupportedError) return;
+          }
+          await sleep(backoffDelayMs(attempt++), signal);
+        }
+      }),
+    );
+  }
+
   /** Syncs every name once, or keeps following them all; one run at a time. See ManyRunOptions. */
   run(deliver: ManyDeliver, options: ManyRunOptions = {}): Promise<ManyRunResult> {
     const follow = options.follow ?? false;
@@ -120,7 +162,8 @@ export class ManyReceiver {
     const events = options.events ?? {};
     const signal = options.signal;
     const started = Date.now();
-    const states: NameState[] = this.receivers.map((receiver) => ({ receiver, failures: 0, missing: false, done: false }));
+    const states: NameState[] = this.receivers.map((receiver) => ({ receiver, failures: 0, missing: false, done: false, syncing: false, dirty: false }));
+    const byName = new Map(states.map((state) => [state.receiver.name, state]));
     // Names due for a sync, first come first served; a name waiting for its next poll or retry sits
     // in a timer instead, so a name is never queued twice and never synced twice at once.
     const ready: NameState[] = [...states];
@@ -132,6 +175,7 @@ export class ManyReceiver {
     let delivered = 0;
 
     return new Promise<ManyRunResult>((resolve, reject) => {
+      const watching = new AbortController();
       const settle = () => {
         if (inFlight > 0 || (!stopped && (ready.length > 0 || timers.size > 0))) return;
         signal?.removeEventListener("abort", stop);
@@ -144,6 +188,7 @@ export class ManyReceiver {
       };
       function stop() {
         stopped = true;
+        watching.abort();
         for (const timer of timers) clearTimeout(timer);
         timers.clear();
         ready.length = 0;
@@ -154,10 +199,24 @@ export class ManyReceiver {
         if (stopped) return;
         const timer = setTimeout(() => {
           timers.delete(timer);
+          state.timer = undefined;
           ready.push(state);
           pump();
         }, delayMs);
         timers.add(timer);
+        state.timer = timer;
+      };
+      // A note from the NS: the name is synced now rather than at its next poll.
+      const wake = (state: NameState) => {
+        if (stopped) return;
+        if (state.syncing) state.dirty = true;
+        else if (state.timer) {
+          clearTimeout(state.timer);
+          timers.delete(state.timer);
+          state.timer = undefined;
+          ready.push(state);
+          pump();
+        }
       };
       const giveUp = (state: NameState, error: RemoteLogError) => {
         failed.set(state.receiver.name, error);
@@ -166,6 +225,8 @@ export class ManyReceiver {
 
       const syncOne = async (state: NameState) => {
         const name = state.receiver.name;
+        state.syncing = true;
+        state.dirty = false;
         try {
           const result = await state.receiver.sync(async (batch) => {
             if (fatal) throw new DeliveryFailure("delivery stopped");
@@ -188,7 +249,7 @@ export class ManyReceiver {
           }
           if (!result.found && !state.missing) events.missing?.(name);
           state.missing = !result.found;
-          if (follow) later(state, intervalMs);
+          if (follow) later(state, state.dirty ? 0 : intervalMs);
           else state.done = true;
         } catch (err) {
           if (err instanceof DeliveryFailure) return stop();
@@ -202,6 +263,8 @@ export class ManyReceiver {
           if (retry) later(state, delayMs);
           else giveUp(state, error);
           events.failed?.(name, error, { inMs: retry ? delayMs : undefined, attempt: state.failures, repeated });
+        } finally {
+          state.syncing = false;
         }
       };
 
@@ -219,6 +282,7 @@ export class ManyReceiver {
 
       if (signal?.aborted) return stop();
       signal?.addEventListener("abort", stop, { once: true });
+      if (follow && this.remote.watchNames) void this.watch(this.remote.watchNames.bind(this.remote), byName, wake, watching.signal);
       pump();
     });
   }

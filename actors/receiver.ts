@@ -6,7 +6,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
 import { isKeyName, verifyNameRecord, type VerifiedRecord } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
-import type { Remote } from "./remote.js";
+import type { NameHead, Remote } from "./remote.js";
 
 export interface Delivery {
   seq: number;
@@ -24,7 +24,7 @@ export interface ReceiverOptions {
   checkpoints: CheckpointStore;
   /** Messages per delivered batch, and so per checkpoint, and about how many are fetched per call; default 1024. */
   batchSize?: number;
-  /** Fetch calls in flight at once; default 4. */
+  /** Fetch calls in flight at once; default 16, enough to keep a 20 ms round trip full. */
   concurrency?: number;
   /** Messages fetched during the walk, before delivery can start; default 65536. */
   prefetchPairs?: number;
@@ -67,13 +67,15 @@ export class Receiver {
   private readonly signed: boolean;
   private readonly nsUrl: string;
   private fromSeq?: number;
+  /** The version of the last head synced, so that an older pushed head is never taken for news. */
+  private lastVersion = 0n;
 
   constructor(options: ReceiverOptions) {
     this.name = options.name;
     this.remote = options.remote;
     this.checkpoints = options.checkpoints;
     this.batchSize = options.batchSize ?? 1024;
-    this.concurrency = options.concurrency ?? 4;
+    this.concurrency = options.concurrency ?? 16;
     this.prefetchPairs = options.prefetchPairs ?? 65_536;
     this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
     this.signed = options.signed ?? isKeyName(options.name);
@@ -81,27 +83,42 @@ export class Receiver {
     this.fromSeq = options.fromSeq;
   }
 
-  async sync(deliver: Deliver): Promise<SyncResult> {
+  /**
+   * Delivers what the name's head holds beyond the checkpoint. pushed is a head the NS pushed (Watch),
+   * used instead of fetching one when it is newer than the last head synced.
+   */
+  async sync(deliver: Deliver, pushed?: NameHead): Promise<SyncResult> {
     let checkpoint: Checkpoint = (await this.checkpoints.load(this.name)) ?? { delivered: 0, lastId: EMPTY };
     // A seek replaces where the receiver stands, but keeps the rollback floor: the name's heads are
     // no more trustworthy for starting elsewhere.
     if (this.fromSeq !== undefined) checkpoint = { ...checkpoint, delivered: this.fromSeq, lastId: EMPTY };
-    const current = await this.remote.fetchName(this.name);
+    const current = pushed && pushed.version > this.lastVersion ? pushed : await this.remote.fetchName(this.name);
     if (!current) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
     // A signed name's head is trusted only once its record verifies for the name and binds this very
     // page, and only if it is not older than a head accepted before; every older page and message is
     // then checked by its hash.
-    const sequence = this.signed ? await this.verifyHead(current.content, current.record, checkpoint.sequence) : undefined;
+    const sequence = this.signed
+      ? await verifySignedHead(this.name, current.content, current.record, checkpoint.sequence, `head of name ${JSON.stringify(this.name)} from NS ${this.nsUrl}`)
+      : undefined;
     const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
 
     const limit = limiter(this.concurrency);
-    // Messages are checked as soon as they arrive, so that checking overlaps the fetches.
-    const startFetch = (chunk: Chunk) => {
-      if (chunk.checked) return;
-      chunk.checked = limit(() => this.fetchData(chunk.pairs)).then((data) => chunk.pairs.map((pair, i) => check(pair, data[i])));
-      chunk.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
+    // Messages are checked as soon as they arrive, so that checking overlaps the fetches. Units that
+    // start together share one fetch call.
+    const startFetch = (units: Unit[]) => {
+      const waiting = units.filter((unit) => !unit.checked && unit.pairs.length > 0);
+      if (waiting.length === 0) return;
+      const pairs = waiting.length === 1 ? waiting[0].pairs : waiting.flatMap((unit) => unit.pairs);
+      const checked = limit(() => this.fetchData(pairs)).then((data) => pairs.map((pair, i) => check(pair, data[i])));
+      let at = 0;
+      for (const unit of waiting) {
+        const from = at;
+        at += unit.pairs.length;
+        unit.checked = waiting.length === 1 ? checked : checked.then((all) => all.slice(from, from + unit.pairs.length));
+        unit.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
+      }
     };
-    const { chunks, pages } = head.info ? await this.planIndexed(head, checkpoint) : await this.planByWalk(head, checkpoint, startFetch);
+    const { units, pages } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
 
     let seq = checkpoint.delivered;
     let batch: Delivery[] = [];
@@ -114,11 +131,12 @@ export class Receiver {
       await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
       batch = [];
     };
-    for (let c = 0; c < chunks.length; c++) {
-      for (let ahead = c; ahead < Math.min(chunks.length, c + this.concurrency + 1); ahead++) startFetch(chunks[ahead]);
-      const { pairs } = chunks[c];
-      const checked = await chunks[c].checked!;
-      chunks[c].checked = undefined; // delivered chunks need not stay in memory
+    for (let u = 0; u < units.length; u++) {
+      this.fetchAhead(units, u, startFetch);
+      const { pairs } = units[u];
+      if (pairs.length === 0) continue;
+      const checked = await units[u].checked!;
+      units[u].checked = undefined; // delivered units need not stay in memory
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i];
         const message = checked[i];
@@ -136,15 +154,40 @@ export class Receiver {
       await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
     }
     this.fromSeq = undefined;
+    this.lastVersion = current.version;
     return { delivered, pages, total: seq, found: true, sequence };
   }
 
   /**
-   * An indexed log (its pages carry seqids and skip links): the pages from the checkpoint on are
-   * collected a round of parallel fetches at a time rather than one per round trip, and the pair
-   * before the checkpoint must be the message delivered last, or the log was replaced.
+   * Keeps about concurrency + 1 fetches of batchSize messages going ahead of delivery, starting
+   * neighbouring units that are not fetched yet together.
    */
-  private async planIndexed(head: RemoteLog, checkpoint: Checkpoint): Promise<Plan> {
+  private fetchAhead(units: Unit[], from: number, startFetch: (units: Unit[]) => void): void {
+    let ahead = 0;
+    let group: Unit[] = [];
+    let groupPairs = 0;
+    for (let u = from; u < units.length && ahead < (this.concurrency + 1) * this.batchSize; u++) {
+      const unit = units[u];
+      ahead += unit.pairs.length;
+      if (unit.checked || unit.pairs.length === 0) continue;
+      group.push(unit);
+      groupPairs += unit.pairs.length;
+      if (groupPairs >= this.batchSize) {
+        startFetch(group);
+        group = [];
+        groupPairs = 0;
+      }
+    }
+    startFetch(group);
+  }
+
+  /**
+   * An indexed log (its pages carry seqids and skip links): the pages from the checkpoint on are
+   * collected a round of parallel fetches at a time rather than one per round trip, and their
+   * messages are fetched and checked as their pages arrive. The pair before the checkpoint must be
+   * the message delivered last, or the log was replaced.
+   */
+  private async planIndexed(head: RemoteLog, checkpoint: Checkpoint, startFetch: (units: Unit[]) => void): Promise<Plan> {
     const from = checkpoint.delivered;
     const continues = from > 0 && checkpoint.lastId.length > 0;
     const end = Number(head.info!.firstSeqid) + head.info!.count;
@@ -153,44 +196,55 @@ export class Receiver {
         `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${from - 1}), the last one delivered: its log was replaced`,
       );
     if (continues && end < from) throw replaced();
-    const start = continues ? from - 1 : from;
-    const collected = await collectPages(head, start, (addresses) => this.remote.getBlocks(addresses), { maxPages: this.maxPages });
-    const fresh: RemoteLog_Pair[] = [];
-    for (const page of collected.pages) {
-      for (let k = page.pair.length - 1; k >= 0; k--) {
-        const pair = page.pair[k];
-        const seqid = Number(pair.seqid);
-        if (continues && seqid === from - 1 && !equalBytes(pair.localHash, checkpoint.lastId)) throw replaced();
-        if (seqid >= from) fresh.push(pair);
-      }
+    const byNumber = new Map<number, Unit>();
+    let prefetched = 0;
+    const unitOf = (page: RemoteLog): Unit => ({ pairs: freshPairs(page, from) });
+    const collected = await collectPages(head, continues ? from - 1 : from, (addresses) => this.remote.getBlocks(addresses), {
+      maxPages: this.maxPages,
+      onPages: (got) => {
+        const units = got.map(({ number, page }) => {
+          const unit = unitOf(page);
+          byNumber.set(number, unit);
+          return unit;
+        });
+        const pairs = units.reduce((sum, unit) => sum + unit.pairs.length, 0);
+        if (prefetched < this.prefetchPairs && pairs > 0) {
+          prefetched += pairs;
+          startFetch(units);
+        }
+      },
+    });
+    const first = collected.pages[0];
+    if (continues) {
+      const before = first.pair.find((pair) => Number(pair.seqid) === from - 1);
+      if (!before || !equalBytes(before.localHash, checkpoint.lastId)) throw replaced();
     }
-    const chunks: Chunk[] = [];
-    for (let i = 0; i < fresh.length; i += this.batchSize) chunks.push({ pairs: fresh.slice(i, i + this.batchSize) });
-    return { chunks, pages: collected.fetched + 1 };
+    const units = collected.pages.map((page) => byNumber.get(Number(page.info!.number)) ?? unitOf(page));
+    return { units, pages: collected.fetched + 1 };
   }
 
   /**
    * A log without page info (a draft sender's): pages come newest first but messages go out oldest
    * first, so nothing can be delivered before the walk ends. Fetching starts during the walk instead,
-   * a chunk of pages of about batchSize messages at a time (one call per page cost more than the
-   * data), up to prefetchPairs messages held in memory; the rest is fetched, a few chunks ahead,
+   * a unit of pages of about batchSize messages at a time (one call per page cost more than the
+   * data), up to prefetchPairs messages held in memory; the rest is fetched, a few units ahead,
    * while delivering.
    */
-  private async planByWalk(head: RemoteLog, checkpoint: Checkpoint, startFetch: (chunk: Chunk) => void): Promise<Plan> {
+  private async planByWalk(head: RemoteLog, checkpoint: Checkpoint, startFetch: (units: Unit[]) => void): Promise<Plan> {
     if (checkpoint.delivered > 0 && checkpoint.lastId.length === 0) {
       throw RemoteLogError.conflict(`name ${JSON.stringify(this.name)} has no seqids (its pages carry no page info), so it cannot be read from seq ${checkpoint.delivered}`);
     }
-    const chunks: Chunk[] = [];
+    const units: Unit[] = [];
     let prefetched = 0;
     let gathering: RemoteLog_Pair[] = []; // newest first, as the walk finds them
-    const closeChunk = () => {
+    const closeUnit = () => {
       if (gathering.length === 0) return;
-      const chunk = { pairs: gathering.reverse() };
+      const unit = { pairs: gathering.reverse() };
       gathering = [];
-      chunks.push(chunk);
+      units.push(unit);
       if (prefetched < this.prefetchPairs) {
-        prefetched += chunk.pairs.length;
-        startFetch(chunk);
+        prefetched += unit.pairs.length;
+        startFetch([unit]);
       }
     };
     const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
@@ -198,32 +252,16 @@ export class Receiver {
       maxPages: this.maxPages,
       onPage: (pairs) => {
         for (const pair of pairs) gathering.push(pair);
-        if (gathering.length >= this.batchSize) closeChunk();
+        if (gathering.length >= this.batchSize) closeUnit();
       },
     });
-    closeChunk();
+    closeUnit();
     if (checkpoint.delivered > 0 && !walk.reachedStop) {
       throw RemoteLogError.conflict(
         `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${checkpoint.delivered - 1}), the last one delivered: its log was replaced`,
       );
     }
-    return { chunks: chunks.reverse(), pages: walk.pages };
-  }
-
-  /** Checks a signed head; returns its sequence. */
-  private async verifyHead(content: Uint8Array, record: Uint8Array, accepted: bigint | undefined): Promise<bigint> {
-    const where = `head of name ${JSON.stringify(this.name)} from NS ${this.nsUrl}`;
-    if (record.length === 0) throw RemoteLogError.permissionDenied(`${where} comes without a signed record, and the name is a key`);
-    let verified: VerifiedRecord;
-    try {
-      verified = await verifyNameRecord(this.name, record, content);
-    } catch (err) {
-      throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.message.replace(/^[A-Z_]+: /, "")}`, { cause: err }) : err;
-    }
-    if (accepted !== undefined && verified.sequence < accepted) {
-      throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${accepted} was accepted before`);
-    }
-    return verified.sequence;
+    return { units: units.reverse(), pages: walk.pages };
   }
 
   /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest. */
@@ -245,16 +283,42 @@ export class Receiver {
 
 const EMPTY = new Uint8Array(0);
 
-/** Pairs delivered together, oldest first, and their checked messages once fetching has started. */
-interface Chunk {
+/** Pairs to deliver, oldest first (a page's, or a walk's chunk), and their checked messages once fetching has started. */
+interface Unit {
   pairs: RemoteLog_Pair[];
   checked?: Promise<Checked[]>;
 }
 
+/** A page's pairs from seqid from on, oldest first. */
+function freshPairs(page: RemoteLog, from: number): RemoteLog_Pair[] {
+  const pairs: RemoteLog_Pair[] = [];
+  for (let k = page.pair.length - 1; k >= 0; k--) if (Number(page.pair[k].seqid) >= from) pairs.push(page.pair[k]);
+  return pairs;
+}
+
 interface Plan {
-  chunks: Chunk[];
+  units: Unit[];
   /** Pages read, head included. */
   pages: number;
+}
+
+/**
+ * Checks a signed head: its record verifies for the name and binds this very page, and it is not older
+ * than the sequence accepted before (a rollback). Returns the record's sequence. where names the head
+ * in errors.
+ */
+export async function verifySignedHead(name: string, content: Uint8Array, record: Uint8Array, accepted: bigint | undefined, where: string): Promise<bigint> {
+  if (record.length === 0) throw RemoteLogError.permissionDenied(`${where} comes without a signed record, and the name is a key`);
+  let verified: VerifiedRecord;
+  try {
+    verified = await verifyNameRecord(name, record, content);
+  } catch (err) {
+    throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.message.replace(/^[A-Z_]+: /, "")}`, { cause: err }) : err;
+  }
+  if (accepted !== undefined && verified.sequence < accepted) {
+    throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${accepted} was accepted before`);
+  }
+  return verified.sequence;
 }
 
 function withSequence(checkpoint: Checkpoint, sequence: bigint | undefined): Checkpoint {

@@ -1,10 +1,13 @@
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type * as http2 from "node:http2";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
+import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 
 /** What the actors need from a CAS and an NS, whatever carries it. */
 export interface NameHead {
@@ -14,6 +17,24 @@ export interface NameHead {
   record: Uint8Array;
 }
 
+
+/** Blocks sent with a name update in one call at most; more go to the CAS first, in batches. */
+const ONE_CALL_BYTES = 1 << 20;
+
+/** Opens the connection-level window too, which Node only lets a session set once it exists. */
+class WideWindowSessionManager extends Http2SessionManager {
+  private readonly widened = new WeakSet<http2.ClientHttp2Session>();
+
+  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session as http2.ClientHttp2Session | undefined;
+    if (session && !this.widened.has(session)) {
+      this.widened.add(session);
+      session.setLocalWindowSize(CONNECTION_WINDOW);
+    }
+    return stream;
+  }
+}
 
 /** The reverse of services/connect-errors.ts: a remote failure as one of our codes, naming the service. */
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
@@ -46,7 +67,8 @@ export class Remote {
   private readonly cas: Client<typeof CAS>;
   private readonly blocks: Client<typeof BlockService>;
   private readonly ns: Client<typeof NS>;
-  private readonly sessions: Http2SessionManager[] = [];
+  private readonly nameWatch: Client<typeof NameWatchService>;
+  private readonly sessions: WideWindowSessionManager[] = [];
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
   private readonly concurrency: number;
@@ -59,13 +81,14 @@ export class Remote {
     this.cas = createClient(CAS, casTransport);
     this.blocks = createClient(BlockService, casTransport);
     this.ns = createClient(NS, nsTransport);
+    this.nameWatch = createClient(NameWatchService, nsTransport);
     this.batchBlocks = options.batchBlocks ?? 4096;
     this.batchBytes = options.batchBytes ?? 8 << 20;
     this.concurrency = options.concurrency ?? 4;
   }
 
   private transport(baseUrl: string): Transport {
-    const session = new Http2SessionManager(baseUrl, { idleConnectionTimeoutMs: 5_000 });
+    const session = new WideWindowSessionManager(baseUrl, { idleConnectionTimeoutMs: 5_000 }, { settings: { initialWindowSize: STREAM_WINDOW } });
     this.sessions.push(session);
     // No compression: message bodies are usually encrypted and so incompressible, and gzip of a batch
     // cost more CPU than the whole rest of a catch-up on loopback.
@@ -147,12 +170,44 @@ export class Remote {
     }
   }
 
+  /**
+   * Notes of updates to any of names (remotelog.v1.NameWatchService), from now until signal aborts;
+   * WatchUnsupportedError from an NS without the service.
+   */
+  async *watchNames(names: string[], signal: AbortSignal): AsyncGenerator<{ name: string; version: bigint }> {
+    try {
+      for await (const note of this.nameWatch.watchMany({ names }, { signal })) yield { name: note.name, version: note.version };
+    } catch (err) {
+      if (signal.aborted) return;
+      if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);
+      throw fromConnectError(err, `NS ${this.nsUrl} WatchMany of ${names.length} names`);
+    }
+  }
+
   /** A conditional update: CONFLICT when the name is no longer at expectedVersion. */
   async updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint> {
     try {
       return (await this.ns.update({ name, content, expectedVersion, record })).version;
     } catch (err) {
       throw fromConnectError(err, `NS ${this.nsUrl} Update ${JSON.stringify(name)}`);
+    }
+  }
+
+  /**
+   * Stores blocks, then updates the name (conditionally, as updateName). When one server holds both
+   * the CAS and the NS and the blocks are few, both go in one call (NameUpdate.blocks): a publish of a
+   * message is then one round trip.
+   */
+  async updateNameWithBlocks(name: string, content: Uint8Array, expectedVersion: bigint, record: Uint8Array | undefined, blocks: Uint8Array[]): Promise<bigint> {
+    const bytes = blocks.reduce((sum, block) => sum + block.length, 0);
+    if (blocks.length === 0 || this.casUrl !== this.nsUrl || bytes > ONE_CALL_BYTES || blocks.length > this.batchBlocks) {
+      await this.putBlocks(blocks);
+      return this.updateName(name, content, expectedVersion, record);
+    }
+    try {
+      return (await this.ns.update({ name, content, expectedVersion, record, blocks })).version;
+    } catch (err) {
+      throw fromConnectError(err, `NS ${this.nsUrl} Update ${JSON.stringify(name)} with ${blocks.length} blocks`);
     }
   }
 

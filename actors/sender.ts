@@ -6,7 +6,7 @@ import { addressOf, encodeMessage, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
 import { createNameRecord } from "../core/names.js";
 import { decodePage, encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
-import type { Remote } from "./remote.js";
+import type { NameHead, Remote } from "./remote.js";
 
 export interface SenderOptions {
   name: string;
@@ -16,7 +16,8 @@ export interface SenderOptions {
    * local messages, and the id of the last). Only a hint: it is checked against the chain every time.
    */
   published: CheckpointStore;
-  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName" | "getBlock">;
+  /** updateNameWithBlocks, when there is one, publishes blocks and head in one round trip where it can. */
+  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName" | "getBlock"> & Partial<Pick<Remote, "updateNameWithBlocks">>;
   /** Signs every update with this key; the name must be the key's. Unsigned without it. */
   key?: PrivateKey;
   /** Validity and TTL of the signed records. */
@@ -67,6 +68,11 @@ export class Sender {
   private readonly pageSize: number;
   private readonly embed: EmbedMode;
   private readonly maxAttempts: number;
+  /**
+   * The head this sender published last, taken as the name's current head on the next publish instead
+   * of fetching it: the conditional update fails if another writer moved the name, and the retry fetches.
+   */
+  private lastHead?: NameHead;
 
   constructor(options: SenderOptions) {
     this.name = options.name;
@@ -99,7 +105,8 @@ export class Sender {
 
   /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
   private async publishOnce(lostRaces: number): Promise<PublishResult | RemoteLogError> {
-    const current = await this.remote.fetchName(this.name);
+    const current = lostRaces === 0 && this.lastHead ? this.lastHead : await this.remote.fetchName(this.name);
+    this.lastHead = undefined;
     // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
     // whatever was published before: everything goes out again, from the first message.
     const mark: Checkpoint = (current && (await this.published.load(this.name))) || { delivered: 0, lastId: new Uint8Array(0) };
@@ -132,6 +139,7 @@ export class Sender {
 
     const pending = (await this.log.read(mark.delivered, total)).filter((entry) => !already.has(toHex(entry.id)));
     if (pending.length === 0) {
+      this.lastHead = current;
       await this.remember(total);
       return { published: total, added: 0, foreign, sealedPages: 0, version, uploadedBlocks: 0, lostRaces };
     }
@@ -140,17 +148,22 @@ export class Sender {
 
     // Messages and sealed pages go in before the head that names them, so no reader meets a dangling address.
     const messageBlocks = plan.referenced.map((entry) => entry.data);
-    await this.remote.putBlocks([...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)]);
-
+    const blocks = [...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)];
     const headBytes = encodePage(plan.head);
     const record = this.key ? await createNameRecord(this.key, headBytes, version + 1n, this.recordOptions) : undefined;
     let newVersion: bigint;
     try {
-      newVersion = await this.remote.updateName(this.name, headBytes, version, record);
+      if (this.remote.updateNameWithBlocks) {
+        newVersion = await this.remote.updateNameWithBlocks(this.name, headBytes, version, record, blocks);
+      } else {
+        await this.remote.putBlocks(blocks);
+        newVersion = await this.remote.updateName(this.name, headBytes, version, record);
+      }
     } catch (err) {
       if (err instanceof RemoteLogError && err.code === ErrorCodes.CONFLICT) return err;
       throw err;
     }
+    this.lastHead = { content: headBytes, version: newVersion, record: record ?? new Uint8Array(0) };
     await this.remember(total);
     return {
       published: total,

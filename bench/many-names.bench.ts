@@ -4,62 +4,24 @@
  * Run with `make bench-many`. The server is a real `remotelog serve` process with the embedded stores;
  * the logs are published in-process, unsigned.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { Remote, mapBounded } from "../actors/remote.js";
 import { Sender } from "../actors/sender.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../stores/memory/local-log.js";
+import { BODY_BYTES, GROUP, MAIN, bodies, percentile, startServer, stopChild, table } from "./harness.js";
 
-const MAIN = resolve("dist/cli/main.js");
-const BODY_BYTES = 256;
-const GROUP = new TextEncoder().encode("bench");
 const MESSAGES_PER_NAME = Number(process.env.BENCH_MANY_MESSAGES ?? 20);
 const NEW_MESSAGES = 100;
 const FOLLOW_MS = Number(process.env.BENCH_MANY_FOLLOW_S ?? 30) * 1000;
-const INTERVAL_MS = 500;
+// Pushed notes (WatchMany) wake a name as soon as it is updated; polling is only the safety net behind them.
+const INTERVAL_MS = Number(process.env.BENCH_MANY_INTERVAL_MS ?? 30_000);
 /** Linux reports CPU time in clock ticks of 1/100 s (USER_HZ). */
 const TICKS_PER_SECOND = 100;
-
-interface Child {
-  process: ChildProcess;
-  pid: number;
-}
-
-async function startServer(root: string): Promise<Child & { url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [MAIN, "serve", "--listen", "127.0.0.1:0", "--data", join(root, "server")], { stdio: ["ignore", "pipe", "pipe"] });
-  // The server's log lines would bury the table; they are shown only if it dies.
-  let log = "";
-  child.stderr!.on("data", (chunk) => (log = (log + chunk).slice(-20_000)));
-  child.once("exit", (code, signal) => {
-    if (code !== 0 && signal !== "SIGTERM") process.stderr.write(`serve exited with ${code ?? signal}:\n${log}`);
-  });
-  const url = await new Promise<string>((ok, fail) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const match = /^listening on (\S+)/.exec(line);
-      if (match) ok(match[1]);
-    });
-    child.once("exit", (code) => fail(new Error(`serve exited with ${code}`)));
-  });
-  return { process: child, pid: child.pid!, url, stop: () => stopChild(child) };
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((ok) => {
-    if (child.exitCode !== null || child.signalCode !== null) return ok();
-    child.once("exit", () => ok());
-    child.kill("SIGTERM");
-  });
-}
-
-function bodies(count: number): Uint8Array[] {
-  // Printable, incompressible-ish bodies, like chat text that has been encrypted and base64-encoded.
-  return Array.from({ length: count }, () => new TextEncoder().encode(randomBytes(BODY_BYTES).toString("base64").slice(0, BODY_BYTES)));
-}
 
 /** Resident and peak resident memory of a process, in MB, from /proc. */
 async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
@@ -80,9 +42,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((ok) => setTimeout(ok, ms));
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-}
 
 interface Row {
   names: number;
@@ -215,12 +174,6 @@ async function runRow(root: string, url: string, serverPid: number, logs: Log[],
   }
 }
 
-function table(headers: string[], rows: (string | number)[][]): string {
-  const cells = [headers, ...rows.map((row) => row.map((cell) => (typeof cell === "number" ? cell.toFixed(cell < 10 ? 1 : 0) : cell)))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((row) => String(row[i]).length)));
-  const line = (row: (string | number)[]) => `| ${row.map((cell, i) => String(cell).padStart(widths[i])).join(" | ")} |`;
-  return [line(cells[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.slice(1).map(line)].join("\n");
-}
 
 async function main() {
   const counts = (process.env.BENCH_MANY_NAMES ?? "1000").split(",").map(Number);

@@ -4,11 +4,9 @@
  * Run with `make bench`. Each server is a real `remotelog serve` process with the embedded stores.
  */
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { join } from "node:path";
 import { Remote } from "../actors/remote.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
 import { Sender } from "../actors/sender.js";
@@ -18,42 +16,7 @@ import { deliveryLine } from "../cli/format.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
-
-const MAIN = resolve("dist/cli/main.js");
-const BODY_BYTES = 256;
-const GROUP = new TextEncoder().encode("bench");
-
-interface ServerHandle {
-  url: string;
-  dataDir: string;
-  stop(): Promise<void>;
-}
-
-async function startServer(root: string): Promise<ServerHandle> {
-  const dataDir = join(root, "server");
-  const child = spawn(process.execPath, [MAIN, "serve", "--listen", "127.0.0.1:0", "--data", dataDir], { stdio: ["ignore", "pipe", "inherit"] });
-  const url = await new Promise<string>((ok, fail) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const match = /^listening on (\S+)/.exec(line);
-      if (match) ok(match[1]);
-    });
-    child.once("exit", (code) => fail(new Error(`serve exited with ${code}`)));
-  });
-  return {
-    url,
-    dataDir,
-    stop: () =>
-      new Promise((ok) => {
-        child.once("exit", () => ok());
-        child.kill("SIGTERM");
-      }),
-  };
-}
-
-function bodies(count: number): Uint8Array[] {
-  // Printable, incompressible-ish bodies, like chat text that has been encrypted and base64-encoded.
-  return Array.from({ length: count }, () => new TextEncoder().encode(randomBytes(BODY_BYTES).toString("base64").slice(0, BODY_BYTES)));
-}
+import { BODY_BYTES, GROUP, MAIN, bodies, ms, startServer, table } from "./harness.js";
 
 async function dirBytes(dir: string): Promise<number> {
   let total = 0;
@@ -61,10 +24,6 @@ async function dirBytes(dir: string): Promise<number> {
     if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
   }
   return total;
-}
-
-function ms(start: bigint): number {
-  return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
 /** What `receive` does with a batch, minus the write: format every line, so the timer includes it. */
@@ -226,13 +185,6 @@ async function incremental(root: string, lengths: number[], rounds: number): Pro
     await server.stop();
     await rm(root, { recursive: true, force: true });
   }
-}
-
-function table(headers: string[], rows: (string | number)[][]): string {
-  const cells = [headers, ...rows.map((row) => row.map((cell) => (typeof cell === "number" ? cell.toFixed(cell < 10 ? 2 : 0) : cell)))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((row) => String(row[i]).length)));
-  const line = (row: (string | number)[]) => `| ${row.map((cell, i) => String(cell).padStart(widths[i])).join(" | ")} |`;
-  return [line(cells[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.slice(1).map(line)].join("\n");
 }
 
 async function main() {

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
 import { HeadWatch } from "../actors/head-watch.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
-import { withRetry, type Remote } from "../actors/remote.js";
+import { withRetry, type NameHead, type Remote } from "../actors/remote.js";
 import type { CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
@@ -103,8 +103,9 @@ export function command(io: Io) {
         const watch = flags.follow ? new HeadWatch(remote, name, io.signal) : undefined;
         let warnedMissing = false;
         let lastRetryMessage = "";
+        let pushed: NameHead | undefined;
         for (;;) {
-          const result = await withRetry(() => receiver.sync(deliver), {
+          const result = await withRetry(() => receiver.sync(deliver, pushed), {
             timeoutMs: retryFor,
             signal: io.signal,
             onRetry: (err, delay) => {
@@ -123,7 +124,7 @@ export function command(io: Io) {
             warnedMissing = true;
           }
           if (!flags.follow || io.signal.aborted) break;
-          await watch!.next(flags.interval);
+          pushed = await watch!.next(flags.interval);
           if (io.signal.aborted) break;
         }
         watch?.close();

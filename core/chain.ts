@@ -70,6 +70,12 @@ export interface CollectOptions {
   maxPages?: number;
   /** Pages per fetch call; the calls of one round go out at once. Default 16. */
   pagesPerCall?: number;
+  /**
+   * Told the pages of each fetch call as soon as they are checked against their links, so that a
+   * caller can start on their messages while the collection goes on. The chain as a whole is checked
+   * only at the end: nothing may be delivered from them before collectPages resolves.
+   */
+  onPages?: (pages: { number: number; page: RemoteLog }[]) => void;
 }
 
 export interface CollectResult {
@@ -132,7 +138,7 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
       const addresses = numbers.map((number) => known.get(number)!.address);
       calls.push(
         fetchPages(addresses).then((blocks) => {
-          numbers.forEach((number, j) => {
+          const got = numbers.map((number, j) => {
             const where = `page ${addressText(addresses[j])}`;
             if (!matchesAddress(blocks[j], addresses[j])) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
             const page = decodePage(blocks[j], where, ErrorCodes.DATA_LOSS);
@@ -140,7 +146,9 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
               throw RemoteLogError.dataLoss(`${where} is not the page its link promised (number ${number}, from seqid ${known.get(number)!.firstSeqid})`);
             }
             fetched.set(number, page);
+            return { number, page };
           });
+          options.onPages?.(got);
         }),
       );
     }

@@ -10,7 +10,7 @@ import {
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
 import { decodeCommonPage } from "./message-decode.js";
-import { addressOf, decodeMessage, equalBytes, messageId, validateAddress, toHex, addressText } from "./hash.js";
+import { addressOf, decodeMessage, equalBytes, matchesAddress, messageId, validateAddress, toHex, addressText } from "./hash.js";
 
 /**
  * How much message data a sender embeds in its pages. "all" is the draft's full replication: every
@@ -326,7 +326,7 @@ export function planPages(
  * decoded message. Returns the message, or throws DATA_LOSS naming the pair.
  */
 export function verifyPairData(pair: Pick<RemoteLog_Pair, "remoteHash" | "localHash">, data: Uint8Array, where: string): Message {
-  if (!equalBytes(addressOf(data), pair.remoteHash)) {
+  if (!matchesAddress(data, pair.remoteHash)) {
     throw RemoteLogError.dataLoss(`${where}: bytes of message ${toHex(pair.localHash)} do not hash to its address ${addressText(pair.remoteHash)}`);
   }
   let message: Message;

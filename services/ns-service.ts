@@ -5,15 +5,18 @@ import type { NameEntry, NameStore } from "../core/name-store.js";
 import { isRemoteLogError, RemoteLogError } from "../core/errors.js";
 import { equalBytes } from "../core/hash.js";
 import { canonicalKeyName, isKeyName, verifyNameRecord } from "../core/names.js";
+import { WatchManyResponseSchema, type WatchManyRequest, type WatchManyResponse } from "../gen/remotelog/v1/names_pb.js";
 
 export interface NsLimits {
   /** The largest content one name may point at, in bytes. */
   maxContentBytes: number;
   /** The longest name, in UTF-8 bytes. */
   maxNameBytes: number;
+  /** The most names one WatchMany stream may watch. */
+  maxWatchNames: number;
 }
 
-export const defaultNsLimits: NsLimits = { maxContentBytes: 1 << 20, maxNameBytes: 512 };
+export const defaultNsLimits: NsLimits = { maxContentBytes: 1 << 20, maxNameBytes: 512, maxWatchNames: 100_000 };
 
 export interface NsOptions {
   /** Refuse updates of names that are not key names, so that every name served is signed. */
@@ -22,6 +25,11 @@ export interface NsOptions {
   maxWatchers?: number;
   /** Aborted when the server starts closing: open Watch streams end, so they do not hold it open. */
   closing?: AbortSignal;
+  /**
+   * Stores an update's blocks in the CAS served beside this NS, with the CAS's own checks and limits;
+   * absent when there is none, and updates that carry blocks are then refused.
+   */
+  addBlocks?: (blocks: Uint8Array[]) => Promise<unknown>;
 }
 
 /**
@@ -48,6 +56,7 @@ export class NsService implements ServiceImpl<typeof NS> {
   private readonly requireSigned: boolean;
   private readonly watchers: Watchers;
   private readonly closing?: AbortSignal;
+  private readonly addBlocks?: (blocks: Uint8Array[]) => Promise<unknown>;
 
   constructor(
     private readonly store: NameStore,
@@ -58,10 +67,20 @@ export class NsService implements ServiceImpl<typeof NS> {
     this.requireSigned = options.requireSigned ?? false;
     this.watchers = new Watchers(options.maxWatchers ?? 100_000);
     this.closing = options.closing;
+    this.addBlocks = options.addBlocks;
   }
 
   async update(request: NameUpdate, _context?: HandlerContext): Promise<Response> {
-    const { name, content, record, expectedVersion } = request;
+    const { name, content, record, expectedVersion, blocks } = request;
+    if (blocks.length > 0 && !this.addBlocks) {
+      throw RemoteLogError.conflict(`this NS has no CAS beside it to store the update's ${blocks.length} blocks; store them with the CAS first`);
+    }
+    // The blocks go in after every check of the update itself and before the name moves, so that no
+    // reader of the name meets a block that is not stored yet.
+    const put = async (options: Parameters<NameStore["put"]>[2]) => {
+      if (blocks.length > 0) await this.addBlocks!(blocks);
+      return this.store.put(name, content, options);
+    };
     checkName(name, this.limits.maxNameBytes);
     if (content.length > this.limits.maxContentBytes) {
       throw RemoteLogError.tooLarge(
@@ -78,7 +97,7 @@ export class NsService implements ServiceImpl<typeof NS> {
       if (this.requireSigned) {
         throw RemoteLogError.permissionDenied(`name ${JSON.stringify(name)} is not a key name, and this NS serves signed names only`);
       }
-      const version = await this.store.put(name, content, expectedVersion !== undefined ? { expectedVersion } : {});
+      const version = await put(expectedVersion !== undefined ? { expectedVersion } : {});
       this.watchers.notify(name, { content, version, record });
       return create(ResponseSchema, { version });
     }
@@ -89,7 +108,7 @@ export class NsService implements ServiceImpl<typeof NS> {
     const unchanged = checkSequence(name, sequence, current, content, record, expectedVersion);
     if (unchanged !== undefined) return create(ResponseSchema, { version: unchanged });
     try {
-      const version = await this.store.put(name, content, {
+      const version = await put({
         record,
         version: sequence,
         ...(expectedVersion !== undefined ? { expectedVersion } : {}),
@@ -132,6 +151,45 @@ export class NsService implements ServiceImpl<typeof NS> {
       }
     } finally {
       subscription.close();
+    }
+  }
+
+  /**
+   * remotelog.v1.NameWatchService.WatchMany: a note for each update of any of the names, the newest
+   * version per name when several come before the client takes them. Each name counts as a watcher.
+   */
+  async *watchMany(request: WatchManyRequest, context?: HandlerContext): AsyncGenerator<WatchManyResponse> {
+    if (request.names.length > this.limits.maxWatchNames) {
+      throw RemoteLogError.tooLarge(`${request.names.length} names in one WatchMany is over the limit of ${this.limits.maxWatchNames}`);
+    }
+    request.names.forEach((name) => checkName(name, this.limits.maxNameBytes));
+    const signals = [context?.signal, this.closing].filter((signal): signal is AbortSignal => signal !== undefined);
+    const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
+    const pending = new Map<string, bigint>();
+    let wake: (() => void) | undefined;
+    const unlisten: (() => void)[] = [];
+    const onAbort = () => wake?.();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (const name of new Set(request.names)) {
+        unlisten.push(
+          this.watchers.listen(name, (entry) => {
+            if ((pending.get(name) ?? 0n) < entry.version) pending.set(name, entry.version);
+            wake?.();
+          }),
+        );
+      }
+      for (;;) {
+        while (pending.size === 0 && !signal?.aborted) await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        if (signal?.aborted) return;
+        const notes = [...pending];
+        pending.clear();
+        for (const [name, version] of notes) yield create(WatchManyResponseSchema, { name, version });
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      for (const stop of unlisten) stop();
     }
   }
 
@@ -213,23 +271,35 @@ class Watchers {
     for (const listener of this.byName.get(name) ?? []) listener(entry);
   }
 
-  subscribe(name: string, signal?: AbortSignal): Subscription {
+  /** Calls listener with each entry stored for name until the returned function is called. */
+  listen(name: string, listener: (entry: NameEntry) => void): () => void {
     if (this.count >= this.max) throw RemoteLogError.tooLarge(`${this.count} names are watched already, the most this NS serves at once`);
     this.count++;
+    let listeners = this.byName.get(name);
+    if (!listeners) this.byName.set(name, (listeners = new Set()));
+    const set = listeners;
+    // A function of its own, so that one listener given for two names is two listens.
+    const own = (entry: NameEntry) => listener(entry);
+    set.add(own);
+    return () => {
+      if (!set.delete(own)) return;
+      this.count--;
+      if (set.size === 0) this.byName.delete(name);
+    };
+  }
+
+  subscribe(name: string, signal?: AbortSignal): Subscription {
     let latest: NameEntry | undefined;
     let wake: (() => void) | undefined;
     let closed = false;
-    const listener = (entry: NameEntry) => {
+    const unlisten = this.listen(name, (entry) => {
       if (!latest || entry.version > latest.version) latest = entry;
       wake?.();
-    };
+    });
     const onAbort = () => {
       closed = true;
       wake?.();
     };
-    let listeners = this.byName.get(name);
-    if (!listeners) this.byName.set(name, (listeners = new Set()));
-    listeners.add(listener);
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) closed = true;
     return {
@@ -242,9 +312,7 @@ class Watchers {
         return entry;
       },
       close: () => {
-        if (!listeners.delete(listener)) return;
-        this.count--;
-        if (listeners.size === 0) this.byName.delete(name);
+        unlisten();
         signal?.removeEventListener("abort", onAbort);
         closed = true;
         wake?.();

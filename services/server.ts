@@ -4,7 +4,9 @@ import net from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
-import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { AddManyRequestSchema, BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
+import { create } from "@bufbuild/protobuf";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { CasService } from "./cas-service.js";
@@ -17,6 +19,7 @@ import { GcService } from "../gen/remotelog/v1/gc_pb.js";
 import { collectable, GcServiceImpl } from "./gc-service.js";
 import type { NameLister } from "../backup/gc.js";
 import { ServerMetrics } from "./metrics.js";
+import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 
 /** Every limit the services enforce; see each service for what it means. */
 export interface Limits extends BlockLimits, NsLimits {}
@@ -67,15 +70,22 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       : deps.onCallEnd;
     const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd };
     const mounted: string[] = [];
+    const blocks = deps.content ? new BlockServiceImpl(deps.content, limits) : undefined;
     if (deps.content) {
       router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits), observer));
-      router.service(BlockService, withConnectErrors(BlockService, new BlockServiceImpl(deps.content, limits), observer));
+      router.service(BlockService, withConnectErrors(BlockService, blocks!, observer));
       mounted.push(CAS.typeName, BlockService.typeName);
       metrics?.watchContent(deps.content);
     }
     if (deps.names) {
-      router.service(NS, withConnectErrors(NS, new NsService(deps.names, limits, { requireSigned: deps.requireSigned, closing: server?.closing }), observer));
-      mounted.push(NS.typeName);
+      const ns = new NsService(deps.names, limits, {
+        requireSigned: deps.requireSigned,
+        closing: server?.closing,
+        addBlocks: blocks && ((list) => blocks.addMany(create(AddManyRequestSchema, { blocks: list }))),
+      });
+      router.service(NS, withConnectErrors(NS, ns, observer));
+      router.service(NameWatchService, withConnectErrors(NameWatchService, { watchMany: (request, context) => ns.watchMany(request, context) }, observer));
+      mounted.push(NS.typeName, NameWatchService.typeName);
       metrics?.watchNames(deps.names);
     }
     // gc runs in the process that holds the stores (remotelog gc --server); only the fs CAS supports it.
@@ -164,10 +174,12 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   // Node starts tracking connections (idle ones for closeIdleConnections, slow ones for
   // headersTimeout and requestTimeout) on 'listening'; this server never listens itself.
   h1.emit("listening");
-  const h2 = http2.createServer({}, handler);
+  // Flow-control windows that hold a round trip's worth of uploads at full speed.
+  const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW } }, handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
+    session.setLocalWindowSize(CONNECTION_WINDOW);
     session.once("close", () => sessions.delete(session));
   });
   // A broken HTTP/2 connection concerns that client alone; the session is destroyed either way.

@@ -250,6 +250,30 @@ describe("actors - one receiver following many names over the in-memory transpor
     expect(timers()).toBe(before);
   });
 
+  it("with follow, is woken by the NS's notes: new messages arrive long before the next poll", async () => {
+    const w = world();
+    const names = Array.from({ length: 50 }, (_, i) => `push-${i}`);
+    for (const name of names) await w.publish(name, 2);
+    const got = collector();
+    const stop = new AbortController();
+    const many = new ManyReceiver({ names, remote: w.remote, checkpoints: new MemoryCheckpointStore() });
+    const running = many.run(got.deliver, { follow: true, intervalMs: 60_000, signal: stop.signal });
+    const until = async (check: () => boolean) => {
+      const deadline = Date.now() + 5_000;
+      while (!check() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      return check();
+    };
+    expect(await until(() => names.every((name) => (got.byName.get(name)?.length ?? 0) === 2))).toBe(true);
+    const started = Date.now();
+    await w.publish("push-17", 3);
+    await w.publish("push-42", 1);
+    expect(await until(() => got.byName.get("push-17")!.length === 5 && got.byName.get("push-42")!.length === 3)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5_000); // the poll interval is a minute
+    expect(got.byName.get("push-17")!.map((d) => d.seq)).toEqual([0, 1, 2, 3, 4]);
+    stop.abort();
+    await running;
+  });
+
   it("refuses a name given twice", () => {
     const w = world();
     expect(() => new ManyReceiver({ names: ["a", "b", "a"], remote: w.remote, checkpoints: new MemoryCheckpointStore() })).toThrow(/INVALID_ARGUMENT: name "a" is given twice/);

@@ -7,6 +7,7 @@ import { NsService } from "../../services/ns-service.js";
 import { listen, routes, type Listening } from "../../services/server.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
+import { WatchManyRequestSchema } from "../../gen/remotelog/v1/names_pb.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -15,6 +16,40 @@ let server: Listening | undefined;
 afterEach(async () => {
   await server?.close();
   server = undefined;
+});
+
+describe("ns watch many - notes for many names on one stream", () => {
+  it("notes updates of the watched names only, the newest version per name when the client lags", async () => {
+    const ns = new NsService(new MemoryNameStore());
+    await ns.update(create(NameUpdateSchema, { name: "a", content: utf8("a1") }));
+    const stop = new AbortController();
+    const stream = ns.watchMany(create(WatchManyRequestSchema, { names: ["a", "b", "a"] }), { signal: stop.signal } as never);
+    const first = stream.next();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await ns.update(create(NameUpdateSchema, { name: "b", content: utf8("b1") }));
+    expect((await first).value).toMatchObject({ name: "b", version: 1n });
+    await ns.update(create(NameUpdateSchema, { name: "other", content: utf8("x") }));
+    await ns.update(create(NameUpdateSchema, { name: "a", content: utf8("a2") }));
+    await ns.update(create(NameUpdateSchema, { name: "a", content: utf8("a3") }));
+    expect((await stream.next()).value).toMatchObject({ name: "a", version: 3n });
+    const ending = stream.next();
+    stop.abort();
+    expect((await ending).done).toBe(true);
+  });
+
+  it("refuses too many names, a bad name, and more watchers than the NS serves", async () => {
+    const ns = new NsService(new MemoryNameStore(), { maxWatchNames: 2 }, { maxWatchers: 3 });
+    const open = (names: string[]) => ns.watchMany(create(WatchManyRequestSchema, { names }), { signal: new AbortController().signal } as never).next();
+    await expect(open(["a", "b", "c"])).rejects.toThrowError(/TOO_LARGE: 3 names in one WatchMany is over the limit of 2/);
+    await expect(open(["a", ""])).rejects.toThrowError(/INVALID_ARGUMENT: name is empty/);
+    const stop = new AbortController();
+    const held = ns.watchMany(create(WatchManyRequestSchema, { names: ["a", "b"] }), { signal: stop.signal } as never);
+    const pending = held.next();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await expect(open(["c", "d"])).rejects.toThrowError(/TOO_LARGE: 3 names are watched already/);
+    stop.abort();
+    await pending;
+  });
 });
 
 describe("ns watch - pushed heads", () => {

@@ -279,6 +279,26 @@ describe("services - through an in-memory router", () => {
     expect(await ns.fetch({ name: "alice" })).toMatchObject({ data: utf8("h2"), version: 2n });
   });
 
+  it("stores an update's blocks before the name moves, in one call, with the CAS's limits", async () => {
+    const content = new MemoryContentStore();
+    const { ns, blocks } = clients(content);
+    const [b1, b2] = [utf8("block 1"), utf8("block 2")];
+    expect((await ns.update({ name: "pub", content: utf8("head 1"), blocks: [b1, b2] })).version).toBe(1n);
+    expect((await blocks.getMany({ ids: [addressOf(b1), addressOf(b2)] })).blocks).toEqual([b1, b2]);
+    // A refused block refuses the update, and nothing of it is stored or published.
+    await expectConnectCode(ns.update({ name: "pub", content: utf8("head 2"), blocks: [utf8("ok"), new Uint8Array(65)] }), Code.ResourceExhausted, /block 1/);
+    expect(await content.has(addressOf(utf8("ok")))).toBe(false);
+    expect(await ns.fetch({ name: "pub" })).toMatchObject({ data: utf8("head 1"), version: 1n });
+    // A lost race still stores the blocks (a retry needs them) but does not move the name.
+    await expectConnectCode(ns.update({ name: "pub", content: utf8("head 3"), expectedVersion: 0n, blocks: [utf8("raced")] }), Code.FailedPrecondition);
+    expect(await ns.fetch({ name: "pub" })).toMatchObject({ data: utf8("head 1") });
+
+    // An NS with no CAS beside it cannot take blocks.
+    const alone = createClient(NS, createRouterTransport(routes({ names: new MemoryNameStore() })));
+    await expectConnectCode(alone.update({ name: "pub", content: utf8("h"), blocks: [b1] }), Code.FailedPrecondition, /no CAS beside it/);
+    expect((await alone.update({ name: "pub", content: utf8("h") })).version).toBe(1n);
+  });
+
   it("gives each refusal its Connect code", async () => {
     const { cas, ns, blocks } = clients();
     const missing = addressOf(utf8("missing"));

@@ -1,0 +1,68 @@
+/** What the benchmarks share: a real `serve` process, message bodies, timers and a table printer. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+export const MAIN = resolve("dist/cli/main.js");
+export const BODY_BYTES = 256;
+export const GROUP = new TextEncoder().encode("bench");
+
+export interface ServerHandle {
+  url: string;
+  dataDir: string;
+  pid: number;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts `remotelog serve` on a free loopback port with its data under root/server. */
+export async function startServer(root: string, extraArgs: string[] = []): Promise<ServerHandle> {
+  const dataDir = join(root, "server");
+  const child = spawn(process.execPath, [MAIN, "serve", "--listen", "127.0.0.1:0", "--data", dataDir, "--log-level", "warn", ...extraArgs], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  // The server's log lines would bury the table; they are shown only if it dies.
+  let log = "";
+  child.stderr!.on("data", (chunk) => (log = (log + chunk).slice(-20_000)));
+  child.once("exit", (code, signal) => {
+    if (code !== 0 && signal !== "SIGTERM") process.stderr.write(`serve exited with ${code ?? signal}:\n${log}`);
+  });
+  const url = await new Promise<string>((ok, fail) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const match = /^listening on (\S+)/.exec(line);
+      if (match) ok(match[1]);
+    });
+    child.once("exit", (code) => fail(new Error(`serve exited with ${code}`)));
+  });
+  return { url, dataDir, pid: child.pid!, process: child, stop: () => stopChild(child) };
+}
+
+export function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((ok) => {
+    if (child.exitCode !== null || child.signalCode !== null) return ok();
+    child.once("exit", () => ok());
+    child.kill("SIGTERM");
+  });
+}
+
+/** Printable, incompressible-ish bodies, like chat text that has been encrypted and base64-encoded. */
+export function bodies(count: number): Uint8Array[] {
+  return Array.from({ length: count }, () => new TextEncoder().encode(randomBytes(BODY_BYTES).toString("base64").slice(0, BODY_BYTES)));
+}
+
+/** Milliseconds since start (from process.hrtime.bigint()). */
+export function ms(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+export function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((row) => row.map((cell) => (typeof cell === "number" ? cell.toFixed(cell < 10 ? 1 : 0) : cell)))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((row) => String(row[i]).length)));
+  const line = (row: (string | number)[]) => `| ${row.map((cell, i) => String(cell).padStart(widths[i])).join(" | ")} |`;
+  return [line(cells[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.slice(1).map(line)].join("\n");
+}
