@@ -71,6 +71,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   bodies.forEach((body) => body.catch(() => {})); // awaited in order below
   let link = previous?.address ?? new Uint8Array(0);
   let bytes = 0;
+  const writes: Promise<void>[] = [];
   for (let r = 0; r < runs.length; r++) {
     const run = runs[r];
     const messages = run.map((i) => read.messages[i]);
@@ -83,12 +84,17 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
       messages,
       compress ? await bodies[r] : undefined,
     );
-    // One pack at a time: a crash keeps every pack before, and the next run writes the same ones again.
-    await target.put([pack]);
+    // The next pack is laid out while this one is written, at most two writes in flight; the head
+    // moves only once all are stored, so a crash at any point leaves the previous backup as it was.
+    if (writes.length >= 2) await writes.shift();
+    const write = target.put([pack]);
+    write.catch(() => {}); // awaited below
+    writes.push(write);
     link = pack.address;
     bytes += pack.bytes.length;
     progress.advance(1);
   }
+  await Promise.all(writes);
   progress.stop();
   await target.writeHead({ pack: link, logName: source.logName, lastSeq: read.firstSeq + read.messages.length - 1 }, previousHead);
   return summary(link, runs.length, bytes);

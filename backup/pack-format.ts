@@ -76,7 +76,8 @@ export async function deflateBody(messages: Uint8Array[]): Promise<Uint8Array | 
   const body = toBinary(PackBodySchema, create(PackBodySchema, { messages }));
   const sample = body.subarray(0, SAMPLE_BYTES);
   if (deflateRawSync(sample, DEFLATE_OPTIONS).length > sample.length * 0.95) return undefined;
-  const deflated = await deflateRawAsync(body, DEFLATE_OPTIONS);
+  // One output chunk for the whole body: with the default 16 KiB, the main thread ran a callback per chunk.
+  const deflated = await deflateRawAsync(body, { ...DEFLATE_OPTIONS, chunkSize: Math.max(64 * 1024, body.length) });
   return deflated.length < body.length * 0.95 ? new Uint8Array(deflated.buffer, deflated.byteOffset, deflated.length) : undefined;
 }
 

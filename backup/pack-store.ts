@@ -41,7 +41,7 @@ export function isUrl(text: string): boolean {
  */
 export class DirPackStore implements PackStore {
   readonly where: string;
-  private ready = false;
+  private ready?: Promise<void>;
 
   constructor(readonly dir: string) {
     this.where = resolve(dir);
@@ -57,12 +57,9 @@ export class DirPackStore implements PackStore {
   }
 
   async put(packs: { address: Uint8Array; bytes: Uint8Array }[]): Promise<void> {
-    if (!this.ready) {
-      await ensureDir(this.dir);
-      // A backup killed mid-write leaves a temporary file; its pack is written again by this run.
-      await removeLeftoverTmp(this.dir);
-      this.ready = true;
-    }
+    // A backup killed mid-write leaves a temporary file; its pack is written again by this run.
+    this.ready ??= ensureDir(this.dir).then(() => removeLeftoverTmp(this.dir)).then(() => {});
+    await this.ready;
     for (const pack of packs) {
       const path = join(this.dir, addressText(pack.address));
       // Named by its content: a file of that name and size is this pack, written whole by a rename.
