@@ -4,7 +4,7 @@ import { exportPackChain, exportRemoteLog } from "../backup/car.js";
 import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
 import { newCommand, runCommand, type Io } from "./command.js";
-import { headFrom, printJson, progressOf } from "./pack-options.js";
+import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "write a backup or a remote log as a CAR file";
 
@@ -12,12 +12,13 @@ interface ExportFlags {
   car: string;
   pack?: string;
   name?: string;
-  from: string;
+  from?: string;
+  server?: string;
   json?: boolean;
 }
 
 export function command(io: Io) {
-  return newCommand("export", io)
+  return fromOptions(newCommand("export", io), "a directory of packs, or a CAS+NS service URL")
     .description(
       "Write a backup's pack chain (--pack, a backup head --name, or a directory's HEAD), or a remote log by --name\n" +
         "(its pages and messages), as a CAR v1 file whose root is the head. Every block is a raw CIDv1 sha2-256,\n" +
@@ -26,10 +27,10 @@ export function command(io: Io) {
     .requiredOption("--car <file>", "the CAR file to write (replaced atomically)")
     .option("--pack <cid>", "the head pack of a backup")
     .option("--name <name>", "a name in the URL's NS: a backup head, or a remote log")
-    .requiredOption("--from <url|dir>", "a directory of packs, or a CAS+NS service URL")
     .option("--json", "print a JSON summary")
     .addHelpText("after", "\nExamples:\n  remotelog export --car alice.car --from ./alice-backup\n  remotelog export --car log.car --name k51qzi5uqu5d… --from http://127.0.0.1:7420")
-    .action(async (flags: ExportFlags) => {
+    .action(async (given: ExportFlags) => {
+      const flags = { ...given, from: fromOf(given) };
       const progress = progressOf(io, flags.json);
       let result;
       const url = flags.from.replace(/\/+$/, "");

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { RemoteLogError } from "../core/errors.js";
 import { parseAddressText } from "../core/hash.js";
 import { DirPackStore, isUrl, type PackStore } from "../backup/pack-store.js";
@@ -44,6 +44,24 @@ export async function headFrom(flags: { pack?: string; name?: string; from: stri
     throw RemoteLogError.notFound(flags.name ? `name ${JSON.stringify(flags.name)} has no backup at ${flags.from}` : `${flags.from} has no HEAD; give --pack CID`);
   }
   return { store, head: head.pack };
+}
+
+/**
+ * Adds --from to a verb that reads a backup or a log, with --server (and REMOTELOG_SERVER) as another
+ * way to give a service URL, as the other verbs take it.
+ */
+export function fromOptions(command: Command, what: string): Command {
+  return command
+    .option("--from <url|dir>", what)
+    .addOption(new Option("--server <url>", "the same as --from URL").env("REMOTELOG_SERVER"));
+}
+
+/** The --from of fromOptions: --from, else --server. */
+export function fromOf(flags: { from?: string; server?: string }): string {
+  if (flags.from && flags.server && flags.from !== flags.server) throw usageError("give either --from or --server, not both");
+  const from = flags.from ?? flags.server;
+  if (!from) throw usageError("say where the backup or log is: --from DIR|URL (or --server URL)");
+  return from;
 }
 
 const UNITS: Record<string, number> = { "": 1, b: 1, k: 1000, kb: 1000, kib: 1024, m: 1e6, mb: 1e6, mib: 1 << 20, g: 1e9, gb: 1e9, gib: 1 << 30 };

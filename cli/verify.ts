@@ -4,20 +4,21 @@ import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
 import { verifyPackChain, verifyRemoteLog, type VerifyReport } from "../backup/verify.js";
 import { newCommand, runCommand, usageError, type Io } from "./command.js";
-import { headFrom, printJson, progressOf } from "./pack-options.js";
+import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "check a backup's pack chain or a remote log; name every missing or corrupt object";
 
 interface VerifyFlags {
   pack?: string;
   name?: string;
-  from: string;
+  from?: string;
+  server?: string;
   readData?: boolean;
   json?: boolean;
 }
 
 export function command(io: Io) {
-  return newCommand("verify", io)
+  return fromOptions(newCommand("verify", io), "a directory of packs, or a CAS+NS service URL")
     .description(
       "Check a backup (--pack CID, a backup head --name, or a directory's HEAD) or a remote log (--name of a log):\n" +
         "its structure always (packs: present, CID, header, contiguous links down to seq 0; logs: the head's\n" +
@@ -26,7 +27,6 @@ export function command(io: Io) {
     )
     .option("--pack <cid>", "the head pack of a backup")
     .option("--name <name>", "a name in the URL's NS: a backup head, or a remote log")
-    .requiredOption("--from <url|dir>", "a directory of packs, or a CAS+NS service URL")
     .option("--read-data", "also read and check every message")
     .option("--json", "print the report as one JSON object")
     .addHelpText(
@@ -34,7 +34,8 @@ export function command(io: Io) {
       "\nExamples:\n  remotelog verify --from ./alice-backup --read-data\n  remotelog verify --name k51qzi5uqu5d… --from http://127.0.0.1:7420\n" +
         "  remotelog verify --name alice-backup --from http://127.0.0.1:7420 --read-data --json",
     )
-    .action(async (flags: VerifyFlags) => {
+    .action(async (given: VerifyFlags) => {
+      const flags = { ...given, from: fromOf(given) };
       const progress = progressOf(io, flags.json);
       let report: VerifyReport;
       if (flags.name && !flags.pack) {

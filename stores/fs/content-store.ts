@@ -75,7 +75,8 @@ interface Location {
  * with an in-memory index rebuilt at open from the packs' own indexes.
  *
  * Within one process, calls may overlap freely: packs are written one at a time. Other processes may read the
- * same directory, but they see the packs that existed when they opened it.
+ * same directory, but they see the packs that existed when they opened it; after a gc (sweepPack) in the
+ * process that writes, a reader opened before it may find a pack gone (DATA_LOSS) and must reopen.
  */
 export class FsContentStore implements ContentStore {
   private readonly index = new Map<string, Location>();
