@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { rename, unlink } from "node:fs/promises";
+import { open, rename, unlink } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CarWriter } from "@ipld/car/writer";
@@ -10,9 +10,9 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressOf, addressText, equalBytes, RAW_CODEC, SHA2_256, matchesAddress } from "../core/hash.js";
 import { isKeyName, verifyNameRecord } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
-import { fsyncDir, ioError, tmpPathFor } from "../stores/file/atomic.js";
 import { dirname } from "node:path";
-import { readPack } from "./pack-chain.js";
+import { fsyncDir, ioError, tmpPathFor } from "../stores/file/atomic.js";
+import { readPackBytes } from "./pack-chain.js";
 import { verifyLink, type ReadPack } from "./pack-format.js";
 import type { PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
@@ -53,9 +53,12 @@ async function writeCar(file: string, root: Uint8Array, fill: (put: Put) => Prom
     });
     await writer.close();
     await written;
-    const handle = await import("node:fs/promises").then((fs) => fs.open(tmp, "r+"));
-    await handle.datasync();
-    await handle.close();
+    const handle = await open(tmp, "r+");
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
     await rename(tmp, file);
     await fsyncDir(dirname(file));
   } catch (err) {
@@ -73,12 +76,10 @@ export async function exportPackChain(store: PackStore, head: Uint8Array, file: 
     let address = head;
     let newer: ReadPack | undefined;
     for (;;) {
-      const pack = await readPack(store, address, newer);
+      const { pack, bytes } = await readPackBytes(store, address, newer);
       if (newer) verifyLink(newer, pack);
       else progress.start("packs", pack.lastSeq + 1);
-      // decodePack kept the messages as views of the pack's bytes; the block is those bytes whole.
-      const bytes = await store.get(address);
-      await put(address, bytes!);
+      await put(address, bytes);
       progress.advance(pack.count);
       if (pack.previous.length === 0) break;
       newer = pack;

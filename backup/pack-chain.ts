@@ -53,6 +53,11 @@ export async function readChain(store: PackStore, head: Uint8Array, options: Cha
 
 /** One pack, fetched and checked against its address and header; NOT_FOUND when the store lacks it. */
 export async function readPack(store: PackStore, address: Uint8Array, newer?: ReadPack, hashLater?: Promise<void>[]): Promise<ReadPack> {
+  return (await readPackBytes(store, address, newer, hashLater)).pack;
+}
+
+/** readPack, also returning the pack's bytes as stored. */
+export async function readPackBytes(store: PackStore, address: Uint8Array, newer?: ReadPack, hashLater?: Promise<void>[]): Promise<{ pack: ReadPack; bytes: Uint8Array }> {
   let bytes: Uint8Array | undefined;
   try {
     bytes = await store.get(address);
@@ -64,5 +69,5 @@ export async function readPack(store: PackStore, address: Uint8Array, newer?: Re
   const named = newer ? `, the pack before ${addressText(newer.address)} (seqs up to ${newer.firstSeq - 1}),` : "";
   if (!bytes) throw RemoteLogError.notFound(`pack ${addressText(address)}${named} is missing from ${store.where}`);
   if (hashLater) hashLater.push(checkAddressAsync(bytes, address));
-  return decodePack(bytes, address, { hashed: hashLater !== undefined });
+  return { pack: decodePack(bytes, address, { hashed: hashLater !== undefined }), bytes };
 }

@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { RemoteLogError } from "../core/errors.js";
-import { addressText, parseAddressText } from "../core/hash.js";
+import { addressText, equalBytes, parseAddressText } from "../core/hash.js";
 import { ensureDir, ioError, removeLeftoverTmp, writeFileAtomic } from "../stores/file/atomic.js";
 
 /** Where a backup's head points: the newest pack, and what it covers. */
@@ -107,7 +107,7 @@ export class DirPackStore implements PackStore {
 
   async writeHead(head: { pack: Uint8Array }, previous: BackupHeadInfo | undefined): Promise<void> {
     const current = await this.readHead();
-    if (current?.pack.toString() !== previous?.pack.toString()) {
+    if ((current === undefined) !== (previous === undefined) || (current && previous && !equalBytes(current.pack, previous.pack))) {
       throw RemoteLogError.conflict(`${join(this.dir, "HEAD")} moved during the backup (another backup ran?); run it again`);
     }
     await writeFileAtomic(join(this.dir, "HEAD"), new TextEncoder().encode(`${addressText(head.pack)}\n`));
