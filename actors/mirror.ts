@@ -5,7 +5,7 @@ import { equalBytes, toHex } from "../core/hash.js";
 import { isKeyName } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
 import { verifySignedHead } from "./receiver.js";
-import type { NameHead, Remote } from "./remote.js";
+import { LostRace, type NameHead, type Remote } from "./remote.js";
 
 export interface MirrorOptions {
   name: string;
@@ -154,11 +154,5 @@ export class Mirror {
     return RemoteLogError.conflict(
       `name ${JSON.stringify(this.name)} at ${this.source.nsUrl} no longer holds message ${toHex(newest.localHash)}, the newest the mirror at ${this.target.nsUrl} has: the log was replaced`,
     );
-  }
-}
-
-class LostRace extends Error {
-  constructor(override readonly cause: RemoteLogError) {
-    super(cause.message);
   }
 }

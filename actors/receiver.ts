@@ -11,8 +11,16 @@ import type { NameHead, Remote } from "./remote.js";
 export interface Delivery {
   seq: number;
   id: Uint8Array;
+  /** H2; empty for a tombstone. */
   address: Uint8Array;
-  message: Message;
+  /** The checked message; absent for a tombstone. */
+  message?: Message;
+  /**
+   * A tombstone: the message with this seq and id was removed from the log (remotelog redact), and a
+   * consumer that holds it must drop it. Comes in order like any delivery, or, for a message
+   * delivered before it was redacted, with its old seq ahead of the new deliveries.
+   */
+  redacted?: true;
 }
 
 /** Takes a batch, oldest first. The checkpoint moves past the batch only once this resolves. */
@@ -119,6 +127,15 @@ export class Receiver {
       }
     };
     const { units, pages } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
+    const redactions = head.info ? Number(head.info.redactions) : undefined;
+    const seen = checkpoint.redactions ?? 0;
+    const save = (delivered: number, lastId: Uint8Array) => this.checkpoints.save(this.name, withState({ delivered, lastId }, sequence, redactions));
+    // Redactions since the last sync may have removed messages delivered before: their tombstones go
+    // out first, and the checkpoint remembers the count once they are out.
+    if (redactions !== undefined && redactions > seen && checkpoint.delivered > 0) {
+      const tombstones = await this.tombstonesBefore(head, checkpoint.delivered, seen);
+      if (tombstones.length > 0) await deliver(tombstones);
+    }
 
     let seq = checkpoint.delivered;
     let batch: Delivery[] = [];
@@ -128,7 +145,7 @@ export class Receiver {
       if (batch.length === 0) return;
       await deliver(batch);
       lastId = batch[batch.length - 1].id;
-      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
+      await save(seq, lastId);
       batch = [];
     };
     for (let u = 0; u < units.length; u++) {
@@ -141,7 +158,7 @@ export class Receiver {
         const pair = pairs[i];
         const message = checked[i];
         if (message instanceof Error) throw RemoteLogError.dataLoss(`name ${JSON.stringify(this.name)} seq ${seq}: ${message.message.replace(/^DATA_LOSS: (message: )?/, "")}`, message);
-        batch.push({ seq, id: pair.localHash, address: pair.remoteHash, message });
+        batch.push(message === TOMBSTONE ? { seq, id: pair.localHash, address: pair.remoteHash, redacted: true } : { seq, id: pair.localHash, address: pair.remoteHash, message });
         seq++;
         delivered++;
         if (batch.length >= this.batchSize) await flush();
@@ -150,8 +167,8 @@ export class Receiver {
     await flush();
     // A newer head with nothing new (a republished record) still raises the floor for rollbacks, and a
     // seek with nothing to deliver yet is still where the next sync starts.
-    if (delivered === 0 && ((sequence !== undefined && sequence !== checkpoint.sequence) || this.fromSeq !== undefined)) {
-      await this.checkpoints.save(this.name, withSequence({ delivered: seq, lastId }, sequence));
+    if (delivered === 0 && ((sequence !== undefined && sequence !== checkpoint.sequence) || this.fromSeq !== undefined || (redactions ?? 0) !== seen)) {
+      await save(seq, lastId);
     }
     this.fromSeq = undefined;
     this.lastVersion = current.version;
@@ -264,11 +281,29 @@ export class Receiver {
     return { units: units.reverse(), pages: walk.pages };
   }
 
+  /**
+   * The tombstones of messages below seqid `before` that redactions after the first `seen` made: a
+   * redaction rewrites the pages from its message's up to the head, each with the new count, so the
+   * walk back from the head ends at the first page whose count is not above seen.
+   */
+  private async tombstonesBefore(head: RemoteLog, before: number, seen: number): Promise<Delivery[]> {
+    const tombstones: Delivery[] = [];
+    const walk = walkChain(head, (address) => this.remote.getBlock(address), {
+      maxPages: this.maxPages,
+      takeWhile: (page) => page.info !== undefined && Number(page.info.redactions) > seen,
+      onPage: (pairs) => {
+        for (const pair of pairs) if (pair.redacted && Number(pair.seqid) < before) tombstones.push({ seq: Number(pair.seqid), id: pair.localHash, address: pair.remoteHash, redacted: true });
+      },
+    });
+    await walk;
+    return tombstones.sort((a, b) => a.seq - b.seq);
+  }
+
   /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest. */
   private async fetchData(pairs: RemoteLog_Pair[]): Promise<Uint8Array[]> {
     const missing: number[] = [];
     pairs.forEach((pair, i) => {
-      if (pair.data.length === 0) missing.push(i);
+      if (pair.data.length === 0 && !pair.redacted) missing.push(i);
     });
     const data = pairs.map((pair) => pair.data);
     if (missing.length > 0) {
@@ -321,14 +356,17 @@ export async function verifySignedHead(name: string, content: Uint8Array, record
   return verified.sequence;
 }
 
-function withSequence(checkpoint: Checkpoint, sequence: bigint | undefined): Checkpoint {
-  return sequence === undefined ? checkpoint : { ...checkpoint, sequence };
+function withState(checkpoint: Checkpoint, sequence: bigint | undefined, redactions: number | undefined): Checkpoint {
+  return { ...checkpoint, ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}) };
 }
 
-/** A checked message, or why it failed (thrown at delivery, once its seq is known). */
-type Checked = Message | RemoteLogError;
+/** A checked message, a tombstone, or why it failed (thrown at delivery, once its seq is known). */
+type Checked = Message | typeof TOMBSTONE | RemoteLogError;
+
+const TOMBSTONE = Symbol("tombstone");
 
 function check(pair: RemoteLog_Pair, data: Uint8Array): Checked {
+  if (pair.redacted) return TOMBSTONE;
   try {
     return verifyPairData(pair, data, "message");
   } catch (err) {

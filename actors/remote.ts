@@ -216,6 +216,13 @@ export class Remote {
   }
 }
 
+/** A conditional update lost to another writer of the name; the operation starts again from the new head. */
+export class LostRace extends Error {
+  constructor(override readonly cause: RemoteLogError) {
+    super(cause.message);
+  }
+}
+
 /** An NS without the Watch RPC (a client of the draft's NS, say): followers poll it instead. */
 export class WatchUnsupportedError extends RemoteLogError {
   constructor(nsUrl: string) {

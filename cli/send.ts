@@ -145,7 +145,8 @@ export function command(io: Io) {
 }
 
 /** The name to publish and the key to sign with, from --key, --name and --unsigned. */
-async function signingFrom(flags: SendFlags): Promise<{ name: string; key?: PrivateKey }> {
+/** The name and key from --key, --name and --unsigned, as send and redact take them. */
+export async function signingFrom(flags: Pick<SendFlags, "unsigned" | "key" | "name">): Promise<{ name: string; key?: PrivateKey }> {
   if (flags.unsigned) {
     if (flags.key) throw usageError("give either --key or --unsigned, not both");
     if (!flags.name) throw usageError("--unsigned needs a --name");

@@ -16,6 +16,8 @@ export interface WalkOptions {
    * caller can start fetching messages while the walk goes on.
    */
   onPage?: (pairsNewestFirst: RemoteLog_Pair[]) => void;
+  /** Takes pages, the head first, only while this holds: the walk ends before the first page it fails for. */
+  takeWhile?: (page: RemoteLog) => boolean;
 }
 
 export interface WalkResult {
@@ -42,6 +44,7 @@ export async function walkChain(head: RemoteLog, fetchPage: PageFetcher, options
   let pages = 1;
   let where = "head page";
   for (;;) {
+    if (options.takeWhile && !options.takeWhile(page)) break;
     const stop = stopAt ? page.pair.findIndex((pair) => equalBytes(pair.localHash, stopAt)) : -1;
     const fresh = stop === -1 ? page.pair : page.pair.slice(0, stop);
     if (fresh.length > 0) options.onPage?.(fresh);

@@ -12,6 +12,11 @@ export interface Checkpoint {
    * head (a rollback) is caught. Absent for unsigned names and before the first signed head.
    */
   sequence?: bigint;
+  /**
+   * For a log with page info, the redaction count of the last head synced, so that a later head with
+   * more redactions sends the receiver back for tombstones of messages it delivered. Absent: 0.
+   */
+  redactions?: number;
 }
 
 export interface CheckpointStore {

@@ -16,6 +16,8 @@ interface CheckpointFile {
   lastId: string;
   /** Decimal, since JSON numbers cannot hold every uint64; absent when the checkpoint has none. */
   sequence?: string;
+  /** Absent when 0. */
+  redactions?: number;
 }
 
 /**
@@ -71,9 +73,16 @@ export class FileCheckpointStore implements CheckpointStore {
     } catch (err) {
       throw bad("lastId is not hex", err);
     }
-    if (file.sequence === undefined) return { delivered: file.delivered, lastId };
-    if (typeof file.sequence !== "string" || !/^\d{1,20}$/.test(file.sequence)) throw bad(`sequence is ${JSON.stringify(file.sequence)}`);
-    return { delivered: file.delivered, lastId, sequence: BigInt(file.sequence) };
+    const checkpoint: Checkpoint = { delivered: file.delivered, lastId };
+    if (file.sequence !== undefined) {
+      if (typeof file.sequence !== "string" || !/^\d{1,20}$/.test(file.sequence)) throw bad(`sequence is ${JSON.stringify(file.sequence)}`);
+      checkpoint.sequence = BigInt(file.sequence);
+    }
+    if (file.redactions !== undefined) {
+      if (!Number.isSafeInteger(file.redactions) || file.redactions < 0) throw bad(`redactions is ${JSON.stringify(file.redactions)}`);
+      checkpoint.redactions = file.redactions;
+    }
+    return checkpoint;
   }
 
   /**
@@ -88,6 +97,7 @@ export class FileCheckpointStore implements CheckpointStore {
     }
     const file: CheckpointFile = { format: 1, name, delivered: checkpoint.delivered, lastId: toHex(checkpoint.lastId) };
     if (checkpoint.sequence !== undefined) file.sequence = checkpoint.sequence.toString();
+    if (checkpoint.redactions) file.redactions = checkpoint.redactions;
     const bytes = Buffer.from(`${JSON.stringify(file)}\n`, "utf8");
     await this.locks.run(name, async () => {
       await writeFileAtomic(this.pathOf(name), bytes);

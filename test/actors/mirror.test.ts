@@ -64,7 +64,7 @@ describe("mirror - a verified copy on a second CAS and NS", () => {
     const [source, copy] = [await w.a.names.get(w.name), await w.b.names.get(w.name)];
     expect(copy!.content).toEqual(source!.content);
     expect(copy!.record).toEqual(source!.record);
-    expect((await w.receive(w.b)).map((d) => new TextDecoder().decode(d.message.body))).toEqual(Array.from({ length: 50 }, (_, i) => `a${i}`));
+    expect((await w.receive(w.b)).map((d) => new TextDecoder().decode(d.message!.body))).toEqual(Array.from({ length: 50 }, (_, i) => `a${i}`));
 
     expect(await w.mirror.sync()).toMatchObject({ updated: false, pages: 0, messages: 0 });
     await w.publish(9, "b");

@@ -248,7 +248,7 @@ describe("actors - the receiver verifies what it is served", () => {
     const receiver = new Receiver({ name: "s", remote: w.remote(), checkpoints, fromSeq: 990 });
     const first = await receiveAll(receiver);
     expect(first.map((d) => d.seq)).toEqual(Array.from({ length: 10 }, (_, i) => 990 + i));
-    expect(new TextDecoder().decode(first[0].message.body)).toBe("m990");
+    expect(new TextDecoder().decode(first[0].message!.body)).toBe("m990");
     await sender.append(bodies(3, "n"), GROUP, 1n);
     await sender.publish();
     const next = await receiveAll(receiver);
@@ -323,6 +323,6 @@ describe("actors - the receiver verifies what it is served", () => {
     const result = await sender.publish();
     expect(result.lostRaces).toBe(1);
     const got = await receiveAll(new Receiver({ name: "one", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
-    expect(got.map((d) => new TextDecoder().decode(d.message.body)).slice(-2)).toEqual(["from elsewhere", "after"]);
+    expect(got.map((d) => new TextDecoder().decode(d.message!.body)).slice(-2)).toEqual(["from elsewhere", "after"]);
   });
 });

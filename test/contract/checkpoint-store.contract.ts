@@ -26,6 +26,11 @@ export function checkpointStoreContract(name: string, setup: () => Promise<Check
       expect(await store.load("alice")).toEqual({ delivered: 42, lastId: id(7) });
     });
 
+    it("stores a redaction count when given", async () => {
+      await store.save("redacted", { delivered: 9, lastId: id(9), sequence: 3n, redactions: 2 });
+      expect(await store.load("redacted")).toEqual({ delivered: 9, lastId: id(9), sequence: 3n, redactions: 2 });
+    });
+
     it("stores a record sequence when given, up to the largest uint64, and none when not", async () => {
       await store.save("signed", { delivered: 5, lastId: id(5), sequence: 2n ** 64n - 1n });
       expect(await store.load("signed")).toEqual({ delivered: 5, lastId: id(5), sequence: 2n ** 64n - 1n });

@@ -1,0 +1,97 @@
+import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
+import { DEFAULT_MAX_PAGES } from "../core/chain.js";
+import { RemoteLogError, ErrorCodes } from "../core/errors.js";
+import { matchesAddress, toHex, addressText } from "../core/hash.js";
+import { createNameRecord, isKeyName, type PrivateKey } from "../core/names.js";
+import { decodePage, encodePage } from "../core/page.js";
+import { redactPages } from "../core/redact.js";
+import { verifySignedHead } from "./receiver.js";
+import { LostRace, type Remote } from "./remote.js";
+
+export interface RedactOptions {
+  name: string;
+  remote: Pick<Remote, "fetchName" | "getBlock" | "putBlocks" | "updateName" | "nsUrl">;
+  /** The name's key, to sign the new head; needed for a key name. */
+  key?: PrivateKey;
+  validityMs?: number;
+  ttlMs?: number;
+  maxPages?: number;
+}
+
+export interface RedactResult {
+  /** Seqids of the messages made tombstones now; those that already were are left out. */
+  redacted: number[];
+  /** Pages rewritten, head included. */
+  pages: number;
+  /** The name's version after the update (unchanged when nothing was left to redact). */
+  version: bigint;
+  redactions: number;
+}
+
+/**
+ * Removes messages from a remote log, leaving tombstones (core/redact.ts). Reads back from the head
+ * only as far as the oldest of the messages, rewrites those pages and publishes the new head with a
+ * conditional update, starting again if a sender published meanwhile. Redacting a message that is a
+ * tombstone already changes nothing. Every message not found is NOT_FOUND, and nothing changes.
+ */
+export async function redact(options: RedactOptions, ids: Uint8Array[]): Promise<RedactResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await redactOnce(options, ids);
+    } catch (err) {
+      if (!(err instanceof LostRace) || attempt >= 10) throw err instanceof LostRace ? err.cause : err;
+    }
+  }
+}
+
+async function redactOnce(options: RedactOptions, ids: Uint8Array[]): Promise<RedactResult> {
+  const { name, remote } = options;
+  const signed = isKeyName(name);
+  if (signed && !options.key) throw RemoteLogError.invalidArgument(`name ${name} is a key name: redacting it needs its key, to sign the new head`);
+  const current = await remote.fetchName(name);
+  if (!current) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no remote log at ${remote.nsUrl}`);
+  const where = `head of name ${JSON.stringify(name)} from NS ${remote.nsUrl}`;
+  if (signed) await verifySignedHead(name, current.content, current.record, undefined, where);
+  const head = decodePage(current.content, where, ErrorCodes.DATA_LOSS);
+  if (!head.info) throw RemoteLogError.conflict(`name ${JSON.stringify(name)} has no page info (seqids): only such logs can be redacted`);
+
+  // Back from the head until every message is found: those pages are the ones to rewrite.
+  const pages: RemoteLog[] = [head];
+  const wanted = new Map(ids.map((id) => [toHex(id), id]));
+  const found = new Map<string, { seqid: number; redacted: boolean }>();
+  const maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
+  for (let page = head; ; ) {
+    for (const pair of page.pair) {
+      const key = toHex(pair.localHash);
+      if (wanted.has(key) && !found.has(key)) found.set(key, { seqid: Number(pair.seqid), redacted: pair.redacted });
+    }
+    if (found.size === wanted.size || page.tail.length === 0) break;
+    if (pages.length >= maxPages) throw RemoteLogError.dataLoss(`page chain of ${JSON.stringify(name)} is longer than ${maxPages} pages`);
+    const address = page.tail;
+    const bytes = await remote.getBlock(address);
+    if (!matchesAddress(bytes, address)) throw RemoteLogError.dataLoss(`page ${addressText(address)} does not hash to its address`);
+    page = decodePage(bytes, `page ${addressText(address)}`, ErrorCodes.DATA_LOSS);
+    pages.unshift(page);
+  }
+  const missing = [...wanted.keys()].filter((key) => !found.has(key));
+  if (missing.length > 0) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} holds no message ${missing.join(", ")}`);
+  const fresh = [...found].filter(([, at]) => !at.redacted);
+  if (fresh.length === 0) return { redacted: [], pages: 0, version: current.version, redactions: Number(head.info.redactions) };
+
+  // Only the pages from the oldest fresh message's up are rewritten.
+  const oldest = Math.min(...fresh.map(([, at]) => at.seqid));
+  const from = pages.findIndex((page) => page.pair.some((pair) => Number(pair.seqid) === oldest));
+  const rewritten = redactPages(pages.slice(from), fresh.map(([key]) => wanted.get(key)!));
+  await remote.putBlocks(rewritten.sealed.map((page) => page.bytes));
+  const headBytes = encodePage(rewritten.head);
+  const record = options.key ? await createNameRecord(options.key, headBytes, current.version + 1n, { validityMs: options.validityMs, ttlMs: options.ttlMs }) : undefined;
+  let version: bigint;
+  try {
+    version = await remote.updateName(name, headBytes, current.version, record);
+  } catch (err) {
+    // A sender published meanwhile: the new head holds pages this rewrite did not see.
+    if (err instanceof RemoteLogError && err.code === ErrorCodes.CONFLICT) throw new LostRace(err);
+    throw err;
+  }
+  return { redacted: fresh.map(([, at]) => at.seqid).sort((a, b) => a - b), pages: pages.length - from, version, redactions: rewritten.redactions };
+}

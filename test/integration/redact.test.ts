@@ -1,0 +1,46 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { cleanup, lines, parseJsonl, runCli, startServer, tempDir } from "../helpers/processes.js";
+
+afterEach(cleanup);
+
+interface Line {
+  seq: number;
+  id: string;
+  body?: string;
+  redacted?: boolean;
+}
+
+describe("redact - end to end through real processes", () => {
+  it("removes a message; receivers print its tombstone, in place for a new receiver and on the next sync for one that had it", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const keyFile = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
+    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "8"], { stdin: lines(40) })).code).toBe(0);
+    const bob = ["receive", "--name", name, "--server", server.url, "--state", join(dir, "bob")];
+    const before = parseJsonl<Line>((await runCli(bob)).stdout);
+    expect(before).toHaveLength(40);
+
+    const target = before[13];
+    const redacted = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", target.id]);
+    expect(redacted.code, redacted.stderr).toBe(0);
+    expect(JSON.parse(redacted.stdout)).toEqual({ redacted: [13], pages: 4, version: 2, redactions: 1 });
+
+    expect(parseJsonl<Line>((await runCli(bob)).stdout)).toEqual([{ seq: 13, id: target.id, redacted: true }]);
+    expect((await runCli(bob)).stdout).toBe("");
+    const carol = parseJsonl<Line>((await runCli(["receive", "--name", name, "--server", server.url, "--state", join(dir, "carol")])).stdout);
+    expect(carol.map((l) => l.redacted === true)).toEqual(Array.from({ length: 40 }, (_, i) => i === 13));
+    expect(carol[13]).toEqual({ seq: 13, id: target.id, redacted: true });
+
+    // The sender goes on over the rewritten head.
+    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "8"], { stdin: lines(2, "after") })).code).toBe(0);
+    expect(parseJsonl<Line>((await runCli(bob)).stdout).map((l) => l.seq)).toEqual([40, 41]);
+
+    const bad = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", "abc"]);
+    expect(bad.code).toBe(2);
+    const unknown = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", "0".repeat(64)]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/NOT_FOUND/);
+  });
+});
