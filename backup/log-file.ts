@@ -16,6 +16,37 @@ import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 
 const HEADER_SIZE = 4 + 32 + 4;
 
+export interface EncodedRecords {
+  /** The records, back to back. */
+  bytes: Uint8Array;
+  /** Each message's id, in order (views of bytes). */
+  ids: Uint8Array[];
+}
+
+/**
+ * Lays out messages as log.bin records: decodes each, computes its id (H1) and the record's CRC: the
+ * costly part of a restore. Throws INVALID_ARGUMENT naming the seq (firstSeq + index) of a message
+ * that does not decode.
+ */
+export function encodeRecords(messages: Uint8Array[], firstSeq: number): EncodedRecords {
+  let size = 0;
+  for (const data of messages) size += HEADER_SIZE + data.length;
+  const bytes = Buffer.allocUnsafe(size);
+  const ids: Uint8Array[] = new Array(messages.length);
+  let at = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const data = messages[i];
+    const id = messageId(decodeMessage(data, `message at seq ${firstSeq + i}`));
+    bytes.writeUInt32LE(data.length, at);
+    bytes.set(id, at + 4);
+    bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
+    bytes.set(data, at + HEADER_SIZE);
+    ids[i] = new Uint8Array(bytes.buffer, bytes.byteOffset + at + 4, 32);
+    at += HEADER_SIZE + data.length;
+  }
+  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), ids };
+}
+
 export class LogFileWriter {
   /**
    * Ids written, for the duplicate check: the first 30 bits of each id (a small integer, which a Map
@@ -51,48 +82,46 @@ export class LogFileWriter {
 
   /**
    * Appends messages as records and returns their ids; the write goes on in the background, and
-   * close() reports its failure. Throws INVALID_ARGUMENT naming the seq of a
-   * message that does not decode, CONFLICT for an id already written (FileLocalLog refuses a log that
-   * holds one id twice); nothing of the call is written then.
+   * close() reports its failure. Throws INVALID_ARGUMENT naming the seq of a message that does not
+   * decode, CONFLICT for an id already written (FileLocalLog refuses a log that holds one id twice);
+   * nothing of the call is written then.
    */
   async append(messages: Uint8Array[]): Promise<Uint8Array[]> {
-    let size = 0;
-    for (const data of messages) size += HEADER_SIZE + data.length;
-    const bytes = Buffer.allocUnsafe(size);
-    const ids: Uint8Array[] = new Array(messages.length);
+    const encoded = encodeRecords(messages, this.count);
+    this.appendEncoded([encoded]);
+    return encoded.ids;
+  }
+
+  /**
+   * Appends records made by encodeRecords, the parts in order: checks
+   * their ids for duplicates, then writes them in the background. CONFLICT as append.
+   */
+  appendEncoded(parts: EncodedRecords[]): void {
     const first = this.count;
-    let at = 0;
+    let seq = first;
     try {
-      for (let i = 0; i < messages.length; i++) {
-        const data = messages[i];
-        const id = messageId(decodeMessage(data, `message at seq ${first + i}`));
-        this.remember(id, first + i);
-        bytes.writeUInt32LE(data.length, at);
-        bytes.set(id, at + 4);
-        bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
-        bytes.set(data, at + HEADER_SIZE);
-        ids[i] = id;
-        at += HEADER_SIZE + data.length;
-      }
+      for (const part of parts) for (const id of part.ids) this.remember(id, seq++);
     } catch (err) {
       this.forgetFrom(first);
-      throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err);
+      throw err;
     }
     // Written on the thread pool while the caller prepares the next call; close() waits for it, and
     // a failed write fails every later call and close().
-    const position = this.position;
-    this.writing = this.writing.then(async () => {
-      let done = 0;
-      try {
-        while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
-      } catch (err) {
-        throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err);
-      }
-    });
-    this.writing.catch(() => {});
-    this.position += bytes.length;
-    this.count += messages.length;
-    return ids;
+    for (const part of parts) {
+      const position = this.position;
+      const bytes = part.bytes;
+      this.writing = this.writing.then(async () => {
+        let done = 0;
+        try {
+          while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
+        } catch (err) {
+          throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err);
+        }
+      });
+      this.writing.catch(() => {});
+      this.position += bytes.length;
+    }
+    this.count = seq;
   }
 
   /** Records id as seq's, or throws CONFLICT when it was written before. */

@@ -5,7 +5,8 @@ import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js"
 import { addressText, equalBytes, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
-import { LogFileWriter } from "./log-file.js";
+import { encodeRecords, LogFileWriter } from "./log-file.js";
+import type { ReadPack } from "./pack-format.js";
 import { readChain } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
@@ -54,7 +55,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
       for (const pack of packs) {
         let ids: Uint8Array[];
         try {
-          ids = await log.append(pack.messages);
+          ids = await appendPack(log, pack);
         } catch (err) {
           if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT) || isRemoteLogError(err, ErrorCodes.CONFLICT)) {
             throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
@@ -90,6 +91,13 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     to: options.to,
     ms: Math.round(performance.now() - started),
   };
+}
+
+/** Appends a pack's messages and returns their ids. */
+async function appendPack(log: LogFileWriter, pack: ReadPack): Promise<Uint8Array[]> {
+  const records = encodeRecords(pack.messages, pack.firstSeq);
+  log.appendEncoded([records]);
+  return records.ids;
 }
 
 async function checkTarget(dir: string, force: boolean): Promise<void> {
