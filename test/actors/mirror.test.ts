@@ -1,36 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { createRouterTransport } from "@connectrpc/connect";
 import { Mirror } from "../../actors/mirror.js";
 import { Receiver, type Delivery } from "../../actors/receiver.js";
-import { Remote } from "../../actors/remote.js";
 import { Sender } from "../../actors/sender.js";
-import type { ContentStore } from "../../core/content-store.js";
-import { addressOf, encodeMessage, newMessage, toHex } from "../../core/hash.js";
+import { addressOf, encodeMessage, newMessage } from "../../core/hash.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
 import type { EmbedMode } from "../../core/page.js";
-import { routes } from "../../services/server.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
-import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
-import { MemoryNameStore } from "../../stores/memory/name-store.js";
+import { memoryWorld } from "../helpers/connect.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
-/** A CAS and NS behind the real services, whose CAS can be made to serve other bytes for an address. */
-function services(label: string) {
-  const content = new MemoryContentStore();
-  const names = new MemoryNameStore();
-  const lies = new Map<string, Uint8Array>();
-  const lying: ContentStore = {
-    putMany: (blocks) => content.putMany(blocks),
-    getMany: async (addresses) => Promise.all(addresses.map(async (a) => lies.get(toHex(a)) ?? (await content.getMany([a]))[0])),
-    has: (address) => content.has(address),
-    close: () => content.close(),
-  };
-  const transport = createRouterTransport(routes({ content: lying, names }));
-  const remote = () => new Remote({ casUrl: `memory://${label}`, nsUrl: `memory://${label}`, casTransport: transport, nsTransport: transport });
-  return { content, names, remote, lie: (address: Uint8Array, bytes: Uint8Array) => lies.set(toHex(address), bytes) };
-}
+const services = (label: string) => memoryWorld(label);
 
 async function world(embed: EmbedMode = "none", pageSize = 4) {
   const a = services("a");

@@ -1,15 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { createRouterTransport } from "@connectrpc/connect";
-import { Remote } from "../../actors/remote.js";
 import { Receiver, type Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
-import { routes } from "../../services/server.js";
-import { MemoryContentStore } from "../../stores/memory/content-store.js";
-import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
-import { addressOf, encodeMessage, newMessage, toHex } from "../../core/hash.js";
-import type { ContentStore } from "../../core/content-store.js";
+import { addressOf, encodeMessage, newMessage } from "../../core/hash.js";
+import { memoryWorld } from "../helpers/connect.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
 import { decodePage, encodePage } from "../../core/page.js";
 import { create } from "@bufbuild/protobuf";
@@ -22,20 +17,7 @@ import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
 async function signedWorld(pageSize = 3) {
-  const content = new MemoryContentStore();
-  const names = new MemoryNameStore();
-  // A CAS that serves what the test says for some addresses, unchecked: what a broken or hostile
-  // store could do, where the memory store would catch its own corruption first.
-  const lies = new Map<string, Uint8Array>();
-  const lying: ContentStore = {
-    putMany: (blocks) => content.putMany(blocks),
-    getMany: async (addresses) => Promise.all(addresses.map(async (a) => lies.get(toHex(a)) ?? (await content.getMany([a]))[0])),
-    has: (address) => content.has(address),
-    close: () => content.close(),
-  };
-  const lie = (address: Uint8Array, bytes: Uint8Array) => lies.set(toHex(address), bytes);
-  const transport = createRouterTransport(routes({ content: lying, names }));
-  const remote = () => new Remote({ casUrl: "memory://cas", nsUrl: "memory://ns", casTransport: transport, nsTransport: transport });
+  const { content, names, remote, lie } = memoryWorld();
   const key = await generateNameKey();
   const name = keyName(key);
   const log = new MemoryLocalLog();
