@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup clean
 
 all: build
 
@@ -69,6 +69,12 @@ bench-many: build
 # Append and catch-up through the Kubo backends, on the js-ipfs harness (or a real Kubo at $$KUBO_API).
 bench-kubo: build harness
 	$(NODE) dist/bench/kubo.bench.js
+
+# Backup and restore of 100,000 messages, beside restic on the same data (installed with apt-get when
+# missing and we are root; otherwise its rows say "not installed").
+bench-backup: build
+	@command -v restic >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -qq restic >/dev/null 2>&1; } || echo "restic is not installed (apt-get install restic); its rows will say so"
+	$(NODE) dist/bench/backup.bench.js
 
 # A fresh receiver's catch-up of 100k messages through a proxy that adds 20 ms round trips.
 bench-rtt: build

@@ -217,6 +217,9 @@ export class Remote {
   }
 }
 
+/** What most callers need of a CAS and an NS, whether our services (Remote) or a Kubo node (KuboRemote). */
+export type RemoteLike = Pick<Remote, "fetchName" | "getBlock" | "getBlocks" | "putBlocks" | "updateName" | "nsUrl" | "casUrl" | "close">;
+
 /** A conditional update lost to another writer of the name; the operation starts again from the new head. */
 export class LostRace extends Error {
   constructor(override readonly cause: RemoteLogError) {

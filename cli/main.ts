@@ -18,6 +18,12 @@ const verbs: Record<string, () => Promise<Verb>> = {
   inspect: () => import("./inspect.js"),
   demo: () => import("./demo.js"),
   mvds: () => import("./mvds.js"),
+  backup: () => import("./backup.js"),
+  restore: () => import("./restore.js"),
+  verify: () => import("./verify.js"),
+  export: () => import("./export.js"),
+  import: () => import("./import.js"),
+  gc: () => import("./gc.js"),
 };
 
 const summaries: Record<string, string> = {
@@ -30,6 +36,12 @@ const summaries: Record<string, string> = {
   inspect: "decode a page, a message, a name's chain or a local log as JSON",
   demo: "run a server, a sender and a receiver, and watch messages arrive",
   mvds: "MVDS helpers (mvds id)",
+  backup: "back up a log (a name or a local log) as a chain of packs",
+  restore: "rebuild a local log from a backup, checking every hash",
+  verify: "check a backup or a remote log; name every missing or corrupt object",
+  export: "write a backup or a remote log as a CAR file",
+  import: "load every block of a CAR file into a CAS or a directory",
+  gc: "delete CAS blocks that no name and no backup head reaches",
 };
 
 function usage(): string {

@@ -15,6 +15,9 @@ import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
 import { HealthService } from "./health-service.js";
+import { GcService } from "../gen/remotelog/v1/gc_pb.js";
+import { collectable, GcServiceImpl } from "./gc-service.js";
+import type { NameLister } from "../backup/gc.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 
@@ -84,6 +87,10 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       router.service(NameWatchService, withConnectErrors(NameWatchService, { watchMany: (request, context) => ns.watchMany(request, context) }, observer));
       mounted.push(NS.typeName, NameWatchService.typeName);
       metrics?.watchNames(deps.names);
+    }
+    // gc runs in the process that holds the stores (remotelog gc --server); only the fs CAS supports it.
+    if (collectable(deps.content, deps.names)) {
+      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names as unknown as NameLister), observer));
     }
     router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));
   };

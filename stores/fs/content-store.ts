@@ -11,12 +11,12 @@
  * checksum, written as a .tmp file, fsynced, renamed and its directory fsynced.
  */
 import { hash } from "node:crypto";
-import { readdir } from "node:fs/promises";
+import { readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { ContentStore } from "../../core/content-store.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { addressText } from "../../core/hash.js";
-import { ensureDir, removeLeftoverTmp, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
+import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { FileCache } from "./file-cache.js";
 import { encodePack, ENTRY_SIZE, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, TRAILER_SIZE } from "./pack.js";
 
@@ -45,6 +45,15 @@ export interface FsContentStoreStats {
   bytes: number;
 }
 
+/** A garbage collection in progress (beginGc). */
+export interface GcGuard {
+  startedMs: number;
+  /** Keys put since the collection began. */
+  touched: Set<string>;
+  /** Ends the collection; puts are no longer recorded. */
+  end(): void;
+}
+
 /** A putMany call waiting for its blocks to be in a pack. */
 interface Pending {
   keys: string[];
@@ -66,11 +75,22 @@ interface Location {
  * with an in-memory index rebuilt at open from the packs' own indexes.
  *
  * Within one process, calls may overlap freely: packs are written one at a time. Other processes may read the
- * same directory, but they see the packs that existed when they opened it.
+ * same directory, but they see the packs that existed when they opened it; after a gc (sweepPack) in the
+ * process that writes, a reader opened before it may find a pack gone (DATA_LOSS) and must reopen.
  */
 export class FsContentStore implements ContentStore {
   private readonly index = new Map<string, Location>();
   private readonly packs: string[] = [];
+  /** Keys whose index entry is in each pack (by pack id), for gc; emptied when a pack is retired. */
+  private readonly packKeys: string[][] = [];
+  /** When each pack was written (ms since the epoch): by this process, or the file's mtime at open. */
+  private readonly packTimes: number[] = [];
+  /** Collections in progress; every key put (even one already stored) is recorded in each. */
+  private readonly guards = new Set<GcGuard>();
+  /** When a block already stored was last put again, so that gc treats it as freshly written. */
+  private readonly reput = new Map<string, number>();
+  /** getMany calls in flight, which a swept pack's file must outlive. */
+  private readonly reads = new Set<Promise<unknown>>();
   /** Calls waiting for their pack, oldest first. */
   private readonly pending: Pending[] = [];
   /** Whether drain() is running; a call made meanwhile waits for it. */
@@ -113,15 +133,17 @@ export class FsContentStore implements ContentStore {
     const packNames = names.filter((name) => PACK_NAME.test(name));
     // Indexes are read a few at a time: a store of thousands of packs opens in parallel, within fd limits.
     const indexes: Buffer[] = new Array(packNames.length);
+    const times: number[] = new Array(packNames.length);
     let next = 0;
     const worker = async () => {
       while (next < packNames.length) {
         const i = next++;
         indexes[i] = await readPackIndex(join(packsDir, packNames[i]), packNames[i]);
+        times[i] = (await stat(join(packsDir, packNames[i]))).mtimeMs;
       }
     };
     await Promise.all(Array.from({ length: Math.min(16, packNames.length) }, worker));
-    packNames.forEach((name, i) => store.addPack(name, indexes[i]));
+    packNames.forEach((name, i) => store.addPack(name, indexes[i], times[i]));
     return store;
   }
 
@@ -138,9 +160,12 @@ export class FsContentStore implements ContentStore {
     // Hashing is most of the cost of a put; it runs before any waiting.
     const keys = blocks.map(keyOf);
     const addresses = addressesOf(keys);
+    if (this.guards.size > 0) for (const guard of this.guards) for (const key of keys) guard.touched.add(key);
     const fresh: Pending = { keys: [], addresses: [], blocks: [], size: 0, done: () => {}, failed: () => {} };
     const seen = new Set<string>();
+    const now = Date.now();
     for (let i = 0; i < blocks.length; i++) {
+      if (this.index.has(keys[i])) this.reput.set(keys[i], now);
       if (this.index.has(keys[i]) || seen.has(keys[i])) continue;
       seen.add(keys[i]);
       fresh.keys.push(keys[i]);
@@ -197,6 +222,8 @@ export class FsContentStore implements ContentStore {
           const pack = encodePack(blocks, addresses);
           await this.writePack(pack.name, pack.bytes);
           const packId = this.packs.push(pack.name) - 1;
+          this.packKeys[packId] = keys;
+          this.packTimes[packId] = Date.now();
           let offset = HEADER_SIZE;
           for (let j = 0; j < keys.length; j++) {
             this.index.set(keys[j], { pack: packId, offset, length: blocks[j].length });
@@ -219,6 +246,16 @@ export class FsContentStore implements ContentStore {
    */
   async getMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
     this.checkOpen();
+    const read = this.readMany(addresses);
+    this.reads.add(read);
+    read.then(
+      () => this.reads.delete(read),
+      () => this.reads.delete(read),
+    );
+    return read;
+  }
+
+  private async readMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
     const result: (Uint8Array | undefined)[] = new Array(addresses.length).fill(undefined);
     const wanted: { i: number; key: string; at: Location }[] = [];
     for (let i = 0; i < addresses.length; i++) {
@@ -281,6 +318,96 @@ export class FsContentStore implements ContentStore {
     return this.stats();
   }
 
+  /**
+   * Starts a collection (backup/gc.ts): from now until guard.end(), every key put, even one already
+   * stored, is recorded in guard.touched, and sweepPack keeps it. At most one collection at a time:
+   * CONFLICT otherwise.
+   */
+  beginGc(): GcGuard {
+    this.checkOpen();
+    if (this.guards.size > 0) throw RemoteLogError.conflict(`a garbage collection of ${this.dir} is already running`);
+    const guard: GcGuard = { startedMs: Date.now(), touched: new Set(), end: () => void this.guards.delete(guard) };
+    this.guards.add(guard);
+    return guard;
+  }
+
+  /** Every live pack: its file name, when it was written, and the blocks it holds (as index keys). */
+  listPacks(): { name: string; writtenMs: number; keys: readonly string[] }[] {
+    const out: { name: string; writtenMs: number; keys: readonly string[] }[] = [];
+    this.packs.forEach((name, id) => {
+      if (name !== "") out.push({ name, writtenMs: this.packTimes[id], keys: this.packKeys[id] });
+    });
+    return out;
+  }
+
+  /**
+   * Rewrites pack `name` without the blocks that are not live, for gc. A block is dropped only when
+   * live(key) is false and it was not put, or put again, at or after `keepPutSinceMs`, nor during the
+   * collection (guard.touched). The kept blocks are read (and re-hashed), written as a new pack
+   * (atomically, as any pack), the index moves to it in one synchronous step, and the old file is
+   * removed only after the reads that may still use it have finished. A pack with nothing to drop is
+   * left alone; one with nothing to keep is removed. Returns what was dropped. Throws as getMany and
+   * putMany do; on a failure the old pack stays and nothing is dropped.
+   */
+  async sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number): Promise<{ blocks: number; bytes: number }> {
+    this.checkOpen();
+    const id = this.packs.indexOf(name);
+    if (id === -1 || name === "") return { blocks: 0, bytes: 0 };
+    const isDead = (key: string) => !live(key) && !guard.touched.has(key) && (this.reput.get(key) ?? 0) < keepPutSinceMs && this.index.get(key)?.pack === id;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const keys = this.packKeys[id].filter((key) => this.index.get(key)?.pack === id);
+      const dead = keys.filter(isDead);
+      if (dead.length === 0) return { blocks: 0, bytes: 0 };
+      const deadSet = new Set(dead);
+      const kept = keys.filter((key) => !deadSet.has(key));
+      let written: { name: string; blocks: Uint8Array[] } | undefined;
+      if (kept.length > 0) {
+        const blocks = (await this.getMany(addressesOf(kept))) as Uint8Array[];
+        const pack = encodePack(blocks, addressesOf(kept));
+        await this.writePack(pack.name, pack.bytes);
+        written = { name: pack.name, blocks };
+      }
+      // Puts made while the new pack was written may have revived a block it leaves out: start again.
+      if (dead.some((key) => !isDead(key))) continue;
+      // From here to the end of the swap there is no await, so no put or read sees a half-moved index.
+      let bytes = 0;
+      for (const key of dead) {
+        bytes += this.index.get(key)!.length;
+        this.index.delete(key);
+      }
+      this.bytes -= bytes;
+      if (written) {
+        const newId = this.packs.push(written.name) - 1;
+        this.packKeys[newId] = kept;
+        this.packTimes[newId] = this.packTimes[id];
+        let offset = HEADER_SIZE;
+        kept.forEach((key, j) => {
+          this.index.set(key, { pack: newId, offset, length: written.blocks[j].length });
+          offset += written.blocks[j].length;
+        });
+      }
+      this.packs[id] = "";
+      this.packKeys[id] = [];
+      // A read that resolved its locations before the swap may still open the old file.
+      await Promise.allSettled([...this.reads]);
+      if (written?.name !== name) {
+        try {
+          await unlink(join(this.packsDir, name));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`cannot remove pack ${name}`, err);
+        }
+        await fsyncDir(this.packsDir);
+      }
+      return { blocks: dead.length, bytes };
+    }
+    return { blocks: 0, bytes: 0 };
+  }
+
+  /** Forgets re-puts older than ms, which no collection starting later can need. */
+  forgetPutsBefore(ms: number): void {
+    for (const [key, at] of this.reput) if (at < ms) this.reput.delete(key);
+  }
+
   /** Waits for writes in progress, then closes every file. Idempotent; later calls throw INTERNAL. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -293,8 +420,11 @@ export class FsContentStore implements ContentStore {
     if (this.closed) throw RemoteLogError.internal(`content store ${this.dir} is closed`);
   }
 
-  private addPack(name: string, index: Buffer): void {
+  private addPack(name: string, index: Buffer, time: number): void {
     const packId = this.packs.push(name) - 1;
+    const keys: string[] = [];
+    this.packKeys[packId] = keys;
+    this.packTimes[packId] = time;
     let offset = HEADER_SIZE;
     for (let at = 0; at < index.length; at += ENTRY_SIZE) {
       const length = index.readUInt32BE(at + 32);
@@ -303,6 +433,7 @@ export class FsContentStore implements ContentStore {
       if (!this.index.has(key)) {
         this.index.set(key, { pack: packId, offset, length });
         this.bytes += length;
+        keys.push(key);
       }
       offset += length;
     }

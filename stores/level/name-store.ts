@@ -96,6 +96,12 @@ export class LevelNameStore implements NameStore {
     return count;
   }
 
+  /** Every name and its entry, in key order; for gc, which takes them all as roots. */
+  async *list(): AsyncGenerator<[string, NameEntry]> {
+    this.checkOpen();
+    for await (const [name, value] of this.db.iterator()) yield [name, decodeEntry(name, value)];
+  }
+
   /** Waits for puts in progress, then closes the database. Idempotent; later calls throw INTERNAL. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -18,5 +18,10 @@ export class MemoryNameStore implements NameStore {
     return this.names.size;
   }
 
+  /** Every name and its entry; for gc. */
+  async *list(): AsyncGenerator<[string, NameEntry]> {
+    for (const [name, entry] of [...this.names]) yield [name, entry];
+  }
+
   async close(): Promise<void> {}
 }

@@ -1,0 +1,189 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { open, rename, unlink } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { CarWriter } from "@ipld/car/writer";
+import { CarBlockIterator } from "@ipld/car/iterator";
+import { CID } from "multiformats/cid";
+import type { RemoteLike } from "../actors/remote.js";
+import { RemoteLogError, ErrorCodes } from "../core/errors.js";
+import { addressOf, addressText, equalBytes, RAW_CODEC, SHA2_256, matchesAddress } from "../core/hash.js";
+import { isKeyName, verifyNameRecord } from "../core/names.js";
+import { decodePage, verifyPairData } from "../core/page.js";
+import { dirname } from "node:path";
+import { fsyncDir, ioError, tmpPathFor } from "../stores/file/atomic.js";
+import { readPackBytes } from "./pack-chain.js";
+import { verifyLink, type ReadPack } from "./pack-format.js";
+import type { PackStore } from "./pack-store.js";
+import { silentProgress, type Progress } from "./progress.js";
+
+/*
+ * CAR v1 files (https://ipld.io/specs/transport/car/carv1/) of backups and logs, with @ipld/car. Every
+ * block is raw (CIDv1, codec 0x55, sha2-256), exactly as our CAS and Kubo's `block put --cid-codec raw`
+ * address it, so `ipfs dag import` takes the file; the root is the head (a pack, or a log's head page).
+ */
+
+export interface CarSummary {
+  file: string;
+  root: string;
+  blocks: number;
+  bytes: number;
+  ms: number;
+}
+
+type Put = (address: Uint8Array, bytes: Uint8Array) => Promise<void>;
+
+/**
+ * Writes a CAR file whose root is root and whose blocks are what fill() puts, replacing file
+ * atomically (temporary file, fsync, rename) so that a failed export leaves no half file.
+ */
+async function writeCar(file: string, root: Uint8Array, fill: (put: Put) => Promise<void>): Promise<CarSummary> {
+  const started = performance.now();
+  const { writer, out } = CarWriter.create([CID.decode(root)]);
+  const tmp = tmpPathFor(file);
+  const output = createWriteStream(tmp, { flags: "wx" });
+  const written = pipeline(Readable.from(out), output);
+  let blocks = 0;
+  let bytes = 0;
+  try {
+    await fill(async (address, block) => {
+      await writer.put({ cid: CID.decode(address), bytes: block });
+      blocks++;
+      bytes += block.length;
+    });
+    await writer.close();
+    await written;
+    const handle = await open(tmp, "r+");
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+    await fsyncDir(dirname(file));
+  } catch (err) {
+    await writer.close().catch(() => {});
+    await written.catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw ioError(`cannot write ${file}`, err);
+  }
+  return { file, root: addressText(root), blocks, bytes, ms: Math.round(performance.now() - started) };
+}
+
+/** A pack chain from head, every pack checked (CID, header, link) on the way. */
+export async function exportPackChain(store: PackStore, head: Uint8Array, file: string, progress: Progress = silentProgress): Promise<CarSummary> {
+  return writeCar(file, head, async (put) => {
+    let address = head;
+    let newer: ReadPack | undefined;
+    for (;;) {
+      const { pack, bytes } = await readPackBytes(store, address, newer);
+      if (newer) verifyLink(newer, pack);
+      else progress.start("packs", pack.lastSeq + 1);
+      await put(address, bytes);
+      progress.advance(pack.count);
+      if (pack.previous.length === 0) break;
+      newer = pack;
+      address = pack.previous;
+    }
+    progress.stop();
+  });
+}
+
+/**
+ * A remote log: the head page (the root: the NS holds it, so the CAR carries it as a block too), every
+ * older page, and every message not embedded in its page, each checked by its hashes first.
+ */
+export async function exportRemoteLog(remote: RemoteLike, name: string, file: string, progress: Progress = silentProgress): Promise<CarSummary> {
+  const entry = await remote.fetchName(name);
+  if (!entry) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no log at ${remote.nsUrl}`);
+  if (isKeyName(name)) await verifyNameRecord(name, entry.record, entry.content);
+  const root = addressOf(entry.content);
+  return writeCar(file, root, async (put) => {
+    progress.start("pages", 0);
+    let page = decodePage(entry.content, `head of ${JSON.stringify(name)}`, ErrorCodes.DATA_LOSS);
+    await put(root, entry.content);
+    const seen = new Set<string>();
+    for (;;) {
+      const referenced = page.pair.filter((pair) => pair.data.length === 0 && pair.remoteHash.length > 0);
+      const blocks = referenced.length > 0 ? await remote.getBlocks(referenced.map((pair) => pair.remoteHash)) : [];
+      for (let i = 0; i < referenced.length; i++) {
+        verifyPairData(referenced[i], blocks[i], `message ${addressText(referenced[i].remoteHash)}`);
+        if (seen.has(addressText(referenced[i].remoteHash))) continue;
+        seen.add(addressText(referenced[i].remoteHash));
+        await put(referenced[i].remoteHash, blocks[i]);
+      }
+      progress.advance(1);
+      if (page.tail.length === 0) break;
+      const key = addressText(page.tail);
+      if (seen.has(key)) throw RemoteLogError.dataLoss(`page chain of ${JSON.stringify(name)} loops at ${key}`);
+      seen.add(key);
+      const bytes = await remote.getBlock(page.tail);
+      if (!matchesAddress(bytes, page.tail)) throw RemoteLogError.dataLoss(`page ${key} does not hash to its address`);
+      await put(page.tail, bytes);
+      page = decodePage(bytes, `page ${key}`, ErrorCodes.DATA_LOSS);
+    }
+    progress.stop();
+  });
+}
+
+export interface ImportSummary {
+  file: string;
+  roots: string[];
+  blocks: number;
+  bytes: number;
+  ms: number;
+}
+
+/**
+ * Loads every block of a CAR file into store, checking each against its CID first: only CIDv1 raw
+ * sha2-256 blocks are taken (what our CAS and packs use; INVALID_ARGUMENT otherwise), and a block
+ * whose bytes do not hash to its CID is DATA_LOSS naming it. Nothing is stored before a batch is
+ * checked; blocks are stored in batches of about 8 MiB.
+ */
+export async function importCar(file: string, store: Pick<PackStore, "put">, progress: Progress = silentProgress): Promise<ImportSummary> {
+  const started = performance.now();
+  let iterator: CarBlockIterator;
+  const input = createReadStream(file);
+  try {
+    iterator = await CarBlockIterator.fromIterable(input);
+  } catch (err) {
+    input.destroy();
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${file} does not exist`);
+    throw RemoteLogError.invalidArgument(`${file} is not a CAR file: ${(err as Error).message}`, err);
+  }
+  const roots = (await iterator.getRoots()).map((cid) => cid.toString());
+  let batch: { address: Uint8Array; bytes: Uint8Array }[] = [];
+  let batchBytes = 0;
+  let blocks = 0;
+  let bytes = 0;
+  progress.start("blocks", 0);
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await store.put(batch);
+    progress.advance(batch.length);
+    batch = [];
+    batchBytes = 0;
+  };
+  try {
+    for await (const block of iterator) {
+      const cid = block.cid;
+      if (cid.version !== 1 || cid.code !== RAW_CODEC || cid.multihash.code !== SHA2_256) {
+        throw RemoteLogError.invalidArgument(`${file}: block ${cid.toString()} is not a CIDv1 raw sha2-256 block, the only kind a remotelog CAS holds`);
+      }
+      if (!equalBytes(addressOf(block.bytes), cid.bytes)) throw RemoteLogError.dataLoss(`${file}: block ${cid.toString()} does not hash to its CID`);
+      batch.push({ address: cid.bytes, bytes: block.bytes });
+      batchBytes += block.bytes.length;
+      blocks++;
+      bytes += block.bytes.length;
+      if (batchBytes >= 8 << 20 || batch.length >= 4096) await flush();
+    }
+  } catch (err) {
+    if (err instanceof RemoteLogError) throw err;
+    throw RemoteLogError.invalidArgument(`${file} is not a valid CAR file: ${(err as Error).message}`, err);
+  } finally {
+    input.destroy();
+  }
+  await flush();
+  progress.stop();
+  return { file, roots, blocks, bytes, ms: Math.round(performance.now() - started) };
+}

@@ -1,0 +1,268 @@
+/*
+ * Backup packs: the format of `remotelog backup` (proto/remotelog/v1/pack.proto, design §8).
+ *
+ * A backup is a chain of packs, newest first, each linking to the one before by its CID, as pages do
+ * in a remote log but bigger (default at most 8 MiB) and typed:
+ *
+ *   Pack { type = PACK_TYPE, version = 1, log_name, first_seq, last_seq, count, previous,
+ *          log_head?, last_id, messages[] }
+ *
+ * - A pack is a raw block: its address is the CIDv1 (raw, sha2-256) of its bytes (core/hash.ts
+ *   addressOf), so it can live in our CAS, in Kubo (`ipfs block put --cid-codec raw`), in a
+ *   directory as `<cid>.pack`-less file named by the CID, or in a CAR file, unchanged.
+ * - messages are the encoded vac.mvds.Message bytes exactly as the log holds them. H1 is not stored:
+ *   the pack's CID covers every byte, and restore recomputes each id (the local log does anyway), so
+ *   storing 32 bytes more per message would check nothing the CID does not. last_id is the one
+ *   exception, so that an incremental backup of a remote log knows where to stop its walk.
+ * - The chain is contiguous: the oldest pack has first_seq 0 and no previous; each pack's first_seq is
+ *   the previous pack's last_seq + 1; count = last_seq - first_seq + 1 = messages.length; every pack
+ *   of a chain has the same log_name. Readers check all of it (verifyLink, decodePack).
+ * - Packs are deterministic (no clocks, no randomness): the same messages and pack size give the same
+ *   bytes and CIDs, so a backup killed half-way and run again writes the very same packs, and a
+ *   target that has one already skips it.
+ * - The body may be deflated (compression = COMPRESSION_DEFLATE_RAW, deflated_body = raw DEFLATE of a
+ *   PackBody), and is only when that saves at least 5% on a sample: Huffman-only DEFLATE, which takes
+ *   the narrow alphabet of encoded (base64, hex) encrypted bodies down by a quarter at ~120 MB/s, where
+ *   LZ matching costs three times as long and finds nothing in encrypted bytes. Random bytes stay as
+ *   they are. Inflating is bounded (MAX_BODY_BYTES), so a hostile pack cannot blow up a reader.
+ * - type is field 1 as fixed64, so the first byte of a pack (and of a BackupHead) is 0x09, while a
+ *   vac.cas.RemoteLog page starts with 0x0a, 0x12 or 0x1a: gc and verify tell them apart by it.
+ */
+import { promisify } from "node:util";
+import { constants as zlibConstants, deflateRaw, deflateRawSync, inflateRawSync } from "node:zlib";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BackupHeadSchema, Compression, PackBodySchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
+import { RemoteLogError } from "../core/errors.js";
+import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
+
+/** "RLPack" little-endian. */
+export const PACK_TYPE = 0x6b6361504c52n;
+/** "RLBakHd" little-endian. */
+export const BACKUP_HEAD_TYPE = 0x64486b61424c52n;
+export const PACK_VERSION = 1;
+/** The default largest pack, in bytes (`--pack-size`). */
+export const DEFAULT_PACK_SIZE = 8 << 20;
+/** Room kept for a pack's header fields when filling it with messages. */
+const HEADER_ROOM = 256;
+
+export interface PackHeader {
+  logName: string;
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+  previous: Uint8Array;
+  logHead?: { page: Uint8Array; sequence: bigint };
+  lastId: Uint8Array;
+}
+
+/** A pack as read back: its address, header and messages. */
+export interface ReadPack extends PackHeader {
+  address: Uint8Array;
+  messages: Uint8Array[];
+  size: number;
+}
+
+/** The most bytes a deflated body may inflate to: far more than any pack a writer makes. */
+export const MAX_BODY_BYTES = 1 << 30;
+const SAMPLE_BYTES = 64 * 1024;
+const DEFLATE_OPTIONS = { strategy: zlibConstants.Z_HUFFMAN_ONLY };
+const deflateRawAsync = promisify(deflateRaw);
+
+/**
+ * A pack's body, deflated when that pays (see the format notes), else undefined. Runs on libuv's
+ * thread pool, so the bodies of several packs deflate at once while the main thread goes on.
+ */
+export async function deflateBody(messages: Uint8Array[]): Promise<Uint8Array | undefined> {
+  const body = toBinary(PackBodySchema, create(PackBodySchema, { messages }));
+  const sample = body.subarray(0, SAMPLE_BYTES);
+  if (deflateRawSync(sample, DEFLATE_OPTIONS).length > sample.length * 0.95) return undefined;
+  // One output chunk for the whole body: with the default 16 KiB, the main thread ran a callback per chunk.
+  const deflated = await deflateRawAsync(body, { ...DEFLATE_OPTIONS, chunkSize: Math.max(64 * 1024, body.length) });
+  return deflated.length < body.length * 0.95 ? new Uint8Array(deflated.buffer, deflated.byteOffset, deflated.length) : undefined;
+}
+
+/** Lays out a pack; with deflated (from deflateBody of the same messages) its body is that. */
+export function encodePack(header: PackHeader, messages: Uint8Array[], deflated?: Uint8Array): { address: Uint8Array; bytes: Uint8Array } {
+  const pack = create(PackSchema, {
+    type: PACK_TYPE,
+    version: PACK_VERSION,
+    logName: header.logName,
+    firstSeq: BigInt(header.firstSeq),
+    lastSeq: BigInt(header.lastSeq),
+    count: BigInt(header.count),
+    previous: header.previous,
+    logHead: header.logHead,
+    lastId: header.lastId,
+    compression: deflated ? Compression.DEFLATE_RAW : Compression.UNSPECIFIED,
+    messages: deflated ? [] : messages,
+    deflatedBody: deflated,
+  });
+  const bytes = toBinary(PackSchema, pack);
+  return { address: addressOf(bytes), bytes };
+}
+
+/**
+ * Splits messages (seqs firstSeq, firstSeq + 1, ...) into runs that each fit a pack of at most
+ * packSize bytes. A message too big for any pack goes alone into one, which is then over the limit.
+ */
+export function splitIntoPacks(messages: Uint8Array[], packSize: number, logName: string): number[][] {
+  const runs: number[][] = [];
+  const room = packSize - HEADER_ROOM - Buffer.byteLength(logName);
+  let run: number[] = [];
+  let size = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const cost = messages[i].length + 1 + varintSize(messages[i].length);
+    if (run.length > 0 && size + cost > room) {
+      runs.push(run);
+      run = [];
+      size = 0;
+    }
+    run.push(i);
+    size += cost;
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * Checks bytes against the address that named them (unless the caller does, with checkAddressAsync,
+ * and says so with hashed) and decodes the pack, checking its header: type,
+ * version, count against messages, last_seq against first_seq + count - 1, a previous link exactly when
+ * first_seq > 0. Throws DATA_LOSS naming the pack. Does not decode the messages (see checkMessages).
+ */
+export function decodePack(bytes: Uint8Array, address: Uint8Array, options: { hashed?: boolean } = {}): ReadPack {
+  const where = `pack ${addressText(address)}`;
+  if (!options.hashed && !equalBytes(addressOf(bytes), address)) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
+  if (bytes[0] !== 0x09) throw RemoteLogError.dataLoss(`${where} is not a backup pack (it starts with 0x${(bytes[0] ?? 0).toString(16)}, not 0x09)`);
+  let pack: Pack;
+  try {
+    pack = fromBinary(PackSchema, bytes);
+  } catch (err) {
+    throw RemoteLogError.dataLoss(`${where} does not decode as remotelog.v1.Pack (${(err as Error).message})`, err);
+  }
+  const bad = (why: string) => RemoteLogError.dataLoss(`${where} is malformed: ${why}`);
+  if (pack.type !== PACK_TYPE) throw bad(`type 0x${pack.type.toString(16)} is not a pack's`);
+  if (pack.version !== PACK_VERSION) throw bad(`format version ${pack.version}; this remotelog reads version ${PACK_VERSION}`);
+  const messages = bodyOf(pack, bad);
+  const count = Number(pack.count);
+  if (count < 1 || count !== messages.length) throw bad(`header says ${pack.count} messages, body has ${messages.length}`);
+  if (pack.lastSeq !== pack.firstSeq + pack.count - 1n) throw bad(`seqs ${pack.firstSeq}..${pack.lastSeq} do not hold ${count} messages`);
+  if (pack.lastSeq > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`last seq ${pack.lastSeq} is too large`);
+  if ((pack.previous.length === 0) !== (pack.firstSeq === 0n)) {
+    throw bad(pack.firstSeq === 0n ? "the first pack of a chain links to a previous one" : `starts at seq ${pack.firstSeq} but links to no previous pack`);
+  }
+  if (pack.previous.length > 0) {
+    try {
+      validateAddress(pack.previous);
+    } catch (err) {
+      throw bad(`previous: ${(err as Error).message}`);
+    }
+  }
+  if (pack.lastId.length !== 32) throw bad(`last_id is ${pack.lastId.length} bytes, not 32`);
+  return {
+    address,
+    size: bytes.length,
+    logName: pack.logName,
+    firstSeq: Number(pack.firstSeq),
+    lastSeq: Number(pack.lastSeq),
+    count,
+    previous: pack.previous,
+    logHead: pack.logHead ? { page: pack.logHead.page, sequence: pack.logHead.sequence } : undefined,
+    lastId: pack.lastId,
+    messages,
+  };
+}
+
+function bodyOf(pack: Pack, bad: (why: string) => RemoteLogError): Uint8Array[] {
+  if (pack.compression === Compression.UNSPECIFIED) {
+    if (pack.deflatedBody.length > 0) throw bad("it has a deflated body but says it is not compressed");
+    return pack.messages;
+  }
+  if (pack.compression !== Compression.DEFLATE_RAW) throw bad(`compression ${pack.compression} is not one this remotelog reads`);
+  if (pack.messages.length > 0) throw bad("it has both a deflated body and plain messages");
+  try {
+    const body = inflateRawSync(pack.deflatedBody, { maxOutputLength: MAX_BODY_BYTES });
+    return fromBinary(PackBodySchema, body).messages;
+  } catch (err) {
+    throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Checks bytes against their address on libuv's thread pool (WebCrypto's digest), so that hashing a
+ * large pack overlaps the caller's work on the main thread. DATA_LOSS naming the pack on a mismatch.
+ */
+export async function checkAddressAsync(bytes: Uint8Array, address: Uint8Array): Promise<void> {
+  const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes));
+  if (!equalBytes(digest, address.subarray(4)) || !equalBytes(address.subarray(0, 4), addressOf(new Uint8Array(0)).subarray(0, 4))) {
+    throw RemoteLogError.dataLoss(`pack ${addressText(address)} does not hash to its address`);
+  }
+}
+
+/** Checks that older is the pack right before newer in one chain; DATA_LOSS naming both otherwise. */
+export function verifyLink(newer: ReadPack, older: ReadPack): void {
+  if (older.lastSeq + 1 !== newer.firstSeq) {
+    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} starts at seq ${newer.firstSeq}, but the pack before it, ${addressText(older.address)}, ends at ${older.lastSeq}`);
+  }
+  if (older.logName !== newer.logName) {
+    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} is of log ${JSON.stringify(newer.logName)}, the pack before it of ${JSON.stringify(older.logName)}`);
+  }
+}
+
+/**
+ * Decodes every message of a pack and recomputes its id: each must be a vac.mvds.Message, the last
+ * one's id must be last_id, and no id may appear twice in the chain (seen holds the ids of the packs
+ * checked so far, as latin1 strings). Returns the ids. Throws DATA_LOSS naming the pack and seq.
+ */
+export function checkMessages(pack: ReadPack, seen?: Set<string>): Uint8Array[] {
+  const where = `pack ${addressText(pack.address)}`;
+  const ids = pack.messages.map((bytes, i) => {
+    let id: Uint8Array;
+    try {
+      id = messageId(decodeMessage(bytes));
+    } catch (err) {
+      throw RemoteLogError.dataLoss(`${where}: message at seq ${pack.firstSeq + i} is not a vac.mvds.Message`, err);
+    }
+    if (seen) {
+      const key = Buffer.from(id).toString("latin1");
+      if (seen.has(key)) throw RemoteLogError.dataLoss(`${where}: message ${toHex(id)} at seq ${pack.firstSeq + i} appears twice in the chain`);
+      seen.add(key);
+    }
+    return id;
+  });
+  if (!equalBytes(ids[ids.length - 1], pack.lastId)) {
+    throw RemoteLogError.dataLoss(`${where}: its last message has id ${toHex(ids[ids.length - 1])}, but the header says ${toHex(pack.lastId)}`);
+  }
+  return ids;
+}
+
+export function encodeBackupHead(head: Omit<BackupHead, "$typeName" | "type">): Uint8Array {
+  return toBinary(BackupHeadSchema, create(BackupHeadSchema, { ...head, type: BACKUP_HEAD_TYPE }));
+}
+
+/** The BackupHead that content holds, or undefined when it is not one (a log's page, say). */
+export function decodeBackupHead(content: Uint8Array): BackupHead | undefined {
+  if (content[0] !== 0x09) return undefined;
+  try {
+    const head = fromBinary(BackupHeadSchema, content);
+    if (head.type !== BACKUP_HEAD_TYPE) return undefined;
+    validateAddress(head.pack);
+    return head;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a block is a backup pack, by its first byte and type (without decoding the body). */
+export function looksLikePack(bytes: Uint8Array): boolean {
+  return bytes.length >= 9 && bytes[0] === 0x09 && Buffer.from(bytes.buffer, bytes.byteOffset + 1, 8).readBigUInt64LE() === PACK_TYPE;
+}

@@ -1,0 +1,117 @@
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { RemoteLogError } from "../core/errors.js";
+import { addressText, equalBytes, parseAddressText } from "../core/hash.js";
+import { ensureDir, ioError, removeLeftoverTmp, writeFileAtomic } from "../stores/file/atomic.js";
+
+/** Where a backup's head points: the newest pack, and what it covers. */
+export interface BackupHeadInfo {
+  pack: Uint8Array;
+  /** The head's NS version (URL targets), for the conditional update that moves it. */
+  version?: bigint;
+}
+
+/**
+ * Where packs live: a directory (one file per pack, named by its CID, plus HEAD) or a CAS service
+ * (blocks, plus a name in its NS for the head; remote-pack-store.ts). Packs are immutable and content-addressed, so put is
+ * idempotent; only the head changes, and it moves after the packs it names are stored.
+ */
+export interface PackStore {
+  /** The directory or URL, for messages. */
+  readonly where: string;
+  /** A pack's bytes, or undefined when it is not stored. Callers check the bytes against the address. */
+  get(address: Uint8Array): Promise<Uint8Array | undefined>;
+  /** Stores packs durably; those already stored are skipped. */
+  put(packs: { address: Uint8Array; bytes: Uint8Array }[]): Promise<void>;
+  /** The recorded head, or undefined before the first backup. */
+  readHead(): Promise<BackupHeadInfo | undefined>;
+  /** Moves the head; CONFLICT when someone else moved it since readHead. */
+  writeHead(head: { pack: Uint8Array; logName: string; lastSeq: number }, previous: BackupHeadInfo | undefined): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function isUrl(text: string): boolean {
+  return /^https?:\/\//i.test(text);
+}
+
+/**
+ * A directory of packs: `<dir>/<cid>` per pack (base32 CID text), each written atomically (temporary
+ * file, fdatasync, rename, directory fsync), and `<dir>/HEAD` holding the head pack's CID and a newline,
+ * replaced the same way once every pack it reaches is in place.
+ */
+export class DirPackStore implements PackStore {
+  readonly where: string;
+  private ready?: Promise<void>;
+
+  constructor(readonly dir: string) {
+    this.where = resolve(dir);
+  }
+
+  async get(address: Uint8Array): Promise<Uint8Array | undefined> {
+    try {
+      return new Uint8Array(await readFile(join(this.dir, addressText(address))));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw ioError(`cannot read pack ${addressText(address)} in ${this.dir}`, err);
+    }
+  }
+
+  async put(packs: { address: Uint8Array; bytes: Uint8Array }[]): Promise<void> {
+    // A backup killed mid-write leaves a temporary file; its pack is written again by this run.
+    this.ready ??= ensureDir(this.dir).then(() => removeLeftoverTmp(this.dir)).then(() => {});
+    await this.ready;
+    for (const pack of packs) {
+      const path = join(this.dir, addressText(pack.address));
+      // Named by its content: a file of that name and size is this pack, written whole by a rename.
+      const existing = await stat(path).catch(() => undefined);
+      if (existing?.size === pack.bytes.length) continue;
+      await writeFileAtomic(path, pack.bytes);
+    }
+  }
+
+  /** Every file in the directory whose name is a CID: the packs (or, after an import, any blocks). */
+  async list(): Promise<Uint8Array[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw ioError(`cannot list ${this.dir}`, err);
+    }
+    const addresses: Uint8Array[] = [];
+    for (const name of names) {
+      if (!name.startsWith("b")) continue;
+      try {
+        addresses.push(parseAddressText(name).bytes);
+      } catch {
+        // a temporary file or something of the user's: not a block
+      }
+    }
+    return addresses;
+  }
+
+  async readHead(): Promise<BackupHeadInfo | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dir, "HEAD"), "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw ioError(`cannot read ${join(this.dir, "HEAD")}`, err);
+    }
+    try {
+      return { pack: parseAddressText(text).bytes };
+    } catch (err) {
+      throw RemoteLogError.dataLoss(`${join(this.dir, "HEAD")} does not hold a pack's CID: ${(err as Error).message}`, err);
+    }
+  }
+
+  async writeHead(head: { pack: Uint8Array }, previous: BackupHeadInfo | undefined): Promise<void> {
+    const current = await this.readHead();
+    if ((current === undefined) !== (previous === undefined) || (current && previous && !equalBytes(current.pack, previous.pack))) {
+      throw RemoteLogError.conflict(`${join(this.dir, "HEAD")} moved during the backup (another backup ran?); run it again`);
+    }
+    await writeFileAtomic(join(this.dir, "HEAD"), new TextEncoder().encode(`${addressText(head.pack)}\n`));
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,96 @@
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { GcService } from "../gen/remotelog/v1/gc_pb.js";
+import { fromConnectError } from "../actors/remote.js";
+import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
+import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary } from "../backup/gc.js";
+import { durationOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { printJson, progressOf } from "./pack-options.js";
+
+export const summary = "delete CAS blocks that no name and no backup head reaches (mark and sweep)";
+
+interface GcFlags {
+  data?: string;
+  server?: string;
+  grace: number;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+export function command(io: Io) {
+  return newCommand("gc", io)
+    .description(
+      "Delete the blocks of the embedded CAS that no name in its NS reaches (log heads and backup heads), by mark\n" +
+        "and sweep: packs holding garbage are rewritten without it. Blocks written or put again less than --grace\n" +
+        "before the mark began, or while it runs, are always kept, so a sender publishing at the same time loses\n" +
+        "nothing. --data DIR works on a stopped server's directory (a running one holds it locked); --server URL\n" +
+        "asks a running `remotelog serve` to collect its own store.",
+    )
+    .option("--data <dir>", "a stopped server's data directory (blocks in DIR/cas, names in DIR/ns)")
+    .option("--server <url>", "a running remotelog serve with the fs CAS")
+    .option("--grace <duration>", "keep what was written this recently", durationOption, DEFAULT_GRACE_MS)
+    .option("--dry-run", "report what would be deleted; delete nothing")
+    .option("--json", "print a JSON summary")
+    .addHelpText("after", "\nExamples:\n  remotelog gc --data ./server-data --dry-run\n  remotelog gc --server http://127.0.0.1:7420 --grace 10m --json")
+    .action(async (flags: GcFlags) => {
+      if (Boolean(flags.data) === Boolean(flags.server)) throw usageError("give either --data DIR (a stopped server) or --server URL (a running one)");
+      const result = flags.server ? await remoteGc(flags) : await localGc(flags.data!, flags, io);
+      if (flags.json) printJson(io, result);
+      else {
+        io.stdout.write(
+          `${flags.dryRun ? "would remove" : "removed"} ${result.removedBlocks} blocks (${result.freedBytes} bytes) from ${result.sweptPacks} of ${result.packs} packs; ` +
+            `${result.marked} blocks reachable from ${result.roots} names\n`,
+        );
+        for (const cid of result.missing) io.stderr.write(`missing: ${cid} (a name reaches it, the CAS lacks it)\n`);
+      }
+    });
+}
+
+async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> {
+  const [{ FsContentStore }, { LevelNameStore }] = await Promise.all([import("../stores/fs/content-store.js"), import("../stores/level/name-store.js")]);
+  let names;
+  try {
+    names = await LevelNameStore.open(join(dir, "ns"));
+  } catch (err) {
+    if (isRemoteLogError(err, ErrorCodes.CONFLICT)) {
+      throw RemoteLogError.conflict(`${dir} is in use, by a running \`remotelog serve --data ${dir}\`?; run \`remotelog gc --server URL\` against it instead`);
+    }
+    throw err;
+  }
+  try {
+    const store = await FsContentStore.open(join(dir, "cas"));
+    try {
+      return await collectGarbage({ store, names, graceMs: flags.grace, dryRun: flags.dryRun, progress: progressOf(io, flags.json) });
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await names.close();
+  }
+}
+
+async function remoteGc(flags: GcFlags): Promise<GcSummary> {
+  const url = flags.server!.replace(/\/+$/, "");
+  const client = createClient(GcService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+  try {
+    const response = await client.collect({ graceMs: BigInt(flags.grace), dryRun: flags.dryRun ?? false });
+    return {
+      roots: Number(response.roots),
+      marked: Number(response.marked),
+      packs: Number(response.packs),
+      sweptPacks: Number(response.sweptPacks),
+      removedBlocks: Number(response.removedBlocks),
+      freedBytes: Number(response.freedBytes),
+      missing: response.missing,
+      dryRun: flags.dryRun ?? false,
+      ms: Number(response.ms),
+    };
+  } catch (err) {
+    throw fromConnectError(err, `GcService ${url} Collect`);
+  }
+}
+
+export function run(args: string[], io: Io): Promise<number> {
+  return runCommand(command(io), args, io);
+}

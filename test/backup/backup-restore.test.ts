@@ -1,0 +1,158 @@
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { CarReader } from "@ipld/car/reader";
+import { cleanup, runCli, startServer, tempDir, lines } from "../helpers/processes.js";
+import { readLog, writeLog } from "./helpers.js";
+
+afterEach(cleanup);
+
+const json = (text: string) => JSON.parse(text.trim().split("\n").pop()!) as Record<string, unknown>;
+
+describe("backup - local log to a directory", () => {
+  it("backs up everything, then only what is new, and restores a log a sender can go on from", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "alice");
+    const packs = join(dir, "packs");
+    const first = await writeLog(log, 3000, { bodySize: 100 });
+
+    const full = await runCli(["backup", "--from", log, "--to", packs, "--pack-size", "64KiB", "--json"]);
+    expect(full.code, full.stderr).toBe(0);
+    const one = json(full.stdout);
+    expect(one).toMatchObject({ messages: 3000, added: 3000, logName: "alice" });
+    expect(one.packs as number).toBeGreaterThan(3);
+    expect((await readFile(join(packs, "HEAD"), "utf8")).trim()).toBe(one.head);
+
+    // Nothing new: the head stays, nothing is written.
+    const same = json((await runCli(["backup", "--from", log, "--to", packs, "--json"])).stdout);
+    expect(same).toMatchObject({ head: one.head, added: 0, packs: 0 });
+
+    const later = await writeLog(log, 250, { from: 5000 });
+    const before = new Set(await readdir(packs));
+    const incremental = json((await runCli(["backup", "--from", log, "--to", packs, "--pack-size", "64KiB", "--json"])).stdout);
+    expect(incremental).toMatchObject({ previous: one.head, messages: 3250, added: 250, packs: 1 });
+    const added = (await readdir(packs)).filter((name) => !before.has(name));
+    expect(added).toEqual([incremental.head]);
+
+    const verify = await runCli(["verify", "--from", packs, "--read-data"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.stdout).toMatch(/^ok: \d+ packs, 3250 messages/m);
+
+    const restored = join(dir, "restored");
+    const restore = await runCli(["restore", "--from", packs, "--to", restored, "--json"]);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(json(restore.stdout)).toMatchObject({ messages: 3250, logName: "alice" });
+    const back = await readLog(restored);
+    expect(back.map((m) => Buffer.from(m).toString("hex"))).toEqual([...first, ...later].map((m) => Buffer.from(m).toString("hex")));
+
+    // A sender goes on from the restored log: its publish carries every message.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const send = await runCli(["send", "--unsigned", "--name", "alice", "--server", server.url, "--data", restored, "--json"], { stdin: lines(2) });
+    expect(send.code, send.stderr).toBe(0);
+    expect(json(send.stdout)).toMatchObject({ appended: 2, published: 3252 });
+  });
+
+  it("refuses a non-empty target unless --force", async () => {
+    const dir = await tempDir();
+    await writeLog(join(dir, "alice"), 50);
+    expect((await runCli(["backup", "--from", join(dir, "alice"), "--to", join(dir, "packs")])).code).toBe(0);
+    const target = join(dir, "target");
+    await writeLog(target, 5);
+    const refused = await runCli(["restore", "--from", join(dir, "packs"), "--to", target]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/CONFLICT: .*not empty/);
+    expect(await readLog(target)).toHaveLength(5);
+    const forced = await runCli(["restore", "--from", join(dir, "packs"), "--to", target, "--force"]);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(await readLog(target)).toHaveLength(50);
+  });
+
+  it("names a corrupt or a missing pack, exits 1, and restore refuses it", async () => {
+    const dir = await tempDir();
+    await writeLog(join(dir, "alice"), 2000, { bodySize: 100 });
+    const packs = join(dir, "packs");
+    const backup = json((await runCli(["backup", "--from", join(dir, "alice"), "--to", packs, "--pack-size", "64KiB", "--json"])).stdout);
+    const chain = (await readdir(packs)).filter((name) => name.startsWith("b")).sort();
+    const victim = chain.find((name) => name !== backup.head)!;
+
+    const bytes = await readFile(join(packs, victim));
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    await writeFile(join(packs, victim), bytes);
+    const corrupt = await runCli(["verify", "--from", packs]);
+    expect(corrupt.code).toBe(1);
+    expect(corrupt.stdout).toContain(`FAULT ${victim}: DATA_LOSS: pack ${victim} does not hash to its address`);
+    const refused = await runCli(["restore", "--from", packs, "--to", join(dir, "r1")]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(victim);
+    await expect(readdir(join(dir, "r1"))).rejects.toThrow();
+
+    await rm(join(packs, victim));
+    const missing = await runCli(["verify", "--from", packs, "--json"]);
+    expect(missing.code).toBe(1);
+    const report = json(missing.stdout);
+    expect(report.faults).toEqual([expect.objectContaining({ object: victim, code: "NOT_FOUND" })]);
+    expect((await runCli(["restore", "--from", packs, "--to", join(dir, "r2")])).stderr).toMatch(new RegExp(`NOT_FOUND: pack ${victim}.* is missing`));
+  });
+});
+
+describe("backup - remote log to a CAS service", () => {
+  it("backs up a signed name, records a signed head, verifies, exports and imports a CAR", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-block", String(8 << 20)]);
+    const key = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", key])).stdout.trim();
+    expect((await runCli(["send", "--key", key, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "16"], { stdin: lines(500) })).code).toBe(0);
+
+    const backupKey = join(dir, "backup.key");
+    const headName = (await runCli(["key", "gen", "--out", backupKey])).stdout.trim();
+    const first = await runCli(["backup", "--from", name, "--server", server.url, "--to", server.url, "--key", backupKey, "--pack-size", "8KiB", "--json"]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(json(first.stdout)).toMatchObject({ messages: 500, added: 500, logName: name });
+    expect((await runCli(["send", "--key", key, "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(20, "more") })).code).toBe(0);
+    const second = json((await runCli(["backup", "--from", name, "--server", server.url, "--to", server.url, "--key", backupKey, "--json"])).stdout);
+    expect(second).toMatchObject({ messages: 520, added: 20, packs: 1 });
+
+    const verifyBackup = await runCli(["verify", "--name", headName, "--from", server.url, "--read-data", "--json"]);
+    expect(verifyBackup.code, verifyBackup.stdout).toBe(0);
+    expect(json(verifyBackup.stdout)).toMatchObject({ kind: "backup", ok: true, messages: 520 });
+    const verifyLog = await runCli(["verify", "--name", name, "--from", server.url, "--read-data", "--json"]);
+    expect(verifyLog.code, verifyLog.stdout).toBe(0);
+    expect(json(verifyLog.stdout)).toMatchObject({ kind: "log", ok: true, messages: 520 });
+
+    // export → import → restore, and the CAR parses with @ipld/car's own reader.
+    const car = join(dir, "backup.car");
+    const exported = json((await runCli(["export", "--car", car, "--name", headName, "--from", server.url, "--json"])).stdout);
+    expect(exported.root).toBe(second.head);
+    const reader = await CarReader.fromBytes(await readFile(car));
+    expect((await reader.getRoots()).map(String)).toEqual([second.head]);
+    let blocks = 0;
+    for await (const block of reader.blocks()) {
+      expect(block.cid.code).toBe(0x55);
+      blocks++;
+    }
+    expect(blocks).toBe(exported.blocks);
+    const imported = await runCli(["import", "--car", car, "--to", join(dir, "imported")]);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(imported.stdout.trim()).toBe(second.head);
+    const restore = await runCli(["restore", "--pack", String(second.head), "--from", join(dir, "imported"), "--to", join(dir, "restored"), "--json"]);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(json(restore.stdout)).toMatchObject({ messages: 520 });
+
+    // A remote log as a CAR: its pages and messages, imported into a fresh server, read by receive.
+    const logCar = join(dir, "log.car");
+    expect((await runCli(["export", "--car", logCar, "--name", name, "--from", server.url])).code).toBe(0);
+    const other = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const into = await runCli(["import", "--car", logCar, "--to", other.url, "--json"]);
+    expect(into.code, into.stderr).toBe(0);
+    expect(json(into.stdout).blocks).toBeGreaterThan(520);
+
+    // A corrupt CAR block is refused, naming it.
+    const damaged = await readFile(car);
+    damaged[damaged.length - 10] ^= 0xff;
+    await writeFile(join(dir, "bad.car"), damaged);
+    const bad = await runCli(["import", "--car", join(dir, "bad.car"), "--to", join(dir, "bad")]);
+    expect(bad.code).toBe(1);
+    // The last block of the file is the oldest pack.
+    expect(bad.stderr).toMatch(/DATA_LOSS: .*bad\.car: block bafk\w+ does not hash to its CID/);
+  });
+});

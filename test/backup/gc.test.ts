@@ -1,0 +1,116 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { afterEach, describe, expect, it } from "vitest";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { Remote } from "../../actors/remote.js";
+import { collectGarbage } from "../../backup/gc.js";
+import { encodeBackupHead, encodePack } from "../../backup/pack-format.js";
+import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { encodePage } from "../../core/page.js";
+import { FsContentStore } from "../../stores/fs/content-store.js";
+import { MemoryNameStore } from "../../stores/memory/name-store.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir } from "../helpers/processes.js";
+
+afterEach(cleanup);
+
+function message(i: number): Uint8Array {
+  return encodeMessage(newMessage(new TextEncoder().encode("gc"), BigInt(i), randomBytes(40)));
+}
+
+describe("gc - fs content store", () => {
+  it("keeps what names and backup heads reach, rewrites packs without the rest, and keeps a block put during the sweep", async () => {
+    const dir = await tempDir();
+    const store = await FsContentStore.open(dir);
+    const names = new MemoryNameStore();
+    const live = message(1);
+    const dead = [message(2), message(3)];
+    const revived = message(4);
+    // One pack holding live and dead blocks together, so the sweep must rewrite it.
+    await store.putMany([live, ...dead, revived]);
+    const page = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(live), localHash: messageId(newMessage(new Uint8Array(0), 0n, new Uint8Array(0))) }] }));
+    const sealed = encodePage(create(RemoteLogSchema, { pair: [] }));
+    await store.putMany([sealed]);
+    const head = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(live), localHash: new Uint8Array(32) }], tail: addressOf(page) }));
+    await store.putMany([page]);
+    await names.put("log", head);
+    // A backup: two packs chained, the head recorded in the NS.
+    const older = encodePack({ logName: "x", firstSeq: 0, lastSeq: 0, count: 1, previous: new Uint8Array(0), lastId: messageId(newMessage(new TextEncoder().encode("gc"), 5n, new Uint8Array(0))) }, [encodeMessage(newMessage(new TextEncoder().encode("gc"), 5n, new Uint8Array(0)))]);
+    const newer = encodePack({ logName: "x", firstSeq: 1, lastSeq: 1, count: 1, previous: older.address, lastId: new Uint8Array(32) }, [message(6)]);
+    await store.putMany([older.bytes]);
+    await store.putMany([newer.bytes]);
+    await names.put("backup", encodeBackupHead({ pack: newer.address, logName: "x", lastSeq: 1n }));
+
+    await new Promise((r) => setTimeout(r, 20));
+    const running = collectGarbage({ store, names, graceMs: 1 });
+    // Put again while the collection runs: it must survive, as a sender's re-upload would.
+    await store.putMany([revived]);
+    const summary = await running;
+    expect(summary).toMatchObject({ roots: 2, removedBlocks: 3, sweptPacks: 2, missing: [] });
+    for (const block of [live, revived, page, older.bytes, newer.bytes]) expect(await store.has(addressOf(block))).toBe(true);
+    for (const block of [...dead, sealed]) expect(await store.has(addressOf(block))).toBe(false);
+    expect((await store.getMany([addressOf(live)]))[0]).toEqual(live);
+    await store.close();
+
+    // What is on disk agrees: a reopened store has exactly the kept blocks, every one intact.
+    const reopened = await FsContentStore.open(dir);
+    expect(reopened.stats().blocks).toBe(5);
+    await reopened.check();
+    await reopened.close();
+  });
+});
+
+describe("gc - a running server", () => {
+  it("collects garbage while a sender publishes, and a full receive then verifies every message", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice, "--page-size", "16"], { stdin: lines(300, "first") })).code).toBe(0);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    const garbage = Array.from({ length: 200 }, (_, i) => message(1000 + i));
+    await remote.putBlocks(garbage);
+    remote.close();
+    await new Promise((r) => setTimeout(r, 1100));
+
+    // A real sender, publishing round after round, while gc runs again and again.
+    const rounds = 15;
+    const sender = (async () => {
+      for (let round = 0; round < rounds; round++) {
+        const sent = await collect(spawnCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice, "--page-size", "16"]), lines(100, `round${round}`));
+        expect(sent.code, sent.stderr).toBe(0);
+      }
+    })();
+    let removed = 0;
+    let runs = 0;
+    let sending = true;
+    sender.finally(() => (sending = false)).catch(() => {});
+    while (sending || runs < 2) {
+      const gc = await runCli(["gc", "--server", server.url, "--grace", "1s", "--json"]);
+      expect(gc.code, gc.stderr).toBe(0);
+      const result = JSON.parse(gc.stdout);
+      expect(result.missing).toEqual([]);
+      removed += result.removedBlocks;
+      runs++;
+    }
+    await sender;
+    expect(runs).toBeGreaterThan(1);
+    expect(removed).toBeGreaterThanOrEqual(garbage.length);
+
+    const received = await runCli(["receive", "--unsigned", "--name", "chat", "--server", server.url, "--state", join(dir, "bob")]);
+    expect(received.code, received.stderr).toBe(0);
+    const messages = parseJsonl<{ seq: number; body: string }>(received.stdout);
+    expect(messages).toHaveLength(300 + rounds * 100);
+    expect(messages.map((m) => m.seq)).toEqual(messages.map((_, i) => i));
+    expect(Buffer.from(messages[messages.length - 1].body, "base64").toString()).toBe(`round${rounds - 1} 99`);
+    const verify = await runCli(["verify", "--name", "chat", "--from", server.url, "--read-data"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+  });
+
+  it("refuses --data while a server holds the directory", async () => {
+    const dir = await tempDir();
+    await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const refused = await runCli(["gc", "--data", join(dir, "server")]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/CONFLICT: .* is in use.*gc --server URL/);
+  });
+});
