@@ -11,20 +11,24 @@ export const POOL_MIN_MESSAGES = 256;
  * Threads that check fetched messages for a receiver, so that hashing (two SHA-256 per message, most
  * of a catch-up's CPU) runs beside fetching and delivering instead of between them. A verdict of 0
  * means the message checked out; anything else is checked again by the caller, which names the fault.
- * Workers are unref'd: an idle pool never keeps a process alive.
+ * An idle pool never keeps a process alive.
  */
 export class VerifyPool {
   private readonly workers: Worker[];
   private readonly waiting = new Map<number, (verdicts: Uint8Array) => void>();
+  /** Requests each worker has yet to answer: a worker is ref'd only while it has some. */
+  private readonly pending: number[];
   private nextId = 0;
   private turn = 0;
   private broken?: Error;
 
   private constructor(script: URL, threads: number) {
-    this.workers = Array.from({ length: threads }, () => {
-      const worker = new Worker(script);
-      worker.unref();
+    this.pending = new Array<number>(threads).fill(0);
+    this.workers = Array.from({ length: threads }, (_, index) => {
+      // Not the parent's node flags: some (--input-type, -e) are refused by workers or mean nothing to one.
+      const worker = new Worker(script, { execArgv: [] });
       worker.on("message", (response: VerifyResponse) => {
+        if (--this.pending[index] === 0) worker.unref();
         const resolve = this.waiting.get(response.id);
         this.waiting.delete(response.id);
         resolve?.(response.verdicts);
@@ -33,6 +37,9 @@ export class VerifyPool {
       // yourself", and the pool is not used again.
       worker.on("error", (err) => this.fail(err));
       worker.on("exit", (code) => code !== 0 && this.fail(new Error(`verify worker exited with ${code}`)));
+      // Idle, a worker must not keep the process alive; busy, it must, or a process whose only work
+      // left is a verdict would exit without it. Unref'd after the listeners: adding one refs it again.
+      worker.unref();
       return worker;
     });
   }
@@ -65,7 +72,9 @@ export class VerifyPool {
     }
     const id = this.nextId++;
     const request: VerifyRequest = { id, bytes, offsets, remote, local };
-    const worker = this.workers[this.turn++ % this.workers.length];
+    const index = this.turn++ % this.workers.length;
+    const worker = this.workers[index];
+    if (this.pending[index]++ === 0) worker.ref();
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
       worker.postMessage(request, [bytes.buffer, offsets.buffer, remote.buffer, local.buffer]);
