@@ -59,7 +59,7 @@ export function command(io: Io) {
       } else {
         if (flags.logName) throw usageError("--log-name is for a local log directory; a remote log's packs carry its name");
         const [{ RemoteLogSource }, { remoteFrom }] = await Promise.all([import("../backup/remote-source.js"), import("./endpoints.js")]);
-        source = new RemoteLogSource(remoteFrom(flags), flags.from, { unsigned: flags.unsigned });
+        source = new RemoteLogSource(await remoteFrom(flags), flags.from, { unsigned: flags.unsigned });
       }
       try {
         const target = await packStoreFrom(flags.to, { headName: flags.headName, keyFile: flags.key });

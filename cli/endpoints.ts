@@ -1,6 +1,6 @@
 import { Option, type Command } from "commander";
 import { Remote } from "../actors/remote.js";
-import { KuboRemote } from "../actors/kubo-remote.js";
+import type { KuboRemote } from "../actors/kubo-remote.js";
 import { usageError } from "./command.js";
 
 export interface EndpointFlags {
@@ -43,10 +43,13 @@ function checkUrl(url: string | undefined, flag: string): string | undefined {
   return url.replace(/\/+$/, "");
 }
 
-export function remoteFrom(flags: EndpointFlags, needs?: { cas: boolean; ns: boolean }): AnyRemote {
+export async function remoteFrom(flags: EndpointFlags, needs?: { cas: boolean; ns: boolean }): Promise<AnyRemote> {
   if (flags.kuboApi !== undefined) {
     if (flags.server || flags.cas || flags.ns) throw usageError("give either --kubo-api, or --server (or --cas and --ns), not both");
-    return new KuboRemote({ kuboApi: checkUrl(flags.kuboApi, "--kubo-api")! });
+    const kuboApi = checkUrl(flags.kuboApi, "--kubo-api")!;
+    // Loaded only when asked for: kubo-rpc-client took a third of a second to load on every send and receive.
+    const { KuboRemote } = await import("../actors/kubo-remote.js");
+    return new KuboRemote({ kuboApi });
   }
   return new Remote(endpointsFrom(flags, needs));
 }

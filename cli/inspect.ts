@@ -20,7 +20,7 @@ async function loadBytes(source: string, flags: EndpointFlags, io: Io): Promise<
   if (source === "-") return { bytes: new Uint8Array(await readAll(io.stdin)) };
   if (/^(bafk|b[a-z2-7]{20,})/.test(source) && !source.includes("/")) {
     const cid = parseAddressText(source);
-    const remote = remoteFrom(flags, { cas: true, ns: false });
+    const remote = await remoteFrom(flags, { cas: true, ns: false });
     try {
       const bytes = await remote.getBlock(cid.bytes);
       if (!matchesAddress(bytes, cid)) throw RemoteLogError.dataLoss(`block ${cid} does not hash to its address`);
@@ -50,7 +50,7 @@ export function command(io: Io) {
     .requiredOption("--name <name>", "the name to read")
     .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
     .action(async (flags: EndpointFlags & { name: string; maxPages: number }) => {
-      const remote = remoteFrom(flags);
+      const remote = await remoteFrom(flags);
       try {
         const head = await remote.fetchName(flags.name);
         if (!head) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log`);

@@ -51,8 +51,8 @@ export function command(io: Io) {
       if (!isKeyName(flags.name) && !flags.unsigned) throw usageError(`${JSON.stringify(flags.name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to mirror it anyway`);
       if (flags.to && (flags.toCas || flags.toNs)) throw usageError("give either --to, or --to-cas and --to-ns, not both");
       if (!flags.to && !(flags.toCas && flags.toNs)) throw usageError("say where the copy goes: --to URL, or --to-cas URL and --to-ns URL");
-      const source = remoteFrom(flags);
-      const target = remoteFrom({ server: flags.to, cas: flags.toCas, ns: flags.toNs });
+      const source = await remoteFrom(flags);
+      const target = await remoteFrom({ server: flags.to, cas: flags.toCas, ns: flags.toNs });
       if (source.casUrl === target.casUrl || source.nsUrl === target.nsUrl) {
         source.close();
         target.close();

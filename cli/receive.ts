@@ -78,7 +78,7 @@ export function command(io: Io) {
         throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
       }
       checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
-      const remote = remoteFrom(flags);
+      const remote = await remoteFrom(flags);
       const checkpoints = await FileCheckpointStore.open(flags.state).catch((err) => {
         remote.close();
         throw err;

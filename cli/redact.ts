@@ -46,7 +46,7 @@ export function command(io: Io) {
         return fromHex(hex.toLowerCase(), "--id");
       });
       const { name, key } = await signingFrom(flags);
-      const remote = remoteFrom(flags);
+      const remote = await remoteFrom(flags);
       try {
         const result = await withRetry(() => redact({ name, remote, key, validityMs: flags.validity, ttlMs: flags.ttl, maxPages: flags.maxPages }, ids), {
           timeoutMs: flags.retryFor * 1000,

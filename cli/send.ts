@@ -75,7 +75,7 @@ export function command(io: Io) {
       })();
       const { name, key } = await signingFrom(flags);
       checkKuboNames(flags, [name], isKeyName);
-      const remote = remoteFrom(flags);
+      const remote = await remoteFrom(flags);
       const log = await FileLocalLog.open(flags.data).catch((err) => {
         remote.close();
         throw err;
