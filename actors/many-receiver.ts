@@ -1,4 +1,4 @@
-import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
+import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
 import { WatchUnsupportedError, backoffDelayMs, fromConnectError, sleep, type Remote } from "./remote.js";
@@ -288,34 +288,6 @@ export class ManyReceiver {
   }
 }
 
-/**
- * The frontier kept in memory as well as in the store: every poll of every name starts by loading its
- * checkpoint, and reading a file per poll was an eighth of a following receiver's CPU. Saves still go
- * to the store first, so what is on disk is never behind what was delivered. Assumes, as the receiver
- * does anyway, that no other process moves these checkpoints meanwhile.
- */
-class WriteThroughCheckpoints implements CheckpointStore {
-  private readonly cache = new Map<string, Checkpoint | undefined>();
-
-  constructor(private readonly store: CheckpointStore) {}
-
-  async load(name: string): Promise<Checkpoint | undefined> {
-    if (!this.cache.has(name)) this.cache.set(name, await this.store.load(name));
-    const checkpoint = this.cache.get(name);
-    return checkpoint && { ...checkpoint, lastId: checkpoint.lastId.slice() };
-  }
-
-  async save(name: string, checkpoint: Checkpoint): Promise<void> {
-    // Dropped first, so that a failed save makes the next load read the store again.
-    this.cache.delete(name);
-    await this.store.save(name, checkpoint);
-    this.cache.set(name, { ...checkpoint, lastId: checkpoint.lastId.slice() });
-  }
-
-  async close(): Promise<void> {
-    await this.store.close();
-  }
-}
 
 /**
  * When to try a failed name again. An unreachable service comes back by itself and should be noticed

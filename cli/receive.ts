@@ -3,7 +3,7 @@ import { ManyReceiver } from "../actors/many-receiver.js";
 import { HeadWatch } from "../actors/head-watch.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
 import { withRetry, type NameHead } from "../actors/remote.js";
-import type { CheckpointStore } from "../core/checkpoint-store.js";
+import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
@@ -92,7 +92,9 @@ export function command(io: Io) {
           return;
         }
         const name = names[0].name;
-        const receiver = new Receiver({ name, remote, checkpoints, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
+        // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
+        const cached = new WriteThroughCheckpoints(checkpoints);
+        const receiver = new Receiver({ name, remote, checkpoints: cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
           for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);

@@ -1,6 +1,9 @@
 import { create, type KuboRPCClient } from "kubo-rpc-client";
 import { RemoteLogError } from "../../core/errors.js";
-import { withRetry } from "../../core/retry.js";
+import { backoffDelayMs, sleep, withRetry } from "../../core/retry.js";
+
+/** Errors that are a node's HTTP 500 with no more telling message: maybe passing, see KuboApi.call. */
+const serverErrors = new WeakSet<object>();
 
 export interface KuboApiOptions {
   /** The Kubo RPC API, such as http://127.0.0.1:5001 (the /api/v0 path is added). */
@@ -50,13 +53,26 @@ export class KuboApi {
    * Only idempotent commands may go through here, since a request that timed out may have been done.
    */
   async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const attempt = async () => {
+    const once = async () => {
       if (this.closing.signal.aborted) throw RemoteLogError.internal(`Kubo API ${this.url} ${what}: the store is closed`);
       const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closing.signal]);
       try {
         return await fn(signal);
       } catch (err) {
         throw this.errorOf(err, what, signal);
+      }
+    };
+    // A node answers a command that failed for a passing reason (a busy datastore, under load) with the
+    // same HTTP 500 as one that never will; since these commands are idempotent, a 500 is tried again
+    // twice, briefly, before it counts.
+    const attempt = async () => {
+      for (let tries = 1; ; tries++) {
+        try {
+          return await once();
+        } catch (err) {
+          if (!serverErrors.has(err as object) || tries >= 3) throw err;
+          await sleep(backoffDelayMs(tries, 50, 500), this.closing.signal);
+        }
       }
     };
     if (this.retryForMs === 0) return attempt();
@@ -83,7 +99,9 @@ export class KuboApi {
       if (status === 404 || status === 405) {
         return RemoteLogError.internal(`${where}: HTTP ${status}: this URL does not serve the Kubo RPC command (is it a Kubo RPC API, version 0.13 or later?)`, err);
       }
-      return RemoteLogError.internal(`${where}: HTTP ${status} ${message}`, err);
+      const internal = RemoteLogError.internal(`${where}: HTTP ${status} ${message}`, err);
+      if (status >= 500) serverErrors.add(internal);
+      return internal;
     }
     if (error?.name === "TimeoutError" || /timed out|deadline exceeded/i.test(message)) return RemoteLogError.unavailable(`${where}: ${message}`, err);
     // undici's fetch fails with a TypeError whose cause is the socket error.
