@@ -34,6 +34,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BackupHeadSchema, Compression, PackBodySchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
+import { varintSize } from "../core/page.js";
 
 /** "RLPack" little-endian. */
 export const PACK_TYPE = 0x6b6361504c52n;
@@ -122,15 +123,6 @@ export function splitIntoPacks(messages: Uint8Array[], packSize: number, logName
   }
   if (run.length > 0) runs.push(run);
   return runs;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
 }
 
 /**

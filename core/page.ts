@@ -78,7 +78,8 @@ export function encodePage(page: RemoteLog): Uint8Array {
   return out;
 }
 
-function varintSize(n: number): number {
+/** Bytes of n as a protobuf varint. */
+export function varintSize(n: number): number {
   let size = 1;
   while (n >= 0x80) {
     n = Math.floor(n / 128);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create } from "kubo-rpc-client";
@@ -6,16 +6,10 @@ import { CarReader } from "@ipld/car";
 import { CID } from "multiformats/cid";
 import { equalBytes } from "../../core/hash.js";
 import { cleanup, lines, runCli, startServer, tempDir } from "../helpers/processes.js";
-import { startIpfs, type IpfsNode } from "./ipfs-node.js";
+import { useIpfs } from "./ipfs-node.js";
 
-let node: IpfsNode;
-beforeAll(async () => {
-  node = await startIpfs();
-}, 60_000);
-afterAll(async () => {
-  await node?.stop();
-  await cleanup();
-});
+const ipfsNode = useIpfs();
+afterAll(cleanup);
 
 describe("export - an IPFS node takes the CAR", () => {
   it("ipfs dag import accepts an exported remote log, and the node then serves every block of it", async () => {
@@ -35,7 +29,7 @@ describe("export - an IPFS node takes the CAR", () => {
     for await (const block of reader.blocks()) blocks.push({ cid: block.cid.toString(), bytes: block.bytes });
     expect(blocks.length).toBeGreaterThanOrEqual(30 + 7); // every message, every sealed page, the head
 
-    const ipfs = create({ url: node.url });
+    const ipfs = create({ url: ipfsNode().url });
     const roots: string[] = [];
     for await (const result of ipfs.dag.import((async function* () {
       yield bytes;

@@ -5,6 +5,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { afterAll, beforeAll } from "vitest";
 
 const HARNESS = resolve("test/ipfs-harness");
 
@@ -122,4 +123,19 @@ function readAll(stream: IncomingMessage): Promise<Buffer> {
     stream.on("end", () => resolvePromise(Buffer.concat(chunks)));
     stream.on("error", reject);
   });
+}
+
+/**
+ * The IPFS node of a test file: started before its tests, stopped after them. Returns a getter, since
+ * the node exists only once beforeAll has run.
+ */
+export function useIpfs(): () => IpfsNode {
+  let node: IpfsNode | undefined;
+  beforeAll(async () => {
+    node = await startIpfs();
+  }, 60_000);
+  afterAll(async () => {
+    await node?.stop();
+  });
+  return () => node!;
 }

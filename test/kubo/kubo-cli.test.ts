@@ -1,15 +1,9 @@
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir } from "../helpers/processes.js";
-import { startIpfs, type IpfsNode } from "./ipfs-node.js";
+import { useIpfs } from "./ipfs-node.js";
 
-let node: IpfsNode;
-beforeAll(async () => {
-  node = await startIpfs();
-}, 60_000);
-afterAll(async () => {
-  await node?.stop();
-});
+const ipfsNode = useIpfs();
 afterEach(cleanup);
 
 async function keyGen(file: string): Promise<string> {
@@ -24,8 +18,8 @@ const expected = (count: number, prefix = "message", from = 0) => Array.from({ l
 describe("kubo - end to end through real processes", () => {
   it("serve --cas kubo --ns ipns: send and receive through the services, and the same log read straight from the node", async () => {
     const dir = await tempDir();
-    const server = await startServer(["--listen", "127.0.0.1:0", "--cas", "kubo", "--ns", "ipns", "--kubo-api", node.url]);
-    expect(server.stderr()).toContain(node.url);
+    const server = await startServer(["--listen", "127.0.0.1:0", "--cas", "kubo", "--ns", "ipns", "--kubo-api", ipfsNode().url]);
+    expect(server.stderr()).toContain(ipfsNode().url);
     const keyFile = join(dir, "alice.key");
     const name = await keyGen(keyFile);
 
@@ -41,7 +35,7 @@ describe("kubo - end to end through real processes", () => {
     expect(bodies(received.stdout)).toEqual(expected(35));
 
     // The records and pages live on the node as IPFS data: a reader needs no remotelog service.
-    const direct = await runCli(["receive", "--name", name, "--kubo-api", node.url, "--state", join(dir, "carol")]);
+    const direct = await runCli(["receive", "--name", name, "--kubo-api", ipfsNode().url, "--state", join(dir, "carol")]);
     expect(direct.code, direct.stderr).toBe(0);
     expect(bodies(direct.stdout)).toEqual(expected(35));
 
@@ -55,20 +49,20 @@ describe("kubo - end to end through real processes", () => {
     const dir = await tempDir();
     const keyFile = join(dir, "dave.key");
     const name = await keyGen(keyFile);
-    const send = await runCli(["send", "--key", keyFile, "--kubo-api", node.url, "--data", join(dir, "dave"), "--page-size", "4", "--embed", "2", "--json"], { stdin: lines(20, "direct") });
+    const send = await runCli(["send", "--key", keyFile, "--kubo-api", ipfsNode().url, "--data", join(dir, "dave"), "--page-size", "4", "--embed", "2", "--json"], { stdin: lines(20, "direct") });
     expect(send.code, send.stderr).toBe(0);
     expect(JSON.parse(send.stdout)).toMatchObject({ name, published: 20, version: 1 });
 
-    const received = await runCli(["receive", "--name", name, "--kubo-api", node.url, "--state", join(dir, "erin")]);
+    const received = await runCli(["receive", "--name", name, "--kubo-api", ipfsNode().url, "--state", join(dir, "erin")]);
     expect(received.code, received.stderr).toBe(0);
     expect(bodies(received.stdout)).toEqual(expected(20, "direct"));
 
     // A follower polls (the node cannot push heads) and sees the next publish.
-    const follower = spawnCli(["receive", "--name", name, "--kubo-api", node.url, "--state", join(dir, "erin"), "--follow", "--interval", "100"]);
+    const follower = spawnCli(["receive", "--name", name, "--kubo-api", ipfsNode().url, "--state", join(dir, "erin"), "--follow", "--interval", "100"]);
     let printed = "";
     follower.stdout!.on("data", (chunk) => (printed += String(chunk)));
     const following = collect(follower, undefined, 60_000, { keepStdinOpen: true });
-    const again = await runCli(["send", "--key", keyFile, "--kubo-api", node.url, "--data", join(dir, "dave"), "--page-size", "4", "--json"], { stdin: lines(3, "direct", 20) });
+    const again = await runCli(["send", "--key", keyFile, "--kubo-api", ipfsNode().url, "--data", join(dir, "dave"), "--page-size", "4", "--json"], { stdin: lines(3, "direct", 20) });
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ version: 2 });
     const complete = () => bodies(printed.slice(0, printed.lastIndexOf("\n") + 1));
@@ -82,14 +76,14 @@ describe("kubo - end to end through real processes", () => {
 
   it("direct mode refuses free-form names and mixing --kubo-api with --server, as usage errors", async () => {
     const dir = await tempDir();
-    const send = await runCli(["send", "--unsigned", "--name", "chat", "--kubo-api", node.url, "--data", join(dir, "chat")], { stdin: lines(1) });
+    const send = await runCli(["send", "--unsigned", "--name", "chat", "--kubo-api", ipfsNode().url, "--data", join(dir, "chat")], { stdin: lines(1) });
     expect(send.code).toBe(2);
     expect(send.stderr).toMatch(/signed names only/);
-    const receive = await runCli(["receive", "--unsigned", "--name", "chat", "--kubo-api", node.url, "--state", join(dir, "bob")]);
+    const receive = await runCli(["receive", "--unsigned", "--name", "chat", "--kubo-api", ipfsNode().url, "--state", join(dir, "bob")]);
     expect(receive.code).toBe(2);
     const keyFile = join(dir, "k.key");
     await keyGen(keyFile);
-    const both = await runCli(["send", "--key", keyFile, "--kubo-api", node.url, "--server", "http://127.0.0.1:9", "--data", join(dir, "k")], { stdin: lines(1) });
+    const both = await runCli(["send", "--key", keyFile, "--kubo-api", ipfsNode().url, "--server", "http://127.0.0.1:9", "--data", join(dir, "k")], { stdin: lines(1) });
     expect(both.code).toBe(2);
     const serve = await runCli(["serve", "--cas", "kubo", "--listen", "127.0.0.1:0"]);
     expect(serve.code).toBe(2);

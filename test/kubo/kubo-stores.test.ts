@@ -1,5 +1,5 @@
 import { createServer } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CID } from "multiformats/cid";
 import { create } from "kubo-rpc-client";
 import { addressOf, addressText, cidOf, equalBytes } from "../../core/hash.js";
@@ -11,24 +11,18 @@ import { KuboRemote } from "../../actors/kubo-remote.js";
 import { contentStoreContract } from "../contract/content-store.contract.js";
 import { nameStoreContract } from "../contract/name-store.contract.js";
 import { failure, text } from "../stores/temp.js";
-import { startIpfs, startProxy, type IpfsNode } from "./ipfs-node.js";
+import { startProxy, useIpfs } from "./ipfs-node.js";
 
 // One node for the whole file: starting js-ipfs takes seconds. Each case writes fresh blocks and
 // fresh keys, so cases do not see each other's data.
-let node: IpfsNode;
-beforeAll(async () => {
-  node = await startIpfs();
-}, 60_000);
-afterAll(async () => {
-  await node?.stop();
-});
+const ipfsNode = useIpfs();
 
 const close = async (store: { close(): Promise<void> }) => store.close();
 
 // js-ipfs on two cores answers a few hundred block requests a second, so its bulk case is smaller;
 // a real Kubo (KUBO_API) gets the full 10,000.
-contentStoreContract("kubo", async () => KuboContentStore.open({ url: node.url }), close, { bulkBlocks: process.env.KUBO_API ? 10_000 : 1_000 });
-nameStoreContract("ipns", async () => IpnsNameStore.open({ url: node.url }), close, { signedOnly: true });
+contentStoreContract("kubo", async () => KuboContentStore.open({ url: ipfsNode().url }), close, { bulkBlocks: process.env.KUBO_API ? 10_000 : 1_000 });
+nameStoreContract("ipns", async () => IpnsNameStore.open({ url: ipfsNode().url }), close, { signedOnly: true });
 
 /** A port on loopback that nothing listens on: a node that is down. */
 async function deadPort(): Promise<number> {
@@ -41,7 +35,7 @@ async function deadPort(): Promise<number> {
 
 describe("kubo content store - against a real IPFS RPC API", () => {
   it("stores raw CIDv1 sha2-256 blocks, pinned, at our addresses", async () => {
-    const store = await KuboContentStore.open({ url: node.url });
+    const store = await KuboContentStore.open({ url: ipfsNode().url });
     try {
       const block = text(`pinned ${Date.now()} ${Math.random()}`);
       const [address] = await store.putMany([block]);
@@ -50,7 +44,7 @@ describe("kubo content store - against a real IPFS RPC API", () => {
       expect(cid.code).toBe(0x55);
       expect(cid.multihash.code).toBe(0x12);
       const pins = [];
-      for await (const pin of create({ url: node.url }).pin.ls({ paths: [cid] })) pins.push(pin);
+      for await (const pin of create({ url: ipfsNode().url }).pin.ls({ paths: [cid] })) pins.push(pin);
       expect(pins.map((pin) => pin.cid.toString())).toEqual([cid.toString()]);
       expect(["recursive", "direct"]).toContain(pins[0].type);
     } finally {
@@ -59,7 +53,7 @@ describe("kubo content store - against a real IPFS RPC API", () => {
   });
 
   it("a missing block is undefined from getMany and false from has, at once", async () => {
-    const store = await KuboContentStore.open({ url: node.url });
+    const store = await KuboContentStore.open({ url: ipfsNode().url });
     try {
       const missing = addressOf(text(`never stored ${Math.random()}`));
       const started = Date.now();
@@ -74,7 +68,7 @@ describe("kubo content store - against a real IPFS RPC API", () => {
 
   it("a node that answers a put with another CID has the block refused as DATA_LOSS", async () => {
     // The proxy flips a byte of every block on its way in: the node stores and names other bytes.
-    const proxy = await startProxy(node.url, {
+    const proxy = await startProxy(ipfsNode().url, {
       request: (command, body) => {
         if (command !== "block/put") return body;
         const altered = Buffer.from(body);
@@ -96,11 +90,11 @@ describe("kubo content store - against a real IPFS RPC API", () => {
   });
 
   it("bytes that do not hash to the block asked for are DATA_LOSS, never returned", async () => {
-    const good = await KuboContentStore.open({ url: node.url });
+    const good = await KuboContentStore.open({ url: ipfsNode().url });
     const block = text(`to be damaged ${Math.random()}`);
     const [address] = await good.putMany([block]);
     await good.close();
-    const proxy = await startProxy(node.url, {
+    const proxy = await startProxy(ipfsNode().url, {
       response: (command, body) => {
         if (command !== "block/get" || body.length === 0) return body;
         const altered = Buffer.from(body);
@@ -150,7 +144,7 @@ describe("kubo content store - against a real IPFS RPC API", () => {
   });
 
   it("the node coming back while a call retries lets the call succeed", async () => {
-    const proxyTarget = node.url;
+    const proxyTarget = ipfsNode().url;
     let up = false;
     const proxy = await startProxy(proxyTarget, { down: () => !up });
     const store = new KuboContentStore(new KuboApi({ url: proxy.url, retryForMs: 10_000 }));
@@ -168,12 +162,12 @@ describe("kubo content store - against a real IPFS RPC API", () => {
 
 describe("kubo remote - the actors' view of a node, directly", () => {
   it("a missing block is NOT_FOUND naming it and the URL; a name without a record is undefined", async () => {
-    const remote = new KuboRemote({ kuboApi: node.url });
+    const remote = new KuboRemote({ kuboApi: ipfsNode().url });
     try {
       const missing = addressOf(text(`absent ${Math.random()}`));
       const err = await failure(remote.getBlock(missing), "NOT_FOUND");
       expect(err.message).toContain(addressText(missing));
-      expect(err.message).toContain(node.url);
+      expect(err.message).toContain(ipfsNode().url);
       await failure(remote.getBlocks([addressOf(text("x")), missing]), "NOT_FOUND");
       expect(await remote.fetchName(keyName(await generateNameKey()))).toBeUndefined();
     } finally {
@@ -182,7 +176,7 @@ describe("kubo remote - the actors' view of a node, directly", () => {
   });
 
   it("updates pass the NS's checks before they reach the node", async () => {
-    const remote = new KuboRemote({ kuboApi: node.url });
+    const remote = new KuboRemote({ kuboApi: ipfsNode().url });
     try {
       const key = await generateNameKey();
       const name = keyName(key);
@@ -203,13 +197,13 @@ describe("kubo remote - the actors' view of a node, directly", () => {
 describe("ipns name store - against a real IPFS RPC API", () => {
   /** Puts bytes under a name straight through the RPC API, as anyone who can reach the node could. */
   async function putRaw(name: string, value: Uint8Array): Promise<void> {
-    for await (const _event of create({ url: node.url }).routing.put(`/ipns/${peerIdOfKeyName(name)}`, value, { allowOffline: true })) {
+    for await (const _event of create({ url: ipfsNode().url }).routing.put(`/ipns/${peerIdOfKeyName(name)}`, value, { allowOffline: true })) {
       // drained
     }
   }
 
   it("publishes the sender's record as signed, and the page as a pinned raw block", async () => {
-    const store = await IpnsNameStore.open({ url: node.url });
+    const store = await IpnsNameStore.open({ url: ipfsNode().url });
     try {
       const key = await generateNameKey();
       const name = keyName(key);
@@ -218,11 +212,11 @@ describe("ipns name store - against a real IPFS RPC API", () => {
       expect(await store.put(name, page, { record, version: 1n })).toBe(1n);
       // What the node holds is the very record the sender signed: no key of ours signed anything.
       const values = [];
-      for await (const event of create({ url: node.url }).routing.get(`/ipns/${peerIdOfKeyName(name)}`)) if (event.name === "VALUE") values.push(event.value);
+      for await (const event of create({ url: ipfsNode().url }).routing.get(`/ipns/${peerIdOfKeyName(name)}`)) if (event.name === "VALUE") values.push(event.value);
       expect(values.length).toBeGreaterThan(0);
       expect(equalBytes(values.at(-1)!, record)).toBe(true);
       const pins = [];
-      for await (const pin of create({ url: node.url }).pin.ls({ paths: [cidOf(page)] })) pins.push(pin);
+      for await (const pin of create({ url: ipfsNode().url }).pin.ls({ paths: [cidOf(page)] })) pins.push(pin);
       expect(pins).toHaveLength(1);
     } finally {
       await store.close();
@@ -230,12 +224,12 @@ describe("ipns name store - against a real IPFS RPC API", () => {
   });
 
   it("a record put straight into the node that does not verify is refused with the embedded NS's codes", async () => {
-    const store = await IpnsNameStore.open({ url: node.url });
+    const store = await IpnsNameStore.open({ url: ipfsNode().url });
     try {
       // Garbage: not an IPNS record at all. js-ipfs stores it without a word.
       const garbage = keyName(await generateNameKey());
       await putRaw(garbage, text("not a record"));
-      expect((await failure(store.get(garbage), "INVALID_ARGUMENT")).message).toContain(node.url);
+      expect((await failure(store.get(garbage), "INVALID_ARGUMENT")).message).toContain(ipfsNode().url);
 
       // Forged: a valid record of another key, served under this name.
       const victim = await generateNameKey();
@@ -245,7 +239,7 @@ describe("ipns name store - against a real IPFS RPC API", () => {
       await putRaw(keyName(victim), await createNameRecord(forger, page, 5n));
       const forged = await failure(store.get(keyName(victim)), "PERMISSION_DENIED");
       expect(forged.message).toContain(keyName(victim));
-      expect(forged.message).toContain(node.url);
+      expect(forged.message).toContain(ipfsNode().url);
 
       // Expired: signed by the right key, but no longer valid.
       const lapsed = await generateNameKey();
@@ -268,7 +262,7 @@ describe("ipns name store - against a real IPFS RPC API", () => {
   });
 
   it("a forged record in the node does not block the key's owner, and a valid record's sequence does", async () => {
-    const store = await IpnsNameStore.open({ url: node.url });
+    const store = await IpnsNameStore.open({ url: ipfsNode().url });
     try {
       const key = await generateNameKey();
       const name = keyName(key);
@@ -287,7 +281,7 @@ describe("ipns name store - against a real IPFS RPC API", () => {
   });
 
   it("free-form names cannot live on IPNS: put is INVALID_ARGUMENT, get finds nothing", async () => {
-    const store = await IpnsNameStore.open({ url: node.url });
+    const store = await IpnsNameStore.open({ url: ipfsNode().url });
     try {
       const err = await failure(store.put("chat", text("head")), "INVALID_ARGUMENT");
       expect(err.message).toMatch(/key name/);
@@ -300,7 +294,7 @@ describe("ipns name store - against a real IPFS RPC API", () => {
   });
 
   it("a record for other content than the update's is refused before anything is published", async () => {
-    const store = await IpnsNameStore.open({ url: node.url });
+    const store = await IpnsNameStore.open({ url: ipfsNode().url });
     try {
       const key = await generateNameKey();
       const record = await createNameRecord(key, text("page A"), 1n);
