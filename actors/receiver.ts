@@ -213,11 +213,7 @@ export class Receiver {
     const from = checkpoint.delivered;
     const continues = from > 0 && checkpoint.lastId.length > 0;
     const end = Number(head.info!.firstSeqid) + head.info!.count;
-    const replaced = () =>
-      RemoteLogError.conflict(
-        `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${from - 1}), the last one delivered: its log was replaced`,
-      );
-    if (continues && end < from) throw replaced();
+    if (continues && end < from) throw this.replaced(checkpoint);
     const byNumber = new Map<number, Unit>();
     let prefetched = 0;
     const unitOf = (page: RemoteLog): Unit => ({ pairs: freshPairs(page, from) });
@@ -239,7 +235,7 @@ export class Receiver {
     const first = collected.pages[0];
     if (continues) {
       const before = first.pair.find((pair) => Number(pair.seqid) === from - 1);
-      if (!before || !equalBytes(before.localHash, checkpoint.lastId)) throw replaced();
+      if (!before || !equalBytes(before.localHash, checkpoint.lastId)) throw this.replaced(checkpoint);
     }
     const units = collected.pages.map((page) => byNumber.get(Number(page.info!.number)) ?? unitOf(page));
     return { units, pages: collected.fetched + 1 };
@@ -278,12 +274,15 @@ export class Receiver {
       },
     });
     closeUnit();
-    if (checkpoint.delivered > 0 && !walk.reachedStop) {
-      throw RemoteLogError.conflict(
-        `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${checkpoint.delivered - 1}), the last one delivered: its log was replaced`,
-      );
-    }
+    if (checkpoint.delivered > 0 && !walk.reachedStop) throw this.replaced(checkpoint);
     return { units: units.reverse(), pages: walk.pages };
+  }
+
+  /** The name no longer holds the message delivered last: its log was replaced by another. */
+  private replaced(checkpoint: Checkpoint): RemoteLogError {
+    return RemoteLogError.conflict(
+      `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${checkpoint.delivered - 1}), the last one delivered: its log was replaced`,
+    );
   }
 
   /**
@@ -293,14 +292,13 @@ export class Receiver {
    */
   private async tombstonesBefore(head: RemoteLog, before: number, seen: number): Promise<Delivery[]> {
     const tombstones: Delivery[] = [];
-    const walk = walkChain(head, (address) => this.remote.getBlock(address), {
+    await walkChain(head, (address) => this.remote.getBlock(address), {
       maxPages: this.maxPages,
       takeWhile: (page) => page.info !== undefined && Number(page.info.redactions) > seen,
       onPage: (pairs) => {
         for (const pair of pairs) if (pair.redacted && Number(pair.seqid) < before) tombstones.push({ seq: Number(pair.seqid), id: pair.localHash, address: pair.remoteHash, redacted: true });
       },
     });
-    await walk;
     return tombstones.sort((a, b) => a.seq - b.seq);
   }
 

@@ -1,7 +1,7 @@
 import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
-import { DEFAULT_MAX_PAGES } from "../core/chain.js";
+import { walkChain } from "../core/chain.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { matchesAddress, toHex, addressText } from "../core/hash.js";
+import { toHex } from "../core/hash.js";
 import { createNameRecord, isKeyName, type PrivateKey } from "../core/names.js";
 import { decodePage, encodePage } from "../core/page.js";
 import { redactPages } from "../core/redact.js";
@@ -56,23 +56,20 @@ async function redactOnce(options: RedactOptions, ids: Uint8Array[]): Promise<Re
   if (!head.info) throw RemoteLogError.conflict(`name ${JSON.stringify(name)} has no page info (seqids): only such logs can be redacted`);
 
   // Back from the head until every message is found: those pages are the ones to rewrite.
-  const pages: RemoteLog[] = [head];
+  const pages: RemoteLog[] = [];
   const wanted = new Map(ids.map((id) => [toHex(id), id]));
   const found = new Map<string, { seqid: number; redacted: boolean }>();
-  const maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
-  for (let page = head; ; ) {
-    for (const pair of page.pair) {
-      const key = toHex(pair.localHash);
-      if (wanted.has(key) && !found.has(key)) found.set(key, { seqid: Number(pair.seqid), redacted: pair.redacted });
-    }
-    if (found.size === wanted.size || page.tail.length === 0) break;
-    if (pages.length >= maxPages) throw RemoteLogError.dataLoss(`page chain of ${JSON.stringify(name)} is longer than ${maxPages} pages`);
-    const address = page.tail;
-    const bytes = await remote.getBlock(address);
-    if (!matchesAddress(bytes, address)) throw RemoteLogError.dataLoss(`page ${addressText(address)} does not hash to its address`);
-    page = decodePage(bytes, `page ${addressText(address)}`, ErrorCodes.DATA_LOSS);
-    pages.unshift(page);
-  }
+  await walkChain(head, (address) => remote.getBlock(address), {
+    maxPages: options.maxPages,
+    onPage: (pairs, page) => {
+      pages.unshift(page);
+      for (const pair of pairs) {
+        const key = toHex(pair.localHash);
+        if (wanted.has(key) && !found.has(key)) found.set(key, { seqid: Number(pair.seqid), redacted: pair.redacted });
+      }
+      return found.size < wanted.size;
+    },
+  });
   const missing = [...wanted.keys()].filter((key) => !found.has(key));
   if (missing.length > 0) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} holds no message ${missing.join(", ")}`);
   const fresh = [...found].filter(([, at]) => !at.redacted);

@@ -12,10 +12,11 @@ export interface WalkOptions {
   /** Pages at most, head included; a longer chain is DATA_LOSS, never a hang. */
   maxPages?: number;
   /**
-   * Told each page's pairs newer than stopAtId (newest first) as soon as the page is read, so that a
-   * caller can start fetching messages while the walk goes on.
+   * Told each page taken, with its pairs newer than stopAtId (newest first), as soon as the page is
+   * read, so that a caller can start fetching messages while the walk goes on. Returning false ends
+   * the walk after this page.
    */
-  onPage?: (pairsNewestFirst: RemoteLog_Pair[]) => void;
+  onPage?: (pairsNewestFirst: RemoteLog_Pair[], page: RemoteLog) => boolean | void;
   /** Takes pages, the head first, only while this holds: the walk ends before the first page it fails for. */
   takeWhile?: (page: RemoteLog) => boolean;
 }
@@ -47,9 +48,10 @@ export async function walkChain(head: RemoteLog, fetchPage: PageFetcher, options
     if (options.takeWhile && !options.takeWhile(page)) break;
     const stop = stopAt ? page.pair.findIndex((pair) => equalBytes(pair.localHash, stopAt)) : -1;
     const fresh = stop === -1 ? page.pair : page.pair.slice(0, stop);
-    if (fresh.length > 0) options.onPage?.(fresh);
+    const more = options.onPage?.(fresh, page);
     for (const pair of fresh) newestFirst.push(pair);
     if (stop !== -1) return { pairs: newestFirst.reverse(), pages, reachedStop: true };
+    if (more === false) return { pairs: newestFirst.reverse(), pages, reachedStop: false };
     if (page.tail.length === 0) break;
     const key = toHex(page.tail);
     if (seen.has(key)) throw RemoteLogError.dataLoss(`page chain loops: ${where} points back to page ${addressText(page.tail)}`);
