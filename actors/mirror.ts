@@ -5,7 +5,7 @@ import { equalBytes, toHex } from "../core/hash.js";
 import { isKeyName } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
 import { verifySignedHead } from "./receiver.js";
-import { LostRace, type NameHead, type Remote } from "./remote.js";
+import { LostRace, retryLostRaces, type NameHead, type Remote } from "./remote.js";
 
 export interface MirrorOptions {
   name: string;
@@ -59,13 +59,7 @@ export class Mirror {
 
   /** Copies the source's current head and whatever it needs; a lost race with another mirror is retried. */
   async sync(): Promise<MirrorResult> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.syncOnce();
-      } catch (err) {
-        if (!(err instanceof LostRace) || attempt >= 5) throw err instanceof LostRace ? err.cause : err;
-      }
-    }
+    return retryLostRaces(5, () => this.syncOnce());
   }
 
   private async syncOnce(): Promise<MirrorResult> {

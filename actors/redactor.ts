@@ -6,7 +6,7 @@ import { createNameRecord, isKeyName, type PrivateKey } from "../core/names.js";
 import { decodePage, encodePage } from "../core/page.js";
 import { redactPages } from "../core/redact.js";
 import { verifySignedHead } from "./receiver.js";
-import { LostRace, type Remote } from "./remote.js";
+import { LostRace, retryLostRaces, type Remote } from "./remote.js";
 
 export interface RedactOptions {
   name: string;
@@ -35,13 +35,7 @@ export interface RedactResult {
  * tombstone already changes nothing. Every message not found is NOT_FOUND, and nothing changes.
  */
 export async function redact(options: RedactOptions, ids: Uint8Array[]): Promise<RedactResult> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await redactOnce(options, ids);
-    } catch (err) {
-      if (!(err instanceof LostRace) || attempt >= 10) throw err instanceof LostRace ? err.cause : err;
-    }
-  }
+  return retryLostRaces(10, () => redactOnce(options, ids));
 }
 
 async function redactOnce(options: RedactOptions, ids: Uint8Array[]): Promise<RedactResult> {

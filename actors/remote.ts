@@ -227,6 +227,18 @@ export class LostRace extends Error {
   }
 }
 
+/** Runs fn, again while it throws LostRace, at most attempts times; the last loss is thrown as its CONFLICT. */
+export async function retryLostRaces<T>(attempts: number, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof LostRace)) throw err;
+      if (attempt >= attempts) throw err.cause;
+    }
+  }
+}
+
 /** An NS without the Watch RPC (a client of the draft's NS, say): followers poll it instead. */
 export class WatchUnsupportedError extends RemoteLogError {
   constructor(nsUrl: string) {
