@@ -1,10 +1,9 @@
-import { HeadWatch } from "../actors/head-watch.js";
 import { Mirror } from "../actors/mirror.js";
-import { withRetry } from "../actors/remote.js";
 import { RemoteLogError } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { followName } from "./follow.js";
 
 export const summary = "keep a verified copy of a remote log on a second CAS and NS";
 
@@ -59,10 +58,6 @@ export function command(io: Io) {
         throw usageError("the copy must go to other services than the ones it is read from");
       }
       const mirror = new Mirror({ name: flags.name, source, target, maxPages: flags.maxPages, signed: isKeyName(flags.name) });
-      const retryFor = (flags.retryFor ?? (flags.follow ? 0 : 60)) * 1000;
-      const watch = flags.follow ? new HeadWatch(source, flags.name, io.signal) : undefined;
-      let lastRetryMessage = "";
-      let warnedMissing = false;
       let lastFailure = "";
       // Following, a head that cannot be copied (a source behind the copy, a bad page) is said and
       // tried again on the next head; once, it is the command's failure.
@@ -79,31 +74,25 @@ export function command(io: Io) {
         }
       };
       try {
-        for (;;) {
-          const result = await withRetry(() => syncOrSay(), {
-            timeoutMs: retryFor,
-            signal: io.signal,
-            onRetry: (err, delay) => {
-              if (err.message !== lastRetryMessage) io.stderr.write(`remotelog mirror: ${err.message}; retrying with backoff (next in ${(delay / 1000).toFixed(1)} s)\n`);
-              lastRetryMessage = err.message;
-            },
-          });
-          lastRetryMessage = "";
-          if (!result.found) {
-            if (!flags.follow) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log at ${source.nsUrl}`);
-            if (!warnedMissing) io.stderr.write(`remotelog mirror: name ${JSON.stringify(flags.name)} has no remote log yet; waiting for it\n`);
-            warnedMissing = true;
-          }
-          if (result.updated) {
-            const line = { name: flags.name, pages: result.pages, messages: result.messages, ...(result.sequence !== undefined ? { sequence: Number(result.sequence) } : {}) };
-            io.stdout.write(`${JSON.stringify(line)}\n`);
-          }
-          if (!flags.follow || io.signal.aborted) break;
-          await watch!.next(flags.interval);
-          if (io.signal.aborted) break;
-        }
+        await followName({
+          verb: "mirror",
+          io,
+          name: flags.name,
+          ns: source,
+          follow: flags.follow ?? false,
+          intervalMs: flags.interval,
+          retryForSeconds: flags.retryFor,
+          notFound: `name ${JSON.stringify(flags.name)} has no remote log at ${source.nsUrl}`,
+          sync: async () => {
+            const result = await syncOrSay();
+            if (result.updated) {
+              const line = { name: flags.name, pages: result.pages, messages: result.messages, ...(result.sequence !== undefined ? { sequence: Number(result.sequence) } : {}) };
+              io.stdout.write(`${JSON.stringify(line)}\n`);
+            }
+            return result;
+          },
+        });
       } finally {
-        watch?.close();
         source.close();
         target.close();
       }

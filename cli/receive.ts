@@ -1,8 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
-import { HeadWatch } from "../actors/head-watch.js";
 import { Receiver, type Delivery } from "../actors/receiver.js";
-import { withRetry, type NameHead } from "../actors/remote.js";
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
@@ -10,6 +8,7 @@ import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine } from "./format.js";
+import { followName } from "./follow.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
 
@@ -101,37 +100,18 @@ export function command(io: Io) {
           // The callback fires once the kernel has the bytes; only then may the checkpoint move past them.
           await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
         };
-        const retryFor = (flags.retryFor ?? (flags.follow ? 0 : 60)) * 1000;
-        // Pushed heads wake the follower at once; the interval stays as the poll that catches anything
-        // a broken stream or an NS without Watch would miss.
-        const watch = flags.follow ? new HeadWatch(remote, name, io.signal) : undefined;
-        let warnedMissing = false;
-        let lastRetryMessage = "";
-        let pushed: NameHead | undefined;
-        for (;;) {
-          const result = await withRetry(() => receiver.sync(deliver, pushed), {
-            timeoutMs: retryFor,
-            signal: io.signal,
-            onRetry: (err, delay) => {
-              // A service that stays down is said once per distinct cause, not on every attempt.
-              if (err.message !== lastRetryMessage) io.stderr.write(`remotelog receive: ${err.message}; retrying with backoff (next in ${(delay / 1000).toFixed(1)} s)\n`);
-              lastRetryMessage = err.message;
-            },
-          });
-          if (lastRetryMessage) {
-            io.stderr.write("remotelog receive: services reachable again\n");
-            lastRetryMessage = "";
-          }
-          if (!result.found) {
-            if (!flags.follow) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no remote log yet`);
-            if (!warnedMissing) io.stderr.write(`remotelog receive: name ${JSON.stringify(name)} has no remote log yet; waiting for it\n`);
-            warnedMissing = true;
-          }
-          if (!flags.follow || io.signal.aborted) break;
-          pushed = await watch!.next(flags.interval);
-          if (io.signal.aborted) break;
-        }
-        watch?.close();
+        await followName({
+          verb: "receive",
+          io,
+          name,
+          ns: remote,
+          follow: flags.follow ?? false,
+          intervalMs: flags.interval,
+          retryForSeconds: flags.retryFor,
+          notFound: `name ${JSON.stringify(name)} has no remote log yet`,
+          sayRecovered: true,
+          sync: (pushed) => receiver.sync(deliver, pushed),
+        });
       } finally {
         remote.close();
         await checkpoints.close();
