@@ -133,8 +133,7 @@ export class NsService implements ServiceImpl<typeof NS> {
    */
   async *watch(request: Query, context?: HandlerContext): AsyncGenerator<Content> {
     checkName(request.name, this.limits.maxNameBytes);
-    const signals = [context?.signal, this.closing].filter((signal): signal is AbortSignal => signal !== undefined);
-    const subscription = this.watchers.subscribe(request.name, signals.length > 0 ? AbortSignal.any(signals) : undefined);
+    const subscription = this.watchers.subscribe(request.name, this.streamSignal(context));
     try {
       let last = 0n;
       const current = await this.store.get(request.name);
@@ -163,8 +162,7 @@ export class NsService implements ServiceImpl<typeof NS> {
       throw RemoteLogError.tooLarge(`${request.names.length} names in one WatchMany is over the limit of ${this.limits.maxWatchNames}`);
     }
     request.names.forEach((name) => checkName(name, this.limits.maxNameBytes));
-    const signals = [context?.signal, this.closing].filter((signal): signal is AbortSignal => signal !== undefined);
-    const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
+    const signal = this.streamSignal(context);
     const pending = new Map<string, bigint>();
     let wake: (() => void) | undefined;
     const unlisten: (() => void)[] = [];
@@ -191,6 +189,12 @@ export class NsService implements ServiceImpl<typeof NS> {
       signal?.removeEventListener("abort", onAbort);
       for (const stop of unlisten) stop();
     }
+  }
+
+  /** Ends a stream when its client goes away or the server starts closing. */
+  private streamSignal(context: HandlerContext | undefined): AbortSignal | undefined {
+    const signals = [context?.signal, this.closing].filter((signal): signal is AbortSignal => signal !== undefined);
+    return signals.length > 0 ? AbortSignal.any(signals) : undefined;
   }
 
   async fetch(request: Query, _context?: HandlerContext): Promise<Content> {
