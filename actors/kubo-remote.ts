@@ -72,7 +72,7 @@ export class KuboRemote {
     }
   }
 
-  /** A conditional update: CONFLICT when the name is no longer at expectedVersion (not atomic across writers; see IpnsNameStore). */
+  /** A conditional update: ABORTED when the name is no longer at expectedVersion (not atomic across writers; see IpnsNameStore). */
   async updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint> {
     const update = create(NameUpdateSchema, { name, content, expectedVersion, record: record ?? new Uint8Array(0) });
     return (await this.ns.update(update)).version;

@@ -81,7 +81,7 @@ export class Mirror {
       await this.target.updateName(this.name, source.content, mirrored?.version ?? 0n, this.signed ? source.record : undefined);
     } catch (err) {
       // Another writer of the copy (a second mirror) moved it since it was read: start again from there.
-      if (err instanceof RemoteLogError && err.code === ErrorCodes.CONFLICT) {
+      if (err instanceof RemoteLogError && err.code === ErrorCodes.ABORTED) {
         const now = await this.target.fetchName(this.name);
         if ((now?.version ?? 0n) !== (mirrored?.version ?? 0n)) throw new LostRace(err);
       }

@@ -81,7 +81,7 @@ async function redactOnce(options: RedactOptions, ids: Uint8Array[]): Promise<Re
     version = await remote.updateName(name, headBytes, current.version, record);
   } catch (err) {
     // A sender published meanwhile: the new head holds pages this rewrite did not see.
-    if (err instanceof RemoteLogError && err.code === ErrorCodes.CONFLICT) throw new LostRace(err);
+    if (err instanceof RemoteLogError && err.code === ErrorCodes.ABORTED) throw new LostRace(err);
     throw err;
   }
   return { redacted: fresh.map(([, at]) => at.seqid).sort((a, b) => a - b), pages: pages.length - from, version, redactions: rewritten.redactions };

@@ -185,7 +185,7 @@ export class Remote {
     }
   }
 
-  /** A conditional update: CONFLICT when the name is no longer at expectedVersion. */
+  /** A conditional update: ABORTED when the name is no longer at expectedVersion. */
   async updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint> {
     try {
       return (await this.ns.update({ name, content, expectedVersion, record })).version;
@@ -227,7 +227,7 @@ export class LostRace extends Error {
   }
 }
 
-/** Runs fn, again while it throws LostRace, at most attempts times; the last loss is thrown as its CONFLICT. */
+/** Runs fn, again while it throws LostRace, at most attempts times; the last loss is thrown as its ABORTED. */
 export async function retryLostRaces<T>(attempts: number, fn: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {

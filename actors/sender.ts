@@ -100,7 +100,7 @@ export class Sender {
       if (!(result instanceof RemoteLogError)) return result;
       lostRace = result;
     }
-    throw RemoteLogError.conflict(`gave up publishing ${JSON.stringify(this.name)} after losing ${this.maxAttempts} races; last: ${lostRace?.message}`);
+    throw RemoteLogError.aborted(`gave up publishing ${JSON.stringify(this.name)} after losing ${this.maxAttempts} races; last: ${lostRace?.message}`);
   }
 
   /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
@@ -160,7 +160,7 @@ export class Sender {
         newVersion = await this.remote.updateName(this.name, headBytes, version, record);
       }
     } catch (err) {
-      if (err instanceof RemoteLogError && err.code === ErrorCodes.CONFLICT) return err;
+      if (err instanceof RemoteLogError && err.code === ErrorCodes.ABORTED) return err;
       throw err;
     }
     this.lastHead = { content: headBytes, version: newVersion, record: record ?? new Uint8Array(0) };

@@ -108,7 +108,7 @@ export class DirPackStore implements PackStore {
   async writeHead(head: { pack: Uint8Array }, previous: BackupHeadInfo | undefined): Promise<void> {
     const current = await this.readHead();
     if ((current === undefined) !== (previous === undefined) || (current && previous && !equalBytes(current.pack, previous.pack))) {
-      throw RemoteLogError.conflict(`${join(this.dir, "HEAD")} moved during the backup (another backup ran?); run it again`);
+      throw RemoteLogError.aborted(`${join(this.dir, "HEAD")} moved during the backup (another backup ran?); run it again`);
     }
     await writeFileAtomic(join(this.dir, "HEAD"), new TextEncoder().encode(`${addressText(head.pack)}\n`));
   }

@@ -10,6 +10,8 @@ export const connectCodeOf: Record<ErrorCode, Code> = {
   [ErrorCodes.INVALID_ARGUMENT]: Code.InvalidArgument,
   [ErrorCodes.TOO_LARGE]: Code.ResourceExhausted,
   [ErrorCodes.CONFLICT]: Code.FailedPrecondition,
+  [ErrorCodes.ABORTED]: Code.Aborted,
+  [ErrorCodes.OUT_OF_RANGE]: Code.OutOfRange,
   [ErrorCodes.DATA_LOSS]: Code.DataLoss,
   [ErrorCodes.UNAVAILABLE]: Code.Unavailable,
   [ErrorCodes.PERMISSION_DENIED]: Code.PermissionDenied,
@@ -20,5 +22,4 @@ export const connectCodeOf: Record<ErrorCode, Code> = {
 export const errorCodeOf: Partial<Record<Code, ErrorCode>> = {
   ...Object.fromEntries(Object.entries(connectCodeOf).map(([ours, theirs]) => [theirs, ours])),
   [Code.DeadlineExceeded]: ErrorCodes.UNAVAILABLE,
-  [Code.Aborted]: ErrorCodes.UNAVAILABLE,
 };

@@ -33,7 +33,7 @@ export const MAX_VERSION = (1n << 64n) - 1n;
  */
 export function nextVersion(name: string, current: bigint, options: PutOptions): bigint {
   if (options.expectedVersion !== undefined && options.expectedVersion !== current) {
-    throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at version ${current}, not ${options.expectedVersion}`);
+    throw RemoteLogError.aborted(`name ${JSON.stringify(name)} is at version ${current}, not ${options.expectedVersion}`, { name });
   }
   if (options.version === undefined) {
     if (current >= MAX_VERSION) throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at the last version, ${current}`);
@@ -43,7 +43,7 @@ export function nextVersion(name: string, current: bigint, options: PutOptions):
     throw RemoteLogError.invalidArgument(`version ${options.version} of name ${JSON.stringify(name)} is not in 1..2^64-1`);
   }
   if (options.version <= current) {
-    throw RemoteLogError.conflict(`name ${JSON.stringify(name)} is at version ${current}; version ${options.version} is not newer`);
+    throw RemoteLogError.aborted(`name ${JSON.stringify(name)} is at version ${current}; version ${options.version} is not newer`, { name });
   }
   return options.version;
 }

@@ -118,7 +118,7 @@ export class NsService implements ServiceImpl<typeof NS> {
     } catch (err) {
       // Another update of the name won the race since we looked; judge this one again against it, so
       // that two publishers of the same record both succeed and a loser gets the precise reason.
-      if (!isRemoteLogError(err, "CONFLICT")) throw err;
+      if (!isRemoteLogError(err, "ABORTED")) throw err;
       const now = await this.store.get(name);
       const again = checkSequence(name, sequence, now, content, record, expectedVersion);
       if (again !== undefined) return create(ResponseSchema, { version: again });
@@ -220,7 +220,7 @@ function checkSequence(
 ): bigint | undefined {
   const version = current?.version ?? 0n;
   if (expectedVersion !== undefined && expectedVersion !== version) {
-    throw RemoteLogError.conflict(`name ${name} is at version ${version}, not ${expectedVersion}`);
+    throw RemoteLogError.aborted(`name ${name} is at version ${version}, not ${expectedVersion}`, { name });
   }
   if (sequence < version) {
     throw RemoteLogError.conflict(`record for name ${name} has sequence ${sequence}, older than the name's version ${version}: stale or replayed`);

@@ -6,12 +6,13 @@ import { createNameRecord, generateNameKey, keyName, type PrivateKey } from "../
 
 const text = (s: string) => new TextEncoder().encode(s);
 
-async function conflictOf(promise: Promise<unknown>): Promise<Error> {
+/** A lost conditional put: another writer moved the name first. */
+async function lostRaceOf(promise: Promise<unknown>): Promise<Error> {
   const err = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(isRemoteLogError(err, "CONFLICT"), `expected CONFLICT, got ${String(err)}`).toBe(true);
+  expect(isRemoteLogError(err, "ABORTED"), `expected ABORTED, got ${String(err)}`).toBe(true);
   return err as Error;
 }
 
@@ -105,7 +106,7 @@ export function nameStoreContract(
       await w.put("alice", text("one"));
       await w.put("bob", text("one"));
       await w.put("alice", text("two"));
-      await conflictOf(w.put("carol", text("one"), { expectedVersion: 1n }));
+      await lostRaceOf(w.put("carol", text("one"), { expectedVersion: 1n }));
       expect(await store.count()).toBe(2);
     });
 
@@ -150,16 +151,16 @@ export function nameStoreContract(
       expect((await store.get(await w.name("bob")))?.content).toEqual(text("v3"));
     });
 
-    it("a conflict throws CONFLICT naming the name and both versions, and changes nothing", async () => {
+    it("a lost race throws ABORTED naming the name and both versions, and changes nothing", async () => {
       const carol = await w.name("carol");
       await w.put("carol", text("v1"), { record: "record 1" });
       await w.put("carol", text("v2"), { record: "record 2" });
       const before = await store.get(carol);
-      const err = await conflictOf(w.put("carol", text("lost"), { expectedVersion: 1n, record: "lost record" }));
+      const err = await lostRaceOf(w.put("carol", text("lost"), { expectedVersion: 1n, record: "lost record" }));
       expect(err.message).toContain(carol);
       expect(err.message).toMatch(/\b2\b/);
       expect(err.message).toMatch(/\b1\b/);
-      await conflictOf(w.put("carol", text("lost"), { expectedVersion: 7n }));
+      await lostRaceOf(w.put("carol", text("lost"), { expectedVersion: 7n }));
       const after = await store.get(carol);
       expect(after).toEqual(before);
       expect(after?.version).toBe(2n);
@@ -170,7 +171,7 @@ export function nameStoreContract(
     it("expectedVersion 0n creates a name only if it does not exist", async () => {
       expect(await w.put("new", text("first"), { expectedVersion: 0n })).toBe(1n);
       const record = w.record("new");
-      await conflictOf(w.put("new", text("second"), { expectedVersion: 0n }));
+      await lostRaceOf(w.put("new", text("second"), { expectedVersion: 0n }));
       expect(await store.get(await w.name("new"))).toEqual({ content: text("first"), version: 1n, record });
     });
 
@@ -184,12 +185,12 @@ export function nameStoreContract(
       expect(await w.put("fresh", text("one"), { version: 1n })).toBe(1n);
     });
 
-    it("a given version that is not newer throws CONFLICT naming both versions, and changes nothing", async () => {
+    it("a given version that is not newer throws ABORTED naming both versions, and changes nothing", async () => {
       const dave = await w.name("dave");
       await w.put("dave", text("d3"), { version: 3n, record: "r3" });
       const before = await store.get(dave);
       for (const version of [3n, 2n, 1n]) {
-        const err = await conflictOf(w.put("dave", text("stale"), { version, record: "stale record" }));
+        const err = await lostRaceOf(w.put("dave", text("stale"), { version, record: "stale record" }));
         expect(err.message).toContain(dave);
         expect(err.message).toMatch(/\b3\b/);
         expect(await store.get(dave)).toEqual(before);
@@ -210,8 +211,8 @@ export function nameStoreContract(
 
     it("expectedVersion and version are both checked", async () => {
       await w.put("frank", text("f2"), { version: 2n });
-      await conflictOf(w.put("frank", text("x"), { expectedVersion: 1n, version: 7n }));
-      await conflictOf(w.put("frank", text("x"), { expectedVersion: 2n, version: 2n }));
+      await lostRaceOf(w.put("frank", text("x"), { expectedVersion: 1n, version: 7n }));
+      await lostRaceOf(w.put("frank", text("x"), { expectedVersion: 2n, version: 2n }));
       expect((await store.get(await w.name("frank")))?.version).toBe(2n);
       expect(await w.put("frank", text("f7"), { expectedVersion: 2n, version: 7n })).toBe(7n);
     });
@@ -223,7 +224,7 @@ export function nameStoreContract(
       );
       const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
       expect(winners).toHaveLength(1);
-      for (const r of results) if (r.status === "rejected") expect(isRemoteLogError(r.reason, "CONFLICT")).toBe(true);
+      for (const r of results) if (r.status === "rejected") expect(isRemoteLogError(r.reason, "ABORTED")).toBe(true);
       expect(await store.get(same)).toEqual({ content: text(`contender ${winners[0]}`), version: 4n, record: w.record("same", `record ${winners[0]}`) });
     });
 
@@ -235,7 +236,7 @@ export function nameStoreContract(
       const winners = results.flatMap((r, i) => (r.status === "fulfilled" ? [i] : []));
       expect(winners).toHaveLength(1);
       expect((results[winners[0]] as PromiseFulfilledResult<bigint>).value).toBe(2n);
-      for (const r of results) if (r.status === "rejected") expect(isRemoteLogError(r.reason, "CONFLICT")).toBe(true);
+      for (const r of results) if (r.status === "rejected") expect(isRemoteLogError(r.reason, "ABORTED")).toBe(true);
       const entry = await store.get(await w.name("race"));
       expect(entry).toEqual({ content: text(`contender ${winners[0]}`), version: 2n, record: w.record("race", `record ${winners[0]}`) });
     });

@@ -179,7 +179,7 @@ describe("fuzz - signed names", () => {
     valid.push({ content: contents[1], sequence: 21n, record: encodeEntry({ data, signatureV2: await signV2(owner, data) }) });
   });
 
-  const VERIFY_CODES = ["TOO_LARGE", "INVALID_ARGUMENT", "PERMISSION_DENIED", "CONFLICT"] as const;
+  const VERIFY_CODES = ["TOO_LARGE", "INVALID_ARGUMENT", "PERMISSION_DENIED", "CONFLICT", "ABORTED"] as const;
 
   it("verifyNameRecord: only its codes, and whatever verifies says exactly what the owner signed", async () => {
     const pick = () => fc.nat({ max: valid.length - 1 }).map((i) => valid[i]);
@@ -252,7 +252,7 @@ describe("fuzz - signed names", () => {
         }
         const before = await store.get(command.name);
         const { op: _, ...request } = command;
-        const response = await expectOnlyAsync(command.record.length > 0 ? "NS.Update signed" : "NS.Update unsigned", ["INVALID_ARGUMENT", "TOO_LARGE", "PERMISSION_DENIED", "CONFLICT"], () =>
+        const response = await expectOnlyAsync(command.record.length > 0 ? "NS.Update signed" : "NS.Update unsigned", ["INVALID_ARGUMENT", "TOO_LARGE", "PERMISSION_DENIED", "CONFLICT", "ABORTED"], () =>
           ns.update(create(NameUpdateSchema, request)),
         );
         const after = await store.get(command.name);

@@ -117,7 +117,7 @@ const cases: Case[] = [
   },
   {
     what: "a newer record with a stale expected_version",
-    code: "CONFLICT",
+    code: "ABORTED",
     update: async (w) => ({ content: w.pages[3], record: await createNameRecord(w.alice, w.pages[3], 3n), expectedVersion: 1n }),
   },
   {

@@ -186,7 +186,7 @@ describe("kubo remote - the actors' view of a node, directly", () => {
       await failure(remote.updateName("chat", page, 0n), "PERMISSION_DENIED");
       expect(await remote.updateName(name, page, 0n, await createNameRecord(key, page, 1n))).toBe(1n);
       // The conditional update: the name is at 1 now.
-      await failure(remote.updateName(name, text("b"), 0n, await createNameRecord(key, text("b"), 2n)), "CONFLICT");
+      await failure(remote.updateName(name, text("b"), 0n, await createNameRecord(key, text("b"), 2n)), "ABORTED");
       expect(await remote.fetchName(name)).toMatchObject({ content: page, version: 1n });
     } finally {
       remote.close();

@@ -219,12 +219,12 @@ describe("bad input - over a real server", () => {
     expect(await postConnect(server.url, "/vac.cas.NS/Fetch", notUtf8)).toBe("InvalidArgument");
   });
 
-  it("gets FailedPrecondition for a stale expected_version", { timeout: TEST_TIMEOUT }, async () => {
+  it("gets Aborted for a stale expected_version (a lost race)", { timeout: TEST_TIMEOUT }, async () => {
     const { ns } = clientsOver(createGrpcTransport({ baseUrl: server.url, defaultTimeoutMs: CALL_TIMEOUT_MS }));
     expect((await ns.update({ name: "stale", content: utf8("1"), expectedVersion: 0n })).version).toBe(1n);
-    expect(await codeOf(ns.update({ name: "stale", content: utf8("again"), expectedVersion: 0n }))).toBe("FailedPrecondition");
+    expect(await codeOf(ns.update({ name: "stale", content: utf8("again"), expectedVersion: 0n }))).toBe("Aborted");
     expect((await ns.update({ name: "stale", content: utf8("2"), expectedVersion: 1n })).version).toBe(2n);
-    expect(await codeOf(ns.update({ name: "stale", content: utf8("late"), expectedVersion: 1n }))).toBe("FailedPrecondition");
+    expect(await codeOf(ns.update({ name: "stale", content: utf8("late"), expectedVersion: 1n }))).toBe("Aborted");
     expect(await ns.fetch({ name: "stale" })).toMatchObject({ data: utf8("2"), version: 2n });
   });
 
@@ -236,7 +236,7 @@ describe("bad input - over a real server", () => {
   });
 
   it("answers arbitrary bytes on every RPC with a client-side code, never Internal, never a hang", { timeout: 60_000 }, async () => {
-    const allowed = new Set(["OK", "InvalidArgument", "NotFound", "ResourceExhausted", "FailedPrecondition"]);
+    const allowed = new Set(["OK", "InvalidArgument", "NotFound", "ResourceExhausted", "FailedPrecondition", "Aborted"]);
     // Raw garbage mostly fails to decode; protobuf-shaped bodies (known and unknown field numbers,
     // every wire type, payloads that may be CIDs or names) get past decoding into the handlers.
     const field = fc.oneof(

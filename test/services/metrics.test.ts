@@ -75,7 +75,7 @@ describe("metrics - GET /metrics on the server's port", () => {
     await blocks.addMany({ blocks: [utf8("three"), utf8("four"), utf8("one")] });
     await ns.update({ name: "alice", content: utf8("head") });
     await ns.update({ name: "bob", content: utf8("head") });
-    expect(await codeOf(ns.update({ name: "bob", content: utf8("stale"), expectedVersion: 0n }))).toBe("FailedPrecondition");
+    expect(await codeOf(ns.update({ name: "bob", content: utf8("stale"), expectedVersion: 0n }))).toBe("Aborted");
     expect(await codeOf(ns.fetch({ name: "carol" }))).toBe("NotFound");
 
     const { samples, contentType } = await scrape(server.url);
@@ -86,7 +86,7 @@ describe("metrics - GET /metrics on the server's port", () => {
     expect(samples.get(requests("vac.cas.CAS/Get", "InvalidArgument"))).toBe(1);
     expect(samples.get(requests("remotelog.v1.BlockService/AddMany", "OK"))).toBe(1);
     expect(samples.get(requests("vac.cas.NS/Update", "OK"))).toBe(2);
-    expect(samples.get(requests("vac.cas.NS/Update", "FailedPrecondition"))).toBe(1);
+    expect(samples.get(requests("vac.cas.NS/Update", "Aborted"))).toBe(1);
     expect(samples.get(requests("vac.cas.NS/Fetch", "NotFound"))).toBe(1);
     // Only what happened is there: no zero series for codes never seen.
     expect([...samples.keys()].filter((key) => key.startsWith("remotelog_rpc_requests_total")).length).toBe(8);

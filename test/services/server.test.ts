@@ -109,7 +109,7 @@ describe("server - one port, every protocol", () => {
       expect((await ns.update({ name, content: utf8("head 1"), expectedVersion: 0n })).version).toBe(1n);
       expect((await ns.update({ name, content: utf8("head 2") })).version).toBe(2n);
       expect(await ns.fetch({ name })).toMatchObject({ data: utf8("head 2"), version: 2n });
-      expect(await codeOf(ns.update({ name, content: utf8("stale"), expectedVersion: 1n }))).toBe("FailedPrecondition");
+      expect(await codeOf(ns.update({ name, content: utf8("stale"), expectedVersion: 1n }))).toBe("Aborted");
     });
 
     it("carries our error codes and messages", { timeout: TEST_TIMEOUT }, async () => {

@@ -60,6 +60,8 @@ describe("connect errors - toConnectError", () => {
     [ErrorCodes.INVALID_ARGUMENT, Code.InvalidArgument],
     [ErrorCodes.TOO_LARGE, Code.ResourceExhausted],
     [ErrorCodes.CONFLICT, Code.FailedPrecondition],
+    [ErrorCodes.ABORTED, Code.Aborted],
+    [ErrorCodes.OUT_OF_RANGE, Code.OutOfRange],
     [ErrorCodes.DATA_LOSS, Code.DataLoss],
     [ErrorCodes.UNAVAILABLE, Code.Unavailable],
     [ErrorCodes.PERMISSION_DENIED, Code.PermissionDenied],
@@ -214,10 +216,10 @@ describe("ns service - direct", () => {
   it("applies a conditional update only at the expected version", async () => {
     const ns = new NsService(new MemoryNameStore());
     expect((await ns.update(update("bob", utf8("v1"), 0n))).version).toBe(1n);
-    await expectCode(ns.update(update("bob", utf8("again"), 0n)), "CONFLICT");
+    await expectCode(ns.update(update("bob", utf8("again"), 0n)), "ABORTED");
     expect((await ns.update(update("bob", utf8("v2"), 1n))).version).toBe(2n);
-    await expectCode(ns.update(update("bob", utf8("stale"), 1n)), "CONFLICT");
-    await expectCode(ns.update(update("bob", utf8("ahead"), 7n)), "CONFLICT");
+    await expectCode(ns.update(update("bob", utf8("stale"), 1n)), "ABORTED");
+    await expectCode(ns.update(update("bob", utf8("ahead"), 7n)), "ABORTED");
     expect((await ns.fetch(create(QuerySchema, { name: "bob" }))).data).toEqual(utf8("v2"));
     // Unset is the draft's unconditional update, unlike 0.
     expect((await ns.update(update("bob", utf8("v3")))).version).toBe(3n);
@@ -275,7 +277,7 @@ describe("services - through an in-memory router", () => {
     const { ns } = clients();
     expect((await ns.update({ name: "alice", content: utf8("h1"), expectedVersion: 0n })).version).toBe(1n);
     expect((await ns.update({ name: "alice", content: utf8("h2"), expectedVersion: 1n })).version).toBe(2n);
-    await expectConnectCode(ns.update({ name: "alice", content: utf8("h3"), expectedVersion: 1n }), Code.FailedPrecondition, /version 2, not 1/);
+    await expectConnectCode(ns.update({ name: "alice", content: utf8("h3"), expectedVersion: 1n }), Code.Aborted, /version 2, not 1/);
     expect(await ns.fetch({ name: "alice" })).toMatchObject({ data: utf8("h2"), version: 2n });
   });
 
@@ -290,7 +292,7 @@ describe("services - through an in-memory router", () => {
     expect(await content.has(addressOf(utf8("ok")))).toBe(false);
     expect(await ns.fetch({ name: "pub" })).toMatchObject({ data: utf8("head 1"), version: 1n });
     // A lost race still stores the blocks (a retry needs them) but does not move the name.
-    await expectConnectCode(ns.update({ name: "pub", content: utf8("head 3"), expectedVersion: 0n, blocks: [utf8("raced")] }), Code.FailedPrecondition);
+    await expectConnectCode(ns.update({ name: "pub", content: utf8("head 3"), expectedVersion: 0n, blocks: [utf8("raced")] }), Code.Aborted);
     expect(await ns.fetch({ name: "pub" })).toMatchObject({ data: utf8("head 1") });
 
     // An NS with no CAS beside it cannot take blocks.

@@ -48,7 +48,7 @@ describe("level name store - on disk", () => {
     const again = await openStore(dir);
     expect(await again.get("alice")).toEqual({ content: text("a2"), version: 2n, record: text("signed a2") });
     expect(await again.get("bob")).toEqual({ content: text("b1"), version: 1n, record: new Uint8Array(0) });
-    await failure(again.put("alice", text("stale"), { expectedVersion: 1n }), "CONFLICT");
+    await failure(again.put("alice", text("stale"), { expectedVersion: 1n }), "ABORTED");
     expect(await again.put("alice", text("a3"), { expectedVersion: 2n })).toBe(3n);
     expect(await again.count()).toBe(2);
   });
