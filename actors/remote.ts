@@ -4,6 +4,7 @@ import type * as http2 from "node:http2";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
 import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
+import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
@@ -69,6 +70,7 @@ export class Remote {
   private readonly blocks: Client<typeof BlockService>;
   private readonly ns: Client<typeof NS>;
   private readonly nameWatch: Client<typeof NameWatchService>;
+  private readonly casInfo: Client<typeof ServerInfoService>;
   private readonly sessions: WideWindowSessionManager[] = [];
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
@@ -83,6 +85,7 @@ export class Remote {
     this.blocks = createClient(BlockService, casTransport);
     this.ns = createClient(NS, nsTransport);
     this.nameWatch = createClient(NameWatchService, nsTransport);
+    this.casInfo = createClient(ServerInfoService, casTransport);
     this.batchBlocks = options.batchBlocks ?? 4096;
     this.batchBytes = options.batchBytes ?? 8 << 20;
     this.concurrency = options.concurrency ?? 4;
@@ -94,6 +97,20 @@ export class Remote {
     // No compression: message bodies are usually encrypted and so incompressible, and gzip of a batch
     // cost more CPU than the whole rest of a catch-up on loopback.
     return createConnectTransport({ baseUrl, httpVersion: "2", sessionManager: session, readMaxBytes: 256 << 20, acceptCompression: [] });
+  }
+
+  /**
+   * The CAS's advertised limits, or undefined from a server that does not advertise them (a draft
+   * CAS, an older remotelog): callers then learn a limit only from a refusal.
+   */
+  async casLimits(): Promise<{ maxBlockBytes: number; maxBatchBlocks: number; maxResponseBytes: number } | undefined> {
+    try {
+      const limits = await this.casInfo.getLimits({});
+      return { maxBlockBytes: Number(limits.maxBlockBytes), maxBatchBlocks: limits.maxBatchBlocks, maxResponseBytes: Number(limits.maxResponseBytes) };
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unimplemented) return undefined;
+      throw fromConnectError(err, `CAS ${this.casUrl} GetLimits`);
+    }
   }
 
   /** Stores blocks in batches; idempotent, so a retry after a crash costs only bandwidth. */

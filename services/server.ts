@@ -15,6 +15,8 @@ import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
 import { HealthService } from "./health-service.js";
+import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
+import { ServerInfoServiceImpl } from "./info-service.js";
 import { GcService } from "../gen/remotelog/v1/gc_pb.js";
 import { collectable, GcServiceImpl } from "./gc-service.js";
 import type { NameLister } from "../backup/gc.js";
@@ -37,6 +39,8 @@ export interface RouteDeps {
   limits?: Partial<Limits>;
   /** The NS refuses updates of names that are not key names (k51…), so that every name it serves is signed. */
   requireSigned?: boolean;
+  /** The largest request body the server reads (ListenOptions.readMaxBytes), as advertised to clients. */
+  readMaxBytes?: number;
   /** Told about every failure that reaches a client as Internal, whose cause the client never sees. */
   onInternalError?: (err: Error, method: string) => void;
   /** Told about every call once it ends, with its final code ("OK", "NotFound") and duration. */
@@ -92,6 +96,14 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
     if (collectable(deps.content, deps.names)) {
       router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names as unknown as NameLister), observer));
     }
+    const info = new ServerInfoServiceImpl({
+      maxBlockBytes: deps.content ? limits.maxBlockBytes : 0,
+      maxBatchBlocks: deps.content ? limits.maxBatchBlocks : 0,
+      maxResponseBytes: 0,
+      maxRequestBytes: deps.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+      maxWatchNames: deps.names ? limits.maxWatchNames : 0,
+    });
+    router.service(ServerInfoService, withConnectErrors(ServerInfoService, info, observer));
     router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));
   };
 }

@@ -274,7 +274,7 @@ describe("ipns name store - against a real IPFS RPC API", () => {
       const later = await createNameRecord(key, text("later"), 7n, { validityMs: 1 });
       await putRaw(name, later);
       await new Promise((resolve) => setTimeout(resolve, 10));
-      await failure(store.put(name, text("older"), { record: await createNameRecord(key, text("older"), 3n) }), "CONFLICT");
+      await failure(store.put(name, text("older"), { record: await createNameRecord(key, text("older"), 3n) }), "ABORTED");
     } finally {
       await store.close();
     }
