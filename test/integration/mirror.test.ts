@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir } from "../helpers/processes.js";
+import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -39,7 +39,7 @@ describe("mirror - end to end through real processes", () => {
     expect(received.code, received.stderr).toBe(0);
     const got = parseJsonl<{ seq: number; body: string }>(received.stdout);
     expect(got.map((d) => d.seq)).toEqual(Array.from({ length: 130 }, (_, i) => i));
-    expect(Buffer.from(got[129].body, "base64").toString()).toBe("later 29");
+    expect(bodyText(got[129])).toBe("later 29");
   });
 
   it("refuses copying to the services it reads from, and a free-form name without --unsigned", async () => {
