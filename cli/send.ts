@@ -1,15 +1,16 @@
 import { Option } from "commander";
 import { Sender } from "../actors/sender.js";
 import { withRetry } from "../actors/remote.js";
+import { RetryStatus } from "./follow.js";
 import { RemoteLogError } from "../core/errors.js";
-import { encodeMessage, newMessage } from "../core/hash.js";
+import { encodeMessage, messageId, newMessage, toHex } from "../core/hash.js";
 import { parseEmbed } from "../core/page.js";
 import { join } from "node:path";
 import { canonicalKeyName, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
-import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
@@ -26,7 +27,8 @@ interface SendFlags extends EndpointFlags {
   pageSize: number;
   embed: string;
   json?: boolean;
-  retryFor: number;
+  retryFor?: number;
+  timestampMs?: boolean;
 }
 
 /** One message to append, as read from stdin. */
@@ -40,21 +42,22 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("send", io)
       .description(
-        "Read message bodies from stdin, append them durably to the local log in --data, upload them to the CAS\n" +
-          "in batches and point --name at the new head. With empty input it publishes whatever was appended but\n" +
+        "Read message bodies from stdin, append them durably to the local log in --data, upload them to the CAS " +
+          "in batches and point --name at the new head. With empty input it publishes whatever was appended but " +
           "not yet published (after a crash, say).",
       )
       .option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's")
       .option("--name <name>", "the name to publish under: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "publish a free-form name without signing it, as clients of the draft do")
-      .option("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away)", durationOption, DEFAULT_VALIDITY_MS)
-      .option("--ttl <duration>", "how long resolvers may cache a signed record", durationOption, DEFAULT_TTL_MS)
+      .addOption(durationFlag("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away)", DEFAULT_VALIDITY_MS))
+      .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache a signed record", DEFAULT_TTL_MS))
       .requiredOption("--data <dir>", "the sender's local log directory")
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
       .option("--page-size <n>", "pairs per page", intOption(1, 1_000_000), 256)
       .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", "none")
-      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever)", intOption(0), 60)
+      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60)", intOption(0))
+      .option("--timestamp-ms", "stamp messages in milliseconds, not seconds, so that a line repeated within a second is a new message (MVDS says seconds: see the README)")
       .option("--json", "print a JSON summary on stdout"),
   )
     .addHelpText(
@@ -91,12 +94,12 @@ export function command(io: Io) {
         closers.push(() => published.close());
         const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl });
         const defaultGroup = new TextEncoder().encode(flags.group);
-        const publish = () =>
-          withRetry(() => sender.publish(), {
-            timeoutMs: flags.retryFor * 1000,
-            signal: io.signal,
-            onRetry: (err, delay) => io.stderr.write(`remotelog send: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`),
-          });
+        const status = new RetryStatus(io, "send", flags.retryFor, 60);
+        const publish = async () => {
+          const result = await withRetry(() => sender.publish(), status.options());
+          status.succeeded();
+          return result;
+        };
 
         // Appends are group-committed while stdin is still being read, and a publish runs whenever the
         // previous one is done, so a slow or endless stdin is published as it goes.
@@ -116,16 +119,21 @@ export function command(io: Io) {
         };
         for await (const batch of readIncoming(io, flags.format, defaultGroup)) {
           if (io.signal.aborted) break;
-          const now = BigInt(Math.floor(Date.now() / 1000));
+          const now = BigInt(flags.timestampMs ? Date.now() : Math.floor(Date.now() / 1000));
           const entries = await log.append(batch.map((item) => encodeIncoming(item, now)));
           appended += entries.length;
           duplicates += batch.length - entries.length;
           kickPublish();
         }
         while (publishing) await publishing;
-        const result = await publish();
+        let result: Awaited<ReturnType<typeof publish>>;
+        try {
+          result = await publish();
+        } catch (err) {
+          status.done();
+          throw keptForNextRun(err, appended, flags.data);
+        }
         lostRaces += result.lostRaces;
-        if (duplicates > 0) io.stderr.write(`remotelog send: skipped ${duplicates} message(s) whose id was already in the log\n`);
         const summaryLine = {
           name,
           appended,
@@ -137,7 +145,11 @@ export function command(io: Io) {
           lostRaces,
         };
         if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
-        else io.stderr.write(`remotelog send: appended ${appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
+        else {
+          // A repeated line in the same second is the same MVDS message (same group, timestamp and body, so the same id): say so, with the way out.
+          const skipped = duplicates > 0 ? `; ${duplicates} skipped as duplicates (same body, group and ${flags.timestampMs ? "millisecond" : "second"} as a message in the log${flags.timestampMs ? "" : "; --timestamp-ms keeps them apart"})` : "";
+          io.stderr.write(`remotelog send: appended ${appended}${skipped}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
+        }
       } finally {
         remote.close();
         for (const close of closers) await close();
@@ -162,6 +174,15 @@ export async function signingFrom(flags: Pick<SendFlags, "unsigned" | "key" | "n
   return { name, key };
 }
 
+/** A publish that failed after messages were appended: they are safe in the local log, and the user should know. */
+function keptForNextRun(err: unknown, appended: number, dir: string): unknown {
+  if (!(err instanceof RemoteLogError) || appended === 0) return err;
+  return new RemoteLogError(err.code, `${err.text}; the ${appended} message(s) appended are kept in ${dir} and will be published by the next \`remotelog send\` (empty stdin publishes only)`, {
+    cause: err,
+    details: err.details,
+  });
+}
+
 function encodeIncoming(item: Incoming, now: bigint): Uint8Array {
   return encodeMessage(newMessage(item.group, item.timestamp ?? now, item.body));
 }
@@ -183,7 +204,10 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
     lineNo++;
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
     if (format === "lines") batch.push({ body: new Uint8Array(line), group });
-    else if (line.length > 0) batch.push(parseJsonLine(line.toString("utf8"), lineNo, group));
+    else if (line.length > 0) {
+      const incoming = parseJsonLine(line.toString("utf8"), lineNo, group);
+      if (incoming) batch.push(incoming);
+    }
   };
   for await (const chunk of io.stdin) {
     let buffer = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
@@ -202,7 +226,21 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
   if (batch.length > 0) yield batch;
 }
 
-function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): Incoming {
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A *_base64 field's bytes; anything but canonical base64 is refused, naming the line, rather than stored cut short. */
+function base64Field(value: unknown, key: string, lineNo: number): Uint8Array {
+  if (typeof value !== "string") throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "${key}" must be a string`);
+  if (!BASE64.test(value)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "${key}" is not base64 (A-Z, a-z, 0-9, + and /, padded with =)`);
+  return new Uint8Array(Buffer.from(value, "base64"));
+}
+
+/**
+ * One line of `--format jsonl`: the shape `receive` prints ({"body"|"body_base64", "group"|"group_base64",
+ * "timestamp", and seq, id, address, name, which are ignored but for id, checked when present), so that
+ * `receive | send --format jsonl` copies every message unchanged. A tombstone line is undefined.
+ */
+function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): Incoming | undefined {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -211,19 +249,28 @@ function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): 
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} is not a JSON object`);
   const record = value as Record<string, unknown>;
+  if (record.redacted === true && record.body === undefined && record.body_base64 === undefined) return undefined;
+  if (record.body !== undefined && record.body_base64 !== undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has both "body" and "body_base64"; give one`);
   let body: Uint8Array;
   if (typeof record.body === "string") body = new TextEncoder().encode(record.body);
-  else if (typeof record.body_base64 === "string") body = new Uint8Array(Buffer.from(record.body_base64, "base64"));
+  else if (record.body_base64 !== undefined) body = base64Field(record.body_base64, "body_base64", lineNo);
   else throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has neither a "body" nor a "body_base64" string`);
   let group = defaultGroup;
+  if (record.group !== undefined && record.group_base64 !== undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has both "group" and "group_base64"; give one`);
   if (record.group !== undefined) {
     if (typeof record.group !== "string") throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "group" must be a string`);
     group = new TextEncoder().encode(record.group);
-  }
+  } else if (record.group_base64 !== undefined) group = base64Field(record.group_base64, "group_base64", lineNo);
   let timestamp: bigint | undefined;
   if (record.timestamp !== undefined) {
     if (typeof record.timestamp !== "number" || !Number.isSafeInteger(record.timestamp)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "timestamp" must be an integer (Unix seconds)`);
     timestamp = BigInt(record.timestamp);
+  }
+  if (record.id !== undefined) {
+    // The id is the hash of group, timestamp and body: a line that carries one is checked against it, so a copy is proven unchanged.
+    if (timestamp === undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has an "id" but no "timestamp"; the id covers the timestamp`);
+    const id = toHex(messageId(newMessage(group, timestamp, body)));
+    if (record.id !== id) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "id" ${JSON.stringify(record.id)} is not the id of its group, timestamp and body (${id}); drop "id" to send an edited message`);
   }
   return { body, group, timestamp };
 }
