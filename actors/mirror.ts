@@ -1,7 +1,7 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import { collectPages, walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { equalBytes, toHex } from "../core/hash.js";
+import { addressOf, equalBytes, toHex } from "../core/hash.js";
 import { isKeyName } from "../core/names.js";
 import { decodePage, verifyPairData } from "../core/page.js";
 import { verifySignedHead } from "./receiver.js";
@@ -123,6 +123,8 @@ export class Mirror {
       pairs = walk.pairs;
     }
 
+    // The page that holds the copy's newest pair is read again, but its older pairs the copy has: neither copied nor counted.
+    if (newest && head.info && mirroredHead?.info) pairs = pairs.filter((pair) => Number(pair.seqid) > Number(newest.seqid));
     let messages = 0;
     for (let i = 0; i < pairs.length; i += this.batchSize) {
       const batch = pairs.slice(i, i + this.batchSize).filter((pair) => !pair.redacted);
@@ -139,7 +141,14 @@ export class Mirror {
       messages += batch.length;
     }
     // Pages after their messages and before the head, so that nothing the target's name reaches is missing.
-    const pages = [...pageBytes.values()];
+    // Those the copy's head already is, or links to, it holds: they are not copied, nor reported as copied.
+    const held = new Set<string>();
+    if (mirrored && mirroredHead) {
+      held.add(toHex(addressOf(mirrored.content)));
+      if (mirroredHead.tail.length > 0) held.add(toHex(mirroredHead.tail));
+      for (const skip of mirroredHead.info?.skips ?? []) held.add(toHex(skip.address));
+    }
+    const pages = [...pageBytes.entries()].filter(([key]) => !held.has(key)).map(([, bytes]) => bytes);
     await this.target.putBlocks(pages);
     return { pages: pages.length, messages };
   }

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { walkChain } from "../core/chain.js";
 import { ErrorCodes, RemoteLogError } from "../core/errors.js";
-import { addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
+import { addressOf, addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
 import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
@@ -55,7 +55,7 @@ export function command(io: Io) {
         const head = await remote.fetchName(flags.name);
         if (!head) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log`);
         const headPage = decodePage(head.content, `head of name ${JSON.stringify(flags.name)}`, ErrorCodes.DATA_LOSS);
-        const pages: Record<string, unknown>[] = [{ address: null, ...pageJson(headPage) }];
+        const pages: Record<string, unknown>[] = [{ address: addressText(addressOf(head.content)), ...pageJson(headPage) }];
         // walkChain checks every page's hash and bounds the walk; the fetcher records what it saw.
         const walk = await walkChain(headPage, async (address) => {
           const bytes = await remote.getBlock(address);
