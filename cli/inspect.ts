@@ -1,3 +1,4 @@
+import { Option } from "commander";
 import { readFile } from "node:fs/promises";
 import { walkChain } from "../core/chain.js";
 import { ErrorCodes, RemoteLogError } from "../core/errors.js";
@@ -76,7 +77,7 @@ export function command(io: Io) {
   inspect
     .command("log")
     .description("print a sender's local log")
-    .requiredOption("--data <dir>", "the sender's local log directory")
+    .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
     .option("--from <seq>", "first seq", intOption(0), 0)
     .option("--limit <n>", "at most this many messages", intOption(0), 1000)
     .action(async (flags: { data: string; from: number; limit: number }) => {

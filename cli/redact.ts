@@ -1,3 +1,4 @@
+import { Option } from "commander";
 import { redact } from "../actors/redactor.js";
 import { withRetry } from "../actors/remote.js";
 import { fromHex } from "../core/hash.js";
@@ -30,7 +31,7 @@ export function command(io: Io) {
           "The old pages and the removed message stay in the CAS until `remotelog gc` sweeps what no name reaches. " +
           "Prints {\"redacted\":[seq…],\"pages\":N,\"version\":V,\"redactions\":R} (R: the tombstones the log holds now); redacting a tombstone again changes nothing.",
       )
-      .option("--key <file>", "the name's key, to sign the new head; the name is the key's")
+      .addOption(new Option("--key <file>", "the name's key, to sign the new head; the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the log: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "redact a free-form name, whose heads nobody signs")
       .requiredOption("--id <hex>", "a message id (H1) to remove; repeat for several", collect)

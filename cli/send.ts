@@ -46,12 +46,12 @@ export function command(io: Io) {
           "in batches and point --name at the new head. With empty input it publishes whatever was appended but " +
           "not yet published (after a crash, say).",
       )
-      .option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's")
+      .addOption(new Option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the name to publish under: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "publish a free-form name without signing it, as clients of the draft do")
       .addOption(durationFlag("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away)", DEFAULT_VALIDITY_MS))
       .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache a signed record", DEFAULT_TTL_MS))
-      .requiredOption("--data <dir>", "the sender's local log directory")
+      .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
       .option("--page-size <n>", "pairs per page", intOption(1, 1_000_000), 256)
