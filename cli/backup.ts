@@ -1,4 +1,5 @@
 import { stat } from "node:fs/promises";
+import type { Command } from "commander";
 import { runBackup } from "../backup/backup.js";
 import { DEFAULT_PACK_SIZE } from "../backup/pack-format.js";
 import type { LogSource } from "../backup/source.js";
@@ -36,8 +37,8 @@ export function command(io: Io) {
       .option("--from-name <name>", "back up the remote log of NAME, read through --server")
       .option("--from <name|dir>", "either: a path (./chat, /srv/chat) is a directory, anything else a name unless a directory of that name exists (said on stderr); --from-dir and --from-name say it outright")
       .requiredOption("--to <url|dir>", "a directory of packs, or a CAS+NS service URL")
-      .option("--head-name <name>", "with a URL: the NS name that records the backup's head (unsigned unless --key)")
-      .option("--key <file>", "with a URL: sign the head name with this key; the name is the key's unless --head-name")
+      .option("--head-name <name>", "with a URL: the free-form NS name that records the backup's head, unsigned (or --key instead)")
+      .option("--key <file>", "with a URL: record the head under this key's name, signed (without --head-name)")
       .option("--pack-size <size>", "largest pack (a URL's CAS must accept blocks this big)", sizeOption, DEFAULT_PACK_SIZE)
       .option("--log-name <name>", "the name recorded in the packs of a local log (default: the directory's name)")
       .option("--unsigned", "back up a free-form name, whose heads nobody signs")
@@ -50,10 +51,12 @@ export function command(io: Io) {
         "  remotelog backup --from-name k51qzi5uqu5d… --server http://127.0.0.1:7420 --to ./alice-backup-remote\n" +
         "  remotelog backup --from-dir ./alice --to http://127.0.0.1:7420 --head-name alice-backup --pack-size 1MiB",
     )
-    .action(async (flags: BackupFlags) => {
+    .action(async (flags: BackupFlags, command: Command) => {
       const from = await sourceFrom(flags, io);
       let source: LogSource;
       if (from.dir !== undefined) {
+        // REMOTELOG_SERVER set in the shell does not stand against a local log; a --server given does.
+        if (command.getOptionValueSource("server") === "env") flags.server = undefined;
         if (flags.server || flags.cas || flags.ns) throw usageError(`${from.flag} ${from.dir} is a local log directory; --server, --cas and --ns are for names`);
         const { LocalLogSource } = await import("../backup/local-source.js");
         source = await LocalLogSource.open(from.dir, flags.logName);

@@ -20,7 +20,12 @@ export function endpointOptions(command: Command): Command {
     .addOption(new Option("--server <url>", "a combined CAS and NS service (remotelog serve)").env("REMOTELOG_SERVER"))
     .option("--cas <url>", "the CAS service, when it runs apart from the NS")
     .option("--ns <url>", "the NS service, when it runs apart from the CAS")
-    .option("--kubo-api <url>", "talk to a Kubo RPC API directly instead (blocks and IPNS; key names only)");
+    .option("--kubo-api <url>", "talk to a Kubo RPC API directly instead (blocks and IPNS; key names only)")
+    .hook("preAction", (self) => {
+      // REMOTELOG_SERVER set in the shell gives way to --cas, --ns or --kubo-api given on the command line.
+      const opts = self.opts();
+      if (self.getOptionValueSource("server") === "env" && (opts.cas !== undefined || opts.ns !== undefined || opts.kuboApi !== undefined)) self.setOptionValue("server", undefined);
+    });
 }
 
 export function endpointsFrom(flags: EndpointFlags, needs: { cas: boolean; ns: boolean } = { cas: true, ns: true }): { casUrl: string; nsUrl: string } {
