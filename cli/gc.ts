@@ -77,7 +77,8 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
   const url = flags.server!.replace(/\/+$/, "");
   const client = createClient(GcService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
   try {
-    const response = await client.collect({ graceMs: BigInt(flags.grace), dryRun: flags.dryRun ?? false });
+    // grace_ms 0 is "unset" on the wire (the server's default, 1 h); --grace 0s asks for no grace, and 1 ms is that.
+    const response = await client.collect({ graceMs: BigInt(Math.max(1, flags.grace)), dryRun: flags.dryRun ?? false });
     return {
       roots: Number(response.roots),
       marked: Number(response.marked),

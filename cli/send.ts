@@ -117,10 +117,13 @@ export function command(io: Io) {
             settled();
           }, settled);
         };
+        let lastMs = 0;
         for await (const batch of readIncoming(io, flags.format, defaultGroup)) {
           if (io.signal.aborted) break;
-          const now = BigInt(flags.timestampMs ? Date.now() : Math.floor(Date.now() / 1000));
-          const entries = await log.append(batch.map((item) => encodeIncoming(item, now)));
+          const now = BigInt(Math.floor(Date.now() / 1000));
+          // In milliseconds, each line gets its own: the clock, or one past the line before when the clock has not moved.
+          const stamp = flags.timestampMs ? () => BigInt((lastMs = Math.max(Date.now(), lastMs + 1))) : () => now;
+          const entries = await log.append(batch.map((item) => encodeIncoming(item, stamp())));
           appended += entries.length;
           duplicates += batch.length - entries.length;
           kickPublish();
@@ -184,6 +187,7 @@ function keptForNextRun(err: unknown, appended: number, dir: string): unknown {
 }
 
 function encodeIncoming(item: Incoming, now: bigint): Uint8Array {
+  // A line's own timestamp (jsonl) wins over the stamp.
   return encodeMessage(newMessage(item.group, item.timestamp ?? now, item.body));
 }
 
