@@ -10,7 +10,8 @@ import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine, deliveryText } from "./format.js";
-import { followName } from "./follow.js";
+import { followName, RetryStatus } from "./follow.js";
+import { withRetry } from "../actors/remote.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
 
@@ -159,6 +160,12 @@ async function namesFrom(flags: ReceiveFlags): Promise<{ name: string; from: str
  * not read, once all the others were.
  */
 async function receiveMany(names: string[], flags: ReceiveFlags, remote: AnyRemote, checkpoints: CheckpointStore, io: Io): Promise<void> {
+  if (flags.retryFor === undefined) {
+    // As with one name: services that never answer are said within about 3 s, not after the 60 s an outage gets.
+    const status = new RetryStatus(io, "receive", undefined, 0);
+    await withRetry(() => remote.fetchName(names[0]), status.options());
+    status.succeeded(false);
+  }
   const many = new ManyReceiver({ names, remote, checkpoints, concurrency: flags.concurrency, batchSize: flags.batch, maxPages: flags.maxPages });
   const say = (text: string) => io.stderr.write(`remotelog receive: ${text}\n`);
   const result = await many.run(
