@@ -22,6 +22,7 @@ export class RetryStatus {
   private showing = false;
   private lastWritten = 0;
   private lastText = "";
+  private lastCause = "";
 
   constructor(
     private readonly io: Io,
@@ -49,6 +50,7 @@ export class RetryStatus {
     if (this.lastText && say) this.write(`services reachable again`, true);
     else this.done();
     this.lastText = "";
+    this.lastCause = "";
   }
 
   /** Ends a status line left in place on a terminal before the verb prints its error. */
@@ -63,12 +65,9 @@ export class RetryStatus {
     const now = Date.now();
     const isTty = (this.io.stderr as { isTTY?: boolean }).isTTY === true;
     // On a terminal the line is redrawn on every attempt; elsewhere a new cause, or a few seconds, makes a new line.
-    if (isTty || cause !== this.lastCause() || now - this.lastWritten >= STATUS_EVERY_MS) this.write(text, false);
+    if (isTty || cause !== this.lastCause || now - this.lastWritten >= STATUS_EVERY_MS) this.write(text, false);
     this.lastText = text;
-  }
-
-  private lastCause(): string {
-    return this.lastText.slice(0, this.lastText.indexOf("; retrying"));
+    this.lastCause = cause;
   }
 
   private write(text: string, final: boolean): void {
