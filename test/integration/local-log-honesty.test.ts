@@ -331,3 +331,58 @@ describe("seeking cannot skip", () => {
     expect(seen).toEqual([7, 8, 9]);
   });
 });
+
+describe("small things with the same cause", () => {
+  /** A protobuf field: tag varint, then a varint or a length-delimited value. */
+  const field = (no: number, value: number | string): Buffer => {
+    const varint = (n: number) => {
+      const out: number[] = [];
+      for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+      out.push(n);
+      return Buffer.from(out);
+    };
+    if (typeof value === "number") return Buffer.concat([varint(no * 8), varint(value)]);
+    const bytes = Buffer.from(value);
+    return Buffer.concat([varint(no * 8 + 2), varint(bytes.length), bytes]);
+  };
+
+  it("a legacy MVDS message (fields 6001-6003) is refused with INVALID_ARGUMENT, not given the empty message's id", async () => {
+    const legacy = Buffer.concat([field(6001, "group"), field(6002, 1_700_000_000), field(6003, "hello")]).toString("hex");
+    for (const args of [["mvds", "id", legacy], ["inspect", "message", legacy]]) {
+      const result = await runCli(args);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe("");
+      expect(result.stderr).toContain("INVALID_ARGUMENT: message is a legacy MVDS message (field 6001");
+    }
+    // A legacy Payload (5001-5004) too.
+    const payload = await runCli(["mvds", "id", field(5004, "x").toString("hex")]);
+    expect(payload.code).toBe(1);
+    expect(payload.stderr).toContain("field 5004");
+  });
+
+  it("restoring a corrupt backup prints the DATA_LOSS and no unhandled-rejection trace", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(50));
+    const backupDir = join(dir, "backup");
+    expect((await runCli(["backup", "--from", alice, "--to", backupDir])).code).toBe(0);
+    const pack = (await readdir(backupDir)).find((name) => name.startsWith("bafk"))!;
+    const bytes = await readFile(join(backupDir, pack));
+    bytes[Math.floor(bytes.length / 3)] ^= 0x55;
+    await writeFile(join(backupDir, pack), bytes);
+    const result = await runCli(["restore", "--from", backupDir, "--to", join(dir, "restored")]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`DATA_LOSS: pack ${pack}`);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).not.toContain("    at ");
+  });
+
+  it("engines names the first Node releases with every API the code uses (zlib.crc32: 20.15 and 22.2)", async () => {
+    const engines = (JSON.parse(await readFile("package.json", "utf8")) as { engines: { node: string } }).engines.node;
+    expect(engines).toBe("^20.15.0 || >=22.2.0");
+    // What sets the bound: stores/file/local-log.ts and backup/log-file.ts checksum with it.
+    expect(typeof (await import("node:zlib")).crc32).toBe("function");
+    expect(await readFile("stores/file/local-log.ts", "utf8")).toContain('import { crc32 } from "node:zlib"');
+  });
+});
