@@ -1,7 +1,7 @@
 import { Option } from "commander";
 import { Sender } from "../actors/sender.js";
 import { withRetry } from "../actors/remote.js";
-import { RemoteLogError } from "../core/errors.js";
+import { ErrorCodes, RemoteLogError } from "../core/errors.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
 import { parseEmbed } from "../core/page.js";
 import { join } from "node:path";
@@ -10,7 +10,7 @@ import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
-import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
 
@@ -88,6 +88,8 @@ export function command(io: Io) {
       // What this send took from stdin, appended and published so far: a send that fails part-way says
       // so, and a caller retries with the lines after `taken` without duplicating any.
       const progress = { taken: 0, appended: 0, published: 0 };
+      // Set once stdin is being read: a send refused before that took nothing, and says only why.
+      let reading = false;
       const closers: (() => Promise<void>)[] = [];
       try {
         // A data directory belongs to one name: publishing its log under another would hand every message
@@ -95,11 +97,10 @@ export function command(io: Io) {
         const claimed = await log.claim({ name, ...(key ? { key: name } : {}) });
         if (claimed === "adopted") io.stderr.write(`remotelog send: ${flags.data} had no recorded owner; it now belongs to ${JSON.stringify(name)}, and sends under any other name are refused\n`);
         const retry = { timeoutMs: flags.retryFor * 1000, signal: io.signal, onRetry: (err: RemoteLogError, delay: number) => io.stderr.write(`remotelog send: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`) };
-        // The CAS's block limit, checked before a message is appended (undefined from a CAS that does not say).
-        const limits = await withRetry(() => remote.casLimits(), retry);
+        const maxMessageBytes = await blockLimit(remote);
         const published = await FileCheckpointStore.open(join(flags.data, "published"));
         closers.push(() => published.close());
-        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes: limits?.maxBlockBytes });
+        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes });
         progress.published = (await published.load(name))?.delivered ?? 0;
         const defaultGroup = new TextEncoder().encode(flags.group);
         let lostRaces = 0;
@@ -136,6 +137,7 @@ export function command(io: Io) {
           );
         };
         const batches = readIncoming(io, flags.format, defaultGroup)[Symbol.asyncIterator]();
+        reading = true;
         try {
           for (;;) {
             const next = await Promise.race([batches.next(), publishFailed]);
@@ -172,6 +174,7 @@ export function command(io: Io) {
         if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
         else io.stderr.write(`remotelog send: appended ${progress.appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
       } catch (err) {
+        if (!reading) throw err;
         throw partWay(err, progress, log.length, flags.json ? (line) => io.stdout.write(`${JSON.stringify({ name, ...line })}\n`) : undefined);
       } finally {
         remote.close();
@@ -180,6 +183,23 @@ export function command(io: Io) {
       }
     });
 }
+
+/**
+ * The largest message the CAS takes, checked before a message is appended. A CAS that is unreachable
+ * now must not keep a send from appending (it publishes later), so then the common default is assumed:
+ * 1 MiB, the block limit of remotelog serve, the draft's CAS and Kubo. Undefined from a CAS that does
+ * not advertise a limit.
+ */
+async function blockLimit(remote: Pick<AnyRemote, "casLimits">): Promise<number | undefined> {
+  try {
+    return (await remote.casLimits())?.maxBlockBytes;
+  } catch (err) {
+    if (err instanceof RemoteLogError && err.code === ErrorCodes.UNAVAILABLE) return DEFAULT_BLOCK_BYTES;
+    throw err;
+  }
+}
+
+const DEFAULT_BLOCK_BYTES = 1024 * 1024;
 
 /**
  * The error of a send that failed, saying how far it got: details.taken is how many input lines (or

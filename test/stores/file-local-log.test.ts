@@ -79,7 +79,7 @@ describe("file local log - on disk", () => {
     expect(again.length).toBe(10);
     expect(again.recovered).toMatchObject({ truncatedAt: whole, droppedBytes: 25 });
     expect((await stat(path)).size).toBe(whole);
-    // Cut, but not thrown away: a torn tail and bit rot look alike, so the bytes are kept for a human.
+    // Cut, but not thrown away: the bytes are kept for a human.
     expect(again.recovered!.savedTo.startsWith(join(dir, `log.bin.tail-${whole}-`))).toBe(true);
     expect(await readFile(again.recovered!.savedTo)).toEqual(torn.subarray(0, 25));
     expect((await again.append([message(10)]))[0].seq).toBe(10);
@@ -124,6 +124,20 @@ describe("file local log - on disk", () => {
     expect(err.details).toEqual({ file: path, offset, seq: 4 });
     expect(err.message).toContain("remotelog repair");
     expect(await readFile(path)).toEqual(bytes);
+  });
+
+  it("owner - owner.json survives a reopen, a read-only open sees it, and a damaged one is DATA_LOSS", async () => {
+    const dir = await dirs.make();
+    const log = await openLog(dir);
+    await log.claim({ name: "chat" });
+    await log.close();
+    expect((await openLog(dir)).owner).toEqual({ name: "chat" });
+    expect((await FileLocalLog.open(dir, { readOnly: true })).owner).toEqual({ name: "chat" });
+    await writeFile(join(dir, "owner.json"), "{");
+    const other = await dirs.make();
+    await writeFile(join(other, "owner.json"), "{");
+    const err = await failure(FileLocalLog.open(other), "DATA_LOSS");
+    expect(err.details.file).toBe(join(other, "owner.json"));
   });
 
   it("read-only - takes no lock, creates nothing, leaves a torn append in place and reads the whole records", async () => {
