@@ -65,6 +65,15 @@ export function recordAt(bytes: Uint8Array, at: number): LogRecord | "incomplete
   return { offset: at, end, id, data };
 }
 
+/** Writes one record (length, id, crc32 of id and data, data) into bytes at `at`; returns where it ends. */
+export function writeRecord(bytes: Buffer, at: number, id: Uint8Array, data: Uint8Array): number {
+  bytes.writeUInt32LE(data.length, at);
+  bytes.set(id, at + 4);
+  bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
+  bytes.set(data, at + HEADER_SIZE);
+  return at + HEADER_SIZE + data.length;
+}
+
 /** The first offset at or after from where a whole, checksummed record starts, or -1. */
 export function nextRecordStart(bytes: Uint8Array, from: number): number {
   for (let at = from; at + HEADER_SIZE <= bytes.length; at++) {
@@ -265,11 +274,7 @@ export class FileLocalLog implements LocalLog {
     let at = 0;
     for (let j = 0; j < fresh.length; j++) {
       const data = messages[fresh[j]];
-      bytes.writeUInt32LE(data.length, at);
-      bytes.write(keys[fresh[j]], at + 4, 32, "latin1");
-      const id = bytes.subarray(at + 4, at + 36);
-      bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
-      bytes.set(data, at + HEADER_SIZE);
+      writeRecord(bytes, at, Buffer.from(keys[fresh[j]], "latin1"), data);
       entries[j] = {
         id: new Uint8Array(bytes.buffer, bytes.byteOffset + at + 4, 32),
         data: new Uint8Array(bytes.buffer, bytes.byteOffset + at + HEADER_SIZE, data.length),

@@ -1,4 +1,3 @@
-import { crc32 } from "node:zlib";
 import { copyFile, mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { RemoteLogError } from "../../core/errors.js";
@@ -6,7 +5,7 @@ import { toHex } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { FileCheckpointStore } from "./checkpoint-store.js";
 import { LockFile } from "./lock-file.js";
-import { HEADER_SIZE, LOG_FILE, classifyTail, nextRecordStart, recordAt, type LogRecord } from "./local-log.js";
+import { HEADER_SIZE, LOG_FILE, classifyTail, nextRecordStart, recordAt, writeRecord, type LogRecord } from "./local-log.js";
 
 /*
  * `remotelog repair`: salvages a damaged local log on purpose. FileLocalLog refuses to open a damaged
@@ -197,13 +196,7 @@ function countRecords(bytes: Uint8Array): number {
 export function encodeRecords(messages: RepairMessage[]): Buffer {
   const bytes = Buffer.allocUnsafe(messages.reduce((sum, message) => sum + HEADER_SIZE + message.data.length, 0));
   let at = 0;
-  for (const { id, data } of messages) {
-    bytes.writeUInt32LE(data.length, at);
-    bytes.set(id, at + 4);
-    bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
-    bytes.set(data, at + HEADER_SIZE);
-    at += HEADER_SIZE + data.length;
-  }
+  for (const { id, data } of messages) at = writeRecord(bytes, at, id, data);
   return bytes;
 }
 
