@@ -3,7 +3,7 @@ import { refillFromRemote } from "../actors/log-refill.js";
 import { RemoteLogError } from "../core/errors.js";
 import { ownerMismatch } from "../core/local-log.js";
 import { readOwner } from "../stores/file/local-log.js";
-import { repairLocalLog, reportJson, type RepairOptions } from "../stores/file/log-repair.js";
+import { repairLocalLog, type RepairOptions } from "../stores/file/log-repair.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 
@@ -73,7 +73,7 @@ export function command(io: Io) {
         }
         const report = await repairLocalLog(flags.data, options);
         if (flags.json) {
-          io.stdout.write(`${JSON.stringify({ ...reportJson(report), ...(flags.fromRemote ? { name, redactedNotRefilled: redacted } : {}) })}\n`);
+          io.stdout.write(`${JSON.stringify({ ...report, ...(flags.fromRemote ? { name, redactedNotRefilled: redacted } : {}) })}\n`);
           return;
         }
         if (!report.changed) {

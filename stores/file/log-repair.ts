@@ -110,7 +110,7 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
     }
     report.changed = true;
     report.savedIn = savedIn;
-    await writeFileAtomic(join(savedIn, "report.json"), Buffer.from(`${JSON.stringify(reportJson(report), null, 2)}\n`));
+    await writeFileAtomic(join(savedIn, "report.json"), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
     await fsyncDir(dir);
 
     // The copies are durable: now the new log, then the marks that point into it.
@@ -120,11 +120,6 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
   } finally {
     await lock.release();
   }
-}
-
-/** The report as JSON: ids and sizes, no message bytes. */
-export function reportJson(report: RepairReport): Record<string, unknown> {
-  return { ...report };
 }
 
 interface KeptRecord {
