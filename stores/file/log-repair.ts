@@ -116,6 +116,7 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
     // The copies are durable: now the new log, then the marks that point into it.
     await writeFileAtomic(path, encodeRecords(rebuilt.messages));
     report.marks = await moveMarks(published, marks, rebuilt.messages);
+    if (report.marks.length > 0) await writeFileAtomic(join(savedIn, "report.json"), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
     return report;
   } finally {
     await lock.release();
@@ -209,7 +210,14 @@ async function moveMarks(published: string, files: string[], messages: RepairMes
   try {
     for (const file of files) {
       if (!file.endsWith(".json")) continue;
-      const name = (JSON.parse(await readFile(join(published, file), "utf8")) as { name?: unknown }).name;
+      // A mark that does not parse names no message to follow; its copy is kept, and the next send
+      // reports it as the checkpoint store does.
+      let name: unknown;
+      try {
+        name = (JSON.parse(await readFile(join(published, file), "utf8")) as { name?: unknown }).name;
+      } catch {
+        continue;
+      }
       if (typeof name !== "string" || store.pathOf(name) !== join(published, file)) continue;
       const mark = await store.load(name);
       if (!mark) continue;
