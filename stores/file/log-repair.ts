@@ -1,6 +1,7 @@
 import { copyFile, mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { RemoteLogError } from "../../core/errors.js";
+import type { Checkpoint } from "../../core/checkpoint-store.js";
 import { toHex } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { FileCheckpointStore } from "./checkpoint-store.js";
@@ -89,8 +90,13 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
     const { kept, setAside } = salvage(bytes, options.reject);
     const rebuilt = options.rebuild ? await options.rebuild(kept.map((record) => record.message)) : { messages: kept.map((record) => record.message), refilled: 0 };
     const report: RepairReport = { dir, changed: false, before: countRecords(bytes), after: rebuilt.messages.length, setAside: [], refilled: rebuilt.refilled, marks: [] };
-    const unchanged = setAside.length === 0 && rebuilt.refilled === 0 && rebuilt.messages.length === kept.length;
-    if (unchanged) return report;
+    const logChanged = setAside.length > 0 || rebuilt.refilled > 0 || rebuilt.messages.length !== kept.length;
+    // Marks are checked even when the log needs nothing: a repair that crashed after replacing the log
+    // but before moving them is finished by running it again.
+    const published = join(dir, "published");
+    const markFiles = (await readdir(published).catch(() => [] as string[])).filter((file) => file.endsWith(".json"));
+    const moves = await planMarks(published, markFiles, rebuilt.messages);
+    if (!logChanged && moves.length === 0) return report;
 
     await mkdir(savedIn, { recursive: false }).catch((err) => {
       throw ioError(`cannot create ${savedIn}`, err);
@@ -101,22 +107,20 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
       await writeFileAtomic(savedTo, bytes.subarray(part.offset, part.offset + part.bytes));
       report.setAside.push({ offset: part.offset, bytes: part.bytes, seq: part.seq, why: part.why, savedTo });
     }
-    const published = join(dir, "published");
-    const marks = await readdir(published).catch(() => [] as string[]);
-    if (marks.length > 0) {
+    if (markFiles.length > 0) {
       await ensureDir(join(savedIn, "published"));
-      for (const file of marks) if (file.endsWith(".json")) await copyFile(join(published, file), join(savedIn, "published", file));
+      for (const file of markFiles) await copyFile(join(published, file), join(savedIn, "published", file));
       await fsyncDir(join(savedIn, "published"));
     }
     report.changed = true;
     report.savedIn = savedIn;
+    report.marks = moves.map(({ name, from, to }) => ({ name, from, to }));
     await writeFileAtomic(join(savedIn, "report.json"), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
     await fsyncDir(dir);
 
     // The copies are durable: now the new log, then the marks that point into it.
-    await writeFileAtomic(path, encodeRecords(rebuilt.messages));
-    report.marks = await moveMarks(published, marks, rebuilt.messages);
-    if (report.marks.length > 0) await writeFileAtomic(join(savedIn, "report.json"), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
+    if (logChanged) await writeFileAtomic(path, encodeRecords(rebuilt.messages));
+    await applyMarks(published, moves);
     return report;
   } finally {
     await lock.release();
@@ -196,22 +200,28 @@ export function encodeRecords(messages: RepairMessage[]): Buffer {
   return bytes;
 }
 
+interface MarkMove {
+  name: string;
+  from: number;
+  /** 0: remove the mark. */
+  to: number;
+  mark: Checkpoint;
+}
+
 /**
- * Points each published mark at its last message's new place: the mark says the log's first
- * `delivered` messages are published, which holds again for the new log up to that message. A mark
- * whose message is gone is removed (a copy is kept): the next send then compares the whole remote log
- * with the local one, which is slower but publishes nothing twice.
+ * Where each published mark must point in the new log: at its last message's new place, since the mark
+ * says the log's first `delivered` messages are published, which holds again up to that message. A
+ * mark whose message is gone is removed (a copy is kept): the next send then compares the whole remote
+ * log with the local one, which is slower but publishes nothing twice. A mark that does not parse is
+ * left (and copied): the next send reports it as the checkpoint store does.
  */
-async function moveMarks(published: string, files: string[], messages: RepairMessage[]): Promise<{ name: string; from: number; to: number }[]> {
+async function planMarks(published: string, files: string[], messages: RepairMessage[]): Promise<MarkMove[]> {
   if (files.length === 0) return [];
   const seqs = new Map(messages.map((message, seq) => [toHex(message.id), seq]));
   const store = await FileCheckpointStore.open(published);
-  const moved: { name: string; from: number; to: number }[] = [];
+  const moves: MarkMove[] = [];
   try {
     for (const file of files) {
-      if (!file.endsWith(".json")) continue;
-      // A mark that does not parse names no message to follow; its copy is kept, and the next send
-      // reports it as the checkpoint store does.
       let name: unknown;
       try {
         name = (JSON.parse(await readFile(join(published, file), "utf8")) as { name?: unknown }).name;
@@ -219,19 +229,29 @@ async function moveMarks(published: string, files: string[], messages: RepairMes
         continue;
       }
       if (typeof name !== "string" || store.pathOf(name) !== join(published, file)) continue;
-      const mark = await store.load(name);
+      const mark = await store.load(name).catch(() => undefined);
       if (!mark) continue;
       const seq = seqs.get(toHex(mark.lastId));
       const to = seq === undefined ? 0 : seq + 1;
-      if (to === mark.delivered) continue;
-      if (to === 0) {
-        await unlink(store.pathOf(name));
-        await fsyncDir(published);
-      } else await store.save(name, { ...mark, delivered: to });
-      moved.push({ name, from: mark.delivered, to });
+      if (to !== mark.delivered) moves.push({ name, from: mark.delivered, to, mark });
     }
   } finally {
     await store.close();
   }
-  return moved;
+  return moves;
+}
+
+async function applyMarks(published: string, moves: MarkMove[]): Promise<void> {
+  if (moves.length === 0) return;
+  const store = await FileCheckpointStore.open(published);
+  try {
+    for (const { name, to, mark } of moves) {
+      if (to === 0) {
+        await unlink(store.pathOf(name));
+        await fsyncDir(published);
+      } else await store.save(name, { ...mark, delivered: to });
+    }
+  } finally {
+    await store.close();
+  }
 }

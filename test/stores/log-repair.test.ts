@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { refillFromRemote } from "../../actors/log-refill.js";
 import { Sender } from "../../actors/sender.js";
-import { addressOf, toHex } from "../../core/hash.js";
+import { addressOf, decodeMessage, messageId, toHex } from "../../core/hash.js";
+import { FileCheckpointStore } from "../../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { repairLocalLog } from "../../stores/file/log-repair.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
@@ -16,6 +17,7 @@ const dirs = new TempDirs();
 afterEach(() => dirs.removeAll());
 
 const recordSize = (i: number) => 40 + message(i).length;
+const idOf = (data: Uint8Array) => messageId(decodeMessage(data));
 
 async function logOf(count: number): Promise<string> {
   const dir = await dirs.make();
@@ -57,6 +59,30 @@ describe("repairLocalLog", () => {
     const writer = await FileLocalLog.open(dir);
     await failure(repairLocalLog(dir), "CONFLICT");
     await writer.close();
+  });
+});
+
+describe("repairLocalLog - published marks", () => {
+  it("moves a mark to where its last message is, even on a healthy log (a repair that crashed before the marks), and removes one whose message is gone", async () => {
+    const dir = await logOf(5);
+    const marks = await FileCheckpointStore.open(join(dir, "published"));
+    const ids = (await (await FileLocalLog.open(dir, { readOnly: true })).read(0, 5)).map((entry) => entry.id);
+    await marks.save("a", { delivered: 9, lastId: ids[2] });
+    await marks.save("b", { delivered: 4, lastId: idOf(message(99)) });
+    await marks.save("c", { delivered: 5, lastId: ids[4] });
+    const report = await repairLocalLog(dir);
+    expect(report.changed).toBe(true);
+    expect(report.setAside).toEqual([]);
+    expect(report.marks).toEqual([
+      { name: "a", from: 9, to: 3 },
+      { name: "b", from: 4, to: 0 },
+    ].sort((x, y) => (marks.pathOf(x.name) < marks.pathOf(y.name) ? -1 : 1)));
+    expect(await marks.load("a")).toMatchObject({ delivered: 3 });
+    expect(await marks.load("b")).toBeUndefined();
+    expect(await marks.load("c")).toMatchObject({ delivered: 5 });
+    expect((await readdir(join(report.savedIn!, "published"))).length).toBe(3);
+    expect(await repairLocalLog(dir)).toMatchObject({ changed: false });
+    await marks.close();
   });
 });
 
