@@ -286,6 +286,19 @@ describe("nothing wedges", () => {
     expect(result.stderr).toContain("this send took 1 input line(s) (appended 1; 3 of the log's 4 published)");
   });
 
+  it("send with an endless stdin reports PERMISSION_DENIED from the NS and exits non-zero", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--require-signed"]);
+    const child = spawnCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat")]);
+    const done = collect(child, undefined, 20_000, { keepStdinOpen: true });
+    child.stdin!.write("hello\n");
+    const result = await done;
+    expect(result.signal).toBeNull();
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("PERMISSION_DENIED");
+    expect(result.stderr).toContain("this send took 1 input line(s)");
+  });
+
   it("a send that fails part-way says how many input lines it took; --json closes with the counts", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
