@@ -29,6 +29,7 @@ export const verbs: Record<string, () => Promise<Verb>> = {
   export: () => import("./export.js"),
   import: () => import("./import.js"),
   gc: () => import("./gc.js"),
+  repair: () => import("./repair.js"),
   completion: () => import("./completion.js"),
 };
 

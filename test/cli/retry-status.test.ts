@@ -40,7 +40,7 @@ describe("cli - a service that never answers (issue 12 §1)", () => {
       expect(run.stderr).not.toMatch(/\n\s+at /);
     }
     // The message send appended is kept, and the error says so.
-    expect(runs[3].stderr).toMatch(/the 1 message\(s\) appended are kept in .* will be published by the next `remotelog send`/);
+    expect(runs[3].stderr).toMatch(/the 1 unpublished message\(s\) are kept in .* will be published by the next `remotelog send`/);
     const status = await runCli(["status", "--data", join(dir, "a"), "--name", "chat", "--json"]);
     expect(JSON.parse(status.stdout)).toMatchObject({ messages: 1, published: 0, pending: 1 });
   });

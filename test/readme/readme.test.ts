@@ -129,6 +129,11 @@ describe("README", () => {
 
   it("runs every shell block in order in a scratch directory, twice, against a server the README starts", async () => {
     const blocks = await documentBlocks();
+    // The install block runs `make build` in this clone, which other tests are running from: it may only
+    // find nothing to do (the global setup has just built and stamped dist/). A stale node_modules would
+    // make it run `npm ci` under them, so that is refused here instead.
+    const upToDate = await new Promise<boolean>((resolveQuery) => spawn("make", ["-q", "build"], { cwd: ROOT, stdio: "ignore" }).once("exit", (code) => resolveQuery(code === 0)));
+    expect(upToDate, "make build has work to do (node_modules older than package-lock.json?): run `make build` first").toBe(true);
     const scratch = await mkdtemp(join(tmpdir(), "remotelog-readme-"));
     const prefix = await mkdtemp(join(tmpdir(), "remotelog-readme-prefix-"));
     const state = join(prefix, "state.sh");
