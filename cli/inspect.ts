@@ -1,9 +1,8 @@
 import { readFile } from "node:fs/promises";
-import { walkChain } from "../core/chain.js";
-import { ErrorCodes, RemoteLogError } from "../core/errors.js";
+import { RemoteLogError } from "../core/errors.js";
+import { LogReader } from "../core/log-reader.js";
 import { addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
-import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
@@ -49,26 +48,21 @@ export function command(io: Io) {
   endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first"))
     .requiredOption("--name <name>", "the name to read")
     .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
-    .action(async (flags: EndpointFlags & { name: string; maxPages: number }) => {
+    .option("--min-sequence <n>", "refuse a key name's head whose record is older than this sequence (a rollback)", intOption(0))
+    .action(async (flags: EndpointFlags & { name: string; maxPages: number; minSequence?: number }) => {
       const remote = await remoteFrom(flags);
       try {
-        const head = await remote.fetchName(flags.name);
+        // The one reader: the head's record is verified (key names), every page checked, the walk bounded.
+        const reader = new LogReader(remote, flags.name, { maxPages: flags.maxPages });
+        const head = await reader.open({ floor: flags.minSequence === undefined ? undefined : BigInt(flags.minSequence) });
         if (!head) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log`);
-        const headPage = decodePage(head.content, `head of name ${JSON.stringify(flags.name)}`, ErrorCodes.DATA_LOSS);
-        const pages: Record<string, unknown>[] = [{ address: null, ...pageJson(headPage) }];
-        // walkChain checks every page's hash and bounds the walk; the fetcher records what it saw.
-        const walk = await walkChain(headPage, async (address) => {
-          const bytes = await remote.getBlock(address);
-          let page: RemoteLog | undefined;
-          try {
-            page = decodePage(bytes, "page", ErrorCodes.DATA_LOSS);
-          } catch {
-            page = undefined;
-          }
-          pages.push({ address: addressText(address), ...(page ? pageJson(page) : { undecodable: true }) });
-          return bytes;
-        }, { maxPages: flags.maxPages });
-        print(io, { name: flags.name, version: Number(head.version), messages: walk.pairs.length, pageCount: walk.pages, pages });
+        const pages: Record<string, unknown>[] = [];
+        let messages = 0;
+        for await (const { page, address } of reader.pages(head.page)) {
+          pages.push({ address: address ? addressText(address) : null, ...pageJson(page) });
+          messages += page.pair.length;
+        }
+        print(io, { name: flags.name, version: Number(head.entry.version), messages, pageCount: pages.length, pages });
       } finally {
         remote.close();
       }

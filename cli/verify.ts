@@ -3,7 +3,7 @@ import { RemoteLogError } from "../core/errors.js";
 import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
 import { verifyPackChain, verifyRemoteLog, type VerifyReport } from "../backup/verify.js";
-import { newCommand, runCommand, usageError, type Io } from "./command.js";
+import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "check a backup's pack chain or a remote log; name every missing or corrupt object";
@@ -15,6 +15,8 @@ interface VerifyFlags {
   server?: string;
   readData?: boolean;
   json?: boolean;
+  maxPages: number;
+  minSequence?: number;
 }
 
 export function command(io: Io) {
@@ -27,6 +29,8 @@ export function command(io: Io) {
     )
     .option("--pack <cid>", "the head pack of a backup")
     .option("--name <name>", "a name in the URL's NS: a backup head, or a remote log")
+    .option("--max-pages <n>", "with a remote log: refuse a chain longer than this many pages", intOption(1), 10_000_000)
+    .option("--min-sequence <n>", "with a remote log: refuse a head whose record is older than this sequence (a rollback)", intOption(0))
     .option("--read-data", "also read and check every message")
     .option("--json", "print the report as one JSON object")
     .addHelpText(
@@ -53,7 +57,12 @@ export function command(io: Io) {
               await store.close();
             }
           } else {
-            report = await verifyRemoteLog(remote, flags.name, { readData: flags.readData, progress });
+            report = await verifyRemoteLog(remote, flags.name, {
+              readData: flags.readData,
+              progress,
+              maxPages: flags.maxPages,
+              minSequence: flags.minSequence === undefined ? undefined : BigInt(flags.minSequence),
+            });
           }
         } finally {
           remote.close();
