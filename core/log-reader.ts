@@ -110,7 +110,7 @@ export class LogReader {
   async check(entry: NameHead, options: Omit<OpenHeadOptions, "entry"> = {}): Promise<OpenHead> {
     const where = options.where ?? this.where;
     const sequence = this.signed ? await verifySignedHead(this.name, entry.content, entry.record, options.floor, where, entry.version) : undefined;
-    const page = decodePage(entry.content, where, ErrorCodes.DATA_LOSS);
+    const page = decodePage(entry.content, options.where ?? `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
     return { entry, page, address: addressOf(entry.content), sequence, where };
   }
 
