@@ -3,24 +3,23 @@ import { RemoteLogError } from "../core/errors.js";
 import { exportPackChain, exportRemoteLog } from "../backup/car.js";
 import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
-import { intOption, newCommand, runCommand, type Io } from "./command.js";
+import { newCommand, runCommand, type Io } from "./command.js";
+import { readerBounds, readerOptions, type ReaderFlags } from "./endpoints.js";
 import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "write a backup or a remote log as a CAR file";
 
-interface ExportFlags {
+interface ExportFlags extends ReaderFlags {
   car: string;
   pack?: string;
   name?: string;
   from?: string;
   server?: string;
   json?: boolean;
-  maxPages: number;
-  minSequence?: number;
 }
 
 export function command(io: Io) {
-  return fromOptions(newCommand("export", io), "a directory of packs, or a CAS+NS service URL")
+  return readerOptions(fromOptions(newCommand("export", io), "a directory of packs, or a CAS+NS service URL"), "with a remote log: ")
     .description(
       "Write a backup's pack chain (--pack, a backup head --name, or a directory's HEAD), or a remote log by --name\n" +
         "(its pages and messages), as a CAR v1 file whose root is the head. Every block is a raw CIDv1 sha2-256,\n" +
@@ -29,8 +28,6 @@ export function command(io: Io) {
     .requiredOption("--car <file>", "the CAR file to write (replaced atomically)")
     .option("--pack <cid>", "the head pack of a backup")
     .option("--name <name>", "a name in the URL's NS: a backup head, or a remote log")
-    .option("--max-pages <n>", "with a remote log: refuse a chain longer than this many pages", intOption(1), 10_000_000)
-    .option("--min-sequence <n>", "with a remote log: refuse a head whose record is older than this sequence (a rollback)", intOption(0))
     .option("--json", "print a JSON summary")
     .addHelpText("after", "\nExamples:\n  remotelog export --car alice.car --from ./alice-backup\n  remotelog export --car log.car --name k51qzi5uqu5d… --from http://127.0.0.1:7420")
     .action(async (given: ExportFlags) => {
@@ -43,7 +40,7 @@ export function command(io: Io) {
         const entry = remote && flags.name ? await remote.fetchName(flags.name) : undefined;
         if (remote && !entry) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} does not exist at ${url}`);
         if (remote && entry && !decodeBackupHead(entry.content)) {
-          result = await exportRemoteLog(remote, flags.name!, flags.car, progress, { maxPages: flags.maxPages, minSequence: flags.minSequence === undefined ? undefined : BigInt(flags.minSequence) });
+          result = await exportRemoteLog(remote, flags.name!, flags.car, progress, readerBounds(flags));
         } else {
           const { store, head } = await headFrom(flags);
           try {

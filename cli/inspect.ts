@@ -5,7 +5,7 @@ import { addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, 
 import { decodePage } from "../core/page.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
-import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { endpointOptions, readerBounds, readerOptions, remoteFrom, type EndpointFlags, type ReaderFlags } from "./endpoints.js";
 import { messageJson, pageJson } from "./format.js";
 
 export const summary = "decode a page, a message, a name's chain or a local log as JSON";
@@ -45,16 +45,15 @@ export function command(io: Io) {
       const { bytes, address } = /^[0-9a-fA-F]*$/.test(source) && source.length % 2 === 0 ? { bytes: fromHex(source), address: undefined } : await loadBytes(source, flags, io);
       print(io, { address: address ?? null, bytes: bytes.length, ...messageJson(decodeMessage(bytes)) });
     });
-  endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first"))
+  readerOptions(endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first")))
     .requiredOption("--name <name>", "the name to read")
-    .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
-    .option("--min-sequence <n>", "refuse a key name's head whose record is older than this sequence (a rollback)", intOption(0))
-    .action(async (flags: EndpointFlags & { name: string; maxPages: number; minSequence?: number }) => {
+    .action(async (flags: EndpointFlags & ReaderFlags & { name: string }) => {
       const remote = await remoteFrom(flags);
       try {
         // The one reader: the head's record is verified (key names), every page checked, the walk bounded.
-        const reader = new LogReader(remote, flags.name, { maxPages: flags.maxPages });
-        const head = await reader.open({ floor: flags.minSequence === undefined ? undefined : BigInt(flags.minSequence) });
+        const bounds = readerBounds(flags);
+        const reader = new LogReader(remote, flags.name, { maxPages: bounds.maxPages });
+        const head = await reader.open({ floor: bounds.minSequence });
         if (!head) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log`);
         const pages: Record<string, unknown>[] = [];
         let messages = 0;

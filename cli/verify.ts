@@ -3,24 +3,23 @@ import { RemoteLogError } from "../core/errors.js";
 import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
 import { verifyPackChain, verifyRemoteLog, type VerifyReport } from "../backup/verify.js";
-import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { newCommand, runCommand, usageError, type Io } from "./command.js";
+import { readerBounds, readerOptions, type ReaderFlags } from "./endpoints.js";
 import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "check a backup's pack chain or a remote log; name every missing or corrupt object";
 
-interface VerifyFlags {
+interface VerifyFlags extends ReaderFlags {
   pack?: string;
   name?: string;
   from?: string;
   server?: string;
   readData?: boolean;
   json?: boolean;
-  maxPages: number;
-  minSequence?: number;
 }
 
 export function command(io: Io) {
-  return fromOptions(newCommand("verify", io), "a directory of packs, or a CAS+NS service URL")
+  return readerOptions(fromOptions(newCommand("verify", io), "a directory of packs, or a CAS+NS service URL"), "with a remote log: ")
     .description(
       "Check a backup (--pack CID, a backup head --name, or a directory's HEAD) or a remote log (--name of a log):\n" +
         "its structure always (packs: present, CID, header, contiguous links down to seq 0; logs: the head's\n" +
@@ -29,8 +28,6 @@ export function command(io: Io) {
     )
     .option("--pack <cid>", "the head pack of a backup")
     .option("--name <name>", "a name in the URL's NS: a backup head, or a remote log")
-    .option("--max-pages <n>", "with a remote log: refuse a chain longer than this many pages", intOption(1), 10_000_000)
-    .option("--min-sequence <n>", "with a remote log: refuse a head whose record is older than this sequence (a rollback)", intOption(0))
     .option("--read-data", "also read and check every message")
     .option("--json", "print the report as one JSON object")
     .addHelpText(
@@ -60,8 +57,7 @@ export function command(io: Io) {
             report = await verifyRemoteLog(remote, flags.name, {
               readData: flags.readData,
               progress,
-              maxPages: flags.maxPages,
-              minSequence: flags.minSequence === undefined ? undefined : BigInt(flags.minSequence),
+              ...readerBounds(flags),
             });
           }
         } finally {

@@ -5,6 +5,13 @@ import { cleanup, lines, runCli, startServer, stop, tempDir } from "../helpers/p
 
 afterEach(cleanup);
 
+/** Runs a verb that must fail with exit 1 and say what pattern says (on stdout or stderr). */
+async function refuses(args: string[], pattern: RegExp): Promise<void> {
+  const result = await runCli(args);
+  expect(result.code, result.stdout + result.stderr).toBe(1);
+  expect(result.stdout + result.stderr).toMatch(pattern);
+}
+
 /*
  * Every verb that reads a remote log reads it through core/log-reader.ts, so each applies a rollback
  * floor and a page bound. Before, backup, verify, export and inspect had no rollback floor, and export
@@ -35,22 +42,14 @@ describe("one reader - every verb that reads a log refuses a rollback and a chai
     await stop(server.process);
     server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "old-server")]);
     const rollback = /CONFLICT: .*is a rollback: its record has sequence 1, and sequence 2 was accepted before/;
-    const again = await runCli(["backup", "--from", name, "--server", server.url, "--to", join(dir, "backup")]);
-    expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(rollback);
+    await refuses(["backup", "--from", name, "--server", server.url, "--to", join(dir, "backup")], rollback);
     const mirrored = await runCli(["mirror", "--name", name, "--server", server.url, "--to", mirror.url, "--retry-for", "0"]);
     expect(mirrored.code).not.toBe(0);
     expect(mirrored.stderr).toMatch(/is a rollback/);
     // Stateless verbs take the floor from the caller.
-    const verify = await runCli(["verify", "--name", name, "--from", server.url, "--min-sequence", "2"]);
-    expect(verify.code).toBe(1);
-    expect(verify.stdout + verify.stderr).toMatch(/is a rollback/);
-    const exported = await runCli(["export", "--name", name, "--from", server.url, "--car", join(dir, "log.car"), "--min-sequence", "2"]);
-    expect(exported.code).toBe(1);
-    expect(exported.stderr).toMatch(rollback);
-    const inspect = await runCli(["inspect", "chain", "--name", name, "--server", server.url, "--min-sequence", "2"]);
-    expect(inspect.code).toBe(1);
-    expect(inspect.stderr).toMatch(rollback);
+    await refuses(["verify", "--name", name, "--from", server.url, "--min-sequence", "2"], /is a rollback/);
+    await refuses(["export", "--name", name, "--from", server.url, "--car", join(dir, "log.car"), "--min-sequence", "2"], rollback);
+    await refuses(["inspect", "chain", "--name", name, "--server", server.url, "--min-sequence", "2"], rollback);
     // At or below the head's own sequence, each reads the log as it is.
     expect((await runCli(["inspect", "chain", "--name", name, "--server", server.url, "--min-sequence", "1"])).code).toBe(0);
   });
@@ -62,15 +61,9 @@ describe("one reader - every verb that reads a log refuses a rollback and a chai
     const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
     expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "4"], { stdin: lines(30) })).code).toBe(0);
     const bound = /DATA_LOSS: .*page chain is longer than 3 pages/;
-    const verify = await runCli(["verify", "--name", name, "--from", server.url, "--max-pages", "3"]);
-    expect(verify.code).toBe(1);
-    expect(verify.stdout).toMatch(/page chain is longer than 3 pages/);
-    const exported = await runCli(["export", "--name", name, "--from", server.url, "--car", join(dir, "log.car"), "--max-pages", "3"]);
-    expect(exported.code).toBe(1);
-    expect(exported.stderr).toMatch(bound);
-    const inspect = await runCli(["inspect", "chain", "--name", name, "--server", server.url, "--max-pages", "3"]);
-    expect(inspect.code).toBe(1);
-    expect(inspect.stderr).toMatch(bound);
+    await refuses(["verify", "--name", name, "--from", server.url, "--max-pages", "3"], bound);
+    await refuses(["export", "--name", name, "--from", server.url, "--car", join(dir, "log.car"), "--max-pages", "3"], bound);
+    await refuses(["inspect", "chain", "--name", name, "--server", server.url, "--max-pages", "3"], bound);
     // With room for the whole chain (8 pages), each reads it.
     expect((await runCli(["export", "--name", name, "--from", server.url, "--car", join(dir, "log.car"), "--max-pages", "8"])).code).toBe(0);
     expect((await runCli(["verify", "--name", name, "--from", server.url, "--max-pages", "8"])).code).toBe(0);
