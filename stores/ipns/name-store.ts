@@ -189,5 +189,5 @@ export class IpnsNameStore implements NameStore {
 /** A RemoteLogError from checking a record the node served, saying which node served it. */
 function withSource(err: unknown, from: string): unknown {
   if (!(err instanceof RemoteLogError)) return err;
-  return new RemoteLogError(err.code, `${from}: ${err.message.slice(err.code.length + 2)}`, { cause: err });
+  return new RemoteLogError(err.code, `${from}: ${err.text}`, { cause: err, details: err.details });
 }
