@@ -46,6 +46,11 @@ export interface OpenHeadOptions {
   entry?: NameHead;
   /** How the head is named in errors; default `head of name "…" from NS <url>`. */
   where?: string;
+  /**
+   * Take an expired record (its signature and sequence still checked): for the name's own writer, who
+   * publishes again to renew it. Readers never do.
+   */
+  acceptExpired?: boolean;
 }
 
 /** A head that passed every check. */
@@ -109,7 +114,9 @@ export class LogReader {
   /** The checks of open() on an entry from anywhere (a mirror's own copy, say). */
   async check(entry: NameHead, options: Omit<OpenHeadOptions, "entry"> = {}): Promise<OpenHead> {
     const where = options.where ?? this.where;
-    const sequence = this.signed ? await verifySignedHead(this.name, entry.content, entry.record, options.floor, where, entry.version) : undefined;
+    const sequence = this.signed
+      ? await verifySignedHead(this.name, entry.content, entry.record, options.floor, where, entry.version, options.acceptExpired ? { now: new Date(0) } : {})
+      : undefined;
     const page = decodePage(entry.content, options.where ?? `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
     return { entry, page, address: addressOf(entry.content), sequence, where };
   }

@@ -93,13 +93,21 @@ export async function applySignedUpdate(
  * Checks a head a reader fetched for a key name: its record verifies for the name and binds this very
  * page, and its sequence is not below floor, the highest sequence the reader accepted before, nor below
  * the version the NS itself gives the name (an NS serving an older record than it says it holds).
- * Returns the record's sequence. Errors name the head by where.
+ * Returns the record's sequence. Errors name the head by where; options.now is the time expiry is judged at.
  */
-export async function verifySignedHead(name: string, content: Uint8Array, record: Uint8Array, floor: bigint | undefined, where: string, claimedVersion?: bigint): Promise<bigint> {
+export async function verifySignedHead(
+  name: string,
+  content: Uint8Array,
+  record: Uint8Array,
+  floor: bigint | undefined,
+  where: string,
+  claimedVersion?: bigint,
+  options: { now?: Date } = {},
+): Promise<bigint> {
   if (record.length === 0) throw new RemoteLogError("PERMISSION_DENIED", `${where} comes without a signed record, and the name is a key`, { details: { name } });
   let verified: VerifiedRecord;
   try {
-    verified = await verifyNameRecord(name, record, content);
+    verified = await verifyNameRecord(name, record, content, options);
   } catch (err) {
     throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.text}`, { cause: err, details: { ...err.details, name } }) : err;
   }
