@@ -19,7 +19,7 @@
 import type { BlockSweeper, ContentStore } from "../core/content-store.js";
 import type { NameEntry } from "../core/name-store.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
-import { addressText } from "../core/hash.js";
+import { addressOf, addressText } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
 import { decodeBackupHead, decodePack } from "./pack-format.js";
 import { silentProgress, type Progress } from "./progress.js";
@@ -123,7 +123,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
         changed++;
         const head = decodeBackupHead(entry.content);
         if (head) await markFrom([{ address: head.pack, kind: "pack", name }]);
-        else await markFrom(linksOfPage(entry.content, `head of ${JSON.stringify(name)}`, name, marked));
+        else await markFrom(linksOf(entry.content, { address: addressOf(entry.content), kind: "page", name }, marked));
       }
       return changed;
     };
