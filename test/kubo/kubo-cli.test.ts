@@ -99,6 +99,6 @@ describe("kubo - end to end through real processes", () => {
     expect(send.code).toBe(1);
     expect(send.stderr).toMatch(/UNAVAILABLE/);
     expect(send.stderr).toContain(`Kubo API ${url}`);
-    expect(send.stderr).toMatch(/retrying in/);
+    expect(send.stderr).toMatch(/retrying, next in/);
   });
 });
