@@ -9,6 +9,7 @@ import { intOption, newCommand, runCommand, usageError, type Io } from "./comman
 import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine } from "./format.js";
 import { followName } from "./follow.js";
+import { OutFile } from "./out-file.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
 
@@ -24,6 +25,7 @@ interface ReceiveFlags extends EndpointFlags {
   maxPages: number;
   retryFor?: number;
   fromSeq?: number;
+  out?: string;
 }
 
 export function command(io: Io) {
@@ -45,6 +47,7 @@ export function command(io: Io) {
       .option("--unsigned", "also read free-form names, whose heads nobody signs")
       .requiredOption("--state <dir>", "the receiver's checkpoint directory")
       .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
+      .option("--out <file>", "append the lines to FILE instead of stdout, exactly once: the checkpoint records FILE's length, and a restart cuts off lines written after the last checkpoint before it delivers them again (one name)")
       .option("--follow", "keep polling and print new messages as they arrive")
       .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
@@ -87,16 +90,24 @@ export function command(io: Io) {
         // names every line.
         if (names.length > 1 || flags.names !== undefined) {
           if (flags.fromSeq !== undefined) throw usageError("--from-seq reads one name; give a single --name");
+          if (flags.out !== undefined) throw usageError("--out reads one name; give a single --name");
           await receiveMany(names.map(({ name }) => name), flags, remote, checkpoints, io);
           return;
         }
         const name = names[0].name;
         // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
         const cached = new WriteThroughCheckpoints(checkpoints);
-        const receiver = new Receiver({ name, remote, checkpoints: cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
+        let out: OutFile | undefined;
+        if (flags.out !== undefined) {
+          const opened = await OutFile.open(flags.out, name, cached);
+          out = opened.out;
+          if (opened.cut > 0) io.stderr.write(`remotelog receive: cut ${opened.cut} bytes off the end of ${out.path}: lines written after the last checkpoint, delivered again now\n`);
+        }
+        const receiver = new Receiver({ name, remote, checkpoints: out ?? cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
           for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
+          if (out) return out.append(text);
           // The callback fires once the kernel has the bytes; only then may the checkpoint move past them.
           await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
         };
@@ -111,7 +122,7 @@ export function command(io: Io) {
           notFound: `name ${JSON.stringify(name)} has no remote log yet`,
           sayRecovered: true,
           sync: (pushed) => receiver.sync(deliver, pushed),
-        });
+        }).finally(() => out?.close());
       } finally {
         remote.close();
         await checkpoints.close();
