@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -122,16 +122,20 @@ const tmpfsDir = await mkdtemp(join(tmpdir(), "remotelog-tmpfs-"));
 const cannotMount = mountTmpfs(tmpfsDir, "4m");
 if (cannotMount !== undefined) console.warn(`skipping the disk-full test: cannot mount a tmpfs here (${cannotMount})`);
 
-describe.skipIf(cannotMount !== undefined)("serve - a full disk", () => {
-  afterEach(async () => {
+// After every test (cleanup() stops the server that holds files open there), so the mount never outlives the file.
+afterAll(async () => {
+  await cleanup();
+  if (cannotMount === undefined) {
     try {
       execFileSync("umount", [tmpfsDir], { stdio: "pipe" });
-    } catch {
-      // already unmounted
+    } catch (err) {
+      console.warn(`cannot unmount ${tmpfsDir}: ${(err as Error).message}`);
     }
-    await rm(tmpfsDir, { recursive: true, force: true });
-  });
+  }
+  await rm(tmpfsDir, { recursive: true, force: true });
+});
 
+describe.skipIf(cannotMount !== undefined)("serve - a full disk", () => {
   it("answers ResourceExhausted 'server out of space', damages nothing stored before, and works again once space is freed", { timeout: 60_000 }, async () => {
     const dir = await tempDir();
     const data = join(tmpfsDir, "server");
