@@ -83,7 +83,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const acked = new Set<number>();
   let counter = 0;
 
-  const start = (what: string, args: string[], stdin = ""): Run => {
+  /** Starts remotelog args; one that runs past boundMs is a hang (servers, which run until killed, are exempt). */
+  const start = (what: string, args: string[], stdin = "", bounded = true): Run => {
     const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
     live.add(child);
     const stdout: Buffer[] = [];
@@ -94,6 +95,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     child.stdin!.end(stdin);
     const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) => {
       const timer = setTimeout(() => {
+        if (!bounded) return;
         result.hangs.push(`${what} (pid ${child.pid}) ran past ${boundMs} ms: remotelog ${args.join(" ")}`);
         child.kill("SIGKILL");
       }, boundMs);
@@ -114,7 +116,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   // Servers: a (the source) and b (the mirror's copy), each restartable on its own port.
   const startServer = async (dir: string, port = 0): Promise<{ url: string; port: number; child: ChildProcess }> => {
     for (let attempt = 0; ; attempt++) {
-      const run = start(`serve ${dir}`, ["serve", "--listen", `127.0.0.1:${port}`, "--data", join(root, dir), "--log-level", "warn", "--no-metrics"]);
+      const run = start(`serve ${dir}`, ["serve", "--listen", `127.0.0.1:${port}`, "--data", join(root, dir), "--log-level", "warn", "--no-metrics"], "", false);
       const url = await new Promise<string | undefined>((resolve) => {
         createInterface({ input: run.child.stdout! }).on("line", (line) => {
           const match = /^listening on (\S+)/.exec(line);

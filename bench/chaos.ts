@@ -16,6 +16,7 @@ const result = await runChaos({
   kills,
   log: (line) => {
     if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K`);
+    else if (/^round \d*0:/.test(line)) process.stderr.write(`${line}\n`);
   },
 });
 if (process.stderr.isTTY) process.stderr.write("\n");

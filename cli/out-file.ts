@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { ioError } from "../stores/file/atomic.js";
+import { LockFile } from "../stores/file/lock-file.js";
 
 /*
  * `receive --out FILE`: exactly once into a file the receiver owns.
@@ -27,21 +28,25 @@ export class OutFile implements CheckpointStore {
     readonly path: string,
     private readonly store: CheckpointStore,
     private length: number,
+    private readonly lock: LockFile,
   ) {}
 
   /**
    * Opens (creating) file for name's lines, cuts it back to the length name's checkpoint recorded, and
    * records its length when the checkpoint has none yet (so that a crash before the first saved batch
    * cuts back to where this run began). Returns the file and how many bytes were cut. Throws CONFLICT
-   * when the checkpoint was kept for another file, DATA_LOSS when the file is shorter than recorded,
-   * INTERNAL on an I/O failure.
+   * when the checkpoint was kept for another file or another receiver is writing FILE (FILE.lock),
+   * DATA_LOSS when the file is shorter than recorded, INTERNAL on an I/O failure.
    */
   static async open(file: string, name: string, store: CheckpointStore): Promise<{ out: OutFile; cut: number }> {
     const path = resolve(file);
+    // Two writers of one file would each cut the other's lines.
+    const lock = await LockFile.acquire(`${path}.lock`, `--out ${path}`);
     let handle: FileHandle;
     try {
       handle = await open(path, "a");
     } catch (err) {
+      await lock.release();
       throw ioError(`cannot open --out ${path}`, err);
     }
     try {
@@ -51,7 +56,7 @@ export class OutFile implements CheckpointStore {
         // Nothing of this file is ours yet: what it holds stays, and our lines start after it.
         await handle.datasync();
         await store.save(name, { ...(checkpoint ?? { delivered: 0, lastId: new Uint8Array(0) }), out: { file: path, length: size } });
-        return { out: new OutFile(handle, path, store, size), cut: 0 };
+        return { out: new OutFile(handle, path, store, size, lock), cut: 0 };
       }
       if (checkpoint.out.file !== path) {
         throw RemoteLogError.conflict(`the checkpoint of name ${JSON.stringify(name)} was kept with --out ${checkpoint.out.file}, not ${path}; use that file or another --state`, { file: path, name });
@@ -64,9 +69,10 @@ export class OutFile implements CheckpointStore {
         await handle.truncate(recorded);
         await handle.datasync();
       }
-      return { out: new OutFile(handle, path, store, recorded), cut: size - recorded };
+      return { out: new OutFile(handle, path, store, recorded, lock), cut: size - recorded };
     } catch (err) {
       await handle.close().catch(() => {});
+      await lock.release();
       throw err;
     }
   }
@@ -95,5 +101,6 @@ export class OutFile implements CheckpointStore {
 
   async close(): Promise<void> {
     await this.handle.close().catch(() => {});
+    await this.lock.release();
   }
 }

@@ -59,6 +59,13 @@ describe(`receive --out - exactly once across SIGKILLs (seed ${SEED})`, () => {
     const out = join(dir, "lines.jsonl");
     const args = (file: string) => ["receive", "--unsigned", "--name", "s", "--server", server.url, "--state", join(dir, "bob"), "--out", file];
     expect((await runCli(args(out))).code).toBe(0);
+    // A second receiver writing the same FILE meanwhile is refused.
+    const follower = spawnCli(["receive", "--unsigned", "--name", "s", "--server", server.url, "--state", join(dir, "carol"), "--out", out, "--follow"]);
+    while ((await sizeOf(`${out}.lock`)) === 0) await sleep(5);
+    const second = await runCli(["receive", "--unsigned", "--name", "s", "--server", server.url, "--state", join(dir, "dave"), "--out", out]);
+    expect(second.code).not.toBe(0);
+    expect(second.stderr).toContain("CONFLICT");
+    follower.kill("SIGKILL");
     const other = await runCli(args(join(dir, "other.jsonl")));
     expect(other.code).not.toBe(0);
     expect(other.stderr).toContain("was kept with --out");
