@@ -47,6 +47,11 @@ export interface ChaosResult {
   /** verify --read-data of the backup and of the mirror: the faults they printed (empty when clean). */
   verifyBackup: string;
   verifyMirror: string;
+  /**
+   * Runs that exited 1 with UNAVAILABLE in a round whose server was killed: a verb that does not
+   * retry (backup) saying its service is down, as it should; the next round runs it again.
+   */
+  unavailableWhileServerDown: number;
   /** Runs that should have succeeded and did not, with their stderr. */
   failures: string[];
 }
@@ -78,6 +83,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     hangs: [],
     verifyBackup: "",
     verifyMirror: "",
+    unavailableWhileServerDown: 0,
     failures: [],
   };
   const acked = new Set<number>();
@@ -217,6 +223,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
             recovered("server", startedAt);
           }
           recovered(part.target, startedAt);
+        } else if (r.signal !== "SIGKILL" && serverKillAt !== undefined && r.code === 1 && r.stderr.includes("UNAVAILABLE")) {
+          result.unavailableWhileServerDown++;
         } else if (r.signal !== "SIGKILL") {
           result.failures.push(`${part.target} exited with ${r.code ?? r.signal}: ${r.stderr.trim().slice(-2000)}`);
         }

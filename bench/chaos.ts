@@ -38,7 +38,10 @@ console.log(
     ],
   ),
 );
-console.log(`verify --read-data: backup ${result.verifyBackup || "clean"}, mirror ${result.verifyMirror || "clean"}; hangs: ${result.hangs.length}; ${minutes.toFixed(1)} min`);
+console.log(
+  `verify --read-data: backup ${result.verifyBackup || "clean"}, mirror ${result.verifyMirror || "clean"}; hangs: ${result.hangs.length}; ` +
+    `runs that exited UNAVAILABLE while the server was down: ${result.unavailableWhileServerDown}; other failed runs: ${result.failures.length}; ${minutes.toFixed(1)} min`,
+);
 const problems = chaosProblems(result);
 if (problems.length > 0) {
   console.log(`FAILED (seed ${seed}):\n- ${problems.join("\n- ")}`);
