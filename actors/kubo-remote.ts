@@ -29,6 +29,12 @@ export interface KuboRemoteOptions {
  * Each call is tried once: the CLI's own retry loop (--retry-for) backs off on UNAVAILABLE. The node
  * cannot push new heads, so watchName throws WatchUnsupportedError and followers poll.
  */
+/**
+ * The largest block a Kubo node takes and its peers exchange: 1 MiB, Kubo's documented limit for
+ * blocks put through the RPC API (and bitswap's). Kubo does not advertise it, so it is a constant.
+ */
+export const KUBO_MAX_BLOCK_BYTES = 1024 * 1024;
+
 export class KuboRemote {
   readonly casUrl: string;
   readonly nsUrl: string;
@@ -42,6 +48,11 @@ export class KuboRemote {
     this.blocks = new KuboContentStore(api, { concurrency: options.concurrency });
     this.names = new IpnsNameStore(api, this.blocks);
     this.ns = new NsService(this.names, {}, { requireSigned: true });
+  }
+
+  /** The same shape as Remote.casLimits, from Kubo's documented block limit (KUBO_MAX_BLOCK_BYTES). */
+  async casLimits(): Promise<{ maxBlockBytes: number }> {
+    return { maxBlockBytes: KUBO_MAX_BLOCK_BYTES };
   }
 
   async putBlocks(blocks: Uint8Array[]): Promise<void> {

@@ -47,6 +47,12 @@ export interface ReceiverOptions {
    * from there). Needs a log with seqids.
    */
   fromSeq?: number;
+  /**
+   * A fromSeq past the end of the log: wait for the log to reach it (true: sync delivers nothing and
+   * stores nothing until it does) or throw OUT_OF_RANGE (default). Either way no checkpoint names a
+   * seq the log does not have.
+   */
+  waitForSeq?: boolean;
 }
 
 export interface SyncResult {
@@ -78,6 +84,7 @@ export class Receiver {
   private readonly signed: boolean;
   private readonly nsUrl: string;
   private fromSeq?: number;
+  private readonly waitForSeq: boolean;
   private readonly pool?: VerifyPool;
   /** The version of the last head synced, so that an older pushed head is never taken for news. */
   private lastVersion = 0n;
@@ -93,6 +100,7 @@ export class Receiver {
     this.signed = options.signed ?? isKeyName(options.name);
     this.nsUrl = options.remote.nsUrl;
     this.fromSeq = options.fromSeq;
+    this.waitForSeq = options.waitForSeq ?? false;
     this.pool = options.verifyPool === null ? undefined : (options.verifyPool ?? VerifyPool.shared());
   }
 
@@ -114,6 +122,11 @@ export class Receiver {
       ? await verifySignedHead(this.name, current.content, current.record, checkpoint.sequence, `head of name ${JSON.stringify(this.name)} from NS ${this.nsUrl}`)
       : undefined;
     const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
+    const end = head.info ? Number(head.info.firstSeqid) + head.info.count : undefined;
+    if (this.fromSeq !== undefined && end !== undefined && this.fromSeq > end) {
+      if (this.waitForSeq) return { delivered: 0, pages: 1, total: checkpoint.delivered, found: true, sequence };
+      throw RemoteLogError.outOfRange(`name ${JSON.stringify(this.name)} holds seqs below ${end}; seq ${this.fromSeq} is past its end (nothing was stored)`, { name: this.name, seq: this.fromSeq });
+    }
 
     const limit = limiter(this.concurrency);
     // Messages are checked as soon as they arrive, so that checking overlaps the fetches. Units that

@@ -80,8 +80,10 @@ export function command(io: Io) {
     .option("--from <seq>", "first seq", intOption(0), 0)
     .option("--limit <n>", "at most this many messages", intOption(0), 1000)
     .action(async (flags: { data: string; from: number; limit: number }) => {
-      const log = await FileLocalLog.open(flags.data);
+      // Read-only: looking at a log, damaged or in use by a sender, changes nothing in its directory.
+      const log = await FileLocalLog.open(flags.data, { readOnly: true });
       try {
+        if (log.tornBytes > 0) io.stderr.write(`remotelog inspect: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not shown (left as they are)\n`);
         const entries = await log.read(flags.from, flags.from + flags.limit);
         print(io, {
           length: log.length,

@@ -103,7 +103,7 @@ export function command(io: Io) {
           out = opened.out;
           if (opened.cut > 0) io.stderr.write(`remotelog receive: cut ${opened.cut} bytes off the end of ${out.path}: lines written after the last checkpoint, delivered again now\n`);
         }
-        const receiver = new Receiver({ name, remote, checkpoints: out ?? cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
+        const receiver = new Receiver({ name, remote, checkpoints: out ?? cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
           for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
