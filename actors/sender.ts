@@ -1,11 +1,12 @@
 import type { PrivateKey } from "../core/names.js";
-import { walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressOf, encodeMessage, equalBytes, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
+import { LogReader } from "../core/log-reader.js";
+import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord } from "../core/names.js";
-import { decodePage, encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
+import { encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
 import type { NameHead, Remote } from "./remote.js";
 
 export interface SenderOptions {
@@ -17,7 +18,7 @@ export interface SenderOptions {
    */
   published: CheckpointStore;
   /** updateNameWithBlocks, when there is one, publishes blocks and head in one round trip where it can. */
-  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName" | "getBlock"> & Partial<Pick<Remote, "updateNameWithBlocks">>;
+  remote: Pick<LogRemote, "putBlocks" | "fetchName" | "updateName" | "getBlock" | "getBlocks" | "nsUrl" | "casUrl"> & Partial<Pick<Remote, "updateNameWithBlocks">>;
   /** Signs every update with this key; the name must be the key's. Unsigned without it. */
   key?: PrivateKey;
   /** Validity and TTL of the signed records. */
@@ -74,6 +75,8 @@ export class Sender {
   private readonly embed: EmbedMode;
   private readonly maxAttempts: number;
   private readonly maxMessageBytes?: number;
+  /** How the sender reads its own remote log, as every reader does (core/log-reader.ts). */
+  private readonly reader: LogReader;
   /**
    * The head this sender published last, taken as the name's current head on the next publish instead
    * of fetching it: the conditional update fails if another writer moved the name, and the retry fetches.
@@ -91,6 +94,7 @@ export class Sender {
     this.embed = options.embed ?? "none";
     this.maxAttempts = options.maxAttempts ?? 20;
     this.maxMessageBytes = options.maxMessageBytes;
+    this.reader = new LogReader(options.remote, options.name);
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
   }
 
@@ -131,7 +135,11 @@ export class Sender {
 
   /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
   private async publishOnce(lostRaces: number): Promise<PublishResult | RemoteLogError> {
-    const current = lostRaces === 0 && this.lastHead ? this.lastHead : await this.remote.fetchName(this.name);
+    // The head is checked as any reader checks it (a key name's record, the page), the one this sender
+    // published last included: a forged head must not be carried into a signed one. An expired record
+    // is taken: publishing again is how it is renewed.
+    const opened = await this.reader.open({ entry: lostRaces === 0 ? this.lastHead : undefined, acceptExpired: true });
+    const current = opened?.entry;
     this.lastHead = undefined;
     // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
     // whatever was published before: everything goes out again, from the first message.
@@ -143,14 +151,11 @@ export class Sender {
     let position: PagePosition | null = FIRST_POSITION;
     let already = new Set<string>();
     let foreign = 0;
-    if (current) {
-      const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
+    if (opened) {
+      const head = opened.page;
       // What the chain holds since this sender's last publish: its own messages whose publish was not
       // remembered, and other writers' messages. With no mark, the whole chain.
-      const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
-        stopAtId: mark.delivered > 0 ? mark.lastId : undefined,
-        maxPages: DEFAULT_MAX_PAGES,
-      });
+      const walk = await this.reader.walk(head, { stopAtId: mark.delivered > 0 ? mark.lastId : undefined });
       if (mark.delivered > 0 && !walk.reachedStop) {
         throw RemoteLogError.conflict(
           `name ${JSON.stringify(this.name)} no longer holds message ${toHex(mark.lastId)}, the last this sender published: its log was replaced`,

@@ -18,8 +18,9 @@ import { HealthService } from "./health-service.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { ServerInfoServiceImpl } from "./info-service.js";
 import { GcService } from "../gen/remotelog/v1/gc_pb.js";
-import { collectable, GcServiceImpl } from "./gc-service.js";
-import type { NameLister } from "../backup/gc.js";
+import { GcServiceImpl } from "./gc-service.js";
+import { canSweep } from "../core/content-store.js";
+import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 
@@ -93,8 +94,8 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       metrics?.watchNames(deps.names);
     }
     // gc runs in the process that holds the stores (remotelog gc --server); only the fs CAS supports it.
-    if (collectable(deps.content, deps.names)) {
-      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names as unknown as NameLister), observer));
+    if (canSweep(deps.content) && canList(deps.names)) {
+      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names), observer));
     }
     const info = new ServerInfoServiceImpl({
       maxBlockBytes: deps.content ? limits.maxBlockBytes : 0,

@@ -13,7 +13,7 @@
 import { hash } from "node:crypto";
 import { readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import type { ContentStore } from "../../core/content-store.js";
+import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { addressText } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
@@ -52,14 +52,7 @@ export interface FsContentStoreStats {
   quarantinedPacks?: number;
 }
 
-/** A garbage collection in progress (beginGc). */
-export interface GcGuard {
-  startedMs: number;
-  /** Keys put since the collection began. */
-  touched: Set<string>;
-  /** Ends the collection; puts are no longer recorded. */
-  end(): void;
-}
+export type { GcGuard } from "../../core/content-store.js";
 
 /** A putMany call waiting for its blocks to be in a pack. */
 interface Pending {
@@ -85,7 +78,9 @@ interface Location {
  * same directory, but they see the packs that existed when they opened it; after a gc (sweepPack) in the
  * process that writes, a reader opened before it may find a pack gone (DATA_LOSS) and must reopen.
  */
-export class FsContentStore implements ContentStore {
+export class FsContentStore implements ContentStore, BlockSweeper {
+  /** gc may sweep this store (core/content-store.ts BlockSweeper). */
+  readonly sweeper: BlockSweeper = this;
   private readonly index = new Map<string, Location>();
   private readonly packs: string[] = [];
   /** Keys whose index entry is in each pack (by pack id), for gc; emptied when a pack is retired. */
@@ -409,8 +404,8 @@ export class FsContentStore implements ContentStore {
   }
 
   /** Every live pack: its file name, when it was written, and the blocks it holds (as index keys). */
-  listPacks(): { name: string; writtenMs: number; keys: readonly string[] }[] {
-    const out: { name: string; writtenMs: number; keys: readonly string[] }[] = [];
+  listPacks(): PackListing[] {
+    const out: PackListing[] = [];
     this.packs.forEach((name, id) => {
       if (name !== "") out.push({ name, writtenMs: this.packTimes[id], keys: this.packKeys[id] });
     });
@@ -424,9 +419,10 @@ export class FsContentStore implements ContentStore {
    * (atomically, as any pack), the index moves to it in one synchronous step, and the old file is
    * removed only after the reads that may still use it have finished. A pack with nothing to drop is
    * left alone; one with nothing to keep is removed. Returns what was dropped. Throws as getMany and
-   * putMany do; on a failure the old pack stays and nothing is dropped.
+   * putMany do; on a failure the old pack stays and nothing is dropped. With dryRun, changes nothing
+   * and returns what a sweep would drop now, by the same rule, so that a dry run's figures are the run's.
    */
-  async sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number): Promise<{ blocks: number; bytes: number }> {
+  async sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number, options: { dryRun?: boolean } = {}): Promise<{ blocks: number; bytes: number }> {
     this.checkOpen();
     const id = this.packs.indexOf(name);
     if (id === -1 || name === "") return { blocks: 0, bytes: 0 };
@@ -435,6 +431,7 @@ export class FsContentStore implements ContentStore {
       const keys = this.packKeys[id].filter((key) => this.index.get(key)?.pack === id);
       const dead = keys.filter(isDead);
       if (dead.length === 0) return { blocks: 0, bytes: 0 };
+      if (options.dryRun) return { blocks: dead.length, bytes: dead.reduce((sum, key) => sum + this.index.get(key)!.length, 0) };
       const deadSet = new Set(dead);
       const kept = keys.filter((key) => !deadSet.has(key));
       let written: { name: string; blocks: Uint8Array[] } | undefined;
