@@ -246,7 +246,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const numbers: number[] = [];
     for (const line of text.split("\n")) {
       if (line === "") continue;
-      const body = Buffer.from((JSON.parse(line) as { body: string }).body, "base64").toString("utf8");
+      // Bodies are UTF-8 text, so the line carries them as text (cli/format.ts).
+      const body = (JSON.parse(line) as { body: string }).body;
       numbers.push(Number(body.slice(2)));
     }
     result.delivered = numbers.length;
