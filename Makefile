@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak clean
 
 all: build
 
@@ -90,6 +90,16 @@ bench-rtt: build
 # Append-to-delivered latency of receive --follow, woken by pushed heads.
 bench-follow: build
 	$(NODE) dist/bench/follow-latency.bench.js
+
+# 1,000 seeded random SIGKILLs of sender, server, receiver (--out), backup and mirror (CHAOS_KILLS,
+# CHAOS_SEED), and a table: kill points by target, acknowledged, lost, duplicated, reordered, longest recovery.
+chaos: build
+	$(NODE) dist/bench/chaos.js
+
+# 100 senders and 100 following receivers on one server for 10 minutes (SOAK_SECONDS, SOAK_SENDERS):
+# throughput, p99 latency, peak RSS and the final counts.
+soak: build
+	$(NODE) dist/bench/soak.js
 
 clean:
 	rm -rf dist .tmp

@@ -66,3 +66,14 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   const line = (row: (string | number)[]) => `| ${row.map((cell, i) => String(cell).padStart(widths[i])).join(" | ")} |`;
   return [line(cells[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.slice(1).map(line)].join("\n");
 }
+
+/** Deterministic pseudo-random numbers (xorshift32), so a failing fault run can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 0x1_0000_0000;
+  };
+}

@@ -165,7 +165,9 @@ async function openStores(flags: ServeFlags, log: Logger): Promise<{ content?: C
     if (wantCas) {
       if (flags.cas === "kubo") content = kubo;
       else if (flags.memory) content = new (await import("../stores/memory/content-store.js")).MemoryContentStore();
-      else content = await (await import("../stores/fs/content-store.js")).FsContentStore.open(join(flags.data, "cas"));
+      else content = await (await import("../stores/fs/content-store.js")).FsContentStore.open(join(flags.data, "cas"), {
+          onQuarantine: (pack, movedTo, why) => log.error({ pack, movedTo, why }, "damaged pack quarantined; its blocks answer DataLoss, everything else is served"),
+        });
       if (content && content !== kubo) opened.push(content);
     }
     let names: NameStore | undefined;

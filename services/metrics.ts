@@ -76,6 +76,14 @@ export class ServerMetrics {
         this.set(stats().bytes);
       },
     });
+    new Gauge({
+      name: "remotelog_quarantined_packs",
+      help: "Damaged packs the CAS set aside at open (their blocks answer DataLoss).",
+      registers: [this.registry],
+      collect() {
+        this.set(stats().quarantinedPacks ?? 0);
+      },
+    });
   }
 
   /** Reports how many names the store holds at each scrape; a store without count() adds no gauge. */

@@ -105,7 +105,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       maxWatchNames: deps.names ? limits.maxWatchNames : 0,
     });
     router.service(ServerInfoService, withConnectErrors(ServerInfoService, info, observer));
-    router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));
+    router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing, deps.content?.stats && (() => deps.content!.stats!().quarantinedPacks ?? 0)), observer));
   };
 }
 

@@ -106,16 +106,8 @@ export function parseJsonl<T = Record<string, unknown>>(text: string): T[] {
     .map((line) => JSON.parse(line) as T);
 }
 
-/** Deterministic pseudo-random numbers, so a failing fault test can be replayed from its seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 0x1_0000_0000;
-  };
-}
+/** Deterministic pseudo-random numbers, so a failing fault test can be replayed from its seed (one copy, shared with bench/). */
+export { seededRandom } from "../../bench/harness.js";
 
 export function lines(count: number, prefix = "message", from = 0): string {
   let text = "";
