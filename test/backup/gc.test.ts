@@ -63,7 +63,7 @@ describe("gc - fs content store", () => {
 describe("gc - a running server", () => {
   it("collects garbage while a sender publishes, and a full receive then verifies every message", async () => {
     const dir = await tempDir();
-    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
     const alice = join(dir, "alice");
     expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice, "--page-size", "16"], { stdin: lines(300, "first") })).code).toBe(0);
     const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
@@ -85,7 +85,7 @@ describe("gc - a running server", () => {
     let sending = true;
     sender.finally(() => (sending = false)).catch(() => {});
     while (sending || runs < 2) {
-      const gc = await runCli(["gc", "--server", server.url, "--grace", "1s", "--json"]);
+      const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
       expect(gc.code, gc.stderr).toBe(0);
       const result = JSON.parse(gc.stdout);
       expect(result.missing).toEqual([]);
