@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup bench-abuse clean
 
 all: build
 
@@ -83,6 +83,10 @@ bench-rtt: build
 # Append-to-delivered latency of receive --follow, woken by pushed heads.
 bench-follow: build
 	$(NODE) dist/bench/follow-latency.bench.js
+
+# Honest senders and receivers while a hostile client attacks the server in five ways (issue 11).
+bench-abuse: build
+	$(NODE) dist/bench/abuse.bench.js
 
 clean:
 	rm -rf dist .tmp

@@ -9,7 +9,7 @@ import { RemoteLogError } from "../core/errors.js";
 import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, routes, type Listening } from "../services/server.js";
 import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
-import { parseTokens } from "../services/auth.js";
+import { parseTokens, refusesUnread } from "../services/auth.js";
 import { isKeyName } from "../core/names.js";
 import { DEFAULT_GRACE_MS } from "../backup/gc.js";
 import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
@@ -145,6 +145,7 @@ export function command(io: Io) {
         port,
         ...connectionLimits,
         tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : undefined,
+        refusesUnread: refusesUnread({ requireSigned, writeTokens }),
         // Every response fits the largest GetMany response or block, with room for its framing.
         writeMaxBytes: Math.max(flags.maxResponseBytes, flags.maxBlock) + (1 << 20),
         // A request must still fit one block of the largest size, with room for its framing.

@@ -152,6 +152,18 @@ export class Authority {
   }
 }
 
+/** The methods that only ever store blocks without a signed update: refused unread when anonymous on a closed server. */
+const TOKEN_ONLY_PATHS = new Set(["/vac.cas.CAS/Add"]);
+
+/**
+ * For listen()'s refusesUnread: whether a request is an anonymous write that policy refuses whatever
+ * its body holds, so that the server need not read it.
+ */
+export function refusesUnread(policy: WritePolicy): (path: string, authorization: string | undefined) => boolean {
+  const closed = Boolean(policy.requireSigned) || (policy.writeTokens?.length ?? 0) > 0;
+  return (path, authorization) => closed && authorization === undefined && TOKEN_ONLY_PATHS.has(path);
+}
+
 function bearerOf(context: HandlerContext | undefined): string | undefined {
   const header = context?.requestHeader.get("authorization");
   if (!header) return undefined;

@@ -174,6 +174,12 @@ export interface ListenOptions extends Partial<ConnectionLimits> {
   tls?: { cert: Buffer | string; key: Buffer | string };
   /** The largest response message written; larger ones fail with ResourceExhausted. */
   writeMaxBytes?: number;
+  /**
+   * Requests that will be refused whatever they carry (an anonymous Add on a server closed to anonymous
+   * writes, services/auth.ts refusesUnread): their body is not read; the method sees an empty message
+   * and refuses it, so that a flood of them costs the server their headers only.
+   */
+  refusesUnread?: (path: string, authorization: string | undefined) => boolean;
   /** Mounts the services; routes() gives one. Called once, with what it needs to know about this server. */
   routes: (router: ConnectRouter, server: ServerContext) => void;
   /**
@@ -241,6 +247,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       serveMetrics(metrics, req.method, res, options.onMetricsError);
       return;
     }
+    if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) withEmptyBody(req);
     try {
       connectHandler(req, res);
     } catch {
@@ -415,6 +422,21 @@ export async function listen(options: ListenOptions): Promise<Listening> {
 }
 
 const METRICS_PATH = "/metrics";
+
+/**
+ * Makes Connect read an empty message instead of the request's body, in the request's own framing:
+ * the 5-byte envelope of a gRPC or gRPC-Web message of length 0, `{}` for JSON, and no bytes for
+ * binary Connect. The body stays unread; an HTTP/1.1 connection is then closed after the response
+ * (closeIfAnsweredEarly), and an HTTP/2 stream is reset.
+ */
+function withEmptyBody(req: http.IncomingMessage | http2.Http2ServerRequest): void {
+  const type = String(req.headers["content-type"] ?? "");
+  const body = type.startsWith("application/grpc") ? Buffer.alloc(5) : type.includes("json") ? Buffer.from("{}") : Buffer.alloc(0);
+  delete req.headers["content-length"];
+  (req as unknown as { [Symbol.asyncIterator]: () => AsyncGenerator<Buffer> })[Symbol.asyncIterator] = async function* () {
+    if (body.length > 0) yield body;
+  };
+}
 
 function pathOf(url: string | undefined): string {
   const query = url?.indexOf("?") ?? -1;

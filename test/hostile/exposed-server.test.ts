@@ -114,6 +114,14 @@ describe("exposed server - who may write", () => {
     // 1 GB of anonymous Add, cut short: not one block is taken.
     const add = await failure(client(CAS, server.url, { from: ATTACKER }).add({ data: block(1, 1 << 20) }));
     expect(add.code).toBe(Code.PermissionDenied);
+    // The same over Connect JSON, as curl sends it: refused without the body being read.
+    const json = await fetch(`${server.url}/vac.cas.CAS/Add`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ data: Buffer.alloc(1 << 20, 1).toString("base64") }),
+    });
+    expect(json.status).toBe(403);
+    expect(((await json.json()) as { code: string }).code).toBe("permission_denied");
     const addMany = await failure(client(BlockService, server.url, { from: ATTACKER }).addMany({ blocks: [block(2), block(3)] }));
     expect(addMany.code).toBe(Code.PermissionDenied);
     const unsignedName = await failure(client(NS, server.url, { from: ATTACKER }).update({ name: "spam", content: block(4) }));
