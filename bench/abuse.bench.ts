@@ -234,6 +234,13 @@ function honestLoops(logs: Log[], remote: Remote, label: string): Honest {
   };
 }
 
+/** The server's longest event-loop stall since the last scrape (prom-client resets its histogram at each). */
+async function loopLagMaxMs(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("nodejs_eventloop_lag_max_seconds"));
+  return line ? Number(line.split(" ").pop()) * 1000 : NaN;
+}
+
 async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   const match = /VmRSS:\s+(\d+) kB/.exec(status);
@@ -279,14 +286,16 @@ async function main(): Promise<void> {
 
     const rows: (string | number)[][] = [];
     const phase = async (label: string, kind: Attack | undefined) => {
+      await loopLagMaxMs(server.url);
       let peak = await rssOf(server.pid);
       const sampler = setInterval(() => void rssOf(server.pid).then((rss) => (peak = Math.max(peak, rss))), 50);
       const honest = honestLoops(logs, remote, label);
       const got = kind ? await runAttacker(kind, server.url, bigId) : await sleep(QUIET_S * 1000).then(() => "nothing (quiet)");
       await honest.stop();
       clearInterval(sampler);
+      const lag = await loopLagMaxMs(server.url);
       const sorted = [...honest.latencies].sort((a, b) => a - b);
-      return { label, peak, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), ops: sorted.length, failures: honest.failures, got };
+      return { label, lag, peak, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), ops: sorted.length, failures: honest.failures, got };
     };
     const baseline = await phase("quiet", undefined);
     const results = [baseline];
@@ -300,6 +309,7 @@ async function main(): Promise<void> {
       rows.push([
         r.label,
         `${(r.peak / 2 ** 20).toFixed(0)} MiB`,
+        r.lag,
         r.ops,
         r.p50,
         r.p99,
@@ -308,7 +318,7 @@ async function main(): Promise<void> {
         r.got,
       ]);
     }
-    console.log(table(["attack", "server peak RSS", "honest ops", "p50 ms", "p99 ms", "p99 vs quiet", "honest failed", "what the attacker got"], rows));
+    console.log(table(["attack", "server peak RSS", "server loop stall ms", "honest ops", "p50 ms", "p99 ms", "p99 vs quiet", "honest failed", "what the attacker got"], rows));
     console.log(`\nhonest messages sent ${logs.map((l) => l.sent).join(" + ")}, not received: ${lost.join(" + ")}`);
     for (const r of results) for (const failure of r.failures.slice(0, 5)) console.log(`honest failure: ${failure}`);
     const over = results.filter((r) => r.peak >= 1 << 30 || r.p99 > 3 * baseline.p99 || r.failures.length > 0);

@@ -226,6 +226,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const metrics = options.metrics ? new ServerMetrics() : undefined;
   const limits = { ...defaultConnectionLimits, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
   const limitHit = (limit: string) => metrics?.limitHit(limit);
+  const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const connectHandler = connectNodeAdapter({
     // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).
     contextValues: (req) => {
@@ -239,7 +240,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       // every method, whichever service mounted it.
       router.handlers.forEach((handler, index) => (router.handlers[index] = withUndecodableAsInvalidArgument(handler)));
     },
-    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    readMaxBytes,
   });
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
@@ -247,7 +248,18 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       serveMetrics(metrics, req.method, res, options.onMetricsError);
       return;
     }
-    if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) withEmptyBody(req);
+    if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) {
+      // Read to its end and dropped unparsed, before the refusal goes out, so that an HTTP/1.1 client
+      // still writing its body reads the refusal instead of a connection reset.
+      discardBody(req, readMaxBytes).then(() => {
+        withEmptyBody(req);
+        dispatchToConnect(req, res);
+      });
+      return;
+    }
+    dispatchToConnect(req, res);
+  };
+  const dispatchToConnect = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     try {
       connectHandler(req, res);
     } catch {
@@ -423,11 +435,33 @@ export async function listen(options: ListenOptions): Promise<Listening> {
 
 const METRICS_PATH = "/metrics";
 
+/** Reads a request body to its end, keeping none of it; a body over maxBytes ends the request. */
+function discardBody(req: http.IncomingMessage | http2.Http2ServerRequest, maxBytes: number): Promise<void> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const done = () => {
+      req.off("data", onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > maxBytes) {
+        req.off("data", onData);
+        req.destroy();
+      }
+    };
+    if ((req as http.IncomingMessage).complete) return resolve();
+    req.on("data", onData);
+    req.once("end", done);
+    req.once("close", done);
+    req.once("error", done);
+  });
+}
+
 /**
  * Makes Connect read an empty message instead of the request's body, in the request's own framing:
  * the 5-byte envelope of a gRPC or gRPC-Web message of length 0, `{}` for JSON, and no bytes for
- * binary Connect. The body stays unread; an HTTP/1.1 connection is then closed after the response
- * (closeIfAnsweredEarly), and an HTTP/2 stream is reset.
+ * binary Connect, once the real body has been read and dropped (discardBody).
  */
 function withEmptyBody(req: http.IncomingMessage | http2.Http2ServerRequest): void {
   const type = String(req.headers["content-type"] ?? "");
