@@ -136,7 +136,7 @@ async function attack(kind: Attack, url: string, arg: string): Promise<string> {
         );
         return { socket, closed };
       });
-      await Promise.race([Promise.all(sockets.map((s) => s.closed)), sleep(30_000)]);
+      await Promise.race([Promise.all(sockets.map((s) => s.closed)), sleep(45_000)]);
       const cut = lifetimes.length;
       for (const { socket } of sockets) socket.destroy();
       lifetimes.sort((a, b) => a - b);

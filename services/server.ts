@@ -158,7 +158,7 @@ export interface ConnectionLimits {
 export const defaultConnectionLimits: ConnectionLimits = {
   maxConnections: 10_000,
   maxConcurrentStreams: 256,
-  headersTimeoutMs: 10_000,
+  headersTimeoutMs: 20_000,
   idleTimeoutMs: 60_000,
   backlog: 8_192,
 };
