@@ -1,12 +1,11 @@
-import { create } from "@bufbuild/protobuf";
-import { NameUpdateSchema, QuerySchema } from "../gen/vac/cas/cas_pb.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
-import { NsService } from "../services/ns-service.js";
+import { WatchUnsupportedError, type LogRemote, type NameHead } from "../core/log-remote.js";
+import { applySignedUpdate, checkName, MAX_HEAD_BYTES, MAX_NAME_BYTES } from "../core/name-checks.js";
+import { isKeyName } from "../core/names.js";
 import { KuboApi } from "../stores/kubo/kubo-api.js";
 import { KuboContentStore } from "../stores/kubo/content-store.js";
 import { IpnsNameStore } from "../stores/ipns/name-store.js";
-import { WatchUnsupportedError, type NameHead } from "./remote.js";
 
 export interface KuboRemoteOptions {
   /** The Kubo RPC API, such as http://127.0.0.1:5001. */
@@ -18,30 +17,39 @@ export interface KuboRemoteOptions {
 }
 
 /**
- * What the sender and receiver need from a CAS and an NS (the surface of Remote), straight on a Kubo
- * node, without remotelog's services: `send --kubo-api` and `receive --kubo-api`.
+ * The client port (core/log-remote.ts) straight on a Kubo node, without remotelog's services:
+ * `send --kubo-api` and `receive --kubo-api`.
  *
- * Names go through the same NsService that `serve --ns ipns` runs, over the same IpnsNameStore, so an
- * update is checked exactly as our NS checks it (signature, content binding, sequence, expected
- * version) before anything reaches the node, and signed names only: a free-form name is
- * PERMISSION_DENIED. Blocks go through KuboContentStore, which re-hashes every block it reads.
+ * Updates are checked as the embedded NS checks them (core/name-checks.ts: signature, content
+ * binding, sequence, expected version) before anything reaches the node, and signed names only: a
+ * free-form name is PERMISSION_DENIED. Names go through IpnsNameStore (as `serve --ns ipns` does),
+ * blocks through KuboContentStore, which re-hashes every block it reads.
  *
  * Each call is tried once: the CLI's own retry loop (--retry-for) backs off on UNAVAILABLE. The node
  * cannot push new heads, so watchName throws WatchUnsupportedError and followers poll.
  */
-export class KuboRemote {
+/**
+ * The largest block a Kubo node takes and its peers exchange: 1 MiB, Kubo's documented limit for
+ * blocks put through the RPC API (and bitswap's). Kubo does not advertise it, so it is a constant.
+ */
+export const KUBO_MAX_BLOCK_BYTES = 1024 * 1024;
+
+export class KuboRemote implements LogRemote {
   readonly casUrl: string;
   readonly nsUrl: string;
   private readonly blocks: KuboContentStore;
   private readonly names: IpnsNameStore;
-  private readonly ns: NsService;
 
   constructor(options: KuboRemoteOptions) {
     const api = new KuboApi({ url: options.kuboApi, timeoutMs: options.timeoutMs, retryForMs: 0 });
     this.casUrl = this.nsUrl = api.url;
     this.blocks = new KuboContentStore(api, { concurrency: options.concurrency });
     this.names = new IpnsNameStore(api, this.blocks);
-    this.ns = new NsService(this.names, {}, { requireSigned: true });
+  }
+
+  /** The same shape as Remote.casLimits, from Kubo's documented block limit (KUBO_MAX_BLOCK_BYTES). */
+  async casLimits(): Promise<{ maxBlockBytes: number }> {
+    return { maxBlockBytes: KUBO_MAX_BLOCK_BYTES };
   }
 
   async putBlocks(blocks: Uint8Array[]): Promise<void> {
@@ -52,7 +60,9 @@ export class KuboRemote {
   async getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
     const blocks = await this.blocks.getMany(addresses);
     return blocks.map((block, i) => {
-      if (block === undefined) throw RemoteLogError.notFound(`Kubo API ${this.casUrl}: block ${addressText(addresses[i])} is not stored`);
+      if (block === undefined) {
+        throw new RemoteLogError("NOT_FOUND", `Kubo API ${this.casUrl}: block ${addressText(addresses[i])} is not stored`, { details: { address: addressText(addresses[i]) } });
+      }
       return block;
     });
   }
@@ -63,9 +73,9 @@ export class KuboRemote {
 
   /** The name's head, verified as IpnsNameStore.get does, or undefined when the node has no record for it. */
   async fetchName(name: string): Promise<NameHead | undefined> {
+    checkName(name, MAX_NAME_BYTES);
     try {
-      const content = await this.ns.fetch(create(QuerySchema, { name }));
-      return { content: content.data, version: content.version, record: content.record };
+      return await this.names.get(name);
     } catch (err) {
       if (isRemoteLogError(err, "NOT_FOUND")) return undefined;
       throw err;
@@ -74,8 +84,16 @@ export class KuboRemote {
 
   /** A conditional update: ABORTED when the name is no longer at expectedVersion (not atomic across writers; see IpnsNameStore). */
   async updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint> {
-    const update = create(NameUpdateSchema, { name, content, expectedVersion, record: record ?? new Uint8Array(0) });
-    return (await this.ns.update(update)).version;
+    checkName(name, MAX_NAME_BYTES);
+    if (content.length > MAX_HEAD_BYTES) {
+      throw RemoteLogError.tooLarge(`content of ${content.length} bytes for name ${JSON.stringify(name)} is over the limit of ${MAX_HEAD_BYTES} bytes`, {
+        limit: "head bytes",
+        value: MAX_HEAD_BYTES,
+      });
+    }
+    if (!isKeyName(name)) throw RemoteLogError.permissionDenied(`name ${JSON.stringify(name)} is not a key name, and IPNS holds signed names only`);
+    const { version } = await applySignedUpdate(this.names, name, content, record ?? new Uint8Array(0), expectedVersion, (options) => this.names.put(name, content, options));
+    return version;
   }
 
   // eslint-disable-next-line require-yield

@@ -1,18 +1,16 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
-import { collectPages, walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
-import { isKeyName } from "../core/names.js";
-import { decodePage, verifyPairData } from "../core/page.js";
-import { verifySignedHead } from "./receiver.js";
-import { LostRace, retryLostRaces, type NameHead, type Remote } from "./remote.js";
+import { LogReader } from "../core/log-reader.js";
+import type { LogReadRemote, LogRemote } from "../core/log-remote.js";
+import { LostRace, retryLostRaces } from "./remote.js";
 
 export interface MirrorOptions {
   name: string;
   /** Where the log is read from. */
-  source: Pick<Remote, "fetchName" | "getBlock" | "getBlocks" | "nsUrl" | "casUrl">;
+  source: LogReadRemote;
   /** Where the copy goes: its CAS gets every page and message block, its NS the very same head and record. */
-  target: Pick<Remote, "fetchName" | "putBlocks" | "updateName" | "nsUrl" | "casUrl">;
+  target: Pick<LogRemote, "fetchName" | "putBlocks" | "updateName" | "nsUrl" | "casUrl">;
   /** Whether heads must carry a valid signed record; default: whether the name is a key name. */
   signed?: boolean;
   maxPages?: number;
@@ -42,18 +40,14 @@ export interface MirrorResult {
  */
 export class Mirror {
   readonly name: string;
-  private readonly source: MirrorOptions["source"];
+  private readonly source: LogReader;
   private readonly target: MirrorOptions["target"];
-  private readonly signed: boolean;
-  private readonly maxPages: number;
   private readonly batchSize: number;
 
   constructor(options: MirrorOptions) {
     this.name = options.name;
-    this.source = options.source;
+    this.source = new LogReader(options.source, options.name, { signed: options.signed, maxPages: options.maxPages });
     this.target = options.target;
-    this.signed = options.signed ?? isKeyName(options.name);
-    this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
     this.batchSize = options.batchSize ?? 4096;
   }
 
@@ -63,22 +57,18 @@ export class Mirror {
   }
 
   private async syncOnce(): Promise<MirrorResult> {
-    const source = await this.source.fetchName(this.name);
+    const source = await this.source.remote.fetchName(this.name);
     if (!source) return { found: false, updated: false, pages: 0, messages: 0 };
     const mirrored = await this.target.fetchName(this.name);
     if (mirrored && equalBytes(mirrored.content, source.content) && equalBytes(mirrored.record, source.record)) {
       return { found: true, updated: false, pages: 0, messages: 0 };
     }
-    const where = `head of name ${JSON.stringify(this.name)} from NS ${this.source.nsUrl}`;
-    let sequence: bigint | undefined;
-    if (this.signed) {
-      const targetSequence = mirrored ? await verifySignedHead(this.name, mirrored.content, mirrored.record, undefined, `head of name ${JSON.stringify(this.name)} on the mirror NS ${this.target.nsUrl}`) : undefined;
-      sequence = await verifySignedHead(this.name, source.content, source.record, targetSequence, where);
-    }
-    const head = decodePage(source.content, where, ErrorCodes.DATA_LOSS);
-    const copied = await this.copyChain(head, mirrored);
+    // The copy's own head, checked as any head, is the rollback floor for the source's.
+    const copy = mirrored ? await this.source.check(mirrored, { where: `head of name ${JSON.stringify(this.name)} on the mirror NS ${this.target.nsUrl}` }) : undefined;
+    const { page: head, sequence } = await this.source.check(source, { floor: copy?.sequence });
+    const copied = await this.copyChain(head, copy?.page);
     try {
-      await this.target.updateName(this.name, source.content, mirrored?.version ?? 0n, this.signed ? source.record : undefined);
+      await this.target.updateName(this.name, source.content, mirrored?.version ?? 0n, this.source.signed ? source.record : undefined);
     } catch (err) {
       // Another writer of the copy (a second mirror) moved it since it was read: start again from there.
       if (err instanceof RemoteLogError && err.code === ErrorCodes.ABORTED) {
@@ -95,48 +85,29 @@ export class Mirror {
    * (all of them for an empty target). Every page is checked against its address and every message
    * against its pair before anything is stored.
    */
-  private async copyChain(head: RemoteLog, mirrored: NameHead | undefined): Promise<{ pages: number; messages: number }> {
-    const mirroredHead = mirrored ? decodePage(mirrored.content, `head of name ${JSON.stringify(this.name)} on the mirror NS ${this.target.nsUrl}`, ErrorCodes.DATA_LOSS) : undefined;
+  private async copyChain(head: RemoteLog, mirroredHead: RemoteLog | undefined): Promise<{ pages: number; messages: number }> {
     const newest = mirroredHead?.pair[0];
     const pageBytes = new Map<string, Uint8Array>();
-    const keep = (address: Uint8Array, bytes: Uint8Array) => {
-      pageBytes.set(toHex(address), bytes);
-      return bytes;
-    };
+    const keep = (address: Uint8Array, bytes: Uint8Array) => void pageBytes.set(toHex(address), bytes);
     let pairs: RemoteLog_Pair[];
     if (head.info && (!mirroredHead || mirroredHead.info)) {
       const from = mirroredHead ? Number(mirroredHead.info!.firstSeqid) : 0;
-      const collected = await collectPages(
-        head,
-        from,
-        async (addresses) => (await this.source.getBlocks(addresses)).map((bytes, i) => keep(addresses[i], bytes)),
-        { maxPages: this.maxPages },
-      );
+      const collected = await this.source.collect(head, from, {}, keep);
       pairs = collected.pages.flatMap((page) => page.pair.slice().reverse()).filter((pair) => Number(pair.seqid) >= from);
       if (newest && !pairs.some((pair) => pair.seqid === newest.seqid && equalBytes(pair.localHash, newest.localHash))) throw this.replaced(newest);
     } else {
-      const walk = await walkChain(head, async (address) => keep(address, await this.source.getBlock(address)), {
-        stopAtId: newest?.localHash,
-        maxPages: this.maxPages,
-      });
+      const walk = await this.source.walk(head, { stopAtId: newest?.localHash }, keep);
       if (newest && !walk.reachedStop) throw this.replaced(newest);
       pairs = walk.pairs;
     }
 
     let messages = 0;
     for (let i = 0; i < pairs.length; i += this.batchSize) {
-      const batch = pairs.slice(i, i + this.batchSize).filter((pair) => !pair.redacted);
-      const missing = batch.filter((pair) => pair.data.length === 0);
-      const fetched = missing.length > 0 ? await this.source.getBlocks(missing.map((pair) => pair.remoteHash)) : [];
-      const blocks: Uint8Array[] = [];
-      missing.forEach((pair, j) => {
-        verifyPairData(pair, fetched[j], `message ${toHex(pair.localHash)} from CAS ${this.source.casUrl}`);
-        blocks.push(fetched[j]);
-      });
+      const batch = pairs.slice(i, i + this.batchSize);
       // Embedded messages are checked too: the copy must hold nothing a receiver would refuse.
-      for (const pair of batch) if (pair.data.length > 0) verifyPairData(pair, pair.data, `message ${toHex(pair.localHash)} embedded in a page`);
-      await this.target.putBlocks(blocks);
-      messages += batch.length;
+      const read = await this.source.readMessages(batch);
+      await this.target.putBlocks(read.data.filter((_, j) => read.pairs[j].data.length === 0));
+      messages += read.pairs.length;
     }
     // Pages after their messages and before the head, so that nothing the target's name reaches is missing.
     const pages = [...pageBytes.values()];
@@ -146,7 +117,7 @@ export class Mirror {
 
   private replaced(newest: RemoteLog_Pair): RemoteLogError {
     return RemoteLogError.conflict(
-      `name ${JSON.stringify(this.name)} at ${this.source.nsUrl} no longer holds message ${toHex(newest.localHash)}, the newest the mirror at ${this.target.nsUrl} has: the log was replaced`,
+      `name ${JSON.stringify(this.name)} at ${this.source.remote.nsUrl} no longer holds message ${toHex(newest.localHash)}, the newest the mirror at ${this.target.nsUrl} has: the log was replaced`,
     );
   }
 }

@@ -1,13 +1,11 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
-import { collectPages, walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
-import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { decodeMessage, equalBytes, toHex } from "../core/hash.js";
-import { POOL_MIN_MESSAGES, VerifyPool } from "./verify-pool.js";
-import { isKeyName, verifyNameRecord, type VerifiedRecord } from "../core/names.js";
-import { decodePage, verifyPairData } from "../core/page.js";
-import type { NameHead, Remote } from "./remote.js";
+import { RemoteLogError } from "../core/errors.js";
+import { equalBytes, toHex } from "../core/hash.js";
+import { LogReader, TOMBSTONE, type CheckedMessage } from "../core/log-reader.js";
+import type { LogReadRemote, NameHead } from "../core/log-remote.js";
+import { VerifyPool } from "./verify-pool.js";
 
 export interface Delivery {
   seq: number;
@@ -29,7 +27,7 @@ export type Deliver = (batch: Delivery[]) => Promise<void>;
 
 export interface ReceiverOptions {
   name: string;
-  remote: Pick<Remote, "fetchName" | "getBlock" | "getBlocks" | "nsUrl">;
+  remote: LogReadRemote;
   checkpoints: CheckpointStore;
   /** Messages per delivered batch, and so per checkpoint, and about how many are fetched per call; default 1024. */
   batchSize?: number;
@@ -47,6 +45,12 @@ export interface ReceiverOptions {
    * from there). Needs a log with seqids.
    */
   fromSeq?: number;
+  /**
+   * A fromSeq past the end of the log: wait for the log to reach it (true: sync delivers nothing and
+   * stores nothing until it does) or throw OUT_OF_RANGE (default). Either way no checkpoint names a
+   * seq the log does not have.
+   */
+  waitForSeq?: boolean;
 }
 
 export interface SyncResult {
@@ -69,31 +73,26 @@ export interface SyncResult {
  */
 export class Receiver {
   readonly name: string;
-  private readonly remote: ReceiverOptions["remote"];
+  private readonly reader: LogReader;
   private readonly checkpoints: CheckpointStore;
   private readonly batchSize: number;
   private readonly concurrency: number;
   private readonly prefetchPairs: number;
-  private readonly maxPages: number;
-  private readonly signed: boolean;
-  private readonly nsUrl: string;
   private fromSeq?: number;
-  private readonly pool?: VerifyPool;
+  private readonly waitForSeq: boolean;
   /** The version of the last head synced, so that an older pushed head is never taken for news. */
   private lastVersion = 0n;
 
   constructor(options: ReceiverOptions) {
     this.name = options.name;
-    this.remote = options.remote;
     this.checkpoints = options.checkpoints;
     this.batchSize = options.batchSize ?? 1024;
     this.concurrency = options.concurrency ?? 16;
     this.prefetchPairs = options.prefetchPairs ?? 65_536;
-    this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
-    this.signed = options.signed ?? isKeyName(options.name);
-    this.nsUrl = options.remote.nsUrl;
     this.fromSeq = options.fromSeq;
-    this.pool = options.verifyPool === null ? undefined : (options.verifyPool ?? VerifyPool.shared());
+    this.waitForSeq = options.waitForSeq ?? false;
+    const verifier = options.verifyPool === null ? undefined : (options.verifyPool ?? VerifyPool.shared());
+    this.reader = new LogReader(options.remote, options.name, { signed: options.signed, maxPages: options.maxPages, verifier });
   }
 
   /**
@@ -105,15 +104,17 @@ export class Receiver {
     // A seek replaces where the receiver stands, but keeps the rollback floor: the name's heads are
     // no more trustworthy for starting elsewhere.
     if (this.fromSeq !== undefined) checkpoint = { ...checkpoint, delivered: this.fromSeq, lastId: EMPTY };
-    const current = pushed && pushed.version > this.lastVersion ? pushed : await this.remote.fetchName(this.name);
-    if (!current) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
     // A signed name's head is trusted only once its record verifies for the name and binds this very
     // page, and only if it is not older than a head accepted before; every older page and message is
     // then checked by its hash.
-    const sequence = this.signed
-      ? await verifySignedHead(this.name, current.content, current.record, checkpoint.sequence, `head of name ${JSON.stringify(this.name)} from NS ${this.nsUrl}`)
-      : undefined;
-    const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
+    const opened = await this.reader.open({ floor: checkpoint.sequence, entry: pushed && pushed.version > this.lastVersion ? pushed : undefined });
+    if (!opened) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
+    const { entry: current, page: head, sequence } = opened;
+    const end = head.info ? Number(head.info.firstSeqid) + head.info.count : undefined;
+    if (this.fromSeq !== undefined && end !== undefined && this.fromSeq > end) {
+      if (this.waitForSeq) return { delivered: 0, pages: 1, total: checkpoint.delivered, found: true, sequence };
+      throw RemoteLogError.outOfRange(`name ${JSON.stringify(this.name)} holds seqs below ${end}; seq ${this.fromSeq} is past its end (nothing was stored)`, { name: this.name, seq: this.fromSeq });
+    }
 
     const limit = limiter(this.concurrency);
     // Messages are checked as soon as they arrive, so that checking overlaps the fetches. Units that
@@ -122,7 +123,7 @@ export class Receiver {
       const waiting = units.filter((unit) => !unit.checked && unit.pairs.length > 0);
       if (waiting.length === 0) return;
       const pairs = waiting.length === 1 ? waiting[0].pairs : waiting.flatMap((unit) => unit.pairs);
-      const checked = limit(() => this.fetchData(pairs)).then((data) => this.checkAll(pairs, data));
+      const checked = limit(() => this.reader.messageData(pairs)).then((data) => this.reader.checkMessages(pairs, data));
       let at = 0;
       for (const unit of waiting) {
         const from = at;
@@ -162,7 +163,7 @@ export class Receiver {
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i];
         const message = checked[i];
-        if (message instanceof Error) throw RemoteLogError.dataLoss(`name ${JSON.stringify(this.name)} seq ${seq}: ${message.message.replace(/^DATA_LOSS: (message: )?/, "")}`, message);
+        if (message instanceof RemoteLogError) throw this.reader.messageFault(message, seq);
         batch.push(message === TOMBSTONE ? { seq, id: pair.localHash, address: pair.remoteHash, redacted: true } : { seq, id: pair.localHash, address: pair.remoteHash, message });
         seq++;
         delivered++;
@@ -217,8 +218,7 @@ export class Receiver {
     const byNumber = new Map<number, Unit>();
     let prefetched = 0;
     const unitOf = (page: RemoteLog): Unit => ({ pairs: freshPairs(page, from) });
-    const collected = await collectPages(head, continues ? from - 1 : from, (addresses) => this.remote.getBlocks(addresses), {
-      maxPages: this.maxPages,
+    const collected = await this.reader.collect(head, continues ? from - 1 : from, {
       onPages: (got) => {
         const units = got.map(({ number, page }) => {
           const unit = unitOf(page);
@@ -265,9 +265,8 @@ export class Receiver {
         startFetch([unit]);
       }
     };
-    const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
+    const walk = await this.reader.walk(head, {
       stopAtId: checkpoint.delivered > 0 ? checkpoint.lastId : undefined,
-      maxPages: this.maxPages,
       onPage: (pairs) => {
         for (const pair of pairs) gathering.push(pair);
         if (gathering.length >= this.batchSize) closeUnit();
@@ -292,8 +291,7 @@ export class Receiver {
    */
   private async tombstonesBefore(head: RemoteLog, before: number, seen: number): Promise<Delivery[]> {
     const tombstones: Delivery[] = [];
-    await walkChain(head, (address) => this.remote.getBlock(address), {
-      maxPages: this.maxPages,
+    await this.reader.walk(head, {
       takeWhile: (page) => page.info !== undefined && Number(page.info.redactions) > seen,
       onPage: (pairs) => {
         for (const pair of pairs) if (pair.redacted && Number(pair.seqid) < before) tombstones.push({ seq: Number(pair.seqid), id: pair.localHash, address: pair.remoteHash, redacted: true });
@@ -302,29 +300,6 @@ export class Receiver {
     return tombstones.sort((a, b) => a.seq - b.seq);
   }
 
-  /** Checks each pair's data, on the verify pool's threads when there are enough of them to be worth it. */
-  private async checkAll(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<Checked[]> {
-    if (!this.pool || pairs.length < POOL_MIN_MESSAGES) return pairs.map((pair, i) => check(pair, data[i]));
-    const verdicts = await this.pool.verify(pairs, data);
-    // What the pool passed needs only decoding; anything else is checked here again, for its error.
-    return pairs.map((pair, i) => (verdicts[i] === 0 && !pair.redacted ? decodeMessage(data[i]) : check(pair, data[i])));
-  }
-
-  /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest. */
-  private async fetchData(pairs: RemoteLog_Pair[]): Promise<Uint8Array[]> {
-    const missing: number[] = [];
-    pairs.forEach((pair, i) => {
-      if (pair.data.length === 0 && !pair.redacted) missing.push(i);
-    });
-    const data = pairs.map((pair) => pair.data);
-    if (missing.length > 0) {
-      const blocks = await this.remote.getBlocks(missing.map((i) => pairs[i].remoteHash));
-      missing.forEach((pairIndex, i) => {
-        data[pairIndex] = blocks[i];
-      });
-    }
-    return data;
-  }
 }
 
 const EMPTY = new Uint8Array(0);
@@ -332,7 +307,7 @@ const EMPTY = new Uint8Array(0);
 /** Pairs to deliver, oldest first (a page's, or a walk's chunk), and their checked messages once fetching has started. */
 interface Unit {
   pairs: RemoteLog_Pair[];
-  checked?: Promise<Checked[]>;
+  checked?: Promise<CheckedMessage[]>;
 }
 
 /** A page's pairs from seqid from on, oldest first. */
@@ -348,41 +323,8 @@ interface Plan {
   pages: number;
 }
 
-/**
- * Checks a signed head: its record verifies for the name and binds this very page, and it is not older
- * than the sequence accepted before (a rollback). Returns the record's sequence. where names the head
- * in errors.
- */
-export async function verifySignedHead(name: string, content: Uint8Array, record: Uint8Array, accepted: bigint | undefined, where: string): Promise<bigint> {
-  if (record.length === 0) throw RemoteLogError.permissionDenied(`${where} comes without a signed record, and the name is a key`);
-  let verified: VerifiedRecord;
-  try {
-    verified = await verifyNameRecord(name, record, content);
-  } catch (err) {
-    throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.message.replace(/^[A-Z_]+: /, "")}`, { cause: err }) : err;
-  }
-  if (accepted !== undefined && verified.sequence < accepted) {
-    throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${accepted} was accepted before`);
-  }
-  return verified.sequence;
-}
-
 function withState(checkpoint: Checkpoint, sequence: bigint | undefined, redactions: number | undefined): Checkpoint {
   return { ...checkpoint, ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}) };
-}
-
-/** A checked message, a tombstone, or why it failed (thrown at delivery, once its seq is known). */
-type Checked = Message | typeof TOMBSTONE | RemoteLogError;
-
-const TOMBSTONE = Symbol("tombstone");
-
-function check(pair: RemoteLog_Pair, data: Uint8Array): Checked {
-  if (pair.redacted) return TOMBSTONE;
-  try {
-    return verifyPairData(pair, data, "message");
-  } catch (err) {
-    return err instanceof RemoteLogError ? err : RemoteLogError.dataLoss(String(err));
-  }
 }
 
 /** Runs at most n of the given tasks at once, in the order they were handed in. */

@@ -1,16 +1,16 @@
 import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
-import { walkChain } from "../core/chain.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
+import { LogReader } from "../core/log-reader.js";
+import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord, isKeyName, type PrivateKey } from "../core/names.js";
-import { decodePage, encodePage } from "../core/page.js";
+import { encodePage } from "../core/page.js";
 import { redactPages } from "../core/redact.js";
-import { verifySignedHead } from "./receiver.js";
-import { LostRace, retryLostRaces, type Remote } from "./remote.js";
+import { LostRace, retryLostRaces } from "./remote.js";
 
 export interface RedactOptions {
   name: string;
-  remote: Pick<Remote, "fetchName" | "getBlock" | "putBlocks" | "updateName" | "nsUrl">;
+  remote: Pick<LogRemote, "fetchName" | "getBlock" | "getBlocks" | "putBlocks" | "updateName" | "nsUrl" | "casUrl">;
   /** The name's key, to sign the new head; needed for a key name. */
   key?: PrivateKey;
   validityMs?: number;
@@ -42,19 +42,18 @@ async function redactOnce(options: RedactOptions, ids: Uint8Array[]): Promise<Re
   const { name, remote } = options;
   const signed = isKeyName(name);
   if (signed && !options.key) throw RemoteLogError.invalidArgument(`name ${name} is a key name: redacting it needs its key, to sign the new head`);
-  const current = await remote.fetchName(name);
-  if (!current) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no remote log at ${remote.nsUrl}`);
-  const where = `head of name ${JSON.stringify(name)} from NS ${remote.nsUrl}`;
-  if (signed) await verifySignedHead(name, current.content, current.record, undefined, where);
-  const head = decodePage(current.content, where, ErrorCodes.DATA_LOSS);
+  // The version the NS gives the name is the floor: the new head's record goes one above it.
+  const reader = new LogReader(remote, name, { signed, maxPages: options.maxPages });
+  const opened = await reader.open();
+  if (!opened) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no remote log at ${remote.nsUrl}`);
+  const { entry: current, page: head } = opened;
   if (!head.info) throw RemoteLogError.conflict(`name ${JSON.stringify(name)} has no page info (seqids): only such logs can be redacted`);
 
   // Back from the head until every message is found: those pages are the ones to rewrite.
   const pages: RemoteLog[] = [];
   const wanted = new Map(ids.map((id) => [toHex(id), id]));
   const found = new Map<string, { seqid: number; redacted: boolean }>();
-  await walkChain(head, (address) => remote.getBlock(address), {
-    maxPages: options.maxPages,
+  await reader.walk(head, {
     onPage: (pairs, page) => {
       pages.unshift(page);
       for (const pair of pairs) {

@@ -10,15 +10,10 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
+import { WatchUnsupportedError, type LogRemote, type NameHead } from "../core/log-remote.js";
 
-/** What the actors need from a CAS and an NS, whatever carries it. */
-export interface NameHead {
-  content: Uint8Array;
-  version: bigint;
-  /** The signed record beside the content; empty for unsigned names. */
-  record: Uint8Array;
-}
-
+export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
+export { WatchUnsupportedError } from "../core/log-remote.js";
 
 /** Blocks sent with a name update in one call at most; more go to the CAS first, in batches. */
 const ONE_CALL_BYTES = 1 << 20;
@@ -74,7 +69,7 @@ export interface PendingUpdate {
  * The CAS and NS as the actors see them, over Connect on HTTP/2 (one connection per service,
  * multiplexed). Blocks move in batches; errors come back as RemoteLogErrors naming the service.
  */
-export class Remote {
+export class Remote implements LogRemote {
   readonly casUrl: string;
   readonly nsUrl: string;
   private readonly cas: Client<typeof CAS>;
@@ -279,9 +274,6 @@ export function bearer(token: string): Interceptor {
   };
 }
 
-/** What most callers need of a CAS and an NS, whether our services (Remote) or a Kubo node (KuboRemote). */
-export type RemoteLike = Pick<Remote, "fetchName" | "getBlock" | "getBlocks" | "putBlocks" | "updateName" | "nsUrl" | "casUrl" | "close">;
-
 /** A conditional update lost to another writer of the name; the operation starts again from the new head. */
 export class LostRace extends Error {
   constructor(override readonly cause: RemoteLogError) {
@@ -298,13 +290,6 @@ export async function retryLostRaces<T>(attempts: number, fn: () => Promise<T>):
       if (!(err instanceof LostRace)) throw err;
       if (attempt >= attempts) throw err.cause;
     }
-  }
-}
-
-/** An NS without the Watch RPC (a client of the draft's NS, say): followers poll it instead. */
-export class WatchUnsupportedError extends RemoteLogError {
-  constructor(nsUrl: string) {
-    super(ErrorCodes.INTERNAL, `NS ${nsUrl} cannot push heads (no Watch RPC)`);
   }
 }
 

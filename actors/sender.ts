@@ -1,11 +1,12 @@
 import type { PrivateKey } from "../core/names.js";
-import { walkChain, DEFAULT_MAX_PAGES } from "../core/chain.js";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { addressOf, encodeMessage, newMessage, toHex } from "../core/hash.js";
+import { addressOf, encodeMessage, equalBytes, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
+import { LogReader } from "../core/log-reader.js";
+import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord } from "../core/names.js";
-import { decodePage, encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
+import { encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
 import type { NameHead, Remote } from "./remote.js";
 
 export interface SenderOptions {
@@ -17,7 +18,7 @@ export interface SenderOptions {
    */
   published: CheckpointStore;
   /** updateNameWithBlocks, when there is one, publishes blocks and head in one round trip where it can. */
-  remote: Pick<Remote, "putBlocks" | "fetchName" | "updateName" | "getBlock"> & Partial<Pick<Remote, "updateNameWithBlocks">>;
+  remote: Pick<LogRemote, "putBlocks" | "fetchName" | "updateName" | "getBlock" | "getBlocks" | "nsUrl" | "casUrl"> & Partial<Pick<Remote, "updateNameWithBlocks">>;
   /** Signs every update with this key; the name must be the key's. Unsigned without it. */
   key?: PrivateKey;
   /** Validity and TTL of the signed records. */
@@ -28,6 +29,11 @@ export interface SenderOptions {
   embed?: EmbedMode;
   /** Lost races before a publish gives up; default 20. */
   maxAttempts?: number;
+  /**
+   * The largest message the CAS takes (its block limit). A larger message is refused before it is
+   * appended, since once in the log it could never be published and every later publish would fail on it.
+   */
+  maxMessageBytes?: number;
 }
 
 export interface PublishResult {
@@ -68,6 +74,9 @@ export class Sender {
   private readonly pageSize: number;
   private readonly embed: EmbedMode;
   private readonly maxAttempts: number;
+  private readonly maxMessageBytes?: number;
+  /** How the sender reads its own remote log, as every reader does (core/log-reader.ts). */
+  private readonly reader: LogReader;
   /**
    * The head this sender published last, taken as the name's current head on the next publish instead
    * of fetching it: the conditional update fails if another writer moved the name, and the retry fetches.
@@ -84,12 +93,33 @@ export class Sender {
     this.pageSize = options.pageSize ?? 256;
     this.embed = options.embed ?? "none";
     this.maxAttempts = options.maxAttempts ?? 20;
+    this.maxMessageBytes = options.maxMessageBytes;
+    this.reader = new LogReader(options.remote, options.name);
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
   }
 
   /** Wraps bodies as MVDS messages of one group and appends them durably. Repeated ids are skipped. */
   async append(bodies: Uint8Array[], groupId: Uint8Array, timestamp = BigInt(Math.floor(Date.now() / 1000))): Promise<LocalLogEntry[]> {
-    return this.log.append(bodies.map((body) => encodeMessage(newMessage(groupId, timestamp, body))));
+    return this.appendEncoded(bodies.map((body) => encodeMessage(newMessage(groupId, timestamp, body))));
+  }
+
+  /**
+   * Appends encoded messages durably; repeated ids are skipped. All or nothing: TOO_LARGE (details:
+   * limit, value, taken = the index of the message) when one is larger than maxMessageBytes.
+   */
+  async appendEncoded(messages: Uint8Array[]): Promise<LocalLogEntry[]> {
+    const limit = this.maxMessageBytes;
+    if (limit !== undefined) {
+      const index = messages.findIndex((data) => data.length > limit);
+      if (index !== -1) {
+        throw RemoteLogError.tooLarge(`message ${index} of the batch is ${messages[index].length} bytes, over the CAS's block limit of ${limit} bytes; nothing of the batch was appended`, {
+          limit: "block bytes",
+          value: limit,
+          taken: index,
+        });
+      }
+    }
+    return this.log.append(messages);
   }
 
   /** Publishes every appended message the remote log does not have yet. Safe to repeat at any time. */
@@ -105,25 +135,27 @@ export class Sender {
 
   /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
   private async publishOnce(lostRaces: number): Promise<PublishResult | RemoteLogError> {
-    const current = lostRaces === 0 && this.lastHead ? this.lastHead : await this.remote.fetchName(this.name);
+    // The head is checked as any reader checks it (a key name's record, the page), the one this sender
+    // published last included: a forged head must not be carried into a signed one. An expired record
+    // is taken: publishing again is how it is renewed.
+    const opened = await this.reader.open({ entry: lostRaces === 0 ? this.lastHead : undefined, acceptExpired: true });
+    const current = opened?.entry;
     this.lastHead = undefined;
     // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
     // whatever was published before: everything goes out again, from the first message.
     const mark: Checkpoint = (current && (await this.published.load(this.name))) || { delivered: 0, lastId: new Uint8Array(0) };
     const total = this.log.length;
+    await this.checkMark(mark, total);
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
     let position: PagePosition | null = FIRST_POSITION;
     let already = new Set<string>();
     let foreign = 0;
-    if (current) {
-      const head = decodePage(current.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
+    if (opened) {
+      const head = opened.page;
       // What the chain holds since this sender's last publish: its own messages whose publish was not
       // remembered, and other writers' messages. With no mark, the whole chain.
-      const walk = await walkChain(head, (address) => this.remote.getBlock(address), {
-        stopAtId: mark.delivered > 0 ? mark.lastId : undefined,
-        maxPages: DEFAULT_MAX_PAGES,
-      });
+      const walk = await this.reader.walk(head, { stopAtId: mark.delivered > 0 ? mark.lastId : undefined });
       if (mark.delivered > 0 && !walk.reachedStop) {
         throw RemoteLogError.conflict(
           `name ${JSON.stringify(this.name)} no longer holds message ${toHex(mark.lastId)}, the last this sender published: its log was replaced`,
@@ -138,6 +170,16 @@ export class Sender {
     const version = current?.version ?? 0n;
 
     const pending = (await this.log.read(mark.delivered, total)).filter((entry) => !already.has(toHex(entry.id)));
+    const limit = this.maxMessageBytes;
+    const oversized = limit === undefined ? undefined : pending.find((entry) => entry.data.length > limit);
+    if (oversized) {
+      // Appended before the limit was checked (an older remotelog): it can never be published.
+      throw RemoteLogError.tooLarge(
+        `local message seq ${oversized.seq} is ${oversized.data.length} bytes, over the CAS's block limit of ${limit} bytes, so it cannot be published; ` +
+          "remotelog repair --data DIR --server URL sets it aside (keeping a copy) so that the rest can be",
+        { limit: "block bytes", value: limit, seq: oversized.seq },
+      );
+    }
     if (pending.length === 0) {
       this.lastHead = current;
       await this.remember(total);
@@ -190,6 +232,24 @@ export class Sender {
         const [entry] = await this.log.read(seq, seq + 1);
         return { id: entry.id, address: addressOf(entry.data), data: entry.data };
       }),
+    );
+  }
+
+  /**
+   * The published mark is proof that messages were published from this log: a log shorter than the
+   * mark, or one that holds another message where the mark's last one was, lost messages (or is
+   * another log), and publishing from it would move the mark backwards. DATA_LOSS (details: seq).
+   */
+  private async checkMark(mark: Checkpoint, total: number): Promise<void> {
+    if (mark.delivered === 0) return;
+    const [last] = await this.log.read(mark.delivered - 1, mark.delivered);
+    if (last && equalBytes(last.id, mark.lastId)) return;
+    throw RemoteLogError.dataLoss(
+      `${mark.delivered} messages were published to ${JSON.stringify(this.name)} from this local log, but ` +
+        (last ? `its seq ${mark.delivered - 1} is message ${toHex(last.id)}, not ${toHex(mark.lastId)}` : `it holds only ${total}`) +
+        "; nothing was published. remotelog repair --data DIR --from-remote can refill it from the remote log",
+      undefined,
+      { seq: mark.delivered - 1, name: this.name },
     );
   }
 

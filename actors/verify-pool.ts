@@ -2,10 +2,9 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import type { PairVerifier } from "../core/log-reader.js";
 import type { VerifyRequest, VerifyResponse } from "./verify-worker.js";
 
-/** Fewer messages than this are checked on the caller's thread: handing them over would cost more. */
-export const POOL_MIN_MESSAGES = 256;
 
 /**
  * Threads that check fetched messages for a receiver, so that hashing (two SHA-256 per message, most
@@ -13,7 +12,7 @@ export const POOL_MIN_MESSAGES = 256;
  * means the message checked out; anything else is checked again by the caller, which names the fault.
  * An idle pool never keeps a process alive.
  */
-export class VerifyPool {
+export class VerifyPool implements PairVerifier {
   private readonly workers: Worker[];
   private readonly waiting = new Map<number, (verdicts: Uint8Array) => void>();
   /** Requests each worker has yet to answer: a worker is ref'd only while it has some. */

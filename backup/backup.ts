@@ -49,7 +49,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   if (previous && previous.logName !== source.logName) {
     throw RemoteLogError.conflict(`${target.where} holds a backup of log ${JSON.stringify(previous.logName)}, not of ${JSON.stringify(source.logName)}`);
   }
-  const read = await source.readSince(previous && { lastSeq: previous.lastSeq, lastId: previous.lastId });
+  const read = await source.readSince(previous && { lastSeq: previous.lastSeq, lastId: previous.lastId, sequence: previous.logHead?.sequence });
   const summary = (head: Uint8Array | undefined, packs: number, bytes: number): BackupSummary => ({
     head: head ? addressText(head) : "",
     previous: previous && addressText(previous.address),

@@ -5,11 +5,10 @@ import { pipeline } from "node:stream/promises";
 import { CarWriter } from "@ipld/car/writer";
 import { CarBlockIterator } from "@ipld/car/iterator";
 import { CID } from "multiformats/cid";
-import type { RemoteLike } from "../actors/remote.js";
-import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { addressOf, addressText, equalBytes, RAW_CODEC, SHA2_256, matchesAddress } from "../core/hash.js";
-import { isKeyName, verifyNameRecord } from "../core/names.js";
-import { decodePage, verifyPairData } from "../core/page.js";
+import { RemoteLogError } from "../core/errors.js";
+import { addressOf, addressText, equalBytes, RAW_CODEC, SHA2_256 } from "../core/hash.js";
+import { LogReader } from "../core/log-reader.js";
+import type { LogReadRemote } from "../core/log-remote.js";
 import { dirname } from "node:path";
 import { fsyncDir, ioError, tmpPathFor } from "../stores/file/atomic.js";
 import { readPackBytes } from "./pack-chain.js";
@@ -91,36 +90,32 @@ export async function exportPackChain(store: PackStore, head: Uint8Array, file: 
 
 /**
  * A remote log: the head page (the root: the NS holds it, so the CAR carries it as a block too), every
- * older page, and every message not embedded in its page, each checked by its hashes first.
+ * older page, and every message not embedded in its page, each checked by its hashes first, read as
+ * every verb reads a log (core/log-reader.ts): the head's record against minSequence, at most maxPages.
  */
-export async function exportRemoteLog(remote: RemoteLike, name: string, file: string, progress: Progress = silentProgress): Promise<CarSummary> {
-  const entry = await remote.fetchName(name);
-  if (!entry) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no log at ${remote.nsUrl}`);
-  if (isKeyName(name)) await verifyNameRecord(name, entry.record, entry.content);
-  const root = addressOf(entry.content);
-  return writeCar(file, root, async (put) => {
+export async function exportRemoteLog(
+  remote: LogReadRemote,
+  name: string,
+  file: string,
+  progress: Progress = silentProgress,
+  options: { maxPages?: number; minSequence?: bigint } = {},
+): Promise<CarSummary> {
+  const reader = new LogReader(remote, name, { maxPages: options.maxPages });
+  const head = await reader.require({ floor: options.minSequence });
+  return writeCar(file, head.address, async (put) => {
     progress.start("pages", 0);
-    let page = decodePage(entry.content, `head of ${JSON.stringify(name)}`, ErrorCodes.DATA_LOSS);
-    await put(root, entry.content);
     const seen = new Set<string>();
-    for (;;) {
-      const referenced = page.pair.filter((pair) => pair.data.length === 0 && pair.remoteHash.length > 0);
-      const blocks = referenced.length > 0 ? await remote.getBlocks(referenced.map((pair) => pair.remoteHash)) : [];
-      for (let i = 0; i < referenced.length; i++) {
-        verifyPairData(referenced[i], blocks[i], `message ${addressText(referenced[i].remoteHash)}`);
-        if (seen.has(addressText(referenced[i].remoteHash))) continue;
-        seen.add(addressText(referenced[i].remoteHash));
-        await put(referenced[i].remoteHash, blocks[i]);
+    for await (const { page, address, bytes } of reader.pages(head.page)) {
+      await put(address ?? head.address, bytes ?? head.entry.content);
+      const referenced = page.pair.filter((pair) => pair.data.length === 0 && !pair.redacted);
+      const { pairs, data } = await reader.readMessages(referenced);
+      for (let i = 0; i < pairs.length; i++) {
+        const key = addressText(pairs[i].remoteHash);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        await put(pairs[i].remoteHash, data[i]);
       }
       progress.advance(1);
-      if (page.tail.length === 0) break;
-      const key = addressText(page.tail);
-      if (seen.has(key)) throw RemoteLogError.dataLoss(`page chain of ${JSON.stringify(name)} loops at ${key}`);
-      seen.add(key);
-      const bytes = await remote.getBlock(page.tail);
-      if (!matchesAddress(bytes, page.tail)) throw RemoteLogError.dataLoss(`page ${key} does not hash to its address`);
-      await put(page.tail, bytes);
-      page = decodePage(bytes, `page ${key}`, ErrorCodes.DATA_LOSS);
     }
     progress.stop();
   });

@@ -5,8 +5,9 @@ import { FileLocalLog } from "../stores/file/local-log.js";
 import type { BackedUpTo, LogSource, SourceRead } from "./source.js";
 
 /**
- * A sender's local log directory (stores/file/local-log.ts), opened under its lock: a sender using it
- * at the same time makes this CONFLICT, so a backup never reads a log that is being appended to.
+ * A sender's local log directory (stores/file/local-log.ts), opened read-only: a backup writes nothing
+ * in it and takes no lock, and reads only whole records, so an append in progress is left for the next
+ * backup. A damaged log is DATA_LOSS, never a shorter backup.
  */
 export class LocalLogSource implements LogSource {
   private constructor(
@@ -15,7 +16,7 @@ export class LocalLogSource implements LogSource {
   ) {}
 
   static async open(dir: string, logName?: string): Promise<LocalLogSource> {
-    return new LocalLogSource(await FileLocalLog.open(dir), logName ?? basename(resolve(dir)));
+    return new LocalLogSource(await FileLocalLog.open(dir, { readOnly: true }), logName ?? basename(resolve(dir)));
   }
 
   async readSince(after: BackedUpTo | undefined): Promise<SourceRead> {

@@ -68,6 +68,12 @@ export async function readPackBytes(store: PackStore, address: Uint8Array, newer
   }
   const named = newer ? `, the pack before ${addressText(newer.address)} (seqs up to ${newer.firstSeq - 1}),` : "";
   if (!bytes) throw RemoteLogError.notFound(`pack ${addressText(address)}${named} is missing from ${store.where}`);
-  if (hashLater) hashLater.push(checkAddressAsync(bytes, address));
+  if (hashLater) {
+    const hashing = checkAddressAsync(bytes, address);
+    // Awaited with the others once the chain is read; when this pack or a later one fails to decode first,
+    // nobody awaits it, and its rejection must not surface as an unhandled-rejection trace after the DATA_LOSS.
+    hashing.catch(() => {});
+    hashLater.push(hashing);
+  }
   return { pack: decodePack(bytes, address, { hashed: hashLater !== undefined }), bytes };
 }

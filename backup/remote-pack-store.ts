@@ -1,6 +1,7 @@
-import type { RemoteLike } from "../actors/remote.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
-import { createNameRecord, isKeyName, keyName, verifyNameRecord, type PrivateKey } from "../core/names.js";
+import type { LogRemote } from "../core/log-remote.js";
+import { verifySignedHead } from "../core/name-checks.js";
+import { createNameRecord, isKeyName, keyName, type PrivateKey } from "../core/names.js";
 import { decodeBackupHead, encodeBackupHead } from "./pack-format.js";
 import type { BackupHeadInfo, PackStore } from "./pack-store.js";
 
@@ -13,7 +14,7 @@ export class RemotePackStore implements PackStore {
   readonly headName?: string;
 
   constructor(
-    private readonly remote: RemoteLike,
+    private readonly remote: LogRemote,
     options: { headName?: string; key?: PrivateKey },
     private readonly key = options.key,
   ) {
@@ -45,7 +46,7 @@ export class RemotePackStore implements PackStore {
     const name = this.requireName();
     const entry = await this.remote.fetchName(name);
     if (!entry) return undefined;
-    if (isKeyName(name)) await verifyNameRecord(name, entry.record, entry.content);
+    if (isKeyName(name)) await verifySignedHead(name, entry.content, entry.record, undefined, `backup head ${JSON.stringify(name)} from NS ${this.remote.nsUrl}`, entry.version);
     const head = decodeBackupHead(entry.content);
     if (!head) throw RemoteLogError.conflict(`name ${JSON.stringify(name)} at ${this.remote.nsUrl} is not a backup head (a log's name?)`);
     return { pack: head.pack, version: entry.version };

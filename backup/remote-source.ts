@@ -1,49 +1,43 @@
-import type { RemoteLike } from "../actors/remote.js";
-import { walkChain } from "../core/chain.js";
-import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { addressOf, toHex } from "../core/hash.js";
-import { isKeyName, verifyNameRecord } from "../core/names.js";
-import { decodePage, verifyPairData } from "../core/page.js";
+import { RemoteLogError } from "../core/errors.js";
+import { toHex } from "../core/hash.js";
+import { LogReader } from "../core/log-reader.js";
+import type { LogRemote } from "../core/log-remote.js";
+import { isKeyName } from "../core/names.js";
 import type { BackedUpTo, LogSource, SourceRead } from "./source.js";
 
 /**
- * A remote log by name, read as `receive` reads it: a key name's head must carry a record that
- * verifies; the walk goes back only to the last backed-up message, and every page and message is
- * checked by its hashes (walkChain, verifyPairData).
+ * A remote log by name, read as `receive` reads it (core/log-reader.ts): a key name's head must carry
+ * a record that verifies and is not older than the one the previous backup read; the walk goes back
+ * only to the last backed-up message, and every page and message is checked by its hashes.
  */
 export class RemoteLogSource implements LogSource {
+  private readonly reader: LogReader;
+
   constructor(
-    private readonly remote: RemoteLike,
+    private readonly remote: LogRemote,
     readonly logName: string,
-    private readonly options: { unsigned?: boolean; batch?: number } = {},
-  ) {}
+    private readonly options: { unsigned?: boolean; maxPages?: number } = {},
+  ) {
+    this.reader = new LogReader(remote, logName, { maxPages: options.maxPages });
+  }
 
   async readSince(after: BackedUpTo | undefined): Promise<SourceRead> {
     const name = this.logName;
-    const entry = await this.remote.fetchName(name);
-    if (!entry) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no log at ${this.remote.nsUrl}`);
-    if (isKeyName(name)) await verifyNameRecord(name, entry.record, entry.content);
-    else if (!this.options.unsigned) throw RemoteLogError.invalidArgument(`${JSON.stringify(name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to back it up anyway`);
-    const head = decodePage(entry.content, `head of name ${JSON.stringify(name)}`, ErrorCodes.DATA_LOSS);
-    const walk = await walkChain(head, (address) => this.remote.getBlock(address), { stopAtId: after?.lastId });
+    if (!isKeyName(name) && !this.options.unsigned) {
+      throw RemoteLogError.invalidArgument(`${JSON.stringify(name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to back it up anyway`);
+    }
+    const opened = await this.reader.require({ floor: after?.sequence });
+    const walk = await this.reader.walk(opened.page, { stopAtId: after?.lastId });
     if (after && !walk.reachedStop) {
       throw RemoteLogError.conflict(`name ${JSON.stringify(name)} no longer holds message ${toHex(after.lastId)}, the last one backed up: its log was replaced`);
     }
     // A redacted pair (a tombstone) has no message left to keep: the backup holds what the log still holds.
-    const pairs = walk.pairs.filter((pair) => !pair.redacted);
-    const missing = pairs.filter((pair) => pair.data.length === 0).map((pair) => pair.remoteHash);
-    const fetched = missing.length > 0 ? await this.remote.getBlocks(missing) : [];
-    let next = 0;
-    const messages = pairs.map((pair, i) => {
-      const data = pair.data.length > 0 ? pair.data : fetched[next++];
-      verifyPairData(pair, data, `message ${i} of name ${JSON.stringify(name)}`);
-      return data;
-    });
+    const { pairs, data } = await this.reader.readMessages(walk.pairs, after ? after.lastSeq + 1 : 0);
     return {
       firstSeq: after ? after.lastSeq + 1 : 0,
-      messages,
+      messages: data,
       lastId: pairs.length > 0 ? pairs[pairs.length - 1].localHash : (after?.lastId ?? new Uint8Array(0)),
-      logHead: { page: addressOf(entry.content), sequence: entry.version },
+      logHead: { page: opened.address, sequence: opened.sequence ?? opened.entry.version },
     };
   }
 

@@ -8,6 +8,8 @@
 export interface BackedUpTo {
   lastSeq: number;
   lastId: Uint8Array;
+  /** The record sequence of the log head that backup read, for a remote source: its rollback floor. */
+  sequence?: bigint;
 }
 
 export interface SourceRead {

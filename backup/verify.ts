@@ -1,9 +1,8 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
-import type { Remote } from "../actors/remote.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
-import { addressOf, addressText, equalBytes, toHex } from "../core/hash.js";
-import { isKeyName, verifyNameRecord } from "../core/names.js";
-import { decodePage, verifyPairData } from "../core/page.js";
+import { addressOf, addressText, toHex } from "../core/hash.js";
+import { LogReader } from "../core/log-reader.js";
+import type { LogReadRemote } from "../core/log-remote.js";
 import { checkMessages, verifyLink, type ReadPack } from "./pack-format.js";
 import { readPack } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
@@ -82,81 +81,72 @@ export async function verifyPackChain(store: PackStore, head: Uint8Array, option
 }
 
 /**
- * Checks a remote log by name: the head's record (key names), then every page back to the first,
- * each against the address that named it, with its pairs well formed, its seqids contiguous when the
+ * Checks a remote log by name, read as every verb reads one (core/log-reader.ts): the head's record
+ * (key names; not older than minSequence), then every page back to the first, each against the
+ * address that named it, with its pairs well formed, at most maxPages, its seqids contiguous when the
  * pages carry them, and every skip link naming a page of the chain with the number and first seqid it
  * says. That is the structure, and it reads pages only. With readData every message is fetched (or
  * taken from its page) and checked against H2 and H1. A page that cannot be read ends the walk; every
  * fault found is in the report.
  */
 export async function verifyRemoteLog(
-  remote: Pick<Remote, "fetchName" | "getBlock" | "getBlocks" | "nsUrl">,
+  remote: LogReadRemote,
   name: string,
-  options: { readData?: boolean; progress?: Progress; maxPages?: number } = {},
+  options: { readData?: boolean; progress?: Progress; maxPages?: number; minSequence?: bigint } = {},
 ): Promise<VerifyReport> {
   const started = performance.now();
   const progress = options.progress ?? silentProgress;
-  const maxPages = options.maxPages ?? 10_000_000;
   const faults: Fault[] = [];
+  const reader = new LogReader(remote, name, { maxPages: options.maxPages });
   const entry = await remote.fetchName(name);
   if (!entry) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no log at ${remote.nsUrl}`);
   const headAddress = addressOf(entry.content);
   const headText = `head of ${JSON.stringify(name)} (${addressText(headAddress)})`;
-  if (isKeyName(name)) {
-    try {
-      await verifyNameRecord(name, entry.record, entry.content);
-    } catch (err) {
-      faults.push(faultOf(`record of ${name}`, err));
-    }
-  }
   // Address → (number, first seqid) of every page walked, to check skip links against.
   const pages = new Map<string, { number?: bigint; firstSeqid?: bigint }>();
   let messages = 0;
-  let page: RemoteLog;
+  let head: RemoteLog;
   try {
-    page = decodePage(entry.content, headText, ErrorCodes.DATA_LOSS);
+    head = (await reader.check(entry, { floor: options.minSequence, where: headText })).page;
   } catch (err) {
-    faults.push(faultOf(headText, err));
-    return report();
+    // A record that fails is a fault of its own (a head page that does not decode is DATA_LOSS): the
+    // chain under it is checked still.
+    if (!reader.signed || isRemoteLogError(err, ErrorCodes.DATA_LOSS)) {
+      faults.push(faultOf(headText, err));
+      return report();
+    }
+    faults.push(faultOf(`record of ${name}`, err));
+    try {
+      head = (await new LogReader(remote, name, { signed: false }).check(entry, { where: headText })).page;
+    } catch (err) {
+      faults.push(faultOf(headText, err));
+      return report();
+    }
   }
   const skips: { from: string; address: Uint8Array; number: bigint; firstSeqid: bigint }[] = [];
   const pairs: RemoteLog_Pair[] = [];
-  let address = headAddress;
   let where = headText;
+  let tail = head.tail;
   let bytes = entry.content.length;
-  let objects = 0;
   let expectFirst: bigint | undefined;
   progress.start("pages", 0);
-  for (;;) {
-    objects++;
-    progress.advance(1);
-    pages.set(toHex(address), { number: page.info?.number, firstSeqid: page.info?.firstSeqid });
-    for (const skip of page.info?.skips ?? []) skips.push({ from: where, address: skip.address, number: skip.number, firstSeqid: skip.firstSeqid });
-    if (page.info && expectFirst !== undefined && page.info.firstSeqid + BigInt(page.pair.length) !== expectFirst) {
-      faults.push({ object: where, code: ErrorCodes.DATA_LOSS, problem: `${where} holds seqids ${page.info.firstSeqid}.. for ${page.pair.length} pairs, but the page after it starts at ${expectFirst}` });
+  try {
+    for await (const read of reader.pages(head)) {
+      const { page } = read;
+      if (read.address) where = read.where;
+      tail = page.tail;
+      bytes += read.bytes?.length ?? 0;
+      progress.advance(1);
+      pages.set(toHex(read.address ?? headAddress), { number: page.info?.number, firstSeqid: page.info?.firstSeqid });
+      for (const skip of page.info?.skips ?? []) skips.push({ from: where, address: skip.address, number: skip.number, firstSeqid: skip.firstSeqid });
+      if (page.info && expectFirst !== undefined && page.info.firstSeqid + BigInt(page.pair.length) !== expectFirst) {
+        faults.push({ object: where, code: ErrorCodes.DATA_LOSS, problem: `${where} holds seqids ${page.info.firstSeqid}.. for ${page.pair.length} pairs, but the page after it starts at ${expectFirst}` });
+      }
+      expectFirst = page.info?.firstSeqid;
+      for (const pair of page.pair) pairs.push(pair);
     }
-    expectFirst = page.info?.firstSeqid;
-    for (const pair of page.pair) pairs.push(pair);
-    if (page.tail.length === 0) break;
-    if (pages.has(toHex(page.tail))) {
-      faults.push({ object: where, code: ErrorCodes.DATA_LOSS, problem: `page chain loops: ${where} points back to ${addressText(page.tail)}` });
-      break;
-    }
-    if (objects >= maxPages) {
-      faults.push({ object: where, code: ErrorCodes.DATA_LOSS, problem: `page chain is longer than ${maxPages} pages` });
-      break;
-    }
-    address = page.tail;
-    where = `page ${addressText(address)}`;
-    try {
-      const bytesRead = await remote.getBlock(address);
-      if (!equalBytes(addressOf(bytesRead), address)) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
-      bytes += bytesRead.length;
-      page = decodePage(bytesRead, where, ErrorCodes.DATA_LOSS);
-    } catch (err) {
-      faults.push(faultOf(where, err));
-      break;
-    }
+  } catch (err) {
+    faults.push(faultOf(isRemoteLogError(err) && err.details.limit ? where : `page ${addressText(tail)}`, err));
   }
   if (expectFirst !== undefined && expectFirst !== 0n && faults.length === 0) {
     faults.push({ object: where, code: ErrorCodes.DATA_LOSS, problem: `the first page starts at seqid ${expectFirst}, not 0` });
@@ -179,21 +169,27 @@ export async function verifyRemoteLog(
       const missing = chunk.filter((pair) => pair.data.length === 0);
       const fetched = await fetchAllowingMissing(remote, missing.map((pair) => pair.remoteHash));
       let next = 0;
+      const data: Uint8Array[] = [];
+      const present: RemoteLog_Pair[] = [];
       for (const pair of chunk) {
-        const data = pair.data.length > 0 ? pair.data : fetched[next++];
+        const bytesOf = pair.data.length > 0 ? pair.data : fetched[next++];
         const object = addressText(pair.remoteHash);
-        if (data === undefined) {
+        if (bytesOf === undefined) {
           faults.push({ object, code: ErrorCodes.NOT_FOUND, problem: `message ${toHex(pair.localHash)} (${object}) is missing from the CAS` });
           continue;
         }
-        try {
-          verifyPairData(pair, data, `message ${object}`);
-          bytes += data.length;
-          messages++;
-        } catch (err) {
-          faults.push(faultOf(object, err));
-        }
+        present.push(pair);
+        data.push(bytesOf);
       }
+      const checked = await reader.checkMessages(present, data);
+      checked.forEach((result, j) => {
+        const object = addressText(present[j].remoteHash);
+        if (result instanceof RemoteLogError) faults.push(faultOf(object, new RemoteLogError(result.code, `message ${object}: ${result.text}`, { details: result.details })));
+        else {
+          bytes += data[j].length;
+          messages++;
+        }
+      });
       progress.advance(chunk.length);
     }
     progress.stop();
@@ -208,7 +204,7 @@ export async function verifyRemoteLog(
 }
 
 /** Blocks in order, undefined for a missing one (one by one when a batch names a missing block). */
-async function fetchAllowingMissing(remote: Pick<Remote, "getBlocks" | "getBlock">, addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+async function fetchAllowingMissing(remote: LogReadRemote, addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
   if (addresses.length === 0) return [];
   try {
     return await remote.getBlocks(addresses);

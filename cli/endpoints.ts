@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { Option, type Command } from "commander";
 import { Remote } from "../actors/remote.js";
 import type { KuboRemote } from "../actors/kubo-remote.js";
-import { usageError } from "./command.js";
+import { intOption, usageError } from "./command.js";
 
 export interface EndpointFlags {
   server?: string;
@@ -85,4 +85,22 @@ export function checkKuboNames(flags: EndpointFlags, names: string[], isKeyName:
   if (unsigned !== undefined) {
     throw usageError(`${JSON.stringify(unsigned)} is not a key name (k51…), and --kubo-api reaches IPNS, which holds signed names only`);
   }
+}
+
+/** The log reader's bounds as flags (core/log-reader.ts): the longest chain read, and the rollback floor. */
+export interface ReaderFlags {
+  maxPages: number;
+  minSequence?: number;
+}
+
+/** Adds --max-pages and --min-sequence to a verb that reads a remote log without keeping state. */
+export function readerOptions(command: Command, what = ""): Command {
+  return command
+    .option("--max-pages <n>", `${what}refuse a chain longer than this many pages`, intOption(1), 10_000_000)
+    .option("--min-sequence <n>", `${what}refuse a head whose record is older than this sequence (a rollback)`, intOption(0));
+}
+
+/** The bounds of readerOptions, as the log reader takes them. */
+export function readerBounds(flags: ReaderFlags): { maxPages: number; minSequence?: bigint } {
+  return { maxPages: flags.maxPages, minSequence: flags.minSequence === undefined ? undefined : BigInt(flags.minSequence) };
 }

@@ -4,11 +4,12 @@ import { exportPackChain, exportRemoteLog } from "../backup/car.js";
 import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
 import { newCommand, runCommand, type Io } from "./command.js";
+import { readerBounds, readerOptions, type ReaderFlags } from "./endpoints.js";
 import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "write a backup or a remote log as a CAR file";
 
-interface ExportFlags {
+interface ExportFlags extends ReaderFlags {
   car: string;
   pack?: string;
   name?: string;
@@ -18,7 +19,7 @@ interface ExportFlags {
 }
 
 export function command(io: Io) {
-  return fromOptions(newCommand("export", io), "a directory of packs, or a CAS+NS service URL")
+  return readerOptions(fromOptions(newCommand("export", io), "a directory of packs, or a CAS+NS service URL"), "with a remote log: ")
     .description(
       "Write a backup's pack chain (--pack, a backup head --name, or a directory's HEAD), or a remote log by --name\n" +
         "(its pages and messages), as a CAR v1 file whose root is the head. Every block is a raw CIDv1 sha2-256,\n" +
@@ -39,7 +40,7 @@ export function command(io: Io) {
         const entry = remote && flags.name ? await remote.fetchName(flags.name) : undefined;
         if (remote && !entry) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} does not exist at ${url}`);
         if (remote && entry && !decodeBackupHead(entry.content)) {
-          result = await exportRemoteLog(remote, flags.name!, flags.car, progress);
+          result = await exportRemoteLog(remote, flags.name!, flags.car, progress, readerBounds(flags));
         } else {
           const { store, head } = await headFrom(flags);
           try {

@@ -1,12 +1,11 @@
 import { readFile } from "node:fs/promises";
-import { walkChain } from "../core/chain.js";
-import { ErrorCodes, RemoteLogError } from "../core/errors.js";
+import { RemoteLogError } from "../core/errors.js";
+import { LogReader } from "../core/log-reader.js";
 import { addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
-import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
-import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { endpointOptions, readerBounds, readerOptions, remoteFrom, type EndpointFlags, type ReaderFlags } from "./endpoints.js";
 import { messageJson, pageJson } from "./format.js";
 
 export const summary = "decode a page, a message, a name's chain or a local log as JSON";
@@ -46,29 +45,23 @@ export function command(io: Io) {
       const { bytes, address } = /^[0-9a-fA-F]*$/.test(source) && source.length % 2 === 0 ? { bytes: fromHex(source), address: undefined } : await loadBytes(source, flags, io);
       print(io, { address: address ?? null, bytes: bytes.length, ...messageJson(decodeMessage(bytes)) });
     });
-  endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first"))
+  readerOptions(endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first")))
     .requiredOption("--name <name>", "the name to read")
-    .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
-    .action(async (flags: EndpointFlags & { name: string; maxPages: number }) => {
+    .action(async (flags: EndpointFlags & ReaderFlags & { name: string }) => {
       const remote = await remoteFrom(flags);
       try {
-        const head = await remote.fetchName(flags.name);
+        // The one reader: the head's record is verified (key names), every page checked, the walk bounded.
+        const bounds = readerBounds(flags);
+        const reader = new LogReader(remote, flags.name, { maxPages: bounds.maxPages });
+        const head = await reader.open({ floor: bounds.minSequence });
         if (!head) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} has no remote log`);
-        const headPage = decodePage(head.content, `head of name ${JSON.stringify(flags.name)}`, ErrorCodes.DATA_LOSS);
-        const pages: Record<string, unknown>[] = [{ address: null, ...pageJson(headPage) }];
-        // walkChain checks every page's hash and bounds the walk; the fetcher records what it saw.
-        const walk = await walkChain(headPage, async (address) => {
-          const bytes = await remote.getBlock(address);
-          let page: RemoteLog | undefined;
-          try {
-            page = decodePage(bytes, "page", ErrorCodes.DATA_LOSS);
-          } catch {
-            page = undefined;
-          }
-          pages.push({ address: addressText(address), ...(page ? pageJson(page) : { undecodable: true }) });
-          return bytes;
-        }, { maxPages: flags.maxPages });
-        print(io, { name: flags.name, version: Number(head.version), messages: walk.pairs.length, pageCount: walk.pages, pages });
+        const pages: Record<string, unknown>[] = [];
+        let messages = 0;
+        for await (const { page, address } of reader.pages(head.page)) {
+          pages.push({ address: address ? addressText(address) : null, ...pageJson(page) });
+          messages += page.pair.length;
+        }
+        print(io, { name: flags.name, version: Number(head.entry.version), messages, pageCount: pages.length, pages });
       } finally {
         remote.close();
       }
@@ -80,8 +73,10 @@ export function command(io: Io) {
     .option("--from <seq>", "first seq", intOption(0), 0)
     .option("--limit <n>", "at most this many messages", intOption(0), 1000)
     .action(async (flags: { data: string; from: number; limit: number }) => {
-      const log = await FileLocalLog.open(flags.data);
+      // Read-only: looking at a log, damaged or in use by a sender, changes nothing in its directory.
+      const log = await FileLocalLog.open(flags.data, { readOnly: true });
       try {
+        if (log.tornBytes > 0) io.stderr.write(`remotelog inspect: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not shown (left as they are)\n`);
         const entries = await log.read(flags.from, flags.from + flags.limit);
         print(io, {
           length: log.length,

@@ -24,6 +24,7 @@ const verbs: Record<string, () => Promise<Verb>> = {
   export: () => import("./export.js"),
   import: () => import("./import.js"),
   gc: () => import("./gc.js"),
+  repair: () => import("./repair.js"),
 };
 
 const summaries: Record<string, string> = {
@@ -42,6 +43,7 @@ const summaries: Record<string, string> = {
   export: "write a backup or a remote log as a CAR file",
   import: "load every block of a CAR file into a CAS or a directory",
   gc: "delete CAS blocks that no name and no backup head reaches",
+  repair: "salvage a damaged local log, keeping a copy of everything it sets aside",
 };
 
 function usage(): string {

@@ -93,7 +93,7 @@ export function command(io: Io) {
         const name = names[0].name;
         // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
         const cached = new WriteThroughCheckpoints(checkpoints);
-        const receiver = new Receiver({ name, remote, checkpoints: cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq });
+        const receiver = new Receiver({ name, remote, checkpoints: cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
           for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);

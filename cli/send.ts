@@ -1,7 +1,7 @@
 import { Option } from "commander";
 import { Sender } from "../actors/sender.js";
 import { withRetry } from "../actors/remote.js";
-import { RemoteLogError } from "../core/errors.js";
+import { ErrorCodes, RemoteLogError } from "../core/errors.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
 import { parseEmbed } from "../core/page.js";
 import { join } from "node:path";
@@ -10,7 +10,7 @@ import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
-import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
 
@@ -83,52 +83,87 @@ export function command(io: Io) {
       const recovered = log.recovered;
       if (recovered) {
         // Those bytes were never acknowledged (a crash mid-append), but say so rather than drop them quietly.
-        io.stderr.write(`remotelog send: the local log ended in ${recovered.droppedBytes} bytes of a torn append; cut at byte ${recovered.truncatedAt} and saved to ${recovered.savedTo}\n`);
+        io.stderr.write(`remotelog send: the local log ended in ${recovered.droppedBytes} bytes of a torn append (an incomplete last record); cut at byte ${recovered.truncatedAt} and saved to ${recovered.savedTo}\n`);
       }
+      // What this send took from stdin, appended and published so far: a send that fails part-way says
+      // so, and a caller retries with the lines after `taken` without duplicating any.
+      const progress = { taken: 0, appended: 0, published: 0 };
+      // Set once stdin is being read: a send refused before that took nothing, and says only why.
+      let reading = false;
       const closers: (() => Promise<void>)[] = [];
       try {
+        // A data directory belongs to one name: publishing its log under another would hand every message
+        // (redacted ones too) to another author.
+        const claimed = await log.claim({ name, ...(key ? { key: name } : {}) });
+        if (claimed === "adopted") io.stderr.write(`remotelog send: ${flags.data} had no recorded owner; it now belongs to ${JSON.stringify(name)}, and sends under any other name are refused\n`);
+        const retry = { timeoutMs: flags.retryFor * 1000, signal: io.signal, onRetry: (err: RemoteLogError, delay: number) => io.stderr.write(`remotelog send: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`) };
+        const maxMessageBytes = await blockLimit(remote);
         const published = await FileCheckpointStore.open(join(flags.data, "published"));
         closers.push(() => published.close());
-        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl });
+        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes });
+        progress.published = (await published.load(name))?.delivered ?? 0;
         const defaultGroup = new TextEncoder().encode(flags.group);
-        const publish = () =>
-          withRetry(() => sender.publish(), {
-            timeoutMs: flags.retryFor * 1000,
-            signal: io.signal,
-            onRetry: (err, delay) => io.stderr.write(`remotelog send: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`),
-          });
+        let lostRaces = 0;
+        const publish = async () => {
+          const result = await withRetry(() => sender.publish(), retry);
+          lostRaces += result.lostRaces;
+          progress.published = result.published;
+          return result;
+        };
 
         // Appends are group-committed while stdin is still being read, and a publish runs whenever the
-        // previous one is done, so a slow or endless stdin is published as it goes.
-        let appended = 0;
+        // previous one is done, so a slow or endless stdin is published as it goes. A publish that fails
+        // for good (transient failures were retried for --retry-for) ends the send: with an endless stdin
+        // there would be no final publish to report it.
         let duplicates = 0;
         let publishing: Promise<void> | undefined;
-        let lostRaces = 0;
-        // A failed background publish is reported by the final publish below, which retries it.
-        const kickPublish = () => {
-          const settled = () => {
-            publishing = undefined;
+        let failed: { error: unknown } | undefined;
+        let failure!: (error: unknown) => void;
+        const publishFailed = new Promise<{ failed: true }>((resolve) => {
+          failure = (error) => {
+            failed ??= { error };
+            resolve({ failed: true });
           };
-          publishing ??= publish().then((result) => {
-            lostRaces += result.lostRaces;
-            settled();
-          }, settled);
+        });
+        const kickPublish = () => {
+          publishing ??= publish().then(
+            () => {
+              publishing = undefined;
+            },
+            (error) => {
+              publishing = undefined;
+              failure(error);
+            },
+          );
         };
-        for await (const batch of readIncoming(io, flags.format, defaultGroup)) {
-          if (io.signal.aborted) break;
-          const now = BigInt(Math.floor(Date.now() / 1000));
-          const entries = await log.append(batch.map((item) => encodeIncoming(item, now)));
-          appended += entries.length;
-          duplicates += batch.length - entries.length;
-          kickPublish();
+        const batches = readIncoming(io, flags.format, defaultGroup)[Symbol.asyncIterator]();
+        reading = true;
+        try {
+          for (;;) {
+            const next = await Promise.race([batches.next(), publishFailed]);
+            if ("failed" in next || next.done || io.signal.aborted) break;
+            const batch = next.value;
+            const now = BigInt(Math.floor(Date.now() / 1000));
+            const entries = await sender.appendEncoded(batch.items.map((item) => encodeIncoming(item, now)));
+            progress.taken += batch.lines;
+            progress.appended += entries.length;
+            duplicates += batch.items.length - entries.length;
+            kickPublish();
+          }
+          while (publishing) await publishing;
+          if (failed) throw failed.error;
+        } catch (err) {
+          // stdin may never end: stop reading it so that the process can exit.
+          io.stdin.destroy?.();
+          while (publishing) await publishing;
+          throw err;
         }
-        while (publishing) await publishing;
         const result = await publish();
-        lostRaces += result.lostRaces;
         if (duplicates > 0) io.stderr.write(`remotelog send: skipped ${duplicates} message(s) whose id was already in the log\n`);
         const summaryLine = {
           name,
-          appended,
+          taken: progress.taken,
+          appended: progress.appended,
           duplicates,
           logLength: log.length,
           published: result.published,
@@ -137,13 +172,46 @@ export function command(io: Io) {
           lostRaces,
         };
         if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
-        else io.stderr.write(`remotelog send: appended ${appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
+        else io.stderr.write(`remotelog send: appended ${progress.appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
+      } catch (err) {
+        if (!reading) throw err;
+        throw partWay(err, progress, log.length, flags.json ? (line) => io.stdout.write(`${JSON.stringify({ name, ...line })}\n`) : undefined);
       } finally {
         remote.close();
         for (const close of closers) await close();
         await log.close();
       }
     });
+}
+
+/**
+ * The largest message the CAS takes, checked before a message is appended. A CAS that is unreachable
+ * now must not keep a send from appending (it publishes later), so then the common default is assumed:
+ * 1 MiB, the block limit of remotelog serve, the draft's CAS and Kubo. Undefined from a CAS that does
+ * not advertise a limit.
+ */
+async function blockLimit(remote: Pick<AnyRemote, "casLimits">): Promise<number | undefined> {
+  try {
+    return (await remote.casLimits())?.maxBlockBytes;
+  } catch (err) {
+    if (err instanceof RemoteLogError && err.code === ErrorCodes.UNAVAILABLE) return DEFAULT_BLOCK_BYTES;
+    throw err;
+  }
+}
+
+const DEFAULT_BLOCK_BYTES = 1024 * 1024;
+
+/**
+ * The error of a send that failed, saying how far it got: details.taken is how many input lines (or
+ * items) were appended durably, so a retry feeds only the lines after them; with --json the closing
+ * summary carries the counts and the error.
+ */
+function partWay(err: unknown, progress: { taken: number; appended: number; published: number }, logLength: number, printJson?: (line: Record<string, unknown>) => void): unknown {
+  if (!(err instanceof RemoteLogError)) return err;
+  const counts = `took ${progress.taken} input line(s) (appended ${progress.appended}; ${progress.published} of the log's ${logLength} published)`;
+  printJson?.({ taken: progress.taken, appended: progress.appended, published: progress.published, logLength, error: { code: err.code, message: err.text } });
+  const error = new RemoteLogError(err.code, `${err.text}; this send ${counts}`, { cause: err, details: { ...err.details, taken: progress.taken } });
+  return error;
 }
 
 /** The name to publish and the key to sign with, from --key, --name and --unsigned. */
@@ -171,38 +239,65 @@ function encodeIncoming(item: Incoming, now: bigint): Uint8Array {
 
 const BATCH_LINES = 8192;
 
-/** Yields stdin as batches of messages, one batch per few chunks, so appends are group-committed. */
-async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Array): AsyncGenerator<Incoming[]> {
+/** Messages to append, and how many input lines they came from (blank jsonl lines count, but give none). */
+interface IncomingBatch {
+  items: Incoming[];
+  lines: number;
+}
+
+/**
+ * Yields stdin as batches of messages, one batch per few chunks, so appends are group-committed. A line
+ * that does not parse ends it, after yielding the lines before it.
+ */
+async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Array): AsyncGenerator<IncomingBatch> {
   if (format === "raw") {
     const chunks: Buffer[] = [];
     for await (const chunk of io.stdin) chunks.push(chunk as Buffer);
-    if (chunks.length > 0) yield [{ body: new Uint8Array(Buffer.concat(chunks)), group }];
+    if (chunks.length > 0) yield { items: [{ body: new Uint8Array(Buffer.concat(chunks)), group }], lines: 1 };
     return;
   }
   let rest: Buffer = Buffer.alloc(0);
   let lineNo = 0;
   let batch: Incoming[] = [];
+  let batchLines = 0;
+  let bad: unknown;
   const take = (line: Buffer) => {
-    lineNo++;
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
     if (format === "lines") batch.push({ body: new Uint8Array(line), group });
-    else if (line.length > 0) batch.push(parseJsonLine(line.toString("utf8"), lineNo, group));
+    else if (line.length > 0) batch.push(parseJsonLine(line.toString("utf8"), lineNo + 1, group));
+    lineNo++;
+    batchLines++;
+  };
+  const flush = () => {
+    const out = { items: batch, lines: batchLines };
+    batch = [];
+    batchLines = 0;
+    return out;
   };
   for await (const chunk of io.stdin) {
     let buffer = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
     let start = 0;
-    for (let nl = buffer.indexOf(10, start); nl !== -1; nl = buffer.indexOf(10, start)) {
-      take(buffer.subarray(start, nl));
-      start = nl + 1;
+    try {
+      for (let nl = buffer.indexOf(10, start); nl !== -1; nl = buffer.indexOf(10, start)) {
+        take(buffer.subarray(start, nl));
+        start = nl + 1;
+      }
+    } catch (err) {
+      bad = err;
+      break;
     }
     rest = Buffer.from(buffer.subarray(start));
-    if (batch.length >= BATCH_LINES || (batch.length > 0 && io.stdin.readableLength === 0)) {
-      yield batch;
-      batch = [];
+    if (batchLines >= BATCH_LINES || (batchLines > 0 && io.stdin.readableLength === 0)) yield flush();
+  }
+  if (bad === undefined && rest.length > 0) {
+    try {
+      take(rest);
+    } catch (err) {
+      bad = err;
     }
   }
-  if (rest.length > 0) take(rest);
-  if (batch.length > 0) yield batch;
+  if (batchLines > 0) yield flush();
+  if (bad !== undefined) throw bad;
 }
 
 function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): Incoming {

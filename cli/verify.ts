@@ -4,11 +4,12 @@ import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
 import { verifyPackChain, verifyRemoteLog, type VerifyReport } from "../backup/verify.js";
 import { newCommand, runCommand, usageError, type Io } from "./command.js";
+import { readerBounds, readerOptions, type ReaderFlags } from "./endpoints.js";
 import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "check a backup's pack chain or a remote log; name every missing or corrupt object";
 
-interface VerifyFlags {
+interface VerifyFlags extends ReaderFlags {
   pack?: string;
   name?: string;
   from?: string;
@@ -18,7 +19,7 @@ interface VerifyFlags {
 }
 
 export function command(io: Io) {
-  return fromOptions(newCommand("verify", io), "a directory of packs, or a CAS+NS service URL")
+  return readerOptions(fromOptions(newCommand("verify", io), "a directory of packs, or a CAS+NS service URL"), "with a remote log: ")
     .description(
       "Check a backup (--pack CID, a backup head --name, or a directory's HEAD) or a remote log (--name of a log):\n" +
         "its structure always (packs: present, CID, header, contiguous links down to seq 0; logs: the head's\n" +
@@ -53,7 +54,11 @@ export function command(io: Io) {
               await store.close();
             }
           } else {
-            report = await verifyRemoteLog(remote, flags.name, { readData: flags.readData, progress });
+            report = await verifyRemoteLog(remote, flags.name, {
+              readData: flags.readData,
+              progress,
+              ...readerBounds(flags),
+            });
           }
         } finally {
           remote.close();

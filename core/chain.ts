@@ -32,39 +32,59 @@ export interface WalkResult {
 
 export const DEFAULT_MAX_PAGES = 10_000_000;
 
+/** One page of a chain as chainPages reads it. */
+export interface ChainPage {
+  page: RemoteLog;
+  /** Its address and bytes as fetched; absent for the head, which the NS holds. */
+  address?: Uint8Array;
+  bytes?: Uint8Array;
+  /** Where it is, for errors: "head page" or "page <cid>". */
+  where: string;
+}
+
 /**
- * Walks a chain from its head towards the first page, only as far as stopAtId. Every fetched page must
- * hash to the tail that named it; a tail seen twice is a loop. Both are DATA_LOSS.
+ * The pages of a chain, the head first, each fetched only when the one before has been taken. Every
+ * fetched page must hash to the tail that named it and decode; a tail seen twice is a loop, and more
+ * than maxPages pages (head included) a chain too long. All three are DATA_LOSS, thrown when reached.
+ */
+export async function* chainPages(head: RemoteLog, fetchPage: PageFetcher, maxPages: number = DEFAULT_MAX_PAGES): AsyncGenerator<ChainPage> {
+  const seen = new Set<string>();
+  let current: ChainPage = { page: head, where: "head page" };
+  for (let pages = 1; ; pages++) {
+    yield current;
+    const { page, where } = current;
+    if (page.tail.length === 0) return;
+    const key = toHex(page.tail);
+    if (seen.has(key)) throw RemoteLogError.dataLoss(`page chain loops: ${where} points back to page ${addressText(page.tail)}`, undefined, { address: addressText(page.tail) });
+    seen.add(key);
+    if (pages >= maxPages) throw RemoteLogError.dataLoss(`page chain is longer than ${maxPages} pages (at ${where})`, undefined, { limit: "pages", value: maxPages });
+    const address = page.tail;
+    const bytes = await fetchPage(address);
+    const next = `page ${addressText(address)}`;
+    if (!matchesAddress(bytes, address)) throw RemoteLogError.dataLoss(`${next} does not hash to its address`, undefined, { address: addressText(address) });
+    current = { page: decodePage(bytes, next, ErrorCodes.DATA_LOSS), address, bytes, where: next };
+  }
+}
+
+/**
+ * Walks a chain from its head towards the first page, only as far as stopAtId (chainPages: every page
+ * checked, loops and chains over maxPages refused).
  */
 export async function walkChain(head: RemoteLog, fetchPage: PageFetcher, options: WalkOptions = {}): Promise<WalkResult> {
-  const maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
   const stopAt = options.stopAtId;
   const newestFirst: RemoteLog_Pair[] = [];
-  const seen = new Set<string>();
-  let page = head;
-  let pages = 1;
-  let where = "head page";
-  for (;;) {
+  let pages = 0;
+  for await (const { page } of chainPages(head, fetchPage, options.maxPages)) {
     if (options.takeWhile && !options.takeWhile(page)) break;
+    pages++;
     const stop = stopAt ? page.pair.findIndex((pair) => equalBytes(pair.localHash, stopAt)) : -1;
     const fresh = stop === -1 ? page.pair : page.pair.slice(0, stop);
     const more = options.onPage?.(fresh, page);
     for (const pair of fresh) newestFirst.push(pair);
     if (stop !== -1) return { pairs: newestFirst.reverse(), pages, reachedStop: true };
     if (more === false) return { pairs: newestFirst.reverse(), pages, reachedStop: false };
-    if (page.tail.length === 0) break;
-    const key = toHex(page.tail);
-    if (seen.has(key)) throw RemoteLogError.dataLoss(`page chain loops: ${where} points back to page ${addressText(page.tail)}`);
-    seen.add(key);
-    if (pages >= maxPages) throw RemoteLogError.dataLoss(`page chain is longer than ${maxPages} pages (at ${where})`);
-    const address = page.tail;
-    const bytes = await fetchPage(address);
-    where = `page ${addressText(address)}`;
-    if (!matchesAddress(bytes, address)) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
-    page = decodePage(bytes, where, ErrorCodes.DATA_LOSS);
-    pages++;
   }
-  return { pairs: newestFirst.reverse(), pages, reachedStop: stopAt === undefined };
+  return { pairs: newestFirst.reverse(), pages: Math.max(pages, 1), reachedStop: stopAt === undefined };
 }
 
 /** Fetches many pages' bytes at once, in the order asked. The collection checks them against their addresses. */

@@ -4,7 +4,7 @@ import * as Digest from "multiformats/hashes/digest";
 import { toBinary, fromBinary, create } from "@bufbuild/protobuf";
 import { MessageSchema, type Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError } from "./errors.js";
-import { decodeCommonMessage } from "./message-decode.js";
+import { decodeCommonMessage, legacyMvdsField } from "./message-decode.js";
 
 /** The multicodec of raw bytes, the only codec our CAS addresses use. */
 export const RAW_CODEC = 0x55;
@@ -170,11 +170,19 @@ export function encodeMessage(message: Message): Uint8Array {
 export function decodeMessage(bytes: Uint8Array, where = "message"): Message {
   const common = decodeCommonMessage(bytes);
   if (common) return common;
+  let message: Message;
   try {
-    return fromBinary(MessageSchema, bytes);
+    message = fromBinary(MessageSchema, bytes);
   } catch (err) {
     throw RemoteLogError.invalidArgument(`${where} is not a vac.mvds.Message (${(err as Error).message})`, err);
   }
+  const legacy = legacyMvdsField(message);
+  if (legacy !== undefined) {
+    throw RemoteLogError.invalidArgument(
+      `${where} is a legacy MVDS message (field ${legacy}: MVDS v0.0.23 or before, package mvds), not a vac.mvds.Message; remotelog does not read those: re-encode it with the current field numbers`,
+    );
+  }
+  return message;
 }
 
 export function newMessage(groupId: Uint8Array, timestamp: bigint, body: Uint8Array): Message {

@@ -68,6 +68,19 @@ export function decodeCommonMessage(bytes: Uint8Array): Message | undefined {
 const EMPTY = new Uint8Array(0);
 
 /*
+ * MVDS v0.0.23 and before (`package mvds`) numbered the same fields 5001-5004 (Payload) and 6001-6003
+ * (Message). To the current decoder such bytes are a valid, empty vac.mvds.Message with unknown
+ * fields, whose id is the empty message's: a silent wrong answer. We read no legacy messages, so they
+ * are refused by name (design/remote-log.md §2: a legacy decoder, if ever, is explicit, never a guess).
+ */
+const LEGACY_FIELDS = new Set([5001, 5002, 5003, 5004, 6001, 6002, 6003]);
+
+/** The first legacy MVDS field number among a decoded message's unknown fields, or undefined. */
+export function legacyMvdsField(message: Pick<Message, "$unknown">): number | undefined {
+  return message.$unknown?.find((field) => LEGACY_FIELDS.has(field.no))?.no;
+}
+
+/*
  * The same for pages (vac.cas.RemoteLog): pairs of fields 1-5 at most once each, a tail and page info
  * at most once each, nothing else. A receiver decodes a page per round trip while walking, and the generic decoder's
  * objects were most of its garbage.

@@ -66,6 +66,16 @@ export interface NameStore {
    * each metrics scrape, not on any request's path.
    */
   count?(): Promise<number>;
+  /**
+   * Every name and its entry. Optional, the capability gc needs to find its roots (canList): a
+   * backend that cannot list its names (IPNS) leaves it out.
+   */
+  list?(): AsyncIterable<[string, NameEntry]>;
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;
+}
+
+/** Whether a name store can list its names, as gc needs. */
+export function canList<T extends NameStore>(store: T | undefined): store is T & { list(): AsyncIterable<[string, NameEntry]> } {
+  return typeof store?.list === "function";
 }

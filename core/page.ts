@@ -324,20 +324,22 @@ export function planPages(
 
 /**
  * Checks fetched or embedded message bytes against their pair: H2 against the bytes, H1 against the
- * decoded message. Returns the message, or throws DATA_LOSS naming the pair.
+ * decoded message. Returns the message, or throws DATA_LOSS naming the pair (after where, when given).
  */
-export function verifyPairData(pair: Pick<RemoteLog_Pair, "remoteHash" | "localHash">, data: Uint8Array, where: string): Message {
+export function verifyPairData(pair: Pick<RemoteLog_Pair, "remoteHash" | "localHash">, data: Uint8Array, where?: string): Message {
+  const at = where ? `${where}: ` : "";
+  const address = addressText(pair.remoteHash);
   if (!matchesAddress(data, pair.remoteHash)) {
-    throw RemoteLogError.dataLoss(`${where}: bytes of message ${toHex(pair.localHash)} do not hash to its address ${addressText(pair.remoteHash)}`);
+    throw RemoteLogError.dataLoss(`${at}bytes of message ${toHex(pair.localHash)} do not hash to its address ${address}`, undefined, { address });
   }
   let message: Message;
   try {
-    message = decodeMessage(data, where);
+    message = decodeMessage(data, where ?? "message");
   } catch (err) {
-    throw RemoteLogError.dataLoss(`${where}: data at ${addressText(pair.remoteHash)} is not a vac.mvds.Message`, err);
+    throw RemoteLogError.dataLoss(`${at}data at ${address} is not a vac.mvds.Message`, err, { address });
   }
   if (!equalBytes(messageId(message), pair.localHash)) {
-    throw RemoteLogError.dataLoss(`${where}: message at ${addressText(pair.remoteHash)} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`);
+    throw RemoteLogError.dataLoss(`${at}message at ${address} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`, undefined, { address });
   }
   return message;
 }

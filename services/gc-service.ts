@@ -1,8 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CollectResponseSchema, type CollectRequest, type CollectResponse, type GcService } from "../gen/remotelog/v1/gc_pb.js";
-import { collectGarbage, DEFAULT_GRACE_MS, type NameLister } from "../backup/gc.js";
-import type { FsContentStore } from "../stores/fs/content-store.js";
+import { collectGarbage, DEFAULT_GRACE_MS, type GcOptions, type NameLister } from "../backup/gc.js";
 
 /**
  * `remotelog.v1.GcService`: gc of the server's own fs CAS, run inside the server so that it shares the
@@ -12,7 +11,7 @@ import type { FsContentStore } from "../stores/fs/content-store.js";
  */
 export class GcServiceImpl implements ServiceImpl<typeof GcService> {
   constructor(
-    private readonly store: FsContentStore,
+    private readonly store: GcOptions["store"],
     private readonly names: NameLister,
     private readonly graceMs: number = DEFAULT_GRACE_MS,
   ) {}
@@ -35,9 +34,4 @@ export class GcServiceImpl implements ServiceImpl<typeof GcService> {
       ms: BigInt(summary.ms),
     });
   }
-}
-
-/** Whether the stores can be collected: the fs CAS and an NS that lists its names. */
-export function collectable(content: unknown, names: unknown): content is FsContentStore {
-  return typeof (content as FsContentStore | undefined)?.sweepPack === "function" && typeof (names as NameLister | undefined)?.list === "function";
 }

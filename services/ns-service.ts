@@ -2,9 +2,9 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { ContentSchema, ResponseSchema, type Content, type NameUpdate, type NS, type Query, type Response } from "../gen/vac/cas/cas_pb.js";
 import type { NameEntry, NameStore } from "../core/name-store.js";
-import { isRemoteLogError, RemoteLogError } from "../core/errors.js";
-import { equalBytes } from "../core/hash.js";
-import { canonicalKeyName, checkFreeFormName, isKeyName, verifyNameRecord } from "../core/names.js";
+import { RemoteLogError } from "../core/errors.js";
+import { applySignedUpdate, checkName } from "../core/name-checks.js";
+import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
 import { Authority, peerOf, type Peer, type Writer } from "./auth.js";
 import { WatchManyResponseSchema, type WatchManyRequest, type WatchManyResponse } from "../gen/remotelog/v1/names_pb.js";
 
@@ -134,29 +134,10 @@ export class NsService implements ServiceImpl<typeof NS> {
       return create(ResponseSchema, { version });
     }
 
-    if (record.length === 0) throw RemoteLogError.permissionDenied(`name ${name} is a key name, and the update carries no signed record`);
-    const { sequence } = await verifyNameRecord(name, record, content);
     const writer = this.authority.keyWriter(name);
-    const current = await this.store.get(name);
-    const unchanged = checkSequence(name, sequence, current, content, record, expectedVersion);
-    if (unchanged !== undefined) return create(ResponseSchema, { version: unchanged });
-    try {
-      const version = await put(writer, {
-        record,
-        version: sequence,
-        ...(expectedVersion !== undefined ? { expectedVersion } : {}),
-      });
-      this.watchers.notify(name, { content, version, record });
-      return create(ResponseSchema, { version });
-    } catch (err) {
-      // Another update of the name won the race since we looked; judge this one again against it, so
-      // that two publishers of the same record both succeed and a loser gets the precise reason.
-      if (!isRemoteLogError(err, "ABORTED")) throw err;
-      const now = await this.store.get(name);
-      const again = checkSequence(name, sequence, now, content, record, expectedVersion);
-      if (again !== undefined) return create(ResponseSchema, { version: again });
-      throw err;
-    }
+    const { version, stored } = await applySignedUpdate(this.store, name, content, record, expectedVersion, (options) => put(writer, options));
+    if (stored) this.watchers.notify(name, { content, version, record });
+    return create(ResponseSchema, { version });
   }
 
   /**
@@ -245,54 +226,7 @@ export class NsService implements ServiceImpl<typeof NS> {
   }
 }
 
-/**
- * Judges a verified record's sequence against the name's stored entry: throws CONFLICT when the
- * update must not apply, returns the current version when it is the stored update itself (a
- * republish, which changes nothing), and undefined when it is newer and should be stored.
- */
-function checkSequence(
-  name: string,
-  sequence: bigint,
-  current: NameEntry | undefined,
-  content: Uint8Array,
-  record: Uint8Array,
-  expectedVersion: bigint | undefined,
-): bigint | undefined {
-  const version = current?.version ?? 0n;
-  if (expectedVersion !== undefined && expectedVersion !== version) {
-    throw RemoteLogError.aborted(`name ${name} is at version ${version}, not ${expectedVersion}`, { name });
-  }
-  if (sequence < version) {
-    throw RemoteLogError.conflict(`record for name ${name} has sequence ${sequence}, older than the name's version ${version}: stale or replayed`);
-  }
-  if (sequence > version) return undefined;
-  if (current === undefined) {
-    throw RemoteLogError.conflict(`record for name ${name} has sequence 0; a key name's first record has sequence 1 or more`);
-  }
-  if (equalBytes(current.record, record) && equalBytes(current.content, content)) return version;
-  throw RemoteLogError.conflict(`record for name ${name} has sequence ${sequence}, the name's version, but not the stored record and content`);
-}
-
-// Controls (C0, DEL, C1) make names that print alike but differ, and break log lines. Unpaired
-// surrogates have no UTF-8 form, and U+FFFD is what bytes that were not UTF-8 on the wire decode to:
-// either way the name the client meant is unknown.
-const FORBIDDEN_IN_NAMES = /[\p{Cc}\p{Cs}\uFFFD]/u;
-
-/**
- * The one check of a name's spelling, for Update and Fetch alike (a key name's record is checked by
- * update). INVALID_ARGUMENT for an empty name, a name over maxNameBytes
- * of UTF-8, or one holding control characters or unpaired surrogates.
- */
-export function checkName(name: string, maxNameBytes: number): void {
-  if (name.length === 0) throw RemoteLogError.invalidArgument("name is empty");
-  const bytes = Buffer.byteLength(name, "utf8");
-  if (bytes > maxNameBytes) {
-    throw RemoteLogError.invalidArgument(`name of ${bytes} bytes is over the limit of ${maxNameBytes} bytes: ${JSON.stringify(name.slice(0, 64))}…`);
-  }
-  if (FORBIDDEN_IN_NAMES.test(name)) {
-    throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} holds control characters or bytes that are not UTF-8`);
-  }
-}
+export { checkName };
 
 /** One Watch stream's view of its name: the newest entry not yet taken, or undefined once closed. */
 interface Subscription {

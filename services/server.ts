@@ -18,8 +18,9 @@ import { HealthService } from "./health-service.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { ServerInfoServiceImpl } from "./info-service.js";
 import { GcService } from "../gen/remotelog/v1/gc_pb.js";
-import { collectable, GcServiceImpl } from "./gc-service.js";
-import type { NameLister } from "../backup/gc.js";
+import { GcServiceImpl } from "./gc-service.js";
+import { canSweep } from "../core/content-store.js";
+import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { Authority, peerKey, type WritePolicy } from "./auth.js";
@@ -103,8 +104,8 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
     }
     // gc runs in the process that holds the stores (remotelog gc --server); only the fs CAS supports it.
     // On this listener it is for admin-token holders only; adminRoutes() serves it to all who reach that one.
-    if (collectable(deps.content, deps.names)) {
-      const gc = new GcServiceImpl(deps.content, deps.names as unknown as NameLister, deps.gcGraceMs);
+    if (canSweep(deps.content) && canList(deps.names)) {
+      const gc = new GcServiceImpl(deps.content, deps.names, deps.gcGraceMs);
       const guarded: typeof gc = Object.assign(Object.create(gc) as typeof gc, {
         collect: (request: Parameters<typeof gc.collect>[0], context?: HandlerContext) => {
           authority.checkAdmin(context, "GcService/Collect");
@@ -133,8 +134,8 @@ export function adminRoutes(deps: Pick<RouteDeps, "content" | "names" | "gcGrace
   return (router, server) => {
     const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd: deps.onCallEnd };
     const mounted: string[] = [];
-    if (collectable(deps.content, deps.names)) {
-      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names as unknown as NameLister, deps.gcGraceMs), observer));
+    if (canSweep(deps.content) && canList(deps.names)) {
+      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names, deps.gcGraceMs), observer));
       mounted.push(GcService.typeName);
     }
     router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));

@@ -8,23 +8,29 @@
  *        data (an encoded vac.mvds.Message)
  *
  * A record's seq is its position in the file. Each append() writes all its records with one write
- * and one fdatasync. A crash during an append can leave a torn or garbled tail (the record was never
- * acknowledged), so open() keeps the longest prefix of whole, checksummed records and truncates the
- * rest. It cannot tell bit rot in the middle of the file from a torn tail (a crash may lose a middle
- * page of the last write and keep a later one), so it never throws the cut bytes away: they are saved
- * first to `log.bin.tail-<offset>-<time>`, and `recovered` says where, for the caller to report.
+ * and one fdatasync, so a crash during an append can leave only an incomplete last record (a torn
+ * append, never acknowledged). A writer's open() cuts that, after saving its bytes to
+ * `log.bin.tail-<offset>-<time>`, and says so in `recovered`. Anything else is damage: a whole record
+ * whose checksum fails, or a length that runs past the end while a whole record follows it, anywhere in
+ * the file. That is DATA_LOSS naming the file, the offset and the seq, and nothing is cut, moved or
+ * rewritten: `remotelog repair` (cli/repair.ts) salvages a damaged log on purpose.
+ *
+ * `<dir>/owner.json` records whom the log belongs to ({"format":1,"name":…,"key"?:…}), written on the
+ * first claim().
  */
 import { crc32 } from "node:zlib";
-import { open, type FileHandle } from "node:fs/promises";
+import { open, readFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import type { LocalLog, LocalLogEntry } from "../../core/local-log.js";
+import { ownerMismatch, type ClaimResult, type LocalLog, type LocalLogEntry, type LogOwner } from "../../core/local-log.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
 import { decodeMessage, messageId, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
 
-const HEADER_SIZE = 4 + 32 + 4;
+export const HEADER_SIZE = 4 + 32 + 4;
+export const LOG_FILE = "log.bin";
+export const OWNER_FILE = "owner.json";
 
 export interface LogRecovery {
   /** Where the file was cut: the end of the last whole record. */
@@ -35,9 +41,62 @@ export interface LogRecovery {
   savedTo: string;
 }
 
+/** One whole record of log.bin whose checksum holds; id and data are views of the file's bytes. */
+export interface LogRecord {
+  offset: number;
+  end: number;
+  id: Uint8Array;
+  data: Uint8Array;
+}
+
+/**
+ * The record at offset `at` of a log.bin's bytes: the record when whole and checksummed, "incomplete"
+ * when its header or data runs past the end, "bad" when whole but its checksum fails.
+ */
+export function recordAt(bytes: Uint8Array, at: number): LogRecord | "incomplete" | "bad" {
+  if (at + HEADER_SIZE > bytes.length) return "incomplete";
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const end = at + HEADER_SIZE + view.getUint32(at, true);
+  if (end > bytes.length) return "incomplete";
+  // Plain Uint8Array views, not Buffers, whatever bytes is: callers compare them as Uint8Arrays.
+  const id = new Uint8Array(bytes.buffer, bytes.byteOffset + at + 4, 32);
+  const data = new Uint8Array(bytes.buffer, bytes.byteOffset + at + HEADER_SIZE, end - at - HEADER_SIZE);
+  if (crc32(data, crc32(id)) !== view.getUint32(at + 36, true)) return "bad";
+  return { offset: at, end, id, data };
+}
+
+/** Writes one record (length, id, crc32 of id and data, data) into bytes at `at`; returns where it ends. */
+export function writeRecord(bytes: Buffer, at: number, id: Uint8Array, data: Uint8Array): number {
+  bytes.writeUInt32LE(data.length, at);
+  bytes.set(id, at + 4);
+  bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
+  bytes.set(data, at + HEADER_SIZE);
+  return at + HEADER_SIZE + data.length;
+}
+
+/** The first offset at or after from where a whole, checksummed record starts, or -1. */
+export function nextRecordStart(bytes: Uint8Array, from: number): number {
+  for (let at = from; at + HEADER_SIZE <= bytes.length; at++) {
+    if (typeof recordAt(bytes, at) === "object") return at;
+  }
+  return -1;
+}
+
+/**
+ * What follows the whole records of a log.bin that ends at `at` with something else: "torn" when it
+ * can only be an incomplete last append (it is not whole, and no whole record starts after it; or it
+ * is all zeros, a file that grew before its data reached the disk), "damaged" otherwise.
+ */
+export function classifyTail(bytes: Uint8Array, at: number, found: "incomplete" | "bad"): "torn" | "damaged" {
+  if (bytes.subarray(at).every((byte) => byte === 0)) return "torn";
+  if (found === "bad") return "damaged";
+  return nextRecordStart(bytes, at + 1) === -1 ? "torn" : "damaged";
+}
+
 /**
  * The sender's durable local log: `<dir>/log.bin` (format above), locked by `<dir>/LOCK` so that one
- * process at a time has it open.
+ * writer at a time has it open. Opened read-only, it takes no lock and writes nothing at all, so a
+ * read-only verb can look at a log, damaged or in use, without changing a byte or an mtime.
  *
  * Every entry is kept in memory, data included, from open to close: reads and seqOf never touch the
  * disk, and a sender's log of a million 300-byte messages is a few hundred megabytes. A log that
@@ -52,34 +111,66 @@ export class FileLocalLog implements LocalLog {
   /** Bytes of whole records in log.bin: where the next append writes. */
   private size = 0;
   private recovery: LogRecovery | undefined;
+  private torn = 0;
+  private recordedOwner: LogOwner | undefined;
 
   private constructor(
     readonly dir: string,
-    private readonly handle: FileHandle,
-    private readonly lock: LockFile,
+    private readonly handle: FileHandle | undefined,
+    private readonly lock: LockFile | undefined,
   ) {}
 
   get length(): number {
     return this.entries.length;
   }
 
-  /** Set when open() cut a torn or damaged tail off log.bin. */
+  get path(): string {
+    return join(this.dir, LOG_FILE);
+  }
+
+  /** Set when a writer's open() cut a torn append off log.bin. */
   get recovered(): LogRecovery | undefined {
     return this.recovery;
   }
 
+  /** Bytes of a torn append that a read-only open left in place (and does not read). */
+  get tornBytes(): number {
+    return this.torn;
+  }
+
+  get owner(): LogOwner | undefined {
+    return this.recordedOwner;
+  }
+
   /**
-   * Opens (creating if needed) the log in dir. Truncates a torn or damaged tail, durably, after saving
-   * it beside log.bin, and says so in `recovered`. Throws CONFLICT when another live process (or this one) has the log open, DATA_LOSS
-   * when log.bin holds one id twice, INTERNAL on an I/O failure.
+   * Opens the log in dir. A writer (the default) creates it if needed, takes the lock, and cuts a torn
+   * append after saving it beside log.bin (see `recovered`). With readOnly it takes no lock, creates and
+   * cuts nothing, and reads only the whole records (NOT_FOUND when there is no log). Throws DATA_LOSS
+   * (details: file, offset, seq) when log.bin is damaged or holds one id twice, or owner.json does not
+   * parse; CONFLICT when another live process (or this one) has the log open for writing; INTERNAL on
+   * an I/O failure.
    */
-  static async open(dir: string): Promise<FileLocalLog> {
+  static async open(dir: string, options: { readOnly?: boolean } = {}): Promise<FileLocalLog> {
+    if (options.readOnly) {
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(join(dir, LOG_FILE));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`);
+        throw ioError(`cannot read local log ${dir}`, err);
+      }
+      const log = new FileLocalLog(dir, undefined, undefined);
+      log.size = log.load(bytes);
+      log.torn = bytes.length - log.size;
+      log.recordedOwner = await readOwner(dir);
+      return log;
+    }
     await ensureDir(dir);
     const lock = await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
     let handle: FileHandle | undefined;
     try {
       await removeLeftoverTmp(dir);
-      const path = join(dir, "log.bin");
+      const path = join(dir, LOG_FILE);
       let created = false;
       try {
         handle = await open(path, "r+");
@@ -91,9 +182,10 @@ export class FileLocalLog implements LocalLog {
       if (created) await fsyncDir(dir);
       const bytes = await handle.readFile();
       const log = new FileLocalLog(dir, handle, lock);
-      log.size = log.load(path, bytes);
+      log.size = log.load(bytes);
+      log.recordedOwner = await readOwner(dir);
       if (log.size < bytes.length) {
-        const savedTo = join(dir, `log.bin.tail-${log.size}-${Date.now()}`);
+        const savedTo = join(dir, `${LOG_FILE}.tail-${log.size}-${Date.now()}`);
         await writeFileAtomic(savedTo, bytes.subarray(log.size));
         await handle.truncate(log.size);
         await handle.sync();
@@ -114,7 +206,7 @@ export class FileLocalLog implements LocalLog {
    * message does not decode; INTERNAL on an I/O failure, after which none of them is in the log.
    */
   async append(messages: Uint8Array[]): Promise<LocalLogEntry[]> {
-    this.checkOpen();
+    const handle = this.writable();
     // Ids and records are made before waiting for the lock: they need none, and the records are our
     // own copy, so the caller may reuse its buffers as soon as it has called.
     const keys = messages.map((data, i) => Buffer.from(messageId(decodeMessage(data, `message ${i}`))).toString("latin1"));
@@ -128,12 +220,12 @@ export class FileLocalLog implements LocalLog {
         if (batch.keys.length === 0) return [];
       }
       try {
-        await writeAll(this.handle, batch.bytes, this.size);
-        await this.handle.datasync();
+        await writeAll(handle, batch.bytes, this.size);
+        await handle.datasync();
       } catch (err) {
         // Cut off whatever part was written, so the next append starts at a record boundary.
-        await this.handle.truncate(this.size).catch(() => {});
-        throw ioError(`cannot append to ${join(this.dir, "log.bin")}`, err);
+        await handle.truncate(this.size).catch(() => {});
+        throw ioError(`cannot append to ${this.path}`, err);
       }
       this.size += batch.bytes.length;
       const first = this.entries.length;
@@ -144,6 +236,23 @@ export class FileLocalLog implements LocalLog {
       }
       return appended;
     });
+  }
+
+  /**
+   * Records owner in owner.json on first use (atomically); CONFLICT, naming both, when another owner is
+   * recorded. A log with messages and no owner.json (made before owners were recorded) is adopted.
+   */
+  async claim(owner: LogOwner): Promise<ClaimResult> {
+    this.writable();
+    if (this.recordedOwner) {
+      const mismatch = ownerMismatch(`local log ${this.dir}`, this.recordedOwner, owner);
+      if (mismatch) throw mismatch;
+      return "same";
+    }
+    const file: OwnerFile = { format: 1, name: owner.name, ...(owner.key ? { key: owner.key } : {}) };
+    await writeFileAtomic(join(this.dir, OWNER_FILE), Buffer.from(`${JSON.stringify(file)}\n`, "utf8"));
+    this.recordedOwner = { ...owner };
+    return this.entries.length > 0 ? "adopted" : "new";
   }
 
   /**
@@ -165,11 +274,7 @@ export class FileLocalLog implements LocalLog {
     let at = 0;
     for (let j = 0; j < fresh.length; j++) {
       const data = messages[fresh[j]];
-      bytes.writeUInt32LE(data.length, at);
-      bytes.write(keys[fresh[j]], at + 4, 32, "latin1");
-      const id = bytes.subarray(at + 4, at + 36);
-      bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
-      bytes.set(data, at + HEADER_SIZE);
+      writeRecord(bytes, at, Buffer.from(keys[fresh[j]], "latin1"), data);
       entries[j] = {
         id: new Uint8Array(bytes.buffer, bytes.byteOffset + at + 4, 32),
         data: new Uint8Array(bytes.buffer, bytes.byteOffset + at + HEADER_SIZE, data.length),
@@ -194,38 +299,82 @@ export class FileLocalLog implements LocalLog {
     if (this.closed) return;
     this.closed = true;
     await this.appends.run(async () => {});
-    await this.handle.close().catch(() => {});
-    await this.lock.release();
+    await this.handle?.close().catch(() => {});
+    await this.lock?.release();
   }
 
   /**
-   * Loads every whole, checksummed record and returns where they end. Entries are views of the file's
-   * bytes, read with one readFile (so log.bin is limited to 2 GiB, Node's largest single read).
+   * Loads every record up to a torn append, if any, and returns where they end. Throws DATA_LOSS at
+   * the first damaged record. Entries are views of the file's bytes, read with one readFile (so
+   * log.bin is limited to 2 GiB, Node's largest single read).
    */
-  private load(path: string, bytes: Buffer): number {
+  private load(bytes: Buffer): number {
+    const path = this.path;
     let at = 0;
-    while (at + HEADER_SIZE <= bytes.length) {
-      const length = bytes.readUInt32LE(at);
-      const end = at + HEADER_SIZE + length;
-      if (end > bytes.length) break;
-      const id = bytes.subarray(at + 4, at + 36);
-      const data = bytes.subarray(at + HEADER_SIZE, end);
-      if (crc32(data, crc32(id)) !== bytes.readUInt32LE(at + 36)) break;
-      const key = id.toString("latin1");
+    while (at < bytes.length) {
+      const record = recordAt(bytes, at);
       const seq = this.entries.length;
+      if (typeof record === "string") {
+        if (classifyTail(bytes, at, record) === "torn") break;
+        throw RemoteLogError.dataLoss(
+          `${path} is damaged at byte ${at}, the record of seq ${seq}: ${record === "bad" ? "its checksum does not match" : "its length runs past the end, yet whole records follow"}; ` +
+            `nothing was changed. Run remotelog repair --data ${this.dir} to set the damage aside and keep the rest`,
+          undefined,
+          { file: path, offset: at, seq },
+        );
+      }
+      const key = Buffer.from(record.id.buffer, record.id.byteOffset, 32).toString("latin1");
       if (this.seqs.has(key)) {
-        throw RemoteLogError.dataLoss(`${path} holds id ${toHex(id)} twice (seq ${this.seqs.get(key)} and ${seq}); was it written by something else?`);
+        throw RemoteLogError.dataLoss(`${path} holds id ${toHex(record.id)} twice (seq ${this.seqs.get(key)} and ${seq}, byte ${at}); was it written by something else?`, undefined, {
+          file: path,
+          offset: at,
+          seq,
+        });
       }
       this.seqs.set(key, seq);
-      this.entries.push({ seq, id: new Uint8Array(id.buffer, id.byteOffset, id.length), data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
-      at = end;
+      this.entries.push({ seq, id: record.id, data: record.data });
+      at = record.end;
     }
     return at;
+  }
+
+  private writable(): FileHandle {
+    this.checkOpen();
+    if (!this.handle) throw RemoteLogError.internal(`local log ${this.dir} is open read-only`);
+    return this.handle;
   }
 
   private checkOpen(): void {
     if (this.closed) throw RemoteLogError.internal(`local log ${this.dir} is closed`);
   }
+}
+
+interface OwnerFile {
+  format: 1;
+  name: string;
+  key?: string;
+}
+
+/** The owner recorded in dir/owner.json, or undefined when there is none; DATA_LOSS when it does not parse. */
+export async function readOwner(dir: string): Promise<LogOwner | undefined> {
+  const path = join(dir, OWNER_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw ioError(`cannot read ${path}`, err);
+  }
+  let file: OwnerFile | undefined;
+  try {
+    file = JSON.parse(text) as OwnerFile;
+  } catch {
+    file = undefined;
+  }
+  if (!file || typeof file !== "object" || file.format !== 1 || typeof file.name !== "string" || (file.key !== undefined && typeof file.key !== "string")) {
+    throw RemoteLogError.dataLoss(`${path} is damaged: it is not a local log's owner record of format 1`, undefined, { file: path });
+  }
+  return file.key === undefined ? { name: file.name } : { name: file.name, key: file.key };
 }
 
 async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {

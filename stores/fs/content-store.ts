@@ -13,7 +13,7 @@
 import { hash } from "node:crypto";
 import { readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import type { ContentStore } from "../../core/content-store.js";
+import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { addressText } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
@@ -45,14 +45,7 @@ export interface FsContentStoreStats {
   bytes: number;
 }
 
-/** A garbage collection in progress (beginGc). */
-export interface GcGuard {
-  startedMs: number;
-  /** Keys put since the collection began. */
-  touched: Set<string>;
-  /** Ends the collection; puts are no longer recorded. */
-  end(): void;
-}
+export type { GcGuard } from "../../core/content-store.js";
 
 /** A putMany call waiting for its blocks to be in a pack. */
 interface Pending {
@@ -78,7 +71,9 @@ interface Location {
  * same directory, but they see the packs that existed when they opened it; after a gc (sweepPack) in the
  * process that writes, a reader opened before it may find a pack gone (DATA_LOSS) and must reopen.
  */
-export class FsContentStore implements ContentStore {
+export class FsContentStore implements ContentStore, BlockSweeper {
+  /** gc may sweep this store (core/content-store.ts BlockSweeper). */
+  readonly sweeper: BlockSweeper = this;
   private readonly index = new Map<string, Location>();
   private readonly packs: string[] = [];
   /** Keys whose index entry is in each pack (by pack id), for gc; emptied when a pack is retired. */
@@ -332,8 +327,8 @@ export class FsContentStore implements ContentStore {
   }
 
   /** Every live pack: its file name, when it was written, and the blocks it holds (as index keys). */
-  listPacks(): { name: string; writtenMs: number; keys: readonly string[] }[] {
-    const out: { name: string; writtenMs: number; keys: readonly string[] }[] = [];
+  listPacks(): PackListing[] {
+    const out: PackListing[] = [];
     this.packs.forEach((name, id) => {
       if (name !== "") out.push({ name, writtenMs: this.packTimes[id], keys: this.packKeys[id] });
     });

@@ -1,6 +1,9 @@
 import { nextVersion, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 import { RemoteLogError, isRemoteLogError } from "../../core/errors.js";
-import { parseAddress } from "../../core/hash.js";
+import { CID } from "multiformats/cid";
+import type { RemoteLog } from "../../gen/vac/cas/cas_pb.js";
+import { addressOf, addressText, equalBytes, parseAddress } from "../../core/hash.js";
+import { decodePage } from "../../core/page.js";
 import { isKeyName, peerIdOfKeyName, verifyNameRecord, verifySignedRecord } from "../../core/names.js";
 import { KuboApi, type KuboApiOptions } from "../kubo/kubo-api.js";
 import { KuboContentStore } from "../kubo/content-store.js";
@@ -9,7 +12,8 @@ import { KuboContentStore } from "../kubo/content-store.js";
  * The NS on IPNS, through a Kubo node's RPC API (design/remote-log.md §5, §7). A name's entry is its
  * sender-signed IPNS record, published with `routing put` as it came (the sender's key never reaches
  * the node), and its content, the head page, stored as a pinned raw block whose CID the record's value
- * names (/ipfs/<CID>). The version is the record's sequence.
+ * names (/ipfs/<CID>). The version is the record's sequence. Only a name's current head page stays
+ * pinned as a head: a put unpins the page the name pointed at before (unless the new head links it).
  *
  * get() resolves with `routing get`, then checks everything itself, as the embedded NS's callers do,
  * and never trusts the node's own validation (js-ipfs has none): the signature by the name's key, the
@@ -87,7 +91,7 @@ export class IpnsNameStore implements NameStore {
       throw RemoteLogError.invalidArgument(`name ${name}: version ${options.version} is not the record's sequence ${sequence}`);
     }
     return this.serialised(name, async () => {
-      const current = await this.currentVersion(name);
+      const { version: current, page: previous } = await this.current(name);
       const version = nextVersion(name, current, { ...options, version: sequence });
       // The page first: a reader who resolves the new record must find what it names.
       await this.blocks.putMany([content]);
@@ -98,6 +102,7 @@ export class IpnsNameStore implements NameStore {
           // The events tell which peers took it; a put that fails throws.
         }
       });
+      await this.unpinReplaced(previous, content);
       return version;
     });
   }
@@ -127,21 +132,42 @@ export class IpnsNameStore implements NameStore {
   }
 
   /**
-   * The sequence of the record the node holds for name, for the version checks of a put: a record
-   * whose signature does not verify counts as none (anyone can put bytes there; Kubo itself would
-   * refuse them), while a validly signed one counts even once expired or without its page, so that
-   * an old record can never be replaced by one with a lower sequence.
+   * The sequence of the record the node holds for name, for the version checks of a put, and the head
+   * page it names: a record whose signature does not verify counts as none (anyone can put bytes
+   * there; Kubo itself would refuse them), while a validly signed one counts even once expired or
+   * without its page, so that an old record can never be replaced by one with a lower sequence.
    */
-  private async currentVersion(name: string): Promise<bigint> {
+  private async current(name: string): Promise<{ version: bigint; page?: Uint8Array }> {
     const record = await this.resolve(name);
-    if (record === undefined) return 0n;
+    if (record === undefined) return { version: 0n };
     try {
       // Expiry does not matter here, only who signed which sequence: judged as of the epoch.
-      return (await verifySignedRecord(name, record, { now: new Date(0) })).sequence;
+      const { sequence, cid } = await verifySignedRecord(name, record, { now: new Date(0) });
+      return { version: sequence, page: cid.bytes };
     } catch (err) {
-      if (isRemoteLogError(err, "PERMISSION_DENIED") || isRemoteLogError(err, "INVALID_ARGUMENT") || isRemoteLogError(err, "TOO_LARGE")) return 0n;
+      if (isRemoteLogError(err, "PERMISSION_DENIED") || isRemoteLogError(err, "INVALID_ARGUMENT") || isRemoteLogError(err, "TOO_LARGE")) return { version: 0n };
       throw err;
     }
+  }
+
+  /**
+   * Unpins the head page a name pointed at before this put, so that pins do not grow by one with every
+   * publish: only the current head of each name stays pinned as a head. A page the new head still
+   * names (its tail or a skip link: the old head sealed as it was) keeps its pin. Best effort: a
+   * failure leaves one pin too many, never a page too few.
+   */
+  private async unpinReplaced(previous: Uint8Array | undefined, content: Uint8Array): Promise<void> {
+    if (!previous || equalBytes(previous, addressOf(content))) return;
+    let page: RemoteLog | undefined;
+    try {
+      page = decodePage(content, "head page");
+    } catch {
+      page = undefined; // a backup head or other content: it names no page
+    }
+    if (page && (equalBytes(page.tail, previous) || page.info?.skips.some((skip) => equalBytes(skip.address, previous)))) return;
+    await this.api.call(`pin/rm ${addressText(previous)}`, (signal) => this.api.client.pin.rm(CID.decode(previous), { signal })).catch(() => {
+      // Not pinned any more (another NS on this node unpinned it), or the node failed: one pin too many at worst.
+    });
   }
 
   /** Runs fn after every earlier put of name in this process has settled. */
@@ -163,5 +189,5 @@ export class IpnsNameStore implements NameStore {
 /** A RemoteLogError from checking a record the node served, saying which node served it. */
 function withSource(err: unknown, from: string): unknown {
   if (!(err instanceof RemoteLogError)) return err;
-  return new RemoteLogError(err.code, `${from}: ${err.message.slice(err.code.length + 2)}`, { cause: err });
+  return new RemoteLogError(err.code, `${from}: ${err.text}`, { cause: err, details: err.details });
 }

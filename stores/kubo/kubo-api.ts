@@ -93,7 +93,10 @@ export class KuboApi {
     }
     if (error?.name === "HTTPError" && error.response?.status !== undefined) {
       const status = error.response.status;
-      if (/not found|could not find|no such|not pinned/i.test(message)) return RemoteLogError.notFound(`${where}: ${message}`);
+      // The node's own disk failing ("open …/blocks/…: no such file or directory") is not a missing
+      // block or record: the node lost something it holds, and saying NOT_FOUND would hide that.
+      if (/no such file or directory|input\/output error|read-only file system|no space left on device/i.test(message)) return RemoteLogError.internal(`${where}: the node's disk failed: ${message}`, err);
+      if (/not found|could not find|no such (block|key|record|link|name)|not pinned/i.test(message)) return RemoteLogError.notFound(`${where}: ${message}`);
       if (status === 502 || status === 503 || status === 504 || status === 429) return RemoteLogError.unavailable(`${where}: HTTP ${status} ${message}`, err);
       if (status === 400) return RemoteLogError.invalidArgument(`${where}: ${message}`, err);
       if (status === 404 || status === 405) {

@@ -1,12 +1,27 @@
-import type { LocalLog, LocalLogEntry } from "../../core/local-log.js";
+import { ownerMismatch, type ClaimResult, type LocalLog, type LocalLogEntry, type LogOwner } from "../../core/local-log.js";
 import { decodeMessage, messageId, toHex } from "../../core/hash.js";
 
 export class MemoryLocalLog implements LocalLog {
   private readonly entries: LocalLogEntry[] = [];
   private readonly seqs = new Map<string, number>();
+  private recordedOwner: LogOwner | undefined;
 
   get length(): number {
     return this.entries.length;
+  }
+
+  get owner(): LogOwner | undefined {
+    return this.recordedOwner;
+  }
+
+  async claim(owner: LogOwner): Promise<ClaimResult> {
+    if (this.recordedOwner) {
+      const mismatch = ownerMismatch("memory local log", this.recordedOwner, owner);
+      if (mismatch) throw mismatch;
+      return "same";
+    }
+    this.recordedOwner = { ...owner };
+    return this.entries.length > 0 ? "adopted" : "new";
   }
 
   async append(messages: Uint8Array[]): Promise<LocalLogEntry[]> {

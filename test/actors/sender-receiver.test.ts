@@ -255,9 +255,14 @@ describe("actors - the receiver verifies what it is served", () => {
     expect(next.map((d) => d.seq)).toEqual([1000, 1001, 1002]);
     expect(await checkpoints.load("s")).toMatchObject({ delivered: 1003 });
 
-    // A seek past the end waits there, and a seek back delivers again from the seqid asked for.
-    const ahead = new Receiver({ name: "s", remote: w.remote(), checkpoints: new MemoryCheckpointStore(), fromSeq: 2000 });
-    expect(await receiveAll(ahead)).toHaveLength(0);
+    // A seek past the end is OUT_OF_RANGE, or waits there (waitForSeq) without storing a checkpoint the
+    // log does not have; a seek back delivers again from the seqid asked for.
+    const aheadCheckpoints = new MemoryCheckpointStore();
+    const ahead = new Receiver({ name: "s", remote: w.remote(), checkpoints: aheadCheckpoints, fromSeq: 2000 });
+    await expect(receiveAll(ahead)).rejects.toMatchObject({ code: "OUT_OF_RANGE", details: { seq: 2000 } });
+    const waiting = new Receiver({ name: "s", remote: w.remote(), checkpoints: aheadCheckpoints, fromSeq: 2000, waitForSeq: true });
+    expect(await receiveAll(waiting)).toHaveLength(0);
+    expect(await aheadCheckpoints.load("s")).toBeUndefined();
     const back = new Receiver({ name: "s", remote: w.remote(), checkpoints, fromSeq: 1 });
     expect((await receiveAll(back)).map((d) => d.seq)).toEqual(Array.from({ length: 1002 }, (_, i) => i + 1));
   });

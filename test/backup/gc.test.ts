@@ -6,7 +6,7 @@ import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { collectGarbage } from "../../backup/gc.js";
 import { encodeBackupHead, encodePack } from "../../backup/pack-format.js";
-import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { addressOf, addressText, decodeMessage, encodeMessage, messageId, newMessage } from "../../core/hash.js";
 import { encodePage } from "../../core/page.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
@@ -104,6 +104,61 @@ describe("gc - a running server", () => {
     expect(Buffer.from(messages[messages.length - 1].body, "base64").toString()).toBe(`round${rounds - 1} 99`);
     const verify = await runCli(["verify", "--name", "chat", "--from", server.url, "--read-data"]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+  });
+
+  it("a reachable page that does not decode stops gc with DATA_LOSS naming it and its name; the older chain behind it survives", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      // head -> damaged -> older: the damaged page hashes to its address (a writer stored it so) but is
+      // not a page, so only it could say what is older; gc must not take the older page for garbage.
+      const older = [message(1), message(2)];
+      const olderPage = encodePage(create(RemoteLogSchema, { pair: older.map((m) => ({ remoteHash: addressOf(m), localHash: messageId(decodeMessage(m)) })) }));
+      const good = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(message(3)), localHash: new Uint8Array(32) }], tail: addressOf(olderPage) }));
+      // The same page with a 31-byte H1: every byte of its tail is there, but it does not decode.
+      const damaged = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(message(3)), localHash: new Uint8Array(31) }], tail: addressOf(olderPage) }));
+      expect(good.length).toBeGreaterThan(0);
+      const newest = message(4);
+      const head = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(newest), localHash: messageId(decodeMessage(newest)) }], tail: addressOf(damaged) }));
+      await remote.putBlocks([...older, olderPage, damaged, newest]);
+      await remote.updateName("damaged-chain", head, 0n);
+      await new Promise((r) => setTimeout(r, 1100));
+
+      const gc = await runCli(["gc", "--server", server.url, "--grace", "1s", "--json"]);
+      expect(gc.code, gc.stdout).not.toBe(0);
+      expect(gc.stderr).toMatch(/DATA_LOSS/);
+      expect(gc.stderr).toContain(addressText(addressOf(damaged)));
+      expect(gc.stderr).toContain('"damaged-chain"');
+      for (const block of [...older, olderPage, damaged, newest]) expect(await remote.getBlock(addressOf(block))).toEqual(block);
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("a reachable backup pack that does not decode stops gc, and the older packs survive", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const first = message(10);
+      const oldest = encodePack({ logName: "x", firstSeq: 0, lastSeq: 0, count: 1, previous: new Uint8Array(0), lastId: messageId(decodeMessage(first)) }, [first]);
+      const second = message(11);
+      // A pack whose header does not hold (it counts two messages and carries one), stored as it is: it
+      // hashes to its address, links the older pack, and does not decode.
+      const damagedBytes = encodePack({ logName: "x", firstSeq: 1, lastSeq: 2, count: 2, previous: oldest.address, lastId: messageId(decodeMessage(second)) }, [second]).bytes;
+      await remote.putBlocks([oldest.bytes, damagedBytes]);
+      await remote.updateName("backup-head", encodeBackupHead({ pack: addressOf(damagedBytes), logName: "x", lastSeq: 1n }), 0n);
+      await new Promise((r) => setTimeout(r, 1100));
+
+      const gc = await runCli(["gc", "--server", server.url, "--grace", "1s", "--json"]);
+      expect(gc.code, gc.stdout).not.toBe(0);
+      expect(gc.stderr).toMatch(/DATA_LOSS: .*pack .*backup-head/);
+      expect(gc.stderr).toContain(addressText(addressOf(damagedBytes)));
+      expect(await remote.getBlock(oldest.address)).toEqual(oldest.bytes);
+    } finally {
+      remote.close();
+    }
   });
 
   it("refuses --data while a server holds the directory", async () => {

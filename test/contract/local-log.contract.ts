@@ -129,5 +129,27 @@ export function localLogContract(name: string, setup: () => Promise<LocalLog>, t
       await log.close();
       await expect(log.close()).resolves.toBeUndefined();
     });
+
+    it("owner - the first claim records the owner; the same one again is fine; another is CONFLICT naming the recorded name", async () => {
+      expect(log.owner).toBeUndefined();
+      expect(await log.claim({ name: "k51alice", key: "k51alice" })).toBe("new");
+      expect(log.owner).toEqual({ name: "k51alice", key: "k51alice" });
+      expect(await log.claim({ name: "k51alice", key: "k51alice" })).toBe("same");
+      for (const other of [{ name: "k51other", key: "k51other" }, { name: "k51alice" }]) {
+        const err = await log.claim(other).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isRemoteLogError(err, "CONFLICT")).toBe(true);
+        expect((err as { details: { name?: string } }).details.name).toBe("k51alice");
+      }
+      expect(log.owner).toEqual({ name: "k51alice", key: "k51alice" });
+    });
+
+    it("owner - a log with messages and no owner is adopted by the first claim", async () => {
+      await log.append([message(0)]);
+      expect(await log.claim({ name: "chat" })).toBe("adopted");
+      expect(log.owner).toEqual({ name: "chat" });
+    });
   });
 }

@@ -152,3 +152,19 @@ describe("hostile - a receiver given only a key name", () => {
     await expect(v.receive()).rejects.toThrowError(/DATA_LOSS: name "k51\w+" seq 0: bytes of message [0-9a-f]{64} do not hash to its address/);
   });
 });
+
+describe("hostile - a sender reads its own name as any reader does", () => {
+  it("refuses to carry a head signed by another key into its next signed head", async () => {
+    const w = await signedWorld();
+    await w.publish(2, "a");
+    // The NS now serves a head someone else wrote and signed: its pairs must not be carried.
+    const forged = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(utf8("x")), localHash: new Uint8Array(32) }] }));
+    const stored = (await w.names.get(w.name))!;
+    await w.names.put(w.name, forged, { record: await createNameRecord(await generateNameKey(), forged, stored.version + 1n), version: stored.version + 1n });
+    // A fresh sender of the same log, which has no head of its own in hand, fetches the name.
+    const sender = new Sender({ name: w.name, key: w.key, log: w.log, published: new MemoryCheckpointStore(), remote: w.remote(), pageSize: 3 });
+    await sender.append([utf8("b0")], utf8("g"), 1n);
+    await expect(sender.publish()).rejects.toThrowError(/PERMISSION_DENIED: head of name "k51\w+"/);
+    expect((await w.names.get(w.name))!.content).toEqual(forged);
+  });
+});

@@ -71,6 +71,8 @@ export interface ProxyHooks {
   down?: () => boolean;
   request?: (command: string, body: Buffer) => Buffer;
   response?: (command: string, body: Buffer) => Buffer;
+  /** Answers a command itself, without asking the node: a status and a body, as a failing node would. */
+  answer?: (command: string) => { status: number; body: string } | undefined;
 }
 
 /**
@@ -86,6 +88,12 @@ export async function startProxy(target: string, hooks: ProxyHooks): Promise<{ u
     }
     const body = await readAll(req);
     const command = (req.url ?? "").replace(/^\/api\/v0\//, "").replace(/\?.*$/, "");
+    const own = hooks.answer?.(command);
+    if (own) {
+      res.writeHead(own.status, { "content-type": "application/json" });
+      res.end(own.body);
+      return;
+    }
     const sent = hooks.request ? hooks.request(command, body) : body;
     const headers = { ...req.headers, host: to.host, "content-length": String(sent.length) };
     delete headers["transfer-encoding"];

@@ -8,6 +8,9 @@ import { KuboContentStore } from "../../stores/kubo/content-store.js";
 import { IpnsNameStore } from "../../stores/ipns/name-store.js";
 import { KuboApi } from "../../stores/kubo/kubo-api.js";
 import { KuboRemote } from "../../actors/kubo-remote.js";
+import { create as createMessage } from "@bufbuild/protobuf";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { encodePage } from "../../core/page.js";
 import { contentStoreContract } from "../contract/content-store.contract.js";
 import { nameStoreContract } from "../contract/name-store.contract.js";
 import { failure, text } from "../stores/temp.js";
@@ -107,6 +110,25 @@ describe("kubo content store - against a real IPFS RPC API", () => {
       const err = await failure(store.getMany([address]), "DATA_LOSS");
       expect(err.message).toContain(proxy.url);
       expect(err.message).toContain(addressText(address));
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
+  it("the node's disk failing (no such file or directory) is INTERNAL naming it, never a missing block", async () => {
+    const proxy = await startProxy(ipfsNode().url, {
+      answer: (command) =>
+        command === "block/get" || command === "block/stat"
+          ? { status: 500, body: JSON.stringify({ Message: "open /data/ipfs/blocks/2Q/CIQA.data: no such file or directory", Code: 0, Type: "error" }) }
+          : undefined,
+    });
+    const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
+    try {
+      const address = addressOf(text(`on a failing disk ${Math.random()}`));
+      const err = await failure(store.getMany([address]), "INTERNAL");
+      expect(err.message).toMatch(/disk failed: .*no such file or directory/);
+      await failure(store.has(address), "INTERNAL");
     } finally {
       await store.close();
       await proxy.close();
@@ -218,6 +240,39 @@ describe("ipns name store - against a real IPFS RPC API", () => {
       const pins = [];
       for await (const pin of create({ url: ipfsNode().url }).pin.ls({ paths: [cidOf(page)] })) pins.push(pin);
       expect(pins).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a publish unpins the head page it replaces, so pins do not grow; a page the new head links stays pinned", async () => {
+    const node = create({ url: ipfsNode().url });
+    const pinned = async (bytes: Uint8Array) => {
+      try {
+        for await (const _pin of node.pin.ls({ paths: [cidOf(bytes)] })) return true;
+        return false;
+      } catch (err) {
+        if (/not pinned/i.test(String((err as Error).message))) return false;
+        throw err;
+      }
+    };
+    const store = await IpnsNameStore.open({ url: ipfsNode().url });
+    try {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      const first = text(`first head ${Math.random()}`);
+      const second = text(`second head ${Math.random()}`);
+      // The third head links the second as its tail, as a head sealed into the chain would be.
+      const third = encodePage(createMessage(RemoteLogSchema, { pair: [], tail: addressOf(second) }));
+      await store.put(name, first, { record: await createNameRecord(key, first, 1n), version: 1n });
+      expect(await pinned(first)).toBe(true);
+      await store.put(name, second, { record: await createNameRecord(key, second, 2n), version: 2n });
+      expect(await pinned(first)).toBe(false);
+      expect(await pinned(second)).toBe(true);
+      await store.put(name, third, { record: await createNameRecord(key, third, 3n), version: 3n });
+      expect(await pinned(second)).toBe(true);
+      expect(await pinned(third)).toBe(true);
+      expect((await store.get(name))?.content).toEqual(third);
     } finally {
       await store.close();
     }

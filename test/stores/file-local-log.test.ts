@@ -79,7 +79,7 @@ describe("file local log - on disk", () => {
     expect(again.length).toBe(10);
     expect(again.recovered).toMatchObject({ truncatedAt: whole, droppedBytes: 25 });
     expect((await stat(path)).size).toBe(whole);
-    // Cut, but not thrown away: a torn tail and bit rot look alike, so the bytes are kept for a human.
+    // Cut, but not thrown away: the bytes are kept for a human.
     expect(again.recovered!.savedTo.startsWith(join(dir, `log.bin.tail-${whole}-`))).toBe(true);
     expect(await readFile(again.recovered!.savedTo)).toEqual(torn.subarray(0, 25));
     expect((await again.append([message(10)]))[0].seq).toBe(10);
@@ -91,7 +91,7 @@ describe("file local log - on disk", () => {
     expect(equalBytes((await third.read(10, 11))[0].data, message(10))).toBe(true);
   });
 
-  it("torn tail - a last record whose checksum fails is cut off, and the message can be appended again", async () => {
+  it("damage - a whole last record whose checksum fails is DATA_LOSS (file, offset, seq), for a writer and a reader, and nothing is cut", async () => {
     const dir = await dirs.make();
     const log = await openLog(dir);
     await log.append(Array.from({ length: 5 }, (_, i) => message(i)));
@@ -101,12 +101,58 @@ describe("file local log - on disk", () => {
     const handle = await open(path, "r+");
     await handle.write(Buffer.from([0]), 0, 1, size - 1);
     await handle.close();
+    const bytes = await readFile(path);
 
-    const again = await openLog(dir);
-    expect(again.length).toBe(4);
-    expect(again.recovered).toMatchObject({ truncatedAt: size - recordSize(message(4)), droppedBytes: recordSize(message(4)) });
-    expect(again.seqOf(messageId(decodeMessage(message(4))))).toBeUndefined();
-    expect((await again.append([message(4)]))[0].seq).toBe(4);
+    for (const options of [{}, { readOnly: true }]) {
+      const err = await failure(FileLocalLog.open(dir, options), "DATA_LOSS");
+      expect(err.details).toEqual({ file: path, offset: size - recordSize(message(4)), seq: 4 });
+    }
+    expect(await readFile(path)).toEqual(bytes);
+  });
+
+  it("damage - a flipped byte in the middle is DATA_LOSS naming its record, and the records after it are not cut", async () => {
+    const dir = await dirs.make();
+    const log = await openLog(dir);
+    await log.append(Array.from({ length: 10 }, (_, i) => message(i)));
+    await log.close();
+    const path = join(dir, "log.bin");
+    const offset = 4 * recordSize(message(0));
+    const bytes = await readFile(path);
+    bytes[offset + 45] ^= 1;
+    await writeFile(path, bytes);
+    const err = await failure(FileLocalLog.open(dir), "DATA_LOSS");
+    expect(err.details).toEqual({ file: path, offset, seq: 4 });
+    expect(err.message).toContain("remotelog repair");
+    expect(await readFile(path)).toEqual(bytes);
+  });
+
+  it("owner - owner.json survives a reopen, a read-only open sees it, and a damaged one is DATA_LOSS", async () => {
+    const dir = await dirs.make();
+    const log = await openLog(dir);
+    await log.claim({ name: "chat" });
+    await log.close();
+    expect((await openLog(dir)).owner).toEqual({ name: "chat" });
+    expect((await FileLocalLog.open(dir, { readOnly: true })).owner).toEqual({ name: "chat" });
+    await writeFile(join(dir, "owner.json"), "{");
+    const other = await dirs.make();
+    await writeFile(join(other, "owner.json"), "{");
+    const err = await failure(FileLocalLog.open(other), "DATA_LOSS");
+    expect(err.details.file).toBe(join(other, "owner.json"));
+  });
+
+  it("read-only - takes no lock, creates nothing, leaves a torn append in place and reads the whole records", async () => {
+    const dir = await dirs.make();
+    const log = await openLog(dir);
+    await log.append(Array.from({ length: 3 }, (_, i) => message(i)));
+    // A writer holds the log: a reader still opens it.
+    await appendFile(join(dir, "log.bin"), Buffer.from([9, 0, 0]));
+    const reader = await FileLocalLog.open(dir, { readOnly: true });
+    expect(reader.length).toBe(3);
+    expect(reader.tornBytes).toBe(3);
+    await failure(reader.append([message(3)]), "INTERNAL");
+    await reader.close();
+    expect((await stat(join(dir, "log.bin"))).size).toBe(3 * recordSize(message(0)) + 3);
+    await failure(FileLocalLog.open(join(dir, "none"), { readOnly: true }), "NOT_FOUND");
   });
 
   it("torn tail - a length field pointing past the end (garbage) is cut off", async () => {

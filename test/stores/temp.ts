@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { expect } from "vitest";
-import { isRemoteLogError, type ErrorCode } from "../../core/errors.js";
+import { isRemoteLogError, type ErrorCode, type RemoteLogError } from "../../core/errors.js";
 import { join } from "node:path";
 
 /**
@@ -30,13 +30,13 @@ export function deadPid(): number {
 }
 
 /** Awaits a promise that must fail with a RemoteLogError of this code, and returns the error. */
-export async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
+export async function failure(promise: Promise<unknown>, code: ErrorCode): Promise<RemoteLogError> {
   const err = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
   expect(isRemoteLogError(err, code), `expected ${code}, got ${String(err)}`).toBe(true);
-  return err as Error;
+  return err as RemoteLogError;
 }
 
 export const text = (s: string) => new TextEncoder().encode(s);

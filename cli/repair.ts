@@ -1,0 +1,105 @@
+import { withRetry } from "../actors/remote.js";
+import { refillFromRemote } from "../actors/log-refill.js";
+import { RemoteLogError } from "../core/errors.js";
+import { ownerMismatch } from "../core/local-log.js";
+import { readOwner } from "../stores/file/local-log.js";
+import { repairLocalLog, type RepairOptions } from "../stores/file/log-repair.js";
+import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
+
+export const summary = "salvage a damaged local log, keeping a copy of everything it sets aside";
+
+interface RepairFlags extends EndpointFlags {
+  data: string;
+  name?: string;
+  fromRemote?: boolean;
+  maxPages: number;
+  retryFor: number;
+  json?: boolean;
+}
+
+export function command(io: Io) {
+  return endpointOptions(
+    newCommand("repair", io)
+      .description(
+        "Salvage the local log in --data on purpose, where send and the read-only verbs refuse a damaged one:\n" +
+          "keep every whole, checksummed record; set aside damaged byte ranges, a torn append, repeated ids and,\n" +
+          "given a service, messages larger than its CAS takes. Everything set aside, the old log.bin and the\n" +
+          "published marks are copied to DIR/repair-<time>/ first. With --from-remote, also refill the messages\n" +
+          "the log lost from the sender's own remote log, checking every page, record and message. A healthy\n" +
+          "log is left alone, so running it again is safe.",
+      )
+      .requiredOption("--data <dir>", "the sender's local log directory")
+      .option("--name <name>", "the log's name, for --from-remote (default: the name the data directory belongs to)")
+      .option("--from-remote", "refill lost messages from the log's remote log (needs --server, or --cas and --ns, or --kubo-api)")
+      .option("--max-pages <n>", "refuse a remote chain longer than this many pages", intOption(1), 10_000_000)
+      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever)", intOption(0), 60)
+      .option("--json", "print the report as one JSON object"),
+  )
+    .addHelpText(
+      "after",
+      "\nExamples:\n  remotelog repair --data ./alice\n" +
+        "  remotelog repair --data ./alice --server http://127.0.0.1:7420                 # also set aside messages too large to publish\n" +
+        "  remotelog repair --data ./alice --server http://127.0.0.1:7420 --from-remote   # and refill what was lost",
+    )
+    .action(async (flags: RepairFlags) => {
+      const hasEndpoint = Boolean(flags.server || flags.cas || flags.ns || flags.kuboApi);
+      if (flags.fromRemote && !hasEndpoint) throw usageError("--from-remote needs the service: --server URL (or --cas and --ns, or --kubo-api)");
+      if (flags.name && !flags.fromRemote) throw usageError("--name is for --from-remote");
+      const owner = await readOwner(flags.data);
+      let name = flags.name ?? owner?.name;
+      if (flags.fromRemote) {
+        if (!name) throw usageError(`${flags.data} records no owner: say which remote log to refill from with --name`);
+        const mismatch = owner && flags.name ? ownerMismatch(`local log ${flags.data}`, owner, { name: flags.name, key: owner.key }) : undefined;
+        if (mismatch) throw mismatch;
+      }
+      const remote: AnyRemote | undefined = hasEndpoint ? await remoteFrom(flags) : undefined;
+      try {
+        const retry = { timeoutMs: flags.retryFor * 1000, signal: io.signal, onRetry: (err: RemoteLogError, delay: number) => io.stderr.write(`remotelog repair: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`) };
+        const options: RepairOptions = {};
+        if (remote) {
+          const limit = (await withRetry(() => remote.casLimits(), retry))?.maxBlockBytes;
+          if (limit !== undefined) {
+            options.reject = (message) => (message.data.length > limit ? `${message.data.length} bytes, over the CAS's block limit of ${limit}: it can never be published` : undefined);
+          }
+        }
+        let redacted = 0;
+        if (remote && flags.fromRemote) {
+          options.rebuild = async (kept) => {
+            const refill = await withRetry(() => refillFromRemote(remote, name!, kept, { maxPages: flags.maxPages }), retry);
+            redacted = refill.redacted;
+            return refill;
+          };
+        }
+        const report = await repairLocalLog(flags.data, options);
+        if (flags.json) {
+          io.stdout.write(`${JSON.stringify({ ...report, ...(flags.fromRemote ? { name, redactedNotRefilled: redacted } : {}) })}\n`);
+          return;
+        }
+        if (!report.changed) {
+          io.stdout.write(`nothing to repair: ${flags.data} holds ${report.before} whole messages${flags.fromRemote ? `, and none that the remote log of ${JSON.stringify(name)} holds is missing` : ""}\n`);
+          return;
+        }
+        for (const part of report.setAside) {
+          io.stdout.write(`set aside ${part.bytes} bytes at byte ${part.offset} (seq ${part.seq}): ${part.why}; saved to ${part.savedTo}\n`);
+        }
+        if (flags.fromRemote) {
+          io.stdout.write(`refilled ${report.refilled} message(s) from the remote log of ${JSON.stringify(name)}, each checked against its address and id${redacted > 0 ? `; ${redacted} redacted there could not be` : ""}\n`);
+        }
+        for (const mark of report.marks) {
+          io.stdout.write(
+            mark.to === 0
+              ? `published mark of ${JSON.stringify(mark.name)} (${mark.from}) removed: its last message is gone; the next send compares the whole remote log\n`
+              : `published mark of ${JSON.stringify(mark.name)} moved from ${mark.from} to ${mark.to}, where its last message now is\n`,
+          );
+        }
+        io.stdout.write(`repaired ${flags.data}: ${report.before} whole messages before, ${report.after} now; the old log.bin and everything set aside are in ${report.savedIn}\n`);
+      } finally {
+        remote?.close();
+      }
+    });
+}
+
+export function run(args: string[], io: Io): Promise<number> {
+  return runCommand(command(io), args, io);
+}

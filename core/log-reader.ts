@@ -1,0 +1,220 @@
+import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
+import type { Message } from "../gen/vac/mvds/mvds_pb.js";
+import { chainPages, collectPages, walkChain, DEFAULT_MAX_PAGES, type ChainPage, type CollectOptions, type CollectResult, type WalkOptions, type WalkResult } from "./chain.js";
+import { RemoteLogError, ErrorCodes } from "./errors.js";
+import { addressOf, decodeMessage } from "./hash.js";
+import type { LogReadRemote, NameHead } from "./log-remote.js";
+import { verifySignedHead } from "./name-checks.js";
+import { isKeyName } from "./names.js";
+import { decodePage, verifyPairData } from "./page.js";
+
+/*
+ * The one path by which every verb reads a remote log (design/remote-log.md §9): open the head (fetch
+ * the name, verify its signed record against a rollback floor, decode), walk or collect the pages
+ * (every page checked by its hash, the count bounded), fetch and check the messages (H2 against the
+ * bytes, H1 against the decoded message). receive, mirror, redact, backup, verify, export and inspect
+ * all read through a LogReader; none fetches a page or a message any other way.
+ */
+
+export interface LogReaderOptions {
+  /** Whether the name's heads must carry a valid signed record; default: whether the name is a key name. */
+  signed?: boolean;
+  /** Pages at most, head included; a longer chain is DATA_LOSS. Default 10,000,000. */
+  maxPages?: number;
+  /** Threads that check messages; without one they are checked on the caller's thread. */
+  verifier?: PairVerifier;
+}
+
+/**
+ * Checks many messages at once off the caller's thread (actors/verify-pool.ts VerifyPool): a verdict
+ * of 0 means the message checked out; anything else is checked again here, which names the fault.
+ */
+export interface PairVerifier {
+  verify(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<Uint8Array>;
+}
+
+/** Fewer messages than this are checked on the caller's thread: handing them over would cost more. */
+export const VERIFIER_MIN_MESSAGES = 256;
+
+export interface OpenHeadOptions {
+  /**
+   * The rollback floor: the highest record sequence accepted before for this name. A signed head whose
+   * record is older is CONFLICT, as is one older than the version the NS itself gives the name.
+   */
+  floor?: bigint;
+  /** A head already in hand (pushed by the NS), checked instead of fetching one. */
+  entry?: NameHead;
+  /** How the head is named in errors; default `head of name "…" from NS <url>`. */
+  where?: string;
+  /**
+   * Take an expired record (its signature and sequence still checked): for the name's own writer, who
+   * publishes again to renew it. Readers never do.
+   */
+  acceptExpired?: boolean;
+}
+
+/** A head that passed every check. */
+export interface OpenHead {
+  entry: NameHead;
+  page: RemoteLog;
+  /** The head page's address (the CID its record names). */
+  address: Uint8Array;
+  /** The verified record's sequence, for a signed name. */
+  sequence?: bigint;
+  where: string;
+}
+
+/** A checked message, a tombstone, or why it failed (for a caller that names the fault itself). */
+export type CheckedMessage = Message | typeof TOMBSTONE | RemoteLogError;
+
+export const TOMBSTONE = Symbol("tombstone");
+
+export class LogReader {
+  readonly name: string;
+  readonly signed: boolean;
+  readonly maxPages: number;
+  private readonly verifier?: PairVerifier;
+
+  constructor(
+    readonly remote: LogReadRemote,
+    name: string,
+    options: LogReaderOptions = {},
+  ) {
+    this.name = name;
+    this.signed = options.signed ?? isKeyName(name);
+    this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
+    this.verifier = options.verifier;
+  }
+
+  /** How errors name the head this reader fetches. */
+  get where(): string {
+    return `head of name ${JSON.stringify(this.name)} from NS ${this.remote.nsUrl}`;
+  }
+
+  /**
+   * Fetches the name (or takes options.entry) and checks it: for a signed name, its record verifies for
+   * the name, binds this very page and is not older than options.floor (verifySignedHead); then the
+   * page decodes and is well formed. undefined when the name has never been updated. Throws
+   * PERMISSION_DENIED, INVALID_ARGUMENT, TOO_LARGE (the record), CONFLICT (expired, a rollback),
+   * DATA_LOSS (the page), each naming the head.
+   */
+  async open(options: OpenHeadOptions = {}): Promise<OpenHead | undefined> {
+    const entry = options.entry ?? (await this.remote.fetchName(this.name));
+    if (!entry) return undefined;
+    return this.check(entry, options);
+  }
+
+  /** open(), NOT_FOUND naming the name and the NS when it has no log. */
+  async require(options: OpenHeadOptions = {}): Promise<OpenHead> {
+    const head = await this.open(options);
+    if (!head) throw new RemoteLogError(ErrorCodes.NOT_FOUND, `name ${JSON.stringify(this.name)} has no log at ${this.remote.nsUrl}`, { details: { name: this.name } });
+    return head;
+  }
+
+  /** The checks of open() on an entry from anywhere (a mirror's own copy, say). */
+  async check(entry: NameHead, options: Omit<OpenHeadOptions, "entry"> = {}): Promise<OpenHead> {
+    const where = options.where ?? this.where;
+    const sequence = this.signed
+      ? await verifySignedHead(this.name, entry.content, entry.record, options.floor, where, entry.version, options.acceptExpired ? { now: new Date(0) } : {})
+      : undefined;
+    const page = decodePage(entry.content, options.where ?? `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
+    return { entry, page, address: addressOf(entry.content), sequence, where };
+  }
+
+  /** The chain's pages from the head, one at a time, each checked (core/chain.ts chainPages), at most maxPages. */
+  pages(head: RemoteLog): AsyncGenerator<ChainPage> {
+    return chainPages(head, (address) => this.remote.getBlock(address), this.maxPages);
+  }
+
+  /**
+   * Walks back from the head (walkChain), at most maxPages. keep, when given, is told every page's
+   * bytes as fetched; the walk checks them before it goes on.
+   */
+  walk(head: RemoteLog, options: Omit<WalkOptions, "maxPages"> = {}, keep?: (address: Uint8Array, bytes: Uint8Array) => void): Promise<WalkResult> {
+    return walkChain(
+      head,
+      async (address) => {
+        const bytes = await this.remote.getBlock(address);
+        keep?.(address, bytes);
+        return bytes;
+      },
+      { ...options, maxPages: this.maxPages },
+    );
+  }
+
+  /** Collects an indexed chain's pages from fromSeqid on (collectPages), at most maxPages; keep as for walk. */
+  collect(head: RemoteLog, fromSeqid: number, options: Omit<CollectOptions, "maxPages"> = {}, keep?: (address: Uint8Array, bytes: Uint8Array) => void): Promise<CollectResult> {
+    return collectPages(
+      head,
+      fromSeqid,
+      async (addresses) => {
+        const blocks = await this.remote.getBlocks(addresses);
+        if (keep) blocks.forEach((bytes, i) => keep(addresses[i], bytes));
+        return blocks;
+      },
+      { ...options, maxPages: this.maxPages },
+    );
+  }
+
+  /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest; empty for a tombstone. */
+  async messageData(pairs: RemoteLog_Pair[]): Promise<Uint8Array[]> {
+    const missing: number[] = [];
+    pairs.forEach((pair, i) => {
+      if (pair.data.length === 0 && !pair.redacted) missing.push(i);
+    });
+    const data = pairs.map((pair) => pair.data);
+    if (missing.length > 0) {
+      const blocks = await this.remote.getBlocks(missing.map((i) => pairs[i].remoteHash));
+      missing.forEach((pairIndex, i) => {
+        data[pairIndex] = blocks[i];
+      });
+    }
+    return data;
+  }
+
+  /**
+   * Checks each pair's data (H2, then H1), on the verifier's threads when there are enough of them to be
+   * worth it. A failure comes back in its slot, unnamed, for the caller to name by seq.
+   */
+  async checkMessages(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<CheckedMessage[]> {
+    if (!this.verifier || pairs.length < VERIFIER_MIN_MESSAGES) return pairs.map((pair, i) => checkMessage(pair, data[i]));
+    const verdicts = await this.verifier.verify(pairs, data);
+    // What the verifier passed needs only decoding; anything else is checked here again, for its error.
+    return pairs.map((pair, i) => (verdicts[i] === 0 && !pair.redacted ? decodeMessage(data[i]) : checkMessage(pair, data[i])));
+  }
+
+  /**
+   * The checked bytes of each pair that is not a tombstone (tombstones are left out), fetched where
+   * the page does not embed them. The first that fails is DATA_LOSS naming the name and the message's
+   * seq: firstSeq + its index in pairs when given, else its seqid.
+   */
+  async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
+    const seqs: number[] = [];
+    const live = pairs.filter((pair, i) => {
+      if (pair.redacted) return false;
+      seqs.push(firstSeq !== undefined ? firstSeq + i : Number(pair.seqid));
+      return true;
+    });
+    const data = await this.messageData(live);
+    const checked = await this.checkMessages(live, data);
+    checked.forEach((result, i) => {
+      if (result instanceof RemoteLogError) throw this.messageFault(result, seqs[i]);
+    });
+    return { pairs: live, data };
+  }
+
+  /** A message's failed check, naming the name and the message's seq. */
+  messageFault(err: RemoteLogError, seq: number): RemoteLogError {
+    return new RemoteLogError(err.code, `name ${JSON.stringify(this.name)} seq ${seq}: ${err.text}`, { cause: err, details: { ...err.details, name: this.name, seq } });
+  }
+}
+
+/** One pair's data checked (H2, H1), or why not, unnamed. */
+export function checkMessage(pair: RemoteLog_Pair, data: Uint8Array): CheckedMessage {
+  if (pair.redacted) return TOMBSTONE;
+  try {
+    return verifyPairData(pair, data);
+  } catch (err) {
+    return err instanceof RemoteLogError ? err : RemoteLogError.dataLoss(String(err));
+  }
+}

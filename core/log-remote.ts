@@ -1,0 +1,54 @@
+import { RemoteLogError, ErrorCodes } from "./errors.js";
+
+/**
+ * The client port: a CAS and an NS as every actor and verb sees them, whatever carries them. Remote
+ * (actors/remote.ts, Connect to remotelog's services) and KuboRemote (actors/kubo-remote.ts, a Kubo
+ * node's RPC API) implement it, and both pass test/contract/remote.contract.ts.
+ */
+
+/** A name's current entry as the NS serves it. Nothing in it is trusted before core/log-reader.ts checks it. */
+export interface NameHead {
+  content: Uint8Array;
+  /** The NS's version of the name; for a key name, its record's sequence. */
+  version: bigint;
+  /** The signed record beside the content; empty for unsigned names. */
+  record: Uint8Array;
+}
+
+/** What a reader needs: fetching a name and blocks. */
+export interface LogReadRemote {
+  /** Where the CAS and the NS are, for messages. */
+  readonly casUrl: string;
+  readonly nsUrl: string;
+  /** The name's head, or undefined when the name has never been updated. */
+  fetchName(name: string): Promise<NameHead | undefined>;
+  /** One block; NOT_FOUND naming it when the CAS lacks it. The caller checks the bytes against the address. */
+  getBlock(address: Uint8Array): Promise<Uint8Array>;
+  /** Blocks in request order; a missing block is NOT_FOUND naming it. */
+  getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]>;
+}
+
+/** The whole client port: reading, writing and, where the NS can push, watching. */
+export interface LogRemote extends LogReadRemote {
+  /** Stores blocks; idempotent. */
+  putBlocks(blocks: Uint8Array[]): Promise<void>;
+  /**
+   * A conditional update: applies only if the name is at expectedVersion (0n: it must not exist), or
+   * throws ABORTED. A key name's update carries its signed record; returns the name's new version.
+   */
+  updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint>;
+  /**
+   * The name's heads as the NS pushes them, the current one first, until signal aborts. An NS that
+   * cannot push throws WatchUnsupportedError (core/log-remote.ts), and followers poll instead.
+   */
+  watchName(name: string, signal: AbortSignal): AsyncGenerator<NameHead>;
+  /** Releases connections. Idempotent. */
+  close(): void;
+}
+
+/** An NS without the Watch RPC (a client of the draft's NS, a Kubo node): followers poll it instead. */
+export class WatchUnsupportedError extends RemoteLogError {
+  constructor(nsUrl: string) {
+    super(ErrorCodes.INTERNAL, `NS ${nsUrl} cannot push heads (no Watch RPC)`);
+  }
+}

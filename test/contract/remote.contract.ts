@@ -1,0 +1,130 @@
+import { randomBytes } from "node:crypto";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { isRemoteLogError } from "../../core/errors.js";
+import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { LogReader } from "../../core/log-reader.js";
+import { WatchUnsupportedError, type LogRemote } from "../../core/log-remote.js";
+import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
+import { encodePage, planPages } from "../../core/page.js";
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => "OK",
+    (err: unknown) => (isRemoteLogError(err) ? err.code : `not a RemoteLogError: ${String(err)}`),
+  );
+}
+
+export interface RemoteContractOptions {
+  /** Whether the NS pushes heads (watchName yields); otherwise watchName throws WatchUnsupportedError. */
+  watches: boolean;
+}
+
+/**
+ * The client port (core/log-remote.ts): what every verb relies on of a CAS and an NS, whatever carries
+ * them. Remote (Connect to remotelog's services) and KuboRemote (a Kubo node's RPC API) both pass it.
+ * Signed names only, the one kind every NS holds.
+ */
+export function remoteContract(label: string, open: () => Promise<{ remote: LogRemote; close(): Promise<void> }>, options: RemoteContractOptions): void {
+  describe(`remote contract - ${label}`, () => {
+    let remote: LogRemote;
+    let close: () => Promise<void>;
+    beforeEach(async () => {
+      ({ remote, close } = await open());
+    });
+    afterEach(async () => {
+      remote.close();
+      await close();
+    });
+
+    it("stores blocks idempotently and returns them in request order; a missing one is NOT_FOUND", async () => {
+      const blocks = [text(`one ${Math.random()}`), text(`two ${Math.random()}`), text(`three ${Math.random()}`)];
+      await remote.putBlocks(blocks);
+      await remote.putBlocks(blocks.slice(1));
+      expect(await remote.getBlocks(blocks.map(addressOf).reverse())).toEqual(blocks.slice().reverse());
+      expect(await remote.getBlock(addressOf(blocks[0]))).toEqual(blocks[0]);
+      const missing = addressOf(text(`absent ${Math.random()}`));
+      expect(await codeOf(remote.getBlock(missing))).toBe("NOT_FOUND");
+      expect(await codeOf(remote.getBlocks([addressOf(blocks[0]), missing]))).toBe("NOT_FOUND");
+    });
+
+    it("a name never updated is undefined; a signed update's version is its sequence, and the head comes back as stored", async () => {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      expect(await remote.fetchName(name)).toBeUndefined();
+      const page = text(`head ${Math.random()}`);
+      const record = await createNameRecord(key, page, 3n);
+      await remote.putBlocks([page]);
+      expect(await remote.updateName(name, page, 0n, record)).toBe(3n);
+      expect(await remote.fetchName(name)).toEqual({ content: page, version: 3n, record });
+      // The same update again changes nothing and is not an error: a retried publish.
+      expect(await remote.updateName(name, page, 3n, record)).toBe(3n);
+    });
+
+    it("refuses what the NS must refuse, and the name stays as it was", async () => {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      const first = text(`first ${Math.random()}`);
+      await remote.putBlocks([first]);
+      await remote.updateName(name, first, 0n, await createNameRecord(key, first, 1n));
+      const next = text(`next ${Math.random()}`);
+      await remote.putBlocks([next]);
+      // A lost race: the name is no longer at the expected version.
+      expect(await codeOf(remote.updateName(name, next, 0n, await createNameRecord(key, next, 2n)))).toBe("ABORTED");
+      // No record, another key's record, a record for other content, an older sequence.
+      expect(await codeOf(remote.updateName(name, next, 1n))).toBe("PERMISSION_DENIED");
+      expect(await codeOf(remote.updateName(name, next, 1n, await createNameRecord(await generateNameKey(), next, 2n)))).toBe("PERMISSION_DENIED");
+      expect(await codeOf(remote.updateName(name, next, 1n, await createNameRecord(key, first, 2n)))).toBe("INVALID_ARGUMENT");
+      expect(await codeOf(remote.updateName(name, next, 1n, await createNameRecord(key, next, 0n)))).toBe("CONFLICT");
+      expect((await remote.fetchName(name))?.content).toEqual(first);
+    });
+
+    it("pushes heads, or says it cannot", async () => {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      const page = text(`watched ${Math.random()}`);
+      await remote.putBlocks([page]);
+      await remote.updateName(name, page, 0n, await createNameRecord(key, page, 1n));
+      const stop = new AbortController();
+      try {
+        const watch = remote.watchName(name, stop.signal);
+        if (options.watches) expect((await watch.next()).value).toMatchObject({ content: page, version: 1n });
+        else await expect(watch.next()).rejects.toBeInstanceOf(WatchUnsupportedError);
+      } finally {
+        stop.abort();
+      }
+    });
+
+    it("a log published through it reads back whole through the log reader, every page and message checked", async () => {
+      const key = await generateNameKey();
+      const name = keyName(key);
+      const entries = Array.from({ length: 20 }, (_, i) => {
+        const message = newMessage(text("contract"), BigInt(i), randomBytes(16));
+        const data = encodeMessage(message);
+        return { id: messageId(message), address: addressOf(data), data };
+      });
+      const plan = planPages(entries, new Uint8Array(0), 4, "none");
+      await remote.putBlocks([...entries.map((entry) => entry.data), ...plan.sealed.map((page) => page.bytes)]);
+      const head = encodePage(plan.head);
+      await remote.updateName(name, head, 0n, await createNameRecord(key, head, 1n));
+
+      const reader = new LogReader(remote, name, { maxPages: 10 });
+      const opened = await reader.require();
+      expect(opened.sequence).toBe(1n);
+      const walk = await reader.walk(opened.page);
+      expect(walk.pages).toBe(5);
+      const { data } = await reader.readMessages(walk.pairs);
+      expect(data).toEqual(entries.map((entry) => entry.data));
+      // The same head read with a floor above its sequence is a rollback.
+      expect(await codeOf(reader.open({ floor: 2n }))).toBe("CONFLICT");
+      expect(await codeOf(new LogReader(remote, name, { maxPages: 3 }).walk(opened.page))).toBe("DATA_LOSS");
+    });
+
+    it("close is idempotent", () => {
+      remote.close();
+      remote.close();
+    });
+  });
+}
+

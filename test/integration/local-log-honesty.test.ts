@@ -1,0 +1,401 @@
+import { createHash } from "node:crypto";
+import { appendFile, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { create } from "@bufbuild/protobuf";
+import { afterEach, describe, expect, it } from "vitest";
+import { Remote } from "../../actors/remote.js";
+import { encodeMessage, newMessage } from "../../core/hash.js";
+import { encodePage } from "../../core/page.js";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { FileLocalLog } from "../../stores/file/local-log.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+
+// Issue 10 §2-§5 through real processes: the local log is never cut silently, a data directory
+// belongs to one name, nothing wedges, and seeking cannot skip.
+
+afterEach(cleanup);
+
+/** Every entry under dir (directories included) with its bytes' hash and its mtime in ns. */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (at: string, rel: string) => {
+    const info = await stat(at, { bigint: true });
+    if (info.isDirectory()) {
+      out[`${rel}/`] = `dir mtime ${info.mtimeNs}`;
+      for (const name of (await readdir(at)).sort()) await walk(join(at, name), `${rel}/${name}`);
+    } else {
+      out[rel] = `${createHash("sha256").update(await readFile(at)).digest("hex")} mtime ${info.mtimeNs}`;
+    }
+  };
+  await walk(dir, "");
+  return out;
+}
+
+/** The snapshot's files only: a writer's lock file comes and goes, which changes its directory's mtime. */
+function filesOf(entries: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(entries).filter(([path]) => !path.endsWith("/")));
+}
+
+async function serve(dir: string): Promise<Server> {
+  return startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+}
+
+async function sendOk(server: Server, data: string, stdin: string, extra: string[] = ["--unsigned", "--name", "n"]) {
+  const result = await runCli(["send", ...extra, "--server", server.url, "--data", data, "--json"], { stdin });
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as { taken: number; appended: number; published: number; logLength: number };
+}
+
+async function publishedMark(data: string): Promise<number> {
+  const [file] = await readdir(join(data, "published"));
+  return (JSON.parse(await readFile(join(data, "published", file), "utf8")) as { delivered: number }).delivered;
+}
+
+/** Offset of the record of seq in log.bin (records: u32 length, 32-byte id, u32 crc, data). */
+async function recordOffset(path: string, seq: number): Promise<number> {
+  const bytes = await readFile(path);
+  let at = 0;
+  for (let i = 0; i < seq; i++) at += 40 + bytes.readUInt32LE(at);
+  return at;
+}
+
+async function flipByte(path: string, offset: number): Promise<void> {
+  const bytes = await readFile(path);
+  bytes[offset] ^= 0xff;
+  await writeFile(path, bytes);
+}
+
+describe("the local log is never cut silently", () => {
+  it("a flipped byte mid-log: send, inspect log and backup --from fail with DATA_LOSS naming file, offset and seq, and change nothing", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    expect((await sendOk(server, alice, lines(300), ["--unsigned", "--name", "n", "--page-size", "50"])).published).toBe(300);
+    const logPath = join(alice, "log.bin");
+    const offset = await recordOffset(logPath, 150);
+    await flipByte(logPath, offset + 40 + 3); // a byte of seq 150's data
+    const before = await snapshot(alice);
+
+    const inspect = await runCli(["inspect", "log", "--data", alice]);
+    expect(inspect.code).toBe(1);
+    expect(inspect.stderr).toContain(`DATA_LOSS: ${logPath} is damaged at byte ${offset}, the record of seq 150`);
+    const backup = await runCli(["backup", "--from", alice, "--to", join(dir, "backup")]);
+    expect(backup.code).toBe(1);
+    expect(backup.stderr).toContain("DATA_LOSS");
+    // The read-only verbs changed nothing at all, not even an mtime.
+    expect(await snapshot(alice)).toEqual(before);
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: lines(2, "more") });
+    expect(send.code).toBe(1);
+    expect(send.stderr).toContain(`byte ${offset}, the record of seq 150`);
+    expect(send.stderr).not.toContain("torn append");
+    // Nothing moved, truncated or rewritten, and the published mark still says 300.
+    expect(filesOf(await snapshot(alice))).toEqual(filesOf(before));
+    expect(await publishedMark(alice)).toBe(300);
+
+    // repair sets the damaged record aside (a copy is kept) and keeps the rest.
+    const damaged = await readFile(logPath);
+    const repair = await runCli(["repair", "--data", alice]);
+    expect(repair.code, repair.stderr).toBe(0);
+    expect(repair.stdout).toContain(`set aside 70 bytes at byte ${offset} (seq 150)`);
+    const saved = (await readdir(alice)).filter((name) => name.startsWith("repair-"));
+    expect(saved).toHaveLength(1);
+    expect(await readFile(join(alice, saved[0], "log.bin"))).toEqual(damaged);
+    expect((await readFile(join(alice, saved[0], `damaged-${offset}.bin`))).length).toBe(70);
+    const inspected = JSON.parse((await runCli(["inspect", "log", "--data", alice, "--limit", "1000"])).stdout) as { length: number; messages: { body: string }[] };
+    expect(inspected.length).toBe(299);
+    expect(inspected.messages.map((m) => Buffer.from(m.body, "base64").toString())).not.toContain("message 150");
+
+    // --from-remote refills the lost message from the sender's own remote log, checked, in its place.
+    const refill = await runCli(["repair", "--data", alice, "--server", server.url, "--from-remote"]);
+    expect(refill.code, refill.stderr).toBe(0);
+    expect(refill.stdout).toContain('refilled 1 message(s) from the remote log of "n"');
+    const refilled = JSON.parse((await runCli(["inspect", "log", "--data", alice, "--limit", "1000"])).stdout) as { length: number; messages: { body: string }[] };
+    expect(refilled.messages.map((m) => Buffer.from(m.body, "base64").toString())).toEqual(lines(300).trimEnd().split("\n"));
+    expect(await publishedMark(alice)).toBe(300);
+    // Running it again on the healthy log changes nothing.
+    const healthy = await snapshot(alice);
+    const again = await runCli(["repair", "--data", alice, "--server", server.url, "--from-remote"]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain("nothing to repair");
+    expect(filesOf(await snapshot(alice))).toEqual(filesOf(healthy));
+
+    // send goes on, and a backup holds all 302.
+    const after = await sendOk(server, alice, lines(2, "more"));
+    expect([after.logLength, after.published]).toEqual([302, 302]);
+    const backedUp = await runCli(["backup", "--from", alice, "--to", join(dir, "backup2"), "--json"]);
+    expect(backedUp.code, backedUp.stderr).toBe(0);
+    expect(JSON.parse(backedUp.stdout)).toMatchObject({ messages: 302 });
+  });
+
+  it("a damaged length field mid-log is DATA_LOSS too, not a torn append", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(20));
+    const logPath = join(alice, "log.bin");
+    const offset = await recordOffset(logPath, 10);
+    await flipByte(logPath, offset + 3); // the length's top byte: the record now runs past the end
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(send.code).toBe(1);
+    expect(send.stderr).toContain(`byte ${offset}, the record of seq 10: its length runs past the end, yet whole records follow`);
+    expect((await stat(logPath)).size).toBe((await readFile(logPath)).length);
+    expect(await publishedMark(alice)).toBe(20);
+  });
+
+  it("only a writer cuts a torn append, and says so; a read-only verb leaves it", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(5));
+    const logPath = join(alice, "log.bin");
+    const whole = (await stat(logPath)).size;
+    await appendFile(logPath, Buffer.from([60, 0, 0, 0, 1, 2, 3])); // the start of a record that never finished
+    const before = await snapshot(alice);
+    const inspect = await runCli(["inspect", "log", "--data", alice]);
+    expect(inspect.code, inspect.stderr).toBe(0);
+    expect(JSON.parse(inspect.stdout).length).toBe(5);
+    expect(inspect.stderr).toContain("7 bytes of an unfinished append");
+    expect(await snapshot(alice)).toEqual(before);
+
+    const send = await sendOk(server, alice, lines(1, "next"));
+    expect(send.logLength).toBe(6);
+    const result = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(result.code).toBe(0);
+    const tails = (await readdir(alice)).filter((name) => name.startsWith(`log.bin.tail-${whole}-`));
+    expect(tails).toHaveLength(1);
+    expect(await readFile(join(alice, tails[0]))).toEqual(Buffer.from([60, 0, 0, 0, 1, 2, 3]));
+  });
+
+  it("read-only verbs (inspect log, backup --from) leave every byte and mtime of a healthy data dir as it was", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(10));
+    const before = await snapshot(alice);
+    expect((await runCli(["inspect", "log", "--data", alice])).code).toBe(0);
+    const backup = await runCli(["backup", "--from", alice, "--to", join(dir, "backup")]);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect((await runCli(["verify", "--from", join(dir, "backup"), "--read-data"])).code).toBe(0);
+    expect(await snapshot(alice)).toEqual(before);
+  });
+});
+
+describe("a data directory belongs to one name and key", () => {
+  it("send --key other.key --data ./alice is refused with CONFLICT naming both, and publishes nothing", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    const aliceName = (await runCli(["key", "gen", "--out", join(dir, "alice.key")])).stdout.trim();
+    const otherName = (await runCli(["key", "gen", "--out", join(dir, "other.key")])).stdout.trim();
+    await sendOk(server, alice, lines(3), ["--key", join(dir, "alice.key")]);
+    const before = await snapshot(alice);
+    const refused = await runCli(["send", "--key", join(dir, "other.key"), "--server", server.url, "--data", alice], { stdin: lines(1, "x") });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("CONFLICT");
+    expect(refused.stderr).toContain(aliceName);
+    expect(refused.stderr).toContain(otherName);
+    expect(filesOf(await snapshot(alice))).toEqual(filesOf(before));
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      expect(await remote.fetchName(otherName)).toBeUndefined();
+    } finally {
+      remote.close();
+    }
+    // An unsigned name is another owner too.
+    const unsigned = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(unsigned.code).toBe(1);
+    expect(unsigned.stderr).toContain('not to name "chat" (unsigned)');
+  });
+
+  it("a data dir from before owners were recorded adopts the first name used, and says so", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(3));
+    await unlink(join(alice, "owner.json"));
+    const adopted = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(adopted.code, adopted.stderr).toBe(0);
+    expect(adopted.stderr).toContain('had no recorded owner; it now belongs to "n"');
+    expect(JSON.parse(await readFile(join(alice, "owner.json"), "utf8"))).toEqual({ format: 1, name: "n" });
+    const other = await runCli(["send", "--unsigned", "--name", "m", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(other.code).toBe(1);
+  });
+});
+
+describe("nothing wedges", () => {
+  it("a message over the CAS's block limit is refused before it is appended; later sends go on", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(2));
+    const size = (await stat(join(alice, "log.bin"))).size;
+    const big = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice, "--format", "raw"], { stdin: Buffer.alloc(2_600_000, 0x61) });
+    expect(big.code).toBe(1);
+    expect(big.stderr).toContain("TOO_LARGE");
+    expect(big.stderr).toContain("block limit of 1048576 bytes");
+    expect((await stat(join(alice, "log.bin"))).size).toBe(size);
+    const after = await sendOk(server, alice, lines(1, "after"));
+    expect([after.logLength, after.published]).toEqual([3, 3]);
+  });
+
+  it("a log already wedged by a too-large message says what to do, and repair --server unwedges it", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(2));
+    // What an older send left: the message appended, never publishable.
+    const log = await FileLocalLog.open(alice);
+    const huge = encodeMessage(newMessage(new TextEncoder().encode("remotelog"), 1n, new Uint8Array(2_600_000)));
+    await log.append([huge]);
+    await log.close();
+    const wedged = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: lines(1, "later") });
+    expect(wedged.code).toBe(1);
+    expect(wedged.stderr).toContain("TOO_LARGE: local message seq 2");
+    expect(wedged.stderr).toContain("remotelog repair");
+
+    const repair = await runCli(["repair", "--data", alice, "--server", server.url]);
+    expect(repair.code, repair.stderr).toBe(0);
+    expect(repair.stdout).toContain(`(seq 2): ${huge.length} bytes, over the CAS's block limit of 1048576`);
+    const saved = (await readdir(alice)).find((name) => name.startsWith("repair-"))!;
+    expect((await stat(join(alice, saved, "set-aside-2.bin"))).size).toBe(40 + huge.length);
+    const after = await sendOk(server, alice, "");
+    expect([after.logLength, after.published]).toEqual([3, 3]); // message 0, message 1, "later 0"
+  });
+
+  it("send with an endless stdin reports a publish that fails for good and exits non-zero", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(3));
+    // Another writer replaces the log: its head no longer holds what alice published.
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const head = await remote.fetchName("n");
+      await remote.updateName("n", encodePage(create(RemoteLogSchema, {})), head!.version);
+    } finally {
+      remote.close();
+    }
+    const child = spawnCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice, "--retry-for", "1"]);
+    const done = collect(child, undefined, 20_000, { keepStdinOpen: true });
+    child.stdin!.write("one more\n"); // and stdin stays open
+    const result = await done;
+    expect(result.signal).toBeNull();
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("its log was replaced");
+    expect(result.stderr).toContain("this send took 1 input line(s) (appended 1; 3 of the log's 4 published)");
+  });
+
+  it("send with an endless stdin reports PERMISSION_DENIED from the NS and exits non-zero", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--require-signed"]);
+    const child = spawnCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat")]);
+    const done = collect(child, undefined, 20_000, { keepStdinOpen: true });
+    child.stdin!.write("hello\n");
+    const result = await done;
+    expect(result.signal).toBeNull();
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("PERMISSION_DENIED");
+    expect(result.stderr).toContain("this send took 1 input line(s)");
+  });
+
+  it("a send that fails part-way says how many input lines it took; --json closes with the counts", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    const stdin = '{"body":"a"}\n{"body":"b"}\nnot json\n{"body":"d"}\n';
+    const result = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice, "--format", "jsonl", "--json"], { stdin });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("stdin line 3 is not JSON");
+    expect(result.stderr).toContain("this send took 2 input line(s)");
+    const [closing] = parseJsonl(result.stdout);
+    expect(closing).toMatchObject({ name: "n", taken: 2, appended: 2, published: 2, error: { code: "INVALID_ARGUMENT" } });
+    // Retrying with the lines after the 2 taken duplicates nothing.
+    const retry = await sendOk(server, alice, '{"body":"d"}\n');
+    expect([retry.logLength, retry.published]).toEqual([3, 3]);
+  });
+});
+
+describe("seeking cannot skip", () => {
+  it("receive --from-seq past the end fails with OUT_OF_RANGE and stores no checkpoint; --follow waits for it", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(5));
+    const bob = join(dir, "bob");
+    const past = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", bob, "--from-seq", "9"]);
+    expect(past.code).toBe(1);
+    expect(past.stderr).toContain("OUT_OF_RANGE");
+    const all = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", bob]);
+    expect(all.code, all.stderr).toBe(0);
+    expect(parseJsonl<{ seq: number }>(all.stdout).map((d) => d.seq)).toEqual([0, 1, 2, 3, 4]);
+
+    const follower = spawnCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", join(dir, "carol"), "--from-seq", "7", "--follow"]);
+    const seen: number[] = [];
+    const arrived = new Promise<void>((resolve) => {
+      createInterface({ input: follower.stdout! }).on("line", (line) => {
+        seen.push((JSON.parse(line) as { seq: number }).seq);
+        if (seen.length >= 3) resolve();
+      });
+    });
+    await sendOk(server, alice, lines(5, "more"));
+    await arrived;
+    follower.kill("SIGTERM");
+    expect(seen).toEqual([7, 8, 9]);
+  });
+});
+
+describe("small things with the same cause", () => {
+  /** A protobuf field: tag varint, then a varint or a length-delimited value. */
+  const field = (no: number, value: number | string): Buffer => {
+    const varint = (n: number) => {
+      const out: number[] = [];
+      for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+      out.push(n);
+      return Buffer.from(out);
+    };
+    if (typeof value === "number") return Buffer.concat([varint(no * 8), varint(value)]);
+    const bytes = Buffer.from(value);
+    return Buffer.concat([varint(no * 8 + 2), varint(bytes.length), bytes]);
+  };
+
+  it("a legacy MVDS message (fields 6001-6003) is refused with INVALID_ARGUMENT, not given the empty message's id", async () => {
+    const legacy = Buffer.concat([field(6001, "group"), field(6002, 1_700_000_000), field(6003, "hello")]).toString("hex");
+    for (const args of [["mvds", "id", legacy], ["inspect", "message", legacy]]) {
+      const result = await runCli(args);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe("");
+      expect(result.stderr).toContain("INVALID_ARGUMENT: message is a legacy MVDS message (field 6001");
+    }
+    // A legacy Payload (5001-5004) too.
+    const payload = await runCli(["mvds", "id", field(5004, "x").toString("hex")]);
+    expect(payload.code).toBe(1);
+    expect(payload.stderr).toContain("field 5004");
+  });
+
+  it("restoring a corrupt backup prints the DATA_LOSS and no unhandled-rejection trace", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(50));
+    const backupDir = join(dir, "backup");
+    expect((await runCli(["backup", "--from", alice, "--to", backupDir])).code).toBe(0);
+    const pack = (await readdir(backupDir)).find((name) => name.startsWith("bafk"))!;
+    const bytes = await readFile(join(backupDir, pack));
+    bytes[Math.floor(bytes.length / 3)] ^= 0x55;
+    await writeFile(join(backupDir, pack), bytes);
+    const result = await runCli(["restore", "--from", backupDir, "--to", join(dir, "restored")]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`DATA_LOSS: pack ${pack}`);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).not.toContain("    at ");
+  });
+
+  it("engines names the first Node releases with every API the code uses (zlib.crc32: 20.15 and 22.2)", async () => {
+    const engines = (JSON.parse(await readFile("package.json", "utf8")) as { engines: { node: string } }).engines.node;
+    expect(engines).toBe("^20.15.0 || >=22.2.0");
+    // What sets the bound: stores/file/local-log.ts and backup/log-file.ts checksum with it.
+    expect(typeof (await import("node:zlib")).crc32).toBe("function");
+    expect(await readFile("stores/file/local-log.ts", "utf8")).toContain('import { crc32 } from "node:zlib"');
+  });
+});
