@@ -272,7 +272,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   };
 
   const h1 = http.createServer(
-    { headersTimeout: limits.headersTimeoutMs, requestTimeout: 0, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) },
+    { headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) },
     handler,
   );
   // Node's own answer to a client error, plus a count of the timeouts in /metrics.
