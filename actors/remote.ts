@@ -10,7 +10,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
-import { WatchUnsupportedError, type LogRemote, type NameHead } from "../core/log-remote.js";
+import { WatchUnsupportedError, type LogRemote, type NameHead, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
@@ -58,12 +58,7 @@ export interface RemoteOptions {
   ca?: Buffer | string;
 }
 
-/** The signed update blocks are sent ahead of (AddManyRequest.pending). */
-export interface PendingUpdate {
-  name: string;
-  content: Uint8Array;
-  record: Uint8Array;
-}
+
 
 /**
  * The CAS and NS as the actors see them, over Connect on HTTP/2 (one connection per service,

@@ -145,8 +145,10 @@ export class Authority {
     const { sequence } = await verifyNameRecord(name, record, content);
     const writer = this.keyWriter(name);
     const version = (await names.get(name))?.version ?? 0n;
+    // Most often a lost race (another update moved the name since the writer read it), which the writer
+    // handles by reading again; either way nothing is stored.
     if (sequence <= version) {
-      throw RemoteLogError.permissionDenied(`pending update of ${name} has sequence ${sequence}, not above the name's version ${version}: it is not pending`);
+      throw RemoteLogError.aborted(`pending update of ${name} has sequence ${sequence}, not above the name's version ${version}: the name has moved on`, { name });
     }
     return writer;
   }
