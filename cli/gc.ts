@@ -1,13 +1,13 @@
 import { join } from "node:path";
-import { Option } from "commander";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { GcService } from "../gen/remotelog/v1/gc_pb.js";
 import { bearer, fromConnectError } from "../actors/remote.js";
 import { clientCredentials } from "./endpoints.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary } from "../backup/gc.js";
-import { durationOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { Option, type Command } from "commander";
+import { durationFlag, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { printJson, progressOf } from "./pack-options.js";
 
 export const summary = "delete CAS blocks that no name and no backup head reaches (mark and sweep)";
@@ -15,7 +15,9 @@ export const summary = "delete CAS blocks that no name and no backup head reache
 interface GcFlags {
   data?: string;
   server?: string;
-  grace?: number;
+  grace: number;
+  /** --grace was not given: a running server uses its own. */
+  serverGrace?: boolean;
   dryRun?: boolean;
   json?: boolean;
   adminTokenFile?: string;
@@ -25,19 +27,19 @@ interface GcFlags {
 export function command(io: Io) {
   return newCommand("gc", io)
     .description(
-      "Delete the blocks of the embedded CAS that no name in its NS reaches (log heads and backup heads), by mark\n" +
-        "and sweep: packs holding garbage are rewritten without it. Blocks written or put again less than --grace\n" +
-        "before the mark began, or while it runs, are always kept, so a sender publishing at the same time loses\n" +
-        "nothing. --data DIR works on a stopped server's directory (a running one holds it locked); --server URL\n" +
-        "asks a running `remotelog serve` to collect its own store: URL is its admin listener (serve --admin-listen,\n" +
-        "http://127.0.0.1:PORT or unix:/path/to/socket), or its public port with --admin-token-file. The server's\n" +
-        "--gc-grace is the least grace; --grace may only lengthen it.",
+      "Delete the blocks of the embedded CAS that no name in its NS reaches (log heads and backup heads), by mark " +
+        "and sweep: packs holding garbage are rewritten without it. Blocks written or put again less than --grace " +
+        "before the mark began, or while it runs, are always kept, so a sender publishing at the same time loses " +
+        "nothing. --data DIR works on a stopped server's directory (a running one holds it locked); --server URL " +
+        "asks a running `remotelog serve` to collect its own store: URL is its admin listener (serve --admin-listen, " +
+        "http://127.0.0.1:PORT or unix:/path/to/socket), or its public port with --admin-token-file. A running " +
+        "server's --gc-grace is the least grace there; --grace may only lengthen it.",
     )
     .option("--data <dir>", "a stopped server's data directory (blocks in DIR/cas, names in DIR/ns)")
-    .addOption(new Option("--server <url>", "a running remotelog serve with the fs CAS: its admin listener, or its public port with --admin-token-file").env("REMOTELOG_SERVER"))
+    .addOption(new Option("--server <url>", "a running remotelog serve with the fs CAS and its NS: its admin listener, or its public port with --admin-token-file").env("REMOTELOG_SERVER"))
     .addOption(new Option("--admin-token-file <file>", "send the admin token in this file (serve --admin-token-file)").env("REMOTELOG_ADMIN_TOKEN_FILE"))
     .addOption(new Option("--ca <file>", "trust this CA (PEM) for an https:// server").env("REMOTELOG_CA"))
-    .option("--grace <duration>", "keep what was written this recently: 1h with --data; with --server, the server's --gc-grace, which this may only lengthen", durationOption)
+    .addOption(durationFlag("--grace <duration>", "keep what was written this recently (0s: no grace); with --server, the server's --gc-grace unless longer", DEFAULT_GRACE_MS, { zero: true }))
     .option("--dry-run", "report what would be deleted; delete nothing")
     .option("--json", "print a JSON summary")
     .addHelpText(
@@ -45,8 +47,10 @@ export function command(io: Io) {
       "\nExamples:\n  remotelog gc --data ./server-data --dry-run\n  remotelog gc --server http://127.0.0.1:7421 --grace 2h --json\n" +
         "  remotelog gc --server https://cas.example.org --admin-token-file admin.token",
     )
-    .action(async (flags: GcFlags, command: import("commander").Command) => {
-      // REMOTELOG_SERVER, set for the other verbs, does not stand against an explicit --data.
+    .action(async (flags: GcFlags, command: Command) => {
+      // REMOTELOG_SERVER set in the shell does not stand against an explicit --data.
+      // A running server keeps its own grace: only a --grace given here is sent, to lengthen it.
+      if (command.getOptionValueSource("grace") !== "cli") flags.serverGrace = true;
       if (flags.data && command.getOptionValueSource("server") === "env") flags.server = undefined;
       if (Boolean(flags.data) === Boolean(flags.server)) throw usageError("give either --data DIR (a stopped server) or --server URL (a running one)");
       const result = flags.server ? await remoteGc(flags) : await localGc(flags.data!, flags, io);
@@ -75,7 +79,7 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
   try {
     const store = await FsContentStore.open(join(dir, "cas"));
     try {
-      return await collectGarbage({ store, names, graceMs: flags.grace ?? DEFAULT_GRACE_MS, dryRun: flags.dryRun, progress: progressOf(io, flags.json) });
+      return await collectGarbage({ store, names, graceMs: flags.grace, dryRun: flags.dryRun, progress: progressOf(io, flags.json) });
     } finally {
       await store.close();
     }
@@ -94,7 +98,8 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
     : createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions: ca ? { ca } : undefined, interceptors });
   const client = createClient(GcService, transport);
   try {
-    const response = await client.collect({ graceMs: BigInt(flags.grace ?? 0), dryRun: flags.dryRun ?? false });
+    // grace_ms 0 is "unset" on the wire (the server's own grace); a --grace given here is at least 1 ms.
+    const response = await client.collect({ graceMs: flags.serverGrace ? 0n : BigInt(Math.max(1, flags.grace)), dryRun: flags.dryRun ?? false });
     return {
       roots: Number(response.roots),
       marked: Number(response.marked),
@@ -107,6 +112,12 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
       ms: Number(response.ms),
     };
   } catch (err) {
+    // The service is mounted only beside an fs CAS and an NS that lists its names: say which is missing, not "HTTP 404".
+    if (ConnectError.from(err).code === Code.Unimplemented) {
+      throw RemoteLogError.conflict(
+        `the server at ${url} does not collect garbage: gc needs the fs CAS and an NS on the same server, to know what the names reach, and this one has no NS (serve --only cas) or no fs CAS (serve --only ns, --memory, --cas kubo)`,
+      );
+    }
     throw fromConnectError(err, `GcService ${url} Collect`);
   }
 }
