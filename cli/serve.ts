@@ -12,7 +12,7 @@ import { defaultNsLimits } from "../services/ns-service.js";
 import { parseTokens, refusesUnread } from "../services/auth.js";
 import { isKeyName } from "../core/names.js";
 import { DEFAULT_GRACE_MS } from "../backup/gc.js";
-import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 
 export const summary = "run the CAS and NS services on one port";
 
@@ -76,7 +76,7 @@ export function command(io: Io) {
     .option("--insecure-open", "let anyone write to a server listening beyond loopback (logs a warning)")
     .option("--admin-listen <host:port|path>", "serve gc to the operator on this loopback address or Unix socket, apart from the public port")
     .option("--admin-token-file <file>", "bearer tokens, one a line, that may call gc on the public port")
-    .option("--gc-grace <duration>", "gc never removes what was written this recently; a gc call may ask for longer, never shorter", durationOption, DEFAULT_GRACE_MS)
+    .addOption(durationFlag("--gc-grace <duration>", "gc never removes what was written this recently (0s: no grace); a gc call may ask for longer, never shorter", DEFAULT_GRACE_MS, { zero: true }))
     .option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain (with --tls-key); HTTP/2 through ALPN, HTTP/1.1 beside it")
     .option("--tls-key <file>", "the PEM private key of --tls-cert")
     .option("--max-response-bytes <bytes>", "block bytes in one GetMany response; clients page past it", intOption(1), defaultBlockLimits.maxResponseBytes)
@@ -86,8 +86,8 @@ export function command(io: Io) {
     .option("--max-watches-per-connection <n>", "names watched at once on one connection", intOption(1), defaultNsLimits.maxWatchesPerConnection)
     .option("--max-connections <n>", "connections open at once; more are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnections)
     .option("--max-concurrent-streams <n>", "streams one HTTP/2 connection may have open at once", intOption(1), defaultConnectionLimits.maxConcurrentStreams)
-    .option("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", durationOption, defaultConnectionLimits.headersTimeoutMs)
-    .option("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", durationOption, defaultConnectionLimits.idleTimeoutMs)
+    .addOption(durationFlag("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", defaultConnectionLimits.headersTimeoutMs))
+    .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", defaultConnectionLimits.idleTimeoutMs))
     .option("--backlog <n>", "connections the kernel queues before they are accepted", intOption(1), defaultConnectionLimits.backlog)
     .addOption(new Option("--cas <backend>", "where blocks go: fs (DIR/cas, or memory with --memory) or kubo (a Kubo node, pinned)").choices(["fs", "kubo"]).default("fs"))
     .addOption(new Option("--ns <backend>", "where names go: level (DIR/ns, or memory with --memory) or ipns (a Kubo node's IPNS; signed names only)").choices(["level", "ipns"]).default("level"))
