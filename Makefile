@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
 
 all: build
 
@@ -100,6 +100,10 @@ chaos: build
 # throughput, p99 latency, peak RSS and the final counts.
 soak: build
 	$(NODE) dist/bench/soak.js
+
+# Honest senders and receivers while a hostile client attacks the server in five ways (issue 11).
+bench-abuse: build
+	$(NODE) dist/bench/abuse.bench.js
 
 clean:
 	rm -rf dist .tmp

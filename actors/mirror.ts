@@ -2,7 +2,7 @@ import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
 import { LogReader } from "../core/log-reader.js";
-import type { LogReadRemote, LogRemote } from "../core/log-remote.js";
+import type { LogReadRemote, LogRemote, PendingUpdate } from "../core/log-remote.js";
 import { LostRace, retryLostRaces } from "./remote.js";
 
 export interface MirrorOptions {
@@ -66,7 +66,9 @@ export class Mirror {
     // The copy's own head, checked as any head, is the rollback floor for the source's.
     const copy = mirrored ? await this.source.check(mirrored, { where: `head of name ${JSON.stringify(this.name)} on the mirror NS ${this.target.nsUrl}` }) : undefined;
     const { page: head, sequence } = await this.source.check(source, { floor: copy?.sequence });
-    const copied = await this.copyChain(head, copy?.page);
+    // A server taking signed writers only stores the blocks because they go ahead of this signed update.
+    const pending = this.source.signed ? { name: this.name, content: source.content, record: source.record } : undefined;
+    const copied = await this.copyChain(head, copy?.page, pending);
     try {
       await this.target.updateName(this.name, source.content, mirrored?.version ?? 0n, this.source.signed ? source.record : undefined);
     } catch (err) {
@@ -85,7 +87,7 @@ export class Mirror {
    * (all of them for an empty target). Every page is checked against its address and every message
    * against its pair before anything is stored.
    */
-  private async copyChain(head: RemoteLog, mirroredHead: RemoteLog | undefined): Promise<{ pages: number; messages: number }> {
+  private async copyChain(head: RemoteLog, mirroredHead: RemoteLog | undefined, pending: PendingUpdate | undefined): Promise<{ pages: number; messages: number }> {
     const newest = mirroredHead?.pair[0];
     const pageBytes = new Map<string, Uint8Array>();
     const keep = (address: Uint8Array, bytes: Uint8Array) => void pageBytes.set(toHex(address), bytes);
@@ -108,7 +110,7 @@ export class Mirror {
       const batch = pairs.slice(i, i + this.batchSize);
       // Embedded messages are checked too: the copy must hold nothing a receiver would refuse.
       const read = await this.source.readMessages(batch);
-      await this.target.putBlocks(read.data.filter((_, j) => read.pairs[j].data.length === 0));
+      await this.target.putBlocks(read.data.filter((_, j) => read.pairs[j].data.length === 0), pending);
       messages += read.pairs.length;
     }
     // Pages after their messages and before the head, so that nothing the target's name reaches is missing.
@@ -121,7 +123,7 @@ export class Mirror {
       for (const skip of mirroredHead.info?.skips ?? []) held.add(toHex(skip.address));
     }
     const pages = [...pageBytes.entries()].filter(([key]) => !held.has(key)).map(([, bytes]) => bytes);
-    await this.target.putBlocks(pages);
+    await this.target.putBlocks(pages, pending);
     return { pages: pages.length, messages };
   }
 

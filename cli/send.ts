@@ -6,7 +6,7 @@ import { ErrorCodes, RemoteLogError } from "../core/errors.js";
 import { encodeMessage, messageId, newMessage, toHex } from "../core/hash.js";
 import { parseEmbed } from "../core/page.js";
 import { join } from "node:path";
-import { canonicalKeyName, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
+import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
@@ -235,6 +235,9 @@ export async function signingFrom(flags: Pick<SendFlags, "unsigned" | "key" | "n
     if (flags.key) throw usageError("give either --key or --unsigned, not both");
     if (!flags.name) throw usageError("--unsigned needs a --name");
     if (isKeyName(flags.name) || canonicalKeyName(flags.name)) throw usageError(`${flags.name} is a key name: its updates must be signed with --key`);
+    // The NS's own rule, checked before anything is appended or sent.
+    const problem = freeFormNameProblem(flags.name);
+    if (problem !== undefined) throw usageError(`--name ${JSON.stringify(flags.name)} ${problem}`);
     return { name: flags.name };
   }
   if (!flags.key) throw usageError("give --key FILE to sign updates (remotelog key gen makes one), or --unsigned with a free-form --name");
