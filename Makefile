@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-peers bench-many bench-rtt bench-follow bench-kubo bench-backup clean
 
 all: build
 
@@ -61,6 +61,11 @@ bench: build
 	$(NODE) dist/bench/many-names.bench.js
 	$(NODE) dist/bench/follow-latency.bench.js
 	$(NODE) dist/bench/catch-up-rtt.bench.js
+	$(NODE) dist/bench/peers/hypercore.bench.js
+
+# remotelog beside hypercore (writer and reader processes over TCP) and a bare `node -e 0`, in one run.
+bench-peers: build
+	$(NODE) dist/bench/peers/hypercore.bench.js
 
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build
