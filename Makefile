@@ -22,8 +22,10 @@ test/ipfs-harness/node_modules/.package-lock.json: test/ipfs-harness/package-loc
 
 harness: test/ipfs-harness/node_modules/.package-lock.json
 
+# tsc compiles everything into dist/; then the CLI is bundled over dist/cli/main.js (scripts/bundle-cli.mjs).
 build: install
 	$(NODE) $(BIN)/tsc -p tsconfig.build.json
+	$(NODE) scripts/bundle-cli.mjs
 
 gen: install
 	$(BIN)/buf generate
