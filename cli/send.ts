@@ -3,7 +3,7 @@ import { Sender } from "../actors/sender.js";
 import { withRetry } from "../actors/remote.js";
 import { ErrorCodes, RemoteLogError } from "../core/errors.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
-import { parseEmbed } from "../core/page.js";
+import { DEFAULT_EMBED, parseEmbed } from "../core/page.js";
 import { join } from "node:path";
 import { canonicalKeyName, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
@@ -53,7 +53,7 @@ export function command(io: Io) {
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
       .option("--page-size <n>", "pairs per page", intOption(1, 1_000_000), 256)
-      .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", "none")
+      .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", String(DEFAULT_EMBED))
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever)", intOption(0), 60)
       .option("--json", "print a JSON summary on stdout"),
   )
