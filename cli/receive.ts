@@ -19,7 +19,7 @@ interface ReceiveFlags extends EndpointFlags {
   unsigned?: boolean;
   state: string;
   follow?: boolean;
-  interval: number;
+  interval?: number;
   batch: number;
   maxPages: number;
   retryFor?: number;
@@ -46,7 +46,7 @@ export function command(io: Io) {
       .requiredOption("--state <dir>", "the receiver's checkpoint directory")
       .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
       .option("--follow", "keep polling and print new messages as they arrive")
-      .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
+      .option("--interval <ms>", "poll interval with --follow (default: 30000 while the NS pushes new heads, 500 when it cannot)", intOption(10, 3_600_000))
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default 60, forever with --follow)", intOption(0))
