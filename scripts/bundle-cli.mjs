@@ -6,10 +6,11 @@
  * from its own directory.
  */
 import { build } from "esbuild";
-import { rm } from "node:fs/promises";
-import { readdir } from "node:fs/promises";
+import { mkdir, readdir, rm } from "node:fs/promises";
 
-const outdir = "dist/cli";
+// BUNDLE_OUTDIR: elsewhere, to compare builds without touching dist/ (node_modules must be above it).
+const outdir = process.env.BUNDLE_OUTDIR ?? "dist/cli";
+await mkdir(outdir, { recursive: true });
 // Chunks of an earlier bundle would otherwise pile up.
 for (const file of await readdir(outdir)) if (file.startsWith("chunk-")) await rm(`${outdir}/${file}`);
 await build({
