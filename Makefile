@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
+.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-peers bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
 
 all: build
 
@@ -24,10 +24,12 @@ harness: test/ipfs-harness/node_modules/.package-lock.json
 
 # dist/ is rebuilt only when a source, a tsconfig or the lockfile is newer than the last build:
 # a second `make build` (or `make demo`) with nothing changed does nothing.
-BUILD_SOURCES := $(shell find core gen stores services actors backup cli bench -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json package-lock.json
+# tsc compiles everything into dist/; then the CLI is bundled over dist/cli/main.js (scripts/bundle-cli.mjs).
+BUILD_SOURCES := $(shell find core gen stores services actors backup cli bench -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json package-lock.json scripts/bundle-cli.mjs
 
 dist/.built: $(BUILD_SOURCES) node_modules/.package-lock.json
 	$(NODE) $(BIN)/tsc -p tsconfig.build.json
+	$(NODE) scripts/bundle-cli.mjs
 	@touch $@
 
 build: dist/.built
@@ -68,6 +70,11 @@ bench: build
 	$(NODE) dist/bench/many-names.bench.js
 	$(NODE) dist/bench/follow-latency.bench.js
 	$(NODE) dist/bench/catch-up-rtt.bench.js
+	$(NODE) dist/bench/peers/hypercore.bench.js
+
+# remotelog beside hypercore (writer and reader processes over TCP) and a bare `node -e 0`, in one run.
+bench-peers: build
+	$(NODE) dist/bench/peers/hypercore.bench.js
 
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build

@@ -104,7 +104,15 @@ export class Mirror {
     }
 
     // The page that holds the copy's newest pair is read again, but its older pairs the copy has: neither copied nor counted.
-    if (newest && head.info && mirroredHead?.info) pairs = pairs.filter((pair) => Number(pair.seqid) > Number(newest.seqid));
+    // Except a message the copy has only inside its old head (embedded there, core/page.ts DEFAULT_EMBED)
+    // that the source's pages now reference instead: its block is copied, though not counted as new.
+    let moved: RemoteLog_Pair[] = [];
+    if (newest && head.info && mirroredHead?.info) {
+      const embeddedInCopy = new Set(mirroredHead.pair.filter((pair) => pair.data.length > 0).map((pair) => toHex(pair.localHash)));
+      moved = pairs.filter((pair) => Number(pair.seqid) <= Number(newest.seqid) && pair.data.length === 0 && !pair.redacted && embeddedInCopy.has(toHex(pair.localHash)));
+      pairs = pairs.filter((pair) => Number(pair.seqid) > Number(newest.seqid));
+    }
+    if (moved.length > 0) await this.target.putBlocks((await this.source.readMessages(moved)).data, pending);
     let messages = 0;
     for (let i = 0; i < pairs.length; i += this.batchSize) {
       const batch = pairs.slice(i, i + this.batchSize);

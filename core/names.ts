@@ -1,4 +1,4 @@
-import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord, type IPNSRecord } from "ipns";
+import type { IPNSRecord } from "ipns";
 import { generateKeyPair, privateKeyToProtobuf, publicKeyFromProtobuf, publicKeyToProtobuf } from "@libp2p/crypto/keys";
 import { CID } from "multiformats/cid";
 import { base36 } from "multiformats/bases/base36";
@@ -19,6 +19,14 @@ export type PrivateKey = Parameters<typeof privateKeyToProtobuf>[0];
 export type PublicKey = Parameters<typeof publicKeyToProtobuf>[0];
 
 /** IPNS's own limit on a marshalled record (ipns/validator MAX_RECORD_SIZE). */
+/**
+ * ipns is loaded when a record is first made or read: loading it (and the libp2p loggers it sets up) was
+ * the largest frame of module start-up in a cold `send --unsigned` process, which never touches a record.
+ */
+function loadIpns(): Promise<typeof import("ipns")> {
+  return import("ipns");
+}
+
 export const MAX_RECORD_BYTES = 10 * 1024;
 /** A remote log must stay readable while its sender is away for weeks. */
 export const DEFAULT_VALIDITY_MS = 90 * 24 * 3600 * 1000;
@@ -129,6 +137,7 @@ export async function createNameRecord(
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
   if (!Number.isFinite(validityMs) || validityMs <= 0) throw RemoteLogError.invalidArgument(`validity of ${validityMs} ms is not a positive duration`);
   if (!Number.isSafeInteger(ttlMs) || ttlMs < 0) throw RemoteLogError.invalidArgument(`TTL of ${ttlMs} ms is not a non-negative whole number`);
+  const { createIPNSRecord, marshalIPNSRecord } = await loadIpns();
   const record = await createIPNSRecord(key, `/ipfs/${cidOf(content).toString()}`, sequence, validityMs, {
     v1Compatible: false,
     ttlNs: BigInt(ttlMs) * 1_000_000n,
@@ -191,7 +200,7 @@ export async function verifySignedRecord(name: string, record: Uint8Array, optio
   try {
     // Throws SignatureVerificationError for missing V2 data or V1 fields that contradict the V2 data,
     // UnsupportedValidityError, InvalidValueError, and protobuf or CBOR decode errors: all malformed input.
-    parsed = unmarshalIPNSRecord(record);
+    parsed = (await loadIpns()).unmarshalIPNSRecord(record);
   } catch (err) {
     throw RemoteLogError.invalidArgument(`${of} is not an IPNS record with V2 signature data (${describe(err)})`, err);
   }
