@@ -188,8 +188,10 @@ class Handoff<T> {
   private ended = false;
   private wake?: () => void;
 
+  private readonly onAbort = () => this.wake?.();
+
   constructor(private readonly signal: AbortSignal) {
-    signal.addEventListener("abort", () => this.wake?.(), { once: true });
+    signal.addEventListener("abort", this.onAbort, { once: true });
   }
 
   put(value: T): Promise<void> {
@@ -215,8 +217,10 @@ class Handoff<T> {
     };
   }
 
+  /** The producer is done; a follower makes one Handoff per sync, so its listener goes too. */
   end(): void {
     this.ended = true;
+    this.signal.removeEventListener("abort", this.onAbort);
     this.wake?.();
   }
 
