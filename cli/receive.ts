@@ -1,10 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
-import { Receiver, type Delivery } from "../actors/receiver.js";
-import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
-import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { RemoteLogError, type ErrorCode } from "../core/errors.js";
-import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
+import { canonicalKeyName } from "../core/names.js";
+import { FileCheckpointStore, isKeyName, Receiver, RemoteLogError, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine } from "./format.js";
