@@ -5,6 +5,7 @@ import { LogReader } from "../core/log-reader.js";
 import type { LogReadRemote, LogRemote } from "../core/log-remote.js";
 import { LostRace, retryLostRaces } from "./remote.js";
 
+/** What a Mirror copies, from where to where. */
 export interface MirrorOptions {
   name: string;
   /** Where the log is read from. */
@@ -18,6 +19,7 @@ export interface MirrorOptions {
   batchSize?: number;
 }
 
+/** What one mirror sync copied. */
 export interface MirrorResult {
   /** False when the source has no such name. */
   found: boolean;

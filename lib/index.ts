@@ -27,7 +27,8 @@ export type { LogRemote, LogReadRemote, NameHead, CasLimits } from "../core/log-
 export { WatchUnsupportedError } from "../core/log-remote.js";
 
 // Writing and reading a log.
-export { Sender, blockLimit, type OpenSenderOptions, type SenderOptions, type SendResult, type PublishResult } from "./sender.js";
+export { Sender, blockLimit, type OpenSenderOptions, type SenderOptions, type SendResult, type PublishResult, type EmbedMode } from "./sender.js";
+export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "./sender.js";
 export { Receiver, type OpenReceiverOptions, type ReceiverOptions, type ReceiverRemote, type ReceiveResult, type FollowOptions, type Deliver, type Delivery, type SyncResult } from "./receiver.js";
 export { Mirror, type MirrorOptions, type MirrorResult } from "../actors/mirror.js";
 export { verifyLog, type VerifyLogOptions, type VerifyReport, type Fault } from "./verify.js";
@@ -40,7 +41,7 @@ export { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 // Keys, names and messages.
 export { generateKey, keyName, saveKey, loadKey, type PrivateKey, type PublicKey } from "./keys.js";
 export { isKeyName } from "../core/names.js";
-export { mvdsId, toHex, fromHex, type Message } from "./messages.js";
+export { mvdsId, toHex, fromHex, type Message, type Metadata } from "./messages.js";
 
 // Errors and retries.
 export { RemoteLogError, ErrorCodes, isRemoteLogError, type ErrorCode, type ErrorDetails } from "../core/errors.js";

@@ -1,7 +1,12 @@
-import type { Message } from "../gen/vac/mvds/mvds_pb.js";
+import type { Message as GenMessage } from "../gen/vac/mvds/mvds_pb.js";
 import { decodeMessage, fromHex as hexToBytes, messageId, toHex as bytesToHex } from "../core/hash.js";
 
-export type { Message } from "../gen/vac/mvds/mvds_pb.js";
+import type { Metadata as GenMetadata } from "../gen/vac/mvds/mvds_pb.js";
+
+/** A decoded vac.mvds.Message: groupId, timestamp (seconds), body, and optional metadata. */
+export type Message = GenMessage;
+/** A message's vac.mvds.Metadata: ephemeral flag and parents. */
+export type Metadata = GenMetadata;
 
 /**
  * `const id = mvdsId(message)`

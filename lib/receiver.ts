@@ -15,7 +15,7 @@ export type { Deliver, Delivery, SyncResult } from "../actors/receiver.js";
 export type ReceiverRemote = LogReadRemote & Partial<Pick<LogRemote, "watchName">>;
 
 /** The constructor's options: the actor's (actors/receiver.ts), with checkpoints kept in memory unless given. */
-export interface ReceiverOptions extends Omit<LogReceiverOptions, "checkpoints" | "remote"> {
+export interface ReceiverOptions extends Omit<LogReceiverOptions, "checkpoints" | "remote" | "verifyPool"> {
   remote: ReceiverRemote;
   /** Where the receiver remembers how far it got, per name. Default: in memory (a new receiver starts at seq 0). */
   checkpoints?: CheckpointStore;

@@ -11,6 +11,8 @@ import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../stores/memory/local-log.js";
 
 export type { PublishResult } from "../actors/sender.js";
+export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "../core/local-log.js";
+export type { EmbedMode } from "../core/page.js";
 
 /** How Sender.open finds its name, log and remote. */
 export interface OpenSenderOptions {
@@ -49,7 +51,9 @@ export interface SendResult extends PublishResult {
 }
 
 /** The constructor's options: the actor's (actors/sender.ts), plus the group that send() uses. */
-export interface SenderOptions extends LogSenderOptions {
+export interface SenderOptions extends Omit<LogSenderOptions, "remote"> {
+  /** Where the log is published (openRemote, openKubo). */
+  remote: LogRemote;
   /** MVDS group id of messages sent without one. Default "remotelog". */
   group?: string | Uint8Array;
 }
