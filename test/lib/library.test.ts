@@ -1,4 +1,8 @@
-import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FileCheckpointStore, generateKey, keyName, mvdsId, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
@@ -123,5 +127,27 @@ describe("library", () => {
     const result = await receiver.sync(async (batch) => void batches.push(batch));
     expect(result).toMatchObject({ delivered: 2, total: 2, messages: [] });
     expect(batches.flat().map((d) => d.seq)).toEqual([0, 1]);
+  });
+
+  test("library - the entry point does not load kubo-rpc-client; openKubo does", async () => {
+    // A module-resolution hook (node:module register) writes every resolved URL to a file.
+    const log = join(dir, "resolved.txt");
+    const hooks = join(dir, "hooks.mjs");
+    await writeFile(
+      hooks,
+      `import { appendFileSync } from "node:fs";\n` +
+        `export async function resolve(specifier, context, next) { const result = await next(specifier, context); appendFileSync(${JSON.stringify(log)}, result.url + "\\n"); return result; }\n`,
+    );
+    const script =
+      `import { register } from "node:module"; import { appendFileSync } from "node:fs";\n` +
+      `register(${JSON.stringify(pathToFileURL(hooks).href)});\n` +
+      `const lib = await import(${JSON.stringify(pathToFileURL(resolve("dist/lib/index.js")).href)});\n` +
+      `appendFileSync(${JSON.stringify(log)}, "--- openKubo\\n");\n` +
+      `(await lib.openKubo("http://127.0.0.1:1")).close();\n`;
+    await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script]);
+    const [before, after] = (await readFile(log, "utf8")).split("--- openKubo\n");
+    expect(before).toContain("/dist/lib/index.js");
+    expect(before).not.toContain("kubo-rpc-client");
+    expect(after).toContain("kubo-rpc-client");
   });
 });
