@@ -155,7 +155,11 @@ export class Receiver extends LogReceiver {
         syncing = withRetry(() => this.sync((batch) => batches.put(batch), pushed), { timeoutMs: options.retryForMs ?? 0, signal: stop.signal }).finally(() => batches.end());
         syncing.catch(() => {}); // awaited below; this only keeps a failure meanwhile from being unhandled
         for (let taken = await batches.take(); taken; taken = await batches.take()) {
-          for (const delivery of taken.value) yield delivery;
+          for (const delivery of taken.value) {
+            // Asked to stop part-way: the rest of the batch is not handed out, and it stays undelivered.
+            if (stop.signal.aborted) return;
+            yield delivery;
+          }
           taken.ack();
         }
         if (stop.signal.aborted) break;
@@ -164,8 +168,9 @@ export class Receiver extends LogReceiver {
       }
     } finally {
       stop.abort();
-      // A batch the loop did not finish is refused, so that the checkpoint stays before it.
-      handoff?.fail(new Error("the follower stopped before the end of the batch"));
+      // A batch the loop did not finish is refused, and so is any the sync offers after this, so that
+      // the checkpoint stays before them.
+      handoff?.close(new Error("the follower stopped before the end of the batch"));
       await syncing?.catch(() => {});
       watch?.close();
       options.signal?.removeEventListener("abort", abort);
@@ -186,6 +191,7 @@ export class Receiver extends LogReceiver {
 class Handoff<T> {
   private item?: { value: T; ack: () => void; fail: (err: Error) => void };
   private ended = false;
+  private closed?: Error;
   private wake?: () => void;
 
   private readonly onAbort = () => this.wake?.();
@@ -195,6 +201,7 @@ class Handoff<T> {
   }
 
   put(value: T): Promise<void> {
+    if (this.closed) return Promise.reject(this.closed);
     return new Promise((ack, fail) => {
       this.item = { value, ack, fail };
       this.wake?.();
@@ -224,7 +231,9 @@ class Handoff<T> {
     this.wake?.();
   }
 
-  fail(err: Error): void {
+  /** The consumer is gone: the value it holds, and every later one, is refused with err. */
+  close(err: Error): void {
+    this.closed = err;
     const item = this.item;
     this.item = undefined;
     item?.fail(err);

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { FileCheckpointStore, generateKey, keyName, mvdsId, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
+import { FileCheckpointStore, MemoryCheckpointStore, generateKey, keyName, mvdsId, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
 import { cleanup, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 
@@ -111,6 +111,25 @@ describe("library", () => {
     expect((await checkpoints.load(name))?.delivered).toBe(2);
     await checkpoints.close();
     expect(await readWith(3)).toEqual([2, 3, 4]);
+  });
+
+  test("library - aborting follow inside the loop ends it after the message in hand, which counts as delivered", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["p", "q", "r"]);
+    const checkpoints = new MemoryCheckpointStore();
+    const name = keyName(key);
+    for (const expected of [[0], [1], [2]]) {
+      const receiver = new Receiver({ remote, name, checkpoints, batchSize: 1 });
+      const stop = new AbortController();
+      const seqs: number[] = [];
+      for await (const delivery of receiver.follow({ signal: stop.signal })) {
+        seqs.push(delivery.seq);
+        stop.abort();
+      }
+      expect(seqs).toEqual(expected);
+    }
+    expect((await checkpoints.load(name))?.delivered).toBe(3);
   });
 
   test("library - sync with a callback: a callback that throws keeps the checkpoint before its batch", async () => {
