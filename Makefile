@@ -53,12 +53,13 @@ lint: install check-gen typecheck
 		$(BIN)/buf breaking --against '.git#branch=main' && echo "buf breaking: no breaking change against main"; \
 	else echo "buf breaking: no main with proto/ to compare against"; fi
 
-# test/kubo runs after everything else: its IPFS node keeps a core busy, and the time-bounded fuzzing
-# (test/hostile/fuzz.test.ts) must not share the two cores with it. Each run writes its own report.
+# test/kubo and test/package run after everything else: the IPFS node keeps a core busy, and npm
+# install writes some 450 MB; the time-bounded fuzzing (test/hostile/fuzz.test.ts) must not share the
+# two cores with either. Each run writes its own report.
 test: lint harness
 	@mkdir -p .tmp && rm -f .tmp/vitest-report*.json
-	$(BIN)/vitest run --exclude 'test/kubo/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
-	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json
+	$(BIN)/vitest run --exclude 'test/kubo/**' --exclude 'test/package/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
+	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo test/package --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json
 
 # The library's API reference (lib/index.ts, with its TSDoc) as HTML in .tmp/docs/api, not committed.
 # Fails on a warning: a type the API uses but does not export, or a doc tag TypeDoc does not know.
