@@ -1,17 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
-import { Receiver, type Delivery } from "../actors/receiver.js";
-import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
-import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { RemoteLogError, type ErrorCode } from "../core/errors.js";
-import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
+import { canonicalKeyName } from "../core/names.js";
+import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
 import { Option } from "commander";
-import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine, deliveryText } from "./format.js";
 import { followName, RetryStatus } from "./follow.js";
-import { withRetry } from "../actors/remote.js";
 import { OutFile } from "./out-file.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
