@@ -101,7 +101,7 @@ describe("serve - a damaged pack is quarantined, not fatal", () => {
     // Internal: the packs directory made unwritable is an I/O failure the client sees only as "internal error".
     await rm(join(data, "cas", "packs"), { recursive: true });
     await writeFile(join(data, "cas", "packs"), "not a directory");
-    const internal = await runCli(["send", "--unsigned", "--name", "d", "--server", server.url, "--data", join(dir, "d"), "--retry-for", "1"], { stdin: lines(3) });
+    const internal = await runCli(["send", "--unsigned", "--embed", "none", "--name", "d", "--server", server.url, "--data", join(dir, "d"), "--retry-for", "1"], { stdin: lines(3) });
     expect(internal.code).not.toBe(0);
     expect(internal.stderr).toContain("internal error");
     expect(internal.stderr).not.toContain(data);
