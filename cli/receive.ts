@@ -7,6 +7,7 @@ import { RemoteLogError, type ErrorCode } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
+import type { GatewayRemote } from "../actors/gateway-remote.js";
 import { deliveryLine } from "./format.js";
 import { followName } from "./follow.js";
 
@@ -24,7 +25,12 @@ interface ReceiveFlags extends EndpointFlags {
   maxPages: number;
   retryFor?: number;
   fromSeq?: number;
+  gateway?: string;
+  router?: string;
 }
+
+/** What receive reads from: our services, a Kubo node, or any IPFS gateway. */
+type ReadRemote = AnyRemote | GatewayRemote;
 
 export function command(io: Io) {
   return endpointOptions(
@@ -50,7 +56,9 @@ export function command(io: Io) {
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default 60, forever with --follow)", intOption(0))
-      .option("--concurrency <n>", "with several names, how many are synced at once", intOption(1, 4096), 16),
+      .option("--concurrency <n>", "with several names, how many are synced at once", intOption(1, 4096), 16)
+      .option("--gateway <url>", "read from an IPFS Trustless Gateway instead (blocks from /ipfs/, names from /ipns/ as signed records; key names only)")
+      .option("--router <url>", "with --gateway, resolve names through this Delegated Routing V1 API (/routing/v1/ipns/) instead"),
   )
     .addHelpText(
       "after",
@@ -61,6 +69,7 @@ export function command(io: Io) {
         "  remotelog receive --names follows.txt --server http://127.0.0.1:7420 --state ./bob --follow\n" +
         "  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob --from-seq 90000\n" +
         "  remotelog receive --name k51qzi5uqu5d… --kubo-api http://127.0.0.1:5001 --state ./bob --follow   # straight from IPFS, polling\n" +
+        "  remotelog receive --name k51qzi5uqu5d… --gateway http://127.0.0.1:7420 --state ./bob   # any trustless gateway\n" +
         '\nWith --names, or --name given more than once, every line starts with the name of its log\n' +
         '({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
     )
@@ -77,7 +86,7 @@ export function command(io: Io) {
         throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
       }
       checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
-      const remote = await remoteFrom(flags);
+      const remote = await readRemoteFrom(flags, names.map(({ name }) => name));
       const checkpoints = await FileCheckpointStore.open(flags.state).catch((err) => {
         remote.close();
         throw err;
@@ -156,7 +165,24 @@ async function namesFrom(flags: ReceiveFlags): Promise<{ name: string; from: str
  * is said on stderr, with its name, and retried; without --follow the exit code is 1 if any name was
  * not read, once all the others were.
  */
-async function receiveMany(names: string[], flags: ReceiveFlags, remote: AnyRemote, checkpoints: CheckpointStore, io: Io): Promise<void> {
+/** --gateway (and --router), or the endpoints every verb takes. */
+async function readRemoteFrom(flags: ReceiveFlags, names: string[]): Promise<ReadRemote> {
+  if (flags.gateway === undefined) {
+    if (flags.router !== undefined) throw usageError("--router goes with --gateway");
+    return remoteFrom(flags);
+  }
+  if (flags.server || flags.cas || flags.ns || flags.kuboApi) throw usageError("give either --gateway, or --server (or --cas and --ns, or --kubo-api), not both");
+  const unsigned = names.find((name) => !isKeyName(name));
+  if (unsigned !== undefined) throw usageError(`${JSON.stringify(unsigned)} is not a key name (k51…), and --gateway reaches IPNS, which holds signed names only`);
+  const { openGateway } = await import("../actors/gateway-remote.js");
+  try {
+    return openGateway(flags.gateway, { router: flags.router });
+  } catch (err) {
+    throw usageError((err as RemoteLogError).text ?? String(err));
+  }
+}
+
+async function receiveMany(names: string[], flags: ReceiveFlags, remote: ReadRemote, checkpoints: CheckpointStore, io: Io): Promise<void> {
   const many = new ManyReceiver({ names, remote, checkpoints, concurrency: flags.concurrency, batchSize: flags.batch, maxPages: flags.maxPages });
   const say = (text: string) => io.stderr.write(`remotelog receive: ${text}\n`);
   const result = await many.run(

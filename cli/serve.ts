@@ -20,6 +20,7 @@ interface ServeFlags {
   ns: "level" | "ipns";
   kuboApi?: string;
   metrics: boolean;
+  gateway: boolean;
   logLevel: LogLevel;
 }
 
@@ -46,6 +47,8 @@ export function command(io: Io) {
     .option("--kubo-api <url>", "the Kubo RPC API of --cas kubo and --ns ipns, such as http://127.0.0.1:5001")
     .option("--metrics", "serve Prometheus metrics at /metrics on the same port", true)
     .option("--no-metrics", "do not keep or serve metrics")
+    .option("--gateway", "answer IPFS's Trustless Gateway (/ipfs/, /ipns/) and Delegated Routing V1 (/routing/v1/) on the same port", true)
+    .option("--no-gateway", "do not answer IPFS's HTTP protocols")
     .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
     .addHelpText(
       "after",
@@ -77,6 +80,7 @@ export function command(io: Io) {
           ...stores,
           limits: { maxBlockBytes: flags.maxBlock, maxContentBytes: flags.maxBlock },
           requireSigned,
+          gateway: flags.gateway,
           onInternalError: (err, method) => log.error({ method, err: err.cause ?? err }, `${method} failed`),
           // Wired only at debug, so that below it no call pays for a log line that is never written.
           onCallEnd: log.isLevelEnabled("debug") ? (method, code, seconds) => log.debug({ method, code, ms: roundMs(seconds) }, "rpc") : undefined,
