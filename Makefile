@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup clean
 
 all: build
 
@@ -21,6 +21,13 @@ test/ipfs-harness/node_modules/.package-lock.json: test/ipfs-harness/package-loc
 	@touch $@
 
 harness: test/ipfs-harness/node_modules/.package-lock.json
+
+# Helia's verified-fetch, the independent IPFS client of test/interop: its own package, since it pulls in libp2p.
+test/helia-client/node_modules/.package-lock.json: test/helia-client/package-lock.json
+	npm ci --prefix test/helia-client --no-audit --no-fund
+	@touch $@
+
+helia-client: test/helia-client/node_modules/.package-lock.json
 
 build: install
 	$(NODE) $(BIN)/tsc -p tsconfig.build.json
@@ -48,7 +55,7 @@ lint: install check-gen typecheck
 
 # test/kubo runs after everything else: its IPFS node keeps a core busy, and the time-bounded fuzzing
 # (test/hostile/fuzz.test.ts) must not share the two cores with it. Each run writes its own report.
-test: lint harness
+test: lint harness helia-client
 	@mkdir -p .tmp && rm -f .tmp/vitest-report*.json
 	$(BIN)/vitest run --exclude 'test/kubo/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
 	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json

@@ -21,7 +21,8 @@ export async function startTamperProxy(target: string): Promise<TamperProxy> {
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       const forward = http.request(
-        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host } },
+        // Host stays the proxy's: a server that names itself by the address it was reached at names the proxy.
+        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
         (answer) => {
           const body: Buffer[] = [];
           answer.on("data", (chunk: Buffer) => body.push(chunk));
