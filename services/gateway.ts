@@ -334,7 +334,7 @@ export class Gateway implements HttpService {
     if (accepts(req.headers.accept, "application/x-ndjson", true)) {
       return { status: 200, headers: { ...headers, "content-type": "application/x-ndjson" }, body: records.map((r) => JSON.stringify(r) + "\n").join("") };
     }
-    return { status: 200, headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ [field]: records }) };
+    return { status: 200, headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ [field]: records }) + "\n" };
   }
 
   /** This server as a peer record: a peer ID of its own, and the address the client reached it at. */
