@@ -9,12 +9,11 @@ import { unmarshalIPNSRecord } from "ipns";
 import { CID } from "multiformats/cid";
 import { bases } from "multiformats/basics";
 import type { MultibaseDecoder } from "multiformats/bases/interface";
-import * as Digest from "multiformats/hashes/digest";
 import { NS, NameUpdateSchema, type NameUpdate } from "../gen/vac/cas/cas_pb.js";
 import type { ContentStore } from "../core/content-store.js";
 import { canList, type NameStore, type PutOptions } from "../core/name-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
-import { matchesAddress, RAW_CODEC, SHA2_256 } from "../core/hash.js";
+import { addressOf, matchesAddress, RAW_CODEC, SHA2_256 } from "../core/hash.js";
 import { httpStatusOf } from "../core/http-status.js";
 import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { canonicalKeyName, generateNameKey, isKeyName, keyName, MAX_RECORD_BYTES, peerIdOfKeyName, verifySignedRecord } from "../core/names.js";
@@ -104,7 +103,7 @@ export class HeadIndex {
     if (onlyIfNew && this.cidOfName.has(name)) return;
     const old = this.cidOfName.get(name);
     if (old !== undefined && this.nameOfCid.get(old) === name) this.nameOfCid.delete(old);
-    const key = Buffer.from(rawAddressOfContent(content)).toString("latin1");
+    const key = Buffer.from(addressOf(content)).toString("latin1");
     this.cidOfName.set(name, key);
     this.nameOfCid.set(key, name);
   }
@@ -115,8 +114,10 @@ export class HeadIndex {
   }
 }
 
-function rawAddressOfContent(content: Uint8Array): Uint8Array {
-  return CID.createV1(RAW_CODEC, Digest.create(SHA2_256, createHash("sha256").update(content).digest())).bytes;
+/** The CAS address (raw CIDv1) of the block any sha2-256 CID names, or undefined for other hashes. */
+function blockAddress(cid: CID): Uint8Array | undefined {
+  if (cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32) return undefined;
+  return cid.version === 1 && cid.code === RAW_CODEC ? cid.bytes : CID.createV1(RAW_CODEC, cid.multihash).bytes;
 }
 
 export interface GatewayOptions {
@@ -238,10 +239,17 @@ export class Gateway implements HttpService {
    */
   private async block(cid: CID): Promise<Uint8Array | undefined> {
     if (cid.multihash.code === IDENTITY_MULTIHASH) return cid.multihash.digest;
-    if (cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32) return undefined;
-    const address = cid.version === 1 && cid.code === RAW_CODEC ? cid.bytes : CID.createV1(RAW_CODEC, cid.multihash).bytes;
+    const address = blockAddress(cid);
+    if (address === undefined) return undefined;
     const [stored] = (await this.options.content?.getMany([address])) ?? [undefined];
     return stored ?? (await this.options.heads?.find(address));
+  }
+
+  /** Whether block(cid) would find it, without reading a stored block. */
+  private async holds(cid: CID): Promise<boolean> {
+    const address = blockAddress(cid);
+    if (address !== undefined && (await this.options.content?.has(address))) return true;
+    return (await this.block(cid)) !== undefined;
   }
 
   /** GET /ipns/{name}: the signed record, the only verifiable answer; this gateway deserializes nothing. */
@@ -319,14 +327,14 @@ export class Gateway implements HttpService {
     if (typeof cid === "string") return text(422, cid);
     const filter = url.searchParams.get("filter-protocols");
     const wantsGateway = filter === null || filter.toLowerCase().split(",").includes(GATEWAY_PROTOCOL);
-    const held = wantsGateway && (await this.block(cid)) !== undefined;
+    const held = wantsGateway && (await this.holds(cid));
     return this.peerList(req, "Providers", held ? [await this.self(req)] : []);
   }
 
   /** GET /routing/v1/peers/{peer-id}: this server's own record, for a client that looks it up by ID. */
   private async peers(req: HttpRequest, _url: URL, id: string): Promise<Reply> {
     const self = await this.self(req);
-    return this.peerList(req, "Peers", id === self.ID || canonicalKeyName(id) === keyNameOfPeer(self.ID) ? [self] : []);
+    return this.peerList(req, "Peers", id === self.ID || canonicalKeyName(id) === canonicalKeyName(self.ID) ? [self] : []);
   }
 
   private peerList(req: HttpRequest, field: "Providers" | "Peers", records: object[]): Reply {
@@ -418,10 +426,6 @@ function keyNameOf(id: string, maxNameBytes: number): string | Error {
   }
   if (isKeyName(id)) return id;
   return canonicalKeyName(id) ?? new Error(`${JSON.stringify(id.length > 80 ? id.slice(0, 80) + "…" : id)} is not the IPNS name of an Ed25519 key (k51…, bafzaa…, or a 12D3KooW… peer ID)`);
-}
-
-function keyNameOfPeer(peerId: string): string | undefined {
-  return canonicalKeyName(peerId);
 }
 
 type Format = "raw" | "car" | "ipns-record";
