@@ -35,7 +35,7 @@ function heliaFetch(server: string, urls: string[], timeoutMs = 20_000): Promise
   return new Promise((done, fail) => {
     execFile(
       process.execPath,
-      ["--import", join(CLIENT, "with-resolvers.mjs"), join(CLIENT, "fetch.mjs"), server, ...urls],
+      ["--import", resolve("test/helpers/with-resolvers.mjs"), join(CLIENT, "fetch.mjs"), server, ...urls],
       { env: { ...process.env, HELIA_TIMEOUT_MS: String(timeoutMs) }, timeout: timeoutMs * urls.length + 30_000, maxBuffer: 16 << 20 },
       (err, stdout, stderr) => {
         const lines = stdout.split("\n").filter((line) => line.startsWith("{"));
