@@ -29,8 +29,15 @@ test/helia-client/node_modules/.package-lock.json: test/helia-client/package-loc
 
 helia-client: test/helia-client/node_modules/.package-lock.json
 
-build: install
+# dist/ is rebuilt only when a source, a tsconfig or the lockfile is newer than the last build:
+# a second `make build` (or `make demo`) with nothing changed does nothing.
+BUILD_SOURCES := $(shell find core gen stores services actors backup cli bench -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json package-lock.json
+
+dist/.built: $(BUILD_SOURCES) node_modules/.package-lock.json
 	$(NODE) $(BIN)/tsc -p tsconfig.build.json
+	@touch $@
+
+build: dist/.built
 
 gen: install
 	$(BIN)/buf generate

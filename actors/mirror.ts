@@ -1,6 +1,6 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { equalBytes, toHex } from "../core/hash.js";
+import { addressOf, equalBytes, toHex } from "../core/hash.js";
 import { LogReader } from "../core/log-reader.js";
 import type { LogReadRemote, LogRemote } from "../core/log-remote.js";
 import { LostRace, retryLostRaces } from "./remote.js";
@@ -66,7 +66,7 @@ export class Mirror {
     // The copy's own head, checked as any head, is the rollback floor for the source's.
     const copy = mirrored ? await this.source.check(mirrored, { where: `head of name ${JSON.stringify(this.name)} on the mirror NS ${this.target.nsUrl}` }) : undefined;
     const { page: head, sequence } = await this.source.check(source, { floor: copy?.sequence });
-    const copied = await this.copyChain(head, copy?.page);
+    const copied = await this.copyChain(head, copy?.page, mirrored?.content);
     try {
       await this.target.updateName(this.name, source.content, mirrored?.version ?? 0n, this.source.signed ? source.record : undefined);
     } catch (err) {
@@ -85,7 +85,7 @@ export class Mirror {
    * (all of them for an empty target). Every page is checked against its address and every message
    * against its pair before anything is stored.
    */
-  private async copyChain(head: RemoteLog, mirroredHead: RemoteLog | undefined): Promise<{ pages: number; messages: number }> {
+  private async copyChain(head: RemoteLog, mirroredHead: RemoteLog | undefined, mirroredContent: Uint8Array | undefined): Promise<{ pages: number; messages: number }> {
     const newest = mirroredHead?.pair[0];
     const pageBytes = new Map<string, Uint8Array>();
     const keep = (address: Uint8Array, bytes: Uint8Array) => void pageBytes.set(toHex(address), bytes);
@@ -101,6 +101,8 @@ export class Mirror {
       pairs = walk.pairs;
     }
 
+    // The page that holds the copy's newest pair is read again, but its older pairs the copy has: neither copied nor counted.
+    if (newest && head.info && mirroredHead?.info) pairs = pairs.filter((pair) => Number(pair.seqid) > Number(newest.seqid));
     let messages = 0;
     for (let i = 0; i < pairs.length; i += this.batchSize) {
       const batch = pairs.slice(i, i + this.batchSize);
@@ -110,7 +112,14 @@ export class Mirror {
       messages += read.pairs.length;
     }
     // Pages after their messages and before the head, so that nothing the target's name reaches is missing.
-    const pages = [...pageBytes.values()];
+    // Those the copy's head already is, or links to, it holds: they are not copied, nor reported as copied.
+    const held = new Set<string>();
+    if (mirroredContent && mirroredHead) {
+      held.add(toHex(addressOf(mirroredContent)));
+      if (mirroredHead.tail.length > 0) held.add(toHex(mirroredHead.tail));
+      for (const skip of mirroredHead.info?.skips ?? []) held.add(toHex(skip.address));
+    }
+    const pages = [...pageBytes.entries()].filter(([key]) => !held.has(key)).map(([, bytes]) => bytes);
     await this.target.putBlocks(pages);
     return { pages: pages.length, messages };
   }

@@ -142,13 +142,8 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
     for (const pack of packs) {
       progress.advance(1);
       if (pack.writtenMs >= since) continue;
-      if (options.dryRun) {
-        const dead = pack.keys.filter((key) => !marked.has(key) && !guard.touched.has(key));
-        if (dead.length > 0) sweptPacks++;
-        removedBlocks += dead.length;
-        continue;
-      }
-      const swept = await sweeper.sweepPack(pack.name, (key) => marked.has(key), guard, since);
+      // A dry run asks the same sweep to count only, so that it reports the blocks and bytes a run removes.
+      const swept = await sweeper.sweepPack(pack.name, (key) => marked.has(key), guard, since, { dryRun: options.dryRun });
       if (swept.blocks > 0) sweptPacks++;
       removedBlocks += swept.blocks;
       freedBytes += swept.bytes;

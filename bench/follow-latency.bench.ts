@@ -37,7 +37,7 @@ async function run(embed: EmbedMode): Promise<(string | number)[]> {
   const publishes: number[] = [];
   let arrived: (() => void) | undefined;
   createInterface({ input: receiver.stdout! }).on("line", (line) => {
-    const body = Buffer.from((JSON.parse(line) as { body: string }).body, "base64").toString("utf8");
+    const body = (JSON.parse(line) as { body: string }).body;
     const at = sentAt.get(body);
     if (at !== undefined) latencies.push(Number(process.hrtime.bigint() - at) / 1e6);
     arrived?.();

@@ -1,4 +1,5 @@
 import { stat } from "node:fs/promises";
+import type { Command } from "commander";
 import { runBackup } from "../backup/backup.js";
 import { DEFAULT_PACK_SIZE } from "../backup/pack-format.js";
 import type { LogSource } from "../backup/source.js";
@@ -9,7 +10,9 @@ import { packStoreFrom, printJson, progressOf, sizeOption } from "./pack-options
 export const summary = "back up a log (a name or a local log) as a chain of packs";
 
 interface BackupFlags extends EndpointFlags {
-  from: string;
+  from?: string;
+  fromDir?: string;
+  fromName?: string;
   to: string;
   headName?: string;
   key?: string;
@@ -24,16 +27,18 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("backup", io)
       .description(
-        "Back up --from (a local log directory, or a remote log's name read through --server) to --to (a directory,\n" +
-          "or a CAS service URL) as a chain of packs (proto/remotelog/v1/pack.proto), writing only the messages\n" +
-          "after the previous backup's last one. The head moves last (DIR/HEAD, or --head-name in the URL's NS), so\n" +
-          "a backup killed half-way leaves the previous one whole, and running it again finishes it. Prints the\n" +
+        "Back up a local log (--from-dir) or a remote log by name, read through --server (--from-name), to --to (a directory, " +
+          "or a CAS service URL) as a chain of packs (proto/remotelog/v1/pack.proto), writing only the messages " +
+          "after the previous backup's last one. The head moves last (DIR/HEAD, or --head-name in the URL's NS), so " +
+          "a backup killed half-way leaves the previous one whole, and running it again finishes it. Prints the " +
           "head pack's CID.",
       )
-      .requiredOption("--from <name|logdir>", "an existing local log directory, or else a name to read from --server")
+      .option("--from-dir <dir>", "back up the local log in DIR")
+      .option("--from-name <name>", "back up the remote log of NAME, read through --server")
+      .option("--from <name|dir>", "either: a path (./chat, /srv/chat) is a directory, anything else a name unless a directory of that name exists (said on stderr); --from-dir and --from-name say it outright")
       .requiredOption("--to <url|dir>", "a directory of packs, or a CAS+NS service URL")
-      .option("--head-name <name>", "with a URL: the NS name that records the backup's head (unsigned unless --key)")
-      .option("--key <file>", "with a URL: sign the head name with this key; the name is the key's unless --head-name")
+      .option("--head-name <name>", "with a URL: the free-form NS name that records the backup's head, unsigned (or --key instead)")
+      .option("--key <file>", "with a URL: record the head under this key's name, signed (without --head-name)")
       .option("--pack-size <size>", "largest pack (a URL's CAS must accept blocks this big)", sizeOption, DEFAULT_PACK_SIZE)
       .option("--log-name <name>", "the name recorded in the packs of a local log (default: the directory's name)")
       .option("--unsigned", "back up a free-form name, whose heads nobody signs")
@@ -42,24 +47,23 @@ export function command(io: Io) {
   )
     .addHelpText(
       "after",
-      "\nExamples:\n  remotelog backup --from ./alice --to ./alice-backup\n" +
-        "  remotelog backup --from k51qzi5uqu5d… --server http://127.0.0.1:7420 --to ./alice-backup\n" +
-        "  remotelog backup --from ./alice --to http://127.0.0.1:7420 --head-name alice-backup --pack-size 1MiB",
+      "\nExamples:\n  remotelog backup --from-dir ./alice --to ./alice-backup\n" +
+        "  remotelog backup --from-name k51qzi5uqu5d… --server http://127.0.0.1:7420 --to ./alice-backup-remote\n" +
+        "  remotelog backup --from-dir ./alice --to http://127.0.0.1:7420 --head-name alice-backup --pack-size 1MiB",
     )
-    .action(async (flags: BackupFlags) => {
-      const isDir = await stat(flags.from).then(
-        (s) => s.isDirectory(),
-        () => false,
-      );
+    .action(async (flags: BackupFlags, command: Command) => {
+      const from = await sourceFrom(flags, io);
       let source: LogSource;
-      if (isDir) {
-        if (flags.server || flags.cas || flags.ns) throw usageError(`--from ${flags.from} is a local log directory; --server, --cas and --ns are for names`);
+      if (from.dir !== undefined) {
+        // REMOTELOG_SERVER set in the shell does not stand against a local log; a --server given does.
+        if (command.getOptionValueSource("server") === "env") flags.server = undefined;
+        if (flags.server || flags.cas || flags.ns) throw usageError(`${from.flag} ${from.dir} is a local log directory; --server, --cas and --ns are for names`);
         const { LocalLogSource } = await import("../backup/local-source.js");
-        source = await LocalLogSource.open(flags.from, flags.logName);
+        source = await LocalLogSource.open(from.dir, flags.logName);
       } else {
         if (flags.logName) throw usageError("--log-name is for a local log directory; a remote log's packs carry its name");
         const [{ RemoteLogSource }, { remoteFrom }] = await Promise.all([import("../backup/remote-source.js"), import("./endpoints.js")]);
-        source = new RemoteLogSource(await remoteFrom(flags), flags.from, { unsigned: flags.unsigned });
+        source = new RemoteLogSource(await remoteFrom(flags), from.name, { unsigned: flags.unsigned });
       }
       try {
         const target = await packStoreFrom(flags.to, { headName: flags.headName, keyFile: flags.key });
@@ -74,6 +78,29 @@ export function command(io: Io) {
         await source.close();
       }
     });
+}
+
+/**
+ * What to back up: --from-dir and --from-name say it; --from guesses, as it always did (an existing
+ * directory wins), but says so when the word could be either, and takes a path (./x, /x) as a directory.
+ */
+async function sourceFrom(flags: BackupFlags, io: Io): Promise<{ dir: string; flag: string; name?: undefined } | { name: string; dir?: undefined }> {
+  const given = [flags.from, flags.fromDir, flags.fromName].filter((value) => value !== undefined);
+  if (given.length !== 1) throw usageError("say what to back up: --from-dir DIR (a local log) or --from-name NAME (a remote log), once");
+  if (flags.fromDir !== undefined) return { dir: flags.fromDir, flag: "--from-dir" };
+  if (flags.fromName !== undefined) return { name: flags.fromName };
+  const from = flags.from!;
+  const isPath = from.startsWith(".") || from.startsWith("/") || from.includes("/") || from.startsWith("~");
+  if (isPath) return { dir: from, flag: "--from" };
+  const isDir = await stat(from).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (isDir) {
+    io.stderr.write(`remotelog backup: --from ${from} is taken as the directory ./${from}, not the name ${JSON.stringify(from)}; say --from-dir or --from-name to choose\n`);
+    return { dir: from, flag: "--from" };
+  }
+  return { name: from };
 }
 
 export function run(args: string[], io: Io): Promise<number> {

@@ -1,4 +1,4 @@
-import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import type { Readable, Writable } from "node:stream";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
 
@@ -24,11 +24,22 @@ export function newCommand(name: string, io: Io): Command {
   return new Command(`remotelog ${name}`)
     .exitOverride()
     .allowExcessArguments(false)
-    .showHelpAfterError("(run with --help for usage)")
+    .showHelpAfterError(`(run 'remotelog ${name} --help' for usage)`)
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
+      // Help wraps to the terminal, or to $COLUMNS when set (as in a pipe), else 80.
+      getOutHelpWidth: () => Number(io.env.COLUMNS) || (io.stdout as { columns?: number }).columns || 80,
+      getErrHelpWidth: () => Number(io.env.COLUMNS) || (io.stderr as { columns?: number }).columns || 80,
+      // commander's own errors ("error: unknown option '--nmae'") carry the code the README promises.
+      outputError: (text, write) => write(`remotelog ${name}: USAGE: ${text.replace(/^error: /, "")}`),
     });
+}
+
+/** True for the error of a write to a pipe whose reader has gone (`remotelog … | head -1`). */
+export function isBrokenPipe(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === "EPIPE" || code === "ERR_STREAM_DESTROYED";
 }
 
 export async function runCommand(command: Command, args: string[], io: Io): Promise<number> {
@@ -37,9 +48,12 @@ export async function runCommand(command: Command, args: string[], io: Io): Prom
     return EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return EXIT_OK;
-      return EXIT_USAGE;
+      // Help asked for (--help, help gen) ends 0; help shown because a verb with subcommands got none
+      // (remotelog key) is a usage error, as commander's own exit code 1 there says.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
+    // The reader went away (`| head -1`): what it wanted it has, so end quietly, as cat and grep do.
+    if (isBrokenPipe(err) || isBrokenPipe((err as Error | undefined)?.cause)) return EXIT_OK;
     if (isRemoteLogError(err, "INVALID_ARGUMENT") && (err as RemoteLogError & { usage?: boolean }).usage) {
       io.stderr.write(`remotelog: ${err.message}\n`);
       return EXIT_USAGE;
@@ -78,7 +92,30 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 
 /** commander argParser for durations such as 500ms, 30s, 10m, 12h, 90d; returns milliseconds. */
 export function durationOption(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === 0) throw new InvalidArgumentError(`expected a duration above zero, such as 30s, 10m, 12h or 90d, got ${JSON.stringify(value)}`);
+  return ms;
+}
+
+/** durationOption that also takes zero (0, 0s): "no grace at all" is a fair thing to ask for. */
+export function durationOrZeroOption(value: string): number {
+  return value.trim() === "0" ? 0 : parseDuration(value);
+}
+
+function parseDuration(value: string): number {
   const match = /^(\d+)(ms|s|m|h|d)$/.exec(value.trim());
-  if (!match || Number(match[1]) === 0) throw new InvalidArgumentError(`expected a duration such as 30s, 10m, 12h or 90d, got ${JSON.stringify(value)}`);
+  if (!match) throw new InvalidArgumentError(`expected a duration such as 30s, 10m, 12h or 90d, got ${JSON.stringify(value)}`);
   return Number(match[1]) * UNIT_MS[match[2]];
+}
+
+/** Milliseconds as the largest unit that divides them (90d, 1m, 1h, 1500ms), as a duration flag takes them. */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return "0s";
+  for (const unit of ["d", "h", "m", "s"] as const) if (ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
+  return `${ms}ms`;
+}
+
+/** A duration flag whose default shows in --help as a duration (90d), not in milliseconds. */
+export function durationFlag(flags: string, description: string, defaultMs: number, options: { zero?: boolean } = {}): Option {
+  return new Option(flags, description).argParser(options.zero ? durationOrZeroOption : durationOption).default(defaultMs, formatDuration(defaultMs));
 }

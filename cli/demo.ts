@@ -35,8 +35,8 @@ function exited(child: ChildProcess): Promise<number> {
 export function command(io: Io) {
   return newCommand("demo", io)
     .description(
-      "A whole remote log on this machine, with real processes: `serve` runs the CAS and NS, Alice runs\n" +
-        "`send` a few times and goes offline in between, Bob runs `receive --follow` and prints what arrives,\n" +
+      "A whole remote log on this machine, with real processes: `serve` runs the CAS and NS, Alice runs " +
+        "`send` a few times and goes offline in between, Bob runs `receive --follow` and prints what arrives, " +
         "and at the end Carol, who was never online with Alice, catches up on the whole log at once.",
     )
     .option("--rounds <n>", "how many times Alice comes online to send", intOption(1, 100), 3)
@@ -76,8 +76,8 @@ export function command(io: Io) {
         let bobSeen = 0;
         const bobDone = new Promise<void>((resolve) => {
           createInterface({ input: bob.stdout! }).on("line", (line) => {
-            const m = JSON.parse(line) as { seq: number; id: string; body: string };
-            io.stdout.write(`  bob   <= seq ${String(m.seq).padStart(3)}  ${m.id.slice(0, 12)}…  ${Buffer.from(m.body, "base64").toString("utf8")}\n`);
+            const m = JSON.parse(line) as { seq: number; id: string; body?: string; body_base64?: string };
+            io.stdout.write(`  bob   <= seq ${String(m.seq).padStart(3)}  ${m.id.slice(0, 12)}…  ${m.body ?? `(${Buffer.from(m.body_base64 ?? "", "base64").length} bytes, not UTF-8)`}\n`);
             if (++bobSeen >= total) resolve();
           });
         });

@@ -1,6 +1,7 @@
 import { Option, type Command } from "commander";
 import { Remote } from "../actors/remote.js";
 import type { KuboRemote } from "../actors/kubo-remote.js";
+import { RemoteLogError } from "../core/errors.js";
 import { intOption, usageError } from "./command.js";
 
 export interface EndpointFlags {
@@ -19,13 +20,19 @@ export function endpointOptions(command: Command): Command {
     .addOption(new Option("--server <url>", "a combined CAS and NS service (remotelog serve)").env("REMOTELOG_SERVER"))
     .option("--cas <url>", "the CAS service, when it runs apart from the NS")
     .option("--ns <url>", "the NS service, when it runs apart from the CAS")
-    .option("--kubo-api <url>", "talk to a Kubo RPC API directly instead (blocks and IPNS; key names only)");
+    .option("--kubo-api <url>", "talk to a Kubo RPC API directly instead (blocks and IPNS; key names only)")
+    .hook("preAction", (self) => {
+      // REMOTELOG_SERVER set in the shell gives way to --cas, --ns or --kubo-api given on the command line.
+      const opts = self.opts();
+      if (self.getOptionValueSource("server") === "env" && (opts.cas !== undefined || opts.ns !== undefined || opts.kuboApi !== undefined)) self.setOptionValue("server", undefined);
+    });
 }
 
 export function endpointsFrom(flags: EndpointFlags, needs: { cas: boolean; ns: boolean } = { cas: true, ns: true }): { casUrl: string; nsUrl: string } {
   if (flags.server && (flags.cas || flags.ns)) throw usageError("give either --server, or --cas and --ns, not both");
-  const casUrl = checkUrl(flags.cas ?? flags.server, "--cas");
-  const nsUrl = checkUrl(flags.ns ?? flags.server, "--ns");
+  // An error names the flag the user gave: --server when the URL came from it.
+  const casUrl = checkUrl(flags.cas ?? flags.server, flags.cas !== undefined ? "--cas" : "--server");
+  const nsUrl = checkUrl(flags.ns ?? flags.server, flags.ns !== undefined ? "--ns" : "--server");
   if ((needs.cas && !casUrl) || (needs.ns && !nsUrl)) {
     throw usageError(`say where the services are: --server URL${needs.cas && needs.ns ? ", or --cas URL and --ns URL" : needs.cas ? " or --cas URL" : " or --ns URL"}`);
   }
@@ -38,9 +45,28 @@ function checkUrl(url: string | undefined, flag: string): string | undefined {
     const parsed = new URL(url);
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("not http");
   } catch {
-    throw usageError(`${flag} takes an http:// or https:// URL, not ${JSON.stringify(url)}`);
+    throw usageError(`${flag} takes an http:// or https:// URL, not ${JSON.stringify(url)}${/^[\w.-]+:\d+$/.test(url) ? ` (try http://${url})` : ""}`);
   }
   return url.replace(/\/+$/, "");
+}
+
+/**
+ * The remote, with fetchName refusing a name that holds a backup head (remotelog backup --head-name)
+ * by saying so, instead of failing to decode it as a page.
+ */
+export function refusingBackupHeads<T extends Pick<AnyRemote, "fetchName">>(remote: T): T {
+  const wrapped = Object.create(remote) as T;
+  wrapped.fetchName = async (name: string) => {
+    const head = await remote.fetchName(name);
+    if (head && head.content[0] === 0x09) {
+      const { decodeBackupHead } = await import("../backup/pack-format.js");
+      if (decodeBackupHead(head.content)) {
+        throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} holds a backup head, not a log; read it with \`remotelog restore --from URL --name ${name} --to DIR\``);
+      }
+    }
+    return head;
+  };
+  return wrapped;
 }
 
 export async function remoteFrom(flags: EndpointFlags, needs?: { cas: boolean; ns: boolean }): Promise<AnyRemote> {

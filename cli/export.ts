@@ -21,8 +21,8 @@ interface ExportFlags extends ReaderFlags {
 export function command(io: Io) {
   return readerOptions(fromOptions(newCommand("export", io), "a directory of packs, or a CAS+NS service URL"), "with a remote log: ")
     .description(
-      "Write a backup's pack chain (--pack, a backup head --name, or a directory's HEAD), or a remote log by --name\n" +
-        "(its pages and messages), as a CAR v1 file whose root is the head. Every block is a raw CIDv1 sha2-256,\n" +
+      "Write a backup's pack chain (--pack, a backup head --name, or a directory's HEAD), or a remote log by --name " +
+        "(its pages and messages), as a CAR v1 file whose root is the head. Every block is a raw CIDv1 sha2-256, " +
         "so `ipfs dag import FILE` takes it. Every block is checked on the way.",
     )
     .requiredOption("--car <file>", "the CAR file to write (replaced atomically)")

@@ -1,7 +1,85 @@
 import { HeadWatch } from "../actors/head-watch.js";
 import { withRetry, type NameHead, type Remote } from "../actors/remote.js";
 import { RemoteLogError } from "../core/errors.js";
+import type { RetryOptions } from "../core/retry.js";
 import type { Io } from "./command.js";
+
+/** How long a service that has never answered is tried before giving up, unless --retry-for says otherwise. */
+export const FIRST_CONTACT_MS = 3_000;
+/** Without a terminal, a retry that goes on is said again at most this often. */
+const STATUS_EVERY_MS = 5_000;
+
+/**
+ * The retry policy and status line of a verb that talks to the services (send, receive, mirror). A
+ * service that never answered (a wrong port, say) is given up on after about 3 s; once it has answered,
+ * an outage is retried for --retry-for (default 60 s, or forever when following). Either way an explicit
+ * --retry-for wins. While retrying, one status line says why: updated in place on a terminal, and
+ * written again every few seconds otherwise, so a log shows it without filling up.
+ */
+export class RetryStatus {
+  private reached = false;
+  private firstAttempt: number | undefined;
+  private showing = false;
+  private lastWritten = 0;
+  private lastText = "";
+  private lastCause = "";
+
+  constructor(
+    private readonly io: Io,
+    private readonly verb: string,
+    /** --retry-for, in seconds, when given; 0 is forever. */
+    private readonly retryForSeconds: number | undefined,
+    /** Once reached, how long an outage is retried without --retry-for, in seconds (0: forever). */
+    private readonly defaultSeconds: number,
+  ) {}
+
+  /** Options for one withRetry call. */
+  options(): Pick<RetryOptions, "timeoutMs" | "onRetry" | "signal"> {
+    this.firstAttempt ??= Date.now();
+    let timeoutMs: number;
+    if (this.retryForSeconds !== undefined) timeoutMs = this.retryForSeconds * 1000;
+    else if (this.reached) timeoutMs = this.defaultSeconds * 1000;
+    // The first-contact budget counts from the verb's first attempt, across calls (send's background publish and its last one).
+    else timeoutMs = Math.max(1, FIRST_CONTACT_MS - (Date.now() - this.firstAttempt));
+    return { timeoutMs, signal: this.io.signal, onRetry: (err, delay) => this.retrying(err.message, delay) };
+  }
+
+  /** Called after a call succeeded: the services answer, and a status line in place is ended. */
+  succeeded(say = true): void {
+    this.reached = true;
+    if (this.lastText && say) this.write(`services reachable again`, true);
+    else this.done();
+    this.lastText = "";
+    this.lastCause = "";
+  }
+
+  /** Ends a status line left in place on a terminal before the verb prints its error. */
+  done(): void {
+    if (this.showing) this.io.stderr.write("\n");
+    this.showing = false;
+  }
+
+  private retrying(cause: string, delayMs: number): void {
+    const hint = this.reached || this.retryForSeconds !== undefined ? "" : ` (giving up after ${FIRST_CONTACT_MS / 1000} s; --retry-for SECONDS waits longer)`;
+    const text = `${cause}; retrying, next in ${(delayMs / 1000).toFixed(1)} s${hint}`;
+    const now = Date.now();
+    const isTty = (this.io.stderr as { isTTY?: boolean }).isTTY === true;
+    // On a terminal the line is redrawn on every attempt; elsewhere a new cause, or a few seconds, makes a new line.
+    if (isTty || cause !== this.lastCause || now - this.lastWritten >= STATUS_EVERY_MS) this.write(text, false);
+    this.lastText = text;
+    this.lastCause = cause;
+  }
+
+  private write(text: string, final: boolean): void {
+    const isTty = (this.io.stderr as { isTTY?: boolean }).isTTY === true;
+    const line = `remotelog ${this.verb}: ${text}`;
+    if (isTty) {
+      this.io.stderr.write(`\r\x1b[K${line}${final ? "\n" : ""}`);
+      this.showing = !final;
+    } else this.io.stderr.write(`${line}\n`);
+    this.lastWritten = Date.now();
+  }
+}
 
 export interface FollowOptions<R extends { found: boolean }> {
   /** The verb, for messages on stderr ("remotelog <verb>: …"). */
@@ -12,7 +90,7 @@ export interface FollowOptions<R extends { found: boolean }> {
   ns: Pick<Remote, "watchName">;
   follow: boolean;
   intervalMs: number;
-  /** How long an unreachable service is retried; undefined: 60 s once, forever when following. */
+  /** How long an unreachable service is retried; undefined: about 3 s until it first answers, then 60 s once, forever when following. */
   retryForSeconds?: number;
   /** Without follow, the NOT_FOUND message for a name that has no remote log. */
   notFound: string;
@@ -30,24 +108,14 @@ export interface FollowOptions<R extends { found: boolean }> {
  */
 export async function followName<R extends { found: boolean }>(options: FollowOptions<R>): Promise<void> {
   const { verb, io, name } = options;
-  const retryForMs = (options.retryForSeconds ?? (options.follow ? 0 : 60)) * 1000;
+  const status = new RetryStatus(io, verb, options.retryForSeconds, options.follow ? 0 : 60);
   const watch = options.follow ? new HeadWatch(options.ns, name, io.signal) : undefined;
   let warnedMissing = false;
-  let lastRetryMessage = "";
   let pushed: NameHead | undefined;
   try {
     for (;;) {
-      const result = await withRetry(() => options.sync(pushed), {
-        timeoutMs: retryForMs,
-        signal: io.signal,
-        onRetry: (err, delay) => {
-          // A service that stays down is said once per distinct cause, not on every attempt.
-          if (err.message !== lastRetryMessage) io.stderr.write(`remotelog ${verb}: ${err.message}; retrying with backoff (next in ${(delay / 1000).toFixed(1)} s)\n`);
-          lastRetryMessage = err.message;
-        },
-      });
-      if (lastRetryMessage && options.sayRecovered) io.stderr.write(`remotelog ${verb}: services reachable again\n`);
-      lastRetryMessage = "";
+      const result = await withRetry(() => options.sync(pushed), status.options());
+      status.succeeded(options.sayRecovered);
       if (!result.found) {
         if (!options.follow) throw RemoteLogError.notFound(options.notFound);
         if (!warnedMissing) io.stderr.write(`remotelog ${verb}: name ${JSON.stringify(name)} has no remote log yet; waiting for it\n`);
@@ -58,6 +126,7 @@ export async function followName<R extends { found: boolean }>(options: FollowOp
       if (io.signal.aborted) break;
     }
   } finally {
+    status.done();
     watch?.close();
   }
 }

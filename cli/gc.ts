@@ -1,11 +1,12 @@
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { GcService } from "../gen/remotelog/v1/gc_pb.js";
 import { fromConnectError } from "../actors/remote.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary } from "../backup/gc.js";
-import { durationOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { Option, type Command } from "commander";
+import { durationFlag, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { printJson, progressOf } from "./pack-options.js";
 
 export const summary = "delete CAS blocks that no name and no backup head reaches (mark and sweep)";
@@ -21,19 +22,21 @@ interface GcFlags {
 export function command(io: Io) {
   return newCommand("gc", io)
     .description(
-      "Delete the blocks of the embedded CAS that no name in its NS reaches (log heads and backup heads), by mark\n" +
-        "and sweep: packs holding garbage are rewritten without it. Blocks written or put again less than --grace\n" +
-        "before the mark began, or while it runs, are always kept, so a sender publishing at the same time loses\n" +
-        "nothing. --data DIR works on a stopped server's directory (a running one holds it locked); --server URL\n" +
+      "Delete the blocks of the embedded CAS that no name in its NS reaches (log heads and backup heads), by mark " +
+        "and sweep: packs holding garbage are rewritten without it. Blocks written or put again less than --grace " +
+        "before the mark began, or while it runs, are always kept, so a sender publishing at the same time loses " +
+        "nothing. --data DIR works on a stopped server's directory (a running one holds it locked); --server URL " +
         "asks a running `remotelog serve` to collect its own store.",
     )
     .option("--data <dir>", "a stopped server's data directory (blocks in DIR/cas, names in DIR/ns)")
-    .option("--server <url>", "a running remotelog serve with the fs CAS")
-    .option("--grace <duration>", "keep what was written this recently", durationOption, DEFAULT_GRACE_MS)
+    .addOption(new Option("--server <url>", "a running remotelog serve with the fs CAS and its NS").env("REMOTELOG_SERVER"))
+    .addOption(durationFlag("--grace <duration>", "keep what was written this recently (0s: no grace)", DEFAULT_GRACE_MS, { zero: true }))
     .option("--dry-run", "report what would be deleted; delete nothing")
     .option("--json", "print a JSON summary")
     .addHelpText("after", "\nExamples:\n  remotelog gc --data ./server-data --dry-run\n  remotelog gc --server http://127.0.0.1:7420 --grace 10m --json")
-    .action(async (flags: GcFlags) => {
+    .action(async (flags: GcFlags, command: Command) => {
+      // REMOTELOG_SERVER set in the shell does not stand against an explicit --data.
+      if (flags.data && command.getOptionValueSource("server") === "env") flags.server = undefined;
       if (Boolean(flags.data) === Boolean(flags.server)) throw usageError("give either --data DIR (a stopped server) or --server URL (a running one)");
       const result = flags.server ? await remoteGc(flags) : await localGc(flags.data!, flags, io);
       if (flags.json) printJson(io, result);
@@ -74,7 +77,8 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
   const url = flags.server!.replace(/\/+$/, "");
   const client = createClient(GcService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
   try {
-    const response = await client.collect({ graceMs: BigInt(flags.grace), dryRun: flags.dryRun ?? false });
+    // grace_ms 0 is "unset" on the wire (the server's default, 1 h); --grace 0s asks for no grace, and 1 ms is that.
+    const response = await client.collect({ graceMs: BigInt(Math.max(1, flags.grace)), dryRun: flags.dryRun ?? false });
     return {
       roots: Number(response.roots),
       marked: Number(response.marked),
@@ -87,6 +91,12 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
       ms: Number(response.ms),
     };
   } catch (err) {
+    // The service is mounted only beside an fs CAS and an NS that lists its names: say which is missing, not "HTTP 404".
+    if (ConnectError.from(err).code === Code.Unimplemented) {
+      throw RemoteLogError.conflict(
+        `the server at ${url} does not collect garbage: gc needs the fs CAS and an NS on the same server, to know what the names reach, and this one has no NS (serve --only cas) or no fs CAS (serve --only ns, --memory, --cas kubo)`,
+      );
+    }
     throw fromConnectError(err, `GcService ${url} Collect`);
   }
 }

@@ -13,8 +13,8 @@ interface ImportFlags {
 export function command(io: Io) {
   return newCommand("import", io)
     .description(
-      "Load every block of a CAR file into --to (a CAS service URL, or a directory with one file per block named\n" +
-        "by its CID), checking each block against its CID first: only raw sha2-256 CIDv1 blocks are taken.\n" +
+      "Load every block of a CAR file into --to (a CAS service URL, or a directory with one file per block named " +
+        "by its CID), checking each block against its CID first: only raw sha2-256 CIDv1 blocks are taken. " +
         "Prints the CAR's roots, one a line; `remotelog restore --pack ROOT` then reads a backup from there.",
     )
     .requiredOption("--car <file>", "the CAR file to read")

@@ -1,7 +1,8 @@
+import { Option } from "commander";
 import { readFile } from "node:fs/promises";
 import { RemoteLogError } from "../core/errors.js";
 import { LogReader } from "../core/log-reader.js";
-import { addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
+import { addressOf, addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
@@ -58,7 +59,8 @@ export function command(io: Io) {
         const pages: Record<string, unknown>[] = [];
         let messages = 0;
         for await (const { page, address } of reader.pages(head.page)) {
-          pages.push({ address: address ? addressText(address) : null, ...pageJson(page) });
+          // The head page has no address of its own in the walk: it is the name's content, whose address is its hash.
+          pages.push({ address: addressText(address ?? addressOf(head.entry.content)), ...pageJson(page) });
           messages += page.pair.length;
         }
         print(io, { name: flags.name, version: Number(head.entry.version), messages, pageCount: pages.length, pages });
@@ -69,7 +71,7 @@ export function command(io: Io) {
   inspect
     .command("log")
     .description("print a sender's local log")
-    .requiredOption("--data <dir>", "the sender's local log directory")
+    .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
     .option("--from <seq>", "first seq", intOption(0), 0)
     .option("--limit <n>", "at most this many messages", intOption(0), 1000)
     .action(async (flags: { data: string; from: number; limit: number }) => {

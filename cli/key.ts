@@ -9,14 +9,14 @@ export const DEFAULT_KEY_FILE = "./remotelog.key";
 
 export function command(io: Io) {
   const key = newCommand("key", io).description(
-    "A log's name is the IPNS name of an Ed25519 key (k51…), and only the holder of that key can update\n" +
-      "it: every update carries a record signed with the key. `key gen` makes a key file; `key name` prints\n" +
+    "A log's name is the IPNS name of an Ed25519 key (k51…), and only the holder of that key can update " +
+      "it: every update carries a record signed with the key. `key gen` makes a key file; `key name` prints " +
       "the name of one.",
   );
   key
     .command("gen")
     .description(
-      "Make a new Ed25519 key, write it to FILE (readable by you only; an existing file is never\n" +
+      "Make a new Ed25519 key, write it to FILE (readable by you only; an existing file is never " +
         "overwritten) and print its name on stdout. Keep the file: without it the name can never be updated again.",
     )
     .option("--out <file>", "where to write the key", DEFAULT_KEY_FILE)

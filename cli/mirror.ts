@@ -23,10 +23,10 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("mirror", io)
       .description(
-        "Copy --name's remote log from the services given by --server (or --cas and --ns) to those given by\n" +
-          "--to (or --to-cas and --to-ns): every page and message the copy lacks, each checked as a receiver\n" +
-          "checks it, then the head with its signed record unchanged, so that receivers can read from either and\n" +
-          "verify with the same key. What the copy holds is read from the copy's own head: the mirror keeps no\n" +
+        "Copy --name's remote log from the services given by --server (or --cas and --ns) to those given by " +
+          "--to (or --to-cas and --to-ns): every page and message the copy lacks, each checked as a receiver " +
+          "checks it, then the head with its signed record unchanged, so that receivers can read from either and " +
+          "verify with the same key. What the copy holds is read from the copy's own head: the mirror keeps no " +
           "state, and running it again after a crash finishes the job. Prints a JSON line for each head copied.",
       )
       .requiredOption("--name <name>", "the name to mirror: a key name (k51…), whose heads must carry a valid signed record")

@@ -8,7 +8,7 @@ export function command(io: Io) {
   mvds
     .command("id")
     .description(
-      "Print the 64-hex MVDS id (H1) of one hex-encoded vac.mvds.Message, given as the argument or on stdin.\n" +
+      "Print the 64-hex MVDS id (H1) of one hex-encoded vac.mvds.Message, given as the argument or on stdin. " +
         "Empty input is the empty message.",
     )
     .argument("[hex]", "the encoded message in hex; read from stdin when absent")

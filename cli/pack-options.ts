@@ -24,6 +24,11 @@ export async function packStoreFrom(where: string, options: { headName?: string;
   ]);
   const url = where.replace(/\/+$/, "");
   const key = options.keyFile ? await loadKeyFile(options.keyFile) : undefined;
+  // A signed head lives under the key's own name: say so before anything is uploaded, not after.
+  if (key && options.headName !== undefined) {
+    const { keyName } = await import("../core/names.js");
+    if (options.headName !== keyName(key)) throw usageError(`--head-name ${options.headName} is not the name of the key in ${options.keyFile} (${keyName(key)}); with --key, leave --head-name out`);
+  }
   return new RemotePackStore(new Remote({ casUrl: url, nsUrl: url }), { headName: options.headName, key });
 }
 
@@ -53,7 +58,11 @@ export async function headFrom(flags: { pack?: string; name?: string; from: stri
 export function fromOptions(command: Command, what: string): Command {
   return command
     .option("--from <url|dir>", what)
-    .addOption(new Option("--server <url>", "the same as --from URL").env("REMOTELOG_SERVER"));
+    .addOption(new Option("--server <url>", "the same as --from URL").env("REMOTELOG_SERVER"))
+    .hook("preAction", (self) => {
+      // REMOTELOG_SERVER set in the shell gives way to an explicit --from; only a --server typed beside it conflicts.
+      if (self.getOptionValueSource("server") === "env" && self.opts().from !== undefined) self.setOptionValue("server", undefined);
+    });
 }
 
 /** The --from of fromOptions: --from, else --server. */

@@ -5,11 +5,14 @@ import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoin
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { Option } from "commander";
+import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
-import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
+import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import type { GatewayRemote } from "../actors/gateway-remote.js";
-import { deliveryLine } from "./format.js";
-import { followName } from "./follow.js";
+import { deliveryLine, deliveryText } from "./format.js";
+import { followName, RetryStatus } from "./follow.js";
+import { withRetry } from "../actors/remote.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
 
@@ -18,7 +21,8 @@ interface ReceiveFlags extends EndpointFlags {
   names?: string;
   concurrency: number;
   unsigned?: boolean;
-  state: string;
+  state?: string;
+  format: "jsonl" | "text";
   follow?: boolean;
   interval: number;
   batch: number;
@@ -36,26 +40,26 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("receive", io)
       .description(
-        "Fetch --name, walk its pages back only as far as the last message delivered before, fetch and verify\n" +
-          "the missing messages, and print them oldest first as JSONL on stdout:\n" +
-          '  {"seq":0,"id":"<64 hex>","group":"…","timestamp":1700000000,"body":"<base64>","address":"bafk…"}\n' +
-          "(group_base64 instead of group when the group id is not UTF-8). The checkpoint in --state moves after\n" +
-          "each printed batch, so a restart goes on where the last one stopped; after a crash the batch in\n" +
-          "flight may be printed again, with the same seq and id.\n" +
-          "Several names (--name repeated, or --names FILE) are read at once, --concurrency at a time, over one\n" +
-          "connection, with a checkpoint per name in --state; a name that fails is reported and retried\n" +
-          "without holding back the others (without --follow, the exit code is then 1).",
+        "Fetch --name, walk its pages back only as far as the last message delivered before, fetch and verify the missing messages, " +
+          "and print them oldest first on stdout, as JSONL by default:\n\n" +
+          '  {"seq":0,"id":"<64 hex>","group":"chat","timestamp":1700000000,"body":"hello","address":"bafk…"}\n\n' +
+          "body and group are text when they are valid UTF-8, else body_base64 and group_base64; `send --format jsonl` reads this shape back unchanged. " +
+          "The checkpoint in --state moves after each printed batch, so a restart goes on where the last one stopped; after a crash the batch in flight may be printed again, with the same seq and id. " +
+          "Without --state, every run reads the whole log (`remotelog cat` does the same, with --limit and --reverse).\n\n" +
+          "Several names (--name repeated, or --names FILE) are read at once, --concurrency at a time, over one connection, with a checkpoint per name in --state; " +
+          "a name that fails is reported and retried without holding back the others (without --follow, the exit code is then 1).",
       )
       .option("--name <name>", "a name to read: a key name (k51…), whose heads must carry a valid signed record; repeat it to read several", collect)
       .option("--names <file>", "read the names from FILE, one a line (blank lines and lines starting with # are skipped)")
       .option("--unsigned", "also read free-form names, whose heads nobody signs")
-      .requiredOption("--state <dir>", "the receiver's checkpoint directory")
+      .addOption(new Option("--state <dir>", "the receiver's checkpoint directory; without it, every run reads the whole log (stateless)").env("REMOTELOG_STATE"))
+      .addOption(new Option("--format <format>", "jsonl: one JSON object per message, the shape `send --format jsonl` reads back; text: seq, time and body, for people").choices(["jsonl", "text"]).default("jsonl"))
       .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
       .option("--follow", "keep polling and print new messages as they arrive")
       .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
-      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default 60, forever with --follow)", intOption(0))
+      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60, forever with --follow)", intOption(0))
       .option("--concurrency <n>", "with several names, how many are synced at once", intOption(1, 4096), 16)
       .option("--gateway <url>", "read from an IPFS Trustless Gateway instead (blocks from /ipfs/, names from /ipns/ as signed records; key names only)")
       .option("--router <url>", "with --gateway, resolve names through this Delegated Routing V1 API (/routing/v1/ipns/) instead"),
@@ -70,8 +74,7 @@ export function command(io: Io) {
         "  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob --from-seq 90000\n" +
         "  remotelog receive --name k51qzi5uqu5d… --kubo-api http://127.0.0.1:5001 --state ./bob --follow   # straight from IPFS, polling\n" +
         "  remotelog receive --name k51qzi5uqu5d… --gateway http://127.0.0.1:7420 --state ./bob   # any trustless gateway\n" +
-        '\nWith --names, or --name given more than once, every line starts with the name of its log\n' +
-        '({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
+        '\nWith --names, or --name given more than once, every line starts with the name of its log ({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
     )
     .action(async (flags: ReceiveFlags) => {
       const names = await namesFrom(flags);
@@ -86,8 +89,8 @@ export function command(io: Io) {
         throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
       }
       checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
-      const remote = await readRemoteFrom(flags, names.map(({ name }) => name));
-      const checkpoints = await FileCheckpointStore.open(flags.state).catch((err) => {
+      const remote = refusingBackupHeads(await readRemoteFrom(flags, names.map(({ name }) => name)));
+      const checkpoints: CheckpointStore = flags.state === undefined ? new MemoryCheckpointStore() : await FileCheckpointStore.open(flags.state).catch((err) => {
         remote.close();
         throw err;
       });
@@ -105,7 +108,7 @@ export function command(io: Io) {
         const receiver = new Receiver({ name, remote, checkpoints: cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
-          for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
+          for (const d of batch) text += flags.format === "text" ? deliveryText(d.seq, d.message) : deliveryLine(d.seq, d.id, d.address, d.message);
           // The callback fires once the kernel has the bytes; only then may the checkpoint move past them.
           await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
         };
@@ -183,12 +186,18 @@ async function readRemoteFrom(flags: ReceiveFlags, names: string[]): Promise<Rea
 }
 
 async function receiveMany(names: string[], flags: ReceiveFlags, remote: ReadRemote, checkpoints: CheckpointStore, io: Io): Promise<void> {
+  if (flags.retryFor === undefined) {
+    // As with one name: services that never answer are said within about 3 s, not after the 60 s an outage gets.
+    const status = new RetryStatus(io, "receive", undefined, 0);
+    await withRetry(() => remote.fetchName(names[0]), status.options());
+    status.succeeded(false);
+  }
   const many = new ManyReceiver({ names, remote, checkpoints, concurrency: flags.concurrency, batchSize: flags.batch, maxPages: flags.maxPages });
   const say = (text: string) => io.stderr.write(`remotelog receive: ${text}\n`);
   const result = await many.run(
     async (name, batch) => {
       let text = "";
-      for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message, name);
+      for (const d of batch) text += flags.format === "text" ? deliveryText(d.seq, d.message, name) : deliveryLine(d.seq, d.id, d.address, d.message, name);
       await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
     },
     {

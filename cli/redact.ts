@@ -1,8 +1,9 @@
+import { Option } from "commander";
 import { redact } from "../actors/redactor.js";
 import { withRetry } from "../actors/remote.js";
 import { fromHex } from "../core/hash.js";
 import { DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS } from "../core/names.js";
-import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { signingFrom } from "./send.js";
 
@@ -23,19 +24,19 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("redact", io)
       .description(
-        "Remove the messages with the given ids (H1, 64 hex digits) from the remote log of --name. Their pairs\n" +
-          "become tombstones that keep their seq and id; the pages from the oldest of them up to the head are\n" +
-          "rewritten and the head is published again, signed with --key. Receivers that already delivered a\n" +
-          "removed message print a tombstone line for it on their next sync: {\"seq\":…,\"id\":…,\"redacted\":true}.\n" +
-          "The old pages and the removed message stay in the CAS until `remotelog gc` sweeps what no name reaches.\n" +
-          "Prints {\"redacted\":[seq…],\"pages\":N,\"version\":V}; redacting a tombstone again changes nothing.",
+        "Remove the messages with the given ids (H1, 64 hex digits) from the remote log of --name. Their pairs " +
+          "become tombstones that keep their seq and id; the pages from the oldest of them up to the head are " +
+          "rewritten and the head is published again, signed with --key. Receivers that already delivered a " +
+          "removed message print a tombstone line for it on their next sync: {\"seq\":…,\"id\":…,\"redacted\":true}. " +
+          "The old pages and the removed message stay in the CAS until `remotelog gc` sweeps what no name reaches. " +
+          "Prints {\"redacted\":[seq…],\"pages\":N,\"version\":V,\"redactions\":R} (R: the tombstones the log holds now); redacting a tombstone again changes nothing.",
       )
-      .option("--key <file>", "the name's key, to sign the new head; the name is the key's")
+      .addOption(new Option("--key <file>", "the name's key, to sign the new head; the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the log: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "redact a free-form name, whose heads nobody signs")
       .requiredOption("--id <hex>", "a message id (H1) to remove; repeat for several", collect)
-      .option("--validity <duration>", "how long the new head's record stays valid", durationOption, DEFAULT_VALIDITY_MS)
-      .option("--ttl <duration>", "how long resolvers may cache the new head's record", durationOption, DEFAULT_TTL_MS)
+      .addOption(durationFlag("--validity <duration>", "how long the new head's record stays valid", DEFAULT_VALIDITY_MS))
+      .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache the new head's record", DEFAULT_TTL_MS))
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever)", intOption(0), 60),
   )

@@ -22,11 +22,11 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("repair", io)
       .description(
-        "Salvage the local log in --data on purpose, where send and the read-only verbs refuse a damaged one:\n" +
-          "keep every whole, checksummed record; set aside damaged byte ranges, a torn append, repeated ids and,\n" +
-          "given a service, messages larger than its CAS takes. Everything set aside, the old log.bin and the\n" +
-          "published marks are copied to DIR/repair-<time>/ first. With --from-remote, also refill the messages\n" +
-          "the log lost from the sender's own remote log, checking every page, record and message. A healthy\n" +
+        "Salvage the local log in --data on purpose, where send and the read-only verbs refuse a damaged one: " +
+          "keep every whole, checksummed record; set aside damaged byte ranges, a torn append, repeated ids and, " +
+          "given a service, messages larger than its CAS takes. Everything set aside, the old log.bin and the " +
+          "published marks are copied to DIR/repair-<time>/ first. With --from-remote, also refill the messages " +
+          "the log lost from the sender's own remote log, checking every page, record and message. A healthy " +
           "log is left alone, so running it again is safe.",
       )
       .requiredOption("--data <dir>", "the sender's local log directory")

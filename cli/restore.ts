@@ -17,8 +17,8 @@ interface RestoreFlags {
 export function command(io: Io) {
   return fromOptions(newCommand("restore", io), "where the packs are: a directory (its HEAD by default) or a CAS+NS service URL")
     .description(
-      "Read a backup's pack chain from its head back to its first pack, check every pack's CID, header and\n" +
-        "link (contiguous seqs, matching counts) and every message's id, and only then write the local log in\n" +
+      "Read a backup's pack chain from its head back to its first pack, check every pack's CID, header and " +
+        "link (contiguous seqs, matching counts) and every message's id, and only then write the local log in " +
         "--to, which a sender can go on from. Refuses a non-empty --to unless --force (which replaces its log).",
     )
     .option("--pack <cid>", "the head pack")

@@ -1,15 +1,16 @@
 import { Option } from "commander";
 import { Sender } from "../actors/sender.js";
 import { withRetry } from "../actors/remote.js";
+import { RetryStatus } from "./follow.js";
 import { ErrorCodes, RemoteLogError } from "../core/errors.js";
-import { encodeMessage, newMessage } from "../core/hash.js";
+import { encodeMessage, messageId, newMessage, toHex } from "../core/hash.js";
 import { parseEmbed } from "../core/page.js";
 import { join } from "node:path";
 import { canonicalKeyName, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
-import { durationOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
@@ -26,7 +27,8 @@ interface SendFlags extends EndpointFlags {
   pageSize: number;
   embed: string;
   json?: boolean;
-  retryFor: number;
+  retryFor?: number;
+  timestampMs?: boolean;
 }
 
 /** One message to append, as read from stdin. */
@@ -40,21 +42,22 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("send", io)
       .description(
-        "Read message bodies from stdin, append them durably to the local log in --data, upload them to the CAS\n" +
-          "in batches and point --name at the new head. With empty input it publishes whatever was appended but\n" +
+        "Read message bodies from stdin, append them durably to the local log in --data, upload them to the CAS " +
+          "in batches and point --name at the new head. With empty input it publishes whatever was appended but " +
           "not yet published (after a crash, say).",
       )
-      .option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's")
+      .addOption(new Option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the name to publish under: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "publish a free-form name without signing it, as clients of the draft do")
-      .option("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away)", durationOption, DEFAULT_VALIDITY_MS)
-      .option("--ttl <duration>", "how long resolvers may cache a signed record", durationOption, DEFAULT_TTL_MS)
-      .requiredOption("--data <dir>", "the sender's local log directory")
+      .addOption(durationFlag("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away)", DEFAULT_VALIDITY_MS))
+      .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache a signed record", DEFAULT_TTL_MS))
+      .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
       .option("--page-size <n>", "pairs per page", intOption(1, 1_000_000), 256)
       .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", "none")
-      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever)", intOption(0), 60)
+      .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60)", intOption(0))
+      .option("--timestamp-ms", "stamp messages in milliseconds, not seconds, so that a line repeated within a second is a new message (MVDS says seconds: see the README)")
       .option("--json", "print a JSON summary on stdout"),
   )
     .addHelpText(
@@ -91,12 +94,12 @@ export function command(io: Io) {
       // Set once stdin is being read: a send refused before that took nothing, and says only why.
       let reading = false;
       const closers: (() => Promise<void>)[] = [];
+      const status = new RetryStatus(io, "send", flags.retryFor, 60);
       try {
         // A data directory belongs to one name: publishing its log under another would hand every message
         // (redacted ones too) to another author.
         const claimed = await log.claim({ name, ...(key ? { key: name } : {}) });
         if (claimed === "adopted") io.stderr.write(`remotelog send: ${flags.data} had no recorded owner; it now belongs to ${JSON.stringify(name)}, and sends under any other name are refused\n`);
-        const retry = { timeoutMs: flags.retryFor * 1000, signal: io.signal, onRetry: (err: RemoteLogError, delay: number) => io.stderr.write(`remotelog send: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`) };
         const maxMessageBytes = await blockLimit(remote);
         const published = await FileCheckpointStore.open(join(flags.data, "published"));
         closers.push(() => published.close());
@@ -105,7 +108,8 @@ export function command(io: Io) {
         const defaultGroup = new TextEncoder().encode(flags.group);
         let lostRaces = 0;
         const publish = async () => {
-          const result = await withRetry(() => sender.publish(), retry);
+          const result = await withRetry(() => sender.publish(), status.options());
+          status.succeeded();
           lostRaces += result.lostRaces;
           progress.published = result.published;
           return result;
@@ -136,6 +140,7 @@ export function command(io: Io) {
             },
           );
         };
+        let lastMs = 0;
         const batches = readIncoming(io, flags.format, defaultGroup)[Symbol.asyncIterator]();
         reading = true;
         try {
@@ -144,7 +149,9 @@ export function command(io: Io) {
             if ("failed" in next || next.done || io.signal.aborted) break;
             const batch = next.value;
             const now = BigInt(Math.floor(Date.now() / 1000));
-            const entries = await sender.appendEncoded(batch.items.map((item) => encodeIncoming(item, now)));
+            // In milliseconds, each line gets its own: the clock, or one past the line before when the clock has not moved.
+            const stamp = flags.timestampMs ? () => BigInt((lastMs = Math.max(Date.now(), lastMs + 1))) : () => now;
+            const entries = await sender.appendEncoded(batch.items.map((item) => encodeIncoming(item, stamp())));
             progress.taken += batch.lines;
             progress.appended += entries.length;
             duplicates += batch.items.length - entries.length;
@@ -159,7 +166,6 @@ export function command(io: Io) {
           throw err;
         }
         const result = await publish();
-        if (duplicates > 0) io.stderr.write(`remotelog send: skipped ${duplicates} message(s) whose id was already in the log\n`);
         const summaryLine = {
           name,
           taken: progress.taken,
@@ -172,10 +178,15 @@ export function command(io: Io) {
           lostRaces,
         };
         if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
-        else io.stderr.write(`remotelog send: appended ${progress.appended}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
+        else {
+          // A repeated line in the same second is the same MVDS message (same group, timestamp and body, so the same id): say so, with the way out.
+          const skipped = duplicates > 0 ? `; ${duplicates} skipped as duplicates (same body, group and ${flags.timestampMs ? "millisecond" : "second"} as a message in the log${flags.timestampMs ? "" : "; --timestamp-ms keeps them apart"})` : "";
+          io.stderr.write(`remotelog send: appended ${progress.appended}${skipped}, ${summaryLine.published} of ${summaryLine.logLength} published to ${JSON.stringify(name)} (version ${summaryLine.version})\n`);
+        }
       } catch (err) {
+        status.done();
         if (!reading) throw err;
-        throw partWay(err, progress, log.length, flags.json ? (line) => io.stdout.write(`${JSON.stringify({ name, ...line })}\n`) : undefined);
+        throw partWay(err, progress, log.length, flags.data, flags.json ? (line) => io.stdout.write(`${JSON.stringify({ name, ...line })}\n`) : undefined);
       } finally {
         remote.close();
         for (const close of closers) await close();
@@ -206,11 +217,14 @@ const DEFAULT_BLOCK_BYTES = 1024 * 1024;
  * items) were appended durably, so a retry feeds only the lines after them; with --json the closing
  * summary carries the counts and the error.
  */
-function partWay(err: unknown, progress: { taken: number; appended: number; published: number }, logLength: number, printJson?: (line: Record<string, unknown>) => void): unknown {
+function partWay(err: unknown, progress: { taken: number; appended: number; published: number }, logLength: number, dir: string, printJson?: (line: Record<string, unknown>) => void): unknown {
   if (!(err instanceof RemoteLogError)) return err;
   const counts = `took ${progress.taken} input line(s) (appended ${progress.appended}; ${progress.published} of the log's ${logLength} published)`;
   printJson?.({ taken: progress.taken, appended: progress.appended, published: progress.published, logLength, error: { code: err.code, message: err.text } });
-  const error = new RemoteLogError(err.code, `${err.text}; this send ${counts}`, { cause: err, details: { ...err.details, taken: progress.taken } });
+  // What was appended is durable: say so, and how it gets out (issue 12 §10).
+  const pending = logLength - progress.published;
+  const kept = pending > 0 ? `; the ${pending} unpublished message(s) are kept in ${dir} and will be published by the next \`remotelog send\` (empty stdin publishes only)` : "";
+  const error = new RemoteLogError(err.code, `${err.text}; this send ${counts}${kept}`, { cause: err, details: { ...err.details, taken: progress.taken } });
   return error;
 }
 
@@ -261,7 +275,10 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
   const take = (line: Buffer) => {
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
     if (format === "lines") batch.push({ body: new Uint8Array(line), group });
-    else if (line.length > 0) batch.push(parseJsonLine(line.toString("utf8"), lineNo + 1, group));
+    else if (line.length > 0) {
+      const incoming = parseJsonLine(line.toString("utf8"), lineNo + 1, group);
+      if (incoming) batch.push(incoming);
+    }
     lineNo++;
     batchLines++;
   };
@@ -297,7 +314,21 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
   if (bad !== undefined) throw bad;
 }
 
-function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): Incoming {
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A *_base64 field's bytes; anything but canonical base64 is refused, naming the line, rather than stored cut short. */
+function base64Field(value: unknown, key: string, lineNo: number): Uint8Array {
+  if (typeof value !== "string") throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "${key}" must be a string`);
+  if (!BASE64.test(value)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "${key}" is not base64 (A-Z, a-z, 0-9, + and /, padded with =)`);
+  return new Uint8Array(Buffer.from(value, "base64"));
+}
+
+/**
+ * One line of `--format jsonl`: the shape `receive` prints ({"body"|"body_base64", "group"|"group_base64",
+ * "timestamp", and seq, id, address, name, which are ignored but for id, checked when present), so that
+ * `receive | send --format jsonl` copies every message unchanged. A tombstone line is undefined.
+ */
+function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): Incoming | undefined {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -306,19 +337,28 @@ function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): 
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} is not a JSON object`);
   const record = value as Record<string, unknown>;
+  if (record.redacted === true && record.body === undefined && record.body_base64 === undefined) return undefined;
+  if (record.body !== undefined && record.body_base64 !== undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has both "body" and "body_base64"; give one`);
   let body: Uint8Array;
   if (typeof record.body === "string") body = new TextEncoder().encode(record.body);
-  else if (typeof record.body_base64 === "string") body = new Uint8Array(Buffer.from(record.body_base64, "base64"));
+  else if (record.body_base64 !== undefined) body = base64Field(record.body_base64, "body_base64", lineNo);
   else throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has neither a "body" nor a "body_base64" string`);
   let group = defaultGroup;
+  if (record.group !== undefined && record.group_base64 !== undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has both "group" and "group_base64"; give one`);
   if (record.group !== undefined) {
     if (typeof record.group !== "string") throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "group" must be a string`);
     group = new TextEncoder().encode(record.group);
-  }
+  } else if (record.group_base64 !== undefined) group = base64Field(record.group_base64, "group_base64", lineNo);
   let timestamp: bigint | undefined;
   if (record.timestamp !== undefined) {
     if (typeof record.timestamp !== "number" || !Number.isSafeInteger(record.timestamp)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "timestamp" must be an integer (Unix seconds)`);
     timestamp = BigInt(record.timestamp);
+  }
+  if (record.id !== undefined) {
+    // The id is the hash of group, timestamp and body: a line that carries one is checked against it, so a copy is proven unchanged.
+    if (timestamp === undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has an "id" but no "timestamp"; the id covers the timestamp`);
+    const id = toHex(messageId(newMessage(group, timestamp, body)));
+    if (record.id !== id) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "id" ${JSON.stringify(record.id)} is not the id of its group, timestamp and body (${id}); drop "id" to send an edited message`);
   }
   return { body, group, timestamp };
 }

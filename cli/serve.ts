@@ -22,6 +22,7 @@ interface ServeFlags {
   metrics: boolean;
   gateway: boolean;
   logLevel: LogLevel;
+  logFormat: "auto" | "json" | "pretty";
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -34,7 +35,7 @@ export function command(io: Io) {
         "port, to Connect, gRPC and gRPC-Web clients over HTTP/1.1 and HTTP/2 alike. Blocks are kept in " +
         "DIR/cas and names in DIR/ns. Prints `listening on URL` once ready; stops on SIGINT or SIGTERM. " +
         "The same port answers grpc.health.v1.Health and, unless --no-metrics, a GET of /metrics " +
-        "(Prometheus). Logs go to stderr as JSON lines, in pino's format.",
+        "(Prometheus). Logs go to stderr: readable lines on a terminal, JSON lines in pino's format otherwise (--log-format).",
     )
     .option("--listen <host:port>", "address to listen on; port 0 picks a free one", "127.0.0.1:7420")
     .option("--data <dir>", "where blocks and names are kept", "./remotelog-data")
@@ -50,6 +51,7 @@ export function command(io: Io) {
     .option("--gateway", "answer IPFS's Trustless Gateway (/ipfs/, /ipns/) and Delegated Routing V1 (/routing/v1/) on the same port", true)
     .option("--no-gateway", "do not answer IPFS's HTTP protocols")
     .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
+    .addOption(new Option("--log-format <format>", "auto: readable on a terminal, JSON lines otherwise").choices(["auto", "json", "pretty"]).default("auto"))
     .addHelpText(
       "after",
       "\nExamples:\n  remotelog serve\n  remotelog serve --listen 0.0.0.0:7420 --data /var/lib/remotelog\n" +
@@ -60,7 +62,7 @@ export function command(io: Io) {
   return serve.action(async (flags: ServeFlags) => {
     if (flags.memory && serve.getOptionValueSource("data") === "cli") throw usageError("give either --memory or --data, not both");
     const { host, port } = parseListen(flags.listen);
-    const log = newLogger(flags.logLevel, io);
+    const log = await newLogger(flags.logLevel, flags.logFormat, io);
     const kubo = flags.cas === "kubo" || flags.ns === "ipns";
     if (kubo && !flags.kuboApi) throw usageError("--cas kubo and --ns ipns need --kubo-api URL (a Kubo RPC API)");
     if (!kubo && flags.kuboApi) throw usageError("--kubo-api is for --cas kubo or --ns ipns");
@@ -116,11 +118,16 @@ export function command(io: Io) {
 }
 
 /**
- * pino writing JSON lines to io.stderr, as `remotelog serve` logs. pino writes each line with one
- * write() call, so lines from concurrent calls never interleave.
+ * pino writing JSON lines to io.stderr, as `remotelog serve` logs, or on a terminal (or with
+ * --log-format pretty) pino-pretty's readable lines, formatted in this thread (sync) so that nothing
+ * is lost on exit. pino writes each line with one write() call, so lines never interleave.
  */
-function newLogger(level: LogLevel, io: Io): Logger {
-  return pino({ name: "remotelog", level }, io.stderr);
+async function newLogger(level: LogLevel, format: ServeFlags["logFormat"], io: Io): Promise<Logger> {
+  const pretty = format === "pretty" || (format === "auto" && (io.stderr as { isTTY?: boolean }).isTTY === true);
+  if (!pretty) return pino({ name: "remotelog", level }, io.stderr);
+  // Loaded only for a terminal: a server under a supervisor logs JSON and need not pay for it.
+  const { default: prettyStream } = await import("pino-pretty");
+  return pino({ name: "remotelog", level }, prettyStream({ destination: io.stderr, sync: true, colorize: (io.stderr as { isTTY?: boolean }).isTTY === true, translateTime: "SYS:HH:MM:ss.l" }));
 }
 
 function roundMs(seconds: number): number {

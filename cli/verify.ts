@@ -21,9 +21,9 @@ interface VerifyFlags extends ReaderFlags {
 export function command(io: Io) {
   return readerOptions(fromOptions(newCommand("verify", io), "a directory of packs, or a CAS+NS service URL"), "with a remote log: ")
     .description(
-      "Check a backup (--pack CID, a backup head --name, or a directory's HEAD) or a remote log (--name of a log):\n" +
-        "its structure always (packs: present, CID, header, contiguous links down to seq 0; logs: the head's\n" +
-        "record, every page's hash, tail and skip links, seqids), and every message's bytes with --read-data.\n" +
+      "Check a backup (--pack CID, a backup head --name, or a directory's HEAD) or a remote log (--name of a log): " +
+        "its structure always (packs: present, CID, header, contiguous links down to seq 0; logs: the head's " +
+        "record, every page's hash, tail and skip links, seqids), and every message's bytes with --read-data. " +
         "Prints one line per fault, naming the object; exits 1 on any fault, 0 when clean.",
     )
     .option("--pack <cid>", "the head pack of a backup")

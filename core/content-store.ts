@@ -66,8 +66,9 @@ export interface BlockSweeper {
   /**
    * Rewrites pack `name` without the blocks that are not live and were not put at or after
    * keepPutSinceMs nor during the collection; returns what was dropped. On a failure nothing is dropped.
+   * With dryRun, changes nothing and returns what it would drop now, by the same rule.
    */
-  sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number): Promise<{ blocks: number; bytes: number }>;
+  sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number, options?: { dryRun?: boolean }): Promise<{ blocks: number; bytes: number }>;
 }
 
 /** Whether a content store can be swept by gc. */

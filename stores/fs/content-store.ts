@@ -342,9 +342,10 @@ export class FsContentStore implements ContentStore, BlockSweeper {
    * (atomically, as any pack), the index moves to it in one synchronous step, and the old file is
    * removed only after the reads that may still use it have finished. A pack with nothing to drop is
    * left alone; one with nothing to keep is removed. Returns what was dropped. Throws as getMany and
-   * putMany do; on a failure the old pack stays and nothing is dropped.
+   * putMany do; on a failure the old pack stays and nothing is dropped. With dryRun, changes nothing
+   * and returns what a sweep would drop now, by the same rule, so that a dry run's figures are the run's.
    */
-  async sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number): Promise<{ blocks: number; bytes: number }> {
+  async sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number, options: { dryRun?: boolean } = {}): Promise<{ blocks: number; bytes: number }> {
     this.checkOpen();
     const id = this.packs.indexOf(name);
     if (id === -1 || name === "") return { blocks: 0, bytes: 0 };
@@ -353,6 +354,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       const keys = this.packKeys[id].filter((key) => this.index.get(key)?.pack === id);
       const dead = keys.filter(isDead);
       if (dead.length === 0) return { blocks: 0, bytes: 0 };
+      if (options.dryRun) return { blocks: dead.length, bytes: dead.reduce((sum, key) => sum + this.index.get(key)!.length, 0) };
       const deadSet = new Set(dead);
       const kept = keys.filter((key) => !deadSet.has(key));
       let written: { name: string; blocks: Uint8Array[] } | undefined;

@@ -10,7 +10,7 @@ import { addressOf, addressText, decodeMessage, encodeMessage, messageId, newMes
 import { encodePage } from "../../core/page.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -101,7 +101,7 @@ describe("gc - a running server", () => {
     const messages = parseJsonl<{ seq: number; body: string }>(received.stdout);
     expect(messages).toHaveLength(300 + rounds * 100);
     expect(messages.map((m) => m.seq)).toEqual(messages.map((_, i) => i));
-    expect(Buffer.from(messages[messages.length - 1].body, "base64").toString()).toBe(`round${rounds - 1} 99`);
+    expect(bodyText(messages[messages.length - 1])).toBe(`round${rounds - 1} 99`);
     const verify = await runCli(["verify", "--name", "chat", "--from", server.url, "--read-data"]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });

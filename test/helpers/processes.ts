@@ -122,3 +122,13 @@ export function lines(count: number, prefix = "message", from = 0): string {
   for (let i = from; i < from + count; i++) text += `${prefix} ${i}\n`;
   return text;
 }
+
+/** The body bytes of a JSONL line of `receive` or `cat`: "body" as UTF-8 text, or "body_base64". */
+export function bodyBytes(line: { body?: string; body_base64?: string }): Buffer {
+  return line.body_base64 !== undefined ? Buffer.from(line.body_base64, "base64") : Buffer.from(line.body ?? "", "utf8");
+}
+
+/** The body of a JSONL line as text. */
+export function bodyText(line: { body?: string; body_base64?: string }): string {
+  return bodyBytes(line).toString("utf8");
+}

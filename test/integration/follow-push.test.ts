@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { cleanup, lines, runCli, spawnCli, startServer, stop, tempDir } from "../helpers/processes.js";
+import { cleanup, lines, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -14,7 +14,7 @@ describe("follow - pushed heads", () => {
     // A poll every minute: only a pushed head can bring the next messages within the test's time.
     const follower = spawnCli(["receive", "--unsigned", "--follow", "--interval", "60000", "--name", "p", "--server", server.url, "--state", join(dir, "bob")]);
     const seen: string[] = [];
-    createInterface({ input: follower.stdout! }).on("line", (line) => seen.push(Buffer.from(JSON.parse(line).body, "base64").toString("utf8")));
+    createInterface({ input: follower.stdout! }).on("line", (line) => seen.push(bodyText(JSON.parse(line))));
     await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(3);
     for (let round = 0; round < 3; round++) {
       const started = Date.now();

@@ -9,7 +9,7 @@ import { encodeMessage, newMessage } from "../../core/hash.js";
 import { encodePage } from "../../core/page.js";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText, type Server } from "../helpers/processes.js";
 
 // Issue 10 §2-§5 through real processes: the local log is never cut silently, a data directory
 // belongs to one name, nothing wedges, and seeking cannot skip.
@@ -104,14 +104,14 @@ describe("the local log is never cut silently", () => {
     expect((await readFile(join(alice, saved[0], `damaged-${offset}.bin`))).length).toBe(70);
     const inspected = JSON.parse((await runCli(["inspect", "log", "--data", alice, "--limit", "1000"])).stdout) as { length: number; messages: { body: string }[] };
     expect(inspected.length).toBe(299);
-    expect(inspected.messages.map((m) => Buffer.from(m.body, "base64").toString())).not.toContain("message 150");
+    expect(inspected.messages.map((m) => bodyText(m))).not.toContain("message 150");
 
     // --from-remote refills the lost message from the sender's own remote log, checked, in its place.
     const refill = await runCli(["repair", "--data", alice, "--server", server.url, "--from-remote"]);
     expect(refill.code, refill.stderr).toBe(0);
     expect(refill.stdout).toContain('refilled 1 message(s) from the remote log of "n"');
     const refilled = JSON.parse((await runCli(["inspect", "log", "--data", alice, "--limit", "1000"])).stdout) as { length: number; messages: { body: string }[] };
-    expect(refilled.messages.map((m) => Buffer.from(m.body, "base64").toString())).toEqual(lines(300).trimEnd().split("\n"));
+    expect(refilled.messages.map((m) => bodyText(m))).toEqual(lines(300).trimEnd().split("\n"));
     expect(await publishedMark(alice)).toBe(300);
     // Running it again on the healthy log changes nothing.
     const healthy = await snapshot(alice);

@@ -3,7 +3,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { ChildProcess } from "node:child_process";
-import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir } from "../helpers/processes.js";
+import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -28,7 +28,7 @@ function of(delivered: Delivered[], name: string): Delivered[] {
 }
 
 function bodies(delivered: Delivered[]): string[] {
-  return delivered.map((d) => Buffer.from(d.body, "base64").toString("utf8"));
+  return delivered.map((d) => bodyText(d));
 }
 
 /** A running `receive --follow`, with what it has printed so far. */

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { stat } from "node:fs/promises";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -73,7 +73,7 @@ describe("signed names - end to end through real processes", () => {
     console.log(`two writers: ${lostRaces} lost race(s), each retried on the new head`);
     const received = await runCli(["receive", "--name", name, "--server", server.url, "--state", join(dir, "bob")], { timeoutMs: 60_000 });
     expect(received.code, received.stderr).toBe(0);
-    const bodies = parseJsonl<{ body: string; seq: number }>(received.stdout).map((d) => Buffer.from(d.body, "base64").toString("utf8"));
+    const bodies = parseJsonl<{ body: string; seq: number }>(received.stdout).map((d) => bodyText(d));
     expect(bodies).toHaveLength(2000);
     expect(new Set(bodies).size).toBe(2000);
     for (const device of ["phone", "laptop"]) {

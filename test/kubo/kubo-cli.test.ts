@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
 import { useIpfs } from "./ipfs-node.js";
 
 const ipfsNode = useIpfs();
@@ -12,7 +12,7 @@ async function keyGen(file: string): Promise<string> {
   return result.stdout.trim();
 }
 
-const bodies = (output: string) => parseJsonl<{ body: string }>(output).map((line) => Buffer.from(line.body, "base64").toString("utf8"));
+const bodies = (output: string) => parseJsonl<{ body: string }>(output).map((line) => bodyText(line));
 const expected = (count: number, prefix = "message", from = 0) => Array.from({ length: count }, (_, i) => `${prefix} ${from + i}`);
 
 describe("kubo - end to end through real processes", () => {
@@ -99,6 +99,6 @@ describe("kubo - end to end through real processes", () => {
     expect(send.code).toBe(1);
     expect(send.stderr).toMatch(/UNAVAILABLE/);
     expect(send.stderr).toContain(`Kubo API ${url}`);
-    expect(send.stderr).toMatch(/retrying in/);
+    expect(send.stderr).toMatch(/retrying, next in/);
   });
 });

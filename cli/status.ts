@@ -1,0 +1,108 @@
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Option } from "commander";
+import { RemoteLogError } from "../core/errors.js";
+import { addressOf, addressText } from "../core/hash.js";
+import { keyName } from "../core/names.js";
+import { decodePage } from "../core/page.js";
+import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
+import { loadKeyFile } from "../stores/file/key-file.js";
+import { FileLocalLog } from "../stores/file/local-log.js";
+import { newCommand, runCommand, type Io } from "./command.js";
+import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+
+export const summary = "show a sender's data directory: name, head, pending versus published, server";
+
+interface StatusFlags extends EndpointFlags {
+  data: string;
+  key?: string;
+  name?: string;
+  json?: boolean;
+}
+
+interface Status {
+  data: string;
+  name: string | null;
+  messages: number;
+  published: number | null;
+  pending: number | null;
+  server: string | null;
+  head: { address: string; version: number; messages: number | null } | null;
+}
+
+export function command(io: Io) {
+  return endpointOptions(
+    newCommand("status", io)
+      .description(
+        "Say what a sender's --data directory holds, as `git status` does: the name it publishes (from --key or --name), how many messages the local log holds, " +
+          "how many of them are published and how many are pending (the next `remotelog send` publishes them), and, with --server, the name's head there. Reads only.",
+      )
+      .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
+      .addOption(new Option("--key <file>", "the key the sender signs with; its name is the log's").env("REMOTELOG_KEY"))
+      .option("--name <name>", "the log's name, for a free-form (unsigned) name")
+      .option("--json", "print one JSON object"),
+  )
+    .addHelpText("after", "\nExamples:\n  remotelog status --data ./alice --key alice.key\n  remotelog status --data ./chat --name chat --server http://127.0.0.1:7420 --json")
+    .action(async (flags: StatusFlags) => {
+      const isDir = await stat(flags.data).then((s) => s.isDirectory(), () => false);
+      // Opening a log creates it: a missing directory is said, not made.
+      if (!isDir) throw RemoteLogError.notFound(`${flags.data} is not a directory; \`remotelog send --data ${flags.data}\` makes one`);
+      const name = flags.name ?? (flags.key ? keyName(await loadKeyFile(flags.key)) : undefined);
+      const log = await FileLocalLog.open(flags.data);
+      const status: Status = { data: flags.data, name: name ?? null, messages: log.length, published: null, pending: null, server: null, head: null };
+      await log.close();
+      const publishedDir = join(flags.data, "published");
+      const hasPublished = await readdir(publishedDir).then((files) => files.some((file) => file.endsWith(".json")), () => false);
+      if (name !== undefined && hasPublished) {
+        const published = await FileCheckpointStore.open(publishedDir);
+        try {
+          status.published = (await published.load(name))?.delivered ?? 0;
+        } finally {
+          await published.close();
+        }
+      } else if (name !== undefined) status.published = 0;
+      if (status.published !== null) status.pending = status.messages - status.published;
+      if (name !== undefined && (flags.server || flags.cas || flags.ns || flags.kuboApi)) {
+        const remote = await remoteFrom(flags);
+        try {
+          status.server = flags.kuboApi ?? flags.ns ?? flags.server ?? null;
+          const head = await remote.fetchName(name);
+          if (head) {
+            let messages: number | null = null;
+            try {
+              const page = decodePage(head.content, "head");
+              if (page.info) messages = Number(page.info.firstSeqid) + page.info.count;
+            } catch {
+              // Not a page (a backup head, or damage): the head's address and version still say something.
+            }
+            status.head = { address: addressText(addressOf(head.content)), version: Number(head.version), messages };
+          }
+        } finally {
+          remote.close();
+        }
+      }
+      if (flags.json) io.stdout.write(`${JSON.stringify(status)}\n`);
+      else io.stdout.write(statusText(status));
+    });
+}
+
+function statusText(status: Status): string {
+  const lines = [`data:      ${status.data}`, `name:      ${status.name ?? "unknown (give --key FILE or --name NAME)"}`, `messages:  ${status.messages} in the local log`];
+  if (status.published !== null) {
+    lines.push(`published: ${status.published}`);
+    lines.push(`pending:   ${status.pending}${status.pending ? " (the next `remotelog send` publishes them)" : ""}`);
+  }
+  if (status.server !== null) {
+    lines.push(`server:    ${status.server}`);
+    lines.push(
+      status.head
+        ? `head:      ${status.head.address} (version ${status.head.version}${status.head.messages === null ? "" : `, ${status.head.messages} messages`})`
+        : "head:      none (the name has no remote log there)",
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export function run(args: string[], io: Io): Promise<number> {
+  return runCommand(command(io), args, io);
+}

@@ -1,0 +1,201 @@
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { verbs } from "../../cli/verbs.js";
+import { cleanup, parseJsonl, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
+
+const exec = promisify(execFile);
+
+afterAll(cleanup);
+
+describe("cli - help text (issue 12 §6)", () => {
+  it("shows durations as 90d, 1m and 1h, and redact's whole output", async () => {
+    const send = await runCli(["send", "--help"], { env: { COLUMNS: "300" } });
+    expect(send.stdout).toContain("(default: 90d)");
+    expect(send.stdout).toContain("(default: 1m)");
+    expect(send.stdout).not.toContain("7776000000");
+    expect((await runCli(["gc", "--help"], { env: { COLUMNS: "300" } })).stdout).toContain("(default: 1h)");
+    expect((await runCli(["redact", "--help"])).stdout).toContain('"redactions":R');
+  });
+
+  it("breaks no description mid-sentence: wide enough, every paragraph is one line", async () => {
+    const helps: string[][] = [...Object.keys(verbs).map((verb) => [verb, "--help"]), ["key", "gen", "--help"], ["key", "name", "--help"], ["inspect", "chain", "--help"]];
+    for (const args of helps) {
+      const help = await runCli(args, { env: { COLUMNS: "2000" } });
+      expect(help.code, args.join(" ")).toBe(0);
+      const description = help.stdout.split("\n").slice(1);
+      const end = description.findIndex((line) => /^(Options|Arguments|Commands):/.test(line));
+      const paragraphs = description.slice(0, end).filter((line) => line.trim().length > 0 && !line.startsWith("  "));
+      // A line of a paragraph that goes on on the next line is a hard-coded break.
+      for (const line of paragraphs.slice(0, -1)) expect(line, `${args.join(" ")}: "${line}"`).toMatch(/[.:)}]$/);
+    }
+  });
+
+  it("lists every verb once, with the summary the verb itself exports, and the environment variables", async () => {
+    const help = await runCli(["--help"]);
+    expect(help.code).toBe(0);
+    for (const [verb, load] of Object.entries(verbs)) expect(help.stdout).toMatch(new RegExp(`^  ${verb} +${(await load()).summary.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"));
+    const listed = help.stdout.slice(help.stdout.indexOf("Verbs:"), help.stdout.indexOf("Environment")).split("\n").filter((line) => line.startsWith("  "));
+    expect(listed.length).toBe(Object.keys(verbs).length);
+    for (const variable of ["REMOTELOG_SERVER", "REMOTELOG_KEY", "REMOTELOG_DATA", "REMOTELOG_STATE"]) expect(help.stdout).toContain(variable);
+    expect((await runCli(["send", "--help"])).stdout).toContain("env: REMOTELOG_KEY");
+  });
+
+  it("has --version", async () => {
+    const { version } = JSON.parse(await readFile("package.json", "utf8")) as { version: string };
+    expect(await runCli(["--version"])).toMatchObject({ code: 0, stdout: `remotelog ${version}\n` });
+  });
+});
+
+describe("cli - exit codes and messages (issue 12 §7)", () => {
+  let server: Server;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await tempDir();
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+  });
+
+  it("inspect and key with no subcommand exit 2; commander's errors carry USAGE:; a bad --server names --server", async () => {
+    for (const verb of ["inspect", "key"]) {
+      const bare = await runCli([verb]);
+      expect(bare.code, verb).toBe(2);
+      expect(bare.stderr).toContain("Commands:");
+    }
+    const typo = await runCli(["send", "--data", join(dir, "x"), "--nmae", "chat"]);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/^remotelog send: USAGE: unknown option '--nmae'/);
+    const noScheme = await runCli(["receive", "--unsigned", "--name", "chat", "--server", "127.0.0.1:7420"]);
+    expect(noScheme.code).toBe(2);
+    expect(noScheme.stderr).toContain('--server takes an http:// or https:// URL, not "127.0.0.1:7420" (try http://127.0.0.1:7420)');
+  });
+
+  it("inspect chain gives the head page's address; receive of a backup head says so and suggests restore", async () => {
+    const data = join(dir, "alice");
+    expect((await runCli(["send", "--unsigned", "--name", "alice", "--server", server.url, "--data", data], { stdin: "one\ntwo\n" })).code).toBe(0);
+    const chain = JSON.parse((await runCli(["inspect", "chain", "--name", "alice", "--server", server.url])).stdout);
+    const status = JSON.parse((await runCli(["status", "--data", data, "--name", "alice", "--server", server.url, "--json"])).stdout);
+    expect(chain.pages[0].address).toBe(status.head.address);
+    expect(status).toMatchObject({ name: "alice", messages: 2, published: 2, pending: 0, head: { version: 1, messages: 2 } });
+    const backup = await runCli(["backup", "--from-dir", data, "--to", server.url, "--head-name", "alice-backup"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const received = await runCli(["receive", "--unsigned", "--name", "alice-backup", "--server", server.url]);
+    expect(received.code).toBe(1);
+    expect(received.stderr).toContain('name "alice-backup" holds a backup head, not a log');
+    expect(received.stderr).toContain("remotelog restore");
+  });
+
+  it("gc: --grace 0s, REMOTELOG_SERVER, --dry-run counts the bytes a run removes, and a server without NS is said", async () => {
+    // Blocks no name reaches: a backup's packs, loaded from a CAR with no head name.
+    expect((await runCli(["send", "--unsigned", "--name", "g", "--server", server.url, "--data", join(dir, "g")], { stdin: "first\nsecond\n" })).code).toBe(0);
+    expect((await runCli(["backup", "--from-dir", join(dir, "g"), "--to", join(dir, "g-backup")])).code).toBe(0);
+    expect((await runCli(["export", "--car", join(dir, "g.car"), "--from", join(dir, "g-backup")])).code).toBe(0);
+    expect((await runCli(["import", "--car", join(dir, "g.car"), "--to", server.url])).code).toBe(0);
+    const env = { REMOTELOG_SERVER: server.url };
+    const dry = await runCli(["gc", "--grace", "0s", "--dry-run", "--json"], { env });
+    expect(dry.code, dry.stderr).toBe(0);
+    const wouldRemove = JSON.parse(dry.stdout);
+    expect(wouldRemove.removedBlocks).toBeGreaterThan(0);
+    const run = await runCli(["gc", "--grace", "0s", "--json"], { env });
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ removedBlocks: wouldRemove.removedBlocks, freedBytes: wouldRemove.freedBytes });
+    expect(wouldRemove.freedBytes).toBeGreaterThan(0);
+    const casOnly = await startServer(["--listen", "127.0.0.1:0", "--only", "cas", "--memory"]);
+    const refused = await runCli(["gc", "--server", casOnly.url]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("has no NS");
+    await stop(casOnly.process);
+  });
+
+  it("mirror reports only the messages it copied", async () => {
+    const target = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const data = join(dir, "m");
+    const send = (text: string) => runCli(["send", "--unsigned", "--name", "m", "--server", server.url, "--data", data, "--page-size", "4"], { stdin: text });
+    expect((await send("a\nb\n")).code).toBe(0);
+    const mirror = () => runCli(["mirror", "--unsigned", "--name", "m", "--server", server.url, "--to", target.url]);
+    expect(parseJsonl((await mirror()).stdout)).toEqual([expect.objectContaining({ messages: 2 })]);
+    expect((await send("c\n")).code).toBe(0);
+    // The head page holds a, b and c now; the copy had a and b.
+    expect(parseJsonl((await mirror()).stdout)).toEqual([expect.objectContaining({ messages: 1 })]);
+    await stop(target.process);
+  });
+});
+
+describe("cli - backup --from-dir and --from-name (issue 12 §8)", () => {
+  it("says which it guessed when --from could be either, and takes the explicit spellings as given", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat")], { stdin: "hi\n" })).code).toBe(0);
+    const cwd = process.cwd();
+    // `chat` is both a directory here and a name on the server.
+    const guessed = await exec(process.execPath, [join(cwd, "dist/cli/main.js"), "backup", "--from", "chat", "--to", join(dir, "b1"), "--json"], { cwd: dir });
+    expect(guessed.stderr).toContain("--from chat is taken as the directory ./chat, not the name \"chat\"; say --from-dir or --from-name");
+    const byName = await exec(process.execPath, [join(cwd, "dist/cli/main.js"), "backup", "--from-name", "chat", "--unsigned", "--server", server.url, "--to", join(dir, "b2"), "--json"], { cwd: dir });
+    expect(byName.stderr).toBe("");
+    const byDir = await exec(process.execPath, [join(cwd, "dist/cli/main.js"), "backup", "--from-dir", "chat", "--to", join(dir, "b3"), "--json"], { cwd: dir });
+    expect(byDir.stderr).toBe("");
+    expect(JSON.parse(byDir.stdout).head).toBe(JSON.parse(guessed.stdout).head);
+    const both = await runCli(["backup", "--from-dir", "x", "--from-name", "y", "--to", join(dir, "b4")]);
+    expect(both.code).toBe(2);
+  });
+});
+
+describe("cli - duplicate lines (issue 12 §9)", () => {
+  it("send says a repeated line was skipped, and --timestamp-ms keeps both", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const send = (...extra: string[]) => runCli(["send", "--unsigned", "--name", "d", "--server", server.url, "--data", join(dir, "d"), ...extra], { stdin: "same\nsame\n" });
+    const once = await send();
+    expect(once.code).toBe(0);
+    expect(once.stderr).toMatch(/appended 1; 1 skipped as duplicates .*--timestamp-ms keeps them apart/);
+    const twice = await send("--timestamp-ms");
+    expect(twice.stderr).toMatch(/appended 2,/);
+    expect(parseJsonl((await runCli(["cat", "--unsigned", "d", "--format", "jsonl", "--server", server.url])).stdout).length).toBe(3);
+  });
+});
+
+describe("cli - what a user of git, restic or kubo misses (issue 12 §10)", () => {
+  it("completion prints bash, zsh and fish scripts naming every verb; bash's parses", async () => {
+    for (const shell of ["bash", "zsh", "fish"]) {
+      const script = await runCli(["completion", shell]);
+      expect(script.code, shell).toBe(0);
+      for (const verb of Object.keys(verbs)) expect(script.stdout, `${shell}: ${verb}`).toContain(verb);
+      expect(script.stdout).toContain(shell === "fish" ? "-l retry-for" : "--retry-for");
+    }
+    const dir = await tempDir();
+    const file = join(dir, "completion.bash");
+    await import("node:fs/promises").then(async ({ writeFile }) => writeFile(file, (await runCli(["completion", "bash"])).stdout));
+    const checked = await exec("bash", ["-c", `source ${file} && complete -p remotelog`]);
+    expect(checked.stdout).toContain("_remotelog");
+    expect((await runCli(["completion", "tcsh"])).code).toBe(2);
+  });
+
+  it("REMOTELOG_KEY, REMOTELOG_DATA and REMOTELOG_SERVER stand in for their flags", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const key = join(dir, "k.key");
+    const name = (await runCli(["key", "gen", "--out", key])).stdout.trim();
+    const env = { REMOTELOG_KEY: key, REMOTELOG_DATA: join(dir, "data"), REMOTELOG_SERVER: server.url, REMOTELOG_STATE: join(dir, "state") };
+    expect((await runCli(["send"], { stdin: "via env\n", env })).code).toBe(0);
+    const received = await runCli(["receive", "--name", name, "--format", "text"], { env });
+    expect(received.stdout).toMatch(/^0\t\S+\tvia env\n$/);
+    expect(JSON.parse((await runCli(["status", "--json"], { env })).stdout)).toMatchObject({ name, messages: 1, published: 1, pending: 0 });
+  });
+
+  it("serve logs JSON lines when stderr is not a terminal, readable lines with --log-format pretty", async () => {
+    const json = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    await stop(json.process);
+    expect(() => JSON.parse(json.stderr().split("\n")[0])).not.toThrow();
+    const pretty = await startServer(["--listen", "127.0.0.1:0", "--memory", "--log-format", "pretty"]);
+    await stop(pretty.process);
+    expect(pretty.stderr()).toMatch(/INFO.*listening|INFO \(remotelog/);
+    expect(() => JSON.parse(pretty.stderr().split("\n")[0])).toThrow();
+  });
+
+  it("make build does nothing when nothing changed", async () => {
+    // The global setup has just built dist/ and stamped it.
+    const query = await exec("make", ["-q", "build"]).then(() => 0, (err: { code: number }) => err.code);
+    expect(query).toBe(0);
+  });
+});

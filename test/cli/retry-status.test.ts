@@ -1,0 +1,70 @@
+import { createServer } from "node:net";
+import { PassThrough } from "node:stream";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { RetryStatus } from "../../cli/follow.js";
+import type { Io } from "../../cli/command.js";
+import { RemoteLogError } from "../../core/errors.js";
+import { cleanup, runCli, tempDir } from "../helpers/processes.js";
+
+afterAll(cleanup);
+
+/** A port nothing listens on: bound, then closed. */
+function refusedPort(): Promise<number> {
+  return new Promise((resolvePort) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+describe("cli - a service that never answers (issue 12 §1)", () => {
+  it("send, receive and cat give up on a refused port in about 3 s unless --retry-for, with one status line", async () => {
+    const dir = await tempDir();
+    const url = `http://127.0.0.1:${await refusedPort()}`;
+    // The old code retried for 60 s: the 20 s bound kills it (code null) and the test fails.
+    const runs = await Promise.all([
+      runCli(["receive", "--unsigned", "--name", "chat", "--server", url], { timeoutMs: 20_000 }),
+      runCli(["receive", "--unsigned", "--name", "chat", "--server", url, "--follow"], { timeoutMs: 20_000 }),
+      runCli(["receive", "--unsigned", "--name", "chat", "--name", "news", "--server", url], { timeoutMs: 20_000 }),
+      runCli(["send", "--unsigned", "--name", "chat", "--server", url, "--data", join(dir, "a")], { stdin: "hello\n", timeoutMs: 20_000 }),
+      runCli(["cat", "--unsigned", "chat", "--server", url], { timeoutMs: 20_000 }),
+    ]);
+    for (const run of runs) {
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stderr).toMatch(/UNAVAILABLE/);
+      expect(run.stderr).toContain("--retry-for");
+      // Not a TTY: the cause is said once, not on every attempt (send printed 9 lines in 3 s).
+      expect(run.stderr.split("\n").filter((line) => line.includes("retrying")).length, run.stderr).toBe(1);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    }
+    // The message send appended is kept, and the error says so.
+    expect(runs[3].stderr).toMatch(/the 1 unpublished message\(s\) are kept in .* will be published by the next `remotelog send`/);
+    const status = await runCli(["status", "--data", join(dir, "a"), "--name", "chat", "--json"]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ messages: 1, published: 0, pending: 1 });
+  });
+
+  it("with --retry-for, keeps trying for that long instead", async () => {
+    const url = `http://127.0.0.1:${await refusedPort()}`;
+    const run = await runCli(["receive", "--unsigned", "--name", "chat", "--server", url, "--retry-for", "5"], { timeoutMs: 30_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/UNAVAILABLE: gave up after/);
+    // The first-contact budget is not what it went by.
+    expect(run.stderr).not.toContain("giving up after 3 s");
+  });
+
+  it("on a terminal, redraws one status line in place and ends it before the error", async () => {
+    const stderr = Object.assign(new PassThrough(), { isTTY: true });
+    let text = "";
+    stderr.on("data", (chunk) => (text += chunk));
+    const io: Io = { stdin: new PassThrough(), stdout: new PassThrough(), stderr, env: {}, signal: new AbortController().signal };
+    const status = new RetryStatus(io, "receive", undefined, 60);
+    const { onRetry } = status.options();
+    for (let attempt = 1; attempt <= 4; attempt++) onRetry!(RemoteLogError.unavailable("connect ECONNREFUSED"), 100 * attempt, attempt);
+    expect(text.split("\r\x1b[K").length - 1).toBe(4);
+    expect(text).not.toContain("\n");
+    status.done();
+    expect(text.endsWith("\n")).toBe(true);
+  });
+});
