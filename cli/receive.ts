@@ -5,7 +5,7 @@ import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoin
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
-import { Option } from "commander";
+import { Option, type Command } from "commander";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
@@ -76,7 +76,7 @@ export function command(io: Io) {
         "  remotelog receive --name k51qzi5uqu5d… --gateway http://127.0.0.1:7420 --state ./bob   # any trustless gateway\n" +
         '\nWith --names, or --name given more than once, every line starts with the name of its log ({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
     )
-    .action(async (flags: ReceiveFlags) => {
+    .action(async (flags: ReceiveFlags, command: Command) => {
       const names = await namesFrom(flags);
       for (const { name, from } of names) {
         const canonical = canonicalKeyName(name);
@@ -89,6 +89,8 @@ export function command(io: Io) {
         throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
       }
       checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
+      // REMOTELOG_SERVER in the environment names the usual server; --gateway given on the line wins over it.
+      if (flags.gateway !== undefined && command.getOptionValueSource("server") === "env") flags.server = undefined;
       const remote = refusingBackupHeads(await readRemoteFrom(flags, names.map(({ name }) => name)));
       const checkpoints: CheckpointStore = flags.state === undefined ? new MemoryCheckpointStore() : await FileCheckpointStore.open(flags.state).catch((err) => {
         remote.close();

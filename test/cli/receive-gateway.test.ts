@@ -27,7 +27,7 @@ async function send(lines: string[]): Promise<void> {
 }
 
 function bodiesOf(stdout: string): string[] {
-  return parseJsonl<{ body: string }>(stdout).map((line) => Buffer.from(line.body, "base64").toString("utf8"));
+  return parseJsonl<{ body?: string; body_base64?: string }>(stdout).map((line) => line.body ?? Buffer.from(line.body_base64!, "base64").toString("utf8"));
 }
 
 beforeAll(async () => {
@@ -52,7 +52,10 @@ describe("receive --gateway", () => {
     expect(first.code, first.stderr).toBe(0);
     expect(bodiesOf(first.stdout)).toEqual(["one", "two", "three"]);
 
-    const routed = await runCli(["receive", "--name", name, "--gateway", server.url, "--router", server.url, "--state", join(dir, "carol")]);
+    // REMOTELOG_SERVER (the usual server, from the environment) gives way to --gateway on the line.
+    const routed = await runCli(["receive", "--name", name, "--gateway", server.url, "--router", server.url, "--state", join(dir, "carol")], {
+      env: { REMOTELOG_SERVER: "http://127.0.0.1:1" },
+    });
     expect(routed.code, routed.stderr).toBe(0);
     expect(bodiesOf(routed.stdout)).toEqual(["one", "two", "three"]);
 
