@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness helia-client build gen check-gen lint typecheck test demo bench bench-many bench-rtt bench-follow bench-kubo bench-backup clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test demo bench bench-peers bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
 
 all: build
 
@@ -31,10 +31,12 @@ helia-client: test/helia-client/node_modules/.package-lock.json
 
 # dist/ is rebuilt only when a source, a tsconfig or the lockfile is newer than the last build:
 # a second `make build` (or `make demo`) with nothing changed does nothing.
-BUILD_SOURCES := $(shell find core gen stores services actors backup cli bench -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json package-lock.json
+# tsc compiles everything into dist/; then the CLI is bundled over dist/cli/main.js (scripts/bundle-cli.mjs).
+BUILD_SOURCES := $(shell find core gen stores services actors backup cli bench -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json package-lock.json scripts/bundle-cli.mjs
 
 dist/.built: $(BUILD_SOURCES) node_modules/.package-lock.json
 	$(NODE) $(BIN)/tsc -p tsconfig.build.json
+	$(NODE) scripts/bundle-cli.mjs
 	@touch $@
 
 build: dist/.built
@@ -75,6 +77,11 @@ bench: build
 	$(NODE) dist/bench/many-names.bench.js
 	$(NODE) dist/bench/follow-latency.bench.js
 	$(NODE) dist/bench/catch-up-rtt.bench.js
+	$(NODE) dist/bench/peers/hypercore.bench.js
+
+# remotelog beside hypercore (writer and reader processes over TCP) and a bare `node -e 0`, in one run.
+bench-peers: build
+	$(NODE) dist/bench/peers/hypercore.bench.js
 
 # One receiver process following 1,000 names: catch-up, memory, CPU and latency of new messages.
 bench-many: build
@@ -97,6 +104,20 @@ bench-rtt: build
 # Append-to-delivered latency of receive --follow, woken by pushed heads.
 bench-follow: build
 	$(NODE) dist/bench/follow-latency.bench.js
+
+# 1,000 seeded random SIGKILLs of sender, server, receiver (--out), backup and mirror (CHAOS_KILLS,
+# CHAOS_SEED), and a table: kill points by target, acknowledged, lost, duplicated, reordered, longest recovery.
+chaos: build
+	$(NODE) dist/bench/chaos.js
+
+# 100 senders and 100 following receivers on one server for 10 minutes (SOAK_SECONDS, SOAK_SENDERS):
+# throughput, p99 latency, peak RSS and the final counts.
+soak: build
+	$(NODE) dist/bench/soak.js
+
+# Honest senders and receivers while a hostile client attacks the server in five ways (issue 11).
+bench-abuse: build
+	$(NODE) dist/bench/abuse.bench.js
 
 clean:
 	rm -rf dist .tmp

@@ -1,6 +1,11 @@
 import type { NameHead, Remote } from "./remote.js";
 import { WatchUnsupportedError, sleep } from "./remote.js";
 
+/** A follower's poll interval while its NS pushes new heads: pushes carry the news, the poll only backs them up. */
+export const PUSHED_POLL_MS = 30_000;
+/** A follower's poll interval when its NS cannot push (the draft's NS, IPNS): polling is all it has. */
+export const POLL_MS = 500;
+
 /**
  * Keeps one Watch stream open on a name and wakes a follower as soon as the NS pushes a new head, so
  * that `receive --follow` delivers within a round trip of the publish instead of a poll interval. It
@@ -33,6 +38,8 @@ export class HeadWatch {
       } catch (err) {
         if (err instanceof WatchUnsupportedError) {
           this.supported = false;
+          // A follower waiting out the long interval of a pushing NS polls at once, then at POLL_MS.
+          this.wake?.();
           return;
         }
       }
@@ -40,6 +47,11 @@ export class HeadWatch {
       await sleep(delayMs, this.stop.signal);
       delayMs = Math.min(delayMs * 2, 5_000);
     }
+  }
+
+  /** How long a follower waits for a push before it polls: long while the NS pushes, short when it cannot. */
+  get pollMs(): number {
+    return this.supported ? PUSHED_POLL_MS : POLL_MS;
   }
 
   /**

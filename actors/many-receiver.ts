@@ -1,6 +1,7 @@
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
+import { POLL_MS, PUSHED_POLL_MS } from "./head-watch.js";
 import { WatchUnsupportedError, backoffDelayMs, fromConnectError, sleep, type Remote } from "./remote.js";
 
 /**
@@ -44,7 +45,10 @@ export interface ManyReceiverEvents {
 export interface ManyRunOptions {
   /** Keep polling every name; otherwise sync each once. */
   follow?: boolean;
-  /** With follow, the time between the end of a name's sync and the start of its next; default 500. */
+  /**
+   * With follow, the time between the end of a name's sync and the start of its next; default
+   * PUSHED_POLL_MS (30 s) while WatchMany notes wake names, POLL_MS (500 ms) when the NS cannot push.
+   */
   intervalMs?: number;
   /** Stops the run: no new sync starts, the ones in flight finish, then run() resolves. */
   signal?: AbortSignal;
@@ -130,23 +134,29 @@ export class ManyReceiver {
    */
   private async watch(
     watchNames: NonNullable<ManyReceiverOptions["remote"]["watchNames"]>,
-    byName: Map<string, NameState>,
-    wake: (state: NameState) => void,
+    wakeAll: (names: readonly string[]) => void,
+    wake: (name: string) => void,
+    unsupported: () => void,
     signal: AbortSignal,
   ): Promise<void> {
     const chunks: string[][] = [];
     for (let i = 0; i < this.names.length; i += WATCH_NAMES_PER_STREAM) chunks.push(this.names.slice(i, i + WATCH_NAMES_PER_STREAM));
     await Promise.all(
       chunks.map(async (names) => {
-        for (let attempt = 1; !signal.aborted; ) {
+        for (let attempt = 1, reopened = false; !signal.aborted; reopened = true) {
           try {
-            for await (const note of watchNames(names, signal)) {
+            const notes = watchNames(names, signal)[Symbol.asyncIterator]();
+            // The first next() sends the request. Notes start from when a stream opens, so after a
+            // break the names are synced once the new stream is asked for: with a long poll, an
+            // update made while the stream was down would otherwise wait for it.
+            const first = notes.next();
+            if (reopened) wakeAll(names);
+            for (let note = await first; !note.done; note = await notes.next()) {
               attempt = 1;
-              const state = byName.get(note.name);
-              if (state) wake(state);
+              wake(note.value.name);
             }
           } catch (err) {
-            if (err instanceof WatchUnsupportedError) return;
+            if (err instanceof WatchUnsupportedError) return unsupported();
           }
           await sleep(backoffDelayMs(attempt++), signal);
         }
@@ -157,7 +167,9 @@ export class ManyReceiver {
   /** Syncs every name once, or keeps following them all; one run at a time. See ManyRunOptions. */
   run(deliver: ManyDeliver, options: ManyRunOptions = {}): Promise<ManyRunResult> {
     const follow = options.follow ?? false;
-    const intervalMs = options.intervalMs ?? 500;
+    // Pushes make a long poll safe: 1,000 idle names then cost almost nothing (bench/many-names.bench.ts).
+    let pushes = follow && this.remote.watchNames !== undefined;
+    const pollMs = () => options.intervalMs ?? (pushes ? PUSHED_POLL_MS : POLL_MS);
     const retryForMs = options.retryForMs ?? 60_000;
     const events = options.events ?? {};
     const signal = options.signal;
@@ -249,7 +261,7 @@ export class ManyReceiver {
           }
           if (!result.found && !state.missing) events.missing?.(name);
           state.missing = !result.found;
-          if (follow) later(state, state.dirty ? 0 : intervalMs);
+          if (follow) later(state, state.dirty ? 0 : pollMs());
           else state.done = true;
         } catch (err) {
           if (err instanceof DeliveryFailure) return stop();
@@ -257,7 +269,7 @@ export class ManyReceiver {
           state.failures++;
           const repeated = state.lastError === error.message;
           state.lastError = error.message;
-          const delayMs = backoffMs(error, state.failures, intervalMs);
+          const delayMs = backoffMs(error, state.failures, pollMs());
           const retry = follow || (error.code === ErrorCodes.UNAVAILABLE && (retryForMs === 0 || Date.now() - started + delayMs <= retryForMs));
           failed.set(name, error);
           if (retry) later(state, delayMs);
@@ -282,7 +294,16 @@ export class ManyReceiver {
 
       if (signal?.aborted) return stop();
       signal?.addEventListener("abort", stop, { once: true });
-      if (follow && this.remote.watchNames) void this.watch(this.remote.watchNames.bind(this.remote), byName, wake, watching.signal);
+      // Every name waiting for its poll is synced now: what notes it may have missed, it catches up on.
+      const wakeAll = (names: readonly string[]) => names.forEach((name) => wake(byName.get(name)!));
+      const unsupported = () => {
+        pushes = false;
+        wakeAll(this.names);
+      };
+      if (follow && this.remote.watchNames) void this.watch(this.remote.watchNames.bind(this.remote), wakeAll, (name) => {
+        const state = byName.get(name);
+        if (state) wake(state);
+      }, unsupported, watching.signal);
       pump();
     });
   }

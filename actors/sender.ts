@@ -6,7 +6,7 @@ import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
 import { LogReader } from "../core/log-reader.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord } from "../core/names.js";
-import { encodePage, planPages, positionOf, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
+import { encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
 import type { NameHead, Remote } from "./remote.js";
 
 export interface SenderOptions {
@@ -26,6 +26,7 @@ export interface SenderOptions {
   ttlMs?: number;
   /** Pairs per page; default 256. */
   pageSize?: number;
+  /** What to embed in pages; default DEFAULT_EMBED (core/page.ts), the newest 8 of the head page. */
   embed?: EmbedMode;
   /** Lost races before a publish gives up; default 20. */
   maxAttempts?: number;
@@ -91,7 +92,7 @@ export class Sender {
     this.key = options.key;
     this.recordOptions = { validityMs: options.validityMs, ttlMs: options.ttlMs };
     this.pageSize = options.pageSize ?? 256;
-    this.embed = options.embed ?? "none";
+    this.embed = options.embed ?? DEFAULT_EMBED;
     this.maxAttempts = options.maxAttempts ?? 20;
     this.maxMessageBytes = options.maxMessageBytes;
     this.reader = new LogReader(options.remote, options.name);

@@ -66,3 +66,49 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   const line = (row: (string | number)[]) => `| ${row.map((cell, i) => String(cell).padStart(widths[i])).join(" | ")} |`;
   return [line(cells[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...cells.slice(1).map(line)].join("\n");
 }
+
+/** Deterministic pseudo-random numbers (xorshift32), so a failing fault run can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 0x1_0000_0000;
+  };
+}
+
+/** A whole `receive` process of name from url, from spawn to exit, stdout to a pipe; counts its lines. */
+export async function wholeReceive(url: string, name: string, stateDir: string): Promise<{ ms: number; lines: number }> {
+  const start = process.hrtime.bigint();
+  const child = spawn(process.execPath, [MAIN, "receive", "--unsigned", "--name", name, "--server", url, "--state", stateDir], { stdio: ["ignore", "pipe", "inherit"] });
+  let lines = 0;
+  child.stdout!.on("data", (chunk: Buffer) => {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+  });
+  const code = await new Promise<number | null>((ok) => child.once("close", ok));
+  if (code !== 0) throw new Error(`receive exited with ${code}`);
+  return { ms: ms(start), lines };
+}
+
+/** A whole `send` process: start, append the lines from stdin, publish, exit. Default flags unless args say. */
+export async function wholeSend(url: string, name: string, dataDir: string, input: string, args: string[] = []): Promise<number> {
+  const start = process.hrtime.bigint();
+  const child = spawn(process.execPath, [MAIN, "send", "--unsigned", "--name", name, "--server", url, "--data", dataDir, ...args], { stdio: ["pipe", "ignore", "inherit"] });
+  child.stdin!.end(input);
+  const code = await new Promise<number | null>((ok) => child.once("close", ok));
+  if (code !== 0) throw new Error(`send exited with ${code}`);
+  return ms(start);
+}
+
+/** The start-up floor: a bare `node -e 0`, spawn to exit, best of runs. */
+export async function bareNodeMs(runs = 3): Promise<number> {
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const start = process.hrtime.bigint();
+    const child = spawn(process.execPath, ["-e", "0"], { stdio: "ignore" });
+    await new Promise((ok) => child.once("close", ok));
+    times.push(ms(start));
+  }
+  return Math.min(...times);
+}

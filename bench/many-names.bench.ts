@@ -19,7 +19,8 @@ const MESSAGES_PER_NAME = Number(process.env.BENCH_MANY_MESSAGES ?? 20);
 const NEW_MESSAGES = 100;
 const FOLLOW_MS = Number(process.env.BENCH_MANY_FOLLOW_S ?? 30) * 1000;
 // Pushed notes (WatchMany) wake a name as soon as it is updated; polling is only the safety net behind them.
-const INTERVAL_MS = Number(process.env.BENCH_MANY_INTERVAL_MS ?? 30_000);
+// The receiver runs with default flags (a 30 s poll behind WatchMany's pushes) unless this says otherwise.
+const INTERVAL_ARGS = process.env.BENCH_MANY_INTERVAL_MS ? ["--interval", process.env.BENCH_MANY_INTERVAL_MS] : [];
 /** Linux reports CPU time in clock ticks of 1/100 s (USER_HZ). */
 const TICKS_PER_SECOND = 100;
 
@@ -90,7 +91,7 @@ async function runRow(root: string, url: string, serverPid: number, logs: Log[],
   const start = performance.now();
   const child = spawn(
     process.execPath,
-    [MAIN, "receive", "--unsigned", "--names", namesFile, "--follow", "--interval", String(INTERVAL_MS), "--concurrency", String(concurrency), "--server", url, "--state", join(root, `state-${logs.length}-${concurrency}`)],
+    [MAIN, "receive", "--unsigned", "--names", namesFile, "--follow", ...INTERVAL_ARGS, "--concurrency", String(concurrency), "--server", url, "--state", join(root, `state-${logs.length}-${concurrency}`)],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   const pid = child.pid!;
@@ -198,7 +199,7 @@ async function main() {
     await rm(root, { recursive: true, force: true });
   }
   console.log(
-    `\none \`receive --unsigned --names FILE --follow --interval ${INTERVAL_MS}\` process, ${MESSAGES_PER_NAME} messages of ${BODY_BYTES} B per name,` +
+    `\none \`receive --unsigned --names FILE --follow${INTERVAL_ARGS.map((arg) => " " + arg).join("")}\` process, ${MESSAGES_PER_NAME} messages of ${BODY_BYTES} B per name,` +
       ` server: remotelog serve (fs packs + level) on loopback\n`,
   );
   console.log(

@@ -3,7 +3,6 @@
  * `receive` process), incremental sync on a short and a long log, and bytes stored per message.
  * Run with `make bench`. Each server is a real `remotelog serve` process with the embedded stores.
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +15,7 @@ import { deliveryLine } from "../cli/format.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
-import { BODY_BYTES, GROUP, MAIN, bodies, ms, startServer, table } from "./harness.js";
+import { BODY_BYTES, GROUP, bodies, ms, startServer, table, wholeReceive, wholeSend } from "./harness.js";
 
 async function dirBytes(dir: string): Promise<number> {
   let total = 0;
@@ -33,18 +32,6 @@ async function formatOnly(batch: Delivery[]): Promise<void> {
   if (text.length === 0) throw new Error("nothing formatted");
 }
 
-async function wholeReceive(url: string, name: string, stateDir: string): Promise<{ ms: number; lines: number }> {
-  const start = process.hrtime.bigint();
-  const child = spawn(process.execPath, [MAIN, "receive", "--unsigned", "--name", name, "--server", url, "--state", stateDir], { stdio: ["ignore", "pipe", "inherit"] });
-  let lines = 0;
-  child.stdout!.on("data", (chunk: Buffer) => {
-    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-  });
-  const code = await new Promise<number | null>((ok) => child.once("close", ok));
-  if (code !== 0) throw new Error(`receive exited with ${code}`);
-  return { ms: ms(start), lines };
-}
-
 interface Row {
   messages: number;
   embed: string;
@@ -56,16 +43,6 @@ interface Row {
   receiveProcessMs: number;
   bytesPerMessage: number;
   encodedBytes: number;
-}
-
-/** A whole `send` process: start, append the lines from stdin, publish, exit. */
-async function wholeSend(url: string, name: string, dataDir: string, input: string, embed: EmbedMode): Promise<number> {
-  const start = process.hrtime.bigint();
-  const child = spawn(process.execPath, [MAIN, "send", "--unsigned", "--name", name, "--server", url, "--data", dataDir, "--embed", String(embed)], { stdio: ["pipe", "ignore", "inherit"] });
-  child.stdin!.end(input);
-  const code = await new Promise<number | null>((ok) => child.once("close", ok));
-  if (code !== 0) throw new Error(`send exited with ${code}`);
-  return ms(start);
 }
 
 async function runConfig(root: string, count: number, embed: EmbedMode): Promise<Row> {
@@ -113,7 +90,7 @@ async function runConfig(root: string, count: number, embed: EmbedMode): Promise
     const whole = await wholeReceive(server.url, name, join(root, `carol-${name}`));
     if (whole.lines !== count) throw new Error(`receive printed ${whole.lines} of ${count}`);
     const input = bodies(count).map((body) => Buffer.from(body).toString("utf8")).join("\n") + "\n";
-    const sendProcessMs = await wholeSend(server.url, `${name}-process`, join(root, "dave"), input, embed);
+    const sendProcessMs = await wholeSend(server.url, `${name}-process`, join(root, "dave"), input, ["--embed", String(embed)]);
     return {
       messages: count,
       embed: String(embed),

@@ -89,7 +89,8 @@ export interface FollowOptions<R extends { found: boolean }> {
   /** The NS whose pushed heads wake a follower. */
   ns: Pick<Remote, "watchName">;
   follow: boolean;
-  intervalMs: number;
+  /** With follow, the poll interval; default: HeadWatch.pollMs (30 s while the NS pushes, 500 ms when it cannot). */
+  intervalMs?: number;
   /** How long an unreachable service is retried; undefined: about 3 s until it first answers, then 60 s once, forever when following. */
   retryForSeconds?: number;
   /** Without follow, the NOT_FOUND message for a name that has no remote log. */
@@ -122,7 +123,7 @@ export async function followName<R extends { found: boolean }>(options: FollowOp
         warnedMissing = true;
       }
       if (!options.follow || io.signal.aborted) break;
-      pushed = await watch!.next(options.intervalMs);
+      pushed = await watch!.next(options.intervalMs ?? watch!.pollMs);
       if (io.signal.aborted) break;
     }
   } finally {

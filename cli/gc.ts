@@ -2,7 +2,8 @@ import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { GcService } from "../gen/remotelog/v1/gc_pb.js";
-import { fromConnectError } from "../actors/remote.js";
+import { bearer, fromConnectError } from "../actors/remote.js";
+import { clientCredentials } from "./endpoints.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary } from "../backup/gc.js";
 import { Option, type Command } from "commander";
@@ -15,8 +16,12 @@ interface GcFlags {
   data?: string;
   server?: string;
   grace: number;
+  /** --grace was not given: a running server uses its own. */
+  serverGrace?: boolean;
   dryRun?: boolean;
   json?: boolean;
+  adminTokenFile?: string;
+  ca?: string;
 }
 
 export function command(io: Io) {
@@ -26,16 +31,26 @@ export function command(io: Io) {
         "and sweep: packs holding garbage are rewritten without it. Blocks written or put again less than --grace " +
         "before the mark began, or while it runs, are always kept, so a sender publishing at the same time loses " +
         "nothing. --data DIR works on a stopped server's directory (a running one holds it locked); --server URL " +
-        "asks a running `remotelog serve` to collect its own store.",
+        "asks a running `remotelog serve` to collect its own store: URL is its admin listener (serve --admin-listen, " +
+        "http://127.0.0.1:PORT or unix:/path/to/socket), or its public port with --admin-token-file. A running " +
+        "server's --gc-grace is the least grace there; --grace may only lengthen it.",
     )
     .option("--data <dir>", "a stopped server's data directory (blocks in DIR/cas, names in DIR/ns)")
-    .addOption(new Option("--server <url>", "a running remotelog serve with the fs CAS and its NS").env("REMOTELOG_SERVER"))
-    .addOption(durationFlag("--grace <duration>", "keep what was written this recently (0s: no grace)", DEFAULT_GRACE_MS, { zero: true }))
+    .addOption(new Option("--server <url>", "a running remotelog serve with the fs CAS and its NS: its admin listener, or its public port with --admin-token-file").env("REMOTELOG_SERVER"))
+    .addOption(new Option("--admin-token-file <file>", "send the admin token in this file (serve --admin-token-file)").env("REMOTELOG_ADMIN_TOKEN_FILE"))
+    .addOption(new Option("--ca <file>", "trust this CA (PEM) for an https:// server").env("REMOTELOG_CA"))
+    .addOption(durationFlag("--grace <duration>", "keep what was written this recently (0s: no grace); with --server, the server's --gc-grace unless longer", DEFAULT_GRACE_MS, { zero: true }))
     .option("--dry-run", "report what would be deleted; delete nothing")
     .option("--json", "print a JSON summary")
-    .addHelpText("after", "\nExamples:\n  remotelog gc --data ./server-data --dry-run\n  remotelog gc --server http://127.0.0.1:7420 --grace 10m --json")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  remotelog gc --data ./server-data --dry-run\n  remotelog gc --server http://127.0.0.1:7421 --grace 2h --json\n" +
+        "  remotelog gc --server https://cas.example.org --admin-token-file admin.token",
+    )
     .action(async (flags: GcFlags, command: Command) => {
       // REMOTELOG_SERVER set in the shell does not stand against an explicit --data.
+      // A running server keeps its own grace: only a --grace given here is sent, to lengthen it.
+      if (command.getOptionValueSource("grace") !== "cli") flags.serverGrace = true;
       if (flags.data && command.getOptionValueSource("server") === "env") flags.server = undefined;
       if (Boolean(flags.data) === Boolean(flags.server)) throw usageError("give either --data DIR (a stopped server) or --server URL (a running one)");
       const result = flags.server ? await remoteGc(flags) : await localGc(flags.data!, flags, io);
@@ -75,10 +90,16 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
 
 async function remoteGc(flags: GcFlags): Promise<GcSummary> {
   const url = flags.server!.replace(/\/+$/, "");
-  const client = createClient(GcService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+  const { token, ca } = await clientCredentials({ tokenFile: flags.adminTokenFile, ca: flags.ca });
+  const interceptors = token ? [bearer(token)] : [];
+  // unix:/path reaches an admin listener on a Unix socket; the host in the base URL is then a placeholder.
+  const transport = url.startsWith("unix:")
+    ? createConnectTransport({ baseUrl: "http://localhost", httpVersion: "1.1", nodeOptions: { socketPath: url.slice("unix:".length) }, interceptors })
+    : createConnectTransport({ baseUrl: url, httpVersion: "1.1", nodeOptions: ca ? { ca } : undefined, interceptors });
+  const client = createClient(GcService, transport);
   try {
-    // grace_ms 0 is "unset" on the wire (the server's default, 1 h); --grace 0s asks for no grace, and 1 ms is that.
-    const response = await client.collect({ graceMs: BigInt(Math.max(1, flags.grace)), dryRun: flags.dryRun ?? false });
+    // grace_ms 0 is "unset" on the wire (the server's own grace); a --grace given here is at least 1 ms.
+    const response = await client.collect({ graceMs: flags.serverGrace ? 0n : BigInt(Math.max(1, flags.grace)), dryRun: flags.dryRun ?? false });
     return {
       roots: Number(response.roots),
       marked: Number(response.marked),

@@ -1,6 +1,6 @@
 import { Option } from "commander";
 import { readFile } from "node:fs/promises";
-import { RemoteLogError } from "../core/errors.js";
+import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { LogReader } from "../core/log-reader.js";
 import { addressOf, addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
@@ -15,14 +15,31 @@ function print(io: Io, value: unknown) {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** Bytes named by a CID (fetched from the CAS and checked), a file path, or "-" for stdin. */
-async function loadBytes(source: string, flags: EndpointFlags, io: Io): Promise<{ bytes: Uint8Array; address?: string }> {
+/**
+ * Bytes named by a CID (fetched from the CAS and checked), a file path, or "-" for stdin. With a name, a
+ * CID the CAS does not hold is looked for in that name's head, where a sender's newest messages are
+ * embedded and live only (read through the one LogReader, the head's record and the bytes checked).
+ */
+async function loadBytes(source: string, flags: EndpointFlags & { name?: string }, io: Io): Promise<{ bytes: Uint8Array; address?: string; embeddedIn?: string }> {
   if (source === "-") return { bytes: new Uint8Array(await readAll(io.stdin)) };
   if (/^(bafk|b[a-z2-7]{20,})/.test(source) && !source.includes("/")) {
     const cid = parseAddressText(source);
-    const remote = await remoteFrom(flags, { cas: true, ns: false });
+    const remote = await remoteFrom(flags, { cas: true, ns: flags.name !== undefined });
     try {
-      const bytes = await remote.getBlock(cid.bytes);
+      let bytes: Uint8Array;
+      try {
+        bytes = await remote.getBlock(cid.bytes);
+      } catch (err) {
+        if (!(err instanceof RemoteLogError) || err.code !== ErrorCodes.NOT_FOUND) throw err;
+        if (flags.name === undefined) {
+          throw new RemoteLogError(ErrorCodes.NOT_FOUND, `${err.text}; a message embedded in a head is in no CAS: give --name to look in that name's head`, { cause: err, details: err.details });
+        }
+        const reader = new LogReader(remote, flags.name);
+        const head = await reader.require();
+        const embedded = reader.embeddedMessage(head, cid.bytes);
+        if (!embedded) throw new RemoteLogError(ErrorCodes.NOT_FOUND, `${err.text}, nor embedded in the head of name ${JSON.stringify(flags.name)}`, { cause: err, details: { ...err.details, name: flags.name } });
+        return { bytes: embedded, address: cid.toString(), embeddedIn: addressText(head.address) };
+      }
       if (!matchesAddress(bytes, cid)) throw RemoteLogError.dataLoss(`block ${cid} does not hash to its address`);
       return { bytes, address: cid.toString() };
     } finally {
@@ -42,9 +59,10 @@ export function command(io: Io) {
     });
   endpointOptions(inspect.command("message").description("decode a vac.mvds.Message and compute its id"))
     .argument("<source>", "the message's CID (fetched from the CAS), hex bytes, a file, or - for stdin")
-    .action(async (source: string, flags: EndpointFlags) => {
-      const { bytes, address } = /^[0-9a-fA-F]*$/.test(source) && source.length % 2 === 0 ? { bytes: fromHex(source), address: undefined } : await loadBytes(source, flags, io);
-      print(io, { address: address ?? null, bytes: bytes.length, ...messageJson(decodeMessage(bytes)) });
+    .option("--name <name>", "also look in this name's head, where a sender's newest messages are embedded (in no CAS)")
+    .action(async (source: string, flags: EndpointFlags & { name?: string }) => {
+      const { bytes, address, embeddedIn } = /^[0-9a-fA-F]*$/.test(source) && source.length % 2 === 0 ? { bytes: fromHex(source), address: undefined, embeddedIn: undefined } : await loadBytes(source, flags, io);
+      print(io, { address: address ?? null, ...(embeddedIn ? { embeddedIn } : {}), bytes: bytes.length, ...messageJson(decodeMessage(bytes)) });
     });
   readerOptions(endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first")))
     .requiredOption("--name <name>", "the name to read")

@@ -51,7 +51,7 @@ export function command(io: Io) {
       if (flags.to && (flags.toCas || flags.toNs)) throw usageError("give either --to, or --to-cas and --to-ns, not both");
       if (!flags.to && !(flags.toCas && flags.toNs)) throw usageError("say where the copy goes: --to URL, or --to-cas URL and --to-ns URL");
       const source = await remoteFrom(flags);
-      const target = await remoteFrom({ server: flags.to, cas: flags.toCas, ns: flags.toNs });
+      const target = await remoteFrom({ server: flags.to, cas: flags.toCas, ns: flags.toNs, ca: flags.ca, tokenFile: flags.tokenFile });
       if (source.casUrl === target.casUrl || source.nsUrl === target.nsUrl) {
         source.close();
         target.close();

@@ -13,6 +13,7 @@ import type { GatewayRemote } from "../actors/gateway-remote.js";
 import { deliveryLine, deliveryText } from "./format.js";
 import { followName, RetryStatus } from "./follow.js";
 import { withRetry } from "../actors/remote.js";
+import { OutFile } from "./out-file.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
 
@@ -24,13 +25,14 @@ interface ReceiveFlags extends EndpointFlags {
   state?: string;
   format: "jsonl" | "text";
   follow?: boolean;
-  interval: number;
+  interval?: number;
   batch: number;
   maxPages: number;
   retryFor?: number;
   fromSeq?: number;
   gateway?: string;
   router?: string;
+  out?: string;
 }
 
 /** What receive reads from: our services, a Kubo node, or any IPFS gateway. */
@@ -55,8 +57,9 @@ export function command(io: Io) {
       .addOption(new Option("--state <dir>", "the receiver's checkpoint directory; without it, every run reads the whole log (stateless)").env("REMOTELOG_STATE"))
       .addOption(new Option("--format <format>", "jsonl: one JSON object per message, the shape `send --format jsonl` reads back; text: seq, time and body, for people").choices(["jsonl", "text"]).default("jsonl"))
       .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
+      .option("--out <file>", "append the lines to FILE instead of stdout, exactly once: the checkpoint records FILE's length, and a restart cuts off lines written after the last checkpoint before it delivers them again (one name)")
       .option("--follow", "keep polling and print new messages as they arrive")
-      .option("--interval <ms>", "poll interval with --follow", intOption(10, 3_600_000), 500)
+      .option("--interval <ms>", "poll interval with --follow (default: 30000 while the NS pushes new heads, 500 when it cannot)", intOption(10, 3_600_000))
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60, forever with --follow)", intOption(0))
@@ -89,6 +92,8 @@ export function command(io: Io) {
         throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
       }
       checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
+      // The file's length is kept with the checkpoint: without one on disk, a restart would append it all again.
+      if (flags.out !== undefined && flags.state === undefined) throw usageError("--out needs --state, where the checkpoint records how much of FILE was delivered");
       // REMOTELOG_SERVER in the environment names the usual server; --gateway given on the line wins over it.
       if (flags.gateway !== undefined && command.getOptionValueSource("server") === "env") flags.server = undefined;
       const remote = refusingBackupHeads(await readRemoteFrom(flags, names.map(({ name }) => name)));
@@ -101,16 +106,25 @@ export function command(io: Io) {
         // names every line.
         if (names.length > 1 || flags.names !== undefined) {
           if (flags.fromSeq !== undefined) throw usageError("--from-seq reads one name; give a single --name");
+          if (flags.out !== undefined) throw usageError("--out reads one name; give a single --name");
           await receiveMany(names.map(({ name }) => name), flags, remote, checkpoints, io);
           return;
         }
         const name = names[0].name;
         // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
         const cached = new WriteThroughCheckpoints(checkpoints);
-        const receiver = new Receiver({ name, remote, checkpoints: cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
+        let out: OutFile | undefined;
+        if (flags.out !== undefined) {
+          const opened = await OutFile.open(flags.out, name, cached);
+          out = opened.out;
+          if (opened.cut > 0) io.stderr.write(`remotelog receive: cut ${opened.cut} bytes off the end of ${out.path}: lines written after the last checkpoint, delivered again now\n`);
+        }
+        const receiver = new Receiver({ name, remote, checkpoints: out ?? cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
         const deliver = async (batch: Delivery[]) => {
           let text = "";
-          for (const d of batch) text += flags.format === "text" ? deliveryText(d.seq, d.message) : deliveryLine(d.seq, d.id, d.address, d.message);
+          // --out always holds JSONL: its lines carry the seq and id that make them checkable.
+          for (const d of batch) text += flags.format === "text" && !out ? deliveryText(d.seq, d.message) : deliveryLine(d.seq, d.id, d.address, d.message);
+          if (out) return out.append(text);
           // The callback fires once the kernel has the bytes; only then may the checkpoint move past them.
           await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
         };
@@ -125,7 +139,7 @@ export function command(io: Io) {
           notFound: `name ${JSON.stringify(name)} has no remote log yet`,
           sayRecovered: true,
           sync: (pushed) => receiver.sync(deliver, pushed),
-        });
+        }).finally(() => out?.close());
       } finally {
         remote.close();
         await checkpoints.close();

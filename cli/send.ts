@@ -4,9 +4,9 @@ import { withRetry } from "../actors/remote.js";
 import { RetryStatus } from "./follow.js";
 import { ErrorCodes, RemoteLogError } from "../core/errors.js";
 import { encodeMessage, messageId, newMessage, toHex } from "../core/hash.js";
-import { parseEmbed } from "../core/page.js";
+import { DEFAULT_EMBED, parseEmbed } from "../core/page.js";
 import { join } from "node:path";
-import { canonicalKeyName, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
+import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
@@ -55,7 +55,7 @@ export function command(io: Io) {
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
       .option("--page-size <n>", "pairs per page", intOption(1, 1_000_000), 256)
-      .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", "none")
+      .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", String(DEFAULT_EMBED))
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60)", intOption(0))
       .option("--timestamp-ms", "stamp messages in milliseconds, not seconds, so that a line repeated within a second is a new message (MVDS says seconds: see the README)")
       .option("--json", "print a JSON summary on stdout"),
@@ -235,6 +235,9 @@ export async function signingFrom(flags: Pick<SendFlags, "unsigned" | "key" | "n
     if (flags.key) throw usageError("give either --key or --unsigned, not both");
     if (!flags.name) throw usageError("--unsigned needs a --name");
     if (isKeyName(flags.name) || canonicalKeyName(flags.name)) throw usageError(`${flags.name} is a key name: its updates must be signed with --key`);
+    // The NS's own rule, checked before anything is appended or sent.
+    const problem = freeFormNameProblem(flags.name);
+    if (problem !== undefined) throw usageError(`--name ${JSON.stringify(flags.name)} ${problem}`);
     return { name: flags.name };
   }
   if (!flags.key) throw usageError("give --key FILE to sign updates (remotelog key gen makes one), or --unsigned with a free-form --name");

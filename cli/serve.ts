@@ -1,11 +1,18 @@
+import { readFile, stat, unlink } from "node:fs/promises";
+import { connect, isIP } from "node:net";
 import { join } from "node:path";
 import { Option } from "commander";
 import { pino, type Logger } from "pino";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { DEFAULT_READ_MAX_BYTES, listen, routes } from "../services/server.js";
-import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, routes, type Listening } from "../services/server.js";
+import { defaultBlockLimits } from "../services/block-service.js";
+import { defaultNsLimits } from "../services/ns-service.js";
+import { parseTokens, refusesUnread } from "../services/auth.js";
+import { isKeyName } from "../core/names.js";
+import { DEFAULT_GRACE_MS } from "../backup/gc.js";
+import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 
 export const summary = "run the CAS and NS services on one port";
 
@@ -22,6 +29,26 @@ interface ServeFlags {
   metrics: boolean;
   gateway: boolean;
   logLevel: LogLevel;
+  adminListen?: string;
+  adminTokenFile?: string;
+  gcGrace: number;
+  writeTokenFile?: string;
+  allowKeys?: string;
+  quotaBytes?: number;
+  quotaNames?: number;
+  insecureOpen?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxResponseBytes: number;
+  maxWatchNames: number;
+  maxWatches: number;
+  maxWatchesPerAddress: number;
+  maxWatchesPerConnection: number;
+  maxConnections: number;
+  maxConcurrentStreams: number;
+  headersTimeout: number;
+  idleTimeout: number;
+  backlog: number;
   logFormat: "auto" | "json" | "pretty";
 }
 
@@ -42,7 +69,27 @@ export function command(io: Io) {
     .addOption(new Option("--only <service>", "serve just one of the two, to run them apart").choices(["cas", "ns"]))
     .option("--max-block <bytes>", "largest block, and largest name content, accepted", intOption(1, 1 << 30), 1 << 20)
     .option("--memory", "keep everything in memory and lose it on exit, for throwaway runs")
-    .option("--require-signed", "accept updates of key names (k51…) with a signed record only; refuse free-form names")
+    .option("--require-signed", "take writes from signed updates of key names (k51…) and write-token holders only; refuse anonymous blocks and free-form names")
+    .option("--write-token-file <file>", "bearer tokens, one a line, that may write blocks and free-form names; closes the server to anonymous writes")
+    .option("--allow-keys <file>", "key names (k51…), one a line, that alone may publish here")
+    .option("--quota-bytes <bytes>", "block bytes each key or token may store (counted since the server started)", intOption(0))
+    .option("--quota-names <n>", "names each key or token may create (counted since the server started)", intOption(0))
+    .option("--insecure-open", "let anyone write to a server listening beyond loopback (logs a warning)")
+    .option("--admin-listen <host:port|path>", "serve gc to the operator on this loopback address or Unix socket, apart from the public port")
+    .option("--admin-token-file <file>", "bearer tokens, one a line, that may call gc on the public port")
+    .addOption(durationFlag("--gc-grace <duration>", "gc never removes what was written this recently (0s: no grace); a gc call may ask for longer, never shorter", DEFAULT_GRACE_MS, { zero: true }))
+    .option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain (with --tls-key); HTTP/2 through ALPN, HTTP/1.1 beside it")
+    .option("--tls-key <file>", "the PEM private key of --tls-cert")
+    .option("--max-response-bytes <bytes>", "block bytes in one GetMany response; clients page past it", intOption(1), defaultBlockLimits.maxResponseBytes)
+    .option("--max-watch-names <n>", "names one WatchMany may watch", intOption(1), defaultNsLimits.maxWatchNames)
+    .option("--max-watches <n>", "names watched at once, by all clients together", intOption(1), defaultNsLimits.maxWatches)
+    .option("--max-watches-per-address <n>", "names watched at once from one client address", intOption(1), defaultNsLimits.maxWatchesPerAddress)
+    .option("--max-watches-per-connection <n>", "names watched at once on one connection", intOption(1), defaultNsLimits.maxWatchesPerConnection)
+    .option("--max-connections <n>", "connections open at once; more are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnections)
+    .option("--max-concurrent-streams <n>", "streams one HTTP/2 connection may have open at once", intOption(1), defaultConnectionLimits.maxConcurrentStreams)
+    .addOption(durationFlag("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", defaultConnectionLimits.headersTimeoutMs))
+    .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", defaultConnectionLimits.idleTimeoutMs))
+    .option("--backlog <n>", "connections the kernel queues before they are accepted", intOption(1), defaultConnectionLimits.backlog)
     .addOption(new Option("--cas <backend>", "where blocks go: fs (DIR/cas, or memory with --memory) or kubo (a Kubo node, pinned)").choices(["fs", "kubo"]).default("fs"))
     .addOption(new Option("--ns <backend>", "where names go: level (DIR/ns, or memory with --memory) or ipns (a Kubo node's IPNS; signed names only)").choices(["level", "ipns"]).default("level"))
     .option("--kubo-api <url>", "the Kubo RPC API of --cas kubo and --ns ipns, such as http://127.0.0.1:5001")
@@ -62,17 +109,50 @@ export function command(io: Io) {
   return serve.action(async (flags: ServeFlags) => {
     if (flags.memory && serve.getOptionValueSource("data") === "cli") throw usageError("give either --memory or --data, not both");
     const { host, port } = parseListen(flags.listen);
+    if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw usageError("--tls-cert and --tls-key go together");
+    const admin = flags.adminListen !== undefined ? parseAdminListen(flags.adminListen) : undefined;
+    const [writeTokens, adminTokens, allowKeys, tlsCert, tlsKey] = await Promise.all([
+      flags.writeTokenFile ? readTokens(flags.writeTokenFile, "--write-token-file") : undefined,
+      flags.adminTokenFile ? readTokens(flags.adminTokenFile, "--admin-token-file") : undefined,
+      flags.allowKeys ? readTokens(flags.allowKeys, "--allow-keys") : undefined,
+      flags.tlsCert ? readFlagFile(flags.tlsCert, "--tls-cert") : undefined,
+      flags.tlsKey ? readFlagFile(flags.tlsKey, "--tls-key") : undefined,
+    ]);
+    const badKey = allowKeys?.find((name) => !isKeyName(name));
+    if (badKey !== undefined) throw usageError(`--allow-keys ${flags.allowKeys}: ${JSON.stringify(badKey)} is not a key name (k51…)`);
     const log = await newLogger(flags.logLevel, flags.logFormat, io);
     const kubo = flags.cas === "kubo" || flags.ns === "ipns";
     if (kubo && !flags.kuboApi) throw usageError("--cas kubo and --ns ipns need --kubo-api URL (a Kubo RPC API)");
     if (!kubo && flags.kuboApi) throw usageError("--kubo-api is for --cas kubo or --ns ipns");
     // IPNS names are keys: a free-form name has nothing to sign its record with.
     const requireSigned = (flags.requireSigned ?? false) || flags.ns === "ipns";
+    const open = !requireSigned && !writeTokens;
+    if (open && !isLoopback(host)) {
+      if (!flags.insecureOpen) {
+        throw usageError(
+          `--listen ${flags.listen} reaches beyond this machine, and anyone could write: give --require-signed or --write-token-file FILE, or --insecure-open to serve open anyway`,
+        );
+      }
+      log.warn({ listen: flags.listen }, "serving open to anonymous writes beyond loopback (--insecure-open)");
+    }
     const stores = await openStores(flags, log);
     try {
+      const connectionLimits = {
+        maxConnections: flags.maxConnections,
+        maxConcurrentStreams: flags.maxConcurrentStreams,
+        headersTimeoutMs: flags.headersTimeout,
+        firstBytesTimeoutMs: flags.headersTimeout,
+        idleTimeoutMs: flags.idleTimeout,
+        backlog: flags.backlog,
+      };
       const server = await listen({
         host,
         port,
+        ...connectionLimits,
+        tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : undefined,
+        refusesUnread: refusesUnread({ requireSigned, writeTokens }),
+        // Every response fits the largest GetMany response or block, with room for its framing.
+        writeMaxBytes: Math.max(flags.maxResponseBytes, flags.maxBlock) + (1 << 20),
         // A request must still fit one block of the largest size, with room for its framing.
         readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, flags.maxBlock + (1 << 16)),
         metrics: flags.metrics,
@@ -80,8 +160,18 @@ export function command(io: Io) {
         onMetricsError: (err) => log.error({ err }, "metrics scrape failed"),
         routes: routes({
           ...stores,
-          limits: { maxBlockBytes: flags.maxBlock, maxContentBytes: flags.maxBlock },
-          requireSigned,
+          limits: {
+            maxBlockBytes: flags.maxBlock,
+            maxContentBytes: flags.maxBlock,
+            maxResponseBytes: flags.maxResponseBytes,
+            maxWatchNames: flags.maxWatchNames,
+            maxWatches: flags.maxWatches,
+            maxWatchesPerAddress: flags.maxWatchesPerAddress,
+            maxWatchesPerConnection: flags.maxWatchesPerConnection,
+          },
+          write: { requireSigned, writeTokens, allowKeys, quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames },
+          adminTokens,
+          gcGraceMs: flags.gcGrace,
           gateway: flags.gateway,
           onInternalError: (err, method) => log.error({ method, err: err.cause ?? err }, `${method} failed`),
           // Wired only at debug, so that below it no call pays for a log line that is never written.
@@ -90,7 +180,22 @@ export function command(io: Io) {
       }).catch((err: unknown) => {
         throw RemoteLogError.unavailable(`cannot listen on ${flags.listen}: ${(err as Error).message}`, err);
       });
+      let adminServer: Listening | undefined;
       try {
+        if (admin) {
+          if (admin.path !== undefined) await removeStaleSocket(admin.path);
+          adminServer = await listen({
+            host: admin.host ?? "127.0.0.1",
+            port: admin.port ?? 0,
+            path: admin.path,
+            metrics: false,
+            routes: adminRoutes({ ...stores, gcGraceMs: flags.gcGrace, onInternalError: (err, method) => log.error({ method, err: err.cause ?? err }, `${method} failed`) }),
+          }).catch((err: unknown) => {
+            throw RemoteLogError.unavailable(`cannot listen on --admin-listen ${flags.adminListen}: ${(err as Error).message}`, err);
+          });
+          log.info({ admin: adminServer.url }, `admin listener (gc) on ${adminServer.url}`);
+          io.stdout.write(`admin listening on ${adminServer.url}\n`);
+        }
         const services = [stores.content && "CAS", stores.names && "NS"].filter((name): name is string => Boolean(name));
         const signed = stores.names && requireSigned ? ", signed names only" : "";
         const where = describeStores(flags, stores);
@@ -101,6 +206,11 @@ export function command(io: Io) {
             store: where,
             maxBlockBytes: flags.maxBlock,
             requireSigned: stores.names ? requireSigned : undefined,
+            writeTokens: writeTokens?.length,
+            allowKeys: allowKeys?.length,
+            quotaBytes: flags.quotaBytes,
+            quotaNames: flags.quotaNames,
+            tls: Boolean(tlsCert),
             metrics: flags.metrics ? `${server.url}/metrics` : false,
           },
           `${services.join(" and ")} from ${where}, blocks up to ${flags.maxBlock} bytes${signed}, on ${server.url}`,
@@ -109,7 +219,7 @@ export function command(io: Io) {
         await aborted(io.signal);
         log.info({ reason: signalName(io.signal) }, "stopping");
       } finally {
-        await server.close();
+        await Promise.all([server.close(), adminServer?.close()]);
       }
     } finally {
       await Promise.all([stores.content?.close(), stores.names?.close()]);
@@ -142,6 +252,47 @@ export function run(args: string[], io: Io): Promise<number> {
   return runCommand(command(io), args, io);
 }
 
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
+}
+
+/** --admin-listen: HOST:PORT on loopback, or the path of a Unix socket. */
+function parseAdminListen(text: string): { host?: string; port?: number; path?: string } {
+  if (text.includes("/")) return { path: text };
+  const { host, port } = parseListen(text);
+  if (!isLoopback(host)) throw usageError(`--admin-listen ${text}: the admin listener serves gc to whoever reaches it, so it listens on loopback or a Unix socket only`);
+  return { host, port };
+}
+
+/**
+ * A Unix socket file left by a server that was killed refuses the next listen: remove it, but only when
+ * nothing answers on it (a running server's socket is left alone, and its listen then fails).
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isSocket()) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once("connect", () => (probe.destroy(), resolve(true)));
+    probe.once("error", () => resolve(false));
+  });
+  if (!alive) await unlink(path).catch(() => {});
+}
+
+async function readFlagFile(file: string, flag: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw usageError(`${flag} ${file}: ${(err as Error).message}`);
+  }
+}
+
+async function readTokens(file: string, flag: string): Promise<string[]> {
+  const tokens = parseTokens((await readFlagFile(file, flag)).toString("utf8"));
+  if (tokens.length === 0) throw usageError(`${flag} ${file} holds no tokens`);
+  return tokens;
+}
+
 /** HOST:PORT, with IPv6 hosts in brackets ([::1]:7420). */
 export function parseListen(text: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
@@ -169,7 +320,9 @@ async function openStores(flags: ServeFlags, log: Logger): Promise<{ content?: C
     if (wantCas) {
       if (flags.cas === "kubo") content = kubo;
       else if (flags.memory) content = new (await import("../stores/memory/content-store.js")).MemoryContentStore();
-      else content = await (await import("../stores/fs/content-store.js")).FsContentStore.open(join(flags.data, "cas"));
+      else content = await (await import("../stores/fs/content-store.js")).FsContentStore.open(join(flags.data, "cas"), {
+          onQuarantine: (pack, movedTo, why) => log.error({ pack, movedTo, why }, "damaged pack quarantined; its blocks answer DataLoss, everything else is served"),
+        });
       if (content && content !== kubo) opened.push(content);
     }
     let names: NameStore | undefined;

@@ -17,6 +17,12 @@ export interface Checkpoint {
    * more redactions sends the receiver back for tombstones of messages it delivered. Absent: 0.
    */
   redactions?: number;
+  /**
+   * For `receive --out FILE`: the file the delivered lines go to and its length once the lines of this
+   * checkpoint were in it (fsynced). At start the receiver cuts the file back to this length, so the
+   * file and the checkpoint never disagree after a crash. Absent when lines go to stdout.
+   */
+  out?: { file: string; length: number };
 }
 
 export interface CheckpointStore {

@@ -21,7 +21,7 @@ export interface ContentStore {
    * Distinct blocks stored and the sum of their sizes, without storage overhead: cheap and synchronous,
    * since it is read at every metrics scrape. Optional: a backend that cannot tell cheaply leaves it out.
    */
-  stats?(): { blocks: number; bytes: number };
+  stats?(): { blocks: number; bytes: number; quarantinedPacks?: number };
   /**
    * The optional capability of sweeping: a backend that keeps blocks in packs it can list and rewrite
    * offers it, and gc (backup/gc.ts) runs only on a store that has it (canSweep). The fs backend does;

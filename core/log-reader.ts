@@ -2,7 +2,7 @@ import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { chainPages, collectPages, walkChain, DEFAULT_MAX_PAGES, type ChainPage, type CollectOptions, type CollectResult, type WalkOptions, type WalkResult } from "./chain.js";
 import { RemoteLogError, ErrorCodes } from "./errors.js";
-import { addressOf, decodeMessage } from "./hash.js";
+import { addressOf, decodeMessage, equalBytes } from "./hash.js";
 import type { LogReadRemote, NameHead } from "./log-remote.js";
 import { verifySignedHead } from "./name-checks.js";
 import { isKeyName } from "./names.js";
@@ -119,6 +119,19 @@ export class LogReader {
       : undefined;
     const page = decodePage(entry.content, options.where ?? `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
     return { entry, page, address: addressOf(entry.content), sequence, where };
+  }
+
+  /**
+   * The checked bytes of the message at address if the head page embeds it, else undefined. A sender
+   * embeds its newest messages in the head (core/page.ts DEFAULT_EMBED), and until they leave it they are
+   * in no CAS: this is where a reader looking one up by its address finds them. DATA_LOSS naming the
+   * head when the embedded bytes do not check out.
+   */
+  embeddedMessage(head: OpenHead, address: Uint8Array): Uint8Array | undefined {
+    const pair = head.page.pair.find((candidate) => candidate.data.length > 0 && !candidate.redacted && equalBytes(candidate.remoteHash, address));
+    if (!pair) return undefined;
+    verifyPairData(pair, pair.data, head.where);
+    return pair.data;
   }
 
   /** The chain's pages from the head, one at a time, each checked (core/chain.ts chainPages), at most maxPages. */

@@ -28,10 +28,20 @@ export interface LogReadRemote {
   getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]>;
 }
 
+/** The signed update blocks are sent ahead of (remotelog.v1.AddManyRequest.pending). */
+export interface PendingUpdate {
+  name: string;
+  content: Uint8Array;
+  record: Uint8Array;
+}
+
 /** The whole client port: reading, writing and, where the NS can push, watching. */
 export interface LogRemote extends LogReadRemote {
-  /** Stores blocks; idempotent. */
-  putBlocks(blocks: Uint8Array[]): Promise<void>;
+  /**
+   * Stores blocks; idempotent. pending, the signed update that will name them, lets a server that takes
+   * blocks from signed writers only (serve --require-signed) accept them; a backend may ignore it.
+   */
+  putBlocks(blocks: Uint8Array[], pending?: PendingUpdate): Promise<void>;
   /**
    * A conditional update: applies only if the name is at expectedVersion (0n: it must not exist), or
    * throws ABORTED. A key name's update carries its signed record; returns the name's new version.

@@ -1,4 +1,4 @@
-import { createIPNSRecord, marshalIPNSRecord, unmarshalIPNSRecord, type IPNSRecord } from "ipns";
+import type { IPNSRecord } from "ipns";
 import { generateKeyPair, privateKeyToProtobuf, publicKeyFromProtobuf, publicKeyToProtobuf } from "@libp2p/crypto/keys";
 import { CID } from "multiformats/cid";
 import { base36 } from "multiformats/bases/base36";
@@ -19,6 +19,14 @@ export type PrivateKey = Parameters<typeof privateKeyToProtobuf>[0];
 export type PublicKey = Parameters<typeof publicKeyToProtobuf>[0];
 
 /** IPNS's own limit on a marshalled record (ipns/validator MAX_RECORD_SIZE). */
+/**
+ * ipns is loaded when a record is first made or read: loading it (and the libp2p loggers it sets up) was
+ * the largest frame of module start-up in a cold `send --unsigned` process, which never touches a record.
+ */
+function loadIpns(): Promise<typeof import("ipns")> {
+  return import("ipns");
+}
+
 export const MAX_RECORD_BYTES = 10 * 1024;
 /** A remote log must stay readable while its sender is away for weeks. */
 export const DEFAULT_VALIDITY_MS = 90 * 24 * 3600 * 1000;
@@ -129,6 +137,7 @@ export async function createNameRecord(
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
   if (!Number.isFinite(validityMs) || validityMs <= 0) throw RemoteLogError.invalidArgument(`validity of ${validityMs} ms is not a positive duration`);
   if (!Number.isSafeInteger(ttlMs) || ttlMs < 0) throw RemoteLogError.invalidArgument(`TTL of ${ttlMs} ms is not a non-negative whole number`);
+  const { createIPNSRecord, marshalIPNSRecord } = await loadIpns();
   const record = await createIPNSRecord(key, `/ipfs/${cidOf(content).toString()}`, sequence, validityMs, {
     v1Compatible: false,
     ttlNs: BigInt(ttlMs) * 1_000_000n,
@@ -191,7 +200,7 @@ export async function verifySignedRecord(name: string, record: Uint8Array, optio
   try {
     // Throws SignatureVerificationError for missing V2 data or V1 fields that contradict the V2 data,
     // UnsupportedValidityError, InvalidValueError, and protobuf or CBOR decode errors: all malformed input.
-    parsed = unmarshalIPNSRecord(record);
+    parsed = (await loadIpns()).unmarshalIPNSRecord(record);
   } catch (err) {
     throw RemoteLogError.invalidArgument(`${of} is not an IPNS record with V2 signature data (${describe(err)})`, err);
   }
@@ -256,4 +265,42 @@ function quote(name: string): string {
 
 function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/** The longest free-form (unsigned) name, in UTF-8 bytes. */
+export const MAX_FREE_FORM_NAME_BYTES = 256;
+
+// Invisible or direction-changing characters make two names that print alike but differ, or a name that
+// prints as another ("chat\u202Egnp.exe"): zero-width spaces and joiners, the word joiner, the BOM, and
+// every bidirectional mark, embedding, override and isolate.
+const ZERO_WIDTH = /[\u200B-\u200D\u2060\uFEFF]/u;
+const BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+// Controls, format characters other than the above, unpaired surrogates, private use, unassigned code
+// points, and U+FFFD (what bytes that were not UTF-8 decode to) print as nothing or as something else.
+const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\uFFFD\p{Zl}\p{Zp}]/u;
+
+/**
+ * The rule a free-form name must meet, shared by every NS and every client so that a name one accepts
+ * the others accept too; undefined when it does, else the rule it breaks, as a sentence fragment
+ * ("holds a path separator"). Key names (k51…) always meet it.
+ */
+export function freeFormNameProblem(name: string): string | undefined {
+  if (name.length === 0) return "is empty";
+  const bytes = Buffer.byteLength(name, "utf8");
+  if (bytes > MAX_FREE_FORM_NAME_BYTES) return `is ${bytes} bytes long, over the limit of ${MAX_FREE_FORM_NAME_BYTES} bytes`;
+  if (/[/\\]/.test(name)) return "holds a path separator (/ or \\)";
+  if (name === "." || name === "..") return "is a relative path (. or ..)";
+  if (BIDI.test(name)) return "holds a bidirectional control character";
+  if (ZERO_WIDTH.test(name)) return "holds a zero-width character";
+  if (NOT_PRINTABLE.test(name)) return "holds a character that is not printable";
+  if (name.trim() !== name) return "starts or ends with white space";
+  return undefined;
+}
+
+/** INVALID_ARGUMENT naming the rule a free-form name breaks (freeFormNameProblem). */
+export function checkFreeFormName(name: string): void {
+  const problem = freeFormNameProblem(name);
+  if (problem !== undefined) {
+    throw new RemoteLogError("INVALID_ARGUMENT", `name ${JSON.stringify(name.length > 80 ? name.slice(0, 80) + "…" : name)} ${problem}`, { details: { name: name.slice(0, 256) } });
+  }
 }

@@ -12,14 +12,28 @@ import {
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
 import { addressText, validateAddress } from "../core/hash.js";
+import type { NameStore } from "../core/name-store.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
+import { Authority } from "./auth.js";
 
 export interface BlockLimits extends CasLimits {
   /** The most blocks one AddMany or GetMany may carry. */
   maxBatchBlocks: number;
+  /**
+   * The most block bytes one GetMany response carries. A client that pages (partial_ok) gets a prefix
+   * and asks again; one that does not is refused with TOO_LARGE. At least maxBlockBytes.
+   */
+  maxResponseBytes: number;
 }
 
-export const defaultBlockLimits: BlockLimits = { ...defaultCasLimits, maxBatchBlocks: 16384 };
+export const defaultBlockLimits: BlockLimits = { ...defaultCasLimits, maxBatchBlocks: 16384, maxResponseBytes: 16 << 20 };
+
+export interface BlockServiceOptions {
+  /** Who may write; open to all when absent. */
+  authority?: Authority;
+  /** The NS served beside this CAS, against which AddManyRequest.pending is checked. */
+  names?: NameStore;
+}
 
 /**
  * `remotelog.v1.BlockService`: the CAS in batches, over the same ContentStore as CasService.
@@ -32,18 +46,39 @@ export const defaultBlockLimits: BlockLimits = { ...defaultCasLimits, maxBatchBl
 export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
   private readonly limits: BlockLimits;
 
+  private readonly authority: Authority;
+
   constructor(
     private readonly store: ContentStore,
     limits: Partial<BlockLimits> = {},
+    private readonly options: BlockServiceOptions = {},
   ) {
     this.limits = { ...defaultBlockLimits, ...limits };
+    this.limits.maxResponseBytes = Math.max(this.limits.maxResponseBytes, this.limits.maxBlockBytes);
+    this.authority = options.authority ?? new Authority();
   }
 
-  async addMany(request: AddManyRequest, _context?: HandlerContext): Promise<AddManyResponse> {
+  async addMany(request: AddManyRequest, context?: HandlerContext): Promise<AddManyResponse> {
     this.checkCount(request.blocks.length, "AddMany");
     request.blocks.forEach((block, index) => checkBlockSize(block, this.limits.maxBlockBytes, `block ${index}`));
-    const ids = request.blocks.length === 0 ? [] : await this.store.putMany(request.blocks);
-    return create(AddManyResponseSchema, { ids });
+    const writer = request.pending
+      ? await this.authority.pendingWriter(this.options.names, request.pending)
+      : this.authority.tokenWriter(context, "AddMany");
+    const bytes = request.blocks.reduce((sum, block) => sum + block.length, 0);
+    this.authority.chargeBytes(writer, bytes);
+    try {
+      return create(AddManyResponseSchema, { ids: await this.storeBlocks(request.blocks) });
+    } catch (err) {
+      this.authority.refundBytes(writer, bytes);
+      throw err;
+    }
+  }
+
+  /** Stores blocks already authorized and counted (those of a signed name update), with the size checks of AddMany. */
+  async storeBlocks(blocks: Uint8Array[]): Promise<Uint8Array[]> {
+    this.checkCount(blocks.length, "AddMany");
+    blocks.forEach((block, index) => checkBlockSize(block, this.limits.maxBlockBytes, `block ${index}`));
+    return blocks.length === 0 ? [] : await this.store.putMany(blocks);
   }
 
   async getMany(request: GetManyRequest, _context?: HandlerContext): Promise<GetManyResponse> {
@@ -58,15 +93,44 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
         throw err;
       }
     });
-    const found = addresses.length === 0 ? [] : await this.store.getMany(addresses);
-    const missing: number[] = [];
-    const blocks = addresses.map((address, index) => {
-      const data = found[index];
-      if (data !== undefined) return data;
-      if (!request.allowMissing) throw RemoteLogError.notFound(`block ${addressText(address)} is not stored`);
-      missing.push(index);
-      return new Uint8Array(0);
+    // Each distinct block is read once however often it is asked for: repeats cost the store nothing.
+    const distinct = new Map<string, number>();
+    const unique: Uint8Array[] = [];
+    const slots = addresses.map((address) => {
+      const key = Buffer.from(address).toString("latin1");
+      let slot = distinct.get(key);
+      if (slot === undefined) {
+        slot = unique.length;
+        distinct.set(key, slot);
+        unique.push(address);
+      }
+      return slot;
     });
+    const found = unique.length === 0 ? [] : await this.store.getMany(unique);
+    const missing: number[] = [];
+    const blocks: Uint8Array[] = [];
+    let bytes = 0;
+    for (let index = 0; index < addresses.length; index++) {
+      const data = found[slots[index]];
+      if (data === undefined) {
+        if (!request.allowMissing) throw RemoteLogError.notFound(`block ${addressText(addresses[index])} is not stored`);
+        missing.push(index);
+        blocks.push(new Uint8Array(0));
+        continue;
+      }
+      // Repeats are not free on the wire: every copy counts toward the response's bytes.
+      if (bytes + data.length > this.limits.maxResponseBytes && blocks.length > 0) {
+        if (!request.partialOk) {
+          throw RemoteLogError.tooLarge(
+            `GetMany response of more than ${this.limits.maxResponseBytes} bytes is over the limit (max_response_bytes); ask for fewer blocks, or page with partial_ok`,
+            { limit: "max-response-bytes", value: this.limits.maxResponseBytes },
+          );
+        }
+        break;
+      }
+      bytes += data.length;
+      blocks.push(data);
+    }
     return create(GetManyResponseSchema, { blocks, missing });
   }
 

@@ -4,6 +4,7 @@ import { AddressSchema, ContentSchema, type Address, type CAS, type Content } fr
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { parseAddress } from "../core/hash.js";
+import { Authority } from "./auth.js";
 
 export interface CasLimits {
   /** The largest block Add accepts, in bytes. */
@@ -16,7 +17,8 @@ export const defaultCasLimits: CasLimits = { maxBlockBytes: 1 << 20 };
  * The draft's `vac.cas.CAS` over a ContentStore. Add is idempotent and returns the binary CIDv1
  * (raw, sha2-256) of the bytes.
  *
- * Throws RemoteLogError: TOO_LARGE for a block over maxBlockBytes, INVALID_ARGUMENT for an address
+ * Throws RemoteLogError: PERMISSION_DENIED for an Add the authority refuses (a closed server without a
+ * write token), TOO_LARGE for a block over maxBlockBytes or over the writer's quota, INVALID_ARGUMENT for an address
  * that is not one this CAS hands out (the empty one included), NOT_FOUND naming the CID of a block
  * that is not stored, and DATA_LOSS when the store finds a block that no longer matches its address.
  */
@@ -26,14 +28,22 @@ export class CasService implements ServiceImpl<typeof CAS> {
   constructor(
     private readonly store: ContentStore,
     limits: Partial<CasLimits> = {},
+    private readonly authority = new Authority(),
   ) {
     this.limits = { ...defaultCasLimits, ...limits };
   }
 
-  async add(request: Content, _context?: HandlerContext): Promise<Address> {
+  async add(request: Content, context?: HandlerContext): Promise<Address> {
     checkBlockSize(request.data, this.limits.maxBlockBytes, "block");
-    const [id] = await this.store.putMany([request.data]);
-    return create(AddressSchema, { id });
+    const writer = this.authority.tokenWriter(context, "Add");
+    this.authority.chargeBytes(writer, request.data.length);
+    try {
+      const [id] = await this.store.putMany([request.data]);
+      return create(AddressSchema, { id });
+    } catch (err) {
+      this.authority.refundBytes(writer, request.data.length);
+      throw err;
+    }
   }
 
   async get(request: Address, _context?: HandlerContext): Promise<Content> {

@@ -36,6 +36,8 @@ export interface CallObserver {
    * cancelled), with its final code and how long the method ran. method is "package.Service/Method".
    */
   onCallEnd?: (method: string, code: CodeName, seconds: number) => void;
+  /** A limit that refused the call, by the name in its RemoteLogError's details.limit ("max-watches"). */
+  onLimit?: (limit: string) => void;
 }
 
 /**
@@ -52,12 +54,13 @@ export function withConnectErrors<T extends DescService>(
   impl: ServiceImpl<T>,
   observer?: CallObserver | ((err: ConnectError, method: string) => void),
 ): ServiceImpl<T> {
-  const { onInternal, onCallEnd } = typeof observer === "function" ? { onInternal: observer, onCallEnd: undefined } : (observer ?? {});
+  const { onInternal, onCallEnd, onLimit } = typeof observer === "function" ? { onInternal: observer, onCallEnd: undefined, onLimit: undefined } : (observer ?? {});
   const wrapped: Record<string, unknown> = {};
   for (const method of service.methods) {
     const path = `${service.typeName}/${method.name}`;
     const fn = (impl as unknown as Record<string, (...args: unknown[]) => unknown>)[method.localName].bind(impl);
     const failed = (err: unknown): ConnectError => {
+      if (err instanceof RemoteLogError && err.details.limit !== undefined) onLimit?.(err.details.limit);
       const error = toConnectError(err);
       if (error.code === Code.Internal) onInternal?.(error, path);
       return error;

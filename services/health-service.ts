@@ -27,17 +27,22 @@ export class HealthService implements ServiceImpl<typeof Health> {
   /**
    * @param services full names of the services mounted beside this one ("vac.cas.CAS")
    * @param closing aborted when the server starts shutting down; never, if not given
+   * @param quarantinedPacks how many damaged packs the CAS set aside; a Check answers it in the
+   *   `remotelog-quarantined-packs` response header, since the health protocol has only a status (the
+   *   server still serves everything else, so it stays SERVING)
    */
   constructor(
     services: Iterable<string>,
     private readonly closing: AbortSignal = new AbortController().signal,
+    private readonly quarantinedPacks?: () => number,
   ) {
     this.known = new Set(["", ...services]);
     closing.addEventListener("abort", () => this.waiting.forEach((wake) => wake()), { once: true });
   }
 
-  async check(request: HealthCheckRequest, _context?: HandlerContext): Promise<HealthCheckResponse> {
+  async check(request: HealthCheckRequest, context?: HandlerContext): Promise<HealthCheckResponse> {
     const status = this.status(request.service);
+    if (this.quarantinedPacks && context) context.responseHeader.set("remotelog-quarantined-packs", String(this.quarantinedPacks()));
     if (status === ServingStatus.SERVICE_UNKNOWN) throw new ConnectError(`unknown service ${JSON.stringify(request.service)}`, Code.NotFound);
     return create(HealthCheckResponseSchema, { status });
   }

@@ -27,6 +27,7 @@ function processMetrics(): Registry {
  * - `remotelog_rpc_duration_seconds{method}`: how long each call ran;
  * - `remotelog_blocks_stored`, `remotelog_block_bytes_stored`: the CAS's blocks and their total size, when its store tells;
  * - `remotelog_names`: names the NS holds, when its store tells;
+ * - `remotelog_limit_hits_total{limit}`: refusals by a limit, named as its serve flag ("max-connections");
  * - and prom-client's default process metrics (`process_*`, `nodejs_*`).
  */
 export class ServerMetrics {
@@ -44,6 +45,12 @@ export class ServerMetrics {
     buckets: DURATION_BUCKETS,
     registers: [this.registry],
   });
+  private readonly limits = new Counter({
+    name: "remotelog_limit_hits_total",
+    help: "Requests and connections refused or cut by a limit, by the limit's name (the serve flag without --).",
+    labelNames: ["limit"] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     // Now rather than at the first scrape: the CPU counters count from when they were set up.
@@ -54,6 +61,11 @@ export class ServerMetrics {
   observeCall(method: string, code: CodeName, seconds: number): void {
     this.requests.inc({ method, code });
     this.durations.observe({ method }, seconds);
+  }
+
+  /** Counts one refusal by the named limit ("max-watches-per-address", "headers-timeout"). */
+  limitHit(limit: string): void {
+    this.limits.inc({ limit });
   }
 
   /** Reports the store's blocks and bytes at each scrape; a store without stats() adds no gauges. */
@@ -74,6 +86,14 @@ export class ServerMetrics {
       registers: [this.registry],
       collect() {
         this.set(stats().bytes);
+      },
+    });
+    new Gauge({
+      name: "remotelog_quarantined_packs",
+      help: "Damaged packs the CAS set aside at open (their blocks answer DataLoss).",
+      registers: [this.registry],
+      collect() {
+        this.set(stats().quarantinedPacks ?? 0);
       },
     });
   }

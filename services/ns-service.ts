@@ -4,7 +4,8 @@ import { ContentSchema, ResponseSchema, type Content, type NameUpdate, type NS, 
 import type { NameEntry, NameStore } from "../core/name-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { applySignedUpdate, checkName } from "../core/name-checks.js";
-import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
+import { Authority, peerOf, type Peer, type Writer } from "./auth.js";
 import { WatchManyResponseSchema, type WatchManyRequest, type WatchManyResponse } from "../gen/remotelog/v1/names_pb.js";
 
 export interface NsLimits {
@@ -14,15 +15,28 @@ export interface NsLimits {
   maxNameBytes: number;
   /** The most names one WatchMany stream may watch. */
   maxWatchNames: number;
+  /** Names watched at once (a Watch stream is one, a WatchMany one per name), by everyone together. */
+  maxWatches: number;
+  /** ... from one client address. */
+  maxWatchesPerAddress: number;
+  /** ... on one connection. */
+  maxWatchesPerConnection: number;
 }
 
-export const defaultNsLimits: NsLimits = { maxContentBytes: 1 << 20, maxNameBytes: 512, maxWatchNames: 100_000 };
+export const defaultNsLimits: NsLimits = {
+  maxContentBytes: 1 << 20,
+  maxNameBytes: 512,
+  maxWatchNames: 10_000,
+  maxWatches: 100_000,
+  maxWatchesPerAddress: 10_000,
+  maxWatchesPerConnection: 10_000,
+};
 
 export interface NsOptions {
-  /** Refuse updates of names that are not key names, so that every name served is signed. */
+  /** Who may write; an open one when absent. */
+  authority?: Authority;
+  /** Shorthand for an authority that takes signed updates only (no tokens, no quotas). */
   requireSigned?: boolean;
-  /** Watch streams open at once, all names together; default 100,000. */
-  maxWatchers?: number;
   /** Aborted when the server starts closing: open Watch streams end, so they do not hold it open. */
   closing?: AbortSignal;
   /**
@@ -46,14 +60,16 @@ export interface NsOptions {
  *   record that is malformed or points at other content than the update's (see verifyNameRecord);
  * - TOO_LARGE: content over maxContentBytes, a record over MAX_RECORD_BYTES;
  * - PERMISSION_DENIED: a key name without a record, a record whose signature does not verify with the
- *   name's key, an unsigned name when requireSigned is set;
+ *   name's key, a key the authority does not allow, an unsigned name without a write token on a
+ *   closed server (services/auth.ts);
+ * - INVALID_ARGUMENT also for a free-form name that breaks core/names.ts freeFormNameProblem;
  * - CONFLICT: expected_version is not the name's version; the record expired; its sequence is below
  *   the name's version (stale or replayed), or equal to it with other content or record bytes;
  * - NOT_FOUND (Fetch): a name that was never updated.
  */
 export class NsService implements ServiceImpl<typeof NS> {
   private readonly limits: NsLimits;
-  private readonly requireSigned: boolean;
+  private readonly authority: Authority;
   private readonly watchers: Watchers;
   private readonly closing?: AbortSignal;
   private readonly addBlocks?: (blocks: Uint8Array[]) => Promise<unknown>;
@@ -64,22 +80,39 @@ export class NsService implements ServiceImpl<typeof NS> {
     options: NsOptions = {},
   ) {
     this.limits = { ...defaultNsLimits, ...limits };
-    this.requireSigned = options.requireSigned ?? false;
-    this.watchers = new Watchers(options.maxWatchers ?? 100_000);
+    this.authority = options.authority ?? new Authority({ requireSigned: options.requireSigned });
+    this.watchers = new Watchers(this.limits);
     this.closing = options.closing;
     this.addBlocks = options.addBlocks;
   }
 
-  async update(request: NameUpdate, _context?: HandlerContext): Promise<Response> {
+  async update(request: NameUpdate, context?: HandlerContext): Promise<Response> {
     const { name, content, record, expectedVersion, blocks } = request;
     if (blocks.length > 0 && !this.addBlocks) {
       throw RemoteLogError.conflict(`this NS has no CAS beside it to store the update's ${blocks.length} blocks; store them with the CAS first`);
     }
     // The blocks go in after every check of the update itself and before the name moves, so that no
-    // reader of the name meets a block that is not stored yet.
-    const put = async (options: Parameters<NameStore["put"]>[2]) => {
-      if (blocks.length > 0) await this.addBlocks!(blocks);
-      return this.store.put(name, content, options);
+    // reader of the name meets a block that is not stored yet. They and a new name count against the
+    // writer's quotas, given back if the update then fails.
+    const put = async (writer: Writer, options: Parameters<NameStore["put"]>[2]) => {
+      const bytes = blocks.reduce((sum, block) => sum + block.length, 0);
+      // Only a quota of names needs to know whether the name is new: otherwise no extra read.
+      const isNew = this.authority.countsNames && (options?.expectedVersion === 0n || (await this.store.get(name)) === undefined);
+      this.authority.chargeBytes(writer, bytes);
+      try {
+        if (isNew) this.authority.chargeName(writer);
+      } catch (err) {
+        this.authority.refundBytes(writer, bytes);
+        throw err;
+      }
+      try {
+        if (blocks.length > 0) await this.addBlocks!(blocks);
+        return await this.store.put(name, content, options);
+      } catch (err) {
+        this.authority.refundBytes(writer, bytes);
+        if (isNew) this.authority.refundName(writer);
+        throw err;
+      }
     };
     checkName(name, this.limits.maxNameBytes);
     if (content.length > this.limits.maxContentBytes) {
@@ -94,15 +127,15 @@ export class NsService implements ServiceImpl<typeof NS> {
       if (record.length > 0) {
         throw RemoteLogError.invalidArgument(`name ${JSON.stringify(name)} is not a key name (k51…), so it cannot carry a signed record`);
       }
-      if (this.requireSigned) {
-        throw RemoteLogError.permissionDenied(`name ${JSON.stringify(name)} is not a key name, and this NS serves signed names only`);
-      }
-      const version = await put(expectedVersion !== undefined ? { expectedVersion } : {});
+      checkFreeFormName(name);
+      const writer = this.authority.tokenWriter(context, `update of unsigned name ${JSON.stringify(name)}`);
+      const version = await put(writer, expectedVersion !== undefined ? { expectedVersion } : {});
       this.watchers.notify(name, { content, version, record });
       return create(ResponseSchema, { version });
     }
 
-    const { version, stored } = await applySignedUpdate(this.store, name, content, record, expectedVersion, put);
+    const writer = this.authority.keyWriter(name);
+    const { version, stored } = await applySignedUpdate(this.store, name, content, record, expectedVersion, (options) => put(writer, options));
     if (stored) this.watchers.notify(name, { content, version, record });
     return create(ResponseSchema, { version });
   }
@@ -114,7 +147,7 @@ export class NsService implements ServiceImpl<typeof NS> {
    */
   async *watch(request: Query, context?: HandlerContext): AsyncGenerator<Content> {
     checkName(request.name, this.limits.maxNameBytes);
-    const subscription = this.watchers.subscribe(request.name, this.streamSignal(context));
+    const subscription = this.watchers.subscribe(request.name, peerOf(context), this.streamSignal(context));
     try {
       let last = 0n;
       const current = await this.store.get(request.name);
@@ -140,8 +173,12 @@ export class NsService implements ServiceImpl<typeof NS> {
    */
   async *watchMany(request: WatchManyRequest, context?: HandlerContext): AsyncGenerator<WatchManyResponse> {
     if (request.names.length > this.limits.maxWatchNames) {
-      throw RemoteLogError.tooLarge(`${request.names.length} names in one WatchMany is over the limit of ${this.limits.maxWatchNames}`);
+      throw RemoteLogError.tooLarge(`${request.names.length} names in one WatchMany is over the limit of ${this.limits.maxWatchNames}`, {
+        limit: "max-watch-names",
+        value: this.limits.maxWatchNames,
+      });
     }
+    const peer = peerOf(context);
     request.names.forEach((name) => checkName(name, this.limits.maxNameBytes));
     const signal = this.streamSignal(context);
     const pending = new Map<string, bigint>();
@@ -150,9 +187,12 @@ export class NsService implements ServiceImpl<typeof NS> {
     const onAbort = () => wake?.();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      for (const name of new Set(request.names)) {
+      const names = new Set(request.names);
+      // All or none: a stream that would pass a limit halfway is refused before it watches anything.
+      this.watchers.checkRoom(peer, names.size);
+      for (const name of names) {
         unlisten.push(
-          this.watchers.listen(name, (entry) => {
+          this.watchers.listen(name, peer, (entry) => {
             if ((pending.get(name) ?? 0n) < entry.version) pending.set(name, entry.version);
             wake?.();
           }),
@@ -202,17 +242,43 @@ interface Subscription {
 class Watchers {
   private readonly byName = new Map<string, Set<(entry: NameEntry) => void>>();
   private count = 0;
+  private readonly byAddress = new Map<string, number>();
+  private readonly byConnection = new WeakMap<object, number>();
 
-  constructor(private readonly max: number) {}
+  constructor(private readonly limits: Pick<NsLimits, "maxWatches" | "maxWatchesPerAddress" | "maxWatchesPerConnection">) {}
+
+  /** TOO_LARGE naming the limit that n more watches from peer would pass. */
+  checkRoom(peer: Peer, n: number): void {
+    const { maxWatches, maxWatchesPerAddress, maxWatchesPerConnection } = this.limits;
+    const onConnection = this.byConnection.get(peer.connection) ?? 0;
+    if (onConnection + n > maxWatchesPerConnection) {
+      throw RemoteLogError.tooLarge(`${onConnection} names are watched on this connection already; ${n} more is over the limit of ${maxWatchesPerConnection} per connection`, {
+        limit: "max-watches-per-connection",
+        value: maxWatchesPerConnection,
+      });
+    }
+    const fromAddress = this.byAddress.get(peer.address) ?? 0;
+    if (fromAddress + n > maxWatchesPerAddress) {
+      throw RemoteLogError.tooLarge(`${fromAddress} names are watched from ${peer.address} already; ${n} more is over the limit of ${maxWatchesPerAddress} per client address`, {
+        limit: "max-watches-per-address",
+        value: maxWatchesPerAddress,
+      });
+    }
+    if (this.count + n > maxWatches) {
+      throw RemoteLogError.tooLarge(`${this.count} names are watched already, the most this NS serves at once`, { limit: "max-watches", value: maxWatches });
+    }
+  }
 
   notify(name: string, entry: NameEntry): void {
     for (const listener of this.byName.get(name) ?? []) listener(entry);
   }
 
   /** Calls listener with each entry stored for name until the returned function is called. */
-  listen(name: string, listener: (entry: NameEntry) => void): () => void {
-    if (this.count >= this.max) throw RemoteLogError.tooLarge(`${this.count} names are watched already, the most this NS serves at once`);
+  listen(name: string, peer: Peer, listener: (entry: NameEntry) => void): () => void {
+    this.checkRoom(peer, 1);
     this.count++;
+    this.byAddress.set(peer.address, (this.byAddress.get(peer.address) ?? 0) + 1);
+    this.byConnection.set(peer.connection, (this.byConnection.get(peer.connection) ?? 0) + 1);
     let listeners = this.byName.get(name);
     if (!listeners) this.byName.set(name, (listeners = new Set()));
     const set = listeners;
@@ -222,15 +288,19 @@ class Watchers {
     return () => {
       if (!set.delete(own)) return;
       this.count--;
+      const fromAddress = (this.byAddress.get(peer.address) ?? 1) - 1;
+      if (fromAddress === 0) this.byAddress.delete(peer.address);
+      else this.byAddress.set(peer.address, fromAddress);
+      this.byConnection.set(peer.connection, (this.byConnection.get(peer.connection) ?? 1) - 1);
       if (set.size === 0) this.byName.delete(name);
     };
   }
 
-  subscribe(name: string, signal?: AbortSignal): Subscription {
+  subscribe(name: string, peer: Peer, signal?: AbortSignal): Subscription {
     let latest: NameEntry | undefined;
     let wake: (() => void) | undefined;
     let closed = false;
-    const unlisten = this.listen(name, (entry) => {
+    const unlisten = this.listen(name, peer, (entry) => {
       if (!latest || entry.version > latest.version) latest = entry;
       wake?.();
     });

@@ -1,12 +1,12 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import tls from "node:tls";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
-import { AddManyRequestSchema, BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
 import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
-import { create } from "@bufbuild/protobuf";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { CasService } from "./cas-service.js";
@@ -24,6 +24,8 @@ import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { Gateway, HeadIndex, type GatewayOptions, type HttpService } from "./gateway.js";
+import { Authority, peerKey, type WritePolicy } from "./auth.js";
+import { createContextValues } from "@connectrpc/connect";
 
 /** Every limit the services enforce; see each service for what it means. */
 export interface Limits extends BlockLimits, NsLimits {}
@@ -39,8 +41,14 @@ export interface RouteDeps {
   /** Serves vac.cas.NS when given. */
   names?: NameStore;
   limits?: Partial<Limits>;
-  /** The NS refuses updates of names that are not key names (k51…), so that every name it serves is signed. */
+  /** Who may write and how much (services/auth.ts); open to all when absent. */
+  write?: WritePolicy;
+  /** Shorthand for write.requireSigned. */
   requireSigned?: boolean;
+  /** Admin tokens that may call gc on this listener; without one gc is refused here (see adminRoutes). */
+  adminTokens?: string[];
+  /** gc's grace in milliseconds, the server's setting: a request may lengthen it, never shorten it. */
+  gcGraceMs?: number;
   /** The largest request body the server reads (ListenOptions.readMaxBytes), as advertised to clients. */
   readMaxBytes?: number;
   /** Told about every failure that reaches a client as Internal, whose cause the client never sees. */
@@ -84,21 +92,22 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
           deps.onCallEnd?.(method, code, seconds);
         }
       : deps.onCallEnd;
-    const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd };
+    const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd, onLimit: metrics && ((limit) => metrics.limitHit(limit)) };
     const mounted: string[] = [];
     let updateName: GatewayOptions["updateName"];
-    const blocks = deps.content ? new BlockServiceImpl(deps.content, limits) : undefined;
+    const authority = new Authority({ requireSigned: deps.requireSigned, ...deps.write, adminTokens: deps.adminTokens });
+    const blocks = deps.content ? new BlockServiceImpl(deps.content, limits, { authority, names: deps.names }) : undefined;
     if (deps.content) {
-      router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits), observer));
+      router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits, authority), observer));
       router.service(BlockService, withConnectErrors(BlockService, blocks!, observer));
       mounted.push(CAS.typeName, BlockService.typeName);
       metrics?.watchContent(deps.content);
     }
     if (deps.names) {
       const ns = new NsService(deps.names, limits, {
-        requireSigned: deps.requireSigned,
+        authority,
         closing: server?.closing,
-        addBlocks: blocks && ((list) => blocks.addMany(create(AddManyRequestSchema, { blocks: list }))),
+        addBlocks: blocks && ((list) => blocks.storeBlocks(list)),
       });
       router.service(NS, withConnectErrors(NS, ns, observer));
       router.service(NameWatchService, withConnectErrors(NameWatchService, { watchMany: (request, context) => ns.watchMany(request, context) }, observer));
@@ -107,8 +116,16 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       metrics?.watchNames(deps.names);
     }
     // gc runs in the process that holds the stores (remotelog gc --server); only the fs CAS supports it.
+    // On this listener it is for admin-token holders only; adminRoutes() serves it to all who reach that one.
     if (canSweep(deps.content) && canList(deps.names)) {
-      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names), observer));
+      const gc = new GcServiceImpl(deps.content, deps.names, deps.gcGraceMs);
+      const guarded: typeof gc = Object.assign(Object.create(gc) as typeof gc, {
+        collect: (request: Parameters<typeof gc.collect>[0], context?: HandlerContext) => {
+          authority.checkAdmin(context, "GcService/Collect");
+          return gc.collect(request);
+        },
+      });
+      router.service(GcService, withConnectErrors(GcService, guarded, observer));
     }
     if (deps.gateway) {
       server?.mountHttp?.(new Gateway({ content: deps.content, names: deps.names, heads, updateName, maxNameBytes: limits.maxNameBytes, onInternalError: deps.onInternalError }));
@@ -116,20 +133,70 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
     const info = new ServerInfoServiceImpl({
       maxBlockBytes: deps.content ? limits.maxBlockBytes : 0,
       maxBatchBlocks: deps.content ? limits.maxBatchBlocks : 0,
-      maxResponseBytes: 0,
+      maxResponseBytes: deps.content ? Math.max(limits.maxResponseBytes, limits.maxBlockBytes) : 0,
       maxRequestBytes: deps.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
       maxWatchNames: deps.names ? limits.maxWatchNames : 0,
     });
     router.service(ServerInfoService, withConnectErrors(ServerInfoService, info, observer));
+    router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing, deps.content?.stats && (() => deps.content!.stats!().quarantinedPacks ?? 0)), observer));
+  };
+}
+
+/**
+ * The operator's listener (serve --admin-listen): gc, health and the server's limits, to whoever
+ * reaches it, which is why it listens on loopback or a Unix socket only.
+ */
+export function adminRoutes(deps: Pick<RouteDeps, "content" | "names" | "gcGraceMs" | "onInternalError" | "onCallEnd">): (router: ConnectRouter, server?: ServerContext) => void {
+  return (router, server) => {
+    const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd: deps.onCallEnd };
+    const mounted: string[] = [];
+    if (canSweep(deps.content) && canList(deps.names)) {
+      router.service(GcService, withConnectErrors(GcService, new GcServiceImpl(deps.content, deps.names, deps.gcGraceMs), observer));
+      mounted.push(GcService.typeName);
+    }
     router.service(Health, withConnectErrors(Health, new HealthService(mounted, server?.closing), observer));
   };
 }
 
-export interface ListenOptions {
+/** The connection limits of listen(); each is a serve flag. */
+export interface ConnectionLimits {
+  /** Connections open at once; more are closed as they arrive. */
+  maxConnections: number;
+  /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams: number;
+  /** How long an HTTP/1.1 request may take to send its headers. */
+  headersTimeoutMs: number;
+  /** How long a connection with no request in flight stays open. */
+  idleTimeoutMs: number;
+  /** Connections the kernel queues before they are accepted (capped by net.core.somaxconn). */
+  backlog: number;
+}
+
+export const defaultConnectionLimits: ConnectionLimits = {
+  maxConnections: 10_000,
+  maxConcurrentStreams: 256,
+  headersTimeoutMs: 20_000,
+  idleTimeoutMs: 60_000,
+  backlog: 8_192,
+};
+
+export interface ListenOptions extends Partial<ConnectionLimits> {
   /** Address to bind; 127.0.0.1 unless the services are meant to be reachable from elsewhere. */
   host: string;
   /** 0 picks a free port; the one bound is in the result. */
   port: number;
+  /** A Unix socket to listen on instead of host and port. */
+  path?: string;
+  /** Serve HTTPS (HTTP/2 through ALPN, HTTP/1.1 beside it) with this certificate chain and key, PEM. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
+  /** The largest response message written; larger ones fail with ResourceExhausted. */
+  writeMaxBytes?: number;
+  /**
+   * Requests that will be refused whatever they carry (an anonymous Add on a server closed to anonymous
+   * writes, services/auth.ts refusesUnread): their body is not read; the method sees an empty message
+   * and refuses it, so that a flood of them costs the server their headers only.
+   */
+  refusesUnread?: (path: string, authorization: string | undefined) => boolean;
   /** Mounts the services; routes() gives one. Called once, with what it needs to know about this server. */
   routes: (router: ConnectRouter, server: ServerContext) => void;
   /**
@@ -151,7 +218,7 @@ export interface ListenOptions {
 
 export interface Listening {
   port: number;
-  /** http://host:port, the base URL clients use whatever protocol they speak. */
+  /** http://host:port (https:// with TLS), the base URL clients use whatever protocol they speak; unix:PATH on a Unix socket. */
   url: string;
   /**
    * Stops accepting connections, closes idle keep-alive connections and HTTP/2 sessions at once, lets
@@ -175,14 +242,23 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const closing = new AbortController();
   const metrics = options.metrics ? new ServerMetrics() : undefined;
   const httpServices: HttpService[] = [];
+  const limits = { ...defaultConnectionLimits, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
+  const limitHit = (limit: string) => metrics?.limitHit(limit);
+  const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const connectHandler = connectNodeAdapter({
+    // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).
+    contextValues: (req) => {
+      const connection = "stream" in req ? req.stream.session ?? req.socket : req.socket;
+      return createContextValues().set(peerKey, { address: req.socket?.remoteAddress ?? "unknown", connection: connection as object });
+    },
+    writeMaxBytes: options.writeMaxBytes,
     routes: (router) => {
       options.routes(router, { closing: closing.signal, metrics, mountHttp: (service) => httpServices.push(service) });
       // connectNodeAdapter reads router.handlers after routes() returns, so replacing them here wraps
       // every method, whichever service mounted it.
       router.handlers.forEach((handler, index) => (router.handlers[index] = withUndecodableAsInvalidArgument(handler)));
     },
-    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    readMaxBytes,
   });
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
@@ -196,6 +272,18 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       service.handle(req, res);
       return;
     }
+    if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) {
+      // Read to its end and dropped unparsed, before the refusal goes out, so that an HTTP/1.1 client
+      // still writing its body reads the refusal instead of a connection reset.
+      discardBody(req, readMaxBytes).then(() => {
+        withEmptyBody(req);
+        dispatchToConnect(req, res);
+      });
+      return;
+    }
+    dispatchToConnect(req, res);
+  };
+  const dispatchToConnect = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     try {
       connectHandler(req, res);
     } catch {
@@ -206,17 +294,41 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     }
   };
 
-  const h1 = http.createServer(handler);
+  const h1 = http.createServer(
+    { headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) },
+    handler,
+  );
+  // Node's own answer to a client error, plus a count of the timeouts in /metrics.
+  h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
+    if (timeout) limitHit("headers-timeout");
+    if (socket.writable && !(socket as net.Socket & { _httpMessage?: unknown })._httpMessage) {
+      const status = timeout ? "408 Request Timeout" : err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+    }
+    socket.destroy();
+  });
   // Node starts tracking connections (idle ones for closeIdleConnections, slow ones for
   // headersTimeout and requestTimeout) on 'listening'; this server never listens itself.
   h1.emit("listening");
   // Flow-control windows that hold a round trip's worth of uploads at full speed.
-  const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW } }, handler);
+  const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: limits.maxConcurrentStreams } }, handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.setLocalWindowSize(CONNECTION_WINDOW);
     session.once("close", () => sessions.delete(session));
+    // Idle means no stream open: a quiet Watch stream is a client waiting, not an idle connection.
+    let open = 0;
+    session.on("stream", (stream) => {
+      open++;
+      stream.once("close", () => open--);
+    });
+    session.setTimeout(limits.idleTimeoutMs, () => {
+      if (open > 0) return;
+      limitHit("idle-timeout");
+      session.close();
+    });
   });
   // A broken HTTP/2 connection concerns that client alone; the session is destroyed either way.
   h2.on("sessionError", () => {});
@@ -225,11 +337,39 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const sniffing = new Set<net.Socket>();
   // Nagle's algorithm holds back the small frames of a unary call until the last ones are acked, which
   // on loopback cost about a millisecond per call; calls here are latency-bound, never many tiny writes.
-  const tcp = net.createServer({ noDelay: true }, (socket) => {
+  const accept = (socket: net.Socket): boolean => {
+    if (sockets.size >= limits.maxConnections) {
+      limitHit("max-connections");
+      socket.destroy();
+      return false;
+    }
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-    dispatch(socket);
-  });
+    return true;
+  };
+  let tcp: net.Server;
+  if (options.tls) {
+    // ALPN picks the protocol, so no sniffing: h2 to the HTTP/2 server, anything else to HTTP/1.1.
+    tcp = tls.createServer({
+      cert: options.tls.cert,
+      key: options.tls.key,
+      ALPNProtocols: ["h2", "http/1.1"],
+      handshakeTimeout: firstBytesTimeoutMs,
+      noDelay: true,
+    } as tls.TlsOptions);
+    tcp.on("connection", (socket: net.Socket) => void accept(socket));
+    tcp.on("secureConnection", (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol === "h2") h2.emit("connection", socket);
+      else h1.emit("connection", socket);
+    });
+    tcp.on("tlsClientError", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") limitHit("first-bytes-timeout");
+    });
+  } else {
+    tcp = net.createServer({ noDelay: true }, (socket) => {
+      if (accept(socket)) dispatch(socket);
+    });
+  }
 
   function dispatch(socket: net.Socket): void {
     sniffing.add(socket);
@@ -268,13 +408,18 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     socket.once("end", onGone);
     socket.once("error", onGone);
     socket.setTimeout(firstBytesTimeoutMs);
-    socket.once("timeout", onGone);
+    socket.once("timeout", () => {
+      limitHit("first-bytes-timeout");
+      onGone();
+    });
   }
 
   try {
     await new Promise<void>((resolve, reject) => {
       tcp.once("error", reject);
-      tcp.listen(options.port, options.host, () => {
+      const where = options.path !== undefined ? { path: options.path } : { port: options.port, host: options.host };
+      // A deep backlog, so that a burst of connections waits to be accepted instead of being reset.
+      tcp.listen({ ...where, backlog: limits.backlog }, () => {
         tcp.off("error", reject);
         resolve();
       });
@@ -285,8 +430,9 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   }
   // After listen, an 'error' is a failed accept: it costs one connection, and must not end the process.
   tcp.on("error", (err) => options.onError?.(err));
-  const port = (tcp.address() as net.AddressInfo).port;
+  const port = options.path !== undefined ? 0 : (tcp.address() as net.AddressInfo).port;
   const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  const url = options.path !== undefined ? `unix:${options.path}` : `${options.tls ? "https" : "http"}://${host}:${port}`;
 
   let closed: Promise<void> | undefined;
   const close = () =>
@@ -308,10 +454,47 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       await drained;
     })());
 
-  return { port, url: `http://${host}:${port}`, close };
+  return { port, url, close };
 }
 
 const METRICS_PATH = "/metrics";
+
+/** Reads a request body to its end, keeping none of it; a body over maxBytes ends the request. */
+function discardBody(req: http.IncomingMessage | http2.Http2ServerRequest, maxBytes: number): Promise<void> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const done = () => {
+      req.off("data", onData);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > maxBytes) {
+        req.off("data", onData);
+        req.destroy();
+      }
+    };
+    if ((req as http.IncomingMessage).complete) return resolve();
+    req.on("data", onData);
+    req.once("end", done);
+    req.once("close", done);
+    req.once("error", done);
+  });
+}
+
+/**
+ * Makes Connect read an empty message instead of the request's body, in the request's own framing:
+ * the 5-byte envelope of a gRPC or gRPC-Web message of length 0, `{}` for JSON, and no bytes for
+ * binary Connect, once the real body has been read and dropped (discardBody).
+ */
+function withEmptyBody(req: http.IncomingMessage | http2.Http2ServerRequest): void {
+  const type = String(req.headers["content-type"] ?? "");
+  const body = type.startsWith("application/grpc") ? Buffer.alloc(5) : type.includes("json") ? Buffer.from("{}") : Buffer.alloc(0);
+  delete req.headers["content-length"];
+  (req as unknown as { [Symbol.asyncIterator]: () => AsyncGenerator<Buffer> })[Symbol.asyncIterator] = async function* () {
+    if (body.length > 0) yield body;
+  };
+}
 
 function pathOf(url: string | undefined): string {
   const query = url?.indexOf("?") ?? -1;

@@ -118,3 +118,25 @@ export function ioError(what: string, err: unknown): RemoteLogError {
   // Node's own messages already start with the errno code ("ENOSPC: no space left on device, write").
   return RemoteLogError.internal(`${what}: ${err instanceof Error ? err.message : String(err)}`, err);
 }
+
+/**
+ * Whether a failure is a full disk or an exhausted quota (ENOSPC, EDQUOT), looking through our own
+ * wrapping (`cause`). LevelDB reports it only as text ("IO error: …: No space left on device"), so
+ * its message is looked at too.
+ */
+export function isOutOfSpace(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOSPC" || code === "EDQUOT") return true;
+    if (/No space left on device|Disk quota exceeded/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * What a server's store throws when its disk is full: TOO_LARGE, which clients get as
+ * ResourceExhausted, with no path in the message (it goes to remote clients). Nothing was stored.
+ */
+export function serverOutOfSpace(what: string, err: unknown): RemoteLogError {
+  return new RemoteLogError("TOO_LARGE", `server out of space: ${what}`, { cause: err, details: { limit: "disk space" } });
+}

@@ -18,6 +18,9 @@ interface CheckpointFile {
   sequence?: string;
   /** Absent when 0. */
   redactions?: number;
+  /** `receive --out`: the absolute path of the file and its length at this checkpoint; both or neither. */
+  outFile?: string;
+  outLength?: number;
 }
 
 /**
@@ -82,6 +85,11 @@ export class FileCheckpointStore implements CheckpointStore {
       if (!Number.isSafeInteger(file.redactions) || file.redactions < 0) throw bad(`redactions is ${JSON.stringify(file.redactions)}`);
       checkpoint.redactions = file.redactions;
     }
+    if (file.outFile !== undefined || file.outLength !== undefined) {
+      if (typeof file.outFile !== "string" || file.outFile.length === 0) throw bad(`outFile is ${JSON.stringify(file.outFile)}`);
+      if (!Number.isSafeInteger(file.outLength) || file.outLength! < 0) throw bad(`outLength is ${JSON.stringify(file.outLength)}`);
+      checkpoint.out = { file: file.outFile, length: file.outLength! };
+    }
     return checkpoint;
   }
 
@@ -98,6 +106,13 @@ export class FileCheckpointStore implements CheckpointStore {
     const file: CheckpointFile = { format: 1, name, delivered: checkpoint.delivered, lastId: toHex(checkpoint.lastId) };
     if (checkpoint.sequence !== undefined) file.sequence = checkpoint.sequence.toString();
     if (checkpoint.redactions) file.redactions = checkpoint.redactions;
+    if (checkpoint.out !== undefined) {
+      if (!Number.isSafeInteger(checkpoint.out.length) || checkpoint.out.length < 0 || checkpoint.out.file.length === 0) {
+        throw RemoteLogError.invalidArgument(`checkpoint of ${JSON.stringify(name)}: out must name a file and a non-negative length`);
+      }
+      file.outFile = checkpoint.out.file;
+      file.outLength = checkpoint.out.length;
+    }
     const bytes = Buffer.from(`${JSON.stringify(file)}\n`, "utf8");
     await this.locks.run(name, async () => {
       await writeFileAtomic(this.pathOf(name), bytes);

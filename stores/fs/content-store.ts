@@ -11,14 +11,14 @@
  * checksum, written as a .tmp file, fsynced, renamed and its directory fsynced.
  */
 import { hash } from "node:crypto";
-import { readdir, stat, unlink } from "node:fs/promises";
+import { readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
-import { RemoteLogError } from "../../core/errors.js";
+import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { addressText } from "../../core/hash.js";
-import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
+import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { FileCache } from "./file-cache.js";
-import { encodePack, ENTRY_SIZE, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, TRAILER_SIZE } from "./pack.js";
+import { encodePack, ENTRY_SIZE, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE } from "./pack.js";
 
 /** The bytes every address has before its digest: CIDv1, raw codec, sha2-256, 32 bytes. */
 const CID_PREFIX = Uint8Array.of(0x01, 0x55, 0x12, 0x20);
@@ -36,6 +36,11 @@ const READ_CONCURRENCY = 4;
 export interface FsContentStoreOptions {
   /** Idle pack files kept open for reads (least recently used are closed first). Default 64. */
   maxOpenFiles?: number;
+  /**
+   * Told of each pack found damaged at open and moved into `<dir>/quarantine/`: its file name, where
+   * it now is, and why. The store opens without it; its blocks answer DATA_LOSS.
+   */
+  onQuarantine?: (pack: string, movedTo: string, why: string) => void;
 }
 
 export interface FsContentStoreStats {
@@ -43,6 +48,8 @@ export interface FsContentStoreStats {
   blocks: number;
   /** Sum of their sizes, without pack overhead. */
   bytes: number;
+  /** Damaged packs set aside in `<dir>/quarantine/`; absent when none. */
+  quarantinedPacks?: number;
 }
 
 export type { GcGuard } from "../../core/content-store.js";
@@ -93,6 +100,9 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   /** The last drain(), for close() to wait on. */
   private writing: Promise<void> = Promise.resolve();
   private readonly files: FileCache;
+  /** Keys the index of a quarantined pack claims, with that pack's name, for gets that are not served elsewhere. */
+  private readonly quarantinedKeys = new Map<string, string>();
+  private readonly quarantined = new Set<string>();
   private bytes = 0;
   private closed = false;
 
@@ -107,10 +117,16 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     return join(this.dir, "packs");
   }
 
+  private get quarantineDir(): string {
+    return join(this.dir, "quarantine");
+  }
+
   /**
    * Opens (creating if needed) the store in dir, removes leftover temporary files of crashed writers,
-   * and loads every pack's index. Throws DATA_LOSS naming the file for a pack whose header, trailer
-   * or index is damaged, CONFLICT for a file in packs/ that is not ours, INTERNAL on an I/O failure.
+   * and loads every pack's index. A pack whose header, trailer or index is damaged does not stop the
+   * store: it is moved into `<dir>/quarantine/` (options.onQuarantine hears of it), and the blocks its
+   * index claims answer DATA_LOSS until they are stored again. Packs quarantined by earlier opens stay
+   * counted. Throws CONFLICT for a file in packs/ that is not ours, INTERNAL on an I/O failure.
    */
   static async open(dir: string, options: FsContentStoreOptions = {}): Promise<FsContentStore> {
     const store = new FsContentStore(dir, options);
@@ -127,19 +143,67 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     }
     const packNames = names.filter((name) => PACK_NAME.test(name));
     // Indexes are read a few at a time: a store of thousands of packs opens in parallel, within fd limits.
-    const indexes: Buffer[] = new Array(packNames.length);
+    const indexes: (Buffer | undefined)[] = new Array(packNames.length);
     const times: number[] = new Array(packNames.length);
+    const damaged: { name: string; why: string }[] = [];
     let next = 0;
     const worker = async () => {
       while (next < packNames.length) {
         const i = next++;
-        indexes[i] = await readPackIndex(join(packsDir, packNames[i]), packNames[i]);
+        try {
+          indexes[i] = await readPackIndex(join(packsDir, packNames[i]), packNames[i]);
+        } catch (err) {
+          if (!isRemoteLogError(err, "DATA_LOSS")) throw err;
+          damaged.push({ name: packNames[i], why: err.text });
+          continue;
+        }
         times[i] = (await stat(join(packsDir, packNames[i]))).mtimeMs;
       }
     };
     await Promise.all(Array.from({ length: Math.min(16, packNames.length) }, worker));
-    packNames.forEach((name, i) => store.addPack(name, indexes[i], times[i]));
+    for (const { name, why } of damaged) {
+      const movedTo = await store.quarantine(name);
+      options.onQuarantine?.(name, movedTo, why);
+    }
+    await store.loadQuarantine();
+    packNames.forEach((name, i) => {
+      if (indexes[i]) store.addPack(name, indexes[i], times[i]);
+    });
     return store;
+  }
+
+  /**
+   * Moves a damaged pack out of packs/ into quarantine/, durably, keeping its bytes for whoever wants
+   * to salvage them. Returns where it went.
+   */
+  private async quarantine(name: string): Promise<string> {
+    await ensureDir(this.quarantineDir);
+    const to = join(this.quarantineDir, name);
+    try {
+      await rename(join(this.packsDir, name), to);
+    } catch (err) {
+      throw ioError(`cannot move damaged pack ${name} into ${this.quarantineDir}`, err);
+    }
+    await fsyncDir(this.quarantineDir);
+    await fsyncDir(this.packsDir);
+    return to;
+  }
+
+  /** Counts the packs in quarantine/ and remembers the blocks their indexes claim. */
+  private async loadQuarantine(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.quarantineDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw ioError(`cannot list ${this.quarantineDir}`, err);
+    }
+    for (const name of names.filter((n) => PACK_NAME.test(n)).sort()) {
+      this.quarantined.add(name);
+      for (const digest of await suspectDigests(join(this.quarantineDir, name))) {
+        this.quarantinedKeys.set(KEY_PREFIX + digest.toString("latin1"), name);
+      }
+    }
   }
 
   /**
@@ -257,6 +321,13 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       const key = keyOfAddress(addresses[i]);
       const at = this.index.get(key);
       if (at) wanted.push({ i, key, at });
+      else if (this.quarantinedKeys.has(key)) {
+        const pack = this.quarantinedKeys.get(key)!;
+        throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} was in pack ${pack}, which is damaged and set aside; storing the block again restores it`, undefined, {
+          address: addressText(addresses[i]),
+          file: join(this.quarantineDir, pack),
+        });
+      }
     }
     wanted.sort((a, b) => a.at.pack - b.at.pack || a.at.offset - b.at.offset);
     // Nearby blocks of one pack become one read: 10,000 small blocks are a handful of preads, not 10,000.
@@ -275,12 +346,18 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     const worker = async () => {
       while (next < spans.length) {
         const span = spans[next++];
-        const path = join(this.packsDir, this.packs[span.pack]);
+        const pack = this.packs[span.pack];
+        const path = join(this.packsDir, pack);
         const buffer = await this.files.read(path, span.start, span.end - span.start, () => addressText(addresses[span.items[0].i]));
         for (const { i, key, at } of span.items) {
           const block = buffer.subarray(at.offset - span.start, at.offset - span.start + at.length);
           if (keyOf(block) !== key) {
-            throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} in ${path} does not match its address`);
+            // The pack's name, not its path: this message goes to remote clients.
+            throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} in pack ${pack} does not match its address`, undefined, {
+              address: addressText(addresses[i]),
+              file: path,
+              offset: at.offset,
+            });
           }
           result[i] = new Uint8Array(block.buffer, block.byteOffset, block.length);
         }
@@ -298,7 +375,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
 
   /** Distinct blocks and their total size. */
   stats(): FsContentStoreStats {
-    return { blocks: this.index.size, bytes: this.bytes };
+    return { blocks: this.index.size, bytes: this.bytes, ...(this.quarantined.size > 0 ? { quarantinedPacks: this.quarantined.size } : {}) };
   }
 
   /**
@@ -438,7 +515,13 @@ export class FsContentStore implements ContentStore, BlockSweeper {
 
   private async writePack(name: string, bytes: Uint8Array): Promise<void> {
     // If another process already wrote this very pack, the name says the content is the same.
-    await writeFileAtomic(join(this.packsDir, name), bytes);
+    try {
+      await writeFileAtomic(join(this.packsDir, name), bytes);
+    } catch (err) {
+      // writeFileAtomic removed its temporary file: what was stored before is as it was.
+      if (isOutOfSpace(err)) throw serverOutOfSpace(`no room for a pack of ${bytes.length} bytes`, err);
+      throw err;
+    }
   }
 }
 

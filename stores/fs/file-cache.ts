@@ -1,4 +1,5 @@
 import { open, type FileHandle } from "node:fs/promises";
+import { basename } from "node:path";
 import { RemoteLogError } from "../../core/errors.js";
 import { ioError } from "../file/atomic.js";
 import { readExactly } from "./pack.js";
@@ -32,11 +33,12 @@ export class FileCache {
         handle = await file.handle;
       } catch (err) {
         if (this.files.get(path) === file) this.files.delete(path);
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.dataLoss(`block ${what()}: pack ${path} is missing`, err);
+        // The pack's name, not its path: this message goes to remote clients.
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.dataLoss(`block ${what()}: pack ${basename(path)} is missing`, err, { address: what(), file: path });
         throw ioError(`cannot open pack ${path}`, err);
       }
       try {
-        return await readExactly(handle, position, length, `pack ${path} (reading block ${what()})`);
+        return await readExactly(handle, position, length, `pack ${basename(path)} (reading block ${what()})`);
       } catch (err) {
         throw ioError(`cannot read pack ${path}`, err);
       }

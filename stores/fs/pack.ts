@@ -129,6 +129,32 @@ export async function readPackIndex(path: string, name: string): Promise<Buffer>
   }
 }
 
+/**
+ * For a pack that failed readPackIndex: the digests its index claims to hold, read without trusting the
+ * checksum, so that a get of one of its blocks can say it was lost with the pack rather than never
+ * stored. Empty when even the trailer does not say where an index of that many entries would be.
+ */
+export async function suspectDigests(path: string): Promise<Buffer[]> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(path, "r");
+    const size = (await handle.stat()).size;
+    if (size < HEADER_SIZE + TRAILER_SIZE) return [];
+    const trailer = await readExactly(handle, size - TRAILER_SIZE, TRAILER_SIZE);
+    const indexOffset = Number(trailer.readBigUInt64BE(0));
+    const count = trailer.readUInt32BE(8);
+    if (indexOffset < HEADER_SIZE || indexOffset + count * ENTRY_SIZE + TRAILER_SIZE !== size) return [];
+    const index = await readExactly(handle, indexOffset, count * ENTRY_SIZE);
+    const digests: Buffer[] = [];
+    for (let at = 0; at < index.length; at += ENTRY_SIZE) digests.push(index.subarray(at, at + 32));
+    return digests;
+  } catch {
+    return [];
+  } finally {
+    await handle?.close().catch(() => {});
+  }
+}
+
 /** Reads length bytes at position; a file that ends early is DATA_LOSS, since packs never shrink. */
 export async function readExactly(handle: FileHandle, position: number, length: number, what = "pack"): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);

@@ -2,6 +2,7 @@ import { ClassicLevel } from "classic-level";
 import { nextVersion, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { KeyedMutex } from "../file/mutex.js";
+import { isOutOfSpace, serverOutOfSpace } from "../file/atomic.js";
 
 /*
  * One LevelDB key per name (the name as UTF-8), whose value is, big-endian:
@@ -82,6 +83,7 @@ export class LevelNameStore implements NameStore {
       try {
         await this.db.put(name, value, { sync: true });
       } catch (err) {
+        if (isOutOfSpace(err)) throw serverOutOfSpace(`cannot write name ${JSON.stringify(name)}`, err);
         throw RemoteLogError.internal(`cannot write name ${JSON.stringify(name)}: ${describe(err)}`, err);
       }
       return version;

@@ -16,6 +16,6 @@ export class MemoryCheckpointStore implements CheckpointStore {
 }
 
 function copy(checkpoint: Checkpoint): Checkpoint {
-  const { delivered, lastId, sequence, redactions } = checkpoint;
-  return { delivered, lastId: lastId.slice(), ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}) };
+  const { delivered, lastId, sequence, redactions, out } = checkpoint;
+  return { delivered, lastId: lastId.slice(), ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}), ...(out ? { out: { ...out } } : {}) };
 }

@@ -57,6 +57,19 @@ describe("mirror - a verified copy on a second CAS and NS", () => {
     expect(await w.receive(w.b)).toHaveLength(59);
   });
 
+  it("copies the page that was the copy's head when the source seals it unchanged as a tail", async () => {
+    const w = await world("none", 4);
+    // 48 messages in pages of 4: the head page is full, so the next publish seals it as it is, and the
+    // new head's tail names it. The copy holds that page only as its NS head, not as a CAS block.
+    await w.publish(48, "a");
+    await w.mirror.sync();
+    await w.publish(3, "b");
+    const second = await w.mirror.sync();
+    expect(second).toMatchObject({ updated: true, messages: 3 });
+    const fresh = await w.receive(w.b);
+    expect(fresh.map((d) => d.seq)).toEqual(Array.from({ length: 51 }, (_, i) => i));
+  });
+
   it("lets a receiver move between the source and the copy with one checkpoint", async () => {
     const w = await world();
     const checkpoints = new MemoryCheckpointStore();

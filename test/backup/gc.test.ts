@@ -63,7 +63,7 @@ describe("gc - fs content store", () => {
 describe("gc - a running server", () => {
   it("collects garbage while a sender publishes, and a full receive then verifies every message", async () => {
     const dir = await tempDir();
-    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
     const alice = join(dir, "alice");
     expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice, "--page-size", "16"], { stdin: lines(300, "first") })).code).toBe(0);
     const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
@@ -85,7 +85,7 @@ describe("gc - a running server", () => {
     let sending = true;
     sender.finally(() => (sending = false)).catch(() => {});
     while (sending || runs < 2) {
-      const gc = await runCli(["gc", "--server", server.url, "--grace", "1s", "--json"]);
+      const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
       expect(gc.code, gc.stderr).toBe(0);
       const result = JSON.parse(gc.stdout);
       expect(result.missing).toEqual([]);
@@ -108,7 +108,7 @@ describe("gc - a running server", () => {
 
   it("a reachable page that does not decode stops gc with DATA_LOSS naming it and its name; the older chain behind it survives", async () => {
     const dir = await tempDir();
-    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
     const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
     try {
       // head -> damaged -> older: the damaged page hashes to its address (a writer stored it so) but is
@@ -125,7 +125,7 @@ describe("gc - a running server", () => {
       await remote.updateName("damaged-chain", head, 0n);
       await new Promise((r) => setTimeout(r, 1100));
 
-      const gc = await runCli(["gc", "--server", server.url, "--grace", "1s", "--json"]);
+      const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
       expect(gc.code, gc.stdout).not.toBe(0);
       expect(gc.stderr).toMatch(/DATA_LOSS/);
       expect(gc.stderr).toContain(addressText(addressOf(damaged)));
@@ -138,7 +138,7 @@ describe("gc - a running server", () => {
 
   it("a reachable backup pack that does not decode stops gc, and the older packs survive", async () => {
     const dir = await tempDir();
-    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
     const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
     try {
       const first = message(10);
@@ -151,7 +151,7 @@ describe("gc - a running server", () => {
       await remote.updateName("backup-head", encodeBackupHead({ pack: addressOf(damagedBytes), logName: "x", lastSeq: 1n }), 0n);
       await new Promise((r) => setTimeout(r, 1100));
 
-      const gc = await runCli(["gc", "--server", server.url, "--grace", "1s", "--json"]);
+      const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
       expect(gc.code, gc.stdout).not.toBe(0);
       expect(gc.stderr).toMatch(/DATA_LOSS: .*pack .*backup-head/);
       expect(gc.stderr).toContain(addressText(addressOf(damagedBytes)));

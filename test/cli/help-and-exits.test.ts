@@ -92,7 +92,11 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
     expect((await runCli(["backup", "--from-dir", join(dir, "g"), "--to", join(dir, "g-backup")])).code).toBe(0);
     expect((await runCli(["export", "--car", join(dir, "g.car"), "--from", join(dir, "g-backup")])).code).toBe(0);
     expect((await runCli(["import", "--car", join(dir, "g.car"), "--to", server.url])).code).toBe(0);
-    const env = { REMOTELOG_SERVER: server.url };
+    // gc is for the operator: on the admin listener, which a server of its own on the same data cannot
+    // share with the running one, so this one is stopped and served again with it (issue 11).
+    await stop(server.process);
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "0s"]);
+    const env = { REMOTELOG_SERVER: server.admin! };
     const dry = await runCli(["gc", "--grace", "0s", "--dry-run", "--json"], { env });
     expect(dry.code, dry.stderr).toBe(0);
     const wouldRemove = JSON.parse(dry.stdout);

@@ -22,7 +22,7 @@ let name: string;
 let proxy: TamperProxy;
 
 async function send(lines: string[]): Promise<void> {
-  const sent = await runCli(["send", "--key", keyFile, "--data", join(dir, "alice"), "--server", server.url], { stdin: lines.join("\n") + "\n" });
+  const sent = await runCli(["send", "--embed", "none", "--key", keyFile, "--data", join(dir, "alice"), "--server", server.url], { stdin: lines.join("\n") + "\n" });
   expect(sent.code, sent.stderr).toBe(0);
 }
 

@@ -38,6 +38,13 @@ export function checkpointStoreContract(name: string, setup: () => Promise<Check
       expect(await store.load("signed")).toEqual({ delivered: 6, lastId: id(6) });
     });
 
+    it("stores the --out file and its length with the checkpoint, and none when not given", async () => {
+      await store.save("out", { delivered: 4, lastId: id(4), out: { file: "/tmp/lines.jsonl", length: 1234 } });
+      expect(await store.load("out")).toEqual({ delivered: 4, lastId: id(4), out: { file: "/tmp/lines.jsonl", length: 1234 } });
+      await store.save("out", { delivered: 5, lastId: id(5) });
+      expect(await store.load("out")).toEqual({ delivered: 5, lastId: id(5) });
+    });
+
     it("stores the start: nothing delivered, empty lastId", async () => {
       await store.save("fresh", { delivered: 0, lastId: new Uint8Array(0) });
       expect(await store.load("fresh")).toEqual({ delivered: 0, lastId: new Uint8Array(0) });

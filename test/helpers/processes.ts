@@ -72,6 +72,8 @@ export function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): P
 
 export interface Server {
   url: string;
+  /** The admin listener's URL (serve --admin-listen): http://127.0.0.1:PORT or unix:PATH. */
+  admin?: string;
   port: number;
   process: ChildProcess;
   stderr: () => string;
@@ -81,11 +83,14 @@ export interface Server {
 export async function startServer(args: string[], timeoutMs = 15_000): Promise<Server> {
   const child = spawnCli(["serve", ...args]);
   let stderr = "";
+  let admin: string | undefined;
   child.stderr!.on("data", (chunk) => (stderr += chunk));
   const url = await new Promise<string>((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start in ${timeoutMs} ms: ${stderr}`)), timeoutMs);
     createInterface({ input: child.stdout! }).on("line", (line) => {
-      const match = /^listening on (http:\/\/\S+)/.exec(line);
+      const adminMatch = /^admin listening on (\S+)/.exec(line);
+      if (adminMatch) admin = adminMatch[1];
+      const match = /^listening on (https?:\/\/\S+)/.exec(line);
       if (match) {
         clearTimeout(timer);
         resolvePromise(match[1]);
@@ -96,7 +101,7 @@ export async function startServer(args: string[], timeoutMs = 15_000): Promise<S
       reject(new Error(`serve exited with ${code}: ${stderr}`));
     });
   });
-  return { url, port: Number(new URL(url).port), process: child, stderr: () => stderr };
+  return { url, admin, port: Number(new URL(url).port), process: child, stderr: () => stderr };
 }
 
 export function parseJsonl<T = Record<string, unknown>>(text: string): T[] {
@@ -106,16 +111,8 @@ export function parseJsonl<T = Record<string, unknown>>(text: string): T[] {
     .map((line) => JSON.parse(line) as T);
 }
 
-/** Deterministic pseudo-random numbers, so a failing fault test can be replayed from its seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 0x1_0000_0000;
-  };
-}
+/** Deterministic pseudo-random numbers, so a failing fault test can be replayed from its seed (one copy, shared with bench/). */
+export { seededRandom } from "../../bench/harness.js";
 
 export function lines(count: number, prefix = "message", from = 0): string {
   let text = "";

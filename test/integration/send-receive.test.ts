@@ -190,8 +190,27 @@ describe("send and receive - end to end through real processes", () => {
     expect(parsed.pages.map((p: { pairs: unknown[] }) => p.pairs.length)).toEqual([2, 4, 4]);
     const page = await runCli(["inspect", "page", parsed.pages[1].address, "--server", server.url]);
     expect(JSON.parse(page.stdout)).toMatchObject({ address: parsed.pages[1].address, tail: parsed.pages[2].address });
-    const message = await runCli(["inspect", "message", parsed.pages[0].pairs[0].remoteHash, "--server", server.url]);
-    expect(JSON.parse(message.stdout)).toMatchObject({ id: parsed.pages[0].pairs[0].localHash, body: "message 9" });
+    // A sealed page's messages are in the CAS.
+    const sealed = await runCli(["inspect", "message", parsed.pages[1].pairs[0].remoteHash, "--server", server.url]);
+    expect(JSON.parse(sealed.stdout)).toMatchObject({ id: parsed.pages[1].pairs[0].localHash, body: "message 7" });
+  });
+
+  it("inspects a message that lives only in the head, embedded there by default", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    expect((await runCli(["send", "--unsigned", "--name", "h", "--server", server.url, "--data", join(dir, "a")], { stdin: lines(3) })).code).toBe(0);
+    const head = JSON.parse((await runCli(["inspect", "chain", "--name", "h", "--server", server.url])).stdout).pages[0];
+    const newest = head.pairs[0];
+    // In no CAS: without a name to look in, NOT_FOUND says where to look.
+    const bare = await runCli(["inspect", "message", newest.remoteHash, "--server", server.url]);
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toMatch(/NOT_FOUND.*give --name/);
+    const found = await runCli(["inspect", "message", newest.remoteHash, "--name", "h", "--server", server.url]);
+    expect(found.code, found.stderr).toBe(0);
+    expect(JSON.parse(found.stdout)).toMatchObject({ address: newest.remoteHash, embeddedIn: expect.stringMatching(/^bafkrei/), id: newest.localHash, body: "message 2" });
+    const absent = await runCli(["inspect", "message", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "--name", "h", "--server", server.url]);
+    expect(absent.code).toBe(1);
+    expect(absent.stderr).toMatch(/NOT_FOUND.*nor embedded in the head of name "h"/);
   });
 });
 

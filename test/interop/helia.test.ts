@@ -63,7 +63,7 @@ beforeAll(async () => {
   expect((await runCli(["key", "gen", "--out", keyFile])).code).toBe(0);
   // Two sends, page size 2: the head page links to an older one, as a real log's does.
   for (const text of [bodies.slice(0, 2), bodies.slice(2)]) {
-    const sent = await runCli(["send", "--key", keyFile, "--data", join(dir, "alice"), "--server", server.url, "--page-size", "2"], { stdin: text.join("\n") + "\n" });
+    const sent = await runCli(["send", "--embed", "none", "--key", keyFile, "--data", join(dir, "alice"), "--server", server.url, "--page-size", "2"], { stdin: text.join("\n") + "\n" });
     expect(sent.code, sent.stderr).toBe(0);
   }
   name = (await runCli(["key", "name", keyFile])).stdout.trim();

@@ -7,7 +7,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { CarReader } from "@ipld/car/reader";
 import { CID } from "multiformats/cid";
 import { base32 } from "multiformats/bases/base32";
-import { NS } from "../../gen/vac/cas/cas_pb.js";
+import { CAS, NS } from "../../gen/vac/cas/cas_pb.js";
 import { addressText, cidOf } from "../../core/hash.js";
 import { createNameRecord, generateNameKey, keyName, parseKeyName, peerIdOfKeyName, verifyNameRecord } from "../../core/names.js";
 import { decodePage } from "../../core/page.js";
@@ -71,7 +71,7 @@ beforeAll(async () => {
   server = await startServer(["--data", data, "--listen", "127.0.0.1:0"]);
   expect((await runCli(["key", "gen", "--out", keyFile])).code).toBe(0);
   name = (await runCli(["key", "name", keyFile])).stdout.trim();
-  const sent = await runCli(["send", "--key", keyFile, "--data", join(dir, "alice"), "--server", server.url], { stdin: "hello\nworld\n" });
+  const sent = await runCli(["send", "--embed", "none", "--key", keyFile, "--data", join(dir, "alice"), "--server", server.url], { stdin: "hello\nworld\n" });
   expect(sent.code, sent.stderr).toBe(0);
   const entry = await fetchName();
   head = entry.data;
@@ -221,6 +221,24 @@ describe("IPNS records: GET /ipns/{name} and Delegated Routing V1", () => {
     expect((await put(record)).status).toBe(400);
     expect((await fetchName()).version).toBe(version + 1n);
     record = newer;
+  });
+
+  it("refuses a PUT of a key the server does not let publish (--allow-keys), as NS.Update does", async () => {
+    const dir = await tempDir("remotelog-gateway-allow-");
+    const only = (allowed: string) => writeFile(join(dir, allowed), `${allowed}\n`).then(() => join(dir, allowed));
+    const stranger = keyName(await generateNameKey());
+    for (const [allowed, status] of [[stranger, 403], [name, 200]] as const) {
+      const closed = await startServer(["--memory", "--listen", "127.0.0.1:0", "--allow-keys", await only(allowed)]);
+      // The page goes in first, as the PUT needs it here; then only the record decides.
+      await createClient(CAS, createConnectTransport({ baseUrl: closed.url, httpVersion: "1.1" })).add({ data: head });
+      const file = join(dir, "record");
+      await writeFile(file, record);
+      const answer = await curl("-X", "PUT", "-H", "Content-Type: application/vnd.ipfs.ipns-record", "--data-binary", `@${file}`, `${closed.url}/routing/v1/ipns/${name}`);
+      expect(answer.status, answer.body.toString("utf8")).toBe(status);
+      const stored = await curl("-H", "Accept: application/vnd.ipfs.ipns-record", `${closed.url}/routing/v1/ipns/${name}`);
+      expect(stored.status).toBe(status === 200 ? 200 : 404);
+      await stop(closed.process);
+    }
   });
 
   it("names this server as a trustless gateway provider of the blocks it holds", async () => {

@@ -38,7 +38,7 @@ describe("ns watch many - notes for many names on one stream", () => {
   });
 
   it("refuses too many names, a bad name, and more watchers than the NS serves", async () => {
-    const ns = new NsService(new MemoryNameStore(), { maxWatchNames: 2 }, { maxWatchers: 3 });
+    const ns = new NsService(new MemoryNameStore(), { maxWatchNames: 2, maxWatches: 3 });
     const open = (names: string[]) => ns.watchMany(create(WatchManyRequestSchema, { names }), { signal: new AbortController().signal } as never).next();
     await expect(open(["a", "b", "c"])).rejects.toThrowError(/TOO_LARGE: 3 names in one WatchMany is over the limit of 2/);
     await expect(open(["a", ""])).rejects.toThrowError(/INVALID_ARGUMENT: name is empty/);
@@ -46,7 +46,7 @@ describe("ns watch many - notes for many names on one stream", () => {
     const held = ns.watchMany(create(WatchManyRequestSchema, { names: ["a", "b"] }), { signal: stop.signal } as never);
     const pending = held.next();
     await new Promise((resolve) => setTimeout(resolve, 10));
-    await expect(open(["c", "d"])).rejects.toThrowError(/TOO_LARGE: 3 names are watched already/);
+    await expect(open(["c", "d"])).rejects.toThrowError(/TOO_LARGE: 2 names are watched already/);
     stop.abort();
     await pending;
   });
@@ -72,7 +72,7 @@ describe("ns watch - pushed heads", () => {
   });
 
   it("waits for a name that does not exist yet, and refuses watchers past the limit", async () => {
-    const ns = new NsService(new MemoryNameStore(), {}, { maxWatchers: 1 });
+    const ns = new NsService(new MemoryNameStore(), { maxWatches: 1 });
     const stop = new AbortController();
     const stream = ns.watch(create(QuerySchema, { name: "later" }), { signal: stop.signal } as never);
     const first = stream.next();

@@ -105,7 +105,7 @@ describe("server - one port, every protocol", () => {
 
     it("updates and fetches a name with versions", { timeout: TEST_TIMEOUT }, async () => {
       const { ns } = clients();
-      const name = `name over ${protocol}`;
+      const name = `name over ${protocol}`.replaceAll("/", " ");
       expect((await ns.update({ name, content: utf8("head 1"), expectedVersion: 0n })).version).toBe(1n);
       expect((await ns.update({ name, content: utf8("head 2") })).version).toBe(2n);
       expect(await ns.fetch({ name })).toMatchObject({ data: utf8("head 2"), version: 2n });

@@ -129,7 +129,7 @@ describe("fs content store - packs on disk", () => {
     await failure(again.getMany([victim]), "DATA_LOSS");
   });
 
-  it("corruption - a damaged index, trailer or header, or a renamed pack, fails open with DATA_LOSS naming the file", async () => {
+  it("corruption - a pack with a damaged index, trailer or header, or renamed, is quarantined at open; its blocks are DATA_LOSS, others read", async () => {
     const damages: [string, (path: string, size: number) => Promise<void>][] = [
       ["index byte", (path, size) => flipByte(path, size - 56 - 36)],
       ["length in the index", (path, size) => flipByte(path, size - 56 - 1)],
@@ -143,14 +143,33 @@ describe("fs content store - packs on disk", () => {
     for (const [what, damage] of damages) {
       const dir = await dirs.make();
       const store = await openStore(dir);
-      await store.putMany([text("a"), text("b"), text("c")]);
+      const [a] = await store.putMany([text("a"), text("b"), text("c")]);
+      const [victim] = await packFiles(dir);
+      const [other] = await store.putMany([text("in a sound pack")]);
       await store.close();
-      const [pack] = await packFiles(dir);
-      const path = join(dir, "packs", pack);
+      const path = join(dir, "packs", victim);
       await damage(path, (await stat(path)).size);
-      const [damaged] = await packFiles(dir);
-      const err = await failure(FsContentStore.open(dir), "DATA_LOSS");
-      expect(err.message, what).toContain(damaged);
+      const told: string[] = [];
+      const reopened = await FsContentStore.open(dir, { onQuarantine: (name, movedTo) => told.push(name, movedTo) });
+      expect(told, what).toHaveLength(2);
+      expect(told[1], what).toBe(join(dir, "quarantine", told[0]));
+      expect(await stat(told[1])).toBeTruthy();
+      expect(reopened.stats().quarantinedPacks, what).toBe(1);
+      expect(await reopened.getMany([other]), what).toEqual([text("in a sound pack")]);
+      // Where the index still says what it held, its blocks are DATA_LOSS naming them, not just absent.
+      if (what === "index byte" || what === "renamed" || what === "header magic") {
+        const err = await failure(reopened.getMany([a]), "DATA_LOSS");
+        expect(err.message, what).toContain(addressText(a));
+        expect(err.message, what).not.toContain(dir);
+      }
+      // Storing the block again heals it.
+      await reopened.putMany([text("a")]);
+      expect(await reopened.getMany([a]), what).toEqual([text("a")]);
+      await reopened.close();
+      // The quarantine is still counted at the next open.
+      const third = await FsContentStore.open(dir);
+      expect(third.stats().quarantinedPacks, what).toBe(1);
+      await third.close();
     }
   });
 

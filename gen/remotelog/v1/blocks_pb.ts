@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/blocks.proto.
  */
 export const file_remotelog_v1_blocks: GenFile = /*@__PURE__*/
-  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiIAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMIh4KD0FkZE1hbnlSZXNwb25zZRILCgNpZHMYASADKAwiNAoOR2V0TWFueVJlcXVlc3QSCwoDaWRzGAEgAygMEhUKDWFsbG93X21pc3NpbmcYAiABKAgiMgoPR2V0TWFueVJlc3BvbnNlEg4KBmJsb2NrcxgBIAMoDBIPCgdtaXNzaW5nGAIgAygNMp4BCgxCbG9ja1NlcnZpY2USRgoHQWRkTWFueRIcLnJlbW90ZWxvZy52MS5BZGRNYW55UmVxdWVzdBodLnJlbW90ZWxvZy52MS5BZGRNYW55UmVzcG9uc2USRgoHR2V0TWFueRIcLnJlbW90ZWxvZy52MS5HZXRNYW55UmVxdWVzdBodLnJlbW90ZWxvZy52MS5HZXRNYW55UmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiTgoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMEiwKB3BlbmRpbmcYAiABKAsyGy5yZW1vdGVsb2cudjEuUGVuZGluZ1VwZGF0ZSI+Cg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIOCgZyZWNvcmQYAyABKAwiHgoPQWRkTWFueVJlc3BvbnNlEgsKA2lkcxgBIAMoDCJICg5HZXRNYW55UmVxdWVzdBILCgNpZHMYASADKAwSFQoNYWxsb3dfbWlzc2luZxgCIAEoCBISCgpwYXJ0aWFsX29rGAMgASgIIjIKD0dldE1hbnlSZXNwb25zZRIOCgZibG9ja3MYASADKAwSDwoHbWlzc2luZxgCIAMoDTKeAQoMQmxvY2tTZXJ2aWNlEkYKB0FkZE1hbnkSHC5yZW1vdGVsb2cudjEuQWRkTWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuQWRkTWFueVJlc3BvbnNlEkYKB0dldE1hbnkSHC5yZW1vdGVsb2cudjEuR2V0TWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuR2V0TWFueVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message remotelog.v1.AddManyRequest
@@ -23,6 +23,16 @@ export type AddManyRequest = Message<"remotelog.v1.AddManyRequest"> & {
    * @generated from field: repeated bytes blocks = 1;
    */
   blocks: Uint8Array[];
+
+  /**
+   * The signed name update these blocks are sent ahead of, not published yet. A server that takes
+   * blocks only from signed writers (serve --require-signed) stores them when the record verifies
+   * with the name's key for that content and its sequence is above the name's version: blocks too
+   * many for one NameUpdate.blocks go first this way, then the update that names them.
+   *
+   * @generated from field: remotelog.v1.PendingUpdate pending = 2;
+   */
+  pending?: PendingUpdate | undefined;
 };
 
 /**
@@ -31,6 +41,33 @@ export type AddManyRequest = Message<"remotelog.v1.AddManyRequest"> & {
  */
 export const AddManyRequestSchema: GenMessage<AddManyRequest> = /*@__PURE__*/
   messageDesc(file_remotelog_v1_blocks, 0);
+
+/**
+ * @generated from message remotelog.v1.PendingUpdate
+ */
+export type PendingUpdate = Message<"remotelog.v1.PendingUpdate"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bytes content = 2;
+   */
+  content: Uint8Array;
+
+  /**
+   * @generated from field: bytes record = 3;
+   */
+  record: Uint8Array;
+};
+
+/**
+ * Describes the message remotelog.v1.PendingUpdate.
+ * Use `create(PendingUpdateSchema)` to create a new message.
+ */
+export const PendingUpdateSchema: GenMessage<PendingUpdate> = /*@__PURE__*/
+  messageDesc(file_remotelog_v1_blocks, 1);
 
 /**
  * @generated from message remotelog.v1.AddManyResponse
@@ -49,7 +86,7 @@ export type AddManyResponse = Message<"remotelog.v1.AddManyResponse"> & {
  * Use `create(AddManyResponseSchema)` to create a new message.
  */
 export const AddManyResponseSchema: GenMessage<AddManyResponse> = /*@__PURE__*/
-  messageDesc(file_remotelog_v1_blocks, 1);
+  messageDesc(file_remotelog_v1_blocks, 2);
 
 /**
  * @generated from message remotelog.v1.GetManyRequest
@@ -67,6 +104,15 @@ export type GetManyRequest = Message<"remotelog.v1.GetManyRequest"> & {
    * @generated from field: bool allow_missing = 2;
    */
   allowMissing: boolean;
+
+  /**
+   * The client pages: the server may return the blocks of a prefix of ids only, when the whole
+   * response would be over its max_response_bytes (ServerInfoService.GetLimits), and the client asks
+   * again for the rest. Without it such a request fails with ResourceExhausted.
+   *
+   * @generated from field: bool partial_ok = 3;
+   */
+  partialOk: boolean;
 };
 
 /**
@@ -74,14 +120,15 @@ export type GetManyRequest = Message<"remotelog.v1.GetManyRequest"> & {
  * Use `create(GetManyRequestSchema)` to create a new message.
  */
 export const GetManyRequestSchema: GenMessage<GetManyRequest> = /*@__PURE__*/
-  messageDesc(file_remotelog_v1_blocks, 2);
+  messageDesc(file_remotelog_v1_blocks, 3);
 
 /**
  * @generated from message remotelog.v1.GetManyResponse
  */
 export type GetManyResponse = Message<"remotelog.v1.GetManyResponse"> & {
   /**
-   * The blocks, in request order; empty for a block listed in missing.
+   * The blocks, in request order; empty for a block listed in missing. With partial_ok, the blocks
+   * of the first ids only (at least one): the client asks again for the ids after them.
    * Plain bytes rather than a message per block: encoding thousands of small messages cost more
    * than reading the blocks from disk.
    *
@@ -102,7 +149,7 @@ export type GetManyResponse = Message<"remotelog.v1.GetManyResponse"> & {
  * Use `create(GetManyResponseSchema)` to create a new message.
  */
 export const GetManyResponseSchema: GenMessage<GetManyResponse> = /*@__PURE__*/
-  messageDesc(file_remotelog_v1_blocks, 3);
+  messageDesc(file_remotelog_v1_blocks, 4);
 
 /**
  * @generated from service remotelog.v1.BlockService

@@ -21,8 +21,9 @@ export const file_remotelog_v1_gc: GenFile = /*@__PURE__*/
  */
 export type CollectRequest = Message<"remotelog.v1.CollectRequest"> & {
   /**
-   * Packs and puts younger than this, in milliseconds, at the mark's start are never swept; 0 means
-   * the default, one hour.
+   * Packs and puts younger than this, in milliseconds, at the mark's start are never swept. The server
+   * keeps its own grace (serve --gc-grace, one hour by default): a request may lengthen it, never
+   * shorten it; 0 takes the server's.
    *
    * @generated from field: uint64 grace_ms = 1;
    */
@@ -102,6 +103,8 @@ export const CollectResponseSchema: GenMessage<CollectResponse> = /*@__PURE__*/
  */
 export const GcService: GenService<{
   /**
+   * For the operator only: served on the admin listener (serve --admin-listen), or on the public one
+   * with an admin token; PermissionDenied otherwise.
    * Marks every block a name reaches and sweeps the rest, as backup/gc.ts describes; one at a time
    * (FailedPrecondition while another runs). Unimplemented on a server without the fs CAS and an NS.
    *

@@ -1,0 +1,106 @@
+import { open, type FileHandle } from "node:fs/promises";
+import { resolve } from "node:path";
+import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
+import { RemoteLogError } from "../core/errors.js";
+import { ioError } from "../stores/file/atomic.js";
+import { LockFile } from "../stores/file/lock-file.js";
+
+/*
+ * `receive --out FILE`: exactly once into a file the receiver owns.
+ *
+ * Each batch goes: append the lines, fdatasync the file, then save the checkpoint with the file's new
+ * length (atomically, as every checkpoint). At start the file is cut back to the length the checkpoint
+ * recorded. A crash at any point therefore leaves one of:
+ *   - lines (whole or torn) past the recorded length whose checkpoint was never saved: cut at start,
+ *     and the receiver, whose checkpoint is still before them, delivers them again;
+ *   - the new checkpoint with its length: the file holds exactly its lines, fsynced before it.
+ * We cut back rather than roll forward (reading the last lines' seqs and moving the checkpoint up to
+ * them) because the checkpoint holds more than a position (the signed record's sequence floor, the
+ * redaction count) that a line does not carry; cutting needs nothing but the length, and only ever
+ * removes lines that are delivered again at once. Only this writer cuts, and only past what its own
+ * checkpoint recorded; a file shorter than that was changed by someone else and is DATA_LOSS.
+ */
+
+/** The out file, opened for appending, with the checkpoints that record its length. */
+export class OutFile implements CheckpointStore {
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly path: string,
+    private readonly store: CheckpointStore,
+    private length: number,
+    private readonly lock: LockFile,
+  ) {}
+
+  /**
+   * Opens (creating) file for name's lines, cuts it back to the length name's checkpoint recorded, and
+   * records its length when the checkpoint has none yet (so that a crash before the first saved batch
+   * cuts back to where this run began). Returns the file and how many bytes were cut. Throws CONFLICT
+   * when the checkpoint was kept for another file or another receiver is writing FILE (FILE.lock),
+   * DATA_LOSS when the file is shorter than recorded, INTERNAL on an I/O failure.
+   */
+  static async open(file: string, name: string, store: CheckpointStore): Promise<{ out: OutFile; cut: number }> {
+    const path = resolve(file);
+    // Two writers of one file would each cut the other's lines.
+    const lock = await LockFile.acquire(`${path}.lock`, `--out ${path}`);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "a");
+    } catch (err) {
+      await lock.release();
+      throw ioError(`cannot open --out ${path}`, err);
+    }
+    try {
+      const checkpoint = await store.load(name);
+      const size = (await handle.stat()).size;
+      if (checkpoint?.out === undefined) {
+        // Nothing of this file is ours yet: what it holds stays, and our lines start after it.
+        await handle.datasync();
+        await store.save(name, { ...(checkpoint ?? { delivered: 0, lastId: new Uint8Array(0) }), out: { file: path, length: size } });
+        return { out: new OutFile(handle, path, store, size, lock), cut: 0 };
+      }
+      if (checkpoint.out.file !== path) {
+        throw RemoteLogError.conflict(`the checkpoint of name ${JSON.stringify(name)} was kept with --out ${checkpoint.out.file}, not ${path}; use that file or another --state`, { file: path, name });
+      }
+      const recorded = checkpoint.out.length;
+      if (size < recorded) {
+        throw RemoteLogError.dataLoss(`--out ${path} is ${size} bytes, shorter than the ${recorded} bytes already delivered into it: it was cut or replaced by something else`, undefined, { file: path, offset: size, name });
+      }
+      if (size > recorded) {
+        await handle.truncate(recorded);
+        await handle.datasync();
+      }
+      return { out: new OutFile(handle, path, store, recorded, lock), cut: size - recorded };
+    } catch (err) {
+      await handle.close().catch(() => {});
+      await lock.release();
+      throw err;
+    }
+  }
+
+  /** Appends text and makes it durable; the next save records the new length. */
+  async append(text: string): Promise<void> {
+    const bytes = Buffer.from(text, "utf8");
+    try {
+      let done = 0;
+      while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done)).bytesWritten;
+      await this.handle.datasync();
+    } catch (err) {
+      throw ioError(`cannot append to --out ${this.path}`, err);
+    }
+    this.length += bytes.length;
+  }
+
+  async load(name: string): Promise<Checkpoint | undefined> {
+    return this.store.load(name);
+  }
+
+  /** Saves the checkpoint with the file's length now, which covers every line appended before. */
+  async save(name: string, checkpoint: Checkpoint): Promise<void> {
+    await this.store.save(name, { ...checkpoint, out: { file: this.path, length: this.length } });
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => {});
+    await this.lock.release();
+  }
+}

@@ -1,0 +1,194 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import type { NameStore } from "../core/name-store.js";
+import { RemoteLogError } from "../core/errors.js";
+import { isKeyName, verifyNameRecord } from "../core/names.js";
+
+/**
+ * Who may write to a server and how much (design/remote-log.md §9: reading is public; writing is
+ * signed, or carries a token, and is bounded by quotas; deleting is for the operator).
+ *
+ * - Open (no requireSigned and no write tokens): anyone may write, as a server on loopback always was.
+ * - Closed: blocks are stored only when they ride with a signed name update (NameUpdate.blocks), or
+ *   with a pending signed update (AddManyRequest.pending, see blocks.proto), or with a write token;
+ *   an unsigned name is updated only with a write token. A key name is always updated with its record.
+ * - allowKeys: only these key names may publish, in either mode.
+ * - quotaBytes, quotaNames: per writer, a key name or a write token. Counted in memory since the
+ *   server started: a restart forgets them (the bytes already stored stay counted in the store).
+ */
+export interface WritePolicy {
+  requireSigned?: boolean;
+  /** Bearer tokens that may write blocks and unsigned names. */
+  writeTokens?: string[];
+  /** Bearer tokens that may call the operator's methods (gc) on the public listener. */
+  adminTokens?: string[];
+  /** Key names (k51…) that may publish; every key when undefined. */
+  allowKeys?: string[];
+  /** Block bytes one writer may store, counted as sent (a block sent twice counts twice). */
+  quotaBytes?: number;
+  /** Names one writer may create. */
+  quotaNames?: number;
+}
+
+/** Where a call comes from: set by listen() on every request (connectNodeAdapter's contextValues). */
+export interface Peer {
+  /** The client's IP address, as the socket reports it. */
+  address: string;
+  /** One object per connection (the TCP socket): a key for counting per connection. */
+  connection: object;
+}
+
+export const peerKey = createContextKey<Peer | undefined>(undefined, { description: "remotelog peer" });
+
+/** The peer of a call, or a stand-in that shares nothing with any other when the call has none (in-process). */
+export function peerOf(context: HandlerContext | undefined): Peer {
+  return context?.values?.get(peerKey) ?? { address: "local", connection: {} };
+}
+
+/** A writer as quotas count it: "key k51…", "token <hash prefix>", or "anonymous" on an open server. */
+export type Writer = string;
+
+const ANONYMOUS: Writer = "anonymous";
+
+export class Authority {
+  readonly open: boolean;
+  private readonly writeTokens: Buffer[];
+  private readonly adminTokens: Buffer[];
+  private readonly allowKeys?: Set<string>;
+  private readonly usedBytes = new Map<Writer, number>();
+  private readonly usedNames = new Map<Writer, number>();
+
+  constructor(private readonly policy: WritePolicy = {}) {
+    this.writeTokens = (policy.writeTokens ?? []).map(digest);
+    this.adminTokens = (policy.adminTokens ?? []).map(digest);
+    this.allowKeys = policy.allowKeys && new Set(policy.allowKeys);
+    this.open = !policy.requireSigned && this.writeTokens.length === 0;
+  }
+
+  /** The operator's methods: PERMISSION_DENIED without an admin token (the admin listener does not ask). */
+  checkAdmin(context: HandlerContext | undefined, what: string): void {
+    const token = bearerOf(context);
+    if (token !== undefined && matches(this.adminTokens, token)) return;
+    throw RemoteLogError.permissionDenied(
+      `${what} is for the server's operator: call it on the admin listener (serve --admin-listen) or with an admin token (serve --admin-token-file)`,
+    );
+  }
+
+  /** Who writes blocks or an unsigned name with this call: anyone on an open server, else a token holder. */
+  tokenWriter(context: HandlerContext | undefined, what: string): Writer {
+    const token = bearerOf(context);
+    if (token !== undefined && matches(this.writeTokens, token)) return `token ${createHash("sha256").update(token).digest("hex").slice(0, 12)}`;
+    if (token !== undefined) throw RemoteLogError.permissionDenied(`${what}: the bearer token is not one of this server's write tokens`);
+    if (this.open) return ANONYMOUS;
+    throw RemoteLogError.permissionDenied(
+      `${what} needs a write token (Authorization: Bearer) on this server; blocks without one are accepted only with a signed name update`,
+    );
+  }
+
+  /** The writer of a verified signed update of key name: PERMISSION_DENIED when the key may not publish here. */
+  keyWriter(name: string): Writer {
+    if (this.allowKeys && !this.allowKeys.has(name)) throw RemoteLogError.permissionDenied(`key ${name} is not allowed to publish on this server`);
+    return `key ${name}`;
+  }
+
+  /** Counts bytes against writer's quota, or TOO_LARGE naming it (nothing is counted then). */
+  chargeBytes(writer: Writer, bytes: number): void {
+    const quota = this.policy.quotaBytes;
+    if (quota === undefined || writer === ANONYMOUS || bytes === 0) return;
+    const used = this.usedBytes.get(writer) ?? 0;
+    if (used + bytes > quota) {
+      throw RemoteLogError.tooLarge(`quota-bytes: ${writer} has stored ${used} bytes; ${bytes} more is over its quota of ${quota} bytes`, {
+        limit: "quota-bytes",
+        value: quota,
+      });
+    }
+    this.usedBytes.set(writer, used + bytes);
+  }
+
+  /** Gives back bytes charged for a write that then failed. */
+  refundBytes(writer: Writer, bytes: number): void {
+    const used = this.usedBytes.get(writer);
+    if (used !== undefined) this.usedBytes.set(writer, Math.max(0, used - bytes));
+  }
+
+  /** Whether names are counted (a quota of names is set). */
+  get countsNames(): boolean {
+    return this.policy.quotaNames !== undefined;
+  }
+
+  /** Counts one new name against writer's quota, or TOO_LARGE naming it. */
+  chargeName(writer: Writer): void {
+    const quota = this.policy.quotaNames;
+    if (quota === undefined || writer === ANONYMOUS) return;
+    const used = this.usedNames.get(writer) ?? 0;
+    if (used + 1 > quota) {
+      throw RemoteLogError.tooLarge(`quota-names: ${writer} has created ${used} names, its quota`, { limit: "quota-names", value: quota });
+    }
+    this.usedNames.set(writer, used + 1);
+  }
+
+  refundName(writer: Writer): void {
+    const used = this.usedNames.get(writer);
+    if (used !== undefined) this.usedNames.set(writer, Math.max(0, used - 1));
+  }
+
+  /**
+   * The writer of blocks sent ahead of a signed update that is not published yet (AddManyRequest.pending):
+   * the record must verify with the name's key for that content, and its sequence be above the name's
+   * version. A record already published (sequence at or below the version) is public, anybody may have
+   * read it, so it authorizes nothing; one not published yet is known only to its signer.
+   */
+  async pendingWriter(names: NameStore | undefined, pending: { name: string; content: Uint8Array; record: Uint8Array }): Promise<Writer> {
+    const { name, content, record } = pending;
+    if (!names) throw RemoteLogError.permissionDenied("this server has no NS beside its CAS to check a pending signed update against");
+    if (!isKeyName(name)) throw RemoteLogError.invalidArgument(`pending update: name ${JSON.stringify(name)} is not a key name (k51…)`);
+    const { sequence } = await verifyNameRecord(name, record, content);
+    const writer = this.keyWriter(name);
+    const version = (await names.get(name))?.version ?? 0n;
+    // Most often a lost race (another update moved the name since the writer read it), which the writer
+    // handles by reading again; either way nothing is stored.
+    if (sequence <= version) {
+      throw RemoteLogError.aborted(`pending update of ${name} has sequence ${sequence}, not above the name's version ${version}: the name has moved on`, { name });
+    }
+    return writer;
+  }
+}
+
+/** The methods that only ever store blocks without a signed update: refused unread when anonymous on a closed server. */
+const TOKEN_ONLY_PATHS = new Set(["/vac.cas.CAS/Add"]);
+
+/**
+ * For listen()'s refusesUnread: whether a request is an anonymous write that policy refuses whatever
+ * its body holds, so that the server need not read it.
+ */
+export function refusesUnread(policy: WritePolicy): (path: string, authorization: string | undefined) => boolean {
+  const closed = Boolean(policy.requireSigned) || (policy.writeTokens?.length ?? 0) > 0;
+  return (path, authorization) => closed && authorization === undefined && TOKEN_ONLY_PATHS.has(path);
+}
+
+function bearerOf(context: HandlerContext | undefined): string | undefined {
+  const header = context?.requestHeader.get("authorization");
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match ? match[1] : "";
+}
+
+// Compared as digests, so that the comparison takes the same time whatever the token's length.
+function digest(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
+}
+
+function matches(tokens: Buffer[], token: string): boolean {
+  const given = digest(token);
+  let found = false;
+  for (const known of tokens) found = timingSafeEqual(known, given) || found;
+  return found;
+}
+
+/** Tokens from a file: one a line; blank lines and lines starting with # are skipped. */
+export function parseTokens(text: string): string[] {
+  return text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0 && !line.startsWith("#"));
+}

@@ -1,0 +1,356 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import http from "node:http";
+import net from "node:net";
+import { join } from "node:path";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { CAS, NS } from "../../gen/vac/cas/cas_pb.js";
+import { BlockService } from "../../gen/remotelog/v1/blocks_pb.js";
+import { GcService } from "../../gen/remotelog/v1/gc_pb.js";
+import { NameWatchService } from "../../gen/remotelog/v1/names_pb.js";
+import { Remote } from "../../actors/remote.js";
+import { cidOf } from "../../core/hash.js";
+import { cleanup, lines, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+
+// Every attack of issue 11, each against a real `remotelog serve` process. Hostile clients connect
+// from 127.0.0.2, honest ones from 127.0.0.1, so that the limits per client address tell them apart.
+const ATTACKER = "127.0.0.2";
+const BUF = "node_modules/.bin/buf";
+
+afterEach(cleanup);
+
+function client<T extends Parameters<typeof createClient>[0]>(service: T, url: string, options: { from?: string; token?: string; ca?: Buffer } = {}) {
+  const transport: Transport = createConnectTransport({
+    baseUrl: url,
+    httpVersion: "1.1",
+    readMaxBytes: 1 << 30,
+    nodeOptions: { localAddress: options.from, ca: options.ca, agent: false } as http.RequestOptions,
+    interceptors: options.token ? [(next) => (request) => (request.header.set("authorization", `Bearer ${options.token}`), next(request))] : [],
+  });
+  return createClient(service, transport);
+}
+
+async function failure(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("expected the call to fail");
+}
+
+async function metricsOf(server: Server): Promise<string> {
+  const response = await fetch(`${server.url}/metrics`);
+  return response.text();
+}
+
+function limitHits(metrics: string, limit: string): number {
+  const line = metrics.split("\n").find((l) => l.startsWith(`remotelog_limit_hits_total{limit="${limit}"}`));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
+function block(i: number, size = 64): Uint8Array {
+  const bytes = new Uint8Array(size);
+  new DataView(bytes.buffer).setUint32(0, i);
+  bytes.fill(7, 4);
+  return bytes;
+}
+
+describe("exposed server - gc is for the operator", () => {
+  it("refuses anonymous gc on the public port, takes an admin token, serves the admin socket, and keeps its own grace", async () => {
+    const dir = await tempDir();
+    const tokenFile = join(dir, "admin.token");
+    await writeFile(tokenFile, "s3cret-admin\n");
+    const socket = join(dir, "admin.sock");
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "data"), "--admin-listen", socket, "--admin-token-file", tokenFile]);
+    expect(server.admin).toBe(`unix:${socket}`);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    await remote.putBlocks(Array.from({ length: 50 }, (_, i) => block(i)));
+    remote.close();
+
+    // The attack of the issue: curl -d '{"graceMs":"1"}' …/GcService/Collect.
+    const anonymous = await failure(client(GcService, server.url, { from: ATTACKER }).collect({ graceMs: 1n }));
+    expect(anonymous.code).toBe(Code.PermissionDenied);
+    expect(anonymous.rawMessage).toMatch(/admin listener/);
+    const wrongToken = await failure(client(GcService, server.url, { token: "guess" }).collect({ graceMs: 1n }));
+    expect(wrongToken.code).toBe(Code.PermissionDenied);
+
+    // With the token it runs, but the server's grace (1 h) stands against the request's 1 ms.
+    const withToken = await client(GcService, server.url, { token: "s3cret-admin" }).collect({ graceMs: 1n });
+    expect(withToken.removedBlocks).toBe(0n);
+    const viaSocket = await runCli(["gc", "--server", `unix:${socket}`, "--json"]);
+    expect(viaSocket.code, viaSocket.stderr).toBe(0);
+    expect(JSON.parse(viaSocket.stdout).removedBlocks).toBe(0);
+    const viaEnv = await runCli(["gc", "--json", "--grace", "2h"], { env: { REMOTELOG_SERVER: server.url, REMOTELOG_ADMIN_TOKEN_FILE: tokenFile } });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    expect(JSON.parse(viaEnv.stdout).removedBlocks).toBe(0);
+    const refused = await runCli(["gc", "--server", server.url]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/PERMISSION_DENIED/);
+  });
+
+  it("collects on the admin listener once the server's grace has passed", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "data"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    await remote.putBlocks(Array.from({ length: 20 }, (_, i) => block(i)));
+    remote.close();
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(JSON.parse(gc.stdout).removedBlocks).toBe(20);
+  });
+});
+
+describe("exposed server - who may write", () => {
+  it("with --require-signed refuses anonymous Add and AddMany, takes a token, and a signed send of 10,000 messages works", async () => {
+    const dir = await tempDir();
+    const tokenFile = join(dir, "write.token");
+    await writeFile(tokenFile, "# writers\nwriter-token\n");
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--require-signed", "--write-token-file", tokenFile]);
+
+    // 1 GB of anonymous Add, cut short: not one block is taken.
+    const add = await failure(client(CAS, server.url, { from: ATTACKER }).add({ data: block(1, 1 << 20) }));
+    expect(add.code).toBe(Code.PermissionDenied);
+    // The same over Connect JSON, as curl sends it: refused without the body being read.
+    const json = await fetch(`${server.url}/vac.cas.CAS/Add`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ data: Buffer.alloc(1 << 20, 1).toString("base64") }),
+    });
+    expect(json.status).toBe(403);
+    expect(((await json.json()) as { code: string }).code).toBe("permission_denied");
+    const addMany = await failure(client(BlockService, server.url, { from: ATTACKER }).addMany({ blocks: [block(2), block(3)] }));
+    expect(addMany.code).toBe(Code.PermissionDenied);
+    const unsignedName = await failure(client(NS, server.url, { from: ATTACKER }).update({ name: "spam", content: block(4) }));
+    expect(unsignedName.code).toBe(Code.PermissionDenied);
+    expect((await client(BlockService, server.url).getMany({ ids: [cidOf(block(1, 1 << 20)).bytes], allowMissing: true })).missing).toEqual([0]);
+
+    // A token holder writes blocks and free-form names.
+    expect((await client(CAS, server.url, { token: "writer-token" }).add({ data: block(5) })).id).toEqual(cidOf(block(5)).bytes);
+    const unsigned = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat"), "--token-file", tokenFile], { stdin: lines(3) });
+    expect(unsigned.code, unsigned.stderr).toBe(0);
+
+    // A signed sender needs nothing more: its blocks ride with, or just ahead of, its signed updates.
+    const keyFile = join(dir, "alice.key");
+    expect((await runCli(["key", "gen", "--out", keyFile])).code).toBe(0);
+    const sent = await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(10_000), timeoutMs: 120_000 });
+    expect(sent.code, sent.stderr).toBe(0);
+    const name = (await runCli(["key", "name", keyFile])).stdout.trim();
+    const received = await runCli(["receive", "--name", name, "--server", server.url, "--state", join(dir, "bob")], { timeoutMs: 120_000 });
+    expect(received.code, received.stderr).toBe(0);
+    expect(received.stdout.trim().split("\n")).toHaveLength(10_000);
+  }, 240_000);
+
+  it("takes only the allowed keys, and refuses past a key's quota with ResourceExhausted naming it", async () => {
+    const dir = await tempDir();
+    const keys = await Promise.all(
+      ["alice", "mallory"].map(async (who) => {
+        const file = join(dir, `${who}.key`);
+        expect((await runCli(["key", "gen", "--out", file])).code).toBe(0);
+        return { file, name: (await runCli(["key", "name", file])).stdout.trim() };
+      }),
+    );
+    const allowFile = join(dir, "allowed");
+    await writeFile(allowFile, `${keys[0].name}\n`);
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--require-signed", "--allow-keys", allowFile, "--quota-bytes", "200000"]);
+    const send = (key: { file: string }, who: string, stdin: string) => runCli(["send", "--key", key.file, "--server", server.url, "--data", join(dir, who)], { stdin });
+
+    const small = await send(keys[0], "alice", lines(100));
+    expect(small.code, small.stderr).toBe(0);
+    const stranger = await send(keys[1], "mallory", lines(10));
+    expect(stranger.code).not.toBe(0);
+    expect(stranger.stderr).toMatch(/PERMISSION_DENIED.*not allowed to publish/);
+    const big = await send(keys[0], "alice", "x".repeat(1000) + "\n" + lines(300, "y".repeat(1000)));
+    expect(big.code).not.toBe(0);
+    expect(big.stderr).toMatch(/TOO_LARGE.*quota-bytes/);
+    expect(limitHits(await metricsOf(server), "quota-bytes")).toBeGreaterThan(0);
+  });
+
+  it("refuses free-form names that break the naming rule, with InvalidArgument naming the rule", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const ns = client(NS, server.url, { from: ATTACKER });
+    const cases: [string, RegExp][] = [
+      ["../etc/passwd", /path separator/],
+      ["a\\b", /path separator/],
+      ["..", /relative path/],
+      ["chat\u202Egnp.exe", /bidirectional/],
+      ["ch\u200Bat", /zero-width/],
+      ["x".repeat(257), /over the limit of 256 bytes/],
+      ["bell\u0007", /control characters/],
+      ["private\uE000", /not printable/],
+      ["soft\u00ADhyphen", /not printable/],
+    ];
+    for (const [name, rule] of cases) {
+      const err = await failure(ns.update({ name, content: block(1) }));
+      expect(err.code, name).toBe(Code.InvalidArgument);
+      expect(err.rawMessage, name).toMatch(rule);
+    }
+    expect((await ns.update({ name: "chat-room.1 ünïcode", content: block(1) })).version).toBe(1n);
+    const cli = await runCli(["send", "--unsigned", "--name", "a/b", "--server", server.url, "--data", join(await tempDir(), "a")], { stdin: "hi\n" });
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toMatch(/path separator/);
+  });
+
+  it("refuses to serve open beyond loopback unless --insecure-open", async () => {
+    const refused = await runCli(["serve", "--memory", "--listen", "0.0.0.0:0"]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--require-signed or --write-token-file.*--insecure-open/);
+  });
+});
+
+describe("exposed server - fair limits", () => {
+  it("one client's watches cannot take every other client's", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-watches-per-address", "3000"]);
+    const stop = new AbortController();
+    const watchMany = (names: string[], from: string) => client(NameWatchService, server.url, { from }).watchMany({ names }, { signal: stop.signal })[Symbol.asyncIterator]();
+    const ns = client(NS, server.url);
+    try {
+      // The issue's attack: one WatchMany of 100,000 names.
+      const all = await failure(watchMany(Array.from({ length: 100_000 }, (_, i) => `n${i}`), ATTACKER).next());
+      expect(all.code).toBe(Code.ResourceExhausted);
+      // Over the address's share in one stream, refused whole.
+      const over = await failure(watchMany(Array.from({ length: 3_001 }, (_, i) => `o${i}`), ATTACKER).next());
+      expect(over.rawMessage).toMatch(/per client address/);
+      // The whole share in one stream, held: it is registered once it hears of an update.
+      const held = watchMany(Array.from({ length: 3_000 }, (_, i) => `a${i}`), ATTACKER);
+      const note = held.next();
+      let heard = false;
+      void note.then(() => (heard = true));
+      for (let round = 0; round < 100 && !heard; round++) {
+        await ns.update({ name: "a0", content: block(round) });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(heard).toBe(true);
+      // One more from that address, on another connection, is refused...
+      const more = await failure(watchMany(["x"], ATTACKER).next());
+      expect(more.code).toBe(Code.ResourceExhausted);
+      expect(more.rawMessage).toMatch(/3000 names are watched from 127\.0\.0\.2/);
+      // ...while an honest client still watches, and is told of an update.
+      const honest = client(NS, server.url).watch({ name: "honest" }, { signal: stop.signal })[Symbol.asyncIterator]();
+      const first = honest.next();
+      await ns.update({ name: "honest", content: block(9) });
+      expect((await first).value?.version).toBe(1n);
+      const metrics = await metricsOf(server);
+      expect(limitHits(metrics, "max-watch-names")).toBe(1);
+      expect(limitHits(metrics, "max-watches-per-address")).toBe(2);
+    } finally {
+      stop.abort();
+    }
+  });
+
+  it("GetMany of one big block 16,384 times gets a capped response, and Remote pages past the cap", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const big = new Uint8Array(1 << 20).fill(3);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      await remote.putBlocks([big]);
+      const id = cidOf(big).bytes;
+      const ids = Array.from({ length: 16_384 }, () => id);
+      const amplified = await failure(client(BlockService, server.url, { from: ATTACKER }).getMany({ ids }));
+      expect(amplified.code).toBe(Code.ResourceExhausted);
+      expect(amplified.rawMessage).toMatch(/max_response_bytes/);
+      const page = await client(BlockService, server.url, { from: ATTACKER }).getMany({ ids, partialOk: true });
+      expect(page.blocks.length).toBe(16);
+      expect((await remote.casLimits())?.maxResponseBytes).toBe(16 << 20);
+      const paged = await remote.getBlocks(Array.from({ length: 40 }, () => id));
+      expect(paged).toHaveLength(40);
+      expect(paged.every((b) => b.length === big.length && b[0] === 3)).toBe(true);
+      expect(limitHits(await metricsOf(server), "max-response-bytes")).toBe(1);
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("takes a burst of 5,000 connections without a reset", async () => {
+    // A long headers timeout, so that only the backlog is tested: a machine too busy to write 5,000
+    // requests within the default would see them cut as slowloris sockets are.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--headers-timeout", "60s"]);
+    const body = "{}";
+    const one = () =>
+      new Promise<number>((resolve) => {
+        const req = http.request(
+          { host: "127.0.0.1", port: server.port, method: "POST", path: "/grpc.health.v1.Health/Check", agent: false, headers: { "content-type": "application/json", "content-length": body.length } },
+          (res) => {
+            res.resume();
+            res.once("end", () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.once("error", () => resolve(-1));
+        req.end(body);
+      });
+    const statuses = await Promise.all(Array.from({ length: 5_000 }, one));
+    expect(statuses.filter((status) => status !== 200)).toEqual([]);
+  }, 60_000);
+
+  it("closes slowloris sockets at the headers timeout, past the connection limit at once, and still answers honest calls", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--headers-timeout", "2s", "--max-connections", "1100"]);
+    const slow: net.Socket[] = [];
+    const closed: Promise<void>[] = [];
+    const drips: NodeJS.Timeout[] = [];
+    try {
+      for (let i = 0; i < 1_000; i++) {
+        const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+        socket.on("error", () => {});
+        closed.push(new Promise((resolve) => socket.once("close", () => resolve())));
+        socket.write("POST /vac.cas.CAS/Get HTTP/1.1\r\nHost: x\r\n");
+        drips.push(setInterval(() => socket.writable && socket.write("X-a: b\r\n"), 500));
+        slow.push(socket);
+      }
+      // Past the connection limit, a connection is closed as it arrives.
+      const extra = Array.from({ length: 200 }, () => {
+        const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+        socket.on("error", () => {});
+        return new Promise<void>((resolve) => socket.once("close", () => resolve()));
+      });
+      await Promise.all(extra);
+      await Promise.all(closed);
+      const honest = await fetch(`${server.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      expect(honest.status).toBe(200);
+      const metrics = await metricsOf(server);
+      expect(limitHits(metrics, "headers-timeout")).toBeGreaterThanOrEqual(900);
+      expect(limitHits(metrics, "max-connections")).toBeGreaterThan(0);
+    } finally {
+      drips.forEach(clearInterval);
+      slow.forEach((socket) => socket.destroy());
+    }
+  }, 60_000);
+});
+
+describe("exposed server - TLS", () => {
+  it("serves HTTPS with HTTP/2 and HTTP/1.1 to send, receive, curl and buf curl, trusting a private CA", async () => {
+    const dir = await tempDir();
+    const ca = join(dir, "ca.pem");
+    const cert = join(dir, "server.pem");
+    const key = join(dir, "server.key");
+    const run = (cmd: string, args: string[]) =>
+      new Promise<string>((resolve, reject) =>
+        execFile(cmd, args, { cwd: dir, timeout: 30_000, killSignal: "SIGKILL" }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout))),
+      );
+    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=remotelog test CA"]);
+    await run("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    await writeFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    await run("openssl", ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--tls-cert", cert, "--tls-key", key]);
+    expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--ca", ca, "--data", join(dir, "alice")], { stdin: lines(50) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const received = await runCli(["receive", "--unsigned", "--name", "chat", "--server", server.url, "--state", join(dir, "bob")], { env: { REMOTELOG_CA: ca } });
+    expect(received.code, received.stderr).toBe(0);
+    expect(received.stdout.trim().split("\n")).toHaveLength(50);
+    const untrusted = await runCli(["receive", "--unsigned", "--name", "chat", "--server", server.url, "--state", join(dir, "eve")]);
+    expect(untrusted.code).not.toBe(0);
+
+    const health = `${server.url}/grpc.health.v1.Health/Check`;
+    for (const version of ["--http1.1", "--http2"]) {
+      const out = await run("curl", ["-sS", version, "--cacert", ca, "-w", "\n%{http_version}", "-H", "content-type: application/json", "-d", "{}", health]);
+      expect(out).toMatch(/"status":\s*"SERVING"/);
+      expect(out.trim().split("\n").pop()).toBe(version === "--http2" ? "2" : "1.1");
+    }
+    const bufOut = await run(join(process.cwd(), BUF), ["curl", "--protocol", "grpc", "--cacert", ca, "--schema", join(process.cwd(), "proto"), "--data", "{}", health]);
+    expect(JSON.parse(bufOut)).toEqual({ status: "SERVING" });
+  }, 60_000);
+});
