@@ -143,11 +143,6 @@ export class GatewayRemote implements LogReadRemote {
   }
 }
 
-/** A gateway (and router) for the read side of the client port: see GatewayRemote. */
-export function openGateway(url: string, options: Omit<GatewayRemoteOptions, "gateway"> = {}): GatewayRemote {
-  return new GatewayRemote({ ...options, gateway: url });
-}
-
 /** Our CAS addresses are raw CIDv1 sha2-256; a record naming anything else names no page of ours. */
 function toAddress(cid: CID, what: string): Uint8Array {
   try {

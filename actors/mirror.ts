@@ -5,6 +5,7 @@ import { LogReader } from "../core/log-reader.js";
 import type { LogReadRemote, LogRemote, PendingUpdate } from "../core/log-remote.js";
 import { LostRace, retryLostRaces } from "./remote.js";
 
+/** What a Mirror copies, from where to where. */
 export interface MirrorOptions {
   name: string;
   /** Where the log is read from. */
@@ -18,6 +19,7 @@ export interface MirrorOptions {
   batchSize?: number;
 }
 
+/** What one mirror sync copied. */
 export interface MirrorResult {
   /** False when the source has no such name. */
   found: boolean;
@@ -51,7 +53,16 @@ export class Mirror {
     this.batchSize = options.batchSize ?? 4096;
   }
 
-  /** Copies the source's current head and whatever it needs; a lost race with another mirror is retried. */
+  /**
+   * `const result = await mirror.sync()`
+   *
+   * Copies the source's current head and whatever it needs; a lost race with another mirror is
+   * retried. Throws PERMISSION_DENIED for a head whose record does not verify or is older than the
+   * copy's (a rollback), DATA_LOSS for a page or message that does not match its hash, CONFLICT when
+   * the source's log no longer holds the copy's newest message (it was replaced), ABORTED after losing
+   * five races in a row, UNAVAILABLE when either side cannot be reached. Idempotent: a second sync with
+   * nothing new changes nothing (`updated: false`), and one after a crash finishes the copy.
+   */
   async sync(): Promise<MirrorResult> {
     return retryLostRaces(5, () => this.syncOnce());
   }

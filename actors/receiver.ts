@@ -7,6 +7,7 @@ import { LogReader, TOMBSTONE, type CheckedMessage } from "../core/log-reader.js
 import type { LogReadRemote, NameHead } from "../core/log-remote.js";
 import { VerifyPool } from "./verify-pool.js";
 
+/** One message (or tombstone) delivered, with its seq in the log and its MVDS id (H1). */
 export interface Delivery {
   seq: number;
   id: Uint8Array;
@@ -53,6 +54,7 @@ export interface ReceiverOptions {
   waitForSeq?: boolean;
 }
 
+/** What one sync delivered, and where the receiver stands after it. */
 export interface SyncResult {
   delivered: number;
   /** Pages read, head included (0 when the name does not exist yet). */

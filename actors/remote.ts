@@ -48,10 +48,24 @@ class WideWindowSessionManager extends Http2SessionManager {
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
   if (err instanceof RemoteLogError) return err;
   const connectError = ConnectError.from(err);
-  // A stream the server refused (it was shutting down) was never processed, so it is safe to retry.
-  const refused = connectError.code === Code.Internal && /NGHTTP2_REFUSED_STREAM|ECONNRESET|ECONNREFUSED/.test(connectError.rawMessage);
-  const code = refused ? ErrorCodes.UNAVAILABLE : (errorCodeOf[connectError.code] ?? ErrorCodes.INTERNAL);
+  const code = failedOnTheWay(connectError) ? ErrorCodes.UNAVAILABLE : (errorCodeOf[connectError.code] ?? ErrorCodes.INTERNAL);
   return new RemoteLogError(code, `${where}: ${connectError.rawMessage || Code[connectError.code]}`, { cause: err });
+}
+
+/**
+ * Whether a call failed on the way (a connection reset, a stream the server refused or cut as it went
+ * down) rather than in an answer the server sent: such a call is worth retrying, and its code says
+ * nothing about the request. connect-node reports a reset connection as Aborted and a cut stream as
+ * Canceled or Internal; only an Aborted the server sent is a lost race (ABORTED).
+ */
+function failedOnTheWay(err: ConnectError): boolean {
+  if (err.code !== Code.Internal && err.code !== Code.Aborted && err.code !== Code.Canceled) return false;
+  // Errors decoded from a server's answer carry no cause; the client's own failures carry the Node error.
+  for (let cause: unknown = err.cause; cause instanceof Error; cause = cause.cause) {
+    if (typeof (cause as NodeJS.ErrnoException).code === "string") return true;
+  }
+  // A stream the server refused (it was shutting down) or reset was never answered.
+  return /NGHTTP2_REFUSED_STREAM|ECONNRESET|ECONNREFUSED|^http\/2 stream closed with error code/.test(err.rawMessage);
 }
 
 export interface RemoteOptions {
@@ -304,8 +318,12 @@ export async function retryLostRaces<T>(attempts: number, fn: () => Promise<T>):
 export { backoffDelayMs, mapBounded, sleep, type RetryOptions } from "../core/retry.js";
 
 /**
+ * `await withRetry(() => sender.publish(), { timeoutMs: 60_000, signal? })`
+ *
  * Retries fn while it fails with UNAVAILABLE (a service down or restarting), backing off from 100 ms
  * to 5 s with jitter (core/retry.ts); errors from the Connect clients count by their Connect code.
+ * Throws fn's first other error as it is, and UNAVAILABLE once timeoutMs (0: never) would pass or
+ * signal aborts. Only as idempotent as fn: use it on calls that are safe to repeat.
  */
 export function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
   return retry(fn, { toError: (err) => fromConnectError(err, "call"), ...options });

@@ -37,6 +37,7 @@ export interface SenderOptions {
   maxMessageBytes?: number;
 }
 
+/** What one publish did. */
 export interface PublishResult {
   /** Local messages the remote log holds after this publish (all of them). */
   published: number;
@@ -99,14 +100,19 @@ export class Sender {
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
   }
 
-  /** Wraps bodies as MVDS messages of one group and appends them durably. Repeated ids are skipped. */
+  /**
+   * Wraps bodies as MVDS messages of one group and appends them durably, without publishing. Throws as
+   * appendEncoded. Idempotent: a message whose id (group, timestamp, body) is in the log is skipped.
+   */
   async append(bodies: Uint8Array[], groupId: Uint8Array, timestamp = BigInt(Math.floor(Date.now() / 1000))): Promise<LocalLogEntry[]> {
     return this.appendEncoded(bodies.map((body) => encodeMessage(newMessage(groupId, timestamp, body))));
   }
 
   /**
-   * Appends encoded messages durably; repeated ids are skipped. All or nothing: TOO_LARGE (details:
-   * limit, value, taken = the index of the message) when one is larger than maxMessageBytes.
+   * Appends encoded messages durably, without publishing; repeated ids are skipped, so it is
+   * idempotent. All or nothing: TOO_LARGE (details: limit, value, taken = the index of the message)
+   * when one is larger than maxMessageBytes, INVALID_ARGUMENT when one does not decode, INTERNAL on
+   * an I/O failure of the local log.
    */
   async appendEncoded(messages: Uint8Array[]): Promise<LocalLogEntry[]> {
     const limit = this.maxMessageBytes;
@@ -123,7 +129,15 @@ export class Sender {
     return this.log.append(messages);
   }
 
-  /** Publishes every appended message the remote log does not have yet. Safe to repeat at any time. */
+  /**
+   * Publishes every appended message the remote log does not have yet. Idempotent: safe to repeat at
+   * any time, and publishing again is how a crash or failure part-way is repaired. Throws UNAVAILABLE
+   * when a service cannot be reached, ABORTED after losing maxAttempts races in a row to other writers,
+   * PERMISSION_DENIED when the NS refuses the update or the current head is signed by another key or
+   * does not verify, CONFLICT when the name no longer holds the last message this sender published
+   * (its log was replaced), DATA_LOSS when the local log lost messages it had published, TOO_LARGE for
+   * a message over the CAS's block limit appended before the limit was known.
+   */
   async publish(): Promise<PublishResult> {
     let lostRace: RemoteLogError | undefined;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {

@@ -15,6 +15,7 @@ export interface Fault {
   problem: string;
 }
 
+/** What a verify checked, and every fault it found (none thrown). */
 export interface VerifyReport {
   kind: "backup" | "log";
   head: string;

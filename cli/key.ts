@@ -1,6 +1,5 @@
 import { resolve } from "node:path";
-import { generateNameKey, keyName } from "../core/names.js";
-import { loadKeyFile, saveKeyFile } from "../stores/file/key-file.js";
+import { generateKey, keyName, loadKey, saveKey } from "../lib/index.js";
 import { newCommand, runCommand, type Io } from "./command.js";
 
 export const summary = "make a name key (key gen) or print a key file's name (key name)";
@@ -22,8 +21,8 @@ export function command(io: Io) {
     .option("--out <file>", "where to write the key", DEFAULT_KEY_FILE)
     .addHelpText("after", "\nExamples:\n  remotelog key gen\n  remotelog key gen --out ~/.remotelog/alice.key")
     .action(async (flags: { out: string }) => {
-      const secret = await generateNameKey();
-      await saveKeyFile(flags.out, secret);
+      const secret = await generateKey();
+      await saveKey(flags.out, secret);
       io.stderr.write(`remotelog key: wrote ${resolve(flags.out)}\n`);
       io.stdout.write(`${keyName(secret)}\n`);
     });
@@ -33,7 +32,7 @@ export function command(io: Io) {
     .argument("<file>", "a key file made by `remotelog key gen`")
     .addHelpText("after", "\nExamples:\n  remotelog key name remotelog.key\n  remotelog receive --name $(remotelog key name alice.key) --server http://127.0.0.1:7420 --state ./bob")
     .action(async (file: string) => {
-      io.stdout.write(`${keyName(await loadKeyFile(file))}\n`);
+      io.stdout.write(`${keyName(await loadKey(file))}\n`);
     });
   return key;
 }

@@ -1,4 +1,4 @@
-import { Mirror } from "../actors/mirror.js";
+import { Mirror } from "../lib/index.js";
 import { RemoteLogError } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";

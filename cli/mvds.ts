@@ -1,4 +1,4 @@
-import { toHex, fromHex, decodeMessage, messageId } from "../core/hash.js";
+import { fromHex, mvdsId, toHex } from "../lib/index.js";
 import { newCommand, readAll, runCommand, type Io } from "./command.js";
 
 export const summary = "MVDS helpers: compute a message id";
@@ -15,8 +15,7 @@ export function command(io: Io) {
     .addHelpText("after", "\nExamples:\n  remotelog mvds id 0a0467726f7570\n  printf '' | remotelog mvds id")
     .action(async (hex: string | undefined) => {
       const text = hex ?? (await readAll(io.stdin)).toString("utf8");
-      const message = decodeMessage(fromHex(text, "message"), "message");
-      io.stdout.write(`${toHex(messageId(message))}\n`);
+      io.stdout.write(`${toHex(mvdsId(fromHex(text, "message")))}\n`);
     });
   return mvds;
 }

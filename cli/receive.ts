@@ -1,18 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
-import { Receiver, type Delivery } from "../actors/receiver.js";
-import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
-import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { RemoteLogError, type ErrorCode } from "../core/errors.js";
-import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
+import { canonicalKeyName } from "../core/names.js";
+import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
 import { Option, type Command } from "commander";
-import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
-import type { GatewayRemote } from "../actors/gateway-remote.js";
 import { deliveryLine, deliveryText } from "./format.js";
 import { followName, RetryStatus } from "./follow.js";
-import { withRetry } from "../actors/remote.js";
 import { OutFile } from "./out-file.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
@@ -36,7 +31,7 @@ interface ReceiveFlags extends EndpointFlags {
 }
 
 /** What receive reads from: our services, a Kubo node, or any IPFS gateway. */
-type ReadRemote = AnyRemote | GatewayRemote;
+type ReadRemote = AnyRemote | ReturnType<typeof openGateway>;
 
 export function command(io: Io) {
   return endpointOptions(
@@ -193,7 +188,6 @@ async function readRemoteFrom(flags: ReceiveFlags, names: string[]): Promise<Rea
   if (flags.server || flags.cas || flags.ns || flags.kuboApi) throw usageError("give either --gateway, or --server (or --cas and --ns, or --kubo-api), not both");
   const unsigned = names.find((name) => !isKeyName(name));
   if (unsigned !== undefined) throw usageError(`${JSON.stringify(unsigned)} is not a key name (k51…), and --gateway reaches IPNS, which holds signed names only`);
-  const { openGateway } = await import("../actors/gateway-remote.js");
   try {
     return openGateway(flags.gateway, { router: flags.router });
   } catch (err) {

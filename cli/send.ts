@@ -1,17 +1,14 @@
 import { Option } from "commander";
-import { Sender } from "../actors/sender.js";
-import { withRetry } from "../actors/remote.js";
+import { blockLimit, keyName, loadKey, RemoteLogError, Sender, withRetry, type PrivateKey } from "../lib/index.js";
 import { RetryStatus } from "./follow.js";
-import { ErrorCodes, RemoteLogError } from "../core/errors.js";
 import { encodeMessage, messageId, newMessage, toHex } from "../core/hash.js";
 import { DEFAULT_EMBED, parseEmbed } from "../core/page.js";
 import { join } from "node:path";
-import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, keyName, type PrivateKey } from "../core/names.js";
-import { loadKeyFile } from "../stores/file/key-file.js";
+import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName } from "../core/names.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
-import { checkKuboNames, endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
+import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
 
@@ -196,23 +193,6 @@ export function command(io: Io) {
 }
 
 /**
- * The largest message the CAS takes, checked before a message is appended. A CAS that is unreachable
- * now must not keep a send from appending (it publishes later), so then the common default is assumed:
- * 1 MiB, the block limit of remotelog serve, the draft's CAS and Kubo. Undefined from a CAS that does
- * not advertise a limit.
- */
-async function blockLimit(remote: Pick<AnyRemote, "casLimits">): Promise<number | undefined> {
-  try {
-    return (await remote.casLimits())?.maxBlockBytes;
-  } catch (err) {
-    if (err instanceof RemoteLogError && err.code === ErrorCodes.UNAVAILABLE) return DEFAULT_BLOCK_BYTES;
-    throw err;
-  }
-}
-
-const DEFAULT_BLOCK_BYTES = 1024 * 1024;
-
-/**
  * The error of a send that failed, saying how far it got: details.taken is how many input lines (or
  * items) were appended durably, so a retry feeds only the lines after them; with --json the closing
  * summary carries the counts and the error.
@@ -241,7 +221,7 @@ export async function signingFrom(flags: Pick<SendFlags, "unsigned" | "key" | "n
     return { name: flags.name };
   }
   if (!flags.key) throw usageError("give --key FILE to sign updates (remotelog key gen makes one), or --unsigned with a free-form --name");
-  const key = await loadKeyFile(flags.key);
+  const key = await loadKey(flags.key);
   const name = keyName(key);
   if (flags.name !== undefined && flags.name !== name) throw usageError(`--name ${flags.name} is not the name of the key in ${flags.key}, which is ${name}`);
   return { name, key };

@@ -25,10 +25,19 @@ export interface Checkpoint {
   out?: { file: string; length: number };
 }
 
+/**
+ * Where a receiver keeps its checkpoints: MemoryCheckpointStore, FileCheckpointStore, or any store of
+ * the app's that passes the contract suite. A store may throw DATA_LOSS for a checkpoint it cannot
+ * read back, and INTERNAL on an I/O failure; any error it throws stops the receiver's sync before the
+ * batch it was saving counts as delivered.
+ */
 export interface CheckpointStore {
-  /** The saved checkpoint of a name, or undefined when there is none. */
+  /** The saved checkpoint of a name, or undefined when there is none. Idempotent; reads only. */
   load(name: string): Promise<Checkpoint | undefined>;
-  /** Replaces the checkpoint of a name atomically and durably: after a crash, load returns the old or the new one whole. */
+  /**
+   * Replaces the checkpoint of a name atomically and durably: after a crash, load returns the old or
+   * the new one whole. Idempotent: saving the same checkpoint again changes nothing.
+   */
   save(name: string, checkpoint: Checkpoint): Promise<void>;
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;

@@ -26,6 +26,7 @@ export const ErrorCodes = {
   INTERNAL: "INTERNAL",
 } as const;
 
+/** One of ErrorCodes. */
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 /**
@@ -51,6 +52,11 @@ export interface ErrorDetails {
   taken?: number;
 }
 
+/**
+ * The one error remotelog throws: `err.code` is one of ErrorCodes, `err.details` holds the fields that
+ * name the object (file, offset, seq, name, address, limit, value, taken), and `err.text` is the
+ * message without its code. Branch on code and details, never on the text.
+ */
 export class RemoteLogError extends Error {
   override name = "RemoteLogError";
   readonly code: ErrorCode;
@@ -100,6 +106,7 @@ export class RemoteLogError extends Error {
   }
 }
 
+/** `isRemoteLogError(err, "NOT_FOUND")`: whether err is a RemoteLogError (of that code, when given). Never throws. */
 export function isRemoteLogError(err: unknown, code?: ErrorCode): err is RemoteLogError {
   return err instanceof RemoteLogError && (code === undefined || err.code === code);
 }

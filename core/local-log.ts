@@ -26,6 +26,10 @@ export interface LogOwner {
  */
 export type ClaimResult = "new" | "adopted" | "same";
 
+/**
+ * The local log port: a sender's durable, append-only list of encoded MVDS messages, each with its
+ * seq and id. FileLocalLog (stores/file) and MemoryLocalLog (stores/memory) implement it.
+ */
 export interface LocalLog {
   /** How many messages the log holds. */
   readonly length: number;

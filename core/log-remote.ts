@@ -28,6 +28,14 @@ export interface LogReadRemote {
   getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]>;
 }
 
+/** What a CAS says it takes; fields it does not advertise are absent. */
+export interface CasLimits {
+  /** The largest block it stores, and so the largest message a sender can publish. */
+  maxBlockBytes: number;
+  maxBatchBlocks?: number;
+  maxResponseBytes?: number;
+}
+
 /** The signed update blocks are sent ahead of (remotelog.v1.AddManyRequest.pending). */
 export interface PendingUpdate {
   name: string;
@@ -37,6 +45,11 @@ export interface PendingUpdate {
 
 /** The whole client port: reading, writing and, where the NS can push, watching. */
 export interface LogRemote extends LogReadRemote {
+  /**
+   * The CAS's limits, or undefined from a CAS that does not advertise them (the draft's). Absent from
+   * a client that cannot ask. UNAVAILABLE when the CAS cannot be reached. Idempotent.
+   */
+  casLimits?(): Promise<CasLimits | undefined>;
   /**
    * Stores blocks; idempotent. pending, the signed update that will name them, lets a server that takes
    * blocks from signed writers only (serve --require-signed) accept them; a backend may ignore it.

@@ -16,6 +16,7 @@ import { cidOf, equalBytes } from "./hash.js";
 
 /** The key types, taken from @libp2p/crypto's own signatures so that we need not depend on @libp2p/interface. */
 export type PrivateKey = Parameters<typeof privateKeyToProtobuf>[0];
+/** An Ed25519 public key (libp2p's type); keyName gives the name it signs. */
 export type PublicKey = Parameters<typeof publicKeyToProtobuf>[0];
 
 /** IPNS's own limit on a marshalled record (ipns/validator MAX_RECORD_SIZE). */

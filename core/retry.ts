@@ -5,6 +5,7 @@ import { RemoteLogError, ErrorCodes } from "./errors.js";
  * backends (talking to an IPFS node): both meet services that are down or restarting.
  */
 
+/** How withRetry retries: how long, until which signal, and what it says meanwhile. */
 export interface RetryOptions {
   /** Give up after this long without success; 0 retries forever. */
   timeoutMs: number;

@@ -33,7 +33,10 @@ export class FileCheckpointStore implements CheckpointStore {
 
   private constructor(readonly dir: string) {}
 
-  /** Opens (creating if needed) the store in dir and removes crashed writers' temporary files. Throws INTERNAL on an I/O failure. */
+  /**
+   * `const checkpoints = await FileCheckpointStore.open(dir)`: opens (creating if needed) the store in
+   * dir and removes crashed writers' temporary files. Throws INTERNAL on an I/O failure. Idempotent.
+   */
   static async open(dir: string): Promise<FileCheckpointStore> {
     await ensureDir(dir);
     await removeLeftoverTmp(dir);

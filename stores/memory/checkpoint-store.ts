@@ -1,5 +1,9 @@
 import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js";
 
+/**
+ * `new MemoryCheckpointStore()`: checkpoints held in memory, gone with the process, so a new receiver
+ * starts at seq 0. Throws nothing; every method is idempotent.
+ */
 export class MemoryCheckpointStore implements CheckpointStore {
   private readonly checkpoints = new Map<string, Checkpoint>();
 

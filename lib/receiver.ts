@@ -1,0 +1,241 @@
+import { HeadWatch } from "../actors/head-watch.js";
+import { Receiver as LogReceiver, type Deliver, type Delivery, type ReceiverOptions as LogReceiverOptions, type SyncResult } from "../actors/receiver.js";
+import { withRetry } from "../actors/remote.js";
+import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
+import { RemoteLogError } from "../core/errors.js";
+import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
+import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { sleep } from "../core/retry.js";
+import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
+import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
+
+export type { Deliver, Delivery, SyncResult } from "../actors/receiver.js";
+
+/** The remote a receiver reads: fetching names and blocks, and, where the NS can push, watching. */
+export type ReceiverRemote = LogReadRemote & Partial<Pick<LogRemote, "watchName">>;
+
+/** The constructor's options: the actor's (actors/receiver.ts), with checkpoints kept in memory unless given. */
+export interface ReceiverOptions extends Omit<LogReceiverOptions, "checkpoints" | "remote" | "verifyPool"> {
+  remote: ReceiverRemote;
+  /** Where the receiver remembers how far it got, per name. Default: in memory (a new receiver starts at seq 0). */
+  checkpoints?: CheckpointStore;
+}
+
+/** How Receiver.open finds its name, remote and checkpoints. */
+export interface OpenReceiverOptions {
+  /** Where the log is read from (openRemote, openKubo). Not closed by Receiver.close. */
+  remote: ReceiverRemote;
+  /** The log's name: a key name (k51…), whose every head must carry a valid record signed by the key. */
+  name: string;
+  /** Also read a free-form name, whose heads nobody signs. Default false: a free-form name is refused. */
+  unsigned?: boolean;
+  /** A directory of checkpoints (one file per name), so that a restart goes on where the last run stopped. */
+  state?: string;
+  /** Any other checkpoint store (core/checkpoint-store.ts). Default, without state: in memory. */
+  checkpoints?: CheckpointStore;
+  /** Messages per delivered batch, and so per checkpoint. Default 1024. */
+  batchSize?: number;
+  /** The longest chain read, in pages; a longer one is DATA_LOSS. Default unbounded. */
+  maxPages?: number;
+  /** Start at this seq instead of where the checkpoint stands (the next sync only). Needs a log with seqids. */
+  fromSeq?: number;
+}
+
+/** What one sync() delivered. */
+export interface ReceiveResult extends SyncResult {
+  /** The deliveries, oldest first, when sync was called without a callback; empty otherwise. */
+  messages: Delivery[];
+}
+
+/** How follow() waits and retries. */
+export interface FollowOptions {
+  /** Ends the iteration (it returns; nothing is thrown). */
+  signal?: AbortSignal;
+  /** The longest wait between two syncs when the NS pushes nothing new, in ms. Default 1000. */
+  intervalMs?: number;
+  /** How long an unreachable service is retried before follow() throws UNAVAILABLE, in ms. Default 0: forever. */
+  retryForMs?: number;
+}
+
+/**
+ * Bob's side: reads a name's remote log, checking every head record, page and message, and delivers
+ * the messages he does not have yet, oldest first, each with its seq and id.
+ *
+ * `const receiver = await Receiver.open({ remote, name, state: "./bob" })`, then `await receiver.sync()`
+ * once, or `for await (const delivery of receiver.follow({ signal }))` to keep reading as the log grows.
+ * Built on the receiver actor (actors/receiver.ts) and the one log reader (core/log-reader.ts).
+ */
+export class Receiver extends LogReceiver {
+  private readonly remote: ReceiverRemote;
+  /** What open() created, and close() releases. */
+  private readonly owned: { close(): Promise<void> }[] = [];
+
+  /** For callers that bring their own checkpoint store; most want Receiver.open. */
+  constructor(options: ReceiverOptions) {
+    super({ ...options, checkpoints: options.checkpoints ?? new MemoryCheckpointStore() });
+    this.remote = options.remote;
+  }
+
+  /**
+   * `const receiver = await Receiver.open({ remote, name, state?, unsigned? })`
+   *
+   * Throws INVALID_ARGUMENT for a free-form name without unsigned, or a key name spelled another way
+   * (the canonical k51… spelling is the name); INTERNAL when the state directory cannot be created.
+   * Safe to repeat: opening the same state again (after close) goes on from the same checkpoints.
+   */
+  static async open(options: OpenReceiverOptions): Promise<Receiver> {
+    const canonical = canonicalKeyName(options.name);
+    if (canonical) throw RemoteLogError.invalidArgument(`${options.name} spells key name ${canonical} another way; read ${canonical}`);
+    if (!isKeyName(options.name) && !options.unsigned) {
+      throw RemoteLogError.invalidArgument(`${JSON.stringify(options.name)} is not a key name (k51…), so nothing vouches for its heads; pass unsigned: true to read it anyway`);
+    }
+    const file = options.state === undefined ? undefined : await FileCheckpointStore.open(options.state);
+    // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
+    const checkpoints = file ? new WriteThroughCheckpoints(file) : options.checkpoints;
+    const receiver = new Receiver({ ...options, checkpoints, waitForSeq: false });
+    if (file) receiver.owned.push(checkpoints!);
+    return receiver;
+  }
+
+  /**
+   * `const { messages, total } = await receiver.sync()`, or `await receiver.sync(async (batch) => …)`
+   *
+   * Delivers what the name's head holds beyond the checkpoint, oldest first. With a callback, each
+   * batch goes to it and the checkpoint moves past the batch only once it resolves: a crash delivers
+   * the batch in flight again (same seq and id), never skips one. Without a callback, the deliveries
+   * come back in `messages` and the checkpoint has moved past them already. `found` is false when the
+   * name has no remote log yet. A tombstone (`redacted: true`) says a message was removed by its author.
+   *
+   * Throws PERMISSION_DENIED for a head whose signed record does not verify, or is older than one
+   * accepted before (a rollback); DATA_LOSS for a page or message that does not match its hash, or a
+   * chain that is malformed; CONFLICT when the log was replaced (it no longer holds the message
+   * delivered last); UNAVAILABLE when a service cannot be reached (nothing past the last delivered
+   * batch is lost; sync again); whatever the callback throws, and then the checkpoint stays before
+   * its batch. Idempotent: a second sync with nothing new delivers nothing.
+   */
+  override async sync(deliver?: Deliver, pushed?: NameHead): Promise<ReceiveResult> {
+    const messages: Delivery[] = [];
+    const result = await super.sync(
+      deliver ??
+        (async (batch) => {
+          for (const delivery of batch) messages.push(delivery);
+        }),
+      pushed,
+    );
+    return { ...result, messages };
+  }
+
+  /**
+   * `for await (const delivery of receiver.follow({ signal, intervalMs?, retryForMs? }))`
+   *
+   * Every message from the checkpoint on, oldest first, then each new one as it is published: woken
+   * at once by a head the NS pushes (Watch), and syncing at least every intervalMs (a Kubo node, or a
+   * stream that broke, costs latency, not messages). A name with no remote log yet is waited for. The
+   * checkpoint moves past a batch once the loop asks for the message after its last one, so a message
+   * the loop body was handling when the process died is delivered again; ending the loop early
+   * (break, or signal) leaves the checkpoint before the unfinished batch.
+   *
+   * Ends when signal aborts. Throws as sync() does, except that UNAVAILABLE is retried with backoff
+   * for retryForMs (default forever).
+   */
+  async *follow(options: FollowOptions = {}): AsyncGenerator<Delivery, void, undefined> {
+    const stop = new AbortController();
+    const abort = () => stop.abort();
+    options.signal?.addEventListener("abort", abort, { once: true });
+    if (options.signal?.aborted) stop.abort();
+    const intervalMs = options.intervalMs ?? 1000;
+    const remote = this.remote;
+    const watch = remote.watchName ? new HeadWatch({ watchName: (name, signal) => remote.watchName!(name, signal) }, this.name, stop.signal) : undefined;
+    let handoff: Handoff<Delivery[]> | undefined;
+    let syncing: Promise<unknown> | undefined;
+    let pushed: NameHead | undefined;
+    try {
+      while (!stop.signal.aborted) {
+        const batches = (handoff = new Handoff<Delivery[]>(stop.signal));
+        syncing = withRetry(() => this.sync((batch) => batches.put(batch), pushed), { timeoutMs: options.retryForMs ?? 0, signal: stop.signal }).finally(() => batches.end());
+        syncing.catch(() => {}); // awaited below; this only keeps a failure meanwhile from being unhandled
+        for (let taken = await batches.take(); taken; taken = await batches.take()) {
+          for (const delivery of taken.value) {
+            // Asked to stop part-way: the rest of the batch is not handed out, and it stays undelivered.
+            if (stop.signal.aborted) return;
+            yield delivery;
+          }
+          taken.ack();
+        }
+        if (stop.signal.aborted) break;
+        await syncing;
+        pushed = watch ? await watch.next(intervalMs) : (await sleep(intervalMs, stop.signal), undefined);
+      }
+    } finally {
+      stop.abort();
+      // A batch the loop did not finish is refused, and so is any the sync offers after this, so that
+      // the checkpoint stays before them.
+      handoff?.close(new Error("the follower stopped before the end of the batch"));
+      await syncing?.catch(() => {});
+      watch?.close();
+      options.signal?.removeEventListener("abort", abort);
+    }
+  }
+
+  /** Closes the checkpoint store that Receiver.open opened (not the remote). Idempotent. */
+  async close(): Promise<void> {
+    const owned = this.owned.splice(0);
+    for (const resource of owned) await resource.close();
+  }
+}
+
+/**
+ * Hands one value at a time from a producer (the receiver's deliver callback) to a consumer (the
+ * follow loop), and tells the producer when the consumer is done with it.
+ */
+class Handoff<T> {
+  private item?: { value: T; ack: () => void; fail: (err: Error) => void };
+  private ended = false;
+  private closed?: Error;
+  private wake?: () => void;
+
+  private readonly onAbort = () => this.wake?.();
+
+  constructor(private readonly signal: AbortSignal) {
+    signal.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  put(value: T): Promise<void> {
+    if (this.closed) return Promise.reject(this.closed);
+    return new Promise((ack, fail) => {
+      this.item = { value, ack, fail };
+      this.wake?.();
+    });
+  }
+
+  /** The next value, or undefined once the producer ended or the signal aborted. */
+  async take(): Promise<{ value: T; ack: () => void } | undefined> {
+    while (!this.item && !this.ended && !this.signal.aborted) await new Promise<void>((resolve) => (this.wake = resolve));
+    this.wake = undefined;
+    if (this.signal.aborted) return undefined;
+    const item = this.item;
+    if (!item) return undefined;
+    return {
+      value: item.value,
+      ack: () => {
+        this.item = undefined;
+        item.ack();
+      },
+    };
+  }
+
+  /** The producer is done; a follower makes one Handoff per sync, so its listener goes too. */
+  end(): void {
+    this.ended = true;
+    this.signal.removeEventListener("abort", this.onAbort);
+    this.wake?.();
+  }
+
+  /** The consumer is gone: the value it holds, and every later one, is refused with err. */
+  close(err: Error): void {
+    this.closed = err;
+    const item = this.item;
+    this.item = undefined;
+    item?.fail(err);
+  }
+}

@@ -1,0 +1,173 @@
+import { join } from "node:path";
+import { Sender as LogSender, type PublishResult, type SenderOptions as LogSenderOptions } from "../actors/sender.js";
+import { RemoteLogError, ErrorCodes } from "../core/errors.js";
+import { encodeMessage, newMessage } from "../core/hash.js";
+import type { LogRemote } from "../core/log-remote.js";
+import { canonicalKeyName, isKeyName, keyName, type PrivateKey } from "../core/names.js";
+import type { EmbedMode } from "../core/page.js";
+import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
+import { FileLocalLog } from "../stores/file/local-log.js";
+import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
+import { MemoryLocalLog } from "../stores/memory/local-log.js";
+
+export type { PublishResult } from "../actors/sender.js";
+export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "../core/local-log.js";
+export type { EmbedMode } from "../core/page.js";
+
+/** How Sender.open finds its name, log and remote. */
+export interface OpenSenderOptions {
+  /** Where the log is published (openRemote, openKubo). Not closed by Sender.close. */
+  remote: LogRemote;
+  /** Signs every update; the log's name is the key's name (keyName(key)). */
+  key?: PrivateKey;
+  /** With a key, may be left out (it must be the key's name). Without one, a free-form name, and unsigned must be true. */
+  name?: string;
+  /** Publish a free-form name that nobody signs, as clients of the draft do. Default false. */
+  unsigned?: boolean;
+  /**
+   * The local log's directory: messages are appended there durably before they are published, so a
+   * crash loses nothing that send() resolved for. It belongs to one name (a second name is refused).
+   * Default: in memory, gone with the process.
+   */
+  data?: string;
+  /** MVDS group id of messages sent without one (a string is taken as UTF-8). Default "remotelog". */
+  group?: string | Uint8Array;
+  /** Pairs per page. Default 256. */
+  pageSize?: number;
+  /** Message data embedded in pages: "none" (default), "all", or a number K: the newest K of the head page. */
+  embed?: EmbedMode;
+  /** How long each signed record stays valid, in ms. Default 90 days. */
+  validityMs?: number;
+  /** How long resolvers may cache a signed record, in ms. Default 60 s. */
+  ttlMs?: number;
+}
+
+/** What one send() did. */
+export interface SendResult extends PublishResult {
+  /** Messages appended to the local log by this call. */
+  appended: number;
+  /** Messages of this call already in the log (the same id: group, timestamp and body), skipped. */
+  duplicates: number;
+}
+
+/** The constructor's options: the actor's (actors/sender.ts), plus the group that send() uses. */
+export interface SenderOptions extends Omit<LogSenderOptions, "remote"> {
+  /** Where the log is published (openRemote, openKubo). */
+  remote: LogRemote;
+  /** MVDS group id of messages sent without one. Default "remotelog". */
+  group?: string | Uint8Array;
+}
+
+/**
+ * Alice's side: a durable local log of MVDS messages, published to a name as a remote log.
+ *
+ * `const sender = await Sender.open({ remote, key, data: "./alice" })`, then
+ * `await sender.send(["hello"])`. Every publish starts from the name's current head, so messages another
+ * device of the same author published are kept, and a crash anywhere is repaired by publishing again
+ * (send([]) or publish()), with no gap and no duplicate.
+ *
+ * Built on the sender actor (actors/sender.ts), whose append, appendEncoded and publish it keeps.
+ */
+export class Sender extends LogSender {
+  private readonly group: Uint8Array;
+  /** What open() created, and close() releases. */
+  private readonly owned: { close(): Promise<void> }[] = [];
+
+  /** For callers that bring their own local log and published-mark store; most want Sender.open. */
+  constructor(options: SenderOptions) {
+    super(options);
+    this.group = groupBytes(options.group);
+  }
+
+  /**
+   * `const sender = await Sender.open({ remote, key, data })`
+   *
+   * Opens (creating if needed) the local log in data and claims it for the name, and asks the CAS the
+   * largest message it takes (1 MiB assumed when it cannot be reached now, so that a sender can append
+   * offline). Throws INVALID_ARGUMENT for a name that does not fit the key (or a key name without a
+   * key, or a free-form name without unsigned), CONFLICT when data belongs to another name, DATA_LOSS
+   * when the local log is damaged, INTERNAL on an I/O failure. Safe to repeat: opening the same data
+   * again (after close) finds the same log.
+   */
+  static async open(options: OpenSenderOptions): Promise<Sender> {
+    const { key, name } = signing(options);
+    const maxMessageBytes = await blockLimit(options.remote);
+    const log = options.data === undefined ? new MemoryLocalLog() : await FileLocalLog.open(options.data);
+    const owned: { close(): Promise<void> }[] = [log];
+    try {
+      await log.claim({ name, ...(key ? { key: name } : {}) });
+      const published = options.data === undefined ? new MemoryCheckpointStore() : await FileCheckpointStore.open(join(options.data, "published"));
+      owned.push(published);
+      const sender = new Sender({ ...options, name, key, log, published, maxMessageBytes });
+      sender.owned.push(...owned);
+      return sender;
+    } catch (err) {
+      for (const resource of owned) await resource.close();
+      throw err;
+    }
+  }
+
+  /**
+   * `const result = await sender.send(bodies, { group?, timestamp? })`
+   *
+   * Wraps each body (a string is taken as UTF-8) as an MVDS message, appends them durably to the local
+   * log, then publishes everything the remote log lacks. Once the append resolves the messages are
+   * kept even if the publish fails: calling send([]) or publish() later publishes them.
+   *
+   * Throws TOO_LARGE (details.taken: the index) when a message is over the CAS's block limit, and then
+   * appends none of the batch; UNAVAILABLE when a service cannot be reached (the messages are appended
+   * already; retry the publish); ABORTED after losing many races in a row to other writers of the
+   * name; PERMISSION_DENIED when the NS refuses the update; CONFLICT when the name's log was replaced;
+   * DATA_LOSS when the local log lost messages it had published. Idempotent per message: the id of a
+   * message (its group, timestamp and body) is appended once, so sending the same batch with the same
+   * timestamp again appends and publishes nothing new.
+   */
+  async send(bodies: (Uint8Array | string)[], options: { group?: string | Uint8Array; timestamp?: bigint } = {}): Promise<SendResult> {
+    const group = options.group === undefined ? this.group : groupBytes(options.group);
+    const timestamp = options.timestamp ?? BigInt(Math.floor(Date.now() / 1000));
+    const messages = bodies.map((body) => encodeMessage(newMessage(group, timestamp, typeof body === "string" ? new TextEncoder().encode(body) : body)));
+    const appended = await this.appendEncoded(messages);
+    const result = await this.publish();
+    return { ...result, appended: appended.length, duplicates: messages.length - appended.length };
+  }
+
+  /** Closes the local log and mark store that Sender.open opened (not the remote). Idempotent. */
+  async close(): Promise<void> {
+    const owned = this.owned.splice(0);
+    for (const resource of owned) await resource.close();
+  }
+}
+
+/**
+ * The largest message the CAS takes. A CAS that cannot be reached now must not keep a sender from
+ * appending (it publishes later), so then the common default is assumed: 1 MiB, the block limit of
+ * remotelog serve, the draft's CAS and Kubo. Undefined from a CAS that does not advertise one.
+ */
+export async function blockLimit(remote: Pick<LogRemote, "casLimits">): Promise<number | undefined> {
+  try {
+    return (await remote.casLimits?.())?.maxBlockBytes;
+  } catch (err) {
+    if (err instanceof RemoteLogError && err.code === ErrorCodes.UNAVAILABLE) return DEFAULT_BLOCK_BYTES;
+    throw err;
+  }
+}
+
+const DEFAULT_BLOCK_BYTES = 1024 * 1024;
+
+function signing(options: OpenSenderOptions): { name: string; key?: PrivateKey } {
+  if (options.key) {
+    if (options.unsigned) throw RemoteLogError.invalidArgument("give either a key or unsigned: true, not both");
+    const name = keyName(options.key);
+    if (options.name !== undefined && options.name !== name) throw RemoteLogError.invalidArgument(`name ${options.name} is not the name of the key, which is ${name}`);
+    return { name, key: options.key };
+  }
+  const name = options.name;
+  if (!options.unsigned || name === undefined) throw RemoteLogError.invalidArgument("give a key to sign updates (generateKey makes one), or unsigned: true with a free-form name");
+  if (isKeyName(name) || canonicalKeyName(name)) throw RemoteLogError.invalidArgument(`${name} is a key name: its updates must be signed with its key`);
+  return { name };
+}
+
+function groupBytes(group: string | Uint8Array | undefined): Uint8Array {
+  if (group === undefined) return new TextEncoder().encode("remotelog");
+  return typeof group === "string" ? new TextEncoder().encode(group) : group;
+}

@@ -1,0 +1,172 @@
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { FileCheckpointStore, MemoryCheckpointStore, generateKey, keyName, mvdsId, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
+import { encodeMessage, newMessage } from "../../core/hash.js";
+import { cleanup, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+
+/** The library's API against a real `remotelog serve` process. */
+describe("library", () => {
+  let server: Server;
+  let remote: LogRemote;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await tempDir();
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    remote = openRemote(server.url);
+  });
+  afterAll(async () => {
+    remote.close();
+    await cleanup();
+  });
+
+  test("library - send, sync and verify a signed log; a second sync and a repeated send change nothing", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key, data: join(dir, "alice") });
+    const sent = await sender.send(["one", "two", new TextEncoder().encode("three")], { timestamp: 1_700_000_000n });
+    expect(sent).toMatchObject({ appended: 3, duplicates: 0, published: 3 });
+    const again = await sender.send(["one", "two"], { timestamp: 1_700_000_000n });
+    expect(again).toMatchObject({ appended: 0, duplicates: 2, published: 3, added: 0 });
+    await sender.close();
+    await sender.close();
+
+    const receiver = await Receiver.open({ remote, name: keyName(key) });
+    const first = await receiver.sync();
+    expect(first.messages.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(["one", "two", "three"]);
+    expect(first.messages.map((d) => d.seq)).toEqual([0, 1, 2]);
+    // The id a receiver gets is the MVDS id of the message: mvdsId computes the same from the fields.
+    expect(toHex(mvdsId(first.messages[0].message!))).toBe(toHex(first.messages[0].id));
+    expect((await receiver.sync()).messages).toEqual([]);
+
+    const report = await verifyLog(remote, keyName(key), { readData: true });
+    expect(report).toMatchObject({ ok: true, messages: 3, faults: [] });
+  });
+
+  test("library - mvdsId of encoded bytes is what `remotelog mvds id` prints", async () => {
+    const bytes = encodeMessage(newMessage(new TextEncoder().encode("group"), 1n, new TextEncoder().encode("hey")));
+    const hex = toHex(bytes);
+    const cli = await runCli(["mvds", "id", hex]);
+    expect(cli.code).toBe(0);
+    expect(toHex(mvdsId(bytes))).toBe(cli.stdout.trim());
+  });
+
+  test("library - a free-form name is refused unless unsigned is asked for, on both sides", async () => {
+    await expect(Sender.open({ remote, name: "chat" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(Receiver.open({ remote, name: "chat" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    const sender = await Sender.open({ remote, name: "chat", unsigned: true });
+    await sender.send(["hi"]);
+    const receiver = await Receiver.open({ remote, name: "chat", unsigned: true });
+    expect((await receiver.sync()).messages).toHaveLength(1);
+  });
+
+  test("library - bad URLs are INVALID_ARGUMENT before anything is loaded or sent", async () => {
+    expect(() => openRemote("ftp://127.0.0.1:1")).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => openRemote({ cas: server.url, ns: "not a url" })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    await expect(openKubo("file:///tmp")).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  test("library - follow delivers the backlog, then a message published later, and ends on abort", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["a", "b"]);
+    const receiver = await Receiver.open({ remote, name: keyName(key) });
+    const stop = new AbortController();
+    const seen: string[] = [];
+    for await (const delivery of receiver.follow({ signal: stop.signal, intervalMs: 60_000 })) {
+      seen.push(new TextDecoder().decode(delivery.message!.body));
+      // Published once the backlog is read: only a pushed head (Watch) wakes the follower before
+      // the minute-long poll interval, so this also shows follow listens for pushes.
+      if (seen.length === 2) await sender.send(["c"]);
+      if (seen.length === 3) stop.abort();
+    }
+    expect(seen).toEqual(["a", "b", "c"]);
+  });
+
+  test("library - a follow loop that stops mid-batch leaves the checkpoint before that batch; a finished batch is remembered", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["0", "1", "2", "3", "4"]);
+    const state = join(dir, "bob-state");
+    const name = keyName(key);
+    const readWith = async (stopAfter: number) => {
+      const receiver = await Receiver.open({ remote, name, state, batchSize: 2 });
+      const seqs: number[] = [];
+      try {
+        for await (const delivery of receiver.follow()) {
+          seqs.push(delivery.seq);
+          if (seqs.length === stopAfter) break;
+        }
+      } finally {
+        await receiver.close();
+      }
+      return seqs;
+    };
+    // Batches of two: stopping at seq 2 (the first of the second batch) keeps seqs 0-1 delivered only.
+    expect(await readWith(3)).toEqual([0, 1, 2]);
+    const checkpoints = await FileCheckpointStore.open(state);
+    expect((await checkpoints.load(name))?.delivered).toBe(2);
+    await checkpoints.close();
+    expect(await readWith(3)).toEqual([2, 3, 4]);
+  });
+
+  test("library - aborting follow inside the loop ends it after the message in hand, which counts as delivered", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["p", "q", "r"]);
+    const checkpoints = new MemoryCheckpointStore();
+    const name = keyName(key);
+    for (const expected of [[0], [1], [2]]) {
+      const receiver = new Receiver({ remote, name, checkpoints, batchSize: 1 });
+      const stop = new AbortController();
+      const seqs: number[] = [];
+      for await (const delivery of receiver.follow({ signal: stop.signal })) {
+        seqs.push(delivery.seq);
+        stop.abort();
+      }
+      expect(seqs).toEqual(expected);
+    }
+    expect((await checkpoints.load(name))?.delivered).toBe(3);
+  });
+
+  test("library - sync with a callback: a callback that throws keeps the checkpoint before its batch", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["x", "y"]);
+    const receiver = await Receiver.open({ remote, name: keyName(key) });
+    await expect(
+      receiver.sync(async () => {
+        throw new Error("disk full");
+      }),
+    ).rejects.toThrow("disk full");
+    const batches: Delivery[][] = [];
+    const result = await receiver.sync(async (batch) => void batches.push(batch));
+    expect(result).toMatchObject({ delivered: 2, total: 2, messages: [] });
+    expect(batches.flat().map((d) => d.seq)).toEqual([0, 1]);
+  });
+
+  test("library - the entry point does not load kubo-rpc-client; openKubo does", async () => {
+    // A module-resolution hook (node:module register) writes every resolved URL to a file.
+    const log = join(dir, "resolved.txt");
+    const hooks = join(dir, "hooks.mjs");
+    await writeFile(
+      hooks,
+      `import { appendFileSync } from "node:fs";\n` +
+        `export async function resolve(specifier, context, next) { const result = await next(specifier, context); appendFileSync(${JSON.stringify(log)}, result.url + "\\n"); return result; }\n`,
+    );
+    const script =
+      `import { register } from "node:module"; import { appendFileSync } from "node:fs";\n` +
+      `register(${JSON.stringify(pathToFileURL(hooks).href)});\n` +
+      `const lib = await import(${JSON.stringify(pathToFileURL(resolve("dist/lib/index.js")).href)});\n` +
+      `appendFileSync(${JSON.stringify(log)}, "--- openKubo\\n");\n` +
+      `(await lib.openKubo("http://127.0.0.1:1")).close();\n`;
+    await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script]);
+    const [before, after] = (await readFile(log, "utf8")).split("--- openKubo\n");
+    expect(before).toContain("/dist/lib/index.js");
+    expect(before).not.toContain("kubo-rpc-client");
+    expect(after).toContain("kubo-rpc-client");
+  });
+});
