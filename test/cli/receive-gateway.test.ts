@@ -6,6 +6,7 @@ import { NS } from "../../gen/vac/cas/cas_pb.js";
 import { addressText } from "../../core/hash.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
 import { decodePage } from "../../core/page.js";
+import { openGateway, Receiver } from "../../lib/index.js";
 import { cleanup, parseJsonl, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 import { flipBit, startTamperProxy, type TamperProxy } from "../helpers/tamper-proxy.js";
 
@@ -64,6 +65,20 @@ describe("receive --gateway", () => {
     expect(next.code, next.stderr).toBe(0);
     expect(parseJsonl<{ seq: number }>(next.stdout).map((line) => line.seq)).toEqual([3]);
     expect(bodiesOf(next.stdout)).toEqual(["four"]);
+  });
+
+  it("openGateway: the library's Receiver reads the same log through the gateway and router", async () => {
+    const remote = openGateway(server.url, { router: server.url });
+    try {
+      const receiver = await Receiver.open({ remote, name });
+      const { messages } = await receiver.sync();
+      expect(messages.map((delivery) => Buffer.from(delivery.message!.body).toString("utf8")).slice(0, 3)).toEqual(["one", "two", "three"]);
+      expect((await receiver.sync()).messages).toEqual([]);
+      await receiver.close();
+    } finally {
+      remote.close();
+    }
+    expect(() => openGateway("ftp://example")).toThrow(/INVALID_ARGUMENT/);
   });
 
   it("stops at a message whose bytes a lying gateway changed: DATA_LOSS naming it, nothing wrong printed", async () => {
