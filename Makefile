@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
 
 all: build
 
@@ -21,6 +21,13 @@ test/ipfs-harness/node_modules/.package-lock.json: test/ipfs-harness/package-loc
 	@touch $@
 
 harness: test/ipfs-harness/node_modules/.package-lock.json
+
+# Helia's verified-fetch, the independent IPFS client of test/interop: its own package, since it pulls in libp2p.
+test/helia-client/node_modules/.package-lock.json: test/helia-client/package-lock.json
+	npm ci --prefix test/helia-client --no-audit --no-fund
+	@touch $@
+
+helia-client: test/helia-client/node_modules/.package-lock.json
 
 # dist/ is rebuilt only when a source, a tsconfig or the lockfile is newer than the last build:
 # a second `make build` (or `make demo`) with nothing changed does nothing.
@@ -58,7 +65,7 @@ lint: install check-gen typecheck
 # test/kubo and test/package run after everything else: the IPFS node keeps a core busy, and npm
 # install writes some 450 MB; the time-bounded fuzzing (test/hostile/fuzz.test.ts) must not share the
 # two cores with either. Each run writes its own report.
-test: lint harness
+test: lint harness helia-client
 	@mkdir -p .tmp && rm -f .tmp/vitest-report*.json
 	$(BIN)/vitest run --exclude 'test/kubo/**' --exclude 'test/package/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
 	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo test/package --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json

@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
 import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
 import { canonicalKeyName } from "../core/names.js";
-import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
-import { Option } from "commander";
+import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
+import { Option, type Command } from "commander";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine, deliveryText } from "./format.js";
@@ -25,8 +25,13 @@ interface ReceiveFlags extends EndpointFlags {
   maxPages: number;
   retryFor?: number;
   fromSeq?: number;
+  gateway?: string;
+  router?: string;
   out?: string;
 }
+
+/** What receive reads from: our services, a Kubo node, or any IPFS gateway. */
+type ReadRemote = AnyRemote | ReturnType<typeof openGateway>;
 
 export function command(io: Io) {
   return endpointOptions(
@@ -53,7 +58,9 @@ export function command(io: Io) {
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60, forever with --follow)", intOption(0))
-      .option("--concurrency <n>", "with several names, how many are synced at once", intOption(1, 4096), 16),
+      .option("--concurrency <n>", "with several names, how many are synced at once", intOption(1, 4096), 16)
+      .option("--gateway <url>", "read from an IPFS Trustless Gateway instead (blocks from /ipfs/, names from /ipns/ as signed records; key names only)")
+      .option("--router <url>", "with --gateway, resolve names through this Delegated Routing V1 API (/routing/v1/ipns/) instead"),
   )
     .addHelpText(
       "after",
@@ -64,9 +71,10 @@ export function command(io: Io) {
         "  remotelog receive --names follows.txt --server http://127.0.0.1:7420 --state ./bob --follow\n" +
         "  remotelog receive --name k51qzi5uqu5d… --server http://127.0.0.1:7420 --state ./bob --from-seq 90000\n" +
         "  remotelog receive --name k51qzi5uqu5d… --kubo-api http://127.0.0.1:5001 --state ./bob --follow   # straight from IPFS, polling\n" +
+        "  remotelog receive --name k51qzi5uqu5d… --gateway http://127.0.0.1:7420 --state ./bob   # any trustless gateway\n" +
         '\nWith --names, or --name given more than once, every line starts with the name of its log ({"name":"chat","seq":0,…}); each log is printed in order, and logs interleave.',
     )
-    .action(async (flags: ReceiveFlags) => {
+    .action(async (flags: ReceiveFlags, command: Command) => {
       const names = await namesFrom(flags);
       for (const { name, from } of names) {
         const canonical = canonicalKeyName(name);
@@ -81,7 +89,9 @@ export function command(io: Io) {
       checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
       // The file's length is kept with the checkpoint: without one on disk, a restart would append it all again.
       if (flags.out !== undefined && flags.state === undefined) throw usageError("--out needs --state, where the checkpoint records how much of FILE was delivered");
-      const remote = refusingBackupHeads(await remoteFrom(flags));
+      // REMOTELOG_SERVER in the environment names the usual server; --gateway given on the line wins over it.
+      if (flags.gateway !== undefined && command.getOptionValueSource("server") === "env") flags.server = undefined;
+      const remote = refusingBackupHeads(await readRemoteFrom(flags, names.map(({ name }) => name)));
       const checkpoints: CheckpointStore = flags.state === undefined ? new MemoryCheckpointStore() : await FileCheckpointStore.open(flags.state).catch((err) => {
         remote.close();
         throw err;
@@ -169,7 +179,23 @@ async function namesFrom(flags: ReceiveFlags): Promise<{ name: string; from: str
  * is said on stderr, with its name, and retried; without --follow the exit code is 1 if any name was
  * not read, once all the others were.
  */
-async function receiveMany(names: string[], flags: ReceiveFlags, remote: AnyRemote, checkpoints: CheckpointStore, io: Io): Promise<void> {
+/** --gateway (and --router), or the endpoints every verb takes. */
+async function readRemoteFrom(flags: ReceiveFlags, names: string[]): Promise<ReadRemote> {
+  if (flags.gateway === undefined) {
+    if (flags.router !== undefined) throw usageError("--router goes with --gateway");
+    return remoteFrom(flags);
+  }
+  if (flags.server || flags.cas || flags.ns || flags.kuboApi) throw usageError("give either --gateway, or --server (or --cas and --ns, or --kubo-api), not both");
+  const unsigned = names.find((name) => !isKeyName(name));
+  if (unsigned !== undefined) throw usageError(`${JSON.stringify(unsigned)} is not a key name (k51…), and --gateway reaches IPNS, which holds signed names only`);
+  try {
+    return openGateway(flags.gateway, { router: flags.router });
+  } catch (err) {
+    throw usageError((err as RemoteLogError).text ?? String(err));
+  }
+}
+
+async function receiveMany(names: string[], flags: ReceiveFlags, remote: ReadRemote, checkpoints: CheckpointStore, io: Io): Promise<void> {
   if (flags.retryFor === undefined) {
     // As with one name: services that never answer are said within about 3 s, not after the 60 s an outage gets.
     const status = new RetryStatus(io, "receive", undefined, 0);

@@ -27,6 +27,7 @@ interface ServeFlags {
   ns: "level" | "ipns";
   kuboApi?: string;
   metrics: boolean;
+  gateway: boolean;
   logLevel: LogLevel;
   adminListen?: string;
   adminTokenFile?: string;
@@ -94,6 +95,8 @@ export function command(io: Io) {
     .option("--kubo-api <url>", "the Kubo RPC API of --cas kubo and --ns ipns, such as http://127.0.0.1:5001")
     .option("--metrics", "serve Prometheus metrics at /metrics on the same port", true)
     .option("--no-metrics", "do not keep or serve metrics")
+    .option("--gateway", "answer IPFS's Trustless Gateway (/ipfs/, /ipns/) and Delegated Routing V1 (/routing/v1/) on the same port", true)
+    .option("--no-gateway", "do not answer IPFS's HTTP protocols")
     .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
     .addOption(new Option("--log-format <format>", "auto: readable on a terminal, JSON lines otherwise").choices(["auto", "json", "pretty"]).default("auto"))
     .addHelpText(
@@ -169,6 +172,7 @@ export function command(io: Io) {
           write: { requireSigned, writeTokens, allowKeys, quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames },
           adminTokens,
           gcGraceMs: flags.gcGrace,
+          gateway: flags.gateway,
           onInternalError: (err, method) => log.error({ method, err: err.cause ?? err }, `${method} failed`),
           // Wired only at debug, so that below it no call pays for a log line that is never written.
           onCallEnd: log.isLevelEnabled("debug") ? (method, code, seconds) => log.debug({ method, code, ms: roundMs(seconds) }, "rpc") : undefined,

@@ -20,9 +20,8 @@
  * @packageDocumentation
  */
 
-// Where the log lives: clients of the CAS and NS. openGateway (a trustless gateway and a delegated
-// router, issue 14 §3) joins these two here.
-export { openRemote, openKubo, type Endpoints } from "./open.js";
+// Where the log lives: clients of the CAS and NS, or (read-only) a trustless gateway and a delegated router.
+export { openRemote, openKubo, openGateway, type Endpoints, type OpenGatewayOptions } from "./open.js";
 export type { LogRemote, LogReadRemote, NameHead, CasLimits } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
 

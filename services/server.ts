@@ -23,6 +23,7 @@ import { canSweep } from "../core/content-store.js";
 import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
+import { Gateway, HeadIndex, type GatewayOptions, type HttpService } from "./gateway.js";
 import { Authority, peerKey, type WritePolicy } from "./auth.js";
 import { createContextValues } from "@connectrpc/connect";
 
@@ -54,6 +55,11 @@ export interface RouteDeps {
   onInternalError?: (err: Error, method: string) => void;
   /** Told about every call once it ends, with its final code ("OK", "NotFound") and duration. */
   onCallEnd?: (method: string, code: CodeName, seconds: number) => void;
+  /**
+   * Also answer IPFS's HTTP protocols on the same port (services/gateway.ts): the Trustless Gateway
+   * (/ipfs/, /ipns/) and Delegated Routing V1 (/routing/v1/), whose PUT is NS.Update itself.
+   */
+  gateway?: boolean;
 }
 
 /** What listen() tells the routes about the server they are mounted on. */
@@ -62,6 +68,8 @@ export interface ServerContext {
   closing: AbortSignal;
   /** The server's metrics, when it keeps any. */
   metrics?: ServerMetrics;
+  /** Serves a plain HTTP service beside Connect, for the paths it claims (the IPFS gateway). */
+  mountHttp?: (service: HttpService) => void;
 }
 
 /**
@@ -73,6 +81,9 @@ export interface ServerContext {
  */
 export function routes(deps: RouteDeps): (router: ConnectRouter, server?: ServerContext) => void {
   const limits = { ...defaultLimits, ...deps.limits };
+  // The gateway finds head pages by CID: every service writes names through its index.
+  const heads = deps.gateway && deps.names ? new HeadIndex(deps.names) : undefined;
+  if (heads) deps = { ...deps, names: heads.store };
   return (router, server) => {
     const metrics = server?.metrics;
     const onCallEnd = metrics
@@ -83,6 +94,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       : deps.onCallEnd;
     const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd, onLimit: metrics && ((limit) => metrics.limitHit(limit)) };
     const mounted: string[] = [];
+    let updateName: GatewayOptions["updateName"];
     const authority = new Authority({ requireSigned: deps.requireSigned, ...deps.write, adminTokens: deps.adminTokens });
     const blocks = deps.content ? new BlockServiceImpl(deps.content, limits, { authority, names: deps.names }) : undefined;
     if (deps.content) {
@@ -100,6 +112,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       router.service(NS, withConnectErrors(NS, ns, observer));
       router.service(NameWatchService, withConnectErrors(NameWatchService, { watchMany: (request, context) => ns.watchMany(request, context) }, observer));
       mounted.push(NS.typeName, NameWatchService.typeName);
+      updateName = (request, context) => ns.update(request, context);
       metrics?.watchNames(deps.names);
     }
     // gc runs in the process that holds the stores (remotelog gc --server); only the fs CAS supports it.
@@ -113,6 +126,9 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
         },
       });
       router.service(GcService, withConnectErrors(GcService, guarded, observer));
+    }
+    if (deps.gateway) {
+      server?.mountHttp?.(new Gateway({ content: deps.content, names: deps.names, heads, updateName, maxNameBytes: limits.maxNameBytes, onInternalError: deps.onInternalError }));
     }
     const info = new ServerInfoServiceImpl({
       maxBlockBytes: deps.content ? limits.maxBlockBytes : 0,
@@ -225,6 +241,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? 10_000;
   const closing = new AbortController();
   const metrics = options.metrics ? new ServerMetrics() : undefined;
+  const httpServices: HttpService[] = [];
   const limits = { ...defaultConnectionLimits, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
   const limitHit = (limit: string) => metrics?.limitHit(limit);
   const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
@@ -236,7 +253,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     },
     writeMaxBytes: options.writeMaxBytes,
     routes: (router) => {
-      options.routes(router, { closing: closing.signal, metrics });
+      options.routes(router, { closing: closing.signal, metrics, mountHttp: (service) => httpServices.push(service) });
       // connectNodeAdapter reads router.handlers after routes() returns, so replacing them here wraps
       // every method, whichever service mounted it.
       router.handlers.forEach((handler, index) => (router.handlers[index] = withUndecodableAsInvalidArgument(handler)));
@@ -247,6 +264,12 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
     if (metrics && (req.method === "GET" || req.method === "HEAD") && pathOf(req.url) === METRICS_PATH) {
       serveMetrics(metrics, req.method, res, options.onMetricsError);
+      return;
+    }
+    const path = pathOf(req.url);
+    const service = httpServices.find((candidate) => candidate.handles(path));
+    if (service) {
+      service.handle(req, res);
       return;
     }
     if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) {

@@ -7,16 +7,7 @@
 // stdin closes (so that a test runner that dies takes it along).
 
 // ipfs-core 0.18's dependencies call Promise.withResolvers, which Node 20 lacks.
-if (typeof Promise.withResolvers !== "function") {
-  Promise.withResolvers = function withResolvers() {
-    let resolve, reject;
-    const promise = new this((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
+import "../helpers/with-resolvers.mjs";
 
 const { create } = await import("ipfs-core");
 const { HttpApi } = await import("ipfs-http-server");

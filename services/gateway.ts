@@ -1,0 +1,591 @@
+import { createHash } from "node:crypto";
+import type http from "node:http";
+import type http2 from "node:http2";
+import type { TLSSocket } from "node:tls";
+import { create } from "@bufbuild/protobuf";
+import { createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { addBlock, blockLength, close as closeCar, createWriter, headerLength } from "@ipld/car/buffer-writer";
+import { unmarshalIPNSRecord } from "ipns";
+import { CID } from "multiformats/cid";
+import { bases } from "multiformats/basics";
+import type { MultibaseDecoder } from "multiformats/bases/interface";
+import { NS, NameUpdateSchema, type NameUpdate } from "../gen/vac/cas/cas_pb.js";
+import type { ContentStore } from "../core/content-store.js";
+import { canList, type NameStore, type PutOptions } from "../core/name-store.js";
+import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
+import { addressOf, matchesAddress, RAW_CODEC, SHA2_256 } from "../core/hash.js";
+import { httpStatusOf } from "../core/http-status.js";
+import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
+import { canonicalKeyName, generateNameKey, isKeyName, keyName, MAX_RECORD_BYTES, peerIdOfKeyName, verifySignedRecord } from "../core/names.js";
+
+/*
+ * IPFS's own HTTP protocols over our stores (design/remote-log.md §10), beside Connect on the same port:
+ * - the Trustless Gateway (specs.ipfs.tech/http-gateways/trustless-gateway): GET and HEAD of
+ *   /ipfs/{cid} as a raw block or a CAR, and of /ipns/{name} as the signed IPNS record the NS holds;
+ * - the Delegated Routing V1 HTTP API (specs.ipfs.tech/routing/http-routing-v1): GET and PUT of
+ *   /routing/v1/ipns/{name}, and /routing/v1/providers/{cid}, which names this server itself as an
+ *   HTTP gateway provider of the blocks it holds, so that Helia fetches them from here.
+ * Everything served is verifiable by its client without trusting us: blocks by their CID, records by
+ * the name's key. It is read-only but for the routing PUT, which is NS.Update itself (the same checks
+ * and the same write rules).
+ */
+
+/** A plain HTTP service mounted beside Connect on listen()'s port (services/server.ts ServerContext.mountHttp). */
+export interface HttpService {
+  /** Whether this service answers requests for path (the URL's path, without the query). */
+  handles(path: string): boolean;
+  handle(req: HttpRequest, res: HttpResponse): void;
+}
+
+export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
+export type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+export const RAW_TYPE = "application/vnd.ipld.raw";
+export const CAR_TYPE = "application/vnd.ipld.car";
+export const IPNS_RECORD_TYPE = "application/vnd.ipfs.ipns-record";
+/** The transfer protocol a Delegated Routing provider record names for a Trustless Gateway. */
+export const GATEWAY_PROTOCOL = "transport-ipfs-gateway-http";
+
+const IDENTITY_MULTIHASH = 0x00;
+// A year: what Kubo and boxo give immutable responses.
+const IMMUTABLE = "public, max-age=29030400, immutable";
+// Routing answers change as blocks arrive; a short life, as the routing spec suggests for few results.
+const ROUTING_CACHE = "public, max-age=15";
+const PREFIXES = ["/ipfs/", "/ipns/", "/routing/v1/"];
+
+/**
+ * The current head page of every name, found by its CID. The NS keeps a name's head page beside the
+ * name rather than in the CAS, yet the name's record says /ipfs/<CID of that page>, and an IPFS client
+ * that resolved the name asks for that CID next. Every put through `store` is indexed as it happens;
+ * names stored before this process started are indexed by one pass over the store's list(), the first
+ * time a CID is found in neither the CAS nor the index. A store that cannot list (IPNS) keeps its head
+ * pages in Kubo's blockstore, which is the CAS then. Old heads are not kept: only a name's current page.
+ */
+export class HeadIndex {
+  /** The name store to mount in place of the one given: the same store, whose puts are indexed. */
+  readonly store: NameStore;
+  private readonly nameOfCid = new Map<string, string>();
+  private readonly cidOfName = new Map<string, string>();
+  private scanned?: Promise<void>;
+
+  constructor(private readonly names: NameStore) {
+    this.store = {
+      get: (name) => names.get(name),
+      put: async (name: string, content: Uint8Array, options?: PutOptions) => {
+        const version = await names.put(name, content, options);
+        this.note(name, content);
+        return version;
+      },
+      close: () => names.close(),
+      ...(names.count ? { count: () => names.count!() } : {}),
+      ...(names.list ? { list: () => names.list!() } : {}),
+    };
+  }
+
+  /** The bytes of the current head page whose raw CID is address (binary), or undefined. */
+  async find(address: Uint8Array): Promise<Uint8Array | undefined> {
+    const key = Buffer.from(address).toString("latin1");
+    let name = this.nameOfCid.get(key);
+    if (name === undefined && canList(this.names)) {
+      await (this.scanned ??= this.scan().catch((err: unknown) => {
+        this.scanned = undefined;
+        throw err;
+      }));
+      name = this.nameOfCid.get(key);
+    }
+    if (name === undefined) return undefined;
+    // The index may be a step behind the store; the store's entry is the truth.
+    const entry = await this.names.get(name);
+    return entry && matchesAddress(entry.content, address) ? entry.content : undefined;
+  }
+
+  private note(name: string, content: Uint8Array, onlyIfNew = false): void {
+    if (onlyIfNew && this.cidOfName.has(name)) return;
+    const old = this.cidOfName.get(name);
+    if (old !== undefined && this.nameOfCid.get(old) === name) this.nameOfCid.delete(old);
+    const key = Buffer.from(addressOf(content)).toString("latin1");
+    this.cidOfName.set(name, key);
+    this.nameOfCid.set(key, name);
+  }
+
+  private async scan(): Promise<void> {
+    // A put during the pass is newer than what the pass read: it wins.
+    for await (const [name, entry] of this.names.list!()) this.note(name, entry.content, true);
+  }
+}
+
+/** The CAS address (raw CIDv1) of the block any sha2-256 CID names, or undefined for other hashes. */
+function blockAddress(cid: CID): Uint8Array | undefined {
+  if (cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32) return undefined;
+  return cid.version === 1 && cid.code === RAW_CODEC ? cid.bytes : CID.createV1(RAW_CODEC, cid.multihash).bytes;
+}
+
+export interface GatewayOptions {
+  content?: ContentStore;
+  names?: NameStore;
+  /** Finds head pages by CID (they are not in the CAS); mount heads.store as the NS's store. */
+  heads?: HeadIndex;
+  /**
+   * NS.Update itself (services/ns-service.ts NsService.update), which PUT /routing/v1/ipns calls, so
+   * that it obeys the same checks and write rules; without it, PUT is refused.
+   */
+  updateName?: (update: NameUpdate, context: HandlerContext) => Promise<unknown>;
+  /** The longest name taken, in UTF-8 bytes. */
+  maxNameBytes?: number;
+  /** Told about failures that reach a client as a bare 500. */
+  onInternalError?: (err: Error, what: string) => void;
+}
+
+/** A response being made: status, headers, body (omitted for HEAD). */
+interface Reply {
+  status: number;
+  headers: Record<string, string | number>;
+  body?: Uint8Array | string;
+}
+
+/**
+ * The gateway and routing endpoints as one HttpService. Every answer is whole before it is written
+ * (a block, a one-block CAR, a record or a short JSON list), so a response costs at most one block.
+ */
+export class Gateway implements HttpService {
+  private readonly maxNameBytes: number;
+  private peerId?: Promise<string>;
+
+  constructor(private readonly options: GatewayOptions) {
+    this.maxNameBytes = options.maxNameBytes ?? MAX_NAME_BYTES;
+  }
+
+  handles(path: string): boolean {
+    return PREFIXES.some((prefix) => path.startsWith(prefix)) || path === "/ipfs" || path === "/ipns";
+  }
+
+  handle(req: HttpRequest, res: HttpResponse): void {
+    this.answer(req).then(
+      (reply) => send(req, res, reply),
+      (err: unknown) => send(req, res, this.errorReply(err, req)),
+    );
+  }
+
+  private async answer(req: HttpRequest): Promise<Reply> {
+    const url = new URL(req.url ?? "/", "http://gateway");
+    const path = url.pathname;
+    const method = req.method ?? "GET";
+    if (method === "OPTIONS") return preflight(path);
+    if (path.startsWith("/routing/v1/")) return this.routing(req, method, url);
+    if (method !== "GET" && method !== "HEAD") return text(405, `${method} is not served here: the gateway is read-only (GET, HEAD)`, { allow: "GET, HEAD, OPTIONS" });
+    const [, namespace, id, ...rest] = path.split("/");
+    if (!id) return text(400, `give a ${namespace === "ipns" ? "name" : "CID"}: /${namespace}/{${namespace === "ipns" ? "name" : "cid"}}`);
+    if (namespace === "ipfs") return this.ipfs(req, url, decodeSegment(id), rest);
+    return this.ipns(req, url, decodeSegment(id), rest);
+  }
+
+  /** GET /ipfs/{cid}: the block, or a CAR of it. */
+  private async ipfs(req: HttpRequest, url: URL, id: string, rest: string[]): Promise<Reply> {
+    const cid = parseCid(id);
+    if (typeof cid === "string") return text(400, cid);
+    const wanted = negotiate(url, req.headers.accept, ["raw", "car"]);
+    if (wanted.status) return text(wanted.status, wanted.message);
+    if (rest.length > 0 && rest.some((segment) => segment !== "")) {
+      return text(400, `no paths under a CID here: every block this gateway holds is raw, with no links to follow`);
+    }
+    const car = wanted.format === "car" ? carParameters(url, wanted.params) : undefined;
+    if (typeof car === "string") return text(wanted.fromQuery ? 400 : 406, car);
+
+    const bytes = await this.block(cid);
+    if (bytes === undefined) return text(404, `block ${cid.toString()} is not stored here`, { "cache-control": "no-store" });
+    const cidText = cid.toString();
+    const common = {
+      "x-content-type-options": "nosniff",
+      "cache-control": IMMUTABLE,
+      "x-ipfs-path": `/ipfs/${cidText}`,
+      "x-ipfs-roots": cidText,
+      vary: "Accept",
+      "access-control-allow-origin": "*",
+    };
+    if (!car) {
+      const etag = `"${cidText}.raw"`;
+      if (notModified(req, etag)) return { status: 304, headers: { ...common, etag } };
+      return {
+        status: 200,
+        headers: {
+          ...common,
+          "content-type": RAW_TYPE,
+          "content-disposition": `attachment; filename="${cidText}.bin"`,
+          ...(wanted.fromQuery ? {} : { "content-location": `/ipfs/${cidText}?format=raw` }),
+          etag,
+        },
+        body: bytes,
+      };
+    }
+    const etag = `"${cidText}.car.${car.scope}.${car.order}.${car.dups}${car.entityBytes ? `.${car.entityBytes}` : ""}"`;
+    if (notModified(req, etag)) return { status: 304, headers: { ...common, etag } };
+    return {
+      status: 200,
+      headers: {
+        ...common,
+        "content-type": `${CAR_TYPE}; version=1; order=${car.order}; dups=${car.dups}`,
+        "content-disposition": `attachment; filename="${cidText}.car"`,
+        ...(wanted.fromQuery ? {} : { "content-location": `/ipfs/${cidText}?format=car` }),
+        etag,
+      },
+      body: oneBlockCar(cid, bytes),
+    };
+  }
+
+  /**
+   * A block's bytes by any CID of its sha2-256 multihash (raw, dag-pb, CIDv0: the bytes are the same),
+   * from the CAS or, for a name's head page, the head index; identity CIDs hold their bytes themselves.
+   * Undefined when it is stored nowhere here.
+   */
+  private async block(cid: CID): Promise<Uint8Array | undefined> {
+    if (cid.multihash.code === IDENTITY_MULTIHASH) return cid.multihash.digest;
+    const address = blockAddress(cid);
+    if (address === undefined) return undefined;
+    const [stored] = (await this.options.content?.getMany([address])) ?? [undefined];
+    return stored ?? (await this.options.heads?.find(address));
+  }
+
+  /** Whether block(cid) would find it, without reading a stored block. */
+  private async holds(cid: CID): Promise<boolean> {
+    const address = blockAddress(cid);
+    if (address !== undefined && (await this.options.content?.has(address))) return true;
+    return (await this.block(cid)) !== undefined;
+  }
+
+  /** GET /ipns/{name}: the signed record, the only verifiable answer; this gateway deserializes nothing. */
+  private async ipns(req: HttpRequest, url: URL, id: string, rest: string[]): Promise<Reply> {
+    const wanted = negotiate(url, req.headers.accept, ["ipns-record"]);
+    if (wanted.status) return text(wanted.status, wanted.message);
+    if (rest.some((segment) => segment !== "")) return text(400, "no paths under a name here: ask for the name's record alone");
+    return this.record(req, id, false);
+  }
+
+  /** The record of a key name, however it is spelled, with the headers both specs ask for. */
+  private async record(req: HttpRequest, id: string, routing: boolean): Promise<Reply> {
+    const name = keyNameOf(id, this.maxNameBytes);
+    if (typeof name !== "string") return text(400, name.message);
+    const entry = this.options.names ? await this.options.names.get(name) : undefined;
+    if (!entry || entry.record.length === 0) {
+      return text(404, this.options.names ? `name ${name} has no record here` : "this server holds no names", { "cache-control": "public, max-age=15", vary: "Accept" });
+    }
+    const etag = `"${createHash("sha256").update(entry.record).digest("hex")}"`;
+    const headers: Record<string, string> = {
+      "content-type": IPNS_RECORD_TYPE,
+      "x-content-type-options": "nosniff",
+      "access-control-allow-origin": "*",
+      vary: "Accept",
+      etag,
+      ...recordCacheHeaders(entry.record),
+      ...(routing ? {} : { "x-ipfs-path": `/ipns/${name}`, "content-disposition": `attachment; filename="${name}.ipns-record"` }),
+    };
+    if (notModified(req, etag)) return { status: 304, headers };
+    return { status: 200, headers, body: entry.record };
+  }
+
+  private async routing(req: HttpRequest, method: string, url: URL): Promise<Reply> {
+    const [kind, ...ids] = url.pathname.slice("/routing/v1/".length).split("/");
+    const id = ids.length === 1 ? decodeSegment(ids[0]) : "";
+    if (kind === "ipns" && id) {
+      if (method === "PUT") return this.putRecord(req, id);
+      if (method !== "GET" && method !== "HEAD") return text(501, `${method} of /routing/v1/ipns is not implemented (GET, PUT)`, { allow: "GET, HEAD, PUT, OPTIONS" });
+      if (!accepts(req.headers.accept, IPNS_RECORD_TYPE)) return text(406, `ask for the record with Accept: ${IPNS_RECORD_TYPE}`);
+      return this.record(req, id, true);
+    }
+    if (kind === "providers" && id) {
+      if (method !== "GET" && method !== "HEAD") return text(501, `${method} of /routing/v1/providers is not implemented (GET)`);
+      return this.providers(req, url, id);
+    }
+    if (kind === "peers" && id) {
+      if (method !== "GET" && method !== "HEAD") return text(501, `${method} of /routing/v1/peers is not implemented (GET)`);
+      return this.peers(req, url, id);
+    }
+    if (kind === "dht") return text(501, "this router does not search the DHT");
+    return text(400, `unknown routing path ${JSON.stringify(url.pathname)}: this router answers /routing/v1/ipns/{name}, /routing/v1/providers/{cid} and /routing/v1/peers/{peer-id}`);
+  }
+
+  /** PUT /routing/v1/ipns/{name}: the record goes through NS.Update with the head page it names. */
+  private async putRecord(req: HttpRequest, id: string): Promise<Reply> {
+    const type = (req.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+    if (type !== IPNS_RECORD_TYPE) return text(406, `send the record with Content-Type: ${IPNS_RECORD_TYPE}`);
+    if (!this.options.updateName) return text(501, "this server holds no names to publish to");
+    const name = keyNameOf(id, this.maxNameBytes);
+    if (typeof name !== "string") return text(400, name.message);
+    const record = await readBody(req, MAX_RECORD_BYTES);
+    // Only what the name's key signed is looked up: a forged record costs a signature check, no read.
+    const { cid } = await verifySignedRecord(name, record);
+    const content = await this.block(cid);
+    if (content === undefined) {
+      return text(400, `the record points at ${cid.toString()}, which is not stored here: store the head page in the CAS, then publish its record`);
+    }
+    await this.options.updateName(create(NameUpdateSchema, { name, content, record }), handlerContext(req, "PUT"));
+    return { status: 200, headers: { "cache-control": "no-store" } };
+  }
+
+  /** GET /routing/v1/providers/{cid}: this server, when it holds the block, as a Trustless Gateway. */
+  private async providers(req: HttpRequest, url: URL, id: string): Promise<Reply> {
+    const cid = parseCid(id);
+    if (typeof cid === "string") return text(422, cid);
+    const filter = url.searchParams.get("filter-protocols");
+    const wantsGateway = filter === null || filter.toLowerCase().split(",").includes(GATEWAY_PROTOCOL);
+    const held = wantsGateway && (await this.holds(cid));
+    return this.peerList(req, "Providers", held ? [await this.self(req)] : []);
+  }
+
+  /** GET /routing/v1/peers/{peer-id}: this server's own record, for a client that looks it up by ID. */
+  private async peers(req: HttpRequest, _url: URL, id: string): Promise<Reply> {
+    const self = await this.self(req);
+    return this.peerList(req, "Peers", id === self.ID || canonicalKeyName(id) === canonicalKeyName(self.ID) ? [self] : []);
+  }
+
+  private peerList(req: HttpRequest, field: "Providers" | "Peers", records: object[]): Reply {
+    const headers = { "cache-control": ROUTING_CACHE, vary: "Accept", "access-control-allow-origin": "*" };
+    if (accepts(req.headers.accept, "application/x-ndjson", true)) {
+      return { status: 200, headers: { ...headers, "content-type": "application/x-ndjson" }, body: records.map((r) => JSON.stringify(r) + "\n").join("") };
+    }
+    return { status: 200, headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ [field]: records }) + "\n" };
+  }
+
+  /** This server as a peer record: a peer ID of its own, and the address the client reached it at. */
+  private async self(req: HttpRequest): Promise<{ Schema: string; ID: string; Protocols: string[]; Addrs: string[] }> {
+    // A libp2p peer ID is what the schema needs; nothing is signed with its key.
+    const id = await (this.peerId ??= generateNameKey().then((key) => peerIdOfKeyName(keyName(key))));
+    return { Schema: "peer", ID: id, Protocols: [GATEWAY_PROTOCOL], Addrs: [multiaddrOf(req)] };
+  }
+
+  private errorReply(err: unknown, req: HttpRequest): Reply {
+    if (isRemoteLogError(err) && err.code !== "INTERNAL" && err.code !== "DATA_LOSS") return text(httpStatusOf[err.code], err.text);
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.options.onInternalError?.(error, `${req.method} ${pathOnly(req.url)}`);
+    // A damaged block is never served, and the client is not told where it lies.
+    return text(500, isRemoteLogError(err, "DATA_LOSS") ? "the block is damaged in this server's store" : "internal error");
+  }
+}
+
+function send(req: HttpRequest, res: HttpResponse, reply: Reply): void {
+  try {
+    if (res.headersSent || res.destroyed) return;
+    const body = reply.body === undefined ? undefined : typeof reply.body === "string" ? Buffer.from(reply.body, "utf8") : reply.body;
+    const headers = { ...reply.headers, ...(body !== undefined ? { "content-length": body.length } : {}) };
+    res.writeHead(reply.status, headers);
+    if (req.method === "HEAD" || body === undefined) res.end();
+    else res.end(body);
+  } catch {
+    // The client may be gone; what Node throws then concerns nobody.
+    res.destroy();
+  }
+}
+
+function text(status: number, message: string, headers: Record<string, string> = {}): Reply {
+  return { status, headers: { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff", ...headers }, body: message + "\n" };
+}
+
+function preflight(path: string): Reply {
+  const put = path.startsWith("/routing/v1/ipns/");
+  return {
+    status: 204,
+    headers: {
+      "access-control-allow-origin": "*",
+      "access-control-allow-methods": put ? "GET, HEAD, PUT, OPTIONS" : "GET, HEAD, OPTIONS",
+      "access-control-allow-headers": "Accept, Content-Type, If-None-Match",
+      "access-control-max-age": 86400,
+    },
+  };
+}
+
+function pathOnly(url: string | undefined): string {
+  return (url ?? "").split("?")[0];
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/** A CID in any multibase and version, or why it is not one. */
+function parseCid(text: string): CID | string {
+  if (text.length > 512) return "CID is too long";
+  try {
+    // CIDv0 (Qm…) has no multibase prefix; CID.parse reads it without a decoder.
+    return CID.parse(text, DECODERS.get(text[0]));
+  } catch (err) {
+    return `${JSON.stringify(text)} is not a CID (${(err as Error).message})`;
+  }
+}
+
+const DECODERS = new Map(Object.values(bases).map((base) => [base.prefix as string, base.decoder as MultibaseDecoder<string>]));
+
+/** The canonical key name (k51…) of any spelling of an Ed25519 key's name, or why there is none. */
+function keyNameOf(id: string, maxNameBytes: number): string | Error {
+  try {
+    checkName(id, maxNameBytes);
+  } catch (err) {
+    return err as Error;
+  }
+  if (isKeyName(id)) return id;
+  return canonicalKeyName(id) ?? new Error(`${JSON.stringify(id.length > 80 ? id.slice(0, 80) + "…" : id)} is not the IPNS name of an Ed25519 key (k51…, bafzaa…, or a 12D3KooW… peer ID)`);
+}
+
+type Format = "raw" | "car" | "ipns-record";
+const TYPE_OF: Record<Format, string> = { raw: RAW_TYPE, car: CAR_TYPE, "ipns-record": IPNS_RECORD_TYPE };
+
+type Negotiated =
+  | { status?: undefined; format: Format; fromQuery: boolean; params: Map<string, string> }
+  | { status: 400 | 406; message: string };
+
+/**
+ * The response format: ?format= wins over Accept (trustless-gateway spec). A request that names none
+ * is 400 (this gateway is strictly trustless: it never deserializes); one that names only formats we
+ * do not serve is 406.
+ */
+function negotiate(url: URL, accept: string | undefined, served: Format[]): Negotiated {
+  const listed = served.map((format) => `?format=${format} or Accept: ${TYPE_OF[format]}`).join(", or ");
+  const query = url.searchParams.get("format");
+  if (query !== null) {
+    if ((served as string[]).includes(query)) return { format: query as Format, fromQuery: true, params: new Map() };
+    return { status: 406, message: `format ${JSON.stringify(query)} is not served here; this trustless gateway serves ${listed}` };
+  }
+  const types = parseAccept(accept);
+  const named = types.filter((t) => t.type !== "*/*" && t.type !== "application/*");
+  for (const t of named) {
+    const format = served.find((f) => TYPE_OF[f] === t.type);
+    if (format) return { format, fromQuery: false, params: t.params };
+  }
+  if (named.length === 0) return { status: 400, message: `say which verifiable response you want: ${listed}` };
+  return { status: 406, message: `none of the types accepted (${named.map((t) => t.type).join(", ")}) is served here; this trustless gateway serves ${listed}` };
+}
+
+interface MediaRange {
+  type: string;
+  params: Map<string, string>;
+  q: number;
+}
+
+/** An Accept header's media ranges, most preferred first, without those of q=0. */
+function parseAccept(accept: string | undefined): MediaRange[] {
+  if (!accept) return [];
+  const ranges: MediaRange[] = [];
+  for (const part of accept.split(",")) {
+    const [type, ...rawParams] = part.split(";").map((piece) => piece.trim());
+    if (!type) continue;
+    const params = new Map<string, string>();
+    for (const param of rawParams) {
+      const eq = param.indexOf("=");
+      if (eq > 0) params.set(param.slice(0, eq).trim().toLowerCase(), param.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1"));
+    }
+    const q = params.has("q") ? Number(params.get("q")) : 1;
+    if (!(q > 0)) continue;
+    ranges.push({ type: type.toLowerCase(), params, q });
+  }
+  return ranges.sort((a, b) => b.q - a.q);
+}
+
+function accepts(accept: string | undefined, type: string, strict = false): boolean {
+  const ranges = parseAccept(accept);
+  if (!strict && ranges.length === 0) return false;
+  return ranges.some((range) => range.type === type || (!strict && (range.type === "*/*" || range.type === "application/*")));
+}
+
+interface CarParameters {
+  scope: string;
+  order: string;
+  dups: string;
+  entityBytes?: string;
+}
+
+/**
+ * What a CAR request asks, from the query (which wins) and the Accept parameters, or why it cannot be
+ * served. Every block here is raw, with no links: whatever the scope, the CAR holds the root block
+ * alone, which is also the whole DAG in depth-first order, with no duplicates.
+ */
+function carParameters(url: URL, accepted: Map<string, string>): CarParameters | string {
+  const get = (name: string) => url.searchParams.get(`car-${name}`) ?? accepted.get(name);
+  const version = get("version") ?? "1";
+  if (version !== "1") return `CAR version ${JSON.stringify(version)} is not served here; only version=1`;
+  const order = get("order") ?? "dfs";
+  if (order !== "dfs" && order !== "unk") return `CAR order ${JSON.stringify(order)} is not served here; order=dfs or unk`;
+  const dups = get("dups") ?? "n";
+  if (dups !== "y" && dups !== "n") return `CAR dups ${JSON.stringify(dups)} is not y or n`;
+  const scope = url.searchParams.get("dag-scope") ?? "all";
+  if (!["block", "entity", "all"].includes(scope)) return `dag-scope ${JSON.stringify(scope)} is not block, entity or all`;
+  const entityBytes = url.searchParams.get("entity-bytes") ?? undefined;
+  if (entityBytes !== undefined && !/^-?\d+:(-?\d+|\*)$/.test(entityBytes)) return `entity-bytes ${JSON.stringify(entityBytes)} is not FROM:TO`;
+  return { scope: entityBytes ? "entity" : scope, order, dups, entityBytes };
+}
+
+/** A CARv1 whose root is cid, holding its block (none for an identity CID, whose bytes are in the CID). */
+function oneBlockCar(cid: CID, bytes: Uint8Array): Uint8Array {
+  const blocks = cid.multihash.code === IDENTITY_MULTIHASH ? [] : [{ cid, bytes }];
+  const size = headerLength({ roots: [cid] }) + blocks.reduce((sum, block) => sum + blockLength(block), 0);
+  const writer = createWriter(new ArrayBuffer(size), { roots: [cid] });
+  for (const block of blocks) addBlock(writer, block);
+  return closeCar(writer);
+}
+
+function notModified(req: HttpRequest, etag: string): boolean {
+  const match = req.headers["if-none-match"];
+  return typeof match === "string" && match.split(",").some((tag) => tag.trim() === etag || tag.trim() === `W/${etag}`);
+}
+
+/** Cache-Control and Expires of a record: its TTL, and its validity (IPNS routing spec). */
+function recordCacheHeaders(record: Uint8Array): Record<string, string> {
+  try {
+    const parsed = unmarshalIPNSRecord(record);
+    const ttlSeconds = Number((parsed.ttl ?? 0n) / 1_000_000_000n);
+    const validity = new Date(String(parsed.validity));
+    const left = Math.max(0, Math.floor((validity.getTime() - Date.now()) / 1000));
+    if (Number.isNaN(left)) throw new Error("validity");
+    return {
+      "cache-control": `public, max-age=${ttlSeconds > 0 ? Math.min(ttlSeconds, left) : Math.min(60, left)}, stale-while-revalidate=${left}, stale-if-error=${left}`,
+      expires: validity.toUTCString(),
+      "last-modified": new Date().toUTCString(),
+    };
+  } catch {
+    return { "cache-control": "public, max-age=60" };
+  }
+}
+
+/** The address the client reached this server at, as a multiaddr (from Host, else the socket). */
+function multiaddrOf(req: HttpRequest): string {
+  const socket = req.socket as TLSSocket | undefined;
+  const scheme = socket?.encrypted ? "https" : "http";
+  const host = (("authority" in req && req.authority) || req.headers.host || "") as string;
+  const match = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(host);
+  const port = match?.[3] ?? (match ? (scheme === "https" ? "443" : "80") : String(socket?.localPort ?? 0));
+  const name = match ? (match[1] ?? match[2]) : (socket?.localAddress ?? "127.0.0.1");
+  const kind = name.includes(":") ? "ip6" : /^\d+\.\d+\.\d+\.\d+$/.test(name) ? "ip4" : "dns";
+  return `/${kind}/${name}/tcp/${port}/${scheme}`;
+}
+
+/** The request body, at most max bytes: TOO_LARGE past that, read no further. */
+async function readBody(req: HttpRequest, max: number): Promise<Uint8Array> {
+  const declared = Number(req.headers["content-length"]);
+  if (declared > max) throw RemoteLogError.tooLarge(`a record of ${declared} bytes is over IPNS's limit of ${max} bytes`, { limit: "record bytes", value: max });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw RemoteLogError.tooLarge(`a record over IPNS's limit of ${max} bytes`, { limit: "record bytes", value: max });
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The context NS.Update sees for a routing PUT: its method, URL and headers (a bearer token among them). */
+function handlerContext(req: HttpRequest, method: string): HandlerContext {
+  const requestHeader = new Headers();
+  for (const [key, value] of Object.entries(req.headers)) {
+    if (key.startsWith(":") || value === undefined) continue;
+    for (const one of Array.isArray(value) ? value : [value]) requestHeader.append(key, one);
+  }
+  return createHandlerContext({
+    service: NS,
+    method: NS.method.update,
+    protocolName: "routing-v1",
+    requestMethod: method,
+    url: req.url ?? "/",
+    requestHeader,
+  });
+}
