@@ -22,7 +22,7 @@
 
 // Where the log lives: clients of the CAS and NS, or (read-only) a trustless gateway and a delegated router.
 export { openRemote, openKubo, openGateway, type Endpoints, type OpenGatewayOptions } from "./open.js";
-export type { LogRemote, LogReadRemote, NameHead, CasLimits } from "../core/log-remote.js";
+export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
 
 // Writing and reading a log.

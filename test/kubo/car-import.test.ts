@@ -17,7 +17,7 @@ describe("export - an IPFS node takes the CAR", () => {
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     const keyFile = join(dir, "alice.key");
     const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
-    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "4"], { stdin: lines(30) })).code).toBe(0);
+    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "4", "--embed", "none"], { stdin: lines(30) })).code).toBe(0);
     const car = join(dir, "log.car");
     const exported = await runCli(["export", "--car", car, "--name", name, "--from", server.url]);
     expect(exported.code, exported.stderr).toBe(0);
