@@ -88,7 +88,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
         return validateAddress(id);
       } catch (err) {
         if (isRemoteLogError(err, "INVALID_ARGUMENT")) {
-          throw RemoteLogError.invalidArgument(`id ${index}: ${err.message.replace(/^INVALID_ARGUMENT: /, "")}`, err);
+          throw RemoteLogError.invalidArgument(`id ${index}: ${err.text}`, err);
         }
         throw err;
       }

@@ -13,9 +13,7 @@ export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof RemoteLogError && err.code !== ErrorCodes.INTERNAL) {
     // The client adds its own code prefix; keeping ours too would print the code twice.
-    const prefix = `${err.code}: `;
-    const message = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
-    return new ConnectError(message, connectCodeOf[err.code], undefined, undefined, err);
+    return new ConnectError(err.text, connectCodeOf[err.code], undefined, undefined, err);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
