@@ -27,6 +27,19 @@ const close = async (store: { close(): Promise<void> }) => store.close();
 contentStoreContract("kubo", async () => KuboContentStore.open({ url: ipfsNode().url }), close, { bulkBlocks: process.env.KUBO_API ? 10_000 : 1_000 });
 nameStoreContract("ipns", async () => IpnsNameStore.open({ url: ipfsNode().url }), close, { signedOnly: true });
 
+/** A proxy to the node that flips a bit of "corrupt me" in the bodies of one command on their way in. */
+function corruptingProxy(corrupted: string) {
+  return startProxy(ipfsNode().url, {
+    request: (command, body) => {
+      if (command !== corrupted) return body;
+      const altered = Buffer.from(body);
+      const at = altered.indexOf("corrupt me");
+      if (at >= 0) altered[at] ^= 0x20;
+      return altered;
+    },
+  });
+}
+
 /** A port on loopback that nothing listens on: a node that is down. */
 async function deadPort(): Promise<number> {
   const server = createServer();
@@ -115,15 +128,7 @@ describe("kubo content store - against a real IPFS RPC API", () => {
 
   it("a batch whose bytes were changed on the way in is DATA_LOSS when read, never returned", async () => {
     // js-ipfs takes a CAR's blocks at their word (Kubo checks each against its CID and refuses the import).
-    const proxy = await startProxy(ipfsNode().url, {
-      request: (command, body) => {
-        if (command !== "dag/import") return body;
-        const altered = Buffer.from(body);
-        const at = altered.indexOf("corrupt me");
-        if (at >= 0) altered[at] ^= 0x20;
-        return altered;
-      },
-    });
+    const proxy = await corruptingProxy("dag/import");
     const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
     try {
       const blocks = [text(`fine ${Math.random()}`), text(`corrupt me ${Math.random()}`)];
@@ -158,15 +163,7 @@ describe("kubo content store - against a real IPFS RPC API", () => {
 
   it("a node that answers a put with another CID has the block refused as DATA_LOSS", async () => {
     // The proxy flips a byte of every block on its way in: the node stores and names other bytes.
-    const proxy = await startProxy(ipfsNode().url, {
-      request: (command, body) => {
-        if (command !== "block/put") return body;
-        const altered = Buffer.from(body);
-        const at = altered.indexOf("corrupt me");
-        if (at >= 0) altered[at] ^= 0x20;
-        return altered;
-      },
-    });
+    const proxy = await corruptingProxy("block/put");
     const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
     try {
       const err = await failure(store.putMany([text("corrupt me, please")]), "DATA_LOSS");
