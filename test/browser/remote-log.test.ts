@@ -132,6 +132,21 @@ group("a page of an allowed origin, on a real server", () => {
     expect(JSON.parse(verified.stdout)).toMatchObject({ kind: "log", ok: true, messages: 4, objects: 2 });
   });
 
+  it("reads the same log through the server's trustless gateway and router (openGateway)", async () => {
+    const page = await browser.open(site.url);
+    const read = await page.evaluate(
+      async ({ url, name }) => {
+        const { openGateway, Receiver, toHex } = (globalThis as unknown as PageGlobals).remotelog;
+        const receiver = await Receiver.open({ remote: openGateway(url, { router: url }), name });
+        const { messages } = await receiver.sync();
+        return messages.map((delivery) => ({ seq: delivery.seq, id: toHex(delivery.id), body: new TextDecoder().decode(delivery.message?.body) }));
+      },
+      { url: server.url, name },
+    );
+    expect(read.length, describe(page)).toBeGreaterThanOrEqual(20);
+    expect(read).toEqual(await receiveWithCli(name));
+  });
+
   it("keeps a sender's log in memory: a data directory is INVALID_ARGUMENT in a browser", async () => {
     const page = await browser.open(site.url);
     const refused = await page.evaluate(async (url) => {
