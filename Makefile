@@ -73,7 +73,7 @@ test: lint harness helia-client
 	$(BIN)/vitest run --exclude 'test/kubo/**' --exclude 'test/package/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
 	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo test/package --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json
 
-# The library's API reference (lib/index.ts, with its TSDoc) as HTML in .tmp/docs/api, not committed.
+# The library's API reference (lib/index.ts and lib/browser.ts, with their TSDoc) as HTML in .tmp/docs/api, not committed.
 # Fails on a warning: a type the API uses but does not export, or a doc tag TypeDoc does not know.
 docs: install
 	$(BIN)/typedoc
