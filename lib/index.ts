@@ -14,6 +14,8 @@
  * for await (const delivery of bob.follow({ signal })) console.log(delivery.seq, delivery.message?.body);
  * ```
  *
+ * In a browser, import from `remotelog/browser` (lib/browser.ts): the same classes, kept in memory.
+ *
  * Every error is a RemoteLogError with a `code` from a closed set (ErrorCodes) and `details` fields
  * (file, offset, seq, name, address, limit, value, taken): branch on those, never on the message text.
  *

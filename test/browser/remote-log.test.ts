@@ -277,6 +277,8 @@ group("CORS", () => {
     expect(allowed.headers.get("access-control-allow-origin")).toBe(site.origin);
     expect(allowed.headers.get("access-control-allow-methods")).toContain("POST");
     expect(allowed.headers.get("access-control-allow-headers")).toMatch(/Connect-Protocol-Version/);
+    // Answered once the request is read, so the connection stays open for the call that follows.
+    expect(allowed.headers.get("connection")).not.toBe("close");
     const other = await preflight(stranger.origin);
     expect(other.status).toBe(403);
     expect(other.headers.get("access-control-allow-origin")).toBeNull();
