@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe as group, expect, it } from "vitest";
 import { generateNameKey, createNameRecord } from "../../core/names.js";
@@ -145,6 +146,30 @@ group("a page of an allowed origin, on a real server", () => {
     );
     expect(read.length, describe(page)).toBeGreaterThanOrEqual(20);
     expect(read).toEqual(await receiveWithCli(name));
+  });
+
+  it("takes a key made by `remotelog key gen` as bytes, publishes with it, and gives the same bytes back", async () => {
+    const fileBytes = [...(await readFile(keyFile))];
+    const page = await browser.open(site.url);
+    const result = await page.evaluate(
+      async ({ url, fileBytes }) => {
+        const { openRemote, keyFromBytes, keyToBytes, keyName, Sender } = (globalThis as unknown as PageGlobals).remotelog;
+        const key = await keyFromBytes(Uint8Array.from(fileBytes));
+        const sender = await Sender.open({ remote: openRemote(url), key });
+        await sender.send(["from the page, with Alice's key"]);
+        await sender.close();
+        const damaged = Uint8Array.from(fileBytes);
+        damaged[damaged.length - 1] ^= 1; // the public half
+        const refused = await keyFromBytes(damaged).then(() => "taken", (err: { code?: string }) => err.code);
+        return { name: keyName(key), bytes: [...keyToBytes(key)], refused };
+      },
+      { url: server.url, fileBytes },
+    );
+    expect(result, describe(page)).toEqual({ name, bytes: fileBytes, refused: "INVALID_ARGUMENT" });
+    // The page's publish kept everything Node published before it, and the CLI verifies it all.
+    const read = await receiveWithCli(name);
+    expect(read.at(-1)?.body).toBe("from the page, with Alice's key");
+    expect(read.map(({ seq }) => seq)).toEqual(read.map((_, index) => index));
   });
 
   it("keeps a sender's log in memory: a data directory is INVALID_ARGUMENT in a browser", async () => {
