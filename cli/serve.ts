@@ -1,7 +1,6 @@
 import { readFile, stat, unlink } from "node:fs/promises";
 import { connect, isIP } from "node:net";
 import { join } from "node:path";
-import { Option } from "commander";
 import { pino, type Logger } from "pino";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
@@ -10,8 +9,10 @@ import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, r
 import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { parseTokens, refusesUnread } from "../services/auth.js";
+import { parseCorsOrigin } from "../services/cors.js";
 import { isKeyName } from "../core/names.js";
 import { DEFAULT_GRACE_MS } from "../backup/gc.js";
+import { InvalidArgumentError, Option } from "commander";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 
 export const summary = "run the CAS and NS services on one port";
@@ -28,6 +29,7 @@ interface ServeFlags {
   kuboApi?: string;
   metrics: boolean;
   gateway: boolean;
+  corsOrigin: string[];
   logLevel: LogLevel;
   adminListen?: string;
   adminTokenFile?: string;
@@ -50,6 +52,15 @@ interface ServeFlags {
   idleTimeout: number;
   backlog: number;
   logFormat: "auto" | "json" | "pretty";
+}
+
+/** --cors-origin, repeatable: each origin checked as it is given, so that a typo stops serve at once. */
+function collectCorsOrigin(value: string, previous: string[]): string[] {
+  try {
+    return [...previous, parseCorsOrigin(value)];
+  } catch (err) {
+    throw new InvalidArgumentError((err as RemoteLogError).text ?? (err as Error).message);
+  }
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -97,6 +108,7 @@ export function command(io: Io) {
     .option("--no-metrics", "do not keep or serve metrics")
     .option("--gateway", "answer IPFS's Trustless Gateway (/ipfs/, /ipns/) and Delegated Routing V1 (/routing/v1/) on the same port", true)
     .option("--no-gateway", "do not answer IPFS's HTTP protocols")
+    .option("--cors-origin <origin>", "let pages of this origin (scheme://host[:port], or * for any) call the API from a browser; repeatable; default none", collectCorsOrigin, [])
     .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
     .addOption(new Option("--log-format <format>", "auto: readable on a terminal, JSON lines otherwise").choices(["auto", "json", "pretty"]).default("auto"))
     .addHelpText(
@@ -156,6 +168,7 @@ export function command(io: Io) {
         // A request must still fit one block of the largest size, with room for its framing.
         readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, flags.maxBlock + (1 << 16)),
         metrics: flags.metrics,
+        corsOrigins: flags.corsOrigin,
         onError: (err) => log.warn({ err }, "accept failed"),
         onMetricsError: (err) => log.error({ err }, "metrics scrape failed"),
         routes: routes({
@@ -211,6 +224,7 @@ export function command(io: Io) {
             quotaBytes: flags.quotaBytes,
             quotaNames: flags.quotaNames,
             tls: Boolean(tlsCert),
+            corsOrigins: flags.corsOrigin.length > 0 ? flags.corsOrigin : undefined,
             metrics: flags.metrics ? `${server.url}/metrics` : false,
           },
           `${services.join(" and ")} from ${where}, blocks up to ${flags.maxBlock} bytes${signed}, on ${server.url}`,
