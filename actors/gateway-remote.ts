@@ -4,6 +4,7 @@ import { addressText, parseAddress } from "../core/hash.js";
 import { errorCodeOfStatus } from "../core/http-status.js";
 import { WatchUnsupportedError, type LogReadRemote, type NameHead } from "../core/log-remote.js";
 import { isKeyName, MAX_RECORD_BYTES, verifySignedRecord } from "../core/names.js";
+import { asFetchedRecordError } from "../core/name-checks.js";
 import { mapBounded } from "../core/retry.js";
 
 export interface GatewayRemoteOptions {
@@ -71,7 +72,13 @@ export class GatewayRemote implements LogReadRemote {
       return undefined;
     }
     const record = await this.read(response, MAX_RECORD_BYTES, `the record of name ${name} from ${this.nsUrl}`);
-    const { cid, sequence } = await verifySignedRecord(name, record);
+    let verified: Awaited<ReturnType<typeof verifySignedRecord>>;
+    try {
+      verified = await verifySignedRecord(name, record);
+    } catch (err) {
+      throw isRemoteLogError(err) ? asFetchedRecordError(err, `the record of name ${name} from ${this.nsUrl}`, name) : err;
+    }
+    const { cid, sequence } = verified;
     const address = toAddress(cid, `the record of name ${name}`);
     const content = await this.getBlock(address);
     return { content, version: sequence, record };

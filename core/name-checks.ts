@@ -109,7 +109,7 @@ export async function verifySignedHead(
   try {
     verified = await verifyNameRecord(name, record, content, options);
   } catch (err) {
-    throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.text}`, { cause: err, details: { ...err.details, name } }) : err;
+    throw err instanceof RemoteLogError ? asFetchedRecordError(err, where, name) : err;
   }
   if (floor !== undefined && verified.sequence < floor) {
     throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${floor} was accepted before`, { name });
@@ -118,6 +118,17 @@ export async function verifySignedHead(
     throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and the NS says the name is at version ${claimedVersion}`, { name });
   }
   return verified.sequence;
+}
+
+/**
+ * A record check's failure as a reader reports it, naming where the record came from. What is an
+ * invalid argument in an update (a malformed record, or one that names other content) is, in a head a
+ * reader fetched, data the server holds or sent damaged: DATA_LOSS, as for a page that does not match
+ * its hash. A bad signature stays PERMISSION_DENIED, an expired record CONFLICT.
+ */
+export function asFetchedRecordError(err: RemoteLogError, where: string, name: string): RemoteLogError {
+  const code = err.code === "INVALID_ARGUMENT" ? "DATA_LOSS" : err.code;
+  return new RemoteLogError(code, `${where}: ${err.text}`, { cause: err, details: { ...err.details, name } });
 }
 
 /** The longest name an NS takes by default, in UTF-8 bytes. */

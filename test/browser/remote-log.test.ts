@@ -252,7 +252,7 @@ group("a page refuses what a lying server serves", () => {
     const page = await browser.open(site.url);
     const result = await syncThroughProxy(page);
     // The one reader's verdict, as on Node: the signed record names another page.
-    expect(result, describe(page)).toMatchObject({ delivered: 0, code: "INVALID_ARGUMENT", message: expect.stringMatching(/points at bafk\w+, but the content's CID is bafk\w+/) });
+    expect(result, describe(page)).toMatchObject({ delivered: 0, code: "DATA_LOSS", message: expect.stringMatching(/points at bafk\w+, but the content's CID is bafk\w+/) });
   });
 
   it("rejects a head whose record is signed by another key", async () => {
