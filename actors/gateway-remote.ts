@@ -139,7 +139,15 @@ export class GatewayRemote implements LogReadRemote {
       if (isRemoteLogError(err)) throw err;
       throw RemoteLogError.unavailable(`${what} was cut off: ${describe(err)}`, err);
     }
-    return Buffer.concat(chunks);
+    if (chunks.length === 1) return chunks[0];
+    // Not Buffer.concat: this runs in browsers too (lib/browser.ts).
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.length;
+    }
+    return body;
   }
 }
 

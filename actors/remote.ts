@@ -1,6 +1,5 @@
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type * as http2 from "node:http2";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { openTransport, type TransportOptions } from "#transport";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
@@ -10,7 +9,6 @@ import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
-import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
 import { WatchUnsupportedError, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
 
@@ -28,21 +26,6 @@ const ONE_CALL_BYTES = 1 << 20;
  */
 const addManyIdsUnread = { ...BlockService.method.addMany, output: EmptySchema } as unknown as DescMethodUnary;
 const BlockAdds = { ...BlockService, methods: [addManyIdsUnread], method: { addMany: addManyIdsUnread } } as unknown as typeof BlockService;
-
-/** Opens the connection-level window too, which Node only lets a session set once it exists. */
-class WideWindowSessionManager extends Http2SessionManager {
-  private readonly widened = new WeakSet<http2.ClientHttp2Session>();
-
-  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
-    const stream = await super.request(...args);
-    const session = stream.session as http2.ClientHttp2Session | undefined;
-    if (session && !this.widened.has(session)) {
-      this.widened.add(session);
-      session.setLocalWindowSize(CONNECTION_WINDOW);
-    }
-    return stream;
-  }
-}
 
 /** The reverse of services/connect-errors.ts: a remote failure as one of our codes, naming the service. */
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
@@ -68,7 +51,9 @@ function failedOnTheWay(err: ConnectError): boolean {
   return /NGHTTP2_REFUSED_STREAM|ECONNRESET|ECONNREFUSED|^http\/2 stream closed with error code/.test(err.rawMessage);
 }
 
-export interface RemoteOptions {
+export { bearer } from "./connect-auth.js";
+
+export interface RemoteOptions extends TransportOptions {
   casUrl: string;
   nsUrl: string;
   /** Blocks per AddMany/GetMany call. */
@@ -77,17 +62,12 @@ export interface RemoteOptions {
   batchBytes?: number;
   /** Batch calls in flight at once. */
   concurrency?: number;
-  /** A bearer token sent with every call (serve --write-token-file, --admin-token-file). */
-  token?: string;
-  /** PEM certificates to trust for https:// URLs besides the system's (a private CA). */
-  ca?: Buffer | string;
 }
 
-
-
 /**
- * The CAS and NS as the actors see them, over Connect on HTTP/2 (one connection per service,
- * multiplexed). Blocks move in batches; errors come back as RemoteLogErrors naming the service.
+ * The CAS and NS as the actors see them, over Connect: on Node, HTTP/2 with one connection per service,
+ * multiplexed; in a browser, the page's fetch (the #transport import picks; a caller may bring its own
+ * transports). Blocks move in batches; errors come back as RemoteLogErrors naming the service.
  */
 export class Remote implements LogRemote, NameLister {
   readonly casUrl: string;
@@ -99,7 +79,7 @@ export class Remote implements LogRemote, NameLister {
   private readonly nameWatch: Client<typeof NameWatchService>;
   private readonly nameList: Client<typeof NameListService>;
   private readonly casInfo: Client<typeof ServerInfoService>;
-  private readonly sessions: WideWindowSessionManager[] = [];
+  private readonly opened: { close(): void }[] = [];
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
   private readonly concurrency: number;
@@ -121,23 +101,10 @@ export class Remote implements LogRemote, NameLister {
     this.concurrency = options.concurrency ?? 4;
   }
 
-  private transport(baseUrl: string, options: Pick<RemoteOptions, "token" | "ca">): Transport {
-    const session = new WideWindowSessionManager(
-      baseUrl,
-      { idleConnectionTimeoutMs: 5_000 },
-      { settings: { initialWindowSize: STREAM_WINDOW }, ...(options.ca !== undefined ? { ca: options.ca } : {}) },
-    );
-    this.sessions.push(session);
-    // No compression: message bodies are usually encrypted and so incompressible, and gzip of a batch
-    // cost more CPU than the whole rest of a catch-up on loopback.
-    return createConnectTransport({
-      baseUrl,
-      httpVersion: "2",
-      sessionManager: session,
-      readMaxBytes: 256 << 20,
-      acceptCompression: [],
-      interceptors: options.token === undefined ? [] : [bearer(options.token)],
-    });
+  private transport(baseUrl: string, options: TransportOptions): Transport {
+    const opened = openTransport(baseUrl, { token: options.token, ca: options.ca });
+    this.opened.push(opened);
+    return opened.transport;
   }
 
   /**
@@ -297,16 +264,8 @@ export class Remote implements LogRemote, NameLister {
   }
 
   close(): void {
-    for (const session of this.sessions) session.abort();
+    for (const opened of this.opened) opened.close();
   }
-}
-
-/** Sends `Authorization: Bearer token` with every call. */
-export function bearer(token: string): Interceptor {
-  return (next) => (request) => {
-    request.header.set("authorization", `Bearer ${token}`);
-    return next(request);
-  };
 }
 
 /** A conditional update lost to another writer of the name; the operation starts again from the new head. */

@@ -2,7 +2,6 @@ import { readFile, stat, unlink } from "node:fs/promises";
 import { connect, isIP } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Option } from "commander";
 import { pino, type Logger } from "pino";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
@@ -11,8 +10,10 @@ import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, r
 import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { parseTokens, refusesUnread } from "../services/auth.js";
+import { parseCorsOrigin } from "../services/cors.js";
 import { isKeyName } from "../core/names.js";
 import { DEFAULT_GRACE_MS } from "../backup/gc.js";
+import { InvalidArgumentError, Option } from "commander";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 
 export const summary = "run the CAS and NS services on one port";
@@ -34,6 +35,7 @@ interface ServeFlags {
   gateway: boolean;
   explorer: boolean;
   listNames?: boolean;
+  corsOrigin: string[];
   logLevel: LogLevel;
   adminListen?: string;
   adminTokenFile?: string;
@@ -56,6 +58,15 @@ interface ServeFlags {
   idleTimeout: number;
   backlog: number;
   logFormat: "auto" | "json" | "pretty";
+}
+
+/** --cors-origin, repeatable: each origin checked as it is given, so that a typo stops serve at once. */
+function collectCorsOrigin(value: string, previous: string[]): string[] {
+  try {
+    return [...previous, parseCorsOrigin(value)];
+  } catch (err) {
+    throw new InvalidArgumentError((err as RemoteLogError).text ?? (err as Error).message);
+  }
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
@@ -107,6 +118,7 @@ export function command(io: Io) {
     .option("--no-explorer", "do not serve the explorer's page, nor list names unless --list-names")
     .option("--list-names", "let anyone list the names this NS holds, a page at a time (remotelog.v1.NameListService); default: on with the explorer")
     .option("--no-list-names", "do not let names be listed, even with the explorer on (it then opens a name it is given)")
+    .option("--cors-origin <origin>", "let pages of this origin (scheme://host[:port], or * for any) call the API from a browser; repeatable; default none", collectCorsOrigin, [])
     .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
     .addOption(new Option("--log-format <format>", "auto: readable on a terminal, JSON lines otherwise").choices(["auto", "json", "pretty"]).default("auto"))
     .addHelpText(
@@ -166,6 +178,7 @@ export function command(io: Io) {
         // A request must still fit one block of the largest size, with room for its framing.
         readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, flags.maxBlock + (1 << 16)),
         metrics: flags.metrics,
+        corsOrigins: flags.corsOrigin,
         onError: (err) => log.warn({ err }, "accept failed"),
         onMetricsError: (err) => log.error({ err }, "metrics scrape failed"),
         routes: routes({
@@ -224,6 +237,7 @@ export function command(io: Io) {
             quotaBytes: flags.quotaBytes,
             quotaNames: flags.quotaNames,
             tls: Boolean(tlsCert),
+            corsOrigins: flags.corsOrigin.length > 0 ? flags.corsOrigin : undefined,
             metrics: flags.metrics ? `${server.url}/metrics` : false,
             explorer: flags.explorer ? `${server.url}/explorer` : false,
             listNames: stores.names ? (flags.listNames ?? flags.explorer) : undefined,

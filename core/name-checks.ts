@@ -20,7 +20,7 @@ const FORBIDDEN_IN_NAMES = /[\p{Cc}\p{Cs}\uFFFD]/u;
  */
 export function checkName(name: string, maxNameBytes: number): void {
   if (name.length === 0) throw RemoteLogError.invalidArgument("name is empty");
-  const bytes = Buffer.byteLength(name, "utf8");
+  const bytes = new TextEncoder().encode(name).length;
   if (bytes > maxNameBytes) {
     throw RemoteLogError.invalidArgument(`name of ${bytes} bytes is over the limit of ${maxNameBytes} bytes: ${JSON.stringify(name.slice(0, 64))}…`);
   }

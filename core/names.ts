@@ -287,7 +287,7 @@ const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\uFFFD\p{Zl}\p{Zp}]/u;
  */
 export function freeFormNameProblem(name: string): string | undefined {
   if (name.length === 0) return "is empty";
-  const bytes = Buffer.byteLength(name, "utf8");
+  const bytes = new TextEncoder().encode(name).length;
   if (bytes > MAX_FREE_FORM_NAME_BYTES) return `is ${bytes} bytes long, over the limit of ${MAX_FREE_FORM_NAME_BYTES} bytes`;
   if (/[/\\]/.test(name)) return "holds a path separator (/ or \\)";
   if (name === "." || name === "..") return "is a relative path (. or ..)";

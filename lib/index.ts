@@ -40,7 +40,8 @@ export { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 export { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 
 // Keys, names and messages.
-export { generateKey, keyName, saveKey, loadKey, type PrivateKey, type PublicKey } from "./keys.js";
+export { generateKey, keyName, type PrivateKey, type PublicKey } from "./keys.js";
+export { saveKey, loadKey } from "./key-files.js";
 export { isKeyName } from "../core/names.js";
 export { mvdsId, toHex, fromHex, type Message, type Metadata } from "./messages.js";
 

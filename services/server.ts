@@ -23,6 +23,7 @@ import { canSweep } from "../core/content-store.js";
 import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
+import { corsPolicy } from "./cors.js";
 import { Gateway, HeadIndex, type GatewayOptions, type HttpService } from "./gateway.js";
 import { Authority, peerKey, type WritePolicy } from "./auth.js";
 import { Explorer, type ExplorerOptions } from "./explorer.js";
@@ -228,6 +229,11 @@ export interface ListenOptions extends Partial<ConnectionLimits> {
   firstBytesTimeoutMs?: number;
   /** Told about failures to accept connections (out of file descriptors, say); the server carries on. */
   onError?: (err: Error) => void;
+  /**
+   * Origins whose pages may call the Connect API from a browser (services/cors.ts), or "*" for all.
+   * Default none: no CORS header is sent, so browsers refuse pages of other origins the answers.
+   */
+  corsOrigins?: readonly string[];
 }
 
 export interface Listening {
@@ -274,6 +280,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     },
     readMaxBytes,
   });
+  const cors = options.corsOrigins && options.corsOrigins.length > 0 ? corsPolicy(options.corsOrigins) : undefined;
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
     if (metrics && (req.method === "GET" || req.method === "HEAD") && pathOf(req.url) === METRICS_PATH) {
@@ -286,6 +293,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       service.handle(req, res);
       return;
     }
+    // Before any refusal, so that a page of an allowed origin can read why it was refused.
+    if (cors?.(req, res)) return;
     if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) {
       // Read to its end and dropped unparsed, before the refusal goes out, so that an HTTP/1.1 client
       // still writing its body reads the refusal instead of a connection reset.

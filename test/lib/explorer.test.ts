@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CID } from "multiformats/cid";
-import { LogExplorer, openRemote, type LogView, type MessageView } from "../../lib/index.js";
+import { LogExplorer, openRemote, type MessageView } from "../../lib/index.js";
 import { cleanup, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 import { damageStoredBlock } from "../helpers/damage.js";
 
@@ -19,10 +19,6 @@ let name: string;
 async function send(stdin: string, format = "lines"): Promise<void> {
   const sent = await runCli(["send", "--key", keyFile, "--data", join(dir, "alice"), "--server", server.url, "--page-size", "16", "--embed", "none", "--format", format], { stdin });
   expect(sent.code, sent.stderr).toBe(0);
-}
-
-function bodies(view: LogView): (string | undefined)[] {
-  return view.pages.flatMap((page) => page.messages).map((m) => (m.body?.kind === "text" ? m.body.text : m.body?.hex));
 }
 
 beforeAll(async () => {
