@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-backup chaos soak bench-abuse clean
 
 all: build
 
@@ -117,6 +117,10 @@ bench-rtt: build
 # Append-to-delivered latency of receive --follow, woken by pushed heads.
 bench-follow: build
 	$(NODE) dist/bench/follow-latency.bench.js
+
+# The explorer in headless Chromium: send-to-shown latency (bench/README.md).
+bench-explorer: build
+	$(NODE) dist/bench/explorer-latency.bench.js
 
 # 1,000 seeded random SIGKILLs of sender, server, receiver (--out), backup and mirror (CHAOS_KILLS,
 # CHAOS_SEED), and a table: kill points by target, acknowledged, lost, duplicated, reordered, longest recovery.

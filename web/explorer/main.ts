@@ -163,6 +163,9 @@ function showMissing(name: string, fault: ExplorerFault): void {
 
 function render(view: LogView): void {
   const log = byId("log");
+  // The list is read once; the open name's version is kept current from its views.
+  const listed = byId("names").querySelector(`button[data-name="${CSS.escape(view.name)}"] .version`);
+  if (listed) listed.textContent = `v${view.version}`;
   const fresh = new Set<string>();
   for (const page of view.pages) for (const message of page.messages) if (state.seen.size > 0 && !state.seen.has(message.id)) fresh.add(message.id);
   for (const page of view.pages) for (const message of page.messages) state.seen.add(message.id);
