@@ -131,6 +131,29 @@ describe("explorer - the view of a name", () => {
     }
   });
 
+  it("shows an expired record as failed, with the chain under it still read and checked", async () => {
+    const other = await tempDir("remotelog-explorer-expired-");
+    const otherKey = join(other, "bob.key");
+    expect((await runCli(["key", "gen", "--out", otherKey])).code).toBe(0);
+    const otherName = (await runCli(["key", "name", otherKey])).stdout.trim();
+    const sent = await runCli(["send", "--key", otherKey, "--data", join(other, "bob"), "--server", server.url, "--validity", "1s"], { stdin: "short-lived\n" });
+    expect(sent.code, sent.stderr).toBe(0);
+    // Past the record's validity: a real expiry, not a timing assertion.
+    await new Promise((done) => setTimeout(done, 1_500));
+    const remote = openRemote(server.url);
+    try {
+      const view = await new LogExplorer(remote, otherName).view();
+      expect(view.status).toBe("failed");
+      expect(view.record).toMatchObject({ status: "failed", fault: { code: "CONFLICT" } });
+      expect(view.record!.fault!.message).toContain("expired");
+      expect(view.record!.sequence).toBeUndefined();
+      expect(view.pages.map((page) => page.status)).toEqual(["ok"]);
+      expect(view.pages[0].messages[0]).toMatchObject({ status: "ok", body: { kind: "text", text: "short-lived" } });
+    } finally {
+      remote.close();
+    }
+  });
+
   it("shows a tampered page and a tampered message as failed, and the rest of the log as it is", async () => {
     let remote = openRemote(server.url);
     const view = await new LogExplorer(remote, name).view();
