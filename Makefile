@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-backup chaos soak bench-abuse clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-backup bench-browser chaos soak bench-abuse clean
 
 all: build
 
@@ -76,7 +76,7 @@ test: lint harness helia-client
 	$(BIN)/vitest run --exclude 'test/kubo/**' --exclude 'test/package/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
 	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo test/package --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json
 
-# The library's API reference (lib/index.ts, with its TSDoc) as HTML in .tmp/docs/api, not committed.
+# The library's API reference (lib/index.ts and lib/browser.ts, with their TSDoc) as HTML in .tmp/docs/api, not committed.
 # Fails on a warning: a type the API uses but does not export, or a doc tag TypeDoc does not know.
 docs: install
 	$(BIN)/typedoc
@@ -113,6 +113,10 @@ bench-backup: build
 # A fresh receiver's catch-up of 100k messages through a proxy that adds 20 ms round trips.
 bench-rtt: build
 	$(NODE) dist/bench/catch-up-rtt.bench.js
+
+# A signed log read and verified by a page in headless Chromium (/usr/bin/chromium), beside Node (BENCH_BROWSER_SIZES).
+bench-browser: build
+	$(NODE) dist/bench/browser-verify.bench.js
 
 # Append-to-delivered latency of receive --follow, woken by pushed heads.
 bench-follow: build

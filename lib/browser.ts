@@ -43,7 +43,7 @@ export type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 export { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 
 // Keys, names and messages.
-export { generateKey, keyName, type PrivateKey, type PublicKey } from "./keys.js";
+export { generateKey, keyName, keyToBytes, keyFromBytes, type PrivateKey, type PublicKey } from "./keys.js";
 export { isKeyName } from "../core/names.js";
 export { mvdsId, toHex, fromHex, type Message, type Metadata } from "./messages.js";
 

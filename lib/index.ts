@@ -14,6 +14,8 @@
  * for await (const delivery of bob.follow({ signal })) console.log(delivery.seq, delivery.message?.body);
  * ```
  *
+ * In a browser, import from `remotelog/browser` (lib/browser.ts): the same classes, kept in memory.
+ *
  * Every error is a RemoteLogError with a `code` from a closed set (ErrorCodes) and `details` fields
  * (file, offset, seq, name, address, limit, value, taken): branch on those, never on the message text.
  *
@@ -40,7 +42,7 @@ export { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 export { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 
 // Keys, names and messages.
-export { generateKey, keyName, type PrivateKey, type PublicKey } from "./keys.js";
+export { generateKey, keyName, keyToBytes, keyFromBytes, type PrivateKey, type PublicKey } from "./keys.js";
 export { saveKey, loadKey } from "./key-files.js";
 export { isKeyName } from "../core/names.js";
 export { mvdsId, toHex, fromHex, type Message, type Metadata } from "./messages.js";

@@ -9,8 +9,9 @@ export type Endpoints = string | { cas: string; ns: string };
 /**
  * `const remote = openRemote(url | { cas, ns })`
  *
- * A client of remotelog's services over Connect (HTTP/2): the CAS and NS of a `remotelog serve`, or of
- * any server speaking the draft's vac.cas.CAS and vac.cas.NS. Connects lazily: nothing is sent
+ * A client of remotelog's services over Connect: the CAS and NS of a `remotelog serve`, or of any server
+ * speaking the draft's vac.cas.CAS and vac.cas.NS. On Node over HTTP/2; in a browser (remotelog/browser)
+ * over the page's fetch, which needs the server to allow the page's origin (serve --cors-origin). Connects lazily: nothing is sent
  * until the first call, so an unreachable server shows up as UNAVAILABLE from that call, not here.
  *
  * listNames() pages through the names the NS holds, where it lets them be listed (`serve` does while its
@@ -72,6 +73,7 @@ export function openGateway(url: string, options: OpenGatewayOptions = {}): LogR
   return new GatewayRemote({ ...options, gateway: httpUrl(url, "gateway"), router });
 }
 
+/** url without its trailing slashes; INVALID_ARGUMENT, naming what, for anything not http:// or https://. */
 export function httpUrl(url: string, what: string): string {
   let parsed: URL;
   try {

@@ -33,18 +33,30 @@ export function corsPolicy(origins: readonly string[]): (req: Request, res: Resp
     res.setHeader("vary", "Origin");
     const ok = any || allowed.has(origin);
     if (req.method === "OPTIONS" && req.headers["access-control-request-method"] !== undefined) {
-      if (!ok) {
-        res.writeHead(403, { "content-type": "text/plain; charset=utf-8" });
-        res.end(`origin ${origin} may not call this server from a browser (serve --cors-origin)\n`);
-        return true;
+      const answer = () => {
+        if (!ok) {
+          res.writeHead(403, { "content-type": "text/plain; charset=utf-8" });
+          res.end(`origin ${origin} may not call this server from a browser (serve --cors-origin)\n`);
+          return;
+        }
+        res.writeHead(204, {
+          "access-control-allow-origin": any ? "*" : origin,
+          "access-control-allow-methods": ALLOWED_METHODS,
+          "access-control-allow-headers": ALLOWED_HEADERS,
+          "access-control-max-age": PREFLIGHT_MAX_AGE,
+        });
+        res.end();
+      };
+      // A preflight has no body, but Node calls it complete only once its end is read: answered before
+      // that, the connection would be closed (services/server.ts closeIfAnsweredEarly), and each
+      // method's preflight would cost the page a new connection. One that says it has a body is answered
+      // at once, its connection closed, and its body never read.
+      const declaresBody = (req.headers["content-length"] ?? "0") !== "0" || req.headers["transfer-encoding"] !== undefined;
+      if (req.complete || declaresBody) answer();
+      else {
+        req.once("end", answer);
+        req.resume();
       }
-      res.writeHead(204, {
-        "access-control-allow-origin": any ? "*" : origin,
-        "access-control-allow-methods": ALLOWED_METHODS,
-        "access-control-allow-headers": ALLOWED_HEADERS,
-        "access-control-max-age": PREFLIGHT_MAX_AGE,
-      });
-      res.end();
       return true;
     }
     if (ok) {

@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe as group, expect, it } from "vitest";
 import { generateNameKey, createNameRecord } from "../../core/names.js";
@@ -132,6 +133,45 @@ group("a page of an allowed origin, on a real server", () => {
     expect(JSON.parse(verified.stdout)).toMatchObject({ kind: "log", ok: true, messages: 4, objects: 2 });
   });
 
+  it("reads the same log through the server's trustless gateway and router (openGateway)", async () => {
+    const page = await browser.open(site.url);
+    const read = await page.evaluate(
+      async ({ url, name }) => {
+        const { openGateway, Receiver, toHex } = (globalThis as unknown as PageGlobals).remotelog;
+        const receiver = await Receiver.open({ remote: openGateway(url, { router: url }), name });
+        const { messages } = await receiver.sync();
+        return messages.map((delivery) => ({ seq: delivery.seq, id: toHex(delivery.id), body: new TextDecoder().decode(delivery.message?.body) }));
+      },
+      { url: server.url, name },
+    );
+    expect(read.length, describe(page)).toBeGreaterThanOrEqual(20);
+    expect(read).toEqual(await receiveWithCli(name));
+  });
+
+  it("takes a key made by `remotelog key gen` as bytes, publishes with it, and gives the same bytes back", async () => {
+    const fileBytes = [...(await readFile(keyFile))];
+    const page = await browser.open(site.url);
+    const result = await page.evaluate(
+      async ({ url, fileBytes }) => {
+        const { openRemote, keyFromBytes, keyToBytes, keyName, Sender } = (globalThis as unknown as PageGlobals).remotelog;
+        const key = await keyFromBytes(Uint8Array.from(fileBytes));
+        const sender = await Sender.open({ remote: openRemote(url), key });
+        await sender.send(["from the page, with Alice's key"]);
+        await sender.close();
+        const damaged = Uint8Array.from(fileBytes);
+        damaged[damaged.length - 1] ^= 1; // the public half
+        const refused = await keyFromBytes(damaged).then(() => "taken", (err: { code?: string }) => err.code);
+        return { name: keyName(key), bytes: [...keyToBytes(key)], refused };
+      },
+      { url: server.url, fileBytes },
+    );
+    expect(result, describe(page)).toEqual({ name, bytes: fileBytes, refused: "INVALID_ARGUMENT" });
+    // The page's publish kept everything Node published before it, and the CLI verifies it all.
+    const read = await receiveWithCli(name);
+    expect(read.at(-1)?.body).toBe("from the page, with Alice's key");
+    expect(read.map(({ seq }) => seq)).toEqual(read.map((_, index) => index));
+  });
+
   it("keeps a sender's log in memory: a data directory is INVALID_ARGUMENT in a browser", async () => {
     const page = await browser.open(site.url);
     const refused = await page.evaluate(async (url) => {
@@ -262,6 +302,8 @@ group("CORS", () => {
     expect(allowed.headers.get("access-control-allow-origin")).toBe(site.origin);
     expect(allowed.headers.get("access-control-allow-methods")).toContain("POST");
     expect(allowed.headers.get("access-control-allow-headers")).toMatch(/Connect-Protocol-Version/);
+    // Answered once the request is read, so the connection stays open for the call that follows.
+    expect(allowed.headers.get("connection")).not.toBe("close");
     const other = await preflight(stranger.origin);
     expect(other.status).toBe(403);
     expect(other.headers.get("access-control-allow-origin")).toBeNull();

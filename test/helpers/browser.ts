@@ -108,7 +108,13 @@ export async function serveSite(options: { files?: Record<string, string | Uint8
   ]);
   for (const [path, body] of Object.entries(options.files ?? {})) files.set(path, { body, type: typeOf(path) });
   const server: HttpServer = createServer((req, res) => {
-    const file = files.get(new URL(req.url ?? "/", "http://site").pathname);
+    const path = new URL(req.url ?? "/", "http://site").pathname;
+    // Asked for by every page; a 404 would be an error in page.logs.
+    if (path === "/favicon.ico" && !files.has(path)) {
+      res.writeHead(204).end();
+      return;
+    }
+    const file = files.get(path);
     if (!file || (req.method !== "GET" && req.method !== "HEAD")) {
       res.writeHead(404).end();
       return;
