@@ -294,6 +294,21 @@ group("CORS", () => {
     expect(refused.logs.join("\n")).toMatch(/CORS/);
   });
 
+  it("lets an allowed origin's page read why a server refused it: an error carries the CORS headers too", async () => {
+    // Without them the page would see only a failed fetch (UNAVAILABLE), not the server's refusal.
+    const closed = await startServer(["--memory", "--listen", "127.0.0.1:0", "--require-signed", "--cors-origin", site.origin]);
+    const page = await browser.open(site.url);
+    const refused = await page.evaluate(async (url) => {
+      const { openRemote, Sender } = (globalThis as unknown as PageGlobals).remotelog;
+      const sender = await Sender.open({ remote: openRemote(url), name: "anonymous-chat", unsigned: true });
+      return sender.send(["hello"]).then(
+        () => "published",
+        (err: { code?: string }) => err.code,
+      );
+    }, closed.url);
+    expect(refused, describe(page)).toBe("PERMISSION_DENIED");
+  });
+
   it("answers an allowed origin's preflight and request with Connect's CORS headers, and another origin with none", async () => {
     const preflight = (origin: string) =>
       fetch(`${server.url}/vac.cas.NS/Fetch`, { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type,connect-protocol-version" } });
