@@ -4,13 +4,13 @@ import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
-import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
+import { NameListService, NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
-import { WatchUnsupportedError, type LogRemote, type NameHead, type PendingUpdate } from "../core/log-remote.js";
+import { WatchUnsupportedError, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
@@ -69,7 +69,7 @@ export interface RemoteOptions extends TransportOptions {
  * multiplexed; in a browser, the page's fetch (the #transport import picks; a caller may bring its own
  * transports). Blocks move in batches; errors come back as RemoteLogErrors naming the service.
  */
-export class Remote implements LogRemote {
+export class Remote implements LogRemote, NameLister {
   readonly casUrl: string;
   readonly nsUrl: string;
   private readonly cas: Client<typeof CAS>;
@@ -77,6 +77,7 @@ export class Remote implements LogRemote {
   private readonly blockAdds: Client<typeof BlockService>;
   private readonly ns: Client<typeof NS>;
   private readonly nameWatch: Client<typeof NameWatchService>;
+  private readonly nameList: Client<typeof NameListService>;
   private readonly casInfo: Client<typeof ServerInfoService>;
   private readonly opened: { close(): void }[] = [];
   private readonly batchBlocks: number;
@@ -93,6 +94,7 @@ export class Remote implements LogRemote {
     this.blockAdds = createClient(BlockAdds, casTransport);
     this.ns = createClient(NS, nsTransport);
     this.nameWatch = createClient(NameWatchService, nsTransport);
+    this.nameList = createClient(NameListService, nsTransport);
     this.casInfo = createClient(ServerInfoService, casTransport);
     this.batchBlocks = options.batchBlocks ?? 4096;
     this.batchBytes = options.batchBytes ?? 8 << 20;
@@ -219,6 +221,17 @@ export class Remote implements LogRemote {
       if (signal.aborted) return;
       if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);
       throw fromConnectError(err, `NS ${this.nsUrl} WatchMany of ${names.length} names`);
+    }
+  }
+
+  /** A page of the NS's names (remotelog.v1.NameListService); undefined from an NS that does not list them. */
+  async listNames(options: { after?: string; limit?: number } = {}): Promise<NamePage | undefined> {
+    try {
+      const page = await this.nameList.listNames({ after: options.after ?? "", limit: options.limit ?? 0 });
+      return { names: page.names.map(({ name, version }) => ({ name, version })), next: page.next === "" ? undefined : page.next };
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unimplemented) return undefined;
+      throw fromConnectError(err, `NS ${this.nsUrl} ListNames`);
     }
   }
 

@@ -120,13 +120,11 @@ export async function verifyRemoteLog(
     for (let i = 0; i < pairs.length; i += batch) {
       // A redacted pair has no message to check; decodePage checked that it carries none.
       const chunk = pairs.slice(i, i + batch).filter((pair) => !pair.redacted);
-      const missing = chunk.filter((pair) => pair.data.length === 0);
-      const fetched = await fetchAllowingMissing(remote, missing.map((pair) => pair.remoteHash));
-      let next = 0;
+      const fetched = await reader.messageDataAllowingMissing(chunk);
       const data: Uint8Array[] = [];
       const present: RemoteLog_Pair[] = [];
-      for (const pair of chunk) {
-        const bytesOf = pair.data.length > 0 ? pair.data : fetched[next++];
+      for (const [j, pair] of chunk.entries()) {
+        const bytesOf = fetched[j];
         const object = addressText(pair.remoteHash);
         if (bytesOf === undefined) {
           faults.push({ object, code: ErrorCodes.NOT_FOUND, problem: `message ${toHex(pair.localHash)} (${object}) is missing from the CAS` });
@@ -155,25 +153,4 @@ export async function verifyRemoteLog(
   function report(): VerifyReport {
     return { kind: "log", head: addressText(headAddress), ok: faults.length === 0, faults, objects: pages.size, messages, bytes, readData: options.readData ?? false, ms: Math.round(performance.now() - started) };
   }
-}
-
-/** Blocks in order, undefined for a missing one (one by one when a batch names a missing block). */
-async function fetchAllowingMissing(remote: LogReadRemote, addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-  if (addresses.length === 0) return [];
-  try {
-    return await remote.getBlocks(addresses);
-  } catch (err) {
-    if (!isRemoteLogError(err, ErrorCodes.NOT_FOUND) && !isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
-  }
-  const out: (Uint8Array | undefined)[] = [];
-  for (const address of addresses) {
-    try {
-      out.push(await remote.getBlock(address));
-    } catch (err) {
-      if (isRemoteLogError(err, ErrorCodes.NOT_FOUND)) out.push(undefined);
-      else if (isRemoteLogError(err, ErrorCodes.DATA_LOSS)) out.push(new Uint8Array(0)); // checked below: it will not hash to its address
-      else throw err;
-    }
-  }
-  return out;
 }

@@ -93,7 +93,8 @@ export async function applySignedUpdate(
  * Checks a head a reader fetched for a key name: its record verifies for the name and binds this very
  * page, and its sequence is not below floor, the highest sequence the reader accepted before, nor below
  * the version the NS itself gives the name (an NS serving an older record than it says it holds).
- * Returns the record's sequence. Errors name the head by where; options.now is the time expiry is judged at.
+ * Returns what the verified record says (sequence, validity, TTL, value). Errors name the head by where;
+ * options.now is the time expiry is judged at.
  */
 export async function verifySignedHead(
   name: string,
@@ -103,7 +104,7 @@ export async function verifySignedHead(
   where: string,
   claimedVersion?: bigint,
   options: { now?: Date } = {},
-): Promise<bigint> {
+): Promise<VerifiedRecord> {
   if (record.length === 0) throw new RemoteLogError("PERMISSION_DENIED", `${where} comes without a signed record, and the name is a key`, { details: { name } });
   let verified: VerifiedRecord;
   try {
@@ -117,7 +118,7 @@ export async function verifySignedHead(
   if (claimedVersion !== undefined && claimedVersion > 0n && verified.sequence < claimedVersion) {
     throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and the NS says the name is at version ${claimedVersion}`, { name });
   }
-  return verified.sequence;
+  return verified;
 }
 
 /**

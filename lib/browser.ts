@@ -27,7 +27,7 @@
 
 // Where the log lives. openRemote speaks Connect through connect-web; openGateway reads IPFS's HTTP protocols.
 export { openRemote, openGateway, type Endpoints, type OpenGatewayOptions } from "./open-remote.js";
-export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate } from "../core/log-remote.js";
+export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate, NameLister, NamePage } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
 
 // Writing and reading a log.
@@ -35,6 +35,8 @@ export { Sender, blockLimit, type OpenSenderOptions, type SenderOptions, type Se
 export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "./sender.js";
 export { Receiver, type OpenReceiverOptions, type ReceiverOptions, type ReceiverRemote, type ReceiveResult, type FollowOptions, type Deliver, type Delivery, type SyncResult } from "./receiver.js";
 export { verifyLog, type VerifyLogOptions, type VerifyReport, type Fault } from "./verify.js";
+// What the live log explorer (serve's /explorer, web/explorer/) shows of a name, each part checked.
+export { LogExplorer, bytesView, MAX_VIEW_PAGES, type LogView, type PageView, type MessageView, type RecordView, type SkipView, type BytesView, type ExplorerFault, type ExplorerEvent, type ExploreOptions } from "./explorer.js";
 
 // Checkpoints: where a receiver remembers how far it got. Any CheckpointStore will do.
 export type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";

@@ -1,5 +1,5 @@
 import { Remote } from "../actors/remote.js";
-import type { LogReadRemote, LogRemote } from "../core/log-remote.js";
+import type { LogReadRemote, LogRemote, NameLister } from "../core/log-remote.js";
 import { GatewayRemote } from "../actors/gateway-remote.js";
 import { RemoteLogError } from "../core/errors.js";
 
@@ -13,6 +13,9 @@ export type Endpoints = string | { cas: string; ns: string };
  * speaking the draft's vac.cas.CAS and vac.cas.NS. On Node over HTTP/2; in a browser (remotelog/browser)
  * over the page's fetch, which needs the server to allow the page's origin (serve --cors-origin). Connects lazily: nothing is sent
  * until the first call, so an unreachable server shows up as UNAVAILABLE from that call, not here.
+ *
+ * listNames() pages through the names the NS holds, where it lets them be listed (`serve` does while its
+ * explorer is on); undefined from one that does not.
  *
  * Every method of the returned client throws RemoteLogError: UNAVAILABLE when a service cannot be
  * reached (worth retrying; see withRetry), NOT_FOUND for a missing block, ABORTED for a conditional
@@ -28,7 +31,7 @@ export type Endpoints = string | { cas: string; ns: string };
  * const split = openRemote({ cas: "http://127.0.0.1:7421", ns: "http://127.0.0.1:7422" });
  * ```
  */
-export function openRemote(endpoints: Endpoints): LogRemote {
+export function openRemote(endpoints: Endpoints): LogRemote & NameLister {
   const { cas, ns } = typeof endpoints === "string" ? { cas: endpoints, ns: endpoints } : endpoints;
   return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS") });
 }

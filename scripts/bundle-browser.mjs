@@ -10,7 +10,8 @@ import { builtinModules } from "node:module";
 import { mkdir } from "node:fs/promises";
 
 // BUNDLE_OUTDIR: elsewhere, to compare builds without touching dist/. BUNDLE_ENTRY: another entry
-// (test/browser/bundle.test.ts checks that one needing Node fails).
+// (test/browser/bundle.test.ts checks that one needing Node fails; scripts/bundle-explorer.mjs bundles
+// the explorer's page), and BUNDLE_NAME its file's name (remotelog.js).
 const outdir = process.env.BUNDLE_OUTDIR ?? "dist/browser";
 const entry = process.env.BUNDLE_ENTRY ?? "lib/browser.ts";
 await mkdir(outdir, { recursive: true });
@@ -20,7 +21,7 @@ const builtins = new Set(builtinModules.flatMap((name) => [name, `node:${name}`]
 let result;
 try {
   result = await build({
-    entryPoints: { remotelog: entry },
+    entryPoints: { [process.env.BUNDLE_NAME ?? "remotelog"]: entry },
     outdir,
     bundle: true,
     format: "esm",
