@@ -123,8 +123,8 @@ export class LogReader {
 
   /**
    * The record half of check(), alone: for a signed name, what its verified record says (undefined for an
-   * unsigned reader). Throws as check() does for the record (PERMISSION_DENIED, INVALID_ARGUMENT,
-   * TOO_LARGE, CONFLICT), never DATA_LOSS: the page is not decoded here.
+   * unsigned reader). Throws as check() does for the record: PERMISSION_DENIED, DATA_LOSS (a malformed
+   * record, or one for other content), TOO_LARGE, CONFLICT. The page itself is not decoded here.
    */
   async checkRecord(entry: NameHead, options: Omit<OpenHeadOptions, "entry"> = {}): Promise<VerifiedRecord | undefined> {
     if (!this.signed) return undefined;
