@@ -45,6 +45,7 @@ interface ServeFlags {
   maxWatchesPerAddress: number;
   maxWatchesPerConnection: number;
   maxConnections: number;
+  maxConnectionsPerAddress: number;
   maxConcurrentStreams: number;
   headersTimeout: number;
   idleTimeout: number;
@@ -86,6 +87,7 @@ export function command(io: Io) {
     .option("--max-watches-per-address <n>", "names watched at once from one client address", intOption(1), defaultNsLimits.maxWatchesPerAddress)
     .option("--max-watches-per-connection <n>", "names watched at once on one connection", intOption(1), defaultNsLimits.maxWatchesPerConnection)
     .option("--max-connections <n>", "connections open at once; more are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnections)
+    .option("--max-connections-per-address <n>", "connections open at once from one client address (loopback too); more from it are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnectionsPerAddress)
     .option("--max-concurrent-streams <n>", "streams one HTTP/2 connection may have open at once", intOption(1), defaultConnectionLimits.maxConcurrentStreams)
     .addOption(durationFlag("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", defaultConnectionLimits.headersTimeoutMs))
     .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", defaultConnectionLimits.idleTimeoutMs))
@@ -139,6 +141,7 @@ export function command(io: Io) {
     try {
       const connectionLimits = {
         maxConnections: flags.maxConnections,
+        maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
         maxConcurrentStreams: flags.maxConcurrentStreams,
         headersTimeoutMs: flags.headersTimeout,
         firstBytesTimeoutMs: flags.headersTimeout,

@@ -162,6 +162,8 @@ export function adminRoutes(deps: Pick<RouteDeps, "content" | "names" | "gcGrace
 export interface ConnectionLimits {
   /** Connections open at once; more are closed as they arrive. */
   maxConnections: number;
+  /** Connections open at once from one client address; more from it are closed as they arrive. */
+  maxConnectionsPerAddress: number;
   /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
   maxConcurrentStreams: number;
   /** How long an HTTP/1.1 request may take to send its headers. */
@@ -174,6 +176,8 @@ export interface ConnectionLimits {
 
 export const defaultConnectionLimits: ConnectionLimits = {
   maxConnections: 10_000,
+  // Half the server: one address cannot take it all, and a burst of 5,000 from one address still gets in.
+  maxConnectionsPerAddress: 5_000,
   maxConcurrentStreams: 256,
   headersTimeoutMs: 20_000,
   idleTimeoutMs: 60_000,
@@ -193,8 +197,10 @@ export interface ListenOptions extends Partial<ConnectionLimits> {
   writeMaxBytes?: number;
   /**
    * Requests that will be refused whatever they carry (an anonymous Add on a server closed to anonymous
-   * writes, services/auth.ts refusesUnread): their body is not read; the method sees an empty message
-   * and refuses it, so that a flood of them costs the server their headers only.
+   * writes, services/auth.ts refusesUnread): answered from their headers alone, before their body is
+   * read (the method sees an empty message and refuses it), and the rest of the body is refused too:
+   * HTTP/2 resets the stream (NO_ERROR, RFC 9113 8.1), HTTP/1.1 closes the connection. A flood of them
+   * costs the server their headers only.
    */
   refusesUnread?: (path: string, authorization: string | undefined) => boolean;
   /** Mounts the services; routes() gives one. Called once, with what it needs to know about this server. */
@@ -227,6 +233,15 @@ export interface Listening {
   close(): Promise<void>;
 }
 
+/** Bytes of a refused HTTP/1.1 body read and dropped before the connection is closed on the rest (see refusesUnread). */
+const SMALL_BODY_BYTES = 64 << 10;
+
+/**
+ * New connections the accept queue admits per turn of the event loop. Each costs about half a
+ * millisecond of CPU to read and answer its first request, so a turn stays within ~10 ms of work.
+ */
+const ADMIT_PER_TURN = 16;
+
 // Every HTTP/2 connection with prior knowledge starts with these 24 bytes (RFC 9113, 3.4).
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -243,7 +258,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const metrics = options.metrics ? new ServerMetrics() : undefined;
   const httpServices: HttpService[] = [];
   const limits = { ...defaultConnectionLimits, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
-  const limitHit = (limit: string) => metrics?.limitHit(limit);
+  const limitHit = (limit: string, times = 1) => metrics?.limitHit(limit, times);
   const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const connectHandler = connectNodeAdapter({
     // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).
@@ -260,6 +275,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     },
     readMaxBytes,
   });
+  const bodiesRead = new RefusedBodyBudget();
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
     if (metrics && (req.method === "GET" || req.method === "HEAD") && pathOf(req.url) === METRICS_PATH) {
@@ -272,14 +288,23 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       service.handle(req, res);
       return;
     }
-    if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) {
-      // Read to its end and dropped unparsed, before the refusal goes out, so that an HTTP/1.1 client
-      // still writing its body reads the refusal instead of a connection reset.
-      discardBody(req, readMaxBytes).then(() => {
-        withEmptyBody(req);
-        dispatchToConnect(req, res);
-      });
-      return;
+    if (options.refusesUnread?.(path, req.headers.authorization)) {
+      // HTTP/1.1 cannot leave a body unread without closing the connection, and a client still writing
+      // it may then meet the reset before the answer. So up to 64 KiB of a refused body is read and
+      // dropped (a whole one for the first few of an address, so that a client that forgot its token
+      // hears why), and the answer goes out once the body ends or passes that: then the connection is
+      // closed with the rest unread. A client that sent "Expect: 100-continue" never sends its body.
+      if (req instanceof http.IncomingMessage && !req.headers.expect && !req.complete) {
+        const address = req.socket.remoteAddress ?? "unknown";
+        discardBody(req, SMALL_BODY_BYTES)
+          .then((ended) => ended || !bodiesRead.take(address) || discardBody(req, readMaxBytes))
+          .then(() => {
+            refuseUnread(req, res);
+            dispatchToConnect(req, res);
+          });
+        return;
+      }
+      refuseUnread(req, res);
     }
     dispatchToConnect(req, res);
   };
@@ -298,6 +323,13 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     { headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) },
     handler,
   );
+  // A client that asks before sending its body (Expect: 100-continue, as curl does for large ones) is
+  // told to go on, unless the request is refused whatever its body: then it never sends it.
+  const checkContinue = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (!options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) res.writeContinue();
+    handler(req, res);
+  };
+  h1.on("checkContinue", checkContinue);
   // Node's own answer to a client error, plus a count of the timeouts in /metrics.
   h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
     const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
@@ -313,6 +345,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   h1.emit("listening");
   // Flow-control windows that hold a round trip's worth of uploads at full speed.
   const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: limits.maxConcurrentStreams } }, handler);
+  h2.on("checkContinue", checkContinue);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
@@ -320,7 +353,15 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     session.once("close", () => sessions.delete(session));
     // Idle means no stream open: a quiet Watch stream is a client waiting, not an idle connection.
     let open = 0;
+    // nghttp2 refuses a stream past maxConcurrentStreams itself (RST_STREAM REFUSED_STREAM) and Node is
+    // never told; the client's stream ids, odd and increasing, show it: the ids skipped before the next
+    // stream that is served were refused. (Those refused after the last one served go uncounted.)
+    let lastStreamId = -1;
     session.on("stream", (stream) => {
+      const id = stream.id ?? lastStreamId + 2;
+      const skipped = (id - lastStreamId) / 2 - 1;
+      if (skipped > 0) limitHit("max-concurrent-streams", skipped);
+      lastStreamId = id;
       open++;
       stream.once("close", () => open--);
     });
@@ -335,39 +376,76 @@ export async function listen(options: ListenOptions): Promise<Listening> {
 
   const sockets = new Set<net.Socket>();
   const sniffing = new Set<net.Socket>();
-  // Nagle's algorithm holds back the small frames of a unary call until the last ones are acked, which
-  // on loopback cost about a millisecond per call; calls here are latency-bound, never many tiny writes.
-  const accept = (socket: net.Socket): boolean => {
-    if (sockets.size >= limits.maxConnections) {
-      limitHit("max-connections");
+  const perAddress = new Map<string, number>();
+  // The accept queue: connections accepted by the kernel and by Node, paused (pauseOnConnect), whose
+  // reading has not started. A burst of thousands arrives in one turn of the event loop; served at once,
+  // their requests would all be read and answered before any other connection's, stalling every call in
+  // flight for seconds. Admitted a few per turn, round-robin by client address, they interleave with the
+  // calls of connections already open, and a burst from one address does not hold up the others' new
+  // connections.
+  const waiting = new Map<string, { sockets: net.Socket[]; next: number }>();
+  let draining = false;
+  const onConnection = (socket: net.Socket) => {
+    const address = socket.remoteAddress ?? "unknown";
+    const fromAddress = perAddress.get(address) ?? 0;
+    const refusedBy = sockets.size >= limits.maxConnections ? "max-connections" : fromAddress >= limits.maxConnectionsPerAddress ? "max-connections-per-address" : undefined;
+    if (refusedBy !== undefined || closing.signal.aborted) {
+      if (refusedBy !== undefined) limitHit(refusedBy);
       socket.destroy();
-      return false;
+      return;
     }
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    return true;
+    perAddress.set(address, fromAddress + 1);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    });
+    let queue = waiting.get(address);
+    if (!queue) waiting.set(address, (queue = { sockets: [], next: 0 }));
+    queue.sockets.push(socket);
+    if (!draining) {
+      draining = true;
+      setImmediate(admitSome);
+    }
   };
-  let tcp: net.Server;
+  const admitSome = () => {
+    let admitted = 0;
+    while (admitted < ADMIT_PER_TURN && waiting.size > 0 && !closing.signal.aborted) {
+      // The first address in line gives one connection and goes to the back of the line.
+      const [address, queue] = waiting.entries().next().value!;
+      const socket = queue.sockets[queue.next++];
+      waiting.delete(address);
+      if (queue.next < queue.sockets.length) waiting.set(address, queue);
+      if (socket.destroyed) continue;
+      admitted++;
+      if (tlsServer) tlsServer.emit("connection", socket);
+      else dispatch(socket);
+    }
+    if (waiting.size > 0 && !closing.signal.aborted) setImmediate(admitSome);
+    else draining = false;
+  };
+  // Nagle's algorithm holds back the small frames of a unary call until the last ones are acked, which
+  // on loopback cost about a millisecond per call; calls here are latency-bound, never many tiny writes.
+  const tcp = net.createServer({ noDelay: true, pauseOnConnect: true }, onConnection);
+  let tlsServer: tls.Server | undefined;
   if (options.tls) {
-    // ALPN picks the protocol, so no sniffing: h2 to the HTTP/2 server, anything else to HTTP/1.1.
-    tcp = tls.createServer({
+    // Never listens itself: it takes the connections the accept queue admits. ALPN picks the
+    // protocol, so no sniffing: h2 to the HTTP/2 server, anything else to HTTP/1.1.
+    tlsServer = tls.createServer({
       cert: options.tls.cert,
       key: options.tls.key,
       ALPNProtocols: ["h2", "http/1.1"],
       handshakeTimeout: firstBytesTimeoutMs,
       noDelay: true,
     } as tls.TlsOptions);
-    tcp.on("connection", (socket: net.Socket) => void accept(socket));
-    tcp.on("secureConnection", (socket: tls.TLSSocket) => {
+    tlsServer.on("secureConnection", (socket: tls.TLSSocket) => {
       if (socket.alpnProtocol === "h2") h2.emit("connection", socket);
       else h1.emit("connection", socket);
     });
-    tcp.on("tlsClientError", (err: NodeJS.ErrnoException) => {
+    tlsServer.on("tlsClientError", (err: NodeJS.ErrnoException) => {
       if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") limitHit("first-bytes-timeout");
-    });
-  } else {
-    tcp = net.createServer({ noDelay: true }, (socket) => {
-      if (accept(socket)) dispatch(socket);
     });
   }
 
@@ -405,6 +483,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       }
     };
     socket.on("data", onData);
+    // Accepted paused (pauseOnConnect): its first bytes are read from now on.
+    socket.resume();
     socket.once("end", onGone);
     socket.once("error", onGone);
     socket.setTimeout(firstBytesTimeoutMs);
@@ -441,6 +521,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       closing.abort();
       const drained = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const socket of sniffing) socket.destroy();
+      for (const queue of waiting.values()) for (const socket of queue.sockets.slice(queue.next)) socket.destroy();
+      waiting.clear();
       for (const session of sessions) session.close();
       // Keep-alive connections busy now turn idle later: keep closing them while calls finish.
       h1.closeIdleConnections();
@@ -459,33 +541,83 @@ export async function listen(options: ListenOptions): Promise<Listening> {
 
 const METRICS_PATH = "/metrics";
 
-/** Reads a request body to its end, keeping none of it; a body over maxBytes ends the request. */
-function discardBody(req: http.IncomingMessage | http2.Http2ServerRequest, maxBytes: number): Promise<void> {
+/**
+ * Reads a request body, keeping none of it, until it ends (true) or passes maxBytes more (false: the
+ * rest is left unread, the request paused).
+ */
+function discardBody(req: http.IncomingMessage, maxBytes: number): Promise<boolean> {
   return new Promise((resolve) => {
+    if (req.complete) return resolve(true);
     let bytes = 0;
-    const done = () => {
+    const done = (ended: boolean) => {
       req.off("data", onData);
-      resolve();
+      req.off("end", onEnd);
+      req.off("close", onEnd);
+      req.off("error", onEnd);
+      resolve(ended);
     };
+    const onEnd = () => done(true);
     const onData = (chunk: Buffer) => {
       bytes += chunk.length;
       if (bytes > maxBytes) {
-        req.off("data", onData);
-        req.destroy();
+        req.pause();
+        done(false);
       }
     };
-    if ((req as http.IncomingMessage).complete) return resolve();
     req.on("data", onData);
-    req.once("end", done);
-    req.once("close", done);
-    req.once("error", done);
+    req.resume();
+    req.once("end", onEnd);
+    req.once("close", onEnd);
+    req.once("error", onEnd);
   });
+}
+
+/**
+ * How many refused HTTP/1.1 request bodies each client address gets read whole per minute (see
+ * refusesUnread in listen). Counted in fixed windows: the whole count starts again each minute.
+ */
+class RefusedBodyBudget {
+  private readonly used = new Map<string, number>();
+  private windowStart = 0;
+
+  constructor(
+    private readonly perWindow = 8,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  take(address: string, now = Date.now()): boolean {
+    if (now - this.windowStart >= this.windowMs) {
+      this.used.clear();
+      this.windowStart = now;
+    }
+    const used = this.used.get(address) ?? 0;
+    if (used >= this.perWindow) return false;
+    this.used.set(address, used + 1);
+    return true;
+  }
+}
+
+/**
+ * Lets Connect answer a request from its headers alone (withEmptyBody), and refuses the body's rest
+ * once the answer is out. HTTP/2: RST_STREAM with NO_ERROR, which asks the client to stop sending
+ * without making the answer an error (RFC 9113 8.1). HTTP/1.1: the answer says "Connection: close"
+ * (closeIfAnsweredEarly) and Node closes the connection once it is written, reading nothing more.
+ * A client told "100-continue" is never told to send its body at all (see checkContinue in listen).
+ */
+function refuseUnread(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void {
+  withEmptyBody(req);
+  if (!(req instanceof http.IncomingMessage)) {
+    const stream = (req as http2.Http2ServerRequest).stream;
+    res.once("finish", () => {
+      if (!stream.destroyed && !stream.closed && !(req as http2.Http2ServerRequest).complete) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
+  }
 }
 
 /**
  * Makes Connect read an empty message instead of the request's body, in the request's own framing:
  * the 5-byte envelope of a gRPC or gRPC-Web message of length 0, `{}` for JSON, and no bytes for
- * binary Connect, once the real body has been read and dropped (discardBody).
+ * binary Connect, whose real body is never read (refuseUnread).
  */
 function withEmptyBody(req: http.IncomingMessage | http2.Http2ServerRequest): void {
   const type = String(req.headers["content-type"] ?? "");
