@@ -236,11 +236,60 @@ export interface Listening {
 /** Bytes of a refused HTTP/1.1 body read and dropped before the connection is closed on the rest (see refusesUnread). */
 const SMALL_BODY_BYTES = 64 << 10;
 
+/** New connections whose first bytes are read per turn of the event loop (a read, a look at them). */
+const PER_TURN_ADMITTED = 64;
 /**
- * New connections the accept queue admits per turn of the event loop. Each costs about half a
- * millisecond of CPU to read and answer its first request, so a turn stays within ~10 ms of work.
+ * New connections handed to the HTTP server per turn of the event loop (or, with TLS, whose handshakes
+ * start). Each costs about half a millisecond of CPU to answer its first request, so a turn stays
+ * within ~10 ms of such work.
  */
-const ADMIT_PER_TURN = 16;
+const PER_TURN_SERVED = 16;
+
+/**
+ * Items waiting their turn, by client address: each turn of the event loop (setImmediate) runs up to
+ * perTurn of them, taking one from each address in line in turn. run() says whether an item counted
+ * (false: it was skipped, say a socket closed while it waited).
+ */
+class TurnQueue<T> {
+  private readonly waiting = new Map<string, { items: T[]; next: number }>();
+  private scheduled = false;
+
+  constructor(
+    private readonly perTurn: number,
+    private readonly run: (item: T) => boolean,
+  ) {}
+
+  push(address: string, item: T): void {
+    let queue = this.waiting.get(address);
+    if (!queue) this.waiting.set(address, (queue = { items: [], next: 0 }));
+    queue.items.push(item);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.turn);
+    }
+  }
+
+  /** Empties the queue, returning what waited. */
+  clear(): T[] {
+    const left = [...this.waiting.values()].flatMap((queue) => queue.items.slice(queue.next));
+    this.waiting.clear();
+    return left;
+  }
+
+  private readonly turn = () => {
+    let ran = 0;
+    while (ran < this.perTurn && this.waiting.size > 0) {
+      // The first address in line gives one item and goes to the back of the line.
+      const [address, queue] = this.waiting.entries().next().value!;
+      const item = queue.items[queue.next++];
+      this.waiting.delete(address);
+      if (queue.next < queue.items.length) this.waiting.set(address, queue);
+      if (this.run(item)) ran++;
+    }
+    this.scheduled = this.waiting.size > 0;
+    if (this.scheduled) setImmediate(this.turn);
+  };
+}
 
 // Every HTTP/2 connection with prior knowledge starts with these 24 bytes (RFC 9113, 3.4).
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -377,14 +426,30 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const sockets = new Set<net.Socket>();
   const sniffing = new Set<net.Socket>();
   const perAddress = new Map<string, number>();
-  // The accept queue: connections accepted by the kernel and by Node, paused (pauseOnConnect), whose
-  // reading has not started. A burst of thousands arrives in one turn of the event loop; served at once,
-  // their requests would all be read and answered before any other connection's, stalling every call in
-  // flight for seconds. Admitted a few per turn, round-robin by client address, they interleave with the
-  // calls of connections already open, and a burst from one address does not hold up the others' new
-  // connections.
-  const waiting = new Map<string, { sockets: net.Socket[]; next: number }>();
-  let draining = false;
+  // A burst of thousands of connections arrives within a few turns of the event loop. Read and served
+  // at once, their first requests would all be answered before any other connection's next one,
+  // stalling every call in flight for a second or more. So new connections wait their turn twice, in
+  // queues that serve a few a turn, round-robin by client address, between which the calls of open
+  // connections go on: accepted paused (pauseOnConnect), they are admitted (their first bytes read)
+  // PER_TURN_ADMITTED a turn; sniffed, they are handed to the HTTP/1.1 or HTTP/2 server, where their
+  // requests cost the most, PER_TURN_SERVED a turn. A burst from one address does not hold up another
+  // address's new connections either.
+  const admission = new TurnQueue<net.Socket>(options.tls ? PER_TURN_SERVED : PER_TURN_ADMITTED, (socket) => {
+    if (closing.signal.aborted || socket.destroyed) return false;
+    if (tlsServer) tlsServer.emit("connection", socket);
+    else dispatch(socket);
+    return true;
+  });
+  const handOff = new TurnQueue<{ socket: net.Socket; isHttp2: boolean }>(PER_TURN_SERVED, ({ socket, isHttp2 }) => {
+    if (closing.signal.aborted || socket.destroyed) return false;
+    if (isHttp2) {
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.resume();
+    }
+    return true;
+  });
   const onConnection = (socket: net.Socket) => {
     const address = socket.remoteAddress ?? "unknown";
     const fromAddress = perAddress.get(address) ?? 0;
@@ -402,29 +467,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       if (left === 0) perAddress.delete(address);
       else perAddress.set(address, left);
     });
-    let queue = waiting.get(address);
-    if (!queue) waiting.set(address, (queue = { sockets: [], next: 0 }));
-    queue.sockets.push(socket);
-    if (!draining) {
-      draining = true;
-      setImmediate(admitSome);
-    }
-  };
-  const admitSome = () => {
-    let admitted = 0;
-    while (admitted < ADMIT_PER_TURN && waiting.size > 0 && !closing.signal.aborted) {
-      // The first address in line gives one connection and goes to the back of the line.
-      const [address, queue] = waiting.entries().next().value!;
-      const socket = queue.sockets[queue.next++];
-      waiting.delete(address);
-      if (queue.next < queue.sockets.length) waiting.set(address, queue);
-      if (socket.destroyed) continue;
-      admitted++;
-      if (tlsServer) tlsServer.emit("connection", socket);
-      else dispatch(socket);
-    }
-    if (waiting.size > 0 && !closing.signal.aborted) setImmediate(admitSome);
-    else draining = false;
+    admission.push(address, socket);
   };
   // Nagle's algorithm holds back the small frames of a unary call until the last ones are acked, which
   // on loopback cost about a millisecond per call; calls here are latency-bound, never many tiny writes.
@@ -475,12 +518,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       // The HTTP/2 session reads them on its next tick; the HTTP/1.1 server needs the flow restarted.
       socket.pause();
       socket.unshift(seen);
-      if (isHttp2) {
-        h2.emit("connection", socket);
-      } else {
-        h1.emit("connection", socket);
-        socket.resume();
-      }
+      handOff.push(socket.remoteAddress ?? "unknown", { socket, isHttp2 });
     };
     socket.on("data", onData);
     // Accepted paused (pauseOnConnect): its first bytes are read from now on.
@@ -521,8 +559,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       closing.abort();
       const drained = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const socket of sniffing) socket.destroy();
-      for (const queue of waiting.values()) for (const socket of queue.sockets.slice(queue.next)) socket.destroy();
-      waiting.clear();
+      for (const socket of admission.clear()) socket.destroy();
+      for (const { socket } of handOff.clear()) socket.destroy();
       for (const session of sessions) session.close();
       // Keep-alive connections busy now turn idle later: keep closing them while calls finish.
       h1.closeIdleConnections();

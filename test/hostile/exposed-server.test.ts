@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import http from "node:http";
+import http2 from "node:http2";
 import net from "node:net";
 import { join } from "node:path";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
@@ -352,5 +353,158 @@ describe("exposed server - TLS", () => {
     }
     const bufOut = await run(join(process.cwd(), BUF), ["curl", "--protocol", "grpc", "--cacert", ca, "--schema", join(process.cwd(), "proto"), "--data", "{}", health]);
     expect(JSON.parse(bufOut)).toEqual({ status: "SERVING" });
+  }, 60_000);
+});
+
+describe("exposed server - bursts and floods stay out of honest calls' way", () => {
+  // One HTTP/1.1 request on a raw socket; resolves with the first line of the answer ("HTTP/1.1 200 OK").
+  function rawRequest(socket: net.Socket, path = "/grpc.health.v1.Health/Check", headers = "", body = "{}"): void {
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${headers}\r\n${body}`);
+  }
+  // A generous bound on a wait for an answer that the old server never gave (it waited for the body).
+  function unlessStuck<T>(promise: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer to ${what} in 15 s`)), 15_000)));
+    return Promise.race([promise, stuck]).finally(() => clearTimeout(timer));
+  }
+  function firstLine(socket: net.Socket): Promise<string> {
+    return new Promise((resolve) => {
+      let seen = "";
+      const onData = (chunk: Buffer) => {
+        seen += chunk.toString("latin1");
+        if (seen.includes("\r\n")) {
+          socket.off("data", onData);
+          resolve(seen.slice(0, seen.indexOf("\r\n")));
+        }
+      };
+      socket.on("data", onData);
+      socket.once("error", (err) => resolve(`error ${(err as NodeJS.ErrnoException).code}`));
+      socket.once("close", () => resolve(seen || "closed"));
+    });
+  }
+
+  it("answers a call on an open connection before the bulk of a 3,000-connection burst, and resets none of the burst", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--headers-timeout", "60s"]);
+    const honest = net.connect({ host: "127.0.0.1", port: server.port });
+    await new Promise((resolve) => honest.once("connect", resolve));
+    rawRequest(honest);
+    expect(await firstLine(honest)).toBe("HTTP/1.1 200 OK");
+
+    // Each burst connection sends its request as soon as it connects, as an attacker would; the honest
+    // call goes out on the open connection once the last of them has sent.
+    let answered = 0;
+    const outcomes: Promise<string>[] = [];
+    const sent: Promise<void>[] = [];
+    for (let i = 0; i < 3_000; i++) {
+      const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+      outcomes.push(firstLine(socket).then((line) => (answered++, socket.destroy(), line)));
+      sent.push(new Promise((resolve) => socket.once("connect", () => (rawRequest(socket), resolve()))));
+    }
+    await Promise.all(sent);
+    const honestAnswer = firstLine(honest);
+    rawRequest(honest);
+    expect(await honestAnswer).toBe("HTTP/1.1 200 OK");
+    const answeredBeforeHonest = answered;
+    honest.destroy();
+    const lines = await Promise.all(outcomes);
+    expect(lines.filter((line) => line !== "HTTP/1.1 200 OK")).toEqual([]);
+    // Served in arrival order, the honest call would wait for nearly the whole burst.
+    expect(answeredBeforeHonest).toBeLessThan(1_000);
+  }, 120_000);
+
+  it("answers an anonymous Add on a server closed to it before its body is sent, over HTTP/2 and HTTP/1.1, and stops reading a flood's bodies", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--require-signed"]);
+    const megabyte = 1 << 20;
+
+    // HTTP/2: the headers alone get the answer, and the stream is reset with NO_ERROR so that the client stops sending.
+    const session = http2.connect(server.url);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/vac.cas.CAS/Add", "content-type": "application/json", "content-length": String(megabyte) });
+      const status = await unlessStuck(
+        new Promise<number>((resolve, reject) => {
+          stream.once("response", (headers) => resolve(Number(headers[":status"])));
+          stream.once("error", reject);
+        }),
+        "an HTTP/2 Add with its body unsent",
+      );
+      expect(status).toBe(403);
+      let body = "";
+      stream.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
+      await new Promise((resolve) => stream.once("close", resolve));
+      expect((JSON.parse(body) as { code: string }).code).toBe("permission_denied");
+      expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    } finally {
+      session.close();
+    }
+
+    // HTTP/1.1 with "Expect: 100-continue": told no instead of "100 Continue".
+    const asking = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+    await new Promise((resolve) => asking.once("connect", resolve));
+    const asked = firstLine(asking);
+    asking.write(`POST /vac.cas.CAS/Add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${megabyte}\r\nExpect: 100-continue\r\n\r\n`);
+    expect(await unlessStuck(asked, "an HTTP/1.1 Add that expects 100-continue")).toBe("HTTP/1.1 403 Forbidden");
+    asking.destroy();
+
+    // HTTP/1.1 without it: an address's first few large bodies are read whole and answered; past
+    // them, the answer comes after 64 KiB of the body, and the connection is closed on the rest.
+    const body = "x".repeat(100 << 10);
+    for (let i = 0; i < 8; i++) {
+      const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+      const answer = firstLine(socket);
+      socket.once("connect", () => rawRequest(socket, "/vac.cas.CAS/Add", "", body));
+      expect(await answer).toBe("HTTP/1.1 403 Forbidden");
+      socket.destroy();
+    }
+    const flood = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+    flood.on("error", () => {});
+    const answer = firstLine(flood);
+    flood.once("connect", () => flood.write(`POST /vac.cas.CAS/Add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${megabyte}\r\n\r\n${body}`));
+    expect(await unlessStuck(answer, "an HTTP/1.1 Add past the budget with most of its body unsent")).toBe("HTTP/1.1 403 Forbidden");
+    await new Promise((resolve) => (flood.destroyed ? resolve(undefined) : flood.once("close", resolve)));
+  }, 60_000);
+
+  it("caps connections per client address and counts in /metrics the connections and HTTP/2 streams refused", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-connections-per-address", "50", "--max-concurrent-streams", "2"]);
+
+    // 60 connections from one address: 10 are closed as they arrive, and another address still gets in.
+    const sockets = Array.from({ length: 60 }, () => net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER }));
+    let cut = 0;
+    await Promise.all(sockets.map((socket) => new Promise<void>((resolve) => {
+      socket.on("error", () => {});
+      socket.once("close", () => (cut++, resolve()));
+      // A connection still open once it has been admitted and answered is one the cap let in.
+      socket.once("connect", () => {
+        const answer = new Promise<void>((answered) => socket.once("data", () => answered()));
+        socket.write("POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        void answer.then(resolve);
+      });
+    })));
+    expect(cut).toBe(10);
+    const honest = await fetch(`${server.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(honest.status).toBe(200);
+    sockets.forEach((socket) => socket.destroy());
+
+    // Five HTTP/2 requests sent before the server's SETTINGS reach the client: past 2 at once, nghttp2
+    // refuses them (REFUSED_STREAM) without Node hearing of it.
+    const session = http2.connect(server.url);
+    try {
+      const call = () =>
+        new Promise<string>((resolve) => {
+          const stream = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/json" });
+          stream.on("response", (headers) => resolve(String(headers[":status"])));
+          stream.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+          stream.on("data", () => {});
+          stream.end("{}");
+        });
+      const first = await Promise.all(Array.from({ length: 5 }, call));
+      expect(first.filter((status) => status === "200")).toHaveLength(2);
+      expect(first.filter((status) => status !== "200")).toEqual(["ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_STREAM_ERROR"]);
+      expect(await call()).toBe("200");
+    } finally {
+      session.close();
+    }
+    const metrics = await metricsOf(server);
+    expect(limitHits(metrics, "max-connections-per-address")).toBe(10);
+    expect(limitHits(metrics, "max-concurrent-streams")).toBe(3);
   }, 60_000);
 });
