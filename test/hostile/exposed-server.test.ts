@@ -13,7 +13,7 @@ import { GcService } from "../../gen/remotelog/v1/gc_pb.js";
 import { NameWatchService } from "../../gen/remotelog/v1/names_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { cidOf } from "../../core/hash.js";
-import { cleanup, lines, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+import { cleanup, lines, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 
 // Every attack of issue 11, each against a real `remotelog serve` process. Hostile clients connect
 // from 127.0.0.2, honest ones from 127.0.0.1, so that the limits per client address tell them apart.
@@ -169,6 +169,33 @@ describe("exposed server - who may write", () => {
     expect(big.stderr).toMatch(/TOO_LARGE.*quota-bytes/);
     expect(limitHits(await metricsOf(server), "quota-bytes")).toBeGreaterThan(0);
   });
+
+  it("keeps what the quotas counted across a restart, even after SIGKILL", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    const keyFile = join(dir, "alice.key");
+    expect((await runCli(["key", "gen", "--out", keyFile])).code).toBe(0);
+    const tokenFile = join(dir, "write.token");
+    await writeFile(tokenFile, "writer-token\n");
+    const args = ["--listen", "127.0.0.1:0", "--data", data, "--require-signed", "--write-token-file", tokenFile, "--quota-bytes", "200000", "--quota-names", "1"];
+    const big = (count: number) => lines(count, "y".repeat(1000));
+
+    let server = await startServer(args);
+    const first = await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice")], { stdin: big(100) });
+    expect(first.code, first.stderr).toBe(0);
+    const chat = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat"), "--token-file", tokenFile], { stdin: lines(3) });
+    expect(chat.code, chat.stderr).toBe(0);
+    await stop(server.process, "SIGKILL");
+
+    // A fresh process on the same data: alone, each of these would fit its quota; after what was counted before, neither does.
+    server = await startServer(args);
+    const second = await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice")], { stdin: big(100) });
+    expect(second.code).not.toBe(0);
+    expect(second.stderr).toMatch(/TOO_LARGE.*quota-bytes/);
+    const other = await runCli(["send", "--unsigned", "--name", "news", "--server", server.url, "--data", join(dir, "news"), "--token-file", tokenFile], { stdin: lines(3) });
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).toMatch(/TOO_LARGE.*quota-names/);
+  }, 60_000);
 
   it("refuses free-form names that break the naming rule, with InvalidArgument naming the rule", async () => {
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
