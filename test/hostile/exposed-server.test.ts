@@ -348,19 +348,22 @@ describe("exposed server - fair limits", () => {
 });
 
 describe("exposed server - TLS", () => {
+  const run = (dir: string, cmd: string, args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile(cmd, args, { cwd: dir, timeout: 30_000, killSignal: "SIGKILL" }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout))),
+    );
+  // A private CA and a certificate it signed for 127.0.0.1, in dir.
+  async function certificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+    await run(dir, "openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=remotelog test CA"]);
+    await run(dir, "openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    await writeFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    await run(dir, "openssl", ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    return { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
+  }
+
   it("serves HTTPS with HTTP/2 and HTTP/1.1 to send, receive, curl and buf curl, trusting a private CA", async () => {
     const dir = await tempDir();
-    const ca = join(dir, "ca.pem");
-    const cert = join(dir, "server.pem");
-    const key = join(dir, "server.key");
-    const run = (cmd: string, args: string[]) =>
-      new Promise<string>((resolve, reject) =>
-        execFile(cmd, args, { cwd: dir, timeout: 30_000, killSignal: "SIGKILL" }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout))),
-      );
-    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=remotelog test CA"]);
-    await run("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    await writeFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    await run("openssl", ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    const { ca, cert, key } = await certificates(dir);
 
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--tls-cert", cert, "--tls-key", key]);
     expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
@@ -374,12 +377,43 @@ describe("exposed server - TLS", () => {
 
     const health = `${server.url}/grpc.health.v1.Health/Check`;
     for (const version of ["--http1.1", "--http2"]) {
-      const out = await run("curl", ["-sS", version, "--cacert", ca, "-w", "\n%{http_version}", "-H", "content-type: application/json", "-d", "{}", health]);
+      const out = await run(dir, "curl", ["-sS", version, "--cacert", ca, "-w", "\n%{http_version}", "-H", "content-type: application/json", "-d", "{}", health]);
       expect(out).toMatch(/"status":\s*"SERVING"/);
       expect(out.trim().split("\n").pop()).toBe(version === "--http2" ? "2" : "1.1");
     }
-    const bufOut = await run(join(process.cwd(), BUF), ["curl", "--protocol", "grpc", "--cacert", ca, "--schema", join(process.cwd(), "proto"), "--data", "{}", health]);
+    const bufOut = await run(dir, join(process.cwd(), BUF), ["curl", "--protocol", "grpc", "--cacert", ca, "--schema", join(process.cwd(), "proto"), "--data", "{}", health]);
     expect(JSON.parse(bufOut)).toEqual({ status: "SERVING" });
+  }, 60_000);
+
+  it("backs up to, verifies and exports from an HTTPS server with a private CA and a write token, through --ca and --token-file", async () => {
+    const dir = await tempDir();
+    const { ca, cert, key } = await certificates(dir);
+    const tokenFile = join(dir, "write.token");
+    await writeFile(tokenFile, "writer-token\n");
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--tls-cert", cert, "--tls-key", key, "--write-token-file", tokenFile]);
+    const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--ca", ca, "--token-file", tokenFile, "--data", join(dir, "alice")], { stdin: lines(40) });
+    expect(sent.code, sent.stderr).toBe(0);
+
+    const backup = await runCli(["backup", "--from-dir", join(dir, "alice"), "--to", server.url, "--head-name", "chat-backup", "--ca", ca, "--token-file", tokenFile]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const verifyBackup = await runCli(["verify", "--from", server.url, "--name", "chat-backup", "--read-data", "--ca", ca]);
+    expect(verifyBackup.code, verifyBackup.stderr).toBe(0);
+    expect(verifyBackup.stdout).toMatch(/^ok: \d+ packs, 40 messages/m);
+    const verifyLog = await runCli(["verify", "--from", server.url, "--name", "chat", "--read-data"], { env: { REMOTELOG_CA: ca } });
+    expect(verifyLog.code, verifyLog.stderr).toBe(0);
+    expect(verifyLog.stdout).toMatch(/^ok: \d+ pages, 40 messages/m);
+    const car = join(dir, "chat.car");
+    const exported = await runCli(["export", "--car", car, "--from", server.url, "--name", "chat", "--ca", ca]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const restored = await runCli(["restore", "--from", server.url, "--name", "chat-backup", "--to", join(dir, "restored"), "--ca", ca]);
+    expect(restored.code, restored.stderr).toBe(0);
+
+    // Without the CA the certificate is not trusted; without the token the backup is refused.
+    const untrusted = await runCli(["verify", "--from", server.url, "--name", "chat"]);
+    expect(untrusted.code).not.toBe(0);
+    const anonymous = await runCli(["backup", "--from-dir", join(dir, "alice"), "--to", server.url, "--head-name", "other-backup", "--ca", ca]);
+    expect(anonymous.code).not.toBe(0);
+    expect(anonymous.stderr).toMatch(/PERMISSION_DENIED/);
   }, 60_000);
 });
 
