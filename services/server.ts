@@ -233,6 +233,9 @@ export interface Listening {
   close(): Promise<void>;
 }
 
+/** How long an address past its budget of refused HTTP/1.1 bodies waits for each refusal (see refusesUnread). */
+const REFUSAL_PENALTY_MS = 250;
+
 /** Bytes of a refused HTTP/1.1 body read and dropped before the connection is closed on the rest (see refusesUnread). */
 const SMALL_BODY_BYTES = 64 << 10;
 
@@ -342,11 +345,13 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       // it may then meet the reset before the answer. So up to 64 KiB of a refused body is read and
       // dropped (a whole one for the first few of an address, so that a client that forgot its token
       // hears why), and the answer goes out once the body ends or passes that: then the connection is
-      // closed with the rest unread. A client that sent "Expect: 100-continue" never sends its body.
+      // closed with the rest unread. Past its budget, an address waits REFUSAL_PENALTY_MS for each
+      // such answer, reading nothing meanwhile, so that a flood of them slows to a trickle. A client
+      // that sent "Expect: 100-continue" never sends its body.
       if (req instanceof http.IncomingMessage && !req.headers.expect && !req.complete) {
         const address = req.socket.remoteAddress ?? "unknown";
         discardBody(req, SMALL_BODY_BYTES)
-          .then((ended) => ended || !bodiesRead.take(address) || discardBody(req, readMaxBytes))
+          .then((ended) => ended || (bodiesRead.take(address) ? discardBody(req, readMaxBytes) : new Promise((resolve) => setTimeout(resolve, REFUSAL_PENALTY_MS))))
           .then(() => {
             refuseUnread(req, res);
             dispatchToConnect(req, res);
