@@ -20,9 +20,12 @@ export class HeadWatch {
   /** False once the NS turned out not to push; the follower then just polls. */
   supported = true;
 
-  constructor(remote: Pick<Remote, "watchName">, name: string, signal: AbortSignal) {
+  /** A remote without watchName (a gateway, say) cannot push: the follower just polls, at POLL_MS. */
+  constructor(remote: Partial<Pick<Remote, "watchName">>, name: string, signal: AbortSignal) {
     signal.addEventListener("abort", () => this.close(), { once: true });
-    void this.run(remote, name);
+    const watchName = remote.watchName?.bind(remote);
+    if (watchName) void this.run({ watchName }, name);
+    else this.supported = false;
   }
 
   private async run(remote: Pick<Remote, "watchName">, name: string): Promise<void> {
@@ -56,10 +59,10 @@ export class HeadWatch {
 
   /**
    * Resolves when a head was pushed since the last call, with the newest one pushed, or after
-   * timeoutMs with none, whichever comes first. A pushed head is checked like a fetched one; using it
-   * saves the follower a Fetch.
+   * timeoutMs (default pollMs) with none, whichever comes first. A pushed head is checked like a
+   * fetched one; using it saves the follower a Fetch.
    */
-  async next(timeoutMs: number): Promise<NameHead | undefined> {
+  async next(timeoutMs = this.pollMs): Promise<NameHead | undefined> {
     if (!this.pushed && !this.stop.signal.aborted) {
       await new Promise<void>((resolve) => {
         const done = () => {

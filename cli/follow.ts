@@ -123,7 +123,7 @@ export async function followName<R extends { found: boolean }>(options: FollowOp
         warnedMissing = true;
       }
       if (!options.follow || io.signal.aborted) break;
-      pushed = await watch!.next(options.intervalMs ?? watch!.pollMs);
+      pushed = await watch!.next(options.intervalMs);
       if (io.signal.aborted) break;
     }
   } finally {

@@ -5,7 +5,6 @@ import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoin
 import { RemoteLogError } from "../core/errors.js";
 import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
-import { sleep } from "../core/retry.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 
@@ -51,7 +50,11 @@ export interface ReceiveResult extends SyncResult {
 export interface FollowOptions {
   /** Ends the iteration (it returns; nothing is thrown). */
   signal?: AbortSignal;
-  /** The longest wait between two syncs when the NS pushes nothing new, in ms. Default 1000. */
+  /**
+   * The longest wait between two syncs when the NS pushes nothing new, in ms. Default: 30 s while the
+   * NS pushes heads (Watch), 500 ms when it cannot (the pushes carry the news; the poll only backs them
+   * up, so that a thousand idle followers cost almost nothing).
+   */
   intervalMs?: number;
   /** How long an unreachable service is retried before follow() throws UNAVAILABLE, in ms. Default 0: forever. */
   retryForMs?: number;
@@ -143,9 +146,7 @@ export class Receiver extends LogReceiver {
     const abort = () => stop.abort();
     options.signal?.addEventListener("abort", abort, { once: true });
     if (options.signal?.aborted) stop.abort();
-    const intervalMs = options.intervalMs ?? 1000;
-    const remote = this.remote;
-    const watch = remote.watchName ? new HeadWatch({ watchName: (name, signal) => remote.watchName!(name, signal) }, this.name, stop.signal) : undefined;
+    const watch = new HeadWatch(this.remote, this.name, stop.signal);
     let handoff: Handoff<Delivery[]> | undefined;
     let syncing: Promise<unknown> | undefined;
     let pushed: NameHead | undefined;
@@ -164,7 +165,7 @@ export class Receiver extends LogReceiver {
         }
         if (stop.signal.aborted) break;
         await syncing;
-        pushed = watch ? await watch.next(intervalMs) : (await sleep(intervalMs, stop.signal), undefined);
+        pushed = await watch.next(options.intervalMs);
       }
     } finally {
       stop.abort();
@@ -172,7 +173,7 @@ export class Receiver extends LogReceiver {
       // the checkpoint stays before them.
       handoff?.close(new Error("the follower stopped before the end of the batch"));
       await syncing?.catch(() => {});
-      watch?.close();
+      watch.close();
       options.signal?.removeEventListener("abort", abort);
     }
   }

@@ -86,6 +86,40 @@ describe("library", () => {
     expect(seen).toEqual(["a", "b", "c"]);
   });
 
+  test("library - an idle follower with the default interval does not poll an NS that pushes heads", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["first"]);
+    const receiver = await Receiver.open({ remote, name: keyName(key) });
+    const fetches = async () => {
+      const text = await (await fetch(new URL("/metrics", server.url))).text();
+      const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="vac.cas.NS/Fetch",code="OK"}'));
+      return Number(line?.split(" ")[1] ?? 0);
+    };
+    const stop = new AbortController();
+    const seen: string[] = [];
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    let idle: Promise<number> | undefined;
+    for await (const delivery of receiver.follow({ signal: stop.signal })) {
+      seen.push(new TextDecoder().decode(delivery.message!.body));
+      // A thousand idle followers must cost almost nothing: while the NS can push, nothing is fetched
+      // between pushes (the poll, 30 s, only backs the pushes up; it was 1 s). Counted while the
+      // follower waits for its next message, not inside this loop body, where it is paused.
+      idle ??= (async () => {
+        await sleep(300);
+        const before = await fetches();
+        await sleep(2_500);
+        const count = (await fetches()) - before;
+        await sender.send(["second"]);
+        return count;
+      })();
+      if (seen.length === 2) stop.abort();
+    }
+    const idleFetches = await idle;
+    expect(idleFetches).toBe(0);
+    expect(seen).toEqual(["first", "second"]);
+  });
+
   test("library - a follow loop that stops mid-batch leaves the checkpoint before that batch; a finished batch is remembered", async () => {
     const key = await generateKey();
     const sender = await Sender.open({ remote, key });
