@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-kubo bench-backup chaos soak bench-abuse clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-backup bench-browser chaos soak bench-abuse clean
 
 all: build
 
@@ -31,12 +31,17 @@ helia-client: test/helia-client/node_modules/.package-lock.json
 
 # dist/ is rebuilt only when a source, a tsconfig or the lockfile is newer than the last build:
 # a second `make build` (or `make demo`) with nothing changed does nothing.
-# tsc compiles everything into dist/; then the CLI is bundled over dist/cli/main.js (scripts/bundle-cli.mjs).
-BUILD_SOURCES := $(shell find lib core gen stores services actors backup cli bench examples -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json package-lock.json scripts/bundle-cli.mjs
+# tsc compiles everything into dist/; then the CLI is bundled over dist/cli/main.js (scripts/bundle-cli.mjs),
+# the browser entry into dist/browser/remotelog.js (scripts/bundle-browser.mjs), and the explorer's page
+# (web/explorer/) into dist/web/explorer/ (scripts/bundle-explorer.mjs). package.json is an
+# input for its "imports", which pick each platform's modules.
+BUILD_SOURCES := $(shell find lib core gen stores services actors backup cli bench examples web -name '*.ts' 2>/dev/null) $(wildcard web/explorer/*.html web/explorer/*.css) tsconfig.json tsconfig.build.json package.json package-lock.json scripts/bundle-cli.mjs scripts/bundle-browser.mjs scripts/bundle-explorer.mjs
 
 dist/.built: $(BUILD_SOURCES) node_modules/.package-lock.json
 	$(NODE) $(BIN)/tsc -p tsconfig.build.json
 	$(NODE) scripts/bundle-cli.mjs
+	$(NODE) scripts/bundle-browser.mjs
+	$(NODE) scripts/bundle-explorer.mjs
 	@touch $@
 
 build: dist/.built
@@ -54,6 +59,7 @@ check-gen: install
 
 typecheck: install
 	$(NODE) $(BIN)/tsc -p tsconfig.json --noEmit
+	$(NODE) $(BIN)/tsc -p tsconfig.web.json
 
 # buf breaking compares proto/ with main's; on main itself (or before main has proto/) it has nothing to compare.
 lint: install check-gen typecheck
@@ -70,7 +76,7 @@ test: lint harness helia-client
 	$(BIN)/vitest run --exclude 'test/kubo/**' --exclude 'test/package/**' --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json
 	REMOTELOG_SKIP_BUILD=1 $(BIN)/vitest run test/kubo test/package --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report-kubo.json
 
-# The library's API reference (lib/index.ts, with its TSDoc) as HTML in .tmp/docs/api, not committed.
+# The library's API reference (lib/index.ts and lib/browser.ts, with their TSDoc) as HTML in .tmp/docs/api, not committed.
 # Fails on a warning: a type the API uses but does not export, or a doc tag TypeDoc does not know.
 docs: install
 	$(BIN)/typedoc
@@ -108,9 +114,17 @@ bench-backup: build
 bench-rtt: build
 	$(NODE) dist/bench/catch-up-rtt.bench.js
 
+# A signed log read and verified by a page in headless Chromium (/usr/bin/chromium), beside Node (BENCH_BROWSER_SIZES).
+bench-browser: build
+	$(NODE) dist/bench/browser-verify.bench.js
+
 # Append-to-delivered latency of receive --follow, woken by pushed heads.
 bench-follow: build
 	$(NODE) dist/bench/follow-latency.bench.js
+
+# The explorer in headless Chromium: send-to-shown latency (bench/README.md).
+bench-explorer: build
+	$(NODE) dist/bench/explorer-latency.bench.js
 
 # 1,000 seeded random SIGKILLs of sender, server, receiver (--out), backup and mirror (CHAOS_KILLS,
 # CHAOS_SEED), and a table: kill points by target, acknowledged, lost, duplicated, reordered, longest recovery.

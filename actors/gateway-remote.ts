@@ -4,6 +4,7 @@ import { addressText, parseAddress } from "../core/hash.js";
 import { errorCodeOfStatus } from "../core/http-status.js";
 import { WatchUnsupportedError, type LogReadRemote, type NameHead } from "../core/log-remote.js";
 import { isKeyName, MAX_RECORD_BYTES, verifySignedRecord } from "../core/names.js";
+import { asFetchedRecordError } from "../core/name-checks.js";
 import { mapBounded } from "../core/retry.js";
 
 export interface GatewayRemoteOptions {
@@ -71,7 +72,13 @@ export class GatewayRemote implements LogReadRemote {
       return undefined;
     }
     const record = await this.read(response, MAX_RECORD_BYTES, `the record of name ${name} from ${this.nsUrl}`);
-    const { cid, sequence } = await verifySignedRecord(name, record);
+    let verified: Awaited<ReturnType<typeof verifySignedRecord>>;
+    try {
+      verified = await verifySignedRecord(name, record);
+    } catch (err) {
+      throw isRemoteLogError(err) ? asFetchedRecordError(err, `the record of name ${name} from ${this.nsUrl}`, name) : err;
+    }
+    const { cid, sequence } = verified;
     const address = toAddress(cid, `the record of name ${name}`);
     const content = await this.getBlock(address);
     return { content, version: sequence, record };
@@ -139,7 +146,15 @@ export class GatewayRemote implements LogReadRemote {
       if (isRemoteLogError(err)) throw err;
       throw RemoteLogError.unavailable(`${what} was cut off: ${describe(err)}`, err);
     }
-    return Buffer.concat(chunks);
+    if (chunks.length === 1) return chunks[0];
+    // Not Buffer.concat: this runs in browsers too (lib/browser.ts).
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.length;
+    }
+    return body;
   }
 }
 

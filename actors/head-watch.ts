@@ -1,5 +1,6 @@
 import type { NameHead, Remote } from "./remote.js";
-import { WatchUnsupportedError, sleep } from "./remote.js";
+import { WatchUnsupportedError } from "../core/log-remote.js";
+import { sleep } from "../core/retry.js";
 
 /** A follower's poll interval while its NS pushes new heads: pushes carry the news, the poll only backs them up. */
 export const PUSHED_POLL_MS = 30_000;

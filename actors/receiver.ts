@@ -3,9 +3,9 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
-import { LogReader, TOMBSTONE, type CheckedMessage } from "../core/log-reader.js";
+import { LogReader, TOMBSTONE, type CheckedMessage, type PairVerifier } from "../core/log-reader.js";
 import type { LogReadRemote, NameHead } from "../core/log-remote.js";
-import { VerifyPool } from "./verify-pool.js";
+import { sharedVerifier } from "#verify-pool";
 
 /** One message (or tombstone) delivered, with its seq in the log and its MVDS id (H1). */
 export interface Delivery {
@@ -39,8 +39,8 @@ export interface ReceiverOptions {
   maxPages?: number;
   /** Whether the name is signed and its head record must verify; default: whether the name is a key name. */
   signed?: boolean;
-  /** Threads that check messages; default the shared pool (none where there is one core); null: none. */
-  verifyPool?: VerifyPool | null;
+  /** Threads that check messages; default the shared pool (none where there is one core, or in a browser); null: none. */
+  verifyPool?: PairVerifier | null;
   /**
    * Deliver from this seqid on, whatever the checkpoint says (the next sync only; later ones go on
    * from there). Needs a log with seqids.
@@ -93,7 +93,7 @@ export class Receiver {
     this.prefetchPairs = options.prefetchPairs ?? 65_536;
     this.fromSeq = options.fromSeq;
     this.waitForSeq = options.waitForSeq ?? false;
-    const verifier = options.verifyPool === null ? undefined : (options.verifyPool ?? VerifyPool.shared());
+    const verifier = options.verifyPool === null ? undefined : (options.verifyPool ?? sharedVerifier());
     this.reader = new LogReader(options.remote, options.name, { signed: options.signed, maxPages: options.maxPages, verifier });
   }
 

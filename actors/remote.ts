@@ -1,18 +1,16 @@
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type * as http2 from "node:http2";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { openTransport, type TransportOptions } from "#transport";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
-import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
+import { NameListService, NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
-import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
-import { WatchUnsupportedError, type LogRemote, type NameHead, type PendingUpdate } from "../core/log-remote.js";
+import { WatchUnsupportedError, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
@@ -28,21 +26,6 @@ const ONE_CALL_BYTES = 1 << 20;
  */
 const addManyIdsUnread = { ...BlockService.method.addMany, output: EmptySchema } as unknown as DescMethodUnary;
 const BlockAdds = { ...BlockService, methods: [addManyIdsUnread], method: { addMany: addManyIdsUnread } } as unknown as typeof BlockService;
-
-/** Opens the connection-level window too, which Node only lets a session set once it exists. */
-class WideWindowSessionManager extends Http2SessionManager {
-  private readonly widened = new WeakSet<http2.ClientHttp2Session>();
-
-  override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
-    const stream = await super.request(...args);
-    const session = stream.session as http2.ClientHttp2Session | undefined;
-    if (session && !this.widened.has(session)) {
-      this.widened.add(session);
-      session.setLocalWindowSize(CONNECTION_WINDOW);
-    }
-    return stream;
-  }
-}
 
 /** The reverse of services/connect-errors.ts: a remote failure as one of our codes, naming the service. */
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
@@ -68,7 +51,9 @@ function failedOnTheWay(err: ConnectError): boolean {
   return /NGHTTP2_REFUSED_STREAM|ECONNRESET|ECONNREFUSED|^http\/2 stream closed with error code/.test(err.rawMessage);
 }
 
-export interface RemoteOptions {
+export { bearer } from "./connect-auth.js";
+
+export interface RemoteOptions extends TransportOptions {
   casUrl: string;
   nsUrl: string;
   /** Blocks per AddMany/GetMany call. */
@@ -77,19 +62,14 @@ export interface RemoteOptions {
   batchBytes?: number;
   /** Batch calls in flight at once. */
   concurrency?: number;
-  /** A bearer token sent with every call (serve --write-token-file, --admin-token-file). */
-  token?: string;
-  /** PEM certificates to trust for https:// URLs besides the system's (a private CA). */
-  ca?: Buffer | string;
 }
 
-
-
 /**
- * The CAS and NS as the actors see them, over Connect on HTTP/2 (one connection per service,
- * multiplexed). Blocks move in batches; errors come back as RemoteLogErrors naming the service.
+ * The CAS and NS as the actors see them, over Connect: on Node, HTTP/2 with one connection per service,
+ * multiplexed; in a browser, the page's fetch (the #transport import picks; a caller may bring its own
+ * transports). Blocks move in batches; errors come back as RemoteLogErrors naming the service.
  */
-export class Remote implements LogRemote {
+export class Remote implements LogRemote, NameLister {
   readonly casUrl: string;
   readonly nsUrl: string;
   private readonly cas: Client<typeof CAS>;
@@ -97,8 +77,9 @@ export class Remote implements LogRemote {
   private readonly blockAdds: Client<typeof BlockService>;
   private readonly ns: Client<typeof NS>;
   private readonly nameWatch: Client<typeof NameWatchService>;
+  private readonly nameList: Client<typeof NameListService>;
   private readonly casInfo: Client<typeof ServerInfoService>;
-  private readonly sessions: WideWindowSessionManager[] = [];
+  private readonly opened: { close(): void }[] = [];
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
   private readonly concurrency: number;
@@ -113,29 +94,17 @@ export class Remote implements LogRemote {
     this.blockAdds = createClient(BlockAdds, casTransport);
     this.ns = createClient(NS, nsTransport);
     this.nameWatch = createClient(NameWatchService, nsTransport);
+    this.nameList = createClient(NameListService, nsTransport);
     this.casInfo = createClient(ServerInfoService, casTransport);
     this.batchBlocks = options.batchBlocks ?? 4096;
     this.batchBytes = options.batchBytes ?? 8 << 20;
     this.concurrency = options.concurrency ?? 4;
   }
 
-  private transport(baseUrl: string, options: Pick<RemoteOptions, "token" | "ca">): Transport {
-    const session = new WideWindowSessionManager(
-      baseUrl,
-      { idleConnectionTimeoutMs: 5_000 },
-      { settings: { initialWindowSize: STREAM_WINDOW }, ...(options.ca !== undefined ? { ca: options.ca } : {}) },
-    );
-    this.sessions.push(session);
-    // No compression: message bodies are usually encrypted and so incompressible, and gzip of a batch
-    // cost more CPU than the whole rest of a catch-up on loopback.
-    return createConnectTransport({
-      baseUrl,
-      httpVersion: "2",
-      sessionManager: session,
-      readMaxBytes: 256 << 20,
-      acceptCompression: [],
-      interceptors: options.token === undefined ? [] : [bearer(options.token)],
-    });
+  private transport(baseUrl: string, options: TransportOptions): Transport {
+    const opened = openTransport(baseUrl, { token: options.token, ca: options.ca });
+    this.opened.push(opened);
+    return opened.transport;
   }
 
   /**
@@ -255,6 +224,17 @@ export class Remote implements LogRemote {
     }
   }
 
+  /** A page of the NS's names (remotelog.v1.NameListService); undefined from an NS that does not list them. */
+  async listNames(options: { after?: string; limit?: number } = {}): Promise<NamePage | undefined> {
+    try {
+      const page = await this.nameList.listNames({ after: options.after ?? "", limit: options.limit ?? 0 });
+      return { names: page.names.map(({ name, version }) => ({ name, version })), next: page.next === "" ? undefined : page.next };
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.Unimplemented) return undefined;
+      throw fromConnectError(err, `NS ${this.nsUrl} ListNames`);
+    }
+  }
+
   /** A conditional update: ABORTED when the name is no longer at expectedVersion. */
   async updateName(name: string, content: Uint8Array, expectedVersion: bigint, record?: Uint8Array): Promise<bigint> {
     try {
@@ -284,16 +264,8 @@ export class Remote implements LogRemote {
   }
 
   close(): void {
-    for (const session of this.sessions) session.abort();
+    for (const opened of this.opened) opened.close();
   }
-}
-
-/** Sends `Authorization: Bearer token` with every call. */
-export function bearer(token: string): Interceptor {
-  return (next) => (request) => {
-    request.header.set("authorization", `Bearer ${token}`);
-    return next(request);
-  };
 }
 
 /** A conditional update lost to another writer of the name; the operation starts again from the new head. */

@@ -90,3 +90,11 @@ export class VerifyPool implements PairVerifier {
 }
 
 let sharedPool: VerifyPool | false | undefined;
+
+/**
+ * The verifier a receiver uses unless told otherwise (package.json "imports" #verify-pool): the shared
+ * pool of threads; none in a browser (actors/verify-pool-browser.ts).
+ */
+export function sharedVerifier(): PairVerifier | undefined {
+  return VerifyPool.shared();
+}

@@ -2,7 +2,8 @@ import { InvalidArgumentError, Option, type Command } from "commander";
 import { RemoteLogError } from "../core/errors.js";
 import { parseAddressText } from "../core/hash.js";
 import { DirPackStore, isUrl, type PackStore } from "../backup/pack-store.js";
-import { progressFor, type Progress } from "../backup/progress.js";
+import type { Progress } from "../backup/progress.js";
+import { progressFor } from "./progress-bar.js";
 import { usageError, type Io } from "./command.js";
 import { clientCredentials, credentialOptions, type CredentialFlags } from "./credentials.js";
 

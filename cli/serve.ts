@@ -1,7 +1,7 @@
 import { readFile, stat, unlink } from "node:fs/promises";
 import { connect, isIP } from "node:net";
 import { join } from "node:path";
-import { Option } from "commander";
+import { fileURLToPath } from "node:url";
 import { pino, type Logger } from "pino";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
@@ -10,11 +10,16 @@ import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, r
 import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { parseTokens, refusesUnread } from "../services/auth.js";
+import { parseCorsOrigin } from "../services/cors.js";
 import { isKeyName } from "../core/names.js";
 import { DEFAULT_GRACE_MS } from "../backup/gc.js";
+import { InvalidArgumentError, Option } from "commander";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 
 export const summary = "run the CAS and NS services on one port";
+
+/** The explorer's built page: dist/web/explorer, beside dist/cli where this module (or its bundle chunk) lives. */
+const EXPLORER_DIR = fileURLToPath(new URL("../web/explorer/", import.meta.url));
 
 interface ServeFlags {
   listen: string;
@@ -28,6 +33,9 @@ interface ServeFlags {
   kuboApi?: string;
   metrics: boolean;
   gateway: boolean;
+  explorer: boolean;
+  listNames?: boolean;
+  corsOrigin: string[];
   logLevel: LogLevel;
   adminListen?: string;
   adminTokenFile?: string;
@@ -53,6 +61,15 @@ interface ServeFlags {
   logFormat: "auto" | "json" | "pretty";
 }
 
+/** --cors-origin, repeatable: each origin checked as it is given, so that a typo stops serve at once. */
+function collectCorsOrigin(value: string, previous: string[]): string[] {
+  try {
+    return [...previous, parseCorsOrigin(value)];
+  } catch (err) {
+    throw new InvalidArgumentError((err as RemoteLogError).text ?? (err as Error).message);
+  }
+}
+
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "silent"] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -62,8 +79,8 @@ export function command(io: Io) {
       "Serve the CAS (vac.cas.CAS and the remotelog.v1.BlockService batches) and the NS (vac.cas.NS) on one " +
         "port, to Connect, gRPC and gRPC-Web clients over HTTP/1.1 and HTTP/2 alike. Blocks are kept in " +
         "DIR/cas and names in DIR/ns. Prints `listening on URL` once ready; stops on SIGINT or SIGTERM. " +
-        "The same port answers grpc.health.v1.Health and, unless --no-metrics, a GET of /metrics " +
-        "(Prometheus). Logs go to stderr: readable lines on a terminal, JSON lines in pino's format otherwise (--log-format).",
+        "The same port answers grpc.health.v1.Health, unless --no-metrics a GET of /metrics " +
+        "(Prometheus), and unless --no-explorer the live log explorer at /explorer. Logs go to stderr: readable lines on a terminal, JSON lines in pino's format otherwise (--log-format).",
     )
     .option("--listen <host:port>", "address to listen on; port 0 picks a free one", "127.0.0.1:7420")
     .option("--data <dir>", "where blocks and names are kept", "./remotelog-data")
@@ -99,6 +116,11 @@ export function command(io: Io) {
     .option("--no-metrics", "do not keep or serve metrics")
     .option("--gateway", "answer IPFS's Trustless Gateway (/ipfs/, /ipns/) and Delegated Routing V1 (/routing/v1/) on the same port", true)
     .option("--no-gateway", "do not answer IPFS's HTTP protocols")
+    .option("--explorer", "serve the live log explorer, a web page, at /explorer on the same port (and list names for it)", true)
+    .option("--no-explorer", "do not serve the explorer's page, nor list names unless --list-names")
+    .option("--list-names", "let anyone list the names this NS holds, a page at a time (remotelog.v1.NameListService); default: on with the explorer")
+    .option("--no-list-names", "do not let names be listed, even with the explorer on (it then opens a name it is given)")
+    .option("--cors-origin <origin>", "let pages of this origin (scheme://host[:port], or * for any) call the API from a browser; repeatable; default none", collectCorsOrigin, [])
     .addOption(new Option("--log-level <level>", "least severe log lines written to stderr; debug logs every RPC").choices(LOG_LEVELS).default("info"))
     .addOption(new Option("--log-format <format>", "auto: readable on a terminal, JSON lines otherwise").choices(["auto", "json", "pretty"]).default("auto"))
     .addHelpText(
@@ -162,6 +184,7 @@ export function command(io: Io) {
         // A request must still fit one block of the largest size, with room for its framing.
         readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, flags.maxBlock + (1 << 16)),
         metrics: flags.metrics,
+        corsOrigins: flags.corsOrigin,
         onError: (err) => log.warn({ err }, "accept failed"),
         onMetricsError: (err) => log.error({ err }, "metrics scrape failed"),
         routes: routes({
@@ -179,6 +202,9 @@ export function command(io: Io) {
           adminTokens,
           gcGraceMs: flags.gcGrace,
           gateway: flags.gateway,
+          explorer: flags.explorer ? { dir: EXPLORER_DIR, onMissing: (err) => log.error({ err }, "the explorer's page is not built (make build)") } : undefined,
+          // Names become enumerable with the explorer, unless the operator says otherwise either way.
+          listNames: flags.listNames ?? flags.explorer,
           onInternalError: (err, method) => log.error({ method, err: err.cause ?? err }, `${method} failed`),
           // Wired only at debug, so that below it no call pays for a log line that is never written.
           onCallEnd: log.isLevelEnabled("debug") ? (method, code, seconds) => log.debug({ method, code, ms: roundMs(seconds) }, "rpc") : undefined,
@@ -217,7 +243,10 @@ export function command(io: Io) {
             quotaBytes: flags.quotaBytes,
             quotaNames: flags.quotaNames,
             tls: Boolean(tlsCert),
+            corsOrigins: flags.corsOrigin.length > 0 ? flags.corsOrigin : undefined,
             metrics: flags.metrics ? `${server.url}/metrics` : false,
+            explorer: flags.explorer ? `${server.url}/explorer` : false,
+            listNames: stores.names ? (flags.listNames ?? flags.explorer) : undefined,
           },
           `${services.join(" and ")} from ${where}, blocks up to ${flags.maxBlock} bytes${signed}, on ${server.url}`,
         );

@@ -1,4 +1,4 @@
-import { hash } from "node:crypto";
+import { allocBytes, equalBytes, hexDigitsToBytes, sha256, sha256Into, sha256Matches } from "#hash";
 import { CID } from "multiformats/cid";
 import * as Digest from "multiformats/hashes/digest";
 import { toBinary, fromBinary, create } from "@bufbuild/protobuf";
@@ -11,7 +11,10 @@ export const RAW_CODEC = 0x55;
 /** The multihash code of sha2-256. */
 export const SHA2_256 = 0x12;
 
-const MESSAGE_ID_PREFIX = Buffer.from("MESSAGE_ID", "ascii");
+const MESSAGE_ID_PREFIX = new TextEncoder().encode("MESSAGE_ID");
+
+// Node built-ins come in through #hash (core/hash-node.ts, or core/hash-browser.ts in a browser).
+export { equalBytes, toHex } from "#hash";
 
 /**
  * H1, the MVDS message id, laid out as the reference Go implementation does:
@@ -20,25 +23,25 @@ const MESSAGE_ID_PREFIX = Buffer.from("MESSAGE_ID", "ascii");
 export function messageId(message: Pick<Message, "groupId" | "timestamp" | "body">): Uint8Array {
   // One buffer and a one-shot hash: this runs for every message a receiver checks.
   const { groupId, body } = message;
-  const input = Buffer.allocUnsafe(MESSAGE_ID_PREFIX.length + groupId.length + 8 + body.length);
-  let at = MESSAGE_ID_PREFIX.copy(input, 0);
+  const input = allocBytes(MESSAGE_ID_PREFIX.length + groupId.length + 8 + body.length);
+  input.set(MESSAGE_ID_PREFIX, 0);
+  let at = MESSAGE_ID_PREFIX.length;
   input.set(groupId, at);
   at += groupId.length;
   const timestamp = message.timestamp;
-  // Most timestamps fit in 32 bits; writing the halves avoids a BigInt conversion per message.
+  // Most timestamps fit in 32 bits; writing the bytes avoids a BigInt conversion per message.
   if (timestamp >= 0n && timestamp < 0x1_0000_0000n) {
-    input.writeUInt32LE(Number(timestamp), at);
-    input.writeUInt32LE(0, at + 4);
+    const low = Number(timestamp);
+    input[at] = low & 0xff;
+    input[at + 1] = (low >>> 8) & 0xff;
+    input[at + 2] = (low >>> 16) & 0xff;
+    input[at + 3] = low >>> 24;
+    input.fill(0, at + 4, at + 8);
   } else {
-    input.writeBigInt64LE(BigInt.asIntN(64, timestamp), at);
+    new DataView(input.buffer, input.byteOffset + at, 8).setBigInt64(0, BigInt.asIntN(64, timestamp), true);
   }
   input.set(body, at + 8);
   return sha256(input);
-}
-
-function sha256(bytes: Uint8Array): Uint8Array {
-  const digest = hash("sha256", bytes, "buffer") as unknown as Buffer;
-  return new Uint8Array(digest.buffer, digest.byteOffset, digest.length);
 }
 
 /** The fixed first bytes of every address: CIDv1, raw, sha2-256, 32-byte digest. */
@@ -46,8 +49,8 @@ const ADDRESS_PREFIX = Uint8Array.of(0x01, RAW_CODEC, SHA2_256, 0x20);
 
 /**
  * H2, the CAS address of bytes: binary CIDv1, raw codec, sha2-256, the same CID that
- * `ipfs block put --cid-codec raw` gives. The digest comes from node:crypto because the multiformats
- * hasher is async and this runs once per message on every hot path.
+ * `ipfs block put --cid-codec raw` gives. The digest comes from #hash (node:crypto on Node) because the
+ * multiformats hasher is async and this runs once per message on every hot path.
  */
 export function cidOf(bytes: Uint8Array): CID {
   return CID.createV1(RAW_CODEC, Digest.create(SHA2_256, sha256(bytes)));
@@ -61,7 +64,7 @@ export function cidOf(bytes: Uint8Array): CID {
 export function addressOf(bytes: Uint8Array): Uint8Array {
   const address = new Uint8Array(36);
   address.set(ADDRESS_PREFIX, 0);
-  (hash("sha256", bytes, "buffer") as unknown as Buffer).copy(address, 4);
+  sha256Into(bytes, address, 4);
   return address;
 }
 
@@ -117,12 +120,7 @@ export function matchesAddress(bytes: Uint8Array, address: CID | Uint8Array): bo
   if (expected.length !== 36) return false;
   for (let i = 0; i < 4; i++) if (expected[i] !== ADDRESS_PREFIX[i]) return false;
   // The digest is compared where it lies, without building the address: this runs for every message checked.
-  const digest = hash("sha256", bytes, "buffer") as unknown as Buffer;
-  return digest.compare(expected, 4, 36) === 0;
-}
-
-export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0;
+  return sha256Matches(bytes, expected, 4);
 }
 
 /**
@@ -150,16 +148,12 @@ export function addressText(bytes: Uint8Array): string {
 
 const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 
-export function toHex(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("hex");
-}
-
 export function fromHex(text: string, what = "hex"): Uint8Array {
   const clean = text.trim();
   if (clean.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(clean)) {
     throw RemoteLogError.invalidArgument(`${what} is not hex: ${JSON.stringify(clean.slice(0, 80))}`);
   }
-  return new Uint8Array(Buffer.from(clean, "hex"));
+  return hexDigitsToBytes(clean);
 }
 
 export function encodeMessage(message: Message): Uint8Array {

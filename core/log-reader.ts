@@ -1,11 +1,11 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { chainPages, collectPages, walkChain, DEFAULT_MAX_PAGES, type ChainPage, type CollectOptions, type CollectResult, type WalkOptions, type WalkResult } from "./chain.js";
-import { RemoteLogError, ErrorCodes } from "./errors.js";
+import { RemoteLogError, ErrorCodes, isRemoteLogError } from "./errors.js";
 import { addressOf, decodeMessage, equalBytes } from "./hash.js";
 import type { LogReadRemote, NameHead } from "./log-remote.js";
 import { verifySignedHead } from "./name-checks.js";
-import { isKeyName } from "./names.js";
+import { isKeyName, type VerifiedRecord } from "./names.js";
 import { decodePage, verifyPairData } from "./page.js";
 
 /*
@@ -61,6 +61,8 @@ export interface OpenHead {
   address: Uint8Array;
   /** The verified record's sequence, for a signed name. */
   sequence?: bigint;
+  /** What the verified record says (sequence, validity, TTL, value), for a signed name. */
+  record?: VerifiedRecord;
   where: string;
 }
 
@@ -114,11 +116,19 @@ export class LogReader {
   /** The checks of open() on an entry from anywhere (a mirror's own copy, say). */
   async check(entry: NameHead, options: Omit<OpenHeadOptions, "entry"> = {}): Promise<OpenHead> {
     const where = options.where ?? this.where;
-    const sequence = this.signed
-      ? await verifySignedHead(this.name, entry.content, entry.record, options.floor, where, entry.version, options.acceptExpired ? { now: new Date(0) } : {})
-      : undefined;
+    const record = await this.checkRecord(entry, options);
     const page = decodePage(entry.content, options.where ?? `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
-    return { entry, page, address: addressOf(entry.content), sequence, where };
+    return { entry, page, address: addressOf(entry.content), sequence: record?.sequence, record, where };
+  }
+
+  /**
+   * The record half of check(), alone: for a signed name, what its verified record says (undefined for an
+   * unsigned reader). Throws as check() does for the record: PERMISSION_DENIED, DATA_LOSS (a malformed
+   * record, or one for other content), TOO_LARGE, CONFLICT. The page itself is not decoded here.
+   */
+  async checkRecord(entry: NameHead, options: Omit<OpenHeadOptions, "entry"> = {}): Promise<VerifiedRecord | undefined> {
+    if (!this.signed) return undefined;
+    return verifySignedHead(this.name, entry.content, entry.record, options.floor, options.where ?? this.where, entry.version, options.acceptExpired ? { now: new Date(0) } : {});
   }
 
   /**
@@ -183,6 +193,45 @@ export class LogReader {
       });
     }
     return data;
+  }
+
+  /**
+   * messageData for a caller that reports every fault rather than stopping at the first (verify, the
+   * explorer): undefined for a message the CAS does not hold, and empty bytes for one the CAS reports
+   * damaged, which then fails its check. A batch naming a missing block is fetched again one by one.
+   * Other failures (UNAVAILABLE) are thrown.
+   */
+  async messageDataAllowingMissing(pairs: RemoteLog_Pair[]): Promise<(Uint8Array | undefined)[]> {
+    const missing: number[] = [];
+    pairs.forEach((pair, i) => {
+      if (pair.data.length === 0 && !pair.redacted) missing.push(i);
+    });
+    const data: (Uint8Array | undefined)[] = pairs.map((pair) => pair.data);
+    const fetched = await this.blocksAllowingMissing(missing.map((i) => pairs[i].remoteHash));
+    missing.forEach((pairIndex, i) => {
+      data[pairIndex] = fetched[i];
+    });
+    return data;
+  }
+
+  private async blocksAllowingMissing(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    if (addresses.length === 0) return [];
+    try {
+      return await this.remote.getBlocks(addresses);
+    } catch (err) {
+      if (!isRemoteLogError(err, ErrorCodes.NOT_FOUND) && !isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
+    }
+    const out: (Uint8Array | undefined)[] = [];
+    for (const address of addresses) {
+      try {
+        out.push(await this.remote.getBlock(address));
+      } catch (err) {
+        if (isRemoteLogError(err, ErrorCodes.NOT_FOUND)) out.push(undefined);
+        else if (isRemoteLogError(err, ErrorCodes.DATA_LOSS)) out.push(new Uint8Array(0)); // fails its check: it will not hash to its address
+        else throw err;
+      }
+    }
+    return out;
   }
 
   /**

@@ -43,6 +43,23 @@ export interface PendingUpdate {
   record: Uint8Array;
 }
 
+/** One page of the names an NS holds (NameLister.listNames). */
+export interface NamePage {
+  names: { name: string; version: bigint }[];
+  /** Pass as `after` for the next page; undefined at the end. */
+  next?: string;
+}
+
+/** An NS that may let its names be listed (remotelog.v1.NameListService; `serve` offers it with its explorer). */
+export interface NameLister {
+  /**
+   * The names after options.after (in UTF-8 byte order), at most options.limit and never more than the
+   * server's page size; undefined from an NS that does not list its names (turned off, or without the
+   * service). UNAVAILABLE when it cannot be reached. Reads only.
+   */
+  listNames(options?: { after?: string; limit?: number }): Promise<NamePage | undefined>;
+}
+
 /** The whole client port: reading, writing and, where the NS can push, watching. */
 export interface LogRemote extends LogReadRemote {
   /**

@@ -20,7 +20,7 @@ const FORBIDDEN_IN_NAMES = /[\p{Cc}\p{Cs}\uFFFD]/u;
  */
 export function checkName(name: string, maxNameBytes: number): void {
   if (name.length === 0) throw RemoteLogError.invalidArgument("name is empty");
-  const bytes = Buffer.byteLength(name, "utf8");
+  const bytes = new TextEncoder().encode(name).length;
   if (bytes > maxNameBytes) {
     throw RemoteLogError.invalidArgument(`name of ${bytes} bytes is over the limit of ${maxNameBytes} bytes: ${JSON.stringify(name.slice(0, 64))}…`);
   }
@@ -93,7 +93,8 @@ export async function applySignedUpdate(
  * Checks a head a reader fetched for a key name: its record verifies for the name and binds this very
  * page, and its sequence is not below floor, the highest sequence the reader accepted before, nor below
  * the version the NS itself gives the name (an NS serving an older record than it says it holds).
- * Returns the record's sequence. Errors name the head by where; options.now is the time expiry is judged at.
+ * Returns what the verified record says (sequence, validity, TTL, value). Errors name the head by where;
+ * options.now is the time expiry is judged at.
  */
 export async function verifySignedHead(
   name: string,
@@ -103,13 +104,13 @@ export async function verifySignedHead(
   where: string,
   claimedVersion?: bigint,
   options: { now?: Date } = {},
-): Promise<bigint> {
+): Promise<VerifiedRecord> {
   if (record.length === 0) throw new RemoteLogError("PERMISSION_DENIED", `${where} comes without a signed record, and the name is a key`, { details: { name } });
   let verified: VerifiedRecord;
   try {
     verified = await verifyNameRecord(name, record, content, options);
   } catch (err) {
-    throw err instanceof RemoteLogError ? new RemoteLogError(err.code, `${where}: ${err.text}`, { cause: err, details: { ...err.details, name } }) : err;
+    throw err instanceof RemoteLogError ? asFetchedRecordError(err, where, name) : err;
   }
   if (floor !== undefined && verified.sequence < floor) {
     throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and sequence ${floor} was accepted before`, { name });
@@ -117,7 +118,18 @@ export async function verifySignedHead(
   if (claimedVersion !== undefined && claimedVersion > 0n && verified.sequence < claimedVersion) {
     throw RemoteLogError.conflict(`${where} is a rollback: its record has sequence ${verified.sequence}, and the NS says the name is at version ${claimedVersion}`, { name });
   }
-  return verified.sequence;
+  return verified;
+}
+
+/**
+ * A record check's failure as a reader reports it, naming where the record came from. What is an
+ * invalid argument in an update (a malformed record, or one that names other content) is, in a head a
+ * reader fetched, data the server holds or sent damaged: DATA_LOSS, as for a page that does not match
+ * its hash. A bad signature stays PERMISSION_DENIED, an expired record CONFLICT.
+ */
+export function asFetchedRecordError(err: RemoteLogError, where: string, name: string): RemoteLogError {
+  const code = err.code === "INVALID_ARGUMENT" ? "DATA_LOSS" : err.code;
+  return new RemoteLogError(code, `${where}: ${err.text}`, { cause: err, details: { ...err.details, name } });
 }
 
 /** The longest name an NS takes by default, in UTF-8 bytes. */

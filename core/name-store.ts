@@ -48,6 +48,23 @@ export function nextVersion(name: string, current: bigint, options: PutOptions):
   return options.version;
 }
 
+/** A page of NameStore.list. */
+export interface ListOptions {
+  /** Only names after this one (in UTF-8 byte order); from the first when absent. */
+  after?: string;
+  /** At most this many names. */
+  limit?: number;
+}
+
+/** Whether name a sorts before name b as their UTF-8 bytes do (the order list() gives). */
+export function compareNames(a: string, b: string): number {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
 export interface NameStore {
   /** The name's current entry, or undefined for a name never updated. */
   get(name: string): Promise<NameEntry | undefined>;
@@ -67,15 +84,17 @@ export interface NameStore {
    */
   count?(): Promise<number>;
   /**
-   * Every name and its entry. Optional, the capability gc needs to find its roots (canList): a
-   * backend that cannot list its names (IPNS) leaves it out.
+   * Every name and its entry, in the order of the names' UTF-8 bytes. Optional, the capability gc needs
+   * to find its roots (canList): a backend that cannot list its names (IPNS) leaves it out. With
+   * options, only the names after options.after, and at most options.limit of them: a page of a
+   * listing, which reads that page and no more.
    */
-  list?(): AsyncIterable<[string, NameEntry]>;
+  list?(options?: ListOptions): AsyncIterable<[string, NameEntry]>;
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;
 }
 
 /** Whether a name store can list its names, as gc needs. */
-export function canList<T extends NameStore>(store: T | undefined): store is T & { list(): AsyncIterable<[string, NameEntry]> } {
+export function canList<T extends NameStore>(store: T | undefined): store is T & { list(options?: ListOptions): AsyncIterable<[string, NameEntry]> } {
   return typeof store?.list === "function";
 }

@@ -1,5 +1,5 @@
 import type { IPNSRecord } from "ipns";
-import { generateKeyPair, privateKeyToProtobuf, publicKeyFromProtobuf, publicKeyToProtobuf } from "@libp2p/crypto/keys";
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf, publicKeyFromProtobuf, publicKeyToProtobuf } from "@libp2p/crypto/keys";
 import { CID } from "multiformats/cid";
 import { base36 } from "multiformats/bases/base36";
 import { bases } from "multiformats/basics";
@@ -118,6 +118,35 @@ export function keyName(key: PrivateKey | PublicKey): string {
 /** A new Ed25519 key. */
 export async function generateNameKey(): Promise<PrivateKey> {
   return generateKeyPair("Ed25519");
+}
+
+/**
+ * A name key as a key file holds it: protobuf-encoded, as libp2p and Kubo store keys. Throws
+ * INVALID_ARGUMENT for a key that is not Ed25519.
+ */
+export function encodeNameKey(key: PrivateKey): Uint8Array {
+  if (key.type !== "Ed25519") throw RemoteLogError.invalidArgument(`a ${key.type} key cannot name a log: names are Ed25519 keys`);
+  return privateKeyToProtobuf(key);
+}
+
+/**
+ * The name key in bytes of encodeNameKey (a key file's). Throws INVALID_ARGUMENT, naming where they
+ * came from, for bytes that hold no Ed25519 private key, or one whose public half does not match.
+ */
+export async function decodeNameKey(bytes: Uint8Array, where: string): Promise<PrivateKey> {
+  let key: PrivateKey;
+  try {
+    key = privateKeyFromProtobuf(bytes);
+  } catch (err) {
+    throw RemoteLogError.invalidArgument(`${where} is not a key (${(err as Error).message})`, err);
+  }
+  if (key.type !== "Ed25519") throw RemoteLogError.invalidArgument(`${where} holds a ${key.type} key; names are Ed25519 keys`);
+  // Both halves are stored; a damaged public half would sign records for a name nobody can verify.
+  // WebCrypto (in a browser) refuses to sign with such a key at all, where Node's signs and fails to verify.
+  const probe = globalThis.crypto.getRandomValues(new Uint8Array(32));
+  const matches = await (async () => key.publicKey.verify(probe, await key.sign(probe)))().catch(() => false);
+  if (!matches) throw RemoteLogError.invalidArgument(`${where} is damaged: its public key does not match its private key`);
+  return key;
 }
 
 /**
@@ -287,7 +316,7 @@ const NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\uFFFD\p{Zl}\p{Zp}]/u;
  */
 export function freeFormNameProblem(name: string): string | undefined {
   if (name.length === 0) return "is empty";
-  const bytes = Buffer.byteLength(name, "utf8");
+  const bytes = new TextEncoder().encode(name).length;
   if (bytes > MAX_FREE_FORM_NAME_BYTES) return `is ${bytes} bytes long, over the limit of ${MAX_FREE_FORM_NAME_BYTES} bytes`;
   if (/[/\\]/.test(name)) return "holds a path separator (/ or \\)";
   if (name === "." || name === "..") return "is a relative path (. or ..)";

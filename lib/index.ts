@@ -14,6 +14,8 @@
  * for await (const delivery of bob.follow({ signal })) console.log(delivery.seq, delivery.message?.body);
  * ```
  *
+ * In a browser, import from `remotelog/browser` (lib/browser.ts): the same classes, kept in memory.
+ *
  * Every error is a RemoteLogError with a `code` from a closed set (ErrorCodes) and `details` fields
  * (file, offset, seq, name, address, limit, value, taken): branch on those, never on the message text.
  *
@@ -22,7 +24,7 @@
 
 // Where the log lives: clients of the CAS and NS, or (read-only) a trustless gateway and a delegated router.
 export { openRemote, openKubo, openGateway, type Endpoints, type OpenGatewayOptions } from "./open.js";
-export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate } from "../core/log-remote.js";
+export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate, NameLister, NamePage } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
 
 // Writing and reading a log.
@@ -31,6 +33,8 @@ export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "./sender.js
 export { Receiver, type OpenReceiverOptions, type ReceiverOptions, type ReceiverRemote, type ReceiveResult, type FollowOptions, type Deliver, type Delivery, type SyncResult } from "./receiver.js";
 export { Mirror, type MirrorOptions, type MirrorResult } from "../actors/mirror.js";
 export { verifyLog, type VerifyLogOptions, type VerifyReport, type Fault } from "./verify.js";
+// What the live log explorer (serve's /explorer) shows of a name: the record, pages, messages, each checked.
+export { LogExplorer, bytesView, MAX_VIEW_PAGES, type LogView, type PageView, type MessageView, type RecordView, type SkipView, type BytesView, type ExplorerFault, type ExplorerEvent, type ExploreOptions } from "./explorer.js";
 
 // Checkpoints: where a receiver remembers how far it got. Any CheckpointStore will do.
 export type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
@@ -38,7 +42,8 @@ export { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 export { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 
 // Keys, names and messages.
-export { generateKey, keyName, saveKey, loadKey, type PrivateKey, type PublicKey } from "./keys.js";
+export { generateKey, keyName, keyToBytes, keyFromBytes, type PrivateKey, type PublicKey } from "./keys.js";
+export { saveKey, loadKey } from "./key-files.js";
 export { isKeyName } from "../core/names.js";
 export { mvdsId, toHex, fromHex, type Message, type Metadata } from "./messages.js";
 

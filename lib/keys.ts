@@ -1,5 +1,4 @@
-import { generateNameKey, keyName as nameOfKey, type PrivateKey, type PublicKey } from "../core/names.js";
-import { loadKeyFile, saveKeyFile } from "../stores/file/key-file.js";
+import { decodeNameKey, encodeNameKey, generateNameKey, keyName as nameOfKey, type PrivateKey, type PublicKey } from "../core/names.js";
 
 export type { PrivateKey, PublicKey } from "../core/names.js";
 
@@ -25,26 +24,23 @@ export function keyName(key: PrivateKey | PublicKey): string {
 }
 
 /**
- * `await saveKey(path, key)`
+ * `const bytes = keyToBytes(key)`
  *
- * Writes key to a new file readable by its owner only, durably. Throws CONFLICT if path exists (a key
- * is never overwritten: the name it had would be lost for good), NOT_FOUND if its directory does not
- * exist, INVALID_ARGUMENT for a key that is not Ed25519, PERMISSION_DENIED or INTERNAL on other I/O
- * failures. A crash leaves either no file at path or the whole key. Not idempotent: a second call with
- * the same path is CONFLICT.
+ * The key as a key file holds it (protobuf, as libp2p and Kubo store keys; `remotelog key gen` writes
+ * the same bytes), for keeping it where a file cannot go, such as a page's IndexedDB. Anyone holding
+ * the bytes can update the name: keep them as a secret. Throws INVALID_ARGUMENT for a key that is not
+ * Ed25519. Pure.
  */
-export function saveKey(path: string, key: PrivateKey): Promise<void> {
-  return saveKeyFile(path, key);
+export function keyToBytes(key: PrivateKey): Uint8Array {
+  return encodeNameKey(key);
 }
 
 /**
- * `const key = await loadKey(path)`
+ * `const key = await keyFromBytes(bytes)`
  *
- * Reads a key file written by saveKey (or `remotelog key gen`). Throws NOT_FOUND if path does not
- * exist, PERMISSION_DENIED if its group or others may read it (as ssh refuses such keys) or it cannot
- * be read, INVALID_ARGUMENT if it holds no Ed25519 private key, INTERNAL on other I/O failures.
- * Idempotent; reads only.
+ * The key in bytes of keyToBytes, or of a key file. Throws INVALID_ARGUMENT for bytes that hold no
+ * Ed25519 private key, or one whose public half does not match its private half. Pure.
  */
-export function loadKey(path: string): Promise<PrivateKey> {
-  return loadKeyFile(path);
+export function keyFromBytes(bytes: Uint8Array): Promise<PrivateKey> {
+  return decodeNameKey(bytes, "the key bytes");
 }

@@ -1,36 +1,8 @@
-import { Remote } from "../actors/remote.js";
-import type { LogReadRemote, LogRemote } from "../core/log-remote.js";
-import { GatewayRemote } from "../actors/gateway-remote.js";
-import { RemoteLogError } from "../core/errors.js";
+import type { LogRemote } from "../core/log-remote.js";
+import { httpUrl } from "./open-remote.js";
 
-/** Where the services are: one URL of a combined CAS and NS (`remotelog serve`), or one for each. */
-export type Endpoints = string | { cas: string; ns: string };
-
-/**
- * `const remote = openRemote(url | { cas, ns })`
- *
- * A client of remotelog's services over Connect (HTTP/2): the CAS and NS of a `remotelog serve`, or of
- * any server speaking the draft's vac.cas.CAS and vac.cas.NS. Connects lazily: nothing is sent
- * until the first call, so an unreachable server shows up as UNAVAILABLE from that call, not here.
- *
- * Every method of the returned client throws RemoteLogError: UNAVAILABLE when a service cannot be
- * reached (worth retrying; see withRetry), NOT_FOUND for a missing block, ABORTED for a conditional
- * update that lost a race, and the server's other refusals by their code. Call close() when done;
- * close() is idempotent.
- *
- * Throws INVALID_ARGUMENT for a URL that is not http:// or https://. Idempotent: each call opens a
- * new, independent client.
- *
- * @example
- * ```ts
- * const remote = openRemote("http://127.0.0.1:7420");
- * const split = openRemote({ cas: "http://127.0.0.1:7421", ns: "http://127.0.0.1:7422" });
- * ```
- */
-export function openRemote(endpoints: Endpoints): LogRemote {
-  const { cas, ns } = typeof endpoints === "string" ? { cas: endpoints, ns: endpoints } : endpoints;
-  return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS") });
-}
+// Node and browsers alike; openKubo is here, apart, because kubo-rpc-client is Node's and large.
+export { openRemote, openGateway, type Endpoints, type OpenGatewayOptions } from "./open-remote.js";
 
 /**
  * `const remote = await openKubo(apiUrl)`
@@ -49,52 +21,4 @@ export async function openKubo(apiUrl: string, options: { timeoutMs?: number; co
   // Loaded only when asked for: kubo-rpc-client takes a third of a second to load.
   const { KuboRemote } = await import("../actors/kubo-remote.js");
   return new KuboRemote({ kuboApi, ...options });
-}
-
-/** How openGateway reads. */
-export interface OpenGatewayOptions {
-  /** A Delegated Routing V1 HTTP API for names (/routing/v1/ipns/{name}); without one, names come from the gateway's /ipns/{name}. */
-  router?: string;
-  /** Longest wait for one request, in milliseconds. Default 30 s. */
-  timeoutMs?: number;
-  /** Block requests in flight at once. Default 16. */
-  concurrency?: number;
-  /** The largest block taken. Default 2 MiB, the trustless gateway spec's limit for clients. */
-  maxBlockBytes?: number;
-}
-
-/**
- * `const remote = openGateway(url, { router })`
- *
- * The read side of the client port over IPFS's own HTTP protocols: blocks from any Trustless Gateway
- * (`remotelog serve`, a Kubo gateway, a public one), names from the gateway's `/ipns/{name}` or from a
- * Delegated Routing V1 router. Nothing from either is trusted: a name's signed IPNS record is verified
- * with the name's key before the page it names is fetched, and a Receiver checks every page and
- * message by its hash, as over Connect. Key names only (IPNS holds no other kind); nothing is pushed,
- * so a follower polls. Read-only: give it to a Receiver, not a Sender.
- *
- * Throws INVALID_ARGUMENT for a URL that is not http:// or https://. Its reads throw NOT_FOUND for a
- * missing block, UNAVAILABLE for a gateway that cannot be reached or answers 5xx or 429, TOO_LARGE for
- * a block over maxBlockBytes, and a record's own faults (PERMISSION_DENIED, CONFLICT, INVALID_ARGUMENT).
- * Idempotent: each call opens a new client; close() aborts its requests and is idempotent.
- *
- * @example
- * ```ts
- * const remote = openGateway("http://127.0.0.1:7420", { router: "http://127.0.0.1:7420" });
- * ```
- */
-export function openGateway(url: string, options: OpenGatewayOptions = {}): LogReadRemote & Pick<LogRemote, "watchName" | "close"> {
-  const router = options.router === undefined ? undefined : httpUrl(options.router, "router");
-  return new GatewayRemote({ ...options, gateway: httpUrl(url, "gateway"), router });
-}
-
-function httpUrl(url: string, what: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw RemoteLogError.invalidArgument(`the ${what} URL ${JSON.stringify(url)} is not a URL`);
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw RemoteLogError.invalidArgument(`the ${what} URL ${JSON.stringify(url)} is not http:// or https://`);
-  return url.replace(/\/+$/, "");
 }

@@ -5,7 +5,7 @@ import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoin
 import { RemoteLogError } from "../core/errors.js";
 import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
-import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
+import { openCheckpoints } from "#directories";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 
 export type { Deliver, Delivery, SyncResult } from "../actors/receiver.js";
@@ -92,7 +92,7 @@ export class Receiver extends LogReceiver {
     if (!isKeyName(options.name) && !options.unsigned) {
       throw RemoteLogError.invalidArgument(`${JSON.stringify(options.name)} is not a key name (k51…), so nothing vouches for its heads; pass unsigned: true to read it anyway`);
     }
-    const file = options.state === undefined ? undefined : await FileCheckpointStore.open(options.state);
+    const file = options.state === undefined ? undefined : await openCheckpoints(options.state);
     // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
     const checkpoints = file ? new WriteThroughCheckpoints(file) : options.checkpoints;
     const receiver = new Receiver({ ...options, checkpoints, waitForSeq: false });

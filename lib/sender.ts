@@ -1,12 +1,10 @@
-import { join } from "node:path";
 import { Sender as LogSender, type PublishResult, type SenderOptions as LogSenderOptions } from "../actors/sender.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
 import type { LogRemote } from "../core/log-remote.js";
+import { openLocalLog, openPublishedMarks } from "#directories";
 import { canonicalKeyName, isKeyName, keyName, type PrivateKey } from "../core/names.js";
 import type { EmbedMode } from "../core/page.js";
-import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../stores/memory/local-log.js";
 
@@ -92,11 +90,11 @@ export class Sender extends LogSender {
   static async open(options: OpenSenderOptions): Promise<Sender> {
     const { key, name } = signing(options);
     const maxMessageBytes = await blockLimit(options.remote);
-    const log = options.data === undefined ? new MemoryLocalLog() : await FileLocalLog.open(options.data);
+    const log = options.data === undefined ? new MemoryLocalLog() : await openLocalLog(options.data);
     const owned: { close(): Promise<void> }[] = [log];
     try {
       await log.claim({ name, ...(key ? { key: name } : {}) });
-      const published = options.data === undefined ? new MemoryCheckpointStore() : await FileCheckpointStore.open(join(options.data, "published"));
+      const published = options.data === undefined ? new MemoryCheckpointStore() : await openPublishedMarks(options.data);
       owned.push(published);
       const sender = new Sender({ ...options, name, key, log, published, maxMessageBytes });
       sender.owned.push(...owned);

@@ -1,7 +1,7 @@
-import { verifyRemoteLog, type VerifyReport } from "../backup/verify.js";
+import { verifyRemoteLog, type VerifyReport } from "../backup/verify-log.js";
 import type { LogReadRemote } from "../core/log-remote.js";
 
-export type { Fault, VerifyReport } from "../backup/verify.js";
+export type { Fault, VerifyReport } from "../backup/verify-log.js";
 
 /** What verifyLog reads and how far. */
 export interface VerifyLogOptions {

@@ -21,6 +21,8 @@ await build({
   format: "esm",
   platform: "node",
   target: "node20",
+  // package.json "imports" (#hash…) resolve to the TypeScript sources, as the entry is one.
+  conditions: ["remotelog-source"],
   external: ["classic-level"],
   chunkNames: "chunk-[hash]",
   // Bundled CommonJS packages call require() for Node's own modules.

@@ -11,7 +11,7 @@ import { bases } from "multiformats/basics";
 import type { MultibaseDecoder } from "multiformats/bases/interface";
 import { NS, NameUpdateSchema, type NameUpdate } from "../gen/vac/cas/cas_pb.js";
 import type { ContentStore } from "../core/content-store.js";
-import { canList, type NameStore, type PutOptions } from "../core/name-store.js";
+import { canList, type ListOptions, type NameStore, type PutOptions } from "../core/name-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
 import { addressOf, matchesAddress, RAW_CODEC, SHA2_256 } from "../core/hash.js";
 import { httpStatusOf } from "../core/http-status.js";
@@ -78,7 +78,7 @@ export class HeadIndex {
       },
       close: () => names.close(),
       ...(names.count ? { count: () => names.count!() } : {}),
-      ...(names.list ? { list: () => names.list!() } : {}),
+      ...(names.list ? { list: (options?: ListOptions) => names.list!(options) } : {}),
     };
   }
 
@@ -137,7 +137,7 @@ export interface GatewayOptions {
 }
 
 /** A response being made: status, headers, body (omitted for HEAD). */
-interface Reply {
+export interface Reply {
   status: number;
   headers: Record<string, string | number>;
   body?: Uint8Array | string;
@@ -361,7 +361,8 @@ export class Gateway implements HttpService {
   }
 }
 
-function send(req: HttpRequest, res: HttpResponse, reply: Reply): void {
+/** Writes a whole reply (no body for HEAD); a client already gone is let go. */
+export function send(req: HttpRequest, res: HttpResponse, reply: Reply): void {
   try {
     if (res.headersSent || res.destroyed) return;
     const body = reply.body === undefined ? undefined : typeof reply.body === "string" ? Buffer.from(reply.body, "utf8") : reply.body;
@@ -375,7 +376,8 @@ function send(req: HttpRequest, res: HttpResponse, reply: Reply): void {
   }
 }
 
-function text(status: number, message: string, headers: Record<string, string> = {}): Reply {
+/** A plain-text reply. */
+export function text(status: number, message: string, headers: Record<string, string> = {}): Reply {
   return { status, headers: { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff", ...headers }, body: message + "\n" };
 }
 

@@ -6,7 +6,7 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
-import { NameWatchService } from "../gen/remotelog/v1/names_pb.js";
+import { NameListService, NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { CasService } from "./cas-service.js";
@@ -23,8 +23,11 @@ import { canSweep } from "../core/content-store.js";
 import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
+import { corsPolicy } from "./cors.js";
 import { Gateway, HeadIndex, type GatewayOptions, type HttpService } from "./gateway.js";
 import { Authority, peerKey, type WritePolicy } from "./auth.js";
+import { Explorer, type ExplorerOptions } from "./explorer.js";
+import { DEFAULT_LIST_PAGE, NameListServiceImpl } from "./name-list-service.js";
 import { createContextValues } from "@connectrpc/connect";
 
 /** Every limit the services enforce; see each service for what it means. */
@@ -60,6 +63,13 @@ export interface RouteDeps {
    * (/ipfs/, /ipns/) and Delegated Routing V1 (/routing/v1/), whose PUT is NS.Update itself.
    */
   gateway?: boolean;
+  /** Serve the live log explorer's page at /explorer (services/explorer.ts) from these built files. */
+  explorer?: ExplorerOptions;
+  /**
+   * Mount remotelog.v1.NameListService: the NS's names, a bounded page at a time (what the explorer
+   * lists). Off by default: it makes the names enumerable, which an operator may not want.
+   */
+  listNames?: boolean;
 }
 
 /** What listen() tells the routes about the server they are mounted on. */
@@ -127,6 +137,11 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
       });
       router.service(GcService, withConnectErrors(GcService, guarded, observer));
     }
+    if (deps.listNames && canList(deps.names)) {
+      router.service(NameListService, withConnectErrors(NameListService, new NameListServiceImpl(deps.names, DEFAULT_LIST_PAGE, limits.maxNameBytes), observer));
+      mounted.push(NameListService.typeName);
+    }
+    if (deps.explorer) server?.mountHttp?.(new Explorer(deps.explorer));
     if (deps.gateway) {
       server?.mountHttp?.(new Gateway({ content: deps.content, names: deps.names, heads, updateName, maxNameBytes: limits.maxNameBytes, onInternalError: deps.onInternalError }));
     }
@@ -220,6 +235,11 @@ export interface ListenOptions extends Partial<ConnectionLimits> {
   firstBytesTimeoutMs?: number;
   /** Told about failures to accept connections (out of file descriptors, say); the server carries on. */
   onError?: (err: Error) => void;
+  /**
+   * Origins whose pages may call the Connect API from a browser (services/cors.ts), or "*" for all.
+   * Default none: no CORS header is sent, so browsers refuse pages of other origins the answers.
+   */
+  corsOrigins?: readonly string[];
 }
 
 export interface Listening {
@@ -328,6 +348,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     readMaxBytes,
   });
   const bodiesRead = new RefusedBodyBudget();
+  const cors = options.corsOrigins && options.corsOrigins.length > 0 ? corsPolicy(options.corsOrigins) : undefined;
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
     if (metrics && (req.method === "GET" || req.method === "HEAD") && pathOf(req.url) === METRICS_PATH) {
@@ -340,6 +361,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       service.handle(req, res);
       return;
     }
+    // Before any refusal, so that a page of an allowed origin can read why it was refused.
+    if (cors?.(req, res)) return;
     if (options.refusesUnread?.(path, req.headers.authorization)) {
       // HTTP/1.1 cannot leave a body unread without closing the connection, and a client still writing
       // it may then meet the reset before the answer. So up to 64 KiB of a refused body is read and

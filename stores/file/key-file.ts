@@ -1,10 +1,8 @@
 import { constants } from "node:fs";
 import { link, open, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
-import { randomBytes } from "node:crypto";
-import { privateKeyFromProtobuf, privateKeyToProtobuf } from "@libp2p/crypto/keys";
 import { RemoteLogError, isRemoteLogError } from "../../core/errors.js";
-import type { PrivateKey } from "../../core/names.js";
+import { decodeNameKey, encodeNameKey, type PrivateKey } from "../../core/names.js";
 import { fsyncDir, ioError, tmpPathFor } from "./atomic.js";
 
 // A protobuf Ed25519 private key is 68 bytes; anything much larger is not a key file.
@@ -17,8 +15,7 @@ const MAX_KEY_FILE_BYTES = 4096;
  * Ed25519, INTERNAL on other I/O failures. A crash leaves either no file at path or the whole key.
  */
 export async function saveKeyFile(path: string, key: PrivateKey): Promise<void> {
-  if (key.type !== "Ed25519") throw RemoteLogError.invalidArgument(`a ${key.type} key cannot name a log: names are Ed25519 keys`);
-  const bytes = privateKeyToProtobuf(key);
+  const bytes = encodeNameKey(key);
   // Written whole and synced under a temporary name created 0600 (never readable by others, not even
   // for a moment), then hard-linked to path: link(2), unlike rename(2), fails when path exists, so a
   // key file that appears meanwhile is not replaced.
@@ -76,18 +73,6 @@ export async function loadKeyFile(path: string): Promise<PrivateKey> {
     if (code === "ENOTDIR" || code === "EISDIR") throw RemoteLogError.invalidArgument(`key file ${path} is not a file`);
     throw ioError(`cannot read key file ${path}`, err);
   }
-  let key: PrivateKey;
-  try {
-    key = privateKeyFromProtobuf(bytes);
-  } catch (err) {
-    throw RemoteLogError.invalidArgument(`${path} is not a key file (${(err as Error).message})`, err);
-  }
-  if (key.type !== "Ed25519") throw RemoteLogError.invalidArgument(`${path} holds a ${key.type} key; names are Ed25519 keys`);
-  // The file holds both halves; a damaged public half would sign records for a name nobody can verify.
-  const probe = randomBytes(32);
-  if (!(await key.publicKey.verify(probe, await key.sign(probe)))) {
-    throw RemoteLogError.invalidArgument(`${path} is damaged: its public key does not match its private key`);
-  }
-  return key;
+  return decodeNameKey(bytes, `key file ${path}`);
 }
 

@@ -1,5 +1,5 @@
 import { ClassicLevel } from "classic-level";
-import { nextVersion, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
+import { nextVersion, type ListOptions, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { KeyedMutex } from "../file/mutex.js";
 import { isOutOfSpace, serverOutOfSpace } from "../file/atomic.js";
@@ -98,10 +98,11 @@ export class LevelNameStore implements NameStore {
     return count;
   }
 
-  /** Every name and its entry, in key order; for gc, which takes them all as roots. */
-  async *list(): AsyncGenerator<[string, NameEntry]> {
+  /** Every name and its entry, in key order (the names' UTF-8 bytes); for gc, which takes them all as roots, or a page of them. */
+  async *list(options: ListOptions = {}): AsyncGenerator<[string, NameEntry]> {
     this.checkOpen();
-    for await (const [name, value] of this.db.iterator()) yield [name, decodeEntry(name, value)];
+    const range = { ...(options.after !== undefined ? { gt: options.after } : {}), ...(options.limit !== undefined ? { limit: options.limit } : {}) };
+    for await (const [name, value] of this.db.iterator(range)) yield [name, decodeEntry(name, value)];
   }
 
   /** Waits for puts in progress, then closes the database. Idempotent; later calls throw INTERNAL. */

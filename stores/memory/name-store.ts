@@ -1,4 +1,4 @@
-import { nextVersion, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
+import { compareNames, nextVersion, type ListOptions, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 
 export class MemoryNameStore implements NameStore {
   private readonly names = new Map<string, NameEntry>();
@@ -18,9 +18,14 @@ export class MemoryNameStore implements NameStore {
     return this.names.size;
   }
 
-  /** Every name and its entry; for gc. */
-  async *list(): AsyncGenerator<[string, NameEntry]> {
-    for (const [name, entry] of [...this.names]) yield [name, entry];
+  /** Every name and its entry, in the order of the names' UTF-8 bytes (as LevelDB keeps them); for gc, or a page of them. */
+  async *list(options: ListOptions = {}): AsyncGenerator<[string, NameEntry]> {
+    const after = options.after;
+    const names = [...this.names.keys()].filter((name) => after === undefined || compareNames(name, after) > 0).sort(compareNames);
+    for (const name of names.slice(0, options.limit ?? names.length)) {
+      const entry = this.names.get(name);
+      if (entry) yield [name, entry];
+    }
   }
 
   async close(): Promise<void> {}

@@ -110,6 +110,34 @@ export function nameStoreContract(
       expect(await store.count()).toBe(2);
     });
 
+    it("list, when the backend offers it, gives every name in UTF-8 byte order, and pages of them after a name", async () => {
+      if (!store.list) return;
+      // U+FF5E sorts after U+1F600 in UTF-16 code units, before it in UTF-8 bytes (LevelDB's order).
+      const labels = ["carol", "alice", "bob", "\u{1F600}x", "\uFF5Ex"];
+      for (const label of labels) await w.put(label, text(label));
+      await w.put("alice", text("again"));
+      const names = await Promise.all(labels.map((label) => w.name(label)));
+      const sorted = [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      const all: string[] = [];
+      for await (const [name, entry] of store.list()) {
+        all.push(name);
+        expect(entry.version).toBe(name === names[1] ? 2n : 1n);
+      }
+      expect(all).toEqual(sorted);
+      const pages: string[][] = [];
+      let after: string | undefined;
+      // Bounded, so that a store ignoring the options fails instead of looping.
+      for (let round = 0; round < 10; round++) {
+        const page: string[] = [];
+        for await (const [name] of store.list({ after, limit: 2 })) page.push(name);
+        if (page.length === 0) break;
+        pages.push(page);
+        after = page[page.length - 1];
+      }
+      expect(pages.map((page) => page.length)).toEqual([2, 2, 1]);
+      expect(pages.flat()).toEqual(sorted);
+    });
+
     it("a name never updated is undefined", async () => {
       expect(await store.get(await w.name("nobody"))).toBeUndefined();
       await w.put("somebody", text("x"));

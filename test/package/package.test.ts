@@ -37,12 +37,22 @@ console.log(JSON.stringify({
 /** The same calls, typed: the package's declarations must be found through its exports and be strict-clean. */
 const TYPED = `
 import { openRemote, Receiver, Sender, generateKey, keyName, type Delivery, type SendResult } from "remotelog";
+import { openRemote as openRemoteInPage, type LogRemote } from "remotelog/browser";
+const inPage: LogRemote = openRemoteInPage("http://127.0.0.1:1");
+inPage.close();
 const remote = openRemote("http://127.0.0.1:1");
 const sender = await Sender.open({ remote, key: await generateKey() });
 const sent: SendResult = await sender.send(["hi"]);
 const receiver = await Receiver.open({ remote, name: keyName(await generateKey()) });
 const first: Delivery | undefined = (await receiver.sync()).messages[0];
 console.log(sent.published, first?.seq);
+`;
+
+/** A page's module, for a bundler: remotelog/browser through the package's exports, "browser" condition. */
+const WEB = `
+import { mvdsId, toHex } from "remotelog/browser";
+const utf8 = (text) => new TextEncoder().encode(text);
+console.log(toHex(mvdsId({ groupId: utf8("group"), timestamp: 1700000000n, body: utf8("hello") })));
 `;
 
 afterAll(cleanup);
@@ -56,6 +66,7 @@ test("package - npm pack, installed into a new project and imported by name, wor
   await writeFile(join(app, "package.json"), JSON.stringify({ name: "app", private: true, type: "module" }));
   await writeFile(join(app, "app.mjs"), APP);
   await writeFile(join(app, "typed.ts"), TYPED);
+  await writeFile(join(app, "web.mjs"), WEB);
   // From npm's cache where it can (npm ci filled it); the registry only for what is missing.
   await run("npm", ["install", join(dir, tarball), "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"], { cwd: app, timeout: 90_000 });
 
@@ -65,6 +76,11 @@ test("package - npm pack, installed into a new project and imported by name, wor
     (err: { code?: unknown; stdout?: string }) => ({ code: err.code, stdout: err.stdout }),
   );
   expect(typecheck).toEqual({ code: 0, stdout: "" });
+
+  // A bundler gets the prebuilt browser bundle, with nothing of Node in it (platform browser fails on any).
+  await run(resolve("node_modules/.bin/esbuild"), ["web.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=web.js", "--log-level=error"], { cwd: app });
+  const web = await run(process.execPath, ["web.js"], { cwd: app });
+  expect(web.stdout.trim()).toBe("1747c770d69647a18734abc6f05677cce231dd8c4d09b780a1afbe5d60a6220d");
 
   const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
   const child = spawn(process.execPath, ["app.mjs", server.url], { cwd: app, stdio: ["pipe", "pipe", "pipe"] });

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/names.proto.
  */
 export const file_remotelog_v1_names: GenFile = /*@__PURE__*/
-  fileDesc("ChhyZW1vdGVsb2cvdjEvbmFtZXMucHJvdG8SDHJlbW90ZWxvZy52MSIhChBXYXRjaE1hbnlSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIjIKEVdhdGNoTWFueVJlc3BvbnNlEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBDJiChBOYW1lV2F0Y2hTZXJ2aWNlEk4KCVdhdGNoTWFueRIeLnJlbW90ZWxvZy52MS5XYXRjaE1hbnlSZXF1ZXN0Gh8ucmVtb3RlbG9nLnYxLldhdGNoTWFueVJlc3BvbnNlMAFiBnByb3RvMw");
+  fileDesc("ChhyZW1vdGVsb2cvdjEvbmFtZXMucHJvdG8SDHJlbW90ZWxvZy52MSIhChBXYXRjaE1hbnlSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIjIKEVdhdGNoTWFueVJlc3BvbnNlEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBCIwChBMaXN0TmFtZXNSZXF1ZXN0Eg0KBWFmdGVyGAEgASgJEg0KBWxpbWl0GAIgASgNIn0KEUxpc3ROYW1lc1Jlc3BvbnNlEjMKBW5hbWVzGAEgAygLMiQucmVtb3RlbG9nLnYxLkxpc3ROYW1lc1Jlc3BvbnNlLk5hbWUSDAoEbmV4dBgCIAEoCRolCgROYW1lEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBDJiChBOYW1lV2F0Y2hTZXJ2aWNlEk4KCVdhdGNoTWFueRIeLnJlbW90ZWxvZy52MS5XYXRjaE1hbnlSZXF1ZXN0Gh8ucmVtb3RlbG9nLnYxLldhdGNoTWFueVJlc3BvbnNlMAEyXwoPTmFtZUxpc3RTZXJ2aWNlEkwKCUxpc3ROYW1lcxIeLnJlbW90ZWxvZy52MS5MaXN0TmFtZXNSZXF1ZXN0Gh8ucmVtb3RlbG9nLnYxLkxpc3ROYW1lc1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message remotelog.v1.WatchManyRequest
@@ -57,6 +57,76 @@ export const WatchManyResponseSchema: GenMessage<WatchManyResponse> = /*@__PURE_
   messageDesc(file_remotelog_v1_names, 1);
 
 /**
+ * @generated from message remotelog.v1.ListNamesRequest
+ */
+export type ListNamesRequest = Message<"remotelog.v1.ListNamesRequest"> & {
+  /**
+   * @generated from field: string after = 1;
+   */
+  after: string;
+
+  /**
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message remotelog.v1.ListNamesRequest.
+ * Use `create(ListNamesRequestSchema)` to create a new message.
+ */
+export const ListNamesRequestSchema: GenMessage<ListNamesRequest> = /*@__PURE__*/
+  messageDesc(file_remotelog_v1_names, 2);
+
+/**
+ * @generated from message remotelog.v1.ListNamesResponse
+ */
+export type ListNamesResponse = Message<"remotelog.v1.ListNamesResponse"> & {
+  /**
+   * @generated from field: repeated remotelog.v1.ListNamesResponse.Name names = 1;
+   */
+  names: ListNamesResponse_Name[];
+
+  /**
+   * The last name of this page when more may follow: the next request's `after`. Empty at the end.
+   *
+   * @generated from field: string next = 2;
+   */
+  next: string;
+};
+
+/**
+ * Describes the message remotelog.v1.ListNamesResponse.
+ * Use `create(ListNamesResponseSchema)` to create a new message.
+ */
+export const ListNamesResponseSchema: GenMessage<ListNamesResponse> = /*@__PURE__*/
+  messageDesc(file_remotelog_v1_names, 3);
+
+/**
+ * @generated from message remotelog.v1.ListNamesResponse.Name
+ */
+export type ListNamesResponse_Name = Message<"remotelog.v1.ListNamesResponse.Name"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The name's version (for a key name, its record's sequence).
+   *
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message remotelog.v1.ListNamesResponse.Name.
+ * Use `create(ListNamesResponse_NameSchema)` to create a new message.
+ */
+export const ListNamesResponse_NameSchema: GenMessage<ListNamesResponse_Name> = /*@__PURE__*/
+  messageDesc(file_remotelog_v1_names, 3, 0);
+
+/**
  * @generated from service remotelog.v1.NameWatchService
  */
 export const NameWatchService: GenService<{
@@ -75,4 +145,27 @@ export const NameWatchService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_remotelog_v1_names, 0);
+
+/**
+ * The names this NS holds, a page at a time, for the live log explorer (`serve` mounts it only while the
+ * explorer is on, or with --list-names). Read-only and bounded: a page holds at most the server's limit.
+ * A name is no secret from whoever knows it (NS.Fetch answers anyone); this service makes them
+ * enumerable, which is why an operator can turn it off.
+ *
+ * @generated from service remotelog.v1.NameListService
+ */
+export const NameListService: GenService<{
+  /**
+   * Names in the order of their UTF-8 bytes, after `after` (from the first when empty), at most `limit`
+   * of them (the server's page size when 0, and never more than it).
+   *
+   * @generated from rpc remotelog.v1.NameListService.ListNames
+   */
+  listNames: {
+    methodKind: "unary";
+    input: typeof ListNamesRequestSchema;
+    output: typeof ListNamesResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_remotelog_v1_names, 1);
 

@@ -1,0 +1,390 @@
+import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
+import { LogReader, type OpenHead } from "../core/log-reader.js";
+import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
+import { addressOf, addressText, matchesAddress, toHex } from "../core/hash.js";
+import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead } from "../core/log-remote.js";
+import { isKeyName, parseKeyName, peerIdOfKeyName } from "../core/names.js";
+import { backoffDelayMs, sleep } from "../core/retry.js";
+
+/*
+ * What the live log explorer shows of a name, as plain data: the page draws it, tests check it. Read
+ * through the one reader (core/log-reader.ts), never around it: the head's record is verified, every page
+ * is checked against the link that named it, every message against H2 and H1. A check that fails is shown
+ * where it failed (the record, a page, a message), with its code and message, and the rest of the view
+ * stays: a tampered page does not take the log's other pages with it.
+ */
+
+/** A failed check or read, as the explorer shows it. */
+export interface ExplorerFault {
+  /** One of ErrorCodes. */
+  code: string;
+  message: string;
+}
+
+/** Bytes as the explorer shows them: text when they are valid UTF-8, else hex and base64. At most maxBytes are kept. */
+export type BytesView =
+  | { kind: "text"; text: string; length: number; truncated: boolean }
+  | { kind: "binary"; hex: string; base64: string; length: number; truncated: boolean };
+
+/** The signed record of a key name. */
+export interface RecordView {
+  /** ok: verified for the name's key and this head; failed: see fault; absent record on a key name is failed too. */
+  status: "ok" | "failed";
+  fault?: ExplorerFault;
+  /** What the verified record says (absent when it failed). */
+  sequence?: bigint;
+  validity?: Date;
+  ttlMs?: number;
+  value?: string;
+  /** The key the name stands for: the record must be signed by it. */
+  key: { type: string; publicKey: string; peerId: string };
+}
+
+export interface SkipView {
+  number: number;
+  firstSeqid: number;
+  address: string;
+  /** ok: the linked page was shown and is that page; mismatch: it is another; unchecked: it is older than the pages shown. */
+  status: "ok" | "mismatch" | "unchecked";
+}
+
+export interface MessageView {
+  /** Its seqid, on a page with page info. */
+  seqid?: number;
+  /** H1, the MVDS message id, hex. */
+  id: string;
+  /** H2, the CAS address, CID text; absent for a tombstone. */
+  address?: string;
+  /** Carried in the page itself rather than fetched from the CAS. */
+  embedded: boolean;
+  /** ok: H2 and H1 check out; redacted: a tombstone; missing: the CAS lacks it; failed: see fault. */
+  status: "ok" | "redacted" | "missing" | "failed";
+  fault?: ExplorerFault;
+  group?: BytesView;
+  /** MVDS timestamp (Unix seconds). */
+  timestamp?: number;
+  body?: BytesView;
+  parents?: string[];
+  ephemeral?: boolean;
+}
+
+export interface PageView {
+  /** CID text of the page (the head page's is the hash of the name's content). */
+  address: string;
+  head: boolean;
+  /** ok: fetched, hashes to its link, decodes; failed: see fault (and nothing older can be reached through it). */
+  status: "ok" | "failed";
+  fault?: ExplorerFault;
+  bytes?: number;
+  /** From its page info, when it has some. */
+  number?: number;
+  firstSeqid?: number;
+  redactions?: number;
+  /** The page before it, CID text; absent on the first page. */
+  tail?: string;
+  skips: SkipView[];
+  /** Newest first, as the page holds them. */
+  messages: MessageView[];
+}
+
+export interface LogView {
+  name: string;
+  nsUrl: string;
+  /** ok when the record, every page shown and every message on them checked out. */
+  status: "ok" | "failed";
+  /** The NS's version of the name. */
+  version: bigint;
+  /** For a key name; absent for a free-form name, whose head nobody signs. */
+  record?: RecordView;
+  /** The head first; at most ExploreOptions.pages, plus the failed one that ended the walk. */
+  pages: PageView[];
+  /** Messages in the log, from the head's page info; undefined for a log without page info. */
+  length?: number;
+  /** Whether older pages exist beyond those shown. */
+  more: boolean;
+  /** When the view was read. */
+  readAt: Date;
+}
+
+export interface ExploreOptions {
+  /** Pages shown, the head first. Default 8. */
+  pages?: number;
+  /** Bytes of a body or group kept for showing. Default 4096. */
+  maxBodyBytes?: number;
+}
+
+/** The longest chain walked for one view, whatever is asked: a view is for reading, not for a million pages. */
+export const MAX_VIEW_PAGES = 256;
+
+/** Blocks a LogExplorer keeps between views (pages and messages are immutable: a live update fetches only what is new). */
+const CACHE_BLOCKS = 4096;
+
+/** What follow() hands out: a fresh view after each pushed head, or why it could not read one (it carries on). */
+export type ExplorerEvent = { view: LogView } | { fault: ExplorerFault; retryInMs: number };
+
+/**
+ * `const explorer = new LogExplorer(remote, name)`
+ *
+ * The explorer's reading of one name over a remote (openRemote in Node, or the browser entry's): view()
+ * reads it once, follow() again after each head the NS pushes. Over one explorer, the highest record
+ * sequence seen is the rollback floor, so that an NS serving an older head shows a failed record, and
+ * blocks already read are kept (bounded), so that a live update fetches only what is new.
+ */
+export class LogExplorer {
+  private readonly reader: LogReader;
+  private readonly cache: CachingRemote;
+  private floor?: bigint;
+
+  constructor(
+    readonly remote: LogReadRemote & Partial<Pick<LogRemote, "watchName">>,
+    readonly name: string,
+  ) {
+    this.cache = new CachingRemote(remote);
+    this.reader = new LogReader(this.cache, name, { maxPages: MAX_VIEW_PAGES + 1 });
+  }
+
+  /**
+   * The name's view now, or of entry (a head in hand). Throws NOT_FOUND when the name has no log and
+   * UNAVAILABLE when the NS cannot be reached; every failed check is in the view instead.
+   */
+  async view(options: ExploreOptions & { entry?: NameHead } = {}): Promise<LogView> {
+    const entry = options.entry ?? (await this.remote.fetchName(this.name));
+    if (!entry) throw new RemoteLogError(ErrorCodes.NOT_FOUND, `name ${JSON.stringify(this.name)} has no log at ${this.remote.nsUrl}`, { details: { name: this.name } });
+    const wanted = Math.max(1, Math.min(options.pages ?? 8, MAX_VIEW_PAGES));
+    const maxBodyBytes = options.maxBodyBytes ?? 4096;
+    const readAt = new Date();
+    const headAddress = addressText(addressOf(entry.content));
+
+    const record = isKeyName(this.name) ? await this.recordView(entry) : undefined;
+    const base = { name: this.name, nsUrl: this.remote.nsUrl, version: entry.version, record, readAt };
+    // The head page's structure, checked as every reader checks it; its record was judged above.
+    let head: OpenHead;
+    try {
+      head = await new LogReader(this.cache, this.name, { signed: false }).check(entry);
+    } catch (err) {
+      const page: PageView = { address: headAddress, head: true, status: "failed", fault: faultOf(err), bytes: entry.content.length, skips: [], messages: [] };
+      return { ...base, status: "failed", pages: [page], more: false };
+    }
+
+    const walked: { page: RemoteLog; address: string; bytes: number }[] = [];
+    let failed: PageView | undefined;
+    let more = false;
+    let tail: Uint8Array = new Uint8Array(0);
+    try {
+      for await (const read of this.reader.pages(head.page)) {
+        if (walked.length === wanted) {
+          more = true;
+          break;
+        }
+        walked.push({ page: read.page, address: read.address ? addressText(read.address) : headAddress, bytes: read.bytes?.length ?? entry.content.length });
+        tail = read.page.tail;
+      }
+    } catch (err) {
+      // The page the last one links to could not be read or did not check out: shown as failed, and
+      // nothing older is reachable through it.
+      failed = { address: tail.length > 0 ? addressText(tail) : "", head: false, status: "failed", fault: faultOf(err), skips: [], messages: [] };
+    }
+
+    const byAddress = new Map(walked.map(({ page, address }) => [address, page]));
+    const pairs = walked.flatMap(({ page }) => page.pair);
+    // Seqids mean something on pages with page info only (a draft sender's pages carry none).
+    const indexed = walked.flatMap(({ page }) => page.pair.map(() => page.info !== undefined));
+    const messages = await this.messageViews(pairs, indexed, maxBodyBytes);
+    let at = 0;
+    const pages: PageView[] = walked.map(({ page, address, bytes }, i) => {
+      const info = page.info;
+      const view: PageView = {
+        address,
+        head: i === 0,
+        status: "ok",
+        bytes,
+        ...(info ? { number: Number(info.number), firstSeqid: Number(info.firstSeqid), redactions: Number(info.redactions) } : {}),
+        ...(page.tail.length > 0 ? { tail: addressText(page.tail) } : {}),
+        skips: (info?.skips ?? []).map((skip) => {
+          const target = byAddress.get(addressText(skip.address))?.info;
+          const status = target === undefined ? "unchecked" : target.number === skip.number && target.firstSeqid === skip.firstSeqid ? "ok" : "mismatch";
+          return { number: Number(skip.number), firstSeqid: Number(skip.firstSeqid), address: addressText(skip.address), status };
+        }),
+        messages: messages.slice(at, at + page.pair.length),
+      };
+      at += page.pair.length;
+      return view;
+    });
+    if (failed) pages.push(failed);
+    const ok =
+      (record === undefined || record.status === "ok") &&
+      pages.every((page) => page.status === "ok" && page.skips.every((skip) => skip.status !== "mismatch") && page.messages.every((m) => m.status === "ok" || m.status === "redacted"));
+    const headInfo = head.page.info;
+    return {
+      ...base,
+      status: ok ? "ok" : "failed",
+      pages,
+      length: headInfo ? Number(headInfo.firstSeqid) + head.page.pair.length : undefined,
+      more,
+    };
+  }
+
+  /**
+   * Views of the name as it changes: the current one, then a new one after each head the NS pushes
+   * (Watch), until signal aborts. An NS that cannot push is polled every pollMs. A read that fails
+   * (the NS gone) is handed out as a fault, and the follow tries again after a growing pause.
+   */
+  async *follow(signal: AbortSignal, options: ExploreOptions & { pollMs?: number } = {}): AsyncGenerator<ExplorerEvent> {
+    let failures = 0;
+    let push = typeof this.remote.watchName === "function";
+    while (!signal.aborted) {
+      try {
+        if (push) {
+          for await (const entry of this.remote.watchName!(this.name, signal)) {
+            failures = 0;
+            yield { view: await this.view({ ...options, entry }) };
+          }
+          if (signal.aborted) return;
+        } else {
+          yield { view: await this.view(options) };
+          failures = 0;
+          await sleep(options.pollMs ?? 2_000, signal).catch(() => undefined);
+          continue;
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof WatchUnsupportedError) {
+          push = false;
+          continue;
+        }
+        const retryInMs = backoffDelayMs(failures++, 250, 5_000);
+        yield { fault: faultOf(err), retryInMs };
+        await sleep(retryInMs, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  /** The record of a key name, judged as every reader judges it (LogReader.checkRecord: verifySignedHead). */
+  private async recordView(entry: NameHead): Promise<RecordView> {
+    const key = keyOf(this.name);
+    try {
+      const record = await this.reader.checkRecord(entry, { floor: this.floor });
+      if (!record) throw RemoteLogError.internal("a key name's head was checked without its record");
+      if (this.floor === undefined || record.sequence > this.floor) this.floor = record.sequence;
+      return { status: "ok", sequence: record.sequence, validity: record.validity, ttlMs: record.ttlMs, value: record.value, key };
+    } catch (err) {
+      return { status: "failed", fault: faultOf(err), key };
+    }
+  }
+
+  /** Every pair's view, its message fetched (in one batch; a missing one alone is missing) and checked. */
+  private async messageViews(pairs: RemoteLog_Pair[], indexed: boolean[], maxBodyBytes: number): Promise<MessageView[]> {
+    const data = await this.reader.messageDataAllowingMissing(pairs);
+    const present = pairs.flatMap((pair, i) => (data[i] !== undefined && !pair.redacted ? [i] : []));
+    const checked = await this.reader.checkMessages(
+      present.map((i) => pairs[i]),
+      present.map((i) => data[i]!),
+    );
+    const results = new Map(present.map((pairIndex, j) => [pairIndex, checked[j]]));
+    return pairs.map((pair, i) => {
+      const common = {
+        ...(indexed[i] ? { seqid: Number(pair.seqid) } : {}),
+        id: toHex(pair.localHash),
+        ...(pair.redacted ? {} : { address: addressText(pair.remoteHash) }),
+        embedded: pair.data.length > 0,
+      };
+      if (pair.redacted) return { ...common, status: "redacted" };
+      const result = results.get(i);
+      if (result === undefined) return { ...common, status: "missing", fault: { code: ErrorCodes.NOT_FOUND, message: `message ${common.address} is not in the CAS at ${this.remote.casUrl}` } };
+      if (typeof result === "symbol") return { ...common, status: "redacted" }; // TOMBSTONE
+      if (result instanceof RemoteLogError) return { ...common, status: "failed", fault: faultOf(result) };
+      return {
+        ...common,
+        status: "ok",
+        group: bytesView(result.groupId, maxBodyBytes),
+        timestamp: Number(result.timestamp),
+        body: bytesView(result.body, maxBodyBytes),
+        parents: (result.metadata?.parents ?? []).map(toHex),
+        ephemeral: result.metadata?.ephemeral ?? false,
+      };
+    });
+  }
+}
+
+/** The key a key name stands for, as the explorer shows it. */
+function keyOf(name: string): RecordView["key"] {
+  const key = parseKeyName(name);
+  return { type: key.type, publicKey: toHex(key.raw), peerId: peerIdOfKeyName(name) };
+}
+
+function faultOf(err: unknown): ExplorerFault {
+  if (isRemoteLogError(err)) return { code: err.code, message: err.text };
+  return { code: ErrorCodes.INTERNAL, message: err instanceof Error ? err.message : String(err) };
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Text when the bytes are valid UTF-8, else hex and base64; at most maxBytes of them. */
+export function bytesView(bytes: Uint8Array, maxBytes = 4096): BytesView {
+  const truncated = bytes.length > maxBytes;
+  const kept = truncated ? bytes.subarray(0, maxBytes) : bytes;
+  try {
+    // A cut may split a character: judged on the whole, shown up to the cut.
+    strictUtf8.decode(bytes);
+    return { kind: "text", text: new TextDecoder().decode(kept), length: bytes.length, truncated };
+  } catch {
+    return { kind: "binary", hex: toHex(kept), base64: base64(kept), length: bytes.length, truncated };
+  }
+}
+
+function base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}
+
+/**
+ * The remote with the blocks it returned kept (those that hash to their address, and so can never
+ * change), at most CACHE_BLOCKS, the oldest dropped first. The reader still checks every block it is given.
+ */
+class CachingRemote implements LogReadRemote {
+  private readonly blocks = new Map<string, Uint8Array>();
+
+  constructor(private readonly remote: LogReadRemote) {}
+
+  get casUrl(): string {
+    return this.remote.casUrl;
+  }
+
+  get nsUrl(): string {
+    return this.remote.nsUrl;
+  }
+
+  fetchName(name: string): Promise<NameHead | undefined> {
+    return this.remote.fetchName(name);
+  }
+
+  async getBlock(address: Uint8Array): Promise<Uint8Array> {
+    const kept = this.blocks.get(toHex(address));
+    if (kept) return kept;
+    const bytes = await this.remote.getBlock(address);
+    this.keep(address, bytes);
+    return bytes;
+  }
+
+  async getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
+    const out = addresses.map((address) => this.blocks.get(toHex(address)));
+    const wanted = addresses.filter((_, i) => out[i] === undefined);
+    if (wanted.length > 0) {
+      const fetched = await this.remote.getBlocks(wanted);
+      let next = 0;
+      out.forEach((bytes, i) => {
+        if (bytes !== undefined) return;
+        out[i] = fetched[next++];
+        this.keep(addresses[i], out[i]!);
+      });
+    }
+    return out as Uint8Array[];
+  }
+
+  private keep(address: Uint8Array, bytes: Uint8Array): void {
+    if (!matchesAddress(bytes, address)) return;
+    this.blocks.set(toHex(address), bytes);
+    if (this.blocks.size > CACHE_BLOCKS) this.blocks.delete(this.blocks.keys().next().value!);
+  }
+}

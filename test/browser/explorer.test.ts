@@ -1,0 +1,134 @@
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { CID } from "multiformats/cid";
+import { afterAll, beforeAll, describe as group, expect, it } from "vitest";
+import { openRemote } from "../../lib/index.js";
+import { describe, launchBrowser, type TestBrowser, type TestPage } from "../helpers/browser.js";
+import { damageStoredBlock } from "../helpers/damage.js";
+import { cleanup, lines, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
+
+// serve's /explorer in Debian's headless Chromium, against real `remotelog serve` processes: the page
+// comes from the server itself (same origin), lists its names, shows a log verified in the page, follows
+// it through Watch, points at another server through CORS, and marks a tampered page as failed.
+
+/** A generous bound for anything the page does: a wait, never an assertion of speed (bench/explorer-latency.bench.ts measures). */
+const WAIT_MS = 15_000;
+/** The test's artifact: what the explorer looked like. */
+const SCREENSHOT = resolve(".tmp/explorer.png");
+
+let browser: TestBrowser;
+let dir: string;
+let data: string;
+let server: Server;
+let keyFile: string;
+let name: string;
+
+async function send(bodies: string, url = server.url, extra: string[] = []): Promise<void> {
+  const sent = await runCli(["send", "--key", keyFile, "--data", join(dir, "alice"), "--server", url, "--page-size", "8", "--embed", "none", ...extra], { stdin: bodies });
+  expect(sent.code, sent.stderr).toBe(0);
+}
+
+/** Text of what matches selector, once it is there. */
+async function textOf(page: TestPage, selector: string): Promise<string> {
+  const element = await page.waitForSelector(selector, { timeout: WAIT_MS }).catch((err: Error) => {
+    throw new Error(`${selector} did not appear: ${err.message}\n${describe(page)}`);
+  });
+  return (await element.textContent()) ?? "";
+}
+
+beforeAll(async () => {
+  [browser, dir] = await Promise.all([launchBrowser(), tempDir("remotelog-explorer-browser-")]);
+  data = join(dir, "server");
+  keyFile = join(dir, "alice.key");
+  server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+  const gen = await runCli(["key", "gen", "--out", keyFile]);
+  expect(gen.code, gen.stderr).toBe(0);
+  name = gen.stdout.trim();
+  // Three pages of 8: 20 messages, the text of each its own.
+  await send(lines(20, "hello from the CLI"));
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await cleanup();
+});
+
+group("explorer - the page in Chromium", () => {
+  it("lists the server's names, shows a name's record, chain and messages verified, and a message sent with the CLI appears", async () => {
+    const page = await browser.open(`${server.url}/explorer`);
+    // The list holds the name; opening it shows its log.
+    await page.click(`#names button[data-name="${name}"]`, { timeout: WAIT_MS });
+    expect(await textOf(page, '#summary[data-status="ok"]'), describe(page)).toContain(name);
+    const record = await textOf(page, '#record[data-status="ok"]');
+    expect(record).toContain("signature verified");
+    expect(record).toMatch(/sequence\s*\d+/);
+    expect(record).toContain("Ed25519");
+    expect(await page.locator('.card.page[data-status="ok"]').count()).toBe(3);
+    expect(await textOf(page, '.card.page .skips')).toContain("page 1 (seqid 8)");
+    expect(await textOf(page, 'tr[data-seqid="7"] td.body')).toBe("hello from the CLI 7");
+    expect(await page.locator('tr.message[data-status="ok"]').count()).toBe(20);
+    expect(page.url()).toContain(`name=${name}`);
+
+    await send("sent while the page watches\n");
+    expect(await textOf(page, 'tr[data-seqid="20"] td.body'), describe(page)).toBe("sent while the page watches");
+    expect(await textOf(page, '#live[data-state="live"]')).toContain("live");
+    await mkdir(resolve(".tmp"), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    expect(page.logs.filter((line) => line.startsWith("pageerror")), describe(page)).toEqual([]);
+  });
+
+  it("points the same page at another server, which allows it through CORS", async () => {
+    const other = await startServer(["--listen", "127.0.0.1:0", "--memory", "--cors-origin", server.url]);
+    try {
+      const sent = await runCli(["send", "--unsigned", "--name", "elsewhere", "--data", join(dir, "elsewhere"), "--server", other.url], { stdin: "on the other server\n" });
+      expect(sent.code, sent.stderr).toBe(0);
+      const page = await browser.open(`${server.url}/explorer`);
+      await page.fill("#server", other.url);
+      await page.click("#server-form button");
+      await page.click('#names button[data-name="elsewhere"]', { timeout: WAIT_MS });
+      expect(await textOf(page, '#summary[data-status="ok"]'), describe(page)).toContain(other.url);
+      expect(await textOf(page, "#record")).toContain("free-form name");
+      expect(await textOf(page, 'tr[data-seqid="0"] td.body')).toBe("on the other server");
+    } finally {
+      await stop(other.process);
+    }
+  });
+
+  it("shows a tampered page as FAILED, and the pages and messages before it as verified", async () => {
+    const remote = openRemote(server.url);
+    let middle: Uint8Array;
+    try {
+      const chain = await runCli(["inspect", "chain", "--name", name, "--server", server.url]);
+      expect(chain.code, chain.stderr).toBe(0);
+      const address = (JSON.parse(chain.stdout) as { pages: { address: string }[] }).pages[1].address;
+      middle = await remote.getBlock(CID.parse(address).bytes);
+    } finally {
+      remote.close();
+    }
+    await stop(server.process);
+    expect(await damageStoredBlock(data, middle)).toBeGreaterThan(0);
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+
+    const page = await browser.open(`${server.url}/explorer/?name=${name}`);
+    expect(await textOf(page, '#summary[data-status="failed"]'), describe(page)).toContain("FAILED");
+    const failed = await textOf(page, '.card.page[data-status="failed"]');
+    expect(failed).toContain("FAILED");
+    expect(failed).toContain("DATA_LOSS");
+    // The head page and its messages are still shown, verified; the signature too.
+    expect(await page.locator('.card.page[data-status="ok"]').count()).toBe(1);
+    expect(await textOf(page, '#record[data-status="ok"]')).toContain("signature verified");
+    expect(await textOf(page, 'tr[data-seqid="20"] td.body')).toBe("sent while the page watches");
+  });
+
+  it("--no-explorer: no page at /explorer (404)", async () => {
+    const off = await startServer(["--listen", "127.0.0.1:0", "--memory", "--no-explorer"]);
+    try {
+      // Chromium shows its own error page for an empty 404: the browser asks from a page of that server instead.
+      const page = await browser.open(`${off.url}/metrics`);
+      const statuses = await page.evaluate(async () => Promise.all(["/explorer", "/explorer/", "/explorer/explorer.js"].map(async (path) => (await fetch(path)).status)));
+      expect(statuses).toEqual([404, 404, 404]);
+    } finally {
+      await stop(off.process);
+    }
+  });
+});

@@ -1,0 +1,336 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe as group, expect, it } from "vitest";
+import { generateNameKey, createNameRecord } from "../../core/names.js";
+import { ContentSchema, QuerySchema } from "../../gen/vac/cas/cas_pb.js";
+import { describe, launchBrowser, serveSite, type Site, type TestBrowser, type TestPage } from "../helpers/browser.js";
+import { cleanup, lines, parseJsonl, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+import { flipBit, startTamperProxy, type TamperProxy } from "../helpers/tamper-proxy.js";
+
+// Everything here runs in Debian's Chromium against real `remotelog serve` processes: the page loads
+// the browser bundle (dist/browser/remotelog.js) from its own loopback origin, so every call it makes
+// to a server is cross-origin and needs the server's CORS (serve --cors-origin).
+
+/** What a page's globalThis holds: the bundle, and what a test left there. */
+type PageGlobals = { remotelog: typeof import("../../lib/browser.js") } & Record<string, unknown>;
+type Line = { seq: number; id: string; body: string };
+
+let browser: TestBrowser;
+let site: Site;
+/** Another origin, which no server here allows. */
+let stranger: Site;
+let server: Server;
+let dir: string;
+let keyFile: string;
+let name: string;
+
+beforeAll(async () => {
+  [browser, site, stranger, dir] = await Promise.all([launchBrowser(), serveSite(), serveSite(), tempDir()]);
+  server = await startServer(["--memory", "--listen", "127.0.0.1:0", "--cors-origin", site.origin]);
+  keyFile = join(dir, "alice.key");
+  const gen = await runCli(["key", "gen", "--out", keyFile]);
+  expect(gen.code, gen.stderr).toBe(0);
+  name = gen.stdout.trim();
+});
+afterAll(async () => {
+  await browser?.close();
+  await Promise.all([site?.close(), stranger?.close()]);
+  await cleanup();
+});
+
+/** `remotelog send` of bodies as Alice, from Node, to url. */
+async function send(bodies: string, url: string, extra: string[] = []): Promise<void> {
+  const sent = await runCli(["send", "--key", keyFile, "--data", join(dir, "alice"), "--server", url, ...extra], { stdin: bodies });
+  expect(sent.code, sent.stderr).toBe(0);
+}
+
+/** What `remotelog receive` reads of a name: seq, id and body of every message, verified by the CLI. */
+async function receiveWithCli(logName: string): Promise<Line[]> {
+  const received = await runCli(["receive", "--server", server.url, "--name", logName]);
+  expect(received.code, received.stderr).toBe(0);
+  return parseJsonl<Line>(received.stdout).map(({ seq, id, body }) => ({ seq, id, body }));
+}
+
+group("a page of an allowed origin, on a real server", () => {
+  it("reads a signed log, verifies every message, and follows a message pushed by Watch", async () => {
+    // Five pages of four, the newest eight embedded (the default): pages, embedded data and fetched blocks.
+    await send(lines(20, "from node"), server.url, ["--page-size", "4"]);
+    const page = await browser.open(site.url);
+    await page.evaluate(
+      async ({ url, name }) => {
+        const page = globalThis as unknown as PageGlobals;
+        const { openRemote, Receiver, toHex } = page.remotelog;
+        const remote = openRemote(url);
+        const receiver = await Receiver.open({ remote, name });
+        const follower = { deliveries: [] as Line[], error: "", stop: new AbortController() };
+        page.follower = follower;
+        void (async () => {
+          try {
+            // Ten minutes between syncs: a new message that arrives within the test's bounds was pushed.
+            for await (const delivery of receiver.follow({ signal: follower.stop.signal, intervalMs: 600_000 })) {
+              follower.deliveries.push({ seq: delivery.seq, id: toHex(delivery.id), body: new TextDecoder().decode(delivery.message?.body) });
+            }
+          } catch (err) {
+            follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+          }
+        })();
+      },
+      { url: server.url, name },
+    );
+    const delivered = (count: number) => page.waitForFunction((count) => {
+      const follower = (globalThis as unknown as PageGlobals).follower as { deliveries: unknown[]; error: string };
+      return follower.deliveries.length >= count || follower.error !== "";
+    }, count);
+    const deliveries = () => page.evaluate(() => ((globalThis as unknown as PageGlobals).follower as { deliveries: Line[]; error: string }));
+
+    await delivered(20);
+    const first = await deliveries();
+    expect(first.error, describe(page)).toBe("");
+    // The page got what the CLI gets, id for id: the same H1 computed by noble's SHA-256 as by node:crypto.
+    expect(first.deliveries).toEqual(await receiveWithCli(name));
+
+    // The whole log checked in the page: the head's record, every page, every message.
+    const report = await page.evaluate(
+      async ({ url, name }) => {
+        const { openRemote, verifyLog } = (globalThis as unknown as PageGlobals).remotelog;
+        const report = await verifyLog(openRemote(url), name, { readData: true });
+        return { ok: report.ok, faults: report.faults, objects: report.objects, messages: report.messages };
+      },
+      { url: server.url, name },
+    );
+    expect(report).toEqual({ ok: true, faults: [], objects: 5, messages: 20 });
+
+    await send("pushed while the page follows\n", server.url);
+    await delivered(21);
+    const second = await deliveries();
+    expect(second.error, describe(page)).toBe("");
+    expect(second.deliveries.slice(20).map(({ seq, body }) => ({ seq, body }))).toEqual([{ seq: 20, body: "pushed while the page follows" }]);
+    expect(second.deliveries).toEqual(await receiveWithCli(name));
+    await page.evaluate(() => ((globalThis as unknown as PageGlobals).follower as { stop: AbortController }).stop.abort());
+  });
+
+  it("publishes with a key held in the page, and the CLI reads and verifies what it sent", async () => {
+    const page = await browser.open(site.url);
+    const published = await page.evaluate(async (url) => {
+      const { openRemote, generateKey, keyName, Sender } = (globalThis as unknown as PageGlobals).remotelog;
+      const key = await generateKey();
+      const sender = await Sender.open({ remote: openRemote(url), key, pageSize: 2 });
+      const first = await sender.send(["written", "in", "the page"]);
+      const second = await sender.send(["and one more"]);
+      await sender.close();
+      return { name: keyName(key), appended: first.appended + second.appended };
+    }, server.url);
+    expect(published.appended, describe(page)).toBe(4);
+    expect((await receiveWithCli(published.name)).map(({ seq, body }) => ({ seq, body }))).toEqual([
+      { seq: 0, body: "written" },
+      { seq: 1, body: "in" },
+      { seq: 2, body: "the page" },
+      { seq: 3, body: "and one more" },
+    ]);
+    const verified = await runCli(["verify", "--server", server.url, "--name", published.name, "--read-data", "--json"]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ kind: "log", ok: true, messages: 4, objects: 2 });
+  });
+
+  it("reads the same log through the server's trustless gateway and router (openGateway)", async () => {
+    const page = await browser.open(site.url);
+    const read = await page.evaluate(
+      async ({ url, name }) => {
+        const { openGateway, Receiver, toHex } = (globalThis as unknown as PageGlobals).remotelog;
+        const receiver = await Receiver.open({ remote: openGateway(url, { router: url }), name });
+        const { messages } = await receiver.sync();
+        return messages.map((delivery) => ({ seq: delivery.seq, id: toHex(delivery.id), body: new TextDecoder().decode(delivery.message?.body) }));
+      },
+      { url: server.url, name },
+    );
+    expect(read.length, describe(page)).toBeGreaterThanOrEqual(20);
+    expect(read).toEqual(await receiveWithCli(name));
+  });
+
+  it("takes a key made by `remotelog key gen` as bytes, publishes with it, and gives the same bytes back", async () => {
+    const fileBytes = [...(await readFile(keyFile))];
+    const page = await browser.open(site.url);
+    const result = await page.evaluate(
+      async ({ url, fileBytes }) => {
+        const { openRemote, keyFromBytes, keyToBytes, keyName, Sender } = (globalThis as unknown as PageGlobals).remotelog;
+        const key = await keyFromBytes(Uint8Array.from(fileBytes));
+        const sender = await Sender.open({ remote: openRemote(url), key });
+        await sender.send(["from the page, with Alice's key"]);
+        await sender.close();
+        const damaged = Uint8Array.from(fileBytes);
+        damaged[damaged.length - 1] ^= 1; // the public half
+        const refused = await keyFromBytes(damaged).then(() => "taken", (err: { code?: string }) => err.code);
+        return { name: keyName(key), bytes: [...keyToBytes(key)], refused };
+      },
+      { url: server.url, fileBytes },
+    );
+    expect(result, describe(page)).toEqual({ name, bytes: fileBytes, refused: "INVALID_ARGUMENT" });
+    // The page's publish kept everything Node published before it, and the CLI verifies it all.
+    const read = await receiveWithCli(name);
+    expect(read.at(-1)?.body).toBe("from the page, with Alice's key");
+    expect(read.map(({ seq }) => seq)).toEqual(read.map((_, index) => index));
+  });
+
+  it("keeps a sender's log in memory: a data directory is INVALID_ARGUMENT in a browser", async () => {
+    const page = await browser.open(site.url);
+    const refused = await page.evaluate(async (url) => {
+      const { openRemote, generateKey, Sender } = (globalThis as unknown as PageGlobals).remotelog;
+      try {
+        await Sender.open({ remote: openRemote(url), key: await generateKey(), data: "./alice" });
+        return "opened";
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+    }, server.url);
+    expect(refused, describe(page)).toBe("INVALID_ARGUMENT");
+  });
+});
+
+group("a page refuses what a lying server serves", () => {
+  let proxy: TamperProxy;
+  let tamperedName: string;
+
+  beforeAll(async () => {
+    proxy = await startTamperProxy(server.url);
+    const gen = await runCli(["key", "gen", "--out", join(dir, "tampered.key")]);
+    tamperedName = gen.stdout.trim();
+    const sent = await runCli(["send", "--key", join(dir, "tampered.key"), "--data", join(dir, "tampered"), "--server", server.url, "--embed", "none"], { stdin: lines(3) });
+    expect(sent.code, sent.stderr).toBe(0);
+  });
+  afterAll(async () => {
+    await proxy?.close();
+  });
+
+  /** sync() of the tampered name through the proxy, in the page: what it delivered, or the error's code. */
+  async function syncThroughProxy(page: TestPage): Promise<{ delivered: number; code?: string; message?: string }> {
+    return page.evaluate(
+      async ({ url, name }) => {
+        const { openRemote, Receiver } = (globalThis as unknown as PageGlobals).remotelog;
+        const receiver = await Receiver.open({ remote: openRemote(url), name });
+        let delivered = 0;
+        try {
+          await receiver.sync(async (batch) => void (delivered += batch.length));
+          return { delivered };
+        } catch (err) {
+          return { delivered, code: (err as { code?: string }).code, message: (err as Error).message };
+        }
+      },
+      { url: proxy.url, name: tamperedName },
+    );
+  }
+
+  /** Rewrites the NS's answer to Fetch (a vac.cas.Content: the head page and its record). */
+  function rewriteFetch(change: (content: { data: Uint8Array; record: Uint8Array }) => Promise<void> | void): Promise<void> {
+    return (async () => {
+      // The rewrite is synchronous, so the forged answer is made ahead, from the real one.
+      const real = fromBinary(ContentSchema, await fetchRaw());
+      await change(real);
+      const forged = Buffer.from(toBinary(ContentSchema, real));
+      proxy.rewrite = (path) => (path === "/vac.cas.NS/Fetch" ? forged : undefined);
+    })();
+  }
+
+  async function fetchRaw(): Promise<Uint8Array> {
+    const response = await fetch(`${server.url}/vac.cas.NS/Fetch`, {
+      method: "POST",
+      headers: { "content-type": "application/proto" },
+      body: toBinary(QuerySchema, create(QuerySchema, { name: tamperedName })),
+    });
+    expect(response.status).toBe(200);
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  it("reads the untouched log through the proxy", async () => {
+    proxy.rewrite = undefined;
+    const page = await browser.open(site.url);
+    expect(await syncThroughProxy(page), describe(page)).toEqual({ delivered: 3 });
+  });
+
+  it("rejects a head whose page bytes were altered under a valid record", async () => {
+    await rewriteFetch((content) => void (content.data = flipBit(Buffer.from(content.data), -1)));
+    const page = await browser.open(site.url);
+    const result = await syncThroughProxy(page);
+    // The one reader's verdict, as on Node: the signed record names another page.
+    expect(result, describe(page)).toMatchObject({ delivered: 0, code: "DATA_LOSS", message: expect.stringMatching(/points at bafk\w+, but the content's CID is bafk\w+/) });
+  });
+
+  it("rejects a head whose record is signed by another key", async () => {
+    await rewriteFetch(async (content) => void (content.record = await createNameRecord(await generateNameKey(), content.data, 99n)));
+    const page = await browser.open(site.url);
+    const result = await syncThroughProxy(page);
+    expect(result, describe(page)).toMatchObject({ delivered: 0, code: "PERMISSION_DENIED" });
+  });
+
+  it("rejects a message block whose bytes were altered, delivering nothing of its batch", async () => {
+    proxy.rewrite = (path, body) => (path === "/remotelog.v1.BlockService/GetMany" ? flipBit(body, -1) : undefined);
+    const page = await browser.open(site.url);
+    const result = await syncThroughProxy(page);
+    expect(result, describe(page)).toMatchObject({ delivered: 0, code: "DATA_LOSS" });
+  });
+});
+
+group("CORS", () => {
+  it("refuses a page of an origin the server does not allow, and lets an allowed one read", async () => {
+    const read = (page: TestPage) =>
+      page.evaluate(
+        async ({ url, name }) => {
+          const { openRemote } = (globalThis as unknown as PageGlobals).remotelog;
+          try {
+            const head = await openRemote(url).fetchName(name);
+            return { found: head !== undefined };
+          } catch (err) {
+            return { code: (err as { code?: string }).code, message: (err as Error).message };
+          }
+        },
+        { url: server.url, name },
+      );
+    const allowed = await browser.open(site.url);
+    expect(await read(allowed), describe(allowed)).toEqual({ found: true });
+    const refused = await browser.open(stranger.url);
+    const result = await read(refused);
+    // The browser withholds the answer: the page sees a failed fetch, which the client calls UNAVAILABLE.
+    expect(result, describe(refused)).toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("Failed to fetch") });
+    expect(refused.logs.join("\n")).toMatch(/CORS/);
+  });
+
+  it("lets an allowed origin's page read why a server refused it: an error carries the CORS headers too", async () => {
+    // Without them the page would see only a failed fetch (UNAVAILABLE), not the server's refusal.
+    const closed = await startServer(["--memory", "--listen", "127.0.0.1:0", "--require-signed", "--cors-origin", site.origin]);
+    const page = await browser.open(site.url);
+    const refused = await page.evaluate(async (url) => {
+      const { openRemote, Sender } = (globalThis as unknown as PageGlobals).remotelog;
+      const sender = await Sender.open({ remote: openRemote(url), name: "anonymous-chat", unsigned: true });
+      return sender.send(["hello"]).then(
+        () => "published",
+        (err: { code?: string }) => err.code,
+      );
+    }, closed.url);
+    expect(refused, describe(page)).toBe("PERMISSION_DENIED");
+  });
+
+  it("answers an allowed origin's preflight and request with Connect's CORS headers, and another origin with none", async () => {
+    const preflight = (origin: string) =>
+      fetch(`${server.url}/vac.cas.NS/Fetch`, { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type,connect-protocol-version" } });
+    const allowed = await preflight(site.origin);
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe(site.origin);
+    expect(allowed.headers.get("access-control-allow-methods")).toContain("POST");
+    expect(allowed.headers.get("access-control-allow-headers")).toMatch(/Connect-Protocol-Version/);
+    // Answered once the request is read, so the connection stays open for the call that follows.
+    expect(allowed.headers.get("connection")).not.toBe("close");
+    const other = await preflight(stranger.origin);
+    expect(other.status).toBe(403);
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+
+    const call = (origin: string) =>
+      fetch(`${server.url}/vac.cas.NS/Fetch`, { method: "POST", headers: { origin, "content-type": "application/json" }, body: JSON.stringify({ name: "no-such-name" }) });
+    const allowedCall = await call(site.origin);
+    expect(allowedCall.status).toBe(404);
+    expect(allowedCall.headers.get("access-control-allow-origin")).toBe(site.origin);
+    expect(allowedCall.headers.get("access-control-expose-headers")).toMatch(/Grpc-Status/);
+    const otherCall = await call(stranger.origin);
+    expect(otherCall.status).toBe(404);
+    expect(otherCall.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
