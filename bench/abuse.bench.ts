@@ -10,10 +10,14 @@
  *
  * Honest work, from 127.0.0.1 in this process: 2 signed senders publishing one message at a time and
  * 2 receivers syncing their names, each pausing 20 ms between operations, and a WatchMany of both names
- * opened at the start of each phase. Prints per attack the server's peak RSS (VmRSS sampled every
+ * opened at the start of each phase. Prints per attack the server's CPU time, its peak RSS (VmRSS sampled every
  * 50 ms), the honest operations' p50 and p99 against the quiet baseline, honest failures, and what
  * the attacker got. Every phase is bounded (BENCH_ABUSE_QUIET_S, default 10 s of quiet baseline; an
  * attack runs to its end, at most 60 s); at the end every receiver must hold every message sent.
+ *
+ * BENCH_ABUSE_ATTACKS=burst,add runs only those attacks (after the quiet baseline);
+ * BENCH_ABUSE_CPU_PROF=DIR runs the server under `node --cpu-prof`, its profile written to DIR on exit
+ * (summarise it with `node dist/bench/profile-top.js FILE`).
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -44,6 +48,8 @@ const ATTACK_LIMIT_MS = 60_000;
 const PAUSE_MS = 20;
 const ATTACKS = ["watches", "getmany", "add", "slowloris", "burst"] as const;
 type Attack = (typeof ATTACKS)[number];
+const CHOSEN = process.env.BENCH_ABUSE_ATTACKS?.split(",") ?? [...ATTACKS];
+const CPU_PROF = process.env.BENCH_ABUSE_CPU_PROF;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -241,6 +247,14 @@ async function loopLagMaxMs(url: string): Promise<number> {
   return line ? Number(line.split(" ").pop()) * 1000 : NaN;
 }
 
+/** The CPU time (user + system) a process has used, in seconds: waiting for a core on a busy machine does not add to it. */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  // Fields 14 and 15 (utime, stime), counted after the command name, which may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
   const match = /VmRSS:\s+(\d+) kB/.exec(status);
@@ -265,7 +279,7 @@ async function main(): Promise<void> {
   const tokenFile = join(root, "write.token");
   const token = randomBytes(16).toString("hex");
   await writeFile(tokenFile, `${token}\n`);
-  const server = await startServer(root, ["--require-signed", "--write-token-file", tokenFile]);
+  const server = await startServer(root, ["--require-signed", "--write-token-file", tokenFile], CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []);
   const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
   const operator = new Remote({ casUrl: server.url, nsUrl: server.url, token });
   try {
@@ -288,18 +302,20 @@ async function main(): Promise<void> {
     const phase = async (label: string, kind: Attack | undefined) => {
       await loopLagMaxMs(server.url);
       let peak = await rssOf(server.pid);
+      const cpuBefore = await cpuSecondsOf(server.pid);
       const sampler = setInterval(() => void rssOf(server.pid).then((rss) => (peak = Math.max(peak, rss))), 50);
       const honest = honestLoops(logs, remote, label);
       const got = kind ? await runAttacker(kind, server.url, bigId) : await sleep(QUIET_S * 1000).then(() => "nothing (quiet)");
       await honest.stop();
       clearInterval(sampler);
       const lag = await loopLagMaxMs(server.url);
+      const cpu = (await cpuSecondsOf(server.pid)) - cpuBefore;
       const sorted = [...honest.latencies].sort((a, b) => a - b);
-      return { label, lag, peak, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), ops: sorted.length, failures: honest.failures, got };
+      return { label, lag, cpu, peak, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), ops: sorted.length, failures: honest.failures, got };
     };
     const baseline = await phase("quiet", undefined);
     const results = [baseline];
-    for (const kind of ATTACKS) results.push(await phase(kind, kind));
+    for (const kind of ATTACKS.filter((attack) => CHOSEN.includes(attack))) results.push(await phase(kind, kind));
 
     // Nothing honest lost: every receiver ends holding every message its sender published.
     for (const log of logs) await log.receiver.sync(async (batch) => void (log.received += batch.length));
@@ -309,6 +325,7 @@ async function main(): Promise<void> {
       rows.push([
         r.label,
         `${(r.peak / 2 ** 20).toFixed(0)} MiB`,
+        r.cpu.toFixed(2),
         r.lag,
         r.ops,
         r.p50,
@@ -318,7 +335,7 @@ async function main(): Promise<void> {
         r.got,
       ]);
     }
-    console.log(table(["attack", "server peak RSS", "server loop stall ms", "honest ops", "p50 ms", "p99 ms", "p99 vs quiet", "honest failed", "what the attacker got"], rows));
+    console.log(table(["attack", "server peak RSS", "server CPU s", "server loop stall ms", "honest ops", "p50 ms", "p99 ms", "p99 vs quiet", "honest failed", "what the attacker got"], rows));
     console.log(`\nhonest messages sent ${logs.map((l) => l.sent).join(" + ")}, not received: ${lost.join(" + ")}`);
     for (const r of results) for (const failure of r.failures.slice(0, 5)) console.log(`honest failure: ${failure}`);
     const over = results.filter((r) => r.peak >= 1 << 30 || r.p99 > 3 * baseline.p99 || r.failures.length > 0);

@@ -66,7 +66,7 @@ export function command(io: Io) {
         source = new RemoteLogSource(await remoteFrom(flags), from.name, { unsigned: flags.unsigned });
       }
       try {
-        const target = await packStoreFrom(flags.to, { headName: flags.headName, keyFile: flags.key });
+        const target = await packStoreFrom(flags.to, { headName: flags.headName, keyFile: flags.key, tokenFile: flags.tokenFile, ca: flags.ca });
         try {
           const result = await runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, progress: progressOf(io, flags.json) });
           if (flags.json) printJson(io, result);

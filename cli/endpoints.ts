@@ -1,52 +1,33 @@
-import { readFile } from "node:fs/promises";
 import { Option, type Command } from "commander";
 import { Remote } from "../actors/remote.js";
 import type { KuboRemote } from "../actors/kubo-remote.js";
 import { RemoteLogError } from "../core/errors.js";
 import { intOption, usageError } from "./command.js";
+import { clientCredentials, credentialOptions, type CredentialFlags } from "./credentials.js";
 
-export interface EndpointFlags {
+export interface EndpointFlags extends CredentialFlags {
   server?: string;
   cas?: string;
   ns?: string;
   kuboApi?: string;
-  /** A file holding the bearer token to send (serve --write-token-file). */
-  tokenFile?: string;
-  /** A PEM file of the CA that signed an https:// server's certificate, when it is not a public one. */
-  ca?: string;
 }
 
 /** Our services, or a Kubo node straight (--kubo-api): the actors take either. */
 export type AnyRemote = Remote | KuboRemote;
 
-/** Adds --server, --cas and --ns to a verb that talks to the services. */
+/** Adds --server, --cas and --ns (and --token-file and --ca) to a verb that talks to the services. */
 export function endpointOptions(command: Command): Command {
-  return command
-    .addOption(new Option("--server <url>", "a combined CAS and NS service (remotelog serve)").env("REMOTELOG_SERVER"))
-    .option("--cas <url>", "the CAS service, when it runs apart from the NS")
-    .option("--ns <url>", "the NS service, when it runs apart from the CAS")
-    .option("--kubo-api <url>", "talk to a Kubo RPC API directly instead (blocks and IPNS; key names only)")
-    .addOption(new Option("--token-file <file>", "send the bearer token in this file (a server's write token)").env("REMOTELOG_TOKEN_FILE"))
-    .addOption(new Option("--ca <file>", "trust this CA (PEM) for https:// servers, besides the system's").env("REMOTELOG_CA"))
-    .hook("preAction", (self) => {
-      // REMOTELOG_SERVER set in the shell gives way to --cas, --ns or --kubo-api given on the command line.
-      const opts = self.opts();
-      if (self.getOptionValueSource("server") === "env" && (opts.cas !== undefined || opts.ns !== undefined || opts.kuboApi !== undefined)) self.setOptionValue("server", undefined);
-    });
-}
-
-/** The token and CA files of --token-file and --ca, read. */
-export async function clientCredentials(flags: Pick<EndpointFlags, "tokenFile" | "ca">): Promise<{ token?: string; ca?: Buffer }> {
-  const read = async (file: string, flag: string) => {
-    try {
-      return await readFile(file);
-    } catch (err) {
-      throw usageError(`${flag} ${file}: ${(err as Error).message}`);
-    }
-  };
-  const token = flags.tokenFile ? (await read(flags.tokenFile, "--token-file")).toString("utf8").split("\n").map((line) => line.trim()).find((line) => line && !line.startsWith("#")) : undefined;
-  if (flags.tokenFile && !token) throw usageError(`--token-file ${flags.tokenFile} holds no token`);
-  return { token, ca: flags.ca ? await read(flags.ca, "--ca") : undefined };
+  return credentialOptions(
+    command
+      .addOption(new Option("--server <url>", "a combined CAS and NS service (remotelog serve)").env("REMOTELOG_SERVER"))
+      .option("--cas <url>", "the CAS service, when it runs apart from the NS")
+      .option("--ns <url>", "the NS service, when it runs apart from the CAS")
+      .option("--kubo-api <url>", "talk to a Kubo RPC API directly instead (blocks and IPNS; key names only)"),
+  ).hook("preAction", (self) => {
+    // REMOTELOG_SERVER set in the shell gives way to --cas, --ns or --kubo-api given on the command line.
+    const opts = self.opts();
+    if (self.getOptionValueSource("server") === "env" && (opts.cas !== undefined || opts.ns !== undefined || opts.kuboApi !== undefined)) self.setOptionValue("server", undefined);
+  });
 }
 
 export function endpointsFrom(flags: EndpointFlags, needs: { cas: boolean; ns: boolean } = { cas: true, ns: true }): { casUrl: string; nsUrl: string } {

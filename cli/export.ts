@@ -3,13 +3,14 @@ import { RemoteLogError } from "../core/errors.js";
 import { exportPackChain, exportRemoteLog } from "../backup/car.js";
 import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
+import { clientCredentials, type CredentialFlags } from "./credentials.js";
 import { newCommand, runCommand, type Io } from "./command.js";
 import { readerBounds, readerOptions, type ReaderFlags } from "./endpoints.js";
 import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "write a backup or a remote log as a CAR file";
 
-interface ExportFlags extends ReaderFlags {
+interface ExportFlags extends ReaderFlags, CredentialFlags {
   car: string;
   pack?: string;
   name?: string;
@@ -35,7 +36,7 @@ export function command(io: Io) {
       const progress = progressOf(io, flags.json);
       let result;
       const url = flags.from.replace(/\/+$/, "");
-      const remote = flags.name && !flags.pack && isUrl(url) ? new Remote({ casUrl: url, nsUrl: url }) : undefined;
+      const remote = flags.name && !flags.pack && isUrl(url) ? new Remote({ casUrl: url, nsUrl: url, ...(await clientCredentials(flags)) }) : undefined;
       try {
         const entry = remote && flags.name ? await remote.fetchName(flags.name) : undefined;
         if (remote && !entry) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} does not exist at ${url}`);

@@ -3,7 +3,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { GcService } from "../gen/remotelog/v1/gc_pb.js";
 import { bearer, fromConnectError } from "../actors/remote.js";
-import { clientCredentials } from "./endpoints.js";
+import { caOption, clientCredentials } from "./credentials.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary } from "../backup/gc.js";
 import { Option, type Command } from "commander";
@@ -38,7 +38,7 @@ export function command(io: Io) {
     .option("--data <dir>", "a stopped server's data directory (blocks in DIR/cas, names in DIR/ns)")
     .addOption(new Option("--server <url>", "a running remotelog serve with the fs CAS and its NS: its admin listener, or its public port with --admin-token-file").env("REMOTELOG_SERVER"))
     .addOption(new Option("--admin-token-file <file>", "send the admin token in this file (serve --admin-token-file)").env("REMOTELOG_ADMIN_TOKEN_FILE"))
-    .addOption(new Option("--ca <file>", "trust this CA (PEM) for an https:// server").env("REMOTELOG_CA"))
+    .addOption(caOption("an https:// server"))
     .addOption(durationFlag("--grace <duration>", "keep what was written this recently (0s: no grace); with --server, the server's --gc-grace unless longer", DEFAULT_GRACE_MS, { zero: true }))
     .option("--dry-run", "report what would be deleted; delete nothing")
     .option("--json", "print a JSON summary")

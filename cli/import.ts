@@ -1,17 +1,18 @@
 import { importCar } from "../backup/car.js";
 import { newCommand, runCommand, type Io } from "./command.js";
+import { credentialOptions, type CredentialFlags } from "./credentials.js";
 import { packStoreFrom, printJson, progressOf } from "./pack-options.js";
 
 export const summary = "load every block of a CAR file into a CAS or a directory";
 
-interface ImportFlags {
+interface ImportFlags extends CredentialFlags {
   car: string;
   to: string;
   json?: boolean;
 }
 
 export function command(io: Io) {
-  return newCommand("import", io)
+  return credentialOptions(newCommand("import", io))
     .description(
       "Load every block of a CAR file into --to (a CAS service URL, or a directory with one file per block named " +
         "by its CID), checking each block against its CID first: only raw sha2-256 CIDv1 blocks are taken. " +
@@ -22,7 +23,7 @@ export function command(io: Io) {
     .option("--json", "print a JSON summary")
     .addHelpText("after", "\nExamples:\n  remotelog import --car alice.car --to ./restored-packs\n  remotelog import --car alice.car --to http://127.0.0.1:7420")
     .action(async (flags: ImportFlags) => {
-      const store = await packStoreFrom(flags.to);
+      const store = await packStoreFrom(flags.to, { tokenFile: flags.tokenFile, ca: flags.ca });
       try {
         const result = await importCar(flags.car, store, progressOf(io, flags.json));
         if (flags.json) printJson(io, result);

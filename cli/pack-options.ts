@@ -5,14 +5,18 @@ import { DirPackStore, isUrl, type PackStore } from "../backup/pack-store.js";
 import type { Progress } from "../backup/progress.js";
 import { progressFor } from "./progress-bar.js";
 import { usageError, type Io } from "./command.js";
+import { clientCredentials, credentialOptions, type CredentialFlags } from "./credentials.js";
 
 /*
  * What the backup verbs (backup, restore, verify, export, import) share: where packs are (a
  * directory, or a CAS+NS service URL), which head to start from, sizes and output.
  */
 
-/** A URL (a `remotelog serve` with both services) or a directory, as a pack store. */
-export async function packStoreFrom(where: string, options: { headName?: string; keyFile?: string } = {}): Promise<PackStore> {
+/**
+ * A URL (a `remotelog serve` with both services) or a directory, as a pack store; a URL is reached with
+ * the token and CA of --token-file and --ca.
+ */
+export async function packStoreFrom(where: string, options: { headName?: string; keyFile?: string } & CredentialFlags = {}): Promise<PackStore> {
   if (!isUrl(where)) {
     if (options.headName || options.keyFile) throw usageError("--head-name and --key record a head in an NS: they need a URL, not a directory");
     return new DirPackStore(where);
@@ -30,19 +34,20 @@ export async function packStoreFrom(where: string, options: { headName?: string;
     const { keyName } = await import("../core/names.js");
     if (options.headName !== keyName(key)) throw usageError(`--head-name ${options.headName} is not the name of the key in ${options.keyFile} (${keyName(key)}); with --key, leave --head-name out`);
   }
-  return new RemotePackStore(new Remote({ casUrl: url, nsUrl: url }), { headName: options.headName, key });
+  return new RemotePackStore(new Remote({ casUrl: url, nsUrl: url, ...(await clientCredentials(options)) }), { headName: options.headName, key });
 }
 
 /**
  * The head pack to start from: --pack CID, else --name (a backup head name in the URL's NS), else a
  * directory's HEAD. NOT_FOUND when there is none.
  */
-export async function headFrom(flags: { pack?: string; name?: string; from: string }): Promise<{ store: PackStore; head: Uint8Array }> {
+export async function headFrom(flags: { pack?: string; name?: string; from: string } & CredentialFlags): Promise<{ store: PackStore; head: Uint8Array }> {
   if (flags.pack && flags.name) throw usageError("give either --pack or --name, not both");
   if (flags.name && !isUrl(flags.from)) throw usageError("--name reads a head from an NS: --from must be a URL");
-  const store = await packStoreFrom(flags.from, {});
+  const credentials = { tokenFile: flags.tokenFile, ca: flags.ca };
+  const store = await packStoreFrom(flags.from, credentials);
   if (flags.pack) return { store, head: parseAddressText(flags.pack).bytes };
-  const named = flags.name ? await packStoreFrom(flags.from, { headName: flags.name }) : store;
+  const named = flags.name ? await packStoreFrom(flags.from, { headName: flags.name, ...credentials }) : store;
   const head = await named.readHead();
   if (named !== store) await named.close();
   if (!head) {
@@ -54,10 +59,10 @@ export async function headFrom(flags: { pack?: string; name?: string; from: stri
 
 /**
  * Adds --from to a verb that reads a backup or a log, with --server (and REMOTELOG_SERVER) as another
- * way to give a service URL, as the other verbs take it.
+ * way to give a service URL, as the other verbs take it, and --token-file and --ca for that URL.
  */
 export function fromOptions(command: Command, what: string): Command {
-  return command
+  return credentialOptions(command)
     .option("--from <url|dir>", what)
     .addOption(new Option("--server <url>", "the same as --from URL").env("REMOTELOG_SERVER"))
     .hook("preAction", (self) => {

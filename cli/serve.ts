@@ -53,6 +53,7 @@ interface ServeFlags {
   maxWatchesPerAddress: number;
   maxWatchesPerConnection: number;
   maxConnections: number;
+  maxConnectionsPerAddress: number;
   maxConcurrentStreams: number;
   headersTimeout: number;
   idleTimeout: number;
@@ -89,8 +90,8 @@ export function command(io: Io) {
     .option("--require-signed", "take writes from signed updates of key names (k51…) and write-token holders only; refuse anonymous blocks and free-form names")
     .option("--write-token-file <file>", "bearer tokens, one a line, that may write blocks and free-form names; closes the server to anonymous writes")
     .option("--allow-keys <file>", "key names (k51…), one a line, that alone may publish here")
-    .option("--quota-bytes <bytes>", "block bytes each key or token may store (counted since the server started)", intOption(0))
-    .option("--quota-names <n>", "names each key or token may create (counted since the server started)", intOption(0))
+    .option("--quota-bytes <bytes>", "block bytes each key or token may store (counted in DIR/quotas.json, across restarts)", intOption(0))
+    .option("--quota-names <n>", "names each key or token may create (counted in DIR/quotas.json, across restarts)", intOption(0))
     .option("--insecure-open", "let anyone write to a server listening beyond loopback (logs a warning)")
     .option("--admin-listen <host:port|path>", "serve gc to the operator on this loopback address or Unix socket, apart from the public port")
     .option("--admin-token-file <file>", "bearer tokens, one a line, that may call gc on the public port")
@@ -103,6 +104,7 @@ export function command(io: Io) {
     .option("--max-watches-per-address <n>", "names watched at once from one client address", intOption(1), defaultNsLimits.maxWatchesPerAddress)
     .option("--max-watches-per-connection <n>", "names watched at once on one connection", intOption(1), defaultNsLimits.maxWatchesPerConnection)
     .option("--max-connections <n>", "connections open at once; more are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnections)
+    .option("--max-connections-per-address <n>", "connections open at once from one client address (loopback too); more from it are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnectionsPerAddress)
     .option("--max-concurrent-streams <n>", "streams one HTTP/2 connection may have open at once", intOption(1), defaultConnectionLimits.maxConcurrentStreams)
     .addOption(durationFlag("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", defaultConnectionLimits.headersTimeoutMs))
     .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", defaultConnectionLimits.idleTimeoutMs))
@@ -159,8 +161,12 @@ export function command(io: Io) {
     }
     const stores = await openStores(flags, log);
     try {
+      // What the quotas counted survives a restart, except with --memory, where nothing does.
+      const quotas = flags.quotaBytes !== undefined || flags.quotaNames !== undefined;
+      const ledger = quotas && !flags.memory ? await (await import("../stores/file/quota-file.js")).openQuotaFile(join(flags.data, "quotas.json")) : undefined;
       const connectionLimits = {
         maxConnections: flags.maxConnections,
+        maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
         maxConcurrentStreams: flags.maxConcurrentStreams,
         headersTimeoutMs: flags.headersTimeout,
         firstBytesTimeoutMs: flags.headersTimeout,
@@ -192,7 +198,7 @@ export function command(io: Io) {
             maxWatchesPerAddress: flags.maxWatchesPerAddress,
             maxWatchesPerConnection: flags.maxWatchesPerConnection,
           },
-          write: { requireSigned, writeTokens, allowKeys, quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames },
+          write: { requireSigned, writeTokens, allowKeys, quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames, ledger },
           adminTokens,
           gcGraceMs: flags.gcGrace,
           gateway: flags.gateway,

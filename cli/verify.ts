@@ -3,13 +3,14 @@ import { RemoteLogError } from "../core/errors.js";
 import { decodeBackupHead } from "../backup/pack-format.js";
 import { isUrl } from "../backup/pack-store.js";
 import { verifyPackChain, verifyRemoteLog, type VerifyReport } from "../backup/verify.js";
+import { clientCredentials, type CredentialFlags } from "./credentials.js";
 import { newCommand, runCommand, usageError, type Io } from "./command.js";
 import { readerBounds, readerOptions, type ReaderFlags } from "./endpoints.js";
 import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-options.js";
 
 export const summary = "check a backup's pack chain or a remote log; name every missing or corrupt object";
 
-interface VerifyFlags extends ReaderFlags {
+interface VerifyFlags extends ReaderFlags, CredentialFlags {
   pack?: string;
   name?: string;
   from?: string;
@@ -42,7 +43,7 @@ export function command(io: Io) {
       if (flags.name && !flags.pack) {
         if (!isUrl(flags.from)) throw usageError("--name reads a name from an NS: --from must be a URL");
         const url = flags.from.replace(/\/+$/, "");
-        const remote = new Remote({ casUrl: url, nsUrl: url });
+        const remote = new Remote({ casUrl: url, nsUrl: url, ...(await clientCredentials(flags)) });
         try {
           const entry = await remote.fetchName(flags.name);
           if (!entry) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} does not exist at ${url}`);

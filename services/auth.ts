@@ -3,6 +3,7 @@ import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 import type { NameStore } from "../core/name-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { isKeyName, verifyNameRecord } from "../core/names.js";
+import type { QuotaLedger } from "../core/quota-ledger.js";
 
 /**
  * Who may write to a server and how much (design/remote-log.md §9: reading is public; writing is
@@ -13,8 +14,10 @@ import { isKeyName, verifyNameRecord } from "../core/names.js";
  *   with a pending signed update (AddManyRequest.pending, see blocks.proto), or with a write token;
  *   an unsigned name is updated only with a write token. A key name is always updated with its record.
  * - allowKeys: only these key names may publish, in either mode.
- * - quotaBytes, quotaNames: per writer, a key name or a write token. Counted in memory since the
- *   server started: a restart forgets them (the bytes already stored stay counted in the store).
+ * - quotaBytes, quotaNames: per writer, a key name or a write token. With a ledger (serve keeps one in
+ *   DIR/quotas.json) what they counted survives a restart: each write's charge is saved before the
+ *   write is stored. Nothing the stores hold says who wrote what (blocks are shared by content, and
+ *   a free-form name does not record its token), so the counts cannot be derived from them.
  */
 export interface WritePolicy {
   requireSigned?: boolean;
@@ -28,6 +31,8 @@ export interface WritePolicy {
   quotaBytes?: number;
   /** Names one writer may create. */
   quotaNames?: number;
+  /** Keeps the quotas' counts across restarts; in memory only without one. */
+  ledger?: QuotaLedger;
 }
 
 /** Where a call comes from: set by listen() on every request (connectNodeAdapter's contextValues). */
@@ -55,14 +60,43 @@ export class Authority {
   private readonly writeTokens: Buffer[];
   private readonly adminTokens: Buffer[];
   private readonly allowKeys?: Set<string>;
-  private readonly usedBytes = new Map<Writer, number>();
-  private readonly usedNames = new Map<Writer, number>();
+  private readonly usedBytes: Map<Writer, number>;
+  private readonly usedNames: Map<Writer, number>;
+  // Counts changed (changes) and saved (savedChanges), and the save under way: one save covers every
+  // charge made before it began, so that concurrent writes share their saves.
+  private changes = 0;
+  private savedChanges = 0;
+  private saving?: Promise<void>;
 
   constructor(private readonly policy: WritePolicy = {}) {
     this.writeTokens = (policy.writeTokens ?? []).map(digest);
     this.adminTokens = (policy.adminTokens ?? []).map(digest);
     this.allowKeys = policy.allowKeys && new Set(policy.allowKeys);
     this.open = !policy.requireSigned && this.writeTokens.length === 0;
+    this.usedBytes = new Map(Object.entries(policy.ledger?.saved.bytes ?? {}));
+    this.usedNames = new Map(Object.entries(policy.ledger?.saved.names ?? {}));
+  }
+
+  /**
+   * Resolves once every charge made so far is saved in the ledger (at once without one). Called after
+   * a charge and before the write it pays for is stored, so that a restart cannot forget it.
+   */
+  async persist(): Promise<void> {
+    const ledger = this.policy.ledger;
+    if (!ledger) return;
+    const wanted = this.changes;
+    while (this.savedChanges < wanted) {
+      this.saving ??= (async () => {
+        const upTo = this.changes;
+        try {
+          await ledger.save({ bytes: Object.fromEntries(this.usedBytes), names: Object.fromEntries(this.usedNames) });
+          this.savedChanges = Math.max(this.savedChanges, upTo);
+        } finally {
+          this.saving = undefined;
+        }
+      })();
+      await this.saving;
+    }
   }
 
   /** The operator's methods: PERMISSION_DENIED without an admin token (the admin listener does not ask). */
@@ -103,12 +137,14 @@ export class Authority {
       });
     }
     this.usedBytes.set(writer, used + bytes);
+    this.changes++;
   }
 
   /** Gives back bytes charged for a write that then failed. */
   refundBytes(writer: Writer, bytes: number): void {
     const used = this.usedBytes.get(writer);
     if (used !== undefined) this.usedBytes.set(writer, Math.max(0, used - bytes));
+    this.changes++;
   }
 
   /** Whether names are counted (a quota of names is set). */
@@ -125,11 +161,13 @@ export class Authority {
       throw RemoteLogError.tooLarge(`quota-names: ${writer} has created ${used} names, its quota`, { limit: "quota-names", value: quota });
     }
     this.usedNames.set(writer, used + 1);
+    this.changes++;
   }
 
   refundName(writer: Writer): void {
     const used = this.usedNames.get(writer);
     if (used !== undefined) this.usedNames.set(writer, Math.max(0, used - 1));
+    this.changes++;
   }
 
   /**

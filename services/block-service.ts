@@ -67,6 +67,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     const bytes = request.blocks.reduce((sum, block) => sum + block.length, 0);
     this.authority.chargeBytes(writer, bytes);
     try {
+      await this.authority.persist();
       return create(AddManyResponseSchema, { ids: await this.storeBlocks(request.blocks) });
     } catch (err) {
       this.authority.refundBytes(writer, bytes);

@@ -38,6 +38,7 @@ export class CasService implements ServiceImpl<typeof CAS> {
     const writer = this.authority.tokenWriter(context, "Add");
     this.authority.chargeBytes(writer, request.data.length);
     try {
+      await this.authority.persist();
       const [id] = await this.store.putMany([request.data]);
       return create(AddressSchema, { id });
     } catch (err) {

@@ -63,9 +63,9 @@ export class ServerMetrics {
     this.durations.observe({ method }, seconds);
   }
 
-  /** Counts one refusal by the named limit ("max-watches-per-address", "headers-timeout"). */
-  limitHit(limit: string): void {
-    this.limits.inc({ limit });
+  /** Counts refusals by the named limit ("max-watches-per-address", "headers-timeout"), one unless told. */
+  limitHit(limit: string, times = 1): void {
+    this.limits.inc({ limit }, times);
   }
 
   /** Reports the store's blocks and bytes at each scrape; a store without stats() adds no gauges. */

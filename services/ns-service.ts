@@ -106,6 +106,7 @@ export class NsService implements ServiceImpl<typeof NS> {
         throw err;
       }
       try {
+        await this.authority.persist();
         if (blocks.length > 0) await this.addBlocks!(blocks);
         return await this.store.put(name, content, options);
       } catch (err) {

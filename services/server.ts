@@ -177,6 +177,8 @@ export function adminRoutes(deps: Pick<RouteDeps, "content" | "names" | "gcGrace
 export interface ConnectionLimits {
   /** Connections open at once; more are closed as they arrive. */
   maxConnections: number;
+  /** Connections open at once from one client address; more from it are closed as they arrive. */
+  maxConnectionsPerAddress: number;
   /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
   maxConcurrentStreams: number;
   /** How long an HTTP/1.1 request may take to send its headers. */
@@ -189,6 +191,8 @@ export interface ConnectionLimits {
 
 export const defaultConnectionLimits: ConnectionLimits = {
   maxConnections: 10_000,
+  // Half the server: one address cannot take it all, and a burst of 5,000 from one address still gets in.
+  maxConnectionsPerAddress: 5_000,
   maxConcurrentStreams: 256,
   headersTimeoutMs: 20_000,
   idleTimeoutMs: 60_000,
@@ -208,8 +212,10 @@ export interface ListenOptions extends Partial<ConnectionLimits> {
   writeMaxBytes?: number;
   /**
    * Requests that will be refused whatever they carry (an anonymous Add on a server closed to anonymous
-   * writes, services/auth.ts refusesUnread): their body is not read; the method sees an empty message
-   * and refuses it, so that a flood of them costs the server their headers only.
+   * writes, services/auth.ts refusesUnread): answered from their headers alone, before their body is
+   * read (the method sees an empty message and refuses it), and the rest of the body is refused too:
+   * HTTP/2 resets the stream (NO_ERROR, RFC 9113 8.1), HTTP/1.1 closes the connection. A flood of them
+   * costs the server their headers only.
    */
   refusesUnread?: (path: string, authorization: string | undefined) => boolean;
   /** Mounts the services; routes() gives one. Called once, with what it needs to know about this server. */
@@ -247,6 +253,67 @@ export interface Listening {
   close(): Promise<void>;
 }
 
+/** How long an address past its budget of refused HTTP/1.1 bodies waits for each refusal (see refusesUnread). */
+const REFUSAL_PENALTY_MS = 250;
+
+/** Bytes of a refused HTTP/1.1 body read and dropped before the connection is closed on the rest (see refusesUnread). */
+const SMALL_BODY_BYTES = 64 << 10;
+
+/** New connections whose first bytes are read per turn of the event loop (a read, a look at them). */
+const PER_TURN_ADMITTED = 64;
+/**
+ * New connections handed to the HTTP server per turn of the event loop (or, with TLS, whose handshakes
+ * start). Each costs about half a millisecond of CPU to answer its first request, so a turn stays
+ * within ~10 ms of such work.
+ */
+const PER_TURN_SERVED = 16;
+
+/**
+ * Items waiting their turn, by client address: each turn of the event loop (setImmediate) runs up to
+ * perTurn of them, taking one from each address in line in turn. run() says whether an item counted
+ * (false: it was skipped, say a socket closed while it waited).
+ */
+class TurnQueue<T> {
+  private readonly waiting = new Map<string, { items: T[]; next: number }>();
+  private scheduled = false;
+
+  constructor(
+    private readonly perTurn: number,
+    private readonly run: (item: T) => boolean,
+  ) {}
+
+  push(address: string, item: T): void {
+    let queue = this.waiting.get(address);
+    if (!queue) this.waiting.set(address, (queue = { items: [], next: 0 }));
+    queue.items.push(item);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.turn);
+    }
+  }
+
+  /** Empties the queue, returning what waited. */
+  clear(): T[] {
+    const left = [...this.waiting.values()].flatMap((queue) => queue.items.slice(queue.next));
+    this.waiting.clear();
+    return left;
+  }
+
+  private readonly turn = () => {
+    let ran = 0;
+    while (ran < this.perTurn && this.waiting.size > 0) {
+      // The first address in line gives one item and goes to the back of the line.
+      const [address, queue] = this.waiting.entries().next().value!;
+      const item = queue.items[queue.next++];
+      this.waiting.delete(address);
+      if (queue.next < queue.items.length) this.waiting.set(address, queue);
+      if (this.run(item)) ran++;
+    }
+    this.scheduled = this.waiting.size > 0;
+    if (this.scheduled) setImmediate(this.turn);
+  };
+}
+
 // Every HTTP/2 connection with prior knowledge starts with these 24 bytes (RFC 9113, 3.4).
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -263,7 +330,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const metrics = options.metrics ? new ServerMetrics() : undefined;
   const httpServices: HttpService[] = [];
   const limits = { ...defaultConnectionLimits, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
-  const limitHit = (limit: string) => metrics?.limitHit(limit);
+  const limitHit = (limit: string, times = 1) => metrics?.limitHit(limit, times);
   const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const connectHandler = connectNodeAdapter({
     // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).
@@ -280,6 +347,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     },
     readMaxBytes,
   });
+  const bodiesRead = new RefusedBodyBudget();
   const cors = options.corsOrigins && options.corsOrigins.length > 0 ? corsPolicy(options.corsOrigins) : undefined;
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
@@ -295,14 +363,25 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     }
     // Before any refusal, so that a page of an allowed origin can read why it was refused.
     if (cors?.(req, res)) return;
-    if (options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) {
-      // Read to its end and dropped unparsed, before the refusal goes out, so that an HTTP/1.1 client
-      // still writing its body reads the refusal instead of a connection reset.
-      discardBody(req, readMaxBytes).then(() => {
-        withEmptyBody(req);
-        dispatchToConnect(req, res);
-      });
-      return;
+    if (options.refusesUnread?.(path, req.headers.authorization)) {
+      // HTTP/1.1 cannot leave a body unread without closing the connection, and a client still writing
+      // it may then meet the reset before the answer. So up to 64 KiB of a refused body is read and
+      // dropped (a whole one for the first few of an address, so that a client that forgot its token
+      // hears why), and the answer goes out once the body ends or passes that: then the connection is
+      // closed with the rest unread. Past its budget, an address waits REFUSAL_PENALTY_MS for each
+      // such answer, reading nothing meanwhile, so that a flood of them slows to a trickle. A client
+      // that sent "Expect: 100-continue" never sends its body.
+      if (req instanceof http.IncomingMessage && !req.headers.expect && !req.complete) {
+        const address = req.socket.remoteAddress ?? "unknown";
+        discardBody(req, SMALL_BODY_BYTES)
+          .then((ended) => ended || (bodiesRead.take(address) ? discardBody(req, readMaxBytes) : new Promise((resolve) => setTimeout(resolve, REFUSAL_PENALTY_MS))))
+          .then(() => {
+            refuseUnread(req, res);
+            dispatchToConnect(req, res);
+          });
+        return;
+      }
+      refuseUnread(req, res);
     }
     dispatchToConnect(req, res);
   };
@@ -321,6 +400,13 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     { headersTimeout: limits.headersTimeoutMs, keepAliveTimeout: limits.idleTimeoutMs, connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) },
     handler,
   );
+  // A client that asks before sending its body (Expect: 100-continue, as curl does for large ones) is
+  // told to go on, unless the request is refused whatever its body: then it never sends it.
+  const checkContinue = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (!options.refusesUnread?.(pathOf(req.url), req.headers.authorization)) res.writeContinue();
+    handler(req, res);
+  };
+  h1.on("checkContinue", checkContinue);
   // Node's own answer to a client error, plus a count of the timeouts in /metrics.
   h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
     const timeout = err.code === "ERR_HTTP_REQUEST_TIMEOUT";
@@ -336,6 +422,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   h1.emit("listening");
   // Flow-control windows that hold a round trip's worth of uploads at full speed.
   const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: limits.maxConcurrentStreams } }, handler);
+  h2.on("checkContinue", checkContinue);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
@@ -343,7 +430,15 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     session.once("close", () => sessions.delete(session));
     // Idle means no stream open: a quiet Watch stream is a client waiting, not an idle connection.
     let open = 0;
+    // nghttp2 refuses a stream past maxConcurrentStreams itself (RST_STREAM REFUSED_STREAM) and Node is
+    // never told; the client's stream ids, odd and increasing, show it: the ids skipped before the next
+    // stream that is served were refused. (Those refused after the last one served go uncounted.)
+    let lastStreamId = -1;
     session.on("stream", (stream) => {
+      const id = stream.id ?? lastStreamId + 2;
+      const skipped = (id - lastStreamId) / 2 - 1;
+      if (skipped > 0) limitHit("max-concurrent-streams", skipped);
+      lastStreamId = id;
       open++;
       stream.once("close", () => open--);
     });
@@ -358,39 +453,70 @@ export async function listen(options: ListenOptions): Promise<Listening> {
 
   const sockets = new Set<net.Socket>();
   const sniffing = new Set<net.Socket>();
-  // Nagle's algorithm holds back the small frames of a unary call until the last ones are acked, which
-  // on loopback cost about a millisecond per call; calls here are latency-bound, never many tiny writes.
-  const accept = (socket: net.Socket): boolean => {
-    if (sockets.size >= limits.maxConnections) {
-      limitHit("max-connections");
+  const perAddress = new Map<string, number>();
+  // A burst of thousands of connections arrives within a few turns of the event loop. Read and served
+  // at once, their first requests would all be answered before any other connection's next one,
+  // stalling every call in flight for a second or more. So new connections wait their turn twice, in
+  // queues that serve a few a turn, round-robin by client address, between which the calls of open
+  // connections go on: accepted paused (pauseOnConnect), they are admitted (their first bytes read)
+  // PER_TURN_ADMITTED a turn; sniffed, they are handed to the HTTP/1.1 or HTTP/2 server, where their
+  // requests cost the most, PER_TURN_SERVED a turn. A burst from one address does not hold up another
+  // address's new connections either.
+  const admission = new TurnQueue<net.Socket>(options.tls ? PER_TURN_SERVED : PER_TURN_ADMITTED, (socket) => {
+    if (closing.signal.aborted || socket.destroyed) return false;
+    if (tlsServer) tlsServer.emit("connection", socket);
+    else dispatch(socket);
+    return true;
+  });
+  const handOff = new TurnQueue<{ socket: net.Socket; isHttp2: boolean }>(PER_TURN_SERVED, ({ socket, isHttp2 }) => {
+    if (closing.signal.aborted || socket.destroyed) return false;
+    if (isHttp2) {
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.resume();
+    }
+    return true;
+  });
+  const onConnection = (socket: net.Socket) => {
+    const address = socket.remoteAddress ?? "unknown";
+    const fromAddress = perAddress.get(address) ?? 0;
+    const refusedBy = sockets.size >= limits.maxConnections ? "max-connections" : fromAddress >= limits.maxConnectionsPerAddress ? "max-connections-per-address" : undefined;
+    if (refusedBy !== undefined || closing.signal.aborted) {
+      if (refusedBy !== undefined) limitHit(refusedBy);
       socket.destroy();
-      return false;
+      return;
     }
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-    return true;
+    perAddress.set(address, fromAddress + 1);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    });
+    admission.push(address, socket);
   };
-  let tcp: net.Server;
+  // Nagle's algorithm holds back the small frames of a unary call until the last ones are acked, which
+  // on loopback cost about a millisecond per call; calls here are latency-bound, never many tiny writes.
+  const tcp = net.createServer({ noDelay: true, pauseOnConnect: true }, onConnection);
+  let tlsServer: tls.Server | undefined;
   if (options.tls) {
-    // ALPN picks the protocol, so no sniffing: h2 to the HTTP/2 server, anything else to HTTP/1.1.
-    tcp = tls.createServer({
+    // Never listens itself: it takes the connections the accept queue admits. ALPN picks the
+    // protocol, so no sniffing: h2 to the HTTP/2 server, anything else to HTTP/1.1.
+    tlsServer = tls.createServer({
       cert: options.tls.cert,
       key: options.tls.key,
       ALPNProtocols: ["h2", "http/1.1"],
       handshakeTimeout: firstBytesTimeoutMs,
       noDelay: true,
     } as tls.TlsOptions);
-    tcp.on("connection", (socket: net.Socket) => void accept(socket));
-    tcp.on("secureConnection", (socket: tls.TLSSocket) => {
+    tlsServer.on("secureConnection", (socket: tls.TLSSocket) => {
       if (socket.alpnProtocol === "h2") h2.emit("connection", socket);
       else h1.emit("connection", socket);
     });
-    tcp.on("tlsClientError", (err: NodeJS.ErrnoException) => {
+    tlsServer.on("tlsClientError", (err: NodeJS.ErrnoException) => {
       if (err.code === "ERR_TLS_HANDSHAKE_TIMEOUT") limitHit("first-bytes-timeout");
-    });
-  } else {
-    tcp = net.createServer({ noDelay: true }, (socket) => {
-      if (accept(socket)) dispatch(socket);
     });
   }
 
@@ -420,14 +546,11 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       // The HTTP/2 session reads them on its next tick; the HTTP/1.1 server needs the flow restarted.
       socket.pause();
       socket.unshift(seen);
-      if (isHttp2) {
-        h2.emit("connection", socket);
-      } else {
-        h1.emit("connection", socket);
-        socket.resume();
-      }
+      handOff.push(socket.remoteAddress ?? "unknown", { socket, isHttp2 });
     };
     socket.on("data", onData);
+    // Accepted paused (pauseOnConnect): its first bytes are read from now on.
+    socket.resume();
     socket.once("end", onGone);
     socket.once("error", onGone);
     socket.setTimeout(firstBytesTimeoutMs);
@@ -464,6 +587,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       closing.abort();
       const drained = new Promise<void>((resolve) => tcp.close(() => resolve()));
       for (const socket of sniffing) socket.destroy();
+      for (const socket of admission.clear()) socket.destroy();
+      for (const { socket } of handOff.clear()) socket.destroy();
       for (const session of sessions) session.close();
       // Keep-alive connections busy now turn idle later: keep closing them while calls finish.
       h1.closeIdleConnections();
@@ -482,33 +607,83 @@ export async function listen(options: ListenOptions): Promise<Listening> {
 
 const METRICS_PATH = "/metrics";
 
-/** Reads a request body to its end, keeping none of it; a body over maxBytes ends the request. */
-function discardBody(req: http.IncomingMessage | http2.Http2ServerRequest, maxBytes: number): Promise<void> {
+/**
+ * Reads a request body, keeping none of it, until it ends (true) or passes maxBytes more (false: the
+ * rest is left unread, the request paused).
+ */
+function discardBody(req: http.IncomingMessage, maxBytes: number): Promise<boolean> {
   return new Promise((resolve) => {
+    if (req.complete) return resolve(true);
     let bytes = 0;
-    const done = () => {
+    const done = (ended: boolean) => {
       req.off("data", onData);
-      resolve();
+      req.off("end", onEnd);
+      req.off("close", onEnd);
+      req.off("error", onEnd);
+      resolve(ended);
     };
+    const onEnd = () => done(true);
     const onData = (chunk: Buffer) => {
       bytes += chunk.length;
       if (bytes > maxBytes) {
-        req.off("data", onData);
-        req.destroy();
+        req.pause();
+        done(false);
       }
     };
-    if ((req as http.IncomingMessage).complete) return resolve();
     req.on("data", onData);
-    req.once("end", done);
-    req.once("close", done);
-    req.once("error", done);
+    req.resume();
+    req.once("end", onEnd);
+    req.once("close", onEnd);
+    req.once("error", onEnd);
   });
+}
+
+/**
+ * How many refused HTTP/1.1 request bodies each client address gets read whole per minute (see
+ * refusesUnread in listen). Counted in fixed windows: the whole count starts again each minute.
+ */
+class RefusedBodyBudget {
+  private readonly used = new Map<string, number>();
+  private windowStart = 0;
+
+  constructor(
+    private readonly perWindow = 8,
+    private readonly windowMs = 60_000,
+  ) {}
+
+  take(address: string, now = Date.now()): boolean {
+    if (now - this.windowStart >= this.windowMs) {
+      this.used.clear();
+      this.windowStart = now;
+    }
+    const used = this.used.get(address) ?? 0;
+    if (used >= this.perWindow) return false;
+    this.used.set(address, used + 1);
+    return true;
+  }
+}
+
+/**
+ * Lets Connect answer a request from its headers alone (withEmptyBody), and refuses the body's rest
+ * once the answer is out. HTTP/2: RST_STREAM with NO_ERROR, which asks the client to stop sending
+ * without making the answer an error (RFC 9113 8.1). HTTP/1.1: the answer says "Connection: close"
+ * (closeIfAnsweredEarly) and Node closes the connection once it is written, reading nothing more.
+ * A client told "100-continue" is never told to send its body at all (see checkContinue in listen).
+ */
+function refuseUnread(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void {
+  withEmptyBody(req);
+  if (!(req instanceof http.IncomingMessage)) {
+    const stream = (req as http2.Http2ServerRequest).stream;
+    res.once("finish", () => {
+      if (!stream.destroyed && !stream.closed && !(req as http2.Http2ServerRequest).complete) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
+  }
 }
 
 /**
  * Makes Connect read an empty message instead of the request's body, in the request's own framing:
  * the 5-byte envelope of a gRPC or gRPC-Web message of length 0, `{}` for JSON, and no bytes for
- * binary Connect, once the real body has been read and dropped (discardBody).
+ * binary Connect, whose real body is never read (refuseUnread).
  */
 function withEmptyBody(req: http.IncomingMessage | http2.Http2ServerRequest): void {
   const type = String(req.headers["content-type"] ?? "");

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import http from "node:http";
+import http2 from "node:http2";
 import net from "node:net";
 import { join } from "node:path";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
@@ -12,7 +13,7 @@ import { GcService } from "../../gen/remotelog/v1/gc_pb.js";
 import { NameWatchService } from "../../gen/remotelog/v1/names_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { cidOf } from "../../core/hash.js";
-import { cleanup, lines, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+import { cleanup, lines, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 
 // Every attack of issue 11, each against a real `remotelog serve` process. Hostile clients connect
 // from 127.0.0.2, honest ones from 127.0.0.1, so that the limits per client address tell them apart.
@@ -169,6 +170,33 @@ describe("exposed server - who may write", () => {
     expect(limitHits(await metricsOf(server), "quota-bytes")).toBeGreaterThan(0);
   });
 
+  it("keeps what the quotas counted across a restart, even after SIGKILL", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    const keyFile = join(dir, "alice.key");
+    expect((await runCli(["key", "gen", "--out", keyFile])).code).toBe(0);
+    const tokenFile = join(dir, "write.token");
+    await writeFile(tokenFile, "writer-token\n");
+    const args = ["--listen", "127.0.0.1:0", "--data", data, "--require-signed", "--write-token-file", tokenFile, "--quota-bytes", "200000", "--quota-names", "1"];
+    const big = (count: number) => lines(count, "y".repeat(1000));
+
+    let server = await startServer(args);
+    const first = await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice")], { stdin: big(100) });
+    expect(first.code, first.stderr).toBe(0);
+    const chat = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat"), "--token-file", tokenFile], { stdin: lines(3) });
+    expect(chat.code, chat.stderr).toBe(0);
+    await stop(server.process, "SIGKILL");
+
+    // A fresh process on the same data: alone, each of these would fit its quota; after what was counted before, neither does.
+    server = await startServer(args);
+    const second = await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice")], { stdin: big(100) });
+    expect(second.code).not.toBe(0);
+    expect(second.stderr).toMatch(/TOO_LARGE.*quota-bytes/);
+    const other = await runCli(["send", "--unsigned", "--name", "news", "--server", server.url, "--data", join(dir, "news"), "--token-file", tokenFile], { stdin: lines(3) });
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).toMatch(/TOO_LARGE.*quota-names/);
+  }, 60_000);
+
   it("refuses free-form names that break the naming rule, with InvalidArgument naming the rule", async () => {
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
     const ns = client(NS, server.url, { from: ATTACKER });
@@ -320,19 +348,22 @@ describe("exposed server - fair limits", () => {
 });
 
 describe("exposed server - TLS", () => {
+  const run = (dir: string, cmd: string, args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile(cmd, args, { cwd: dir, timeout: 30_000, killSignal: "SIGKILL" }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout))),
+    );
+  // A private CA and a certificate it signed for 127.0.0.1, in dir.
+  async function certificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+    await run(dir, "openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=remotelog test CA"]);
+    await run(dir, "openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    await writeFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    await run(dir, "openssl", ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    return { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
+  }
+
   it("serves HTTPS with HTTP/2 and HTTP/1.1 to send, receive, curl and buf curl, trusting a private CA", async () => {
     const dir = await tempDir();
-    const ca = join(dir, "ca.pem");
-    const cert = join(dir, "server.pem");
-    const key = join(dir, "server.key");
-    const run = (cmd: string, args: string[]) =>
-      new Promise<string>((resolve, reject) =>
-        execFile(cmd, args, { cwd: dir, timeout: 30_000, killSignal: "SIGKILL" }, (err, stdout, stderr) => (err ? reject(new Error(`${cmd} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout))),
-      );
-    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=remotelog test CA"]);
-    await run("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    await writeFile(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    await run("openssl", ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    const { ca, cert, key } = await certificates(dir);
 
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--tls-cert", cert, "--tls-key", key]);
     expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
@@ -346,11 +377,195 @@ describe("exposed server - TLS", () => {
 
     const health = `${server.url}/grpc.health.v1.Health/Check`;
     for (const version of ["--http1.1", "--http2"]) {
-      const out = await run("curl", ["-sS", version, "--cacert", ca, "-w", "\n%{http_version}", "-H", "content-type: application/json", "-d", "{}", health]);
+      const out = await run(dir, "curl", ["-sS", version, "--cacert", ca, "-w", "\n%{http_version}", "-H", "content-type: application/json", "-d", "{}", health]);
       expect(out).toMatch(/"status":\s*"SERVING"/);
       expect(out.trim().split("\n").pop()).toBe(version === "--http2" ? "2" : "1.1");
     }
-    const bufOut = await run(join(process.cwd(), BUF), ["curl", "--protocol", "grpc", "--cacert", ca, "--schema", join(process.cwd(), "proto"), "--data", "{}", health]);
+    const bufOut = await run(dir, join(process.cwd(), BUF), ["curl", "--protocol", "grpc", "--cacert", ca, "--schema", join(process.cwd(), "proto"), "--data", "{}", health]);
     expect(JSON.parse(bufOut)).toEqual({ status: "SERVING" });
+  }, 60_000);
+
+  it("backs up to, verifies and exports from an HTTPS server with a private CA and a write token, through --ca and --token-file", async () => {
+    const dir = await tempDir();
+    const { ca, cert, key } = await certificates(dir);
+    const tokenFile = join(dir, "write.token");
+    await writeFile(tokenFile, "writer-token\n");
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--tls-cert", cert, "--tls-key", key, "--write-token-file", tokenFile]);
+    const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--ca", ca, "--token-file", tokenFile, "--data", join(dir, "alice")], { stdin: lines(40) });
+    expect(sent.code, sent.stderr).toBe(0);
+
+    const backup = await runCli(["backup", "--from-dir", join(dir, "alice"), "--to", server.url, "--head-name", "chat-backup", "--ca", ca, "--token-file", tokenFile]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const verifyBackup = await runCli(["verify", "--from", server.url, "--name", "chat-backup", "--read-data", "--ca", ca]);
+    expect(verifyBackup.code, verifyBackup.stderr).toBe(0);
+    expect(verifyBackup.stdout).toMatch(/^ok: \d+ packs, 40 messages/m);
+    const verifyLog = await runCli(["verify", "--from", server.url, "--name", "chat", "--read-data"], { env: { REMOTELOG_CA: ca } });
+    expect(verifyLog.code, verifyLog.stderr).toBe(0);
+    expect(verifyLog.stdout).toMatch(/^ok: \d+ pages, 40 messages/m);
+    const car = join(dir, "chat.car");
+    const exported = await runCli(["export", "--car", car, "--from", server.url, "--name", "chat", "--ca", ca]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const restored = await runCli(["restore", "--from", server.url, "--name", "chat-backup", "--to", join(dir, "restored"), "--ca", ca]);
+    expect(restored.code, restored.stderr).toBe(0);
+
+    // Without the CA the certificate is not trusted; without the token the backup is refused.
+    const untrusted = await runCli(["verify", "--from", server.url, "--name", "chat"]);
+    expect(untrusted.code).not.toBe(0);
+    const anonymous = await runCli(["backup", "--from-dir", join(dir, "alice"), "--to", server.url, "--head-name", "other-backup", "--ca", ca]);
+    expect(anonymous.code).not.toBe(0);
+    expect(anonymous.stderr).toMatch(/PERMISSION_DENIED/);
+  }, 60_000);
+});
+
+describe("exposed server - bursts and floods stay out of honest calls' way", () => {
+  // One HTTP/1.1 request on a raw socket; resolves with the first line of the answer ("HTTP/1.1 200 OK").
+  function rawRequest(socket: net.Socket, path = "/grpc.health.v1.Health/Check", headers = "", body = "{}"): void {
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${headers}\r\n${body}`);
+  }
+  // A generous bound on a wait for an answer that the old server never gave (it waited for the body).
+  function unlessStuck<T>(promise: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer to ${what} in 15 s`)), 15_000)));
+    return Promise.race([promise, stuck]).finally(() => clearTimeout(timer));
+  }
+  function firstLine(socket: net.Socket): Promise<string> {
+    return new Promise((resolve) => {
+      let seen = "";
+      const onData = (chunk: Buffer) => {
+        seen += chunk.toString("latin1");
+        if (seen.includes("\r\n")) {
+          socket.off("data", onData);
+          resolve(seen.slice(0, seen.indexOf("\r\n")));
+        }
+      };
+      socket.on("data", onData);
+      socket.once("error", (err) => resolve(`error ${(err as NodeJS.ErrnoException).code}`));
+      socket.once("close", () => resolve(seen || "closed"));
+    });
+  }
+
+  it("answers a call on an open connection before the bulk of a 3,000-connection burst, and resets none of the burst", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--headers-timeout", "60s"]);
+    const honest = net.connect({ host: "127.0.0.1", port: server.port });
+    await new Promise((resolve) => honest.once("connect", resolve));
+    rawRequest(honest);
+    expect(await firstLine(honest)).toBe("HTTP/1.1 200 OK");
+
+    // Each burst connection sends its request as soon as it connects, as an attacker would; the honest
+    // call goes out on the open connection once the last of them has sent.
+    let answered = 0;
+    const outcomes: Promise<string>[] = [];
+    const sent: Promise<void>[] = [];
+    for (let i = 0; i < 3_000; i++) {
+      const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+      outcomes.push(firstLine(socket).then((line) => (answered++, socket.destroy(), line)));
+      sent.push(new Promise((resolve) => socket.once("connect", () => (rawRequest(socket), resolve()))));
+    }
+    await Promise.all(sent);
+    const honestAnswer = firstLine(honest);
+    rawRequest(honest);
+    expect(await honestAnswer).toBe("HTTP/1.1 200 OK");
+    const answeredBeforeHonest = answered;
+    honest.destroy();
+    const lines = await Promise.all(outcomes);
+    expect(lines.filter((line) => line !== "HTTP/1.1 200 OK")).toEqual([]);
+    // Served in arrival order, the honest call would wait for nearly the whole burst.
+    expect(answeredBeforeHonest).toBeLessThan(1_000);
+  }, 120_000);
+
+  it("answers an anonymous Add on a server closed to it before its body is sent, over HTTP/2 and HTTP/1.1, and stops reading a flood's bodies", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--require-signed"]);
+    const megabyte = 1 << 20;
+
+    // HTTP/2: the headers alone get the answer, and the stream is reset with NO_ERROR so that the client stops sending.
+    const session = http2.connect(server.url);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/vac.cas.CAS/Add", "content-type": "application/json", "content-length": String(megabyte) });
+      const status = await unlessStuck(
+        new Promise<number>((resolve, reject) => {
+          stream.once("response", (headers) => resolve(Number(headers[":status"])));
+          stream.once("error", reject);
+        }),
+        "an HTTP/2 Add with its body unsent",
+      );
+      expect(status).toBe(403);
+      let body = "";
+      stream.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
+      await new Promise((resolve) => stream.once("close", resolve));
+      expect((JSON.parse(body) as { code: string }).code).toBe("permission_denied");
+      expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    } finally {
+      session.close();
+    }
+
+    // HTTP/1.1 with "Expect: 100-continue": told no instead of "100 Continue".
+    const asking = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+    await new Promise((resolve) => asking.once("connect", resolve));
+    const asked = firstLine(asking);
+    asking.write(`POST /vac.cas.CAS/Add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${megabyte}\r\nExpect: 100-continue\r\n\r\n`);
+    expect(await unlessStuck(asked, "an HTTP/1.1 Add that expects 100-continue")).toBe("HTTP/1.1 403 Forbidden");
+    asking.destroy();
+
+    // HTTP/1.1 without it: an address's first few large bodies are read whole and answered; past
+    // them, the answer comes after 64 KiB of the body, and the connection is closed on the rest.
+    const body = "x".repeat(100 << 10);
+    for (let i = 0; i < 8; i++) {
+      const socket = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+      const answer = firstLine(socket);
+      socket.once("connect", () => rawRequest(socket, "/vac.cas.CAS/Add", "", body));
+      expect(await answer).toBe("HTTP/1.1 403 Forbidden");
+      socket.destroy();
+    }
+    const flood = net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER });
+    flood.on("error", () => {});
+    const answer = firstLine(flood);
+    flood.once("connect", () => flood.write(`POST /vac.cas.CAS/Add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${megabyte}\r\n\r\n${body}`));
+    expect(await unlessStuck(answer, "an HTTP/1.1 Add past the budget with most of its body unsent")).toBe("HTTP/1.1 403 Forbidden");
+    await new Promise((resolve) => (flood.destroyed ? resolve(undefined) : flood.once("close", resolve)));
+  }, 60_000);
+
+  it("caps connections per client address and counts in /metrics the connections and HTTP/2 streams refused", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-connections-per-address", "50", "--max-concurrent-streams", "2"]);
+
+    // 60 connections from one address: 10 are closed as they arrive, and another address still gets in.
+    const sockets = Array.from({ length: 60 }, () => net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER }));
+    let cut = 0;
+    await Promise.all(sockets.map((socket) => new Promise<void>((resolve) => {
+      socket.on("error", () => {});
+      socket.once("close", () => (cut++, resolve()));
+      // A connection still open once it has been admitted and answered is one the cap let in.
+      socket.once("connect", () => {
+        const answer = new Promise<void>((answered) => socket.once("data", () => answered()));
+        socket.write("POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        void answer.then(resolve);
+      });
+    })));
+    expect(cut).toBe(10);
+    const honest = await fetch(`${server.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(honest.status).toBe(200);
+    sockets.forEach((socket) => socket.destroy());
+
+    // Five HTTP/2 requests sent before the server's SETTINGS reach the client: past 2 at once, nghttp2
+    // refuses them (REFUSED_STREAM) without Node hearing of it.
+    const session = http2.connect(server.url);
+    try {
+      const call = () =>
+        new Promise<string>((resolve) => {
+          const stream = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/json" });
+          stream.on("response", (headers) => resolve(String(headers[":status"])));
+          stream.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+          stream.on("data", () => {});
+          stream.end("{}");
+        });
+      const first = await Promise.all(Array.from({ length: 5 }, call));
+      expect(first.filter((status) => status === "200")).toHaveLength(2);
+      expect(first.filter((status) => status !== "200")).toEqual(["ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_STREAM_ERROR", "ERR_HTTP2_STREAM_ERROR"]);
+      expect(await call()).toBe("200");
+    } finally {
+      session.close();
+    }
+    const metrics = await metricsOf(server);
+    expect(limitHits(metrics, "max-connections-per-address")).toBe(10);
+    expect(limitHits(metrics, "max-concurrent-streams")).toBe(3);
   }, 60_000);
 });
