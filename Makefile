@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-backup bench-browser chaos soak bench-abuse clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-million bench-backup bench-browser chaos soak bench-abuse clean
 
 all: build
 
@@ -103,6 +103,10 @@ bench-many: build
 # Append and catch-up through the Kubo backends, on the js-ipfs harness (or a real Kubo at $$KUBO_API).
 bench-kubo: build harness
 	$(NODE) dist/bench/kubo.bench.js
+
+# A long log through whole send, receive and serve processes: time and peak RSS (BENCH_MILLION_SIZES).
+bench-million: build
+	$(NODE) dist/bench/million.bench.js
 
 # Backup and restore of 100,000 messages, beside restic on the same data (installed with apt-get when
 # missing and we are root; otherwise its rows say "not installed").

@@ -1,6 +1,7 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
+import { collectedPages } from "../core/chain.js";
 import { LogReader } from "../core/log-reader.js";
 import type { LogReadRemote, LogRemote, PendingUpdate } from "../core/log-remote.js";
 import { LostRace, retryLostRaces } from "./remote.js";
@@ -106,7 +107,7 @@ export class Mirror {
     if (head.info && (!mirroredHead || mirroredHead.info)) {
       const from = mirroredHead ? Number(mirroredHead.info!.firstSeqid) : 0;
       const collected = await this.source.collect(head, from, {}, keep);
-      pairs = collected.pages.flatMap((page) => page.pair.slice().reverse()).filter((pair) => Number(pair.seqid) >= from);
+      pairs = (await collectedPages(collected)).flatMap((page) => page.pair.slice().reverse()).filter((pair) => Number(pair.seqid) >= from);
       if (newest && !pairs.some((pair) => pair.seqid === newest.seqid && equalBytes(pair.localHash, newest.localHash))) throw this.replaced(newest);
     } else {
       const walk = await this.source.walk(head, { stopAtId: newest?.localHash }, keep);

@@ -36,6 +36,11 @@ export interface ReceiverOptions {
   concurrency?: number;
   /** Messages fetched during the walk, before delivery can start; default 65536. */
   prefetchPairs?: number;
+  /**
+   * Pages of an indexed log held in memory at once, at most (default HOLD_PAGES); the others are read
+   * again as delivery reaches them, so that a sync of any length runs in bounded memory.
+   */
+  holdPages?: number;
   maxPages?: number;
   /** Whether the name is signed and its head record must verify; default: whether the name is a key name. */
   signed?: boolean;
@@ -80,6 +85,7 @@ export class Receiver {
   private readonly batchSize: number;
   private readonly concurrency: number;
   private readonly prefetchPairs: number;
+  private readonly holdPages: number;
   private fromSeq?: number;
   private readonly waitForSeq: boolean;
   /** The version of the last head synced, so that an older pushed head is never taken for news. */
@@ -91,6 +97,7 @@ export class Receiver {
     this.batchSize = options.batchSize ?? 1024;
     this.concurrency = options.concurrency ?? 16;
     this.prefetchPairs = options.prefetchPairs ?? 65_536;
+    this.holdPages = options.holdPages ?? HOLD_PAGES;
     this.fromSeq = options.fromSeq;
     this.waitForSeq = options.waitForSeq ?? false;
     const verifier = options.verifyPool === null ? undefined : (options.verifyPool ?? sharedVerifier());
@@ -134,7 +141,7 @@ export class Receiver {
         unit.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
       }
     };
-    const { units, pages } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
+    const { units, pages, ensure } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
     const redactions = head.info ? Number(head.info.redactions) : undefined;
     const seen = checkpoint.redactions ?? 0;
     const save = (delivered: number, lastId: Uint8Array) => this.checkpoints.save(this.name, withState({ delivered, lastId }, sequence, redactions));
@@ -157,11 +164,13 @@ export class Receiver {
       batch = [];
     };
     for (let u = 0; u < units.length; u++) {
-      this.fetchAhead(units, u, startFetch);
-      const { pairs } = units[u];
+      await ensure?.(u, (this.concurrency + 1) * this.batchSize);
+      this.fetchAhead(units as Unit[], u, startFetch);
+      const { pairs } = units[u]!;
       if (pairs.length === 0) continue;
-      const checked = await units[u].checked!;
-      units[u].checked = undefined; // delivered units need not stay in memory
+      const checked = await units[u]!.checked!;
+      // Delivered units need not stay in memory: a long log is held a window at a time.
+      units[u] = DELIVERED;
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i];
         const message = checked[i];
@@ -193,6 +202,7 @@ export class Receiver {
     let groupPairs = 0;
     for (let u = from; u < units.length && ahead < (this.concurrency + 1) * this.batchSize; u++) {
       const unit = units[u];
+      if (!unit) break; // not read yet: beyond the window
       ahead += unit.pairs.length;
       if (unit.checked || unit.pairs.length === 0) continue;
       group.push(unit);
@@ -208,9 +218,11 @@ export class Receiver {
 
   /**
    * An indexed log (its pages carry seqids and skip links): the pages from the checkpoint on are
-   * collected a round of parallel fetches at a time rather than one per round trip, and their
-   * messages are fetched and checked as their pages arrive. The pair before the checkpoint must be
-   * the message delivered last, or the log was replaced.
+   * collected a round of parallel fetches at a time rather than one per round trip, and the messages
+   * of the oldest (those held, up to prefetchPairs) are fetched and checked as their pages arrive. The
+   * collection holds at most holdPages pages; the others are read again a window at a time as
+   * delivery reaches them (ensure), so that memory follows the window and not the log. The pair
+   * before the checkpoint must be the message delivered last, or the log was replaced.
    */
   private async planIndexed(head: RemoteLog, checkpoint: Checkpoint, startFetch: (units: Unit[]) => void): Promise<Plan> {
     const from = checkpoint.delivered;
@@ -221,26 +233,45 @@ export class Receiver {
     let prefetched = 0;
     const unitOf = (page: RemoteLog): Unit => ({ pairs: freshPairs(page, from) });
     const collected = await this.reader.collect(head, continues ? from - 1 : from, {
+      holdPages: this.holdPages,
       onPages: (got) => {
-        const units = got.map(({ number, page }) => {
+        if (prefetched >= this.prefetchPairs) return;
+        const units = got.filter(({ held }) => held).map(({ number, page }) => {
           const unit = unitOf(page);
           byNumber.set(number, unit);
           return unit;
         });
         const pairs = units.reduce((sum, unit) => sum + unit.pairs.length, 0);
-        if (prefetched < this.prefetchPairs && pairs > 0) {
+        if (pairs > 0) {
           prefetched += pairs;
           startFetch(units);
         }
       },
     });
-    const first = collected.pages[0];
+    const { first, last } = collected;
     if (continues) {
-      const before = first.pair.find((pair) => Number(pair.seqid) === from - 1);
+      const [oldest] = await collected.take([first]);
+      const before = oldest.pair.find((pair) => Number(pair.seqid) === from - 1);
       if (!before || !equalBytes(before.localHash, checkpoint.lastId)) throw this.replaced(checkpoint);
+      if (!byNumber.has(first)) byNumber.set(first, unitOf(oldest));
     }
-    const units = collected.pages.map((page) => byNumber.get(Number(page.info!.number)) ?? unitOf(page));
-    return { units, pages: collected.fetched + 1 };
+    // A page whose unit was made while collecting need not be held as well.
+    for (const number of byNumber.keys()) collected.drop(number);
+    const units: (Unit | undefined)[] = new Array(last - first + 1);
+    for (const [number, unit] of byNumber) if (number >= first) units[number - first] = unit;
+    byNumber.clear();
+    // Reads the pages of the units from u on, as many as hold `pairs` messages, that are not read yet.
+    const ensure = async (u: number, pairs: number) => {
+      const missing: number[] = [];
+      for (let k = u, ahead = 0; k < units.length && ahead < pairs; k++) {
+        ahead += collected.count(first + k);
+        if (!units[k]) missing.push(first + k);
+      }
+      if (missing.length === 0) return;
+      const pages = await collected.take(missing);
+      missing.forEach((number, i) => (units[number - first] = unitOf(pages[i])));
+    };
+    return { units, pages: collected.fetched + 1, ensure };
   }
 
   /**
@@ -320,10 +351,19 @@ function freshPairs(page: RemoteLog, from: number): RemoteLog_Pair[] {
 }
 
 interface Plan {
-  units: Unit[];
+  /** In delivery order; undefined for a unit whose page is not read yet (see ensure). */
+  units: (Unit | undefined)[];
   /** Pages read, head included. */
   pages: number;
+  /** Reads the units from u on that hold about `pairs` messages, where they are not read yet. */
+  ensure?: (u: number, pairs: number) => Promise<void>;
 }
+
+/** Pages a sync's collection holds at most: 65,536 messages in pages of 256. */
+export const HOLD_PAGES = 256;
+
+/** What a delivered unit becomes, so that its pairs and messages can go. */
+const DELIVERED: Unit = { pairs: [] };
 
 function withState(checkpoint: Checkpoint, sequence: bigint | undefined, redactions: number | undefined): Checkpoint {
   return { ...checkpoint, ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}) };

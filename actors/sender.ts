@@ -35,7 +35,15 @@ export interface SenderOptions {
    * appended, since once in the log it could never be published and every later publish would fail on it.
    */
   maxMessageBytes?: number;
+  /**
+   * Messages per step of a publish at most (default DEFAULT_PUBLISH_STEP): a longer backlog is published
+   * in steps, each with its own name update, so that memory follows the step and not the backlog.
+   */
+  publishStep?: number;
 }
+
+/** 65,536 messages, 256 full pages of 256: a step large enough that its name update costs nothing beside it. */
+export const DEFAULT_PUBLISH_STEP = 65_536;
 
 /** What one publish did. */
 export interface PublishResult {
@@ -77,6 +85,7 @@ export class Sender {
   private readonly embed: EmbedMode;
   private readonly maxAttempts: number;
   private readonly maxMessageBytes?: number;
+  private readonly stepMessages: number;
   /** How the sender reads its own remote log, as every reader does (core/log-reader.ts). */
   private readonly reader: LogReader;
   /**
@@ -96,8 +105,10 @@ export class Sender {
     this.embed = options.embed ?? DEFAULT_EMBED;
     this.maxAttempts = options.maxAttempts ?? 20;
     this.maxMessageBytes = options.maxMessageBytes;
+    this.stepMessages = options.publishStep ?? DEFAULT_PUBLISH_STEP;
     this.reader = new LogReader(options.remote, options.name);
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
+    if (!Number.isInteger(this.stepMessages) || this.stepMessages < 1) throw RemoteLogError.invalidArgument(`publish step must be at least 1 message, not ${this.stepMessages}`);
   }
 
   /**
@@ -139,17 +150,44 @@ export class Sender {
    * a message over the CAS's block limit appended before the limit was known.
    */
   async publish(): Promise<PublishResult> {
+    // A long backlog goes out in steps of at most publishStep messages, each a complete publish (blocks,
+    // pages, a name update, the mark), so that what one holds in memory is bounded by the step and not
+    // by the log, and a crash part-way keeps the steps done.
+    const end = this.log.length;
+    let sum: PublishResult | undefined;
+    for (;;) {
+      const before = sum?.published;
+      const step = await this.publishStep(end);
+      sum = sum
+        ? {
+            ...step,
+            added: sum.added + step.added,
+            foreign: sum.foreign + step.foreign,
+            sealedPages: sum.sealedPages + step.sealedPages,
+            uploadedBlocks: sum.uploadedBlocks + step.uploadedBlocks,
+            lostRaces: sum.lostRaces + step.lostRaces,
+          }
+        : step;
+      if (step.published >= end || step.published === before) return sum!;
+    }
+  }
+
+  /** One step of publish(): up to publishStep more messages, retried on lost races. */
+  private async publishStep(end: number): Promise<PublishResult> {
     let lostRace: RemoteLogError | undefined;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const result = await this.publishOnce(attempt);
+      const result = await this.publishOnce(attempt, end);
       if (!(result instanceof RemoteLogError)) return result;
       lostRace = result;
     }
     throw RemoteLogError.aborted(`gave up publishing ${JSON.stringify(this.name)} after losing ${this.maxAttempts} races; last: ${lostRace?.message}`);
   }
 
-  /** One attempt; a lost conditional update comes back as the error rather than thrown, to be retried. */
-  private async publishOnce(lostRaces: number): Promise<PublishResult | RemoteLogError> {
+  /**
+   * One attempt at the messages after the published mark, up to publishStep of them and not past end;
+   * a lost conditional update comes back as the error rather than thrown, to be retried.
+   */
+  private async publishOnce(lostRaces: number, end: number): Promise<PublishResult | RemoteLogError> {
     // The head is checked as any reader checks it (a key name's record, the page), the one this sender
     // published last included: a forged head must not be carried into a signed one. An expired record
     // is taken: publishing again is how it is renewed.
@@ -159,8 +197,9 @@ export class Sender {
     // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
     // whatever was published before: everything goes out again, from the first message.
     const mark: Checkpoint = (current && (await this.published.load(this.name))) || { delivered: 0, lastId: new Uint8Array(0) };
-    const total = this.log.length;
-    await this.checkMark(mark, total);
+    await this.checkMark(mark, this.log.length);
+    // Never below the mark: a mark that proves messages were published never moves back.
+    const total = Math.max(mark.delivered, Math.min(end, this.log.length, mark.delivered + this.stepMessages));
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
     let position: PagePosition | null = FIRST_POSITION;

@@ -97,19 +97,45 @@ export interface CollectOptions {
   pagesPerCall?: number;
   /**
    * Told the pages of each fetch call as soon as they are checked against their links, so that a
-   * caller can start on their messages while the collection goes on. The chain as a whole is checked
-   * only at the end: nothing may be delivered from them before collectPages resolves.
+   * caller can start on their messages while the collection goes on; `held` says whether the
+   * collection keeps the page for take(). The chain as a whole is checked only at the end: nothing may
+   * be delivered from them before collectPages resolves.
    */
-  onPages?: (pages: { number: number; page: RemoteLog }[]) => void;
+  onPages?: (pages: { number: number; page: RemoteLog; held: boolean }[]) => void;
+  /**
+   * Decoded pages kept at most: the oldest needed ones. The others are dropped once their links are
+   * learned, and take() fetches them again (checked again against their links), so that a chain of any
+   * length is collected in memory bounded by this. Default: every page.
+   */
+  holdPages?: number;
 }
 
 export interface CollectResult {
-  /** The pages holding fromSeqid and every later one, oldest first, head last. */
-  pages: RemoteLog[];
+  /** The number of the oldest page collected: the one holding fromSeqid. */
+  first: number;
+  /** The head's number: pages first..last are collected, head included. */
+  last: number;
   /** Pages fetched (the head is not). */
   fetched: number;
   /** Rounds of fetches, each one round trip deep. */
   rounds: number;
+  /** How many pairs page `number` (first..last) holds, from its page info. */
+  count(number: number): number;
+  /**
+   * Pages by number (each first..last), in the order asked: a held page is handed over and no longer
+   * held, the others fetched again in one call and checked against their links. DATA_LOSS as for the
+   * collection.
+   */
+  take(numbers: number[]): Promise<RemoteLog[]>;
+  /** Forgets a held page the caller no longer needs. */
+  drop(number: number): void;
+}
+
+/** Every page of a collection, oldest first, head last (all held by default, so nothing is fetched again). */
+export function collectedPages(collected: CollectResult): Promise<RemoteLog[]> {
+  const numbers: number[] = [];
+  for (let number = collected.first; number <= collected.last; number++) numbers.push(number);
+  return collected.take(numbers);
 }
 
 /**
@@ -122,14 +148,21 @@ export interface CollectResult {
  * seqid its linker said, and the collected pages must form one chain, each page's tail naming the
  * page before and its first seqid following that page's last. So the result is exactly what a walk
  * by tails would have read. Anything else is DATA_LOSS.
+ *
+ * Only what the chain check needs is kept of every page (its tail, first seqid and count); the pages
+ * themselves are held up to options.holdPages, the oldest needed first, and the rest fetched again
+ * when taken.
  */
 export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPages: PagesFetcher, options: CollectOptions = {}): Promise<CollectResult> {
   if (!head.info) throw RemoteLogError.invalidArgument("the head page has no page info: its log has no seqids");
   const maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
   const perCall = options.pagesPerCall ?? 16;
+  const holdPages = options.holdPages ?? Infinity;
   const headNumber = Number(head.info.number);
   const known = new Map<number, { address: Uint8Array; firstSeqid: bigint }>();
-  const fetched = new Map<number, RemoteLog>();
+  /** What the chain check needs of each page fetched. */
+  const fetched = new Map<number, { tail: Uint8Array; firstSeqid: bigint; count: number }>();
+  const held = new Map<number, RemoteLog>();
   const from = BigInt(fromSeqid);
   const learn = (page: RemoteLog, where: string) => {
     for (const skip of page.info!.skips) {
@@ -144,54 +177,88 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
   learn(head, "head page");
   let rounds = 0;
   // The oldest page needed: the newest one known to start at or before fromSeqid. Page 0 starts at 0
-  // and is linked from every page, so there always is one.
+  // and is linked from every page, so there always is one. It only rises as more links are learned,
+  // so a page below it is never needed, and the pages held are those from it up.
   const lowest = () => {
     if (head.info!.firstSeqid <= from) return headNumber;
     let best = 0;
     for (const [number, link] of known) if (link.firstSeqid <= from && number > best) best = number;
     return best;
   };
+  const fetchChecked = async (numbers: number[]): Promise<RemoteLog[]> => {
+    const addresses = numbers.map((number) => known.get(number)!.address);
+    const blocks = await fetchPages(addresses);
+    return numbers.map((number, j) => {
+      const where = `page ${addressText(addresses[j])}`;
+      if (!matchesAddress(blocks[j], addresses[j])) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
+      const page = decodePage(blocks[j], where, ErrorCodes.DATA_LOSS);
+      if (!page.info || Number(page.info.number) !== number || page.info.firstSeqid !== known.get(number)!.firstSeqid) {
+        throw RemoteLogError.dataLoss(`${where} is not the page its link promised (number ${number}, from seqid ${known.get(number)!.firstSeqid})`);
+      }
+      return page;
+    });
+  };
+  let floor = lowest();
   for (;;) {
-    const floor = lowest();
     const wanted = [...known.keys()].filter((number) => number >= floor && !fetched.has(number)).sort((a, b) => b - a);
     if (wanted.length === 0) break;
     if (fetched.size + wanted.length + 1 > maxPages) throw RemoteLogError.dataLoss(`page chain is longer than ${maxPages} pages`);
     rounds++;
     const calls: Promise<void>[] = [];
+    const roundFloor = floor;
     for (let i = 0; i < wanted.length; i += perCall) {
       const numbers = wanted.slice(i, i + perCall);
-      const addresses = numbers.map((number) => known.get(number)!.address);
       calls.push(
-        fetchPages(addresses).then((blocks) => {
+        fetchChecked(numbers).then((pages) => {
           const got = numbers.map((number, j) => {
-            const where = `page ${addressText(addresses[j])}`;
-            if (!matchesAddress(blocks[j], addresses[j])) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
-            const page = decodePage(blocks[j], where, ErrorCodes.DATA_LOSS);
-            if (!page.info || Number(page.info.number) !== number || page.info.firstSeqid !== known.get(number)!.firstSeqid) {
-              throw RemoteLogError.dataLoss(`${where} is not the page its link promised (number ${number}, from seqid ${known.get(number)!.firstSeqid})`);
-            }
-            fetched.set(number, page);
-            return { number, page };
+            const page = pages[j];
+            fetched.set(number, { tail: page.tail, firstSeqid: page.info!.firstSeqid, count: page.info!.count });
+            learn(page, `page ${number}`);
+            const keep = number < roundFloor + holdPages;
+            if (keep) held.set(number, page);
+            return { number, page, held: keep };
           });
           options.onPages?.(got);
         }),
       );
     }
     await Promise.all(calls);
-    for (const number of wanted) learn(fetched.get(number)!, `page ${number}`);
+    floor = lowest();
+    for (const number of held.keys()) if (number < floor || number >= floor + holdPages) held.delete(number);
   }
-  const floor = lowest();
-  const pages: RemoteLog[] = [];
-  for (let number = floor; number < headNumber; number++) pages.push(fetched.get(number)!);
-  pages.push(head);
-  for (let i = 1; i < pages.length; i++) {
-    const before = pages[i - 1].info!;
-    const page = pages[i];
-    const number = floor + i;
+  const headMeta = { tail: head.tail, firstSeqid: head.info.firstSeqid, count: head.info.count };
+  const meta = (number: number) => (number === headNumber ? headMeta : fetched.get(number)!);
+  for (let number = floor + 1; number <= headNumber; number++) {
+    const before = meta(number - 1);
+    const page = meta(number);
     if (!equalBytes(page.tail, known.get(number - 1)!.address)) throw RemoteLogError.dataLoss(`page ${number}'s tail is not page ${number - 1}`);
-    if (page.info!.firstSeqid !== before.firstSeqid + BigInt(before.count)) {
-      throw RemoteLogError.dataLoss(`page ${number} starts at seqid ${page.info!.firstSeqid}, and page ${number - 1} ends before ${before.firstSeqid + BigInt(before.count)}`);
+    if (page.firstSeqid !== before.firstSeqid + BigInt(before.count)) {
+      throw RemoteLogError.dataLoss(`page ${number} starts at seqid ${page.firstSeqid}, and page ${number - 1} ends before ${before.firstSeqid + BigInt(before.count)}`);
     }
   }
-  return { pages, fetched: fetched.size, rounds };
+  return {
+    first: floor,
+    last: headNumber,
+    fetched: fetched.size,
+    rounds,
+    count: (number) => meta(number).count,
+    take: async (numbers) => {
+      const pages: (RemoteLog | undefined)[] = numbers.map((number) => {
+        if (number === headNumber) return head;
+        const page = held.get(number);
+        held.delete(number);
+        return page;
+      });
+      const missing = numbers.filter((_, i) => pages[i] === undefined);
+      if (missing.length > 0) {
+        const again = await fetchChecked(missing);
+        let k = 0;
+        pages.forEach((page, i) => {
+          if (page === undefined) pages[i] = again[k++];
+        });
+      }
+      return pages as RemoteLog[];
+    },
+    drop: (number) => void held.delete(number),
+  };
 }

@@ -1,4 +1,7 @@
+import { createWriter, estimateHeaderLength, blockLength } from "@ipld/car/buffer-writer";
+import * as dagCbor from "@ipld/dag-cbor";
 import { CID } from "multiformats/cid";
+import { sha256 } from "multiformats/hashes/sha2";
 import type { ContentStore } from "../../core/content-store.js";
 import { RemoteLogError, isRemoteLogError } from "../../core/errors.js";
 import { addressOf, addressText, equalBytes, matchesAddress, validateAddress } from "../../core/hash.js";
@@ -8,7 +11,24 @@ import { KuboApi, type KuboApiOptions } from "./kubo-api.js";
 export interface KuboContentStoreOptions extends KuboApiOptions {
   /** Requests in flight at once, per putMany or getMany call. Default 16. */
   concurrency?: number;
+  /**
+   * How blocks go in: `car` (one `dag import` per batch, the default) or `block` (one `block put` per
+   * block, what a node without `dag import` gets anyway).
+   */
+  put?: KuboPutMode;
 }
+
+export type KuboPutMode = "car" | "block";
+
+/*
+ * A batch goes in as CARs of at most this many blocks and bytes: one request each, small enough that a
+ * node answers well within one request's timeout (js-ipfs pins each root in turn, ~1 ms apiece), large
+ * enough that the request, not the node, stops mattering.
+ */
+const CAR_MAX_BLOCKS = 1024;
+const CAR_MAX_BYTES = 4 * 1024 * 1024;
+// CARs in flight at once per putMany: the node writes and pins them; more would only queue there.
+const CAR_CONCURRENCY = 2;
 
 /*
  * Kubo's `block put` takes the codec as `cid-codec` since 0.13 and as the deprecated `format` before;
@@ -21,28 +41,46 @@ const PUT_OPTIONS = { format: "raw", cidCodec: "raw", mhtype: "sha2-256", versio
 const OFFLINE = { offline: true };
 
 /**
- * The CAS on a Kubo node, through its RPC API (design/remote-log.md §7). Blocks go in with `block put`
- * (raw codec, CIDv1, sha2-256) and are pinned, so Kubo's garbage collector keeps them; they come back
- * with `block get`, and every block read is hashed again here, whatever the node says.
+ * The CAS on a Kubo node, through its RPC API (design/remote-log.md §7). Blocks go in pinned, so Kubo's
+ * garbage collector keeps them, as raw CIDv1 sha2-256 blocks; they come back with `block get`, and
+ * every block read is hashed again here, whatever the node says.
  *
- * Each block is one request; a call's requests run `concurrency` at a time. A node that is down, slow
- * or overloaded is retried with backoff for `retryForMs`, then UNAVAILABLE naming the URL.
+ * A putMany of two blocks or more goes in as CARs through `dag import` (Kubo 0.5 and later, js-ipfs; Kubo checks each
+ * block against its CID as it reads the CAR). Each CAR's one root is a batch block (dag-cbor, a list of
+ * links to the CAR's blocks), which the import pins recursively: one pin keeps every block of the batch
+ * from the node's garbage collector, where a pin per block cost js-ipfs as much as a `block put` each.
+ * A lone block goes in by `block put` with its own pin (so that unpinning it undoes it: the IPNS name
+ * store unpins a replaced head). A node that does not serve `dag import` (HTTP 404 or 405 for the
+ * command) is told once, and from then on gets one `block put` per block, as does a store opened with
+ * `put: "block"`. Reads are one
+ * `block get` per block (the RPC API has no batched read of raw blocks), `concurrency` in flight on
+ * kept-alive connections. A node that is down, slow or overloaded is retried with backoff for
+ * `retryForMs`, then UNAVAILABLE naming the URL.
  *
- * Throws RemoteLogError: DATA_LOSS when the node answers a put with another CID than the block's (the
- * block is refused: something between us and the node, or the node, changed it) or returns bytes
- * that do not hash to the block asked for; INVALID_ARGUMENT for an address that is not ours;
- * UNAVAILABLE as above; INTERNAL for anything else the node refuses, with its message.
+ * Throws RemoteLogError: DATA_LOSS when the node answers a `block put` with another CID than the
+ * block's (the block is refused: something between us and the node, or the node, changed it) or
+ * returns bytes that do not hash to the block asked for; INVALID_ARGUMENT for an address that is not
+ * ours; UNAVAILABLE as above; INTERNAL for anything else the node refuses, with its message, and for a
+ * `dag import` that does not pin its batch block.
  *
  * No stats(): counting pinned blocks means listing every pin, far too slow for each metrics scrape.
  */
 export class KuboContentStore implements ContentStore {
   private readonly concurrency: number;
+  /** How putMany sends blocks: "car" until the node turns out not to serve `dag import`. */
+  private putMode: KuboPutMode;
 
   constructor(
     readonly api: KuboApi,
-    options: { concurrency?: number } = {},
+    options: { concurrency?: number; put?: KuboPutMode } = {},
   ) {
     this.concurrency = options.concurrency ?? 16;
+    this.putMode = options.put ?? "car";
+  }
+
+  /** How the next putMany sends its blocks: "block" once the node said it has no `dag import`. */
+  get putPath(): KuboPutMode {
+    return this.putMode;
   }
 
   /** A store on the node at options.url; checks that the node answers (retrying as configured). */
@@ -68,7 +106,20 @@ export class KuboContentStore implements ContentStore {
       const key = Buffer.from(address).toString("base64");
       if (!unique.has(key)) unique.set(key, i);
     });
-    await mapBounded([...unique.values()], this.concurrency, async (i) => {
+    const indexes = [...unique.values()];
+    // A lone block (a head page, say) goes in with its own pin, which the IPNS name store undoes when
+    // the head is replaced; a batch goes in under one batch pin.
+    if (this.putMode === "car" && indexes.length > 1) {
+      try {
+        await mapBounded(carBatches(indexes, blocks), CAR_CONCURRENCY, (batch) => this.importCar(batch, blocks, addresses));
+        return addresses;
+      } catch (err) {
+        if (!commandMissing.has(err as object)) throw err;
+        // Safe to repeat: a block the node took already is put and pinned again, which changes nothing.
+        this.putMode = "block";
+      }
+    }
+    await mapBounded(indexes, this.concurrency, async (i) => {
       const address = addresses[i];
       const what = `block/put ${addressText(address)}`;
       const cid = await this.api.call(what, (signal) => this.api.client.block.put(blocks[i], { ...PUT_OPTIONS, signal }));
@@ -79,6 +130,37 @@ export class KuboContentStore implements ContentStore {
       }
     });
     return addresses;
+  }
+
+  /**
+   * One CAR of the blocks at indexes under a batch block, through `dag import` with its root pinned
+   * (and so every block it links). An error in commandMissing when the node does not serve the command.
+   */
+  private async importCar(indexes: number[], blocks: Uint8Array[], addresses: Uint8Array[]): Promise<void> {
+    const car = await encodeBatchCar(
+      indexes.map((i) => addresses[i]),
+      indexes.map((i) => blocks[i]),
+    );
+    const what = `dag/import of ${indexes.length} blocks under batch ${car.root.toString()}`;
+    const answered = await this.api.call(what, async (signal) => {
+      const roots = new Map<string, string>();
+      try {
+        for await (const { root } of this.api.client.dag.import([car.bytes], { pinRoots: true, signal })) roots.set(root.cid.toString(), root.pinErrorMsg ?? "");
+      } catch (err) {
+        const status = (err as { response?: { status?: number } })?.response?.status;
+        if ((err as { name?: string })?.name === "HTTPError" && (status === 404 || status === 405)) {
+          const missing = RemoteLogError.internal(`Kubo API ${this.api.url} ${what}: the node does not serve dag/import (HTTP ${status})`, err);
+          commandMissing.add(missing);
+          throw missing;
+        }
+        throw err;
+      }
+      return roots;
+    });
+    const pinError = answered.get(car.root.toString());
+    if (pinError === undefined || pinError !== "") {
+      throw RemoteLogError.internal(`Kubo API ${this.api.url} ${what}: the node did not pin the batch${pinError ? `: ${pinError}` : " (no answer for its root)"}`);
+    }
   }
 
   async getMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
@@ -100,7 +182,7 @@ export class KuboContentStore implements ContentStore {
     const what = `block/get ${addressText(address)}`;
     let bytes: Uint8Array;
     try {
-      bytes = await this.api.call(what, (signal) => this.api.client.block.get(CID.decode(address), { ...OFFLINE, signal }));
+      bytes = await this.api.call(what, (signal) => this.api.rawPost("block/get", [addressText(address)], { offline: "true" }, signal));
     } catch (err) {
       if (isRemoteLogError(err, "NOT_FOUND")) return undefined;
       throw err;
@@ -125,4 +207,43 @@ export class KuboContentStore implements ContentStore {
   async close(): Promise<void> {
     this.api.close();
   }
+}
+
+/** Errors that say the node does not serve an RPC command (HTTP 404 or 405 for it): the caller takes another way. */
+const commandMissing = new WeakSet<object>();
+
+/** The indexes in runs that make CARs of at most CAR_MAX_BLOCKS blocks and about CAR_MAX_BYTES. */
+function carBatches(indexes: number[], blocks: Uint8Array[]): number[][] {
+  const batches: number[][] = [];
+  let batch: number[] = [];
+  let bytes = 0;
+  for (const i of indexes) {
+    if (batch.length > 0 && (batch.length >= CAR_MAX_BLOCKS || bytes + blocks[i].length > CAR_MAX_BYTES)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(i);
+    bytes += blocks[i].length;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+/**
+ * A CARv1 of the blocks at addresses and, first, its root: a batch block, dag-cbor, that lists a link
+ * to each of them, so that pinning the root recursively pins them all. The batch block is small (about
+ * 40 bytes a link: 41 KB for CAR_MAX_BLOCKS), far under a node's block limit.
+ */
+export async function encodeBatchCar(addresses: Uint8Array[], blocks: Uint8Array[]): Promise<{ root: CID; bytes: Uint8Array }> {
+  const cids = addresses.map((address) => CID.decode(address));
+  const rootBytes = dagCbor.encode(cids);
+  const root = CID.createV1(dagCbor.code, await sha256.digest(rootBytes));
+  const headerSize = estimateHeaderLength(1, root.bytes.length);
+  let size = headerSize + blockLength({ cid: root, bytes: rootBytes });
+  cids.forEach((cid, i) => (size += blockLength({ cid, bytes: blocks[i] })));
+  const writer = createWriter(new ArrayBuffer(size), { roots: [root], headerSize });
+  writer.write({ cid: root, bytes: rootBytes });
+  cids.forEach((cid, i) => writer.write({ cid, bytes: blocks[i] }));
+  return { root, bytes: writer.close({ resize: true }) };
 }

@@ -333,3 +333,66 @@ describe("actors - the receiver verifies what it is served", () => {
     expect(got.map((d) => new TextDecoder().decode(d.message!.body)).slice(-2)).toEqual(["from elsewhere", "after"]);
   });
 });
+
+describe("actors - a long log in bounded memory", () => {
+  it("a long backlog is published in steps, each a whole publish no larger than the step, and reads back whole", async () => {
+    const w = world();
+    const log = new MemoryLocalLog();
+    const remote = w.remote();
+    // Counts what each call carries: a step's blocks at most, however long the backlog.
+    const carried: number[] = [];
+    const putBlocks = remote.putBlocks.bind(remote);
+    remote.putBlocks = async (blocks, pending) => (carried.push(blocks.length), putBlocks(blocks, pending));
+    const update = remote.updateNameWithBlocks.bind(remote);
+    remote.updateNameWithBlocks = async (name, content, version, record, blocks) => (carried.push(blocks.length), update(name, content, version, record, blocks));
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "long", log, remote, pageSize: 4, embed: "none", publishStep: 100 });
+    await sender.append(bodies(1003), GROUP, 1n);
+    const result = await sender.publish();
+    expect(result).toMatchObject({ published: 1003, added: 1003, version: 11n });
+    // A step's 100 messages, the 3 or 4 its last head carried over, and their 26 pages at most.
+    expect(Math.max(...carried)).toBeLessThanOrEqual(100 + 4 + 26);
+    const got = await receiveAll(new Receiver({ name: "long", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
+    expect(got.map((d) => d.seq)).toEqual(Array.from({ length: 1003 }, (_, i) => i));
+    expect(new TextDecoder().decode(got[1002].message!.body)).toBe("m1002");
+  });
+
+  it("a receiver reads a long indexed log holding a window of pages, reading each page again only as delivery reaches it", async () => {
+    const w = world();
+    const log = new MemoryLocalLog();
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "long", log, remote: w.remote(), pageSize: 4, embed: "none" });
+    await sender.append(bodies(2000), GROUP, 1n);
+    await sender.publish();
+
+    const remote = w.remote();
+    let delivered = 0;
+    // Every page fetched, by its first seqid, with how many messages were delivered when it was.
+    const pageFetches: { firstSeqid: number; delivered: number }[] = [];
+    const getBlocks = remote.getBlocks.bind(remote);
+    remote.getBlocks = async (addresses) => {
+      const blocks = await getBlocks(addresses);
+      for (const block of blocks) {
+        try {
+          const page = decodePage(block, "block", "DATA_LOSS");
+          if (page.info && page.pair.length > 0 && page.pair[0].localHash.length === 32) pageFetches.push({ firstSeqid: Number(page.info.firstSeqid), delivered });
+        } catch {
+          // a message, not a page
+        }
+      }
+      return blocks;
+    };
+    const receiver = new Receiver({ name: "long", remote, checkpoints: new MemoryCheckpointStore(), holdPages: 16, prefetchPairs: 64, batchSize: 16, concurrency: 2, verifyPool: null });
+    const got: Delivery[] = [];
+    await receiver.sync(async (batch) => {
+      got.push(...batch);
+      delivered += batch.length;
+    });
+    expect(got.map((d) => d.seq)).toEqual(Array.from({ length: 2000 }, (_, i) => i));
+    // 500 pages, the head among them: each of the 499 others read while collecting, and those past the
+    // 16 held read once more, each only when delivery came within a window of it ((2 + 1) × 16 messages
+    // fetched ahead, a batch not yet counted as delivered, a page): never the whole log's pages at once.
+    const again = pageFetches.filter((fetch, i) => pageFetches.findIndex((other) => other.firstSeqid === fetch.firstSeqid) !== i);
+    expect(pageFetches.length - again.length).toBe(499);
+    expect(again.length).toBeGreaterThanOrEqual(499 - 16);
+    for (const fetch of again) expect(fetch.firstSeqid - fetch.delivered).toBeLessThanOrEqual(3 * 16 + 16 + 4);
+  });
+});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema, type RemoteLog } from "../../gen/vac/cas/cas_pb.js";
-import { collectPages, walkChain } from "../../core/chain.js";
+import { collectedPages, collectPages, walkChain } from "../../core/chain.js";
 import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
 import { decodePage, encodePage, planPages, type LogEntry } from "../../core/page.js";
 
@@ -36,19 +36,21 @@ describe("chain - collecting an indexed chain by skip links", () => {
   it("collects every page of a chain in about log2(pages) rounds, exactly as a walk by tails reads it", async () => {
     const { plan, asked, fetchPages } = chainOf(1000, 4); // 250 pages
     const result = await collectPages(plan.head, 0, fetchPages);
-    expect(seqids(result.pages)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    const pages = await collectedPages(result);
+    expect(seqids(pages)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
     expect(result.fetched).toBe(249);
     expect(asked.pages).toBe(249);
     expect(result.rounds).toBeLessThanOrEqual(10);
     const walk = await walkChain(plan.head, async (address) => (await fetchPages([address]))[0]);
-    expect(result.pages.flatMap((page) => page.pair).map((pair) => toHex(pair.localHash)).sort()).toEqual(walk.pairs.map((pair) => toHex(pair.localHash)).sort());
+    expect(pages.flatMap((page) => page.pair).map((pair) => toHex(pair.localHash)).sort()).toEqual(walk.pairs.map((pair) => toHex(pair.localHash)).sort());
   });
 
   it("seeks to any seqid: the page holding it and every later one, and nothing older", async () => {
     const { plan, fetchPages } = chainOf(203, 8);
     for (const from of [0, 1, 7, 8, 9, 63, 64, 100, 191, 192, 199, 200, 202, 203, 5000]) {
-      const { pages, rounds } = await collectPages(plan.head, from, fetchPages);
-      const got = seqids(pages);
+      const collected = await collectPages(plan.head, from, fetchPages);
+      const got = seqids(await collectedPages(collected));
+      const rounds = collected.rounds;
       const start = Math.min(from, 200) - (Math.min(from, 200) % 8);
       expect(got[0], `from ${from}`).toBe(start);
       expect(got[got.length - 1]).toBe(202);
@@ -56,9 +58,39 @@ describe("chain - collecting an indexed chain by skip links", () => {
     }
   });
 
+  it("holds no more than holdPages pages at once, the oldest needed, and fetches the others again (checked) when taken", async () => {
+    const { plan, asked, fetchPages } = chainOf(1000, 4); // 250 pages
+    const collected = await collectPages(plan.head, 0, fetchPages, {
+      holdPages: 8,
+      onPages: (got) => {
+        for (const { number, held } of got) if (held) expect(number).toBeLessThan(8);
+      },
+    });
+    // What it holds now: pages 0-7, handed over without a fetch; anything else costs a fetch.
+    const before = asked.pages;
+    const oldest = await collected.take([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(asked.pages).toBe(before);
+    expect(seqids(oldest)).toEqual(Array.from({ length: 32 }, (_, i) => i));
+    // Taken pages are no longer held: taking them again fetches them again.
+    await collected.take([0]);
+    expect(asked.pages).toBe(before + 1);
+    const rest = await collected.take(Array.from({ length: 242 }, (_, i) => 8 + i)); // pages 8..249, the head last
+    expect(asked.pages).toBe(before + 1 + 241);
+    expect(seqids([...oldest, ...rest])).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(collected.count(0)).toBe(4);
+  });
+
+  it("a page fetched again that is not the one collected is DATA_LOSS", async () => {
+    const { plan, blocks, fetchPages } = chainOf(100, 4);
+    const collected = await collectPages(plan.head, 0, fetchPages, { holdPages: 1 });
+    // Page 0 is held; page 1 is fetched again, and now the CAS answers other bytes for it.
+    blocks.set(toHex(plan.sealed[1].address), plan.sealed[2].bytes);
+    await expect(collected.take(Array.from({ length: 25 }, (_, i) => i))).rejects.toThrowError(/DATA_LOSS/);
+  });
+
   it("needs no fetch when the head holds the seqid", async () => {
     const { plan, asked, fetchPages } = chainOf(20, 8);
-    const { pages } = await collectPages(plan.head, 17, fetchPages);
+    const pages = await collectedPages(await collectPages(plan.head, 17, fetchPages));
     expect(pages).toEqual([plan.head]);
     expect(asked.calls).toBe(0);
   });

@@ -27,6 +27,19 @@ const close = async (store: { close(): Promise<void> }) => store.close();
 contentStoreContract("kubo", async () => KuboContentStore.open({ url: ipfsNode().url }), close, { bulkBlocks: process.env.KUBO_API ? 10_000 : 1_000 });
 nameStoreContract("ipns", async () => IpnsNameStore.open({ url: ipfsNode().url }), close, { signedOnly: true });
 
+/** A proxy to the node that flips a bit of "corrupt me" in the bodies of one command on their way in. */
+function corruptingProxy(corrupted: string) {
+  return startProxy(ipfsNode().url, {
+    request: (command, body) => {
+      if (command !== corrupted) return body;
+      const altered = Buffer.from(body);
+      const at = altered.indexOf("corrupt me");
+      if (at >= 0) altered[at] ^= 0x20;
+      return altered;
+    },
+  });
+}
+
 /** A port on loopback that nothing listens on: a node that is down. */
 async function deadPort(): Promise<number> {
   const server = createServer();
@@ -55,6 +68,85 @@ describe("kubo content store - against a real IPFS RPC API", () => {
     }
   });
 
+  it("a batch goes in as one dag import: every block stored, each pinned under the batch, none by a block put", async () => {
+    const commands: string[] = [];
+    const proxy = await startProxy(ipfsNode().url, { request: (command, body) => (commands.push(command), body) });
+    const store = await KuboContentStore.open({ url: proxy.url });
+    try {
+      const blocks = Array.from({ length: 40 }, (_, i) => text(`batched ${i} ${Math.random()}`));
+      const addresses = await store.putMany(blocks);
+      expect(commands.filter((command) => command === "dag/import")).toHaveLength(1);
+      expect(commands).not.toContain("block/put");
+      expect(store.putPath).toBe("car");
+      const ipfs = create({ url: ipfsNode().url });
+      for (const [i, address] of addresses.entries()) {
+        expect(equalBytes(await ipfs.block.get(CID.decode(address), { offline: true } as never), blocks[i])).toBe(true);
+      }
+      // Pinned: kept by the node's garbage collector, through the batch block's recursive pin.
+      const pins = [];
+      for await (const pin of ipfs.pin.ls({ paths: addresses.map((address) => CID.decode(address)) })) pins.push(pin);
+      expect(pins.map((pin) => pin.cid.toString()).sort()).toEqual(addresses.map((address) => CID.decode(address).toString()).sort());
+      // js-ipfs says "indirect through <the batch block>", Kubo "indirect".
+      for (const pin of pins) expect(pin.type).toMatch(/^indirect/);
+      expect((await store.getMany(addresses)).map((block) => block && text(new TextDecoder().decode(block)))).toEqual(blocks);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
+  it("a node without dag import (404 for the command) is detected once, and every block then goes in by block put, pinned", async () => {
+    const commands: string[] = [];
+    const proxy = await startProxy(ipfsNode().url, {
+      request: (command, body) => (commands.push(command), body),
+      // As Kubo answers a command it does not know; the proxy answers before its request hook sees it.
+      answer: (command) => {
+        if (command !== "dag/import") return undefined;
+        commands.push(command);
+        return { status: 404, body: "404 page not found" };
+      },
+    });
+    const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
+    try {
+      const first = Array.from({ length: 5 }, (_, i) => text(`fallback a${i} ${Math.random()}`));
+      const second = Array.from({ length: 5 }, (_, i) => text(`fallback b${i} ${Math.random()}`));
+      const addresses = [...(await store.putMany(first)), ...(await store.putMany(second))];
+      expect(store.putPath).toBe("block");
+      expect(commands.filter((command) => command === "dag/import")).toHaveLength(1);
+      expect(commands.filter((command) => command === "block/put")).toHaveLength(10);
+      const got = await store.getMany(addresses);
+      expect(got.map((block) => block && new TextDecoder().decode(block))).toEqual([...first, ...second].map((block) => new TextDecoder().decode(block)));
+      const pins = [];
+      for await (const pin of create({ url: ipfsNode().url }).pin.ls({ paths: addresses.map((address) => CID.decode(address)) })) pins.push(pin);
+      expect(pins).toHaveLength(10);
+      for (const pin of pins) expect(["recursive", "direct"]).toContain(pin.type);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
+  it("a batch whose bytes were changed on the way in is DATA_LOSS when read, never returned", async () => {
+    // js-ipfs takes a CAR's blocks at their word (Kubo checks each against its CID and refuses the import).
+    const proxy = await corruptingProxy("dag/import");
+    const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
+    try {
+      const blocks = [text(`fine ${Math.random()}`), text(`corrupt me ${Math.random()}`)];
+      const addresses = await store.putMany(blocks).catch((err) => {
+        // A node that checks the CAR refuses the import: also never a block at the wrong address.
+        expect(String(err)).toMatch(/INTERNAL/);
+        return undefined;
+      });
+      if (addresses) {
+        const err = await failure(store.getMany(addresses), "DATA_LOSS");
+        expect(err.message).toContain(addressText(addresses[1]));
+      }
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
   it("a missing block is undefined from getMany and false from has, at once", async () => {
     const store = await KuboContentStore.open({ url: ipfsNode().url });
     try {
@@ -71,15 +163,7 @@ describe("kubo content store - against a real IPFS RPC API", () => {
 
   it("a node that answers a put with another CID has the block refused as DATA_LOSS", async () => {
     // The proxy flips a byte of every block on its way in: the node stores and names other bytes.
-    const proxy = await startProxy(ipfsNode().url, {
-      request: (command, body) => {
-        if (command !== "block/put") return body;
-        const altered = Buffer.from(body);
-        const at = altered.indexOf("corrupt me");
-        if (at >= 0) altered[at] ^= 0x20;
-        return altered;
-      },
-    });
+    const proxy = await corruptingProxy("block/put");
     const store = await KuboContentStore.open({ url: proxy.url, retryForMs: 0 });
     try {
       const err = await failure(store.putMany([text("corrupt me, please")]), "DATA_LOSS");
