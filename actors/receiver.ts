@@ -260,16 +260,40 @@ export class Receiver {
     const units: (Unit | undefined)[] = new Array(last - first + 1);
     for (const [number, unit] of byNumber) if (number >= first) units[number - first] = unit;
     byNumber.clear();
-    // Reads the pages of the units from u on, as many as hold `pairs` messages, that are not read yet.
-    const ensure = async (u: number, pairs: number) => {
+    // The pages of units not read yet are read again a chunk at a time: the units delivery needs next
+    // (those holding `pairs` messages from u) are waited for, and those one such window further are
+    // read in the background, so that a long log costs a round trip per chunk, hidden behind delivery,
+    // rather than one per page as the window slides.
+    const chunkPages = Math.max(1, Math.floor(this.holdPages / 4));
+    let reading: Promise<void> | undefined;
+    const readFrom = (k: number): Promise<void> => {
       const missing: number[] = [];
-      for (let k = u, ahead = 0; k < units.length && ahead < pairs; k++) {
-        ahead += collected.count(first + k);
-        if (!units[k]) missing.push(first + k);
+      for (; k < units.length && missing.length < chunkPages; k++) if (!units[k]) missing.push(first + k);
+      const read = collected.take(missing).then((pages) => missing.forEach((number, i) => (units[number - first] ??= unitOf(pages[i]))));
+      reading = read.finally(() => {
+        if (reading === tracked) reading = undefined;
+      });
+      const tracked = reading;
+      tracked.catch(() => {}); // awaited when its units are needed; a failure before then must not be unhandled
+      return tracked;
+    };
+    const ensure = async (u: number, pairs: number) => {
+      for (;;) {
+        // The first unit not read yet within two windows of u, and whether delivery needs it now.
+        let k = u;
+        let ahead = 0;
+        for (; k < units.length && ahead < 2 * pairs && units[k]; k++) ahead += collected.count(first + k);
+        if (k >= units.length || ahead >= 2 * pairs) return;
+        const needed = ahead < pairs;
+        if (reading) {
+          if (!needed) return;
+          await reading;
+          continue;
+        }
+        if (needed) await readFrom(k);
+        else void readFrom(k);
+        if (!needed) return;
       }
-      if (missing.length === 0) return;
-      const pages = await collected.take(missing);
-      missing.forEach((number, i) => (units[number - first] = unitOf(pages[i])));
     };
     return { units, pages: collected.fetched + 1, ensure };
   }
