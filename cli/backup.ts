@@ -1,10 +1,14 @@
 import { stat } from "node:fs/promises";
 import type { Command } from "commander";
-import { runBackup } from "../backup/backup.js";
+import { runBackup, type BackupSummary } from "../backup/backup.js";
+import type { Progress } from "../backup/progress.js";
+import { isRemoteLogError } from "../core/errors.js";
+import { withRetry } from "../core/retry.js";
 import { DEFAULT_PACK_SIZE } from "../backup/pack-format.js";
 import type { LogSource } from "../backup/source.js";
-import { newCommand, runCommand, usageError, type Io } from "./command.js";
+import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, type EndpointFlags } from "./endpoints.js";
+import { RetryStatus } from "./follow.js";
 import { packStoreFrom, printJson, progressOf, sizeOption } from "./pack-options.js";
 
 export const summary = "back up a log (a name or a local log) as a chain of packs";
@@ -21,6 +25,7 @@ interface BackupFlags extends EndpointFlags {
   unsigned?: boolean;
   compress: boolean;
   json?: boolean;
+  retryFor?: number;
 }
 
 export function command(io: Io) {
@@ -43,7 +48,8 @@ export function command(io: Io) {
       .option("--log-name <name>", "the name recorded in the packs of a local log (default: the directory's name)")
       .option("--unsigned", "back up a free-form name, whose heads nobody signs")
       .option("--no-compress", "store every pack's messages as they are (by default a body is deflated when that saves 5% or more)")
-      .option("--json", "print a JSON summary instead of the CID"),
+      .option("--json", "print a JSON summary instead of the CID")
+      .option("--retry-for <seconds>", "keep retrying an unreachable service this long, running the backup again from where it stands (0: forever; default: 3 s for a service that never answered, else 60)", intOption(0)),
   )
     .addHelpText(
       "after",
@@ -68,7 +74,32 @@ export function command(io: Io) {
       try {
         const target = await packStoreFrom(flags.to, { headName: flags.headName, keyFile: flags.key, tokenFile: flags.tokenFile, ca: flags.ca });
         try {
-          const result = await runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, progress: progressOf(io, flags.json) });
+          // A backup is safe to run again (the head moves last), so a service that goes away is waited
+          // for and the whole run repeated: it goes on from the previous backup's head, as a new run would.
+          // Services never reached are given up on after the first-contact budget (a wrong port, say);
+          // once a run has read both sides (its packs start), an outage is waited for 60 s or --retry-for.
+          const status = new RetryStatus(io, "backup", flags.retryFor, 60);
+          const bar = progressOf(io, flags.json);
+          let reached = false;
+          const progress: Progress = {
+            start: (label, total) => {
+              reached = true;
+              status.succeeded(false);
+              bar.start(label, total);
+            },
+            advance: (units) => bar.advance(units),
+            stop: () => bar.stop(),
+          };
+          const attempt = () => withRetry(() => runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, progress }), status.options());
+          let result: BackupSummary;
+          try {
+            result = await attempt().catch((err: unknown) => {
+              if (!reached || flags.retryFor !== undefined || !isRemoteLogError(err, "UNAVAILABLE")) throw err;
+              return attempt();
+            });
+          } finally {
+            status.done();
+          }
           if (flags.json) printJson(io, result);
           else io.stdout.write(`${result.head}\n`);
         } finally {

@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { RetryStatus } from "../../cli/follow.js";
 import type { Io } from "../../cli/command.js";
 import { RemoteLogError } from "../../core/errors.js";
-import { cleanup, runCli, tempDir } from "../helpers/processes.js";
+import { cleanup, runCli, startServer, tempDir } from "../helpers/processes.js";
+import { writeLog } from "../backup/helpers.js";
 
 afterAll(cleanup);
 
@@ -53,6 +54,29 @@ describe("cli - a service that never answers (issue 12 §1)", () => {
     // The first-contact budget is not what it went by.
     expect(run.stderr).not.toContain("giving up after 3 s");
   });
+
+  it("backup gives up on a server that never answers in about 3 s, and with --retry-for waits for one that comes up", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "alice");
+    await writeLog(log, 50);
+    const port = await refusedPort();
+    const url = `http://127.0.0.1:${port}`;
+    const backup = ["backup", "--from-dir", log, "--to", url, "--head-name", "alice-backup", "--json"];
+    // The old code said UNAVAILABLE at once, with no retry and no word of --retry-for.
+    const never = await runCli(backup, { timeoutMs: 20_000 });
+    expect(never.code).toBe(1);
+    expect(never.stderr).toMatch(/UNAVAILABLE/);
+    expect(never.stderr).toContain("--retry-for");
+
+    const waiting = runCli([...backup, "--retry-for", "60"], { timeoutMs: 60_000 });
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const server = await startServer(["--listen", `127.0.0.1:${port}`, "--memory"]);
+    const done = await waiting;
+    expect(done.code, done.stderr).toBe(0);
+    expect(JSON.parse(done.stdout)).toMatchObject({ messages: 50, added: 50 });
+    const verify = await runCli(["verify", "--from", server.url, "--name", "alice-backup", "--read-data"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+  }, 60_000);
 
   it("on a terminal, redraws one status line in place and ends it before the error", async () => {
     const stderr = Object.assign(new PassThrough(), { isTTY: true });
