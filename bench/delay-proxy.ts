@@ -3,7 +3,10 @@
  * benchmarks and tests can see how the actors behave over a real network's latency. Bandwidth is not
  * limited and order is kept. It belongs to the test and bench harness only.
  */
+import { spawn } from "node:child_process";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 
 export interface DelayProxy {
   /** http://127.0.0.1:<port>, to be used in place of the target's URL. */
@@ -63,4 +66,32 @@ function delayed(from: Socket, to: Socket, delayMs: number): void {
     ended = true;
     if (!timer) flush();
   });
+}
+
+/**
+ * The same proxy in a process of its own, so that its copying does not share an event loop (or look
+ * like part of the cost) of a client measured in-process beside a peer whose client is a process.
+ */
+export async function startDelayProxyProcess(target: string, rttMs: number): Promise<DelayProxy> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), target, String(rttMs)], { stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`delay proxy exited with ${code}`)));
+  });
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+// `node dist/bench/delay-proxy.js TARGET_URL RTT_MS`: prints the proxy's URL, runs until killed.
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const proxy = await startDelayProxy(process.argv[2], Number(process.argv[3]));
+  process.stdout.write(`${proxy.url}\n`);
+  process.once("SIGTERM", () => void proxy.close().then(() => process.exit(0)));
 }

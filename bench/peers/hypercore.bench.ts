@@ -3,7 +3,8 @@
  * ratios rather than absolute times: to hypercore (a writer and a reader process over TCP on loopback,
  * batches of 100) and to a bare `node -e 0` for whole processes. Every remotelog figure uses default
  * flags. 256-byte bodies; BENCH_PEER_SIZES (default 10000,100000) and, for the largest size, the same
- * catch-ups through bench/delay-proxy.ts at BENCH_PEER_RTT_MS (default 20) round trips.
+ * catch-ups through bench/delay-proxy.ts (a process of its own) at BENCH_PEER_RTT_MS (default 20) round
+ * trips; at 0 ms both readers connect directly.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -17,7 +18,7 @@ import { deliveryLine } from "../../cli/format.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
-import { startDelayProxy } from "../delay-proxy.js";
+import { startDelayProxyProcess, type DelayProxy } from "../delay-proxy.js";
 import { BODY_BYTES, GROUP, bareNodeMs, bodies, ms, startServer, stopChild, table, wholeReceive, wholeSend } from "../harness.js";
 
 const PEER = resolve("dist/bench/peers/hypercore-peer.js");
@@ -70,7 +71,7 @@ async function remotelogSide(count: number, rtts: number[]): Promise<Side> {
 
     const catchups: Catchup[] = [];
     for (const rtt of rtts) {
-      const proxy = await startDelayProxy(server.url, rtt);
+      const proxy = await delayTo(server.url, rtt);
       try {
         const times: number[] = [];
         for (let run = 0; run < 2; run++) {
@@ -101,6 +102,16 @@ async function remotelogSide(count: number, rtts: number[]): Promise<Side> {
   }
 }
 
+/**
+ * Both sides reach their peer the same way: directly at 0 ms, and through a delay proxy in a process
+ * of its own otherwise, so that its copying is not counted against remotelog's in-process reader,
+ * which would share its event loop, while hypercore's reader is a process apart.
+ */
+async function delayTo(url: string, rtt: number): Promise<DelayProxy> {
+  if (rtt === 0) return { url, close: async () => {} };
+  return startDelayProxyProcess(url, rtt);
+}
+
 function firstJsonLine(child: ChildProcess): Promise<any> {
   return new Promise((ok, fail) => {
     createInterface({ input: child.stdout! }).once("line", (line) => ok(JSON.parse(line)));
@@ -115,7 +126,7 @@ async function hypercoreSide(count: number, rtts: number[]): Promise<Side> {
     const { key, port, appendMs } = await firstJsonLine(writer);
     const catchups: Catchup[] = [];
     for (const rtt of rtts) {
-      const proxy = await startDelayProxy(`http://127.0.0.1:${port}`, rtt);
+      const proxy = await delayTo(`http://127.0.0.1:${port}`, rtt);
       try {
         const start = process.hrtime.bigint();
         const reader = spawn(process.execPath, [PEER, "reader", join(root, `reader-${rtt}`), key, proxy.url, String(count)], { stdio: ["ignore", "pipe", "inherit"] });
