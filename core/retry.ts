@@ -7,7 +7,10 @@ import { RemoteLogError, ErrorCodes } from "./errors.js";
 
 /** How withRetry retries: how long, until which signal, and what it says meanwhile. */
 export interface RetryOptions {
-  /** Give up after this long without success; 0 retries forever. */
+  /**
+   * Give up once the service has been failing this long, counted from the first failure (an attempt
+   * that worked for an hour before it failed does not use up the budget); 0 retries forever.
+   */
   timeoutMs: number;
   signal?: AbortSignal;
   /** Told about each failed attempt, so that the user sees why nothing moves. */
@@ -24,7 +27,7 @@ export interface RetryOptions {
  * to 5 s with jitter. Any other error, or the timeout running out, is thrown as it is.
  */
 export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const started = Date.now();
+  let failingSince: number | undefined;
   const toError = options.toError ?? ((err: unknown) => RemoteLogError.internal(err instanceof Error ? err.message : String(err), err));
   for (let attempt = 1; ; attempt++) {
     try {
@@ -34,8 +37,9 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
       if (error.code !== ErrorCodes.UNAVAILABLE) throw error;
       const delayMs = backoffDelayMs(attempt, options.firstDelayMs, options.maxDelayMs);
       if (options.signal?.aborted) throw error;
-      if (options.timeoutMs > 0 && Date.now() - started + delayMs > options.timeoutMs) {
-        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - started) / 1000).toFixed(1)} s and ${attempt} attempts: ${error.message}`, error);
+      failingSince ??= Date.now();
+      if (options.timeoutMs > 0 && Date.now() - failingSince + delayMs > options.timeoutMs) {
+        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - failingSince) / 1000).toFixed(1)} s and ${attempt} attempts: ${error.message}`, error);
       }
       options.onRetry?.(error, delayMs, attempt);
       await sleep(delayMs, options.signal);

@@ -1,0 +1,50 @@
+import { describe, expect, it } from "vitest";
+import { RemoteLogError } from "../../core/errors.js";
+import { sleep, withRetry } from "../../core/retry.js";
+
+describe("withRetry", () => {
+  it("counts its budget from the first failure: an attempt that worked a long time before it failed is retried", async () => {
+    let attempts = 0;
+    const result = await withRetry(
+      async () => {
+        attempts++;
+        if (attempts === 1) {
+          // A long catch-up or backup that then loses its server: longer than the whole budget.
+          await sleep(300);
+          throw RemoteLogError.unavailable("server went away");
+        }
+        return "done";
+      },
+      { timeoutMs: 200, firstDelayMs: 10, maxDelayMs: 10 },
+    );
+    // The old count ran from the first attempt's start, so the 300 ms attempt had used up the 200 ms.
+    expect(result).toBe("done");
+    expect(attempts).toBe(2);
+  });
+
+  it("still gives up on a service that keeps failing, and never retries another error", async () => {
+    let attempts = 0;
+    await expect(
+      withRetry(
+        async () => {
+          attempts++;
+          throw RemoteLogError.unavailable("connection refused");
+        },
+        { timeoutMs: 150, firstDelayMs: 20, maxDelayMs: 20 },
+      ),
+    ).rejects.toMatchObject({ code: "UNAVAILABLE", message: expect.stringContaining("gave up after") });
+    expect(attempts).toBeGreaterThan(1);
+
+    let other = 0;
+    await expect(
+      withRetry(
+        async () => {
+          other++;
+          throw RemoteLogError.dataLoss("page does not hash to its address");
+        },
+        { timeoutMs: 1_000 },
+      ),
+    ).rejects.toMatchObject({ code: "DATA_LOSS" });
+    expect(other).toBe(1);
+  });
+});
