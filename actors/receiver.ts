@@ -270,12 +270,12 @@ export class Receiver {
       const missing: number[] = [];
       for (; k < units.length && missing.length < chunkPages; k++) if (!units[k]) missing.push(first + k);
       const read = collected.take(missing).then((pages) => missing.forEach((number, i) => (units[number - first] ??= unitOf(pages[i]))));
-      reading = read.finally(() => {
-        if (reading === tracked) reading = undefined;
-      });
-      const tracked = reading;
-      tracked.catch(() => {}); // awaited when its units are needed; a failure before then must not be unhandled
-      return tracked;
+      const settled = () => {
+        if (reading === read) reading = undefined;
+      };
+      // Also keeps a failure from being unhandled before delivery needs (and awaits) these units.
+      read.then(settled, settled);
+      return (reading = read);
     };
     const ensure = async (u: number, pairs: number) => {
       for (;;) {
@@ -284,15 +284,12 @@ export class Receiver {
         let ahead = 0;
         for (; k < units.length && ahead < 2 * pairs && units[k]; k++) ahead += collected.count(first + k);
         if (k >= units.length || ahead >= 2 * pairs) return;
-        const needed = ahead < pairs;
-        if (reading) {
-          if (!needed) return;
-          await reading;
-          continue;
+        if (ahead >= pairs) {
+          // Not needed yet: read in the background, unless a read is under way already.
+          if (!reading) void readFrom(k);
+          return;
         }
-        if (needed) await readFrom(k);
-        else void readFrom(k);
-        if (!needed) return;
+        await (reading ?? readFrom(k));
       }
     };
     return { units, pages: collected.fetched + 1, ensure };
