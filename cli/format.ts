@@ -1,18 +1,8 @@
 import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { addressText, messageId, toHex } from "../core/hash.js";
+import { utf8OrUndefined } from "../core/text.js";
 
-// ignoreBOM keeps a leading U+FEFF in the text, so that text → UTF-8 gives back every byte.
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-/** The bytes as text when they are valid UTF-8, else undefined. */
-export function utf8OrUndefined(bytes: Uint8Array): string | undefined {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    return undefined;
-  }
-}
 
 function base64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64");

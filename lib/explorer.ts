@@ -5,6 +5,7 @@ import { addressOf, addressText, matchesAddress, toHex } from "../core/hash.js";
 import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead } from "../core/log-remote.js";
 import { isKeyName, parseKeyName, peerIdOfKeyName } from "../core/names.js";
 import { backoffDelayMs, sleep } from "../core/retry.js";
+import { utf8OrUndefined } from "../core/text.js";
 
 /*
  * What the live log explorer shows of a name, as plain data: the page draws it, tests check it. Read
@@ -317,19 +318,13 @@ function faultOf(err: unknown): ExplorerFault {
   return { code: ErrorCodes.INTERNAL, message: err instanceof Error ? err.message : String(err) };
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-/** Text when the bytes are valid UTF-8, else hex and base64; at most maxBytes of them. */
+/** Text when the bytes are valid UTF-8 (the CLI's rule, core/text.ts), else hex and base64; at most maxBytes of them. */
 export function bytesView(bytes: Uint8Array, maxBytes = 4096): BytesView {
   const truncated = bytes.length > maxBytes;
   const kept = truncated ? bytes.subarray(0, maxBytes) : bytes;
-  try {
-    // A cut may split a character: judged on the whole, shown up to the cut.
-    strictUtf8.decode(bytes);
-    return { kind: "text", text: new TextDecoder().decode(kept), length: bytes.length, truncated };
-  } catch {
-    return { kind: "binary", hex: toHex(kept), base64: base64(kept), length: bytes.length, truncated };
-  }
+  // A cut may split a character: judged on the whole, shown up to the cut.
+  if (utf8OrUndefined(bytes) !== undefined) return { kind: "text", text: new TextDecoder().decode(kept), length: bytes.length, truncated };
+  return { kind: "binary", hex: toHex(kept), base64: base64(kept), length: bytes.length, truncated };
 }
 
 function base64(bytes: Uint8Array): string {
