@@ -1,0 +1,77 @@
+/**
+ * A set of 32-byte digests, numbered 0, 1, 2… in the order they were added, held in two typed arrays
+ * instead of a string and an object each: 32 bytes a digest plus 8–16 bytes of hash slots, ~48 bytes
+ * in all, where a Map keyed by latin1 strings costs well over 100. A million ids are ~48 MB and no
+ * garbage to collect.
+ *
+ * The digests are sha2-256 outputs (message ids, block digests), uniform whatever their input, so
+ * their first four bytes are the hash: no one can aim many at one slot without breaking sha2-256.
+ * Open addressing with linear probing, grown to keep the load at most one half.
+ */
+export class DigestTable {
+  /** The digests back to back, digest n at bytes 32n to 32n + 32. */
+  private digests = new Uint8Array(32 * 1024);
+  /** Hash slots: 0 when empty, else the number of the digest in it plus one. */
+  private slots = new Int32Array(2048);
+  private mask = this.slots.length - 1;
+  private count = 0;
+
+  /** How many digests the table holds. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** The number of digest (32 bytes of bytes from at), or -1 when it is not in the table. */
+  find(bytes: Uint8Array, at = 0): number {
+    if (bytes.length - at < 32) return -1;
+    for (let slot = hashOf(bytes, at) & this.mask; ; slot = (slot + 1) & this.mask) {
+      const held = this.slots[slot];
+      if (held === 0) return -1;
+      if (this.matches(held - 1, bytes, at)) return held - 1;
+    }
+  }
+
+  /** Adds digest (32 bytes of bytes from at), which must not be in the table yet, and returns its number. */
+  add(bytes: Uint8Array, at = 0): number {
+    const n = this.count;
+    if (32 * (n + 1) > this.digests.length) {
+      const grown = new Uint8Array(this.digests.length * 2);
+      grown.set(this.digests);
+      this.digests = grown;
+    }
+    this.digests.set(bytes.subarray(at, at + 32), 32 * n);
+    this.count = n + 1;
+    if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
+    else this.place(n);
+    return n;
+  }
+
+  /** Digest number n, as a view of the table's own bytes: copy it to keep it past the next add. */
+  digest(n: number): Uint8Array {
+    return this.digests.subarray(32 * n, 32 * n + 32);
+  }
+
+  /** Whether digest n equals the 32 bytes of bytes from at. */
+  matches(n: number, bytes: Uint8Array, at = 0): boolean {
+    const digests = this.digests;
+    const base = 32 * n;
+    for (let i = 0; i < 32; i++) if (digests[base + i] !== bytes[at + i]) return false;
+    return true;
+  }
+
+  private place(n: number): void {
+    let slot = hashOf(this.digests, 32 * n) & this.mask;
+    while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
+    this.slots[slot] = n + 1;
+  }
+
+  private rehash(size: number): void {
+    this.slots = new Int32Array(size);
+    this.mask = size - 1;
+    for (let n = 0; n < this.count; n++) this.place(n);
+  }
+}
+
+function hashOf(bytes: Uint8Array, at: number): number {
+  return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
+}
