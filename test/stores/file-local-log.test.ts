@@ -165,7 +165,9 @@ describe("file local log - on disk", () => {
     await log.claim({ name: "chat" });
     await log.close();
     expect((await openLog(dir)).owner).toEqual({ name: "chat" });
-    expect((await FileLocalLog.open(dir, { readOnly: true })).owner).toEqual({ name: "chat" });
+    const reader = await FileLocalLog.open(dir, { readOnly: true });
+    opened.push(reader);
+    expect(reader.owner).toEqual({ name: "chat" });
     await writeFile(join(dir, "owner.json"), "{");
     const other = await dirs.make();
     await writeFile(join(other, "owner.json"), "{");
