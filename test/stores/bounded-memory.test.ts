@@ -62,3 +62,23 @@ describe("bounded memory - a 200,000-message log opens in a 16 MB heap", () => {
     expect(Buffer.from(await response.arrayBuffer()).equals(Buffer.from(last))).toBe(true);
   });
 });
+
+describe("bounded memory - send", () => {
+  afterAll(cleanup);
+
+  it("a send of 200,000 lines from stdin publishes them all in a 48 MB heap", async () => {
+    // It kept every batch read from stdin reachable until it ended (a Promise.race per batch against a
+    // promise that never settled), ~200 bytes of heap a line: out of memory here, after a long stall.
+    const root = await tempDir("remotelog-bounded-send-");
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(root, "server"), "--log-level", "warn"]);
+    let input = "";
+    for (let i = 0; i < COUNT; i++) input += `line ${i} ${PAD}\n`;
+    const result = await runCli(["send", "--unsigned", "--name", "bounded", "--server", server.url, "--data", join(root, "alice"), "--json"], {
+      stdin: input,
+      timeoutMs: 300_000,
+      env: { NODE_OPTIONS: "--max-old-space-size=48" },
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ appended: COUNT, published: COUNT, logLength: COUNT });
+  }, 320_000);
+});
