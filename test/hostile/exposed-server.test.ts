@@ -4,6 +4,7 @@ import { writeFile } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -289,6 +290,42 @@ describe("exposed server - fair limits", () => {
       expect(paged).toHaveLength(40);
       expect(paged.every((b) => b.length === big.length && b[0] === 3)).toBe(true);
       expect(limitHits(await metricsOf(server), "max-response-bytes")).toBe(1);
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("never compresses a response, whatever the caller accepts, and refuses a compressed request by name", async () => {
+    // connect-node's default let a caller asking `Accept-Encoding: br` make the server brotli every
+    // response at top quality: ~0.4 s of CPU per MiB, so a few 16 MiB GetMany calls took every core.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const big = new Uint8Array(256 << 10).map((_, i) => (i * 2654435761) >>> 24);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      await remote.putBlocks([big]);
+      const body = JSON.stringify({ ids: [Buffer.from(cidOf(big).bytes).toString("base64")] });
+      const post = (headers: http.OutgoingHttpHeaders, payload: Buffer) =>
+        new Promise<{ status: number; encoding: string | undefined; body: Buffer }>((resolve, reject) => {
+          const req = http.request(`${server.url}/remotelog.v1.BlockService/GetMany`, { method: "POST", localAddress: ATTACKER, agent: false, headers: { "content-type": "application/json", ...headers } }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (chunk: Buffer) => chunks.push(chunk));
+            res.once("end", () => resolve({ status: res.statusCode!, encoding: res.headers["content-encoding"], body: Buffer.concat(chunks) }));
+          });
+          req.once("error", reject);
+          req.end(payload);
+        });
+      for (const accept of ["br", "gzip", "br, gzip, deflate"]) {
+        const response = await post({ "accept-encoding": accept }, Buffer.from(body));
+        expect(response.status).toBe(200);
+        expect(response.encoding).toBeUndefined();
+        const blocks = (JSON.parse(response.body.toString("utf8")) as { blocks: string[] }).blocks;
+        expect(Buffer.from(blocks[0], "base64").equals(Buffer.from(big))).toBe(true);
+      }
+      const compressed = await post({ "content-encoding": "gzip" }, gzipSync(body));
+      expect(JSON.parse(compressed.body.toString("utf8"))).toMatchObject({ code: "unimplemented", message: expect.stringMatching(/gzip/) });
+      // Connect's own clients, which accept gzip and brotli by default, still get every block.
+      const viaConnect = await client(BlockService, server.url).getMany({ ids: [cidOf(big).bytes] });
+      expect(Buffer.from(viaConnect.blocks[0]).equals(Buffer.from(big))).toBe(true);
     } finally {
       remote.close();
     }
