@@ -1,3 +1,5 @@
+// First: protobuf-es looks for Uint8Array.prototype.toBase64 as it loads (see native-base64.ts).
+import "./native-base64.js";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
