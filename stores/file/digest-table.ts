@@ -10,11 +10,20 @@
  */
 export class DigestTable {
   /** The digests back to back, digest n at bytes 32n to 32n + 32. */
-  private digests = new Uint8Array(32 * 1024);
+  private digests: Uint8Array;
   /** Hash slots: 0 when empty, else the number of the digest in it plus one. */
-  private slots = new Int32Array(2048);
-  private mask = this.slots.length - 1;
+  private slots: Int32Array;
+  private mask: number;
   private count = 0;
+
+  /** expected: how many digests to make room for at first (it grows past that as needed). */
+  constructor(expected = 1024) {
+    let size = 16;
+    while (size < 2 * expected) size *= 2;
+    this.digests = new Uint8Array(16 * size);
+    this.slots = new Int32Array(size);
+    this.mask = size - 1;
+  }
 
   /** How many digests the table holds. */
   get size(): number {

@@ -282,7 +282,7 @@ export class FileLocalLog implements LocalLog {
    */
   private encode(messages: Uint8Array[], ids: Uint8Array[]): { bytes: Buffer; entries: { id: Uint8Array; data: Uint8Array }[] } {
     const fresh: number[] = [];
-    const seen = new DigestTable();
+    const seen = new DigestTable(messages.length);
     let size = 0;
     for (let i = 0; i < messages.length; i++) {
       if (this.ids.find(ids[i]) !== -1 || seen.find(ids[i]) !== -1) continue;
