@@ -433,8 +433,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     const id = this.packs.indexOf(name);
     if (id === -1 || name === "") return { blocks: 0, bytes: 0 };
     // Keys (latin1 strings) are made here, for gc's sets, and not kept: the index holds numbers.
-    const keyOf = new Map<number, string>();
-    const key = (n: number) => keyOf.get(n) ?? keyOf.set(n, this.keyOfBlock(n)).get(n)!;
+    const keys = new Map<number, string>();
+    const key = (n: number) => keys.get(n) ?? keys.set(n, this.keyOfBlock(n)).get(n)!;
     const isDead = (n: number) => this.index.pack(n) === id && !live(key(n)) && !guard.touched.has(key(n)) && (this.reput.get(key(n)) ?? 0) < keepPutSinceMs;
     for (let attempt = 0; attempt < 3; attempt++) {
       const numbers = Array.from(this.packBlocks[id]).filter((n) => this.index.pack(n) === id);
@@ -452,7 +452,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         written = { name: pack.name, blocks };
       }
       // Puts made while the new pack was written may have revived a block it leaves out: start again.
-      if (dead.some((key) => !isDead(key))) continue;
+      if (dead.some((n) => !isDead(n))) continue;
       // From here to the end of the swap there is no await, so no put or read sees a half-moved index.
       let bytes = 0;
       for (const n of dead) {
