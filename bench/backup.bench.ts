@@ -20,7 +20,8 @@ import { FileLocalLog } from "../stores/file/local-log.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { startServer, writeBenchResult } from "./harness.js";
 
-const MAIN = resolve("dist/cli/main.js");
+// BENCH_MAIN: another build of the CLI to time (e.g. an older bundle made with scripts/bundle-cli.mjs and BUNDLE_OUTDIR).
+const MAIN = resolve(process.env.BENCH_MAIN ?? "dist/cli/main.js");
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const MORE = 1_000;
 const BODY_BYTES = 256;
