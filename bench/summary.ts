@@ -154,7 +154,9 @@ function main(): void {
   const rows = GOALS.map((goal) => {
     const result = results.get(goal.bench);
     const figure = result && goal.figure(result);
-    if (!figure || figure.value === undefined) return [goal.measure, "not run", "-", "-", "-", "-", goal.goal, "not run"];
+    if (!result) return [goal.measure, "not run", "-", "-", "-", "-", goal.goal, "not run"];
+    // The bench ran but printed no such row (or no figure in it): its table changed, or a size was left out.
+    if (!figure || figure.value === undefined) return [goal.measure, "no such row", "-", "-", "-", "-", goal.goal, "not measured"];
     const ratio = figure.anchor !== undefined ? `${(figure.value / figure.anchor).toFixed(2)}×` : "-";
     return [goal.measure, figure.ran, shown(figure.value, goal.unit), figure.anchorName, shown(figure.anchor, goal.unit), ratio, goal.goal, goal.met(figure.value, figure.anchor) ? "met" : "missed"];
   });
