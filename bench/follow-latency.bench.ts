@@ -15,7 +15,7 @@ import { Sender } from "../actors/sender.js";
 import type { EmbedMode } from "../core/page.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
-import { GROUP, MAIN, percentile, startServer, stopChild, table } from "./harness.js";
+import { GROUP, MAIN, percentile, startServer, stopChild, table, writeBenchResult } from "./harness.js";
 
 const COUNT = Number(process.env.BENCH_FOLLOW_COUNT ?? 200);
 
@@ -70,4 +70,6 @@ async function run(embed: EmbedMode): Promise<(string | number)[]> {
 
 const rows = [await run("none"), await run(8)];
 console.log(`\nappend-to-delivered latency, receive --follow with pushed heads (poll interval 60 s), ${COUNT} messages one at a time\n`);
-console.log(table(["messages", "embed", "append p50 ms", "publish p50 ms", "delivered p50 ms", "p90 ms", "p99 ms", "max ms"], rows));
+const headers = ["messages", "embed", "append p50 ms", "publish p50 ms", "delivered p50 ms", "p90 ms", "p99 ms", "max ms"];
+console.log(table(headers, rows));
+await writeBenchResult("follow", { follow: { headers, rows } });

@@ -1,6 +1,6 @@
 /**
  * A long log through whole processes (issue 13 item 5): `remotelog send` of N lines from a file,
- * `remotelog receive` of the whole log to a pipe, and the `serve` they talk to, each with its wall time
+ * `remotelog receive` of the whole log to a pipe, and the `serve` they talk to, each with its wall time,
  * CPU time (user + sys) and peak RSS (VmHWM). Peak RSS that grows with N means something holds the whole
  * log. Run with `make bench-million`; BENCH_MILLION_SIZES (default 100000,300000,1000000).
  * BENCH_MILLION_PROF_DIR=DIR writes a `--cpu-prof` profile of each process there (bench/profile-top.ts
@@ -13,7 +13,7 @@ import { createWriteStream } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { BODY_BYTES, MAIN, ms, startServer, table } from "./harness.js";
+import { BODY_BYTES, MAIN, ms, startServer, table, writeBenchResult } from "./harness.js";
 
 const CLI = process.env.BENCH_MILLION_MAIN ?? MAIN;
 const PROF_DIR = process.env.BENCH_MILLION_PROF_DIR;
@@ -94,9 +94,9 @@ async function main() {
     }
   }
   console.log(`\nwhole processes, ${BODY_BYTES} B bodies, default flags, serve with fs + level on 127.0.0.1 (load average ${loads.join(" → ")})\n`);
-  console.log(
-    table(["messages", "send ms", "send CPU s", "send peak RSS MB", "receive ms", "receive CPU s", "receive peak RSS MB", "serve CPU s", "serve peak RSS MB"], rows),
-  );
+  const headers = ["messages", "send ms", "send CPU s", "send peak RSS MB", "receive ms", "receive CPU s", "receive peak RSS MB", "serve CPU s", "serve peak RSS MB"];
+  console.log(table(headers, rows));
+  await writeBenchResult("million", { million: { headers, rows } });
 }
 
 await main();
