@@ -27,7 +27,7 @@ import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from
 import { LockFile } from "./lock-file.js";
 import { decodeMessage, messageId, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
-import { DigestTable } from "./digest-table.js";
+import { DigestTable } from "../../core/digest-table.js";
 
 export const HEADER_SIZE = 4 + 32 + 4;
 export const LOG_FILE = "log.bin";

@@ -1,4 +1,4 @@
-import { DigestTable } from "../file/digest-table.js";
+import { DigestTable } from "../../core/digest-table.js";
 
 /** The bytes every address has before its digest: CIDv1, raw codec, sha2-256, 32 bytes. */
 export const CID_PREFIX = Uint8Array.of(0x01, 0x55, 0x12, 0x20);

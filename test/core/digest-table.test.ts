@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { DigestTable } from "../../stores/file/digest-table.js";
+import { DigestTable } from "../../core/digest-table.js";
 
 describe("digest table", () => {
   it("numbers digests in the order added, finds each through growth, and finds no other", () => {
