@@ -58,7 +58,12 @@ export function messageIdInto(message: Pick<Message, "groupId" | "timestamp" | "
 }
 
 /** The fixed first bytes of every address: CIDv1, raw, sha2-256, 32-byte digest. */
-const ADDRESS_PREFIX = Uint8Array.of(0x01, RAW_CODEC, SHA2_256, 0x20);
+export const ADDRESS_PREFIX = Uint8Array.of(0x01, RAW_CODEC, SHA2_256, 0x20);
+
+/** Whether bytes are an address in binary form: ADDRESS_PREFIX and a 32-byte digest. */
+export function isAddress(bytes: Uint8Array): boolean {
+  return bytes.length === 36 && bytes[0] === 0x01 && bytes[1] === RAW_CODEC && bytes[2] === SHA2_256 && bytes[3] === 0x20;
+}
 
 /**
  * H2, the CAS address of bytes: binary CIDv1, raw codec, sha2-256, the same CID that
@@ -102,7 +107,7 @@ export function parseAddress(bytes: Uint8Array): CID {
  * for its error.
  */
 export function validateAddress(bytes: Uint8Array): Uint8Array {
-  if (bytes.length === 36 && bytes[0] === 0x01 && bytes[1] === RAW_CODEC && bytes[2] === SHA2_256 && bytes[3] === 0x20) return bytes;
+  if (isAddress(bytes)) return bytes;
   parseAddress(bytes);
   throw RemoteLogError.invalidArgument("address is not the 36-byte binary form of a CIDv1 raw sha2-256");
 }

@@ -1,7 +1,5 @@
 import { DigestTable } from "../../core/digest-table.js";
-
-/** The bytes every address has before its digest: CIDv1, raw codec, sha2-256, 32 bytes. */
-export const CID_PREFIX = Uint8Array.of(0x01, 0x55, 0x12, 0x20);
+import { ADDRESS_PREFIX, isAddress } from "../../core/hash.js";
 
 /**
  * Where each stored block is (pack, offset, length), for FsContentStore: the digests in a DigestTable
@@ -24,7 +22,7 @@ export class BlockIndex {
 
   /** The number of the stored block with this address (a raw sha2-256 CIDv1), or -1. */
   find(address: Uint8Array): number {
-    if (!isOurAddress(address)) return -1;
+    if (!isAddress(address)) return -1;
     return this.findDigest(address, 4);
   }
 
@@ -75,7 +73,7 @@ export class BlockIndex {
   /** Block n's address, a copy. */
   address(n: number): Uint8Array {
     const address = new Uint8Array(36);
-    address.set(CID_PREFIX, 0);
+    address.set(ADDRESS_PREFIX, 0);
     address.set(this.digests.digest(n), 4);
     return address;
   }
@@ -97,9 +95,4 @@ export class BlockIndex {
     lengths.set(this.lengths);
     this.lengths = lengths;
   }
-}
-
-/** Whether address is a 36-byte raw sha2-256 CIDv1, the only kind this store holds. */
-function isOurAddress(address: Uint8Array): boolean {
-  return address.length === 36 && address[0] === CID_PREFIX[0] && address[1] === CID_PREFIX[1] && address[2] === CID_PREFIX[2] && address[3] === CID_PREFIX[3];
 }

@@ -16,13 +16,13 @@ import { readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
-import { addressText, matchesAddress } from "../../core/hash.js";
+import { ADDRESS_PREFIX, addressText, matchesAddress } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
-import { BlockIndex, CID_PREFIX } from "./block-index.js";
+import { BlockIndex } from "./block-index.js";
 import { FileCache } from "./file-cache.js";
 import { encodePack, ENTRY_SIZE, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE } from "./pack.js";
 
-const KEY_PREFIX = Buffer.from(CID_PREFIX).toString("latin1");
+const KEY_PREFIX = Buffer.from(ADDRESS_PREFIX).toString("latin1");
 
 /** Blocks closer than this in one pack are read with one pread, gap included. */
 const READ_GAP = 64 * 1024;
