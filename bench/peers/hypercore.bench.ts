@@ -14,7 +14,7 @@ import { createInterface } from "node:readline";
 import { Remote } from "../../actors/remote.js";
 import { Receiver, type Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
-import { deliveryLine } from "../../cli/format.js";
+import { deliveryLines } from "../../cli/format.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
@@ -39,10 +39,9 @@ interface Side {
   catchups: Catchup[];
 }
 
+/** Each delivery as the bytes `receive` writes to its stdout (cli/format.ts deliveryLines), written nowhere. */
 async function formatOnly(batch: Delivery[]): Promise<void> {
-  let text = "";
-  for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
-  if (text.length === 0) throw new Error("nothing formatted");
+  if (deliveryLines(batch).length === 0) throw new Error("nothing formatted");
 }
 
 async function remotelogSide(count: number, rtts: number[]): Promise<Side> {
