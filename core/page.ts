@@ -362,19 +362,22 @@ export function planPages(
  * decoded message. Returns the message, or throws DATA_LOSS naming the pair (after where, when given).
  */
 export function verifyPairData(pair: Pick<RemoteLog_Pair, "remoteHash" | "localHash">, data: Uint8Array, where?: string): Message {
-  const at = where ? `${where}: ` : "";
-  const address = addressText(pair.remoteHash);
+  // The texts are made only for an error: this runs for every message a receiver checks.
+  const at = () => (where ? `${where}: ` : "");
   if (!matchesAddress(data, pair.remoteHash)) {
-    throw RemoteLogError.dataLoss(`${at}bytes of message ${toHex(pair.localHash)} do not hash to its address ${address}`, undefined, { address });
+    const address = addressText(pair.remoteHash);
+    throw RemoteLogError.dataLoss(`${at()}bytes of message ${toHex(pair.localHash)} do not hash to its address ${address}`, undefined, { address });
   }
   let message: Message;
   try {
     message = decodeMessage(data, where ?? "message");
   } catch (err) {
-    throw RemoteLogError.dataLoss(`${at}data at ${address} is not a vac.mvds.Message`, err, { address });
+    const address = addressText(pair.remoteHash);
+    throw RemoteLogError.dataLoss(`${at()}data at ${address} is not a vac.mvds.Message`, err, { address });
   }
   if (!equalBytes(messageId(message), pair.localHash)) {
-    throw RemoteLogError.dataLoss(`${at}message at ${address} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`, undefined, { address });
+    const address = addressText(pair.remoteHash);
+    throw RemoteLogError.dataLoss(`${at()}message at ${address} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`, undefined, { address });
   }
   return message;
 }
