@@ -223,7 +223,9 @@ export class Sender {
     }
     const version = current?.version ?? 0n;
 
-    const pending = (await this.log.read(mark.delivered, total)).filter((entry) => !already.has(toHex(entry.id)));
+    const unpublished = await this.log.read(mark.delivered, total);
+    // Most publishes find none of their messages on the chain already: no id is made text for nothing.
+    const pending = already.size === 0 ? unpublished : unpublished.filter((entry) => !already.has(toHex(entry.id)));
     const limit = this.maxMessageBytes;
     const oversized = limit === undefined ? undefined : pending.find((entry) => entry.data.length > limit);
     if (oversized) {
