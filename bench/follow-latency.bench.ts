@@ -2,8 +2,8 @@
  * Append-to-delivered latency of `receive --follow`: a sender in this process appends and publishes
  * one message at a time to a real `serve` process, and a real `receive --follow` process with a 60 s
  * poll interval prints it, woken by the head the NS pushes. Once with every message in the CAS, once
- * as a sender publishes by default (DEFAULT_EMBED: the newest 8 embedded in the head). BENCH_FOLLOW_COUNT sets the
- * count (200).
+ * as a sender publishes by default (DEFAULT_EMBED: the newest 8 embedded in the head).
+ * BENCH_FOLLOW_COUNT sets the count (200).
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
