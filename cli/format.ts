@@ -107,13 +107,18 @@ const LINE_END = ascii('"}\n');
 /** The bytes of a line besides its id, group id, body and name: keys, punctuation, numbers and address. */
 const LINE_OVERHEAD = 192;
 
-/** Whether bytes are valid UTF-8 holding no character JSON.stringify escapes (below U+0020, '"', '\\'). */
+/** 1 for each byte JSON.stringify escapes in a string of valid UTF-8: below 0x20, '"' and '\\'. */
+const ESCAPED = new Uint8Array(256);
+for (let b = 0; b < 0x20; b++) ESCAPED[b] = 1;
+ESCAPED[0x22] = 1;
+ESCAPED[0x5c] = 1;
+
+/** Whether bytes are valid UTF-8 holding no character JSON.stringify escapes. */
 function plainJson(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i];
-    if (b < 0x20 || b === 0x22 || b === 0x5c) return false;
-  }
-  return isUtf8(bytes);
+  // Without a branch a byte: twice as fast as stopping at the first escaped one, which is rare.
+  let escaped = 0;
+  for (let i = 0; i < bytes.length; i++) escaped |= ESCAPED[bytes[i]];
+  return escaped === 0 && isUtf8(bytes);
 }
 
 /** A 36-byte raw sha2-256 CIDv1, which addressText writes by hand; any other goes through deliveryLine. */
