@@ -35,13 +35,48 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
 /**
  * fetch, with a request that got no answer (server down, connection refused, or refused by CORS, which
  * a page cannot tell apart) failing as Unavailable, which callers retry, as connect-node reports a
- * refused connection; the page's fetch says only TypeError, which Connect would call Unknown.
+ * refused connection; the page's fetch says only TypeError, which Connect would call Unknown. An
+ * answer whose body breaks off (the connection dropped mid-way) fails as Unavailable too: Connect
+ * would call that Internal, which nobody retries.
  */
 async function fetchOrUnavailable(input: Parameters<typeof fetch>[0], init?: RequestInit): Promise<Response> {
+  const unavailable = (err: unknown, what: string) =>
+    init?.signal?.aborted || !(err instanceof TypeError) ? err : new ConnectError(`${String(input)}: ${what}${err.message}`, Code.Unavailable, undefined, undefined, err);
+  let response: Response;
   try {
-    return await globalThis.fetch(input, init);
+    response = await globalThis.fetch(input, init);
   } catch (err) {
-    if (init?.signal?.aborted || !(err instanceof TypeError)) throw err;
-    throw new ConnectError(`${String(input)}: ${err.message}`, Code.Unavailable, undefined, undefined, err);
+    throw unavailable(err, "");
   }
+  // Connect reads a unary answer with arrayBuffer() or json(), and a stream through body. Chromium
+  // rejects the first two with a TypeError of its own whatever a wrapped body failed with, so each of
+  // the three is wrapped where it is read.
+  const brokeOff = (err: unknown) => unavailable(err, "the answer broke off: ");
+  const { arrayBuffer, json } = { arrayBuffer: response.arrayBuffer.bind(response), json: response.json.bind(response) };
+  const body = response.body;
+  // Made when first asked for (Connect asks twice): taking a reader early would lock the body for arrayBuffer().
+  let relayedBody: ReadableStream<Uint8Array> | undefined;
+  Object.defineProperties(response, {
+    arrayBuffer: { value: () => arrayBuffer().catch((err: unknown) => Promise.reject(brokeOff(err))) },
+    json: { value: () => json().catch((err: unknown) => Promise.reject(brokeOff(err))) },
+    body: { get: () => body && (relayedBody ??= relayed(body, brokeOff)) },
+  });
+  return response;
+}
+
+/** A stream of what body yields, whose failure is the one failed(error) gives. */
+function relayed(body: ReadableStream<Uint8Array>, failed: (err: unknown) => unknown): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        controller.error(failed(err));
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }

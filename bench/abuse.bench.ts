@@ -4,6 +4,7 @@
  *
  * - watches: one WatchMany of 100,000 names, then 20 of 1,000 names, held open;
  * - getmany: GetMany naming one 1 MiB block 16,384 times, 40 calls, half of them paging (partial_ok);
+ * - getmany-json: the same in Connect's JSON, where every block is answered as base64 text;
  * - add: 1 GB of anonymous Add, 1,024 blocks of 1 MiB, 8 at a time;
  * - slowloris: 1,000 sockets that send a header line a second and never finish their request;
  * - burst: 5,000 HTTP/1.1 connections opened at once, each asking for health.
@@ -13,7 +14,8 @@
  * opened at the start of each phase. Prints per attack the server's CPU time, its peak RSS (VmRSS sampled every
  * 50 ms), the honest operations' p50 and p99 against the quiet baseline, honest failures, and what
  * the attacker got. Every phase is bounded (BENCH_ABUSE_QUIET_S, default 10 s of quiet baseline; an
- * attack runs to its end, at most 60 s); at the end every receiver must hold every message sent.
+ * attack runs to its end, at most 60 s, and an attack over sooner than the baseline is run again until
+ * the phase has lasted as long); at the end every receiver must hold every message sent.
  *
  * BENCH_ABUSE_ATTACKS=burst,add runs only those attacks (after the quiet baseline);
  * BENCH_ABUSE_CPU_PROF=DIR runs the server under `node --cpu-prof`, its profile written to DIR on exit
@@ -46,7 +48,7 @@ const ATTACKER = "127.0.0.2";
 const QUIET_S = Number(process.env.BENCH_ABUSE_QUIET_S ?? 10);
 const ATTACK_LIMIT_MS = 60_000;
 const PAUSE_MS = 20;
-const ATTACKS = ["watches", "getmany", "add", "slowloris", "burst"] as const;
+const ATTACKS = ["watches", "getmany", "getmany-json", "add", "slowloris", "burst"] as const;
 type Attack = (typeof ATTACKS)[number];
 const CHOSEN = process.env.BENCH_ABUSE_ATTACKS?.split(",") ?? [...ATTACKS];
 const CPU_PROF = process.env.BENCH_ABUSE_CPU_PROF;
@@ -55,8 +57,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- the attacker (this file run as `abuse.bench.js attack KIND URL ARG`) ----
 
-function attackerClient<T extends Parameters<typeof createClient>[0]>(service: T, url: string, agent: http.Agent) {
-  return createClient(service, createConnectTransport({ baseUrl: url, httpVersion: "1.1", readMaxBytes: 1 << 30, nodeOptions: { agent } }));
+function attackerClient<T extends Parameters<typeof createClient>[0]>(service: T, url: string, agent: http.Agent, json = false) {
+  return createClient(service, createConnectTransport({ baseUrl: url, httpVersion: "1.1", readMaxBytes: 1 << 30, nodeOptions: { agent }, useBinaryFormat: !json }));
 }
 
 async function attack(kind: Attack, url: string, arg: string): Promise<string> {
@@ -83,8 +85,10 @@ async function attack(kind: Attack, url: string, arg: string): Promise<string> {
       stop.abort();
       return `watched ${watched} of ${asked} names asked; ${refused} refused`;
     }
-    case "getmany": {
-      const blocks = attackerClient(BlockService, url, agent);
+    case "getmany":
+    case "getmany-json": {
+      // In JSON every block of the answer is written as base64 text: that cost the server ~0.3 s of CPU a MiB.
+      const blocks = attackerClient(BlockService, url, agent, kind === "getmany-json");
       const ids = Array.from({ length: 16_384 }, () => Buffer.from(arg, "hex"));
       let bytes = 0;
       let refused = 0;
@@ -274,6 +278,24 @@ function runAttacker(kind: Attack, url: string, arg: string): Promise<string> {
   });
 }
 
+/**
+ * Runs an attack again and again until it has lasted as long as the quiet baseline. A burst or a
+ * round of GetMany is over in a second or two; measured over one round, the honest p99 was one of
+ * the phase's three slowest calls and moved by about 1x from run to run. Repeating the attack keeps
+ * the pressure on for the whole window instead, which is the harder test, and gives the p99 as many
+ * samples as the baseline's.
+ */
+async function sustained(kind: Attack, url: string, arg: string): Promise<string> {
+  const started = performance.now();
+  let rounds = 0;
+  let last = "";
+  do {
+    rounds++;
+    last = await runAttacker(kind, url, arg);
+  } while (performance.now() - started < QUIET_S * 1000);
+  return rounds === 1 ? last : `${rounds} rounds, each: ${last}`;
+}
+
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), "remotelog-abuse-"));
   const tokenFile = join(root, "write.token");
@@ -305,7 +327,7 @@ async function main(): Promise<void> {
       const cpuBefore = await cpuSecondsOf(server.pid);
       const sampler = setInterval(() => void rssOf(server.pid).then((rss) => (peak = Math.max(peak, rss))), 50);
       const honest = honestLoops(logs, remote, label);
-      const got = kind ? await runAttacker(kind, server.url, bigId) : await sleep(QUIET_S * 1000).then(() => "nothing (quiet)");
+      const got = kind ? await sustained(kind, server.url, bigId) : await sleep(QUIET_S * 1000).then(() => "nothing (quiet)");
       await honest.stop();
       clearInterval(sampler);
       const lag = await loopLagMaxMs(server.url);

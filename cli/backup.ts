@@ -2,7 +2,6 @@ import { stat } from "node:fs/promises";
 import type { Command } from "commander";
 import { runBackup, type BackupSummary } from "../backup/backup.js";
 import type { Progress } from "../backup/progress.js";
-import { isRemoteLogError } from "../core/errors.js";
 import { withRetry } from "../core/retry.js";
 import { DEFAULT_PACK_SIZE } from "../backup/pack-format.js";
 import type { LogSource } from "../backup/source.js";
@@ -80,23 +79,17 @@ export function command(io: Io) {
           // once a run has read both sides (its packs start), an outage is waited for 60 s or --retry-for.
           const status = new RetryStatus(io, "backup", flags.retryFor, 60);
           const bar = progressOf(io, flags.json);
-          let reached = false;
           const progress: Progress = {
             start: (label, total) => {
-              reached = true;
               status.succeeded(false);
               bar.start(label, total);
             },
             advance: (units) => bar.advance(units),
             stop: () => bar.stop(),
           };
-          const attempt = () => withRetry(() => runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, progress }), status.options());
           let result: BackupSummary;
           try {
-            result = await attempt().catch((err: unknown) => {
-              if (!reached || flags.retryFor !== undefined || !isRemoteLogError(err, "UNAVAILABLE")) throw err;
-              return attempt();
-            });
+            result = await withRetry(() => runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, progress }), status.options());
           } finally {
             status.done();
           }

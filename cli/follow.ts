@@ -33,14 +33,18 @@ export class RetryStatus {
     private readonly defaultSeconds: number,
   ) {}
 
-  /** Options for one withRetry call. */
+  /**
+   * Options for one withRetry call. The budget is judged at each failure, so a long call (a backup)
+   * that reached its services after it began gets the reached budget for an outage that comes later.
+   */
   options(): Pick<RetryOptions, "timeoutMs" | "onRetry" | "signal"> {
-    this.firstAttempt ??= Date.now();
-    let timeoutMs: number;
-    if (this.retryForSeconds !== undefined) timeoutMs = this.retryForSeconds * 1000;
-    else if (this.reached) timeoutMs = this.defaultSeconds * 1000;
-    // The first-contact budget counts from the verb's first attempt, across calls (send's background publish and its last one).
-    else timeoutMs = Math.max(1, FIRST_CONTACT_MS - (Date.now() - this.firstAttempt));
+    const firstAttempt = (this.firstAttempt ??= Date.now());
+    const timeoutMs = (failingSince: number) => {
+      if (this.retryForSeconds !== undefined) return this.retryForSeconds * 1000;
+      if (this.reached) return this.defaultSeconds * 1000;
+      // The first-contact budget counts from the verb's first attempt, across calls (send's background publish and its last one).
+      return Math.max(1, FIRST_CONTACT_MS - (failingSince - firstAttempt));
+    };
     return { timeoutMs, signal: this.io.signal, onRetry: (err, delay) => this.retrying(err.message, delay) };
   }
 

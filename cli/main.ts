@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: protobuf-es looks for Uint8Array.prototype.toBase64 as it loads (see services/native-base64.ts).
+import "../services/native-base64.js";
 import type { Io } from "./command.js";
 import { EXIT_OK, EXIT_USAGE, isBrokenPipe } from "./command.js";
 import { ENVIRONMENT, verbs, version } from "./verbs.js";

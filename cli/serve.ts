@@ -179,10 +179,11 @@ export function command(io: Io) {
         ...connectionLimits,
         tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : undefined,
         refusesUnread: refusesUnread({ requireSigned, writeTokens }),
-        // Every response fits the largest GetMany response or block, with room for its framing.
-        writeMaxBytes: Math.max(flags.maxResponseBytes, flags.maxBlock) + (1 << 20),
-        // A request must still fit one block of the largest size, with room for its framing.
-        readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, flags.maxBlock + (1 << 16)),
+        // Every response fits the largest GetMany response or block, with room for its framing. A block
+        // in JSON is base64 text, a third larger (GetMany counts its cap in the bytes it sends).
+        writeMaxBytes: Math.max(flags.maxResponseBytes, Math.ceil((flags.maxBlock * 4) / 3)) + (1 << 20),
+        // A request must still fit one block of the largest size, in JSON too, with room for its framing.
+        readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, Math.ceil((flags.maxBlock * 4) / 3) + (1 << 16)),
         metrics: flags.metrics,
         corsOrigins: flags.corsOrigin,
         onError: (err) => log.warn({ err }, "accept failed"),

@@ -9,9 +9,11 @@ import { RemoteLogError, ErrorCodes } from "./errors.js";
 export interface RetryOptions {
   /**
    * Give up once the service has been failing this long, counted from the first failure (an attempt
-   * that worked for an hour before it failed does not use up the budget); 0 retries forever.
+   * that worked for an hour before it failed does not use up the budget); 0 retries forever. A
+   * function is asked again at each failure, with the time that failing began, so that a budget can
+   * change while one call runs (a verb's short first-contact budget, then a long one once it is served).
    */
-  timeoutMs: number;
+  timeoutMs: number | ((failingSince: number) => number);
   signal?: AbortSignal;
   /** Told about each failed attempt, so that the user sees why nothing moves. */
   onRetry?: (err: RemoteLogError, delayMs: number, attempt: number) => void;
@@ -38,7 +40,8 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
       const delayMs = backoffDelayMs(attempt, options.firstDelayMs, options.maxDelayMs);
       if (options.signal?.aborted) throw error;
       failingSince ??= Date.now();
-      if (options.timeoutMs > 0 && Date.now() - failingSince + delayMs > options.timeoutMs) {
+      const timeoutMs = typeof options.timeoutMs === "function" ? options.timeoutMs(failingSince) : options.timeoutMs;
+      if (timeoutMs > 0 && Date.now() - failingSince + delayMs > timeoutMs) {
         throw RemoteLogError.unavailable(`gave up after ${((Date.now() - failingSince) / 1000).toFixed(1)} s and ${attempt} attempts: ${error.message}`, error);
       }
       options.onRetry?.(error, delayMs, attempt);

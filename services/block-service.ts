@@ -113,6 +113,10 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       return slot;
     });
     const found = unique.length === 0 ? [] : await this.store.getMany(unique);
+    // The cap is on the answer as sent: in JSON each block goes as quoted base64, a third larger, and
+    // counting raw bytes would let a JSON page grow past the largest answer the server writes.
+    const json = /json/i.test(context?.requestHeader.get("content-type") ?? "");
+    const sentSize = (length: number) => (json ? 4 * Math.ceil(length / 3) + 3 : length);
     const missing: number[] = [];
     const blocks: Uint8Array[] = [];
     let bytes = 0;
@@ -125,7 +129,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
         continue;
       }
       // Repeats are not free on the wire: every copy counts toward the response's bytes.
-      if (bytes + data.length > this.limits.maxResponseBytes && blocks.length > 0) {
+      if (bytes + sentSize(data.length) > this.limits.maxResponseBytes && blocks.length > 0) {
         if (!request.partialOk) {
           throw RemoteLogError.tooLarge(
             `GetMany response of more than ${this.limits.maxResponseBytes} bytes is over the limit (max_response_bytes); ask for fewer blocks, or page with partial_ok`,
@@ -134,7 +138,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
         }
         break;
       }
-      bytes += data.length;
+      bytes += sentSize(data.length);
       blocks.push(data);
     }
     const response = create(GetManyResponseSchema, { missing });

@@ -6,7 +6,7 @@ import type { ContentStore } from "../../core/content-store.js";
 import { RemoteLogError, isRemoteLogError } from "../../core/errors.js";
 import { addressOf, addressText, equalBytes, matchesAddress, validateAddress } from "../../core/hash.js";
 import { mapBounded } from "../../core/retry.js";
-import { KuboApi, type KuboApiOptions } from "./kubo-api.js";
+import { KuboApi, kuboHttpStatus, type KuboApiOptions } from "./kubo-api.js";
 
 export interface KuboContentStoreOptions extends KuboApiOptions {
   /** Requests in flight at once, per putMany or getMany call. Default 16. */
@@ -110,14 +110,10 @@ export class KuboContentStore implements ContentStore {
     // A lone block (a head page, say) goes in with its own pin, which the IPNS name store undoes when
     // the head is replaced; a batch goes in under one batch pin.
     if (this.putMode === "car" && indexes.length > 1) {
-      try {
-        await mapBounded(carBatches(indexes, blocks), CAR_CONCURRENCY, (batch) => this.importCar(batch, blocks, addresses));
-        return addresses;
-      } catch (err) {
-        if (!commandMissing.has(err as object)) throw err;
-        // Safe to repeat: a block the node took already is put and pinned again, which changes nothing.
-        this.putMode = "block";
-      }
+      const imported = await mapBounded(carBatches(indexes, blocks), CAR_CONCURRENCY, (batch) => this.importCar(batch, blocks, addresses));
+      if (imported.every(Boolean)) return addresses;
+      // Safe to repeat: a block the node took already is put and pinned again, which changes nothing.
+      this.putMode = "block";
     }
     await mapBounded(indexes, this.concurrency, async (i) => {
       const address = addresses[i];
@@ -134,9 +130,9 @@ export class KuboContentStore implements ContentStore {
 
   /**
    * One CAR of the blocks at indexes under a batch block, through `dag import` with its root pinned
-   * (and so every block it links). An error in commandMissing when the node does not serve the command.
+   * (and so every block it links). False, with nothing stored, when the node does not serve the command.
    */
-  private async importCar(indexes: number[], blocks: Uint8Array[], addresses: Uint8Array[]): Promise<void> {
+  private async importCar(indexes: number[], blocks: Uint8Array[], addresses: Uint8Array[]): Promise<boolean> {
     const car = await encodeBatchCar(
       indexes.map((i) => addresses[i]),
       indexes.map((i) => blocks[i]),
@@ -147,20 +143,18 @@ export class KuboContentStore implements ContentStore {
       try {
         for await (const { root } of this.api.client.dag.import([car.bytes], { pinRoots: true, signal })) roots.set(root.cid.toString(), root.pinErrorMsg ?? "");
       } catch (err) {
-        const status = (err as { response?: { status?: number } })?.response?.status;
-        if ((err as { name?: string })?.name === "HTTPError" && (status === 404 || status === 405)) {
-          const missing = RemoteLogError.internal(`Kubo API ${this.api.url} ${what}: the node does not serve dag/import (HTTP ${status})`, err);
-          commandMissing.add(missing);
-          throw missing;
-        }
+        const status = kuboHttpStatus(err);
+        if (status === 404 || status === 405) return undefined;
         throw err;
       }
       return roots;
     });
+    if (answered === undefined) return false;
     const pinError = answered.get(car.root.toString());
     if (pinError === undefined || pinError !== "") {
       throw RemoteLogError.internal(`Kubo API ${this.api.url} ${what}: the node did not pin the batch${pinError ? `: ${pinError}` : " (no answer for its root)"}`);
     }
+    return true;
   }
 
   async getMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
@@ -208,9 +202,6 @@ export class KuboContentStore implements ContentStore {
     this.api.close();
   }
 }
-
-/** Errors that say the node does not serve an RPC command (HTTP 404 or 405 for it): the caller takes another way. */
-const commandMissing = new WeakSet<object>();
 
 /** The indexes in runs that make CARs of at most CAR_MAX_BLOCKS blocks and about CAR_MAX_BYTES. */
 function carBatches(indexes: number[], blocks: Uint8Array[]): number[][] {

@@ -7,6 +7,25 @@ import { backoffDelayMs, sleep, withRetry } from "../../core/retry.js";
 /** Errors that are a node's HTTP 500 with no more telling message: maybe passing, see KuboApi.call. */
 const serverErrors = new WeakSet<object>();
 
+/** A Kubo RPC answer other than 200 to rawPost: the HTTP status and the node's Message. */
+export class KuboHttpError extends Error {
+  override readonly name = "KuboHttpError";
+
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The HTTP status of a failed RPC answer (kubo-rpc-client's HTTPError, or rawPost's KuboHttpError); undefined for any other failure. */
+export function kuboHttpStatus(err: unknown): number | undefined {
+  if (err instanceof KuboHttpError) return err.status;
+  const error = err as { name?: string; response?: { status?: number } } | undefined;
+  return error?.name === "HTTPError" ? error.response?.status : undefined;
+}
+
 export interface KuboApiOptions {
   /** The Kubo RPC API, such as http://127.0.0.1:5001 (the /api/v0 path is added). */
   url: string;
@@ -96,13 +115,13 @@ export class KuboApi {
   errorOf(err: unknown, what: string, signal?: AbortSignal): RemoteLogError {
     if (err instanceof RemoteLogError) return err;
     const where = `Kubo API ${this.url} ${what}`;
-    const error = err as { name?: string; message?: string; response?: { status?: number }; cause?: { code?: string; message?: string } };
+    const error = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
     const message = String(error?.message ?? err);
     if (signal?.aborted && !this.closing.signal.aborted) {
       return RemoteLogError.unavailable(`${where}: no answer within ${(this.timeoutMs / 1000).toFixed(1)} s`, err);
     }
-    if (error?.name === "HTTPError" && error.response?.status !== undefined) {
-      const status = error.response.status;
+    const status = kuboHttpStatus(err);
+    if (status !== undefined) {
       // The node's own disk failing ("open …/blocks/…: no such file or directory") is not a missing
       // block or record: the node lost something it holds, and saying NOT_FOUND would hide that.
       if (/no such file or directory|input\/output error|read-only file system|no space left on device/i.test(message)) return RemoteLogError.internal(`${where}: the node's disk failed: ${message}`, err);
@@ -130,8 +149,8 @@ export class KuboApi {
 
   /**
    * POSTs one RPC command (`block/get`) with its args and resolves with the whole response body, on
-   * kept-alive connections. A status other than 200 rejects as kubo-rpc-client's HTTPError does (name,
-   * response.status, the node's Message), so that errorOf reads both alike. For call()'s fn.
+   * kept-alive connections. A status other than 200 rejects with a KuboHttpError carrying the node's
+   * Message. For call()'s fn.
    */
   rawPost(command: string, args: string[], query: Record<string, string>, signal: AbortSignal): Promise<Uint8Array> {
     const search = new URLSearchParams(query);
@@ -155,7 +174,7 @@ export class KuboApi {
             } catch {
               // not JSON: the text is the message
             }
-            reject(Object.assign(new Error(message), { name: "HTTPError", response: { status: res.statusCode } }));
+            reject(new KuboHttpError(res.statusCode ?? 0, message));
           });
         },
       );

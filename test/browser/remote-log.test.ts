@@ -241,6 +241,35 @@ group("a page refuses what a lying server serves", () => {
     return new Uint8Array(await response.arrayBuffer());
   }
 
+
+  it("takes an answer cut off mid-body as UNAVAILABLE, so that a retry gets past it", async () => {
+    const page = await browser.open(site.url);
+    try {
+      // Every GetMany answer cut in half: the page's fetch fails while reading the body, which is the
+      // network failing, not the server answering wrong.
+      proxy.cut = (path) => path.includes("GetMany");
+      const cut = await syncThroughProxy(page);
+      expect(cut, cut.message).toMatchObject({ delivered: 0, code: "UNAVAILABLE" });
+      // Only the first answer cut: withRetry, as follow() uses it, tries again and gets every message.
+      let cuts = 0;
+      proxy.cut = (path) => path.includes("GetMany") && cuts++ === 0;
+      const retried = await page.evaluate(
+        async ({ url, name }) => {
+          const { openRemote, Receiver, withRetry } = (globalThis as unknown as PageGlobals).remotelog;
+          const receiver = await Receiver.open({ remote: openRemote(url), name });
+          let delivered = 0;
+          let retries = 0;
+          await withRetry(() => receiver.sync(async (batch) => void (delivered += batch.length)), { timeoutMs: 10_000, onRetry: () => void retries++ });
+          return { delivered, retries };
+        },
+        { url: proxy.url, name: tamperedName },
+      );
+      expect(retried).toEqual({ delivered: 3, retries: 1 });
+    } finally {
+      proxy.cut = undefined;
+      await page.close();
+    }
+  });
   it("reads the untouched log through the proxy", async () => {
     proxy.rewrite = undefined;
     const page = await browser.open(site.url);

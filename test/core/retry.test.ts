@@ -22,6 +22,34 @@ describe("withRetry", () => {
     expect(attempts).toBe(2);
   });
 
+  it("asks a budget function again at each failure, so a call that reaches its service mid-way gets the longer budget", async () => {
+    // backup's case: a first-contact budget of a few seconds until the services answer, then 60 s for an outage.
+    let reached = false;
+    let attempts = 0;
+    const asked: number[] = [];
+    const result = await withRetry(
+      async () => {
+        attempts++;
+        if (attempts === 1) reached = true;
+        if (attempts <= 3) throw RemoteLogError.unavailable("server restarting");
+        return "done";
+      },
+      {
+        timeoutMs: (failingSince) => {
+          asked.push(failingSince);
+          return reached ? 10_000 : 1;
+        },
+        firstDelayMs: 20,
+        maxDelayMs: 20,
+      },
+    );
+    expect(result).toBe("done");
+    expect(attempts).toBe(4);
+    // Asked at each of the three failures, always with the moment the outage began.
+    expect(asked).toHaveLength(3);
+    expect(new Set(asked).size).toBe(1);
+  });
+
   it("still gives up on a service that keeps failing, and never retries another error", async () => {
     let attempts = 0;
     await expect(

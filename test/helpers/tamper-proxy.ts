@@ -10,12 +10,14 @@ export interface TamperProxy {
   url: string;
   /** Rewrites the body of each response to a request whose path and query match; undefined passes it. */
   rewrite: ((pathAndQuery: string, body: Buffer) => Buffer | undefined) | undefined;
+  /** When true for a POST, its answer is cut off: headers, then half the body, then the connection drops. */
+  cut: ((pathAndQuery: string) => boolean) | undefined;
   close(): Promise<void>;
 }
 
 export async function startTamperProxy(target: string): Promise<TamperProxy> {
   const upstream = new URL(target);
-  const proxy: TamperProxy = { url: "", rewrite: undefined, close: async () => {} };
+  const proxy: TamperProxy = { url: "", rewrite: undefined, cut: undefined, close: async () => {} };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -32,6 +34,12 @@ export async function startTamperProxy(target: string): Promise<TamperProxy> {
             const headers = { ...answer.headers, "content-length": String(changed.length) };
             delete headers["transfer-encoding"];
             res.writeHead(answer.statusCode ?? 502, headers);
+            if (req.method === "POST" && proxy.cut?.(req.url ?? "/")) {
+              // The headers go first, alone, so that the client's fetch has answered before the body breaks off.
+              res.flushHeaders();
+              setTimeout(() => res.write(changed.subarray(0, changed.length >> 1), () => res.destroy()), 50);
+              return;
+            }
             res.end(req.method === "HEAD" ? undefined : changed);
           });
         },

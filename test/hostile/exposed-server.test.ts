@@ -4,6 +4,7 @@ import { writeFile } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -289,6 +290,77 @@ describe("exposed server - fair limits", () => {
       expect(paged).toHaveLength(40);
       expect(paged.every((b) => b.length === big.length && b[0] === 3)).toBe(true);
       expect(limitHits(await metricsOf(server), "max-response-bytes")).toBe(1);
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("pages a JSON GetMany of big blocks by the bytes it sends, base64 and all, instead of refusing the page it made", async () => {
+    // Counted in raw bytes, a JSON page of 16 MiB was 22 MiB of text: past the largest answer the
+    // server writes, so every JSON pager got ResourceExhausted, after seconds of base64 work.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const big = new Uint8Array(1 << 20).map((_, i) => (i * 2654435761) >>> 24);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      await remote.putBlocks([big]);
+      const id = Buffer.from(cidOf(big).bytes).toString("base64");
+      const getMany = async (partialOk: boolean) => {
+        const response = await fetch(`${server.url}/remotelog.v1.BlockService/GetMany`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ ids: Array.from({ length: 16 }, () => id), partialOk }),
+        });
+        return { status: response.status, body: (await response.json()) as { blocks?: string[]; code?: string; message?: string } };
+      };
+      const page = await getMany(true);
+      expect(page.status, JSON.stringify(page.body).slice(0, 200)).toBe(200);
+      const blocks = page.body.blocks!;
+      expect(blocks.length).toBeGreaterThan(1);
+      expect(blocks.length).toBeLessThan(16);
+      expect(blocks.reduce((sum, text) => sum + text.length, 0)).toBeLessThanOrEqual(16 << 20);
+      expect(blocks.every((text) => Buffer.from(text, "base64").equals(Buffer.from(big)))).toBe(true);
+      const whole = await getMany(false);
+      expect(whole.body).toMatchObject({ code: "resource_exhausted", message: expect.stringMatching(/max_response_bytes/) });
+      // One block of the largest size still goes whole in JSON, through the draft's CAS.Get.
+      const got = await fetch(`${server.url}/vac.cas.CAS/Get`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id }) });
+      expect(got.status).toBe(200);
+      expect(Buffer.from(((await got.json()) as { data: string }).data, "base64").equals(Buffer.from(big))).toBe(true);
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("never compresses a response, whatever the caller accepts, and refuses a compressed request by name", async () => {
+    // connect-node's default let a caller asking `Accept-Encoding: br` make the server brotli every
+    // response at top quality: ~0.4 s of CPU per MiB, so a few 16 MiB GetMany calls took every core.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const big = new Uint8Array(256 << 10).map((_, i) => (i * 2654435761) >>> 24);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      await remote.putBlocks([big]);
+      const body = JSON.stringify({ ids: [Buffer.from(cidOf(big).bytes).toString("base64")] });
+      const post = (headers: http.OutgoingHttpHeaders, payload: Buffer) =>
+        new Promise<{ status: number; encoding: string | undefined; body: Buffer }>((resolve, reject) => {
+          const req = http.request(`${server.url}/remotelog.v1.BlockService/GetMany`, { method: "POST", localAddress: ATTACKER, agent: false, headers: { "content-type": "application/json", ...headers } }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (chunk: Buffer) => chunks.push(chunk));
+            res.once("end", () => resolve({ status: res.statusCode!, encoding: res.headers["content-encoding"], body: Buffer.concat(chunks) }));
+          });
+          req.once("error", reject);
+          req.end(payload);
+        });
+      for (const accept of ["br", "gzip", "br, gzip, deflate"]) {
+        const response = await post({ "accept-encoding": accept }, Buffer.from(body));
+        expect(response.status).toBe(200);
+        expect(response.encoding).toBeUndefined();
+        const blocks = (JSON.parse(response.body.toString("utf8")) as { blocks: string[] }).blocks;
+        expect(Buffer.from(blocks[0], "base64").equals(Buffer.from(big))).toBe(true);
+      }
+      const compressed = await post({ "content-encoding": "gzip" }, gzipSync(body));
+      expect(JSON.parse(compressed.body.toString("utf8"))).toMatchObject({ code: "unimplemented", message: expect.stringMatching(/gzip/) });
+      // Connect's own clients, which accept gzip and brotli by default, still get every block.
+      const viaConnect = await client(BlockService, server.url).getMany({ ids: [cidOf(big).bytes] });
+      expect(Buffer.from(viaConnect.blocks[0]).equals(Buffer.from(big))).toBe(true);
     } finally {
       remote.close();
     }
