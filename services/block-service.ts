@@ -71,7 +71,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       await this.authority.persist();
       const ids = await this.storeBlocks(request.blocks);
       const response = create(AddManyResponseSchema);
-      if (answersInBinary(context)) response.$unknown = repeatedBytesUnknown(1, ids);
+      if (answerFormat(context) === "binary") response.$unknown = repeatedBytesUnknown(1, ids);
       else response.ids = ids;
       return response;
     } catch (err) {
@@ -115,7 +115,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     const found = unique.length === 0 ? [] : await this.store.getMany(unique);
     // The cap is on the answer as sent: in JSON each block goes as quoted base64, a third larger, and
     // counting raw bytes would let a JSON page grow past the largest answer the server writes.
-    const json = /json/i.test(context?.requestHeader.get("content-type") ?? "");
+    const json = answerFormat(context) === "json";
     const sentSize = (length: number) => (json ? 4 * Math.ceil(length / 3) + 3 : length);
     const missing: number[] = [];
     const blocks: Uint8Array[] = [];
@@ -142,7 +142,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       blocks.push(data);
     }
     const response = create(GetManyResponseSchema, { missing });
-    if (answersInBinary(context)) response.$unknown = repeatedBytesUnknown(1, blocks);
+    if (answerFormat(context) === "binary") response.$unknown = repeatedBytesUnknown(1, blocks);
     else response.blocks = blocks;
     return response;
   }
@@ -155,12 +155,13 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
 }
 
 /**
- * Whether the call is answered in binary: a response's list of blocks or ids then goes out pre-encoded
- * in one buffer (core/page.ts repeatedBytesUnknown), where the generic encoder cost two chunks and a
- * copy per block. JSON leaves unknown fields out, and an in-process caller (no context) reads the
- * field, so both get the plain list.
+ * How the call is answered: in JSON, in binary, or undefined for an in-process call (no context). A
+ * binary response's list of blocks or ids goes out pre-encoded in one buffer (core/page.ts
+ * repeatedBytesUnknown), where the generic encoder cost two chunks and a copy per block; JSON leaves
+ * unknown fields out, and an in-process caller reads the field, so both get the plain list.
  */
-function answersInBinary(context: HandlerContext | undefined): boolean {
+function answerFormat(context: HandlerContext | undefined): "json" | "binary" | undefined {
   const type = context?.requestHeader.get("content-type");
-  return !!type && !type.includes("json");
+  if (!type) return undefined;
+  return /json/i.test(type) ? "json" : "binary";
 }
