@@ -2,7 +2,7 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { RemoteLogError } from "../core/errors.js";
-import { decodeMessage, messageId, toHex } from "../core/hash.js";
+import { decodeMessage, messageIdInto, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 
 /*
@@ -19,8 +19,13 @@ const HEADER_SIZE = 4 + 32 + 4;
 export interface EncodedRecords {
   /** The records, back to back. */
   bytes: Uint8Array;
-  /** Each message's id, in order (views of bytes). */
-  ids: Uint8Array[];
+  /** Where each message's id lies in bytes, in order (32 bytes each): not a view per id, which cost a restore its garbage collection. */
+  idOffsets: Uint32Array;
+}
+
+/** The id of record i of records (a view of its bytes). */
+export function idOf(records: EncodedRecords, i: number): Uint8Array {
+  return records.bytes.subarray(records.idOffsets[i], records.idOffsets[i] + 32);
 }
 
 /**
@@ -32,19 +37,18 @@ export function encodeRecords(messages: Uint8Array[], firstSeq: number): Encoded
   let size = 0;
   for (const data of messages) size += HEADER_SIZE + data.length;
   const bytes = Buffer.allocUnsafe(size);
-  const ids: Uint8Array[] = new Array(messages.length);
+  const idOffsets = new Uint32Array(messages.length);
   let at = 0;
   for (let i = 0; i < messages.length; i++) {
     const data = messages[i];
-    const id = messageId(decodeMessage(data, `message at seq ${firstSeq + i}`));
+    messageIdInto(decodeMessage(data, `message at seq ${firstSeq + i}`), bytes, at + 4);
     bytes.writeUInt32LE(data.length, at);
-    bytes.set(id, at + 4);
-    bytes.writeUInt32LE(crc32(data, crc32(id)), at + 36);
+    bytes.writeUInt32LE(crc32(data, crc32(bytes.subarray(at + 4, at + 36))), at + 36);
     bytes.set(data, at + HEADER_SIZE);
-    ids[i] = new Uint8Array(bytes.buffer, bytes.byteOffset + at + 4, 32);
+    idOffsets[i] = at + 4;
     at += HEADER_SIZE + data.length;
   }
-  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), ids };
+  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), idOffsets };
 }
 
 export class LogFileWriter {
@@ -89,7 +93,7 @@ export class LogFileWriter {
   async append(messages: Uint8Array[]): Promise<Uint8Array[]> {
     const encoded = encodeRecords(messages, this.count);
     this.appendEncoded([encoded]);
-    return encoded.ids;
+    return Array.from(encoded.idOffsets, (_, i) => idOf(encoded, i));
   }
 
   /**
@@ -100,7 +104,10 @@ export class LogFileWriter {
     const first = this.count;
     let seq = first;
     try {
-      for (const part of parts) for (const id of part.ids) this.remember(id, seq++);
+      for (const part of parts) {
+        const bytes = Buffer.from(part.bytes.buffer, part.bytes.byteOffset, part.bytes.length);
+        for (const at of part.idOffsets) this.remember(bytes, at, seq++);
+      }
     } catch (err) {
       this.forgetFrom(first);
       throw err;
@@ -124,23 +131,23 @@ export class LogFileWriter {
     this.count = seq;
   }
 
-  /** Records id as seq's, or throws CONFLICT when it was written before. */
-  private remember(id: Uint8Array, seq: number): void {
+  /** Records the id at bytes[at, at + 32) as seq's, or throws CONFLICT when it was written before. */
+  private remember(bytes: Buffer, at: number, seq: number): void {
     if (this.ids.length < (seq + 1) * 32) {
       const grown = Buffer.allocUnsafe(this.ids.length * 2);
       this.ids.copy(grown, 0, 0, seq * 32);
       this.ids = grown;
     }
-    this.ids.set(id, seq * 32);
-    const prefix = (id[0] | (id[1] << 8) | (id[2] << 16) | ((id[3] & 0x3f) << 24)) >>> 0;
+    bytes.copy(this.ids, seq * 32, at, at + 32);
+    const prefix = (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | ((bytes[at + 3] & 0x3f) << 24)) >>> 0;
     const other = this.firstByPrefix.get(prefix);
     if (other === undefined) {
       this.firstByPrefix.set(prefix, seq);
       return;
     }
-    const key = Buffer.from(id.buffer, id.byteOffset, id.length).toString("latin1");
+    const key = this.ids.toString("latin1", seq * 32, seq * 32 + 32);
     if (this.ids.compare(this.ids, other * 32, other * 32 + 32, seq * 32, seq * 32 + 32) === 0 || this.collided.has(key)) {
-      throw RemoteLogError.conflict(`message ${toHex(id)} at seq ${seq} is in the log already`);
+      throw RemoteLogError.conflict(`message ${toHex(this.ids.subarray(seq * 32, seq * 32 + 32))} at seq ${seq} is in the log already`);
     }
     this.collided.add(key);
   }

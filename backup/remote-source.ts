@@ -1,14 +1,19 @@
 import { RemoteLogError } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
-import { LogReader } from "../core/log-reader.js";
+import { LogReader, type PairVerifier } from "../core/log-reader.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { isKeyName } from "../core/names.js";
+import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { BackedUpTo, LogSource, SourceRead } from "./source.js";
+
+/** Message fetches (each a call's worth of pages) in flight at once while a fresh backup collects pages. */
+const READS_IN_FLIGHT = 4;
 
 /**
  * A remote log by name, read as `receive` reads it (core/log-reader.ts): a key name's head must carry
  * a record that verifies and is not older than the one the previous backup read; the walk goes back
- * only to the last backed-up message, and every page and message is checked by its hashes.
+ * only to the last backed-up message, and every page and message is checked by its hashes (on
+ * verifier's threads when given).
  */
 export class RemoteLogSource implements LogSource {
   private readonly reader: LogReader;
@@ -16,9 +21,9 @@ export class RemoteLogSource implements LogSource {
   constructor(
     private readonly remote: LogRemote,
     readonly logName: string,
-    private readonly options: { unsigned?: boolean; maxPages?: number } = {},
+    private readonly options: { unsigned?: boolean; maxPages?: number; verifier?: PairVerifier } = {},
   ) {
-    this.reader = new LogReader(remote, logName, { maxPages: options.maxPages });
+    this.reader = new LogReader(remote, logName, { maxPages: options.maxPages, verifier: options.verifier });
   }
 
   async readSince(after: BackedUpTo | undefined): Promise<SourceRead> {
@@ -27,21 +32,89 @@ export class RemoteLogSource implements LogSource {
       throw RemoteLogError.invalidArgument(`${JSON.stringify(name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to back it up anyway`);
     }
     const opened = await this.reader.require({ floor: after?.sequence });
-    const walk = await this.reader.walk(opened.page, { stopAtId: after?.lastId });
-    if (after && !walk.reachedStop) {
-      throw RemoteLogError.conflict(`name ${JSON.stringify(name)} no longer holds message ${toHex(after.lastId)}, the last one backed up: its log was replaced`);
-    }
+    const logHead = { page: opened.address, sequence: opened.sequence ?? opened.entry.version };
     // A redacted pair (a tombstone) has no message left to keep: the backup holds what the log still holds.
-    const { pairs, data } = await this.reader.readMessages(walk.pairs, after ? after.lastSeq + 1 : 0);
+    let read: { pairs: RemoteLog_Pair[]; data: Uint8Array[] };
+    if (!after && opened.page.info) read = await this.readIndexed(opened.page);
+    else {
+      const walk = await this.reader.walk(opened.page, { stopAtId: after?.lastId });
+      if (after && !walk.reachedStop) {
+        throw RemoteLogError.conflict(`name ${JSON.stringify(name)} no longer holds message ${toHex(after.lastId)}, the last one backed up: its log was replaced`);
+      }
+      read = await this.reader.readMessages(walk.pairs, after ? after.lastSeq + 1 : 0);
+    }
+    const { pairs, data } = read;
     return {
       firstSeq: after ? after.lastSeq + 1 : 0,
       messages: data,
       lastId: pairs.length > 0 ? pairs[pairs.length - 1].localHash : (after?.lastId ?? new Uint8Array(0)),
-      logHead: { page: opened.address, sequence: opened.sequence ?? opened.entry.version },
+      logHead,
     };
+  }
+
+  /**
+   * The whole of an indexed log (its pages carry seqids and skip links), as a receiver reads it: the
+   * pages are collected a round of parallel fetches at a time rather than one per round trip, and each
+   * call's worth of pages has its messages fetched and checked as it arrives. Nothing is used before the
+   * collection has checked the chain whole. A faulty message is DATA_LOSS naming its seqid.
+   */
+  private async readIndexed(head: RemoteLog): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
+    const reads = new Map<number, Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }>>();
+    let queue: Promise<unknown>[] = [];
+    const readRun = (pages: { number: number; page: RemoteLog }[]) => {
+      // At most READS_IN_FLIGHT reads at once: each waits for the one READS_IN_FLIGHT before it.
+      const before = queue.length >= READS_IN_FLIGHT ? queue[queue.length - READS_IN_FLIGHT] : undefined;
+      const pairs = pages.flatMap(({ page }) => oldestFirst(page));
+      const read = (before ?? Promise.resolve()).catch(() => {}).then(() => this.reader.readMessages(pairs));
+      read.catch(() => {}); // awaited below, once the chain is checked
+      queue.push(read);
+      if (queue.length > 4 * READS_IN_FLIGHT) queue = queue.slice(-READS_IN_FLIGHT);
+      for (const { number } of pages) reads.set(number, read);
+    };
+    // A call's pages need not be neighbours (the first round follows skip links): each run of
+    // consecutive pages is read as one, oldest first, so that a read's messages are in log order.
+    const readPages = (pages: { number: number; page: RemoteLog }[]) => {
+      const sorted = [...pages].sort((a, b) => a.number - b.number);
+      let run: typeof sorted = [];
+      for (const page of sorted) {
+        if (run.length > 0 && page.number !== run[run.length - 1].number + 1) {
+          readRun(run);
+          run = [];
+        }
+        run.push(page);
+      }
+      if (run.length > 0) readRun(run);
+    };
+    // No page is held by the collection: each is handed to readPages as it arrives.
+    const collected = await this.reader.collect(head, 0, { holdPages: 0, onPages: (pages) => readPages(pages) });
+    readPages([{ number: collected.last, page: head }]);
+    const missing: number[] = [];
+    for (let number = collected.first; number <= collected.last; number++) if (!reads.has(number)) missing.push(number);
+    if (missing.length > 0) {
+      const pages = await collected.take(missing);
+      readPages(missing.map((number, i) => ({ number, page: pages[i] })));
+    }
+    const pairs: RemoteLog_Pair[] = [];
+    const data: Uint8Array[] = [];
+    // A read holds several pages in page order; each is taken once, at its first page.
+    const taken = new Set<Promise<unknown>>();
+    for (let number = collected.first; number <= collected.last; number++) {
+      const read = reads.get(number)!;
+      if (taken.has(read)) continue;
+      taken.add(read);
+      const result = await read;
+      for (const pair of result.pairs) pairs.push(pair);
+      for (const bytes of result.data) data.push(bytes);
+    }
+    return { pairs, data };
   }
 
   async close(): Promise<void> {
     this.remote.close();
   }
+}
+
+/** A page's pairs oldest first (a page lists them newest first). */
+function oldestFirst(page: RemoteLog): RemoteLog_Pair[] {
+  return page.pair.toReversed();
 }

@@ -5,7 +5,7 @@ import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js"
 import { addressText, equalBytes, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
-import { encodeRecords, LogFileWriter } from "./log-file.js";
+import { encodeRecords, idOf, LogFileWriter } from "./log-file.js";
 import type { ReadPack } from "./pack-format.js";
 import { readChain } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
@@ -53,17 +53,17 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
       for (const pack of packs) {
-        let ids: Uint8Array[];
+        let lastId: Uint8Array;
         try {
-          ids = await appendPack(log, pack);
+          lastId = appendPack(log, pack);
         } catch (err) {
           if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT) || isRemoteLogError(err, ErrorCodes.CONFLICT)) {
             throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
           }
           throw err;
         }
-        if (!equalBytes(ids[ids.length - 1], pack.lastId)) {
-          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(ids[ids.length - 1])}, but the header says ${toHex(pack.lastId)}`);
+        if (!equalBytes(lastId, pack.lastId)) {
+          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`);
         }
         bytes += pack.size;
         progress.advance(pack.count);
@@ -93,11 +93,11 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   };
 }
 
-/** Appends a pack's messages and returns their ids. */
-async function appendPack(log: LogFileWriter, pack: ReadPack): Promise<Uint8Array[]> {
+/** Appends a pack's messages and returns the last one's id. */
+function appendPack(log: LogFileWriter, pack: ReadPack): Uint8Array {
   const records = encodeRecords(pack.messages, pack.firstSeq);
   log.appendEncoded([records]);
-  return records.ids;
+  return idOf(records, pack.messages.length - 1);
 }
 
 async function checkTarget(dir: string, force: boolean): Promise<void> {

@@ -1,7 +1,9 @@
 /**
  * Backup and restore of a local log of 100,000 messages with 256-byte bodies, side by side with
  * restic on the same data (the log's one file, log.bin): wall time of each as a whole process, and the
- * bytes of each repository. `make bench-backup`. restic comes from Debian (`apt-get install restic`);
+ * bytes of each repository. The same log is also published (default flags, unsigned) to a `serve`
+ * process and backed up by name through it (`backup --from-name`: the head, pages and messages read and
+ * checked over Connect), the "backup by name" column. `make bench-backup`. restic comes from Debian (`apt-get install restic`);
  * when it is not installed its rows say so. Two kinds of bodies: random bytes (encrypted messages, which
  * nothing compresses) and base64 text of random bytes (encrypted and then base64-encoded, as the other
  * benchmarks use), which restic's zstd compresses by about a quarter.
@@ -11,10 +13,15 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { Remote } from "../actors/remote.js";
+import { Sender } from "../actors/sender.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
+import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
+import { startServer, writeBenchResult } from "./harness.js";
 
-const MAIN = resolve("dist/cli/main.js");
+// BENCH_MAIN: another build of the CLI to time (e.g. an older bundle made with scripts/bundle-cli.mjs and BUNDLE_OUTDIR).
+const MAIN = resolve(process.env.BENCH_MAIN ?? "dist/cli/main.js");
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const MORE = 1_000;
 const BODY_BYTES = 256;
@@ -65,10 +72,25 @@ function resticVersion(): string | undefined {
   }
 }
 
+/** Publishes the log in dir to a name on url, as `send` would with default flags (unsigned). */
+async function publish(dir: string, url: string, name: string): Promise<void> {
+  const remote = new Remote({ casUrl: url, nsUrl: url });
+  const log = await FileLocalLog.open(dir);
+  try {
+    const published = await new Sender({ published: new MemoryCheckpointStore(), name, log, remote }).publish();
+    if (published.published !== MESSAGES) throw new Error(`published ${published.published} of ${MESSAGES}`);
+  } finally {
+    await log.close();
+    remote.close();
+  }
+}
+
 interface Row {
   tool: string;
   bodies: Bodies;
   backup: number;
+  /** remotelog only: `backup --from-name` of the same log, published to a `serve` process. */
+  backupByName?: number;
   incremental: number;
   restore: number;
   repoBytes: number;
@@ -76,11 +98,21 @@ interface Row {
 
 async function benchOne(root: string, kind: Bodies, restic: boolean): Promise<Row[]> {
   const rows: Row[] = [];
-  const samples = { ours: { backup: [] as number[], incremental: [] as number[], restore: [] as number[], bytes: 0 }, restic: { backup: [] as number[], incremental: [] as number[], restore: [] as number[], bytes: 0 } };
+  const sampleSet = () => ({ backup: [] as number[], byName: [] as number[], incremental: [] as number[], restore: [] as number[], bytes: 0 });
+  const samples = { ours: sampleSet(), restic: sampleSet() };
   for (let run = 0; run < RUNS; run++) {
     const dir = join(root, `${kind}-${run}`);
     const log = join(dir, "log");
     await writeLog(log, MESSAGES, kind, 0);
+
+    const server = await startServer(dir);
+    try {
+      const name = `backup-${kind}-${run}`;
+      await publish(log, server.url, name);
+      samples.ours.byName.push(timed(process.execPath, [MAIN, "backup", "--from-name", name, "--unsigned", "--server", server.url, "--to", join(dir, "packs-by-name")]));
+    } finally {
+      await server.stop();
+    }
 
     const packs = join(dir, "packs");
     samples.ours.backup.push(timed(process.execPath, [MAIN, "backup", "--from", log, "--to", packs]));
@@ -100,7 +132,15 @@ async function benchOne(root: string, kind: Bodies, restic: boolean): Promise<Ro
     if (restic) samples.restic.restore.push(timed("restic", ["--repo", repo, "restore", "latest", "--target", join(dir, "restic-restored")], RESTIC_ENV));
     await rm(dir, { recursive: true, force: true });
   }
-  const row = (tool: string, s: typeof samples.ours): Row => ({ tool, bodies: kind, backup: median(s.backup), incremental: median(s.incremental), restore: median(s.restore), repoBytes: s.bytes });
+  const row = (tool: string, s: typeof samples.ours): Row => ({
+    tool,
+    bodies: kind,
+    backup: median(s.backup),
+    backupByName: s.byName.length > 0 ? median(s.byName) : undefined,
+    incremental: median(s.incremental),
+    restore: median(s.restore),
+    repoBytes: s.bytes,
+  });
   rows.push(row("remotelog backup", samples.ours));
   if (restic) rows.push(row("restic", samples.restic));
   return rows;
@@ -114,10 +154,14 @@ async function main(): Promise<void> {
     for (const kind of ["random", "base64"] as const) rows.push(...(await benchOne(root, kind, version !== undefined)));
     console.log(`\nBackup and restore of ${MESSAGES.toLocaleString("en")} messages of ${BODY_BYTES} B (then ${MORE.toLocaleString("en")} more), median of ${RUNS} runs, each a whole process`);
     console.log(`restic: ${version ?? "not installed (apt-get install restic)"}\n`);
-    console.log("| tool | bodies | backup s | incremental s | restore s | repository bytes |");
-    console.log("| --- | --- | ---: | ---: | ---: | ---: |");
-    for (const r of rows) console.log(`| ${r.tool} | ${r.bodies} | ${r.backup.toFixed(2)} | ${r.incremental.toFixed(2)} | ${r.restore.toFixed(2)} | ${r.repoBytes.toLocaleString("en")} |`);
-    if (!version) for (const kind of ["random", "base64"]) console.log(`| restic | ${kind} | not installed | | | |`);
+    const headers = ["tool", "bodies", "backup s", "backup by name s", "incremental s", "restore s", "repository bytes"];
+    const cells = rows.map((r) => [r.tool, r.bodies, r.backup, r.backupByName ?? "-", r.incremental, r.restore, r.repoBytes]);
+    if (!version) for (const kind of ["random", "base64"]) cells.push(["restic", kind, "not installed", "-", "-", "-", "-"]);
+    console.log(`| ${headers.join(" | ")} |`);
+    console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    const shown = (cell: string | number, i: number) => (typeof cell !== "number" ? cell : i === 6 ? cell.toLocaleString("en") : cell.toFixed(2));
+    for (const row of cells) console.log(`| ${row.map(shown).join(" | ")} |`);
+    await writeBenchResult("backup", { backup: { headers, rows: cells } }, { messages: MESSAGES, runs: RUNS, restic: version ?? "not installed" });
   } finally {
     await rm(root, { recursive: true, force: true });
   }

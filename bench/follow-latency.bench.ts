@@ -15,7 +15,7 @@ import { Sender } from "../actors/sender.js";
 import { DEFAULT_EMBED, type EmbedMode } from "../core/page.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
-import { GROUP, MAIN, percentile, startServer, stopChild, table } from "./harness.js";
+import { GROUP, MAIN, percentile, startServer, stopChild, table, writeBenchResult } from "./harness.js";
 
 const COUNT = Number(process.env.BENCH_FOLLOW_COUNT ?? 200);
 
@@ -65,10 +65,13 @@ async function run(embed: EmbedMode): Promise<(string | number)[]> {
     await rm(root, { recursive: true, force: true });
   }
   for (const list of [latencies, appends, publishes]) list.sort((a, b) => a - b);
-  return [COUNT, embed === DEFAULT_EMBED ? `${embed} (default)` : String(embed), percentile(appends, 0.5), percentile(publishes, 0.5), percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99), latencies[latencies.length - 1]];
+  // The embed column stays the bare mode: bench/summary.ts finds the default's row by it.
+  return [COUNT, String(embed), percentile(appends, 0.5), percentile(publishes, 0.5), percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99), latencies[latencies.length - 1]];
 }
 
 const rows = [await run("none"), await run(DEFAULT_EMBED)];
 console.log(`\nload average ${loadavg().map((n) => n.toFixed(2)).join(" ")} at the end`);
-console.log(`\nappend-to-delivered latency, receive --follow with pushed heads (poll interval 60 s), ${COUNT} messages one at a time\n`);
-console.log(table(["messages", "embed", "append p50 ms", "publish p50 ms", "delivered p50 ms", "p90 ms", "p99 ms", "max ms"], rows));
+console.log(`\nappend-to-delivered latency, receive --follow with pushed heads (poll interval 60 s), ${COUNT} messages one at a time; embed ${DEFAULT_EMBED} is the default\n`);
+const headers = ["messages", "embed", "append p50 ms", "publish p50 ms", "delivered p50 ms", "p90 ms", "p99 ms", "max ms"];
+console.log(table(headers, rows));
+await writeBenchResult("follow", { follow: { headers, rows } });

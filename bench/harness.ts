@@ -138,3 +138,27 @@ export function cpuMeter(serverPid: number): () => number {
 
 /** USER_HZ: what /proc counts CPU time in, 100 on Linux. */
 const CLOCK_TICKS = 100;
+
+/** Where each bench's figures go, for bench/summary.ts: BENCH_RESULTS, default .tmp/bench/results. */
+export const RESULTS_DIR = resolve(process.env.BENCH_RESULTS ?? ".tmp/bench/results");
+
+/** A table as a bench printed it: its headers, and its rows of cells (numbers unrounded). */
+export interface BenchTable {
+  headers: string[];
+  rows: (string | number)[][];
+}
+
+/**
+ * Writes a bench's tables to RESULTS_DIR/<bench>.json with the time and load average of the run, for
+ * bench/summary.ts to read. Written whole (temp file, rename), so a bench killed half-way leaves the
+ * previous file or none, never half of one.
+ */
+export async function writeBenchResult(bench: string, tables: Record<string, BenchTable>, context: Record<string, string | number> = {}): Promise<void> {
+  const { mkdir, rename, writeFile } = await import("node:fs/promises");
+  const { loadavg } = await import("node:os");
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${bench}.json`);
+  const result = { bench, finishedAt: new Date().toISOString(), loadAverage: loadavg()[0], context, tables };
+  await writeFile(`${file}.tmp`, JSON.stringify(result, null, 1) + "\n");
+  await rename(`${file}.tmp`, file);
+}

@@ -20,6 +20,7 @@ import { deliveryLine } from "../cli/format.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { startIpfs } from "../test/kubo/ipfs-node.js";
+import { writeBenchResult } from "./harness.js";
 
 const MAIN = resolve("dist/cli/main.js");
 const BODY_BYTES = 256;
@@ -150,12 +151,10 @@ async function main() {
     await rm(dataDir, { recursive: true, force: true });
   }
   console.log(`\nremote log through the Kubo backends, ${BODY_BYTES} B bodies, page size 256, signed name; node: ${node.external ? `Kubo at ${node.url}` : "js-ipfs 0.18.1 harness"} on loopback\n`);
-  console.log(
-    table(
-      ["messages", "path", "append+publish ms", "msgs/s", "catch-up ms", "msgs/s", "sync of 10 more ms"],
-      rows.map((r) => [r.messages, r.path, r.appendPublishMs, (r.messages / r.appendPublishMs) * 1000, r.catchUpMs, (r.messages / r.catchUpMs) * 1000, r.incrementalMs]),
-    ),
-  );
+  const cells = rows.map((r) => [r.messages, r.path, r.appendPublishMs, (r.messages / r.appendPublishMs) * 1000, r.catchUpMs, (r.messages / r.catchUpMs) * 1000, r.incrementalMs]);
+  console.log(table(["messages", "path", "append+publish ms", "msgs/s", "catch-up ms", "msgs/s", "sync of 10 more ms"], cells));
+  const headers = ["messages", "path", "append+publish ms", "append+publish msgs/s", "catch-up ms", "catch-up msgs/s", "sync of 10 more ms"];
+  await writeBenchResult("kubo", { kubo: { headers, rows: cells } }, { node: node.external ? `Kubo at ${node.url}` : "js-ipfs harness" });
   console.log("\nappend+publish: FileLocalLog.append then Sender.publish (blocks, pages, signed name update); catch-up: a fresh Receiver.sync to the last delivery.");
 }
 

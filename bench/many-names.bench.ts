@@ -13,7 +13,7 @@ import { Remote, mapBounded } from "../actors/remote.js";
 import { Sender } from "../actors/sender.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../stores/memory/local-log.js";
-import { BODY_BYTES, GROUP, MAIN, bodies, percentile, startServer, stopChild, table } from "./harness.js";
+import { BODY_BYTES, GROUP, MAIN, bodies, percentile, startServer, stopChild, table, writeBenchResult } from "./harness.js";
 
 const MESSAGES_PER_NAME = Number(process.env.BENCH_MANY_MESSAGES ?? 20);
 const NEW_MESSAGES = 100;
@@ -202,12 +202,10 @@ async function main() {
     `\none \`receive --unsigned --names FILE --follow${INTERVAL_ARGS.map((arg) => " " + arg).join("")}\` process, ${MESSAGES_PER_NAME} messages of ${BODY_BYTES} B per name,` +
       ` server: remotelog serve (fs packs + level) on loopback\n`,
   );
-  console.log(
-    table(
-      ["names", "concurrency", "messages", "catch-up ms", "peak RSS MB", "RSS caught up MB", `RSS after ${FOLLOW_MS / 1000} s MB`, "receiver CPU %", "server CPU %", "new msgs", "all in ms", "latency median ms", "p90 ms", "max ms"],
-      rows.map((r) => [r.names, r.concurrency, r.messages, r.catchUpMs, r.peakMb, r.caughtUpMb, r.followedMb, r.receiverCpu, r.serverCpu, r.newCount, r.newAllMs, r.newMedianMs, r.newP90Ms, r.newMaxMs]),
-    ),
-  );
+  const headers = ["names", "concurrency", "messages", "catch-up ms", "peak RSS MB", "RSS caught up MB", `RSS after ${FOLLOW_MS / 1000} s MB`, "receiver CPU %", "server CPU %", "new msgs", "all in ms", "latency median ms", "p90 ms", "max ms"];
+  const cells = rows.map((r) => [r.names, r.concurrency, r.messages, r.catchUpMs, r.peakMb, r.caughtUpMb, r.followedMb, r.receiverCpu, r.serverCpu, r.newCount, r.newAllMs, r.newMedianMs, r.newP90Ms, r.newMaxMs]);
+  console.log(table(headers, cells));
+  await writeBenchResult("many-names", { "many-names": { headers, rows: cells } });
   console.log(
     "\ncatch-up: from spawning the receiver to its last line of the existing logs (process start included)." +
       "\npeak RSS: the receiver's VmHWM (and VmRSS sampled every 50 ms), over the whole run; CPU %: of one core, while following" +

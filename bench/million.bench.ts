@@ -10,7 +10,7 @@ import { createWriteStream } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { BODY_BYTES, MAIN, ms, startServer, table } from "./harness.js";
+import { BODY_BYTES, MAIN, ms, startServer, table, writeBenchResult } from "./harness.js";
 
 /** The peak RSS of a live process, in MB: VmHWM from /proc. */
 async function peakMb(pid: number): Promise<number> {
@@ -74,7 +74,9 @@ async function main() {
     }
   }
   console.log(`\nwhole processes, ${BODY_BYTES} B bodies, default flags, serve with fs + level on 127.0.0.1 (load average ${loads.join(" → ")})\n`);
-  console.log(table(["messages", "send ms", "send peak RSS MB", "receive ms", "receive peak RSS MB", "serve peak RSS MB"], rows));
+  const headers = ["messages", "send ms", "send peak RSS MB", "receive ms", "receive peak RSS MB", "serve peak RSS MB"];
+  console.log(table(headers, rows));
+  await writeBenchResult("million", { million: { headers, rows } });
 }
 
 await main();

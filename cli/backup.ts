@@ -67,8 +67,9 @@ export function command(io: Io) {
         source = await LocalLogSource.open(from.dir, flags.logName);
       } else {
         if (flags.logName) throw usageError("--log-name is for a local log directory; a remote log's packs carry its name");
-        const [{ RemoteLogSource }, { remoteFrom }] = await Promise.all([import("../backup/remote-source.js"), import("./endpoints.js")]);
-        source = new RemoteLogSource(await remoteFrom(flags), from.name, { unsigned: flags.unsigned });
+        const [{ RemoteLogSource }, { remoteFrom }, { sharedVerifier }] = await Promise.all([import("../backup/remote-source.js"), import("./endpoints.js"), import("#verify-pool")]);
+        // Messages are checked on the verify threads, as a receiver checks them, while the next ones are fetched.
+        source = new RemoteLogSource(await remoteFrom(flags), from.name, { unsigned: flags.unsigned, verifier: sharedVerifier() });
       }
       try {
         const target = await packStoreFrom(flags.to, { headName: flags.headName, keyFile: flags.key, tokenFile: flags.tokenFile, ca: flags.ca });
@@ -78,7 +79,7 @@ export function command(io: Io) {
           // Services never reached are given up on after the first-contact budget (a wrong port, say);
           // once a run has read both sides (its packs start), an outage is waited for 60 s or --retry-for.
           const status = new RetryStatus(io, "backup", flags.retryFor, 60);
-          const bar = progressOf(io, flags.json);
+          const bar = await progressOf(io, flags.json);
           const progress: Progress = {
             start: (label, total) => {
               status.succeeded(false);

@@ -33,7 +33,7 @@ export function command(io: Io) {
     .addHelpText("after", "\nExamples:\n  remotelog export --car alice.car --from ./alice-backup\n  remotelog export --car log.car --name k51qzi5uqu5d… --from http://127.0.0.1:7420")
     .action(async (given: ExportFlags) => {
       const flags = { ...given, from: fromOf(given) };
-      const progress = progressOf(io, flags.json);
+      const progress = await progressOf(io, flags.json);
       let result;
       const url = flags.from.replace(/\/+$/, "");
       const remote = flags.name && !flags.pack && isUrl(url) ? new Remote({ casUrl: url, nsUrl: url, ...(await clientCredentials(flags)) }) : undefined;

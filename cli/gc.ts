@@ -79,7 +79,7 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
   try {
     const store = await FsContentStore.open(join(dir, "cas"));
     try {
-      return await collectGarbage({ store, names, graceMs: flags.grace, dryRun: flags.dryRun, progress: progressOf(io, flags.json) });
+      return await collectGarbage({ store, names, graceMs: flags.grace, dryRun: flags.dryRun, progress: await progressOf(io, flags.json) });
     } finally {
       await store.close();
     }

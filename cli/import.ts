@@ -25,7 +25,7 @@ export function command(io: Io) {
     .action(async (flags: ImportFlags) => {
       const store = await packStoreFrom(flags.to, { tokenFile: flags.tokenFile, ca: flags.ca });
       try {
-        const result = await importCar(flags.car, store, progressOf(io, flags.json));
+        const result = await importCar(flags.car, store, await progressOf(io, flags.json));
         if (flags.json) printJson(io, result);
         else io.stdout.write(result.roots.map((root) => `${root}\n`).join(""));
       } finally {

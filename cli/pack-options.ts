@@ -92,7 +92,7 @@ export function sizeOption(value: string): number {
 }
 
 /** Progress bars on stdout when it is a terminal and no --json summary is asked for there. */
-export function progressOf(io: Io, json: boolean | undefined): Progress {
+export function progressOf(io: Io, json: boolean | undefined): Promise<Progress> {
   return progressFor(io.stdout, !json);
 }
 

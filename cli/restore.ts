@@ -31,7 +31,7 @@ export function command(io: Io) {
       const flags = { ...given, from: fromOf(given) };
       const { store, head } = await headFrom(flags);
       try {
-        const result = await runRestore({ store, head, to: flags.to, force: flags.force, progress: progressOf(io, flags.json) });
+        const result = await runRestore({ store, head, to: flags.to, force: flags.force, progress: await progressOf(io, flags.json) });
         if (flags.json) printJson(io, result);
         else io.stdout.write(`restored ${result.messages} messages of ${JSON.stringify(result.logName)} from ${result.packs} packs into ${result.to}\n`);
       } finally {

@@ -38,7 +38,7 @@ export function command(io: Io) {
     )
     .action(async (given: VerifyFlags) => {
       const flags = { ...given, from: fromOf(given) };
-      const progress = progressOf(io, flags.json);
+      const progress = await progressOf(io, flags.json);
       let report: VerifyReport;
       if (flags.name && !flags.pack) {
         if (!isUrl(flags.from)) throw usageError("--name reads a name from an NS: --from must be a URL");

@@ -21,9 +21,22 @@ export { equalBytes, toHex } from "#hash";
  * SHA-256("MESSAGE_ID" || group_id || LE64(timestamp) || body). Metadata is not hashed.
  */
 export function messageId(message: Pick<Message, "groupId" | "timestamp" | "body">): Uint8Array {
-  // One buffer and a one-shot hash: this runs for every message a receiver checks.
+  const id = new Uint8Array(32);
+  messageIdInto(message, id, 0);
+  return id;
+}
+
+/** Hash input of messages up to this size is laid out in one buffer kept for the next call. */
+const SCRATCH_BYTES = 64 * 1024;
+let scratch = allocBytes(1024);
+
+/** messageId, written into target at offset: a restore lays each id straight into its record. */
+export function messageIdInto(message: Pick<Message, "groupId" | "timestamp" | "body">, target: Uint8Array, offset: number): void {
+  // One buffer, reused while messages are small, and a one-shot hash: this runs for every message checked.
   const { groupId, body } = message;
-  const input = allocBytes(MESSAGE_ID_PREFIX.length + groupId.length + 8 + body.length);
+  const size = MESSAGE_ID_PREFIX.length + groupId.length + 8 + body.length;
+  if (scratch.length < size && size <= SCRATCH_BYTES) scratch = allocBytes(Math.min(SCRATCH_BYTES, Math.max(size, 2 * scratch.length)));
+  const input = size <= scratch.length ? scratch : allocBytes(size);
   input.set(MESSAGE_ID_PREFIX, 0);
   let at = MESSAGE_ID_PREFIX.length;
   input.set(groupId, at);
@@ -41,7 +54,7 @@ export function messageId(message: Pick<Message, "groupId" | "timestamp" | "body
     new DataView(input.buffer, input.byteOffset + at, 8).setBigInt64(0, BigInt.asIntN(64, timestamp), true);
   }
   input.set(body, at + 8);
-  return sha256(input);
+  sha256Into(input.length === size ? input : input.subarray(0, size), target, offset);
 }
 
 /** The fixed first bytes of every address: CIDv1, raw, sha2-256, 32-byte digest. */

@@ -19,7 +19,7 @@ import { encodeMessage, newMessage } from "../../core/hash.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { startDelayProxyProcess, type DelayProxy } from "../delay-proxy.js";
-import { BODY_BYTES, GROUP, bareNodeMs, bodies, cpuMeter, ms, startServer, stopChild, table, wholeReceive, wholeSend } from "../harness.js";
+import { BODY_BYTES, GROUP, bareNodeMs, bodies, cpuMeter, ms, startServer, stopChild, table, wholeReceive, wholeSend, writeBenchResult } from "../harness.js";
 
 const PEER = resolve("dist/bench/peers/hypercore-peer.js");
 const SIZES = (process.env.BENCH_PEER_SIZES ?? "10000,100000").split(",").map(Number);
@@ -177,7 +177,9 @@ async function main() {
   rows.push(["-", "-", "bare `node -e 0` (best of 3)", nodeMs, "-", "-", "-", "1.00", "the floor"]);
   console.log(`\nremotelog (default flags) beside hypercore, ${BODY_BYTES} B bodies, loopback; hypercore: writer and reader processes over TCP, batches of 100\n`);
   console.log(`load average ${loadavg().map((n) => n.toFixed(2)).join(" ")} at the end\n`);
-  console.log(table(["messages", "RTT ms", "measure", "remotelog ms", "remotelog cpu ms", "hypercore ms", "x hypercore", "x node -e 0", "goal"], rows));
+  const headers = ["messages", "RTT ms", "measure", "remotelog ms", "remotelog cpu ms", "hypercore ms", "x hypercore", "x node -e 0", "goal"];
+  console.log(table(headers, rows));
+  await writeBenchResult("peers", { peers: { headers, rows } });
   console.log(
     "\nappend+publish: remotelog FileLocalLog.append + Sender.publish in a JIT-warm process; hypercore core.append in its writer process." +
       "\nfresh catch-up: remotelog Receiver.sync with each line formatted (best of 2); hypercore update + download + read every block, in its reader process." +

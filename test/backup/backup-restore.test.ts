@@ -96,6 +96,27 @@ describe("backup - local log to a directory", () => {
 });
 
 describe("backup - remote log to a CAS service", () => {
+  it("backs up a long unsigned name whole and in order, its pages read in parallel rounds, and restores the sender's very log", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    // 1,300 messages in pages of 16: 82 pages, whose first round of fetches follows the head's skip links
+    // (pages that are not neighbours), and reads of 256 messages and more go to the verify threads.
+    const sent = await runCli(["send", "--unsigned", "--name", "long", "--server", server.url, "--data", join(dir, "alice"), "--page-size", "16", "--embed", "none"], { stdin: lines(1300) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const backup = await runCli(["backup", "--from-name", "long", "--unsigned", "--server", server.url, "--to", join(dir, "packs"), "--pack-size", "16KiB", "--json"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(json(backup.stdout)).toMatchObject({ messages: 1300, added: 1300, logName: "long" });
+    const restored = await runCli(["restore", "--from", join(dir, "packs"), "--to", join(dir, "restored")]);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await readLog(join(dir, "restored"))).toEqual(await readLog(join(dir, "alice")));
+    // And an incremental backup by name after it goes on from there.
+    expect((await runCli(["send", "--unsigned", "--name", "long", "--server", server.url, "--data", join(dir, "alice"), "--page-size", "16"], { stdin: lines(40, "more") })).code).toBe(0);
+    const more = await runCli(["backup", "--from-name", "long", "--unsigned", "--server", server.url, "--to", join(dir, "packs"), "--json"]);
+    expect(json(more.stdout)).toMatchObject({ messages: 1340, added: 40 });
+    expect((await runCli(["restore", "--from", join(dir, "packs"), "--to", join(dir, "restored"), "--force"])).code).toBe(0);
+    expect(await readLog(join(dir, "restored"))).toEqual(await readLog(join(dir, "alice")));
+  });
+
   it("backs up a signed name, records a signed head, verifies, exports and imports a CAR", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-block", String(8 << 20)]);

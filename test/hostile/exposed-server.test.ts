@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -290,6 +290,33 @@ describe("exposed server - fair limits", () => {
       expect(paged).toHaveLength(40);
       expect(paged.every((b) => b.length === big.length && b[0] === 3)).toBe(true);
       expect(limitHits(await metricsOf(server), "max-response-bytes")).toBe(1);
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("reads no more of the store for a GetMany of many distinct big blocks than its capped answer holds", async () => {
+    // The server read every block named before it capped the answer: 16,384 distinct 1 MiB blocks
+    // would have been 16 GiB in memory for a 16 MiB answer. /proc's rchar counts the bytes it read.
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", dir]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const blocks = Array.from({ length: 48 }, (_, i) => block(i, 1 << 20));
+      await remote.putBlocks(blocks);
+      const ids = blocks.map((b) => cidOf(b).bytes);
+      const bytesRead = async () => Number(/rchar: (\d+)/.exec(await readFile(`/proc/${server.process.pid}/io`, "utf8"))![1]);
+      const before = await bytesRead();
+      const page = await client(BlockService, server.url, { from: ATTACKER }).getMany({ ids, partialOk: true });
+      const read = (await bytesRead()) - before;
+      expect(page.blocks.length).toBe(16);
+      expect(page.blocks.every((b, i) => Buffer.from(b).equals(Buffer.from(blocks[i])))).toBe(true);
+      // What the answer holds, and little else (the request itself, a metrics scrape's worth).
+      expect(read).toBeGreaterThanOrEqual(16 << 20);
+      expect(read).toBeLessThan(20 << 20);
+      // Remote pages through the rest, in order.
+      const all = await remote.getBlocks(ids);
+      expect(all.every((b, i) => Buffer.from(b).equals(Buffer.from(blocks[i])))).toBe(true);
     } finally {
       remote.close();
     }
