@@ -18,9 +18,9 @@ export interface ServerHandle {
 }
 
 /** Starts `remotelog serve` on a free loopback port with its data under root/server. */
-export async function startServer(root: string, extraArgs: string[] = [], nodeArgs: string[] = []): Promise<ServerHandle> {
+export async function startServer(root: string, extraArgs: string[] = [], nodeArgs: string[] = [], main = MAIN): Promise<ServerHandle> {
   const dataDir = join(root, "server");
-  const child = spawn(process.execPath, [...nodeArgs, MAIN, "serve", "--listen", "127.0.0.1:0", "--data", dataDir, "--log-level", "warn", ...extraArgs], {
+  const child = spawn(process.execPath, [...nodeArgs, main, "serve", "--listen", "127.0.0.1:0", "--data", dataDir, "--log-level", "warn", ...extraArgs], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   // The server's log lines would bury the table; they are shown only if it dies.

@@ -119,13 +119,14 @@ export function command(io: Io) {
         let duplicates = 0;
         let publishing: Promise<void> | undefined;
         let failed: { error: unknown } | undefined;
-        let failure!: (error: unknown) => void;
-        const publishFailed = new Promise<{ failed: true }>((resolve) => {
-          failure = (error) => {
-            failed ??= { error };
-            resolve({ failed: true });
-          };
-        });
+        // Wakes the wait for the next batch when a publish fails. One waiter at a time, dropped when it
+        // settles: a Promise.race against one long-lived promise would add a reaction to it per batch,
+        // and each would keep its batch (every message read from stdin) reachable to the end.
+        let wakeOnFailure: (() => void) | undefined;
+        const failure = (error: unknown) => {
+          failed ??= { error };
+          wakeOnFailure?.();
+        };
         const kickPublish = () => {
           publishing ??= publish().then(
             () => {
@@ -142,7 +143,11 @@ export function command(io: Io) {
         reading = true;
         try {
           for (;;) {
-            const next = await Promise.race([batches.next(), publishFailed]);
+            if (failed) break;
+            const next = await new Promise<IteratorResult<IncomingBatch> | { failed: true }>((resolve, reject) => {
+              wakeOnFailure = () => resolve({ failed: true });
+              batches.next().then(resolve, reject);
+            }).finally(() => (wakeOnFailure = undefined));
             if ("failed" in next || next.done || io.signal.aborted) break;
             const batch = next.value;
             const now = BigInt(Math.floor(Date.now() / 1000));

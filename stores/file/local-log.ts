@@ -27,6 +27,7 @@ import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from
 import { LockFile } from "./lock-file.js";
 import { decodeMessage, messageId, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
+import { DigestTable } from "../../core/digest-table.js";
 
 export const HEADER_SIZE = 4 + 32 + 4;
 export const LOG_FILE = "log.bin";
@@ -93,20 +94,28 @@ export function classifyTail(bytes: Uint8Array, at: number, found: "incomplete" 
   return nextRecordStart(bytes, at + 1) === -1 ? "torn" : "damaged";
 }
 
+/** Bytes of log.bin read at a time while opening it. */
+const LOAD_CHUNK = 16 * 1024 * 1024;
+
 /**
  * The sender's durable local log: `<dir>/log.bin` (format above), locked by `<dir>/LOCK` so that one
  * writer at a time has it open. Opened read-only, it takes no lock and writes nothing at all, so a
  * read-only verb can look at a log, damaged or in use, without changing a byte or an mtime.
  *
- * Every entry is kept in memory, data included, from open to close: reads and seqOf never touch the
- * disk, and a sender's log of a million 300-byte messages is a few hundred megabytes. A log that
- * outgrows memory needs an on-disk index instead; the format does not change for it.
+ * What stays in memory is an index, ~56 bytes a message: the ids in a DigestTable (seq = the id's
+ * number) and each record's offset in a Float64Array. Open reads log.bin once, a chunk at a time, to
+ * check it and build the index; read() reads the records again with one pread for the range and checks
+ * each against its checksum and the id it had at open. A million-message log is ~56 MB of index,
+ * whatever the size of its messages, and nothing of it is an object the collector walks.
  */
 export class FileLocalLog implements LocalLog {
-  private readonly entries: LocalLogEntry[] = [];
-  /** Seq by id, keyed by the id as a latin1 string (see message-id.ts). */
-  private readonly seqs = new Map<string, number>();
+  /** Seq by id: the ids in append order, so that id number n is the id of seq n. */
+  private readonly ids = new DigestTable();
+  /** Where each seq's record starts in log.bin; the record ends where the next starts, or at size. */
+  private offsets = new Float64Array(1024);
   private readonly appends = new Mutex();
+  /** Reads in progress, which close() waits for before it closes the file. */
+  private readonly reads = new Set<Promise<unknown>>();
   private closed = false;
   /** Bytes of whole records in log.bin: where the next append writes. */
   private size = 0;
@@ -116,12 +125,12 @@ export class FileLocalLog implements LocalLog {
 
   private constructor(
     readonly dir: string,
-    private readonly handle: FileHandle | undefined,
+    private readonly handle: FileHandle,
     private readonly lock: LockFile | undefined,
   ) {}
 
   get length(): number {
-    return this.entries.length;
+    return this.ids.size;
   }
 
   get path(): string {
@@ -152,18 +161,24 @@ export class FileLocalLog implements LocalLog {
    */
   static async open(dir: string, options: { readOnly?: boolean } = {}): Promise<FileLocalLog> {
     if (options.readOnly) {
-      let bytes: Buffer;
+      let handle: FileHandle;
       try {
-        bytes = await readFile(join(dir, LOG_FILE));
+        handle = await open(join(dir, LOG_FILE), "r");
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`);
         throw ioError(`cannot read local log ${dir}`, err);
       }
-      const log = new FileLocalLog(dir, undefined, undefined);
-      log.size = log.load(bytes);
-      log.torn = bytes.length - log.size;
-      log.recordedOwner = await readOwner(dir);
-      return log;
+      try {
+        const log = new FileLocalLog(dir, handle, undefined);
+        const { end, fileSize } = await log.load();
+        log.size = end;
+        log.torn = fileSize - end;
+        log.recordedOwner = await readOwner(dir);
+        return log;
+      } catch (err) {
+        await handle.close().catch(() => {});
+        throw ioError(`cannot read local log ${dir}`, err);
+      }
     }
     await ensureDir(dir);
     const lock = await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
@@ -180,16 +195,16 @@ export class FileLocalLog implements LocalLog {
         created = true;
       }
       if (created) await fsyncDir(dir);
-      const bytes = await handle.readFile();
       const log = new FileLocalLog(dir, handle, lock);
-      log.size = log.load(bytes);
+      const { end, fileSize } = await log.load();
+      log.size = end;
       log.recordedOwner = await readOwner(dir);
-      if (log.size < bytes.length) {
-        const savedTo = join(dir, `${LOG_FILE}.tail-${log.size}-${Date.now()}`);
-        await writeFileAtomic(savedTo, bytes.subarray(log.size));
-        await handle.truncate(log.size);
+      if (end < fileSize) {
+        const savedTo = join(dir, `${LOG_FILE}.tail-${end}-${Date.now()}`);
+        await writeFileAtomic(savedTo, await readAt(handle, end, fileSize - end));
+        await handle.truncate(end);
         await handle.sync();
-        log.recovery = { truncatedAt: log.size, droppedBytes: bytes.length - log.size, savedTo };
+        log.recovery = { truncatedAt: end, droppedBytes: fileSize - end, savedTo };
       }
       return log;
     } catch (err) {
@@ -209,15 +224,18 @@ export class FileLocalLog implements LocalLog {
     const handle = this.writable();
     // Ids and records are made before waiting for the lock: they need none, and the records are our
     // own copy, so the caller may reuse its buffers as soon as it has called.
-    const keys = messages.map((data, i) => Buffer.from(messageId(decodeMessage(data, `message ${i}`))).toString("latin1"));
-    let batch = this.encode(messages, keys);
+    const ids = messages.map((data, i) => messageId(decodeMessage(data, `message ${i}`)));
+    let batch = this.encode(messages, ids);
     // Ids in the index are durable already: they are added only after their fsync.
-    if (batch.keys.length === 0) return [];
+    if (batch.entries.length === 0) return [];
     return this.appends.run(async () => {
       // An append that held the lock before this one may have added some of the same messages.
-      if (batch.keys.some((key) => this.seqs.has(key))) {
-        batch = this.encode(batch.entries.map((entry) => entry.data), batch.keys);
-        if (batch.keys.length === 0) return [];
+      if (batch.entries.some((entry) => this.ids.find(entry.id) !== -1)) {
+        batch = this.encode(
+          batch.entries.map((entry) => entry.data),
+          batch.entries.map((entry) => entry.id),
+        );
+        if (batch.entries.length === 0) return [];
       }
       try {
         await writeAll(handle, batch.bytes, this.size);
@@ -227,13 +245,16 @@ export class FileLocalLog implements LocalLog {
         await handle.truncate(this.size).catch(() => {});
         throw ioError(`cannot append to ${this.path}`, err);
       }
-      this.size += batch.bytes.length;
-      const first = this.entries.length;
-      const appended = batch.entries.map((entry, j) => ({ seq: first + j, id: entry.id, data: entry.data }));
-      for (let j = 0; j < appended.length; j++) {
-        this.entries.push(appended[j]);
-        this.seqs.set(batch.keys[j], first + j);
+      const first = this.ids.size;
+      const appended: LocalLogEntry[] = new Array(batch.entries.length);
+      let at = this.size;
+      for (let j = 0; j < batch.entries.length; j++) {
+        const { id, data } = batch.entries[j];
+        this.index(id, 0, at);
+        at += HEADER_SIZE + data.length;
+        appended[j] = { seq: first + j, id, data };
       }
+      this.size = at;
       return appended;
     });
   }
@@ -252,20 +273,20 @@ export class FileLocalLog implements LocalLog {
     const file: OwnerFile = { format: 1, name: owner.name, ...(owner.key ? { key: owner.key } : {}) };
     await writeFileAtomic(join(this.dir, OWNER_FILE), Buffer.from(`${JSON.stringify(file)}\n`, "utf8"));
     this.recordedOwner = { ...owner };
-    return this.entries.length > 0 ? "adopted" : "new";
+    return this.length > 0 ? "adopted" : "new";
   }
 
   /**
    * The records of the messages not in the log yet, each once, as one buffer; the entries' ids and data
    * are views of it.
    */
-  private encode(messages: Uint8Array[], keys: string[]): { bytes: Buffer; keys: string[]; entries: { id: Uint8Array; data: Uint8Array }[] } {
+  private encode(messages: Uint8Array[], ids: Uint8Array[]): { bytes: Buffer; entries: { id: Uint8Array; data: Uint8Array }[] } {
     const fresh: number[] = [];
-    const seen = new Set<string>();
+    const seen = new DigestTable(messages.length);
     let size = 0;
     for (let i = 0; i < messages.length; i++) {
-      if (this.seqs.has(keys[i]) || seen.has(keys[i])) continue;
-      seen.add(keys[i]);
+      if (this.ids.find(ids[i]) !== -1 || seen.find(ids[i]) !== -1) continue;
+      seen.add(ids[i]);
       fresh.push(i);
       size += HEADER_SIZE + messages[i].length;
     }
@@ -274,48 +295,118 @@ export class FileLocalLog implements LocalLog {
     let at = 0;
     for (let j = 0; j < fresh.length; j++) {
       const data = messages[fresh[j]];
-      writeRecord(bytes, at, Buffer.from(keys[fresh[j]], "latin1"), data);
+      writeRecord(bytes, at, ids[fresh[j]], data);
       entries[j] = {
         id: new Uint8Array(bytes.buffer, bytes.byteOffset + at + 4, 32),
         data: new Uint8Array(bytes.buffer, bytes.byteOffset + at + HEADER_SIZE, data.length),
       };
       at += HEADER_SIZE + data.length;
     }
-    return { bytes, keys: fresh.map((i) => keys[i]), entries };
+    return { bytes, entries };
   }
 
-  /** Entries with from <= seq < to, in order; the range is clamped to the log. */
+  /**
+   * Entries with from <= seq < to, in order; the range is clamped to the log. The records are read
+   * from log.bin with one pread and checked again: DATA_LOSS (file, offset, seq) when one no longer
+   * matches its checksum or the id it had at open (the file changed under the open log).
+   */
   async read(from: number, to: number): Promise<LocalLogEntry[]> {
     this.checkOpen();
-    return this.entries.slice(Math.max(0, from), Math.max(0, to));
+    const first = Math.max(0, from);
+    const end = Math.min(to, this.length);
+    if (first >= end) return [];
+    const read = this.readRecords(first, end);
+    this.reads.add(read);
+    try {
+      return await read;
+    } finally {
+      this.reads.delete(read);
+    }
+  }
+
+  private async readRecords(first: number, end: number): Promise<LocalLogEntry[]> {
+    const start = this.offsets[first];
+    const stop = end < this.length ? this.offsets[end] : this.size;
+    let bytes: Buffer;
+    try {
+      bytes = await readAt(this.handle, start, stop - start);
+    } catch (err) {
+      throw ioError(`cannot read ${this.path}`, err);
+    }
+    const entries: LocalLogEntry[] = new Array(end - first);
+    for (let seq = first; seq < end; seq++) {
+      const at = this.offsets[seq];
+      const record = recordAt(bytes, at - start);
+      const next = seq + 1 < this.length ? this.offsets[seq + 1] : this.size;
+      if (typeof record === "string" || record.end + start !== next || !this.ids.matches(seq, record.id)) {
+        const why = typeof record === "string" ? (record === "bad" ? "its checksum does not match" : "the file is shorter than it was") : "it is not the record that was there at open";
+        throw RemoteLogError.dataLoss(`${this.path} changed under an open log at byte ${at}, the record of seq ${seq}: ${why}; nothing was changed`, undefined, {
+          file: this.path,
+          offset: at,
+          seq,
+        });
+      }
+      entries[seq - first] = { seq, id: record.id, data: record.data };
+    }
+    return entries;
   }
 
   seqOf(id: Uint8Array): number | undefined {
-    return this.seqs.get(Buffer.from(id.buffer, id.byteOffset, id.length).toString("latin1"));
+    if (id.length !== 32) return undefined;
+    const seq = this.ids.find(id);
+    return seq === -1 ? undefined : seq;
   }
 
-  /** Waits for appends in progress, closes the file and releases the lock. Idempotent; later calls throw INTERNAL. */
+  /** Waits for appends and reads in progress, closes the file and releases the lock. Idempotent; later calls throw INTERNAL. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.appends.run(async () => {});
-    await this.handle?.close().catch(() => {});
+    await Promise.allSettled([...this.reads]);
+    await this.handle.close().catch(() => {});
     await this.lock?.release();
   }
 
+  /** Adds the next seq's id (32 bytes of bytes from at) and where its record starts. */
+  private index(bytes: Uint8Array, at: number, offset: number): void {
+    const seq = this.ids.add(bytes, at);
+    if (seq === this.offsets.length) {
+      const grown = new Float64Array(this.offsets.length * 2);
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    this.offsets[seq] = offset;
+  }
+
   /**
-   * Loads every record up to a torn append, if any, and returns where they end. Throws DATA_LOSS at
-   * the first damaged record. Entries are views of the file's bytes, read with one readFile (so
-   * log.bin is limited to 2 GiB, Node's largest single read).
+   * Reads log.bin a chunk at a time and indexes every record up to a torn append, if any. Returns where
+   * the whole records end and the file's size. Throws DATA_LOSS at the first damaged record.
    */
-  private load(bytes: Buffer): number {
+  private async load(): Promise<{ end: number; fileSize: number }> {
     const path = this.path;
+    const fileSize = (await this.handle.stat()).size;
+    // window holds the file's bytes from base on.
+    let window: Buffer = Buffer.alloc(0);
+    let base = 0;
     let at = 0;
-    while (at < bytes.length) {
-      const record = recordAt(bytes, at);
-      const seq = this.entries.length;
+    while (at < fileSize) {
+      const record = recordAt(window, at - base);
       if (typeof record === "string") {
-        if (classifyTail(bytes, at, record) === "torn") break;
+        const windowEnd = base + window.length;
+        if (record === "incomplete" && windowEnd < fileSize) {
+          // The record runs past the window, not (yet) past the file: read on from its start.
+          const known = at + HEADER_SIZE <= windowEnd ? HEADER_SIZE + window.readUInt32LE(at - base) : HEADER_SIZE;
+          window = await readAt(this.handle, at, Math.min(fileSize - at, Math.max(LOAD_CHUNK, known)));
+          base = at;
+          continue;
+        }
+        // What follows is judged on all of it, as it was before open read in chunks.
+        if (windowEnd < fileSize) {
+          window = await readAt(this.handle, at, fileSize - at);
+          base = at;
+        }
+        if (classifyTail(window, at - base, record) === "torn") break;
+        const seq = this.length;
         throw RemoteLogError.dataLoss(
           `${path} is damaged at byte ${at}, the record of seq ${seq}: ${record === "bad" ? "its checksum does not match" : "its length runs past the end, yet whole records follow"}; ` +
             `nothing was changed. Run remotelog repair --data ${this.dir} to set the damage aside and keep the rest`,
@@ -323,24 +414,24 @@ export class FileLocalLog implements LocalLog {
           { file: path, offset: at, seq },
         );
       }
-      const key = Buffer.from(record.id.buffer, record.id.byteOffset, 32).toString("latin1");
-      if (this.seqs.has(key)) {
-        throw RemoteLogError.dataLoss(`${path} holds id ${toHex(record.id)} twice (seq ${this.seqs.get(key)} and ${seq}, byte ${at}); was it written by something else?`, undefined, {
+      const twice = this.ids.find(record.id);
+      if (twice !== -1) {
+        const seq = this.length;
+        throw RemoteLogError.dataLoss(`${path} holds id ${toHex(record.id)} twice (seq ${twice} and ${seq}, byte ${at}); was it written by something else?`, undefined, {
           file: path,
           offset: at,
           seq,
         });
       }
-      this.seqs.set(key, seq);
-      this.entries.push({ seq, id: record.id, data: record.data });
-      at = record.end;
+      this.index(record.id, 0, at);
+      at = base + record.end;
     }
-    return at;
+    return { end: at, fileSize };
   }
 
   private writable(): FileHandle {
     this.checkOpen();
-    if (!this.handle) throw RemoteLogError.internal(`local log ${this.dir} is open read-only`);
+    if (!this.lock) throw RemoteLogError.internal(`local log ${this.dir} is open read-only`);
     return this.handle;
   }
 
@@ -375,6 +466,18 @@ export async function readOwner(dir: string): Promise<LogOwner | undefined> {
     throw RemoteLogError.dataLoss(`${path} is damaged: it is not a local log's owner record of format 1`, undefined, { file: path });
   }
   return file.key === undefined ? { name: file.name } : { name: file.name, key: file.key };
+}
+
+/** length bytes of the file from position; shorter only when the file ends first. */
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const bytes = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(bytes, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return bytes.subarray(0, done);
 }
 
 async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {

@@ -1,6 +1,7 @@
 /*
  * FsContentStore: the embedded CAS. Blocks live in append-only pack files under `<dir>/packs/`; an
- * in-memory index, rebuilt at open from the packs' own indexes, says where each block is.
+ * in-memory index (block-index.ts: typed arrays, ~70 bytes a block), rebuilt at open from the packs'
+ * own indexes, says where each block is.
  *
  * A pack, in short (pack.ts has the full format and the reasons), integers big-endian:
  *
@@ -15,13 +16,12 @@ import { readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
-import { addressText } from "../../core/hash.js";
+import { addressText, matchesAddress } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
+import { BlockIndex, CID_PREFIX } from "./block-index.js";
 import { FileCache } from "./file-cache.js";
 import { encodePack, ENTRY_SIZE, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE } from "./pack.js";
 
-/** The bytes every address has before its digest: CIDv1, raw codec, sha2-256, 32 bytes. */
-const CID_PREFIX = Uint8Array.of(0x01, 0x55, 0x12, 0x20);
 const KEY_PREFIX = Buffer.from(CID_PREFIX).toString("latin1");
 
 /** Blocks closer than this in one pack are read with one pread, gap included. */
@@ -64,6 +64,7 @@ interface Pending {
   failed: (err: unknown) => void;
 }
 
+/** Where a block is: which pack, and its bytes' offset and length there. */
 interface Location {
   pack: number;
   offset: number;
@@ -81,10 +82,10 @@ interface Location {
 export class FsContentStore implements ContentStore, BlockSweeper {
   /** gc may sweep this store (core/content-store.ts BlockSweeper). */
   readonly sweeper: BlockSweeper = this;
-  private readonly index = new Map<string, Location>();
+  private readonly index = new BlockIndex();
   private readonly packs: string[] = [];
-  /** Keys whose index entry is in each pack (by pack id), for gc; emptied when a pack is retired. */
-  private readonly packKeys: string[][] = [];
+  /** Numbers (in the index) of the blocks indexed in each pack (by pack id), for gc; emptied when a pack is retired. */
+  private readonly packBlocks: Int32Array[] = [];
   /** When each pack was written (ms since the epoch): by this process, or the file's mtime at open. */
   private readonly packTimes: number[] = [];
   /** Collections in progress; every key put (even one already stored) is recorded in each. */
@@ -224,8 +225,9 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     const seen = new Set<string>();
     const now = Date.now();
     for (let i = 0; i < blocks.length; i++) {
-      if (this.index.has(keys[i])) this.reput.set(keys[i], now);
-      if (this.index.has(keys[i]) || seen.has(keys[i])) continue;
+      const stored = this.index.findDigest(addresses[i], 4) !== -1;
+      if (stored) this.reput.set(keys[i], now);
+      if (stored || seen.has(keys[i])) continue;
       seen.add(keys[i]);
       fresh.keys.push(keys[i]);
       fresh.addresses.push(addresses[i]);
@@ -263,14 +265,14 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       try {
         // Earlier groups may have stored some of these blocks, and calls of one group may share blocks.
         // A lone call was deduplicated when it was made and, if nothing was stored since, is used as is.
-        const lone = group.length === 1 && !group[0].keys.some((key) => this.index.has(key));
+        const lone = group.length === 1 && !group[0].addresses.some((address) => this.index.findDigest(address, 4) !== -1);
         const keys: string[] = lone ? group[0].keys : [];
         const addresses: Uint8Array[] = lone ? group[0].addresses : [];
         const blocks: Uint8Array[] = lone ? group[0].blocks : [];
         const seen = new Set<string>();
         for (const call of lone ? [] : group) {
           for (let i = 0; i < call.keys.length; i++) {
-            if (this.index.has(call.keys[i]) || seen.has(call.keys[i])) continue;
+            if (this.index.findDigest(call.addresses[i], 4) !== -1 || seen.has(call.keys[i])) continue;
             seen.add(call.keys[i]);
             keys.push(call.keys[i]);
             addresses.push(call.addresses[i]);
@@ -281,11 +283,12 @@ export class FsContentStore implements ContentStore, BlockSweeper {
           const pack = encodePack(blocks, addresses);
           await this.writePack(pack.name, pack.bytes);
           const packId = this.packs.push(pack.name) - 1;
-          this.packKeys[packId] = keys;
+          const numbers = new Int32Array(keys.length);
+          this.packBlocks[packId] = numbers;
           this.packTimes[packId] = Date.now();
           let offset = HEADER_SIZE;
           for (let j = 0; j < keys.length; j++) {
-            this.index.set(keys[j], { pack: packId, offset, length: blocks[j].length });
+            numbers[j] = this.index.add(addresses[j], 4, packId, offset, blocks[j].length);
             offset += blocks[j].length;
             this.bytes += blocks[j].length;
           }
@@ -316,12 +319,15 @@ export class FsContentStore implements ContentStore, BlockSweeper {
 
   private async readMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
     const result: (Uint8Array | undefined)[] = new Array(addresses.length).fill(undefined);
-    const wanted: { i: number; key: string; at: Location }[] = [];
+    const wanted: { i: number; at: Location }[] = [];
     for (let i = 0; i < addresses.length; i++) {
-      const key = keyOfAddress(addresses[i]);
-      const at = this.index.get(key);
-      if (at) wanted.push({ i, key, at });
-      else if (this.quarantinedKeys.has(key)) {
+      const n = this.index.find(addresses[i]);
+      if (n !== -1) {
+        wanted.push({ i, at: { pack: this.index.pack(n), offset: this.index.offset(n), length: this.index.length(n) } });
+        continue;
+      }
+      const key = this.quarantinedKeys.size > 0 ? keyOfAddress(addresses[i]) : "";
+      if (this.quarantinedKeys.has(key)) {
         const pack = this.quarantinedKeys.get(key)!;
         throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} was in pack ${pack}, which is damaged and set aside; storing the block again restores it`, undefined, {
           address: addressText(addresses[i]),
@@ -331,7 +337,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     }
     wanted.sort((a, b) => a.at.pack - b.at.pack || a.at.offset - b.at.offset);
     // Nearby blocks of one pack become one read: 10,000 small blocks are a handful of preads, not 10,000.
-    const spans: { pack: number; start: number; end: number; items: { i: number; key: string; at: Location }[] }[] = [];
+    const spans: { pack: number; start: number; end: number; items: { i: number; at: Location }[] }[] = [];
     for (const item of wanted) {
       const last = spans[spans.length - 1];
       const end = item.at.offset + item.at.length;
@@ -349,9 +355,9 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         const pack = this.packs[span.pack];
         const path = join(this.packsDir, pack);
         const buffer = await this.files.read(path, span.start, span.end - span.start, () => addressText(addresses[span.items[0].i]));
-        for (const { i, key, at } of span.items) {
+        for (const { i, at } of span.items) {
           const block = buffer.subarray(at.offset - span.start, at.offset - span.start + at.length);
-          if (keyOf(block) !== key) {
+          if (!matchesAddress(block, addresses[i])) {
             // The pack's name, not its path: this message goes to remote clients.
             throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} in pack ${pack} does not match its address`, undefined, {
               address: addressText(addresses[i]),
@@ -370,7 +376,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   /** Whether a block is stored, from the index alone. */
   async has(address: Uint8Array): Promise<boolean> {
     this.checkOpen();
-    return this.index.has(keyOfAddress(address));
+    return this.index.find(address) !== -1;
   }
 
   /** Distinct blocks and their total size. */
@@ -383,9 +389,9 @@ export class FsContentStore implements ContentStore, BlockSweeper {
    * throws DATA_LOSS for the first block that does not match.
    */
   async check(): Promise<FsContentStoreStats> {
-    const keys = [...this.index.keys()];
-    for (let i = 0; i < keys.length; i += 10_000) {
-      await this.getMany(addressesOf(keys.slice(i, i + 10_000)));
+    const numbers = [...this.index.stored()];
+    for (let i = 0; i < numbers.length; i += 10_000) {
+      await this.getMany(numbers.slice(i, i + 10_000).map((n) => this.index.address(n)));
     }
     return this.stats();
   }
@@ -407,7 +413,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   listPacks(): PackListing[] {
     const out: PackListing[] = [];
     this.packs.forEach((name, id) => {
-      if (name !== "") out.push({ name, writtenMs: this.packTimes[id], keys: this.packKeys[id] });
+      if (name !== "") out.push({ name, writtenMs: this.packTimes[id], keys: Array.from(this.packBlocks[id], (n) => this.keyOfBlock(n)) });
     });
     return out;
   }
@@ -426,42 +432,46 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     this.checkOpen();
     const id = this.packs.indexOf(name);
     if (id === -1 || name === "") return { blocks: 0, bytes: 0 };
-    const isDead = (key: string) => !live(key) && !guard.touched.has(key) && (this.reput.get(key) ?? 0) < keepPutSinceMs && this.index.get(key)?.pack === id;
+    // Keys (latin1 strings) are made here, for gc's sets, and not kept: the index holds numbers.
+    const keys = new Map<number, string>();
+    const key = (n: number) => keys.get(n) ?? keys.set(n, this.keyOfBlock(n)).get(n)!;
+    const isDead = (n: number) => this.index.pack(n) === id && !live(key(n)) && !guard.touched.has(key(n)) && (this.reput.get(key(n)) ?? 0) < keepPutSinceMs;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const keys = this.packKeys[id].filter((key) => this.index.get(key)?.pack === id);
-      const dead = keys.filter(isDead);
+      const numbers = Array.from(this.packBlocks[id]).filter((n) => this.index.pack(n) === id);
+      const dead = numbers.filter(isDead);
       if (dead.length === 0) return { blocks: 0, bytes: 0 };
-      if (options.dryRun) return { blocks: dead.length, bytes: dead.reduce((sum, key) => sum + this.index.get(key)!.length, 0) };
+      if (options.dryRun) return { blocks: dead.length, bytes: dead.reduce((sum, n) => sum + this.index.length(n), 0) };
       const deadSet = new Set(dead);
-      const kept = keys.filter((key) => !deadSet.has(key));
+      const kept = numbers.filter((n) => !deadSet.has(n));
       let written: { name: string; blocks: Uint8Array[] } | undefined;
       if (kept.length > 0) {
-        const blocks = (await this.getMany(addressesOf(kept))) as Uint8Array[];
-        const pack = encodePack(blocks, addressesOf(kept));
+        const keptAddresses = kept.map((n) => this.index.address(n));
+        const blocks = (await this.getMany(keptAddresses)) as Uint8Array[];
+        const pack = encodePack(blocks, keptAddresses);
         await this.writePack(pack.name, pack.bytes);
         written = { name: pack.name, blocks };
       }
       // Puts made while the new pack was written may have revived a block it leaves out: start again.
-      if (dead.some((key) => !isDead(key))) continue;
+      if (dead.some((n) => !isDead(n))) continue;
       // From here to the end of the swap there is no await, so no put or read sees a half-moved index.
       let bytes = 0;
-      for (const key of dead) {
-        bytes += this.index.get(key)!.length;
-        this.index.delete(key);
+      for (const n of dead) {
+        bytes += this.index.length(n);
+        this.index.remove(n);
       }
       this.bytes -= bytes;
       if (written) {
         const newId = this.packs.push(written.name) - 1;
-        this.packKeys[newId] = kept;
+        this.packBlocks[newId] = Int32Array.from(kept);
         this.packTimes[newId] = this.packTimes[id];
         let offset = HEADER_SIZE;
-        kept.forEach((key, j) => {
-          this.index.set(key, { pack: newId, offset, length: written.blocks[j].length });
+        kept.forEach((n, j) => {
+          this.index.move(n, newId, offset, written.blocks[j].length);
           offset += written.blocks[j].length;
         });
       }
       this.packs[id] = "";
-      this.packKeys[id] = [];
+      this.packBlocks[id] = new Int32Array(0);
       // A read that resolved its locations before the swap may still open the old file.
       await Promise.allSettled([...this.reads]);
       if (written?.name !== name) {
@@ -496,21 +506,25 @@ export class FsContentStore implements ContentStore, BlockSweeper {
 
   private addPack(name: string, index: Buffer, time: number): void {
     const packId = this.packs.push(name) - 1;
-    const keys: string[] = [];
-    this.packKeys[packId] = keys;
+    const numbers = new Int32Array(index.length / ENTRY_SIZE);
+    let count = 0;
     this.packTimes[packId] = time;
     let offset = HEADER_SIZE;
     for (let at = 0; at < index.length; at += ENTRY_SIZE) {
       const length = index.readUInt32BE(at + 32);
-      const key = KEY_PREFIX + index.toString("latin1", at, at + 32);
       // The same block in two packs (two processes wrote it): either copy will do.
-      if (!this.index.has(key)) {
-        this.index.set(key, { pack: packId, offset, length });
+      if (this.index.findDigest(index, at) === -1) {
+        numbers[count++] = this.index.add(index, at, packId, offset, length);
         this.bytes += length;
-        keys.push(key);
       }
       offset += length;
     }
+    this.packBlocks[packId] = numbers.subarray(0, count);
+  }
+
+  /** Block n's index key (its address as a latin1 string), as gc's sets and guards hold them. */
+  private keyOfBlock(n: number): string {
+    return Buffer.from(this.index.address(n)).toString("latin1");
   }
 
   private async writePack(name: string, bytes: Uint8Array): Promise<void> {

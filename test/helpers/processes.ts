@@ -80,8 +80,8 @@ export interface Server {
 }
 
 /** Starts `remotelog serve` as a real process and waits for the line that says where it listens. */
-export async function startServer(args: string[], timeoutMs = 15_000): Promise<Server> {
-  const child = spawnCli(["serve", ...args]);
+export async function startServer(args: string[], timeoutMs = 15_000, env?: NodeJS.ProcessEnv): Promise<Server> {
+  const child = spawnCli(["serve", ...args], { env });
   let stderr = "";
   let admin: string | undefined;
   child.stderr!.on("data", (chunk) => (stderr += chunk));

@@ -3,7 +3,7 @@ import { appendFile, open, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalLog } from "../../core/local-log.js";
-import { decodeMessage, equalBytes, messageId, toHex } from "../../core/hash.js";
+import { decodeMessage, encodeMessage, equalBytes, messageId, newMessage, toHex } from "../../core/hash.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { localLogContract, message } from "../contract/local-log.contract.js";
 import { deadPid, TempDirs, failure } from "./temp.js";
@@ -126,13 +126,48 @@ describe("file local log - on disk", () => {
     expect(await readFile(path)).toEqual(bytes);
   });
 
+  it("damage - a byte flipped while the log is open is DATA_LOSS (file, offset, seq) when read, for a writer and a reader; the file stays as it is", async () => {
+    // Reads come from the file, not from a copy made at open: they are checked again.
+    const dir = await dirs.make();
+    const log = await openLog(dir);
+    await log.append(Array.from({ length: 10 }, (_, i) => message(i)));
+    const reader = await FileLocalLog.open(dir, { readOnly: true });
+    opened.push(reader);
+    const path = join(dir, "log.bin");
+    const offset = 6 * recordSize(message(0));
+    const bytes = await readFile(path);
+    bytes[offset + 45] ^= 1;
+    await writeFile(path, bytes);
+    for (const open of [log, reader]) {
+      expect((await open.read(0, 6)).map((entry) => entry.seq)).toEqual([0, 1, 2, 3, 4, 5]);
+      const err = await failure(open.read(2, 8), "DATA_LOSS");
+      expect(err.details).toEqual({ file: path, offset, seq: 6 });
+    }
+    expect(await readFile(path)).toEqual(bytes);
+  });
+
+  it("large - a log.bin of several 16 MiB chunks reopens whole, with records across each chunk's end", async () => {
+    const dir = await dirs.make();
+    const log = await openLog(dir);
+    const big = (i: number) => encodeMessage(newMessage(new Uint8Array(1), BigInt(i), new Uint8Array(3_000_001 + i).fill(i)));
+    const appended = await log.append(Array.from({ length: 12 }, (_, i) => big(i)));
+    await log.close();
+    const reopened = await openLog(dir);
+    expect(reopened.length).toBe(12);
+    const read = await reopened.read(0, 12);
+    expect(read.map((entry) => [entry.seq, toHex(entry.id), entry.data.length])).toEqual(appended.map((entry) => [entry.seq, toHex(entry.id), entry.data.length]));
+    expect(reopened.seqOf(appended[11].id)).toBe(11);
+  });
+
   it("owner - owner.json survives a reopen, a read-only open sees it, and a damaged one is DATA_LOSS", async () => {
     const dir = await dirs.make();
     const log = await openLog(dir);
     await log.claim({ name: "chat" });
     await log.close();
     expect((await openLog(dir)).owner).toEqual({ name: "chat" });
-    expect((await FileLocalLog.open(dir, { readOnly: true })).owner).toEqual({ name: "chat" });
+    const reader = await FileLocalLog.open(dir, { readOnly: true });
+    opened.push(reader);
+    expect(reader.owner).toEqual({ name: "chat" });
     await writeFile(join(dir, "owner.json"), "{");
     const other = await dirs.make();
     await writeFile(join(other, "owner.json"), "{");

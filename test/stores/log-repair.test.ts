@@ -41,6 +41,7 @@ describe("repairLocalLog", () => {
     expect(await readFile(join(report.savedIn!, "log.bin"))).toEqual(bytes);
     const log = await FileLocalLog.open(dir, { readOnly: true });
     expect((await log.read(0, 9)).map((entry) => toHex(entry.data))).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9].map((i) => toHex(message(i))));
+    await log.close();
     // Again: nothing to do, nothing written.
     expect(await repairLocalLog(dir)).toMatchObject({ changed: false, before: 9 });
     expect((await readdir(dir)).filter((name) => name.startsWith("repair-"))).toHaveLength(1);
@@ -54,7 +55,9 @@ describe("repairLocalLog", () => {
     await failure(FileLocalLog.open(dir, { readOnly: true }), "DATA_LOSS");
     const report = await repairLocalLog(dir);
     expect(report.setAside).toEqual([expect.objectContaining({ seq: 3, why: expect.stringContaining("already in the log") })]);
-    expect((await FileLocalLog.open(dir, { readOnly: true })).length).toBe(3);
+    const repaired = await FileLocalLog.open(dir, { readOnly: true });
+    expect(repaired.length).toBe(3);
+    await repaired.close();
 
     const writer = await FileLocalLog.open(dir);
     await failure(repairLocalLog(dir), "CONFLICT");
@@ -66,7 +69,9 @@ describe("repairLocalLog - published marks", () => {
   it("moves a mark to where its last message is, even on a healthy log (a repair that crashed before the marks), and removes one whose message is gone", async () => {
     const dir = await logOf(5);
     const marks = await FileCheckpointStore.open(join(dir, "published"));
-    const ids = (await (await FileLocalLog.open(dir, { readOnly: true })).read(0, 5)).map((entry) => entry.id);
+    const reader = await FileLocalLog.open(dir, { readOnly: true });
+    const ids = (await reader.read(0, 5)).map((entry) => entry.id);
+    await reader.close();
     await marks.save("a", { delivered: 9, lastId: ids[2] });
     await marks.save("b", { delivered: 4, lastId: idOf(message(99)) });
     await marks.save("c", { delivered: 5, lastId: ids[4] });

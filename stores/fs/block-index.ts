@@ -1,0 +1,105 @@
+import { DigestTable } from "../../core/digest-table.js";
+
+/** The bytes every address has before its digest: CIDv1, raw codec, sha2-256, 32 bytes. */
+export const CID_PREFIX = Uint8Array.of(0x01, 0x55, 0x12, 0x20);
+
+/**
+ * Where each stored block is (pack, offset, length), for FsContentStore: the digests in a DigestTable
+ * and the rest in typed arrays indexed by the digest's number, ~70 bytes a block and no object per
+ * block for the collector to walk. A block that gc removed keeps its number (and 32 bytes) as
+ * "not stored", and gets it back if it is stored again.
+ */
+export class BlockIndex {
+  private readonly digests = new DigestTable();
+  /** The pack of each block number, -1 when it is not stored. */
+  private packs = new Int32Array(1024);
+  private offsets = new Float64Array(1024);
+  private lengths = new Uint32Array(1024);
+  private live = 0;
+
+  /** Blocks stored. */
+  get size(): number {
+    return this.live;
+  }
+
+  /** The number of the stored block with this address (a raw sha2-256 CIDv1), or -1. */
+  find(address: Uint8Array): number {
+    if (!isOurAddress(address)) return -1;
+    return this.findDigest(address, 4);
+  }
+
+  /** The number of the stored block whose digest is bytes[at, at + 32), or -1. */
+  findDigest(bytes: Uint8Array, at: number): number {
+    const n = this.digests.find(bytes, at);
+    return n === -1 || this.packs[n] === -1 ? -1 : n;
+  }
+
+  /** Records a block that is not stored yet, by the digest at bytes[at, at + 32); returns its number. */
+  add(bytes: Uint8Array, at: number, pack: number, offset: number, length: number): number {
+    let n = this.digests.find(bytes, at);
+    if (n === -1) {
+      n = this.digests.add(bytes, at);
+      if (n === this.packs.length) this.grow();
+    }
+    this.live++;
+    this.move(n, pack, offset, length);
+    return n;
+  }
+
+  /** Block n is now at offset of pack. */
+  move(n: number, pack: number, offset: number, length: number): void {
+    this.packs[n] = pack;
+    this.offsets[n] = offset;
+    this.lengths[n] = length;
+  }
+
+  /** Block n is no longer stored. */
+  remove(n: number): void {
+    if (this.packs[n] === -1) return;
+    this.packs[n] = -1;
+    this.live--;
+  }
+
+  pack(n: number): number {
+    return this.packs[n];
+  }
+
+  offset(n: number): number {
+    return this.offsets[n];
+  }
+
+  length(n: number): number {
+    return this.lengths[n];
+  }
+
+  /** Block n's address, a copy. */
+  address(n: number): Uint8Array {
+    const address = new Uint8Array(36);
+    address.set(CID_PREFIX, 0);
+    address.set(this.digests.digest(n), 4);
+    return address;
+  }
+
+  /** The numbers of every stored block. */
+  *stored(): Generator<number> {
+    for (let n = 0; n < this.digests.size; n++) if (this.packs[n] !== -1) yield n;
+  }
+
+  private grow(): void {
+    const size = this.packs.length * 2;
+    const packs = new Int32Array(size);
+    packs.set(this.packs);
+    this.packs = packs;
+    const offsets = new Float64Array(size);
+    offsets.set(this.offsets);
+    this.offsets = offsets;
+    const lengths = new Uint32Array(size);
+    lengths.set(this.lengths);
+    this.lengths = lengths;
+  }
+}
+
+/** Whether address is a 36-byte raw sha2-256 CIDv1, the only kind this store holds. */
+function isOurAddress(address: Uint8Array): boolean {
+  return address.length === 36 && address[0] === CID_PREFIX[0] && address[1] === CID_PREFIX[1] && address[2] === CID_PREFIX[2] && address[3] === CID_PREFIX[3];
+}

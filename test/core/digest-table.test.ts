@@ -1,0 +1,29 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { DigestTable } from "../../core/digest-table.js";
+
+describe("digest table", () => {
+  it("numbers digests in the order added, finds each through growth, and finds no other", () => {
+    const table = new DigestTable(4);
+    const digests = Array.from({ length: 5000 }, () => randomBytes(32));
+    digests.forEach((digest, i) => expect(table.add(digest)).toBe(i));
+    expect(table.size).toBe(5000);
+    digests.forEach((digest, i) => {
+      expect(table.find(digest)).toBe(i);
+      expect(Buffer.from(table.digest(i)).equals(digest)).toBe(true);
+      expect(table.matches(i, digest)).toBe(true);
+    });
+    expect(table.find(randomBytes(32))).toBe(-1);
+    expect(table.find(new Uint8Array(31))).toBe(-1);
+  });
+
+  it("digests that share their first bytes (one hash slot) are told apart; a digest is read where it lies", () => {
+    const table = new DigestTable();
+    const alike = Array.from({ length: 100 }, (_, i) => Buffer.concat([Buffer.from([1, 2, 3, 4]), Buffer.alloc(27), Buffer.from([i])]));
+    alike.forEach((digest) => table.add(digest));
+    alike.forEach((digest, i) => expect(table.find(digest)).toBe(i));
+    const framed = Buffer.concat([Buffer.from("prefix"), alike[42], Buffer.from("suffix")]);
+    expect(table.find(framed, 6)).toBe(42);
+    expect(table.find(framed, 5)).toBe(-1);
+  });
+});
