@@ -1,14 +1,15 @@
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { openTransport, type TransportOptions } from "#transport";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
-import type { DescMethodUnary } from "@bufbuild/protobuf";
+import { create, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
-import { BlockService } from "../gen/remotelog/v1/blocks_pb.js";
+import { AddManyRequestSchema, BlockService, GetManyRequestSchema } from "../gen/remotelog/v1/blocks_pb.js";
 import { NameListService, NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
+import { repeatedBytesUnknown } from "../core/page.js";
 import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
 import { WatchUnsupportedError, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
 
@@ -83,6 +84,11 @@ export class Remote implements LogRemote, NameLister {
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
   private readonly concurrency: number;
+  /**
+   * Whether the CAS transport is one this Remote opened, and so encodes binary: block and address lists
+   * then go out pre-encoded (repeatedBytesUnknown), which a JSON transport would leave out.
+   */
+  private readonly binaryCas: boolean;
 
   constructor(options: RemoteOptions & { casTransport?: Transport; nsTransport?: Transport }) {
     this.casUrl = options.casUrl;
@@ -99,6 +105,17 @@ export class Remote implements LogRemote, NameLister {
     this.batchBlocks = options.batchBlocks ?? 4096;
     this.batchBytes = options.batchBytes ?? 8 << 20;
     this.concurrency = options.concurrency ?? 4;
+    this.binaryCas = options.casTransport === undefined;
+  }
+
+  /**
+   * A CAS request whose repeated bytes field (number fieldNo, named key) holds list: pre-encoded where
+   * the transport is binary. Made here rather than by the client, which would drop $unknown from an init.
+   */
+  private withBytes<Desc extends typeof AddManyRequestSchema | typeof GetManyRequestSchema>(schema: Desc, init: MessageInitShape<Desc>, key: "blocks" | "ids", list: Uint8Array[]): MessageShape<Desc> {
+    const request = create(schema, this.binaryCas ? init : { ...init, [key]: list });
+    if (this.binaryCas) request.$unknown = repeatedBytesUnknown(1, list);
+    return request as MessageShape<Desc>;
   }
 
   private transport(baseUrl: string, options: TransportOptions): Transport {
@@ -142,7 +159,7 @@ export class Remote implements LogRemote, NameLister {
     if (batch.length > 0) batches.push(batch);
     await mapBounded(batches, this.concurrency, async (blocks) => {
       try {
-        await this.blockAdds.addMany({ blocks, pending });
+        await this.blockAdds.addMany(this.withBytes(AddManyRequestSchema, { pending }, "blocks", blocks));
       } catch (err) {
         throw fromConnectError(err, `CAS ${this.casUrl} AddMany`);
       }
@@ -161,7 +178,7 @@ export class Remote implements LogRemote, NameLister {
       const blocks: Uint8Array[] = [];
       try {
         while (blocks.length < ids.length) {
-          const response = await this.blocks.getMany({ ids: blocks.length === 0 ? ids : ids.slice(blocks.length), partialOk: true });
+          const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true }, "ids", blocks.length === 0 ? ids : ids.slice(blocks.length)));
           // A server that returns nothing would have us ask forever; at least one block is its contract.
           if (response.blocks.length === 0) throw RemoteLogError.internal(`GetMany of ${ids.length - blocks.length} blocks returned none`);
           for (const block of response.blocks) blocks.push(block);

@@ -223,7 +223,9 @@ export class Sender {
     }
     const version = current?.version ?? 0n;
 
-    const pending = (await this.log.read(mark.delivered, total)).filter((entry) => !already.has(toHex(entry.id)));
+    const unpublished = await this.log.read(mark.delivered, total);
+    // Most publishes find none of their messages on the chain already: no id is made text for nothing.
+    const pending = already.size === 0 ? unpublished : unpublished.filter((entry) => !already.has(toHex(entry.id)));
     const limit = this.maxMessageBytes;
     const oversized = limit === undefined ? undefined : pending.find((entry) => entry.data.length > limit);
     if (oversized) {
@@ -273,14 +275,18 @@ export class Sender {
   }
 
   /**
-   * The head's pairs to carry into the new head: this sender's own messages as entries (so that the
-   * embed mode applies to them again, and their blocks are uploaded when they lose their data), other
-   * writers' pairs exactly as they are.
+   * The head's pairs to carry into the new head: this sender's own embedded messages as entries (so
+   * that the embed mode applies to them again, and their blocks are uploaded when they leave the
+   * embedded newest), and, with embed "all", its referenced ones too (to embed them again). Every other
+   * pair goes as it is, other writers' as well: a pair that carries no data names a block that went into
+   * the CAS before the head that names it did. Carrying those as entries as well re-read, re-hashed and
+   * re-uploaded up to a page of blocks on every publish, however few messages it added.
    */
   private async carry(pairsOldestFirst: PageItem[]): Promise<PageItem[]> {
     return Promise.all(
       pairsOldestFirst.map(async (pair) => {
         if (!("$typeName" in pair) || pair.redacted) return pair;
+        if (pair.data.length === 0 && this.embed !== "all") return pair;
         const seq = this.log.seqOf(pair.localHash);
         if (seq === undefined) return pair;
         const [entry] = await this.log.read(seq, seq + 1);

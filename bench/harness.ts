@@ -1,4 +1,5 @@
 /** What the benchmarks share: a real `serve` process, message bodies, timers and a table printer. */
+import { readFileSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
@@ -112,6 +113,31 @@ export async function bareNodeMs(runs = 3): Promise<number> {
   }
   return Math.min(...times);
 }
+
+/**
+ * CPU time (user + system, ms) of this process, its threads included, and of the server process since
+ * the call, for a machine shared with other work where wall time moves with the load. The server's
+ * part is read from /proc and left out where there is none.
+ */
+export function cpuMeter(serverPid: number): () => number {
+  const serverTicks = () => {
+    try {
+      const fields = readFileSync(`/proc/${serverPid}/stat`, "utf8").split(") ")[1].split(" ");
+      return Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return 0;
+    }
+  };
+  const ownBefore = process.cpuUsage();
+  const serverBefore = serverTicks();
+  return () => {
+    const own = process.cpuUsage(ownBefore);
+    return (own.user + own.system) / 1000 + ((serverTicks() - serverBefore) * 1000) / CLOCK_TICKS;
+  };
+}
+
+/** USER_HZ: what /proc counts CPU time in, 100 on Linux. */
+const CLOCK_TICKS = 100;
 
 /** Where each bench's figures go, for bench/summary.ts: BENCH_RESULTS, default .tmp/bench/results. */
 export const RESULTS_DIR = resolve(process.env.BENCH_RESULTS ?? ".tmp/bench/results");

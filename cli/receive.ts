@@ -6,7 +6,7 @@ import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, Rec
 import { Option, type Command } from "commander";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
-import { deliveryLine, deliveryText } from "./format.js";
+import { deliveryLine, deliveryLines, deliveryText } from "./format.js";
 import { followName, RetryStatus } from "./follow.js";
 import { OutFile } from "./out-file.js";
 
@@ -116,12 +116,11 @@ export function command(io: Io) {
         }
         const receiver = new Receiver({ name, remote, checkpoints: out ?? cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
         const deliver = async (batch: Delivery[]) => {
-          let text = "";
           // --out always holds JSONL: its lines carry the seq and id that make them checkable.
-          for (const d of batch) text += flags.format === "text" && !out ? deliveryText(d.seq, d.message) : deliveryLine(d.seq, d.id, d.address, d.message);
-          if (out) return out.append(text);
+          if (out) return out.append(batch.map((d) => deliveryLine(d.seq, d.id, d.address, d.message)).join(""));
+          const chunk = flags.format === "text" ? batch.map((d) => deliveryText(d.seq, d.message)).join("") : deliveryLines(batch);
           // The callback fires once the kernel has the bytes; only then may the checkpoint move past them.
-          await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
+          await new Promise<void>((resolve, reject) => io.stdout.write(chunk, (err) => (err ? reject(err) : resolve())));
         };
         await followName({
           verb: "receive",
@@ -206,9 +205,8 @@ async function receiveMany(names: string[], flags: ReceiveFlags, remote: ReadRem
   const say = (text: string) => io.stderr.write(`remotelog receive: ${text}\n`);
   const result = await many.run(
     async (name, batch) => {
-      let text = "";
-      for (const d of batch) text += flags.format === "text" ? deliveryText(d.seq, d.message, name) : deliveryLine(d.seq, d.id, d.address, d.message, name);
-      await new Promise<void>((resolve, reject) => io.stdout.write(text, (err) => (err ? reject(err) : resolve())));
+      const chunk = flags.format === "text" ? batch.map((d) => deliveryText(d.seq, d.message, name)).join("") : deliveryLines(batch, name);
+      await new Promise<void>((resolve, reject) => io.stdout.write(chunk, (err) => (err ? reject(err) : resolve())));
     },
     {
       follow: flags.follow,

@@ -1,4 +1,5 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary, toBinary, type UnknownField } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import {
   RemoteLogSchema,
   RemoteLog_PageInfoSchema,
@@ -116,6 +117,31 @@ function writeBytesField(out: Uint8Array, at: number, tag: number, bytes: Uint8A
   at = writeVarint(out, at, bytes.length);
   out.set(bytes, at);
   return at + bytes.length;
+}
+
+/**
+ * A repeated bytes field of a message (number fieldNo, below 16), every element written into one
+ * buffer, as the single unknown field that protobuf-es's toBinary then writes as it is: the same bytes
+ * on the wire as the list in its field, for one allocation and copy instead of two chunks per element.
+ * A client sending 10,000 blocks in AddMany spent more on the generic list encoding than on hashing
+ * them. Binary encoding only: JSON leaves unknown fields out, so a JSON transport must send the list.
+ * Placed with `$unknown`, after the known fields, which protobuf parsers accept in any order.
+ */
+export function repeatedBytesUnknown(fieldNo: number, list: Uint8Array[]): UnknownField[] {
+  if (list.length === 0) return [];
+  const tag = (fieldNo << 3) | WireType.LengthDelimited;
+  let total = 0;
+  for (const item of list) total += 1 + varintSize(item.length) + item.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const item of list) {
+    out[at++] = tag;
+    at = writeVarint(out, at, item.length);
+    out.set(item, at);
+    at += item.length;
+  }
+  // An unknown field is its tag, then its data: here the first element's length and bytes, then every other element whole.
+  return [{ no: fieldNo, wireType: WireType.LengthDelimited, data: out.subarray(1) }];
 }
 
 /**
@@ -336,19 +362,22 @@ export function planPages(
  * decoded message. Returns the message, or throws DATA_LOSS naming the pair (after where, when given).
  */
 export function verifyPairData(pair: Pick<RemoteLog_Pair, "remoteHash" | "localHash">, data: Uint8Array, where?: string): Message {
-  const at = where ? `${where}: ` : "";
-  const address = addressText(pair.remoteHash);
+  // The texts are made only for an error: this runs for every message a receiver checks.
+  const at = () => (where ? `${where}: ` : "");
   if (!matchesAddress(data, pair.remoteHash)) {
-    throw RemoteLogError.dataLoss(`${at}bytes of message ${toHex(pair.localHash)} do not hash to its address ${address}`, undefined, { address });
+    const address = addressText(pair.remoteHash);
+    throw RemoteLogError.dataLoss(`${at()}bytes of message ${toHex(pair.localHash)} do not hash to its address ${address}`, undefined, { address });
   }
   let message: Message;
   try {
     message = decodeMessage(data, where ?? "message");
   } catch (err) {
-    throw RemoteLogError.dataLoss(`${at}data at ${address} is not a vac.mvds.Message`, err, { address });
+    const address = addressText(pair.remoteHash);
+    throw RemoteLogError.dataLoss(`${at()}data at ${address} is not a vac.mvds.Message`, err, { address });
   }
   if (!equalBytes(messageId(message), pair.localHash)) {
-    throw RemoteLogError.dataLoss(`${at}message at ${address} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`, undefined, { address });
+    const address = addressText(pair.remoteHash);
+    throw RemoteLogError.dataLoss(`${at()}message at ${address} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`, undefined, { address });
   }
   return message;
 }

@@ -8,18 +8,18 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { Remote } from "../../actors/remote.js";
 import { Receiver, type Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
-import { deliveryLine } from "../../cli/format.js";
+import { deliveryLines } from "../../cli/format.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { startDelayProxyProcess, type DelayProxy } from "../delay-proxy.js";
-import { BODY_BYTES, GROUP, bareNodeMs, bodies, ms, startServer, stopChild, table, wholeReceive, wholeSend, writeBenchResult } from "../harness.js";
+import { BODY_BYTES, GROUP, bareNodeMs, bodies, cpuMeter, ms, startServer, stopChild, table, wholeReceive, wholeSend, writeBenchResult } from "../harness.js";
 
 const PEER = resolve("dist/bench/peers/hypercore-peer.js");
 const SIZES = (process.env.BENCH_PEER_SIZES ?? "10000,100000").split(",").map(Number);
@@ -29,20 +29,23 @@ const RTT_MS = Number(process.env.BENCH_PEER_RTT_MS ?? 20);
 interface Catchup {
   rtt: number;
   inProcessMs: number;
+  /** remotelog only: CPU time of this process (its verify threads included) and the server during the best in-process run. */
+  inProcessCpuMs?: number;
   processMs: number;
 }
 
 interface Side {
   appendMs: number;
+  /** remotelog only: CPU time of this process and the server during append+publish. */
+  appendCpuMs?: number;
   /** remotelog only: a whole `send` process of the same count from stdin. */
   sendProcessMs?: number;
   catchups: Catchup[];
 }
 
+/** Each delivery as the bytes `receive` writes to its stdout (cli/format.ts deliveryLines), written nowhere. */
 async function formatOnly(batch: Delivery[]): Promise<void> {
-  let text = "";
-  for (const d of batch) text += deliveryLine(d.seq, d.id, d.address, d.message);
-  if (text.length === 0) throw new Error("nothing formatted");
+  if (deliveryLines(batch).length === 0) throw new Error("nothing formatted");
 }
 
 async function remotelogSide(count: number, rtts: number[]): Promise<Side> {
@@ -59,10 +62,12 @@ async function remotelogSide(count: number, rtts: number[]): Promise<Side> {
 
     const log = await FileLocalLog.open(join(root, "alice"));
     const encoded = bodies(count).map((body, i) => encodeMessage(newMessage(GROUP, 1_700_000_000n + BigInt(i), body)));
+    const cpu = cpuMeter(server.pid);
     const start = process.hrtime.bigint();
     await log.append(encoded);
     const published = await new Sender({ published: new MemoryCheckpointStore(), name, log, remote }).publish();
     const appendMs = ms(start);
+    const appendCpuMs = cpu();
     await log.close();
     if (published.published !== count) throw new Error(`published ${published.published} of ${count}`);
 
@@ -74,27 +79,31 @@ async function remotelogSide(count: number, rtts: number[]): Promise<Side> {
       const proxy = await delayTo(server.url, rtt);
       try {
         const times: number[] = [];
+        const cpus: number[] = [];
         for (let run = 0; run < 2; run++) {
           const through = new Remote({ casUrl: proxy.url, nsUrl: proxy.url });
           const receiver = new Receiver({ name, remote: through, checkpoints: new MemoryCheckpointStore() });
           let delivered = 0;
+          const cpu = cpuMeter(server.pid);
           const begin = process.hrtime.bigint();
           await receiver.sync(async (batch) => {
             await formatOnly(batch);
             delivered += batch.length;
           });
           times.push(ms(begin));
+          cpus.push(cpu());
           through.close();
           if (delivered !== count) throw new Error(`delivered ${delivered} of ${count}`);
         }
         const whole = await wholeReceive(proxy.url, name, join(root, `carol-${rtt}`));
         if (whole.lines !== count) throw new Error(`receive printed ${whole.lines} of ${count}`);
-        catchups.push({ rtt, inProcessMs: Math.min(...times), processMs: whole.ms });
+        const best = times.indexOf(Math.min(...times));
+        catchups.push({ rtt, inProcessMs: times[best], inProcessCpuMs: cpus[best], processMs: whole.ms });
       } finally {
         await proxy.close();
       }
     }
-    return { appendMs, sendProcessMs, catchups };
+    return { appendMs, appendCpuMs, sendProcessMs, catchups };
   } finally {
     remote.close();
     await server.stop();
@@ -155,25 +164,27 @@ async function main() {
     const rtts = count === largest && RTT_MS > 0 ? [0, RTT_MS] : [0];
     const ours = await remotelogSide(count, rtts);
     const theirs = await hypercoreSide(count, rtts);
-    rows.push([count, "0", "append+publish, in-process", ours.appendMs, theirs.appendMs, ratio(ours.appendMs, theirs.appendMs), "-", "≤ 0.5× hypercore"]);
-    rows.push([count, "0", "send process, from stdin", ours.sendProcessMs!, "-", "-", ratio(ours.sendProcessMs!, nodeMs), "≤ 600 ms (10k)"]);
+    rows.push([count, "0", "append+publish, in-process", ours.appendMs, Math.round(ours.appendCpuMs!), theirs.appendMs, ratio(ours.appendMs, theirs.appendMs), "-", "≤ 0.5× hypercore"]);
+    rows.push([count, "0", "send process, from stdin", ours.sendProcessMs!, "-", "-", "-", ratio(ours.sendProcessMs!, nodeMs), "≤ 600 ms (10k)"]);
     for (const [i, c] of ours.catchups.entries()) {
       const h = theirs.catchups[i];
       const goalIn = c.rtt === 0 ? "≤ 0.05× hypercore" : "≤ 1.0 s";
       const goalProcess = c.rtt === 0 ? "≤ 700 ms (10k)" : "≤ 1.3 s";
-      rows.push([count, String(c.rtt), "fresh catch-up, in-process", c.inProcessMs, h.inProcessMs, ratio(c.inProcessMs, h.inProcessMs), "-", goalIn]);
-      rows.push([count, String(c.rtt), "receive process, to a pipe", c.processMs, h.processMs, ratio(c.processMs, h.processMs), ratio(c.processMs, nodeMs), goalProcess]);
+      rows.push([count, String(c.rtt), "fresh catch-up, in-process", c.inProcessMs, Math.round(c.inProcessCpuMs!), h.inProcessMs, ratio(c.inProcessMs, h.inProcessMs), "-", goalIn]);
+      rows.push([count, String(c.rtt), "receive process, to a pipe", c.processMs, "-", h.processMs, ratio(c.processMs, h.processMs), ratio(c.processMs, nodeMs), goalProcess]);
     }
   }
-  rows.push(["-", "-", "bare `node -e 0` (best of 3)", nodeMs, "-", "-", "1.00", "the floor"]);
+  rows.push(["-", "-", "bare `node -e 0` (best of 3)", nodeMs, "-", "-", "-", "1.00", "the floor"]);
   console.log(`\nremotelog (default flags) beside hypercore, ${BODY_BYTES} B bodies, loopback; hypercore: writer and reader processes over TCP, batches of 100\n`);
-  const headers = ["messages", "RTT ms", "measure", "remotelog ms", "hypercore ms", "x hypercore", "x node -e 0", "goal"];
+  console.log(`load average ${loadavg().map((n) => n.toFixed(2)).join(" ")} at the end\n`);
+  const headers = ["messages", "RTT ms", "measure", "remotelog ms", "remotelog cpu ms", "hypercore ms", "x hypercore", "x node -e 0", "goal"];
   console.log(table(headers, rows));
   await writeBenchResult("peers", { peers: { headers, rows } });
   console.log(
     "\nappend+publish: remotelog FileLocalLog.append + Sender.publish in a JIT-warm process; hypercore core.append in its writer process." +
       "\nfresh catch-up: remotelog Receiver.sync with each line formatted (best of 2); hypercore update + download + read every block, in its reader process." +
-      "\nreceive process: spawn to exit (hypercore: its reader process, which also opens its storage).",
+      "\nreceive process: spawn to exit (hypercore: its reader process, which also opens its storage)." +
+      "\nremotelog cpu: user + system time of the bench process (its verify threads included) and the server process over the same span.",
   );
 }
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { deliveryJson, deliveryLine } from "../../cli/format.js";
+import { CID } from "multiformats/cid";
+import { sha256 } from "multiformats/hashes/sha2";
+import { deliveryJson, deliveryLine, deliveryLines } from "../../cli/format.js";
 import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
 
 describe("cli - JSONL delivery lines", () => {
@@ -26,5 +28,43 @@ describe("cli - JSONL delivery lines", () => {
     expect(line).toBe(`${JSON.stringify(deliveryJson(3, id, address, message, name))}\n`);
     expect(Object.keys(JSON.parse(line))).toEqual(["name", "seq", "id", "group", "timestamp", "body", "address"]);
     expect(JSON.parse(line).name).toBe(name);
+  });
+});
+
+describe("cli - JSONL delivery lines in one buffer", () => {
+  const text = (value: string) => new TextEncoder().encode(value);
+  const odd = [
+    text("plain"),
+    text(""),
+    text('a "quote"'),
+    text("back\\slash"),
+    text("tab\tand\nnewline"),
+    text("\u007f del, ü, €, 😀"),
+    text("\ufeffleading BOM"),
+    new Uint8Array([0xff, 0x00, 0xfe]),
+    new Uint8Array([0xed, 0xa0, 0x80]), // an encoded surrogate: not UTF-8
+    new Uint8Array([0xc0, 0xaf]), // overlong
+    new Uint8Array(300).fill(0x41),
+  ];
+
+  it("equals deliveryLine of each delivery, back to back, for text, binary and escaped bodies and groups, tombstones and names", () => {
+    const batch: { seq: number; id: Uint8Array; address: Uint8Array; message?: ReturnType<typeof newMessage> }[] = [];
+    let seq = 0;
+    for (const groupId of odd) {
+      for (const body of odd) {
+        const message = newMessage(groupId, BigInt(seq * 1_000_003 - 5), body);
+        batch.push({ seq: seq++, id: messageId(message), address: addressOf(encodeMessage(message)), message });
+      }
+    }
+    batch.push({ seq: seq++, id: new Uint8Array(32).fill(7), address: new Uint8Array(0) });
+    // An address of another kind of CID goes the generic way.
+    const message = newMessage(text("g"), 1n, text("b"));
+    batch.push({ seq: seq++, id: messageId(message), address: CID.create(1, 0x71, sha256.digest(encodeMessage(message)) as never).bytes, message });
+    for (const name of [undefined, 'a "quoted" name \\ ü']) {
+      const expected = batch.map((d) => deliveryLine(d.seq, d.id, d.address, d.message, name)).join("");
+      expect(deliveryLines(batch, name).toString("utf8")).toBe(expected);
+      expect(Buffer.compare(deliveryLines(batch, name), Buffer.from(expected, "utf8"))).toBe(0);
+      expect(deliveryLines([], name).length).toBe(0);
+    }
   });
 });

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
-import { decodePage, encodePage, parseEmbed, planPages, positionOf, skipNumbers, verifyPairData, type LogEntry } from "../../core/page.js";
+import { decodePage, encodePage, repeatedBytesUnknown, parseEmbed, planPages, positionOf, skipNumbers, verifyPairData, type LogEntry } from "../../core/page.js";
 import { walkChain } from "../../core/chain.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { AddManyRequestSchema, GetManyRequestSchema } from "../../gen/remotelog/v1/blocks_pb.js";
 
 function entries(n: number, from = 0): LogEntry[] {
   return Array.from({ length: n }, (_, i) => {
@@ -104,6 +105,29 @@ describe("page - encoding", () => {
     for (const page of shapes) expect(encodePage(page)).toEqual(toBinary(RemoteLogSchema, page));
     for (const sealed of planPages(entries(40), new Uint8Array(0), 16, "all").sealed) {
       expect(sealed.bytes).toEqual(toBinary(RemoteLogSchema, fromBinary(RemoteLogSchema, sealed.bytes)));
+    }
+  });
+
+  it("a pre-encoded repeated bytes field decodes as the list, beside the request's other fields", () => {
+    const lists = [[], [new Uint8Array(0)], [new Uint8Array([1, 2, 3])], [new Uint8Array(127).fill(1), new Uint8Array(128).fill(2), new Uint8Array(0), new Uint8Array(20_000).fill(9)]];
+    for (const blocks of lists) {
+      const pending = { name: "n", content: new Uint8Array([7]), record: new Uint8Array(0) };
+      const request = create(AddManyRequestSchema, { pending });
+      request.$unknown = repeatedBytesUnknown(1, blocks);
+      const bytes = toBinary(AddManyRequestSchema, request);
+      const decoded = fromBinary(AddManyRequestSchema, bytes);
+      expect(decoded.blocks).toEqual(blocks);
+      expect(decoded.pending?.name).toBe("n");
+      expect(decoded.$unknown ?? []).toEqual([]);
+      // The same bytes as the list in its own field, apart from field order.
+      expect(bytes.length).toBe(toBinary(AddManyRequestSchema, create(AddManyRequestSchema, { blocks, pending })).length);
+      const ids = create(GetManyRequestSchema, { partialOk: true });
+      ids.$unknown = repeatedBytesUnknown(1, blocks);
+      // Alone, exactly the bytes of the list in its own field.
+      const alone = create(GetManyRequestSchema, {});
+      alone.$unknown = repeatedBytesUnknown(1, blocks);
+      expect(toBinary(GetManyRequestSchema, alone)).toEqual(toBinary(GetManyRequestSchema, create(GetManyRequestSchema, { ids: blocks })));
+      expect(fromBinary(GetManyRequestSchema, toBinary(GetManyRequestSchema, ids))).toMatchObject({ ids: blocks, partialOk: true });
     }
   });
 });
