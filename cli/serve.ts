@@ -11,6 +11,7 @@ import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { parseTokens, refusesUnread } from "../services/auth.js";
 import { parseCorsOrigin } from "../services/cors.js";
+import { DEFAULT_READ_RATE, ReadBudget } from "../services/read-budget.js";
 import { isKeyName } from "../core/names.js";
 import { DEFAULT_GRACE_MS } from "../backup/gc.js";
 import { InvalidArgumentError, Option } from "commander";
@@ -48,6 +49,7 @@ interface ServeFlags {
   tlsCert?: string;
   tlsKey?: string;
   maxResponseBytes: number;
+  readRatePerAddress: number;
   maxWatchNames: number;
   maxWatches: number;
   maxWatchesPerAddress: number;
@@ -99,6 +101,7 @@ export function command(io: Io) {
     .option("--tls-cert <file>", "serve HTTPS with this PEM certificate chain (with --tls-key); HTTP/2 through ALPN, HTTP/1.1 beside it")
     .option("--tls-key <file>", "the PEM private key of --tls-cert")
     .option("--max-response-bytes <bytes>", "block bytes in one GetMany response; clients page past it", intOption(1), defaultBlockLimits.maxResponseBytes)
+    .option("--read-rate-per-address <bytes>", "block bytes read per second for one client address, in bursts of up to 4 s' worth; past that its next read waits (0: no limit)", intOption(0), DEFAULT_READ_RATE)
     .option("--max-watch-names <n>", "names one WatchMany may watch", intOption(1), defaultNsLimits.maxWatchNames)
     .option("--max-watches <n>", "names watched at once, by all clients together", intOption(1), defaultNsLimits.maxWatches)
     .option("--max-watches-per-address <n>", "names watched at once from one client address", intOption(1), defaultNsLimits.maxWatchesPerAddress)
@@ -173,9 +176,11 @@ export function command(io: Io) {
         idleTimeoutMs: flags.idleTimeout,
         backlog: flags.backlog,
       };
+      const readBudget = flags.readRatePerAddress > 0 ? new ReadBudget(flags.readRatePerAddress) : undefined;
       const server = await listen({
         host,
         port,
+        readBudget,
         ...connectionLimits,
         tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : undefined,
         refusesUnread: refusesUnread({ requireSigned, writeTokens }),
@@ -190,6 +195,7 @@ export function command(io: Io) {
         onMetricsError: (err) => log.error({ err }, "metrics scrape failed"),
         routes: routes({
           ...stores,
+          readBudget,
           limits: {
             maxBlockBytes: flags.maxBlock,
             maxContentBytes: flags.maxBlock,

@@ -15,7 +15,8 @@ import { addressText, validateAddress } from "../core/hash.js";
 import type { NameStore } from "../core/name-store.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
-import { Authority } from "./auth.js";
+import { Authority, peerOf } from "./auth.js";
+import type { ReadBudget } from "./read-budget.js";
 
 export interface BlockLimits extends CasLimits {
   /** The most blocks one AddMany or GetMany may carry. */
@@ -34,6 +35,8 @@ export interface BlockServiceOptions {
   authority?: Authority;
   /** The NS served beside this CAS, against which AddManyRequest.pending is checked. */
   names?: NameStore;
+  /** Charged, per client address, with the bytes each GetMany read (services/read-budget.ts). */
+  readBudget?: ReadBudget;
 }
 
 /**
@@ -147,27 +150,33 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
         entriesRead++;
       });
     };
-    for (let index = 0; index < addresses.length; index++) {
-      if (!found.has(slots[index])) await readFrom(index);
-      const data = found.get(slots[index]);
-      if (data === undefined) {
-        if (!request.allowMissing) throw RemoteLogError.notFound(`block ${addressText(addresses[index])} is not stored`);
-        missing.push(index);
-        blocks.push(new Uint8Array(0));
-        continue;
-      }
-      // Repeats are not free on the wire: every copy counts toward the response's bytes.
-      if (bytes + sentSize(data.length) > this.limits.maxResponseBytes && blocks.length > 0) {
-        if (!request.partialOk) {
-          throw RemoteLogError.tooLarge(
-            `GetMany response of more than ${this.limits.maxResponseBytes} bytes is over the limit (max_response_bytes); ask for fewer blocks, or page with partial_ok`,
-            { limit: "max-response-bytes", value: this.limits.maxResponseBytes },
-          );
+    try {
+      for (let index = 0; index < addresses.length; index++) {
+        if (!found.has(slots[index])) await readFrom(index);
+        const data = found.get(slots[index]);
+        if (data === undefined) {
+          if (!request.allowMissing) throw RemoteLogError.notFound(`block ${addressText(addresses[index])} is not stored`);
+          missing.push(index);
+          blocks.push(new Uint8Array(0));
+          continue;
         }
-        break;
+        // Repeats are not free on the wire: every copy counts toward the response's bytes.
+        if (bytes + sentSize(data.length) > this.limits.maxResponseBytes && blocks.length > 0) {
+          if (!request.partialOk) {
+            throw RemoteLogError.tooLarge(
+              `GetMany response of more than ${this.limits.maxResponseBytes} bytes is over the limit (max_response_bytes); ask for fewer blocks, or page with partial_ok`,
+              { limit: "max-response-bytes", value: this.limits.maxResponseBytes },
+            );
+          }
+          break;
+        }
+        bytes += sentSize(data.length);
+        blocks.push(data);
       }
-      bytes += sentSize(data.length);
-      blocks.push(data);
+    } finally {
+      // Charged whatever the outcome (a refused call read its blocks too): the larger of what was
+      // answered, what was read and the ids asked for.
+      this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, sizeRead, 36 * addresses.length));
     }
     const response = create(GetManyResponseSchema, { missing });
     if (answerFormat(context) === "binary") response.$unknown = repeatedBytesUnknown(1, blocks);

@@ -4,7 +4,8 @@ import { AddressSchema, ContentSchema, type Address, type CAS, type Content } fr
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { parseAddress } from "../core/hash.js";
-import { Authority } from "./auth.js";
+import { Authority, peerOf } from "./auth.js";
+import type { ReadBudget } from "./read-budget.js";
 
 export interface CasLimits {
   /** The largest block Add accepts, in bytes. */
@@ -29,6 +30,8 @@ export class CasService implements ServiceImpl<typeof CAS> {
     private readonly store: ContentStore,
     limits: Partial<CasLimits> = {},
     private readonly authority = new Authority(),
+    /** Charged, per client address, with the bytes each Get read (services/read-budget.ts). */
+    private readonly readBudget?: ReadBudget,
   ) {
     this.limits = { ...defaultCasLimits, ...limits };
   }
@@ -47,9 +50,10 @@ export class CasService implements ServiceImpl<typeof CAS> {
     }
   }
 
-  async get(request: Address, _context?: HandlerContext): Promise<Content> {
+  async get(request: Address, context?: HandlerContext): Promise<Content> {
     const cid = parseAddress(request.id);
     const [data] = await this.store.getMany([cid.bytes]);
+    this.readBudget?.charge(peerOf(context).address, data?.length ?? 0);
     if (data === undefined) throw RemoteLogError.notFound(`block ${cid.toString()} is not stored`);
     return create(ContentSchema, { data });
   }

@@ -12,6 +12,7 @@ import { NameListService, NameWatchService } from "../gen/remotelog/v1/names_pb.
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { CasService } from "./cas-service.js";
+import type { ReadBudget } from "./read-budget.js";
 import { BlockServiceImpl, defaultBlockLimits, type BlockLimits } from "./block-service.js";
 import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -46,6 +47,8 @@ export interface RouteDeps {
   /** Serves vac.cas.NS when given. */
   names?: NameStore;
   limits?: Partial<Limits>;
+  /** Bytes of blocks read per client address per second (services/read-budget.ts): the same one listen() holds calls back by. */
+  readBudget?: ReadBudget;
   /** Who may write and how much (services/auth.ts); open to all when absent. */
   write?: WritePolicy;
   /** Shorthand for write.requireSigned. */
@@ -108,9 +111,9 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
     const mounted: string[] = [];
     let updateName: GatewayOptions["updateName"];
     const authority = new Authority({ requireSigned: deps.requireSigned, ...deps.write, adminTokens: deps.adminTokens });
-    const blocks = deps.content ? new BlockServiceImpl(deps.content, limits, { authority, names: deps.names }) : undefined;
+    const blocks = deps.content ? new BlockServiceImpl(deps.content, limits, { authority, names: deps.names, readBudget: deps.readBudget }) : undefined;
     if (deps.content) {
-      router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits, authority), observer));
+      router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits, authority, deps.readBudget), observer));
       router.service(BlockService, withConnectErrors(BlockService, blocks!, observer));
       mounted.push(CAS.typeName, BlockService.typeName);
       metrics?.watchContent(deps.content);
@@ -231,6 +234,11 @@ export interface ListenOptions extends Partial<ConnectionLimits> {
   onMetricsError?: (err: Error) => void;
   /** The largest request body read; larger ones fail with ResourceExhausted. Default 64 MiB. */
   readMaxBytes?: number;
+  /**
+   * Holds back a call that reads blocks (GetMany, CAS Get) of a client address in debt to this budget,
+   * before its body is read, until the debt is paid back; the handlers charge what they read.
+   */
+  readBudget?: ReadBudget;
   /** How long close() lets calls in flight finish before it cuts their connections. Default 2 s. */
   closeGraceMs?: number;
   /** How long a new connection may take to send its first bytes. Default 10 s. */
@@ -318,6 +326,14 @@ class TurnQueue<T> {
   };
 }
 
+/** The methods that read blocks for their caller, and so are held back by a ReadBudget. */
+const READS_BLOCKS = new Set([`/${BlockService.typeName}/GetMany`, `/${CAS.typeName}/Get`]);
+
+/** The client address of a request, as the services see it (auth.ts Peer.address). */
+function peerAddress(req: http.IncomingMessage | http2.Http2ServerRequest): string {
+  return req.socket?.remoteAddress ?? "unknown";
+}
+
 // Every HTTP/2 connection with prior knowledge starts with these 24 bytes (RFC 9113, 3.4).
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -340,7 +356,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).
     contextValues: (req) => {
       const connection = "stream" in req ? req.stream.session ?? req.socket : req.socket;
-      return createContextValues().set(peerKey, { address: req.socket?.remoteAddress ?? "unknown", connection: connection as object });
+      return createContextValues().set(peerKey, { address: peerAddress(req), connection: connection as object });
     },
     writeMaxBytes: options.writeMaxBytes,
     // No compression either way. Blocks are mostly encrypted, so compressing them buys nothing, and
@@ -391,6 +407,12 @@ export async function listen(options: ListenOptions): Promise<Listening> {
         return;
       }
       refuseUnread(req, res);
+    }
+    const held = options.readBudget && READS_BLOCKS.has(path) ? options.readBudget.waitMs(peerAddress(req)) : 0;
+    if (held > 0) {
+      limitHit("read-rate-per-address");
+      setTimeout(() => dispatchToConnect(req, res), held);
+      return;
     }
     dispatchToConnect(req, res);
   };

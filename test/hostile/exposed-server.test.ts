@@ -324,6 +324,31 @@ describe("exposed server - fair limits", () => {
     }
   });
 
+  it("holds back the block reads of an address past its read rate, answers them later, and answers other addresses meanwhile", async () => {
+    // Nothing bounded how fast one client pulled blocks: downloading without pause, it took the
+    // server's thread and cores from everyone else (bench-abuse getmany, honest p99 12x quiet).
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--read-rate-per-address", String(1 << 20)]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const blocks = Array.from({ length: 8 }, (_, i) => block(i, 1 << 20));
+      await remote.putBlocks(blocks);
+      const ids = blocks.map((b) => cidOf(b).bytes);
+      const attacker = client(BlockService, server.url, { from: ATTACKER });
+      // 8 MiB read at once: past the 4 MiB burst, 4 MiB in debt, which takes 4 s to pay back.
+      expect((await attacker.getMany({ ids, partialOk: true })).blocks).toHaveLength(8);
+      const order: string[] = [];
+      const held = attacker.getMany({ ids: ids.slice(0, 1) }).then((answer) => (order.push("attacker"), answer));
+      const other = client(BlockService, server.url).getMany({ ids: ids.slice(0, 1) }).then((answer) => (order.push("other"), answer));
+      const [heldAnswer, otherAnswer] = await Promise.all([held, other]);
+      expect(heldAnswer.blocks[0]).toEqual(blocks[0]);
+      expect(otherAnswer.blocks[0]).toEqual(blocks[0]);
+      expect(order).toEqual(["other", "attacker"]);
+      expect(limitHits(await metricsOf(server), "read-rate-per-address")).toBeGreaterThanOrEqual(1);
+    } finally {
+      remote.close();
+    }
+  });
+
   it("pages a JSON GetMany of big blocks by the bytes it sends, base64 and all, instead of refusing the page it made", async () => {
     // Counted in raw bytes, a JSON page of 16 MiB was 22 MiB of text: past the largest answer the
     // server writes, so every JSON pager got ResourceExhausted, after seconds of base64 work.
