@@ -1,6 +1,6 @@
 import type { RemoteLog } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
-import { addressText, messageId, toHex } from "../core/hash.js";
+import { addressText, isAddress, messageId, toHex } from "../core/hash.js";
 import { isUtf8 } from "node:buffer";
 import { utf8OrUndefined } from "../core/text.js";
 
@@ -74,7 +74,7 @@ export function deliveryLines(batch: readonly LineDelivery[], name?: string): Bu
   for (const { id, message } of batch) size += LINE_OVERHEAD + open.length + 2 * id.length + (message ? message.groupId.length + message.body.length : 0);
   const out = new LineBuffer(size);
   for (const { seq, id, address, message } of batch) {
-    if (!message || !plainJson(message.groupId) || !plainJson(message.body) || !isPlainAddress(address)) {
+    if (!message || !plainJson(message.groupId) || !plainJson(message.body) || !isAddress(address)) {
       out.text(deliveryLine(seq, id, address, message, name));
       continue;
     }
@@ -119,11 +119,6 @@ function plainJson(bytes: Uint8Array): boolean {
   let escaped = 0;
   for (let i = 0; i < bytes.length; i++) escaped |= ESCAPED[bytes[i]];
   return escaped === 0 && isUtf8(bytes);
-}
-
-/** A 36-byte raw sha2-256 CIDv1, which addressText writes by hand; any other goes through deliveryLine. */
-function isPlainAddress(address: Uint8Array): boolean {
-  return address.length === 36 && address[0] === 0x01 && address[1] === 0x55 && address[2] === 0x12 && address[3] === 0x20;
 }
 
 const HEX_DIGITS = Buffer.from("0123456789abcdef", "latin1");
@@ -179,7 +174,7 @@ class LineBuffer {
     this.at = at;
   }
 
-  /** addressText's multibase base32 ("b", lowercase, no padding), as bytes. */
+  /** addressText's multibase base32 ("b", lowercase, no padding), as bytes; for a binary address (isAddress) only, any other goes through deliveryLine. */
   base32(bytes: Uint8Array): void {
     const buffer = this.buffer;
     let at = this.at;
