@@ -329,9 +329,14 @@ class TurnQueue<T> {
 /** The methods that read blocks for their caller, and so are held back by a ReadBudget. */
 const READS_BLOCKS = new Set([`/${BlockService.typeName}/GetMany`, `/${CAS.typeName}/Get`]);
 
-/** The client address of a request, as the services see it (auth.ts Peer.address). */
+/** The client address of a connection: what the limits per address count by (auth.ts Peer.address). */
+function addressOf(socket: net.Socket | undefined): string {
+  return socket?.remoteAddress ?? "unknown";
+}
+
+/** The client address of a request, as the services see it. */
 function peerAddress(req: http.IncomingMessage | http2.Http2ServerRequest): string {
-  return req.socket?.remoteAddress ?? "unknown";
+  return addressOf(req.socket);
 }
 
 // Every HTTP/2 connection with prior knowledge starts with these 24 bytes (RFC 9113, 3.4).
@@ -397,7 +402,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       // such answer, reading nothing meanwhile, so that a flood of them slows to a trickle. A client
       // that sent "Expect: 100-continue" never sends its body.
       if (req instanceof http.IncomingMessage && !req.headers.expect && !req.complete) {
-        const address = req.socket.remoteAddress ?? "unknown";
+        const address = peerAddress(req);
         discardBody(req, SMALL_BODY_BYTES)
           .then((ended) => ended || (bodiesRead.take(address) ? discardBody(req, readMaxBytes) : new Promise((resolve) => setTimeout(resolve, REFUSAL_PENALTY_MS))))
           .then(() => {
@@ -510,7 +515,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     return true;
   });
   const onConnection = (socket: net.Socket) => {
-    const address = socket.remoteAddress ?? "unknown";
+    const address = addressOf(socket);
     const fromAddress = perAddress.get(address) ?? 0;
     const refusedBy = sockets.size >= limits.maxConnections ? "max-connections" : fromAddress >= limits.maxConnectionsPerAddress ? "max-connections-per-address" : undefined;
     if (refusedBy !== undefined || closing.signal.aborted) {
@@ -577,7 +582,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       // The HTTP/2 session reads them on its next tick; the HTTP/1.1 server needs the flow restarted.
       socket.pause();
       socket.unshift(seen);
-      handOff.push(socket.remoteAddress ?? "unknown", { socket, isHttp2 });
+      handOff.push(addressOf(socket), { socket, isHttp2 });
     };
     socket.on("data", onData);
     // Accepted paused (pauseOnConnect): its first bytes are read from now on.
