@@ -117,7 +117,8 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     });
     // The cap is on the answer as sent: in JSON each block goes as quoted base64, a third larger, and
     // counting raw bytes would let a JSON page grow past the largest answer the server writes.
-    const json = answerFormat(context) === "json";
+    const format = answerFormat(context);
+    const json = format === "json";
     const sentSize = (length: number) => (json ? 4 * Math.ceil(length / 3) + 3 : length);
     const missing: number[] = [];
     const blocks: Uint8Array[] = [];
@@ -179,7 +180,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, sizeRead, 36 * addresses.length));
     }
     const response = create(GetManyResponseSchema, { missing });
-    if (answerFormat(context) === "binary") response.$unknown = repeatedBytesUnknown(1, blocks);
+    if (format === "binary") response.$unknown = repeatedBytesUnknown(1, blocks);
     else response.blocks = blocks;
     return response;
   }
