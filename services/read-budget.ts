@@ -1,4 +1,11 @@
 /**
+ * serve's default: 128 MiB a second, so 512 MiB at once. A fresh catch-up of a million 256-byte
+ * messages (~330 MB) is never held; a client reading blocks without pause is held to ~8 full GetMany
+ * answers a second.
+ */
+export const DEFAULT_READ_RATE = 128 << 20;
+
+/**
  * How many bytes of blocks each client address may have read for it per second: a token bucket per
  * address that holds up to burst seconds' worth and may go into debt.
  *
@@ -10,13 +17,6 @@
  * debt is paid back. Nothing is refused, so clients need no new handling; an honest reader that
  * fits in the burst (a 100k-message catch-up is ~30 MB) is never held at all.
  */
-/**
- * serve's default: 128 MiB a second, so 512 MiB at once. A fresh catch-up of a million 256-byte
- * messages (~330 MB) is never held; a client reading blocks without pause is held to ~8 full GetMany
- * answers a second.
- */
-export const DEFAULT_READ_RATE = 128 << 20;
-
 export class ReadBudget {
   private readonly accounts = new Map<string, { balance: number; at: number }>();
   private readonly burstBytes: number;
