@@ -45,17 +45,16 @@ const OFFLINE = { offline: true };
  * garbage collector keeps them, as raw CIDv1 sha2-256 blocks; they come back with `block get`, and
  * every block read is hashed again here, whatever the node says.
  *
- * A putMany of two blocks or more goes in as CARs through `dag import` (Kubo 0.5 and later, js-ipfs; Kubo checks each
- * block against its CID as it reads the CAR). Each CAR's one root is a batch block (dag-cbor, a list of
- * links to the CAR's blocks), which the import pins recursively: one pin keeps every block of the batch
- * from the node's garbage collector, where a pin per block cost js-ipfs as much as a `block put` each.
- * A lone block goes in by `block put` with its own pin (so that unpinning it undoes it: the IPNS name
- * store unpins a replaced head). A node that does not serve `dag import` (HTTP 404 or 405 for the
- * command) is told once, and from then on gets one `block put` per block, as does a store opened with
- * `put: "block"`. Reads are one
- * `block get` per block (the RPC API has no batched read of raw blocks), `concurrency` in flight on
- * kept-alive connections. A node that is down, slow or overloaded is retried with backoff for
- * `retryForMs`, then UNAVAILABLE naming the URL.
+ * A putMany of two blocks or more goes in as CARs through `dag import` (Kubo 0.5 and later, js-ipfs;
+ * Kubo checks each block against its CID as it reads the CAR). Each CAR's one root is a batch block
+ * (dag-cbor, a list of links to the CAR's blocks), which the import pins recursively: one pin keeps
+ * every block of the batch from the node's garbage collector, where a pin per block cost js-ipfs as
+ * much as a `block put` each. A lone block goes in by `block put` with its own pin (so that unpinning
+ * it undoes it: the IPNS name store unpins a replaced head). A node that does not serve `dag import`
+ * (HTTP 404 or 405 for the command) is told once, and from then on gets one `block put` per block, as
+ * does a store opened with `put: "block"`. Reads are one `block get` per block (the RPC API has no
+ * batched read of raw blocks), `concurrency` in flight on kept-alive connections. A node that is
+ * down, slow or overloaded is retried with backoff for `retryForMs`, then UNAVAILABLE naming the URL.
  *
  * Throws RemoteLogError: DATA_LOSS when the node answers a `block put` with another CID than the
  * block's (the block is refused: something between us and the node, or the node, changed it) or
