@@ -298,8 +298,12 @@ export class Sender {
     // Own pairs are nearly always a run of neighbouring seqs (the newest few): one read for all of
     // them instead of one each, which was most of a one-message publish's reads. Scattered ones (a
     // log that took in other writers' messages in between) are read one by one.
-    const first = Math.min(...own);
-    const last = Math.max(...own);
+    let first = own[0];
+    let last = own[0];
+    for (const seq of own) {
+      if (seq < first) first = seq;
+      if (seq > last) last = seq;
+    }
     const span = last - first + 1 <= 2 * own.length + 64 ? await this.log.read(first, last + 1) : undefined;
     return Promise.all(
       pairsOldestFirst.map(async (pair, i) => {
