@@ -16,7 +16,7 @@ import type { NameStore } from "../core/name-store.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
 import { Authority, peerOf } from "./auth.js";
-import { answerCost, answerFormat, JSON_COST } from "./answer-cost.js";
+import { answerCost, answerFormat, idsCost, JSON_COST } from "./answer-cost.js";
 import type { ReadBudget } from "./read-budget.js";
 
 export interface BlockLimits extends CasLimits {
@@ -31,13 +31,6 @@ export interface BlockLimits extends CasLimits {
 }
 
 export const defaultBlockLimits: BlockLimits = { ...defaultCasLimits, maxBatchBlocks: 16384, maxResponseBytes: 8 << 20 };
-
-/**
- * What one id of a GetMany costs its caller's read budget, answered or not: taking an id off the wire,
- * checking it and looking it up costs the server about what sending 200 bytes of a block does. At 36
- * (its size on the wire), a call naming 16,384 missing ids was charged 590 KB for ~10 ms of the thread.
- */
-const ID_CHARGE_BYTES = 256;
 
 export interface BlockServiceOptions {
   /** Who may write; open to all when absent. */
@@ -191,7 +184,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     } finally {
       // Charged whatever the outcome (a refused call read its blocks too): the larger of what was
       // answered, what was read and the ids asked for.
-      this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, costRead, ID_CHARGE_BYTES * addresses.length));
+      this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, costRead, idsCost(format, addresses.length)));
     }
     const response = create(GetManyResponseSchema, { missing });
     if (format === "binary") response.$unknown = repeatedBytesUnknown(1, blocks);
