@@ -2,7 +2,8 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { RemoteLogError } from "../core/errors.js";
-import { decodeMessage, messageIdInto, toHex } from "../core/hash.js";
+import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../core/hash.js";
+import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 
 /*
@@ -28,28 +29,68 @@ export function idOf(records: EncodedRecords, i: number): Uint8Array {
   return records.bytes.subarray(records.idOffsets[i], records.idOffsets[i] + 32);
 }
 
+/** Messages where they lie in one buffer: message i is bytes[spans[2i], spans[2i + 1]) (a pack's body, read by readPackBody). */
+export interface MessageRun {
+  bytes: Uint8Array;
+  spans: Uint32Array;
+}
+
 /**
  * Lays out messages as log.bin records: decodes each, computes its id (H1) and the record's CRC: the
  * costly part of a restore. Throws INVALID_ARGUMENT naming the seq (firstSeq + index) of a message
  * that does not decode.
  */
-export function encodeRecords(messages: Uint8Array[], firstSeq: number): EncodedRecords {
+export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: number): EncodedRecords {
+  const run = Array.isArray(messages) ? undefined : messages;
+  const list = Array.isArray(messages) ? messages : undefined;
+  const count = run ? run.spans.length / 2 : list!.length;
   let size = 0;
-  for (const data of messages) size += HEADER_SIZE + data.length;
-  const bytes = Buffer.allocUnsafe(size);
-  const idOffsets = new Uint32Array(messages.length);
+  if (run) for (let i = 0; i < count; i++) size += HEADER_SIZE + run.spans[2 * i + 1] - run.spans[2 * i];
+  else for (const data of list!) size += HEADER_SIZE + data.length;
+  const buffer = Buffer.allocUnsafe(size);
+  // A plain view: Buffer's subarray makes a Buffer through a JS constructor, which cost more than the copy.
+  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, size);
+  const idOffsets = new Uint32Array(count);
   let at = 0;
-  for (let i = 0; i < messages.length; i++) {
-    const data = messages[i];
-    messageIdInto(decodeMessage(data, `message at seq ${firstSeq + i}`), bytes, at + 4);
-    bytes.writeUInt32LE(data.length, at);
-    bytes.writeUInt32LE(crc32(data, crc32(bytes.subarray(at + 4, at + 36))), at + 36);
+  for (let i = 0; i < count; i++) {
+    const data = run ? run.bytes.subarray(run.spans[2 * i], run.spans[2 * i + 1]) : list![i];
+    const length = data.length;
+    if (readCommonMessage(data, 0, length, spans)) messageIdOfSpans(data, spans, bytes, at + 4);
+    else messageIdInto(decodeMessage(data, `message at seq ${firstSeq + i}`), bytes, at + 4);
+    bytes[at] = length & 0xff;
+    bytes[at + 1] = (length >>> 8) & 0xff;
+    bytes[at + 2] = (length >>> 16) & 0xff;
+    bytes[at + 3] = length >>> 24;
+    const crc = crc32(data, crc32Of(bytes, at + 4, at + 36));
+    bytes[at + 36] = crc & 0xff;
+    bytes[at + 37] = (crc >>> 8) & 0xff;
+    bytes[at + 38] = (crc >>> 16) & 0xff;
+    bytes[at + 39] = crc >>> 24;
     bytes.set(data, at + HEADER_SIZE);
     idOffsets[i] = at + 4;
-    at += HEADER_SIZE + data.length;
+    at += HEADER_SIZE + length;
   }
-  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), idOffsets };
+  return { bytes, idOffsets };
 }
+
+const spans = newMessageSpans();
+
+/** CRC-32 (zlib's) of bytes[from, to), in JavaScript: for an id's 32 bytes, a view and a call into zlib cost more. */
+function crc32Of(bytes: Uint8Array, from: number, to: number): number {
+  let crc = 0xffffffff;
+  for (let i = from; i < to; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
 
 export class LogFileWriter {
   /**

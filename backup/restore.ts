@@ -5,9 +5,10 @@ import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js"
 import { addressText, equalBytes, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
-import { encodeRecords, idOf, LogFileWriter } from "./log-file.js";
-import type { ReadPack } from "./pack-format.js";
-import { readChain } from "./pack-chain.js";
+import { idOf, LogFileWriter, type EncodedRecords } from "./log-file.js";
+import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
+import { walkChain } from "./pack-chain.js";
+import { LayoutPool } from "./restore-pool.js";
 import type { PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
 
@@ -32,36 +33,49 @@ export interface RestoreSummary {
 }
 
 /**
- * Rebuilds a local log from a pack chain. The chain is read and checked first (every pack's CID,
- * header and link), then the log is written beside the target, in `<to>.restoring-<pid>-<random>`
- * (backup/log-file.ts), a pack at a time, each checked as it goes (every message decodes, its id is
- * new, and a pack's last id is its header's last_id). Only a log that passed all
- * of it is moved into the target, so a corrupt or incomplete backup never touches it. A target
- * directory that holds anything is refused with CONFLICT unless force, which replaces its log (log.bin
- * and log.bin.tail-* files, under the log's lock) and leaves other files alone.
+ * Rebuilds a local log from a pack chain. The chain's shape is read first (every pack's header and
+ * link), and each pack, as it is read, goes to a restore thread (restore-pool.ts) that checks it
+ * whole (its CID, header and body, every message decodes) and lays it out as log records. The log is
+ * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts), a pack at a
+ * time, oldest first, each checked as it goes (every id is new, and a pack's last id is its header's
+ * last_id). Only a log that passed all of it is moved into the target, so a corrupt or incomplete
+ * backup never touches it. A target directory that holds anything is refused with CONFLICT unless
+ * force, which replaces its log (log.bin and log.bin.tail-* files, under the log's lock) and leaves
+ * other files alone.
  */
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
   const progress = options.progress ?? silentProgress;
   await checkTarget(options.to, options.force ?? false);
-  // Packs hash on the thread pool while the log is written; nothing moves into the target before they all match.
-  const { packs, checked } = await readChain(options.store, options.head, { progress, hashLater: true });
+  const pool = LayoutPool.start();
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
+  let packs: (ReadPackHeader & { records: Promise<EncodedRecords> })[];
   try {
+    packs = await walkChain(
+      options.store,
+      options.head,
+      (packBytes, address) => {
+        const header = decodePackHeader(packBytes, address);
+        // Moves the bytes to a thread; awaited below, in chain order, or not at all when an older pack fails first.
+        const records = pool.layOut(packBytes, address);
+        records.catch(() => {});
+        return { ...header, records };
+      },
+      progress,
+    );
     const log = await LogFileWriter.create(building);
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
       for (const pack of packs) {
-        let lastId: Uint8Array;
+        const records = await pack.records;
         try {
-          lastId = appendPack(log, pack);
+          log.appendEncoded([records]);
         } catch (err) {
-          if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT) || isRemoteLogError(err, ErrorCodes.CONFLICT)) {
-            throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
-          }
+          if (isRemoteLogError(err, ErrorCodes.CONFLICT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
           throw err;
         }
+        const lastId = idOf(records, records.idOffsets.length - 1);
         if (!equalBytes(lastId, pack.lastId)) {
           throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`);
         }
@@ -72,13 +86,13 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     } finally {
       await log.close();
     }
-    await checked;
     await checkTarget(options.to, options.force ?? false);
     if (options.force) await clearLog(options.to);
     await ensureDir(options.to);
     await rename(join(building, "log.bin"), join(options.to, "log.bin"));
     await fsyncDir(options.to);
   } finally {
+    await pool.close();
     await rm(building, { recursive: true, force: true });
   }
   const last = packs[packs.length - 1];
@@ -91,13 +105,6 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     to: options.to,
     ms: Math.round(performance.now() - started),
   };
-}
-
-/** Appends a pack's messages and returns the last one's id. */
-function appendPack(log: LogFileWriter, pack: ReadPack): Uint8Array {
-  const records = encodeRecords(pack.messages, pack.firstSeq);
-  log.appendEncoded([records]);
-  return idOf(records, pack.messages.length - 1);
 }
 
 async function checkTarget(dir: string, force: boolean): Promise<void> {
