@@ -5,7 +5,7 @@ import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js"
 import { addressText, equalBytes, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
-import { idOf, LogFileWriter, type EncodedRecords } from "./log-file.js";
+import { idOf, LogFileWriter } from "./log-file.js";
 import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
 import { walkChain } from "./pack-chain.js";
 import { LayoutPool } from "./restore-pool.js";
@@ -34,8 +34,8 @@ export interface RestoreSummary {
 
 /**
  * Rebuilds a local log from a pack chain. The chain's shape is read first (every pack's header and
- * link), and each pack, as it is read, goes to a restore thread (restore-pool.ts) that checks it
- * whole (its CID, header and body, every message decodes) and lays it out as log records. The log is
+ * link); then each pack is checked whole (its CID, header and body; every message decodes) and laid
+ * out as log records, shared between this thread and one per other core (restore-pool.ts). The log is
  * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts), a pack at a
  * time, oldest first, each checked as it goes (every id is new, and a pack's last id is its header's
  * last_id). Only a log that passed all of it is moved into the target, so a corrupt or incomplete
@@ -50,25 +50,24 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const pool = LayoutPool.start();
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
-  let packs: (ReadPackHeader & { records: Promise<EncodedRecords> })[];
+  let packs: (ReadPackHeader & { bytes?: Uint8Array })[];
   try {
-    packs = await walkChain(
-      options.store,
-      options.head,
-      (packBytes, address) => {
-        const header = decodePackHeader(packBytes, address);
-        // Moves the bytes to a thread; awaited below, in chain order, or not at all when an older pack fails first.
-        const records = pool.layOut(packBytes, address);
-        records.catch(() => {});
-        return { ...header, records };
-      },
-      progress,
-    );
-    const log = await LogFileWriter.create(building);
+    packs = await walkChain(options.store, options.head, (bytes, address) => ({ ...decodePackHeader(bytes, address), bytes }), progress);
+    // Oldest first, as they are written; a pack's bytes go to its thread, or wait for this one.
+    const layouts = packs.map((pack) => {
+      const records = pool.schedule(pack.bytes!, pack.address);
+      pack.bytes = undefined;
+      return records;
+    });
+    // Sized by the headers, which are not checked yet: bounded by the bytes read, in case they lie.
+    const packBytes = packs.reduce((sum, pack) => sum + pack.size, 0);
+    const log = await LogFileWriter.create(building, Math.min(packs[packs.length - 1].lastSeq + 1, Math.ceil(packBytes / 16)));
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
-      for (const pack of packs) {
-        const records = await pack.records;
+      for (const [i, pack] of packs.entries()) {
+        // This thread's share of the packs is laid out while it waits for a thread's.
+        while (!layouts[i].done && pool.layOutNext());
+        const records = await layouts[i].records();
         try {
           log.appendEncoded([records]);
         } catch (err) {
