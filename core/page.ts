@@ -12,6 +12,7 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
 import { decodeCommonPage } from "./message-decode.js";
 import { addressOf, decodeMessage, equalBytes, matchesAddress, messageId, validateAddress, toHex, addressText } from "./hash.js";
+import { allocBytes } from "#hash";
 
 /**
  * How much message data a sender embeds in its pages. "all" is the draft's full replication: every
@@ -139,7 +140,8 @@ export function encodeRepeatedBytes(fieldNo: number, list: Uint8Array[]): Uint8A
   const tag = (fieldNo << 3) | WireType.LengthDelimited;
   let total = 0;
   for (const item of list) total += 1 + varintSize(item.length) + item.length;
-  const out = new Uint8Array(total);
+  // Not zeroed first: every byte is written below.
+  const out = allocBytes(total);
   let at = 0;
   for (const item of list) {
     out[at++] = tag;
