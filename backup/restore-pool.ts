@@ -7,32 +7,29 @@ import type { EncodedRecords } from "./log-file.js";
 import { layOutPack, wholeBuffer } from "./restore-layout.js";
 import type { LayoutRequest, LayoutResponse } from "./restore-worker.js";
 
-/** A pack being laid out: done once its records (or its failure) are at hand. */
-export interface Layout {
-  done: boolean;
-  records(): Promise<EncodedRecords>;
-}
-
-interface OwnLayout extends Layout {
-  bytes?: Uint8Array;
+/** A pack to lay out: its bytes until they are sent or laid out, then its records (or its failure). */
+interface Layout {
   address: Uint8Array;
+  /** Which worker lays it out, or -1 for the caller's thread. */
+  worker: number;
+  bytes?: Uint8Array;
+  records?: Promise<EncodedRecords>;
+  done: boolean;
 }
 
 /**
- * The threads a restore lays its packs out on (restore-worker.ts): a restore costs about 3 µs of CPU a
- * message (hashing, inflating, decoding, the id and CRC of each record), more than one thread can do in
- * half of restic's time. Packs are shared round the calling thread and one thread per other core, the
- * caller taking its share when it comes to it. A thread costs ~50 ms of CPU to start (loading its
- * code), so there is none for the caller's own core, and none at all on one core or without a compiled
- * worker script (running from the TypeScript sources, as unit tests do).
+ * The threads a restore lays its packs out on (restore-worker.ts): a restore costs about 2.5 µs of CPU
+ * a message (hashing, inflating, decoding, the id and CRC of each record), more than one thread can do
+ * in half of restic's time. Packs are shared round the calling thread and one thread per other core,
+ * the caller doing its share while it waits for a thread's. A thread costs ~55 ms of CPU to start
+ * (loading its code), so there is none for the caller's own core, and none at all on one core or
+ * without a compiled worker script (running from the TypeScript sources, as unit tests do).
  */
 export class LayoutPool {
   private readonly workers: Worker[] = [];
   private readonly waiting = new Map<number, { resolve: (records: EncodedRecords) => void; reject: (err: Error) => void }>();
-  /** The packs kept for the caller's thread, oldest first. */
-  private readonly own: OwnLayout[] = [];
+  private readonly layouts: Layout[] = [];
   private nextId = 0;
-  private scheduled = 0;
   private broken?: Error;
 
   private constructor(script: URL | undefined, threads: number) {
@@ -46,63 +43,67 @@ export class LayoutPool {
     return new LayoutPool(threads >= 1 && existsSync(fileURLToPath(script)) ? script : undefined, threads);
   }
 
-  /**
-   * Takes the next pack: starts laying it out (layOutPack) on a thread, or keeps it for the caller's
-   * thread (layOutOwn). Schedule packs in the order they are wanted. bytes may be detached by the call
-   * (moved to a thread).
-   */
-  schedule(bytes: Uint8Array, address: Uint8Array): Layout {
-    const lane = this.scheduled++ % (this.workers.length + 1);
-    if (lane === this.workers.length) {
-      const layout: OwnLayout = { done: false, records: () => this.layOutOwn(layout), bytes, address };
-      this.own.push(layout);
-      return layout;
-    }
-    const layout: Layout = { done: false, records: () => sent };
-    const sent = this.send(this.workers[lane], bytes, address).finally(() => (layout.done = true));
-    sent.catch(() => {}); // awaited when asked for, or not at all when an older pack fails first
-    return layout;
+  /** Packs laid out ahead of the one asked for, so that at most this many packs' records wait in memory. */
+  private get window(): number {
+    return 2 * (this.workers.length + 1);
+  }
+
+  /** Adds the next pack, in the order they will be asked for (records(0), records(1), …). bytes may be moved to a thread. */
+  schedule(bytes: Uint8Array, address: Uint8Array): void {
+    const lane = this.layouts.length % (this.workers.length + 1);
+    const layout: Layout = { address, bytes, worker: lane === this.workers.length ? -1 : lane, done: false };
+    this.layouts.push(layout);
+    // The first window's go to their threads at once; later ones as the caller asks (records).
+    if (layout.worker >= 0 && this.layouts.length <= this.window) this.send(layout);
   }
 
   /**
-   * Lays out the caller's next pack (oldest first) on this thread; false when none is left. The
-   * caller does its share while it waits for a thread's pack; a pack that fails keeps its DATA_LOSS
-   * for when it is asked for.
+   * Pack index's records, laid out by layOutPack; its DATA_LOSS when it fails. Ask in order. While a
+   * thread's pack is not ready, this thread lays out its own next ones (within the window).
    */
-  layOutNext(): boolean {
-    const layout = this.own.find((own) => !own.done);
-    if (!layout) return false;
-    let records: Promise<EncodedRecords>;
-    try {
-      records = Promise.resolve(layOutPack(layout.bytes!, layout.address));
-    } catch (err) {
-      records = Promise.reject(err);
-      records.catch(() => {});
+  async records(index: number): Promise<EncodedRecords> {
+    const end = Math.min(this.layouts.length, index + this.window);
+    for (let i = index; i < end; i++) if (this.layouts[i].worker >= 0 && this.layouts[i].bytes) this.send(this.layouts[i]);
+    const layout = this.layouts[index];
+    for (let own = index; !layout.done; ) {
+      while (own < end && (this.layouts[own].worker >= 0 || this.layouts[own].done)) own++;
+      if (own === end) break;
+      this.layOutHere(this.layouts[own]);
+      // Lets a thread's answer in before the next one of ours.
+      if (!layout.done) await new Promise((resolve) => setImmediate(resolve));
     }
-    layout.done = true;
-    layout.bytes = undefined;
-    layout.records = () => records;
-    return true;
-  }
-
-  private layOutOwn(layout: OwnLayout): Promise<EncodedRecords> {
-    while (!layout.done) this.layOutNext();
-    return layout.records();
+    const records = layout.records!;
+    this.layouts[index] = { address: layout.address, worker: layout.worker, done: true }; // its records are the caller's now
+    return records;
   }
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 
-  private send(worker: Worker, bytes: Uint8Array, address: Uint8Array): Promise<EncodedRecords> {
-    if (this.broken) return Promise.reject(this.broken);
+  private layOutHere(layout: Layout): void {
+    try {
+      layout.records = Promise.resolve(layOutPack(layout.bytes!, layout.address));
+    } catch (err) {
+      layout.records = Promise.reject(err);
+      layout.records.catch(() => {}); // awaited when asked for, or not at all when an older pack fails first
+    }
+    layout.bytes = undefined;
+    layout.done = true;
+  }
+
+  private send(layout: Layout): void {
+    const bytes = wholeBuffer(layout.bytes!);
+    layout.bytes = undefined;
     const id = this.nextId++;
-    const owned = wholeBuffer(bytes);
-    const request: LayoutRequest = { id, bytes: owned, address };
-    return new Promise((resolve, reject) => {
+    const request: LayoutRequest = { id, bytes, address: layout.address };
+    const sent = new Promise<EncodedRecords>((resolve, reject) => {
+      if (this.broken) return reject(this.broken);
       this.waiting.set(id, { resolve, reject });
-      worker.postMessage(request, [owned.buffer as ArrayBuffer]);
+      this.workers[layout.worker].postMessage(request, [bytes.buffer as ArrayBuffer]);
     });
+    layout.records = sent.finally(() => (layout.done = true));
+    layout.records.catch(() => {}); // awaited when asked for, or not at all when an older pack fails first
   }
 
   private addWorker(script: URL): void {

@@ -54,20 +54,17 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   try {
     packs = await walkChain(options.store, options.head, (bytes, address) => ({ ...decodePackHeader(bytes, address), bytes }), progress);
     // Oldest first, as they are written; a pack's bytes go to its thread, or wait for this one.
-    const layouts = packs.map((pack) => {
-      const records = pool.schedule(pack.bytes!, pack.address);
+    for (const pack of packs) {
+      pool.schedule(pack.bytes!, pack.address);
       pack.bytes = undefined;
-      return records;
-    });
+    }
     // Sized by the headers, which are not checked yet: bounded by the bytes read, in case they lie.
     const packBytes = packs.reduce((sum, pack) => sum + pack.size, 0);
     const log = await LogFileWriter.create(building, Math.min(packs[packs.length - 1].lastSeq + 1, Math.ceil(packBytes / 16)));
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
       for (const [i, pack] of packs.entries()) {
-        // This thread's share of the packs is laid out while it waits for a thread's.
-        while (!layouts[i].done && pool.layOutNext());
-        const records = await layouts[i].records();
+        const records = await pool.records(i);
         try {
           log.appendEncoded([records]);
         } catch (err) {
