@@ -48,13 +48,20 @@ export class LayoutPool {
     return 2 * (this.workers.length + 1);
   }
 
-  /** Adds the next pack, in the order they will be asked for (records(0), records(1), …). bytes may be moved to a thread. */
-  schedule(bytes: Uint8Array, address: Uint8Array): void {
-    const lane = this.layouts.length % (this.workers.length + 1);
-    const layout: Layout = { address, bytes, worker: lane === this.workers.length ? -1 : lane, done: false };
-    this.layouts.push(layout);
-    // The first window's go to their threads at once; later ones as the caller asks (records).
-    if (layout.worker >= 0 && this.layouts.length <= this.window) this.send(layout);
+  /**
+   * Takes the chain's packs, in the order they will be asked for (records(0), records(1), …), and
+   * shares them round the threads and this one. A lone pack stays here: a thread would only add its
+   * start-up. The bytes may be moved to a thread.
+   */
+  schedule(packs: { bytes: Uint8Array; address: Uint8Array }[]): void {
+    const lanes = packs.length > 1 ? this.workers.length + 1 : 1;
+    for (const { bytes, address } of packs) {
+      const lane = this.layouts.length % lanes;
+      const layout: Layout = { address, bytes, worker: lane === lanes - 1 ? -1 : lane, done: false };
+      this.layouts.push(layout);
+      // The first window's go to their threads at once; later ones as the caller asks (records).
+      if (layout.worker >= 0 && this.layouts.length <= this.window) this.send(layout);
+    }
   }
 
   /**

@@ -54,10 +54,8 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   try {
     packs = await walkChain(options.store, options.head, (bytes, address) => ({ ...decodePackHeader(bytes, address), bytes }), progress);
     // Oldest first, as they are written; a pack's bytes go to its thread, or wait for this one.
-    for (const pack of packs) {
-      pool.schedule(pack.bytes!, pack.address);
-      pack.bytes = undefined;
-    }
+    pool.schedule(packs.map((pack) => ({ bytes: pack.bytes!, address: pack.address })));
+    for (const pack of packs) pack.bytes = undefined;
     // Sized by the headers, which are not checked yet: bounded by the bytes read, in case they lie.
     const packBytes = packs.reduce((sum, pack) => sum + pack.size, 0);
     const log = await LogFileWriter.create(building, Math.min(packs[packs.length - 1].lastSeq + 1, Math.ceil(packBytes / 16)));
