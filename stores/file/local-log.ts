@@ -86,8 +86,8 @@ export function recordChecksum(id: Uint8Array, data: Uint8Array): number {
   return recordChecksumAt(id, 0, data);
 }
 
-/** recordChecksum with the id the 32 bytes of bytes from idAt. */
-function recordChecksumAt(bytes: Uint8Array, idAt: number, data: Uint8Array): number {
+/** recordChecksum with the id the 32 bytes of bytes from idAt (a record being laid out in place). */
+export function recordChecksumAt(bytes: Uint8Array, idAt: number, data: Uint8Array): number {
   let c = -1;
   for (let i = idAt; i < idAt + 32; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return crc32(data, (c ^ -1) >>> 0);
