@@ -1,5 +1,6 @@
 import { open } from "node:fs/promises";
 import { join } from "node:path";
+import { DigestTable } from "../core/digest-table.js";
 import { RemoteLogError } from "../core/errors.js";
 import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../core/hash.js";
 import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
@@ -76,14 +77,12 @@ export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: num
 const spans = newMessageSpans();
 
 export class LogFileWriter {
-  /** The ids written, 32 bytes each in seq order, for the duplicate check. */
-  private ids = new Uint8Array(32 * 1024);
   /**
-   * An open-addressing table of seq + 1 (0 for a free slot), placed by an id's first bytes (ids are
-   * hashes, so those bits are uniform), at most half full. A Map of prefixes cost a restore more than
-   * its records' CRCs; a latin1 string per id, a third of the writing in garbage collection.
+   * The ids written, numbered by seq, for the duplicate check: a DigestTable, whose slots a backup's
+   * author cannot line up (ids are hashes of what they wrote). A Map of prefixes cost a restore more
+   * than its records' CRCs; a latin1 string per id, a third of the writing in garbage collection.
    */
-  private slots = new Int32Array(4096);
+  private ids = new DigestTable();
   private writing: Promise<void> = Promise.resolve();
   private position = 0;
   private count = 0;
@@ -98,10 +97,7 @@ export class LogFileWriter {
     await ensureDir(dir);
     try {
       const writer = new LogFileWriter(dir, await open(join(dir, "log.bin"), "wx"));
-      if (expected > 1024) {
-        writer.ids = new Uint8Array(32 * expected);
-        writer.slots = new Int32Array(2 ** Math.ceil(Math.log2(2 * expected)));
-      }
+      if (expected > 1024) writer.ids = new DigestTable(expected);
       return writer;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EEXIST") throw RemoteLogError.conflict(`${join(dir, "log.bin")} exists`);
@@ -159,51 +155,15 @@ export class LogFileWriter {
 
   /** Records the id at bytes[at, at + 32) as seq's, or throws CONFLICT when it was written before. */
   private remember(bytes: Uint8Array, at: number, seq: number): void {
-    if (this.ids.length < (seq + 1) * 32) {
-      const grown = new Uint8Array(this.ids.length * 2);
-      grown.set(this.ids.subarray(0, seq * 32));
-      this.ids = grown;
+    if (this.ids.find(bytes, at) !== -1) {
+      throw RemoteLogError.conflict(`message ${toHex(bytes.subarray(at, at + 32))} at seq ${seq} is in the log already`);
     }
-    const ids = this.ids;
-    const base = seq * 32;
-    // A loop: a native copy of 32 bytes costs more in the call than in the copying.
-    for (let k = 0; k < 32; k++) ids[base + k] = bytes[at + k];
-    if (2 * (seq + 1) > this.slots.length) this.placeAll(seq, 2 * this.slots.length);
-    const other = this.place(seq);
-    if (other >= 0) {
-      throw RemoteLogError.conflict(`message ${toHex(ids.subarray(base, base + 32))} at seq ${seq} is in the log already`);
-    }
-  }
-
-  /** Puts seq's id in its slot and returns -1, or returns the seq that holds the same id already. */
-  private place(seq: number): number {
-    const { ids, slots } = this;
-    const base = seq * 32;
-    const mask = slots.length - 1;
-    let slot = (ids[base] | (ids[base + 1] << 8) | (ids[base + 2] << 16) | (ids[base + 3] << 24)) & mask;
-    for (;;) {
-      const held = slots[slot];
-      if (held === 0) {
-        slots[slot] = seq + 1;
-        return -1;
-      }
-      const other = (held - 1) * 32;
-      let same = true;
-      for (let k = 0; k < 32 && same; k++) same = ids[other + k] === ids[base + k];
-      if (same) return held - 1;
-      slot = (slot + 1) & mask;
-    }
-  }
-
-  /** A table of size slots holding the ids of seqs before count. */
-  private placeAll(count: number, size: number): void {
-    this.slots = new Int32Array(size);
-    for (let seq = 0; seq < count; seq++) this.place(seq);
+    this.ids.add(bytes, at);
   }
 
   /** Forgets the ids of seqs from `from` on, after a failed append. */
   private forgetFrom(from: number): void {
-    this.placeAll(from, this.slots.length);
+    this.ids.truncate(from);
   }
 
   /** Makes everything written durable (data, then the directory entry) and closes the file. */
