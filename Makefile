@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-summary bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-million bench-backup bench-browser chaos soak bench-abuse clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-summary bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-million bench-write bench-backup bench-browser chaos soak bench-abuse clean
 
 all: build
 
@@ -123,6 +123,10 @@ bench-kubo: build harness
 # A long log through whole send, receive and serve processes: time and peak RSS (BENCH_MILLION_SIZES).
 bench-million: build
 	$(NODE) dist/bench/million.bench.js
+
+# The write path alone, append+publish of 10,000 in one warm process, profiled with BENCH_WRITE_PROF_DIR (bench/write-profile.ts).
+bench-write: build
+	$(NODE) dist/bench/write-profile.js
 
 # Backup and restore of 100,000 messages, beside restic on the same data (installed with apt-get when
 # missing and we are root; otherwise its rows say "not installed").

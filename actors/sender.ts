@@ -197,9 +197,13 @@ export class Sender {
     // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
     // whatever was published before: everything goes out again, from the first message.
     const mark: Checkpoint = (current && (await this.published.load(this.name))) || { delivered: 0, lastId: new Uint8Array(0) };
-    await this.checkMark(mark, this.log.length);
     // Never below the mark: a mark that proves messages were published never moves back.
     const total = Math.max(mark.delivered, Math.min(end, this.log.length, mark.delivered + this.stepMessages));
+    // One read for the mark's own record, the messages after it and the last of them (which the new
+    // mark names): a one-message publish read the log three times over for these.
+    const from = Math.max(0, mark.delivered - 1);
+    const window = await this.log.read(from, total);
+    this.checkMark(mark, mark.delivered > 0 ? window[0] : undefined, this.log.length);
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
     let position: PagePosition | null = FIRST_POSITION;
@@ -223,7 +227,7 @@ export class Sender {
     }
     const version = current?.version ?? 0n;
 
-    const unpublished = await this.log.read(mark.delivered, total);
+    const unpublished = mark.delivered > 0 ? window.slice(1) : window;
     // Most publishes find none of their messages on the chain already: no id is made text for nothing.
     const pending = already.size === 0 ? unpublished : unpublished.filter((entry) => !already.has(toHex(entry.id)));
     const limit = this.maxMessageBytes;
@@ -236,9 +240,10 @@ export class Sender {
         { limit: "block bytes", value: limit, seq: oversized.seq },
       );
     }
+    const lastEntry = window.length > 0 ? window[window.length - 1] : undefined;
     if (pending.length === 0) {
       this.lastHead = current;
-      await this.remember(total);
+      await this.remember(total, lastEntry);
       return { published: total, added: 0, foreign, sealedPages: 0, version, uploadedBlocks: 0, lostRaces };
     }
     const fresh: LogEntry[] = pending.map((entry) => ({ id: entry.id, address: addressOf(entry.data), data: entry.data }));
@@ -262,7 +267,7 @@ export class Sender {
       throw err;
     }
     this.lastHead = { content: headBytes, version: newVersion, record: record ?? new Uint8Array(0) };
-    await this.remember(total);
+    await this.remember(total, lastEntry);
     return {
       published: total,
       added: fresh.length,
@@ -283,13 +288,28 @@ export class Sender {
    * re-uploaded up to a page of blocks on every publish, however few messages it added.
    */
   private async carry(pairsOldestFirst: PageItem[]): Promise<PageItem[]> {
+    const seqs = pairsOldestFirst.map((pair) => {
+      if (!("$typeName" in pair) || pair.redacted) return undefined;
+      if (pair.data.length === 0 && this.embed !== "all") return undefined;
+      return this.log.seqOf(pair.localHash);
+    });
+    const own = seqs.filter((seq): seq is number => seq !== undefined);
+    if (own.length === 0) return pairsOldestFirst;
+    // Own pairs are nearly always a run of neighbouring seqs (the newest few): one read for all of
+    // them instead of one each, which was most of a one-message publish's reads. Scattered ones (a
+    // log that took in other writers' messages in between) are read one by one.
+    let first = own[0];
+    let last = own[0];
+    for (const seq of own) {
+      if (seq < first) first = seq;
+      if (seq > last) last = seq;
+    }
+    const span = last - first + 1 <= 2 * own.length + 64 ? await this.log.read(first, last + 1) : undefined;
     return Promise.all(
-      pairsOldestFirst.map(async (pair) => {
-        if (!("$typeName" in pair) || pair.redacted) return pair;
-        if (pair.data.length === 0 && this.embed !== "all") return pair;
-        const seq = this.log.seqOf(pair.localHash);
+      pairsOldestFirst.map(async (pair, i) => {
+        const seq = seqs[i];
         if (seq === undefined) return pair;
-        const [entry] = await this.log.read(seq, seq + 1);
+        const entry = span ? span[seq - first] : (await this.log.read(seq, seq + 1))[0];
         return { id: entry.id, address: addressOf(entry.data), data: entry.data };
       }),
     );
@@ -300,10 +320,9 @@ export class Sender {
    * mark, or one that holds another message where the mark's last one was, lost messages (or is
    * another log), and publishing from it would move the mark backwards. DATA_LOSS (details: seq).
    */
-  private async checkMark(mark: Checkpoint, total: number): Promise<void> {
+  private checkMark(mark: Checkpoint, last: LocalLogEntry | undefined, total: number): void {
     if (mark.delivered === 0) return;
-    const [last] = await this.log.read(mark.delivered - 1, mark.delivered);
-    if (last && equalBytes(last.id, mark.lastId)) return;
+    if (last && last.seq === mark.delivered - 1 && equalBytes(last.id, mark.lastId)) return;
     throw RemoteLogError.dataLoss(
       `${mark.delivered} messages were published to ${JSON.stringify(this.name)} from this local log, but ` +
         (last ? `its seq ${mark.delivered - 1} is message ${toHex(last.id)}, not ${toHex(mark.lastId)}` : `it holds only ${total}`) +
@@ -313,10 +332,10 @@ export class Sender {
     );
   }
 
-  /** Remembers that the first `count` local messages are in the remote log. */
-  private async remember(count: number): Promise<void> {
+  /** Remembers that the first `count` local messages are in the remote log; known: seq count - 1's entry, when read already. */
+  private async remember(count: number, known?: LocalLogEntry): Promise<void> {
     if (count === 0) return;
-    const [last] = await this.log.read(count - 1, count);
+    const last = known?.seq === count - 1 ? known : (await this.log.read(count - 1, count))[0];
     await this.published.save(this.name, { delivered: count, lastId: last.id });
   }
 }

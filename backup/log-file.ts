@@ -1,11 +1,11 @@
 import { open } from "node:fs/promises";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import { DigestTable } from "../core/digest-table.js";
 import { RemoteLogError } from "../core/errors.js";
 import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../core/hash.js";
 import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
+import { recordChecksumAt } from "../stores/file/local-log.js";
 
 /*
  * Writes a new local log for restore: `<dir>/log.bin` in exactly the record format that
@@ -62,7 +62,7 @@ export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: num
     bytes[at + 1] = (length >>> 8) & 0xff;
     bytes[at + 2] = (length >>> 16) & 0xff;
     bytes[at + 3] = length >>> 24;
-    const crc = crc32(data, crc32Of(bytes, at + 4, at + 36));
+    const crc = recordChecksumAt(bytes, at + 4, data);
     bytes[at + 36] = crc & 0xff;
     bytes[at + 37] = (crc >>> 8) & 0xff;
     bytes[at + 38] = (crc >>> 16) & 0xff;
@@ -75,23 +75,6 @@ export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: num
 }
 
 const spans = newMessageSpans();
-
-/** CRC-32 (zlib's) of bytes[from, to), in JavaScript: for an id's 32 bytes, a view and a call into zlib cost more. */
-function crc32Of(bytes: Uint8Array, from: number, to: number): number {
-  let crc = 0xffffffff;
-  for (let i = from; i < to; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-const CRC_TABLE = (() => {
-  const table = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c;
-  }
-  return table;
-})();
 
 export class LogFileWriter {
   /**

@@ -51,6 +51,36 @@ describe("actors - sender and receiver over the in-memory transport", () => {
     expect(await w.content.has(addressOf(entries[0].data))).toBe(embed !== "all");
   });
 
+  it.each<[string, EmbedMode]>([
+    ["the default embed", 8],
+    ["embed all", "all"],
+  ])("a one-message publish reads the local log twice, not once per carried message: %s", async (_, embed) => {
+    // The real in-memory log, its reads counted: each read of a FileLocalLog is a pread and a check.
+    class CountingLog extends MemoryLocalLog {
+      reads = 0;
+      override read(from: number, to: number) {
+        this.reads++;
+        return super.read(from, to);
+      }
+    }
+    const w = world();
+    const log = new CountingLog();
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "alice", log, remote: w.remote(), pageSize: 16, embed });
+    await sender.append(bodies(20), GROUP, 1n);
+    await sender.publish();
+    for (let i = 0; i < 3; i++) {
+      await sender.append([utf8(`one more ${i}`)], GROUP, 2n);
+      log.reads = 0;
+      const result = await sender.publish();
+      expect(result).toMatchObject({ added: 1, published: 21 + i });
+      // The mark's record, the new message and the new mark in one read; the carried embedded pairs in one.
+      expect(log.reads).toBeLessThanOrEqual(2);
+    }
+    const receiver = new Receiver({ name: "alice", remote: w.remote(), checkpoints: new MemoryCheckpointStore() });
+    const got = await receiveAll(receiver);
+    expect(got.map((d) => toHex(d.id))).toEqual((await log.read(0, log.length)).map((e) => toHex(e.id)));
+  });
+
   it("publishing twice with nothing new changes nothing", async () => {
     const w = world();
     const sender = new Sender({ published: new MemoryCheckpointStore(), name: "a", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4 });

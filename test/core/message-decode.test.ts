@@ -99,6 +99,42 @@ describe("message decode - the direct reader agrees with protobuf-es", () => {
   });
 });
 
+describe("message encode - the direct writer agrees with protobuf-es", () => {
+  const fields = fc.record({
+    groupId: fc.uint8Array({ maxLength: 200 }),
+    timestamp: fc.oneof(int64, fc.constantFrom(0n, 1n, -1n, 127n, 128n, 2n ** 28n - 1n, 2n ** 28n, 2n ** 31n, 2n ** 32n, 2n ** 35n, 2n ** 56n, -(2n ** 63n), 2n ** 63n - 1n, 1_700_000_000n)),
+    body: fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.constantFrom(new Uint8Array(127), new Uint8Array(128), new Uint8Array(16_384), new Uint8Array(70_000))),
+  });
+
+  it("writes the bytes toBinary writes, for every group, timestamp and body", () => {
+    fc.assert(
+      fc.property(fields, ({ groupId, timestamp, body }) => {
+        const message = newMessage(groupId, timestamp, body);
+        expect(Buffer.from(encodeMessage(message)).toString("hex")).toBe(Buffer.from(toBinary(MessageSchema, message)).toString("hex"));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("makes the message create(MessageSchema) makes", () => {
+    const [groupId, body] = [Uint8Array.of(1, 2), Uint8Array.of(3)];
+    const made = newMessage(groupId, 7n, body);
+    const reference = create(MessageSchema, { groupId, timestamp: 7n, body });
+    expect(Object.keys(made).sort()).toEqual(Object.keys(reference).sort());
+    expect(made).toStrictEqual({ ...reference });
+    expect(encodeMessage(made)).toEqual(toBinary(MessageSchema, reference));
+  });
+
+  it("leaves messages with metadata or unknown fields to protobuf-es", () => {
+    const withMetadata = create(MessageSchema, { groupId: Uint8Array.of(1), timestamp: 5n, body: Uint8Array.of(2), metadata: create(MetadataSchema, { ephemeral: true, parents: [Uint8Array.of(3)] }) });
+    expect(encodeMessage(withMetadata)).toEqual(toBinary(MessageSchema, withMetadata));
+    const withUnknown = newMessage(Uint8Array.of(1), 5n, Uint8Array.of(2));
+    withUnknown.$unknown = [{ no: 9, wireType: 0, data: Uint8Array.of(1) }];
+    expect(encodeMessage(withUnknown)).toEqual(toBinary(MessageSchema, withUnknown));
+    expect(encodeMessage(withUnknown).length).toBe(toBinary(MessageSchema, newMessage(Uint8Array.of(1), 5n, Uint8Array.of(2))).length + 2);
+  });
+});
+
 describe("page decode - the direct reader agrees with protobuf-es", () => {
   function pageOf(bytes: Uint8Array): string {
     try {
