@@ -289,6 +289,52 @@ describe("actors - the receiver verifies what it is served", () => {
     expect(calls).toBeLessThan((2 * 1023) / 16 + 20);
   });
 
+  it("fetches messages a batch a call as the window slides, and few at a time while it still finds pages", async () => {
+    const w = world();
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "calls", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4, embed: "none" });
+    await sender.append(bodies(2000), GROUP, 1n);
+    await sender.publish();
+    const remote = w.remote();
+    let inFlight = 0;
+    // Each call as it starts: a page fetch, or a message fetch with the message fetches then in flight.
+    const calls: ({ pages: true } | { messages: number; inFlight: number })[] = [];
+    const getBlocks = remote.getBlocks.bind(remote);
+    remote.getBlocks = async (addresses) => {
+      if (await w.content.getMany([addresses[0]]).then(([bytes]) => isPage(bytes!))) {
+        calls.push({ pages: true });
+        return getBlocks(addresses);
+      }
+      calls.push({ messages: addresses.length, inFlight: ++inFlight });
+      try {
+        // A round trip's wait, so that calls overlap as they do over a network.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return await getBlocks(addresses);
+      } finally {
+        inFlight--;
+      }
+    };
+    const run = async (options: { holdPages: number; prefetchPairs: number }) => {
+      calls.length = 0;
+      const receiver = new Receiver({ name: "calls", remote, checkpoints: new MemoryCheckpointStore(), batchSize: 16, concurrency: 8, verifyPool: null, ...options });
+      let delivered = 0;
+      await receiver.sync(async (batch) => {
+        delivered += batch.length;
+      });
+      expect(delivered).toBe(2000);
+      return calls.flatMap((call) => ("messages" in call ? [call] : []));
+    };
+    // Pages of 4 messages: a call a page as the window slid cost four times the calls.
+    const sliding = await run({ holdPages: 64, prefetchPairs: 64 });
+    expect(sliding.length).toBeLessThanOrEqual(2000 / 16 + 8);
+    // Every page held, so the last page fetch ends the search for pages. Before it, message fetches
+    // queued the page rounds behind megabytes at the server.
+    await run({ holdPages: 512, prefetchPairs: 2000 });
+    const lastPageCall = calls.findLastIndex((call) => "pages" in call);
+    const whileFinding = calls.slice(0, lastPageCall).flatMap((call) => ("messages" in call ? [call.inFlight] : []));
+    expect(whileFinding.length).toBeGreaterThan(0);
+    expect(Math.max(...whileFinding)).toBeLessThanOrEqual(4);
+  });
+
   it("refuses to seek in a log without seqids", async () => {
     const w = world();
     const page = encodePage({ $typeName: "vac.cas.RemoteLog", pair: [], tail: new Uint8Array(0) } as never);
@@ -403,3 +449,13 @@ describe("actors - a long log in bounded memory", () => {
     expect(rereadCalls).toBeLessThanOrEqual(Math.ceil(again.length / 3));
   });
 });
+
+/** Whether bytes are a page with page info (the sender's sealed pages), not a message. */
+function isPage(bytes: Uint8Array): boolean {
+  try {
+    const page = decodePage(bytes, "block", "DATA_LOSS");
+    return page.info !== undefined && page.pair.length > 0 && page.pair[0].localHash.length === 32;
+  } catch {
+    return false;
+  }
+}
