@@ -32,9 +32,12 @@ export interface ReceiverOptions {
   checkpoints: CheckpointStore;
   /** Messages per delivered batch, and so per checkpoint, and about how many are fetched per call; default 1024. */
   batchSize?: number;
-  /** Fetch calls in flight at once; default 16, enough to keep a 20 ms round trip full. */
+  /**
+   * Fetch calls in flight at once; default 8: about 8,000 messages a round trip in calls of a batch,
+   * enough to keep a 20 ms round trip full.
+   */
   concurrency?: number;
-  /** Messages fetched during the walk, before delivery can start; default 65536. */
+  /** Messages fetched during the walk, before delivery can start; default 16,384 (the pages held). */
   prefetchPairs?: number;
   /**
    * Pages of an indexed log held in memory at once, at most (default HOLD_PAGES); the others are read
@@ -95,8 +98,8 @@ export class Receiver {
     this.name = options.name;
     this.checkpoints = options.checkpoints;
     this.batchSize = options.batchSize ?? 1024;
-    this.concurrency = options.concurrency ?? 16;
-    this.prefetchPairs = options.prefetchPairs ?? 65_536;
+    this.concurrency = options.concurrency ?? 8;
+    this.prefetchPairs = options.prefetchPairs ?? 256 * HOLD_PAGES;
     this.holdPages = options.holdPages ?? HOLD_PAGES;
     this.fromSeq = options.fromSeq;
     this.waitForSeq = options.waitForSeq ?? false;
@@ -403,8 +406,12 @@ interface Plan {
   ensure?: (u: number, pairs: number) => Promise<void>;
 }
 
-/** Pages a sync's collection holds at most: 65,536 messages in pages of 256. */
-export const HOLD_PAGES = 256;
+/**
+ * Pages a sync's collection holds at most: 16,384 messages in pages of 256. Held pages outlive the
+ * young generation, and with 256 of them (and 65,536 messages prefetched, 16 calls in flight) a 1M
+ * `receive` peaked at 331-405 MB, against 281-282 MB with these (bench/README.md, session 5).
+ */
+export const HOLD_PAGES = 64;
 
 /** What a delivered unit becomes, so that its pairs and messages can go. */
 const DELIVERED: Unit = { pairs: [], rank: 0 };
