@@ -19,7 +19,8 @@
  *
  * BENCH_ABUSE_ATTACKS=burst,add runs only those attacks (after the quiet baseline);
  * BENCH_ABUSE_CPU_PROF=DIR runs the server under `node --cpu-prof`, its profile written to DIR on exit
- * (summarise it with `node dist/bench/profile-top.js FILE`).
+ * (summarise it with `node dist/bench/profile-top.js FILE`); BENCH_ABUSE_SERVE_ARGS="--flag value ..."
+ * adds flags to `serve`, to try its limits.
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -52,6 +53,7 @@ const ATTACKS = ["watches", "getmany", "getmany-json", "add", "slowloris", "burs
 type Attack = (typeof ATTACKS)[number];
 const CHOSEN = process.env.BENCH_ABUSE_ATTACKS?.split(",") ?? [...ATTACKS];
 const CPU_PROF = process.env.BENCH_ABUSE_CPU_PROF;
+const SERVE_ARGS = process.env.BENCH_ABUSE_SERVE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -283,7 +285,7 @@ async function main(): Promise<void> {
   const tokenFile = join(root, "write.token");
   const token = randomBytes(16).toString("hex");
   await writeFile(tokenFile, `${token}\n`);
-  const server = await startServer(root, ["--require-signed", "--write-token-file", tokenFile], CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []);
+  const server = await startServer(root, ["--require-signed", "--write-token-file", tokenFile, ...SERVE_ARGS], CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []);
   const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
   const operator = new Remote({ casUrl: server.url, nsUrl: server.url, token });
   try {

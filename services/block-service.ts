@@ -16,19 +16,21 @@ import type { NameStore } from "../core/name-store.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
 import { Authority, peerOf } from "./auth.js";
+import { answerCost, answerFormat, idsCost, JSON_COST } from "./answer-cost.js";
 import type { ReadBudget } from "./read-budget.js";
 
 export interface BlockLimits extends CasLimits {
   /** The most blocks one AddMany or GetMany may carry. */
   maxBatchBlocks: number;
   /**
-   * The most block bytes one GetMany response carries. A client that pages (partial_ok) gets a prefix
-   * and asks again; one that does not is refused with TOO_LARGE. At least maxBlockBytes.
+   * The most block bytes one GetMany response carries, counted as answer-cost.ts does (a JSON answer's
+   * text at JSON_COST a byte). A client that pages (partial_ok) gets a prefix and asks again; one that
+   * does not is refused with TOO_LARGE. At least maxBlockBytes: one block always goes whole.
    */
   maxResponseBytes: number;
 }
 
-export const defaultBlockLimits: BlockLimits = { ...defaultCasLimits, maxBatchBlocks: 16384, maxResponseBytes: 16 << 20 };
+export const defaultBlockLimits: BlockLimits = { ...defaultCasLimits, maxBatchBlocks: 16384, maxResponseBytes: 8 << 20 };
 
 export interface BlockServiceOptions {
   /** Who may write; open to all when absent. */
@@ -103,42 +105,47 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       }
     });
     // Each distinct block is read once however often it is asked for: repeats cost the store nothing.
+    // Ids are told apart only as far as they are read: an answer capped after 16 blocks need not
+    // sort 16,384 ids first.
     const distinct = new Map<string, number>();
     const unique: Uint8Array[] = [];
-    const slots = addresses.map((address) => {
-      const key = Buffer.from(address).toString("latin1");
+    const slots = new Int32Array(addresses.length).fill(-1);
+    const slotOf = (index: number) => {
+      if (slots[index] >= 0) return slots[index];
+      const key = Buffer.from(addresses[index].buffer, addresses[index].byteOffset, addresses[index].length).toString("latin1");
       let slot = distinct.get(key);
       if (slot === undefined) {
         slot = unique.length;
         distinct.set(key, slot);
-        unique.push(address);
+        unique.push(addresses[index]);
       }
-      return slot;
-    });
-    // The cap is on the answer as sent: in JSON each block goes as quoted base64, a third larger, and
-    // counting raw bytes would let a JSON page grow past the largest answer the server writes.
+      return (slots[index] = slot);
+    };
+    // The cap, and the read budget, count what the answer costs to send (answer-cost.ts): counted in
+    // raw bytes, a JSON page of base64 text held the thread five times as long as a binary one.
     const format = answerFormat(context);
     const json = format === "json";
-    const sentSize = (length: number) => (json ? 4 * Math.ceil(length / 3) + 3 : length);
+    const costOf = (length: number) => answerCost(format, length);
     const missing: number[] = [];
     const blocks: Uint8Array[] = [];
     let bytes = 0;
     // Blocks are read in the order asked, a batch at a time, and reading stops at the cap: reading every
-    // block named first let one call of 16,384 distinct 1 MiB blocks pull 16 GiB into memory for a
-    // 16 MiB answer. A batch is what the room left holds: at the largest block size at first, then at
-    // the average size read so far (a missing block counts as one byte).
+    // block named first let one call of 16,384 distinct 1 MiB blocks pull 16 GiB into memory for an
+    // answer of a few MiB. A batch is what the room left holds: at the largest block's cost at first, then at
+    // the average cost read so far (a missing block counts as one byte).
     const found = new Map<number, Uint8Array | undefined>();
-    let sizeRead = 0;
+    let costRead = 0;
     let entriesRead = 0;
     const readFrom = async (index: number) => {
       // bytes counts every block before index: the room left is what this batch may fill.
       const room = Math.max(0, this.limits.maxResponseBytes - bytes);
-      const average = entriesRead === 0 ? this.limits.maxBlockBytes : Math.max(1, sizeRead / entriesRead);
+      const average = entriesRead === 0 ? costOf(this.limits.maxBlockBytes) : Math.max(1, costRead / entriesRead);
       const batch = Math.min(this.limits.maxBatchBlocks, Math.max(1, Math.floor(room / average)));
       const want: number[] = [];
       const wanted = new Set<number>();
-      for (let i = index; i < addresses.length && want.length < batch; i++) {
-        const slot = slots[i];
+      // At most a batch of ids is looked at, distinct or not: one id asked 16,384 times is one read.
+      for (let i = index; i < addresses.length && i < index + batch; i++) {
+        const slot = slotOf(i);
         if (!found.has(slot) && !wanted.has(slot)) {
           wanted.add(slot);
           want.push(slot);
@@ -147,14 +154,14 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       const read = await this.store.getMany(want.map((slot) => unique[slot]));
       want.forEach((slot, k) => {
         found.set(slot, read[k]);
-        sizeRead += read[k]?.length ?? 1;
+        costRead += read[k] ? costOf(read[k].length) : 1;
         entriesRead++;
       });
     };
     try {
       for (let index = 0; index < addresses.length; index++) {
-        if (!found.has(slots[index])) await readFrom(index);
-        const data = found.get(slots[index]);
+        if (!found.has(slotOf(index))) await readFrom(index);
+        const data = found.get(slotOf(index));
         if (data === undefined) {
           if (!request.allowMissing) throw RemoteLogError.notFound(`block ${addressText(addresses[index])} is not stored`);
           missing.push(index);
@@ -162,22 +169,22 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
           continue;
         }
         // Repeats are not free on the wire: every copy counts toward the response's bytes.
-        if (bytes + sentSize(data.length) > this.limits.maxResponseBytes && blocks.length > 0) {
+        if (bytes + costOf(data.length) > this.limits.maxResponseBytes && blocks.length > 0) {
           if (!request.partialOk) {
             throw RemoteLogError.tooLarge(
-              `GetMany response of more than ${this.limits.maxResponseBytes} bytes is over the limit (max_response_bytes); ask for fewer blocks, or page with partial_ok`,
+              `GetMany response of more than ${this.limits.maxResponseBytes} bytes${json ? ` (in JSON, each byte of text counts ${JSON_COST})` : ""} is over the limit (max_response_bytes); ask for fewer blocks, or page with partial_ok`,
               { limit: "max-response-bytes", value: this.limits.maxResponseBytes },
             );
           }
           break;
         }
-        bytes += sentSize(data.length);
+        bytes += costOf(data.length);
         blocks.push(data);
       }
     } finally {
       // Charged whatever the outcome (a refused call read its blocks too): the larger of what was
       // answered, what was read and the ids asked for.
-      this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, sizeRead, 36 * addresses.length));
+      this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, costRead, idsCost(format, addresses.length)));
     }
     const response = create(GetManyResponseSchema, { missing });
     if (format === "binary") response.$unknown = repeatedBytesUnknown(1, blocks);
@@ -190,16 +197,4 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       throw RemoteLogError.tooLarge(`${what} of ${count} blocks is over the limit of ${this.limits.maxBatchBlocks} per call`);
     }
   }
-}
-
-/**
- * How the call is answered: in JSON, in binary, or undefined for an in-process call (no context). A
- * binary response's list of blocks or ids goes out pre-encoded in one buffer (core/page.ts
- * repeatedBytesUnknown), where the generic encoder cost two chunks and a copy per block; JSON leaves
- * unknown fields out, and an in-process caller reads the field, so both get the plain list.
- */
-function answerFormat(context: HandlerContext | undefined): "json" | "binary" | undefined {
-  const type = context?.requestHeader.get("content-type");
-  if (!type) return undefined;
-  return /json/i.test(type) ? "json" : "binary";
 }

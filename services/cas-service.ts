@@ -5,6 +5,7 @@ import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { parseAddress } from "../core/hash.js";
 import { Authority, peerOf } from "./auth.js";
+import { answerCost, answerFormat } from "./answer-cost.js";
 import type { ReadBudget } from "./read-budget.js";
 
 export interface CasLimits {
@@ -53,7 +54,7 @@ export class CasService implements ServiceImpl<typeof CAS> {
   async get(request: Address, context?: HandlerContext): Promise<Content> {
     const cid = parseAddress(request.id);
     const [data] = await this.store.getMany([cid.bytes]);
-    this.readBudget?.charge(peerOf(context).address, data?.length ?? 0);
+    this.readBudget?.charge(peerOf(context).address, answerCost(answerFormat(context), data?.length ?? 0));
     if (data === undefined) throw RemoteLogError.notFound(`block ${cid.toString()} is not stored`);
     return create(ContentSchema, { data });
   }

@@ -413,10 +413,11 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       }
       refuseUnread(req, res);
     }
-    const held = options.readBudget && READS_BLOCKS.has(path) ? options.readBudget.waitMs(peerAddress(req)) : 0;
-    if (held > 0) {
-      limitHit("read-rate-per-address");
-      setTimeout(() => dispatchToConnect(req, res), held);
+    if (options.readBudget && READS_BLOCKS.has(path)) {
+      const { held, ticket } = options.readBudget.admit(peerAddress(req), () => dispatchToConnect(req, res));
+      // Over when the answer is sent or the stream is cut; a caller gone while held never starts.
+      res.once("close", ticket.finish);
+      if (held) limitHit("read-rate-per-address");
       return;
     }
     dispatchToConnect(req, res);

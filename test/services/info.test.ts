@@ -19,7 +19,7 @@ describe("ServerInfoService - a real server tells clients its limits", () => {
   it("advertises the CAS's block and batch limits as configured", async () => {
     const remote = new Remote({ casUrl: full.url, nsUrl: full.url });
     try {
-      expect(await remote.casLimits()).toEqual({ maxBlockBytes: 4096, maxBatchBlocks: 99, maxResponseBytes: 16 << 20 });
+      expect(await remote.casLimits()).toEqual({ maxBlockBytes: 4096, maxBatchBlocks: 99, maxResponseBytes: 8 << 20 });
     } finally {
       remote.close();
     }
