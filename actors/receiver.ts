@@ -285,34 +285,40 @@ export class Receiver {
     byNumber.clear();
     // The pages of units not read yet are read again a chunk at a time: the units delivery needs next
     // (those holding `pairs` messages from u) are waited for, and those one such window further are
-    // read in the background, so that a long log costs a round trip per chunk, hidden behind delivery,
-    // rather than one per page as the window slides.
+    // read in the background, so that a long log costs round trips of a chunk each, hidden behind
+    // delivery, rather than one per page as the window slides.
     const chunkPages = Math.max(1, Math.floor(this.holdPages / 4));
-    let reading: Promise<void> | undefined;
-    const readFrom = (k: number): Promise<void> => {
+    // The read under way of each unit being read.
+    const reading = new Map<number, Promise<void>>();
+    const readFrom = (k: number): void => {
       const missing: number[] = [];
-      for (; k < units.length && missing.length < chunkPages; k++) if (!units[k]) missing.push(first + k);
-      const read = collected.take(missing).then((pages) => missing.forEach((number, i) => (units[number - first] ??= unitOf(pages[i], number))));
-      const settled = () => {
-        if (reading === read) reading = undefined;
-      };
-      // Also keeps a failure from being unhandled before delivery needs (and awaits) these units.
+      for (; k < units.length && missing.length < chunkPages; k++) if (!units[k] && !reading.has(k)) missing.push(k);
+      const read = collected.take(missing.map((k) => first + k)).then((pages) => missing.forEach((k, i) => (units[k] ??= unitOf(pages[i], first + k))));
+      // Also keeps a failure from being unhandled before delivery needs (and awaits) these units; a
+      // unit whose read failed is read again when next needed.
+      const settled = () => missing.forEach((k) => reading.delete(k));
       read.then(settled, settled);
-      return (reading = read);
+      for (const k of missing) reading.set(k, read);
     };
     const ensure = async (u: number, pairs: number) => {
       for (;;) {
-        // The first unit not read yet within two windows of u, and whether delivery needs it now.
-        let k = u;
+        // Every unit within two windows of u is read or being read, several chunks at once: one
+        // chunk at a time held a catch-up at 20 ms to a chunk's messages a round trip.
         let ahead = 0;
-        for (; k < units.length && ahead < 2 * pairs && units[k]; k++) ahead += collected.count(first + k);
-        if (k >= units.length || ahead >= 2 * pairs) return;
-        if (ahead >= pairs) {
-          // Not needed yet: read in the background, unless a read is under way already.
-          if (!reading) void readFrom(k);
-          return;
+        let unread = -1;
+        let readAhead = 0;
+        for (let k = u; k < units.length && ahead < 2 * pairs; k++) {
+          if (!units[k]) {
+            if (unread === -1) unread = k;
+            if (!reading.has(k)) readFrom(k);
+          } else if (unread === -1) {
+            readAhead += collected.count(first + k);
+          }
+          ahead += collected.count(first + k);
         }
-        await (reading ?? readFrom(k));
+        // Delivery waits only for what it needs next.
+        if (unread === -1 || readAhead >= pairs) return;
+        await reading.get(unread);
       }
     };
     return { units, pages: collected.fetched + 1, ensure };
