@@ -290,11 +290,7 @@ describe("actors - the receiver verifies what it is served", () => {
   });
 
   it("fetches messages a batch a call as the window slides, and few at a time while it still finds pages", async () => {
-    const w = world();
-    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "calls", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4, embed: "none" });
-    await sender.append(bodies(2000), GROUP, 1n);
-    await sender.publish();
-    const remote = w.remote();
+    const { w, remote } = await pagesOfFour("calls");
     let inFlight = 0;
     // Each call as it starts: a page fetch, or a message fetch with the message fetches then in flight.
     const calls: ({ pages: true } | { messages: number; inFlight: number })[] = [];
@@ -306,9 +302,7 @@ describe("actors - the receiver verifies what it is served", () => {
       }
       calls.push({ messages: addresses.length, inFlight: ++inFlight });
       try {
-        // A round trip's wait, so that calls overlap as they do over a network.
-        await new Promise((resolve) => setTimeout(resolve, 5));
-        return await getBlocks(addresses);
+        return await afterRoundTrip(() => getBlocks(addresses));
       } finally {
         inFlight--;
       }
@@ -336,11 +330,7 @@ describe("actors - the receiver verifies what it is served", () => {
   });
 
   it("reads the pages it did not hold several chunks at once, not one chunk a round trip", async () => {
-    const w = world();
-    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "again", log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4, embed: "none" });
-    await sender.append(bodies(2000), GROUP, 1n);
-    await sender.publish();
-    const remote = w.remote();
+    const { w, remote } = await pagesOfFour("again");
     const seen = new Set<number>();
     let rereading = 0;
     let mostRereading = 0;
@@ -355,9 +345,7 @@ describe("actors - the receiver verifies what it is served", () => {
       }
       mostRereading = Math.max(mostRereading, ++rereading);
       try {
-        // A round trip's wait, so that calls overlap as they do over a network.
-        await new Promise((resolve) => setTimeout(resolve, 5));
-        return await getBlocks(addresses);
+        return await afterRoundTrip(() => getBlocks(addresses));
       } finally {
         rereading--;
       }
@@ -495,4 +483,19 @@ function isPage(bytes: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+/** call, after a round trip's wait, so that calls overlap as they do over a network. */
+async function afterRoundTrip<T>(call: () => Promise<T>): Promise<T> {
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  return call();
+}
+
+/** A log of 2,000 messages in pages of 4, every message only in the CAS, and a remote to read it. */
+async function pagesOfFour(name: string) {
+  const w = world();
+  const sender = new Sender({ published: new MemoryCheckpointStore(), name, log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4, embed: "none" });
+  await sender.append(bodies(2000), GROUP, 1n);
+  await sender.publish();
+  return { w, remote: w.remote() };
 }
