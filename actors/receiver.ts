@@ -449,7 +449,9 @@ class FetchLimiter {
     return new Promise<T>((resolve, reject) => {
       const start = () => {
         this.running++;
-        task()
+        // A task that throws before its first await fails its own promise, and frees its place.
+        Promise.resolve()
+          .then(task)
           .then(resolve, reject)
           .finally(() => {
             this.running--;
