@@ -1,8 +1,10 @@
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
+import { DigestTable } from "../core/digest-table.js";
 import { RemoteLogError } from "../core/errors.js";
-import { decodeMessage, messageIdInto, toHex } from "../core/hash.js";
+import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../core/hash.js";
+import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 
 /*
@@ -28,38 +30,76 @@ export function idOf(records: EncodedRecords, i: number): Uint8Array {
   return records.bytes.subarray(records.idOffsets[i], records.idOffsets[i] + 32);
 }
 
+/** Messages where they lie in one buffer: message i is bytes[spans[2i], spans[2i + 1]) (a pack's body, read by readPackBody). */
+export interface MessageRun {
+  bytes: Uint8Array;
+  spans: Uint32Array;
+}
+
 /**
  * Lays out messages as log.bin records: decodes each, computes its id (H1) and the record's CRC: the
  * costly part of a restore. Throws INVALID_ARGUMENT naming the seq (firstSeq + index) of a message
  * that does not decode.
  */
-export function encodeRecords(messages: Uint8Array[], firstSeq: number): EncodedRecords {
+export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: number): EncodedRecords {
+  const run = Array.isArray(messages) ? undefined : messages;
+  const list = Array.isArray(messages) ? messages : undefined;
+  const count = run ? run.spans.length / 2 : list!.length;
   let size = 0;
-  for (const data of messages) size += HEADER_SIZE + data.length;
-  const bytes = Buffer.allocUnsafe(size);
-  const idOffsets = new Uint32Array(messages.length);
+  if (run) for (let i = 0; i < count; i++) size += HEADER_SIZE + run.spans[2 * i + 1] - run.spans[2 * i];
+  else for (const data of list!) size += HEADER_SIZE + data.length;
+  const buffer = Buffer.allocUnsafe(size);
+  // A plain view: Buffer's subarray makes a Buffer through a JS constructor, which cost more than the copy.
+  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, size);
+  const idOffsets = new Uint32Array(count);
   let at = 0;
-  for (let i = 0; i < messages.length; i++) {
-    const data = messages[i];
-    messageIdInto(decodeMessage(data, `message at seq ${firstSeq + i}`), bytes, at + 4);
-    bytes.writeUInt32LE(data.length, at);
-    bytes.writeUInt32LE(crc32(data, crc32(bytes.subarray(at + 4, at + 36))), at + 36);
+  for (let i = 0; i < count; i++) {
+    const data = run ? run.bytes.subarray(run.spans[2 * i], run.spans[2 * i + 1]) : list![i];
+    const length = data.length;
+    if (readCommonMessage(data, 0, length, spans)) messageIdOfSpans(data, spans, bytes, at + 4);
+    else messageIdInto(decodeMessage(data, `message at seq ${firstSeq + i}`), bytes, at + 4);
+    bytes[at] = length & 0xff;
+    bytes[at + 1] = (length >>> 8) & 0xff;
+    bytes[at + 2] = (length >>> 16) & 0xff;
+    bytes[at + 3] = length >>> 24;
+    const crc = crc32(data, crc32Of(bytes, at + 4, at + 36));
+    bytes[at + 36] = crc & 0xff;
+    bytes[at + 37] = (crc >>> 8) & 0xff;
+    bytes[at + 38] = (crc >>> 16) & 0xff;
+    bytes[at + 39] = crc >>> 24;
     bytes.set(data, at + HEADER_SIZE);
     idOffsets[i] = at + 4;
-    at += HEADER_SIZE + data.length;
+    at += HEADER_SIZE + length;
   }
-  return { bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), idOffsets };
+  return { bytes, idOffsets };
 }
+
+const spans = newMessageSpans();
+
+/** CRC-32 (zlib's) of bytes[from, to), in JavaScript: for an id's 32 bytes, a view and a call into zlib cost more. */
+function crc32Of(bytes: Uint8Array, from: number, to: number): number {
+  let crc = 0xffffffff;
+  for (let i = from; i < to; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
 
 export class LogFileWriter {
   /**
-   * Ids written, for the duplicate check: the first 30 bits of each id (a small integer, which a Map
-   * keeps without allocating) to its index in ids; the rare ids that share those bits with another
-   * go to collided. A latin1 string per id cost a third of the writing in garbage collection.
+   * The ids written, numbered by seq, for the duplicate check: a DigestTable, whose slots a backup's
+   * author cannot line up (ids are hashes of what they wrote). A Map of prefixes cost a restore more
+   * than its records' CRCs; a latin1 string per id, a third of the writing in garbage collection.
    */
-  private readonly firstByPrefix = new Map<number, number>();
-  private readonly collided = new Set<string>();
-  private ids = Buffer.allocUnsafe(32 * 1024);
+  private ids = new DigestTable();
   private writing: Promise<void> = Promise.resolve();
   private position = 0;
   private count = 0;
@@ -69,11 +109,13 @@ export class LogFileWriter {
     private readonly handle: Awaited<ReturnType<typeof open>>,
   ) {}
 
-  /** Creates dir and an empty log.bin in it; CONFLICT if log.bin exists. */
-  static async create(dir: string): Promise<LogFileWriter> {
+  /** Creates dir and an empty log.bin in it; CONFLICT if log.bin exists. expected: how many messages will be written, when known, to size the duplicate check once. */
+  static async create(dir: string, expected = 0): Promise<LogFileWriter> {
     await ensureDir(dir);
     try {
-      return new LogFileWriter(dir, await open(join(dir, "log.bin"), "wx"));
+      const writer = new LogFileWriter(dir, await open(join(dir, "log.bin"), "wx"));
+      if (expected > 1024) writer.ids = new DigestTable(expected);
+      return writer;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EEXIST") throw RemoteLogError.conflict(`${join(dir, "log.bin")} exists`);
       throw ioError(`cannot create ${join(dir, "log.bin")}`, err);
@@ -104,10 +146,7 @@ export class LogFileWriter {
     const first = this.count;
     let seq = first;
     try {
-      for (const part of parts) {
-        const bytes = Buffer.from(part.bytes.buffer, part.bytes.byteOffset, part.bytes.length);
-        for (const at of part.idOffsets) this.remember(bytes, at, seq++);
-      }
+      for (const part of parts) for (const at of part.idOffsets) this.remember(part.bytes, at, seq++);
     } catch (err) {
       this.forgetFrom(first);
       throw err;
@@ -132,32 +171,16 @@ export class LogFileWriter {
   }
 
   /** Records the id at bytes[at, at + 32) as seq's, or throws CONFLICT when it was written before. */
-  private remember(bytes: Buffer, at: number, seq: number): void {
-    if (this.ids.length < (seq + 1) * 32) {
-      const grown = Buffer.allocUnsafe(this.ids.length * 2);
-      this.ids.copy(grown, 0, 0, seq * 32);
-      this.ids = grown;
+  private remember(bytes: Uint8Array, at: number, seq: number): void {
+    if (this.ids.find(bytes, at) !== -1) {
+      throw RemoteLogError.conflict(`message ${toHex(bytes.subarray(at, at + 32))} at seq ${seq} is in the log already`);
     }
-    bytes.copy(this.ids, seq * 32, at, at + 32);
-    const prefix = (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | ((bytes[at + 3] & 0x3f) << 24)) >>> 0;
-    const other = this.firstByPrefix.get(prefix);
-    if (other === undefined) {
-      this.firstByPrefix.set(prefix, seq);
-      return;
-    }
-    const key = this.ids.toString("latin1", seq * 32, seq * 32 + 32);
-    if (this.ids.compare(this.ids, other * 32, other * 32 + 32, seq * 32, seq * 32 + 32) === 0 || this.collided.has(key)) {
-      throw RemoteLogError.conflict(`message ${toHex(this.ids.subarray(seq * 32, seq * 32 + 32))} at seq ${seq} is in the log already`);
-    }
-    this.collided.add(key);
+    this.ids.add(bytes, at);
   }
 
   /** Forgets the ids of seqs from `from` on, after a failed append. */
   private forgetFrom(from: number): void {
-    for (const [prefix, seq] of this.firstByPrefix) if (seq >= from) this.firstByPrefix.delete(prefix);
-    for (let seq = from; seq * 32 < this.ids.length && seq < from + 1_000_000; seq++) {
-      this.collided.delete(this.ids.toString("latin1", seq * 32, seq * 32 + 32));
-    }
+    this.ids.truncate(from);
   }
 
   /** Makes everything written durable (data, then the directory entry) and closes the file. */

@@ -34,7 +34,8 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BackupHeadSchema, Compression, PackBodySchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
-import { varintSize } from "../core/page.js";
+import { encodeRepeatedBytes, repeatedBytesUnknown, varintSize } from "../core/page.js";
+import type { MessageRun } from "./log-file.js";
 
 /** "RLPack" little-endian. */
 export const PACK_TYPE = 0x6b6361504c52n;
@@ -74,7 +75,8 @@ const deflateRawAsync = promisify(deflateRaw);
  * thread pool, so the bodies of several packs deflate at once while the main thread goes on.
  */
 export async function deflateBody(messages: Uint8Array[]): Promise<Uint8Array | undefined> {
-  const body = toBinary(PackBodySchema, create(PackBodySchema, { messages }));
+  // Written directly: the same bytes as toBinary(PackBodySchema), for one copy of each message instead of protobuf-es's two.
+  const body = encodeRepeatedBytes(1, messages);
   const sample = body.subarray(0, SAMPLE_BYTES);
   if (deflateRawSync(sample, DEFLATE_OPTIONS).length > sample.length * 0.95) return undefined;
   // One output chunk for the whole body: with the default 16 KiB, the main thread ran a callback per chunk.
@@ -95,9 +97,11 @@ export function encodePack(header: PackHeader, messages: Uint8Array[], deflated?
     logHead: header.logHead,
     lastId: header.lastId,
     compression: deflated ? Compression.DEFLATE_RAW : Compression.UNSPECIFIED,
-    messages: deflated ? [] : messages,
     deflatedBody: deflated,
   });
+  // The messages (field 15) as one unknown field, written after the known fields 1-10, where toBinary
+  // writes the list: the same bytes (deflated_body, 16, is empty then), one copy instead of two.
+  if (!deflated) pack.$unknown = repeatedBytesUnknown(15, messages);
   const bytes = toBinary(PackSchema, pack);
   return { address: addressOf(bytes), bytes };
 }
@@ -126,14 +130,60 @@ export function splitIntoPacks(messages: Uint8Array[], packSize: number, logName
 }
 
 /**
- * Checks bytes against the address that named them (unless the caller does, with checkAddressAsync,
- * and says so with hashed) and decodes the pack, checking its header: type,
+ * Checks bytes against the address that named them and decodes the pack, checking its header: type,
  * version, count against messages, last_seq against first_seq + count - 1, a previous link exactly when
  * first_seq > 0. Throws DATA_LOSS naming the pack. Does not decode the messages (see checkMessages).
  */
-export function decodePack(bytes: Uint8Array, address: Uint8Array, options: { hashed?: boolean } = {}): ReadPack {
+export function decodePack(bytes: Uint8Array, address: Uint8Array): ReadPack {
+  checkAddress(bytes, address);
+  const { header, pack } = decodeHeaderOf(bytes, address);
+  const messages = bodyOf(pack, malformed(address));
+  if (header.count !== messages.length) throw malformed(address)(`header says ${pack.count} messages, body has ${messages.length}`);
+  return { ...header, messages };
+}
+
+/**
+ * decodePack, with the messages where they lie in the pack's body (a MessageRun) instead of an array
+ * of views, which a restore of a million messages would make and collect: what restore lays out.
+ */
+export function decodePackRun(bytes: Uint8Array, address: Uint8Array): ReadPackHeader & { body: MessageRun } {
+  checkAddress(bytes, address);
+  const { header, pack } = decodeHeaderOf(bytes, address);
+  const body = bodyRunOf(pack, malformed(address));
+  if (header.count !== body.spans.length / 2) throw malformed(address)(`header says ${pack.count} messages, body has ${body.spans.length / 2}`);
+  return { ...header, body };
+}
+
+/** A pack's header, as decodePack reads it, without its body (restore lays bodies out on other threads). */
+export type ReadPackHeader = Omit<ReadPack, "messages">;
+
+/**
+ * decodePack without the hash and the body: every check of the header, none of the bytes against the
+ * address or of the body (inflating it, its count). For a caller that runs decodePack on the same
+ * bytes elsewhere before it uses anything of them, as restore does on its threads. The header holds
+ * no view into bytes.
+ */
+export function decodePackHeader(bytes: Uint8Array, address: Uint8Array): ReadPackHeader {
+  const { header } = decodeHeaderOf(bytes, address);
+  // Copies, not views into bytes, which the caller may move to another thread.
+  return {
+    ...header,
+    previous: header.previous.slice(),
+    lastId: header.lastId.slice(),
+    logHead: header.logHead && { page: header.logHead.page.slice(), sequence: header.logHead.sequence },
+  };
+}
+
+function checkAddress(bytes: Uint8Array, address: Uint8Array): void {
+  if (!equalBytes(addressOf(bytes), address)) throw RemoteLogError.dataLoss(`pack ${addressText(address)} does not hash to its address`);
+}
+
+function malformed(address: Uint8Array): (why: string) => RemoteLogError {
+  return (why) => RemoteLogError.dataLoss(`pack ${addressText(address)} is malformed: ${why}`);
+}
+
+function decodeHeaderOf(bytes: Uint8Array, address: Uint8Array): { header: ReadPackHeader; pack: Pack } {
   const where = `pack ${addressText(address)}`;
-  if (!options.hashed && !equalBytes(addressOf(bytes), address)) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
   if (bytes[0] !== 0x09) throw RemoteLogError.dataLoss(`${where} is not a backup pack (it starts with 0x${(bytes[0] ?? 0).toString(16)}, not 0x09)`);
   let pack: Pack;
   try {
@@ -141,12 +191,13 @@ export function decodePack(bytes: Uint8Array, address: Uint8Array, options: { ha
   } catch (err) {
     throw RemoteLogError.dataLoss(`${where} does not decode as remotelog.v1.Pack (${(err as Error).message})`, err);
   }
-  const bad = (why: string) => RemoteLogError.dataLoss(`${where} is malformed: ${why}`);
+  const bad = malformed(address);
   if (pack.type !== PACK_TYPE) throw bad(`type 0x${pack.type.toString(16)} is not a pack's`);
   if (pack.version !== PACK_VERSION) throw bad(`format version ${pack.version}; this remotelog reads version ${PACK_VERSION}`);
-  const messages = bodyOf(pack, bad);
   const count = Number(pack.count);
-  if (count < 1 || count !== messages.length) throw bad(`header says ${pack.count} messages, body has ${messages.length}`);
+  // A plain body's count is at hand; a deflated one's is checked once it is inflated (decodePack).
+  const plain = pack.compression === Compression.UNSPECIFIED ? pack.messages.length : undefined;
+  if (count < 1 || (plain !== undefined && count !== plain)) throw bad(`header says ${pack.count} messages${plain === undefined ? "" : `, body has ${plain}`}`);
   if (pack.lastSeq !== pack.firstSeq + pack.count - 1n) throw bad(`seqs ${pack.firstSeq}..${pack.lastSeq} do not hold ${count} messages`);
   if (pack.lastSeq > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`last seq ${pack.lastSeq} is too large`);
   if ((pack.previous.length === 0) !== (pack.firstSeq === 0n)) {
@@ -160,7 +211,7 @@ export function decodePack(bytes: Uint8Array, address: Uint8Array, options: { ha
     }
   }
   if (pack.lastId.length !== 32) throw bad(`last_id is ${pack.lastId.length} bytes, not 32`);
-  return {
+  const header: ReadPackHeader = {
     address,
     size: bytes.length,
     logName: pack.logName,
@@ -170,38 +221,102 @@ export function decodePack(bytes: Uint8Array, address: Uint8Array, options: { ha
     previous: pack.previous,
     logHead: pack.logHead ? { page: pack.logHead.page, sequence: pack.logHead.sequence } : undefined,
     lastId: pack.lastId,
-    messages,
   };
+  return { header, pack };
 }
 
 function bodyOf(pack: Pack, bad: (why: string) => RemoteLogError): Uint8Array[] {
-  if (pack.compression === Compression.UNSPECIFIED) {
-    if (pack.deflatedBody.length > 0) throw bad("it has a deflated body but says it is not compressed");
-    return pack.messages;
-  }
-  if (pack.compression !== Compression.DEFLATE_RAW) throw bad(`compression ${pack.compression} is not one this remotelog reads`);
-  if (pack.messages.length > 0) throw bad("it has both a deflated body and plain messages");
+  const body = inflatedBody(pack, bad);
+  if (body === undefined) return pack.messages;
   try {
-    const body = inflateRawSync(pack.deflatedBody, { maxOutputLength: MAX_BODY_BYTES });
     return fromBinary(PackBodySchema, body).messages;
   } catch (err) {
     throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
   }
 }
 
-/**
- * Checks bytes against their address on libuv's thread pool (WebCrypto's digest), so that hashing a
- * large pack overlaps the caller's work on the main thread. DATA_LOSS naming the pack on a mismatch.
- */
-export async function checkAddressAsync(bytes: Uint8Array, address: Uint8Array): Promise<void> {
-  const digest = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes));
-  if (!equalBytes(digest, address.subarray(4)) || !equalBytes(address.subarray(0, 4), addressOf(new Uint8Array(0)).subarray(0, 4))) {
-    throw RemoteLogError.dataLoss(`pack ${addressText(address)} does not hash to its address`);
+/** bodyOf, as a MessageRun. */
+function bodyRunOf(pack: Pack, bad: (why: string) => RemoteLogError): MessageRun {
+  const body = inflatedBody(pack, bad);
+  if (body === undefined) return runOfViews(pack.messages);
+  const run = readPackBody(body);
+  if (run) return run;
+  // Not the layout a writer makes (unknown fields, say): the generic decoder decides.
+  try {
+    return runOfViews(fromBinary(PackBodySchema, body).messages);
+  } catch (err) {
+    throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
   }
 }
 
+/** A deflated pack's body inflated, or undefined for a plain one (its messages are in pack.messages). */
+function inflatedBody(pack: Pack, bad: (why: string) => RemoteLogError): Uint8Array | undefined {
+  if (pack.compression === Compression.UNSPECIFIED) {
+    if (pack.deflatedBody.length > 0) throw bad("it has a deflated body but says it is not compressed");
+    return undefined;
+  }
+  if (pack.compression !== Compression.DEFLATE_RAW) throw bad(`compression ${pack.compression} is not one this remotelog reads`);
+  if (pack.messages.length > 0) throw bad("it has both a deflated body and plain messages");
+  try {
+    // Output chunks of twice the input (a body deflates to about 0.75 of its size): one or two chunks
+    // instead of hundreds of 16 KiB ones, each a call and then a copy into the whole.
+    const chunkSize = Math.min(MAX_BODY_BYTES, Math.max(64 * 1024, 2 * pack.deflatedBody.length));
+    const body = inflateRawSync(pack.deflatedBody, { maxOutputLength: MAX_BODY_BYTES, chunkSize });
+    return new Uint8Array(body.buffer, body.byteOffset, body.length);
+  } catch (err) {
+    throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Where each message of an encoded PackBody lies, read directly: field 1 (messages) and nothing else,
+ * as encodePack writes it. Anything else returns undefined, for the generic decoder to judge.
+ */
+export function readPackBody(body: Uint8Array): MessageRun | undefined {
+  const spans: number[] = [];
+  const end = body.length;
+  let pos = 0;
+  while (pos < end) {
+    if (body[pos++] !== 0x0a) return undefined;
+    let length = 0;
+    let shift = 0;
+    let byte: number;
+    do {
+      if (pos >= end || shift > 28) return undefined;
+      byte = body[pos++];
+      length += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (byte & 0x80);
+    if (pos + length > end) return undefined;
+    spans.push(pos, pos + length);
+    pos += length;
+  }
+  return { bytes: body, spans: Uint32Array.from(spans) };
+}
+
+/** Messages decoded as views into one buffer (protobuf-es's), as a MessageRun over that buffer; copied into one when they are not. */
+function runOfViews(messages: Uint8Array[]): MessageRun {
+  const spans = new Uint32Array(2 * messages.length);
+  const buffer = messages[0]?.buffer;
+  if (messages.every((message) => message.buffer === buffer)) {
+    messages.forEach((message, i) => {
+      spans[2 * i] = message.byteOffset;
+      spans[2 * i + 1] = message.byteOffset + message.length;
+    });
+    return { bytes: buffer ? new Uint8Array(buffer) : new Uint8Array(0), spans };
+  }
+  const bytes = new Uint8Array(messages.reduce((size, message) => size + message.length, 0));
+  let at = 0;
+  messages.forEach((message, i) => {
+    bytes.set(message, at);
+    spans[2 * i] = at;
+    spans[2 * i + 1] = at += message.length;
+  });
+  return { bytes, spans };
+}
+
 /** Checks that older is the pack right before newer in one chain; DATA_LOSS naming both otherwise. */
-export function verifyLink(newer: ReadPack, older: ReadPack): void {
+export function verifyLink(newer: ReadPackHeader, older: ReadPackHeader): void {
   if (older.lastSeq + 1 !== newer.firstSeq) {
     throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} starts at seq ${newer.firstSeq}, but the pack before it, ${addressText(older.address)}, ends at ${older.lastSeq}`);
   }

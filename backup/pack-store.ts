@@ -49,7 +49,9 @@ export class DirPackStore implements PackStore {
 
   async get(address: Uint8Array): Promise<Uint8Array | undefined> {
     try {
-      return new Uint8Array(await readFile(join(this.dir, addressText(address))));
+      // A view, not a copy: restore moves a pack's own buffer to the thread that checks it.
+      const bytes = await readFile(join(this.dir, addressText(address)));
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw ioError(`cannot read pack ${addressText(address)} in ${this.dir}`, err);

@@ -5,9 +5,10 @@ import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js"
 import { addressText, equalBytes, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
-import { encodeRecords, idOf, LogFileWriter } from "./log-file.js";
-import type { ReadPack } from "./pack-format.js";
-import { readChain } from "./pack-chain.js";
+import { idOf, LogFileWriter } from "./log-file.js";
+import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
+import { walkChain } from "./pack-chain.js";
+import { LayoutPool } from "./restore-pool.js";
 import type { PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
 
@@ -32,36 +33,43 @@ export interface RestoreSummary {
 }
 
 /**
- * Rebuilds a local log from a pack chain. The chain is read and checked first (every pack's CID,
- * header and link), then the log is written beside the target, in `<to>.restoring-<pid>-<random>`
- * (backup/log-file.ts), a pack at a time, each checked as it goes (every message decodes, its id is
- * new, and a pack's last id is its header's last_id). Only a log that passed all
- * of it is moved into the target, so a corrupt or incomplete backup never touches it. A target
- * directory that holds anything is refused with CONFLICT unless force, which replaces its log (log.bin
- * and log.bin.tail-* files, under the log's lock) and leaves other files alone.
+ * Rebuilds a local log from a pack chain. The chain's shape is read first (every pack's header and
+ * link); then each pack is checked whole (its CID, header and body; every message decodes) and laid
+ * out as log records, shared between this thread and one per other core (restore-pool.ts). The log is
+ * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts), a pack at a
+ * time, oldest first, each checked as it goes (every id is new, and a pack's last id is its header's
+ * last_id). Only a log that passed all of it is moved into the target, so a corrupt or incomplete
+ * backup never touches it. A target directory that holds anything is refused with CONFLICT unless
+ * force, which replaces its log (log.bin and log.bin.tail-* files, under the log's lock) and leaves
+ * other files alone.
  */
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
   const progress = options.progress ?? silentProgress;
   await checkTarget(options.to, options.force ?? false);
-  // Packs hash on the thread pool while the log is written; nothing moves into the target before they all match.
-  const { packs, checked } = await readChain(options.store, options.head, { progress, hashLater: true });
+  const pool = LayoutPool.start();
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
+  let packs: (ReadPackHeader & { bytes?: Uint8Array })[];
   try {
-    const log = await LogFileWriter.create(building);
+    packs = await walkChain(options.store, options.head, (bytes, address) => ({ ...decodePackHeader(bytes, address), bytes }), progress);
+    // Oldest first, as they are written; a pack's bytes go to its thread, or wait for this one.
+    pool.schedule(packs.map((pack) => ({ bytes: pack.bytes!, address: pack.address })));
+    for (const pack of packs) pack.bytes = undefined;
+    // Sized by the headers, which are not checked yet: bounded by the bytes read, in case they lie.
+    const packBytes = packs.reduce((sum, pack) => sum + pack.size, 0);
+    const log = await LogFileWriter.create(building, Math.min(packs[packs.length - 1].lastSeq + 1, Math.ceil(packBytes / 16)));
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
-      for (const pack of packs) {
-        let lastId: Uint8Array;
+      for (const [i, pack] of packs.entries()) {
+        const records = await pool.records(i);
         try {
-          lastId = appendPack(log, pack);
+          log.appendEncoded([records]);
         } catch (err) {
-          if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT) || isRemoteLogError(err, ErrorCodes.CONFLICT)) {
-            throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
-          }
+          if (isRemoteLogError(err, ErrorCodes.CONFLICT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
           throw err;
         }
+        const lastId = idOf(records, records.idOffsets.length - 1);
         if (!equalBytes(lastId, pack.lastId)) {
           throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`);
         }
@@ -72,13 +80,13 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     } finally {
       await log.close();
     }
-    await checked;
     await checkTarget(options.to, options.force ?? false);
     if (options.force) await clearLog(options.to);
     await ensureDir(options.to);
     await rename(join(building, "log.bin"), join(options.to, "log.bin"));
     await fsyncDir(options.to);
   } finally {
+    await pool.close();
     await rm(building, { recursive: true, force: true });
   }
   const last = packs[packs.length - 1];
@@ -91,13 +99,6 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     to: options.to,
     ms: Math.round(performance.now() - started),
   };
-}
-
-/** Appends a pack's messages and returns the last one's id. */
-function appendPack(log: LogFileWriter, pack: ReadPack): Uint8Array {
-  const records = encodeRecords(pack.messages, pack.firstSeq);
-  log.appendEncoded([records]);
-  return idOf(records, pack.messages.length - 1);
 }
 
 async function checkTarget(dir: string, force: boolean): Promise<void> {

@@ -63,6 +63,13 @@ export class DigestTable {
     return n;
   }
 
+  /** Forgets the digests numbered count and up (those of a batch that failed), keeping the rest. */
+  truncate(count: number): void {
+    if (count >= this.count) return;
+    this.count = count;
+    this.rehash(this.slots.length);
+  }
+
   /** Digest number n, as a view of the table's own bytes: copy it to keep it past the next add. */
   digest(n: number): Uint8Array {
     return this.digests.subarray(32 * n, 32 * n + 32);

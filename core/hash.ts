@@ -4,7 +4,7 @@ import * as Digest from "multiformats/hashes/digest";
 import { toBinary, fromBinary, create } from "@bufbuild/protobuf";
 import { MessageSchema, type Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError } from "./errors.js";
-import { decodeCommonMessage, legacyMvdsField } from "./message-decode.js";
+import { decodeCommonMessage, legacyMvdsField, type MessageSpans } from "./message-decode.js";
 
 /** The multicodec of raw bytes, the only codec our CAS addresses use. */
 export const RAW_CODEC = 0x55;
@@ -28,33 +28,74 @@ export function messageId(message: Pick<Message, "groupId" | "timestamp" | "body
 
 /** Hash input of messages up to this size is laid out in one buffer kept for the next call. */
 const SCRATCH_BYTES = 64 * 1024;
-let scratch = allocBytes(1024);
+let scratch = withIdPrefix(allocBytes(1024));
+/** scratch.subarray(0, size) of the last call, kept: messages of one size follow each other. */
+let scratchView = scratch.subarray(0, 0);
+
+function withIdPrefix(input: Uint8Array): Uint8Array {
+  input.set(MESSAGE_ID_PREFIX, 0);
+  return input;
+}
+
+/** The hash input of a message of size bytes in all, its prefix written: the reused buffer while messages are small. */
+function idInput(size: number): Uint8Array {
+  if (scratch.length < size && size <= SCRATCH_BYTES) scratch = withIdPrefix(allocBytes(Math.min(SCRATCH_BYTES, Math.max(size, 2 * scratch.length))));
+  return size <= scratch.length ? scratch : withIdPrefix(allocBytes(size));
+}
+
+/** Writes SHA-256 of input[0, size) into target at offset. */
+function hashIdInput(input: Uint8Array, size: number, target: Uint8Array, offset: number): void {
+  if (input !== scratch) return sha256Into(input, target, offset);
+  if (scratchView.buffer !== input.buffer || scratchView.length !== size) scratchView = input.subarray(0, size);
+  sha256Into(scratchView, target, offset);
+}
 
 /** messageId, written into target at offset: a restore lays each id straight into its record. */
 export function messageIdInto(message: Pick<Message, "groupId" | "timestamp" | "body">, target: Uint8Array, offset: number): void {
   // One buffer, reused while messages are small, and a one-shot hash: this runs for every message checked.
   const { groupId, body } = message;
   const size = MESSAGE_ID_PREFIX.length + groupId.length + 8 + body.length;
-  if (scratch.length < size && size <= SCRATCH_BYTES) scratch = allocBytes(Math.min(SCRATCH_BYTES, Math.max(size, 2 * scratch.length)));
-  const input = size <= scratch.length ? scratch : allocBytes(size);
-  input.set(MESSAGE_ID_PREFIX, 0);
+  const input = idInput(size);
   let at = MESSAGE_ID_PREFIX.length;
   input.set(groupId, at);
   at += groupId.length;
   const timestamp = message.timestamp;
   // Most timestamps fit in 32 bits; writing the bytes avoids a BigInt conversion per message.
   if (timestamp >= 0n && timestamp < 0x1_0000_0000n) {
-    const low = Number(timestamp);
-    input[at] = low & 0xff;
-    input[at + 1] = (low >>> 8) & 0xff;
-    input[at + 2] = (low >>> 16) & 0xff;
-    input[at + 3] = low >>> 24;
-    input.fill(0, at + 4, at + 8);
+    writeTimestamp(input, at, Number(timestamp), 0);
   } else {
     new DataView(input.buffer, input.byteOffset + at, 8).setBigInt64(0, BigInt.asIntN(64, timestamp), true);
   }
   input.set(body, at + 8);
-  sha256Into(input.length === size ? input : input.subarray(0, size), target, offset);
+  hashIdInput(input, size, target, offset);
+}
+
+/**
+ * messageIdInto for an encoded message in the common layout, read where it lies (readCommonMessage's
+ * spans of bytes), without decoding it into objects.
+ */
+export function messageIdOfSpans(bytes: Uint8Array, spans: MessageSpans, target: Uint8Array, offset: number): void {
+  const { groupStart, groupEnd, bodyStart, bodyEnd } = spans;
+  const size = MESSAGE_ID_PREFIX.length + (groupEnd - groupStart) + 8 + (bodyEnd - bodyStart);
+  const input = idInput(size);
+  let at = MESSAGE_ID_PREFIX.length;
+  // Group ids are short: a loop costs less than a view to copy from.
+  for (let i = groupStart; i < groupEnd; i++) input[at++] = bytes[i];
+  writeTimestamp(input, at, spans.timestampLo, spans.timestampHi);
+  input.set(bytes.subarray(bodyStart, bodyEnd), at + 8);
+  hashIdInput(input, size, target, offset);
+}
+
+/** The 64-bit timestamp as its low and high 32 bits, little-endian, at at. */
+function writeTimestamp(input: Uint8Array, at: number, lo: number, hi: number): void {
+  input[at] = lo & 0xff;
+  input[at + 1] = (lo >>> 8) & 0xff;
+  input[at + 2] = (lo >>> 16) & 0xff;
+  input[at + 3] = lo >>> 24;
+  input[at + 4] = hi & 0xff;
+  input[at + 5] = (hi >>> 8) & 0xff;
+  input[at + 6] = (hi >>> 16) & 0xff;
+  input[at + 7] = hi >>> 24;
 }
 
 /** The fixed first bytes of every address: CIDv1, raw, sha2-256, 32-byte digest. */

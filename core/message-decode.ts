@@ -16,30 +16,71 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
  * not in the common layout, whether or not they are valid.
  */
 export function decodeCommonMessage(bytes: Uint8Array): Message | undefined {
-  const end = bytes.length;
-  let pos = 0;
-  let groupId: Uint8Array | undefined;
-  let body: Uint8Array | undefined;
-  let timestamp: bigint | undefined;
+  const spans = decodedSpans;
+  if (!readCommonMessage(bytes, 0, bytes.length, spans)) return undefined;
+  const { timestampLo: lo, timestampHi: hi } = spans;
+  return {
+    $typeName: "vac.mvds.Message",
+    groupId: spans.groupEnd > spans.groupStart ? bytes.subarray(spans.groupStart, spans.groupEnd) : EMPTY,
+    timestamp: hi === 0 ? BigInt(lo >>> 0) : BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)),
+    body: spans.bodyEnd > spans.bodyStart ? bytes.subarray(spans.bodyStart, spans.bodyEnd) : EMPTY,
+    metadata: undefined,
+  };
+}
+
+/** Where the fields of a message in the common layout lie in its bytes (an absent field is an empty span), and its timestamp's 64 bits. */
+export interface MessageSpans {
+  groupStart: number;
+  groupEnd: number;
+  bodyStart: number;
+  bodyEnd: number;
+  /** The timestamp's low and high 32 bits (0 when absent). */
+  timestampLo: number;
+  timestampHi: number;
+}
+
+export function newMessageSpans(): MessageSpans {
+  return { groupStart: 0, groupEnd: 0, bodyStart: 0, bodyEnd: 0, timestampLo: 0, timestampHi: 0 };
+}
+
+const decodedSpans = newMessageSpans();
+
+/**
+ * decodeCommonMessage without objects: fills spans with where the message in bytes[start, end) keeps
+ * its fields and returns true, or returns false when it is not in the common layout. A restore reads
+ * every message of a pack where it lies.
+ */
+export function readCommonMessage(bytes: Uint8Array, start: number, end: number, spans: MessageSpans): boolean {
+  let pos = start;
+  let seen = 0; // bits 1, 2, 4: group_id, timestamp, body
+  spans.groupStart = spans.groupEnd = spans.bodyStart = spans.bodyEnd = start;
+  spans.timestampLo = spans.timestampHi = 0;
   while (pos < end) {
     const tag = bytes[pos++];
     if (tag === 0x0a || tag === 0x1a) {
-      if ((tag === 0x0a ? groupId : body) !== undefined) return undefined;
+      const bit = tag === 0x0a ? 1 : 4;
+      if (seen & bit) return false;
+      seen |= bit;
       const length = readLength(bytes, pos, end);
-      if (length < 0) return undefined;
-      const value = bytes.subarray(readTo, readTo + length);
-      if (tag === 0x0a) groupId = value;
-      else body = value;
+      if (length < 0) return false;
+      if (tag === 0x0a) {
+        spans.groupStart = readTo;
+        spans.groupEnd = readTo + length;
+      } else {
+        spans.bodyStart = readTo;
+        spans.bodyEnd = readTo + length;
+      }
       pos = readTo + length;
     } else if (tag === 0x10) {
-      if (timestamp !== undefined) return undefined;
+      if (seen & 2) return false;
+      seen |= 2;
       // The int64's 64 bits as two 32-bit halves, so that BigInt is touched once.
       let lo = 0;
       let hi = 0;
       let byte = 0;
       let i = 0;
       for (; i < 10; i++) {
-        if (pos >= end) return undefined;
+        if (pos >= end) return false;
         byte = bytes[pos++];
         const bits = byte & 0x7f;
         if (i < 4) lo |= bits << (7 * i);
@@ -50,19 +91,14 @@ export function decodeCommonMessage(bytes: Uint8Array): Message | undefined {
         if (!(byte & 0x80)) break;
       }
       // An 11-byte varint, or a tenth byte beyond bit 63: the generic decoder judges it.
-      if (i === 10 || (i === 9 && byte > 1)) return undefined;
-      timestamp = hi === 0 ? BigInt(lo >>> 0) : BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+      if (i === 10 || (i === 9 && byte > 1)) return false;
+      spans.timestampLo = lo;
+      spans.timestampHi = hi;
     } else {
-      return undefined;
+      return false;
     }
   }
-  return {
-    $typeName: "vac.mvds.Message",
-    groupId: groupId ?? EMPTY,
-    timestamp: timestamp ?? 0n,
-    body: body ?? EMPTY,
-    metadata: undefined,
-  };
+  return true;
 }
 
 const EMPTY = new Uint8Array(0);

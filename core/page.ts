@@ -12,6 +12,7 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
 import { decodeCommonPage } from "./message-decode.js";
 import { addressOf, decodeMessage, equalBytes, matchesAddress, messageId, validateAddress, toHex, addressText } from "./hash.js";
+import { allocBytes } from "#hash";
 
 /**
  * How much message data a sender embeds in its pages. "all" is the draft's full replication: every
@@ -129,10 +130,18 @@ function writeBytesField(out: Uint8Array, at: number, tag: number, bytes: Uint8A
  */
 export function repeatedBytesUnknown(fieldNo: number, list: Uint8Array[]): UnknownField[] {
   if (list.length === 0) return [];
+  const out = encodeRepeatedBytes(fieldNo, list);
+  // An unknown field is its tag, then its data: here the first element's length and bytes, then every other element whole.
+  return [{ no: fieldNo, wireType: WireType.LengthDelimited, data: out.subarray(1) }];
+}
+
+/** A repeated bytes field (number fieldNo, below 16) encoded whole, into one buffer: tag, length and bytes of each element. */
+export function encodeRepeatedBytes(fieldNo: number, list: Uint8Array[]): Uint8Array {
   const tag = (fieldNo << 3) | WireType.LengthDelimited;
   let total = 0;
   for (const item of list) total += 1 + varintSize(item.length) + item.length;
-  const out = new Uint8Array(total);
+  // Not zeroed first: every byte is written below.
+  const out = allocBytes(total);
   let at = 0;
   for (const item of list) {
     out[at++] = tag;
@@ -140,8 +149,7 @@ export function repeatedBytesUnknown(fieldNo: number, list: Uint8Array[]): Unkno
     out.set(item, at);
     at += item.length;
   }
-  // An unknown field is its tag, then its data: here the first element's length and bytes, then every other element whole.
-  return [{ no: fieldNo, wireType: WireType.LengthDelimited, data: out.subarray(1) }];
+  return out;
 }
 
 /**

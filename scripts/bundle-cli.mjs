@@ -1,9 +1,9 @@
 /**
  * Bundles the CLI into dist/cli/main.js (over tsc's output, which stays for the library and the
  * benchmarks): a cold process then reads a few files instead of ~400 modules, which was a third of a
- * `receive` process's profile. Each verb stays its own chunk, loaded only when run. The verify thread is
- * its own entry, next to the chunk that starts it. classic-level stays external: it loads a native addon
- * from its own directory.
+ * `receive` process's profile. Each verb stays its own chunk, loaded only when run. The verify and
+ * restore threads are entries of their own, next to the chunks that start them. classic-level stays
+ * external: it loads a native addon from its own directory.
  */
 import { build } from "esbuild";
 import { mkdir, readdir, rm } from "node:fs/promises";
@@ -14,7 +14,7 @@ await mkdir(outdir, { recursive: true });
 // Chunks of an earlier bundle would otherwise pile up.
 for (const file of await readdir(outdir)) if (file.startsWith("chunk-")) await rm(`${outdir}/${file}`);
 await build({
-  entryPoints: { main: "cli/main.ts", "verify-worker": "actors/verify-worker.ts" },
+  entryPoints: { main: "cli/main.ts", "verify-worker": "actors/verify-worker.ts", "restore-worker": "backup/restore-worker.ts" },
   outdir,
   bundle: true,
   splitting: true,

@@ -3,6 +3,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CarReader } from "@ipld/car/reader";
 import { cleanup, runCli, startServer, tempDir, lines } from "../helpers/processes.js";
+import { randomBytes } from "node:crypto";
+import { deflateBody, encodePack } from "../../backup/pack-format.js";
+import { DirPackStore } from "../../backup/pack-store.js";
+import { addressText, decodeMessage, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
 import { readLog, writeLog } from "./helpers.js";
 
 afterEach(cleanup);
@@ -92,6 +96,51 @@ describe("backup - local log to a directory", () => {
     const report = json(missing.stdout);
     expect(report.faults).toEqual([expect.objectContaining({ object: victim, code: "NOT_FOUND" })]);
     expect((await runCli(["restore", "--from", packs, "--to", join(dir, "r2")])).stderr).toMatch(new RegExp(`NOT_FOUND: pack ${victim}.* is missing`));
+  });
+});
+
+describe("restore - packs that hash right but hold bad messages", () => {
+  it("refuses each, naming the pack and the seq, whichever thread laid the pack out, and leaves no log", async () => {
+    const dir = await tempDir();
+    const group = new TextEncoder().encode("restore-test");
+    const good = (seq: number) => encodeMessage(newMessage(group, BigInt(seq), new TextEncoder().encode(randomBytes(96).toString("base64"))));
+    // Four packs of 50 (seqs 0-199), each altered by damage before it is laid out, then chained and hashed as a writer would.
+    const chain = async (damage: (packs: Uint8Array[][]) => void, lastIdOf = (messages: Uint8Array[]) => messageId(decodeMessage(messages[messages.length - 1]))) => {
+      const packs = Array.from({ length: 4 }, (_, p) => Array.from({ length: 50 }, (_, i) => good(50 * p + i)));
+      damage(packs);
+      const store = new DirPackStore(join(dir, `packs-${randomBytes(4).toString("hex")}`));
+      let previous: Uint8Array = new Uint8Array(0);
+      const addresses: string[] = [];
+      for (const [p, messages] of packs.entries()) {
+        const header = { logName: "log", firstSeq: 50 * p, lastSeq: 50 * p + 49, count: 50, previous, lastId: lastIdOf(messages) };
+        const pack = encodePack(header, messages, await deflateBody(messages));
+        await store.put([pack]);
+        previous = pack.address;
+        addresses.push(addressText(pack.address));
+      }
+      await store.writeHead({ pack: previous }, undefined);
+      return { from: store.dir, addresses };
+    };
+    const refuse = async (from: string, expected: string) => {
+      const to = join(dir, `restored-${randomBytes(4).toString("hex")}`);
+      const result = await runCli(["restore", "--from", from, "--to", to]);
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stderr).toContain(expected);
+      await expect(readdir(to)).rejects.toThrow();
+      expect((await readdir(dir)).filter((name) => name.includes(".restoring-"))).toEqual([]);
+    };
+    // Not a vac.mvds.Message, in the first pack and in the second (on two cores, a thread's and this thread's).
+    for (const [p, seq] of [[0, 17], [1, 60]]) {
+      const { from, addresses } = await chain((packs) => (packs[p][seq - 50 * p] = Uint8Array.of(0xff, 0xff)));
+      await refuse(from, `DATA_LOSS: pack ${addresses[p]}: INVALID_ARGUMENT: message at seq ${seq} is not a vac.mvds.Message`);
+    }
+    // A message of the first pack again in the third.
+    let repeated: Uint8Array = new Uint8Array(0);
+    const twice = await chain((packs) => (packs[2][10] = repeated = packs[0][3]));
+    await refuse(twice.from, `DATA_LOSS: pack ${twice.addresses[2]}: CONFLICT: message ${toHex(messageId(decodeMessage(repeated)))} at seq 110 is in the log already`);
+    // A last_id that is not the last message's.
+    const lying = await chain(() => {}, () => new Uint8Array(32).fill(9));
+    await refuse(lying.from, `DATA_LOSS: pack ${lying.addresses[0]}: its last message has id`);
   });
 });
 

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { PackSchema } from "../../gen/remotelog/v1/pack_pb.js";
-import { checkMessages, decodeBackupHead, decodePack, deflateBody, encodeBackupHead, encodePack, looksLikePack, PACK_TYPE, splitIntoPacks } from "../../backup/pack-format.js";
-import { LogFileWriter } from "../../backup/log-file.js";
-import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
-import { encodePage } from "../../core/page.js";
+import { deflateRawSync, inflateRawSync } from "node:zlib";
+import { Compression, PackBodySchema, PackSchema } from "../../gen/remotelog/v1/pack_pb.js";
+import { checkMessages, decodeBackupHead, decodePack, decodePackRun, deflateBody, encodeBackupHead, encodePack, looksLikePack, PACK_TYPE, readPackBody, splitIntoPacks } from "../../backup/pack-format.js";
+import { encodeRecords, idOf, LogFileWriter } from "../../backup/log-file.js";
+import { addressOf, decodeMessage, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { encodePage, encodeRepeatedBytes } from "../../core/page.js";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { failure, TempDirs } from "../stores/temp.js";
@@ -14,7 +15,7 @@ import { afterEach } from "vitest";
 const group = new TextEncoder().encode("g");
 const text = (i: number) => encodeMessage(newMessage(group, BigInt(i), new TextEncoder().encode(randomBytes(192).toString("base64"))));
 const random = (i: number) => encodeMessage(newMessage(group, BigInt(i), randomBytes(256)));
-const header = (messages: Uint8Array[], firstSeq = 0, previous = new Uint8Array(0)) => ({
+const header = (messages: Uint8Array[], firstSeq = 0, previous: Uint8Array = new Uint8Array(0)) => ({
   logName: "log",
   firstSeq,
   lastSeq: firstSeq + messages.length - 1,
@@ -92,3 +93,87 @@ describe("log file - restore's writer", () => {
     await log.close();
   });
 });
+
+describe("pack format - restore's readers and writers", () => {
+  it("writes the bytes protobuf-es writes, plain and deflated", async () => {
+    const messages = Array.from({ length: 300 }, (_, i) => (i % 2 ? text(i) : random(i)));
+    const logHead = { page: addressOf(messages[0]), sequence: 7n };
+    const fields = { type: PACK_TYPE, version: 1, logName: "log", firstSeq: 5n, lastSeq: 304n, count: 300n, previous: addressOf(messages[1]), logHead, lastId: new Uint8Array(32).fill(3) };
+    const plain = encodePack({ ...header(messages, 5, addressOf(messages[1])), logHead, lastId: fields.lastId }, messages);
+    expect(Buffer.compare(plain.bytes, toBinary(PackSchema, create(PackSchema, { ...fields, messages })))).toBe(0);
+    const texts = messages.filter((_, i) => i % 2);
+    const deflated = (await deflateBody(texts))!;
+    expect(deflated).toBeDefined();
+    expect(Buffer.compare(inflateRawSync(deflated), toBinary(PackBodySchema, create(PackBodySchema, { messages: texts })))).toBe(0);
+    expect(Buffer.compare(encodeRepeatedBytes(1, []), new Uint8Array(0))).toBe(0);
+  });
+
+  it("reads a body where its messages lie, the messages decodePack reads, and judges an odd body as protobuf-es does", async () => {
+    const messages = Array.from({ length: 200 }, (_, i) => text(i));
+    for (const body of [undefined, await deflateBody(messages)]) {
+      const pack = encodePack(header(messages), messages, body);
+      const run = decodePackRun(pack.bytes, pack.address);
+      const spans = Array.from({ length: run.body.spans.length / 2 }, (_, i) => run.body.bytes.subarray(run.body.spans[2 * i], run.body.spans[2 * i + 1]));
+      expect(spans.map((m) => Buffer.from(m).toString("hex"))).toEqual(decodePack(pack.bytes, pack.address).messages.map((m) => Buffer.from(m).toString("hex")));
+      expect(() => decodePackRun(pack.bytes, addressOf(messages[0]))).toThrow(/does not hash to its address/);
+    }
+    // An unknown field in a PackBody: not the layout a writer makes, so the generic decoder reads it (and keeps the messages).
+    const withUnknown = Buffer.concat([toBinary(PackBodySchema, create(PackBodySchema, { messages })), Uint8Array.of(0x10, 0x01)]);
+    expect(readPackBody(withUnknown)).toBeUndefined();
+    const odd = encodePackWithBody(messages.length, deflateRawSync(withUnknown));
+    expect(decodePackRun(odd.bytes, odd.address).body.spans.length).toBe(2 * messages.length);
+    // A body that lies about its length, or is not a PackBody: DATA_LOSS naming the pack, as decodePack.
+    for (const bad of [Uint8Array.of(0x0a, 0x05, 0x01), Uint8Array.of(0x0b, 0x01)]) {
+      expect(readPackBody(bad)).toBeUndefined();
+      const pack = encodePackWithBody(1, deflateRawSync(bad));
+      expect(() => decodePackRun(pack.bytes, pack.address)).toThrow(/DATA_LOSS: pack .* is malformed: its deflated body does not inflate to a PackBody/);
+      expect(() => decodePack(pack.bytes, pack.address)).toThrow(/DATA_LOSS: pack .* is malformed: its deflated body does not inflate to a PackBody/);
+    }
+    const short = encodePack({ ...header(messages), count: 201, lastSeq: 200 }, messages, await deflateBody(messages));
+    expect(() => decodePackRun(short.bytes, short.address)).toThrow(/header says 201 messages, body has 200/);
+  });
+
+  it("lays out the same records from a body's spans as from a list, ids computed where the messages lie", async () => {
+    const withMetadata = encodeMessage({ ...newMessage(group, 1n << 40n, Uint8Array.of(1, 2)), metadata: { $typeName: "vac.mvds.Metadata", ephemeral: true, parents: [] } });
+    const messages = [text(0), encodeMessage(newMessage(new Uint8Array(0), -5n, new Uint8Array(0))), withMetadata, random(3), encodeMessage(newMessage(group, 2n ** 63n - 1n, randomBytes(70_000)))];
+    const body = encodeRepeatedBytes(1, messages);
+    const run = readPackBody(body)!;
+    const fromRun = encodeRecords(run, 10);
+    const fromList = encodeRecords(messages, 10);
+    expect(Buffer.compare(fromRun.bytes, fromList.bytes)).toBe(0);
+    expect(messages.map((m, i) => Buffer.from(idOf(fromRun, i)).toString("hex"))).toEqual(messages.map((m) => Buffer.from(messageId(decodeMessage(m))).toString("hex")));
+    // The records FileLocalLog reads back.
+    const dir = await dirs.make();
+    const writer = await LogFileWriter.create(dir, 2);
+    writer.appendEncoded([fromRun]);
+    await writer.close();
+    const log = await FileLocalLog.open(dir);
+    expect((await log.read(0, messages.length)).map((entry) => Buffer.from(entry.data).toString("hex"))).toEqual(messages.map((m) => Buffer.from(m).toString("hex")));
+    await log.close();
+    // A message that does not decode is named by its seq.
+    const broken = readPackBody(encodeRepeatedBytes(1, [text(0), Uint8Array.of(0xff, 0xff)]))!;
+    expect(() => encodeRecords(broken, 10)).toThrow(/INVALID_ARGUMENT: message at seq 11 is not a vac.mvds.Message/);
+  });
+
+  it("finds an id written twice among many, across the table's growth, and forgets a failed append's ids", async () => {
+    const dir = await dirs.make();
+    const writer = await LogFileWriter.create(dir);
+    const messages = Array.from({ length: 20_000 }, (_, i) => encodeMessage(newMessage(group, BigInt(i), Uint8Array.of(i & 0xff))));
+    for (let i = 0; i < messages.length; i += 5000) await writer.append(messages.slice(i, i + 5000));
+    const fresh = random(1);
+    await failure(writer.append([fresh, messages[19_999]]), "CONFLICT");
+    await failure(writer.append([messages[0]]), "CONFLICT");
+    // fresh's id was forgotten with its failed append, so it may be written now, once.
+    await writer.append([fresh]);
+    await failure(writer.append([fresh]), "CONFLICT");
+    await writer.close();
+    expect(writer.length).toBe(20_001);
+  });
+});
+
+/** A deflated pack of count messages whose deflated body is exactly deflated, with a header that holds together. */
+function encodePackWithBody(count: number, body: Uint8Array): { address: Uint8Array; bytes: Uint8Array } {
+  const deflated = new Uint8Array(body);
+  const bytes = toBinary(PackSchema, create(PackSchema, { type: PACK_TYPE, version: 1, logName: "l", firstSeq: 0n, lastSeq: BigInt(count - 1), count: BigInt(count), lastId: new Uint8Array(32), compression: Compression.DEFLATE_RAW, deflatedBody: deflated }));
+  return { address: addressOf(bytes), bytes };
+}

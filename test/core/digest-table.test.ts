@@ -26,4 +26,15 @@ describe("digest table", () => {
     expect(table.find(framed, 6)).toBe(42);
     expect(table.find(framed, 5)).toBe(-1);
   });
+
+  it("forgets the digests past a count, finds the rest, and numbers the next one after them", () => {
+    const table = new DigestTable(4);
+    const digests = Array.from({ length: 300 }, () => randomBytes(32));
+    digests.forEach((digest) => table.add(digest));
+    table.truncate(120);
+    expect(table.size).toBe(120);
+    digests.forEach((digest, i) => expect(table.find(digest)).toBe(i < 120 ? i : -1));
+    expect(table.add(digests[200])).toBe(120);
+    expect(table.find(digests[200])).toBe(120);
+  });
 });
