@@ -112,7 +112,7 @@ export class ManyReceiver {
     this.concurrency = options.concurrency ?? 16;
     const checkpoints = new WriteThroughCheckpoints(options.checkpoints);
     // Many names in flight each hold their prefetch at once, so each gets far less than a lone
-    // receiver's 65,536: the sum, not one log, is what has to fit in memory.
+    // receiver's 16,384: the sum, not one log, is what has to fit in memory.
     this.receivers = this.names.map(
       (name) =>
         new Receiver({

@@ -32,9 +32,12 @@ export interface ReceiverOptions {
   checkpoints: CheckpointStore;
   /** Messages per delivered batch, and so per checkpoint, and about how many are fetched per call; default 1024. */
   batchSize?: number;
-  /** Fetch calls in flight at once; default 16, enough to keep a 20 ms round trip full. */
+  /**
+   * Fetch calls in flight at once; default 8: about 8,000 messages a round trip in calls of a batch,
+   * enough to keep a 20 ms round trip full.
+   */
   concurrency?: number;
-  /** Messages fetched during the walk, before delivery can start; default 65536. */
+  /** Messages fetched during the walk, before delivery can start; default 16,384 (the pages held). */
   prefetchPairs?: number;
   /**
    * Pages of an indexed log held in memory at once, at most (default HOLD_PAGES); the others are read
@@ -95,8 +98,8 @@ export class Receiver {
     this.name = options.name;
     this.checkpoints = options.checkpoints;
     this.batchSize = options.batchSize ?? 1024;
-    this.concurrency = options.concurrency ?? 16;
-    this.prefetchPairs = options.prefetchPairs ?? 65_536;
+    this.concurrency = options.concurrency ?? 8;
+    this.prefetchPairs = options.prefetchPairs ?? 256 * HOLD_PAGES;
     this.holdPages = options.holdPages ?? HOLD_PAGES;
     this.fromSeq = options.fromSeq;
     this.waitForSeq = options.waitForSeq ?? false;
@@ -125,14 +128,17 @@ export class Receiver {
       throw RemoteLogError.outOfRange(`name ${JSON.stringify(this.name)} holds seqs below ${end}; seq ${this.fromSeq} is past its end (nothing was stored)`, { name: this.name, seq: this.fromSeq });
     }
 
-    const limit = limiter(this.concurrency);
+    // While the pages are being found, a few fetches of messages at a time: they use the round trips
+    // the page rounds wait on, but more of them queued the page rounds behind megabytes of messages
+    // at the server, and nothing is delivered before the last round (bench/README.md, session 5).
+    const limit = new FetchLimiter(Math.min(PLANNING_FETCHES, this.concurrency));
     // Messages are checked as soon as they arrive, so that checking overlaps the fetches. Units that
-    // start together share one fetch call.
+    // start together share one fetch call; the oldest waiting start first, as delivery needs them.
     const startFetch = (units: Unit[]) => {
       const waiting = units.filter((unit) => !unit.checked && unit.pairs.length > 0);
       if (waiting.length === 0) return;
       const pairs = waiting.length === 1 ? waiting[0].pairs : waiting.flatMap((unit) => unit.pairs);
-      const checked = limit(() => this.reader.messageData(pairs)).then((data) => this.reader.checkMessages(pairs, data));
+      const checked = limit.run(waiting[0].rank, () => this.reader.messageData(pairs)).then((data) => this.reader.checkMessages(pairs, data));
       let at = 0;
       for (const unit of waiting) {
         const from = at;
@@ -142,6 +148,7 @@ export class Receiver {
       }
     };
     const { units, pages, ensure } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
+    limit.setCapacity(this.concurrency);
     const redactions = head.info ? Number(head.info.redactions) : undefined;
     const seen = checkpoint.redactions ?? 0;
     const save = (delivered: number, lastId: Uint8Array) => this.checkpoints.save(this.name, withState({ delivered, lastId }, sequence, redactions));
@@ -194,13 +201,16 @@ export class Receiver {
 
   /**
    * Keeps about concurrency + 1 fetches of batchSize messages going ahead of delivery, starting
-   * neighbouring units that are not fetched yet together.
+   * neighbouring units that are not fetched yet together. A group smaller than batchSize waits for
+   * the window to reach more units, unless delivery needs it now or it ends the log: as the window
+   * slides it gains a page at a time, and a call a page (256 messages) cost four times the calls.
    */
   private fetchAhead(units: Unit[], from: number, startFetch: (units: Unit[]) => void): void {
     let ahead = 0;
     let group: Unit[] = [];
     let groupPairs = 0;
-    for (let u = from; u < units.length && ahead < (this.concurrency + 1) * this.batchSize; u++) {
+    let u = from;
+    for (; u < units.length && ahead < (this.concurrency + 1) * this.batchSize; u++) {
       const unit = units[u];
       if (!unit) break; // not read yet: beyond the window
       ahead += unit.pairs.length;
@@ -213,7 +223,7 @@ export class Receiver {
         groupPairs = 0;
       }
     }
-    startFetch(group);
+    if (group.length > 0 && (group[0] === units[from] || u >= units.length)) startFetch(group);
   }
 
   /**
@@ -231,21 +241,34 @@ export class Receiver {
     if (continues && end < from) throw this.replaced(checkpoint);
     const byNumber = new Map<number, Unit>();
     let prefetched = 0;
-    const unitOf = (page: RemoteLog): Unit => ({ pairs: freshPairs(page, from) });
+    const unitOf = (page: RemoteLog, number: number): Unit => ({ pairs: freshPairs(page, from), rank: number });
     const collected = await this.reader.collect(head, continues ? from - 1 : from, {
       holdPages: this.holdPages,
       onPages: (got) => {
         if (prefetched >= this.prefetchPairs) return;
-        const units = got.filter(({ held }) => held).map(({ number, page }) => {
-          const unit = unitOf(page);
-          byNumber.set(number, unit);
-          return unit;
-        });
-        const pairs = units.reduce((sum, unit) => sum + unit.pairs.length, 0);
-        if (pairs > 0) {
-          prefetched += pairs;
-          startFetch(units);
+        // Oldest first, in calls of about batchSize messages.
+        const units = got
+          .filter(({ held }) => held)
+          .sort((a, b) => a.number - b.number)
+          .map(({ number, page }) => {
+            const unit = unitOf(page, number);
+            byNumber.set(number, unit);
+            return unit;
+          });
+        let group: Unit[] = [];
+        let groupPairs = 0;
+        for (const unit of units) {
+          if (prefetched >= this.prefetchPairs) break;
+          group.push(unit);
+          groupPairs += unit.pairs.length;
+          prefetched += unit.pairs.length;
+          if (groupPairs >= this.batchSize) {
+            startFetch(group);
+            group = [];
+            groupPairs = 0;
+          }
         }
+        startFetch(group);
       },
     });
     const { first, last } = collected;
@@ -253,7 +276,7 @@ export class Receiver {
       const [oldest] = await collected.take([first]);
       const before = oldest.pair.find((pair) => Number(pair.seqid) === from - 1);
       if (!before || !equalBytes(before.localHash, checkpoint.lastId)) throw this.replaced(checkpoint);
-      if (!byNumber.has(first)) byNumber.set(first, unitOf(oldest));
+      if (!byNumber.has(first)) byNumber.set(first, unitOf(oldest, first));
     }
     // A page whose unit was made while collecting need not be held as well.
     for (const number of byNumber.keys()) collected.drop(number);
@@ -262,34 +285,40 @@ export class Receiver {
     byNumber.clear();
     // The pages of units not read yet are read again a chunk at a time: the units delivery needs next
     // (those holding `pairs` messages from u) are waited for, and those one such window further are
-    // read in the background, so that a long log costs a round trip per chunk, hidden behind delivery,
-    // rather than one per page as the window slides.
+    // read in the background, so that a long log costs round trips of a chunk each, hidden behind
+    // delivery, rather than one per page as the window slides.
     const chunkPages = Math.max(1, Math.floor(this.holdPages / 4));
-    let reading: Promise<void> | undefined;
-    const readFrom = (k: number): Promise<void> => {
+    // The read under way of each unit being read.
+    const reading = new Map<number, Promise<void>>();
+    const readFrom = (k: number): void => {
       const missing: number[] = [];
-      for (; k < units.length && missing.length < chunkPages; k++) if (!units[k]) missing.push(first + k);
-      const read = collected.take(missing).then((pages) => missing.forEach((number, i) => (units[number - first] ??= unitOf(pages[i]))));
-      const settled = () => {
-        if (reading === read) reading = undefined;
-      };
-      // Also keeps a failure from being unhandled before delivery needs (and awaits) these units.
+      for (; k < units.length && missing.length < chunkPages; k++) if (!units[k] && !reading.has(k)) missing.push(k);
+      const read = collected.take(missing.map((k) => first + k)).then((pages) => missing.forEach((k, i) => (units[k] ??= unitOf(pages[i], first + k))));
+      // Also keeps a failure from being unhandled before delivery needs (and awaits) these units; a
+      // unit whose read failed is read again when next needed.
+      const settled = () => missing.forEach((k) => reading.delete(k));
       read.then(settled, settled);
-      return (reading = read);
+      for (const k of missing) reading.set(k, read);
     };
     const ensure = async (u: number, pairs: number) => {
       for (;;) {
-        // The first unit not read yet within two windows of u, and whether delivery needs it now.
-        let k = u;
+        // Every unit within two windows of u is read or being read, several chunks at once: one
+        // chunk at a time held a catch-up at 20 ms to a chunk's messages a round trip.
         let ahead = 0;
-        for (; k < units.length && ahead < 2 * pairs && units[k]; k++) ahead += collected.count(first + k);
-        if (k >= units.length || ahead >= 2 * pairs) return;
-        if (ahead >= pairs) {
-          // Not needed yet: read in the background, unless a read is under way already.
-          if (!reading) void readFrom(k);
-          return;
+        let unread = -1;
+        let readAhead = 0;
+        for (let k = u; k < units.length && ahead < 2 * pairs; k++) {
+          if (!units[k]) {
+            if (unread === -1) unread = k;
+            if (!reading.has(k)) readFrom(k);
+          } else if (unread === -1) {
+            readAhead += collected.count(first + k);
+          }
+          ahead += collected.count(first + k);
         }
-        await (reading ?? readFrom(k));
+        // Delivery waits only for what it needs next.
+        if (unread === -1 || readAhead >= pairs) return;
+        await reading.get(unread);
       }
     };
     return { units, pages: collected.fetched + 1, ensure };
@@ -311,7 +340,8 @@ export class Receiver {
     let gathering: RemoteLog_Pair[] = []; // newest first, as the walk finds them
     const closeUnit = () => {
       if (gathering.length === 0) return;
-      const unit = { pairs: gathering.reverse() };
+      // Made newest first: an older unit ranks lower, and is fetched first.
+      const unit = { pairs: gathering.reverse(), rank: -units.length };
       gathering = [];
       units.push(unit);
       if (prefetched < this.prefetchPairs) {
@@ -361,6 +391,8 @@ const EMPTY = new Uint8Array(0);
 /** Pairs to deliver, oldest first (a page's, or a walk's chunk), and their checked messages once fetching has started. */
 interface Unit {
   pairs: RemoteLog_Pair[];
+  /** Lower for units delivered earlier: waiting fetches start in this order. */
+  rank: number;
   checked?: Promise<CheckedMessage[]>;
 }
 
@@ -380,28 +412,62 @@ interface Plan {
   ensure?: (u: number, pairs: number) => Promise<void>;
 }
 
-/** Pages a sync's collection holds at most: 65,536 messages in pages of 256. */
-export const HOLD_PAGES = 256;
+/**
+ * Pages a sync's collection holds at most: 16,384 messages in pages of 256. Held pages outlive the
+ * young generation, and with 256 of them (and 65,536 messages prefetched, 16 calls in flight) a 1M
+ * `receive` peaked at 331-405 MB, against 281-282 MB with these (bench/README.md, session 5).
+ */
+export const HOLD_PAGES = 64;
 
 /** What a delivered unit becomes, so that its pairs and messages can go. */
-const DELIVERED: Unit = { pairs: [] };
+const DELIVERED: Unit = { pairs: [], rank: 0 };
 
 function withState(checkpoint: Checkpoint, sequence: bigint | undefined, redactions: number | undefined): Checkpoint {
   return { ...checkpoint, ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}) };
 }
 
-/** Runs at most n of the given tasks at once, in the order they were handed in. */
-function limiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  return async (task) => {
-    if (running >= n) await new Promise<void>((resolve) => waiting.push(resolve));
-    running++;
-    try {
-      return await task();
-    } finally {
-      running--;
-      waiting.shift()?.();
+/** Fetches of messages in flight while a sync is still finding its pages (see sync). */
+const PLANNING_FETCHES = 4;
+
+/**
+ * Runs at most capacity tasks at once; of those waiting, the one of lowest rank starts first (the
+ * oldest messages, which delivery needs first, whatever order their pages arrived in).
+ */
+class FetchLimiter {
+  private running = 0;
+  private readonly waiting: { rank: number; start: () => void }[] = [];
+
+  constructor(private capacity: number) {}
+
+  /** A larger capacity starts waiting tasks at once. */
+  setCapacity(capacity: number): void {
+    this.capacity = capacity;
+    this.startWaiting();
+  }
+
+  run<T>(rank: number, task: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const start = () => {
+        this.running++;
+        // A task that throws before its first await fails its own promise, and frees its place.
+        Promise.resolve()
+          .then(task)
+          .then(resolve, reject)
+          .finally(() => {
+            this.running--;
+            this.startWaiting();
+          });
+      };
+      if (this.running < this.capacity) start();
+      else this.waiting.push({ rank, start });
+    });
+  }
+
+  private startWaiting(): void {
+    while (this.running < this.capacity && this.waiting.length > 0) {
+      let best = 0;
+      for (let i = 1; i < this.waiting.length; i++) if (this.waiting[i].rank < this.waiting[best].rank) best = i;
+      this.waiting.splice(best, 1)[0].start();
     }
-  };
+  }
 }

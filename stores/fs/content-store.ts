@@ -64,13 +64,6 @@ interface Pending {
   failed: (err: unknown) => void;
 }
 
-/** Where a block is: which pack, and its bytes' offset and length there. */
-interface Location {
-  pack: number;
-  offset: number;
-  length: number;
-}
-
 /**
  * The embedded CAS backend: blocks in append-only pack files under `<dir>/packs/` (format in pack.ts),
  * with an in-memory index rebuilt at open from the packs' own indexes.
@@ -318,12 +311,24 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   }
 
   private async readMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-    const result: (Uint8Array | undefined)[] = new Array(addresses.length).fill(undefined);
-    const wanted: { i: number; at: Location }[] = [];
-    for (let i = 0; i < addresses.length; i++) {
+    const count = addresses.length;
+    const result: (Uint8Array | undefined)[] = new Array(count).fill(undefined);
+    // Where each block found is, in typed arrays by its index in addresses, and the found ones in
+    // read order: two objects a block were most of a catch-up's garbage on the server.
+    const packs = new Int32Array(count);
+    const offsets = new Float64Array(count);
+    const lengths = new Uint32Array(count);
+    const order: number[] = [];
+    let inOrder = true;
+    for (let i = 0; i < count; i++) {
       const n = this.index.find(addresses[i]);
       if (n !== -1) {
-        wanted.push({ i, at: { pack: this.index.pack(n), offset: this.index.offset(n), length: this.index.length(n) } });
+        packs[i] = this.index.pack(n);
+        offsets[i] = this.index.offset(n);
+        lengths[i] = this.index.length(n);
+        const last = order.length > 0 ? order[order.length - 1] : -1;
+        if (last !== -1 && (packs[last] > packs[i] || (packs[last] === packs[i] && offsets[last] > offsets[i]))) inOrder = false;
+        order.push(i);
         continue;
       }
       const key = this.quarantinedKeys.size > 0 ? keyOfAddress(addresses[i]) : "";
@@ -335,41 +340,51 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         });
       }
     }
-    wanted.sort((a, b) => a.at.pack - b.at.pack || a.at.offset - b.at.offset);
-    // Nearby blocks of one pack become one read: 10,000 small blocks are a handful of preads, not 10,000.
-    const spans: { pack: number; start: number; end: number; items: { i: number; at: Location }[] }[] = [];
-    for (const item of wanted) {
-      const last = spans[spans.length - 1];
-      const end = item.at.offset + item.at.length;
-      if (last && last.pack === item.at.pack && item.at.offset <= last.end + READ_GAP && end - last.start <= READ_SPAN) {
-        last.end = Math.max(last.end, end);
-        last.items.push(item);
+    // A log's messages are usually asked for in the order they were stored: then there is nothing to sort.
+    if (!inOrder) order.sort((a, b) => packs[a] - packs[b] || offsets[a] - offsets[b]);
+    // Nearby blocks of one pack become one read: 10,000 small blocks are a handful of preads, not
+    // 10,000. Span s reads [spanStart[s], spanEnd[s]) of its pack, for order[spanFrom[s]] up to the next span's.
+    const spanFrom: number[] = [];
+    const spanStart: number[] = [];
+    const spanEnd: number[] = [];
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k];
+      const end = offsets[i] + lengths[i];
+      const s = spanFrom.length - 1;
+      if (s >= 0 && packs[order[spanFrom[s]]] === packs[i] && offsets[i] <= spanEnd[s] + READ_GAP && end - spanStart[s] <= READ_SPAN) {
+        spanEnd[s] = Math.max(spanEnd[s], end);
       } else {
-        spans.push({ pack: item.at.pack, start: item.at.offset, end, items: [item] });
+        spanFrom.push(k);
+        spanStart.push(offsets[i]);
+        spanEnd.push(end);
       }
     }
+    spanFrom.push(order.length);
     let next = 0;
     const worker = async () => {
-      while (next < spans.length) {
-        const span = spans[next++];
-        const pack = this.packs[span.pack];
+      while (next < spanStart.length) {
+        const s = next++;
+        const first = order[spanFrom[s]];
+        const pack = this.packs[packs[first]];
         const path = join(this.packsDir, pack);
-        const buffer = await this.files.read(path, span.start, span.end - span.start, () => addressText(addresses[span.items[0].i]));
-        for (const { i, at } of span.items) {
-          const block = buffer.subarray(at.offset - span.start, at.offset - span.start + at.length);
+        const start = spanStart[s];
+        const buffer = await this.files.read(path, start, spanEnd[s] - start, () => addressText(addresses[first]));
+        for (let k = spanFrom[s]; k < spanFrom[s + 1]; k++) {
+          const i = order[k];
+          const block = new Uint8Array(buffer.buffer, buffer.byteOffset + offsets[i] - start, lengths[i]);
           if (!matchesAddress(block, addresses[i])) {
             // The pack's name, not its path: this message goes to remote clients.
             throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} in pack ${pack} does not match its address`, undefined, {
               address: addressText(addresses[i]),
               file: path,
-              offset: at.offset,
+              offset: offsets[i],
             });
           }
-          result[i] = new Uint8Array(block.buffer, block.byteOffset, block.length);
+          result[i] = block;
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, spans.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, spanStart.length) }, worker));
     return result;
   }
 

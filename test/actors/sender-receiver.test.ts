@@ -319,6 +319,77 @@ describe("actors - the receiver verifies what it is served", () => {
     expect(calls).toBeLessThan((2 * 1023) / 16 + 20);
   });
 
+  it("fetches messages a batch a call as the window slides, and few at a time while it still finds pages", async () => {
+    const { w, remote } = await pagesOfFour("calls");
+    let inFlight = 0;
+    // Each call as it starts: a page fetch, or a message fetch with the message fetches then in flight.
+    const calls: ({ pages: true } | { messages: number; inFlight: number })[] = [];
+    const getBlocks = remote.getBlocks.bind(remote);
+    remote.getBlocks = async (addresses) => {
+      if (await w.content.getMany([addresses[0]]).then(([bytes]) => isPage(bytes!))) {
+        calls.push({ pages: true });
+        return getBlocks(addresses);
+      }
+      calls.push({ messages: addresses.length, inFlight: ++inFlight });
+      try {
+        return await afterRoundTrip(() => getBlocks(addresses));
+      } finally {
+        inFlight--;
+      }
+    };
+    const run = async (options: { holdPages: number; prefetchPairs: number }) => {
+      calls.length = 0;
+      const receiver = new Receiver({ name: "calls", remote, checkpoints: new MemoryCheckpointStore(), batchSize: 16, concurrency: 8, verifyPool: null, ...options });
+      let delivered = 0;
+      await receiver.sync(async (batch) => {
+        delivered += batch.length;
+      });
+      expect(delivered).toBe(2000);
+      return calls.flatMap((call) => ("messages" in call ? [call] : []));
+    };
+    // Pages of 4 messages: a call a page as the window slid cost four times the calls.
+    const sliding = await run({ holdPages: 64, prefetchPairs: 64 });
+    expect(sliding.length).toBeLessThanOrEqual(2000 / 16 + 8);
+    // Every page held, so the last page fetch ends the search for pages. Before it, message fetches
+    // queued the page rounds behind megabytes at the server.
+    await run({ holdPages: 512, prefetchPairs: 2000 });
+    const lastPageCall = calls.findLastIndex((call) => "pages" in call);
+    const whileFinding = calls.slice(0, lastPageCall).flatMap((call) => ("messages" in call ? [call.inFlight] : []));
+    expect(whileFinding.length).toBeGreaterThan(0);
+    expect(Math.max(...whileFinding)).toBeLessThanOrEqual(4);
+  });
+
+  it("reads the pages it did not hold several chunks at once, not one chunk a round trip", async () => {
+    const { w, remote } = await pagesOfFour("again");
+    const seen = new Set<number>();
+    let rereading = 0;
+    let mostRereading = 0;
+    const getBlocks = remote.getBlocks.bind(remote);
+    remote.getBlocks = async (addresses) => {
+      const [first] = await w.content.getMany([addresses[0]]);
+      if (!isPage(first!)) return getBlocks(addresses);
+      const firstSeqid = Number(decodePage(first!, "page", "DATA_LOSS").info!.firstSeqid);
+      if (!seen.has(firstSeqid)) {
+        for (const [block] of await Promise.all(addresses.map((address) => w.content.getMany([address])))) seen.add(Number(decodePage(block!, "page", "DATA_LOSS").info!.firstSeqid));
+        return getBlocks(addresses);
+      }
+      mostRereading = Math.max(mostRereading, ++rereading);
+      try {
+        return await afterRoundTrip(() => getBlocks(addresses));
+      } finally {
+        rereading--;
+      }
+    };
+    const receiver = new Receiver({ name: "again", remote, checkpoints: new MemoryCheckpointStore(), holdPages: 16, prefetchPairs: 64, batchSize: 16, concurrency: 4, verifyPool: null });
+    let delivered = 0;
+    await receiver.sync(async (batch) => {
+      delivered += batch.length;
+    });
+    expect(delivered).toBe(2000);
+    // Two windows of (4 + 1) × 16 messages are 40 pages of 4, in chunks of 16 / 4 pages.
+    expect(mostRereading).toBeGreaterThan(1);
+  });
+
   it("refuses to seek in a log without seqids", async () => {
     const w = world();
     const page = encodePage({ $typeName: "vac.cas.RemoteLog", pair: [], tail: new Uint8Array(0) } as never);
@@ -433,3 +504,28 @@ describe("actors - a long log in bounded memory", () => {
     expect(rereadCalls).toBeLessThanOrEqual(Math.ceil(again.length / 3));
   });
 });
+
+/** Whether bytes are a page with page info (the sender's sealed pages), not a message. */
+function isPage(bytes: Uint8Array): boolean {
+  try {
+    const page = decodePage(bytes, "block", "DATA_LOSS");
+    return page.info !== undefined && page.pair.length > 0 && page.pair[0].localHash.length === 32;
+  } catch {
+    return false;
+  }
+}
+
+/** call, after a round trip's wait, so that calls overlap as they do over a network. */
+async function afterRoundTrip<T>(call: () => Promise<T>): Promise<T> {
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  return call();
+}
+
+/** A log of 2,000 messages in pages of 4, every message only in the CAS, and a remote to read it. */
+async function pagesOfFour(name: string) {
+  const w = world();
+  const sender = new Sender({ published: new MemoryCheckpointStore(), name, log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4, embed: "none" });
+  await sender.append(bodies(2000), GROUP, 1n);
+  await sender.publish();
+  return { w, remote: w.remote() };
+}
