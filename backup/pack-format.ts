@@ -34,7 +34,8 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BackupHeadSchema, Compression, PackBodySchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
-import { encodeRepeatedBytes, repeatedBytesUnknown, varintSize } from "../core/page.js";
+import { encodeRepeatedBytes, repeatedBytesUnknown } from "../core/page.js";
+import { varintSize } from "../core/wire-encode.js";
 import type { MessageRun } from "./log-file.js";
 
 /** "RLPack" little-endian. */

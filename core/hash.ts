@@ -5,6 +5,7 @@ import { toBinary, fromBinary } from "@bufbuild/protobuf";
 import { MessageSchema, type Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError } from "./errors.js";
 import { decodeCommonMessage, legacyMvdsField, type MessageSpans } from "./message-decode.js";
+import { bytesFieldSize, varintSize, writeBytesField, writeVarint } from "./wire-encode.js";
 
 /** The multicodec of raw bytes, the only codec our CAS addresses use. */
 export const RAW_CODEC = 0x55;
@@ -228,58 +229,29 @@ export function encodeMessage(message: Message): Uint8Array {
   const bits = BigInt.asUintN(64, timestamp);
   const low = Number(bits & 0xffff_ffffn);
   const high = Number(bits >> 32n);
-  const size = lengthDelimitedSize(groupId.length) + (bits === 0n ? 0 : 1 + varint64Size(low, high)) + lengthDelimitedSize(body.length);
+  const size = bytesFieldSize(groupId) + (bits === 0n ? 0 : 1 + varint64Size(low, high)) + bytesFieldSize(body);
   // Its own buffer, as toBinary returns: a caller may keep it, or hand its buffer to another thread.
   const out = new Uint8Array(size);
-  let at = 0;
-  if (groupId.length > 0) {
-    out[at++] = 0x0a;
-    at = writeVarint32(out, at, groupId.length);
-    out.set(groupId, at);
-    at += groupId.length;
-  }
+  let at = writeBytesField(out, 0, 0x0a, groupId);
   if (bits !== 0n) {
     out[at++] = 0x10;
     at = writeVarint64(out, at, low, high);
   }
-  if (body.length > 0) {
-    out[at++] = 0x1a;
-    at = writeVarint32(out, at, body.length);
-    out.set(body, at);
-    at += body.length;
-  }
+  writeBytesField(out, at, 0x1a, body);
   return out;
-}
-
-/** Bytes of a bytes field of this length: 0 when empty (the default), else tag, length varint and data. */
-function lengthDelimitedSize(length: number): number {
-  return length === 0 ? 0 : 1 + varint64Size(length, 0) + length;
 }
 
 /** Bytes of the varint of the 64-bit value high * 2^32 + low (both unsigned 32-bit). */
 function varint64Size(low: number, high: number): number {
-  if (high === 0) {
-    let size = 1;
-    for (let value = low >>> 7; value > 0; value >>>= 7) size++;
-    return size;
-  }
+  if (high === 0) return varintSize(low);
   // 32 low bits take 4 full groups of 7 (28 bits) and spill 4 into the fifth; each further 7 bits of high one more.
   let size = 5;
   for (let value = high >>> 3; value > 0; value >>>= 7) size++;
   return size;
 }
 
-function writeVarint32(out: Uint8Array, at: number, value: number): number {
-  while (value > 0x7f) {
-    out[at++] = (value & 0x7f) | 0x80;
-    value >>>= 7;
-  }
-  out[at++] = value;
-  return at;
-}
-
 function writeVarint64(out: Uint8Array, at: number, low: number, high: number): number {
-  if (high === 0) return writeVarint32(out, at, low >>> 0);
+  if (high === 0) return writeVarint(out, at, low >>> 0);
   for (let i = 0; i < 4; i++) {
     out[at++] = (low & 0x7f) | 0x80;
     low >>>= 7;
@@ -292,7 +264,7 @@ function writeVarint64(out: Uint8Array, at: number, low: number, high: number): 
     return at;
   }
   out[at++] = value | 0x80;
-  return writeVarint32(out, at, high);
+  return writeVarint(out, at, high);
 }
 
 /** Decodes an encoded vac.mvds.Message; groupId and body may be views into bytes, not copies. */

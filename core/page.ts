@@ -13,6 +13,7 @@ import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
 import { decodeCommonPage } from "./message-decode.js";
 import { addressOf, decodeMessage, equalBytes, matchesAddress, messageId, validateAddress, toHex, addressText } from "./hash.js";
 import { allocBytes } from "#hash";
+import { bytesFieldSize, varintSize, writeBytesField, writeVarint } from "./wire-encode.js";
 
 /**
  * How much message data a sender embeds in its pages. "all" is the draft's full replication: every
@@ -87,37 +88,6 @@ export function encodePage(page: RemoteLog): Uint8Array {
     out.set(info, at);
   }
   return out;
-}
-
-/** Bytes of n as a protobuf varint. */
-export function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function bytesFieldSize(bytes: Uint8Array): number {
-  return bytes.length === 0 ? 0 : 1 + varintSize(bytes.length) + bytes.length;
-}
-
-function writeVarint(out: Uint8Array, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n & 0x7f) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  out[at++] = n;
-  return at;
-}
-
-function writeBytesField(out: Uint8Array, at: number, tag: number, bytes: Uint8Array): number {
-  if (bytes.length === 0) return at;
-  out[at++] = tag;
-  at = writeVarint(out, at, bytes.length);
-  out.set(bytes, at);
-  return at + bytes.length;
 }
 
 /**
