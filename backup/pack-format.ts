@@ -35,6 +35,7 @@ import { BackupHeadSchema, Compression, PackBodySchema, PackSchema, type BackupH
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
 import { encodeRepeatedBytes, repeatedBytesUnknown } from "../core/page.js";
+import { repeatedBytesSpans } from "../core/message-decode.js";
 import { varintSize } from "../core/wire-encode.js";
 import type { MessageRun } from "./log-file.js";
 
@@ -274,25 +275,8 @@ function inflatedBody(pack: Pack, bad: (why: string) => RemoteLogError): Uint8Ar
  * as encodePack writes it. Anything else returns undefined, for the generic decoder to judge.
  */
 export function readPackBody(body: Uint8Array): MessageRun | undefined {
-  const spans: number[] = [];
-  const end = body.length;
-  let pos = 0;
-  while (pos < end) {
-    if (body[pos++] !== 0x0a) return undefined;
-    let length = 0;
-    let shift = 0;
-    let byte: number;
-    do {
-      if (pos >= end || shift > 28) return undefined;
-      byte = body[pos++];
-      length += (byte & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (byte & 0x80);
-    if (pos + length > end) return undefined;
-    spans.push(pos, pos + length);
-    pos += length;
-  }
-  return { bytes: body, spans: Uint32Array.from(spans) };
+  const spans = repeatedBytesSpans(body, 0x0a);
+  return spans && { bytes: body, spans };
 }
 
 /** Messages decoded as views into one buffer (protobuf-es's), as a MessageRun over that buffer; copied into one when they are not. */

@@ -123,6 +123,26 @@ export function legacyMvdsField(message: Pick<Message, "$unknown">): number | un
  */
 
 /**
+ * Where each element of a repeated bytes field lies in bytes, when bytes holds that field (one-byte
+ * tag) and nothing else: element i is bytes[spans[2i], spans[2i + 1]). undefined for anything else
+ * (another field, a length past the end or over 256 MiB), for the generic decoder to judge. A
+ * restore reads every pack body this way (backup/pack-format.ts readPackBody).
+ */
+export function repeatedBytesSpans(bytes: Uint8Array, tag: number): Uint32Array | undefined {
+  const spans: number[] = [];
+  const end = bytes.length;
+  let pos = 0;
+  while (pos < end) {
+    if (bytes[pos++] !== tag) return undefined;
+    const length = readLength(bytes, pos, end);
+    if (length < 0) return undefined;
+    spans.push(readTo, readTo + length);
+    pos = readTo + length;
+  }
+  return Uint32Array.from(spans);
+}
+
+/**
  * Where the value read last by readLength or readSmallVarint ends: set by them instead of returned in a
  * tuple, since decoding a page called them five times a pair and the tuples were a third of a catch-up's
  * allocations (they are not optimised away in every caller).
