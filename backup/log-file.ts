@@ -5,18 +5,16 @@ import { RemoteLogError } from "../core/errors.js";
 import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../core/hash.js";
 import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
-import { recordChecksumAt } from "../stores/file/local-log.js";
+import { HEADER_SIZE, writeRecordAroundId } from "../stores/file/local-log.js";
 
 /*
  * Writes a new local log for restore: `<dir>/log.bin` in exactly the record format that
  * stores/file/local-log.ts documents and FileLocalLog reads (u32 LE length, 32-byte id, u32 LE crc32
- * of id || data, data). FileLocalLog.append does the same per call, but also keeps every entry and a
- * key string per id for the life of the log, which a restore that closes the log at once does not
- * need: writing the records here made a 100,000-message restore about twice as fast.
+ * of id || data, data), laid out by its writeRecordAroundId. FileLocalLog.append does the same per
+ * call, but also keeps an index of the log for its life, which a restore that closes the log at once
+ * does not need: writing the records here made a 100,000-message restore about twice as fast.
  * test/backup/backup-restore.test.ts reads every restored log back through FileLocalLog.
  */
-
-const HEADER_SIZE = 4 + 32 + 4;
 
 export interface EncodedRecords {
   /** The records, back to back. */
@@ -55,21 +53,10 @@ export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: num
   let at = 0;
   for (let i = 0; i < count; i++) {
     const data = run ? run.bytes.subarray(run.spans[2 * i], run.spans[2 * i + 1]) : list![i];
-    const length = data.length;
-    if (readCommonMessage(data, 0, length, spans)) messageIdOfSpans(data, spans, bytes, at + 4);
+    if (readCommonMessage(data, 0, data.length, spans)) messageIdOfSpans(data, spans, bytes, at + 4);
     else messageIdInto(decodeMessage(data, `message at seq ${firstSeq + i}`), bytes, at + 4);
-    bytes[at] = length & 0xff;
-    bytes[at + 1] = (length >>> 8) & 0xff;
-    bytes[at + 2] = (length >>> 16) & 0xff;
-    bytes[at + 3] = length >>> 24;
-    const crc = recordChecksumAt(bytes, at + 4, data);
-    bytes[at + 36] = crc & 0xff;
-    bytes[at + 37] = (crc >>> 8) & 0xff;
-    bytes[at + 38] = (crc >>> 16) & 0xff;
-    bytes[at + 39] = crc >>> 24;
-    bytes.set(data, at + HEADER_SIZE);
     idOffsets[i] = at + 4;
-    at += HEADER_SIZE + length;
+    at = writeRecordAroundId(bytes, at, data);
   }
   return { bytes, idOffsets };
 }

@@ -87,19 +87,35 @@ export function recordChecksum(id: Uint8Array, data: Uint8Array): number {
 }
 
 /** recordChecksum with the id the 32 bytes of bytes from idAt (a record being laid out in place). */
-export function recordChecksumAt(bytes: Uint8Array, idAt: number, data: Uint8Array): number {
+function recordChecksumAt(bytes: Uint8Array, idAt: number, data: Uint8Array): number {
   let c = -1;
   for (let i = idAt; i < idAt + 32; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return crc32(data, (c ^ -1) >>> 0);
 }
 
 /** Writes one record (length, id, crc32 of id and data, data) into bytes at `at`; returns where it ends. */
-export function writeRecord(bytes: Buffer, at: number, id: Uint8Array, data: Uint8Array): number {
-  bytes.writeUInt32LE(data.length, at);
+export function writeRecord(bytes: Uint8Array, at: number, id: Uint8Array, data: Uint8Array): number {
   bytes.set(id, at + 4);
-  bytes.writeUInt32LE(recordChecksum(id, data), at + 36);
+  return writeRecordAroundId(bytes, at, data);
+}
+
+/**
+ * writeRecord for a record whose id is in place already, at bytes[at + 4, at + 36) (an append copies
+ * it there, a restore computes it there): its length, checksum and data around it. Every writer of
+ * log.bin records (append, repair, restore) lays them out here.
+ */
+export function writeRecordAroundId(bytes: Uint8Array, at: number, data: Uint8Array): number {
+  writeUint32LE(bytes, at, data.length);
+  writeUint32LE(bytes, at + 36, recordChecksumAt(bytes, at + 4, data));
   bytes.set(data, at + HEADER_SIZE);
   return at + HEADER_SIZE + data.length;
+}
+
+function writeUint32LE(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value & 0xff;
+  bytes[at + 1] = (value >>> 8) & 0xff;
+  bytes[at + 2] = (value >>> 16) & 0xff;
+  bytes[at + 3] = value >>> 24;
 }
 
 /** The first offset at or after from where a whole, checksummed record starts, or -1. */
@@ -333,11 +349,8 @@ export class FileLocalLog implements LocalLog {
     for (let j = 0; j < fresh.length; j++) {
       const data = messages[fresh[j]];
       offsets[j] = at;
-      bytes.writeUInt32LE(data.length, at);
       ids.copy(bytes, at + 4, 32 * fresh[j], 32 * fresh[j] + 32);
-      bytes.set(data, at + HEADER_SIZE);
-      bytes.writeUInt32LE(recordChecksumAt(bytes, at + 4, data), at + 36);
-      at += HEADER_SIZE + data.length;
+      at = writeRecordAroundId(bytes, at, data);
     }
     return { bytes, offsets };
   }
