@@ -60,6 +60,21 @@ function block(i: number, size = 64): Uint8Array {
   return bytes;
 }
 
+/**
+ * A server that reads blocks for an address at 1 MiB/s, in bursts of 4 MiB, and an attacker address
+ * that has just read count distinct 1 MiB blocks at once: count - 4 MiB in debt.
+ */
+async function attackerInDebt(count: number) {
+  const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--read-rate-per-address", String(1 << 20)]);
+  const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+  const blocks = Array.from({ length: count }, (_, i) => block(i, 1 << 20));
+  await remote.putBlocks(blocks);
+  const ids = blocks.map((b) => cidOf(b).bytes);
+  const attacker = client(BlockService, server.url, { from: ATTACKER });
+  expect((await attacker.getMany({ ids, partialOk: true })).blocks).toHaveLength(count);
+  return { server, remote, blocks, ids, attacker };
+}
+
 describe("exposed server - gc is for the operator", () => {
   it("refuses anonymous gc on the public port, takes an admin token, serves the admin socket, and keeps its own grace", async () => {
     const dir = await tempDir();
@@ -327,15 +342,9 @@ describe("exposed server - fair limits", () => {
   it("holds back the block reads of an address past its read rate, answers them later, and answers other addresses meanwhile", async () => {
     // Nothing bounded how fast one client pulled blocks: downloading without pause, it took the
     // server's thread and cores from everyone else (bench-abuse getmany, honest p99 12x quiet).
-    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--read-rate-per-address", String(1 << 20)]);
-    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    // 8 MiB read at once: past the 4 MiB burst, 4 MiB in debt, which takes 4 s to pay back.
+    const { server, remote, blocks, ids, attacker } = await attackerInDebt(8);
     try {
-      const blocks = Array.from({ length: 8 }, (_, i) => block(i, 1 << 20));
-      await remote.putBlocks(blocks);
-      const ids = blocks.map((b) => cidOf(b).bytes);
-      const attacker = client(BlockService, server.url, { from: ATTACKER });
-      // 8 MiB read at once: past the 4 MiB burst, 4 MiB in debt, which takes 4 s to pay back.
-      expect((await attacker.getMany({ ids, partialOk: true })).blocks).toHaveLength(8);
       const order: string[] = [];
       const held = attacker.getMany({ ids: ids.slice(0, 1) }).then((answer) => (order.push("attacker"), answer));
       const other = client(BlockService, server.url).getMany({ ids: ids.slice(0, 1) }).then((answer) => (order.push("other"), answer));
@@ -353,15 +362,9 @@ describe("exposed server - fair limits", () => {
   it("lets an address in debt have one block read at a time, each once the debt of the one before is paid", async () => {
     // Held reads were all let go after one wait: a client's four held GetManys then ran back to back,
     // and their answers took the thread for as long as four (bench-abuse getmany, honest p99 3-5x).
-    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--read-rate-per-address", String(1 << 20)]);
-    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    // 5 MiB at once: past the 4 MiB burst, 1 MiB in debt.
+    const { server, remote, blocks, ids, attacker } = await attackerInDebt(5);
     try {
-      const blocks = Array.from({ length: 5 }, (_, i) => block(i, 1 << 20));
-      await remote.putBlocks(blocks);
-      const ids = blocks.map((b) => cidOf(b).bytes);
-      const attacker = client(BlockService, server.url, { from: ATTACKER });
-      // 5 MiB at once: past the 4 MiB burst, 1 MiB in debt.
-      expect((await attacker.getMany({ ids, partialOk: true })).blocks).toHaveLength(5);
       const done: number[] = [];
       const answers = await Promise.all(
         [0, 1, 2].map((i) => attacker.getMany({ ids: [ids[i]] }).then((answer) => (done.push(performance.now()), answer))),
