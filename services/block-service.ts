@@ -77,6 +77,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       // Checked above: storeBlocks would check every block's size a second time.
       const ids = request.blocks.length === 0 ? [] : await this.store.putMany(request.blocks);
       const response = create(AddManyResponseSchema);
+      if (request.omitIds) return response;
       if (answerFormat(context) === "binary") response.$unknown = repeatedBytesUnknown(1, ids);
       else response.ids = ids;
       return response;

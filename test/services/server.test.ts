@@ -103,6 +103,13 @@ describe("server - one port, every protocol", () => {
       expect(hex(got.blocks.slice(1))).toEqual(hex(data));
     });
 
+    it("leaves AddMany's ids out when asked to (omit_ids), storing every block as before", { timeout: TEST_TIMEOUT }, async () => {
+      const { blocks } = clients();
+      const data = Array.from({ length: 20 }, (_, i) => utf8(`${protocol} omitted block ${i}`));
+      expect((await blocks.addMany({ blocks: data, omitIds: true })).ids).toEqual([]);
+      expect(hex((await blocks.getMany({ ids: data.map(addressOf) })).blocks)).toEqual(hex(data));
+    });
+
     it("updates and fetches a name with versions", { timeout: TEST_TIMEOUT }, async () => {
       const { ns } = clients();
       const name = `name over ${protocol}`.replaceAll("/", " ");

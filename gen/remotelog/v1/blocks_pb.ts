@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/blocks.proto.
  */
 export const file_remotelog_v1_blocks: GenFile = /*@__PURE__*/
-  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiTgoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMEiwKB3BlbmRpbmcYAiABKAsyGy5yZW1vdGVsb2cudjEuUGVuZGluZ1VwZGF0ZSI+Cg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIOCgZyZWNvcmQYAyABKAwiHgoPQWRkTWFueVJlc3BvbnNlEgsKA2lkcxgBIAMoDCJICg5HZXRNYW55UmVxdWVzdBILCgNpZHMYASADKAwSFQoNYWxsb3dfbWlzc2luZxgCIAEoCBISCgpwYXJ0aWFsX29rGAMgASgIIjIKD0dldE1hbnlSZXNwb25zZRIOCgZibG9ja3MYASADKAwSDwoHbWlzc2luZxgCIAMoDTKeAQoMQmxvY2tTZXJ2aWNlEkYKB0FkZE1hbnkSHC5yZW1vdGVsb2cudjEuQWRkTWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuQWRkTWFueVJlc3BvbnNlEkYKB0dldE1hbnkSHC5yZW1vdGVsb2cudjEuR2V0TWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuR2V0TWFueVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiYAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMEiwKB3BlbmRpbmcYAiABKAsyGy5yZW1vdGVsb2cudjEuUGVuZGluZ1VwZGF0ZRIQCghvbWl0X2lkcxgDIAEoCCI+Cg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIOCgZyZWNvcmQYAyABKAwiHgoPQWRkTWFueVJlc3BvbnNlEgsKA2lkcxgBIAMoDCJICg5HZXRNYW55UmVxdWVzdBILCgNpZHMYASADKAwSFQoNYWxsb3dfbWlzc2luZxgCIAEoCBISCgpwYXJ0aWFsX29rGAMgASgIIjIKD0dldE1hbnlSZXNwb25zZRIOCgZibG9ja3MYASADKAwSDwoHbWlzc2luZxgCIAMoDTKeAQoMQmxvY2tTZXJ2aWNlEkYKB0FkZE1hbnkSHC5yZW1vdGVsb2cudjEuQWRkTWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuQWRkTWFueVJlc3BvbnNlEkYKB0dldE1hbnkSHC5yZW1vdGVsb2cudjEuR2V0TWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuR2V0TWFueVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message remotelog.v1.AddManyRequest
@@ -33,6 +33,14 @@ export type AddManyRequest = Message<"remotelog.v1.AddManyRequest"> & {
    * @generated from field: remotelog.v1.PendingUpdate pending = 2;
    */
   pending?: PendingUpdate | undefined;
+
+  /**
+   * When true, the response leaves ids out: a writer that computed the addresses itself needs no list
+   * of 10,000 of them back. A server that does not know the field sends them anyway.
+   *
+   * @generated from field: bool omit_ids = 3;
+   */
+  omitIds: boolean;
 };
 
 /**
