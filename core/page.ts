@@ -17,8 +17,9 @@ import { bytesFieldSize, varintSize, writeBytesField, writeVarint } from "./wire
 
 /**
  * How much message data a sender embeds in its pages. "all" is the draft's full replication: every
- * page carries every message. A number K embeds the newest K messages of the head page only; pages
- * sealed into the CAS reference their messages, since a sealed page can never drop data later.
+ * page carries every message. A number K embeds the newest K messages of the head page only (a sender
+ * keeps up to 2K - 1 there, actors/sender.ts headEmbed); pages sealed into the CAS reference their
+ * messages, since a sealed page can never drop data later.
  */
 export type EmbedMode = "none" | "all" | number;
 
@@ -27,7 +28,7 @@ export type EmbedMode = "none" | "all" | number;
  * by a pushed head then has a new message in hand without fetching anything (follow latency p50 8.4-9.2 ms
  * against 10-13 ms with every message only in the CAS; bench/README.md), while the head stays small
  * and sealed pages reference their messages as before. Such a message lives only in the head until it
- * leaves the newest 8: LogReader.embeddedMessage finds it there.
+ * leaves the embedded newest (8 to 15): LogReader.embeddedMessage finds it there.
  */
 export const DEFAULT_EMBED: EmbedMode = 8;
 

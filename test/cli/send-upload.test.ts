@@ -1,4 +1,5 @@
 import { createConnection, createServer, type Server as NetServer } from "node:net";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanup, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
@@ -52,6 +53,29 @@ describe("cli - send uploads what is new", () => {
       expect(received.stdout.trim().split("\n").map((line) => JSON.parse(line).body)).toEqual(Array.from({ length: 12 }, (_, i) => body(i)));
     } finally {
       await relay.close();
+      await stop(server.process);
+    }
+  });
+
+  it("one-message sends at the default embed (8) write a pack once in 8 sends, not at every send, and every message arrives", { timeout: 120_000 }, async () => {
+    // Embedding exactly the newest 8 moved one message out of the head at every publish: a pack of
+    // one block (a file, its fdatasync, a rename, a directory fsync) per message sent, most of a
+    // follower's latency. Now the head keeps up to 15 and the oldest 8 go to the CAS together.
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--log-level", "warn"]);
+    try {
+      const packs = async () => (await readdir(join(dir, "server", "cas", "packs"))).filter((name) => name.endsWith(".pack")).length;
+      const sends = 16;
+      for (let i = 0; i < sends; i++) {
+        const result = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", join(dir, "alice")], { stdin: `message ${i}\n` });
+        expect(result.code, result.stderr).toBe(0);
+      }
+      // Messages 0-15 were embedded, and the 16th send moved 0-7 out together: one pack (the old code wrote 8, one a send from the 9th).
+      expect(await packs()).toBe(1);
+      const received = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url]);
+      expect(received.code, received.stderr).toBe(0);
+      expect(received.stdout.trim().split("\n").map((line) => JSON.parse(line).body)).toEqual(Array.from({ length: sends }, (_, i) => `message ${i}`));
+    } finally {
       await stop(server.process);
     }
   });
