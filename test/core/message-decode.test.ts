@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isRemoteLogError } from "../../core/errors.js";
-import { addressOf, decodeMessage, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { addressOf, decodeMessage, encodeMessage, encodeMessages, messageId, newMessage } from "../../core/hash.js";
 import { MessageSchema, MetadataSchema } from "../../gen/vac/mvds/mvds_pb.js";
 import { decodeCommonMessage, decodeCommonPage } from "../../core/message-decode.js";
 import { decodePage } from "../../core/page.js";
@@ -113,6 +113,19 @@ describe("message encode - the direct writer agrees with protobuf-es", () => {
         expect(Buffer.from(encodeMessage(message)).toString("hex")).toBe(Buffer.from(toBinary(MessageSchema, message)).toString("hex"));
       }),
       { numRuns: 2000 },
+    );
+  });
+
+  it("encodeMessages writes each message's toBinary bytes into one buffer, metadata and unknown fields included", () => {
+    const withMetadata = create(MessageSchema, { groupId: Uint8Array.of(1), timestamp: 5n, body: Uint8Array.of(2), metadata: create(MetadataSchema, { ephemeral: true, parents: [Uint8Array.of(3)] }) });
+    fc.assert(
+      fc.property(fc.array(fields, { maxLength: 20 }), fc.nat(20), (list, at) => {
+        const messages = list.map(({ groupId, timestamp, body }) => newMessage(groupId, timestamp, body));
+        messages.splice(Math.min(at, messages.length), 0, withMetadata);
+        const encoded = encodeMessages(messages);
+        expect(encoded.map((bytes) => Buffer.from(bytes).toString("hex"))).toEqual(messages.map((message) => Buffer.from(toBinary(MessageSchema, message)).toString("hex")));
+      }),
+      { numRuns: 300 },
     );
   });
 
