@@ -5,7 +5,7 @@ NODE := node
 # buf runs protoc-gen-es from node_modules/.bin by name.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-summary bench-peers bench-many bench-rtt bench-follow bench-explorer bench-kubo bench-million bench-write bench-backup bench-browser chaos soak bench-abuse clean
+.PHONY: all install harness helia-client build gen check-gen lint typecheck test docs demo bench bench-summary bench-peers bench-many bench-rtt bench-follow bench-follow-trace bench-explorer bench-kubo bench-million bench-write bench-backup bench-browser chaos soak bench-abuse clean
 
 all: build
 
@@ -145,6 +145,10 @@ bench-browser: build
 # Append-to-delivered latency of receive --follow, woken by pushed heads.
 bench-follow: build
 	$(NODE) dist/bench/follow-latency.bench.js
+
+# One delivery of receive --follow on one clock: sender, server and receiver profiled, the median delivery in 0.5 ms bins (bench/follow-trace.ts).
+bench-follow-trace: build
+	$(NODE) dist/bench/follow-trace.js
 
 # The explorer in headless Chromium: send-to-shown latency (bench/README.md).
 bench-explorer: build

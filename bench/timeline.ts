@@ -6,18 +6,7 @@
  * busy in is waiting: on the network, on the disk, or (on a loaded machine) on the CPU itself.
  */
 import { readFileSync } from "node:fs";
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-}
-interface Profile {
-  nodes: ProfileNode[];
-  startTime: number;
-  endTime: number;
-  samples: number[];
-  timeDeltas: number[];
-}
+import { busyIn, busySamples, type CpuProfile } from "./profile-bins.js";
 
 const args = process.argv.slice(2);
 let binUs = 5_000;
@@ -35,30 +24,9 @@ for (let i = 0; i < args.length; i++) {
 }
 if (inputs.length === 0) throw new Error("usage: timeline [--bin MS] LABEL=FILE.cpuprofile ...");
 
-interface Sample {
-  at: number;
-  us: number;
-  frame: string;
-}
-
-function samplesOf(profile: Profile): Sample[] {
-  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
-  const out: Sample[] = [];
-  let clock = profile.startTime;
-  profile.samples.forEach((id, i) => {
-    clock += profile.timeDeltas[i] ?? 0;
-    const us = profile.timeDeltas[i + 1] ?? 0;
-    const frame = nodes.get(id)!.callFrame;
-    if (frame.functionName === "(idle)") return;
-    const url = frame.url.replace(/^.*\/(node_modules|dist)\//, "$1/").replace(/^node:/, "");
-    out.push({ at: clock, us, frame: `${frame.functionName || "(anon)"} ${url.split("/").pop()}:${frame.lineNumber + 1}` });
-  });
-  return out;
-}
-
 const profiles = inputs.map(({ label, file }) => {
-  const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
-  return { label, profile, samples: samplesOf(profile) };
+  const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
+  return { label, profile, samples: busySamples(profile) };
 });
 const start = from ?? profiles[0].profile.startTime;
 const end = to ?? profiles[0].profile.endTime;
@@ -70,16 +38,9 @@ for (let b = 0; b < bins; b++) {
   const lo = start + b * binUs;
   const hi = lo + binUs;
   const cells = profiles.map(({ samples }, p) => {
-    const self = new Map<string, number>();
-    let busy = 0;
-    for (const sample of samples) {
-      if (sample.at < lo || sample.at >= hi) continue;
-      busy += sample.us;
-      self.set(sample.frame, (self.get(sample.frame) ?? 0) + sample.us);
-    }
+    const { busy, top } = busyIn(samples, lo, hi);
     busyTotals[p] += busy;
-    const top = [...self].sort((x, y) => y[1] - x[1])[0];
-    return { busy, text: `${String(Math.round((100 * busy) / binUs)).padStart(3)}% ${top ? top[0].slice(0, 48) : ""}`.padEnd(54) };
+    return { busy, text: `${String(Math.round((100 * busy) / binUs)).padStart(3)}% ${top.slice(0, 48)}`.padEnd(54) };
   });
   if (cells.every((cell) => cell.busy < binUs * 0.1)) idleBins++;
   console.log(`${String(((lo - start) / 1000).toFixed(0)).padStart(6)} ms  ${cells.map((cell, p) => `${profiles[p].label}: ${cell.text}`).join(" ")}`);
