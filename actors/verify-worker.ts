@@ -8,9 +8,9 @@ import { verifyPairData } from "../core/page.js";
 
 export interface VerifyRequest {
   id: number;
-  /** The messages' bytes back to back; message i is bytes[offsets[i], offsets[i + 1]). */
+  /** Where the messages lie: message i is bytes[spans[2i], spans[2i + 1]). */
   bytes: Uint8Array;
-  offsets: Uint32Array;
+  spans: Uint32Array;
   /** 36 bytes an H2 each, then 32 bytes an H1 each. */
   remote: Uint8Array;
   local: Uint8Array;
@@ -23,12 +23,12 @@ export interface VerifyResponse {
 }
 
 parentPort?.on("message", (request: VerifyRequest) => {
-  const count = request.offsets.length - 1;
+  const count = request.spans.length / 2;
   const verdicts = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
     const pair = { remoteHash: request.remote.subarray(36 * i, 36 * i + 36), localHash: request.local.subarray(32 * i, 32 * i + 32) };
     try {
-      verifyPairData(pair, request.bytes.subarray(request.offsets[i], request.offsets[i + 1]), "message");
+      verifyPairData(pair, request.bytes.subarray(request.spans[2 * i], request.spans[2 * i + 1]), "message");
     } catch {
       verdicts[i] = 1;
     }
