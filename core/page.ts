@@ -176,10 +176,10 @@ export function decodePageLinks(bytes: Uint8Array, where: string, code: ErrorCod
   const seqids = scannedSeqids;
   seqids.length = 0;
   const scanned = scanCommonPage(bytes, (pair) => {
-    if (pair.localEnd - pair.localStart !== 32 || pair.localStart === -1) return false;
+    // An absent field's span is (-1, -1): empty.
+    if (pair.localEnd - pair.localStart !== 32) return false;
     if (pair.redacted === 1) {
-      if (pair.remoteStart !== -1 && pair.remoteEnd > pair.remoteStart) return false;
-      if (pair.dataStart !== -1 && pair.dataEnd > pair.dataStart) return false;
+      if (pair.remoteEnd > pair.remoteStart || pair.dataEnd > pair.dataStart) return false;
     } else if (!isAddressAt(bytes, pair.remoteStart, pair.remoteEnd)) {
       return false;
     }
