@@ -4,6 +4,11 @@ import { sleep } from "../core/retry.js";
 
 /** A follower's poll interval while its NS pushes new heads: pushes carry the news, the poll only backs them up. */
 export const PUSHED_POLL_MS = 30_000;
+/**
+ * The longest a name followed among many waits for its next poll while its NS pushes: each poll that
+ * finds nothing the notes had not already brought doubles the wait, from PUSHED_POLL_MS up to this.
+ */
+export const PUSHED_POLL_MAX_MS = 480_000;
 /** A follower's poll interval when its NS cannot push (the draft's NS, IPNS): polling is all it has. */
 export const POLL_MS = 500;
 

@@ -1,7 +1,7 @@
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
-import { POLL_MS, PUSHED_POLL_MS } from "./head-watch.js";
+import { POLL_MS, PUSHED_POLL_MAX_MS, PUSHED_POLL_MS } from "./head-watch.js";
 import { WatchUnsupportedError, backoffDelayMs, fromConnectError, sleep, type Remote } from "./remote.js";
 
 /**
@@ -46,10 +46,17 @@ export interface ManyRunOptions {
   /** Keep polling every name; otherwise sync each once. */
   follow?: boolean;
   /**
-   * With follow, the time between the end of a name's sync and the start of its next; default
+   * With follow, the time between the end of a name's sync and the start of its next poll; default
    * PUSHED_POLL_MS (30 s) while WatchMany notes wake names, POLL_MS (500 ms) when the NS cannot push.
    */
   intervalMs?: number;
+  /**
+   * While WatchMany notes wake names, the longest time between two polls of a name. Each poll of a name
+   * that finds nothing the notes had not brought doubles its interval, from intervalMs up to this; one
+   * that finds what no note announced sets it back to intervalMs. Default PUSHED_POLL_MAX_MS (8 min),
+   * or intervalMs itself when intervalMs is given (a fixed interval). Without pushes the interval is fixed.
+   */
+  maxIntervalMs?: number;
   /** Stops the run: no new sync starts, the ones in flight finish, then run() resolves. */
   signal?: AbortSignal;
   /**
@@ -80,6 +87,10 @@ interface NameState {
   syncing: boolean;
   /** Updated while syncing: synced again as soon as this sync ends. */
   dirty: boolean;
+  /** The sync in flight, or the next one, was started by the name's poll timer (not a note or a retry). */
+  polled: boolean;
+  /** Polls in a row, behind pushes, that found nothing new: each doubles the time to the next. */
+  quietPolls: number;
 }
 
 /** Names per WatchMany stream: one stream's request stays well under a megabyte even with long names. */
@@ -167,14 +178,18 @@ export class ManyReceiver {
   /** Syncs every name once, or keeps following them all; one run at a time. See ManyRunOptions. */
   run(deliver: ManyDeliver, options: ManyRunOptions = {}): Promise<ManyRunResult> {
     const follow = options.follow ?? false;
-    // Pushes make a long poll safe: 1,000 idle names then cost almost nothing (bench/many-names.bench.ts).
+    // Pushes make a long poll safe, and one that keeps finding nothing longer still: 1,000 idle names
+    // then cost almost nothing (bench/many-names.bench.ts), while a poll that finds what no note said
+    // (notes lost on the way) brings the name back to the first interval.
     let pushes = follow && this.remote.watchNames !== undefined;
-    const pollMs = () => options.intervalMs ?? (pushes ? PUSHED_POLL_MS : POLL_MS);
+    const firstPollMs = () => options.intervalMs ?? (pushes ? PUSHED_POLL_MS : POLL_MS);
+    const maxPollMs = options.maxIntervalMs ?? options.intervalMs ?? PUSHED_POLL_MAX_MS;
+    const pollMs = (state: NameState) => (pushes ? pollDelayMs(firstPollMs(), maxPollMs, state.quietPolls) : firstPollMs());
     const retryForMs = options.retryForMs ?? 60_000;
     const events = options.events ?? {};
     const signal = options.signal;
     const started = Date.now();
-    const states: NameState[] = this.receivers.map((receiver) => ({ receiver, failures: 0, missing: false, done: false, syncing: false, dirty: false }));
+    const states: NameState[] = this.receivers.map((receiver) => ({ receiver, failures: 0, missing: false, done: false, syncing: false, dirty: false, polled: false, quietPolls: 0 }));
     const byName = new Map(states.map((state) => [state.receiver.name, state]));
     // Names due for a sync, first come first served; a name waiting for its next poll or retry sits
     // in a timer instead, so a name is never queued twice and never synced twice at once.
@@ -206,12 +221,13 @@ export class ManyReceiver {
         ready.length = 0;
         settle();
       }
-      const later = (state: NameState, delayMs: number) => {
+      const later = (state: NameState, delayMs: number, poll: boolean) => {
         // A sync that ends after the stop must not leave a timer behind to keep the process up.
         if (stopped) return;
         const timer = setTimeout(() => {
           timers.delete(timer);
           state.timer = undefined;
+          state.polled = poll;
           ready.push(state);
           pump();
         }, delayMs);
@@ -226,6 +242,7 @@ export class ManyReceiver {
           clearTimeout(state.timer);
           timers.delete(state.timer);
           state.timer = undefined;
+          state.polled = false;
           ready.push(state);
           pump();
         }
@@ -261,18 +278,20 @@ export class ManyReceiver {
           }
           if (!result.found && !state.missing) events.missing?.(name);
           state.missing = !result.found;
-          if (follow) later(state, state.dirty ? 0 : pollMs());
-          else state.done = true;
+          if (follow) {
+            if (pushes) state.quietPolls = quietPollsAfter(state.quietPolls, { polled: state.polled, delivered: result.delivered, notedDuring: state.dirty });
+            later(state, state.dirty ? 0 : pollMs(state), !state.dirty);
+          } else state.done = true;
         } catch (err) {
           if (err instanceof DeliveryFailure) return stop();
           const error = err instanceof RemoteLogError ? err : fromConnectError(err, `name ${JSON.stringify(name)}`);
           state.failures++;
           const repeated = state.lastError === error.message;
           state.lastError = error.message;
-          const delayMs = backoffMs(error, state.failures, pollMs());
+          const delayMs = backoffMs(error, state.failures, firstPollMs());
           const retry = follow || (error.code === ErrorCodes.UNAVAILABLE && (retryForMs === 0 || Date.now() - started + delayMs <= retryForMs));
           failed.set(name, error);
-          if (retry) later(state, delayMs);
+          if (retry) later(state, delayMs, false);
           else giveUp(state, error);
           events.failed?.(name, error, { inMs: retry ? delayMs : undefined, attempt: state.failures, repeated });
         } finally {
@@ -309,6 +328,22 @@ export class ManyReceiver {
   }
 }
 
+/**
+ * A followed name's count of quiet polls after a sync. Only a sync its poll timer started counts: one
+ * that found nothing adds one, one that found messages no note announced (notes lost on the way) starts
+ * again from none. A note that came during the poll's sync announced the news, even if the poll got it
+ * first. Syncs woken by notes or retries leave the count as it is.
+ */
+export function quietPollsAfter(quietPolls: number, sync: { polled: boolean; delivered: number; notedDuring: boolean }): number {
+  if (!sync.polled) return quietPolls;
+  if (sync.delivered > 0 && !sync.notedDuring) return 0;
+  return Math.min(quietPolls + 1, 30); // 2 ** 30 intervals is past any cap
+}
+
+/** The wait for a poll after quietPolls polls in a row found nothing: doubling from firstMs, at most maxMs. */
+export function pollDelayMs(firstMs: number, maxMs: number, quietPolls: number): number {
+  return Math.max(firstMs, Math.min(firstMs * 2 ** quietPolls, maxMs));
+}
 
 /**
  * When to try a failed name again. An unreachable service comes back by itself and should be noticed

@@ -54,7 +54,7 @@ export function command(io: Io) {
       .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
       .option("--out <file>", "append the lines to FILE instead of stdout, exactly once: the checkpoint records FILE's length, and a restart cuts off lines written after the last checkpoint before it delivers them again (one name)")
       .option("--follow", "keep polling and print new messages as they arrive")
-      .option("--interval <ms>", "poll interval with --follow (default: 30000 while the NS pushes new heads, 500 when it cannot)", intOption(10, 3_600_000))
+      .option("--interval <ms>", "poll interval with --follow (default: 30000 while the NS pushes new heads, and with --names doubling to 480000 while a name's polls find nothing new; 500 when it cannot)", intOption(10, 3_600_000))
       .option("--batch <n>", "messages per fetched and checkpointed batch", intOption(1, 65_536), 1024)
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60, forever with --follow)", intOption(0))

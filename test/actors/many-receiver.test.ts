@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { ManyReceiver, type ManyReceiverEvents } from "../../actors/many-receiver.js";
+import { ManyReceiver, pollDelayMs, quietPollsAfter, type ManyReceiverEvents } from "../../actors/many-receiver.js";
 import type { Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
 import { addressOf, toHex } from "../../core/hash.js";
@@ -272,6 +272,48 @@ describe("actors - one receiver following many names over the in-memory transpor
     expect(got.byName.get("push-17")!.map((d) => d.seq)).toEqual([0, 1, 2, 3, 4]);
     stop.abort();
     await running;
+  });
+
+  it("with follow and pushes, polls a name whose polls find nothing ever less often, the wait doubling each time", async () => {
+    const w = world();
+    await w.publish("quiet", 2);
+    // Every fetch of the name's head, when it was made: the first is the catch-up, the rest are polls.
+    const fetched: number[] = [];
+    const remote = new Proxy(w.remote, {
+      get(target, key) {
+        const value = Reflect.get(target, key, target);
+        if (key === "fetchName") return (...args: unknown[]) => (fetched.push(performance.now()), value.apply(target, args));
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const stop = new AbortController();
+    const got = collector();
+    const running = new ManyReceiver({ names: ["quiet"], remote, checkpoints: new MemoryCheckpointStore() }).run(got.deliver, {
+      follow: true,
+      intervalMs: 20,
+      maxIntervalMs: 160,
+      signal: stop.signal,
+    });
+    const deadline = Date.now() + 20_000;
+    while (fetched.length < 6 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    stop.abort();
+    await running;
+    expect(got.seqs("quiet")).toEqual([0, 1]);
+    expect(fetched.length).toBeGreaterThanOrEqual(6);
+    // A timer never fires early, so each wait is at least what the schedule says; load only lengthens it.
+    // With a fixed interval every wait would be about 20 ms.
+    const waits = fetched.slice(1, 6).map((at, i) => at - fetched[i]);
+    [20, 40, 80, 160, 160].forEach((least, i) => expect(waits[i]).toBeGreaterThanOrEqual(least - 1));
+  });
+
+  it("counts a poll as quiet unless it found what no note announced, and caps the wait it doubles", () => {
+    expect(quietPollsAfter(3, { polled: true, delivered: 0, notedDuring: false })).toBe(4);
+    expect(quietPollsAfter(3, { polled: true, delivered: 5, notedDuring: false })).toBe(0); // notes were lost
+    expect(quietPollsAfter(3, { polled: true, delivered: 5, notedDuring: true })).toBe(4); // the note came too
+    expect(quietPollsAfter(3, { polled: false, delivered: 5, notedDuring: false })).toBe(3); // woken by a note
+    expect(quietPollsAfter(30, { polled: true, delivered: 0, notedDuring: false })).toBe(30);
+    expect([0, 1, 2, 3, 4, 30].map((quiet) => pollDelayMs(30_000, 480_000, quiet))).toEqual([30_000, 60_000, 120_000, 240_000, 480_000, 480_000]);
+    expect(pollDelayMs(500, 100, 3)).toBe(500); // a cap below the first interval does not shorten it
   });
 
   it("refuses a name given twice", () => {

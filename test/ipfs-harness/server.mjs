@@ -51,9 +51,23 @@ const ipfs = await create({
     Addresses: { Swarm: [], API: `/ip4/127.0.0.1/tcp/${port}`, Gateway: "" },
     Bootstrap: [],
     Discovery: { MDNS: { Enabled: false }, webRTCStar: { Enabled: false } },
+    // No DHT: offline it finds no peers, and it only kept a provider record for every block stored
+    // (a LevelDB write and scan a block). `routing put` and `routing get` are served below, from the
+    // datastore, as an offline Kubo serves them.
+    Routing: { Type: "none" },
   },
   init: { algorithm: "Ed25519" },
+  // js-ipfs otherwise asks its public preload nodes (https://node*.preload.ipfs.io) for every block it
+  // adds or serves: unreachable here, each attempt still cost a TLS context and an HTTP pool, a third of
+  // the node's CPU per block. Kubo has no such thing, so it is no part of what the harness stands for.
+  preload: { enabled: false },
 });
+
+// An offline Kubo keeps blocks in its blockstore and nothing more. js-ipfs's bitswap, left running with
+// no peer to trade with, announced every block stored to the (empty) content routing and made each a
+// want first: two thirds of the node's CPU per block. With it stopped, js-ipfs's block storage reads
+// and writes its blockstore directly (ipfs-core/src/block-storage.js).
+await store.blocks.bitswap.stop();
 
 const api = new HttpApi(ipfs);
 await api.start();
