@@ -480,7 +480,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       let written: { name: string; blocks: Uint8Array[]; checksums: Uint32Array } | undefined;
       if (kept.length > 0) {
         const keptAddresses = kept.map((n) => this.index.address(n));
-        const blocks = (await this.getMany(keptAddresses)) as Uint8Array[];
+        // Re-hashed, not checked by CRC-32: the new pack's CRC-32s are made from these bytes.
+        const blocks = (await this.read(keptAddresses, true)) as Uint8Array[];
         const pack = encodePack(blocks, keptAddresses);
         await this.writePack(pack.name, pack.bytes);
         written = { name: pack.name, blocks, checksums: pack.checksums };

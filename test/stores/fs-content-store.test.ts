@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, readlink, rename, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -47,6 +48,19 @@ function packV1(blocks: Uint8Array[]): { name: string; bytes: Buffer } {
   const fields = Buffer.concat([u64(8 + data.length), u32(blocks.length), u32(1)]);
   const checksum = createHash("sha256").update(index).update(fields).digest();
   const bytes = Buffer.concat([Buffer.from("RLPK", "latin1"), u32(1), data, index, fields, checksum, Buffer.from("RLPKEND\n", "latin1")]);
+  return { name: `${checksum.subarray(0, 16).toString("hex")}.pack`, bytes };
+}
+
+/**
+ * A version 2 pack laid out by hand, whose index may claim for a block another digest than its bytes
+ * have (claims[i]), with the CRC-32 of the bytes it holds: damage that a CRC-32 alone cannot see.
+ */
+function packV2(blocks: Uint8Array[], claims: Uint8Array[]): { name: string; bytes: Buffer } {
+  const data = Buffer.concat(blocks);
+  const index = Buffer.concat(blocks.map((block, i) => Buffer.concat([Buffer.from(claims[i].subarray(4)), u32(block.length), u32(crc32(block))])));
+  const fields = Buffer.concat([u64(8 + data.length), u32(blocks.length), u32(2)]);
+  const checksum = createHash("sha256").update(index).update(fields).digest();
+  const bytes = Buffer.concat([Buffer.from("RLPK", "latin1"), u32(2), data, index, fields, checksum, Buffer.from("RLPKEND\n", "latin1")]);
   return { name: `${checksum.subarray(0, 16).toString("hex")}.pack`, bytes };
 }
 
@@ -131,6 +145,28 @@ describe("fs content store - packs on disk", () => {
     expect(err.message).toContain(`block ${addressText(addressOf(blocks[0]))} in pack ${old.name} does not match its address`);
     expect(err.details).toMatchObject({ address: addressText(addressOf(blocks[0])), offset: 8 });
     expect(await store.getMany([addressOf(blocks[1])])).toEqual([blocks[1]]);
+  });
+
+  it("gc re-hashes the blocks it keeps: a block its CRC-32 passes but its address does not is DATA_LOSS, and its pack stays", async () => {
+    const dir = await dirs.make();
+    const good = text("kept and good");
+    const claimed = text("what the index claims");
+    const dead = text("dead block");
+    // The index claims `claimed` where other bytes lie, with their CRC-32: a read checks the CRC-32
+    // only, and hands them over (the receiver catches them against the address); gc must not copy
+    // them into a new pack as if they were the block.
+    const lying = packV2([good, text("other bytes"), dead], [addressOf(good), addressOf(claimed), addressOf(dead)]);
+    await mkdir(join(dir, "packs"), { recursive: true });
+    await writeFile(join(dir, "packs", lying.name), lying.bytes);
+    const store = await openStore(dir);
+    expect(await store.getMany([addressOf(claimed)])).toEqual([text("other bytes")]);
+    await failure(store.check(), "DATA_LOSS");
+    const guard = store.beginGc();
+    const live = new Set([good, claimed].map((block) => Buffer.from(addressOf(block)).toString("latin1")));
+    const err = await failure(store.sweepPack(lying.name, (key) => live.has(key), guard, Date.now() + 1000), "DATA_LOSS");
+    guard.end();
+    expect(err.message).toContain(`block ${addressText(addressOf(claimed))} in pack ${lying.name} does not match its address`);
+    expect(await packFiles(dir)).toEqual([lying.name]);
   });
 
   it("packs - one pack per call that stores something new, of 64 + 40 bytes per block overhead", async () => {
