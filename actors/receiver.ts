@@ -244,6 +244,9 @@ export class Receiver {
     const unitOf = (page: RemoteLog, number: number): Unit => ({ pairs: freshPairs(page, from), rank: number });
     const collected = await this.reader.collect(head, continues ? from - 1 : from, {
       holdPages: this.holdPages,
+      // Pages not held are read again whole as delivery reaches them: here only their links are kept,
+      // where decoding each pair as well cost a 100k catch-up 327 of its 391 pages decoded twice.
+      tellUnheld: false,
       onPages: (got) => {
         if (prefetched >= this.prefetchPairs) return;
         // Oldest first, in calls of about batchSize messages.

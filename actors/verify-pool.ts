@@ -58,25 +58,45 @@ export class VerifyPool implements PairVerifier {
   /** Verdicts for the messages (data[i] checked against pairs[i]); all 1s if the pool has failed. */
   verify(pairs: { remoteHash: Uint8Array; localHash: Uint8Array }[], data: Uint8Array[]): Promise<Uint8Array> {
     if (this.broken) return Promise.resolve(new Uint8Array(pairs.length).fill(1));
-    const offsets = new Uint32Array(data.length + 1);
-    for (let i = 0; i < data.length; i++) offsets[i + 1] = offsets[i] + data[i].length;
-    const bytes = new Uint8Array(offsets[data.length]);
+    const spans = new Uint32Array(2 * data.length);
     const remote = new Uint8Array(36 * pairs.length);
     const local = new Uint8Array(32 * pairs.length);
-    for (let i = 0; i < data.length; i++) {
-      bytes.set(data[i], offsets[i]);
+    const transfer: ArrayBuffer[] = [spans.buffer, remote.buffer, local.buffer];
+    // Messages of one GetMany answer are views of its one buffer: that buffer goes to the worker as it
+    // is, copied whole by postMessage, where copying each message into a new one cost the main thread
+    // more than checking it there would. Anything else (embedded data, several answers) is gathered.
+    let bytes = oneBuffer(data);
+    if (bytes) {
+      for (let i = 0; i < data.length; i++) {
+        spans[2 * i] = data[i].byteOffset;
+        spans[2 * i + 1] = data[i].byteOffset + data[i].length;
+      }
+    } else {
+      let size = 0;
+      for (const item of data) size += item.length;
+      const gathered = new Uint8Array(size);
+      let at = 0;
+      for (let i = 0; i < data.length; i++) {
+        gathered.set(data[i], at);
+        spans[2 * i] = at;
+        spans[2 * i + 1] = at += data[i].length;
+      }
+      bytes = gathered;
+      transfer.push(gathered.buffer);
+    }
+    for (let i = 0; i < pairs.length; i++) {
       // A pair whose hashes have other lengths fails in the worker, and is checked again by the caller.
       if (pairs[i].remoteHash.length === 36) remote.set(pairs[i].remoteHash, 36 * i);
       if (pairs[i].localHash.length === 32) local.set(pairs[i].localHash, 32 * i);
     }
     const id = this.nextId++;
-    const request: VerifyRequest = { id, bytes, offsets, remote, local };
+    const request: VerifyRequest = { id, bytes, spans, remote, local };
     const index = this.turn++ % this.workers.length;
     const worker = this.workers[index];
     if (this.pending[index]++ === 0) worker.ref();
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
-      worker.postMessage(request, [bytes.buffer, offsets.buffer, remote.buffer, local.buffer]);
+      worker.postMessage(request, transfer);
     });
   }
 
@@ -97,4 +117,22 @@ let sharedPool: VerifyPool | false | undefined;
  */
 export function sharedVerifier(): PairVerifier | undefined {
   return VerifyPool.shared();
+}
+
+/**
+ * The whole of the one ArrayBuffer every item is a view of, when there is one and it holds little
+ * besides them (a GetMany answer holds its blocks and a few bytes of framing each); else undefined.
+ */
+function oneBuffer(data: Uint8Array[]): Uint8Array | undefined {
+  if (data.length === 0) return undefined;
+  const buffer = data[0].buffer;
+  if (!(buffer instanceof ArrayBuffer)) return undefined;
+  let size = 0;
+  for (const item of data) {
+    if (item.buffer !== buffer) return undefined;
+    size += item.length;
+  }
+  // A view of a pooled or larger buffer would send all of it.
+  if (buffer.byteLength > 2 * size + 4096) return undefined;
+  return new Uint8Array(buffer);
 }

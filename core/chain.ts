@@ -1,7 +1,7 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import { RemoteLogError, ErrorCodes } from "./errors.js";
 import { addressText, equalBytes, matchesAddress, toHex } from "./hash.js";
-import { decodePage } from "./page.js";
+import { decodePage, decodePageLinks, type PageLinks } from "./page.js";
 
 /** Fetches a page's bytes from a CAS. The walk checks them against the address itself. */
 export type PageFetcher = (address: Uint8Array) => Promise<Uint8Array>;
@@ -103,6 +103,12 @@ export interface CollectOptions {
    */
   onPages?: (pages: { number: number; page: RemoteLog; held: boolean }[]) => void;
   /**
+   * Whether onPages is told the pages the collection does not hold (default true). When false, those
+   * pages are checked as fully as any (core/page.ts decodePageLinks) without building their pairs,
+   * for a caller that reads them again whole when it needs them (a receiver, a window at a time).
+   */
+  tellUnheld?: boolean;
+  /**
    * Decoded pages kept at most: the oldest needed ones. The others are dropped once their links are
    * learned, and take() fetches them again (checked again against their links), so that a chain of any
    * length is collected in memory bounded by this. Default: every page.
@@ -164,7 +170,7 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
   const fetched = new Map<number, { tail: Uint8Array; firstSeqid: bigint; count: number }>();
   const held = new Map<number, RemoteLog>();
   const from = BigInt(fromSeqid);
-  const learn = (page: RemoteLog, where: string) => {
+  const learn = (page: PageLinks, where: string) => {
     for (const skip of page.info!.skips) {
       const number = Number(skip.number);
       const before = known.get(number);
@@ -185,17 +191,21 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
     for (const [number, link] of known) if (link.firstSeqid <= from && number > best) best = number;
     return best;
   };
-  const fetchChecked = async (numbers: number[]): Promise<RemoteLog[]> => {
+  const tellUnheld = options.tellUnheld ?? true;
+  // Each page checked against its address and its link; decoded whole where whole(number) says, else
+  // only its tail and info are kept (links), after the same checks.
+  const fetchChecked = async (numbers: number[], whole: (number: number) => boolean): Promise<{ links: PageLinks; page?: RemoteLog }[]> => {
     const addresses = numbers.map((number) => known.get(number)!.address);
     const blocks = await fetchPages(addresses);
     return numbers.map((number, j) => {
       const where = `page ${addressText(addresses[j])}`;
       if (!matchesAddress(blocks[j], addresses[j])) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
-      const page = decodePage(blocks[j], where, ErrorCodes.DATA_LOSS);
-      if (!page.info || Number(page.info.number) !== number || page.info.firstSeqid !== known.get(number)!.firstSeqid) {
+      const page = whole(number) ? decodePage(blocks[j], where, ErrorCodes.DATA_LOSS) : undefined;
+      const links = page ?? decodePageLinks(blocks[j], where, ErrorCodes.DATA_LOSS);
+      if (!links.info || Number(links.info.number) !== number || links.info.firstSeqid !== known.get(number)!.firstSeqid) {
         throw RemoteLogError.dataLoss(`${where} is not the page its link promised (number ${number}, from seqid ${known.get(number)!.firstSeqid})`);
       }
-      return page;
+      return { links, page };
     });
   };
   let floor = lowest();
@@ -208,15 +218,16 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
     const roundFloor = floor;
     for (let i = 0; i < wanted.length; i += perCall) {
       const numbers = wanted.slice(i, i + perCall);
+      const keep = (number: number) => number < roundFloor + holdPages;
       calls.push(
-        fetchChecked(numbers).then((pages) => {
-          const got = numbers.map((number, j) => {
-            const page = pages[j];
-            fetched.set(number, { tail: page.tail, firstSeqid: page.info!.firstSeqid, count: page.info!.count });
-            learn(page, `page ${number}`);
-            const keep = number < roundFloor + holdPages;
-            if (keep) held.set(number, page);
-            return { number, page, held: keep };
+        fetchChecked(numbers, (number) => tellUnheld || keep(number)).then((pages) => {
+          const got: { number: number; page: RemoteLog; held: boolean }[] = [];
+          numbers.forEach((number, j) => {
+            const { links, page } = pages[j];
+            fetched.set(number, { tail: links.tail, firstSeqid: links.info!.firstSeqid, count: links.info!.count });
+            learn(links, `page ${number}`);
+            if (keep(number)) held.set(number, page!);
+            if (page) got.push({ number, page, held: keep(number) });
           });
           options.onPages?.(got);
         }),
@@ -251,10 +262,10 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
       });
       const missing = numbers.filter((_, i) => pages[i] === undefined);
       if (missing.length > 0) {
-        const again = await fetchChecked(missing);
+        const again = await fetchChecked(missing, () => true);
         let k = 0;
         pages.forEach((page, i) => {
-          if (page === undefined) pages[i] = again[k++];
+          if (page === undefined) pages[i] = again[k++].page;
         });
       }
       return pages as RemoteLog[];

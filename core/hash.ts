@@ -104,7 +104,12 @@ export const ADDRESS_PREFIX = Uint8Array.of(0x01, RAW_CODEC, SHA2_256, 0x20);
 
 /** Whether bytes are an address in binary form: ADDRESS_PREFIX and a 32-byte digest. */
 export function isAddress(bytes: Uint8Array): boolean {
-  return bytes.length === 36 && bytes[0] === 0x01 && bytes[1] === RAW_CODEC && bytes[2] === SHA2_256 && bytes[3] === 0x20;
+  return isAddressAt(bytes, 0, bytes.length);
+}
+
+/** isAddress of bytes[start, end), without a view. */
+export function isAddressAt(bytes: Uint8Array, start: number, end: number): boolean {
+  return end - start === 36 && bytes[start] === 0x01 && bytes[start + 1] === RAW_CODEC && bytes[start + 2] === SHA2_256 && bytes[start + 3] === 0x20;
 }
 
 /**

@@ -184,48 +184,75 @@ function readSmallVarint(bytes: Uint8Array, pos: number, end: number): number {
   return -1;
 }
 
-function decodeCommonPair(bytes: Uint8Array, start: number, end: number): RemoteLog_Pair | undefined {
-  let remoteHash: Uint8Array | undefined;
-  let localHash: Uint8Array | undefined;
-  let data: Uint8Array | undefined;
-  let seqid: number | undefined;
-  let redacted: boolean | undefined;
+/** Where a pair in the common layout keeps its bytes fields (start -1: absent), its seqid and whether it is redacted. */
+export interface PairSpans {
+  remoteStart: number;
+  remoteEnd: number;
+  localStart: number;
+  localEnd: number;
+  dataStart: number;
+  dataEnd: number;
+  /** -1 when absent (0 to the decoder). */
+  seqid: number;
+  /** -1 when absent (false to the decoder), else 0 or 1. */
+  redacted: number;
+}
+
+export function newPairSpans(): PairSpans {
+  return { remoteStart: -1, remoteEnd: -1, localStart: -1, localEnd: -1, dataStart: -1, dataEnd: -1, seqid: -1, redacted: -1 };
+}
+
+/** decodeCommonPair without objects: fills spans and returns true, or returns false when bytes[start, end) is not a pair in the common layout. */
+function readCommonPair(bytes: Uint8Array, start: number, end: number, spans: PairSpans): boolean {
+  spans.remoteStart = spans.remoteEnd = spans.localStart = spans.localEnd = spans.dataStart = spans.dataEnd = -1;
+  spans.seqid = spans.redacted = -1;
   let pos = start;
   while (pos < end) {
     const tag = bytes[pos++];
     if (tag === 0x20 || tag === 0x28) {
-      if ((tag === 0x20 ? seqid : redacted) !== undefined) return undefined;
+      if ((tag === 0x20 ? spans.seqid : spans.redacted) !== -1) return false;
       const value = readSmallVarint(bytes, pos, end);
-      if (value < 0) return undefined;
+      if (value < 0) return false;
       pos = readTo;
-      if (tag === 0x20) seqid = value;
-      else if (value > 1) return undefined;
-      else redacted = value === 1;
+      if (tag === 0x20) spans.seqid = value;
+      else if (value > 1) return false;
+      else spans.redacted = value;
       continue;
     }
-    if (tag !== 0x0a && tag !== 0x12 && tag !== 0x1a) return undefined;
+    if (tag !== 0x0a && tag !== 0x12 && tag !== 0x1a) return false;
     const length = readLength(bytes, pos, end);
-    if (length < 0) return undefined;
-    const value = bytes.subarray(readTo, readTo + length);
-    pos = readTo + length;
+    if (length < 0) return false;
+    const at = readTo;
+    pos = at + length;
     if (tag === 0x0a) {
-      if (remoteHash) return undefined;
-      remoteHash = value;
+      if (spans.remoteStart !== -1) return false;
+      spans.remoteStart = at;
+      spans.remoteEnd = pos;
     } else if (tag === 0x12) {
-      if (localHash) return undefined;
-      localHash = value;
+      if (spans.localStart !== -1) return false;
+      spans.localStart = at;
+      spans.localEnd = pos;
     } else {
-      if (data) return undefined;
-      data = value;
+      if (spans.dataStart !== -1) return false;
+      spans.dataStart = at;
+      spans.dataEnd = pos;
     }
   }
+  return true;
+}
+
+const pairSpans = newPairSpans();
+
+function decodeCommonPair(bytes: Uint8Array, start: number, end: number): RemoteLog_Pair | undefined {
+  const spans = pairSpans;
+  if (!readCommonPair(bytes, start, end, spans)) return undefined;
   return {
     $typeName: "vac.cas.RemoteLog.Pair",
-    remoteHash: remoteHash ?? EMPTY,
-    localHash: localHash ?? EMPTY,
-    data: data ?? EMPTY,
-    seqid: seqid === undefined ? 0n : BigInt(seqid),
-    redacted: redacted ?? false,
+    remoteHash: spans.remoteStart === -1 ? EMPTY : bytes.subarray(spans.remoteStart, spans.remoteEnd),
+    localHash: spans.localStart === -1 ? EMPTY : bytes.subarray(spans.localStart, spans.localEnd),
+    data: spans.dataStart === -1 ? EMPTY : bytes.subarray(spans.dataStart, spans.dataEnd),
+    seqid: spans.seqid === -1 ? 0n : BigInt(spans.seqid),
+    redacted: spans.redacted === 1,
   };
 }
 
@@ -234,8 +261,29 @@ function decodeCommonPair(bytes: Uint8Array, start: number, end: number): Remote
  * Page info (small, once a page) goes through the generic decoder.
  */
 export function decodeCommonPage(bytes: Uint8Array): RemoteLog | undefined {
-  const end = bytes.length;
   const pair: RemoteLog_Pair[] = [];
+  const read = readCommonPage(bytes, (start, end) => {
+    const decoded = decodeCommonPair(bytes, start, end);
+    if (!decoded) return false;
+    pair.push(decoded);
+    return true;
+  });
+  return read && { $typeName: "vac.cas.RemoteLog", pair, tail: read.tail, info: read.info };
+}
+
+/**
+ * A page in the common layout without a pair object: its tail and info, each pair's spans handed to
+ * pairOk (which may refuse it) in order. undefined when the page is not in the common layout or
+ * pairOk refused a pair. The spans are reused from one pair to the next.
+ */
+export function scanCommonPage(bytes: Uint8Array, pairOk: (spans: PairSpans) => boolean): { tail: Uint8Array; info?: RemoteLog_PageInfo } | undefined {
+  const spans = pairSpans;
+  return readCommonPage(bytes, (start, end) => readCommonPair(bytes, start, end, spans) && pairOk(spans));
+}
+
+/** The walk of decodeCommonPage and scanCommonPage: tail and info here, each pair's bytes to onPair, which may refuse it. */
+function readCommonPage(bytes: Uint8Array, onPair: (start: number, end: number) => boolean): { tail: Uint8Array; info?: RemoteLog_PageInfo } | undefined {
+  const end = bytes.length;
   let tail: Uint8Array | undefined;
   let info: RemoteLog_PageInfo | undefined;
   let pos = 0;
@@ -247,9 +295,7 @@ export function decodeCommonPage(bytes: Uint8Array): RemoteLog | undefined {
     const at = readTo;
     pos = at + length;
     if (tag === 0x0a) {
-      const decoded = decodeCommonPair(bytes, at, pos);
-      if (!decoded) return undefined;
-      pair.push(decoded);
+      if (!onPair(at, pos)) return undefined;
     } else if (tag === 0x12) {
       if (tail) return undefined;
       tail = bytes.subarray(at, pos);
@@ -263,5 +309,5 @@ export function decodeCommonPage(bytes: Uint8Array): RemoteLog | undefined {
       if (info.$unknown?.length || info.skips.some((skip) => skip.$unknown?.length)) return undefined;
     }
   }
-  return { $typeName: "vac.cas.RemoteLog", pair, tail: tail ?? EMPTY, info };
+  return { tail: tail ?? EMPTY, info };
 }

@@ -10,8 +10,8 @@ import {
 } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
-import { decodeCommonPage } from "./message-decode.js";
-import { addressOf, decodeMessage, equalBytes, matchesAddress, messageId, validateAddress, toHex, addressText } from "./hash.js";
+import { decodeCommonPage, scanCommonPage } from "./message-decode.js";
+import { addressOf, decodeMessage, equalBytes, isAddress, isAddressAt, matchesAddress, messageId, validateAddress, toHex, addressText } from "./hash.js";
 import { allocBytes } from "#hash";
 import { bytesFieldSize, varintSize, writeBytesField, writeVarint } from "./wire-encode.js";
 
@@ -160,6 +160,58 @@ export function decodePage(bytes: Uint8Array, where: string, code: ErrorCode = E
   return page;
 }
 
+/** A page's tail and info, as decodePageLinks gives them. */
+export interface PageLinks {
+  tail: Uint8Array;
+  info?: RemoteLog_PageInfo;
+}
+
+/**
+ * decodePage's tail and info, after every check decodePage makes, without building the pairs: what a
+ * collection keeps of a page it does not hold (core/chain.ts), which it reads again whole if it needs
+ * it. Pairs are checked where they lie (a 32-byte H1; a valid H2, or none and no data on a
+ * tombstone; seqids counting down to the info's first), and anything this is not sure of (another
+ * layout, a failed check) goes through decodePage, which decides and names the fault.
+ */
+export function decodePageLinks(bytes: Uint8Array, where: string, code: ErrorCode = ErrorCodes.INVALID_ARGUMENT): PageLinks {
+  const seqids = scannedSeqids;
+  seqids.length = 0;
+  const scanned = scanCommonPage(bytes, (pair) => {
+    // An absent field's span is (-1, -1): empty.
+    if (pair.localEnd - pair.localStart !== 32) return false;
+    if (pair.redacted === 1) {
+      if (pair.remoteEnd > pair.remoteStart || pair.dataEnd > pair.dataStart) return false;
+    } else if (!isAddressAt(bytes, pair.remoteStart, pair.remoteEnd)) {
+      return false;
+    }
+    seqids.push(pair.seqid === -1 ? 0 : pair.seqid);
+    return true;
+  });
+  const info = scanned?.info;
+  if (scanned && info && (scanned.tail.length === 0 || isAddress(scanned.tail)) && info.count === seqids.length && seqidsCountDown(seqids, info.firstSeqid)) {
+    try {
+      checkLinks(scanned.tail, info);
+      return scanned;
+    } catch {
+      // decodePage names it.
+    }
+  }
+  const page = decodePage(bytes, where, code);
+  return { tail: page.tail, info: page.info };
+}
+
+/** The seqids decodePageLinks saw, reused from page to page. */
+const scannedSeqids: number[] = [];
+
+/** Whether seqids[k] is first + (count - 1 - k) for every k, in safe integers (else: not sure). */
+function seqidsCountDown(seqids: number[], first: bigint): boolean {
+  const count = seqids.length;
+  if (first + BigInt(count) > BigInt(Number.MAX_SAFE_INTEGER)) return false;
+  const last = Number(first) + count - 1;
+  for (let k = 0; k < count; k++) if (seqids[k] !== last - k) return false;
+  return true;
+}
+
 function checkInfo(page: RemoteLog, info: RemoteLog_PageInfo): void {
   if (info.count !== page.pair.length) throw new Error(`its info counts ${info.count} pairs, and it holds ${page.pair.length}`);
   const first = info.firstSeqid;
@@ -168,9 +220,15 @@ function checkInfo(page: RemoteLog, info: RemoteLog_PageInfo): void {
     const expected = first + BigInt(count - 1 - k);
     if (page.pair[k].seqid !== expected) throw new Error(`pair ${k} has seqid ${page.pair[k].seqid}, not ${expected}`);
   }
+  checkLinks(page.tail, info);
+}
+
+/** checkInfo's checks of the page's number, tail and skip links. */
+function checkLinks(tail: Uint8Array, info: RemoteLog_PageInfo): void {
+  const first = info.firstSeqid;
   if (info.number > BigInt(Number.MAX_SAFE_INTEGER) || first > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error("its info is out of range");
   const number = Number(info.number);
-  if ((number === 0) !== (page.tail.length === 0)) {
+  if ((number === 0) !== (tail.length === 0)) {
     throw new Error(number === 0 ? "it is page 0 and has a tail" : `it is page ${number} and has no tail`);
   }
   const expected = skipNumbers(number);
@@ -184,7 +242,7 @@ function checkInfo(page: RemoteLog, info: RemoteLog_PageInfo): void {
       throw new Error(`skip link ${i}: ${(err as Error).message}`);
     }
   });
-  if (number > 0 && !equalBytes(info.skips[0].address, page.tail)) throw new Error("its first skip link is not its tail");
+  if (number > 0 && !equalBytes(info.skips[0].address, tail)) throw new Error("its first skip link is not its tail");
   if (number > 0 && info.skips[expected.length - 1].firstSeqid !== 0n) throw new Error("its link to page 0 does not start at seqid 0");
 }
 

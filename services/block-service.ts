@@ -11,7 +11,7 @@ import {
 } from "../gen/remotelog/v1/blocks_pb.js";
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
-import { addressText, validateAddress } from "../core/hash.js";
+import { addressText, equalBytes, validateAddress } from "../core/hash.js";
 import type { NameStore } from "../core/name-store.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
@@ -108,18 +108,28 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     });
     // Each distinct block is read once however often it is asked for: repeats cost the store nothing.
     // Ids are told apart only as far as they are read: an answer capped after 16 blocks need not
-    // sort 16,384 ids first.
-    const distinct = new Map<string, number>();
+    // sort 16,384 ids first. They are told apart by 30 bits of their digest, and only ids that share
+    // those with another by their bytes: a string key per id was a tenth of the handler.
+    const distinct = new Map<number, number>();
+    let sharedBits: Map<string, number> | undefined;
     const unique: Uint8Array[] = [];
     const slots = new Int32Array(addresses.length).fill(-1);
     const slotOf = (index: number) => {
       if (slots[index] >= 0) return slots[index];
-      const key = Buffer.from(addresses[index].buffer, addresses[index].byteOffset, addresses[index].length).toString("latin1");
-      let slot = distinct.get(key);
+      const address = addresses[index];
+      const bits = digestBits(address);
+      let slot = distinct.get(bits);
       if (slot === undefined) {
-        slot = unique.length;
-        distinct.set(key, slot);
-        unique.push(addresses[index]);
+        slot = unique.push(address) - 1;
+        distinct.set(bits, slot);
+      } else if (!equalBytes(unique[slot], address)) {
+        sharedBits ??= new Map();
+        const key = Buffer.from(address.buffer, address.byteOffset, address.length).toString("latin1");
+        slot = sharedBits.get(key);
+        if (slot === undefined) {
+          slot = unique.push(address) - 1;
+          sharedBits.set(key, slot);
+        }
       }
       return (slots[index] = slot);
     };
@@ -199,4 +209,12 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       throw RemoteLogError.tooLarge(`${what} of ${count} blocks is over the limit of ${this.limits.maxBatchBlocks} per call`);
     }
   }
+}
+
+/**
+ * 30 bits of a valid address's digest (its bytes 4 to 7; the first four are the same for every
+ * address), as a small integer: a cheap key that tells almost all distinct ids apart.
+ */
+function digestBits(address: Uint8Array): number {
+  return ((address[4] << 22) | (address[5] << 14) | (address[6] << 6) | (address[7] >>> 2)) >>> 0;
 }

@@ -2,8 +2,9 @@ import { DigestTable } from "../../core/digest-table.js";
 import { ADDRESS_PREFIX, isAddress } from "../../core/hash.js";
 
 /**
- * Where each stored block is (pack, offset, length), for FsContentStore: the digests in a DigestTable
- * and the rest in typed arrays indexed by the digest's number, ~70 bytes a block and no object per
+ * Where each stored block is (pack, offset, length) and its CRC-32 when its pack holds one, for
+ * FsContentStore: the digests in a DigestTable and the rest in typed arrays indexed by the digest's
+ * number, ~75 bytes a block and no object per
  * block for the collector to walk. A block that gc removed keeps its number (and 32 bytes) as
  * "not stored", and gets it back if it is stored again.
  */
@@ -13,6 +14,7 @@ export class BlockIndex {
   private packs = new Int32Array(1024);
   private offsets = new Float64Array(1024);
   private lengths = new Uint32Array(1024);
+  private checksums = new Uint32Array(1024);
   private live = 0;
 
   /** Blocks stored. */
@@ -33,22 +35,23 @@ export class BlockIndex {
   }
 
   /** Records a block that is not stored yet, by the digest at bytes[at, at + 32); returns its number. */
-  add(bytes: Uint8Array, at: number, pack: number, offset: number, length: number): number {
+  add(bytes: Uint8Array, at: number, pack: number, offset: number, length: number, checksum = 0): number {
     let n = this.digests.find(bytes, at);
     if (n === -1) {
       n = this.digests.add(bytes, at);
       if (n === this.packs.length) this.grow();
     }
     this.live++;
-    this.move(n, pack, offset, length);
+    this.move(n, pack, offset, length, checksum);
     return n;
   }
 
-  /** Block n is now at offset of pack. */
-  move(n: number, pack: number, offset: number, length: number): void {
+  /** Block n is now at offset of pack; checksum is its CRC-32, 0 where the pack holds none. */
+  move(n: number, pack: number, offset: number, length: number, checksum: number): void {
     this.packs[n] = pack;
     this.offsets[n] = offset;
     this.lengths[n] = length;
+    this.checksums[n] = checksum;
   }
 
   /** Block n is no longer stored. */
@@ -68,6 +71,11 @@ export class BlockIndex {
 
   length(n: number): number {
     return this.lengths[n];
+  }
+
+  /** Block n's CRC-32, as its pack's index holds it (meaningless for a pack without them). */
+  checksum(n: number): number {
+    return this.checksums[n];
   }
 
   /** Block n's address, a copy. */
@@ -94,5 +102,8 @@ export class BlockIndex {
     const lengths = new Uint32Array(size);
     lengths.set(this.lengths);
     this.lengths = lengths;
+    const checksums = new Uint32Array(size);
+    checksums.set(this.checksums);
+    this.checksums = checksums;
   }
 }

@@ -5,10 +5,12 @@
  *
  * A pack, in short (pack.ts has the full format and the reasons), integers big-endian:
  *
- *   "RLPK" u32 version | the blocks, back to back | per block: 32-byte sha2-256 digest, u32 length |
- *   u64 index offset, u32 count, u32 version, sha2-256 of the index and these 16 bytes, "RLPKEND\n"
+ *   "RLPK" u32 version | the blocks, back to back | per block: 32-byte sha2-256 digest, u32 length,
+ *   u32 CRC-32 | u64 index offset, u32 count, u32 version, sha2-256 of the index and these 16 bytes,
+ *   "RLPKEND\n"
  *
- * so a block costs 36 bytes beyond its own and a pack 64 bytes. The file is named by its index
+ * so a block costs 40 bytes beyond its own and a pack 64 bytes (version 1 packs, still read, have no
+ * CRC-32: 36 bytes a block). The file is named by its index
  * checksum, written as a .tmp file, fsynced, renamed and its directory fsynced.
  */
 import { hash } from "node:crypto";
@@ -20,7 +22,7 @@ import { ADDRESS_PREFIX, addressText, matchesAddress } from "../../core/hash.js"
 import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { BlockIndex } from "./block-index.js";
 import { FileCache } from "./file-cache.js";
-import { encodePack, ENTRY_SIZE, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE } from "./pack.js";
+import { blockChecksum, encodePack, ENTRY_SIZE, entrySize, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE, type PackIndex } from "./pack.js";
 
 const KEY_PREFIX = Buffer.from(ADDRESS_PREFIX).toString("latin1");
 
@@ -81,6 +83,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   private readonly packBlocks: Int32Array[] = [];
   /** When each pack was written (ms since the epoch): by this process, or the file's mtime at open. */
   private readonly packTimes: number[] = [];
+  /** Whether each pack's index holds its blocks' CRC-32s (version 2), which reads check instead of re-hashing. */
+  private readonly packChecksummed: boolean[] = [];
   /** Collections in progress; every key put (even one already stored) is recorded in each. */
   private readonly guards = new Set<GcGuard>();
   /** When a block already stored was last put again, so that gc treats it as freshly written. */
@@ -137,7 +141,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     }
     const packNames = names.filter((name) => PACK_NAME.test(name));
     // Indexes are read a few at a time: a store of thousands of packs opens in parallel, within fd limits.
-    const indexes: (Buffer | undefined)[] = new Array(packNames.length);
+    const indexes: (PackIndex | undefined)[] = new Array(packNames.length);
     const times: number[] = new Array(packNames.length);
     const damaged: { name: string; why: string }[] = [];
     let next = 0;
@@ -279,9 +283,10 @@ export class FsContentStore implements ContentStore, BlockSweeper {
           const numbers = new Int32Array(keys.length);
           this.packBlocks[packId] = numbers;
           this.packTimes[packId] = Date.now();
+          this.packChecksummed[packId] = true;
           let offset = HEADER_SIZE;
           for (let j = 0; j < keys.length; j++) {
-            numbers[j] = this.index.add(addresses[j], 4, packId, offset, blocks[j].length);
+            numbers[j] = this.index.add(addresses[j], 4, packId, offset, blocks[j].length, pack.checksums[j]);
             offset += blocks[j].length;
             this.bytes += blocks[j].length;
           }
@@ -295,13 +300,19 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   }
 
   /**
-   * Returns each block (undefined when not stored) in input order, after re-hashing it. Throws
-   * DATA_LOSS naming the block when stored bytes do not match their address or a pack is missing or
-   * short, INTERNAL on another I/O failure. Returned arrays may share memory with each other.
+   * Returns each block (undefined when not stored) in input order, after checking it against the
+   * CRC-32 its pack's index holds (re-hashing it where there is none, or where it does not match).
+   * Throws DATA_LOSS naming the block when stored bytes do not match their address or a pack is
+   * missing or short, INTERNAL on another I/O failure. Returned arrays may share memory with each other.
    */
   async getMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    return this.read(addresses, false);
+  }
+
+  /** getMany, re-hashing every block when rehash is set. */
+  private read(addresses: Uint8Array[], rehash: boolean): Promise<(Uint8Array | undefined)[]> {
     this.checkOpen();
-    const read = this.readMany(addresses);
+    const read = this.readMany(addresses, rehash);
     this.reads.add(read);
     read.then(
       () => this.reads.delete(read),
@@ -310,7 +321,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     return read;
   }
 
-  private async readMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+  private async readMany(addresses: Uint8Array[], rehash: boolean): Promise<(Uint8Array | undefined)[]> {
     const count = addresses.length;
     const result: (Uint8Array | undefined)[] = new Array(count).fill(undefined);
     // Where each block found is, in typed arrays by its index in addresses, and the found ones in
@@ -318,6 +329,9 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     const packs = new Int32Array(count);
     const offsets = new Float64Array(count);
     const lengths = new Uint32Array(count);
+    // The CRC-32 to check each block against, and whether there is one (else it is re-hashed).
+    const checksums = new Uint32Array(count);
+    const checksummed = new Uint8Array(count);
     const order: number[] = [];
     let inOrder = true;
     for (let i = 0; i < count; i++) {
@@ -326,6 +340,10 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         packs[i] = this.index.pack(n);
         offsets[i] = this.index.offset(n);
         lengths[i] = this.index.length(n);
+        if (!rehash && this.packChecksummed[packs[i]]) {
+          checksums[i] = this.index.checksum(n);
+          checksummed[i] = 1;
+        }
         const last = order.length > 0 ? order[order.length - 1] : -1;
         if (last !== -1 && (packs[last] > packs[i] || (packs[last] === packs[i] && offsets[last] > offsets[i]))) inOrder = false;
         order.push(i);
@@ -372,7 +390,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         for (let k = spanFrom[s]; k < spanFrom[s + 1]; k++) {
           const i = order[k];
           const block = new Uint8Array(buffer.buffer, buffer.byteOffset + offsets[i] - start, lengths[i]);
-          if (!matchesAddress(block, addresses[i])) {
+          // A CRC-32 the bytes do not match may be a damaged CRC-32: the re-hash decides.
+          if ((checksummed[i] === 0 || blockChecksum(block) !== checksums[i]) && !matchesAddress(block, addresses[i])) {
             // The pack's name, not its path: this message goes to remote clients.
             throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} in pack ${pack} does not match its address`, undefined, {
               address: addressText(addresses[i]),
@@ -406,7 +425,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   async check(): Promise<FsContentStoreStats> {
     const numbers = [...this.index.stored()];
     for (let i = 0; i < numbers.length; i += 10_000) {
-      await this.getMany(numbers.slice(i, i + 10_000).map((n) => this.index.address(n)));
+      await this.read(numbers.slice(i, i + 10_000).map((n) => this.index.address(n)), true);
     }
     return this.stats();
   }
@@ -458,13 +477,14 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       if (options.dryRun) return { blocks: dead.length, bytes: dead.reduce((sum, n) => sum + this.index.length(n), 0) };
       const deadSet = new Set(dead);
       const kept = numbers.filter((n) => !deadSet.has(n));
-      let written: { name: string; blocks: Uint8Array[] } | undefined;
+      let written: { name: string; blocks: Uint8Array[]; checksums: Uint32Array } | undefined;
       if (kept.length > 0) {
         const keptAddresses = kept.map((n) => this.index.address(n));
-        const blocks = (await this.getMany(keptAddresses)) as Uint8Array[];
+        // Re-hashed, not checked by CRC-32: the new pack's CRC-32s are made from these bytes.
+        const blocks = (await this.read(keptAddresses, true)) as Uint8Array[];
         const pack = encodePack(blocks, keptAddresses);
         await this.writePack(pack.name, pack.bytes);
-        written = { name: pack.name, blocks };
+        written = { name: pack.name, blocks, checksums: pack.checksums };
       }
       // Puts made while the new pack was written may have revived a block it leaves out: start again.
       if (dead.some((n) => !isDead(n))) continue;
@@ -479,9 +499,10 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         const newId = this.packs.push(written.name) - 1;
         this.packBlocks[newId] = Int32Array.from(kept);
         this.packTimes[newId] = this.packTimes[id];
+        this.packChecksummed[newId] = true;
         let offset = HEADER_SIZE;
         kept.forEach((n, j) => {
-          this.index.move(n, newId, offset, written.blocks[j].length);
+          this.index.move(n, newId, offset, written.blocks[j].length, written.checksums[j]);
           offset += written.blocks[j].length;
         });
       }
@@ -519,17 +540,20 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     if (this.closed) throw RemoteLogError.internal(`content store ${this.dir} is closed`);
   }
 
-  private addPack(name: string, index: Buffer, time: number): void {
+  private addPack(name: string, { version, entries }: PackIndex, time: number): void {
     const packId = this.packs.push(name) - 1;
-    const numbers = new Int32Array(index.length / ENTRY_SIZE);
+    const entry = entrySize(version);
+    const checksummed = entry === ENTRY_SIZE;
+    const numbers = new Int32Array(entries.length / entry);
     let count = 0;
     this.packTimes[packId] = time;
+    this.packChecksummed[packId] = checksummed;
     let offset = HEADER_SIZE;
-    for (let at = 0; at < index.length; at += ENTRY_SIZE) {
-      const length = index.readUInt32BE(at + 32);
+    for (let at = 0; at < entries.length; at += entry) {
+      const length = entries.readUInt32BE(at + 32);
       // The same block in two packs (two processes wrote it): either copy will do.
-      if (this.index.findDigest(index, at) === -1) {
-        numbers[count++] = this.index.add(index, at, packId, offset, length);
+      if (this.index.findDigest(entries, at) === -1) {
+        numbers[count++] = this.index.add(entries, at, packId, offset, length, checksummed ? entries.readUInt32BE(at + 36) : 0);
         this.bytes += length;
       }
       offset += length;

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { MessageSchema } from "../../gen/vac/mvds/mvds_pb.js";
 
 // The pool runs the compiled worker script, so these tests load it from dist/ (test/global-setup.ts
 // builds it); from the TypeScript sources VerifyPool.shared() has no worker to start.
@@ -30,8 +32,42 @@ describe("verify pool - messages checked on worker threads", () => {
     data[9] = new Uint8Array([0xff, 0xff]); // not a message
     pairs[9] = { ...pairs[9], remoteHash: addressOf(data[9]) };
     pairs[10] = { ...pairs[10], remoteHash: new Uint8Array(3) }; // not an address
+    // Good, in a layout the direct reader leaves to protobuf-es (metadata), and that message tampered.
+    const withMetadata = create(MessageSchema, { groupId: new TextEncoder().encode("g"), timestamp: 11n, body: new TextEncoder().encode("meta"), metadata: { ephemeral: true } });
+    data[11] = encodeMessage(withMetadata);
+    pairs[11] = { remoteHash: addressOf(data[11]), localHash: messageId(withMetadata) };
+    data[12] = encodeMessage({ ...withMetadata, body: new TextEncoder().encode("meta!") });
+    pairs[12] = { remoteHash: addressOf(data[12]), localHash: messageId(withMetadata) };
     const verdicts = await pool!.verify(pairs, data);
-    expect([...verdicts].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10]);
+    expect([...verdicts].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10, 12]);
+  });
+
+  it("checks messages that are views of one buffer (a GetMany answer) where they lie, and leaves that buffer whole", async () => {
+    const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
+    const pool = VerifyPool.shared()!;
+    const { data, pairs } = messages(300);
+    // Laid out as an answer is: each message after a few bytes of framing, in one buffer.
+    const answer = new Uint8Array(data.reduce((sum, item) => sum + item.length + 3, 0));
+    let at = 0;
+    const views = data.map((item) => {
+      at += 3;
+      answer.set(item, at);
+      at += item.length;
+      return answer.subarray(at - item.length, at);
+    });
+    views[20][views[20].length - 1] ^= 1; // H2 fails
+    pairs[21] = { ...pairs[21], localHash: new Uint8Array(32) }; // H1 fails
+    const before = Uint8Array.from(answer);
+    const verdicts = await pool.verify(pairs, views);
+    expect([...verdicts].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([20, 21]);
+    // The caller decodes the same views afterwards: they must not have been moved to the worker.
+    expect(answer.byteLength).toBe(before.byteLength);
+    expect(answer).toEqual(before);
+    // Views of a buffer much larger than they are (a pooled one) are gathered instead; same verdicts.
+    const large = new Uint8Array(answer.length * 4);
+    large.set(answer);
+    const small = views.map((view) => large.subarray(view.byteOffset, view.byteOffset + view.length));
+    expect([...(await pool.verify(pairs, small))]).toEqual([...verdicts]);
   });
 
   it("never keeps a process alive once its work is done", () => {

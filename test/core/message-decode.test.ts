@@ -5,7 +5,7 @@ import { isRemoteLogError } from "../../core/errors.js";
 import { addressOf, decodeMessage, encodeMessage, encodeMessages, messageId, newMessage } from "../../core/hash.js";
 import { MessageSchema, MetadataSchema } from "../../gen/vac/mvds/mvds_pb.js";
 import { decodeCommonMessage, decodeCommonPage } from "../../core/message-decode.js";
-import { decodePage } from "../../core/page.js";
+import { decodePage, decodePageLinks, planPages, type LogEntry } from "../../core/page.js";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 
 // decodeMessage's direct reader must agree with protobuf-es on every input: the same message and id
@@ -195,6 +195,49 @@ describe("page decode - the direct reader agrees with protobuf-es", () => {
         expect(pageOf(bytes)).toBe(referencePage(bytes));
       }),
       { numRuns: 3000 },
+    );
+  });
+});
+
+describe("page links - decodePageLinks keeps what decodePage keeps, and fails where it fails", () => {
+  // What a collection keeps of a page it does not hold: the tail and info, after every check of
+  // decodePage, without the pairs. The same answer, or the same error, for every input.
+  function linksOf(decode: () => { tail: Uint8Array; info?: unknown }): string {
+    try {
+      const { tail, info } = decode();
+      return JSON.stringify([Buffer.from(tail).toString("hex"), info], (_, v) => (typeof v === "bigint" ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString("hex") : v));
+    } catch (err) {
+      return `error: ${(err as Error).message}`;
+    }
+  }
+  const entries: LogEntry[] = Array.from({ length: 40 }, (_, i) => {
+    const message = newMessage(new TextEncoder().encode("g"), BigInt(i), new TextEncoder().encode(`m${i}`));
+    const data = encodeMessage(message);
+    return { id: messageId(message), address: addressOf(data), data };
+  });
+  // Indexed pages of 1 to 6 pairs, embedded or not, as senders write them.
+  const sealed = [1, 3, 6].flatMap((size) => (["none", "all"] as const).flatMap((embed) => planPages(entries, new Uint8Array(0), size, embed).sealed.map((page) => page.bytes)));
+
+  it("on pages senders write, and on them changed, cut or extended", () => {
+    for (const bytes of sealed) {
+      const links = decodePageLinks(bytes, "p");
+      expect(links.info).toBeDefined();
+      expect(linksOf(() => links)).toBe(linksOf(() => decodePage(bytes, "p")));
+    }
+    fc.assert(
+      fc.property(fc.constantFrom(...sealed), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 }), fc.nat(), fc.uint8Array({ maxLength: 8 }), (bytes, changes, cut, extra) => {
+        const changed = Uint8Array.from(bytes);
+        for (const [at, value] of changes) changed[at % changed.length] = value;
+        const variants = [changed, changed.subarray(0, cut % (changed.length + 1)), Uint8Array.from([...bytes, ...extra])];
+        for (const variant of variants) expect(linksOf(() => decodePageLinks(variant, "p"))).toBe(linksOf(() => decodePage(variant, "p")));
+      }),
+      { numRuns: 3000 },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 120 }), (bytes) => {
+        expect(linksOf(() => decodePageLinks(bytes, "p"))).toBe(linksOf(() => decodePage(bytes, "p")));
+      }),
+      { numRuns: 2000 },
     );
   });
 });

@@ -1,4 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { existsSync } from "node:fs";
 import { mkdir, open, readdir, readFile, readlink, rename, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -36,6 +37,45 @@ async function flipByte(path: string, position: number): Promise<void> {
   }
 }
 
+/**
+ * A version 1 pack, as stores written before version 2 hold them (stores/fs/pack.ts): index entries
+ * of a digest and a length, no CRC-32. Laid out here by hand, so that a change to encodePack cannot
+ * change what "version 1" means to the test.
+ */
+function packV1(blocks: Uint8Array[]): { name: string; bytes: Buffer } {
+  const data = Buffer.concat(blocks);
+  const index = Buffer.concat(blocks.map((block) => Buffer.concat([createHash("sha256").update(block).digest(), u32(block.length)])));
+  const fields = Buffer.concat([u64(8 + data.length), u32(blocks.length), u32(1)]);
+  const checksum = createHash("sha256").update(index).update(fields).digest();
+  const bytes = Buffer.concat([Buffer.from("RLPK", "latin1"), u32(1), data, index, fields, checksum, Buffer.from("RLPKEND\n", "latin1")]);
+  return { name: `${checksum.subarray(0, 16).toString("hex")}.pack`, bytes };
+}
+
+/**
+ * A version 2 pack laid out by hand, whose index may claim for a block another digest than its bytes
+ * have (claims[i]), with the CRC-32 of the bytes it holds: damage that a CRC-32 alone cannot see.
+ */
+function packV2(blocks: Uint8Array[], claims: Uint8Array[]): { name: string; bytes: Buffer } {
+  const data = Buffer.concat(blocks);
+  const index = Buffer.concat(blocks.map((block, i) => Buffer.concat([Buffer.from(claims[i].subarray(4)), u32(block.length), u32(crc32(block))])));
+  const fields = Buffer.concat([u64(8 + data.length), u32(blocks.length), u32(2)]);
+  const checksum = createHash("sha256").update(index).update(fields).digest();
+  const bytes = Buffer.concat([Buffer.from("RLPK", "latin1"), u32(2), data, index, fields, checksum, Buffer.from("RLPKEND\n", "latin1")]);
+  return { name: `${checksum.subarray(0, 16).toString("hex")}.pack`, bytes };
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+function u64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
 describe("fs content store - packs on disk", () => {
   const dirs = new TempDirs();
   const open_: FsContentStore[] = [];
@@ -67,14 +107,76 @@ describe("fs content store - packs on disk", () => {
     expect(await again.check()).toEqual(stats);
   });
 
-  it("packs - one pack per call that stores something new, of 64 + 36 bytes per block overhead", async () => {
+  it("version 1 packs (no CRC-32) of an older store are read, re-hashed, checked and swept as before", async () => {
+    const dir = await dirs.make();
+    const blocks = Array.from({ length: 20 }, (_, i) => text(`old block ${i}`));
+    const old = packV1(blocks);
+    await mkdir(join(dir, "packs"), { recursive: true });
+    await writeFile(join(dir, "packs", old.name), old.bytes);
+    const store = await openStore(dir);
+    expect(store.stats()).toEqual({ blocks: 20, bytes: blocks.reduce((sum, b) => sum + b.length, 0) });
+    expect(await store.getMany(blocks.map(addressOf))).toEqual(blocks);
+    expect(await store.check()).toEqual(store.stats());
+    // A new block goes into a version 2 pack beside it; both read.
+    const [fresh] = await store.putMany([text("new block")]);
+    expect(await store.getMany([addressOf(blocks[3]), fresh])).toEqual([blocks[3], text("new block")]);
+    // gc rewrites the old pack's live blocks into a version 2 pack, which reads back whole.
+    const guard = store.beginGc();
+    const live = new Set(blocks.slice(0, 10).map((block) => Buffer.from(addressOf(block)).toString("latin1")));
+    expect(await store.sweepPack(old.name, (key) => live.has(key), guard, Date.now() + 1000)).toMatchObject({ blocks: 10 });
+    guard.end();
+    expect(await store.getMany(blocks.slice(0, 10).map(addressOf))).toEqual(blocks.slice(0, 10));
+    expect(await packFiles(dir)).not.toContain(old.name);
+    await store.close();
+    const again = await openStore(dir);
+    expect(await again.getMany(blocks.slice(0, 10).map(addressOf))).toEqual(blocks.slice(0, 10));
+    expect(await again.check()).toEqual(again.stats());
+  });
+
+  it("corruption - a damaged byte in a block of a version 1 pack is DATA_LOSS naming the block, its pack and offset", async () => {
+    const dir = await dirs.make();
+    const blocks = [text("old victim"), text("old neighbour")];
+    const old = packV1(blocks);
+    await mkdir(join(dir, "packs"), { recursive: true });
+    await writeFile(join(dir, "packs", old.name), old.bytes);
+    await flipByte(join(dir, "packs", old.name), 8 + 2);
+    const store = await openStore(dir);
+    const err = await failure(store.getMany(blocks.map(addressOf)), "DATA_LOSS");
+    expect(err.message).toContain(`block ${addressText(addressOf(blocks[0]))} in pack ${old.name} does not match its address`);
+    expect(err.details).toMatchObject({ address: addressText(addressOf(blocks[0])), offset: 8 });
+    expect(await store.getMany([addressOf(blocks[1])])).toEqual([blocks[1]]);
+  });
+
+  it("gc re-hashes the blocks it keeps: a block its CRC-32 passes but its address does not is DATA_LOSS, and its pack stays", async () => {
+    const dir = await dirs.make();
+    const good = text("kept and good");
+    const claimed = text("what the index claims");
+    const dead = text("dead block");
+    // The index claims `claimed` where other bytes lie, with their CRC-32: a read checks the CRC-32
+    // only, and hands them over (the receiver catches them against the address); gc must not copy
+    // them into a new pack as if they were the block.
+    const lying = packV2([good, text("other bytes"), dead], [addressOf(good), addressOf(claimed), addressOf(dead)]);
+    await mkdir(join(dir, "packs"), { recursive: true });
+    await writeFile(join(dir, "packs", lying.name), lying.bytes);
+    const store = await openStore(dir);
+    expect(await store.getMany([addressOf(claimed)])).toEqual([text("other bytes")]);
+    await failure(store.check(), "DATA_LOSS");
+    const guard = store.beginGc();
+    const live = new Set([good, claimed].map((block) => Buffer.from(addressOf(block)).toString("latin1")));
+    const err = await failure(store.sweepPack(lying.name, (key) => live.has(key), guard, Date.now() + 1000), "DATA_LOSS");
+    guard.end();
+    expect(err.message).toContain(`block ${addressText(addressOf(claimed))} in pack ${lying.name} does not match its address`);
+    expect(await packFiles(dir)).toEqual([lying.name]);
+  });
+
+  it("packs - one pack per call that stores something new, of 64 + 40 bytes per block overhead", async () => {
     const dir = await dirs.make();
     const store = await openStore(dir);
     const blocks = Array.from({ length: 100 }, (_, i) => text(`block ${i}`));
     await store.putMany(blocks);
     const [pack] = await packFiles(dir);
     const dataBytes = blocks.reduce((sum, b) => sum + b.length, 0);
-    expect((await stat(join(dir, "packs", pack))).size).toBe(dataBytes + 100 * 36 + 64);
+    expect((await stat(join(dir, "packs", pack))).size).toBe(dataBytes + 100 * 40 + 64);
 
     await store.putMany(blocks.slice(0, 50));
     expect(await packFiles(dir)).toHaveLength(1);
@@ -119,7 +221,8 @@ describe("fs content store - packs on disk", () => {
     await flipByte(join(dir, "packs", first), 8 + 3);
 
     const err = await failure(store.getMany([neighbour, victim]), "DATA_LOSS");
-    expect(err.message).toContain(addressText(victim));
+    expect(err.message).toContain(`block ${addressText(victim)} in pack ${first} does not match its address`);
+    expect(err.details).toMatchObject({ address: addressText(victim), offset: 8 });
     expect(await store.getMany([neighbour, elsewhere])).toEqual([text("neighbour"), text("in another pack")]);
     await failure(store.check(), "DATA_LOSS");
 
@@ -131,7 +234,7 @@ describe("fs content store - packs on disk", () => {
 
   it("corruption - a pack with a damaged index, trailer or header, or renamed, is quarantined at open; its blocks are DATA_LOSS, others read", async () => {
     const damages: [string, (path: string, size: number) => Promise<void>][] = [
-      ["index byte", (path, size) => flipByte(path, size - 56 - 36)],
+      ["index byte", (path, size) => flipByte(path, size - 56 - 40)],
       ["length in the index", (path, size) => flipByte(path, size - 56 - 1)],
       ["trailer count", (path, size) => flipByte(path, size - 48 + 3)],
       ["end magic", (path, size) => flipByte(path, size - 1)],
