@@ -211,10 +211,19 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
   }
 }
 
+/** Multipliers of digestBits, odd, drawn once a process. */
+const DIGEST_MIX = crypto.getRandomValues(new Uint32Array(2)).map((word) => word | 1);
+
 /**
- * 30 bits of a valid address's digest (its bytes 4 to 7; the first four are the same for every
- * address), as a small integer: a cheap key that tells almost all distinct ids apart.
+ * 30 bits made from the first 8 bytes of an address's digest (bytes 4 to 11; the first four are the
+ * same for every address) by a multiply-shift hash with multipliers drawn at random: a cheap key that
+ * tells almost all distinct ids apart. The ids come from the caller, who can pick any bytes, and V8
+ * hashes a small integer key without a secret: fixed digest bits as the key would let a caller line
+ * 16,384 ids up in one of the Map's buckets and make each call quadratic. Ids that share the 8 bytes
+ * share the key, and go to the string-keyed map, whose hash V8 seeds.
  */
 function digestBits(address: Uint8Array): number {
-  return ((address[4] << 22) | (address[5] << 14) | (address[6] << 6) | (address[7] >>> 2)) >>> 0;
+  const first = address[4] | (address[5] << 8) | (address[6] << 16) | (address[7] << 24);
+  const second = address[8] | (address[9] << 8) | (address[10] << 16) | (address[11] << 24);
+  return (Math.imul(first ^ Math.imul(second, DIGEST_MIX[1]), DIGEST_MIX[0]) >>> 2) >>> 0;
 }
