@@ -91,7 +91,7 @@ export function encodePack(blocks: Uint8Array[], addresses: Uint8Array[]): { nam
   }
   const checksums = new Uint32Array(blocks.length);
   for (let i = 0; i < blocks.length; i++) {
-    checksums[i] = crc32(blocks[i]);
+    checksums[i] = blockChecksum(blocks[i]);
     bytes.set(addresses[i].subarray(4), at);
     bytes.writeUInt32BE(blocks[i].length, at + 32);
     bytes.writeUInt32BE(checksums[i], at + 36);
