@@ -4,8 +4,7 @@
  * is most of what a receiver does, and here it runs beside the thread that fetches and delivers.
  */
 import { parentPort } from "node:worker_threads";
-import { sha256Matches } from "#hash";
-import { isAddressAt, messageIdOfSpans } from "../core/hash.js";
+import { matchesAddressAt, messageIdOfSpans } from "../core/hash.js";
 import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
 import { verifyPairData } from "../core/page.js";
 
@@ -38,7 +37,7 @@ parentPort?.on("message", (request: VerifyRequest) => {
     const data = bytes.subarray(start, end);
     // H2 against the bytes, then H1 of the message where it lies (readCommonMessage, as decodeMessage
     // reads it), with no message object; a message in another layout gets the whole check.
-    if (!isAddressAt(remote, 36 * i, 36 * i + 36) || !sha256Matches(data, remote, 36 * i + 4)) {
+    if (!matchesAddressAt(data, remote, 36 * i)) {
       verdicts[i] = 1;
     } else if (readCommonMessage(bytes, start, end, spans)) {
       messageIdOfSpans(bytes, spans, id, 0);

@@ -182,10 +182,13 @@ function checkAddress(cid: CID): void {
 /** True when bytes hash to the given address. */
 export function matchesAddress(bytes: Uint8Array, address: CID | Uint8Array): boolean {
   const expected = address instanceof Uint8Array ? address : address.bytes;
-  if (expected.length !== 36) return false;
-  for (let i = 0; i < 4; i++) if (expected[i] !== ADDRESS_PREFIX[i]) return false;
+  return expected.length === 36 && matchesAddressAt(bytes, expected, 0);
+}
+
+/** matchesAddress of the 36-byte address at addresses[at], without a view (a worker's packed list of them). */
+export function matchesAddressAt(bytes: Uint8Array, addresses: Uint8Array, at: number): boolean {
   // The digest is compared where it lies, without building the address: this runs for every message checked.
-  return sha256Matches(bytes, expected, 4);
+  return isAddressAt(addresses, at, at + 36) && sha256Matches(bytes, addresses, at + 4);
 }
 
 /**
