@@ -305,9 +305,16 @@ export class Sender {
   private headEmbed(itemsOldestFirst: PageItem[]): EmbedMode {
     const embed = this.embed;
     if (typeof embed !== "number") return embed;
+    const most = this.mostEmbedded();
     let own = 0;
-    while (own < itemsOldestFirst.length && own < 2 * embed && !("$typeName" in itemsOldestFirst[itemsOldestFirst.length - 1 - own])) own++;
-    return own < 2 * embed ? Math.max(embed, own) : embed;
+    while (own < itemsOldestFirst.length && own <= most && !("$typeName" in itemsOldestFirst[itemsOldestFirst.length - 1 - own])) own++;
+    return own <= most ? Math.max(embed, own) : embed;
+  }
+
+  /** The most of its own messages this sender embeds in a head (headEmbed): 2K - 1 for a number K. */
+  private mostEmbedded(): number {
+    const embed = this.embed;
+    return embed === "none" ? 0 : embed === "all" ? Infinity : 2 * embed - 1;
   }
 
   /**
@@ -317,9 +324,9 @@ export class Sender {
    * embed "all" no message is sure to be referenced; a small publish is one call anyway.
    */
   private earlyUpload(count: number): EarlyUpload | undefined {
-    if (this.key || this.embed === "all") return undefined;
-    // The newest 2K - 1 may be embedded (headEmbed); every message older than those is referenced.
-    const end = count - (this.embed === "none" ? 0 : 2 * this.embed - 1);
+    if (this.key) return undefined;
+    // The newest mostEmbedded() may be embedded; every message older than those is referenced.
+    const end = count - this.mostEmbedded();
     return end >= EARLY_CHUNK ? new EarlyUpload(this.remote, end) : undefined;
   }
 
