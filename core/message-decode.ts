@@ -198,7 +198,7 @@ export interface PairSpans {
   redacted: number;
 }
 
-export function newPairSpans(): PairSpans {
+function newPairSpans(): PairSpans {
   return { remoteStart: -1, remoteEnd: -1, localStart: -1, localEnd: -1, dataStart: -1, dataEnd: -1, seqid: -1, redacted: -1 };
 }
 

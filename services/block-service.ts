@@ -108,8 +108,8 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     });
     // Each distinct block is read once however often it is asked for: repeats cost the store nothing.
     // Ids are told apart only as far as they are read: an answer capped after 16 blocks need not
-    // sort 16,384 ids first. They are told apart by 30 bits of their digest, and only ids that share
-    // those with another by their bytes: a string key per id was a tenth of the handler.
+    // sort 16,384 ids first. They are told apart by a number made from their digest (digestBits), and
+    // only ids that share it with another by their bytes: a string key per id was a tenth of the handler.
     const distinct = new Map<number, number>();
     let sharedBits: Map<string, number> | undefined;
     const unique: Uint8Array[] = [];
