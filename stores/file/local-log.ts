@@ -273,12 +273,15 @@ export class FileLocalLog implements LocalLog {
       const data = messages[i];
       messageIdInto(decodeCommonMessage(data) ?? decodeMessage(data, `message ${i}`), ids, 32 * i);
     }
+    // The index only grows, so its size says whether any id came in after encode looked.
+    const indexed = this.ids.size;
     let batch = this.encode(messages, ids);
     // Ids in the index are durable already: they are added only after their fsync.
     if (batch.offsets.length === 0) return [];
     return this.appends.run(async () => {
-      // An append that held the lock before this one may have added some of the same messages.
-      if (batch.offsets.some((offset) => this.ids.find(batch.bytes, offset + 4) !== -1)) {
+      // An append that held the lock before this one may have added some of the same messages; when
+      // none came in meanwhile (appends one after another), encode's look stands.
+      if (this.ids.size !== indexed && batch.offsets.some((offset) => this.ids.find(batch.bytes, offset + 4) !== -1)) {
         const kept = batch.offsets.map((offset) => batch.bytes.subarray(offset + HEADER_SIZE, offset + HEADER_SIZE + batch.bytes.readUInt32LE(offset)));
         const keptIds = Buffer.allocUnsafe(32 * kept.length);
         batch.offsets.forEach((offset, j) => batch.bytes.copy(keptIds, 32 * j, offset + 4, offset + 36));
