@@ -56,7 +56,10 @@ export class DigestTable {
       grown.set(this.digests);
       this.digests = grown;
     }
-    this.digests.set(bytes.subarray(at, at + 32), 32 * n);
+    // Copied byte by byte: a subarray to set() from was an object a digest added.
+    const digests = this.digests;
+    const base = 32 * n;
+    for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
     this.count = n + 1;
     if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
     else this.place(n);
