@@ -254,18 +254,21 @@ export class Sender {
     // Messages sure to be referenced (not embedded) go up while the rest is hashed and paged: the CAS
     // stores them on its own core meanwhile, where they used to wait for the finished plan.
     const early = this.earlyUpload(pending.length);
-    const fresh: LogEntry[] = new Array(pending.length);
+    const fresh: FreshEntry[] = new Array(pending.length);
     for (let from = 0; from < pending.length; from += EARLY_CHUNK) {
       const data = pending.slice(from, from + EARLY_CHUNK).map((entry) => entry.data);
-      for (let j = 0; j < data.length; j++) fresh[from + j] = { id: pending[from + j].id, address: addressOf(data[j]), data: data[j] };
-      if (early && data.length === EARLY_CHUNK && from + EARLY_CHUNK <= early.end) await early.send(data);
+      for (let j = 0; j < data.length; j++) fresh[from + j] = { id: pending[from + j].id, address: addressOf(data[j]), data: data[j], sentEarly: false };
+      if (early && data.length === EARLY_CHUNK && from + EARLY_CHUNK <= early.end) {
+        await early.send(data);
+        for (let j = from; j < from + EARLY_CHUNK; j++) fresh[j].sentEarly = true;
+      }
     }
     const items = [...carried, ...fresh];
     const plan = planPages(items, tail, this.pageSize, this.headEmbed(items), position);
 
     // Messages and sealed pages go in before the head that names them, so no reader meets a dangling address.
-    const sentEarly = early && early.sent > 0 ? new Set<LogEntry>(fresh.slice(0, early.sent)) : undefined;
-    const messageBlocks = (sentEarly ? plan.referenced.filter((entry) => !sentEarly.has(entry)) : plan.referenced).map((entry) => entry.data);
+    // Carried entries have no sentEarly: they were not sent early.
+    const messageBlocks = (early && early.sent > 0 ? plan.referenced.filter((entry) => !(entry as Partial<FreshEntry>).sentEarly) : plan.referenced).map((entry) => entry.data);
     const blocks = [...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)];
     const headBytes = encodePage(plan.head);
     const record = this.key ? await createNameRecord(this.key, headBytes, version + 1n, this.recordOptions) : undefined;
@@ -290,7 +293,7 @@ export class Sender {
       foreign,
       sealedPages: plan.sealed.length,
       version: newVersion,
-      uploadedBlocks: messageBlocks.length + (sentEarly?.size ?? 0),
+      uploadedBlocks: messageBlocks.length + (early?.sent ?? 0),
       lostRaces,
     };
   }
@@ -389,6 +392,11 @@ export class Sender {
     const last = known?.seq === count - 1 ? known : (await this.log.read(count - 1, count))[0];
     await this.published.save(this.name, { delivered: count, lastId: last.id });
   }
+}
+
+/** A message this publish adds, and whether its block went ahead of the plan (EarlyUpload): a mark on it, not a Set of them. */
+interface FreshEntry extends LogEntry {
+  sentEarly: boolean;
 }
 
 /** Messages per block upload sent ahead of a publish's plan. */
