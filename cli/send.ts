@@ -330,8 +330,23 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
     return out;
   };
   for await (const chunk of io.stdin) {
-    let buffer = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    let buffer = chunk as Buffer;
     let start = 0;
+    // Only the line that spans two chunks is put together: joining each whole chunk to the part line
+    // before it copied every byte of stdin once more.
+    const first = rest.length > 0 ? buffer.indexOf(10) : -1;
+    if (rest.length > 0 && first === -1) {
+      buffer = Buffer.concat([rest, buffer]);
+    } else if (rest.length > 0) {
+      const line = Buffer.concat([rest, buffer.subarray(0, first)]);
+      start = first + 1;
+      try {
+        take(line);
+      } catch (err) {
+        bad = err;
+        break;
+      }
+    }
     try {
       for (let nl = buffer.indexOf(10, start); nl !== -1; nl = buffer.indexOf(10, start)) {
         take(buffer.subarray(start, nl));

@@ -52,6 +52,18 @@ describe("send and receive - end to end through real processes", () => {
     expect(bodies(third)).toEqual(lines(7, "later").trim().split("\n"));
   });
 
+  it("takes lines whole where stdin's chunks cut them, one that spans several chunks and a CRLF cut between its CR and LF among them", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    // Lengths that do not divide a pipe's 64 KiB reads, a line longer than two of them, CRLF endings throughout.
+    const sent = Array.from({ length: 600 }, (_, i) => `${i}:` + "abcdefghij".repeat(i === 300 ? 15_000 : 1 + ((i * 37) % 97)));
+    const send = await runCli(["send", "--unsigned", "--name", "chunks", "--server", server.url, "--data", alice, "--timestamp-ms", "--json"], { stdin: sent.map((line) => `${line}\r\n`).join("") });
+    expect(send.code, send.stderr).toBe(0);
+    expect(JSON.parse(send.stdout)).toMatchObject({ taken: 600, appended: 600, published: 600 });
+    expect((await localLog(alice)).map((m) => m.body)).toEqual(sent);
+  });
+
   it.each([
     ["embed all", ["--embed", "all", "--page-size", "8"]],
     ["embed 3", ["--embed", "3", "--page-size", "8"]],
