@@ -33,8 +33,6 @@ export function writeBytesField(out: Uint8Array, at: number, tag: number, bytes:
   if (bytes.length === 0) return at;
   out[at++] = tag;
   at = writeVarint(out, at, bytes.length);
-  // Ids, addresses and group ids are a few dozen bytes: a loop copies those for less than set()'s call.
-  if (bytes.length <= 64) for (let i = 0; i < bytes.length; i++) out[at + i] = bytes[i];
-  else out.set(bytes, at);
+  out.set(bytes, at);
   return at + bytes.length;
 }
