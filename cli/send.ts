@@ -1,5 +1,6 @@
 import { Option } from "commander";
 import { blockLimit, keyName, loadKey, RemoteLogError, Sender, withRetry, type PrivateKey } from "../lib/index.js";
+import { DEFAULT_PUBLISH_STEP } from "../actors/sender.js";
 import { RetryStatus } from "./follow.js";
 import { encodeMessages, messageId, newMessage, toHex } from "../core/hash.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
@@ -198,6 +199,10 @@ export function command(io: Io) {
             queuedBytes += next.value.bytes;
             startAppending();
             if (queuedLines >= GROUP_LINES || queuedBytes >= GROUP_BYTES) await appendDone;
+            // Appends that ran on far ahead of the publishes would be read back from the log by them; within a
+            // step of the publish in progress, the sender still holds what it appended (Sender.keep). A publish
+            // that is failing ends the send (failure() above), so this waits only on one that is going on.
+            while (publishing && !failed && log.length - progress.published > UNPUBLISHED_AHEAD) await publishing;
           }
           // What was read before the end of stdin is appended too; after a failure or an interrupt it is left unread, as before.
           while (!failed && !io.signal.aborted && (appendRunning || queued.length > 0)) {
@@ -280,6 +285,12 @@ export async function signingFrom(flags: Pick<SendFlags, "unsigned" | "key" | "n
 }
 
 const BATCH_LINES = 8192;
+/**
+ * Appended messages not yet published beyond which stdin is read no further until the publish in
+ * progress is done: one publish step, so that a publish sends what the sender holds (at most two steps,
+ * with the groups appended meanwhile) instead of reading it back from the log.
+ */
+const UNPUBLISHED_AHEAD = DEFAULT_PUBLISH_STEP;
 /** Lines waiting for an append at most, and their bytes: stdin is read no further until the append in progress takes them. */
 const GROUP_LINES = 4096;
 const GROUP_BYTES = 1 << 20;
