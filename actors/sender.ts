@@ -3,7 +3,8 @@ import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressOf, encodeMessage, equalBytes, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
-import { LogReader } from "../core/log-reader.js";
+import { LogReader, VERIFIER_MIN_MESSAGES, type BlockAddresser } from "../core/log-reader.js";
+import { sharedAddresser } from "#verify-pool";
 import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord } from "../core/names.js";
 import { encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
@@ -40,6 +41,12 @@ export interface SenderOptions {
    * in steps, each with its own name update, so that memory follows the step and not the backlog.
    */
   publishStep?: number;
+  /**
+   * Addresses the blocks of what appendEncoded appends on other threads while the append runs, for
+   * the publish that follows: the shared pool of threads on Node (#verify-pool), none in a browser
+   * or with null (then each publish addresses its blocks on this thread).
+   */
+  addresser?: BlockAddresser | null;
 }
 
 /**
@@ -105,8 +112,9 @@ export class Sender {
    * tenth of a `send`). At most twice a step; what falls out, or was appended by anything else, is read
    * from the log as before.
    */
-  private recent: LocalLogEntry[] = [];
+  private recent: KeptEntry[] = [];
   private recentFirst = 0;
+  private readonly addresser?: BlockAddresser;
 
   constructor(options: SenderOptions) {
     this.name = options.name;
@@ -121,6 +129,7 @@ export class Sender {
     this.maxMessageBytes = options.maxMessageBytes;
     this.stepMessages = options.publishStep ?? DEFAULT_PUBLISH_STEP;
     this.reader = new LogReader(options.remote, options.name);
+    this.addresser = options.addresser === null ? undefined : (options.addresser ?? sharedAddresser());
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
     if (!Number.isInteger(this.stepMessages) || this.stepMessages < 1) throw RemoteLogError.invalidArgument(`publish step must be at least 1 message, not ${this.stepMessages}`);
   }
@@ -151,22 +160,37 @@ export class Sender {
         });
       }
     }
+    // Both take their copy of the bytes before the first await: the addresses are of what the log holds.
+    const addressing = this.addresser && messages.length >= VERIFIER_MIN_MESSAGES ? this.addresser.addresses(messages) : undefined;
     const entries = await this.log.append(messages);
-    this.keep(entries);
+    const kept = this.keep(entries);
+    // Not waited for: a publish that comes first addresses the blocks itself. With none skipped as
+    // already in the log, entry j is message j.
+    if (addressing && kept.length > 0 && entries.length === messages.length) {
+      void addressing.then((addresses) => {
+        if (addresses) for (let j = 0; j < kept.length; j++) kept[j].address = new Uint8Array(addresses.buffer, addresses.byteOffset + 36 * j, 36);
+      });
+    }
     return entries;
   }
 
-  /** Keeps entries just appended (consecutive seqs) in recent, while it holds at most two steps. */
-  private keep(entries: LocalLogEntry[]): void {
-    if (entries.length === 0) return;
+  /** Keeps entries just appended (consecutive seqs) in recent, while it holds at most two steps; what it kept. */
+  private keep(entries: LocalLogEntry[]): KeptEntry[] {
+    if (entries.length === 0) return [];
     const first = entries[0].seq;
     // Not right after what recent holds (something else appended in between): start again from these.
     if (this.recent.length === 0 || this.recentFirst + this.recent.length !== first) {
       this.recent = [];
       this.recentFirst = first;
     }
-    if (this.recent.length + entries.length > 2 * this.stepMessages) return;
-    for (const entry of entries) this.recent.push(entry);
+    if (this.recent.length + entries.length > 2 * this.stepMessages) return [];
+    const kept: KeptEntry[] = new Array(entries.length);
+    for (let j = 0; j < entries.length; j++) {
+      const { seq, id, data } = entries[j];
+      kept[j] = { seq, id, data, address: undefined };
+      this.recent.push(kept[j]);
+    }
+    return kept;
   }
 
   /** log.read(from, to), the part recent holds taken from it and the rest read. */
@@ -300,7 +324,10 @@ export class Sender {
     const fresh: FreshEntry[] = new Array(pending.length);
     for (let from = 0; from < pending.length; from += EARLY_CHUNK) {
       const data = pending.slice(from, from + EARLY_CHUNK).map((entry) => entry.data);
-      for (let j = 0; j < data.length; j++) fresh[from + j] = { id: pending[from + j].id, address: addressOf(data[j]), data: data[j], sentEarly: false };
+      for (let j = 0; j < data.length; j++) {
+        const entry: KeptEntry = pending[from + j];
+        fresh[from + j] = { id: entry.id, address: entry.address ?? addressOf(data[j]), data: data[j], sentEarly: false };
+      }
       if (early && data.length === EARLY_CHUNK && from + EARLY_CHUNK <= early.end) {
         await early.send(data);
         for (let j = from; j < from + EARLY_CHUNK; j++) fresh[j].sentEarly = true;
@@ -436,6 +463,11 @@ export class Sender {
     const last = known?.seq === count - 1 ? known : (await this.log.read(count - 1, count))[0];
     await this.published.save(this.name, { delivered: count, lastId: last.id });
   }
+}
+
+/** An entry the sender appended, with its address when the addresser made it. */
+interface KeptEntry extends LocalLogEntry {
+  address?: Uint8Array;
 }
 
 /** A message this publish adds, and whether its block went ahead of the plan (EarlyUpload): a mark on it, not a Set of them. */
