@@ -43,8 +43,9 @@ export interface SenderOptions {
   publishStep?: number;
   /**
    * Addresses the blocks of what appendEncoded appends on other threads while the append runs, for
-   * the publish that follows: the shared pool of threads on Node (#verify-pool), none in a browser
-   * or with null (then each publish addresses its blocks on this thread).
+   * the publish that follows, once a publish step has been appended (a long send): the shared pool of
+   * threads on Node (#verify-pool), none in a browser or with null (then each publish addresses its
+   * blocks on this thread).
    */
   addresser?: BlockAddresser | null;
 }
@@ -114,7 +115,10 @@ export class Sender {
    */
   private recent: KeptEntry[] = [];
   private recentFirst = 0;
-  private readonly addresser?: BlockAddresser;
+  /** The addresser, looked up only when first needed: the shared pool starts its threads when made. */
+  private readonly addresser: () => BlockAddresser | undefined;
+  /** Messages appendEncoded appended so far. */
+  private appendedHere = 0;
 
   constructor(options: SenderOptions) {
     this.name = options.name;
@@ -129,7 +133,8 @@ export class Sender {
     this.maxMessageBytes = options.maxMessageBytes;
     this.stepMessages = options.publishStep ?? DEFAULT_PUBLISH_STEP;
     this.reader = new LogReader(options.remote, options.name);
-    this.addresser = options.addresser === null ? undefined : (options.addresser ?? sharedAddresser());
+    const addresser = options.addresser;
+    this.addresser = addresser === null ? () => undefined : addresser ? () => addresser : sharedAddresser;
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
     if (!Number.isInteger(this.stepMessages) || this.stepMessages < 1) throw RemoteLogError.invalidArgument(`publish step must be at least 1 message, not ${this.stepMessages}`);
   }
@@ -161,8 +166,10 @@ export class Sender {
       }
     }
     // Both take their copy of the bytes before the first await: the addresses are of what the log holds.
-    const addressing = this.addresser && messages.length >= VERIFIER_MIN_MESSAGES ? this.addresser.addresses(messages) : undefined;
+    // Only once a step has been appended: starting the threads costs a short send more than it saves.
+    const addressing = messages.length >= VERIFIER_MIN_MESSAGES && this.appendedHere >= this.stepMessages ? this.addresser()?.addresses(messages) : undefined;
     const entries = await this.log.append(messages);
+    this.appendedHere += entries.length;
     const kept = this.keep(entries);
     // Not waited for: a publish that comes first addresses the blocks itself. With none skipped as
     // already in the log, entry j is message j.

@@ -64,6 +64,22 @@ describe("send and receive - end to end through real processes", () => {
     expect((await localLog(alice)).map((m) => m.body)).toEqual(sent);
   });
 
+  it("a send longer than a publish step, whose later blocks are addressed on the verify pool's thread, delivers every message checked", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    const count = 40_000;
+    const send = await runCli(["send", "--unsigned", "--name", "long", "--server", server.url, "--data", alice, "--json"], { stdin: lines(count), timeoutMs: 120_000 });
+    expect(send.code, send.stderr).toBe(0);
+    expect(JSON.parse(send.stdout)).toMatchObject({ appended: count, published: count });
+    // The receiver checks every message against the address its page gives it (DATA_LOSS otherwise).
+    const received = await runCli(["receive", "--unsigned", "--name", "long", "--server", server.url, "--state", join(dir, "bob")], { timeoutMs: 120_000 });
+    expect(received.code, received.stderr).toBe(0);
+    const delivered = parseJsonl<Delivered>(received.stdout);
+    expect(delivered.map((d) => d.seq)).toEqual([...Array(count).keys()]);
+    expect(bodies(delivered)).toEqual(lines(count).trim().split("\n"));
+  }, 240_000);
+
   it.each([
     ["embed all", ["--embed", "all", "--page-size", "8"]],
     ["embed 3", ["--embed", "3", "--page-size", "8"]],
