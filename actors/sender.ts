@@ -109,9 +109,8 @@ export class Sender {
   /**
    * What this sender appended and has not published yet (and the last it published), seqs
    * recentFirst on, as append returned them: the bytes written and made durable, which a publish sends
-   * instead of reading them back from the log (a pread, a checksum and three objects a message, a
-   * tenth of a `send`). At most twice a step; what falls out, or was appended by anything else, is read
-   * from the log as before.
+   * instead of reading them back from the log (a pread, a checksum and three objects a message). At
+   * most two steps; what falls out, or was appended by anything else, is read from the log as before.
    */
   private recent: KeptEntry[] = [];
   private recentFirst = 0;
