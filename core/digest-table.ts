@@ -63,6 +63,33 @@ export class DigestTable {
     return n;
   }
 
+  /**
+   * add, unless the digest is in the table already: -1 when it was added, else its number. One probe
+   * where find then add took two, and no view of bytes: a restore checks every id of a log this way.
+   */
+  addIfNew(bytes: Uint8Array, at = 0): number {
+    if (bytes.length - at < 32) throw new RangeError(`a digest is 32 bytes; ${bytes.length - at} given`);
+    const n = this.count;
+    if (32 * (n + 1) > this.digests.length) {
+      const grown = new Uint8Array(this.digests.length * 2);
+      grown.set(this.digests);
+      this.digests = grown;
+    }
+    const slots = this.slots;
+    let slot = this.slotOf(bytes, at);
+    for (let held = slots[slot]; held !== 0; held = slots[slot]) {
+      if (this.matches(held - 1, bytes, at)) return held - 1;
+      slot = (slot + 1) & this.mask;
+    }
+    const digests = this.digests;
+    const base = 32 * n;
+    for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
+    this.count = n + 1;
+    if (2 * this.count > slots.length) this.rehash(slots.length * 2);
+    else slots[slot] = n + 1;
+    return -1;
+  }
+
   /** Forgets the digests numbered count and up (those of a batch that failed), keeping the rest. */
   truncate(count: number): void {
     if (count >= this.count) return;
