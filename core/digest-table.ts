@@ -51,11 +51,7 @@ export class DigestTable {
   /** Adds digest (32 bytes of bytes from at), which must not be in the table yet, and returns its number. */
   add(bytes: Uint8Array, at = 0): number {
     const n = this.count;
-    if (32 * (n + 1) > this.digests.length) {
-      const grown = new Uint8Array(this.digests.length * 2);
-      grown.set(this.digests);
-      this.digests = grown;
-    }
+    this.makeRoom();
     this.digests.set(bytes.subarray(at, at + 32), 32 * n);
     this.count = n + 1;
     if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
@@ -70,11 +66,7 @@ export class DigestTable {
   addIfNew(bytes: Uint8Array, at = 0): number {
     if (bytes.length - at < 32) throw new RangeError(`a digest is 32 bytes; ${bytes.length - at} given`);
     const n = this.count;
-    if (32 * (n + 1) > this.digests.length) {
-      const grown = new Uint8Array(this.digests.length * 2);
-      grown.set(this.digests);
-      this.digests = grown;
-    }
+    this.makeRoom();
     const slots = this.slots;
     let slot = this.slotOf(bytes, at);
     for (let held = slots[slot]; held !== 0; held = slots[slot]) {
@@ -108,6 +100,14 @@ export class DigestTable {
     const base = 32 * n;
     for (let i = 0; i < 32; i++) if (digests[base + i] !== bytes[at + i]) return false;
     return true;
+  }
+
+  /** Grows the digests' bytes, when full, to hold one more. */
+  private makeRoom(): void {
+    if (32 * (this.count + 1) <= this.digests.length) return;
+    const grown = new Uint8Array(this.digests.length * 2);
+    grown.set(this.digests);
+    this.digests = grown;
   }
 
   private place(n: number): void {
