@@ -6,9 +6,8 @@
  * external: it loads a native addon from its own directory.
  *
  * The restore thread is one file of its own, sharing no chunk: a thread resolves and links each ESM
- * file it loads on its own, and the ~10 shared chunks it imported took it ~70 ms to load against
- * ~55 ms for the same code in one file (a bare thread: ~40 ms), while a restore's main thread waits
- * for its first pack.
+ * file it loads on its own, and the ~10 shared chunks it imported took it 67-98 ms to load against
+ * 55-65 ms for the same code in one file (a bare thread: 34-50 ms), time in which it lays out no pack.
  */
 import { build } from "esbuild";
 import { mkdir, readdir, rm } from "node:fs/promises";
