@@ -242,6 +242,11 @@ export class Receiver {
     const byNumber = new Map<number, Unit>();
     let prefetched = 0;
     const unitOf = (page: RemoteLog, number: number): Unit => ({ pairs: freshPairs(page, from), rank: number });
+    // Pages arrive a few at a time, as each is fetched once its link is known: their messages are
+    // fetched in calls of about batchSize, gathered across arrivals. What is gathered when the
+    // collection ends is started by fetchAhead, as delivery reaches it.
+    let group: Unit[] = [];
+    let groupPairs = 0;
     const collected = await this.reader.collect(head, continues ? from - 1 : from, {
       holdPages: this.holdPages,
       // Pages not held are read again whole as delivery reaches them: here only their links are kept,
@@ -249,7 +254,7 @@ export class Receiver {
       tellUnheld: false,
       onPages: (got) => {
         if (prefetched >= this.prefetchPairs) return;
-        // Oldest first, in calls of about batchSize messages.
+        // Oldest first.
         const units = got
           .filter(({ held }) => held)
           .sort((a, b) => a.number - b.number)
@@ -258,20 +263,17 @@ export class Receiver {
             byNumber.set(number, unit);
             return unit;
           });
-        let group: Unit[] = [];
-        let groupPairs = 0;
         for (const unit of units) {
           if (prefetched >= this.prefetchPairs) break;
           group.push(unit);
           groupPairs += unit.pairs.length;
           prefetched += unit.pairs.length;
-          if (groupPairs >= this.batchSize) {
+          if (groupPairs >= this.batchSize || prefetched >= this.prefetchPairs) {
             startFetch(group);
             group = [];
             groupPairs = 0;
           }
         }
-        startFetch(group);
       },
     });
     const { first, last } = collected;
