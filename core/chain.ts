@@ -87,6 +87,9 @@ export async function walkChain(head: RemoteLog, fetchPage: PageFetcher, options
   return { pairs: newestFirst.reverse(), pages: Math.max(pages, 1), reachedStop: stopAt === undefined };
 }
 
+/** Page calls under way from which collectPages makes only full calls (pagesPerCall pages). */
+const FULL_CALLS_FROM = 8;
+
 /** Fetches many pages' bytes at once, in the order asked. The collection checks them against their addresses. */
 export type PagesFetcher = (addresses: Uint8Array[]) => Promise<Uint8Array[]>;
 
@@ -223,6 +226,7 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
   };
   noteLinks(head, 1);
   let inFlight = 0;
+  let callsInFlight = 0;
   await new Promise<void>((resolve, reject) => {
     let failed = false;
     const fail = (err: unknown) => {
@@ -240,11 +244,19 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
         if (inFlight === 0) resolve();
         return;
       }
+      // With many calls under way, a call of a few pages waits for the next answer, which brings
+      // more links to fill it: as early in the chain's depth, with a third fewer calls for 1M
+      // messages (bench/collect-clock.bench.ts).
+      if (wanted.length < perCall && callsInFlight >= FULL_CALLS_FROM) {
+        for (const number of wanted) unfetched.add(number);
+        return;
+      }
       if (fetched.size + inFlight + wanted.length + 1 > maxPages) return fail(RemoteLogError.dataLoss(`page chain is longer than ${maxPages} pages`));
       wanted.sort((a, b) => b - a);
       for (let i = 0; i < wanted.length; i += perCall) {
         const numbers = wanted.slice(i, i + perCall);
         inFlight += numbers.length;
+        callsInFlight++;
         const callDepth = Math.max(...numbers.map((number) => depth.get(number)!));
         rounds = Math.max(rounds, callDepth);
         const keep = (number: number) => number >= floor && number < floor + holdPages;
@@ -252,6 +264,7 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
           (pages) => {
             if (failed) return;
             inFlight -= numbers.length;
+            callsInFlight--;
             try {
               const got: { number: number; page: RemoteLog; held: boolean }[] = [];
               numbers.forEach((number, j) => {
