@@ -5,10 +5,11 @@
  * (BENCH_TRACE_INTERVAL_US, 100). Prints the median delivery's marks (append done, publish done, line
  * read here) and, in bins of BENCH_TRACE_BIN_MS (0.5), what each process was busy with: a span where none
  * is busy is waiting (an fsync, the network, or the CPU on a loaded machine). BENCH_TRACE_COUNT messages
- * (60); BENCH_TRACE_EMBED the embed mode (the default's 8). The profiles stay in BENCH_TRACE_DIR when set.
+ * (60); BENCH_TRACE_EMBED the embed mode (the default's 8). The profiles stay in BENCH_TRACE_DIR when set
+ * (this process's as sender.cpuprofile).
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, mkdir } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, mkdir, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -79,6 +80,7 @@ try {
 }
 const { profile: own } = await session.post("Profiler.stop");
 session.disconnect();
+if (keep) await writeFile(join(profDir, "sender.cpuprofile"), JSON.stringify(own));
 
 const byLatency = [...marks].sort((a, b) => a.printed - a.start - (b.printed - b.start));
 const median = byLatency[Math.floor(byLatency.length / 2)];

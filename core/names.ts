@@ -38,6 +38,22 @@ const IDENTITY_MULTIHASH = 0x00;
 // What an IPNS V2 signature covers: this prefix, then the record's CBOR data (IPNS record spec).
 const SIGNATURE_V2_PREFIX = new TextEncoder().encode("ipns-signature:");
 const MAX_UINT64 = (1n << 64n) - 1n;
+// An Ed25519 key's CID is 40 bytes (version, codec, identity multihash of the 36-byte protobuf key). No
+// multibase writes a byte in less than one byte of UTF-8, and each adds a prefix, so no string of fewer
+// UTF-8 bytes spells one: short free-form names are turned away without the throw of a failed parse,
+// which was most of an unsigned update's own CPU on the server.
+const SHORTEST_KEY_SPELLING = 41;
+
+function tooShortForKey(name: string): boolean {
+  if (name.length >= SHORTEST_KEY_SPELLING) return false;
+  // The identity multibase spells bytes as UTF-8 text, so count bytes, not characters.
+  let bytes = 0;
+  for (let i = 0; i < name.length; i++) {
+    const unit = name.charCodeAt(i);
+    bytes += unit < 0x80 ? 1 : unit < 0x800 || (unit >= 0xd800 && unit < 0xe000) ? 2 : 3;
+  }
+  return bytes < SHORTEST_KEY_SPELLING;
+}
 
 /**
  * The public key a canonical key name stands for, or undefined. Canonical means exactly what keyName()
@@ -46,7 +62,7 @@ const MAX_UINT64 = (1n << 64n) - 1n;
  * has two names in the NS.
  */
 function decodeKeyName(name: string): PublicKey | undefined {
-  if (typeof name !== "string" || !name.startsWith("k") || name.length > 100) return undefined;
+  if (typeof name !== "string" || !name.startsWith("k") || tooShortForKey(name) || name.length > 100) return undefined;
   try {
     const cid = CID.parse(name, base36);
     if (cid.version !== 1 || cid.code !== LIBP2P_KEY_CODEC || cid.multihash.code !== IDENTITY_MULTIHASH) return undefined;
@@ -69,7 +85,7 @@ export function isKeyName(name: string): boolean {
  * Never throws.
  */
 export function canonicalKeyName(name: string): string | undefined {
-  if (typeof name !== "string" || name.length > 200 || isKeyName(name)) return undefined;
+  if (typeof name !== "string" || tooShortForKey(name) || name.length > 200 || isKeyName(name)) return undefined;
   try {
     let publicKey: PublicKey | undefined;
     if (/^(12D3Koo|Qm)/.test(name)) {

@@ -8,6 +8,7 @@ import { generateKeyPair, privateKeyToProtobuf, publicKeyToProtobuf } from "@lib
 import { base32 } from "multiformats/bases/base32";
 import { base36 } from "multiformats/bases/base36";
 import { CID } from "multiformats/cid";
+import { bases } from "multiformats/basics";
 import {
   DEFAULT_TTL_MS,
   DEFAULT_VALIDITY_MS,
@@ -43,6 +44,20 @@ describe("names - other spellings of a key name", () => {
     }
     expect(canonicalKeyName(name)).toBeUndefined();
     for (const other of ["chat", "", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq", "K51", "Qm"]) expect(canonicalKeyName(other)).toBeUndefined();
+  });
+
+  it("finds a key's spelling in any multibase, none of them shorter than the names it turns away unparsed", async () => {
+    const key = await generateNameKey();
+    const name = keyName(key);
+    const cid = CID.parse(name, base36);
+    for (const base of Object.values(bases)) {
+      const spelling = cid.toString(base);
+      // canonicalKeyName takes no string of under 41 UTF-8 bytes for a key.
+      expect(new TextEncoder().encode(spelling).length, base.name).toBeGreaterThanOrEqual(41);
+      // Over 200 characters (base2) is refused before any parse, and raw bytes (identity) are no spelling
+      // a person types: neither was ever mapped.
+      if (spelling !== name && spelling.length <= 200 && base.name !== "identity") expect(canonicalKeyName(spelling), base.name).toBe(name);
+    }
   });
 });
 
