@@ -138,12 +138,12 @@ export class Receiver {
       const waiting = units.filter((unit) => !unit.checked && unit.pairs.length > 0);
       if (waiting.length === 0) return;
       const pairs = waiting.length === 1 ? waiting[0].pairs : waiting.flatMap((unit) => unit.pairs);
-      const checked = limit.run(waiting[0].rank, () => this.reader.messageData(pairs)).then((data) => this.reader.checkMessages(pairs, data));
+      const checked = limit.run(waiting[0].rank, () => this.reader.messageData(pairs)).then((data) => this.reader.checkMessagesLater(pairs, data));
       let at = 0;
       for (const unit of waiting) {
         const from = at;
         at += unit.pairs.length;
-        unit.checked = waiting.length === 1 ? checked : checked.then((all) => all.slice(from, from + unit.pairs.length));
+        unit.checked = waiting.length === 1 ? checked : checked.then((all) => (i: number) => all(from + i));
         unit.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
       }
     };
@@ -180,7 +180,7 @@ export class Receiver {
       units[u] = DELIVERED;
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i];
-        const message = checked[i];
+        const message = checked(i);
         if (message instanceof RemoteLogError) throw this.reader.messageFault(message, seq);
         batch.push(message === TOMBSTONE ? { seq, id: pair.localHash, address: pair.remoteHash, redacted: true } : { seq, id: pair.localHash, address: pair.remoteHash, message });
         seq++;
@@ -242,6 +242,11 @@ export class Receiver {
     const byNumber = new Map<number, Unit>();
     let prefetched = 0;
     const unitOf = (page: RemoteLog, number: number): Unit => ({ pairs: freshPairs(page, from), rank: number });
+    // Pages arrive a few at a time, as each is fetched once its link is known: their messages are
+    // fetched in calls of about batchSize, gathered across arrivals. What is gathered when the
+    // collection ends is started by fetchAhead, as delivery reaches it.
+    let group: Unit[] = [];
+    let groupPairs = 0;
     const collected = await this.reader.collect(head, continues ? from - 1 : from, {
       holdPages: this.holdPages,
       // Pages not held are read again whole as delivery reaches them: here only their links are kept,
@@ -249,7 +254,7 @@ export class Receiver {
       tellUnheld: false,
       onPages: (got) => {
         if (prefetched >= this.prefetchPairs) return;
-        // Oldest first, in calls of about batchSize messages.
+        // Oldest first.
         const units = got
           .filter(({ held }) => held)
           .sort((a, b) => a.number - b.number)
@@ -258,20 +263,17 @@ export class Receiver {
             byNumber.set(number, unit);
             return unit;
           });
-        let group: Unit[] = [];
-        let groupPairs = 0;
         for (const unit of units) {
           if (prefetched >= this.prefetchPairs) break;
           group.push(unit);
           groupPairs += unit.pairs.length;
           prefetched += unit.pairs.length;
-          if (groupPairs >= this.batchSize) {
+          if (groupPairs >= this.batchSize || prefetched >= this.prefetchPairs) {
             startFetch(group);
             group = [];
             groupPairs = 0;
           }
         }
-        startFetch(group);
       },
     });
     const { first, last } = collected;
@@ -396,7 +398,8 @@ interface Unit {
   pairs: RemoteLog_Pair[];
   /** Lower for units delivered earlier: waiting fetches start in this order. */
   rank: number;
-  checked?: Promise<CheckedMessage[]>;
+  /** Its messages, checked, each made when taken (LogReader.checkMessagesLater). */
+  checked?: Promise<(index: number) => CheckedMessage>;
 }
 
 /** A page's pairs from seqid from on, oldest first. */

@@ -9,7 +9,7 @@ import { silentProgress, type Progress } from "./progress.js";
 export interface BackupOptions {
   source: LogSource;
   target: PackStore;
-  /** Largest pack in bytes; default 8 MiB. */
+  /** Largest pack in bytes; default DEFAULT_PACK_SIZE (2 MiB). */
   packSize?: number;
   /** Deflate pack bodies where that saves space (default); false stores every body as it is. */
   compress?: boolean;

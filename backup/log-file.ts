@@ -116,7 +116,13 @@ export class LogFileWriter {
     const first = this.count;
     let seq = first;
     try {
-      for (const part of parts) for (const at of part.idOffsets) this.remember(part.bytes, at, seq++);
+      for (const { bytes, idOffsets } of parts) {
+        for (let i = 0; i < idOffsets.length; i++, seq++) {
+          if (this.ids.addIfNew(bytes, idOffsets[i]) !== -1) {
+            throw RemoteLogError.conflict(`message ${toHex(bytes.subarray(idOffsets[i], idOffsets[i] + 32))} at seq ${seq} is in the log already`);
+          }
+        }
+      }
     } catch (err) {
       this.forgetFrom(first);
       throw err;
@@ -138,14 +144,6 @@ export class LogFileWriter {
       this.position += bytes.length;
     }
     this.count = seq;
-  }
-
-  /** Records the id at bytes[at, at + 32) as seq's, or throws CONFLICT when it was written before. */
-  private remember(bytes: Uint8Array, at: number, seq: number): void {
-    if (this.ids.find(bytes, at) !== -1) {
-      throw RemoteLogError.conflict(`message ${toHex(bytes.subarray(at, at + 32))} at seq ${seq} is in the log already`);
-    }
-    this.ids.add(bytes, at);
   }
 
   /** Forgets the ids of seqs from `from` on, after a failed append. */

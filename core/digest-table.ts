@@ -51,19 +51,33 @@ export class DigestTable {
   /** Adds digest (32 bytes of bytes from at), which must not be in the table yet, and returns its number. */
   add(bytes: Uint8Array, at = 0): number {
     const n = this.count;
-    if (32 * (n + 1) > this.digests.length) {
-      const grown = new Uint8Array(this.digests.length * 2);
-      grown.set(this.digests);
-      this.digests = grown;
-    }
-    // Copied byte by byte: a subarray to set() from was an object a digest added.
-    const digests = this.digests;
-    const base = 32 * n;
-    for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
+    this.makeRoom();
+    this.store(n, bytes, at);
     this.count = n + 1;
     if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
     else this.place(n);
     return n;
+  }
+
+  /**
+   * add, unless the digest is in the table already: -1 when it was added, else its number. One probe
+   * where find then add took two, and no view of bytes: a restore checks every id of a log this way.
+   */
+  addIfNew(bytes: Uint8Array, at = 0): number {
+    if (bytes.length - at < 32) throw new RangeError(`a digest is 32 bytes; ${bytes.length - at} given`);
+    const n = this.count;
+    this.makeRoom();
+    const slots = this.slots;
+    let slot = this.slotOf(bytes, at);
+    for (let held = slots[slot]; held !== 0; held = slots[slot]) {
+      if (this.matches(held - 1, bytes, at)) return held - 1;
+      slot = (slot + 1) & this.mask;
+    }
+    this.store(n, bytes, at);
+    this.count = n + 1;
+    if (2 * this.count > slots.length) this.rehash(slots.length * 2);
+    else slots[slot] = n + 1;
+    return -1;
   }
 
   /** Forgets the digests numbered count and up (those of a batch that failed), keeping the rest. */
@@ -84,6 +98,21 @@ export class DigestTable {
     const base = 32 * n;
     for (let i = 0; i < 32; i++) if (digests[base + i] !== bytes[at + i]) return false;
     return true;
+  }
+
+  /** Grows the digests' bytes, when full, to hold one more. */
+  /** Copies digest n in, byte by byte: a subarray to set() from was an object a digest added. */
+  private store(n: number, bytes: Uint8Array, at: number): void {
+    const digests = this.digests;
+    const base = 32 * n;
+    for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
+  }
+
+  private makeRoom(): void {
+    if (32 * (this.count + 1) <= this.digests.length) return;
+    const grown = new Uint8Array(this.digests.length * 2);
+    grown.set(this.digests);
+    this.digests = grown;
   }
 
   private place(n: number): void {

@@ -248,10 +248,25 @@ export class LogReader {
    * worth it. A failure comes back in its slot, unnamed, for the caller to name by seq.
    */
   async checkMessages(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<CheckedMessage[]> {
-    if (!this.verifier || pairs.length < VERIFIER_MIN_MESSAGES) return pairs.map((pair, i) => checkMessage(pair, data[i]));
+    const checked = await this.checkMessagesLater(pairs, data);
+    return pairs.map((_, i) => checked(i));
+  }
+
+  /**
+   * checkMessages, each message made only when asked for: the verifier's threads check them all now,
+   * and what they passed is decoded when the caller takes it. A receiver takes each as it delivers it,
+   * so that a message object lives for its delivery rather than from its fetch, and dies young (held
+   * from the fetch, they outlived the young generation, and collecting them was the largest part of a
+   * catch-up's main thread: bench/README.md, session 7).
+   */
+  async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<(index: number) => CheckedMessage> {
+    if (!this.verifier || pairs.length < VERIFIER_MIN_MESSAGES) {
+      const checked = pairs.map((pair, i) => checkMessage(pair, data[i]));
+      return (i) => checked[i];
+    }
     const verdicts = await this.verifier.verify(pairs, data);
     // What the verifier passed needs only decoding; anything else is checked here again, for its error.
-    return pairs.map((pair, i) => (verdicts[i] === 0 && !pair.redacted ? decodeMessage(data[i]) : checkMessage(pair, data[i])));
+    return (i) => (verdicts[i] === 0 && !pairs[i].redacted ? decodeMessage(data[i]) : checkMessage(pairs[i], data[i]));
   }
 
   /**

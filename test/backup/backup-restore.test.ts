@@ -56,6 +56,23 @@ describe("backup - local log to a directory", () => {
     expect(json(send.stdout)).toMatchObject({ appended: 2, published: 3252 });
   });
 
+  it("cuts a log into packs of at most 2 MiB by default, so that a restore shares them out between its threads", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "alice");
+    const packs = join(dir, "packs");
+    const messages = await writeLog(log, 3000, { bodySize: 1000 }); // ~3 MB of random bodies, which stay as they are
+    const backup = await runCli(["backup", "--from", log, "--to", packs, "--json"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(json(backup.stdout)).toMatchObject({ messages: 3000, packs: 2 });
+    const files = (await readdir(packs)).filter((name) => name !== "HEAD");
+    expect(files).toHaveLength(2);
+    for (const name of files) expect((await readFile(join(packs, name))).length).toBeLessThanOrEqual(2 << 20);
+    const restore = await runCli(["restore", "--from", packs, "--to", join(dir, "restored"), "--json"]);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(json(restore.stdout)).toMatchObject({ messages: 3000, packs: 2 });
+    expect((await readLog(join(dir, "restored"))).map((m) => toHex(m))).toEqual(messages.map((m) => toHex(m)));
+  });
+
   it("refuses a non-empty target unless --force", async () => {
     const dir = await tempDir();
     await writeLog(join(dir, "alice"), 50);

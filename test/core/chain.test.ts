@@ -45,6 +45,42 @@ describe("chain - collecting an indexed chain by skip links", () => {
     expect(pages.flatMap((page) => page.pair).map((pair) => toHex(pair.localHash)).sort()).toEqual(walk.pairs.map((pair) => toHex(pair.localHash)).sort());
   });
 
+  it("fetches a page as soon as a page fetched before links it, without waiting for the other calls under way", async () => {
+    const { plan, fetchPages } = chainOf(1000, 4); // 250 pages; the head links pages 248, 240, 224, 192, 128 and 0
+    const numberOf = new Map(plan.sealed.map((page, number) => [toHex(page.address), number]));
+    const asked: number[] = [];
+    let answeredZero = false;
+    let release = () => {};
+    const zeroHeld = new Promise<void>((resolve) => (release = resolve));
+    // Only so that the old way (rounds that wait for their slowest call) ends rather than hangs: the
+    // test is the order below, not this bound.
+    const fallback = setTimeout(release, 2000);
+    const collected = await collectPages(
+      plan.head,
+      0,
+      async (addresses) => {
+        const numbers = addresses.map((address) => numberOf.get(toHex(address))!);
+        asked.push(...numbers);
+        // Page 64 is linked by page 128 only, so asking for it means page 128's links were followed.
+        if (numbers.includes(64)) release();
+        if (numbers.includes(0)) {
+          await zeroHeld;
+          answeredZero = true;
+        }
+        expect(numbers.includes(64) && answeredZero, "page 64 asked for only once page 0's call was answered").toBe(false);
+        return fetchPages(addresses);
+      },
+      { pagesPerCall: 1 },
+    );
+    clearTimeout(fallback);
+    expect(asked.indexOf(64)).toBeGreaterThan(asked.indexOf(128));
+    const pages = await collectedPages(collected);
+    expect(seqids(pages)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(collected.fetched).toBe(249);
+    expect(new Set(asked).size).toBe(249);
+    expect(collected.rounds).toBeLessThanOrEqual(10);
+  });
+
   it("seeks to any seqid: the page holding it and every later one, and nothing older", async () => {
     const { plan, fetchPages } = chainOf(203, 8);
     for (const from of [0, 1, 7, 8, 9, 63, 64, 100, 191, 192, 199, 200, 202, 203, 5000]) {

@@ -27,6 +27,27 @@ describe("digest table", () => {
     expect(table.find(framed, 5)).toBe(-1);
   });
 
+  it("addIfNew adds a digest it lacks (-1), through growth and where it lies, and names the one it holds", () => {
+    const table = new DigestTable(4);
+    const digests = Array.from({ length: 3000 }, () => randomBytes(32));
+    // Framed, as a restore checks ids where they lie in their records; half of them first through add.
+    const framed = Buffer.concat(digests.map((digest) => Buffer.concat([Buffer.from("rec"), digest])));
+    digests.slice(0, 1500).forEach((digest) => table.add(digest));
+    digests.forEach((_, i) => expect(table.addIfNew(framed, 35 * i + 3)).toBe(i < 1500 ? i : -1));
+    expect(table.size).toBe(3000);
+    digests.forEach((digest, i) => {
+      expect(table.find(digest)).toBe(i);
+      expect(table.addIfNew(digest)).toBe(i);
+      expect(Buffer.from(table.digest(i)).equals(digest)).toBe(true);
+    });
+    expect(table.size).toBe(3000);
+    // Alike in the bytes the slot is drawn from: probed past, told apart.
+    const alike = Array.from({ length: 50 }, (_, i) => Buffer.concat([Buffer.alloc(31), Buffer.from([i])]));
+    alike.forEach((digest) => expect(table.addIfNew(digest)).toBe(-1));
+    alike.forEach((digest, i) => expect(table.addIfNew(digest)).toBe(3000 + i));
+    expect(() => table.addIfNew(new Uint8Array(31))).toThrow(RangeError);
+  });
+
   it("forgets the digests past a count, finds the rest, and numbers the next one after them", () => {
     const table = new DigestTable(4);
     const digests = Array.from({ length: 300 }, () => randomBytes(32));
