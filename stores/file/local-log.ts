@@ -351,8 +351,8 @@ export class FileLocalLog implements LocalLog {
     const seen = messages.length > 1 ? new DigestTable(messages.length) : undefined;
     let size = 0;
     for (let i = 0; i < messages.length; i++) {
-      if (this.ids.find(ids, 32 * i) !== -1 || (seen && seen.find(ids, 32 * i) !== -1)) continue;
-      seen?.add(ids, 32 * i);
+      // One probe of the batch's own table: added there unless it was there already.
+      if (this.ids.find(ids, 32 * i) !== -1 || (seen && seen.addIfNew(ids, 32 * i) !== -1)) continue;
       fresh.push(i);
       size += HEADER_SIZE + messages[i].length;
     }
