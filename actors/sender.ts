@@ -3,7 +3,8 @@ import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressOf, encodeMessage, equalBytes, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
-import { LogReader } from "../core/log-reader.js";
+import { LogReader, VERIFIER_MIN_MESSAGES, type BlockAddresser } from "../core/log-reader.js";
+import { sharedAddresser } from "#verify-pool";
 import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord } from "../core/names.js";
 import { encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
@@ -40,6 +41,13 @@ export interface SenderOptions {
    * in steps, each with its own name update, so that memory follows the step and not the backlog.
    */
   publishStep?: number;
+  /**
+   * Addresses the blocks of what appendEncoded appends on other threads while the append runs, for
+   * the publish that follows, once a publish step has been appended (a long send): the shared pool of
+   * threads on Node (#verify-pool), none in a browser or with null (then each publish addresses its
+   * blocks on this thread).
+   */
+  addresser?: BlockAddresser | null;
 }
 
 /**
@@ -98,6 +106,18 @@ export class Sender {
    * of fetching it: the conditional update fails if another writer moved the name, and the retry fetches.
    */
   private lastHead?: NameHead;
+  /**
+   * What this sender appended and has not published yet (and the last it published), seqs
+   * recentFirst on, as append returned them: the bytes written and made durable, which a publish sends
+   * instead of reading them back from the log (a pread, a checksum and three objects a message). At
+   * most two steps; what falls out, or was appended by anything else, is read from the log as before.
+   */
+  private recent: KeptEntry[] = [];
+  private recentFirst = 0;
+  /** The addresser, looked up only when first needed: the shared pool starts its threads when made. */
+  private readonly addresser: () => BlockAddresser | undefined;
+  /** Messages appendEncoded appended so far. */
+  private appendedHere = 0;
 
   constructor(options: SenderOptions) {
     this.name = options.name;
@@ -112,6 +132,8 @@ export class Sender {
     this.maxMessageBytes = options.maxMessageBytes;
     this.stepMessages = options.publishStep ?? DEFAULT_PUBLISH_STEP;
     this.reader = new LogReader(options.remote, options.name);
+    const addresser = options.addresser;
+    this.addresser = addresser === null ? () => undefined : addresser ? () => addresser : sharedAddresser;
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
     if (!Number.isInteger(this.stepMessages) || this.stepMessages < 1) throw RemoteLogError.invalidArgument(`publish step must be at least 1 message, not ${this.stepMessages}`);
   }
@@ -142,7 +164,58 @@ export class Sender {
         });
       }
     }
-    return this.log.append(messages);
+    // Both take their copy of the bytes before the first await: the addresses are of what the log holds.
+    // Only once a step has been appended: starting the threads costs a short send more than it saves.
+    const addressing = messages.length >= VERIFIER_MIN_MESSAGES && this.appendedHere >= this.stepMessages ? this.addresser()?.addresses(messages) : undefined;
+    const entries = await this.log.append(messages);
+    this.appendedHere += entries.length;
+    const kept = this.keep(entries);
+    // Not waited for: a publish that comes first addresses the blocks itself. With none skipped as
+    // already in the log, entry j is message j.
+    if (addressing && kept.length > 0 && entries.length === messages.length) {
+      void addressing.then((addresses) => {
+        if (addresses) for (let j = 0; j < kept.length; j++) kept[j].address = new Uint8Array(addresses.buffer, addresses.byteOffset + 36 * j, 36);
+      });
+    }
+    return entries;
+  }
+
+  /** Keeps entries just appended (consecutive seqs) in recent, while it holds at most two steps; what it kept. */
+  private keep(entries: LocalLogEntry[]): KeptEntry[] {
+    if (entries.length === 0) return [];
+    const first = entries[0].seq;
+    // Not right after what recent holds (something else appended in between): start again from these.
+    if (this.recent.length === 0 || this.recentFirst + this.recent.length !== first) {
+      this.recent = [];
+      this.recentFirst = first;
+    }
+    if (this.recent.length + entries.length > 2 * this.stepMessages) return [];
+    const kept: KeptEntry[] = new Array(entries.length);
+    for (let j = 0; j < entries.length; j++) {
+      const { seq, id, data } = entries[j];
+      kept[j] = { seq, id, data, address: undefined };
+      this.recent.push(kept[j]);
+    }
+    return kept;
+  }
+
+  /** log.read(from, to), the part recent holds taken from it and the rest read. */
+  private async readLog(from: number, to: number): Promise<LocalLogEntry[]> {
+    const first = this.recentFirst;
+    const end = first + this.recent.length;
+    if (to <= from || to <= first || from >= end) return this.log.read(from, to);
+    const before = from < first ? await this.log.read(from, first) : [];
+    const held = this.recent.slice(Math.max(from, first) - first, Math.min(to, end) - first);
+    const after = to > end ? await this.log.read(end, to) : [];
+    return before.length === 0 && after.length === 0 ? held : [...before, ...held, ...after];
+  }
+
+  /** Drops from recent what is published, up to count, but for the last of it (the next publish's mark). */
+  private forget(count: number): void {
+    const drop = Math.min(this.recent.length, count - 1 - this.recentFirst);
+    if (drop <= 0) return;
+    this.recent = this.recent.slice(drop);
+    this.recentFirst += drop;
   }
 
   /**
@@ -207,7 +280,7 @@ export class Sender {
     // One read for the mark's own record, the messages after it and the last of them (which the new
     // mark names): a one-message publish read the log three times over for these.
     const from = Math.max(0, mark.delivered - 1);
-    const window = await this.log.read(from, total);
+    const window = await this.readLog(from, total);
     this.checkMark(mark, mark.delivered > 0 ? window[0] : undefined, this.log.length);
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
@@ -254,18 +327,24 @@ export class Sender {
     // Messages sure to be referenced (not embedded) go up while the rest is hashed and paged: the CAS
     // stores them on its own core meanwhile, where they used to wait for the finished plan.
     const early = this.earlyUpload(pending.length);
-    const fresh: LogEntry[] = new Array(pending.length);
+    const fresh: FreshEntry[] = new Array(pending.length);
     for (let from = 0; from < pending.length; from += EARLY_CHUNK) {
       const data = pending.slice(from, from + EARLY_CHUNK).map((entry) => entry.data);
-      for (let j = 0; j < data.length; j++) fresh[from + j] = { id: pending[from + j].id, address: addressOf(data[j]), data: data[j] };
-      if (early && data.length === EARLY_CHUNK && from + EARLY_CHUNK <= early.end) await early.send(data);
+      for (let j = 0; j < data.length; j++) {
+        const entry: KeptEntry = pending[from + j];
+        fresh[from + j] = { id: entry.id, address: entry.address ?? addressOf(data[j]), data: data[j], sentEarly: false };
+      }
+      if (early && data.length === EARLY_CHUNK && from + EARLY_CHUNK <= early.end) {
+        await early.send(data);
+        for (let j = from; j < from + EARLY_CHUNK; j++) fresh[j].sentEarly = true;
+      }
     }
     const items = [...carried, ...fresh];
     const plan = planPages(items, tail, this.pageSize, this.headEmbed(items), position);
 
     // Messages and sealed pages go in before the head that names them, so no reader meets a dangling address.
-    const sentEarly = early && early.sent > 0 ? new Set<LogEntry>(fresh.slice(0, early.sent)) : undefined;
-    const messageBlocks = (sentEarly ? plan.referenced.filter((entry) => !sentEarly.has(entry)) : plan.referenced).map((entry) => entry.data);
+    // Carried entries have no sentEarly: they were not sent early.
+    const messageBlocks = (early && early.sent > 0 ? plan.referenced.filter((entry) => !(entry as Partial<FreshEntry>).sentEarly) : plan.referenced).map((entry) => entry.data);
     const blocks = [...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)];
     const headBytes = encodePage(plan.head);
     const record = this.key ? await createNameRecord(this.key, headBytes, version + 1n, this.recordOptions) : undefined;
@@ -290,7 +369,7 @@ export class Sender {
       foreign,
       sealedPages: plan.sealed.length,
       version: newVersion,
-      uploadedBlocks: messageBlocks.length + (sentEarly?.size ?? 0),
+      uploadedBlocks: messageBlocks.length + (early?.sent ?? 0),
       lostRaces,
     };
   }
@@ -386,9 +465,20 @@ export class Sender {
   /** Remembers that the first `count` local messages are in the remote log; known: seq count - 1's entry, when read already. */
   private async remember(count: number, known?: LocalLogEntry): Promise<void> {
     if (count === 0) return;
+    this.forget(count);
     const last = known?.seq === count - 1 ? known : (await this.log.read(count - 1, count))[0];
     await this.published.save(this.name, { delivered: count, lastId: last.id });
   }
+}
+
+/** An entry the sender appended, with its address when the addresser made it. */
+interface KeptEntry extends LocalLogEntry {
+  address?: Uint8Array;
+}
+
+/** A message this publish adds, and whether its block went ahead of the plan (EarlyUpload): a mark on it, not a Set of them. */
+interface FreshEntry extends LogEntry {
+  sentEarly: boolean;
 }
 
 /** Messages per block upload sent ahead of a publish's plan. */

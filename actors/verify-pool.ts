@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { PairVerifier } from "../core/log-reader.js";
+import type { BlockAddresser, PairVerifier } from "../core/log-reader.js";
 import type { VerifyRequest, VerifyResponse } from "./verify-worker.js";
 
 
@@ -12,7 +12,7 @@ import type { VerifyRequest, VerifyResponse } from "./verify-worker.js";
  * means the message checked out; anything else is checked again by the caller, which names the fault.
  * An idle pool never keeps a process alive.
  */
-export class VerifyPool implements PairVerifier {
+export class VerifyPool implements PairVerifier, BlockAddresser {
   private readonly workers: Worker[];
   private readonly waiting = new Map<number, (verdicts: Uint8Array) => void>();
   /** Requests each worker has yet to answer: a worker is ref'd only while it has some. */
@@ -58,13 +58,33 @@ export class VerifyPool implements PairVerifier {
   /** Verdicts for the messages (data[i] checked against pairs[i]); all 1s if the pool has failed. */
   verify(pairs: { remoteHash: Uint8Array; localHash: Uint8Array }[], data: Uint8Array[]): Promise<Uint8Array> {
     if (this.broken) return Promise.resolve(new Uint8Array(pairs.length).fill(1));
-    const spans = new Uint32Array(2 * data.length);
     const remote = new Uint8Array(36 * pairs.length);
     const local = new Uint8Array(32 * pairs.length);
-    const transfer: ArrayBuffer[] = [spans.buffer, remote.buffer, local.buffer];
-    // Messages of one GetMany answer are views of its one buffer: that buffer goes to the worker as it
-    // is, copied whole by postMessage, where copying each message into a new one cost the main thread
-    // more than checking it there would. Anything else (embedded data, several answers) is gathered.
+    for (let i = 0; i < pairs.length; i++) {
+      // A pair whose hashes have other lengths fails in the worker, and is checked again by the caller.
+      if (pairs[i].remoteHash.length === 36) remote.set(pairs[i].remoteHash, 36 * i);
+      if (pairs[i].localHash.length === 32) local.set(pairs[i].localHash, 32 * i);
+    }
+    return this.post(data, { remote, local }, [remote.buffer, local.buffer]);
+  }
+
+  /**
+   * The address of each block (addressOf), 36 bytes each, back to back: a sender's blocks, hashed
+   * here while its thread appends them. Undefined if the pool has failed: the caller addresses them.
+   */
+  async addresses(blocks: Uint8Array[]): Promise<Uint8Array | undefined> {
+    if (this.broken) return undefined;
+    const addresses = await this.post(blocks, {}, []);
+    return addresses.length === 36 * blocks.length ? addresses : undefined;
+  }
+
+  /** Sends data (with the hashes to check it against, if any) to the next worker; its answer. */
+  private post(data: Uint8Array[], hashes: Pick<VerifyRequest, "remote" | "local">, transfer: ArrayBuffer[]): Promise<Uint8Array> {
+    const spans = new Uint32Array(2 * data.length);
+    transfer.push(spans.buffer);
+    // Messages of one GetMany answer (or of one send's group) are views of its one buffer: that buffer
+    // goes to the worker as it is, copied whole by postMessage, where copying each message into a new
+    // one cost the main thread more than checking it there would. Anything else is gathered.
     let bytes = oneBuffer(data);
     if (bytes) {
       for (let i = 0; i < data.length; i++) {
@@ -84,13 +104,8 @@ export class VerifyPool implements PairVerifier {
       bytes = gathered;
       transfer.push(gathered.buffer);
     }
-    for (let i = 0; i < pairs.length; i++) {
-      // A pair whose hashes have other lengths fails in the worker, and is checked again by the caller.
-      if (pairs[i].remoteHash.length === 36) remote.set(pairs[i].remoteHash, 36 * i);
-      if (pairs[i].localHash.length === 32) local.set(pairs[i].localHash, 32 * i);
-    }
     const id = this.nextId++;
-    const request: VerifyRequest = { id, bytes, spans, remote, local };
+    const request: VerifyRequest = { id, bytes, spans, ...hashes };
     const index = this.turn++ % this.workers.length;
     const worker = this.workers[index];
     if (this.pending[index]++ === 0) worker.ref();
@@ -116,6 +131,11 @@ let sharedPool: VerifyPool | false | undefined;
  * pool of threads; none in a browser (actors/verify-pool-browser.ts).
  */
 export function sharedVerifier(): PairVerifier | undefined {
+  return VerifyPool.shared();
+}
+
+/** The addresser a sender uses unless told otherwise (#verify-pool): the same shared pool; none in a browser. */
+export function sharedAddresser(): BlockAddresser | undefined {
   return VerifyPool.shared();
 }
 

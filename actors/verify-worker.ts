@@ -4,7 +4,7 @@
  * is most of what a receiver does, and here it runs beside the thread that fetches and delivers.
  */
 import { parentPort } from "node:worker_threads";
-import { matchesAddressAt, messageIdOfSpans } from "../core/hash.js";
+import { addressInto, matchesAddressAt, messageIdOfSpans } from "../core/hash.js";
 import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
 import { verifyPairData } from "../core/page.js";
 
@@ -13,14 +13,17 @@ export interface VerifyRequest {
   /** Where the messages lie: message i is bytes[spans[2i], spans[2i + 1]). */
   bytes: Uint8Array;
   spans: Uint32Array;
-  /** 36 bytes an H2 each, then 32 bytes an H1 each. */
-  remote: Uint8Array;
-  local: Uint8Array;
+  /** 36 bytes an H2 each, then 32 bytes an H1 each; absent when the request asks for the addresses instead. */
+  remote?: Uint8Array;
+  local?: Uint8Array;
 }
 
 export interface VerifyResponse {
   id: number;
-  /** Per message, 0 when it checks out, 1 when not (the caller checks that one again for its error). */
+  /**
+   * Per message, 0 when it checks out, 1 when not (the caller checks that one again for its error); for
+   * a request of addresses, the address of each block, 36 bytes each, back to back.
+   */
   verdicts: Uint8Array;
 }
 
@@ -30,6 +33,14 @@ const id = new Uint8Array(32);
 parentPort?.on("message", (request: VerifyRequest) => {
   const { bytes, remote, local } = request;
   const count = request.spans.length / 2;
+  if (!remote || !local) {
+    // A sender's blocks, to be addressed (addressOf, written in place).
+    const addresses = new Uint8Array(36 * count);
+    for (let i = 0; i < count; i++) addressInto(bytes.subarray(request.spans[2 * i], request.spans[2 * i + 1]), addresses, 36 * i);
+    const response: VerifyResponse = { id: request.id, verdicts: addresses };
+    parentPort!.postMessage(response, [addresses.buffer]);
+    return;
+  }
   const verdicts = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
     const start = request.spans[2 * i];

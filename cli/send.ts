@@ -1,5 +1,6 @@
 import { Option } from "commander";
 import { blockLimit, keyName, loadKey, RemoteLogError, Sender, withRetry, type PrivateKey } from "../lib/index.js";
+import { DEFAULT_PUBLISH_STEP } from "../actors/sender.js";
 import { RetryStatus } from "./follow.js";
 import { encodeMessages, messageId, newMessage, toHex } from "../core/hash.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
@@ -198,6 +199,10 @@ export function command(io: Io) {
             queuedBytes += next.value.bytes;
             startAppending();
             if (queuedLines >= GROUP_LINES || queuedBytes >= GROUP_BYTES) await appendDone;
+            // Appends that ran on far ahead of the publishes would be read back from the log by them; within a
+            // step of the publish in progress, the sender still holds what it appended (Sender.keep). A publish
+            // that is failing ends the send (failure() above), so this waits only on one that is going on.
+            while (publishing && !failed && log.length - progress.published > UNPUBLISHED_AHEAD) await publishing;
           }
           // What was read before the end of stdin is appended too; after a failure or an interrupt it is left unread, as before.
           while (!failed && !io.signal.aborted && (appendRunning || queued.length > 0)) {
@@ -280,6 +285,12 @@ export async function signingFrom(flags: Pick<SendFlags, "unsigned" | "key" | "n
 }
 
 const BATCH_LINES = 8192;
+/**
+ * Appended messages not yet published beyond which stdin is read no further until the publish in
+ * progress is done: one publish step, so that a publish sends what the sender holds (at most two steps,
+ * with the groups appended meanwhile) instead of reading it back from the log.
+ */
+const UNPUBLISHED_AHEAD = DEFAULT_PUBLISH_STEP;
 /** Lines waiting for an append at most, and their bytes: stdin is read no further until the append in progress takes them. */
 const GROUP_LINES = 4096;
 const GROUP_BYTES = 1 << 20;
@@ -330,8 +341,23 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
     return out;
   };
   for await (const chunk of io.stdin) {
-    let buffer = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    let buffer = chunk as Buffer;
     let start = 0;
+    // Only the line that spans two chunks is put together: joining each whole chunk to the part line
+    // before it copied every byte of stdin once more.
+    const first = rest.length > 0 ? buffer.indexOf(10) : -1;
+    if (rest.length > 0 && first === -1) {
+      buffer = Buffer.concat([rest, buffer]);
+    } else if (rest.length > 0) {
+      const line = Buffer.concat([rest, buffer.subarray(0, first)]);
+      start = first + 1;
+      try {
+        take(line);
+      } catch (err) {
+        bad = err;
+        break;
+      }
+    }
     try {
       for (let nl = buffer.indexOf(10, start); nl !== -1; nl = buffer.indexOf(10, start)) {
         take(buffer.subarray(start, nl));

@@ -52,7 +52,7 @@ export class DigestTable {
   add(bytes: Uint8Array, at = 0): number {
     const n = this.count;
     this.makeRoom();
-    this.digests.set(bytes.subarray(at, at + 32), 32 * n);
+    this.store(n, bytes, at);
     this.count = n + 1;
     if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
     else this.place(n);
@@ -73,9 +73,7 @@ export class DigestTable {
       if (this.matches(held - 1, bytes, at)) return held - 1;
       slot = (slot + 1) & this.mask;
     }
-    const digests = this.digests;
-    const base = 32 * n;
-    for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
+    this.store(n, bytes, at);
     this.count = n + 1;
     if (2 * this.count > slots.length) this.rehash(slots.length * 2);
     else slots[slot] = n + 1;
@@ -103,6 +101,13 @@ export class DigestTable {
   }
 
   /** Grows the digests' bytes, when full, to hold one more. */
+  /** Copies digest n in, byte by byte: a subarray to set() from was an object a digest added. */
+  private store(n: number, bytes: Uint8Array, at: number): void {
+    const digests = this.digests;
+    const base = 32 * n;
+    for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
+  }
+
   private makeRoom(): void {
     if (32 * (this.count + 1) <= this.digests.length) return;
     const grown = new Uint8Array(this.digests.length * 2);

@@ -128,9 +128,14 @@ export function cidOf(bytes: Uint8Array): CID {
  */
 export function addressOf(bytes: Uint8Array): Uint8Array {
   const address = new Uint8Array(36);
-  address.set(ADDRESS_PREFIX, 0);
-  sha256Into(bytes, address, 4);
+  addressInto(bytes, address, 0);
   return address;
+}
+
+/** addressOf(bytes), written into target at offset (36 bytes): a thread addressing many blocks lays them out back to back. */
+export function addressInto(bytes: Uint8Array, target: Uint8Array, offset: number): void {
+  target.set(ADDRESS_PREFIX, offset);
+  sha256Into(bytes, target, offset + 4);
 }
 
 /**

@@ -33,6 +33,15 @@ export interface PairVerifier {
   verify(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<Uint8Array>;
 }
 
+/**
+ * Makes the addresses of many blocks at once off the caller's thread (actors/verify-pool.ts
+ * VerifyPool): addressOf of each, 36 bytes each, back to back; undefined when it cannot (the caller
+ * makes them itself).
+ */
+export interface BlockAddresser {
+  addresses(blocks: Uint8Array[]): Promise<Uint8Array | undefined>;
+}
+
 /** Fewer messages than this are checked on the caller's thread: handing them over would cost more. */
 export const VERIFIER_MIN_MESSAGES = 256;
 

@@ -53,42 +53,89 @@ export function parseEmbed(text: string): EmbedMode {
  */
 export function encodePage(page: RemoteLog): Uint8Array {
   if (page.$unknown?.length || page.pair.some((pair) => pair.$unknown?.length)) return toBinary(RemoteLogSchema, page);
-  const sizes = new Array<number>(page.pair.length);
-  const info = page.info ? toBinary(RemoteLog_PageInfoSchema, page.info) : undefined;
-  let total = bytesFieldSize(page.tail) + (info ? 1 + varintSize(info.length) + info.length : 0);
-  for (let i = 0; i < page.pair.length; i++) {
-    const pair = page.pair[i];
-    const seqid = Number(pair.seqid);
-    sizes[i] =
-      bytesFieldSize(pair.remoteHash) + bytesFieldSize(pair.localHash) + bytesFieldSize(pair.data) + (seqid === 0 ? 0 : 1 + varintSize(seqid)) + (pair.redacted ? 2 : 0);
-    total += 1 + varintSize(sizes[i]) + sizes[i];
+  const pairs = page.pair;
+  const sizes = new Array<number>(pairs.length);
+  let pairBytes = 0;
+  for (let i = 0; i < pairs.length; i++) {
+    const pair = pairs[i];
+    sizes[i] = pairSize(pair.remoteHash, pair.localHash, pair.data, Number(pair.seqid), pair.redacted);
+    pairBytes += 1 + varintSize(sizes[i]) + sizes[i];
   }
-  const out = new Uint8Array(total);
+  const { out, at: end } = pageBuffer(pairBytes, page.tail, page.info);
   let at = 0;
-  for (let i = 0; i < page.pair.length; i++) {
-    const pair = page.pair[i];
-    out[at++] = 0x0a; // field 1 (pair), length-delimited
-    at = writeVarint(out, at, sizes[i]);
-    at = writeBytesField(out, at, 0x0a, pair.remoteHash);
-    at = writeBytesField(out, at, 0x12, pair.localHash);
-    at = writeBytesField(out, at, 0x1a, pair.data);
-    const seqid = Number(pair.seqid);
-    if (seqid !== 0) {
-      out[at++] = 0x20; // field 4 (seqid), varint
-      at = writeVarint(out, at, seqid);
-    }
-    if (pair.redacted) {
-      out[at++] = 0x28; // field 5 (redacted), varint
-      out[at++] = 1;
-    }
+  for (let i = 0; i < pairs.length; i++) {
+    const pair = pairs[i];
+    at = writePair(out, at, sizes[i], pair.remoteHash, pair.localHash, pair.data, Number(pair.seqid), pair.redacted);
   }
-  at = writeBytesField(out, at, 0x12, page.tail); // field 2 (tail)
-  if (info) {
-    out[at++] = 0x1a; // field 3 (info), length-delimited, even when empty: its presence says the page is indexed
-    at = writeVarint(out, at, info.length);
-    out.set(info, at);
+  if (at !== end) throw new Error(`page encoder wrote ${at} bytes of pairs, not ${end}`);
+  return out;
+}
+
+/**
+ * encodePage(pageOf(entries, tail, embed ? Infinity : 0, referenced, position)) for a page of this
+ * writer's own entries, laid out from the entries without the pair objects and seqid BigInts between:
+ * a sender seals a page per 256 messages, and making and reading those was most of sealing one.
+ * referenced gets the entries that carry no data, as pageOf gives them. test/core/page.test.ts checks
+ * both give the same bytes.
+ */
+function encodeEntriesPage(entriesOldestFirst: LogEntry[], tail: Uint8Array, embed: boolean, referenced: LogEntry[], position: PagePosition | null): Uint8Array {
+  const n = entriesOldestFirst.length;
+  const first = position?.firstSeqid ?? 0;
+  const sizes = new Array<number>(n);
+  let pairBytes = 0;
+  for (let i = 0; i < n; i++) {
+    const entry = entriesOldestFirst[n - 1 - i];
+    sizes[i] = pairSize(entry.address, entry.id, embed ? entry.data : EMPTY, position ? first + n - 1 - i : 0, false);
+    pairBytes += 1 + varintSize(sizes[i]) + sizes[i];
+  }
+  const { out } = pageBuffer(pairBytes, tail, position ? pageInfo(position, n) : undefined);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const entry = entriesOldestFirst[n - 1 - i];
+    // An empty message encodes to no bytes, which reads as "not embedded": it must be in the CAS too.
+    if (!embed || entry.data.length === 0) referenced.push(entry);
+    at = writePair(out, at, sizes[i], entry.address, entry.id, embed ? entry.data : EMPTY, position ? first + n - 1 - i : 0, false);
   }
   return out;
+}
+
+/** Bytes of a pair's fields (without its own tag and length). */
+function pairSize(remoteHash: Uint8Array, localHash: Uint8Array, data: Uint8Array, seqid: number, redacted: boolean): number {
+  return bytesFieldSize(remoteHash) + bytesFieldSize(localHash) + bytesFieldSize(data) + (seqid === 0 ? 0 : 1 + varintSize(seqid)) + (redacted ? 2 : 0);
+}
+
+/** A pair (field 1 of the page) of size bytes at at; returns where it ends. */
+function writePair(out: Uint8Array, at: number, size: number, remoteHash: Uint8Array, localHash: Uint8Array, data: Uint8Array, seqid: number, redacted: boolean): number {
+  out[at++] = 0x0a; // field 1 (pair), length-delimited
+  at = writeVarint(out, at, size);
+  at = writeBytesField(out, at, 0x0a, remoteHash);
+  at = writeBytesField(out, at, 0x12, localHash);
+  at = writeBytesField(out, at, 0x1a, data);
+  if (seqid !== 0) {
+    out[at++] = 0x20; // field 4 (seqid), varint
+    at = writeVarint(out, at, seqid);
+  }
+  if (redacted) {
+    out[at++] = 0x28; // field 5 (redacted), varint
+    out[at++] = 1;
+  }
+  return at;
+}
+
+/**
+ * The buffer of a page whose pairs take pairBytes, with its tail and info written after them; at is
+ * where the pairs end (they are written from 0).
+ */
+function pageBuffer(pairBytes: number, tail: Uint8Array, info: RemoteLog_PageInfo | undefined): { out: Uint8Array; at: number } {
+  const infoBytes = info ? toBinary(RemoteLog_PageInfoSchema, info) : undefined;
+  const out = new Uint8Array(pairBytes + bytesFieldSize(tail) + (infoBytes ? 1 + varintSize(infoBytes.length) + infoBytes.length : 0));
+  let at = writeBytesField(out, pairBytes, 0x12, tail); // field 2 (tail)
+  if (infoBytes) {
+    out[at++] = 0x1a; // field 3 (info), length-delimited, even when empty: its presence says the page is indexed
+    at = writeVarint(out, at, infoBytes.length);
+    out.set(infoBytes, at);
+  }
+  return { out, at: pairBytes };
 }
 
 /**
@@ -333,17 +380,19 @@ function pageOf(itemsOldestFirst: PageItem[], tail: Uint8Array, embedNewest: num
     if (!embed || entry.data.length === 0) referenced.push(entry);
     pair[i] = pairOf(entry, embed, seqid);
   }
-  const info: RemoteLog_PageInfo | undefined = position
-    ? {
-        $typeName: "vac.cas.RemoteLog.PageInfo",
-        firstSeqid: BigInt(first),
-        count: n,
-        number: BigInt(position.number),
-        skips: position.skips,
-        redactions: BigInt(position.redactions),
-      }
-    : undefined;
-  return { $typeName: "vac.cas.RemoteLog", pair, tail, info };
+  return { $typeName: "vac.cas.RemoteLog", pair, tail, info: position ? pageInfo(position, n) : undefined };
+}
+
+/** The info of a page of count pairs at position. */
+function pageInfo(position: PagePosition, count: number): RemoteLog_PageInfo {
+  return {
+    $typeName: "vac.cas.RemoteLog.PageInfo",
+    firstSeqid: BigInt(position.firstSeqid),
+    count,
+    number: BigInt(position.number),
+    skips: position.skips,
+    redactions: BigInt(position.redactions),
+  };
 }
 
 export interface SealedPage {
@@ -384,7 +433,11 @@ export function planPages(
   let link = tail;
   let at = position;
   while (entriesOldestFirst.length - start > pageSize) {
-    const bytes = encodePage(pageOf(entriesOldestFirst.slice(start, start + pageSize), link, sealedEmbed, referenced, at));
+    const items = entriesOldestFirst.slice(start, start + pageSize);
+    // A page of this writer's own entries (every sealed page of a long publish but the first) is laid out from them directly.
+    const bytes = items.some(isCarried)
+      ? encodePage(pageOf(items, link, sealedEmbed, referenced, at))
+      : encodeEntriesPage(items as LogEntry[], link, sealedEmbed === Infinity, referenced, at);
     link = addressOf(bytes);
     sealed.push({ address: link, bytes });
     if (at) at = positionAfter(at, link, pageSize);

@@ -25,8 +25,8 @@ import { ownerMismatch, type ClaimResult, type LocalLog, type LocalLogEntry, typ
 import { RemoteLogError } from "../../core/errors.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
-import { decodeMessage, messageIdInto, toHex } from "../../core/hash.js";
-import { decodeCommonMessage } from "../../core/message-decode.js";
+import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../../core/hash.js";
+import { newMessageSpans, readCommonMessage } from "../../core/message-decode.js";
 import { Mutex } from "./mutex.js";
 import { DigestTable } from "../../core/digest-table.js";
 
@@ -57,13 +57,13 @@ export interface LogRecord {
  */
 export function recordAt(bytes: Uint8Array, at: number): LogRecord | "incomplete" | "bad" {
   if (at + HEADER_SIZE > bytes.length) return "incomplete";
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const end = at + HEADER_SIZE + view.getUint32(at, true);
+  // Read where they lie, without a DataView: this runs for every record read or opened.
+  const end = at + HEADER_SIZE + readUint32LE(bytes, at);
   if (end > bytes.length) return "incomplete";
   // Plain Uint8Array views, not Buffers, whatever bytes is: callers compare them as Uint8Arrays.
   const id = new Uint8Array(bytes.buffer, bytes.byteOffset + at + 4, 32);
   const data = new Uint8Array(bytes.buffer, bytes.byteOffset + at + HEADER_SIZE, end - at - HEADER_SIZE);
-  if (recordChecksum(id, data) !== view.getUint32(at + 36, true)) return "bad";
+  if (recordChecksum(id, data) !== readUint32LE(bytes, at + 36)) return "bad";
   return { offset: at, end, id, data };
 }
 
@@ -111,6 +111,10 @@ export function writeRecordAroundId(bytes: Uint8Array, at: number, data: Uint8Ar
   return at + HEADER_SIZE + data.length;
 }
 
+function readUint32LE(bytes: Uint8Array, at: number): number {
+  return (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
+}
+
 function writeUint32LE(bytes: Uint8Array, at: number, value: number): void {
   bytes[at] = value & 0xff;
   bytes[at + 1] = (value >>> 8) & 0xff;
@@ -136,6 +140,9 @@ export function classifyTail(bytes: Uint8Array, at: number, found: "incomplete" 
   if (found === "bad") return "damaged";
   return nextRecordStart(bytes, at + 1) === -1 ? "torn" : "damaged";
 }
+
+/** Where append finds each message's fields, reused: it is filled and read within one synchronous loop. */
+const idSpans = newMessageSpans();
 
 /** Bytes of log.bin read at a time while opening it. */
 const LOAD_CHUNK = 16 * 1024 * 1024;
@@ -269,9 +276,12 @@ export class FileLocalLog implements LocalLog {
     // own copy, so the caller may reuse its buffers as soon as it has called. The ids go into one
     // buffer, not an array each: this runs for every message a sender takes.
     const ids = Buffer.allocUnsafe(32 * messages.length);
+    // Read where the fields lie (no message object, views and BigInt a message); anything else decodes in full.
+    const spans = idSpans;
     for (let i = 0; i < messages.length; i++) {
       const data = messages[i];
-      messageIdInto(decodeCommonMessage(data) ?? decodeMessage(data, `message ${i}`), ids, 32 * i);
+      if (readCommonMessage(data, 0, data.length, spans)) messageIdOfSpans(data, spans, ids, 32 * i);
+      else messageIdInto(decodeMessage(data, `message ${i}`), ids, 32 * i);
     }
     // The index only grows, so its size says whether any id came in after encode looked.
     const indexed = this.ids.size;
@@ -341,8 +351,8 @@ export class FileLocalLog implements LocalLog {
     const seen = messages.length > 1 ? new DigestTable(messages.length) : undefined;
     let size = 0;
     for (let i = 0; i < messages.length; i++) {
-      if (this.ids.find(ids, 32 * i) !== -1 || (seen && seen.find(ids, 32 * i) !== -1)) continue;
-      seen?.add(ids, 32 * i);
+      // One probe of the batch's own table: added there unless it was there already.
+      if (this.ids.find(ids, 32 * i) !== -1 || (seen && seen.addIfNew(ids, 32 * i) !== -1)) continue;
       fresh.push(i);
       size += HEADER_SIZE + messages[i].length;
     }

@@ -457,6 +457,36 @@ describe("actors - a long log in bounded memory", () => {
     expect(new TextDecoder().decode(got[1002].message!.body)).toBe("m1002");
   });
 
+  it("publishes what it appended itself without reading it back, and reads from the log what it did not append or no longer holds", async () => {
+    const w = world();
+    const log = new MemoryLocalLog();
+    const reads: [number, number][] = [];
+    const read = log.read.bind(log);
+    log.read = async (from, to) => (reads.push([from, to]), read(from, to));
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "kept", log, remote: w.remote(), pageSize: 4, embed: "none", publishStep: 10 });
+    await sender.append(bodies(8, "a"), GROUP, 1n);
+    expect(await sender.publish()).toMatchObject({ published: 8, added: 8 });
+    expect(reads).toEqual([]);
+    // Appended past the sender (seqs 8-10), then through it (11-14): the first three come from the log, with the last published (7).
+    await log.append(bodies(3, "b").map((body) => encodeMessage(newMessage(GROUP, 1n, body))));
+    await sender.append(bodies(4, "c"), GROUP, 1n);
+    expect(await sender.publish()).toMatchObject({ published: 15, added: 7 });
+    expect(reads).toEqual([[7, 11]]);
+    // More than two steps at once is not held: read from the log a step at a time (but for 14, the last published, still held).
+    reads.length = 0;
+    await sender.append(bodies(25, "d"), GROUP, 1n);
+    expect(await sender.publish()).toMatchObject({ published: 40, added: 25 });
+    expect(reads).toEqual([
+      [15, 25],
+      [24, 35],
+      [34, 40],
+    ]);
+    const got = await receiveAll(new Receiver({ name: "kept", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
+    const texts = [...bodies(8, "a"), ...bodies(3, "b"), ...bodies(4, "c"), ...bodies(25, "d")].map((body) => new TextDecoder().decode(body));
+    expect(got.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(texts);
+    expect(got.map((d) => d.seq)).toEqual(texts.map((_, i) => i));
+  });
+
   it("a receiver reads a long indexed log holding a window of pages, reading each page again only as delivery reaches it", async () => {
     const w = world();
     const log = new MemoryLocalLog();

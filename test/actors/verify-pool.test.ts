@@ -22,6 +22,22 @@ function messages(n: number) {
 }
 
 describe("verify pool - messages checked on worker threads", () => {
+  it("addresses a sender's blocks as addressOf does, from one buffer or gathered from several", async () => {
+    const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
+    const pool = VerifyPool.shared()!;
+    const { data } = messages(300);
+    const one = new Uint8Array(data.reduce((size, item) => size + item.length, 0));
+    let at = 0;
+    const views = data.map((item) => {
+      one.set(item, at);
+      return one.subarray(at, (at += item.length));
+    });
+    for (const blocks of [data, views, [new Uint8Array(0), new Uint8Array(2_000_000).fill(7)]]) {
+      const addresses = await pool.addresses(blocks);
+      expect(addresses).toEqual(new Uint8Array(blocks.flatMap((block) => [...addressOf(block)])));
+    }
+  });
+
   it("passes good messages and fails each kind of bad one", async () => {
     const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
     const pool = VerifyPool.shared();

@@ -108,6 +108,29 @@ describe("page - encoding", () => {
     }
   });
 
+  it("lays sealed pages of the writer's own entries out as encodePage lays out the pairs they decode to", () => {
+    const log = entries(100);
+    for (const position of [undefined, null]) {
+      for (const embed of ["none", "all", 3] as const) {
+        const plan = planPages(log, position === null ? addressOf(new Uint8Array(2)) : new Uint8Array(0), 16, embed, position);
+        expect(plan.sealed).toHaveLength(6);
+        plan.sealed.forEach((sealed, p) => {
+          const page = decodePage(sealed.bytes, "sealed page");
+          expect(sealed.bytes).toEqual(encodePage(page));
+          expect(sealed.bytes).toEqual(toBinary(RemoteLogSchema, page));
+          expect(sealed.address).toEqual(addressOf(sealed.bytes));
+          const newestFirst = log.slice(16 * p, 16 * p + 16).reverse();
+          expect(page.pair.map((pair) => [pair.remoteHash, pair.localHash, pair.data, pair.seqid, pair.redacted])).toEqual(
+            newestFirst.map((entry, i) => [entry.address, entry.id, embed === "all" ? entry.data : new Uint8Array(0), position === null ? 0n : BigInt(16 * p + 15 - i), false]),
+          );
+        });
+        // Sealed pages reference every message they carry no data of, newest first within each page, before the head's.
+        const sealedReferenced = embed === "all" ? [] : plan.sealed.flatMap((_, p) => log.slice(16 * p, 16 * p + 16).reverse());
+        expect(plan.referenced.slice(0, sealedReferenced.length)).toEqual(sealedReferenced);
+      }
+    }
+  });
+
   it("a pre-encoded repeated bytes field decodes as the list, beside the request's other fields", () => {
     const lists = [[], [new Uint8Array(0)], [new Uint8Array([1, 2, 3])], [new Uint8Array(127).fill(1), new Uint8Array(128).fill(2), new Uint8Array(0), new Uint8Array(20_000).fill(9)]];
     for (const blocks of lists) {

@@ -52,6 +52,34 @@ describe("send and receive - end to end through real processes", () => {
     expect(bodies(third)).toEqual(lines(7, "later").trim().split("\n"));
   });
 
+  it("takes lines whole where stdin's chunks cut them, one that spans several chunks and a CRLF cut between its CR and LF among them", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    // Lengths that do not divide a pipe's 64 KiB reads, a line longer than two of them, CRLF endings throughout.
+    const sent = Array.from({ length: 600 }, (_, i) => `${i}:` + "abcdefghij".repeat(i === 300 ? 15_000 : 1 + ((i * 37) % 97)));
+    const send = await runCli(["send", "--unsigned", "--name", "chunks", "--server", server.url, "--data", alice, "--timestamp-ms", "--json"], { stdin: sent.map((line) => `${line}\r\n`).join("") });
+    expect(send.code, send.stderr).toBe(0);
+    expect(JSON.parse(send.stdout)).toMatchObject({ taken: 600, appended: 600, published: 600 });
+    expect((await localLog(alice)).map((m) => m.body)).toEqual(sent);
+  });
+
+  it("a send longer than a publish step, whose later blocks are addressed on the verify pool's thread, delivers every message checked", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    const count = 40_000;
+    const send = await runCli(["send", "--unsigned", "--name", "long", "--server", server.url, "--data", alice, "--json"], { stdin: lines(count), timeoutMs: 120_000 });
+    expect(send.code, send.stderr).toBe(0);
+    expect(JSON.parse(send.stdout)).toMatchObject({ appended: count, published: count });
+    // The receiver checks every message against the address its page gives it (DATA_LOSS otherwise).
+    const received = await runCli(["receive", "--unsigned", "--name", "long", "--server", server.url, "--state", join(dir, "bob")], { timeoutMs: 120_000 });
+    expect(received.code, received.stderr).toBe(0);
+    const delivered = parseJsonl<Delivered>(received.stdout);
+    expect(delivered.map((d) => d.seq)).toEqual([...Array(count).keys()]);
+    expect(bodies(delivered)).toEqual(lines(count).trim().split("\n"));
+  }, 240_000);
+
   it.each([
     ["embed all", ["--embed", "all", "--page-size", "8"]],
     ["embed 3", ["--embed", "3", "--page-size", "8"]],
