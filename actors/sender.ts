@@ -110,10 +110,13 @@ export class Sender {
    * What this sender appended and has not published yet (and the last it published), seqs
    * recentFirst on, as append returned them: the bytes written and made durable, which a publish sends
    * instead of reading them back from the log (a pread, a checksum and three objects a message). At
-   * most two steps; what falls out, or was appended by anything else, is read from the log as before.
+   * most two steps and RECENT_MAX_BYTES of messages; what falls out, or was appended by anything else,
+   * is read from the log as before.
    */
   private recent: KeptEntry[] = [];
   private recentFirst = 0;
+  /** Bytes of the messages recent holds. */
+  private recentBytes = 0;
   /** The addresser, looked up only when first needed: the shared pool starts its threads when made. */
   private readonly addresser: () => BlockAddresser | undefined;
   /** Messages appendEncoded appended so far. */
@@ -180,7 +183,7 @@ export class Sender {
     return entries;
   }
 
-  /** Keeps entries just appended (consecutive seqs) in recent, while it holds at most two steps; what it kept. */
+  /** Keeps entries just appended (consecutive seqs) in recent, while it holds at most two steps and RECENT_MAX_BYTES; what it kept. */
   private keep(entries: LocalLogEntry[]): KeptEntry[] {
     if (entries.length === 0) return [];
     const first = entries[0].seq;
@@ -188,14 +191,18 @@ export class Sender {
     if (this.recent.length === 0 || this.recentFirst + this.recent.length !== first) {
       this.recent = [];
       this.recentFirst = first;
+      this.recentBytes = 0;
     }
-    if (this.recent.length + entries.length > 2 * this.stepMessages) return [];
+    let bytes = 0;
+    for (const entry of entries) bytes += entry.data.length;
+    if (this.recent.length + entries.length > 2 * this.stepMessages || this.recentBytes + bytes > RECENT_MAX_BYTES) return [];
     const kept: KeptEntry[] = new Array(entries.length);
     for (let j = 0; j < entries.length; j++) {
       const { seq, id, data } = entries[j];
       kept[j] = { seq, id, data, address: undefined };
       this.recent.push(kept[j]);
     }
+    this.recentBytes += bytes;
     return kept;
   }
 
@@ -214,6 +221,7 @@ export class Sender {
   private forget(count: number): void {
     const drop = Math.min(this.recent.length, count - 1 - this.recentFirst);
     if (drop <= 0) return;
+    for (let i = 0; i < drop; i++) this.recentBytes -= this.recent[i].data.length;
     this.recent = this.recent.slice(drop);
     this.recentFirst += drop;
   }
@@ -480,6 +488,12 @@ interface KeptEntry extends LocalLogEntry {
 interface FreshEntry extends LogEntry {
   sentEarly: boolean;
 }
+
+/**
+ * The most message bytes a sender holds for its next publishes (Sender.recent). Two steps of small
+ * messages are a few MB; of large ones they would be GBs, which are read back from the log instead.
+ */
+const RECENT_MAX_BYTES = 64 << 20;
 
 /** Messages per block upload sent ahead of a publish's plan. */
 const EARLY_CHUNK = 1024;

@@ -100,7 +100,6 @@ export class DigestTable {
     return true;
   }
 
-  /** Grows the digests' bytes, when full, to hold one more. */
   /** Copies digest n in, byte by byte: a subarray to set() from was an object a digest added. */
   private store(n: number, bytes: Uint8Array, at: number): void {
     const digests = this.digests;
@@ -108,6 +107,7 @@ export class DigestTable {
     for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
   }
 
+  /** Grows the digests' bytes, when full, to hold one more. */
   private makeRoom(): void {
     if (32 * (this.count + 1) <= this.digests.length) return;
     const grown = new Uint8Array(this.digests.length * 2);
