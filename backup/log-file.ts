@@ -2,8 +2,7 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { DigestTable } from "../core/digest-table.js";
 import { RemoteLogError } from "../core/errors.js";
-import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../core/hash.js";
-import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
+import { messageIdOfEncoded, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
 import { HEADER_SIZE, writeRecordAroundId } from "../stores/file/local-log.js";
 
@@ -53,15 +52,12 @@ export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: num
   let at = 0;
   for (let i = 0; i < count; i++) {
     const data = run ? run.bytes.subarray(run.spans[2 * i], run.spans[2 * i + 1]) : list![i];
-    if (readCommonMessage(data, 0, data.length, spans)) messageIdOfSpans(data, spans, bytes, at + 4);
-    else messageIdInto(decodeMessage(data, `message at seq ${firstSeq + i}`), bytes, at + 4);
+    messageIdOfEncoded(data, bytes, at + 4, "message at seq", firstSeq + i);
     idOffsets[i] = at + 4;
     at = writeRecordAroundId(bytes, at, data);
   }
   return { bytes, idOffsets };
 }
-
-const spans = newMessageSpans();
 
 export class LogFileWriter {
   /**

@@ -4,7 +4,7 @@ import * as Digest from "multiformats/hashes/digest";
 import { toBinary, fromBinary } from "@bufbuild/protobuf";
 import { MessageSchema, type Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError } from "./errors.js";
-import { decodeCommonMessage, legacyMvdsField, type MessageSpans } from "./message-decode.js";
+import { decodeCommonMessage, legacyMvdsField, newMessageSpans, readCommonMessage, type MessageSpans } from "./message-decode.js";
 import { bytesFieldSize, varintSize, writeBytesField, writeVarint } from "./wire-encode.js";
 
 /** The multicodec of raw bytes, the only codec our CAS addresses use. */
@@ -86,6 +86,19 @@ export function messageIdOfSpans(bytes: Uint8Array, spans: MessageSpans, target:
   input.set(bytes.subarray(bodyStart, bodyEnd), at + 8);
   hashIdInput(input, size, target, offset);
 }
+
+/**
+ * The id of an encoded message, written into target at offset: read where it lies when the message is in
+ * the common layout (no message object: this runs for every message a log appends), else decoded. An
+ * undecodable one is INVALID_ARGUMENT naming it as `${what} ${index}`.
+ */
+export function messageIdOfEncoded(data: Uint8Array, target: Uint8Array, offset: number, what: string, index: number): void {
+  if (readCommonMessage(data, 0, data.length, encodedSpans)) messageIdOfSpans(data, encodedSpans, target, offset);
+  else messageIdInto(decodeMessage(data, `${what} ${index}`), target, offset);
+}
+
+/** messageIdOfEncoded's spans, reused: filled and read within one call. */
+const encodedSpans = newMessageSpans();
 
 /** The 64-bit timestamp as its low and high 32 bits, little-endian, at at. */
 function writeTimestamp(input: Uint8Array, at: number, lo: number, hi: number): void {

@@ -25,8 +25,7 @@ import { ownerMismatch, type ClaimResult, type LocalLog, type LocalLogEntry, typ
 import { RemoteLogError } from "../../core/errors.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
-import { decodeMessage, messageIdInto, messageIdOfSpans, toHex } from "../../core/hash.js";
-import { newMessageSpans, readCommonMessage } from "../../core/message-decode.js";
+import { messageIdOfEncoded, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
 import { DigestTable } from "../../core/digest-table.js";
 
@@ -140,9 +139,6 @@ export function classifyTail(bytes: Uint8Array, at: number, found: "incomplete" 
   if (found === "bad") return "damaged";
   return nextRecordStart(bytes, at + 1) === -1 ? "torn" : "damaged";
 }
-
-/** Where append finds each message's fields, reused: it is filled and read within one synchronous loop. */
-const idSpans = newMessageSpans();
 
 /** Bytes of log.bin read at a time while opening it. */
 const LOAD_CHUNK = 16 * 1024 * 1024;
@@ -276,13 +272,7 @@ export class FileLocalLog implements LocalLog {
     // own copy, so the caller may reuse its buffers as soon as it has called. The ids go into one
     // buffer, not an array each: this runs for every message a sender takes.
     const ids = Buffer.allocUnsafe(32 * messages.length);
-    // Read where the fields lie (no message object, views and BigInt a message); anything else decodes in full.
-    const spans = idSpans;
-    for (let i = 0; i < messages.length; i++) {
-      const data = messages[i];
-      if (readCommonMessage(data, 0, data.length, spans)) messageIdOfSpans(data, spans, ids, 32 * i);
-      else messageIdInto(decodeMessage(data, `message ${i}`), ids, 32 * i);
-    }
+    for (let i = 0; i < messages.length; i++) messageIdOfEncoded(messages[i], ids, 32 * i, "message", i);
     // The index only grows, so its size says whether any id came in after encode looked.
     const indexed = this.ids.size;
     let batch = this.encode(messages, ids);
