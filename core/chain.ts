@@ -175,7 +175,12 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
   const from = BigInt(fromSeqid);
   /** The newest page known to start at or before fromSeqid (see lowest). */
   let newestBefore = 0;
-  const learn = (page: PageLinks, where: string) => {
+  // `depth` is how many fetches, one after another, brought a page's link: rounds counts the deepest.
+  // A page linked for the first time waits in `unfetched` until launched (if it is still needed then).
+  const depth = new Map<number, number>();
+  const unfetched = new Set<number>();
+  /** The links of a page that linkDepth fetches one after another brought: checked against the others, and new ones queued. */
+  const learn = (page: PageLinks, where: string, linkDepth: number) => {
     for (const skip of page.info!.skips) {
       const number = Number(skip.number);
       const before = known.get(number);
@@ -184,9 +189,13 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
       }
       known.set(number, { address: skip.address, firstSeqid: skip.firstSeqid });
       if (skip.firstSeqid <= from && number > newestBefore) newestBefore = number;
+      if (!fetched.has(number) && !depth.has(number)) {
+        depth.set(number, linkDepth);
+        unfetched.add(number);
+      }
     }
   };
-  learn(head, "head page");
+  learn(head, "head page", 1);
   let rounds = 0;
   // The oldest page needed: the newest one known to start at or before fromSeqid. Page 0 starts at 0
   // and is linked from every page, so there always is one. It only rises as more links are learned,
@@ -213,18 +222,6 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
   // Each page is fetched as soon as its link is learned and it may be needed, in calls of up to
   // perCall pages, rather than in rounds that each wait for their slowest call: a round held the
   // pages it revealed until every other call of the round was answered (bench/README.md, session 7).
-  // `depth` is how many fetches, one after another, brought a page's link: rounds counts the deepest.
-  const depth = new Map<number, number>();
-  const unfetched = new Set<number>();
-  const noteLinks = (page: PageLinks, linkDepth: number) => {
-    for (const skip of page.info!.skips) {
-      const number = Number(skip.number);
-      if (fetched.has(number) || depth.has(number)) continue;
-      depth.set(number, linkDepth);
-      unfetched.add(number);
-    }
-  };
-  noteLinks(head, 1);
   let inFlight = 0;
   let callsInFlight = 0;
   await new Promise<void>((resolve, reject) => {
@@ -270,8 +267,7 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
               numbers.forEach((number, j) => {
                 const { links, page } = pages[j];
                 fetched.set(number, { tail: links.tail, firstSeqid: links.info!.firstSeqid, count: links.info!.count });
-                learn(links, `page ${number}`);
-                noteLinks(links, callDepth + 1);
+                learn(links, `page ${number}`, callDepth + 1);
                 // A page decoded only for its links is not held, even if the floor has risen since to bring it into the window.
                 const isHeld = page !== undefined && keep(number);
                 if (isHeld) held.set(number, page);
