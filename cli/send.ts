@@ -165,8 +165,9 @@ export function command(io: Io) {
                 const messages: Message[] = [];
                 for (const batch of group) {
                   for (const item of batch.items) {
-                    const now = stamp();
-                    messages.push(newMessage(item.group, item.timestamp ?? now, item.body));
+                    // Stamped even when the line brings its own timestamp: the next line's millisecond moves on as before.
+                    const stamped = stamp();
+                    messages.push(newMessage(item.group, item.timestamp ?? stamped, item.body));
                   }
                 }
                 // One buffer for the lot: the append copies each into its record.
