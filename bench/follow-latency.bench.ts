@@ -5,63 +5,34 @@
  * as a sender publishes by default (DEFAULT_EMBED: the newest 8 embedded in the head).
  * BENCH_FOLLOW_COUNT sets the count (200).
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { Remote } from "../actors/remote.js";
-import { Sender } from "../actors/sender.js";
 import { DEFAULT_EMBED, type EmbedMode } from "../core/page.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
-import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
-import { GROUP, MAIN, percentile, startServer, stopChild, table, writeBenchResult } from "./harness.js";
+import { startFollowRig } from "./follow-rig.js";
+import { percentile, table, writeBenchResult } from "./harness.js";
 
 const COUNT = Number(process.env.BENCH_FOLLOW_COUNT ?? 200);
 
 async function run(embed: EmbedMode): Promise<(string | number)[]> {
   const root = await mkdtemp(join(tmpdir(), "remotelog-follow-"));
-  const server = await startServer(root);
-  const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
-  const log = await FileLocalLog.open(join(root, "alice"));
-  const sender = new Sender({ name: "follow", log, published: new MemoryCheckpointStore(), remote, embed });
-  await sender.append([new TextEncoder().encode("start")], GROUP);
-  await sender.publish();
-
-  const receiver = spawn(process.execPath, [MAIN, "receive", "--unsigned", "--follow", "--interval", "60000", "--name", "follow", "--server", server.url, "--state", join(root, "bob")], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const sentAt = new Map<string, bigint>();
+  const rig = await startFollowRig(root, embed);
   const latencies: number[] = [];
   const appends: number[] = [];
   const publishes: number[] = [];
-  let arrived: (() => void) | undefined;
-  createInterface({ input: receiver.stdout! }).on("line", (line) => {
-    const body = (JSON.parse(line) as { body: string }).body;
-    const at = sentAt.get(body);
-    if (at !== undefined) latencies.push(Number(process.hrtime.bigint() - at) / 1e6);
-    arrived?.();
-  });
-  // The follower is ready once it has printed the first message.
-  await new Promise<void>((ok) => (arrived = ok));
   try {
     for (let i = 0; i < COUNT; i++) {
       const body = `message ${i}`;
-      const waiting = new Promise<void>((ok) => (arrived = ok));
-      const start = process.hrtime.bigint();
-      sentAt.set(body, start);
-      await sender.append([new TextEncoder().encode(body)], GROUP);
-      const appended = process.hrtime.bigint();
-      await sender.publish();
+      const arrival = rig.nextLine(`message ${i}`);
+      const { start, appended, published } = await rig.send(body);
+      const { line, at } = await arrival;
+      latencies.push(Number(at - start) / 1e6);
+      if ((JSON.parse(line) as { body: string }).body !== body) throw new Error(`the follower printed ${line}, not message ${i}`);
       appends.push(Number(appended - start) / 1e6);
-      publishes.push(Number(process.hrtime.bigint() - appended) / 1e6);
-      await Promise.race([waiting, new Promise((_, fail) => setTimeout(() => fail(new Error(`message ${i} did not arrive in 10 s`)), 10_000))]);
+      publishes.push(Number(published - appended) / 1e6);
     }
   } finally {
-    await stopChild(receiver);
-    await server.stop();
-    remote.close();
-    await log.close();
+    await rig.close();
     await rm(root, { recursive: true, force: true });
   }
   for (const list of [latencies, appends, publishes]) list.sort((a, b) => a - b);

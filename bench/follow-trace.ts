@@ -8,18 +8,12 @@
  * (60); BENCH_TRACE_EMBED the embed mode (the default's 8). The profiles stay in BENCH_TRACE_DIR when set
  * (this process's as sender.cpuprofile).
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, mkdir, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { Remote } from "../actors/remote.js";
-import { Sender } from "../actors/sender.js";
 import { DEFAULT_EMBED, parseEmbed } from "../core/page.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
-import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
-import { GROUP, MAIN, startServer, stopChild } from "./harness.js";
+import { startFollowRig } from "./follow-rig.js";
 import { busyIn, busySamples, type CpuProfile } from "./profile-bins.js";
 
 const COUNT = Number(process.env.BENCH_TRACE_COUNT ?? 60);
@@ -37,46 +31,26 @@ const root = await mkdtemp(join(tmpdir(), "remotelog-follow-trace-"));
 const profDir = keep ?? join(root, "prof");
 for (const side of ["server", "receiver"]) await mkdir(join(profDir, side), { recursive: true });
 const nodeArgs = (side: string) => ["--cpu-prof", `--cpu-prof-interval=${INTERVAL_US}`, `--cpu-prof-dir=${join(profDir, side)}`];
-const server = await startServer(root, [], nodeArgs("server"));
-const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
-const log = await FileLocalLog.open(join(root, "alice"));
-const sender = new Sender({ name: "follow", log, published: new MemoryCheckpointStore(), remote, embed: EMBED });
-await sender.append([new TextEncoder().encode("start")], GROUP);
-await sender.publish();
-const receiver = spawn(
-  process.execPath,
-  [...nodeArgs("receiver"), MAIN, "receive", "--unsigned", "--follow", "--interval", "60000", "--name", "follow", "--server", server.url, "--state", join(root, "bob")],
-  { stdio: ["ignore", "pipe", "inherit"] },
-);
-let arrived: (() => void) | undefined;
-createInterface({ input: receiver.stdout! }).on("line", () => arrived?.());
-await new Promise<void>((ok) => (arrived = ok));
+const rig = await startFollowRig(root, EMBED, nodeArgs);
 
 const session = new Session();
 session.connect();
 await session.post("Profiler.setSamplingInterval", { interval: INTERVAL_US });
 await session.post("Profiler.enable");
 await session.post("Profiler.start");
-const us = () => Number(process.hrtime.bigint() / 1000n);
 const marks: { start: number; appended: number; published: number; printed: number }[] = [];
 try {
   for (let i = 0; i < COUNT; i++) {
-    const waiting = new Promise<void>((ok) => (arrived = ok));
-    const start = us();
-    await sender.append([new TextEncoder().encode(`message ${i}`)], GROUP);
-    const appended = us();
-    await sender.publish();
-    const published = us();
-    await Promise.race([waiting, new Promise((_, fail) => setTimeout(() => fail(new Error(`message ${i} did not arrive in 10 s`)), 10_000))]);
-    marks.push({ start, appended, published, printed: us() });
+    const arrival = rig.nextLine(`message ${i}`);
+    const sent = await rig.send(`message ${i}`);
+    await arrival;
+    const us = (at: bigint) => Number(at / 1000n);
+    marks.push({ start: us(sent.start), appended: us(sent.appended), published: us(sent.published), printed: us(process.hrtime.bigint()) });
     // Apart, so that one delivery's tail does not run into the next one's start.
     await new Promise((ok) => setTimeout(ok, 20));
   }
 } finally {
-  await stopChild(receiver);
-  await server.stop();
-  remote.close();
-  await log.close();
+  await rig.close();
 }
 const { profile: own } = await session.post("Profiler.stop");
 session.disconnect();
