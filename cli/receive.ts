@@ -41,7 +41,7 @@ export function command(io: Io) {
           "and print them oldest first on stdout, as JSONL by default:\n\n" +
           '  {"seq":0,"id":"<64 hex>","group":"chat","timestamp":1700000000,"body":"hello","address":"bafk…"}\n\n' +
           "body and group are text when they are valid UTF-8, else body_base64 and group_base64; `send --format jsonl` reads this shape back unchanged. " +
-          "The checkpoint in --state moves after each printed batch, so a restart goes on where the last one stopped; after a crash the batch in flight may be printed again, with the same seq and id. " +
+          "The checkpoint in --state moves after each printed batch (saved while the next one is printed), so a restart goes on where the last one stopped; after a crash the last two batches may be printed again, with the same seq and id. " +
           "Without --state, every run reads the whole log (`remotelog cat` does the same, with --limit and --reverse).\n\n" +
           "Several names (--name repeated, or --names FILE) are read at once, --concurrency at a time, over one connection, with a checkpoint per name in --state; " +
           "a name that fails is reported and retried without holding back the others (without --follow, the exit code is then 1).",

@@ -104,8 +104,9 @@ export class Receiver extends LogReceiver {
    * `const { messages, total } = await receiver.sync()`, or `await receiver.sync(async (batch) => …)`
    *
    * Delivers what the name's head holds beyond the checkpoint, oldest first. With a callback, each
-   * batch goes to it and the checkpoint moves past the batch only once it resolves: a crash delivers
-   * the batch in flight again (same seq and id), never skips one. Without a callback, the deliveries
+   * batch goes to it and the checkpoint moves past the batch only once it resolves (it is saved while
+   * the next batch is delivered): a crash delivers at most the last two batches again (same seq and
+   * id), never skips one. Without a callback, the deliveries
    * come back in `messages` and the checkpoint has moved past them already. `found` is false when the
    * name has no remote log yet. A tombstone (`redacted: true`) says a message was removed by its author.
    *
