@@ -36,19 +36,19 @@ export interface MessageRun {
 /**
  * Lays out messages as log.bin records: decodes each, computes its id (H1) and the record's CRC: the
  * costly part of a restore. Throws INVALID_ARGUMENT naming the seq (firstSeq + index) of a message
- * that does not decode.
+ * that does not decode. shared: the records in SharedArrayBuffers, for a restore thread to hand over
+ * without moving them (restore-worker.ts says why).
  */
-export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: number): EncodedRecords {
+export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: number, shared = false): EncodedRecords {
   const run = Array.isArray(messages) ? undefined : messages;
   const list = Array.isArray(messages) ? messages : undefined;
   const count = run ? run.spans.length / 2 : list!.length;
   let size = 0;
   if (run) for (let i = 0; i < count; i++) size += HEADER_SIZE + run.spans[2 * i + 1] - run.spans[2 * i];
   else for (const data of list!) size += HEADER_SIZE + data.length;
-  const buffer = Buffer.allocUnsafe(size);
   // A plain view: Buffer's subarray makes a Buffer through a JS constructor, which cost more than the copy.
-  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, size);
-  const idOffsets = new Uint32Array(count);
+  const bytes = shared ? new Uint8Array(new SharedArrayBuffer(size)) : plainView(Buffer.allocUnsafe(size));
+  const idOffsets = shared ? new Uint32Array(new SharedArrayBuffer(4 * count)) : new Uint32Array(count);
   let at = 0;
   for (let i = 0; i < count; i++) {
     const data = run ? run.bytes.subarray(run.spans[2 * i], run.spans[2 * i + 1]) : list![i];
@@ -57,6 +57,10 @@ export function encodeRecords(messages: Uint8Array[] | MessageRun, firstSeq: num
     at = writeRecordAroundId(bytes, at, data);
   }
   return { bytes, idOffsets };
+}
+
+function plainView(buffer: Buffer): Uint8Array {
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
 export class LogFileWriter {
