@@ -14,7 +14,7 @@ export interface LayoutRequest {
 }
 
 export type LayoutResponse =
-  | { id: number; bytes: Uint8Array; idOffsets: Uint32Array }
+  | { id: number; bytes: Uint8Array; ids: Uint8Array }
   | { id: number; error: { code?: string; text: string; details?: Record<string, unknown> } };
 
 parentPort?.on("message", (request: LayoutRequest) => {
@@ -24,7 +24,7 @@ parentPort?.on("message", (request: LayoutRequest) => {
     // optimised function of this thread that reads typed arrays (V8's detaching protector), and the
     // first pack's answer did just that to the layout loop, compiled again on the core it shares.
     const records = layOutPack(request.bytes, request.address, true);
-    response = { id: request.id, bytes: records.bytes, idOffsets: records.idOffsets };
+    response = { id: request.id, bytes: records.bytes, ids: records.ids };
     parentPort!.postMessage(response);
     return;
   } catch (err) {
