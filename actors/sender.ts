@@ -217,9 +217,14 @@ export class Sender {
     return before.length === 0 && after.length === 0 ? held : [...before, ...held, ...after];
   }
 
-  /** Drops from recent what is published, up to count, but for the last of it (the next publish's mark). */
+  /**
+   * Drops from recent what is published, up to count, but for the last of it (the next publish's mark)
+   * and the newest this sender may have embedded in the head, which the next publish carries: reading
+   * those back from the log was a thread-pool round trip on every follow delivery.
+   */
   private forget(count: number): void {
-    const drop = Math.min(this.recent.length, count - 1 - this.recentFirst);
+    const stay = 1 + Math.min(this.mostEmbedded(), this.pageSize);
+    const drop = Math.min(this.recent.length, count - stay - this.recentFirst);
     if (drop <= 0) return;
     for (let i = 0; i < drop; i++) this.recentBytes -= this.recent[i].data.length;
     this.recent = this.recent.slice(drop);
@@ -340,7 +345,9 @@ export class Sender {
       const data = pending.slice(from, from + EARLY_CHUNK).map((entry) => entry.data);
       for (let j = 0; j < data.length; j++) {
         const entry: KeptEntry = pending[from + j];
-        fresh[from + j] = { id: entry.id, address: entry.address ?? addressOf(data[j]), data: data[j], sentEarly: false };
+        // Kept on the entry too: while it stays embedded, every later publish carries it (carry).
+        entry.address ??= addressOf(data[j]);
+        fresh[from + j] = { id: entry.id, address: entry.address, data: data[j], sentEarly: false };
       }
       if (early && data.length === EARLY_CHUNK && from + EARLY_CHUNK <= early.end) {
         await early.send(data);
@@ -442,13 +449,13 @@ export class Sender {
       if (seq < first) first = seq;
       if (seq > last) last = seq;
     }
-    const span = last - first + 1 <= 2 * own.length + 64 ? await this.log.read(first, last + 1) : undefined;
+    const span = last - first + 1 <= 2 * own.length + 64 ? await this.readLog(first, last + 1) : undefined;
     return Promise.all(
       pairsOldestFirst.map(async (pair, i) => {
         const seq = seqs[i];
         if (seq === undefined) return pair;
-        const entry = span ? span[seq - first] : (await this.log.read(seq, seq + 1))[0];
-        return { id: entry.id, address: addressOf(entry.data), data: entry.data };
+        const entry: KeptEntry = span ? span[seq - first] : (await this.readLog(seq, seq + 1))[0];
+        return { id: entry.id, address: entry.address ?? addressOf(entry.data), data: entry.data };
       }),
     );
   }

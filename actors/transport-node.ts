@@ -8,6 +8,10 @@ import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect
 import type * as http2 from "node:http2";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { bearer } from "./connect-auth.js";
+import { withDirectUnary } from "./h2-unary.js";
+
+/** The largest answer a call takes. */
+const READ_MAX_BYTES = 256 << 20;
 
 export interface TransportOptions {
   /** A bearer token sent with every call (serve --write-token-file, --admin-token-file). */
@@ -45,13 +49,15 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
   );
   // No compression: message bodies are usually encrypted and so incompressible, and gzip of a batch
   // cost more CPU than the whole rest of a catch-up on loopback.
-  const transport = createConnectTransport({
+  const streaming = createConnectTransport({
     baseUrl,
     httpVersion: "2",
     sessionManager: session,
-    readMaxBytes: 256 << 20,
+    readMaxBytes: READ_MAX_BYTES,
     acceptCompression: [],
     interceptors: options.token === undefined ? [] : [bearer(options.token)],
   });
+  // Unary calls on the same connection, without connect-node's per-call machinery (actors/h2-unary.ts).
+  const transport = withDirectUnary(streaming, { baseUrl, session, token: options.token, readMaxBytes: READ_MAX_BYTES });
   return { transport, close: () => session.abort() };
 }

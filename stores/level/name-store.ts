@@ -20,6 +20,9 @@ import { isOutOfSpace, serverOutOfSpace } from "../file/atomic.js";
 const FORMAT = 1;
 const HEADER = 1 + 8 + 4;
 
+/** Names whose version a store keeps in memory (LevelNameStore.versions): a few hundred KB at most. */
+const VERSIONS_KEPT = 4096;
+
 /**
  * The embedded NS backend, on classic-level (LevelDB). Puts are written with sync, so they are durable
  * once they resolve.
@@ -27,6 +30,13 @@ const HEADER = 1 + 8 + 4;
 export class LevelNameStore implements NameStore {
   private readonly locks = new KeyedMutex();
   private closed = false;
+  /**
+   * The version of names read or written lately, newest last (at most VERSIONS_KEPT): a put needs the
+   * current version, and reading it from LevelDB was a thread-pool round trip ahead of the synced
+   * write on every update, a follower's latency. Only this process writes (LevelDB's LOCK), and only
+   * under the name's lock, so what it holds is the stored version.
+   */
+  private readonly versions = new Map<string, bigint>();
 
   private constructor(
     readonly dir: string,
@@ -78,16 +88,26 @@ export class LevelNameStore implements NameStore {
     // Copied now: the caller may reuse its buffers while we wait for the lock.
     const value = encodeEntry(0n, content, options.record ?? new Uint8Array(0));
     return this.locks.run(name, async () => {
-      const version = nextVersion(name, (await this.read(name))?.version ?? 0n, options);
+      const current = this.versions.get(name) ?? (await this.read(name))?.version ?? 0n;
+      const version = nextVersion(name, current, options);
       Buffer.from(value.buffer, value.byteOffset, value.length).writeBigUInt64BE(version, 1);
       try {
         await this.db.put(name, value, { sync: true });
       } catch (err) {
+        // Whether a failed write reached the disk is unknown: the next put reads the version again.
+        this.versions.delete(name);
         if (isOutOfSpace(err)) throw serverOutOfSpace(`cannot write name ${JSON.stringify(name)}`, err);
         throw RemoteLogError.internal(`cannot write name ${JSON.stringify(name)}: ${describe(err)}`, err);
       }
+      this.remember(name, version);
       return version;
     });
+  }
+
+  private remember(name: string, version: bigint): void {
+    this.versions.delete(name);
+    this.versions.set(name, version);
+    if (this.versions.size > VERSIONS_KEPT) this.versions.delete(this.versions.keys().next().value!);
   }
 
   /** How many names have an entry. Reads every key: meant for stats and tests, not hot paths. */

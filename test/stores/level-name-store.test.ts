@@ -53,6 +53,18 @@ describe("level name store - on disk", () => {
     expect(await again.count()).toBe(2);
   });
 
+  it("versions - a name whose version the store no longer keeps in memory is read again, not restarted", async () => {
+    const store = await openStore(await dirs.make());
+    // More names than the store keeps versions of (4,096), so the first ones' are dropped.
+    for (let i = 0; i < 5000; i++) await store.put(`name ${i}`, text(`${i} v1`));
+    await store.put("name 0", text("0 v2"), { expectedVersion: 1n });
+    for (let i = 1; i < 5000; i++) await store.put(`name ${i}`, text(`${i} v2`));
+    await failure(store.put("name 0", text("stale"), { expectedVersion: 1n }), "ABORTED");
+    expect(await store.put("name 0", text("0 v3"), { expectedVersion: 2n })).toBe(3n);
+    expect(await store.put("name 4999", text("4999 v3"))).toBe(3n);
+    expect(await store.get("name 0")).toEqual({ content: text("0 v3"), version: 3n, record: new Uint8Array(0) });
+  });
+
   it("count - counts names, not updates", async () => {
     const store = await openStore(await dirs.make());
     expect(await store.count()).toBe(0);
