@@ -7,12 +7,12 @@ import { decodePackRun } from "./pack-format.js";
  * One pack of a restore, checked and laid out as log.bin records: its bytes against its address, its
  * header and body (decodePackRun), and every message (it decodes; its id is computed into its record).
  * Runs on a restore thread (restore-worker.ts) or, without one, on the caller's. DATA_LOSS naming the
- * pack, and the seq of a message that does not decode.
+ * pack, and the seq of a message that does not decode. shared: as encodeRecords.
  */
-export function layOutPack(bytes: Uint8Array, address: Uint8Array): EncodedRecords {
+export function layOutPack(bytes: Uint8Array, address: Uint8Array, shared = false): EncodedRecords {
   const pack = decodePackRun(bytes, address);
   try {
-    return encodeRecords(pack.body, pack.firstSeq);
+    return encodeRecords(pack.body, pack.firstSeq, shared);
   } catch (err) {
     if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw RemoteLogError.dataLoss(`pack ${addressText(address)}: ${err.message}`, err);
     throw err;

@@ -31,6 +31,7 @@ export class LayoutPool {
   private readonly layouts: Layout[] = [];
   private nextId = 0;
   private broken?: Error;
+  private closed?: Promise<void>;
 
   private constructor(script: URL | undefined, threads: number) {
     if (script) for (let i = 0; i < threads; i++) this.addWorker(script);
@@ -84,8 +85,10 @@ export class LayoutPool {
     return records;
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  /** Stops the threads; safe to call again (it returns the same promise). */
+  close(): Promise<void> {
+    this.closed ??= Promise.all(this.workers.map((worker) => worker.terminate())).then(() => {});
+    return this.closed;
   }
 
   private layOutHere(layout: Layout): void {
@@ -123,7 +126,7 @@ export class LayoutPool {
       if ("error" in response) {
         const { code, text, details } = response.error;
         waiter.reject(code ? new RemoteLogError(code as ErrorCode, text, { details }) : RemoteLogError.internal(`restore thread: ${text}`));
-      } else waiter.resolve({ bytes: response.bytes, idOffsets: response.idOffsets });
+      } else waiter.resolve({ bytes: response.bytes, ids: response.ids });
     });
     // A thread that dies takes its packs with it: every open request fails, and so does the restore.
     const fail = (err: Error) => {

@@ -5,7 +5,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { isRemoteLogError } from "../core/errors.js";
-import { layOutPack, wholeBuffer } from "./restore-layout.js";
+import { layOutPack } from "./restore-layout.js";
 
 export interface LayoutRequest {
   id: number;
@@ -14,17 +14,18 @@ export interface LayoutRequest {
 }
 
 export type LayoutResponse =
-  | { id: number; bytes: Uint8Array; idOffsets: Uint32Array }
+  | { id: number; bytes: Uint8Array; ids: Uint8Array }
   | { id: number; error: { code?: string; text: string; details?: Record<string, unknown> } };
 
 parentPort?.on("message", (request: LayoutRequest) => {
   let response: LayoutResponse;
   try {
-    const records = layOutPack(request.bytes, request.address);
-    // A small pack's records may lie in Buffer's shared pool, which must not be moved.
-    const bytes = wholeBuffer(records.bytes);
-    response = { id: request.id, bytes, idOffsets: records.idOffsets };
-    parentPort!.postMessage(response, [bytes.buffer as ArrayBuffer, records.idOffsets.buffer as ArrayBuffer]);
+    // Shared with the restoring thread, not moved: moving (detaching) an ArrayBuffer throws away every
+    // optimised function of this thread that reads typed arrays (V8's detaching protector), and the
+    // first pack's answer did just that to the layout loop, compiled again on the core it shares.
+    const records = layOutPack(request.bytes, request.address, true);
+    response = { id: request.id, bytes: records.bytes, ids: records.ids };
+    parentPort!.postMessage(response);
     return;
   } catch (err) {
     response = isRemoteLogError(err)

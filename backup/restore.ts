@@ -69,7 +69,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
           if (isRemoteLogError(err, ErrorCodes.CONFLICT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
           throw err;
         }
-        const lastId = idOf(records, records.idOffsets.length - 1);
+        const lastId = idOf(records, records.ids.length / 32 - 1);
         if (!equalBytes(lastId, pack.lastId)) {
           throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`);
         }
@@ -77,6 +77,8 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
         progress.advance(pack.count);
       }
       progress.stop();
+      // Every pack is laid out: the threads stop while the log syncs, not after.
+      pool.close().catch(() => {}); // its failure is reported where it is awaited below
     } finally {
       await log.close();
     }

@@ -80,6 +80,30 @@ export class DigestTable {
     return -1;
   }
 
+  /**
+   * addIfNew of each digest of digests (32 bytes each, back to back), in order, copied in with one
+   * set() rather than byte by byte: the index in digests of the first that the table holds already
+   * (one earlier in digests included), the ones before it added; -1 when all were added.
+   */
+  addAllIfNew(digests: Uint8Array): number {
+    if (digests.length % 32 !== 0) throw new RangeError(`digests are 32 bytes each; ${digests.length} bytes given`);
+    const added = digests.length / 32;
+    this.makeRoom(added);
+    this.digests.set(digests, 32 * this.count);
+    for (let i = 0; i < added; i++) {
+      const n = this.count;
+      let slot = this.slotOf(this.digests, 32 * n);
+      for (let held = this.slots[slot]; held !== 0; held = this.slots[slot]) {
+        if (this.matches(held - 1, this.digests, 32 * n)) return i;
+        slot = (slot + 1) & this.mask;
+      }
+      this.count = n + 1;
+      if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
+      else this.slots[slot] = n + 1;
+    }
+    return -1;
+  }
+
   /** Forgets the digests numbered count and up (those of a batch that failed), keeping the rest. */
   truncate(count: number): void {
     if (count >= this.count) return;
@@ -107,10 +131,13 @@ export class DigestTable {
     for (let i = 0; i < 32; i++) digests[base + i] = bytes[at + i];
   }
 
-  /** Grows the digests' bytes, when full, to hold one more. */
-  private makeRoom(): void {
-    if (32 * (this.count + 1) <= this.digests.length) return;
-    const grown = new Uint8Array(this.digests.length * 2);
+  /** Grows the digests' bytes, when full, to hold more (one by default). */
+  private makeRoom(more = 1): void {
+    const needed = 32 * (this.count + more);
+    if (needed <= this.digests.length) return;
+    let length = this.digests.length * 2;
+    while (length < needed) length *= 2;
+    const grown = new Uint8Array(length);
     grown.set(this.digests);
     this.digests = grown;
   }

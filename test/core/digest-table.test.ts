@@ -48,6 +48,30 @@ describe("digest table", () => {
     expect(() => table.addIfNew(new Uint8Array(31))).toThrow(RangeError);
   });
 
+  it("addAllIfNew adds digests back to back, through growth, and names the first it holds (within the batch too)", () => {
+    const table = new DigestTable(4);
+    const digests = Array.from({ length: 3000 }, () => randomBytes(32));
+    expect(table.addAllIfNew(Buffer.concat(digests.slice(0, 1000)))).toBe(-1);
+    expect(table.addAllIfNew(new Uint8Array(0))).toBe(-1);
+    expect(table.addAllIfNew(Buffer.concat(digests.slice(1000)))).toBe(-1);
+    expect(table.size).toBe(3000);
+    digests.forEach((digest, i) => expect(table.find(digest)).toBe(i));
+    // One held already: those before it are added, it and the rest are not.
+    const fresh = Array.from({ length: 10 }, () => randomBytes(32));
+    expect(table.addAllIfNew(Buffer.concat([...fresh.slice(0, 4), digests[7], ...fresh.slice(4)]))).toBe(4);
+    expect(table.size).toBe(3004);
+    fresh.forEach((digest, i) => expect(table.find(digest)).toBe(i < 4 ? 3000 + i : -1));
+    // Twice in one batch: the second is named.
+    const again = randomBytes(32);
+    expect(table.addAllIfNew(Buffer.concat([randomBytes(32), again, randomBytes(32), again]))).toBe(3);
+    expect(table.find(again)).toBe(3005);
+    // Alike in the bytes the slot is drawn from: probed past, told apart.
+    const alike = Array.from({ length: 50 }, (_, i) => Buffer.concat([Buffer.alloc(31), Buffer.from([i])]));
+    expect(table.addAllIfNew(Buffer.concat(alike))).toBe(-1);
+    alike.forEach((digest) => expect(table.find(digest)).not.toBe(-1));
+    expect(() => table.addAllIfNew(new Uint8Array(33))).toThrow(RangeError);
+  });
+
   it("forgets the digests past a count, finds the rest, and numbers the next one after them", () => {
     const table = new DigestTable(4);
     const digests = Array.from({ length: 300 }, () => randomBytes(32));
