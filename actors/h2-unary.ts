@@ -176,7 +176,8 @@ function exchange(
         opened.on("error", (err: Error) => fail(fromNodeReason(err)));
         // After "end" when all went well; otherwise a stream cut short, by its reset code: NO_ERROR too,
         // which connect-node leaves unanswered. Each is a failure on the way, which a caller may retry.
-        opened.on("close", () => fail(fromResetCode(opened.rstCode)));
+        // The error is made only when needed: a ConnectError captures a stack, and every stream closes.
+        opened.on("close", () => settled || fail(fromResetCode(opened.rstCode)));
         opened.end(body);
       },
       (err: unknown) => fail(err instanceof ConnectError ? err : fromNodeReason(err)),
