@@ -8,12 +8,13 @@
  *        data (an encoded vac.mvds.Message)
  *
  * A record's seq is its position in the file. Each append() writes all its records with one synced
- * write (O_DSYNC, or a write and an fdatasync), so a crash during an append can leave only an incomplete last record (a torn
- * append, never acknowledged). A writer's open() cuts that, after saving its bytes to
- * `log.bin.tail-<offset>-<time>`, and says so in `recovered`. Anything else is damage: a whole record
- * whose checksum fails, or a length that runs past the end while a whole record follows it, anywhere in
- * the file. That is DATA_LOSS naming the file, the offset and the seq, and nothing is cut, moved or
- * rewritten: `remotelog repair` (cli/repair.ts) salvages a damaged log on purpose.
+ * write (O_DSYNC, or a write and an fdatasync), so a crash during an append can leave only an
+ * incomplete last record (a torn append, never acknowledged). A writer's open() cuts that, after
+ * saving its bytes to `log.bin.tail-<offset>-<time>`, and says so in `recovered`. Anything else is
+ * damage: a whole record whose checksum fails, or a length that runs past the end while a whole
+ * record follows it, anywhere in the file. That is DATA_LOSS naming the file, the offset and the seq,
+ * and nothing is cut, moved or rewritten: `remotelog repair` (cli/repair.ts) salvages a damaged log on
+ * purpose.
  *
  * `<dir>/owner.json` records whom the log belongs to ({"format":1,"name":…,"key"?:…}), written on the
  * first claim().
