@@ -220,10 +220,11 @@ export class Receiver {
   }
 
   /**
-   * Keeps about concurrency + 1 fetches of batchSize messages going ahead of delivery, starting
-   * neighbouring units that are not fetched yet together. A group smaller than batchSize waits for
-   * the window to reach more units, unless delivery needs it now or it ends the log: as the window
-   * slides it gains a page at a time, and a call a page (256 messages) cost four times the calls.
+   * Keeps about concurrency + 1 batches of messages being fetched ahead of delivery, in calls of up
+   * to fetchSize, starting neighbouring units that are not fetched yet together. A group smaller than
+   * a call waits for the window to reach more units, unless delivery needs it now or it ends the log:
+   * as the window slides it gains a page at a time, and a call a page (256 messages) cost four times
+   * the calls.
    */
   private fetchAhead(units: Unit[], from: number, startFetch: (units: Unit[]) => void): void {
     let ahead = 0;
@@ -263,7 +264,7 @@ export class Receiver {
     let prefetched = 0;
     const unitOf = (page: RemoteLog, number: number): Unit => ({ pairs: freshPairs(page, from), rank: number });
     // Pages arrive a few at a time, as each is fetched once its link is known: their messages are
-    // fetched in calls of about batchSize, gathered across arrivals. What is gathered when the
+    // fetched in calls of about fetchSize, gathered across arrivals. What is gathered when the
     // collection ends is started by fetchAhead, as delivery reaches it.
     let group: Unit[] = [];
     let groupPairs = 0;
@@ -352,7 +353,7 @@ export class Receiver {
   /**
    * A log without page info (a draft sender's): pages come newest first but messages go out oldest
    * first, so nothing can be delivered before the walk ends. Fetching starts during the walk instead,
-   * a unit of pages of about batchSize messages at a time (one call per page cost more than the
+   * a unit of pages of about fetchSize messages at a time (one call per page cost more than the
    * data), up to prefetchPairs messages held in memory; the rest is fetched, a few units ahead,
    * while delivering.
    */
