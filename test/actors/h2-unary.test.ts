@@ -75,7 +75,7 @@ describe("direct unary calls - the same answers and errors as connect-node's tra
         await outcome(() => blocks.getMany({ ids: [new Uint8Array(36)] })),
       ]);
     }
-    // The names differ, and so the versions' messages hold the same values.
+    // The same calls on servers alike: the same messages, and the same errors to the letter.
     expect(results[1]).toEqual(results[0]);
     expect((results[0][2] as { code: string }).code).toBe("Aborted");
     expect((results[0][4] as { code: string }).code).toBe("NotFound");
