@@ -65,19 +65,8 @@ export class DigestTable {
    */
   addIfNew(bytes: Uint8Array, at = 0): number {
     if (bytes.length - at < 32) throw new RangeError(`a digest is 32 bytes; ${bytes.length - at} given`);
-    const n = this.count;
     this.makeRoom();
-    const slots = this.slots;
-    let slot = this.slotOf(bytes, at);
-    for (let held = slots[slot]; held !== 0; held = slots[slot]) {
-      if (this.matches(held - 1, bytes, at)) return held - 1;
-      slot = (slot + 1) & this.mask;
-    }
-    this.store(n, bytes, at);
-    this.count = n + 1;
-    if (2 * this.count > slots.length) this.rehash(slots.length * 2);
-    else slots[slot] = n + 1;
-    return -1;
+    return this.insertIfNew(bytes, at, true);
   }
 
   /**
@@ -90,17 +79,26 @@ export class DigestTable {
     const added = digests.length / 32;
     this.makeRoom(added);
     this.digests.set(digests, 32 * this.count);
-    for (let i = 0; i < added; i++) {
-      const n = this.count;
-      let slot = this.slotOf(this.digests, 32 * n);
-      for (let held = this.slots[slot]; held !== 0; held = this.slots[slot]) {
-        if (this.matches(held - 1, this.digests, 32 * n)) return i;
-        slot = (slot + 1) & this.mask;
-      }
-      this.count = n + 1;
-      if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
-      else this.slots[slot] = n + 1;
+    for (let i = 0; i < added; i++) if (this.insertIfNew(this.digests, 32 * this.count, false) !== -1) return i;
+    return -1;
+  }
+
+  /**
+   * The one probe of addIfNew and addAllIfNew: the digest at bytes[at] becomes number count unless the
+   * table holds it (-1 when added, else the number holding it). copy false: it lies at its place in
+   * digests already. Room must be made first.
+   */
+  private insertIfNew(bytes: Uint8Array, at: number, copy: boolean): number {
+    const n = this.count;
+    let slot = this.slotOf(bytes, at);
+    for (let held = this.slots[slot]; held !== 0; held = this.slots[slot]) {
+      if (this.matches(held - 1, bytes, at)) return held - 1;
+      slot = (slot + 1) & this.mask;
     }
+    if (copy) this.store(n, bytes, at);
+    this.count = n + 1;
+    if (2 * this.count > this.slots.length) this.rehash(this.slots.length * 2);
+    else this.slots[slot] = n + 1;
     return -1;
   }
 

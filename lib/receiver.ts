@@ -106,9 +106,9 @@ export class Receiver extends LogReceiver {
    * Delivers what the name's head holds beyond the checkpoint, oldest first. With a callback, each
    * batch goes to it and the checkpoint moves past the batch only once it resolves (it is saved while
    * the next batch is delivered): a crash delivers at most the last two batches again (same seq and
-   * id), never skips one. Without a callback, the deliveries
-   * come back in `messages` and the checkpoint has moved past them already. `found` is false when the
-   * name has no remote log yet. A tombstone (`redacted: true`) says a message was removed by its author.
+   * id), never skips one. Without a callback, the deliveries come back in `messages` and the
+   * checkpoint has moved past them already. `found` is false when the name has no remote log yet. A
+   * tombstone (`redacted: true`) says a message was removed by its author.
    *
    * Throws PERMISSION_DENIED for a head whose signed record does not verify, or is older than one
    * accepted before (a rollback); DATA_LOSS for a page or message that does not match its hash, or a
