@@ -107,11 +107,12 @@ const LINE_END = ascii('"}\n');
 /** The bytes of a line besides its id, group id, body and name: keys, punctuation, numbers and address. */
 const LINE_OVERHEAD = 192;
 
-/** 1 for each byte JSON.stringify escapes in a string of valid UTF-8: below 0x20, '"' and '\\'. */
+/** 1 for each byte JSON.stringify escapes in a string of valid UTF-8 (below 0x20, '"' and '\\'), 2 for each byte of a multi-byte UTF-8 character. */
 const ESCAPED = new Uint8Array(256);
 for (let b = 0; b < 0x20; b++) ESCAPED[b] = 1;
 ESCAPED[0x22] = 1;
 ESCAPED[0x5c] = 1;
+for (let b = 0x80; b < 0x100; b++) ESCAPED[b] = 2;
 
 /** Whether bytes are valid UTF-8 holding no character JSON.stringify escapes. */
 function plainJson(bytes: Uint8Array): boolean {
@@ -122,10 +123,16 @@ function plainJson(bytes: Uint8Array): boolean {
   let i = 0;
   for (; i + 4 <= length; i += 4) escaped |= ESCAPED[bytes[i]] | ESCAPED[bytes[i + 1]] | ESCAPED[bytes[i + 2]] | ESCAPED[bytes[i + 3]];
   for (; i < length; i++) escaped |= ESCAPED[bytes[i]];
-  return escaped === 0 && isUtf8(bytes);
+  if (escaped & 1) return false;
+  // ASCII is UTF-8: only bytes of 0x80 and above need the validator (a call that cost as much as the loop).
+  return escaped === 0 || isUtf8(bytes);
 }
 
 const HEX_DIGITS = Buffer.from("0123456789abcdef", "latin1");
+/** 10^k for every k whose power is a safe integer: the digits of a number are the powers it reaches. */
+const POWERS_OF_TEN = Array.from({ length: 16 }, (_, k) => 10 ** k);
+/** The two hex digits of each byte value, back to back. */
+const HEX_PAIRS = Uint8Array.from({ length: 512 }, (_, i) => HEX_DIGITS[i & 1 ? (i >>> 1) & 15 : i >>> 5]);
 const BASE32_DIGITS = Buffer.from("abcdefghijklmnopqrstuvwxyz234567", "latin1");
 
 /** A growing buffer of output bytes. */
@@ -152,9 +159,18 @@ class LineBuffer {
     }
     const buffer = this.buffer;
     let digits = 1;
-    for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+    while (digits < POWERS_OF_TEN.length && n >= POWERS_OF_TEN[digits]) digits++;
     let at = this.at + digits;
     this.at = at;
+    // Below 2^31 (a seq, a timestamp in seconds) in 32-bit integer steps; above, in doubles.
+    if (n <= 0x7fffffff) {
+      do {
+        const rest = (n / 10) | 0;
+        buffer[--at] = 0x30 + n - 10 * rest;
+        n = rest;
+      } while (n > 0);
+      return;
+    }
     do {
       buffer[--at] = 0x30 + (n % 10);
       n = Math.floor(n / 10);
@@ -169,11 +185,13 @@ class LineBuffer {
   }
 
   hex(bytes: Uint8Array): void {
+    // Two digits a byte from one table (HEX_PAIRS): half the lookups and no shifts.
     const buffer = this.buffer;
     let at = this.at;
     for (let i = 0; i < bytes.length; i++) {
-      buffer[at++] = HEX_DIGITS[bytes[i] >>> 4];
-      buffer[at++] = HEX_DIGITS[bytes[i] & 15];
+      const pair = bytes[i] << 1;
+      buffer[at++] = HEX_PAIRS[pair];
+      buffer[at++] = HEX_PAIRS[pair + 1];
     }
     this.at = at;
   }
@@ -183,9 +201,29 @@ class LineBuffer {
     const buffer = this.buffer;
     let at = this.at;
     buffer[at++] = 0x62; // "b"
+    // Five bytes are eight digits: unrolled, a group costs a few shifts where a loop over the bits
+    // took a branch a digit (an address is seven groups and a byte).
+    const length = bytes.length;
+    let i = 0;
+    for (; i + 5 <= length; i += 5) {
+      const b0 = bytes[i];
+      const b1 = bytes[i + 1];
+      const b2 = bytes[i + 2];
+      const b3 = bytes[i + 3];
+      const b4 = bytes[i + 4];
+      buffer[at] = BASE32_DIGITS[b0 >>> 3];
+      buffer[at + 1] = BASE32_DIGITS[((b0 & 7) << 2) | (b1 >>> 6)];
+      buffer[at + 2] = BASE32_DIGITS[(b1 >>> 1) & 31];
+      buffer[at + 3] = BASE32_DIGITS[((b1 & 1) << 4) | (b2 >>> 4)];
+      buffer[at + 4] = BASE32_DIGITS[((b2 & 15) << 1) | (b3 >>> 7)];
+      buffer[at + 5] = BASE32_DIGITS[(b3 >>> 2) & 31];
+      buffer[at + 6] = BASE32_DIGITS[((b3 & 3) << 3) | (b4 >>> 5)];
+      buffer[at + 7] = BASE32_DIGITS[b4 & 31];
+      at += 8;
+    }
     let bits = 0;
     let value = 0;
-    for (let i = 0; i < bytes.length; i++) {
+    for (; i < length; i++) {
       value = ((value << 8) | bytes[i]) & 0xfff;
       bits += 8;
       while (bits >= 5) {

@@ -67,4 +67,21 @@ describe("cli - JSONL delivery lines in one buffer", () => {
       expect(deliveryLines([], name).length).toBe(0);
     }
   });
+
+  it("writes seqs and timestamps as JSON does across digit counts, 2^31 and the largest safe integer, and addresses of every byte value", () => {
+    const batch: { seq: number; id: Uint8Array; address: Uint8Array; message?: ReturnType<typeof newMessage> }[] = [];
+    const numbers = [0, 9, 10, 99, 100, 2 ** 31 - 1, 2 ** 31, 2 ** 32 + 7, 999_999_999_999_999, 10 ** 15, Number.MAX_SAFE_INTEGER];
+    numbers.forEach((n, k) => {
+      const message = newMessage(text("g"), BigInt(n), Uint8Array.from({ length: 40 }, (_, i) => 0x20 + ((i * 7 + k) % 0x5f)));
+      // Ids and addresses of varied bytes, every value from 0 to 255 among them.
+      const id = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + k * 101) & 0xff);
+      const address = addressOf(encodeMessage(message));
+      address.set(Uint8Array.from({ length: 32 }, (_, i) => (i * 8 + k * 29) & 0xff), 4);
+      batch.push({ seq: n, id, address, message });
+    });
+    const expected = batch.map((d) => deliveryLine(d.seq, d.id, d.address, d.message)).join("");
+    expect(deliveryLines(batch).toString("utf8")).toBe(expected);
+    const lines = expected.trimEnd().split("\n");
+    lines.forEach((line, k) => expect(JSON.parse(line)).toEqual(deliveryJson(batch[k].seq, batch[k].id, batch[k].address, batch[k].message)));
+  });
 });
