@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema, type RemoteLog } from "../../gen/vac/cas/cas_pb.js";
@@ -28,6 +30,12 @@ function chainOf(n: number, size: number) {
     });
   };
   return { plan, blocks, asked, fetchPages };
+}
+
+/** A full garbage collection, from a test that was not started with --expose-gc. */
+function collectGarbage(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
 }
 
 const seqids = (pages: RemoteLog[]) => pages.flatMap((page) => page.pair.map((pair) => Number(pair.seqid)).reverse());
@@ -114,6 +122,34 @@ describe("chain - collecting an indexed chain by skip links", () => {
     expect(asked.pages).toBe(before + 1 + 241);
     expect(seqids([...oldest, ...rest])).toEqual(Array.from({ length: 1000 }, (_, i) => i));
     expect(collected.count(0)).toBe(4);
+  });
+
+  it("keeps no fetch answer alive for its links: only the pages it holds keep theirs", async () => {
+    const { plan, fetchPages } = chainOf(1000, 4); // 250 pages
+    // Each answer is one buffer that its pages are views of, as a GetMany answer is.
+    const answers: WeakRef<ArrayBuffer>[] = [];
+    const collected = await collectPages(
+      plan.head,
+      0,
+      async (addresses) => {
+        const blocks = await fetchPages(addresses);
+        const answer = new Uint8Array(blocks.reduce((sum, block) => sum + block.length, 0));
+        answers.push(new WeakRef(answer.buffer));
+        let at = 0;
+        return blocks.map((block) => {
+          answer.set(block, at);
+          return answer.subarray(at, (at += block.length));
+        });
+      },
+      { holdPages: 1, tellUnheld: false },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 0)); // WeakRefs made in a job hold until it ends
+    collectGarbage();
+    const alive = answers.filter((answer) => answer.deref() !== undefined).length;
+    // Page 0's answer is held with page 0; before, every answer stayed alive with the links learned from it.
+    expect(answers.length).toBeGreaterThan(10);
+    expect(alive).toBeLessThanOrEqual(1);
+    expect(seqids(await collected.take([0]))).toEqual([0, 1, 2, 3]);
   });
 
   it("a page fetched again that is not the one collected is DATA_LOSS", async () => {
