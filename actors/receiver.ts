@@ -33,8 +33,9 @@ export interface ReceiverOptions {
   /** Messages per delivered batch, and so per checkpoint; default 1024. Messages are fetched FETCH_BATCHES batches a call. */
   batchSize?: number;
   /**
-   * How far fetches run ahead of delivery, in batches; default 8: about 8,000 messages a round trip
-   * (two or three calls), enough to keep a 20 ms round trip full.
+   * How far fetches run ahead of delivery, in batches. Default: by the remote's round trip
+   * (LogReadRemote.roundTripMs, aheadFor), 8 on a fast link and more as it slows, so that the window
+   * holds a round trip's worth of messages without holding more memory than that needs.
    */
   concurrency?: number;
   /** Messages fetched during the walk, before delivery can start; default 16,384 (the pages held). */
@@ -87,7 +88,10 @@ export class Receiver {
   private readonly reader: LogReader;
   private readonly checkpoints: CheckpointStore;
   private readonly batchSize: number;
-  private readonly concurrency: number;
+  /** The concurrency asked for, if any; else each sync sets concurrency by the remote's round trip (aheadFor). */
+  private readonly fixedConcurrency?: number;
+  private readonly source: LogReadRemote;
+  private concurrency: number;
   private readonly prefetchPairs: number;
   /** Messages per fetch call, at most (FETCH_BATCHES batches). */
   private readonly fetchSize: number;
@@ -102,7 +106,9 @@ export class Receiver {
     this.checkpoints = options.checkpoints;
     this.batchSize = options.batchSize ?? 1024;
     this.fetchSize = FETCH_BATCHES * this.batchSize;
-    this.concurrency = options.concurrency ?? 8;
+    this.fixedConcurrency = options.concurrency;
+    this.source = options.remote;
+    this.concurrency = options.concurrency ?? MIN_AHEAD;
     this.prefetchPairs = options.prefetchPairs ?? 256 * HOLD_PAGES;
     this.holdPages = options.holdPages ?? HOLD_PAGES;
     this.fromSeq = options.fromSeq;
@@ -125,6 +131,9 @@ export class Receiver {
     // then checked by its hash.
     const opened = await this.reader.open({ floor: checkpoint.sequence, entry: pushed && pushed.version > this.lastVersion ? pushed : undefined });
     if (!opened) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
+    // Timed while the pages are found (a round trip at least), and needed only once they are.
+    const roundTrip = this.fixedConcurrency === undefined ? this.source.roundTripMs?.() : undefined;
+    roundTrip?.catch(() => {});
     const { entry: current, page: head, sequence } = opened;
     const end = head.info ? Number(head.info.firstSeqid) + head.info.count : undefined;
     if (this.fromSeq !== undefined && end !== undefined && this.fromSeq > end) {
@@ -152,6 +161,7 @@ export class Receiver {
       }
     };
     const { units, pages, ensure } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
+    if (roundTrip) this.concurrency = aheadFor((await roundTrip.catch(() => undefined)) ?? 0);
     limit.setCapacity(this.concurrency);
     const redactions = head.info ? Number(head.info.redactions) : undefined;
     const seen = checkpoint.redactions ?? 0;
@@ -456,13 +466,28 @@ function withState(checkpoint: Checkpoint, sequence: bigint | undefined, redacti
 /** Fetches of messages in flight while a sync is still finding its pages (see sync). */
 const PLANNING_FETCHES = 4;
 
+/** Batches fetched ahead of delivery on a fast link, and at most on a slow one (see aheadFor). */
+const MIN_AHEAD = 8;
+const MAX_AHEAD = 32;
+
+/**
+ * Batches to fetch ahead of delivery over a round trip of roundTripMs: 8, and one more
+ * for every 2.5 ms of round trip (16 at 20 ms), up to 32. The window must hold a round trip's worth
+ * of messages or the connection idles between answers: at 20 ms, 8 batches held a 100k catch-up to
+ * 1,174 ms at the median and 16 took it to 1,060 (bench/README.md, session 9). On loopback, 16 only
+ * cost memory: a 1M `receive` peaked at 240-288 MB against 214-219 with 8, no faster. The round trip
+ * is a PING's, not a call's: a cold process's first call took 14-19 ms on loopback.
+ */
+export function aheadFor(roundTripMs: number): number {
+  return Math.min(MAX_AHEAD, MIN_AHEAD + Math.floor(Math.max(0, roundTripMs) / 2.5));
+}
+
 /**
  * Batches a fetch call asks for (4,096 messages by default; Remote splits larger calls): each call costs
  * a server ~0.5 ms and the client ~0.4 ms besides its blocks (a GetMany of 4,096 took a server 3.0-3.2 us
  * a block, of 1,024 4.0-6.6 us). A 1M `receive` took 10.6-10.7 s of CPU in calls of 4,096 against
  * 11.0-12.4 s in calls of 1,024, at the same peak RSS. How far fetches run ahead is still counted in
- * batches (concurrency), so memory stays where it was; running further ahead was faster at 20 ms but
- * took the 1M receive over 300 MB.
+ * batches (concurrency, aheadFor), so memory stays where it was.
  */
 const FETCH_BATCHES = 4;
 

@@ -1,5 +1,5 @@
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { openTransport, type TransportOptions } from "#transport";
+import { openTransport, type OpenTransport, type TransportOptions } from "#transport";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { create, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
@@ -81,7 +81,8 @@ export class Remote implements LogRemote, NameLister {
   private readonly nameWatch: Client<typeof NameWatchService>;
   private readonly nameList: Client<typeof NameListService>;
   private readonly casInfo: Client<typeof ServerInfoService>;
-  private readonly opened: { close(): void }[] = [];
+  /** The transports this Remote opened, the CAS's first when it opened one. */
+  private readonly opened: OpenTransport[] = [];
   private readonly batchBlocks: number;
   private readonly batchBytes: number;
   private readonly concurrency: number;
@@ -123,6 +124,11 @@ export class Remote implements LogRemote, NameLister {
     const opened = openTransport(baseUrl, { token: options.token, ca: options.ca });
     this.opened.push(opened);
     return opened.transport;
+  }
+
+  /** The round trip to the CAS (an HTTP/2 PING on its open connection), when this Remote opened it and can tell. */
+  async roundTripMs(): Promise<number | undefined> {
+    return this.binaryCas ? this.opened[0].roundTripMs?.() : undefined;
   }
 
   /**

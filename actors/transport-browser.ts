@@ -19,6 +19,8 @@ export interface TransportOptions {
 export interface OpenTransport {
   transport: Transport;
   close(): void;
+  /** Never here: a page's fetch has no PING to time (transport-node.ts has). */
+  roundTripMs?(): Promise<number | undefined>;
 }
 
 export function openTransport(baseUrl: string, options: TransportOptions): OpenTransport {

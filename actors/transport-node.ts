@@ -24,11 +24,21 @@ export interface TransportOptions {
 export interface OpenTransport {
   transport: Transport;
   close(): void;
+  /**
+   * The round trip to the server in ms, measured by an HTTP/2 PING on the open connection (no server
+   * work in it, unlike a call's); undefined when no connection is open or the transport cannot tell.
+   */
+  roundTripMs?(): Promise<number | undefined>;
 }
+
+/** How long a PING may go unanswered before the round trip counts as this long. */
+const PING_LIMIT_MS = 2_000;
 
 /** Opens the connection-level window too, which Node only lets a session set once it exists. */
 class WideWindowSessionManager extends Http2SessionManager {
   private readonly widened = new WeakSet<http2.ClientHttp2Session>();
+  /** The session of the latest stream: what roundTripMs pings. */
+  private current?: http2.ClientHttp2Session;
 
   override async request(...args: Parameters<Http2SessionManager["request"]>): Promise<http2.ClientHttp2Stream> {
     const stream = await super.request(...args);
@@ -37,7 +47,28 @@ class WideWindowSessionManager extends Http2SessionManager {
       this.widened.add(session);
       session.setLocalWindowSize(CONNECTION_WINDOW);
     }
+    this.current = session;
     return stream;
+  }
+
+  roundTripMs(): Promise<number | undefined> {
+    const session = this.current;
+    if (!session || session.closed || session.destroyed) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      // A peer that never answers is a slow one, and the caller must not wait on it for long. The timer
+      // is not unref'd: an idle session is, and a process with nothing else to do would exit with the
+      // caller's await unsettled.
+      const timer = setTimeout(() => resolve(PING_LIMIT_MS), PING_LIMIT_MS);
+      const done = (ms: number | undefined) => {
+        clearTimeout(timer);
+        resolve(ms);
+      };
+      try {
+        if (!session.ping((err, duration) => done(err ? undefined : duration))) done(undefined);
+      } catch {
+        done(undefined); // closed in between
+      }
+    });
   }
 }
 
@@ -59,5 +90,5 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
   });
   // Unary calls on the same connection, without connect-node's per-call machinery (actors/h2-unary.ts).
   const transport = withDirectUnary(streaming, { baseUrl, session, token: options.token, readMaxBytes: READ_MAX_BYTES });
-  return { transport, close: () => session.abort() };
+  return { transport, close: () => session.abort(), roundTripMs: () => session.roundTripMs() };
 }

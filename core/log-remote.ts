@@ -26,6 +26,11 @@ export interface LogReadRemote {
   getBlock(address: Uint8Array): Promise<Uint8Array>;
   /** Blocks in request order; a missing block is NOT_FOUND naming it. */
   getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]>;
+  /**
+   * The network round trip to the CAS in ms, without server work in it (an HTTP/2 PING), if the
+   * remote can tell: a receiver fetches further ahead over a longer one.
+   */
+  roundTripMs?(): Promise<number | undefined>;
 }
 
 /** What a CAS says it takes; fields it does not advertise are absent. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Receiver, type Delivery } from "../../actors/receiver.js";
+import { aheadFor, Receiver, type Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
@@ -357,6 +357,51 @@ describe("actors - the receiver verifies what it is served", () => {
     const whileFinding = calls.slice(0, lastPageCall).flatMap((call) => ("messages" in call ? [call.inFlight] : []));
     expect(whileFinding.length).toBeGreaterThan(0);
     expect(Math.max(...whileFinding)).toBeLessThanOrEqual(4);
+  });
+
+  it("fetches further ahead over a longer round trip (aheadFor), unless told how far", async () => {
+    const { remote } = await pagesOfFour("ahead");
+    let inFlight = 0;
+    let most = 0;
+    const getBlocks = remote.getBlocks.bind(remote);
+    remote.getBlocks = async (addresses) => {
+      // Message calls only (pages of four come 16 or fewer a call): how many overlap.
+      if (addresses.length < 64) return getBlocks(addresses);
+      most = Math.max(most, ++inFlight);
+      try {
+        return await afterRoundTrip(() => getBlocks(addresses));
+      } finally {
+        inFlight--;
+      }
+    };
+    // The round trip the remote reports (transport-node.ts times it by a PING; this one is in memory).
+    let roundTripMs: number | undefined;
+    remote.roundTripMs = async () => roundTripMs;
+    const run = async (ms: number | undefined, concurrency?: number) => {
+      roundTripMs = ms;
+      most = 0;
+      let delivered = 0;
+      const receiver = new Receiver({ name: "ahead", remote, checkpoints: new MemoryCheckpointStore(), batchSize: 16, verifyPool: null, holdPages: 8, prefetchPairs: 32, ...(concurrency ? { concurrency } : {}) });
+      await receiver.sync(async (batch) => {
+        delivered += batch.length;
+      });
+      expect(delivered).toBe(2000);
+      return most;
+    };
+    // 60 ms: 32 batches ahead (33 x 16 messages, in calls of 64: about eight at once).
+    const slow = await run(60);
+    // Under a millisecond, or a remote that cannot tell: 8 ahead (nine batches, two or three calls);
+    // and so when told 8, whatever the round trip.
+    const fast = await run(0.3);
+    const unknown = await run(undefined);
+    const told = await run(60, 8);
+    expect(aheadFor(0)).toBe(8);
+    expect(aheadFor(20)).toBe(16);
+    expect(aheadFor(1000)).toBe(32);
+    expect(slow).toBeGreaterThanOrEqual(6);
+    expect(told).toBeLessThanOrEqual(3);
+    expect(unknown).toBeLessThanOrEqual(3);
+    expect(slow).toBeGreaterThan(fast);
   });
 
   it("reads the pages it did not hold several chunks at once, not one chunk a round trip", async () => {

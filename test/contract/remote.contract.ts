@@ -121,6 +121,12 @@ export function remoteContract(label: string, open: () => Promise<{ remote: LogR
       expect(await codeOf(new LogReader(remote, name, { maxPages: 3 }).walk(opened.page))).toBe("DATA_LOSS");
     });
 
+    it("a round trip, where it can tell one, is a number of ms once a call has been made, and never a failure", async () => {
+      await remote.fetchName("round-trip");
+      const ms = await remote.roundTripMs?.();
+      if (ms !== undefined) expect(ms).toBeGreaterThanOrEqual(0);
+    });
+
     it("close is idempotent", () => {
       remote.close();
       remote.close();

@@ -40,4 +40,25 @@ describe("slow network - through the delay proxy of the bench harness", () => {
       remote.close();
     }
   });
+
+  it("a Remote times the round trip by a PING on its open connection: none before one is open, at least the proxy's 20 ms through it", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    proxy = await startDelayProxy(server.url, 20);
+    const remote = new Remote({ casUrl: proxy.url, nsUrl: proxy.url });
+    const direct = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      expect(await remote.roundTripMs()).toBeUndefined();
+      expect(await remote.fetchName("nobody")).toBeUndefined();
+      // The proxy holds every chunk 10 ms each way: a PING's answer cannot come sooner.
+      expect(await remote.roundTripMs()).toBeGreaterThanOrEqual(20);
+      await direct.fetchName("nobody");
+      expect(await direct.roundTripMs()).toBeGreaterThan(0);
+      remote.close();
+      expect(await remote.roundTripMs()).toBeUndefined();
+    } finally {
+      remote.close();
+      direct.close();
+    }
+  });
 });
