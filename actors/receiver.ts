@@ -129,11 +129,9 @@ export class Receiver {
     // A signed name's head is trusted only once its record verifies for the name and binds this very
     // page, and only if it is not older than a head accepted before; every older page and message is
     // then checked by its hash.
-    const opened = await this.reader.open({ floor: checkpoint.sequence, entry: pushed && pushed.version > this.lastVersion ? pushed : undefined });
+    const entry = pushed && pushed.version > this.lastVersion ? pushed : undefined;
+    const opened = await this.reader.open({ floor: checkpoint.sequence, entry });
     if (!opened) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
-    // Timed while the pages are found (a round trip at least), and needed only once they are.
-    const roundTrip = this.fixedConcurrency === undefined ? this.source.roundTripMs?.() : undefined;
-    roundTrip?.catch(() => {});
     const { entry: current, page: head, sequence } = opened;
     const end = head.info ? Number(head.info.firstSeqid) + head.info.count : undefined;
     if (this.fromSeq !== undefined && end !== undefined && this.fromSeq > end) {
@@ -145,6 +143,20 @@ export class Receiver {
     // the page rounds wait on, but more of them queued the page rounds behind megabytes of messages
     // at the server, and nothing is delivered before the last round (bench/README.md, session 5).
     const limit = new FetchLimiter(Math.min(PLANNING_FETCHES, this.concurrency));
+    let planned = false;
+    // The round trip is timed while the pages are found (a round trip at least) and taken when it
+    // comes, never waited for: a follow delivery would wait a round trip for it. Not on a sync woken by a
+    // pushed head, which is one of many small ones over a window already sized.
+    if (!entry && this.fixedConcurrency === undefined) {
+      this.source.roundTripMs?.().then(
+        (ms) => {
+          if (ms === undefined) return;
+          this.concurrency = aheadFor(ms);
+          if (planned) limit.setCapacity(this.concurrency);
+        },
+        () => {},
+      );
+    }
     // Messages are checked as soon as they arrive, so that checking overlaps the fetches. Units that
     // start together share one fetch call; the oldest waiting start first, as delivery needs them.
     const startFetch = (units: Unit[]) => {
@@ -161,8 +173,8 @@ export class Receiver {
       }
     };
     const { units, pages, ensure } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
-    if (roundTrip) this.concurrency = aheadFor((await roundTrip.catch(() => undefined)) ?? 0);
     limit.setCapacity(this.concurrency);
+    planned = true;
     const redactions = head.info ? Number(head.info.redactions) : undefined;
     const seen = checkpoint.redactions ?? 0;
     const save = (delivered: number, lastId: Uint8Array) => this.checkpoints.save(this.name, withState({ delivered, lastId }, sequence, redactions));
