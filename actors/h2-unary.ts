@@ -18,6 +18,7 @@ import { errorFromJsonBytes, validateResponseWithCompression } from "@connectrpc
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
+import { bearerValue } from "./connect-auth.js";
 
 export interface DirectUnaryOptions {
   baseUrl: string;
@@ -55,7 +56,7 @@ async function directUnary<I extends DescMessage, O extends DescMessage>(
   headers["content-type"] = "application/proto";
   headers["connect-protocol-version"] = "1";
   headers["user-agent"] ??= "connect-es/2.1.2";
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+  if (options.token !== undefined) headers.authorization = bearerValue(options.token);
   const answer = await exchange(options, `${basePath}/${method.parent.typeName}/${method.name}`, headers, body, signal, timeoutMs);
   const status = Number(answer.headers[":status"] ?? 0);
   const encoding = answer.headers["content-encoding"];
@@ -226,18 +227,12 @@ function fromResetCode(rstCode: number | undefined): ConnectError {
   }
 }
 
-const RESET_NAMES: Record<number, string> = {
-  [h2.NGHTTP2_PROTOCOL_ERROR]: "PROTOCOL_ERROR",
-  [h2.NGHTTP2_INTERNAL_ERROR]: "INTERNAL_ERROR",
-  [h2.NGHTTP2_FLOW_CONTROL_ERROR]: "FLOW_CONTROL_ERROR",
-  [h2.NGHTTP2_SETTINGS_TIMEOUT]: "SETTINGS_TIMEOUT",
-  [h2.NGHTTP2_STREAM_CLOSED]: "STREAM_CLOSED",
-  [h2.NGHTTP2_FRAME_SIZE_ERROR]: "FRAME_SIZE_ERROR",
-  [h2.NGHTTP2_REFUSED_STREAM]: "REFUSED_STREAM",
-  [h2.NGHTTP2_CANCEL]: "CANCEL",
-  [h2.NGHTTP2_COMPRESSION_ERROR]: "COMPRESSION_ERROR",
-  [h2.NGHTTP2_CONNECT_ERROR]: "CONNECT_ERROR",
-  [h2.NGHTTP2_ENHANCE_YOUR_CALM]: "ENHANCE_YOUR_CALM",
-  [h2.NGHTTP2_INADEQUATE_SECURITY]: "INADEQUATE_SECURITY",
-  [h2.NGHTTP2_HTTP_1_1_REQUIRED]: "HTTP_1_1_REQUIRED",
-};
+/** The names of the HTTP/2 reset codes a stream may close with, by code (RFC 9113, 7), from node's constants. */
+const RESET_NAMES: Record<number, string> = Object.fromEntries(
+  (
+    "PROTOCOL_ERROR INTERNAL_ERROR FLOW_CONTROL_ERROR SETTINGS_TIMEOUT STREAM_CLOSED FRAME_SIZE_ERROR REFUSED_STREAM " +
+    "CANCEL COMPRESSION_ERROR CONNECT_ERROR ENHANCE_YOUR_CALM INADEQUATE_SECURITY HTTP_1_1_REQUIRED"
+  )
+    .split(" ")
+    .map((name) => [(h2 as unknown as Record<string, number>)[`NGHTTP2_${name}`], name]),
+);
