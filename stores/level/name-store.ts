@@ -31,7 +31,7 @@ export class LevelNameStore implements NameStore {
   private readonly locks = new KeyedMutex();
   private closed = false;
   /**
-   * The version of names read or written lately, newest last (at most VERSIONS_KEPT): a put needs the
+   * The version of names written lately, newest last (at most VERSIONS_KEPT): a put needs the
    * current version, and reading it from LevelDB was a thread-pool round trip ahead of the synced
    * write on every update, a follower's latency. Only this process writes (LevelDB's LOCK), and only
    * under the name's lock, so what it holds is the stored version.
