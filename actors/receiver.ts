@@ -3,7 +3,7 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
-import { LogReader, TOMBSTONE, type CheckedMessage, type PairVerifier } from "../core/log-reader.js";
+import { LogReader, TOMBSTONE, verifierForRead, type CheckedMessage, type PairVerifier } from "../core/log-reader.js";
 import type { LogReadRemote, NameHead } from "../core/log-remote.js";
 import { sharedVerifier } from "#verify-pool";
 
@@ -48,7 +48,10 @@ export interface ReceiverOptions {
   maxPages?: number;
   /** Whether the name is signed and its head record must verify; default: whether the name is a key name. */
   signed?: boolean;
-  /** Threads that check messages; default the shared pool (none where there is one core, or in a browser); null: none. */
+  /**
+   * Threads that check messages, used for every sync; null: none. Default: the shared pool (none where
+   * there is one core, or in a browser), for a sync of THREADS_FROM_MESSAGES or more only.
+   */
   verifyPool?: PairVerifier | null;
   /**
    * Deliver from this seqid on, whatever the checkpoint says (the next sync only; later ones go on
@@ -98,6 +101,9 @@ export class Receiver {
   private readonly holdPages: number;
   private fromSeq?: number;
   private readonly waitForSeq: boolean;
+  /** Checks on the threads of verifier for every sync (one was given), or for long ones only (the shared pool's). */
+  private readonly verifier?: PairVerifier;
+  private readonly threadsForLongSyncs: boolean;
   /** The version of the last head synced, so that an older pushed head is never taken for news. */
   private lastVersion = 0n;
 
@@ -113,8 +119,9 @@ export class Receiver {
     this.holdPages = options.holdPages ?? HOLD_PAGES;
     this.fromSeq = options.fromSeq;
     this.waitForSeq = options.waitForSeq ?? false;
-    const verifier = options.verifyPool === null ? undefined : (options.verifyPool ?? sharedVerifier());
-    this.reader = new LogReader(options.remote, options.name, { signed: options.signed, maxPages: options.maxPages, verifier });
+    this.verifier = options.verifyPool === null ? undefined : (options.verifyPool ?? sharedVerifier());
+    this.threadsForLongSyncs = options.verifyPool === undefined;
+    this.reader = new LogReader(options.remote, options.name, { signed: options.signed, maxPages: options.maxPages, verifier: this.verifier });
   }
 
   /**
@@ -159,11 +166,16 @@ export class Receiver {
     }
     // Messages are checked as soon as they arrive, so that checking overlaps the fetches. Units that
     // start together share one fetch call; the oldest waiting start first, as delivery needs them.
+    // The shared pool's threads check a long catch-up only: a short one is over before they pay back.
+    const toFetch = end === undefined ? undefined : end - checkpoint.delivered;
+    const verifier = this.threadsForLongSyncs ? verifierForRead(this.verifier, toFetch) : (this.verifier ?? null);
+    // Threads load their code while the pages are found, not while the first messages wait.
+    verifier?.start?.();
     const startFetch = (units: Unit[]) => {
       const waiting = units.filter((unit) => !unit.checked && unit.pairs.length > 0);
       if (waiting.length === 0) return;
       const pairs = waiting.length === 1 ? waiting[0].pairs : waiting.flatMap((unit) => unit.pairs);
-      const checked = limit.run(waiting[0].rank, () => this.reader.messageData(pairs)).then((data) => this.reader.checkMessagesLater(pairs, data));
+      const checked = limit.run(waiting[0].rank, () => this.reader.messageData(pairs)).then((data) => this.reader.checkMessagesLater(pairs, data, verifier));
       let at = 0;
       for (const unit of waiting) {
         const from = at;

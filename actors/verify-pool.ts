@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { BlockAddresser, PairVerifier } from "../core/log-reader.js";
+import { messageVerdicts, type BlockAddresser, type PairVerifier } from "../core/log-reader.js";
 import type { VerifyRequest, VerifyResponse } from "./verify-worker.js";
 
 
@@ -53,6 +53,11 @@ export class VerifyPool implements PairVerifier, BlockAddresser {
     const threads = Math.min(2, availableParallelism() - 1);
     sharedPool = threads >= 1 && existsSync(fileURLToPath(script)) ? new VerifyPool(script, threads) : false;
     return sharedPool || undefined;
+  }
+
+  /** Threads the shared pool runs: none until something first needs it. */
+  static runningThreads(): number {
+    return sharedPool ? sharedPool.workers.length : 0;
   }
 
   /** Verdicts for the messages (data[i] checked against pairs[i]); all 1s if the pool has failed. */
@@ -127,11 +132,21 @@ export class VerifyPool implements PairVerifier, BlockAddresser {
 let sharedPool: VerifyPool | false | undefined;
 
 /**
+ * The shared pool as a verifier whose threads start when it is first asked to check (a receiver or a
+ * backup asks only for a long read: core/log-reader.ts verifierForRead), checking on the caller's
+ * thread where there is no pool.
+ */
+const sharedLazily: PairVerifier = {
+  verify: (pairs, data) => VerifyPool.shared()?.verify(pairs, data) ?? Promise.resolve(messageVerdicts(pairs, data)),
+  start: () => void VerifyPool.shared(),
+};
+
+/**
  * The verifier a receiver uses unless told otherwise (package.json "imports" #verify-pool): the shared
- * pool of threads; none in a browser (actors/verify-pool-browser.ts).
+ * pool of threads, started when first used; none in a browser (actors/verify-pool-browser.ts).
  */
 export function sharedVerifier(): PairVerifier | undefined {
-  return VerifyPool.shared();
+  return sharedLazily;
 }
 
 /** The addresser a sender uses unless told otherwise (#verify-pool): the same shared pool; none in a browser. */

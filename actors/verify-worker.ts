@@ -4,9 +4,8 @@
  * is most of what a receiver does, and here it runs beside the thread that fetches and delivers.
  */
 import { parentPort } from "node:worker_threads";
-import { addressInto, matchesAddressAt, messageIdOfSpans } from "../core/hash.js";
-import { newMessageSpans, readCommonMessage } from "../core/message-decode.js";
-import { verifyPairData } from "../core/page.js";
+import { addressInto } from "../core/hash.js";
+import { pairDataChecksOut } from "../core/page.js";
 
 export interface VerifyRequest {
   id: number;
@@ -27,9 +26,6 @@ export interface VerifyResponse {
   verdicts: Uint8Array;
 }
 
-const spans = newMessageSpans();
-const id = new Uint8Array(32);
-
 parentPort?.on("message", (request: VerifyRequest) => {
   const { bytes, remote, local } = request;
   const count = request.spans.length / 2;
@@ -43,23 +39,7 @@ parentPort?.on("message", (request: VerifyRequest) => {
   }
   const verdicts = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
-    const start = request.spans[2 * i];
-    const end = request.spans[2 * i + 1];
-    const data = bytes.subarray(start, end);
-    // H2 against the bytes, then H1 of the message where it lies (readCommonMessage, as decodeMessage
-    // reads it), with no message object; a message in another layout gets the whole check.
-    if (!matchesAddressAt(data, remote, 36 * i)) {
-      verdicts[i] = 1;
-    } else if (readCommonMessage(bytes, start, end, spans)) {
-      messageIdOfSpans(bytes, spans, id, 0);
-      for (let k = 0; k < 32; k++) if (id[k] !== local[32 * i + k]) verdicts[i] = 1;
-    } else {
-      try {
-        verifyPairData({ remoteHash: remote.subarray(36 * i, 36 * i + 36), localHash: local.subarray(32 * i, 32 * i + 32) }, data, "message");
-      } catch {
-        verdicts[i] = 1;
-      }
-    }
+    if (!pairDataChecksOut(bytes.subarray(request.spans[2 * i], request.spans[2 * i + 1]), remote, 36 * i, local, 32 * i)) verdicts[i] = 1;
   }
   const response: VerifyResponse = { id: request.id, verdicts };
   parentPort!.postMessage(response, [verdicts.buffer]);

@@ -1,6 +1,6 @@
 import { RemoteLogError } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
-import { LogReader, type PairVerifier } from "../core/log-reader.js";
+import { LogReader, verifierForRead, type PairVerifier } from "../core/log-reader.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { isKeyName } from "../core/names.js";
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
@@ -21,6 +21,7 @@ export class RemoteLogSource implements LogSource {
   constructor(
     private readonly remote: LogRemote,
     readonly logName: string,
+    /** verifier: threads that check the messages of a read of THREADS_FROM_MESSAGES or more (core/log-reader.ts verifierForRead). */
     private readonly options: { unsigned?: boolean; maxPages?: number; verifier?: PairVerifier } = {},
   ) {
     this.reader = new LogReader(remote, logName, { maxPages: options.maxPages, verifier: options.verifier });
@@ -41,7 +42,7 @@ export class RemoteLogSource implements LogSource {
       if (after && !walk.reachedStop) {
         throw RemoteLogError.conflict(`name ${JSON.stringify(name)} no longer holds message ${toHex(after.lastId)}, the last one backed up: its log was replaced`);
       }
-      read = await this.reader.readMessages(walk.pairs, after ? after.lastSeq + 1 : 0);
+      read = await this.reader.readMessages(walk.pairs, after ? after.lastSeq + 1 : 0, verifierForRead(this.options.verifier, walk.pairs.length));
     }
     const { pairs, data } = read;
     return {
@@ -59,13 +60,14 @@ export class RemoteLogSource implements LogSource {
    * collection has checked the chain whole. A faulty message is DATA_LOSS naming its seqid.
    */
   private async readIndexed(head: RemoteLog): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
+    const verifier = verifierForRead(this.options.verifier, Number(head.info!.firstSeqid) + head.info!.count);
     const reads = new Map<number, Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }>>();
     let queue: Promise<unknown>[] = [];
     const readRun = (pages: { number: number; page: RemoteLog }[]) => {
       // At most READS_IN_FLIGHT reads at once: each waits for the one READS_IN_FLIGHT before it.
       const before = queue.length >= READS_IN_FLIGHT ? queue[queue.length - READS_IN_FLIGHT] : undefined;
       const pairs = pages.flatMap(({ page }) => oldestFirst(page));
-      const read = (before ?? Promise.resolve()).catch(() => {}).then(() => this.reader.readMessages(pairs));
+      const read = (before ?? Promise.resolve()).catch(() => {}).then(() => this.reader.readMessages(pairs, undefined, verifier));
       read.catch(() => {}); // awaited below, once the chain is checked
       queue.push(read);
       if (queue.length > 4 * READS_IN_FLIGHT) queue = queue.slice(-READS_IN_FLIGHT);

@@ -6,7 +6,7 @@ import { addressOf, decodeMessage, equalBytes } from "./hash.js";
 import type { LogReadRemote, NameHead } from "./log-remote.js";
 import { verifySignedHead } from "./name-checks.js";
 import { isKeyName, type VerifiedRecord } from "./names.js";
-import { decodePage, verifyPairData } from "./page.js";
+import { decodePage, pairDataChecksOut, verifyPairData } from "./page.js";
 
 /*
  * The one path by which every verb reads a remote log (design/remote-log.md §9): open the head (fetch
@@ -31,6 +31,8 @@ export interface LogReaderOptions {
  */
 export interface PairVerifier {
   verify(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<Uint8Array>;
+  /** Readies the threads, where they start when first used: many checks are coming. */
+  start?(): void;
 }
 
 /**
@@ -44,6 +46,22 @@ export interface BlockAddresser {
 
 /** Fewer messages than this are checked on the caller's thread: handing them over would cost more. */
 export const VERIFIER_MIN_MESSAGES = 256;
+
+/**
+ * Messages a read (a receiver's sync, a backup by name) must check for a verifier whose threads start
+ * when first used (actors/verify-pool.ts sharedVerifier) to be used; a shorter read checks them on its
+ * own thread. A thread costs its process ~55 ms of CPU to start, and checks cold for a while; each
+ * message it checks then saves the caller ~2.5 µs, less the copy. On this 2-core machine a fresh 10k
+ * catch-up took 244-312 ms with the threads and 141-197 without, and a 10k `receive` process 441-541 ms
+ * against 399-423; at 100k the threads were even (a process at 20 ms) or 3-4% faster (a warm one), at
+ * 1M even (bench/README.md, session 10).
+ */
+export const THREADS_FROM_MESSAGES = 65_536;
+
+/** What checks a read of `messages` messages (undefined: not known): verifier for a long one, this thread (null) for a short one or without a verifier. */
+export function verifierForRead(verifier: PairVerifier | undefined, messages: number | undefined): PairVerifier | null {
+  return verifier && (messages === undefined || messages >= THREADS_FROM_MESSAGES) ? verifier : null;
+}
 
 export interface OpenHeadOptions {
   /**
@@ -247,34 +265,34 @@ export class LogReader {
    * Checks each pair's data (H2, then H1), on the verifier's threads when there are enough of them to be
    * worth it. A failure comes back in its slot, unnamed, for the caller to name by seq.
    */
-  async checkMessages(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<CheckedMessage[]> {
-    const checked = await this.checkMessagesLater(pairs, data);
+  async checkMessages(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier?: PairVerifier | null): Promise<CheckedMessage[]> {
+    const checked = await this.checkMessagesLater(pairs, data, verifier);
     return pairs.map((_, i) => checked(i));
   }
 
   /**
-   * checkMessages, each message made only when asked for: the verifier's threads check them all now,
-   * and what they passed is decoded when the caller takes it. A receiver takes each as it delivers it,
+   * checkMessages, each message made only when asked for: all are checked now (on the threads of
+   * verifier, by default the reader's, or on this one with null), and what passed is decoded when the
+   * caller takes it. A receiver takes each as it delivers it,
    * so that a message object lives for its delivery rather than from its fetch, and dies young (held
    * from the fetch, they outlived the young generation, and collecting them was the largest part of a
    * catch-up's main thread: bench/README.md, session 7).
    */
-  async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[]): Promise<(index: number) => CheckedMessage> {
-    if (!this.verifier || pairs.length < VERIFIER_MIN_MESSAGES) {
-      const checked = pairs.map((pair, i) => checkMessage(pair, data[i]));
-      return (i) => checked[i];
-    }
-    const verdicts = await this.verifier.verify(pairs, data);
-    // What the verifier passed needs only decoding; anything else is checked here again, for its error.
+  async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null = this.verifier ?? null): Promise<(index: number) => CheckedMessage> {
+    // Checked now, here or on the verifier's threads, with no message object made: one made now lived
+    // until its delivery, and died old.
+    const verdicts = verifier && pairs.length >= VERIFIER_MIN_MESSAGES ? await verifier.verify(pairs, data) : messageVerdicts(pairs, data);
+    // What passed needs only decoding; anything else is checked again, for its error.
     return (i) => (verdicts[i] === 0 && !pairs[i].redacted ? decodeMessage(data[i]) : checkMessage(pairs[i], data[i]));
   }
 
   /**
    * The checked bytes of each pair that is not a tombstone (tombstones are left out), fetched where
    * the page does not embed them. The first that fails is DATA_LOSS naming the name and the message's
-   * seq: firstSeq + its index in pairs when given, else its seqid.
+   * seq: firstSeq + its index in pairs when given, else its seqid. Checked on verifier's threads (by
+   * default the reader's; null: this thread).
    */
-  async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
+  async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number, verifier?: PairVerifier | null): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
     const seqs: number[] = [];
     const live = pairs.filter((pair, i) => {
       if (pair.redacted) return false;
@@ -282,7 +300,7 @@ export class LogReader {
       return true;
     });
     const data = await this.messageData(live);
-    const checked = await this.checkMessages(live, data);
+    const checked = await this.checkMessages(live, data, verifier);
     checked.forEach((result, i) => {
       if (result instanceof RemoteLogError) throw this.messageFault(result, seqs[i]);
     });
@@ -293,6 +311,19 @@ export class LogReader {
   messageFault(err: RemoteLogError, seq: number): RemoteLogError {
     return new RemoteLogError(err.code, `name ${JSON.stringify(this.name)} seq ${seq}: ${err.text}`, { cause: err, details: { ...err.details, name: this.name, seq } });
   }
+}
+
+/**
+ * PairVerifier.verify's verdicts, made on the caller's thread: 0 for each message whose data checks out
+ * against its pair (pairDataChecksOut), 1 for any other, a tombstone included.
+ */
+export function messageVerdicts(pairs: readonly Pick<RemoteLog_Pair, "remoteHash" | "localHash" | "redacted">[], data: readonly Uint8Array[]): Uint8Array {
+  const verdicts = new Uint8Array(pairs.length);
+  for (let i = 0; i < pairs.length; i++) {
+    const { remoteHash, localHash, redacted } = pairs[i];
+    if (redacted || !pairDataChecksOut(data[i], remoteHash, 0, localHash, 0)) verdicts[i] = 1;
+  }
+  return verdicts;
 }
 
 /** One pair's data checked (H2, H1), or why not, unnamed. */

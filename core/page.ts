@@ -10,8 +10,8 @@ import {
 } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { RemoteLogError, type ErrorCode, ErrorCodes } from "./errors.js";
-import { decodeCommonPage, scanCommonPage } from "./message-decode.js";
-import { addressOf, decodeMessage, equalBytes, isAddress, isAddressAt, matchesAddress, messageId, validateAddress, toHex, addressText } from "./hash.js";
+import { decodeCommonPage, newMessageSpans, readCommonMessage, scanCommonPage } from "./message-decode.js";
+import { addressOf, decodeMessage, equalBytes, isAddress, isAddressAt, matchesAddress, matchesAddressAt, messageId, messageIdOfSpans, validateAddress, toHex, addressText } from "./hash.js";
 import { allocBytes } from "#hash";
 import { bytesFieldSize, varintSize, writeBytesField, writeVarint } from "./wire-encode.js";
 
@@ -445,6 +445,32 @@ export function planPages(
   }
   const headEmbed = embed === "all" ? Infinity : embed === "none" ? 0 : embed;
   return { sealed, head: pageOf(entriesOldestFirst.slice(start), link, headEmbed, referenced, at), referenced };
+}
+
+const checkedSpans = newMessageSpans();
+const checkedId = new Uint8Array(32);
+
+/**
+ * Whether data is the message its pair names, as verifyPairData checks it, but with no message object
+ * and no error made: H2 against the bytes, then H1 of the message where it lies in them. The H2 is the
+ * 36 bytes of remote at remoteAt, the H1 the 32 of local at localAt, so that a thread can take them
+ * packed. Every message a receiver fetches goes through this, on its own thread or a verify thread
+ * (actors/verify-worker.ts); a false one is checked again with verifyPairData, for its error.
+ */
+export function pairDataChecksOut(data: Uint8Array, remote: Uint8Array, remoteAt: number, local: Uint8Array, localAt: number): boolean {
+  if (remote.length < remoteAt + 36 || local.length < localAt + 32 || !matchesAddressAt(data, remote, remoteAt)) return false;
+  if (readCommonMessage(data, 0, data.length, checkedSpans)) {
+    messageIdOfSpans(data, checkedSpans, checkedId, 0);
+    for (let k = 0; k < 32; k++) if (checkedId[k] !== local[localAt + k]) return false;
+    return true;
+  }
+  // A message in a layout readCommonMessage does not take: the whole check.
+  try {
+    verifyPairData({ remoteHash: remote.subarray(remoteAt, remoteAt + 36), localHash: local.subarray(localAt, localAt + 32) }, data);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
@@ -96,4 +97,67 @@ describe("verify pool - messages checked on worker threads", () => {
     expect(run.status, run.stderr).toBe(0);
     expect(run.stdout.trim()).toBe("1");
   });
+});
+
+describe("verify pool - which thread checks a receiver's messages", () => {
+  it("checks on the caller's thread exactly as the threads do (messageVerdicts)", async () => {
+    const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
+    const { messageVerdicts } = await import("../../core/log-reader.js");
+    const { data, pairs } = messages(300);
+    data[7] = encodeMessage(newMessage(new TextEncoder().encode("g"), 7n, new TextEncoder().encode("tampered")));
+    pairs[8] = { ...pairs[8], localHash: new Uint8Array(32) };
+    data[9] = new Uint8Array([0xff, 0xff]);
+    pairs[9] = { ...pairs[9], remoteHash: addressOf(data[9]) };
+    pairs[10] = { ...pairs[10], remoteHash: new Uint8Array(3) };
+    pairs[13] = { ...pairs[13], localHash: new Uint8Array(31) };
+    const withMetadata = create(MessageSchema, { groupId: new TextEncoder().encode("g"), timestamp: 11n, body: new TextEncoder().encode("meta"), metadata: { ephemeral: true } });
+    data[11] = encodeMessage(withMetadata);
+    pairs[11] = { remoteHash: addressOf(data[11]), localHash: messageId(withMetadata) };
+    data[12] = encodeMessage({ ...withMetadata, body: new TextEncoder().encode("meta!") });
+    pairs[12] = { remoteHash: addressOf(data[12]), localHash: messageId(withMetadata) };
+    const here = messageVerdicts(pairs.map((pair, i) => ({ ...pair, redacted: i === 14 })), data);
+    expect([...here].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10, 12, 13, 14]);
+    const onThreads = await VerifyPool.shared()!.verify(pairs, data);
+    expect([...onThreads].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10, 12, 13]);
+  });
+
+  it("starts no thread for a short catch-up, and the shared pool's for a long one", async () => {
+    const { startServer, runCli, stop, lines, tempDir, cleanup } = await import("../helpers/processes.js");
+    const { THREADS_FROM_MESSAGES } = await import("../../core/log-reader.js");
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", await tempDir(), "--read-rate-per-address", "0"]);
+    try {
+      const data = await tempDir();
+      const send = async (count: number, from: number) => {
+        const sent = await runCli(["send", "--unsigned", "--name", "threads", "--server", server.url, "--data", data], { stdin: lines(count, "m", from), timeoutMs: 60_000 });
+        expect(sent.code, sent.stderr).toBe(0);
+      };
+      // A fresh process each time: the pool is the process's. It prints how many messages it got and
+      // how many verify threads ran by the end.
+      const catchUp = () => {
+        const script = `
+          const { Remote } = await import(${JSON.stringify(resolve("dist/actors/remote.js"))});
+          const { Receiver } = await import(${JSON.stringify(resolve("dist/actors/receiver.js"))});
+          const { MemoryCheckpointStore } = await import(${JSON.stringify(resolve("dist/stores/memory/checkpoint-store.js"))});
+          const { VerifyPool } = await import(${JSON.stringify(POOL)});
+          const remote = new Remote({ casUrl: ${JSON.stringify(server.url)}, nsUrl: ${JSON.stringify(server.url)} });
+          const { delivered } = await new Receiver({ name: "threads", remote, checkpoints: new MemoryCheckpointStore() }).sync(async () => {});
+          remote.close();
+          console.log(delivered, VerifyPool.runningThreads());`;
+        const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { timeout: 60_000, encoding: "utf8" });
+        expect(run.status, run.stderr).toBe(0);
+        return run.stdout.trim().split(" ").map(Number);
+      };
+      const short = THREADS_FROM_MESSAGES - 1;
+      await send(short, 0);
+      expect(catchUp()).toEqual([short, 0]);
+      await send(1, short);
+      const [delivered, threads] = catchUp();
+      expect(delivered).toBe(THREADS_FROM_MESSAGES);
+      // The pool has a thread for each core but the caller's, up to two: none on one core.
+      expect(threads).toBe(Math.min(2, availableParallelism() - 1));
+    } finally {
+      await stop(server.process);
+      await cleanup();
+    }
+  }, 120_000);
 });
