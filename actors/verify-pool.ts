@@ -44,15 +44,23 @@ export class VerifyPool implements PairVerifier, BlockAddresser {
   }
 
   /**
-   * The shared pool, or undefined where there is no second core to use or no compiled worker script
-   * (running from TypeScript sources, as unit tests do).
+   * The shared pool: a thread for each core past the second, up to two. Undefined on two cores or
+   * fewer, or without a compiled worker script (running from TypeScript sources, as unit tests do).
+   * On two cores the thread had no core of its own: it shared one with whatever else ran (on this
+   * 2-core machine, the server), and a 1M `send` took 10.5-12.2 s with it against 10.0-11.1 s
+   * without, a 100k `receive` at 20 ms 1,500 ms against 1,369 (medians of 8), a 1M `receive` 9.1 s
+   * against 9.2-9.6 (bench/README.md, session 10).
    */
   static shared(): VerifyPool | undefined {
     if (sharedPool !== undefined) return sharedPool || undefined;
-    const script = new URL("./verify-worker.js", import.meta.url);
-    const threads = Math.min(2, availableParallelism() - 1);
-    sharedPool = threads >= 1 && existsSync(fileURLToPath(script)) ? new VerifyPool(script, threads) : false;
+    sharedPool = VerifyPool.start(Math.min(2, availableParallelism() - 2)) ?? false;
     return sharedPool || undefined;
+  }
+
+  /** A pool of its own with this many threads, or undefined for none or without a compiled worker script. */
+  static start(threads: number): VerifyPool | undefined {
+    const script = new URL("./verify-worker.js", import.meta.url);
+    return threads >= 1 && existsSync(fileURLToPath(script)) ? new VerifyPool(script, threads) : undefined;
   }
 
   /** Threads the shared pool runs: none until something first needs it. */

@@ -51,12 +51,11 @@ export const VERIFIER_MIN_MESSAGES = 256;
  * Messages a read (a receiver's sync, a backup by name) must check for a verifier whose threads start
  * when first used (actors/verify-pool.ts sharedVerifier) to be used; a shorter read checks them on its
  * own thread. A thread costs its process ~55 ms of CPU to start, and checks cold for a while; each
- * message it checks then saves the caller ~2.5 µs, less the copy. On this 2-core machine a fresh 10k
- * catch-up took 244-312 ms with the threads and 141-197 without, and a 10k `receive` process 441-541 ms
- * against 399-423; at 100k the threads were even (a process at 20 ms) or 3-4% faster (a warm one), at
- * 1M even (bench/README.md, session 10).
+ * message it checks then saves the caller ~2.5 µs, less the copy. On this 2-core machine, with a
+ * thread: a fresh 10k catch-up 244-312 ms against 141-197 without; a 100k `receive` at 20 ms 1,500 ms
+ * against 1,369 (medians of 8); a 1M `receive` 9.1 s against 9.2-9.6 (bench/README.md, session 10).
  */
-export const THREADS_FROM_MESSAGES = 65_536;
+export const THREADS_FROM_MESSAGES = 262_144;
 
 /** What checks a read of `messages` messages (undefined: not known): verifier for a long one, this thread (null) for a short one or without a verifier. */
 export function verifierForRead(verifier: PairVerifier | undefined, messages: number | undefined): PairVerifier | null {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
@@ -7,8 +7,14 @@ import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash
 import { MessageSchema } from "../../gen/vac/mvds/mvds_pb.js";
 
 // The pool runs the compiled worker script, so these tests load it from dist/ (test/global-setup.ts
-// builds it); from the TypeScript sources VerifyPool.shared() has no worker to start.
+// builds it); from the TypeScript sources VerifyPool.start() has no worker to start. They start a pool
+// of their own, of one thread: the shared one has none on a machine of two cores.
 const POOL = resolve("dist/actors/verify-pool.js");
+let ownPool: import("../../actors/verify-pool.js").VerifyPool | undefined;
+async function pool() {
+  const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
+  return (ownPool ??= VerifyPool.start(1)!);
+}
 
 function messages(n: number) {
   const data: Uint8Array[] = [];
@@ -24,8 +30,6 @@ function messages(n: number) {
 
 describe("verify pool - messages checked on worker threads", () => {
   it("addresses a sender's blocks as addressOf does, from one buffer or gathered from several", async () => {
-    const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
-    const pool = VerifyPool.shared()!;
     const { data } = messages(300);
     const one = new Uint8Array(data.reduce((size, item) => size + item.length, 0));
     let at = 0;
@@ -34,15 +38,12 @@ describe("verify pool - messages checked on worker threads", () => {
       return one.subarray(at, (at += item.length));
     });
     for (const blocks of [data, views, [new Uint8Array(0), new Uint8Array(2_000_000).fill(7)]]) {
-      const addresses = await pool.addresses(blocks);
+      const addresses = await (await pool()).addresses(blocks);
       expect(addresses).toEqual(new Uint8Array(blocks.flatMap((block) => [...addressOf(block)])));
     }
   });
 
   it("passes good messages and fails each kind of bad one", async () => {
-    const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
-    const pool = VerifyPool.shared();
-    expect(pool).toBeDefined();
     const { data, pairs } = messages(300);
     data[7] = encodeMessage(newMessage(new TextEncoder().encode("g"), 7n, new TextEncoder().encode("tampered"))); // H2 fails
     pairs[8] = { ...pairs[8], localHash: new Uint8Array(32) }; // H1 fails
@@ -55,13 +56,11 @@ describe("verify pool - messages checked on worker threads", () => {
     pairs[11] = { remoteHash: addressOf(data[11]), localHash: messageId(withMetadata) };
     data[12] = encodeMessage({ ...withMetadata, body: new TextEncoder().encode("meta!") });
     pairs[12] = { remoteHash: addressOf(data[12]), localHash: messageId(withMetadata) };
-    const verdicts = await pool!.verify(pairs, data);
+    const verdicts = await (await pool()).verify(pairs, data);
     expect([...verdicts].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10, 12]);
   });
 
   it("checks messages that are views of one buffer (a GetMany answer) where they lie, and leaves that buffer whole", async () => {
-    const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
-    const pool = VerifyPool.shared()!;
     const { data, pairs } = messages(300);
     // Laid out as an answer is: each message after a few bytes of framing, in one buffer.
     const answer = new Uint8Array(data.reduce((sum, item) => sum + item.length + 3, 0));
@@ -75,7 +74,7 @@ describe("verify pool - messages checked on worker threads", () => {
     views[20][views[20].length - 1] ^= 1; // H2 fails
     pairs[21] = { ...pairs[21], localHash: new Uint8Array(32) }; // H1 fails
     const before = Uint8Array.from(answer);
-    const verdicts = await pool.verify(pairs, views);
+    const verdicts = await (await pool()).verify(pairs, views);
     expect([...verdicts].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([20, 21]);
     // The caller decodes the same views afterwards: they must not have been moved to the worker.
     expect(answer.byteLength).toBe(before.byteLength);
@@ -84,13 +83,13 @@ describe("verify pool - messages checked on worker threads", () => {
     const large = new Uint8Array(answer.length * 4);
     large.set(answer);
     const small = views.map((view) => large.subarray(view.byteOffset, view.byteOffset + view.length));
-    expect([...(await pool.verify(pairs, small))]).toEqual([...verdicts]);
+    expect([...(await (await pool()).verify(pairs, small))]).toEqual([...verdicts]);
   });
 
   it("never keeps a process alive once its work is done", () => {
     const script = `
       const { VerifyPool } = await import(${JSON.stringify(POOL)});
-      const pool = VerifyPool.shared();
+      const pool = VerifyPool.start(1);
       const verdicts = await pool.verify([{ remoteHash: new Uint8Array(36), localHash: new Uint8Array(32) }], [new Uint8Array(1)]);
       console.log(verdicts[0]);`;
     const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { timeout: 10_000, encoding: "utf8" });
@@ -101,7 +100,6 @@ describe("verify pool - messages checked on worker threads", () => {
 
 describe("verify pool - which thread checks a receiver's messages", () => {
   it("checks on the caller's thread exactly as the threads do (messageVerdicts)", async () => {
-    const { VerifyPool } = (await import(POOL)) as typeof import("../../actors/verify-pool.js");
     const { messageVerdicts } = await import("../../core/log-reader.js");
     const { data, pairs } = messages(300);
     data[7] = encodeMessage(newMessage(new TextEncoder().encode("g"), 7n, new TextEncoder().encode("tampered")));
@@ -117,47 +115,64 @@ describe("verify pool - which thread checks a receiver's messages", () => {
     pairs[12] = { remoteHash: addressOf(data[12]), localHash: messageId(withMetadata) };
     const here = messageVerdicts(pairs.map((pair, i) => ({ ...pair, redacted: i === 14 })), data);
     expect([...here].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10, 12, 13, 14]);
-    const onThreads = await VerifyPool.shared()!.verify(pairs, data);
+    const onThreads = await (await pool()).verify(pairs, data);
     expect([...onThreads].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10, 12, 13]);
   });
 
-  it("starts no thread for a short catch-up, and the shared pool's for a long one", async () => {
-    const { startServer, runCli, stop, lines, tempDir, cleanup } = await import("../helpers/processes.js");
-    const { THREADS_FROM_MESSAGES } = await import("../../core/log-reader.js");
-    const server = await startServer(["--listen", "127.0.0.1:0", "--data", await tempDir(), "--read-rate-per-address", "0"]);
-    try {
-      const data = await tempDir();
-      const send = async (count: number, from: number) => {
-        const sent = await runCli(["send", "--unsigned", "--name", "threads", "--server", server.url, "--data", data], { stdin: lines(count, "m", from), timeoutMs: 60_000 });
-        expect(sent.code, sent.stderr).toBe(0);
-      };
-      // A fresh process each time: the pool is the process's. It prints how many messages it got and
-      // how many verify threads ran by the end.
-      const catchUp = () => {
-        const script = `
-          const { Remote } = await import(${JSON.stringify(resolve("dist/actors/remote.js"))});
-          const { Receiver } = await import(${JSON.stringify(resolve("dist/actors/receiver.js"))});
-          const { MemoryCheckpointStore } = await import(${JSON.stringify(resolve("dist/stores/memory/checkpoint-store.js"))});
-          const { VerifyPool } = await import(${JSON.stringify(POOL)});
-          const remote = new Remote({ casUrl: ${JSON.stringify(server.url)}, nsUrl: ${JSON.stringify(server.url)} });
-          const { delivered } = await new Receiver({ name: "threads", remote, checkpoints: new MemoryCheckpointStore() }).sync(async () => {});
-          remote.close();
-          console.log(delivered, VerifyPool.runningThreads());`;
-        const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { timeout: 60_000, encoding: "utf8" });
-        expect(run.status, run.stderr).toBe(0);
-        return run.stdout.trim().split(" ").map(Number);
-      };
-      const short = THREADS_FROM_MESSAGES - 1;
-      await send(short, 0);
-      expect(catchUp()).toEqual([short, 0]);
-      await send(1, short);
-      const [delivered, threads] = catchUp();
-      expect(delivered).toBe(THREADS_FROM_MESSAGES);
-      // The pool has a thread for each core but the caller's, up to two: none on one core.
-      expect(threads).toBe(Math.min(2, availableParallelism() - 1));
-    } finally {
-      await stop(server.process);
-      await cleanup();
-    }
-  }, 120_000);
+  it("takes the threads for a read of THREADS_FROM_MESSAGES or more only (verifierForRead)", async () => {
+    const { THREADS_FROM_MESSAGES, verifierForRead } = await import("../../core/log-reader.js");
+    const threads = await pool();
+    expect(verifierForRead(threads, THREADS_FROM_MESSAGES - 1)).toBeNull();
+    expect(verifierForRead(threads, THREADS_FROM_MESSAGES)).toBe(threads);
+    // A read of unknown length (a log without seqids, walked) may be long.
+    expect(verifierForRead(threads, undefined)).toBe(threads);
+    expect(verifierForRead(undefined, 10 * THREADS_FROM_MESSAGES)).toBeNull();
+  });
+
+  // The shared pool has a thread for each core past the second, up to two (VerifyPool.shared).
+  const sharedThreads = Math.max(0, Math.min(2, availableParallelism() - 2));
+
+  describe("a receiver in a process of its own, against a real server", () => {
+    let server: import("../helpers/processes.js").Server;
+    let helpers: typeof import("../helpers/processes.js");
+    beforeAll(async () => {
+      helpers = await import("../helpers/processes.js");
+      server = await helpers.startServer(["--listen", "127.0.0.1:0", "--data", await helpers.tempDir(), "--read-rate-per-address", "0"]);
+    });
+    afterAll(async () => {
+      await helpers.stop(server.process);
+      await helpers.cleanup();
+    });
+    const send = async (name: string, count: number) => {
+      const sent = await helpers.runCli(["send", "--unsigned", "--name", name, "--server", server.url, "--data", await helpers.tempDir()], { stdin: helpers.lines(count), timeoutMs: 60_000 });
+      expect(sent.code, sent.stderr).toBe(0);
+    };
+    // A fresh process each time, as the pool is the process's: how many messages it got, and how many
+    // verify threads ran by the end.
+    const catchUp = (name: string) => {
+      const script = `
+        const { Remote } = await import(${JSON.stringify(resolve("dist/actors/remote.js"))});
+        const { Receiver } = await import(${JSON.stringify(resolve("dist/actors/receiver.js"))});
+        const { MemoryCheckpointStore } = await import(${JSON.stringify(resolve("dist/stores/memory/checkpoint-store.js"))});
+        const { VerifyPool } = await import(${JSON.stringify(POOL)});
+        const remote = new Remote({ casUrl: ${JSON.stringify(server.url)}, nsUrl: ${JSON.stringify(server.url)} });
+        const { delivered } = await new Receiver({ name: ${JSON.stringify(name)}, remote, checkpoints: new MemoryCheckpointStore() }).sync(async () => {});
+        remote.close();
+        console.log(delivered, VerifyPool.runningThreads());`;
+      const run = spawnSync(process.execPath, ["--input-type=module", "-e", script], { timeout: 60_000, encoding: "utf8" });
+      expect(run.status, run.stderr).toBe(0);
+      return run.stdout.trim().split(" ").map(Number);
+    };
+
+    it("starts no verify thread for a short catch-up", async () => {
+      await send("short", 5_000);
+      expect(catchUp("short")).toEqual([5_000, 0]);
+    }, 60_000);
+
+    it.skipIf(sharedThreads === 0)("starts the shared pool's threads for a long one", async () => {
+      const { THREADS_FROM_MESSAGES } = await import("../../core/log-reader.js");
+      await send("long", THREADS_FROM_MESSAGES);
+      expect(catchUp("long")).toEqual([THREADS_FROM_MESSAGES, sharedThreads]);
+    }, 120_000);
+  });
 });
