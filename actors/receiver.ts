@@ -496,14 +496,16 @@ const MAX_AHEAD = 32;
 
 /**
  * Batches to fetch ahead of delivery over a round trip of roundTripMs: 8, and one more
- * for every 2.5 ms of round trip (16 at 20 ms), up to 32. The window must hold a round trip's worth
+ * for every 1.25 ms of round trip (24 at 20 ms), up to 32. The window must hold a round trip's worth
  * of messages or the connection idles between answers: at 20 ms, 8 batches held a 100k catch-up to
- * 1,174 ms at the median and 16 took it to 1,060 (bench/README.md, session 9). On loopback, 16 only
- * cost memory: a 1M `receive` peaked at 240-288 MB against 214-219 with 8, no faster. The round trip
- * is a PING's, not a call's: a cold process's first call took 14-19 ms on loopback.
+ * 1,174 ms at the median and 16 took it to 1,060 (bench/README.md, session 9). Since a receiver checks
+ * its messages on its own thread (session 10), each answer holds that thread longer: a warm 100k
+ * catch-up at 20 ms took 996-1,049 ms with 16, 798-879 with 24 and 783-854 with 32. On loopback, 16
+ * only cost memory: a 1M `receive` peaked at 240-288 MB against 214-219 with 8, no faster. The round
+ * trip is a PING's, not a call's: a cold process's first call took 14-19 ms on loopback.
  */
 export function aheadFor(roundTripMs: number): number {
-  return Math.min(MAX_AHEAD, MIN_AHEAD + Math.floor(Math.max(0, roundTripMs) / 2.5));
+  return Math.min(MAX_AHEAD, MIN_AHEAD + Math.floor(Math.max(0, roundTripMs) / 1.25));
 }
 
 /**

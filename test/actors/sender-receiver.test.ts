@@ -396,7 +396,7 @@ describe("actors - the receiver verifies what it is served", () => {
     const unknown = await run(undefined);
     const told = await run(60, 8);
     expect(aheadFor(0)).toBe(8);
-    expect(aheadFor(20)).toBe(16);
+    expect(aheadFor(20)).toBe(24);
     expect(aheadFor(1000)).toBe(32);
     expect(slow).toBeGreaterThanOrEqual(6);
     expect(told).toBeLessThanOrEqual(3);
