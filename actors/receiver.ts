@@ -49,8 +49,8 @@ export interface ReceiverOptions {
   /** Whether the name is signed and its head record must verify; default: whether the name is a key name. */
   signed?: boolean;
   /**
-   * Threads that check messages, used for every sync; null: none. Default: the shared pool (none where
-   * there is one core, or in a browser), for a sync of THREADS_FROM_MESSAGES or more only.
+   * Threads that check messages, used for every sync; null: none. Default: the shared pool (none on two
+   * cores or fewer, or in a browser), for a sync of THREADS_FROM_MESSAGES or more only.
    */
   verifyPool?: PairVerifier | null;
   /**

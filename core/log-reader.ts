@@ -272,10 +272,10 @@ export class LogReader {
   /**
    * checkMessages, each message made only when asked for: all are checked now (on the threads of
    * verifier, by default the reader's, or on this one with null), and what passed is decoded when the
-   * caller takes it. A receiver takes each as it delivers it,
-   * so that a message object lives for its delivery rather than from its fetch, and dies young (held
-   * from the fetch, they outlived the young generation, and collecting them was the largest part of a
-   * catch-up's main thread: bench/README.md, session 7).
+   * caller takes it. A receiver takes each as it delivers it, so that a message object lives for its
+   * delivery rather than from its fetch, and dies young (held from the fetch, they outlived the young
+   * generation, and collecting them was the largest part of a catch-up's main thread: bench/README.md,
+   * session 7).
    */
   async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null = this.verifier ?? null): Promise<(index: number) => CheckedMessage> {
     // Checked now, here or on the verifier's threads, with no message object made: one made now lived
