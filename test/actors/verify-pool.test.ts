@@ -101,6 +101,7 @@ describe("verify pool - messages checked on worker threads", () => {
 describe("verify pool - which thread checks a receiver's messages", () => {
   it("checks on the caller's thread exactly as the threads do (messageVerdicts)", async () => {
     const { messageVerdicts } = await import("../../core/log-reader.js");
+    // The bad ones of the test above, an H1 of the wrong length, and (on this thread) a tombstone.
     const { data, pairs } = messages(300);
     data[7] = encodeMessage(newMessage(new TextEncoder().encode("g"), 7n, new TextEncoder().encode("tampered")));
     pairs[8] = { ...pairs[8], localHash: new Uint8Array(32) };
