@@ -101,9 +101,8 @@ export class Receiver {
   private readonly holdPages: number;
   private fromSeq?: number;
   private readonly waitForSeq: boolean;
-  /** Checks on the threads of verifier for every sync (one was given), or for long ones only (the shared pool's). */
-  private readonly verifier?: PairVerifier;
-  private readonly threadsForLongSyncs: boolean;
+  /** ReceiverOptions.verifyPool as given: each sync's verifier, or (undefined) the shared pool's for a long sync. */
+  private readonly verifyPool?: PairVerifier | null;
   /** The version of the last head synced, so that an older pushed head is never taken for news. */
   private lastVersion = 0n;
 
@@ -119,9 +118,9 @@ export class Receiver {
     this.holdPages = options.holdPages ?? HOLD_PAGES;
     this.fromSeq = options.fromSeq;
     this.waitForSeq = options.waitForSeq ?? false;
-    this.verifier = options.verifyPool === null ? undefined : (options.verifyPool ?? sharedVerifier());
-    this.threadsForLongSyncs = options.verifyPool === undefined;
-    this.reader = new LogReader(options.remote, options.name, { signed: options.signed, maxPages: options.maxPages, verifier: this.verifier });
+    this.verifyPool = options.verifyPool;
+    // No verifier of the reader's own: each sync hands its messages' checks the one it chose.
+    this.reader = new LogReader(options.remote, options.name, { signed: options.signed, maxPages: options.maxPages });
   }
 
   /**
@@ -168,7 +167,7 @@ export class Receiver {
     // start together share one fetch call; the oldest waiting start first, as delivery needs them.
     // The shared pool's threads check a long catch-up only: a short one is over before they pay back.
     const toFetch = end === undefined ? undefined : end - checkpoint.delivered;
-    const verifier = this.threadsForLongSyncs ? verifierForRead(this.verifier, toFetch) : (this.verifier ?? null);
+    const verifier = this.verifyPool === undefined ? verifierForRead(sharedVerifier(), toFetch) : this.verifyPool;
     // Threads load their code while the pages are found, not while the first messages wait.
     verifier?.start?.();
     const startFetch = (units: Unit[]) => {
