@@ -51,7 +51,8 @@ const script = {
   format: "cjs",
   // The sources find the worker scripts and package.json from import.meta.url.
   define: { "import.meta.url": "__bundleUrl" },
-  banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  // "use strict" first, where it is a directive (esbuild's own comes after the banner): the sources are ES modules, strict.
+  banner: { js: '"use strict"; const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
   // Less to read and hash at each start; names stay, for stacks, and the maps lead to the sources
   // (without copies of them: each bundle would carry its own).
   minifyWhitespace: true,

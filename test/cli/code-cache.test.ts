@@ -35,7 +35,11 @@ async function run(main: string, args: string[]): Promise<{ stdout: string; stde
 describe("cli - code cache", () => {
   it("gives each verb and each thread a script of its own, and starts every one from its cache", async () => {
     const scripts = [...Object.keys(verbs).filter((verb) => verb !== "completion"), "all", "restore-worker", "verify-worker"];
-    for (const name of scripts) expect(await compilesFromCache(join(DIST, `${name}.cjs`)), name).toBe(true);
+    for (const name of scripts) {
+      expect(await compilesFromCache(join(DIST, `${name}.cjs`)), name).toBe(true);
+      // Strict, as the ES modules they are made of: the directive must come first to count.
+      expect((await readFile(join(DIST, `${name}.cjs`), "utf8")).startsWith('"use strict";'), name).toBe(true);
+    }
     // The verb's own script runs it: its help is its own.
     expect((await run(join(DIST, "main.js"), ["restore", "--help"])).stdout).toMatch(/^Usage: remotelog restore /);
     // The stand-ins for the other verbs are never what runs: completion, in the bundle of every verb, lists them all.
