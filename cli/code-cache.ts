@@ -2,8 +2,8 @@
  * Runs a bundled script of the CLI (scripts/bundle-cli.mjs) from a V8 code cache, so that a cold
  * process or thread does not compile the code it starts with again.
  *
- * Why: loading a verb's code was a large part of a short process. `restore --help` took 110-118 ms
- * as ES modules and 93 ms from the cache (a bare `node -e 0`: ~60 ms). Node 20 caches compiled code
+ * Why: loading a verb's code was a large part of a short process. `restore --help` took 109-117 ms
+ * as ES modules and 100-107 ms from the cache (a bare `node -e 0`: ~62 ms). Node 20 caches compiled code
  * for scripts only, not for ES modules, so the CLI's bundles are scripts, each with the cache the
  * build made by running it (<bundle>.cache). The cache is used only for the very bytes it was made
  * from: it starts with their SHA-256, as V8 itself checks no more than the source's length. Without a
@@ -15,8 +15,8 @@ import Module, { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { Script, constants } from "node:vm";
 
-/** Set by the build alone, to write each bundle's cache after a run of it. */
-const WRITE_CACHE = process.env.REMOTELOG_WRITE_CODE_CACHE === "1";
+/** Set by the build alone, to the script it runs once to write that script's cache (see the launcher). */
+export const WRITE_CACHE = process.env.REMOTELOG_WRITE_CODE_CACHE || undefined;
 const DIGEST_BYTES = 32;
 
 /** The V8 cache written for source, or undefined when there is none or it was written for other bytes. */

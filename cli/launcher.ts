@@ -1,27 +1,27 @@
 #!/usr/bin/env node
 /*
  * The `remotelog` command as built (scripts/bundle-cli.mjs makes this dist/cli/main.js): it runs the
- * bundle of the verb asked for, dist/cli/<verb>.cjs, or all.cjs for anything else (--help, --version,
- * completion, an unknown verb), each cli/main.ts with that verb alone in it, from its code cache
- * (code-cache.ts). A process then reads and sets up only its verb's code.
+ * script of the verb asked for, dist/cli/<group>.cjs by groups.json, or all.cjs for anything else
+ * (--help, --version, completion, an unknown verb), from its code cache (code-cache.ts). A process
+ * then reads and sets up only the code of its verb's group.
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { runScript } from "./code-cache.js";
+import { runScript, WRITE_CACHE } from "./code-cache.js";
 
-function bundleFor(verb: string | undefined): { file: string; source: Buffer } {
-  // A verb is a plain word, so that an argument cannot name another file.
-  if (verb !== undefined && /^[a-z]+$/.test(verb)) {
-    try {
-      const file = fileURLToPath(new URL(`./${verb}.cjs`, import.meta.url));
-      return { file, source: readFileSync(file) };
-    } catch {
-      // not a verb with a bundle of its own
-    }
+/** The script to run: the build names the one it writes a cache for; else the verb's group's. */
+function scriptFor(verb: string | undefined): string {
+  if (WRITE_CACHE && /^[a-z]+$/.test(WRITE_CACHE)) return WRITE_CACHE;
+  try {
+    const groups = JSON.parse(readFileSync(new URL("./groups.json", import.meta.url), "utf8")) as Record<string, unknown>;
+    // Own keys only, so that an argument such as "constructor" cannot pick anything.
+    const group = verb !== undefined && Object.hasOwn(groups, verb) ? groups[verb] : undefined;
+    if (typeof group === "string" && /^[a-z]+$/.test(group)) return group;
+  } catch {
+    // no groups: every verb runs from all.cjs
   }
-  const file = fileURLToPath(new URL("./all.cjs", import.meta.url));
-  return { file, source: readFileSync(file) };
+  return "all";
 }
 
-const { file, source } = bundleFor(process.argv[2]);
-runScript(file, source);
+const file = fileURLToPath(new URL(`./${scriptFor(process.argv[2])}.cjs`, import.meta.url));
+runScript(file);

@@ -1,22 +1,21 @@
 /**
  * Bundles the CLI (over tsc's output, which stays for the library and the benchmarks):
  *
- * - dist/cli/<verb>.cjs: cli/main.ts with that verb alone in it, as one script, and all.cjs with every
- *   verb (for --help, --version and completion). A cold process then reads one file instead of ~400
- *   modules, which was a third of a `receive` process's profile, and only the code of its verb.
- * - dist/cli/main.js (cli/launcher.ts), the command: it runs the verb's bundle from a V8 code cache,
- *   <bundle>.cache, made here by running each bundle's --help once. Scripts, not ES modules, because
- *   Node 20 caches the compiled code of scripts only.
- * - The verify and restore threads, one ES module file each: a thread resolves and links each file
- *   it loads on its own, and the ~10 shared chunks the restore thread imported took it 67-98 ms to load
- *   against 55-65 ms for the same code in one file (a bare thread: 34-50 ms).
+ * - dist/cli/<group>.cjs: cli/main.ts with the verbs of one group of VERB_GROUPS in it (the others are
+ *   stand-ins that are never run), as one script, and all.cjs with every verb (for --help, --version,
+ *   completion and the verbs of no group). A cold process then reads one file instead of ~400
+ *   modules, which was a third of a `receive` process's profile, and not the code of other verbs.
+ * - dist/cli/groups.json, the group of each verb, and dist/cli/main.js (cli/launcher.ts), the command:
+ *   it runs the verb's script from a V8 code cache, <script>.cache, made here by running each script
+ *   once. Scripts, not ES modules, because Node 20 caches the compiled code of scripts only.
+ * - The verify and restore threads, one script each, started the same way.
  *
  * classic-level stays external: it loads a native addon from its own directory.
  */
 import { build } from "esbuild";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, readdir, rm } from "node:fs/promises";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 
 // BUNDLE_OUTDIR: elsewhere, to compare builds without touching dist/ (node_modules must be above it).
 const outdir = process.env.BUNDLE_OUTDIR ?? "dist/cli";
@@ -24,11 +23,27 @@ await mkdir(outdir, { recursive: true });
 // Files of an earlier bundle (the ES module chunks of older builds, a verb since removed) would otherwise pile up.
 for (const file of await readdir(outdir)) if (file.startsWith("chunk-") || /\.cjs(\.cache|\.map)?$/.test(file)) await rm(`${outdir}/${file}`);
 
-/** The verbs as cli/verbs.ts loads them: `name: () => import("./file.js")`. */
-const verbs = [...readFileSync("cli/verbs.ts", "utf8").matchAll(/^ {2}(\w+): \(\) => import\("\.\/(\w+)\.js"\),$/gm)].map((match) => match[2]);
-if (verbs.length < 10) throw new Error(`found only ${verbs.length} verbs in cli/verbs.ts`);
-// completion lists every verb's flags, so it needs them all.
-const ownBundle = verbs.filter((verb) => verb !== "completion");
+/** The verbs as cli/verbs.ts loads them: `name: () => import("./file.js")`, by name. */
+const verbFiles = new Map([...readFileSync("cli/verbs.ts", "utf8").matchAll(/^ {2}(\w+): \(\) => import\("\.\/(\w+)\.js"\),$/gm)].map((match) => [match[1], match[2]]));
+if (verbFiles.size < 10) throw new Error(`found only ${verbFiles.size} verbs in cli/verbs.ts`);
+
+/**
+ * Verbs that load much the same code share a script: a script a verb made the package 10.7 MB packed
+ * (34 MB unpacked) against 3.9 MB (12.5 MB), for 0-3 ms of start-up (`restore --help`: 100 ms alone,
+ * 103 in its group). serve starts once and runs for long; demo and completion run from all.cjs.
+ */
+const VERB_GROUPS = {
+  client: ["send", "receive", "cat", "status", "mirror", "redact", "inspect", "repair", "mvds", "key"],
+  backup: ["backup", "restore", "verify", "export", "import", "gc"],
+  serve: ["serve"],
+};
+const groupOf = {};
+for (const [group, verbs] of Object.entries(VERB_GROUPS)) {
+  for (const verb of verbs) {
+    if (!verbFiles.has(verb)) throw new Error(`VERB_GROUPS names ${verb}, which cli/verbs.ts has not`);
+    groupOf[verb] = group;
+  }
+}
 
 const common = {
   bundle: true,
@@ -53,28 +68,33 @@ const script = {
   define: { "import.meta.url": "__bundleUrl" },
   // "use strict" first, where it is a directive (esbuild's own comes after the banner): the sources are ES modules, strict.
   banner: { js: '"use strict"; const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
-  // Less to read and hash at each start; names stay, for stacks, and the maps lead to the sources
-  // (without copies of them: each bundle would carry its own).
+  // Less to read and hash at each start: `restore --help` took 100-103 ms minified, 108 not. Names
+  // stay, so a stack still says which function; the maps lead tools to the sources (without copies
+  // of them: each script would carry its own). Node maps no stack of a script it compiles this way.
   minifyWhitespace: true,
   minifySyntax: true,
   sourcesContent: false,
 };
 
-/** Every other verb of cli/verbs.ts as a stand-in that is never run: the launcher picks the bundle by verb. */
-const onlyVerb = (verb) => ({
-  name: `only-${verb}`,
-  setup(b) {
-    b.onResolve({ filter: /^\.\/\w+\.js$/ }, (args) => {
-      const name = args.path.slice(2, -3);
-      if (!args.importer.endsWith("cli/verbs.ts") || name === verb || !verbs.includes(name)) return undefined;
-      return { path: name, namespace: "other-verb" };
-    });
-    b.onLoad({ filter: /.*/, namespace: "other-verb" }, (args) => ({
-      contents: `export const summary = ""; export async function run() { throw new Error("verb ${args.path} is not in this bundle"); }`,
-      loader: "js",
-    }));
-  },
-});
+/** The verbs of cli/verbs.ts outside a group as stand-ins that are never run: the launcher picks the script by verb. */
+const onlyGroup = (group) => {
+  const inGroup = new Set(VERB_GROUPS[group].map((verb) => verbFiles.get(verb)));
+  const files = new Set(verbFiles.values());
+  return {
+    name: `only-${group}`,
+    setup(b) {
+      b.onResolve({ filter: /^\.\/\w+\.js$/ }, (args) => {
+        const file = args.path.slice(2, -3);
+        if (!args.importer.endsWith("cli/verbs.ts") || inGroup.has(file) || !files.has(file)) return undefined;
+        return { path: file, namespace: "other-verb" };
+      });
+      b.onLoad({ filter: /.*/, namespace: "other-verb" }, (args) => ({
+        contents: `export const summary = ""; export async function run() { throw new Error("verb ${args.path} is not in this bundle"); }`,
+        loader: "js",
+      }));
+    },
+  };
+};
 
 /** The threads' scripts, as the pools name them, and their sources. */
 const threads = [
@@ -107,28 +127,28 @@ await Promise.all([
     }),
   ]),
   build({ ...script, outfile: `${outdir}/all.cjs`, entryPoints: ["cli/main.ts"], plugins: [noHashbang] }),
-  ...ownBundle.map((verb) => build({ ...script, outfile: `${outdir}/${verb}.cjs`, entryPoints: ["cli/main.ts"], plugins: [noHashbang, onlyVerb(verb)] })),
+  ...Object.keys(VERB_GROUPS).map((group) => build({ ...script, outfile: `${outdir}/${group}.cjs`, entryPoints: ["cli/main.ts"], plugins: [noHashbang, onlyGroup(group)] })),
+  writeFile(`${outdir}/groups.json`, JSON.stringify(groupOf, null, 2) + "\n"),
 ]);
 
 /**
- * Runs a bundle's --help through the launcher (or a thread's script, on the main thread, where it
- * waits for no message), which then writes the bundle's code cache.
+ * Runs a script once, which then writes its code cache: a verb script's `--help`, which loads every
+ * verb in it (for their summaries), or a thread's script on the main thread, where it waits for no message.
  */
-function writeCodeCache(run) {
+function writeCodeCache(script, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, run, {
+    const child = spawn(process.execPath, args, {
       stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, REMOTELOG_WRITE_CODE_CACHE: "1" },
+      env: { ...process.env, REMOTELOG_WRITE_CODE_CACHE: script },
     });
     child.once("error", reject);
-    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${run.join(" ")} exited with ${code}`))));
+    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${script}: ${args.join(" ")} exited with ${code}`))));
   });
 }
 const queue = [
-  [`${outdir}/main.js`, "--help"],
-  ...ownBundle.map((verb) => [`${outdir}/main.js`, verb, "--help"]),
-  ...threads.map(([name]) => [`${outdir}/${name}.js`]),
+  ...["all", ...Object.keys(VERB_GROUPS)].map((script) => [script, [`${outdir}/main.js`, "--help"]]),
+  ...threads.map(([name]) => [name, [`${outdir}/${name}.js`]]),
 ];
 await Promise.all([0, 1].map(async () => {
-  while (queue.length > 0) await writeCodeCache(queue.shift());
+  while (queue.length > 0) await writeCodeCache(...queue.shift());
 }));

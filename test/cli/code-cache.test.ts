@@ -6,8 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { verbs } from "../../cli/verbs.js";
 
 /*
- * The built command (scripts/bundle-cli.mjs, cli/launcher.ts, cli/code-cache.ts): each verb runs from a
- * script of its own, started from the code V8 compiled for it at build time, and never from code
+ * The built command (scripts/bundle-cli.mjs, cli/launcher.ts, cli/code-cache.ts): each verb runs from
+ * its group's script, started from the code V8 compiled for it at build time, and never from code
  * compiled for other bytes.
  */
 
@@ -33,16 +33,22 @@ async function run(main: string, args: string[]): Promise<{ stdout: string; stde
 }
 
 describe("cli - code cache", () => {
-  it("gives each verb and each thread a script of its own, and starts every one from its cache", async () => {
-    const scripts = [...Object.keys(verbs).filter((verb) => verb !== "completion"), "all", "restore-worker", "verify-worker"];
+  it("runs each verb from its group's script or all.cjs, and every script from its cache", async () => {
+    const groups = JSON.parse(await readFile(join(DIST, "groups.json"), "utf8")) as Record<string, string>;
+    for (const verb of Object.keys(groups)) expect(Object.keys(verbs), verb).toContain(verb);
+    const scripts = [...new Set(Object.values(groups)), "all", "restore-worker", "verify-worker"];
     for (const name of scripts) {
       expect(await compilesFromCache(join(DIST, `${name}.cjs`)), name).toBe(true);
       // Strict, as the ES modules they are made of: the directive must come first to count.
       expect((await readFile(join(DIST, `${name}.cjs`), "utf8")).startsWith('"use strict";'), name).toBe(true);
     }
-    // The verb's own script runs it: its help is its own.
+    // A group's script holds its verbs and not the others (a stand-in would run instead: every verb's
+    // --help runs in help-and-exits.test.ts).
+    expect(groups.restore).toBe("backup");
+    expect(await readFile(join(DIST, "backup.cjs"), "utf8")).toContain("Read a backup's pack chain");
+    expect(await readFile(join(DIST, "client.cjs"), "utf8")).not.toContain("Read a backup's pack chain");
     expect((await run(join(DIST, "main.js"), ["restore", "--help"])).stdout).toMatch(/^Usage: remotelog restore /);
-    // The stand-ins for the other verbs are never what runs: completion, in the bundle of every verb, lists them all.
+    // completion runs from all.cjs, with every verb in it.
     const completion = await run(join(DIST, "main.js"), ["completion", "bash"]);
     for (const verb of Object.keys(verbs)) expect(completion.stdout).toContain(verb);
   });
@@ -51,21 +57,21 @@ describe("cli - code cache", () => {
     await mkdir(scratchRoot, { recursive: true });
     const dir = await mkdtemp(join(scratchRoot, "code-cache-"));
     scratch.push(dir);
-    for (const file of ["main.js", "restore.cjs", "restore.cjs.cache"]) await copyFile(join(DIST, file), join(dir, file));
+    for (const file of ["main.js", "groups.json", "backup.cjs", "backup.cjs.cache"]) await copyFile(join(DIST, file), join(dir, file));
     const before = "Read a backup's pack chain";
     const after = "READ A BACKUP'S PACK CHAIN";
-    const bundle = await readFile(join(dir, "restore.cjs"), "utf8");
-    expect(bundle).toContain(before);
-    await writeFile(join(dir, "restore.cjs"), bundle.replace(before, after));
+    const script = await readFile(join(dir, "backup.cjs"), "utf8");
+    expect(script).toContain(before);
+    await writeFile(join(dir, "backup.cjs"), script.replace(before, after));
 
     // V8 would take the old cache (it checks the length only) and print the old text.
-    expect(await compilesFromCache(join(dir, "restore.cjs"))).toBe(false);
+    expect(await compilesFromCache(join(dir, "backup.cjs"))).toBe(false);
     const help = await run(join(dir, "main.js"), ["restore", "--help"]);
     expect(help.stdout).toContain(after);
     expect(help.stdout).not.toContain(before);
 
     // A script without a cache runs all the same.
-    await rm(join(dir, "restore.cjs.cache"));
+    await rm(join(dir, "backup.cjs.cache"));
     expect((await run(join(dir, "main.js"), ["restore", "--help"])).stdout).toContain(after);
   });
 });
