@@ -3,11 +3,11 @@
  * process or thread does not compile the code it starts with again.
  *
  * Why: loading a verb's code was a large part of a short process. `restore --help` took 109-117 ms
- * as ES modules and 100-107 ms from the cache (a bare `node -e 0`: ~62 ms). Node 20 caches compiled code
- * for scripts only, not for ES modules, so the CLI's bundles are scripts, each with the cache the
- * build made by running it (<bundle>.cache). The cache is used only for the very bytes it was made
- * from: it starts with their SHA-256, as V8 itself checks no more than the source's length. Without a
- * cache, or with one V8 refuses (another Node), the script compiles as any would.
+ * as ES modules and 100-107 ms from the cache (a bare `node -e 0`: ~62 ms). Node 20 caches compiled
+ * code for scripts only, not for ES modules, so the CLI's bundles are scripts, each with the cache
+ * the build made by running it (<script>.cache). The cache is used only for the very bytes it was
+ * made from: it starts with their SHA-256, as V8 itself checks no more than the source's length.
+ * Without a cache, or with one V8 refuses (another Node), the script compiles as any would.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { hash } from "node:crypto";
