@@ -20,8 +20,9 @@ import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 // BUNDLE_OUTDIR: elsewhere, to compare builds without touching dist/ (node_modules must be above it).
 const outdir = process.env.BUNDLE_OUTDIR ?? "dist/cli";
 await mkdir(outdir, { recursive: true });
-// Files of an earlier bundle (the ES module chunks of older builds, a verb since removed) would otherwise pile up.
-for (const file of await readdir(outdir)) if (file.startsWith("chunk-") || /\.cjs(\.cache|\.map)?$/.test(file)) await rm(`${outdir}/${file}`);
+// Files of an earlier bundle (the ES module chunks of older builds, a group since removed, a cache
+// whose writing was cut short) would otherwise pile up.
+for (const file of await readdir(outdir)) if (file.startsWith("chunk-") || /\.cjs(\.cache|\.cache\.tmp|\.map)?$/.test(file)) await rm(`${outdir}/${file}`);
 
 /** The verbs as cli/verbs.ts loads them: `name: () => import("./file.js")`, by name. */
 const verbFiles = new Map([...readFileSync("cli/verbs.ts", "utf8").matchAll(/^ {2}(\w+): \(\) => import\("\.\/(\w+)\.js"\),$/gm)].map((match) => [match[1], match[2]]));
