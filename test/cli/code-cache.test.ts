@@ -24,12 +24,12 @@ afterAll(async () => {
 /** Whether `file` compiles from its cache, asked of a fresh node (the flags a user's has) through the launcher's own code. */
 async function compilesFromCache(file: string): Promise<boolean> {
   const code = `import { compileScript } from ${JSON.stringify(join(DIST, "code-cache.js"))}; console.log(compileScript(${JSON.stringify(file)}).fromCache)`;
-  const { stdout } = await exec(process.execPath, ["--input-type=module", "-e", code]);
+  const { stdout } = await exec(process.execPath, ["--input-type=module", "-e", code], { timeout: 30_000 });
   return stdout.trim() === "true";
 }
 
 async function run(main: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return exec(process.execPath, [main, ...args], { env: { ...process.env, COLUMNS: "2000" } });
+  return exec(process.execPath, [main, ...args], { env: { ...process.env, COLUMNS: "2000" }, timeout: 30_000 });
 }
 
 describe("cli - code cache", () => {
