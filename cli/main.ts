@@ -3,7 +3,8 @@
 import "../services/native-base64.js";
 import type { Io } from "./command.js";
 import { EXIT_OK, EXIT_USAGE, isBrokenPipe } from "./command.js";
-import { ENVIRONMENT, verbs, version } from "./verbs.js";
+import { ENVIRONMENT, verbs } from "./verbs.js";
+import { asksForVersion, versionLine } from "./version.js";
 
 async function usage(): Promise<string> {
   // One table, from each verb's own summary, so that it cannot drift from the verbs.
@@ -20,8 +21,8 @@ async function usage(): Promise<string> {
 
 export async function main(argv: string[], io: Io): Promise<number> {
   const [verb, ...rest] = argv;
-  if (verb === "--version" || verb === "-V" || verb === "version") {
-    io.stdout.write(`remotelog ${version()}\n`);
+  if (asksForVersion(verb)) {
+    io.stdout.write(versionLine());
     return EXIT_OK;
   }
   if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { Io } from "./command.js";
 
 /*
@@ -41,15 +40,3 @@ export const ENVIRONMENT: [string, string][] = [
   ["REMOTELOG_STATE", "--state DIR (receive)"],
   ["REMOTELOG_DEBUG", "print the stack of an unexpected error"],
 ];
-
-export function version(): string {
-  // Built, this file is dist/cli/verbs.js; run from source (tests), cli/verbs.ts.
-  for (const path of ["../../package.json", "../package.json"]) {
-    try {
-      return (JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8")) as { version: string }).version;
-    } catch {
-      // try the next place
-    }
-  }
-  return "unknown";
-}
