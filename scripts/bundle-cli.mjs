@@ -2,8 +2,8 @@
  * Bundles the CLI (over tsc's output, which stays for the library and the benchmarks):
  *
  * - dist/cli/<group>.cjs: cli/main.ts with the verbs of one group of VERB_GROUPS in it (the others are
- *   stand-ins that are never run), as one script, and all.cjs with every verb (for --help, --version,
- *   completion and the verbs of no group). A cold process then reads one file instead of ~400
+ *   stand-ins that are never run), as one script, and all.cjs with every verb (for --help,
+ *   completion and the verbs of no group; the launcher says --version itself). A cold process then reads one file instead of ~400
  *   modules, which was a third of a `receive` process's profile, and not the code of other verbs.
  * - dist/cli/groups.json, the group of each verb, and dist/cli/main.js (cli/launcher.ts), the command:
  *   it runs the verb's script from a V8 code cache, <script>.cache, made here by running each script
