@@ -119,7 +119,7 @@ export class Receiver {
     this.fromSeq = options.fromSeq;
     this.waitForSeq = options.waitForSeq ?? false;
     this.verifyPool = options.verifyPool;
-    // No verifier of the reader's own: each sync hands its messages' checks the one it chose.
+    // Each sync hands its messages' checks the verifier it chose.
     this.reader = new LogReader(options.remote, options.name, { signed: options.signed, maxPages: options.maxPages });
   }
 

@@ -24,7 +24,7 @@ export class RemoteLogSource implements LogSource {
     /** verifier: threads that check the messages of a read of THREADS_FROM_MESSAGES or more (core/log-reader.ts verifierForRead). */
     private readonly options: { unsigned?: boolean; maxPages?: number; verifier?: PairVerifier } = {},
   ) {
-    this.reader = new LogReader(remote, logName, { maxPages: options.maxPages, verifier: options.verifier });
+    this.reader = new LogReader(remote, logName, { maxPages: options.maxPages });
   }
 
   async readSince(after: BackedUpTo | undefined): Promise<SourceRead> {

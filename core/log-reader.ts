@@ -21,8 +21,6 @@ export interface LogReaderOptions {
   signed?: boolean;
   /** Pages at most, head included; a longer chain is DATA_LOSS. Default 10,000,000. */
   maxPages?: number;
-  /** Threads that check messages; without one they are checked on the caller's thread. */
-  verifier?: PairVerifier;
 }
 
 /**
@@ -101,7 +99,6 @@ export class LogReader {
   readonly name: string;
   readonly signed: boolean;
   readonly maxPages: number;
-  private readonly verifier?: PairVerifier;
 
   constructor(
     readonly remote: LogReadRemote,
@@ -111,7 +108,6 @@ export class LogReader {
     this.name = name;
     this.signed = options.signed ?? isKeyName(name);
     this.maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
-    this.verifier = options.verifier;
   }
 
   /** How errors name the head this reader fetches. */
@@ -261,23 +257,23 @@ export class LogReader {
   }
 
   /**
-   * Checks each pair's data (H2, then H1), on the verifier's threads when there are enough of them to be
-   * worth it. A failure comes back in its slot, unnamed, for the caller to name by seq.
+   * Checks each pair's data (H2, then H1), on the verifier's threads when one is given and there are
+   * enough messages to be worth it, else on this thread. A failure comes back in its slot, unnamed, for
+   * the caller to name by seq.
    */
-  async checkMessages(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier?: PairVerifier | null): Promise<CheckedMessage[]> {
+  async checkMessages(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null = null): Promise<CheckedMessage[]> {
     const checked = await this.checkMessagesLater(pairs, data, verifier);
     return pairs.map((_, i) => checked(i));
   }
 
   /**
    * checkMessages, each message made only when asked for: all are checked now (on the threads of
-   * verifier, by default the reader's, or on this one with null), and what passed is decoded when the
-   * caller takes it. A receiver takes each as it delivers it, so that a message object lives for its
-   * delivery rather than from its fetch, and dies young (held from the fetch, they outlived the young
-   * generation, and collecting them was the largest part of a catch-up's main thread: bench/README.md,
-   * session 7).
+   * verifier when given, else on this one), and what passed is decoded when the caller takes it. A
+   * receiver takes each as it delivers it, so that a message object lives for its delivery rather than
+   * from its fetch, and dies young (held from the fetch, they outlived the young generation, and
+   * collecting them was the largest part of a catch-up's main thread: bench/README.md, session 7).
    */
-  async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null = this.verifier ?? null): Promise<(index: number) => CheckedMessage> {
+  async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null = null): Promise<(index: number) => CheckedMessage> {
     // Checked now, here or on the verifier's threads, with no message object made: one made now lived
     // until its delivery, and died old.
     const verdicts = verifier && pairs.length >= VERIFIER_MIN_MESSAGES ? await verifier.verify(pairs, data) : messageVerdicts(pairs, data);
@@ -288,10 +284,10 @@ export class LogReader {
   /**
    * The checked bytes of each pair that is not a tombstone (tombstones are left out), fetched where
    * the page does not embed them. The first that fails is DATA_LOSS naming the name and the message's
-   * seq: firstSeq + its index in pairs when given, else its seqid. Checked on verifier's threads (by
-   * default the reader's; null: this thread).
+   * seq: firstSeq + its index in pairs when given, else its seqid. Checked as checkMessages checks
+   * them: on verifier's threads when given.
    */
-  async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number, verifier?: PairVerifier | null): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
+  async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number, verifier: PairVerifier | null = null): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
     const seqs: number[] = [];
     const live = pairs.filter((pair, i) => {
       if (pair.redacted) return false;
