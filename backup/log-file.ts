@@ -71,6 +71,13 @@ function plainView(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
+/**
+ * A data sync is started after each this many bytes written, while the rest is laid out: the one at
+ * close then has only the last of them to flush. A 100,000-message restore (31 MB of log) waited
+ * 15-17 ms for it, idle, with every byte still to go to the disk; 2-3 ms with these.
+ */
+const SYNC_EVERY_BYTES = 8 << 20;
+
 export class LogFileWriter {
   /**
    * The ids written, numbered by seq, for the duplicate check: a DigestTable, whose slots a backup's
@@ -81,17 +88,25 @@ export class LogFileWriter {
   private writing: Promise<void> = Promise.resolve();
   private position = 0;
   private count = 0;
+  /** Bytes written since the last data sync was started. */
+  private unsynced = 0;
+  /** Data syncs started while writing goes on (SYNC_EVERY_BYTES); close() waits for them. */
+  private syncing: Promise<void>[] = [];
 
   private constructor(
     readonly dir: string,
     private readonly handle: Awaited<ReturnType<typeof open>>,
+    private readonly syncEveryBytes: number,
   ) {}
 
-  /** Creates dir and an empty log.bin in it; CONFLICT if log.bin exists. expected: how many messages will be written, when known, to size the duplicate check once. */
-  static async create(dir: string, expected = 0): Promise<LogFileWriter> {
+  /**
+   * Creates dir and an empty log.bin in it; CONFLICT if log.bin exists. expected: how many messages
+   * will be written, when known, to size the duplicate check once.
+   */
+  static async create(dir: string, expected = 0, syncEveryBytes = SYNC_EVERY_BYTES): Promise<LogFileWriter> {
     await ensureDir(dir);
     try {
-      const writer = new LogFileWriter(dir, await open(join(dir, "log.bin"), "wx"));
+      const writer = new LogFileWriter(dir, await open(join(dir, "log.bin"), "wx"), syncEveryBytes);
       if (expected > 1024) writer.ids = new DigestTable(expected);
       return writer;
     } catch (err) {
@@ -145,6 +160,15 @@ export class LogFileWriter {
         } catch (err) {
           throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err);
         }
+        this.unsynced += bytes.length;
+        if (this.unsynced >= this.syncEveryBytes) {
+          this.unsynced = 0;
+          const synced = this.handle.datasync().catch((err: unknown) => {
+            throw ioError(`cannot sync ${join(this.dir, "log.bin")}`, err);
+          });
+          synced.catch(() => {});
+          this.syncing.push(synced);
+        }
       });
       this.writing.catch(() => {});
       this.position += bytes.length;
@@ -161,6 +185,7 @@ export class LogFileWriter {
   async close(): Promise<void> {
     try {
       await this.writing;
+      await Promise.all(this.syncing);
       await this.handle.datasync();
     } finally {
       await this.handle.close();

@@ -92,6 +92,21 @@ describe("log file - restore's writer", () => {
     expect(entries.every((entry, i) => Buffer.compare(entry.data, messages[i]) === 0)).toBe(true);
     await log.close();
   });
+
+  it("syncs as it writes, and reads back the same after the syncs at close", async () => {
+    const dir = await dirs.make();
+    // A sync started after every ~30 records: many run while later writes go on.
+    const writer = await LogFileWriter.create(dir, 0, 10_000);
+    const messages = Array.from({ length: 3000 }, (_, i) => random(i));
+    for (let from = 0; from < messages.length; from += 100) await writer.append(messages.slice(from, from + 100));
+    await writer.close();
+    const log = await FileLocalLog.open(dir);
+    expect(log.recovered).toBeUndefined();
+    expect(log.length).toBe(3000);
+    const entries = await log.read(0, 3000);
+    expect(entries.every((entry, i) => Buffer.compare(entry.data, messages[i]) === 0)).toBe(true);
+    await log.close();
+  });
 });
 
 describe("pack format - restore's readers and writers", () => {
