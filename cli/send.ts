@@ -130,9 +130,15 @@ export function command(io: Io) {
           wakeOnFailure?.();
         };
         const kickPublish = () => {
-          publishing ??= publish().then(
+          if (publishing) return;
+          const before = progress.published;
+          publishing = publish().then(
             () => {
               publishing = undefined;
+              // What was appended while this one ran goes out at once: waiting for the next append to
+              // end left the CAS with nothing to store for up to an append's time, at every step. Only
+              // after a publish that got further, so that one that cannot is not repeated on and on.
+              if (!failed && progress.published > before && log.length > progress.published) kickPublish();
             },
             (error) => {
               publishing = undefined;
