@@ -183,6 +183,23 @@ describe("backup - remote log to a CAS service", () => {
     expect(await readLog(join(dir, "restored"))).toEqual(await readLog(join(dir, "alice")));
   });
 
+  it("reads a long name's messages in calls of neighbouring pages, however scattered the pages arrive", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    // 12,000 messages in pages of 256: 47 pages, whose first rounds follow skip links.
+    const sent = await runCli(["send", "--unsigned", "--name", "wide", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(12_000) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const before = await getManyCalls(server.url);
+    const backup = await runCli(["backup", "--from-name", "wide", "--unsigned", "--server", server.url, "--to", join(dir, "packs"), "--json"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(json(backup.stdout)).toMatchObject({ messages: 12_000, added: 12_000 });
+    // The pages' rounds, then the messages in calls of up to 4,096: 10 calls. Read as the pages came,
+    // a page or two a call, it took 41.
+    expect((await getManyCalls(server.url)) - before).toBeLessThanOrEqual(16);
+    expect((await runCli(["restore", "--from", join(dir, "packs"), "--to", join(dir, "restored")])).code).toBe(0);
+    expect(await readLog(join(dir, "restored"))).toEqual(await readLog(join(dir, "alice")));
+  });
+
   it("backs up a signed name, records a signed head, verifies, exports and imports a CAR", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-block", String(8 << 20)]);
@@ -243,3 +260,10 @@ describe("backup - remote log to a CAS service", () => {
     expect(bad.stderr).toMatch(/DATA_LOSS: .*bad\.car: block bafk\w+ does not hash to its CID/);
   });
 });
+
+/** GetMany calls the server has answered, from its metrics. */
+async function getManyCalls(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="remotelog.v1.BlockService/GetMany",code="OK"}'));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
