@@ -83,14 +83,10 @@ describe("log file - restore's writer", () => {
     await writer.append(messages.slice(0, 1000));
     await writer.append(messages.slice(1000));
     await failure(writer.append([random(5000), messages[17]]), "CONFLICT");
-    await writer.append([random(6000)]);
+    const last = random(6000);
+    await writer.append([last]);
     await writer.close();
-    const log = await FileLocalLog.open(dir);
-    expect(log.recovered).toBeUndefined();
-    expect(log.length).toBe(3001);
-    const entries = await log.read(0, 3000);
-    expect(entries.every((entry, i) => Buffer.compare(entry.data, messages[i]) === 0)).toBe(true);
-    await log.close();
+    await expectLogHolds(dir, [...messages, last]);
   });
 
   it("syncs as it writes, and reads back the same after the syncs at close", async () => {
@@ -100,14 +96,19 @@ describe("log file - restore's writer", () => {
     const messages = Array.from({ length: 3000 }, (_, i) => random(i));
     for (let from = 0; from < messages.length; from += 100) await writer.append(messages.slice(from, from + 100));
     await writer.close();
-    const log = await FileLocalLog.open(dir);
-    expect(log.recovered).toBeUndefined();
-    expect(log.length).toBe(3000);
-    const entries = await log.read(0, 3000);
-    expect(entries.every((entry, i) => Buffer.compare(entry.data, messages[i]) === 0)).toBe(true);
-    await log.close();
+    await expectLogHolds(dir, messages);
   });
 });
+
+/** The log in dir, read through FileLocalLog, holds exactly messages, with nothing to recover. */
+async function expectLogHolds(dir: string, messages: Uint8Array[]): Promise<void> {
+  const log = await FileLocalLog.open(dir);
+  expect(log.recovered).toBeUndefined();
+  expect(log.length).toBe(messages.length);
+  const entries = await log.read(0, messages.length);
+  expect(entries.every((entry, i) => Buffer.compare(entry.data, messages[i]) === 0)).toBe(true);
+  await log.close();
+}
 
 describe("pack format - restore's readers and writers", () => {
   it("writes the bytes protobuf-es writes, plain and deflated", async () => {
