@@ -1,7 +1,7 @@
 import type { PrivateKey } from "../core/names.js";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { addressOf, encodeMessage, equalBytes, newMessage, toHex } from "../core/hash.js";
+import { addressInto, addressOf, encodeMessage, equalBytes, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
 import { LogReader, VERIFIER_MIN_MESSAGES, type BlockAddresser } from "../core/log-reader.js";
 import { sharedAddresser } from "#verify-pool";
@@ -156,17 +156,62 @@ export class Sender {
    * an I/O failure of the local log.
    */
   async appendEncoded(messages: Uint8Array[]): Promise<LocalLogEntry[]> {
-    const limit = this.maxMessageBytes;
-    if (limit !== undefined) {
-      const index = messages.findIndex((data) => data.length > limit);
-      if (index !== -1) {
-        throw RemoteLogError.tooLarge(`message ${index} of the batch is ${messages[index].length} bytes, over the CAS's block limit of ${limit} bytes; nothing of the batch was appended`, {
-          limit: "block bytes",
-          value: limit,
-          taken: index,
-        });
+    this.checkSizes(messages);
+    return (await this.appendKept(messages)).entries;
+  }
+
+  /**
+   * appendEncoded, then publish(), overlapped where that is safe. The blocks of the messages sure to be
+   * referenced (all but the newest this sender may embed) go to the CAS while the append writes and
+   * syncs, and their addresses are hashed while the write waits on the disk; the publish then sends
+   * only the pages and the newest messages with the name update. That update still waits for the
+   * append to be durable, so the remote log never names a message the local log could lose. Blocks are
+   * content-addressed and their upload idempotent: an append that fails leaves at most blocks that no
+   * page names. messages must not change until this resolves. Throws as appendEncoded (nothing is
+   * appended then), or as publish (the messages are appended: publish again later).
+   */
+  async appendAndPublish(messages: Uint8Array[]): Promise<{ appended: LocalLogEntry[]; published: PublishResult }> {
+    this.checkSizes(messages);
+    const ahead = this.uploadAhead(messages);
+    // One turn, so that the first calls are on the wire before the append's hashing holds this thread.
+    if (ahead) await nextTurn();
+    const appending = this.appendKept(messages);
+    // The append's records are laid out by now and its write waits on the disk: this thread is free.
+    const addresses = new Uint8Array(36 * messages.length);
+    for (let j = 0; j < messages.length; j++) addressInto(messages[j], addresses, 36 * j);
+    const { entries, kept } = await appending;
+    try {
+      // With none skipped as already in the log, entry j is message j.
+      if (kept.length === messages.length) {
+        for (let j = 0; j < kept.length; j++) {
+          kept[j].address ??= addresses.subarray(36 * j, 36 * j + 36);
+          if (ahead && j < ahead.count) kept[j].ahead = ahead;
+        }
       }
+      return { appended: entries, published: await this.publish() };
+    } finally {
+      // Only the publish right after may count on these blocks: a later one (after a failure, say)
+      // might find them collected by the CAS's gc as blocks no page named, and sends them again.
+      ahead?.expire();
     }
+  }
+
+  /** TOO_LARGE (details: limit, value, taken = the index of the message) when a message is over maxMessageBytes. */
+  private checkSizes(messages: Uint8Array[]): void {
+    const limit = this.maxMessageBytes;
+    if (limit === undefined) return;
+    const index = messages.findIndex((data) => data.length > limit);
+    if (index !== -1) {
+      throw RemoteLogError.tooLarge(`message ${index} of the batch is ${messages[index].length} bytes, over the CAS's block limit of ${limit} bytes; nothing of the batch was appended`, {
+        limit: "block bytes",
+        value: limit,
+        taken: index,
+      });
+    }
+  }
+
+  /** Appends, keeps the entries in recent and has their addresses made on the addresser's threads for a long send: the entries and those kept. */
+  private async appendKept(messages: Uint8Array[]): Promise<{ entries: LocalLogEntry[]; kept: KeptEntry[] }> {
     // Both take their copy of the bytes before the first await: the addresses are of what the log holds.
     // Only once a step has been appended: starting the threads costs a short send more than it saves.
     const addressing = messages.length >= VERIFIER_MIN_MESSAGES && this.appendedHere >= this.stepMessages ? this.addresser()?.addresses(messages) : undefined;
@@ -177,10 +222,21 @@ export class Sender {
     // already in the log, entry j is message j.
     if (addressing && kept.length > 0 && entries.length === messages.length) {
       void addressing.then((addresses) => {
-        if (addresses) for (let j = 0; j < kept.length; j++) kept[j].address = new Uint8Array(addresses.buffer, addresses.byteOffset + 36 * j, 36);
+        if (addresses) for (let j = 0; j < kept.length; j++) kept[j].address ??= new Uint8Array(addresses.buffer, addresses.byteOffset + 36 * j, 36);
       });
     }
-    return entries;
+    return { entries, kept };
+  }
+
+  /**
+   * The upload appendAndPublish starts before its append: the messages that its publish will reference
+   * whatever else it finds, or undefined when there are too few to gain from it, or for a signed sender
+   * (see earlyUpload).
+   */
+  private uploadAhead(messages: Uint8Array[]): AheadUpload | undefined {
+    if (this.key) return undefined;
+    const count = messages.length - this.mostEmbedded();
+    return count >= EARLY_CHUNK ? new AheadUpload(this.remote.putBlocks(messages.slice(0, count)), count) : undefined;
   }
 
   /** Keeps entries just appended (consecutive seqs) in recent, while it holds at most two steps and RECENT_MAX_BYTES; what it kept. */
@@ -347,25 +403,34 @@ export class Sender {
         const entry: KeptEntry = pending[from + j];
         // Kept on the entry too: while it stays embedded, every later publish carries it (carry).
         entry.address ??= addressOf(data[j]);
-        fresh[from + j] = { id: entry.id, address: entry.address, data: data[j], sentEarly: false };
+        const ahead = entry.ahead?.usable ? entry.ahead : undefined;
+        fresh[from + j] = { id: entry.id, address: entry.address, data: data[j], sentEarly: ahead !== undefined, ahead };
       }
-      if (early && data.length === EARLY_CHUNK && from + EARLY_CHUNK <= early.end) {
-        await early.send(data);
-        for (let j = from; j < from + EARLY_CHUNK; j++) fresh[j].sentEarly = true;
+      if (early && from + EARLY_CHUNK <= early.end) {
+        const unsent = fresh.slice(from, from + EARLY_CHUNK).filter((entry) => !entry.sentEarly);
+        if (unsent.length > 0) await early.send(unsent.map((entry) => entry.data));
+        for (const entry of unsent) entry.sentEarly = true;
       }
     }
     const items = [...carried, ...fresh];
     const plan = planPages(items, tail, this.pageSize, this.headEmbed(items), position);
 
-    // Messages and sealed pages go in before the head that names them, so no reader meets a dangling address.
-    // Carried entries have no sentEarly: they were not sent early.
-    const messageBlocks = (early && early.sent > 0 ? plan.referenced.filter((entry) => !(entry as Partial<FreshEntry>).sentEarly) : plan.referenced).map((entry) => entry.data);
-    const blocks = [...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)];
     const headBytes = encodePage(plan.head);
     const record = this.key ? await createNameRecord(this.key, headBytes, version + 1n, this.recordOptions) : undefined;
     let newVersion: bigint;
+    let messageBlocks: Uint8Array[];
     try {
       await early?.finish();
+      // Blocks sent ahead of the append (appendAndPublish) are waited for; those whose upload failed
+      // go with the update instead.
+      const aheads = new Set<AheadUpload>();
+      for (const entry of fresh) if (entry.ahead) aheads.add(entry.ahead);
+      await Promise.all([...aheads].map((ahead) => ahead.settled));
+      // Messages and sealed pages go in before the head that names them, so no reader meets a dangling
+      // address. Carried entries have no sentEarly: they were not sent early.
+      const referenced = plan.referenced as Partial<FreshEntry>[];
+      messageBlocks = (early?.sent || aheads.size > 0 ? referenced.filter((entry) => !entry.sentEarly || entry.ahead?.failed) : referenced).map((entry) => entry.data!);
+      const blocks = [...messageBlocks, ...plan.sealed.map((sealed) => sealed.bytes)];
       if (this.remote.updateNameWithBlocks) {
         newVersion = await this.remote.updateNameWithBlocks(this.name, headBytes, version, record, blocks);
       } else {
@@ -384,7 +449,7 @@ export class Sender {
       foreign,
       sealedPages: plan.sealed.length,
       version: newVersion,
-      uploadedBlocks: messageBlocks.length + (early?.sent ?? 0),
+      uploadedBlocks: messageBlocks.length + (early?.sent ?? 0) + fresh.filter((entry) => entry.ahead && !entry.ahead.failed).length,
       lostRaces,
     };
   }
@@ -486,14 +551,19 @@ export class Sender {
   }
 }
 
-/** An entry the sender appended, with its address when the addresser made it. */
+/** An entry the sender appended, with its address when made already, and the upload that sent its block ahead of the append. */
 interface KeptEntry extends LocalLogEntry {
   address?: Uint8Array;
+  ahead?: AheadUpload;
 }
 
-/** A message this publish adds, and whether its block went ahead of the plan (EarlyUpload): a mark on it, not a Set of them. */
+/**
+ * A message this publish adds, and whether its block went ahead of the plan (EarlyUpload) or of the
+ * append (AheadUpload): a mark on it, not a Set of them.
+ */
 interface FreshEntry extends LogEntry {
   sentEarly: boolean;
+  ahead?: AheadUpload;
 }
 
 /**
@@ -539,5 +609,35 @@ class EarlyUpload {
   async finish(): Promise<void> {
     await Promise.all(this.inFlight);
     if (this.failed) throw this.failed.error;
+  }
+}
+
+/**
+ * The blocks appendAndPublish sends before its append: the first `count` messages of the call. Only
+ * the publish right after may count on them (usable until expire()), and only on those it waits for
+ * (settled) without failure.
+ */
+class AheadUpload {
+  /** Resolves once the upload has ended either way; failed says which. */
+  readonly settled: Promise<void>;
+  failed = false;
+  private expired = false;
+
+  constructor(
+    upload: Promise<void>,
+    readonly count: number,
+  ) {
+    this.settled = upload.then(
+      () => {},
+      () => void (this.failed = true),
+    );
+  }
+
+  get usable(): boolean {
+    return !this.expired && !this.failed;
+  }
+
+  expire(): void {
+    this.expired = true;
   }
 }

@@ -124,9 +124,8 @@ export class Sender extends LogSender {
     const group = options.group === undefined ? this.group : groupBytes(options.group);
     const timestamp = options.timestamp ?? BigInt(Math.floor(Date.now() / 1000));
     const messages = bodies.map((body) => encodeMessage(newMessage(group, timestamp, typeof body === "string" ? new TextEncoder().encode(body) : body)));
-    const appended = await this.appendEncoded(messages);
-    const result = await this.publish();
-    return { ...result, appended: appended.length, duplicates: messages.length - appended.length };
+    const { appended, published } = await this.appendAndPublish(messages);
+    return { ...published, appended: appended.length, duplicates: messages.length - appended.length };
   }
 
   /** Closes the local log and mark store that Sender.open opened (not the remote). Idempotent. */

@@ -64,8 +64,7 @@ async function remotelogSide(count: number, rtts: number[]): Promise<Side> {
     const encoded = bodies(count).map((body, i) => encodeMessage(newMessage(GROUP, 1_700_000_000n + BigInt(i), body)));
     const cpu = cpuMeter(server.pid);
     const start = process.hrtime.bigint();
-    await log.append(encoded);
-    const published = await new Sender({ published: new MemoryCheckpointStore(), name, log, remote }).publish();
+    const { published } = await new Sender({ published: new MemoryCheckpointStore(), name, log, remote }).appendAndPublish(encoded);
     const appendMs = ms(start);
     const appendCpuMs = cpu();
     await log.close();
@@ -181,7 +180,7 @@ async function main() {
   console.log(table(headers, rows));
   await writeBenchResult("peers", { peers: { headers, rows } });
   console.log(
-    "\nappend+publish: remotelog FileLocalLog.append + Sender.publish in a JIT-warm process; hypercore core.append in its writer process." +
+    "\nappend+publish: remotelog Sender.appendAndPublish (a FileLocalLog append, the blocks it will reference uploaded meanwhile, then the publish) in a JIT-warm process; hypercore core.append in its writer process." +
       "\nfresh catch-up: remotelog Receiver.sync with each line formatted (best of 2); hypercore update + download + read every block, in its reader process." +
       "\nreceive process: spawn to exit (hypercore: its reader process, which also opens its storage)." +
       "\nremotelog cpu: user + system time of the bench process (its verify threads included) and the server process over the same span.",

@@ -5,6 +5,7 @@ import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { memoryWorld } from "../helpers/connect.js";
 import { addressOf, encodeMessage, newMessage, toHex } from "../../core/hash.js";
+import { RemoteLogError } from "../../core/errors.js";
 import { decodePage, encodePage } from "../../core/page.js";
 import type { EmbedMode } from "../../core/page.js";
 
@@ -604,3 +605,100 @@ async function pagesOfFour(name: string) {
   await sender.publish();
   return { w, remote: w.remote() };
 }
+
+describe("actors - appendAndPublish: the blocks go up while the append writes", () => {
+  const COUNT = 3000;
+  const encoded = (prefix: string) => bodies(COUNT, prefix).map((body) => encodeMessage(newMessage(GROUP, 1n, body)));
+
+  /** A remote whose calls are recorded in order with the blocks each carried, beside the log's appends; fail names a call to fail once. */
+  function recorded(w: ReturnType<typeof world>, log: MemoryLocalLog, fail?: "putBlocks" | "updateNameWithBlocks") {
+    const remote = w.remote();
+    const events: { what: string; blocks: number }[] = [];
+    const failed = new Set<string>();
+    for (const method of ["putBlocks", "updateNameWithBlocks"] as const) {
+      const original = (remote[method] as (...args: unknown[]) => Promise<unknown>).bind(remote);
+      (remote as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => {
+        const blocks = args[method === "putBlocks" ? 0 : 4] as Uint8Array[];
+        events.push({ what: method, blocks: blocks.length });
+        if (method === fail && !failed.has(method)) {
+          failed.add(method);
+          throw RemoteLogError.unavailable(`${method} refused once by the test`);
+        }
+        return original(...args);
+      };
+    }
+    const append = log.append.bind(log);
+    log.append = async (messages) => {
+      const entries = await append(messages);
+      events.push({ what: "appended", blocks: entries.length });
+      return entries;
+    };
+    return { remote, events };
+  }
+
+  async function texts(w: ReturnType<typeof world>, name: string): Promise<string[]> {
+    const got = await receiveAll(new Receiver({ name, remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
+    expect(got.map((d) => d.seq)).toEqual(Array.from({ length: got.length }, (_, i) => i));
+    return got.map((d) => new TextDecoder().decode(d.message!.body));
+  }
+
+  it("uploads the messages it will reference before the append ends, and updates the name only after it", async () => {
+    const w = world("ahead");
+    const log = new MemoryLocalLog();
+    const { remote, events } = recorded(w, log);
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "ahead", log, remote });
+    const { appended, published } = await sender.appendAndPublish(encoded("a"));
+    expect(appended).toHaveLength(COUNT);
+    // All but the newest 15 (the most the default embed of 8 may keep in the head) went before the append ended.
+    expect(events[0]).toEqual({ what: "putBlocks", blocks: COUNT - 15 });
+    const appendedAt = events.findIndex((e) => e.what === "appended");
+    const updates = events.filter((e) => e.what === "updateNameWithBlocks");
+    expect(appendedAt).toBeGreaterThan(0);
+    expect(updates).toHaveLength(1);
+    expect(events.indexOf(updates[0])).toBeGreaterThan(appendedAt);
+    // The update carries the 7 referenced newest that did not go ahead, and the 11 full pages of 256 sealed.
+    expect(updates[0].blocks).toBe(7 + 11);
+    expect(events.filter((e) => e.what === "putBlocks")).toHaveLength(1);
+    expect(published).toMatchObject({ published: COUNT, added: COUNT, uploadedBlocks: COUNT - 8 });
+    expect(await texts(w, "ahead")).toEqual(bodies(COUNT, "a").map((b) => new TextDecoder().decode(b)));
+  });
+
+  it("sends the blocks itself when the upload ahead failed", async () => {
+    const w = world("ahead-failed");
+    const log = new MemoryLocalLog();
+    const { remote, events } = recorded(w, log, "putBlocks");
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "ahead-failed", log, remote });
+    await expect(sender.appendAndPublish(encoded("b"))).resolves.toMatchObject({ published: { published: COUNT } });
+    const carried = events.filter((e) => e.what !== "appended").reduce((sum, e) => sum + e.blocks, 0);
+    expect(carried).toBeGreaterThanOrEqual(2 * (COUNT - 15));
+    expect(await texts(w, "ahead-failed")).toHaveLength(COUNT);
+  });
+
+  it("counts on the blocks sent ahead for the publish right after only: a later publish sends them again", async () => {
+    const w = world("ahead-later");
+    const log = new MemoryLocalLog();
+    const { remote, events } = recorded(w, log, "updateNameWithBlocks");
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "ahead-later", log, remote });
+    await expect(sender.appendAndPublish(encoded("c"))).rejects.toThrow(/refused once by the test/);
+    expect(log.length).toBe(COUNT);
+    // The CAS may have collected them meanwhile, as blocks no page named.
+    events.length = 0;
+    expect(await sender.publish()).toMatchObject({ published: COUNT, added: COUNT });
+    const carried = events.reduce((sum, e) => sum + e.blocks, 0);
+    expect(carried).toBeGreaterThanOrEqual(COUNT - 8);
+    expect(await texts(w, "ahead-later")).toHaveLength(COUNT);
+  });
+
+  it("appends nothing and updates no name when a message does not decode", async () => {
+    const w = world("ahead-bad");
+    const log = new MemoryLocalLog();
+    const { remote, events } = recorded(w, log);
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "ahead-bad", log, remote });
+    const messages = encoded("d");
+    messages[1500] = utf8("not a message");
+    await expect(sender.appendAndPublish(messages)).rejects.toThrow(/INVALID_ARGUMENT|message 1500/);
+    expect(log.length).toBe(0);
+    expect(events.filter((e) => e.what !== "putBlocks")).toEqual([]);
+    expect(await w.remote().fetchName("ahead-bad")).toBeUndefined();
+  });
+});
