@@ -1,6 +1,6 @@
 import { RemoteLogError } from "../core/errors.js";
 import { addressText, decodeMessage, messageId } from "../core/hash.js";
-import { DEFAULT_PACK_SIZE, deflateBody, encodePack, splitIntoPacks } from "./pack-format.js";
+import { DEFAULT_PACK_SIZE, deflateBody, encodePack, packCost, packRoom } from "./pack-format.js";
 import { readPack } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
 import type { LogSource } from "./source.js";
@@ -50,39 +50,39 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     throw RemoteLogError.conflict(`${target.where} holds a backup of log ${JSON.stringify(previous.logName)}, not of ${JSON.stringify(source.logName)}`);
   }
   const read = await source.readSince(previous && { lastSeq: previous.lastSeq, lastId: previous.lastId, sequence: previous.logHead?.sequence });
-  const summary = (head: Uint8Array | undefined, packs: number, bytes: number): BackupSummary => ({
-    head: head ? addressText(head) : "",
-    previous: previous && addressText(previous.address),
-    logName: source.logName,
-    messages: read.firstSeq + read.messages.length,
-    added: read.messages.length,
-    packs,
-    bytes,
-    ms: Math.round(performance.now() - started),
-  });
-  if (read.messages.length === 0) return summary(previous?.address, 0, 0);
-
-  const runs = splitIntoPacks(read.messages, packSize, source.logName);
-  progress.start("packs", runs.length);
-  // Bodies deflate on the thread pool, all at once; headers chain one after the other, since each
-  // names the CID of the pack before it.
+  const logName = source.logName;
   const compress = options.compress ?? true;
-  const bodies = runs.map((run) => (compress ? deflateBody(run.map((i) => read.messages[i])) : Promise.resolve(undefined)));
-  bodies.forEach((body) => body.catch(() => {})); // awaited in order below
+  const room = packRoom(packSize, logName);
+
+  // Packs are cut as the source hands the messages over, each where the next message no longer fits
+  // (splitIntoPacks' cut, so the same messages make the same packs), and only a few are held at once:
+  // reading the whole log first held all of it, which the collector copied on every scavenge.
   let link = previous?.address ?? new Uint8Array(0);
+  let seq = read.firstSeq;
+  let packs = 0;
   let bytes = 0;
+  let run: Uint8Array[] = [];
+  let runSize = 0;
+  /** The id of run's last message, when the source named it (the last of a chunk): others are hashed. */
+  let runLastId: Uint8Array | undefined;
+  // Bodies deflate on the thread pool, a few packs ahead; headers chain one after the other, since each
+  // names the CID of the pack before it.
+  const sealed: { messages: Uint8Array[]; firstSeq: number; lastId?: Uint8Array; body: Promise<Uint8Array | undefined> }[] = [];
   const writes: Promise<void>[] = [];
-  for (let r = 0; r < runs.length; r++) {
-    const run = runs[r];
-    const messages = run.map((i) => read.messages[i]);
-    const firstSeq = read.firstSeq + run[0];
-    const lastSeq = firstSeq + run.length - 1;
-    // Only the last pack's last id is at hand without hashing; the others' come from their messages.
-    const lastId = run[run.length - 1] === read.messages.length - 1 ? read.lastId : undefined;
+  const seal = () => {
+    const body = compress ? deflateBody(run) : Promise.resolve(undefined);
+    body.catch(() => {}); // awaited in order by writeOldest
+    sealed.push({ messages: run, firstSeq: seq - run.length, lastId: runLastId, body });
+    run = [];
+    runSize = 0;
+  };
+  const writeOldest = async () => {
+    const { messages, firstSeq, lastId, body } = sealed.shift()!;
+    const count = messages.length;
     const pack = encodePack(
-      { logName: source.logName, firstSeq, lastSeq, count: run.length, previous: link, logHead: read.logHead, lastId: lastId ?? idOf(messages[messages.length - 1]) },
+      { logName, firstSeq, lastSeq: firstSeq + count - 1, count, previous: link, logHead: read.logHead, lastId: lastId ?? idOf(messages[count - 1]) },
       messages,
-      compress ? await bodies[r] : undefined,
+      await body,
     );
     // The next pack is laid out while this one is written, at most two writes in flight; the head
     // moves only once all are stored, so a crash at any point leaves the previous backup as it was.
@@ -92,13 +92,45 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     writes.push(write);
     link = pack.address;
     bytes += pack.bytes.length;
-    progress.advance(1);
+    packs++;
+    progress.advance(count);
+  };
+  if (read.expected > 0) progress.start("messages", read.expected);
+  for await (const chunk of read.chunks) {
+    const messages = chunk.messages;
+    for (let i = 0; i < messages.length; i++) {
+      const cost = packCost(messages[i]);
+      if (run.length > 0 && runSize + cost > room) {
+        seal();
+        while (sealed.length > PACKS_AHEAD) await writeOldest();
+      }
+      run.push(messages[i]);
+      runSize += cost;
+      runLastId = i === messages.length - 1 ? chunk.lastId : undefined;
+      seq++;
+    }
   }
+  if (run.length > 0) seal();
+  while (sealed.length > 0) await writeOldest();
   await Promise.all(writes);
   progress.stop();
-  await target.writeHead({ pack: link, logName: source.logName, lastSeq: read.firstSeq + read.messages.length - 1 }, previousHead);
-  return summary(link, runs.length, bytes);
+  const summary = (head: Uint8Array | undefined): BackupSummary => ({
+    head: head ? addressText(head) : "",
+    previous: previous && addressText(previous.address),
+    logName,
+    messages: seq,
+    added: seq - read.firstSeq,
+    packs,
+    bytes,
+    ms: Math.round(performance.now() - started),
+  });
+  if (packs === 0) return summary(previous?.address);
+  await target.writeHead({ pack: link, logName, lastSeq: seq - 1 }, previousHead);
+  return summary(link);
 }
+
+/** Packs sealed (their bodies deflating) ahead of the one being laid out. */
+const PACKS_AHEAD = 4;
 
 function idOf(message: Uint8Array): Uint8Array {
   return messageId(decodeMessage(message));

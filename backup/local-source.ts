@@ -4,6 +4,9 @@ import { equalBytes, toHex } from "../core/hash.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 import type { BackedUpTo, LogSource, SourceRead } from "./source.js";
 
+/** Messages read from the log at once: a few packs' worth. */
+const LOCAL_CHUNK = 16_384;
+
 /**
  * A sender's local log directory (stores/file/local-log.ts), opened read-only: a backup writes nothing
  * in it and takes no lock, and reads only whole records, so an append in progress is left for the next
@@ -29,11 +32,18 @@ export class LocalLogSource implements LogSource {
         );
       }
     }
-    const entries = await this.log.read(from, this.log.length);
+    const end = this.log.length;
+    const log = this.log;
     return {
       firstSeq: from,
-      messages: entries.map((entry) => entry.data),
-      lastId: entries.length > 0 ? entries[entries.length - 1].id : (after?.lastId ?? new Uint8Array(0)),
+      expected: end - from,
+      // A chunk at a time: a long log is never all in memory.
+      chunks: (async function* () {
+        for (let at = from; at < end; at += LOCAL_CHUNK) {
+          const entries = await log.read(at, Math.min(end, at + LOCAL_CHUNK));
+          yield { messages: entries.map((entry) => entry.data), lastId: entries[entries.length - 1].id };
+        }
+      })(),
     };
   }
 

@@ -113,17 +113,27 @@ export function encodePack(header: PackHeader, messages: Uint8Array[], deflated?
   return { address: addressOf(bytes), bytes };
 }
 
+/** The bytes of a pack of packSize for log logName that its messages may fill (packCost each). */
+export function packRoom(packSize: number, logName: string): number {
+  return packSize - HEADER_ROOM - Buffer.byteLength(logName);
+}
+
+/** What a message takes of a pack's room: its bytes, tag and length. */
+export function packCost(message: Uint8Array): number {
+  return message.length + 1 + varintSize(message.length);
+}
+
 /**
  * Splits messages (seqs firstSeq, firstSeq + 1, ...) into runs that each fit a pack of at most
  * packSize bytes. A message too big for any pack goes alone into one, which is then over the limit.
  */
 export function splitIntoPacks(messages: Uint8Array[], packSize: number, logName: string): number[][] {
   const runs: number[][] = [];
-  const room = packSize - HEADER_ROOM - Buffer.byteLength(logName);
+  const room = packRoom(packSize, logName);
   let run: number[] = [];
   let size = 0;
   for (let i = 0; i < messages.length; i++) {
-    const cost = messages[i].length + 1 + varintSize(messages[i].length);
+    const cost = packCost(messages[i]);
     if (run.length > 0 && size + cost > room) {
       runs.push(run);
       run = [];

@@ -4,7 +4,7 @@ import { LogReader, verifierForRead, type PairVerifier } from "../core/log-reade
 import type { LogRemote } from "../core/log-remote.js";
 import { isKeyName } from "../core/names.js";
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
-import type { BackedUpTo, LogSource, SourceRead } from "./source.js";
+import type { BackedUpTo, LogSource, SourceChunk, SourceRead } from "./source.js";
 
 /** Message fetches (each a call's worth of pages) in flight at once while a fresh backup collects pages. */
 const READS_IN_FLIGHT = 4;
@@ -37,20 +37,24 @@ export class RemoteLogSource implements LogSource {
     const opened = await this.reader.require({ floor: after?.sequence });
     const logHead = { page: opened.address, sequence: opened.sequence ?? opened.entry.version };
     // A redacted pair (a tombstone) has no message left to keep: the backup holds what the log still holds.
-    let read: { pairs: RemoteLog_Pair[]; data: Uint8Array[] };
-    if (!after && opened.page.info) read = await this.readIndexed(opened.page);
-    else {
-      const walk = await this.reader.walk(opened.page, { stopAtId: after?.lastId });
-      if (after && !walk.reachedStop) {
-        throw RemoteLogError.conflict(`name ${JSON.stringify(name)} no longer holds message ${toHex(after.lastId)}, the last one backed up: its log was replaced`);
-      }
-      read = await this.reader.readMessages(walk.pairs, after ? after.lastSeq + 1 : 0, verifierForRead(this.options.verifier, walk.pairs.length));
+    const firstSeq = after ? after.lastSeq + 1 : 0;
+    if (!after && opened.page.info) {
+      const info = opened.page.info;
+      return { firstSeq, expected: Number(info.firstSeqid) + info.count, chunks: await this.readIndexed(opened.page), logHead };
     }
-    const { pairs, data } = read;
+    const walk = await this.reader.walk(opened.page, { stopAtId: after?.lastId });
+    if (after && !walk.reachedStop) {
+      throw RemoteLogError.conflict(`name ${JSON.stringify(name)} no longer holds message ${toHex(after.lastId)}, the last one backed up: its log was replaced`);
+    }
+    const reader = this.reader;
+    const verifier = verifierForRead(this.options.verifier, walk.pairs.length);
     return {
-      firstSeq: after ? after.lastSeq + 1 : 0,
-      messages: data,
-      lastId: pairs.length > 0 ? pairs[pairs.length - 1].localHash : (after?.lastId ?? new Uint8Array(0)),
+      firstSeq,
+      expected: walk.pairs.length,
+      chunks: (async function* () {
+        const { pairs, data } = await reader.readMessages(walk.pairs, firstSeq, verifier);
+        if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
+      })(),
       logHead,
     };
   }
@@ -61,7 +65,7 @@ export class RemoteLogSource implements LogSource {
    * call's worth of pages has its messages fetched and checked as it arrives. Nothing is used before the
    * collection has checked the chain whole. A faulty message is DATA_LOSS naming its seqid.
    */
-  private async readIndexed(head: RemoteLog): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
+  private async readIndexed(head: RemoteLog): Promise<AsyncIterable<SourceChunk>> {
     const verifier = verifierForRead(this.options.verifier, Number(head.info!.firstSeqid) + head.info!.count);
     const reads = new Map<number, Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }>>();
     let queue: Promise<unknown>[] = [];
@@ -109,19 +113,20 @@ export class RemoteLogSource implements LogSource {
     const taken = missing.length > 0 ? await collected.take(missing) : [];
     const last = reads.has(collected.last) ? [] : [{ number: collected.last, page: head }];
     readPages([...missing.map((number, i) => ({ number, page: taken[i] })), ...last], true);
-    const pairs: RemoteLog_Pair[] = [];
-    const data: Uint8Array[] = [];
-    // A read holds several pages in page order; each is taken once, at its first page.
-    const used = new Set<Promise<unknown>>();
-    for (let number = collected.first; number <= collected.last; number++) {
-      const read = reads.get(number)!;
-      if (used.has(read)) continue;
-      used.add(read);
-      const result = await read;
-      for (const pair of result.pairs) pairs.push(pair);
-      for (const bytes of result.data) data.push(bytes);
-    }
-    return { pairs, data };
+    // The chain is checked whole: the reads are handed over in log order as each completes.
+    return (async function* () {
+      // A read holds a run of neighbouring pages; it is taken once, at its first page. Each page lets
+      // go of its read as it is passed, so that what was handed over can be collected.
+      let previous: Promise<unknown> | undefined;
+      for (let number = collected.first; number <= collected.last; number++) {
+        const read = reads.get(number)!;
+        reads.delete(number);
+        if (read === previous) continue;
+        previous = read;
+        const { pairs, data } = await read;
+        if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
+      }
+    })();
   }
 
   async close(): Promise<void> {

@@ -12,13 +12,25 @@ export interface BackedUpTo {
   sequence?: bigint;
 }
 
-export interface SourceRead {
-  /** Seq of messages[0]. */
-  firstSeq: number;
-  /** Encoded vac.mvds.Messages after `after`, oldest first, exactly as the log holds them. */
+/** Messages a source hands over at once: the next in log order. */
+export interface SourceChunk {
+  /** Encoded vac.mvds.Messages, oldest first, exactly as the log holds them. */
   messages: Uint8Array[];
-  /** The id of the last one (or of the last backed-up message when there is nothing new). */
+  /** The id of the last of them. */
   lastId: Uint8Array;
+}
+
+export interface SourceRead {
+  /** Seq of the first message chunks gives. */
+  firstSeq: number;
+  /** How many messages chunks will give, at most (a remote log's tombstones are left out): for progress. */
+  expected: number;
+  /**
+   * The messages after `after`, in log order, a chunk at a time as they are read (and, from a remote
+   * log, checked), so that a backup holds a few packs' worth and not the log. Iterated once; a fault
+   * found on the way (DATA_LOSS naming the message) is thrown from it. None when there is nothing new.
+   */
+  chunks: AsyncIterable<SourceChunk>;
   /** The remote-log head read, for a remote source. */
   logHead?: { page: Uint8Array; sequence: bigint };
 }
@@ -29,4 +41,11 @@ export interface LogSource {
   /** Messages after `after` (all of them without it). CONFLICT when the log no longer holds `after`. */
   readSince(after: BackedUpTo | undefined): Promise<SourceRead>;
   close(): Promise<void>;
+}
+
+/** Every message of read, in one array: for callers that want the lot (and tests). */
+export async function allMessages(read: SourceRead): Promise<Uint8Array[]> {
+  const messages: Uint8Array[] = [];
+  for await (const chunk of read.chunks) for (const message of chunk.messages) messages.push(message);
+  return messages;
 }

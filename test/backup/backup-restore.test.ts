@@ -4,7 +4,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CarReader } from "@ipld/car/reader";
 import { cleanup, runCli, startServer, tempDir, lines } from "../helpers/processes.js";
 import { randomBytes } from "node:crypto";
-import { deflateBody, encodePack } from "../../backup/pack-format.js";
+import { deflateBody, encodePack, splitIntoPacks } from "../../backup/pack-format.js";
+import { runBackup } from "../../backup/backup.js";
+import { LocalLogSource } from "../../backup/local-source.js";
 import { DirPackStore } from "../../backup/pack-store.js";
 import { addressText, decodeMessage, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
 import { readLog, writeLog } from "./helpers.js";
@@ -54,6 +56,46 @@ describe("backup - local log to a directory", () => {
     const send = await runCli(["send", "--unsigned", "--name", "alice", "--server", server.url, "--data", restored, "--json"], { stdin: lines(2) });
     expect(send.code, send.stderr).toBe(0);
     expect(json(send.stdout)).toMatchObject({ appended: 2, published: 3252 });
+  });
+
+  it("packs a long log as it reads it, a chunk at a time, and cuts the packs as reading it whole would", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "long");
+    const written = await writeLog(log, 40_000, { bodySize: 60 });
+    const source = await LocalLogSource.open(log);
+    // The chunks the backup has taken from the source when each pack is stored.
+    let taken = 0;
+    const takenAtPut: number[] = [];
+    const readSince = source.readSince.bind(source);
+    source.readSince = async (after) => {
+      const read = await readSince(after);
+      const chunks = read.chunks;
+      return {
+        ...read,
+        chunks: (async function* () {
+          for await (const chunk of chunks) {
+            taken++;
+            yield chunk;
+          }
+        })(),
+      };
+    };
+    const target = new DirPackStore(join(dir, "packs"));
+    const put = target.put.bind(target);
+    target.put = async (packs) => (takenAtPut.push(taken), put(packs));
+    const summary = await runBackup({ source, target, packSize: 64 << 10 });
+    await source.close();
+    expect(summary).toMatchObject({ messages: 40_000, added: 40_000 });
+    // Three chunks of at most 16,384 messages; the first packs went out before the second was read.
+    expect(taken).toBe(3);
+    expect(takenAtPut[0]).toBe(1);
+    expect(takenAtPut.filter((n) => n === 1).length).toBeGreaterThan(1);
+    // The same cut as splitIntoPacks over the whole log, and the log restores as it was.
+    expect(summary.packs).toBe(splitIntoPacks(written, 64 << 10, "long").length);
+    const restored = join(dir, "restored");
+    const restore = await runCli(["restore", "--from", join(dir, "packs"), "--to", restored]);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect((await readLog(restored)).map((m) => toHex(m))).toEqual(written.map((m) => toHex(m)));
   });
 
   it("cuts a log into packs of at most 2 MiB by default, so that a restore shares them out between its threads", async () => {
