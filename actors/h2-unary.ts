@@ -175,10 +175,12 @@ function exchange(
           }
           resolve({ headers: responseHeaders, body });
         });
-        opened.on("error", (err: Error) => fail(fromNodeReason(err)));
+        // An answered stream may still error (its connection closed before its close event): nothing
+        // waits on it then. The errors are made only when needed: a ConnectError captures a stack and
+        // makes a Headers, and the first Headers of a process loads Node's bundled undici.
+        opened.on("error", (err: Error) => settled || fail(fromNodeReason(err)));
         // After "end" when all went well; otherwise a stream cut short, by its reset code: NO_ERROR too,
         // which connect-node leaves unanswered. Each is a failure on the way, which a caller may retry.
-        // The error is made only when needed: a ConnectError captures a stack, and every stream closes.
         opened.on("close", () => settled || fail(fromResetCode(opened.rstCode)));
         opened.end(body);
       },
