@@ -153,11 +153,14 @@ export class Sender {
    * Appends encoded messages durably, without publishing; repeated ids are skipped, so it is
    * idempotent. All or nothing: TOO_LARGE (details: limit, value, taken = the index of the message)
    * when one is larger than maxMessageBytes, INVALID_ARGUMENT when one does not decode, INTERNAL on
-   * an I/O failure of the local log.
+   * an I/O failure of the local log. With uploadAhead (for a publish that follows soon, as `send`'s
+   * does), the blocks that publish will reference go up while the append writes and syncs, as in
+   * appendAndPublish; messages must not change until it resolves then.
    */
-  async appendEncoded(messages: Uint8Array[]): Promise<LocalLogEntry[]> {
+  async appendEncoded(messages: Uint8Array[], options: { uploadAhead?: boolean } = {}): Promise<LocalLogEntry[]> {
     this.checkSizes(messages);
-    return (await this.appendKept(messages)).entries;
+    const ahead = options.uploadAhead ? this.uploadAhead(messages) : undefined;
+    return (ahead ? await this.appendAhead(messages, ahead) : await this.appendKept(messages)).entries;
   }
 
   /**
@@ -173,27 +176,37 @@ export class Sender {
   async appendAndPublish(messages: Uint8Array[]): Promise<{ appended: LocalLogEntry[]; published: PublishResult }> {
     this.checkSizes(messages);
     const ahead = this.uploadAhead(messages);
+    const { entries } = await this.appendAhead(messages, ahead);
+    try {
+      return { appended: entries, published: await this.publish() };
+    } finally {
+      // Only the publish right after counts on these blocks: a later one (after a failure, say) sends
+      // them again rather than name blocks the CAS's gc may have collected as named by no page.
+      ahead?.expire();
+    }
+  }
+
+  /**
+   * appendKept, with ahead's blocks going up meanwhile, and the addresses of the messages hashed while
+   * the append's write waits on the disk; the entries it keeps carry both.
+   */
+  private async appendAhead(messages: Uint8Array[], ahead: AheadUpload | undefined): Promise<{ entries: LocalLogEntry[]; kept: KeptEntry[] }> {
     // One turn, so that the first calls are on the wire before the append's hashing holds this thread.
     if (ahead) await nextTurn();
     const appending = this.appendKept(messages);
     // The append's records are laid out by now and its write waits on the disk: this thread is free.
     const addresses = new Uint8Array(36 * messages.length);
     for (let j = 0; j < messages.length; j++) addressInto(messages[j], addresses, 36 * j);
-    const { entries, kept } = await appending;
-    try {
-      // With none skipped as already in the log, entry j is message j.
-      if (kept.length === messages.length) {
-        for (let j = 0; j < kept.length; j++) {
-          kept[j].address ??= addresses.subarray(36 * j, 36 * j + 36);
-          if (ahead && j < ahead.count) kept[j].ahead = ahead;
-        }
+    const appended = await appending;
+    const { kept } = appended;
+    // With none skipped as already in the log, entry j is message j.
+    if (kept.length === messages.length) {
+      for (let j = 0; j < kept.length; j++) {
+        kept[j].address ??= addresses.subarray(36 * j, 36 * j + 36);
+        if (ahead && j < ahead.count) kept[j].ahead = ahead;
       }
-      return { appended: entries, published: await this.publish() };
-    } finally {
-      // Only the publish right after may count on these blocks: a later one (after a failure, say)
-      // might find them collected by the CAS's gc as blocks no page named, and sends them again.
-      ahead?.expire();
     }
+    return appended;
   }
 
   /** TOO_LARGE (details: limit, value, taken = the index of the message) when a message is over maxMessageBytes. */
@@ -235,6 +248,8 @@ export class Sender {
    */
   private uploadAhead(messages: Uint8Array[]): AheadUpload | undefined {
     if (this.key) return undefined;
+    // Entries that recent will not keep carry no mark, and their publish would send them again.
+    if (this.recent.length + messages.length > 2 * this.stepMessages) return undefined;
     const count = messages.length - this.mostEmbedded();
     return count >= EARLY_CHUNK ? new AheadUpload(this.remote.putBlocks(messages.slice(0, count)), count) : undefined;
   }
@@ -613,15 +628,22 @@ class EarlyUpload {
 }
 
 /**
- * The blocks appendAndPublish sends before its append: the first `count` messages of the call. Only
- * the publish right after may count on them (usable until expire()), and only on those it waits for
- * (settled) without failure.
+ * How long after it started a publish may count on an upload made ahead of an append: far inside the
+ * grace a CAS's gc gives blocks put but named by no page yet (backup/gc.ts, an hour by default).
+ */
+const AHEAD_FRESH_MS = 60_000;
+
+/**
+ * The blocks sent before an append (appendAndPublish, appendEncoded with uploadAhead): the first
+ * `count` messages of the call. A publish counts on them while they are usable (until expire(), or
+ * AHEAD_FRESH_MS after the upload started), and only on those it waits for (settled) without failure.
  */
 class AheadUpload {
   /** Resolves once the upload has ended either way; failed says which. */
   readonly settled: Promise<void>;
   failed = false;
   private expired = false;
+  private readonly startedMs = Date.now();
 
   constructor(
     upload: Promise<void>,
@@ -634,7 +656,7 @@ class AheadUpload {
   }
 
   get usable(): boolean {
-    return !this.expired && !this.failed;
+    return !this.expired && !this.failed && Date.now() - this.startedMs < AHEAD_FRESH_MS;
   }
 
   expire(): void {

@@ -178,7 +178,8 @@ export function command(io: Io) {
                 }
                 // One buffer for the lot: the append copies each into its record.
                 const encoded = encodeMessages(messages);
-                const entries = await sender.appendEncoded(encoded);
+                // The publish kicked next takes these: their blocks go up while they are made durable.
+                const entries = await sender.appendEncoded(encoded, { uploadAhead: true });
                 for (const batch of group) progress.taken += batch.lines;
                 progress.appended += entries.length;
                 duplicates += encoded.length - entries.length;

@@ -663,6 +663,23 @@ describe("actors - appendAndPublish: the blocks go up while the append writes", 
     expect(await texts(w, "ahead")).toEqual(bodies(COUNT, "a").map((b) => new TextDecoder().decode(b)));
   });
 
+  it("appendEncoded with uploadAhead does the same for the publish that follows, as `send` uses it", async () => {
+    const w = world("ahead-append");
+    const log = new MemoryLocalLog();
+    const { remote, events } = recorded(w, log);
+    const sender = new Sender({ published: new MemoryCheckpointStore(), name: "ahead-append", log, remote });
+    expect(await sender.appendEncoded(encoded("e"), { uploadAhead: true })).toHaveLength(COUNT);
+    expect(events.map((e) => e.what)).toEqual(["putBlocks", "appended"]);
+    expect(await sender.publish()).toMatchObject({ published: COUNT, added: COUNT, uploadedBlocks: COUNT - 8 });
+    expect(events.slice(2)).toEqual([{ what: "updateNameWithBlocks", blocks: 7 + 11 }]);
+    expect(await texts(w, "ahead-append")).toHaveLength(COUNT);
+    // More than the sender keeps for its next publishes (two steps) goes up with the publish instead.
+    events.length = 0;
+    const small = new Sender({ published: new MemoryCheckpointStore(), name: "ahead-append", log: new MemoryLocalLog(), remote, publishStep: 1000 });
+    expect(await small.appendEncoded(encoded("f"), { uploadAhead: true })).toHaveLength(COUNT);
+    expect(events).toEqual([]);
+  });
+
   it("sends the blocks itself when the upload ahead failed", async () => {
     const w = world("ahead-failed");
     const log = new MemoryLocalLog();
