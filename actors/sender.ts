@@ -193,7 +193,8 @@ export class Sender {
   private async appendAhead(messages: Uint8Array[], ahead: AheadUpload | undefined): Promise<{ entries: LocalLogEntry[]; kept: KeptEntry[] }> {
     // One turn, so that the first calls are on the wire before the append's hashing holds this thread.
     if (ahead) await nextTurn();
-    const appending = this.appendKept(messages);
+    // The addresses are hashed here, so not on the addresser's threads as well.
+    const appending = this.appendKept(messages, false);
     // The append's records are laid out by now and its write waits on the disk: this thread is free.
     const addresses = new Uint8Array(36 * messages.length);
     for (let j = 0; j < messages.length; j++) addressInto(messages[j], addresses, 36 * j);
@@ -223,11 +224,15 @@ export class Sender {
     }
   }
 
-  /** Appends, keeps the entries in recent and has their addresses made on the addresser's threads for a long send: the entries and those kept. */
-  private async appendKept(messages: Uint8Array[]): Promise<{ entries: LocalLogEntry[]; kept: KeptEntry[] }> {
+  /**
+   * Appends and keeps the entries in recent: the entries and those kept. For a long send, unless the
+   * caller addresses them itself, their addresses are made on the addresser's threads meanwhile.
+   */
+  private async appendKept(messages: Uint8Array[], addressOnThreads = true): Promise<{ entries: LocalLogEntry[]; kept: KeptEntry[] }> {
     // Both take their copy of the bytes before the first await: the addresses are of what the log holds.
     // Only once a step has been appended: starting the threads costs a short send more than it saves.
-    const addressing = messages.length >= VERIFIER_MIN_MESSAGES && this.appendedHere >= this.stepMessages ? this.addresser()?.addresses(messages) : undefined;
+    const addressing =
+      addressOnThreads && messages.length >= VERIFIER_MIN_MESSAGES && this.appendedHere >= this.stepMessages ? this.addresser()?.addresses(messages) : undefined;
     const entries = await this.log.append(messages);
     this.appendedHere += entries.length;
     const kept = this.keep(entries);
@@ -242,14 +247,16 @@ export class Sender {
   }
 
   /**
-   * The upload appendAndPublish starts before its append: the messages that its publish will reference
-   * whatever else it finds, or undefined when there are too few to gain from it, or for a signed sender
-   * (see earlyUpload).
+   * The upload started before an append (appendAndPublish, appendEncoded with uploadAhead): the
+   * messages that the publish after it will reference whatever else it finds, or undefined when there
+   * are too few to gain from it, or for a signed sender (see earlyUpload).
    */
   private uploadAhead(messages: Uint8Array[]): AheadUpload | undefined {
     if (this.key) return undefined;
     // Entries that recent will not keep carry no mark, and their publish would send them again.
-    if (this.recent.length + messages.length > 2 * this.stepMessages) return undefined;
+    let bytes = 0;
+    for (const message of messages) bytes += message.length;
+    if (!this.recentHasRoom(messages.length, bytes)) return undefined;
     const count = messages.length - this.mostEmbedded();
     return count >= EARLY_CHUNK ? new AheadUpload(this.remote.putBlocks(messages.slice(0, count)), count) : undefined;
   }
@@ -266,7 +273,7 @@ export class Sender {
     }
     let bytes = 0;
     for (const entry of entries) bytes += entry.data.length;
-    if (this.recent.length + entries.length > 2 * this.stepMessages || this.recentBytes + bytes > RECENT_MAX_BYTES) return [];
+    if (!this.recentHasRoom(entries.length, bytes)) return [];
     const kept: KeptEntry[] = new Array(entries.length);
     for (let j = 0; j < entries.length; j++) {
       const { seq, id, data } = entries[j];
@@ -275,6 +282,11 @@ export class Sender {
     }
     this.recentBytes += bytes;
     return kept;
+  }
+
+  /** Whether recent has room for count more entries of bytes in all: two steps and RECENT_MAX_BYTES at most. */
+  private recentHasRoom(count: number, bytes: number): boolean {
+    return this.recent.length + count <= 2 * this.stepMessages && this.recentBytes + bytes <= RECENT_MAX_BYTES;
   }
 
   /** log.read(from, to), the part recent holds taken from it and the rest read. */
