@@ -1,6 +1,6 @@
 import { RemoteLogError } from "../core/errors.js";
 import { addressText, decodeMessage, messageId } from "../core/hash.js";
-import { DEFAULT_PACK_SIZE, deflateBody, encodePack, packCost, packRoom } from "./pack-format.js";
+import { DEFAULT_PACK_SIZE, deflateBody, encodePack, packCutter } from "./pack-format.js";
 import { readPack } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
 import type { LogSource } from "./source.js";
@@ -52,17 +52,16 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   const read = await source.readSince(previous && { lastSeq: previous.lastSeq, lastId: previous.lastId, sequence: previous.logHead?.sequence });
   const logName = source.logName;
   const compress = options.compress ?? true;
-  const room = packRoom(packSize, logName);
+  const cutter = packCutter(packSize, logName);
 
   // Packs are cut as the source hands the messages over, each where the next message no longer fits
-  // (splitIntoPacks' cut, so the same messages make the same packs), and only a few are held at once:
+  // (packCutter, splitIntoPacks' cut, so the same messages make the same packs), and only a few are held at once:
   // reading the whole log first held all of it, which the collector copied on every scavenge.
   let link = previous?.address ?? new Uint8Array(0);
   let seq = read.firstSeq;
   let packs = 0;
   let bytes = 0;
   let run: Uint8Array[] = [];
-  let runSize = 0;
   /** The id of run's last message, when the source named it (the last of a chunk): others are hashed. */
   let runLastId: Uint8Array | undefined;
   // Bodies deflate on the thread pool, a few packs ahead; headers chain one after the other, since each
@@ -74,7 +73,6 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     body.catch(() => {}); // awaited in order by writeOldest
     sealed.push({ messages: run, firstSeq: seq - run.length, lastId: runLastId, body });
     run = [];
-    runSize = 0;
   };
   const writeOldest = async () => {
     const { messages, firstSeq, lastId, body } = sealed.shift()!;
@@ -99,13 +97,11 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   for await (const chunk of read.chunks) {
     const messages = chunk.messages;
     for (let i = 0; i < messages.length; i++) {
-      const cost = packCost(messages[i]);
-      if (run.length > 0 && runSize + cost > room) {
+      if (cutter.startsPack(messages[i])) {
         seal();
         while (sealed.length > PACKS_AHEAD) await writeOldest();
       }
       run.push(messages[i]);
-      runSize += cost;
       runLastId = i === messages.length - 1 ? chunk.lastId : undefined;
       seq++;
     }

@@ -113,36 +113,33 @@ export function encodePack(header: PackHeader, messages: Uint8Array[], deflated?
   return { address: addressOf(bytes), bytes };
 }
 
-/** The bytes of a pack of packSize for log logName that its messages may fill (packCost each). */
-export function packRoom(packSize: number, logName: string): number {
-  return packSize - HEADER_ROOM - Buffer.byteLength(logName);
-}
-
-/** What a message takes of a pack's room: its bytes, tag and length. */
-export function packCost(message: Uint8Array): number {
-  return message.length + 1 + varintSize(message.length);
-}
-
 /**
- * Splits messages (seqs firstSeq, firstSeq + 1, ...) into runs that each fit a pack of at most
- * packSize bytes. A message too big for any pack goes alone into one, which is then over the limit.
+ * Where packs of at most packSize bytes for log logName are cut, one message at a time: startsPack
+ * says whether the next message goes into a new pack (it does not fit the current one). A message too
+ * big for any pack goes alone into one, which is then over the limit.
  */
-export function splitIntoPacks(messages: Uint8Array[], packSize: number, logName: string): number[][] {
-  const runs: number[][] = [];
-  const room = packRoom(packSize, logName);
-  let run: number[] = [];
+export function packCutter(packSize: number, logName: string): { startsPack(message: Uint8Array): boolean } {
+  const room = packSize - HEADER_ROOM - Buffer.byteLength(logName);
   let size = 0;
+  return {
+    startsPack(message) {
+      const cost = message.length + 1 + varintSize(message.length);
+      const starts = size > 0 && size + cost > room;
+      size = starts ? cost : size + cost;
+      return starts;
+    },
+  };
+}
+
+/** Splits messages (seqs firstSeq, firstSeq + 1, ...) into runs that each fit a pack (packCutter). */
+export function splitIntoPacks(messages: Uint8Array[], packSize: number, logName: string): number[][] {
+  const cutter = packCutter(packSize, logName);
+  const runs: number[][] = [];
   for (let i = 0; i < messages.length; i++) {
-    const cost = packCost(messages[i]);
-    if (run.length > 0 && size + cost > room) {
-      runs.push(run);
-      run = [];
-      size = 0;
-    }
-    run.push(i);
-    size += cost;
+    // The first message starts no pack of its own accord: there is none yet.
+    if (cutter.startsPack(messages[i]) || i === 0) runs.push([]);
+    runs[runs.length - 1].push(i);
   }
-  if (run.length > 0) runs.push(run);
   return runs;
 }
 

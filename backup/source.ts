@@ -42,10 +42,3 @@ export interface LogSource {
   readSince(after: BackedUpTo | undefined): Promise<SourceRead>;
   close(): Promise<void>;
 }
-
-/** Every message of read, in one array: for callers that want the lot (and tests). */
-export async function allMessages(read: SourceRead): Promise<Uint8Array[]> {
-  const messages: Uint8Array[] = [];
-  for await (const chunk of read.chunks) for (const message of chunk.messages) messages.push(message);
-  return messages;
-}

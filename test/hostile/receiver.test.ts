@@ -10,7 +10,7 @@ import { decodePage, encodePage } from "../../core/page.js";
 import { create } from "@bufbuild/protobuf";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { RemoteLogSource } from "../../backup/remote-source.js";
-import { allMessages } from "../../backup/source.js";
+import type { SourceRead } from "../../backup/source.js";
 
 // The receiver against a lying NS and CAS: the services check what they store, but a receiver must
 // not depend on that, so these tests write straight into the stores behind them, as a hostile or
@@ -179,6 +179,13 @@ describe("hostile - a backup by name reads as a receiver does", () => {
     expect(await allMessages(read)).toEqual((await clean.log.read(0, 40)).map((e) => e.data));
   });
 });
+
+/** Every message a backup source hands over, in one array: a fault found on the way is thrown. */
+async function allMessages(read: SourceRead): Promise<Uint8Array[]> {
+  const messages: Uint8Array[] = [];
+  for await (const chunk of read.chunks) for (const message of chunk.messages) messages.push(message);
+  return messages;
+}
 
 describe("hostile - a sender reads its own name as any reader does", () => {
   it("refuses to carry a head signed by another key into its next signed head", async () => {
