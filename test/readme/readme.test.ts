@@ -127,6 +127,24 @@ describe("README", () => {
     for (const block of blocks) expect(block.script.trim().length, `${block.file}:${block.line} is empty`).toBeGreaterThan(0);
   });
 
+  it("waits only on what this run wrote: a file a background process writes is emptied before it starts", async () => {
+    // `cmd > file &` opens (and empties) the file in the background, after the shell has gone on: a
+    // `until grep … file` right after it can still read what the run before left there, and go on
+    // before this run's server listens (CI failed once so, in the tutorial's second run).
+    for (const block of await documentBlocks()) {
+      const lines = block.script.split("\n");
+      lines.forEach((line, at) => {
+        const background = /[^>&]>\s*(\S+)(?:\s+2>&1)?\s*&\s*$/.exec(line);
+        if (!background) return;
+        const file = background[1];
+        const waitsOnIt = lines.slice(at + 1).some((later) => /\buntil\s+grep\b/.test(later) && later.split(/\s+/).includes(`${file};`));
+        if (!waitsOnIt) return;
+        const emptied = lines.slice(0, at).some((earlier) => earlier.trim() === `: > ${file}` || earlier.trim() === `rm -f ${file}`);
+        expect(emptied, `${block.file}:${block.line + 1 + at}: empty ${file} (\`: > ${file}\`) before starting what writes it`).toBe(true);
+      });
+    }
+  });
+
   it("runs every shell block in order in a scratch directory, twice, against a server the README starts", async () => {
     const blocks = await documentBlocks();
     // The install block runs `make build` in this clone, which other tests are running from: it may only
