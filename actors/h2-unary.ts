@@ -14,7 +14,7 @@
  * validateResponseWithCompression and errorFromJsonBytes, so errors come out as they did before.
  */
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import { errorFromJsonBytes, validateResponseWithCompression } from "@connectrpc/connect/protocol-connect";
+import { codeFromString, codeToString, errorFromJsonBytes, validateResponseWithCompression } from "@connectrpc/connect/protocol-connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
@@ -61,10 +61,11 @@ async function directUnary<I extends DescMessage, O extends DescMessage>(
   const status = Number(answer.headers[":status"] ?? 0);
   const encoding = answer.headers["content-encoding"];
   if (!(status === 200 && answer.headers["content-type"] === "application/proto" && (encoding === undefined || encoding === "identity"))) {
-    // Anything but the usual answer is read as connect reads it: its status, content type and
-    // encoding (none is accepted), then a JSON error.
-    const all = webHeaders(answer.headers, false);
-    webHeaders(answer.headers, true).forEach((value, key) => all.append(key, value));
+    const plain = plainErrorAnswer(status, answer);
+    if (plain) throw plain;
+    // Anything else is read as connect reads it: its status, content type and encoding (none is
+    // accepted), then a JSON error.
+    const all = answerMetadata(answer.headers);
     const { isUnaryError, unaryError } = validateResponseWithCompression("unary", [], true, status, all);
     if (isUnaryError) throw errorFromJsonBytes(answer.body, all, unaryError!);
   }
@@ -90,6 +91,61 @@ function parse<O extends DescMessage>(schema: O, bytes: Uint8Array) {
   } catch (err) {
     throw new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
   }
+}
+
+/**
+ * A server's usual error answer (not a 200, JSON, no encoding, a known code, no details) as connect's
+ * validateResponse and errorFromJsonBytes read it, made without a Headers: connect's ConnectError
+ * makes one in its constructor, and the first Headers of a process loads Node's bundled undici (55 ms
+ * of a `send` process here: its first Fetch of a new name is NOT_FOUND). undefined for any other answer.
+ */
+function plainErrorAnswer(status: number, answer: { headers: IncomingHttpHeaders; body: Uint8Array }): AnsweredError | undefined {
+  const { headers } = answer;
+  if (status === 200 || (headers["content-encoding"] !== undefined && headers["content-encoding"].toLowerCase() !== "identity")) return undefined;
+  if (!/^application\/json(?:; ?charset=utf-?8)?$/i.test(headers["content-type"] ?? "")) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(answer.body));
+  } catch {
+    return undefined;
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) return undefined;
+  const { code, message, details } = json as { code?: unknown; message?: unknown; details?: unknown };
+  const known = typeof code === "string" ? codeFromString(code) : undefined;
+  if (known === undefined || (message != null && typeof message !== "string") || (Array.isArray(details) && details.length > 0)) return undefined;
+  return new AnsweredError(known, (message as string | null | undefined) ?? "", headers);
+}
+
+/**
+ * What errorFromJsonBytes makes of a plain error answer, without its Headers until asked: connect's
+ * ConnectError[Symbol.hasInstance] takes an error of this shape for one (name, code, metadata,
+ * details, rawMessage, cause), so `instanceof ConnectError` and ConnectError.from see it as made.
+ */
+class AnsweredError extends Error {
+  override readonly name = "ConnectError";
+  readonly details: ConnectError["details"] = [];
+  override readonly cause: unknown = undefined;
+  private headers?: Headers;
+
+  constructor(
+    readonly code: Code,
+    readonly rawMessage: string,
+    private readonly answerHeaders: IncomingHttpHeaders,
+  ) {
+    super(rawMessage.length > 0 ? `[${codeToString(code)}] ${rawMessage}` : `[${codeToString(code)}]`);
+  }
+
+  /** The answer's headers and trailers, as connect's error carries them. */
+  get metadata(): Headers {
+    return (this.headers ??= answerMetadata(this.answerHeaders));
+  }
+}
+
+/** An answer's headers and its Connect unary trailers in one Headers, as connect's errors carry them. */
+function answerMetadata(headers: IncomingHttpHeaders): Headers {
+  const all = webHeaders(headers, false);
+  webHeaders(headers, true).forEach((value, key) => all.append(key, value));
+  return all;
 }
 
 /** A response's headers as web Headers: the ordinary ones, or the Connect unary trailers (trailer-*) without their prefix. */

@@ -25,7 +25,16 @@ async function outcome(call: () => Promise<unknown>): Promise<unknown> {
     return { message: await call() };
   } catch (err) {
     const error = ConnectError.from(err);
-    return { code: Code[error.code], rawMessage: error.rawMessage, details: error.details.map((detail) => ("desc" in detail ? detail.desc.typeName : detail.type)) };
+    // The answer's headers and trailers, as the error carries them (the date aside: two calls, two dates).
+    const metadata = [...error.metadata.entries()].filter(([key]) => key !== "date");
+    return {
+      connectError: err instanceof ConnectError,
+      code: Code[error.code],
+      rawMessage: error.rawMessage,
+      message: error.message,
+      metadata,
+      details: error.details.map((detail) => ("desc" in detail ? detail.desc.typeName : detail.type)),
+    };
   }
 }
 
@@ -125,6 +134,19 @@ describe("direct unary calls - what only another server sends", () => {
         else if (how === "rst-no-error") stream.close(http2.constants.NGHTTP2_NO_ERROR);
         else if (how === "garbage") answer({ ":status": 200, "content-type": "application/proto" }, Buffer.from([0xff, 0xff, 0xff]));
         else if (how === "error") answer({ ":status": 429, "content-type": "application/json", "trailer-x-why": "busy" }, JSON.stringify({ code: "resource_exhausted", message: "slow down" }));
+        // Error answers each a little off the usual one (actors/h2-unary.ts plainErrorAnswer takes the usual one only).
+        else if (how === "error-charset") answer({ ":status": 404, "content-type": "application/json; charset=utf-8" }, JSON.stringify({ code: "not_found", message: "no such name" }));
+        else if (how === "error-no-message") answer({ ":status": 404, "content-type": "application/json" }, JSON.stringify({ code: "not_found" }));
+        else if (how === "error-null-message") answer({ ":status": 404, "content-type": "application/json" }, JSON.stringify({ code: "not_found", message: null }));
+        else if (how === "error-details") answer({ ":status": 400, "content-type": "application/json" }, JSON.stringify({ code: "invalid_argument", message: "bad", details: [{ type: "google.rpc.ErrorInfo", value: "CgNiYWQ" }] }));
+        else if (how === "error-bad-details") answer({ ":status": 400, "content-type": "application/json" }, JSON.stringify({ code: "invalid_argument", message: "bad", details: [{ type: 1 }] }));
+        else if (how === "error-unknown-code") answer({ ":status": 503, "content-type": "application/json" }, JSON.stringify({ code: "on_fire", message: "hot" }));
+        else if (how === "error-number-message") answer({ ":status": 404, "content-type": "application/json" }, JSON.stringify({ code: "not_found", message: 5 }));
+        else if (how === "error-array") answer({ ":status": 404, "content-type": "application/json" }, "[]");
+        else if (how === "error-not-json") answer({ ":status": 404, "content-type": "application/json" }, "{not json");
+        else if (how === "error-gzip") answer({ ":status": 404, "content-type": "application/json", "content-encoding": "gzip" }, JSON.stringify({ code: "not_found" }));
+        else if (how === "error-identity") answer({ ":status": 404, "content-type": "application/json", "content-encoding": "identity" }, JSON.stringify({ code: "not_found", message: "gone" }));
+        else if (how === "error-status-200") answer({ ":status": 200, "content-type": "application/json" }, JSON.stringify({ code: "not_found", message: "gone" }));
         // "silent": never answers.
       });
     });
@@ -149,7 +171,11 @@ describe("direct unary calls - what only another server sends", () => {
   };
   const answered = (how: string) => (ns: ReturnType<typeof createClient<typeof NS>>) => ns.fetch({ name: "n" }, { headers: { "x-answer": how } });
 
-  it.each(["html", "json-200", "gzip", "refuse", "big", "big-announced", "garbage", "error"])("a %s answer is the same error", async (how) => {
+  it.each([
+    "html", "json-200", "gzip", "refuse", "big", "big-announced", "garbage", "error",
+    "error-charset", "error-no-message", "error-null-message", "error-details", "error-bad-details", "error-unknown-code",
+    "error-number-message", "error-array", "error-not-json", "error-gzip", "error-identity", "error-status-200",
+  ])("a %s answer is the same error", async (how) => {
     const [connect, direct] = await both(answered(how));
     expect(direct).toEqual(connect);
     expect(direct).toHaveProperty("code");

@@ -8,10 +8,11 @@ afterEach(cleanup);
 /*
  * Node loads its bundled undici (all of fetch) the first time anything touches Headers, fetch,
  * Request or Response: 15-40 ms of a short process. connect's ConnectError makes a Headers in its
- * constructor, and closing a Remote made one (actors/transport-node.ts close) at the end of every verb.
+ * constructor, and closing a Remote made one (actors/transport-node.ts close) at the end of every verb,
+ * as did the NOT_FOUND answer to the first Fetch of a new name (actors/h2-unary.ts plainErrorAnswer).
  */
 describe("cli - a verb that reads a name loads none of Node's bundled fetch", () => {
-  it("receive and backup --from-name end without touching Headers, fetch, Request or Response", async () => {
+  it("send to a new name, receive and backup --from-name end without touching Headers, fetch, Request or Response", async () => {
     const dir = await tempDir();
     const touched = join(dir, "touched.txt");
     const hook = join(dir, "hook.mjs");
@@ -30,11 +31,12 @@ describe("cli - a verb that reads a name loads none of Node's bundled fetch", ()
         `}\n`,
     );
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
-    const send = await runCli(["send", "--unsigned", "--name", "quiet", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(300) });
-    expect(send.code, send.stderr).toBe(0);
     await writeFile(touched, "");
-
     const env = { NODE_OPTIONS: `--import ${hook}` };
+    // The name is new: the NS answers send's first Fetch with NOT_FOUND, an error answer.
+    const send = await runCli(["send", "--unsigned", "--name", "quiet", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(300), env });
+    expect(send.code, send.stderr).toBe(0);
+    expect(send.stderr).toContain("300 of 300 published");
     const receive = await runCli(["receive", "--unsigned", "--name", "quiet", "--server", server.url], { env });
     expect(receive.code, receive.stderr).toBe(0);
     expect(receive.stdout.trim().split("\n")).toHaveLength(300);
