@@ -288,19 +288,41 @@ function isPlain(message: Message): boolean {
 
 function plainSize({ groupId, body, timestamp }: Message): number {
   // int64 is written as its 64-bit two's complement varint; 0 is the default and left out.
-  const bits = BigInt.asUintN(64, timestamp);
-  return bytesFieldSize(groupId) + (bits === 0n ? 0 : 1 + varint64Size(Number(bits & 0xffff_ffffn), Number(bits >> 32n))) + bytesFieldSize(body);
+  splitInt64(timestamp);
+  const { low, high } = int64Halves;
+  return bytesFieldSize(groupId) + (low === 0 && high === 0 ? 0 : 1 + varint64Size(low, high)) + bytesFieldSize(body);
 }
 
 /** Writes a plain message at `at` in out; returns where it ends. */
 function writePlain({ groupId, body, timestamp }: Message, out: Uint8Array, at: number): number {
-  const bits = BigInt.asUintN(64, timestamp);
+  splitInt64(timestamp);
+  const { low, high } = int64Halves;
   at = writeBytesField(out, at, 0x0a, groupId);
-  if (bits !== 0n) {
+  if (low !== 0 || high !== 0) {
     out[at++] = 0x10;
-    at = writeVarint64(out, at, Number(bits & 0xffff_ffffn), Number(bits >> 32n));
+    at = writeVarint64(out, at, low, high);
   }
   return writeBytesField(out, at, 0x1a, body);
+}
+
+/** What splitInt64 made of its value last: one object for every call, where an array a call was garbage. */
+const int64Halves = { low: 0, high: 0 };
+
+/**
+ * The low and high 32 bits (unsigned) of an int64's 64-bit two's complement, into int64Halves. A safe
+ * non-negative value, as every real timestamp is, is split with Number arithmetic: BigInt's cost a
+ * cold `send` more than the rest of each message's layout.
+ */
+function splitInt64(value: bigint): void {
+  const n = Number(value);
+  if (Number.isSafeInteger(n) && n >= 0) {
+    int64Halves.low = n >>> 0;
+    int64Halves.high = Math.floor(n / 0x1_0000_0000);
+    return;
+  }
+  const bits = BigInt.asUintN(64, value);
+  int64Halves.low = Number(bits & 0xffff_ffffn);
+  int64Halves.high = Number(bits >> 32n);
 }
 
 /** Bytes of the varint of the 64-bit value high * 2^32 + low (both unsigned 32-bit). */
