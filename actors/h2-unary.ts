@@ -9,9 +9,11 @@
  * against a real `serve`, Remote.fetchName took 0.67-0.76 ms of the client's CPU back to back and
  * 1.0-1.2 ms with 5 ms between calls (p50 1.55-1.91 ms) through connect-node, and 0.38-0.44 and
  * 0.68-0.76 ms (p50 1.37-1.48 ms) made this way. Every unary call pays it, a follow delivery's name
- * update included. What an answer means is still decided by connect's own code: a
- * 200 with the binary content type is the message; anything else goes through its
- * validateResponseWithCompression and errorFromJsonBytes, so errors come out as they did before.
+ * update included. What an answer means is still decided by connect's rules: a 200 with the binary
+ * content type is the message; a server's usual JSON error becomes the error connect's
+ * errorFromJsonBytes would make (plainErrorAnswer); anything else goes through connect's own
+ * validateResponseWithCompression and errorFromJsonBytes. test/actors/h2-unary.test.ts holds each
+ * kind of answer against connect-node's transport.
  */
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { codeFromString, codeToString, errorFromJsonBytes, validateResponseWithCompression } from "@connectrpc/connect/protocol-connect";
