@@ -131,6 +131,7 @@ describe("README", () => {
     // `cmd > file &` opens (and empties) the file in the background, after the shell has gone on: a
     // `until grep … file` right after it can still read what the run before left there, and go on
     // before this run's server listens (CI failed once so, in the tutorial's second run).
+    let waits = 0;
     for (const block of await documentBlocks()) {
       const lines = block.script.split("\n");
       lines.forEach((line, at) => {
@@ -139,10 +140,13 @@ describe("README", () => {
         const file = background[1];
         const waitsOnIt = lines.slice(at + 1).some((later) => /\buntil\s+grep\b/.test(later) && later.split(/\s+/).includes(`${file};`));
         if (!waitsOnIt) return;
+        waits++;
         const emptied = lines.slice(0, at).some((earlier) => earlier.trim() === `: > ${file}` || earlier.trim() === `rm -f ${file}`);
         expect(emptied, `${block.file}:${block.line + 1 + at}: empty ${file} (\`: > ${file}\`) before starting what writes it`).toBe(true);
       });
     }
+    // The tutorial waits so on its server, its follower and its CORS server: the check found them.
+    expect(waits).toBeGreaterThanOrEqual(3);
   });
 
   it("runs every shell block in order in a scratch directory, twice, against a server the README starts", async () => {
