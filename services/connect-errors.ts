@@ -133,6 +133,15 @@ export function withUndecodableAsInvalidArgument(handler: UniversalHandler): Uni
   });
 }
 
+/**
+ * The error of a binary request body that does not decode as `what`, as withUndecodableAsInvalidArgument
+ * makes it on the wire: for a call answered beside connect (services/h2-unary.ts). Others as they are.
+ */
+export function undecodableAsInvalidArgument(error: ConnectError, what: string): ConnectError {
+  const detail = error.code === Code.Internal ? parseFailureMessage(error.rawMessage) : undefined;
+  return detail === undefined ? error : new ConnectError(invalidRequestMessage(detail, what), Code.InvalidArgument);
+}
+
 function parseFailureMessage(message: string | undefined): string | undefined {
   return message?.startsWith(PARSE_FAILURE) ? message : undefined;
 }

@@ -32,6 +32,7 @@ import { Authority, peerKey, type WritePolicy } from "./auth.js";
 import { Explorer, type ExplorerOptions } from "./explorer.js";
 import { DEFAULT_LIST_PAGE, NameListServiceImpl } from "./name-list-service.js";
 import { createContextValues } from "@connectrpc/connect";
+import { H2UnaryRoutes } from "./h2-unary.js";
 
 /** Every limit the services enforce; see each service for what it means. */
 export interface Limits extends BlockLimits, NsLimits {}
@@ -250,6 +251,12 @@ export interface ListenOptions extends Partial<ConnectionLimits> {
    * Default none: no CORS header is sent, so browsers refuse pages of other origins the answers.
    */
   corsOrigins?: readonly string[];
+  /**
+   * Answer plain binary Connect unary calls over HTTP/2 on their stream (services/h2-unary.ts), the
+   * rest through connect-node. Default true; false sends every call through connect-node (to compare
+   * the two, or to rule the direct path out).
+   */
+  directUnary?: boolean;
 }
 
 export interface Listening {
@@ -261,6 +268,8 @@ export interface Listening {
    * calls in flight finish for up to closeGraceMs, then cuts what is left. Idempotent.
    */
   close(): Promise<void>;
+  /** Calls answered on their HTTP/2 stream so far (ListenOptions.directUnary): how a test knows which path answered. */
+  directUnaryCalls(): number;
 }
 
 /** How long an address past its budget of refused HTTP/1.1 bodies waits for each refusal (see refusesUnread). */
@@ -357,12 +366,18 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const limits = { ...defaultConnectionLimits, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
   const limitHit = (limit: string, times = 1) => metrics?.limitHit(limit, times);
   const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
+  // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).
+  const peerValues = (address: string, connection: object) => createContextValues().set(peerKey, { address, connection });
+  const direct =
+    options.directUnary === false
+      ? undefined
+      : new H2UnaryRoutes({
+          readMaxBytes,
+          writeMaxBytes: options.writeMaxBytes,
+          contextValues: (stream) => peerValues(addressOf(stream.session?.socket as net.Socket | undefined), stream.session ?? stream),
+        });
   const connectHandler = connectNodeAdapter({
-    // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).
-    contextValues: (req) => {
-      const connection = "stream" in req ? req.stream.session ?? req.socket : req.socket;
-      return createContextValues().set(peerKey, { address: peerAddress(req), connection: connection as object });
-    },
+    contextValues: (req) => peerValues(peerAddress(req), ("stream" in req ? req.stream.session ?? req.socket : req.socket) as object),
     writeMaxBytes: options.writeMaxBytes,
     // No compression either way. Blocks are mostly encrypted, so compressing them buys nothing, and
     // connect-node's default (gzip and brotli at brotli's top quality) let any caller who sends
@@ -370,7 +385,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     // Compressed requests are refused (Unimplemented, naming the encoding) rather than inflated.
     acceptCompression: [],
     routes: (router) => {
-      options.routes(router, { closing: closing.signal, metrics, mountHttp: (service) => httpServices.push(service) });
+      options.routes(direct ? direct.recording(router) : router, { closing: closing.signal, metrics, mountHttp: (service) => httpServices.push(service) });
       // connectNodeAdapter reads router.handlers after routes() returns, so replacing them here wraps
       // every method, whichever service mounted it.
       router.handlers.forEach((handler, index) => (router.handlers[index] = withUndecodableAsInvalidArgument(handler)));
@@ -413,14 +428,18 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       }
       refuseUnread(req, res);
     }
+    admitRead(path, peerAddress(req), res, () => dispatchToConnect(req, res));
+  };
+  /** Runs serve, at once unless path reads blocks for an address in debt to the read budget. */
+  const admitRead = (path: string, address: string, closes: { once(event: "close", listener: () => void): unknown }, serve: () => void) => {
     if (options.readBudget && READS_BLOCKS.has(path)) {
-      const { held, ticket } = options.readBudget.admit(peerAddress(req), () => dispatchToConnect(req, res));
+      const { held, ticket } = options.readBudget.admit(address, serve);
       // Over when the answer is sent or the stream is cut; a caller gone while held never starts.
-      res.once("close", ticket.finish);
+      closes.once("close", ticket.finish);
       if (held) limitHit("read-rate-per-address");
       return;
     }
-    dispatchToConnect(req, res);
+    serve();
   };
   const dispatchToConnect = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     try {
@@ -460,6 +479,27 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   // Flow-control windows that hold a round trip's worth of uploads at full speed.
   const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: limits.maxConcurrentStreams } }, handler);
   h2.on("checkContinue", checkContinue);
+  // Node's compatibility layer is the h2 server's one "stream" listener (it emits "request"). With
+  // directUnary, the plain unary calls it would pass on are answered on their stream instead, after the
+  // same checks as handler's: not a path of an HTTP service, nothing refused unread, the read budget.
+  const compatListeners = h2.listeners("stream");
+  if (direct && compatListeners.length === 1) {
+    const toCompat = compatListeners[0] as (...args: unknown[]) => void;
+    h2.removeListener("stream", toCompat);
+    h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+      const route = direct.routeOf(headers);
+      const path = headers[":path"] ?? "";
+      if (route === undefined || httpServices.some((service) => service.handles(path)) || options.refusesUnread?.(path, headers.authorization)) {
+        toCompat(stream, headers, ...rest);
+        return;
+      }
+      admitRead(path, addressOf(stream.session?.socket as net.Socket | undefined), stream, () => {
+        direct.serve(route, stream, headers).catch(() => {
+          if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        });
+      });
+    });
+  }
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
@@ -639,7 +679,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       await drained;
     })());
 
-  return { port, url, close };
+  return { port, url, close, directUnaryCalls: () => direct?.calls ?? 0 };
 }
 
 const METRICS_PATH = "/metrics";
