@@ -75,6 +75,7 @@ const requests: { what: string; direct: boolean; headers: http2.OutgoingHttpHead
   { what: "a body that does not decode", direct: true, headers: post("/vac.cas.NS/Fetch"), body: new Uint8Array([0x0a, 0x7f, 1, 2, 3]) },
   { what: "wire type 7", direct: true, headers: post("/remotelog.v1.BlockService/GetMany"), body: new Uint8Array([0x0f, 0x00]) },
   { what: "a body over readMaxBytes", direct: true, headers: post("/remotelog.v1.BlockService/AddMany"), body: new Uint8Array(READ_MAX_BYTES * 2) },
+  { what: "a body of 4 MiB, far over readMaxBytes", direct: true, headers: post("/remotelog.v1.BlockService/AddMany"), body: new Uint8Array(4 << 20) },
   {
     what: "a content-length over readMaxBytes",
     direct: true,
