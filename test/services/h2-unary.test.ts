@@ -142,4 +142,27 @@ describe("unary calls answered on their HTTP/2 stream (services/h2-unary.ts)", (
     },
     TEST_TIMEOUT,
   );
+
+  it(
+    "carries on when a client resets its call part-way through the body",
+    async () => {
+      const session = http2.connect(direct.url);
+      try {
+        const before = direct.directUnaryCalls();
+        const cut = session.request(post("/remotelog.v1.BlockService/AddMany"));
+        cut.write(new Uint8Array(100));
+        const closed = new Promise((resolve) => cut.once("close", resolve));
+        // Once the server has the call, so that it is cut in the middle of reading the body.
+        while (direct.directUnaryCalls() === before) await new Promise((resolve) => setTimeout(resolve, 5));
+        cut.close(http2.constants.NGHTTP2_CANCEL);
+        await closed;
+        const next = await call(session, post("/vac.cas.NS/Fetch"), toBinary(QuerySchema, create(QuerySchema, { name: "alice" })));
+        expect(next.status).toBe(200);
+        expect(direct.directUnaryCalls() - before).toBe(2);
+      } finally {
+        session.close();
+      }
+    },
+    TEST_TIMEOUT,
+  );
 });
