@@ -272,6 +272,8 @@ export interface Listening {
   directUnaryCalls(): number;
 }
 
+function ignoreStreamError(): void {}
+
 /** How long an address past its budget of refused HTTP/1.1 bodies waits for each refusal (see refusesUnread). */
 const REFUSAL_PENALTY_MS = 250;
 
@@ -493,6 +495,10 @@ export async function listen(options: ListenOptions): Promise<Listening> {
         toCompat(stream, headers, ...rest);
         return;
       }
+      // A reset connection errors its streams. The call ends at the stream's close either way, but an
+      // error nobody listens for ends the process: Node's compatibility layer listens for it on the
+      // streams it takes, and so must this.
+      stream.on("error", ignoreStreamError);
       admitRead(path, addressOf(stream.session?.socket as net.Socket | undefined), stream, () => {
         direct.serve(route, stream, headers).catch(() => {
           if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);

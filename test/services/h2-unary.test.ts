@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import http2 from "node:http2";
+import net from "node:net";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { AddressSchema, ContentSchema, NameUpdateSchema, QuerySchema } from "../../gen/vac/cas/cas_pb.js";
@@ -10,6 +12,7 @@ import { addressOf } from "../../core/hash.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { listen, routes, type Listening } from "../../services/server.js";
+import { cleanup, startServer, stop, tempDir } from "../helpers/processes.js";
 
 const TEST_TIMEOUT = 30_000;
 const READ_MAX_BYTES = 4096;
@@ -138,6 +141,47 @@ describe("unary calls answered on their HTTP/2 stream (services/h2-unary.ts)", (
         expect(viaConnect.directUnaryCalls()).toBe(0);
       } finally {
         for (const session of sessions) session.close();
+      }
+    },
+    TEST_TIMEOUT,
+  );
+
+  it(
+    "a `serve` process carries on when a client's connection is cut while its call runs (it used to exit: an unheard stream error)",
+    async () => {
+      const dir = await tempDir();
+      const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--log-level", "warn"]);
+      try {
+        for (let round = 0; round < 12; round++) {
+          let socket: net.Socket | undefined;
+          const session = http2.connect(server.url, { createConnection: () => (socket = net.connect(server.port, "127.0.0.1")) });
+          session.on("error", () => {});
+          await new Promise((resolve, reject) => {
+            session.once("connect", resolve);
+            session.once("close", () => reject(new Error(`serve is gone after ${round} cut connection(s): ${server.stderr()}`)));
+          });
+          // Enough blocks that storing them (a pack written and fsynced) is still going on when the connection goes.
+          const blocks = Array.from({ length: 2000 }, (_, i) => utf8(`block ${round} ${i} `.repeat(20)));
+          const stream = session.request(post("/remotelog.v1.BlockService/AddMany"));
+          stream.on("error", () => {});
+          await new Promise<void>((resolve) => stream.end(toBinary(AddManyRequestSchema, create(AddManyRequestSchema, { blocks })), resolve));
+          await new Promise((resolve) => setTimeout(resolve, round % 6));
+          if (round % 2 === 0) socket!.resetAndDestroy();
+          else socket!.destroy();
+          session.destroy();
+        }
+        const session = http2.connect(server.url);
+        session.on("error", () => {});
+        try {
+          const answer = await call(session, post("/vac.cas.NS/Fetch"), toBinary(QuerySchema, create(QuerySchema, { name: "nobody" })));
+          expect(answer.status).toBe(404);
+        } finally {
+          session.close();
+        }
+        expect(server.process.exitCode, server.stderr()).toBeNull();
+      } finally {
+        await stop(server.process);
+        await cleanup();
       }
     },
     TEST_TIMEOUT,
