@@ -5,8 +5,9 @@
  * connect-node reaches a handler through Node's HTTP/2 compatibility API and its own conversions
  * (Http2ServerRequest and Response, a URL parsed twice, web Headers each way, async iterables over
  * one buffer, an AbortController whose abort at every stream's close makes a DOMException). Against
- * a real `serve` on this 2-core machine, a NS Get of one name cost the server 1.36-1.57 ms of CPU a
- * call back to back, and a follower's delivery waits on one such call (the name update).
+ * a real `serve` on this 2-core machine, a NS Fetch of one name cost the server 1.62-2.04 ms of CPU a
+ * call back to back that way, and 0.93-1.37 ms this way (bench/README.md, session 15); a follower's
+ * delivery waits on one such call (the name update).
  *
  * Only the plainest call is taken here: HTTP/2, POST to a unary method's path, the binary content
  * type, no compression, no Origin (CORS stays with server.ts), nothing the listener refuses unread.
