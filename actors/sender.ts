@@ -7,7 +7,7 @@ import { LogReader, VERIFIER_MIN_MESSAGES, type BlockAddresser } from "../core/l
 import { sharedAddresser } from "#verify-pool";
 import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord } from "../core/names.js";
-import { decodePage, encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
+import { encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
 import type { NameHead, Remote } from "./remote.js";
 
 export interface SenderOptions {
@@ -369,7 +369,7 @@ export class Sender {
     // own signature again cost a signed publish 0.57 ms here (createNameRecord costs 0.79).
     const own = lostRaces === 0 ? this.lastHead : undefined;
     const opened = own
-      ? { entry: own, page: decodePage(own.content, `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS) }
+      ? { entry: own, page: this.reader.headPage(own) }
       : await this.reader.open({ acceptExpired: true });
     const current = opened?.entry;
     this.lastHead = undefined;

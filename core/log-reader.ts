@@ -139,8 +139,16 @@ export class LogReader {
   async check(entry: NameHead, options: Omit<OpenHeadOptions, "entry"> = {}): Promise<OpenHead> {
     const where = options.where ?? this.where;
     const record = await this.checkRecord(entry, options);
-    const page = decodePage(entry.content, options.where ?? `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
+    const page = this.headPage(entry, options.where);
     return { entry, page, address: addressOf(entry.content), sequence: record?.sequence, record, where };
+  }
+
+  /**
+   * The page half of check(), alone: the head's page decoded (DATA_LOSS when it is not one), its record
+   * not looked at. For a head this process made or checked itself (a sender's last publish) only.
+   */
+  headPage(entry: NameHead, where?: string): RemoteLog {
+    return decodePage(entry.content, where ?? `head of name ${JSON.stringify(this.name)}`, ErrorCodes.DATA_LOSS);
   }
 
   /**
