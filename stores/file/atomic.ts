@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { constants } from "node:fs";
+import { mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 
@@ -21,24 +22,51 @@ export function tmpPathFor(path: string): string {
   return `${path}.${process.pid}-${randomBytes(6).toString("hex")}${TMP_SUFFIX}`;
 }
 
-/** Replaces path with bytes atomically and durably. Throws INTERNAL on an I/O failure (disk full, permissions). */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Files opened for writing with O_DSYNC: each write returns once its bytes (and the file's new size)
+ * are on disk, as a write and an fdatasync would, in one call and so one thread-pool round trip instead
+ * of two. Where the platform has no O_DSYNC (Windows), 0: the writer calls datasync itself.
+ */
+export const SYNCED_WRITES = constants.O_DSYNC ?? 0;
+
+/** Writes all of bytes at position, however many calls the platform takes. */
+export async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Replaces path with bytes atomically and durably. dir, when given, is path's directory held open
+ * (a store that writes there often). Throws INTERNAL on an I/O failure (disk full, permissions).
+ *
+ * Each step is a round trip to libuv's thread pool, and a small pack (every publish writes one) took
+ * eight of them: open, write, fdatasync, close, rename, and the directory's open, fsync and close. Here
+ * the write is synced (SYNCED_WRITES), the close runs beside the rename (the bytes are on disk by then),
+ * and a held directory needs only its fsync: four.
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array, dir?: SyncedDir): Promise<void> {
   const tmp = tmpPathFor(path);
   try {
-    const handle = await open(tmp, "wx");
+    const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | SYNCED_WRITES);
     try {
-      await handle.writeFile(bytes);
+      await writeAll(handle, bytes, 0);
       // fdatasync also flushes the size of a new file, which is all the metadata a reader needs.
-      await handle.datasync();
-    } finally {
-      await handle.close();
+      if (SYNCED_WRITES === 0) await handle.datasync();
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw err;
     }
-    await rename(tmp, path);
+    const [closed, renamed] = await Promise.allSettled([handle.close(), rename(tmp, path)]);
+    if (renamed.status === "rejected") throw renamed.reason;
+    if (closed.status === "rejected") throw closed.reason;
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw ioError(`cannot write ${path}`, err);
   }
-  await fsyncDir(dirname(path));
+  await (dir ? dir.sync() : fsyncDir(dirname(path)));
 }
 
 /**
@@ -46,16 +74,46 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
  * directory for fsync and journals renames itself, so there it is a no-op.
  */
 export async function fsyncDir(dir: string): Promise<void> {
-  if (process.platform === "win32") return;
+  const held = await SyncedDir.open(dir);
   try {
-    const handle = await open(dir, "r");
+    await held.sync();
+  } finally {
+    await held.close();
+  }
+}
+
+/**
+ * A directory held open, so that making its entries durable is one fsync, not an open, an fsync and a
+ * close. fsync of a directory flushes its entries as they are when it runs, however long ago it was
+ * opened. On Windows (see fsyncDir) it holds nothing and sync does nothing.
+ */
+export class SyncedDir {
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle | undefined,
+  ) {}
+
+  /** Throws INTERNAL when dir cannot be opened. */
+  static async open(dir: string): Promise<SyncedDir> {
+    if (process.platform === "win32") return new SyncedDir(dir, undefined);
     try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+      return new SyncedDir(dir, await open(dir, "r"));
+    } catch (err) {
+      throw ioError(`cannot fsync directory ${dir}`, err);
     }
-  } catch (err) {
-    throw ioError(`cannot fsync directory ${dir}`, err);
+  }
+
+  /** Throws INTERNAL on an I/O failure. */
+  async sync(): Promise<void> {
+    try {
+      await this.handle?.sync();
+    } catch (err) {
+      throw ioError(`cannot fsync directory ${this.path}`, err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.handle?.close().catch(() => {});
   }
 }
 

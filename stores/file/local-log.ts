@@ -25,7 +25,7 @@ import { open, readFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { ownerMismatch, type ClaimResult, type LocalLog, type LocalLogEntry, type LogOwner } from "../../core/local-log.js";
 import { RemoteLogError } from "../../core/errors.js";
-import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
+import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, SYNCED_WRITES, writeAll, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
 import { messageIdOfEncoded, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
@@ -535,17 +535,3 @@ async function readAt(handle: FileHandle, position: number, length: number): Pro
   return bytes.subarray(0, done);
 }
 
-/**
- * A writer opens log.bin with O_DSYNC: each write returns once its bytes (and the file's new size) are
- * on disk, as a write and an fdatasync would, in one call and so one thread-pool round trip instead of
- * two on every append. Where the platform has no O_DSYNC (Windows), 0: append calls datasync itself.
- */
-const SYNCED_WRITES = constants.O_DSYNC ?? 0;
-
-async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
-    done += bytesWritten;
-  }
-}

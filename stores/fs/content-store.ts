@@ -19,7 +19,7 @@ import { join } from "node:path";
 import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { ADDRESS_PREFIX, addressText, matchesAddress } from "../../core/hash.js";
-import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
+import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SyncedDir, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { BlockIndex } from "./block-index.js";
 import { FileCache } from "./file-cache.js";
 import { blockChecksum, encodePack, ENTRY_SIZE, entrySize, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE, type PackIndex } from "./pack.js";
@@ -98,6 +98,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   /** The last drain(), for close() to wait on. */
   private writing: Promise<void> = Promise.resolve();
   private readonly files: FileCache;
+  /** packs/, held open once a pack is written or swept: each of those fsyncs it. */
+  private packsDirHeld?: Promise<SyncedDir>;
   /** Keys the index of a quarantined pack claims, with that pack's name, for gets that are not served elsewhere. */
   private readonly quarantinedKeys = new Map<string, string>();
   private readonly quarantined = new Set<string>();
@@ -516,7 +518,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`cannot remove pack ${name}`, err);
         }
-        await fsyncDir(this.packsDir);
+        await (await this.packsDirSync()).sync();
       }
       return { blocks: dead.length, bytes };
     }
@@ -534,6 +536,16 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     this.closed = true;
     await this.writing;
     await this.files.close();
+    await (await this.packsDirHeld?.catch(() => undefined))?.close();
+  }
+
+  /** packs/, opened the first time it is needed; a failed open is tried again next time. */
+  private packsDirSync(): Promise<SyncedDir> {
+    this.packsDirHeld ??= SyncedDir.open(this.packsDir).catch((err: unknown) => {
+      this.packsDirHeld = undefined;
+      throw err;
+    });
+    return this.packsDirHeld;
   }
 
   private checkOpen(): void {
@@ -569,8 +581,12 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   private async writePack(name: string, bytes: Uint8Array): Promise<void> {
     // If another process already wrote this very pack, the name says the content is the same.
     try {
-      await writeFileAtomic(join(this.packsDir, name), bytes);
+      await writeFileAtomic(join(this.packsDir, name), bytes, await this.packsDirSync());
     } catch (err) {
+      // packs/ may have been removed (and made again) under the store: the next write opens it afresh.
+      const held = this.packsDirHeld;
+      this.packsDirHeld = undefined;
+      void held?.then((dir) => dir.close(), () => {});
       // writeFileAtomic removed its temporary file: what was stored before is as it was.
       if (isOutOfSpace(err)) throw serverOutOfSpace(`no room for a pack of ${bytes.length} bytes`, err);
       throw err;

@@ -1,7 +1,7 @@
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ensureDir, removeLeftoverTmp, tmpPathFor, writeFileAtomic } from "../../stores/file/atomic.js";
+import { ensureDir, removeLeftoverTmp, SyncedDir, tmpPathFor, writeFileAtomic } from "../../stores/file/atomic.js";
 import { KeyedMutex, Mutex } from "../../stores/file/mutex.js";
 import { deadPid, TempDirs } from "./temp.js";
 
@@ -22,6 +22,45 @@ describe("file helpers - atomic writes", () => {
     const dir = await dirs.make();
     await expect(writeFileAtomic(join(dir, "missing", "x"), Buffer.from("x"))).rejects.toThrow(/^INTERNAL: cannot write .*ENOENT/);
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it("writeFileAtomic through a held directory replaces files whole, and the directory closes", async () => {
+    const dir = await dirs.make();
+    const held = await SyncedDir.open(dir);
+    try {
+      await writeFileAtomic(join(dir, "a"), Buffer.from("first"), held);
+      await writeFileAtomic(join(dir, "a"), Buffer.from("second, longer"), held);
+      await writeFileAtomic(join(dir, "empty"), new Uint8Array(0), held);
+      expect(await readFile(join(dir, "a"), "utf8")).toBe("second, longer");
+      expect(await readFile(join(dir, "empty"), "utf8")).toBe("");
+      expect((await readdir(dir)).sort()).toEqual(["a", "empty"]);
+    } finally {
+      await held.close();
+    }
+    // No descriptor of this process still names the directory or a file in it.
+    const open = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+    expect(open.filter((target) => target.startsWith(dir))).toEqual([]);
+  });
+
+  it("writeFileAtomic whose rename fails is INTERNAL, leaves the target and no temporary file, and closes its file", async () => {
+    const dir = await dirs.make();
+    // A non-empty directory where the file should go: the rename over it fails.
+    await mkdir(join(dir, "target", "inside"), { recursive: true });
+    const held = await SyncedDir.open(dir);
+    try {
+      await expect(writeFileAtomic(join(dir, "target"), Buffer.from("x"), held)).rejects.toThrow(/^INTERNAL: cannot write .*target.*EISDIR/);
+    } finally {
+      await held.close();
+    }
+    expect(await readdir(dir)).toEqual(["target"]);
+    expect(await readdir(join(dir, "target"))).toEqual(["inside"]);
+    const open = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+    expect(open.filter((target) => target.startsWith(dir))).toEqual([]);
+  });
+
+  it("SyncedDir of a missing directory is INTERNAL naming it", async () => {
+    const dir = await dirs.make();
+    await expect(SyncedDir.open(join(dir, "missing"))).rejects.toThrow(/^INTERNAL: cannot fsync directory .*missing.*ENOENT/);
   });
 
   it("ensureDir creates missing parents and accepts an existing directory", async () => {
