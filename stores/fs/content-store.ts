@@ -518,7 +518,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`cannot remove pack ${name}`, err);
         }
-        await (await this.packsDirSync()).sync();
+        await this.syncPacksDir();
       }
       return { blocks: dead.length, bytes };
     }
@@ -536,16 +536,28 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     this.closed = true;
     await this.writing;
     await this.files.close();
-    await (await this.packsDirHeld?.catch(() => undefined))?.close();
+    const held = this.packsDirHeld;
+    this.packsDirHeld = undefined;
+    await (await held?.catch(() => undefined))?.close();
   }
 
-  /** packs/, opened the first time it is needed; a failed open is tried again next time. */
-  private packsDirSync(): Promise<SyncedDir> {
+  /**
+   * packs/ held open, opened the first time it is needed (a failed open is tried again next time);
+   * undefined once the store is closing, when a write still in progress (a sweep's, say) opens and
+   * closes it for its own fsync, as writeFileAtomic and fsyncDir do without one.
+   */
+  private async packsDirSync(): Promise<SyncedDir | undefined> {
+    if (this.closed) return undefined;
     this.packsDirHeld ??= SyncedDir.open(this.packsDir).catch((err: unknown) => {
       this.packsDirHeld = undefined;
       throw err;
     });
     return this.packsDirHeld;
+  }
+
+  private async syncPacksDir(): Promise<void> {
+    const held = await this.packsDirSync();
+    await (held ? held.sync() : fsyncDir(this.packsDir));
   }
 
   private checkOpen(): void {

@@ -370,6 +370,22 @@ describe("fs content store - packs on disk", () => {
     }
   });
 
+  it("a close while packs are written lets them finish, durably, and leaves nothing of the store open", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const blocks = Array.from({ length: 8 }, (_, i) => text(`closing ${i}`));
+    const puts = blocks.map((block) => store.putMany([block]));
+    await store.close();
+    await Promise.all(puts);
+    const reopened = await openStore(dir);
+    expect(await reopened.getMany(blocks.map(addressOf))).toEqual(blocks);
+    await reopened.close();
+    if (existsSync("/proc/self/fd")) {
+      const targets = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(join("/proc/self/fd", fd)).catch(() => "")));
+      expect(targets.filter((target) => target.startsWith(dir))).toEqual([]);
+    }
+  });
+
   it("a closed store refuses calls with INTERNAL", async () => {
     const store = await openStore(await dirs.make());
     await store.close();
