@@ -117,6 +117,63 @@ export class SyncedDir {
   }
 }
 
+/** One SyncedDir of a SharedDir and the writes using it now. */
+interface DirLease {
+  dir: Promise<SyncedDir>;
+  users: number;
+  /** Let go of: closed once users is 0 (then closing is set). */
+  released: boolean;
+  closing?: Promise<void>;
+}
+
+/**
+ * A directory held open (SyncedDir) for every write that fsyncs it, opened when the first needs it. A
+ * write that fails lets the handle go, since the directory may have been removed (and made again)
+ * under the writer, and the next write opens it afresh. A handle let go closes only once the writes
+ * still using it are done: closing it at once broke the fsync of a write running beside the failed
+ * one (EBADF), an INTERNAL error on a write that had nothing wrong with it.
+ */
+export class SharedDir {
+  private lease?: DirLease;
+
+  constructor(readonly path: string) {}
+
+  /** Runs write with the directory held open. Throws what write throws, or INTERNAL when the directory cannot be opened. */
+  async use<T>(write: (dir: SyncedDir) => Promise<T>): Promise<T> {
+    const lease = (this.lease ??= { dir: SyncedDir.open(this.path), users: 0, released: false });
+    lease.users++;
+    try {
+      return await write(await lease.dir);
+    } catch (err) {
+      this.letGo(lease);
+      throw err;
+    } finally {
+      lease.users--;
+      closeIfUnused(lease);
+      // The last write of a handle let go has closed it when it returns.
+      if (lease.closing) await lease.closing;
+    }
+  }
+
+  /** Lets the handle go (the writer is closing): it closes now, or once the writes using it are done, which this does not wait for. */
+  async release(): Promise<void> {
+    const lease = this.lease;
+    if (lease === undefined) return;
+    this.letGo(lease);
+    await lease.closing;
+  }
+
+  private letGo(lease: DirLease): void {
+    if (this.lease === lease) this.lease = undefined;
+    lease.released = true;
+    closeIfUnused(lease);
+  }
+}
+
+function closeIfUnused(lease: DirLease): void {
+  if (lease.released && lease.users === 0) lease.closing ??= lease.dir.then((dir) => dir.close(), () => {});
+}
+
 /**
  * Creates dir and any missing parents, durably: each new directory's entry is fsynced in its parent,
  * so a store created just before a crash is still found after it. Throws INTERNAL on an I/O failure.

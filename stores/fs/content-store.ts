@@ -19,7 +19,7 @@ import { join } from "node:path";
 import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { ADDRESS_PREFIX, addressText, matchesAddress } from "../../core/hash.js";
-import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SyncedDir, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
+import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SharedDir, TMP_SUFFIX, writeFileAtomic, type SyncedDir } from "../file/atomic.js";
 import { BlockIndex } from "./block-index.js";
 import { FileCache } from "./file-cache.js";
 import { blockChecksum, encodePack, ENTRY_SIZE, entrySize, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE, type PackIndex } from "./pack.js";
@@ -99,7 +99,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   private writing: Promise<void> = Promise.resolve();
   private readonly files: FileCache;
   /** packs/, held open once a pack is written or swept: each of those fsyncs it. */
-  private packsDirHeld?: Promise<SyncedDir>;
+  private readonly packsDirHeld: SharedDir;
   /** Keys the index of a quarantined pack claims, with that pack's name, for gets that are not served elsewhere. */
   private readonly quarantinedKeys = new Map<string, string>();
   private readonly quarantined = new Set<string>();
@@ -111,6 +111,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     options: FsContentStoreOptions,
   ) {
     this.files = new FileCache(Math.max(1, options.maxOpenFiles ?? 64));
+    this.packsDirHeld = new SharedDir(this.packsDir);
   }
 
   private get packsDir(): string {
@@ -536,28 +537,22 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     this.closed = true;
     await this.writing;
     await this.files.close();
-    const held = this.packsDirHeld;
-    this.packsDirHeld = undefined;
-    await (await held?.catch(() => undefined))?.close();
+    // A sweep still running closes it when it is done.
+    await this.packsDirHeld.release();
   }
 
   /**
-   * packs/ held open, opened the first time it is needed (a failed open is tried again next time);
-   * undefined once the store is closing, when a write still in progress (a sweep's, say) opens and
-   * closes it for its own fsync, as writeFileAtomic and fsyncDir do without one.
+   * Runs write with packs/ held open for its fsync (see SharedDir: a failed write lets it go, so that
+   * the next opens packs/ afresh, and never closes it under another write). Once the store is closing,
+   * write gets none: a write still in progress (a sweep's, say) opens and closes packs/ for its own
+   * fsync, as writeFileAtomic and fsyncDir do without one.
    */
-  private async packsDirSync(): Promise<SyncedDir | undefined> {
-    if (this.closed) return undefined;
-    this.packsDirHeld ??= SyncedDir.open(this.packsDir).catch((err: unknown) => {
-      this.packsDirHeld = undefined;
-      throw err;
-    });
-    return this.packsDirHeld;
+  private withPacksDir<T>(write: (dir: SyncedDir | undefined) => Promise<T>): Promise<T> {
+    return this.closed ? write(undefined) : this.packsDirHeld.use(write);
   }
 
   private async syncPacksDir(): Promise<void> {
-    const held = await this.packsDirSync();
-    await (held ? held.sync() : fsyncDir(this.packsDir));
+    await this.withPacksDir((held) => (held ? held.sync() : fsyncDir(this.packsDir)));
   }
 
   private checkOpen(): void {
@@ -593,12 +588,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   private async writePack(name: string, bytes: Uint8Array): Promise<void> {
     // If another process already wrote this very pack, the name says the content is the same.
     try {
-      await writeFileAtomic(join(this.packsDir, name), bytes, await this.packsDirSync());
+      await this.withPacksDir((held) => writeFileAtomic(join(this.packsDir, name), bytes, held));
     } catch (err) {
-      // packs/ may have been removed (and made again) under the store: the next write opens it afresh.
-      const held = this.packsDirHeld;
-      this.packsDirHeld = undefined;
-      void held?.then((dir) => dir.close(), () => {});
       // writeFileAtomic removed its temporary file: what was stored before is as it was.
       if (isOutOfSpace(err)) throw serverOutOfSpace(`no room for a pack of ${bytes.length} bytes`, err);
       throw err;

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ensureDir, removeLeftoverTmp, SyncedDir, tmpPathFor, writeFileAtomic } from "../../stores/file/atomic.js";
+import { ensureDir, removeLeftoverTmp, SharedDir, SyncedDir, tmpPathFor, writeFileAtomic } from "../../stores/file/atomic.js";
 import { KeyedMutex, Mutex } from "../../stores/file/mutex.js";
 import { deadPid, TempDirs } from "./temp.js";
 
@@ -61,6 +61,75 @@ describe("file helpers - atomic writes", () => {
   it("SyncedDir of a missing directory is INTERNAL naming it", async () => {
     const dir = await dirs.make();
     await expect(SyncedDir.open(join(dir, "missing"))).rejects.toThrow(/^INTERNAL: cannot fsync directory .*missing.*ENOENT/);
+  });
+
+  /** This process's open descriptors that name dir or a file in it. */
+  async function openIn(dir: string): Promise<string[]> {
+    const targets = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+    return targets.filter((target) => target.startsWith(dir));
+  }
+
+  /** A promise and the function that resolves it. */
+  function gate(): { open: () => void; passed: Promise<void> } {
+    let open!: () => void;
+    const passed = new Promise<void>((resolve) => (open = resolve));
+    return { open, passed };
+  }
+
+  it("SharedDir: a write that fails lets the directory go, but does not close it under a write still using it", async () => {
+    const dir = await dirs.make();
+    const shared = new SharedDir(dir);
+    const inside = gate();
+    const goOn = gate();
+    let firstHeld: SyncedDir | undefined;
+    const first = shared.use(async (held) => {
+      firstHeld = held;
+      inside.open();
+      await goOn.passed;
+      await writeFileAtomic(join(dir, "a"), Buffer.from("first"), held);
+    });
+    await inside.passed;
+    await expect(shared.use(() => Promise.reject(new Error("the disk is in trouble")))).rejects.toThrow("the disk is in trouble");
+    expect(await openIn(dir)).toEqual([dir]);
+    goOn.open();
+    // Closed at the failure, the first write's fsync would be EBADF.
+    await first;
+    expect(await readFile(join(dir, "a"), "utf8")).toBe("first");
+    expect(await openIn(dir)).toEqual([]);
+    // The next write opens the directory afresh, and keeps it open after.
+    await shared.use(async (held) => {
+      expect(held).not.toBe(firstHeld);
+      await writeFileAtomic(join(dir, "b"), Buffer.from("second"), held);
+    });
+    expect(await openIn(dir)).toEqual([dir]);
+    await shared.release();
+    expect(await openIn(dir)).toEqual([]);
+  });
+
+  it("SharedDir.release closes the directory once the write using it is done, and a missing directory is INTERNAL until it is made", async () => {
+    const dir = await dirs.make();
+    const shared = new SharedDir(dir);
+    const inside = gate();
+    const goOn = gate();
+    const write = shared.use(async (held) => {
+      inside.open();
+      await goOn.passed;
+      await held.sync();
+    });
+    await inside.passed;
+    await shared.release();
+    expect(await openIn(dir)).toEqual([dir]);
+    goOn.open();
+    await write;
+    expect(await openIn(dir)).toEqual([]);
+
+    const missing = new SharedDir(join(dir, "later"));
+    await expect(missing.use((held) => held.sync())).rejects.toThrow(/^INTERNAL: cannot fsync directory .*later.*ENOENT/);
+    await mkdir(join(dir, "later"));
+    await missing.use((held) => writeFileAtomic(join(dir, "later", "x"), Buffer.from("x"), held));
+    expect(await readFile(join(dir, "later", "x"), "utf8")).toBe("x");
+    await missing.release();
+    expect(await openIn(dir)).toEqual([]);
   });
 
   it("ensureDir creates missing parents and accepts an existing directory", async () => {

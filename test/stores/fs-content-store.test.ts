@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ContentStore } from "../../core/content-store.js";
 import { addressOf, addressText, equalBytes } from "../../core/hash.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
+import { encodePack } from "../../stores/fs/pack.js";
 import { contentStoreContract } from "../contract/content-store.contract.js";
 import { deadPid, TempDirs, failure, text } from "./temp.js";
 
@@ -217,6 +218,39 @@ describe("fs content store - packs on disk", () => {
       expect(targets.filter((target) => target === join(dir, "packs"))).toHaveLength(1);
     }
     await store.close();
+  });
+
+  it("a pack write that fails beside a sweep's leaves the sweep's fsync alone: the sweep completes, the put is INTERNAL", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    // A pack of 40 MiB with a fifth of it dead, so that the sweep's copy of the rest takes its while on disk.
+    const blocks = Array.from({ length: 160 }, () => new Uint8Array(randomBytes(256 << 10)));
+    await store.putMany(blocks);
+    const [swept] = await packFiles(dir);
+    const keep = blocks.slice(32);
+    const live = new Set(keep.map((block) => Buffer.from(addressOf(block)).toString("latin1")));
+    // The pack a put of this block writes is a directory already, so its rename fails.
+    const doomed = text("doomed");
+    const doomedPack = join(dir, "packs", encodePack([doomed], [addressOf(doomed)]).name);
+    await mkdir(doomedPack);
+    const guard = store.beginGc();
+    let settled = false;
+    const sweep = store.sweepPack(swept, (key) => live.has(key), guard, Date.now() + 1000).finally(() => (settled = true));
+    // The put fails while the sweep writes its new pack: its temporary file is there, and it holds packs/ open.
+    while (!settled && !(await readdir(join(dir, "packs"))).some((name) => name.endsWith(".tmp"))) await new Promise((ok) => setImmediate(ok));
+    await failure(store.putMany([doomed]), "INTERNAL");
+    // Before, the failed write closed packs/ under the sweep, whose fsync then failed (EBADF).
+    expect(await sweep).toMatchObject({ blocks: 32 });
+    guard.end();
+    // Compared with equalBytes: toEqual walks 32 MiB an element at a time.
+    const readsBack = async (from: FsContentStore) => (await from.getMany(keep.map(addressOf))).every((block, i) => block !== undefined && equalBytes(block, keep[i]));
+    expect(await readsBack(store)).toBe(true);
+    await store.close();
+    await rm(doomedPack, { recursive: true });
+    const reopened = await openStore(dir);
+    expect(await readsBack(reopened)).toBe(true);
+    expect(await reopened.has(addressOf(doomed))).toBe(false);
+    await reopened.close();
   });
 
   it("corruption - a damaged byte in a block is DATA_LOSS naming the block, and other blocks still read", async () => {
