@@ -121,8 +121,6 @@ export class SyncedDir {
 interface DirLease {
   dir: Promise<SyncedDir>;
   users: number;
-  /** Let go of: closed once users is 0 (then closing is set). */
-  released: boolean;
   closing?: Promise<void>;
 }
 
@@ -131,16 +129,20 @@ interface DirLease {
  * write that fails lets the handle go, since the directory may have been removed (and made again)
  * under the writer, and the next write opens it afresh. A handle let go closes only once the writes
  * still using it are done: closing it at once broke the fsync of a write running beside the failed
- * one (EBADF), an INTERNAL error on a write that had nothing wrong with it.
+ * one (EBADF), an INTERNAL error on a write that had nothing wrong with it. Once released (the writer
+ * is closing), each write still to come opens the directory for itself and closes it after.
  */
 export class SharedDir {
+  /** The handle writes take now; one that is not (or no longer) here has been let go. */
   private lease?: DirLease;
+  private released = false;
 
   constructor(readonly path: string) {}
 
   /** Runs write with the directory held open. Throws what write throws, or INTERNAL when the directory cannot be opened. */
   async use<T>(write: (dir: SyncedDir) => Promise<T>): Promise<T> {
-    const lease = (this.lease ??= { dir: SyncedDir.open(this.path), users: 0, released: false });
+    const lease = this.lease ?? { dir: SyncedDir.open(this.path), users: 0 };
+    if (!this.released) this.lease = lease;
     lease.users++;
     try {
       return await write(await lease.dir);
@@ -149,14 +151,15 @@ export class SharedDir {
       throw err;
     } finally {
       lease.users--;
-      closeIfUnused(lease);
+      this.closeIfUnused(lease);
       // The last write of a handle let go has closed it when it returns.
       if (lease.closing) await lease.closing;
     }
   }
 
-  /** Lets the handle go (the writer is closing): it closes now, or once the writes using it are done, which this does not wait for. */
+  /** Lets the handle go: it closes now, or once the writes using it are done, which this does not wait for. */
   async release(): Promise<void> {
+    this.released = true;
     const lease = this.lease;
     if (lease === undefined) return;
     this.letGo(lease);
@@ -165,13 +168,12 @@ export class SharedDir {
 
   private letGo(lease: DirLease): void {
     if (this.lease === lease) this.lease = undefined;
-    lease.released = true;
-    closeIfUnused(lease);
+    this.closeIfUnused(lease);
   }
-}
 
-function closeIfUnused(lease: DirLease): void {
-  if (lease.released && lease.users === 0) lease.closing ??= lease.dir.then((dir) => dir.close(), () => {});
+  private closeIfUnused(lease: DirLease): void {
+    if (this.lease !== lease && lease.users === 0) lease.closing ??= lease.dir.then((dir) => dir.close(), () => {});
+  }
 }
 
 /**

@@ -19,7 +19,7 @@ import { join } from "node:path";
 import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { ADDRESS_PREFIX, addressText, matchesAddress } from "../../core/hash.js";
-import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SharedDir, TMP_SUFFIX, writeFileAtomic, type SyncedDir } from "../file/atomic.js";
+import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SharedDir, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { BlockIndex } from "./block-index.js";
 import { FileCache } from "./file-cache.js";
 import { blockChecksum, encodePack, ENTRY_SIZE, entrySize, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE, type PackIndex } from "./pack.js";
@@ -98,7 +98,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   /** The last drain(), for close() to wait on. */
   private writing: Promise<void> = Promise.resolve();
   private readonly files: FileCache;
-  /** packs/, held open once a pack is written or swept: each of those fsyncs it. */
+  /** packs/, held open once a pack is written or swept: each of those fsyncs it (see SharedDir). */
   private readonly packsDirHeld: SharedDir;
   /** Keys the index of a quarantined pack claims, with that pack's name, for gets that are not served elsewhere. */
   private readonly quarantinedKeys = new Map<string, string>();
@@ -537,22 +537,12 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     this.closed = true;
     await this.writing;
     await this.files.close();
-    // A sweep still running closes it when it is done.
+    // A sweep still running closes it when it is done, and opens packs/ for itself from here on.
     await this.packsDirHeld.release();
   }
 
-  /**
-   * Runs write with packs/ held open for its fsync (see SharedDir: a failed write lets it go, so that
-   * the next opens packs/ afresh, and never closes it under another write). Once the store is closing,
-   * write gets none: a write still in progress (a sweep's, say) opens and closes packs/ for its own
-   * fsync, as writeFileAtomic and fsyncDir do without one.
-   */
-  private withPacksDir<T>(write: (dir: SyncedDir | undefined) => Promise<T>): Promise<T> {
-    return this.closed ? write(undefined) : this.packsDirHeld.use(write);
-  }
-
   private async syncPacksDir(): Promise<void> {
-    await this.withPacksDir((held) => (held ? held.sync() : fsyncDir(this.packsDir)));
+    await this.packsDirHeld.use((held) => held.sync());
   }
 
   private checkOpen(): void {
@@ -588,7 +578,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   private async writePack(name: string, bytes: Uint8Array): Promise<void> {
     // If another process already wrote this very pack, the name says the content is the same.
     try {
-      await this.withPacksDir((held) => writeFileAtomic(join(this.packsDir, name), bytes, held));
+      await this.packsDirHeld.use((held) => writeFileAtomic(join(this.packsDir, name), bytes, held));
     } catch (err) {
       // writeFileAtomic removed its temporary file: what was stored before is as it was.
       if (isOutOfSpace(err)) throw serverOutOfSpace(`no room for a pack of ${bytes.length} bytes`, err);

@@ -1,13 +1,16 @@
-import { mkdir, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ensureDir, removeLeftoverTmp, SharedDir, SyncedDir, tmpPathFor, writeFileAtomic } from "../../stores/file/atomic.js";
 import { KeyedMutex, Mutex } from "../../stores/file/mutex.js";
-import { deadPid, TempDirs } from "./temp.js";
+import { deadPid, openPaths, TempDirs } from "./temp.js";
 
 describe("file helpers - atomic writes", () => {
   const dirs = new TempDirs();
   afterEach(() => dirs.removeAll());
+
+  /** This process's open descriptors that name dir or a file in it. */
+  const openIn = async (dir: string) => (await openPaths()).filter((target) => target.startsWith(dir));
 
   it("writeFileAtomic replaces a file whole and leaves no temporary file", async () => {
     const dir = await dirs.make();
@@ -38,8 +41,7 @@ describe("file helpers - atomic writes", () => {
       await held.close();
     }
     // No descriptor of this process still names the directory or a file in it.
-    const open = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
-    expect(open.filter((target) => target.startsWith(dir))).toEqual([]);
+    expect(await openIn(dir)).toEqual([]);
   });
 
   it("writeFileAtomic whose rename fails is INTERNAL, leaves the target and no temporary file, and closes its file", async () => {
@@ -54,20 +56,13 @@ describe("file helpers - atomic writes", () => {
     }
     expect(await readdir(dir)).toEqual(["target"]);
     expect(await readdir(join(dir, "target"))).toEqual(["inside"]);
-    const open = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
-    expect(open.filter((target) => target.startsWith(dir))).toEqual([]);
+    expect(await openIn(dir)).toEqual([]);
   });
 
   it("SyncedDir of a missing directory is INTERNAL naming it", async () => {
     const dir = await dirs.make();
     await expect(SyncedDir.open(join(dir, "missing"))).rejects.toThrow(/^INTERNAL: cannot fsync directory .*missing.*ENOENT/);
   });
-
-  /** This process's open descriptors that name dir or a file in it. */
-  async function openIn(dir: string): Promise<string[]> {
-    const targets = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
-    return targets.filter((target) => target.startsWith(dir));
-  }
 
   /** A promise and the function that resolves it. */
   function gate(): { open: () => void; passed: Promise<void> } {
@@ -129,6 +124,10 @@ describe("file helpers - atomic writes", () => {
     await missing.use((held) => writeFileAtomic(join(dir, "later", "x"), Buffer.from("x"), held));
     expect(await readFile(join(dir, "later", "x"), "utf8")).toBe("x");
     await missing.release();
+    expect(await openIn(dir)).toEqual([]);
+    // Released, a write still to come opens the directory for itself and closes it after.
+    await missing.use((held) => writeFileAtomic(join(dir, "later", "y"), Buffer.from("y"), held));
+    expect(await readFile(join(dir, "later", "y"), "utf8")).toBe("y");
     expect(await openIn(dir)).toEqual([]);
   });
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { existsSync } from "node:fs";
-import { mkdir, open, readdir, readFile, readlink, rename, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ContentStore } from "../../core/content-store.js";
@@ -9,7 +9,7 @@ import { addressOf, addressText, equalBytes } from "../../core/hash.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
 import { encodePack } from "../../stores/fs/pack.js";
 import { contentStoreContract } from "../contract/content-store.contract.js";
-import { deadPid, TempDirs, failure, text } from "./temp.js";
+import { deadPid, openPaths, TempDirs, failure, text } from "./temp.js";
 
 const contractDirs = new TempDirs();
 contentStoreContract(
@@ -213,7 +213,7 @@ describe("fs content store - packs on disk", () => {
     expect(await store.getMany([address])).toEqual([text("lost")]);
     if (existsSync("/proc/self/fd")) {
       // The new pack's entry was fsynced in the new packs/, not in the removed one still held open.
-      const targets = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(join("/proc/self/fd", fd)).catch(() => "")));
+      const targets = await openPaths();
       expect(targets.filter((target) => target.startsWith(dir) && target.endsWith("(deleted)"))).toEqual([]);
       expect(targets.filter((target) => target === join(dir, "packs"))).toHaveLength(1);
     }
@@ -387,19 +387,11 @@ describe("fs content store - packs on disk", () => {
       got.forEach((block, i) => expect(block && equalBytes(block, expected[i])).toBe(true));
     });
     if (existsSync("/proc/self/fd")) {
-      let packFds = 0;
-      for (const fd of await readdir("/proc/self/fd")) {
-        const target = await readlink(join("/proc/self/fd", fd)).catch(() => "");
-        // Pack files; packs/ itself is held open too, for the fsync after each pack.
-        if (target.startsWith(join(dir, "packs") + "/")) packFds++;
-      }
+      // Pack files; packs/ itself is held open too, for the fsync after each pack.
+      const packFds = (await openPaths()).filter((target) => target.startsWith(join(dir, "packs") + "/")).length;
       expect(packFds).toBeLessThanOrEqual(2);
       await store.close();
-      let after = 0;
-      for (const fd of await readdir("/proc/self/fd")) {
-        const target = await readlink(join("/proc/self/fd", fd)).catch(() => "");
-        if (target.startsWith(dir)) after++;
-      }
+      const after = (await openPaths()).filter((target) => target.startsWith(dir)).length;
       expect(after).toBe(0);
     }
   });
@@ -415,8 +407,7 @@ describe("fs content store - packs on disk", () => {
     expect(await reopened.getMany(blocks.map(addressOf))).toEqual(blocks);
     await reopened.close();
     if (existsSync("/proc/self/fd")) {
-      const targets = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(join("/proc/self/fd", fd)).catch(() => "")));
-      expect(targets.filter((target) => target.startsWith(dir))).toEqual([]);
+      expect((await openPaths()).filter((target) => target.startsWith(dir))).toEqual([]);
     }
   });
 

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { expect } from "vitest";
 import { isRemoteLogError, type ErrorCode, type RemoteLogError } from "../../core/errors.js";
@@ -40,3 +40,8 @@ export async function failure(promise: Promise<unknown>, code: ErrorCode): Promi
 }
 
 export const text = (s: string) => new TextEncoder().encode(s);
+
+/** What this process's open descriptors name (/proc/self/fd, Linux): to check a store leaves nothing open. */
+export async function openPaths(): Promise<string[]> {
+  return Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(join("/proc/self/fd", fd)).catch(() => "")));
+}
