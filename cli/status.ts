@@ -26,6 +26,8 @@ interface Status {
   messages: number;
   published: number | null;
   pending: number | null;
+  /** Bytes of an unfinished append at the end of the log, not counted in messages. */
+  tornBytes: number;
   server: string | null;
   head: { address: string; version: number; messages: number | null } | null;
 }
@@ -48,20 +50,27 @@ export function command(io: Io) {
       // Opening a log creates it: a missing directory is said, not made.
       if (!isDir) throw RemoteLogError.notFound(`${flags.data} is not a directory; \`remotelog send --data ${flags.data}\` makes one`);
       const name = flags.name ?? (flags.key ? keyName(await loadKeyFile(flags.key)) : undefined);
-      const log = await FileLocalLog.open(flags.data);
-      const status: Status = { data: flags.data, name: name ?? null, messages: log.length, published: null, pending: null, server: null, head: null };
+      // Read only: a torn append is the next send's to save and cut, and a directory without a log stays as it is.
+      const log = await FileLocalLog.open(flags.data, { readOnly: true });
+      const status: Status = { data: flags.data, name: name ?? null, messages: log.length, published: null, pending: null, tornBytes: log.tornBytes, server: null, head: null };
       await log.close();
+      if (log.tornBytes > 0) {
+        io.stderr.write(`remotelog status: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not counted (left as they are; the next \`remotelog send\` saves them beside the log and cuts them)\n`);
+      }
       const publishedDir = join(flags.data, "published");
       const hasPublished = await readdir(publishedDir).then((files) => files.some((file) => file.endsWith(".json")), () => false);
       if (name !== undefined && hasPublished) {
-        const published = await FileCheckpointStore.open(publishedDir);
+        const published = await FileCheckpointStore.open(publishedDir, { readOnly: true });
         try {
           status.published = (await published.load(name))?.delivered ?? 0;
         } finally {
           await published.close();
         }
       } else if (name !== undefined) status.published = 0;
-      if (status.published !== null) status.pending = status.messages - status.published;
+      if (status.published !== null) status.pending = Math.max(0, status.messages - status.published);
+      if (status.published !== null && status.published > status.messages) {
+        io.stderr.write(`remotelog status: ${log.path} holds ${status.messages} whole messages, fewer than the ${status.published} published from it: it lost messages after they were published\n`);
+      }
       if (name !== undefined && (flags.server || flags.cas || flags.ns || flags.kuboApi)) {
         const remote = await remoteFrom(flags);
         try {

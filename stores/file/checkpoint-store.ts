@@ -31,16 +31,21 @@ export class FileCheckpointStore implements CheckpointStore {
   private readonly locks = new KeyedMutex();
   private closed = false;
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    private readonly readOnly: boolean,
+  ) {}
 
   /**
    * `const checkpoints = await FileCheckpointStore.open(dir)`: opens (creating if needed) the store in
    * dir and removes crashed writers' temporary files. Throws INTERNAL on an I/O failure. Idempotent.
+   * With readOnly (a verb that reads only), it creates and removes nothing, and save throws INTERNAL.
    */
-  static async open(dir: string): Promise<FileCheckpointStore> {
+  static async open(dir: string, options: { readOnly?: boolean } = {}): Promise<FileCheckpointStore> {
+    if (options.readOnly) return new FileCheckpointStore(dir, true);
     await ensureDir(dir);
     await removeLeftoverTmp(dir);
-    return new FileCheckpointStore(dir);
+    return new FileCheckpointStore(dir, false);
   }
 
   /** The path of a name's checkpoint file. */
@@ -103,6 +108,7 @@ export class FileCheckpointStore implements CheckpointStore {
    */
   async save(name: string, checkpoint: Checkpoint): Promise<void> {
     this.checkOpen();
+    if (this.readOnly) throw RemoteLogError.internal(`checkpoint store ${this.dir} was opened to read only`);
     if (!Number.isSafeInteger(checkpoint.delivered) || checkpoint.delivered < 0) {
       throw RemoteLogError.invalidArgument(`checkpoint of ${JSON.stringify(name)}: delivered must be a non-negative integer, not ${checkpoint.delivered}`);
     }

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { appendFile, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { create } from "@bufbuild/protobuf";
@@ -156,6 +156,11 @@ describe("the local log is never cut silently", () => {
     expect(inspect.code, inspect.stderr).toBe(0);
     expect(JSON.parse(inspect.stdout).length).toBe(5);
     expect(inspect.stderr).toContain("7 bytes of an unfinished append");
+    // status reads only too: it counts the whole records, says what follows them, and cuts nothing.
+    const status = await runCli(["status", "--data", alice, "--name", "n", "--json"]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ messages: 5, published: 5, pending: 0, tornBytes: 7 });
+    expect(status.stderr).toContain("7 bytes of an unfinished append, not counted");
     expect(await snapshot(alice)).toEqual(before);
 
     const send = await sendOk(server, alice, lines(1, "next"));
@@ -177,7 +182,40 @@ describe("the local log is never cut silently", () => {
     const backup = await runCli(["backup", "--from", alice, "--to", join(dir, "backup")]);
     expect(backup.code, backup.stderr).toBe(0);
     expect((await runCli(["verify", "--from", join(dir, "backup"), "--read-data"])).code).toBe(0);
+    const status = await runCli(["status", "--data", alice, "--name", "n"]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain("messages:  10 in the local log");
     expect(await snapshot(alice)).toEqual(before);
+  });
+
+  it("status leaves a directory without a log as it was (NOT_FOUND), and runs beside a send that holds the log", async () => {
+    const dir = await tempDir();
+    const photos = join(dir, "photos");
+    await mkdir(photos);
+    await writeFile(join(photos, "a.jpg"), "jpeg");
+    const before = await snapshot(photos);
+    const status = await runCli(["status", "--data", photos]);
+    expect(status.code).toBe(1);
+    expect(status.stderr).toContain(`NOT_FOUND: ${photos} holds no local log (no log.bin)`);
+    expect(await snapshot(photos)).toEqual(before);
+
+    // A send waiting on its stdin holds the writer's lock: status takes none, so it still answers.
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(3));
+    const sender = spawnCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice]);
+    const sent = collect(sender, undefined, 30_000, { keepStdinOpen: true });
+    sender.stdin!.write("one more\n");
+    // Until the send has published the line (a bounded number of tries); the old status failed with CONFLICT at once.
+    let beside = await runCli(["status", "--data", alice, "--name", "n", "--json"]);
+    for (let tries = 0; tries < 100 && beside.code === 0 && JSON.parse(beside.stdout).published !== 4; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      beside = await runCli(["status", "--data", alice, "--name", "n", "--json"]);
+    }
+    expect(beside.code, beside.stderr).toBe(0);
+    expect(JSON.parse(beside.stdout)).toMatchObject({ messages: 4, published: 4, pending: 0 });
+    sender.stdin!.end();
+    expect((await sent).code).toBe(0);
   });
 });
 
