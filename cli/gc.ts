@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -66,6 +67,7 @@ export function command(io: Io) {
 }
 
 async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> {
+  await requireServerData(dir);
   const [{ FsContentStore }, { LevelNameStore }] = await Promise.all([import("../stores/fs/content-store.js"), import("../stores/level/name-store.js")]);
   let names;
   try {
@@ -85,6 +87,25 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
     }
   } finally {
     await names.close();
+  }
+}
+
+/**
+ * NOT_FOUND unless dir holds both of a stopped server's stores, before either is opened: opening
+ * makes a store that is missing, and a name store made empty here would reach no block, so the
+ * sweep would remove them all (the blocks of a CAS served alone, `serve --only cas`, say). A
+ * mistyped directory, or one of the user's own, is left as it was.
+ */
+async function requireServerData(dir: string): Promise<void> {
+  const isDir = (path: string) => stat(path).then((info) => info.isDirectory(), () => false);
+  if (!(await isDir(dir))) throw RemoteLogError.notFound(`${dir} is not a directory: give a stopped \`remotelog serve --data DIR\`'s DIR`);
+  if (!(await isDir(join(dir, "cas")))) throw RemoteLogError.notFound(`${dir} holds no CAS (no ${join(dir, "cas")}): it is not the data directory of a \`remotelog serve\` with the fs CAS`);
+  const hasNames = await stat(join(dir, "ns", "CURRENT")).then((info) => info.isFile(), () => false);
+  if (!hasNames) {
+    throw RemoteLogError.notFound(
+      `${dir} holds no name store (no ${join(dir, "ns")}), so gc cannot tell which blocks a name reaches and removes nothing; ` +
+        "a CAS served alone (serve --only cas) keeps blocks that names elsewhere reach",
+    );
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
@@ -10,7 +11,7 @@ import { addressOf, addressText, decodeMessage, encodeMessage, messageId, newMes
 import { encodePage } from "../../core/page.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -159,6 +160,40 @@ describe("gc - a running server", () => {
     } finally {
       remote.close();
     }
+  });
+
+  it("--data refuses a directory that is not a whole server's, and makes nothing there: a typo, the user's own, a CAS served alone", async () => {
+    const dir = await tempDir();
+    const own = join(dir, "photos");
+    await mkdir(own);
+    await writeFile(join(own, "a.jpg"), "jpeg");
+    for (const [target, why] of [
+      [join(dir, "sever-data"), "is not a directory"],
+      [own, "holds no CAS"],
+    ] as const) {
+      const refused = await runCli(["gc", "--data", target, "--dry-run"]);
+      expect(refused.code, refused.stdout).toBe(1);
+      expect(refused.stderr).toContain(`NOT_FOUND: ${target} ${why}`);
+    }
+    await expect(stat(join(dir, "sever-data"))).rejects.toMatchObject({ code: "ENOENT" });
+    expect(await readdir(own)).toEqual(["a.jpg"]);
+
+    // The split deployment of the README: its CAS alone holds blocks that only the other's names reach.
+    const casData = join(dir, "cas-data");
+    const cas = await startServer(["--only", "cas", "--listen", "127.0.0.1:0", "--data", casData]);
+    const ns = await startServer(["--only", "ns", "--listen", "127.0.0.1:0", "--data", join(dir, "ns-data")]);
+    const endpoints = (casUrl: string) => ["--cas", casUrl, "--ns", ns.url];
+    const sent = await runCli(["send", "--unsigned", "--name", "notes", "--data", join(dir, "notes"), "--embed", "none", ...endpoints(cas.url)], { stdin: lines(300) });
+    expect(sent.code, sent.stderr).toBe(0);
+    await stop(cas.process);
+    const refused = await runCli(["gc", "--data", casData, "--grace", "0s"]);
+    expect(refused.code, refused.stdout).toBe(1);
+    expect(refused.stderr).toContain(`NOT_FOUND: ${casData} holds no name store`);
+    expect(await readdir(casData)).toEqual(["cas"]);
+    const again = await startServer(["--only", "cas", "--listen", "127.0.0.1:0", "--data", casData]);
+    const read = await runCli(["cat", "notes", "--unsigned", ...endpoints(again.url)]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.trimEnd().split("\n")).toHaveLength(300);
   });
 
   it("refuses --data while a server holds the directory", async () => {
