@@ -10,7 +10,7 @@ import { addressOf, addressText, equalBytes, RAW_CODEC, SHA2_256 } from "../core
 import { LogReader } from "../core/log-reader.js";
 import type { LogReadRemote } from "../core/log-remote.js";
 import { dirname } from "node:path";
-import { fsyncDir, ioError, tmpPathFor } from "../stores/file/atomic.js";
+import { fsyncDir, ioError, requireDirOf, tmpPathFor } from "../stores/file/atomic.js";
 import { readPackBytes } from "./pack-chain.js";
 import { verifyLink, type ReadPack } from "./pack-format.js";
 import type { PackStore } from "./pack-store.js";
@@ -39,17 +39,25 @@ type Put = (address: Uint8Array, bytes: Uint8Array) => Promise<void>;
 async function writeCar(file: string, root: Uint8Array, fill: (put: Put) => Promise<void>): Promise<CarSummary> {
   const started = performance.now();
   const { writer, out } = CarWriter.create([CID.decode(root)]);
+  await requireDirOf(file, "CAR file");
   const tmp = tmpPathFor(file);
   const output = createWriteStream(tmp, { flags: "wx" });
   const written = pipeline(Readable.from(out), output);
+  // A write that fails (a full disk) ends the export at once, where the writer would wait on it for
+  // ever, and is never an unhandled rejection.
+  const writeFailed = new Promise<never>((_, reject) => void written.catch(reject));
+  writeFailed.catch(() => {});
   let blocks = 0;
   let bytes = 0;
   try {
-    await fill(async (address, block) => {
-      await writer.put({ cid: CID.decode(address), bytes: block });
-      blocks++;
-      bytes += block.length;
-    });
+    await Promise.race([
+      fill(async (address, block) => {
+        await writer.put({ cid: CID.decode(address), bytes: block });
+        blocks++;
+        bytes += block.length;
+      }),
+      writeFailed,
+    ]);
     await writer.close();
     await written;
     const handle = await open(tmp, "r+");

@@ -2,7 +2,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { ioError } from "../stores/file/atomic.js";
+import { ioError, requireDirOf } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
 
 /*
@@ -40,6 +40,7 @@ export class OutFile implements CheckpointStore {
    */
   static async open(file: string, name: string, store: CheckpointStore): Promise<{ out: OutFile; cut: number }> {
     const path = resolve(file);
+    await requireDirOf(path, "--out file");
     // Two writers of one file would each cut the other's lines.
     const lock = await LockFile.acquire(`${path}.lock`, `--out ${path}`);
     let handle: FileHandle;

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 
@@ -230,6 +230,18 @@ export function isAlive(pid: number): boolean {
 }
 
 /** Wraps a raw I/O failure as INTERNAL with what was being done; our own errors pass through unchanged. */
+/**
+ * For a file the user named to be written (an export's CAR, receive's --out): NOT_FOUND when the
+ * directory it is to go in does not exist, INVALID_ARGUMENT when that is not a directory. Checked
+ * first, so that the mistake is said as such rather than as a failure of some temporary file or lock.
+ */
+export async function requireDirOf(path: string, what: string): Promise<void> {
+  const dir = dirname(path);
+  const info = await stat(dir).catch(() => undefined);
+  if (!info) throw RemoteLogError.notFound(`cannot write ${what} ${path}: its directory ${dir} does not exist`);
+  if (!info.isDirectory()) throw RemoteLogError.invalidArgument(`cannot write ${what} ${path}: ${dir} is not a directory`);
+}
+
 export function ioError(what: string, err: unknown): RemoteLogError {
   if (isRemoteLogError(err)) return err;
   // Node's own messages already start with the errno code ("ENOSPC: no space left on device, write").

@@ -397,6 +397,25 @@ describe("small things with the same cause", () => {
     return Buffer.concat([varint(no * 8 + 2), varint(bytes.length), bytes]);
   };
 
+  it("a file to be written in a directory that does not exist is NOT_FOUND naming it: export --car, receive --out", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(3));
+    expect((await runCli(["backup", "--from-dir", alice, "--to", join(dir, "backup")])).code).toBe(0);
+    const missing = join(dir, "no-such-dir");
+    for (const from of [["--from", join(dir, "backup")], ["--name", "n", "--from", server.url]]) {
+      const exported = await runCli(["export", "--car", join(missing, "n.car"), ...from]);
+      expect(exported.code, exported.stderr).toBe(1);
+      // One line, no stack trace (the export from a backup was an unhandled rejection).
+      expect(exported.stderr.trim().split("\n")).toEqual([`remotelog: NOT_FOUND: cannot write CAR file ${join(missing, "n.car")}: its directory ${missing} does not exist`]);
+    }
+    const received = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", join(dir, "bob"), "--out", join(missing, "n.jsonl")]);
+    expect(received.code).toBe(1);
+    expect(received.stderr).toContain(`NOT_FOUND: cannot write --out file ${join(missing, "n.jsonl")}: its directory ${missing} does not exist`);
+    await expect(stat(missing)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
   it("a legacy MVDS message (fields 6001-6003) is refused with INVALID_ARGUMENT, not given the empty message's id", async () => {
     const legacy = Buffer.concat([field(6001, "group"), field(6002, 1_700_000_000), field(6003, "hello")]).toString("hex");
     for (const args of [["mvds", "id", legacy], ["inspect", "message", legacy]]) {
