@@ -32,6 +32,14 @@ export type EmbedMode = "none" | "all" | number;
  */
 export const DEFAULT_EMBED: EmbedMode = 8;
 
+/**
+ * The most message bytes a head embeds for a number K: a message that would take the head's embedded
+ * data past this stays in the CAS, as an older one does. Without it two messages of 600 KB, each under
+ * the CAS's block limit, made a head over the NS's limit of 1 MiB, and every later publish laid out
+ * the same head and failed the same way until more messages pushed them out.
+ */
+export const EMBED_MAX_BYTES = 256 * 1024;
+
 /** One message of a log as pages need it. data is the encoded vac.mvds.Message. */
 export interface LogEntry {
   id: Uint8Array;
@@ -368,6 +376,8 @@ function pageOf(itemsOldestFirst: PageItem[], tail: Uint8Array, embedNewest: num
   const pair: RemoteLog_Pair[] = new Array(itemsOldestFirst.length);
   const n = itemsOldestFirst.length;
   const first = position?.firstSeqid ?? 0;
+  // "all" is full replication, asked for as such; a number K embeds at most EMBED_MAX_BYTES.
+  let embedBytesLeft = embedNewest === Infinity ? Infinity : EMBED_MAX_BYTES;
   for (let i = 0; i < n; i++) {
     const entry = itemsOldestFirst[n - 1 - i];
     const seqid = position ? BigInt(first + n - 1 - i) : 0n;
@@ -375,7 +385,8 @@ function pageOf(itemsOldestFirst: PageItem[], tail: Uint8Array, embedNewest: num
       pair[i] = entry.seqid === seqid ? entry : { ...entry, seqid };
       continue;
     }
-    const embed = i < embedNewest;
+    const embed = i < embedNewest && entry.data.length <= embedBytesLeft;
+    if (embed) embedBytesLeft -= entry.data.length;
     // An empty message encodes to no bytes, which reads as "not embedded": it must be in the CAS too.
     if (!embed || entry.data.length === 0) referenced.push(entry);
     pair[i] = pairOf(entry, embed, seqid);

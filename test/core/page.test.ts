@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
-import { decodePage, encodePage, repeatedBytesUnknown, parseEmbed, planPages, positionOf, skipNumbers, verifyPairData, type LogEntry } from "../../core/page.js";
+import { decodePage, encodePage, repeatedBytesUnknown, parseEmbed, planPages, EMBED_MAX_BYTES, positionOf, skipNumbers, verifyPairData, type LogEntry } from "../../core/page.js";
 import { walkChain } from "../../core/chain.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
@@ -75,6 +75,25 @@ describe("page - layout", () => {
     const big = planPages(entries(3), new Uint8Array(0), 3, 2);
     expect(big.head.pair.map((p) => p.data.length > 0)).toEqual([true, true, false]);
     expect(big.referenced.map((e) => toHex(e.id))).toEqual([toHex(entries(3)[0].id)]);
+  });
+
+  it("embeds no more than EMBED_MAX_BYTES in a head for K: a message that would pass it is referenced, smaller older ones still embedded", () => {
+    const sized = (bytes: number, t: number): LogEntry => {
+      const message = newMessage(new TextEncoder().encode("g"), BigInt(t), new Uint8Array(bytes).fill(0x61));
+      const data = encodeMessage(message);
+      return { id: messageId(message), address: addressOf(data), data };
+    };
+    // Oldest first: small, 600 KB, small, 600 KB (newest).
+    const log = [sized(10, 1), sized(600_000, 2), sized(10, 3), sized(600_000, 4)];
+    const plan = planPages(log, new Uint8Array(0), 16, 8);
+    // Newest first: the newest 600 KB message is over the budget on its own; the next ones fit.
+    const budget = EMBED_MAX_BYTES;
+    expect(budget).toBeLessThan(600_000);
+    expect(plan.head.pair.map((p) => p.data.length > 0)).toEqual([false, true, false, true]);
+    expect(plan.referenced.map((e) => toHex(e.id)).sort()).toEqual([toHex(log[3].id), toHex(log[1].id)].sort());
+    expect(encodePage(plan.head).length).toBeLessThan(budget + 1024);
+    // Full replication is asked for as such: "all" embeds every message whatever its size.
+    expect(planPages(log, new Uint8Array(0), 16, "all").head.pair.every((p) => p.data.length > 0)).toBe(true);
   });
 
   it("parses embed modes and refuses others", () => {

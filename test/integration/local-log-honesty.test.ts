@@ -277,6 +277,29 @@ describe("nothing wedges", () => {
     expect([after.logLength, after.published]).toEqual([3, 3]);
   });
 
+  it("two messages each under the block limit but together over the NS's are published with the default embed, and a log an older send left so goes out", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    const big = (fill: string) => fill.repeat(600_000);
+    const sent = await sendOk(server, alice, `${big("a")}\n${big("b")}\n`);
+    expect([sent.logLength, sent.published]).toEqual([2, 2]);
+    const read = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(parseJsonl<{ body: string }>(read.stdout).map((line) => line.body)).toEqual([big("a"), big("b")]);
+
+    // What the old layout left: both appended, the head that embedded them refused by the NS every time.
+    const bob = join(dir, "bob");
+    await sendOk(server, bob, lines(1), ["--unsigned", "--name", "b"]);
+    const log = await FileLocalLog.open(bob);
+    await log.append([big("c"), big("d")].map((body, i) => encodeMessage(newMessage(new TextEncoder().encode("remotelog"), BigInt(10 + i), new TextEncoder().encode(body)))));
+    await log.close();
+    const resumed = await sendOk(server, bob, "", ["--unsigned", "--name", "b"]);
+    expect([resumed.logLength, resumed.published]).toEqual([3, 3]);
+    const all = await runCli(["receive", "--unsigned", "--name", "b", "--server", server.url]);
+    expect(parseJsonl<{ body: string }>(all.stdout).map((line) => line.body.slice(0, 3))).toEqual(["mes", "ccc", "ddd"]);
+  });
+
   it("a log already wedged by a too-large message says what to do, and repair --server unwedges it", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
