@@ -94,14 +94,30 @@ export function command(io: Io) {
       let reading = false;
       const closers: (() => Promise<void>)[] = [];
       const status = new RetryStatus(io, "send", flags.retryFor, 60);
+      let publishedNow: (() => Promise<number | undefined>) | undefined;
       try {
         // A data directory belongs to one name: publishing its log under another would hand every message
         // (redacted ones too) to another author.
         const claimed = await log.claim({ name, ...(key ? { key: name } : {}) });
         if (claimed === "adopted") io.stderr.write(`remotelog send: ${flags.data} had no recorded owner; it now belongs to ${JSON.stringify(name)}, and sends under any other name are refused\n`);
-        const maxMessageBytes = await blockLimit(remote);
+        // GetLimits answered is the services answering: an outage from then on (in the first publish of a
+        // long backlog, say) is retried for the reached budget, where the first contact's 3 s, counted
+        // from that publish's start, had run out before it.
+        let answered = false;
+        const maxMessageBytes = await blockLimit({
+          casLimits: async () => {
+            if (!remote.casLimits) return undefined;
+            const limits = await remote.casLimits();
+            answered = true;
+            return limits;
+          },
+        });
+        if (answered) status.succeeded(false);
         const published = await FileCheckpointStore.open(join(flags.data, "published"));
         closers.push(() => published.close());
+        // A publish that fails part-way has published some of its steps (each remembered as it went): a
+        // failure says that count, not the one this send began with.
+        publishedNow = async () => (await published.load(name))?.delivered;
         const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes });
         progress.published = (await published.load(name))?.delivered ?? 0;
         const defaultGroup = new TextEncoder().encode(flags.group);
@@ -248,6 +264,7 @@ export function command(io: Io) {
       } catch (err) {
         status.done();
         if (!reading) throw err;
+        progress.published = (await publishedNow?.().catch(() => undefined)) ?? progress.published;
         throw partWay(err, progress, log.length, flags.data, flags.json ? (line) => io.stdout.write(`${JSON.stringify({ name, ...line })}\n`) : undefined);
       } finally {
         remote.close();

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { RetryStatus } from "../../cli/follow.js";
 import type { Io } from "../../cli/command.js";
 import { RemoteLogError } from "../../core/errors.js";
-import { cleanup, runCli, startServer, tempDir } from "../helpers/processes.js";
+import { cleanup, collect, runCli, spawnCli, startServer, stop, tempDir } from "../helpers/processes.js";
 import { writeLog } from "../backup/helpers.js";
 
 afterAll(cleanup);
@@ -45,6 +45,29 @@ describe("cli - a service that never answers (issue 12 §1)", () => {
     const status = await runCli(["status", "--data", join(dir, "a"), "--name", "chat", "--json"]);
     expect(JSON.parse(status.stdout)).toMatchObject({ messages: 1, published: 0, pending: 1 });
   });
+
+  it("send, once the server has answered, retries an outage in its first publish for 60 s, not the first contact's 3 s", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "a");
+    // A backlog whose first publish outlasts the moment the server is killed.
+    await writeLog(data, 100_000);
+    const port = await refusedPort();
+    const serve = ["--listen", `127.0.0.1:${port}`, "--data", join(dir, "server"), "--log-level", "debug"];
+    let server = await startServer(serve);
+    const sending = collect(spawnCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", data, "--json"]), "", 120_000);
+    // The server answered GetLimits (the publish has begun: its first block upload came in); it goes away
+    // during that first publish, for longer than the first contact's 3 s.
+    for (let tries = 0; tries < 2000 && !server.stderr().includes("AddMany"); tries++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(server.stderr()).toContain("AddMany");
+    await stop(server.process, "SIGKILL");
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    server = await startServer(serve);
+    const sent = await sending;
+    // The old send gave up at once: "gave up after 0.0 s and 1 attempts".
+    expect(sent.code, `${sent.stderr}\n${sent.stdout.slice(-2000)}`).toBe(0);
+    expect(JSON.parse(sent.stdout.trim().split("\n").at(-1)!)).toMatchObject({ logLength: 100_000, published: 100_000 });
+    await stop(server.process);
+  }, 120_000);
 
   it("with --retry-for, keeps trying for that long instead", async () => {
     const url = `http://127.0.0.1:${await refusedPort()}`;
