@@ -81,6 +81,11 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
     const since = guard.startedMs - graceMs;
     sweeper.forgetPutsBefore(since - graceMs);
     const marked = new Set<string>();
+    // The pages and packs read and followed (by kind), apart from marked: a block marked as a leaf (some page's
+    // message) may be a page too. Skipping every marked block let a stranger's page name a victim's
+    // older page as its "message", ahead of the victim's head in the order names are listed, so that
+    // the victim's page was never read and all older than it swept.
+    const followed = new Set<string>();
     const missing: string[] = [];
     const seenRoots = new Map<string, string>();
 
@@ -89,9 +94,11 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
       let frontier = start;
       while (frontier.length > 0) {
         const next: Reached[] = [];
-        const fresh = frontier.filter(({ address }) => {
+        const fresh = frontier.filter(({ address, kind }) => {
           const key = keyOf(address);
-          if (marked.has(key)) return false;
+          // By kind too: a pack that a page links as a page must still be followed as a pack.
+          if (followed.has(kind + key)) return false;
+          followed.add(kind + key);
           marked.add(key);
           return true;
         });

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { Remote } from "../../actors/remote.js";
@@ -62,6 +62,33 @@ describe("gc - fs content store", () => {
 });
 
 describe("gc - a running server", () => {
+  it("follows a page that a stranger's page names as its message: the victim's older pages are kept", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "0s"]);
+    const victim = join(dir, "victim");
+    const sent = await runCli(["send", "--unsigned", "--name", "victim", "--server", server.url, "--data", victim, "--page-size", "4", "--embed", "none"], { stdin: lines(12) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      // The victim's head links its older page by tail, which anyone can read. A stranger's name, listed
+      // before the victim's, holds a page whose one "message" is that page.
+      const head = await remote.fetchName("victim");
+      const tail = fromBinary(RemoteLogSchema, head!.content).tail;
+      expect(tail.length).toBeGreaterThan(0);
+      const lure = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: tail, localHash: new Uint8Array(32) }] }));
+      await remote.updateName("a-stranger", lure, 0n);
+    } finally {
+      remote.close();
+    }
+    const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
+    expect(gc.code, gc.stderr).toBe(0);
+    // The old mark took the victim's older page for a message and never read it: its pages and messages went.
+    const read = await runCli(["cat", "victim", "--unsigned", "--server", server.url]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.trimEnd().split("\n")).toHaveLength(12);
+    expect(JSON.parse(gc.stdout)).toMatchObject({ roots: 2, removedBlocks: 0 });
+  });
+
   it("collects garbage while a sender publishes, and a full receive then verifies every message", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
