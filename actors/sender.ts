@@ -8,6 +8,7 @@ import { sharedAddresser } from "#verify-pool";
 import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord } from "../core/names.js";
 import { encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
+import { nextTurn } from "../core/turn.js";
 import type { NameHead, Remote } from "./remote.js";
 
 export interface SenderOptions {
@@ -610,10 +611,6 @@ const RECENT_MAX_BYTES = 64 << 20;
 const EARLY_CHUNK = 1024;
 /** Such uploads in flight at once: each holds its chunk's request in memory. */
 const EARLY_IN_FLIGHT = 4;
-
-/** Lets I/O waiting behind the current job run (the request just made goes out) before more is hashed. */
-const nextTurn: () => Promise<void> =
-  typeof setImmediate === "function" ? () => new Promise((resolve) => setImmediate(resolve)) : () => new Promise((resolve) => setTimeout(resolve, 0));
 
 /**
  * Message blocks a publish sends ahead of its plan, a chunk at a time and a few calls at once. Each is

@@ -120,6 +120,29 @@ describe("verify pool - which thread checks a receiver's messages", () => {
     expect([...onThreads].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([7, 8, 9, 10, 12, 13]);
   });
 
+  it("checks CHECK_SLICE messages a turn on the caller's thread, with the same verdicts (messageVerdictsInTurns)", async () => {
+    const { CHECK_SLICE, messageVerdicts, messageVerdictsInTurns } = await import("../../core/log-reader.js");
+    const { data, pairs } = messages(2 * CHECK_SLICE + 10);
+    // Bad ones on each side of the slices' edges, and a tombstone in the last slice.
+    for (const i of [CHECK_SLICE - 1, CHECK_SLICE, 2 * CHECK_SLICE]) data[i] = encodeMessage(newMessage(new TextEncoder().encode("g"), BigInt(i), new TextEncoder().encode("tampered")));
+    const marked = pairs.map((pair, i) => ({ ...pair, redacted: i === 2 * CHECK_SLICE + 9 }));
+    // Turns of the event loop taken while the check runs: an answer that arrives meanwhile is taken in one.
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    const sliced = await messageVerdictsInTurns(marked, data);
+    counting = false;
+    expect([...sliced].map((v, i) => (v === 0 ? -1 : i)).filter((i) => i >= 0)).toEqual([CHECK_SLICE - 1, CHECK_SLICE, 2 * CHECK_SLICE, 2 * CHECK_SLICE + 9]);
+    expect([...sliced]).toEqual([...messageVerdicts(marked, data)]);
+    // Three slices: two turns between them.
+    expect(turns).toBeGreaterThanOrEqual(2);
+    expect(await messageVerdictsInTurns([], [])).toEqual(new Uint8Array(0));
+  });
+
   it("takes the threads for a read of THREADS_FROM_MESSAGES or more only (verifierForRead)", async () => {
     const { THREADS_FROM_MESSAGES, verifierForRead } = await import("../../core/log-reader.js");
     const threads = await pool();

@@ -46,8 +46,8 @@ async function send(bodies: string, url: string, extra: string[] = []): Promise<
 }
 
 /** What `remotelog receive` reads of a name: seq, id and body of every message, verified by the CLI. */
-async function receiveWithCli(logName: string): Promise<Line[]> {
-  const received = await runCli(["receive", "--server", server.url, "--name", logName]);
+async function receiveWithCli(logName: string, extra: string[] = []): Promise<Line[]> {
+  const received = await runCli(["receive", "--server", server.url, "--name", logName, ...extra]);
   expect(received.code, received.stderr).toBe(0);
   return parseJsonl<Line>(received.stdout).map(({ seq, id, body }) => ({ seq, id, body }));
 }
@@ -146,6 +146,25 @@ group("a page of an allowed origin, on a real server", () => {
     );
     expect(read.length, describe(page)).toBeGreaterThanOrEqual(20);
     expect(read).toEqual(await receiveWithCli(name));
+  });
+
+  it("checks a catch-up of more messages than one slice (CHECK_SLICE) a slice a turn, and delivers every one", async () => {
+    // More than two slices in one fetch: the check takes turns of the page's event loop between them.
+    const many = `many-${Date.now()}`;
+    const sent = await runCli(["send", "--unsigned", "--name", many, "--data", join(dir, "many"), "--server", server.url], { stdin: lines(1100, "slice") });
+    expect(sent.code, sent.stderr).toBe(0);
+    const page = await browser.open(site.url);
+    const read = await page.evaluate(
+      async ({ url, many }) => {
+        const { openRemote, Receiver, toHex } = (globalThis as unknown as PageGlobals).remotelog;
+        const receiver = await Receiver.open({ remote: openRemote(url), name: many, unsigned: true });
+        const { messages } = await receiver.sync();
+        return messages.map((delivery) => ({ seq: delivery.seq, id: toHex(delivery.id), body: new TextDecoder().decode(delivery.message?.body) }));
+      },
+      { url: server.url, many },
+    );
+    expect(read.length, describe(page)).toBe(1100);
+    expect(read).toEqual(await receiveWithCli(many, ["--unsigned"]));
   });
 
   it("takes a key made by `remotelog key gen` as bytes, publishes with it, and gives the same bytes back", async () => {
