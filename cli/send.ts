@@ -78,7 +78,16 @@ export function command(io: Io) {
       const { name, key } = await signingFrom(flags);
       checkKuboNames(flags, [name], isKeyName);
       const remote = await remoteFrom(flags);
-      const log = await FileLocalLog.open(flags.data).catch((err) => {
+      // The published mark, read first: a torn tail over published messages is damage, which the
+      // writer's open says instead of cutting it (and this send appending into their seqs).
+      const acknowledged = await FileCheckpointStore.open(join(flags.data, "published"), { readOnly: true })
+        .then((published) => published.load(name))
+        .then((mark) => mark?.delivered ?? 0)
+        .catch((err) => {
+          remote.close();
+          throw err;
+        });
+      const log = await FileLocalLog.open(flags.data, { acknowledged }).catch((err) => {
         remote.close();
         throw err;
       });

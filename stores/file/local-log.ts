@@ -205,9 +205,10 @@ export class FileLocalLog implements LocalLog {
    * cuts nothing, and reads only the whole records (NOT_FOUND when there is no log). Throws DATA_LOSS
    * (details: file, offset, seq) when log.bin is damaged or holds one id twice, or owner.json does not
    * parse; CONFLICT when another live process (or this one) has the log open for writing; INTERNAL on
-   * an I/O failure.
+   * an I/O failure. A writer given acknowledged (how many records were published, say) throws DATA_LOSS
+   * and cuts nothing when the log holds fewer whole records: a torn tail over them is damage.
    */
-  static async open(dir: string, options: { readOnly?: boolean } = {}): Promise<FileLocalLog> {
+  static async open(dir: string, options: { readOnly?: boolean; acknowledged?: number } = {}): Promise<FileLocalLog> {
     if (options.readOnly) {
       let handle: FileHandle;
       try {
@@ -247,6 +248,18 @@ export class FileLocalLog implements LocalLog {
       const { end, fileSize } = await log.load();
       log.size = end;
       log.recordedOwner = await readOwner(dir);
+      // Records acknowledged elsewhere (published) cannot be an unfinished append: what ends short of
+      // them is damage, said and left as it is, never cut, and no append may take their seqs.
+      const acknowledged = options.acknowledged ?? 0;
+      if (log.length < acknowledged) {
+        const what = end < fileSize ? `ends at byte ${end} in ${fileSize - end} bytes that are not a whole record` : `ends after ${log.length} whole records`;
+        throw RemoteLogError.dataLoss(
+          `local log ${path} ${what}, where seq ${log.length} is, yet its first ${acknowledged} messages were published: it is damaged, and nothing was cut or written. ` +
+            `remotelog repair --data ${dir} --from-remote can refill it from the remote log`,
+          undefined,
+          { file: path, offset: end, seq: log.length },
+        );
+      }
       if (end < fileSize) {
         const savedTo = join(dir, `${LOG_FILE}.tail-${end}-${Date.now()}`);
         await writeFileAtomic(savedTo, await readAt(handle, end, fileSize - end));

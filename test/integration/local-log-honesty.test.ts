@@ -172,6 +172,24 @@ describe("the local log is never cut silently", () => {
     expect(await readFile(join(alice, tails[0]))).toEqual(Buffer.from([60, 0, 0, 0, 1, 2, 3]));
   });
 
+  it("a published last record cut short is damage: send says DATA_LOSS with file, offset and seq, and cuts and appends nothing", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(3));
+    const logPath = join(alice, "log.bin");
+    const whole = await readFile(logPath);
+    const lastRecord = await recordOffset(logPath, 2);
+    // The last byte of a record that was published: not an unfinished append.
+    await writeFile(logPath, whole.subarray(0, whole.length - 1));
+    const before = filesOf(await snapshot(alice));
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "four\n" });
+    expect(send.code).toBe(1);
+    expect(send.stderr).toContain(`DATA_LOSS: local log ${logPath} ends at byte ${lastRecord} in ${whole.length - 1 - lastRecord} bytes that are not a whole record, where seq 2 is, yet its first 3 messages were published`);
+    // The old send cut the record (saving it aside), appended "four" as seq 2, and only then failed.
+    expect(filesOf(await snapshot(alice))).toEqual(before);
+  });
+
   it("read-only verbs (inspect log, backup --from) leave every byte and mtime of a healthy data dir as it was", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
