@@ -440,7 +440,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
    */
   beginGc(): GcGuard {
     this.checkOpen();
-    if (this.guards.size > 0) throw RemoteLogError.conflict(`a garbage collection of ${this.dir} is already running`);
+    // The store, not its path: a running server sends this to whoever asked for the collection.
+    if (this.guards.size > 0) throw RemoteLogError.conflict("a garbage collection of this store is already running");
     const guard: GcGuard = { startedMs: Date.now(), touched: new Set(), end: () => void this.guards.delete(guard) };
     this.guards.add(guard);
     return guard;
