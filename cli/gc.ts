@@ -79,7 +79,12 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
     throw err;
   }
   try {
-    const store = await FsContentStore.open(join(dir, "cas"));
+    // A damaged pack stops gc here, said and left in place: the open would otherwise move it into
+    // quarantine/ (even for a dry run) and the sweep go on as if its blocks were simply not stored.
+    const store = await FsContentStore.open(join(dir, "cas"), { quarantine: false }).catch((err: unknown) => {
+      if (!isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
+      throw RemoteLogError.dataLoss(`gc stopped, nothing swept: ${err.text}. \`remotelog serve --data ${dir}\` sets damaged packs aside into ${join(dir, "cas", "quarantine")} as it starts`, err, err.details);
+    });
     try {
       return await collectGarbage({ store, names, graceMs: flags.grace, dryRun: flags.dryRun, progress: await progressOf(io, flags.json) });
     } finally {

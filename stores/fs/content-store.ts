@@ -43,6 +43,12 @@ export interface FsContentStoreOptions {
    * it now is, and why. The store opens without it; its blocks answer DATA_LOSS.
    */
   onQuarantine?: (pack: string, movedTo: string, why: string) => void;
+  /**
+   * false: a pack found damaged at open is not moved: the open throws DATA_LOSS naming it, and the
+   * store is left as it was (gc --data, which must neither change a store it only reports on in a dry
+   * run nor sweep one whose damage it has not said). Default true.
+   */
+  quarantine?: boolean;
 }
 
 export interface FsContentStoreStats {
@@ -162,6 +168,11 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       }
     };
     await Promise.all(Array.from({ length: Math.min(16, packNames.length) }, worker));
+    if (options.quarantine === false && damaged.length > 0) {
+      const [{ name, why }] = damaged.sort((a, b) => (a.name < b.name ? -1 : 1));
+      const others = damaged.length > 1 ? ` (and ${damaged.length - 1} more)` : "";
+      throw RemoteLogError.dataLoss(`pack ${join(packsDir, name)} is damaged${others}: ${why}; it was left where it is`, undefined, { file: join(packsDir, name) });
+    }
     for (const { name, why } of damaged) {
       const movedTo = await store.quarantine(name);
       options.onQuarantine?.(name, movedTo, why);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
@@ -221,6 +221,27 @@ describe("gc - a running server", () => {
     const read = await runCli(["cat", "notes", "--unsigned", ...endpoints(again.url)]);
     expect(read.code, read.stderr).toBe(0);
     expect(read.stdout.trimEnd().split("\n")).toHaveLength(300);
+  });
+
+  it("--data stops at a damaged pack with DATA_LOSS naming it, and leaves it in place, dry run or not", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    expect((await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(50) })).code).toBe(0);
+    await stop(server.process);
+    const packs = join(data, "cas", "packs");
+    const [pack] = (await readdir(packs)).filter((name) => name.endsWith(".pack"));
+    const bytes = await readFile(join(packs, pack));
+    bytes[bytes.length - 1] ^= 0xff; // the trailer: its index no longer checks out
+    await writeFile(join(packs, pack), bytes);
+    for (const dry of [["--dry-run"], []]) {
+      const gc = await runCli(["gc", "--data", data, "--grace", "0s", ...dry]);
+      expect(gc.code, gc.stdout).toBe(1);
+      expect(gc.stderr).toContain(`DATA_LOSS: gc stopped, nothing swept: pack ${join(packs, pack)} is damaged`);
+      // The old gc moved it into quarantine/ (a dry run too), then reported success.
+      expect(await readFile(join(packs, pack))).toEqual(bytes);
+      await expect(stat(join(data, "cas", "quarantine"))).rejects.toMatchObject({ code: "ENOENT" });
+    }
   });
 
   it("refuses --data while a server holds the directory", async () => {
