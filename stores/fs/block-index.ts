@@ -34,14 +34,16 @@ export class BlockIndex {
     return n === -1 || this.packs[n] === -1 ? -1 : n;
   }
 
-  /** Records a block that is not stored yet, by the digest at bytes[at, at + 32); returns its number. */
+  /** Records where a block is, by the digest at bytes[at, at + 32) (a stored one moves there); returns its number. */
   add(bytes: Uint8Array, at: number, pack: number, offset: number, length: number, checksum = 0): number {
     let n = this.digests.find(bytes, at);
     if (n === -1) {
       n = this.digests.add(bytes, at);
       if (n === this.packs.length) this.grow();
+      this.live++;
+    } else if (this.packs[n] === -1) {
+      this.live++;
     }
-    this.live++;
     this.move(n, pack, offset, length, checksum);
     return n;
   }

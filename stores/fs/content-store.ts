@@ -109,6 +109,13 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   /** Keys the index of a quarantined pack claims, with that pack's name, for gets that are not served elsewhere. */
   private readonly quarantinedKeys = new Map<string, string>();
   private readonly quarantined = new Set<string>();
+  /**
+   * Blocks a read found not matching their address since the store opened. The index still names the
+   * damaged copy (reads answer DATA_LOSS, gc stops at it, the bytes stay), but a put of the block is
+   * not taken as stored already: it writes a good copy, which the index then names. Acknowledging it
+   * unwritten left the block unreadable.
+   */
+  private readonly damagedKeys = new Set<string>();
   private bytes = 0;
   private closed = false;
 
@@ -236,7 +243,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     const seen = new Set<string>();
     const now = Date.now();
     for (let i = 0; i < blocks.length; i++) {
-      const stored = this.index.findDigest(addresses[i], 4) !== -1;
+      const stored = this.holds(addresses[i], keys[i]);
       if (stored) this.reput.set(keys[i], now);
       if (stored || seen.has(keys[i])) continue;
       seen.add(keys[i]);
@@ -276,14 +283,14 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       try {
         // Earlier groups may have stored some of these blocks, and calls of one group may share blocks.
         // A lone call was deduplicated when it was made and, if nothing was stored since, is used as is.
-        const lone = group.length === 1 && !group[0].addresses.some((address) => this.index.findDigest(address, 4) !== -1);
+        const lone = group.length === 1 && !group[0].addresses.some((address, i) => this.holds(address, group[0].keys[i]));
         const keys: string[] = lone ? group[0].keys : [];
         const addresses: Uint8Array[] = lone ? group[0].addresses : [];
         const blocks: Uint8Array[] = lone ? group[0].blocks : [];
         const seen = new Set<string>();
         for (const call of lone ? [] : group) {
           for (let i = 0; i < call.keys.length; i++) {
-            if (this.index.findDigest(call.addresses[i], 4) !== -1 || seen.has(call.keys[i])) continue;
+            if (this.holds(call.addresses[i], call.keys[i]) || seen.has(call.keys[i])) continue;
             seen.add(call.keys[i]);
             keys.push(call.keys[i]);
             addresses.push(call.addresses[i]);
@@ -300,9 +307,11 @@ export class FsContentStore implements ContentStore, BlockSweeper {
           this.packChecksummed[packId] = true;
           let offset = HEADER_SIZE;
           for (let j = 0; j < keys.length; j++) {
+            // A damaged block stored again is counted once: the index moves to the good copy.
+            if (this.index.findDigest(addresses[j], 4) === -1) this.bytes += blocks[j].length;
             numbers[j] = this.index.add(addresses[j], 4, packId, offset, blocks[j].length, pack.checksums[j]);
             offset += blocks[j].length;
-            this.bytes += blocks[j].length;
+            if (this.damagedKeys.size > 0) this.damagedKeys.delete(keys[j]);
           }
         }
         for (const call of group) call.done();
@@ -406,6 +415,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
           const block = new Uint8Array(buffer.buffer, buffer.byteOffset + offsets[i] - start, lengths[i]);
           // A CRC-32 the bytes do not match may be a damaged CRC-32: the re-hash decides.
           if ((checksummed[i] === 0 || blockChecksum(block) !== checksums[i]) && !matchesAddress(block, addresses[i])) {
+            this.damagedKeys.add(keyOfAddress(addresses[i]));
             // The pack's name, not its path: this message goes to remote clients.
             throw RemoteLogError.dataLoss(`block ${addressText(addresses[i])} in pack ${pack} does not match its address`, undefined, {
               address: addressText(addresses[i]),
@@ -419,6 +429,11 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     };
     await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, spanStart.length) }, worker));
     return result;
+  }
+
+  /** Whether a put of the block (its address and key) finds it stored, intact as far as any read has seen. */
+  private holds(address: Uint8Array, key: string): boolean {
+    return this.index.findDigest(address, 4) !== -1 && !(this.damagedKeys.size > 0 && this.damagedKeys.has(key));
   }
 
   /** Whether a block is stored, from the index alone. */
@@ -572,10 +587,15 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     let offset = HEADER_SIZE;
     for (let at = 0; at < entries.length; at += entry) {
       const length = entries.readUInt32BE(at + 32);
-      // The same block in two packs (two processes wrote it): either copy will do.
-      if (this.index.findDigest(entries, at) === -1) {
+      // The same block in two packs (two processes wrote it, or it was stored again after a read found
+      // a copy damaged): the later written copy is the one read.
+      const found = this.index.findDigest(entries, at);
+      if (found === -1) {
         numbers[count++] = this.index.add(entries, at, packId, offset, length, checksummed ? entries.readUInt32BE(at + 36) : 0);
         this.bytes += length;
+      } else if (time > this.packTimes[this.index.pack(found)]) {
+        this.index.move(found, packId, offset, length, checksummed ? entries.readUInt32BE(at + 36) : 0);
+        numbers[count++] = found;
       }
       offset += length;
     }

@@ -150,6 +150,32 @@ describe("fs content store - packs on disk", () => {
     expect(await store.getMany([addressOf(blocks[1])])).toEqual([blocks[1]]);
   });
 
+  it("corruption - a block a read found damaged is written again when stored again, and read from the good copy, also after reopening", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    const victim = text("a block that rots");
+    const neighbour = text("its neighbour");
+    await store.putMany([victim, neighbour]);
+    const [first] = await packFiles(dir);
+    await flipByte(join(dir, "packs", first), 8 + 2); // inside the victim's bytes (the header is 8)
+    await failure(store.getMany([addressOf(victim)]), "DATA_LOSS");
+    // The old store took the put for a block it held already: acknowledged, nothing written, still unreadable.
+    await store.putMany([victim]);
+    expect(await packFiles(dir)).toHaveLength(2);
+    expect(await store.getMany([addressOf(victim), addressOf(neighbour)])).toEqual([victim, neighbour]);
+    expect(store.stats()).toEqual({ blocks: 2, bytes: victim.length + neighbour.length });
+    // A put of a block no read found damaged is still taken as stored.
+    await store.putMany([neighbour]);
+    expect(await packFiles(dir)).toHaveLength(2);
+    await store.close();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const again = await openStore(dir);
+    expect(await again.getMany([addressOf(victim), addressOf(neighbour)])).toEqual([victim, neighbour]);
+    expect(again.stats()).toEqual({ blocks: 2, bytes: victim.length + neighbour.length });
+    // The damaged copy stays where it was, for whoever wants it.
+    expect(await packFiles(dir)).toContain(first);
+  });
+
   it("gc re-hashes the blocks it keeps: a block its CRC-32 passes but its address does not is DATA_LOSS, and its pack stays", async () => {
     const dir = await dirs.make();
     const good = text("kept and good");
