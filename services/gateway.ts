@@ -35,6 +35,8 @@ export interface HttpService {
   /** Whether this service answers requests for path (the URL's path, without the query). */
   handles(path: string): boolean;
   handle(req: HttpRequest, res: HttpResponse): void;
+  /** Whether a request for path reads stored blocks, and so waits its turn in the server's read budget. */
+  readsBlocks?(path: string): boolean;
 }
 
 export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -134,6 +136,8 @@ export interface GatewayOptions {
   maxNameBytes?: number;
   /** Told about failures that reach a client as a bare 500. */
   onInternalError?: (err: Error, what: string) => void;
+  /** Charges the bytes of a block read for req to its client's read budget, as CAS.Get and GetMany are. */
+  chargeRead?: (req: HttpRequest, bytes: number) => void;
 }
 
 /** A response being made: status, headers, body (omitted for HEAD). */
@@ -157,6 +161,10 @@ export class Gateway implements HttpService {
 
   handles(path: string): boolean {
     return PREFIXES.some((prefix) => path.startsWith(prefix)) || path === "/ipfs" || path === "/ipns";
+  }
+
+  readsBlocks(path: string): boolean {
+    return path.startsWith("/ipfs/");
   }
 
   handle(req: HttpRequest, res: HttpResponse): void {
@@ -192,6 +200,7 @@ export class Gateway implements HttpService {
     if (typeof car === "string") return text(wanted.fromQuery ? 400 : 406, car);
 
     const bytes = await this.block(cid);
+    if (bytes !== undefined && req.method !== "HEAD") this.options.chargeRead?.(req, bytes.length);
     if (bytes === undefined) return text(404, `block ${cid.toString()} is not stored here`, { "cache-control": "no-store" });
     const cidText = cid.toString();
     const common = {

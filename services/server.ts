@@ -149,7 +149,9 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
     }
     if (deps.explorer) server?.mountHttp?.(new Explorer(deps.explorer));
     if (deps.gateway) {
-      server?.mountHttp?.(new Gateway({ content: deps.content, names: deps.names, heads, updateName, maxNameBytes: limits.maxNameBytes, onInternalError: deps.onInternalError }));
+      const budget = deps.readBudget;
+      const chargeRead = budget ? (req: http.IncomingMessage | http2.Http2ServerRequest, bytes: number) => budget.charge(peerAddress(req), bytes) : undefined;
+      server?.mountHttp?.(new Gateway({ content: deps.content, names: deps.names, heads, updateName, maxNameBytes: limits.maxNameBytes, onInternalError: deps.onInternalError, chargeRead }));
     }
     const info = new ServerInfoServiceImpl({
       maxBlockBytes: deps.content ? limits.maxBlockBytes : 0,
@@ -405,7 +407,9 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     const path = pathOf(req.url);
     const service = httpServices.find((candidate) => candidate.handles(path));
     if (service) {
-      service.handle(req, res);
+      // A gateway's block read waits its turn as GetMany does: it bypassed the budget.
+      if (service.readsBlocks?.(path)) admitRead(path, peerAddress(req), res, () => service.handle(req, res), true);
+      else service.handle(req, res);
       return;
     }
     // Before any refusal, so that a page of an allowed origin can read why it was refused.
@@ -433,8 +437,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     admitRead(path, peerAddress(req), res, () => dispatchToConnect(req, res));
   };
   /** Runs serve, at once unless path reads blocks for an address in debt to the read budget. */
-  const admitRead = (path: string, address: string, closes: { once(event: "close", listener: () => void): unknown }, serve: () => void) => {
-    if (options.readBudget && READS_BLOCKS.has(path)) {
+  const admitRead = (path: string, address: string, closes: { once(event: "close", listener: () => void): unknown }, serve: () => void, readsBlocks = READS_BLOCKS.has(path)) => {
+    if (options.readBudget && readsBlocks) {
       const { held, ticket } = options.readBudget.admit(address, serve);
       // Over when the answer is sent or the stream is cut; a caller gone while held never starts.
       closes.once("close", ticket.finish);

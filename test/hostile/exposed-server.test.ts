@@ -379,6 +379,32 @@ describe("exposed server - fair limits", () => {
     }
   });
 
+  it("charges and holds a gateway's block reads (GET /ipfs/{cid}) as it does GetMany's", async () => {
+    // The gateway answered before the read budget was asked: GET /ipfs/ read blocks without limit.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--read-rate-per-address", String(1 << 20)]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const blocks = Array.from({ length: 6 }, (_, i) => block(i, 1 << 20));
+      await remote.putBlocks(blocks);
+      const get = (i: number, from: string) =>
+        new Promise<{ status: number; bytes: number }>((resolve, reject) => {
+          const request = http.get(`${server.url}/ipfs/${cidOf(blocks[i]).toString()}?format=raw`, { localAddress: from, agent: false }, (answer) => {
+            let bytes = 0;
+            answer.on("data", (chunk: Buffer) => (bytes += chunk.length));
+            answer.on("end", () => resolve({ status: answer.statusCode ?? 0, bytes }));
+          });
+          request.on("error", reject);
+        });
+      // 6 MiB one after another: past the 4 MiB burst, so the last ones wait until the debt is paid.
+      for (let i = 0; i < 6; i++) expect(await get(i, ATTACKER)).toEqual({ status: 200, bytes: 1 << 20 });
+      expect(limitHits(await metricsOf(server), "read-rate-per-address")).toBeGreaterThanOrEqual(1);
+      // Another address is not held behind the attacker's debt.
+      expect(await get(0, "127.0.0.1")).toEqual({ status: 200, bytes: 1 << 20 });
+    } finally {
+      remote.close();
+    }
+  });
+
   it("charges a GetMany's read budget for every id it names, found or not", async () => {
     // Each id was charged its 36 bytes on the wire: a call naming 16,384 missing ids cost ~10 ms of
     // the thread and 590 KB of budget, so one address could keep the server busy without reading a block.
