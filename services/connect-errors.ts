@@ -104,8 +104,10 @@ export function withConnectErrors<T extends DescService>(
 // connect-es reports a binary request body that does not decode as Internal ("parse binary: ...",
 // protocol/serialization.ts), before any interceptor or handler runs, while its JSON path reports
 // InvalidArgument. An undecodable request is the caller's fault, and Internal would send operators
-// looking for a bug, so the three wire forms of that one error are rewritten below.
+// looking for a bug, so the wire forms of that one error are rewritten below; so is its answer to an
+// envelope flagged compressed, when no compression was agreed (also the caller's doing).
 const PARSE_FAILURE = "parse binary:";
+const COMPRESSED_ENVELOPE = "received compressed envelope, but do not know how to decompress";
 const INVALID_ARGUMENT_HTTP_STATUS = 400;
 
 /**
@@ -121,6 +123,7 @@ export function withUndecodableAsInvalidArgument(handler: UniversalHandler): Uni
     if (contentType.startsWith("application/grpc-web")) return fixGrpcWeb(res, what);
     if (contentType.startsWith("application/grpc")) return fixGrpc(res, what);
     if (res.status === 500 && contentType.startsWith("application/json")) return fixConnectUnary(res, what);
+    if (contentType.startsWith("application/connect+")) return fixConnectStream(res, what);
     return res;
   };
   return Object.assign(wrapped, {
@@ -143,10 +146,11 @@ export function undecodableAsInvalidArgument(error: ConnectError, what: string):
 }
 
 function parseFailureMessage(message: string | undefined): string | undefined {
-  return message?.startsWith(PARSE_FAILURE) ? message : undefined;
+  return message?.startsWith(PARSE_FAILURE) || message === COMPRESSED_ENVELOPE ? message : undefined;
 }
 
 function invalidRequestMessage(detail: string, what: string): string {
+  if (detail === COMPRESSED_ENVELOPE) return `request message is flagged compressed, but no compression was agreed (no ${what} can be read from it): send it uncompressed`;
   return `request body is not a ${what}: ${detail.slice(PARSE_FAILURE.length).trim()}`;
 }
 
@@ -181,9 +185,32 @@ function fixGrpc(res: UniversalServerResponse, what: string): UniversalServerRes
   return res;
 }
 
-// gRPC-Web: the status travels in a final, uncompressed envelope (flag 0x80) of the body. A request that
-// fails to decode produces no message, so that envelope is the first chunk; only that case is looked at.
-function fixGrpcWeb(res: UniversalServerResponse, what: string): UniversalServerResponse {
+// Connect streaming: the error travels in the end-of-stream envelope (flag 0x02, JSON) of a 200 answer.
+// A request that fails to decode produces no message, so that envelope is the first chunk.
+function fixConnectStream(res: UniversalServerResponse, what: string): UniversalServerResponse {
+  return rewriteFirstChunk(res, (chunk) => {
+    if (chunk.length < 5 || chunk[0] !== 0x02) return chunk;
+    const length = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).readUInt32BE(1);
+    if (chunk.length !== 5 + length) return chunk;
+    let end: { error?: { code?: string; message?: string } };
+    try {
+      end = JSON.parse(Buffer.from(chunk.subarray(5)).toString("utf8")) as typeof end;
+    } catch {
+      return chunk;
+    }
+    const detail = end.error?.code === "internal" ? parseFailureMessage(end.error.message) : undefined;
+    if (detail === undefined) return chunk;
+    const data = Buffer.from(JSON.stringify({ ...end, error: { code: "invalid_argument", message: invalidRequestMessage(detail, what) } }), "utf8");
+    const envelope = Buffer.alloc(5 + data.length);
+    envelope[0] = 0x02;
+    envelope.writeUInt32BE(data.length, 1);
+    data.copy(envelope, 5);
+    return envelope;
+  });
+}
+
+/** The response with its body's first chunk passed through fix, the rest as it is. */
+function rewriteFirstChunk(res: UniversalServerResponse, fix: (chunk: Uint8Array) => Uint8Array): UniversalServerResponse {
   if (!res.body || !(Symbol.asyncIterator in res.body)) return res;
   const body = res.body;
   return {
@@ -191,11 +218,17 @@ function fixGrpcWeb(res: UniversalServerResponse, what: string): UniversalServer
     body: (async function* () {
       let first = true;
       for await (const chunk of body) {
-        yield first ? fixGrpcWebTrailer(chunk, what) : chunk;
+        yield first ? fix(chunk) : chunk;
         first = false;
       }
     })(),
   };
+}
+
+// gRPC-Web: the status travels in a final, uncompressed envelope (flag 0x80) of the body. A request that
+// fails to decode produces no message, so that envelope is the first chunk; only that case is looked at.
+function fixGrpcWeb(res: UniversalServerResponse, what: string): UniversalServerResponse {
+  return rewriteFirstChunk(res, (chunk) => fixGrpcWebTrailer(chunk, what));
 }
 
 function fixGrpcWebTrailer(chunk: Uint8Array, what: string): Uint8Array {

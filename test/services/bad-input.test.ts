@@ -171,6 +171,34 @@ describe("bad input - over a real server", () => {
     });
   });
 
+  it("gets InvalidArgument for an undecodable request to a streaming RPC over Connect, and for a message flagged compressed", { timeout: TEST_TIMEOUT }, async () => {
+    // The Connect streaming protocol carries the error in its end-of-stream envelope (flag 2, JSON).
+    const streamed = async (path: string, frame: Uint8Array) => {
+      const res = await fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/connect+proto" }, body: frame, signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
+      const body = Buffer.from(await res.arrayBuffer());
+      expect(body[0], body.toString("latin1")).toBe(0x02);
+      return (JSON.parse(body.subarray(5, 5 + body.readUInt32BE(1)).toString("utf8")) as { error: { code: string; message: string } }).error;
+    };
+    const flagged = (message: Uint8Array) => Buffer.concat([Buffer.from([0x01, 0, 0, 0, message.length]), message]);
+    for (const path of ["/vac.cas.NS/Watch", "/remotelog.v1.NameWatchService/WatchMany"]) {
+      // connect-es answered internal: "parse binary: premature EOF".
+      expect(await streamed(path, envelope(new Uint8Array([0x0a, 0x7f])))).toMatchObject({ code: "invalid_argument", message: expect.stringContaining("request body is not a ") });
+      expect(await streamed(path, flagged(utf8("\x0a\x04chat")))).toMatchObject({ code: "invalid_argument", message: expect.stringContaining("flagged compressed") });
+    }
+    // gRPC's unary call too: a compressed flag with no grpc-encoding was Internal.
+    const stream = session.request({ ":method": "POST", ":path": "/vac.cas.NS/Fetch", "content-type": "application/grpc+proto", te: "trailers" });
+    const status = await new Promise<string | undefined>((resolve, reject) => {
+      let got: string | undefined;
+      stream.on("response", (headers) => (got ??= headers["grpc-status"] as string | undefined));
+      stream.on("trailers", (trailers) => (got = trailers["grpc-status"] as string | undefined));
+      stream.on("data", () => {});
+      stream.on("error", reject);
+      stream.on("close", () => resolve(got));
+      stream.end(flagged(utf8("\x0a\x04chat")));
+    });
+    expect(status).toBe(String(Code.InvalidArgument));
+  });
+
   it("says why a body does not decode, naming the message type", { timeout: TEST_TIMEOUT }, async () => {
     const res = await fetch(`${server.url}/vac.cas.NS/Update`, { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array([0x0f]) });
     expect(res.status).toBe(400);
