@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { readdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, toHex } from "../core/hash.js";
-import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
+import { ensureDir, fsyncDir, ioError, isAlive } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
 import { idOf, LogFileWriter } from "./log-file.js";
 import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
@@ -43,10 +43,35 @@ export interface RestoreSummary {
  * force, which replaces its log (log.bin and log.bin.tail-* files, under the log's lock) and leaves
  * other files alone.
  */
+/**
+ * Removes what restores into to that were killed left beside it (`<to>.restoring-<pid>-<random>`, as
+ * big as the log they were building), leaving those of live processes: a kill skips a restore's own
+ * clean-up, and each retry left one more, until one failed for want of space.
+ */
+async function removeKilledBuilds(to: string): Promise<void> {
+  const target = to.replace(/\/+$/, "");
+  const prefix = `${basename(target)}.restoring-`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(target));
+  } catch {
+    return; // nothing beside it to remove; the restore says what is wrong with the place
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = /^(\d+)-[0-9a-f]{8}$/.exec(name.slice(prefix.length))?.[1];
+    if (pid === undefined || isAlive(Number(pid))) continue;
+    await rm(join(dirname(target), name), { recursive: true, force: true }).catch((err: unknown) => {
+      throw ioError(`cannot remove ${join(dirname(target), name)}, left by a restore that was killed`, err);
+    });
+  }
+}
+
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
   const progress = options.progress ?? silentProgress;
   await checkTarget(options.to, options.force ?? false);
+  await removeKilledBuilds(options.to);
   const pool = LayoutPool.start();
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;

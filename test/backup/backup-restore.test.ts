@@ -1,4 +1,5 @@
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CarReader } from "@ipld/car/reader";
@@ -113,6 +114,25 @@ describe("backup - local log to a directory", () => {
     expect(restore.code, restore.stderr).toBe(0);
     expect(json(restore.stdout)).toMatchObject({ messages: 3000, packs: 2 });
     expect((await readLog(join(dir, "restored"))).map((m) => toHex(m))).toEqual(messages.map((m) => toHex(m)));
+  });
+
+  it("removes what a killed restore into the same target left beside it, and not what a live one is building", async () => {
+    const dir = await tempDir();
+    await writeLog(join(dir, "alice"), 50);
+    expect((await runCli(["backup", "--from", join(dir, "alice"), "--to", join(dir, "packs")])).code).toBe(0);
+    const target = join(dir, "target");
+    // A SIGKILL skips a restore's own clean-up: its building directory, as big as the log, stayed for good.
+    const exited = spawnSync(process.execPath, ["-e", "0"]);
+    const killed = `${target}.restoring-${exited.pid}-0badc0de`;
+    const live = `${target}.restoring-${process.pid}-00c0ffee`;
+    for (const leftover of [killed, live]) {
+      await mkdir(leftover);
+      await writeFile(join(leftover, "log.bin"), randomBytes(1000));
+    }
+    const restore = await runCli(["restore", "--from", join(dir, "packs"), "--to", target]);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(await readLog(target)).toHaveLength(50);
+    expect((await readdir(dir)).filter((name) => name.startsWith("target.")).map((name) => join(dir, name))).toEqual([live]);
   });
 
   it("refuses a non-empty target unless --force", async () => {
