@@ -46,7 +46,14 @@ async function loadBytes(source: string, flags: EndpointFlags & { name?: string 
       remote.close();
     }
   }
-  return { bytes: new Uint8Array(await readFile(source)) };
+  try {
+    return { bytes: new Uint8Array(await readFile(source)) };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw RemoteLogError.notFound(`${source} is neither a CID (bafk…) nor a file here`);
+    if (code === "EISDIR") throw RemoteLogError.invalidArgument(`${source} is a directory; give a CID, a file, or - for stdin`);
+    throw RemoteLogError.internal(`cannot read ${source}: ${(err as Error).message}`, err);
+  }
 }
 
 export function command(io: Io) {

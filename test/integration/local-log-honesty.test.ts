@@ -438,6 +438,17 @@ describe("small things with the same cause", () => {
     return Buffer.concat([varint(no * 8 + 2), varint(bytes.length), bytes]);
   };
 
+  it("inspect of something that is neither a CID nor a file is NOT_FOUND; of a directory, INVALID_ARGUMENT", async () => {
+    const dir = await tempDir();
+    const missing = await runCli(["inspect", "page", join(dir, "notacid")]);
+    expect(missing.code).toBe(1);
+    // It was Node's bare "ENOENT: no such file or directory", with none of the codes the README lists.
+    expect(missing.stderr.trim()).toBe(`remotelog: NOT_FOUND: ${join(dir, "notacid")} is neither a CID (bafk…) nor a file here`);
+    const directory = await runCli(["inspect", "message", dir]);
+    expect(directory.code).toBe(1);
+    expect(directory.stderr).toContain(`INVALID_ARGUMENT: ${dir} is a directory`);
+  });
+
   it("a file to be written in a directory that does not exist is NOT_FOUND naming it: export --car, receive --out", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
