@@ -45,16 +45,25 @@ export class OutFile implements CheckpointStore {
     const lock = await LockFile.acquire(`${path}.lock`, `--out ${path}`);
     let handle: FileHandle;
     try {
-      handle = await open(path, "a");
+      handle = await open(path, "a+");
     } catch (err) {
       await lock.release();
       throw ioError(`cannot open --out ${path}`, err);
     }
     try {
       const checkpoint = await store.load(name);
-      const size = (await handle.stat()).size;
+      let size = (await handle.stat()).size;
       if (checkpoint?.out === undefined) {
-        // Nothing of this file is ours yet: what it holds stays, and our lines start after it.
+        // Nothing of this file is ours yet: what it holds stays, and our lines start after it, on a
+        // line of their own (the first was glued onto a last line that had no newline).
+        if (size > 0) {
+          const last = Buffer.alloc(1);
+          await handle.read(last, 0, 1, size - 1);
+          if (last[0] !== 0x0a) {
+            await handle.write("\n");
+            size += 1;
+          }
+        }
         await handle.datasync();
         await store.save(name, { ...(checkpoint ?? { delivered: 0, lastId: new Uint8Array(0) }), out: { file: path, length: size } });
         return { out: new OutFile(handle, path, store, size, lock), cut: 0 };

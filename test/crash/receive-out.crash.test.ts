@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { appendFile, readFile, stat, truncate } from "node:fs/promises";
+import { appendFile, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cleanup, collect, lines, parseJsonl, runCli, seededRandom, spawnCli, startServer, tempDir } from "../helpers/processes.js";
 
@@ -50,6 +50,20 @@ describe(`receive --out - exactly once across SIGKILLs (seed ${SEED})`, () => {
     const bodies = delivered.slice(1).map((d) => d.body);
     expect(delivered.slice(1).map((d) => d.seq)).toEqual([...Array(20_000).keys()]);
     expect(bodies).toEqual(lines(20_000).trimEnd().split("\n"));
+  });
+
+  it("starts its lines on a line of their own in a FILE whose last line has no newline, and keeps what it held", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    expect((await runCli(["send", "--unsigned", "--name", "s", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(3) })).code).toBe(0);
+    const out = join(dir, "lines.jsonl");
+    await writeFile(out, "a note of the user's, with no newline");
+    const received = await runCli(["receive", "--unsigned", "--name", "s", "--server", server.url, "--state", join(dir, "bob"), "--out", out]);
+    expect(received.code, received.stderr).toBe(0);
+    // The first delivery was glued onto the note: neither line then parsed.
+    const [note, ...delivered] = (await readFile(out, "utf8")).trimEnd().split("\n");
+    expect(note).toBe("a note of the user's, with no newline");
+    expect(delivered.map((line) => (JSON.parse(line) as { seq: number }).seq)).toEqual([0, 1, 2]);
   });
 
   it("refuses a FILE shorter than the checkpoint recorded (DataLoss) and a FILE other than the one recorded", async () => {
