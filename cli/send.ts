@@ -8,7 +8,7 @@ import { DEFAULT_EMBED, parseEmbed } from "../core/page.js";
 import { join } from "node:path";
 import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName } from "../core/names.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
+import { openLocalLog } from "../lib/directories-node.js";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
@@ -78,16 +78,7 @@ export function command(io: Io) {
       const { name, key } = await signingFrom(flags);
       checkKuboNames(flags, [name], isKeyName);
       const remote = await remoteFrom(flags);
-      // The published mark, read first: a torn tail over published messages is damage, which the
-      // writer's open says instead of cutting it (and this send appending into their seqs).
-      const acknowledged = await FileCheckpointStore.open(join(flags.data, "published"), { readOnly: true })
-        .then((published) => published.load(name))
-        .then((mark) => mark?.delivered ?? 0)
-        .catch((err) => {
-          remote.close();
-          throw err;
-        });
-      const log = await FileLocalLog.open(flags.data, { acknowledged }).catch((err) => {
+      const log = await openLocalLog(flags.data, name).catch((err) => {
         remote.close();
         throw err;
       });

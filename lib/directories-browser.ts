@@ -12,7 +12,7 @@ function noDirectories(what: string, dir: string): Error {
   return RemoteLogError.invalidArgument(`${what} ${JSON.stringify(dir)}: a browser has no directories; leave ${what} out to keep it in memory`);
 }
 
-export function openLocalLog(data: string): Promise<LocalLog> {
+export function openLocalLog(data: string, _name: string): Promise<LocalLog> {
   return Promise.reject(noDirectories("data", data));
 }
 

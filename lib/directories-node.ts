@@ -4,13 +4,18 @@
  */
 import { join } from "node:path";
 import type { CheckpointStore } from "../core/checkpoint-store.js";
-import type { LocalLog } from "../core/local-log.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { FileLocalLog } from "../stores/file/local-log.js";
 
-/** The sender's durable local log in data. */
-export function openLocalLog(data: string): Promise<LocalLog> {
-  return FileLocalLog.open(data);
+/**
+ * The sender's durable local log in data, for name. Its published mark is read first: a torn tail
+ * over messages published from the log is damage, which the open says (DATA_LOSS) instead of cutting
+ * it and letting the next append take their seqs.
+ */
+export async function openLocalLog(data: string, name: string): Promise<FileLocalLog> {
+  const marks = await FileCheckpointStore.open(join(data, "published"), { readOnly: true });
+  const acknowledged = (await marks.load(name))?.delivered ?? 0;
+  return FileLocalLog.open(data, { acknowledged });
 }
 
 /** The sender's mark of what it has published, beside its local log in data. */

@@ -90,7 +90,7 @@ export class Sender extends LogSender {
   static async open(options: OpenSenderOptions): Promise<Sender> {
     const { key, name } = signing(options);
     const maxMessageBytes = await blockLimit(options.remote);
-    const log = options.data === undefined ? new MemoryLocalLog() : await openLocalLog(options.data);
+    const log = options.data === undefined ? new MemoryLocalLog() : await openLocalLog(options.data, name);
     const owned: { close(): Promise<void> }[] = [log];
     try {
       await log.claim({ name, ...(key ? { key: name } : {}) });

@@ -46,6 +46,18 @@ describe("library", () => {
     expect(report).toMatchObject({ ok: true, messages: 3, faults: [] });
   });
 
+  test("library - Sender.open over a data directory whose published last record was cut short is DATA_LOSS, and leaves it as it is", async () => {
+    const data = join(dir, "cut");
+    const sender = await Sender.open({ remote, name: "cut", unsigned: true, data });
+    await sender.send(["one", "two", "three"]);
+    await sender.close();
+    const log = await readFile(join(data, "log.bin"));
+    await writeFile(join(data, "log.bin"), log.subarray(0, log.length - 1));
+    // It was taken for a torn append: cut, and the next message given the published one's seq.
+    await expect(Sender.open({ remote, name: "cut", unsigned: true, data })).rejects.toMatchObject({ code: "DATA_LOSS", details: { seq: 2 } });
+    expect(await readFile(join(data, "log.bin"))).toEqual(log.subarray(0, log.length - 1));
+  });
+
   test("library - mvdsId of encoded bytes is what `remotelog mvds id` prints", async () => {
     const bytes = encodeMessage(newMessage(new TextEncoder().encode("group"), 1n, new TextEncoder().encode("hey")));
     const hex = toHex(bytes);
