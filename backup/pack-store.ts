@@ -2,7 +2,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { RemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, parseAddressText } from "../core/hash.js";
-import { ensureDir, ioError, removeLeftoverTmp, writeFileAtomic } from "../stores/file/atomic.js";
+import { ensureDir, ioError, removeLeftoverTmp, userPathError, writeFileAtomic } from "../stores/file/atomic.js";
 
 /** Where a backup's head points: the newest pack, and what it covers. */
 export interface BackupHeadInfo {
@@ -98,7 +98,7 @@ export class DirPackStore implements PackStore {
       text = await readFile(join(this.dir, "HEAD"), "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw ioError(`cannot read ${join(this.dir, "HEAD")}`, err);
+      throw userPathError(`cannot read ${join(this.dir, "HEAD")}`, err);
     }
     try {
       return { pack: parseAddressText(text).bytes };

@@ -185,7 +185,8 @@ export async function ensureDir(dir: string): Promise<void> {
   try {
     first = await mkdir(dir, { recursive: true });
   } catch (err) {
-    throw ioError(`cannot create ${dir}`, err);
+    // Every caller runs at open, where errors go to the operator (a verb's --data FILE, say).
+    throw userPathError(`cannot create directory ${dir}`, err);
   }
   if (first === undefined) return;
   // Every directory from dir up to the first one created is new, and so is its entry in its parent.
@@ -240,6 +241,18 @@ export async function requireDirOf(path: string, what: string): Promise<void> {
   const info = await stat(dir).catch(() => undefined);
   if (!info) throw RemoteLogError.notFound(`cannot write ${what} ${path}: its directory ${dir} does not exist`);
   if (!info.isDirectory()) throw RemoteLogError.invalidArgument(`cannot write ${what} ${path}: ${dir} is not a directory`);
+}
+
+/**
+ * ioError for a path under a directory the user named (a verb's --data, --state, --from, --to):
+ * INVALID_ARGUMENT when a file stands where a directory must be (ENOTDIR, or EEXIST from mkdir), the
+ * user's mistake rather than the machine's. For errors that go to the operator only: the message
+ * names the path.
+ */
+export function userPathError(what: string, err: unknown): RemoteLogError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENOTDIR" || code === "EEXIST") return RemoteLogError.invalidArgument(`${what}: a file is where a directory must be (${code})`, err);
+  return ioError(what, err);
 }
 
 export function ioError(what: string, err: unknown): RemoteLogError {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { fromHex, toHex } from "../../core/hash.js";
-import { ensureDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
+import { ensureDir, removeLeftoverTmp, userPathError, writeFileAtomic } from "./atomic.js";
 import { KeyedMutex } from "./mutex.js";
 
 /** The JSON in each file. The name is kept so that a file can be checked against the name asked for. */
@@ -65,7 +65,7 @@ export class FileCheckpointStore implements CheckpointStore {
       text = await readFile(path, "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw ioError(`cannot read checkpoint ${path}`, err);
+      throw userPathError(`cannot read checkpoint ${path}`, err);
     }
     const bad = (why: string, cause?: unknown) => RemoteLogError.dataLoss(`checkpoint ${path} of name ${JSON.stringify(name)} is damaged: ${why}`, cause);
     let file: CheckpointFile;

@@ -25,7 +25,7 @@ import { open, readFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { ownerMismatch, type ClaimResult, type LocalLog, type LocalLogEntry, type LogOwner } from "../../core/local-log.js";
 import { RemoteLogError } from "../../core/errors.js";
-import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, SYNCED_WRITES, writeAll, writeFileAtomic } from "./atomic.js";
+import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, SYNCED_WRITES, userPathError, writeAll, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
 import { messageIdOfEncoded, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
@@ -215,7 +215,7 @@ export class FileLocalLog implements LocalLog {
         handle = await open(join(dir, LOG_FILE), "r");
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`);
-        throw ioError(`cannot read local log ${dir}`, err);
+        throw userPathError(`cannot read local log ${dir}`, err);
       }
       try {
         const log = new FileLocalLog(dir, handle, undefined);

@@ -438,6 +438,26 @@ describe("small things with the same cause", () => {
     return Buffer.concat([varint(no * 8 + 2), varint(bytes.length), bytes]);
   };
 
+  it("a file given where a directory must be is INVALID_ARGUMENT, not INTERNAL: send --data, receive --state, inspect log, restore --from", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const file = join(dir, "a-file");
+    await writeFile(file, "not a directory");
+    const runs = [
+      ["send", "--unsigned", "--name", "n", "--server", server.url, "--data", file],
+      ["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", file],
+      ["inspect", "log", "--data", file],
+      ["restore", "--from", file, "--to", join(dir, "restored")],
+    ];
+    for (const args of runs) {
+      const run = await runCli(args, { stdin: "" });
+      expect(run.code, args.join(" ")).toBe(1);
+      // It was INTERNAL with Node's bare ENOTDIR or EEXIST, as if the machine had failed.
+      expect(run.stderr, args.join(" ")).toMatch(/^remotelog: INVALID_ARGUMENT: .*a file is where a directory must be \((ENOTDIR|EEXIST)\)\n$/);
+    }
+    expect(await readFile(file, "utf8")).toBe("not a directory");
+  });
+
   it("inspect of something that is neither a CID nor a file is NOT_FOUND; of a directory, INVALID_ARGUMENT", async () => {
     const dir = await tempDir();
     const missing = await runCli(["inspect", "page", join(dir, "notacid")]);
