@@ -33,17 +33,6 @@ export interface RestoreSummary {
 }
 
 /**
- * Rebuilds a local log from a pack chain. The chain's shape is read first (every pack's header and
- * link); then each pack is checked whole (its CID, header and body; every message decodes) and laid
- * out as log records, shared between this thread and one per other core (restore-pool.ts). The log is
- * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts), a pack at a
- * time, oldest first, each checked as it goes (every id is new, and a pack's last id is its header's
- * last_id). Only a log that passed all of it is moved into the target, so a corrupt or incomplete
- * backup never touches it. A target directory that holds anything is refused with CONFLICT unless
- * force, which replaces its log (log.bin and log.bin.tail-* files, under the log's lock) and leaves
- * other files alone.
- */
-/**
  * Removes what restores into to that were killed left beside it (`<to>.restoring-<pid>-<random>`, as
  * big as the log they were building), leaving those of live processes: a kill skips a restore's own
  * clean-up, and each retry left one more, until one failed for want of space.
@@ -67,6 +56,17 @@ async function removeKilledBuilds(to: string): Promise<void> {
   }
 }
 
+/**
+ * Rebuilds a local log from a pack chain. The chain's shape is read first (every pack's header and
+ * link); then each pack is checked whole (its CID, header and body; every message decodes) and laid
+ * out as log records, shared between this thread and one per other core (restore-pool.ts). The log is
+ * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts), a pack at a
+ * time, oldest first, each checked as it goes (every id is new, and a pack's last id is its header's
+ * last_id). Only a log that passed all of it is moved into the target, so a corrupt or incomplete
+ * backup never touches it. A target directory that holds anything is refused with CONFLICT unless
+ * force, which replaces its log (log.bin and log.bin.tail-* files, under the log's lock) and leaves
+ * other files alone.
+ */
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
   const progress = options.progress ?? silentProgress;

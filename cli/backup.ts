@@ -1,4 +1,4 @@
-import { stat } from "node:fs/promises";
+import { isDirectory } from "../stores/file/atomic.js";
 import type { Command } from "commander";
 import { runBackup, type BackupSummary } from "../backup/backup.js";
 import type { Progress } from "../backup/progress.js";
@@ -117,11 +117,7 @@ async function sourceFrom(flags: BackupFlags, io: Io): Promise<{ dir: string; fl
   const from = flags.from!;
   const isPath = from.startsWith(".") || from.startsWith("/") || from.includes("/") || from.startsWith("~");
   if (isPath) return { dir: from, flag: "--from" };
-  const isDir = await stat(from).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-  if (isDir) {
+  if (await isDirectory(from)) {
     io.stderr.write(`remotelog backup: --from ${from} is taken as the directory ./${from}, not the name ${JSON.stringify(from)}; say --from-dir or --from-name to choose\n`);
     return { dir: from, flag: "--from" };
   }

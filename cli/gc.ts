@@ -1,4 +1,5 @@
 import { stat } from "node:fs/promises";
+import { isDirectory } from "../stores/file/atomic.js";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -102,9 +103,8 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
  * mistyped directory, or one of the user's own, is left as it was.
  */
 async function requireServerData(dir: string): Promise<void> {
-  const isDir = (path: string) => stat(path).then((info) => info.isDirectory(), () => false);
-  if (!(await isDir(dir))) throw RemoteLogError.notFound(`${dir} is not a directory: give a stopped \`remotelog serve --data DIR\`'s DIR`);
-  if (!(await isDir(join(dir, "cas")))) throw RemoteLogError.notFound(`${dir} holds no CAS (no ${join(dir, "cas")}): it is not the data directory of a \`remotelog serve\` with the fs CAS`);
+  if (!(await isDirectory(dir))) throw RemoteLogError.notFound(`${dir} is not a directory: give a stopped \`remotelog serve --data DIR\`'s DIR`);
+  if (!(await isDirectory(join(dir, "cas")))) throw RemoteLogError.notFound(`${dir} holds no CAS (no ${join(dir, "cas")}): it is not the data directory of a \`remotelog serve\` with the fs CAS`);
   const hasNames = await stat(join(dir, "ns", "CURRENT")).then((info) => info.isFile(), () => false);
   if (!hasNames) {
     throw RemoteLogError.notFound(

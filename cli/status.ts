@@ -1,4 +1,5 @@
-import { readdir, stat } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
+import { isDirectory } from "../stores/file/atomic.js";
 import { join } from "node:path";
 import { Option } from "commander";
 import { RemoteLogError } from "../core/errors.js";
@@ -46,9 +47,8 @@ export function command(io: Io) {
   )
     .addHelpText("after", "\nExamples:\n  remotelog status --data ./alice --key alice.key\n  remotelog status --data ./chat --name chat --server http://127.0.0.1:7420 --json")
     .action(async (flags: StatusFlags) => {
-      const isDir = await stat(flags.data).then((s) => s.isDirectory(), () => false);
       // Opening a log creates it: a missing directory is said, not made.
-      if (!isDir) throw RemoteLogError.notFound(`${flags.data} is not a directory; \`remotelog send --data ${flags.data}\` makes one`);
+      if (!(await isDirectory(flags.data))) throw RemoteLogError.notFound(`${flags.data} is not a directory; \`remotelog send --data ${flags.data}\` makes one`);
       const name = flags.name ?? (flags.key ? keyName(await loadKeyFile(flags.key)) : undefined);
       // Read only: a torn append is the next send's to save and cut, and a directory without a log stays as it is.
       const log = await FileLocalLog.open(flags.data, { readOnly: true });

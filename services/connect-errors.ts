@@ -189,23 +189,17 @@ function fixGrpc(res: UniversalServerResponse, what: string): UniversalServerRes
 // A request that fails to decode produces no message, so that envelope is the first chunk.
 function fixConnectStream(res: UniversalServerResponse, what: string): UniversalServerResponse {
   return rewriteFirstChunk(res, (chunk) => {
-    if (chunk.length < 5 || chunk[0] !== 0x02) return chunk;
-    const length = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).readUInt32BE(1);
-    if (chunk.length !== 5 + length) return chunk;
+    const body = envelopeBody(chunk, 0x02);
+    if (body === undefined) return chunk;
     let end: { error?: { code?: string; message?: string } };
     try {
-      end = JSON.parse(Buffer.from(chunk.subarray(5)).toString("utf8")) as typeof end;
+      end = JSON.parse(body.toString("utf8")) as typeof end;
     } catch {
       return chunk;
     }
     const detail = end.error?.code === "internal" ? parseFailureMessage(end.error.message) : undefined;
     if (detail === undefined) return chunk;
-    const data = Buffer.from(JSON.stringify({ ...end, error: { code: "invalid_argument", message: invalidRequestMessage(detail, what) } }), "utf8");
-    const envelope = Buffer.alloc(5 + data.length);
-    envelope[0] = 0x02;
-    envelope.writeUInt32BE(data.length, 1);
-    data.copy(envelope, 5);
-    return envelope;
+    return envelope(0x02, Buffer.from(JSON.stringify({ ...end, error: { code: "invalid_argument", message: invalidRequestMessage(detail, what) } }), "utf8"));
   });
 }
 
@@ -232,11 +226,10 @@ function fixGrpcWeb(res: UniversalServerResponse, what: string): UniversalServer
 }
 
 function fixGrpcWebTrailer(chunk: Uint8Array, what: string): Uint8Array {
-  if (chunk.length < 5 || chunk[0] !== 0x80) return chunk;
-  const length = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).readUInt32BE(1);
-  if (chunk.length !== 5 + length) return chunk;
+  const body = envelopeBody(chunk, 0x80);
+  if (body === undefined) return chunk;
   const fields = new Map<string, string>();
-  const text = Buffer.from(chunk.subarray(5)).toString("latin1");
+  const text = body.toString("latin1");
   for (const line of text.split("\r\n")) {
     const colon = line.indexOf(":");
     if (colon > 0) fields.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
@@ -246,12 +239,23 @@ function fixGrpcWebTrailer(chunk: Uint8Array, what: string): Uint8Array {
   if (detail === undefined) return chunk;
   fields.set("grpc-status", String(Code.InvalidArgument));
   fields.set("grpc-message", encodeURIComponent(invalidRequestMessage(detail, what)));
-  const data = Buffer.from([...fields].map(([key, value]) => `${key}: ${value}\r\n`).join(""), "latin1");
-  const envelope = Buffer.alloc(5 + data.length);
-  envelope[0] = 0x80;
-  envelope.writeUInt32BE(data.length, 1);
-  data.copy(envelope, 5);
-  return envelope;
+  return envelope(0x80, Buffer.from([...fields].map(([key, value]) => `${key}: ${value}\r\n`).join(""), "latin1"));
+}
+
+/** The body of chunk when it is exactly one envelope (flags byte, 4-byte length, body) with these flags. */
+function envelopeBody(chunk: Uint8Array, flags: number): Buffer | undefined {
+  if (chunk.length < 5 || chunk[0] !== flags) return undefined;
+  const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+  return bytes.length === 5 + bytes.readUInt32BE(1) ? bytes.subarray(5) : undefined;
+}
+
+/** One envelope of data with these flags. */
+function envelope(flags: number, data: Buffer): Buffer {
+  const out = Buffer.alloc(5 + data.length);
+  out[0] = flags;
+  out.writeUInt32BE(data.length, 1);
+  data.copy(out, 5);
+  return out;
 }
 
 function decodeGrpcMessage(value: string | null): string | undefined {

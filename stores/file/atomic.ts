@@ -230,7 +230,14 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** Wraps a raw I/O failure as INTERNAL with what was being done; our own errors pass through unchanged. */
+/** Whether path is a directory (false when it is missing, a file, or cannot be looked at). */
+export function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+}
+
 /**
  * For a file the user named to be written (an export's CAR, receive's --out): NOT_FOUND when the
  * directory it is to go in does not exist, INVALID_ARGUMENT when that is not a directory. Checked
@@ -255,6 +262,7 @@ export function userPathError(what: string, err: unknown): RemoteLogError {
   return ioError(what, err);
 }
 
+/** Wraps a raw I/O failure as INTERNAL with what was being done; our own errors pass through unchanged. */
 export function ioError(what: string, err: unknown): RemoteLogError {
   if (isRemoteLogError(err)) return err;
   // Node's own messages already start with the errno code ("ENOSPC: no space left on device, write").

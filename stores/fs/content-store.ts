@@ -307,9 +307,11 @@ export class FsContentStore implements ContentStore, BlockSweeper {
           this.packChecksummed[packId] = true;
           let offset = HEADER_SIZE;
           for (let j = 0; j < keys.length; j++) {
-            // A damaged block stored again is counted once: the index moves to the good copy.
-            if (this.index.findDigest(addresses[j], 4) === -1) this.bytes += blocks[j].length;
+            // A damaged block stored again is counted once: the index moves to the good copy, and its
+            // count of stored blocks does not grow.
+            const stored = this.index.size;
             numbers[j] = this.index.add(addresses[j], 4, packId, offset, blocks[j].length, pack.checksums[j]);
+            if (this.index.size > stored) this.bytes += blocks[j].length;
             offset += blocks[j].length;
             if (this.damagedKeys.size > 0) this.damagedKeys.delete(keys[j]);
           }
