@@ -4,10 +4,21 @@
  * Roots: every name in the NS beside it (a log's head page, or a BackupHead naming a pack). Mark
  * follows, from each root: a page's tail, its skip links (info.skips[].address) and its pairs'
  * remoteHash (messages are leaves; a redacted pair has none); a pack's previous link. Missing blocks
- * are reported and not followed. A reachable page or pack that does not decode stops gc (DATA_LOSS
- * naming it and the name that reaches it) before anything is swept. Sweep rewrites every pack holding
+ * (pages, packs and messages) are reported and not followed. Sweep rewrites every pack holding
  * unmarked blocks without them, through the store's sweep capability (core/content-store.ts
  * BlockSweeper); gc runs only on stores that have it.
+ *
+ * Damage and a writer's nonsense are told apart (design §9: strangers reach only the public surface):
+ * - A reachable block whose stored bytes no longer match its address is damage, on the operator's own
+ *   disk: gc stops with DATA_LOSS naming it and the name that reaches it, before anything is swept,
+ *   since only its bytes could say what is older than it.
+ * - A reachable block stored whole that is not the page or pack its link says (or a name whose content
+ *   is neither a page nor a backup head) was put so by whoever wrote the name: the NS takes any bytes
+ *   as a name's content, and a page may name any block as its tail. Stopping there let any stranger
+ *   stop gc for everyone. It is kept, and followed as far as it can be read: its fields are decoded by
+ *   the protobuf schema alone, without the format's checks, and every link field that holds an address
+ *   is followed as strictly decoded links are. A page of a newer format, which keeps the field numbers
+ *   (protobuf's rule), is followed whole. Such blocks are reported as unreadable, with their names.
  *
  * Safe against writers at the same time, by this rule: a block is deleted only if it was unreachable
  * when marked, AND its pack was written more than `graceMs` before the mark began, AND it was not put
@@ -19,9 +30,12 @@
 import type { BlockSweeper, ContentStore } from "../core/content-store.js";
 import type { NameEntry } from "../core/name-store.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
-import { addressOf, addressText } from "../core/hash.js";
+import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { RemoteLogSchema, type RemoteLog } from "../gen/vac/cas/cas_pb.js";
+import { BackupHeadSchema, PackSchema } from "../gen/remotelog/v1/pack_pb.js";
+import { addressOf, addressText, isAddress } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
-import { decodeBackupHead, decodePack } from "./pack-format.js";
+import { decodeBackupHead, decodePackHeader } from "./pack-format.js";
 import { silentProgress, type Progress } from "./progress.js";
 
 /** Names and their entries, all of them: a NameStore with the list capability (core/name-store.ts canList). */
@@ -48,13 +62,36 @@ export interface GcSummary {
   sweptPacks: number;
   removedBlocks: number;
   freedBytes: number;
-  /** Blocks a root reaches that are not stored (a broken chain): reported, never fatal. */
+  /**
+   * Blocks a root reaches that are not stored (a broken chain, a message lost): reported, never fatal.
+   * At most LISTED_MAX of them; missingCount counts them all.
+   */
   missing: string[];
+  missingCount: number;
+  /** Blocks a root reaches, stored whole, that are not the page or pack their link says: kept, see above. At most LISTED_MAX. */
+  unreadable: Unreadable[];
+  unreadableCount: number;
   dryRun: boolean;
   ms: number;
 }
 
 export const DEFAULT_GRACE_MS = 3_600_000;
+
+/**
+ * The most missing, and unreadable, blocks a summary lists (each has its count): a stranger's pages
+ * may name a million blocks never stored, and a server sends the summary back in one answer.
+ */
+export const LISTED_MAX = 1000;
+
+/** A block (or a name's content) gc kept but could not read as what reaches it, and why. */
+export interface Unreadable {
+  name: string;
+  /** Its CID; for a name's content, the CID of those bytes. */
+  address: string;
+  /** What the link said it is: a page, a pack, or a name's content (a page or a backup head). */
+  kind: "page" | "pack" | "name";
+  reason: string;
+}
 
 const keyOf = (address: Uint8Array) => Buffer.from(address.buffer, address.byteOffset, address.length).toString("latin1");
 
@@ -65,10 +102,20 @@ interface Reached {
   name: string;
 }
 
+/** What the mark gathers as it reads: the blocks marked, and those it could not read strictly. */
+interface Marking {
+  marked: Set<string>;
+  /** Messages a page carries in itself (embedded in a head): not missing when the CAS lacks them. */
+  embedded: Set<string>;
+  unreadable: Unreadable[];
+  unreadableCount: number;
+}
+
 /**
- * Marks what every name reaches, then sweeps the rest. A reachable page or pack that does not decode
- * (or does not match its address) stops gc with DATA_LOSS naming it and the name that reaches it, before
- * anything is swept: what hangs off it cannot be known, and is exactly what a user would need.
+ * Marks what every name reaches, then sweeps the rest. A reachable page or pack whose stored bytes do
+ * not match its address stops gc with DATA_LOSS naming it and the name that reaches it, before anything
+ * is swept: what hangs off it cannot be known, and is exactly what a user would need. One stored whole
+ * that does not decode is reported, kept, and followed as far as its fields go (see the file's notes).
  */
 export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
   const started = performance.now();
@@ -81,12 +128,12 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
     const since = guard.startedMs - graceMs;
     sweeper.forgetPutsBefore(since - graceMs);
     const marked = new Set<string>();
+    const marking: Marking = { marked, embedded: new Set(), unreadable: [], unreadableCount: 0 };
     // The pages and packs read and followed (by kind), apart from marked: a block marked as a leaf (some page's
     // message) may be a page too. Skipping every marked block let a stranger's page name a victim's
     // older page as its "message", ahead of the victim's head in the order names are listed, so that
     // the victim's page was never read and all older than it swept.
     const followed = new Set<string>();
-    const missing: string[] = [];
     const seenRoots = new Map<string, string>();
 
     // Follows everything reachable from some blocks, fetching only pages and packs (messages are leaves).
@@ -109,14 +156,15 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
           if (!isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
           // Stored bytes that no longer match their address: find which, to name it.
           for (const reached of fresh) await store.getMany([reached.address]).catch((one: unknown) => {
-            throw isRemoteLogError(one, ErrorCodes.DATA_LOSS) ? damaged(reached, "its stored bytes do not match its address") : one;
+            throw isRemoteLogError(one, ErrorCodes.DATA_LOSS) ? damaged(reached) : one;
           });
           throw err;
         }
         fresh.forEach((reached, i) => {
           const bytes = blocks[i];
-          if (!bytes) return void missing.push(addressText(reached.address));
-          next.push(...linksOf(bytes, reached, marked));
+          // Not stored: counted with the messages the CAS lacks, once the mark is done.
+          if (!bytes) return;
+          next.push(...linksOf(bytes, reached, marking));
         });
         frontier = next;
       }
@@ -130,7 +178,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
         changed++;
         const head = decodeBackupHead(entry.content);
         if (head) await markFrom([{ address: head.pack, kind: "pack", name }]);
-        else await markFrom(linksOf(entry.content, { address: addressOf(entry.content), kind: "page", name }, marked));
+        else await markFrom(linksOfRoot(entry.content, name, marking));
       }
       return changed;
     };
@@ -142,6 +190,17 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
     progress.stop();
 
     const packs = sweeper.listPacks();
+    // Every block marked and not stored: the pages and packs the mark could not fetch, and the messages,
+    // which it never reads (one lost with a pack set aside as damaged, say), told by the packs' listing.
+    const stored = new Set<string>();
+    for (const pack of packs) for (const key of pack.keys) stored.add(key);
+    const missing: string[] = [];
+    let missingCount = 0;
+    for (const key of marked) {
+      if (stored.has(key) || marking.embedded.has(key)) continue;
+      missingCount++;
+      if (missing.length < LISTED_MAX) missing.push(addressText(Buffer.from(key, "latin1")));
+    }
     let sweptPacks = 0;
     let removedBlocks = 0;
     let freedBytes = 0;
@@ -156,53 +215,113 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
       freedBytes += swept.bytes;
     }
     progress.stop();
-    return { roots, marked: marked.size, packs: packs.length, sweptPacks, removedBlocks, freedBytes, missing, dryRun: options.dryRun ?? false, ms: Math.round(performance.now() - started) };
+    return {
+      roots,
+      marked: marked.size,
+      packs: packs.length,
+      sweptPacks,
+      removedBlocks,
+      freedBytes,
+      missing,
+      missingCount,
+      unreadable: marking.unreadable,
+      unreadableCount: marking.unreadableCount,
+      dryRun: options.dryRun ?? false,
+      ms: Math.round(performance.now() - started),
+    };
   } finally {
     guard.end();
   }
 }
 
-/**
- * DATA_LOSS naming a reachable block gc cannot read, and the name that reaches it; nothing is swept.
- * cause is a decode error (its text names no file) or a sentence.
- */
-function damaged(reached: Reached, cause: unknown): RemoteLogError {
-  const why = cause instanceof RemoteLogError ? cause.text : String(cause);
+/** DATA_LOSS naming a reachable block whose stored bytes no longer match its address; nothing is swept. */
+function damaged(reached: Reached): RemoteLogError {
   const address = addressText(reached.address);
   return RemoteLogError.dataLoss(
-    `gc stopped, nothing swept: ${reached.kind} ${address}, which name ${JSON.stringify(reached.name)} reaches, does not decode (${why}); what is older than it cannot be told from garbage`,
-    cause,
+    `gc stopped, nothing swept: ${reached.kind} ${address}, which name ${JSON.stringify(reached.name)} reaches, is damaged: its stored bytes do not match its address, and what is older than it cannot be told from garbage`,
+    undefined,
     { address, name: reached.name },
   );
 }
 
-/** The blocks a stored page or pack links to; DATA_LOSS when it is not the page or pack it must be. */
-function linksOf(bytes: Uint8Array, reached: Reached, marked: Set<string>): Reached[] {
-  if (reached.kind === "pack") {
-    let previous: Uint8Array;
-    try {
-      previous = decodePack(bytes, reached.address).previous;
-    } catch (err) {
-      throw damaged(reached, err);
-    }
-    return previous.length > 0 ? [{ address: previous, kind: "pack", name: reached.name }] : [];
-  }
+/**
+ * The blocks a stored page or pack links to (its messages marked directly). One that is not the page
+ * or pack it must be is noted as unreadable, and what links its fields hold are followed all the same.
+ */
+function linksOf(bytes: Uint8Array, reached: Reached, marking: Marking): Reached[] {
   try {
-    return linksOfPage(bytes, `page ${addressText(reached.address)}`, reached.name, marked);
+    if (reached.kind === "pack") {
+      // The header alone: gc follows only previous, and a body is inflated (up to MAX_BODY_BYTES) to be checked.
+      const previous = decodePackHeader(bytes, reached.address).previous;
+      return previous.length > 0 ? [{ address: previous, kind: "pack", name: reached.name }] : [];
+    }
+    return linksOfPage(decodePage(bytes, `page ${addressText(reached.address)}`, ErrorCodes.DATA_LOSS), reached.name, marking);
   } catch (err) {
-    throw damaged(reached, err);
+    noteUnreadable(marking, { name: reached.name, address: addressText(reached.address), kind: reached.kind, reason: reasonOf(err) });
+    return reached.kind === "pack" ? looseLinksOfPack(bytes, reached.name) : looseLinksOfPage(bytes, reached.name, marking);
   }
 }
 
-/**
- * A page's tail and skip links (to follow) after marking its messages (leaves) directly. Throws
- * DATA_LOSS when bytes are not a page.
- */
-function linksOfPage(bytes: Uint8Array, where: string, name: string, marked: Set<string>): Reached[] {
-  const page = decodePage(bytes, where, ErrorCodes.DATA_LOSS);
-  for (const pair of page.pair) if (pair.remoteHash.length > 0) marked.add(keyOf(pair.remoteHash));
+/** The links of a name's content that is not a backup head: a log's head page, or anything a writer put. */
+function linksOfRoot(content: Uint8Array, name: string, marking: Marking): Reached[] {
+  try {
+    return linksOfPage(decodePage(content, `the content of name ${JSON.stringify(name)}`, ErrorCodes.DATA_LOSS), name, marking);
+  } catch (err) {
+    noteUnreadable(marking, { name, address: addressText(addressOf(content)), kind: "name", reason: reasonOf(err) });
+    // Neither a page nor a backup head: whatever either would link is followed.
+    return [...looseLinksOfPage(content, name, marking), ...looseLinksOfBackupHead(content, name)];
+  }
+}
+
+/** A page's tail and skip links (to follow) after marking its messages (leaves) directly. */
+function linksOfPage(page: RemoteLog, name: string, marking: Marking): Reached[] {
+  for (const pair of page.pair) {
+    if (pair.remoteHash.length === 0) continue;
+    const key = keyOf(pair.remoteHash);
+    marking.marked.add(key);
+    if (pair.data.length > 0) marking.embedded.add(key);
+  }
   const links: Reached[] = [];
   if (page.tail.length > 0) links.push({ address: page.tail, kind: "page", name });
   for (const skip of page.info?.skips ?? []) if (skip.address.length > 0) links.push({ address: skip.address, kind: "page", name });
   return links;
+}
+
+/**
+ * linksOfPage of bytes decoded by the schema alone, keeping only the fields that hold addresses; none
+ * when they are not protobuf of that schema at all.
+ */
+function looseLinksOfPage(bytes: Uint8Array, name: string, marking: Marking): Reached[] {
+  const page = looseDecode(RemoteLogSchema, bytes);
+  if (!page) return [];
+  page.pair = page.pair.filter((pair) => isAddress(pair.remoteHash));
+  if (!isAddress(page.tail)) page.tail = new Uint8Array(0);
+  if (page.info) page.info.skips = page.info.skips.filter((skip) => isAddress(skip.address));
+  return linksOfPage(page, name, marking);
+}
+
+function looseLinksOfPack(bytes: Uint8Array, name: string): Reached[] {
+  const previous = looseDecode(PackSchema, bytes)?.previous;
+  return previous && isAddress(previous) ? [{ address: previous, kind: "pack", name }] : [];
+}
+
+function looseLinksOfBackupHead(bytes: Uint8Array, name: string): Reached[] {
+  const pack = looseDecode(BackupHeadSchema, bytes)?.pack;
+  return pack && isAddress(pack) ? [{ address: pack, kind: "pack", name }] : [];
+}
+
+function looseDecode<Desc extends DescMessage>(schema: Desc, bytes: Uint8Array): MessageShape<Desc> | undefined {
+  try {
+    return fromBinary(schema, bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+function noteUnreadable(marking: Marking, unreadable: Unreadable): void {
+  if (marking.unreadableCount++ < LISTED_MAX) marking.unreadable.push(unreadable);
+}
+
+function reasonOf(err: unknown): string {
+  return err instanceof RemoteLogError ? err.text : String(err);
 }

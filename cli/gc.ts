@@ -7,7 +7,7 @@ import { GcService } from "../gen/remotelog/v1/gc_pb.js";
 import { bearer, fromConnectError } from "../actors/remote.js";
 import { caOption, clientCredentials } from "./credentials.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
-import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary } from "../backup/gc.js";
+import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary, type Unreadable } from "../backup/gc.js";
 import { Option, type Command } from "commander";
 import { durationFlag, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { printJson, progressOf } from "./pack-options.js";
@@ -63,6 +63,11 @@ export function command(io: Io) {
             `${result.marked} blocks reachable from ${result.roots} names\n`,
         );
         for (const cid of result.missing) io.stderr.write(`missing: ${cid} (a name reaches it, the CAS lacks it)\n`);
+        if (result.missingCount > result.missing.length) io.stderr.write(`missing: ${result.missingCount - result.missing.length} more\n`);
+        for (const { name, address, kind, reason } of result.unreadable) {
+          io.stderr.write(`unreadable: ${kind === "name" ? `the content of name ${JSON.stringify(name)}` : `${kind} ${address}, which name ${JSON.stringify(name)} reaches,`} is kept but could not be read as such (${reason}); the links its fields hold were followed\n`);
+        }
+        if (result.unreadableCount > result.unreadable.length) io.stderr.write(`unreadable: ${result.unreadableCount - result.unreadable.length} more\n`);
       }
     });
 }
@@ -134,6 +139,9 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
       removedBlocks: Number(response.removedBlocks),
       freedBytes: Number(response.freedBytes),
       missing: response.missing,
+      missingCount: Number(response.missingCount),
+      unreadable: response.unreadable.map(({ name, address, kind, reason }) => ({ name, address, kind: kind as Unreadable["kind"], reason })),
+      unreadableCount: Number(response.unreadableCount),
       dryRun: flags.dryRun ?? false,
       ms: Number(response.ms),
     };

@@ -31,6 +31,9 @@ export class GcServiceImpl implements ServiceImpl<typeof GcService> {
       removedBlocks: BigInt(summary.removedBlocks),
       freedBytes: BigInt(summary.freedBytes),
       missing: summary.missing,
+      missingCount: BigInt(summary.missingCount),
+      unreadable: summary.unreadable,
+      unreadableCount: BigInt(summary.unreadableCount),
       ms: BigInt(summary.ms),
     });
   }

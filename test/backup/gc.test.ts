@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { PackSchema } from "../../gen/remotelog/v1/pack_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { collectGarbage } from "../../backup/gc.js";
 import { encodeBackupHead, encodePack } from "../../backup/pack-format.js";
@@ -134,37 +135,38 @@ describe("gc - a running server", () => {
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
-  it("a reachable page that does not decode stops gc with DATA_LOSS naming it and its name; the older chain behind it survives", async () => {
+  it("a reachable page stored whole that does not decode is reported and kept, and the older chain its fields link survives a gc that sweeps", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
     const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
     try {
-      // head -> damaged -> older: the damaged page hashes to its address (a writer stored it so) but is
-      // not a page, so only it could say what is older; gc must not take the older page for garbage.
+      // head -> malformed -> older: the malformed page hashes to its address (a writer stored it so) but
+      // is not a page of the format; its tail field still names the older page, which gc must keep.
       const older = [message(1), message(2)];
       const olderPage = encodePage(create(RemoteLogSchema, { pair: older.map((m) => ({ remoteHash: addressOf(m), localHash: messageId(decodeMessage(m)) })) }));
-      const good = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(message(3)), localHash: new Uint8Array(32) }], tail: addressOf(olderPage) }));
-      // The same page with a 31-byte H1: every byte of its tail is there, but it does not decode.
-      const damaged = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(message(3)), localHash: new Uint8Array(31) }], tail: addressOf(olderPage) }));
-      expect(good.length).toBeGreaterThan(0);
+      // A 31-byte H1: every byte of its tail is there, but it does not decode.
+      const third = message(3);
+      const malformed = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(third), localHash: new Uint8Array(31) }], tail: addressOf(olderPage) }));
       const newest = message(4);
-      const head = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(newest), localHash: messageId(decodeMessage(newest)) }], tail: addressOf(damaged) }));
-      await remote.putBlocks([...older, olderPage, damaged, newest]);
-      await remote.updateName("damaged-chain", head, 0n);
+      const head = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(newest), localHash: messageId(decodeMessage(newest)) }], tail: addressOf(malformed) }));
+      const garbage = [message(5), message(6)];
+      await remote.putBlocks([...older, olderPage, third, malformed, newest, ...garbage]);
+      await remote.updateName("malformed-chain", head, 0n);
       await new Promise((r) => setTimeout(r, 1100));
 
       const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
-      expect(gc.code, gc.stdout).not.toBe(0);
-      expect(gc.stderr).toMatch(/DATA_LOSS/);
-      expect(gc.stderr).toContain(addressText(addressOf(damaged)));
-      expect(gc.stderr).toContain('"damaged-chain"');
-      for (const block of [...older, olderPage, damaged, newest]) expect(await remote.getBlock(addressOf(block))).toEqual(block);
+      expect(gc.code, gc.stderr).toBe(0);
+      const result = JSON.parse(gc.stdout);
+      expect(result).toMatchObject({ removedBlocks: 2, missing: [], missingCount: 0, unreadableCount: 1 });
+      expect(result.unreadable).toEqual([{ name: "malformed-chain", address: addressText(addressOf(malformed)), kind: "page", reason: expect.stringMatching(/31-byte localHash/) }]);
+      for (const block of [...older, olderPage, third, malformed, newest]) expect(await remote.getBlock(addressOf(block))).toEqual(block);
+      for (const block of garbage) await expect(remote.getBlock(addressOf(block))).rejects.toMatchObject({ code: "NOT_FOUND" });
     } finally {
       remote.close();
     }
   });
 
-  it("a reachable backup pack that does not decode stops gc, and the older packs survive", async () => {
+  it("a backup pack of a version gc does not know is reported and kept, and the older packs it links survive", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
     const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
@@ -172,21 +174,90 @@ describe("gc - a running server", () => {
       const first = message(10);
       const oldest = encodePack({ logName: "x", firstSeq: 0, lastSeq: 0, count: 1, previous: new Uint8Array(0), lastId: messageId(decodeMessage(first)) }, [first]);
       const second = message(11);
-      // A pack whose header does not hold (it counts two messages and carries one), stored as it is: it
-      // hashes to its address, links the older pack, and does not decode.
-      const damagedBytes = encodePack({ logName: "x", firstSeq: 1, lastSeq: 2, count: 2, previous: oldest.address, lastId: messageId(decodeMessage(second)) }, [second]).bytes;
-      await remote.putBlocks([oldest.bytes, damagedBytes]);
-      await remote.updateName("backup-head", encodeBackupHead({ pack: addressOf(damagedBytes), logName: "x", lastSeq: 1n }), 0n);
+      // What a newer remotelog might write: the same fields, version 2.
+      const newer = fromBinary(PackSchema, encodePack({ logName: "x", firstSeq: 1, lastSeq: 1, count: 1, previous: oldest.address, lastId: messageId(decodeMessage(second)) }, [second]).bytes);
+      newer.version = 2;
+      const newerBytes = toBinary(PackSchema, newer);
+      const garbage = message(12);
+      await remote.putBlocks([oldest.bytes, newerBytes, garbage]);
+      await remote.updateName("backup-head", encodeBackupHead({ pack: addressOf(newerBytes), logName: "x", lastSeq: 1n }), 0n);
       await new Promise((r) => setTimeout(r, 1100));
 
-      const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
-      expect(gc.code, gc.stdout).not.toBe(0);
-      expect(gc.stderr).toMatch(/DATA_LOSS: .*pack .*backup-head/);
-      expect(gc.stderr).toContain(addressText(addressOf(damagedBytes)));
+      const gc = await runCli(["gc", "--server", server.admin!]);
+      expect(gc.code, gc.stderr).toBe(0);
+      expect(gc.stdout).toMatch(/^removed 1 blocks /);
+      expect(gc.stderr).toContain(`unreadable: pack ${addressText(addressOf(newerBytes))}, which name "backup-head" reaches, is kept but could not be read as such`);
       expect(await remote.getBlock(oldest.address)).toEqual(oldest.bytes);
+      expect(await remote.getBlock(addressOf(newerBytes))).toEqual(newerBytes);
+      await expect(remote.getBlock(addressOf(garbage))).rejects.toMatchObject({ code: "NOT_FOUND" });
     } finally {
       remote.close();
     }
+  });
+
+  it("a stranger's name cannot stop gc: content that is no page, a page whose tail is a message, a backup head naming a message", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
+    const sent = await runCli(["send", "--unsigned", "--name", "victim", "--server", server.url, "--data", join(dir, "victim"), "--page-size", "4", "--embed", "none"], { stdin: lines(12) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    const bait = message(20);
+    const garbage = [message(21), message(22), message(23)];
+    try {
+      await remote.putBlocks([bait, ...garbage]);
+      const tailIsMessage = encodePage(create(RemoteLogSchema, { pair: [{ remoteHash: addressOf(bait), localHash: messageId(decodeMessage(bait)) }], tail: addressOf(bait) }));
+      // Listed before the victim's name, as a stranger would choose.
+      await remote.updateName("a-no-page", new TextEncoder().encode("not a page at all"), 0n);
+      await remote.updateName("b-tail-is-a-message", tailIsMessage, 0n);
+      await remote.updateName("c-head-of-a-message", encodeBackupHead({ pack: addressOf(bait), logName: "x", lastSeq: 0n }), 0n);
+    } finally {
+      remote.close();
+    }
+    await new Promise((r) => setTimeout(r, 1100));
+
+    const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
+    // The old gc stopped with DATA_LOSS at the first of them, every run, and swept nothing.
+    expect(gc.code, gc.stderr).toBe(0);
+    const result = JSON.parse(gc.stdout);
+    expect(result).toMatchObject({ roots: 4, removedBlocks: garbage.length, missingCount: 0, unreadableCount: 3 });
+    expect(result.unreadable.map((u: { name: string; kind: string }) => [u.name, u.kind])).toEqual([
+      ["a-no-page", "name"],
+      ["b-tail-is-a-message", "page"],
+      ["c-head-of-a-message", "pack"],
+    ]);
+    const read = await runCli(["cat", "victim", "--unsigned", "--server", server.url]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.trimEnd().split("\n")).toHaveLength(12);
+  });
+
+  it("counts the messages lost with a pack set aside as damaged as missing, with the pages", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    const args = ["--listen", "127.0.0.1:0", "--data", data, "--admin-listen", "127.0.0.1:0"];
+    let server = await startServer(args);
+    const sent = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", join(dir, "alice"), "--embed", "none"], { stdin: lines(20) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const read = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url]);
+    expect(read.code, read.stderr).toBe(0);
+    const addresses = parseJsonl<{ address: string }>(read.stdout).map((line) => line.address);
+    expect(addresses).toHaveLength(20);
+    await stop(server.process);
+    const packs = join(data, "cas", "packs");
+    const names = (await readdir(packs)).filter((name) => name.endsWith(".pack"));
+    for (const pack of names) {
+      const bytes = await readFile(join(packs, pack));
+      bytes[bytes.length - 1] ^= 0xff;
+      await writeFile(join(packs, pack), bytes);
+    }
+    // The server sets the damaged packs aside as it starts; the name still reaches what they held.
+    server = await startServer(args);
+    const gc = await runCli(["gc", "--server", server.admin!, "--json", "--dry-run"]);
+    expect(gc.code, gc.stderr).toBe(0);
+    const result = JSON.parse(gc.stdout);
+    // The old gc read only pages: it listed the head's tail, if any, and none of the 20 messages.
+    expect(result.missing).toEqual(expect.arrayContaining(addresses));
+    expect(result.missingCount).toBe(result.missing.length);
+    expect(result.missingCount).toBeGreaterThanOrEqual(20);
   });
 
   it("--data refuses a directory that is not a whole server's, and makes nothing there: a typo, the user's own, a CAS served alone", async () => {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/gc.proto.
  */
 export const file_remotelog_v1_gc: GenFile = /*@__PURE__*/
-  fileDesc("ChVyZW1vdGVsb2cvdjEvZ2MucHJvdG8SDHJlbW90ZWxvZy52MSIzCg5Db2xsZWN0UmVxdWVzdBIQCghncmFjZV9tcxgBIAEoBBIPCgdkcnlfcnVuGAIgASgIIp4BCg9Db2xsZWN0UmVzcG9uc2USDQoFcm9vdHMYASABKAQSDgoGbWFya2VkGAIgASgEEg0KBXBhY2tzGAMgASgEEhMKC3N3ZXB0X3BhY2tzGAQgASgEEhYKDnJlbW92ZWRfYmxvY2tzGAUgASgEEhMKC2ZyZWVkX2J5dGVzGAYgASgEEg8KB21pc3NpbmcYByADKAkSCgoCbXMYCCABKAQyUwoJR2NTZXJ2aWNlEkYKB0NvbGxlY3QSHC5yZW1vdGVsb2cudjEuQ29sbGVjdFJlcXVlc3QaHS5yZW1vdGVsb2cudjEuQ29sbGVjdFJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChVyZW1vdGVsb2cvdjEvZ2MucHJvdG8SDHJlbW90ZWxvZy52MSIzCg5Db2xsZWN0UmVxdWVzdBIQCghncmFjZV9tcxgBIAEoBBIPCgdkcnlfcnVuGAIgASgIIv0BCg9Db2xsZWN0UmVzcG9uc2USDQoFcm9vdHMYASABKAQSDgoGbWFya2VkGAIgASgEEg0KBXBhY2tzGAMgASgEEhMKC3N3ZXB0X3BhY2tzGAQgASgEEhYKDnJlbW92ZWRfYmxvY2tzGAUgASgEEhMKC2ZyZWVkX2J5dGVzGAYgASgEEg8KB21pc3NpbmcYByADKAkSCgoCbXMYCCABKAQSFQoNbWlzc2luZ19jb3VudBgJIAEoBBIsCgp1bnJlYWRhYmxlGAogAygLMhgucmVtb3RlbG9nLnYxLlVucmVhZGFibGUSGAoQdW5yZWFkYWJsZV9jb3VudBgLIAEoBCJJCgpVbnJlYWRhYmxlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRraW5kGAMgASgJEg4KBnJlYXNvbhgEIAEoCTJTCglHY1NlcnZpY2USRgoHQ29sbGVjdBIcLnJlbW90ZWxvZy52MS5Db2xsZWN0UmVxdWVzdBodLnJlbW90ZWxvZy52MS5Db2xsZWN0UmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message remotelog.v1.CollectRequest
@@ -79,7 +79,7 @@ export type CollectResponse = Message<"remotelog.v1.CollectResponse"> & {
   freedBytes: bigint;
 
   /**
-   * CIDs of blocks a root reaches that are not stored.
+   * CIDs of blocks a root reaches that are not stored: at most 1,000 of them (missing_count counts all).
    *
    * @generated from field: repeated string missing = 7;
    */
@@ -89,6 +89,25 @@ export type CollectResponse = Message<"remotelog.v1.CollectResponse"> & {
    * @generated from field: uint64 ms = 8;
    */
   ms: bigint;
+
+  /**
+   * @generated from field: uint64 missing_count = 9;
+   */
+  missingCount: bigint;
+
+  /**
+   * Blocks a root reaches, stored whole, that are not the page or pack their link says (or a name whose
+   * content is neither a page nor a backup head): kept, with what links their fields hold followed. At
+   * most 1,000 of them (unreadable_count counts all).
+   *
+   * @generated from field: repeated remotelog.v1.Unreadable unreadable = 10;
+   */
+  unreadable: Unreadable[];
+
+  /**
+   * @generated from field: uint64 unreadable_count = 11;
+   */
+  unreadableCount: bigint;
 };
 
 /**
@@ -97,6 +116,44 @@ export type CollectResponse = Message<"remotelog.v1.CollectResponse"> & {
  */
 export const CollectResponseSchema: GenMessage<CollectResponse> = /*@__PURE__*/
   messageDesc(file_remotelog_v1_gc, 1);
+
+/**
+ * @generated from message remotelog.v1.Unreadable
+ */
+export type Unreadable = Message<"remotelog.v1.Unreadable"> & {
+  /**
+   * The name that reaches it.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Its CID (for a name's content, the CID of those bytes).
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * "page", "pack" or "name".
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message remotelog.v1.Unreadable.
+ * Use `create(UnreadableSchema)` to create a new message.
+ */
+export const UnreadableSchema: GenMessage<Unreadable> = /*@__PURE__*/
+  messageDesc(file_remotelog_v1_gc, 2);
 
 /**
  * @generated from service remotelog.v1.GcService
