@@ -24,14 +24,16 @@
  *   PackBody), and is only when that saves at least 5% on a sample: Huffman-only DEFLATE, which takes
  *   the narrow alphabet of encoded (base64, hex) encrypted bodies down by a quarter at ~120 MB/s, where
  *   LZ matching costs three times as long and finds nothing in encrypted bytes. Random bytes stay as
- *   they are. Inflating is bounded (MAX_BODY_BYTES), so a hostile pack cannot blow up a reader.
+ *   they are. Inflating is bounded (inflatedBound: 8 times the deflated body, as Huffman-only DEFLATE
+ *   cannot pass it), and so is splitting the body (the header's count), so a hostile pack cannot blow up
+ *   a reader.
  * - type is field 1 as fixed64, so the first byte of a pack (and of a BackupHead) is 0x09, while a
  *   vac.cas.RemoteLog page starts with 0x0a, 0x12 or 0x1a: gc and verify tell them apart by it.
  */
 import { promisify } from "node:util";
 import { constants as zlibConstants, deflateRaw, deflateRawSync, inflateRawSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { BackupHeadSchema, Compression, PackBodySchema, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
+import { BackupHeadSchema, Compression, PackSchema, type BackupHead, type Pack } from "../gen/remotelog/v1/pack_pb.js";
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
 import { encodeRepeatedBytes, repeatedBytesUnknown } from "../core/page.js";
@@ -239,28 +241,28 @@ function decodeHeaderOf(bytes: Uint8Array, address: Uint8Array): { header: ReadP
   return { header, pack };
 }
 
+/** A pack's messages, as views into its bytes or its inflated body. */
 function bodyOf(pack: Pack, bad: (why: string) => RemoteLogError): Uint8Array[] {
   const body = inflatedBody(pack, bad);
   if (body === undefined) return pack.messages;
-  try {
-    return fromBinary(PackBodySchema, body).messages;
-  } catch (err) {
-    throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
-  }
+  const { bytes, spans } = bodyRun(body, Number(pack.count), bad);
+  return Array.from({ length: spans.length / 2 }, (_, i) => bytes.subarray(spans[2 * i], spans[2 * i + 1]));
 }
 
 /** bodyOf, as a MessageRun. */
 function bodyRunOf(pack: Pack, bad: (why: string) => RemoteLogError): MessageRun {
   const body = inflatedBody(pack, bad);
-  if (body === undefined) return runOfViews(pack.messages);
-  const run = readPackBody(body);
-  if (run) return run;
-  // Not the layout a writer makes (unknown fields, say): the generic decoder decides.
-  try {
-    return runOfViews(fromBinary(PackBodySchema, body).messages);
-  } catch (err) {
-    throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
-  }
+  return body === undefined ? runOfViews(pack.messages) : bodyRun(body, Number(pack.count), bad);
+}
+
+/**
+ * An inflated body's messages, at most count of them (the header's): read no further, so that a
+ * hostile body of millions of empty messages costs no more than its header says.
+ */
+function bodyRun(body: Uint8Array, count: number, bad: (why: string) => RemoteLogError): MessageRun {
+  const run = readPackBody(body, count);
+  if (!run) throw bad(`its deflated body does not inflate to a PackBody of at most ${count} messages`);
+  return run;
 }
 
 /** A deflated pack's body inflated, or undefined for a plain one (its messages are in pack.messages). */
@@ -275,19 +277,32 @@ function inflatedBody(pack: Pack, bad: (why: string) => RemoteLogError): Uint8Ar
     // Output chunks of twice the input (a body deflates to about 0.75 of its size): one or two chunks
     // instead of hundreds of 16 KiB ones, each a call and then a copy into the whole.
     const chunkSize = Math.min(MAX_BODY_BYTES, Math.max(64 * 1024, 2 * pack.deflatedBody.length));
-    const body = inflateRawSync(pack.deflatedBody, { maxOutputLength: MAX_BODY_BYTES, chunkSize });
+    const body = inflateRawSync(pack.deflatedBody, { maxOutputLength: inflatedBound(pack.deflatedBody.length), chunkSize });
     return new Uint8Array(body.buffer, body.byteOffset, body.length);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+      throw bad(`its ${pack.deflatedBody.length}-byte deflated body inflates past ${inflatedBound(pack.deflatedBody.length)} bytes, more than a writer's Huffman-only DEFLATE can make (a deflate bomb?)`);
+    }
     throw bad(`its deflated body does not inflate to a PackBody (${(err as Error).message})`);
   }
 }
 
 /**
- * Where each message of an encoded PackBody lies, read directly: field 1 (messages) and nothing else,
- * as encodePack writes it. Anything else returns undefined, for the generic decoder to judge.
+ * The most a deflated body of n bytes may inflate to. Writers deflate Huffman-only (deflateBody), where
+ * every byte out costs at least one bit in: at most 8 bytes out a byte in, and a few for block
+ * headers. A body past it was made with LZ matches, as a deflate bomb is (a 130 KB pack inflating to
+ * 128 MiB of empty messages crashed restore and verify, and a server's gc), and is refused.
  */
-export function readPackBody(body: Uint8Array): MessageRun | undefined {
-  const spans = repeatedBytesSpans(body, 0x0a);
+export function inflatedBound(n: number): number {
+  return Math.min(MAX_BODY_BYTES, 8 * n + 1024);
+}
+
+/**
+ * Where each message of an encoded PackBody lies, read directly (field 1; any other field skipped, as
+ * protobuf does), or undefined when the body is not a PackBody, or holds more than max messages.
+ */
+export function readPackBody(body: Uint8Array, max?: number): MessageRun | undefined {
+  const spans = repeatedBytesSpans(body, 0x0a, max);
   return spans && { bytes: body, spans };
 }
 

@@ -123,21 +123,56 @@ export function legacyMvdsField(message: Pick<Message, "$unknown">): number | un
  */
 
 /**
- * Where each element of a repeated bytes field lies in bytes, when bytes holds that field (one-byte
- * tag) and nothing else: element i is bytes[spans[2i], spans[2i + 1]). undefined for anything else
- * (another field, a length past the end or over 256 MiB), for the generic decoder to judge. A
- * restore reads every pack body this way (backup/pack-format.ts readPackBody).
+ * Where each element of a repeated bytes field lies in bytes: element i is bytes[spans[2i], spans[2i + 1]).
+ * tag is the field's one-byte tag; other fields are skipped, as protobuf skips unknown fields. undefined
+ * for bytes that are not protobuf of that shape (the field with another wire type, a group, a length past
+ * the end or over 256 MiB) and for more than max elements, which are not counted on: a hostile pack's
+ * body of a million empty messages stops at its header's count. A restore reads every pack body this way
+ * (backup/pack-format.ts readPackBody).
  */
-export function repeatedBytesSpans(bytes: Uint8Array, tag: number): Uint32Array | undefined {
+export function repeatedBytesSpans(bytes: Uint8Array, tag: number, max = 0xffffffff): Uint32Array | undefined {
   const spans: number[] = [];
   const end = bytes.length;
+  const field = tag >> 3;
   let pos = 0;
   while (pos < end) {
-    if (bytes[pos++] !== tag) return undefined;
-    const length = readLength(bytes, pos, end);
-    if (length < 0) return undefined;
-    spans.push(readTo, readTo + length);
-    pos = readTo + length;
+    if (bytes[pos] === tag) {
+      if (spans.length >= 2 * max) return undefined;
+      const length = readLength(bytes, pos + 1, end);
+      if (length < 0) return undefined;
+      spans.push(readTo, readTo + length);
+      pos = readTo + length;
+      continue;
+    }
+    const key = readSmallVarint(bytes, pos, end);
+    const number = Math.floor(key / 8);
+    if (key < 0 || number === field || number === 0 || number > 0x1fffffff) return undefined;
+    pos = readTo;
+    switch (key % 8) {
+      case 0: {
+        // A varint of up to 10 bytes.
+        let n = 0;
+        while (pos < end && bytes[pos] & 0x80 && n < 9) pos++, n++;
+        if (pos >= end || bytes[pos] & 0x80) return undefined;
+        pos++;
+        break;
+      }
+      case 1:
+        pos += 8;
+        break;
+      case 2: {
+        const length = readLength(bytes, pos, end);
+        if (length < 0) return undefined;
+        pos = readTo + length;
+        break;
+      }
+      case 5:
+        pos += 4;
+        break;
+      default:
+        return undefined;
+    }
+    if (pos > end) return undefined;
   }
   return Uint32Array.from(spans);
 }

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CarReader } from "@ipld/car/reader";
 import { cleanup, runCli, startServer, tempDir, lines } from "../helpers/processes.js";
 import { randomBytes } from "node:crypto";
+import { deflateRawSync } from "node:zlib";
 import { deflateBody, encodePack, splitIntoPacks } from "../../backup/pack-format.js";
 import { runBackup } from "../../backup/backup.js";
 import { LocalLogSource } from "../../backup/local-source.js";
@@ -220,6 +221,29 @@ describe("restore - packs that hash right but hold bad messages", () => {
     // A last_id that is not the last message's.
     const lying = await chain(() => {}, () => new Uint8Array(32).fill(9));
     await refuse(lying.from, `DATA_LOSS: pack ${lying.addresses[0]}: its last message has id`);
+  });
+});
+
+describe("restore and verify - a deflate bomb", () => {
+  it("refuse a small pack whose body would inflate to 64 MiB of empty messages, before inflating it, with DATA_LOSS naming it", async () => {
+    const dir = await tempDir();
+    const empties = Buffer.alloc(64 << 20);
+    for (let i = 0; i < empties.length; i += 2) empties[i] = 0x0a;
+    const only = encodeMessage(newMessage(new TextEncoder().encode("g"), 0n, new TextEncoder().encode("only")));
+    const pack = encodePack({ logName: "log", firstSeq: 0, lastSeq: 0, count: 1, previous: new Uint8Array(0), lastId: messageId(decodeMessage(only)) }, [only], new Uint8Array(deflateRawSync(empties, { level: 9 })));
+    const store = new DirPackStore(join(dir, "bomb"));
+    await store.put([pack]);
+    await store.writeHead({ pack: pack.address }, undefined);
+    const why = `DATA_LOSS: pack ${addressText(pack.address)} is malformed: its `;
+    // The old code inflated it (up to 1 GiB) and split it: restore died of a V8 fatal error, verify ran out of heap.
+    const restore = await runCli(["restore", "--from", store.dir, "--to", join(dir, "restored")]);
+    expect(restore.code, restore.stderr).toBe(1);
+    expect(restore.stderr).toContain(why);
+    expect(restore.stderr).toMatch(/deflated body inflates past \d+ bytes, more than a writer's Huffman-only DEFLATE can make/);
+    await expect(readdir(join(dir, "restored"))).rejects.toThrow();
+    const verify = await runCli(["verify", "--from", store.dir, "--read-data"]);
+    expect(verify.code, verify.stdout).toBe(1);
+    expect(verify.stdout + verify.stderr).toMatch(/deflated body inflates past \d+ bytes/);
   });
 });
 

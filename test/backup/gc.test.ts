@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { deflateRawSync } from "node:zlib";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -195,7 +196,7 @@ describe("gc - a running server", () => {
     }
   });
 
-  it("a stranger's name cannot stop gc: content that is no page, a page whose tail is a message, a backup head naming a message", async () => {
+  it("a stranger's name cannot stop gc: content that is no page, a page whose tail is a message, a backup head naming a message, a deflate bomb", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
     const sent = await runCli(["send", "--unsigned", "--name", "victim", "--server", server.url, "--data", join(dir, "victim"), "--page-size", "4", "--embed", "none"], { stdin: lines(12) });
@@ -210,6 +211,12 @@ describe("gc - a running server", () => {
       await remote.updateName("a-no-page", new TextEncoder().encode("not a page at all"), 0n);
       await remote.updateName("b-tail-is-a-message", tailIsMessage, 0n);
       await remote.updateName("c-head-of-a-message", encodeBackupHead({ pack: addressOf(bait), logName: "x", lastSeq: 0n }), 0n);
+      // A pack whose body would inflate to 4 MiB of empty messages: gc reads its header only.
+      const empties = Buffer.alloc(4 << 20);
+      for (let i = 0; i < empties.length; i += 2) empties[i] = 0x0a;
+      const bomb = encodePack({ logName: "x", firstSeq: 0, lastSeq: 0, count: 1, previous: new Uint8Array(0), lastId: messageId(decodeMessage(bait)) }, [bait], new Uint8Array(deflateRawSync(empties, { level: 9 })));
+      await remote.putBlocks([bomb.bytes]);
+      await remote.updateName("d-bomb", encodeBackupHead({ pack: bomb.address, logName: "x", lastSeq: 0n }), 0n);
     } finally {
       remote.close();
     }
@@ -219,7 +226,7 @@ describe("gc - a running server", () => {
     // The old gc stopped with DATA_LOSS at the first of them, every run, and swept nothing.
     expect(gc.code, gc.stderr).toBe(0);
     const result = JSON.parse(gc.stdout);
-    expect(result).toMatchObject({ roots: 4, removedBlocks: garbage.length, missingCount: 0, unreadableCount: 3 });
+    expect(result).toMatchObject({ roots: 5, removedBlocks: garbage.length, missingCount: 0, unreadableCount: 3 });
     expect(result.unreadable.map((u: { name: string; kind: string }) => [u.name, u.kind])).toEqual([
       ["a-no-page", "name"],
       ["b-tail-is-a-message", "page"],

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { deflateRawSync, inflateRawSync } from "node:zlib";
+import { constants as zlibConstants, deflateRawSync, inflateRawSync } from "node:zlib";
 import { Compression, PackBodySchema, PackSchema } from "../../gen/remotelog/v1/pack_pb.js";
 import { checkMessages, decodeBackupHead, decodePack, decodePackRun, deflateBody, encodeBackupHead, encodePack, looksLikePack, PACK_TYPE, readPackBody, splitIntoPacks } from "../../backup/pack-format.js";
 import { encodeRecords, idOf, LogFileWriter } from "../../backup/log-file.js";
@@ -133,11 +133,14 @@ describe("pack format - restore's readers and writers", () => {
       expect(spans.map((m) => Buffer.from(m).toString("hex"))).toEqual(decodePack(pack.bytes, pack.address).messages.map((m) => Buffer.from(m).toString("hex")));
       expect(() => decodePackRun(pack.bytes, addressOf(messages[0]))).toThrow(/does not hash to its address/);
     }
-    // An unknown field in a PackBody: not the layout a writer makes, so the generic decoder reads it (and keeps the messages).
-    const withUnknown = Buffer.concat([toBinary(PackBodySchema, create(PackBodySchema, { messages })), Uint8Array.of(0x10, 0x01)]);
-    expect(readPackBody(withUnknown)).toBeUndefined();
+    // Unknown fields in a PackBody (not the layout a writer makes) are skipped, as protobuf-es skips them.
+    const withUnknown = Buffer.concat([Uint8Array.of(0x1d, 1, 2, 3, 4), toBinary(PackBodySchema, create(PackBodySchema, { messages })), Uint8Array.of(0x10, 0x81, 0x01, 0x22, 0x01, 0x00, 0x19, 1, 2, 3, 4, 5, 6, 7, 8)]);
+    expect(readPackBody(withUnknown)!.spans.length).toBe(2 * messages.length);
     const odd = encodePackWithBody(messages.length, deflateRawSync(withUnknown));
     expect(decodePackRun(odd.bytes, odd.address).body.spans.length).toBe(2 * messages.length);
+    expect(decodePack(odd.bytes, odd.address).messages.map((m) => Buffer.from(m).toString("hex"))).toEqual(messages.map((m) => Buffer.from(m).toString("hex")));
+    // The messages' field with another wire type, and a group, are not a PackBody.
+    for (const bad of [Uint8Array.of(0x08, 0x01), Uint8Array.of(0x0b, 0x0c)]) expect(readPackBody(bad)).toBeUndefined();
     // A body that lies about its length, or is not a PackBody: DATA_LOSS naming the pack, as decodePack.
     for (const bad of [Uint8Array.of(0x0a, 0x05, 0x01), Uint8Array.of(0x0b, 0x01)]) {
       expect(readPackBody(bad)).toBeUndefined();
@@ -147,6 +150,24 @@ describe("pack format - restore's readers and writers", () => {
     }
     const short = encodePack({ ...header(messages), count: 201, lastSeq: 200 }, messages, await deflateBody(messages));
     expect(() => decodePackRun(short.bytes, short.address)).toThrow(/header says 201 messages, body has 200/);
+  });
+
+  it("refuses a deflate bomb before inflating it, and a body of more messages than its header counts before splitting it", () => {
+    // 16 MiB of empty messages, deflated with LZ matches into a few KB: more than 8 times its size.
+    const empties = Buffer.alloc(16 << 20);
+    for (let i = 0; i < empties.length; i += 2) empties[i] = 0x0a;
+    const bomb = encodePackWithBody(1, deflateRawSync(empties, { level: 9 }));
+    expect(bomb.bytes.length).toBeLessThan(64 * 1024);
+    for (const decode of [decodePack, decodePackRun]) {
+      expect(() => decode(bomb.bytes, bomb.address)).toThrow(/DATA_LOSS: pack .* is malformed: its \d+-byte deflated body inflates past \d+ bytes, more than a writer's Huffman-only DEFLATE can make/);
+    }
+    // Within the bound (Huffman-only, as a writer deflates), 100,000 empty messages under a header of 3.
+    const many = encodePackWithBody(3, deflateRawSync(empties.subarray(0, 200_000), { strategy: zlibConstants.Z_HUFFMAN_ONLY }));
+    for (const decode of [decodePack, decodePackRun]) {
+      expect(() => decode(many.bytes, many.address)).toThrow(/DATA_LOSS: pack .* is malformed: its deflated body does not inflate to a PackBody of at most 3 messages/);
+    }
+    expect(readPackBody(empties.subarray(0, 200_000), 3)).toBeUndefined();
+    expect(readPackBody(empties.subarray(0, 6), 3)!.spans.length).toBe(6);
   });
 
   it("lays out the same records from a body's spans as from a list, ids computed where the messages lie", async () => {
