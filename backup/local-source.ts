@@ -1,7 +1,7 @@
 import { basename, resolve } from "node:path";
 import { RemoteLogError } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
+import { FileLocalLog, publishedCount } from "../stores/file/local-log.js";
 import type { BackedUpTo, LogSource, SourceRead } from "./source.js";
 
 /** Messages read from the log at once: a few packs' worth. */
@@ -19,7 +19,9 @@ export class LocalLogSource implements LogSource {
   ) {}
 
   static async open(dir: string, logName?: string): Promise<LocalLogSource> {
-    return new LocalLogSource(await FileLocalLog.open(dir, { readOnly: true }), logName ?? basename(resolve(dir)));
+    // Records published from the log and no longer whole in it are damage (DATA_LOSS), not an append in progress.
+    const log = await FileLocalLog.open(dir, { readOnly: true, acknowledged: await publishedCount(dir) });
+    return new LocalLogSource(log, logName ?? basename(resolve(dir)));
   }
 
   async readSince(after: BackedUpTo | undefined): Promise<SourceRead> {

@@ -5,10 +5,8 @@ import { RetryStatus } from "./follow.js";
 import { encodeMessages, messageId, newMessage, toHex } from "../core/hash.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { DEFAULT_EMBED, parseEmbed } from "../core/page.js";
-import { join } from "node:path";
 import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName } from "../core/names.js";
-import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { openLocalLog } from "../lib/directories-node.js";
+import { openLocalLog, openPublishedMarks } from "../lib/directories-node.js";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
@@ -113,7 +111,7 @@ export function command(io: Io) {
           },
         });
         if (answered) status.succeeded(false);
-        const published = await FileCheckpointStore.open(join(flags.data, "published"));
+        const published = await openPublishedMarks(flags.data);
         closers.push(() => published.close());
         // A publish that fails part-way has published some of its steps (each remembered as it went): a
         // failure says that count, not the one this send began with.

@@ -8,7 +8,7 @@ import { keyName } from "../core/names.js";
 import { decodePage } from "../core/page.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
+import { FileLocalLog, PUBLISHED_DIR } from "../stores/file/local-log.js";
 import { newCommand, runCommand, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
@@ -57,7 +57,7 @@ export function command(io: Io) {
       if (log.tornBytes > 0) {
         io.stderr.write(`remotelog status: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not counted (left as they are; the next \`remotelog send\` saves them beside the log and cuts them)\n`);
       }
-      const publishedDir = join(flags.data, "published");
+      const publishedDir = join(flags.data, PUBLISHED_DIR);
       const hasPublished = await readdir(publishedDir).then((files) => files.some((file) => file.endsWith(".json")), () => false);
       if (name !== undefined && hasPublished) {
         const published = await FileCheckpointStore.open(publishedDir, { readOnly: true });

@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import type { CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
+import { FileLocalLog, PUBLISHED_DIR, publishedCount } from "../stores/file/local-log.js";
 
 /**
  * The sender's durable local log in data, for name. Its published mark is read first: a torn tail
@@ -13,14 +13,12 @@ import { FileLocalLog } from "../stores/file/local-log.js";
  * it and letting the next append take their seqs.
  */
 export async function openLocalLog(data: string, name: string): Promise<FileLocalLog> {
-  const marks = await FileCheckpointStore.open(join(data, "published"), { readOnly: true });
-  const acknowledged = (await marks.load(name))?.delivered ?? 0;
-  return FileLocalLog.open(data, { acknowledged });
+  return FileLocalLog.open(data, { acknowledged: await publishedCount(data, name) });
 }
 
 /** The sender's mark of what it has published, beside its local log in data. */
 export function openPublishedMarks(data: string): Promise<CheckpointStore> {
-  return FileCheckpointStore.open(join(data, "published"));
+  return FileCheckpointStore.open(join(data, PUBLISHED_DIR));
 }
 
 /** A receiver's checkpoints, one file per name in state. */

@@ -30,10 +30,13 @@ import { LockFile } from "./lock-file.js";
 import { messageIdOfEncoded, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
 import { DigestTable } from "../../core/digest-table.js";
+import { FileCheckpointStore } from "./checkpoint-store.js";
 
 export const HEADER_SIZE = 4 + 32 + 4;
 export const LOG_FILE = "log.bin";
 export const OWNER_FILE = "owner.json";
+/** Where a sender keeps its published marks, beside its local log (FileCheckpointStore, one file a name). */
+export const PUBLISHED_DIR = "published";
 
 export interface LogRecovery {
   /** Where the file was cut: the end of the last whole record. */
@@ -205,8 +208,8 @@ export class FileLocalLog implements LocalLog {
    * cuts nothing, and reads only the whole records (NOT_FOUND when there is no log). Throws DATA_LOSS
    * (details: file, offset, seq) when log.bin is damaged or holds one id twice, or owner.json does not
    * parse; CONFLICT when another live process (or this one) has the log open for writing; INTERNAL on
-   * an I/O failure. A writer given acknowledged (how many records were published, say) throws DATA_LOSS
-   * and cuts nothing when the log holds fewer whole records: a torn tail over them is damage.
+   * an I/O failure. Given acknowledged (how many records were published: publishedCount), it throws
+   * DATA_LOSS, and cuts nothing, when the log holds fewer whole records: a torn tail over them is damage.
    */
   static async open(dir: string, options: { readOnly?: boolean; acknowledged?: number } = {}): Promise<FileLocalLog> {
     if (options.readOnly) {
@@ -223,6 +226,8 @@ export class FileLocalLog implements LocalLog {
         log.size = end;
         log.torn = fileSize - end;
         log.recordedOwner = await readOwner(dir);
+        const short = shortOfAcknowledged(log, end, fileSize, options.acknowledged);
+        if (short) throw short;
         return log;
       } catch (err) {
         await handle.close().catch(() => {});
@@ -250,16 +255,8 @@ export class FileLocalLog implements LocalLog {
       log.recordedOwner = await readOwner(dir);
       // Records acknowledged elsewhere (published) cannot be an unfinished append: what ends short of
       // them is damage, said and left as it is, never cut, and no append may take their seqs.
-      const acknowledged = options.acknowledged ?? 0;
-      if (log.length < acknowledged) {
-        const what = end < fileSize ? `ends at byte ${end} in ${fileSize - end} bytes that are not a whole record` : `ends after ${log.length} whole records`;
-        throw RemoteLogError.dataLoss(
-          `local log ${path} ${what}, where seq ${log.length} is, yet its first ${acknowledged} messages were published: it is damaged, and nothing was cut or written. ` +
-            `remotelog repair --data ${dir} --from-remote can refill it from the remote log`,
-          undefined,
-          { file: path, offset: end, seq: log.length },
-        );
-      }
+      const short = shortOfAcknowledged(log, end, fileSize, options.acknowledged);
+      if (short) throw short;
       if (end < fileSize) {
         const savedTo = join(dir, `${LOG_FILE}.tail-${end}-${Date.now()}`);
         await writeFileAtomic(savedTo, await readAt(handle, end, fileSize - end));
@@ -515,6 +512,36 @@ interface OwnerFile {
 }
 
 /** The owner recorded in dir/owner.json, or undefined when there is none; DATA_LOSS when it does not parse. */
+/**
+ * DATA_LOSS when the log holds fewer whole records than were acknowledged (published), naming file,
+ * offset and seq; undefined otherwise. end is where its whole records end, fileSize its length.
+ */
+function shortOfAcknowledged(log: FileLocalLog, end: number, fileSize: number, acknowledged = 0): RemoteLogError | undefined {
+  if (log.length >= acknowledged) return undefined;
+  const what = end < fileSize ? `ends at byte ${end} in ${fileSize - end} bytes that are not a whole record` : `ends after ${log.length} whole records`;
+  return RemoteLogError.dataLoss(
+    `local log ${log.path} ${what}, where seq ${log.length} is, yet its first ${acknowledged} messages were published: it is damaged, and nothing was cut or written. ` +
+      `remotelog repair --data ${log.dir} --from-remote can refill it from the remote log`,
+    undefined,
+    { file: log.path, offset: end, seq: log.length },
+  );
+}
+
+/**
+ * How many of the records of the local log in dir were published: the published mark (dir/published)
+ * of name, by default the name that owns the log (owner.json); 0 when there is none.
+ */
+export async function publishedCount(dir: string, name?: string): Promise<number> {
+  name ??= (await readOwner(dir))?.name;
+  if (name === undefined) return 0;
+  const marks = await FileCheckpointStore.open(join(dir, PUBLISHED_DIR), { readOnly: true });
+  try {
+    return (await marks.load(name))?.delivered ?? 0;
+  } finally {
+    await marks.close();
+  }
+}
+
 export async function readOwner(dir: string): Promise<LogOwner | undefined> {
   const path = join(dir, OWNER_FILE);
   let text: string;

@@ -6,7 +6,7 @@ import { toHex } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { FileCheckpointStore } from "./checkpoint-store.js";
 import { LockFile } from "./lock-file.js";
-import { HEADER_SIZE, LOG_FILE, classifyTail, nextRecordStart, recordAt, writeRecord, type LogRecord } from "./local-log.js";
+import { HEADER_SIZE, LOG_FILE, PUBLISHED_DIR, classifyTail, nextRecordStart, recordAt, writeRecord, type LogRecord } from "./local-log.js";
 
 /*
  * `remotelog repair`: salvages a damaged local log on purpose. FileLocalLog refuses to open a damaged
@@ -93,7 +93,7 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
     const logChanged = setAside.length > 0 || rebuilt.refilled > 0 || rebuilt.messages.length !== kept.length;
     // Marks are checked even when the log needs nothing: a repair that crashed after replacing the log
     // but before moving them is finished by running it again.
-    const published = join(dir, "published");
+    const published = join(dir, PUBLISHED_DIR);
     const markFiles = (await readdir(published).catch(() => [] as string[])).filter((file) => file.endsWith(".json"));
     const moves = await planMarks(published, markFiles, rebuilt.messages);
     if (!logChanged && moves.length === 0) return report;
@@ -108,9 +108,9 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
       report.setAside.push({ offset: part.offset, bytes: part.bytes, seq: part.seq, why: part.why, savedTo });
     }
     if (markFiles.length > 0) {
-      await ensureDir(join(savedIn, "published"));
+      await ensureDir(join(savedIn, PUBLISHED_DIR));
       for (const file of markFiles) await copyFile(join(published, file), join(savedIn, "published", file));
-      await fsyncDir(join(savedIn, "published"));
+      await fsyncDir(join(savedIn, PUBLISHED_DIR));
     }
     report.changed = true;
     report.savedIn = savedIn;

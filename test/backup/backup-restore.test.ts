@@ -136,6 +136,25 @@ describe("backup - local log to a directory", () => {
     expect((await readdir(dir)).filter((name) => name.startsWith("target.")).map((name) => join(dir, name))).toEqual([live]);
   });
 
+  it("refuses a log whose published records are no longer whole, with DATA_LOSS naming file, offset and seq, and writes no backup", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const alice = join(dir, "alice");
+    const sent = await runCli(["send", "--unsigned", "--name", "alice", "--server", server.url, "--data", alice], { stdin: lines(300) });
+    expect(sent.code, sent.stderr).toBe(0);
+    // The last ~15 published records, and part of one more, are gone.
+    const log = join(alice, "log.bin");
+    const bytes = await readFile(log);
+    await writeFile(log, bytes.subarray(0, bytes.length - 1000));
+    const packs = join(dir, "packs");
+    // The old backup read the 284 whole records, as if the rest were an append in progress, and exited 0.
+    const backup = await runCli(["backup", "--from", alice, "--to", packs]);
+    expect(backup.code, backup.stdout).toBe(1);
+    expect(backup.stderr).toMatch(new RegExp(`DATA_LOSS: local log ${log.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} ends at byte \\d+ in \\d+ bytes that are not a whole record, where seq 28\\d is, yet its first 300 messages were published`));
+    await expect(readdir(packs)).rejects.toThrow();
+    expect(await readFile(log)).toEqual(bytes.subarray(0, bytes.length - 1000));
+  });
+
   it("refuses a non-empty target unless --force", async () => {
     const dir = await tempDir();
     await writeLog(join(dir, "alice"), 50);
