@@ -29,7 +29,16 @@ export interface DirectUnaryOptions {
   token?: string;
   /** The largest answer taken, as connect's readMaxBytes. */
   readMaxBytes: number;
+  /** How long a call may go without a byte of its answer (UNARY_IDLE_MS by default). */
+  idleTimeoutMs?: number;
 }
+
+/**
+ * A call whose server says nothing for this long (no headers, no byte of the answer) fails UNAVAILABLE,
+ * which callers retry as any outage: a wedged server, a half-open connection or a slowloris answer
+ * otherwise held every read verb forever. An answer that keeps coming is never cut.
+ */
+export const UNARY_IDLE_MS = 30_000;
 
 /** transport with its unary calls made by directUnary; its streaming calls as they are. */
 export function withDirectUnary(transport: Transport, options: DirectUnaryOptions): Transport {
@@ -174,10 +183,16 @@ function exchange(
     let stream: ClientHttp2Stream | undefined;
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
+    const idleMs = options.idleTimeoutMs ?? UNARY_IDLE_MS;
+    const onIdle = () => fail(new ConnectError(`no answer for ${idleMs / 1000} s`, Code.Unavailable), h2.NGHTTP2_CANCEL);
+    const idle = setTimeout(onIdle, idleMs);
+    // Refreshed, not made again, on every chunk of the answer: it runs once per 16 KiB read.
+    const heard = () => void idle.refresh();
     const onAbort = () => fail(new ConnectError("the operation was aborted", Code.Canceled, undefined, undefined, signal?.reason), h2.NGHTTP2_CANCEL);
     const settle = () => {
       settled = true;
       if (timer !== undefined) clearTimeout(timer);
+      clearTimeout(idle);
       signal?.removeEventListener("abort", onAbort);
     };
     const fail = (error: ConnectError, rstCode: number = h2.NGHTTP2_INTERNAL_ERROR) => {
@@ -202,6 +217,7 @@ function exchange(
         const chunks: Buffer[] = [];
         let length = 0;
         opened.on("response", (received) => {
+          heard();
           responseHeaders = received;
           // As connect's readAllBytes: an announced length over the limit fails before any byte is read.
           const announced = Number(received["content-length"]);
@@ -210,6 +226,7 @@ function exchange(
           }
         });
         opened.on("data", (chunk: Buffer) => {
+          heard();
           options.session.notifyResponseByteRead(opened);
           length += chunk.length;
           if (length > options.readMaxBytes) {

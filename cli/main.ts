@@ -37,9 +37,20 @@ export async function main(argv: string[], io: Io): Promise<number> {
   return (await load()).run(rest, io);
 }
 
+/** How long a verb has to stop cleanly after SIGINT or SIGTERM before the process ends anyway. */
+const STOP_GRACE_MS = 5_000;
 const controller = new AbortController();
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => controller.abort(new Error(signal)));
+for (const [signal, exitCode] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  process.once(signal, () => {
+    controller.abort(new Error(signal));
+    // Verbs stop on the abort; one waiting on what does not hear it (a call a wedged server never answers)
+    // ignored the signal, and only a second one ended it. Every write is atomic (a SIGKILL at any point
+    // is safe: make chaos), so ending here loses nothing. A verb that stops in time never sees this.
+    setTimeout(() => {
+      process.stderr.write(`remotelog: stopped by ${signal}: the work in progress did not end within ${STOP_GRACE_MS / 1000} s of it\n`);
+      process.exit(exitCode);
+    }, STOP_GRACE_MS).unref();
+  });
 }
 let pipeClosed = false;
 // A reader that goes away (`remotelog receive | head -1`) is not a failure: stop and end quietly.
