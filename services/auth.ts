@@ -108,14 +108,17 @@ export class Authority {
     );
   }
 
-  /** Who writes blocks or an unsigned name with this call: anyone on an open server, else a token holder. */
-  tokenWriter(context: HandlerContext | undefined, what: string): Writer {
+  /**
+   * Who writes blocks or an unsigned name with this call: anyone on an open server, else a token holder.
+   * signedHelps: whether the refusal may say that a signed update would do instead.
+   */
+  tokenWriter(context: HandlerContext | undefined, what: string, signedHelps = true): Writer {
     const token = bearerOf(context);
     if (token !== undefined && matches(this.writeTokens, token)) return `token ${createHash("sha256").update(token).digest("hex").slice(0, 12)}`;
     if (token !== undefined) throw RemoteLogError.permissionDenied(`${what}: the bearer token is not one of this server's write tokens`);
     if (this.open) return ANONYMOUS;
     throw RemoteLogError.permissionDenied(
-      `${what} needs a write token (Authorization: Bearer) on this server; blocks without one are accepted only with a signed name update`,
+      `${what} needs a write token (Authorization: Bearer) on this server${signedHelps ? "; blocks without one are accepted only with a signed name update" : ""}`,
     );
   }
 
@@ -176,9 +179,8 @@ export class Authority {
    * version. A record already published (sequence at or below the version) is public, anybody may have
    * read it, so it authorizes nothing; one not published yet is known only to its signer.
    */
-  async pendingWriter(names: NameStore | undefined, pending: { name: string; content: Uint8Array; record: Uint8Array }): Promise<Writer> {
+  async pendingWriter(names: NameStore, pending: { name: string; content: Uint8Array; record: Uint8Array }): Promise<Writer> {
     const { name, content, record } = pending;
-    if (!names) throw RemoteLogError.permissionDenied("this server has no NS beside its CAS to check a pending signed update against");
     if (!isKeyName(name)) throw RemoteLogError.invalidArgument(`pending update: name ${JSON.stringify(name)} is not a key name (k51…)`);
     const { sequence } = await verifyNameRecord(name, record, content);
     const writer = this.keyWriter(name);

@@ -67,9 +67,15 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
   async addMany(request: AddManyRequest, context?: HandlerContext): Promise<AddManyResponse> {
     this.checkCount(request.blocks.length, "AddMany");
     request.blocks.forEach((block, index) => checkBlockSize(block, this.limits.maxBlockBytes, `block ${index}`));
-    const writer = request.pending
-      ? await this.authority.pendingWriter(this.options.names, request.pending)
-      : this.authority.tokenWriter(context, "AddMany");
+    // A CAS without an NS beside it (serve --only cas) cannot check a pending signed update: its blocks
+    // come as anyone's do (anonymous on an open server, else with a token), where they were refused even
+    // on an open one, and a split deployment could take no signed send.
+    const writer =
+      request.pending && this.options.names
+        ? await this.authority.pendingWriter(this.options.names, request.pending)
+        : request.pending
+          ? this.authority.tokenWriter(context, "AddMany on a CAS without an NS beside it (which cannot check a signed update)", false)
+          : this.authority.tokenWriter(context, "AddMany");
     const bytes = request.blocks.reduce((sum, block) => sum + block.length, 0);
     this.authority.chargeBytes(writer, bytes);
     try {
