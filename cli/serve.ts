@@ -372,7 +372,7 @@ async function openStores(flags: ServeFlags, log: Logger): Promise<{ content?: C
       // The NS keeps head pages on the node too, through the same API (and the CAS store, when both are Kubo).
       if (flags.ns === "ipns") names = new (await import("../stores/ipns/name-store.js")).IpnsNameStore(kubo!.api, kubo);
       else if (flags.memory) names = new (await import("../stores/memory/name-store.js")).MemoryNameStore();
-      else names = await (await import("../stores/level/name-store.js")).LevelNameStore.open(join(flags.data, "ns"));
+      else names = await (await import("../stores/level/name-store.js")).LevelNameStore.open(join(flags.data, "ns"), { counted: true });
     }
     return { content, names };
   } catch (err) {

@@ -37,6 +37,11 @@ export class LevelNameStore implements NameStore {
    * under the name's lock, so what it holds is the stored version.
    */
   private readonly versions = new Map<string, bigint>();
+  /**
+   * How many names there are, when the store was opened with { counted }: kept as names are made, since
+   * walking every key at each count made a public /metrics scrape cost O(names) (0.15 s at 40,000).
+   */
+  private names: number | undefined;
 
   private constructor(
     readonly dir: string,
@@ -47,7 +52,7 @@ export class LevelNameStore implements NameStore {
    * Opens (creating if needed) the store in dir. Throws CONFLICT when another process has it open,
    * INTERNAL when LevelDB cannot open it (damaged, permissions).
    */
-  static async open(dir: string): Promise<LevelNameStore> {
+  static async open(dir: string, options: { counted?: boolean } = {}): Promise<LevelNameStore> {
     const db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
     try {
       await db.open();
@@ -58,7 +63,10 @@ export class LevelNameStore implements NameStore {
       }
       throw RemoteLogError.internal(`cannot open name store ${dir}: ${describe(err)}`, err);
     }
-    return new LevelNameStore(dir, db);
+    const store = new LevelNameStore(dir, db);
+    // Walked here, before anyone can write: a count taken beside puts could not tell which it saw.
+    if (options.counted) store.names = await store.walkCount();
+    return store;
   }
 
   /** The name's entry, or undefined. Throws DATA_LOSS if the stored value does not decode, INTERNAL on an I/O failure. */
@@ -94,12 +102,15 @@ export class LevelNameStore implements NameStore {
       try {
         await this.db.put(name, value, { sync: true });
       } catch (err) {
-        // Whether a failed write reached the disk is unknown: the next put reads the version again.
+        // Whether a failed write reached the disk is unknown: the next put reads the version again, and
+        // a count reads every key again.
         this.versions.delete(name);
+        this.names = undefined;
         if (isOutOfSpace(err)) throw serverOutOfSpace(`cannot write name ${JSON.stringify(name)}`, err);
         throw RemoteLogError.internal(`cannot write name ${JSON.stringify(name)}: ${describe(err)}`, err);
       }
       this.remember(name, version);
+      if (current === 0n && this.names !== undefined) this.names++;
       return version;
     });
   }
@@ -110,9 +121,13 @@ export class LevelNameStore implements NameStore {
     if (this.versions.size > VERSIONS_KEPT) this.versions.delete(this.versions.keys().next().value!);
   }
 
-  /** How many names have an entry. Reads every key: meant for stats and tests, not hot paths. */
+  /** How many names have an entry: kept, when opened with { counted }; else read every key (stats and tests). */
   async count(): Promise<number> {
     this.checkOpen();
+    return this.names ?? this.walkCount();
+  }
+
+  private async walkCount(): Promise<number> {
     let count = 0;
     for await (const _ of this.db.keys()) count++;
     return count;

@@ -23,6 +23,15 @@ nameStoreContract(
   },
   { signedOnly: true },
 );
+// As `serve` opens it: the count kept as names are made, not read from every key.
+nameStoreContract(
+  "level, counted",
+  async () => LevelNameStore.open(await contractDirs.make(), { counted: true }),
+  async (store: NameStore) => {
+    await store.close();
+    await contractDirs.removeAll();
+  },
+);
 
 describe("level name store - on disk", () => {
   const dirs = new TempDirs();
@@ -65,11 +74,18 @@ describe("level name store - on disk", () => {
     expect(await store.get("name 0")).toEqual({ content: text("0 v3"), version: 3n, record: new Uint8Array(0) });
   });
 
-  it("count - counts names, not updates", async () => {
-    const store = await openStore(await dirs.make());
+  it("count - counts names, not updates; kept when opened counted, from what is on disk and each new name, concurrent puts too", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
     expect(await store.count()).toBe(0);
     for (let i = 0; i < 5; i++) await store.put(`name ${i % 3}`, text(`${i}`));
     expect(await store.count()).toBe(3);
+    await store.close();
+    const counted = await LevelNameStore.open(dir, { counted: true });
+    opened.push(counted);
+    expect(await counted.count()).toBe(3);
+    await Promise.all(Array.from({ length: 40 }, (_, i) => counted.put(`name ${i % 20}`, text(`${i}`)).catch(() => {})));
+    expect(await counted.count()).toBe(20);
   });
 
   it("a second open of an open store is CONFLICT, and works once the first is closed", async () => {
