@@ -13,8 +13,18 @@ export interface BackupOptions {
   packSize?: number;
   /** Deflate pack bodies where that saves space (default); false stores every body as it is. */
   compress?: boolean;
+  /** Move the head onto the packs stored so far at least this often while the run goes on (HEAD_EVERY_MS). */
+  headEveryMs?: number;
   progress?: Progress;
 }
+
+/**
+ * A run moves the head onto what it has stored at least this often. A pack no head reaches is garbage
+ * to a gc of the store once it is older than the gc's grace (1 h by default): a run that moved the head
+ * only at its end lost its first packs to a routine gc when it ran longer than that, then moved the head
+ * onto the broken chain and succeeded. A head each minute also lets a killed run resume from there.
+ */
+export const HEAD_EVERY_MS = 60_000;
 
 export interface BackupSummary {
   /** The head pack's CID (base32), after this backup. */
@@ -34,10 +44,10 @@ export interface BackupSummary {
 /**
  * One backup run: reads the previous head from the target, reads from the source only the messages
  * after the last one it holds, lays them out in packs chained onto it, stores the packs, and moves
- * the head last. Packs are deterministic, so a run killed anywhere leaves the previous head (and its
- * chain) intact, and the next run writes the same packs again (a store skips those it has) and moves
- * the head. CONFLICT when the source is another log than the one backed up there, or the head moved
- * meanwhile.
+ * the head onto the packs stored, at least every headEveryMs and last at the end. Packs are
+ * deterministic, so a run killed anywhere leaves a head whose chain is whole, and the next run goes on
+ * from it, writing the same packs again (a store skips those it has). CONFLICT when the source is
+ * another log than the one backed up there, or the head moved meanwhile.
  */
 export async function runBackup(options: BackupOptions): Promise<BackupSummary> {
   const started = performance.now();
@@ -45,6 +55,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   const progress = options.progress ?? silentProgress;
   const packSize = options.packSize ?? DEFAULT_PACK_SIZE;
   const previousHead = await target.readHead();
+  const headEveryMs = options.headEveryMs ?? HEAD_EVERY_MS;
+  /** The head as this run last left it. */
+  let head = previousHead;
+  let headMovedAt = performance.now();
   const previous = previousHead ? await readPack(target, previousHead.pack) : undefined;
   if (previous && previous.logName !== source.logName) {
     throw RemoteLogError.conflict(`${target.where} holds a backup of log ${JSON.stringify(previous.logName)}, not of ${JSON.stringify(source.logName)}`);
@@ -67,7 +81,16 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   // Bodies deflate on the thread pool, a few packs ahead; headers chain one after the other, since each
   // names the CID of the pack before it.
   const sealed: { messages: Uint8Array[]; firstSeq: number; lastId?: Uint8Array; body: Promise<Uint8Array | undefined> }[] = [];
-  const writes: Promise<void>[] = [];
+  /** Puts in flight, oldest first, with the pack each stores. */
+  const writes: { done: Promise<void>; address: Uint8Array; lastSeq: number }[] = [];
+  /** Waits for the oldest put; then, when the head is due to move, moves it there (all older are stored). */
+  const settleOldest = async () => {
+    const { done, address, lastSeq } = writes.shift()!;
+    await done;
+    if (performance.now() - headMovedAt < headEveryMs) return;
+    head = await target.writeHead({ pack: address, logName, lastSeq }, head);
+    headMovedAt = performance.now();
+  };
   const seal = () => {
     const body = compress ? deflateBody(run) : Promise.resolve(undefined);
     body.catch(() => {}); // awaited in order by writeOldest
@@ -84,10 +107,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     );
     // The next pack is laid out while this one is written, at most two writes in flight; the head
     // moves only once all are stored, so a crash at any point leaves the previous backup as it was.
-    if (writes.length >= 2) await writes.shift();
+    if (writes.length >= 2) await settleOldest();
     const write = target.put([pack]);
-    write.catch(() => {}); // awaited below
-    writes.push(write);
+    write.catch(() => {}); // awaited by settleOldest
+    writes.push({ done: write, address: pack.address, lastSeq: firstSeq + count - 1 });
     link = pack.address;
     bytes += pack.bytes.length;
     packs++;
@@ -108,7 +131,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   }
   if (run.length > 0) seal();
   while (sealed.length > 0) await writeOldest();
-  await Promise.all(writes);
+  await Promise.all(writes.map((write) => write.done));
   progress.stop();
   const summary = (head: Uint8Array | undefined): BackupSummary => ({
     head: head ? addressText(head) : "",
@@ -121,7 +144,7 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     ms: Math.round(performance.now() - started),
   });
   if (packs === 0) return summary(previous?.address);
-  await target.writeHead({ pack: link, logName, lastSeq: seq - 1 }, previousHead);
+  await target.writeHead({ pack: link, logName, lastSeq: seq - 1 }, head);
   return summary(link);
 }
 

@@ -25,8 +25,8 @@ export interface PackStore {
   put(packs: { address: Uint8Array; bytes: Uint8Array }[]): Promise<void>;
   /** The recorded head, or undefined before the first backup. */
   readHead(): Promise<BackupHeadInfo | undefined>;
-  /** Moves the head; CONFLICT when someone else moved it since readHead. */
-  writeHead(head: { pack: Uint8Array; logName: string; lastSeq: number }, previous: BackupHeadInfo | undefined): Promise<void>;
+  /** Moves the head, and returns it as readHead would; CONFLICT when someone else moved it since previous. */
+  writeHead(head: { pack: Uint8Array; logName: string; lastSeq: number }, previous: BackupHeadInfo | undefined): Promise<BackupHeadInfo>;
   close(): Promise<void>;
 }
 
@@ -107,12 +107,13 @@ export class DirPackStore implements PackStore {
     }
   }
 
-  async writeHead(head: { pack: Uint8Array }, previous: BackupHeadInfo | undefined): Promise<void> {
+  async writeHead(head: { pack: Uint8Array }, previous: BackupHeadInfo | undefined): Promise<BackupHeadInfo> {
     const current = await this.readHead();
     if ((current === undefined) !== (previous === undefined) || (current && previous && !equalBytes(current.pack, previous.pack))) {
       throw RemoteLogError.aborted(`${join(this.dir, "HEAD")} moved during the backup (another backup ran?); run it again`);
     }
     await writeFileAtomic(join(this.dir, "HEAD"), new TextEncoder().encode(`${addressText(head.pack)}\n`));
+    return { pack: head.pack };
   }
 
   async close(): Promise<void> {}

@@ -52,12 +52,12 @@ export class RemotePackStore implements PackStore {
     return { pack: head.pack, version: entry.version };
   }
 
-  async writeHead(head: { pack: Uint8Array; logName: string; lastSeq: number }, previous: BackupHeadInfo | undefined): Promise<void> {
+  async writeHead(head: { pack: Uint8Array; logName: string; lastSeq: number }, previous: BackupHeadInfo | undefined): Promise<BackupHeadInfo> {
     const name = this.requireName();
     const content = encodeBackupHead({ pack: head.pack, logName: head.logName, lastSeq: BigInt(head.lastSeq) });
     const version = previous?.version ?? 0n;
     const record = this.key ? await createNameRecord(this.key, content, version + 1n) : undefined;
-    await this.remote.updateName(name, content, version, record);
+    return { pack: head.pack, version: await this.remote.updateName(name, content, version, record) };
   }
 
   private requireName(): string {

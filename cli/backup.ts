@@ -1,11 +1,11 @@
 import { isDirectory } from "../stores/file/atomic.js";
 import type { Command } from "commander";
-import { runBackup, type BackupSummary } from "../backup/backup.js";
+import { HEAD_EVERY_MS, runBackup, type BackupSummary } from "../backup/backup.js";
 import type { Progress } from "../backup/progress.js";
 import { withRetry } from "../core/retry.js";
 import { DEFAULT_PACK_SIZE } from "../backup/pack-format.js";
 import type { LogSource } from "../backup/source.js";
-import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, type EndpointFlags } from "./endpoints.js";
 import { RetryStatus } from "./follow.js";
 import { packStoreFrom, printJson, progressOf, sizeOption } from "./pack-options.js";
@@ -23,6 +23,7 @@ interface BackupFlags extends EndpointFlags {
   logName?: string;
   unsigned?: boolean;
   compress: boolean;
+  headEvery: number;
   json?: boolean;
   retryFor?: number;
 }
@@ -33,9 +34,9 @@ export function command(io: Io) {
       .description(
         "Back up a local log (--from-dir) or a remote log by name, read through --server (--from-name), to --to (a directory, " +
           "or a CAS service URL) as a chain of packs (proto/remotelog/v1/pack.proto), writing only the messages " +
-          "after the previous backup's last one. The head moves last (DIR/HEAD, or --head-name in the URL's NS), so " +
-          "a backup killed half-way leaves the previous one whole, and running it again finishes it. Prints the " +
-          "head pack's CID.",
+          "after the previous backup's last one. The head (DIR/HEAD, or --head-name in the URL's NS) moves onto the packs " +
+          "stored at least every --head-every and last at the end, so a backup killed half-way leaves a whole one, and " +
+          "running it again finishes it. Prints the head pack's CID.",
       )
       .option("--from-dir <dir>", "back up the local log in DIR")
       .option("--from-name <name>", "back up the remote log of NAME, read through --server")
@@ -47,6 +48,7 @@ export function command(io: Io) {
       .option("--log-name <name>", "the name recorded in the packs of a local log (default: the directory's name)")
       .option("--unsigned", "back up a free-form name, whose heads nobody signs")
       .option("--no-compress", "store every pack's messages as they are (by default a body is deflated when that saves 5% or more)")
+      .addOption(durationFlag("--head-every <duration>", "move the head onto the packs stored at least this often, well within a server gc's grace (a pack no head reaches is garbage to it)", HEAD_EVERY_MS))
       .option("--json", "print a JSON summary instead of the CID")
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long, running the backup again from where it stands (0: forever; default: 3 s for a service that never answered, else 60)", intOption(0)),
   )
@@ -90,7 +92,7 @@ export function command(io: Io) {
           };
           let result: BackupSummary;
           try {
-            result = await withRetry(() => runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, progress }), status.options());
+            result = await withRetry(() => runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, headEveryMs: flags.headEvery, progress }), status.options());
           } finally {
             status.done();
           }

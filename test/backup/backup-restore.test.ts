@@ -3,7 +3,8 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CarReader } from "@ipld/car/reader";
-import { cleanup, runCli, startServer, tempDir, lines } from "../helpers/processes.js";
+import { cleanup, collect, runCli, spawnCli, startServer, tempDir, lines } from "../helpers/processes.js";
+import { startDelayProxy } from "../../bench/delay-proxy.js";
 import { randomBytes } from "node:crypto";
 import { deflateRawSync } from "node:zlib";
 import { deflateBody, encodePack, splitIntoPacks } from "../../backup/pack-format.js";
@@ -264,6 +265,41 @@ describe("restore and verify - a deflate bomb", () => {
     expect(verify.code, verify.stdout).toBe(1);
     expect(verify.stdout + verify.stderr).toMatch(/deflated body inflates past \d+ bytes/);
   });
+});
+
+describe("backup - to a server whose gc runs meanwhile", () => {
+  it("a backup running longer than the gc's grace loses no pack: its head moves onto what is stored as it goes", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "2s"]);
+    // 40 ms round trips and small packs: a backup of several seconds, past the 2 s grace.
+    const proxy = await startDelayProxy(server.url, 40);
+    try {
+      const log = join(dir, "alice");
+      await writeLog(log, 12_000, { bodySize: 100 });
+      const backup = spawnCli(["backup", "--from-dir", log, "--to", proxy.url, "--head-name", "alice-backup", "--pack-size", "4KiB", "--no-compress", "--head-every", "500ms", "--json"]);
+      const finished = collect(backup, undefined, 120_000);
+      let running = true;
+      void finished.then(() => (running = false));
+      let collections = 0;
+      while (running) {
+        const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
+        expect(gc.code, gc.stderr).toBe(0);
+        collections++;
+      }
+      const result = await finished;
+      expect(result.code, result.stderr).toBe(0);
+      expect(collections).toBeGreaterThan(1);
+      // The old backup moved its head only at the end: the gc swept the packs it had stored first, and
+      // the head then named a broken chain (verify: a pack missing).
+      const verify = await runCli(["verify", "--name", "alice-backup", "--from", server.url, "--read-data"]);
+      expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+      const restored = await runCli(["restore", "--name", "alice-backup", "--from", server.url, "--to", join(dir, "restored")]);
+      expect(restored.code, restored.stderr).toBe(0);
+      expect(await readLog(join(dir, "restored"))).toHaveLength(12_000);
+    } finally {
+      await proxy.close();
+    }
+  }, 180_000);
 });
 
 describe("backup - remote log to a CAS service", () => {
