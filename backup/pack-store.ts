@@ -23,6 +23,8 @@ export interface PackStore {
   get(address: Uint8Array): Promise<Uint8Array | undefined>;
   /** Stores packs durably; those already stored are skipped. */
   put(packs: { address: Uint8Array; bytes: Uint8Array }[]): Promise<void>;
+  /** The largest pack the store takes, when it has a limit and says it (a CAS's largest block). */
+  largestPack?(): Promise<number | undefined>;
   /** The recorded head, or undefined before the first backup. */
   readHead(): Promise<BackupHeadInfo | undefined>;
   /** Moves the head, and returns it as readHead would; CONFLICT when someone else moved it since previous. */

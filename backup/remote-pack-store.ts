@@ -36,10 +36,14 @@ export class RemotePackStore implements PackStore {
       await this.remote.putBlocks(packs.map((pack) => pack.bytes));
     } catch (err) {
       if (isRemoteLogError(err, ErrorCodes.TOO_LARGE)) {
-        throw RemoteLogError.tooLarge(`${err.message}; packs must fit the CAS's largest block: pass a smaller --pack-size (such as 1MiB), or serve with a larger --max-block`);
+        throw RemoteLogError.tooLarge(`${err.text}; packs must fit the CAS's largest block: pass a smaller --pack-size (such as 1MiB), or serve with a larger --max-block`);
       }
       throw err;
     }
+  }
+
+  async largestPack(): Promise<number | undefined> {
+    return (await this.remote.casLimits?.())?.maxBlockBytes;
   }
 
   async readHead(): Promise<BackupHeadInfo | undefined> {

@@ -44,7 +44,7 @@ export function command(io: Io) {
       .requiredOption("--to <url|dir>", "a directory of packs, or a CAS+NS service URL")
       .option("--head-name <name>", "with a URL: the free-form NS name that records the backup's head, unsigned (or --key instead)")
       .option("--key <file>", "with a URL: record the head under this key's name, signed (without --head-name)")
-      .option("--pack-size <size>", "largest pack (a URL's CAS must accept blocks this big)", sizeOption, DEFAULT_PACK_SIZE)
+      .option("--pack-size <size>", "largest pack (by default, for a URL, no bigger than its CAS's largest block)", sizeOption, DEFAULT_PACK_SIZE)
       .option("--log-name <name>", "the name recorded in the packs of a local log (default: the directory's name)")
       .option("--unsigned", "back up a free-form name, whose heads nobody signs")
       .option("--no-compress", "store every pack's messages as they are (by default a body is deflated when that saves 5% or more)")
@@ -92,7 +92,10 @@ export function command(io: Io) {
           };
           let result: BackupSummary;
           try {
-            result = await withRetry(() => runBackup({ source, target, packSize: flags.packSize, compress: flags.compress, headEveryMs: flags.headEvery, progress }), status.options());
+            // Without --pack-size, packs fit the target's largest block when it says one: the 2 MiB default
+            // is over a default server's 1 MiB, and the README's backup to a server failed on any log over it.
+            const packSize = async () => (command.getOptionValueSource("packSize") === "cli" ? flags.packSize : Math.min(flags.packSize, (await target.largestPack?.()) ?? Infinity));
+            result = await withRetry(async () => runBackup({ source, target, packSize: await packSize(), compress: flags.compress, headEveryMs: flags.headEvery, progress }), status.options());
           } finally {
             status.done();
           }

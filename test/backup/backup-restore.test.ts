@@ -267,6 +267,24 @@ describe("restore and verify - a deflate bomb", () => {
   });
 });
 
+describe("backup - to a default server without --pack-size", () => {
+  it("cuts packs to fit the server's largest block (1 MiB), where the 2 MiB default was refused TOO_LARGE", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const log = join(dir, "alice");
+    await writeLog(log, 15_000, { bodySize: 150 });
+    const key = join(dir, "backup.key");
+    expect((await runCli(["key", "gen", "--out", key])).code).toBe(0);
+    const backup = await runCli(["backup", "--from-dir", log, "--to", server.url, "--key", key, "--no-compress", "--json"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(json(backup.stdout)).toMatchObject({ messages: 15_000, packs: 3 });
+    const name = (await runCli(["key", "name", key])).stdout.trim();
+    const restored = await runCli(["restore", "--name", name, "--from", server.url, "--to", join(dir, "restored")]);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await readLog(join(dir, "restored"))).toHaveLength(15_000);
+  });
+});
+
 describe("backup - to a server whose gc runs meanwhile", () => {
   it("a backup running longer than the gc's grace loses no pack: its head moves onto what is stored as it goes", async () => {
     const dir = await tempDir();
