@@ -58,7 +58,9 @@ export async function verifyRemoteLog(
   const headText = `head of ${JSON.stringify(name)} (${addressText(headAddress)})`;
   // Address → (number, first seqid) of every page walked, to check skip links against.
   const pages = new Map<string, { number?: bigint; firstSeqid?: bigint }>();
+  // Declared before the head is checked: a head that fails returns report() at once, which reads them.
   let messages = 0;
+  let bytes = entry.content.length;
   let head: RemoteLog;
   try {
     head = (await reader.check(entry, { floor: options.minSequence, where: headText })).page;
@@ -81,7 +83,6 @@ export async function verifyRemoteLog(
   const pairs: RemoteLog_Pair[] = [];
   let where = headText;
   let tail = head.tail;
-  let bytes = entry.content.length;
   let expectFirst: bigint | undefined;
   progress.start("pages", 0);
   try {

@@ -1,6 +1,9 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { NS } from "../../gen/vac/cas/cas_pb.js";
 import { cleanup, lines, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
 
 afterEach(cleanup);
@@ -39,5 +42,25 @@ describe("verify - a remote log", () => {
     expect(faults).toHaveLength(1);
     expect(faults[0]).toMatch(/^FAULT bafkrei\w+: .*DATA_LOSS/);
     expect(full.stdout).toMatch(/^FAILED: 7 pages, 99 messages/m);
+  });
+});
+
+describe("verify --name - a head that is not a page", () => {
+  it("reports the head's fault as DATA_LOSS, in text and in --json, where it crashed with a ReferenceError", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    // A free-form name's head is whatever the NS holds: three bytes that decode as no vac.cas.RemoteLog.
+    const ns = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+    await ns.update({ name: "junk", content: new Uint8Array([0xff, 0xff, 0xff]) });
+
+    const text = await runCli(["verify", "--name", "junk", "--from", server.url]);
+    expect(text.stderr).not.toMatch(/ReferenceError|before initialization|\n\s+at /);
+    expect(text.code, text.stderr).toBe(1);
+    expect(text.stdout).toMatch(/^FAULT head of "junk" \(bafkrei\w+\): DATA_LOSS: .*not a vac\.cas\.RemoteLog page/m);
+    expect(text.stdout).toMatch(/^FAILED: 0 pages, 0 messages, 3 bytes checked \(structure only\), 1 faults$/m);
+    expect(text.stderr).toMatch(/^remotelog: DATA_LOSS: verify found 1 fault in bafkrei\w+: /);
+
+    const json = await runCli(["verify", "--name", "junk", "--from", server.url, "--json"]);
+    expect(json.code, json.stderr).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ kind: "log", ok: false, objects: 0, messages: 0, bytes: 3, faults: [{ code: "DATA_LOSS" }] });
   });
 });
