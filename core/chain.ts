@@ -43,9 +43,21 @@ export interface ChainPage {
 }
 
 /**
+ * Throws DATA_LOSS unless a page fetched by following a link is the page that link promised: one with
+ * page info, of the link's number and first seqid. Without this a chain's pages could all claim to be
+ * page 1 and the chain run on far past the page 0 they point to.
+ */
+function checkPromised(links: PageLinks, where: string, number: bigint, firstSeqid: bigint): void {
+  if (!links.info || links.info.number !== number || links.info.firstSeqid !== firstSeqid) {
+    throw RemoteLogError.dataLoss(`${where} is not the page its link promised (number ${number}, from seqid ${firstSeqid})`);
+  }
+}
+
+/**
  * The pages of a chain, the head first, each fetched only when the one before has been taken. Every
- * fetched page must hash to the tail that named it and decode; a tail seen twice is a loop, and more
- * than maxPages pages (head included) a chain too long. All three are DATA_LOSS, thrown when reached.
+ * fetched page must hash to the tail that named it, decode, and be the page that tail's link promised
+ * (checkPromised) when the page before has page info; a tail seen twice is a loop, and more than
+ * maxPages pages (head included) a chain too long. All are DATA_LOSS, thrown when reached.
  */
 export async function* chainPages(head: RemoteLog, fetchPage: PageFetcher, maxPages: number = DEFAULT_MAX_PAGES): AsyncGenerator<ChainPage> {
   const seen = new Set<string>();
@@ -62,7 +74,11 @@ export async function* chainPages(head: RemoteLog, fetchPage: PageFetcher, maxPa
     const bytes = await fetchPage(address);
     const next = `page ${addressText(address)}`;
     if (!matchesAddress(bytes, address)) throw RemoteLogError.dataLoss(`${next} does not hash to its address`, undefined, { address: addressText(address) });
-    current = { page: decodePage(bytes, next, ErrorCodes.DATA_LOSS), address, bytes, where: next };
+    const decoded = decodePage(bytes, next, ErrorCodes.DATA_LOSS);
+    // decodePage made a page with info link its tail first; a page without info (a draft chain) promises nothing.
+    const link = page.info?.skips[0];
+    if (link) checkPromised(decoded, next, link.number, link.firstSeqid);
+    current = { page: decoded, address, bytes, where: next };
   }
 }
 
@@ -214,9 +230,7 @@ export async function collectPages(head: RemoteLog, fromSeqid: number, fetchPage
       if (!matchesAddress(blocks[j], addresses[j])) throw RemoteLogError.dataLoss(`${where} does not hash to its address`);
       const page = whole(number) ? decodePage(blocks[j], where, ErrorCodes.DATA_LOSS) : undefined;
       const links = page ?? decodePageLinks(blocks[j], where, ErrorCodes.DATA_LOSS);
-      if (!links.info || Number(links.info.number) !== number || links.info.firstSeqid !== known.get(number)!.firstSeqid) {
-        throw RemoteLogError.dataLoss(`${where} is not the page its link promised (number ${number}, from seqid ${known.get(number)!.firstSeqid})`);
-      }
+      checkPromised(links, where, BigInt(number), known.get(number)!.firstSeqid);
       return { links, page };
     });
   };

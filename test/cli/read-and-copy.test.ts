@@ -1,7 +1,14 @@
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { BlockService } from "../../gen/remotelog/v1/blocks_pb.js";
+import { NS, RemoteLogSchema, type RemoteLog_PageInfoSchema } from "../../gen/vac/cas/cas_pb.js";
+import { addressOf } from "../../core/hash.js";
 import { bodyBytes, cleanup, lines, MAIN, parseJsonl, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 
 interface Line {
@@ -134,5 +141,40 @@ describe("cli - a reader that goes away (issue 12 §4, issue 10 §9)", () => {
       expect(result.stderr, verb).toBe("");
       expect(result.code, verb).toBe(0);
     }
+  });
+});
+
+describe("cli - a page chain longer than its pages claim (report §4)", () => {
+  it("export and inspect chain refuse it at the first page that is not the one its link promised, as receive and cat do", async () => {
+    // A free-form name's NS can serve any head: here 50 pages that each say "I am page 1, my tail is
+    // page 0 from seqid 0", over one real page 0. Each page is well formed alone; only its link lies.
+    const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "2" });
+    const pageBytes = (tail: Uint8Array, info: MessageInitShape<typeof RemoteLog_PageInfoSchema>) => toBinary(RemoteLogSchema, create(RemoteLogSchema, { pair: [], tail, info }));
+    const blocks: Uint8Array[] = [];
+    let bytes = pageBytes(new Uint8Array(0), { firstSeqid: 0n, count: 0, number: 0n, skips: [] });
+    for (let i = 1; i < 50; i++) {
+      blocks.push(bytes);
+      const tail = addressOf(bytes);
+      bytes = pageBytes(tail, { firstSeqid: 1n, count: 0, number: 1n, skips: [{ address: tail, firstSeqid: 0n, number: 0n }] });
+    }
+    await createClient(BlockService, transport).addMany({ blocks });
+    await createClient(NS, transport).update({ name: "liar", content: bytes });
+
+    const promised = /^remotelog: DATA_LOSS: page bafkrei\w+ is not the page its link promised \(number 0, from seqid 0\)$/m;
+    const cat = await runCli(["cat", "--unsigned", "liar", "--server", server.url]);
+    expect(cat.code, cat.stderr).toBe(1);
+    expect(cat.stderr).toMatch(promised);
+
+    const car = join(dir, "liar.car");
+    const exported = await runCli(["export", "--name", "liar", "--car", car, "--server", server.url]);
+    expect(exported.code, exported.stdout + exported.stderr).toBe(1);
+    expect(exported.stderr).toMatch(promised);
+    expect(exported.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(car), "no CAR is left behind").toBe(false);
+
+    const inspected = await runCli(["inspect", "chain", "--name", "liar", "--server", server.url]);
+    expect(inspected.code, inspected.stderr).toBe(1);
+    expect(inspected.stderr).toMatch(promised);
+    expect(inspected.stdout).toBe("");
   });
 });

@@ -1,7 +1,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
-import { toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema, type RemoteLog } from "../../gen/vac/cas/cas_pb.js";
 import { collectedPages, collectPages, walkChain } from "../../core/chain.js";
 import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
@@ -191,5 +191,27 @@ describe("chain - collecting an indexed chain by skip links", () => {
     for (const skip of forged.info!.skips) if (skip.number === 20n) skip.address = addressOf(bentBytes);
     blocks.set(toHex(addressOf(bentBytes)), bentBytes);
     await expect(collectPages(decodePage(encodePage(forged), "head"), 0, fetchPages)).rejects.toThrowError(/DATA_LOSS/);
+  });
+});
+
+describe("chain - walking a chain by tails", () => {
+  it("refuses a page that is not the one its tail's link promised, as collectPages does: a chain longer than its pages claim", async () => {
+    // Pages that each say "I am page 1, my tail is page 0 from seqid 0", over one real page 0: each
+    // decodes alone, and only the link that led to it lies.
+    const blocks = new Map<string, Uint8Array>();
+    let bytes = encodePage(create(RemoteLogSchema, { tail: new Uint8Array(0), info: { number: 0n, firstSeqid: 0n, count: 0 } }));
+    for (let i = 1; i < 5; i++) {
+      const tail = addressOf(bytes);
+      blocks.set(toHex(tail), bytes);
+      bytes = encodePage(create(RemoteLogSchema, { tail, info: { number: 1n, firstSeqid: 1n, count: 0, skips: [{ address: tail, number: 0n, firstSeqid: 0n }] } }));
+    }
+    const fetched: string[] = [];
+    const fetchPage = async (address: Uint8Array) => {
+      fetched.push(toHex(address));
+      return blocks.get(toHex(address))!;
+    };
+    await expect(walkChain(decodePage(bytes, "head"), fetchPage)).rejects.toThrowError(/^DATA_LOSS: page \S+ is not the page its link promised \(number 0, from seqid 0\)$/);
+    // Refused at the first page fetched, not walked on to page 0.
+    expect(fetched).toHaveLength(1);
   });
 });
