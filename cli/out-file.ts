@@ -36,9 +36,10 @@ export class OutFile implements CheckpointStore {
    * records its length when the checkpoint has none yet (so that a crash before the first saved batch
    * cuts back to where this run began). Returns the file and how many bytes were cut. Throws CONFLICT
    * when the checkpoint was kept for another file or another receiver is writing FILE (FILE.lock),
-   * DATA_LOSS when the file is shorter than recorded, INTERNAL on an I/O failure.
+   * DATA_LOSS when the file is shorter than recorded, INVALID_ARGUMENT when fromSeq (receive
+   * --from-seq) is below the seqs FILE already holds, INTERNAL on an I/O failure.
    */
-  static async open(file: string, name: string, store: CheckpointStore): Promise<{ out: OutFile; cut: number }> {
+  static async open(file: string, name: string, store: CheckpointStore, fromSeq?: number): Promise<{ out: OutFile; cut: number }> {
     const path = resolve(file);
     await requireDirOf(path, "--out file");
     // Two writers of one file would each cut the other's lines.
@@ -70,6 +71,15 @@ export class OutFile implements CheckpointStore {
       }
       if (checkpoint.out.file !== path) {
         throw RemoteLogError.conflict(`the checkpoint of name ${JSON.stringify(name)} was kept with --out ${checkpoint.out.file}, not ${path}; use that file or another --state`, { file: path, name });
+      }
+      // A seek back would append lines FILE holds already: exactly once is what FILE is for, so the
+      // seek is refused rather than its lines skipped, which would leave the user waiting for them.
+      if (fromSeq !== undefined && fromSeq < checkpoint.delivered) {
+        throw RemoteLogError.invalidArgument(
+          `--out ${path} already holds name ${JSON.stringify(name)}'s lines up to seq ${checkpoint.delivered - 1}, and --out writes each once: ` +
+            `--from-seq ${fromSeq} would append seqs ${fromSeq}..${checkpoint.delivered - 1} again. Leave out --from-seq to go on from seq ${checkpoint.delivered}, ` +
+            `or give another --out FILE and --state DIR to read from seq ${fromSeq}`,
+        );
       }
       const recorded = checkpoint.out.length;
       if (size < recorded) {

@@ -51,7 +51,7 @@ export function command(io: Io) {
       .option("--unsigned", "also read free-form names, whose heads nobody signs")
       .addOption(new Option("--state <dir>", "the receiver's checkpoint directory; without it, every run reads the whole log (stateless)").env("REMOTELOG_STATE"))
       .addOption(new Option("--format <format>", "jsonl: one JSON object per message, the shape `send --format jsonl` reads back; text: seq, time and body, for people").choices(["jsonl", "text"]).default("jsonl"))
-      .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids)", intOption(0))
+      .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids; with --out, not below the seqs FILE holds)", intOption(0))
       .option("--out <file>", "append the lines to FILE instead of stdout, exactly once: the checkpoint records FILE's length, and a restart cuts off lines written after the last checkpoint before it delivers them again (one name)")
       .option("--follow", "keep polling and print new messages as they arrive")
       .option("--interval <ms>", "poll interval with --follow (default: 30000 while the NS pushes new heads, and with --names doubling to 480000 while a name's polls find nothing new; 500 when it cannot)", intOption(10, 3_600_000))
@@ -110,7 +110,7 @@ export function command(io: Io) {
         const cached = new WriteThroughCheckpoints(checkpoints);
         let out: OutFile | undefined;
         if (flags.out !== undefined) {
-          const opened = await OutFile.open(flags.out, name, cached);
+          const opened = await OutFile.open(flags.out, name, cached, flags.fromSeq);
           out = opened.out;
           if (opened.cut > 0) io.stderr.write(`remotelog receive: cut ${opened.cut} bytes off the end of ${out.path}: lines written after the last checkpoint, delivered again now\n`);
         }

@@ -422,6 +422,35 @@ describe("seeking cannot skip", () => {
     follower.kill("SIGTERM");
     expect(seen).toEqual([7, 8, 9]);
   });
+
+  it("receive --out FILE --from-seq below what FILE holds is refused as INVALID_ARGUMENT, writing nothing; a fresh FILE may start anywhere and skip ahead", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    await sendOk(server, join(dir, "alice"), lines(20));
+    const bob = join(dir, "bob");
+    const file = join(dir, "out.jsonl");
+    const receive = (...extra: string[]) => runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", bob, "--out", file, ...extra]);
+    const seqs = async () => parseJsonl<{ seq: number }>(await readFile(file, "utf8")).map((d) => d.seq);
+
+    const started = await receive("--from-seq", "5");
+    expect(started.code, started.stderr).toBe(0);
+    expect(await seqs()).toEqual(Array.from({ length: 15 }, (_, i) => 5 + i));
+    const before = await readFile(file);
+
+    const back = await receive("--from-seq", "15");
+    expect(back.code, back.stderr).toBe(1);
+    expect(back.stderr).toMatch(/^remotelog: INVALID_ARGUMENT: --out \S+out\.jsonl already holds name "n"'s lines up to seq 19, and --out writes each once: --from-seq 15 would append seqs 15\.\.19 again\. Leave out --from-seq to go on from seq 20, or give another --out FILE and --state DIR to read from seq 15$/m);
+    expect(back.stderr).not.toMatch(/\n\s+at /);
+    expect(await readFile(file)).toEqual(before);
+
+    // Going on, and a seek ahead: FILE still holds each seq once.
+    await sendOk(server, join(dir, "alice"), lines(10, "more"));
+    const ahead = await receive("--from-seq", "25");
+    expect(ahead.code, ahead.stderr).toBe(0);
+    const all = await seqs();
+    expect(new Set(all).size).toBe(all.length);
+    expect(all).toEqual([...Array.from({ length: 15 }, (_, i) => 5 + i), 25, 26, 27, 28, 29]);
+  });
 });
 
 describe("small things with the same cause", () => {
