@@ -185,9 +185,14 @@ export class Remote implements LogRemote, NameLister {
       const blocks: Uint8Array[] = [];
       try {
         while (blocks.length < ids.length) {
+          const asked = ids.length - blocks.length;
           const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true }, "ids", blocks.length === 0 ? ids : ids.slice(blocks.length)));
-          // A server that returns nothing would have us ask forever; at least one block is its contract.
-          if (response.blocks.length === 0) throw RemoteLogError.internal(`GetMany of ${ids.length - blocks.length} blocks returned none`);
+          // An answer is the first blocks asked for, at least one (else we would ask forever) and no more
+          // than asked: a block too many would shift every later block, and every later batch, onto the
+          // wrong address, and the hash check would then blame an intact block of another batch.
+          if (response.blocks.length === 0 || response.blocks.length > asked) {
+            throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${asked} blocks returned ${response.blocks.length === 0 ? "none" : response.blocks.length}`);
+          }
           for (const block of response.blocks) blocks.push(block);
         }
         return blocks;

@@ -1,5 +1,12 @@
-import net from "node:net";
-import { describe, expect, it } from "vitest";
+import http2 from "node:http2";
+import net, { type AddressInfo } from "node:net";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
+import { BlockService } from "../../gen/remotelog/v1/blocks_pb.js";
+import { CAS, NS } from "../../gen/vac/cas/cas_pb.js";
+import { cleanup, lines, runCli, startServer, tempDir } from "../helpers/processes.js";
 import { ErrorCodes, isRemoteLogError } from "../../core/errors.js";
 import { listen, routes, type Listening } from "../../services/server.js";
 import { Remote } from "../../actors/remote.js";
@@ -37,6 +44,52 @@ describe("Remote - a connection the server resets is UNAVAILABLE, not a lost rac
       real.close();
       await server.close();
       await new Promise((ok) => resetting.close(ok));
+    }
+  });
+});
+
+describe("Remote.getBlocks - a GetMany answer with more blocks than asked (report §6)", () => {
+  afterEach(cleanup);
+
+  it("receive refuses the answer itself, naming the call, instead of shifting the next batch and blaming an intact message in it", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    // More messages than one GetMany batch (4096 ids): receive --batch 4096 asks for them in one
+    // getBlocks call, which goes out as a batch of 4096 and one of the rest.
+    const sent = await runCli(["send", "--unsigned", "--name", "big", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(4300) });
+    expect(sent.code, sent.stderr).toBe(0);
+
+    // A Connect server in front of the real one that passes every call on, but answers a GetMany of
+    // over 1,000 ids with one block more than it was asked for: the lie is in the first batch only.
+    const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "2" });
+    const ns = createClient(NS, transport);
+    const cas = createClient(CAS, transport);
+    const blocks = createClient(BlockService, transport);
+    const lying = http2.createServer(
+      connectNodeAdapter({
+        routes: (router) => {
+          router.service(NS, { fetch: (request) => ns.fetch(request) });
+          router.service(CAS, { get: (request) => cas.get(request) });
+          router.service(BlockService, {
+            getMany: async (request) => {
+              const answer = await blocks.getMany(request);
+              return request.ids.length > 1000 ? { ...answer, blocks: [...answer.blocks, answer.blocks[0]] } : answer;
+            },
+          });
+        },
+      }),
+    );
+    await new Promise<void>((ok) => lying.listen(0, "127.0.0.1", ok));
+    try {
+      const url = `http://127.0.0.1:${(lying.address() as AddressInfo).port}`;
+      const result = await runCli(["receive", "--unsigned", "--name", "big", "--server", url, "--batch", "4096"]);
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stderr).toMatch(/^remotelog: INTERNAL: CAS http:\/\/127\.0\.0\.1:\d+ GetMany of 4096 blocks returned 4097$/m);
+      expect(result.stderr).not.toMatch(/seq 4096|do not hash/);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+      expect(result.stdout).toBe("");
+    } finally {
+      await new Promise((ok) => lying.close(ok));
     }
   });
 });
