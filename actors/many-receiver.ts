@@ -1,5 +1,5 @@
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
-import { RemoteLogError, ErrorCodes } from "../core/errors.js";
+import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
 import { POLL_MS, PUSHED_POLL_MAX_MS, PUSHED_POLL_MS } from "./head-watch.js";
 import { WatchUnsupportedError, backoffDelayMs, fromConnectError, sleep, type Remote } from "./remote.js";
@@ -40,6 +40,11 @@ export interface ManyReceiverEvents {
   recovered?(name: string, failures: number): void;
   /** With follow: the name has no remote log yet. Said once, until it has one. */
   missing?(name: string): void;
+  /**
+   * With follow: the NS refused a stream watching names (TOO_LARGE: one of its limits), so
+   * they are only polled until a later try is taken. Said once a stream.
+   */
+  watchRefused?(names: number, error: RemoteLogError): void;
 }
 
 export interface ManyRunOptions {
@@ -148,28 +153,37 @@ export class ManyReceiver {
     wakeAll: (names: readonly string[]) => void,
     wake: (name: string) => void,
     unsupported: () => void,
+    events: ManyReceiverEvents,
     signal: AbortSignal,
   ): Promise<void> {
     const chunks: string[][] = [];
     for (let i = 0; i < this.names.length; i += WATCH_NAMES_PER_STREAM) chunks.push(this.names.slice(i, i + WATCH_NAMES_PER_STREAM));
     await Promise.all(
       chunks.map(async (names) => {
-        for (let attempt = 1, reopened = false; !signal.aborted; reopened = true) {
+        for (let attempt = 1, reopened = false, refused = false, refusalSaid = false; !signal.aborted; reopened = true) {
           try {
             const notes = watchNames(names, signal)[Symbol.asyncIterator]();
             // The first next() sends the request. Notes start from when a stream opens, so after a
-            // break the names are synced once the new stream is asked for: with a long poll, an
-            // update made while the stream was down would otherwise wait for it.
+            // break the names are synced once the new stream is asked for: with a long poll, an update
+            // made while the stream was down would otherwise wait for it. Not after a refusal, which no
+            // stream came before: every retry then synced every name (a Fetch each) every 5 s, for ever
+            // where the NS refuses the watch by its per-client limit.
             const first = notes.next();
-            if (reopened) wakeAll(names);
+            if (reopened && !refused) wakeAll(names);
+            refused = false;
             for (let note = await first; !note.done; note = await notes.next()) {
               attempt = 1;
               wake(note.value.name);
             }
           } catch (err) {
             if (err instanceof WatchUnsupportedError) return unsupported();
+            // ResourceExhausted on the wire: one of the NS's limits (max-watches-per-address, say).
+            refused = isRemoteLogError(err, ErrorCodes.TOO_LARGE);
+            if (refused && !refusalSaid) events.watchRefused?.(names.length, err as RemoteLogError);
+            refusalSaid ||= refused;
           }
-          await sleep(backoffDelayMs(attempt++), signal);
+          // A limit is not lifted in seconds: asked again less and less often, up to every 5 minutes.
+          await sleep(refused ? backoffDelayMs(attempt++, 1_000, 300_000) : backoffDelayMs(attempt++), signal);
         }
       }),
     );
@@ -322,7 +336,7 @@ export class ManyReceiver {
       if (follow && this.remote.watchNames) void this.watch(this.remote.watchNames.bind(this.remote), wakeAll, (name) => {
         const state = byName.get(name);
         if (state) wake(state);
-      }, unsupported, watching.signal);
+      }, unsupported, events, watching.signal);
       pump();
     });
   }

@@ -138,6 +138,30 @@ describe("receive many names - end to end through real processes", () => {
     expect(f.child.exitCode).toBe(0);
   });
 
+  it("an NS that refuses the watch (its per-address limit) is said once, and its names are polled, not all synced again at every retry", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-watches-per-address", "5"]);
+    const names = Array.from({ length: 20 }, (_, i) => `w${i}`);
+    for (const name of names) await send(server.url, dir, name, 1);
+    const file = join(dir, "names");
+    await writeFile(file, names.join("\n") + "\n");
+    const f = follower(["--names", file, "--server", server.url, "--state", join(dir, "bob")], []);
+    while (f.seen.length < names.length) await new Promise((resolve) => setTimeout(resolve, 50));
+    const fetches = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="vac.cas.NS/Fetch",code="OK"}'));
+      return line ? Number(line.split(" ").pop()) : 0;
+    };
+    // Idle for 8 s, well inside the first 30 s poll: the old follower synced every name again at each
+    // retry of the refused watch (0.1, 0.2, 0.4 ... 5 s apart), a Fetch each, and said nothing.
+    const before = await fetches();
+    await new Promise((resolve) => setTimeout(resolve, 8_000));
+    expect(await fetches()).toBe(before);
+    expect(f.stderr()).toMatch(/remotelog receive: the NS refused to push updates of 20 names \(TOO_LARGE: .*\); they are polled instead/);
+    expect(f.stderr().match(/refused to push/g)).toHaveLength(1);
+    f.child.kill("SIGTERM");
+  }, 60_000);
+
   it("a name that fails is reported by name, the others are all delivered, and the exit code is 1", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
