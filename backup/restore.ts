@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { readdir, rename, rm } from "node:fs/promises";
+import { link, readdir, rename, rm, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, toHex } from "../core/hash.js";
@@ -17,7 +17,7 @@ export interface RestoreOptions {
   head: Uint8Array;
   /** The local log directory to rebuild. */
   to: string;
-  /** Replace the log already in `to` (its log.bin and saved tails) instead of refusing. */
+  /** Move a non-empty `to` aside whole (moveAside) and restore into a fresh one, instead of refusing. */
   force?: boolean;
   progress?: Progress;
 }
@@ -29,6 +29,8 @@ export interface RestoreSummary {
   packs: number;
   bytes: number;
   to: string;
+  /** Where what `to` held was moved, when force replaced it. */
+  replaced?: string;
   ms: number;
 }
 
@@ -64,8 +66,9 @@ async function removeKilledBuilds(to: string): Promise<void> {
  * time, oldest first, each checked as it goes (every id is new, and a pack's last id is its header's
  * last_id). Only a log that passed all of it is moved into the target, so a corrupt or incomplete
  * backup never touches it. A target directory that holds anything is refused with CONFLICT unless
- * force, which replaces its log (log.bin and log.bin.tail-* files, under the log's lock) and leaves
- * other files alone.
+ * force, which moves it aside whole (moveAside) once the new log is built, and restores into a fresh
+ * one. The log goes in by a hard link, which never replaces a file: a log.bin that appeared in the
+ * target meanwhile (a sender started) is CONFLICT, not overwritten.
  */
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
@@ -75,6 +78,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const pool = LayoutPool.start();
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
+  let replaced: string | undefined;
   let packs: (ReadPackHeader & { bytes?: Uint8Array })[];
   try {
     packs = await walkChain(options.store, options.head, (bytes, address) => ({ ...decodePackHeader(bytes, address), bytes }), progress);
@@ -107,10 +111,14 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     } finally {
       await log.close();
     }
-    await checkTarget(options.to, options.force ?? false);
-    if (options.force) await clearLog(options.to);
+    if (await checkTarget(options.to, options.force ?? false)) replaced = await moveAside(options.to);
     await ensureDir(options.to);
-    await rename(join(building, "log.bin"), join(options.to, "log.bin"));
+    await link(join(building, "log.bin"), join(options.to, "log.bin")).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+        throw RemoteLogError.conflict(`${join(options.to, "log.bin")} appeared during the restore (a sender started?); nothing was replaced`);
+      }
+      throw ioError(`cannot move the restored log into ${options.to}`, err);
+    });
     await fsyncDir(options.to);
   } finally {
     await pool.close();
@@ -124,37 +132,46 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     packs: packs.length,
     bytes,
     to: options.to,
+    ...(replaced === undefined ? {} : { replaced }),
     ms: Math.round(performance.now() - started),
   };
 }
 
-async function checkTarget(dir: string, force: boolean): Promise<void> {
+/** Whether dir holds anything; CONFLICT when it does, unless force. */
+async function checkTarget(dir: string, force: boolean): Promise<boolean> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
     throw ioError(`cannot read ${dir}`, err);
   }
   if (names.length > 0 && !force) {
-    throw RemoteLogError.conflict(`${dir} is not empty (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}); restore into an empty directory, or pass --force to replace the log in it`);
+    throw RemoteLogError.conflict(`${dir} is not empty (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}); restore into an empty directory, or pass --force to move it aside and replace it`);
   }
+  return names.length > 0;
 }
 
-/** Removes the log in dir, holding its lock so that no sender has it open meanwhile. */
-async function clearLog(dir: string): Promise<void> {
-  let names: string[];
+/**
+ * Moves a forced restore's target aside whole, to `<to>.replaced-<time>` beside it, and returns that
+ * path. A directory's log, saved tails, published marks and owner describe one log and go together:
+ * removing only the log (as force did) lost it without a copy and kept marks that made send refuse
+ * the restored log as DATA_LOSS, or, from another log's backup, mixed two logs. Nothing is deleted;
+ * the user removes the old directory once sure. Under the log's lock, so not while a sender has it
+ * open; the lock moves with the directory and is dropped there. A kill after the rename leaves no
+ * target, which the next restore fills like any missing one.
+ */
+async function moveAside(to: string): Promise<string> {
+  const target = to.replace(/\/+$/, "");
+  const aside = `${target}.replaced-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  const lock = await LockFile.acquire(join(target, "LOCK"), `local log ${target}`);
   try {
-    names = await readdir(dir);
-  } catch {
-    return;
-  }
-  const lock = await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
-  try {
-    for (const name of names) {
-      if (name === "log.bin" || name.startsWith("log.bin.tail-")) await rm(join(dir, name), { force: true });
-    }
-  } finally {
+    await rename(target, aside);
+  } catch (err) {
     await lock.release();
+    throw ioError(`cannot move ${target} aside to ${aside}`, err);
   }
+  await unlink(join(aside, "LOCK")).catch(() => {});
+  await fsyncDir(dirname(target));
+  return aside;
 }

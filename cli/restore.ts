@@ -19,12 +19,13 @@ export function command(io: Io) {
     .description(
       "Read a backup's pack chain from its head back to its first pack, check every pack's CID, header and " +
         "link (contiguous seqs, matching counts) and every message's id, and only then write the local log in " +
-        "--to, which a sender can go on from. Refuses a non-empty --to unless --force (which replaces its log).",
+        "--to, which a sender can go on from. Refuses a non-empty --to unless --force, which moves it aside whole " +
+        "(to <to>.replaced-<time>, kept for you to remove) and restores into a fresh one.",
     )
     .option("--pack <cid>", "the head pack")
     .option("--name <name>", "a backup head name in the URL's NS (backup --head-name)")
     .requiredOption("--to <logdir>", "the local log directory to create")
-    .option("--force", "replace the log already in --to")
+    .option("--force", "move a non-empty --to aside (to <to>.replaced-<time>) and replace it")
     .option("--json", "print a JSON summary")
     .addHelpText("after", "\nExamples:\n  remotelog restore --from ./alice-backup --to ./alice\n  remotelog restore --name alice-backup --from http://127.0.0.1:7420 --to ./alice --force")
     .action(async (given: RestoreFlags) => {
@@ -32,6 +33,8 @@ export function command(io: Io) {
       const { store, head } = await headFrom(flags);
       try {
         const result = await runRestore({ store, head, to: flags.to, force: flags.force, progress: await progressOf(io, flags.json) });
+        // Said even with --json: a directory the user did not make now stands beside theirs.
+        if (result.replaced) io.stderr.write(`remotelog restore: what was in ${result.to} is now in ${result.replaced}; remove it once you no longer need it\n`);
         if (flags.json) printJson(io, result);
         else io.stdout.write(`restored ${result.messages} messages of ${JSON.stringify(result.logName)} from ${result.packs} packs into ${result.to}\n`);
       } finally {

@@ -171,6 +171,43 @@ describe("backup - local log to a directory", () => {
     expect(await readLog(target)).toHaveLength(50);
   });
 
+  it("restore --force moves a sender's directory aside whole (log, published marks, owner) and restores into a fresh one that send goes on from", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const bob = join(dir, "bob");
+    const key = join(dir, "bob.key");
+    expect((await runCli(["key", "gen", "--out", key])).code).toBe(0);
+    const send = (count: number, from: number) => runCli(["send", "--key", key, "--server", server.url, "--data", bob], { stdin: lines(count, "b", from) });
+    expect((await send(100, 0)).code).toBe(0);
+    expect((await runCli(["backup", "--from", bob, "--to", join(dir, "packs")])).code).toBe(0);
+    expect((await send(100, 100)).code).toBe(0);
+    const before = await readFile(join(bob, "log.bin"));
+    const [published, owner] = [await readdir(join(bob, "published")), await readFile(join(bob, "owner.json"))];
+
+    const restore = await runCli(["restore", "--from", join(dir, "packs"), "--to", bob, "--force", "--json"]);
+    expect(restore.code, restore.stderr).toBe(0);
+    // The old code deleted log.bin (200 messages, no copy anywhere) and kept the marks of 200 published.
+    const aside = (await readdir(dir)).filter((name) => name.startsWith("bob.replaced-"));
+    expect(aside).toHaveLength(1);
+    const replaced = join(dir, aside[0]);
+    expect(json(restore.stdout)).toMatchObject({ messages: 100, replaced });
+    expect(restore.stderr).toContain(`what was in ${bob} is now in ${replaced}`);
+    expect(await readFile(join(replaced, "log.bin"))).toEqual(before);
+    expect(await readdir(join(replaced, "published"))).toEqual(published);
+    expect(await readFile(join(replaced, "owner.json"))).toEqual(owner);
+    expect((await readdir(replaced)).sort()).toEqual(["log.bin", "owner.json", "published"]);
+
+    // The target is the restored log alone: nothing of the log it replaced is mixed into it.
+    expect(await readdir(bob)).toEqual(["log.bin"]);
+    expect(await readLog(bob)).toHaveLength(100);
+    const status = await runCli(["status", "--data", bob, "--key", key, "--server", server.url]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stderr).not.toContain("lost messages");
+    const next = await send(1, 500);
+    expect(next.code, next.stderr).toBe(0);
+    expect(await readLog(bob)).toHaveLength(101);
+  });
+
   it("names a corrupt or a missing pack, exits 1, and restore refuses it", async () => {
     const dir = await tempDir();
     await writeLog(join(dir, "alice"), 2000, { bodySize: 100 });
