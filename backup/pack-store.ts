@@ -1,4 +1,4 @@
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { RemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, parseAddressText } from "../core/hash.js";
@@ -66,9 +66,11 @@ export class DirPackStore implements PackStore {
     await this.ready;
     for (const pack of packs) {
       const path = join(this.dir, addressText(pack.address));
-      // Named by its content: a file of that name and size is this pack, written whole by a rename.
-      const existing = await stat(path).catch(() => undefined);
-      if (existing?.size === pack.bytes.length) continue;
+      // Only a file holding these very bytes is this pack (they hash to its name). One of the right
+      // name and size can still be damaged in place (bit rot, which verify reports): it is replaced,
+      // atomically, so that running the backup again heals the directory instead of calling it written.
+      const existing = await this.get(pack.address).catch(() => undefined);
+      if (existing && equalBytes(existing, pack.bytes)) continue;
       await writeFileAtomic(path, pack.bytes);
     }
   }

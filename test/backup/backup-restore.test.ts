@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -206,6 +206,36 @@ describe("backup - local log to a directory", () => {
     const next = await send(1, 500);
     expect(next.code, next.stderr).toBe(0);
     expect(await readLog(bob)).toHaveLength(101);
+  });
+
+  it("running the backup again rewrites a pack file damaged in place (same name and size), and leaves whole ones as they are", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "alice");
+    const packs = join(dir, "packs");
+    await writeLog(log, 3000, { bodySize: 20 });
+    const args = ["backup", "--from", log, "--to", packs, "--pack-size", "16KiB", "--no-compress", "--json"];
+    const first = json((await runCli(args)).stdout);
+    const chain = (await readdir(packs)).filter((name) => name.startsWith("b")).sort();
+    expect(chain.length).toBeGreaterThan(2);
+    const [victim, whole] = chain.filter((name) => name !== first.head);
+    const good = await readFile(join(packs, victim));
+    const damaged = Buffer.from(good);
+    damaged[200] ^= 0xff;
+    await writeFile(join(packs, victim), damaged);
+    const wholeInode = (await stat(join(packs, whole))).ino;
+    expect((await runCli(["verify", "--from", packs])).stdout).toContain(`FAULT ${victim}: DATA_LOSS: pack ${victim} does not hash to its address`);
+
+    // Start over into the same directory: the same deterministic packs are put again.
+    await rm(join(packs, "HEAD"));
+    const again = await runCli(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect(json(again.stdout)).toMatchObject({ head: first.head, packs: first.packs });
+    // The old code took any file of the right name and size for the pack, and verify still failed.
+    expect(await readFile(join(packs, victim))).toEqual(good);
+    const verify = await runCli(["verify", "--from", packs, "--read-data"]);
+    expect(verify.code, verify.stdout).toBe(0);
+    expect((await stat(join(packs, whole))).ino).toBe(wholeInode);
+    expect((await readdir(packs)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
   });
 
   it("names a corrupt or a missing pack, exits 1, and restore refuses it", async () => {
