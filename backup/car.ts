@@ -10,7 +10,7 @@ import { addressOf, addressText, equalBytes, RAW_CODEC, SHA2_256 } from "../core
 import { LogReader } from "../core/log-reader.js";
 import type { LogReadRemote } from "../core/log-remote.js";
 import { dirname } from "node:path";
-import { fsyncDir, ioError, requireDirOf, tmpPathFor } from "../stores/file/atomic.js";
+import { fsyncDir, ioError, removeKilledSiblings, requireDirOf, TMP_SUFFIX, tmpPathFor } from "../stores/file/atomic.js";
 import { readPackBytes } from "./pack-chain.js";
 import { verifyLink, type ReadPack } from "./pack-format.js";
 import type { PackStore } from "./pack-store.js";
@@ -40,6 +40,8 @@ async function writeCar(file: string, root: Uint8Array, fill: (put: Put) => Prom
   const started = performance.now();
   const { writer, out } = CarWriter.create([CID.decode(root)]);
   await requireDirOf(file, "CAR file");
+  // A killed export's temporary CAR (tmpPathFor), as big as the CAR, stayed beside it for good.
+  await removeKilledSiblings(file, ".", TMP_SUFFIX);
   const tmp = tmpPathFor(file);
   const output = createWriteStream(tmp, { flags: "wx" });
   const written = pipeline(Readable.from(out), output);

@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { link, readdir, rename, rm, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, toHex } from "../core/hash.js";
-import { ensureDir, fsyncDir, ioError, isAlive } from "../stores/file/atomic.js";
+import { ensureDir, fsyncDir, ioError, removeKilledSiblings } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
 import { idOf, LogFileWriter } from "./log-file.js";
 import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
@@ -35,46 +35,23 @@ export interface RestoreSummary {
 }
 
 /**
- * Removes what restores into to that were killed left beside it (`<to>.restoring-<pid>-<random>`, as
- * big as the log they were building), leaving those of live processes: a kill skips a restore's own
- * clean-up, and each retry left one more, until one failed for want of space.
- */
-async function removeKilledBuilds(to: string): Promise<void> {
-  const target = to.replace(/\/+$/, "");
-  const prefix = `${basename(target)}.restoring-`;
-  let names: string[];
-  try {
-    names = await readdir(dirname(target));
-  } catch {
-    return; // nothing beside it to remove; the restore says what is wrong with the place
-  }
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = /^(\d+)-[0-9a-f]{8}$/.exec(name.slice(prefix.length))?.[1];
-    if (pid === undefined || isAlive(Number(pid))) continue;
-    await rm(join(dirname(target), name), { recursive: true, force: true }).catch((err: unknown) => {
-      throw ioError(`cannot remove ${join(dirname(target), name)}, left by a restore that was killed`, err);
-    });
-  }
-}
-
-/**
  * Rebuilds a local log from a pack chain. The chain's shape is read first (every pack's header and
  * link); then each pack is checked whole (its CID, header and body; every message decodes) and laid
  * out as log records, shared between this thread and one per other core (restore-pool.ts). The log is
- * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts), a pack at a
- * time, oldest first, each checked as it goes (every id is new, and a pack's last id is its header's
- * last_id). Only a log that passed all of it is moved into the target, so a corrupt or incomplete
- * backup never touches it. A target directory that holds anything is refused with CONFLICT unless
- * force, which moves it aside whole (moveAside) once the new log is built, and restores into a fresh
- * one. The log goes in by a hard link, which never replaces a file: a log.bin that appeared in the
- * target meanwhile (a sender started) is CONFLICT, not overwritten.
+ * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts; those of killed
+ * restores into the same target are removed first, removeKilledSiblings), a pack at a time, oldest
+ * first, each checked as it goes (every id is new, and a pack's last id is its header's last_id).
+ * Only a log that passed all of it is moved into the target, so a corrupt or incomplete backup never
+ * touches it. A target directory that holds anything is refused with CONFLICT unless force, which
+ * moves it aside whole (moveAside) once the new log is built, and restores into a fresh one. The log
+ * goes in by a hard link, which never replaces a file: a log.bin that appeared in the target
+ * meanwhile (a sender started) is CONFLICT, not overwritten.
  */
 export async function runRestore(options: RestoreOptions): Promise<RestoreSummary> {
   const started = performance.now();
   const progress = options.progress ?? silentProgress;
   await checkTarget(options.to, options.force ?? false);
-  await removeKilledBuilds(options.to);
+  await removeKilledSiblings(options.to, ".restoring-");
   const pool = LayoutPool.start();
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;

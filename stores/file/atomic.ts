@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 
 /**
@@ -216,6 +216,38 @@ export async function removeLeftoverTmp(dir: string): Promise<string[]> {
     }
   }
   if (removed.length > 0) await fsyncDir(dir);
+  return removed;
+}
+
+/**
+ * Removes what writers of path that were killed left beside it: siblings named
+ * `<path><marker><pid>-<hex><suffix>` (tmpPathFor's temporary files, a restore's building directory)
+ * whose pid is no live process, files or directories with all they hold. A kill skips a writer's own
+ * clean-up, and each retry left one more, as big as what it was writing, until one failed for want of
+ * space. A live process's are left alone, so that a run beside another does not break it; and nothing
+ * else is touched, since path's directory may be the user's. Returns the paths removed.
+ */
+export async function removeKilledSiblings(path: string, marker: string, suffix = ""): Promise<string[]> {
+  const target = path.replace(/\/+$/, "");
+  const dir = dirname(target);
+  const prefix = `${basename(target)}${marker}`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return []; // nothing beside it to remove; the writer says what is wrong with the place
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(suffix)) continue;
+    const pid = /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length, name.length - suffix.length))?.[1];
+    if (pid === undefined || isAlive(Number(pid))) continue;
+    const leftover = join(dir, name);
+    await rm(leftover, { recursive: true, force: true }).catch((err: unknown) => {
+      throw ioError(`cannot remove ${leftover}, left by a process that was killed`, err);
+    });
+    removed.push(leftover);
+  }
   return removed;
 }
 
