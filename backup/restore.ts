@@ -3,7 +3,7 @@ import { link, readdir, rename, rm, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, toHex } from "../core/hash.js";
-import { ensureDir, fsyncDir, ioError, removeKilledSiblings } from "../stores/file/atomic.js";
+import { ensureDir, fsyncDir, ioError, removeKilledSiblings, userPathError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
 import { idOf, LogFileWriter } from "./log-file.js";
 import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
@@ -121,7 +121,7 @@ async function checkTarget(dir: string, force: boolean): Promise<boolean> {
     names = await readdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw ioError(`cannot read ${dir}`, err);
+    throw userPathError(`cannot read ${dir}`, err);
   }
   if (names.length > 0 && !force) {
     throw RemoteLogError.conflict(`${dir} is not empty (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}); restore into an empty directory, or pass --force to move it aside and replace it`);

@@ -238,6 +238,24 @@ describe("backup - local log to a directory", () => {
     expect((await readdir(packs)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
   });
 
+  it("restore --to a file (or a path under one) is INVALID_ARGUMENT saying so, and the file is left as it was", async () => {
+    const dir = await tempDir();
+    await writeLog(join(dir, "alice"), 10);
+    expect((await runCli(["backup", "--from", join(dir, "alice"), "--to", join(dir, "packs")])).code).toBe(0);
+    const file = join(dir, "alice", "log.bin");
+    const before = await readFile(file);
+    for (const to of [file, join(file, "sub")]) {
+      for (const force of [[], ["--force"]]) {
+        const restore = await runCli(["restore", "--from", join(dir, "packs"), "--to", to, ...force]);
+        expect(restore.code, to).toBe(1);
+        // It was INTERNAL with Node's bare ENOTDIR, as if the machine had failed.
+        expect(restore.stderr).toBe(`remotelog: INVALID_ARGUMENT: cannot read ${to}: a file is where a directory must be (ENOTDIR)\n`);
+      }
+    }
+    expect(await readFile(file)).toEqual(before);
+    expect((await readdir(join(dir, "alice"))).sort()).toEqual(["log.bin"]);
+  });
+
   it("names a corrupt or a missing pack, exits 1, and restore refuses it", async () => {
     const dir = await tempDir();
     await writeLog(join(dir, "alice"), 2000, { bodySize: 100 });
