@@ -141,7 +141,7 @@ export function command(io: Io) {
     const [writeTokens, adminTokens, allowKeys, tlsCert, tlsKey] = await Promise.all([
       flags.writeTokenFile ? readTokens(flags.writeTokenFile, "--write-token-file") : undefined,
       flags.adminTokenFile ? readTokens(flags.adminTokenFile, "--admin-token-file") : undefined,
-      flags.allowKeys ? readTokens(flags.allowKeys, "--allow-keys") : undefined,
+      flags.allowKeys ? readTokens(flags.allowKeys, "--allow-keys", false) : undefined,
       flags.tlsCert ? readFlagFile(flags.tlsCert, "--tls-cert") : undefined,
       flags.tlsKey ? readFlagFile(flags.tlsKey, "--tls-key") : undefined,
     ]);
@@ -301,7 +301,7 @@ function isLoopback(host: string): boolean {
 /** --admin-listen: HOST:PORT on loopback, or the path of a Unix socket. */
 function parseAdminListen(text: string): { host?: string; port?: number; path?: string } {
   if (text.includes("/")) return { path: text };
-  const { host, port } = parseListen(text);
+  const { host, port } = parseListen(text, "--admin-listen", " or a Unix socket's path (with a /, such as ./admin.sock)");
   if (!isLoopback(host)) throw usageError(`--admin-listen ${text}: the admin listener serves gc to whoever reaches it, so it listens on loopback or a Unix socket only`);
   return { host, port };
 }
@@ -329,17 +329,21 @@ async function readFlagFile(file: string, flag: string): Promise<Buffer> {
   }
 }
 
-async function readTokens(file: string, flag: string): Promise<string[]> {
+async function readTokens(file: string, flag: string, bearer = true): Promise<string[]> {
   const tokens = parseTokens((await readFlagFile(file, flag)).toString("utf8"));
   if (tokens.length === 0) throw usageError(`${flag} ${file} holds no tokens`);
+  // A bearer token is one word on the wire (Authorization: Bearer TOKEN): one with a space in it was
+  // taken here and then never matched anything a client could send.
+  const spaced = tokens.findIndex((token) => /\s/.test(token));
+  if (bearer && spaced !== -1) throw usageError(`${flag} ${file}: token ${spaced + 1} holds whitespace, which no Authorization header can carry; one token a line, without spaces`);
   return tokens;
 }
 
 /** HOST:PORT, with IPv6 hosts in brackets ([::1]:7420). */
-export function parseListen(text: string): { host: string; port: number } {
+export function parseListen(text: string, flag = "--listen", orElse = ""): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
   const port = match ? Number(match[3]) : NaN;
-  if (!match || port > 65535) throw usageError(`--listen takes HOST:PORT (such as 127.0.0.1:7420), not ${JSON.stringify(text)}`);
+  if (!match || port > 65535) throw usageError(`${flag} takes HOST:PORT (such as 127.0.0.1:7420)${orElse}, not ${JSON.stringify(text)}`);
   return { host: match[1] ?? match[2], port };
 }
 

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,6 +55,19 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
   beforeAll(async () => {
     dir = await tempDir();
     server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+  });
+
+  it("serve: a bad --admin-listen names --admin-listen, and a token with a space in it (never a bearer token) is refused at start", async () => {
+    const admin = await runCli(["serve", "--memory", "--listen", "127.0.0.1:0", "--admin-listen", "admin.sock"]);
+    expect(admin.code).toBe(2);
+    // The old message named --listen.
+    expect(admin.stderr).toContain('--admin-listen takes HOST:PORT (such as 127.0.0.1:7420) or a Unix socket\'s path (with a /, such as ./admin.sock), not "admin.sock"');
+    const tokens = join(dir, "write.tokens");
+    await writeFile(tokens, "my secret token\n", { mode: 0o600 });
+    // The old server took it, then refused every write that carried it.
+    const spaced = await runCli(["serve", "--memory", "--listen", "127.0.0.1:0", "--write-token-file", tokens]);
+    expect(spaced.code).toBe(2);
+    expect(spaced.stderr).toContain(`--write-token-file ${tokens}: token 1 holds whitespace`);
   });
 
   it("inspect and key with no subcommand exit 2; commander's errors carry USAGE:; a bad --server names --server", async () => {
