@@ -1,3 +1,4 @@
+import { DigestTable } from "../core/digest-table.js";
 import { RemoteLogError } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
 import { LogReader, verifierForRead, type PairVerifier } from "../core/log-reader.js";
@@ -48,11 +49,13 @@ export class RemoteLogSource implements LogSource {
     }
     const reader = this.reader;
     const verifier = verifierForRead(this.options.verifier, walk.pairs.length);
+    const once = onceEach(name);
     return {
       firstSeq,
       expected: walk.pairs.length,
       chunks: (async function* () {
         const { pairs, data } = await reader.readMessages(walk.pairs, firstSeq, verifier);
+        once(pairs);
         if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
       })(),
       logHead,
@@ -114,6 +117,7 @@ export class RemoteLogSource implements LogSource {
     const last = reads.has(collected.last) ? [] : [{ number: collected.last, page: head }];
     readPages([...missing.map((number, i) => ({ number, page: taken[i] })), ...last], true);
     // The chain is checked whole: the reads are handed over in log order as each completes.
+    const once = onceEach(this.logName);
     return (async function* () {
       // A read holds a run of neighbouring pages; it is taken once, at its first page. Each page lets
       // go of its read as it is passed, so that what was handed over can be collected.
@@ -124,6 +128,7 @@ export class RemoteLogSource implements LogSource {
         if (read === previous) continue;
         previous = read;
         const { pairs, data } = await read;
+        once(pairs);
         if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
       }
     })();
@@ -137,4 +142,25 @@ export class RemoteLogSource implements LogSource {
 /** A page's pairs oldest first (a page lists them newest first). */
 function oldestFirst(page: RemoteLog): RemoteLog_Pair[] {
   return page.pair.toReversed();
+}
+
+/**
+ * Checks that no message id is handed over twice in a run, and throws DATA_LOSS naming it otherwise: a
+ * remote log may hold a message twice (receive delivers both), but a local log takes each id once, so a
+ * backup of it passed and could never be restored. Ids of earlier runs are in packs this run does not
+ * read; restore and verify --read-data check the whole chain.
+ */
+function onceEach(name: string): (pairs: RemoteLog_Pair[]) => void {
+  const ids = new DigestTable();
+  return (pairs) => {
+    for (const pair of pairs) {
+      if (ids.addIfNew(pair.localHash) !== -1) {
+        throw RemoteLogError.dataLoss(
+          `name ${JSON.stringify(name)} holds message ${toHex(pair.localHash)} twice: a local log takes each message once, so a backup of it could not be restored`,
+          undefined,
+          { name },
+        );
+      }
+    }
+  };
 }

@@ -11,7 +11,10 @@ import { deflateBody, encodePack, splitIntoPacks } from "../../backup/pack-forma
 import { runBackup } from "../../backup/backup.js";
 import { LocalLogSource } from "../../backup/local-source.js";
 import { DirPackStore } from "../../backup/pack-store.js";
-import { addressText, decodeMessage, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
+import { addressOf, addressText, decodeMessage, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { Remote } from "../../actors/remote.js";
 import { readLog, writeLog } from "./helpers.js";
 
 afterEach(cleanup);
@@ -349,6 +352,27 @@ describe("restore and verify - a deflate bomb", () => {
     const verify = await runCli(["verify", "--from", store.dir, "--read-data"]);
     expect(verify.code, verify.stdout).toBe(1);
     expect(verify.stdout + verify.stderr).toMatch(/deflated body inflates past \d+ bytes/);
+  });
+});
+
+describe("backup - a remote log that holds a message twice", () => {
+  it("is refused with DATA_LOSS naming the message, where the backup passed and could never be restored", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const group = new TextEncoder().encode("g");
+    const [first, twice, last] = ["first", "twice", "last"].map((body) => encodeMessage(newMessage(group, 1n, new TextEncoder().encode(body))));
+    // A draft-style page (no page info), newest first, with one message at two positions: receive delivers both.
+    const page = toBinary(RemoteLogSchema, create(RemoteLogSchema, { pair: [last, twice, twice, first].map((m) => ({ remoteHash: addressOf(m), localHash: messageId(decodeMessage(m)), data: m })) }));
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      await remote.putBlocks([page]);
+      await remote.updateName("twice", page, 0n);
+    } finally {
+      remote.close();
+    }
+    const backup = await runCli(["backup", "--from-name", "twice", "--unsigned", "--server", server.url, "--to", join(dir, "packs")]);
+    expect(backup.code, backup.stdout).toBe(1);
+    expect(backup.stderr).toContain(`DATA_LOSS: name "twice" holds message ${toHex(messageId(decodeMessage(twice)))} twice: a local log takes each message once, so a backup of it could not be restored`);
   });
 });
 
