@@ -55,7 +55,11 @@ export function command(io: Io) {
       let printed = 0;
       // Once --limit messages are out, delivery throws to stop the read; the error that comes back (wrapped by the retry) is that stop.
       let enough = false;
-      const deliver = async (batch: Delivery[]) => {
+      const deliver = async (given: Delivery[]) => {
+        // A receiver seeking to a seq also hands over the tombstones of messages before it, which a
+        // consumer that holds them must drop; cat prints from the seq asked for, and counts only those.
+        const from = flags.fromSeq;
+        const batch = from === undefined ? given : given.filter((d) => d.seq >= from);
         if (flags.reverse) {
           held.push(...batch);
           if (flags.limit !== undefined && held.length > flags.limit) held.splice(0, held.length - flags.limit);

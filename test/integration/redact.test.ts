@@ -33,6 +33,11 @@ describe("redact - end to end through real processes", () => {
     expect(carol.map((l) => l.redacted === true)).toEqual(Array.from({ length: 40 }, (_, i) => i === 13));
     expect(carol[13]).toEqual({ seq: 13, id: target.id, redacted: true });
 
+    // cat from a seq prints from that seq: the old cat printed the tombstone at 13 first, and counted it toward --limit.
+    const from = await runCli(["cat", name, "--server", server.url, "--from-seq", "30", "--limit", "3", "--format", "jsonl"]);
+    expect(from.code, from.stderr).toBe(0);
+    expect(parseJsonl<Line>(from.stdout).map((l) => l.seq)).toEqual([30, 31, 32]);
+
     // The sender goes on over the rewritten head.
     expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "8"], { stdin: lines(2, "after") })).code).toBe(0);
     expect(parseJsonl<Line>((await runCli(bob)).stdout).map((l) => l.seq)).toEqual([40, 41]);
