@@ -2,7 +2,7 @@ import { Mirror } from "../lib/index.js";
 import { RemoteLogError } from "../core/errors.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
-import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
+import { endpointOptions, refusingBackupHeads, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { followName } from "./follow.js";
 
 export const summary = "keep a verified copy of a remote log on a second CAS and NS";
@@ -50,7 +50,7 @@ export function command(io: Io) {
       if (!isKeyName(flags.name) && !flags.unsigned) throw usageError(`${JSON.stringify(flags.name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to mirror it anyway`);
       if (flags.to && (flags.toCas || flags.toNs)) throw usageError("give either --to, or --to-cas and --to-ns, not both");
       if (!flags.to && !(flags.toCas && flags.toNs)) throw usageError("say where the copy goes: --to URL, or --to-cas URL and --to-ns URL");
-      const source = await remoteFrom(flags);
+      const source = refusingBackupHeads(await remoteFrom(flags));
       const target = await remoteFrom({ server: flags.to, cas: flags.toCas, ns: flags.toNs, ca: flags.ca, tokenFile: flags.tokenFile });
       if (source.casUrl === target.casUrl || source.nsUrl === target.nsUrl) {
         source.close();

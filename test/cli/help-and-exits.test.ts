@@ -97,6 +97,11 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
     expect(received.code).toBe(1);
     expect(received.stderr).toContain('name "alice-backup" holds a backup head, not a log');
     expect(received.stderr).toContain("remotelog restore");
+    // mirror copies logs: the old one said DATA_LOSS (the head "is not a vac.cas.RemoteLog page"), though nothing was damaged.
+    const other = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const mirrored = await runCli(["mirror", "--unsigned", "--name", "alice-backup", "--server", server.url, "--to", other.url]);
+    expect(mirrored.code).toBe(1);
+    expect(mirrored.stderr).toContain('INVALID_ARGUMENT: name "alice-backup" holds a backup head, not a log');
   });
 
   it("gc: --grace 0s, REMOTELOG_SERVER, --dry-run counts the bytes a run removes, and a server without NS is said", async () => {
