@@ -61,7 +61,10 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   let headMovedAt = performance.now();
   const previous = previousHead ? await readPack(target, previousHead.pack) : undefined;
   if (previous && previous.logName !== source.logName) {
-    throw RemoteLogError.conflict(`${target.where} holds a backup of log ${JSON.stringify(previous.logName)}, not of ${JSON.stringify(source.logName)}`);
+    // A local log is named by its directory unless --log-name says otherwise: one restored or moved into
+    // another directory is the same log under another name.
+    const hint = source.logNameFlag ? `; if this is that log in another directory (restored or moved), give ${source.logNameFlag} ${JSON.stringify(previous.logName)}` : "";
+    throw RemoteLogError.conflict(`${target.where} holds a backup of log ${JSON.stringify(previous.logName)}, not of ${JSON.stringify(source.logName)}${hint}`);
   }
   const read = await source.readSince(previous && { lastSeq: previous.lastSeq, lastId: previous.lastId, sequence: previous.logHead?.sequence });
   const logName = source.logName;

@@ -13,6 +13,8 @@ const LOCAL_CHUNK = 16_384;
  * backup. A damaged log is DATA_LOSS, never a shorter backup.
  */
 export class LocalLogSource implements LogSource {
+  readonly logNameFlag = "--log-name";
+
   private constructor(
     private readonly log: FileLocalLog,
     readonly logName: string,

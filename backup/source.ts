@@ -38,6 +38,8 @@ export interface SourceRead {
 /** A log to back up. */
 export interface LogSource {
   readonly logName: string;
+  /** The flag that gives the source another log name, where it has one (a local log's --log-name). */
+  readonly logNameFlag?: string;
   /** Messages after `after` (all of them without it). CONFLICT when the log no longer holds `after`. */
   readSince(after: BackedUpTo | undefined): Promise<SourceRead>;
   close(): Promise<void>;

@@ -159,6 +159,23 @@ describe("backup - local log to a directory", () => {
     expect(await readFile(log)).toEqual(bytes.subarray(0, bytes.length - 1000));
   });
 
+  it("a log restored into another directory is told how to go on backing up into its old target (--log-name)", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "log");
+    await writeLog(log, 50);
+    const packs = join(dir, "packs");
+    expect((await runCli(["backup", "--from-dir", log, "--to", packs])).code).toBe(0);
+    const restored = join(dir, "log-restored");
+    expect((await runCli(["restore", "--from", packs, "--to", restored])).code).toBe(0);
+    const refused = await runCli(["backup", "--from-dir", restored, "--to", packs]);
+    expect(refused.code).toBe(1);
+    // The old message stopped at the two names.
+    expect(refused.stderr).toContain(`holds a backup of log "log", not of "log-restored"; if this is that log in another directory (restored or moved), give --log-name "log"`);
+    const named = await runCli(["backup", "--from-dir", restored, "--to", packs, "--log-name", "log", "--json"]);
+    expect(named.code, named.stderr).toBe(0);
+    expect(json(named.stdout)).toMatchObject({ messages: 50, added: 0 });
+  });
+
   it("refuses a non-empty target unless --force", async () => {
     const dir = await tempDir();
     await writeLog(join(dir, "alice"), 50);
