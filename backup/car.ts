@@ -12,8 +12,8 @@ import type { LogReadRemote } from "../core/log-remote.js";
 import { dirname } from "node:path";
 import { fsyncDir, ioError, removeKilledSiblings, requireDirOf, TMP_SUFFIX, tmpPathFor } from "../stores/file/atomic.js";
 import { readPackBytes } from "./pack-chain.js";
-import { verifyLink, type ReadPack } from "./pack-format.js";
-import type { PackStore } from "./pack-store.js";
+import { decodePackHeader, verifyLink, type PackHeader, type ReadPack } from "./pack-format.js";
+import type { BackupHeadInfo, PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
 
 /*
@@ -137,15 +137,23 @@ export interface ImportSummary {
   blocks: number;
   bytes: number;
   ms: number;
+  /** The pack the store's head now names, when asked for a head. */
+  head?: string;
 }
 
 /**
  * Loads every block of a CAR file into store, checking each against its CID first: only CIDv1 raw
  * sha2-256 blocks are taken (what our CAS and packs use; INVALID_ARGUMENT otherwise), and a block
  * whose bytes do not hash to its CID is DATA_LOSS naming it. Nothing is stored before a batch is
- * checked; blocks are stored in batches of about 8 MiB.
+ * checked; blocks are stored in batches of about 8 MiB. With options.headName (the store's head name,
+ * for messages), the store's head is then pointed at the CAR's root, which must be a pack.
  */
-export async function importCar(file: string, store: Pick<PackStore, "put">, progress: Progress = silentProgress): Promise<ImportSummary> {
+export async function importCar(
+  file: string,
+  store: Pick<PackStore, "put" | "get" | "readHead" | "writeHead">,
+  progress: Progress = silentProgress,
+  options: { headName?: string } = {},
+): Promise<ImportSummary> {
   const started = performance.now();
   let iterator: CarBlockIterator;
   const input = createReadStream(file);
@@ -156,7 +164,30 @@ export async function importCar(file: string, store: Pick<PackStore, "put">, pro
     if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${file} does not exist`);
     throw RemoteLogError.invalidArgument(`${file} is not a CAR file: ${(err as Error).message}`, err);
   }
-  const roots = (await iterator.getRoots()).map((cid) => cid.toString());
+  const rootCids = await iterator.getRoots();
+  const roots = rootCids.map((cid) => cid.toString());
+  // With a head, the name is checked before any block goes in: a name that holds another backup is
+  // refused, never moved off the chain it reaches (gc would then sweep that chain).
+  let headRoot: Uint8Array | undefined;
+  let previousHead: BackupHeadInfo | undefined;
+  let rootBytes: Uint8Array | undefined;
+  if (options.headName !== undefined) {
+    if (rootCids.length !== 1) {
+      input.destroy();
+      throw RemoteLogError.invalidArgument(`${file} has ${rootCids.length} roots; a backup's CAR has one, its head pack`);
+    }
+    headRoot = rootCids[0].bytes;
+    previousHead = await store.readHead().catch((err: unknown) => {
+      input.destroy();
+      throw err;
+    });
+    if (previousHead && !equalBytes(previousHead.pack, headRoot)) {
+      input.destroy();
+      throw RemoteLogError.conflict(
+        `name ${JSON.stringify(options.headName)} already holds another backup (head pack ${addressText(previousHead.pack)}); moving it to ${roots[0]} would leave that backup to gc: import under a new --head-name`,
+      );
+    }
+  }
   let batch: { address: Uint8Array; bytes: Uint8Array }[] = [];
   let batchBytes = 0;
   let blocks = 0;
@@ -176,6 +207,7 @@ export async function importCar(file: string, store: Pick<PackStore, "put">, pro
         throw RemoteLogError.invalidArgument(`${file}: block ${cid.toString()} is not a CIDv1 raw sha2-256 block, the only kind a remotelog CAS holds`);
       }
       if (!equalBytes(addressOf(block.bytes), cid.bytes)) throw RemoteLogError.dataLoss(`${file}: block ${cid.toString()} does not hash to its CID`);
+      if (headRoot && equalBytes(cid.bytes, headRoot)) rootBytes = block.bytes;
       batch.push({ address: cid.bytes, bytes: block.bytes });
       batchBytes += block.bytes.length;
       blocks++;
@@ -190,5 +222,34 @@ export async function importCar(file: string, store: Pick<PackStore, "put">, pro
   }
   await flush();
   progress.stop();
-  return { file, roots, blocks, bytes, ms: Math.round(performance.now() - started) };
+  const summary: ImportSummary = { file, roots, blocks, bytes, ms: Math.round(performance.now() - started) };
+  if (!headRoot) return summary;
+  return { ...summary, head: await nameImportedPack(store, headRoot, rootBytes, previousHead) };
+}
+
+/**
+ * Points the store's head at an imported pack, so that the backup is reachable from a name and gc
+ * keeps it. The root must be a pack (a log's head page has no BackupHead); with the name already on
+ * it, nothing is written, so an import run again changes nothing.
+ */
+async function nameImportedPack(
+  store: Pick<PackStore, "get" | "writeHead">,
+  root: Uint8Array,
+  rootBytes: Uint8Array | undefined,
+  previous: BackupHeadInfo | undefined,
+): Promise<string> {
+  const text = addressText(root);
+  const bytes = rootBytes ?? (await store.get(root));
+  if (!bytes) throw RemoteLogError.notFound(`root ${text} is neither in the CAR nor in the store, so no head can name it`);
+  let header: PackHeader;
+  try {
+    header = decodePackHeader(bytes, root);
+  } catch (err) {
+    throw RemoteLogError.invalidArgument(
+      `root ${text} is not a backup's head pack (${err instanceof RemoteLogError ? err.text : String(err)}): a head name records backups; its blocks are stored, and gc removes them after its grace unless a name reaches them (a log's CAR: mirror the log instead)`,
+      err,
+    );
+  }
+  if (!previous) await store.writeHead({ pack: root, logName: header.logName, lastSeq: header.lastSeq }, undefined);
+  return text;
 }

@@ -19,6 +19,8 @@ export interface BackupHeadInfo {
 export interface PackStore {
   /** The directory or URL, for messages. */
   readonly where: string;
+  /** The NS name that holds the head, in a CAS service (a directory keeps HEAD instead). */
+  readonly headName?: string;
   /** A pack's bytes, or undefined when it is not stored. Callers check the bytes against the address. */
   get(address: Uint8Array): Promise<Uint8Array | undefined>;
   /** Stores packs durably; those already stored are skipped. */

@@ -531,7 +531,7 @@ describe("backup - remote log to a CAS service", () => {
     const logCar = join(dir, "log.car");
     expect((await runCli(["export", "--car", logCar, "--name", name, "--from", server.url])).code).toBe(0);
     const other = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
-    const into = await runCli(["import", "--car", logCar, "--to", other.url, "--json"]);
+    const into = await runCli(["import", "--car", logCar, "--to", other.url, "--unnamed", "--json"]);
     expect(into.code, into.stderr).toBe(0);
     expect(json(into.stdout).blocks).toBeGreaterThan(520);
 

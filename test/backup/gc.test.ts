@@ -136,6 +136,55 @@ describe("gc - a running server", () => {
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
+  it("a backup imported from a CAR goes under a head name and survives gc; into a URL without one, import refuses before storing", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "0s"]);
+    const alice = join(dir, "alice");
+    expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice], { stdin: lines(300) })).code).toBe(0);
+    expect((await runCli(["backup", "--from-dir", alice, "--to", join(dir, "bk"), "--pack-size", "8KiB"])).code).toBe(0);
+    const car = join(dir, "bk.car");
+    expect((await runCli(["export", "--from", join(dir, "bk"), "--car", car])).code).toBe(0);
+    const blocksBefore = (await runCli(["gc", "--server", server.admin!, "--dry-run", "--json"])).stdout;
+
+    // The README's import, as it was: the old code stored the packs under no name, and the next gc removed them all.
+    const unnamed = await runCli(["import", "--car", car, "--to", server.url]);
+    expect(unnamed.code).toBe(2);
+    expect(unnamed.stderr).toContain("gc removes blocks that no name reaches, after its grace: give --head-name NAME (or --key FILE)");
+    // Nothing was stored: a dry run would remove as many blocks as before.
+    const blocksAfter = (await runCli(["gc", "--server", server.admin!, "--dry-run", "--json"])).stdout;
+    expect(JSON.parse(blocksAfter).removedBlocks).toBe(JSON.parse(blocksBefore).removedBlocks);
+
+    const imported = await runCli(["import", "--car", car, "--to", server.url, "--head-name", "alice-imported", "--json"]);
+    expect(imported.code, imported.stderr).toBe(0);
+    const root = JSON.parse(imported.stdout).roots[0];
+    expect(JSON.parse(imported.stdout).head).toBe(root);
+    // Run again, it changes nothing.
+    expect((await runCli(["import", "--car", car, "--to", server.url, "--head-name", "alice-imported"])).code).toBe(0);
+    const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
+    expect(gc.code, gc.stderr).toBe(0);
+    const restored = await runCli(["restore", "--name", "alice-imported", "--from", server.url, "--to", join(dir, "restored"), "--json"]);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(JSON.parse(restored.stdout)).toMatchObject({ messages: 300 });
+    const verified = await runCli(["verify", "--pack", root, "--from", server.url, "--read-data"]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+
+    // A name that holds another backup is not moved off it; a log's CAR is no backup to name.
+    expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice], { stdin: lines(5, "more") })).code).toBe(0);
+    expect((await runCli(["backup", "--from-dir", alice, "--to", join(dir, "bk2")])).code).toBe(0);
+    const other = join(dir, "bk2.car");
+    expect((await runCli(["export", "--from", join(dir, "bk2"), "--car", other])).code).toBe(0);
+    const taken = await runCli(["import", "--car", other, "--to", server.url, "--head-name", "alice-imported"]);
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain(`CONFLICT: name "alice-imported" already holds another backup (head pack ${root})`);
+    const logCar = join(dir, "log.car");
+    expect((await runCli(["export", "--name", "chat", "--from", server.url, "--car", logCar])).code).toBe(0);
+    const log = await runCli(["import", "--car", logCar, "--to", server.url, "--head-name", "chat-imported"]);
+    expect(log.code).toBe(1);
+    expect(log.stderr).toMatch(/INVALID_ARGUMENT: root bafk\w+ is not a backup's head pack/);
+    expect((await runCli(["import", "--car", logCar, "--to", server.url, "--unnamed"])).code).toBe(0);
+    expect((await runCli(["restore", "--name", "alice-imported", "--from", server.url, "--to", join(dir, "restored-again"), "--json"])).code).toBe(0);
+  });
+
   it("a reachable page stored whole that does not decode is reported and kept, and the older chain its fields link survives a gc that sweeps", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);
