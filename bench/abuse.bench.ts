@@ -284,7 +284,7 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), "remotelog-abuse-"));
   const tokenFile = join(root, "write.token");
   const token = randomBytes(16).toString("hex");
-  await writeFile(tokenFile, `${token}\n`);
+  await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
   const server = await startServer(root, ["--require-signed", "--write-token-file", tokenFile, ...SERVE_ARGS], CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []);
   const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
   const operator = new Remote({ casUrl: server.url, nsUrl: server.url, token });

@@ -1,11 +1,15 @@
 import { readFile } from "node:fs/promises";
 import { Option, type Command } from "commander";
+import { readPrivateFile } from "../stores/file/private-file.js";
 import { usageError } from "./command.js";
 
 /*
  * How every verb that talks to a server proves who it is and whom it trusts: --token-file and --ca,
  * defined once. Nothing here loads network code, so that a verb working on a directory does not pay for it.
  */
+
+/** More than any list of bearer tokens needs: a larger file is not a token file. */
+export const MAX_TOKEN_FILE_BYTES = 1 << 20;
 
 export interface CredentialFlags {
   /** A file holding the bearer token to send (serve --write-token-file). */
@@ -35,7 +39,7 @@ export async function clientCredentials(flags: CredentialFlags): Promise<{ token
       throw usageError(`${flag} ${file}: ${(err as Error).message}`);
     }
   };
-  const token = flags.tokenFile ? (await read(flags.tokenFile, "--token-file")).toString("utf8").split("\n").map((line) => line.trim()).find((line) => line && !line.startsWith("#")) : undefined;
+  const token = flags.tokenFile ? Buffer.from(await readPrivateFile(flags.tokenFile, "token file", MAX_TOKEN_FILE_BYTES)).toString("utf8").split("\n").map((line) => line.trim()).find((line) => line && !line.startsWith("#")) : undefined;
   if (flags.tokenFile && !token) throw usageError(`--token-file ${flags.tokenFile} holds no token`);
   return { token, ca: flags.ca ? await read(flags.ca, "--ca") : undefined };
 }

@@ -10,6 +10,8 @@ import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, r
 import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { parseTokens, refusesUnread } from "../services/auth.js";
+import { readPrivateFile } from "../stores/file/private-file.js";
+import { MAX_TOKEN_FILE_BYTES } from "./credentials.js";
 import { parseCorsOrigin } from "../services/cors.js";
 import { DEFAULT_READ_RATE, ReadBudget } from "../services/read-budget.js";
 import { isKeyName } from "../core/names.js";
@@ -330,7 +332,9 @@ async function readFlagFile(file: string, flag: string): Promise<Buffer> {
 }
 
 async function readTokens(file: string, flag: string, bearer = true): Promise<string[]> {
-  const tokens = parseTokens((await readFlagFile(file, flag)).toString("utf8"));
+  // Tokens are secrets, refused when others may read them as a key file is; key names are public.
+  const text = bearer ? Buffer.from(await readPrivateFile(file, "token file", MAX_TOKEN_FILE_BYTES)).toString("utf8") : (await readFlagFile(file, flag)).toString("utf8");
+  const tokens = parseTokens(text);
   if (tokens.length === 0) throw usageError(`${flag} ${file} holds no tokens`);
   // A bearer token is one word on the wire (Authorization: Bearer TOKEN): one with a space in it was
   // taken here and then never matched anything a client could send.

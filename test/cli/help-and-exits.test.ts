@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -68,6 +68,29 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
     const spaced = await runCli(["serve", "--memory", "--listen", "127.0.0.1:0", "--write-token-file", tokens]);
     expect(spaced.code).toBe(2);
     expect(spaced.stderr).toContain(`--write-token-file ${tokens}: token 1 holds whitespace`);
+  });
+
+  it("token files open to group or others are refused, as key files are, by serve and by the clients that send them", async () => {
+    const tokens = join(dir, "open.tokens");
+    await writeFile(tokens, "writer-token\n", { mode: 0o644 });
+    await chmod(tokens, 0o644);
+    // The old server took world-readable write and admin tokens without a word, and so did gc and send.
+    for (const flag of ["--write-token-file", "--admin-token-file"]) {
+      const served = await runCli(["serve", "--memory", "--listen", "127.0.0.1:0", flag, tokens]);
+      expect(served.code, flag).toBe(1);
+      expect(served.stderr).toContain(`PERMISSION_DENIED: token file ${tokens} is open to group or others (mode 0644); run: chmod 600 ${tokens}`);
+    }
+    const gc = await runCli(["gc", "--server", server.url, "--admin-token-file", tokens]);
+    expect(gc.code).toBe(1);
+    expect(gc.stderr).toContain(`PERMISSION_DENIED: token file ${tokens} is open to group or others`);
+    const sent = await runCli(["send", "--unsigned", "--name", "t", "--server", server.url, "--data", join(dir, "t"), "--token-file", tokens], { stdin: "hi\n" });
+    expect(sent.code).toBe(1);
+    expect(sent.stderr).toContain(`PERMISSION_DENIED: token file ${tokens} is open to group or others`);
+    await chmod(tokens, 0o600);
+    const served = await startServer(["--memory", "--listen", "127.0.0.1:0", "--write-token-file", tokens]);
+    const closed = await runCli(["send", "--unsigned", "--name", "t", "--server", served.url, "--data", join(dir, "t"), "--token-file", tokens], { stdin: "hi\n" });
+    expect(closed.code, closed.stderr).toBe(0);
+    await stop(served.process);
   });
 
   it("inspect and key with no subcommand exit 2; commander's errors carry USAGE:; a bad --server names --server", async () => {

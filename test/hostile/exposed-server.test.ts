@@ -79,7 +79,7 @@ describe("exposed server - gc is for the operator", () => {
   it("refuses anonymous gc on the public port, takes an admin token, serves the admin socket, and keeps its own grace", async () => {
     const dir = await tempDir();
     const tokenFile = join(dir, "admin.token");
-    await writeFile(tokenFile, "s3cret-admin\n");
+    await writeFile(tokenFile, "s3cret-admin\n", { mode: 0o600 });
     const socket = join(dir, "admin.sock");
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "data"), "--admin-listen", socket, "--admin-token-file", tokenFile]);
     expect(server.admin).toBe(`unix:${socket}`);
@@ -125,7 +125,7 @@ describe("exposed server - who may write", () => {
   it("with --require-signed refuses anonymous Add and AddMany, takes a token, and a signed send of 10,000 messages works", async () => {
     const dir = await tempDir();
     const tokenFile = join(dir, "write.token");
-    await writeFile(tokenFile, "# writers\nwriter-token\n");
+    await writeFile(tokenFile, "# writers\nwriter-token\n", { mode: 0o600 });
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--require-signed", "--write-token-file", tokenFile]);
 
     // 1 GB of anonymous Add, cut short: not one block is taken.
@@ -192,7 +192,7 @@ describe("exposed server - who may write", () => {
     const keyFile = join(dir, "alice.key");
     expect((await runCli(["key", "gen", "--out", keyFile])).code).toBe(0);
     const tokenFile = join(dir, "write.token");
-    await writeFile(tokenFile, "writer-token\n");
+    await writeFile(tokenFile, "writer-token\n", { mode: 0o600 });
     const args = ["--listen", "127.0.0.1:0", "--data", data, "--require-signed", "--write-token-file", tokenFile, "--quota-bytes", "200000", "--quota-names", "1"];
     const big = (count: number, letter = "y") => lines(count, letter.repeat(1000));
 
@@ -614,7 +614,7 @@ describe("exposed server - TLS", () => {
     const dir = await tempDir();
     const { ca, cert, key } = await certificates(dir);
     const tokenFile = join(dir, "write.token");
-    await writeFile(tokenFile, "writer-token\n");
+    await writeFile(tokenFile, "writer-token\n", { mode: 0o600 });
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--tls-cert", cert, "--tls-key", key, "--write-token-file", tokenFile]);
     const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--ca", ca, "--token-file", tokenFile, "--data", join(dir, "alice")], { stdin: lines(40) });
     expect(sent.code, sent.stderr).toBe(0);

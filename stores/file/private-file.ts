@@ -1,0 +1,37 @@
+import { constants } from "node:fs";
+import { open } from "node:fs/promises";
+import { RemoteLogError, isRemoteLogError } from "../../core/errors.js";
+import { ioError } from "./atomic.js";
+
+/**
+ * Reads a file that holds a secret (a key, a bearer token), what it is named in errors. Throws
+ * NOT_FOUND if path does not exist, PERMISSION_DENIED if its group or others have any access to it
+ * (as ssh refuses such private keys: anyone who can read it can act as its owner) or it cannot be
+ * read, INVALID_ARGUMENT if it is not a file or holds more than maxBytes, INTERNAL on other I/O failures.
+ */
+export async function readPrivateFile(path: string, what: string, maxBytes: number): Promise<Uint8Array> {
+  try {
+    // One handle for the checks and the read, so that they are about the same file; non-blocking so
+    // that a FIFO given by mistake is refused instead of waited on.
+    const handle = await open(path, constants.O_RDONLY | (process.platform === "win32" ? 0 : constants.O_NONBLOCK));
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw RemoteLogError.invalidArgument(`${what} ${path} is not a file`);
+      if (process.platform !== "win32" && (stats.mode & 0o077) !== 0) {
+        const mode = (stats.mode & 0o777).toString(8).padStart(4, "0");
+        throw RemoteLogError.permissionDenied(`${what} ${path} is open to group or others (mode ${mode}); run: chmod 600 ${path}`);
+      }
+      if (stats.size > maxBytes) throw RemoteLogError.invalidArgument(`${what} ${path} holds ${stats.size} bytes, more than a ${what} may (${maxBytes})`);
+      return await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    if (isRemoteLogError(err)) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw RemoteLogError.notFound(`${what} ${path} does not exist`);
+    if (code === "EACCES" || code === "EPERM") throw RemoteLogError.permissionDenied(`cannot read ${what} ${path}: ${(err as Error).message}`);
+    if (code === "ENOTDIR" || code === "EISDIR") throw RemoteLogError.invalidArgument(`${what} ${path} is not a file`);
+    throw ioError(`cannot read ${what} ${path}`, err);
+  }
+}
