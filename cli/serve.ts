@@ -11,6 +11,8 @@ import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { parseTokens, refusesUnread } from "../services/auth.js";
 import { readPrivateFile } from "../stores/file/private-file.js";
+import { pathExists, requireDirOf } from "../stores/file/atomic.js";
+import { LOG_FILE, OWNER_FILE } from "../stores/file/local-log.js";
 import { MAX_TOKEN_FILE_BYTES } from "./credentials.js";
 import { parseCorsOrigin } from "../services/cors.js";
 import { DEFAULT_READ_RATE, ReadBudget } from "../services/read-budget.js";
@@ -224,7 +226,11 @@ export function command(io: Io) {
       let adminServer: Listening | undefined;
       try {
         if (admin) {
-          if (admin.path !== undefined) await removeStaleSocket(admin.path);
+          if (admin.path !== undefined) {
+            // Said as a missing directory, where listen(2) says EACCES.
+            await requireDirOf(admin.path, "the --admin-listen socket");
+            await removeStaleSocket(admin.path);
+          }
           adminServer = await listen({
             host: admin.host ?? "127.0.0.1",
             port: admin.port ?? 0,
@@ -365,6 +371,10 @@ async function openStores(flags: ServeFlags, log: Logger): Promise<{ content?: C
         onRetry: (err, delayMs) => log.warn({ err: err.message, delayMs: Math.round(delayMs) }, "Kubo API unavailable; retrying"),
       });
       opened.push(kubo);
+    }
+    // Blocks and names are never kept among a sender's log: a mistyped --data would mix the two.
+    if (!flags.memory && ((await pathExists(join(flags.data, LOG_FILE))) || (await pathExists(join(flags.data, OWNER_FILE))))) {
+      throw usageError(`--data ${flags.data} holds a sender's local log (${LOG_FILE}); serve keeps blocks and names in a --data directory of its own`);
     }
     let content: ContentStore | undefined;
     if (wantCas) {

@@ -3,9 +3,11 @@
  * (package.json "imports" #directories): files. lib/directories-browser.ts refuses directories.
  */
 import { join } from "node:path";
+import { RemoteLogError } from "../core/errors.js";
 import type { CheckpointStore } from "../core/checkpoint-store.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
-import { FileLocalLog, PUBLISHED_DIR, publishedCount } from "../stores/file/local-log.js";
+import { isDirectory, pathExists } from "../stores/file/atomic.js";
+import { FileLocalLog, LOG_FILE, PUBLISHED_DIR, publishedCount } from "../stores/file/local-log.js";
 
 /**
  * The sender's durable local log in data, for name. Its published mark is read first: a torn tail
@@ -13,6 +15,10 @@ import { FileLocalLog, PUBLISHED_DIR, publishedCount } from "../stores/file/loca
  * it and letting the next append take their seqs.
  */
 export async function openLocalLog(data: string, name: string): Promise<FileLocalLog> {
+  // A log is never started among a server's blocks and names: a mistyped --data would mix the two.
+  if (!(await pathExists(join(data, LOG_FILE))) && ((await isDirectory(join(data, "cas"))) || (await isDirectory(join(data, "ns"))))) {
+    throw RemoteLogError.invalidArgument(`${data} is the data directory of a \`remotelog serve\` (it holds cas/ or ns/), not a sender's: give the sender a --data directory of its own`);
+  }
   return FileLocalLog.open(data, { acknowledged: await publishedCount(data, name) });
 }
 

@@ -262,6 +262,14 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** Whether anything is at path (false when it cannot be looked at). */
+export function pathExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** Whether path is a directory (false when it is missing, a file, or cannot be looked at). */
 export function isDirectory(path: string): Promise<boolean> {
   return stat(path).then(
@@ -291,6 +299,7 @@ export async function requireDirOf(path: string, what: string): Promise<void> {
 export function userPathError(what: string, err: unknown): RemoteLogError {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === "ENOTDIR" || code === "EEXIST") return RemoteLogError.invalidArgument(`${what}: a file is where a directory must be (${code})`, err);
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") return RemoteLogError.permissionDenied(`${what}: ${(err as Error).message}`);
   return ioError(what, err);
 }
 

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -91,6 +91,36 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
     const closed = await runCli(["send", "--unsigned", "--name", "t", "--server", served.url, "--data", join(dir, "t"), "--token-file", tokens], { stdin: "hi\n" });
     expect(closed.code, closed.stderr).toBe(0);
     await stop(served.process);
+  });
+
+  it("serve and send refuse each other's data directory; a data directory serve may not write is PERMISSION_DENIED; an admin socket's missing directory is NOT_FOUND", async () => {
+    // The old code took either and added its own files beside the other's.
+    const alice = join(dir, "mixed-alice");
+    expect((await runCli(["send", "--unsigned", "--name", "mixed", "--server", server.url, "--data", alice], { stdin: "hi\n" })).code).toBe(0);
+    const served = await runCli(["serve", "--listen", "127.0.0.1:0", "--data", alice]);
+    expect(served.code).toBe(2);
+    expect(served.stderr).toContain(`--data ${alice} holds a sender's local log (log.bin); serve keeps blocks and names in a --data directory of its own`);
+    expect((await readdir(alice)).sort()).toEqual(["log.bin", "owner.json", "published"]);
+    const serverData = join(dir, "server");
+    const sent = await runCli(["send", "--unsigned", "--name", "mixed", "--server", server.url, "--data", serverData], { stdin: "hi\n" });
+    expect(sent.code).toBe(1);
+    expect(sent.stderr).toContain(`INVALID_ARGUMENT: ${serverData} is the data directory of a \`remotelog serve\``);
+    expect(await readdir(serverData)).not.toContain("log.bin");
+
+    // A directory this process may not write: as root, the CLI runs as nobody; otherwise the directory is read-only.
+    const locked = join(dir, "locked");
+    await mkdir(locked, { mode: 0o755 });
+    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    if (process.getuid?.() === 0) await chmod(dir, 0o755);
+    else await chmod(locked, 0o555);
+    const denied = await runCli(["serve", "--listen", "127.0.0.1:0", "--data", join(locked, "data")], asNobody);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/PERMISSION_DENIED: cannot create directory .*locked\/data.*: EACCES/);
+    await chmod(locked, 0o755);
+
+    const socket = await runCli(["serve", "--listen", "127.0.0.1:0", "--memory", "--admin-listen", join(dir, "no-such-dir", "admin.sock")]);
+    expect(socket.code).toBe(1);
+    expect(socket.stderr).toContain(`NOT_FOUND: cannot write the --admin-listen socket ${join(dir, "no-such-dir", "admin.sock")}: its directory ${join(dir, "no-such-dir")} does not exist`);
   });
 
   it("inspect and key with no subcommand exit 2; commander's errors carry USAGE:; a bad --server names --server", async () => {

@@ -24,8 +24,8 @@ export async function cleanup(): Promise<void> {
   dirs.clear();
 }
 
-export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env } });
+export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): ChildProcess {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env }, uid: options.uid, gid: options.gid });
   started.add(child);
   child.once("exit", () => started.delete(child));
   return child;
@@ -39,7 +39,7 @@ export interface CliResult {
 }
 
 /** Runs `remotelog args` to completion with stdin, killing it if it outlives timeoutMs. */
-export async function runCli(args: string[], options: { stdin?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+export async function runCli(args: string[], options: { stdin?: string | Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Promise<CliResult> {
   const child = spawnCli(args, options);
   return collect(child, options.stdin, options.timeoutMs ?? 30_000);
 }
