@@ -75,8 +75,11 @@ export class Mirror {
     if (mirrored && equalBytes(mirrored.content, source.content) && equalBytes(mirrored.record, source.record)) {
       return { found: true, updated: false, pages: 0, messages: 0 };
     }
-    // The copy's own head, checked as any head, is the rollback floor for the source's.
-    const copy = mirrored ? await this.source.check(mirrored, { where: `head of name ${JSON.stringify(this.name)} on the mirror NS ${this.target.nsUrl}` }) : undefined;
+    // The copy's own head is the rollback floor for the source's. Its record may have expired while
+    // the sender was quiet (the source's new one is checked in full): an expired floor still bounds.
+    const copy = mirrored
+      ? await this.source.check(mirrored, { where: `head of name ${JSON.stringify(this.name)} on the mirror NS ${this.target.nsUrl}`, acceptExpired: true })
+      : undefined;
     const { page: head, sequence } = await this.source.check(source, { floor: copy?.sequence });
     // A server taking signed writers only stores the blocks because they go ahead of this signed update.
     const pending = this.source.signed ? { name: this.name, content: source.content, record: source.record } : undefined;
@@ -104,6 +107,13 @@ export class Mirror {
     const pageBytes = new Map<string, Uint8Array>();
     const keep = (address: Uint8Array, bytes: Uint8Array) => void pageBytes.set(toHex(address), bytes);
     let pairs: RemoteLog_Pair[];
+    // A redaction since the copy's head rewrote every page from its message's up, those below the copy's
+    // head too: new addresses, which the new head links. Those pages carry the higher count, and are
+    // copied as such; the walk ends at the first page the redaction left as it was, which the copy holds.
+    const copiedRedactions = Number(mirroredHead?.info?.redactions ?? 0n);
+    if (head.info && mirroredHead && Number(head.info.redactions) > copiedRedactions) {
+      await this.source.walk(head, { takeWhile: (page) => page.info !== undefined && Number(page.info.redactions) > copiedRedactions }, keep);
+    }
     if (head.info && (!mirroredHead || mirroredHead.info)) {
       const from = mirroredHead ? Number(mirroredHead.info!.firstSeqid) : 0;
       const collected = await this.source.collect(head, from, {}, keep);

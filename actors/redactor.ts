@@ -44,7 +44,8 @@ async function redactOnce(options: RedactOptions, ids: Uint8Array[]): Promise<Re
   if (signed && !options.key) throw RemoteLogError.invalidArgument(`name ${name} is a key name: redacting it needs its key, to sign the new head`);
   // The version the NS gives the name is the floor: the new head's record goes one above it.
   const reader = new LogReader(remote, name, { signed, maxPages: options.maxPages });
-  const opened = await reader.open();
+  // The name's own writer: an expired record is renewed by the new head this publishes.
+  const opened = await reader.open({ acceptExpired: true });
   if (!opened) throw RemoteLogError.notFound(`name ${JSON.stringify(name)} has no remote log at ${remote.nsUrl}`);
   const { entry: current, page: head } = opened;
   if (!head.info) throw RemoteLogError.conflict(`name ${JSON.stringify(name)} has no page info (seqids): only such logs can be redacted`);

@@ -29,7 +29,7 @@ export function command(io: Io) {
           "rewritten and the head is published again, signed with --key. Receivers that already delivered a " +
           "removed message print a tombstone line for it on their next sync: {\"seq\":…,\"id\":…,\"redacted\":true}. " +
           "The old pages and the removed message stay in the CAS until `remotelog gc` sweeps what no name reaches. " +
-          "Prints {\"redacted\":[seq…],\"pages\":N,\"version\":V,\"redactions\":R} (R: the tombstones the log holds now); redacting a tombstone again changes nothing.",
+          "Prints {\"redacted\":[seq…],\"pages\":N,\"version\":V,\"redactions\":R} (R: the redactions made of the log so far, one a run however many ids it takes; a receiver that saw fewer looks back for tombstones); redacting a tombstone again changes nothing.",
       )
       .addOption(new Option("--key <file>", "the name's key, to sign the new head; the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the log: the key's name (may be left out), or a free-form name with --unsigned")

@@ -81,7 +81,8 @@ export interface OpenHeadOptions {
   where?: string;
   /**
    * Take an expired record (its signature and sequence still checked): for the name's own writer, who
-   * publishes again to renew it. Readers never do.
+   * publishes again to renew it, and for a mirror's own copy, whose sequence is only a floor for the
+   * source's head. Readers never do.
    */
   acceptExpired?: boolean;
 }

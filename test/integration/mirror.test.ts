@@ -50,4 +50,50 @@ describe("mirror - end to end through real processes", () => {
     expect(free.code).toBe(2);
     expect(free.stderr).toMatch(/--unsigned/);
   });
+  it("after a redaction below the copy's head, copies the rewritten pages: the copy reads whole, with the tombstone, and verifies", async () => {
+    const dir = await tempDir();
+    const a = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const b = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const keyFile = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
+    expect((await runCli(["send", "--key", keyFile, "--server", a.url, "--data", join(dir, "alice"), "--page-size", "2"], { stdin: lines(5) })).code).toBe(0);
+    expect((await runCli(["mirror", "--name", name, "--server", a.url, "--to", b.url])).code).toBe(0);
+    const oldest = parseJsonl<{ id: string }>((await runCli(["cat", name, "--server", a.url, "--format", "jsonl"])).stdout)[0];
+    expect((await runCli(["redact", "--key", keyFile, "--server", a.url, "--id", oldest.id])).code).toBe(0);
+
+    // The old mirror copied no page here and published the head: the copy's pages below it were missing for good.
+    const mirrored = await runCli(["mirror", "--name", name, "--server", a.url, "--to", b.url]);
+    expect(mirrored.code, mirrored.stderr).toBe(0);
+    expect(JSON.parse(mirrored.stdout).pages).toBeGreaterThanOrEqual(2);
+    const read = await runCli(["cat", name, "--server", b.url, "--format", "jsonl"]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(parseJsonl<{ seq: number; redacted?: boolean }>(read.stdout).map((l) => [l.seq, l.redacted === true])).toEqual([
+      [0, true],
+      [1, false],
+      [2, false],
+      [3, false],
+      [4, false],
+    ]);
+    const verified = await runCli(["verify", "--name", name, "--from", b.url, "--read-data"]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+  });
+
+  it("goes on after the copy's own record expired while the sender was quiet", async () => {
+    const dir = await tempDir();
+    const a = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const b = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const keyFile = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
+    const send = (stdin: string, validity: string) => runCli(["send", "--key", keyFile, "--server", a.url, "--data", join(dir, "alice"), "--validity", validity], { stdin });
+    expect((await send("one\n", "1s")).code).toBe(0);
+    expect((await runCli(["mirror", "--name", name, "--server", a.url, "--to", b.url])).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await send("two\n", "1h")).code).toBe(0);
+    // The old mirror checked the copy's expired head in full, and stopped at it on every run.
+    const mirrored = await runCli(["mirror", "--name", name, "--server", a.url, "--to", b.url]);
+    expect(mirrored.code, mirrored.stderr).toBe(0);
+    const read = await runCli(["cat", name, "--server", b.url, "--format", "jsonl"]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(parseJsonl<{ body?: string; body_base64?: string }>(read.stdout).map(bodyText)).toEqual(["one", "two"]);
+  });
 });

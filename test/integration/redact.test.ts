@@ -48,4 +48,19 @@ describe("redact - end to end through real processes", () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/NOT_FOUND/);
   });
+  it("redacts a log whose record expired while its sender was quiet: the key holder's new head renews it", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const keyFile = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
+    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--validity", "1s"], { stdin: "secret leaked\nok\n" })).code).toBe(0);
+    const leaked = parseJsonl<Line>((await runCli(["cat", name, "--server", server.url, "--format", "jsonl"])).stdout)[0];
+    // Past the record's validity: the old redact refused it (CONFLICT: expired; "the sender must publish it again").
+    await new Promise((r) => setTimeout(r, 1500));
+    const redacted = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", leaked.id]);
+    expect(redacted.code, redacted.stderr).toBe(0);
+    expect(JSON.parse(redacted.stdout)).toMatchObject({ redacted: [0] });
+    const read = parseJsonl<Line>((await runCli(["cat", name, "--server", server.url, "--format", "jsonl"])).stdout);
+    expect(read.map((l) => l.redacted === true)).toEqual([true, false]);
+  });
 });
