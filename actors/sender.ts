@@ -6,7 +6,7 @@ import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
 import { LogReader, VERIFIER_MIN_MESSAGES, type BlockAddresser } from "../core/log-reader.js";
 import { sharedAddresser } from "#verify-pool";
 import type { LogRemote } from "../core/log-remote.js";
-import { createNameRecord } from "../core/names.js";
+import { createNameRecord, DEFAULT_VALIDITY_MS } from "../core/names.js";
 import { encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
 import { nextTurn } from "../core/turn.js";
 import type { NameHead, Remote } from "./remote.js";
@@ -422,9 +422,13 @@ export class Sender {
     }
     const lastEntry = window.length > 0 ? window[window.length - 1] : undefined;
     if (pending.length === 0) {
-      this.lastHead = current;
+      // The head this process made is fresh; one read from the NS says when its record expires.
+      const validity = opened && "record" in opened ? opened.record?.validity : undefined;
+      const renewed = current && this.key && validity && this.dueForRenewal(validity) ? await this.renew(current, version) : current;
+      if (renewed instanceof RemoteLogError) return renewed;
+      this.lastHead = renewed;
       await this.remember(total, lastEntry);
-      return { published: total, added: 0, foreign, sealedPages: 0, version, uploadedBlocks: 0, lostRaces };
+      return { published: total, added: 0, foreign, sealedPages: 0, version: renewed?.version ?? version, uploadedBlocks: 0, lostRaces };
     }
     // Messages sure to be referenced (not embedded) go up while the rest is hashed and paged: the CAS
     // stores them on its own core meanwhile, where they used to wait for the finished plan.
@@ -487,6 +491,26 @@ export class Sender {
       uploadedBlocks: messageBlocks.length + (early?.sent ?? 0) + fresh.filter((entry) => entry.ahead && !entry.ahead.failed).length,
       lostRaces,
     };
+  }
+
+  /**
+   * Whether a head's record should be signed again though nothing is new: readers refuse an expired one
+   * ("the sender must publish it again"), so a send with nothing to publish renews a record past, or
+   * within half of, the validity this sender gives its records.
+   */
+  private dueForRenewal(validity: Date): boolean {
+    return validity.getTime() - Date.now() < (this.recordOptions.validityMs ?? DEFAULT_VALIDITY_MS) / 2;
+  }
+
+  /** The same head under a new record, one sequence up; a lost conditional update comes back as the error. */
+  private async renew(current: NameHead, version: bigint): Promise<NameHead | RemoteLogError> {
+    const record = await createNameRecord(this.key!, current.content, version + 1n, this.recordOptions);
+    try {
+      return { content: current.content, version: await this.remote.updateName(this.name, current.content, version, record), record };
+    } catch (err) {
+      if (err instanceof RemoteLogError && err.code === ErrorCodes.ABORTED) return err;
+      throw err;
+    }
   }
 
   /**

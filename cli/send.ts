@@ -46,7 +46,7 @@ export function command(io: Io) {
       .addOption(new Option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the name to publish under: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "publish a free-form name without signing it, as clients of the draft do")
-      .addOption(durationFlag("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away)", DEFAULT_VALIDITY_MS))
+      .addOption(durationFlag("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away); a send with nothing new signs the head again once half of that is gone", DEFAULT_VALIDITY_MS))
       .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache a signed record", DEFAULT_TTL_MS))
       .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")

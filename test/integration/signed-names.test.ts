@@ -35,6 +35,28 @@ describe("signed names - end to end through real processes", () => {
     expect(unsigned.stderr).toMatch(/PERMISSION_DENIED/);
   });
 
+  it("a send with nothing new renews an expired record, as the readers' error asks; one still fresh is left alone", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const keyFile = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
+    const send = (stdin: string, validity: string) => runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--validity", validity], { stdin });
+    expect((await send("one\n", "1s")).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    const expired = await runCli(["cat", name, "--server", server.url]);
+    expect(expired.code).toBe(1);
+    expect(expired.stderr).toContain("the sender must publish it again");
+    // The old send, with nothing pending, returned before publishing: the record stayed expired.
+    const renewed = await send("", "1h");
+    expect(renewed.code, renewed.stderr).toBe(0);
+    expect(renewed.stderr).toContain("(version 2)");
+    const read = await runCli(["cat", name, "--server", server.url, "--format", "jsonl"]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(parseJsonl<{ body?: string; body_base64?: string }>(read.stdout).map(bodyText)).toEqual(["one"]);
+    const again = await send("", "1h");
+    expect(again.stderr).toContain("(version 2)");
+  });
+
   it("refuses, as usage errors, a send with neither key nor --unsigned, a key with the wrong --name, and an unsigned read of a free-form name", async () => {
     const dir = await tempDir();
     const keyFile = join(dir, "k.key");
