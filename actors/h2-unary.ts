@@ -276,6 +276,12 @@ function fromNodeReason(reason: unknown): ConnectError {
     if (typeof code === "string") codes.add(code);
   }
   const has = (...names: string[]) => names.some((name) => codes.has(name));
+  // nghttp2's "Protocol error": what an HTTP/1.1 server (a mistyped port, a proxy without h2c) answers.
+  if (has("ERR_HTTP2_ERROR")) {
+    const error = new ConnectError(`${(reason as Error).message}: the answer is not HTTP/2 (is this a remotelog server, or a proxy without h2c?)`, Code.Unavailable);
+    error.cause = reason;
+    return error;
+  }
   const code = has("ERR_STREAM_WRITE_AFTER_END", "ERR_STREAM_DESTROYED", "ERR_HTTP2_INVALID_STREAM", "ECONNRESET")
     ? Code.Aborted
     : has("ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED")

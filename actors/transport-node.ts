@@ -46,6 +46,11 @@ class WideWindowSessionManager extends Http2SessionManager {
     if (session && !this.widened.has(session)) {
       this.widened.add(session);
       session.setLocalWindowSize(CONNECTION_WINDOW);
+      // connect-node listens for a session's errors only while the session is in use, and takes its
+      // listener off at the first. A peer that is not an HTTP/2 server (an HTTP/1.1 one on a mistyped
+      // port, a proxy without h2c) makes the session emit a second error as it closes, which Node
+      // throws when no one listens: an uncatchable crash of the app. The calls have their error already.
+      session.on("error", () => {});
     }
     this.current = session;
     return stream;

@@ -1,5 +1,7 @@
 import { execFile } from "node:child_process";
 import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -121,6 +123,28 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
     const socket = await runCli(["serve", "--listen", "127.0.0.1:0", "--memory", "--admin-listen", join(dir, "no-such-dir", "admin.sock")]);
     expect(socket.code).toBe(1);
     expect(socket.stderr).toContain(`NOT_FOUND: cannot write the --admin-listen socket ${join(dir, "no-such-dir", "admin.sock")}: its directory ${join(dir, "no-such-dir")} does not exist`);
+  });
+
+  it("a server that is not HTTP/2 (an HTTP/1.1 one on a mistyped port) is UNAVAILABLE saying so, on every retry, never a crash", async () => {
+    const http1 = createServer((_request, response) => response.end("hello"));
+    await new Promise<void>((resolve) => http1.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(http1.address() as AddressInfo).port}`;
+    try {
+      // The old client's second call on the connection died of an unhandled 'error' event, stack and all.
+      for (const args of [
+        ["receive", "--follow", "--unsigned", "--name", "x", "--server", url],
+        ["cat", "x", "--unsigned", "--server", url],
+      ]) {
+        const run = await runCli(args);
+        expect(run.code, args[0]).toBe(1);
+        expect(run.stderr).toContain("the answer is not HTTP/2 (is this a remotelog server, or a proxy without h2c?)");
+        expect(run.stderr).not.toContain("Unhandled 'error' event");
+        expect(run.stderr).not.toMatch(/^\s+at /m);
+      }
+    } finally {
+      http1.closeAllConnections();
+      await new Promise((resolve) => http1.close(resolve));
+    }
   });
 
   it("inspect and key with no subcommand exit 2; commander's errors carry USAGE:; a bad --server names --server", async () => {
