@@ -21,6 +21,7 @@ import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
 import { bearerValue } from "./connect-auth.js";
+import { UNARY_IDLE_MS } from "../core/retry.js";
 
 export interface DirectUnaryOptions {
   baseUrl: string;
@@ -33,12 +34,6 @@ export interface DirectUnaryOptions {
   idleTimeoutMs?: number;
 }
 
-/**
- * A call whose server says nothing for this long (no headers, no byte of the answer) fails UNAVAILABLE,
- * which callers retry as any outage: a wedged server, a half-open connection or a slowloris answer
- * otherwise held every read verb forever. An answer that keeps coming is never cut.
- */
-export const UNARY_IDLE_MS = 30_000;
 
 /** transport with its unary calls made by directUnary; its streaming calls as they are. */
 export function withDirectUnary(transport: Transport, options: DirectUnaryOptions): Transport {

@@ -121,7 +121,7 @@ export class Remote implements LogRemote, NameLister {
   }
 
   private transport(baseUrl: string, options: TransportOptions): Transport {
-    const opened = openTransport(baseUrl, { token: options.token, ca: options.ca });
+    const opened = openTransport(baseUrl, { token: options.token, ca: options.ca, idleTimeoutMs: options.idleTimeoutMs });
     this.opened.push(opened);
     return opened.transport;
   }

@@ -6,6 +6,7 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { RemoteLogError } from "../core/errors.js";
+import { UNARY_IDLE_MS } from "../core/retry.js";
 import { bearer } from "./connect-auth.js";
 
 export interface TransportOptions {
@@ -13,6 +14,8 @@ export interface TransportOptions {
   token?: string;
   /** Not in a browser: it trusts the certificates its user's system trusts. */
   ca?: unknown;
+  /** How long a unary call may go without a byte of its answer before it fails UNAVAILABLE (core/retry.ts UNARY_IDLE_MS). */
+  idleTimeoutMs?: number;
 }
 
 /** A transport, and how to release what it holds (nothing: fetch keeps no connection of ours). */
@@ -28,10 +31,80 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
   const transport = createConnectTransport({
     baseUrl,
     useBinaryFormat: true,
-    fetch: fetchOrUnavailable,
+    fetch: withIdleLimit(options.idleTimeoutMs ?? UNARY_IDLE_MS),
     interceptors: options.token === undefined ? [] : [bearer(options.token)],
   });
   return { transport, close: () => {} };
+}
+
+/**
+ * fetchOrUnavailable, with a unary call whose server says nothing for idleMs (no headers, then no byte
+ * of the answer) aborted as UNAVAILABLE, as Node's transport does (actors/h2-unary.ts): a page's fetch
+ * has no deadline of its own, so a wedged server or a dead connection held sync() and send() forever.
+ * A streaming answer (a Watch) may be quiet for hours: only its headers are waited for so.
+ */
+function withIdleLimit(idleMs: number): typeof fetch {
+  return async (input, init) => {
+    const controller = new AbortController();
+    const callerSignal = init?.signal ?? undefined;
+    const onCallerAbort = () => controller.abort(callerSignal!.reason);
+    if (callerSignal?.aborted) onCallerAbort();
+    callerSignal?.addEventListener("abort", onCallerAbort, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new ConnectError(`${String(input)}: no answer for ${idleMs / 1000} s`, Code.Unavailable)), idleMs);
+    };
+    const done = () => {
+      clearTimeout(timer);
+      callerSignal?.removeEventListener("abort", onCallerAbort);
+    };
+    arm();
+    let response: Response;
+    try {
+      response = await fetchOrUnavailable(input, { ...init, signal: controller.signal });
+    } catch (err) {
+      done();
+      throw err;
+    }
+    const streaming = (new Headers(init?.headers).get("content-type") ?? "").startsWith("application/connect+");
+    if (streaming || !response.body) {
+      done();
+      return response;
+    }
+    arm();
+    // The body read chunk by chunk, each one re-arming the limit: an answer that keeps coming is never cut.
+    let whole: Promise<Uint8Array> | undefined;
+    const readWhole = () =>
+      (whole ??= (async () => {
+        const reader = response.body!.getReader();
+        const chunks: Uint8Array[] = [];
+        let length = 0;
+        try {
+          for (;;) {
+            const { done: ended, value } = await reader.read();
+            if (ended) break;
+            chunks.push(value);
+            length += value.length;
+            arm();
+          }
+        } finally {
+          done();
+        }
+        const bytes = new Uint8Array(length);
+        let at = 0;
+        for (const chunk of chunks) {
+          bytes.set(chunk, at);
+          at += chunk.length;
+        }
+        return bytes;
+      })());
+    Object.defineProperties(response, {
+      arrayBuffer: { value: async () => (await readWhole()).buffer },
+      json: { value: async () => JSON.parse(new TextDecoder().decode(await readWhole())) },
+    });
+    return response;
+  };
 }
 
 /**
@@ -58,10 +131,11 @@ async function fetchOrUnavailable(input: Parameters<typeof fetch>[0], init?: Req
   const body = response.body;
   // Made when first asked for (Connect asks twice): taking a reader early would lock the body for arrayBuffer().
   let relayedBody: ReadableStream<Uint8Array> | undefined;
+  // Configurable: withIdleLimit reads a unary answer through body, and defines these again.
   Object.defineProperties(response, {
-    arrayBuffer: { value: () => arrayBuffer().catch((err: unknown) => Promise.reject(brokeOff(err))) },
-    json: { value: () => json().catch((err: unknown) => Promise.reject(brokeOff(err))) },
-    body: { get: () => body && (relayedBody ??= relayed(body, brokeOff)) },
+    arrayBuffer: { value: () => arrayBuffer().catch((err: unknown) => Promise.reject(brokeOff(err))), configurable: true },
+    json: { value: () => json().catch((err: unknown) => Promise.reject(brokeOff(err))), configurable: true },
+    body: { get: () => body && (relayedBody ??= relayed(body, brokeOff)), configurable: true },
   });
   return response;
 }

@@ -18,6 +18,8 @@ export interface TransportOptions {
   token?: string;
   /** PEM certificates to trust for https:// URLs besides the system's (a private CA). */
   ca?: Buffer | string;
+  /** How long a unary call may go without a byte of its answer before it fails UNAVAILABLE (core/retry.ts UNARY_IDLE_MS). */
+  idleTimeoutMs?: number;
 }
 
 /** A transport, and how to release what it holds (its connection). */
@@ -104,6 +106,6 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
     interceptors: options.token === undefined ? [] : [bearer(options.token)],
   });
   // Unary calls on the same connection, without connect-node's per-call machinery (actors/h2-unary.ts).
-  const transport = withDirectUnary(streaming, { baseUrl, session, token: options.token, readMaxBytes: READ_MAX_BYTES });
+  const transport = withDirectUnary(streaming, { baseUrl, session, token: options.token, readMaxBytes: READ_MAX_BYTES, idleTimeoutMs: options.idleTimeoutMs });
   return { transport, close: () => session.close(), roundTripMs: () => session.roundTripMs() };
 }

@@ -5,6 +5,14 @@ import { RemoteLogError, ErrorCodes } from "./errors.js";
  * backends (talking to an IPFS node): both meet services that are down or restarting.
  */
 
+/**
+ * A call whose server says nothing for this long (no headers, no byte of the answer) fails UNAVAILABLE,
+ * which callers retry as any outage: a wedged server, a half-open connection or a slowloris answer
+ * otherwise held every read forever. An answer that keeps coming is never cut. Both transports (Node's
+ * and a browser's) keep it; openRemote's idleTimeoutMs changes it.
+ */
+export const UNARY_IDLE_MS = 30_000;
+
 /** How withRetry retries: how long, until which signal, and what it says meanwhile. */
 export interface RetryOptions {
   /**

@@ -26,7 +26,7 @@
  */
 
 // Where the log lives. openRemote speaks Connect through connect-web; openGateway reads IPFS's HTTP protocols.
-export { openRemote, openGateway, type Endpoints, type OpenGatewayOptions } from "./open-remote.js";
+export { openRemote, openGateway, type Endpoints, type OpenGatewayOptions, type OpenRemoteOptions } from "./open-remote.js";
 export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate, NameLister, NamePage } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
 

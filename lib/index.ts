@@ -23,7 +23,7 @@
  */
 
 // Where the log lives: clients of the CAS and NS, or (read-only) a trustless gateway and a delegated router.
-export { openRemote, openKubo, openGateway, type Endpoints, type OpenGatewayOptions } from "./open.js";
+export { openRemote, openKubo, openGateway, type Endpoints, type OpenGatewayOptions, type OpenRemoteOptions } from "./open.js";
 export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate, NameLister, NamePage } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
 

@@ -22,8 +22,10 @@ export type Endpoints = string | { cas: string; ns: string };
  * update that lost a race, and the server's other refusals by their code. Call close() when done;
  * close() is idempotent.
  *
- * Throws INVALID_ARGUMENT for a URL that is not http:// or https://. Idempotent: each call opens a
- * new, independent client.
+ * A call that gets no answer for options.idleTimeoutMs (30 s) fails UNAVAILABLE: nothing waits forever.
+ *
+ * Throws INVALID_ARGUMENT for a URL that is not http:// or https://, or an idleTimeoutMs that is not
+ * a whole number of milliseconds above 0. Idempotent: each call opens a new, independent client.
  *
  * @example
  * ```ts
@@ -31,9 +33,21 @@ export type Endpoints = string | { cas: string; ns: string };
  * const split = openRemote({ cas: "http://127.0.0.1:7421", ns: "http://127.0.0.1:7422" });
  * ```
  */
-export function openRemote(endpoints: Endpoints): LogRemote & NameLister {
+export function openRemote(endpoints: Endpoints, options: OpenRemoteOptions = {}): LogRemote & NameLister {
   const { cas, ns } = typeof endpoints === "string" ? { cas: endpoints, ns: endpoints } : endpoints;
-  return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS") });
+  const idle = options.idleTimeoutMs;
+  if (idle !== undefined && !(Number.isSafeInteger(idle) && idle > 0)) throw RemoteLogError.invalidArgument(`idleTimeoutMs takes a whole number of milliseconds above 0, not ${String(idle)}`);
+  return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS"), idleTimeoutMs: idle });
+}
+
+/** How openRemote's client waits. */
+export interface OpenRemoteOptions {
+  /**
+   * How long a call may go without a byte of its answer (a wedged server, a dead connection) before it
+   * fails UNAVAILABLE, which withRetry and follow() retry as an outage. Default 30 s. Pushed heads
+   * (follow's Watch) may be quiet for longer: only their start is bounded so.
+   */
+  idleTimeoutMs?: number;
 }
 
 /** How openGateway reads. */

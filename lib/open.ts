@@ -2,7 +2,7 @@ import type { LogRemote } from "../core/log-remote.js";
 import { httpUrl } from "./open-remote.js";
 
 // Node and browsers alike; openKubo is here, apart, because kubo-rpc-client is Node's and large.
-export { openRemote, openGateway, type Endpoints, type OpenGatewayOptions } from "./open-remote.js";
+export { openRemote, openGateway, type Endpoints, type OpenGatewayOptions, type OpenRemoteOptions } from "./open-remote.js";
 
 /**
  * `const remote = await openKubo(apiUrl)`

@@ -289,6 +289,45 @@ group("a page refuses what a lying server serves", () => {
       await page.close();
     }
   });
+  it("fails a call to a wedged server UNAVAILABLE after the idle limit, where the page waited forever, and reads again once it wakes", async () => {
+    const wedged = await startServer(["--memory", "--listen", "127.0.0.1:0", "--cors-origin", site.origin]);
+    const sent = await runCli(["send", "--key", keyFile, "--data", join(dir, "alice-wedged"), "--server", wedged.url], { stdin: "before\n" });
+    expect(sent.code, sent.stderr).toBe(0);
+    const page = await browser.open(site.url);
+    // A wedged server (or a dead connection): it takes the connection and never answers.
+    wedged.process.kill("SIGSTOP");
+    try {
+      const stuck = await page.evaluate(
+        async ({ url, name }) => {
+          const { openRemote, Receiver } = (globalThis as unknown as PageGlobals).remotelog;
+          const receiver = await Receiver.open({ remote: openRemote(url, { idleTimeoutMs: 1_000 }), name });
+          try {
+            await receiver.sync(async () => {});
+            return "answered";
+          } catch (err) {
+            return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+          }
+        },
+        { url: wedged.url, name },
+      );
+      expect(stuck, describe(page)).toMatch(/^UNAVAILABLE: .*no answer for 1 s/);
+    } finally {
+      wedged.process.kill("SIGCONT");
+    }
+    const read = await page.evaluate(
+      async ({ url, name }) => {
+        const { openRemote, Receiver } = (globalThis as unknown as PageGlobals).remotelog;
+        const receiver = await Receiver.open({ remote: openRemote(url, { idleTimeoutMs: 1_000 }), name });
+        let delivered = 0;
+        await receiver.sync(async (batch) => void (delivered += batch.length));
+        return delivered;
+      },
+      { url: wedged.url, name },
+    );
+    expect(read).toBe(1);
+    await page.close();
+  });
+
   it("reads the untouched log through the proxy", async () => {
     proxy.rewrite = undefined;
     const page = await browser.open(site.url);
