@@ -11,7 +11,8 @@ import {
 } from "../gen/remotelog/v1/blocks_pb.js";
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
-import { addressText, equalBytes, validateAddress } from "../core/hash.js";
+import { DistinctAddresses } from "../core/distinct-addresses.js";
+import { addressText, validateAddress } from "../core/hash.js";
 import type { NameStore } from "../core/name-store.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
@@ -114,31 +115,11 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     });
     // Each distinct block is read once however often it is asked for: repeats cost the store nothing.
     // Ids are told apart only as far as they are read: an answer capped after 16 blocks need not
-    // sort 16,384 ids first. They are told apart by a number made from their digest (digestBits), and
-    // only ids that share it with another by their bytes: a string key per id was a tenth of the handler.
-    const distinct = new Map<number, number>();
-    let sharedBits: Map<string, number> | undefined;
-    const unique: Uint8Array[] = [];
+    // sort 16,384 ids first.
+    const distinct = new DistinctAddresses();
+    const unique = distinct.unique;
     const slots = new Int32Array(addresses.length).fill(-1);
-    const slotOf = (index: number) => {
-      if (slots[index] >= 0) return slots[index];
-      const address = addresses[index];
-      const bits = digestBits(address);
-      let slot = distinct.get(bits);
-      if (slot === undefined) {
-        slot = unique.push(address) - 1;
-        distinct.set(bits, slot);
-      } else if (!equalBytes(unique[slot], address)) {
-        sharedBits ??= new Map();
-        const key = Buffer.from(address.buffer, address.byteOffset, address.length).toString("latin1");
-        slot = sharedBits.get(key);
-        if (slot === undefined) {
-          slot = unique.push(address) - 1;
-          sharedBits.set(key, slot);
-        }
-      }
-      return (slots[index] = slot);
-    };
+    const slotOf = (index: number) => (slots[index] >= 0 ? slots[index] : (slots[index] = distinct.slotOf(addresses[index])));
     // The cap, and the read budget, count what the answer costs to send (answer-cost.ts): counted in
     // raw bytes, a JSON page of base64 text held the thread five times as long as a binary one.
     const format = answerFormat(context);
@@ -215,21 +196,4 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       throw RemoteLogError.tooLarge(`${what} of ${count} blocks is over the limit of ${this.limits.maxBatchBlocks} per call`);
     }
   }
-}
-
-/** Multipliers of digestBits, odd, drawn once a process. */
-const DIGEST_MIX = crypto.getRandomValues(new Uint32Array(2)).map((word) => word | 1);
-
-/**
- * 30 bits made from the first 8 bytes of an address's digest (bytes 4 to 11; the first four are the
- * same for every address) by a multiply-shift hash with multipliers drawn at random: a cheap key that
- * tells almost all distinct ids apart. The ids come from the caller, who can pick any bytes, and V8
- * hashes a small integer key without a secret: fixed digest bits as the key would let a caller line
- * 16,384 ids up in one of the Map's buckets and make each call quadratic. Ids that share the 8 bytes
- * share the key, and go to the string-keyed map, whose hash V8 seeds.
- */
-function digestBits(address: Uint8Array): number {
-  const first = address[4] | (address[5] << 8) | (address[6] << 16) | (address[7] << 24);
-  const second = address[8] | (address[9] << 8) | (address[10] << 16) | (address[11] << 24);
-  return (Math.imul(first ^ Math.imul(second, DIGEST_MIX[1]), DIGEST_MIX[0]) >>> 2) >>> 0;
 }
