@@ -1,7 +1,13 @@
+import { randomBytes } from "node:crypto";
 import { cp } from "node:fs/promises";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
-import { cleanup, lines, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
+import { addressOf, decodeMessage, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { encodePage } from "../../core/page.js";
+import { RemoteLogSchema, RemoteLog_PairSchema } from "../../gen/vac/cas/cas_pb.js";
+import { LogExplorer, openRemote } from "../../lib/index.js";
+import { cleanup, lines, parseJsonl, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -67,5 +73,67 @@ describe("one reader - every verb that reads a log refuses a rollback and a chai
     // With room for the whole chain (8 pages), each reads it.
     expect((await runCli(["export", "--name", name, "--from", server.url, "--car", join(dir, "log.car"), "--max-pages", "8"])).code).toBe(0);
     expect((await runCli(["verify", "--name", name, "--from", server.url, "--max-pages", "8"])).code).toBe(0);
+  });
+});
+
+const GET_MANY = "remotelog.v1.BlockService/GetMany";
+
+/** Calls of method the server has answered, with any code or with code, from its metrics. */
+async function calls(url: string, method: string, code?: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    const match = /^remotelog_rpc_requests_total\{method="([^"]+)",code="([^"]+)"\} (\d+)$/.exec(line);
+    if (match && match[1] === method && (code === undefined || match[2] === code)) total += Number(match[3]);
+  }
+  return total;
+}
+
+/** The pair of a stored message; id, when given, in place of the message's own. */
+function pairOf(block: Uint8Array, id = messageId(decodeMessage(block))) {
+  return create(RemoteLog_PairSchema, { localHash: id, remoteHash: addressOf(block) });
+}
+
+/** Publishes a free-form name whose head page holds pairs and nothing else. */
+async function publish(remote: ReturnType<typeof openRemote>, name: string, pairs: ReturnType<typeof pairOf>[]): Promise<void> {
+  await remote.updateName(name, encodePage(create(RemoteLogSchema, { pair: pairs })), 0n);
+}
+
+/*
+ * What a page names is a stranger's choice: pairs that repeat one block, or name blocks the CAS lacks,
+ * must cost the reader what the distinct blocks cost, not a fetch per pair. Before, 300 pairs naming a
+ * 1 MiB block were 300 MiB fetched and held.
+ */
+describe("one reader - a page's pairs cost what their distinct blocks cost", () => {
+  it("300 pairs naming one 1 MiB block: cat and the explorer fetch it once, still refuse ids that are not its message's, and cat still prints a repeated message each time", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const remote = openRemote(server.url);
+    try {
+      const group = new Uint8Array(32);
+      const big = encodeMessage(newMessage(group, 1n, randomBytes(1024 * 1024 - 200)));
+      const small = encodeMessage(newMessage(group, 2n, new TextEncoder().encode("said three times")));
+      await remote.putBlocks([big, small]);
+      await publish(remote, "one-block", Array.from({ length: 300 }, () => pairOf(big, randomBytes(32))));
+      await publish(remote, "repeats", [pairOf(small), pairOf(small), pairOf(small)]);
+
+      // 300 copies of a 1 MiB block take at least 38 of the server's 8 MiB answers; one copy, one.
+      let before = await calls(server.url, GET_MANY);
+      const cat = await runCli(["cat", "--unsigned", "one-block", "--server", server.url]);
+      expect(cat.code, cat.stderr).toBe(1);
+      expect(cat.stderr).toMatch(/DATA_LOSS: name "one-block" seq 0: /);
+      expect((await calls(server.url, GET_MANY)) - before).toBe(1);
+
+      before = await calls(server.url, GET_MANY);
+      const view = await new LogExplorer(remote, "one-block").view();
+      expect((await calls(server.url, GET_MANY)) - before).toBe(1);
+      expect(view.pages[0].messages).toHaveLength(300);
+      expect(view.pages[0].messages.every((message) => message.status === "failed" && message.fault?.code === "DATA_LOSS")).toBe(true);
+
+      const repeats = await runCli(["cat", "--unsigned", "repeats", "--server", server.url, "--format", "jsonl"]);
+      expect(repeats.code, repeats.stderr).toBe(0);
+      expect(parseJsonl(repeats.stdout).map((line) => line.body)).toEqual(["said three times", "said three times", "said three times"]);
+    } finally {
+      remote.close();
+    }
   });
 });
