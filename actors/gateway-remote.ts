@@ -97,6 +97,18 @@ export class GatewayRemote implements LogReadRemote {
     return mapBounded(addresses, this.concurrency, (address) => this.getBlock(address));
   }
 
+  /** A gateway is asked one block a request anyway: a missing one is its 404, in the same requests as getBlocks. */
+  async getBlocksAllowingMissing(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    return mapBounded(addresses, this.concurrency, async (address) => {
+      try {
+        return await this.getBlock(address);
+      } catch (err) {
+        if (isRemoteLogError(err, "NOT_FOUND")) return undefined;
+        throw err;
+      }
+    });
+  }
+
   // eslint-disable-next-line require-yield
   async *watchName(_name: string, _signal: AbortSignal): AsyncGenerator<NameHead> {
     throw new WatchUnsupportedError(this.nsUrl);

@@ -58,13 +58,18 @@ export class KuboRemote implements LogRemote {
 
   /** Blocks in request order; a block the node lacks is NOT_FOUND naming it. */
   async getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
-    const blocks = await this.blocks.getMany(addresses);
+    const blocks = await this.getBlocksAllowingMissing(addresses);
     return blocks.map((block, i) => {
       if (block === undefined) {
         throw new RemoteLogError("NOT_FOUND", `Kubo API ${this.casUrl}: block ${addressText(addresses[i])} is not stored`, { details: { address: addressText(addresses[i]) } });
       }
       return block;
     });
+  }
+
+  /** Blocks in request order, undefined for each the node lacks. */
+  getBlocksAllowingMissing(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    return this.blocks.getMany(addresses);
   }
 
   async getBlock(address: Uint8Array): Promise<Uint8Array> {

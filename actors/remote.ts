@@ -178,22 +178,37 @@ export class Remote implements LogRemote, NameLister {
    * of one response (max_response_bytes): it then returns the first blocks only, and the rest are
    * asked for again.
    */
-  async getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
+  getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
+    return this.fetchBlocks(addresses, false) as Promise<Uint8Array[]>;
+  }
+
+  /** getBlocks with undefined for each block the CAS lacks (GetMany's allow_missing), in the same calls. */
+  getBlocksAllowingMissing(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    return this.fetchBlocks(addresses, true);
+  }
+
+  private async fetchBlocks(addresses: Uint8Array[], allowMissing: boolean): Promise<(Uint8Array | undefined)[]> {
     const batches: Uint8Array[][] = [];
     for (let i = 0; i < addresses.length; i += this.batchBlocks) batches.push(addresses.slice(i, i + this.batchBlocks));
     const results = await mapBounded(batches, this.concurrency, async (ids) => {
-      const blocks: Uint8Array[] = [];
+      const blocks: (Uint8Array | undefined)[] = [];
       try {
         while (blocks.length < ids.length) {
           const asked = ids.length - blocks.length;
-          const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true }, "ids", blocks.length === 0 ? ids : ids.slice(blocks.length)));
+          const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true, allowMissing }, "ids", blocks.length === 0 ? ids : ids.slice(blocks.length)));
           // An answer is the first blocks asked for, at least one (else we would ask forever) and no more
           // than asked: a block too many would shift every later block, and every later batch, onto the
           // wrong address, and the hash check would then blame an intact block of another batch.
           if (response.blocks.length === 0 || response.blocks.length > asked) {
             throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${asked} blocks returned ${response.blocks.length === 0 ? "none" : response.blocks.length}`);
           }
+          const from = blocks.length;
           for (const block of response.blocks) blocks.push(block);
+          // Indexes into this call's ids; a missing block's slot holds empty bytes, which a stored empty block also is.
+          for (const index of response.missing) {
+            if (index >= response.blocks.length) throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${asked} blocks named block ${index} missing of ${response.blocks.length} returned`);
+            blocks[from + index] = undefined;
+          }
         }
         return blocks;
       } catch (err) {

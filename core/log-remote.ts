@@ -27,6 +27,12 @@ export interface LogReadRemote {
   /** Blocks in request order; a missing block is NOT_FOUND naming it. */
   getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]>;
   /**
+   * getBlocks with undefined for each block the CAS lacks, in the calls getBlocks would make: a reader
+   * that reports what is missing (verify, the explorer) learns it from one pass, where a NOT_FOUND for
+   * a batch told it only that something in it was missing. Other faults are thrown as by getBlocks.
+   */
+  getBlocksAllowingMissing?(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]>;
+  /**
    * The network round trip to the CAS in ms, without server work in it (an HTTP/2 PING), if the
    * remote can tell: a receiver fetches further ahead over a longer one.
    */

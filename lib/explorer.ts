@@ -340,7 +340,13 @@ function base64(bytes: Uint8Array): string {
 class CachingRemote implements LogReadRemote {
   private readonly blocks = new Map<string, Uint8Array>();
 
-  constructor(private readonly remote: LogReadRemote) {}
+  /** Where the remote can tell which blocks it lacks: the reader then finds them in one pass. */
+  readonly getBlocksAllowingMissing?: (addresses: Uint8Array[]) => Promise<(Uint8Array | undefined)[]>;
+
+  constructor(private readonly remote: LogReadRemote) {
+    const allowingMissing = remote.getBlocksAllowingMissing?.bind(remote);
+    if (allowingMissing) this.getBlocksAllowingMissing = (addresses) => this.kept(addresses, allowingMissing);
+  }
 
   get casUrl(): string {
     return this.remote.casUrl;
@@ -362,19 +368,24 @@ class CachingRemote implements LogReadRemote {
     return bytes;
   }
 
-  async getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
+  getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
+    return this.kept(addresses, (wanted) => this.remote.getBlocks(wanted)) as Promise<Uint8Array[]>;
+  }
+
+  /** The blocks kept, and the rest fetched and kept. */
+  private async kept(addresses: Uint8Array[], fetch: (wanted: Uint8Array[]) => Promise<(Uint8Array | undefined)[]>): Promise<(Uint8Array | undefined)[]> {
     const out = addresses.map((address) => this.blocks.get(toHex(address)));
     const wanted = addresses.filter((_, i) => out[i] === undefined);
     if (wanted.length > 0) {
-      const fetched = await this.remote.getBlocks(wanted);
+      const fetched = await fetch(wanted);
       let next = 0;
       out.forEach((bytes, i) => {
         if (bytes !== undefined) return;
         out[i] = fetched[next++];
-        this.keep(addresses[i], out[i]!);
+        if (out[i] !== undefined) this.keep(addresses[i], out[i]);
       });
     }
-    return out as Uint8Array[];
+    return out;
   }
 
   private keep(address: Uint8Array, bytes: Uint8Array): void {

@@ -49,6 +49,20 @@ export function remoteContract(label: string, open: () => Promise<{ remote: LogR
       expect(await codeOf(remote.getBlocks([addressOf(blocks[0]), missing]))).toBe("NOT_FOUND");
     });
 
+    it("tells which blocks it lacks: undefined for each in its place, the others as stored, over answers that page", async () => {
+      // Optional in the port; both of these implement it, and a reader that reports faults relies on it.
+      expect(typeof remote.getBlocksAllowingMissing).toBe("function");
+      // 12 blocks of almost 1 MiB: more than one answer of a server's 8 MiB, so that missing ones land in later answers too.
+      const blocks = Array.from({ length: 12 }, () => randomBytes((1 << 20) - 64));
+      await remote.putBlocks(blocks);
+      const absent = Array.from({ length: 12 }, () => addressOf(randomBytes(40)));
+      const addresses = blocks.flatMap((block, i) => (i % 3 === 0 ? [absent[i], addressOf(block), absent[i + 1]] : [addressOf(block)]));
+      const expected = blocks.flatMap((block, i) => (i % 3 === 0 ? [undefined, block, undefined] : [block]));
+      const got = await remote.getBlocksAllowingMissing!(addresses);
+      expect(got.length).toBe(expected.length);
+      got.forEach((bytes, i) => expect(bytes === undefined ? undefined : Buffer.compare(bytes, expected[i]!), `block ${i}`).toBe(expected[i] === undefined ? undefined : 0));
+    });
+
     it("a name never updated is undefined; a signed update's version is its sequence, and the head comes back as stored", async () => {
       const key = await generateNameKey();
       const name = keyName(key);

@@ -77,6 +77,7 @@ describe("one reader - every verb that reads a log refuses a rollback and a chai
 });
 
 const GET_MANY = "remotelog.v1.BlockService/GetMany";
+const GET = "vac.cas.CAS/Get";
 
 /** Calls of method the server has answered, with any code or with code, from its metrics. */
 async function calls(url: string, method: string, code?: string): Promise<number> {
@@ -102,7 +103,7 @@ async function publish(remote: ReturnType<typeof openRemote>, name: string, pair
 /*
  * What a page names is a stranger's choice: pairs that repeat one block, or name blocks the CAS lacks,
  * must cost the reader what the distinct blocks cost, not a fetch per pair. Before, 300 pairs naming a
- * 1 MiB block were 300 MiB fetched and held.
+ * 1 MiB block were 300 MiB fetched and held, and each absent block was a Get of its own.
  */
 describe("one reader - a page's pairs cost what their distinct blocks cost", () => {
   it("300 pairs naming one 1 MiB block: cat and the explorer fetch it once, still refuse ids that are not its message's, and cat still prints a repeated message each time", async () => {
@@ -132,6 +133,37 @@ describe("one reader - a page's pairs cost what their distinct blocks cost", () 
       const repeats = await runCli(["cat", "--unsigned", "repeats", "--server", server.url, "--format", "jsonl"]);
       expect(repeats.code, repeats.stderr).toBe(0);
       expect(parseJsonl(repeats.stdout).map((line) => line.body)).toEqual(["said three times", "said three times", "said three times"]);
+    } finally {
+      remote.close();
+    }
+  });
+
+  it("2,000 pairs naming blocks the CAS lacks: the explorer and verify --read-data find them all in one GetMany, with no Get per pair", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const remote = openRemote(server.url);
+    try {
+      const stored = encodeMessage(newMessage(new Uint8Array(32), 1n, new TextEncoder().encode("the one stored")));
+      await remote.putBlocks([stored]);
+      const absent = Array.from({ length: 2000 }, (_, i) => encodeMessage(newMessage(new Uint8Array(32), BigInt(i + 2), randomBytes(40))));
+      await publish(remote, "absent", [pairOf(stored), ...absent.map((block) => pairOf(block))]);
+
+      let [getMany, get] = [await calls(server.url, GET_MANY), await calls(server.url, GET)];
+      const view = await new LogExplorer(remote, "absent").view();
+      expect((await calls(server.url, GET)) - get).toBe(0);
+      expect((await calls(server.url, GET_MANY)) - getMany).toBe(1);
+      const statuses = view.pages[0].messages.map((message) => message.status);
+      expect(statuses[0]).toBe("ok");
+      expect(statuses.slice(1).every((status) => status === "missing")).toBe(true);
+      expect(statuses).toHaveLength(2001);
+
+      [getMany, get] = [await calls(server.url, GET_MANY), await calls(server.url, GET)];
+      const verify = await runCli(["verify", "--name", "absent", "--from", server.url, "--read-data", "--json"]);
+      expect(verify.code, verify.stderr).toBe(1);
+      const faults = (JSON.parse(verify.stdout) as { faults: { code: string }[] }).faults;
+      expect(faults.filter((fault) => fault.code === "NOT_FOUND")).toHaveLength(2000);
+      expect(faults).toHaveLength(2000);
+      expect((await calls(server.url, GET)) - get).toBe(0);
+      expect((await calls(server.url, GET_MANY)) - getMany).toBe(1);
     } finally {
       remote.close();
     }
