@@ -199,10 +199,8 @@ export class Gateway implements HttpService {
     const car = wanted.format === "car" ? carParameters(url, wanted.params) : undefined;
     if (typeof car === "string") return text(wanted.fromQuery ? 400 : 406, car);
 
-    const bytes = await this.block(cid);
-    if (bytes !== undefined && req.method !== "HEAD") this.options.chargeRead?.(req, bytes.length);
-    if (bytes === undefined) return text(404, `block ${cid.toString()} is not stored here`, { "cache-control": "no-store" });
     const cidText = cid.toString();
+    const etag = car ? `"${cidText}.car.${car.scope}.${car.order}.${car.dups}${car.entityBytes ? `.${car.entityBytes}` : ""}"` : `"${cidText}.raw"`;
     const common = {
       "x-content-type-options": "nosniff",
       "cache-control": IMMUTABLE,
@@ -211,9 +209,14 @@ export class Gateway implements HttpService {
       vary: "Accept",
       "access-control-allow-origin": "*",
     };
+    // The ETag names the block by its CID, so a 304 needs to know only that the block is here, not its
+    // bytes: the client that sent it has them already.
+    if (notModified(req, etag)) return (await this.holds(cid, req)) ? { status: 304, headers: { ...common, etag } } : notHere(cid);
+    // HEAD reads and checks the block as GET does, so that it answers the same (Content-Length, or a
+    // 500 for a damaged block), and so it is charged the same.
+    const bytes = await this.block(cid, req);
+    if (bytes === undefined) return notHere(cid);
     if (!car) {
-      const etag = `"${cidText}.raw"`;
-      if (notModified(req, etag)) return { status: 304, headers: { ...common, etag } };
       return {
         status: 200,
         headers: {
@@ -226,8 +229,6 @@ export class Gateway implements HttpService {
         body: bytes,
       };
     }
-    const etag = `"${cidText}.car.${car.scope}.${car.order}.${car.dups}${car.entityBytes ? `.${car.entityBytes}` : ""}"`;
-    if (notModified(req, etag)) return { status: 304, headers: { ...common, etag } };
     return {
       status: 200,
       headers: {
@@ -246,19 +247,22 @@ export class Gateway implements HttpService {
    * from the CAS or, for a name's head page, the head index; identity CIDs hold their bytes themselves.
    * Undefined when it is stored nowhere here.
    */
-  private async block(cid: CID): Promise<Uint8Array | undefined> {
+  private async block(cid: CID, req: HttpRequest): Promise<Uint8Array | undefined> {
     if (cid.multihash.code === IDENTITY_MULTIHASH) return cid.multihash.digest;
     const address = blockAddress(cid);
     if (address === undefined) return undefined;
     const [stored] = (await this.options.content?.getMany([address])) ?? [undefined];
-    return stored ?? (await this.options.heads?.find(address));
+    const bytes = stored ?? (await this.options.heads?.find(address));
+    // Whatever the answer sends of them (HEAD, a refused PUT: nothing), the bytes were read and hashed.
+    if (bytes !== undefined) this.options.chargeRead?.(req, bytes.length);
+    return bytes;
   }
 
-  /** Whether block(cid) would find it, without reading a stored block. */
-  private async holds(cid: CID): Promise<boolean> {
+  /** Whether block(cid) would find it, reading (and charging) a block only when the CAS does not hold it. */
+  private async holds(cid: CID, req: HttpRequest): Promise<boolean> {
     const address = blockAddress(cid);
     if (address !== undefined && (await this.options.content?.has(address))) return true;
-    return (await this.block(cid)) !== undefined;
+    return (await this.block(cid, req)) !== undefined;
   }
 
   /** GET /ipns/{name}: the signed record, the only verifiable answer; this gateway deserializes nothing. */
@@ -322,7 +326,7 @@ export class Gateway implements HttpService {
     const record = await readBody(req, MAX_RECORD_BYTES);
     // Only what the name's key signed is looked up: a forged record costs a signature check, no read.
     const { cid } = await verifySignedRecord(name, record);
-    const content = await this.block(cid);
+    const content = await this.block(cid, req);
     if (content === undefined) {
       return text(400, `the record points at ${cid.toString()}, which is not stored here: store the head page in the CAS, then publish its record`);
     }
@@ -336,7 +340,7 @@ export class Gateway implements HttpService {
     if (typeof cid === "string") return text(422, cid);
     const filter = url.searchParams.get("filter-protocols");
     const wantsGateway = filter === null || filter.toLowerCase().split(",").includes(GATEWAY_PROTOCOL);
-    const held = wantsGateway && (await this.holds(cid));
+    const held = wantsGateway && (await this.holds(cid, req));
     return this.peerList(req, "Providers", held ? [await this.self(req)] : []);
   }
 
@@ -383,6 +387,11 @@ export function send(req: HttpRequest, res: HttpResponse, reply: Reply): void {
     // The client may be gone; what Node throws then concerns nobody.
     res.destroy();
   }
+}
+
+/** The answer for a block held nowhere here. */
+function notHere(cid: CID): Reply {
+  return text(404, `block ${cid.toString()} is not stored here`, { "cache-control": "no-store" });
 }
 
 /** A plain-text reply. */

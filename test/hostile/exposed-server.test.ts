@@ -405,6 +405,36 @@ describe("exposed server - fair limits", () => {
     }
   });
 
+  it("charges a gateway HEAD like a GET, and a 304 not at all, since it reads no block", async () => {
+    // HEAD /ipfs/{cid} read and hashed the whole block, uncharged: one address read 1 GB in 12 s against
+    // a 256 KiB/s budget. A conditional GET that ended in 304 was charged a block it never sent.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--read-rate-per-address", String(1 << 20)]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const big = block(9, 1 << 20);
+      await remote.putBlocks([big]);
+      const cid = cidOf(big).toString();
+      const ask = (from: string, method: string, headers: Record<string, string> = {}) =>
+        new Promise<{ status: number; length?: string; bytes: number }>((resolve, reject) => {
+          const request = http.request(`${server.url}/ipfs/${cid}?format=raw`, { method, headers, localAddress: from, agent: false }, (answer) => {
+            let bytes = 0;
+            answer.on("data", (chunk: Buffer) => (bytes += chunk.length));
+            answer.on("end", () => resolve({ status: answer.statusCode ?? 0, length: answer.headers["content-length"], bytes }));
+          });
+          request.on("error", reject);
+          request.end();
+        });
+      // 8 x 1 MiB revalidated: nothing read, so within the 4 MiB burst however many.
+      for (let i = 0; i < 8; i++) expect(await ask(ATTACKER, "GET", { "if-none-match": `"${cid}.raw"` })).toMatchObject({ status: 304, bytes: 0 });
+      expect(limitHits(await metricsOf(server), "read-rate-per-address")).toBe(0);
+      // 8 x 1 MiB read for HEADs: past the burst, so the later ones wait, as GETs would.
+      for (let i = 0; i < 8; i++) expect(await ask("127.0.0.1", "HEAD")).toEqual({ status: 200, length: String(1 << 20), bytes: 0 });
+      expect(limitHits(await metricsOf(server), "read-rate-per-address")).toBeGreaterThanOrEqual(1);
+    } finally {
+      remote.close();
+    }
+  });
+
   it("charges a GetMany's read budget for every id it names, found or not", async () => {
     // Each id was charged its 36 bytes on the wire: a call naming 16,384 missing ids cost ~10 ms of
     // the thread and 590 KB of budget, so one address could keep the server busy without reading a block.
