@@ -85,3 +85,12 @@ export function parseCorsOrigin(text: string): string {
   }
   return text;
 }
+
+/**
+ * The CORS of IPFS's HTTP protocols (services/gateway.ts: /ipfs/, /ipns/, /routing/v1/), whatever
+ * serve --cors-origin says: any origin, on every answer, errors and the routing PUT's 200 among them.
+ * The routing spec asks servers to "always respond with headers that remove CORS limits"; a browser
+ * client given a 404 without them sees a network error instead of "not found". What they serve is
+ * public and verified by its client, as Kubo's gateway (boxo) serves it.
+ */
+export const ANY_ORIGIN = { "access-control-allow-origin": "*" } as const;

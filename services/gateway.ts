@@ -17,6 +17,7 @@ import { addressOf, matchesAddress, RAW_CODEC, SHA2_256 } from "../core/hash.js"
 import { httpStatusOf } from "../core/http-status.js";
 import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { canonicalKeyName, generateNameKey, isKeyName, keyName, MAX_RECORD_BYTES, peerIdOfKeyName, verifySignedRecord } from "../core/names.js";
+import { ANY_ORIGIN } from "./cors.js";
 
 /*
  * IPFS's own HTTP protocols over our stores (design/remote-log.md §10), beside Connect on the same port:
@@ -168,10 +169,8 @@ export class Gateway implements HttpService {
   }
 
   handle(req: HttpRequest, res: HttpResponse): void {
-    this.answer(req).then(
-      (reply) => send(req, res, reply),
-      (err: unknown) => send(req, res, this.errorReply(err, req)),
-    );
+    const sendAnyOrigin = (reply: Reply) => send(req, res, { ...reply, headers: { ...reply.headers, ...ANY_ORIGIN } });
+    this.answer(req).then(sendAnyOrigin, (err: unknown) => sendAnyOrigin(this.errorReply(err, req)));
   }
 
   private async answer(req: HttpRequest): Promise<Reply> {
@@ -207,15 +206,14 @@ export class Gateway implements HttpService {
       "x-ipfs-path": `/ipfs/${cidText}`,
       "x-ipfs-roots": cidText,
       vary: "Accept",
-      "access-control-allow-origin": "*",
     };
     // The ETag names the block by its CID, so a 304 needs to know only that the block is here, not its
     // bytes: the client that sent it has them already.
-    if (notModified(req, etag)) return (await this.holds(cid, req)) ? { status: 304, headers: { ...common, etag } } : notHere(cid);
+    if (notModified(req, etag)) return (await this.holds(cid, req)) ? { status: 304, headers: { ...common, etag } } : notHere(req, cid);
     // HEAD reads and checks the block as GET does, so that it answers the same (Content-Length, or a
     // 500 for a damaged block), and so it is charged the same.
     const bytes = await this.block(cid, req);
-    if (bytes === undefined) return notHere(cid);
+    if (bytes === undefined) return notHere(req, cid);
     if (!car) {
       return {
         status: 200,
@@ -279,13 +277,13 @@ export class Gateway implements HttpService {
     if (typeof name !== "string") return text(400, name.message);
     const entry = this.options.names ? await this.options.names.get(name) : undefined;
     if (!entry || entry.record.length === 0) {
-      return text(404, this.options.names ? `name ${name} has no record here` : "this server holds no names", { "cache-control": "public, max-age=15", vary: "Accept" });
+      // The routing spec: "When record was not found (HTTP 404) ... SHOULD default to max-age=60".
+      return text(404, this.options.names ? `name ${name} has no record here` : "this server holds no names", { "cache-control": "public, max-age=60", vary: "Accept" });
     }
     const etag = `"${createHash("sha256").update(entry.record).digest("hex")}"`;
     const headers: Record<string, string> = {
       "content-type": IPNS_RECORD_TYPE,
       "x-content-type-options": "nosniff",
-      "access-control-allow-origin": "*",
       vary: "Accept",
       etag,
       ...recordCacheHeaders(entry.record),
@@ -325,7 +323,12 @@ export class Gateway implements HttpService {
     if (typeof name !== "string") return text(400, name.message);
     const record = await readBody(req, MAX_RECORD_BYTES);
     // Only what the name's key signed is looked up: a forged record costs a signature check, no read.
-    const { cid } = await verifySignedRecord(name, record);
+    const { cid } = await verifySignedRecord(name, record).catch((err: unknown) => {
+      // The routing spec has one answer for a record it will not take, whatever is wrong with it: "400
+      // (Bad Request): the provided IPNS Record or IPNS Name are not valid". NS.Update's 403 stays for
+      // a valid record of a key this server does not let publish (--allow-keys).
+      throw isRemoteLogError(err, "PERMISSION_DENIED") ? RemoteLogError.invalidArgument(err.text) : err;
+    });
     const content = await this.block(cid, req);
     if (content === undefined) {
       return text(400, `the record points at ${cid.toString()}, which is not stored here: store the head page in the CAS, then publish its record`);
@@ -350,8 +353,13 @@ export class Gateway implements HttpService {
     return this.peerList(req, "Peers", id === self.ID || canonicalKeyName(id) === canonicalKeyName(self.ID) ? [self] : []);
   }
 
+  /**
+   * No records is a 200 with an empty list, not the 404 the routing spec first asked for: IPIP-0513
+   * (ratified 2025-12) has servers answer 200, since a 404 shows as an error in a browser's console,
+   * and has clients take a 404 as an empty list, so either works with every client.
+   */
   private peerList(req: HttpRequest, field: "Providers" | "Peers", records: object[]): Reply {
-    const headers = { "cache-control": ROUTING_CACHE, vary: "Accept", "access-control-allow-origin": "*" };
+    const headers = { "cache-control": ROUTING_CACHE, vary: "Accept" };
     if (accepts(req.headers.accept, "application/x-ndjson", true)) {
       return { status: 200, headers: { ...headers, "content-type": "application/x-ndjson" }, body: records.map((r) => JSON.stringify(r) + "\n").join("") };
     }
@@ -389,9 +397,14 @@ export function send(req: HttpRequest, res: HttpResponse, reply: Reply): void {
   }
 }
 
-/** The answer for a block held nowhere here. */
-function notHere(cid: CID): Reply {
-  return text(404, `block ${cid.toString()} is not stored here`, { "cache-control": "no-store" });
+/**
+ * The answer for a block held nowhere here: 404, or 412 to a client that asked for what is at hand
+ * alone (Cache-Control: only-if-cached; trustless gateway spec: "SHOULD return HTTP 412 if the root
+ * block is not immediately available").
+ */
+function notHere(req: HttpRequest, cid: CID): Reply {
+  const onlyIfCached = (req.headers["cache-control"] ?? "").split(",").some((directive) => directive.trim().toLowerCase() === "only-if-cached");
+  return text(onlyIfCached ? 412 : 404, `block ${cid.toString()} is not stored here`, { "cache-control": "no-store" });
 }
 
 /** A plain-text reply. */
@@ -404,7 +417,6 @@ function preflight(path: string): Reply {
   return {
     status: 204,
     headers: {
-      "access-control-allow-origin": "*",
       "access-control-allow-methods": put ? "GET, HEAD, PUT, OPTIONS" : "GET, HEAD, OPTIONS",
       "access-control-allow-headers": "Accept, Content-Type, If-None-Match",
       "access-control-max-age": 86400,

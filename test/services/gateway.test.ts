@@ -153,6 +153,10 @@ describe("Trustless Gateway: GET /ipfs/{cid}", () => {
       [[`${server.url}/ipfs/not-a-cid?format=raw`], 400],
       [[`${server.url}/ipfs/${missing}?format=raw`], 404],
       [["-I", `${server.url}/ipfs/${missing}?format=raw`], 404],
+      // Trustless gateway spec: "SHOULD return HTTP 412 if the root block is not immediately available".
+      [["-H", "Cache-Control: only-if-cached", `${server.url}/ipfs/${missing}?format=raw`], 412],
+      [["-H", "Cache-Control: max-age=0, only-if-cached", `${server.url}/ipfs/${missing}?format=car`], 412],
+      [["-H", "Cache-Control: only-if-cached", `${server.url}/ipfs/${cid}?format=raw`], 200],
       [[`${server.url}/ipfs/${cid}/some/path?format=raw`], 400],
       [["-X", "DELETE", `${server.url}/ipfs/${cid}?format=raw`], 405],
       [["-X", "POST", "--data-binary", "x", `${server.url}/ipfs/?format=raw`], 405],
@@ -188,7 +192,11 @@ describe("IPNS records: GET /ipns/{name} and Delegated Routing V1", () => {
     expect((await curl("-H", "Accept: application/json", `${server.url}/routing/v1/ipns/${name}`)).status).toBe(406);
     expect((await curl("-H", "Accept: application/vnd.ipfs.ipns-record", `${server.url}/routing/v1/ipns/chat`)).status).toBe(400);
     const stranger = keyName(await generateNameKey());
-    expect((await curl("-H", "Accept: application/vnd.ipfs.ipns-record", `${server.url}/routing/v1/ipns/${stranger}`)).status).toBe(404);
+    // Routing spec: "When record was not found (HTTP 404) ... SHOULD default to max-age=60".
+    for (const path of [`/routing/v1/ipns/${stranger}`, `/ipns/${stranger}`]) {
+      const unknown = await curl("-H", "Accept: application/vnd.ipfs.ipns-record", `${server.url}${path}`);
+      expect([path, unknown.status, unknown.headers["cache-control"]]).toEqual([path, 404, "public, max-age=60"]);
+    }
     expect((await curl(`${server.url}/ipns/${name}?format=raw`)).status).toBe(406);
   });
 
@@ -207,9 +215,11 @@ describe("IPNS records: GET /ipns/{name} and Delegated Routing V1", () => {
     expect((await fetchName()).version).toBe(version);
     // A signature that does not verify, a record of another key, a wrong content type.
     const signatureAt = Buffer.from(record).indexOf(Buffer.from(unmarshalIPNSRecord(record).signatureV2));
-    expect((await put(flipBit(Buffer.from(record), signatureAt + 10))).status).toBe(403);
+    // Routing spec: "400 (Bad Request): the provided IPNS Record or IPNS Name are not valid".
+    const forged = await put(flipBit(Buffer.from(record), signatureAt + 10));
+    expect([forged.status, forged.body.toString("utf8")]).toEqual([400, expect.stringMatching(/signature .* does not verify/)]);
     const other = await generateNameKey();
-    expect((await put(await createNameRecord(other, head, version + 1n))).status).toBe(403);
+    expect((await put(await createNameRecord(other, head, version + 1n))).status).toBe(400);
     expect((await put(record, name, "application/octet-stream")).status).toBe(406);
     // A record naming a page this server does not hold.
     expect((await put(await createNameRecord(key, Buffer.from("not a page here"), version + 1n))).status).toBe(400);
@@ -258,6 +268,36 @@ describe("IPNS records: GET /ipns/{name} and Delegated Routing V1", () => {
     expect(streamed.headers["content-type"]).toBe("application/x-ndjson");
     expect(JSON.parse(streamed.body.toString("utf8").trim())).toMatchObject({ ID: Providers[0].ID });
     expect((await curl(`${server.url}/routing/v1/dht/closest/peers/${messages[0]}`)).status).toBe(501);
+  });
+
+  it("answers every request with Access-Control-Allow-Origin: *, errors and the PUT's 200 too", async () => {
+    // Only the 200 GETs carried it: a browser page saw a network error for a PUT that was stored, and
+    // for "not found". Routing spec: servers "always respond with headers that remove CORS limits".
+    const file = join(data, "..", "record-cors");
+    await writeFile(file, record);
+    const missing = cidOf(Buffer.from("never stored")).toString();
+    const stranger = keyName(await generateNameKey());
+    const cases: [string[], number][] = [
+      [[`${server.url}/ipfs/${messages[0]}?format=raw`], 200],
+      [[`${server.url}/ipfs/${missing}?format=raw`], 404],
+      [["-I", `${server.url}/ipfs/${missing}?format=raw`], 404],
+      [["-H", "Cache-Control: only-if-cached", `${server.url}/ipfs/${missing}?format=raw`], 412],
+      [[`${server.url}/ipfs/not-a-cid?format=raw`], 400],
+      [["-H", "Accept: text/html", `${server.url}/ipfs/${messages[0]}`], 406],
+      [["-X", "DELETE", `${server.url}/ipfs/${messages[0]}?format=raw`], 405],
+      [["-H", "Accept: application/vnd.ipfs.ipns-record", `${server.url}/ipns/${stranger}`], 404],
+      [["-H", "Accept: application/vnd.ipfs.ipns-record", `${server.url}/routing/v1/ipns/${stranger}`], 404],
+      [["-H", "Accept: application/json", `${server.url}/routing/v1/ipns/${name}`], 406],
+      [["-X", "PUT", "-H", "Content-Type: application/vnd.ipfs.ipns-record", "--data-binary", `@${file}`, `${server.url}/routing/v1/ipns/${name}`], 200],
+      [["-X", "PUT", "-H", "Content-Type: application/vnd.ipfs.ipns-record", "--data-binary", "not a record", `${server.url}/routing/v1/ipns/${name}`], 400],
+      [[`${server.url}/routing/v1/providers/not-a-cid`], 422],
+      [[`${server.url}/routing/v1/dht/closest/peers/${messages[0]}`], 501],
+      [[`${server.url}/routing/v1/nothing`], 400],
+    ];
+    for (const [args, status] of cases) {
+      const answer = await curl("-H", "Origin: https://page.example", ...args);
+      expect({ args, status: answer.status, cors: answer.headers["access-control-allow-origin"] }).toEqual({ args, status, cors: "*" });
+    }
   });
 
   it("is off with --no-gateway", async () => {
