@@ -67,7 +67,8 @@ const PREFIXES = ["/ipfs/", "/ipns/", "/routing/v1/"];
 export class HeadIndex {
   /** The name store to mount in place of the one given: the same store, whose puts are indexed. */
   readonly store: NameStore;
-  private readonly nameOfCid = new Map<string, string>();
+  /** The names whose current head page has each CID: several names may share one page. */
+  private readonly namesOfCid = new Map<string, Set<string>>();
   private readonly cidOfName = new Map<string, string>();
   private scanned?: Promise<void>;
 
@@ -88,27 +89,32 @@ export class HeadIndex {
   /** The bytes of the current head page whose raw CID is address (binary), or undefined. */
   async find(address: Uint8Array): Promise<Uint8Array | undefined> {
     const key = Buffer.from(address).toString("latin1");
-    let name = this.nameOfCid.get(key);
-    if (name === undefined && canList(this.names)) {
+    if (!this.namesOfCid.has(key) && canList(this.names)) {
       await (this.scanned ??= this.scan().catch((err: unknown) => {
         this.scanned = undefined;
         throw err;
       }));
-      name = this.nameOfCid.get(key);
     }
-    if (name === undefined) return undefined;
-    // The index may be a step behind the store; the store's entry is the truth.
-    const entry = await this.names.get(name);
-    return entry && matchesAddress(entry.content, address) ? entry.content : undefined;
+    for (const name of [...(this.namesOfCid.get(key) ?? [])]) {
+      // The index may be a step behind the store; the store's entry is the truth.
+      const entry = await this.names.get(name);
+      if (entry && matchesAddress(entry.content, address)) return entry.content;
+    }
+    return undefined;
   }
 
   private note(name: string, content: Uint8Array, onlyIfNew = false): void {
     if (onlyIfNew && this.cidOfName.has(name)) return;
     const old = this.cidOfName.get(name);
-    if (old !== undefined && this.nameOfCid.get(old) === name) this.nameOfCid.delete(old);
+    const sharing = old === undefined ? undefined : this.namesOfCid.get(old);
+    sharing?.delete(name);
+    // Gone only when no name is left on it: another name's head may be the same page.
+    if (sharing?.size === 0) this.namesOfCid.delete(old!);
     const key = Buffer.from(addressOf(content)).toString("latin1");
     this.cidOfName.set(name, key);
-    this.nameOfCid.set(key, name);
+    let names = this.namesOfCid.get(key);
+    if (!names) this.namesOfCid.set(key, (names = new Set()));
+    names.add(name);
   }
 
   private async scan(): Promise<void> {

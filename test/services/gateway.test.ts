@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,10 +8,11 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { CarReader } from "@ipld/car/reader";
 import { CID } from "multiformats/cid";
 import { base32 } from "multiformats/bases/base32";
-import { CAS, NS } from "../../gen/vac/cas/cas_pb.js";
-import { addressText, cidOf } from "../../core/hash.js";
+import { create } from "@bufbuild/protobuf";
+import { CAS, NS, RemoteLogSchema, RemoteLog_PairSchema } from "../../gen/vac/cas/cas_pb.js";
+import { addressOf, addressText, cidOf } from "../../core/hash.js";
 import { createNameRecord, generateNameKey, keyName, parseKeyName, peerIdOfKeyName, verifyNameRecord } from "../../core/names.js";
-import { decodePage } from "../../core/page.js";
+import { decodePage, encodePage } from "../../core/page.js";
 import { unmarshalIPNSRecord } from "ipns";
 import { flipBit } from "../helpers/tamper-proxy.js";
 import { loadKeyFile } from "../../stores/file/key-file.js";
@@ -166,6 +168,37 @@ describe("Trustless Gateway: GET /ipfs/{cid}", () => {
       expect({ args, status: answer.status }).toEqual({ args, status });
       if (answer.status !== 200) expect(answer.headers["content-type"]).toBe("text/plain; charset=utf-8");
     }
+  });
+});
+
+describe("Trustless Gateway: head pages that names share", () => {
+  it("serves a page while any name's head is that page, after another name on it moves on", async () => {
+    // The head index kept one name per page: when the last name noted moved on, the page was
+    // forgotten although the other name's head was still that page (404, and no provider).
+    const ns = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+    const page = (body: string) => {
+      const data = Buffer.from(body);
+      return encodePage(create(RemoteLogSchema, { pair: [create(RemoteLog_PairSchema, { localHash: createHash("sha256").update(data).digest(), remoteHash: addressOf(data), data })] }));
+    };
+    const shared = page(`shared ${Date.now()}`);
+    const cid = cidOf(shared).toString();
+    const [first, second] = [`first-${Date.now()}`, `second-${Date.now()}`];
+    await ns.update({ name: first, content: shared, expectedVersion: 0n });
+    await ns.update({ name: second, content: shared, expectedVersion: 0n });
+    const served = async () => {
+      const block = await curl(`${server.url}/ipfs/${cid}?format=raw`);
+      const providers = await curl(`${server.url}/routing/v1/providers/${cid}`);
+      return { block: block.status, same: Buffer.compare(block.body, shared) === 0, providers: JSON.parse(providers.body.toString("utf8")).Providers.length };
+    };
+    expect(await served()).toEqual({ block: 200, same: true, providers: 1 });
+
+    await ns.update({ name: second, content: page("second moved on"), expectedVersion: 1n });
+    expect(Buffer.compare((await ns.fetch({ name: first })).data, shared)).toBe(0);
+    expect(await served()).toEqual({ block: 200, same: true, providers: 1 });
+
+    // Once no name is on it, it goes, as an old head does.
+    await ns.update({ name: first, content: page("first moved on too"), expectedVersion: 1n });
+    expect((await served()).block).toBe(404);
   });
 });
 
