@@ -196,7 +196,10 @@ export class Gateway implements HttpService {
   private async ipfs(req: HttpRequest, url: URL, id: string, rest: string[]): Promise<Reply> {
     const cid = parseCid(id);
     if (typeof cid === "string") return text(400, cid);
-    const wanted = negotiate(url, req.headers.accept, ["raw", "car"]);
+    const wanted = negotiate(url, req.headers.accept, ["raw", "car"], (format, params) => {
+      const car = format === "car" ? carParameters(url, params) : undefined;
+      return typeof car === "string" ? car : undefined;
+    });
     if (wanted.status) return text(wanted.status, wanted.message);
     if (rest.length > 0 && rest.some((segment) => segment !== "")) {
       return text(400, `no paths under a CID here: every block this gateway holds is raw, with no links to follow`);
@@ -476,9 +479,12 @@ type Negotiated =
 /**
  * The response format: ?format= wins over Accept (trustless-gateway spec). A request that names none
  * is 400 (this gateway is strictly trustless: it never deserializes); one that names only formats we
- * do not serve is 406.
+ * do not serve is 406. The Accept list is a list of preferences (RFC 9110 §12.5.1): its media ranges
+ * are tried most preferred first, and the first one whose type is served and whose parameters
+ * `refuses` (why a format cannot be served with them, or undefined) takes, so that
+ * `car;order=foo, car;order=dfs;q=0.5` gets the dfs CAR; 406 only when none can be served.
  */
-function negotiate(url: URL, accept: string | undefined, served: Format[]): Negotiated {
+function negotiate(url: URL, accept: string | undefined, served: Format[], refuses?: (format: Format, params: Map<string, string>) => string | undefined): Negotiated {
   const listed = served.map((format) => `?format=${format} or Accept: ${TYPE_OF[format]}`).join(", or ");
   const query = url.searchParams.get("format");
   if (query !== null) {
@@ -487,11 +493,16 @@ function negotiate(url: URL, accept: string | undefined, served: Format[]): Nego
   }
   const types = parseAccept(accept);
   const named = types.filter((t) => t.type !== "*/*" && t.type !== "application/*");
+  let refused: string | undefined;
   for (const t of named) {
     const format = served.find((f) => TYPE_OF[f] === t.type);
-    if (format) return { format, fromQuery: false, params: t.params };
+    if (!format) continue;
+    const why = refuses?.(format, t.params);
+    if (why === undefined) return { format, fromQuery: false, params: t.params };
+    refused ??= why;
   }
   if (named.length === 0) return { status: 400, message: `say which verifiable response you want: ${listed}` };
+  if (refused !== undefined) return { status: 406, message: `no type accepted can be served: ${refused}` };
   return { status: 406, message: `none of the types accepted (${named.map((t) => t.type).join(", ")}) is served here; this trustless gateway serves ${listed}` };
 }
 

@@ -171,6 +171,33 @@ describe("Trustless Gateway: GET /ipfs/{cid}", () => {
   });
 });
 
+describe("Trustless Gateway: content negotiation", () => {
+  it("goes down the Accept list to the first type it can serve, and is 406 only when it can serve none", async () => {
+    // The first media range whose type matched was taken, its CAR parameters refused, and the rest of
+    // the list never tried: the spec's own example of a fallback got 406.
+    const cid = messages[0];
+    const ask = (accept: string) => curl("-H", `Accept: ${accept}`, `${server.url}/ipfs/${cid}`);
+    // The trustless gateway spec's example (IPIP-412): order=foo is not served, dfs with dups is.
+    const fallback = await ask("application/vnd.ipld.car;order=foo, application/vnd.ipld.car;order=dfs;dups=y;q=0.5");
+    expect(fallback.status, fallback.body.toString("utf8")).toBe(200);
+    expect(fallback.headers["content-type"]).toBe("application/vnd.ipld.car; version=1; order=dfs; dups=y");
+    expect((await (await CarReader.fromBytes(fallback.body)).getRoots()).map(String)).toEqual([cid]);
+
+    const raw = await ask("application/vnd.ipld.car;version=2, application/vnd.ipld.raw;q=0.5");
+    expect(raw.status, raw.body.toString("utf8")).toBe(200);
+    expect(raw.headers["content-type"]).toBe("application/vnd.ipld.raw");
+    expect(cidOf(raw.body).toString()).toBe(cid);
+
+    // Preference is by q, not by place in the list.
+    const preferred = await ask("application/vnd.ipld.raw;q=0.4, application/vnd.ipld.car;version=1;q=0.9");
+    expect(preferred.headers["content-type"]).toBe("application/vnd.ipld.car; version=1; order=dfs; dups=n");
+
+    const none = await ask("application/vnd.ipld.car;version=2, application/vnd.ipld.car;order=foo;q=0.5, text/html;q=0.1");
+    expect(none.status).toBe(406);
+    expect(none.body.toString("utf8")).toMatch(/CAR version "2" is not served here/);
+  });
+});
+
 describe("Trustless Gateway: head pages that names share", () => {
   it("serves a page while any name's head is that page, after another name on it moves on", async () => {
     // The head index kept one name per page: when the last name noted moved on, the page was
