@@ -72,6 +72,9 @@ export class Receiver extends LogReceiver {
   private readonly remote: ReceiverRemote;
   /** What open() created, and close() releases. */
   private readonly owned: { close(): Promise<void> }[] = [];
+  /** The sync() or follow() that holds the receiver now, refusing any other (see claim). */
+  private running?: "sync()" | "follow()";
+  private closed = false;
 
   /** For callers that bring their own checkpoint store; most want Receiver.open. */
   constructor(options: ReceiverOptions) {
@@ -116,8 +119,36 @@ export class Receiver extends LogReceiver {
    * delivered last); UNAVAILABLE when a service cannot be reached (nothing past the last delivered
    * batch is lost; sync again); whatever the callback throws, and then the checkpoint stays before
    * its batch. Idempotent: a second sync with nothing new delivers nothing.
+   *
+   * One at a time: a sync() or follow() called while another sync() or follow() of this receiver runs
+   * throws ABORTED at once and delivers nothing (wait for the first, or read through one follow());
+   * after close(), CONFLICT.
    */
   override async sync(deliver?: Deliver, pushed?: NameHead): Promise<ReceiveResult> {
+    this.claim("sync()");
+    try {
+      return await this.deliverNew(deliver, pushed);
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  /**
+   * Takes the receiver for one sync() or follow(). Two at once each started from the same checkpoint
+   * and delivered every message twice. The second is refused rather than queued: a sync() called from
+   * a follow() loop body, or from a sync() callback, would wait for a delivery that waits for it, a
+   * silent hang where this is an error at once. ABORTED, as for a lost race: the first call finishes on
+   * its own, and calling again after it is right.
+   */
+  private claim(what: "sync()" | "follow()"): void {
+    if (this.closed) throw RemoteLogError.conflict(`the receiver of name ${JSON.stringify(this.name)} is closed; open it again to ${what}`, { name: this.name });
+    if (this.running) {
+      throw RemoteLogError.aborted(`a ${this.running} of the receiver of name ${JSON.stringify(this.name)} is running; ${what} it once that one has returned`, { name: this.name });
+    }
+    this.running = what;
+  }
+
+  private async deliverNew(deliver: Deliver | undefined, pushed: NameHead | undefined): Promise<ReceiveResult> {
     const messages: Delivery[] = [];
     const result = await super.sync(
       deliver ??
@@ -140,9 +171,19 @@ export class Receiver extends LogReceiver {
    * (break, or signal) leaves the checkpoint before the unfinished batch.
    *
    * Ends when signal aborts. Throws as sync() does, except that UNAVAILABLE is retried with backoff
-   * for retryForMs (default forever).
+   * for retryForMs (default forever). Holds the receiver from its first iteration until it ends: a
+   * sync() or follow() of the same receiver meanwhile throws ABORTED.
    */
   async *follow(options: FollowOptions = {}): AsyncGenerator<Delivery, void, undefined> {
+    this.claim("follow()");
+    try {
+      yield* this.followClaimed(options);
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private async *followClaimed(options: FollowOptions): AsyncGenerator<Delivery, void, undefined> {
     const stop = new AbortController();
     const abort = () => stop.abort();
     options.signal?.addEventListener("abort", abort, { once: true });
@@ -154,7 +195,7 @@ export class Receiver extends LogReceiver {
     try {
       while (!stop.signal.aborted) {
         const batches = (handoff = new Handoff<Delivery[]>(stop.signal));
-        syncing = withRetry(() => this.sync((batch) => batches.put(batch), pushed), { timeoutMs: options.retryForMs ?? 0, signal: stop.signal }).finally(() => batches.end());
+        syncing = withRetry(() => this.deliverNew((batch) => batches.put(batch), pushed), { timeoutMs: options.retryForMs ?? 0, signal: stop.signal }).finally(() => batches.end());
         syncing.catch(() => {}); // awaited below; this only keeps a failure meanwhile from being unhandled
         for (let taken = await batches.take(); taken; taken = await batches.take()) {
           for (const delivery of taken.value) {
@@ -179,8 +220,12 @@ export class Receiver extends LogReceiver {
     }
   }
 
-  /** Closes the checkpoint store that Receiver.open opened (not the remote). Idempotent. */
+  /**
+   * Closes the checkpoint store that Receiver.open opened (not the remote); a later sync() or follow()
+   * throws CONFLICT. Idempotent.
+   */
   async close(): Promise<void> {
+    this.closed = true;
     const owned = this.owned.splice(0);
     for (const resource of owned) await resource.close();
   }

@@ -194,6 +194,49 @@ describe("library", () => {
     expect(batches.flat().map((d) => d.seq)).toEqual([0, 1]);
   });
 
+  test("library - a Receiver runs one sync() or follow() at a time: another meanwhile is ABORTED, and no message is delivered twice", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["m0", "m1", "m2", "m3"]);
+    const receiver = await Receiver.open({ remote, name: keyName(key), state: join(dir, "one-at-a-time") });
+    // A timer's sync and a refresh button's, say: both started from the same checkpoint and each delivered all four.
+    const inbox: number[] = [];
+    const deliver = async (batch: Delivery[]) => void inbox.push(...batch.map((d) => d.seq));
+    const [first, second] = await Promise.allSettled([receiver.sync(deliver), receiver.sync(deliver)]);
+    expect(first).toMatchObject({ status: "fulfilled", value: { delivered: 4, total: 4 } });
+    expect(second).toMatchObject({ status: "rejected", reason: { code: "ABORTED", details: { name: keyName(key) } } });
+    expect(inbox).toEqual([0, 1, 2, 3]);
+
+    await sender.send(["m4"]);
+    const stop = new AbortController();
+    const followed: number[] = [];
+    for await (const delivery of receiver.follow({ signal: stop.signal })) {
+      followed.push(delivery.seq);
+      // The follower holds the receiver: a sync here would have delivered seq 4 a second time.
+      await expect(receiver.sync()).rejects.toMatchObject({ code: "ABORTED" });
+      const otherFollow = receiver.follow();
+      await expect(otherFollow.next()).rejects.toMatchObject({ code: "ABORTED" });
+      stop.abort();
+    }
+    expect(followed).toEqual([4]);
+    // Once the follower has ended, the receiver is free again, and goes on where it stopped.
+    expect(await receiver.sync()).toMatchObject({ delivered: 0, total: 5 });
+    await receiver.close();
+    await sender.close();
+  });
+
+  test("library - sync() and follow() after close() throw CONFLICT at once, even where the checkpoint is cached", async () => {
+    const key = await generateKey();
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["only"]);
+    const receiver = await Receiver.open({ remote, name: keyName(key), state: join(dir, "closed") });
+    expect((await receiver.sync()).delivered).toBe(1);
+    await receiver.close();
+    await expect(receiver.sync()).rejects.toMatchObject({ code: "CONFLICT", details: { name: keyName(key) } });
+    await expect(receiver.follow().next()).rejects.toMatchObject({ code: "CONFLICT" });
+    await sender.close();
+  });
+
   test("library - the entry point does not load kubo-rpc-client; openKubo does", async () => {
     // A module-resolution hook (node:module register) writes every resolved URL to a file.
     const log = join(dir, "resolved.txt");
