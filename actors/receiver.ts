@@ -2,6 +2,7 @@ import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
+import { checkWholeNumber } from "../core/options.js";
 import { equalBytes, toHex } from "../core/hash.js";
 import { LogReader, TOMBSTONE, verifierForRead, type CheckedMessage, type PairVerifier } from "../core/log-reader.js";
 import type { LogReadRemote, NameHead } from "../core/log-remote.js";
@@ -66,6 +67,20 @@ export interface ReceiverOptions {
   waitForSeq?: boolean;
 }
 
+/**
+ * INVALID_ARGUMENT, naming the option, for a count the receiver cannot work with: a fromSeq of -1 or
+ * "1" was taken as it was, delivered every seq shifted (or as a string) and saved a checkpoint that
+ * stopped the receiver for good; a batchSize of 0 failed deep inside as a TypeError.
+ */
+export function checkReceiverOptions(options: Pick<ReceiverOptions, "batchSize" | "concurrency" | "prefetchPairs" | "holdPages" | "maxPages" | "fromSeq">): void {
+  checkWholeNumber("batchSize", options.batchSize, 1);
+  checkWholeNumber("concurrency", options.concurrency, 1);
+  checkWholeNumber("prefetchPairs", options.prefetchPairs, 0);
+  checkWholeNumber("holdPages", options.holdPages, 1);
+  checkWholeNumber("maxPages", options.maxPages, 1);
+  checkWholeNumber("fromSeq", options.fromSeq, 0);
+}
+
 /** What one sync delivered, and where the receiver stands after it. */
 export interface SyncResult {
   delivered: number;
@@ -107,6 +122,7 @@ export class Receiver {
   private lastVersion = 0n;
 
   constructor(options: ReceiverOptions) {
+    checkReceiverOptions(options);
     this.name = options.name;
     this.checkpoints = options.checkpoints;
     this.batchSize = options.batchSize ?? 1024;

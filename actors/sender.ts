@@ -1,6 +1,7 @@
 import type { PrivateKey } from "../core/names.js";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
+import { checkWholeNumber } from "../core/options.js";
 import { addressInto, addressOf, encodeMessage, equalBytes, newMessage, toHex } from "../core/hash.js";
 import type { LocalLog, LocalLogEntry } from "../core/local-log.js";
 import { LogReader, VERIFIER_MIN_MESSAGES, type BlockAddresser } from "../core/log-reader.js";
@@ -139,8 +140,8 @@ export class Sender {
     this.reader = new LogReader(options.remote, options.name);
     const addresser = options.addresser;
     this.addresser = addresser === null ? () => undefined : addresser ? () => addresser : sharedAddresser;
-    if (!Number.isInteger(this.pageSize) || this.pageSize < 1) throw RemoteLogError.invalidArgument(`page size must be at least 1, not ${this.pageSize}`);
-    if (!Number.isInteger(this.stepMessages) || this.stepMessages < 1) throw RemoteLogError.invalidArgument(`publish step must be at least 1 message, not ${this.stepMessages}`);
+    checkWholeNumber("pageSize", options.pageSize, 1);
+    checkWholeNumber("publishStep", options.publishStep, 1);
   }
 
   /**

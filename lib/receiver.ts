@@ -1,8 +1,9 @@
 import { HeadWatch } from "../actors/head-watch.js";
-import { Receiver as LogReceiver, type Deliver, type Delivery, type ReceiverOptions as LogReceiverOptions, type SyncResult } from "../actors/receiver.js";
+import { Receiver as LogReceiver, checkReceiverOptions, type Deliver, type Delivery, type ReceiverOptions as LogReceiverOptions, type SyncResult } from "../actors/receiver.js";
 import { withRetry } from "../actors/remote.js";
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
+import { checkRemote, checkWholeNumber } from "../core/options.js";
 import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
 import { canonicalKeyName, isKeyName } from "../core/names.js";
 import { openCheckpoints } from "#directories";
@@ -46,6 +47,9 @@ export interface ReceiveResult extends SyncResult {
   messages: Delivery[];
 }
 
+/** The shortest FollowOptions.intervalMs taken. */
+export const MIN_INTERVAL_MS = 100;
+
 /** How follow() waits and retries. */
 export interface FollowOptions {
   /** Ends the iteration (it returns; nothing is thrown). */
@@ -53,10 +57,10 @@ export interface FollowOptions {
   /**
    * The longest wait between two syncs when the NS pushes nothing new, in ms. Default: 30 s while the
    * NS pushes heads (Watch), 500 ms when it cannot (the pushes carry the news; the poll only backs them
-   * up, so that a thousand idle followers cost almost nothing).
+   * up, so that a thousand idle followers cost almost nothing). At least MIN_INTERVAL_MS (100 ms).
    */
   intervalMs?: number;
-  /** How long an unreachable service is retried before follow() throws UNAVAILABLE, in ms. Default 0: forever. */
+  /** How long an unreachable service is retried before follow() throws UNAVAILABLE, in ms, a whole number. Default 0: forever. */
   retryForMs?: number;
 }
 
@@ -85,11 +89,19 @@ export class Receiver extends LogReceiver {
   /**
    * `const receiver = await Receiver.open({ remote, name, state?, unsigned? })`
    *
-   * Throws INVALID_ARGUMENT for a free-form name without unsigned, or a key name spelled another way
-   * (the canonical k51… spelling is the name); INTERNAL when the state directory cannot be created.
+   * Throws INVALID_ARGUMENT for a free-form name without unsigned, a key name spelled another way
+   * (the canonical k51… spelling is the name), both state and checkpoints, an option out of its range
+   * (batchSize and maxPages take a whole number from 1, fromSeq from 0), or a state path where a file
+   * is; PERMISSION_DENIED when the state directory may not be written; INTERNAL on another I/O failure.
    * Safe to repeat: opening the same state again (after close) goes on from the same checkpoints.
    */
   static async open(options: OpenReceiverOptions): Promise<Receiver> {
+    // Checked before the state directory is made, so that a refused open leaves nothing behind.
+    checkRemote(options.remote);
+    checkReceiverOptions(options);
+    if (options.state !== undefined && options.checkpoints !== undefined) {
+      throw RemoteLogError.invalidArgument("give state (a directory) or checkpoints (a store), not both: one of them would be ignored");
+    }
     const canonical = canonicalKeyName(options.name);
     if (canonical) throw RemoteLogError.invalidArgument(`${options.name} spells key name ${canonical} another way; read ${canonical}`);
     if (!isKeyName(options.name) && !options.unsigned) {
@@ -184,6 +196,9 @@ export class Receiver extends LogReceiver {
   }
 
   private async *followClaimed(options: FollowOptions): AsyncGenerator<Delivery, void, undefined> {
+    // Below this, a follower with nothing new was a busy loop of syncs (150 fetches a second at 0).
+    checkWholeNumber("intervalMs", options.intervalMs, MIN_INTERVAL_MS);
+    checkWholeNumber("retryForMs", options.retryForMs, 0);
     const stop = new AbortController();
     const abort = () => stop.abort();
     options.signal?.addEventListener("abort", abort, { once: true });

@@ -1,5 +1,6 @@
 import { Sender as LogSender, type PublishResult, type SenderOptions as LogSenderOptions } from "../actors/sender.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
+import { checkBigInt, checkRemote, checkWholeNumber, shown } from "../core/options.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { openLocalLog, openPublishedMarks } from "#directories";
@@ -73,6 +74,7 @@ export class Sender extends LogSender {
 
   /** For callers that bring their own local log and published-mark store; most want Sender.open. */
   constructor(options: SenderOptions) {
+    checkOpenOptions(options);
     super(options);
     this.group = groupBytes(options.group);
   }
@@ -83,11 +85,14 @@ export class Sender extends LogSender {
    * Opens (creating if needed) the local log in data and claims it for the name, and asks the CAS the
    * largest message it takes (1 MiB assumed when it cannot be reached now, so that a sender can append
    * offline). Throws INVALID_ARGUMENT for a name that does not fit the key (or a key name without a
-   * key, or a free-form name without unsigned), CONFLICT when data belongs to another name, DATA_LOSS
+   * key, or a free-form name without unsigned), or an option out of its range (pageSize and
+   * validityMs take a whole number from 1, ttlMs from 0, embed "none", "all" or a whole number), CONFLICT when data belongs to another name, DATA_LOSS
    * when the local log is damaged, INTERNAL on an I/O failure. Safe to repeat: opening the same data
    * again (after close) finds the same log.
    */
   static async open(options: OpenSenderOptions): Promise<Sender> {
+    checkRemote(options.remote);
+    checkOpenOptions(options);
     const { key, name } = signing(options);
     const maxMessageBytes = await blockLimit(options.remote);
     const log = options.data === undefined ? new MemoryLocalLog() : await openLocalLog(options.data, name);
@@ -112,7 +117,9 @@ export class Sender extends LogSender {
    * log, then publishes everything the remote log lacks. Once the append resolves the messages are
    * kept even if the publish fails: calling send([]) or publish() later publishes them.
    *
-   * Throws TOO_LARGE (details.taken: the index) when a message is over the CAS's block limit, and then
+   * Throws INVALID_ARGUMENT, appending nothing, when bodies is not an array of strings and
+   * Uint8Arrays, group not a string or Uint8Array, or timestamp not a bigint within int64; TOO_LARGE
+   * (details.taken: the index) when a message is over the CAS's block limit, and then
    * appends none of the batch; UNAVAILABLE when a service cannot be reached (the messages are appended
    * already; retry the publish); ABORTED after losing many races in a row to other writers of the
    * name; PERMISSION_DENIED when the NS refuses the update; CONFLICT when the name's log was replaced;
@@ -121,6 +128,10 @@ export class Sender extends LogSender {
    * timestamp again appends and publishes nothing new.
    */
   async send(bodies: (Uint8Array | string)[], options: { group?: string | Uint8Array; timestamp?: bigint } = {}): Promise<SendResult> {
+    checkBodies(bodies);
+    checkGroup(options.group);
+    // A timestamp is an int64 on the wire: a larger bigint was stored wrapped (2n ** 64n + 7n as 7).
+    checkBigInt("timestamp", options.timestamp, -(2n ** 63n), 2n ** 63n - 1n);
     const group = options.group === undefined ? this.group : groupBytes(options.group);
     const timestamp = options.timestamp ?? BigInt(Math.floor(Date.now() / 1000));
     const messages = bodies.map((body) => encodeMessage(newMessage(group, timestamp, typeof body === "string" ? new TextEncoder().encode(body) : body)));
@@ -162,6 +173,24 @@ function signing(options: OpenSenderOptions): { name: string; key?: PrivateKey }
   if (!options.unsigned || name === undefined) throw RemoteLogError.invalidArgument("give a key to sign updates (generateKey makes one), or unsigned: true with a free-form name");
   if (isKeyName(name) || canonicalKeyName(name)) throw RemoteLogError.invalidArgument(`${name} is a key name: its updates must be signed with its key`);
   return { name };
+}
+
+/** The options that would otherwise fail only at the first publish, after messages were appended, or as a TypeError. */
+function checkOpenOptions(options: Pick<OpenSenderOptions, "validityMs" | "ttlMs" | "embed" | "group">): void {
+  checkWholeNumber("validityMs", options.validityMs, 1);
+  checkWholeNumber("ttlMs", options.ttlMs, 0);
+  if (options.embed !== "none" && options.embed !== "all") checkWholeNumber("embed", options.embed, 0);
+  checkGroup(options.group);
+}
+
+function checkBodies(bodies: unknown): void {
+  if (!Array.isArray(bodies)) throw RemoteLogError.invalidArgument(`send takes an array of bodies (strings or Uint8Arrays), not ${shown(bodies)}`);
+  const bad = bodies.findIndex((body) => typeof body !== "string" && !(body instanceof Uint8Array));
+  if (bad >= 0) throw RemoteLogError.invalidArgument(`body ${bad} of send is ${shown(bodies[bad])}; a body is a string or a Uint8Array`);
+}
+
+function checkGroup(group: unknown): void {
+  if (group !== undefined && typeof group !== "string" && !(group instanceof Uint8Array)) throw RemoteLogError.invalidArgument(`group takes a string or a Uint8Array, not ${shown(group)}`);
 }
 
 function groupBytes(group: string | Uint8Array | undefined): Uint8Array {

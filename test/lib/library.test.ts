@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { access, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
@@ -234,6 +234,53 @@ describe("library", () => {
     await receiver.close();
     await expect(receiver.sync()).rejects.toMatchObject({ code: "CONFLICT", details: { name: keyName(key) } });
     await expect(receiver.follow().next()).rejects.toMatchObject({ code: "CONFLICT" });
+    await sender.close();
+  });
+
+  test("library - options a caller can get wrong are INVALID_ARGUMENT naming the option, and nothing is created, appended or delivered", async () => {
+    const key = await generateKey();
+    const name = keyName(key);
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["kept"]);
+    const naming = (option: string) => expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringContaining(option) });
+
+    const state = join(dir, "bad-options");
+    const badReceivers: [string, Record<string, unknown>][] = [
+      ["fromSeq", { fromSeq: -1 }],
+      ["fromSeq", { fromSeq: "1" }],
+      ["fromSeq", { fromSeq: 1.5 }],
+      ["batchSize", { batchSize: 0 }],
+      ["batchSize", { batchSize: -1 }],
+      ["batchSize", { batchSize: Number.NaN }],
+      ["maxPages", { maxPages: 0 }],
+      ["checkpoints", { checkpoints: new MemoryCheckpointStore() }],
+    ];
+    for (const [option, bad] of badReceivers) {
+      await expect(Receiver.open({ remote, name, state, ...bad })).rejects.toEqual(naming(option));
+    }
+    await expect(Receiver.open({ remote: undefined as never, name })).rejects.toEqual(naming("remote"));
+    await expect(access(state)).rejects.toMatchObject({ code: "ENOENT" });
+    expect(() => new Receiver({ remote, name, batchSize: 0 })).toThrow(naming("batchSize"));
+
+    const receiver = await Receiver.open({ remote, name });
+    // intervalMs 0 was a busy loop of fetches while nothing was new.
+    for (const [option, bad] of [["intervalMs", { intervalMs: 0 }], ["intervalMs", { intervalMs: -5 }], ["retryForMs", { retryForMs: -1 }]] as const) {
+      await expect(receiver.follow(bad).next()).rejects.toEqual(naming(option));
+    }
+
+    await expect(sender.send("hello" as never)).rejects.toEqual(naming("array"));
+    await expect(sender.send([42] as never)).rejects.toEqual(naming("body 0"));
+    await expect(sender.send(["x"], { group: 5 as never })).rejects.toEqual(naming("group"));
+    // An int64 on the wire: 2^64 + 7 was stored as 7.
+    await expect(sender.send(["x"], { timestamp: 2n ** 64n + 7n })).rejects.toEqual(naming("timestamp"));
+    await expect(sender.send(["x"], { timestamp: 1_700_000_000 as never })).rejects.toEqual(naming("timestamp"));
+    await expect(Sender.open({ key } as never)).rejects.toEqual(naming("remote"));
+    await expect(Sender.open({ remote, key, validityMs: 0 })).rejects.toEqual(naming("validityMs"));
+    await expect(Sender.open({ remote, key, embed: -1 })).rejects.toEqual(naming("embed"));
+    await expect(Sender.open({ remote, key, pageSize: 0 })).rejects.toEqual(naming("pageSize"));
+
+    const { messages } = await receiver.sync();
+    expect(messages.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(["kept"]);
     await sender.close();
   });
 
