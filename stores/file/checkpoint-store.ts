@@ -54,7 +54,7 @@ export class FileCheckpointStore implements CheckpointStore {
   }
 
   /**
-   * The name's checkpoint, or undefined when none was saved. Throws DATA_LOSS, naming the file, when
+   * The name's checkpoint, or undefined when none was saved. Throws DATA_LOSS (details: file, name) when
    * it does not parse, belongs to another name or holds impossible values; INTERNAL on an I/O failure.
    */
   async load(name: string): Promise<Checkpoint | undefined> {
@@ -67,7 +67,8 @@ export class FileCheckpointStore implements CheckpointStore {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw userPathError(`cannot read checkpoint ${path}`, err);
     }
-    const bad = (why: string, cause?: unknown) => RemoteLogError.dataLoss(`checkpoint ${path} of name ${JSON.stringify(name)} is damaged: ${why}`, cause);
+    // The file and name as fields, as the local log's damage carries them, so that an app can move the file aside without parsing the message.
+    const bad = (why: string, cause?: unknown) => RemoteLogError.dataLoss(`checkpoint ${path} of name ${JSON.stringify(name)} is damaged: ${why}`, cause, { file: path, name });
     let file: CheckpointFile;
     try {
       file = JSON.parse(text) as CheckpointFile;

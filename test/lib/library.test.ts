@@ -284,6 +284,25 @@ describe("library", () => {
     await sender.close();
   });
 
+  test("library - a damaged checkpoint file is DATA_LOSS with the file and name in details", async () => {
+    const key = await generateKey();
+    const name = keyName(key);
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["one"]);
+    const state = join(dir, "damaged-checkpoint");
+    const receiver = await Receiver.open({ remote, name, state });
+    await receiver.sync();
+    await receiver.close();
+    const store = await FileCheckpointStore.open(state);
+    const file = store.pathOf(name);
+    await store.close();
+    await writeFile(file, "{ not json");
+    const reopened = await Receiver.open({ remote, name, state });
+    await expect(reopened.sync()).rejects.toMatchObject({ code: "DATA_LOSS", details: { file, name } });
+    await reopened.close();
+    await sender.close();
+  });
+
   test("library - the entry point does not load kubo-rpc-client; openKubo does", async () => {
     // A module-resolution hook (node:module register) writes every resolved URL to a file.
     const log = join(dir, "resolved.txt");
