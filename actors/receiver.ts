@@ -440,6 +440,7 @@ export class Receiver {
   private replaced(checkpoint: Checkpoint): RemoteLogError {
     return RemoteLogError.conflict(
       `name ${JSON.stringify(this.name)} no longer holds message ${toHex(checkpoint.lastId)} (seq ${checkpoint.delivered - 1}), the last one delivered: its log was replaced`,
+      { name: this.name, seq: checkpoint.delivered - 1 },
     );
   }
 

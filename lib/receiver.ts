@@ -125,10 +125,12 @@ export class Receiver extends LogReceiver {
    * checkpoint has moved past them already. `found` is false when the name has no remote log yet. A
    * tombstone (`redacted: true`) says a message was removed by its author.
    *
-   * Throws PERMISSION_DENIED for a head whose signed record does not verify, or is older than one
-   * accepted before (a rollback); DATA_LOSS for a page or message that does not match its hash, or a
-   * chain that is malformed; CONFLICT when the log was replaced (it no longer holds the message
-   * delivered last); UNAVAILABLE when a service cannot be reached (nothing past the last delivered
+   * Throws PERMISSION_DENIED for a head whose signed record does not verify; CONFLICT (details.name)
+   * for a head older than one accepted before (a rollback: the NS serves an older record, as a server
+   * restored from an old backup does, until the author publishes past it), and when the log was
+   * replaced (it no longer holds the message delivered last); DATA_LOSS for a page or message that
+   * does not match its hash, a chain that is malformed, or a damaged checkpoint (details.file);
+   * UNAVAILABLE when a service cannot be reached (nothing past the last delivered
    * batch is lost; sync again); whatever the callback throws, and then the checkpoint stays before
    * its batch. Idempotent: a second sync with nothing new delivers nothing.
    *

@@ -239,7 +239,10 @@ describe("actors - the receiver verifies what it is served", () => {
     await other.append(bodies(2, "x"), GROUP, 1n);
     await other.publish();
     await w.names.put("v", (await w.names.get("v2"))!.content);
-    await expect(bob.sync(async () => {})).rejects.toThrowError(/CONFLICT: name "v" no longer holds message/);
+    const replaced = bob.sync(async () => {});
+    await expect(replaced).rejects.toThrowError(/CONFLICT: name "v" no longer holds message/);
+    // The name as a field, as a rollback's CONFLICT carries it, for an app that resets that name's state.
+    await expect(replaced).rejects.toMatchObject({ details: { name: "v" } });
     void receiver;
   });
 
