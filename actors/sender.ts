@@ -142,6 +142,7 @@ export class Sender {
     this.addresser = addresser === null ? () => undefined : addresser ? () => addresser : sharedAddresser;
     checkWholeNumber("pageSize", options.pageSize, 1);
     checkWholeNumber("publishStep", options.publishStep, 1);
+    checkWholeNumber("maxAttempts", options.maxAttempts, 1);
   }
 
   /**

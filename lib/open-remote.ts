@@ -2,6 +2,7 @@ import { Remote } from "../actors/remote.js";
 import type { LogReadRemote, LogRemote, NameLister } from "../core/log-remote.js";
 import { GatewayRemote } from "../actors/gateway-remote.js";
 import { RemoteLogError } from "../core/errors.js";
+import { checkWholeNumber } from "../core/options.js";
 
 /** Where the services are: one URL of a combined CAS and NS (`remotelog serve`), or one for each. */
 export type Endpoints = string | { cas: string; ns: string };
@@ -72,7 +73,8 @@ export interface OpenGatewayOptions {
  * message by its hash, as over Connect. Key names only (IPNS holds no other kind); nothing is pushed,
  * so a follower polls. Read-only: give it to a Receiver, not a Sender.
  *
- * Throws INVALID_ARGUMENT for a URL that is not http:// or https://. Its reads throw NOT_FOUND for a
+ * Throws INVALID_ARGUMENT for a URL that is not http:// or https://, or an option that is not a whole
+ * number from 1. Its reads throw NOT_FOUND for a
  * missing block, UNAVAILABLE for a gateway that cannot be reached or answers 5xx or 429, TOO_LARGE for
  * a block over maxBlockBytes, and a record's own faults (PERMISSION_DENIED, CONFLICT, INVALID_ARGUMENT).
  * Idempotent: each call opens a new client; close() aborts its requests and is idempotent.
@@ -83,8 +85,19 @@ export interface OpenGatewayOptions {
  * ```
  */
 export function openGateway(url: string, options: OpenGatewayOptions = {}): LogReadRemote & Pick<LogRemote, "watchName" | "close"> {
+  checkClientOptions(options);
+  checkWholeNumber("maxBlockBytes", options.maxBlockBytes, 1);
   const router = options.router === undefined ? undefined : httpUrl(options.router, "router");
   return new GatewayRemote({ ...options, gateway: httpUrl(url, "gateway"), router });
+}
+
+/**
+ * The options openGateway and openKubo share: a timeout or concurrency of 0 or less left every request
+ * timing out at once, or none ever started.
+ */
+export function checkClientOptions(options: { timeoutMs?: number; concurrency?: number }): void {
+  checkWholeNumber("timeoutMs", options.timeoutMs, 1);
+  checkWholeNumber("concurrency", options.concurrency, 1);
 }
 
 /** url without its trailing slashes; INVALID_ARGUMENT, naming what, for anything not http:// or https://. */

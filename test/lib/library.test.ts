@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { FileCheckpointStore, MemoryCheckpointStore, generateKey, keyName, mvdsId, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
+import { FileCheckpointStore, MemoryCheckpointStore, generateKey, keyName, mvdsId, openGateway, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
 import { cleanup, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 
@@ -278,6 +278,10 @@ describe("library", () => {
     await expect(Sender.open({ remote, key, validityMs: 0 })).rejects.toEqual(naming("validityMs"));
     await expect(Sender.open({ remote, key, embed: -1 })).rejects.toEqual(naming("embed"));
     await expect(Sender.open({ remote, key, pageSize: 0 })).rejects.toEqual(naming("pageSize"));
+    await expect(Sender.open({ remote, key, maxAttempts: 0 } as never)).rejects.toEqual(naming("maxAttempts"));
+    expect(() => openGateway(server.url, { concurrency: 0 })).toThrow(naming("concurrency"));
+    expect(() => openGateway(server.url, { maxBlockBytes: -1 })).toThrow(naming("maxBlockBytes"));
+    await expect(openKubo("http://127.0.0.1:1", { timeoutMs: Number.NaN })).rejects.toEqual(naming("timeoutMs"));
 
     const { messages } = await receiver.sync();
     expect(messages.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(["kept"]);
