@@ -36,9 +36,8 @@ export type Endpoints = string | { cas: string; ns: string };
  */
 export function openRemote(endpoints: Endpoints, options: OpenRemoteOptions = {}): LogRemote & NameLister {
   const { cas, ns } = typeof endpoints === "string" ? { cas: endpoints, ns: endpoints } : endpoints;
-  const idle = options.idleTimeoutMs;
-  if (idle !== undefined && !(Number.isSafeInteger(idle) && idle > 0)) throw RemoteLogError.invalidArgument(`idleTimeoutMs takes a whole number of milliseconds above 0, not ${String(idle)}`);
-  return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS"), idleTimeoutMs: idle });
+  checkWholeNumber("idleTimeoutMs", options.idleTimeoutMs, 1);
+  return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS"), idleTimeoutMs: options.idleTimeoutMs });
 }
 
 /** How openRemote's client waits. */
