@@ -41,6 +41,8 @@ import { silentProgress, type Progress } from "./progress.js";
 /** Names and their entries, all of them: a NameStore with the list capability (core/name-store.ts canList). */
 export interface NameLister {
   list(): AsyncIterable<[string, NameEntry]>;
+  /** Forgets a name (NameStore.drop), for dropNames. */
+  drop?(name: string): Promise<boolean>;
 }
 
 export interface GcOptions {
@@ -51,6 +53,12 @@ export interface GcOptions {
   graceMs?: number;
   /** Mark and report, delete nothing. */
   dryRun?: boolean;
+  /**
+   * Names to forget first, so that what they alone reach is swept: a backup head name retired, say
+   * (after a redaction, the old backup still holds the message). A dry run forgets none, and marks as
+   * if they were gone.
+   */
+  dropNames?: string[];
   progress?: Progress;
 }
 
@@ -71,6 +79,8 @@ export interface GcSummary {
   /** Blocks a root reaches, stored whole, that are not the page or pack their link says: kept, see above. At most LISTED_MAX. */
   unreadable: Unreadable[];
   unreadableCount: number;
+  /** The names of dropNames that were there, and are forgotten (by a dry run: would be). */
+  droppedNames: string[];
   dryRun: boolean;
   ms: number;
 }
@@ -123,6 +133,13 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
   const sweeper = store.sweeper;
   const progress = options.progress ?? silentProgress;
   const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  const dropping = new Set(options.dropNames ?? []);
+  const droppedNames: string[] = [];
+  if (dropping.size > 0 && !options.dryRun) {
+    const { names } = options;
+    if (!names.drop) throw RemoteLogError.invalidArgument("this name store cannot forget a name (IPNS keeps its records for their validity)");
+    for (const name of dropping) if (await names.drop(name)) droppedNames.push(name);
+  }
   const guard = sweeper.beginGc();
   try {
     const since = guard.startedMs - graceMs;
@@ -172,6 +189,12 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
     const markRoots = async () => {
       let changed = 0;
       for await (const [name, entry] of options.names.list()) {
+        // A dry run marks as a run would once they are gone. A run has forgotten them: one listed now
+        // was made again meanwhile, and is a root like any other.
+        if (options.dryRun && dropping.has(name)) {
+          if (!droppedNames.includes(name)) droppedNames.push(name);
+          continue;
+        }
         const content = keyOf(entry.content);
         if (seenRoots.get(name) === content) continue;
         seenRoots.set(name, content);
@@ -226,6 +249,7 @@ export async function collectGarbage(options: GcOptions): Promise<GcSummary> {
       missingCount,
       unreadable: marking.unreadable,
       unreadableCount: marking.unreadableCount,
+      droppedNames,
       dryRun: options.dryRun ?? false,
       ms: Math.round(performance.now() - started),
     };

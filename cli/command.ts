@@ -72,6 +72,11 @@ export function usageError(message: string): RemoteLogError {
 }
 
 /** commander argParser for integers within bounds. */
+/** A flag's parser that keeps every value given, for a flag repeated (--name A --name B). */
+export function repeatable(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
 export function intOption(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected a whole number, got ${JSON.stringify(value)}`);

@@ -9,7 +9,8 @@ import { caOption, clientCredentials } from "./credentials.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary, type Unreadable } from "../backup/gc.js";
 import { Option, type Command } from "commander";
-import { durationFlag, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, newCommand, repeatable, runCommand, usageError, type Io } from "./command.js";
+import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { printJson, progressOf } from "./pack-options.js";
 
 export const summary = "delete CAS blocks that no name and no backup head reaches (mark and sweep)";
@@ -21,6 +22,7 @@ interface GcFlags {
   /** --grace was not given: a running server uses its own. */
   serverGrace?: boolean;
   dryRun?: boolean;
+  dropName?: string[];
   json?: boolean;
   adminTokenFile?: string;
   ca?: string;
@@ -43,11 +45,17 @@ export function command(io: Io) {
     .addOption(caOption("an https:// server"))
     .addOption(durationFlag("--grace <duration>", "keep what was written this recently (0s: no grace); with --server, the server's --gc-grace unless longer", DEFAULT_GRACE_MS, { zero: true }))
     .option("--dry-run", "report what would be deleted; delete nothing")
+    .option(
+      "--drop-name <name>",
+      "forget this name first, so that what it alone reaches is deleted (a retired backup head name, a stranger's junk); repeatable; with --dry-run, forget nothing and report as if it were gone",
+      repeatable,
+    )
     .option("--json", "print a JSON summary")
     .addHelpText(
       "after",
       "\nExamples:\n  remotelog gc --data ./server-data --dry-run\n  remotelog gc --server http://127.0.0.1:7421 --grace 2h --json\n" +
-        "  remotelog gc --server https://cas.example.org --admin-token-file admin.token",
+        "  remotelog gc --server https://cas.example.org --admin-token-file admin.token\n" +
+        "  remotelog gc --server unix:./admin.sock --drop-name nightly-1 --dry-run",
     )
     .action(async (flags: GcFlags, command: Command) => {
       // REMOTELOG_SERVER set in the shell does not stand against an explicit --data.
@@ -55,9 +63,14 @@ export function command(io: Io) {
       if (command.getOptionValueSource("grace") !== "cli") flags.serverGrace = true;
       if (flags.data && command.getOptionValueSource("server") === "env") flags.server = undefined;
       if (Boolean(flags.data) === Boolean(flags.server)) throw usageError("give either --data DIR (a stopped server) or --server URL (a running one)");
+      for (const name of flags.dropName ?? []) checkName(name, MAX_NAME_BYTES);
       const result = flags.server ? await remoteGc(flags) : await localGc(flags.data!, flags, io);
       if (flags.json) printJson(io, result);
       else {
+        const dropped = new Set(result.droppedNames);
+        for (const name of flags.dropName ?? []) {
+          io.stderr.write(dropped.has(name) ? `${flags.dryRun ? "would drop" : "dropped"} name ${JSON.stringify(name)}\n` : `name ${JSON.stringify(name)} is not there (dropped before?)\n`);
+        }
         io.stdout.write(
           `${flags.dryRun ? "would remove" : "removed"} ${result.removedBlocks} blocks (${result.freedBytes} bytes) from ${result.sweptPacks} of ${result.packs} packs; ` +
             `${result.marked} blocks reachable from ${result.roots} names\n`,
@@ -92,7 +105,7 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
       throw RemoteLogError.dataLoss(`gc stopped, nothing swept: ${err.text}. \`remotelog serve --data ${dir}\` sets damaged packs aside into ${join(dir, "cas", "quarantine")} as it starts`, err, err.details);
     });
     try {
-      return await collectGarbage({ store, names, graceMs: flags.grace, dryRun: flags.dryRun, progress: await progressOf(io, flags.json) });
+      return await collectGarbage({ store, names, graceMs: flags.grace, dryRun: flags.dryRun, dropNames: flags.dropName, progress: await progressOf(io, flags.json) });
     } finally {
       await store.close();
     }
@@ -130,7 +143,7 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
   const client = createClient(GcService, transport);
   try {
     // grace_ms 0 is "unset" on the wire (the server's own grace); a --grace given here is at least 1 ms.
-    const response = await client.collect({ graceMs: flags.serverGrace ? 0n : BigInt(Math.max(1, flags.grace)), dryRun: flags.dryRun ?? false });
+    const response = await client.collect({ graceMs: flags.serverGrace ? 0n : BigInt(Math.max(1, flags.grace)), dryRun: flags.dryRun ?? false, dropNames: flags.dropName ?? [] });
     return {
       roots: Number(response.roots),
       marked: Number(response.marked),
@@ -142,6 +155,7 @@ async function remoteGc(flags: GcFlags): Promise<GcSummary> {
       missingCount: Number(response.missingCount),
       unreadable: response.unreadable.map(({ name, address, kind, reason }) => ({ name, address, kind: kind as Unreadable["kind"], reason })),
       unreadableCount: Number(response.unreadableCount),
+      droppedNames: response.droppedNames,
       dryRun: flags.dryRun ?? false,
       ms: Number(response.ms),
     };

@@ -4,7 +4,7 @@ import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
 import { canonicalKeyName } from "../core/names.js";
 import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
 import { Option, type Command } from "commander";
-import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine, deliveryLines, deliveryText } from "./format.js";
 import { followName, RetryStatus } from "./follow.js";
@@ -46,7 +46,7 @@ export function command(io: Io) {
           "Several names (--name repeated, or --names FILE) are read at once, --concurrency at a time, over one connection, with a checkpoint per name in --state; " +
           "a name that fails is reported and retried without holding back the others (without --follow, the exit code is then 1).",
       )
-      .option("--name <name>", "a name to read: a key name (k51…), whose heads must carry a valid signed record; repeat it to read several", collect)
+      .option("--name <name>", "a name to read: a key name (k51…), whose heads must carry a valid signed record; repeat it to read several", repeatable)
       .option("--names <file>", "read the names from FILE, one a line (blank lines and lines starting with # are skipped)")
       .option("--unsigned", "also read free-form names, whose heads nobody signs")
       .addOption(new Option("--state <dir>", "the receiver's checkpoint directory; without it, every run reads the whole log (stateless)").env("REMOTELOG_STATE"))
@@ -139,10 +139,6 @@ export function command(io: Io) {
         await checkpoints.close();
       }
     });
-}
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 /** The names of --name and --names, each with where it came from; duplicates and no names at all are usage errors. */

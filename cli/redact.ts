@@ -3,7 +3,7 @@ import { redact } from "../actors/redactor.js";
 import { withRetry } from "../actors/remote.js";
 import { fromHex } from "../core/hash.js";
 import { DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS } from "../core/names.js";
-import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { signingFrom } from "./send.js";
 
@@ -34,7 +34,7 @@ export function command(io: Io) {
       .addOption(new Option("--key <file>", "the name's key, to sign the new head; the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the log: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "redact a free-form name, whose heads nobody signs")
-      .requiredOption("--id <hex>", "a message id (H1) to remove; repeat for several", collect)
+      .requiredOption("--id <hex>", "a message id (H1) to remove; repeat for several", repeatable)
       .addOption(durationFlag("--validity <duration>", "how long the new head's record stays valid", DEFAULT_VALIDITY_MS))
       .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache the new head's record", DEFAULT_TTL_MS))
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
@@ -58,10 +58,6 @@ export function command(io: Io) {
         remote.close();
       }
     });
-}
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 export function run(args: string[], io: Io): Promise<number> {

@@ -83,6 +83,15 @@ export class HeadIndex {
       close: () => names.close(),
       ...(names.count ? { count: () => names.count!() } : {}),
       ...(names.list ? { list: (options?: ListOptions) => names.list!(options) } : {}),
+      ...(names.drop
+        ? {
+            drop: async (name: string) => {
+              const dropped = await names.drop!(name);
+              this.forget(name);
+              return dropped;
+            },
+          }
+        : {}),
     };
   }
 
@@ -105,16 +114,22 @@ export class HeadIndex {
 
   private note(name: string, content: Uint8Array, onlyIfNew = false): void {
     if (onlyIfNew && this.cidOfName.has(name)) return;
-    const old = this.cidOfName.get(name);
-    const sharing = old === undefined ? undefined : this.namesOfCid.get(old);
-    sharing?.delete(name);
-    // Gone only when no name is left on it: another name's head may be the same page.
-    if (sharing?.size === 0) this.namesOfCid.delete(old!);
+    this.forget(name);
     const key = Buffer.from(addressOf(content)).toString("latin1");
     this.cidOfName.set(name, key);
     let names = this.namesOfCid.get(key);
     if (!names) this.namesOfCid.set(key, (names = new Set()));
     names.add(name);
+  }
+
+  /** Takes name off the page it was on. */
+  private forget(name: string): void {
+    const old = this.cidOfName.get(name);
+    const sharing = old === undefined ? undefined : this.namesOfCid.get(old);
+    sharing?.delete(name);
+    // Gone only when no name is left on it: another name's head may be the same page.
+    if (sharing?.size === 0) this.namesOfCid.delete(old!);
+    this.cidOfName.delete(name);
   }
 
   private async scan(): Promise<void> {

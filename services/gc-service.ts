@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CollectResponseSchema, type CollectRequest, type CollectResponse, type GcService } from "../gen/remotelog/v1/gc_pb.js";
+import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { collectGarbage, DEFAULT_GRACE_MS, type GcOptions, type NameLister } from "../backup/gc.js";
 
 /**
@@ -17,11 +18,13 @@ export class GcServiceImpl implements ServiceImpl<typeof GcService> {
   ) {}
 
   async collect(request: CollectRequest): Promise<CollectResponse> {
+    for (const name of request.dropNames) checkName(name, MAX_NAME_BYTES);
     const summary = await collectGarbage({
       store: this.store,
       names: this.names,
       graceMs: Math.max(this.graceMs, Number(request.graceMs)),
       dryRun: request.dryRun,
+      dropNames: request.dropNames,
     });
     return create(CollectResponseSchema, {
       roots: BigInt(summary.roots),
@@ -34,6 +37,7 @@ export class GcServiceImpl implements ServiceImpl<typeof GcService> {
       missingCount: BigInt(summary.missingCount),
       unreadable: summary.unreadable,
       unreadableCount: BigInt(summary.unreadableCount),
+      droppedNames: summary.droppedNames,
       ms: BigInt(summary.ms),
     });
   }

@@ -115,6 +115,24 @@ export class LevelNameStore implements NameStore {
     });
   }
 
+  /** Forgets the name, as NameStore.drop says, under its lock; INTERNAL on an I/O failure. */
+  async drop(name: string): Promise<boolean> {
+    this.checkOpen();
+    return this.locks.run(name, async () => {
+      if ((await this.read(name)) === undefined) return false;
+      try {
+        await this.db.del(name, { sync: true });
+      } catch (err) {
+        this.versions.delete(name);
+        this.names = undefined;
+        throw RemoteLogError.internal(`cannot remove name ${JSON.stringify(name)}: ${describe(err)}`, err);
+      }
+      this.versions.delete(name);
+      if (this.names !== undefined) this.names--;
+      return true;
+    });
+  }
+
   private remember(name: string, version: bigint): void {
     this.versions.delete(name);
     this.versions.set(name, version);

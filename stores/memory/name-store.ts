@@ -14,6 +14,10 @@ export class MemoryNameStore implements NameStore {
     return version;
   }
 
+  async drop(name: string): Promise<boolean> {
+    return this.names.delete(name);
+  }
+
   async count(): Promise<number> {
     return this.names.size;
   }

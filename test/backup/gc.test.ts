@@ -185,6 +185,44 @@ describe("gc - a running server", () => {
     expect((await runCli(["restore", "--name", "alice-imported", "--from", server.url, "--to", join(dir, "restored-again"), "--json"])).code).toBe(0);
   });
 
+  it("--drop-name retires a name: a dry run forgets nothing and counts what would go, a run forgets it and sweeps what it alone reached", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "0s"]);
+    const alice = join(dir, "alice");
+    expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice], { stdin: lines(300) })).code).toBe(0);
+    const backup = await runCli(["backup", "--from-dir", alice, "--to", server.url, "--head-name", "nightly-1", "--pack-size", "8KiB", "--json"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const { head, packs } = JSON.parse(backup.stdout);
+    expect(packs).toBeGreaterThan(1);
+
+    // The old gc had no way to retire a name: the backup, and any message a redaction took out of the log since, stayed for good.
+    const dry = await runCli(["gc", "--server", server.admin!, "--drop-name", "nightly-1", "--dry-run", "--json"]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(JSON.parse(dry.stdout)).toMatchObject({ droppedNames: ["nightly-1"], removedBlocks: packs, dryRun: true });
+    expect((await runCli(["restore", "--name", "nightly-1", "--from", server.url, "--to", join(dir, "still")])).code).toBe(0);
+
+    const run = await runCli(["gc", "--server", server.admin!, "--drop-name", "nightly-1", "--drop-name", "never-was"]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('dropped name "nightly-1"');
+    expect(run.stderr).toContain('name "never-was" is not there (dropped before?)');
+    expect(run.stdout).toContain(`removed ${packs} blocks`);
+    const gone = await runCli(["restore", "--name", "nightly-1", "--from", server.url, "--to", join(dir, "gone")]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('name "nightly-1" has no backup');
+    const verify = await runCli(["verify", "--pack", head, "--from", server.url]);
+    expect(verify.code).toBe(1);
+    expect(verify.stdout + verify.stderr).toContain("NOT_FOUND");
+    // Safe to repeat, and the log the name did not reach reads whole.
+    const again = await runCli(["gc", "--server", server.admin!, "--drop-name", "nightly-1", "--json"]);
+    expect(JSON.parse(again.stdout)).toMatchObject({ droppedNames: [], removedBlocks: 0 });
+    const read = await runCli(["cat", "--unsigned", "chat", "--server", server.url, "--format", "jsonl"]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(parseJsonl(read.stdout)).toHaveLength(300);
+    const bad = await runCli(["gc", "--server", server.admin!, "--drop-name", ""]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("INVALID_ARGUMENT: name is empty");
+  });
+
   it("a reachable page stored whole that does not decode is reported and kept, and the older chain its fields link survives a gc that sweeps", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "1s"]);

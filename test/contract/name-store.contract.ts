@@ -138,6 +138,27 @@ export function nameStoreContract(
       expect(pages.flat()).toEqual(sorted);
     });
 
+    it("drop, when the backend offers it, forgets a name: get, list and count no longer give it, and a put makes it anew from version 1", async () => {
+      if (!store.drop) return;
+      await w.put("alice", text("one"));
+      await w.put("alice", text("two"));
+      await w.put("bob", text("one"));
+      const alice = await w.name("alice");
+      expect(await store.drop(alice)).toBe(true);
+      expect(await store.get(alice)).toBeUndefined();
+      // Safe to repeat: a name not there is false, not an error.
+      expect(await store.drop(alice)).toBe(false);
+      if (store.count) expect(await store.count()).toBe(1);
+      if (store.list) {
+        const listed: string[] = [];
+        for await (const [name] of store.list()) listed.push(name);
+        expect(listed).toEqual([await w.name("bob")]);
+      }
+      expect(await w.put("alice", text("anew"), { expectedVersion: 0n })).toBe(1n);
+      expect(new TextDecoder().decode((await store.get(alice))!.content)).toBe("anew");
+      expect((await store.get(await w.name("bob")))!.version).toBe(1n);
+    });
+
     it("a name never updated is undefined", async () => {
       expect(await store.get(await w.name("nobody"))).toBeUndefined();
       await w.put("somebody", text("x"));

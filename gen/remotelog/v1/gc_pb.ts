@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/gc.proto.
  */
 export const file_remotelog_v1_gc: GenFile = /*@__PURE__*/
-  fileDesc("ChVyZW1vdGVsb2cvdjEvZ2MucHJvdG8SDHJlbW90ZWxvZy52MSIzCg5Db2xsZWN0UmVxdWVzdBIQCghncmFjZV9tcxgBIAEoBBIPCgdkcnlfcnVuGAIgASgIIv0BCg9Db2xsZWN0UmVzcG9uc2USDQoFcm9vdHMYASABKAQSDgoGbWFya2VkGAIgASgEEg0KBXBhY2tzGAMgASgEEhMKC3N3ZXB0X3BhY2tzGAQgASgEEhYKDnJlbW92ZWRfYmxvY2tzGAUgASgEEhMKC2ZyZWVkX2J5dGVzGAYgASgEEg8KB21pc3NpbmcYByADKAkSCgoCbXMYCCABKAQSFQoNbWlzc2luZ19jb3VudBgJIAEoBBIsCgp1bnJlYWRhYmxlGAogAygLMhgucmVtb3RlbG9nLnYxLlVucmVhZGFibGUSGAoQdW5yZWFkYWJsZV9jb3VudBgLIAEoBCJJCgpVbnJlYWRhYmxlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRraW5kGAMgASgJEg4KBnJlYXNvbhgEIAEoCTJTCglHY1NlcnZpY2USRgoHQ29sbGVjdBIcLnJlbW90ZWxvZy52MS5Db2xsZWN0UmVxdWVzdBodLnJlbW90ZWxvZy52MS5Db2xsZWN0UmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChVyZW1vdGVsb2cvdjEvZ2MucHJvdG8SDHJlbW90ZWxvZy52MSJHCg5Db2xsZWN0UmVxdWVzdBIQCghncmFjZV9tcxgBIAEoBBIPCgdkcnlfcnVuGAIgASgIEhIKCmRyb3BfbmFtZXMYAyADKAkilAIKD0NvbGxlY3RSZXNwb25zZRINCgVyb290cxgBIAEoBBIOCgZtYXJrZWQYAiABKAQSDQoFcGFja3MYAyABKAQSEwoLc3dlcHRfcGFja3MYBCABKAQSFgoOcmVtb3ZlZF9ibG9ja3MYBSABKAQSEwoLZnJlZWRfYnl0ZXMYBiABKAQSDwoHbWlzc2luZxgHIAMoCRIKCgJtcxgIIAEoBBIVCg1taXNzaW5nX2NvdW50GAkgASgEEiwKCnVucmVhZGFibGUYCiADKAsyGC5yZW1vdGVsb2cudjEuVW5yZWFkYWJsZRIYChB1bnJlYWRhYmxlX2NvdW50GAsgASgEEhUKDWRyb3BwZWRfbmFtZXMYDCADKAkiSQoKVW5yZWFkYWJsZRIMCgRuYW1lGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDAoEa2luZBgDIAEoCRIOCgZyZWFzb24YBCABKAkyUwoJR2NTZXJ2aWNlEkYKB0NvbGxlY3QSHC5yZW1vdGVsb2cudjEuQ29sbGVjdFJlcXVlc3QaHS5yZW1vdGVsb2cudjEuQ29sbGVjdFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message remotelog.v1.CollectRequest
@@ -35,6 +35,15 @@ export type CollectRequest = Message<"remotelog.v1.CollectRequest"> & {
    * @generated from field: bool dry_run = 2;
    */
   dryRun: boolean;
+
+  /**
+   * Names to forget before the mark, so that what they alone reached is swept (a retired backup head
+   * name, a stranger's junk). A dry run forgets none and marks as if they were gone. Names not there
+   * are no error: forgetting is safe to repeat.
+   *
+   * @generated from field: repeated string drop_names = 3;
+   */
+  dropNames: string[];
 };
 
 /**
@@ -108,6 +117,13 @@ export type CollectResponse = Message<"remotelog.v1.CollectResponse"> & {
    * @generated from field: uint64 unreadable_count = 11;
    */
   unreadableCount: bigint;
+
+  /**
+   * The drop_names that were there, and are forgotten (by a dry run: would be).
+   *
+   * @generated from field: repeated string dropped_names = 12;
+   */
+  droppedNames: string[];
 };
 
 /**
