@@ -166,11 +166,12 @@ export async function importCar(
   }
   const rootCids = await iterator.getRoots();
   const roots = rootCids.map((cid) => cid.toString());
-  // With a head, the name is checked before any block goes in: a name that holds another backup is
-  // refused, never moved off the chain it reaches (gc would then sweep that chain).
+  // With a head name, the head it holds now is read before any block goes in, to be moved only onto a
+  // chain that still reaches it (see nameImportedPack).
   let headRoot: Uint8Array | undefined;
   let previousHead: BackupHeadInfo | undefined;
   let rootBytes: Uint8Array | undefined;
+  const packLinks = new Map<string, Uint8Array>();
   if (options.headName !== undefined) {
     if (rootCids.length !== 1) {
       input.destroy();
@@ -181,12 +182,6 @@ export async function importCar(
       input.destroy();
       throw err;
     });
-    if (previousHead && !equalBytes(previousHead.pack, headRoot)) {
-      input.destroy();
-      throw RemoteLogError.conflict(
-        `name ${JSON.stringify(options.headName)} already holds another backup (head pack ${addressText(previousHead.pack)}); moving it to ${roots[0]} would leave that backup to gc: import under a new --head-name`,
-      );
-    }
   }
   let batch: { address: Uint8Array; bytes: Uint8Array }[] = [];
   let batchBytes = 0;
@@ -208,6 +203,11 @@ export async function importCar(
       }
       if (!equalBytes(addressOf(block.bytes), cid.bytes)) throw RemoteLogError.dataLoss(`${file}: block ${cid.toString()} does not hash to its CID`);
       if (headRoot && equalBytes(cid.bytes, headRoot)) rootBytes = block.bytes;
+      // Each pack's link, to walk the chain without reading it again; a pack's first byte is 0x09 (pack-format.ts).
+      if (previousHead && block.bytes[0] === 0x09) {
+        const previous = previousOf(block.bytes, cid.bytes);
+        if (previous) packLinks.set(keyOf(cid.bytes), previous);
+      }
       batch.push({ address: cid.bytes, bytes: block.bytes });
       batchBytes += block.bytes.length;
       blocks++;
@@ -224,19 +224,54 @@ export async function importCar(
   progress.stop();
   const summary: ImportSummary = { file, roots, blocks, bytes, ms: Math.round(performance.now() - started) };
   if (!headRoot) return summary;
-  return { ...summary, head: await nameImportedPack(store, headRoot, rootBytes, previousHead) };
+  return { ...summary, head: await nameImportedPack(store, options.headName!, headRoot, rootBytes, previousHead, packLinks) };
+}
+
+const keyOf = (address: Uint8Array) => addressText(address);
+
+/** A pack's previous link, or undefined for bytes that are not a pack. */
+function previousOf(bytes: Uint8Array, address: Uint8Array): Uint8Array | undefined {
+  try {
+    return decodePackHeader(bytes, address).previous;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the chain from pack `from` reaches pack `target` by previous links: those the import read
+ * (links), else the store's packs. A backup's chain ends at a pack with no previous.
+ */
+async function chainReaches(store: Pick<PackStore, "get">, from: Uint8Array, target: Uint8Array, links: Map<string, Uint8Array>): Promise<boolean> {
+  let at = from;
+  // Bounded whatever a store serves: content addresses cannot loop, a lying store could.
+  for (let steps = 0; steps < 10_000_000; steps++) {
+    if (equalBytes(at, target)) return true;
+    let previous = links.get(keyOf(at));
+    if (!previous) {
+      const bytes = await store.get(at);
+      previous = bytes && previousOf(bytes, at);
+    }
+    if (!previous || previous.length === 0) return false;
+    at = previous;
+  }
+  return false;
 }
 
 /**
  * Points the store's head at an imported pack, so that the backup is reachable from a name and gc
- * keeps it. The root must be a pack (a log's head page has no BackupHead); with the name already on
- * it, nothing is written, so an import run again changes nothing.
+ * keeps it. The root must be a pack (a log's head page has no BackupHead). A name already on it is
+ * left (an import run again changes nothing); one on another pack moves only when the imported chain
+ * reaches that pack (a newer backup of the same log), else CONFLICT: moved, it would leave the backup
+ * it names to gc.
  */
 async function nameImportedPack(
   store: Pick<PackStore, "get" | "writeHead">,
+  headName: string,
   root: Uint8Array,
   rootBytes: Uint8Array | undefined,
   previous: BackupHeadInfo | undefined,
+  links: Map<string, Uint8Array>,
 ): Promise<string> {
   const text = addressText(root);
   const bytes = rootBytes ?? (await store.get(root));
@@ -250,6 +285,12 @@ async function nameImportedPack(
       err,
     );
   }
-  if (!previous) await store.writeHead({ pack: root, logName: header.logName, lastSeq: header.lastSeq }, undefined);
+  if (previous && equalBytes(previous.pack, root)) return text;
+  if (previous && !(await chainReaches(store, root, previous.pack, links))) {
+    throw RemoteLogError.conflict(
+      `name ${JSON.stringify(headName)} holds another backup (head pack ${addressText(previous.pack)}), which the chain of ${text} does not reach; moved, it would leave that backup to gc: import under a new --head-name (the blocks are stored; gc removes them after its grace unless a name reaches them)`,
+    );
+  }
+  await store.writeHead({ pack: root, logName: header.logName, lastSeq: header.lastSeq }, previous);
   return text;
 }

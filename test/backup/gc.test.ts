@@ -136,7 +136,7 @@ describe("gc - a running server", () => {
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
-  it("a backup imported from a CAR goes under a head name and survives gc; into a URL without one, import refuses before storing", async () => {
+  it("a backup imported from a CAR goes under a head name and survives gc, which moves on only to a chain that reaches its head; into a URL without one, import refuses before storing", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "0s"]);
     const alice = join(dir, "alice");
@@ -168,14 +168,21 @@ describe("gc - a running server", () => {
     const verified = await runCli(["verify", "--pack", root, "--from", server.url, "--read-data"]);
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
 
-    // A name that holds another backup is not moved off it; a log's CAR is no backup to name.
+    // A name that holds another backup is not moved off it; a newer backup of the same chain moves it on.
     expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", alice], { stdin: lines(5, "more") })).code).toBe(0);
     expect((await runCli(["backup", "--from-dir", alice, "--to", join(dir, "bk2")])).code).toBe(0);
     const other = join(dir, "bk2.car");
     expect((await runCli(["export", "--from", join(dir, "bk2"), "--car", other])).code).toBe(0);
     const taken = await runCli(["import", "--car", other, "--to", server.url, "--head-name", "alice-imported"]);
     expect(taken.code).toBe(1);
-    expect(taken.stderr).toContain(`CONFLICT: name "alice-imported" already holds another backup (head pack ${root})`);
+    expect(taken.stderr).toContain(`CONFLICT: name "alice-imported" holds another backup (head pack ${root}), which the chain of`);
+    expect((await runCli(["backup", "--from-dir", alice, "--to", join(dir, "bk"), "--pack-size", "8KiB"])).code).toBe(0);
+    expect((await runCli(["export", "--from", join(dir, "bk"), "--car", car])).code).toBe(0);
+    const newer = await runCli(["import", "--car", car, "--to", server.url, "--head-name", "alice-imported", "--json"]);
+    expect(newer.code, newer.stderr).toBe(0);
+    expect(JSON.parse(newer.stdout).head).not.toBe(root);
+    const grown = await runCli(["restore", "--name", "alice-imported", "--from", server.url, "--to", join(dir, "restored-grown"), "--json"]);
+    expect(JSON.parse(grown.stdout)).toMatchObject({ messages: 305 });
     const logCar = join(dir, "log.car");
     expect((await runCli(["export", "--name", "chat", "--from", server.url, "--car", logCar])).code).toBe(0);
     const log = await runCli(["import", "--car", logCar, "--to", server.url, "--head-name", "chat-imported"]);
@@ -183,6 +190,7 @@ describe("gc - a running server", () => {
     expect(log.stderr).toMatch(/INVALID_ARGUMENT: root bafk\w+ is not a backup's head pack/);
     expect((await runCli(["import", "--car", logCar, "--to", server.url, "--unnamed"])).code).toBe(0);
     expect((await runCli(["restore", "--name", "alice-imported", "--from", server.url, "--to", join(dir, "restored-again"), "--json"])).code).toBe(0);
+    expect((await runCli(["verify", "--name", "alice-imported", "--from", server.url, "--read-data"])).code).toBe(0);
   });
 
   it("--drop-name retires a name: a dry run forgets nothing and counts what would go, a run forgets it and sweeps what it alone reached", async () => {
