@@ -6,6 +6,7 @@ import { WatchUnsupportedError, type LogReadRemote, type NameHead } from "../cor
 import { isKeyName, MAX_RECORD_BYTES, verifySignedRecord } from "../core/names.js";
 import { asFetchedRecordError } from "../core/name-checks.js";
 import { mapBounded } from "../core/retry.js";
+import { concatBytes } from "../core/bytes.js";
 
 export interface GatewayRemoteOptions {
   /** A Trustless Gateway (https://ipfs.io, a Kubo gateway, `remotelog serve`): blocks from /ipfs/{cid}. */
@@ -159,14 +160,7 @@ export class GatewayRemote implements LogReadRemote {
       throw RemoteLogError.unavailable(`${what} was cut off: ${describe(err)}`, err);
     }
     if (chunks.length === 1) return chunks[0];
-    // Not Buffer.concat: this runs in browsers too (lib/browser.ts).
-    const body = new Uint8Array(size);
-    let at = 0;
-    for (const chunk of chunks) {
-      body.set(chunk, at);
-      at += chunk.length;
-    }
-    return body;
+    return concatBytes(chunks, size);
   }
 }
 

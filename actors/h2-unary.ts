@@ -21,6 +21,7 @@ import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
 import { bearerValue } from "./connect-auth.js";
+import { concatBytes } from "../core/bytes.js";
 import { UNARY_IDLE_MS } from "../core/retry.js";
 
 export interface DirectUnaryOptions {
@@ -235,15 +236,8 @@ function exchange(
           if (settled || !responseHeaders) return;
           settle();
           // Into a plain Uint8Array, as connect reads it: the message's bytes fields are views of it, and
-          // a Buffer's would be Buffers, whose slice() does not copy. A chunk is also a slice of a read
-          // of the whole connection, which a view would keep alive.
-          const body = new Uint8Array(length);
-          let at = 0;
-          for (const chunk of chunks) {
-            body.set(chunk, at);
-            at += chunk.length;
-          }
-          resolve({ headers: responseHeaders, body });
+          // a Buffer's would be Buffers, whose slice() does not copy.
+          resolve({ headers: responseHeaders, body: concatBytes(chunks, length) });
         });
         // An answered stream may still error (its connection closed before its close event): nothing
         // waits on it then. The errors are made only when needed: a ConnectError captures a stack and

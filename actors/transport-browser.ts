@@ -6,6 +6,7 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { RemoteLogError } from "../core/errors.js";
+import { concatBytes } from "../core/bytes.js";
 import { UNARY_IDLE_MS } from "../core/retry.js";
 import { bearer } from "./connect-auth.js";
 
@@ -91,13 +92,7 @@ function withIdleLimit(idleMs: number): typeof fetch {
         } finally {
           done();
         }
-        const bytes = new Uint8Array(length);
-        let at = 0;
-        for (const chunk of chunks) {
-          bytes.set(chunk, at);
-          at += chunk.length;
-        }
-        return bytes;
+        return concatBytes(chunks, length);
       })());
     Object.defineProperties(response, {
       arrayBuffer: { value: async () => (await readWhole()).buffer },
