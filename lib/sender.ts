@@ -71,6 +71,9 @@ export class Sender extends LogSender {
   private readonly group: Uint8Array;
   /** What open() created, and close() releases. */
   private readonly owned: { close(): Promise<void> }[] = [];
+  /** Appends and publishes under way: close() waits for them (see close). */
+  private readonly running = new Set<Promise<unknown>>();
+  private closed = false;
 
   /** For callers that bring their own local log and published-mark store; most want Sender.open. */
   constructor(options: SenderOptions) {
@@ -139,8 +142,42 @@ export class Sender extends LogSender {
     return { ...published, appended: appended.length, duplicates: messages.length - appended.length };
   }
 
-  /** Closes the local log and mark store that Sender.open opened (not the remote). Idempotent. */
+  override appendEncoded(...args: Parameters<LogSender["appendEncoded"]>): ReturnType<LogSender["appendEncoded"]> {
+    return this.track(() => super.appendEncoded(...args));
+  }
+
+  override appendAndPublish(...args: Parameters<LogSender["appendAndPublish"]>): ReturnType<LogSender["appendAndPublish"]> {
+    return this.track(() => super.appendAndPublish(...args));
+  }
+
+  override publish(): Promise<PublishResult> {
+    return this.track(() => super.publish());
+  }
+
+  /**
+   * work, waited for by close(). Refused once close() has begun and nothing is under way any more:
+   * while a send runs, its own publish (and an app's call meanwhile) still goes through, and close()
+   * waits for it too.
+   */
+  private track<T>(work: () => Promise<T>): Promise<T> {
+    if (this.closed && this.running.size === 0) return Promise.reject(RemoteLogError.conflict(`the sender of name ${JSON.stringify(this.name)} is closed; open it again to send`, { name: this.name }));
+    const running = work();
+    this.running.add(running);
+    running.then(
+      () => this.running.delete(running),
+      () => this.running.delete(running),
+    );
+    return running;
+  }
+
+  /**
+   * Closes the local log and mark store that Sender.open opened (not the remote), once the appends and
+   * publishes under way have ended: closed under a send, the log failed it INTERNAL though its messages
+   * were appended. A send, append or publish once close() has begun and nothing runs is CONFLICT. Idempotent.
+   */
   async close(): Promise<void> {
+    this.closed = true;
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
     const owned = this.owned.splice(0);
     for (const resource of owned) await resource.close();
   }

@@ -46,6 +46,20 @@ describe("library", () => {
     expect(report).toMatchObject({ ok: true, messages: 3, faults: [] });
   });
 
+  test("library - close() waits for a send under way, which then succeeds; a send after close() is CONFLICT", async () => {
+    const data = join(dir, "closing");
+    const sender = await Sender.open({ remote, name: "closing", unsigned: true, data });
+    const bodies = Array.from({ length: 200 }, (_, i) => `m${i}`);
+    const sending = sender.send(bodies);
+    // Closed under the send: the old sender failed it INTERNAL ("local log … is closed") though its messages were appended.
+    await sender.close();
+    await expect(sending).resolves.toMatchObject({ appended: 200, published: 200 });
+    await expect(sender.send(["late"])).rejects.toMatchObject({ code: "CONFLICT", details: { name: "closing" } });
+    await expect(sender.publish()).rejects.toMatchObject({ code: "CONFLICT" });
+    const receiver = await Receiver.open({ remote, name: "closing", unsigned: true });
+    expect((await receiver.sync()).messages.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(bodies);
+  });
+
   test("library - Sender.open over a data directory whose published last record was cut short is DATA_LOSS, and leaves it as it is", async () => {
     const data = join(dir, "cut");
     const sender = await Sender.open({ remote, name: "cut", unsigned: true, data });
