@@ -35,7 +35,6 @@ export interface DirectUnaryOptions {
   idleTimeoutMs?: number;
 }
 
-
 /** transport with its unary calls made by directUnary; its streaming calls as they are. */
 export function withDirectUnary(transport: Transport, options: DirectUnaryOptions): Transport {
   const basePath = new URL(options.baseUrl).pathname.replace(/\/$/, "");

@@ -74,7 +74,8 @@ function withIdleLimit(idleMs: number): typeof fetch {
       return response;
     }
     arm();
-    // The body read chunk by chunk, each one re-arming the limit: an answer that keeps coming is never cut.
+    // The body read chunk by chunk (fetchOrUnavailable's, which fails UNAVAILABLE when it breaks off),
+    // each chunk re-arming the limit: an answer that keeps coming is never cut.
     let whole: Promise<Uint8Array> | undefined;
     const readWhole = () =>
       (whole ??= (async () => {
@@ -118,20 +119,14 @@ async function fetchOrUnavailable(input: Parameters<typeof fetch>[0], init?: Req
   } catch (err) {
     throw unavailable(err, "");
   }
-  // Connect reads a unary answer with arrayBuffer() or json(), and a stream through body. Chromium
-  // rejects the first two with a TypeError of its own whatever a wrapped body failed with, so each of
-  // the three is wrapped where it is read.
+  // Every answer is read through body: a stream's by Connect, a unary one's by withIdleLimit, whose
+  // arrayBuffer() and json() read it (Chromium's own reject with a TypeError of their own whatever the
+  // body failed with).
   const brokeOff = (err: unknown) => unavailable(err, "the answer broke off: ");
-  const { arrayBuffer, json } = { arrayBuffer: response.arrayBuffer.bind(response), json: response.json.bind(response) };
   const body = response.body;
-  // Made when first asked for (Connect asks twice): taking a reader early would lock the body for arrayBuffer().
+  // Made when first asked for: Connect asks twice.
   let relayedBody: ReadableStream<Uint8Array> | undefined;
-  // Configurable: withIdleLimit reads a unary answer through body, and defines these again.
-  Object.defineProperties(response, {
-    arrayBuffer: { value: () => arrayBuffer().catch((err: unknown) => Promise.reject(brokeOff(err))), configurable: true },
-    json: { value: () => json().catch((err: unknown) => Promise.reject(brokeOff(err))), configurable: true },
-    body: { get: () => body && (relayedBody ??= relayed(body, brokeOff)), configurable: true },
-  });
+  Object.defineProperty(response, "body", { get: () => body && (relayedBody ??= relayed(body, brokeOff)) });
   return response;
 }
 

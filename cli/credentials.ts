@@ -9,7 +9,24 @@ import { usageError } from "./command.js";
  */
 
 /** More than any list of bearer tokens needs: a larger file is not a token file. */
-export const MAX_TOKEN_FILE_BYTES = 1 << 20;
+const MAX_TOKEN_FILE_BYTES = 1 << 20;
+
+/**
+ * The bearer tokens in a token file, one a line (blank lines and lines starting with # skipped), for
+ * serve's --write-token-file and --admin-token-file and a client's --token-file alike. Refused, as a
+ * key file is, when its group or others may read it (readPrivateFile).
+ */
+export async function readTokenFile(path: string): Promise<string[]> {
+  return parseTokens(new TextDecoder().decode(await readPrivateFile(path, "token file", MAX_TOKEN_FILE_BYTES)));
+}
+
+/** Tokens from a file's text: one a line; blank lines and lines starting with # are skipped. */
+export function parseTokens(text: string): string[] {
+  return text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0 && !line.startsWith("#"));
+}
 
 export interface CredentialFlags {
   /** A file holding the bearer token to send (serve --write-token-file). */
@@ -39,7 +56,7 @@ export async function clientCredentials(flags: CredentialFlags): Promise<{ token
       throw usageError(`${flag} ${file}: ${(err as Error).message}`);
     }
   };
-  const token = flags.tokenFile ? Buffer.from(await readPrivateFile(flags.tokenFile, "token file", MAX_TOKEN_FILE_BYTES)).toString("utf8").split("\n").map((line) => line.trim()).find((line) => line && !line.startsWith("#")) : undefined;
+  const token = flags.tokenFile ? (await readTokenFile(flags.tokenFile))[0] : undefined;
   if (flags.tokenFile && !token) throw usageError(`--token-file ${flags.tokenFile} holds no token`);
   return { token, ca: flags.ca ? await read(flags.ca, "--ca") : undefined };
 }

@@ -9,11 +9,10 @@ import { RemoteLogError } from "../core/errors.js";
 import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, routes, type Listening } from "../services/server.js";
 import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
-import { parseTokens, refusesUnread } from "../services/auth.js";
-import { readPrivateFile } from "../stores/file/private-file.js";
+import { refusesUnread } from "../services/auth.js";
 import { pathExists, requireDirOf } from "../stores/file/atomic.js";
 import { LOG_FILE, OWNER_FILE } from "../stores/file/local-log.js";
-import { MAX_TOKEN_FILE_BYTES } from "./credentials.js";
+import { parseTokens, readTokenFile } from "./credentials.js";
 import { parseCorsOrigin } from "../services/cors.js";
 import { DEFAULT_READ_RATE, ReadBudget } from "../services/read-budget.js";
 import { isKeyName } from "../core/names.js";
@@ -339,8 +338,7 @@ async function readFlagFile(file: string, flag: string): Promise<Buffer> {
 
 async function readTokens(file: string, flag: string, bearer = true): Promise<string[]> {
   // Tokens are secrets, refused when others may read them as a key file is; key names are public.
-  const text = bearer ? Buffer.from(await readPrivateFile(file, "token file", MAX_TOKEN_FILE_BYTES)).toString("utf8") : (await readFlagFile(file, flag)).toString("utf8");
-  const tokens = parseTokens(text);
+  const tokens = bearer ? await readTokenFile(file) : parseTokens((await readFlagFile(file, flag)).toString("utf8"));
   if (tokens.length === 0) throw usageError(`${flag} ${file} holds no tokens`);
   // A bearer token is one word on the wire (Authorization: Bearer TOKEN): one with a space in it was
   // taken here and then never matched anything a client could send.
@@ -360,6 +358,11 @@ export function parseListen(text: string, flag = "--listen", orElse = ""): { hos
 async function openStores(flags: ServeFlags, log: Logger): Promise<{ content?: ContentStore; names?: NameStore }> {
   const wantCas = flags.only !== "ns";
   const wantNs = flags.only !== "cas";
+  // Blocks and names are never kept among a sender's log: a mistyped --data would mix the two. Said
+  // before any store is opened.
+  if (!flags.memory && ((await pathExists(join(flags.data, LOG_FILE))) || (await pathExists(join(flags.data, OWNER_FILE))))) {
+    throw usageError(`--data ${flags.data} holds a sender's local log (${LOG_FILE}); serve keeps blocks and names in a --data directory of its own`);
+  }
   const opened: { close(): Promise<void> }[] = [];
   try {
     // Loaded only when asked for: a process loads one kind of each store.
@@ -371,10 +374,6 @@ async function openStores(flags: ServeFlags, log: Logger): Promise<{ content?: C
         onRetry: (err, delayMs) => log.warn({ err: err.message, delayMs: Math.round(delayMs) }, "Kubo API unavailable; retrying"),
       });
       opened.push(kubo);
-    }
-    // Blocks and names are never kept among a sender's log: a mistyped --data would mix the two.
-    if (!flags.memory && ((await pathExists(join(flags.data, LOG_FILE))) || (await pathExists(join(flags.data, OWNER_FILE))))) {
-      throw usageError(`--data ${flags.data} holds a sender's local log (${LOG_FILE}); serve keeps blocks and names in a --data directory of its own`);
     }
     let content: ContentStore | undefined;
     if (wantCas) {

@@ -252,7 +252,7 @@ export class LogReader {
     const data: (Uint8Array | undefined)[] = pairs.map((pair) => pair.data);
     if (missing.length === 0) return data;
     const { remote } = this;
-    const fetch = remote.getBlocksAllowingMissing ? (addresses: Uint8Array[]) => remote.getBlocksAllowingMissing!(addresses) : (addresses: Uint8Array[]) => remote.getBlocks(addresses);
+    const fetch = remote.getBlocksAllowingMissing?.bind(remote) ?? ((addresses: Uint8Array[]) => remote.getBlocks(addresses));
     const fetched = await fetchEachOnce(
       missing.map((i) => pairs[i].remoteHash),
       (addresses) => blocksNarrowingFaults(addresses, fetch),

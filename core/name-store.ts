@@ -93,17 +93,12 @@ export interface NameStore {
   /**
    * Forgets the name and its entry: get and list no longer give it, and a put makes it anew, from
    * version 1. True when it had an entry. Serialised with the name's puts; durable when it resolves.
-   * Optional, the capability the operator's gc --drop-name needs (canDrop): a backend that cannot
+   * Optional, the capability the operator's gc --drop-name needs (backup/gc.ts): a backend that cannot
    * forget a name (IPNS) leaves it out.
    */
   drop?(name: string): Promise<boolean>;
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;
-}
-
-/** Whether a name store can forget a name, as gc --drop-name needs. */
-export function canDrop<T extends NameStore>(store: T | undefined): store is T & { drop(name: string): Promise<boolean> } {
-  return typeof store?.drop === "function";
 }
 
 /** Whether a name store can list its names, as gc needs. */

@@ -224,11 +224,3 @@ function matches(tokens: Buffer[], token: string): boolean {
   for (const known of tokens) found = timingSafeEqual(known, given) || found;
   return found;
 }
-
-/** Tokens from a file: one a line; blank lines and lines starting with # are skipped. */
-export function parseTokens(text: string): string[] {
-  return text
-    .split("\n")
-    .map((line) => line.trim())
-    .filter((line) => line.length > 0 && !line.startsWith("#"));
-}
