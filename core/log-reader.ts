@@ -7,7 +7,7 @@ import { addressOf, decodeMessage, equalBytes } from "./hash.js";
 import type { LogReadRemote, NameHead } from "./log-remote.js";
 import { verifySignedHead } from "./name-checks.js";
 import { isKeyName, type VerifiedRecord } from "./names.js";
-import { decodePage, pairDataChecksOut, verifyPairData } from "./page.js";
+import { checkBlock, decodePage, messageOfPair, pairDataChecksOut, verifyPairData, type CheckedBlock } from "./page.js";
 import { nextTurn } from "./turn.js";
 
 /*
@@ -281,6 +281,28 @@ export class LogReader {
    * collecting them was the largest part of a catch-up's main thread: bench/README.md, session 7).
    */
   async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null = null): Promise<(index: number) => CheckedMessage> {
+    const repeated = repeatedBlocks(pairs, data);
+    if (repeated) {
+      // Each repeated block was checked once; the other pairs are checked as ever.
+      const others: number[] = [];
+      for (let i = 0; i < pairs.length; i++) if (!repeated.has(i)) others.push(i);
+      const checkOther = await this.checkMessagesLater(others.map((i) => pairs[i]), others.map((i) => data[i]), verifier);
+      const otherAt = new Int32Array(pairs.length);
+      others.forEach((i, at) => (otherAt[i] = at));
+      return (i) => {
+        const block = repeated.get(i);
+        if (!block) return checkOther(otherAt[i]);
+        // A pair whose address is not the block's (never one fetched by it) is checked whole.
+        if (!equalBytes(block.address, pairs[i].remoteHash)) return checkMessage(pairs[i], data[i]);
+        try {
+          messageOfPair(pairs[i], block);
+          // Decoded for each pair, as every other message is: no two deliveries share one object.
+          return decodeMessage(data[i]);
+        } catch (err) {
+          return err instanceof RemoteLogError ? err : RemoteLogError.dataLoss(String(err));
+        }
+      };
+    }
     // Checked now, here or on the verifier's threads, with no message object made: one made now lived
     // until its delivery, and died old.
     const verdicts = verifier && pairs.length >= VERIFIER_MIN_MESSAGES ? await verifier.verify(pairs, data) : await messageVerdictsInTurns(pairs, data);
@@ -348,6 +370,42 @@ async function blocksNarrowingFaults(addresses: Uint8Array[], fetch: (addresses:
   const first = await blocksNarrowingFaults(addresses.slice(0, half), fetch);
   const second = await blocksNarrowingFaults(addresses.slice(half), fetch);
   return first.concat(second);
+}
+
+/** Blocks smaller than this are checked for each pair that names them: hashing one costs less than looking it up. */
+const REPEAT_MIN_BYTES = 4096;
+
+/**
+ * Each pair (by index) whose data is a block that other pairs of this batch name too, with that block
+ * checked once (checkBlock) for all of them; undefined when there is none, as in an honest log. A page
+ * may name one block in every pair, each with an id of its choosing, and fetchEachOnce gives each pair
+ * the one fetched copy: checked pair by pair, 3,000 pairs naming a 1 MiB block were 3 GiB hashed, and
+ * hashed again for each pair's fault. Only blocks of REPEAT_MIN_BYTES or more are looked up.
+ */
+function repeatedBlocks(pairs: readonly RemoteLog_Pair[], data: readonly Uint8Array[]): Map<number, CheckedBlock> | undefined {
+  let firstNaming: Map<Uint8Array, number> | undefined;
+  let checked: Map<Uint8Array, CheckedBlock> | undefined;
+  let repeated: Map<number, CheckedBlock> | undefined;
+  for (let i = 0; i < pairs.length; i++) {
+    const bytes = data[i];
+    if (bytes.length < REPEAT_MIN_BYTES || pairs[i].redacted) continue;
+    firstNaming ??= new Map();
+    const first = firstNaming.get(bytes);
+    if (first === undefined) {
+      firstNaming.set(bytes, i);
+      continue;
+    }
+    checked ??= new Map();
+    repeated ??= new Map();
+    let block = checked.get(bytes);
+    if (!block) {
+      block = checkBlock(bytes, pairs[first].remoteHash);
+      checked.set(bytes, block);
+      repeated.set(first, block);
+    }
+    repeated.set(i, block);
+  }
+  return repeated;
 }
 
 /**

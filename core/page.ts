@@ -489,22 +489,48 @@ export function pairDataChecksOut(data: Uint8Array, remote: Uint8Array, remoteAt
  * decoded message. Returns the message, or throws DATA_LOSS naming the pair (after where, when given).
  */
 export function verifyPairData(pair: Pick<RemoteLog_Pair, "remoteHash" | "localHash">, data: Uint8Array, where?: string): Message {
+  return messageOfPair(pair, checkBlock(data, pair.remoteHash, where), where);
+}
+
+/**
+ * A block's bytes checked once against the address they were fetched by (H2), and the message they
+ * decode to with its id: what every pair naming that address is then checked against (messageOfPair).
+ */
+export interface CheckedBlock {
+  address: Uint8Array;
+  hashesToAddress: boolean;
+  /** Undefined when the bytes do not hash to address, or are not a message (notMessage says why). */
+  message?: Message;
+  id?: Uint8Array;
+  notMessage?: unknown;
+}
+
+/** data checked against address and decoded (CheckedBlock); where names what is decoded in a decoding error. */
+export function checkBlock(data: Uint8Array, address: Uint8Array, where?: string): CheckedBlock {
+  if (!matchesAddress(data, address)) return { address, hashesToAddress: false };
+  try {
+    const message = decodeMessage(data, where ?? "message");
+    return { address, hashesToAddress: true, message, id: messageId(message) };
+  } catch (err) {
+    return { address, hashesToAddress: true, notMessage: err };
+  }
+}
+
+/** The message of pair, whose address block was checked at; or DATA_LOSS naming the pair (after where, when given). */
+export function messageOfPair(pair: Pick<RemoteLog_Pair, "localHash">, block: CheckedBlock, where?: string): Message {
   // The texts are made only for an error: this runs for every message a receiver checks.
   const at = () => (where ? `${where}: ` : "");
-  if (!matchesAddress(data, pair.remoteHash)) {
-    const address = addressText(pair.remoteHash);
+  if (!block.hashesToAddress) {
+    const address = addressText(block.address);
     throw RemoteLogError.dataLoss(`${at()}bytes of message ${toHex(pair.localHash)} do not hash to its address ${address}`, undefined, { address });
   }
-  let message: Message;
-  try {
-    message = decodeMessage(data, where ?? "message");
-  } catch (err) {
-    const address = addressText(pair.remoteHash);
-    throw RemoteLogError.dataLoss(`${at()}data at ${address} is not a vac.mvds.Message`, err, { address });
+  if (!block.message || !block.id) {
+    const address = addressText(block.address);
+    throw RemoteLogError.dataLoss(`${at()}data at ${address} is not a vac.mvds.Message`, block.notMessage, { address });
   }
-  if (!equalBytes(messageId(message), pair.localHash)) {
-    const address = addressText(pair.remoteHash);
-    throw RemoteLogError.dataLoss(`${at()}message at ${address} has id ${toHex(messageId(message))}, not ${toHex(pair.localHash)} as the page says`, undefined, { address });
+  if (!equalBytes(block.id, pair.localHash)) {
+    const address = addressText(block.address);
+    throw RemoteLogError.dataLoss(`${at()}message at ${address} has id ${toHex(block.id)}, not ${toHex(pair.localHash)} as the page says`, undefined, { address });
   }
-  return message;
+  return block.message;
 }

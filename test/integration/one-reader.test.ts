@@ -4,8 +4,11 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import { addressOf, decodeMessage, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { RemoteLogError } from "../../core/errors.js";
+import { LogReader, messageVerdicts } from "../../core/log-reader.js";
 import { encodePage } from "../../core/page.js";
-import { RemoteLogSchema, RemoteLog_PairSchema } from "../../gen/vac/cas/cas_pb.js";
+import { RemoteLogSchema, RemoteLog_PairSchema, type RemoteLog_Pair } from "../../gen/vac/cas/cas_pb.js";
+import type { Message } from "../../gen/vac/mvds/mvds_pb.js";
 import { LogExplorer, openRemote } from "../../lib/index.js";
 import { cleanup, lines, parseJsonl, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
 
@@ -164,6 +167,43 @@ describe("one reader - a page's pairs cost what their distinct blocks cost", () 
       expect(faults).toHaveLength(2000);
       expect((await calls(server.url, GET)) - get).toBe(0);
       expect((await calls(server.url, GET_MANY)) - getMany).toBe(1);
+    } finally {
+      remote.close();
+    }
+  });
+});
+
+describe("one reader - a block a page names many times is checked once", () => {
+  it("3,000 pairs naming one 64 KiB block under ids of the page's choosing: the block is hashed once, not handed to the checking threads per pair, and each pair still gets its own verdict", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const remote = openRemote(server.url);
+    try {
+      const block = encodeMessage(newMessage(new Uint8Array(32), 1n, randomBytes(64 * 1024)));
+      await remote.putBlocks([block]);
+      // Pair 1 carries the block's own id; every other pair an id of its own.
+      const pairs = Array.from({ length: 3000 }, (_, i) => pairOf(block, i === 1 ? undefined : randomBytes(32)));
+      await publish(remote, "one-block-many-ids", pairs);
+
+      const reader = new LogReader(remote, "one-block-many-ids");
+      const head = await reader.open();
+      if (!head) throw new Error("no head");
+      const data = await reader.messageData(head.page.pair);
+      // A real verifier (the one the threads run), counting the pairs handed to it: before, all 3,000 were,
+      // each hashing the 64 KiB block again.
+      let handed = 0;
+      const counting = { verify: (p: RemoteLog_Pair[], d: Uint8Array[]) => ((handed += p.length), Promise.resolve(messageVerdicts(p, d))) };
+      const checked = await reader.checkMessages(head.page.pair, data, counting);
+      expect(handed).toBe(0);
+      expect(checked[1]).not.toBeInstanceOf(RemoteLogError);
+      expect(messageId(checked[1] as Message)).toEqual(messageId(decodeMessage(block)));
+      const faults = checked.filter((result, i) => i !== 1 && result instanceof RemoteLogError && /has id [0-9a-f]{64}, not [0-9a-f]{64} as the page says/.test(result.text));
+      expect(faults).toHaveLength(2999);
+
+      const view = await new LogExplorer(remote, "one-block-many-ids").view();
+      const statuses = view.pages[0].messages.map((message) => message.status);
+      expect(statuses.filter((status) => status === "ok")).toHaveLength(1);
+      expect(statuses[1]).toBe("ok");
+      expect(statuses.filter((status) => status === "failed")).toHaveLength(2999);
     } finally {
       remote.close();
     }
