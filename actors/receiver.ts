@@ -141,9 +141,11 @@ export class Receiver {
 
   /**
    * Delivers what the name's head holds beyond the checkpoint. pushed is a head the NS pushed (Watch),
-   * used instead of fetching one when it is newer than the last head synced.
+   * used instead of fetching one when it is newer than the last head synced. signal, when given,
+   * cancels the sync's calls (a follower stopped while a server is wedged).
    */
-  async sync(deliver: Deliver, pushed?: NameHead): Promise<SyncResult> {
+  async sync(deliver: Deliver, pushed?: NameHead, signal?: AbortSignal): Promise<SyncResult> {
+    const reader = signal && this.source.withSignal ? new LogReader(this.source.withSignal(signal), this.name, { signed: this.reader.signed, maxPages: this.reader.maxPages }) : this.reader;
     let checkpoint: Checkpoint = (await this.checkpoints.load(this.name)) ?? { delivered: 0, lastId: EMPTY };
     // A seek replaces where the receiver stands, but keeps the rollback floor: the name's heads are
     // no more trustworthy for starting elsewhere.
@@ -152,7 +154,7 @@ export class Receiver {
     // page, and only if it is not older than a head accepted before; every older page and message is
     // then checked by its hash.
     const entry = pushed && pushed.version > this.lastVersion ? pushed : undefined;
-    const opened = await this.reader.open({ floor: checkpoint.sequence, entry });
+    const opened = await reader.open({ floor: checkpoint.sequence, entry });
     if (!opened) return { delivered: 0, pages: 0, total: checkpoint.delivered, found: false };
     const { entry: current, page: head, sequence } = opened;
     const end = head.info ? Number(head.info.firstSeqid) + head.info.count : undefined;
@@ -190,7 +192,7 @@ export class Receiver {
       const waiting = units.filter((unit) => !unit.checked && unit.pairs.length > 0);
       if (waiting.length === 0) return;
       const pairs = waiting.length === 1 ? waiting[0].pairs : waiting.flatMap((unit) => unit.pairs);
-      const checked = limit.run(waiting[0].rank, () => this.reader.messageData(pairs)).then((data) => this.reader.checkMessagesLater(pairs, data, verifier));
+      const checked = limit.run(waiting[0].rank, () => reader.messageData(pairs)).then((data) => reader.checkMessagesLater(pairs, data, verifier));
       let at = 0;
       for (const unit of waiting) {
         const from = at;
@@ -199,7 +201,7 @@ export class Receiver {
         unit.checked.catch(() => {}); // awaited in order below; this only keeps an early failure from being unhandled
       }
     };
-    const { units, pages, ensure } = head.info ? await this.planIndexed(head, checkpoint, startFetch) : await this.planByWalk(head, checkpoint, startFetch);
+    const { units, pages, ensure } = head.info ? await this.planIndexed(reader, head, checkpoint, startFetch) : await this.planByWalk(reader, head, checkpoint, startFetch);
     limit.setCapacity(this.concurrency);
     planned = true;
     const redactions = head.info ? Number(head.info.redactions) : undefined;
@@ -208,7 +210,7 @@ export class Receiver {
     // Redactions since the last sync may have removed messages delivered before: their tombstones go
     // out first, and the checkpoint remembers the count once they are out.
     if (redactions !== undefined && redactions > seen && checkpoint.delivered > 0) {
-      const tombstones = await this.tombstonesBefore(head, checkpoint.delivered, seen);
+      const tombstones = await this.tombstonesBefore(reader, head, checkpoint.delivered, seen);
       if (tombstones.length > 0) await deliver(tombstones);
     }
 
@@ -304,7 +306,7 @@ export class Receiver {
    * delivery reaches them (ensure), so that memory follows the window and not the log. The pair
    * before the checkpoint must be the message delivered last, or the log was replaced.
    */
-  private async planIndexed(head: RemoteLog, checkpoint: Checkpoint, startFetch: (units: Unit[]) => void): Promise<Plan> {
+  private async planIndexed(reader: LogReader, head: RemoteLog, checkpoint: Checkpoint, startFetch: (units: Unit[]) => void): Promise<Plan> {
     const from = checkpoint.delivered;
     const continues = from > 0 && checkpoint.lastId.length > 0;
     const end = Number(head.info!.firstSeqid) + head.info!.count;
@@ -317,7 +319,7 @@ export class Receiver {
     // collection ends is started by fetchAhead, as delivery reaches it.
     let group: Unit[] = [];
     let groupPairs = 0;
-    const collected = await this.reader.collect(head, continues ? from - 1 : from, {
+    const collected = await reader.collect(head, continues ? from - 1 : from, {
       holdPages: this.holdPages,
       // Pages not held are read again whole as delivery reaches them: here only their links are kept,
       // where decoding each pair as well cost a 100k catch-up 327 of its 391 pages decoded twice.
@@ -406,7 +408,7 @@ export class Receiver {
    * data), up to prefetchPairs messages held in memory; the rest is fetched, a few units ahead,
    * while delivering.
    */
-  private async planByWalk(head: RemoteLog, checkpoint: Checkpoint, startFetch: (units: Unit[]) => void): Promise<Plan> {
+  private async planByWalk(reader: LogReader, head: RemoteLog, checkpoint: Checkpoint, startFetch: (units: Unit[]) => void): Promise<Plan> {
     if (checkpoint.delivered > 0 && checkpoint.lastId.length === 0) {
       throw RemoteLogError.conflict(`name ${JSON.stringify(this.name)} has no seqids (its pages carry no page info), so it cannot be read from seq ${checkpoint.delivered}`);
     }
@@ -424,7 +426,7 @@ export class Receiver {
         startFetch([unit]);
       }
     };
-    const walk = await this.reader.walk(head, {
+    const walk = await reader.walk(head, {
       stopAtId: checkpoint.delivered > 0 ? checkpoint.lastId : undefined,
       onPage: (pairs) => {
         for (const pair of pairs) gathering.push(pair);
@@ -449,9 +451,9 @@ export class Receiver {
    * redaction rewrites the pages from its message's up to the head, each with the new count, so the
    * walk back from the head ends at the first page whose count is not above seen.
    */
-  private async tombstonesBefore(head: RemoteLog, before: number, seen: number): Promise<Delivery[]> {
+  private async tombstonesBefore(reader: LogReader, head: RemoteLog, before: number, seen: number): Promise<Delivery[]> {
     const tombstones: Delivery[] = [];
-    await this.reader.walk(head, {
+    await reader.walk(head, {
       takeWhile: (page) => page.info !== undefined && Number(page.info.redactions) > seen,
       onPage: (pairs) => {
         for (const pair of pairs) if (pair.redacted && Number(pair.seqid) < before) tombstones.push({ seq: Number(pair.seqid), id: pair.localHash, address: pair.remoteHash, redacted: true });

@@ -1,4 +1,4 @@
-import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type CallOptions, type Client, type Transport } from "@connectrpc/connect";
 import { openTransport, type OpenTransport, type TransportOptions } from "#transport";
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { create, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
@@ -11,7 +11,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
-import { WatchUnsupportedError, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
+import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
@@ -178,16 +178,16 @@ export class Remote implements LogRemote, NameLister {
    * of one response (max_response_bytes): it then returns the first blocks only, and the rest are
    * asked for again.
    */
-  getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
-    return this.fetchBlocks(addresses, false) as Promise<Uint8Array[]>;
+  getBlocks(addresses: Uint8Array[], call?: CallOptions): Promise<Uint8Array[]> {
+    return this.fetchBlocks(addresses, false, call) as Promise<Uint8Array[]>;
   }
 
   /** getBlocks with undefined for each block the CAS lacks (GetMany's allow_missing), in the same calls. */
-  getBlocksAllowingMissing(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-    return this.fetchBlocks(addresses, true);
+  getBlocksAllowingMissing(addresses: Uint8Array[], call?: CallOptions): Promise<(Uint8Array | undefined)[]> {
+    return this.fetchBlocks(addresses, true, call);
   }
 
-  private async fetchBlocks(addresses: Uint8Array[], allowMissing: boolean): Promise<(Uint8Array | undefined)[]> {
+  private async fetchBlocks(addresses: Uint8Array[], allowMissing: boolean, call?: CallOptions): Promise<(Uint8Array | undefined)[]> {
     const batches: Uint8Array[][] = [];
     for (let i = 0; i < addresses.length; i += this.batchBlocks) batches.push(addresses.slice(i, i + this.batchBlocks));
     const results = await mapBounded(batches, this.concurrency, async (ids) => {
@@ -195,7 +195,7 @@ export class Remote implements LogRemote, NameLister {
       try {
         while (blocks.length < ids.length) {
           const asked = ids.length - blocks.length;
-          const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true, allowMissing }, "ids", blocks.length === 0 ? ids : ids.slice(blocks.length)));
+          const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true, allowMissing }, "ids", blocks.length === 0 ? ids : ids.slice(blocks.length)), call);
           // An answer is the first blocks asked for, at least one (else we would ask forever) and no more
           // than asked: a block too many would shift every later block, and every later batch, onto the
           // wrong address, and the hash check would then blame an intact block of another batch.
@@ -218,24 +218,38 @@ export class Remote implements LogRemote, NameLister {
     return results.flat();
   }
 
-  async getBlock(address: Uint8Array): Promise<Uint8Array> {
+  async getBlock(address: Uint8Array, call?: CallOptions): Promise<Uint8Array> {
     try {
-      return (await this.cas.get({ id: address })).data;
+      return (await this.cas.get({ id: address }, call)).data;
     } catch (err) {
       throw fromConnectError(err, `CAS ${this.casUrl} Get ${addressText(address)}`);
     }
   }
 
   /** The name's head, or undefined when the name has never been updated. */
-  async fetchName(name: string): Promise<NameHead | undefined> {
+  async fetchName(name: string, call?: CallOptions): Promise<NameHead | undefined> {
     try {
-      const content = await this.ns.fetch({ name });
+      const content = await this.ns.fetch({ name }, call);
       return { content: content.data, version: content.version, record: content.record };
     } catch (err) {
       const error = fromConnectError(err, `NS ${this.nsUrl} Fetch ${JSON.stringify(name)}`);
       if (error.code === ErrorCodes.NOT_FOUND) return undefined;
       throw error;
     }
+  }
+
+  /** This remote for reading, its calls cancelled when signal aborts (LogReadRemote.withSignal). */
+  withSignal(signal: AbortSignal): LogReadRemote {
+    const call = { signal };
+    return {
+      casUrl: this.casUrl,
+      nsUrl: this.nsUrl,
+      fetchName: (name) => this.fetchName(name, call),
+      getBlock: (address) => this.getBlock(address, call),
+      getBlocks: (addresses) => this.getBlocks(addresses, call),
+      getBlocksAllowingMissing: (addresses) => this.getBlocksAllowingMissing(addresses, call),
+      roundTripMs: () => this.roundTripMs(),
+    };
   }
 
   /**

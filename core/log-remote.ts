@@ -37,6 +37,12 @@ export interface LogReadRemote {
    * remote can tell: a receiver fetches further ahead over a longer one.
    */
   roundTripMs?(): Promise<number | undefined>;
+  /**
+   * This remote for reading, each call cancelled when signal aborts: a follower stopped while the
+   * server is wedged ends at once, where its call waited out the idle limit (30 s). Without it, a
+   * stopped reader's calls run to their end.
+   */
+  withSignal?(signal: AbortSignal): LogReadRemote;
 }
 
 /** What a CAS says it takes; fields it does not advertise are absent. */

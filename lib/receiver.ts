@@ -162,7 +162,7 @@ export class Receiver extends LogReceiver {
     this.running = what;
   }
 
-  private async deliverNew(deliver: Deliver | undefined, pushed: NameHead | undefined): Promise<ReceiveResult> {
+  private async deliverNew(deliver: Deliver | undefined, pushed: NameHead | undefined, signal?: AbortSignal): Promise<ReceiveResult> {
     const messages: Delivery[] = [];
     const result = await super.sync(
       deliver ??
@@ -170,6 +170,7 @@ export class Receiver extends LogReceiver {
           for (const delivery of batch) messages.push(delivery);
         }),
       pushed,
+      signal,
     );
     return { ...result, messages };
   }
@@ -212,7 +213,7 @@ export class Receiver extends LogReceiver {
     try {
       while (!stop.signal.aborted) {
         const batches = (handoff = new Handoff<Delivery[]>(stop.signal));
-        syncing = withRetry(() => this.deliverNew((batch) => batches.put(batch), pushed), { timeoutMs: options.retryForMs ?? 0, signal: stop.signal }).finally(() => batches.end());
+        syncing = withRetry(() => this.deliverNew((batch) => batches.put(batch), pushed, stop.signal), { timeoutMs: options.retryForMs ?? 0, signal: stop.signal }).finally(() => batches.end());
         syncing.catch(() => {}); // awaited below; this only keeps a failure meanwhile from being unhandled
         for (let taken = await batches.take(); taken; taken = await batches.take()) {
           for (const delivery of taken.value) {

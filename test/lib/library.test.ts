@@ -342,4 +342,37 @@ describe("library", () => {
     expect(before).not.toContain("kubo-rpc-client");
     expect(after).toContain("kubo-rpc-client");
   });
+
+  test("library - follow() stopped while its server is wedged ends at once: the abort cancels the calls of the sync under way", async () => {
+    // A server of its own, stopped with SIGSTOP: it holds its connections and answers nothing.
+    const wedged = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    // An idle limit past the test's own bound: the old follower waited it out before it ended.
+    const wedgedRemote = openRemote(wedged.url, { idleTimeoutMs: 600_000 });
+    try {
+      const key = await generateKey();
+      const sender = await Sender.open({ remote: wedgedRemote, key, data: join(dir, "wedged-sender") });
+      await sender.send(["before the wedge"]);
+      await sender.close();
+      const receiver = await Receiver.open({ remote: wedgedRemote, name: keyName(key) });
+      const stop = new AbortController();
+      const got: string[] = [];
+      const followed = (async () => {
+        for await (const delivery of receiver.follow({ signal: stop.signal, intervalMs: 100 })) {
+          got.push(new TextDecoder().decode(delivery.message!.body));
+          // Delivered: the server stops, and the follower's next sync (within intervalMs) waits on it.
+          wedged.process.kill("SIGSTOP");
+        }
+      })();
+      await expect.poll(() => got, { timeout: 10_000 }).toEqual(["before the wedge"]);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      stop.abort();
+      // Bounded by the test's own timeout: before, this waited for the stopped server's answer.
+      await followed;
+      expect(got).toEqual(["before the wedge"]);
+      await receiver.close();
+    } finally {
+      wedged.process.kill("SIGCONT");
+      wedgedRemote.close();
+    }
+  }, 20_000);
 });
