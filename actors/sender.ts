@@ -1,3 +1,4 @@
+import type { RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { PrivateKey } from "../core/names.js";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
@@ -76,6 +77,11 @@ export interface PublishResult {
   uploadedBlocks: number;
   /** Conditional updates lost to another writer and retried on the new head. */
   lostRaces: number;
+  /**
+   * Messages published before that the name had lost, published again (among added): the NS held an
+   * older state of this log, as a server restored from an older copy does.
+   */
+  resent: number;
 }
 
 /**
@@ -344,6 +350,7 @@ export class Sender {
             sealedPages: sum.sealedPages + step.sealedPages,
             uploadedBlocks: sum.uploadedBlocks + step.uploadedBlocks,
             lostRaces: sum.lostRaces + step.lostRaces,
+            resent: sum.resent + step.resent,
           }
         : step;
       if (step.published >= end || step.published === before) return sum!;
@@ -378,7 +385,10 @@ export class Sender {
     this.lastHead = undefined;
     // A name that does not exist (a new NS, or one that lost its data) holds nothing of this log,
     // whatever was published before: everything goes out again, from the first message.
-    const mark: Checkpoint = (current && (await this.published.load(this.name))) || { delivered: 0, lastId: new Uint8Array(0) };
+    const saved = await this.published.load(this.name);
+    // The highest sequence this sender signed stays with the mark whatever the NS lost: a record below it
+    // would be refused by every reader that saw the newer one, as a rollback.
+    const mark: Checkpoint = (current && saved) || { delivered: 0, lastId: new Uint8Array(0), sequence: saved?.sequence };
     // Never below the mark: a mark that proves messages were published never moves back.
     const total = Math.max(mark.delivered, Math.min(end, this.log.length, mark.delivered + this.stepMessages));
     // One read for the mark's own record, the messages after it and the last of them (which the new
@@ -397,6 +407,15 @@ export class Sender {
       // remembered, and other writers' messages. With no mark, the whole chain.
       const walk = await this.reader.walk(head, { stopAtId: mark.delivered > 0 ? mark.lastId : undefined });
       if (mark.delivered > 0 && !walk.reachedStop) {
+        const held = this.ownPrefix(walk.pairs);
+        if (held !== undefined && held < mark.delivered) {
+          // The NS holds an older state of this very log (a server restored from an older copy): what
+          // it lost goes out again, from the mark moved back to what it holds.
+          const last = held > 0 ? walk.pairs[held - 1].localHash : new Uint8Array(0);
+          await this.published.save(this.name, { delivered: held, lastId: last, sequence: mark.sequence });
+          const again = await this.publishOnce(lostRaces, end);
+          return again instanceof RemoteLogError ? again : { ...again, resent: again.resent + mark.delivered - held };
+        }
         throw RemoteLogError.conflict(
           `name ${JSON.stringify(this.name)} no longer holds message ${toHex(mark.lastId)}, the last this sender published: its log was replaced`,
         );
@@ -426,11 +445,11 @@ export class Sender {
     if (pending.length === 0) {
       // The head this process made is fresh; one read from the NS says when its record expires.
       const validity = opened && "record" in opened ? opened.record?.validity : undefined;
-      const renewed = current && this.key && validity && this.dueForRenewal(validity) ? await this.renew(current, version) : current;
+      const renewed = current && this.key && validity && this.dueForRenewal(validity) ? await this.renew(current, version, mark) : current;
       if (renewed instanceof RemoteLogError) return renewed;
       this.lastHead = renewed;
-      await this.remember(total, lastEntry);
-      return { published: total, added: 0, foreign, sealedPages: 0, version: renewed?.version ?? version, uploadedBlocks: 0, lostRaces };
+      await this.remember(total, lastEntry, renewed && this.key ? renewed.version : mark.sequence);
+      return { published: total, added: 0, foreign, sealedPages: 0, version: renewed?.version ?? version, uploadedBlocks: 0, lostRaces, resent: 0 };
     }
     // Messages sure to be referenced (not embedded) go up while the rest is hashed and paged: the CAS
     // stores them on its own core meanwhile, where they used to wait for the finished plan.
@@ -457,7 +476,7 @@ export class Sender {
     const plan = planPages(items, tail, this.pageSize, this.headEmbed(items), position);
 
     const headBytes = encodePage(plan.head);
-    const record = this.key ? await createNameRecord(this.key, headBytes, version + 1n, this.recordOptions) : undefined;
+    const record = this.key ? await createNameRecord(this.key, headBytes, nextSequence(version, mark), this.recordOptions) : undefined;
     let newVersion: bigint;
     let messageBlocks: Uint8Array[];
     try {
@@ -483,7 +502,7 @@ export class Sender {
       throw err;
     }
     this.lastHead = { content: headBytes, version: newVersion, record: record ?? new Uint8Array(0) };
-    await this.remember(total, lastEntry);
+    await this.remember(total, lastEntry, record ? newVersion : undefined);
     return {
       published: total,
       added: fresh.length,
@@ -492,6 +511,7 @@ export class Sender {
       version: newVersion,
       uploadedBlocks: messageBlocks.length + (early?.sent ?? 0) + fresh.filter((entry) => entry.ahead && !entry.ahead.failed).length,
       lostRaces,
+      resent: 0,
     };
   }
 
@@ -505,8 +525,8 @@ export class Sender {
   }
 
   /** The same head under a new record, one sequence up; a lost conditional update comes back as the error. */
-  private async renew(current: NameHead, version: bigint): Promise<NameHead | RemoteLogError> {
-    const record = await createNameRecord(this.key!, current.content, version + 1n, this.recordOptions);
+  private async renew(current: NameHead, version: bigint, mark: Checkpoint): Promise<NameHead | RemoteLogError> {
+    const record = await createNameRecord(this.key!, current.content, nextSequence(version, mark), this.recordOptions);
     try {
       return { content: current.content, version: await this.remote.updateName(this.name, current.content, version, record), record };
     } catch (err) {
@@ -603,12 +623,25 @@ export class Sender {
     );
   }
 
-  /** Remembers that the first `count` local messages are in the remote log; known: seq count - 1's entry, when read already. */
-  private async remember(count: number, known?: LocalLogEntry): Promise<void> {
+  /**
+   * Remembers that the first `count` local messages are in the remote log, and sequence, the record
+   * sequence of the head that holds them (signed names); known: seq count - 1's entry, when read already.
+   */
+  private async remember(count: number, known?: LocalLogEntry, sequence?: bigint): Promise<void> {
     if (count === 0) return;
     this.forget(count);
     const last = known?.seq === count - 1 ? known : (await this.log.read(count - 1, count))[0];
-    await this.published.save(this.name, { delivered: count, lastId: last.id });
+    await this.published.save(this.name, { delivered: count, lastId: last.id, ...(sequence !== undefined ? { sequence } : {}) });
+  }
+
+  /**
+   * How many messages pairs (a whole chain, oldest first) hold when they are exactly this log's first
+   * ones, seq for seq (tombstones included); undefined when the chain holds anything else (another
+   * writer's message, a gap, another order).
+   */
+  private ownPrefix(pairs: RemoteLog_Pair[]): number | undefined {
+    for (let seq = 0; seq < pairs.length; seq++) if (this.log.seqOf(pairs[seq].localHash) !== seq) return undefined;
+    return pairs.length;
   }
 }
 
@@ -705,4 +738,14 @@ class AheadUpload {
   expire(): void {
     this.expired = true;
   }
+}
+
+/**
+ * The record sequence of a head published over version: one above both the name's version on the NS
+ * and the highest this sender signed (the mark's), so that a server restored from an older copy, whose
+ * version is lower, gets a record no reader that saw the newer one refuses as a rollback.
+ */
+function nextSequence(version: bigint, mark: Checkpoint): bigint {
+  const signed = mark.sequence ?? 0n;
+  return (signed > version ? signed : version) + 1n;
 }

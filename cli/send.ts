@@ -120,10 +120,16 @@ export function command(io: Io) {
         progress.published = (await published.load(name))?.delivered ?? 0;
         const defaultGroup = new TextEncoder().encode(flags.group);
         let lostRaces = 0;
+        let resent = 0;
         const publish = async () => {
           const result = await withRetry(() => sender.publish(), status.options());
           status.succeeded();
           lostRaces += result.lostRaces;
+          if (result.resent > 0) {
+            resent += result.resent;
+            // Not an error (the sender heals it), but an operator should hear that a server lost acknowledged messages.
+            io.stderr.write(`remotelog send: ${JSON.stringify(name)} on the server had lost ${result.resent} messages published before (restored from an older copy?); they were published again\n`);
+          }
           progress.published = result.published;
           return result;
         };
@@ -252,6 +258,8 @@ export function command(io: Io) {
           version: Number(result.version),
           // Updates another writer of the name got in first; each was retried on the new head.
           lostRaces,
+          // Messages published before that the server had lost, published again.
+          resent,
         };
         if (flags.json) io.stdout.write(`${JSON.stringify(summaryLine)}\n`);
         else {

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyBytes, bodyText } from "../helpers/processes.js";
@@ -160,6 +161,55 @@ describe("send and receive - end to end through real processes", () => {
     expect(JSON.parse(flush.stdout)).toMatchObject({ appended: 0, published: 25 });
     const received = await runCli(["receive", "--unsigned", "--name", "a", "--server", server.url, "--state", join(dir, "bob")]);
     expect(parseJsonl(received.stdout)).toHaveLength(25);
+  });
+
+  it("a server restored from an older copy of its data: the next send publishes what it lost again, above the record readers saw, and they read on", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    const key = join(dir, "alice.key");
+    expect((await runCli(["key", "gen", "--out", key])).code).toBe(0);
+    const name = (await runCli(["key", "name", key])).stdout.trim();
+    const send = (url: string, stdin: string) => runCli(["send", "--key", key, "--server", url, "--data", join(dir, "alice"), "--page-size", "4", "--json"], { stdin });
+    const receive = (url: string) => runCli(["receive", "--name", name, "--server", url, "--state", join(dir, "bob")]);
+
+    let server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    expect((await send(server.url, lines(6, "old"))).code).toBe(0);
+    await stop(server.process);
+    // The operator's backup of the server's data, taken here.
+    await cp(data, join(dir, "server-backup"), { recursive: true });
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    expect((await send(server.url, lines(7, "new"))).code).toBe(0);
+    const first = await receive(server.url);
+    expect(first.code, first.stderr).toBe(0);
+    expect(parseJsonl(first.stdout)).toHaveLength(13);
+    await stop(server.process);
+
+    // The server comes back on the backup: it holds the first 6 messages under an older record.
+    await rm(data, { recursive: true });
+    await cp(join(dir, "server-backup"), data, { recursive: true });
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    // Bob's floor is the newer record: the restored head is a rollback to him, and he says so.
+    const refused = await receive(server.url);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/CONFLICT/);
+
+    // Before, every send from here on was CONFLICT ("its log was replaced"), with no way out.
+    const healed = await send(server.url, "");
+    expect(healed.code, healed.stderr).toBe(0);
+    expect(healed.stderr).toMatch(/had lost 7 messages published before .*published again/);
+    expect(JSON.parse(healed.stdout)).toMatchObject({ published: 13, resent: 7 });
+    // Bob takes the new head (its record above the one he saw) and has nothing new to deliver.
+    const after = await receive(server.url);
+    expect(after.code, after.stderr).toBe(0);
+    expect(parseJsonl(after.stdout)).toHaveLength(0);
+    const whole = await runCli(["cat", name, "--server", server.url]);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stdout.trimEnd().split("\n")).toHaveLength(13);
+    // And a later send goes on as ever.
+    const more = await send(server.url, lines(2, "more"));
+    expect(more.code, more.stderr).toBe(0);
+    expect(JSON.parse(more.stdout)).toMatchObject({ published: 15, resent: 0 });
+    expect(parseJsonl((await receive(server.url)).stdout)).toHaveLength(2);
   });
 
   it("retries while the services are down, says so, and delivers once they are up", async () => {
