@@ -65,7 +65,7 @@ export class Mirror {
    * nothing new changes nothing (`updated: false`), and one after a crash finishes the copy.
    */
   async sync(): Promise<MirrorResult> {
-    return retryLostRaces(5, () => this.syncOnce());
+    return retryLostRaces(5, `mirror of ${JSON.stringify(this.name)}`, () => this.syncOnce());
   }
 
   private async syncOnce(): Promise<MirrorResult> {

@@ -16,6 +16,8 @@ export interface RedactOptions {
   validityMs?: number;
   ttlMs?: number;
   maxPages?: number;
+  /** Conditional updates lost in a row to another writer before giving up (ABORTED); default 20. */
+  maxLostRaces?: number;
 }
 
 export interface RedactResult {
@@ -35,7 +37,7 @@ export interface RedactResult {
  * tombstone already changes nothing. Every message not found is NOT_FOUND, and nothing changes.
  */
 export async function redact(options: RedactOptions, ids: Uint8Array[]): Promise<RedactResult> {
-  return retryLostRaces(10, () => redactOnce(options, ids));
+  return retryLostRaces(options.maxLostRaces ?? 20, `redact of ${JSON.stringify(options.name)}`, () => redactOnce(options, ids));
 }
 
 async function redactOnce(options: RedactOptions, ids: Uint8Array[]): Promise<RedactResult> {

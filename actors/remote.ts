@@ -10,7 +10,7 @@ import { errorCodeOf } from "../core/connect-codes.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { repeatedBytesUnknown } from "../core/page.js";
-import { mapBounded, withRetry as retry, type RetryOptions } from "../core/retry.js";
+import { backoffDelayMs, mapBounded, sleep, withRetry as retry, type RetryOptions } from "../core/retry.js";
 import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
@@ -333,14 +333,24 @@ export class LostRace extends Error {
   }
 }
 
-/** Runs fn, again while it throws LostRace, at most attempts times; the last loss is thrown as its ABORTED. */
-export async function retryLostRaces<T>(attempts: number, fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs fn, again while it throws LostRace, at most attempts times, pausing a little longer each time
+ * (with jitter): a writer that starts again at once loses again to one that is publishing a burst.
+ * The last loss is ABORTED saying that what gave up, and why.
+ */
+export async function retryLostRaces<T>(attempts: number, what: string, fn: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
       if (!(err instanceof LostRace)) throw err;
-      if (attempt >= attempts) throw err.cause;
+      if (attempt >= attempts) {
+        throw RemoteLogError.aborted(
+          `${what} gave up after losing ${attempts} races in a row to another writer of the name, whose updates came first; run it again when that writer is quieter (last: ${err.cause.text})`,
+          err.cause.details,
+        );
+      }
+      await sleep(backoffDelayMs(attempt, 20, 1_000));
     }
   }
 }

@@ -408,9 +408,10 @@ export class Sender {
       const walk = await this.reader.walk(head, { stopAtId: mark.delivered > 0 ? mark.lastId : undefined });
       if (mark.delivered > 0 && !walk.reachedStop) {
         const held = this.ownPrefix(walk.pairs);
-        if (held !== undefined && held < mark.delivered) {
+        if (held !== undefined && held > 0 && held < mark.delivered) {
           // The NS holds an older state of this very log (a server restored from an older copy): what
-          // it lost goes out again, from the mark moved back to what it holds.
+          // it lost goes out again, from the mark moved back to what it holds. An empty head is no
+          // state of it: someone put it there, and it stays CONFLICT.
           const last = held > 0 ? walk.pairs[held - 1].localHash : new Uint8Array(0);
           await this.published.save(this.name, { delivered: held, lastId: last, sequence: mark.sequence });
           const again = await this.publishOnce(lostRaces, end);

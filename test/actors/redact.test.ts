@@ -94,6 +94,25 @@ describe("redact - tombstones in a remote log", () => {
     expect(got.map(text)).toEqual([...Array.from({ length: 12 }, (_, i) => (i === 1 ? "x1" : `m${i}`)), "race0", "race1", "race2"]);
   });
 
+  it("a sender that publishes before every one of its updates: redact gives up after its lost races (maxLostRaces) and says so, naming the name; nothing is redacted", async () => {
+    const w = await world();
+    await w.publish(6, "m");
+    const remote = w.remote();
+    const update = remote.updateName.bind(remote);
+    let races = 0;
+    remote.updateName = async (...args) => {
+      races++;
+      await w.publish(1, `race${races}-`);
+      return update(...args);
+    };
+    const failed = await redact({ name: w.name, remote, key: w.key, maxLostRaces: 4 }, [await w.idOf(1)]).catch((err: unknown) => err);
+    expect(failed).toMatchObject({ code: "ABORTED" });
+    expect((failed as Error).message).toMatch(new RegExp(`redact of "${w.name}" gave up after losing 4 races in a row to another writer of the name.*run it again when that writer is quieter \\(last: .*is at version \\d+, not \\d+\\)`));
+    expect(races).toBe(4);
+    const got = await w.receiver()();
+    expect(got.map(text).slice(0, 6)).toEqual(["m0", "m1", "m2", "m3", "m4", "m5"]);
+  });
+
   it("a mirror copies tombstones as they are", async () => {
     const w = await world();
     const copy = memoryWorld();
