@@ -357,7 +357,7 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
     // an ArrayBuffer a line for the collector to free.
     if (format === "lines") batch.push({ body: line, group });
     else if (line.length > 0) {
-      const incoming = parseJsonLine(line.toString("utf8"), lineNo + 1, group);
+      const incoming = parseJsonLine(jsonLineText(line, lineNo + 1), lineNo + 1, group);
       if (incoming) batch.push(incoming);
     }
     lineNo++;
@@ -426,6 +426,25 @@ function base64Field(value: unknown, key: string, lineNo: number): Uint8Array {
  * "timestamp", and seq, id, address, name, which are ignored but for id, checked when present), so that
  * `receive | send --format jsonl` copies every message unchanged. A tombstone line is undefined.
  */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A jsonl line as text; INVALID_ARGUMENT naming it when it is not UTF-8, which decoding would have replaced with U+FFFD unsaid. */
+function jsonLineText(line: Uint8Array, lineNo: number): string {
+  try {
+    return strictUtf8.decode(line);
+  } catch {
+    throw RemoteLogError.invalidArgument(`stdin line ${lineNo} is not UTF-8 text; give bytes that are not text as "body_base64"`);
+  }
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** field's string, refused when it holds a lone surrogate ("\ud800"): UTF-8 cannot carry one, and encoding it stored U+FFFD in its place. */
+function wellFormed(text: string, field: string, lineNo: number): string {
+  if (LONE_SURROGATE.test(text)) throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "${field}" holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not text UTF-8 can carry; give the bytes as "${field}_base64"`);
+  return text;
+}
+
 function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): Incoming | undefined {
   let value: unknown;
   try {
@@ -438,14 +457,14 @@ function parseJsonLine(text: string, lineNo: number, defaultGroup: Uint8Array): 
   if (record.redacted === true && record.body === undefined && record.body_base64 === undefined) return undefined;
   if (record.body !== undefined && record.body_base64 !== undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has both "body" and "body_base64"; give one`);
   let body: Uint8Array;
-  if (typeof record.body === "string") body = new TextEncoder().encode(record.body);
+  if (typeof record.body === "string") body = new TextEncoder().encode(wellFormed(record.body, "body", lineNo));
   else if (record.body_base64 !== undefined) body = base64Field(record.body_base64, "body_base64", lineNo);
   else throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has neither a "body" nor a "body_base64" string`);
   let group = defaultGroup;
   if (record.group !== undefined && record.group_base64 !== undefined) throw RemoteLogError.invalidArgument(`stdin line ${lineNo} has both "group" and "group_base64"; give one`);
   if (record.group !== undefined) {
     if (typeof record.group !== "string") throw RemoteLogError.invalidArgument(`stdin line ${lineNo}: "group" must be a string`);
-    group = new TextEncoder().encode(record.group);
+    group = new TextEncoder().encode(wellFormed(record.group, "group", lineNo));
   } else if (record.group_base64 !== undefined) group = base64Field(record.group_base64, "group_base64", lineNo);
   let timestamp: bigint | undefined;
   if (record.timestamp !== undefined) {

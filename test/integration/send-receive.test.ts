@@ -257,16 +257,27 @@ describe("send and receive - end to end through real processes", () => {
     const bad = await runCli(["send", "--unsigned", "--format", "jsonl", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: '{"nobody":1}\n' });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT: stdin line 1 has neither/);
+    // Text that UTF-8 cannot carry is refused, naming the line; before, U+FFFD was stored in its place, unsaid.
+    const surrogate = await runCli(["send", "--unsigned", "--format", "jsonl", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: '{"body":"a\\ud800b"}\n' });
+    expect(surrogate.code).toBe(1);
+    expect(surrogate.stderr).toMatch(/INVALID_ARGUMENT: stdin line 1: "body" holds a lone surrogate/);
+    const notUtf8 = await runCli(["send", "--unsigned", "--format", "jsonl", "--name", "j", "--server", server.url, "--data", join(dir, "a")], {
+      stdin: Buffer.concat([Buffer.from('{"body":"ok"}\n{"body":"x'), Buffer.from([0xff]), Buffer.from('y"}\n')]),
+    });
+    expect(notUtf8.code).toBe(1);
+    expect(notUtf8.stderr).toMatch(/INVALID_ARGUMENT: stdin line 2 is not UTF-8 text/);
     const raw = Buffer.from([0, 10, 13, 255, 10]);
     expect((await runCli(["send", "--unsigned", "--format", "raw", "--name", "j", "--server", server.url, "--data", join(dir, "a")], { stdin: raw })).code).toBe(0);
     const got = parseJsonl<Delivered>((await runCli(["receive", "--unsigned", "--name", "j", "--server", server.url, "--state", join(dir, "b")])).stdout);
     expect(got.map((d) => [bodyBytes(d).toString("base64"), d.group, d.timestamp > 1e9 || d.timestamp === 42])).toEqual([
       [Buffer.from("plain").toString("base64"), "remotelog", true],
       ["AAEC", "g2", true],
+      // The line before the one that is not UTF-8.
+      [Buffer.from("ok").toString("base64"), "remotelog", true],
       [raw.toString("base64"), "remotelog", true],
     ]);
     // Text when it is UTF-8, base64 when it is not: the shape send --format jsonl reads back.
-    expect(got.map((d) => Object.keys(d).filter((key) => key.startsWith("body")))).toEqual([["body"], ["body"], ["body_base64"]]); // 00 01 02 is UTF-8; ff is not
+    expect(got.map((d) => Object.keys(d).filter((key) => key.startsWith("body")))).toEqual([["body"], ["body"], ["body"], ["body_base64"]]); // 00 01 02 is UTF-8; ff is not
     expect(got[1].timestamp).toBe(42);
   });
 
