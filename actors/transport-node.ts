@@ -89,10 +89,18 @@ class WideWindowSessionManager extends Http2SessionManager {
   }
 }
 
+/** How long a connection with a stream open may be quiet before it is pinged (connect-node's keepalive). */
+export const KEEPALIVE_MS = 15_000;
+/** How long a ping may go unanswered before the connection and its streams are closed, and the next call opens another. */
+export const KEEPALIVE_TIMEOUT_MS = 10_000;
+
 export function openTransport(baseUrl: string, options: TransportOptions): OpenTransport {
   const session = new WideWindowSessionManager(
     baseUrl,
-    { idleConnectionTimeoutMs: 5_000 },
+    // A connection a stream waits on is asked whether it is still there when nothing has come for
+    // KEEPALIVE_MS: one dropped without a word (a NAT or load balancer forgetting it, a laptop resumed)
+    // kept a follower waiting on it for good, its retries going to the same dead connection.
+    { idleConnectionTimeoutMs: 5_000, pingIntervalMs: KEEPALIVE_MS, pingTimeoutMs: KEEPALIVE_TIMEOUT_MS },
     { settings: { initialWindowSize: STREAM_WINDOW }, ...(options.ca !== undefined ? { ca: options.ca } : {}) },
   );
   // No compression: message bodies are usually encrypted and so incompressible, and gzip of a batch

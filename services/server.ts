@@ -279,6 +279,9 @@ function ignoreStreamError(): void {}
 /** How long an address past its budget of refused HTTP/1.1 bodies waits for each refusal (see refusesUnread). */
 const REFUSAL_PENALTY_MS = 250;
 
+/** How long a client waiting on a stream has to answer the server's PING before its connection is dropped (at most idleTimeoutMs). */
+const PING_TIMEOUT_MS = 20_000;
+
 /** Bytes of a refused HTTP/1.1 body read and dropped before the connection is closed on the rest (see refusesUnread). */
 const SMALL_BODY_BYTES = 64 << 10;
 
@@ -529,10 +532,32 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       open++;
       stream.once("close", () => open--);
     });
-    session.setTimeout(limits.idleTimeoutMs, () => {
-      if (open > 0) return;
-      limitHit("idle-timeout");
-      session.close();
+    // session.setTimeout's callback is a once listener, and the timer is armed again only by stream
+    // activity: a session whose first quiet spell came with a Watch open was never timed out again, and
+    // was never closed when idle later. A listener of its own, and the timer armed again by hand.
+    session.setTimeout(limits.idleTimeoutMs);
+    session.on("timeout", () => {
+      if (open === 0) {
+        limitHit("idle-timeout");
+        session.close();
+        return;
+      }
+      // A client waiting on a stream is asked whether it is still there. One gone without a word (a NAT
+      // mapping dropped, a laptop shut) held its watches, counted against max-watches-per-address,
+      // until the server restarted. An answer arms the timer for the next quiet spell.
+      const gone = setTimeout(() => {
+        limitHit("idle-timeout");
+        session.destroy();
+      }, Math.min(limits.idleTimeoutMs, PING_TIMEOUT_MS)).unref();
+      const answered = (err: Error | null) => {
+        clearTimeout(gone);
+        if (!err && !session.closed && !session.destroyed) session.setTimeout(limits.idleTimeoutMs);
+      };
+      try {
+        if (!session.ping(answered)) clearTimeout(gone);
+      } catch {
+        clearTimeout(gone); // closed meanwhile
+      }
     });
   });
   // A broken HTTP/2 connection concerns that client alone; the session is destroyed either way.

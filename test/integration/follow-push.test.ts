@@ -2,6 +2,18 @@ import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { cleanup, lines, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
+import { startSilentProxy } from "../helpers/silent-proxy.js";
+
+/** Calls of method the server has answered, with any code, from its metrics. */
+async function ended(url: string, method: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    const match = /^remotelog_rpc_requests_total\{method="([^"]+)",code="[^"]+"\} (\d+)$/.exec(line);
+    if (match && match[1] === method) total += Number(match[2]);
+  }
+  return total;
+}
 
 afterEach(cleanup);
 
@@ -26,4 +38,49 @@ describe("follow - pushed heads", () => {
     await stop(follower, "SIGTERM");
     expect(follower.exitCode).toBe(0);
   });
+
+  it("a follower whose connection goes silent (no FIN, no RST) finds out by its keepalive PING, connects again and delivers what came meanwhile", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const proxy = await startSilentProxy(server.url);
+    try {
+      const send = (batch: string) => runCli(["send", "--unsigned", "--name", "s", "--server", server.url, "--data", join(dir, "alice")], { stdin: batch });
+      expect((await send(lines(1, "before"))).code).toBe(0);
+      // A poll a minute: only a push on a live connection brings the next message within the test's time.
+      const follower = spawnCli(["receive", "--unsigned", "--follow", "--interval", "60000", "--name", "s", "--server", proxy.url, "--state", join(dir, "bob")]);
+      const seen: string[] = [];
+      createInterface({ input: follower.stdout! }).on("line", (line) => seen.push(bodyText(JSON.parse(line))));
+      await expect.poll(() => seen, { timeout: 10_000 }).toEqual(["before 0"]);
+      proxy.silence();
+      expect((await send(lines(1, "after"))).code).toBe(0);
+      // Before, the follower waited on the dead connection for good (its poll too went to it).
+      await expect.poll(() => seen, { timeout: 50_000, interval: 250 }).toEqual(["before 0", "after 0"]);
+      expect(proxy.connections()).toBeGreaterThan(1);
+      await stop(follower, "SIGTERM");
+    } finally {
+      await proxy.close();
+    }
+  }, 70_000);
+
+  it("the server drops a watcher whose connection went silent, after its idle timeout and an unanswered PING, so its watches stop counting", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--idle-timeout", "1s"]);
+    const proxy = await startSilentProxy(server.url);
+    try {
+      expect((await runCli(["send", "--unsigned", "--name", "w", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(1) })).code).toBe(0);
+      const follower = spawnCli(["receive", "--unsigned", "--follow", "--interval", "60000", "--name", "w", "--server", proxy.url, "--state", join(dir, "bob")]);
+      let out = "";
+      follower.stdout!.on("data", (chunk) => (out += chunk));
+      await expect.poll(() => out.split("\n").length, { timeout: 10_000 }).toBe(2);
+      // A waiting Watch is not idle: answered PINGs keep it.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect(await ended(server.url, "vac.cas.NS/Watch")).toBe(0);
+      proxy.silence();
+      // Before, the server kept the vanished client's Watch until it restarted.
+      await expect.poll(() => ended(server.url, "vac.cas.NS/Watch"), { timeout: 15_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+      await stop(follower, "SIGTERM");
+    } finally {
+      await proxy.close();
+    }
+  }, 40_000);
 });
