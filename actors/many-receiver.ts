@@ -96,6 +96,8 @@ interface NameState {
   polled: boolean;
   /** Polls in a row, behind pushes, that found nothing new: each doubles the time to the next. */
   quietPolls: number;
+  /** Its watch was refused (one of the NS's limits): polled at the first interval, not doubled, until a stream is granted. */
+  unpushed: boolean;
 }
 
 /** Names per WatchMany stream: one stream's request stays well under a megabyte even with long names. */
@@ -103,6 +105,13 @@ const WATCH_NAMES_PER_STREAM = 1000;
 
 /** A failure of the caller's deliver, kept apart from the failures of a name's log. */
 class DeliveryFailure extends Error {}
+
+/**
+ * A checkpoint the store could not save (a full disk, a read-only one): not one name's fault, and
+ * retried as one it re-delivered the name's last batches at every retry, for ever. The run stops, as
+ * it does when delivery fails.
+ */
+class CheckpointFailure extends Error {}
 
 /**
  * One receiver following many names: a Receiver per name, all sharing one Remote (one HTTP/2
@@ -126,7 +135,15 @@ export class ManyReceiver {
     }
     this.names = [...options.names];
     this.concurrency = options.concurrency ?? 16;
-    const checkpoints = new WriteThroughCheckpoints(options.checkpoints);
+    const store = new WriteThroughCheckpoints(options.checkpoints);
+    const checkpoints: CheckpointStore = {
+      load: (name) => store.load(name),
+      save: (name, checkpoint) =>
+        store.save(name, checkpoint).catch((err: unknown) => {
+          throw new CheckpointFailure("checkpoint not saved", { cause: err });
+        }),
+      close: () => store.close(),
+    };
     // Many names in flight each hold their prefetch at once, so each gets far less than a lone
     // receiver's 16,384: the sum, not one log, is what has to fit in memory.
     this.receivers = this.names.map(
@@ -152,6 +169,7 @@ export class ManyReceiver {
     watchNames: NonNullable<ManyReceiverOptions["remote"]["watchNames"]>,
     wakeAll: (names: readonly string[]) => void,
     wake: (name: string) => void,
+    pushed: (names: readonly string[], granted: boolean) => void,
     unsupported: () => void,
     events: ManyReceiverEvents,
     signal: AbortSignal,
@@ -160,7 +178,7 @@ export class ManyReceiver {
     for (let i = 0; i < this.names.length; i += WATCH_NAMES_PER_STREAM) chunks.push(this.names.slice(i, i + WATCH_NAMES_PER_STREAM));
     await Promise.all(
       chunks.map(async (names) => {
-        for (let attempt = 1, reopened = false, refused = false, refusalSaid = false; !signal.aborted; reopened = true) {
+        for (let attempt = 1, reopened = false, refused = false, refusalSaid = false, unpushed = false; !signal.aborted; reopened = true) {
           try {
             const notes = watchNames(names, signal)[Symbol.asyncIterator]();
             // The first next() sends the request. Notes start from when a stream opens, so after a
@@ -173,6 +191,10 @@ export class ManyReceiver {
             refused = false;
             for (let note = await first; !note.done; note = await notes.next()) {
               attempt = 1;
+              if (unpushed) {
+                unpushed = false;
+                pushed(names, true);
+              }
               wake(note.value.name);
             }
           } catch (err) {
@@ -181,6 +203,10 @@ export class ManyReceiver {
             refused = isRemoteLogError(err, ErrorCodes.TOO_LARGE);
             if (refused && !refusalSaid) events.watchRefused?.(names.length, err as RemoteLogError);
             refusalSaid ||= refused;
+            if (refused && !unpushed) {
+              unpushed = true;
+              pushed(names, false);
+            }
           }
           // A limit is not lifted in seconds: asked again less and less often, up to every 5 minutes.
           await sleep(refused ? backoffDelayMs(attempt++, 1_000, 300_000) : backoffDelayMs(attempt++), signal);
@@ -198,12 +224,13 @@ export class ManyReceiver {
     let pushes = follow && this.remote.watchNames !== undefined;
     const firstPollMs = () => options.intervalMs ?? (pushes ? PUSHED_POLL_MS : POLL_MS);
     const maxPollMs = options.maxIntervalMs ?? options.intervalMs ?? PUSHED_POLL_MAX_MS;
-    const pollMs = (state: NameState) => (pushes ? pollDelayMs(firstPollMs(), maxPollMs, state.quietPolls) : firstPollMs());
+    // A name whose watch was refused learns of news only by polling: no longer than the first interval.
+    const pollMs = (state: NameState) => (pushes && !state.unpushed ? pollDelayMs(firstPollMs(), maxPollMs, state.quietPolls) : firstPollMs());
     const retryForMs = options.retryForMs ?? 60_000;
     const events = options.events ?? {};
     const signal = options.signal;
     const started = Date.now();
-    const states: NameState[] = this.receivers.map((receiver) => ({ receiver, failures: 0, missing: false, done: false, syncing: false, dirty: false, polled: false, quietPolls: 0 }));
+    const states: NameState[] = this.receivers.map((receiver) => ({ receiver, failures: 0, missing: false, done: false, syncing: false, dirty: false, polled: false, quietPolls: 0, unpushed: false }));
     const byName = new Map(states.map((state) => [state.receiver.name, state]));
     // Names due for a sync, first come first served; a name waiting for its next poll or retry sits
     // in a timer instead, so a name is never queued twice and never synced twice at once.
@@ -281,7 +308,8 @@ export class ManyReceiver {
             }
             delivered += batch.length;
           });
-          if (state.failures > 0) events.recovered?.(name, state.failures);
+          // A name with no log yet does not "read again" once its server is back: it is still waited for.
+          if (state.failures > 0 && result.found) events.recovered?.(name, state.failures);
           state.failures = 0;
           state.lastError = undefined;
           failed.delete(name);
@@ -298,6 +326,10 @@ export class ManyReceiver {
           } else state.done = true;
         } catch (err) {
           if (err instanceof DeliveryFailure) return stop();
+          if (err instanceof CheckpointFailure) {
+            fatal ??= { error: err.cause };
+            return stop();
+          }
           const error = err instanceof RemoteLogError ? err : fromConnectError(err, `name ${JSON.stringify(name)}`);
           state.failures++;
           const repeated = state.lastError === error.message;
@@ -333,10 +365,25 @@ export class ManyReceiver {
         pushes = false;
         wakeAll(this.names);
       };
+      // Refused names wait no longer than the first interval for their next poll (their doubled wait
+      // was up to 8 minutes); granted again, they go back to doubling from there.
+      const pushed = (names: readonly string[], granted: boolean) => {
+        for (const name of names) {
+          const state = byName.get(name)!;
+          state.unpushed = !granted;
+          state.quietPolls = 0;
+          if (!granted && state.timer) {
+            clearTimeout(state.timer);
+            timers.delete(state.timer);
+            state.timer = undefined;
+            later(state, firstPollMs(), true);
+          }
+        }
+      };
       if (follow && this.remote.watchNames) void this.watch(this.remote.watchNames.bind(this.remote), wakeAll, (name) => {
         const state = byName.get(name);
         if (state) wake(state);
-      }, unsupported, events, watching.signal);
+      }, pushed, unsupported, events, watching.signal);
       pump();
     });
   }

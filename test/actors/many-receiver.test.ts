@@ -8,7 +8,8 @@ import type { RemoteLogError } from "../../core/errors.js";
 import { FileCheckpointStore } from "../../stores/file/checkpoint-store.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
-import { cleanup, tempDir } from "../helpers/processes.js";
+import { Remote } from "../../actors/remote.js";
+import { cleanup, startServer, tempDir } from "../helpers/processes.js";
 import { memoryWorld } from "../helpers/connect.js";
 
 afterEach(cleanup);
@@ -305,6 +306,44 @@ describe("actors - one receiver following many names over the in-memory transpor
     const waits = fetched.slice(1, 6).map((at, i) => at - fetched[i]);
     [20, 40, 80, 160, 160].forEach((least, i) => expect(waits[i]).toBeGreaterThanOrEqual(least - 1));
   });
+
+  it("with follow, names whose watch a real server refuses (its per-address limit) are polled at the first interval, not ever less often", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-watches-per-address", "1"]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const sender = new Sender({ published: new MemoryCheckpointStore(), name: "r0", log: new MemoryLocalLog(), remote, pageSize: 4 });
+      await sender.append([utf8("one")], GROUP, 1n);
+      await sender.publish();
+      const fetched: number[] = [];
+      const counted = new Proxy(remote, {
+        get(target, key) {
+          const value = Reflect.get(target, key, target);
+          if (key === "fetchName") return (...args: unknown[]) => (fetched.push(performance.now()), value.apply(target, args));
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const refused: number[] = [];
+      const stop = new AbortController();
+      const got = collector();
+      // Two names over a limit of one: the WatchMany is refused. Behind pushes, each quiet poll doubled the
+      // wait up to maxIntervalMs (20 ms up to a minute: 11 fetches a name in the first 15 s, 22 in all); refused, it stays at 20 ms.
+      const running = new ManyReceiver({ names: ["r0", "r1"], remote: counted, checkpoints: new MemoryCheckpointStore() }).run(got.deliver, {
+        follow: true,
+        intervalMs: 20,
+        maxIntervalMs: 60_000,
+        signal: stop.signal,
+        events: { watchRefused: (names) => refused.push(names) },
+      });
+      const polls = () => fetched.length;
+      await expect.poll(polls, { timeout: 15_000, interval: 20 }).toBeGreaterThanOrEqual(30);
+      stop.abort();
+      await running;
+      expect(refused).toEqual([2]);
+      expect(got.seqs("r0")).toEqual([0]);
+    } finally {
+      remote.close();
+    }
+  }, 30_000);
 
   it("counts a poll as quiet unless it found what no note announced, and caps the wait it doubles", () => {
     expect(quietPollsAfter(3, { polled: true, delivered: 0, notedDuring: false })).toBe(4);

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { ChildProcess } from "node:child_process";
@@ -124,7 +125,7 @@ describe("receive many names - end to end through real processes", () => {
     const dir = await tempDir();
     const first = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
     await Promise.all(["a", "b", "c"].map((name) => send(first.url, dir, name, 5)));
-    const f = follower(["--name", "a", "--name", "b", "--name", "c", "--server", first.url, "--state", join(dir, "bob")], interval);
+    const f = follower(["--name", "a", "--name", "b", "--name", "c", "--name", "none-yet", "--server", first.url, "--state", join(dir, "bob")], interval);
     await expect.poll(() => f.seen.length, { timeout: 15_000 }).toBe(15);
     await stop(first.process);
     await expect.poll(f.stderr, { timeout: 10_000 }).toMatch(/name "b": UNAVAILABLE: .*retrying with backoff/);
@@ -132,6 +133,8 @@ describe("receive many names - end to end through real processes", () => {
     await Promise.all(["a", "c"].map((name) => send(second.url, dir, name, 2, 5)));
     await expect.poll(() => f.seen.length, { timeout: 15_000 }).toBe(19);
     await expect.poll(f.stderr, { timeout: 10_000 }).toMatch(/name "b" reads again/);
+    // A name with no log yet is still waited for: before, it too was said to read again.
+    expect(f.stderr()).not.toMatch(/name "none-yet" reads again/);
     expect(bodies(of(f.seen, "a"))).toEqual(lines(7, "a").trim().split("\n"));
     expect(bodies(of(f.seen, "c"))).toEqual(lines(7, "c").trim().split("\n"));
     await stop(f.child, "SIGTERM");
@@ -160,6 +163,26 @@ describe("receive many names - end to end through real processes", () => {
     expect(f.stderr()).toMatch(/remotelog receive: the NS refused to push updates of 20 names \(TOO_LARGE: .*\); they are polled instead/);
     expect(f.stderr().match(/refused to push/g)).toHaveLength(1);
     f.child.kill("SIGTERM");
+  }, 60_000);
+
+  it("a checkpoint that cannot be saved ends the run with the error, where each retry delivered the name's last batches again, for ever", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    await Promise.all(["k0", "k1"].map((name) => send(server.url, dir, name, 3)));
+    const state = join(dir, "bob");
+    const f = follower(["--name", "k0", "--name", "k1", "--server", server.url, "--state", state]);
+    await expect.poll(() => f.seen.length, { timeout: 15_000 }).toBe(6);
+    // k0's checkpoint file becomes a directory with something in it: its next save (a rename onto it) fails, as on a full or broken disk.
+    const file = join(state, `${createHash("sha256").update("k0", "utf8").digest("hex")}.json`);
+    await rm(file);
+    await mkdir(join(file, "in-the-way"), { recursive: true });
+    await send(server.url, dir, "k0", 2, 3);
+    // It may have ended before send did.
+    const code = f.child.exitCode ?? (await new Promise<number | null>((resolve) => f.child.once("exit", resolve)));
+    expect(code).toBe(1);
+    expect(f.stderr()).toMatch(/INTERNAL|EISDIR|directory/);
+    // The two new messages of k0 came out once.
+    expect(of(f.seen, "k0").map((d) => d.seq)).toEqual([0, 1, 2, 3, 4]);
   }, 60_000);
 
   it("a name that fails is reported by name, the others are all delivered, and the exit code is 1", async () => {
