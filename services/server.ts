@@ -33,6 +33,7 @@ import { Explorer, type ExplorerOptions } from "./explorer.js";
 import { DEFAULT_LIST_PAGE, NameListServiceImpl } from "./name-list-service.js";
 import { createContextValues } from "@connectrpc/connect";
 import { H2UnaryRoutes } from "./h2-unary.js";
+import { clientOf } from "./client-address.js";
 
 /** Every limit the services enforce; see each service for what it means. */
 export interface Limits extends BlockLimits, NsLimits {}
@@ -346,8 +347,9 @@ class TurnQueue<T> {
 const READS_BLOCKS = new Set([`/${BlockService.typeName}/GetMany`, `/${CAS.typeName}/Get`]);
 
 /** The client address of a connection: what the limits per address count by (auth.ts Peer.address). */
+/** The client a socket's per-address limits count (clientOf: an IPv6 client by its /64). */
 function addressOf(socket: net.Socket | undefined): string {
-  return socket?.remoteAddress ?? "unknown";
+  return clientOf(socket?.remoteAddress);
 }
 
 /** The client address of a request, as the services see it. */
