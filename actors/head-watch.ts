@@ -1,6 +1,7 @@
 import type { NameHead, Remote } from "./remote.js";
 import { WatchUnsupportedError } from "../core/log-remote.js";
-import { sleep } from "../core/retry.js";
+import { ErrorCodes, isRemoteLogError, type RemoteLogError } from "../core/errors.js";
+import { backoffDelayMs, sleep } from "../core/retry.js";
 
 /** A follower's poll interval while its NS pushes new heads: pushes carry the news, the poll only backs them up. */
 export const PUSHED_POLL_MS = 30_000;
@@ -26,8 +27,12 @@ export class HeadWatch {
   /** False once the NS turned out not to push; the follower then just polls. */
   supported = true;
 
-  /** A remote without watchName (a gateway, say) cannot push: the follower just polls, at POLL_MS. */
-  constructor(remote: Partial<Pick<Remote, "watchName">>, name: string, signal: AbortSignal) {
+  /**
+   * A remote without watchName (a gateway, say) cannot push: the follower just polls, at POLL_MS.
+   * onRefused: the NS refused the watch (TOO_LARGE: one of its limits); said once, the follower then
+   * polls until a later try, asked less and less often, is granted.
+   */
+  constructor(remote: Partial<Pick<Remote, "watchName">>, name: string, signal: AbortSignal, private readonly onRefused?: (error: RemoteLogError) => void) {
     signal.addEventListener("abort", () => this.close(), { once: true });
     const watchName = remote.watchName?.bind(remote);
     if (watchName) void this.run({ watchName }, name);
@@ -36,10 +41,12 @@ export class HeadWatch {
 
   private async run(remote: Pick<Remote, "watchName">, name: string): Promise<void> {
     let delayMs = 100;
+    let refusals = 0;
     while (!this.stop.signal.aborted) {
       try {
         for await (const head of remote.watchName(name, this.stop.signal)) {
           delayMs = 100;
+          refusals = 0;
           this.pushed = true;
           this.latest = head;
           this.wake?.();
@@ -50,6 +57,13 @@ export class HeadWatch {
           // A follower waiting out the long interval of a pushing NS polls at once, then at POLL_MS.
           this.wake?.();
           return;
+        }
+        // One of the NS's limits (a stranger may have filled it): said once, asked again ever less
+        // often, up to every 5 minutes, where it was asked every 5 s without a word.
+        if (isRemoteLogError(err, ErrorCodes.TOO_LARGE)) {
+          if (refusals++ === 0) this.onRefused?.(err);
+          await sleep(backoffDelayMs(refusals, 1_000, 300_000), this.stop.signal);
+          continue;
         }
       }
       // The stream ended or broke: reopen it, backing off while the NS stays away.

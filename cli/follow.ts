@@ -114,7 +114,9 @@ export interface FollowOptions<R extends { found: boolean }> {
 export async function followName<R extends { found: boolean }>(options: FollowOptions<R>): Promise<void> {
   const { verb, io, name } = options;
   const status = new RetryStatus(io, verb, options.retryForSeconds, options.follow ? 0 : 60);
-  const watch = options.follow ? new HeadWatch(options.ns, name, io.signal) : undefined;
+  const watch = options.follow
+    ? new HeadWatch(options.ns, name, io.signal, (error) => io.stderr.write(`remotelog ${verb}: the NS refused to push updates of ${JSON.stringify(name)} (${error.message}); it is polled instead, and the watch asked for again now and then\n`))
+    : undefined;
   let warnedMissing = false;
   let pushed: NameHead | undefined;
   try {

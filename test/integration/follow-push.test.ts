@@ -83,4 +83,29 @@ describe("follow - pushed heads", () => {
       await proxy.close();
     }
   }, 40_000);
+
+  it("a follower whose Watch the NS refuses (a limit a stranger may have filled) says so once, and still delivers by polling", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-watches-per-address", "1"]);
+    const send = (name: string, batch: string) => runCli(["send", "--unsigned", "--name", name, "--server", server.url, "--data", join(dir, `alice-${name}`)], { stdin: batch });
+    expect((await send("first", lines(1))).code).toBe(0);
+    expect((await send("second", lines(1))).code).toBe(0);
+    // The address's one watch goes to the first follower.
+    const first = spawnCli(["receive", "--unsigned", "--follow", "--name", "first", "--server", server.url, "--state", join(dir, "bob1")]);
+    let firstOut = "";
+    first.stdout!.on("data", (chunk) => (firstOut += chunk));
+    await expect.poll(() => firstOut.split("\n").length, { timeout: 10_000 }).toBe(2);
+    const second = spawnCli(["receive", "--unsigned", "--follow", "--interval", "200", "--name", "second", "--server", server.url, "--state", join(dir, "bob2")]);
+    const seen: string[] = [];
+    createInterface({ input: second.stdout! }).on("line", (line) => seen.push(bodyText(JSON.parse(line))));
+    let stderr = "";
+    second.stderr!.on("data", (chunk) => (stderr += chunk));
+    // Before, the refusal went unsaid, and was asked again every 5 s.
+    await expect.poll(() => stderr, { timeout: 10_000 }).toMatch(/remotelog receive: the NS refused to push updates of "second" \(TOO_LARGE: .*per client address\); it is polled instead/);
+    expect((await send("second", lines(1, "later"))).code).toBe(0);
+    await expect.poll(() => seen, { timeout: 10_000 }).toEqual(["message 0", "later 0"]);
+    expect(stderr.match(/refused to push/g)).toHaveLength(1);
+    await stop(second, "SIGTERM");
+    await stop(first, "SIGTERM");
+  }, 40_000);
 });
