@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { Option } from "commander";
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText } from "../core/hash.js";
-import { keyName } from "../core/names.js";
+import { ownerMismatch } from "../core/local-log.js";
+import { isKeyName, keyName } from "../core/names.js";
 import { decodePage } from "../core/page.js";
 import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
@@ -37,7 +38,7 @@ export function command(io: Io) {
   return endpointOptions(
     newCommand("status", io)
       .description(
-        "Say what a sender's --data directory holds, as `git status` does: the name it publishes (from --key or --name), how many messages the local log holds, " +
+        "Say what a sender's --data directory holds, as `git status` does: the name it publishes (from --key or --name, which must be the directory's owner as for send; else the owner it records), how many messages the local log holds, " +
           "how many of them are published and how many are pending (the next `remotelog send` publishes them), and, with --server, the name's head there. Reads only.",
       )
       .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
@@ -49,9 +50,18 @@ export function command(io: Io) {
     .action(async (flags: StatusFlags) => {
       // Opening a log creates it: a missing directory is said, not made.
       if (!(await isDirectory(flags.data))) throw RemoteLogError.notFound(`${flags.data} is not a directory; \`remotelog send --data ${flags.data}\` makes one`);
-      const name = flags.name ?? (flags.key ? keyName(await loadKeyFile(flags.key)) : undefined);
+      const given = flags.name ?? (flags.key ? keyName(await loadKeyFile(flags.key)) : undefined);
       // Read only: a torn append is the next send's to save and cut, and a directory without a log stays as it is.
       const log = await FileLocalLog.open(flags.data, { readOnly: true });
+      // The directory's owner, as send judges it (the same check and words): counted under another
+      // name, every message looked pending and the name empty, where send with it is refused.
+      const owner = log.owner;
+      const mismatch = owner && given !== undefined ? ownerMismatch(`local log ${flags.data}`, owner, isKeyName(given) ? { name: given, key: given } : { name: given }) : undefined;
+      if (mismatch) {
+        await log.close();
+        throw mismatch;
+      }
+      const name = given ?? owner?.name;
       const status: Status = { data: flags.data, name: name ?? null, messages: log.length, published: null, pending: null, tornBytes: log.tornBytes, server: null, head: null };
       await log.close();
       if (log.tornBytes > 0) {
@@ -96,7 +106,7 @@ export function command(io: Io) {
 }
 
 function statusText(status: Status): string {
-  const lines = [`data:      ${status.data}`, `name:      ${status.name ?? "unknown (give --key FILE or --name NAME)"}`, `messages:  ${status.messages} in the local log`];
+  const lines = [`data:      ${status.data}`, `name:      ${status.name ?? "unknown (no recorded owner: give --key FILE or --name NAME)"}`, `messages:  ${status.messages} in the local log`];
   if (status.published !== null) {
     lines.push(`published: ${status.published}`);
     lines.push(`pending:   ${status.pending}${status.pending ? " (the next `remotelog send` publishes them)" : ""}`);

@@ -264,6 +264,41 @@ describe("a data directory belongs to one name and key", () => {
     expect(unsigned.stderr).toContain('not to name "chat" (unsigned)');
   });
 
+  it("status --key other.key (or --name other) --data ./alice is refused with send's CONFLICT; without either it reads the owner from the directory, and writes nothing", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    const aliceName = (await runCli(["key", "gen", "--out", join(dir, "alice.key")])).stdout.trim();
+    const otherName = (await runCli(["key", "gen", "--out", join(dir, "other.key")])).stdout.trim();
+    await sendOk(server, alice, lines(2), ["--key", join(dir, "alice.key")]);
+    // Before the snapshot: send takes the writer's lock, whose file comes and goes in the directory.
+    const sendRefused = await runCli(["send", "--key", join(dir, "other.key"), "--server", server.url, "--data", alice], { stdin: "" });
+    const before = await snapshot(alice);
+    // The old status said "published: 0, pending: 2 (the next send publishes them)" for the other key's name.
+    const wrongKey = await runCli(["status", "--data", alice, "--key", join(dir, "other.key"), "--server", server.url]);
+    expect(wrongKey.code, wrongKey.stdout).toBe(1);
+    expect(wrongKey.stdout).toBe("");
+    expect(wrongKey.stderr).toContain("CONFLICT");
+    expect(wrongKey.stderr).toContain(aliceName);
+    expect(wrongKey.stderr).toContain(otherName);
+    // The same words as send's refusal: one check, not two.
+    const conflict = (stderr: string) => /CONFLICT: .*/.exec(stderr)![0];
+    expect(conflict(wrongKey.stderr)).toBe(conflict(sendRefused.stderr));
+    const wrongName = await runCli(["status", "--data", alice, "--name", "chat", "--json"]);
+    expect(wrongName.code).toBe(1);
+    expect(wrongName.stderr).toContain('not to name "chat" (unsigned)');
+    // Without --key or --name, the owner recorded in the directory; its own key and name are taken as before.
+    const owner = await runCli(["status", "--data", alice, "--server", server.url, "--json"]);
+    expect(owner.code, owner.stderr).toBe(0);
+    expect(JSON.parse(owner.stdout)).toMatchObject({ name: aliceName, messages: 2, published: 2, pending: 0, head: { version: 1, messages: 2 } });
+    for (const own of [["--key", join(dir, "alice.key")], ["--name", aliceName]]) {
+      const ok = await runCli(["status", "--data", alice, ...own, "--json"]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ name: aliceName, published: 2, pending: 0 });
+    }
+    expect(await snapshot(alice)).toEqual(before);
+  });
+
   it("a data dir from before owners were recorded adopts the first name used, and says so", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
