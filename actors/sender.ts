@@ -9,7 +9,20 @@ import { LogReader, VERIFIER_MIN_MESSAGES, type BlockAddresser } from "../core/l
 import { sharedAddresser } from "#verify-pool";
 import type { LogRemote } from "../core/log-remote.js";
 import { createNameRecord, DEFAULT_VALIDITY_MS } from "../core/names.js";
-import { encodePage, planPages, positionOf, DEFAULT_EMBED, FIRST_POSITION, type EmbedMode, type LogEntry, type PageItem, type PagePosition } from "../core/page.js";
+import {
+  encodePage,
+  planPages,
+  positionOf,
+  DEFAULT_EMBED,
+  FIRST_POSITION,
+  PAIR_LEAST_BYTES,
+  PAIR_MOST_BYTES,
+  type EmbedMode,
+  type LogEntry,
+  type PageItem,
+  type PagePlan,
+  type PagePosition,
+} from "../core/page.js";
 import { nextTurn } from "../core/turn.js";
 import type { NameHead, Remote } from "./remote.js";
 
@@ -37,6 +50,8 @@ export interface SenderOptions {
   /**
    * The largest message the CAS takes (its block limit). A larger message is refused before it is
    * appended, since once in the log it could never be published and every later publish would fail on it.
+   * Pages must fit it too: a pageSize whose full page of pairs is over it is refused (TOO_LARGE) when
+   * the sender is made, and a publish whose planned page or head is over it, before it uploads them.
    */
   maxMessageBytes?: number;
   /**
@@ -149,6 +164,47 @@ export class Sender {
     checkWholeNumber("pageSize", options.pageSize, 1);
     checkWholeNumber("publishStep", options.publishStep, 1);
     checkWholeNumber("maxAttempts", options.maxAttempts, 1);
+    this.checkPageSize();
+  }
+
+  /**
+   * TOO_LARGE (details: limit, value) when a full page of pageSize pairs is over the block limit with
+   * no message data at all: no such page could ever be stored, and each publish would upload its
+   * messages and then fail on the page, naming neither the page nor its size.
+   */
+  private checkPageSize(): void {
+    const limit = this.maxMessageBytes;
+    if (limit === undefined || this.pageSize * PAIR_LEAST_BYTES <= limit) return;
+    throw RemoteLogError.tooLarge(
+      `a page of ${this.pageSize} pairs is at least ${this.pageSize * PAIR_LEAST_BYTES} bytes, over the CAS's block limit of ${limit} bytes, so no full page could ever be stored; ` +
+        `nothing was appended or uploaded: give a smaller page size (send --page-size; ${Math.max(1, Math.floor((limit - PAGE_OVERHEAD_BYTES) / PAIR_MOST_BYTES))} pairs fit)`,
+      { limit: "block bytes", value: limit },
+    );
+  }
+
+  /**
+   * TOO_LARGE (details: limit, value) when a page this publish planned, or its head, is over the block
+   * limit (a head must fit it too: remotelog serve's NS takes no larger content, and Kubo stores it as
+   * a block). Checked before any page is uploaded: the CAS or NS refused it only after the messages went
+   * up, naming "block N" or "content", and every publish with the same page size and embed mode laid it
+   * out again.
+   */
+  private checkPlan(plan: PagePlan, headBytes: Uint8Array): void {
+    const limit = this.maxMessageBytes;
+    if (limit === undefined) return;
+    const sealed = plan.sealed.find((page) => page.bytes.length > limit);
+    if (!sealed && headBytes.length <= limit) return;
+    const [what, pairs, bytes] = sealed ? ["sealed page", this.pageSize, sealed.bytes.length] : ["head page", plan.head.pair.length, headBytes.length];
+    // Without message data a page of this many pairs fits (checkPageSize): what is over is the data embedded.
+    const advice =
+      this.embed === "none"
+        ? "give a smaller page size (send --page-size)"
+        : `embed less message data (send --embed none, or a number K${this.embed === "all" ? "" : " below " + this.embed}) or give a smaller page size (send --page-size)`;
+    throw RemoteLogError.tooLarge(
+      `a ${what} of ${pairs} pairs is ${bytes} bytes, over the CAS's block limit of ${limit} bytes, so it can never be stored; ` +
+        `no page of this publish was stored, nor the name moved, and every publish with this page size and embed mode would lay it out again: ${advice}`,
+      { limit: "block bytes", value: limit },
+    );
   }
 
   /**
@@ -331,7 +387,8 @@ export class Sender {
    * PERMISSION_DENIED when the NS refuses the update or the current head is signed by another key or
    * does not verify, CONFLICT when the name no longer holds the last message this sender published
    * (its log was replaced), DATA_LOSS when the local log lost messages it had published, TOO_LARGE for
-   * a message over the CAS's block limit appended before the limit was known.
+   * a message over the CAS's block limit appended before the limit was known, or a planned page or
+   * head over it (before any page is stored; another pageSize or embed lays out others).
    */
   async publish(): Promise<PublishResult> {
     // A long backlog goes out in steps of at most publishStep messages, each a complete publish (blocks,
@@ -477,6 +534,7 @@ export class Sender {
     const plan = planPages(items, tail, this.pageSize, this.headEmbed(items), position);
 
     const headBytes = encodePage(plan.head);
+    this.checkPlan(plan, headBytes);
     const record = this.key ? await createNameRecord(this.key, headBytes, nextSequence(version, mark), this.recordOptions) : undefined;
     let newVersion: bigint;
     let messageBlocks: Uint8Array[];
@@ -666,6 +724,9 @@ interface FreshEntry extends LogEntry {
  * messages are a few MB; of large ones they would be GBs, which are read back from the log instead.
  */
 const RECENT_MAX_BYTES = 64 << 20;
+
+/** What a page holds beside its pairs at most, for checkPageSize's advice: a tail, and info with its skip links. */
+const PAGE_OVERHEAD_BYTES = 4096;
 
 /** Messages per block upload sent ahead of a publish's plan. */
 const EARLY_CHUNK = 1024;

@@ -1,10 +1,10 @@
 import { Option } from "commander";
-import { blockLimit, keyName, loadKey, RemoteLogError, Sender, withRetry, type PrivateKey } from "../lib/index.js";
+import { blockLimit, ErrorCodes, keyName, loadKey, RemoteLogError, Sender, withRetry, type PrivateKey } from "../lib/index.js";
 import { DEFAULT_PUBLISH_STEP } from "../actors/sender.js";
 import { RetryStatus } from "./follow.js";
 import { encodeMessages, messageId, newMessage, toHex } from "../core/hash.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
-import { DEFAULT_EMBED, parseEmbed } from "../core/page.js";
+import { DEFAULT_EMBED, MAX_PAGE_SIZE, parseEmbed } from "../core/page.js";
 import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName } from "../core/names.js";
 import { openLocalLog, openPublishedMarks } from "../lib/directories-node.js";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
@@ -51,7 +51,7 @@ export function command(io: Io) {
       .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
-      .option("--page-size <n>", "pairs per page", intOption(1, 1_000_000), 256)
+      .option("--page-size <n>", `pairs per page, at most ${MAX_PAGE_SIZE} (a page of pairs must fit the CAS's block limit, 1 MiB on most servers; fewer fit a smaller one)`, intOption(1, MAX_PAGE_SIZE), 256)
       .option("--embed <mode>", "embed message data in pages: none, all, or the newest K of the head page", String(DEFAULT_EMBED))
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever; default: 3 s for a service that never answered, else 60)", intOption(0))
       .option("--timestamp-ms", "stamp messages in milliseconds, not seconds, so that a line repeated within a second is a new message (MVDS says seconds: see the README)")
@@ -289,9 +289,13 @@ function partWay(err: unknown, progress: { taken: number; appended: number; publ
   if (!(err instanceof RemoteLogError)) return err;
   const counts = `took ${progress.taken} input line(s) (appended ${progress.appended}; ${progress.published} of the log's ${logLength} published)`;
   printJson?.({ taken: progress.taken, appended: progress.appended, published: progress.published, logLength, error: { code: err.code, message: err.text } });
-  // What was appended is durable: say so, and how it gets out (issue 12 §10).
+  // What was appended is durable: say so, and how it gets out (issue 12 §10). Only an outage or lost
+  // races pass by themselves; any other failure (a page over the block limit, a refused update) meets
+  // the next send with the same flags again, which must not be promised to publish them.
   const pending = logLength - progress.published;
-  const kept = pending > 0 ? `; the ${pending} unpublished message(s) are kept in ${dir} and will be published by the next \`remotelog send\` (empty stdin publishes only)` : "";
+  const passes = err.code === ErrorCodes.UNAVAILABLE || err.code === ErrorCodes.ABORTED;
+  const next = passes ? "will be published by the next `remotelog send`" : "a `remotelog send` publishes them once what stopped this one is dealt with";
+  const kept = pending > 0 ? `; the ${pending} unpublished message(s) are kept in ${dir} and ${next} (empty stdin publishes only)` : "";
   const error = new RemoteLogError(err.code, `${err.text}; this send ${counts}${kept}`, { cause: err, details: { ...err.details, taken: progress.taken } });
   return error;
 }

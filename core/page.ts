@@ -40,6 +40,18 @@ export const DEFAULT_EMBED: EmbedMode = 8;
  */
 export const EMBED_MAX_BYTES = 256 * 1024;
 
+/**
+ * The most pairs `send --page-size` takes. A pair without message data is 74 to 80 bytes (an address,
+ * an id, a seqid, their tags and lengths: PAIR_LEAST_BYTES, PAIR_MOST_BYTES), so a page of 8192 is at
+ * most ~650 KB, inside the 1 MiB block limit of remotelog serve, the draft's CAS and Kubo; one of
+ * ~13,000 is over it, and could never be stored.
+ */
+export const MAX_PAGE_SIZE = 8192;
+/** The fewest bytes a pair takes in a page: a 36-byte address and a 32-byte id, each and the pair with a tag and a one-byte length. */
+export const PAIR_LEAST_BYTES = 74;
+/** The most bytes a pair without message data takes: PAIR_LEAST_BYTES and a seqid below 2^35. */
+export const PAIR_MOST_BYTES = 80;
+
 /** One message of a log as pages need it. data is the encoded vac.mvds.Message. */
 export interface LogEntry {
   id: Uint8Array;

@@ -89,7 +89,8 @@ export class Sender extends LogSender {
    * largest message it takes (1 MiB assumed when it cannot be reached now, so that a sender can append
    * offline). Throws INVALID_ARGUMENT for a name that does not fit the key (or a key name without a
    * key, or a free-form name without unsigned), or an option out of its range (pageSize and
-   * validityMs take a whole number from 1, ttlMs from 0, embed "none", "all" or a whole number), CONFLICT when data belongs to another name, DATA_LOSS
+   * validityMs take a whole number from 1, ttlMs from 0, embed "none", "all" or a whole number), TOO_LARGE for a
+   * pageSize whose full page of pairs is over the CAS's block limit, CONFLICT when data belongs to another name, DATA_LOSS
    * when the local log is damaged, INTERNAL on an I/O failure. Safe to repeat: opening the same data
    * again (after close) finds the same log.
    */

@@ -377,6 +377,52 @@ describe("nothing wedges", () => {
     expect([after.logLength, after.published]).toEqual([3, 3]); // message 0, message 1, "later 0"
   });
 
+  it("a page that can never fit the block limit (--page-size, --embed all) is refused before anything is uploaded, saying which flag, and promises no next send", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-block", "65536", "--log-level", "debug"]);
+    // The RPCs the server took that store something, as its debug log names them.
+    const stores = () =>
+      server
+        .stderr()
+        .split("\n")
+        .filter((line) => line.includes('"rpc"'))
+        .map((line) => (JSON.parse(line) as { method: string }).method)
+        .filter((method) => /Add|Update/.test(method));
+    // Past what a page of pairs without data can ever fit in 1 MiB: a usage error (the old send took up to 1,000,000).
+    const flag = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", join(dir, "flag"), "--page-size", "8193"], { stdin: "one\n" });
+    expect(flag.code, flag.stderr).toBe(2);
+    expect(flag.stderr).toContain("--page-size");
+
+    // 1024 pairs of ~76 bytes are over this server's 64 KiB: refused before a line is appended or a block uploaded
+    // (the old send uploaded the messages and failed TOO_LARGE naming "block N").
+    const alice = join(dir, "alice");
+    const paged = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice, "--page-size", "1024"], { stdin: lines(2000) });
+    expect(paged.code).toBe(1);
+    expect(paged.stderr).toMatch(/TOO_LARGE: a page of 1024 pairs is at least \d+ bytes, over the CAS's block limit of 65536 bytes/);
+    expect(paged.stderr).toContain("--page-size");
+    expect(stores()).toEqual([]);
+    const status = await runCli(["status", "--data", alice, "--json"]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ messages: 0 });
+
+    // Ten 10 KB messages all embedded are a head over 64 KiB: one publish of them (the log as a send left it).
+    const bob = join(dir, "bob");
+    await sendOk(server, bob, "", ["--unsigned", "--name", "b"]);
+    const log = await FileLocalLog.open(bob);
+    await log.append(Array.from({ length: 10 }, (_, i) => encodeMessage(newMessage(new TextEncoder().encode("remotelog"), BigInt(i), new Uint8Array(10_000).fill(97 + i)))));
+    await log.close();
+    const embedded = await runCli(["send", "--unsigned", "--name", "b", "--server", server.url, "--data", bob, "--embed", "all"], { stdin: "" });
+    expect(embedded.code).toBe(1);
+    expect(embedded.stderr).toMatch(/TOO_LARGE: a head page of 10 pairs is \d+ bytes, over the CAS's block limit of 65536 bytes/);
+    expect(embedded.stderr).toContain("--embed");
+    expect(stores()).toEqual([]);
+    // The same flags would fail the same way: the old send promised the next one published them.
+    expect(embedded.stderr).toContain("the 10 unpublished message(s) are kept in");
+    expect(embedded.stderr).not.toContain("will be published by the next");
+    // Another embed publishes them.
+    const resumed = await sendOk(server, bob, "", ["--unsigned", "--name", "b", "--embed", "none"]);
+    expect([resumed.logLength, resumed.published]).toEqual([10, 10]);
+  });
+
   it("send with an endless stdin reports a publish that fails for good and exits non-zero", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
