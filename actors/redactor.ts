@@ -3,7 +3,8 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
 import { LogReader } from "../core/log-reader.js";
 import type { LogRemote } from "../core/log-remote.js";
-import { createNameRecord, isKeyName, type PrivateKey } from "../core/names.js";
+import { createNameRecord, isKeyName, MIN_VALIDITY_MS, type PrivateKey } from "../core/names.js";
+import { checkWholeNumber } from "../core/options.js";
 import { encodePage } from "../core/page.js";
 import { redactPages } from "../core/redact.js";
 import { LostRace, retryLostRaces } from "./remote.js";
@@ -13,6 +14,7 @@ export interface RedactOptions {
   remote: Pick<LogRemote, "fetchName" | "getBlock" | "getBlocks" | "putBlocks" | "updateName" | "nsUrl" | "casUrl">;
   /** The name's key, to sign the new head; needed for a key name. */
   key?: PrivateKey;
+  /** How long the new head's record stays valid, in ms: MIN_VALIDITY_MS (a minute) at least (INVALID_ARGUMENT). */
   validityMs?: number;
   ttlMs?: number;
   maxPages?: number;
@@ -37,6 +39,7 @@ export interface RedactResult {
  * tombstone already changes nothing. Every message not found is NOT_FOUND, and nothing changes.
  */
 export async function redact(options: RedactOptions, ids: Uint8Array[]): Promise<RedactResult> {
+  checkWholeNumber("validityMs", options.validityMs, MIN_VALIDITY_MS);
   return retryLostRaces(options.maxLostRaces ?? 20, `redact of ${JSON.stringify(options.name)}`, () => redactOnce(options, ids));
 }
 

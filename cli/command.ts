@@ -120,7 +120,20 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
-/** A duration flag whose default shows in --help as a duration (90d), not in milliseconds. */
-export function durationFlag(flags: string, description: string, defaultMs: number, options: { zero?: boolean } = {}): Option {
-  return new Option(flags, description).argParser(options.zero ? durationOrZeroOption : durationOption).default(defaultMs, formatDuration(defaultMs));
+/**
+ * A duration flag whose default shows in --help as a duration (90d), not in milliseconds. With minMs, a
+ * shorter duration is a usage error saying the least it takes.
+ */
+export function durationFlag(flags: string, description: string, defaultMs: number, options: { zero?: boolean; minMs?: number } = {}): Option {
+  const parse = options.zero ? durationOrZeroOption : durationOption;
+  const minMs = options.minMs;
+  const parser =
+    minMs === undefined
+      ? parse
+      : (value: string) => {
+          const ms = parse(value);
+          if (ms < minMs) throw new InvalidArgumentError(`expected a duration of ${formatDuration(minMs)} or more, got ${JSON.stringify(value)}`);
+          return ms;
+        };
+  return new Option(flags, description).argParser(parser).default(defaultMs, formatDuration(defaultMs));
 }

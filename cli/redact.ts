@@ -2,8 +2,8 @@ import { Option } from "commander";
 import { redact } from "../actors/redactor.js";
 import { withRetry } from "../actors/remote.js";
 import { fromHex } from "../core/hash.js";
-import { DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS } from "../core/names.js";
-import { durationFlag, intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
+import { DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, MIN_VALIDITY_MS } from "../core/names.js";
+import { durationFlag, formatDuration, intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { signingFrom } from "./send.js";
 
@@ -35,7 +35,7 @@ export function command(io: Io) {
       .option("--name <name>", "the log: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "redact a free-form name, whose heads nobody signs")
       .requiredOption("--id <hex>", "a message id (H1) to remove; repeat for several", repeatable)
-      .addOption(durationFlag("--validity <duration>", "how long the new head's record stays valid", DEFAULT_VALIDITY_MS))
+      .addOption(durationFlag("--validity <duration>", `how long the new head's record stays valid, ${formatDuration(MIN_VALIDITY_MS)} at least`, DEFAULT_VALIDITY_MS, { minMs: MIN_VALIDITY_MS }))
       .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache the new head's record", DEFAULT_TTL_MS))
       .option("--max-pages <n>", "refuse a chain longer than this many pages", intOption(1), 10_000_000)
       .option("--retry-for <seconds>", "keep retrying an unreachable service this long (0: forever)", intOption(0), 60),

@@ -5,9 +5,9 @@ import { RetryStatus } from "./follow.js";
 import { encodeMessages, messageId, newMessage, toHex } from "../core/hash.js";
 import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { DEFAULT_EMBED, MAX_PAGE_SIZE, parseEmbed } from "../core/page.js";
-import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName } from "../core/names.js";
+import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, MIN_VALIDITY_MS } from "../core/names.js";
 import { openLocalLog, openPublishedMarks } from "../lib/directories-node.js";
-import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { durationFlag, formatDuration, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
@@ -46,7 +46,14 @@ export function command(io: Io) {
       .addOption(new Option("--key <file>", "sign every update with this key (remotelog key gen); the name is the key's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the name to publish under: the key's name (may be left out), or a free-form name with --unsigned")
       .option("--unsigned", "publish a free-form name without signing it, as clients of the draft do")
-      .addOption(durationFlag("--validity <duration>", "how long each signed record stays valid (a receiver may read it while the sender is away); a send with nothing new signs the head again once half of that is gone", DEFAULT_VALIDITY_MS))
+      .addOption(
+        durationFlag(
+          "--validity <duration>",
+          `how long each signed record stays valid (a receiver may read it while the sender is away), ${formatDuration(MIN_VALIDITY_MS)} at least; a send with nothing new signs the head again once half of that is gone`,
+          DEFAULT_VALIDITY_MS,
+          { minMs: MIN_VALIDITY_MS },
+        ),
+      )
       .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache a signed record", DEFAULT_TTL_MS))
       .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")

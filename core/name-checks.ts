@@ -74,7 +74,7 @@ export async function applySignedUpdate(
   put: (options: PutOptions) => Promise<bigint>,
 ): Promise<{ version: bigint; stored: boolean }> {
   if (record.length === 0) throw RemoteLogError.permissionDenied(`name ${name} is a key name, and the update carries no signed record`);
-  const { sequence } = await verifyNameRecord(name, record, content);
+  const { sequence } = await verifyNameRecord(name, record, content, { update: true });
   const current = await store.get(name);
   const unchanged = checkSequence(name, sequence, current, content, record, expectedVersion);
   if (unchanged !== undefined) return { version: unchanged, stored: false };

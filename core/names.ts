@@ -32,6 +32,12 @@ export const MAX_RECORD_BYTES = 10 * 1024;
 /** A remote log must stay readable while its sender is away for weeks. */
 export const DEFAULT_VALIDITY_MS = 90 * 24 * 3600 * 1000;
 export const DEFAULT_TTL_MS = 60 * 1000;
+/**
+ * The shortest validity a sender (send, redact, Sender, redact()) signs a record for. A record must
+ * outlast its trip to the NS and a clock a little off, and then be readable for a while: one of 1 ms
+ * was refused by every NS as expired, every time, with advice to publish it again.
+ */
+export const MIN_VALIDITY_MS = 60 * 1000;
 
 const LIBP2P_KEY_CODEC = 0x72;
 const IDENTITY_MULTIHASH = 0x00;
@@ -191,6 +197,14 @@ export async function createNameRecord(
   return marshalIPNSRecord(record);
 }
 
+/** How verifyNameRecord judges a record. */
+export interface RecordCheckOptions {
+  /** The time expiry is judged at; default the current time. */
+  now?: Date;
+  /** The record comes to be stored (an NS's update): an expired one was signed so, and its sender is told to check its clock. */
+  update?: boolean;
+}
+
 /** What a record that passed verifyNameRecord says, all of it covered by the name's signature. */
 export interface VerifiedRecord {
   sequence: bigint;
@@ -214,13 +228,13 @@ export interface VerifiedRecord {
  *   CID than content's;
  * - PERMISSION_DENIED: the signature does not verify with the name's key, or the record embeds a
  *   public key that is not the name's;
- * - CONFLICT: the record expired before `now`.
+ * - CONFLICT: the record expired before `now` (worded for its sender with options.update).
  */
 export async function verifyNameRecord(
   name: string,
   record: Uint8Array,
   content: Uint8Array,
-  options: { now?: Date } = {},
+  options: RecordCheckOptions = {},
 ): Promise<VerifiedRecord> {
   const { cid, ...verified } = await verifySignedRecord(name, record, options);
   const expected = cidOf(content);
@@ -236,7 +250,7 @@ export async function verifyNameRecord(
  * only what a valid signature vouches for; it must still check the content against the CID. Throws
  * as verifyNameRecord does.
  */
-export async function verifySignedRecord(name: string, record: Uint8Array, options: { now?: Date } = {}): Promise<VerifiedRecord & { cid: CID }> {
+export async function verifySignedRecord(name: string, record: Uint8Array, options: RecordCheckOptions = {}): Promise<VerifiedRecord & { cid: CID }> {
   const of = `record for name ${quote(name)}`;
   if (record.length > MAX_RECORD_BYTES) throw RemoteLogError.tooLarge(`${of} is ${record.length} bytes, over IPNS's limit of ${MAX_RECORD_BYTES}`);
   const key = parseKeyName(name);
@@ -277,7 +291,12 @@ export async function verifySignedRecord(name: string, record: Uint8Array, optio
   if (validity === undefined) throw RemoteLogError.invalidArgument(`${of} has a validity that is not an RFC 3339 time: ${quote(String(parsed.validity))}`);
   const now = options.now ?? new Date();
   if (validity.getTime() < now.getTime()) {
-    throw RemoteLogError.conflict(`${of} expired at ${validity.toISOString()} (now ${now.toISOString()}); the sender must publish it again`);
+    // Its signer is the one reading this in an update, and publishing again is what it just did.
+    throw RemoteLogError.conflict(
+      options.update
+        ? `${of} arrived already expired: it is valid until ${validity.toISOString()}, and this NS's clock says ${now.toISOString()}; the sender's clock is behind or its validity (send --validity) too short: check both, then publish again`
+        : `${of} expired at ${validity.toISOString()} (now ${now.toISOString()}); the sender must publish it again`,
+    );
   }
 
   const value = String(parsed.value);

@@ -4,7 +4,7 @@ import { checkBigInt, checkRemote, checkWholeNumber, shown } from "../core/optio
 import { encodeMessage, newMessage } from "../core/hash.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { openLocalLog, openPublishedMarks } from "#directories";
-import { canonicalKeyName, isKeyName, keyName, type PrivateKey } from "../core/names.js";
+import { canonicalKeyName, isKeyName, keyName, MIN_VALIDITY_MS, type PrivateKey } from "../core/names.js";
 import type { EmbedMode } from "../core/page.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../stores/memory/local-log.js";
@@ -35,7 +35,7 @@ export interface OpenSenderOptions {
   pageSize?: number;
   /** Message data embedded in pages: "none" (default), "all", or a number K: the newest K of the head page. */
   embed?: EmbedMode;
-  /** How long each signed record stays valid, in ms. Default 90 days. */
+  /** How long each signed record stays valid, in ms: MIN_VALIDITY_MS (a minute) at least. Default 90 days. */
   validityMs?: number;
   /** How long resolvers may cache a signed record, in ms. Default 60 s. */
   ttlMs?: number;
@@ -88,8 +88,8 @@ export class Sender extends LogSender {
    * Opens (creating if needed) the local log in data and claims it for the name, and asks the CAS the
    * largest message it takes (1 MiB assumed when it cannot be reached now, so that a sender can append
    * offline). Throws INVALID_ARGUMENT for a name that does not fit the key (or a key name without a
-   * key, or a free-form name without unsigned), or an option out of its range (pageSize and
-   * validityMs take a whole number from 1, ttlMs from 0, embed "none", "all" or a whole number), TOO_LARGE for a
+   * key, or a free-form name without unsigned), or an option out of its range (pageSize takes a whole
+   * number from 1, validityMs from MIN_VALIDITY_MS (60,000), ttlMs from 0, embed "none", "all" or a whole number), TOO_LARGE for a
    * pageSize whose full page of pairs is over the CAS's block limit, CONFLICT when data belongs to another name, DATA_LOSS
    * when the local log is damaged, INTERNAL on an I/O failure. Safe to repeat: opening the same data
    * again (after close) finds the same log.
@@ -215,7 +215,7 @@ function signing(options: OpenSenderOptions): { name: string; key?: PrivateKey }
 
 /** The options that would otherwise fail only at the first publish, after messages were appended, or as a TypeError. */
 function checkOpenOptions(options: Pick<OpenSenderOptions, "validityMs" | "ttlMs" | "embed" | "group">): void {
-  checkWholeNumber("validityMs", options.validityMs, 1);
+  checkWholeNumber("validityMs", options.validityMs, MIN_VALIDITY_MS);
   checkWholeNumber("ttlMs", options.ttlMs, 0);
   if (options.embed !== "none" && options.embed !== "all") checkWholeNumber("embed", options.embed, 0);
   checkGroup(options.group);

@@ -182,7 +182,7 @@ export class Authority {
   async pendingWriter(names: NameStore, pending: { name: string; content: Uint8Array; record: Uint8Array }): Promise<Writer> {
     const { name, content, record } = pending;
     if (!isKeyName(name)) throw RemoteLogError.invalidArgument(`pending update: name ${JSON.stringify(name)} is not a key name (k51…)`);
-    const { sequence } = await verifyNameRecord(name, record, content);
+    const { sequence } = await verifyNameRecord(name, record, content, { update: true });
     const writer = this.keyWriter(name);
     const version = (await names.get(name))?.version ?? 0n;
     // Most often a lost race (another update moved the name since the writer read it), which the writer

@@ -86,7 +86,7 @@ export class IpnsNameStore implements NameStore {
     const record = options.record ?? new Uint8Array(0);
     if (record.length === 0) throw RemoteLogError.invalidArgument(`name ${name}: an IPNS name store needs the update's signed record`);
     if (options.version !== undefined) nextVersion(name, 0n, { version: options.version });
-    const { sequence } = await verifyNameRecord(name, record, content);
+    const { sequence } = await verifyNameRecord(name, record, content, { update: true });
     if (options.version !== undefined && options.version !== sequence) {
       throw RemoteLogError.invalidArgument(`name ${name}: version ${options.version} is not the record's sequence ${sequence}`);
     }

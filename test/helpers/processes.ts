@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -113,6 +113,24 @@ export function parseJsonl<T = Record<string, unknown>>(text: string): T[] {
 
 /** Deterministic pseudo-random numbers, so a failing fault test can be replayed from its seed (one copy, shared with bench/). */
 export { seededRandom } from "../../bench/harness.js";
+
+/**
+ * The env of a process whose clock is offsetMs off (Date.now() and new Date() moved; a Date of a given
+ * time is left as it is): a sender whose clock is behind, or a reader some minutes later, without
+ * waiting for a record to expire. faketime is not on every machine.
+ */
+export async function skewedClock(offsetMs: number): Promise<NodeJS.ProcessEnv> {
+  const hook = join(await tempDir("remotelog-clock-"), "clock.mjs");
+  await writeFile(
+    hook,
+    `const RealDate = Date, realNow = RealDate.now.bind(RealDate), offset = ${offsetMs};\n` +
+      "globalThis.Date = class extends RealDate {\n" +
+      "  constructor(...args) { if (args.length === 0) super(realNow() + offset); else super(...args); }\n" +
+      "  static now() { return realNow() + offset; }\n" +
+      "};\n",
+  );
+  return { NODE_OPTIONS: `--import ${hook}` };
+}
 
 export function lines(count: number, prefix = "message", from = 0): string {
   let text = "";

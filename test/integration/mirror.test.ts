@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
+import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText, skewedClock } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -85,12 +85,12 @@ describe("mirror - end to end through real processes", () => {
     const keyFile = join(dir, "alice.key");
     const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
     const send = (stdin: string, validity: string) => runCli(["send", "--key", keyFile, "--server", a.url, "--data", join(dir, "alice"), "--validity", validity], { stdin });
-    expect((await send("one\n", "1s")).code).toBe(0);
+    expect((await send("one\n", "1m")).code).toBe(0);
     expect((await runCli(["mirror", "--name", name, "--server", a.url, "--to", b.url])).code).toBe(0);
-    await new Promise((r) => setTimeout(r, 1500));
     expect((await send("two\n", "1h")).code).toBe(0);
-    // The old mirror checked the copy's expired head in full, and stopped at it on every run.
-    const mirrored = await runCli(["mirror", "--name", name, "--server", a.url, "--to", b.url]);
+    // The old mirror checked the copy's expired head in full, and stopped at it on every run. Run two
+    // minutes on, past the copy's validity, without waiting for it.
+    const mirrored = await runCli(["mirror", "--name", name, "--server", a.url, "--to", b.url], { env: await skewedClock(2 * 60_000) });
     expect(mirrored.code, mirrored.stderr).toBe(0);
     const read = await runCli(["cat", name, "--server", b.url, "--format", "jsonl"]);
     expect(read.code, read.stderr).toBe(0);

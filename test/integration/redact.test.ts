@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { cleanup, lines, parseJsonl, runCli, startServer, tempDir } from "../helpers/processes.js";
+import { cleanup, lines, parseJsonl, runCli, startServer, tempDir, skewedClock } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -53,11 +53,10 @@ describe("redact - end to end through real processes", () => {
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
     const keyFile = join(dir, "alice.key");
     const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
-    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--validity", "1s"], { stdin: "secret leaked\nok\n" })).code).toBe(0);
+    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--validity", "1m"], { stdin: "secret leaked\nok\n" })).code).toBe(0);
     const leaked = parseJsonl<Line>((await runCli(["cat", name, "--server", server.url, "--format", "jsonl"])).stdout)[0];
-    // Past the record's validity: the old redact refused it (CONFLICT: expired; "the sender must publish it again").
-    await new Promise((r) => setTimeout(r, 1500));
-    const redacted = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", leaked.id]);
+    // Two minutes on, past the record's validity: the old redact refused it (CONFLICT: expired; "the sender must publish it again").
+    const redacted = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", leaked.id], { env: await skewedClock(2 * 60_000) });
     expect(redacted.code, redacted.stderr).toBe(0);
     expect(JSON.parse(redacted.stdout)).toMatchObject({ redacted: [0] });
     const read = parseJsonl<Line>((await runCli(["cat", name, "--server", server.url, "--format", "jsonl"])).stdout);

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { stat } from "node:fs/promises";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, skewedClock, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -41,20 +41,54 @@ describe("signed names - end to end through real processes", () => {
     const keyFile = join(dir, "alice.key");
     const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
     const send = (stdin: string, validity: string) => runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--validity", validity], { stdin });
-    expect((await send("one\n", "1s")).code).toBe(0);
-    await new Promise((r) => setTimeout(r, 1500));
-    const expired = await runCli(["cat", name, "--server", server.url]);
+    expect((await send("one\n", "1m")).code).toBe(0);
+    // A reader two minutes on: past the record's validity, without waiting for it.
+    const later = await skewedClock(2 * 60_000);
+    const expired = await runCli(["cat", name, "--server", server.url], { env: later });
     expect(expired.code).toBe(1);
     expect(expired.stderr).toContain("the sender must publish it again");
     // The old send, with nothing pending, returned before publishing: the record stayed expired.
     const renewed = await send("", "1h");
     expect(renewed.code, renewed.stderr).toBe(0);
     expect(renewed.stderr).toContain("(version 2)");
-    const read = await runCli(["cat", name, "--server", server.url, "--format", "jsonl"]);
+    const read = await runCli(["cat", name, "--server", server.url, "--format", "jsonl"], { env: later });
     expect(read.code, read.stderr).toBe(0);
     expect(parseJsonl<{ body?: string; body_base64?: string }>(read.stdout).map(bodyText)).toEqual(["one"]);
     const again = await send("", "1h");
     expect(again.stderr).toContain("(version 2)");
+  });
+
+  it("a sender whose clock is behind is told its record arrived expired, to check its clock and --validity; a --validity under a minute is a usage error", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const keyFile = join(dir, "alice.key");
+    const name = await keyGen(keyFile);
+    const alice = ["--key", keyFile, "--server", server.url, "--data", join(dir, "alice")];
+    // 100 days behind: every record it signs (valid 90 days by default) has expired by the server's clock.
+    const behind = await runCli(["send", ...alice], { stdin: "hi\n", env: await skewedClock(-100 * 86_400_000) });
+    expect(behind.code).toBe(1);
+    expect(behind.stderr).toContain("CONFLICT");
+    expect(behind.stderr).toContain("arrived already expired");
+    expect(behind.stderr).toContain("clock");
+    expect(behind.stderr).toContain("--validity");
+    // The old answer, a reader's advice, told the sender to do what it had just done.
+    expect(behind.stderr).not.toContain("the sender must publish it again");
+    expect(behind.stderr).not.toContain("will be published by the next");
+    // Its clock put right, the line it kept goes out.
+    const right = await runCli(["send", ...alice, "--json"], { stdin: "" });
+    expect(right.code, right.stderr).toBe(0);
+    expect(JSON.parse(right.stdout)).toMatchObject({ name, published: 1 });
+    // A record that expires on its way, or while receivers read it, is refused before anything is appended or signed.
+    for (const validity of ["1ms", "59s"]) {
+      const short = await runCli(["send", ...alice, "--validity", validity], { stdin: "too short\n" });
+      expect(short.code, short.stderr).toBe(2);
+      expect(short.stderr).toContain("--validity");
+      const redact = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", "0".repeat(64), "--validity", validity]);
+      expect(redact.code, redact.stderr).toBe(2);
+      expect(redact.stderr).toContain("--validity");
+    }
+    const status = await runCli(["status", "--data", join(dir, "alice"), "--json"]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ messages: 1, published: 1 });
   });
 
   it("refuses, as usage errors, a send with neither key nor --unsigned, a key with the wrong --name, and an unsigned read of a free-form name", async () => {

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { CID } from "multiformats/cid";
 import { LogExplorer, openRemote, type MessageView } from "../../lib/index.js";
 import { cleanup, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
@@ -136,10 +136,10 @@ describe("explorer - the view of a name", () => {
     const otherKey = join(other, "bob.key");
     expect((await runCli(["key", "gen", "--out", otherKey])).code).toBe(0);
     const otherName = (await runCli(["key", "name", otherKey])).stdout.trim();
-    const sent = await runCli(["send", "--key", otherKey, "--data", join(other, "bob"), "--server", server.url, "--validity", "1s"], { stdin: "short-lived\n" });
+    const sent = await runCli(["send", "--key", otherKey, "--data", join(other, "bob"), "--server", server.url, "--validity", "1m"], { stdin: "short-lived\n" });
     expect(sent.code, sent.stderr).toBe(0);
-    // Past the record's validity: a real expiry, not a timing assertion.
-    await new Promise((done) => setTimeout(done, 1_500));
+    // Two minutes on, past the record's validity: only the clock moves (Date), not the timers.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 2 * 60_000 });
     const remote = openRemote(server.url);
     try {
       const view = await new LogExplorer(remote, otherName).view();
@@ -150,6 +150,7 @@ describe("explorer - the view of a name", () => {
       expect(view.pages.map((page) => page.status)).toEqual(["ok"]);
       expect(view.pages[0].messages[0]).toMatchObject({ status: "ok", body: { kind: "text", text: "short-lived" } });
     } finally {
+      vi.useRealTimers();
       remote.close();
     }
   });
