@@ -91,12 +91,17 @@ export class Remote implements LogRemote, NameLister {
    * then go out pre-encoded (repeatedBytesUnknown), which a JSON transport would leave out.
    */
   private readonly binaryCas: boolean;
+  /** Watch streams this Remote holds open at once at most (a page's over http://: OpenTransport.maxStreams); undefined, no bound. */
+  private readonly maxWatches?: number;
+  private liveWatches = 0;
 
   constructor(options: RemoteOptions & { casTransport?: Transport; nsTransport?: Transport }) {
     this.casUrl = options.casUrl;
     this.nsUrl = options.nsUrl;
     const casTransport = options.casTransport ?? this.transport(options.casUrl, options);
     const nsTransport = options.nsTransport ?? (options.nsUrl === options.casUrl ? casTransport : this.transport(options.nsUrl, options));
+    // The opened NS transport is the last one opened (the CAS's when they are one).
+    if (options.nsTransport === undefined) this.maxWatches = this.opened[this.opened.length - 1]?.maxStreams;
     this.cas = createClient(CAS, casTransport);
     this.blocks = createClient(BlockService, casTransport);
     this.blockAdds = createClient(BlockAdds, casTransport);
@@ -257,6 +262,11 @@ export class Remote implements LogRemote, NameLister {
    * aborts; throws as fetchName does, and UNIMPLEMENTED-as-INTERNAL from an NS that cannot push.
    */
   async *watchName(name: string, signal: AbortSignal): AsyncGenerator<NameHead> {
+    if (this.maxWatches !== undefined && this.liveWatches >= this.maxWatches) {
+      // The follower polls instead (HeadWatch): latency, where one more stream stalled the page's calls.
+      throw new WatchUnsupportedError(this.nsUrl, `this page holds ${this.liveWatches} Watch streams to it over HTTP/1.1 already, the most that leave the browser connections for its other calls; serve over https:// for HTTP/2`);
+    }
+    this.liveWatches++;
     try {
       for await (const content of this.ns.watch({ name }, { signal })) {
         yield { content: content.data, version: content.version, record: content.record };
@@ -265,6 +275,8 @@ export class Remote implements LogRemote, NameLister {
       if (signal.aborted) return;
       if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);
       throw fromConnectError(err, `NS ${this.nsUrl} Watch ${JSON.stringify(name)}`);
+    } finally {
+      this.liveWatches--;
     }
   }
 

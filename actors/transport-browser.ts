@@ -25,7 +25,20 @@ export interface OpenTransport {
   close(): void;
   /** Never here: a page's fetch has no PING to time (transport-node.ts has). */
   roundTripMs?(): Promise<number | undefined>;
+  /**
+   * Streams (a follower's Watch) this transport may hold open at once without starving its other
+   * calls, where it has a bound: over http:// a browser opens 6 HTTP/1.1 connections a host, and each
+   * stream holds one for as long as it runs.
+   */
+  maxStreams?: number;
 }
+
+/**
+ * Watch streams a page holds to one http:// server at most: 6 of them took the browser's last
+ * connection to the host, and every other call of the page (a sync, a send) waited behind them for good.
+ * Two are left for those calls. Over https:// the server speaks HTTP/2, one connection for all.
+ */
+export const HTTP1_MAX_STREAMS = 4;
 
 export function openTransport(baseUrl: string, options: TransportOptions): OpenTransport {
   if (options.ca !== undefined) throw RemoteLogError.invalidArgument("a browser trusts its own certificate authorities: ca is for Node only");
@@ -35,7 +48,7 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
     fetch: withIdleLimit(options.idleTimeoutMs ?? UNARY_IDLE_MS),
     interceptors: options.token === undefined ? [] : [bearer(options.token)],
   });
-  return { transport, close: () => {} };
+  return { transport, close: () => {}, ...(new URL(baseUrl).protocol === "http:" ? { maxStreams: HTTP1_MAX_STREAMS } : {}) };
 }
 
 /**

@@ -31,6 +31,8 @@ export interface OpenTransport {
    * work in it, unlike a call's); undefined when no connection is open or the transport cannot tell.
    */
   roundTripMs?(): Promise<number | undefined>;
+  /** Never bounded here: HTTP/2 carries every stream on one connection (transport-browser.ts has a bound). */
+  maxStreams?: number;
 }
 
 /** How long a PING may go unanswered before the round trip counts as this long. */

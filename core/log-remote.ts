@@ -105,7 +105,8 @@ export interface LogRemote extends LogReadRemote {
 
 /** An NS without the Watch RPC (a client of the draft's NS, a Kubo node): followers poll it instead. */
 export class WatchUnsupportedError extends RemoteLogError {
-  constructor(nsUrl: string) {
-    super(ErrorCodes.INTERNAL, `NS ${nsUrl} cannot push heads (no Watch RPC)`);
+  /** why: what keeps the NS from pushing to this client; by default, that it has no Watch RPC. */
+  constructor(nsUrl: string, why = "no Watch RPC") {
+    super(ErrorCodes.INTERNAL, `NS ${nsUrl} cannot push heads (${why})`);
   }
 }

@@ -110,6 +110,52 @@ group("a page of an allowed origin, on a real server", () => {
     await page.evaluate(() => ((globalThis as unknown as PageGlobals).follower as { stop: AbortController }).stop.abort());
   });
 
+  it("eight follows in one page over http:// leave the page's other calls their connections: a sync completes, and every follower gets the next message", async () => {
+    await send("before the eight follow\n", server.url);
+    const page = await browser.open(site.url);
+    const before = (await receiveWithCli(name)).length;
+    await page.evaluate(
+      async ({ url, name }) => {
+        const page = globalThis as unknown as PageGlobals;
+        const { openRemote, Receiver } = page.remotelog;
+        const remote = openRemote(url);
+        const followers = Array.from({ length: 8 }, () => ({ delivered: 0, error: "", stop: new AbortController() }));
+        page.followers = followers;
+        for (const follower of followers) {
+          const receiver = await Receiver.open({ remote, name });
+          void (async () => {
+            try {
+              for await (const _ of receiver.follow({ signal: follower.stop.signal })) follower.delivered++;
+            } catch (err) {
+              follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+            }
+          })();
+        }
+      },
+      { url: server.url, name },
+    );
+    type Followers = { delivered: number; error: string; stop: AbortController }[];
+    const allHave = (count: number) =>
+      page.waitForFunction((count) => ((globalThis as unknown as PageGlobals).followers as Followers).every((f) => f.delivered >= count || f.error !== ""), count);
+    await allHave(before);
+    // Before, six Watch streams took the browser's six HTTP/1.1 connections to the server, and this sync
+    // waited behind them for good (here, past the step's 30 s bound).
+    const synced = await page.evaluate(
+      async ({ url, name }) => {
+        const { openRemote, Receiver } = (globalThis as unknown as PageGlobals).remotelog;
+        const receiver = await Receiver.open({ remote: openRemote(url), name });
+        return (await receiver.sync()).messages.length;
+      },
+      { url: server.url, name },
+    );
+    expect(synced).toBe(before);
+    await send("after the eight follow\n", server.url);
+    await allHave(before + 1);
+    const errors = await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.error));
+    expect(errors, describe(page)).toEqual(Array(8).fill(""));
+    await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).forEach((f) => f.stop.abort()));
+  });
+
   it("publishes with a key held in the page, and the CLI reads and verifies what it sent", async () => {
     const page = await browser.open(site.url);
     const published = await page.evaluate(async (url) => {
