@@ -503,7 +503,10 @@ export class Sender {
     if (pending.length === 0) {
       // The head this process made is fresh; one read from the NS says when its record expires.
       const validity = opened && "record" in opened ? opened.record?.validity : undefined;
-      const renewed = current && this.key && validity && this.dueForRenewal(validity) ? await this.renew(current, version, mark) : current;
+      // A head under an older record than this sender signed (a server restored from a copy taken
+      // before a renewal) holds every message, but readers that saw the newer record refuse it: signed again.
+      const behind = mark.sequence !== undefined && version < mark.sequence;
+      const renewed = current && this.key && ((validity && this.dueForRenewal(validity)) || behind) ? await this.renew(current, version, mark) : current;
       if (renewed instanceof RemoteLogError) return renewed;
       this.lastHead = renewed;
       await this.remember(total, lastEntry, renewed && this.key ? renewed.version : mark.sequence);

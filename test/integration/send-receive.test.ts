@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyBytes, bodyText } from "../helpers/processes.js";
+import { cleanup, lines, parseJsonl, runCli, skewedClock, spawnCli, startServer, stop, tempDir, bodyBytes, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -210,6 +210,43 @@ describe("send and receive - end to end through real processes", () => {
     expect(more.code, more.stderr).toBe(0);
     expect(JSON.parse(more.stdout)).toMatchObject({ published: 15, resent: 0 });
     expect(parseJsonl((await receive(server.url)).stdout)).toHaveLength(2);
+  });
+
+  it("a server restored from a copy taken before a renewal holds every message under an older record: the next send signs the head again, above the one readers saw", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    const key = join(dir, "alice.key");
+    expect((await runCli(["key", "gen", "--out", key])).code).toBe(0);
+    const name = (await runCli(["key", "name", key])).stdout.trim();
+    const send = (url: string, stdin: string, env?: NodeJS.ProcessEnv) => runCli(["send", "--key", key, "--server", url, "--data", join(dir, "alice"), "--validity", "1m", "--json"], { stdin, env });
+    const receive = (url: string, env?: NodeJS.ProcessEnv) => runCli(["receive", "--name", name, "--server", url, "--state", join(dir, "bob")], { env });
+
+    let server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    expect((await send(server.url, lines(3))).code).toBe(0);
+    await stop(server.process);
+    await cp(data, join(dir, "server-backup"), { recursive: true });
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    // 40 s on, past half the record's minute: a send with nothing new signs the head again (sequence 2).
+    const later = await skewedClock(40_000);
+    const renewed = await send(server.url, "", later);
+    expect(renewed.code, renewed.stderr).toBe(0);
+    expect(JSON.parse(renewed.stdout)).toMatchObject({ published: 3, version: 2 });
+    const first = await receive(server.url, later);
+    expect(first.code, first.stderr).toBe(0);
+    expect(parseJsonl(first.stdout)).toHaveLength(3);
+    await stop(server.process);
+
+    // Back on the copy: every message, under sequence 1, which Bob refuses as a rollback.
+    await rm(data, { recursive: true });
+    await cp(join(dir, "server-backup"), data, { recursive: true });
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    // Before, this send found nothing to publish and its record fresh, and left the head as it was.
+    const healed = await send(server.url, "");
+    expect(healed.code, healed.stderr).toBe(0);
+    expect(JSON.parse(healed.stdout)).toMatchObject({ published: 3, version: 3 });
+    const after = await receive(server.url);
+    expect(after.code, after.stderr).toBe(0);
+    expect(parseJsonl(after.stdout)).toHaveLength(0);
   });
 
   it("retries while the services are down, says so, and delivers once they are up", async () => {
