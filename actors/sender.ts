@@ -469,8 +469,7 @@ export class Sender {
           // The NS holds an older state of this very log (a server restored from an older copy): what
           // it lost goes out again, from the mark moved back to what it holds. An empty head is no
           // state of it: someone put it there, and it stays CONFLICT.
-          const last = held > 0 ? walk.pairs[held - 1].localHash : new Uint8Array(0);
-          await this.published.save(this.name, { delivered: held, lastId: last, sequence: mark.sequence });
+          await this.published.save(this.name, { delivered: held, lastId: walk.pairs[held - 1].localHash, sequence: mark.sequence });
           const again = await this.publishOnce(lostRaces, end);
           return again instanceof RemoteLogError ? again : { ...again, resent: again.resent + mark.delivered - held };
         }
