@@ -85,7 +85,7 @@ describe("send and receive - end to end through real processes", () => {
     ["embed all", ["--embed", "all", "--page-size", "8"]],
     ["embed 3", ["--embed", "3", "--page-size", "8"]],
     ["linked list (page size 1)", ["--page-size", "1"]],
-    ["one big page", ["--page-size", "100000"]],
+    ["one big page (the largest page size)", ["--page-size", "8192"]],
   ])("reads every page mode: %s", async (_, flags) => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
