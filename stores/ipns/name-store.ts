@@ -1,8 +1,7 @@
 import { nextVersion, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 import { RemoteLogError, isRemoteLogError } from "../../core/errors.js";
-import { CID } from "multiformats/cid";
 import type { RemoteLog } from "../../gen/vac/cas/cas_pb.js";
-import { addressOf, addressText, equalBytes, parseAddress } from "../../core/hash.js";
+import { addressOf, equalBytes, parseAddress } from "../../core/hash.js";
 import { decodePage } from "../../core/page.js";
 import { isKeyName, peerIdOfKeyName, verifyNameRecord, verifySignedRecord } from "../../core/names.js";
 import { KuboApi, type KuboApiOptions } from "../kubo/kubo-api.js";
@@ -93,8 +92,9 @@ export class IpnsNameStore implements NameStore {
     return this.serialised(name, async () => {
       const { version: current, page: previous } = await this.current(name);
       const version = nextVersion(name, current, { ...options, version: sequence });
-      // The page first: a reader who resolves the new record must find what it names.
-      await this.blocks.putMany([content]);
+      // The page first: a reader who resolves the new record must find what it names. Pinned under a
+      // root of this name's own: another name's head may be the very same page.
+      await this.blocks.putUnder(name, content);
       const key = `/ipns/${peerIdOfKeyName(name)}`;
       await this.api.call(`routing/put ${key}`, async (signal) => {
         // A node without peers (a lone Kubo) keeps the record locally instead of failing.
@@ -102,7 +102,7 @@ export class IpnsNameStore implements NameStore {
           // The events tell which peers took it; a put that fails throws.
         }
       });
-      await this.unpinReplaced(previous, content);
+      await this.unpinReplaced(name, previous, content);
       return version;
     });
   }
@@ -156,7 +156,7 @@ export class IpnsNameStore implements NameStore {
    * names (its tail or a skip link: the old head sealed as it was) keeps its pin. Best effort: a
    * failure leaves one pin too many, never a page too few.
    */
-  private async unpinReplaced(previous: Uint8Array | undefined, content: Uint8Array): Promise<void> {
+  private async unpinReplaced(name: string, previous: Uint8Array | undefined, content: Uint8Array): Promise<void> {
     if (!previous || equalBytes(previous, addressOf(content))) return;
     let page: RemoteLog | undefined;
     try {
@@ -165,9 +165,7 @@ export class IpnsNameStore implements NameStore {
       page = undefined; // a backup head or other content: it names no page
     }
     if (page && (equalBytes(page.tail, previous) || page.info?.skips.some((skip) => equalBytes(skip.address, previous)))) return;
-    await this.api.call(`pin/rm ${addressText(previous)}`, (signal) => this.api.client.pin.rm(CID.decode(previous), { signal })).catch(() => {
-      // Not pinned any more (another NS on this node unpinned it), or the node failed: one pin too many at worst.
-    });
+    await this.blocks.unpinUnder(name, previous);
   }
 
   /** Runs fn after every earlier put of name in this process has settled. */

@@ -36,6 +36,8 @@ const CAR_CONCURRENCY = 2;
  * Kubo's defaults for raw blocks and are asked for explicitly anyway: the CID it returns must be ours.
  */
 const PUT_OPTIONS = { format: "raw", cidCodec: "raw", mhtype: "sha2-256", version: 1 as const, pin: true };
+/** putUnder's root, without dag import: pinned afterwards, recursively. */
+const ROOT_PUT_OPTIONS = { format: "dag-cbor", cidCodec: "dag-cbor", mhtype: "sha2-256", version: 1 as const, pin: false };
 // Our blocks live on this node, pinned: a block it does not hold is missing, not something to look
 // for on the network (an online Kubo would search the DHT until the timeout).
 const OFFLINE = { offline: true };
@@ -109,7 +111,7 @@ export class KuboContentStore implements ContentStore {
     // A lone block (a head page, say) goes in with its own pin, which the IPNS name store undoes when
     // the head is replaced; a batch goes in under one batch pin.
     if (this.putMode === "car" && indexes.length > 1) {
-      const imported = await mapBounded(carBatches(indexes, blocks), CAR_CONCURRENCY, (batch) => this.importCar(batch, blocks, addresses));
+      const imported = await mapBounded(carBatches(indexes, blocks), CAR_CONCURRENCY, (batch) => this.importBatch(batch, blocks, addresses));
       if (imported.every(Boolean)) return addresses;
       // Safe to repeat: a block the node took already is put and pinned again, which changes nothing.
       this.putMode = "block";
@@ -131,12 +133,17 @@ export class KuboContentStore implements ContentStore {
    * One CAR of the blocks at indexes under a batch block, through `dag import` with its root pinned
    * (and so every block it links). False, with nothing stored, when the node does not serve the command.
    */
-  private async importCar(indexes: number[], blocks: Uint8Array[], addresses: Uint8Array[]): Promise<boolean> {
+  private async importBatch(indexes: number[], blocks: Uint8Array[], addresses: Uint8Array[]): Promise<boolean> {
     const car = await encodeBatchCar(
       indexes.map((i) => addresses[i]),
       indexes.map((i) => blocks[i]),
     );
-    const what = `dag/import of ${indexes.length} blocks under batch ${car.root.toString()}`;
+    return this.importCar(car, `${indexes.length} blocks under batch ${car.root.toString()}`);
+  }
+
+  /** A CAR through `dag import`, its root pinned; false, with nothing stored, when the node does not serve the command. */
+  private async importCar(car: { root: CID; bytes: Uint8Array }, what: string): Promise<boolean> {
+    what = `dag/import of ${what}`;
     const answered = await this.api.call(what, async (signal) => {
       const roots = new Map<string, string>();
       try {
@@ -154,6 +161,40 @@ export class KuboContentStore implements ContentStore {
       throw RemoteLogError.internal(`Kubo API ${this.api.url} ${what}: the node did not pin the batch${pinError ? `: ${pinError}` : " (no answer for its root)"}`);
     }
     return true;
+  }
+
+  /**
+   * Stores block pinned under a root of owner's own (underRoot: dag-cbor, owner and a link to the
+   * block), recursively. Kubo counts no pins: a block two owners pinned directly (two names whose heads
+   * are the same page) lost its one pin to whichever unpinned it first, and the node's garbage
+   * collector then took the other's head. Pinned so, each owner's unpinUnder takes its own root only,
+   * and the block stays while any root, batch or other pin still reaches it.
+   */
+  async putUnder(owner: string, block: Uint8Array): Promise<void> {
+    const address = addressOf(block);
+    const root = await underRoot(owner, address);
+    const what = `head ${addressText(address)} under ${root.cid.toString()}`;
+    if (this.putMode === "car") {
+      const car = await encodeCar(root, [address], [block]);
+      if (await this.importCar(car, what)) return;
+      this.putMode = "block";
+    }
+    // Without dag import: both blocks in unpinned, then the root pinned recursively, which fails (and so
+    // does the put, to be repeated) if the node collected the block in between.
+    const cid = await this.api.call(`block/put ${addressText(address)}`, (signal) => this.api.client.block.put(block, { ...PUT_OPTIONS, pin: false, signal }));
+    if (!equalBytes(cid.bytes, address)) {
+      throw RemoteLogError.dataLoss(`Kubo API ${this.api.url} block/put ${addressText(address)}: the node stored the block as ${cid.toString()}, not as its CID; refused`);
+    }
+    await this.api.call(`block/put ${root.cid.toString()}`, (signal) => this.api.client.block.put(root.bytes, { ...ROOT_PUT_OPTIONS, signal }));
+    await this.api.call(`pin/add ${root.cid.toString()}`, (signal) => this.api.client.pin.add(root.cid, { recursive: true, signal }));
+  }
+
+  /** Takes away the root putUnder(owner, the block at address) pinned; best effort, as a pin already gone is nothing to take. */
+  async unpinUnder(owner: string, address: Uint8Array): Promise<void> {
+    const { cid } = await underRoot(owner, address);
+    await this.api.call(`pin/rm ${cid.toString()}`, (signal) => this.api.client.pin.rm(cid, { signal })).catch(() => {
+      // Not pinned (a head pinned before roots of their own, or unpinned already), or the node failed: one pin too many at worst.
+    });
   }
 
   async getMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
@@ -226,14 +267,27 @@ function carBatches(indexes: number[], blocks: Uint8Array[]): number[][] {
  * 40 bytes a link: 41 KB for CAR_MAX_BLOCKS), far under a node's block limit.
  */
 export async function encodeBatchCar(addresses: Uint8Array[], blocks: Uint8Array[]): Promise<{ root: CID; bytes: Uint8Array }> {
+  const rootBytes = dagCbor.encode(addresses.map((address) => CID.decode(address)));
+  return encodeCar({ cid: CID.createV1(dagCbor.code, await sha256.digest(rootBytes)), bytes: rootBytes }, addresses, blocks);
+}
+
+/**
+ * The root putUnder pins for owner's block at address: dag-cbor { owner, block: link }, a CID of its
+ * own for each owner of the same block.
+ */
+export async function underRoot(owner: string, address: Uint8Array): Promise<{ cid: CID; bytes: Uint8Array }> {
+  const bytes = dagCbor.encode({ owner, block: CID.decode(address) });
+  return { cid: CID.createV1(dagCbor.code, await sha256.digest(bytes)), bytes };
+}
+
+/** A CARv1 of root (first) and the blocks at addresses. */
+function encodeCar(root: { cid: CID; bytes: Uint8Array }, addresses: Uint8Array[], blocks: Uint8Array[]): { root: CID; bytes: Uint8Array } {
   const cids = addresses.map((address) => CID.decode(address));
-  const rootBytes = dagCbor.encode(cids);
-  const root = CID.createV1(dagCbor.code, await sha256.digest(rootBytes));
-  const headerSize = estimateHeaderLength(1, root.bytes.length);
-  let size = headerSize + blockLength({ cid: root, bytes: rootBytes });
+  const headerSize = estimateHeaderLength(1, root.cid.bytes.length);
+  let size = headerSize + blockLength({ cid: root.cid, bytes: root.bytes });
   cids.forEach((cid, i) => (size += blockLength({ cid, bytes: blocks[i] })));
-  const writer = createWriter(new ArrayBuffer(size), { roots: [root], headerSize });
-  writer.write({ cid: root, bytes: rootBytes });
+  const writer = createWriter(new ArrayBuffer(size), { roots: [root.cid], headerSize });
+  writer.write({ cid: root.cid, bytes: root.bytes });
   cids.forEach((cid, i) => writer.write({ cid, bytes: blocks[i] }));
-  return { root, bytes: writer.close({ resize: true }) };
+  return { root: root.cid, bytes: writer.close({ resize: true }) };
 }

@@ -362,6 +362,36 @@ describe("ipns name store - against a real IPFS RPC API", () => {
     }
   });
 
+  it.each(["car", "block"] as const)("two names whose heads are the same page: one moving on leaves the other's head pinned, through the node's garbage collection (heads put by %s)", async (put) => {
+    const node = create({ url: ipfsNode().url });
+    const blocks = await KuboContentStore.open({ url: ipfsNode().url, put });
+    const store = new IpnsNameStore(blocks.api, blocks);
+    try {
+      const [alice, bob] = [await generateNameKey(), await generateNameKey()];
+      // Two logs that start with the same message at the same second have byte-identical heads (or a
+      // stranger copies a victim's head into a name of its own, to unpin it later).
+      const shared = text(`the same first head ${Math.random()}`);
+      const next = text(`alice moves on ${Math.random()}`);
+      for (const key of [alice, bob]) await store.put(keyName(key), shared, { record: await createNameRecord(key, shared, 1n), version: 1n });
+      await store.put(keyName(alice), next, { record: await createNameRecord(alice, next, 2n), version: 2n });
+      for await (const _ of node.repo.gc()) {
+        // each removed block
+      }
+      // Before, alice's publish unpinned the shared page, the node's one pin of it, and the GC removed it:
+      // bob's head was DATA_LOSS for good.
+      expect((await store.get(keyName(bob)))?.content).toEqual(shared);
+      expect((await store.get(keyName(alice)))?.content).toEqual(next);
+      // And moving bob on lets it go.
+      const bobNext = text(`bob moves on ${Math.random()}`);
+      await store.put(keyName(bob), bobNext, { record: await createNameRecord(bob, bobNext, 2n), version: 2n });
+      const removed: string[] = [];
+      for await (const result of node.repo.gc()) if (result.cid) removed.push(result.cid.toString());
+      expect(removed).toContain(cidOf(shared).toString());
+    } finally {
+      await store.close();
+    }
+  });
+
   it("a record put straight into the node that does not verify is refused with the embedded NS's codes", async () => {
     const store = await IpnsNameStore.open({ url: ipfsNode().url });
     try {
