@@ -15,8 +15,9 @@ import { KuboContentStore } from "../kubo/content-store.js";
  * pinned as a head: a put unpins the page the name pointed at before (unless the new head links it).
  *
  * get() resolves with `routing get`, then checks everything itself, as the embedded NS's callers do,
- * and never trusts the node's own validation (js-ipfs has none): the signature by the name's key, the
- * validity, a value that names a raw block, and the block's bytes against that CID. A record that
+ * and never trusts the node's own validation (js-ipfs has none): the signature by the name's key, a
+ * value that names a raw block, and the block's bytes against that CID. An expired record is returned
+ * as the embedded NS returns one: its readers refuse it, and its sender renews it. A record that
  * fails is refused with the codes of verifyNameRecord, so a reader sees the same error whichever NS
  * served it. It is meant to sit under NsService, which checks updates before they reach put().
  *
@@ -53,7 +54,10 @@ export class IpnsNameStore implements NameStore {
     const record = await this.resolve(name);
     if (record === undefined) return undefined;
     const from = `Kubo API ${this.api.url}`;
-    const { sequence, cid } = await verifySignedRecord(name, record).catch((err: unknown) => {
+    // Expiry is the reader's to judge (LogReader, with its floor), as the embedded NS leaves it: the
+    // record's own sender must get an expired one back to renew it, and refused here, `send` stayed
+    // CONFLICT for good once it had been away longer than --validity.
+    const { sequence, cid } = await verifySignedRecord(name, record, { now: new Date(0) }).catch((err: unknown) => {
       throw withSource(err, from);
     });
     if (sequence === 0n) {

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, skewedClock, spawnCli, startServer, tempDir, bodyText } from "../helpers/processes.js";
 import { useIpfs } from "./ipfs-node.js";
 
 const ipfsNode = useIpfs();
@@ -72,6 +72,32 @@ describe("kubo - end to end through real processes", () => {
     await following;
     const seen = complete();
     expect(seen).toEqual(expected(3, "direct", 20));
+  });
+
+  it("a sender away longer than its record's validity publishes again, through the node and through serve --ns ipns, while readers refuse the expired head until then", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--cas", "kubo", "--ns", "ipns", "--kubo-api", ipfsNode().url]);
+    // Two minutes on: past the minute each record was signed for, without waiting for it.
+    const later = await skewedClock(2 * 60_000);
+    for (const [how, where] of [
+      ["direct", ["--kubo-api", ipfsNode().url]],
+      ["served", ["--server", server.url]],
+    ] as const) {
+      const keyFile = join(dir, `${how}.key`);
+      const name = await keyGen(keyFile);
+      const send = (stdin: string, env?: NodeJS.ProcessEnv) => runCli(["send", "--key", keyFile, ...where, "--data", join(dir, how), "--validity", "1m", "--json"], { stdin, env });
+      expect((await send("first\n")).code).toBe(0);
+      const expired = await runCli(["receive", "--name", name, ...where, "--state", join(dir, `${how}-bob`)], { env: later });
+      expect(expired.code).toBe(1);
+      expect(expired.stderr).toMatch(/CONFLICT: .*expired/);
+      // Before, the node's NS refused the expired record to its own sender too: CONFLICT for good.
+      const back = await send("second\n", later);
+      expect(back.code, `${how}: ${back.stderr}`).toBe(0);
+      expect(JSON.parse(back.stdout)).toMatchObject({ published: 2, version: 2 });
+      const read = await runCli(["receive", "--name", name, ...where, "--state", join(dir, `${how}-bob`)], { env: later });
+      expect(read.code, `${how}: ${read.stderr}`).toBe(0);
+      expect(bodies(read.stdout)).toEqual(["first", "second"]);
+    }
   });
 
   it("direct mode refuses free-form names and mixing --kubo-api with --server, as usage errors", async () => {
