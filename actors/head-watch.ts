@@ -10,6 +10,14 @@ export const PUSHED_POLL_MS = 30_000;
  * finds nothing the notes had not already brought doubles the wait, from PUSHED_POLL_MS up to this.
  */
 export const PUSHED_POLL_MAX_MS = 480_000;
+/**
+ * The wait before asking again for a watch the NS refused (TOO_LARGE: one of its limits) for the
+ * attempt-th time: a limit is not lifted in seconds, so from 1 s up to every 5 minutes.
+ */
+export function refusedWatchDelayMs(attempt: number): number {
+  return backoffDelayMs(attempt, 1_000, 300_000);
+}
+
 /** A follower's poll interval when its NS cannot push (the draft's NS, IPNS): polling is all it has. */
 export const POLL_MS = 500;
 
@@ -59,10 +67,10 @@ export class HeadWatch {
           return;
         }
         // One of the NS's limits (a stranger may have filled it): said once, asked again ever less
-        // often, up to every 5 minutes, where it was asked every 5 s without a word.
+        // often, where it was asked every 5 s without a word.
         if (isRemoteLogError(err, ErrorCodes.TOO_LARGE)) {
           if (refusals++ === 0) this.onRefused?.(err);
-          await sleep(backoffDelayMs(refusals, 1_000, 300_000), this.stop.signal);
+          await sleep(refusedWatchDelayMs(refusals), this.stop.signal);
           continue;
         }
       }

@@ -1,7 +1,7 @@
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { Receiver, type Delivery, type ReceiverOptions } from "./receiver.js";
-import { POLL_MS, PUSHED_POLL_MAX_MS, PUSHED_POLL_MS } from "./head-watch.js";
+import { POLL_MS, PUSHED_POLL_MAX_MS, PUSHED_POLL_MS, refusedWatchDelayMs } from "./head-watch.js";
 import { WatchUnsupportedError, backoffDelayMs, fromConnectError, sleep, type Remote } from "./remote.js";
 
 /**
@@ -208,8 +208,7 @@ export class ManyReceiver {
               pushed(names, false);
             }
           }
-          // A limit is not lifted in seconds: asked again less and less often, up to every 5 minutes.
-          await sleep(refused ? backoffDelayMs(attempt++, 1_000, 300_000) : backoffDelayMs(attempt++), signal);
+          await sleep(refused ? refusedWatchDelayMs(attempt++) : backoffDelayMs(attempt++), signal);
         }
       }),
     );

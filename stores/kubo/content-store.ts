@@ -116,17 +116,17 @@ export class KuboContentStore implements ContentStore {
       // Safe to repeat: a block the node took already is put and pinned again, which changes nothing.
       this.putMode = "block";
     }
-    await mapBounded(indexes, this.concurrency, async (i) => {
-      const address = addresses[i];
-      const what = `block/put ${addressText(address)}`;
-      const cid = await this.api.call(what, (signal) => this.api.client.block.put(blocks[i], { ...PUT_OPTIONS, signal }));
-      if (!equalBytes(cid.bytes, address)) {
-        throw RemoteLogError.dataLoss(
-          `Kubo API ${this.api.url} ${what}: the node stored the block as ${cid.toString()}, not as its CID ${addressText(address)}; refused`,
-        );
-      }
-    });
+    await mapBounded(indexes, this.concurrency, (i) => this.putRaw(blocks[i], addresses[i], true));
     return addresses;
+  }
+
+  /** One raw block by `block put`, pinned or not; DATA_LOSS when the node answers another CID than address. */
+  private async putRaw(block: Uint8Array, address: Uint8Array, pin: boolean): Promise<void> {
+    const what = `block/put ${addressText(address)}`;
+    const cid = await this.api.call(what, (signal) => this.api.client.block.put(block, { ...PUT_OPTIONS, pin, signal }));
+    if (!equalBytes(cid.bytes, address)) {
+      throw RemoteLogError.dataLoss(`Kubo API ${this.api.url} ${what}: the node stored the block as ${cid.toString()}, not as its CID ${addressText(address)}; refused`);
+    }
   }
 
   /**
@@ -181,10 +181,7 @@ export class KuboContentStore implements ContentStore {
     }
     // Without dag import: both blocks in unpinned, then the root pinned recursively, which fails (and so
     // does the put, to be repeated) if the node collected the block in between.
-    const cid = await this.api.call(`block/put ${addressText(address)}`, (signal) => this.api.client.block.put(block, { ...PUT_OPTIONS, pin: false, signal }));
-    if (!equalBytes(cid.bytes, address)) {
-      throw RemoteLogError.dataLoss(`Kubo API ${this.api.url} block/put ${addressText(address)}: the node stored the block as ${cid.toString()}, not as its CID; refused`);
-    }
+    await this.putRaw(block, address, false);
     await this.api.call(`block/put ${root.cid.toString()}`, (signal) => this.api.client.block.put(root.bytes, { ...ROOT_PUT_OPTIONS, signal }));
     await this.api.call(`pin/add ${root.cid.toString()}`, (signal) => this.api.client.pin.add(root.cid, { recursive: true, signal }));
   }
