@@ -28,6 +28,7 @@ function processMetrics(): Registry {
  * - `remotelog_blocks_stored`, `remotelog_block_bytes_stored`: the CAS's blocks and their total size, when its store tells;
  * - `remotelog_names`: names the NS holds, when its store tells;
  * - `remotelog_limit_hits_total{limit}`: refusals by a limit, named as its serve flag ("max-connections");
+ * - `remotelog_watches_evicted_total`: watches ended to give another client address its share of a full --max-watches;
  * - and prom-client's default process metrics (`process_*`, `nodejs_*`).
  */
 export class ServerMetrics {
@@ -51,6 +52,11 @@ export class ServerMetrics {
     labelNames: ["limit"] as const,
     registers: [this.registry],
   });
+  private readonly evictedWatches = new Counter({
+    name: "remotelog_watches_evicted_total",
+    help: "Watched names ended to give another client address its share of a full --max-watches (each ended stream is also a max-watches limit hit).",
+    registers: [this.registry],
+  });
 
   constructor() {
     // Now rather than at the first scrape: the CPU counters count from when they were set up.
@@ -66,6 +72,11 @@ export class ServerMetrics {
   /** Counts refusals by the named limit ("max-watches-per-address", "headers-timeout"), one unless told. */
   limitHit(limit: string, times = 1): void {
     this.limits.inc({ limit }, times);
+  }
+
+  /** Counts watches ended to make room for another client address's (services/ns-service.ts Watchers). */
+  watchesEvicted(watches: number): void {
+    this.evictedWatches.inc(watches);
   }
 
   /** Reports the store's blocks and bytes at each scrape; a store without stats() adds no gauges. */

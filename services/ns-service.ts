@@ -44,6 +44,8 @@ export interface NsOptions {
    * absent when there is none, and updates that carry blocks are then refused.
    */
   addBlocks?: (blocks: Uint8Array[]) => Promise<unknown>;
+  /** Told how many watches were ended to make room in a full maxWatches for another address's. */
+  onWatchesEvicted?: (watches: number) => void;
 }
 
 /**
@@ -81,7 +83,7 @@ export class NsService implements ServiceImpl<typeof NS> {
   ) {
     this.limits = { ...defaultNsLimits, ...limits };
     this.authority = options.authority ?? new Authority({ requireSigned: options.requireSigned });
-    this.watchers = new Watchers(this.limits);
+    this.watchers = new Watchers(this.limits, options.onWatchesEvicted);
     this.closing = options.closing;
     this.addBlocks = options.addBlocks;
   }
@@ -144,7 +146,9 @@ export class NsService implements ServiceImpl<typeof NS> {
   /**
    * Streams the name's current entry, if any, then each newer one this service stores, until the
    * client goes away. Subscribes before reading, so no update in between is missed; a slow watcher
-   * gets the newest entry rather than a queue. TOO_LARGE past maxWatchers streams at once.
+   * gets the newest entry rather than a queue. TOO_LARGE past a watch limit; when maxWatches is full,
+   * the stream may take the room of an address that holds more, whose stream then ends with TOO_LARGE
+   * (max-watches): see Watchers.makeRoom.
    */
   async *watch(request: Query, context?: HandlerContext): AsyncGenerator<Content> {
     checkName(request.name, this.limits.maxNameBytes);
@@ -170,7 +174,8 @@ export class NsService implements ServiceImpl<typeof NS> {
 
   /**
    * remotelog.v1.NameWatchService.WatchMany: a note for each update of any of the names, the newest
-   * version per name when several come before the client takes them. Each name counts as a watcher.
+   * version per name when several come before the client takes them. Each name counts as a watcher,
+   * and the stream is refused or ended (evicted) as a Watch stream is, for all its names at once.
    */
   async *watchMany(request: WatchManyRequest, context?: HandlerContext): AsyncGenerator<WatchManyResponse> {
     if (request.names.length > this.limits.maxWatchNames) {
@@ -184,32 +189,32 @@ export class NsService implements ServiceImpl<typeof NS> {
     const signal = this.streamSignal(context);
     const pending = new Map<string, bigint>();
     let wake: (() => void) | undefined;
-    const unlisten: (() => void)[] = [];
     const onAbort = () => wake?.();
     signal?.addEventListener("abort", onAbort, { once: true });
+    let holding: Holding | undefined;
     try {
       const names = new Set(request.names);
       // All or none: a stream that would pass a limit halfway is refused before it watches anything.
-      this.watchers.checkRoom(peer, names.size);
+      const held = (holding = this.watchers.admit(peer, names.size, () => wake?.()));
       for (const name of names) {
-        unlisten.push(
-          this.watchers.listen(name, peer, (entry) => {
-            if ((pending.get(name) ?? 0n) < entry.version) pending.set(name, entry.version);
-            wake?.();
-          }),
-        );
+        held.listen(name, (entry) => {
+          if ((pending.get(name) ?? 0n) < entry.version) pending.set(name, entry.version);
+          wake?.();
+        });
       }
       for (;;) {
-        while (pending.size === 0 && !signal?.aborted) await new Promise<void>((resolve) => (wake = resolve));
+        while (pending.size === 0 && !signal?.aborted && !held.evicted) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
         if (signal?.aborted) return;
         const notes = [...pending];
         pending.clear();
         for (const [name, version] of notes) yield create(WatchManyResponseSchema, { name, version });
+        // Notes that came before the eviction are sent first.
+        if (held.evicted) throw held.evicted;
       }
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      for (const stop of unlisten) stop();
+      holding?.release();
     }
   }
 
@@ -231,26 +236,60 @@ export { checkName };
 
 /** One Watch stream's view of its name: the newest entry not yet taken, or undefined once closed. */
 interface Subscription {
+  /** Throws the eviction (TOO_LARGE, max-watches) once the NS ended this watch to make room for another address's. */
   next(): Promise<NameEntry | undefined>;
   close(): void;
+}
+
+/** The watches one stream holds (a Watch stream one, a WatchMany one per name), counted until released. */
+interface Holding {
+  /** Calls listener with each entry stored for name until the holding is released or evicted. */
+  listen(name: string, listener: (entry: NameEntry) => void): void;
+  /** Stops its listeners and gives its watches back; idempotent, and a no-op after an eviction. */
+  release(): void;
+  /** Set once the NS ended these watches to make room for another address's: the stream ends with it. */
+  readonly evicted: RemoteLogError | undefined;
+}
+
+/** A holding as its address's bookkeeping sees it, for Watchers.makeRoom to end. */
+interface Held {
+  readonly size: number;
+  evict(reason: RemoteLogError): void;
+}
+
+/** The watches of one client address: how many, and the streams that hold them. */
+interface AddressWatches {
+  count: number;
+  streams: Set<Held>;
 }
 
 /**
  * Who watches which name, in this process. Only updates that go through this service are seen, which
  * is every update when the service owns its store (the embedded NS); a backend written to from
  * elsewhere would need its own notifications.
+ *
+ * When the server-wide budget (maxWatches) is full, it is shared: a new stream from an address that
+ * would then hold fewer watches than another address holds takes the room from the largest holders
+ * (see makeRoom), so that a stranger with a few addresses cannot keep every other client's pushes out.
  */
 class Watchers {
   private readonly byName = new Map<string, Set<(entry: NameEntry) => void>>();
   private count = 0;
-  private readonly byAddress = new Map<string, number>();
+  private readonly byAddress = new Map<string, AddressWatches>();
   private readonly byConnection = new WeakMap<object, number>();
 
-  constructor(private readonly limits: Pick<NsLimits, "maxWatches" | "maxWatchesPerAddress" | "maxWatchesPerConnection">) {}
+  constructor(
+    private readonly limits: Pick<NsLimits, "maxWatches" | "maxWatchesPerAddress" | "maxWatchesPerConnection">,
+    private readonly onEvicted?: (watches: number) => void,
+  ) {}
 
-  /** TOO_LARGE naming the limit that n more watches from peer would pass. */
-  checkRoom(peer: Peer, n: number): void {
-    const { maxWatches, maxWatchesPerAddress, maxWatchesPerConnection } = this.limits;
+  /**
+   * Counts n watches for a new stream of peer's, after making room for them (makeRoom). onEvict is
+   * called if the NS later ends them for another address's: holding.evicted then says why.
+   * Throws TOO_LARGE naming the limit that n more watches from peer would pass; nothing is ended then.
+   */
+  admit(peer: Peer, n: number, onEvict: () => void): Holding {
+    const { maxWatchesPerAddress, maxWatchesPerConnection } = this.limits;
     const onConnection = this.byConnection.get(peer.connection) ?? 0;
     if (onConnection + n > maxWatchesPerConnection) {
       throw RemoteLogError.tooLarge(`${onConnection} names are watched on this connection already; ${n} more is over the limit of ${maxWatchesPerConnection} per connection`, {
@@ -258,50 +297,132 @@ class Watchers {
         value: maxWatchesPerConnection,
       });
     }
-    const fromAddress = this.byAddress.get(peer.address) ?? 0;
+    const fromAddress = this.byAddress.get(peer.address)?.count ?? 0;
     if (fromAddress + n > maxWatchesPerAddress) {
       throw RemoteLogError.tooLarge(`${fromAddress} names are watched from ${peer.address} already; ${n} more is over the limit of ${maxWatchesPerAddress} per client address`, {
         limit: "max-watches-per-address",
         value: maxWatchesPerAddress,
       });
     }
-    if (this.count + n > maxWatches) {
-      throw RemoteLogError.tooLarge(`${this.count} names are watched already, the most this NS serves at once`, { limit: "max-watches", value: maxWatches });
+    this.makeRoom(peer.address, n);
+
+    let watches = this.byAddress.get(peer.address);
+    if (!watches) this.byAddress.set(peer.address, (watches = { count: 0, streams: new Set() }));
+    const address = watches;
+    this.count += n;
+    address.count += n;
+    this.byConnection.set(peer.connection, onConnection + n);
+    const stops: (() => void)[] = [];
+    let released = false;
+    let evicted: RemoteLogError | undefined;
+    const release = () => {
+      if (released) return;
+      released = true;
+      for (const stop of stops) stop();
+      this.count -= n;
+      address.count -= n;
+      address.streams.delete(held);
+      // An address's entry goes with its last stream, so one released later never finds a newer entry.
+      if (address.streams.size === 0) this.byAddress.delete(peer.address);
+      this.byConnection.set(peer.connection, (this.byConnection.get(peer.connection) ?? n) - n);
+    };
+    const held: Held = {
+      size: n,
+      evict: (reason) => {
+        if (released) return;
+        evicted = reason;
+        release();
+        onEvict();
+      },
+    };
+    address.streams.add(held);
+    return {
+      listen: (name, listener) => {
+        if (released) return;
+        let listeners = this.byName.get(name);
+        if (!listeners) this.byName.set(name, (listeners = new Set()));
+        const set = listeners;
+        // A function of its own, so that one listener given for two names is two listens.
+        const own = (entry: NameEntry) => listener(entry);
+        set.add(own);
+        stops.push(() => {
+          set.delete(own);
+          if (set.size === 0 && this.byName.get(name) === set) this.byName.delete(name);
+        });
+      },
+      release,
+      get evicted() {
+        return evicted;
+      },
+    };
+  }
+
+  /**
+   * Makes room in maxWatches for n more watches from address, or throws TOO_LARGE (max-watches).
+   *
+   * A full budget is shared rather than first come, first served: room is taken from the addresses
+   * that hold more than address would hold after this request, always from the largest, as if one
+   * watch at a time were taken from whichever holds the most, and never below what address would then
+   * hold (counted in watches: streams end whole, see streamsToEnd). Taking no more than that is what
+   * keeps it stable: the address that gave way, asking again, would hold more than the one it gave way
+   * to, and is refused rather than taking the room back. With k addresses asking, each so ends with
+   * about maxWatches/k, and a stranger's many addresses each keep no more than the next client asks
+   * for. All or none: when the larger holders cannot give enough, nothing is ended.
+   */
+  private makeRoom(address: string, n: number): void {
+    const { maxWatches } = this.limits;
+    const need = this.count + n - maxWatches;
+    if (need <= 0) return;
+    const mine = (this.byAddress.get(address)?.count ?? 0) + n;
+    const larger = [...this.byAddress].filter(([other, watches]) => other !== address && watches.count > mine).map(([, watches]) => watches);
+    const spare = larger.reduce((sum, watches) => sum + watches.count - mine, 0);
+    if (spare < need) {
+      throw RemoteLogError.tooLarge(`${this.count} names are watched already, the most this NS serves at once, shared among client addresses: ${address} would watch ${mine}, and those watching more can give way only ${spare}`, {
+        limit: "max-watches",
+        value: maxWatches,
+      });
     }
+    // The level the largest holders come down to: with the k largest lowered to `level`, they give
+    // at least need, and excess of them keep one more (taking one at a time, the last round of the
+    // largest stops once need is met).
+    larger.sort((a, b) => b.count - a.count);
+    let top = 0;
+    let level = mine;
+    for (let k = 1, held = 0; k <= larger.length; k++) {
+      held += larger[k - 1].count;
+      const next = k < larger.length ? larger[k].count : mine;
+      if (held - k * next >= need) {
+        top = k;
+        level = Math.floor((held - need) / k);
+        break;
+      }
+    }
+    const excess = larger.slice(0, top).reduce((sum, watches) => sum + watches.count - level, 0) - need;
+    const reason = RemoteLogError.tooLarge(
+      `the names watched on this stream were let go to make room for another client address's: this NS watches at most ${maxWatches} at once, shared among client addresses, and the one watching the most gives way`,
+      { limit: "max-watches", value: maxWatches },
+    );
+    let evicted = 0;
+    larger.slice(0, top).forEach((watches, i) => {
+      const give = watches.count - level - (i >= top - excess ? 1 : 0);
+      for (const stream of streamsToEnd([...watches.streams], give)) {
+        evicted += stream.size;
+        stream.evict(reason);
+      }
+    });
+    this.onEvicted?.(evicted);
   }
 
   notify(name: string, entry: NameEntry): void {
     for (const listener of this.byName.get(name) ?? []) listener(entry);
   }
 
-  /** Calls listener with each entry stored for name until the returned function is called. */
-  listen(name: string, peer: Peer, listener: (entry: NameEntry) => void): () => void {
-    this.checkRoom(peer, 1);
-    this.count++;
-    this.byAddress.set(peer.address, (this.byAddress.get(peer.address) ?? 0) + 1);
-    this.byConnection.set(peer.connection, (this.byConnection.get(peer.connection) ?? 0) + 1);
-    let listeners = this.byName.get(name);
-    if (!listeners) this.byName.set(name, (listeners = new Set()));
-    const set = listeners;
-    // A function of its own, so that one listener given for two names is two listens.
-    const own = (entry: NameEntry) => listener(entry);
-    set.add(own);
-    return () => {
-      if (!set.delete(own)) return;
-      this.count--;
-      const fromAddress = (this.byAddress.get(peer.address) ?? 1) - 1;
-      if (fromAddress === 0) this.byAddress.delete(peer.address);
-      else this.byAddress.set(peer.address, fromAddress);
-      this.byConnection.set(peer.connection, (this.byConnection.get(peer.connection) ?? 1) - 1);
-      if (set.size === 0) this.byName.delete(name);
-    };
-  }
-
   subscribe(name: string, peer: Peer, signal?: AbortSignal): Subscription {
     let latest: NameEntry | undefined;
     let wake: (() => void) | undefined;
     let closed = false;
-    const unlisten = this.listen(name, peer, (entry) => {
+    const holding = this.admit(peer, 1, () => wake?.());
+    holding.listen(name, (entry) => {
       if (!latest || entry.version > latest.version) latest = entry;
       wake?.();
     });
@@ -313,19 +434,46 @@ class Watchers {
     if (signal?.aborted) closed = true;
     return {
       next: async () => {
-        while (!latest && !closed) await new Promise<void>((resolve) => (wake = resolve));
+        while (!latest && !closed && !holding.evicted) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
         if (closed) return undefined;
+        // A head pushed before the eviction is still sent; the stream ends at the next call.
+        if (!latest) throw holding.evicted!;
         const entry = latest;
         latest = undefined;
         return entry;
       },
       close: () => {
-        unlisten();
+        holding.release();
         signal?.removeEventListener("abort", onAbort);
         closed = true;
         wake?.();
       },
     };
   }
+}
+
+/**
+ * The streams of one address to end so that it gives at least `give` watches: one stream when one is
+ * big enough (the smallest such), else the biggest, and again. A stream ends whole, a WatchMany with
+ * all its names: its client cannot be told that only some of them stopped, and when the stream ends it
+ * asks again and polls meanwhile. So an address whose streams are big may give more than its share;
+ * it is the one holding the most, and ending the fewest streams keeps that rare.
+ */
+function streamsToEnd(streams: Held[], give: number): Held[] {
+  const ended: Held[] = [];
+  streams.sort((a, b) => a.size - b.size);
+  while (give > 0 && streams.length > 0) {
+    let low = 0;
+    let high = streams.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (streams[middle].size >= give) high = middle;
+      else low = middle + 1;
+    }
+    const [stream] = low < streams.length ? streams.splice(low, 1) : streams.splice(-1, 1);
+    ended.push(stream);
+    give -= stream.size;
+  }
+  return ended;
 }

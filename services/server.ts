@@ -125,6 +125,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
         authority,
         closing: server?.closing,
         addBlocks: blocks && ((list) => blocks.storeBlocks(list)),
+        onWatchesEvicted: metrics && ((watches) => metrics.watchesEvicted(watches)),
       });
       router.service(NS, withConnectErrors(NS, ns, observer));
       router.service(NameWatchService, withConnectErrors(NameWatchService, { watchMany: (request, context) => ns.watchMany(request, context) }, observer));

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import type http from "node:http";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -7,7 +8,7 @@ import { NsService } from "../../services/ns-service.js";
 import { listen, routes, type Listening } from "../../services/server.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
-import { WatchManyRequestSchema } from "../../gen/remotelog/v1/names_pb.js";
+import { NameWatchService, WatchManyRequestSchema } from "../../gen/remotelog/v1/names_pb.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -108,5 +109,224 @@ describe("ns watch - pushed heads", () => {
     await closed;
     await watching;
     expect(seen).toEqual(["a", "b", "c"]);
+  });
+});
+
+// Distinct client addresses on loopback (127.0.0.0/8): the NS counts watches by client address.
+const STRANGER = "127.0.0.2";
+const HONEST = "127.0.0.3";
+const THIRD = "127.0.0.4";
+
+describe("ns watch - a full --max-watches is shared among client addresses", () => {
+  const transportFrom = (from: string) =>
+    createConnectTransport({ baseUrl: server!.url, httpVersion: "1.1", nodeOptions: { localAddress: from, agent: false } as http.RequestOptions });
+
+  /** One Watch stream from an address: the versions it was pushed, and how it ended (undefined: not yet, or cleanly). */
+  function watchFrom(from: string, name: string) {
+    const stop = new AbortController();
+    const stream = { name, versions: [] as bigint[], done: false, error: undefined as ConnectError | undefined, stop: () => stop.abort() };
+    let pushed!: () => void;
+    const firstHead = new Promise<void>((resolve) => (pushed = resolve));
+    const ended = (async () => {
+      try {
+        for await (const content of createClient(NS, transportFrom(from)).watch({ name }, { signal: stop.signal })) {
+          stream.versions.push(content.version);
+          pushed();
+        }
+      } catch (err) {
+        stream.error = ConnectError.from(err);
+      } finally {
+        stream.done = true;
+      }
+    })();
+    // The watched names exist, so a stream that was let in is pushed its head at once.
+    return Object.assign(stream, { opened: Promise.race([firstHead, ended]) });
+  }
+
+  /** One WatchMany stream from an address: the notes it got, and how it ended. */
+  function watchManyFrom(from: string, names: string[]) {
+    const stop = new AbortController();
+    const stream = { notes: [] as string[], done: false, error: undefined as ConnectError | undefined, stop: () => stop.abort() };
+    void (async () => {
+      try {
+        for await (const note of createClient(NameWatchService, transportFrom(from)).watchMany({ names }, { signal: stop.signal })) stream.notes.push(note.name);
+      } catch (err) {
+        stream.error = ConnectError.from(err);
+      } finally {
+        stream.done = true;
+      }
+    })();
+    return stream;
+  }
+
+  async function start(maxWatches: number) {
+    server = await listen({ host: "127.0.0.1", port: 0, metrics: true, routes: routes({ names: new MemoryNameStore(), content: new MemoryContentStore(), limits: { maxWatches } }) });
+    const ns = createClient(NS, transportFrom("127.0.0.1"));
+    const publish = (name: string) => ns.update({ name, content: utf8(`${name} ${Date.now()}`) });
+    return { publish };
+  }
+
+  /** Opens Watch streams from an address one after another, each let in (pushed its head) before the next. */
+  async function watchAll(from: string, watched: string[]) {
+    const streams = [];
+    for (const name of watched) {
+      const stream = watchFrom(from, name);
+      await stream.opened;
+      expect(stream.error, `${from} watching ${name}`).toBeUndefined();
+      streams.push(stream);
+    }
+    return streams;
+  }
+
+  async function metric(name: string): Promise<number> {
+    const text = await (await fetch(`${server!.url}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(" ").pop()) : 0;
+  }
+  const maxWatchesHits = () => metric('remotelog_limit_hits_total{limit="max-watches"}');
+  const evicted = () => metric("remotelog_watches_evicted_total");
+  const isMaxWatchesRefusal = (error: ConnectError | undefined) => error?.code === Code.ResourceExhausted;
+  const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+  it("a stranger holding the whole budget gives one watch way to an honest follower, who is pushed its updates", async () => {
+    const { publish } = await start(6);
+    for (const name of [...names("s", 6), "honest"]) await publish(name);
+    const stranger = await watchAll(STRANGER, names("s", 6));
+
+    const honest = watchFrom(HONEST, "honest");
+    await honest.opened;
+    // Before, the follower was refused (ResourceExhausted, max-watches) and left to poll.
+    expect(honest.error).toBeUndefined();
+    expect(honest.versions).toEqual([1n]);
+    await publish("honest");
+    await expect.poll(() => honest.versions, { timeout: 5_000 }).toEqual([1n, 2n]);
+
+    // One of the stranger's streams ended, as a refused watch does, so its client polls and asks again later.
+    await expect.poll(() => stranger.filter((s) => s.done).length, { timeout: 5_000 }).toBe(1);
+    const [gone] = stranger.filter((s) => s.done);
+    expect(isMaxWatchesRefusal(gone.error)).toBe(true);
+    expect(gone.error!.rawMessage).toMatch(/let go to make room for another client address's: this NS watches at most 6 at once, shared among client addresses/);
+    // The stranger keeps its 5: each is still pushed its name's updates.
+    const kept = stranger.filter((s) => !s.done);
+    for (const stream of kept) await publish(stream.name);
+    await expect.poll(() => kept.map((s) => s.versions.length), { timeout: 5_000 }).toEqual([2, 2, 2, 2, 2]);
+    expect(await evicted()).toBe(1);
+    expect(await maxWatchesHits()).toBe(1);
+    // The stranger asking for its 6th back is refused: the honest follower holds fewer than it would.
+    const again = watchFrom(STRANGER, "s0");
+    await again.opened;
+    expect(isMaxWatchesRefusal(again.error)).toBe(true);
+    expect(honest.done).toBe(false);
+    for (const stream of [...stranger, honest]) stream.stop();
+  });
+
+  it("each of k addresses asking gets about max/k, no address is taken below the asker's count, and past equal shares the asker is refused", async () => {
+    const { publish } = await start(6);
+    for (const name of [...names("s", 6), ...names("h", 6), ...names("t", 6)]) await publish(name);
+    const stranger = await watchAll(STRANGER, names("s", 6));
+    const strangerHolds = () => stranger.filter((s) => !s.done).length;
+
+    // The honest address asks one at a time: each is let in, taking one from the stranger...
+    const honest = await watchAll(HONEST, names("h", 3));
+    await expect.poll(strangerHolds, { timeout: 5_000 }).toBe(3);
+    // ...up to equal shares: a fourth would leave it holding more than the stranger.
+    const fourth = watchFrom(HONEST, "h3");
+    await fourth.opened;
+    expect(isMaxWatchesRefusal(fourth.error)).toBe(true);
+    expect(fourth.error!.rawMessage).toMatch(/6 names are watched already, the most this NS serves at once, shared among client addresses: 127\.0\.0\.3 would watch 4/);
+    // Nor does the stranger win one back: it would then hold more than the honest address.
+    const back = watchFrom(STRANGER, "s0");
+    await back.opened;
+    expect(isMaxWatchesRefusal(back.error)).toBe(true);
+    expect(strangerHolds()).toBe(3);
+    expect(honest.every((s) => !s.done)).toBe(true);
+
+    // A third address: the largest holder gives way each time, until all three hold 6/3.
+    const third = await watchAll(THIRD, names("t", 2));
+    await expect.poll(() => [strangerHolds(), honest.filter((s) => !s.done).length], { timeout: 5_000 }).toEqual([2, 2]);
+    const thirdMore = watchFrom(THIRD, "t2");
+    await thirdMore.opened;
+    expect(isMaxWatchesRefusal(thirdMore.error)).toBe(true);
+    expect(await evicted()).toBe(5);
+    // 5 streams ended by eviction, 3 asks refused.
+    expect(await maxWatchesHits()).toBe(8);
+    for (const stream of [...stranger, ...honest, ...third]) stream.stop();
+  });
+
+  /** Whether a WatchMany stream was let in: it hears of an update of name, published until it does or ends. */
+  async function letIn(stream: ReturnType<typeof watchManyFrom>, publish: (name: string) => Promise<unknown>, name: string): Promise<boolean> {
+    for (let round = 0; round < 100 && !stream.done && stream.notes.length === 0; round++) {
+      await publish(name);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return stream.notes.length > 0 && stream.error === undefined;
+  }
+
+  it("a WatchMany of several names takes its room from several streams at once, all or none", async () => {
+    const { publish } = await start(6);
+    for (const name of names("s", 6)) await publish(name);
+    const stranger = await watchAll(STRANGER, names("s", 6));
+    const many = watchManyFrom(HONEST, names("h", 3));
+    expect(await letIn(many, publish, "h1")).toBe(true);
+    await expect.poll(() => stranger.filter((s) => !s.done).length, { timeout: 5_000 }).toBe(3);
+    expect(await evicted()).toBe(3);
+    // One more would leave the honest address holding 4, more than the stranger's 3: refused, nothing ended.
+    const more = watchManyFrom(HONEST, ["x0"]);
+    await expect.poll(() => more.done, { timeout: 5_000 }).toBe(true);
+    expect(isMaxWatchesRefusal(more.error)).toBe(true);
+    expect(stranger.filter((s) => !s.done).length).toBe(3);
+    expect(await evicted()).toBe(3);
+    for (const stream of [...stranger, many]) stream.stop();
+  });
+
+  it("the WatchMany stream of the largest holder ends whole, all its names, and its client may ask again for what fits", async () => {
+    const { publish } = await start(6);
+    await publish("h0");
+    const stranger = watchManyFrom(STRANGER, names("s", 6));
+    expect(await letIn(stranger, publish, "s0")).toBe(true);
+    const [honest] = await watchAll(HONEST, ["h0"]);
+    await expect.poll(() => stranger.done, { timeout: 5_000 }).toBe(true);
+    expect(isMaxWatchesRefusal(stranger.error)).toBe(true);
+    expect(stranger.error!.rawMessage).toMatch(/let go to make room/);
+    expect(await evicted()).toBe(6);
+    // Asked again whole, it is refused: it would hold 6, the honest address 1.
+    const again = watchManyFrom(STRANGER, names("s", 6));
+    await expect.poll(() => again.done, { timeout: 5_000 }).toBe(true);
+    expect(isMaxWatchesRefusal(again.error)).toBe(true);
+    // What is left fits without taking anything.
+    const fewer = watchManyFrom(STRANGER, names("s", 5));
+    expect(await letIn(fewer, publish, "s1")).toBe(true);
+    expect(honest.done).toBe(false);
+    expect(await evicted()).toBe(6);
+    for (const stream of [honest, fewer]) stream.stop();
+  });
+
+  it("counts stay exact through evictions and closes: afterwards one address gets the whole budget, and not one more", async () => {
+    const { publish } = await start(6);
+    for (const name of [...names("s", 6), ...names("h", 3), "extra"]) await publish(name);
+    const stranger = await watchAll(STRANGER, names("s", 6));
+    const honest = await watchAll(HONEST, names("h", 3));
+    await expect.poll(() => stranger.filter((s) => s.done).length, { timeout: 5_000 }).toBe(3);
+    // Evicted streams are closed by their clients too: nothing is given back twice.
+    for (const stream of [...stranger, ...honest]) stream.stop();
+    // Once the closes reach the server, every watch is back: one stream of the whole budget is let in.
+    const whole = names("w", 6);
+    let held: ReturnType<typeof watchManyFrom> | undefined;
+    await expect
+      .poll(
+        async () => {
+          held?.stop();
+          held = watchManyFrom(THIRD, whole);
+          return letIn(held, publish, "w5");
+        },
+        { timeout: 10_000, interval: 100 },
+      )
+      .toBe(true);
+    // Exactly 6 are counted: one more from the same address is refused, saying so.
+    const one = watchFrom(THIRD, "extra");
+    await one.opened;
+    expect(isMaxWatchesRefusal(one.error)).toBe(true);
+    expect(one.error!.rawMessage).toMatch(/^6 names are watched already/);
+    held!.stop();
   });
 });
