@@ -1,5 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
+import type http from "node:http";
 import { join } from "node:path";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { NS } from "../../gen/vac/cas/cas_pb.js";
 import { createInterface } from "node:readline";
 import { cleanup, lines, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
 import { startSilentProxy } from "../helpers/silent-proxy.js";
@@ -107,5 +111,47 @@ describe("follow - pushed heads", () => {
     expect(stderr.match(/refused to push/g)).toHaveLength(1);
     await stop(second, "SIGTERM");
     await stop(first, "SIGTERM");
+  }, 40_000);
+
+  it("a stranger holding all of --max-watches gives one way: an honest follower is let in and delivers by push", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-watches", "6"]);
+    const send = (batch: string) => runCli(["send", "--unsigned", "--name", "p", "--server", server.url, "--data", join(dir, "alice")], { stdin: batch });
+    expect((await send(lines(1, "first"))).code).toBe(0);
+    // The stranger, from another loopback address, watches 6 names of its own: the whole budget.
+    const stranger = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: { localAddress: "127.0.0.2", agent: false } as http.RequestOptions }));
+    const leave = new AbortController();
+    const ended: (Code | undefined)[] = [];
+    for (let i = 0; i < 6; i++) {
+      await stranger.update({ name: `s${i}`, content: new TextEncoder().encode("x") });
+      await new Promise<void>((admitted) => {
+        void (async () => {
+          try {
+            for await (const _ of stranger.watch({ name: `s${i}` }, { signal: leave.signal })) admitted();
+          } catch (err) {
+            ended.push(ConnectError.from(err).code);
+            admitted();
+          }
+        })();
+      });
+    }
+    expect(ended).toEqual([]);
+    try {
+      const follower = spawnCli(["receive", "--unsigned", "--follow", "--interval", "60000", "--name", "p", "--server", server.url, "--state", join(dir, "bob")]);
+      const seen: string[] = [];
+      createInterface({ input: follower.stdout! }).on("line", (line) => seen.push(bodyText(JSON.parse(line))));
+      let stderr = "";
+      follower.stderr!.on("data", (chunk) => (stderr += chunk));
+      await expect.poll(() => seen, { timeout: 10_000 }).toEqual(["first 0"]);
+      // Before, the follower was refused its watch and, polling once a minute, did not deliver in time.
+      expect((await send(lines(1, "pushed"))).code).toBe(0);
+      await expect.poll(() => seen, { timeout: 10_000 }).toEqual(["first 0", "pushed 0"]);
+      expect(stderr).not.toMatch(/refused to push/);
+      // One of the stranger's watches ended as a refusal does (its client polls and asks again later).
+      await expect.poll(() => ended, { timeout: 10_000 }).toEqual([Code.ResourceExhausted]);
+      await stop(follower, "SIGTERM");
+    } finally {
+      leave.abort();
+    }
   }, 40_000);
 });
