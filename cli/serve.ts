@@ -106,7 +106,7 @@ export function command(io: Io) {
     .option("--max-response-bytes <bytes>", "block bytes in one GetMany response (in JSON, each byte of base64 text counts 4); clients page past it", intOption(1), defaultBlockLimits.maxResponseBytes)
     .option("--read-rate-per-address <bytes>", "block bytes read per second for one client address, in bursts of up to 4 s' worth; past that its reads wait, one at a time (0: no limit)", intOption(0), DEFAULT_READ_RATE)
     .option("--max-watch-names <n>", "names one WatchMany may watch", intOption(1), defaultNsLimits.maxWatchNames)
-    .option("--max-watches <n>", "names watched at once, by all clients together", intOption(1), defaultNsLimits.maxWatches)
+    .option("--max-watches <n>", "names watched at once, by all clients together; when full, the client address watching the most gives way to one watching fewer", intOption(1), defaultNsLimits.maxWatches)
     .option("--max-watches-per-address <n>", "names watched at once from one client address", intOption(1), defaultNsLimits.maxWatchesPerAddress)
     .option("--max-watches-per-connection <n>", "names watched at once on one connection", intOption(1), defaultNsLimits.maxWatchesPerConnection)
     .option("--max-connections <n>", "connections open at once; more are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnections)
