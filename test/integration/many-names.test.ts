@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { ChildProcess } from "node:child_process";
@@ -174,6 +175,8 @@ describe("receive many names - end to end through real processes", () => {
     await expect.poll(() => f.seen.length, { timeout: 15_000 }).toBe(6);
     // k0's checkpoint file becomes a directory with something in it: its next save (a rename onto it) fails, as on a full or broken disk.
     const file = join(state, `${createHash("sha256").update("k0", "utf8").digest("hex")}.json`);
+    // A batch is printed before its checkpoint is saved: wait for the save (its rename) to be done.
+    await expect.poll(() => existsSync(file), { timeout: 15_000 }).toBe(true);
     await rm(file);
     await mkdir(join(file, "in-the-way"), { recursive: true });
     await send(server.url, dir, "k0", 2, 3);
