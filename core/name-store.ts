@@ -28,10 +28,26 @@ export interface PutOptions {
 export const MAX_VERSION = (1n << 64n) - 1n;
 
 /**
- * The version a put gives the name, or the error it fails with: shared by every backend so that they
- * agree on the checks and on the messages.
+ * CONFLICT when version, a signed update's (its record's sequence), is not above droppedAt, the version
+ * the operator dropped the name at (NameStore.droppedAt): that record, and every older one, is public,
+ * and whoever kept it could otherwise publish it again and bring the name back, reaching pages gc has
+ * since removed. The one check of it, for the stores' puts (nextVersion) and for the NS before it
+ * touches anything (core/name-checks.ts applySignedUpdate).
  */
-export function nextVersion(name: string, current: bigint, options: PutOptions): bigint {
+export function checkNotDropped(name: string, version: bigint, droppedAt: bigint | undefined): void {
+  if (droppedAt === undefined || version > droppedAt) return;
+  throw RemoteLogError.conflict(
+    `name ${JSON.stringify(name)} was dropped by the operator at sequence ${droppedAt}; only a newer record from its key is taken, and this one has sequence ${version}`,
+    { name },
+  );
+}
+
+/**
+ * The version a put gives the name, or the error it fails with: shared by every backend so that they
+ * agree on the checks and on the messages. droppedAt is the name's tombstone (NameStore.droppedAt), if
+ * the backend keeps one: a given version must be above it too.
+ */
+export function nextVersion(name: string, current: bigint, options: PutOptions, droppedAt?: bigint): bigint {
   if (options.expectedVersion !== undefined && options.expectedVersion !== current) {
     throw RemoteLogError.aborted(`name ${JSON.stringify(name)} is at version ${current}, not ${options.expectedVersion}`, { name });
   }
@@ -42,6 +58,7 @@ export function nextVersion(name: string, current: bigint, options: PutOptions):
   if (options.version < 1n || options.version > MAX_VERSION) {
     throw RemoteLogError.invalidArgument(`version ${options.version} of name ${JSON.stringify(name)} is not in 1..2^64-1`);
   }
+  checkNotDropped(name, options.version, droppedAt);
   if (options.version <= current) {
     throw RemoteLogError.aborted(`name ${JSON.stringify(name)} is at version ${current}; version ${options.version} is not newer`, { name });
   }
@@ -72,7 +89,8 @@ export interface NameStore {
    * Sets the name's content (and record, empty if not given) and returns its new version: `version`
    * when given, else the current version + 1. With expectedVersion, the update applies only if the
    * current version equals it (0n: the name must not exist). A given `version` must be greater than
-   * the current one, so that a signed name's version is its record's sequence and never goes back.
+   * the current one, so that a signed name's version is its record's sequence and never goes back,
+   * and, for a name dropped with a record, than its tombstone (see drop: CONFLICT otherwise).
    * Either check failing throws CONFLICT, naming the name and the versions, and changes nothing; a
    * `version` outside 1..2^64-1 throws INVALID_ARGUMENT. Concurrent updates of one name are
    * serialised: none is lost silently. Durable when it resolves.
@@ -91,12 +109,29 @@ export interface NameStore {
    */
   list?(options?: ListOptions): AsyncIterable<[string, NameEntry]>;
   /**
-   * Forgets the name and its entry: get and list no longer give it, and a put makes it anew, from
-   * version 1. True when it had an entry. Serialised with the name's puts; durable when it resolves.
-   * Optional, the capability the operator's gc --drop-name needs (backup/gc.ts): a backend that cannot
-   * forget a name (IPNS) leaves it out.
+   * Forgets the name and its entry: get, list and count no longer give it, and a put makes it anew,
+   * from version 1. True when it had an entry; false, changing nothing, when it had none (dropped
+   * before, or never there), so that a drop can be repeated. Serialised with the name's puts; durable
+   * when it resolves. Optional, the capability the operator's gc --drop-name needs (backup/gc.ts): a
+   * backend that cannot forget a name (IPNS) leaves it out, and one that has it has droppedAt too.
+   *
+   * A name whose entry carries a record (a key name, whose version is its record's sequence) leaves a
+   * tombstone, its version, durable with the drop: from then on a put with a given version at or below
+   * it throws CONFLICT (checkNotDropped) and changes nothing, checked under the name's lock with the
+   * put's other checks. Its last record is public, and published again it would bring the name back,
+   * reaching pages gc has removed; only its key can sign a newer one. The put that makes the name anew
+   * removes the tombstone (in the same write): a signed name's put has a version above it, which from
+   * then on refuses every old record by itself, and which a later drop leaves as the tombstone. A put
+   * without a version (an unsigned name's; the NS gives a key name's every put a version) is not
+   * judged against it. A name without a record (a free-form name, which any writer may update anyway)
+   * leaves none.
    */
   drop?(name: string): Promise<boolean>;
+  /**
+   * The name's tombstone (see drop): the version its entry, carrying a record, had when drop forgot
+   * it, until a put makes the name anew; undefined for any other name. Offered with drop.
+   */
+  droppedAt?(name: string): Promise<bigint | undefined>;
   /** Releases files and handles. Idempotent. */
   close(): Promise<void>;
 }

@@ -13,12 +13,24 @@ import { isOutOfSpace, serverOutOfSpace } from "../file/atomic.js";
  *        content
  *        record (the rest)
  *
- * One key per name makes an update a single LevelDB put, atomic by itself; the per-name mutex makes
- * "read version, compare, write" atomic against the other puts of this process. LevelDB's own LOCK
- * file keeps other processes out.
+ * or, for a name dropped with a record (NameStore.drop), its tombstone:
+ *
+ *   u8   2
+ *   u64  the version it had
+ *
+ * One key per name makes an update a single LevelDB put, atomic by itself: a drop that leaves a
+ * tombstone is one put of it, and the put that makes the name anew overwrites it. The per-name mutex
+ * makes "read version, compare, write" atomic against the other puts and drops of this process.
+ * LevelDB's own LOCK file keeps other processes out.
  */
 const FORMAT = 1;
 const HEADER = 1 + 8 + 4;
+const DROPPED = 2;
+const TOMBSTONE_BYTES = 1 + 8;
+
+/** What a key holds: a name's entry, or the tombstone of a name dropped with a record. */
+type Stored = NameEntry | { droppedAt: bigint };
+const isTombstone = (stored: Stored | undefined): stored is { droppedAt: bigint } => stored !== undefined && "droppedAt" in stored;
 
 /** Names whose version a store keeps in memory (LevelNameStore.versions): a few hundred KB at most. */
 const VERSIONS_KEPT = 4096;
@@ -75,29 +87,45 @@ export class LevelNameStore implements NameStore {
     return this.read(name);
   }
 
+  /** The name's tombstone (NameStore.droppedAt), or undefined. Throws as get does. */
+  async droppedAt(name: string): Promise<bigint | undefined> {
+    this.checkOpen();
+    const stored = await this.readStored(name);
+    return isTombstone(stored) ? stored.droppedAt : undefined;
+  }
+
   private async read(name: string): Promise<NameEntry | undefined> {
+    const stored = await this.readStored(name);
+    return isTombstone(stored) ? undefined : stored;
+  }
+
+  private async readStored(name: string): Promise<Stored | undefined> {
     let value: Uint8Array | undefined;
     try {
       value = await this.db.get(name);
     } catch (err) {
       throw RemoteLogError.internal(`cannot read name ${JSON.stringify(name)}: ${describe(err)}`, err);
     }
-    return value && decodeEntry(name, value);
+    return value && decodeStored(name, value);
   }
 
   /**
    * Sets the name's content and returns its new version, as NameStore.put says: CONFLICT (naming the
    * name and the versions) when expectedVersion is not the current version or a given version is not
-   * newer, INVALID_ARGUMENT for a version outside 1..2^64-1; nothing changes then. Durable when it
-   * resolves; INTERNAL on an I/O failure.
+   * newer, CONFLICT when it is not above the name's tombstone, INVALID_ARGUMENT for a version outside
+   * 1..2^64-1; nothing changes then. Durable when it resolves; INTERNAL on an I/O failure.
    */
   async put(name: string, content: Uint8Array, options: PutOptions = {}): Promise<bigint> {
     this.checkOpen();
     // Copied now: the caller may reuse its buffers while we wait for the lock.
     const value = encodeEntry(0n, content, options.record ?? new Uint8Array(0));
     return this.locks.run(name, async () => {
-      const current = this.versions.get(name) ?? (await this.read(name))?.version ?? 0n;
-      const version = nextVersion(name, current, options);
+      // A name whose version is kept has an entry, so no tombstone: only a drop makes one, and it forgets the version.
+      const kept = this.versions.get(name);
+      const stored = kept === undefined ? await this.readStored(name) : undefined;
+      const current = kept ?? (isTombstone(stored) ? 0n : (stored?.version ?? 0n));
+      // The write below replaces the tombstone, if any.
+      const version = nextVersion(name, current, options, isTombstone(stored) ? stored.droppedAt : undefined);
       Buffer.from(value.buffer, value.byteOffset, value.length).writeBigUInt64BE(version, 1);
       try {
         await this.db.put(name, value, { sync: true });
@@ -115,13 +143,19 @@ export class LevelNameStore implements NameStore {
     });
   }
 
-  /** Forgets the name, as NameStore.drop says, under its lock; INTERNAL on an I/O failure. */
+  /**
+   * Forgets the name, as NameStore.drop says, under its lock: a name with a record is replaced by its
+   * tombstone, in one synced put, one without is removed. A name not there (or only its tombstone) is
+   * false, and the tombstone stays. INTERNAL on an I/O failure.
+   */
   async drop(name: string): Promise<boolean> {
     this.checkOpen();
     return this.locks.run(name, async () => {
-      if ((await this.read(name)) === undefined) return false;
+      const entry = await this.read(name);
+      if (entry === undefined) return false;
       try {
-        await this.db.del(name, { sync: true });
+        if (entry.record.length > 0) await this.db.put(name, encodeTombstone(entry.version), { sync: true });
+        else await this.db.del(name, { sync: true });
       } catch (err) {
         this.versions.delete(name);
         this.names = undefined;
@@ -139,23 +173,34 @@ export class LevelNameStore implements NameStore {
     if (this.versions.size > VERSIONS_KEPT) this.versions.delete(this.versions.keys().next().value!);
   }
 
-  /** How many names have an entry: kept, when opened with { counted }; else read every key (stats and tests). */
+  /** How many names have an entry: kept, when opened with { counted }; else read every key, tombstones left out (stats and tests). */
   async count(): Promise<number> {
     this.checkOpen();
     return this.names ?? this.walkCount();
   }
 
+  /** Keys that hold an entry: a tombstone is no name. Reads the values for their first byte. */
   private async walkCount(): Promise<number> {
     let count = 0;
-    for await (const _ of this.db.keys()) count++;
+    for await (const value of this.db.values()) if (!(value.length === TOMBSTONE_BYTES && value[0] === DROPPED)) count++;
     return count;
   }
 
-  /** Every name and its entry, in key order (the names' UTF-8 bytes); for gc, which takes them all as roots, or a page of them. */
+  /**
+   * Every name and its entry, in key order (the names' UTF-8 bytes); for gc, which takes them all as
+   * roots, or a page of them. Tombstones are skipped, so a page of limit names may read more keys.
+   */
   async *list(options: ListOptions = {}): AsyncGenerator<[string, NameEntry]> {
     this.checkOpen();
-    const range = { ...(options.after !== undefined ? { gt: options.after } : {}), ...(options.limit !== undefined ? { limit: options.limit } : {}) };
-    for await (const [name, value] of this.db.iterator(range)) yield [name, decodeEntry(name, value)];
+    const limit = options.limit ?? Infinity;
+    if (limit <= 0) return;
+    let listed = 0;
+    for await (const [name, value] of this.db.iterator(options.after !== undefined ? { gt: options.after } : {})) {
+      const stored = decodeStored(name, value);
+      if (isTombstone(stored)) continue;
+      yield [name, stored];
+      if (++listed >= limit) return;
+    }
   }
 
   /** Waits for puts in progress, then closes the database. Idempotent; later calls throw INTERNAL. */
@@ -181,11 +226,22 @@ function encodeEntry(version: bigint, content: Uint8Array, record: Uint8Array): 
   return new Uint8Array(value.buffer, value.byteOffset, value.length);
 }
 
-function decodeEntry(name: string, value: Uint8Array): NameEntry {
+function encodeTombstone(version: bigint): Uint8Array {
+  const value = Buffer.allocUnsafe(TOMBSTONE_BYTES);
+  value.writeUInt8(DROPPED, 0);
+  value.writeBigUInt64BE(version, 1);
+  return new Uint8Array(value.buffer, value.byteOffset, value.length);
+}
+
+function decodeStored(name: string, value: Uint8Array): Stored {
   const bytes = Buffer.from(value.buffer, value.byteOffset, value.length);
   const bad = (why: string) => RemoteLogError.dataLoss(`stored entry of name ${JSON.stringify(name)} is damaged: ${why}`);
+  if (bytes[0] === DROPPED) {
+    if (bytes.length !== TOMBSTONE_BYTES) throw bad(`a tombstone of ${bytes.length} bytes, expected ${TOMBSTONE_BYTES}`);
+    return { droppedAt: bytes.readBigUInt64BE(1) };
+  }
   if (bytes.length < HEADER) throw bad(`${bytes.length} bytes`);
-  if (bytes[0] !== FORMAT) throw bad(`format ${bytes[0]}, expected ${FORMAT}`);
+  if (bytes[0] !== FORMAT) throw bad(`format ${bytes[0]}, expected ${FORMAT} or ${DROPPED}`);
   const contentLength = bytes.readUInt32BE(9);
   if (HEADER + contentLength > bytes.length) throw bad(`content of ${contentLength} bytes in a value of ${bytes.length}`);
   return {

@@ -159,6 +159,56 @@ export function nameStoreContract(
       expect((await store.get(await w.name("bob")))!.version).toBe(1n);
     });
 
+    it("drop, when the backend offers it, leaves a name with a record a tombstone: a given version at or below it is CONFLICT, a newer one makes the name anew", async () => {
+      if (!store.drop) return;
+      const alice = await w.name("alice");
+      await w.put("alice", text("s5"), { version: 5n, record: "r5" });
+      const record5 = w.record("alice", "r5");
+      expect(await store.drop(alice)).toBe(true);
+      // The record dropped (the same one again: anyone may have kept it), and an older one, are refused,
+      // the first publish's way (expectedVersion 0n) too, and change nothing.
+      for (const [version, options] of [
+        [5n, {}],
+        [4n, {}],
+        [5n, { expectedVersion: 0n }],
+      ] as const) {
+        const err = await w.put("alice", text("s5"), { version, record: "replayed", ...options }).then(() => undefined, (e: unknown) => e);
+        expect(isRemoteLogError(err, "CONFLICT"), `version ${version}: expected CONFLICT, got ${String(err)}`).toBe(true);
+        expect((err as Error).message).toContain(alice);
+        expect((err as Error).message).toContain("dropped by the operator at sequence 5");
+        expect((err as Error).message).toContain("only a newer record from its key is taken");
+        expect(await store.get(alice)).toBeUndefined();
+      }
+      expect(store.droppedAt, "a store with drop has droppedAt").toBeTypeOf("function");
+      expect(await store.droppedAt!(alice)).toBe(5n);
+      // Byte for byte the record dropped.
+      const again = await store.put(alice, text("s5"), { version: 5n, record: record5 }).then(() => undefined, (e: unknown) => e);
+      expect(isRemoteLogError(again, "CONFLICT"), String(again)).toBe(true);
+      // Safe to repeat: the name is not there, and its tombstone stays.
+      expect(await store.drop(alice)).toBe(false);
+      expect(await store.droppedAt!(alice)).toBe(5n);
+      if (store.count) expect(await store.count()).toBe(0);
+      if (store.list) for await (const [name] of store.list()) expect.fail(`list gave ${name}`);
+      // A newer record from its key is a fresh start: the name's version guards it from then on.
+      expect(await w.put("alice", text("s6"), { version: 6n, record: "r6" })).toBe(6n);
+      expect(await store.get(alice)).toEqual({ content: text("s6"), version: 6n, record: w.record("alice", "r6") });
+      expect(await store.droppedAt!(alice)).toBeUndefined();
+      if (store.count) expect(await store.count()).toBe(1);
+      // Dropped again, at the higher version.
+      expect(await store.drop(alice)).toBe(true);
+      expect(await store.droppedAt!(alice)).toBe(6n);
+      expect(await w.put("alice", text("s6"), { version: 6n, record: "r6 again" }).then(() => "taken", (e: unknown) => String(e))).toMatch(/^RemoteLogError: CONFLICT: /);
+      expect(await w.put("alice", text("s7"), { version: 7n, record: "r7" })).toBe(7n);
+      // A name without a record (free-form, which anyone may write) leaves none.
+      if (!signed) {
+        await store.put("bob", text("b1"));
+        await store.put("bob", text("b2"));
+        expect(await store.drop("bob")).toBe(true);
+        expect(await store.droppedAt!("bob")).toBeUndefined();
+        expect(await store.put("bob", text("b1 again"), { version: 1n })).toBe(1n);
+      }
+    });
+
     it("a name never updated is undefined", async () => {
       expect(await store.get(await w.name("nobody"))).toBeUndefined();
       await w.put("somebody", text("x"));

@@ -62,6 +62,37 @@ describe("level name store - on disk", () => {
     expect(await again.count()).toBe(2);
   });
 
+  it("reopen - a name dropped with its record stays dropped: the tombstone survives a close, and only a newer version is taken", async () => {
+    const dir = await dirs.make();
+    const store = await openStore(dir);
+    await store.put("k51-alice", text("s5"), { version: 5n, record: text("record 5") });
+    await store.put("bob", text("b1"));
+    expect(await store.drop("k51-alice")).toBe(true);
+    await store.close();
+
+    const again = await LevelNameStore.open(dir, { counted: true });
+    opened.push(again);
+    const err = await failure(again.put("k51-alice", text("s5"), { version: 5n, record: text("record 5") }), "CONFLICT");
+    expect(err.message).toContain("dropped by the operator at sequence 5");
+    await failure(again.put("k51-alice", text("s4"), { version: 4n, record: text("record 4") }), "CONFLICT");
+    expect(await again.get("k51-alice")).toBeUndefined();
+    expect(await again.droppedAt("k51-alice")).toBe(5n);
+    expect(await again.count()).toBe(1);
+    // A drop repeated after the reopen keeps the tombstone.
+    expect(await again.drop("k51-alice")).toBe(false);
+    expect(await again.droppedAt("k51-alice")).toBe(5n);
+    const listed: string[] = [];
+    for await (const [name] of again.list({ limit: 1 })) listed.push(name);
+    expect(listed).toEqual(["bob"]);
+    expect(await again.put("k51-alice", text("s6"), { version: 6n, record: text("record 6") })).toBe(6n);
+    expect(await again.count()).toBe(2);
+    await again.close();
+    const third = await openStore(dir);
+    expect(await third.get("k51-alice")).toEqual({ content: text("s6"), version: 6n, record: text("record 6") });
+    expect(await third.droppedAt("k51-alice")).toBeUndefined();
+    expect(await third.count()).toBe(2);
+  });
+
   it("versions - a name whose version the store no longer keeps in memory is read again, not restarted", async () => {
     const store = await openStore(await dirs.make());
     // More names than the store keeps versions of (4,096), so the first ones' are dropped.
