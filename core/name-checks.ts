@@ -1,4 +1,4 @@
-import type { NameEntry, NameStore, PutOptions } from "./name-store.js";
+import { checkNotDropped, type NameEntry, type NameStore, type PutOptions } from "./name-store.js";
 import { RemoteLogError, isRemoteLogError } from "./errors.js";
 import { equalBytes } from "./hash.js";
 import { verifyNameRecord, type VerifiedRecord } from "./names.js";
@@ -62,11 +62,13 @@ export function checkSequence(
  * Applies an update of a key name to store, after every check: a record signed by the name's key for
  * exactly this content (verifyNameRecord), whose sequence becomes the name's version (checkSequence).
  * A lost race is judged again against the winner, so that two publishers of the same record both
- * succeed and a loser gets the precise reason. put stores the entry (the store's put, plus whatever
- * must go in first). Returns the name's version.
+ * succeed and a loser gets the precise reason. A name the operator dropped takes only a sequence above
+ * its tombstone (NameStore.droppedAt; CONFLICT otherwise), judged here before put, so that nothing goes
+ * in first, and by the store's put again under its lock. put stores the entry (the store's put, plus
+ * whatever must go in first). Returns the name's version.
  */
 export async function applySignedUpdate(
-  store: Pick<NameStore, "get">,
+  store: Pick<NameStore, "get" | "droppedAt">,
   name: string,
   content: Uint8Array,
   record: Uint8Array,
@@ -78,6 +80,8 @@ export async function applySignedUpdate(
   const current = await store.get(name);
   const unchanged = checkSequence(name, sequence, current, content, record, expectedVersion);
   if (unchanged !== undefined) return { version: unchanged, stored: false };
+  // Only a name with no entry has a tombstone: read for it alone, a first publish.
+  if (current === undefined) checkNotDropped(name, sequence, await store.droppedAt?.(name));
   try {
     const version = await put({ record, version: sequence, ...(expectedVersion !== undefined ? { expectedVersion } : {}) });
     return { version, stored: true };

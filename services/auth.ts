@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
-import type { NameStore } from "../core/name-store.js";
+import { checkNotDropped, type NameStore } from "../core/name-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { isKeyName, verifyNameRecord } from "../core/names.js";
 import type { QuotaLedger } from "../core/quota-ledger.js";
@@ -176,15 +176,19 @@ export class Authority {
   /**
    * The writer of blocks sent ahead of a signed update that is not published yet (AddManyRequest.pending):
    * the record must verify with the name's key for that content, and its sequence be above the name's
-   * version. A record already published (sequence at or below the version) is public, anybody may have
-   * read it, so it authorizes nothing; one not published yet is known only to its signer.
+   * version (ABORTED otherwise), or, for a name the operator dropped, above its tombstone (CONFLICT). A
+   * record already published (sequence at or below the version) is public, anybody may have read it, so
+   * it authorizes nothing; one not published yet is known only to its signer.
    */
   async pendingWriter(names: NameStore, pending: { name: string; content: Uint8Array; record: Uint8Array }): Promise<Writer> {
     const { name, content, record } = pending;
     if (!isKeyName(name)) throw RemoteLogError.invalidArgument(`pending update: name ${JSON.stringify(name)} is not a key name (k51…)`);
     const { sequence } = await verifyNameRecord(name, record, content, { update: true });
     const writer = this.keyWriter(name);
-    const version = (await names.get(name))?.version ?? 0n;
+    const current = await names.get(name);
+    // A record of a name the operator dropped is public too: only one above its tombstone is new.
+    if (current === undefined) checkNotDropped(name, sequence, await names.droppedAt?.(name));
+    const version = current?.version ?? 0n;
     // Most often a lost race (another update moved the name since the writer read it), which the writer
     // handles by reading again; either way nothing is stored.
     if (sequence <= version) {

@@ -7,6 +7,7 @@ import { AddressSchema, CAS, ContentSchema, NameUpdateSchema, NS, QuerySchema } 
 import { AddManyRequestSchema, BlockService, GetManyRequestSchema } from "../../gen/remotelog/v1/blocks_pb.js";
 import { ErrorCodes, RemoteLogError, type ErrorCode } from "../../core/errors.js";
 import { addressOf, addressText } from "../../core/hash.js";
+import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
 import type { ContentStore } from "../../core/content-store.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
@@ -313,6 +314,29 @@ describe("services - through an in-memory router", () => {
     const alone = createClient(NS, createRouterTransport(routes({ names: new MemoryNameStore() })));
     await expectConnectCode(alone.update({ name: "pub", content: utf8("h"), blocks: [b1] }), Code.FailedPrecondition, /no CAS beside it/);
     expect((await alone.update({ name: "pub", content: utf8("h") })).version).toBe(1n);
+  });
+
+  it("refuses a dropped key name's old record as FailedPrecondition before storing anything of the update, its blocks sent ahead too", async () => {
+    const content = new MemoryContentStore();
+    const names = new MemoryNameStore();
+    const { ns, blocks } = clients(content, names);
+    const key = await generateNameKey();
+    const name = keyName(key);
+    const head = utf8("head 3");
+    const record = await createNameRecord(key, head, 3n);
+    expect((await ns.update({ name, content: head, record })).version).toBe(3n);
+    expect(await names.drop(name)).toBe(true);
+    const dropped = new RegExp(`^name "${name}" was dropped by the operator at sequence 3; only a newer record from its key is taken, and this one has sequence 3$`);
+    const smuggled = utf8("smuggled");
+    await expectConnectCode(ns.update({ name, content: head, record, blocks: [smuggled] }), Code.FailedPrecondition, dropped);
+    // The kept record authorized blocks sent ahead of the update again, as if it were not published yet.
+    await expectConnectCode(blocks.addMany({ blocks: [smuggled], pending: { name, content: head, record } }), Code.FailedPrecondition, dropped);
+    expect(await content.has(addressOf(smuggled))).toBe(false);
+    await expectConnectCode(ns.fetch({ name }), Code.NotFound);
+    // The key's owner signs a newer record: taken, its blocks with it.
+    const newer = await createNameRecord(key, utf8("head 4"), 4n);
+    expect((await blocks.addMany({ blocks: [smuggled], pending: { name, content: utf8("head 4"), record: newer } })).ids).toHaveLength(1);
+    expect((await ns.update({ name, content: utf8("head 4"), record: newer })).version).toBe(4n);
   });
 
   it("gives each refusal its Connect code", async () => {
