@@ -47,7 +47,7 @@ export function command(io: Io) {
     .option("--dry-run", "report what would be deleted; delete nothing")
     .option(
       "--drop-name <name>",
-      "forget this name first, so that what it alone reaches is deleted (a retired backup head name, a stranger's junk); repeatable; with --dry-run, forget nothing and report as if it were gone",
+      "forget this name first, so that what it alone reaches is deleted (a retired backup head name, a stranger's junk); a key name then takes only a newer record from its key; repeatable; with --dry-run, forget nothing and report as if it were gone",
       repeatable,
     )
     .option("--json", "print a JSON summary")

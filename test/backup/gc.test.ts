@@ -4,7 +4,9 @@ import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
-import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { NS, RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { PackSchema } from "../../gen/remotelog/v1/pack_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { collectGarbage } from "../../backup/gc.js";
@@ -229,6 +231,61 @@ describe("gc - a running server", () => {
     const bad = await runCli(["gc", "--server", server.admin!, "--drop-name", ""]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("INVALID_ARGUMENT: name is empty");
+  });
+
+  it("--drop-name of a key name keeps it dropped: a stranger's kept record is refused, readers hear of no log, and the owner's next send publishes the log anew", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--admin-listen", "127.0.0.1:0", "--gc-grace", "0s"]);
+    const keyFile = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
+    const send = (stdin: string) => runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "4", "--embed", "none", "--json"], { stdin });
+    const receive = (state: string) => runCli(["receive", "--name", name, "--server", server.url, "--state", join(dir, state)]);
+    // Any stranger may read a name's head and keep it: its record is public.
+    const stranger = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+    const kept: { data: Uint8Array; record: Uint8Array; version: bigint }[] = [];
+    expect((await send(lines(20))).code).toBe(0);
+    kept.push(await stranger.fetch({ name }));
+    expect((await send(lines(5, "more"))).code).toBe(0);
+    kept.push(await stranger.fetch({ name }));
+    expect(kept.map((head) => head.version)).toEqual([1n, 2n]);
+    expect(parseJsonl((await receive("bob")).stdout)).toHaveLength(25);
+
+    const gc = await runCli(["gc", "--server", server.admin!, "--drop-name", name, "--json"]);
+    expect(gc.code, gc.stderr).toBe(0);
+    const summary = JSON.parse(gc.stdout);
+    expect(summary.droppedNames).toEqual([name]);
+    expect(summary.removedBlocks).toBeGreaterThan(25);
+
+    // The old NS took the kept record back (its sequence was above the nothing left), and every reader then met
+    // pages gc had removed. Refused, whichever record, however sent, as a record not newer than the NS holds is.
+    for (const head of kept) {
+      for (const expectedVersion of [undefined, 0n]) {
+        const err = await stranger.update({ name, content: head.data, record: head.record, expectedVersion }).then(() => undefined, (e: unknown) => e);
+        expect(err, `sequence ${head.version} taken back`).toBeInstanceOf(ConnectError);
+        expect(Code[(err as ConnectError).code]).toBe("FailedPrecondition");
+        expect((err as ConnectError).rawMessage).toBe(
+          `name ${JSON.stringify(name)} was dropped by the operator at sequence 2; only a newer record from its key is taken, and this one has sequence ${head.version}`,
+        );
+      }
+    }
+    const none = await receive("carol");
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`name ${JSON.stringify(name)} has no remote log yet`);
+    expect(none.stderr).not.toContain("DATA_LOSS");
+
+    // The owner's next send finds the name gone and publishes its whole log again, under a record above the tombstone.
+    const anew = await send(lines(3, "after"));
+    expect(anew.code, anew.stderr).toBe(0);
+    expect(JSON.parse(anew.stdout)).toMatchObject({ name, published: 28, version: 3 });
+    const carol = parseJsonl<{ seq: number; body: string }>((await receive("carol")).stdout);
+    expect(carol.map((line) => line.seq)).toEqual(Array.from({ length: 28 }, (_, i) => i));
+    expect(carol.slice(25).map((line) => line.body)).toEqual(lines(3, "after").trim().split("\n"));
+    expect(parseJsonl<{ seq: number }>((await receive("bob")).stdout).map((line) => line.seq)).toEqual([25, 26, 27]);
+    // From then on the name's own version refuses the old records.
+    const stale = await stranger.update({ name, content: kept[1].data, record: kept[1].record }).then(() => undefined, (e: unknown) => e);
+    expect((stale as ConnectError).rawMessage).toMatch(/has sequence 2, older than the name's version 3/);
+    const verify = await runCli(["verify", "--name", name, "--from", server.url, "--read-data"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
   it("a reachable page stored whole that does not decode is reported and kept, and the older chain its fields link survives a gc that sweeps", async () => {
