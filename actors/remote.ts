@@ -33,6 +33,11 @@ const BlockAdds = { ...BlockService, methods: [addManyIdsUnread], method: { addM
 export function fromConnectError(err: unknown, where: string): RemoteLogError {
   if (err instanceof RemoteLogError) return err;
   const connectError = ConnectError.from(err);
+  // Nothing answers this call at the URL (an HTTP 404, or a server without the method): the URL is
+  // wrong, or the server is not one of ours; it was INTERNAL, "a bug".
+  if (connectError.code === Code.Unimplemented) {
+    return RemoteLogError.invalidArgument(`${where}: no such service at this URL (${connectError.rawMessage || "unimplemented"}): is it a remotelog server's URL, with the right path?`, err);
+  }
   const code = failedOnTheWay(connectError) ? ErrorCodes.UNAVAILABLE : (errorCodeOf[connectError.code] ?? ErrorCodes.INTERNAL);
   return new RemoteLogError(code, `${where}: ${connectError.rawMessage || Code[connectError.code]}`, { cause: err });
 }

@@ -147,6 +147,25 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
     }
   });
 
+  it("a server URL with a wrong path (no remotelog service there: HTTP 404) is INVALID_ARGUMENT saying so, not INTERNAL", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    try {
+      const url = `${server.url}/some/prefix`;
+      for (const args of [
+        ["receive", "--unsigned", "--name", "x", "--server", url],
+        ["send", "--unsigned", "--name", "x", "--server", url, "--data", join(await tempDir(), "alice")],
+      ]) {
+        const run = await runCli(args, { stdin: "hello\n" });
+        expect(run.code, args[0]).toBe(1);
+        // It was "INTERNAL: … HTTP 404", which the README calls a bug.
+        expect(run.stderr, args[0]).toMatch(/INVALID_ARGUMENT: .*\/some\/prefix.*: no such service at this URL \(HTTP 404\): is it a remotelog server's URL, with the right path\?/);
+        expect(run.stderr).not.toContain("INTERNAL");
+      }
+    } finally {
+      await stop(server);
+    }
+  });
+
   it("inspect and key with no subcommand exit 2; commander's errors carry USAGE:; a bad --server names --server", async () => {
     for (const verb of ["inspect", "key"]) {
       const bare = await runCli([verb]);
