@@ -303,6 +303,22 @@ export function userPathError(what: string, err: unknown): RemoteLogError {
   return ioError(what, err);
 }
 
+/**
+ * A failed write to a directory of the user's own (a receiver's state, a sender's data) as the user
+ * should read it: PERMISSION_DENIED when the system refused access (EACCES, EPERM, EROFS), as when the
+ * directory is created, where it was INTERNAL, "a bug"; anything else as it is. Never for a server's
+ * store, whose errors go to remote clients.
+ */
+export function ownPathError(err: unknown): unknown {
+  for (let cause = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      return RemoteLogError.permissionDenied(isRemoteLogError(err) ? err.text : (err as Error).message);
+    }
+  }
+  return err;
+}
+
 /** Wraps a raw I/O failure as INTERNAL with what was being done; our own errors pass through unchanged. */
 export function ioError(what: string, err: unknown): RemoteLogError {
   if (isRemoteLogError(err)) return err;

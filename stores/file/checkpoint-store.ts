@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { access, constants, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { fromHex, toHex } from "../../core/hash.js";
-import { ensureDir, removeLeftoverTmp, userPathError, writeFileAtomic } from "./atomic.js";
+import { ensureDir, ownPathError, removeLeftoverTmp, userPathError, writeFileAtomic } from "./atomic.js";
 import { KeyedMutex } from "./mutex.js";
 
 /** The JSON in each file. The name is kept so that a file can be checked against the name asked for. */
@@ -38,12 +38,17 @@ export class FileCheckpointStore implements CheckpointStore {
 
   /**
    * `const checkpoints = await FileCheckpointStore.open(dir)`: opens (creating if needed) the store in
-   * dir and removes crashed writers' temporary files. Throws INTERNAL on an I/O failure. Idempotent.
+   * dir and removes crashed writers' temporary files. Throws PERMISSION_DENIED when dir may not be
+   * written, INTERNAL on another I/O failure. Idempotent.
    * With readOnly (a verb that reads only), it creates and removes nothing, and save throws INTERNAL.
    */
   static async open(dir: string, options: { readOnly?: boolean } = {}): Promise<FileCheckpointStore> {
     if (options.readOnly) return new FileCheckpointStore(dir, true);
     await ensureDir(dir);
+    // An existing directory this process may not write is said now, not at the first save, after a delivery.
+    await access(dir, constants.W_OK).catch((err: unknown) => {
+      throw userPathError(`cannot write checkpoints in ${dir}`, err);
+    });
     await removeLeftoverTmp(dir);
     return new FileCheckpointStore(dir, false);
   }
@@ -125,7 +130,9 @@ export class FileCheckpointStore implements CheckpointStore {
     }
     const bytes = Buffer.from(`${JSON.stringify(file)}\n`, "utf8");
     await this.locks.run(name, async () => {
-      await writeFileAtomic(this.pathOf(name), bytes);
+      await writeFileAtomic(this.pathOf(name), bytes).catch((err: unknown) => {
+        throw ownPathError(err);
+      });
     });
   }
 

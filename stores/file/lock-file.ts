@@ -1,6 +1,7 @@
-import { link, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { link, readFile, realpath, rename, unlink, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { RemoteLogError } from "../../core/errors.js";
-import { ioError, isAlive, tmpPathFor } from "./atomic.js";
+import { ioError, isAlive, ownPathError, tmpPathFor } from "./atomic.js";
 
 /**
  * An exclusive lock between processes: a file holding the owner's pid. It is created whole, by writing
@@ -10,32 +11,50 @@ import { ioError, isAlive, tmpPathFor } from "./atomic.js";
  * Limits, on purpose: a pid reused by an unrelated live process after a reboot makes the lock look
  * held (remove the file by hand; the error says which), and it is advisory: only our own code honours it.
  */
+/**
+ * The locks this process holds now, by real path (two spellings of one directory are one lock). A lock file naming this process that is not here was
+ * released by it, though the file stayed (its directory was read-only at the release): it is taken
+ * over, where this process found itself holding it ("in use by … (this one)") until it exited.
+ */
+const heldHere = new Set<string>();
+
 export class LockFile {
   private released = false;
 
-  private constructor(readonly path: string) {}
+  private constructor(
+    readonly path: string,
+    private readonly key: string,
+  ) {}
 
   /**
    * Takes the lock at path for this process. Throws CONFLICT, naming what and the holder's pid, when a
-   * live process (this one included) holds it; INTERNAL on an I/O failure.
+   * live process (this one included) holds it; PERMISSION_DENIED when the directory may not be
+   * written; INTERNAL on another I/O failure.
    */
   static async acquire(path: string, what: string): Promise<LockFile> {
     const mine = tmpPathFor(path);
     try {
       await writeFile(mine, `${process.pid}\n`);
     } catch (err) {
-      throw ioError(`cannot create lock ${path}`, err);
+      throw ownPathError(ioError(`cannot create lock ${path}`, err));
     }
     try {
+      // The directory exists now (the temporary file is in it).
+      const key = join(await realpath(dirname(path)), basename(path));
       for (let attempt = 0; attempt < 10; attempt++) {
         try {
           await link(mine, path);
-          return new LockFile(path);
+          heldHere.add(key);
+          return new LockFile(path, key);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ioError(`cannot create lock ${path}`, err);
+          if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ownPathError(ioError(`cannot create lock ${path}`, err));
         }
         const holder = await readPid(path);
         if (holder === undefined) continue; // released between our link and our read: try again
+        if (holder === process.pid && !heldHere.has(key)) {
+          await takeOver(path, holder);
+          continue;
+        }
         if (isAlive(holder)) {
           throw RemoteLogError.conflict(
             `${what} is in use by process ${holder}${holder === process.pid ? " (this one)" : ""}; ` +
@@ -54,6 +73,7 @@ export class LockFile {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    heldHere.delete(this.key);
     if ((await readPid(this.path)) === process.pid) await unlink(this.path).catch(() => {});
   }
 }

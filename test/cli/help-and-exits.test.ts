@@ -162,7 +162,7 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
         expect(run.stderr).not.toContain("INTERNAL");
       }
     } finally {
-      await stop(server);
+      await stop(server.process);
     }
   });
 
