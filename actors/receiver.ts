@@ -142,7 +142,11 @@ export class Receiver {
   /**
    * Delivers what the name's head holds beyond the checkpoint. pushed is a head the NS pushed (Watch),
    * used instead of fetching one when it is newer than the last head synced. signal, when given,
-   * cancels the sync's calls (a follower stopped while a server is wedged).
+   * cancels the sync's calls (a follower stopped while a server is wedged). A message that cannot be
+   * delivered (NOT_FOUND: its block is not stored; DATA_LOSS: the CAS holds it damaged, or it does not
+   * check out) ends the sync after every message before it is delivered and checkpointed, with an error
+   * whose details name the name, its seq and (for a block the CAS could not give) its address; the next
+   * sync starts there. Other failures (UNAVAILABLE) are thrown as they come.
    */
   async sync(deliver: Deliver, pushed?: NameHead, signal?: AbortSignal): Promise<SyncResult> {
     const reader = signal && this.source.withSignal ? new LogReader(this.source.withSignal(signal), this.name, { signed: this.reader.signed, maxPages: this.reader.maxPages }) : this.reader;
@@ -246,7 +250,13 @@ export class Receiver {
         for (let i = 0; i < pairs.length; i++) {
           const pair = pairs[i];
           const message = checked(i);
-          if (message instanceof RemoteLogError) throw this.reader.messageFault(message, seq);
+          if (message instanceof RemoteLogError) {
+            // Every message before the faulty one is delivered, and its checkpoint saved: the next sync
+            // starts at the fault (a block the CAS lacks or holds damaged, narrowed to it by
+            // LogReader.messageData, or a message that does not check out) and fails the same way.
+            await flush();
+            throw this.reader.messageFault(message, seq);
+          }
           batch.push(message === TOMBSTONE ? { seq, id: pair.localHash, address: pair.remoteHash, redacted: true } : { seq, id: pair.localHash, address: pair.remoteHash, message });
           seq++;
           delivered++;

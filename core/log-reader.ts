@@ -3,7 +3,7 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { chainPages, collectPages, walkChain, DEFAULT_MAX_PAGES, type ChainPage, type CollectOptions, type CollectResult, type WalkOptions, type WalkResult } from "./chain.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "./errors.js";
 import { DistinctAddresses } from "./distinct-addresses.js";
-import { addressOf, decodeMessage, equalBytes } from "./hash.js";
+import { addressOf, addressText, decodeMessage, equalBytes } from "./hash.js";
 import type { LogReadRemote, NameHead } from "./log-remote.js";
 import { verifySignedHead } from "./name-checks.js";
 import { isKeyName, type VerifiedRecord } from "./names.js";
@@ -220,7 +220,14 @@ export class LogReader {
     );
   }
 
-  /** The data of each pair: embedded where the page carries it, else one batched fetch for the rest; empty for a tombstone. */
+  /**
+   * The data of each pair: embedded where the page carries it, else one batched fetch for the rest; empty
+   * for a tombstone. A NOT_FOUND or DATA_LOSS for the fetch is narrowed to the first block at fault
+   * (blocksNarrowingFaults), which comes back as an UnreadBlock: its check fails with that fault,
+   * naming the block, so a caller that stops at the first fault (a receiver, a mirror, a backup) has
+   * the messages before it and can name its seq. The fetches after that block's are not made, and their
+   * blocks are UnreadBlocks too. Other failures (UNAVAILABLE) are thrown.
+   */
   async messageData(pairs: RemoteLog_Pair[]): Promise<Uint8Array[]> {
     const missing: number[] = [];
     pairs.forEach((pair, i) => {
@@ -230,7 +237,7 @@ export class LogReader {
     if (missing.length > 0) {
       const blocks = await fetchEachOnce(
         missing.map((i) => pairs[i].remoteHash),
-        (addresses) => this.remote.getBlocks(addresses),
+        (addresses) => blocksNarrowingFaults(addresses, (asked) => this.remote.getBlocks(asked), (fault) => new UnreadBlock(fault), true),
       );
       missing.forEach((pairIndex, i) => {
         data[pairIndex] = blocks[i];
@@ -255,7 +262,7 @@ export class LogReader {
     const fetch = remote.getBlocksAllowingMissing?.bind(remote) ?? ((addresses: Uint8Array[]) => remote.getBlocks(addresses));
     const fetched = await fetchEachOnce(
       missing.map((i) => pairs[i].remoteHash),
-      (addresses) => blocksNarrowingFaults(addresses, fetch),
+      (addresses) => blocksNarrowingFaults(addresses, fetch, (fault) => (fault.code === ErrorCodes.NOT_FOUND ? undefined : new Uint8Array(0))),
     );
     missing.forEach((pairIndex, i) => {
       data[pairIndex] = fetched[i];
@@ -352,24 +359,60 @@ async function fetchEachOnce<T>(addresses: Uint8Array[], fetch: (addresses: Uint
 }
 
 /**
- * fetch(addresses), where a NOT_FOUND or DATA_LOSS for the whole call is narrowed down by halves to the
- * blocks it was about: undefined for one the CAS lacks, empty bytes for one it reports damaged (which
- * fails its check: it will not hash to its address). Asked again one by one, a page of 14,000 pairs
- * naming absent blocks was 14,001 calls; halving costs at most 2 calls per fault for each halving.
+ * The bytes LogReader.messageData gives for a block the CAS did not: none, and the fault that says why
+ * (NOT_FOUND: not stored; DATA_LOSS: stored damaged), naming the block (details.address). Being empty,
+ * it fails every check, on any thread; checkMessage then gives its fault rather than a hash mismatch.
  */
-async function blocksNarrowingFaults(addresses: Uint8Array[], fetch: (addresses: Uint8Array[]) => Promise<(Uint8Array | undefined)[]>): Promise<(Uint8Array | undefined)[]> {
-  try {
-    return await fetch(addresses);
-  } catch (err) {
-    const notFound = isRemoteLogError(err, ErrorCodes.NOT_FOUND);
-    if (!notFound && !isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
-    if (addresses.length === 1) return [notFound ? undefined : new Uint8Array(0)];
+export class UnreadBlock extends Uint8Array {
+  // slice(), map() and the like make plain bytes, not another UnreadBlock.
+  static get [Symbol.species]() {
+    return Uint8Array;
   }
-  // One half after the other: at most one call in flight, however many blocks are at fault.
-  const half = addresses.length >> 1;
-  const first = await blocksNarrowingFaults(addresses.slice(0, half), fetch);
-  const second = await blocksNarrowingFaults(addresses.slice(half), fetch);
-  return first.concat(second);
+
+  constructor(readonly fault: RemoteLogError) {
+    super(0);
+  }
+}
+
+/**
+ * fetch(addresses), where a NOT_FOUND or DATA_LOSS for the whole call is narrowed down by halves to the
+ * blocks it was about, each given as faultOf(its fault, naming the block). Asked again one by one, a
+ * page of 14,000 pairs naming absent blocks was 14,001 calls; halving costs at most 2 calls per fault
+ * for each halving, and nothing when the call succeeds. firstOnly, for a caller that stops at the first
+ * fault, narrows to the first block at fault only (one or two calls a halving): the blocks after it are
+ * not asked for, and each is faultOf(a fault of the same code saying so). Other failures are thrown.
+ */
+async function blocksNarrowingFaults<B, F>(addresses: Uint8Array[], fetch: (addresses: Uint8Array[]) => Promise<B[]>, faultOf: (fault: RemoteLogError) => F, firstOnly = false): Promise<(B | F)[]> {
+  let first: { fault: RemoteLogError; address: string } | undefined;
+  const narrow = async (addresses: Uint8Array[]): Promise<(B | F)[]> => {
+    if (first && firstOnly) {
+      const { fault, address } = first;
+      return addresses.map((skipped) => faultOf(new RemoteLogError(fault.code, `block ${addressText(skipped)} was not asked for: block ${address} before it could not be read`, { details: { address: addressText(skipped) } })));
+    }
+    try {
+      return await fetch(addresses);
+    } catch (err) {
+      const notFound = isRemoteLogError(err, ErrorCodes.NOT_FOUND);
+      if (!notFound && !isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
+      if (addresses.length === 1) {
+        const fault = blockFault(err, addresses[0]);
+        first ??= { fault, address: fault.details.address! };
+        return [faultOf(fault)];
+      }
+    }
+    // One half after the other: at most one call in flight, however many blocks are at fault.
+    const half = addresses.length >> 1;
+    const before = await narrow(addresses.slice(0, half));
+    const after = await narrow(addresses.slice(half));
+    return before.concat(after);
+  };
+  return narrow(addresses);
+}
+
+/** A fetch's fault, narrowed to one block: the same code and text, naming the block (details.address, and the text if it did not). */
+function blockFault(err: RemoteLogError, address: Uint8Array): RemoteLogError {
+  const text = addressText(address);
+  return new RemoteLogError(err.code, err.text.includes(text) ? err.text : `block ${text}: ${err.text}`, { cause: err, details: { ...err.details, address: text } });
 }
 
 /** Blocks smaller than this are checked for each pair that names them: hashing one costs less than looking it up. */
@@ -441,6 +484,7 @@ function judge(pairs: readonly VerdictPair[], data: readonly Uint8Array[], verdi
 /** One pair's data checked (H2, H1), or why not, unnamed. */
 export function checkMessage(pair: RemoteLog_Pair, data: Uint8Array): CheckedMessage {
   if (pair.redacted) return TOMBSTONE;
+  if (data instanceof UnreadBlock) return data.fault;
   try {
     return verifyPairData(pair, data);
   } catch (err) {
