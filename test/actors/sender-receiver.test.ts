@@ -4,7 +4,7 @@ import { Sender } from "../../actors/sender.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { memoryWorld } from "../helpers/connect.js";
-import { addressOf, encodeMessage, newMessage, toHex } from "../../core/hash.js";
+import { addressOf, addressText, encodeMessage, newMessage, toHex } from "../../core/hash.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { decodePage, encodePage } from "../../core/page.js";
 import type { EmbedMode } from "../../core/page.js";
@@ -210,13 +210,22 @@ describe("actors - the receiver verifies what it is served", () => {
     return { w, log, sender, receiver: () => new Receiver({ name: "v", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }) };
   }
 
-  it("a tampered message block is DATA_LOSS from the CAS, and nothing of its batch is delivered", async () => {
+  it("a tampered message block is DATA_LOSS from the CAS naming the name, its seq and its address, after every message before it is delivered and nothing after", async () => {
     const { w, log, receiver } = await published();
     const [victim] = await log.read(4, 5);
     w.content.corrupt(addressOf(victim.data), utf8("evil"));
     const delivered: Delivery[] = [];
-    await expect(receiver().sync(async (batch) => void delivered.push(...batch))).rejects.toThrowError(/DATA_LOSS/);
-    expect(delivered).toHaveLength(0);
+    const checkpoints = new MemoryCheckpointStore();
+    const bob = new Receiver({ name: "v", remote: w.remote(), checkpoints });
+    const failed = bob.sync(async (batch) => void delivered.push(...batch));
+    await expect(failed).rejects.toThrowError(/DATA_LOSS: name "v" seq 4: /);
+    await expect(failed).rejects.toMatchObject({ details: { name: "v", seq: 4, address: addressText(addressOf(victim.data)) } });
+    expect(delivered.map((delivery) => delivery.seq)).toEqual([0, 1, 2, 3]);
+    expect((await checkpoints.load("v"))?.delivered).toBe(4);
+    // The next sync starts at the fault and fails the same way: nothing is skipped.
+    await expect(bob.sync(async (batch) => void delivered.push(...batch))).rejects.toMatchObject({ code: "DATA_LOSS", details: { seq: 4 } });
+    expect(delivered).toHaveLength(4);
+    void receiver;
   });
 
   it("an embedded message that does not match its pair is DATA_LOSS naming the seq", async () => {
