@@ -145,6 +145,9 @@ export class Sender {
   private readonly addresser: () => BlockAddresser | undefined;
   /** Messages appendEncoded appended so far. */
   private appendedHere = 0;
+  /** The publish running (publishInTurn), and the one waiting for it, which later calls share. */
+  private publishing?: Promise<PublishResult>;
+  private nextPublish?: Promise<PublishResult>;
 
   constructor(options: SenderOptions) {
     this.name = options.name;
@@ -244,7 +247,9 @@ export class Sender {
     const ahead = this.uploadAhead(messages);
     const { entries } = await this.appendAhead(messages, ahead);
     try {
-      return { appended: entries, published: await this.publish() };
+      // Not this.publish(): a subclass that refuses new work (lib/sender.ts after close()) must not
+      // refuse the publish of a send it let begin.
+      return { appended: entries, published: await this.publishInTurn() };
     } finally {
       // Only the publish right after counts on these blocks: a later one (after a failure, say) sends
       // them again rather than name blocks the CAS's gc may have collected as named by no page.
@@ -390,7 +395,46 @@ export class Sender {
    * a message over the CAS's block limit appended before the limit was known, or a planned page or
    * head over it (before any page is stored; another pageSize or embed lays out others).
    */
-  async publish(): Promise<PublishResult> {
+  publish(): Promise<PublishResult> {
+    return this.publishInTurn();
+  }
+
+  /**
+   * publish(), one at a time: a publish asked for while another runs waits for it, and then takes
+   * everything appended by the time it starts, so that every call made meanwhile shares it (each gets its
+   * result, or its error). Concurrent publishes of one sender raced each other on the NS: each lost
+   * conditional updates to the others ("lost 20 races" with no other writer), and a publish that began
+   * with less saved its smaller mark after a larger one.
+   */
+  private publishInTurn(): Promise<PublishResult> {
+    if (this.nextPublish) return this.nextPublish;
+    const running = this.publishing;
+    let next: Promise<PublishResult>;
+    if (running) {
+      next = running.then(
+        () => this.startNext(),
+        () => this.startNext(),
+      );
+      this.nextPublish = next;
+    } else {
+      next = this.publishAll();
+    }
+    this.publishing = next;
+    const settled = (): void => {
+      if (this.publishing === next) this.publishing = undefined;
+    };
+    next.then(settled, settled);
+    return next;
+  }
+
+  /** The waiting publish, as it starts: from here on a call waits for it, since what that call appended may come too late for it. */
+  private startNext(): Promise<PublishResult> {
+    this.nextPublish = undefined;
+    return this.publishAll();
+  }
+
+  /** publish(), once it is this call's turn. */
+  private async publishAll(): Promise<PublishResult> {
     // A long backlog goes out in steps of at most publishStep messages, each a complete publish (blocks,
     // pages, a name update, the mark), so that what one holds in memory is bounded by the step and not
     // by the log, and a crash part-way keeps the steps done.
@@ -508,7 +552,7 @@ export class Sender {
       const renewed = current && this.key && ((validity && this.dueForRenewal(validity)) || behind) ? await this.renew(current, version, mark) : current;
       if (renewed instanceof RemoteLogError) return renewed;
       this.lastHead = renewed;
-      await this.remember(total, lastEntry, renewed && this.key ? renewed.version : mark.sequence);
+      await this.remember(saved, total, lastEntry, renewed && this.key ? renewed.version : mark.sequence);
       return { published: total, added: 0, foreign, sealedPages: 0, version: renewed?.version ?? version, uploadedBlocks: 0, lostRaces, resent: 0 };
     }
     // Messages sure to be referenced (not embedded) go up while the rest is hashed and paged: the CAS
@@ -563,7 +607,7 @@ export class Sender {
       throw err;
     }
     this.lastHead = { content: headBytes, version: newVersion, record: record ?? new Uint8Array(0) };
-    await this.remember(total, lastEntry, record ? newVersion : undefined);
+    await this.remember(saved, total, lastEntry, record ? newVersion : undefined);
     return {
       published: total,
       added: fresh.length,
@@ -687,12 +731,22 @@ export class Sender {
   /**
    * Remembers that the first `count` local messages are in the remote log, and sequence, the record
    * sequence of the head that holds them (signed names); known: seq count - 1's entry, when read already.
+   * Never moves the mark back from saved, the mark this publish began with: each of delivered and
+   * sequence stays the higher of the two. (Only the publish that finds the NS holding an older state of
+   * this log lowers delivered, on purpose, before it publishes the rest again.)
    */
-  private async remember(count: number, known?: LocalLogEntry, sequence?: bigint): Promise<void> {
+  private async remember(saved: Checkpoint | undefined, count: number, known?: LocalLogEntry, sequence?: bigint): Promise<void> {
     if (count === 0) return;
     this.forget(count);
+    const highest = saved?.sequence !== undefined && (sequence === undefined || sequence < saved.sequence) ? saved.sequence : sequence;
+    if (saved && saved.delivered > count) {
+      // A step of a publish to a name the NS lost (it starts again from the first message) holds less
+      // than was published before: the next step finds the rest missing and publishes it again.
+      if (highest !== saved.sequence) await this.published.save(this.name, { ...saved, sequence: highest });
+      return;
+    }
     const last = known?.seq === count - 1 ? known : (await this.log.read(count - 1, count))[0];
-    await this.published.save(this.name, { delivered: count, lastId: last.id, ...(sequence !== undefined ? { sequence } : {}) });
+    await this.published.save(this.name, { delivered: count, lastId: last.id, ...(highest !== undefined ? { sequence: highest } : {}) });
   }
 
   /**

@@ -33,7 +33,7 @@ export interface OpenSenderOptions {
   group?: string | Uint8Array;
   /** Pairs per page. Default 256. */
   pageSize?: number;
-  /** Message data embedded in pages: "none" (default), "all", or a number K: the newest K of the head page. */
+  /** Message data embedded in pages: "none", "all", or a number K: the newest K of the head page. Default DEFAULT_EMBED (8). */
   embed?: EmbedMode;
   /** How long each signed record stays valid, in ms: MIN_VALIDITY_MS (a minute) at least. Default 90 days. */
   validityMs?: number;
@@ -119,7 +119,9 @@ export class Sender extends LogSender {
    *
    * Wraps each body (a string is taken as UTF-8) as an MVDS message, appends them durably to the local
    * log, then publishes everything the remote log lacks. Once the append resolves the messages are
-   * kept even if the publish fails: calling send([]) or publish() later publishes them.
+   * kept even if the publish fails: calling send([]) or publish() later publishes them. Sends need not
+   * wait for each other: publishes run one at a time, and one that starts while another runs takes
+   * everything appended by then, so sends made meanwhile share it (and its result).
    *
    * Throws INVALID_ARGUMENT, appending nothing, when bodies is not an array of strings and
    * Uint8Arrays, group not a string or Uint8Array, or timestamp not a bigint within int64; TOO_LARGE
@@ -156,12 +158,12 @@ export class Sender extends LogSender {
   }
 
   /**
-   * work, waited for by close(). Refused once close() has begun and nothing is under way any more:
-   * while a send runs, its own publish (and an app's call meanwhile) still goes through, and close()
-   * waits for it too.
+   * work, waited for by close(). Refused (CONFLICT) once close() has begun: a send begun before it
+   * still publishes its messages (the actor's appendAndPublish publishes without coming back here), and
+   * close() waits for it.
    */
   private track<T>(work: () => Promise<T>): Promise<T> {
-    if (this.closed && this.running.size === 0) return Promise.reject(RemoteLogError.conflict(`the sender of name ${JSON.stringify(this.name)} is closed; open it again to send`, { name: this.name }));
+    if (this.closed) return Promise.reject(RemoteLogError.conflict(`the sender of name ${JSON.stringify(this.name)} is closed; open it again to send`, { name: this.name }));
     const running = work();
     this.running.add(running);
     running.then(
@@ -174,7 +176,7 @@ export class Sender extends LogSender {
   /**
    * Closes the local log and mark store that Sender.open opened (not the remote), once the appends and
    * publishes under way have ended: closed under a send, the log failed it INTERNAL though its messages
-   * were appended. A send, append or publish once close() has begun and nothing runs is CONFLICT. Idempotent.
+   * were appended. A send, append or publish begun once close() has begun is CONFLICT. Idempotent.
    */
   async close(): Promise<void> {
     this.closed = true;

@@ -6,6 +6,9 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FileCheckpointStore, MemoryCheckpointStore, generateKey, keyName, mvdsId, openGateway, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
+import type { Checkpoint } from "../../core/checkpoint-store.js";
+import type { SendResult } from "../../lib/sender.js";
+import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { cleanup, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 
 /** The library's API against a real `remotelog serve` process. */
@@ -52,12 +55,57 @@ describe("library", () => {
     const bodies = Array.from({ length: 200 }, (_, i) => `m${i}`);
     const sending = sender.send(bodies);
     // Closed under the send: the old sender failed it INTERNAL ("local log … is closed") though its messages were appended.
-    await sender.close();
+    const closing = sender.close();
+    // Begun after close() while the first still runs: the old sender took it (and close() waited for it too).
+    await expect(sender.send(["during"])).rejects.toMatchObject({ code: "CONFLICT", details: { name: "closing" } });
+    await expect(sender.publish()).rejects.toMatchObject({ code: "CONFLICT" });
+    await closing;
     await expect(sending).resolves.toMatchObject({ appended: 200, published: 200 });
     await expect(sender.send(["late"])).rejects.toMatchObject({ code: "CONFLICT", details: { name: "closing" } });
     await expect(sender.publish()).rejects.toMatchObject({ code: "CONFLICT" });
     const receiver = await Receiver.open({ remote, name: "closing", unsigned: true });
     expect((await receiver.sync()).messages.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(bodies);
+  });
+
+  test("library - 200 sends at once on one Sender: none races its own Sender, they share a few name updates, and the published mark never moves back", async () => {
+    const key = await generateKey();
+    const name = keyName(key);
+    // Every mark the sender saves, in order: the old sender saved a smaller one after a larger (82 -> 33).
+    const saves: Checkpoint[] = [];
+    const published = new (class extends MemoryCheckpointStore {
+      override async save(n: string, checkpoint: Checkpoint): Promise<void> {
+        saves.push(checkpoint);
+        await super.save(n, checkpoint);
+      }
+    })();
+    const sender = new Sender({ remote, key, name, log: new MemoryLocalLog(), published });
+    await sender.send(["seed"]);
+    const before = (await remote.fetchName(name))!.version;
+
+    const bodies = Array.from({ length: 200 }, (_, i) => `c${i}`);
+    // Not awaited one by one, as a chat app sends each message as it is typed.
+    const results = await Promise.allSettled(bodies.map((body) => sender.send([body])));
+    expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+    const sent = results.map((r) => (r as PromiseFulfilledResult<SendResult>).value);
+    // The old sender lost ~900 races to itself here (and 600 sends ended ABORTED "lost 20 races").
+    expect(sent.reduce((sum, r) => sum + r.lostRaces, 0)).toBe(0);
+    // Each send resolves once its message is published: the publish that did it holds it.
+    sent.forEach((r, i) => expect(r.published).toBeGreaterThanOrEqual(i + 2));
+    // A publish begun while another runs takes everything appended by then: far fewer updates than
+    // sends (one name update per publish; the old sender made ~200 and more).
+    const after = (await remote.fetchName(name))!.version;
+    expect(after - before).toBeLessThan(50n);
+
+    for (let i = 1; i < saves.length; i++) {
+      expect(saves[i].delivered).toBeGreaterThanOrEqual(saves[i - 1].delivered);
+      expect(saves[i].sequence!).toBeGreaterThanOrEqual(saves[i - 1].sequence!);
+    }
+    expect(saves.at(-1)).toMatchObject({ delivered: 201, sequence: after });
+
+    const receiver = await Receiver.open({ remote, name });
+    const { messages } = await receiver.sync();
+    expect(messages.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(["seed", ...bodies]);
+    await sender.close();
   });
 
   test("library - Sender.open over a data directory whose published last record was cut short is DATA_LOSS, and leaves it as it is", async () => {
