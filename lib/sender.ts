@@ -4,7 +4,7 @@ import { checkBigInt, checkRemote, checkWholeNumber, shown } from "../core/optio
 import { encodeMessage, newMessage } from "../core/hash.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { openLocalLog, openPublishedMarks } from "#directories";
-import { canonicalKeyName, isKeyName, keyName, MIN_VALIDITY_MS, type PrivateKey } from "../core/names.js";
+import { canonicalKeyName, checkFreeFormName, isKeyName, keyName, MIN_VALIDITY_MS, type PrivateKey } from "../core/names.js";
 import type { EmbedMode } from "../core/page.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../stores/memory/local-log.js";
@@ -77,6 +77,8 @@ export class Sender extends LogSender {
 
   /** For callers that bring their own local log and published-mark store; most want Sender.open. */
   constructor(options: SenderOptions) {
+    checkRemote(options.remote);
+    checkWritable(options.remote);
     checkOpenOptions(options);
     super(options);
     this.group = groupBytes(options.group);
@@ -87,8 +89,10 @@ export class Sender extends LogSender {
    *
    * Opens (creating if needed) the local log in data and claims it for the name, and asks the CAS the
    * largest message it takes (1 MiB assumed when it cannot be reached now, so that a sender can append
-   * offline). Throws INVALID_ARGUMENT for a name that does not fit the key (or a key name without a
-   * key, or a free-form name without unsigned), or an option out of its range (pageSize takes a whole
+   * offline). Throws INVALID_ARGUMENT, before anything is written, for a name that does not fit the key
+   * (or a key name without a key, or a free-form name without unsigned, or one that breaks the NS's rule
+   * for names, freeFormNameProblem), a key that is not a private key, a read-only remote (openGateway's),
+   * or an option out of its range (pageSize takes a whole
    * number from 1, validityMs from MIN_VALIDITY_MS (60,000), ttlMs from 0, embed "none", "all" or a whole number), TOO_LARGE for a
    * pageSize whose full page of pairs is over the CAS's block limit, CONFLICT when data belongs to another name, DATA_LOSS
    * when the local log is damaged, INTERNAL on an I/O failure. Safe to repeat: opening the same data
@@ -96,6 +100,7 @@ export class Sender extends LogSender {
    */
   static async open(options: OpenSenderOptions): Promise<Sender> {
     checkRemote(options.remote);
+    checkWritable(options.remote);
     checkOpenOptions(options);
     const { key, name } = signing(options);
     const maxMessageBytes = await blockLimit(options.remote);
@@ -203,7 +208,8 @@ export async function blockLimit(remote: Pick<LogRemote, "casLimits">): Promise<
 const DEFAULT_BLOCK_BYTES = 1024 * 1024;
 
 function signing(options: OpenSenderOptions): { name: string; key?: PrivateKey } {
-  if (options.key) {
+  if (options.key !== undefined) {
+    checkKey(options.key);
     if (options.unsigned) throw RemoteLogError.invalidArgument("give either a key or unsigned: true, not both");
     const name = keyName(options.key);
     if (options.name !== undefined && options.name !== name) throw RemoteLogError.invalidArgument(`name ${options.name} is not the name of the key, which is ${name}`);
@@ -211,8 +217,30 @@ function signing(options: OpenSenderOptions): { name: string; key?: PrivateKey }
   }
   const name = options.name;
   if (!options.unsigned || name === undefined) throw RemoteLogError.invalidArgument("give a key to sign updates (generateKey makes one), or unsigned: true with a free-form name");
+  if (typeof name !== "string") throw RemoteLogError.invalidArgument(`name takes a string, not ${shown(name)}`);
   if (isKeyName(name) || canonicalKeyName(name)) throw RemoteLogError.invalidArgument(`${name} is a key name: its updates must be signed with its key`);
+  // The NS's own rule (core/names.ts), as the CLI checks it: a name no server takes must not claim the
+  // data directory and have messages appended that no publish can ever take.
+  checkFreeFormName(name);
   return { name };
+}
+
+/**
+ * A read-only remote (openGateway's client) has no putBlocks or updateName: a Sender over it appended
+ * the message and then failed as a TypeError.
+ */
+function checkWritable(remote: Partial<Pick<LogRemote, "putBlocks" | "updateName">>): void {
+  if (typeof remote.putBlocks !== "function" || typeof remote.updateName !== "function") {
+    throw RemoteLogError.invalidArgument("remote is read-only (openGateway's client reads only: a gateway cannot take writes); a Sender publishes through openRemote or openKubo");
+  }
+}
+
+/** A key that is not one (a string, a public key) failed as a TypeError inside keyName. */
+function checkKey(key: unknown): void {
+  const candidate = key as Partial<PrivateKey> | null;
+  if (typeof key !== "object" || candidate === null || typeof candidate.sign !== "function" || typeof candidate.publicKey?.toCID !== "function") {
+    throw RemoteLogError.invalidArgument(`key takes a private key (from generateKey, loadKey or keyFromBytes), not ${shown(key)}`);
+  }
 }
 
 /** The options that would otherwise fail only at the first publish, after messages were appended, or as a TypeError. */

@@ -108,6 +108,31 @@ describe("library", () => {
     await sender.close();
   });
 
+  test("library - Sender.open refuses an unpublishable free-form name, a read-only remote and a key that is not one, INVALID_ARGUMENT before anything is written", async () => {
+    const data = join(dir, "refused");
+    const refused = (what: string) => expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringContaining(what) });
+    // The NS's rule (core/names.ts), as `send --unsigned --name` checks it: the old Sender claimed the
+    // directory for the name and appended, and then every publish failed on the server.
+    for (const [name, rule] of [
+      ["a/b", "path separator"],
+      ["..", "relative path"],
+      ["x".repeat(300), "bytes long"],
+      ["chat\u200B", "zero-width"],
+      ["tab\there", "not printable"],
+      [" chat", "white space"],
+    ]) {
+      await expect(Sender.open({ remote, name, unsigned: true, data })).rejects.toEqual(refused(rule));
+    }
+    // openGateway's client is read-only: the old Sender appended, then failed as a TypeError ("putBlocks is not a function").
+    const gateway = openGateway(server.url);
+    await expect(Sender.open({ remote: gateway as never, key: await generateKey(), data })).rejects.toEqual(refused("read-only"));
+    gateway.close();
+    // A TypeError ("Cannot use 'in' operator to search for 'publicKey' in abc") before.
+    await expect(Sender.open({ remote, key: "abc" as never, data })).rejects.toEqual(refused("key"));
+    await expect(Sender.open({ remote, key: { publicKey: {} } as never, data })).rejects.toEqual(refused("key"));
+    await expect(access(data)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
   test("library - Sender.open over a data directory whose published last record was cut short is DATA_LOSS, and leaves it as it is", async () => {
     const data = join(dir, "cut");
     const sender = await Sender.open({ remote, name: "cut", unsigned: true, data });
