@@ -5,7 +5,7 @@ import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoin
 import { RemoteLogError } from "../core/errors.js";
 import { checkRemote, checkWholeNumber } from "../core/options.js";
 import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
-import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
 import { openCheckpoints } from "#directories";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 
@@ -52,7 +52,7 @@ export const MIN_INTERVAL_MS = 100;
 
 /** How follow() waits and retries. */
 export interface FollowOptions {
-  /** Ends the iteration (it returns; nothing is thrown). */
+  /** Ends the iteration (it returns; nothing is thrown), as Receiver.close() does. */
   signal?: AbortSignal;
   /**
    * The longest wait between two syncs when the NS pushes nothing new, in ms. Default: 30 s while the
@@ -79,6 +79,16 @@ export class Receiver extends LogReceiver {
   /** The sync() or follow() that holds the receiver now, refusing any other (see claim). */
   private running?: "sync()" | "follow()";
   private closed = false;
+  /**
+   * Aborted by close(): the one signal that stops the running sync() or follow(), as follow's own
+   * signal does (its calls cancelled, its waits ended, no batch delivered after it).
+   */
+  private readonly closing = new AbortController();
+  /** Stops the running sync() or follow() and resolves once nothing of it touches the checkpoints. */
+  private halt?: () => Promise<void>;
+  /** A sync() callback is running: close() from it cannot wait for the sync, which waits for it. */
+  private inCallback = false;
+  private released?: Promise<void>;
 
   /** For callers that bring their own checkpoint store; most want Receiver.open. */
   constructor(options: ReceiverOptions) {
@@ -89,7 +99,9 @@ export class Receiver extends LogReceiver {
   /**
    * `const receiver = await Receiver.open({ remote, name, state?, unsigned? })`
    *
-   * Throws INVALID_ARGUMENT for a free-form name without unsigned, a key name spelled another way
+   * Throws INVALID_ARGUMENT for a free-form name without unsigned, one that breaks the rule every NS
+   * and client keep (core/names.ts freeFormNameProblem: a path separator, over 256 bytes, an invisible
+   * character…; the message names the rule), a key name spelled another way
    * (the canonical k51… spelling is the name), both state and checkpoints, an option out of its range
    * (batchSize and maxPages take a whole number from 1, fromSeq from 0), or a state path where a file
    * is; PERMISSION_DENIED when the state directory may not be written; INTERNAL on another I/O failure.
@@ -104,6 +116,8 @@ export class Receiver extends LogReceiver {
     }
     const canonical = canonicalKeyName(options.name);
     if (canonical) throw RemoteLogError.invalidArgument(`${options.name} spells key name ${canonical} another way; read ${canonical}`);
+    // No NS stores such a name, so a follower would wait for it for ever.
+    checkFreeFormName(options.name);
     if (!isKeyName(options.name) && !options.unsigned) {
       throw RemoteLogError.invalidArgument(`${JSON.stringify(options.name)} is not a key name (k51…), so nothing vouches for its heads; pass unsigned: true to read it anyway`);
     }
@@ -136,15 +150,41 @@ export class Receiver extends LogReceiver {
    *
    * One at a time: a sync() or follow() called while another sync() or follow() of this receiver runs
    * throws ABORTED at once and delivers nothing (wait for the first, or read through one follow());
-   * after close(), CONFLICT.
+   * after close(), CONFLICT. A sync that close() stops (see close) throws the same CONFLICT, and
+   * delivers no batch after close() was called.
    */
   override async sync(deliver?: Deliver, pushed?: NameHead): Promise<ReceiveResult> {
     this.claim("sync()");
+    const signal = this.closing.signal;
+    const guarded: Deliver | undefined =
+      deliver &&
+      (async (batch) => {
+        if (signal.aborted) throw this.closedError("sync()");
+        this.inCallback = true;
+        try {
+          await deliver(batch);
+        } finally {
+          this.inCallback = false;
+        }
+      });
+    const syncing = this.deliverNew(guarded, pushed, signal);
+    // Called from the callback, close() cannot wait for this sync (it waits for the callback); the
+    // sync then closes the checkpoints itself as it ends, below.
+    this.halt = () => (this.inCallback ? Promise.resolve() : syncing.then(() => undefined, () => undefined));
     try {
-      return await this.deliverNew(deliver, pushed);
+      return await syncing;
+    } catch (err) {
+      throw signal.aborted ? this.closedError("sync()", err) : err;
     } finally {
       this.running = undefined;
+      this.halt = undefined;
+      if (this.closed) await this.release();
     }
+  }
+
+  /** CONFLICT (details.name): the receiver is closed, what can no longer run. */
+  private closedError(what: string, cause?: unknown): RemoteLogError {
+    return new RemoteLogError("CONFLICT", `the receiver of name ${JSON.stringify(this.name)} is closed; open it again to ${what}`, { details: { name: this.name }, cause });
   }
 
   /**
@@ -155,7 +195,7 @@ export class Receiver extends LogReceiver {
    * its own, and calling again after it is right.
    */
   private claim(what: "sync()" | "follow()"): void {
-    if (this.closed) throw RemoteLogError.conflict(`the receiver of name ${JSON.stringify(this.name)} is closed; open it again to ${what}`, { name: this.name });
+    if (this.closed) throw this.closedError(what);
     if (this.running) {
       throw RemoteLogError.aborted(`a ${this.running} of the receiver of name ${JSON.stringify(this.name)} is running; ${what} it once that one has returned`, { name: this.name });
     }
@@ -167,6 +207,7 @@ export class Receiver extends LogReceiver {
     const result = await super.sync(
       deliver ??
         (async (batch) => {
+          if (signal?.aborted) throw this.closedError("sync()");
           for (const delivery of batch) messages.push(delivery);
         }),
       pushed,
@@ -185,7 +226,8 @@ export class Receiver extends LogReceiver {
    * the loop body was handling when the process died is delivered again; ending the loop early
    * (break, or signal) leaves the checkpoint before the unfinished batch.
    *
-   * Ends when signal aborts. Throws as sync() does, except that UNAVAILABLE is retried with backoff
+   * Ends when signal aborts, or when the receiver is closed (close() then waits for the sync under
+   * way, and nothing more is handed out: the loop returns at its next iteration). Throws as sync() does, except that UNAVAILABLE is retried with backoff
    * for retryForMs (default forever). Holds the receiver from its first iteration until it ends: a
    * sync() or follow() of the same receiver meanwhile throws ABORTED.
    */
@@ -204,12 +246,22 @@ export class Receiver extends LogReceiver {
     checkWholeNumber("retryForMs", options.retryForMs, 0);
     const stop = new AbortController();
     const abort = () => stop.abort();
-    options.signal?.addEventListener("abort", abort, { once: true });
-    if (options.signal?.aborted) stop.abort();
+    // The caller's signal and close() stop the loop alike.
+    for (const signal of [options.signal, this.closing.signal]) {
+      signal?.addEventListener("abort", abort, { once: true });
+      if (signal?.aborted) stop.abort();
+    }
     const watch = new HeadWatch(this.remote, this.name, stop.signal);
     let handoff: Handoff<Delivery[]> | undefined;
     let syncing: Promise<unknown> | undefined;
     let pushed: NameHead | undefined;
+    // close() may come while the loop body holds a delivery (from the body, even): the generator is
+    // paused at its yield, so close() does not wait for it, only for the sync under it, whose batch
+    // it refuses.
+    this.halt = async () => {
+      handoff?.close(new Error("the receiver was closed before the end of the batch"));
+      await syncing?.catch(() => {});
+    };
     try {
       while (!stop.signal.aborted) {
         const batches = (handoff = new Handoff<Delivery[]>(stop.signal));
@@ -235,17 +287,36 @@ export class Receiver extends LogReceiver {
       await syncing?.catch(() => {});
       watch.close();
       options.signal?.removeEventListener("abort", abort);
+      this.closing.signal.removeEventListener("abort", abort);
+      this.halt = undefined;
     }
   }
 
   /**
-   * Closes the checkpoint store that Receiver.open opened (not the remote); a later sync() or follow()
-   * throws CONFLICT. Idempotent.
+   * Stops a running sync() or follow() and waits until it no longer delivers or saves, then closes
+   * the checkpoint store that Receiver.open opened (not the remote). Nothing is delivered once close()
+   * is called: the running sync() throws CONFLICT (details.name), as any sync() or follow() called
+   * later does; a running follow() returns at its next iteration (as when its signal aborts), so a
+   * loop with no signal ends and lets the process exit. As when a follow's signal aborts, the
+   * checkpoint may stay before the batch being delivered, which the receiver opened again delivers
+   * again; none is skipped. Called while a sync() callback runs (from the callback, say), close()
+   * returns without waiting for that callback, which the sync waits for; the sync delivers nothing
+   * more and closes the store as it ends. Idempotent.
    */
   async close(): Promise<void> {
     this.closed = true;
-    const owned = this.owned.splice(0);
-    for (const resource of owned) await resource.close();
+    this.closing.abort();
+    if (this.inCallback) return;
+    await this.halt?.();
+    await this.release();
+  }
+
+  /** Closes what open() created, once; every caller waits for the same closing. */
+  private release(): Promise<void> {
+    this.released ??= (async () => {
+      for (const resource of this.owned.splice(0)) await resource.close();
+    })();
+    return this.released;
   }
 }
 
