@@ -1,6 +1,6 @@
 import { CID } from "multiformats/cid";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
-import { addressText, parseAddress } from "../core/hash.js";
+import { addressText, equalBytes, parseAddress } from "../core/hash.js";
 import { errorCodeOfStatus } from "../core/http-status.js";
 import { WatchUnsupportedError, type LogReadRemote, type NameHead } from "../core/log-remote.js";
 import { isKeyName, MAX_RECORD_BYTES, verifySignedRecord } from "../core/names.js";
@@ -26,6 +26,11 @@ export interface GatewayRemoteOptions {
 
 const RAW = "application/vnd.ipld.raw";
 const IPNS_RECORD = "application/vnd.ipfs.ipns-record";
+/**
+ * How many times fetchName reads a name's record while each record read names a head page that is
+ * gone by the time it is asked for (the name moved on meanwhile).
+ */
+export const HEAD_READS = 4;
 /** The trustless gateway spec's block limit for clients (Block Limits). */
 export const GATEWAY_MAX_BLOCK_BYTES = 2 * 1024 * 1024;
 
@@ -62,9 +67,39 @@ export class GatewayRemote implements LogReadRemote {
    * The name's head: its signed record, verified (signature, key, expiry) before the page it names is
    * fetched, and that page. Undefined when there is no record (404, or any answer that is not a record,
    * as the routing spec says to read it).
+   *
+   * A server may stop serving a head page once a newer head is published (`serve` keeps heads with
+   * the NS): a page missing right after its record was read is a name that moved on, so the record is
+   * read again, up to HEAD_READS times while it keeps changing. NOT_FOUND (details.name, address)
+   * only when the same record's page is still missing; UNAVAILABLE, which follow() retries with
+   * backoff, when the name moved on at every read (a sender publishing faster than one read).
    */
   async fetchName(name: string): Promise<NameHead | undefined> {
     if (!isKeyName(name)) throw RemoteLogError.invalidArgument(`${JSON.stringify(name)} is not a key name (k51…): IPNS gateways and routers hold signed names only`);
+    let last: Uint8Array | undefined;
+    for (let read = 1; ; read++) {
+      const found = await this.fetchRecord(name);
+      if (found === undefined) return undefined;
+      const { record, version, address } = found;
+      try {
+        return { content: await this.getBlock(address), version, record };
+      } catch (err) {
+        if (!isRemoteLogError(err, "NOT_FOUND")) throw err;
+        const cid = addressText(address);
+        // The record read before, again: its page is missing, not replaced by a newer head's.
+        if (last !== undefined && equalBytes(last, record)) {
+          throw new RemoteLogError("NOT_FOUND", `gateway ${this.casUrl}: the head page ${cid} of name ${name} (its record from ${this.nsUrl}) is not stored`, { details: { name, address: cid }, cause: err });
+        }
+        if (read >= HEAD_READS) {
+          throw RemoteLogError.unavailable(`name ${name} moved on ${HEAD_READS} times while its head page was read from ${this.casUrl} (the last, ${cid}, was replaced before it came); read it again once it is quieter`, err);
+        }
+        last = record;
+      }
+    }
+  }
+
+  /** The name's record, verified, and the address of the page it names; undefined without one. */
+  private async fetchRecord(name: string): Promise<{ record: Uint8Array; version: bigint; address: Uint8Array } | undefined> {
     const url = this.names(name);
     const response = await this.get(url, IPNS_RECORD, `name ${name}`);
     if (response === undefined) return undefined;
@@ -80,9 +115,7 @@ export class GatewayRemote implements LogReadRemote {
       throw isRemoteLogError(err) ? asFetchedRecordError(err, `the record of name ${name} from ${this.nsUrl}`, name) : err;
     }
     const { cid, sequence } = verified;
-    const address = toAddress(cid, `the record of name ${name}`);
-    const content = await this.getBlock(address);
-    return { content, version: sequence, record };
+    return { record, version: sequence, address: toAddress(cid, `the record of name ${name}`) };
   }
 
   async getBlock(address: Uint8Array): Promise<Uint8Array> {

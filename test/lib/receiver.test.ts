@@ -3,7 +3,7 @@ import { access } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { generateKey, keyName, openRemote, Receiver, Sender, type LogRemote } from "../../lib/index.js";
+import { generateKey, keyName, openGateway, openRemote, Receiver, Sender, type LogRemote } from "../../lib/index.js";
 import { cleanup, collect, startServer, tempDir, type Server } from "../helpers/processes.js";
 
 /** Resolves to "timeout" if p has not settled within ms. */
@@ -12,7 +12,7 @@ function within<T>(ms: number, p: Promise<T>): Promise<T | "timeout"> {
   return Promise.race([p, new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), ms)))]).finally(() => clearTimeout(timer));
 }
 
-/** Receiver.close() and Receiver.open's name check, against a real `remotelog serve`. */
+/** Receiver.close() and Receiver.open's name check, and follow over a gateway, against a real `remotelog serve`. */
 describe("receiver", () => {
   let server: Server;
   let remote: LogRemote;
@@ -150,6 +150,37 @@ describe("receiver", () => {
       // The old Receiver.open took them all, made the directory, and its follow() waited for ever.
       await expect(Receiver.open({ remote, name, unsigned: true, state })).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(rule) });
       await expect(access(state)).rejects.toMatchObject({ code: "ENOENT" });
+    }
+  });
+
+  test("receiver - follow through openGateway while the sender publishes in a tight loop gets every message", async () => {
+    const key = await generateKey();
+    const name = keyName(key);
+    const sender = await Sender.open({ remote, key });
+    await sender.send(["m0"]);
+    const gateway = openGateway(server.url, { router: server.url });
+    const receiver = await Receiver.open({ remote: gateway, name });
+    const count = 80;
+    const seen: number[] = [];
+    const stop = new AbortController();
+    const followed = (async () => {
+      for await (const delivery of receiver.follow({ signal: stop.signal, intervalMs: 100 })) {
+        seen.push(delivery.seq);
+        if (seen.length === count) break;
+      }
+    })();
+    try {
+      // The old gateway remote read a record, then found its head page gone once the next head was
+      // published, and the follower died NOT_FOUND.
+      for (let i = 1; i < count; i++) await sender.send([`m${i}`]);
+      await followed;
+      expect(seen).toEqual(Array.from({ length: count }, (_, i) => i));
+    } finally {
+      stop.abort();
+      await followed.catch(() => {});
+      await receiver.close();
+      gateway.close();
+      await sender.close();
     }
   });
 });
