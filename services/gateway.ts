@@ -76,7 +76,16 @@ export class HeadIndex {
     this.store = {
       get: (name) => names.get(name),
       put: async (name: string, content: Uint8Array, options?: PutOptions) => {
-        const version = await names.put(name, content, options);
+        // Findable before the put ends: a store serves the new record before its put resolves, and a
+        // reader that got it asks for its page next (find checks the store, so an early entry is safe).
+        const key = this.add(name, content);
+        let version: bigint;
+        try {
+          version = await names.put(name, content, options);
+        } catch (err) {
+          if (this.cidOfName.get(name) !== key) this.remove(name, key);
+          throw err;
+        }
         this.note(name, content);
         return version;
       },
@@ -115,21 +124,30 @@ export class HeadIndex {
   private note(name: string, content: Uint8Array, onlyIfNew = false): void {
     if (onlyIfNew && this.cidOfName.has(name)) return;
     this.forget(name);
+    this.cidOfName.set(name, this.add(name, content));
+  }
+
+  /** Puts name on content's page (besides the one it is on), and returns the page's key. */
+  private add(name: string, content: Uint8Array): string {
     const key = Buffer.from(addressOf(content)).toString("latin1");
-    this.cidOfName.set(name, key);
     let names = this.namesOfCid.get(key);
     if (!names) this.namesOfCid.set(key, (names = new Set()));
     names.add(name);
+    return key;
   }
 
   /** Takes name off the page it was on. */
   private forget(name: string): void {
     const old = this.cidOfName.get(name);
-    const sharing = old === undefined ? undefined : this.namesOfCid.get(old);
+    if (old !== undefined) this.remove(name, old);
+    this.cidOfName.delete(name);
+  }
+
+  private remove(name: string, key: string): void {
+    const sharing = this.namesOfCid.get(key);
     sharing?.delete(name);
     // Gone only when no name is left on it: another name's head may be the same page.
-    if (sharing?.size === 0) this.namesOfCid.delete(old!);
-    this.cidOfName.delete(name);
+    if (sharing?.size === 0) this.namesOfCid.delete(key);
   }
 
   private async scan(): Promise<void> {
