@@ -250,14 +250,32 @@ export class Remote implements LogRemote, NameLister {
 
   /** This remote for reading, its calls cancelled when signal aborts (LogReadRemote.withSignal). */
   withSignal(signal: AbortSignal): LogReadRemote {
-    const call = { signal };
+    // Each call under a signal of its own, and one listener on signal while any runs: a sync has tens
+    // of calls in flight, and a listener each on a receiver's long-lived signal passed Node's limit of
+    // 10 (a MaxListenersExceededWarning on a CLI's stderr).
+    const live = new Set<AbortController>();
+    const abortAll = () => {
+      for (const each of live) each.abort(signal.reason);
+    };
+    const run = async <T>(call: (options: CallOptions) => Promise<T>): Promise<T> => {
+      const own = new AbortController();
+      if (signal.aborted) own.abort(signal.reason);
+      else if (live.size === 0) signal.addEventListener("abort", abortAll, { once: true });
+      live.add(own);
+      try {
+        return await call({ signal: own.signal });
+      } finally {
+        live.delete(own);
+        if (live.size === 0) signal.removeEventListener("abort", abortAll);
+      }
+    };
     return {
       casUrl: this.casUrl,
       nsUrl: this.nsUrl,
-      fetchName: (name) => this.fetchName(name, call),
-      getBlock: (address) => this.getBlock(address, call),
-      getBlocks: (addresses) => this.getBlocks(addresses, call),
-      getBlocksAllowingMissing: (addresses) => this.getBlocksAllowingMissing(addresses, call),
+      fetchName: (name) => run((call) => this.fetchName(name, call)),
+      getBlock: (address) => run((call) => this.getBlock(address, call)),
+      getBlocks: (addresses) => run((call) => this.getBlocks(addresses, call)),
+      getBlocksAllowingMissing: (addresses) => run((call) => this.getBlocksAllowingMissing(addresses, call)),
       roundTripMs: () => this.roundTripMs(),
     };
   }
