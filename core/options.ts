@@ -35,3 +35,9 @@ export function shown(value: unknown): string {
 export function checkRemote(remote: unknown): void {
   if (remote === null || typeof remote !== "object") throw RemoteLogError.invalidArgument(`remote takes a client from openRemote, openKubo or openGateway, not ${shown(remote)}`);
 }
+
+/** Leaves undefined alone; otherwise value must be an AbortSignal (one that is not was a TypeError deep in a loop). */
+export function checkSignal(option: string, value: unknown): void {
+  if (value === undefined || value instanceof AbortSignal) return;
+  throw RemoteLogError.invalidArgument(`${option} takes an AbortSignal (an AbortController's signal), not ${shown(value)}`);
+}

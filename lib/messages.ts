@@ -1,5 +1,7 @@
 import type { Message as GenMessage } from "../gen/vac/mvds/mvds_pb.js";
+import { RemoteLogError } from "../core/errors.js";
 import { decodeMessage, fromHex as hexToBytes, messageId, toHex as bytesToHex } from "../core/hash.js";
+import { shown } from "../core/options.js";
 
 import type { Metadata as GenMetadata } from "../gen/vac/mvds/mvds_pb.js";
 
@@ -13,7 +15,7 @@ export type Metadata = GenMetadata;
  *
  * The MVDS id (H1) of a message: SHA-256 over its group id, timestamp and body, 32 bytes. Takes the
  * encoded vac.mvds.Message bytes, or the message's fields. Throws INVALID_ARGUMENT for bytes that do
- * not decode as a message. Pure.
+ * not decode as a message, or anything else. Pure.
  *
  * @example
  * ```ts
@@ -21,7 +23,13 @@ export type Metadata = GenMetadata;
  * ```
  */
 export function mvdsId(message: Uint8Array | Pick<Message, "groupId" | "timestamp" | "body">): Uint8Array {
-  return messageId(message instanceof Uint8Array ? decodeMessage(message, "message") : message);
+  if (message instanceof Uint8Array) return messageId(decodeMessage(message, "message"));
+  // A plain-JS caller's undefined, or fields of the wrong types, failed as a TypeError inside the hash.
+  const fields = message as Partial<Record<"groupId" | "timestamp" | "body", unknown>> | null;
+  if (fields === null || typeof fields !== "object" || !(fields.groupId instanceof Uint8Array) || typeof fields.timestamp !== "bigint" || !(fields.body instanceof Uint8Array)) {
+    throw RemoteLogError.invalidArgument(`mvdsId takes an encoded message, or { groupId: Uint8Array, timestamp: bigint, body: Uint8Array }, not ${shown(message)}`);
+  }
+  return messageId(message);
 }
 
 /** `toHex(bytes)`: lower-case hex, as remotelog prints ids. Pure; throws nothing. */

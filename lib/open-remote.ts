@@ -2,7 +2,7 @@ import { Remote } from "../actors/remote.js";
 import type { LogReadRemote, LogRemote, NameLister } from "../core/log-remote.js";
 import { GatewayRemote } from "../actors/gateway-remote.js";
 import { RemoteLogError } from "../core/errors.js";
-import { checkWholeNumber } from "../core/options.js";
+import { checkWholeNumber, shown } from "../core/options.js";
 
 /** Where the services are: one URL of a combined CAS and NS (`remotelog serve`), or one for each. */
 export type Endpoints = string | { cas: string; ns: string };
@@ -35,6 +35,10 @@ export type Endpoints = string | { cas: string; ns: string };
  * ```
  */
 export function openRemote(endpoints: Endpoints, options: OpenRemoteOptions = {}): LogRemote & NameLister {
+  if (typeof endpoints !== "string" && (endpoints === null || typeof endpoints !== "object" || typeof endpoints.cas !== "string" || typeof endpoints.ns !== "string")) {
+    // A plain-JS caller's undefined failed as a TypeError on destructuring.
+    throw RemoteLogError.invalidArgument(`openRemote takes a server URL, or { cas, ns } URLs, not ${shown(endpoints)}`);
+  }
   const { cas, ns } = typeof endpoints === "string" ? { cas: endpoints, ns: endpoints } : endpoints;
   checkWholeNumber("idleTimeoutMs", options.idleTimeoutMs, 1);
   return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS"), idleTimeoutMs: options.idleTimeoutMs });

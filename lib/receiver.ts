@@ -3,7 +3,7 @@ import { Receiver as LogReceiver, checkReceiverOptions, type Deliver, type Deliv
 import { withRetry } from "../actors/remote.js";
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { checkRemote, checkWholeNumber } from "../core/options.js";
+import { checkRemote, checkSignal, checkWholeNumber } from "../core/options.js";
 import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
 import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
 import { openCheckpoints } from "#directories";
@@ -244,6 +244,7 @@ export class Receiver extends LogReceiver {
     // Below this, a follower with nothing new was a busy loop of syncs (150 fetches a second at 0).
     checkWholeNumber("intervalMs", options.intervalMs, MIN_INTERVAL_MS);
     checkWholeNumber("retryForMs", options.retryForMs, 0);
+    checkSignal("signal", options.signal);
     const stop = new AbortController();
     const abort = () => stop.abort();
     // The caller's signal and close() stop the loop alike.

@@ -366,6 +366,12 @@ describe("library", () => {
     await expect(Sender.open({ remote, key, embed: -1 })).rejects.toEqual(naming("embed"));
     await expect(Sender.open({ remote, key, pageSize: 0 })).rejects.toEqual(naming("pageSize"));
     await expect(Sender.open({ remote, key, maxAttempts: 0 } as never)).rejects.toEqual(naming("maxAttempts"));
+    // Each was a TypeError from deep inside (library hunt M7).
+    expect(() => openRemote(undefined as never)).toThrow(naming("openRemote takes a server URL"));
+    expect(() => openRemote({ cas: server.url } as never)).toThrow(naming("openRemote takes a server URL"));
+    expect(() => mvdsId(undefined as never)).toThrow(naming("mvdsId takes an encoded message"));
+    expect(() => mvdsId({ groupId: "chat", timestamp: 1n, body: new Uint8Array() } as never)).toThrow(naming("mvdsId takes an encoded message"));
+    await expect(receiver.follow({ signal: "stop" as never }).next()).rejects.toEqual(naming("signal takes an AbortSignal"));
     expect(() => openGateway(server.url, { concurrency: 0 })).toThrow(naming("concurrency"));
     expect(() => openGateway(server.url, { maxBlockBytes: -1 })).toThrow(naming("maxBlockBytes"));
     await expect(openKubo("http://127.0.0.1:1", { timeoutMs: Number.NaN })).rejects.toEqual(naming("timeoutMs"));
