@@ -92,7 +92,7 @@ export function command(io: Io) {
       // REMOTELOG_SERVER in the environment names the usual server; --gateway given on the line wins over it.
       if (flags.gateway !== undefined && command.getOptionValueSource("server") === "env") flags.server = undefined;
       const remote = refusingBackupHeads(await readRemoteFrom(flags, names.map(({ name }) => name)));
-      const checkpoints: CheckpointStore = flags.state === undefined ? new MemoryCheckpointStore() : await FileCheckpointStore.open(flags.state).catch((err) => {
+      const checkpoints: CheckpointStore = flags.state === undefined ? new MemoryCheckpointStore() : await FileCheckpointStore.open(flags.state, { exclusive: true }).catch((err) => {
         remote.close();
         throw err;
       });

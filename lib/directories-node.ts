@@ -29,5 +29,5 @@ export function openPublishedMarks(data: string): Promise<CheckpointStore> {
 
 /** A receiver's checkpoints, one file per name in state. */
 export function openCheckpoints(state: string): Promise<CheckpointStore> {
-  return FileCheckpointStore.open(state);
+  return FileCheckpointStore.open(state, { exclusive: true });
 }

@@ -124,7 +124,14 @@ export class Receiver extends LogReceiver {
     const file = options.state === undefined ? undefined : await openCheckpoints(options.state);
     // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
     const checkpoints = file ? new WriteThroughCheckpoints(file) : options.checkpoints;
-    const receiver = new Receiver({ ...options, checkpoints, waitForSeq: false });
+    let receiver: Receiver;
+    try {
+      receiver = new Receiver({ ...options, checkpoints, waitForSeq: false });
+    } catch (err) {
+      // The state directory is held from its open (its LOCK): let it go.
+      await file?.close();
+      throw err;
+    }
     if (file) receiver.owned.push(checkpoints!);
     return receiver;
   }

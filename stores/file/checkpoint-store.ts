@@ -5,6 +5,7 @@ import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js
 import { RemoteLogError } from "../../core/errors.js";
 import { fromHex, toHex } from "../../core/hash.js";
 import { ensureDir, ownPathError, removeLeftoverTmp, userPathError, writeFileAtomic } from "./atomic.js";
+import { LockFile } from "./lock-file.js";
 import { KeyedMutex } from "./mutex.js";
 
 /** The JSON in each file. The name is kept so that a file can be checked against the name asked for. */
@@ -34,6 +35,7 @@ export class FileCheckpointStore implements CheckpointStore {
   private constructor(
     readonly dir: string,
     private readonly readOnly: boolean,
+    private readonly owner?: LockFile,
   ) {}
 
   /**
@@ -41,16 +43,26 @@ export class FileCheckpointStore implements CheckpointStore {
    * dir and removes crashed writers' temporary files. Throws PERMISSION_DENIED when dir may not be
    * written, INTERNAL on another I/O failure. Idempotent.
    * With readOnly (a verb that reads only), it creates and removes nothing, and save throws INTERNAL.
+   * With exclusive (a receiver's state), dir is this store's alone until close(): a LOCK file holds
+   * it, and a second open is CONFLICT naming the process that holds it. Two receivers on one state
+   * each cached and saved its own checkpoint of a name, and moved the other's, back too.
    */
-  static async open(dir: string, options: { readOnly?: boolean } = {}): Promise<FileCheckpointStore> {
+  static async open(dir: string, options: { readOnly?: boolean; exclusive?: boolean } = {}): Promise<FileCheckpointStore> {
     if (options.readOnly) return new FileCheckpointStore(dir, true);
     await ensureDir(dir);
     // An existing directory this process may not write is said now, not at the first save, after a delivery.
     await access(dir, constants.W_OK).catch((err: unknown) => {
       throw userPathError(`cannot write checkpoints in ${dir}`, err);
     });
-    await removeLeftoverTmp(dir);
-    return new FileCheckpointStore(dir, false);
+    const owner = options.exclusive ? await LockFile.acquire(join(dir, "LOCK"), `receiver state ${dir}`) : undefined;
+    try {
+      // Only by its holder, when there is one: another receiver's save may be under way.
+      await removeLeftoverTmp(dir);
+    } catch (err) {
+      await owner?.release();
+      throw err;
+    }
+    return new FileCheckpointStore(dir, false, owner);
   }
 
   /** The path of a name's checkpoint file. */
@@ -136,11 +148,12 @@ export class FileCheckpointStore implements CheckpointStore {
     });
   }
 
-  /** Waits for saves in progress. Idempotent; later calls throw INTERNAL. */
+  /** Waits for saves in progress, then lets the directory go (exclusive). Idempotent; later calls throw INTERNAL. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.locks.idle();
+    await this.owner?.release();
   }
 
   private checkOpen(): void {
