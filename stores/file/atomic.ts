@@ -299,8 +299,13 @@ export async function requireDirOf(path: string, what: string): Promise<void> {
 export function userPathError(what: string, err: unknown): RemoteLogError {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === "ENOTDIR" || code === "EEXIST") return RemoteLogError.invalidArgument(`${what}: a file is where a directory must be (${code})`, err);
-  if (code === "EACCES" || code === "EPERM" || code === "EROFS") return RemoteLogError.permissionDenied(`${what}: ${(err as Error).message}`);
+  if (isDenied(code)) return RemoteLogError.permissionDenied(`${what}: ${(err as Error).message}`);
   return ioError(what, err);
+}
+
+/** The errno codes of a system refusing access to a path: the user's to fix, not a bug. */
+function isDenied(code: string | undefined): boolean {
+  return code === "EACCES" || code === "EPERM" || code === "EROFS";
 }
 
 /**
@@ -311,8 +316,7 @@ export function userPathError(what: string, err: unknown): RemoteLogError {
  */
 export function ownPathError(err: unknown): unknown {
   for (let cause = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+    if (isDenied((cause as NodeJS.ErrnoException).code)) {
       return RemoteLogError.permissionDenied(isRemoteLogError(err) ? err.text : (err as Error).message);
     }
   }

@@ -4,6 +4,14 @@ import { RemoteLogError } from "../../core/errors.js";
 import { ioError, isAlive, ownPathError, tmpPathFor } from "./atomic.js";
 
 /**
+ * The locks this process holds now, by real path (two spellings of one directory are one lock). A
+ * lock file naming this process that is not here was released by it, though the file stayed (its
+ * directory was read-only at the release): it is taken over, where this process found itself holding
+ * it ("in use by … (this one)") until it exited.
+ */
+const heldHere = new Set<string>();
+
+/**
  * An exclusive lock between processes: a file holding the owner's pid. It is created whole, by writing
  * a temporary file and hard-linking it to the lock path (link fails if the lock exists), so a lock
  * file is never seen empty. A lock whose pid is dead is left over from a crash and is taken over.
@@ -11,13 +19,6 @@ import { ioError, isAlive, ownPathError, tmpPathFor } from "./atomic.js";
  * Limits, on purpose: a pid reused by an unrelated live process after a reboot makes the lock look
  * held (remove the file by hand; the error says which), and it is advisory: only our own code honours it.
  */
-/**
- * The locks this process holds now, by real path (two spellings of one directory are one lock). A lock file naming this process that is not here was
- * released by it, though the file stayed (its directory was read-only at the release): it is taken
- * over, where this process found itself holding it ("in use by … (this one)") until it exited.
- */
-const heldHere = new Set<string>();
-
 export class LockFile {
   private released = false;
 
