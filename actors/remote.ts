@@ -3,7 +3,7 @@ import { openTransport, type OpenTransport, type TransportOptions } from "#trans
 import { CAS, NS } from "../gen/vac/cas/cas_pb.js";
 import { create, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { EmptySchema } from "@bufbuild/protobuf/wkt";
-import { AddManyRequestSchema, BlockService, GetManyRequestSchema } from "../gen/remotelog/v1/blocks_pb.js";
+import { AddManyRequestSchema, BlockService, GetManyRequestSchema, type GetManyResponse } from "../gen/remotelog/v1/blocks_pb.js";
 import { NameListService, NameWatchService } from "../gen/remotelog/v1/names_pb.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { errorCodeOf } from "../core/connect-codes.js";
@@ -11,7 +11,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { backoffDelayMs, mapBounded, sleep, withRetry as retry, type RetryOptions } from "../core/retry.js";
-import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead, type NameLister, type NamePage, type PendingUpdate } from "../core/log-remote.js";
+import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead, type NameLister, type NamePage, type PagesWithLinked, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
 export { WatchUnsupportedError } from "../core/log-remote.js";
@@ -228,6 +228,30 @@ export class Remote implements LogRemote, NameLister {
     return results.flat();
   }
 
+  /**
+   * One GetMany of pages with linked_pages (LogReadRemote.getPagesWithLinked): a server that caps the
+   * answer before the last page asked sends no linked pages, and the rest are fetched as getBlocks does.
+   */
+  async getPagesWithLinked(addresses: Uint8Array[], fromSeqid: number, maxLinkedBytes: number, call?: CallOptions): Promise<PagesWithLinked> {
+    if (addresses.length === 0 || addresses.length > this.batchBlocks) return { blocks: await this.getBlocks(addresses, call), linked: [] };
+    let response: GetManyResponse;
+    try {
+      const linkedPages = { fromSeqid: BigInt(fromSeqid), maxBytes: BigInt(Math.max(0, Math.floor(maxLinkedBytes))) };
+      response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true, linkedPages }, "ids", addresses), call);
+    } catch (err) {
+      throw fromConnectError(err, `CAS ${this.casUrl} GetMany`);
+    }
+    const blocks = response.blocks;
+    if (blocks.length === 0 || blocks.length > addresses.length || response.missing.length > 0) {
+      throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${addresses.length} blocks returned ${blocks.length === 0 ? "none" : `${blocks.length}, ${response.missing.length} missing`}`);
+    }
+    if (response.linked.length !== response.linkedIds.length) {
+      throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany sent ${response.linked.length} linked pages and ${response.linkedIds.length} addresses for them`);
+    }
+    const rest = blocks.length < addresses.length ? await this.getBlocks(addresses.slice(blocks.length), call) : [];
+    return { blocks: rest.length === 0 ? blocks : [...blocks, ...rest], linked: response.linked.map((bytes, i) => ({ address: response.linkedIds[i], bytes })) };
+  }
+
   async getBlock(address: Uint8Array, call?: CallOptions): Promise<Uint8Array> {
     try {
       return (await this.cas.get({ id: address }, call)).data;
@@ -276,6 +300,7 @@ export class Remote implements LogRemote, NameLister {
       getBlock: (address) => run((call) => this.getBlock(address, call)),
       getBlocks: (addresses) => run((call) => this.getBlocks(addresses, call)),
       getBlocksAllowingMissing: (addresses) => run((call) => this.getBlocksAllowingMissing(addresses, call)),
+      getPagesWithLinked: (addresses, fromSeqid, maxLinkedBytes) => run((call) => this.getPagesWithLinked(addresses, fromSeqid, maxLinkedBytes, call)),
       roundTripMs: () => this.roundTripMs(),
     };
   }

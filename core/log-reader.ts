@@ -3,8 +3,8 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { chainPages, collectPages, walkChain, DEFAULT_MAX_PAGES, type ChainPage, type CollectOptions, type CollectResult, type WalkOptions, type WalkResult } from "./chain.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "./errors.js";
 import { DistinctAddresses } from "./distinct-addresses.js";
-import { addressOf, addressText, decodeMessage, equalBytes } from "./hash.js";
-import type { LogReadRemote, NameHead } from "./log-remote.js";
+import { addressOf, addressText, decodeMessage, equalBytes, toHex } from "./hash.js";
+import type { LogReadRemote, NameHead, PagesWithLinked } from "./log-remote.js";
 import { verifySignedHead } from "./name-checks.js";
 import { isKeyName, type VerifiedRecord } from "./names.js";
 import { checkBlock, decodePage, messageOfPair, pairDataChecksOut, verifyPairData, type CheckedBlock } from "./page.js";
@@ -105,6 +105,12 @@ export interface OpenHead {
 export type CheckedMessage = Message | typeof TOMBSTONE | RemoteLogError;
 
 export const TOMBSTONE = Symbol("tombstone");
+
+/**
+ * Linked pages a collection keeps waiting, in bytes: as much as one answer of a server at its default
+ * max_response_bytes carries, which holds the pages of ~100k messages.
+ */
+const LINKED_PAGES_BYTES = 8 << 20;
 
 export class LogReader {
   readonly name: string;
@@ -207,17 +213,76 @@ export class LogReader {
   }
 
   /** Collects an indexed chain's pages from fromSeqid on (collectPages), at most maxPages; keep as for walk. */
-  collect(head: RemoteLog, fromSeqid: number, options: Omit<CollectOptions, "maxPages"> = {}, keep?: (address: Uint8Array, bytes: Uint8Array) => void): Promise<CollectResult> {
-    return collectPages(
-      head,
-      fromSeqid,
-      async (addresses) => {
-        const blocks = await this.remote.getBlocks(addresses);
-        if (keep) blocks.forEach((bytes, i) => keep(addresses[i], bytes));
+  async collect(head: RemoteLog, fromSeqid: number, options: Omit<CollectOptions, "maxPages"> = {}, keep?: (address: Uint8Array, bytes: Uint8Array) => void): Promise<CollectResult> {
+    const linked = this.linkedPagesFetcher(fromSeqid);
+    const fetchPages = async (addresses: Uint8Array[]) => {
+      const blocks = await (linked ? linked.fetch(addresses) : this.remote.getBlocks(addresses));
+      if (keep) blocks.forEach((bytes, i) => keep(addresses[i], bytes));
+      return blocks;
+    };
+    try {
+      return await collectPages(head, fromSeqid, fetchPages, { ...options, maxPages: this.maxPages });
+    } finally {
+      // take() reads again pages the collection did not hold, a window at a time: none of them links to
+      // anything it lacks.
+      linked?.stop();
+    }
+  }
+
+  /**
+   * A collection's page fetches with the pages they link to sent along, where the remote can
+   * (getPagesWithLinked): those wait here, at most LINKED_PAGES_BYTES of them, until the collection
+   * asks for them, so that it learns a chain's links in a round trip or a few rather than one for every
+   * halving of the gaps. One call at a time asks for them, and only when none wait: a server sends
+   * every needed page the asked ones reach, and two calls reach the same. What comes from here is
+   * checked by the collection as any page is.
+   */
+  private linkedPagesFetcher(fromSeqid: number): { fetch(addresses: Uint8Array[]): Promise<Uint8Array[]>; stop(): void } | undefined {
+    const remote = this.remote;
+    if (!remote.getPagesWithLinked) return undefined;
+    const waiting = new Map<string, Uint8Array>();
+    let waitingBytes = 0;
+    let asking = false;
+    let stopped = false;
+    return {
+      stop: () => {
+        stopped = true;
+        waiting.clear();
+      },
+      fetch: async (addresses) => {
+        const blocks: Uint8Array[] = new Array(addresses.length);
+        const asked: number[] = [];
+        addresses.forEach((address, i) => {
+          const key = toHex(address);
+          const bytes = waiting.get(key);
+          if (bytes === undefined) return void asked.push(i);
+          blocks[i] = bytes;
+          waiting.delete(key);
+          waitingBytes -= bytes.length;
+        });
+        if (asked.length === 0) return blocks;
+        const askedFor = asked.map((i) => addresses[i]);
+        let answer: PagesWithLinked;
+        if (stopped || asking || waiting.size > 0) {
+          answer = { blocks: await remote.getBlocks(askedFor), linked: [] };
+        } else {
+          asking = true;
+          try {
+            answer = await remote.getPagesWithLinked!(askedFor, fromSeqid, LINKED_PAGES_BYTES - waitingBytes);
+          } finally {
+            asking = false;
+          }
+        }
+        asked.forEach((i, k) => (blocks[i] = answer.blocks[k]));
+        for (const { address, bytes } of answer.linked) {
+          const key = toHex(address);
+          if (stopped || waiting.has(key) || waitingBytes + bytes.length > LINKED_PAGES_BYTES) continue;
+          waiting.set(key, bytes);
+          waitingBytes += bytes.length;
+        }
         return blocks;
       },
-      { ...options, maxPages: this.maxPages },
-    );
+    };
   }
 
   /**

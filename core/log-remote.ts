@@ -33,6 +33,14 @@ export interface LogReadRemote {
    */
   getBlocksAllowingMissing?(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]>;
   /**
+   * getBlocks of a chain's pages, with the pages they link to that a reader from fromSeqid needs sent
+   * along, at most maxLinkedBytes of them, where the CAS can (remotelog.v1 GetMany's linked_pages): a
+   * collection of pages then takes one round trip, not one for every halving of the gaps it knows. The
+   * linked pages are unchecked claims, like any block: the collection checks each against the link
+   * that names it. A CAS that sends none is no fault.
+   */
+  getPagesWithLinked?(addresses: Uint8Array[], fromSeqid: number, maxLinkedBytes: number): Promise<PagesWithLinked>;
+  /**
    * The network round trip to the CAS in ms, without server work in it (an HTTP/2 PING), if the
    * remote can tell: a receiver fetches further ahead over a longer one.
    */
@@ -43,6 +51,12 @@ export interface LogReadRemote {
    * stopped reader's calls run to their end.
    */
   withSignal?(signal: AbortSignal): LogReadRemote;
+}
+
+/** What getPagesWithLinked returns: the blocks asked for, in order, and the linked pages sent along. */
+export interface PagesWithLinked {
+  blocks: Uint8Array[];
+  linked: { address: Uint8Array; bytes: Uint8Array }[];
 }
 
 /** What a CAS says it takes; fields it does not advertise are absent. */

@@ -8,13 +8,14 @@ import {
   type BlockService,
   type GetManyRequest,
   type GetManyResponse,
+  type LinkedPages,
 } from "../gen/remotelog/v1/blocks_pb.js";
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
 import { DistinctAddresses } from "../core/distinct-addresses.js";
 import { addressText, validateAddress } from "../core/hash.js";
 import type { NameStore } from "../core/name-store.js";
-import { repeatedBytesUnknown } from "../core/page.js";
+import { decodePageLinks, repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
 import { Authority, peerOf } from "./auth.js";
 import { answerCost, answerFormat, idsCost, JSON_COST } from "./answer-cost.js";
@@ -30,6 +31,9 @@ export interface BlockLimits extends CasLimits {
    */
   maxResponseBytes: number;
 }
+
+/** How many of a GetMany's blocks are looked at for linked pages: a reader asks for a round's few pages at a time. */
+const LINKED_FROM_BLOCKS = 64;
 
 export const defaultBlockLimits: BlockLimits = { ...defaultCasLimits, maxBatchBlocks: 16384, maxResponseBytes: 8 << 20 };
 
@@ -186,9 +190,75 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, costRead, idsCost(format, addresses.length)));
     }
     const response = create(GetManyResponseSchema, { missing });
-    if (format === "binary") response.$unknown = repeatedBytesUnknown(1, blocks);
-    else response.blocks = blocks;
+    const linked = request.linkedPages && blocks.length === addresses.length ? await this.linkedPages(blocks, distinct, request.linkedPages, this.limits.maxResponseBytes - bytes, costOf) : undefined;
+    if (linked) this.options.readBudget?.charge(peerOf(context).address, linked.cost);
+    if (format === "binary") {
+      response.$unknown = repeatedBytesUnknown(1, blocks);
+      if (linked) response.$unknown.push(...repeatedBytesUnknown(3, linked.pages), ...repeatedBytesUnknown(4, linked.ids));
+    } else {
+      response.blocks = blocks;
+      if (linked) {
+        response.linked = linked.pages;
+        response.linkedIds = linked.ids;
+      }
+    }
     return response;
+  }
+
+  /**
+   * The pages the answered blocks link to, and those they link to in turn, level by level, that a reader
+   * from options.fromSeqid needs (a page's tail when the page starts after it; any other link when the
+   * linked page starts at it or after), none already in the answer or seen, while room (and the client's
+   * max_bytes) holds them. Only the first LINKED_FROM_BLOCKS blocks asked are looked at as pages; a block
+   * that is not a page links to nothing. The pages are not checked beyond decodePageLinks: the client
+   * checks each against its link, as one it asked for.
+   */
+  private async linkedPages(
+    answered: Uint8Array[],
+    seen: DistinctAddresses,
+    options: LinkedPages,
+    room: number,
+    costOf: (length: number) => number,
+  ): Promise<{ pages: Uint8Array[]; ids: Uint8Array[]; cost: number }> {
+    const from = options.fromSeqid;
+    const limit = Math.min(room, options.maxBytes > 0n && options.maxBytes < BigInt(room) ? Number(options.maxBytes) : room);
+    const pages: Uint8Array[] = [];
+    const ids: Uint8Array[] = [];
+    let cost = 0;
+    let costRead = 0;
+    let level = answered.slice(0, LINKED_FROM_BLOCKS);
+    while (level.length > 0 && pages.length < this.limits.maxBatchBlocks) {
+      const wanted: Uint8Array[] = [];
+      for (const bytes of level) {
+        let links;
+        try {
+          links = decodePageLinks(bytes, "a block");
+        } catch {
+          continue;
+        }
+        const info = links.info;
+        if (!info) continue;
+        info.skips.forEach((skip, i) => {
+          if (i === 0 ? info.firstSeqid <= from : skip.firstSeqid < from) return;
+          const known = seen.unique.length;
+          if (seen.slotOf(skip.address) === known) wanted.push(skip.address);
+        });
+      }
+      if (wanted.length === 0) break;
+      const read = await this.store.getMany(wanted.slice(0, this.limits.maxBatchBlocks - pages.length));
+      level = [];
+      for (let k = 0; k < read.length; k++) {
+        const bytes = read[k];
+        if (!bytes) continue;
+        costRead += bytes.length;
+        if (cost + costOf(bytes.length) > limit) return { pages, ids, cost: Math.max(cost, costRead) };
+        cost += costOf(bytes.length);
+        pages.push(bytes);
+        ids.push(wanted[k]);
+        level.push(bytes);
+      }
+    }
+    return { pages, ids, cost: Math.max(cost, costRead) };
   }
 
   private checkCount(count: number, what: string): void {

@@ -557,8 +557,7 @@ describe("actors - a long log in bounded memory", () => {
     const pageFetches: { firstSeqid: number; delivered: number; call: number }[] = [];
     let calls = 0;
     const getBlocks = remote.getBlocks.bind(remote);
-    remote.getBlocks = async (addresses) => {
-      const blocks = await getBlocks(addresses);
+    const record = (blocks: Uint8Array[]) => {
       const call = calls++;
       for (const block of blocks) {
         try {
@@ -568,7 +567,18 @@ describe("actors - a long log in bounded memory", () => {
           // a message, not a page
         }
       }
+    };
+    remote.getBlocks = async (addresses) => {
+      const blocks = await getBlocks(addresses);
+      record(blocks);
       return blocks;
+    };
+    // The pages a server sends along with those asked (GetMany linked_pages) are read as well.
+    const getPagesWithLinked = remote.getPagesWithLinked.bind(remote);
+    remote.getPagesWithLinked = async (addresses, fromSeqid, maxLinkedBytes) => {
+      const answer = await getPagesWithLinked(addresses, fromSeqid, maxLinkedBytes);
+      record([...answer.blocks, ...answer.linked.map((page) => page.bytes)]);
+      return answer;
     };
     const receiver = new Receiver({ name: "long", remote, checkpoints: new MemoryCheckpointStore(), holdPages: 16, prefetchPairs: 64, batchSize: 16, concurrency: 2, verifyPool: null });
     const got: Delivery[] = [];
@@ -609,12 +619,18 @@ async function afterRoundTrip<T>(call: () => Promise<T>): Promise<T> {
 }
 
 /** A log of 2,000 messages in pages of 4, every message only in the CAS, and a remote to read it. */
+/**
+ * A log of 2,000 messages in pages of 4, and a remote to read it that fetches pages by rounds, as from
+ * a server that sends no linked pages along (test/integration/linked-pages.test.ts has those).
+ */
 async function pagesOfFour(name: string) {
   const w = world();
   const sender = new Sender({ published: new MemoryCheckpointStore(), name, log: new MemoryLocalLog(), remote: w.remote(), pageSize: 4, embed: "none" });
   await sender.append(bodies(2000), GROUP, 1n);
   await sender.publish();
-  return { w, remote: w.remote() };
+  const remote = w.remote();
+  (remote as { getPagesWithLinked?: unknown }).getPagesWithLinked = undefined;
+  return { w, remote };
 }
 
 describe("actors - appendAndPublish: the blocks go up while the append writes", () => {

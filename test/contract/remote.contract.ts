@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isRemoteLogError } from "../../core/errors.js";
-import { addressOf, encodeMessage, messageId, newMessage } from "../../core/hash.js";
+import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
 import { LogReader } from "../../core/log-reader.js";
 import { WatchUnsupportedError, type LogRemote } from "../../core/log-remote.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
-import { encodePage, planPages } from "../../core/page.js";
+import { decodePage, encodePage, planPages } from "../../core/page.js";
 
 const text = (s: string) => new TextEncoder().encode(s);
 
@@ -19,6 +19,8 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 export interface RemoteContractOptions {
   /** Whether the NS pushes heads (watchName yields); otherwise watchName throws WatchUnsupportedError. */
   watches: boolean;
+  /** Whether it sends a chain's linked pages along (getPagesWithLinked); otherwise it has no such method. */
+  linkedPages: boolean;
 }
 
 /**
@@ -133,6 +135,35 @@ export function remoteContract(label: string, open: () => Promise<{ remote: LogR
       // The same head read with a floor above its sequence is a rollback.
       expect(await codeOf(reader.open({ floor: 2n }))).toBe("CONFLICT");
       expect(await codeOf(new LogReader(remote, name, { maxPages: 3 }).walk(opened.page))).toBe("DATA_LOSS");
+    });
+
+    it("sends along the pages a chain's pages link to that a reader from a seqid needs, where it can; the pages asked come back in order", async () => {
+      if (!options.linkedPages) return expect(remote.getPagesWithLinked).toBeUndefined();
+      const entries = Array.from({ length: 40 }, (_, i) => {
+        const message = newMessage(text("contract"), BigInt(i), randomBytes(16));
+        const data = encodeMessage(message);
+        return { id: messageId(message), address: addressOf(data), data };
+      });
+      const plan = planPages(entries, new Uint8Array(0), 4, "none");
+      await remote.putBlocks([...entries.map((entry) => entry.data), ...plan.sealed.map((page) => page.bytes)]);
+      const asked = plan.head.info!.skips.map((skip) => skip.address);
+      for (const fromSeqid of [0, 21, 36]) {
+        const { blocks, linked } = await remote.getPagesWithLinked!(asked, fromSeqid, 1 << 20);
+        expect(blocks.map((bytes) => toHex(addressOf(bytes)))).toEqual(asked.map(toHex));
+        for (const page of linked) expect(toHex(addressOf(page.bytes))).toBe(toHex(page.address));
+        // Every sealed page holding a seqid at or after fromSeqid, but those asked: each once.
+        const needed = plan.sealed.filter((page) => {
+          const info = decodePage(page.bytes, "page").info!;
+          return Number(info.firstSeqid) + info.count - 1 >= fromSeqid;
+        });
+        const askedKeys = new Set(asked.map(toHex));
+        expect(linked.map((page) => toHex(page.address)).sort()).toEqual(needed.map((page) => toHex(page.address)).filter((key) => !askedKeys.has(key)).sort());
+      }
+      // Bounded by the bytes the caller gives: at most that much, whole pages.
+      const small = await remote.getPagesWithLinked!(asked, 0, plan.sealed[0].bytes.length * 2);
+      expect(small.linked.reduce((sum, page) => sum + page.bytes.length, 0)).toBeLessThanOrEqual(plan.sealed[0].bytes.length * 2);
+      // Message blocks link to nothing.
+      expect((await remote.getPagesWithLinked!([entries[0].address], 0, 1 << 20)).linked).toEqual([]);
     });
 
     it("a round trip, where it can tell one, is a number of ms once a call has been made, and never a failure", async () => {

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/blocks.proto.
  */
 export const file_remotelog_v1_blocks: GenFile = /*@__PURE__*/
-  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiYAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMEiwKB3BlbmRpbmcYAiABKAsyGy5yZW1vdGVsb2cudjEuUGVuZGluZ1VwZGF0ZRIQCghvbWl0X2lkcxgDIAEoCCI+Cg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIOCgZyZWNvcmQYAyABKAwiHgoPQWRkTWFueVJlc3BvbnNlEgsKA2lkcxgBIAMoDCJICg5HZXRNYW55UmVxdWVzdBILCgNpZHMYASADKAwSFQoNYWxsb3dfbWlzc2luZxgCIAEoCBISCgpwYXJ0aWFsX29rGAMgASgIIjIKD0dldE1hbnlSZXNwb25zZRIOCgZibG9ja3MYASADKAwSDwoHbWlzc2luZxgCIAMoDTKeAQoMQmxvY2tTZXJ2aWNlEkYKB0FkZE1hbnkSHC5yZW1vdGVsb2cudjEuQWRkTWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuQWRkTWFueVJlc3BvbnNlEkYKB0dldE1hbnkSHC5yZW1vdGVsb2cudjEuR2V0TWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuR2V0TWFueVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiYAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMEiwKB3BlbmRpbmcYAiABKAsyGy5yZW1vdGVsb2cudjEuUGVuZGluZ1VwZGF0ZRIQCghvbWl0X2lkcxgDIAEoCCI+Cg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIOCgZyZWNvcmQYAyABKAwiHgoPQWRkTWFueVJlc3BvbnNlEgsKA2lkcxgBIAMoDCJ5Cg5HZXRNYW55UmVxdWVzdBILCgNpZHMYASADKAwSFQoNYWxsb3dfbWlzc2luZxgCIAEoCBISCgpwYXJ0aWFsX29rGAMgASgIEi8KDGxpbmtlZF9wYWdlcxgEIAEoCzIZLnJlbW90ZWxvZy52MS5MaW5rZWRQYWdlcyI0CgtMaW5rZWRQYWdlcxISCgpmcm9tX3NlcWlkGAEgASgEEhEKCW1heF9ieXRlcxgCIAEoBCJWCg9HZXRNYW55UmVzcG9uc2USDgoGYmxvY2tzGAEgAygMEg8KB21pc3NpbmcYAiADKA0SDgoGbGlua2VkGAMgAygMEhIKCmxpbmtlZF9pZHMYBCADKAwyngEKDEJsb2NrU2VydmljZRJGCgdBZGRNYW55EhwucmVtb3RlbG9nLnYxLkFkZE1hbnlSZXF1ZXN0Gh0ucmVtb3RlbG9nLnYxLkFkZE1hbnlSZXNwb25zZRJGCgdHZXRNYW55EhwucmVtb3RlbG9nLnYxLkdldE1hbnlSZXF1ZXN0Gh0ucmVtb3RlbG9nLnYxLkdldE1hbnlSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message remotelog.v1.AddManyRequest
@@ -121,6 +121,17 @@ export type GetManyRequest = Message<"remotelog.v1.GetManyRequest"> & {
    * @generated from field: bool partial_ok = 3;
    */
   partialOk: boolean;
+
+  /**
+   * When set, the answer also carries pages the asked-for blocks link to (page info skip links,
+   * docs/page-index.md), and the pages those link to in turn, as far as linked_pages says and the
+   * response's room allows: a reader collecting a chain gets it in one round trip instead of one for
+   * every halving of the gap between the pages it knows. Best effort and unchecked: the client
+   * checks every page against the link that named it, as it does a page it asked for.
+   *
+   * @generated from field: remotelog.v1.LinkedPages linked_pages = 4;
+   */
+  linkedPages?: LinkedPages | undefined;
 };
 
 /**
@@ -129,6 +140,34 @@ export type GetManyRequest = Message<"remotelog.v1.GetManyRequest"> & {
  */
 export const GetManyRequestSchema: GenMessage<GetManyRequest> = /*@__PURE__*/
   messageDesc(file_remotelog_v1_blocks, 3);
+
+/**
+ * @generated from message remotelog.v1.LinkedPages
+ */
+export type LinkedPages = Message<"remotelog.v1.LinkedPages"> & {
+  /**
+   * Only pages the reader needs to read from this seqid on: a page's tail when the page starts after
+   * it, any other linked page when it starts at it or after.
+   *
+   * @generated from field: uint64 from_seqid = 1;
+   */
+  fromSeqid: bigint;
+
+  /**
+   * The most bytes of linked pages the answer may carry (the server's max_response_bytes bounds the
+   * whole answer as well); 0 is no bound of the client's.
+   *
+   * @generated from field: uint64 max_bytes = 2;
+   */
+  maxBytes: bigint;
+};
+
+/**
+ * Describes the message remotelog.v1.LinkedPages.
+ * Use `create(LinkedPagesSchema)` to create a new message.
+ */
+export const LinkedPagesSchema: GenMessage<LinkedPages> = /*@__PURE__*/
+  messageDesc(file_remotelog_v1_blocks, 4);
 
 /**
  * @generated from message remotelog.v1.GetManyResponse
@@ -150,6 +189,19 @@ export type GetManyResponse = Message<"remotelog.v1.GetManyResponse"> & {
    * @generated from field: repeated uint32 missing = 2;
    */
   missing: number[];
+
+  /**
+   * With linked_pages: the pages sent along, and their addresses (binary CIDv1) in the same order.
+   * Sent only when every block asked for is in the answer; none of them is one of those.
+   *
+   * @generated from field: repeated bytes linked = 3;
+   */
+  linked: Uint8Array[];
+
+  /**
+   * @generated from field: repeated bytes linked_ids = 4;
+   */
+  linkedIds: Uint8Array[];
 };
 
 /**
@@ -157,7 +209,7 @@ export type GetManyResponse = Message<"remotelog.v1.GetManyResponse"> & {
  * Use `create(GetManyResponseSchema)` to create a new message.
  */
 export const GetManyResponseSchema: GenMessage<GetManyResponse> = /*@__PURE__*/
-  messageDesc(file_remotelog_v1_blocks, 4);
+  messageDesc(file_remotelog_v1_blocks, 5);
 
 /**
  * @generated from service remotelog.v1.BlockService
