@@ -35,7 +35,9 @@ export interface SenderOptions {
    */
   published: CheckpointStore;
   /** updateNameWithBlocks, when there is one, publishes blocks and head in one round trip where it can. */
-  remote: Pick<LogRemote, "putBlocks" | "fetchName" | "updateName" | "getBlock" | "getBlocks" | "nsUrl" | "casUrl"> & Partial<Pick<Remote, "updateNameWithBlocks">>;
+  remote: Pick<LogRemote, "putBlocks" | "fetchName" | "updateName" | "getBlock" | "getBlocks" | "nsUrl" | "casUrl"> &
+    Partial<Pick<Remote, "updateNameWithBlocks">> &
+    Partial<Pick<LogRemote, "casLimits">>;
   /** Signs every update with this key; the name must be the key's. Unsigned without it. */
   key?: PrivateKey;
   /** Validity and TTL of the signed records. */
@@ -52,8 +54,21 @@ export interface SenderOptions {
    * appended, since once in the log it could never be published and every later publish would fail on it.
    * Pages must fit it too: a pageSize whose full page of pairs is over it is refused (TOO_LARGE) when
    * the sender is made, and a publish whose planned page or head is over it, before it uploads them.
+   * A CAS that refuses a block or head as too large makes the sender ask it again (remote.casLimits):
+   * a server restarted with a smaller limit is then kept to.
    */
   maxMessageBytes?: number;
+  /**
+   * maxMessageBytes was assumed, not the CAS's answer (blockLimit's 1 MiB while the CAS could not be
+   * reached): the first publish with messages to send asks the CAS (remote.casLimits) and keeps to its
+   * limit from then on, before it uploads anything. Default false.
+   */
+  limitAssumed?: boolean;
+  /**
+   * The local log's directory, for the way out an error names (remotelog repair --data DIR); none for
+   * a log in memory.
+   */
+  data?: string;
   /**
    * Messages per step of a publish at most (default DEFAULT_PUBLISH_STEP): a longer backlog is published
    * in steps, each with its own name update, so that memory follows the step and not the backlog.
@@ -120,7 +135,10 @@ export class Sender {
   private readonly pageSize: number;
   private readonly embed: EmbedMode;
   private readonly maxAttempts: number;
-  private readonly maxMessageBytes?: number;
+  /** The CAS's block limit as this sender knows it: learned again when the CAS refuses a block (learnLimit). */
+  private maxMessageBytes?: number;
+  private limitAssumed: boolean;
+  private readonly data?: string;
   private readonly stepMessages: number;
   /** How the sender reads its own remote log, as every reader does (core/log-reader.ts). */
   private readonly reader: LogReader;
@@ -160,6 +178,8 @@ export class Sender {
     this.embed = options.embed ?? DEFAULT_EMBED;
     this.maxAttempts = options.maxAttempts ?? 20;
     this.maxMessageBytes = options.maxMessageBytes;
+    this.limitAssumed = options.limitAssumed ?? false;
+    this.data = options.data;
     this.stepMessages = options.publishStep ?? DEFAULT_PUBLISH_STEP;
     this.reader = new LogReader(options.remote, options.name);
     const addresser = options.addresser;
@@ -392,8 +412,12 @@ export class Sender {
    * PERMISSION_DENIED when the NS refuses the update or the current head is signed by another key or
    * does not verify, CONFLICT when the name no longer holds the last message this sender published
    * (its log was replaced), DATA_LOSS when the local log lost messages it had published, TOO_LARGE for
-   * a message over the CAS's block limit appended before the limit was known, or a planned page or
-   * head over it (before any page is stored; another pageSize or embed lays out others).
+   * a planned page or head over the CAS's block limit (before any page is stored; another pageSize or
+   * embed lays out others), or for a message over it (details: seq, limit, value) that was appended
+   * before the limit was known (opened offline, limitAssumed) or lowered (a server restarted with a
+   * smaller one): then every message before it is published first, and it and those after it stay in
+   * the local log, untouched, for `remotelog repair --data DIR --server URL` to set it aside. Every
+   * publish fails so, naming it, until then.
    */
   publish(): Promise<PublishResult> {
     return this.publishInTurn();
@@ -442,7 +466,9 @@ export class Sender {
     let sum: PublishResult | undefined;
     for (;;) {
       const before = sum?.published;
-      const step = await this.publishStep(end);
+      const { blockedBy, ...step } = await this.publishStep(end);
+      // What comes before the message no publish can take is published: now say why the rest is not.
+      if (blockedBy) throw blockedBy;
       sum = sum
         ? {
             ...step,
@@ -458,22 +484,73 @@ export class Sender {
     }
   }
 
-  /** One step of publish(): up to publishStep more messages, retried on lost races. */
-  private async publishStep(end: number): Promise<PublishResult> {
+  /**
+   * One step of publish(): up to publishStep more messages, retried on lost races, and laid out again
+   * when a refusal taught the sender a smaller block limit.
+   */
+  private async publishStep(end: number): Promise<StepResult> {
     let lostRace: RemoteLogError | undefined;
-    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const result = await this.publishOnce(attempt, end);
+    for (let attempt = 0; attempt < this.maxAttempts; ) {
+      let result: StepResult | RemoteLogError;
+      try {
+        result = await this.publishOnce(attempt, end);
+      } catch (err) {
+        if (await this.refusedForSize(err)) continue;
+        throw err;
+      }
       if (!(result instanceof RemoteLogError)) return result;
       lostRace = result;
+      attempt++;
     }
     throw RemoteLogError.aborted(`gave up publishing ${JSON.stringify(this.name)} after losing ${this.maxAttempts} races; last: ${lostRace?.message}`);
   }
 
   /**
-   * One attempt at the messages after the published mark, up to publishStep of them and not past end;
-   * a lost conditional update comes back as the error rather than thrown, to be retried.
+   * Whether err is the CAS or NS refusing a block or head as too large under a block limit smaller
+   * than the one this sender kept to (a server restarted with a smaller --max-block): the sender then
+   * keeps to the one the CAS gives now, and the publish is laid out again under it. The sender's own
+   * checks name the limit in their details; a server's refusal does not.
    */
-  private async publishOnce(lostRaces: number, end: number): Promise<PublishResult | RemoteLogError> {
+  private async refusedForSize(err: unknown): Promise<boolean> {
+    if (!(err instanceof RemoteLogError) || err.code !== ErrorCodes.TOO_LARGE || err.details.limit !== undefined) return false;
+    const kept = this.maxMessageBytes;
+    await this.learnLimit();
+    return this.maxMessageBytes !== undefined && (kept === undefined || this.maxMessageBytes < kept);
+  }
+
+  /** Asks the CAS its block limit, and keeps to it from now on. */
+  private async learnLimit(): Promise<void> {
+    if (!this.remote.casLimits) return;
+    const limits = await this.remote.casLimits();
+    this.limitAssumed = false;
+    // A CAS that advertises none is taken as a sender opened while it answered takes it: no check.
+    this.maxMessageBytes = limits?.maxBlockBytes;
+  }
+
+  /**
+   * TOO_LARGE (details: seq, limit, value, name) for a message of the local log that is over the block
+   * limit, after the messages before it were published: what it is, and the way out.
+   */
+  private unpublishable(entry: LocalLogEntry, limit: number): RemoteLogError {
+    const after = this.log.length - entry.seq - 1;
+    const endpoint = this.remote.casUrl === this.remote.nsUrl ? `--server ${this.remote.casUrl}` : `--cas ${this.remote.casUrl} --ns ${this.remote.nsUrl}`;
+    const wayOut =
+      this.data === undefined
+        ? "this sender's local log is in memory, where nothing can set it aside: the messages after it can be published only by another sender"
+        : `\`remotelog repair --data ${this.data} ${endpoint}\`, with this sender closed (it holds the log), sets it aside, keeping a copy in ${this.data}/repair-<time>/, so that the rest can be published`;
+    return RemoteLogError.tooLarge(
+      `local message seq ${entry.seq} is ${entry.data.length} bytes, over the CAS's block limit of ${limit} bytes, so it can never be published, nor any message after it while it is in the log; ` +
+        `the ${entry.seq} message(s) before it are published, and it and the ${after} after it are kept in the local log, untouched. ${wayOut}`,
+      { limit: "block bytes", value: limit, seq: entry.seq, name: this.name },
+    );
+  }
+
+  /**
+   * One attempt at the messages after the published mark, up to publishStep of them and not past end,
+   * and before the first one over the block limit (then blockedBy says so); a lost conditional update
+   * comes back as the error rather than thrown, to be retried.
+   */
+  private async publishOnce(lostRaces: number, end: number): Promise<StepResult | RemoteLogError> {
     // A head fetched from the NS is checked as any reader checks it (a key name's record, the page): a
     // forged head must not be carried into a signed one. An expired record is taken: publishing again
     // is how it is renewed. The head this sender made, or checked, itself is only decoded: checking its
@@ -491,11 +568,11 @@ export class Sender {
     // would be refused by every reader that saw the newer one, as a rollback.
     const mark: Checkpoint = (current && saved) || { delivered: 0, lastId: new Uint8Array(0), sequence: saved?.sequence };
     // Never below the mark: a mark that proves messages were published never moves back.
-    const total = Math.max(mark.delivered, Math.min(end, this.log.length, mark.delivered + this.stepMessages));
+    let total = Math.max(mark.delivered, Math.min(end, this.log.length, mark.delivered + this.stepMessages));
     // One read for the mark's own record, the messages after it and the last of them (which the new
     // mark names): a one-message publish read the log three times over for these.
     const from = Math.max(0, mark.delivered - 1);
-    const window = await this.readLog(from, total);
+    let window = await this.readLog(from, total);
     this.checkMark(mark, mark.delivered > 0 ? window[0] : undefined, this.log.length);
     let carried: PageItem[] = [];
     let tail: Uint8Array = new Uint8Array(0);
@@ -531,16 +608,21 @@ export class Sender {
 
     const unpublished = mark.delivered > 0 ? window.slice(1) : window;
     // Most publishes find none of their messages on the chain already: no id is made text for nothing.
-    const pending = already.size === 0 ? unpublished : unpublished.filter((entry) => !already.has(toHex(entry.id)));
+    let pending = already.size === 0 ? unpublished : unpublished.filter((entry) => !already.has(toHex(entry.id)));
+    // The limit kept to while the CAS could not be asked is a guess: the CAS says, before anything goes up.
+    if (pending.length > 0 && this.limitAssumed) await this.learnLimit();
     const limit = this.maxMessageBytes;
-    const oversized = limit === undefined ? undefined : pending.find((entry) => entry.data.length > limit);
-    if (oversized) {
-      // Appended before the limit was checked (an older remotelog): it can never be published.
-      throw RemoteLogError.tooLarge(
-        `local message seq ${oversized.seq} is ${oversized.data.length} bytes, over the CAS's block limit of ${limit} bytes, so it cannot be published; ` +
-          "remotelog repair --data DIR --server URL sets it aside (keeping a copy) so that the rest can be",
-        { limit: "block bytes", value: limit, seq: oversized.seq },
-      );
+    const over = limit === undefined ? -1 : pending.findIndex((entry) => entry.data.length > limit);
+    let blockedBy: RemoteLogError | undefined;
+    if (over !== -1) {
+      // Appended before the limit was known (opened offline, or by an older remotelog) or lowered: it can
+      // never be published, and nothing after it can be while it is in the log. What comes before it
+      // can, and is: a publish that refused the lot left them all unpublished for good.
+      const oversized = pending[over];
+      blockedBy = this.unpublishable(oversized, limit!);
+      pending = pending.slice(0, over);
+      total = oversized.seq;
+      window = window.slice(0, total - from);
     }
     const lastEntry = window.length > 0 ? window[window.length - 1] : undefined;
     if (pending.length === 0) {
@@ -553,7 +635,7 @@ export class Sender {
       if (renewed instanceof RemoteLogError) return renewed;
       this.lastHead = renewed;
       await this.remember(saved, total, lastEntry, renewed && this.key ? renewed.version : mark.sequence);
-      return { published: total, added: 0, foreign, sealedPages: 0, version: renewed?.version ?? version, uploadedBlocks: 0, lostRaces, resent: 0 };
+      return { published: total, added: 0, foreign, sealedPages: 0, version: renewed?.version ?? version, uploadedBlocks: 0, lostRaces, resent: 0, blockedBy };
     }
     // Messages sure to be referenced (not embedded) go up while the rest is hashed and paged: the CAS
     // stores them on its own core meanwhile, where they used to wait for the finished plan.
@@ -617,6 +699,7 @@ export class Sender {
       uploadedBlocks: messageBlocks.length + (early?.sent ?? 0) + fresh.filter((entry) => entry.ahead && !entry.ahead.failed).length,
       lostRaces,
       resent: 0,
+      blockedBy,
     };
   }
 
@@ -759,6 +842,9 @@ export class Sender {
     return pairs.length;
   }
 }
+
+/** What one attempt at a step of a publish did, and the message it stopped before, when one is over the block limit. */
+type StepResult = PublishResult & { blockedBy?: RemoteLogError };
 
 /** An entry the sender appended, with its address when made already, and the upload that sent its block ahead of the append. */
 interface KeptEntry extends LocalLogEntry {

@@ -123,7 +123,8 @@ export function command(io: Io) {
         // A publish that fails part-way has published some of its steps (each remembered as it went): a
         // failure says that count, not the one this send began with.
         publishedNow = async () => (await published.load(name))?.delivered;
-        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes });
+        // Unanswered, the limit is blockLimit's guess: the first publish asks the CAS again.
+        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes, limitAssumed: !answered, data: flags.data });
         progress.published = (await published.load(name))?.delivered ?? 0;
         const defaultGroup = new TextEncoder().encode(flags.group);
         let lostRaces = 0;

@@ -89,7 +89,8 @@ export class Sender extends LogSender {
    *
    * Opens (creating if needed) the local log in data and claims it for the name, and asks the CAS the
    * largest message it takes (1 MiB assumed when it cannot be reached now, so that a sender can append
-   * offline). Throws INVALID_ARGUMENT, before anything is written, for a name that does not fit the key
+   * offline; its first publish asks again, and a message appended meanwhile over the CAS's real limit
+   * is published up to: see send). Throws INVALID_ARGUMENT, before anything is written, for a name that does not fit the key
    * (or a key name without a key, or a free-form name without unsigned, or one that breaks the NS's rule
    * for names, freeFormNameProblem), a key that is not a private key, a read-only remote (openGateway's),
    * or an option out of its range (pageSize takes a whole
@@ -103,14 +104,14 @@ export class Sender extends LogSender {
     checkWritable(options.remote);
     checkOpenOptions(options);
     const { key, name } = signing(options);
-    const maxMessageBytes = await blockLimit(options.remote);
+    const limit = await casBlockLimit(options.remote);
     const log = options.data === undefined ? new MemoryLocalLog() : await openLocalLog(options.data, name);
     const owned: { close(): Promise<void> }[] = [log];
     try {
       await log.claim({ name, ...(key ? { key: name } : {}) });
       const published = options.data === undefined ? new MemoryCheckpointStore() : await openPublishedMarks(options.data);
       owned.push(published);
-      const sender = new Sender({ ...options, name, key, log, published, maxMessageBytes });
+      const sender = new Sender({ ...options, name, key, log, published, ...limit });
       sender.owned.push(...owned);
       return sender;
     } catch (err) {
@@ -134,7 +135,11 @@ export class Sender extends LogSender {
    * appends none of the batch; UNAVAILABLE when a service cannot be reached (the messages are appended
    * already; retry the publish); ABORTED after losing many races in a row to other writers of the
    * name; PERMISSION_DENIED when the NS refuses the update; CONFLICT when the name's log was replaced;
-   * DATA_LOSS when the local log lost messages it had published. Idempotent per message: the id of a
+   * DATA_LOSS when the local log lost messages it had published; TOO_LARGE (details.seq, limit, value)
+   * when the log holds a message over the CAS's block limit appended while the CAS could not be asked
+   * (1 MiB assumed) or before its server lowered the limit: the messages before it are published, it
+   * and those after it are kept, untouched, and every publish fails so until `remotelog repair --data
+   * DIR --server URL`, with this sender closed, sets it aside (the error names DIR and URL). Idempotent per message: the id of a
    * message (its group, timestamp and body) is appended once, so sending the same batch with the same
    * timestamp again appends and publishes nothing new.
    */
@@ -194,13 +199,19 @@ export class Sender extends LogSender {
 /**
  * The largest message the CAS takes. A CAS that cannot be reached now must not keep a sender from
  * appending (it publishes later), so then the common default is assumed: 1 MiB, the block limit of
- * remotelog serve, the draft's CAS and Kubo. Undefined from a CAS that does not advertise one.
+ * remotelog serve, the draft's CAS and Kubo (a Sender opened so asks the CAS again at its first
+ * publish, and keeps to the CAS's answer). Undefined from a CAS that does not advertise one.
  */
 export async function blockLimit(remote: Pick<LogRemote, "casLimits">): Promise<number | undefined> {
+  return (await casBlockLimit(remote)).maxMessageBytes;
+}
+
+/** blockLimit, and whether it was assumed (limitAssumed: the sender asks the CAS again at its first publish). */
+async function casBlockLimit(remote: Pick<LogRemote, "casLimits">): Promise<{ maxMessageBytes: number | undefined; limitAssumed: boolean }> {
   try {
-    return (await remote.casLimits?.())?.maxBlockBytes;
+    return { maxMessageBytes: (await remote.casLimits?.())?.maxBlockBytes, limitAssumed: false };
   } catch (err) {
-    if (err instanceof RemoteLogError && err.code === ErrorCodes.UNAVAILABLE) return DEFAULT_BLOCK_BYTES;
+    if (err instanceof RemoteLogError && err.code === ErrorCodes.UNAVAILABLE) return { maxMessageBytes: DEFAULT_BLOCK_BYTES, limitAssumed: true };
     throw err;
   }
 }
