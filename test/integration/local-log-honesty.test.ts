@@ -9,7 +9,7 @@ import { encodeMessage, newMessage } from "../../core/hash.js";
 import { encodePage } from "../../core/page.js";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
-import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir, bodyText, type Server } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText, type Server } from "../helpers/processes.js";
 
 // Issue 10 §2-§5 through real processes: the local log is never cut silently, a data directory
 // belongs to one name, nothing wedges, and seeking cannot skip.
@@ -375,6 +375,29 @@ describe("nothing wedges", () => {
     expect((await stat(join(alice, saved, "set-aside-2.bin"))).size).toBe(40 + huge.length);
     const after = await sendOk(server, alice, "");
     expect([after.logLength, after.published]).toEqual([3, 3]); // message 0, message 1, "later 0"
+  });
+
+  it("a line over a smaller --max-block, appended while the server was down: the next send publishes the lines before it, then names its seq and the repair command", async () => {
+    const dir = await tempDir();
+    const serverData = join(dir, "server");
+    const first = await startServer(["--listen", "127.0.0.1:0", "--data", serverData, "--max-block", "65536"]);
+    await stop(first.process);
+    const alice = join(dir, "alice");
+    // Appended while the CAS could not be asked, under the 1 MiB a send then assumes.
+    const offline = await runCli(["send", "--unsigned", "--name", "n", "--server", first.url, "--data", alice, "--retry-for", "1"], { stdin: `a0\na1\n${"x".repeat(100_000)}\nb0\n` });
+    expect(offline.code).toBe(1);
+    expect(offline.stderr).toContain("UNAVAILABLE");
+    await startServer(["--listen", `127.0.0.1:${first.port}`, "--data", serverData, "--max-block", "65536"]);
+    // The old send (which asks the limit when it starts) refused at seq 2 with a0 and a1 never published,
+    // and every send after it the same, saying only "remotelog repair --data DIR --server URL".
+    const blocked = await runCli(["send", "--unsigned", "--name", "n", "--server", first.url, "--data", alice], { stdin: "" });
+    expect(blocked.code).toBe(1);
+    const read = await runCli(["receive", "--unsigned", "--name", "n", "--server", first.url]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(parseJsonl<{ body: string }>(read.stdout).map((line) => line.body)).toEqual(["a0", "a1"]);
+    expect(blocked.stderr).toMatch(/TOO_LARGE: local message seq 2 is 1000\d\d bytes, over the CAS's block limit of 65536 bytes/);
+    expect(blocked.stderr).toContain(`remotelog repair --data ${alice} --server ${first.url}`);
+    expect(blocked.stderr).toContain("2 of the log's 4 published");
   });
 
   it("a page that can never fit the block limit (--page-size, --embed all) is refused before anything is uploaded, saying which flag, and promises no next send", async () => {
