@@ -11,13 +11,14 @@ import { bases } from "multiformats/basics";
 import type { MultibaseDecoder } from "multiformats/bases/interface";
 import { NS, NameUpdateSchema, type NameUpdate } from "../gen/vac/cas/cas_pb.js";
 import type { ContentStore } from "../core/content-store.js";
-import { canList, type ListOptions, type NameStore, type PutOptions } from "../core/name-store.js";
+import { canList, type ListOptions, type NameEntry, type NameStore, type PutOptions } from "../core/name-store.js";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
 import { addressOf, matchesAddress, RAW_CODEC, SHA2_256 } from "../core/hash.js";
 import { httpStatusOf } from "../core/http-status.js";
 import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { canonicalKeyName, generateNameKey, isKeyName, keyName, MAX_RECORD_BYTES, peerIdOfKeyName, verifySignedRecord } from "../core/names.js";
 import { ANY_ORIGIN } from "./cors.js";
+import { REPLACED_HEAD_LIMITS, ReplacedHeads, type ReplacedHeadLimits, type Replacement } from "./replaced-heads.js";
 
 /*
  * IPFS's own HTTP protocols over our stores (design/remote-log.md §10), beside Connect on the same port:
@@ -62,7 +63,12 @@ const PREFIXES = ["/ipfs/", "/ipns/", "/routing/v1/"];
  * that resolved the name asks for that CID next. Every put through `store` is indexed as it happens;
  * names stored before this process started are indexed by one pass over the store's list(), the first
  * time a CID is found in neither the CAS nor the index. A store that cannot list (IPNS) keeps its head
- * pages in Kubo's blockstore, which is the CAS then. Old heads are not kept: only a name's current page.
+ * pages in Kubo's blockstore, which is the CAS then.
+ *
+ * A page a name moved on from is served a little longer (ReplacedHeads, within `limits`): a reader
+ * that read the name's record just before asks for that page next. Its bytes are read from the store
+ * as the put that replaces it begins, and kept in memory; older replaced heads are 404, as an unpinned
+ * block would be.
  */
 export class HeadIndex {
   /** The name store to mount in place of the one given: the same store, whose puts are indexed. */
@@ -71,19 +77,29 @@ export class HeadIndex {
   private readonly namesOfCid = new Map<string, Set<string>>();
   private readonly cidOfName = new Map<string, string>();
   private scanned?: Promise<void>;
+  /** Pages names moved on from, still served a while; none for a store that cannot list (its heads are in the CAS). */
+  readonly replaced?: ReplacedHeads;
 
-  constructor(private readonly names: NameStore) {
+  /** limits bound the replaced heads kept; now is their clock (milliseconds, monotonic). */
+  constructor(
+    private readonly names: NameStore,
+    options: { limits?: Partial<ReplacedHeadLimits>; now?: () => number } = {},
+  ) {
+    if (canList(names)) this.replaced = new ReplacedHeads({ ...REPLACED_HEAD_LIMITS, ...options.limits }, options.now);
     this.store = {
       get: (name) => names.get(name),
       put: async (name: string, content: Uint8Array, options?: PutOptions) => {
         // Findable before the put ends: a store serves the new record before its put resolves, and a
         // reader that got it asks for its page next (find checks the store, so an early entry is safe).
         const key = this.add(name, content);
+        // Kept before the put begins, for the same reason: a reader of the record before asks for its page.
+        const replacement = await this.keepReplaced(name, key);
         let version: bigint;
         try {
           version = await names.put(name, content, options);
         } catch (err) {
           if (this.cidOfName.get(name) !== key) this.remove(name, key);
+          if (replacement) this.replaced!.withdraw(replacement);
           throw err;
         }
         this.note(name, content);
@@ -97,6 +113,8 @@ export class HeadIndex {
             drop: async (name: string) => {
               const dropped = await names.drop!(name);
               this.forget(name);
+              // A dropped name's pages go from the gateway now, its recent ones too.
+              this.replaced?.forget(name);
               return dropped;
             },
           }
@@ -104,9 +122,11 @@ export class HeadIndex {
     };
   }
 
-  /** The bytes of the current head page whose raw CID is address (binary), or undefined. */
+  /** The bytes of the current or a recently replaced head page whose raw CID is address (binary), or undefined. */
   async find(address: Uint8Array): Promise<Uint8Array | undefined> {
     const key = Buffer.from(address).toString("latin1");
+    const kept = this.replaced?.find(key);
+    if (kept) return kept;
     if (!this.namesOfCid.has(key) && canList(this.names)) {
       await (this.scanned ??= this.scan().catch((err: unknown) => {
         this.scanned = undefined;
@@ -119,6 +139,24 @@ export class HeadIndex {
       if (entry && matchesAddress(entry.content, address)) return entry.content;
     }
     return undefined;
+  }
+
+  /**
+   * Keeps the page name is on, before a put moves it to the page whose key is key; the replacement,
+   * or undefined when there is none (no page yet, the same page) or nothing is kept.
+   */
+  private async keepReplaced(name: string, key: string): Promise<Replacement | undefined> {
+    if (!this.replaced) return undefined;
+    let current: NameEntry | undefined;
+    try {
+      current = await this.names.get(name);
+    } catch {
+      // A name the store cannot read is not this put's to refuse: NsService reads it itself where that matters.
+      return undefined;
+    }
+    if (!current) return undefined;
+    const currentKey = Buffer.from(addressOf(current.content)).toString("latin1");
+    return currentKey === key ? undefined : this.replaced.add(name, currentKey, current.content);
   }
 
   private note(name: string, content: Uint8Array, onlyIfNew = false): void {
