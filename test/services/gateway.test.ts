@@ -16,6 +16,7 @@ import { decodePage, encodePage } from "../../core/page.js";
 import { unmarshalIPNSRecord } from "ipns";
 import { flipBit } from "../helpers/tamper-proxy.js";
 import { loadKeyFile } from "../../stores/file/key-file.js";
+import { REPLACED_HEAD_LIMITS } from "../../services/replaced-heads.js";
 import { cleanup, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 
 /*
@@ -61,9 +62,18 @@ let head: Uint8Array;
 let record: Uint8Array;
 let messages: string[];
 
+function nsClient() {
+  return createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+}
+
+/** A head page of one embedded message, body. */
+function page(body: string): Uint8Array {
+  const data = Buffer.from(body);
+  return encodePage(create(RemoteLogSchema, { pair: [create(RemoteLog_PairSchema, { localHash: createHash("sha256").update(data).digest(), remoteHash: addressOf(data), data })] }));
+}
+
 async function fetchName(): Promise<{ data: Uint8Array; record: Uint8Array; version: bigint }> {
-  const ns = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
-  return ns.fetch({ name });
+  return nsClient().fetch({ name });
 }
 
 beforeAll(async () => {
@@ -202,11 +212,7 @@ describe("Trustless Gateway: head pages that names share", () => {
   it("serves a page while any name's head is that page, after another name on it moves on", async () => {
     // The head index kept one name per page: when the last name noted moved on, the page was
     // forgotten although the other name's head was still that page (404, and no provider).
-    const ns = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
-    const page = (body: string) => {
-      const data = Buffer.from(body);
-      return encodePage(create(RemoteLogSchema, { pair: [create(RemoteLog_PairSchema, { localHash: createHash("sha256").update(data).digest(), remoteHash: addressOf(data), data })] }));
-    };
+    const ns = nsClient();
     const shared = page(`shared ${Date.now()}`);
     const cid = cidOf(shared).toString();
     const [first, second] = [`first-${Date.now()}`, `second-${Date.now()}`];
@@ -223,9 +229,60 @@ describe("Trustless Gateway: head pages that names share", () => {
     expect(Buffer.compare((await ns.fetch({ name: first })).data, shared)).toBe(0);
     expect(await served()).toEqual({ block: 200, same: true, providers: 1 });
 
-    // Once no name is on it, it goes, as an old head does.
+    // Once no name is on it, it is a replaced head: served a while yet (below), and gone once each
+    // name has moved on past it more times than the server keeps.
     await ns.update({ name: first, content: page("first moved on too"), expectedVersion: 1n });
+    expect(await served()).toEqual({ block: 200, same: true, providers: 1 });
+    for (const name of [first, second]) {
+      for (let i = 0; i < REPLACED_HEAD_LIMITS.perName; i++) await ns.update({ name, content: page(`${name} on ${i}`), expectedVersion: BigInt(i + 2) });
+    }
     expect((await served()).block).toBe(404);
+  });
+});
+
+describe("Trustless Gateway: head pages a name moved on from", () => {
+  it("serves the page a record named after the name moved on, and it verifies against that record", async () => {
+    // A reader reads the record, the sender publishes again, then the reader asks for the page: it
+    // was 404, the head page having gone with the NS's old entry, and a gateway follower read the
+    // record again, and waited with backoff when the sender kept ahead of it.
+    const dir = await tempDir("remotelog-gateway-moved-");
+    const key = join(dir, "carol.key");
+    expect((await runCli(["key", "gen", "--out", key])).code).toBe(0);
+    const carol = (await runCli(["key", "name", key])).stdout.trim();
+    const send = async (line: string) => {
+      const sent = await runCli(["send", "--key", key, "--data", join(dir, "carol"), "--server", server.url], { stdin: `${line}\n` });
+      expect(sent.code, sent.stderr).toBe(0);
+    };
+    const readRecord = async () => {
+      const answer = await curl("-H", "Accept: application/vnd.ipfs.ipns-record", `${server.url}/ipns/${carol}`);
+      expect(answer.status).toBe(200);
+      return { record: answer.body, cid: unmarshalIPNSRecord(answer.body).value.replace(/^\/ipfs\//, "") };
+    };
+    await send("first");
+    const before = await readRecord();
+    await send("second");
+    expect((await readRecord()).cid).not.toBe(before.cid);
+
+    const answer = await curl(`${server.url}/ipfs/${before.cid}?format=raw`);
+    expect(answer.status, answer.body.toString("utf8")).toBe(200);
+    expect(cidOf(answer.body).toString()).toBe(before.cid);
+    // The page is the one the old record signed for, and it holds the message sent before.
+    expect((await verifyNameRecord(carol, before.record, answer.body)).value).toBe(`/ipfs/${before.cid}`);
+    expect(decodePage(answer.body, "head").pair.map((pair) => Buffer.from(pair.data).toString("latin1"))).toEqual([expect.stringContaining("first")]);
+    const providers = JSON.parse((await curl(`${server.url}/routing/v1/providers/${before.cid}`)).body.toString("utf8"));
+    expect(providers.Providers).toHaveLength(1);
+  });
+
+  it("keeps the latest pages of a name only: one replaced more times ago than it keeps is 404 again", async () => {
+    const ns = nsClient();
+    const name = `bound-${Date.now()}`;
+    const kept = REPLACED_HEAD_LIMITS.perName;
+    // kept + 1 replaced pages and the current one.
+    const pages = Array.from({ length: kept + 2 }, (_, i) => page(`${name} ${i}`));
+    for (const [i, content] of pages.entries()) await ns.update({ name, content, expectedVersion: BigInt(i) });
+    const statuses = [];
+    for (const content of pages) statuses.push((await curl(`${server.url}/ipfs/${cidOf(content).toString()}?format=raw`)).status);
+    expect(statuses).toEqual([404, ...Array<number>(kept).fill(200), 200]);
   });
 });
 
