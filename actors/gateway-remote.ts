@@ -69,8 +69,9 @@ export class GatewayRemote implements LogReadRemote {
    * as the routing spec says to read it).
    *
    * A server may stop serving a head page once a newer head is published (`serve` keeps heads with
-   * the NS): a page missing right after its record was read is a name that moved on, so the record is
-   * read again, up to HEAD_READS times while it keeps changing. NOT_FOUND (details.name, address)
+   * the NS, and serves the latest 8 a name replaced for 10 s more, so this is rare against it; other
+   * gateways may not): a page missing right after its record was read is a name that moved on, so
+   * the record is read again, up to HEAD_READS times while it keeps changing. NOT_FOUND (details.name, address)
    * only when the same record's page is still missing; UNAVAILABLE, which follow() retries with
    * backoff, when the name moved on at every read (a sender publishing faster than one read).
    */

@@ -79,7 +79,8 @@ export interface OpenGatewayOptions {
  * Throws INVALID_ARGUMENT for a URL that is not http:// or https://, or an option that is not a whole
  * number from 1. Its reads throw NOT_FOUND for a
  * missing block, UNAVAILABLE for a gateway that cannot be reached or answers 5xx or 429 (and for a name
- * whose head moved on at each of a few reads: a head page is served only while it is the head), TOO_LARGE for
+ * whose head moved on at each of a few reads: a gateway may serve a head page only while it is the
+ * head, `serve`'s for 10 s after), TOO_LARGE for
  * a block over maxBlockBytes, and a record's own faults (PERMISSION_DENIED, CONFLICT, INVALID_ARGUMENT).
  * Idempotent: each call opens a new client; close() aborts its requests and is idempotent.
  *
