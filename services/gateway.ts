@@ -83,9 +83,9 @@ export class HeadIndex {
   /** limits bound the replaced heads kept; now is their clock (milliseconds, monotonic). */
   constructor(
     private readonly names: NameStore,
-    options: { limits?: Partial<ReplacedHeadLimits>; now?: () => number } = {},
+    { limits, now }: { limits?: Partial<ReplacedHeadLimits>; now?: () => number } = {},
   ) {
-    if (canList(names)) this.replaced = new ReplacedHeads({ ...REPLACED_HEAD_LIMITS, ...options.limits }, options.now);
+    if (canList(names)) this.replaced = new ReplacedHeads({ ...REPLACED_HEAD_LIMITS, ...limits }, now);
     this.store = {
       get: (name) => names.get(name),
       put: async (name: string, content: Uint8Array, options?: PutOptions) => {
