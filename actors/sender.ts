@@ -514,7 +514,12 @@ export class Sender {
   private async refusedForSize(err: unknown): Promise<boolean> {
     if (!(err instanceof RemoteLogError) || err.code !== ErrorCodes.TOO_LARGE || err.details.limit !== undefined) return false;
     const kept = this.maxMessageBytes;
-    await this.learnLimit();
+    try {
+      await this.learnLimit();
+    } catch {
+      // The CAS's refusal is what the caller should see, not a failure to ask it why.
+      return false;
+    }
     return this.maxMessageBytes !== undefined && (kept === undefined || this.maxMessageBytes < kept);
   }
 
