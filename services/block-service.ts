@@ -15,7 +15,8 @@ import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
 import { DistinctAddresses } from "../core/distinct-addresses.js";
 import { addressText, validateAddress } from "../core/hash.js";
 import type { NameStore } from "../core/name-store.js";
-import { decodePageLinks, repeatedBytesUnknown } from "../core/page.js";
+import { pageInfoUnchecked } from "../core/message-decode.js";
+import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
 import { Authority, peerOf } from "./auth.js";
 import { answerCost, answerFormat, idsCost, JSON_COST } from "./answer-cost.js";
@@ -210,8 +211,8 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
    * from options.fromSeqid needs (a page's tail when the page starts after it; any other link when the
    * linked page starts at it or after), none already in the answer or seen, while room (and the client's
    * max_bytes) holds them. Only the first LINKED_FROM_BLOCKS blocks asked are looked at as pages; a block
-   * that is not a page links to nothing. The pages are not checked beyond decodePageLinks: the client
-   * checks each against its link, as one it asked for.
+   * that is not a page links to nothing. Nothing here is checked but the links' addresses (the store
+   * reads only valid ones): the client checks each page against its link, as one it asked for.
    */
   private async linkedPages(
     answered: Uint8Array[],
@@ -230,16 +231,15 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     while (level.length > 0 && pages.length < this.limits.maxBatchBlocks) {
       const wanted: Uint8Array[] = [];
       for (const bytes of level) {
-        let links;
-        try {
-          links = decodePageLinks(bytes, "a block");
-        } catch {
-          continue;
-        }
-        const info = links.info;
+        const info = pageInfoUnchecked(bytes);
         if (!info) continue;
         info.skips.forEach((skip, i) => {
           if (i === 0 ? info.firstSeqid <= from : skip.firstSeqid < from) return;
+          try {
+            validateAddress(skip.address);
+          } catch {
+            return;
+          }
           const known = seen.unique.length;
           if (seen.slotOf(skip.address) === known) wanted.push(skip.address);
         });
