@@ -31,6 +31,17 @@ export function shown(value: unknown): string {
   return `a ${typeof value === "object" ? (value.constructor?.name ?? "object") : typeof value}`;
 }
 
+/**
+ * Leaves undefined alone; otherwise value must be the path of what (a non-empty string without a NUL
+ * byte). An empty data or state failed as INTERNAL "cannot create directory : ENOENT", a NUL byte as
+ * INTERNAL too (Node refuses such paths), and a number as a bare TypeError from node:fs.
+ */
+export function checkPath(option: string, value: unknown, what: string): void {
+  if (value === undefined) return;
+  if (typeof value === "string" && value.length > 0 && !value.includes("\0")) return;
+  throw RemoteLogError.invalidArgument(`${option} takes the path of ${what} (a non-empty string without NUL bytes), not ${shown(value)}`);
+}
+
 /** Sender.open and Receiver.open without a remote failed later as a TypeError on undefined. */
 export function checkRemote(remote: unknown): void {
   if (remote === null || typeof remote !== "object") throw RemoteLogError.invalidArgument(`remote takes a client from openRemote, openKubo or openGateway, not ${shown(remote)}`);

@@ -3,7 +3,7 @@ import { Receiver as LogReceiver, checkReceiverOptions, type Deliver, type Deliv
 import { withRetry } from "../actors/remote.js";
 import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { checkRemote, checkSignal, checkWholeNumber } from "../core/options.js";
+import { checkPath, checkRemote, checkSignal, checkWholeNumber } from "../core/options.js";
 import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
 import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
 import { openCheckpoints } from "#directories";
@@ -103,14 +103,15 @@ export class Receiver extends LogReceiver {
    * and client keep (core/names.ts freeFormNameProblem: a path separator, over 256 bytes, an invisible
    * character…; the message names the rule), a key name spelled another way
    * (the canonical k51… spelling is the name), both state and checkpoints, an option out of its range
-   * (batchSize and maxPages take a whole number from 1, fromSeq from 0), or a state path where a file
-   * is; PERMISSION_DENIED when the state directory may not be written; INTERNAL on another I/O failure.
+   * (batchSize and maxPages take a whole number from 1, fromSeq from 0), a state that is not a path (an
+   * empty string, say), or a state path where a file is; PERMISSION_DENIED when the state directory may not be written; INTERNAL on another I/O failure.
    * Safe to repeat: opening the same state again (after close) goes on from the same checkpoints.
    */
   static async open(options: OpenReceiverOptions): Promise<Receiver> {
     // Checked before the state directory is made, so that a refused open leaves nothing behind.
     checkRemote(options.remote);
     checkReceiverOptions(options);
+    checkPath("state", options.state, "a directory");
     if (options.state !== undefined && options.checkpoints !== undefined) {
       throw RemoteLogError.invalidArgument("give state (a directory) or checkpoints (a store), not both: one of them would be ignored");
     }

@@ -1,6 +1,6 @@
 import { Sender as LogSender, type PublishResult, type SenderOptions as LogSenderOptions } from "../actors/sender.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
-import { checkBigInt, checkRemote, checkWholeNumber, shown } from "../core/options.js";
+import { checkBigInt, checkPath, checkRemote, checkWholeNumber, shown } from "../core/options.js";
 import { encodeMessage, newMessage } from "../core/hash.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { openLocalLog, openPublishedMarks } from "#directories";
@@ -93,7 +93,7 @@ export class Sender extends LogSender {
    * is published up to: see send). Throws INVALID_ARGUMENT, before anything is written, for a name that does not fit the key
    * (or a key name without a key, or a free-form name without unsigned, or one that breaks the NS's rule
    * for names, freeFormNameProblem), a key that is not a private key, a read-only remote (openGateway's),
-   * or an option out of its range (pageSize takes a whole
+   * a data that is not a path (an empty string, say), or an option out of its range (pageSize takes a whole
    * number from 1, validityMs from MIN_VALIDITY_MS (60,000), ttlMs from 0, embed "none", "all" or a whole number), TOO_LARGE for a
    * pageSize whose full page of pairs is over the CAS's block limit, CONFLICT when data belongs to another name, DATA_LOSS
    * when the local log is damaged, INTERNAL on an I/O failure. Safe to repeat: opening the same data
@@ -103,6 +103,7 @@ export class Sender extends LogSender {
     checkRemote(options.remote);
     checkWritable(options.remote);
     checkOpenOptions(options);
+    checkPath("data", options.data, "a directory");
     const { key, name } = signing(options);
     const limit = await casBlockLimit(options.remote);
     const log = options.data === undefined ? new MemoryLocalLog() : await openLocalLog(options.data, name);

@@ -381,6 +381,18 @@ describe("library", () => {
     await sender.close();
   });
 
+  test("library - a data or state that is not a path (empty, with a NUL byte, not a string) is INVALID_ARGUMENT naming the option, before anything is written", async () => {
+    const key = await generateKey();
+    const naming = (option: string) => expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringContaining(`${option} takes the path of a directory`) });
+    // The old open failed INTERNAL ("cannot create directory : ENOENT: no such file or directory, mkdir ''"),
+    // a NUL byte INTERNAL from node:fs, and a number as node:fs's bare TypeError.
+    for (const bad of ["", `${join(dir, "nul")}\0x`, 5]) {
+      await expect(Sender.open({ remote, key, data: bad as never })).rejects.toEqual(naming("data"));
+      await expect(Receiver.open({ remote, name: keyName(key), state: bad as never })).rejects.toEqual(naming("state"));
+    }
+    await expect(access(join(dir, "nul"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
   test("library - a damaged checkpoint file is DATA_LOSS with the file and name in details", async () => {
     const key = await generateKey();
     const name = keyName(key);
