@@ -423,7 +423,8 @@ export { backoffDelayMs, mapBounded, sleep, type RetryOptions } from "../core/re
  * Retries fn while it fails with UNAVAILABLE (a service down or restarting), backing off from 100 ms
  * to 5 s with jitter (core/retry.ts); errors from the Connect clients count by their Connect code.
  * Throws fn's first other error as it is, and UNAVAILABLE once timeoutMs (0: never) would pass or
- * signal aborts. Only as idempotent as fn: use it on calls that are safe to repeat.
+ * signal aborts; once signal has aborted fn is not called again, and a signal aborted already
+ * means fn is never called. Only as idempotent as fn: use it on calls that are safe to repeat.
  */
 export function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
   return retry(fn, { toError: (err) => fromConnectError(err, "call"), ...options });

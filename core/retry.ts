@@ -34,9 +34,14 @@ export interface RetryOptions {
 
 /**
  * Retries fn while it fails with UNAVAILABLE (a service down or restarting), backing off from 100 ms
- * to 5 s with jitter. Any other error, or the timeout running out, is thrown as it is.
+ * to 5 s with jitter. Any other error, or the timeout running out, is thrown as it is. Once signal
+ * aborts, fn is not called again: aborted during a wait, the failure that began the wait is thrown
+ * as it is (UNAVAILABLE); aborted before the first call, fn is never called, and the throw is
+ * UNAVAILABLE too, with the signal's reason as its cause.
  */
 export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions): Promise<T> {
+  // A caller stopped already (a follower closed, a verb interrupted) made one call, to a server that may be wedged, before this noticed.
+  if (options.signal?.aborted) throw RemoteLogError.unavailable("stopped before the first attempt: the signal was aborted", options.signal.reason);
   let failingSince: number | undefined;
   const toError = options.toError ?? ((err: unknown) => RemoteLogError.internal(err instanceof Error ? err.message : String(err), err));
   for (let attempt = 1; ; attempt++) {
@@ -54,6 +59,8 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
       }
       options.onRetry?.(error, delayMs, attempt);
       await sleep(delayMs, options.signal);
+      // The wait ends early on abort; going on would call fn once more after it.
+      if (options.signal?.aborted) throw error;
     }
   }
 }

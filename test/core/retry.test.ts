@@ -3,6 +3,36 @@ import { RemoteLogError } from "../../core/errors.js";
 import { sleep, withRetry } from "../../core/retry.js";
 
 describe("withRetry", () => {
+  it("does not call fn under a signal aborted already: it rejects at once, UNAVAILABLE with the signal's reason", async () => {
+    const stop = new AbortController();
+    const reason = new Error("stopped by the caller");
+    stop.abort(reason);
+    let calls = 0;
+    const attempt = async () => {
+      calls++;
+      return "called";
+    };
+    // The old withRetry called fn once before it looked at the signal (and here returned "called").
+    await expect(withRetry(attempt, { timeoutMs: 0, signal: stop.signal })).rejects.toMatchObject({ code: "UNAVAILABLE", cause: reason });
+    expect(calls).toBe(0);
+  });
+
+  it("does not call fn again once the signal aborts during a wait: it rejects with the failure that began the wait", async () => {
+    const stop = new AbortController();
+    let calls = 0;
+    const failures: RemoteLogError[] = [];
+    const attempt = async () => {
+      calls++;
+      const failure = RemoteLogError.unavailable(`server down (attempt ${calls})`);
+      failures.push(failure);
+      throw failure;
+    };
+    // Aborted as the first wait begins; the old withRetry woke and called fn a second time.
+    const retried = withRetry(attempt, { timeoutMs: 0, signal: stop.signal, firstDelayMs: 60_000, maxDelayMs: 60_000, onRetry: () => stop.abort() });
+    await expect(retried).rejects.toBe(failures[0]);
+    expect(calls).toBe(1);
+  });
+
   it("counts its budget from the first failure: an attempt that worked a long time before it failed is retried", async () => {
     let attempts = 0;
     const result = await withRetry(
