@@ -143,11 +143,12 @@ export class Remote implements LogRemote, NameLister {
 
   /**
    * The CAS's advertised limits, or undefined from a server that does not advertise them (a draft
-   * CAS, an older remotelog): callers then learn a limit only from a refusal.
+   * CAS, an older remotelog): callers then learn a limit only from a refusal. UNAVAILABLE when no
+   * answer came within options.timeoutMs: the call is cancelled then.
    */
-  async casLimits(): Promise<{ maxBlockBytes: number; maxBatchBlocks: number; maxResponseBytes: number } | undefined> {
+  async casLimits(options: { timeoutMs?: number } = {}): Promise<{ maxBlockBytes: number; maxBatchBlocks: number; maxResponseBytes: number } | undefined> {
     try {
-      const limits = await this.casInfo.getLimits({});
+      const limits = await this.casInfo.getLimits({}, { timeoutMs: options.timeoutMs });
       return { maxBlockBytes: Number(limits.maxBlockBytes), maxBatchBlocks: limits.maxBatchBlocks, maxResponseBytes: Number(limits.maxResponseBytes) };
     } catch (err) {
       if (ConnectError.from(err).code === Code.Unimplemented) return undefined;

@@ -110,9 +110,9 @@ export function command(io: Io) {
         // from that publish's start, had run out before it.
         let answered = false;
         const maxMessageBytes = await blockLimit({
-          casLimits: async () => {
+          casLimits: async (options) => {
             if (!remote.casLimits) return undefined;
-            const limits = await remote.casLimits();
+            const limits = await remote.casLimits(options);
             answered = true;
             return limits;
           },

@@ -95,9 +95,10 @@ export interface NameLister {
 export interface LogRemote extends LogReadRemote {
   /**
    * The CAS's limits, or undefined from a CAS that does not advertise them (the draft's). Absent from
-   * a client that cannot ask. UNAVAILABLE when the CAS cannot be reached. Idempotent.
+   * a client that cannot ask. UNAVAILABLE when the CAS cannot be reached, or has not answered within
+   * options.timeoutMs (default: the client's own limits). Idempotent.
    */
-  casLimits?(): Promise<CasLimits | undefined>;
+  casLimits?(options?: { timeoutMs?: number }): Promise<CasLimits | undefined>;
   /**
    * Stores blocks; idempotent. pending, the signed update that will name them, lets a server that takes
    * blocks from signed writers only (serve --require-signed) accept them; a backend may ignore it.

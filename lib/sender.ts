@@ -39,6 +39,12 @@ export interface OpenSenderOptions {
   validityMs?: number;
   /** How long resolvers may cache a signed record, in ms. Default 60 s. */
   ttlMs?: number;
+  /**
+   * How long open() waits for the CAS to say the largest message it takes, in ms, before it opens
+   * offline assuming 1 MiB: a whole number from 1. Default 5,000 (5 s). Later publishes
+   * keep the remote's own limits (openRemote's idleTimeoutMs) and whatever retries the caller makes.
+   */
+  limitsTimeoutMs?: number;
 }
 
 /** What one send() did. */
@@ -88,13 +94,15 @@ export class Sender extends LogSender {
    * `const sender = await Sender.open({ remote, key, data })`
    *
    * Opens (creating if needed) the local log in data and claims it for the name, and asks the CAS the
-   * largest message it takes (1 MiB assumed when it cannot be reached now, so that a sender can append
-   * offline; its first publish asks again, and a message appended meanwhile over the CAS's real limit
-   * is published up to: see send). Throws INVALID_ARGUMENT, before anything is written, for a name that does not fit the key
+   * largest message it takes (1 MiB assumed when it cannot be reached now, or has not answered within
+   * limitsTimeoutMs, 5 s, so that a sender can append offline; a server that takes the connection and
+   * never answers held the open for the 25 s its keepalive PING takes to give up; its first publish
+   * asks again, and a message appended meanwhile over the CAS's real limit is published up to: see
+   * send). Throws INVALID_ARGUMENT, before anything is written, for a name that does not fit the key
    * (or a key name without a key, or a free-form name without unsigned, or one that breaks the NS's rule
    * for names, freeFormNameProblem), a key that is not a private key, a read-only remote (openGateway's),
    * a data that is not a path (an empty string, say), or an option out of its range (pageSize takes a whole
-   * number from 1, validityMs from MIN_VALIDITY_MS (60,000), ttlMs from 0, embed "none", "all" or a whole number), TOO_LARGE for a
+   * number from 1, validityMs from MIN_VALIDITY_MS (60,000), ttlMs from 0, limitsTimeoutMs from 1, embed "none", "all" or a whole number), TOO_LARGE for a
    * pageSize whose full page of pairs is over the CAS's block limit, CONFLICT when data belongs to another name, DATA_LOSS
    * when the local log is damaged, INTERNAL on an I/O failure. Safe to repeat: opening the same data
    * again (after close) finds the same log.
@@ -104,8 +112,9 @@ export class Sender extends LogSender {
     checkWritable(options.remote);
     checkOpenOptions(options);
     checkPath("data", options.data, "a directory");
+    checkWholeNumber("limitsTimeoutMs", options.limitsTimeoutMs, 1);
     const { key, name } = signing(options);
-    const limit = await casBlockLimit(options.remote);
+    const limit = await casBlockLimit(options.remote, { timeoutMs: options.limitsTimeoutMs });
     const log = options.data === undefined ? new MemoryLocalLog() : await openLocalLog(options.data, name);
     const owned: { close(): Promise<void> }[] = [log];
     try {
@@ -198,19 +207,22 @@ export class Sender extends LogSender {
 }
 
 /**
- * The largest message the CAS takes. A CAS that cannot be reached now must not keep a sender from
- * appending (it publishes later), so then the common default is assumed: 1 MiB, the block limit of
- * remotelog serve, the draft's CAS and Kubo (a Sender opened so asks the CAS again at its first
- * publish, and keeps to the CAS's answer). Undefined from a CAS that does not advertise one.
+ * `const maxMessageBytes = await blockLimit(remote, { timeoutMs? })`
+ *
+ * The largest message the CAS takes. A CAS that cannot be reached now, or has not answered within
+ * timeoutMs (default 5 s), must not keep a sender from appending (it publishes later), so then the
+ * common default is assumed: 1 MiB, the block limit of remotelog serve, the draft's CAS and Kubo (a
+ * Sender opened so asks the CAS again at its first publish, and keeps to the CAS's answer). Undefined
+ * from a CAS that does not advertise one.
  */
-export async function blockLimit(remote: Pick<LogRemote, "casLimits">): Promise<number | undefined> {
-  return (await casBlockLimit(remote)).maxMessageBytes;
+export async function blockLimit(remote: Pick<LogRemote, "casLimits">, options: { timeoutMs?: number } = {}): Promise<number | undefined> {
+  return (await casBlockLimit(remote, options)).maxMessageBytes;
 }
 
 /** blockLimit, and whether it was assumed (limitAssumed: the sender asks the CAS again at its first publish). */
-async function casBlockLimit(remote: Pick<LogRemote, "casLimits">): Promise<{ maxMessageBytes: number | undefined; limitAssumed: boolean }> {
+async function casBlockLimit(remote: Pick<LogRemote, "casLimits">, options: { timeoutMs?: number } = {}): Promise<{ maxMessageBytes: number | undefined; limitAssumed: boolean }> {
   try {
-    return { maxMessageBytes: (await remote.casLimits?.())?.maxBlockBytes, limitAssumed: false };
+    return { maxMessageBytes: (await remote.casLimits?.({ timeoutMs: options.timeoutMs ?? LIMITS_TIMEOUT_MS }))?.maxBlockBytes, limitAssumed: false };
   } catch (err) {
     if (err instanceof RemoteLogError && err.code === ErrorCodes.UNAVAILABLE) return { maxMessageBytes: DEFAULT_BLOCK_BYTES, limitAssumed: true };
     throw err;
@@ -218,6 +230,14 @@ async function casBlockLimit(remote: Pick<LogRemote, "casLimits">): Promise<{ ma
 }
 
 const DEFAULT_BLOCK_BYTES = 1024 * 1024;
+
+/**
+ * How long blockLimit waits for the CAS's answer by default. A server that answers does so in
+ * milliseconds (a TLS handshake over a slow link included), and one that is down is refused at once;
+ * this bounds one that takes the connection and says nothing, which otherwise held the open for the
+ * 25 s the HTTP/2 keepalive PING takes to give up on it (actors/transport-node.ts).
+ */
+export const LIMITS_TIMEOUT_MS = 5_000;
 
 function signing(options: OpenSenderOptions): { name: string; key?: PrivateKey } {
   if (options.key !== undefined) {

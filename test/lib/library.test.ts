@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { access, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { FileCheckpointStore, MemoryCheckpointStore, generateKey, keyName, mvdsId, openGateway, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, type Delivery, type LogRemote } from "../../lib/index.js";
+import { FileCheckpointStore, MemoryCheckpointStore, generateKey, keyName, mvdsId, openGateway, openKubo, openRemote, Receiver, Sender, toHex, verifyLog, withRetry, type Delivery, type LogRemote } from "../../lib/index.js";
 import { encodeMessage, newMessage } from "../../core/hash.js";
 import type { Checkpoint } from "../../core/checkpoint-store.js";
 import type { SendResult } from "../../lib/sender.js";
@@ -365,6 +366,7 @@ describe("library", () => {
     await expect(Sender.open({ remote, key, validityMs: 0 })).rejects.toEqual(naming("validityMs"));
     await expect(Sender.open({ remote, key, embed: -1 })).rejects.toEqual(naming("embed"));
     await expect(Sender.open({ remote, key, pageSize: 0 })).rejects.toEqual(naming("pageSize"));
+    await expect(Sender.open({ remote, key, limitsTimeoutMs: 0 })).rejects.toEqual(naming("limitsTimeoutMs"));
     await expect(Sender.open({ remote, key, maxAttempts: 0 } as never)).rejects.toEqual(naming("maxAttempts"));
     // Each was a TypeError from deep inside (library hunt M7).
     expect(() => openRemote(undefined as never)).toThrow(naming("openRemote takes a server URL"));
@@ -391,6 +393,43 @@ describe("library", () => {
       await expect(Receiver.open({ remote, name: keyName(key), state: bad as never })).rejects.toEqual(naming("state"));
     }
     await expect(access(join(dir, "nul"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  // The bound is this test's own timeout: the old open waited out the keepalive PING (15 s quiet + 10 s unanswered) first.
+  test("library - Sender.open against a server that takes the connection and never answers opens offline within a few seconds, and publishes once a real server is there", { timeout: 15_000 }, async () => {
+    const sockets = new Set<Socket>();
+    const blackHole = createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => blackHole.listen(0, "127.0.0.1", resolve));
+    const port = (blackHole.address() as AddressInfo).port;
+    const silentRemote = openRemote(`http://127.0.0.1:${port}`);
+    try {
+      const key = await generateKey();
+      const sender = await Sender.open({ remote: silentRemote, key, data: join(dir, "black-hole") });
+      expect(sockets.size).toBeGreaterThan(0); // it did reach the listener, which answered nothing
+      // Offline: the append is durable at once, and only its publish waits for a server.
+      await sender.appendEncoded([encodeMessage(newMessage(new TextEncoder().encode("chat"), 1_700_000_000n, new TextEncoder().encode("offline")))]);
+      blackHole.close();
+      for (const socket of sockets) socket.destroy();
+      const real = await startServer(["--listen", `127.0.0.1:${port}`, "--memory"]);
+      try {
+        const published = await withRetry(() => sender.publish(), { timeoutMs: 5_000 });
+        expect(published).toMatchObject({ published: 1 });
+        const receiver = await Receiver.open({ remote: silentRemote, name: keyName(key) });
+        const { messages } = await receiver.sync();
+        expect(messages.map((d) => new TextDecoder().decode(d.message!.body))).toEqual(["offline"]);
+        await receiver.close();
+        await sender.close();
+      } finally {
+        real.process.kill();
+      }
+    } finally {
+      silentRemote.close();
+      blackHole.close();
+      for (const socket of sockets) socket.destroy();
+    }
   });
 
   test("library - a damaged checkpoint file is DATA_LOSS with the file and name in details", async () => {
