@@ -201,7 +201,7 @@ export async function importCar(
       if (cid.version !== 1 || cid.code !== RAW_CODEC || cid.multihash.code !== SHA2_256) {
         throw RemoteLogError.invalidArgument(`${file}: block ${cid.toString()} is not a CIDv1 raw sha2-256 block, the only kind a remotelog CAS holds`);
       }
-      if (!equalBytes(addressOf(block.bytes), cid.bytes)) throw RemoteLogError.dataLoss(`${file}: block ${cid.toString()} does not hash to its CID`);
+      if (!equalBytes(addressOf(block.bytes), cid.bytes)) throw RemoteLogError.dataLoss(`${file}: block ${cid.toString()} does not hash to its CID`, undefined, { file, address: cid.toString() });
       if (headRoot && equalBytes(cid.bytes, headRoot)) rootBytes = block.bytes;
       // Each pack's link, to walk the chain without reading it again; a pack's first byte is 0x09 (pack-format.ts).
       if (previousHead && block.bytes[0] === 0x09) {

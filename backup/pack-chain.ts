@@ -1,7 +1,7 @@
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { decodePack, verifyLink, type ReadPack, type ReadPackHeader } from "./pack-format.js";
-import type { PackStore } from "./pack-store.js";
+import { inPackFile, type PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
 
 /**
@@ -22,7 +22,13 @@ export async function walkChain<T extends ReadPackHeader>(
   let address: Uint8Array = head;
   let newer: T | undefined;
   for (;;) {
-    const pack = take(await fetchPack(store, address, newer), address);
+    const bytes = await fetchPack(store, address, newer);
+    let pack: T;
+    try {
+      pack = take(bytes, address);
+    } catch (err) {
+      throw inPackFile(store, address, err);
+    }
     if (newer) verifyLink(newer, pack);
     else progress.start("packs", pack.lastSeq + 1);
     newestFirst.push(pack);
@@ -43,7 +49,11 @@ export async function readPack(store: PackStore, address: Uint8Array, newer?: Re
 /** readPack, also returning the pack's bytes as stored. */
 export async function readPackBytes(store: PackStore, address: Uint8Array, newer?: ReadPackHeader): Promise<{ pack: ReadPack; bytes: Uint8Array }> {
   const bytes = await fetchPack(store, address, newer);
-  return { pack: decodePack(bytes, address), bytes };
+  try {
+    return { pack: decodePack(bytes, address), bytes };
+  } catch (err) {
+    throw inPackFile(store, address, err);
+  }
 }
 
 /** A pack's bytes as stored, unchecked; NOT_FOUND naming it (and newer, the pack that links to it) when the store lacks it. */

@@ -191,21 +191,21 @@ export function decodePackHeader(bytes: Uint8Array, address: Uint8Array): ReadPa
 }
 
 function checkAddress(bytes: Uint8Array, address: Uint8Array): void {
-  if (!equalBytes(addressOf(bytes), address)) throw RemoteLogError.dataLoss(`pack ${addressText(address)} does not hash to its address`);
+  if (!equalBytes(addressOf(bytes), address)) throw RemoteLogError.dataLoss(`pack ${addressText(address)} does not hash to its address`, undefined, { address: addressText(address) });
 }
 
 function malformed(address: Uint8Array): (why: string) => RemoteLogError {
-  return (why) => RemoteLogError.dataLoss(`pack ${addressText(address)} is malformed: ${why}`);
+  return (why) => RemoteLogError.dataLoss(`pack ${addressText(address)} is malformed: ${why}`, undefined, { address: addressText(address) });
 }
 
 function decodeHeaderOf(bytes: Uint8Array, address: Uint8Array): { header: ReadPackHeader; pack: Pack } {
   const where = `pack ${addressText(address)}`;
-  if (bytes[0] !== 0x09) throw RemoteLogError.dataLoss(`${where} is not a backup pack (it starts with 0x${(bytes[0] ?? 0).toString(16)}, not 0x09)`);
+  if (bytes[0] !== 0x09) throw RemoteLogError.dataLoss(`${where} is not a backup pack (it starts with 0x${(bytes[0] ?? 0).toString(16)}, not 0x09)`, undefined, { address: addressText(address) });
   let pack: Pack;
   try {
     pack = fromBinary(PackSchema, bytes);
   } catch (err) {
-    throw RemoteLogError.dataLoss(`${where} does not decode as remotelog.v1.Pack (${(err as Error).message})`, err);
+    throw RemoteLogError.dataLoss(`${where} does not decode as remotelog.v1.Pack (${(err as Error).message})`, err, { address: addressText(address) });
   }
   const bad = malformed(address);
   if (pack.type !== PACK_TYPE) throw bad(`type 0x${pack.type.toString(16)} is not a pack's`);
@@ -330,10 +330,13 @@ function runOfViews(messages: Uint8Array[]): MessageRun {
 /** Checks that older is the pack right before newer in one chain; DATA_LOSS naming both otherwise. */
 export function verifyLink(newer: ReadPackHeader, older: ReadPackHeader): void {
   if (older.lastSeq + 1 !== newer.firstSeq) {
-    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} starts at seq ${newer.firstSeq}, but the pack before it, ${addressText(older.address)}, ends at ${older.lastSeq}`);
+    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} starts at seq ${newer.firstSeq}, but the pack before it, ${addressText(older.address)}, ends at ${older.lastSeq}`, undefined, {
+      address: addressText(newer.address),
+      seq: newer.firstSeq,
+    });
   }
   if (older.logName !== newer.logName) {
-    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} is of log ${JSON.stringify(newer.logName)}, the pack before it of ${JSON.stringify(older.logName)}`);
+    throw RemoteLogError.dataLoss(`pack ${addressText(newer.address)} is of log ${JSON.stringify(newer.logName)}, the pack before it of ${JSON.stringify(older.logName)}`, undefined, { address: addressText(newer.address) });
   }
 }
 
@@ -344,22 +347,23 @@ export function verifyLink(newer: ReadPackHeader, older: ReadPackHeader): void {
  */
 export function checkMessages(pack: ReadPack, seen?: Set<string>): Uint8Array[] {
   const where = `pack ${addressText(pack.address)}`;
+  const address = addressText(pack.address);
   const ids = pack.messages.map((bytes, i) => {
     let id: Uint8Array;
     try {
       id = messageId(decodeMessage(bytes));
     } catch (err) {
-      throw RemoteLogError.dataLoss(`${where}: message at seq ${pack.firstSeq + i} is not a vac.mvds.Message`, err);
+      throw RemoteLogError.dataLoss(`${where}: message at seq ${pack.firstSeq + i} is not a vac.mvds.Message`, err, { address, seq: pack.firstSeq + i });
     }
     if (seen) {
       const key = Buffer.from(id).toString("latin1");
-      if (seen.has(key)) throw RemoteLogError.dataLoss(`${where}: message ${toHex(id)} at seq ${pack.firstSeq + i} appears twice in the chain`);
+      if (seen.has(key)) throw RemoteLogError.dataLoss(`${where}: message ${toHex(id)} at seq ${pack.firstSeq + i} appears twice in the chain`, undefined, { address, seq: pack.firstSeq + i });
       seen.add(key);
     }
     return id;
   });
   if (!equalBytes(ids[ids.length - 1], pack.lastId)) {
-    throw RemoteLogError.dataLoss(`${where}: its last message has id ${toHex(ids[ids.length - 1])}, but the header says ${toHex(pack.lastId)}`);
+    throw RemoteLogError.dataLoss(`${where}: its last message has id ${toHex(ids[ids.length - 1])}, but the header says ${toHex(pack.lastId)}`, undefined, { address, seq: pack.lastSeq });
   }
   return ids;
 }

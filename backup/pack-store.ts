@@ -1,6 +1,6 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { RemoteLogError } from "../core/errors.js";
+import { ErrorCodes, isRemoteLogError, RemoteLogError } from "../core/errors.js";
 import { addressText, equalBytes, parseAddressText } from "../core/hash.js";
 import { ensureDir, ioError, removeLeftoverTmp, userPathError, writeFileAtomic } from "../stores/file/atomic.js";
 
@@ -25,6 +25,8 @@ export interface PackStore {
   get(address: Uint8Array): Promise<Uint8Array | undefined>;
   /** Stores packs durably; those already stored are skipped. */
   put(packs: { address: Uint8Array; bytes: Uint8Array }[]): Promise<void>;
+  /** The local file a pack is kept in, where the store keeps packs as files (a directory); undefined elsewhere. */
+  fileOf?(address: Uint8Array): string;
   /** The largest pack the store takes, when it has a limit and says it (a CAS's largest block). */
   largestPack?(): Promise<number | undefined>;
   /** The recorded head, or undefined before the first backup. */
@@ -32,6 +34,17 @@ export interface PackStore {
   /** Moves the head, and returns it as readHead would; CONFLICT when someone else moved it since previous. */
   writeHead(head: { pack: Uint8Array; logName: string; lastSeq: number }, previous: BackupHeadInfo | undefined): Promise<BackupHeadInfo>;
   close(): Promise<void>;
+}
+
+/**
+ * err, damage found in the pack at address (DATA_LOSS), naming the local file the pack is in when
+ * store keeps packs as files: damage found in a local file names it, in the text and in
+ * details.file, as the local log's does. Any other error, or one from a CAS, is returned as it is.
+ */
+export function inPackFile(store: Pick<PackStore, "fileOf">, address: Uint8Array, err: unknown): unknown {
+  const file = store.fileOf?.(address);
+  if (file === undefined || !isRemoteLogError(err, ErrorCodes.DATA_LOSS) || err.details.file !== undefined) return err;
+  return RemoteLogError.dataLoss(`${err.text} (file ${file})`, err.cause, { ...err.details, file });
 }
 
 export function isUrl(text: string): boolean {
@@ -51,10 +64,14 @@ export class DirPackStore implements PackStore {
     this.where = resolve(dir);
   }
 
+  fileOf(address: Uint8Array): string {
+    return join(this.dir, addressText(address));
+  }
+
   async get(address: Uint8Array): Promise<Uint8Array | undefined> {
     try {
       // A view, not a copy: restore moves a pack's own buffer to the thread that checks it.
-      const bytes = await readFile(join(this.dir, addressText(address)));
+      const bytes = await readFile(this.fileOf(address));
       return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
@@ -109,7 +126,7 @@ export class DirPackStore implements PackStore {
     try {
       return { pack: parseAddressText(text).bytes };
     } catch (err) {
-      throw RemoteLogError.dataLoss(`${join(this.dir, "HEAD")} does not hold a pack's CID: ${(err as Error).message}`, err);
+      throw RemoteLogError.dataLoss(`${join(this.dir, "HEAD")} does not hold a pack's CID: ${(err as Error).message}`, err, { file: join(this.dir, "HEAD") });
     }
   }
 

@@ -14,7 +14,7 @@ export function layOutPack(bytes: Uint8Array, address: Uint8Array, shared = fals
   try {
     return encodeRecords(pack.body, pack.firstSeq, shared);
   } catch (err) {
-    if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw RemoteLogError.dataLoss(`pack ${addressText(address)}: ${err.message}`, err);
+    if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw RemoteLogError.dataLoss(`pack ${addressText(address)}: ${err.message}`, err, { address: addressText(address) });
     throw err;
   }
 }

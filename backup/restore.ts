@@ -9,7 +9,7 @@ import { idOf, LogFileWriter } from "./log-file.js";
 import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
 import { walkChain } from "./pack-chain.js";
 import { LayoutPool } from "./restore-pool.js";
-import type { PackStore } from "./pack-store.js";
+import { inPackFile, type PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
 
 export interface RestoreOptions {
@@ -68,16 +68,23 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
       for (const [i, pack] of packs.entries()) {
-        const records = await pool.records(i);
         try {
-          log.appendEncoded([records]);
+          const records = await pool.records(i);
+          try {
+            log.appendEncoded([records]);
+          } catch (err) {
+            if (isRemoteLogError(err, ErrorCodes.CONFLICT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err, { address: addressText(pack.address) });
+            throw err;
+          }
+          const lastId = idOf(records, records.ids.length / 32 - 1);
+          if (!equalBytes(lastId, pack.lastId)) {
+            throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`, undefined, {
+              address: addressText(pack.address),
+              seq: pack.lastSeq,
+            });
+          }
         } catch (err) {
-          if (isRemoteLogError(err, ErrorCodes.CONFLICT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err);
-          throw err;
-        }
-        const lastId = idOf(records, records.ids.length / 32 - 1);
-        if (!equalBytes(lastId, pack.lastId)) {
-          throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`);
+          throw inPackFile(options.store, pack.address, err);
         }
         bytes += pack.size;
         progress.advance(pack.count);

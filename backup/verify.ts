@@ -1,7 +1,7 @@
 import { addressText } from "../core/hash.js";
 import { checkMessages, verifyLink, type ReadPack } from "./pack-format.js";
 import { readPack } from "./pack-chain.js";
-import type { PackStore } from "./pack-store.js";
+import { inPackFile, type PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
 import { faultOf, type Fault, type VerifyReport } from "./verify-log.js";
 
@@ -41,7 +41,7 @@ export async function verifyPackChain(store: PackStore, head: Uint8Array, option
       try {
         checkMessages(pack, seen);
       } catch (err) {
-        faults.push(faultOf(addressText(address), err));
+        faults.push(faultOf(addressText(address), inPackFile(store, address, err)));
       }
     }
     progress.advance(pack.count);

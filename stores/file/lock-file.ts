@@ -60,11 +60,12 @@ export class LockFile {
           throw RemoteLogError.conflict(
             `${what} is in use by process ${holder}${holder === process.pid ? " (this one)" : ""}; ` +
               `if no such process uses it, remove ${path}`,
+            { file: path },
           );
         }
         await takeOver(path, holder);
       }
-      throw RemoteLogError.conflict(`${what}: lock ${path} keeps changing hands; is another process starting?`);
+      throw RemoteLogError.conflict(`${what}: lock ${path} keeps changing hands; is another process starting?`, { file: path });
     } finally {
       await unlink(mine).catch(() => {});
     }
