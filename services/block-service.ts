@@ -19,7 +19,7 @@ import { pageInfoUnchecked } from "../core/message-decode.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
 import { Authority, peerOf } from "./auth.js";
-import { answerCost, answerFormat, idsCost, JSON_COST } from "./answer-cost.js";
+import { answerCost, answerFormat, idsCost, JSON_COST, type AnswerFormat } from "./answer-cost.js";
 import type { ReadBudget } from "./read-budget.js";
 
 export interface BlockLimits extends CasLimits {
@@ -191,7 +191,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, costRead, idsCost(format, addresses.length)));
     }
     const response = create(GetManyResponseSchema, { missing });
-    const linked = request.linkedPages && blocks.length === addresses.length ? await this.linkedPages(blocks, distinct, request.linkedPages, this.limits.maxResponseBytes - bytes, costOf) : undefined;
+    const linked = request.linkedPages && blocks.length === addresses.length ? await this.linkedPages(blocks, distinct, request.linkedPages, this.limits.maxResponseBytes - bytes, format) : undefined;
     if (linked) this.options.readBudget?.charge(peerOf(context).address, linked.cost);
     if (format === "binary") {
       response.$unknown = repeatedBytesUnknown(1, blocks);
@@ -210,8 +210,8 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
    * The pages the answered blocks link to, and those they link to in turn, level by level, that a reader
    * from options.fromSeqid needs (a page's tail when the page starts after it; any other link when the
    * linked page starts at it or after), none already in the answer or seen, while room (and the client's
-   * max_bytes) holds them. Only the first LINKED_FROM_BLOCKS blocks asked are looked at as pages; a block
-   * that is not a page links to nothing. Nothing here is checked but the links' addresses (the store
+   * max_bytes) holds them, looking up at most maxBatchBlocks links. Only the first LINKED_FROM_BLOCKS
+   * blocks asked are looked at as pages; a block that is not a page links to nothing. Nothing here is checked but the links' addresses (the store
    * reads only valid ones): the client checks each page against its link, as one it asked for.
    */
   private async linkedPages(
@@ -219,46 +219,53 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     seen: DistinctAddresses,
     options: LinkedPages,
     room: number,
-    costOf: (length: number) => number,
+    format: AnswerFormat,
   ): Promise<{ pages: Uint8Array[]; ids: Uint8Array[]; cost: number }> {
     const from = options.fromSeqid;
-    const limit = Math.min(room, options.maxBytes > 0n && options.maxBytes < BigInt(room) ? Number(options.maxBytes) : room);
+    const limit = options.maxBytes > 0n && options.maxBytes < BigInt(room) ? Number(options.maxBytes) : room;
     const pages: Uint8Array[] = [];
     const ids: Uint8Array[] = [];
     let cost = 0;
     let costRead = 0;
+    // Links looked up, found or not: at most a GetMany's worth of ids, and charged as ids asked are. A
+    // page of links to nothing stored would otherwise cost lookups that no byte of the answer counts.
+    let lookups = 0;
+    const spent = () => ({ pages, ids, cost: Math.max(cost, costRead, idsCost(format, lookups)) });
     let level = answered.slice(0, LINKED_FROM_BLOCKS);
-    while (level.length > 0 && pages.length < this.limits.maxBatchBlocks) {
+    while (level.length > 0) {
       const wanted: Uint8Array[] = [];
       for (const bytes of level) {
         const info = pageInfoUnchecked(bytes);
         if (!info) continue;
-        info.skips.forEach((skip, i) => {
-          if (i === 0 ? info.firstSeqid <= from : skip.firstSeqid < from) return;
+        for (let i = 0; i < info.skips.length && lookups + wanted.length < this.limits.maxBatchBlocks; i++) {
+          const skip = info.skips[i];
+          if (i === 0 ? info.firstSeqid <= from : skip.firstSeqid < from) continue;
           try {
             validateAddress(skip.address);
           } catch {
-            return;
+            continue;
           }
           const known = seen.unique.length;
           if (seen.slotOf(skip.address) === known) wanted.push(skip.address);
-        });
+        }
       }
       if (wanted.length === 0) break;
-      const read = await this.store.getMany(wanted.slice(0, this.limits.maxBatchBlocks - pages.length));
+      lookups += wanted.length;
+      const read = await this.store.getMany(wanted);
       level = [];
       for (let k = 0; k < read.length; k++) {
         const bytes = read[k];
         if (!bytes) continue;
         costRead += bytes.length;
-        if (cost + costOf(bytes.length) > limit) return { pages, ids, cost: Math.max(cost, costRead) };
-        cost += costOf(bytes.length);
+        const pageCost = answerCost(format, bytes.length);
+        if (cost + pageCost > limit) return spent();
+        cost += pageCost;
         pages.push(bytes);
         ids.push(wanted[k]);
         level.push(bytes);
       }
     }
-    return { pages, ids, cost: Math.max(cost, costRead) };
+    return spent();
   }
 
   private checkCount(count: number, what: string): void {

@@ -5,7 +5,10 @@ import { Sender } from "../../actors/sender.js";
 import { isRemoteLogError } from "../../core/errors.js";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { BlockService } from "../../gen/remotelog/v1/blocks_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BlockService, GetManyRequestSchema } from "../../gen/remotelog/v1/blocks_pb.js";
+import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
+import { BlockServiceImpl } from "../../services/block-service.js";
 import { addressOf, addressText, toHex } from "../../core/hash.js";
 import { LogReader } from "../../core/log-reader.js";
 import type { PagesWithLinked } from "../../core/log-remote.js";
@@ -138,6 +141,39 @@ describe("a receiver collects a chain's pages with the linked pages a server sen
     expect(answer.blocks.length).toBe(asked.length);
     expect(answer.linkedIds.map(toHex).sort()).toEqual([...pageKeys].filter((key) => !asked.some((address) => toHex(address) === key)).sort());
     answer.linked.forEach((bytes, i) => expect(toHex(addressOf(bytes))).toBe(toHex(answer.linkedIds[i])));
+  });
+
+  it("pages of links to nothing stored cost the server at most a GetMany's worth of lookups in all", async () => {
+    class CountingStore extends MemoryContentStore {
+      looked = 0;
+      override async getMany(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+        this.looked += addresses.length;
+        return super.getMany(addresses);
+      }
+    }
+    const store = new CountingStore();
+    const service = new BlockServiceImpl(store, { maxBatchBlocks: 8 });
+    // Blocks laid out as pages, each linking to the next and to 7 blocks no one stored: anyone may store such blocks.
+    const missing = (page: number) => Array.from({ length: 7 }, (_, i) => addressOf(new TextEncoder().encode(`nothing ${page}.${i}`)));
+    const pageLinking = (next: Uint8Array | undefined, n: number) => {
+      const links = next ? [next, ...missing(n)] : [...missing(n), addressOf(new TextEncoder().encode(`nothing ${n}`))];
+      const skips = links.map((address, i) => ({ address, firstSeqid: BigInt(100 - i), number: BigInt(100 - i) }));
+      return toBinary(RemoteLogSchema, create(RemoteLogSchema, { tail: links[0], info: { firstSeqid: 1000n, count: 0, number: 1000n, skips } }));
+    };
+    let next: Uint8Array | undefined;
+    let first: Uint8Array | undefined;
+    for (let n = 5; n >= 1; n--) {
+      const page = pageLinking(next, n);
+      [next] = await store.putMany([page]);
+      first = page;
+    }
+    store.looked = 0;
+    const answer = await service.getMany(create(GetManyRequestSchema, { ids: [next!], linkedPages: { fromSeqid: 0n } }));
+    expect(answer.blocks).toEqual([first]);
+    // The block asked for, and 8 links in all: the second page, whose links are not looked up then. Level
+    // by level without a bound in all, a chain of such pages cost 8, 7, 6… lookups a page.
+    expect(store.looked).toBe(1 + 8);
+    expect(answer.linked.length).toBe(1);
   });
 
   it("a linked page that is not what its link promised is DATA_LOSS naming it, and nothing is delivered", async () => {
