@@ -1,22 +1,40 @@
 import { ErrorCodes, isRemoteLogError, RemoteLogError } from "../core/errors.js";
-import { addressText } from "../core/hash.js";
-import { encodeRecords, type EncodedRecords } from "./log-file.js";
+import { addressText, decodeMessage } from "../core/hash.js";
+import { encodeRecords, type EncodedRecords, type MessageRun } from "./log-file.js";
 import { decodePackRun } from "./pack-format.js";
 
 /**
  * One pack of a restore, checked and laid out as log.bin records: its bytes against its address, its
  * header and body (decodePackRun), and every message (it decodes; its id is computed into its record).
  * Runs on a restore thread (restore-worker.ts) or, without one, on the caller's. DATA_LOSS naming the
- * pack, and the seq of a message that does not decode. shared: as encodeRecords.
+ * pack (details: address), and the seq of a message that does not decode (details: seq). shared: as
+ * encodeRecords.
  */
 export function layOutPack(bytes: Uint8Array, address: Uint8Array, shared = false): EncodedRecords {
   const pack = decodePackRun(bytes, address);
   try {
     return encodeRecords(pack.body, pack.firstSeq, shared);
   } catch (err) {
-    if (isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw RemoteLogError.dataLoss(`pack ${addressText(address)}: ${err.message}`, err, { address: addressText(address) });
-    throw err;
+    if (!isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw err;
+    const at = firstUndecodable(pack.body);
+    throw RemoteLogError.dataLoss(`pack ${addressText(address)}: ${err.message}`, err, { address: addressText(address), ...(at === undefined ? {} : { seq: pack.firstSeq + at }) });
   }
+}
+
+/**
+ * The index of the first message of run that does not decode, found again once encodeRecords has
+ * failed: its error names the seq in its text only, and the loop that lays out every message of a
+ * restore is kept free of the bookkeeping.
+ */
+function firstUndecodable(run: MessageRun): number | undefined {
+  for (let i = 0; i < run.spans.length / 2; i++) {
+    try {
+      decodeMessage(run.bytes.subarray(run.spans[2 * i], run.spans[2 * i + 1]));
+    } catch {
+      return i;
+    }
+  }
+  return undefined;
 }
 
 /** bytes in an ArrayBuffer of their own, which a postMessage can move rather than copy. */

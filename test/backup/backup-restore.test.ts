@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { deflateRawSync } from "node:zlib";
 import { deflateBody, encodePack, splitIntoPacks } from "../../backup/pack-format.js";
 import { runBackup } from "../../backup/backup.js";
+import { runRestore } from "../../backup/restore.js";
 import { LocalLogSource } from "../../backup/local-source.js";
 import { DirPackStore } from "../../backup/pack-store.js";
 import { addressOf, addressText, decodeMessage, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
@@ -338,6 +339,13 @@ describe("restore - packs that hash right but hold bad messages", () => {
     for (const [p, seq] of [[0, 17], [1, 60]]) {
       const { from, addresses } = await chain((packs) => (packs[p][seq - 50 * p] = Uint8Array.of(0xff, 0xff)));
       await refuse(from, `DATA_LOSS: pack ${addresses[p]}: INVALID_ARGUMENT: message at seq ${seq} is not a vac.mvds.Message`);
+      // And in the error's details, for a caller of the library (they held the pack's address only).
+      const store = new DirPackStore(from);
+      const failure = await runRestore({ store, head: (await store.readHead())!.pack, to: join(dir, `library-${seq}`) }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failure).toMatchObject({ code: "DATA_LOSS", details: { address: addresses[p], seq } });
     }
     // A message of the first pack again in the third.
     let repeated: Uint8Array = new Uint8Array(0);
