@@ -3,6 +3,7 @@ import { access, constants, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js";
 import { RemoteLogError } from "../../core/errors.js";
+import { checkPath } from "../../core/options.js";
 import { fromHex, toHex } from "../../core/hash.js";
 import { ensureDir, ownPathError, removeLeftoverTmp, userPathError, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
@@ -48,6 +49,8 @@ export class FileCheckpointStore implements CheckpointStore {
    * each cached and saved its own checkpoint of a name, and moved the other's, back too.
    */
   static async open(dir: string, options: { readOnly?: boolean; exclusive?: boolean } = {}): Promise<FileCheckpointStore> {
+    // The library exports this store: "" was INTERNAL "cannot create directory : ENOENT".
+    checkPath("dir", dir, "a directory");
     if (options.readOnly) return new FileCheckpointStore(dir, true);
     await ensureDir(dir);
     // An existing directory this process may not write is said now, not at the first save, after a delivery.

@@ -23,6 +23,12 @@ describe("file checkpoint store - on disk", () => {
   const dirs = new TempDirs();
   afterEach(() => dirs.removeAll());
 
+  it("open - a dir that is not a path (empty, a NUL byte, not a string) is INVALID_ARGUMENT naming it", async () => {
+    for (const dir of ["", "a\0b", 5]) {
+      await expect(FileCheckpointStore.open(dir as string)).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringContaining("dir takes the path of a directory") });
+    }
+  });
+
   it("reopen - checkpoints survive a close", async () => {
     const dir = await dirs.make();
     const store = await FileCheckpointStore.open(dir);
