@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import type { CodeName } from "./connect-errors.js";
+import type { ReplacedHeads } from "./replaced-heads.js";
 
 // Calls on loopback take tens of microseconds to a few milliseconds; prom-client's default buckets
 // start at 5 ms and would put nearly every call in the first one.
@@ -119,6 +120,26 @@ export class ServerMetrics {
       registers: [this.registry],
       async collect() {
         this.set(await count());
+      },
+    });
+  }
+
+  /** Reports the replaced head pages the gateway keeps serving (services/replaced-heads.ts) at each scrape. */
+  watchReplacedHeads(replaced: Pick<ReplacedHeads, "size">): void {
+    new Gauge({
+      name: "remotelog_gateway_replaced_heads",
+      help: "Head pages names moved on from that the gateway still serves by CID (the latest 8 a name, for 10 s).",
+      registers: [this.registry],
+      collect() {
+        this.set(replaced.size.entries);
+      },
+    });
+    new Gauge({
+      name: "remotelog_gateway_replaced_head_bytes",
+      help: "Bytes of the replaced head pages the gateway keeps in memory (at most 32 MiB).",
+      registers: [this.registry],
+      collect() {
+        this.set(replaced.size.bytes);
       },
     });
   }

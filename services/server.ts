@@ -103,6 +103,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
   if (heads) deps = { ...deps, names: heads.store };
   return (router, server) => {
     const metrics = server?.metrics;
+    if (heads?.replaced) metrics?.watchReplacedHeads(heads.replaced);
     const onCallEnd = metrics
       ? (method: string, code: CodeName, seconds: number) => {
           metrics.observeCall(method, code, seconds);

@@ -115,6 +115,20 @@ describe("metrics - GET /metrics on the server's port", () => {
     expect(again.get("remotelog_blocks_stored")).toBe(5);
   });
 
+  it("reports the replaced head pages the gateway keeps serving, and none without a gateway", { timeout: TEST_TIMEOUT }, async () => {
+    const server = await start({ content: new MemoryContentStore(), names: new MemoryNameStore(), gateway: true });
+    const ns = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+    expect((await scrape(server.url)).samples.get("remotelog_gateway_replaced_heads")).toBe(0);
+    await ns.update({ name: "alice", content: utf8("first head") });
+    await ns.update({ name: "alice", content: utf8("second head") });
+    await ns.update({ name: "alice", content: utf8("third") });
+    const { samples } = await scrape(server.url);
+    expect(samples.get("remotelog_gateway_replaced_heads")).toBe(2);
+    expect(samples.get("remotelog_gateway_replaced_head_bytes")).toBe("first head".length + "second head".length);
+    const without = await start({ content: new MemoryContentStore(), names: new MemoryNameStore() });
+    expect((await scrape(without.url)).samples.has("remotelog_gateway_replaced_heads")).toBe(false);
+  });
+
   it("counts Internal failures, whose cause the client never sees", { timeout: TEST_TIMEOUT }, async () => {
     const memory = new MemoryContentStore();
     const broken: ContentStore = {
