@@ -362,10 +362,18 @@ export function checkMessages(pack: ReadPack, seen?: Set<string>): Uint8Array[] 
     }
     return id;
   });
-  if (!equalBytes(ids[ids.length - 1], pack.lastId)) {
-    throw RemoteLogError.dataLoss(`${where}: its last message has id ${toHex(ids[ids.length - 1])}, but the header says ${toHex(pack.lastId)}`, undefined, { address, seq: pack.lastSeq });
-  }
+  checkLastId(pack, ids[ids.length - 1]);
   return ids;
+}
+
+/** DATA_LOSS naming the pack and its last seq unless lastId, its last message's id as computed, is its header's last_id. */
+export function checkLastId(pack: ReadPackHeader, lastId: Uint8Array): void {
+  if (!equalBytes(lastId, pack.lastId)) {
+    throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`, undefined, {
+      address: addressText(pack.address),
+      seq: pack.lastSeq,
+    });
+  }
 }
 
 export function encodeBackupHead(head: Omit<BackupHead, "$typeName" | "type">): Uint8Array {

@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { link, readdir, rename, rm, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
-import { addressText, equalBytes, toHex } from "../core/hash.js";
+import { addressText } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeKilledSiblings, userPathError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
 import { idOf, LogFileWriter } from "./log-file.js";
-import { decodePackHeader, type ReadPackHeader } from "./pack-format.js";
+import { checkLastId, decodePackHeader, type ReadPackHeader } from "./pack-format.js";
 import { walkChain } from "./pack-chain.js";
 import { LayoutPool } from "./restore-pool.js";
 import { inPackFile, type PackStore } from "./pack-store.js";
@@ -76,13 +76,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
             if (isRemoteLogError(err, ErrorCodes.CONFLICT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err, { address: addressText(pack.address) });
             throw err;
           }
-          const lastId = idOf(records, records.ids.length / 32 - 1);
-          if (!equalBytes(lastId, pack.lastId)) {
-            throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: its last message has id ${toHex(lastId)}, but the header says ${toHex(pack.lastId)}`, undefined, {
-              address: addressText(pack.address),
-              seq: pack.lastSeq,
-            });
-          }
+          checkLastId(pack, idOf(records, records.ids.length / 32 - 1));
         } catch (err) {
           throw inPackFile(options.store, pack.address, err);
         }
