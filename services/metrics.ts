@@ -84,62 +84,32 @@ export class ServerMetrics {
   watchContent(store: ContentStore): void {
     if (!store.stats) return;
     const stats = () => store.stats!();
-    new Gauge({
-      name: "remotelog_blocks_stored",
-      help: "Distinct blocks in the CAS.",
-      registers: [this.registry],
-      collect() {
-        this.set(stats().blocks);
-      },
-    });
-    new Gauge({
-      name: "remotelog_block_bytes_stored",
-      help: "Total size of the blocks in the CAS, in bytes, without storage overhead.",
-      registers: [this.registry],
-      collect() {
-        this.set(stats().bytes);
-      },
-    });
-    new Gauge({
-      name: "remotelog_quarantined_packs",
-      help: "Damaged packs the CAS set aside at open (their blocks answer DataLoss).",
-      registers: [this.registry],
-      collect() {
-        this.set(stats().quarantinedPacks ?? 0);
-      },
-    });
+    this.gauge("remotelog_blocks_stored", "Distinct blocks in the CAS.", () => stats().blocks);
+    this.gauge("remotelog_block_bytes_stored", "Total size of the blocks in the CAS, in bytes, without storage overhead.", () => stats().bytes);
+    this.gauge("remotelog_quarantined_packs", "Damaged packs the CAS set aside at open (their blocks answer DataLoss).", () => stats().quarantinedPacks ?? 0);
   }
 
   /** Reports how many names the store holds at each scrape; a store without count() adds no gauge. */
   watchNames(store: NameStore): void {
     if (!store.count) return;
     const count = () => store.count!();
-    new Gauge({
-      name: "remotelog_names",
-      help: "Names in the NS.",
-      registers: [this.registry],
-      async collect() {
-        this.set(await count());
-      },
-    });
+    this.gauge("remotelog_names", "Names in the NS.", count);
   }
 
   /** Reports the replaced head pages the gateway keeps serving (services/replaced-heads.ts) at each scrape. */
   watchReplacedHeads(replaced: Pick<ReplacedHeads, "size">): void {
+    this.gauge("remotelog_gateway_replaced_heads", "Head pages names moved on from that the gateway still serves by CID (the latest 8 a name, for 10 s).", () => replaced.size.entries);
+    this.gauge("remotelog_gateway_replaced_head_bytes", "Bytes of the replaced head pages the gateway keeps in memory (at most 32 MiB).", () => replaced.size.bytes);
+  }
+
+  /** A gauge of this server's set to value() at each scrape; a value that cannot be read fails the scrape. */
+  private gauge(name: string, help: string, value: () => number | Promise<number>): void {
     new Gauge({
-      name: "remotelog_gateway_replaced_heads",
-      help: "Head pages names moved on from that the gateway still serves by CID (the latest 8 a name, for 10 s).",
+      name,
+      help,
       registers: [this.registry],
-      collect() {
-        this.set(replaced.size.entries);
-      },
-    });
-    new Gauge({
-      name: "remotelog_gateway_replaced_head_bytes",
-      help: "Bytes of the replaced head pages the gateway keeps in memory (at most 32 MiB).",
-      registers: [this.registry],
-      collect() {
-        this.set(replaced.size.bytes);
+      async collect() {
+        this.set(await value());
       },
     });
   }
