@@ -1,5 +1,5 @@
 import { Option } from "commander";
-import { blockLimit, ErrorCodes, keyName, loadKey, RemoteLogError, Sender, withRetry, type PrivateKey } from "../lib/index.js";
+import { casBlockLimit, ErrorCodes, keyName, loadKey, RemoteLogError, Sender, withRetry, type PrivateKey } from "../lib/index.js";
 import { DEFAULT_PUBLISH_STEP } from "../actors/sender.js";
 import { RetryStatus } from "./follow.js";
 import { encodeMessages, messageId, newMessage, toHex } from "../core/hash.js";
@@ -108,23 +108,15 @@ export function command(io: Io) {
         // GetLimits answered is the services answering: an outage from then on (in the first publish of a
         // long backlog, say) is retried for the reached budget, where the first contact's 3 s, counted
         // from that publish's start, had run out before it.
-        let answered = false;
-        const maxMessageBytes = await blockLimit({
-          casLimits: async (options) => {
-            if (!remote.casLimits) return undefined;
-            const limits = await remote.casLimits(options);
-            answered = true;
-            return limits;
-          },
-        });
-        if (answered) status.succeeded(false);
+        const { maxMessageBytes, limitAssumed } = await casBlockLimit(remote);
+        if (!limitAssumed) status.succeeded(false);
         const published = await openPublishedMarks(flags.data);
         closers.push(() => published.close());
         // A publish that fails part-way has published some of its steps (each remembered as it went): a
         // failure says that count, not the one this send began with.
         publishedNow = async () => (await published.load(name))?.delivered;
-        // Unanswered, the limit is blockLimit's guess: the first publish asks the CAS again.
-        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes, limitAssumed: !answered, data: flags.data });
+        // Unanswered, the limit is a guess: the first publish asks the CAS again.
+        const sender = new Sender({ name, key, log, published, remote, pageSize: flags.pageSize, embed, validityMs: flags.validity, ttlMs: flags.ttl, maxMessageBytes, limitAssumed, data: flags.data });
         progress.published = (await published.load(name))?.delivered ?? 0;
         const defaultGroup = new TextEncoder().encode(flags.group);
         let lostRaces = 0;

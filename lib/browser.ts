@@ -31,7 +31,7 @@ export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate, Name
 export { WatchUnsupportedError } from "../core/log-remote.js";
 
 // Writing and reading a log.
-export { Sender, blockLimit, type OpenSenderOptions, type SenderOptions, type SendResult, type PublishResult, type EmbedMode } from "./sender.js";
+export { Sender, blockLimit, casBlockLimit, type OpenSenderOptions, type SenderOptions, type SendResult, type PublishResult, type EmbedMode } from "./sender.js";
 export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "./sender.js";
 export { Receiver, type OpenReceiverOptions, type ReceiverOptions, type ReceiverRemote, type ReceiveResult, type FollowOptions, type Deliver, type Delivery, type SyncResult } from "./receiver.js";
 export { verifyLog, type VerifyLogOptions, type VerifyReport, type Fault } from "./verify.js";

@@ -28,7 +28,7 @@ export type { LogRemote, LogReadRemote, NameHead, CasLimits, PendingUpdate, Name
 export { WatchUnsupportedError } from "../core/log-remote.js";
 
 // Writing and reading a log.
-export { Sender, blockLimit, type OpenSenderOptions, type SenderOptions, type SendResult, type PublishResult, type EmbedMode } from "./sender.js";
+export { Sender, blockLimit, casBlockLimit, type OpenSenderOptions, type SenderOptions, type SendResult, type PublishResult, type EmbedMode } from "./sender.js";
 export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "./sender.js";
 export { Receiver, type OpenReceiverOptions, type ReceiverOptions, type ReceiverRemote, type ReceiveResult, type FollowOptions, type Deliver, type Delivery, type SyncResult } from "./receiver.js";
 export { Mirror, type MirrorOptions, type MirrorResult } from "../actors/mirror.js";

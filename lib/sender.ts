@@ -219,8 +219,11 @@ export async function blockLimit(remote: Pick<LogRemote, "casLimits">, options: 
   return (await casBlockLimit(remote, options)).maxMessageBytes;
 }
 
-/** blockLimit, and whether it was assumed (limitAssumed: the sender asks the CAS again at its first publish). */
-async function casBlockLimit(remote: Pick<LogRemote, "casLimits">, options: { timeoutMs?: number } = {}): Promise<{ maxMessageBytes: number | undefined; limitAssumed: boolean }> {
+/**
+ * blockLimit, and whether it was assumed because the CAS could not be asked (limitAssumed: a Sender
+ * given it asks the CAS again at its first publish). For a caller that opens its own Sender (the CLI).
+ */
+export async function casBlockLimit(remote: Pick<LogRemote, "casLimits">, options: { timeoutMs?: number } = {}): Promise<{ maxMessageBytes: number | undefined; limitAssumed: boolean }> {
   try {
     return { maxMessageBytes: (await remote.casLimits?.({ timeoutMs: options.timeoutMs ?? LIMITS_TIMEOUT_MS }))?.maxBlockBytes, limitAssumed: false };
   } catch (err) {
