@@ -11,6 +11,13 @@ import type { BackedUpTo, LogSource, SourceChunk, SourceRead } from "./source.js
 const READS_IN_FLIGHT = 4;
 /** Messages a read of consecutive pages gathers before it starts: one GetMany call (Remote's batchBlocks). */
 const READ_RUN_PAIRS = 4096;
+/**
+ * How far past the messages handed over a read may start, in messages: reads are started oldest
+ * first and only within this window, so that what waits to be handed over is bounded. Started as their
+ * pages came (newest first, with linked pages), a 100,000-message backup held every message until the
+ * oldest read was in (a heap of 83 MB, a seventh of its time in the garbage collector).
+ */
+const READ_AHEAD_MESSAGES = 8 * READ_RUN_PAIRS;
 
 /**
  * A remote log by name, read as `receive` reads it (core/log-reader.ts): a key name's head must carry
@@ -49,7 +56,7 @@ export class RemoteLogSource implements LogSource {
     }
     const reader = this.reader;
     const verifier = verifierForRead(this.options.verifier, walk.pairs.length);
-    const once = onceEach(name);
+    const once = onceEach(name, walk.pairs.length);
     return {
       firstSeq,
       expected: walk.pairs.length,
@@ -69,18 +76,44 @@ export class RemoteLogSource implements LogSource {
    * collection has checked the chain whole. A faulty message is DATA_LOSS naming its seqid.
    */
   private async readIndexed(head: RemoteLog): Promise<AsyncIterable<SourceChunk>> {
-    const verifier = verifierForRead(this.options.verifier, Number(head.info!.firstSeqid) + head.info!.count);
-    const reads = new Map<number, Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }>>();
-    let queue: Promise<unknown>[] = [];
+    const total = Number(head.info!.firstSeqid) + head.info!.count;
+    const verifier = verifierForRead(this.options.verifier, total);
+    // Each page's run; a run is read in one call once it starts.
+    const reads = new Map<number, Run>();
+    // Runs wait to be started: at most READS_IN_FLIGHT reads at once, the oldest first, and none that
+    // starts READ_AHEAD_MESSAGES or more past handedOver (the first message the packer has not asked
+    // past), so that neither the reads nor the messages they hold run ahead of the packing. The run
+    // that starts at handedOver is always within it, so the hand-over never waits for a run that
+    // cannot start.
+    const waiting: Run[] = [];
+    let inFlight = 0;
+    let handedOver = 0;
+    const startReads = () => {
+      waiting.sort((a, b) => a.firstSeqid - b.firstSeqid);
+      while (inFlight < READS_IN_FLIGHT && waiting.length > 0 && waiting[0].firstSeqid < handedOver + READ_AHEAD_MESSAGES) {
+        const run = waiting.shift()!;
+        inFlight++;
+        const read = this.reader.readMessages(run.pages.flatMap(({ page }) => oldestFirst(page)), undefined, verifier);
+        run.pages = [];
+        run.start(read);
+        // A failed read is thrown where it is handed over; the runs before it must still be read.
+        const next = () => {
+          inFlight--;
+          startReads();
+        };
+        read.then(next, next);
+      }
+    };
     const readRun = (pages: { number: number; page: RemoteLog }[]) => {
-      // At most READS_IN_FLIGHT reads at once: each waits for the one READS_IN_FLIGHT before it.
-      const before = queue.length >= READS_IN_FLIGHT ? queue[queue.length - READS_IN_FLIGHT] : undefined;
-      const pairs = pages.flatMap(({ page }) => oldestFirst(page));
-      const read = (before ?? Promise.resolve()).catch(() => {}).then(() => this.reader.readMessages(pairs, undefined, verifier));
-      read.catch(() => {}); // awaited below, once the chain is checked
-      queue.push(read);
-      if (queue.length > 4 * READS_IN_FLIGHT) queue = queue.slice(-READS_IN_FLIGHT);
-      for (const { number } of pages) reads.set(number, read);
+      let start!: (read: Promise<ReadRun>) => void;
+      const result = new Promise<ReadRun>((resolve) => (start = resolve));
+      result.catch(() => {}); // awaited when handed over, or not at all when the collection fails
+      let count = 0;
+      for (const { page } of pages) count += page.info!.count;
+      const run: Run = { firstSeqid: Number(pages[0].page.info!.firstSeqid), count, pages, start, result };
+      for (const { number } of pages) reads.set(number, run);
+      waiting.push(run);
+      startReads();
     };
     // Pages arrive scattered (the first rounds follow skip links), so neighbours are gathered first:
     // a run of consecutive pages is read as one, oldest first (a read's messages are in log order),
@@ -116,20 +149,26 @@ export class RemoteLogSource implements LogSource {
     const taken = missing.length > 0 ? await collected.take(missing) : [];
     const last = reads.has(collected.last) ? [] : [{ number: collected.last, page: head }];
     readPages([...missing.map((number, i) => ({ number, page: taken[i] })), ...last], true);
+    // Every run is known now: the window starts at the first (a log need not start at seqid 0).
+    handedOver = reads.get(collected.first)!.firstSeqid;
+    startReads();
     // The chain is checked whole: the reads are handed over in log order as each completes.
-    const once = onceEach(this.logName);
+    const once = onceEach(this.logName, total);
     return (async function* () {
       // A read holds a run of neighbouring pages; it is taken once, at its first page. Each page lets
       // go of its read as it is passed, so that what was handed over can be collected.
-      let previous: Promise<unknown> | undefined;
+      let previous: Run | undefined;
       for (let number = collected.first; number <= collected.last; number++) {
-        const read = reads.get(number)!;
+        const run = reads.get(number)!;
         reads.delete(number);
-        if (read === previous) continue;
-        previous = read;
-        const { pairs, data } = await read;
+        if (run === previous) continue;
+        previous = run;
+        const { pairs, data } = await run.result;
         once(pairs);
         if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
+        // The packer is done with it and asks for more: the reads after it may start.
+        handedOver = run.firstSeqid + run.count;
+        startReads();
       }
     })();
   }
@@ -139,10 +178,25 @@ export class RemoteLogSource implements LogSource {
   }
 }
 
+/** A read's messages, checked: the pairs that are not tombstones, and their bytes. */
+type ReadRun = { pairs: RemoteLog_Pair[]; data: Uint8Array[] };
+
+/** Neighbouring pages read in one call (readIndexed): where it starts, its messages, and its read once started. */
+interface Run {
+  firstSeqid: number;
+  count: number;
+  pages: { number: number; page: RemoteLog }[];
+  start: (read: Promise<ReadRun>) => void;
+  result: Promise<ReadRun>;
+}
+
 /** A page's pairs oldest first (a page lists them newest first). */
 function oldestFirst(page: RemoteLog): RemoteLog_Pair[] {
   return page.pair.toReversed();
 }
+
+/** The most messages onceEach makes room for at first (8 MiB of table); a longer log grows it as it goes. */
+const ONCE_TABLE_MOST = 1 << 18;
 
 /**
  * Checks that no message id is handed over twice in a run, and throws DATA_LOSS naming it otherwise: a
@@ -150,8 +204,10 @@ function oldestFirst(page: RemoteLog): RemoteLog_Pair[] {
  * backup of it passed and could never be restored. Ids of earlier runs are in packs this run does not
  * read; restore and verify --read-data check the whole chain.
  */
-function onceEach(name: string): (pairs: RemoteLog_Pair[]) => void {
-  const ids = new DigestTable();
+function onceEach(name: string, expected: number): (pairs: RemoteLog_Pair[]) => void {
+  // Sized once for the messages expected (growing it twice over was 17 ms of a 100k backup), within
+  // bounds: the count comes from the head, which the server serves.
+  const ids = new DigestTable(Math.min(expected, ONCE_TABLE_MOST));
   return (pairs) => {
     for (const pair of pairs) {
       if (ids.addIfNew(pair.localHash) !== -1) {
