@@ -542,7 +542,7 @@ export class Sender {
     const wayOut =
       this.data === undefined
         ? "this sender's local log is in memory, where nothing can set it aside: the messages after it can be published only by another sender"
-        : `\`remotelog repair --data ${this.data} ${endpoint}\`, with this sender closed (it holds the log), sets it aside, keeping a copy in ${this.data}/repair-<time>/, so that the rest can be published`;
+        : `\`remotelog repair --data ${this.data} ${endpoint}\` (in the library, repairLog({ data, remote })), with this sender closed (it holds the log), sets it aside, keeping a copy in ${this.data}/repair-<time>/, so that the rest can be published`;
     return RemoteLogError.tooLarge(
       `local message seq ${entry.seq} is ${entry.data.length} bytes, over the CAS's block limit of ${limit} bytes, so it can never be published, nor any message after it while it is in the log; ` +
         `the ${entry.seq} message(s) before it are published, and it and the ${after} after it are kept in the local log, untouched. ${wayOut}`,

@@ -1,9 +1,6 @@
-import { withRetry } from "../actors/remote.js";
-import { refillFromRemote } from "../actors/log-refill.js";
-import { RemoteLogError } from "../core/errors.js";
-import { ownerMismatch } from "../core/local-log.js";
+import type { RemoteLogError } from "../core/errors.js";
+import { repairLog } from "../lib/repair.js";
 import { readOwner } from "../stores/file/local-log.js";
-import { repairLocalLog, type RepairOptions } from "../stores/file/log-repair.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 
@@ -46,34 +43,16 @@ export function command(io: Io) {
       const hasEndpoint = Boolean(flags.server || flags.cas || flags.ns || flags.kuboApi);
       if (flags.fromRemote && !hasEndpoint) throw usageError("--from-remote needs the service: --server URL (or --cas and --ns, or --kubo-api)");
       if (flags.name && !flags.fromRemote) throw usageError("--name is for --from-remote");
-      const owner = await readOwner(flags.data);
-      let name = flags.name ?? owner?.name;
-      if (flags.fromRemote) {
-        if (!name) throw usageError(`${flags.data} records no owner: say which remote log to refill from with --name`);
-        const mismatch = owner && flags.name ? ownerMismatch(`local log ${flags.data}`, owner, { name: flags.name, key: owner.key }) : undefined;
-        if (mismatch) throw mismatch;
-      }
+      // The owner is read here too, for the usage error a missing --name is; repairLog checks it again.
+      const name = flags.name ?? (await readOwner(flags.data))?.name;
+      if (flags.fromRemote && !name) throw usageError(`${flags.data} records no owner: say which remote log to refill from with --name`);
       const remote: AnyRemote | undefined = hasEndpoint ? await remoteFrom(flags) : undefined;
       try {
         const retry = { timeoutMs: flags.retryFor * 1000, signal: io.signal, onRetry: (err: RemoteLogError, delay: number) => io.stderr.write(`remotelog repair: ${err.message}; retrying in ${(delay / 1000).toFixed(1)} s\n`) };
-        const options: RepairOptions = {};
-        if (remote) {
-          const limit = (await withRetry(() => remote.casLimits(), retry))?.maxBlockBytes;
-          if (limit !== undefined) {
-            options.reject = (message) => (message.data.length > limit ? `${message.data.length} bytes, over the CAS's block limit of ${limit}: it can never be published` : undefined);
-          }
-        }
-        let redacted = 0;
-        if (remote && flags.fromRemote) {
-          options.rebuild = async (kept) => {
-            const refill = await withRetry(() => refillFromRemote(remote, name!, kept, { maxPages: flags.maxPages }), retry);
-            redacted = refill.redacted;
-            return refill;
-          };
-        }
-        const report = await repairLocalLog(flags.data, options);
+        const report = await repairLog({ data: flags.data, remote, fromRemote: flags.fromRemote, name: flags.name, maxPages: flags.maxPages, retry });
+        const redacted = report.redactedNotRefilled ?? 0;
         if (flags.json) {
-          io.stdout.write(`${JSON.stringify({ ...report, ...(flags.fromRemote ? { name, redactedNotRefilled: redacted } : {}) })}\n`);
+          io.stdout.write(`${JSON.stringify(report)}\n`);
           return;
         }
         if (!report.changed) {

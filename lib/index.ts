@@ -33,6 +33,8 @@ export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "./sender.js
 export { Receiver, type OpenReceiverOptions, type ReceiverOptions, type ReceiverRemote, type ReceiveResult, type FollowOptions, type Deliver, type Delivery, type SyncResult } from "./receiver.js";
 export { Mirror, type MirrorOptions, type MirrorResult } from "../actors/mirror.js";
 export { verifyLog, type VerifyLogOptions, type VerifyReport, type Fault } from "./verify.js";
+// Salvaging a sender's own local log on purpose (what a Sender's DATA_LOSS or TOO_LARGE with a seq asks for).
+export { repairLog, type RepairLogOptions, type RepairLogReport, type RepairReport, type SetAside } from "./repair.js";
 // What the live log explorer (serve's /explorer) shows of a name: the record, pages, messages, each checked.
 export { LogExplorer, bytesView, MAX_VIEW_PAGES, type LogView, type PageView, type MessageView, type RecordView, type SkipView, type BytesView, type ExplorerFault, type ExplorerEvent, type ExploreOptions } from "./explorer.js";
 
