@@ -71,9 +71,10 @@ export class RemoteLogSource implements LogSource {
 
   /**
    * The whole of an indexed log (its pages carry seqids and skip links), as a receiver reads it: the
-   * pages are collected a round of parallel fetches at a time rather than one per round trip, and each
-   * call's worth of pages has its messages fetched and checked as it arrives. Nothing is used before the
-   * collection has checked the chain whole. A faulty message is DATA_LOSS naming its seqid.
+   * pages are collected a round of parallel fetches at a time rather than one per round trip, and runs
+   * of neighbouring pages have their messages fetched and checked as they arrive, the oldest first and
+   * within READ_AHEAD_MESSAGES of what the packer has taken. Nothing is used before the collection has
+   * checked the chain whole. A faulty message is DATA_LOSS naming its seqid.
    */
   private async readIndexed(head: RemoteLog): Promise<AsyncIterable<SourceChunk>> {
     const total = Number(head.info!.firstSeqid) + head.info!.count;
