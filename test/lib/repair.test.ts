@@ -1,10 +1,11 @@
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { openRemote, Receiver, repairLog, Sender, type LogRemote } from "../../lib/index.js";
+import { openRemote, repairLog, Sender } from "../../lib/index.js";
 import { decodeMessage } from "../../core/hash.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
-import { cleanup, startServer, stop, tempDir } from "../helpers/processes.js";
+import { cleanup, startServer, tempDir } from "../helpers/processes.js";
+import { remoteBodies, shrinkingServer } from "../helpers/library.js";
 
 const SMALL_LIMIT = 65_536;
 
@@ -17,30 +18,16 @@ async function localBodies(data: string): Promise<string[]> {
   }
 }
 
-async function remoteBodies(remote: LogRemote, name: string): Promise<string[]> {
-  const receiver = await Receiver.open({ remote, name, unsigned: true });
-  try {
-    return (await receiver.sync()).messages.map((delivery) => new TextDecoder().decode(delivery.message!.body));
-  } finally {
-    await receiver.close();
-  }
-}
-
 /** repairLog, the library's way out of what a Sender refuses in its own log, against real `remotelog serve` processes. */
 describe("repairLog", () => {
   afterEach(cleanup);
 
   test("repairLog - a message the server's smaller --max-block can never take is set aside, a copy kept, and the rest is published", async () => {
-    const dir = await tempDir();
-    const serverData = join(dir, "server");
-    const first = await startServer(["--listen", "127.0.0.1:0", "--data", serverData]);
-    const remote = openRemote(first.url);
-    const data = join(dir, "alice");
+    const { remote, data, shrink } = await shrinkingServer();
     try {
       const sender = await Sender.open({ remote, name: "shrunk", unsigned: true, data });
       await sender.send(["a0"]);
-      await stop(first.process);
-      await startServer(["--listen", `127.0.0.1:${first.port}`, "--data", serverData, "--max-block", String(SMALL_LIMIT)]);
+      await shrink(SMALL_LIMIT);
       const refused = await sender.send(["a1", "x".repeat(100_000), "b0"]).then(
         () => undefined,
         (err: unknown) => err,

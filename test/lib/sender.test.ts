@@ -1,21 +1,13 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { openRemote, Receiver, Sender, type LogRemote } from "../../lib/index.js";
+import { openRemote, Sender } from "../../lib/index.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { cleanup, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
+import { remoteBodies, shrinkingServer } from "../helpers/library.js";
 
 const SMALL_LIMIT = 65_536;
 /** Over SMALL_LIMIT, well under the 1 MiB a sender assumes while it cannot reach the CAS. */
 const BIG_BODY = "x".repeat(100_000);
-
-async function bodiesOf(remote: LogRemote, name: string): Promise<string[]> {
-  const receiver = await Receiver.open({ remote, name, unsigned: true });
-  try {
-    return (await receiver.sync()).messages.map((delivery) => new TextDecoder().decode(delivery.message!.body));
-  } finally {
-    await receiver.close();
-  }
-}
 
 /** A Sender whose server takes smaller blocks than the sender assumed, against real `remotelog serve` processes. */
 describe("sender", () => {
@@ -48,7 +40,7 @@ describe("sender", () => {
       expect(text).toContain("seq 2");
       expect(text).toMatch(/is 1000\d\d bytes, over the CAS's block limit of 65536 bytes/);
       expect(text).toContain(`remotelog repair --data ${data} --server ${first.url}`);
-      expect(await bodiesOf(remote, "big")).toEqual(["a0", "a1"]);
+      expect(await remoteBodies(remote, "big")).toEqual(["a0", "a1"]);
 
       // A later send still appends, and its publish says again which message holds the log up.
       await expect(sender.send(["c0"])).rejects.toMatchObject({ code: "TOO_LARGE", details: { seq: 2 } });
@@ -69,24 +61,19 @@ describe("sender", () => {
       const reopened = await Sender.open({ remote, name: "big", unsigned: true, data });
       await expect(reopened.publish()).resolves.toMatchObject({ published: 4 });
       await reopened.close();
-      expect(await bodiesOf(remote, "big")).toEqual(["a0", "a1", "b0", "c0"]);
+      expect(await remoteBodies(remote, "big")).toEqual(["a0", "a1", "b0", "c0"]);
     } finally {
       remote.close();
     }
   });
 
   test("sender - opened online, then its server restarted with a smaller --max-block: the server's refusal is learned from, the messages before the big one are published, the error names its seq", async () => {
-    const dir = await tempDir();
-    const serverData = join(dir, "server");
-    const first = await startServer(["--listen", "127.0.0.1:0", "--data", serverData]);
-    const remote = openRemote(first.url);
-    const data = join(dir, "alice");
+    const { remote, data, shrink } = await shrinkingServer();
     try {
       // Opened against the 1 MiB server: that is the limit it learns.
       const sender = await Sender.open({ remote, name: "shrunk", unsigned: true, data });
       await expect(sender.send(["a0"])).resolves.toMatchObject({ published: 1 });
-      await stop(first.process);
-      await startServer(["--listen", `127.0.0.1:${first.port}`, "--data", serverData, "--max-block", String(SMALL_LIMIT)]);
+      await shrink(SMALL_LIMIT);
 
       // The old sender failed on the server's refusal, "block N", and published neither a1 nor b0 ever.
       const refused = await sender.send(["a1", BIG_BODY, "b0"]).then(
@@ -95,7 +82,7 @@ describe("sender", () => {
       );
       expect(refused).toMatchObject({ code: "TOO_LARGE", details: { seq: 2, value: SMALL_LIMIT } });
       expect((refused as Error).message).toMatch(/local message seq 2 is 1000\d\d bytes, over the CAS's block limit of 65536 bytes/);
-      expect(await bodiesOf(remote, "shrunk")).toEqual(["a0", "a1"]);
+      expect(await remoteBodies(remote, "shrunk")).toEqual(["a0", "a1"]);
       await expect(sender.publish()).rejects.toMatchObject({ code: "TOO_LARGE", details: { seq: 2 } });
       await sender.close();
     } finally {
