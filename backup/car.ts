@@ -74,7 +74,7 @@ async function writeCar(file: string, root: Uint8Array, fill: (put: Put) => Prom
     await writer.close().catch(() => {});
     await written.catch(() => {});
     await unlink(tmp).catch(() => {});
-    throw ioError(`cannot write ${file}`, err);
+    throw ioError(`cannot write ${file}`, err, file);
   }
   return { file, root: addressText(root), blocks, bytes, ms: Math.round(performance.now() - started) };
 }
@@ -161,7 +161,7 @@ export async function importCar(
     iterator = await CarBlockIterator.fromIterable(input);
   } catch (err) {
     input.destroy();
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${file} does not exist`);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${file} does not exist`, { file });
     throw RemoteLogError.invalidArgument(`${file} is not a CAR file: ${(err as Error).message}`, err);
   }
   const rootCids = await iterator.getRoots();

@@ -111,7 +111,7 @@ export class LogFileWriter {
       return writer;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EEXIST") throw RemoteLogError.conflict(`${join(dir, "log.bin")} exists`);
-      throw ioError(`cannot create ${join(dir, "log.bin")}`, err);
+      throw ioError(`cannot create ${join(dir, "log.bin")}`, err, join(dir, "log.bin"));
     }
   }
 
@@ -158,13 +158,13 @@ export class LogFileWriter {
         try {
           while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
         } catch (err) {
-          throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err);
+          throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err, join(this.dir, "log.bin"));
         }
         this.unsynced += bytes.length;
         if (this.unsynced >= this.syncEveryBytes) {
           this.unsynced = 0;
           const synced = this.handle.datasync().catch((err: unknown) => {
-            throw ioError(`cannot sync ${join(this.dir, "log.bin")}`, err);
+            throw ioError(`cannot sync ${join(this.dir, "log.bin")}`, err, join(this.dir, "log.bin"));
           });
           synced.catch(() => {});
           this.syncing.push(synced);

@@ -75,7 +75,7 @@ export class DirPackStore implements PackStore {
       return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw ioError(`cannot read pack ${addressText(address)} in ${this.dir}`, err);
+      throw ioError(`cannot read pack ${addressText(address)} in ${this.dir}`, err, this.fileOf(address));
     }
   }
 
@@ -101,7 +101,7 @@ export class DirPackStore implements PackStore {
       names = await readdir(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
-      throw ioError(`cannot list ${this.dir}`, err);
+      throw ioError(`cannot list ${this.dir}`, err, this.dir);
     }
     const addresses: Uint8Array[] = [];
     for (const name of names) {
@@ -121,7 +121,7 @@ export class DirPackStore implements PackStore {
       text = await readFile(join(this.dir, "HEAD"), "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw userPathError(`cannot read ${join(this.dir, "HEAD")}`, err);
+      throw userPathError(`cannot read ${join(this.dir, "HEAD")}`, err, join(this.dir, "HEAD"));
     }
     try {
       return { pack: parseAddressText(text).bytes };

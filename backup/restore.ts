@@ -95,7 +95,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
       if ((err as NodeJS.ErrnoException).code === "EEXIST") {
         throw RemoteLogError.conflict(`${join(options.to, "log.bin")} appeared during the restore (a sender started?); nothing was replaced`);
       }
-      throw ioError(`cannot move the restored log into ${options.to}`, err);
+      throw ioError(`cannot move the restored log into ${options.to}`, err, options.to);
     });
     await fsyncDir(options.to);
   } finally {
@@ -122,7 +122,7 @@ async function checkTarget(dir: string, force: boolean): Promise<boolean> {
     names = await readdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw userPathError(`cannot read ${dir}`, err);
+    throw userPathError(`cannot read ${dir}`, err, dir);
   }
   if (names.length > 0 && !force) {
     throw RemoteLogError.conflict(`${dir} is not empty (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}); restore into an empty directory, or pass --force to move it aside and replace it`);
@@ -147,7 +147,7 @@ async function moveAside(to: string): Promise<string> {
     await rename(target, aside);
   } catch (err) {
     await lock.release();
-    throw ioError(`cannot move ${target} aside to ${aside}`, err);
+    throw ioError(`cannot move ${target} aside to ${aside}`, err, target);
   }
   await unlink(join(aside, "LOCK")).catch(() => {});
   await fsyncDir(dirname(target));

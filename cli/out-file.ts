@@ -49,7 +49,7 @@ export class OutFile implements CheckpointStore {
       handle = await open(path, "a+");
     } catch (err) {
       await lock.release();
-      throw ioError(`cannot open --out ${path}`, err);
+      throw ioError(`cannot open --out ${path}`, err, path);
     }
     try {
       const checkpoint = await store.load(name);
@@ -105,7 +105,7 @@ export class OutFile implements CheckpointStore {
       while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done)).bytesWritten;
       await this.handle.datasync();
     } catch (err) {
-      throw ioError(`cannot append to --out ${this.path}`, err);
+      throw ioError(`cannot append to --out ${this.path}`, err, this.path);
     }
     this.length += bytes.length;
   }

@@ -74,11 +74,11 @@ export class RemoteLogError extends Error {
     return this.message.startsWith(prefix) ? this.message.slice(prefix.length) : this.message;
   }
 
-  static notFound(message: string) {
-    return new RemoteLogError(ErrorCodes.NOT_FOUND, message);
+  static notFound(message: string, details?: ErrorDetails) {
+    return new RemoteLogError(ErrorCodes.NOT_FOUND, message, { details });
   }
-  static invalidArgument(message: string, cause?: unknown) {
-    return new RemoteLogError(ErrorCodes.INVALID_ARGUMENT, message, { cause });
+  static invalidArgument(message: string, cause?: unknown, details?: ErrorDetails) {
+    return new RemoteLogError(ErrorCodes.INVALID_ARGUMENT, message, { cause, details });
   }
   static tooLarge(message: string, details?: ErrorDetails) {
     return new RemoteLogError(ErrorCodes.TOO_LARGE, message, { details });
@@ -95,14 +95,14 @@ export class RemoteLogError extends Error {
   static dataLoss(message: string, cause?: unknown, details?: ErrorDetails) {
     return new RemoteLogError(ErrorCodes.DATA_LOSS, message, { cause, details });
   }
-  static permissionDenied(message: string) {
-    return new RemoteLogError(ErrorCodes.PERMISSION_DENIED, message);
+  static permissionDenied(message: string, details?: ErrorDetails) {
+    return new RemoteLogError(ErrorCodes.PERMISSION_DENIED, message, { details });
   }
   static unavailable(message: string, cause?: unknown) {
     return new RemoteLogError(ErrorCodes.UNAVAILABLE, message, { cause });
   }
-  static internal(message: string, cause?: unknown) {
-    return new RemoteLogError(ErrorCodes.INTERNAL, message, { cause });
+  static internal(message: string, cause?: unknown, details?: ErrorDetails) {
+    return new RemoteLogError(ErrorCodes.INTERNAL, message, { cause, details });
   }
 }
 

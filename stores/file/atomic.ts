@@ -64,7 +64,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, dir?: Syn
     if (closed.status === "rejected") throw closed.reason;
   } catch (err) {
     await unlink(tmp).catch(() => {});
-    throw ioError(`cannot write ${path}`, err);
+    throw ioError(`cannot write ${path}`, err, path);
   }
   await (dir ? dir.sync() : fsyncDir(dirname(path)));
 }
@@ -99,7 +99,7 @@ export class SyncedDir {
     try {
       return new SyncedDir(dir, await open(dir, "r"));
     } catch (err) {
-      throw ioError(`cannot fsync directory ${dir}`, err);
+      throw ioError(`cannot fsync directory ${dir}`, err, dir);
     }
   }
 
@@ -108,7 +108,7 @@ export class SyncedDir {
     try {
       await this.handle?.sync();
     } catch (err) {
-      throw ioError(`cannot fsync directory ${this.path}`, err);
+      throw ioError(`cannot fsync directory ${this.path}`, err, this.path);
     }
   }
 
@@ -186,7 +186,7 @@ export async function ensureDir(dir: string): Promise<void> {
     first = await mkdir(dir, { recursive: true });
   } catch (err) {
     // Every caller runs at open, where errors go to the operator (a verb's --data FILE, say).
-    throw userPathError(`cannot create directory ${dir}`, err);
+    throw userPathError(`cannot create directory ${dir}`, err, dir);
   }
   if (first === undefined) return;
   // Every directory from dir up to the first one created is new, and so is its entry in its parent.
@@ -212,7 +212,7 @@ export async function removeLeftoverTmp(dir: string): Promise<string[]> {
       await unlink(join(dir, name));
       removed.push(name);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`cannot remove leftover ${join(dir, name)}`, err);
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`cannot remove leftover ${join(dir, name)}`, err, join(dir, name));
     }
   }
   if (removed.length > 0) await fsyncDir(dir);
@@ -244,7 +244,7 @@ export async function removeKilledSiblings(path: string, marker: string, suffix 
     if (pid === undefined || isAlive(Number(pid))) continue;
     const leftover = join(dir, name);
     await rm(leftover, { recursive: true, force: true }).catch((err: unknown) => {
-      throw ioError(`cannot remove ${leftover}, left by a process that was killed`, err);
+      throw ioError(`cannot remove ${leftover}, left by a process that was killed`, err, leftover);
     });
     removed.push(leftover);
   }
@@ -286,8 +286,8 @@ export function isDirectory(path: string): Promise<boolean> {
 export async function requireDirOf(path: string, what: string): Promise<void> {
   const dir = dirname(path);
   const info = await stat(dir).catch(() => undefined);
-  if (!info) throw RemoteLogError.notFound(`cannot write ${what} ${path}: its directory ${dir} does not exist`);
-  if (!info.isDirectory()) throw RemoteLogError.invalidArgument(`cannot write ${what} ${path}: ${dir} is not a directory`);
+  if (!info) throw RemoteLogError.notFound(`cannot write ${what} ${path}: its directory ${dir} does not exist`, { file: path });
+  if (!info.isDirectory()) throw RemoteLogError.invalidArgument(`cannot write ${what} ${path}: ${dir} is not a directory`, undefined, { file: path });
 }
 
 /**
@@ -296,11 +296,12 @@ export async function requireDirOf(path: string, what: string): Promise<void> {
  * user's mistake rather than the machine's. For errors that go to the operator only: the message
  * names the path.
  */
-export function userPathError(what: string, err: unknown): RemoteLogError {
+export function userPathError(what: string, err: unknown, file?: string): RemoteLogError {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === "ENOTDIR" || code === "EEXIST") return RemoteLogError.invalidArgument(`${what}: a file is where a directory must be (${code})`, err);
-  if (isDenied(code)) return RemoteLogError.permissionDenied(`${what}: ${(err as Error).message}`);
-  return ioError(what, err);
+  const details = file === undefined ? undefined : { file };
+  if (code === "ENOTDIR" || code === "EEXIST") return RemoteLogError.invalidArgument(`${what}: a file is where a directory must be (${code})`, err, details);
+  if (isDenied(code)) return RemoteLogError.permissionDenied(`${what}: ${(err as Error).message}`, details);
+  return ioError(what, err, file);
 }
 
 /** The errno codes of a system refusing access to a path: the user's to fix, not a bug. */
@@ -317,17 +318,20 @@ function isDenied(code: string | undefined): boolean {
 export function ownPathError(err: unknown): unknown {
   for (let cause = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
     if (isDenied((cause as NodeJS.ErrnoException).code)) {
-      return RemoteLogError.permissionDenied(isRemoteLogError(err) ? err.text : (err as Error).message);
+      return isRemoteLogError(err) ? RemoteLogError.permissionDenied(err.text, err.details) : RemoteLogError.permissionDenied((err as Error).message);
     }
   }
   return err;
 }
 
-/** Wraps a raw I/O failure as INTERNAL with what was being done; our own errors pass through unchanged. */
-export function ioError(what: string, err: unknown): RemoteLogError {
+/**
+ * Wraps a raw I/O failure as INTERNAL with what was being done, and the file or directory it was
+ * done to as details.file when given; our own errors pass through unchanged.
+ */
+export function ioError(what: string, err: unknown, file?: string): RemoteLogError {
   if (isRemoteLogError(err)) return err;
   // Node's own messages already start with the errno code ("ENOSPC: no space left on device, write").
-  return RemoteLogError.internal(`${what}: ${err instanceof Error ? err.message : String(err)}`, err);
+  return RemoteLogError.internal(`${what}: ${err instanceof Error ? err.message : String(err)}`, err, file === undefined ? undefined : { file });
 }
 
 /**

@@ -55,7 +55,7 @@ export class FileCheckpointStore implements CheckpointStore {
     await ensureDir(dir);
     // An existing directory this process may not write is said now, not at the first save, after a delivery.
     await access(dir, constants.W_OK).catch((err: unknown) => {
-      throw userPathError(`cannot write checkpoints in ${dir}`, err);
+      throw userPathError(`cannot write checkpoints in ${dir}`, err, dir);
     });
     const owner = options.exclusive ? await LockFile.acquire(join(dir, "LOCK"), `receiver state ${dir}`) : undefined;
     try {
@@ -85,7 +85,7 @@ export class FileCheckpointStore implements CheckpointStore {
       text = await readFile(path, "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw userPathError(`cannot read checkpoint ${path}`, err);
+      throw userPathError(`cannot read checkpoint ${path}`, err, path);
     }
     // The file and name as fields, as the local log's damage carries them, so that an app can move the file aside without parsing the message.
     const bad = (why: string, cause?: unknown) => RemoteLogError.dataLoss(`checkpoint ${path} of name ${JSON.stringify(name)} is damaged: ${why}`, cause, { file: path, name });

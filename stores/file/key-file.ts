@@ -32,9 +32,9 @@ export async function saveKeyFile(path: string, key: PrivateKey): Promise<void> 
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EEXIST") throw RemoteLogError.conflict(`key file ${path} exists; a key is never overwritten`);
-    if (code === "ENOENT") throw RemoteLogError.notFound(`cannot write key file ${path}: its directory does not exist`);
-    if (code === "EACCES" || code === "EPERM") throw RemoteLogError.permissionDenied(`cannot write key file ${path}: ${(err as Error).message}`);
-    throw ioError(`cannot write key file ${path}`, err);
+    if (code === "ENOENT") throw RemoteLogError.notFound(`cannot write key file ${path}: its directory does not exist`, { file: path });
+    if (code === "EACCES" || code === "EPERM") throw RemoteLogError.permissionDenied(`cannot write key file ${path}: ${(err as Error).message}`, { file: path });
+    throw ioError(`cannot write key file ${path}`, err, path);
   } finally {
     await unlink(tmp).catch(() => {});
   }

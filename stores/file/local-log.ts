@@ -217,8 +217,8 @@ export class FileLocalLog implements LocalLog {
       try {
         handle = await open(join(dir, LOG_FILE), "r");
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`);
-        throw userPathError(`cannot read local log ${dir}`, err);
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`, { file: join(dir, LOG_FILE) });
+        throw userPathError(`cannot read local log ${dir}`, err, join(dir, LOG_FILE));
       }
       try {
         const log = new FileLocalLog(dir, handle, undefined);
@@ -231,7 +231,7 @@ export class FileLocalLog implements LocalLog {
         return log;
       } catch (err) {
         await handle.close().catch(() => {});
-        throw ioError(`cannot read local log ${dir}`, err);
+        throw ioError(`cannot read local log ${dir}`, err, join(dir, LOG_FILE));
       }
     }
     await ensureDir(dir);
@@ -268,7 +268,7 @@ export class FileLocalLog implements LocalLog {
     } catch (err) {
       await handle?.close().catch(() => {});
       await lock.release();
-      throw ioError(`cannot open local log ${dir}`, err);
+      throw ioError(`cannot open local log ${dir}`, err, join(dir, LOG_FILE));
     }
   }
 
@@ -307,7 +307,7 @@ export class FileLocalLog implements LocalLog {
       } catch (err) {
         // Cut off whatever part was written, so the next append starts at a record boundary.
         await handle.truncate(this.size).catch(() => {});
-        throw ioError(`cannot append to ${this.path}`, err);
+        throw ioError(`cannot append to ${this.path}`, err, this.path);
       }
       const first = this.ids.size;
       const appended: LocalLogEntry[] = new Array(offsets.length);
@@ -396,7 +396,7 @@ export class FileLocalLog implements LocalLog {
     try {
       bytes = await readAt(this.handle, start, stop - start);
     } catch (err) {
-      throw ioError(`cannot read ${this.path}`, err);
+      throw ioError(`cannot read ${this.path}`, err, this.path);
     }
     const entries: LocalLogEntry[] = new Array(end - first);
     for (let seq = first; seq < end; seq++) {
@@ -549,7 +549,7 @@ export async function readOwner(dir: string): Promise<LogOwner | undefined> {
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw ioError(`cannot read ${path}`, err);
+    throw ioError(`cannot read ${path}`, err, path);
   }
   let file: OwnerFile | undefined;
   try {

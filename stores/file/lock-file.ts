@@ -37,7 +37,7 @@ export class LockFile {
     try {
       await writeFile(mine, `${process.pid}\n`);
     } catch (err) {
-      throw ownPathError(ioError(`cannot create lock ${path}`, err));
+      throw ownPathError(ioError(`cannot create lock ${path}`, err, path));
     }
     try {
       // The directory exists now (the temporary file is in it).
@@ -48,7 +48,7 @@ export class LockFile {
           heldHere.add(key);
           return new LockFile(path, key);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ownPathError(ioError(`cannot create lock ${path}`, err));
+          if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw ownPathError(ioError(`cannot create lock ${path}`, err, path));
         }
         const holder = await readPid(path);
         if (holder === undefined) continue; // released between our link and our read: try again
@@ -86,7 +86,7 @@ async function readPid(path: string): Promise<number | undefined> {
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw ioError(`cannot read lock ${path}`, err);
+    throw ioError(`cannot read lock ${path}`, err, path);
   }
   const pid = Number(text.trim());
   // Not a pid we wrote: treat it as a dead holder (pid 0 is never alive) so that it can be taken over.
@@ -104,7 +104,7 @@ async function takeOver(path: string, deadPid: number): Promise<void> {
     await rename(path, aside);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw ioError(`cannot take over lock ${path}`, err);
+    throw ioError(`cannot take over lock ${path}`, err, path);
   }
   const moved = await readPid(aside);
   if (moved !== deadPid) await link(aside, path).catch(() => {});

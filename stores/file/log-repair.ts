@@ -77,8 +77,8 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
   try {
     bytes = await readFile(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`);
-    throw ioError(`cannot read ${path}`, err);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`, { file: path });
+    throw ioError(`cannot read ${path}`, err, path);
   }
   const lock = await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
   try {
@@ -99,7 +99,7 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
     if (!logChanged && moves.length === 0) return report;
 
     await mkdir(savedIn, { recursive: false }).catch((err) => {
-      throw ioError(`cannot create ${savedIn}`, err);
+      throw ioError(`cannot create ${savedIn}`, err, savedIn);
     });
     await writeFileAtomic(join(savedIn, LOG_FILE), bytes);
     for (const part of setAside) {

@@ -16,10 +16,10 @@ export async function readPrivateFile(path: string, what: string, maxBytes: numb
     const handle = await open(path, constants.O_RDONLY | (process.platform === "win32" ? 0 : constants.O_NONBLOCK));
     try {
       const stats = await handle.stat();
-      if (!stats.isFile()) throw RemoteLogError.invalidArgument(`${what} ${path} is not a file`);
+      if (!stats.isFile()) throw RemoteLogError.invalidArgument(`${what} ${path} is not a file`, undefined, { file: path });
       if (process.platform !== "win32" && (stats.mode & 0o077) !== 0) {
         const mode = (stats.mode & 0o777).toString(8).padStart(4, "0");
-        throw RemoteLogError.permissionDenied(`${what} ${path} is open to group or others (mode ${mode}); run: chmod 600 ${path}`);
+        throw RemoteLogError.permissionDenied(`${what} ${path} is open to group or others (mode ${mode}); run: chmod 600 ${path}`, { file: path });
       }
       if (stats.size > maxBytes) throw RemoteLogError.invalidArgument(`${what} ${path} holds ${stats.size} bytes, more than a ${what} may (${maxBytes})`);
       return await handle.readFile();
@@ -29,9 +29,9 @@ export async function readPrivateFile(path: string, what: string, maxBytes: numb
   } catch (err) {
     if (isRemoteLogError(err)) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw RemoteLogError.notFound(`${what} ${path} does not exist`);
-    if (code === "EACCES" || code === "EPERM") throw RemoteLogError.permissionDenied(`cannot read ${what} ${path}: ${(err as Error).message}`);
-    if (code === "ENOTDIR" || code === "EISDIR") throw RemoteLogError.invalidArgument(`${what} ${path} is not a file`);
-    throw ioError(`cannot read ${what} ${path}`, err);
+    if (code === "ENOENT") throw RemoteLogError.notFound(`${what} ${path} does not exist`, { file: path });
+    if (code === "EACCES" || code === "EPERM") throw RemoteLogError.permissionDenied(`cannot read ${what} ${path}: ${(err as Error).message}`, { file: path });
+    if (code === "ENOTDIR" || code === "EISDIR") throw RemoteLogError.invalidArgument(`${what} ${path} is not a file`, err, { file: path });
+    throw ioError(`cannot read ${what} ${path}`, err, path);
   }
 }

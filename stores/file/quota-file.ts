@@ -17,7 +17,7 @@ export async function openQuotaFile(path: string): Promise<QuotaLedger> {
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`cannot read ${path}`, err);
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError(`cannot read ${path}`, err, path);
   }
   const saved = text === undefined ? { bytes: {}, names: {} } : parseQuotaFile(path, text);
   return {

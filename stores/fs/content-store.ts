@@ -215,7 +215,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       names = await readdir(this.quarantineDir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-      throw ioError(`cannot list ${this.quarantineDir}`, err);
+      throw ioError(`cannot list ${this.quarantineDir}`, err, this.quarantineDir);
     }
     for (const name of names.filter((n) => PACK_NAME.test(n)).sort()) {
       this.quarantined.add(name);

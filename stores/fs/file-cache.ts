@@ -35,12 +35,12 @@ export class FileCache {
         if (this.files.get(path) === file) this.files.delete(path);
         // The pack's name, not its path: this message goes to remote clients.
         if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.dataLoss(`block ${what()}: pack ${basename(path)} is missing`, err, { address: what(), file: path });
-        throw ioError(`cannot open pack ${path}`, err);
+        throw ioError(`cannot open pack ${path}`, err, path);
       }
       try {
         return await readExactly(handle, position, length, `pack ${basename(path)} (reading block ${what()})`);
       } catch (err) {
-        throw ioError(`cannot read pack ${path}`, err);
+        throw ioError(`cannot read pack ${path}`, err, path);
       }
     } finally {
       file.users--;

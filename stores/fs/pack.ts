@@ -126,7 +126,7 @@ export async function readPackIndex(path: string, name: string): Promise<PackInd
   try {
     handle = await open(path, "r");
   } catch (err) {
-    throw ioError(`cannot open pack ${path}`, err);
+    throw ioError(`cannot open pack ${path}`, err, path);
   }
   try {
     const size = (await handle.stat()).size;
@@ -155,7 +155,7 @@ export async function readPackIndex(path: string, name: string): Promise<PackInd
     if (HEADER_SIZE + dataSize !== indexOffset) throw bad(`block lengths add up to ${dataSize}, but the index starts at ${indexOffset}`);
     return { version, entries };
   } catch (err) {
-    throw ioError(`cannot read pack ${path}`, err);
+    throw ioError(`cannot read pack ${path}`, err, path);
   } finally {
     await handle.close();
   }
