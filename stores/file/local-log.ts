@@ -34,6 +34,12 @@ import { FileCheckpointStore } from "./checkpoint-store.js";
 
 export const HEADER_SIZE = 4 + 32 + 4;
 export const LOG_FILE = "log.bin";
+
+/** NOT_FOUND for a directory that holds no local log, naming the log file it lacks (details.file). */
+export function noLocalLog(dir: string): RemoteLogError {
+  return RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`, { file: join(dir, LOG_FILE) });
+}
+
 export const OWNER_FILE = "owner.json";
 /** Where a sender keeps its published marks, beside its local log (FileCheckpointStore, one file a name). */
 export const PUBLISHED_DIR = "published";
@@ -212,13 +218,14 @@ export class FileLocalLog implements LocalLog {
    * DATA_LOSS, and cuts nothing, when the log holds fewer whole records: a torn tail over them is damage.
    */
   static async open(dir: string, options: { readOnly?: boolean; acknowledged?: number } = {}): Promise<FileLocalLog> {
+    const path = join(dir, LOG_FILE);
     if (options.readOnly) {
       let handle: FileHandle;
       try {
-        handle = await open(join(dir, LOG_FILE), "r");
+        handle = await open(path, "r");
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`, { file: join(dir, LOG_FILE) });
-        throw userPathError(`cannot read local log ${dir}`, err, join(dir, LOG_FILE));
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw noLocalLog(dir);
+        throw userPathError(`cannot read local log ${dir}`, err, path);
       }
       try {
         const log = new FileLocalLog(dir, handle, undefined);
@@ -231,7 +238,7 @@ export class FileLocalLog implements LocalLog {
         return log;
       } catch (err) {
         await handle.close().catch(() => {});
-        throw ioError(`cannot read local log ${dir}`, err, join(dir, LOG_FILE));
+        throw ioError(`cannot read local log ${dir}`, err, path);
       }
     }
     await ensureDir(dir);
@@ -239,7 +246,6 @@ export class FileLocalLog implements LocalLog {
     let handle: FileHandle | undefined;
     try {
       await removeLeftoverTmp(dir);
-      const path = join(dir, LOG_FILE);
       let created = false;
       try {
         handle = await open(path, constants.O_RDWR | SYNCED_WRITES);
@@ -268,7 +274,7 @@ export class FileLocalLog implements LocalLog {
     } catch (err) {
       await handle?.close().catch(() => {});
       await lock.release();
-      throw ioError(`cannot open local log ${dir}`, err, join(dir, LOG_FILE));
+      throw ioError(`cannot open local log ${dir}`, err, path);
     }
   }
 

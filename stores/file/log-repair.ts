@@ -1,12 +1,11 @@
 import { copyFile, mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { RemoteLogError } from "../../core/errors.js";
 import type { Checkpoint } from "../../core/checkpoint-store.js";
 import { toHex } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { FileCheckpointStore } from "./checkpoint-store.js";
 import { LockFile } from "./lock-file.js";
-import { HEADER_SIZE, LOG_FILE, PUBLISHED_DIR, classifyTail, nextRecordStart, recordAt, writeRecord, type LogRecord } from "./local-log.js";
+import { HEADER_SIZE, LOG_FILE, PUBLISHED_DIR, classifyTail, nextRecordStart, noLocalLog, recordAt, writeRecord, type LogRecord } from "./local-log.js";
 
 /*
  * `remotelog repair`: salvages a damaged local log on purpose. FileLocalLog refuses to open a damaged
@@ -77,7 +76,7 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
   try {
     bytes = await readFile(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw RemoteLogError.notFound(`${dir} holds no local log (no ${LOG_FILE})`, { file: path });
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw noLocalLog(dir);
     throw ioError(`cannot read ${path}`, err, path);
   }
   const lock = await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
