@@ -32,11 +32,18 @@ const READ_GAP = 64 * 1024;
 const READ_SPAN = 4 * 1024 * 1024;
 /** Calls that waited for a pack write are merged into packs of about this size. */
 const GROUP_COMMIT_BYTES = 64 * 1024 * 1024;
+/** See FsContentStoreOptions.maxOpenFiles. */
+const DEFAULT_MAX_OPEN_FILES = 1024;
 /** Packs read at once by one getMany call. */
 const READ_CONCURRENCY = 4;
 
 export interface FsContentStoreOptions {
-  /** Idle pack files kept open for reads (least recently used are closed first). Default 64. */
+  /**
+   * Idle pack files kept open for reads (least recently used are closed first). Default 1,024: a
+   * million-message log is about 700 packs, and a catch-up reads its packs in order, so a cache smaller
+   * than the log reopens every pack on every catch-up (64 did for a 100k log of 68 packs). Running out
+   * of descriptors closes them all and retries (FileCache), so a low `ulimit -n` is slower, not broken.
+   */
   maxOpenFiles?: number;
   /**
    * Told of each pack found damaged at open and moved into `<dir>/quarantine/`: its file name, where
@@ -123,7 +130,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     readonly dir: string,
     options: FsContentStoreOptions,
   ) {
-    this.files = new FileCache(Math.max(1, options.maxOpenFiles ?? 64));
+    this.files = new FileCache(Math.max(1, options.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES));
     this.packsDirHeld = new SharedDir(this.packsDir);
   }
 

@@ -7,6 +7,8 @@ import { readExactly } from "./pack.js";
 /**
  * Open pack files for positioned reads, reused across calls. At most `limit` idle files stay open;
  * a file in use by a read is never closed under it (it is closed once released, if over the limit).
+ * When the process runs out of file descriptors, the idle files are closed and the open tried once
+ * more, so a low `ulimit -n` costs reopening packs rather than failing reads.
  */
 export class FileCache {
   private readonly files = new Map<string, { handle: Promise<FileHandle>; users: number }>();
@@ -22,7 +24,7 @@ export class FileCache {
       // Most recently used goes last, so eviction takes the first idle one.
       this.files.delete(path);
     } else {
-      file = { handle: open(path, "r"), users: 0 };
+      file = { handle: this.open(path), users: 0 };
       file.handle.catch(() => {});
     }
     this.files.set(path, file);
@@ -53,9 +55,27 @@ export class FileCache {
     await this.evict();
   }
 
-  private async evict(): Promise<void> {
+  private async open(path: string): Promise<FileHandle> {
+    try {
+      return await open(path, "r");
+    } catch (err) {
+      if (!outOfDescriptors(err)) throw err;
+    }
+    await this.evict(0);
+    try {
+      return await open(path, "r");
+    } catch (err) {
+      if (!outOfDescriptors(err)) throw err;
+      // Every descriptor is in use elsewhere (connections, reads in flight): a retry later may find one.
+      // The pack's name, not its path: this message goes to remote clients.
+      throw RemoteLogError.unavailable(`cannot open pack ${basename(path)}: the server has too many files open`, err);
+    }
+  }
+
+  /** Closes idle files (least recently used first) until at most `keep` remain, or every one once closed. */
+  private async evict(keep = this.limit): Promise<void> {
     // Victims leave the map before the first await, so a read that starts meanwhile opens its own.
-    let excess = this.closed ? this.files.size : this.files.size - this.limit;
+    let excess = this.closed ? this.files.size : this.files.size - keep;
     const victims: Promise<FileHandle>[] = [];
     for (const [path, file] of this.files) {
       if (excess <= 0) break;
@@ -66,4 +86,10 @@ export class FileCache {
     }
     await Promise.all(victims.map((handle) => handle.then((h) => h.close()).catch(() => {})));
   }
+}
+
+/** EMFILE (this process's descriptors) or ENFILE (the system's). */
+function outOfDescriptors(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === "EMFILE" || code === "ENFILE";
 }
