@@ -21,7 +21,7 @@ import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { ADDRESS_PREFIX, addressText, matchesAddress } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SharedDir, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { BlockIndex } from "./block-index.js";
-import { FileCache } from "./file-cache.js";
+import { defaultOpenPacks, FileCache } from "./file-cache.js";
 import { blockChecksum, encodePack, ENTRY_SIZE, entrySize, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE, type PackIndex } from "./pack.js";
 
 const KEY_PREFIX = Buffer.from(ADDRESS_PREFIX).toString("latin1");
@@ -32,17 +32,14 @@ const READ_GAP = 64 * 1024;
 const READ_SPAN = 4 * 1024 * 1024;
 /** Calls that waited for a pack write are merged into packs of about this size. */
 const GROUP_COMMIT_BYTES = 64 * 1024 * 1024;
-/** See FsContentStoreOptions.maxOpenFiles. */
-const DEFAULT_MAX_OPEN_FILES = 1024;
 /** Packs read at once by one getMany call. */
 const READ_CONCURRENCY = 4;
 
 export interface FsContentStoreOptions {
   /**
-   * Idle pack files kept open for reads (least recently used are closed first). Default 1,024: a
-   * million-message log is about 700 packs, and a catch-up reads its packs in order, so a cache smaller
-   * than the log reopens every pack on every catch-up (64 did for a 100k log of 68 packs). Running out
-   * of descriptors closes them all and retries (FileCache), so a low `ulimit -n` is slower, not broken.
+   * Idle pack files kept open for reads (least recently used are closed first). Default 1,024, or a
+   * quarter of the process's descriptor limit if less (defaultOpenPacks). Running out of descriptors
+   * closes them all and retries (FileCache), so a low `ulimit -n` is slower, not broken.
    */
   maxOpenFiles?: number;
   /**
@@ -130,7 +127,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
     readonly dir: string,
     options: FsContentStoreOptions,
   ) {
-    this.files = new FileCache(Math.max(1, options.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES));
+    this.files = new FileCache(Math.max(1, options.maxOpenFiles ?? defaultOpenPacks()));
     this.packsDirHeld = new SharedDir(this.packsDir);
   }
 

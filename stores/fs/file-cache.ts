@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
 import { RemoteLogError } from "../../core/errors.js";
@@ -7,14 +8,14 @@ import { readExactly } from "./pack.js";
 /**
  * Open pack files for positioned reads, reused across calls. At most `limit` idle files stay open;
  * a file in use by a read is never closed under it (it is closed once released, if over the limit).
- * When the process runs out of file descriptors, the idle files are closed and the open tried once
- * more, so a low `ulimit -n` costs reopening packs rather than failing reads.
+ * When the process runs out of file descriptors, the idle files are closed, the limit halved, and the
+ * open tried once more, so a low `ulimit -n` costs reopening packs rather than failing reads.
  */
 export class FileCache {
   private readonly files = new Map<string, { handle: Promise<FileHandle>; users: number }>();
   private closed = false;
 
-  constructor(private readonly limit: number) {}
+  constructor(private limit: number) {}
 
   /** Reads length bytes at position of path. Throws DATA_LOSS (message from what()) if the file is missing or short. */
   async read(path: string, position: number, length: number, what: () => string): Promise<Buffer> {
@@ -61,6 +62,11 @@ export class FileCache {
     } catch (err) {
       if (!outOfDescriptors(err)) throw err;
     }
+    // The limit was more than this process can spare: keep at most half of what was open from now on,
+    // so that the descriptors given back stay free for the rest of the process (writes, connections,
+    // module loads) rather than being filled with packs again. Only a failure that finds idle files to
+    // give back lowers it: the others of the same burst, finding them given back, would halve it again.
+    if ([...this.files.values()].some((file) => file.users === 0)) this.limit = Math.max(1, Math.min(this.limit, this.files.size >> 1));
     await this.evict(0);
     try {
       return await open(path, "r");
@@ -92,4 +98,24 @@ export class FileCache {
 function outOfDescriptors(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === "EMFILE" || code === "ENFILE";
+}
+
+/**
+ * How many idle packs a store keeps open when not told: 1,024 (a million-message log is about 700
+ * packs, and a catch-up reads its packs in order, so a cache smaller than the log reopens every pack on
+ * every catch-up), but at most a quarter of this process's descriptor limit, so that connections and
+ * pack writes keep the rest (under `ulimit -n 1024`, 1,024 idle packs would leave them none). 64
+ * where the limit cannot be read (no /proc).
+ */
+export function defaultOpenPacks(): number {
+  let limits: string;
+  try {
+    limits = readFileSync("/proc/self/limits", "latin1");
+  } catch {
+    return 64;
+  }
+  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limits)?.[1];
+  if (soft === undefined) return 64;
+  const quarter = soft === "unlimited" ? Infinity : Math.floor(Number(soft) / 4);
+  return Math.max(8, Math.min(1024, quarter));
 }

@@ -1,12 +1,13 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { addressOf } from "../../core/hash.js";
 import { openRemote, Sender } from "../../lib/index.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
+import { defaultOpenPacks } from "../../stores/fs/file-cache.js";
 import { cleanup, collect, MAIN, parseJsonl, runCli, stop, tempDir } from "../helpers/processes.js";
 import { openPaths, TempDirs, text } from "./temp.js";
 
@@ -15,7 +16,39 @@ afterEach(() => dirs.removeAll());
 afterAll(cleanup);
 
 describe("the fs content store's open pack files", () => {
-  it.skipIf(!existsSync("/proc/self/fd"))("keeps every pack of a 100-pack log open by default, so a second catch-up reopens none (64 were kept: each catch-up reopened them all)", async () => {
+  it.skipIf(!existsSync("/proc/self/fd"))("a store told to keep more packs open than the process may have descriptors reads on, and from then on leaves half of them free (it failed INTERNAL: EMFILE)", async () => {
+    const dir = await dirs.make();
+    const script = `
+      import { readdirSync, readlinkSync } from "node:fs";
+      const { FsContentStore } = await import(${JSON.stringify(resolve("dist/stores/fs/content-store.js"))});
+      const { addressOf } = await import(${JSON.stringify(resolve("dist/core/hash.js"))});
+      const store = await FsContentStore.open(${JSON.stringify(dir)}, { maxOpenFiles: 1000 });
+      const blocks = Array.from({ length: 160 }, (_, i) => new TextEncoder().encode("pack " + i));
+      for (const block of blocks) await store.putMany([block]);
+      const addresses = blocks.map(addressOf);
+      const packFds = () => readdirSync("/proc/self/fd").filter((fd) => { try { return readlinkSync("/proc/self/fd/" + fd).endsWith(".pack"); } catch { return false; } }).length;
+      let read = 0;
+      const held = [];
+      for (let round = 0; round < 8; round++) {
+        const got = await store.getMany(addresses);
+        read += got.filter((block, i) => block && new TextDecoder().decode(block) === "pack " + i).length;
+        held.push(packFds());
+      }
+      await store.putMany([new TextEncoder().encode("after the reads")]);
+      await store.close();
+      console.log(JSON.stringify({ read, held }));
+    `;
+    // 96 descriptors: the 160 packs cannot all be open, and the first read runs out.
+    const result = spawnSync("bash", ["-c", 'ulimit -n 96 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { encoding: "utf8", timeout: 60_000 });
+    expect(result.stderr).toBe("");
+    const { read, held } = JSON.parse(result.stdout) as { read: number; held: number[] };
+    expect(read).toBe(8 * 160);
+    // Emptying the cache alone left it to fill up again, to the last descriptor, on the next reads.
+    for (const packs of held) expect(packs).toBeLessThanOrEqual(48);
+  });
+
+  // This process's limit, as node raised it to the hard one at start, leaves room for 100 (at 400 or more).
+  it.skipIf(!existsSync("/proc/self/fd") || defaultOpenPacks() < 100)("keeps every pack of a 100-pack log open by default, so a second catch-up reopens none (64 were kept: each catch-up reopened them all)", async () => {
     const dir = await dirs.make();
     const store = await FsContentStore.open(dir);
     try {
@@ -38,6 +71,14 @@ describe("the fs content store's open pack files", () => {
     } finally {
       await store.close();
     }
+  });
+
+  it.skipIf(!existsSync("/proc/self/limits"))("keeps at most a quarter of the process's descriptor limit open by default, the rest left to connections and writes", () => {
+    const script = `const { defaultOpenPacks } = await import(${JSON.stringify(resolve("dist/stores/fs/file-cache.js"))}); console.log(defaultOpenPacks());`;
+    const under = (limit: number) => spawnSync("bash", ["-c", `ulimit -n ${limit} && exec "$0" --input-type=module -e "$1"`, process.execPath, script], { encoding: "utf8", timeout: 30_000 }).stdout.trim();
+    // Lowered only: a process may not raise its limit past the hard one.
+    expect(under(200)).toBe("50");
+    expect(under(400)).toBe("100");
   });
 
   it("a serve process out of file descriptors still answers a catch-up that spans more packs than it may open (it failed INTERNAL)", async () => {
@@ -63,10 +104,19 @@ describe("the fs content store's open pack files", () => {
       const packs = (await readdir(join(dir, "server", "cas", "packs"))).filter((name) => name.endsWith(".pack"));
       expect(packs.length).toBeGreaterThanOrEqual(80);
 
-      const received = await runCli(["receive", "--unsigned", "--name", "many-packs", "--server", url, "--state", join(dir, "bob")]);
-      expect(received.stderr).toBe("");
-      expect(received.code).toBe(0);
-      expect(parseJsonl<{ body: string }>(received.stdout).map((line) => line.body)).toEqual(Array.from({ length: 80 }, (_, i) => `message ${i}`));
+      const receive = async () => {
+        const received = await runCli(["receive", "--unsigned", "--name", "many-packs", "--server", url, "--state", join(dir, "bob")]);
+        expect(received.stderr).toBe("");
+        expect(received.code).toBe(0);
+        return parseJsonl<{ body: string }>(received.stdout).map((line) => line.body);
+      };
+      expect(await receive()).toEqual(Array.from({ length: 80 }, (_, i) => `message ${i}`));
+
+      // The packs the catch-up opened leave the server descriptors to write with.
+      const sent = await runCli(["send", "--unsigned", "--name", "many-packs", "--server", url, "--data", join(dir, "alice")], { stdin: "later 1\nlater 2\n" });
+      expect(sent.stderr).toMatch(/^remotelog send: appended 2, 82 of 82 published/);
+      expect(sent.code).toBe(0);
+      expect(await receive()).toEqual(["later 1", "later 2"]);
     } finally {
       await stop(child);
       await exited;
