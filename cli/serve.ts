@@ -6,7 +6,8 @@ import { pino, type Logger } from "pino";
 import type { ContentStore } from "../core/content-store.js";
 import type { NameStore } from "../core/name-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { adminRoutes, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, routes, type Listening } from "../services/server.js";
+import { openFilesLimit } from "../core/descriptors.js";
+import { adminRoutes, connectionLimitsFor, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, routes, type Listening } from "../services/server.js";
 import { defaultBlockLimits } from "../services/block-service.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { refusesUnread } from "../services/auth.js";
@@ -57,8 +58,8 @@ interface ServeFlags {
   maxWatches: number;
   maxWatchesPerAddress: number;
   maxWatchesPerConnection: number;
-  maxConnections: number;
-  maxConnectionsPerAddress: number;
+  maxConnections?: number;
+  maxConnectionsPerAddress?: number;
   maxConcurrentStreams: number;
   headersTimeout: number;
   idleTimeout: number;
@@ -109,8 +110,8 @@ export function command(io: Io) {
     .option("--max-watches <n>", "names watched at once, by all clients together; when full, the client address watching the most gives way to one watching fewer", intOption(1), defaultNsLimits.maxWatches)
     .option("--max-watches-per-address <n>", "names watched at once from one client address", intOption(1), defaultNsLimits.maxWatchesPerAddress)
     .option("--max-watches-per-connection <n>", "names watched at once on one connection", intOption(1), defaultNsLimits.maxWatchesPerConnection)
-    .option("--max-connections <n>", "connections open at once; more are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnections)
-    .option("--max-connections-per-address <n>", "connections open at once from one client address (loopback too); more from it are closed as they arrive", intOption(1), defaultConnectionLimits.maxConnectionsPerAddress)
+    .option("--max-connections <n>", `connections open at once; more are closed as they arrive (default: ${defaultConnectionLimits.maxConnections}, or half of ulimit -n if less)`, intOption(1))
+    .option("--max-connections-per-address <n>", `connections open at once from one client address (loopback too); more from it are closed as they arrive (default: ${defaultConnectionLimits.maxConnectionsPerAddress}, or a quarter of ulimit -n if less)`, intOption(1))
     .option("--max-concurrent-streams <n>", "streams one HTTP/2 connection may have open at once", intOption(1), defaultConnectionLimits.maxConcurrentStreams)
     .addOption(durationFlag("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", defaultConnectionLimits.headersTimeoutMs))
     .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", defaultConnectionLimits.idleTimeoutMs))
@@ -170,15 +171,20 @@ export function command(io: Io) {
       // What the quotas counted survives a restart, except with --memory, where nothing does.
       const quotas = flags.quotaBytes !== undefined || flags.quotaNames !== undefined;
       const ledger = quotas && !flags.memory ? await (await import("../stores/file/quota-file.js")).openQuotaFile(join(flags.data, "quotas.json")) : undefined;
+      const openFiles = openFilesLimit();
+      const fitted = connectionLimitsFor(openFiles);
       const connectionLimits = {
-        maxConnections: flags.maxConnections,
-        maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
+        maxConnections: flags.maxConnections ?? fitted.maxConnections,
+        maxConnectionsPerAddress: flags.maxConnectionsPerAddress ?? fitted.maxConnectionsPerAddress,
         maxConcurrentStreams: flags.maxConcurrentStreams,
         headersTimeoutMs: flags.headersTimeout,
         firstBytesTimeoutMs: flags.headersTimeout,
         idleTimeoutMs: flags.idleTimeout,
         backlog: flags.backlog,
       };
+      if (openFiles !== undefined && flags.maxConnections !== undefined && flags.maxConnections > openFiles / 2) {
+        log.warn({ maxConnections: flags.maxConnections, openFiles }, `--max-connections ${flags.maxConnections} is more than half of the ${openFiles} file descriptors this process may open (ulimit -n): connections that fill them leave none to accept another or to open a pack with`);
+      }
       const readBudget = flags.readRatePerAddress > 0 ? new ReadBudget(flags.readRatePerAddress) : undefined;
       const server = await listen({
         host,
@@ -251,6 +257,9 @@ export function command(io: Io) {
             services,
             store: where,
             maxBlockBytes: flags.maxBlock,
+            maxConnections: connectionLimits.maxConnections,
+            maxConnectionsPerAddress: connectionLimits.maxConnectionsPerAddress,
+            openFiles,
             requireSigned: stores.names ? requireSigned : undefined,
             writeTokens: writeTokens?.length,
             allowKeys: allowKeys?.length,

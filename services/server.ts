@@ -26,6 +26,7 @@ import { canSweep } from "../core/content-store.js";
 import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
+import { openFilesLimit } from "../core/descriptors.js";
 import { corsPolicy } from "./cors.js";
 import { Gateway, HeadIndex, type GatewayOptions, type HttpService } from "./gateway.js";
 import { Authority, peerKey, type WritePolicy } from "./auth.js";
@@ -210,6 +211,21 @@ export const defaultConnectionLimits: ConnectionLimits = {
   backlog: 8_192,
 };
 
+/**
+ * The connection budgets listen() takes where not told: defaultConnectionLimits, but never more
+ * connections than half the descriptors this process may open (openFiles), nor from one client
+ * address more than a quarter. Past the descriptor limit the server can accept no one and open no
+ * pack, so a stranger's idle connections filled it for every client (under `ulimit -n 256`, 300 from
+ * one address did). The other half is left to packs, the NS and writes.
+ */
+export function connectionLimitsFor(openFiles: number | undefined): Pick<ConnectionLimits, "maxConnections" | "maxConnectionsPerAddress"> {
+  const forConnections = openFiles === undefined ? Infinity : Math.max(2, Math.floor(openFiles / 2));
+  return {
+    maxConnections: Math.min(defaultConnectionLimits.maxConnections, forConnections),
+    maxConnectionsPerAddress: Math.min(defaultConnectionLimits.maxConnectionsPerAddress, Math.floor(forConnections / 2)),
+  };
+}
+
 export interface ListenOptions extends Partial<ConnectionLimits> {
   /** Address to bind; 127.0.0.1 unless the services are meant to be reachable from elsewhere. */
   host: string;
@@ -374,7 +390,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const closing = new AbortController();
   const metrics = options.metrics ? new ServerMetrics() : undefined;
   const httpServices: HttpService[] = [];
-  const limits = { ...defaultConnectionLimits, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
+  const limits = { ...defaultConnectionLimits, ...connectionLimitsFor(openFilesLimit()), ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as ConnectionLimits;
   const limitHit = (limit: string, times = 1) => metrics?.limitHit(limit, times);
   const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   // Who is calling, for the limits per client address and per connection (services/auth.ts Peer).

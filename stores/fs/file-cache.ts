@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
+import { openFilesLimit } from "../../core/descriptors.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { ioError } from "../file/atomic.js";
 import { readExactly } from "./pack.js";
@@ -105,17 +105,9 @@ function outOfDescriptors(err: unknown): boolean {
  * packs, and a catch-up reads its packs in order, so a cache smaller than the log reopens every pack on
  * every catch-up), but at most a quarter of this process's descriptor limit, so that connections and
  * pack writes keep the rest (under `ulimit -n 1024`, 1,024 idle packs would leave them none). 64
- * where the limit cannot be read (no /proc).
+ * where the limit cannot be read.
  */
 export function defaultOpenPacks(): number {
-  let limits: string;
-  try {
-    limits = readFileSync("/proc/self/limits", "latin1");
-  } catch {
-    return 64;
-  }
-  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limits)?.[1];
-  if (soft === undefined) return 64;
-  const quarter = soft === "unlimited" ? Infinity : Math.floor(Number(soft) / 4);
-  return Math.max(8, Math.min(1024, quarter));
+  const limit = openFilesLimit();
+  return limit === undefined ? 64 : Math.max(8, Math.min(1024, Math.floor(limit / 4)));
 }

@@ -24,8 +24,11 @@ export async function cleanup(): Promise<void> {
   dirs.clear();
 }
 
-export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): ChildProcess {
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env }, uid: options.uid, gid: options.gid });
+/** openFiles: the process's descriptor limit, lowered with bash's `ulimit -n` before it starts. */
+export function spawnCli(args: string[], options: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; openFiles?: number } = {}): ChildProcess {
+  const [command, commandArgs] =
+    options.openFiles === undefined ? [process.execPath, [MAIN, ...args]] : ["bash", ["-c", `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, MAIN, ...args]];
+  const child = spawn(command, commandArgs, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...options.env }, uid: options.uid, gid: options.gid });
   started.add(child);
   child.once("exit", () => started.delete(child));
   return child;
@@ -80,8 +83,8 @@ export interface Server {
 }
 
 /** Starts `remotelog serve` as a real process and waits for the line that says where it listens. */
-export async function startServer(args: string[], timeoutMs = 15_000, env?: NodeJS.ProcessEnv): Promise<Server> {
-  const child = spawnCli(["serve", ...args], { env });
+export async function startServer(args: string[], timeoutMs = 15_000, env?: NodeJS.ProcessEnv, options: { openFiles?: number } = {}): Promise<Server> {
+  const child = spawnCli(["serve", ...args], { env, openFiles: options.openFiles });
   let stderr = "";
   let admin: string | undefined;
   child.stderr!.on("data", (chunk) => (stderr += chunk));

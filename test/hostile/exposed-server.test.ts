@@ -602,6 +602,57 @@ describe("exposed server - fair limits", () => {
   }, 60_000);
 });
 
+describe("exposed server - descriptors", () => {
+  it("under a low ulimit -n, one address's idle connections leave descriptors for everyone else: send and receive still work (they were refused)", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")], undefined, undefined, { openFiles: 256 });
+    const sessions: http2.ClientHttp2Session[] = [];
+    try {
+      expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(3) })).code).toBe(0);
+
+      // 300 HTTP/2 connections from one stranger, idle, each as a client that means to stay: past the
+      // server's 256 descriptors, every connection anyone else made was accepted and reset at once.
+      let admitted = 0;
+      await Promise.all(
+        Array.from({ length: 300 }, () => {
+          const session = http2.connect(server.url, { createConnection: () => net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER }) });
+          session.on("error", () => {});
+          sessions.push(session);
+          // Settled by the server's SETTINGS (let in) or by the close (refused).
+          return new Promise<void>((resolve) => {
+            session.once("remoteSettings", () => (admitted++, resolve()));
+            session.once("close", () => resolve());
+          });
+        }),
+      );
+      // A quarter of 256 from one address; the rest closed as they arrived.
+      expect(admitted).toBe(64);
+
+      const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "alice")], { stdin: "during\n" });
+      expect(sent.stderr).toMatch(/^remotelog send: appended 1, 4 of 4 published/);
+      const received = await runCli(["receive", "--unsigned", "--name", "chat", "--server", server.url]);
+      expect(received.stderr).toBe("");
+      expect(received.stdout.trim().split("\n")).toHaveLength(4);
+      expect(limitHits(await metricsOf(server), "max-connections-per-address")).toBe(300 - 64);
+    } finally {
+      sessions.forEach((session) => session.destroy());
+      await stop(server.process);
+    }
+  }, 60_000);
+
+  it("warns at start when --max-connections is more than half the descriptors it may open, and not when it is not", async () => {
+    const over = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-connections", "1000"], undefined, undefined, { openFiles: 256 });
+    const within = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-connections", "100"], undefined, undefined, { openFiles: 256 });
+    try {
+      // Logged before the line that says where it listens, but on stderr, which may be read after it.
+      await expect.poll(() => over.stderr(), { timeout: 5_000 }).toContain("--max-connections 1000 is more than half of the 256 file descriptors this process may open (ulimit -n)");
+      expect(within.stderr()).not.toContain("file descriptors");
+    } finally {
+      await Promise.all([stop(over.process), stop(within.process)]);
+    }
+  });
+});
+
 describe("exposed server - TLS", () => {
   const run = (dir: string, cmd: string, args: string[]) =>
     new Promise<string>((resolve, reject) =>

@@ -1,14 +1,13 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { addressOf } from "../../core/hash.js";
 import { openRemote, Sender } from "../../lib/index.js";
 import { FsContentStore } from "../../stores/fs/content-store.js";
 import { defaultOpenPacks } from "../../stores/fs/file-cache.js";
-import { cleanup, collect, MAIN, parseJsonl, runCli, stop, tempDir } from "../helpers/processes.js";
+import { cleanup, parseJsonl, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
 import { openPaths, TempDirs, text } from "./temp.js";
 
 const dirs = new TempDirs();
@@ -84,16 +83,9 @@ describe("the fs content store's open pack files", () => {
   it("a serve process out of file descriptors still answers a catch-up that spans more packs than it may open (it failed INTERNAL)", async () => {
     const dir = await tempDir();
     // A low `ulimit -n`, as a busy server meets it when connections hold most of its descriptors.
-    const child = spawn("bash", ["-c", 'ulimit -n 48 && exec "$0" "$@"', process.execPath, MAIN, "serve", "--listen", "127.0.0.1:0", "--data", join(dir, "server")], { stdio: ["pipe", "pipe", "pipe"] });
-    const exited = collect(child, undefined, 120_000, { keepStdinOpen: true });
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")], undefined, undefined, { openFiles: 48 });
+    const url = server.url;
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: child.stdout! }).on("line", (line) => {
-          const match = /^listening on (\S+)/.exec(line);
-          if (match) resolve(match[1]);
-        });
-        child.once("exit", (code) => reject(new Error(`serve exited with ${code}`)));
-      });
       const sender = await Sender.open({ remote: openRemote(url), name: "many-packs", unsigned: true, data: join(dir, "alice"), embed: "none" });
       try {
         // A publish a message: each uploads its own pack.
@@ -118,8 +110,7 @@ describe("the fs content store's open pack files", () => {
       expect(sent.code).toBe(0);
       expect(await receive()).toEqual(["later 1", "later 2"]);
     } finally {
-      await stop(child);
-      await exited;
+      await stop(server.process);
     }
   });
 });
