@@ -349,6 +349,18 @@ export function isOutOfSpace(err: unknown): boolean {
 }
 
 /**
+ * Whether a failure is the process (EMFILE) or the system (ENFILE) out of file descriptors, looking
+ * through our own wrapping (`cause`).
+ */
+export function isOutOfDescriptors(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EMFILE" || code === "ENFILE") return true;
+  }
+  return false;
+}
+
+/**
  * What a server's store throws when its disk is full: TOO_LARGE, which clients get as
  * ResourceExhausted, with no path in the message (it goes to remote clients). Nothing was stored.
  */

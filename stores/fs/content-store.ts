@@ -19,7 +19,7 @@ import { join } from "node:path";
 import type { BlockSweeper, ContentStore, GcGuard, PackListing } from "../../core/content-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 import { ADDRESS_PREFIX, addressText, matchesAddress } from "../../core/hash.js";
-import { ensureDir, fsyncDir, ioError, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SharedDir, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
+import { ensureDir, fsyncDir, ioError, isOutOfDescriptors, isOutOfSpace, removeLeftoverTmp, serverOutOfSpace, SharedDir, TMP_SUFFIX, writeFileAtomic } from "../file/atomic.js";
 import { BlockIndex } from "./block-index.js";
 import { defaultOpenPacks, FileCache } from "./file-cache.js";
 import { blockChecksum, encodePack, ENTRY_SIZE, entrySize, HEADER_SIZE, MAX_PACK_SIZE, PACK_NAME, readPackIndex, suspectDigests, TRAILER_SIZE, type PackIndex } from "./pack.js";
@@ -615,11 +615,20 @@ export class FsContentStore implements ContentStore, BlockSweeper {
 
   private async writePack(name: string, bytes: Uint8Array): Promise<void> {
     // If another process already wrote this very pack, the name says the content is the same.
+    const write = () => this.packsDirHeld.use((held) => writeFileAtomic(join(this.packsDir, name), bytes, held));
     try {
-      await this.packsDirHeld.use((held) => writeFileAtomic(join(this.packsDir, name), bytes, held));
+      try {
+        await write();
+      } catch (err) {
+        // Out of descriptors, the packs kept open for reads are what this store can give back.
+        if (!isOutOfDescriptors(err) || !(await this.files.giveBack())) throw err;
+        await write();
+      }
     } catch (err) {
       // writeFileAtomic removed its temporary file: what was stored before is as it was.
       if (isOutOfSpace(err)) throw serverOutOfSpace(`no room for a pack of ${bytes.length} bytes`, err);
+      // Connections hold the rest: a retry once some close may find one. No path: this goes to clients.
+      if (isOutOfDescriptors(err)) throw RemoteLogError.unavailable(`cannot write a pack of ${bytes.length} bytes: the server has too many files open`, err);
       throw err;
     }
   }

@@ -2,14 +2,14 @@ import { open, type FileHandle } from "node:fs/promises";
 import { basename } from "node:path";
 import { openFilesLimit } from "../../core/descriptors.js";
 import { RemoteLogError } from "../../core/errors.js";
-import { ioError } from "../file/atomic.js";
+import { ioError, isOutOfDescriptors } from "../file/atomic.js";
 import { readExactly } from "./pack.js";
 
 /**
  * Open pack files for positioned reads, reused across calls. At most `limit` idle files stay open;
  * a file in use by a read is never closed under it (it is closed once released, if over the limit).
  * When the process runs out of file descriptors, the idle files are closed, the limit halved, and the
- * open tried once more, so a low `ulimit -n` costs reopening packs rather than failing reads.
+ * open tried once more (giveBack), so a low `ulimit -n` costs reopening packs rather than failing reads.
  */
 export class FileCache {
   private readonly files = new Map<string, { handle: Promise<FileHandle>; users: number }>();
@@ -56,22 +56,31 @@ export class FileCache {
     await this.evict();
   }
 
+  /**
+   * For a process out of descriptors: closes every idle file, and from then on keeps at most half as
+   * many as were open, so that those given back stay free for the rest of the process (writes,
+   * connections, module loads) rather than being filled with packs again. Whether any was closed:
+   * only a call that finds idle files lowers the limit, as the others of the same burst, finding them
+   * given back, would halve it again.
+   */
+  async giveBack(): Promise<boolean> {
+    const idle = [...this.files.values()].some((file) => file.users === 0);
+    if (idle) this.limit = Math.max(1, Math.min(this.limit, this.files.size >> 1));
+    await this.evict(0);
+    return idle;
+  }
+
   private async open(path: string): Promise<FileHandle> {
     try {
       return await open(path, "r");
     } catch (err) {
-      if (!outOfDescriptors(err)) throw err;
+      if (!isOutOfDescriptors(err)) throw err;
     }
-    // The limit was more than this process can spare: keep at most half of what was open from now on,
-    // so that the descriptors given back stay free for the rest of the process (writes, connections,
-    // module loads) rather than being filled with packs again. Only a failure that finds idle files to
-    // give back lowers it: the others of the same burst, finding them given back, would halve it again.
-    if ([...this.files.values()].some((file) => file.users === 0)) this.limit = Math.max(1, Math.min(this.limit, this.files.size >> 1));
-    await this.evict(0);
+    await this.giveBack();
     try {
       return await open(path, "r");
     } catch (err) {
-      if (!outOfDescriptors(err)) throw err;
+      if (!isOutOfDescriptors(err)) throw err;
       // Every descriptor is in use elsewhere (connections, reads in flight): a retry later may find one.
       // The pack's name, not its path: this message goes to remote clients.
       throw RemoteLogError.unavailable(`cannot open pack ${basename(path)}: the server has too many files open`, err);
@@ -92,12 +101,6 @@ export class FileCache {
     }
     await Promise.all(victims.map((handle) => handle.then((h) => h.close()).catch(() => {})));
   }
-}
-
-/** EMFILE (this process's descriptors) or ENFILE (the system's). */
-function outOfDescriptors(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === "EMFILE" || code === "ENFILE";
 }
 
 /**

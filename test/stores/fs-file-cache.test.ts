@@ -46,6 +46,40 @@ describe("the fs content store's open pack files", () => {
     for (const packs of held) expect(packs).toBeLessThanOrEqual(48);
   });
 
+  it("a pack write that finds no descriptor gets one from the packs kept open for reads, and with none to give back is UNAVAILABLE, naming no path (it was INTERNAL)", async () => {
+    const dir = await dirs.make();
+    const script = `
+      import { openSync, closeSync } from "node:fs";
+      const { FsContentStore } = await import(${JSON.stringify(resolve("dist/stores/fs/content-store.js"))});
+      const { addressOf } = await import(${JSON.stringify(resolve("dist/core/hash.js"))});
+      const store = await FsContentStore.open(${JSON.stringify(dir)});
+      const block = (text) => new TextEncoder().encode(text);
+      const blocks = Array.from({ length: 20 }, (_, i) => block("pack " + i));
+      for (const b of blocks) await store.putMany([b]);
+      await store.getMany(blocks.map(addressOf));
+      // Everything else takes the rest, as a server's connections would.
+      const taken = [];
+      for (;;) { try { taken.push(openSync("/dev/null", "r")); } catch { break; } }
+      const outcome = (promise) => promise.then(() => "stored", (err) => err.message);
+      const first = await outcome(store.putMany([block("while full")]));
+      // The 20 idle packs were given back, and the cache now keeps at most 10: take those too.
+      for (;;) { try { taken.push(openSync("/dev/null", "r")); } catch { break; } }
+      const second = await outcome(store.putMany([block("still full")]));
+      for (const fd of taken) closeSync(fd);
+      const after = await outcome(store.putMany([block("room again")]));
+      const read = (await store.getMany([addressOf(block("while full")), addressOf(block("room again"))])).map((b) => b && new TextDecoder().decode(b));
+      await store.close();
+      console.log(JSON.stringify({ first, second, after, read }));
+    `;
+    const result = spawnSync("bash", ["-c", 'ulimit -n 96 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { encoding: "utf8", timeout: 60_000 });
+    expect(result.stderr).toBe("");
+    const { first, second, after, read } = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(first).toBe("stored");
+    expect(second).toMatch(/^UNAVAILABLE: cannot write a pack of \d+ bytes: the server has too many files open$/);
+    expect(after).toBe("stored");
+    expect(read).toEqual(["while full", "room again"]);
+  });
+
   // This process's limit, as node raised it to the hard one at start, leaves room for 100 (at 400 or more).
   it.skipIf(!existsSync("/proc/self/fd") || defaultOpenPacks() < 100)("keeps every pack of a 100-pack log open by default, so a second catch-up reopens none (64 were kept: each catch-up reopened them all)", async () => {
     const dir = await dirs.make();
