@@ -9,6 +9,7 @@ import { RemoteLogError } from "../core/errors.js";
 import { openFilesLimit } from "../core/descriptors.js";
 import { adminRoutes, connectionLimitsFor, DEFAULT_READ_MAX_BYTES, defaultConnectionLimits, listen, routes, type Listening } from "../services/server.js";
 import { defaultBlockLimits } from "../services/block-service.js";
+import { defaultBodyLimits } from "../services/body-budget.js";
 import { defaultNsLimits } from "../services/ns-service.js";
 import { refusesUnread } from "../services/auth.js";
 import { pathExists, requireDirOf } from "../stores/file/atomic.js";
@@ -61,6 +62,8 @@ interface ServeFlags {
   maxConnections?: number;
   maxConnectionsPerAddress?: number;
   maxConcurrentStreams: number;
+  maxBodyBytes: number;
+  maxBodyBytesPerAddress: number;
   headersTimeout: number;
   idleTimeout: number;
   backlog: number;
@@ -113,6 +116,8 @@ export function command(io: Io) {
     .option("--max-connections <n>", `connections open at once; more are closed as they arrive (default: ${defaultConnectionLimits.maxConnections}, or half of ulimit -n if less)`, intOption(1))
     .option("--max-connections-per-address <n>", `connections open at once from one client address (loopback too); more from it are closed as they arrive (default: ${defaultConnectionLimits.maxConnectionsPerAddress}, or a quarter of ulimit -n if less)`, intOption(1))
     .option("--max-concurrent-streams <n>", "streams one HTTP/2 connection may have open at once", intOption(1), defaultConnectionLimits.maxConcurrentStreams)
+    .option("--max-body-bytes <bytes>", "request body bytes held at once, read and not yet answered, from all clients; a body past it is refused (ResourceExhausted)", intOption(1), defaultBodyLimits.maxBodyBytes)
+    .option("--max-body-bytes-per-address <bytes>", "request body bytes held at once from one client address", intOption(1), defaultBodyLimits.maxBodyBytesPerAddress)
     .addOption(durationFlag("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", defaultConnectionLimits.headersTimeoutMs))
     .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", defaultConnectionLimits.idleTimeoutMs))
     .option("--backlog <n>", "connections the kernel queues before they are accepted", intOption(1), defaultConnectionLimits.backlog)
@@ -177,6 +182,8 @@ export function command(io: Io) {
         maxConnections: flags.maxConnections ?? fitted.maxConnections,
         maxConnectionsPerAddress: flags.maxConnectionsPerAddress ?? fitted.maxConnectionsPerAddress,
         maxConcurrentStreams: flags.maxConcurrentStreams,
+        maxBodyBytes: flags.maxBodyBytes,
+        maxBodyBytesPerAddress: flags.maxBodyBytesPerAddress,
         headersTimeoutMs: flags.headersTimeout,
         firstBytesTimeoutMs: flags.headersTimeout,
         idleTimeoutMs: flags.idleTimeout,

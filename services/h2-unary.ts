@@ -17,7 +17,7 @@
  * codeToHttpStatus and errorToJsonBytes, as in its unary handler. test/services/h2-unary.test.ts
  * holds each kind of answer against connect-node's.
  */
-import type { ServerHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
+import { constants, type ServerHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
 import { Code, ConnectError, createHandlerContext, createServiceImplSpec, type ConnectRouter, type ContextValues, type MethodImplSpec } from "@connectrpc/connect";
 import {
   createAsyncIterable,
@@ -49,6 +49,11 @@ export interface H2UnaryOptions {
 const CALL_ENDED = new ConnectError("the call has ended", Code.Canceled);
 
 export class H2UnaryRoutes {
+  /** The largest request body read, as connect-node's adapter reads it (H2UnaryOptions.readMaxBytes, validated). */
+  get readMaxBytes(): number {
+    return this.handlerOptions.readMaxBytes;
+  }
+
   /** Calls served here so far. */
   calls = 0;
   private readonly routes = new Map<string, UnaryRoute>();
@@ -96,8 +101,11 @@ export class H2UnaryRoutes {
     return route;
   }
 
-  /** Answers the call on stream: route is routeOf(headers). */
-  async serve(route: UnaryRoute, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+  /**
+   * Answers the call on stream: route is routeOf(headers), and body what readBody (body-budget.ts)
+   * reads of the stream, begun by the caller, with this.readMaxBytes, as soon as the stream came.
+   */
+  async serve(route: UnaryRoute, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, body: Promise<Uint8Array[]>): Promise<void> {
     const { spec, serialization } = route;
     this.calls++;
     const requestAbort = new AbortController();
@@ -119,10 +127,10 @@ export class H2UnaryRoutes {
       contextValues: this.options.contextValues(stream),
     });
     let status = 200;
-    let body: Uint8Array;
+    let answerBody: Uint8Array;
     try {
       const length = headers["content-length"];
-      const chunks = await bodyChunks(stream, this.handlerOptions.readMaxBytes);
+      const chunks = await body;
       const bytes = await readAllBytes(createAsyncIterable(chunks), this.handlerOptions.readMaxBytes, typeof length === "string" ? length : null);
       let input;
       try {
@@ -131,7 +139,7 @@ export class H2UnaryRoutes {
         throw err instanceof ConnectError ? undecodableAsInvalidArgument(err, spec.method.input.typeName) : err;
       }
       const output = await invokeUnaryImplementation(spec, context, input, this.handlerOptions.interceptors);
-      body = serialization.getO(true).serialize(output);
+      answerBody = serialization.getO(true).serialize(output);
       context.abort(CALL_ENDED);
     } catch (err) {
       // As connect's unary handler answers a failure.
@@ -140,57 +148,27 @@ export class H2UnaryRoutes {
       status = codeToHttpStatus(error.code);
       context.responseHeader.set("content-type", "application/json");
       error.metadata.forEach((value, key) => context.responseHeader.set(key, value));
-      body = errorToJsonBytes(error, this.handlerOptions.jsonOptions);
+      answerBody = errorToJsonBytes(error, this.handlerOptions.jsonOptions);
     }
     answered = true;
     if (stream.destroyed || stream.closed) return;
     const answer: OutgoingHttpHeaders = { ":status": status };
     trailerMux(context.responseHeader, context.responseTrailer).forEach((value, key) => (answer[key] = value));
-    answer["content-length"] = String(body.byteLength);
+    answer["content-length"] = String(answerBody.byteLength);
     // As Node's compatibility layer dates every answer (Http2ServerResponse.sendDate).
     answer.date = new Date().toUTCString();
     try {
       stream.respond(answer);
-      stream.end(body);
+      // A body not read to its end (refused by the budget, or past readMaxBytes: readBody drops the
+      // rest) could go on for as long as the client likes: RST_STREAM NO_ERROR once the answer is out
+      // asks it to stop sending without making the answer an error (RFC 9113 8.1).
+      stream.end(answerBody, () => {
+        if (!stream.readableEnded && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+      });
     } catch {
       // Reset by the client between the check above and here: nobody is left to answer.
     }
   }
-}
-
-/**
- * The request body's chunks as they came, up to the end or the first past limit bytes, for connect's
- * readAllBytes to judge as it judges a request body read by connect-node. The stream stays open to be
- * answered: a stream's own async iterator destroys it on an error, so a body over the limit got no answer.
- */
-function bodyChunks(stream: ServerHttp2Stream, limit: number): Promise<Uint8Array[]> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    let length = 0;
-    const finish = (error?: Error) => {
-      stream.off("data", onData);
-      stream.off("end", onEnd);
-      stream.off("error", onError);
-      stream.off("close", onClose);
-      if (error) reject(error);
-      else resolve(chunks);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      length += chunk.length;
-      if (length > limit) {
-        stream.pause();
-        finish();
-      }
-    };
-    const onEnd = () => finish();
-    const onError = (err: Error) => finish(err);
-    const onClose = () => finish(new ConnectError("the client reset the stream before the end of its request", Code.Canceled));
-    stream.on("data", onData);
-    stream.once("end", onEnd);
-    stream.once("error", onError);
-    stream.once("close", onClose);
-  });
 }
 
 /** A request's headers as web Headers, HTTP/2's pseudo-headers left out: as connect-node gives a handler. */

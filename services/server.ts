@@ -27,6 +27,7 @@ import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { openFilesLimit } from "../core/descriptors.js";
+import { BodyBudget, defaultBodyLimits, readBody, type BodyLimits } from "./body-budget.js";
 import { corsPolicy } from "./cors.js";
 import { Gateway, HeadIndex, type GatewayOptions, type HttpService } from "./gateway.js";
 import { Authority, peerKey, type WritePolicy } from "./auth.js";
@@ -226,7 +227,7 @@ export function connectionLimitsFor(openFiles: number | undefined): Pick<Connect
   };
 }
 
-export interface ListenOptions extends Partial<ConnectionLimits> {
+export interface ListenOptions extends Partial<ConnectionLimits>, Partial<BodyLimits> {
   /** Address to bind; 127.0.0.1 unless the services are meant to be reachable from elsewhere. */
   host: string;
   /** 0 picks a free port; the one bound is in the result. */
@@ -420,6 +421,10 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     readMaxBytes,
   });
   const bodiesRead = new RefusedBodyBudget();
+  const bodies = new BodyBudget(
+    { maxBodyBytes: options.maxBodyBytes ?? defaultBodyLimits.maxBodyBytes, maxBodyBytesPerAddress: options.maxBodyBytesPerAddress ?? defaultBodyLimits.maxBodyBytesPerAddress },
+    (limit) => limitHit(limit),
+  );
   const cors = options.corsOrigins && options.corsOrigins.length > 0 ? corsPolicy(options.corsOrigins) : undefined;
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     if (res instanceof http.ServerResponse) closeIfAnsweredEarly(req as http.IncomingMessage, res);
@@ -456,6 +461,14 @@ export async function listen(options: ListenOptions): Promise<Listening> {
         return;
       }
       refuseUnread(req, res);
+    } else {
+      // Read now, before the request waits its turn (admitRead): see readBody.
+      const body = bodies.holding(peerAddress(req));
+      res.once("close", body.release);
+      const chunks = readBody(req, readMaxBytes, body);
+      chunks.catch(() => {});
+      withBody(req, chunks);
+      closeUnreadAfterAnswer(req, res);
     }
     admitRead(path, peerAddress(req), res, () => dispatchToConnect(req, res));
   };
@@ -526,10 +539,19 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       // error nobody listens for ends the process: Node's compatibility layer listens for it on the
       // streams it takes, and so must this.
       stream.on("error", ignoreStreamError);
-      admitRead(path, addressOf(stream.session?.socket as net.Socket | undefined), stream, () => {
-        direct.serve(route, stream, headers).catch(() => {
-          if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        });
+      const address = addressOf(stream.session?.socket as net.Socket | undefined);
+      // Read now, before the request waits its turn (admitRead): see readBody.
+      const body = bodies.holding(address);
+      stream.once("close", body.release);
+      const chunks = readBody(stream, direct.readMaxBytes, body);
+      chunks.catch(() => {});
+      admitRead(path, address, stream, () => {
+        direct
+          .serve(route, stream, headers, chunks)
+          .catch(() => {
+            if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+          })
+          .finally(body.release);
       });
     });
   }
@@ -804,12 +826,30 @@ class RefusedBodyBudget {
  */
 function refuseUnread(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void {
   withEmptyBody(req);
-  if (!(req instanceof http.IncomingMessage)) {
-    const stream = (req as http2.Http2ServerRequest).stream;
-    res.once("finish", () => {
-      if (!stream.destroyed && !stream.closed && !(req as http2.Http2ServerRequest).complete) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    });
-  }
+  closeUnreadAfterAnswer(req, res);
+}
+
+/**
+ * HTTP/2: once the answer is out, RST_STREAM NO_ERROR for a request whose body was left unread (it
+ * asks the client to stop sending it without making the answer an error, RFC 9113 8.1). HTTP/1.1
+ * closes the connection instead (closeIfAnsweredEarly).
+ */
+function closeUnreadAfterAnswer(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void {
+  if (req instanceof http.IncomingMessage) return;
+  const stream = req.stream;
+  res.once("finish", () => {
+    if (!stream.destroyed && !stream.closed && !req.complete) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  });
+}
+
+/**
+ * Makes connect-node read the body readBody already read (or its refusal), in place of the request's
+ * own async iterator, which destroys the stream once left early.
+ */
+function withBody(req: http.IncomingMessage | http2.Http2ServerRequest, chunks: Promise<Uint8Array[]>): void {
+  (req as unknown as { [Symbol.asyncIterator]: () => AsyncGenerator<Uint8Array> })[Symbol.asyncIterator] = async function* () {
+    yield* await chunks;
+  };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
@@ -652,6 +653,91 @@ describe("exposed server - descriptors", () => {
       await Promise.all([stop(over.process), stop(within.process)]);
     }
   });
+});
+
+describe("exposed server - request bodies", () => {
+  /**
+   * A stranger's HTTP/2 streams from ATTACKER, each sending `bytes` of a CAS Get body and never ending
+   * it, `streams` on each of `connections` connections. Resolves once nothing more goes out for a
+   * second (the server has stopped taking it), with what was written and how each stream ended.
+   */
+  async function heldBodies(server: Server, connections: number, streams: number, bytes: number) {
+    const sessions: http2.ClientHttp2Session[] = [];
+    const chunk = Buffer.alloc(64 << 10, 1);
+    let written = 0;
+    let refused = 0;
+    for (let c = 0; c < connections; c++) {
+      const session = http2.connect(server.url, { createConnection: () => net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER }) });
+      session.on("error", () => {});
+      sessions.push(session);
+      for (let i = 0; i < streams; i++) {
+        const stream = session.request({ ":method": "POST", ":path": "/vac.cas.CAS/Get", "content-type": "application/proto" });
+        stream.on("error", () => {});
+        stream.on("response", (headers) => headers[":status"] === 429 && refused++);
+        let sent = 0;
+        const pump = () => {
+          while (sent < bytes && !stream.destroyed) {
+            sent += chunk.length;
+            written += chunk.length;
+            if (!stream.write(chunk)) return void stream.once("drain", pump);
+          }
+        };
+        pump();
+      }
+    }
+    for (let last = -1, rounds = 0; written !== last && rounds < 30; rounds++) {
+      last = written;
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+    return { sessions, written, refused: () => refused };
+  }
+
+  const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+
+  it("holds at most its budget of a stranger's unfinished bodies, refusing the rest, and honest clients are served meanwhile (1,024 bodies of 1.2 MiB were all held: 1.4 GB)", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const attack = await heldBodies(server, 4, 256, 1_200_000);
+    try {
+      // 1.2 GB offered; the server held 128 MiB of it (its share for one address) and refused the rest.
+      expect(attack.written).toBeGreaterThan(500_000_000);
+      expect(rssMiB(server.process.pid!)).toBeLessThan(800);
+      expect(limitHits(await metricsOf(server), "max-body-bytes-per-address")).toBeGreaterThan(500);
+
+      const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(3) });
+      expect(sent.stderr).toMatch(/^remotelog send: appended 3, 3 of 3 published/);
+      const received = await runCli(["receive", "--unsigned", "--name", "chat", "--server", server.url]);
+      expect(received.stderr).toBe("");
+      expect(received.stdout.trim().split("\n")).toHaveLength(3);
+    } finally {
+      attack.sessions.forEach((session) => session.destroy());
+      await stop(server.process);
+    }
+  }, 90_000);
+
+  it("refuses an upload past the server-wide budget with ResourceExhausted naming --max-body-bytes, and takes it once the held bodies are gone", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-body-bytes", String(8 << 20), "--max-body-bytes-per-address", String(8 << 20)]);
+    const attack = await heldBodies(server, 1, 16, 1_000_000);
+    try {
+      const body = "x".repeat(200_000);
+      const refused = await runCli(["send", "--unsigned", "--name", "big", "--server", server.url, "--data", join(dir, "alice"), "--embed", "none"], { stdin: Array.from({ length: 20 }, (_, i) => `${i}${body}`).join("\n") + "\n" });
+      expect(refused.code).toBe(1);
+      // ResourceExhausted, which the CLI names by remotelog's code.
+      expect(refused.stderr).toMatch(/^remotelog: TOO_LARGE: .*request bodies being read hold \d+ bytes, the most this server holds at once \(8388608\): try again once those are answered/);
+      expect(limitHits(await metricsOf(server), "max-body-bytes")).toBeGreaterThan(0);
+      const appended = Number(/\(appended (\d+);/.exec(refused.stderr)![1]);
+
+      // The stranger gone, what was appended is published.
+      attack.sessions.forEach((session) => session.destroy());
+      await expect.poll(async () => (await runCli(["send", "--unsigned", "--name", "big", "--server", server.url, "--data", join(dir, "alice"), "--embed", "none"])).code, { timeout: 15_000 }).toBe(0);
+      const received = await runCli(["receive", "--unsigned", "--name", "big", "--server", server.url]);
+      expect(received.stdout.trim().split("\n")).toHaveLength(appended);
+    } finally {
+      attack.sessions.forEach((session) => session.destroy());
+      await stop(server.process);
+    }
+  }, 90_000);
 });
 
 describe("exposed server - TLS", () => {
