@@ -7,7 +7,9 @@
  * - getmany-json: the same in Connect's JSON, where every block is answered as base64 text;
  * - add: 1 GB of anonymous Add, 1,024 blocks of 1 MiB, 8 at a time;
  * - slowloris: 1,000 sockets that send a header line a second and never finish their request;
- * - burst: 5,000 HTTP/1.1 connections opened at once, each asking for health.
+ * - burst: 5,000 HTTP/1.1 connections opened at once, each asking for health;
+ * - bodies: 8 HTTP/2 connections of 256 streams, each sending 1.2 MB of a CAS Get body and never
+ *   ending it, held 10 s (the server holds at most --max-body-bytes-per-address of them).
  *
  * Honest work, from 127.0.0.1 in this process: 2 signed senders publishing one message at a time and
  * 2 receivers syncing their names, each pausing 20 ms between operations, and a WatchMany of both names
@@ -27,6 +29,7 @@ import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
+import http2 from "node:http2";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,7 +52,7 @@ const ATTACKER = "127.0.0.2";
 const QUIET_S = Number(process.env.BENCH_ABUSE_QUIET_S ?? 10);
 const ATTACK_LIMIT_MS = 60_000;
 const PAUSE_MS = 20;
-const ATTACKS = ["watches", "getmany", "getmany-json", "add", "slowloris", "burst"] as const;
+const ATTACKS = ["watches", "getmany", "getmany-json", "add", "slowloris", "burst", "bodies"] as const;
 type Attack = (typeof ATTACKS)[number];
 const CHOSEN = process.env.BENCH_ABUSE_ATTACKS?.split(",") ?? [...ATTACKS];
 const CPU_PROF = process.env.BENCH_ABUSE_CPU_PROF;
@@ -171,6 +174,33 @@ async function attack(kind: Attack, url: string, arg: string): Promise<string> {
       const counts = new Map<string, number>();
       for (const outcome of outcomes) counts.set(outcome, (counts.get(outcome) ?? 0) + 1);
       return `5000 connections at once: ${[...counts].map(([outcome, n]) => `${n} ${outcome === "200" ? "answered" : outcome}`).join(", ")}`;
+    }
+    case "bodies": {
+      const chunk = Buffer.alloc(64 << 10, 1);
+      let written = 0;
+      let refused = 0;
+      const sessions = Array.from({ length: 8 }, () => {
+        const session = http2.connect(url, { createConnection: () => net.connect({ host: "127.0.0.1", port, localAddress: ATTACKER }) });
+        session.on("error", () => {});
+        for (let i = 0; i < 256; i++) {
+          const stream = session.request({ ":method": "POST", ":path": "/vac.cas.CAS/Get", "content-type": "application/proto" });
+          stream.on("error", () => {});
+          stream.on("response", (headers) => headers[":status"] === 429 && refused++);
+          let sent = 0;
+          const pump = () => {
+            while (sent < 1_200_000 && !stream.destroyed) {
+              sent += chunk.length;
+              written += chunk.length;
+              if (!stream.write(chunk)) return void stream.once("drain", pump);
+            }
+          };
+          pump();
+        }
+        return session;
+      });
+      await sleep(10_000);
+      for (const session of sessions) session.destroy();
+      return `2048 bodies of 1.2 MB never ended: ${(written / 1e6).toFixed(0)} MB written, ${refused} answered ResourceExhausted`;
     }
   }
 }
