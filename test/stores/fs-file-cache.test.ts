@@ -14,6 +14,11 @@ const dirs = new TempDirs();
 afterEach(() => dirs.removeAll());
 afterAll(cleanup);
 
+/** A module script run by node in a process of its own whose descriptor limit is openFiles (bash's `ulimit -n`). */
+function runUnder(openFiles: number, script: string) {
+  return spawnSync("bash", ["-c", `ulimit -n ${openFiles} && exec "$0" --input-type=module -e "$1"`, process.execPath, script], { encoding: "utf8", timeout: 60_000 });
+}
+
 describe("the fs content store's open pack files", () => {
   it.skipIf(!existsSync("/proc/self/fd"))("a store told to keep more packs open than the process may have descriptors reads on, and from then on leaves half of them free (it failed INTERNAL: EMFILE)", async () => {
     const dir = await dirs.make();
@@ -38,7 +43,7 @@ describe("the fs content store's open pack files", () => {
       console.log(JSON.stringify({ read, held }));
     `;
     // 96 descriptors: the 160 packs cannot all be open, and the first read runs out.
-    const result = spawnSync("bash", ["-c", 'ulimit -n 96 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { encoding: "utf8", timeout: 60_000 });
+    const result = runUnder(96, script);
     expect(result.stderr).toBe("");
     const { read, held } = JSON.parse(result.stdout) as { read: number; held: number[] };
     expect(read).toBe(8 * 160);
@@ -71,7 +76,7 @@ describe("the fs content store's open pack files", () => {
       await store.close();
       console.log(JSON.stringify({ first, second, after, read }));
     `;
-    const result = spawnSync("bash", ["-c", 'ulimit -n 96 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { encoding: "utf8", timeout: 60_000 });
+    const result = runUnder(96, script);
     expect(result.stderr).toBe("");
     const { first, second, after, read } = JSON.parse(result.stdout) as Record<string, unknown>;
     expect(first).toBe("stored");
@@ -108,7 +113,7 @@ describe("the fs content store's open pack files", () => {
 
   it.skipIf(!existsSync("/proc/self/limits"))("keeps at most a quarter of the process's descriptor limit open by default, the rest left to connections and writes", () => {
     const script = `const { defaultOpenPacks } = await import(${JSON.stringify(resolve("dist/stores/fs/file-cache.js"))}); console.log(defaultOpenPacks());`;
-    const under = (limit: number) => spawnSync("bash", ["-c", `ulimit -n ${limit} && exec "$0" --input-type=module -e "$1"`, process.execPath, script], { encoding: "utf8", timeout: 30_000 }).stdout.trim();
+    const under = (limit: number) => runUnder(limit, script).stdout.trim();
     // Lowered only: a process may not raise its limit past the hard one.
     expect(under(200)).toBe("50");
     expect(under(400)).toBe("100");
