@@ -146,6 +146,15 @@ export function command(io: Io) {
     if (flags.memory && serve.getOptionValueSource("data") === "cli") throw usageError("give either --memory or --data, not both");
     const { host, port } = parseListen(flags.listen);
     if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw usageError("--tls-cert and --tls-key go together");
+    // One block of the largest size, in JSON (base64, a third larger) with room for its framing, must
+    // fit in what the server holds from one address, or such blocks could never be stored.
+    const oneBlockRequest = Math.ceil((flags.maxBlock * 4) / 3) + (1 << 16);
+    for (const [flag, value] of [
+      ["--max-body-bytes", flags.maxBodyBytes],
+      ["--max-body-bytes-per-address", flags.maxBodyBytesPerAddress],
+    ] as const) {
+      if (value < oneBlockRequest) throw usageError(`${flag} ${value} is less than one request of a block of --max-block ${flags.maxBlock} (${oneBlockRequest} bytes): such blocks could never be stored`);
+    }
     const admin = flags.adminListen !== undefined ? parseAdminListen(flags.adminListen) : undefined;
     const [writeTokens, adminTokens, allowKeys, tlsCert, tlsKey] = await Promise.all([
       flags.writeTokenFile ? readTokens(flags.writeTokenFile, "--write-token-file") : undefined,
@@ -204,7 +213,8 @@ export function command(io: Io) {
         // in JSON is base64 text, a third larger (GetMany counts its cap in the bytes it sends).
         writeMaxBytes: Math.max(flags.maxResponseBytes, Math.ceil((flags.maxBlock * 4) / 3)) + (1 << 20),
         // A request must still fit one block of the largest size, in JSON too, with room for its framing.
-        readMaxBytes: Math.max(DEFAULT_READ_MAX_BYTES, Math.ceil((flags.maxBlock * 4) / 3) + (1 << 16)),
+        // No larger than the body budgets: a bigger one could never be held whole.
+        readMaxBytes: Math.min(Math.max(DEFAULT_READ_MAX_BYTES, oneBlockRequest), flags.maxBodyBytes, flags.maxBodyBytesPerAddress),
         metrics: flags.metrics,
         corsOrigins: flags.corsOrigin,
         onError: (err) => log.warn({ err }, "accept failed"),

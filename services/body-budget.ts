@@ -50,6 +50,17 @@ export class BodyBudget {
       take: (n) => {
         if (released) return;
         const fromAddress = this.byAddress.get(address) ?? 0;
+        const alone = Math.min(this.limits.maxBodyBytes, this.limits.maxBodyBytesPerAddress);
+        if (mine + n > alone) {
+          // Waiting cannot help this one: it is bigger than the server holds, whatever else it holds.
+          this.onRefused?.(alone === this.limits.maxBodyBytesPerAddress ? "max-body-bytes-per-address" : "max-body-bytes");
+          throw toConnectError(
+            RemoteLogError.tooLarge(`a request body of more than ${alone} bytes is more than this server holds of a request at once`, {
+              limit: alone === this.limits.maxBodyBytesPerAddress ? "max-body-bytes-per-address" : "max-body-bytes",
+              value: alone,
+            }),
+          );
+        }
         if (fromAddress + n > this.limits.maxBodyBytesPerAddress) {
           this.onRefused?.("max-body-bytes-per-address");
           throw toConnectError(

@@ -715,6 +715,12 @@ describe("exposed server - request bodies", () => {
     }
   }, 90_000);
 
+  it("refuses to start with a body budget that one block of --max-block could never fit in", async () => {
+    const refused = await runCli(["serve", "--listen", "127.0.0.1:0", "--memory", "--max-body-bytes-per-address", "1000000"]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--max-body-bytes-per-address 1000000 is less than one request of a block of --max-block 1048576 (1463638 bytes): such blocks could never be stored");
+  });
+
   it("refuses an upload past the server-wide budget with ResourceExhausted naming --max-body-bytes, and takes it once the held bodies are gone", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-body-bytes", String(8 << 20), "--max-body-bytes-per-address", String(8 << 20)]);
