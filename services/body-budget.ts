@@ -32,7 +32,8 @@ export interface BodyHolding {
  * whole before its call runs, and up to 64 MiB (readMaxBytes) of it is taken; without a budget, a
  * stranger's streams that each send most of a body and never end it made the server hold them all
  * (4 HTTP/2 connections of 256 such streams: 1.3 GB). A body that would pass the server's budget,
- * or its client address's share, is refused (ResourceExhausted) and the rest of it is never read.
+ * or its client address's share, is refused (ResourceExhausted), and the rest of it is read and
+ * dropped (readBody).
  */
 export class BodyBudget {
   private held = 0;
@@ -53,13 +54,9 @@ export class BodyBudget {
         const alone = Math.min(this.limits.maxBodyBytes, this.limits.maxBodyBytesPerAddress);
         if (mine + n > alone) {
           // Waiting cannot help this one: it is bigger than the server holds, whatever else it holds.
-          this.onRefused?.(alone === this.limits.maxBodyBytesPerAddress ? "max-body-bytes-per-address" : "max-body-bytes");
-          throw toConnectError(
-            RemoteLogError.tooLarge(`a request body of more than ${alone} bytes is more than this server holds of a request at once`, {
-              limit: alone === this.limits.maxBodyBytesPerAddress ? "max-body-bytes-per-address" : "max-body-bytes",
-              value: alone,
-            }),
-          );
+          const limit = alone === this.limits.maxBodyBytesPerAddress ? "max-body-bytes-per-address" : "max-body-bytes";
+          this.onRefused?.(limit);
+          throw toConnectError(RemoteLogError.tooLarge(`a request body of more than ${alone} bytes is more than this server holds of a request at once`, { limit, value: alone }));
         }
         if (fromAddress + n > this.limits.maxBodyBytesPerAddress) {
           this.onRefused?.("max-body-bytes-per-address");
@@ -93,11 +90,6 @@ export class BodyBudget {
         else this.byAddress.delete(address);
       },
     };
-  }
-
-  /** Bytes held now, in all and from address. */
-  heldBytes(address?: string): number {
-    return address === undefined ? this.held : (this.byAddress.get(address) ?? 0);
   }
 }
 
