@@ -1,7 +1,6 @@
 import type { Readable } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RemoteLogError } from "../core/errors.js";
-import { toConnectError } from "./connect-errors.js";
 
 /** The limits of BodyBudget; each is a serve flag. */
 export interface BodyLimits {
@@ -21,7 +20,7 @@ export const defaultBodyLimits: BodyLimits = {
 
 /** One request's share of a BodyBudget. */
 export interface BodyHolding {
-  /** Counts n more bytes of the body as held; throws ResourceExhausted (a ConnectError) naming the limit it would pass, counting nothing. */
+  /** Counts n more bytes of the body as held; throws TOO_LARGE (ResourceExhausted to a Connect client, 413 over HTTP) naming the limit it would pass, counting nothing. */
   take(n: number): void;
   /** Gives every byte taken back; idempotent. Called once the request is answered or its stream is gone. */
   release(): void;
@@ -56,25 +55,21 @@ export class BodyBudget {
           // Waiting cannot help this one: it is bigger than the server holds, whatever else it holds.
           const limit = alone === this.limits.maxBodyBytesPerAddress ? "max-body-bytes-per-address" : "max-body-bytes";
           this.onRefused?.(limit);
-          throw toConnectError(RemoteLogError.tooLarge(`a request body of more than ${alone} bytes is more than this server holds of a request at once`, { limit, value: alone }));
+          throw RemoteLogError.tooLarge(`a request body of more than ${alone} bytes is more than this server holds of a request at once`, { limit, value: alone });
         }
         if (fromAddress + n > this.limits.maxBodyBytesPerAddress) {
           this.onRefused?.("max-body-bytes-per-address");
-          throw toConnectError(
-            RemoteLogError.tooLarge(`request bodies being read from ${address} hold ${fromAddress} bytes; ${n} more is over the limit of ${this.limits.maxBodyBytesPerAddress} per client address: try again once those are answered`, {
-              limit: "max-body-bytes-per-address",
-              value: this.limits.maxBodyBytesPerAddress,
-            }),
-          );
+          throw RemoteLogError.tooLarge(`request bodies being read from ${address} hold ${fromAddress} bytes; ${n} more is over the limit of ${this.limits.maxBodyBytesPerAddress} per client address: try again once those are answered`, {
+            limit: "max-body-bytes-per-address",
+            value: this.limits.maxBodyBytesPerAddress,
+          });
         }
         if (this.held + n > this.limits.maxBodyBytes) {
           this.onRefused?.("max-body-bytes");
-          throw toConnectError(
-            RemoteLogError.tooLarge(`request bodies being read hold ${this.held} bytes, the most this server holds at once (${this.limits.maxBodyBytes}): try again once those are answered`, {
-              limit: "max-body-bytes",
-              value: this.limits.maxBodyBytes,
-            }),
-          );
+          throw RemoteLogError.tooLarge(`request bodies being read hold ${this.held} bytes, the most this server holds at once (${this.limits.maxBodyBytes}): try again once those are answered`, {
+            limit: "max-body-bytes",
+            value: this.limits.maxBodyBytes,
+          });
         }
         this.held += n;
         mine += n;

@@ -39,6 +39,8 @@ export interface HttpService {
   handle(req: HttpRequest, res: HttpResponse): void;
   /** Whether a request for path reads stored blocks, and so waits its turn in the server's read budget. */
   readsBlocks?(path: string): boolean;
+  /** The most of a request body the server reads for this service before it answers (readMaxBytes when absent). */
+  readonly maxBodyBytes?: number;
 }
 
 export type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -230,6 +232,8 @@ export interface Reply {
  * (a block, a one-block CAR, a record or a short JSON list), so a response costs at most one block.
  */
 export class Gateway implements HttpService {
+  /** A routing PUT's record, and one byte more, for readBody (putRecord) to see it is over. */
+  readonly maxBodyBytes = MAX_RECORD_BYTES + 1;
   private readonly maxNameBytes: number;
   private peerId?: Promise<string>;
 

@@ -29,7 +29,8 @@ import {
 } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
 import type { DescMessage } from "@bufbuild/protobuf";
-import { undecodableAsInvalidArgument } from "./connect-errors.js";
+import { isRemoteLogError } from "../core/errors.js";
+import { toConnectError, undecodableAsInvalidArgument } from "./connect-errors.js";
 
 /** A unary method this takes, as connect's router mounted it. */
 interface UnaryRoute {
@@ -130,7 +131,10 @@ export class H2UnaryRoutes {
     let answerBody: Uint8Array;
     try {
       const length = headers["content-length"];
-      const chunks = await body;
+      // The budget's refusal is ours (TOO_LARGE), answered as connect answers its own.
+      const chunks = await body.catch((err: unknown) => {
+        throw isRemoteLogError(err) ? toConnectError(err) : err;
+      });
       const bytes = await readAllBytes(createAsyncIterable(chunks), this.handlerOptions.readMaxBytes, typeof length === "string" ? length : null);
       let input;
       try {

@@ -16,7 +16,8 @@ import type { ReadBudget } from "./read-budget.js";
 import { BlockServiceImpl, defaultBlockLimits, type BlockLimits } from "./block-service.js";
 import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
+import { toConnectError, withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
+import { isRemoteLogError, RemoteLogError } from "../core/errors.js";
 import { HealthService } from "./health-service.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
 import { ServerInfoServiceImpl } from "./info-service.js";
@@ -435,6 +436,15 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     const path = pathOf(req.url);
     const service = httpServices.find((candidate) => candidate.handles(path));
     if (service) {
+      // A body (the gateway's routing PUT) is read and counted as a call's is: see readBody.
+      if (req.method !== "GET" && req.method !== "HEAD" && req.method !== "OPTIONS") {
+        const body = bodies.holding(peerAddress(req));
+        res.once("close", body.release);
+        const chunks = readBody(req, service.maxBodyBytes ?? readMaxBytes, body);
+        chunks.catch(() => {});
+        withBody(req, chunks, asServiceError);
+        closeUnreadAfterAnswer(req, res);
+      }
       // A gateway's block read waits its turn as GetMany does: it bypassed the budget.
       if (service.readsBlocks?.(path)) admitRead(path, peerAddress(req), res, () => service.handle(req, res), true);
       else service.handle(req, res);
@@ -467,7 +477,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       res.once("close", body.release);
       const chunks = readBody(req, readMaxBytes, body);
       chunks.catch(() => {});
-      withBody(req, chunks);
+      withBody(req, chunks, asConnectError);
       closeUnreadAfterAnswer(req, res);
     }
     admitRead(path, peerAddress(req), res, () => dispatchToConnect(req, res));
@@ -843,14 +853,27 @@ function closeUnreadAfterAnswer(req: http.IncomingMessage | http2.Http2ServerReq
 }
 
 /**
- * Makes connect-node read the body readBody already read (or its refusal), in place of the request's
- * own async iterator, which destroys the stream once left early.
+ * Makes the request's reader (connect-node, or an HTTP service) read the body readBody already read,
+ * or its refusal as failure() says it, in place of the request's own async iterator, which destroys
+ * the stream once left early.
  */
-function withBody(req: http.IncomingMessage | http2.Http2ServerRequest, chunks: Promise<Uint8Array[]>): void {
+function withBody(req: http.IncomingMessage | http2.Http2ServerRequest, chunks: Promise<Uint8Array[]>, failure: (err: unknown) => unknown): void {
   (req as unknown as { [Symbol.asyncIterator]: () => AsyncGenerator<Uint8Array> })[Symbol.asyncIterator] = async function* () {
-    yield* await chunks;
+    let read: Uint8Array[];
+    try {
+      read = await chunks;
+    } catch (err) {
+      throw failure(err);
+    }
+    yield* read;
   };
 }
+
+/** A body's refusal as connect answers it: ours become their Connect codes. */
+const asConnectError = (err: unknown) => (isRemoteLogError(err) ? toConnectError(err) : err);
+
+/** A body's refusal as an HTTP service answers it: ours by their code, a client gone as ABORTED (not an internal error). */
+const asServiceError = (err: unknown) => (isRemoteLogError(err) ? err : RemoteLogError.aborted("the client went away before the end of its request"));
 
 /**
  * Makes Connect read an empty message instead of the request's body, in the request's own framing:

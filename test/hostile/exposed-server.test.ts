@@ -15,6 +15,7 @@ import { GcService } from "../../gen/remotelog/v1/gc_pb.js";
 import { NameWatchService } from "../../gen/remotelog/v1/names_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { cidOf } from "../../core/hash.js";
+import { generateNameKey, keyName } from "../../core/names.js";
 import { cleanup, lines, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 
 // Every attack of issue 11, each against a real `remotelog serve` process. Hostile clients connect
@@ -661,9 +662,9 @@ describe("exposed server - request bodies", () => {
    * it, `streams` on each of `connections` connections. Resolves once nothing more goes out for a
    * second (the server has stopped taking it), with what was written and how each stream ended.
    */
-  async function heldBodies(server: Server, connections: number, streams: number, bytes: number) {
+  async function heldBodies(server: Server, connections: number, streams: number, bytes: number, request: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": "/vac.cas.CAS/Get", "content-type": "application/proto" }) {
     const sessions: http2.ClientHttp2Session[] = [];
-    const chunk = Buffer.alloc(64 << 10, 1);
+    const chunk = Buffer.alloc(Math.min(64 << 10, bytes), 1);
     let written = 0;
     let refused = 0;
     for (let c = 0; c < connections; c++) {
@@ -671,9 +672,9 @@ describe("exposed server - request bodies", () => {
       session.on("error", () => {});
       sessions.push(session);
       for (let i = 0; i < streams; i++) {
-        const stream = session.request({ ":method": "POST", ":path": "/vac.cas.CAS/Get", "content-type": "application/proto" });
+        const stream = session.request(request);
         stream.on("error", () => {});
-        stream.on("response", (headers) => headers[":status"] === 429 && refused++);
+        stream.on("response", (headers) => (headers[":status"] === 429 || headers[":status"] === 413) && refused++);
         let sent = 0;
         const pump = () => {
           while (sent < bytes && !stream.destroyed) {
@@ -709,6 +710,24 @@ describe("exposed server - request bodies", () => {
       const received = await runCli(["receive", "--unsigned", "--name", "chat", "--server", server.url]);
       expect(received.stderr).toBe("");
       expect(received.stdout.trim().split("\n")).toHaveLength(3);
+    } finally {
+      attack.sessions.forEach((session) => session.destroy());
+      await stop(server.process);
+    }
+  }, 90_000);
+
+  it("counts a gateway routing PUT's body in the same budget: a stranger's unfinished records past its share are refused 413, and another address still publishes", async () => {
+    const dir = await tempDir();
+    // Small budgets, so that a few hundred records of 9 KB pass them: a smaller block limit lets them start.
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-block", "65536", "--max-body-bytes-per-address", "400000"]);
+    const stranger = keyName(await generateNameKey());
+    const attack = await heldBodies(server, 2, 64, 9_000, { ":method": "PUT", ":path": `/routing/v1/ipns/${stranger}`, "content-type": "application/vnd.ipfs.ipns-record" });
+    try {
+      expect(attack.refused()).toBeGreaterThan(50);
+      expect(limitHits(await metricsOf(server), "max-body-bytes-per-address")).toBeGreaterThan(50);
+      // The stranger's bodies still held, another address publishes.
+      const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(2) });
+      expect(sent.code, sent.stderr).toBe(0);
     } finally {
       attack.sessions.forEach((session) => session.destroy());
       await stop(server.process);
