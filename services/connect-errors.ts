@@ -18,6 +18,11 @@ export function toConnectError(err: unknown): ConnectError {
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 
+/** Ours (a RemoteLogError) as toConnectError says it; anything else, connect's own errors among them, as it is. */
+export function asConnectError(err: unknown): unknown {
+  return err instanceof RemoteLogError ? toConnectError(err) : err;
+}
+
 /** The name of a call's final code, as gRPC tooling spells it: "OK" for success, else Connect's Code names ("NotFound"). */
 export type CodeName = "OK" | keyof typeof Code;
 

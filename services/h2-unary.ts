@@ -29,8 +29,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
 import type { DescMessage } from "@bufbuild/protobuf";
-import { isRemoteLogError } from "../core/errors.js";
-import { toConnectError, undecodableAsInvalidArgument } from "./connect-errors.js";
+import { asConnectError, undecodableAsInvalidArgument } from "./connect-errors.js";
 
 /** A unary method this takes, as connect's router mounted it. */
 interface UnaryRoute {
@@ -133,7 +132,7 @@ export class H2UnaryRoutes {
       const length = headers["content-length"];
       // The budget's refusal is ours (TOO_LARGE), answered as connect answers its own.
       const chunks = await body.catch((err: unknown) => {
-        throw isRemoteLogError(err) ? toConnectError(err) : err;
+        throw asConnectError(err);
       });
       const bytes = await readAllBytes(createAsyncIterable(chunks), this.handlerOptions.readMaxBytes, typeof length === "string" ? length : null);
       let input;

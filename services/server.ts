@@ -16,7 +16,7 @@ import type { ReadBudget } from "./read-budget.js";
 import { BlockServiceImpl, defaultBlockLimits, type BlockLimits } from "./block-service.js";
 import { NsService, defaultNsLimits, type NsLimits } from "./ns-service.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { toConnectError, withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
+import { asConnectError, withConnectErrors, withUndecodableAsInvalidArgument, type CallObserver, type CodeName } from "./connect-errors.js";
 import { isRemoteLogError, RemoteLogError } from "../core/errors.js";
 import { HealthService } from "./health-service.js";
 import { ServerInfoService } from "../gen/remotelog/v1/info_pb.js";
@@ -868,9 +868,6 @@ function withBody(req: http.IncomingMessage | http2.Http2ServerRequest, chunks: 
     yield* read;
   };
 }
-
-/** A body's refusal as connect answers it: ours become their Connect codes. */
-const asConnectError = (err: unknown) => (isRemoteLogError(err) ? toConnectError(err) : err);
 
 /** A body's refusal as an HTTP service answers it: ours by their code, a client gone as ABORTED (not an internal error). */
 const asServiceError = (err: unknown) => (isRemoteLogError(err) ? err : RemoteLogError.aborted("the client went away before the end of its request"));
