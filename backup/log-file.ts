@@ -4,7 +4,7 @@ import { DigestTable } from "../core/digest-table.js";
 import { RemoteLogError } from "../core/errors.js";
 import { messageIdOfEncoded, toHex } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError } from "../stores/file/atomic.js";
-import { HEADER_SIZE, writeRecordAroundId } from "../stores/file/local-log.js";
+import { HEADER_SIZE, LOG_FILE, writeRecordAroundId } from "../stores/file/local-log.js";
 
 /*
  * Writes a new local log for restore: `<dir>/log.bin` in exactly the record format that
@@ -93,11 +93,16 @@ export class LogFileWriter {
   /** Data syncs started while writing goes on (SYNC_EVERY_BYTES); close() waits for them. */
   private syncing: Promise<void>[] = [];
 
+  /** dir's log.bin, which errors name (their text and details.file). */
+  private readonly path: string;
+
   private constructor(
     readonly dir: string,
     private readonly handle: Awaited<ReturnType<typeof open>>,
     private readonly syncEveryBytes: number,
-  ) {}
+  ) {
+    this.path = join(dir, LOG_FILE);
+  }
 
   /**
    * Creates dir and an empty log.bin in it; CONFLICT if log.bin exists. expected: how many messages
@@ -105,13 +110,14 @@ export class LogFileWriter {
    */
   static async create(dir: string, expected = 0, syncEveryBytes = SYNC_EVERY_BYTES): Promise<LogFileWriter> {
     await ensureDir(dir);
+    const path = join(dir, LOG_FILE);
     try {
-      const writer = new LogFileWriter(dir, await open(join(dir, "log.bin"), "wx"), syncEveryBytes);
+      const writer = new LogFileWriter(dir, await open(path, "wx"), syncEveryBytes);
       if (expected > 1024) writer.ids = new DigestTable(expected);
       return writer;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw RemoteLogError.conflict(`${join(dir, "log.bin")} exists`);
-      throw ioError(`cannot create ${join(dir, "log.bin")}`, err, join(dir, "log.bin"));
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw RemoteLogError.conflict(`${path} exists`);
+      throw ioError(`cannot create ${path}`, err, path);
     }
   }
 
@@ -158,13 +164,13 @@ export class LogFileWriter {
         try {
           while (done < bytes.length) done += (await this.handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
         } catch (err) {
-          throw ioError(`cannot write ${join(this.dir, "log.bin")}`, err, join(this.dir, "log.bin"));
+          throw ioError(`cannot write ${this.path}`, err, this.path);
         }
         this.unsynced += bytes.length;
         if (this.unsynced >= this.syncEveryBytes) {
           this.unsynced = 0;
           const synced = this.handle.datasync().catch((err: unknown) => {
-            throw ioError(`cannot sync ${join(this.dir, "log.bin")}`, err, join(this.dir, "log.bin"));
+            throw ioError(`cannot sync ${this.path}`, err, this.path);
           });
           synced.catch(() => {});
           this.syncing.push(synced);
