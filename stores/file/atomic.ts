@@ -316,12 +316,16 @@ function isDenied(code: string | undefined): boolean {
  * store, whose errors go to remote clients.
  */
 export function ownPathError(err: unknown): unknown {
+  if (!anyCause(err, (cause) => isDenied(cause.code))) return err;
+  return isRemoteLogError(err) ? RemoteLogError.permissionDenied(err.text, err.details) : RemoteLogError.permissionDenied((err as Error).message);
+}
+
+/** Whether err, or an error it wraps (`cause`, up to 5 deep: our wrapping of a system error), passes test. */
+function anyCause(err: unknown, test: (cause: NodeJS.ErrnoException) => boolean): boolean {
   for (let cause = err, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth++) {
-    if (isDenied((cause as NodeJS.ErrnoException).code)) {
-      return isRemoteLogError(err) ? RemoteLogError.permissionDenied(err.text, err.details) : RemoteLogError.permissionDenied((err as Error).message);
-    }
+    if (test(cause)) return true;
   }
-  return err;
+  return false;
 }
 
 /**
@@ -340,12 +344,7 @@ export function ioError(what: string, err: unknown, file?: string): RemoteLogErr
  * its message is looked at too.
  */
 export function isOutOfSpace(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOSPC" || code === "EDQUOT") return true;
-    if (/No space left on device|Disk quota exceeded/i.test(e.message)) return true;
-  }
-  return false;
+  return anyCause(err, (cause) => cause.code === "ENOSPC" || cause.code === "EDQUOT" || /No space left on device|Disk quota exceeded/i.test(cause.message));
 }
 
 /**
@@ -353,11 +352,7 @@ export function isOutOfSpace(err: unknown): boolean {
  * through our own wrapping (`cause`).
  */
 export function isOutOfDescriptors(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "EMFILE" || code === "ENFILE") return true;
-  }
-  return false;
+  return anyCause(err, (cause) => cause.code === "EMFILE" || cause.code === "ENFILE");
 }
 
 /**
