@@ -43,7 +43,20 @@ export class BodyBudget {
     private readonly onRefused?: (limit: "max-body-bytes" | "max-body-bytes-per-address") => void,
   ) {}
 
-  holding(address: string): BodyHolding {
+  /**
+   * Reads stream's body now (readBody, up to limit), counted against address's share until closes
+   * emits "close" (the answer is out, or the stream gone) or release() is called, whichever comes first.
+   */
+  read(stream: Readable, address: string, limit: number, closes: { once(event: "close", listener: () => void): unknown }): { chunks: Promise<Uint8Array[]>; release: () => void } {
+    const holding = this.holding(address);
+    closes.once("close", holding.release);
+    const chunks = readBody(stream, limit, holding);
+    // Awaited by whoever answers; one that never does (a caller gone while held) must not be unhandled.
+    chunks.catch(() => {});
+    return { chunks, release: holding.release };
+  }
+
+  private holding(address: string): BodyHolding {
     let mine = 0;
     let released = false;
     return {

@@ -28,7 +28,7 @@ import { canList } from "../core/name-store.js";
 import { ServerMetrics } from "./metrics.js";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
 import { openFilesLimit } from "../core/descriptors.js";
-import { BodyBudget, defaultBodyLimits, readBody, type BodyLimits } from "./body-budget.js";
+import { BodyBudget, defaultBodyLimits, type BodyLimits } from "./body-budget.js";
 import { corsPolicy } from "./cors.js";
 import { Gateway, HeadIndex, type GatewayOptions, type HttpService } from "./gateway.js";
 import { Authority, peerKey, type WritePolicy } from "./auth.js";
@@ -437,14 +437,7 @@ export async function listen(options: ListenOptions): Promise<Listening> {
     const service = httpServices.find((candidate) => candidate.handles(path));
     if (service) {
       // A body (the gateway's routing PUT) is read and counted as a call's is: see readBody.
-      if (req.method !== "GET" && req.method !== "HEAD" && req.method !== "OPTIONS") {
-        const body = bodies.holding(peerAddress(req));
-        res.once("close", body.release);
-        const chunks = readBody(req, service.maxBodyBytes ?? readMaxBytes, body);
-        chunks.catch(() => {});
-        withBody(req, chunks, asServiceError);
-        closeUnreadAfterAnswer(req, res);
-      }
+      if (req.method !== "GET" && req.method !== "HEAD" && req.method !== "OPTIONS") readFirst(req, res, service.maxBodyBytes ?? readMaxBytes, asServiceError);
       // A gateway's block read waits its turn as GetMany does: it bypassed the budget.
       if (service.readsBlocks?.(path)) admitRead(path, peerAddress(req), res, () => service.handle(req, res), true);
       else service.handle(req, res);
@@ -472,15 +465,17 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       }
       refuseUnread(req, res);
     } else {
-      // Read now, before the request waits its turn (admitRead): see readBody.
-      const body = bodies.holding(peerAddress(req));
-      res.once("close", body.release);
-      const chunks = readBody(req, readMaxBytes, body);
-      chunks.catch(() => {});
-      withBody(req, chunks, asConnectError);
-      closeUnreadAfterAnswer(req, res);
+      readFirst(req, res, readMaxBytes, asConnectError);
     }
     admitRead(path, peerAddress(req), res, () => dispatchToConnect(req, res));
+  };
+  /**
+   * Reads req's body now, before the request waits its turn (admitRead), counted in the body budget
+   * until the answer is out (see readBody), for its reader to take as withBody gives it.
+   */
+  const readFirst = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse, limit: number, failure: (err: unknown) => unknown) => {
+    withBody(req, bodies.read(req, peerAddress(req), limit, res).chunks, failure);
+    closeUnreadAfterAnswer(req, res);
   };
   /** Runs serve, at once unless path reads blocks for an address in debt to the read budget. */
   const admitRead = (path: string, address: string, closes: { once(event: "close", listener: () => void): unknown }, serve: () => void, readsBlocks = READS_BLOCKS.has(path)) => {
@@ -551,17 +546,14 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       stream.on("error", ignoreStreamError);
       const address = addressOf(stream.session?.socket as net.Socket | undefined);
       // Read now, before the request waits its turn (admitRead): see readBody.
-      const body = bodies.holding(address);
-      stream.once("close", body.release);
-      const chunks = readBody(stream, direct.readMaxBytes, body);
-      chunks.catch(() => {});
+      const { chunks, release } = bodies.read(stream, address, direct.readMaxBytes, stream);
       admitRead(path, address, stream, () => {
         direct
           .serve(route, stream, headers, chunks)
           .catch(() => {
             if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
           })
-          .finally(body.release);
+          .finally(release);
       });
     });
   }
