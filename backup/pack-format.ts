@@ -37,7 +37,7 @@ import { BackupHeadSchema, Compression, PackSchema, type BackupHead, type Pack }
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, decodeMessage, equalBytes, messageId, toHex, validateAddress } from "../core/hash.js";
 import { encodeRepeatedBytes, repeatedBytesUnknown } from "../core/page.js";
-import { repeatedBytesSpans } from "../core/message-decode.js";
+import { fieldsEndBefore, repeatedBytesSpans } from "../core/message-decode.js";
 import { varintSize } from "../core/wire-encode.js";
 import type { MessageRun } from "./log-file.js";
 
@@ -180,8 +180,33 @@ export type ReadPackHeader = Omit<ReadPack, "messages">;
  * no view into bytes.
  */
 export function decodePackHeader(bytes: Uint8Array, address: Uint8Array): ReadPackHeader {
-  const { header } = decodeHeaderOf(bytes, address);
-  // Copies, not views into bytes, which the caller may move to another thread.
+  return copiedHeader(decodeHeaderOf(bytes, address).header);
+}
+
+/**
+ * decodePackHeader from a pack's first bytes (start) and its size in bytes, or undefined when start
+ * does not hold the whole header: a writer puts the header's fields (1-10) before the body (15, 16),
+ * so a restore reads a few KiB of each pack to walk a chain rather than every pack whole. Skips the
+ * checks that need the body (a plain body's count); whoever reads the pack whole checks that its
+ * chain shape is this one's (sameShape).
+ */
+export function decodePackHeaderStart(start: Uint8Array, size: number, address: Uint8Array): ReadPackHeader | undefined {
+  const end = fieldsEndBefore(start, 15);
+  if (end < 0) return undefined;
+  return copiedHeader(decodeHeaderOf(start.subarray(0, end), address, size).header);
+}
+
+/**
+ * Whether two reads of a pack give the same chain shape: where it lies in its chain (seqs, count, the
+ * link) and its log. A walk from a pack's first bytes (decodePackHeaderStart) is checked against the
+ * pack read whole this way; the rest of the header is taken from the pack read whole.
+ */
+export function sameShape(a: ReadPackHeader, b: ReadPackHeader): boolean {
+  return a.firstSeq === b.firstSeq && a.lastSeq === b.lastSeq && a.count === b.count && equalBytes(a.previous, b.previous) && a.logName === b.logName;
+}
+
+/** header with copies, not views into the bytes it was read from, which the caller may move to another thread. */
+function copiedHeader(header: ReadPackHeader): ReadPackHeader {
   return {
     ...header,
     previous: header.previous.slice(),
@@ -198,7 +223,8 @@ function malformed(address: Uint8Array): (why: string) => RemoteLogError {
   return (why) => RemoteLogError.dataLoss(`pack ${addressText(address)} is malformed: ${why}`, undefined, { address: addressText(address) });
 }
 
-function decodeHeaderOf(bytes: Uint8Array, address: Uint8Array): { header: ReadPackHeader; pack: Pack } {
+/** size: the pack's, when bytes hold only its header (decodePackHeaderStart). */
+function decodeHeaderOf(bytes: Uint8Array, address: Uint8Array, size?: number): { header: ReadPackHeader; pack: Pack } {
   const where = `pack ${addressText(address)}`;
   if (bytes[0] !== 0x09) throw RemoteLogError.dataLoss(`${where} is not a backup pack (it starts with 0x${(bytes[0] ?? 0).toString(16)}, not 0x09)`, undefined, { address: addressText(address) });
   let pack: Pack;
@@ -212,7 +238,7 @@ function decodeHeaderOf(bytes: Uint8Array, address: Uint8Array): { header: ReadP
   if (pack.version !== PACK_VERSION) throw bad(`format version ${pack.version}; this remotelog reads version ${PACK_VERSION}`);
   const count = Number(pack.count);
   // A plain body's count is at hand; a deflated one's is checked once it is inflated (decodePack).
-  const plain = pack.compression === Compression.UNSPECIFIED ? pack.messages.length : undefined;
+  const plain = pack.compression === Compression.UNSPECIFIED && size === undefined ? pack.messages.length : undefined;
   if (count < 1 || (plain !== undefined && count !== plain)) throw bad(`header says ${pack.count} messages${plain === undefined ? "" : `, body has ${plain}`}`);
   if (pack.lastSeq !== pack.firstSeq + pack.count - 1n) throw bad(`seqs ${pack.firstSeq}..${pack.lastSeq} do not hold ${count} messages`);
   if (pack.lastSeq > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`last seq ${pack.lastSeq} is too large`);
@@ -229,7 +255,7 @@ function decodeHeaderOf(bytes: Uint8Array, address: Uint8Array): { header: ReadP
   if (pack.lastId.length !== 32) throw bad(`last_id is ${pack.lastId.length} bytes, not 32`);
   const header: ReadPackHeader = {
     address,
-    size: bytes.length,
+    size: size ?? bytes.length,
     logName: pack.logName,
     firstSeq: Number(pack.firstSeq),
     lastSeq: Number(pack.lastSeq),

@@ -1,19 +1,28 @@
 import { ErrorCodes, isRemoteLogError, RemoteLogError } from "../core/errors.js";
 import { addressText, decodeMessage } from "../core/hash.js";
-import { encodeRecords, type EncodedRecords, type MessageRun } from "./log-file.js";
-import { decodePackRun } from "./pack-format.js";
+import { encodeRecords, idOf, type EncodedRecords, type MessageRun } from "./log-file.js";
+import { checkLastId, decodePackRun, sameShape, type ReadPackHeader } from "./pack-format.js";
 
 /**
  * One pack of a restore, checked and laid out as log.bin records: its bytes against its address, its
  * header and body (decodePackRun), and every message (it decodes; its id is computed into its record).
  * Runs on a restore thread (restore-worker.ts) or, without one, on the caller's. DATA_LOSS naming the
  * pack (details: address), and the seq of a message that does not decode (details: seq). shared: as
- * encodeRecords.
+ * encodeRecords. walked: the header the restore's walk read (from the pack's first bytes), whose
+ * chain shape the pack's own must be: the chain was walked by it. The last message's id must be the
+ * header's last_id (checkLastId).
  */
-export function layOutPack(bytes: Uint8Array, address: Uint8Array, shared = false): EncodedRecords {
+export function layOutPack(bytes: Uint8Array, address: Uint8Array, shared: boolean, walked: ReadPackHeader): EncodedRecords {
   const pack = decodePackRun(bytes, address);
+  if (!sameShape(pack, walked)) {
+    throw RemoteLogError.dataLoss(`pack ${addressText(address)} read whole does not say what its first bytes said of its place in the chain (was it replaced during the restore?)`, undefined, {
+      address: addressText(address),
+    });
+  }
   try {
-    return encodeRecords(pack.body, pack.firstSeq, shared);
+    const records = encodeRecords(pack.body, pack.firstSeq, shared);
+    checkLastId(pack, idOf(records, pack.count - 1));
+    return records;
   } catch (err) {
     if (!isRemoteLogError(err, ErrorCodes.INVALID_ARGUMENT)) throw err;
     const at = firstUndecodable(pack.body);

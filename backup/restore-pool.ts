@@ -4,138 +4,202 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { RemoteLogError, type ErrorCode } from "../core/errors.js";
 import type { EncodedRecords } from "./log-file.js";
+import type { ReadPackHeader } from "./pack-format.js";
 import { layOutPack, wholeBuffer } from "./restore-layout.js";
 import type { LayoutRequest, LayoutResponse } from "./restore-worker.js";
 
-/** A pack to lay out: its bytes until they are sent or laid out, then its records (or its failure). */
-interface Layout {
+/** A pack of a restore, as its walk left it. */
+export interface PackToLayOut {
   address: Uint8Array;
-  /** Which worker lays it out, or -1 for the caller's thread. */
-  worker: number;
+  /** Its header as the walk read it: the pack read whole must have the same (layOutPack). */
+  header: ReadPackHeader;
+  /** Its bytes, when the walk read it whole; else they are read (read) when its turn nears. */
   bytes?: Uint8Array;
+  read: () => Promise<Uint8Array>;
+}
+
+/** A pack to lay out: its bytes (being read) until a thread claims it, then its records (or its failure). */
+interface Layout {
+  pack: PackToLayOut;
+  bytes?: Promise<Uint8Array>;
   records?: Promise<EncodedRecords>;
   done: boolean;
 }
 
+/** A restore thread: whether it has loaded its code, and how many packs it holds. */
+interface Thread {
+  worker: Worker;
+  ready: boolean;
+  holding: number;
+  /** Why it died, when it did. */
+  broken?: Error;
+}
+
+/**
+ * Packs a loaded thread holds at once: the one it lays out and the next. The caller's thread hands a
+ * pack over only between two of its own, so a thread that held one would wait idle for that. A
+ * thread still loading holds one, which it starts on as soon as it has loaded.
+ */
+const HELD_PER_THREAD = 2;
+
 /**
  * The threads a restore lays its packs out on (restore-worker.ts): a restore costs about 2.5 µs of CPU
  * a message (hashing, inflating, decoding, the id and CRC of each record), more than one thread can do
- * in half of restic's time. Packs are shared round the calling thread and one thread per other core,
- * the caller doing its share while it waits for a thread's. A thread costs ~55 ms of CPU to start
- * (loading its code), so there is none for the caller's own core, and none at all on one core or
- * without a compiled worker script (running from the TypeScript sources, as unit tests do).
+ * in half of restic's time. A thread costs ~55 ms of CPU to start (loading its code), so there is none
+ * for the caller's own core, and none at all on one core or without a compiled worker script (running
+ * from the TypeScript sources, as unit tests do).
+ *
+ * Packs are claimed in chain order, each by whichever thread is free first: the caller's, when it waits
+ * for a pack, or a thread that holds fewer than HELD_PER_THREAD. Dealt in turns instead, a thread's
+ * first packs waited for it to load (~85 ms of a 440 ms restore) while the caller, done with its own,
+ * waited for them. At most window packs from the one asked for are read, claimed or laid out, so a
+ * chain of any length is restored in bounded memory.
  */
 export class LayoutPool {
-  private readonly workers: Worker[] = [];
+  private readonly threads: Thread[] = [];
   private readonly waiting = new Map<number, { resolve: (records: EncodedRecords) => void; reject: (err: Error) => void }>();
   private readonly layouts: Layout[] = [];
+  /** The first pack no thread has claimed. */
+  private unclaimed = 0;
+  /** The pack the caller asks for now (records). */
+  private asked = 0;
   private nextId = 0;
-  private broken?: Error;
   private closed?: Promise<void>;
 
   private constructor(script: URL | undefined, threads: number) {
-    if (script) for (let i = 0; i < threads; i++) this.addWorker(script);
+    if (script) for (let i = 0; i < threads; i++) this.addThread(script);
   }
 
-  /** Starts the threads, which load their code while the caller reads the chain. */
+  /** Starts the threads, which load their code while the caller walks the chain. */
   static start(): LayoutPool {
     const script = new URL("./restore-worker.js", import.meta.url);
     const threads = availableParallelism() - 1;
     return new LayoutPool(threads >= 1 && existsSync(fileURLToPath(script)) ? script : undefined, threads);
   }
 
-  /** Packs laid out ahead of the one asked for, so that at most this many packs' records wait in memory. */
+  /** Packs from the one asked for that may be read, claimed or laid out: at most this many packs' bytes and records are held. */
   private get window(): number {
-    return 2 * (this.workers.length + 1);
+    return (HELD_PER_THREAD + 1) * (this.threads.length + 1);
+  }
+
+  /** Takes the chain's packs, in the order they will be asked for (records(0), records(1), …). Bytes may be moved to a thread. */
+  schedule(packs: PackToLayOut[]): void {
+    for (const pack of packs) this.layouts.push({ pack, done: false });
+    this.feed();
   }
 
   /**
-   * Takes the chain's packs, in the order they will be asked for (records(0), records(1), …), and
-   * shares them round the threads and this one. A lone pack stays here: a thread would only add its
-   * start-up. The bytes may be moved to a thread.
-   */
-  schedule(packs: { bytes: Uint8Array; address: Uint8Array }[]): void {
-    const lanes = packs.length > 1 ? this.workers.length + 1 : 1;
-    for (const { bytes, address } of packs) {
-      const lane = this.layouts.length % lanes;
-      const layout: Layout = { address, bytes, worker: lane === lanes - 1 ? -1 : lane, done: false };
-      this.layouts.push(layout);
-      // The first window's go to their threads at once; later ones as the caller asks (records).
-      if (layout.worker >= 0 && this.layouts.length <= this.window) this.send(layout);
-    }
-  }
-
-  /**
-   * Pack index's records, laid out by layOutPack; its DATA_LOSS when it fails. Ask in order. While a
-   * thread's pack is not ready, this thread lays out its own next ones (within the window).
+   * Pack index's records, laid out by layOutPack; its DATA_LOSS when it fails, or the failure to read
+   * it. Ask in order. While a thread's pack is not ready, this thread lays out the next unclaimed ones.
    */
   async records(index: number): Promise<EncodedRecords> {
-    const end = Math.min(this.layouts.length, index + this.window);
-    for (let i = index; i < end; i++) if (this.layouts[i].worker >= 0 && this.layouts[i].bytes) this.send(this.layouts[i]);
+    this.asked = index;
+    this.feed();
     const layout = this.layouts[index];
-    for (let own = index; !layout.done; ) {
-      while (own < end && (this.layouts[own].worker >= 0 || this.layouts[own].done)) own++;
-      if (own === end) break;
-      this.layOutHere(this.layouts[own]);
-      // Lets a thread's answer in before the next one of ours.
-      if (!layout.done) await new Promise((resolve) => setImmediate(resolve));
+    while (!layout.done && this.claimable()) {
+      await this.layOutHere(this.layouts[this.unclaimed++]);
+      // Lets the threads' messages in (loaded, a pack laid out), which hand them the next packs,
+      // before this thread claims another. Even after index's own layout: the caller's await of a
+      // done pack runs no event loop, and a thread that loaded meanwhile would be given nothing.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     const records = layout.records!;
-    this.layouts[index] = { address: layout.address, worker: layout.worker, done: true }; // its records are the caller's now
+    this.layouts[index] = { pack: layout.pack, done: true }; // its records are the caller's now
     return records;
   }
 
   /** Stops the threads; safe to call again (it returns the same promise). */
   close(): Promise<void> {
-    this.closed ??= Promise.all(this.workers.map((worker) => worker.terminate())).then(() => {});
+    this.closed ??= Promise.all(this.threads.map((thread) => thread.worker.terminate())).then(() => {});
     return this.closed;
   }
 
-  private layOutHere(layout: Layout): void {
+  private claimable(): boolean {
+    return this.unclaimed < this.layouts.length && this.unclaimed < this.asked + this.window;
+  }
+
+  /** Starts reading the packs of the window, and hands the next unclaimed ones to every thread that holds fewer than it may. */
+  private feed(): void {
+    for (let i = this.unclaimed; i < Math.min(this.layouts.length, this.asked + this.window); i++) this.bytesOf(this.layouts[i]);
+    for (const thread of this.threads) {
+      while (thread.holding < (thread.ready ? HELD_PER_THREAD : 1) && this.claimable()) this.send(thread, this.layouts[this.unclaimed++]);
+    }
+  }
+
+  /** A pack's bytes: the walk's, or read now (once). */
+  private bytesOf(layout: Layout): Promise<Uint8Array> {
+    if (!layout.bytes) {
+      const { pack } = layout;
+      layout.bytes = pack.bytes ? Promise.resolve(pack.bytes) : pack.read();
+      layout.bytes.catch(() => {}); // reported as the pack's records, when asked for
+      pack.bytes = undefined;
+    }
+    return layout.bytes;
+  }
+
+  private async layOutHere(layout: Layout): Promise<void> {
     try {
-      layout.records = Promise.resolve(layOutPack(layout.bytes!, layout.address));
+      const bytes = await this.bytesOf(layout);
+      layout.bytes = undefined;
+      layout.records = Promise.resolve(layOutPack(bytes, layout.pack.address, false, layout.pack.header));
     } catch (err) {
       layout.records = Promise.reject(err);
       layout.records.catch(() => {}); // awaited when asked for, or not at all when an older pack fails first
     }
-    layout.bytes = undefined;
     layout.done = true;
   }
 
-  private send(layout: Layout): void {
-    const bytes = wholeBuffer(layout.bytes!);
+  private send(thread: Thread, layout: Layout): void {
+    thread.holding++;
+    const sent = this.bytesOf(layout).then(
+      (bytes) =>
+        new Promise<EncodedRecords>((resolve, reject) => {
+          if (thread.broken) return reject(thread.broken); // it died while the pack was read
+          const whole = wholeBuffer(bytes);
+          const id = this.nextId++;
+          const request: LayoutRequest = { id, bytes: whole, address: layout.pack.address, header: layout.pack.header };
+          this.waiting.set(id, { resolve, reject });
+          thread.worker.postMessage(request, [whole.buffer as ArrayBuffer]);
+        }),
+      (err: unknown) => {
+        // Never sent: the thread holds one pack fewer.
+        thread.holding--;
+        this.feed();
+        throw err;
+      },
+    );
     layout.bytes = undefined;
-    const id = this.nextId++;
-    const request: LayoutRequest = { id, bytes, address: layout.address };
-    const sent = new Promise<EncodedRecords>((resolve, reject) => {
-      if (this.broken) return reject(this.broken);
-      this.waiting.set(id, { resolve, reject });
-      this.workers[layout.worker].postMessage(request, [bytes.buffer as ArrayBuffer]);
-    });
     layout.records = sent.finally(() => (layout.done = true));
     layout.records.catch(() => {}); // awaited when asked for, or not at all when an older pack fails first
   }
 
-  private addWorker(script: URL): void {
+  private addThread(script: URL): void {
     // Not the parent's node flags: some (--input-type, -e) are refused by workers or mean nothing to one.
-    const worker = new Worker(script, { execArgv: [] });
-    worker.on("message", (response: LayoutResponse) => {
-      const waiter = this.waiting.get(response.id);
-      this.waiting.delete(response.id);
-      if (!waiter) return;
-      if ("error" in response) {
-        const { code, text, details } = response.error;
-        waiter.reject(code ? new RemoteLogError(code as ErrorCode, text, { details }) : RemoteLogError.internal(`restore thread: ${text}`));
-      } else waiter.resolve({ bytes: response.bytes, ids: response.ids });
+    const thread: Thread = { worker: new Worker(script, { execArgv: [] }), ready: false, holding: 0 };
+    thread.worker.on("message", (response: LayoutResponse) => {
+      if ("ready" in response) thread.ready = true;
+      else {
+        thread.holding--;
+        const waiter = this.waiting.get(response.id);
+        this.waiting.delete(response.id);
+        if ("error" in response) {
+          const { code, text, details } = response.error;
+          waiter?.reject(code ? new RemoteLogError(code as ErrorCode, text, { details }) : RemoteLogError.internal(`restore thread: ${text}`));
+        } else waiter?.resolve({ bytes: response.bytes, ids: response.ids });
+      }
+      this.feed();
     });
-    // A thread that dies takes its packs with it: every open request fails, and so does the restore.
+    // A thread that dies fails every pack a thread holds, and so the restore; it is given no more.
     const fail = (err: Error) => {
-      this.broken ??= RemoteLogError.internal(`a restore thread failed: ${err.message}`, err);
-      for (const waiter of this.waiting.values()) waiter.reject(this.broken);
+      const broken = RemoteLogError.internal(`a restore thread failed: ${err.message}`, err);
+      thread.broken ??= broken;
+      thread.ready = false;
+      thread.holding = Number.POSITIVE_INFINITY;
+      for (const waiter of this.waiting.values()) waiter.reject(broken);
       this.waiting.clear();
     };
-    worker.on("error", fail);
-    worker.on("exit", (code) => code !== 0 && fail(new Error(`it exited with ${code}`)));
-    this.workers.push(worker);
+    thread.worker.on("error", fail);
+    thread.worker.on("exit", (code) => code !== 0 && fail(new Error(`it exited with ${code}`)));
+    this.threads.push(thread);
   }
 }

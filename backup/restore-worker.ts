@@ -5,15 +5,19 @@
  */
 import { parentPort } from "node:worker_threads";
 import { isRemoteLogError } from "../core/errors.js";
+import type { ReadPackHeader } from "./pack-format.js";
 import { layOutPack } from "./restore-layout.js";
 
 export interface LayoutRequest {
   id: number;
   bytes: Uint8Array;
   address: Uint8Array;
+  /** The pack's header as the restore's walk read it. */
+  header: ReadPackHeader;
 }
 
 export type LayoutResponse =
+  | { ready: true }
   | { id: number; bytes: Uint8Array; ids: Uint8Array }
   | { id: number; error: { code?: string; text: string; details?: Record<string, unknown> } };
 
@@ -23,7 +27,7 @@ parentPort?.on("message", (request: LayoutRequest) => {
     // Shared with the restoring thread, not moved: moving (detaching) an ArrayBuffer throws away every
     // optimised function of this thread that reads typed arrays (V8's detaching protector), and the
     // first pack's answer did just that to the layout loop, compiled again on the core it shares.
-    const records = layOutPack(request.bytes, request.address, true);
+    const records = layOutPack(request.bytes, request.address, true, request.header);
     response = { id: request.id, bytes: records.bytes, ids: records.ids };
     parentPort!.postMessage(response);
     return;
@@ -34,3 +38,6 @@ parentPort?.on("message", (request: LayoutRequest) => {
   }
   parentPort!.postMessage(response);
 });
+
+// Loaded: from now on a pack sent here is laid out at once, not queued behind the loading.
+parentPort?.postMessage({ ready: true } satisfies LayoutResponse);

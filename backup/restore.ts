@@ -5,9 +5,8 @@ import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js"
 import { addressText } from "../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeKilledSiblings, userPathError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
-import { idOf, LogFileWriter } from "./log-file.js";
-import { checkLastId, decodePackHeader, type ReadPackHeader } from "./pack-format.js";
-import { walkChain } from "./pack-chain.js";
+import { LogFileWriter } from "./log-file.js";
+import { fetchPack, walkChain, type WalkedPack } from "./pack-chain.js";
 import { LayoutPool } from "./restore-pool.js";
 import { inPackFile, type PackStore } from "./pack-store.js";
 import { silentProgress, type Progress } from "./progress.js";
@@ -34,13 +33,17 @@ export interface RestoreSummary {
   ms: number;
 }
 
+/** The most messages a restore makes room for at first in its duplicate check (~80 MB). */
+const MAX_EXPECTED_MESSAGES = 2 << 20;
+
 /**
  * Rebuilds a local log from a pack chain. The chain's shape is read first (every pack's header and
- * link); then each pack is checked whole (its CID, header and body; every message decodes) and laid
- * out as log records, shared between this thread and one per other core (restore-pool.ts). The log is
+ * link; from a directory, only each pack's first bytes); then each pack is read whole, checked (its
+ * CID, header and body; every message decodes) and laid out as log records, shared between this
+ * thread and one per other core (restore-pool.ts), a few packs at a time. The log is
  * written beside the target, in `<to>.restoring-<pid>-<random>` (backup/log-file.ts; those of killed
  * restores into the same target are removed first, removeKilledSiblings), a pack at a time, oldest
- * first, each checked as it goes (every id is new, and a pack's last id is its header's last_id).
+ * first, each checked as it goes (every id is new; a pack's last id is its header's last_id, where it is laid out).
  * Only a log that passed all of it is moved into the target, so a corrupt or incomplete backup never
  * touches it. A target directory that holds anything is refused with CONFLICT unless force, which
  * moves it aside whole (moveAside) once the new log is built, and restores into a fresh one. The log
@@ -56,15 +59,17 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
   let replaced: string | undefined;
-  let packs: (ReadPackHeader & { bytes?: Uint8Array })[];
+  let packs: WalkedPack[];
   try {
-    packs = await walkChain(options.store, options.head, (bytes, address) => ({ ...decodePackHeader(bytes, address), bytes }), progress);
-    // Oldest first, as they are written; a pack's bytes go to its thread, or wait for this one.
-    pool.schedule(packs.map((pack) => ({ bytes: pack.bytes!, address: pack.address })));
+    packs = await walkChain(options.store, options.head, progress);
+    // Oldest first, as they are written; each is read whole (where the walk read only its header)
+    // as its turn nears, and laid out on a thread or this one.
+    pool.schedule(packs.map(({ bytes, ...header }) => ({ address: header.address, header, bytes, read: () => fetchPack(options.store, header.address) })));
     for (const pack of packs) pack.bytes = undefined;
-    // Sized by the headers, which are not checked yet: bounded by the bytes read, in case they lie.
+    // Sized by the headers, which are not checked yet, and the packs' sizes (their files', which a
+    // sparse file can make anything), so bounded too: the duplicate check grows past it as needed.
     const packBytes = packs.reduce((sum, pack) => sum + pack.size, 0);
-    const log = await LogFileWriter.create(building, Math.min(packs[packs.length - 1].lastSeq + 1, Math.ceil(packBytes / 16)));
+    const log = await LogFileWriter.create(building, Math.min(packs[packs.length - 1].lastSeq + 1, Math.ceil(packBytes / 16), MAX_EXPECTED_MESSAGES));
     try {
       progress.start("messages", packs[packs.length - 1].lastSeq + 1);
       for (const [i, pack] of packs.entries()) {
@@ -76,7 +81,6 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
             if (isRemoteLogError(err, ErrorCodes.CONFLICT)) throw RemoteLogError.dataLoss(`pack ${addressText(pack.address)}: ${err.message}`, err, { address: addressText(pack.address) });
             throw err;
           }
-          checkLastId(pack, idOf(records, records.ids.length / 32 - 1));
         } catch (err) {
           throw inPackFile(options.store, pack.address, err);
         }

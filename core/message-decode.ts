@@ -147,34 +147,51 @@ export function repeatedBytesSpans(bytes: Uint8Array, tag: number, max = 0xfffff
     const key = readSmallVarint(bytes, pos, end);
     const number = Math.floor(key / 8);
     if (key < 0 || number === field || number === 0 || number > 0x1fffffff) return undefined;
-    pos = readTo;
-    switch (key % 8) {
-      case 0: {
-        // A varint of up to 10 bytes.
-        let n = 0;
-        while (pos < end && bytes[pos] & 0x80 && n < 9) pos++, n++;
-        if (pos >= end || bytes[pos] & 0x80) return undefined;
-        pos++;
-        break;
-      }
-      case 1:
-        pos += 8;
-        break;
-      case 2: {
-        const length = readLength(bytes, pos, end);
-        if (length < 0) return undefined;
-        pos = readTo + length;
-        break;
-      }
-      case 5:
-        pos += 4;
-        break;
-      default:
-        return undefined;
-    }
-    if (pos > end) return undefined;
+    pos = skipValue(bytes, readTo, end, key % 8);
+    if (pos < 0) return undefined;
   }
   return Uint32Array.from(spans);
+}
+
+/**
+ * Where the first top-level field numbered from or more starts in bytes, the first bytes of an encoded
+ * message: every field before it lies whole in bytes. -1 when bytes end before one starts, or are not
+ * protobuf. A restore reads a pack's header from its first bytes this way (backup/pack-format.ts
+ * decodePackHeaderStart), the body (fields 15 and 16) coming after it.
+ */
+export function fieldsEndBefore(bytes: Uint8Array, from: number): number {
+  const end = bytes.length;
+  let pos = 0;
+  while (pos < end) {
+    const key = readSmallVarint(bytes, pos, end);
+    if (key < 8) return -1;
+    if (Math.floor(key / 8) >= from) return pos;
+    pos = skipValue(bytes, readTo, end, key % 8);
+    if (pos < 0) return -1;
+  }
+  return -1;
+}
+
+/** Where a field's value of wireType that starts at pos ends, or -1 when it runs past end or is a group. */
+function skipValue(bytes: Uint8Array, pos: number, end: number, wireType: number): number {
+  switch (wireType) {
+    case 0: {
+      // A varint of up to 10 bytes.
+      let n = 0;
+      while (pos < end && bytes[pos] & 0x80 && n < 9) pos++, n++;
+      return pos >= end || bytes[pos] & 0x80 ? -1 : pos + 1;
+    }
+    case 1:
+      return pos + 8 > end ? -1 : pos + 8;
+    case 2: {
+      const length = readLength(bytes, pos, end);
+      return length < 0 ? -1 : readTo + length;
+    }
+    case 5:
+      return pos + 4 > end ? -1 : pos + 4;
+    default:
+      return -1;
+  }
 }
 
 /**

@@ -305,6 +305,78 @@ describe("backup - local log to a directory", () => {
   });
 });
 
+describe("restore - a long chain", () => {
+  it("reads each pack whole only a few packs ahead of the one it writes, where it read every pack of the chain before writing any", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "alice");
+    const messages = await writeLog(log, 4000, { bodySize: 200 });
+    const backup = await runCli(["backup", "--from", log, "--to", join(dir, "packs"), "--pack-size", "32KiB", "--json"]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const packs = json(backup.stdout).packs as number;
+    expect(packs).toBeGreaterThan(20);
+
+    // The directory's packs as they are, with the whole reads counted against the packs written so far.
+    let wholeReads = 0;
+    let packsWritten = 0;
+    let mostAhead = 0;
+    let phase = "";
+    class CountingStore extends DirPackStore {
+      override async get(address: Uint8Array): Promise<Uint8Array | undefined> {
+        wholeReads++;
+        mostAhead = Math.max(mostAhead, wholeReads - packsWritten);
+        return super.get(address);
+      }
+    }
+    const progress = {
+      start: (label: string) => (phase = label),
+      advance: () => void (phase === "messages" && packsWritten++),
+      stop: () => {},
+    };
+    const store = new CountingStore(join(dir, "packs"));
+    const summary = await runRestore({ store, head: (await store.readHead())!.pack, to: join(dir, "restored"), progress });
+    expect(summary).toMatchObject({ messages: 4000, packs });
+    expect(await readLog(join(dir, "restored"))).toEqual(messages);
+    // Each pack is read whole once, as its turn nears (the walk reads the packs' first bytes). This
+    // process lays the packs out alone (no compiled thread script under the tests): the window is 3.
+    expect(wholeReads).toBe(packs);
+    expect(mostAhead).toBeLessThanOrEqual(3);
+  });
+
+  it("takes the header a pack ends with when a field comes again after its body, and refuses a pack whose link does so (DATA_LOSS)", async () => {
+    const dir = await tempDir();
+    const group = new TextEncoder().encode("restore-test");
+    const messages = Array.from({ length: 100 }, (_, seq) => encodeMessage(newMessage(group, BigInt(seq), randomBytes(64))));
+    const lastIdOf = (run: Uint8Array[]) => messageId(decodeMessage(run[run.length - 1]));
+    // Two packs; the second with bytes appended after its body: a field again (protobuf keeps the last).
+    const chain = async (name: string, header: { lastId: Uint8Array; previous?: Uint8Array }, after: (older: Uint8Array) => Uint8Array) => {
+      const store = new DirPackStore(join(dir, name));
+      const older = encodePack({ logName: "log", firstSeq: 0, lastSeq: 49, count: 50, previous: new Uint8Array(0), lastId: lastIdOf(messages.slice(0, 50)) }, messages.slice(0, 50));
+      const plain = encodePack({ logName: "log", firstSeq: 50, lastSeq: 99, count: 50, previous: header.previous ?? older.address, lastId: header.lastId }, messages.slice(50));
+      const bytes = Buffer.concat([plain.bytes, after(older.address)]);
+      const newer = { address: addressOf(bytes), bytes: new Uint8Array(bytes) };
+      await store.put([older, newer]);
+      await store.writeHead({ pack: newer.address }, undefined);
+      return { from: store.dir, newer: addressText(newer.address) };
+    };
+    const field = (tag: number, value: Uint8Array) => Uint8Array.of(tag, value.length, ...value);
+
+    // last_id (field 9) wrong before the body and right after it: the pack's last_id is the right one.
+    const lastIdAfter = await chain("last-id-after", { lastId: new Uint8Array(32).fill(7) }, () => field(0x4a, lastIdOf(messages.slice(50))));
+    const restored = await runCli(["restore", "--from", lastIdAfter.from, "--to", join(dir, "restored")]);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await readLog(join(dir, "restored"))).toEqual(messages);
+    expect((await runCli(["verify", "--from", lastIdAfter.from])).code).toBe(0);
+
+    // previous (field 7) again after the body, naming another pack: the chain its first bytes gave is not the pack's.
+    const elsewhere = addressOf(randomBytes(10));
+    const linkAfter = await chain("link-after", { lastId: lastIdOf(messages.slice(50)) }, () => field(0x3a, elsewhere));
+    const refused = await runCli(["restore", "--from", linkAfter.from, "--to", join(dir, "refused")]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`DATA_LOSS: pack ${linkAfter.newer} read whole does not say what its first bytes said of its place in the chain`);
+    await expect(readdir(join(dir, "refused"))).rejects.toThrow();
+  });
+});
+
 describe("restore - packs that hash right but hold bad messages", () => {
   it("refuses each, naming the pack and the seq, whichever thread laid the pack out, and leaves no log", async () => {
     const dir = await tempDir();
