@@ -45,6 +45,12 @@ export interface ManyReceiverEvents {
    * they are only polled until a later try is taken. Said once a stream.
    */
   watchRefused?(names: number, error: RemoteLogError): void;
+  /**
+   * With follow: the NS stopped watching name on its stream, to make room for another client
+   * address's watches, so it is polled until a stream watching it again is granted. Said for the
+   * first name let go on each stream (more may follow).
+   */
+  watchLetGo?(name: string): void;
 }
 
 export interface ManyRunOptions {
@@ -178,6 +184,9 @@ export class ManyReceiver {
     for (let i = 0; i < this.names.length; i += WATCH_NAMES_PER_STREAM) chunks.push(this.names.slice(i, i + WATCH_NAMES_PER_STREAM));
     await Promise.all(
       chunks.map(async (names) => {
+        // Names the NS let go of on the open stream (to make room for another address's watches):
+        // polled, as refused names are, until a stream that watches them again is granted.
+        const letGo = new Set<string>();
         for (let attempt = 1, reopened = false, refused = false, refusalSaid = false, unpushed = false; !signal.aborted; reopened = true) {
           try {
             const notes = watchNames(names, signal)[Symbol.asyncIterator]();
@@ -189,13 +198,20 @@ export class ManyReceiver {
             const first = notes.next();
             if (reopened && !refused) wakeAll(names);
             refused = false;
-            for (let note = await first; !note.done; note = await notes.next()) {
+            for (let note = await first, granted = false; !note.done; note = await notes.next()) {
               attempt = 1;
-              if (unpushed) {
+              // A stream is granted: it watches every one of names, those refused or let go before too.
+              if (!granted) {
+                granted = true;
+                if (unpushed || letGo.size > 0) pushed(names, true);
                 unpushed = false;
-                pushed(names, true);
+                letGo.clear();
               }
-              wake(note.value.name);
+              if (note.value.letGo) {
+                if (letGo.size === 0) events.watchLetGo?.(note.value.name);
+                letGo.add(note.value.name);
+                pushed([note.value.name], false);
+              } else wake(note.value.name);
             }
           } catch (err) {
             if (err instanceof WatchUnsupportedError) return unsupported();

@@ -331,11 +331,12 @@ export class Remote implements LogRemote, NameLister {
 
   /**
    * Notes of updates to any of names (remotelog.v1.NameWatchService), from now until signal aborts;
-   * WatchUnsupportedError from an NS without the service.
+   * WatchUnsupportedError from an NS without the service. A note with letGo says the NS no longer
+   * watches that name on this stream (it made room for another client address's watches).
    */
-  async *watchNames(names: string[], signal: AbortSignal): AsyncGenerator<{ name: string; version: bigint }> {
+  async *watchNames(names: string[], signal: AbortSignal): AsyncGenerator<{ name: string; version: bigint; letGo: boolean }> {
     try {
-      for await (const note of this.nameWatch.watchMany({ names }, { signal })) yield { name: note.name, version: note.version };
+      for await (const note of this.nameWatch.watchMany({ names }, { signal })) yield { name: note.name, version: note.version, letGo: note.letGo };
     } catch (err) {
       if (signal.aborted) return;
       if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);

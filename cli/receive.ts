@@ -218,6 +218,7 @@ async function receiveMany(names: string[], flags: ReceiveFlags, remote: ReadRem
         recovered: (name) => say(`name ${JSON.stringify(name)} reads again`),
         missing: (name) => say(`name ${JSON.stringify(name)} has no remote log yet; waiting for it`),
         watchRefused: (count, error) => say(`the NS refused to push updates of ${count} names (${error.message}); they are polled instead, and the watch asked for again now and then`),
+        watchLetGo: (name) => say(`the NS stopped pushing updates of name ${JSON.stringify(name)}, and maybe of more names, to make room for other clients' watches; they are polled instead`),
       },
     },
   );

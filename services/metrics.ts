@@ -29,7 +29,7 @@ function processMetrics(): Registry {
  * - `remotelog_blocks_stored`, `remotelog_block_bytes_stored`: the CAS's blocks and their total size, when its store tells;
  * - `remotelog_names`: names the NS holds, when its store tells;
  * - `remotelog_limit_hits_total{limit}`: refusals by a limit, named as its serve flag ("max-connections");
- * - `remotelog_watches_evicted_total`: watches ended to give another client address its share of a full --max-watches;
+ * - `remotelog_watches_evicted_total`: watches let go (a WatchMany's names, or whole streams) to give another client address its share of a full --max-watches;
  * - and prom-client's default process metrics (`process_*`, `nodejs_*`).
  */
 export class ServerMetrics {
@@ -55,7 +55,7 @@ export class ServerMetrics {
   });
   private readonly evictedWatches = new Counter({
     name: "remotelog_watches_evicted_total",
-    help: "Watched names ended to give another client address its share of a full --max-watches (each ended stream is also a max-watches limit hit).",
+    help: "Watched names let go to give another client address its share of a full --max-watches: names a WatchMany let go of and went on without, and the names of streams ended (each ended stream is also a max-watches limit hit).",
     registers: [this.registry],
   });
 

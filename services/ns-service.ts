@@ -175,7 +175,9 @@ export class NsService implements ServiceImpl<typeof NS> {
   /**
    * remotelog.v1.NameWatchService.WatchMany: a note for each update of any of the names, the newest
    * version per name when several come before the client takes them. Each name counts as a watcher,
-   * and the stream is refused or ended (evicted) as a Watch stream is, for all its names at once.
+   * and the stream is refused as a Watch stream is, for all its names at once. Made to give way to
+   * another address's watches (Watchers.makeRoom), it lets go of as many of its names as it must, a
+   * let_go note each, and goes on with the rest; it ends (evicted) only when it must give them all.
    */
   async *watchMany(request: WatchManyRequest, context?: HandlerContext): AsyncGenerator<WatchManyResponse> {
     if (request.names.length > this.limits.maxWatchNames) {
@@ -188,6 +190,7 @@ export class NsService implements ServiceImpl<typeof NS> {
     request.names.forEach((name) => checkName(name, this.limits.maxNameBytes));
     const signal = this.streamSignal(context);
     const pending = new Map<string, bigint>();
+    const letGo: string[] = [];
     let wake: (() => void) | undefined;
     const onAbort = () => wake?.();
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -195,7 +198,10 @@ export class NsService implements ServiceImpl<typeof NS> {
     try {
       const names = new Set(request.names);
       // All or none: a stream that would pass a limit halfway is refused before it watches anything.
-      const held = (holding = this.watchers.admit(peer, names.size, () => wake?.()));
+      const held = (holding = this.watchers.admit(peer, names.size, () => wake?.(), (gone) => {
+        letGo.push(...gone);
+        wake?.();
+      }));
       for (const name of names) {
         held.listen(name, (entry) => {
           if ((pending.get(name) ?? 0n) < entry.version) pending.set(name, entry.version);
@@ -203,12 +209,14 @@ export class NsService implements ServiceImpl<typeof NS> {
         });
       }
       for (;;) {
-        while (pending.size === 0 && !signal?.aborted && !held.evicted) await new Promise<void>((resolve) => (wake = resolve));
+        while (pending.size === 0 && letGo.length === 0 && !signal?.aborted && !held.evicted) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
         if (signal?.aborted) return;
         const notes = [...pending];
         pending.clear();
         for (const [name, version] of notes) yield create(WatchManyResponseSchema, { name, version });
+        // After the notes of names updated before they were let go.
+        for (const name of letGo.splice(0)) yield create(WatchManyResponseSchema, { name, letGo: true });
         // Notes that came before the eviction are sent first.
         if (held.evicted) throw held.evicted;
       }
@@ -251,10 +259,16 @@ interface Holding {
   readonly evicted: RemoteLogError | undefined;
 }
 
-/** A holding as its address's bookkeeping sees it, for Watchers.makeRoom to end. */
+/** A holding as its address's bookkeeping sees it, for Watchers.makeRoom to take watches from. */
 interface Held {
+  /** The watches it holds now. */
   readonly size: number;
-  evict(reason: RemoteLogError): void;
+  /**
+   * Gives up n of its watches and returns how many it gave: a stream that can let go of some names
+   * (a WatchMany) gives exactly n when it holds more; otherwise the stream ends (evicted: reason),
+   * giving all it held.
+   */
+  give(n: number, reason: RemoteLogError): number;
 }
 
 /** The watches of one client address: how many, and the streams that hold them. */
@@ -285,10 +299,12 @@ class Watchers {
 
   /**
    * Counts n watches for a new stream of peer's, after making room for them (makeRoom). onEvict is
-   * called if the NS later ends them for another address's: holding.evicted then says why.
-   * Throws TOO_LARGE naming the limit that n more watches from peer would pass; nothing is ended then.
+   * called if the NS later ends them for another address's: holding.evicted then says why. With
+   * onLetGo, the stream may instead be made to let go of some of its names (those it listened to),
+   * which onLetGo is given once their watches are given back. Throws TOO_LARGE naming the limit that
+   * n more watches from peer would pass; nothing is ended then.
    */
-  admit(peer: Peer, n: number, onEvict: () => void): Holding {
+  admit(peer: Peer, n: number, onEvict: () => void, onLetGo?: (names: string[]) => void): Holding {
     const { maxWatchesPerAddress, maxWatchesPerConnection } = this.limits;
     const onConnection = this.byConnection.get(peer.connection) ?? 0;
     if (onConnection + n > maxWatchesPerConnection) {
@@ -312,40 +328,61 @@ class Watchers {
     this.count += n;
     address.count += n;
     this.byConnection.set(peer.connection, onConnection + n);
-    const stops: (() => void)[] = [];
+    // Each name's listener's stop, in the order listened to.
+    const stops = new Map<string, () => void>();
+    let size = n;
     let released = false;
     let evicted: RemoteLogError | undefined;
+    const giveBack = (watches: number) => {
+      this.count -= watches;
+      address.count -= watches;
+      this.byConnection.set(peer.connection, (this.byConnection.get(peer.connection) ?? watches) - watches);
+    };
     const release = () => {
       if (released) return;
       released = true;
-      for (const stop of stops) stop();
-      this.count -= n;
-      address.count -= n;
+      for (const stop of stops.values()) stop();
+      giveBack(size);
       address.streams.delete(held);
       // An address's entry goes with its last stream, so one released later never finds a newer entry.
       if (address.streams.size === 0) this.byAddress.delete(peer.address);
-      this.byConnection.set(peer.connection, (this.byConnection.get(peer.connection) ?? n) - n);
     };
     const held: Held = {
-      size: n,
-      evict: (reason) => {
-        if (released) return;
-        evicted = reason;
-        release();
-        onEvict();
+      get size() {
+        return size;
+      },
+      give: (watches, reason) => {
+        if (released) return 0;
+        if (!onLetGo || watches >= size) {
+          const all = size;
+          evicted = reason;
+          release();
+          onEvict();
+          return all;
+        }
+        // The names listened to last go first.
+        const names = [...stops.keys()].slice(-watches);
+        for (const name of names) {
+          stops.get(name)!();
+          stops.delete(name);
+        }
+        size -= watches;
+        giveBack(watches);
+        onLetGo(names);
+        return watches;
       },
     };
     address.streams.add(held);
     return {
       listen: (name, listener) => {
-        if (released) return;
+        if (released || stops.has(name)) return;
         let listeners = this.byName.get(name);
         if (!listeners) this.byName.set(name, (listeners = new Set()));
         const set = listeners;
-        // A function of its own, so that one listener given for two names is two listens.
+        // A function of its own, so that one listener given for two streams' names is two listens.
         const own = (entry: NameEntry) => listener(entry);
         set.add(own);
-        stops.push(() => {
+        stops.set(name, () => {
           set.delete(own);
           if (set.size === 0 && this.byName.get(name) === set) this.byName.delete(name);
         });
@@ -363,7 +400,8 @@ class Watchers {
    * A full budget is shared rather than first come, first served: room is taken from the addresses
    * that hold more than address would hold after this request, always from the largest, as if one
    * watch at a time were taken from whichever holds the most, and never below what address would then
-   * hold (counted in watches: streams end whole, see streamsToEnd). Taking no more than that is what
+   * hold. An address gives from its largest streams first: a WatchMany lets go of just the names it
+   * must and goes on, a Watch stream (one name) ends. Taking no more than that is what
    * keeps it stable: the address that gave way, asking again, would hold more than the one it gave way
    * to, and is refused rather than taking the room back. With k addresses asking, each so ends with
    * about maxWatches/k, and a stranger's many addresses each keep no more than the next client asks
@@ -404,10 +442,12 @@ class Watchers {
     );
     let evicted = 0;
     larger.slice(0, top).forEach((watches, i) => {
-      const give = watches.count - level - (i >= top - excess ? 1 : 0);
-      for (const stream of streamsToEnd([...watches.streams], give)) {
-        evicted += stream.size;
-        stream.evict(reason);
+      let give = watches.count - level - (i >= top - excess ? 1 : 0);
+      for (const stream of [...watches.streams].sort((a, b) => b.size - a.size)) {
+        if (give <= 0) break;
+        const given = stream.give(Math.min(give, stream.size), reason);
+        evicted += given;
+        give -= given;
       }
     });
     this.onEvicted?.(evicted);
@@ -453,27 +493,3 @@ class Watchers {
   }
 }
 
-/**
- * The streams of one address to end so that it gives at least `give` watches: one stream when one is
- * big enough (the smallest such), else the biggest, and again. A stream ends whole, a WatchMany with
- * all its names: its client cannot be told that only some of them stopped, and when the stream ends it
- * asks again and polls meanwhile. So an address whose streams are big may give more than its share;
- * it is the one holding the most, and ending the fewest streams keeps that rare.
- */
-function streamsToEnd(streams: Held[], give: number): Held[] {
-  const ended: Held[] = [];
-  streams.sort((a, b) => a.size - b.size);
-  while (give > 0 && streams.length > 0) {
-    let low = 0;
-    let high = streams.length;
-    while (low < high) {
-      const middle = (low + high) >> 1;
-      if (streams[middle].size >= give) high = middle;
-      else low = middle + 1;
-    }
-    const [stream] = low < streams.length ? streams.splice(low, 1) : streams.splice(-1, 1);
-    ended.push(stream);
-    give -= stream.size;
-  }
-  return ended;
-}

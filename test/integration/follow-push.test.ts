@@ -113,6 +113,43 @@ describe("follow - pushed heads", () => {
     await stop(first, "SIGTERM");
   }, 40_000);
 
+  it("a follower of many names, made to give one watch way to a stranger's, is still pushed the others' updates, and says which name it polls", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-watches", "4"]);
+    const names = ["n0", "n1", "n2", "n3"];
+    const send = (name: string, batch: string) => runCli(["send", "--unsigned", "--name", name, "--server", server.url, "--data", join(dir, `alice-${name}`)], { stdin: batch });
+    for (const name of names) expect((await send(name, lines(1, `${name}-first`))).code).toBe(0);
+    // One WatchMany of the four names: the whole budget. A poll a minute: only pushes deliver in time.
+    const follower = spawnCli(["receive", "--unsigned", "--follow", "--interval", "60000", ...names.flatMap((name) => ["--name", name]), "--server", server.url, "--state", join(dir, "bob")]);
+    const seen: string[] = [];
+    createInterface({ input: follower.stdout! }).on("line", (line) => seen.push(bodyText(JSON.parse(line))));
+    let stderr = "";
+    follower.stderr!.on("data", (chunk) => (stderr += chunk));
+    await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(4);
+    // Pushed: the follower's stream is open and watching.
+    expect((await send("n0", lines(1, "n0-pushed"))).code).toBe(0);
+    await expect.poll(() => seen.includes("n0-pushed 0"), { timeout: 10_000 }).toBe(true);
+
+    // A stranger, from another loopback address, watches one name: the follower gives one of its four way.
+    const stranger = createClient(NS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", nodeOptions: { localAddress: "127.0.0.2", agent: false } as http.RequestOptions }));
+    const leave = new AbortController();
+    await stranger.update({ name: "s", content: new TextEncoder().encode("x") });
+    const watching = (async () => {
+      for await (const _ of stranger.watch({ name: "s" }, { signal: leave.signal })) void _;
+    })().catch(() => {});
+    try {
+      await expect.poll(() => stderr, { timeout: 10_000 }).toMatch(/remotelog receive: the NS stopped pushing updates of name "n3", and maybe of more names, to make room for other clients' watches; they are polled instead/);
+      // Before, the follower's stream ended whole, and none of the four was pushed any more.
+      for (const name of ["n0", "n1", "n2"]) expect((await send(name, lines(1, `${name}-kept`))).code).toBe(0);
+      await expect.poll(() => seen.filter((line) => line.endsWith("-kept 0")).sort(), { timeout: 10_000 }).toEqual(["n0-kept 0", "n1-kept 0", "n2-kept 0"]);
+      expect(stderr).not.toMatch(/refused to push/);
+      await stop(follower, "SIGTERM");
+    } finally {
+      leave.abort();
+      await watching;
+    }
+  }, 40_000);
+
   it("a stranger holding all of --max-watches gives one way: an honest follower is let in and delivers by push", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory", "--max-watches", "6"]);

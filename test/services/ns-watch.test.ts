@@ -146,10 +146,13 @@ describe("ns watch - a full --max-watches is shared among client addresses", () 
   /** One WatchMany stream from an address: the notes it got, and how it ended. */
   function watchManyFrom(from: string, names: string[]) {
     const stop = new AbortController();
-    const stream = { notes: [] as string[], done: false, error: undefined as ConnectError | undefined, stop: () => stop.abort() };
+    const stream = { notes: [] as string[], letGo: [] as string[], done: false, error: undefined as ConnectError | undefined, stop: () => stop.abort() };
     void (async () => {
       try {
-        for await (const note of createClient(NameWatchService, transportFrom(from)).watchMany({ names }, { signal: stop.signal })) stream.notes.push(note.name);
+        for await (const note of createClient(NameWatchService, transportFrom(from)).watchMany({ names }, { signal: stop.signal })) {
+          if (note.letGo) stream.letGo.push(note.name);
+          else stream.notes.push(note.name);
+        }
       } catch (err) {
         stream.error = ConnectError.from(err);
       } finally {
@@ -279,26 +282,53 @@ describe("ns watch - a full --max-watches is shared among client addresses", () 
     for (const stream of [...stranger, many]) stream.stop();
   });
 
-  it("the WatchMany stream of the largest holder ends whole, all its names, and its client may ask again for what fits", async () => {
+  it("the WatchMany stream of the largest holder lets go of just the names it must give, says which, and goes on pushing the rest", async () => {
     const { publish } = await start(6);
     await publish("h0");
     const stranger = watchManyFrom(STRANGER, names("s", 6));
     expect(await letIn(stranger, publish, "s0")).toBe(true);
     const [honest] = await watchAll(HONEST, ["h0"]);
+    // Before, the stream ended whole (RESOURCE_EXHAUSTED), all six names, for the honest address's one.
+    await expect.poll(() => stranger.letGo, { timeout: 5_000 }).toEqual(["s5"]);
+    expect(stranger.done).toBe(false);
+    expect(await evicted()).toBe(1);
+    expect(await maxWatchesHits()).toBe(0);
+    // The names it kept are still pushed; the one let go is not.
+    stranger.notes.length = 0;
+    for (const name of ["s5", "s1", "s4"]) await publish(name);
+    await expect.poll(() => [...stranger.notes].sort(), { timeout: 5_000 }).toEqual(["s1", "s4"]);
+    // A second honest address takes one more from it, its largest holder; each of the three then holds no more than it.
+    const [third] = await watchAll(THIRD, ["h0"]);
+    await expect.poll(() => stranger.letGo, { timeout: 5_000 }).toEqual(["s5", "s4"]);
+    expect(stranger.done).toBe(false);
+    // Asked for again, the names let go are refused: the stranger would hold more than the others.
+    const again = watchManyFrom(STRANGER, ["s4", "s5"]);
+    await expect.poll(() => again.done, { timeout: 5_000 }).toBe(true);
+    expect(isMaxWatchesRefusal(again.error)).toBe(true);
+    expect([honest.done, third.done]).toEqual([false, false]);
+    for (const stream of [honest, third, stranger]) stream.stop();
+  });
+
+  it("a WatchMany that must give all its names ends whole, as a refused watch does", async () => {
+    const { publish } = await start(3);
+    for (const name of ["h0", "h1"]) await publish(name);
+    const stranger = watchManyFrom(STRANGER, names("s", 2));
+    expect(await letIn(stranger, publish, "s0")).toBe(true);
+    const small = watchManyFrom(STRANGER, ["t0"]);
+    expect(await letIn(small, publish, "t0")).toBe(true);
+    // An honest address's one: the stranger (3) gives one from its largest stream, which goes on with s0.
+    const [honest] = await watchAll(HONEST, ["h0"]);
+    await expect.poll(() => stranger.letGo, { timeout: 5_000 }).toEqual(["s1"]);
+    expect(stranger.done).toBe(false);
+    // A third address's one: the stranger (2, the only larger holder) gives one more, a stream's last name: it ends.
+    const [third] = await watchAll(THIRD, ["h1"]);
     await expect.poll(() => stranger.done, { timeout: 5_000 }).toBe(true);
     expect(isMaxWatchesRefusal(stranger.error)).toBe(true);
     expect(stranger.error!.rawMessage).toMatch(/let go to make room/);
-    expect(await evicted()).toBe(6);
-    // Asked again whole, it is refused: it would hold 6, the honest address 1.
-    const again = watchManyFrom(STRANGER, names("s", 6));
-    await expect.poll(() => again.done, { timeout: 5_000 }).toBe(true);
-    expect(isMaxWatchesRefusal(again.error)).toBe(true);
-    // What is left fits without taking anything.
-    const fewer = watchManyFrom(STRANGER, names("s", 5));
-    expect(await letIn(fewer, publish, "s1")).toBe(true);
-    expect(honest.done).toBe(false);
-    expect(await evicted()).toBe(6);
-    for (const stream of [honest, fewer]) stream.stop();
+    expect(small.done).toBe(false);
+    expect(await evicted()).toBe(2);
+    expect(await maxWatchesHits()).toBe(1);
+    for (const stream of [stranger, small, honest, third]) stream.stop();
   });
 
   it("counts stay exact through evictions and closes: afterwards one address gets the whole budget, and not one more", async () => {

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/names.proto.
  */
 export const file_remotelog_v1_names: GenFile = /*@__PURE__*/
-  fileDesc("ChhyZW1vdGVsb2cvdjEvbmFtZXMucHJvdG8SDHJlbW90ZWxvZy52MSIhChBXYXRjaE1hbnlSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIjIKEVdhdGNoTWFueVJlc3BvbnNlEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBCIwChBMaXN0TmFtZXNSZXF1ZXN0Eg0KBWFmdGVyGAEgASgJEg0KBWxpbWl0GAIgASgNIn0KEUxpc3ROYW1lc1Jlc3BvbnNlEjMKBW5hbWVzGAEgAygLMiQucmVtb3RlbG9nLnYxLkxpc3ROYW1lc1Jlc3BvbnNlLk5hbWUSDAoEbmV4dBgCIAEoCRolCgROYW1lEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBDJiChBOYW1lV2F0Y2hTZXJ2aWNlEk4KCVdhdGNoTWFueRIeLnJlbW90ZWxvZy52MS5XYXRjaE1hbnlSZXF1ZXN0Gh8ucmVtb3RlbG9nLnYxLldhdGNoTWFueVJlc3BvbnNlMAEyXwoPTmFtZUxpc3RTZXJ2aWNlEkwKCUxpc3ROYW1lcxIeLnJlbW90ZWxvZy52MS5MaXN0TmFtZXNSZXF1ZXN0Gh8ucmVtb3RlbG9nLnYxLkxpc3ROYW1lc1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChhyZW1vdGVsb2cvdjEvbmFtZXMucHJvdG8SDHJlbW90ZWxvZy52MSIhChBXYXRjaE1hbnlSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIkIKEVdhdGNoTWFueVJlc3BvbnNlEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBBIOCgZsZXRfZ28YAyABKAgiMAoQTGlzdE5hbWVzUmVxdWVzdBINCgVhZnRlchgBIAEoCRINCgVsaW1pdBgCIAEoDSJ9ChFMaXN0TmFtZXNSZXNwb25zZRIzCgVuYW1lcxgBIAMoCzIkLnJlbW90ZWxvZy52MS5MaXN0TmFtZXNSZXNwb25zZS5OYW1lEgwKBG5leHQYAiABKAkaJQoETmFtZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAQyYgoQTmFtZVdhdGNoU2VydmljZRJOCglXYXRjaE1hbnkSHi5yZW1vdGVsb2cudjEuV2F0Y2hNYW55UmVxdWVzdBofLnJlbW90ZWxvZy52MS5XYXRjaE1hbnlSZXNwb25zZTABMl8KD05hbWVMaXN0U2VydmljZRJMCglMaXN0TmFtZXMSHi5yZW1vdGVsb2cudjEuTGlzdE5hbWVzUmVxdWVzdBofLnJlbW90ZWxvZy52MS5MaXN0TmFtZXNSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message remotelog.v1.WatchManyRequest
@@ -47,6 +47,16 @@ export type WatchManyResponse = Message<"remotelog.v1.WatchManyResponse"> & {
    * @generated from field: uint64 version = 2;
    */
   version: bigint;
+
+  /**
+   * Set when the NS stops watching this name on this stream, to make room for another client
+   * address's watches (the server-wide budget is shared among addresses): no more notes come for it
+   * here, while the stream goes on for its other names. version is 0 then. The client polls the name.
+   * A stream that has to give up all of its names ends instead (RESOURCE_EXHAUSTED).
+   *
+   * @generated from field: bool let_go = 3;
+   */
+  letGo: boolean;
 };
 
 /**
