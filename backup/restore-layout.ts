@@ -9,10 +9,11 @@ import { checkLastId, decodePackRun, sameShape, type ReadPackHeader } from "./pa
  * Runs on a restore thread (restore-worker.ts) or, without one, on the caller's. DATA_LOSS naming the
  * pack (details: address), and the seq of a message that does not decode (details: seq). shared: as
  * encodeRecords. walked: the header the restore's walk read (from the pack's first bytes), whose
- * chain shape the pack's own must be: the chain was walked by it. The last message's id must be the
- * header's last_id (checkLastId).
+ * address bytes must hash to and whose chain shape the pack's own must be: the chain was walked by
+ * it. The last message's id must be the header's last_id (checkLastId).
  */
-export function layOutPack(bytes: Uint8Array, address: Uint8Array, shared: boolean, walked: ReadPackHeader): EncodedRecords {
+export function layOutPack(bytes: Uint8Array, walked: ReadPackHeader, shared: boolean): EncodedRecords {
+  const { address } = walked;
   const pack = decodePackRun(bytes, address);
   if (!sameShape(pack, walked)) {
     throw RemoteLogError.dataLoss(`pack ${addressText(address)} read whole does not say what its first bytes said of its place in the chain (was it replaced during the restore?)`, undefined, {

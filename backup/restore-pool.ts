@@ -10,12 +10,10 @@ import type { LayoutRequest, LayoutResponse } from "./restore-worker.js";
 
 /** A pack of a restore, as its walk left it. */
 export interface PackToLayOut {
-  address: Uint8Array;
-  /** Its header as the walk read it: the pack read whole must have the same (layOutPack). */
+  /** Its header (and address) as the walk read it: the pack read whole must agree (layOutPack). */
   header: ReadPackHeader;
-  /** Its bytes, when the walk read it whole; else they are read (read) when its turn nears. */
+  /** Its bytes, when the walk read it whole; else they are read (start's read) when its turn nears. */
   bytes?: Uint8Array;
-  read: () => Promise<Uint8Array>;
 }
 
 /** A pack to lay out: its bytes (being read) until a thread claims it, then its records (or its failure). */
@@ -66,15 +64,22 @@ export class LayoutPool {
   private nextId = 0;
   private closed?: Promise<void>;
 
-  private constructor(script: URL | undefined, threads: number) {
+  private constructor(
+    private readonly read: (address: Uint8Array) => Promise<Uint8Array>,
+    script: URL | undefined,
+    threads: number,
+  ) {
     if (script) for (let i = 0; i < threads; i++) this.addThread(script);
   }
 
-  /** Starts the threads, which load their code while the caller walks the chain. */
-  static start(): LayoutPool {
+  /**
+   * Starts the threads, which load their code while the caller walks the chain. read: a pack's bytes,
+   * for a pack scheduled without them.
+   */
+  static start(read: (address: Uint8Array) => Promise<Uint8Array>): LayoutPool {
     const script = new URL("./restore-worker.js", import.meta.url);
     const threads = availableParallelism() - 1;
-    return new LayoutPool(threads >= 1 && existsSync(fileURLToPath(script)) ? script : undefined, threads);
+    return new LayoutPool(read, threads >= 1 && existsSync(fileURLToPath(script)) ? script : undefined, threads);
   }
 
   /** Packs from the one asked for that may be read, claimed or laid out: at most this many packs' bytes and records are held. */
@@ -122,7 +127,7 @@ export class LayoutPool {
   private feed(): void {
     for (let i = this.unclaimed; i < Math.min(this.layouts.length, this.asked + this.window); i++) this.bytesOf(this.layouts[i]);
     for (const thread of this.threads) {
-      while (thread.holding < (thread.ready ? HELD_PER_THREAD : 1) && this.claimable()) this.send(thread, this.layouts[this.unclaimed++]);
+      while (!thread.broken && thread.holding < (thread.ready ? HELD_PER_THREAD : 1) && this.claimable()) this.send(thread, this.layouts[this.unclaimed++]);
     }
   }
 
@@ -130,7 +135,7 @@ export class LayoutPool {
   private bytesOf(layout: Layout): Promise<Uint8Array> {
     if (!layout.bytes) {
       const { pack } = layout;
-      layout.bytes = pack.bytes ? Promise.resolve(pack.bytes) : pack.read();
+      layout.bytes = pack.bytes ? Promise.resolve(pack.bytes) : this.read(pack.header.address);
       layout.bytes.catch(() => {}); // reported as the pack's records, when asked for
       pack.bytes = undefined;
     }
@@ -141,7 +146,7 @@ export class LayoutPool {
     try {
       const bytes = await this.bytesOf(layout);
       layout.bytes = undefined;
-      layout.records = Promise.resolve(layOutPack(bytes, layout.pack.address, false, layout.pack.header));
+      layout.records = Promise.resolve(layOutPack(bytes, layout.pack.header, false));
     } catch (err) {
       layout.records = Promise.reject(err);
       layout.records.catch(() => {}); // awaited when asked for, or not at all when an older pack fails first
@@ -157,7 +162,7 @@ export class LayoutPool {
           if (thread.broken) return reject(thread.broken); // it died while the pack was read
           const whole = wholeBuffer(bytes);
           const id = this.nextId++;
-          const request: LayoutRequest = { id, bytes: whole, address: layout.pack.address, header: layout.pack.header };
+          const request: LayoutRequest = { id, bytes: whole, header: layout.pack.header };
           this.waiting.set(id, { resolve, reject });
           thread.worker.postMessage(request, [whole.buffer as ArrayBuffer]);
         }),
@@ -193,8 +198,6 @@ export class LayoutPool {
     const fail = (err: Error) => {
       const broken = RemoteLogError.internal(`a restore thread failed: ${err.message}`, err);
       thread.broken ??= broken;
-      thread.ready = false;
-      thread.holding = Number.POSITIVE_INFINITY;
       for (const waiter of this.waiting.values()) waiter.reject(broken);
       this.waiting.clear();
     };

@@ -11,8 +11,7 @@ import { layOutPack } from "./restore-layout.js";
 export interface LayoutRequest {
   id: number;
   bytes: Uint8Array;
-  address: Uint8Array;
-  /** The pack's header as the restore's walk read it. */
+  /** The pack's header as the restore's walk read it (its address too). */
   header: ReadPackHeader;
 }
 
@@ -27,7 +26,7 @@ parentPort?.on("message", (request: LayoutRequest) => {
     // Shared with the restoring thread, not moved: moving (detaching) an ArrayBuffer throws away every
     // optimised function of this thread that reads typed arrays (V8's detaching protector), and the
     // first pack's answer did just that to the layout loop, compiled again on the core it shares.
-    const records = layOutPack(request.bytes, request.address, true, request.header);
+    const records = layOutPack(request.bytes, request.header, true);
     response = { id: request.id, bytes: records.bytes, ids: records.ids };
     parentPort!.postMessage(response);
     return;

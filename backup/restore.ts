@@ -55,7 +55,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const progress = options.progress ?? silentProgress;
   await checkTarget(options.to, options.force ?? false);
   await removeKilledSiblings(options.to, ".restoring-");
-  const pool = LayoutPool.start();
+  const pool = LayoutPool.start((address) => fetchPack(options.store, address));
   const building = `${options.to.replace(/\/+$/, "")}.restoring-${process.pid}-${randomBytes(4).toString("hex")}`;
   let bytes = 0;
   let replaced: string | undefined;
@@ -64,7 +64,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     packs = await walkChain(options.store, options.head, progress);
     // Oldest first, as they are written; each is read whole (where the walk read only its header)
     // as its turn nears, and laid out on a thread or this one.
-    pool.schedule(packs.map(({ bytes, ...header }) => ({ address: header.address, header, bytes, read: () => fetchPack(options.store, header.address) })));
+    pool.schedule(packs.map(({ bytes, ...header }) => ({ header, bytes })));
     for (const pack of packs) pack.bytes = undefined;
     // Sized by the headers, which are not checked yet, and the packs' sizes (their files', which a
     // sparse file can make anything), so bounded too: the duplicate check grows past it as needed.
