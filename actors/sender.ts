@@ -109,7 +109,9 @@ export interface PublishResult {
   lostRaces: number;
   /**
    * Messages published before that the name had lost, published again (among added): the NS held an
-   * older state of this log, as a server restored from an older copy does.
+   * older state of this log, as a server restored from an older copy does, or another writer's update
+   * replaced them (two devices straight to one Kubo node, where an update is conditional within one
+   * process only).
    */
   resent: number;
 }
@@ -590,14 +592,17 @@ export class Sender {
       // remembered, and other writers' messages. With no mark, the whole chain.
       const walk = await this.reader.walk(head, { stopAtId: mark.delivered > 0 ? mark.lastId : undefined });
       if (mark.delivered > 0 && !walk.reachedStop) {
-        const held = this.ownPrefix(walk.pairs);
-        if (held !== undefined && held > 0 && held < mark.delivered) {
-          // The NS holds an older state of this very log (a server restored from an older copy): what
-          // it lost goes out again, from the mark moved back to what it holds. An empty head is no
-          // state of it: someone put it there, and it stays CONFLICT.
-          await this.published.save(this.name, { delivered: held, lastId: walk.pairs[held - 1].localHash, sequence: mark.sequence });
+        const held = this.ownHeld(walk.pairs);
+        if (held !== undefined && held.count < mark.delivered) {
+          // The chain holds an older state of this very log: a server restored from an older copy, or
+          // another writer of the name (this author's other device) whose update replaced this sender's
+          // last ones (an NS without conditional updates across processes: two devices straight to one
+          // Kubo node). What it lost goes out again, on top of what it holds now, from the mark moved
+          // back. A chain with none of this log's messages (an empty head, another log) is no state of
+          // it: someone put it there, and it stays CONFLICT.
+          await this.published.save(this.name, { delivered: held.count, lastId: held.lastId, sequence: mark.sequence });
           const again = await this.publishOnce(lostRaces, end);
-          return again instanceof RemoteLogError ? again : { ...again, resent: again.resent + mark.delivered - held };
+          return again instanceof RemoteLogError ? again : { ...again, resent: again.resent + mark.delivered - held.count };
         }
         throw RemoteLogError.conflict(
           `name ${JSON.stringify(this.name)} no longer holds message ${toHex(mark.lastId)}, the last this sender published: its log was replaced`,
@@ -838,13 +843,21 @@ export class Sender {
   }
 
   /**
-   * How many messages pairs (a whole chain, oldest first) hold when they are exactly this log's first
-   * ones, seq for seq (tombstones included); undefined when the chain holds anything else (another
-   * writer's message, a gap, another order).
+   * How many of this log's messages pairs (a whole chain, oldest first) hold, and the id of the last,
+   * when those are its first ones, in order (tombstones included), among any number of other writers'
+   * messages; undefined when the chain holds none of them, or one after a gap or out of order.
    */
-  private ownPrefix(pairs: RemoteLog_Pair[]): number | undefined {
-    for (let seq = 0; seq < pairs.length; seq++) if (this.log.seqOf(pairs[seq].localHash) !== seq) return undefined;
-    return pairs.length;
+  private ownHeld(pairs: RemoteLog_Pair[]): { count: number; lastId: Uint8Array } | undefined {
+    let count = 0;
+    let lastId: Uint8Array | undefined;
+    for (const pair of pairs) {
+      const seq = this.log.seqOf(pair.localHash);
+      if (seq === undefined) continue;
+      if (seq !== count) return undefined;
+      count++;
+      lastId = pair.localHash;
+    }
+    return lastId && { count, lastId };
   }
 }
 

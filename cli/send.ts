@@ -128,7 +128,7 @@ export function command(io: Io) {
           if (result.resent > 0) {
             resent += result.resent;
             // Not an error (the sender heals it), but an operator should hear that a server lost acknowledged messages.
-            io.stderr.write(`remotelog send: ${JSON.stringify(name)} on the server had lost ${result.resent} messages published before (restored from an older copy?); they were published again, from the local log: redact again any you had redacted since\n`);
+            io.stderr.write(`remotelog send: ${JSON.stringify(name)} on the server had lost ${result.resent} messages published before (restored from an older copy, or another device's update replaced them?); they were published again, from the local log: redact again any you had redacted since\n`);
           }
           progress.published = result.published;
           return result;

@@ -193,6 +193,28 @@ describe("actors - sender and receiver over the in-memory transport", () => {
     await expect(sender.publish()).rejects.toThrowError(/CONFLICT: name "r" no longer holds message [0-9a-f]{64}, the last this sender published/);
   });
 
+  it("publishes again, on top, what another writer's update replaced (two devices straight to one Kubo node), losing nothing", async () => {
+    const w = world();
+    const alice = new Sender({ published: new MemoryCheckpointStore(), name: "t", log: new MemoryLocalLog(), remote: w.remote() });
+    const bob = new Sender({ published: new MemoryCheckpointStore(), name: "t", log: new MemoryLocalLog(), remote: w.remote() });
+    await alice.append(bodies(3, "a"), GROUP, 1n);
+    await alice.publish();
+    await bob.append(bodies(2, "b"), GROUP, 2n);
+    await bob.publish();
+    const before = (await w.names.get("t"))!;
+    await alice.append(bodies(2, "a-lost"), GROUP, 3n);
+    expect(await alice.publish()).toMatchObject({ published: 5, added: 2 });
+    // Bob's device updates the name from the head it read before alice's update: hers is gone.
+    await w.names.put("t", before.content);
+    await bob.append(bodies(1, "b-late"), GROUP, 4n);
+    await bob.publish();
+    await alice.append(bodies(1, "a-late"), GROUP, 5n);
+    expect(await alice.publish()).toMatchObject({ published: 6, added: 3, resent: 2, foreign: 3 });
+    const got = await receiveAll(new Receiver({ name: "t", remote: w.remote(), checkpoints: new MemoryCheckpointStore() }));
+    const text = (d: Delivery) => new TextDecoder().decode(d.message!.body);
+    expect(got.map(text)).toEqual(["a0", "a1", "a2", "b0", "b1", "b-late0", "a-lost0", "a-lost1", "a-late0"]);
+  });
+
   it("skips a message whose id is already in the log", async () => {
     const w = world();
     const sender = new Sender({ published: new MemoryCheckpointStore(), name: "d", log: new MemoryLocalLog(), remote: w.remote() });

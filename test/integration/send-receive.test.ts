@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { Remote } from "../../actors/remote.js";
 import { cleanup, lines, parseJsonl, runCli, skewedClock, spawnCli, startServer, stop, tempDir, bodyBytes, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
@@ -210,6 +211,34 @@ describe("send and receive - end to end through real processes", () => {
     expect(more.code, more.stderr).toBe(0);
     expect(JSON.parse(more.stdout)).toMatchObject({ published: 15, resent: 0 });
     expect(parseJsonl((await receive(server.url)).stdout)).toHaveLength(2);
+  });
+
+  it("two devices on one name: a send whose update the other device's stale one replaced is published again by the next, and a reader gets every message", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const send = (device: string, stdin: string) => runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", join(dir, device), "--json"], { stdin });
+    expect((await send("phone", lines(3, "phone"))).code).toBe(0);
+    expect((await send("laptop", lines(2, "laptop"))).code).toBe(0);
+    // What the laptop read before the phone's next update, and then put back with an update of its own:
+    // an NS whose conditional updates hold within one process only (two devices straight to one Kubo node).
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const stale = (await remote.fetchName("n"))!;
+      const lost = await send("phone", lines(2, "lost"));
+      expect(JSON.parse(lost.stdout)).toMatchObject({ published: 5 });
+      await remote.updateName("n", stale.content, (await remote.fetchName("n"))!.version);
+    } finally {
+      remote.close();
+    }
+    expect((await send("laptop", lines(1, "late"))).code).toBe(0);
+    // Before, every send of the phone's from here on was CONFLICT ("its log was replaced").
+    const healed = await send("phone", lines(1, "after"));
+    expect(healed.code, healed.stderr).toBe(0);
+    expect(healed.stderr).toMatch(/had lost 2 messages published before .*another device's update replaced them.*published again/);
+    expect(JSON.parse(healed.stdout)).toMatchObject({ published: 6, resent: 2 });
+    const read = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", join(dir, "reader")]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(bodies(parseJsonl<Delivered>(read.stdout))).toEqual([...lines(3, "phone"), ...lines(2, "laptop"), ...lines(1, "late"), ...lines(2, "lost"), ...lines(1, "after")].join("").trim().split("\n"));
   });
 
   it("a server restored from a copy taken before a renewal holds every message under an older record: the next send signs the head again, above the one readers saw", async () => {
