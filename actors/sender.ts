@@ -413,7 +413,9 @@ export class Sender {
    * when a service cannot be reached, ABORTED after losing maxAttempts races in a row to other writers,
    * PERMISSION_DENIED when the NS refuses the update or the current head is signed by another key or
    * does not verify, CONFLICT when the name no longer holds the last message this sender published
-   * (its log was replaced), DATA_LOSS when the local log lost messages it had published, TOO_LARGE for
+   * and holds none of this log's first messages either (its log was replaced: a chain that holds an
+   * older state of this log, among other writers' messages or not, gets the rest again, counted in
+   * resent), DATA_LOSS when the local log lost messages it had published, TOO_LARGE for
    * a planned page or head over the CAS's block limit (before any page is stored; another pageSize or
    * embed lays out others), or for a message over it (details: seq, limit, value) that was appended
    * before the limit was known (opened offline, limitAssumed) or lowered (a server restarted with a
