@@ -126,6 +126,12 @@ export class KuboApi {
       // block or record: the node lost something it holds, and saying NOT_FOUND would hide that.
       if (/no such file or directory|input\/output error|read-only file system|no space left on device/i.test(message)) return RemoteLogError.internal(`${where}: the node's disk failed: ${message}`, err);
       if (/not found|could not find|no such (block|key|record|link|name)|not pinned/i.test(message)) return RemoteLogError.notFound(`${where}: ${message}`);
+      // A routing put of a record no better than the one the node holds (Kubo's offline router, and its
+      // DHT, say so in these words): another writer of the name got there first. A conditional update
+      // that lost, to be tried again on the new head, not a failure of the node.
+      if (/can't replace a newer (record with an older one|value with an older value)/i.test(message)) {
+        return RemoteLogError.aborted(`${where}: the node holds a newer record of the name, put by another writer meanwhile (${message})`);
+      }
       if (status === 502 || status === 503 || status === 504 || status === 429) return RemoteLogError.unavailable(`${where}: HTTP ${status} ${message}`, err);
       if (status === 400) return RemoteLogError.invalidArgument(`${where}: ${message}`, err);
       if (status === 404 || status === 405) {

@@ -8,6 +8,9 @@ import { KuboContentStore } from "../../stores/kubo/content-store.js";
 import { IpnsNameStore } from "../../stores/ipns/name-store.js";
 import { KuboApi } from "../../stores/kubo/kubo-api.js";
 import { KuboRemote } from "../../actors/kubo-remote.js";
+import { Sender } from "../../actors/sender.js";
+import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
+import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { create as createMessage } from "@bufbuild/protobuf";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { encodePage } from "../../core/page.js";
@@ -326,6 +329,50 @@ describe("ipns name store - against a real IPFS RPC API", () => {
       expect(pins).toHaveLength(1);
     } finally {
       await store.close();
+    }
+  });
+
+  it.each(["can't replace a newer record with an older one", "can't replace a newer value with an older value"])(
+    "a routing put the node refuses, as Kubo does a record no newer than the one it holds (%s), is ABORTED: a race lost to another writer, not INTERNAL",
+    async (refusal) => {
+      // Kubo's offline router and its DHT refuse so; js-ipfs keeps either record silently.
+      const proxy = await startProxy(ipfsNode().url, {
+        answer: (command) => (command === "routing/put" ? { status: 500, body: JSON.stringify({ Message: refusal, Code: 0, Type: "error" }) } : undefined),
+      });
+      const store = await IpnsNameStore.open({ url: proxy.url, retryForMs: 0 });
+      try {
+        const key = await generateNameKey();
+        const page = text(`refused head ${Math.random()}`);
+        const err = await failure(store.put(keyName(key), page, { record: await createNameRecord(key, page, 1n), version: 1n }), "ABORTED");
+        expect(err.message).toContain("another writer");
+        expect(err.message).toContain(refusal);
+      } finally {
+        await store.close();
+        await proxy.close();
+      }
+    },
+  );
+
+  it("a send straight to the node whose name updates it refuses so (another device's record went in first) retries each on the name's head, and publishes", async () => {
+    // Three refusals: as many as the API client's own tries of one command, which took them for the
+    // node failing and gave up INTERNAL.
+    let puts = 0;
+    const proxy = await startProxy(ipfsNode().url, {
+      answer: (command) =>
+        command === "routing/put" && puts++ < 3
+          ? { status: 500, body: JSON.stringify({ Message: "can't replace a newer record with an older one", Code: 0, Type: "error" }) }
+          : undefined,
+    });
+    const remote = new KuboRemote({ kuboApi: proxy.url });
+    try {
+      const key = await generateNameKey();
+      const sender = new Sender({ published: new MemoryCheckpointStore(), name: keyName(key), key, log: new MemoryLocalLog(), remote });
+      await sender.append([text("one"), text("two")], text("g"), 1n);
+      expect(await sender.publish()).toMatchObject({ published: 2, lostRaces: 3 });
+      expect(puts).toBe(4);
+    } finally {
+      remote.close();
+      await proxy.close();
     }
   });
 
