@@ -131,7 +131,7 @@ export class Remote implements LogRemote, NameLister {
   }
 
   private transport(baseUrl: string, options: TransportOptions): Transport {
-    const opened = openTransport(baseUrl, { token: options.token, ca: options.ca, idleTimeoutMs: options.idleTimeoutMs });
+    const opened = openTransport(baseUrl, { token: options.token, ca: options.ca, idleTimeoutMs: options.idleTimeoutMs, readMaxBytes: options.readMaxBytes });
     this.opened.push(opened);
     return opened.transport;
   }
@@ -198,6 +198,29 @@ export class Remote implements LogRemote, NameLister {
     return this.fetchBlocks(addresses, true, call);
   }
 
+  /**
+   * getBlocksAllowingMissing of addresses' first blocks only, as many as come within maxBytes (and the
+   * first whatever its size; LogReadRemote.getBlocksWithin): one GetMany after another, each asking for
+   * no more than the budget has left (max_bytes). A server older than max_bytes answers up to its own
+   * cap, which is then what the budget may be overrun by.
+   */
+  async getBlocksWithin(addresses: Uint8Array[], maxBytes: number, call?: CallOptions): Promise<(Uint8Array | undefined)[]> {
+    const blocks: (Uint8Array | undefined)[] = [];
+    let spent = 0;
+    try {
+      while (blocks.length < addresses.length && spent < maxBytes) {
+        const answered = await this.getManyPrefix(addresses.slice(blocks.length, blocks.length + this.batchBlocks), true, call, BigInt(Math.ceil(maxBytes - spent)));
+        for (const block of answered) {
+          blocks.push(block);
+          spent += block?.length ?? 0;
+        }
+      }
+      return blocks;
+    } catch (err) {
+      throw fromConnectError(err, `CAS ${this.casUrl} GetMany`);
+    }
+  }
+
   private async fetchBlocks(addresses: Uint8Array[], allowMissing: boolean, call?: CallOptions): Promise<(Uint8Array | undefined)[]> {
     const batches: Uint8Array[][] = [];
     for (let i = 0; i < addresses.length; i += this.batchBlocks) batches.push(addresses.slice(i, i + this.batchBlocks));
@@ -205,21 +228,7 @@ export class Remote implements LogRemote, NameLister {
       const blocks: (Uint8Array | undefined)[] = [];
       try {
         while (blocks.length < ids.length) {
-          const asked = ids.length - blocks.length;
-          const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true, allowMissing }, "ids", blocks.length === 0 ? ids : ids.slice(blocks.length)), call);
-          // An answer is the first blocks asked for, at least one (else we would ask forever) and no more
-          // than asked: a block too many would shift every later block, and every later batch, onto the
-          // wrong address, and the hash check would then blame an intact block of another batch.
-          if (response.blocks.length === 0 || response.blocks.length > asked) {
-            throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${asked} blocks returned ${response.blocks.length === 0 ? "none" : response.blocks.length}`);
-          }
-          const from = blocks.length;
-          for (const block of response.blocks) blocks.push(block);
-          // Indexes into this call's ids; a missing block's slot holds empty bytes, which a stored empty block also is.
-          for (const index of response.missing) {
-            if (index >= response.blocks.length) throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${asked} blocks named block ${index} missing of ${response.blocks.length} returned`);
-            blocks[from + index] = undefined;
-          }
+          for (const block of await this.getManyPrefix(blocks.length === 0 ? ids : ids.slice(blocks.length), allowMissing, call)) blocks.push(block);
         }
         return blocks;
       } catch (err) {
@@ -227,6 +236,24 @@ export class Remote implements LogRemote, NameLister {
       }
     });
     return results.flat();
+  }
+
+  /** One GetMany with partial_ok: the blocks of the first ids, at least one, undefined for each the CAS lacks (with allowMissing). */
+  private async getManyPrefix(ids: Uint8Array[], allowMissing: boolean, call?: CallOptions, maxBytes = 0n): Promise<(Uint8Array | undefined)[]> {
+    const response = await this.blocks.getMany(this.withBytes(GetManyRequestSchema, { partialOk: true, allowMissing, maxBytes }, "ids", ids), call);
+    // An answer is the first blocks asked for, at least one (else we would ask forever) and no more
+    // than asked: a block too many would shift every later block, and every later batch, onto the
+    // wrong address, and the hash check would then blame an intact block of another batch.
+    if (response.blocks.length === 0 || response.blocks.length > ids.length) {
+      throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${ids.length} blocks returned ${response.blocks.length === 0 ? "none" : response.blocks.length}`);
+    }
+    const blocks: (Uint8Array | undefined)[] = response.blocks;
+    // Indexes into this call's ids; a missing block's slot holds empty bytes, which a stored empty block also is.
+    for (const index of response.missing) {
+      if (index >= response.blocks.length) throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${ids.length} blocks named block ${index} missing of ${response.blocks.length} returned`);
+      blocks[index] = undefined;
+    }
+    return blocks;
   }
 
   /**
@@ -301,6 +328,7 @@ export class Remote implements LogRemote, NameLister {
       getBlock: (address) => run((call) => this.getBlock(address, call)),
       getBlocks: (addresses) => run((call) => this.getBlocks(addresses, call)),
       getBlocksAllowingMissing: (addresses) => run((call) => this.getBlocksAllowingMissing(addresses, call)),
+      getBlocksWithin: (addresses, maxBytes) => run((call) => this.getBlocksWithin(addresses, maxBytes, call)),
       getPagesWithLinked: (addresses, fromSeqid, maxLinkedBytes) => run((call) => this.getPagesWithLinked(addresses, fromSeqid, maxLinkedBytes, call)),
       roundTripMs: () => this.roundTripMs(),
     };

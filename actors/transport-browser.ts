@@ -7,7 +7,7 @@ import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { RemoteLogError } from "../core/errors.js";
 import { concatBytes } from "../core/bytes.js";
-import { UNARY_IDLE_MS } from "../core/retry.js";
+import { READ_MAX_BYTES, UNARY_IDLE_MS } from "../core/retry.js";
 import { bearer } from "./connect-auth.js";
 
 export interface TransportOptions {
@@ -17,6 +17,11 @@ export interface TransportOptions {
   ca?: unknown;
   /** How long a unary call may go without a byte of its answer before it fails UNAVAILABLE (core/retry.ts UNARY_IDLE_MS). */
   idleTimeoutMs?: number;
+  /**
+   * The largest unary answer a call takes (core/retry.ts READ_MAX_BYTES), as Node's transport: a
+   * larger one fails RESOURCE_EXHAUSTED as soon as it is known to be, and is read no further.
+   */
+  readMaxBytes?: number;
 }
 
 /** A transport, and how to release what it holds (nothing: fetch keeps no connection of ours). */
@@ -45,7 +50,7 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
   const transport = createConnectTransport({
     baseUrl,
     useBinaryFormat: true,
-    fetch: withIdleLimit(options.idleTimeoutMs ?? UNARY_IDLE_MS),
+    fetch: withIdleLimit(options.idleTimeoutMs ?? UNARY_IDLE_MS, options.readMaxBytes ?? READ_MAX_BYTES),
     interceptors: options.token === undefined ? [] : [bearer(options.token)],
   });
   return { transport, close: () => {}, ...(new URL(baseUrl).protocol === "http:" ? { maxStreams: HTTP1_MAX_STREAMS } : {}) };
@@ -57,7 +62,7 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
  * has no deadline of its own, so a wedged server or a dead connection held sync() and send() forever.
  * A streaming answer (a Watch) may be quiet for hours: only its headers are waited for so.
  */
-function withIdleLimit(idleMs: number): typeof fetch {
+function withIdleLimit(idleMs: number, readMaxBytes: number): typeof fetch {
   return async (input, init) => {
     const controller = new AbortController();
     const callerSignal = init?.signal ?? undefined;
@@ -86,6 +91,14 @@ function withIdleLimit(idleMs: number): typeof fetch {
       done();
       return response;
     }
+    // connect-web reads a unary answer whole, however large (it has no readMaxBytes): bounded here.
+    const tooLarge = (length: number | string) => new ConnectError(`${String(input)}: an answer of ${length} bytes is larger than the ${readMaxBytes} this client takes (readMaxBytes)`, Code.ResourceExhausted);
+    const announced = Number(response.headers.get("content-length") ?? 0);
+    if (announced > readMaxBytes) {
+      done();
+      void response.body.cancel().catch(() => undefined);
+      throw tooLarge(announced);
+    }
     arm();
     // The body read chunk by chunk (fetchOrUnavailable's, which fails UNAVAILABLE when it breaks off),
     // each chunk re-arming the limit: an answer that keeps coming is never cut.
@@ -101,6 +114,10 @@ function withIdleLimit(idleMs: number): typeof fetch {
             if (ended) break;
             chunks.push(value);
             length += value.length;
+            if (length > readMaxBytes) {
+              void reader.cancel().catch(() => undefined);
+              throw tooLarge(`more than ${readMaxBytes}`);
+            }
             arm();
           }
         } finally {

@@ -7,11 +7,10 @@ import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type * as http2 from "node:http2";
 import { CONNECTION_WINDOW, STREAM_WINDOW } from "../core/http2-windows.js";
+import { READ_MAX_BYTES } from "../core/retry.js";
 import { bearer } from "./connect-auth.js";
 import { withDirectUnary } from "./h2-unary.js";
 
-/** The largest answer a call takes. */
-const READ_MAX_BYTES = 256 << 20;
 
 export interface TransportOptions {
   /** A bearer token sent with every call (serve --write-token-file, --admin-token-file). */
@@ -20,6 +19,8 @@ export interface TransportOptions {
   ca?: Buffer | string;
   /** How long a unary call may go without a byte of its answer before it fails UNAVAILABLE (core/retry.ts UNARY_IDLE_MS). */
   idleTimeoutMs?: number;
+  /** The largest answer a call takes (core/retry.ts READ_MAX_BYTES); a larger one fails RESOURCE_EXHAUSTED. */
+  readMaxBytes?: number;
 }
 
 /** A transport, and how to release what it holds (its connection). */
@@ -97,6 +98,7 @@ export const KEEPALIVE_MS = 15_000;
 export const KEEPALIVE_TIMEOUT_MS = 10_000;
 
 export function openTransport(baseUrl: string, options: TransportOptions): OpenTransport {
+  const readMaxBytes = options.readMaxBytes ?? READ_MAX_BYTES;
   const session = new WideWindowSessionManager(
     baseUrl,
     // A connection a stream waits on is asked whether it is still there when nothing has come for
@@ -111,11 +113,11 @@ export function openTransport(baseUrl: string, options: TransportOptions): OpenT
     baseUrl,
     httpVersion: "2",
     sessionManager: session,
-    readMaxBytes: READ_MAX_BYTES,
+    readMaxBytes,
     acceptCompression: [],
     interceptors: options.token === undefined ? [] : [bearer(options.token)],
   });
   // Unary calls on the same connection, without connect-node's per-call machinery (actors/h2-unary.ts).
-  const transport = withDirectUnary(streaming, { baseUrl, session, token: options.token, readMaxBytes: READ_MAX_BYTES, idleTimeoutMs: options.idleTimeoutMs });
+  const transport = withDirectUnary(streaming, { baseUrl, session, token: options.token, readMaxBytes, idleTimeoutMs: options.idleTimeoutMs });
   return { transport, close: () => session.close(), roundTripMs: () => session.roundTripMs() };
 }

@@ -4,7 +4,7 @@ import { chainPages, collectPages, walkChain, DEFAULT_MAX_PAGES, type ChainPage,
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "./errors.js";
 import { DistinctAddresses } from "./distinct-addresses.js";
 import { addressOf, addressText, decodeMessage, equalBytes, toHex } from "./hash.js";
-import type { LogReadRemote, NameHead, PagesWithLinked } from "./log-remote.js";
+import { blocksWithin, type LogReadRemote, type NameHead, type PagesWithLinked } from "./log-remote.js";
 import { verifySignedHead } from "./name-checks.js";
 import { isKeyName, type VerifiedRecord } from "./names.js";
 import { checkBlock, decodePage, messageOfPair, pairDataChecksOut, verifyPairData, type CheckedBlock } from "./page.js";
@@ -105,6 +105,9 @@ export interface OpenHead {
 export type CheckedMessage = Message | typeof TOMBSTONE | RemoteLogError;
 
 export const TOMBSTONE = Symbol("tombstone");
+
+/** What LogReader.messageDataWithin gives for a message it did not fetch: the byte budget was spent on those before it. */
+export const NOT_FETCHED = Symbol("not fetched");
 
 /**
  * Linked pages a collection keeps waiting, in bytes: as much as one answer of a server at its default
@@ -317,17 +320,33 @@ export class LogReader {
    * damaged, which then fails its check. Other failures (UNAVAILABLE) are thrown.
    */
   async messageDataAllowingMissing(pairs: RemoteLog_Pair[]): Promise<(Uint8Array | undefined)[]> {
+    return (await this.dataAllowingMissing(pairs, Infinity)) as (Uint8Array | undefined)[];
+  }
+
+  /**
+   * messageDataAllowingMissing, fetching messages in pair order only until maxBytes of them have come
+   * (the one that crosses it included; LogReadRemote.getBlocksWithin): NOT_FETCHED for each after it.
+   * Messages a page carries came with the page and are neither counted nor ever NOT_FETCHED. For a
+   * reader that shows messages of any size from anyone (the explorer), whose memory is what it fetches.
+   */
+  messageDataWithin(pairs: RemoteLog_Pair[], maxBytes: number): Promise<(Uint8Array | undefined | typeof NOT_FETCHED)[]> {
+    return this.dataAllowingMissing(pairs, maxBytes);
+  }
+
+  private async dataAllowingMissing(pairs: RemoteLog_Pair[], maxBytes: number): Promise<(Uint8Array | undefined | typeof NOT_FETCHED)[]> {
     const missing: number[] = [];
     pairs.forEach((pair, i) => {
       if (pair.data.length === 0 && !pair.redacted) missing.push(i);
     });
-    const data: (Uint8Array | undefined)[] = pairs.map((pair) => pair.data);
+    const data: (Uint8Array | undefined | typeof NOT_FETCHED)[] = pairs.map((pair) => pair.data);
     if (missing.length === 0) return data;
     const { remote } = this;
-    const fetch = remote.getBlocksAllowingMissing?.bind(remote) ?? ((addresses: Uint8Array[]) => remote.getBlocks(addresses));
+    const fetch =
+      maxBytes === Infinity ? (remote.getBlocksAllowingMissing?.bind(remote) ?? ((addresses: Uint8Array[]) => remote.getBlocks(addresses))) : blocksWithin(remote);
     const fetched = await fetchEachOnce(
       missing.map((i) => pairs[i].remoteHash),
-      (addresses) => blocksNarrowingFaults(addresses, fetch, (fault) => (fault.code === ErrorCodes.NOT_FOUND ? undefined : new Uint8Array(0))),
+      (addresses) => blocksNarrowingFaults(addresses, fetch, (fault) => (fault.code === ErrorCodes.NOT_FOUND ? undefined : new Uint8Array(0)), false, maxBytes),
+      NOT_FETCHED,
     );
     missing.forEach((pairIndex, i) => {
       data[pairIndex] = fetched[i];
@@ -414,13 +433,14 @@ export class LogReader {
  * place that names it: a page may name one block in every pair, and each copy was fetched and held
  * whole (300 pairs naming one 1 MiB block were 300 MiB; a 1 MiB page holds 14,000 pairs).
  */
-async function fetchEachOnce<T>(addresses: Uint8Array[], fetch: (addresses: Uint8Array[]) => Promise<T[]>): Promise<T[]> {
+async function fetchEachOnce<T, U = never>(addresses: Uint8Array[], fetch: (addresses: Uint8Array[]) => Promise<T[]>, beyond?: U): Promise<(T | U)[]> {
   const distinct = new DistinctAddresses();
   const slots = new Int32Array(addresses.length);
   for (let i = 0; i < addresses.length; i++) slots[i] = distinct.slotOf(addresses[i]);
-  if (distinct.unique.length === addresses.length) return fetch(addresses);
-  const answers = await fetch(distinct.unique);
-  return Array.from(slots, (slot) => answers[slot]);
+  const answers = await fetch(distinct.unique.length === addresses.length ? addresses : distinct.unique);
+  if (answers.length === addresses.length) return answers;
+  // A fetch within a budget answers the first (distinct) addresses only: the rest are beyond it.
+  return Array.from(slots, (slot) => (slot < answers.length ? answers[slot] : (beyond as U)));
 }
 
 /**
@@ -447,15 +467,21 @@ export class UnreadBlock extends Uint8Array {
  * fault, narrows to the first block at fault only (one or two calls a halving): the blocks after it are
  * not asked for, and each is faultOf(a fault of the same code saying so). Other failures are thrown.
  */
-async function blocksNarrowingFaults<B, F>(addresses: Uint8Array[], fetch: (addresses: Uint8Array[]) => Promise<B[]>, faultOf: (fault: RemoteLogError) => F, firstOnly = false): Promise<(B | F)[]> {
+async function blocksNarrowingFaults<B, F>(
+  addresses: Uint8Array[],
+  fetch: (addresses: Uint8Array[], maxBytes: number) => Promise<B[]>,
+  faultOf: (fault: RemoteLogError) => F,
+  firstOnly = false,
+  maxBytes = Infinity,
+): Promise<(B | F)[]> {
   let first: { fault: RemoteLogError; address: string } | undefined;
-  const narrow = async (addresses: Uint8Array[]): Promise<(B | F)[]> => {
+  const narrow = async (addresses: Uint8Array[], budget: number): Promise<(B | F)[]> => {
     if (first && firstOnly) {
       const { fault, address } = first;
       return addresses.map((skipped) => faultOf(new RemoteLogError(fault.code, `block ${addressText(skipped)} was not asked for: block ${address} before it could not be read`, { details: { address: addressText(skipped) } })));
     }
     try {
-      return await fetch(addresses);
+      return await fetch(addresses, budget);
     } catch (err) {
       const notFound = isRemoteLogError(err, ErrorCodes.NOT_FOUND);
       if (!notFound && !isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
@@ -467,11 +493,14 @@ async function blocksNarrowingFaults<B, F>(addresses: Uint8Array[], fetch: (addr
     }
     // One half after the other: at most one call in flight, however many blocks are at fault.
     const half = addresses.length >> 1;
-    const before = await narrow(addresses.slice(0, half));
-    const after = await narrow(addresses.slice(half));
+    const before = await narrow(addresses.slice(0, half), budget);
+    // Within a budget (fetch answering a prefix), what the first half spent is not left for the second.
+    const left = budget - before.reduce((sum, block) => sum + (block instanceof Uint8Array ? block.length : 0), 0);
+    if (before.length < half || left <= 0) return before;
+    const after = await narrow(addresses.slice(half), left);
     return before.concat(after);
   };
-  return narrow(addresses);
+  return narrow(addresses, maxBytes);
 }
 
 /** A fetch's fault, narrowed to one block: the same code and text, naming the block (details.address, and the text if it did not). */

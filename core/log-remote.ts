@@ -33,6 +33,14 @@ export interface LogReadRemote {
    */
   getBlocksAllowingMissing?(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]>;
   /**
+   * getBlocksAllowingMissing of addresses' first blocks only, as many as come within maxBytes (the
+   * first whatever its size): shorter than addresses when the budget ran out. A reader with a byte
+   * budget (the explorer's view of a name whose messages may be of any size) then fetches about what
+   * it keeps, where the CAS can bound an answer (remotelog.v1 GetMany's max_bytes). Without it,
+   * blocksWithin fetches a few blocks at a time.
+   */
+  getBlocksWithin?(addresses: Uint8Array[], maxBytes: number): Promise<(Uint8Array | undefined)[]>;
+  /**
    * getBlocks of a chain's pages, with the pages they link to that a reader from fromSeqid needs sent
    * along, at most maxLinkedBytes of them, where the CAS can (remotelog.v1 GetMany's linked_pages): a
    * collection of pages then takes one round trip, not one for every halving of the gaps it knows. The
@@ -51,6 +59,29 @@ export interface LogReadRemote {
    * stopped reader's calls run to their end.
    */
   withSignal?(signal: AbortSignal): LogReadRemote;
+}
+
+/** Blocks asked for at once by blocksWithin over a remote that cannot bound an answer's bytes: what a budget may be overrun by. */
+export const BLOCKS_A_ROUND_WITHOUT_BOUND = 16;
+
+/**
+ * remote.getBlocksWithin, or over a remote without it, its blocks fetched BLOCKS_A_ROUND_WITHOUT_BOUND
+ * at a time (undefined for a missing one where the remote can tell) until maxBytes have come.
+ */
+export function blocksWithin(remote: LogReadRemote): (addresses: Uint8Array[], maxBytes: number) => Promise<(Uint8Array | undefined)[]> {
+  if (remote.getBlocksWithin) return remote.getBlocksWithin.bind(remote);
+  const fetch = remote.getBlocksAllowingMissing?.bind(remote) ?? ((addresses: Uint8Array[]) => remote.getBlocks(addresses));
+  return async (addresses, maxBytes) => {
+    const blocks: (Uint8Array | undefined)[] = [];
+    let spent = 0;
+    while (blocks.length < addresses.length && spent < maxBytes) {
+      for (const block of await fetch(addresses.slice(blocks.length, blocks.length + BLOCKS_A_ROUND_WITHOUT_BOUND))) {
+        blocks.push(block);
+        spent += block?.length ?? 0;
+      }
+    }
+    return blocks;
+  };
 }
 
 /** What getPagesWithLinked returns: the blocks asked for, in order, and the linked pages sent along. */

@@ -1,8 +1,8 @@
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
-import { LogReader, type OpenHead } from "../core/log-reader.js";
+import { LogReader, NOT_FETCHED, type OpenHead } from "../core/log-reader.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { addressOf, addressText, matchesAddress, toHex } from "../core/hash.js";
-import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead } from "../core/log-remote.js";
+import { WatchUnsupportedError, blocksWithin, type LogReadRemote, type LogRemote, type NameHead } from "../core/log-remote.js";
 import { isKeyName, parseKeyName, peerIdOfKeyName } from "../core/names.js";
 import { backoffDelayMs, sleep } from "../core/retry.js";
 import { utf8OrUndefined } from "../core/text.js";
@@ -58,8 +58,12 @@ export interface MessageView {
   address?: string;
   /** Carried in the page itself rather than fetched from the CAS. */
   embedded: boolean;
-  /** ok: H2 and H1 check out; redacted: a tombstone; missing: the CAS lacks it; failed: see fault. */
-  status: "ok" | "redacted" | "missing" | "failed";
+  /**
+   * ok: H2 and H1 check out; redacted: a tombstone; missing: the CAS lacks it; failed: see fault;
+   * unfetched: not fetched, the view's bytes for messages (ExploreOptions.maxMessageBytes) having gone
+   * to those before it, and so neither checked nor shown.
+   */
+  status: "ok" | "redacted" | "missing" | "failed" | "unfetched";
   fault?: ExplorerFault;
   group?: BytesView;
   /** MVDS timestamp (Unix seconds). */
@@ -103,6 +107,8 @@ export interface LogView {
   length?: number;
   /** Whether older pages exist beyond those shown. */
   more: boolean;
+  /** Messages on the pages shown that were not fetched (status unfetched): the view's byte budget went to those before them. */
+  unfetched: number;
   /** When the view was read. */
   readAt: Date;
 }
@@ -112,13 +118,27 @@ export interface ExploreOptions {
   pages?: number;
   /** Bytes of a body or group kept for showing. Default 4096. */
   maxBodyBytes?: number;
+  /**
+   * Bytes of messages fetched from the CAS for one view at most (newest first), past the one that
+   * crosses it; the rest are unfetched. Default VIEW_MESSAGE_BYTES. Messages are any size up to the
+   * CAS's block limit, and a view's pages may name thousands: without a bound, one name's view could
+   * take gigabytes of its reader's memory.
+   */
+  maxMessageBytes?: number;
 }
 
 /** The longest chain walked for one view, whatever is asked: a view is for reading, not for a million pages. */
 export const MAX_VIEW_PAGES = 256;
 
-/** Blocks a LogExplorer keeps between views (pages and messages are immutable: a live update fetches only what is new). */
+/** ExploreOptions.maxMessageBytes's default. */
+export const VIEW_MESSAGE_BYTES = 16 << 20;
+
+/**
+ * Blocks a LogExplorer keeps between views, and their bytes (pages and messages are immutable: a live
+ * update fetches only what is new): a view's worth and more at the default budget.
+ */
 const CACHE_BLOCKS = 4096;
+const CACHE_BYTES = 32 << 20;
 
 /** What follow() hands out: a fresh view after each pushed head, or why it could not read one (it carries on). */
 export type ExplorerEvent = { view: LogView } | { fault: ExplorerFault; retryInMs: number };
@@ -164,7 +184,7 @@ export class LogExplorer {
       head = await new LogReader(this.cache, this.name, { signed: false }).check(entry);
     } catch (err) {
       const page: PageView = { address: headAddress, head: true, status: "failed", fault: faultOf(err), bytes: entry.content.length, skips: [], messages: [] };
-      return { ...base, status: "failed", pages: [page], more: false };
+      return { ...base, status: "failed", pages: [page], more: false, unfetched: 0 };
     }
 
     const walked: { page: RemoteLog; address: string; bytes: number }[] = [];
@@ -190,7 +210,7 @@ export class LogExplorer {
     const pairs = walked.flatMap(({ page }) => page.pair);
     // Seqids mean something on pages with page info only (a draft sender's pages carry none).
     const indexed = walked.flatMap(({ page }) => page.pair.map(() => page.info !== undefined));
-    const messages = await this.messageViews(pairs, indexed, maxBodyBytes);
+    const messages = await this.messageViews(pairs, indexed, maxBodyBytes, options.maxMessageBytes ?? VIEW_MESSAGE_BYTES);
     let at = 0;
     const pages: PageView[] = walked.map(({ page, address, bytes }, i) => {
       const info = page.info;
@@ -214,7 +234,7 @@ export class LogExplorer {
     if (failed) pages.push(failed);
     const ok =
       (record === undefined || record.status === "ok") &&
-      pages.every((page) => page.status === "ok" && page.skips.every((skip) => skip.status !== "mismatch") && page.messages.every((m) => m.status === "ok" || m.status === "redacted"));
+      pages.every((page) => page.status === "ok" && page.skips.every((skip) => skip.status !== "mismatch") && page.messages.every((m) => m.status === "ok" || m.status === "redacted" || m.status === "unfetched"));
     const headInfo = head.page.info;
     return {
       ...base,
@@ -222,6 +242,7 @@ export class LogExplorer {
       pages,
       length: headInfo ? Number(headInfo.firstSeqid) + head.page.pair.length : undefined,
       more,
+      unfetched: messages.reduce((count, message) => count + (message.status === "unfetched" ? 1 : 0), 0),
     };
   }
 
@@ -273,13 +294,16 @@ export class LogExplorer {
     }
   }
 
-  /** Every pair's view, its message fetched (in one batch; a missing one alone is missing) and checked. */
-  private async messageViews(pairs: RemoteLog_Pair[], indexed: boolean[], maxBodyBytes: number): Promise<MessageView[]> {
-    const data = await this.reader.messageDataAllowingMissing(pairs);
-    const present = pairs.flatMap((pair, i) => (data[i] !== undefined && !pair.redacted ? [i] : []));
+  /**
+   * Every pair's view, its message fetched (in batches of up to maxMessageBytes in all; a missing one
+   * alone is missing) and checked.
+   */
+  private async messageViews(pairs: RemoteLog_Pair[], indexed: boolean[], maxBodyBytes: number, maxMessageBytes: number): Promise<MessageView[]> {
+    const data = await this.reader.messageDataWithin(pairs, maxMessageBytes);
+    const present = pairs.flatMap((pair, i) => (data[i] !== undefined && data[i] !== NOT_FETCHED && !pair.redacted ? [i] : []));
     const checked = await this.reader.checkMessages(
       present.map((i) => pairs[i]),
-      present.map((i) => data[i]!),
+      present.map((i) => data[i] as Uint8Array),
     );
     const results = new Map(present.map((pairIndex, j) => [pairIndex, checked[j]]));
     return pairs.map((pair, i) => {
@@ -290,6 +314,7 @@ export class LogExplorer {
         embedded: pair.data.length > 0,
       };
       if (pair.redacted) return { ...common, status: "redacted" };
+      if (data[i] === NOT_FETCHED) return { ...common, status: "unfetched" };
       const result = results.get(i);
       if (result === undefined) return { ...common, status: "missing", fault: { code: ErrorCodes.NOT_FOUND, message: `message ${common.address} is not in the CAS at ${this.remote.casUrl}` } };
       if (typeof result === "symbol") return { ...common, status: "redacted" }; // TOMBSTONE
@@ -335,10 +360,13 @@ function base64(bytes: Uint8Array): string {
 
 /**
  * The remote with the blocks it returned kept (those that hash to their address, and so can never
- * change), at most CACHE_BLOCKS, the oldest dropped first. The reader still checks every block it is given.
+ * change), at most CACHE_BLOCKS of them and CACHE_BYTES in all, the oldest dropped first. The reader
+ * still checks every block it is given.
  */
 class CachingRemote implements LogReadRemote {
   private readonly blocks = new Map<string, Uint8Array>();
+  private bytes = 0;
+  private readonly fetchWithin: (addresses: Uint8Array[], maxBytes: number) => Promise<(Uint8Array | undefined)[]>;
 
   /** Where the remote can tell which blocks it lacks: the reader then finds them in one pass. */
   readonly getBlocksAllowingMissing?: (addresses: Uint8Array[]) => Promise<(Uint8Array | undefined)[]>;
@@ -346,6 +374,7 @@ class CachingRemote implements LogReadRemote {
   constructor(private readonly remote: LogReadRemote) {
     const allowingMissing = remote.getBlocksAllowingMissing?.bind(remote);
     if (allowingMissing) this.getBlocksAllowingMissing = (addresses) => this.kept(addresses, allowingMissing);
+    this.fetchWithin = blocksWithin(remote);
   }
 
   get casUrl(): string {
@@ -372,6 +401,34 @@ class CachingRemote implements LogReadRemote {
     return this.kept(addresses, (wanted) => this.remote.getBlocks(wanted)) as Promise<Uint8Array[]>;
   }
 
+  /**
+   * The first blocks within maxBytes, kept ones counted as fetched ones, so that a view shows the same
+   * messages whatever an earlier view left here; runs of blocks not kept are fetched within what is left.
+   */
+  async getBlocksWithin(addresses: Uint8Array[], maxBytes: number): Promise<(Uint8Array | undefined)[]> {
+    const out: (Uint8Array | undefined)[] = [];
+    let spent = 0;
+    while (out.length < addresses.length && spent < maxBytes) {
+      const kept = this.blocks.get(toHex(addresses[out.length]));
+      if (kept) {
+        out.push(kept);
+        spent += kept.length;
+        continue;
+      }
+      let end = out.length + 1;
+      while (end < addresses.length && !this.blocks.has(toHex(addresses[end]))) end++;
+      const wanted = addresses.slice(out.length, end);
+      const fetched = await this.fetchWithin(wanted, maxBytes - spent);
+      fetched.forEach((bytes, i) => {
+        out.push(bytes);
+        spent += bytes?.length ?? 0;
+        if (bytes !== undefined) this.keep(wanted[i], bytes);
+      });
+      if (fetched.length < wanted.length) break;
+    }
+    return out;
+  }
+
   /** The blocks kept, and the rest fetched and kept. */
   private async kept(addresses: Uint8Array[], fetch: (wanted: Uint8Array[]) => Promise<(Uint8Array | undefined)[]>): Promise<(Uint8Array | undefined)[]> {
     const out = addresses.map((address) => this.blocks.get(toHex(address)));
@@ -389,8 +446,14 @@ class CachingRemote implements LogReadRemote {
   }
 
   private keep(address: Uint8Array, bytes: Uint8Array): void {
-    if (!matchesAddress(bytes, address)) return;
-    this.blocks.set(toHex(address), bytes);
-    if (this.blocks.size > CACHE_BLOCKS) this.blocks.delete(this.blocks.keys().next().value!);
+    const key = toHex(address);
+    if (bytes.length > CACHE_BYTES || this.blocks.has(key) || !matchesAddress(bytes, address)) return;
+    this.blocks.set(key, bytes);
+    this.bytes += bytes.length;
+    for (const [oldest, dropped] of this.blocks) {
+      if (this.blocks.size <= CACHE_BLOCKS && this.bytes <= CACHE_BYTES) break;
+      this.blocks.delete(oldest);
+      this.bytes -= dropped.length;
+    }
   }
 }

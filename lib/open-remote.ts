@@ -26,7 +26,7 @@ export type Endpoints = string | { cas: string; ns: string };
  * A call that gets no answer for options.idleTimeoutMs (30 s) fails UNAVAILABLE: nothing waits forever.
  *
  * Throws INVALID_ARGUMENT for a URL that is not http:// or https://, or an idleTimeoutMs that is not
- * a whole number of milliseconds above 0. Idempotent: each call opens a new, independent client.
+ * a whole number of milliseconds above 0 (or a readMaxBytes not a whole number above 0). Idempotent: each call opens a new, independent client.
  *
  * @example
  * ```ts
@@ -41,7 +41,8 @@ export function openRemote(endpoints: Endpoints, options: OpenRemoteOptions = {}
   }
   const { cas, ns } = typeof endpoints === "string" ? { cas: endpoints, ns: endpoints } : endpoints;
   checkWholeNumber("idleTimeoutMs", options.idleTimeoutMs, 1);
-  return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS"), idleTimeoutMs: options.idleTimeoutMs });
+  checkWholeNumber("readMaxBytes", options.readMaxBytes, 1);
+  return new Remote({ casUrl: httpUrl(cas, "CAS"), nsUrl: httpUrl(ns, "NS"), idleTimeoutMs: options.idleTimeoutMs, readMaxBytes: options.readMaxBytes });
 }
 
 /** How openRemote's client waits. */
@@ -52,6 +53,12 @@ export interface OpenRemoteOptions {
    * (follow's Watch) may be quiet for longer: only their start is bounded so.
    */
   idleTimeoutMs?: number;
+  /**
+   * The largest answer one call takes, in bytes; a larger one fails RESOURCE_EXHAUSTED rather than
+   * being read into memory. Default 256 MiB. A remotelog server answers within its own cap
+   * (max_response_bytes, 8 MiB by default); this bounds a server that does not.
+   */
+  readMaxBytes?: number;
 }
 
 /** How openGateway reads. */

@@ -127,6 +127,9 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     const slotOf = (index: number) => (slots[index] >= 0 ? slots[index] : (slots[index] = distinct.slotOf(addresses[index])));
     // The cap, and the read budget, count what the answer costs to send (answer-cost.ts): counted in
     // raw bytes, a JSON page of base64 text held the thread five times as long as a binary one.
+    // The client's own bound on the answer (max_bytes) is a cap below the server's, on a partial answer only.
+    if (request.maxBytes > 0n && !request.partialOk) throw RemoteLogError.invalidArgument("GetMany max_bytes bounds a partial answer: set partial_ok with it");
+    const cap = request.maxBytes > 0n && request.maxBytes < BigInt(this.limits.maxResponseBytes) ? Number(request.maxBytes) : this.limits.maxResponseBytes;
     const format = answerFormat(context);
     const json = format === "json";
     const costOf = (length: number) => answerCost(format, length);
@@ -142,7 +145,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
     let entriesRead = 0;
     const readFrom = async (index: number) => {
       // bytes counts every block before index: the room left is what this batch may fill.
-      const room = Math.max(0, this.limits.maxResponseBytes - bytes);
+      const room = Math.max(0, cap - bytes);
       const average = entriesRead === 0 ? costOf(this.limits.maxBlockBytes) : Math.max(1, costRead / entriesRead);
       const batch = Math.min(this.limits.maxBatchBlocks, Math.max(1, Math.floor(room / average)));
       const want: number[] = [];
@@ -173,7 +176,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
           continue;
         }
         // Repeats are not free on the wire: every copy counts toward the response's bytes.
-        if (bytes + costOf(data.length) > this.limits.maxResponseBytes && blocks.length > 0) {
+        if (bytes + costOf(data.length) > cap && blocks.length > 0) {
           if (!request.partialOk) {
             throw RemoteLogError.tooLarge(
               `GetMany response of more than ${this.limits.maxResponseBytes} bytes${json ? ` (in JSON, each byte of text counts ${JSON_COST})` : ""} is over the limit (max_response_bytes); ask for fewer blocks, or page with partial_ok`,
@@ -191,7 +194,7 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
       this.options.readBudget?.charge(peerOf(context).address, Math.max(bytes, costRead, idsCost(format, addresses.length)));
     }
     const response = create(GetManyResponseSchema, { missing });
-    const linked = request.linkedPages && blocks.length === addresses.length ? await this.linkedPages(blocks, distinct, request.linkedPages, this.limits.maxResponseBytes - bytes, format) : undefined;
+    const linked = request.linkedPages && blocks.length === addresses.length ? await this.linkedPages(blocks, distinct, request.linkedPages, cap - bytes, format) : undefined;
     if (linked) this.options.readBudget?.charge(peerOf(context).address, linked.cost);
     if (format === "binary") {
       response.$unknown = repeatedBytesUnknown(1, blocks);

@@ -21,7 +21,7 @@ remoteContract(
     const server: Listening = await listen({ host: "127.0.0.1", port: 0, routes: routes({ content: new MemoryContentStore(), names: new MemoryNameStore() }) });
     return { remote: new Remote({ casUrl: server.url, nsUrl: server.url }), close: () => server.close() };
   },
-  { watches: true, linkedPages: true },
+  { watches: true, linkedPages: true, boundsAnswers: true },
 );
 
 describe("Remote - a connection the server resets is UNAVAILABLE, not a lost race", () => {

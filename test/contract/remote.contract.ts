@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isRemoteLogError } from "../../core/errors.js";
 import { addressOf, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
 import { LogReader } from "../../core/log-reader.js";
-import { WatchUnsupportedError, type LogRemote } from "../../core/log-remote.js";
+import { BLOCKS_A_ROUND_WITHOUT_BOUND, WatchUnsupportedError, blocksWithin, type LogRemote } from "../../core/log-remote.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
 import { decodePage, encodePage, planPages } from "../../core/page.js";
 
@@ -21,6 +21,8 @@ export interface RemoteContractOptions {
   watches: boolean;
   /** Whether it sends a chain's linked pages along (getPagesWithLinked); otherwise it has no such method. */
   linkedPages: boolean;
+  /** Whether the CAS bounds an answer's bytes (getBlocksWithin); otherwise blocksWithin fetches BLOCKS_A_ROUND_WITHOUT_BOUND at a time. */
+  boundsAnswers: boolean;
 }
 
 /**
@@ -63,6 +65,35 @@ export function remoteContract(label: string, open: () => Promise<{ remote: LogR
       const got = await remote.getBlocksAllowingMissing!(addresses);
       expect(got.length).toBe(expected.length);
       got.forEach((bytes, i) => expect(bytes === undefined ? undefined : Buffer.compare(bytes, expected[i]!), `block ${i}`).toBe(expected[i] === undefined ? undefined : 0));
+    });
+
+    it("fetches only the first blocks within a byte budget, the first whatever its size; missing ones are undefined in their place", async () => {
+      expect(typeof remote.getBlocksWithin).toBe(options.boundsAnswers ? "function" : "undefined");
+      const size = 256 << 10;
+      const blocks = Array.from({ length: 24 }, () => randomBytes(size));
+      await remote.putBlocks(blocks);
+      const absent = addressOf(randomBytes(40));
+      // The third is missing: it costs the budget nothing.
+      const addresses = [addressOf(blocks[0]), addressOf(blocks[1]), absent, ...blocks.slice(2).map(addressOf)];
+      const expected = [blocks[0], blocks[1], undefined, ...blocks.slice(2)];
+      const within = blocksWithin(remote);
+      const fetchedWithin = async (maxBytes: number) => {
+        const got = await within(addresses, maxBytes);
+        got.forEach((bytes, i) => expect(bytes === undefined ? undefined : Buffer.compare(bytes, expected[i]!), `block ${i} of ${got.length}`).toBe(expected[i] === undefined ? undefined : 0));
+        return got.length;
+      };
+      // The whole list when the budget holds it; nothing fetched past it, beyond what the remote can bound.
+      expect(await fetchedWithin(100 << 20)).toBe(addresses.length);
+      if (options.boundsAnswers) {
+        expect(await fetchedWithin(1)).toBe(1);
+        expect(await fetchedWithin(size * 4)).toBe(5);
+        expect(await fetchedWithin(size * 4 + 1)).toBe(6);
+      } else {
+        expect(await fetchedWithin(1)).toBe(BLOCKS_A_ROUND_WITHOUT_BOUND);
+        // The first round holds the missing block and BLOCKS_A_ROUND_WITHOUT_BOUND - 1 others.
+        expect(await fetchedWithin(size * (BLOCKS_A_ROUND_WITHOUT_BOUND - 1))).toBe(BLOCKS_A_ROUND_WITHOUT_BOUND);
+        expect(await fetchedWithin(size * (BLOCKS_A_ROUND_WITHOUT_BOUND - 1) + 1)).toBe(addresses.length);
+      }
     });
 
     it("a name never updated is undefined; a signed update's version is its sequence, and the head comes back as stored", async () => {

@@ -10,6 +10,8 @@ export interface SilentProxy {
   url: string;
   /** Connections proxied so far. */
   connections(): number;
+  /** Bytes the server has sent through it so far: what its clients were made to take. */
+  bytesToClients(): number;
   silence(): void;
   close(): Promise<void>;
 }
@@ -18,13 +20,17 @@ export async function startSilentProxy(target: string): Promise<SilentProxy> {
   const upstream = new URL(target);
   const open = new Set<{ client: net.Socket; server: net.Socket; silent: boolean }>();
   let made = 0;
+  let toClients = 0;
   const proxy = net.createServer((client) => {
     made++;
     const server = net.connect(Number(upstream.port), upstream.hostname);
     const pair = { client, server, silent: false };
     open.add(pair);
     client.on("data", (chunk) => pair.silent || server.write(chunk));
-    server.on("data", (chunk) => pair.silent || client.write(chunk));
+    server.on("data", (chunk) => {
+      toClients += chunk.length;
+      if (!pair.silent) client.write(chunk);
+    });
     const end = () => {
       open.delete(pair);
       client.destroy();
@@ -40,6 +46,7 @@ export async function startSilentProxy(target: string): Promise<SilentProxy> {
   return {
     url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
     connections: () => made,
+    bytesToClients: () => toClients,
     silence: () => {
       for (const pair of open) pair.silent = true;
     },

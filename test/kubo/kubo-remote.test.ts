@@ -5,4 +5,4 @@ import { useIpfs } from "./ipfs-node.js";
 const ipfsNode = useIpfs();
 
 // KuboRemote straight on an IPFS RPC API (the js-ipfs harness, or $KUBO_API): the same contract as Remote.
-remoteContract("KuboRemote on an IPFS RPC API", async () => ({ remote: new KuboRemote({ kuboApi: ipfsNode().url }), close: async () => {} }), { watches: false, linkedPages: false });
+remoteContract("KuboRemote on an IPFS RPC API", async () => ({ remote: new KuboRemote({ kuboApi: ipfsNode().url }), close: async () => {} }), { watches: false, linkedPages: false, boundsAnswers: false });

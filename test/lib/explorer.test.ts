@@ -4,6 +4,7 @@ import { CID } from "multiformats/cid";
 import { LogExplorer, openRemote, type MessageView } from "../../lib/index.js";
 import { cleanup, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 import { damageStoredBlock } from "../helpers/damage.js";
+import { startSilentProxy } from "../helpers/silent-proxy.js";
 
 /*
  * The explorer's view model (lib/explorer.ts) against a real `remotelog serve` process: what the page
@@ -108,6 +109,44 @@ describe("explorer - the view of a name", () => {
       remote.close();
       closedRemote.close();
       await stop(closed.process);
+    }
+  });
+
+  it("fetches a view's messages within its byte budget, newest first: the rest are unfetched, and never come over the wire", async () => {
+    // 48 messages of 128 KiB (6 MiB) on 3 pages, read through a proxy that counts what the server sends.
+    const bigKey = join(dir, "big.key");
+    expect((await runCli(["key", "gen", "--out", bigKey])).code).toBe(0);
+    const bigName = (await runCli(["key", "name", bigKey])).stdout.trim();
+    const bodies = Array.from({ length: 48 }, (_, i) => `${i} ${"x".repeat(128 << 10)}\n`).join("");
+    const sent = await runCli(["send", "--key", bigKey, "--data", join(dir, "big"), "--server", server.url, "--page-size", "16", "--embed", "none"], { stdin: bodies });
+    expect(sent.code, sent.stderr).toBe(0);
+    const proxy = await startSilentProxy(server.url);
+    const remote = openRemote(proxy.url);
+    try {
+      const explorer = new LogExplorer(remote, bigName);
+      const view = await explorer.view({ maxMessageBytes: 1 << 20 });
+      const first = proxy.bytesToClients();
+      const messages = view.pages.flatMap((page) => page.messages);
+      // The newest up to the one that crosses 1 MiB (8 of ~128 KiB), checked; the 40 older ones not fetched.
+      expect(messages.filter((m) => m.status === "ok").map((m) => m.seqid)).toEqual([47, 46, 45, 44, 43, 42, 41, 40]);
+      expect(messages.filter((m) => m.status === "unfetched")).toHaveLength(40);
+      const unfetched = messages.find((m) => m.status === "unfetched")!;
+      expect(unfetched).toMatchObject({ seqid: 39, embedded: false });
+      expect(unfetched.body).toBeUndefined();
+      expect(view).toMatchObject({ status: "ok", unfetched: 40, length: 48 });
+      // 8 messages, 3 pages, the head and HTTP/2's own (1,053,717 bytes when written): far from the 6 MiB the pages name.
+      expect(first).toBeLessThan((1 << 20) + (256 << 10));
+      // Again on the same explorer: the same messages, from its cache, not the wire (1,602 bytes).
+      const again = await explorer.view({ maxMessageBytes: 1 << 20 });
+      expect(again.pages.flatMap((page) => page.messages).map((m) => m.status)).toEqual(messages.map((m) => m.status));
+      expect(proxy.bytesToClients() - first).toBeLessThan(64 << 10);
+      // At the default budget (16 MiB) every message is fetched and checked.
+      const whole = await new LogExplorer(remote, bigName).view();
+      expect(whole.pages.flatMap((page) => page.messages).every((m) => m.status === "ok")).toBe(true);
+      expect(whole.unfetched).toBe(0);
+    } finally {
+      remote.close();
+      await proxy.close();
     }
   });
 

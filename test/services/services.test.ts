@@ -207,6 +207,21 @@ describe("block service - direct", () => {
     expect(got.missing).toEqual([0]);
   });
 
+  it("bounds a partial answer at the client's max_bytes, below its own cap, always with the first block; max_bytes alone is refused", async () => {
+    const blocks = new BlockServiceImpl(new MemoryContentStore());
+    const data = [new Uint8Array(100).fill(1), new Uint8Array(100).fill(2), new Uint8Array(100).fill(3)];
+    const { ids } = await blocks.addMany(create(AddManyRequestSchema, { blocks: data }));
+    const missing = addressOf(utf8("not here"));
+    const answer = async (maxBytes: bigint, asked = ids) => (await blocks.getMany(create(GetManyRequestSchema, { ids: asked, partialOk: true, allowMissing: true, maxBytes }))).blocks.length;
+    expect(await answer(0n)).toBe(3);
+    expect(await answer(1n)).toBe(1);
+    expect(await answer(200n)).toBe(2);
+    expect(await answer(299n)).toBe(2);
+    // A missing block costs the answer nothing.
+    expect(await answer(200n, [ids[0], missing, ids[1], ids[2]])).toBe(3);
+    await expectCode(blocks.getMany(create(GetManyRequestSchema, { ids, maxBytes: 200n })), "INVALID_ARGUMENT", /max_bytes.*partial_ok/);
+  });
+
   it("reports a corrupt block as DATA_LOSS", async () => {
     const store = new MemoryContentStore();
     const blocks = new BlockServiceImpl(store);

@@ -8,7 +8,7 @@
  * Everything shown comes from servers nobody has to trust, so nothing is ever parsed as HTML: every
  * string goes into the page as text.
  */
-import { LogExplorer, isRemoteLogError, openRemote, type BytesView, type ExplorerFault, type LogView, type MessageView, type PageView, type RecordView } from "../../lib/browser.js";
+import { LogExplorer, VIEW_MESSAGE_BYTES, isRemoteLogError, openRemote, type BytesView, type ExplorerFault, type LogView, type MessageView, type PageView, type RecordView } from "../../lib/browser.js";
 
 type Remote = ReturnType<typeof openRemote>;
 
@@ -178,6 +178,7 @@ function render(view: LogView): void {
       ["server", view.nsUrl],
       ["version", String(view.version)],
       ["messages", view.length === undefined ? "unknown (pages without page info)" : String(view.length)],
+      ["not fetched", view.unfetched === 0 ? undefined : `${view.unfetched} older messages on the pages shown: a view fetches ${VIEW_MESSAGE_BYTES >> 20} MiB of messages at most, and those newer took it`],
       ["read", view.readAt.toLocaleString()],
     ]),
   );
@@ -261,7 +262,7 @@ function messageTable(messages: MessageView[], fresh: Set<string>): HTMLElement 
         "tr",
         { class: fresh.has(message.id) ? "message fresh" : "message", "data-status": message.status, "data-seqid": message.seqid === undefined ? undefined : String(message.seqid), "data-id": message.id },
         h("td", {}, message.seqid === undefined ? "" : String(message.seqid)),
-        h("td", {}, badge(message.status, message.status === "ok" ? "verified" : message.status)),
+        h("td", {}, badge(message.status, message.status === "ok" ? "verified" : message.status === "unfetched" ? "not fetched" : message.status)),
         h("td", {}, message.timestamp === undefined ? "" : timeOf(message.timestamp)),
         h("td", { class: "body" }, ...bodyCell(message)),
         h("td", { class: "mono", title: message.id }, short(message.id, 8)),
@@ -275,6 +276,7 @@ function messageTable(messages: MessageView[], fresh: Set<string>): HTMLElement 
 
 function bodyCell(message: MessageView): (Node | string)[] {
   if (message.status === "redacted") return ["(redacted)"];
+  if (message.status === "unfetched") return ["(not fetched: past this view's bytes for messages)"];
   if (message.fault) return [h("span", { class: "fault" }, `${message.fault.code}: ${message.fault.message}`)];
   return message.body ? [bytesNode(message.body)] : [];
 }

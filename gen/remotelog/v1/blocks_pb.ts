@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/blocks.proto.
  */
 export const file_remotelog_v1_blocks: GenFile = /*@__PURE__*/
-  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiYAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMEiwKB3BlbmRpbmcYAiABKAsyGy5yZW1vdGVsb2cudjEuUGVuZGluZ1VwZGF0ZRIQCghvbWl0X2lkcxgDIAEoCCI+Cg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIOCgZyZWNvcmQYAyABKAwiHgoPQWRkTWFueVJlc3BvbnNlEgsKA2lkcxgBIAMoDCJ5Cg5HZXRNYW55UmVxdWVzdBILCgNpZHMYASADKAwSFQoNYWxsb3dfbWlzc2luZxgCIAEoCBISCgpwYXJ0aWFsX29rGAMgASgIEi8KDGxpbmtlZF9wYWdlcxgEIAEoCzIZLnJlbW90ZWxvZy52MS5MaW5rZWRQYWdlcyI0CgtMaW5rZWRQYWdlcxISCgpmcm9tX3NlcWlkGAEgASgEEhEKCW1heF9ieXRlcxgCIAEoBCJWCg9HZXRNYW55UmVzcG9uc2USDgoGYmxvY2tzGAEgAygMEg8KB21pc3NpbmcYAiADKA0SDgoGbGlua2VkGAMgAygMEhIKCmxpbmtlZF9pZHMYBCADKAwyngEKDEJsb2NrU2VydmljZRJGCgdBZGRNYW55EhwucmVtb3RlbG9nLnYxLkFkZE1hbnlSZXF1ZXN0Gh0ucmVtb3RlbG9nLnYxLkFkZE1hbnlSZXNwb25zZRJGCgdHZXRNYW55EhwucmVtb3RlbG9nLnYxLkdldE1hbnlSZXF1ZXN0Gh0ucmVtb3RlbG9nLnYxLkdldE1hbnlSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChlyZW1vdGVsb2cvdjEvYmxvY2tzLnByb3RvEgxyZW1vdGVsb2cudjEiYAoOQWRkTWFueVJlcXVlc3QSDgoGYmxvY2tzGAEgAygMEiwKB3BlbmRpbmcYAiABKAsyGy5yZW1vdGVsb2cudjEuUGVuZGluZ1VwZGF0ZRIQCghvbWl0X2lkcxgDIAEoCCI+Cg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSDwoHY29udGVudBgCIAEoDBIOCgZyZWNvcmQYAyABKAwiHgoPQWRkTWFueVJlc3BvbnNlEgsKA2lkcxgBIAMoDCKMAQoOR2V0TWFueVJlcXVlc3QSCwoDaWRzGAEgAygMEhUKDWFsbG93X21pc3NpbmcYAiABKAgSEgoKcGFydGlhbF9vaxgDIAEoCBIvCgxsaW5rZWRfcGFnZXMYBCABKAsyGS5yZW1vdGVsb2cudjEuTGlua2VkUGFnZXMSEQoJbWF4X2J5dGVzGAUgASgEIjQKC0xpbmtlZFBhZ2VzEhIKCmZyb21fc2VxaWQYASABKAQSEQoJbWF4X2J5dGVzGAIgASgEIlYKD0dldE1hbnlSZXNwb25zZRIOCgZibG9ja3MYASADKAwSDwoHbWlzc2luZxgCIAMoDRIOCgZsaW5rZWQYAyADKAwSEgoKbGlua2VkX2lkcxgEIAMoDDKeAQoMQmxvY2tTZXJ2aWNlEkYKB0FkZE1hbnkSHC5yZW1vdGVsb2cudjEuQWRkTWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuQWRkTWFueVJlc3BvbnNlEkYKB0dldE1hbnkSHC5yZW1vdGVsb2cudjEuR2V0TWFueVJlcXVlc3QaHS5yZW1vdGVsb2cudjEuR2V0TWFueVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message remotelog.v1.AddManyRequest
@@ -132,6 +132,17 @@ export type GetManyRequest = Message<"remotelog.v1.GetManyRequest"> & {
    * @generated from field: remotelog.v1.LinkedPages linked_pages = 4;
    */
   linkedPages?: LinkedPages | undefined;
+
+  /**
+   * With partial_ok: the most block bytes the answer may carry, as the server counts them against
+   * max_response_bytes, below that cap; 0 is no bound of the client's. The answer still holds the
+   * first block however large (else a client would ask forever). A reader with a budget (the
+   * explorer's view) asks for what it has left, where the server's cap alone let one answer bring
+   * max_response_bytes of blocks it would not keep. An older server leaves it unread: its cap holds.
+   *
+   * @generated from field: uint64 max_bytes = 5;
+   */
+  maxBytes: bigint;
 };
 
 /**
