@@ -19,7 +19,7 @@ export interface TransportOptions {
   idleTimeoutMs?: number;
   /**
    * The largest unary answer a call takes (core/retry.ts READ_MAX_BYTES), as Node's transport: a
-   * larger one fails RESOURCE_EXHAUSTED as soon as it is known to be, and is read no further.
+   * larger one fails TOO_LARGE as soon as it is known to be, and is read no further.
    */
   readMaxBytes?: number;
 }

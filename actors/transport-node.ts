@@ -19,7 +19,7 @@ export interface TransportOptions {
   ca?: Buffer | string;
   /** How long a unary call may go without a byte of its answer before it fails UNAVAILABLE (core/retry.ts UNARY_IDLE_MS). */
   idleTimeoutMs?: number;
-  /** The largest answer a call takes (core/retry.ts READ_MAX_BYTES); a larger one fails RESOURCE_EXHAUSTED. */
+  /** The largest answer a call takes (core/retry.ts READ_MAX_BYTES); a larger one fails TOO_LARGE. */
   readMaxBytes?: number;
 }
 

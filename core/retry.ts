@@ -14,9 +14,9 @@ import { RemoteLogError, ErrorCodes } from "./errors.js";
 export const UNARY_IDLE_MS = 30_000;
 
 /**
- * The largest answer either transport takes (connect's readMaxBytes); a larger one fails
- * RESOURCE_EXHAUSTED, where it was read into memory whole. A server caps GetMany's answers far below
- * it (max_response_bytes); this bounds a server that does not.
+ * The largest answer either transport takes (connect's readMaxBytes); a larger one fails TOO_LARGE
+ * (Connect's ResourceExhausted), where it was read into memory whole. A server caps GetMany's answers
+ * far below it (max_response_bytes); this bounds a server that does not.
  */
 export const READ_MAX_BYTES = 256 << 20;
 

@@ -54,7 +54,7 @@ export interface OpenRemoteOptions {
    */
   idleTimeoutMs?: number;
   /**
-   * The largest answer one call takes, in bytes; a larger one fails RESOURCE_EXHAUSTED rather than
+   * The largest answer one call takes, in bytes; a larger one fails TOO_LARGE rather than
    * being read into memory. Default 256 MiB. A remotelog server answers within its own cap
    * (max_response_bytes, 8 MiB by default); this bounds a server that does not.
    */

@@ -10,6 +10,8 @@ import { cleanup, lines, runCli, startServer, tempDir } from "../helpers/process
 import { ErrorCodes, isRemoteLogError } from "../../core/errors.js";
 import { listen, routes, type Listening } from "../../services/server.js";
 import { Remote } from "../../actors/remote.js";
+import { openRemote } from "../../lib/index.js";
+import { addressOf } from "../../core/hash.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { remoteContract } from "../contract/remote.contract.js";
@@ -44,6 +46,25 @@ describe("Remote - a connection the server resets is UNAVAILABLE, not a lost rac
       real.close();
       await server.close();
       await new Promise((ok) => resetting.close(ok));
+    }
+  });
+});
+
+describe("Remote - readMaxBytes", () => {
+  it("refuses an answer larger than readMaxBytes as TOO_LARGE, and reads it under the default", async () => {
+    const server: Listening = await listen({ host: "127.0.0.1", port: 0, routes: routes({ content: new MemoryContentStore(), names: new MemoryNameStore() }) });
+    const bounded = openRemote(server.url, { readMaxBytes: 64 << 10 });
+    const open = openRemote(server.url);
+    try {
+      const block = new Uint8Array(512 << 10).fill(7);
+      await open.putBlocks([block]);
+      const refused = await bounded.getBlock(addressOf(block)).then(() => undefined, (err: unknown) => err);
+      expect(isRemoteLogError(refused, ErrorCodes.TOO_LARGE), String(refused)).toBe(true);
+      expect((await open.getBlock(addressOf(block))).length).toBe(512 << 10);
+    } finally {
+      bounded.close();
+      open.close();
+      await server.close();
     }
   });
 });

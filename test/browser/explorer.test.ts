@@ -120,6 +120,29 @@ group("explorer - the page in Chromium", () => {
     expect(await textOf(page, 'tr[data-seqid="20"] td.body')).toBe("sent while the page watches");
   });
 
+  it("fetches a view's newest 16 MiB of messages and marks the older ones on its pages as not fetched, where it fetched them all", async () => {
+    // 24 messages of 900 KiB (21 MiB) on 3 pages of 8: more than a view's default budget.
+    const bigKey = join(dir, "big.key");
+    const gen = await runCli(["key", "gen", "--out", bigKey]);
+    expect(gen.code, gen.stderr).toBe(0);
+    const bigName = gen.stdout.trim();
+    const bodies = Array.from({ length: 24 }, (_, i) => `${i} ${"x".repeat(900 << 10)}\n`).join("");
+    const sent = await runCli(["send", "--key", bigKey, "--data", join(dir, "big"), "--server", server.url, "--page-size", "8", "--embed", "none"], { stdin: bodies });
+    expect(sent.code, sent.stderr).toBe(0);
+
+    const page = await browser.open(`${server.url}/explorer/?name=${bigName}`);
+    const summary = await textOf(page, '#summary[data-status="ok"]');
+    expect(summary, describe(page)).toMatch(/not fetched\s*\d+ older messages on the pages shown: a view fetches 16 MiB of messages at most/);
+    const verified = await page.locator('tr.message[data-status="ok"]').count();
+    const unfetched = await page.locator('tr.message[data-status="unfetched"]').count();
+    // The newest up to the one that crosses 16 MiB (of ~900 KiB each); the rest are there, not fetched.
+    expect([verified, unfetched]).toEqual([19, 5]);
+    expect(await textOf(page, 'tr[data-seqid="23"] td.body')).toMatch(/^23 x+ … \(921603 bytes\)$/);
+    expect(await textOf(page, 'tr[data-seqid="0"]')).toContain("not fetched");
+    expect(await page.locator('.card.page[data-status="ok"]').count()).toBe(3);
+    expect(page.logs.filter((line) => line.startsWith("pageerror")), describe(page)).toEqual([]);
+  });
+
   it("--no-explorer: no page at /explorer (404)", async () => {
     const off = await startServer(["--listen", "127.0.0.1:0", "--memory", "--no-explorer"]);
     try {

@@ -3,6 +3,8 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe as group, expect, it } from "vitest";
 import { generateNameKey, createNameRecord } from "../../core/names.js";
+import { addressOf } from "../../core/hash.js";
+import { openRemote } from "../../lib/index.js";
 import { ContentSchema, QuerySchema } from "../../gen/vac/cas/cas_pb.js";
 import { describe, launchBrowser, serveSite, type Site, type TestBrowser, type TestPage } from "../helpers/browser.js";
 import { cleanup, lines, parseJsonl, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
@@ -249,6 +251,33 @@ group("a page of an allowed origin, on a real server", () => {
       }
     }, server.url);
     expect(refused, describe(page)).toBe("INVALID_ARGUMENT");
+  });
+});
+
+group("a page bounds what it reads", () => {
+  it("refuses an answer larger than its readMaxBytes as TOO_LARGE, where connect-web read any answer whole, and reads it under the default", async () => {
+    const block = new Uint8Array(512 << 10).fill(7);
+    const remote = openRemote(server.url);
+    try {
+      await remote.putBlocks([block]);
+    } finally {
+      remote.close();
+    }
+    const page = await browser.open(site.url);
+    const read = await page.evaluate(
+      async ({ url, address }) => {
+        const { openRemote } = (globalThis as unknown as PageGlobals).remotelog;
+        const id = new Uint8Array(address);
+        const refused = await openRemote(url, { readMaxBytes: 64 << 10 })
+          .getBlock(id)
+          .then((bytes) => `read ${bytes.length} bytes`, (err: { code?: string; message?: string }) => `${err.code}: ${err.message}`);
+        const whole = (await openRemote(url).getBlock(id)).length;
+        return { refused, whole };
+      },
+      { url: server.url, address: [...addressOf(block)] },
+    );
+    expect(read.refused, describe(page)).toMatch(/^TOO_LARGE: .*larger than the 65536 this client takes/);
+    expect(read.whole).toBe(512 << 10);
   });
 });
 
