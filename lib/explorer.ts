@@ -88,7 +88,9 @@ export interface PageView {
   /** The page before it, CID text; absent on the first page. */
   tail?: string;
   skips: SkipView[];
-  /** Newest first, as the page holds them. */
+  /** Pairs on the page: messages, with those not listed. */
+  pairs: number;
+  /** Newest first, as the page holds them; fewer than pairs when the view's list ended on this page or before (ExploreOptions.maxMessages). */
   messages: MessageView[];
 }
 
@@ -109,6 +111,8 @@ export interface LogView {
   more: boolean;
   /** Messages on the pages shown that were not fetched (status unfetched): the view's byte budget went to those before them. */
   unfetched: number;
+  /** Pairs on the pages shown that are not listed at all: the view's list (ExploreOptions.maxMessages) ended before them. */
+  unlisted: number;
   /** When the view was read. */
   readAt: Date;
 }
@@ -125,6 +129,12 @@ export interface ExploreOptions {
    * take gigabytes of its reader's memory.
    */
   maxMessageBytes?: number;
+  /**
+   * Messages listed in one view at most, newest first; the older pairs on the pages shown are counted
+   * (PageView.pairs) but not listed. Default VIEW_MESSAGES_A_PAGE for each page asked for: `send`'s
+   * pages hold 256 by default, and a page may hold some 14,000 pairs, each a row to draw.
+   */
+  maxMessages?: number;
 }
 
 /** The longest chain walked for one view, whatever is asked: a view is for reading, not for a million pages. */
@@ -132,6 +142,9 @@ export const MAX_VIEW_PAGES = 256;
 
 /** ExploreOptions.maxMessageBytes's default. */
 export const VIEW_MESSAGE_BYTES = 16 << 20;
+
+/** ExploreOptions.maxMessages's default, for each page asked for. */
+export const VIEW_MESSAGES_A_PAGE = 256;
 
 /**
  * Blocks a LogExplorer keeps between views, and their bytes (pages and messages are immutable: a live
@@ -183,8 +196,8 @@ export class LogExplorer {
     try {
       head = await new LogReader(this.cache, this.name, { signed: false }).check(entry);
     } catch (err) {
-      const page: PageView = { address: headAddress, head: true, status: "failed", fault: faultOf(err), bytes: entry.content.length, skips: [], messages: [] };
-      return { ...base, status: "failed", pages: [page], more: false, unfetched: 0 };
+      const page: PageView = { address: headAddress, head: true, status: "failed", fault: faultOf(err), bytes: entry.content.length, skips: [], pairs: 0, messages: [] };
+      return { ...base, status: "failed", pages: [page], more: false, unfetched: 0, unlisted: 0 };
     }
 
     const walked: { page: RemoteLog; address: string; bytes: number }[] = [];
@@ -203,13 +216,14 @@ export class LogExplorer {
     } catch (err) {
       // The page the last one links to could not be read or did not check out: shown as failed, and
       // nothing older is reachable through it.
-      failed = { address: tail.length > 0 ? addressText(tail) : "", head: false, status: "failed", fault: faultOf(err), skips: [], messages: [] };
+      failed = { address: tail.length > 0 ? addressText(tail) : "", head: false, status: "failed", fault: faultOf(err), skips: [], pairs: 0, messages: [] };
     }
 
     const byAddress = new Map(walked.map(({ page, address }) => [address, page]));
-    const pairs = walked.flatMap(({ page }) => page.pair);
+    const allPairs = walked.flatMap(({ page }) => page.pair);
+    const pairs = allPairs.slice(0, Math.max(0, options.maxMessages ?? VIEW_MESSAGES_A_PAGE * wanted));
     // Seqids mean something on pages with page info only (a draft sender's pages carry none).
-    const indexed = walked.flatMap(({ page }) => page.pair.map(() => page.info !== undefined));
+    const indexed = walked.flatMap(({ page }) => page.pair.map(() => page.info !== undefined)).slice(0, pairs.length);
     const messages = await this.messageViews(pairs, indexed, maxBodyBytes, options.maxMessageBytes ?? VIEW_MESSAGE_BYTES);
     let at = 0;
     const pages: PageView[] = walked.map(({ page, address, bytes }, i) => {
@@ -226,6 +240,7 @@ export class LogExplorer {
           const status = target === undefined ? "unchecked" : target.number === skip.number && target.firstSeqid === skip.firstSeqid ? "ok" : "mismatch";
           return { number: Number(skip.number), firstSeqid: Number(skip.firstSeqid), address: addressText(skip.address), status };
         }),
+        pairs: page.pair.length,
         messages: messages.slice(at, at + page.pair.length),
       };
       at += page.pair.length;
@@ -243,6 +258,7 @@ export class LogExplorer {
       length: headInfo ? Number(headInfo.firstSeqid) + head.page.pair.length : undefined,
       more,
       unfetched: messages.reduce((count, message) => count + (message.status === "unfetched" ? 1 : 0), 0),
+      unlisted: allPairs.length - pairs.length,
     };
   }
 

@@ -143,6 +143,24 @@ group("explorer - the page in Chromium", () => {
     expect(page.logs.filter((line) => line.startsWith("pageerror")), describe(page)).toEqual([]);
   });
 
+  it("lists 256 messages a page asked for at most, newest first, where it drew a row for every pair of pages of thousands", async () => {
+    // One page of 3,000 small messages: the 8 pages asked for list 2,048 of them.
+    const wideKey = join(dir, "wide.key");
+    const gen = await runCli(["key", "gen", "--out", wideKey]);
+    expect(gen.code, gen.stderr).toBe(0);
+    const wideName = gen.stdout.trim();
+    const sent = await runCli(["send", "--key", wideKey, "--data", join(dir, "wide"), "--server", server.url, "--page-size", "3000"], { stdin: lines(3000, "wide") });
+    expect(sent.code, sent.stderr).toBe(0);
+
+    const page = await browser.open(`${server.url}/explorer/?name=${wideName}`);
+    const summary = await textOf(page, '#summary[data-status="ok"]');
+    expect(summary, describe(page)).toMatch(/not listed\s*952 older messages on the pages shown: a view of 8 pages lists 2048 at most/);
+    expect(await page.locator("tr.message").count()).toBe(2048);
+    expect(await textOf(page, ".card.page .head")).toContain("3000 pairs, 2048 listed");
+    expect(await textOf(page, 'tr[data-seqid="2999"] td.body')).toBe("wide 2999");
+    expect(await page.locator('tr[data-seqid="951"]').count()).toBe(0);
+  });
+
   it("--no-explorer: no page at /explorer (404)", async () => {
     const off = await startServer(["--listen", "127.0.0.1:0", "--memory", "--no-explorer"]);
     try {

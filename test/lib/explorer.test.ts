@@ -82,6 +82,18 @@ describe("explorer - the view of a name", () => {
       expect(text.address).toMatch(/^bafkrei/);
       expect(messages[0].body).toEqual({ kind: "binary", hex: "ff0080", base64: "/wCA", length: 3, truncated: false });
 
+      expect(view.unlisted).toBe(0);
+      expect(view.pages.map((page) => page.pairs)).toEqual([9, 16, 16]);
+      // A bounded list: the newest 20 messages, the pages' other pairs counted, not listed.
+      const listed = await new LogExplorer(remote, name).view({ maxMessages: 20 });
+      expect(listed.pages.map((page) => [page.pairs, page.messages.length])).toEqual([
+        [9, 9],
+        [16, 11],
+        [16, 0],
+      ]);
+      expect(listed.pages.flatMap((page) => page.messages.map((m) => m.seqid))).toEqual([...Array(41).keys()].reverse().slice(0, 20));
+      expect(listed).toMatchObject({ status: "ok", unlisted: 21, length: 41 });
+
       // A bounded view: the head page only, and word that more is older.
       const short = await new LogExplorer(remote, name).view({ pages: 1 });
       expect(short.pages).toHaveLength(1);

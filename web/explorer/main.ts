@@ -8,7 +8,7 @@
  * Everything shown comes from servers nobody has to trust, so nothing is ever parsed as HTML: every
  * string goes into the page as text.
  */
-import { LogExplorer, VIEW_MESSAGE_BYTES, isRemoteLogError, openRemote, type BytesView, type ExplorerFault, type LogView, type MessageView, type PageView, type RecordView } from "../../lib/browser.js";
+import { LogExplorer, VIEW_MESSAGES_A_PAGE, VIEW_MESSAGE_BYTES, isRemoteLogError, openRemote, type BytesView, type ExplorerFault, type LogView, type MessageView, type PageView, type RecordView } from "../../lib/browser.js";
 
 type Remote = ReturnType<typeof openRemote>;
 
@@ -178,6 +178,7 @@ function render(view: LogView): void {
       ["server", view.nsUrl],
       ["version", String(view.version)],
       ["messages", view.length === undefined ? "unknown (pages without page info)" : String(view.length)],
+      ["not listed", view.unlisted === 0 ? undefined : `${view.unlisted} older messages on the pages shown: a view of ${state.pages} pages lists ${VIEW_MESSAGES_A_PAGE * state.pages} at most`],
       ["not fetched", view.unfetched === 0 ? undefined : `${view.unfetched} older messages on the pages shown: a view fetches ${VIEW_MESSAGE_BYTES >> 20} MiB of messages at most, and those newer took it`],
       ["read", view.readAt.toLocaleString()],
     ]),
@@ -221,7 +222,7 @@ function recordCard(record: RecordView): HTMLElement {
 
 function pageCard(page: PageView, fresh: Set<string>): HTMLElement {
   const title = page.head ? "Head page" : page.number !== undefined ? `Page ${page.number}` : "Page";
-  const seqids = page.firstSeqid !== undefined && page.messages.length > 0 ? `seqids ${page.firstSeqid}–${page.firstSeqid + page.messages.length - 1}` : undefined;
+  const seqids = page.firstSeqid !== undefined && page.pairs > 0 ? `seqids ${page.firstSeqid}–${page.firstSeqid + page.pairs - 1}` : undefined;
   const card = h(
     "div",
     { class: "card page", "data-status": page.status, "data-address": page.address },
@@ -232,7 +233,7 @@ function pageCard(page: PageView, fresh: Set<string>): HTMLElement {
       page.head && page.number !== undefined ? h("span", {}, `number ${page.number}`) : undefined,
       h("code", { title: page.address }, short(page.address, 12)),
       seqids && h("span", {}, seqids),
-      h("span", {}, `${page.messages.length} pairs`),
+      h("span", {}, page.messages.length === page.pairs ? `${page.pairs} pairs` : `${page.pairs} pairs, ${page.messages.length} listed`),
       page.bytes === undefined ? undefined : h("span", { class: "note" }, `${page.bytes} bytes`),
       badge(page.status, page.status === "ok" ? "verified" : "FAILED"),
     ),
