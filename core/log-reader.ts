@@ -372,23 +372,33 @@ export class LogReader {
    * collecting them was the largest part of a catch-up's main thread: bench/README.md, session 7).
    */
   async checkMessagesLater(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null = null): Promise<(index: number) => CheckedMessage> {
+    const faultOf = await this.faultsLater(pairs, data, verifier);
+    return (i) => faultOf(i) ?? decodeMessage(data[i]);
+  }
+
+  /**
+   * checkMessagesLater without the messages: undefined for each pair whose data checks out, else what
+   * checkMessage gives for it (its fault, or TOMBSTONE). For a reader that keeps the bytes only (a
+   * backup): each message decoded to be thrown away was a young object for the collector.
+   */
+  private async faultsLater(pairs: RemoteLog_Pair[], data: Uint8Array[], verifier: PairVerifier | null): Promise<(index: number) => RemoteLogError | typeof TOMBSTONE | undefined> {
+    const unlessMessage = (checked: CheckedMessage) => (checked instanceof RemoteLogError || checked === TOMBSTONE ? checked : undefined);
     const repeated = repeatedBlocks(pairs, data);
     if (repeated) {
       // Each repeated block was checked once; the other pairs are checked as ever.
       const others: number[] = [];
       for (let i = 0; i < pairs.length; i++) if (!repeated.has(i)) others.push(i);
-      const checkOther = await this.checkMessagesLater(others.map((i) => pairs[i]), others.map((i) => data[i]), verifier);
+      const faultOfOther = await this.faultsLater(others.map((i) => pairs[i]), others.map((i) => data[i]), verifier);
       const otherAt = new Int32Array(pairs.length);
       others.forEach((i, at) => (otherAt[i] = at));
       return (i) => {
         const block = repeated.get(i);
-        if (!block) return checkOther(otherAt[i]);
+        if (!block) return faultOfOther(otherAt[i]);
         // A pair whose address is not the block's (never one fetched by it) is checked whole.
-        if (!equalBytes(block.address, pairs[i].remoteHash)) return checkMessage(pairs[i], data[i]);
+        if (!equalBytes(block.address, pairs[i].remoteHash)) return unlessMessage(checkMessage(pairs[i], data[i]));
         try {
           messageOfPair(pairs[i], block);
-          // Decoded for each pair, as every other message is: no two deliveries share one object.
-          return decodeMessage(data[i]);
+          return undefined;
         } catch (err) {
           return err instanceof RemoteLogError ? err : RemoteLogError.dataLoss(String(err));
         }
@@ -397,8 +407,8 @@ export class LogReader {
     // Checked now, here or on the verifier's threads, with no message object made: one made now lived
     // until its delivery, and died old.
     const verdicts = verifier && pairs.length >= VERIFIER_MIN_MESSAGES ? await verifier.verify(pairs, data) : await messageVerdictsInTurns(pairs, data);
-    // What passed needs only decoding; anything else is checked again, for its error.
-    return (i) => (verdicts[i] === 0 && !pairs[i].redacted ? decodeMessage(data[i]) : checkMessage(pairs[i], data[i]));
+    // Anything that did not pass is checked again, for its error.
+    return (i) => (verdicts[i] === 0 && !pairs[i].redacted ? undefined : unlessMessage(checkMessage(pairs[i], data[i])));
   }
 
   /**
@@ -415,10 +425,11 @@ export class LogReader {
       return true;
     });
     const data = await this.messageData(live);
-    const checked = await this.checkMessages(live, data, verifier);
-    checked.forEach((result, i) => {
-      if (result instanceof RemoteLogError) throw this.messageFault(result, seqs[i]);
-    });
+    const faultOf = await this.faultsLater(live, data, verifier);
+    for (let i = 0; i < live.length; i++) {
+      const fault = faultOf(i);
+      if (fault instanceof RemoteLogError) throw this.messageFault(fault, seqs[i]);
+    }
     return { pairs: live, data };
   }
 
