@@ -92,7 +92,8 @@ function withIdleLimit(idleMs: number, readMaxBytes: number): typeof fetch {
       return response;
     }
     // connect-web reads a unary answer whole, however large (it has no readMaxBytes): bounded here.
-    const tooLarge = (length: number | string) => new ConnectError(`${String(input)}: an answer of ${length} bytes is larger than the ${readMaxBytes} this client takes (readMaxBytes)`, Code.ResourceExhausted);
+    const tooLarge = (announced?: number) =>
+      new ConnectError(`${String(input)}: the answer${announced ? ` of ${announced} bytes` : ""} is larger than the ${readMaxBytes} bytes this client takes (readMaxBytes)`, Code.ResourceExhausted);
     const announced = Number(response.headers.get("content-length") ?? 0);
     if (announced > readMaxBytes) {
       done();
@@ -116,7 +117,7 @@ function withIdleLimit(idleMs: number, readMaxBytes: number): typeof fetch {
             length += value.length;
             if (length > readMaxBytes) {
               void reader.cancel().catch(() => undefined);
-              throw tooLarge(`more than ${readMaxBytes}`);
+              throw tooLarge();
             }
             arm();
           }

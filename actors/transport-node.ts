@@ -11,7 +11,6 @@ import { READ_MAX_BYTES } from "../core/retry.js";
 import { bearer } from "./connect-auth.js";
 import { withDirectUnary } from "./h2-unary.js";
 
-
 export interface TransportOptions {
   /** A bearer token sent with every call (serve --write-token-file, --admin-token-file). */
   token?: string;

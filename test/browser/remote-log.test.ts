@@ -276,7 +276,7 @@ group("a page bounds what it reads", () => {
       },
       { url: server.url, address: [...addressOf(block)] },
     );
-    expect(read.refused, describe(page)).toMatch(/^TOO_LARGE: .*larger than the 65536 this client takes/);
+    expect(read.refused, describe(page)).toMatch(/^TOO_LARGE: .*larger than the 65536 bytes this client takes \(readMaxBytes\)/);
     expect(read.whole).toBe(512 << 10);
   });
 });
