@@ -86,14 +86,17 @@ function withIdleLimit(idleMs: number, readMaxBytes: number): typeof fetch {
       done();
       throw err;
     }
+    // connect-web reads an answer, or a stream's message, whole however large (it has no readMaxBytes): bounded here.
+    const tooLarge = (announced?: number) =>
+      new ConnectError(`${String(input)}: the answer${announced ? ` of ${announced} bytes` : ""} is larger than the ${readMaxBytes} bytes this client takes (readMaxBytes)`, Code.ResourceExhausted);
     const streaming = (new Headers(init?.headers).get("content-type") ?? "").startsWith("application/connect+");
     if (streaming || !response.body) {
       done();
+      const body = response.body;
+      let checked: ReadableStream<Uint8Array> | undefined;
+      if (body) Object.defineProperty(response, "body", { get: () => (checked ??= messagesWithin(body, readMaxBytes, tooLarge)) });
       return response;
     }
-    // connect-web reads a unary answer whole, however large (it has no readMaxBytes): bounded here.
-    const tooLarge = (announced?: number) =>
-      new ConnectError(`${String(input)}: the answer${announced ? ` of ${announced} bytes` : ""} is larger than the ${readMaxBytes} bytes this client takes (readMaxBytes)`, Code.ResourceExhausted);
     const announced = Number(response.headers.get("content-length") ?? 0);
     if (announced > readMaxBytes) {
       done();
@@ -135,6 +138,54 @@ function withIdleLimit(idleMs: number, readMaxBytes: number): typeof fetch {
 }
 
 /**
+ * A Connect stream's body as it comes, failing with tooLarge(length) at the first message whose
+ * envelope (a flags byte and a 4-byte big-endian length) says it is over readMaxBytes, before any of
+ * it is held: a Watch's server could otherwise announce a message of gigabytes and send it forever.
+ */
+function messagesWithin(body: ReadableStream<Uint8Array>, readMaxBytes: number, tooLarge: (announced: number) => Error): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  // The envelope being read: its header bytes so far, then the bytes of its message still to come.
+  const header = new Uint8Array(5);
+  let headerBytes = 0;
+  let messageLeft = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let chunk: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        controller.error(err);
+        return;
+      }
+      if (chunk.done) {
+        controller.close();
+        return;
+      }
+      const bytes = chunk.value;
+      for (let at = 0; at < bytes.length; ) {
+        if (messageLeft > 0) {
+          const taken = Math.min(messageLeft, bytes.length - at);
+          messageLeft -= taken;
+          at += taken;
+          continue;
+        }
+        header[headerBytes++] = bytes[at++];
+        if (headerBytes < 5) continue;
+        headerBytes = 0;
+        messageLeft = new DataView(header.buffer).getUint32(1);
+        if (messageLeft > readMaxBytes) {
+          void reader.cancel().catch(() => undefined);
+          controller.error(tooLarge(messageLeft));
+          return;
+        }
+      }
+      controller.enqueue(bytes);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
+/**
  * fetch, with a request that got no answer (server down, connection refused, or refused by CORS, which
  * a page cannot tell apart) failing as Unavailable, which callers retry, as connect-node reports a
  * refused connection; the page's fetch says only TypeError, which Connect would call Unknown. An
@@ -157,7 +208,8 @@ async function fetchOrUnavailable(input: Parameters<typeof fetch>[0], init?: Req
   const body = response.body;
   // Made when first asked for: Connect asks twice.
   let relayedBody: ReadableStream<Uint8Array> | undefined;
-  Object.defineProperty(response, "body", { get: () => body && (relayedBody ??= relayed(body, brokeOff)) });
+  // Configurable: withIdleLimit wraps a stream's body again (messagesWithin).
+  Object.defineProperty(response, "body", { get: () => body && (relayedBody ??= relayed(body, brokeOff)), configurable: true });
   return response;
 }
 

@@ -1,5 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { readFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe as group, expect, it } from "vitest";
 import { generateNameKey, createNameRecord } from "../../core/names.js";
@@ -278,6 +280,47 @@ group("a page bounds what it reads", () => {
     );
     expect(read.refused, describe(page)).toMatch(/^TOO_LARGE: .*larger than the 65536 bytes this client takes \(readMaxBytes\)/);
     expect(read.whole).toBe(512 << 10);
+  });
+
+  it("refuses a stream message larger than its readMaxBytes as TOO_LARGE once its envelope says so, where connect-web held it as it came", async () => {
+    // A hostile NS: its Watch announces a message of 64 MiB and sends 4 MiB of it, then ends.
+    let sent = 0;
+    const hostile = http.createServer((request, response) => {
+      const cors = { "access-control-allow-origin": "*", "access-control-allow-headers": "*", "access-control-allow-methods": "POST", "access-control-expose-headers": "*" };
+      if (request.method === "OPTIONS") return void response.writeHead(204, cors).end();
+      request.resume();
+      response.writeHead(200, { ...cors, "content-type": "application/connect+proto" });
+      const envelope = Buffer.alloc(5);
+      envelope.writeUInt32BE(64 << 20, 1);
+      response.write(envelope);
+      const chunk = Buffer.alloc(64 << 10);
+      const more = () => {
+        while (sent < 4 << 20 && !response.destroyed) {
+          sent += chunk.length;
+          if (!response.write(chunk)) return void response.once("drain", more);
+        }
+        response.end();
+      };
+      more();
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, "127.0.0.1", resolve));
+    const page = await browser.open(site.url);
+    try {
+      const watched = await page.evaluate(async (url) => {
+        const { openRemote } = (globalThis as unknown as PageGlobals).remotelog;
+        try {
+          for await (const head of openRemote(url, { readMaxBytes: 1 << 20 }).watchName("any", new AbortController().signal)) return `a head of ${head.content.length} bytes`;
+          return "ended";
+        } catch (err) {
+          return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+        }
+      }, `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`);
+      expect(watched, describe(page)).toMatch(/^TOO_LARGE: .*the answer of 67108864 bytes is larger than the 1048576 bytes this client takes \(readMaxBytes\)/);
+    } finally {
+      await page.close();
+      hostile.closeAllConnections();
+      await new Promise((resolve) => hostile.close(resolve));
+    }
   });
 });
 
