@@ -5,7 +5,7 @@ import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js
 import { RemoteLogError } from "../../core/errors.js";
 import { checkPath } from "../../core/options.js";
 import { fromHex, toHex } from "../../core/hash.js";
-import { ensureDir, ownPathError, removeLeftoverTmp, userPathError, writeFileAtomic } from "./atomic.js";
+import { ensureDir, ownPathError, removeLeftoverTmp, SharedDir, userPathError, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
 import { KeyedMutex } from "./mutex.js";
 
@@ -32,12 +32,20 @@ interface CheckpointFile {
 export class FileCheckpointStore implements CheckpointStore {
   private readonly locks = new KeyedMutex();
   private closed = false;
+  /**
+   * dir, held open for the fsync each save makes of it: opening and closing it for each were two more
+   * trips through libuv's threads a save, and a receiver waits for each batch's save before the next
+   * (a 100k catch-up with --state makes 98).
+   */
+  private readonly dirHeld: SharedDir;
 
   private constructor(
     readonly dir: string,
     private readonly readOnly: boolean,
     private readonly owner?: LockFile,
-  ) {}
+  ) {
+    this.dirHeld = new SharedDir(dir);
+  }
 
   /**
    * `const checkpoints = await FileCheckpointStore.open(dir)`: opens (creating if needed) the store in
@@ -145,7 +153,7 @@ export class FileCheckpointStore implements CheckpointStore {
     }
     const bytes = Buffer.from(`${JSON.stringify(file)}\n`, "utf8");
     await this.locks.run(name, async () => {
-      await writeFileAtomic(this.pathOf(name), bytes).catch((err: unknown) => {
+      await this.dirHeld.use((held) => writeFileAtomic(this.pathOf(name), bytes, held)).catch((err: unknown) => {
         throw ownPathError(err);
       });
     });
@@ -156,6 +164,7 @@ export class FileCheckpointStore implements CheckpointStore {
     if (this.closed) return;
     this.closed = true;
     await this.locks.idle();
+    await this.dirHeld.release();
     await this.owner?.release();
   }
 
