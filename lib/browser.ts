@@ -36,7 +36,7 @@ export type { LocalLog, LocalLogEntry, LogOwner, ClaimResult } from "./sender.js
 export { Receiver, type OpenReceiverOptions, type ReceiverOptions, type ReceiverRemote, type ReceiveResult, type FollowOptions, type Deliver, type Delivery, type SyncResult } from "./receiver.js";
 export { verifyLog, type VerifyLogOptions, type VerifyReport, type Fault } from "./verify.js";
 // What the live log explorer (serve's /explorer, web/explorer/) shows of a name, each part checked.
-export { LogExplorer, bytesView, MAX_VIEW_PAGES, VIEW_MESSAGE_BYTES, VIEW_MESSAGES_A_PAGE, type LogView, type PageView, type MessageView, type RecordView, type SkipView, type BytesView, type ExplorerFault, type ExplorerEvent, type ExploreOptions } from "./explorer.js";
+export { LogExplorer, bytesView, MAX_VIEW_PAGES, VIEW_MESSAGE_BYTES, VIEW_MESSAGES_A_PAGE, VIEW_PAGE_BYTES, type LogView, type PageView, type MessageView, type RecordView, type SkipView, type BytesView, type ExplorerFault, type ExplorerEvent, type ExploreOptions } from "./explorer.js";
 
 // Checkpoints: where a receiver remembers how far it got. Any CheckpointStore will do.
 export type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";

@@ -109,6 +109,11 @@ export interface LogView {
   length?: number;
   /** Whether older pages exist beyond those shown. */
   more: boolean;
+  /**
+   * Whether the walk stopped at the view's byte budget for pages (ExploreOptions.maxPageBytes) rather
+   * than at the pages asked for: asking for more pages shows no more.
+   */
+  pageBytesSpent: boolean;
   /** Messages on the pages shown that were not fetched (status unfetched): the view's byte budget went to those before them. */
   unfetched: number;
   /** Pairs on the pages shown that are not listed at all: the view's list (ExploreOptions.maxMessages) ended before them. */
@@ -135,6 +140,12 @@ export interface ExploreOptions {
    * pages hold 256 by default, and a page may hold some 14,000 pairs, each a row to draw.
    */
   maxMessages?: number;
+  /**
+   * Bytes of pages read for one view at most, the head first, past the one that crosses it: the walk
+   * stops there, whatever ExploreOptions.pages asks. Default VIEW_PAGE_BYTES. A page may be as large
+   * as the CAS's block limit, and a view walks up to MAX_VIEW_PAGES of them.
+   */
+  maxPageBytes?: number;
 }
 
 /** The longest chain walked for one view, whatever is asked: a view is for reading, not for a million pages. */
@@ -142,6 +153,9 @@ export const MAX_VIEW_PAGES = 256;
 
 /** ExploreOptions.maxMessageBytes's default. */
 export const VIEW_MESSAGE_BYTES = 16 << 20;
+
+/** ExploreOptions.maxPageBytes's default. */
+export const VIEW_PAGE_BYTES = 16 << 20;
 
 /** ExploreOptions.maxMessages's default, for each page asked for. */
 export const VIEW_MESSAGES_A_PAGE = 256;
@@ -197,21 +211,31 @@ export class LogExplorer {
       head = await new LogReader(this.cache, this.name, { signed: false }).check(entry);
     } catch (err) {
       const page: PageView = { address: headAddress, head: true, status: "failed", fault: faultOf(err), bytes: entry.content.length, skips: [], pairs: 0, messages: [] };
-      return { ...base, status: "failed", pages: [page], more: false, unfetched: 0, unlisted: 0 };
+      return { ...base, status: "failed", pages: [page], more: false, pageBytesSpent: false, unfetched: 0, unlisted: 0 };
     }
 
     const walked: { page: RemoteLog; address: string; bytes: number }[] = [];
     let failed: PageView | undefined;
     let more = false;
+    let pageBytesSpent = false;
     let tail: Uint8Array = new Uint8Array(0);
+    const maxPageBytes = options.maxPageBytes ?? VIEW_PAGE_BYTES;
+    let pageBytes = 0;
     try {
       for await (const read of this.reader.pages(head.page)) {
         if (walked.length === wanted) {
           more = true;
           break;
         }
-        walked.push({ page: read.page, address: read.address ? addressText(read.address) : headAddress, bytes: read.bytes?.length ?? entry.content.length });
+        const bytes = read.bytes?.length ?? entry.content.length;
+        walked.push({ page: read.page, address: read.address ? addressText(read.address) : headAddress, bytes });
         tail = read.page.tail;
+        pageBytes += bytes;
+        // Stopped before the next page is fetched: its bytes are what the budget is for.
+        if (pageBytes >= maxPageBytes && tail.length > 0 && walked.length < wanted) {
+          more = pageBytesSpent = true;
+          break;
+        }
       }
     } catch (err) {
       // The page the last one links to could not be read or did not check out: shown as failed, and
@@ -257,6 +281,7 @@ export class LogExplorer {
       pages,
       length: headInfo ? Number(headInfo.firstSeqid) + head.page.pair.length : undefined,
       more,
+      pageBytesSpent,
       unfetched: messages.reduce((count, message) => count + (message.status === "unfetched" ? 1 : 0), 0),
       unlisted: allPairs.length - pairs.length,
     };

@@ -36,7 +36,7 @@ export { verifyLog, type VerifyLogOptions, type VerifyReport, type Fault } from 
 // Salvaging a sender's own local log on purpose (what a Sender's DATA_LOSS or TOO_LARGE with a seq asks for).
 export { repairLog, type RepairLogOptions, type RepairLogReport, type RepairReport, type SetAside } from "./repair.js";
 // What the live log explorer (serve's /explorer) shows of a name: the record, pages, messages, each checked.
-export { LogExplorer, bytesView, MAX_VIEW_PAGES, VIEW_MESSAGE_BYTES, VIEW_MESSAGES_A_PAGE, type LogView, type PageView, type MessageView, type RecordView, type SkipView, type BytesView, type ExplorerFault, type ExplorerEvent, type ExploreOptions } from "./explorer.js";
+export { LogExplorer, bytesView, MAX_VIEW_PAGES, VIEW_MESSAGE_BYTES, VIEW_MESSAGES_A_PAGE, VIEW_PAGE_BYTES, type LogView, type PageView, type MessageView, type RecordView, type SkipView, type BytesView, type ExplorerFault, type ExplorerEvent, type ExploreOptions } from "./explorer.js";
 
 // Checkpoints: where a receiver remembers how far it got. Any CheckpointStore will do.
 export type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";

@@ -161,6 +161,32 @@ group("explorer - the page in Chromium", () => {
     expect(await page.locator('tr[data-seqid="951"]').count()).toBe(0);
   });
 
+  it("walks 16 MiB of pages at most: where older pages were asked for past that, it says so in place of the button", async () => {
+    // 230,000 pairs on 29 pages of 8,192 (~600 KB each, ~17 MiB): the head and 15 older pages are 16 pages
+    // within the budget, and asking for 32 stops at the page that crosses 16 MiB.
+    const longKey = join(dir, "long.key");
+    const gen = await runCli(["key", "gen", "--out", longKey]);
+    expect(gen.code, gen.stderr).toBe(0);
+    const longName = gen.stdout.trim();
+    const sent = await runCli(["send", "--key", longKey, "--data", join(dir, "long"), "--server", server.url, "--page-size", "8192", "--embed", "none"], { stdin: lines(230_000, "long") });
+    expect(sent.code, sent.stderr).toBe(0);
+
+    const page = await browser.open(`${server.url}/explorer/?name=${longName}`);
+    await textOf(page, '#summary[data-status="ok"]');
+    expect(await page.locator(".card.page").count()).toBe(8);
+    await page.click("button#older", { timeout: WAIT_MS });
+    // Thousands of rows a view: bounds of a minute, never of speed.
+    await page.locator(".card.page").nth(15).waitFor({ timeout: 60_000 });
+    expect(await page.locator(".card.page").count()).toBe(16);
+    await page.click("button#older", { timeout: 60_000 });
+    const note = await (await page.waitForSelector("p#older", { timeout: 60_000 })).textContent();
+    expect(note, describe(page)).toBe("Older pages are not shown: a view reads 16 MiB of pages at most, and those newer took it.");
+    const shown = await page.locator(".card.page").count();
+    expect(shown).toBeGreaterThan(16);
+    expect(shown).toBeLessThan(29);
+    expect(await page.locator("button#older").count()).toBe(0);
+  }, 240_000);
+
   it("--no-explorer: no page at /explorer (404)", async () => {
     const off = await startServer(["--listen", "127.0.0.1:0", "--memory", "--no-explorer"]);
     try {

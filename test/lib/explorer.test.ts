@@ -162,6 +162,40 @@ describe("explorer - the view of a name", () => {
     }
   });
 
+  it("walks a view's pages within its byte budget: the walk stops at the page that crosses it, and older pages never come over the wire", async () => {
+    // 24,000 messages on 6 pages of 4,000 pairs (~300 KB each), read through a proxy that counts what the server sends.
+    const wideKey = join(dir, "wide.key");
+    expect((await runCli(["key", "gen", "--out", wideKey])).code).toBe(0);
+    const wideName = (await runCli(["key", "name", wideKey])).stdout.trim();
+    const bodies = Array.from({ length: 24_000 }, (_, i) => `${i}\n`).join("");
+    const sent = await runCli(["send", "--key", wideKey, "--data", join(dir, "wide"), "--server", server.url, "--page-size", "4000", "--embed", "none"], { stdin: bodies });
+    expect(sent.code, sent.stderr).toBe(0);
+    const proxy = await startSilentProxy(server.url);
+    const remote = openRemote(proxy.url);
+    try {
+      const view = await new LogExplorer(remote, wideName).view({ maxPageBytes: 512 << 10, maxMessages: 0 });
+      // The head and the page that crosses 512 KiB; 8 pages were asked for, 6 exist.
+      expect(view.pages.map((page) => page.status)).toEqual(["ok", "ok"]);
+      const [head, second] = view.pages.map((page) => page.bytes!);
+      expect(head).toBeLessThan(512 << 10);
+      expect(head + second).toBeGreaterThanOrEqual(512 << 10);
+      expect(view).toMatchObject({ status: "ok", more: true, pageBytesSpent: true, length: 24_000, unlisted: 8_000 });
+      // Two pages and the record (~600 KB): the four older pages (~1.2 MB) were not read.
+      expect(proxy.bytesToClients()).toBeLessThan(head + second + (64 << 10));
+
+      // Within the budget the walk ends where it is asked to, or where the chain does.
+      const whole = await new LogExplorer(remote, wideName).view({ maxMessages: 0 });
+      expect(whole).toMatchObject({ more: false, pageBytesSpent: false });
+      expect(whole.pages).toHaveLength(6);
+      const one = await new LogExplorer(remote, wideName).view({ pages: 1, maxMessages: 0 });
+      expect(one).toMatchObject({ more: true, pageBytesSpent: false });
+      expect(one.pages).toHaveLength(1);
+    } finally {
+      remote.close();
+      await proxy.close();
+    }
+  });
+
   it("follows the name: a new view after each pushed head", async () => {
     const remote = openRemote(server.url);
     const stopFollowing = new AbortController();

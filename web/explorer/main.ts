@@ -8,7 +8,7 @@
  * Everything shown comes from servers nobody has to trust, so nothing is ever parsed as HTML: every
  * string goes into the page as text.
  */
-import { LogExplorer, VIEW_MESSAGES_A_PAGE, VIEW_MESSAGE_BYTES, isRemoteLogError, openRemote, type BytesView, type ExplorerFault, type LogView, type MessageView, type PageView, type RecordView } from "../../lib/browser.js";
+import { LogExplorer, VIEW_MESSAGES_A_PAGE, VIEW_MESSAGE_BYTES, VIEW_PAGE_BYTES, isRemoteLogError, openRemote, type BytesView, type ExplorerFault, type LogView, type MessageView, type PageView, type RecordView } from "../../lib/browser.js";
 
 type Remote = ReturnType<typeof openRemote>;
 
@@ -187,7 +187,9 @@ function render(view: LogView): void {
   parts.push(view.record ? recordCard(view.record) : h("p", { class: "note", id: "record" }, "A free-form name: its head is not signed by anyone."));
   parts.push(h("h3", {}, `Chain (${view.pages.length} page${view.pages.length === 1 ? "" : "s"} shown, newest first)`));
   for (const page of view.pages) parts.push(pageCard(page, fresh));
-  if (view.more) {
+  if (view.pageBytesSpent) {
+    parts.push(h("p", { class: "note", id: "older" }, `Older pages are not shown: a view reads ${VIEW_PAGE_BYTES >> 20} MiB of pages at most, and those newer took it.`));
+  } else if (view.more) {
     const more = h("button", { type: "button", class: "more", id: "older" }, "Show older pages");
     more.addEventListener("click", () => {
       state.pages *= 2;
