@@ -209,7 +209,12 @@ function exchange(
           return;
         }
         let responseHeaders: IncomingHttpHeaders | undefined;
-        const chunks: Buffer[] = [];
+        // Into a plain Uint8Array, as connect reads it: the message's bytes fields are views of it, and
+        // a Buffer's would be Buffers, whose slice() does not copy. With the length announced, each
+        // chunk is copied in as it comes, so that it dies young and its memory is used again for the
+        // next: fresh memory costs ~4 ms a MB on this VM, and a 100k catch-up reads 30 MB.
+        let gathered: Uint8Array | undefined;
+        let chunks: Uint8Array[] = [];
         let length = 0;
         opened.on("response", (received) => {
           heard();
@@ -218,25 +223,32 @@ function exchange(
           const announced = Number(received["content-length"]);
           if (announced > options.readMaxBytes) {
             fail(new ConnectError(`message size ${announced} is larger than configured readMaxBytes ${options.readMaxBytes}`, Code.ResourceExhausted), h2.NGHTTP2_CANCEL);
+          } else if (Number.isSafeInteger(announced) && announced > 0) {
+            gathered = new Uint8Array(announced);
           }
         });
         opened.on("data", (chunk: Buffer) => {
           heard();
           options.session.notifyResponseByteRead(opened);
-          length += chunk.length;
-          if (length > options.readMaxBytes) {
+          if (length + chunk.length > options.readMaxBytes) {
             fail(new ConnectError(`message size is larger than configured readMaxBytes ${options.readMaxBytes}`, Code.ResourceExhausted), h2.NGHTTP2_CANCEL);
             return;
           }
-          chunks.push(chunk);
+          if (gathered && length + chunk.length > gathered.length) {
+            // More than announced (nghttp2 resets such a stream; this is not left to it): gathered as it comes.
+            chunks = [gathered.subarray(0, length)];
+            gathered = undefined;
+          }
+          if (gathered) gathered.set(chunk, length);
+          else chunks.push(chunk);
+          length += chunk.length;
         });
         opened.on("end", () => {
           // Ended without an answer (the server's connection went away): "close" says how, with its reset code.
           if (settled || !responseHeaders) return;
           settle();
-          // Into a plain Uint8Array, as connect reads it: the message's bytes fields are views of it, and
-          // a Buffer's would be Buffers, whose slice() does not copy.
-          resolve({ headers: responseHeaders, body: concatBytes(chunks, length) });
+          const body = gathered ? (length === gathered.length ? gathered : gathered.slice(0, length)) : concatBytes(chunks, length);
+          resolve({ headers: responseHeaders, body });
         });
         // An answered stream may still error (its connection closed before its close event): nothing
         // waits on it then. The errors are made only when needed: a ConnectError captures a stack and

@@ -7,7 +7,8 @@ import { withDirectUnary } from "../../actors/h2-unary.js";
 import { fromConnectError, Remote } from "../../actors/remote.js";
 import { ErrorCodes } from "../../core/errors.js";
 import { openTransport } from "../../actors/transport-node.js";
-import { CAS, NS } from "../../gen/vac/cas/cas_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { CAS, ContentSchema, NS } from "../../gen/vac/cas/cas_pb.js";
 import { BlockService } from "../../gen/remotelog/v1/blocks_pb.js";
 import { listen, routes, type Listening } from "../../services/server.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
@@ -130,7 +131,14 @@ describe("direct unary calls - what only another server sends", () => {
         else if (how === "refuse") stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
         else if (how === "big") answer({ ":status": 200, "content-type": "application/proto" }, Buffer.alloc(200_000));
         else if (how === "big-announced") answer({ ":status": 200, "content-type": "application/proto", "content-length": "200000" }, Buffer.alloc(200_000));
-        else if (how === "die") stream.session?.destroy();
+        else if (how.startsWith("split")) {
+          // A real answer in many DATA frames, its length announced or not, or announced wrong.
+          const body = Buffer.from(toBinary(ContentSchema, create(ContentSchema, { data: Buffer.alloc(90_000, 7), version: 3n })));
+          const length = { split: body.length, "split-unannounced": undefined, "split-announced-short": body.length - 100, "split-announced-long": body.length + 100 }[how];
+          stream.respond({ ":status": 200, "content-type": "application/proto", ...(length === undefined ? {} : { "content-length": String(length) }) });
+          for (let at = 0; at < body.length; at += 7_000) stream.write(body.subarray(at, at + 7_000));
+          stream.end();
+        } else if (how === "die") stream.session?.destroy();
         else if (how === "rst-no-error") stream.close(http2.constants.NGHTTP2_NO_ERROR);
         else if (how === "garbage") answer({ ":status": 200, "content-type": "application/proto" }, Buffer.from([0xff, 0xff, 0xff]));
         else if (how === "error") answer({ ":status": 429, "content-type": "application/json", "trailer-x-why": "busy" }, JSON.stringify({ code: "resource_exhausted", message: "slow down" }));
@@ -170,6 +178,12 @@ describe("direct unary calls - what only another server sends", () => {
     }
   };
   const answered = (how: string) => (ns: ReturnType<typeof createClient<typeof NS>>) => ns.fetch({ name: "n" }, { headers: { "x-answer": how } });
+
+  it.each(["split", "split-unannounced", "split-announced-short", "split-announced-long"])("a %s answer comes out the same", async (how) => {
+    const [connect, direct] = await both(answered(how));
+    expect(direct).toEqual(connect);
+    if (how === "split" || how === "split-unannounced") expect(direct).toMatchObject({ message: { version: 3n, data: new Uint8Array(90_000).fill(7) } });
+  });
 
   it.each([
     "html", "json-200", "gzip", "refuse", "big", "big-announced", "garbage", "error",
