@@ -33,10 +33,8 @@ describe("follow - pushed heads", () => {
     createInterface({ input: follower.stdout! }).on("line", (line) => seen.push(bodyText(JSON.parse(line))));
     await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(3);
     for (let round = 0; round < 3; round++) {
-      const started = Date.now();
       expect((await send(lines(2, `push${round}`))).code).toBe(0);
       await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(5 + round * 2);
-      expect(Date.now() - started).toBeLessThan(10_000);
     }
     expect(seen.slice(3)).toEqual(["push0 0", "push0 1", "push1 0", "push1 1", "push2 0", "push2 1"]);
     await stop(follower, "SIGTERM");

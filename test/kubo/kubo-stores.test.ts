@@ -154,11 +154,9 @@ describe("kubo content store - against a real IPFS RPC API", () => {
     const store = await KuboContentStore.open({ url: ipfsNode().url });
     try {
       const missing = addressOf(text(`never stored ${Math.random()}`));
-      const started = Date.now();
+      // Offline lookups: the node does not go looking for it on the network (which would outlast the test's time).
       expect(await store.getMany([missing])).toEqual([undefined]);
       expect(await store.has(missing)).toBe(false);
-      // Offline lookups: the node does not go looking for it on the network.
-      expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       await store.close();
     }
@@ -225,14 +223,12 @@ describe("kubo content store - against a real IPFS RPC API", () => {
   it("a node that is down is retried with backoff, then UNAVAILABLE naming the URL", async () => {
     const url = `http://127.0.0.1:${await deadPort()}`;
     const retries: number[] = [];
-    const started = Date.now();
     const err = await failure(KuboContentStore.open({ url, retryForMs: 1_500, onRetry: (_err, delay) => retries.push(delay) }), "UNAVAILABLE");
     expect(err.message).toContain(url);
     expect(err.message).toMatch(/gave up after/);
     expect(retries.length).toBeGreaterThanOrEqual(3);
     // Backoff: the waits grow.
     expect(retries[2]).toBeGreaterThan(retries[0]);
-    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("a node that answers too slowly is UNAVAILABLE naming the URL", async () => {

@@ -325,13 +325,11 @@ describe("bad input - request bodies over readMaxBytes", () => {
     const over = new Uint8Array(readMaxBytes + 1);
     for (const [name, transport] of transports) {
       const { cas, blocks } = { cas: createClient(CAS, transport), blocks: createClient(BlockService, transport) };
-      const started = Date.now();
       expect(await codeOf(cas.add({ data: over })), name).toBe("ResourceExhausted");
       expect(await codeOf(blocks.addMany({ blocks: [over.subarray(0, readMaxBytes / 2), over.subarray(0, readMaxBytes / 2)] })), name).toBe("ResourceExhausted");
+      // An HTTP/1.1 connection left with an unread body must not be reused: the next call would stall
+      // on it past its deadline (CALL_TIMEOUT_MS; the server keeps an idle connection 60 s).
       expect(await codeOf(cas.add({ data: utf8(`fine over ${name}`) })), name).toBe("OK");
-      // An HTTP/1.1 connection left with an unread body must not be reused: that would stall the
-      // next call until the server's keep-alive timeout (5 s).
-      expect(Date.now() - started, name).toBeLessThan(2_500);
     }
   });
 

@@ -73,16 +73,14 @@ describe("health - grpc.health.v1.Health on the server's port", () => {
     ["gRPC on HTTP/2", (baseUrl: string) => createGrpcTransport({ baseUrl })],
     ["Connect on HTTP/1.1", (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: "1.1" })],
   ])("streams SERVING to a Watch over %s, then NOT_SERVING when the server closes, and ends it", { timeout: TEST_TIMEOUT }, async (_, transportFor) => {
-    const server = await start(undefined, 10_000);
+    const server = await start(undefined, 10 * 60_000);
     const transport = transportFor(server.url);
     const whole = watch(transport, "");
     const cas = watch(transport, "vac.cas.CAS");
     await Promise.all([whole.first, cas.first]);
     expect(whole.statuses).toEqual(["SERVING"]);
-    const started = Date.now();
+    // Within the test's time, where the grace is ten minutes: the Watch ended by itself instead of being cut.
     await server.close();
-    // Well inside the grace period: the Watch ended by itself instead of being cut.
-    expect(Date.now() - started).toBeLessThan(2_000);
     expect(await whole.ended).toEqual(["SERVING", "NOT_SERVING"]);
     expect(await cas.ended).toEqual(["SERVING", "NOT_SERVING"]);
   });
@@ -117,17 +115,15 @@ describe("health - grpc.health.v1.Health on the server's port", () => {
   });
 
   it("lets a client cancel its Watch", { timeout: TEST_TIMEOUT }, async () => {
-    const server = await start(undefined, 10_000);
+    const server = await start(undefined, 10 * 60_000);
     const controller = new AbortController();
     const stream = createClient(Health, createGrpcTransport({ baseUrl: server.url })).watch({ service: "" }, { signal: controller.signal });
     const iterator = stream[Symbol.asyncIterator]();
     expect(Status[(await iterator.next()).value.status]).toBe("SERVING");
     controller.abort();
     expect(await codeOf(iterator.next())).toBe("Canceled");
-    // Nothing of that Watch is left to hold the close up.
-    const started = Date.now();
+    // Nothing of that Watch is left to hold the close up: within the test's time, where the grace is ten minutes.
     await server.close();
-    expect(Date.now() - started).toBeLessThan(2_000);
   });
 
   it("answers Check with NOT_SERVING once the server is closing", { timeout: TEST_TIMEOUT }, async () => {

@@ -202,24 +202,22 @@ describe("server - connections and close", () => {
   it("closes a connection that sends nothing", { timeout: TEST_TIMEOUT }, async () => {
     const server = await listen({ host: "127.0.0.1", port: 0, routes: routes({ content: new MemoryContentStore() }), firstBytesTimeoutMs: 100 });
     try {
-      const started = Date.now();
+      // Closed by the server within the exchange's wait: its own timers are a minute and more.
       const { closed } = await rawExchange(server.port, [], { waitMs: 3_000 });
       expect(closed).toBe(true);
-      expect(Date.now() - started).toBeLessThan(2_000);
     } finally {
       await server.close();
     }
   });
 
   it("closes idle keep-alive connections and HTTP/2 sessions at once", { timeout: TEST_TIMEOUT }, async () => {
-    const server = await listen({ host: "127.0.0.1", port: 0, routes: routes({ content: new MemoryContentStore(), names: new MemoryNameStore() }), closeGraceMs: 10_000 });
+    const server = await listen({ host: "127.0.0.1", port: 0, routes: routes({ content: new MemoryContentStore(), names: new MemoryNameStore() }), closeGraceMs: 10 * 60_000 });
     for (const [, transportFor] of protocols) await createClient(CAS, transportFor(server.url)).add({ data: utf8("warm") });
     const session = http2.connect(server.url);
     await new Promise((resolve) => session.once("connect", resolve));
     const sessionClosed = new Promise((resolve) => session.once("close", resolve));
-    const started = Date.now();
+    // Within the test's time, where the grace is ten minutes: nothing idle waited for it.
     await server.close();
-    expect(Date.now() - started).toBeLessThan(1_000);
     await sessionClosed;
     await expect(fetch(`${server.url}/vac.cas.CAS/Add`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).rejects.toThrow();
     await server.close();
@@ -265,9 +263,8 @@ describe("server - connections and close", () => {
     const cas = createClient(CAS, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
     const call = codeOf(cas.get({ id: addressOf(utf8("x")) }));
     await new Promise((r) => setTimeout(r, 100));
-    const started = Date.now();
+    // The stuck call never ends by itself: close() returns only because the grace cut it.
     await server.close();
-    expect(Date.now() - started).toBeLessThan(2_000);
     expect(await call).not.toBe("OK");
   });
 

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readdir, readlink, rm } from "node:fs/promises";
+import { mkdtemp, open, readdir, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { expect } from "vitest";
+import { expect, vi } from "vitest";
 import { isRemoteLogError, type ErrorCode, type RemoteLogError } from "../../core/errors.js";
 import { join } from "node:path";
 
@@ -44,4 +44,23 @@ export const text = (s: string) => new TextEncoder().encode(s);
 /** What this process's open descriptors name (/proc/self/fd, Linux): to check a store leaves nothing open. */
 export async function openPaths(): Promise<string[]> {
   return Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(join("/proc/self/fd", fd)).catch(() => "")));
+}
+
+/**
+ * Counts the calls made to Node's FileHandle methods while during runs, each still doing its real
+ * work (a spy, not a stand-in): how a store's I/O scales with a batch, which a timing cannot say.
+ */
+export async function fileCalls<T>(methods: readonly ("read" | "write" | "writev" | "sync" | "datasync" | "close")[], during: () => Promise<T>): Promise<{ result: T; calls: Record<string, number> }> {
+  const dir = await mkdtemp(join(tmpdir(), "remotelog-probe-"));
+  const probe = await open(join(dir, "probe"), "w");
+  const prototype = Object.getPrototypeOf(probe) as Record<string, (...args: unknown[]) => unknown>;
+  await probe.close();
+  await rm(dir, { recursive: true, force: true });
+  const spies = methods.map((method) => [method, vi.spyOn(prototype, method)] as const);
+  try {
+    const result = await during();
+    return { result, calls: Object.fromEntries(spies.map(([method, spy]) => [method, spy.mock.calls.length])) };
+  } finally {
+    for (const [, spy] of spies) spy.mockRestore();
+  }
 }
