@@ -659,8 +659,9 @@ describe("exposed server - descriptors", () => {
 describe("exposed server - request bodies", () => {
   /**
    * A stranger's HTTP/2 streams from ATTACKER, each sending `bytes` of a CAS Get body and never ending
-   * it, `streams` on each of `connections` connections. Resolves once nothing more goes out for a
-   * second (the server has stopped taking it), with what was written and how each stream ended.
+   * it, `streams` on each of `connections` connections. Resolves once nothing more goes out for three
+   * seconds (the server has stopped taking it; one quiet second was a busy server's pause under CI's
+   * load, before it had taken a quarter), with what was written and how each stream ended.
    */
   async function heldBodies(server: Server, connections: number, streams: number, bytes: number, request: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": "/vac.cas.CAS/Get", "content-type": "application/proto" }) {
     const sessions: http2.ClientHttp2Session[] = [];
@@ -686,9 +687,10 @@ describe("exposed server - request bodies", () => {
         pump();
       }
     }
-    for (let last = -1, rounds = 0; written !== last && rounds < 30; rounds++) {
-      last = written;
+    for (let last = written, quiet = 0, rounds = 0; quiet < 3 && rounds < 60; rounds++) {
       await new Promise((resolve) => setTimeout(resolve, 1_000));
+      quiet = written === last ? quiet + 1 : 0;
+      last = written;
     }
     return { sessions, written, refused: () => refused };
   }
