@@ -11,6 +11,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { backoffDelayMs, mapBounded, sleep, withRetry as retry, type RetryOptions } from "../core/retry.js";
+import { SharedNameWatch } from "./shared-name-watch.js";
 import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead, type NameLister, type NamePage, type PagesWithLinked, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
@@ -96,9 +97,11 @@ export class Remote implements LogRemote, NameLister {
    * then go out pre-encoded (repeatedBytesUnknown), which a JSON transport would leave out.
    */
   private readonly binaryCas: boolean;
-  /** Watch streams this Remote holds open at once at most (a page's over http://: OpenTransport.maxStreams); undefined, no bound. */
+  /** Streams this Remote holds open at once at most (a page's over http://: OpenTransport.maxStreams), the shared WatchMany one among them; undefined, no bound. */
   private readonly maxWatches?: number;
   private liveWatches = 0;
+  /** The watches past maxWatches - 1, on one WatchMany stream; made when first needed. */
+  private sharedWatch?: SharedNameWatch;
 
   constructor(options: RemoteOptions & { casTransport?: Transport; nsTransport?: Transport }) {
     this.casUrl = options.casUrl;
@@ -336,12 +339,14 @@ export class Remote implements LogRemote, NameLister {
 
   /**
    * The name's heads as the NS pushes them: the current one, then each new one. Ends when signal
-   * aborts; throws as fetchName does, and UNIMPLEMENTED-as-INTERNAL from an NS that cannot push.
+   * aborts; throws as fetchName does, and WatchUnsupportedError from an NS that cannot push. Past
+   * maxWatches - 1 streams (a page over http://), through the one WatchMany stream (watchShared).
    */
   async *watchName(name: string, signal: AbortSignal): AsyncGenerator<NameHead> {
-    if (this.maxWatches !== undefined && this.liveWatches >= this.maxWatches) {
-      // The follower polls instead (HeadWatch): latency, where one more stream stalled the page's calls.
-      throw new WatchUnsupportedError(this.nsUrl, `this page holds ${this.liveWatches} Watch streams to it over HTTP/1.1 already, the most that leave the browser connections for its other calls; serve over https:// for HTTP/2`);
+    // One stream of the few is kept for WatchMany, which carries the watches of every name past the rest.
+    if (this.maxWatches !== undefined && this.liveWatches >= this.maxWatches - 1) {
+      yield* this.watchShared(name, signal);
+      return;
     }
     this.liveWatches++;
     try {
@@ -354,6 +359,32 @@ export class Remote implements LogRemote, NameLister {
       throw fromConnectError(err, `NS ${this.nsUrl} Watch ${JSON.stringify(name)}`);
     } finally {
       this.liveWatches--;
+    }
+  }
+
+  /**
+   * watchName's heads through the one WatchMany stream of this remote's shared watch: the current head,
+   * then the head again after each note of a new version. Throws WatchUnsupportedError from an NS
+   * without WatchMany (the follower then polls, HeadWatch) or when the NS lets the name go.
+   */
+  private async *watchShared(name: string, signal: AbortSignal): AsyncGenerator<NameHead> {
+    this.sharedWatch ??= new SharedNameWatch((names, notesSignal) => this.watchNames(names, notesSignal), this.nsUrl);
+    const waiter = this.sharedWatch.join(name);
+    try {
+      let version: bigint | undefined;
+      while (!signal.aborted) {
+        const head = await this.fetchName(name, { signal });
+        if (head && head.version !== version) {
+          version = head.version;
+          yield head;
+        }
+        await waiter.wait(signal);
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      throw err;
+    } finally {
+      waiter.leave();
     }
   }
 

@@ -39,9 +39,10 @@ export interface OpenTransport {
 }
 
 /**
- * Watch streams a page holds to one http:// server at most: 6 of them took the browser's last
- * connection to the host, and every other call of the page (a sync, a send) waited behind them for good.
- * Two are left for those calls. Over https:// the server speaks HTTP/2, one connection for all.
+ * Streams a page holds to one http:// server at most: 6 of them took the browser's last connection to
+ * the host, and every other call of the page (a sync, a send) waited behind them for good. Two are
+ * left for those calls. A Remote keeps one of these for WatchMany, which carries every watch past the
+ * others (actors/shared-name-watch.ts). Over https:// the server speaks HTTP/2, one connection for all.
  */
 export const HTTP1_MAX_STREAMS = 4;
 

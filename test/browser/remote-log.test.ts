@@ -160,6 +160,48 @@ group("a page of an allowed origin, on a real server", () => {
     await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).forEach((f) => f.stop.abort()));
   });
 
+  it("eight follows in one page over http:// are all pushed: past three Watch streams they share one WatchMany, where the rest only polled", async () => {
+    await send("before the eight pushed follows\n", server.url);
+    const page = await browser.open(site.url);
+    const before = (await receiveWithCli(name)).length;
+    // A poll every ten minutes: within the test's time only a pushed head brings the next message.
+    await page.evaluate(
+      async ({ url, name }) => {
+        const page = globalThis as unknown as PageGlobals;
+        const { openRemote, Receiver } = page.remotelog;
+        const remote = openRemote(url);
+        const followers = Array.from({ length: 8 }, () => ({ delivered: 0, error: "", stop: new AbortController() }));
+        page.followers = followers;
+        for (const follower of followers) {
+          const receiver = await Receiver.open({ remote, name });
+          void (async () => {
+            try {
+              for await (const _ of receiver.follow({ signal: follower.stop.signal, intervalMs: 600_000 })) follower.delivered++;
+            } catch (err) {
+              follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+            }
+          })();
+        }
+      },
+      { url: server.url, name },
+    );
+    type Followers = { delivered: number; error: string; stop: AbortController }[];
+    const delivered = () => page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.delivered));
+    const allHave = (count: number) =>
+      page.waitForFunction((count) => ((globalThis as unknown as PageGlobals).followers as Followers).every((f) => f.delivered >= count || f.error !== ""), count, { timeout: 30_000 }).catch(async (err: Error) => {
+        throw new Error(`${err.message}; delivered: ${JSON.stringify(await delivered())}`);
+      });
+    await allHave(before);
+    for (let round = 1; round <= 2; round++) {
+      await send(`pushed to eight follows, ${round}\n`, server.url);
+      await allHave(before + round);
+    }
+    const errors = await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.error));
+    expect(errors, describe(page)).toEqual(Array(8).fill(""));
+    expect(await delivered()).toEqual(Array(8).fill(before + 2));
+    await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).forEach((f) => f.stop.abort()));
+  });
+
   it("publishes with a key held in the page, and the CLI reads and verifies what it sent", async () => {
     const page = await browser.open(site.url);
     const published = await page.evaluate(async (url) => {
