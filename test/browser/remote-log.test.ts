@@ -19,6 +19,44 @@ import { flipBit, startTamperProxy, type TamperProxy } from "../helpers/tamper-p
 /** What a page's globalThis holds: the bundle, and what a test left there. */
 type PageGlobals = { remotelog: typeof import("../../lib/browser.js") } & Record<string, unknown>;
 type Line = { seq: number; id: string; body: string };
+type Followers = { delivered: number; error: string; stop: AbortController }[];
+
+/**
+ * Eight Receivers of name on one remote in the page, following (at intervalMs, when given), each
+ * counting what it delivers in page.followers; allHave(count) waits until each has count or failed.
+ */
+async function eightFollows(page: TestPage, url: string, name: string, intervalMs?: number) {
+  await page.evaluate(
+    async ({ url, name, intervalMs }) => {
+      const page = globalThis as unknown as PageGlobals;
+      const { openRemote, Receiver } = page.remotelog;
+      const remote = openRemote(url);
+      const followers = Array.from({ length: 8 }, () => ({ delivered: 0, error: "", stop: new AbortController() }));
+      page.followers = followers;
+      for (const follower of followers) {
+        const receiver = await Receiver.open({ remote, name });
+        void (async () => {
+          try {
+            for await (const _ of receiver.follow({ signal: follower.stop.signal, ...(intervalMs === undefined ? {} : { intervalMs }) })) follower.delivered++;
+          } catch (err) {
+            follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+          }
+        })();
+      }
+    },
+    { url, name, intervalMs },
+  );
+  const delivered = () => page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.delivered));
+  return {
+    delivered,
+    errors: () => page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.error)),
+    allHave: (count: number) =>
+      page.waitForFunction((count) => ((globalThis as unknown as PageGlobals).followers as Followers).every((f) => f.delivered >= count || f.error !== ""), count, { timeout: 30_000 }).catch(async (err: Error) => {
+        throw new Error(`${err.message}; delivered: ${JSON.stringify(await delivered())}`);
+      }),
+    stop: () => page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).forEach((f) => f.stop.abort())),
+  };
+}
 
 let browser: TestBrowser;
 let site: Site;
@@ -118,30 +156,8 @@ group("a page of an allowed origin, on a real server", () => {
     await send("before the eight follow\n", server.url);
     const page = await browser.open(site.url);
     const before = (await receiveWithCli(name)).length;
-    await page.evaluate(
-      async ({ url, name }) => {
-        const page = globalThis as unknown as PageGlobals;
-        const { openRemote, Receiver } = page.remotelog;
-        const remote = openRemote(url);
-        const followers = Array.from({ length: 8 }, () => ({ delivered: 0, error: "", stop: new AbortController() }));
-        page.followers = followers;
-        for (const follower of followers) {
-          const receiver = await Receiver.open({ remote, name });
-          void (async () => {
-            try {
-              for await (const _ of receiver.follow({ signal: follower.stop.signal })) follower.delivered++;
-            } catch (err) {
-              follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
-            }
-          })();
-        }
-      },
-      { url: server.url, name },
-    );
-    type Followers = { delivered: number; error: string; stop: AbortController }[];
-    const allHave = (count: number) =>
-      page.waitForFunction((count) => ((globalThis as unknown as PageGlobals).followers as Followers).every((f) => f.delivered >= count || f.error !== ""), count);
-    await allHave(before);
+    const follows = await eightFollows(page, server.url, name);
+    await follows.allHave(before);
     // Before, six Watch streams took the browser's six HTTP/1.1 connections to the server, and this sync
     // waited behind them for good (here, past the step's 30 s bound).
     const synced = await page.evaluate(
@@ -154,10 +170,9 @@ group("a page of an allowed origin, on a real server", () => {
     );
     expect(synced).toBe(before);
     await send("after the eight follow\n", server.url);
-    await allHave(before + 1);
-    const errors = await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.error));
-    expect(errors, describe(page)).toEqual(Array(8).fill(""));
-    await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).forEach((f) => f.stop.abort()));
+    await follows.allHave(before + 1);
+    expect(await follows.errors(), describe(page)).toEqual(Array(8).fill(""));
+    await follows.stop();
   });
 
   it("eight follows in one page over http:// are all pushed: past three Watch streams they share one WatchMany, where the rest only polled", async () => {
@@ -165,41 +180,15 @@ group("a page of an allowed origin, on a real server", () => {
     const page = await browser.open(site.url);
     const before = (await receiveWithCli(name)).length;
     // A poll every ten minutes: within the test's time only a pushed head brings the next message.
-    await page.evaluate(
-      async ({ url, name }) => {
-        const page = globalThis as unknown as PageGlobals;
-        const { openRemote, Receiver } = page.remotelog;
-        const remote = openRemote(url);
-        const followers = Array.from({ length: 8 }, () => ({ delivered: 0, error: "", stop: new AbortController() }));
-        page.followers = followers;
-        for (const follower of followers) {
-          const receiver = await Receiver.open({ remote, name });
-          void (async () => {
-            try {
-              for await (const _ of receiver.follow({ signal: follower.stop.signal, intervalMs: 600_000 })) follower.delivered++;
-            } catch (err) {
-              follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
-            }
-          })();
-        }
-      },
-      { url: server.url, name },
-    );
-    type Followers = { delivered: number; error: string; stop: AbortController }[];
-    const delivered = () => page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.delivered));
-    const allHave = (count: number) =>
-      page.waitForFunction((count) => ((globalThis as unknown as PageGlobals).followers as Followers).every((f) => f.delivered >= count || f.error !== ""), count, { timeout: 30_000 }).catch(async (err: Error) => {
-        throw new Error(`${err.message}; delivered: ${JSON.stringify(await delivered())}`);
-      });
-    await allHave(before);
+    const follows = await eightFollows(page, server.url, name, 600_000);
+    await follows.allHave(before);
     for (let round = 1; round <= 2; round++) {
       await send(`pushed to eight follows, ${round}\n`, server.url);
-      await allHave(before + round);
+      await follows.allHave(before + round);
     }
-    const errors = await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).map((f) => f.error));
-    expect(errors, describe(page)).toEqual(Array(8).fill(""));
-    expect(await delivered()).toEqual(Array(8).fill(before + 2));
-    await page.evaluate(() => ((globalThis as unknown as PageGlobals).followers as Followers).forEach((f) => f.stop.abort()));
+    expect(await follows.errors(), describe(page)).toEqual(Array(8).fill(""));
+    expect(await follows.delivered()).toEqual(Array(8).fill(before + 2));
+    await follows.stop();
   });
 
   it("publishes with a key held in the page, and the CLI reads and verifies what it sent", async () => {
