@@ -11,7 +11,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { addressText } from "../core/hash.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { backoffDelayMs, mapBounded, sleep, withRetry as retry, type RetryOptions } from "../core/retry.js";
-import { SharedNameWatch } from "./shared-name-watch.js";
+import { SharedNameWatch, type NameNote } from "./shared-name-watch.js";
 import { WatchUnsupportedError, type LogReadRemote, type LogRemote, type NameHead, type NameLister, type NamePage, type PagesWithLinked, type PendingUpdate } from "../core/log-remote.js";
 
 export type { NameHead, LogRemote, LogReadRemote } from "../core/log-remote.js";
@@ -393,7 +393,7 @@ export class Remote implements LogRemote, NameLister {
    * WatchUnsupportedError from an NS without the service. A note with letGo says the NS no longer
    * watches that name on this stream (it made room for another client address's watches).
    */
-  async *watchNames(names: string[], signal: AbortSignal): AsyncGenerator<{ name: string; version: bigint; letGo: boolean }> {
+  async *watchNames(names: string[], signal: AbortSignal): AsyncGenerator<NameNote> {
     try {
       for await (const note of this.nameWatch.watchMany({ names }, { signal })) yield { name: note.name, version: note.version, letGo: note.letGo };
     } catch (err) {
