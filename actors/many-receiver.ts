@@ -192,9 +192,10 @@ export class ManyReceiver {
             const notes = watchNames(names, signal)[Symbol.asyncIterator]();
             // The first next() sends the request. Notes start from when a stream opens, so after a
             // break the names are synced once the new stream is asked for: with a long poll, an update
-            // made while the stream was down would otherwise wait for it. Not after a refusal, which no
-            // stream came before: every retry then synced every name (a Fetch each) every 5 s, for ever
-            // where the NS refuses the watch by its per-client limit.
+            // made while the stream was down would otherwise wait for it, and an NS gone away is said
+            // by each name. Not after a refusal, which no stream came before: every retry then synced
+            // every name (a Fetch each) every 5 s, for ever where the NS refuses the watch by its
+            // per-client limit. They are synced again once the stream watches (its watching note).
             const first = notes.next();
             if (reopened && !refused) wakeAll(names);
             refused = false;
@@ -207,7 +208,12 @@ export class ManyReceiver {
                 unpushed = false;
                 letGo.clear();
               }
-              if (note.value.letGo) {
+              if (note.value.watching) {
+                // A sync that read its head before this (the first ones too) may have missed an update
+                // made meanwhile, which no note will tell of: each name is synced again (one in flight
+                // once it ends), while names not yet synced cost nothing.
+                wakeAll(names);
+              } else if (note.value.letGo) {
                 if (letGo.size === 0) events.watchLetGo?.(note.value.name);
                 letGo.add(note.value.name);
                 pushed([note.value.name], false);

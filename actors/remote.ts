@@ -391,11 +391,15 @@ export class Remote implements LogRemote, NameLister {
   /**
    * Notes of updates to any of names (remotelog.v1.NameWatchService), from now until signal aborts;
    * WatchUnsupportedError from an NS without the service. A note with letGo says the NS no longer
-   * watches that name on this stream (it made room for another client address's watches).
+   * watches that name on this stream (it made room for another client address's watches). The first
+   * note, watching, says when the NS watches them all: heads read after it miss no update (never sent
+   * by an NS that predates it).
    */
   async *watchNames(names: string[], signal: AbortSignal): AsyncGenerator<NameNote> {
     try {
-      for await (const note of this.nameWatch.watchMany({ names }, { signal })) yield { name: note.name, version: note.version, letGo: note.letGo };
+      for await (const note of this.nameWatch.watchMany({ names, confirm: true }, { signal })) {
+        yield { name: note.name, version: note.version, letGo: note.letGo, watching: note.watching };
+      }
     } catch (err) {
       if (signal.aborted) return;
       if (ConnectError.from(err).code === Code.Unimplemented) throw new WatchUnsupportedError(this.nsUrl);

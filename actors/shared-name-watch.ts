@@ -6,6 +6,11 @@ export interface NameNote {
   name: string;
   version: bigint;
   letGo: boolean;
+  /**
+   * The NS watches every name of the stream from here on (WatchManyRequest.confirm): heads read after
+   * this note miss no update. name is empty. It comes once, first; an NS that predates it never sends it.
+   */
+  watching: boolean;
 }
 
 /** Opens a WatchMany stream over names, until signal aborts (Remote.watchNames). */
@@ -64,13 +69,18 @@ class Waiter implements NameWaiter {
  * The watches of many names on one WatchMany stream, for a remote that can hold few streams open: a
  * page over http://, where the browser gives a host six connections and each Watch holds one. The
  * stream is opened again over the new set of names whenever a name joins or leaves (once for all the
- * changes of one turn), and every waiter is woken then, to read its head again: a note sent while no
- * stream was open is not lost, only read by a Fetch.
+ * changes of one turn), and every waiter is woken once the NS says the new stream watches (or, from
+ * an NS that cannot say, when it is asked for), to read its head again: a note sent while no stream
+ * was open is not lost, only read by a Fetch.
  */
 export class SharedNameWatch {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private stream?: AbortController;
   private reopening = false;
+  /** The NS says when a stream watches (NameNote.watching): waiters are woken then, not when it is asked for. */
+  private confirms = false;
+  /** A stream was open before: notes may have come while none was. */
+  private reopened = false;
 
   constructor(
     private readonly open: OpenNameNotes,
@@ -114,8 +124,17 @@ export class SharedNameWatch {
     let ended: unknown;
     try {
       const notes = this.open(names, stream.signal);
-      for (const name of names) for (const waiter of this.waiters.get(name) ?? []) waiter.wake();
+      const wakeAll = () => names.forEach((name) => this.waiters.get(name)?.forEach((waiter) => waiter.wake()));
+      // A head read before the NS watches may miss an update made meanwhile, which no note will tell of;
+      // from an NS that cannot say when it watches, a stream's heads are read again as it is asked for.
+      if (this.reopened && !this.confirms) wakeAll();
+      this.reopened = true;
       for await (const note of notes) {
+        if (note.watching) {
+          this.confirms = true;
+          wakeAll();
+          continue;
+        }
         for (const waiter of this.waiters.get(note.name) ?? []) {
           if (note.letGo) waiter.fail(new WatchUnsupportedError(this.nsUrl, `the NS let go of the watch of ${JSON.stringify(note.name)} to make room for other clients`));
           else waiter.wake();

@@ -178,6 +178,7 @@ export class NsService implements ServiceImpl<typeof NS> {
    * and the stream is refused as a Watch stream is, for all its names at once. Made to give way to
    * another address's watches (Watchers.makeRoom), it lets go of as many of its names as it must, a
    * let_go note each, and goes on with the rest; it ends (evicted) only when it must give them all.
+   * With confirm, a first note (watching) says when every name is watched.
    */
   async *watchMany(request: WatchManyRequest, context?: HandlerContext): AsyncGenerator<WatchManyResponse> {
     if (request.names.length > this.limits.maxWatchNames) {
@@ -208,6 +209,8 @@ export class NsService implements ServiceImpl<typeof NS> {
           wake?.();
         });
       }
+      // Only now is every update noted: the client reads the heads it wants after this note.
+      if (request.confirm) yield create(WatchManyResponseSchema, { watching: true });
       for (;;) {
         while (pending.size === 0 && letGo.length === 0 && !signal?.aborted && !held.evicted) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;

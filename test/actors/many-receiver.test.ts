@@ -277,12 +277,23 @@ describe("actors - one receiver following many names over the in-memory transpor
   it("with follow and pushes, polls a name whose polls find nothing ever less often, the wait doubling each time", async () => {
     const w = world();
     await w.publish("quiet", 2);
-    // Every fetch of the name's head, when it was made: the first is the catch-up, the rest are polls.
+    // Every fetch of the name's head, when it was made: the catch-up, the sync once the NS watches, then polls.
     const fetched: number[] = [];
+    // How many fetches there were when the NS said it watched: the sync that note starts is fetch number
+    // that many (the catch-up, when it had not started yet), and the polls come after it.
+    let beforeWatching: number | undefined;
     const remote = new Proxy(w.remote, {
       get(target, key) {
         const value = Reflect.get(target, key, target);
         if (key === "fetchName") return (...args: unknown[]) => (fetched.push(performance.now()), value.apply(target, args));
+        if (key === "watchNames") {
+          return async function* (names: string[], signal: AbortSignal) {
+            for await (const note of target.watchNames(names, signal)) {
+              if (note.watching) beforeWatching = fetched.length;
+              yield note;
+            }
+          };
+        }
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
@@ -295,14 +306,16 @@ describe("actors - one receiver following many names over the in-memory transpor
       signal: stop.signal,
     });
     const deadline = Date.now() + 20_000;
-    while (fetched.length < 6 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    while ((beforeWatching === undefined || fetched.length < beforeWatching + 6) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     stop.abort();
     await running;
     expect(got.seqs("quiet")).toEqual([0, 1]);
-    expect(fetched.length).toBeGreaterThanOrEqual(6);
+    expect(beforeWatching).toBeDefined();
+    const polls = fetched.slice(beforeWatching);
+    expect(polls.length).toBeGreaterThanOrEqual(6);
     // A timer never fires early, so each wait is at least what the schedule says; load only lengthens it.
     // With a fixed interval every wait would be about 20 ms.
-    const waits = fetched.slice(1, 6).map((at, i) => at - fetched[i]);
+    const waits = polls.slice(1, 6).map((at, i) => at - polls[i]);
     [20, 40, 80, 160, 160].forEach((least, i) => expect(waits[i]).toBeGreaterThanOrEqual(least - 1));
   });
 
@@ -339,6 +352,53 @@ describe("actors - one receiver following many names over the in-memory transpor
       await running;
       expect(refused).toEqual([2]);
       expect(got.seqs("r0")).toEqual([0]);
+    } finally {
+      remote.close();
+    }
+  }, 30_000);
+
+  it("with follow, an update stored while the WatchMany request is on its way is delivered once the stream watches, not at the next poll", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const remote = new Remote({ casUrl: server.url, nsUrl: server.url });
+    try {
+      const sender = new Sender({ published: new MemoryCheckpointStore(), name: "late", log: new MemoryLocalLog(), remote, pageSize: 4 });
+      const publish = async (text: string) => {
+        await sender.append([utf8(text)], GROUP, 1n);
+        await sender.publish();
+      };
+      await publish("one");
+      // The request held on its way, as a slow network holds it: the stream asked for, not yet watching.
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let asked = false;
+      const slow = new Proxy(remote, {
+        get(target, key) {
+          const value = Reflect.get(target, key, target);
+          if (key === "watchNames") {
+            return async function* (names: string[], signal: AbortSignal) {
+              asked = true;
+              await held;
+              yield* target.watchNames(names, signal);
+            };
+          }
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const stop = new AbortController();
+      const got = collector();
+      const running = new ManyReceiver({ names: ["late"], remote: slow, checkpoints: new MemoryCheckpointStore() }).run(got.deliver, {
+        follow: true,
+        intervalMs: 600_000,
+        signal: stop.signal,
+      });
+      await expect.poll(() => asked && got.seqs("late").length === 1, { timeout: 10_000, interval: 10 }).toBe(true);
+      // Stored after the name's first sync read its head, before the NS watches it: no note will come.
+      await publish("two");
+      release();
+      // On the old code the receiver synced at the request, not once the NS watched: "two" waited for the 10-minute poll.
+      await expect.poll(() => got.seqs("late"), { timeout: 10_000, interval: 10 }).toEqual([0, 1]);
+      stop.abort();
+      await running;
     } finally {
       remote.close();
     }

@@ -104,6 +104,46 @@ describe("shared name watch - many names on one WatchMany stream", () => {
     }
   });
 
+  it("wakes its waiters once the NS watches, not when the stream is asked for: an update stored while the request is on its way is read then", async () => {
+    await publish("late");
+    // The request held on its way, as a slow network holds it.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let asked = false;
+    const watch = new SharedNameWatch(async function* (names, signal) {
+      asked = true;
+      await held;
+      yield* remote.watchNames(names, signal);
+    }, server.url);
+    const stop = new AbortController();
+    const waiter = watch.join("late");
+    // A follower as Remote.watchShared is one: it reads the head, waits for a wake, and reads it again.
+    const read: bigint[] = [];
+    const following = (async () => {
+      for (;;) {
+        read.push((await remote.fetchName("late"))!.version);
+        await waiter.wait(stop.signal);
+        if (stop.signal.aborted) return;
+      }
+    })();
+    try {
+      await until(() => asked && read.length >= 1, () => `asked ${asked}, read ${read}`);
+      const first = read[0];
+      // On the old code the waiter was woken as the stream was asked for: its second read came now,
+      // before the update below, and nothing woke it after.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(read).toEqual([first]);
+      await publish("late");
+      release();
+      await until(() => read.at(-1) === first + 1n, () => `read ${read}`);
+      expect(read).toEqual([first, first + 1n]);
+    } finally {
+      stop.abort();
+      waiter.leave();
+      await following;
+    }
+  });
+
   it("fails every waiter with what ended the stream: the server closing is UNAVAILABLE (each follower opens its watch again after a pause, HeadWatch)", async () => {
     const own = await listen({ host: "127.0.0.1", port: 0, routes: routes({ content: new MemoryContentStore(), names: new MemoryNameStore() }), closeGraceMs: 0 });
     const ownRemote = new Remote({ casUrl: own.url, nsUrl: own.url });

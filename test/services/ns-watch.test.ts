@@ -38,6 +38,23 @@ describe("ns watch many - notes for many names on one stream", () => {
     expect((await ending).done).toBe(true);
   });
 
+  it("with confirm, says first that it watches every name (an update stored after that is noted); without, says nothing", async () => {
+    const ns = new NsService(new MemoryNameStore());
+    const stop = new AbortController();
+    const confirmed = ns.watchMany(create(WatchManyRequestSchema, { names: ["a", "b"], confirm: true }), { signal: stop.signal } as never);
+    expect((await confirmed.next()).value).toMatchObject({ name: "", version: 0n, letGo: false, watching: true });
+    await ns.update(create(NameUpdateSchema, { name: "b", content: utf8("b1") }));
+    expect((await confirmed.next()).value).toMatchObject({ name: "b", version: 1n, watching: false });
+    const plain = ns.watchMany(create(WatchManyRequestSchema, { names: ["a"] }), { signal: stop.signal } as never);
+    const first = plain.next();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await ns.update(create(NameUpdateSchema, { name: "a", content: utf8("a1") }));
+    expect((await first).value).toMatchObject({ name: "a", version: 1n, watching: false });
+    stop.abort();
+    expect((await confirmed.next()).done).toBe(true);
+    expect((await plain.next()).done).toBe(true);
+  });
+
   it("refuses too many names, a bad name, and more watchers than the NS serves", async () => {
     const ns = new NsService(new MemoryNameStore(), { maxWatchNames: 2, maxWatches: 3 });
     const open = (names: string[]) => ns.watchMany(create(WatchManyRequestSchema, { names }), { signal: new AbortController().signal } as never).next();

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file remotelog/v1/names.proto.
  */
 export const file_remotelog_v1_names: GenFile = /*@__PURE__*/
-  fileDesc("ChhyZW1vdGVsb2cvdjEvbmFtZXMucHJvdG8SDHJlbW90ZWxvZy52MSIhChBXYXRjaE1hbnlSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIkIKEVdhdGNoTWFueVJlc3BvbnNlEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBBIOCgZsZXRfZ28YAyABKAgiMAoQTGlzdE5hbWVzUmVxdWVzdBINCgVhZnRlchgBIAEoCRINCgVsaW1pdBgCIAEoDSJ9ChFMaXN0TmFtZXNSZXNwb25zZRIzCgVuYW1lcxgBIAMoCzIkLnJlbW90ZWxvZy52MS5MaXN0TmFtZXNSZXNwb25zZS5OYW1lEgwKBG5leHQYAiABKAkaJQoETmFtZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAQyYgoQTmFtZVdhdGNoU2VydmljZRJOCglXYXRjaE1hbnkSHi5yZW1vdGVsb2cudjEuV2F0Y2hNYW55UmVxdWVzdBofLnJlbW90ZWxvZy52MS5XYXRjaE1hbnlSZXNwb25zZTABMl8KD05hbWVMaXN0U2VydmljZRJMCglMaXN0TmFtZXMSHi5yZW1vdGVsb2cudjEuTGlzdE5hbWVzUmVxdWVzdBofLnJlbW90ZWxvZy52MS5MaXN0TmFtZXNSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChhyZW1vdGVsb2cvdjEvbmFtZXMucHJvdG8SDHJlbW90ZWxvZy52MSIyChBXYXRjaE1hbnlSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJEg8KB2NvbmZpcm0YAiABKAgiVAoRV2F0Y2hNYW55UmVzcG9uc2USDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgEEg4KBmxldF9nbxgDIAEoCBIQCgh3YXRjaGluZxgEIAEoCCIwChBMaXN0TmFtZXNSZXF1ZXN0Eg0KBWFmdGVyGAEgASgJEg0KBWxpbWl0GAIgASgNIn0KEUxpc3ROYW1lc1Jlc3BvbnNlEjMKBW5hbWVzGAEgAygLMiQucmVtb3RlbG9nLnYxLkxpc3ROYW1lc1Jlc3BvbnNlLk5hbWUSDAoEbmV4dBgCIAEoCRolCgROYW1lEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBDJiChBOYW1lV2F0Y2hTZXJ2aWNlEk4KCVdhdGNoTWFueRIeLnJlbW90ZWxvZy52MS5XYXRjaE1hbnlSZXF1ZXN0Gh8ucmVtb3RlbG9nLnYxLldhdGNoTWFueVJlc3BvbnNlMAEyXwoPTmFtZUxpc3RTZXJ2aWNlEkwKCUxpc3ROYW1lcxIeLnJlbW90ZWxvZy52MS5MaXN0TmFtZXNSZXF1ZXN0Gh8ucmVtb3RlbG9nLnYxLkxpc3ROYW1lc1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message remotelog.v1.WatchManyRequest
@@ -23,6 +23,15 @@ export type WatchManyRequest = Message<"remotelog.v1.WatchManyRequest"> & {
    * @generated from field: repeated string names = 1;
    */
   names: string[];
+
+  /**
+   * Asks for a note with `watching` set as soon as the NS watches every one of names: any update
+   * stored after it is noted. A client that reads the names' heads after that note, not when it sends
+   * the request, misses no update: one stored while the request was on its way is in the head it reads.
+   *
+   * @generated from field: bool confirm = 2;
+   */
+  confirm: boolean;
 };
 
 /**
@@ -57,6 +66,14 @@ export type WatchManyResponse = Message<"remotelog.v1.WatchManyResponse"> & {
    * @generated from field: bool let_go = 3;
    */
   letGo: boolean;
+
+  /**
+   * The answer to confirm, sent once and before any other note: every name is watched from here on.
+   * name is empty and version 0 then. A server that predates confirm never sends it.
+   *
+   * @generated from field: bool watching = 4;
+   */
+  watching: boolean;
 };
 
 /**
