@@ -65,42 +65,68 @@ afterAll(async () => {
 });
 
 describe("shared name watch - many names on one WatchMany stream", () => {
-  it("wakes a name's waiters on its own notes, and every waiter when the stream is opened again for a name joining or leaving", async () => {
+  it("wakes a name's waiters on its own notes; a name joining or leaving opens the stream again, the one before kept until the new one watches, and wakes only the joiner", async () => {
     for (const name of ["a", "b"]) await publish(name);
-    const watch = new SharedNameWatch((names, signal) => remote.watchNames(names, signal), server.url);
+    // Each stream's request can be held on its way, as a slow network holds it; live counts the open streams.
+    let hold: Promise<void> | undefined;
+    let live = 0;
+    let opened = 0;
+    const watch = new SharedNameWatch(async function* (names, signal) {
+      opened++;
+      live++;
+      try {
+        await hold;
+        yield* remote.watchNames(names, signal);
+      } finally {
+        live--;
+      }
+    }, server.url);
     const stop = new AbortController();
     const a = watch.join("a");
     const b = watch.join("b");
     const wakes = { a: counting(a, stop.signal), b: counting(b, stop.signal) };
-    const counts = () => JSON.stringify({ a: wakes.a.wakes, b: wakes.b.wakes });
+    let c: NameWaiter | undefined;
+    let cWakes: ReturnType<typeof counting> | undefined;
+    const counts = () => JSON.stringify({ a: wakes.a.wakes, b: wakes.b.wakes, c: cWakes?.wakes, live, opened });
     try {
-      // Opened once for both: each woken once, to read its head (a note may have come before the stream).
+      // Opened once for both: each woken once the NS watches, to read its head (an update may have come before).
       await until(() => wakes.a.wakes === 1 && wakes.b.wakes === 1, counts);
       await publish("a");
       await until(() => wakes.a.wakes === 2, counts);
       await publish("b");
       await until(() => wakes.b.wakes === 2, counts);
+      // Each note woke its own name's waiter, and only that one.
+      expect({ a: wakes.a.wakes, b: wakes.b.wakes, opened }).toEqual({ a: 2, b: 2, opened: 1 });
+
+      // c joins: a stream over a, b and c is asked for, and held on its way. The one before still
+      // notes a's update meanwhile: nothing is lost, and a and b need not read again.
+      let release!: () => void;
+      hold = new Promise<void>((resolve) => (release = resolve));
+      c = watch.join("c");
+      cWakes = counting(c, stop.signal);
+      await until(() => opened === 2 && live === 2, counts);
       await publish("a");
       await until(() => wakes.a.wakes === 3, counts);
-      // Each note woke its own name's waiter, and only that one.
+      release();
+      hold = undefined;
+      // Once the new one watches, the one before is closed and only c is woken.
+      await until(() => cWakes!.wakes === 1 && live === 1, counts);
+      await publish("c");
+      await until(() => cWakes!.wakes === 2, counts);
       expect({ a: wakes.a.wakes, b: wakes.b.wakes }).toEqual({ a: 3, b: 2 });
 
-      // c joins: the stream is opened again over a, b and c, and everyone reads again.
-      const c = watch.join("c");
-      const cWakes = counting(c, stop.signal);
-      await until(() => wakes.a.wakes === 4 && wakes.b.wakes === 3 && cWakes.wakes === 1, counts);
-      await publish("c");
-      await until(() => cWakes.wakes === 2, counts);
-      // c leaves: opened again over a and b.
+      // c leaves: opened again over a and b, which the stream before watched: no one is woken.
       c.leave();
-      await until(() => wakes.a.wakes === 5 && wakes.b.wakes === 4, counts);
+      await until(() => opened === 3 && live === 1, counts);
       await publish("b");
-      await until(() => wakes.b.wakes === 5, counts);
+      await until(() => wakes.b.wakes === 3, counts);
+      expect({ a: wakes.a.wakes, b: wakes.b.wakes, c: cWakes.wakes, opened, live }).toEqual({ a: 3, b: 3, c: 2, opened: 3, live: 1 });
       expect([wakes.a.error, wakes.b.error, cWakes.error]).toEqual([undefined, undefined, undefined]);
     } finally {
       stop.abort();
       a.leave();
       b.leave();
+      c?.leave();
     }
   });
 
@@ -141,6 +167,41 @@ describe("shared name watch - many names on one WatchMany stream", () => {
       stop.abort();
       waiter.leave();
       await following;
+    }
+  });
+
+  it("asked for past a watch limit that the stream before still counts towards, closes that one and asks again without it", async () => {
+    const own = await listen({
+      host: "127.0.0.1",
+      port: 0,
+      routes: routes({ content: new MemoryContentStore(), names: new MemoryNameStore(), limits: { maxWatchesPerAddress: 3 } }),
+      closeGraceMs: 0,
+    });
+    const ownRemote = new Remote({ casUrl: own.url, nsUrl: own.url });
+    let opened = 0;
+    const watch = new SharedNameWatch((names, signal) => (opened++, ownRemote.watchNames(names, signal)), own.url);
+    const stop = new AbortController();
+    const waiters: NameWaiter[] = [];
+    try {
+      waiters.push(watch.join("x"), watch.join("y"));
+      const states = waiters.map((waiter) => counting(waiter, stop.signal));
+      await until(() => states.every((state) => state.wakes === 1), () => JSON.stringify(states.map((s) => s.wakes)));
+      // Three names while the stream over two is held: five watches of the address's three, refused.
+      waiters.push(watch.join("z"));
+      states.push(counting(waiters[2], stop.signal));
+      // Asked again alone (once the NS let go of the stream before: a try or two), the stream over
+      // three is let in, and each is woken once it watches, where each waiter failed TOO_LARGE.
+      await until(() => opened >= 3 && states.every((state) => state.wakes === 2 || (state === states[2] && state.wakes === 1)), () => `${opened} ${JSON.stringify(states.map((s) => s.wakes))} ${states.map((s) => String(s.error))}`);
+      const sender = new Sender({ published: new MemoryCheckpointStore(), name: "z", log: new MemoryLocalLog(), remote: ownRemote });
+      await sender.append([new TextEncoder().encode("z")], new TextEncoder().encode("group"));
+      await sender.publish();
+      await until(() => states[2].wakes === 2, () => JSON.stringify(states.map((s) => s.wakes)));
+      expect(states.map((state) => state.error)).toEqual([undefined, undefined, undefined]);
+    } finally {
+      stop.abort();
+      waiters.forEach((waiter) => waiter.leave());
+      ownRemote.close();
+      await own.close();
     }
   });
 
