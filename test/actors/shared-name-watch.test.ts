@@ -170,6 +170,48 @@ describe("shared name watch - many names on one WatchMany stream", () => {
     }
   });
 
+  it("from an NS that never says it watches (one older than WatchManyRequest.confirm), closes the stream before and wakes every waiter as the new one is asked for", async () => {
+    let live = 0;
+    const watch = new SharedNameWatch(async function* (names, signal) {
+      live++;
+      try {
+        for await (const note of remote.watchNames(names, signal)) if (!note.watching) yield note;
+      } finally {
+        live--;
+      }
+    }, server.url);
+    const stop = new AbortController();
+    const waiters: NameWaiter[] = [];
+    try {
+      waiters.push(watch.join("old-a"), watch.join("old-b"));
+      const states = waiters.map((waiter) => counting(waiter, stop.signal));
+      const counts = () => `${JSON.stringify(states.map((state) => state.wakes))}, ${live} open`;
+      // The first stream wakes no one: each follower read its head as it joined. Nothing says when it
+      // watches, so old-a is published until a note of it comes.
+      await until(() => live === 1, counts);
+      for (let tries = 0; states[0].wakes === 0 && tries < 50; tries++) {
+        await publish("old-a");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(states[0].wakes).toBeGreaterThan(0);
+      expect(states[1].wakes).toBe(0);
+      const [a, b] = states.map((state) => state.wakes);
+      waiters.push(watch.join("old-c"));
+      states.push(counting(waiters[2], stop.signal));
+      // Opened again: no note says when it watches, so everyone reads again at once, and one stream is open.
+      await until(() => states[0].wakes > a && states[1].wakes > b && states[2].wakes === 1 && live === 1, counts);
+      for (let tries = 0; states[2].wakes === 1 && tries < 50; tries++) {
+        await publish("old-c");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(states[2].wakes).toBeGreaterThan(1);
+      expect(states.map((state) => state.error)).toEqual([undefined, undefined, undefined]);
+    } finally {
+      stop.abort();
+      waiters.forEach((waiter) => waiter.leave());
+    }
+  });
+
   it("asked for past a watch limit that the stream before still counts towards, closes that one and asks again without it", async () => {
     const own = await listen({
       host: "127.0.0.1",
