@@ -92,10 +92,18 @@ function withIdleLimit(idleMs: number, readMaxBytes: number): typeof fetch {
       new ConnectError(`${String(input)}: the answer${announced ? ` of ${announced} bytes` : ""} is larger than the ${readMaxBytes} bytes this client takes (readMaxBytes)`, Code.ResourceExhausted);
     const streaming = (new Headers(init?.headers).get("content-type") ?? "").startsWith("application/connect+");
     if (streaming || !response.body) {
-      done();
       const body = response.body;
+      if (!body) {
+        done();
+        return response;
+      }
+      // A stream's caller stops it by its signal, which must still reach the fetch until the stream
+      // ends: that is what closes its connection. Cut off at the headers, a stopped Watch held its
+      // HTTP/1.1 connection until the server ended it (never, while the name is quiet), and once six
+      // were held every call of the page waited for good.
+      clearTimeout(timer);
       let checked: ReadableStream<Uint8Array> | undefined;
-      if (body) Object.defineProperty(response, "body", { get: () => (checked ??= messagesWithin(body, readMaxBytes, tooLarge)) });
+      Object.defineProperty(response, "body", { get: () => (checked ??= messagesWithin(body, readMaxBytes, tooLarge, done)) });
       return response;
     }
     const announced = Number(response.headers.get("content-length") ?? 0);
@@ -143,7 +151,7 @@ function withIdleLimit(idleMs: number, readMaxBytes: number): typeof fetch {
  * envelope (a flags byte and a 4-byte big-endian length) says it is over readMaxBytes, before any of
  * it is held: a Watch's server could otherwise announce a message of gigabytes and send it forever.
  */
-function messagesWithin(body: ReadableStream<Uint8Array>, readMaxBytes: number, tooLarge: (announced: number) => Error): ReadableStream<Uint8Array> {
+function messagesWithin(body: ReadableStream<Uint8Array>, readMaxBytes: number, tooLarge: (announced: number) => Error, ended: () => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   // The envelope being read: its header bytes so far, then the bytes of its message still to come.
   const header = new Uint8Array(5);
@@ -155,10 +163,12 @@ function messagesWithin(body: ReadableStream<Uint8Array>, readMaxBytes: number, 
       try {
         chunk = await reader.read();
       } catch (err) {
+        ended();
         controller.error(err);
         return;
       }
       if (chunk.done) {
+        ended();
         controller.close();
         return;
       }
@@ -175,6 +185,7 @@ function messagesWithin(body: ReadableStream<Uint8Array>, readMaxBytes: number, 
         headerBytes = 0;
         messageLeft = new DataView(header.buffer).getUint32(1);
         if (messageLeft > readMaxBytes) {
+          ended();
           void reader.cancel().catch(() => undefined);
           controller.error(tooLarge(messageLeft));
           return;
@@ -182,7 +193,10 @@ function messagesWithin(body: ReadableStream<Uint8Array>, readMaxBytes: number, 
       }
       controller.enqueue(bytes);
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel: (reason) => {
+      ended();
+      return reader.cancel(reason);
+    },
   });
 }
 

@@ -191,6 +191,129 @@ group("a page of an allowed origin, on a real server", () => {
     await follows.stop();
   });
 
+  it("follows stopped over http:// give their connections back: eight pushed and stopped in turn, then a sync, where the sixth waited for good", async () => {
+    const chat = "switching-chat";
+    const sendChat = async (body: string) => {
+      const sent = await runCli(["send", "--unsigned", "--name", chat, "--data", join(dir, chat), "--server", server.url], { stdin: `${body}\n` });
+      expect(sent.code, sent.stderr).toBe(0);
+    };
+    await sendChat("first");
+    const page = await browser.open(site.url);
+    const state = () => page.evaluate(() => (globalThis as unknown as PageGlobals).chat as { delivered: number; ended: boolean; error: string });
+    const until = (check: string, count: number) =>
+      page.waitForFunction(new Function("count", `const chat = globalThis.chat; return ${check};`) as (count: number) => boolean, count, { timeout: 30_000 }).catch(async (err: Error) => {
+        throw new Error(`${err.message}; ${JSON.stringify(await state())}; ${describe(page)}`);
+      });
+    // A page that follows a chat while it is open, as a user switches between chats: each follow reads
+    // the log, is pushed one message on its Watch stream, and is stopped.
+    for (let round = 0; round < 8; round++) {
+      await page.evaluate(
+        async ({ url, name }) => {
+          const page = globalThis as unknown as PageGlobals;
+          const { openRemote, Receiver } = page.remotelog;
+          page.remote ??= openRemote(url);
+          const chat = { delivered: 0, ended: false, error: "", stop: new AbortController() };
+          page.chat = chat;
+          const receiver = await Receiver.open({ remote: page.remote as ReturnType<typeof openRemote>, name, unsigned: true });
+          void (async () => {
+            try {
+              for await (const _ of receiver.follow({ signal: chat.stop.signal, intervalMs: 600_000 })) chat.delivered++;
+            } catch (err) {
+              chat.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+            }
+            chat.ended = true;
+          })();
+        },
+        { url: server.url, name: chat },
+      );
+      await until("chat.delivered >= count || chat.error !== ''", round + 1);
+      await sendChat(`pushed ${round}`);
+      await until("chat.delivered >= count || chat.error !== ''", round + 2);
+      await page.evaluate(() => ((globalThis as unknown as PageGlobals).chat as { stop: AbortController }).stop.abort());
+      await until("chat.ended", 0);
+      expect(await state()).toMatchObject({ delivered: round + 2, error: "" });
+    }
+    // Before, each stopped Watch held its connection: the sixth follow's first read waited for one for good.
+    await page.evaluate(
+      ({ name }) => {
+        const page = globalThis as unknown as PageGlobals;
+        const { Receiver } = page.remotelog;
+        const chat = page.chat as { synced?: number; error: string };
+        void (async () => {
+          const receiver = await Receiver.open({ remote: page.remote as ReturnType<typeof page.remotelog.openRemote>, name, unsigned: true });
+          chat.synced = (await receiver.sync()).messages.length;
+        })().catch((err: Error) => (chat.error = err.message));
+      },
+      { name: chat },
+    );
+    await until("chat.synced !== undefined || chat.error !== ''", 0);
+    expect(await state()).toMatchObject({ synced: 9, error: "" });
+  });
+
+  it("follows of many names joining one by one over http:// cost a few Fetches each, not one for every follow on the shared stream", async () => {
+    const names = Array.from({ length: 15 }, (_, i) => `joining-${i}`);
+    for (const [i, each] of names.entries()) {
+      const sent = await runCli(["send", "--unsigned", "--name", each, "--data", join(dir, each), "--server", server.url], { stdin: `first of ${i}\n` });
+      expect(sent.code, sent.stderr).toBe(0);
+    }
+    const fetches = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="vac.cas.NS/Fetch",code="OK"}'));
+      return line ? Number(line.split(" ").pop()) : 0;
+    };
+    const page = await browser.open(site.url);
+    await page.evaluate(() => {
+      (globalThis as unknown as PageGlobals).joined = [] as { delivered: number; error: string; stop: AbortController }[];
+    });
+    // One follow a name, each started once the one before has its first message: three take the Watch
+    // streams, and the twelve after them join the shared WatchMany one by one.
+    const perJoin: number[] = [];
+    for (const each of names) {
+      const before = await fetches();
+      await page.evaluate(
+        async ({ url, name }) => {
+          const page = globalThis as unknown as PageGlobals;
+          const { openRemote, Receiver } = page.remotelog;
+          page.remote ??= openRemote(url);
+          const follower = { delivered: 0, error: "", stop: new AbortController() };
+          (page.joined as Followers).push(follower);
+          const receiver = await Receiver.open({ remote: page.remote as ReturnType<typeof openRemote>, name, unsigned: true });
+          void (async () => {
+            try {
+              for await (const _ of receiver.follow({ signal: follower.stop.signal, intervalMs: 600_000 })) follower.delivered++;
+            } catch (err) {
+              follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+            }
+          })();
+        },
+        { url: server.url, name: each },
+      );
+      await page
+        .waitForFunction(() => ((globalThis as unknown as PageGlobals).joined as Followers).every((f) => f.delivered >= 1 || f.error !== ""), undefined, { timeout: 30_000 })
+        .catch(async (err: Error) => {
+          const state = await page.evaluate(() => ((globalThis as unknown as PageGlobals).joined as Followers).map((f) => [f.delivered, f.error]));
+          throw new Error(`${err.message}; ${JSON.stringify(state)}; Fetches a join: ${JSON.stringify(perJoin)}; ${describe(page)}`);
+        });
+      // Settled: the stream over the new set watches, and whoever it woke has read.
+      let settled = await fetches();
+      for (let quiet = 0; quiet < 5; ) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const now = await fetches();
+        quiet = now === settled ? quiet + 1 : 0;
+        settled = now;
+      }
+      perJoin.push(settled - before);
+    }
+    // Every follow is still pushed.
+    await runCli(["send", "--unsigned", "--name", names[14], "--data", join(dir, names[14]), "--server", server.url], { stdin: "pushed\n" });
+    await page.waitForFunction(() => ((globalThis as unknown as PageGlobals).joined as Followers)[14].delivered >= 2, undefined, { timeout: 30_000 });
+    expect(await page.evaluate(() => ((globalThis as unknown as PageGlobals).joined as Followers).map((f) => f.error))).toEqual(Array(15).fill(""));
+    // The old shared watch woke every follow on it at each join: the k-th joiner's Fetches grew with k.
+    const shared = perJoin.slice(3);
+    expect(Math.max(...shared), JSON.stringify(perJoin)).toBeLessThanOrEqual(Math.min(...shared) + 1);
+    await page.evaluate(() => ((globalThis as unknown as PageGlobals).joined as Followers).forEach((f) => f.stop.abort()));
+  });
+
   it("publishes with a key held in the page, and the CLI reads and verifies what it sent", async () => {
     const page = await browser.open(site.url);
     const published = await page.evaluate(async (url) => {
