@@ -58,6 +58,35 @@ async function eightFollows(page: TestPage, url: string, name: string, intervalM
   };
 }
 
+/** A follow that followUnsigned started in a page, in page.follows. */
+type PageFollow = { delivered: number; ended: boolean; error: string; stop: AbortController; synced?: number };
+
+/**
+ * Starts a follow of the unsigned name in the page, on the page's one remote (page.remote), polling
+ * every 10 minutes (only a push brings news within a test); it is the last of page.follows.
+ */
+async function followUnsigned(page: TestPage, url: string, name: string): Promise<void> {
+  await page.evaluate(
+    async ({ url, name }) => {
+      const page = globalThis as unknown as PageGlobals;
+      const { openRemote, Receiver } = page.remotelog;
+      page.remote ??= openRemote(url);
+      const follow: PageFollow = { delivered: 0, ended: false, error: "", stop: new AbortController() };
+      ((page.follows ??= []) as PageFollow[]).push(follow);
+      const receiver = await Receiver.open({ remote: page.remote as ReturnType<typeof openRemote>, name, unsigned: true });
+      void (async () => {
+        try {
+          for await (const _ of receiver.follow({ signal: follow.stop.signal, intervalMs: 600_000 })) follow.delivered++;
+        } catch (err) {
+          follow.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
+        }
+        follow.ended = true;
+      })();
+    },
+    { url, name },
+  );
+}
+
 let browser: TestBrowser;
 let site: Site;
 /** Another origin, which no server here allows. */
@@ -199,37 +228,19 @@ group("a page of an allowed origin, on a real server", () => {
     };
     await sendChat("first");
     const page = await browser.open(site.url);
-    const state = () => page.evaluate(() => (globalThis as unknown as PageGlobals).chat as { delivered: number; ended: boolean; error: string });
+    const state = () => page.evaluate(() => ((globalThis as unknown as PageGlobals).follows as PageFollow[]).at(-1)!);
     const until = (check: string, count: number) =>
-      page.waitForFunction(new Function("count", `const chat = globalThis.chat; return ${check};`) as (count: number) => boolean, count, { timeout: 30_000 }).catch(async (err: Error) => {
+      page.waitForFunction(new Function("count", `const chat = globalThis.follows.at(-1); return ${check};`) as (count: number) => boolean, count, { timeout: 30_000 }).catch(async (err: Error) => {
         throw new Error(`${err.message}; ${JSON.stringify(await state())}; ${describe(page)}`);
       });
     // A page that follows a chat while it is open, as a user switches between chats: each follow reads
     // the log, is pushed one message on its Watch stream, and is stopped.
     for (let round = 0; round < 8; round++) {
-      await page.evaluate(
-        async ({ url, name }) => {
-          const page = globalThis as unknown as PageGlobals;
-          const { openRemote, Receiver } = page.remotelog;
-          page.remote ??= openRemote(url);
-          const chat = { delivered: 0, ended: false, error: "", stop: new AbortController() };
-          page.chat = chat;
-          const receiver = await Receiver.open({ remote: page.remote as ReturnType<typeof openRemote>, name, unsigned: true });
-          void (async () => {
-            try {
-              for await (const _ of receiver.follow({ signal: chat.stop.signal, intervalMs: 600_000 })) chat.delivered++;
-            } catch (err) {
-              chat.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
-            }
-            chat.ended = true;
-          })();
-        },
-        { url: server.url, name: chat },
-      );
+      await followUnsigned(page, server.url, chat);
       await until("chat.delivered >= count || chat.error !== ''", round + 1);
       await sendChat(`pushed ${round}`);
       await until("chat.delivered >= count || chat.error !== ''", round + 2);
-      await page.evaluate(() => ((globalThis as unknown as PageGlobals).chat as { stop: AbortController }).stop.abort());
+      await page.evaluate(() => ((globalThis as unknown as PageGlobals).follows as PageFollow[]).at(-1)!.stop.abort());
       await until("chat.ended", 0);
       expect(await state()).toMatchObject({ delivered: round + 2, error: "" });
     }
@@ -238,7 +249,7 @@ group("a page of an allowed origin, on a real server", () => {
       ({ name }) => {
         const page = globalThis as unknown as PageGlobals;
         const { Receiver } = page.remotelog;
-        const chat = page.chat as { synced?: number; error: string };
+        const chat = (page.follows as PageFollow[]).at(-1)!;
         void (async () => {
           const receiver = await Receiver.open({ remote: page.remote as ReturnType<typeof page.remotelog.openRemote>, name, unsigned: true });
           chat.synced = (await receiver.sync()).messages.length;
@@ -262,36 +273,16 @@ group("a page of an allowed origin, on a real server", () => {
       return line ? Number(line.split(" ").pop()) : 0;
     };
     const page = await browser.open(site.url);
-    await page.evaluate(() => {
-      (globalThis as unknown as PageGlobals).joined = [] as { delivered: number; error: string; stop: AbortController }[];
-    });
     // One follow a name, each started once the one before has its first message: three take the Watch
     // streams, and the twelve after them join the shared WatchMany one by one.
     const perJoin: number[] = [];
     for (const each of names) {
       const before = await fetches();
-      await page.evaluate(
-        async ({ url, name }) => {
-          const page = globalThis as unknown as PageGlobals;
-          const { openRemote, Receiver } = page.remotelog;
-          page.remote ??= openRemote(url);
-          const follower = { delivered: 0, error: "", stop: new AbortController() };
-          (page.joined as Followers).push(follower);
-          const receiver = await Receiver.open({ remote: page.remote as ReturnType<typeof openRemote>, name, unsigned: true });
-          void (async () => {
-            try {
-              for await (const _ of receiver.follow({ signal: follower.stop.signal, intervalMs: 600_000 })) follower.delivered++;
-            } catch (err) {
-              follower.error = `${(err as { code?: string }).code}: ${(err as Error).message}`;
-            }
-          })();
-        },
-        { url: server.url, name: each },
-      );
+      await followUnsigned(page, server.url, each);
       await page
-        .waitForFunction(() => ((globalThis as unknown as PageGlobals).joined as Followers).every((f) => f.delivered >= 1 || f.error !== ""), undefined, { timeout: 30_000 })
+        .waitForFunction(() => ((globalThis as unknown as PageGlobals).follows as PageFollow[]).every((f) => f.delivered >= 1 || f.error !== ""), undefined, { timeout: 30_000 })
         .catch(async (err: Error) => {
-          const state = await page.evaluate(() => ((globalThis as unknown as PageGlobals).joined as Followers).map((f) => [f.delivered, f.error]));
+          const state = await page.evaluate(() => ((globalThis as unknown as PageGlobals).follows as PageFollow[]).map((f) => [f.delivered, f.error]));
           throw new Error(`${err.message}; ${JSON.stringify(state)}; Fetches a join: ${JSON.stringify(perJoin)}; ${describe(page)}`);
         });
       // Settled: the stream over the new set watches, and whoever it woke has read.
@@ -306,12 +297,12 @@ group("a page of an allowed origin, on a real server", () => {
     }
     // Every follow is still pushed.
     await runCli(["send", "--unsigned", "--name", names[14], "--data", join(dir, names[14]), "--server", server.url], { stdin: "pushed\n" });
-    await page.waitForFunction(() => ((globalThis as unknown as PageGlobals).joined as Followers)[14].delivered >= 2, undefined, { timeout: 30_000 });
-    expect(await page.evaluate(() => ((globalThis as unknown as PageGlobals).joined as Followers).map((f) => f.error))).toEqual(Array(15).fill(""));
+    await page.waitForFunction(() => ((globalThis as unknown as PageGlobals).follows as PageFollow[])[14].delivered >= 2, undefined, { timeout: 30_000 });
+    expect(await page.evaluate(() => ((globalThis as unknown as PageGlobals).follows as PageFollow[]).map((f) => f.error))).toEqual(Array(15).fill(""));
     // The old shared watch woke every follow on it at each join: the k-th joiner's Fetches grew with k.
     const shared = perJoin.slice(3);
     expect(Math.max(...shared), JSON.stringify(perJoin)).toBeLessThanOrEqual(Math.min(...shared) + 1);
-    await page.evaluate(() => ((globalThis as unknown as PageGlobals).joined as Followers).forEach((f) => f.stop.abort()));
+    await page.evaluate(() => ((globalThis as unknown as PageGlobals).follows as PageFollow[]).forEach((f) => f.stop.abort()));
   });
 
   it("publishes with a key held in the page, and the CLI reads and verifies what it sent", async () => {
