@@ -187,6 +187,36 @@ group("explorer - the page in Chromium", () => {
     expect(await page.locator("button#older").count()).toBe(0);
   }, 240_000);
 
+  it("goes on showing and following names as a visitor switches between them, where the seventh switch waited for good over http://", async () => {
+    const names = ["explorer-left", "explorer-right"];
+    const sendTo = async (to: string, body: string) => {
+      const sent = await runCli(["send", "--unsigned", "--name", to, "--data", join(dir, to), "--server", server.url], { stdin: `${body}\n` });
+      expect(sent.code, sent.stderr).toBe(0);
+    };
+    for (const each of names) await sendTo(each, `first of ${each}`);
+    const page = await browser.open(`${server.url}/explorer`);
+    // Each switch stops the follow (and its Watch stream) of the name shown before.
+    for (let turn = 0; turn < 8; turn++) {
+      const shown = names[turn % 2];
+      await page.click(`#names button[data-name="${shown}"]`, { timeout: WAIT_MS });
+      await page
+        .waitForFunction(
+          (shown) => {
+            const { document } = globalThis as unknown as { document: { querySelector(selector: string): { textContent: string | null } | null } };
+            return document.querySelector('#summary[data-status="ok"] h2')?.textContent?.includes(shown) === true;
+          },
+          shown,
+          { timeout: WAIT_MS },
+        )
+        .catch((err: Error) => {
+          throw new Error(`switch ${turn + 1}, to ${shown}: ${err.message}\n${describe(page)}`);
+        });
+    }
+    // The one shown last is still followed: a message sent to it now appears.
+    await sendTo(names[1], "sent after eight switches");
+    expect(await textOf(page, 'tr[data-seqid="1"] td.body'), describe(page)).toBe("sent after eight switches");
+  });
+
   it("--no-explorer: no page at /explorer (404)", async () => {
     const off = await startServer(["--listen", "127.0.0.1:0", "--memory", "--no-explorer"]);
     try {
