@@ -17,6 +17,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { readLog, writeLog } from "./helpers.js";
+import { rpcRequests } from "../helpers/metrics.js";
 
 afterEach(cleanup);
 
@@ -627,8 +628,6 @@ describe("backup - remote log to a CAS service", () => {
 });
 
 /** GetMany calls the server has answered, from its metrics. */
-async function getManyCalls(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="remotelog.v1.BlockService/GetMany",code="OK"}'));
-  return line ? Number(line.split(" ").pop()) : 0;
+function getManyCalls(url: string): Promise<number> {
+  return rpcRequests(url, "remotelog.v1.BlockService/GetMany");
 }

@@ -9,6 +9,7 @@ import { addressOf } from "../../core/hash.js";
 import { openRemote } from "../../lib/index.js";
 import { ContentSchema, QuerySchema } from "../../gen/vac/cas/cas_pb.js";
 import { describe, launchBrowser, serveSite, type Site, type TestBrowser, type TestPage } from "../helpers/browser.js";
+import { rpcRequests } from "../helpers/metrics.js";
 import { cleanup, lines, parseJsonl, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 import { flipBit, startTamperProxy, type TamperProxy } from "../helpers/tamper-proxy.js";
 
@@ -267,11 +268,7 @@ group("a page of an allowed origin, on a real server", () => {
       const sent = await runCli(["send", "--unsigned", "--name", each, "--data", join(dir, each), "--server", server.url], { stdin: `first of ${i}\n` });
       expect(sent.code, sent.stderr).toBe(0);
     }
-    const fetches = async () => {
-      const text = await (await fetch(`${server.url}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="vac.cas.NS/Fetch",code="OK"}'));
-      return line ? Number(line.split(" ").pop()) : 0;
-    };
+    const fetches = () => rpcRequests(server.url, "vac.cas.NS/Fetch");
     const page = await browser.open(site.url);
     // One follow a name, each started once the one before has its first message: three take the Watch
     // streams, and the twelve after them join the shared WatchMany one by one.

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { ChildProcess } from "node:child_process";
 import { cleanup, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText } from "../helpers/processes.js";
+import { rpcRequests } from "../helpers/metrics.js";
 
 afterEach(cleanup);
 
@@ -151,11 +152,7 @@ describe("receive many names - end to end through real processes", () => {
     await writeFile(file, names.join("\n") + "\n");
     const f = follower(["--names", file, "--server", server.url, "--state", join(dir, "bob")], []);
     while (f.seen.length < names.length) await new Promise((resolve) => setTimeout(resolve, 50));
-    const fetches = async () => {
-      const text = await (await fetch(`${server.url}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="vac.cas.NS/Fetch",code="OK"}'));
-      return line ? Number(line.split(" ").pop()) : 0;
-    };
+    const fetches = () => rpcRequests(server.url, "vac.cas.NS/Fetch");
     // Idle for 8 s, well inside the first 30 s poll: the old follower synced every name again at each
     // retry of the refused watch (0.1, 0.2, 0.4 ... 5 s apart), a Fetch each, and said nothing.
     const before = await fetches();

@@ -11,6 +11,7 @@ import type { Checkpoint } from "../../core/checkpoint-store.js";
 import type { SendResult } from "../../lib/sender.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { cleanup, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
+import { rpcRequests } from "../helpers/metrics.js";
 
 /** The library's API against a real `remotelog serve` process. */
 describe("library", () => {
@@ -191,11 +192,7 @@ describe("library", () => {
     const sender = await Sender.open({ remote, key });
     await sender.send(["first"]);
     const receiver = await Receiver.open({ remote, name: keyName(key) });
-    const fetches = async () => {
-      const text = await (await fetch(new URL("/metrics", server.url))).text();
-      const line = text.split("\n").find((l) => l.startsWith('remotelog_rpc_requests_total{method="vac.cas.NS/Fetch",code="OK"}'));
-      return Number(line?.split(" ")[1] ?? 0);
-    };
+    const fetches = () => rpcRequests(server.url, "vac.cas.NS/Fetch");
     const stop = new AbortController();
     const seen: string[] = [];
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

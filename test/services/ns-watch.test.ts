@@ -9,6 +9,7 @@ import { listen, routes, type Listening } from "../../services/server.js";
 import { MemoryNameStore } from "../../stores/memory/name-store.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
 import { NameWatchService, WatchManyRequestSchema } from "../../gen/remotelog/v1/names_pb.js";
+import { metricValue } from "../helpers/metrics.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -198,11 +199,7 @@ describe("ns watch - a full --max-watches is shared among client addresses", () 
     return streams;
   }
 
-  async function metric(name: string): Promise<number> {
-    const text = await (await fetch(`${server!.url}/metrics`)).text();
-    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-    return line ? Number(line.split(" ").pop()) : 0;
-  }
+  const metric = (name: string) => metricValue(server!.url, name);
   const maxWatchesHits = () => metric('remotelog_limit_hits_total{limit="max-watches"}');
   const evicted = () => metric("remotelog_watches_evicted_total");
   const isMaxWatchesRefusal = (error: ConnectError | undefined) => error?.code === Code.ResourceExhausted;
