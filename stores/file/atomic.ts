@@ -197,17 +197,17 @@ export async function ensureDir(dir: string): Promise<void> {
 }
 
 /**
- * Removes the `.tmp` files in dir that no live process is writing: those named by tmpPathFor() with
- * the pid of a dead process, and any other `.tmp` file, which none of our writers makes. Returns the
- * names removed. A live writer's file in progress is left alone, so opening a store while another
- * process writes to it does not break that write.
+ * Removes the `.tmp` files in dir that a killed writer of ours left: those named by tmpPathFor() with
+ * the pid of a process that is gone. Returns the names removed. A live writer's file in progress is
+ * left alone, so opening a store while another process writes to it does not break that write; and so
+ * is every other file, `.tmp` or not, since dir may be the user's (`--state .`): none of our writers
+ * ever named a file any other way.
  */
 export async function removeLeftoverTmp(dir: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await readdir(dir)) {
-    if (!name.endsWith(TMP_SUFFIX)) continue;
     const pid = /\.(\d+)-[0-9a-f]+\.tmp$/.exec(name)?.[1];
-    if (pid !== undefined && isAlive(Number(pid))) continue;
+    if (pid === undefined || isAlive(Number(pid))) continue;
     try {
       await unlink(join(dir, name));
       removed.push(name);

@@ -140,16 +140,16 @@ describe("file helpers - atomic writes", () => {
     expect(await readdir(join(dir, "a"))).toEqual(["b"]);
   });
 
-  it("removeLeftoverTmp removes dead writers' and unknown .tmp files, and keeps live writers' and other files", async () => {
+  it("removeLeftoverTmp removes dead writers' .tmp files, and keeps live writers', other .tmp files (the user's) and the rest", async () => {
     const dir = await dirs.make();
     const mine = tmpPathFor(join(dir, "a"));
     const dead = join(dir, `b.${deadPid()}-00ff.tmp`);
-    const unknown = join(dir, "c.tmp");
+    const users = join(dir, "c.tmp");
     const other = join(dir, "d.json");
-    for (const path of [mine, dead, unknown, other]) await writeFile(path, "x");
+    for (const path of [mine, dead, users, other]) await writeFile(path, "x");
     const removed = await removeLeftoverTmp(dir);
-    expect(removed.sort()).toEqual([basename(dead), basename(unknown)].sort());
-    expect((await readdir(dir)).sort()).toEqual([basename(mine), basename(other)].sort());
+    expect(removed).toEqual([basename(dead)]);
+    expect((await readdir(dir)).sort()).toEqual([basename(mine), basename(users), basename(other)].sort());
   });
 });
 
