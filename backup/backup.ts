@@ -1,7 +1,7 @@
-import { RemoteLogError } from "../core/errors.js";
+import { ErrorCodes, RemoteLogError, isRemoteLogError } from "../core/errors.js";
 import { addressText, decodeMessage, messageId } from "../core/hash.js";
 import { DEFAULT_PACK_SIZE, deflateBody, encodePack, packCutter } from "./pack-format.js";
-import { readPack } from "./pack-chain.js";
+import { readPack, walkChain } from "./pack-chain.js";
 import type { PackStore } from "./pack-store.js";
 import type { LogSource } from "./source.js";
 import { silentProgress, type Progress } from "./progress.js";
@@ -65,6 +65,19 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
     // another directory is the same log under another name.
     const hint = source.logNameFlag ? `; if this is that log in another directory (restored or moved), give ${source.logNameFlag} ${JSON.stringify(previous.logName)}` : "";
     throw RemoteLogError.conflict(`${target.where} holds a backup of log ${JSON.stringify(previous.logName)}, not of ${JSON.stringify(source.logName)}${hint}`);
+  }
+  // A pack added to a chain that lacks an older one (deleted, or damaged) could never be restored, and
+  // the run said it was backed up. Where the store reads packs' first bytes (a directory), walking the
+  // chain's headers costs ~4 KiB a pack; from a CAS it would fetch every pack whole at every run.
+  if (previousHead && target.readStart) {
+    await walkChain(target, previousHead.pack).catch((err: unknown) => {
+      if (!isRemoteLogError(err, ErrorCodes.NOT_FOUND) && !isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
+      throw new RemoteLogError(
+        err.code,
+        `the backup in ${target.where} is broken, so nothing was added to it: ${err.text}. \`remotelog verify --from ${target.where}\` says what else is wrong; to start a new chain, back up into an empty directory`,
+        { cause: err, details: err.details },
+      );
+    });
   }
   const read = await source.readSince(previous && { lastSeq: previous.lastSeq, lastId: previous.lastId, sequence: previous.logHead?.sequence });
   const logName = source.logName;

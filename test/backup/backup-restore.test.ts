@@ -260,6 +260,30 @@ describe("backup - local log to a directory", () => {
     expect((await readdir(packs)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
   });
 
+  it("refuses to add to a chain an older pack of which is missing, naming it, and writes nothing (the old code added a pack no restore could reach, and exited 0)", async () => {
+    const dir = await tempDir();
+    const log = join(dir, "alice");
+    const packs = join(dir, "packs");
+    await writeLog(log, 3000, { bodySize: 20 });
+    const args = ["backup", "--from", log, "--to", packs, "--pack-size", "16KiB", "--no-compress", "--json"];
+    const first = json((await runCli(args)).stdout);
+    const chain = (await readdir(packs)).filter((name) => name.startsWith("b"));
+    const missing = chain.find((name) => name !== first.head)!;
+    await rm(join(packs, missing));
+    await writeLog(log, 10, { from: 9000 });
+    const listed = (await readdir(packs)).sort();
+    const head = await readFile(join(packs, "HEAD"));
+
+    for (const more of [args, [...args.slice(0, -1)]]) {
+      const refused = await runCli(more);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`NOT_FOUND: the backup in ${packs} is broken, so nothing was added to it: pack ${missing}`);
+      expect(refused.stderr).toContain(`remotelog verify --from ${packs}`);
+      expect((await readdir(packs)).sort()).toEqual(listed);
+      expect(await readFile(join(packs, "HEAD"))).toEqual(head);
+    }
+  });
+
   it("restore --to a file (or a path under one) is INVALID_ARGUMENT saying so, and the file is left as it was", async () => {
     const dir = await tempDir();
     await writeLog(join(dir, "alice"), 10);
