@@ -58,6 +58,8 @@ interface ServeFlags {
   maxWatchNames: number;
   maxWatches: number;
   maxWatchesPerAddress: number;
+  maxWatchAnswerBytes: number;
+  maxWatchAnswerBytesPerAddress: number;
   maxWatchesPerConnection: number;
   maxConnections?: number;
   maxConnectionsPerAddress?: number;
@@ -112,6 +114,8 @@ export function command(io: Io) {
     .option("--max-watch-names <n>", "names one WatchMany may watch", intOption(1), defaultNsLimits.maxWatchNames)
     .option("--max-watches <n>", "names watched at once, by all clients together; when full, the client address watching the most gives way to one watching fewer", intOption(1), defaultNsLimits.maxWatches)
     .option("--max-watches-per-address <n>", "names watched at once from one client address", intOption(1), defaultNsLimits.maxWatchesPerAddress)
+    .option("--max-watch-answer-bytes <n>", "bytes of Watch answers (a head each) written to clients and not yet read, held at once; past it a stream whose name moves ends ResourceExhausted", intOption(1), defaultNsLimits.maxWatchAnswerBytes)
+    .option("--max-watch-answer-bytes-per-address <n>", "the same, for one client address", intOption(1), defaultNsLimits.maxWatchAnswerBytesPerAddress)
     .option("--max-watches-per-connection <n>", "names watched at once on one connection", intOption(1), defaultNsLimits.maxWatchesPerConnection)
     .option("--max-connections <n>", `connections open at once; more are closed as they arrive (default: ${defaultConnectionLimits.maxConnections}, or half of ulimit -n if less)`, intOption(1))
     .option("--max-connections-per-address <n>", `connections open at once from one client address (loopback too); more from it are closed as they arrive (default: ${defaultConnectionLimits.maxConnectionsPerAddress}, or a quarter of ulimit -n if less)`, intOption(1))
@@ -119,7 +123,7 @@ export function command(io: Io) {
     .option("--max-body-bytes <bytes>", "request body bytes held at once, read and not yet answered, from all clients; a body past it is refused (ResourceExhausted)", intOption(1), defaultBodyLimits.maxBodyBytes)
     .option("--max-body-bytes-per-address <bytes>", "request body bytes held at once from one client address", intOption(1), defaultBodyLimits.maxBodyBytesPerAddress)
     .addOption(durationFlag("--headers-timeout <duration>", "how long a request may take to send its headers (and a new connection its first bytes)", defaultConnectionLimits.headersTimeoutMs))
-    .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open", defaultConnectionLimits.idleTimeoutMs))
+    .addOption(durationFlag("--idle-timeout <duration>", "how long a connection with nothing in flight stays open, and how long a request body may send nothing before it is cut", defaultConnectionLimits.idleTimeoutMs))
     .option("--backlog <n>", "connections the kernel queues before they are accepted", intOption(1), defaultConnectionLimits.backlog)
     .addOption(new Option("--cas <backend>", "where blocks go: fs (DIR/cas, or memory with --memory) or kubo (a Kubo node, pinned)").choices(["fs", "kubo"]).default("fs"))
     .addOption(new Option("--ns <backend>", "where names go: level (DIR/ns, or memory with --memory) or ipns (a Kubo node's IPNS; signed names only)").choices(["level", "ipns"]).default("level"))
@@ -229,6 +233,8 @@ export function command(io: Io) {
             maxWatchNames: flags.maxWatchNames,
             maxWatches: flags.maxWatches,
             maxWatchesPerAddress: flags.maxWatchesPerAddress,
+            maxWatchAnswerBytes: flags.maxWatchAnswerBytes,
+            maxWatchAnswerBytesPerAddress: flags.maxWatchAnswerBytesPerAddress,
             maxWatchesPerConnection: flags.maxWatchesPerConnection,
           },
           write: { requireSigned, writeTokens, allowKeys, quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames, ledger },

@@ -6,6 +6,7 @@ import { RemoteLogError } from "../core/errors.js";
 import { applySignedUpdate, checkName } from "../core/name-checks.js";
 import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
 import { Authority, peerOf, type Peer, type Writer } from "./auth.js";
+import { HeldBytes, type BodyHolding, type HeldBytesRefusals } from "./body-budget.js";
 import { WatchManyResponseSchema, type WatchManyRequest, type WatchManyResponse } from "../gen/remotelog/v1/names_pb.js";
 
 export interface NsLimits {
@@ -21,6 +22,13 @@ export interface NsLimits {
   maxWatchesPerAddress: number;
   /** ... on one connection. */
   maxWatchesPerConnection: number;
+  /**
+   * Bytes of Watch answers (a name's content each) written to clients that have not yet taken them,
+   * held at once for everyone together; past it a stream whose name moves ends TOO_LARGE.
+   */
+  maxWatchAnswerBytes: number;
+  /** ... for one client address. */
+  maxWatchAnswerBytesPerAddress: number;
 }
 
 export const defaultNsLimits: NsLimits = {
@@ -30,6 +38,10 @@ export const defaultNsLimits: NsLimits = {
   maxWatches: 100_000,
   maxWatchesPerAddress: 10_000,
   maxWatchesPerConnection: 10_000,
+  // An honest follower takes each head as it comes: only a client that reads none of its streams
+  // holds much here. Without a bound, 1,000 never-read Watch streams of a 1 MiB head held 2.2 GB.
+  maxWatchAnswerBytes: 512 << 20,
+  maxWatchAnswerBytesPerAddress: 64 << 20,
 };
 
 export interface NsOptions {
@@ -47,6 +59,16 @@ export interface NsOptions {
   /** Told how many watches were ended to make room in a full maxWatches for another address's. */
   onWatchesEvicted?: (watches: number) => void;
 }
+
+type WatchAnswerLimit = "max-watch-answer-bytes" | "max-watch-answer-bytes-per-address";
+
+const WATCH_ANSWER_REFUSALS: HeldBytesRefusals<WatchAnswerLimit> = {
+  limits: { total: "max-watch-answer-bytes", perAddress: "max-watch-answer-bytes-per-address" },
+  alone: (most) => `a head of more than ${most} bytes is more than this server holds of Watch answers at once`,
+  address: (address, held, _n, most) =>
+    `Watch answers written to ${address} and not yet read hold ${held} bytes, the most it may (${most}): this stream ends; read the others, or watch fewer names (WatchMany sends no content)`,
+  total: (held, _n, most) => `Watch answers written and not yet read hold ${held} bytes, the most this server holds (${most}): this stream ends; watch again later`,
+};
 
 /**
  * The draft's `vac.cas.NS` over a NameStore, with remotelog's versions: every update returns the
@@ -73,6 +95,7 @@ export class NsService implements ServiceImpl<typeof NS> {
   private readonly limits: NsLimits;
   private readonly authority: Authority;
   private readonly watchers: Watchers;
+  private readonly answers: HeldBytes<WatchAnswerLimit>;
   private readonly closing?: AbortSignal;
   private readonly addBlocks?: (blocks: Uint8Array[]) => Promise<unknown>;
 
@@ -84,6 +107,7 @@ export class NsService implements ServiceImpl<typeof NS> {
     this.limits = { ...defaultNsLimits, ...limits };
     this.authority = options.authority ?? new Authority({ requireSigned: options.requireSigned });
     this.watchers = new Watchers(this.limits, options.onWatchesEvicted);
+    this.answers = new HeldBytes({ total: this.limits.maxWatchAnswerBytes, perAddress: this.limits.maxWatchAnswerBytesPerAddress }, WATCH_ANSWER_REFUSALS);
     this.closing = options.closing;
     this.addBlocks = options.addBlocks;
   }
@@ -152,22 +176,44 @@ export class NsService implements ServiceImpl<typeof NS> {
    */
   async *watch(request: Query, context?: HandlerContext): AsyncGenerator<Content> {
     checkName(request.name, this.limits.maxNameBytes);
-    const subscription = this.watchers.subscribe(request.name, peerOf(context), this.streamSignal(context));
+    const peer = peerOf(context);
+    const signal = this.streamSignal(context);
+    const subscription = this.watchers.subscribe(request.name, peer, signal);
+    // Each answer is counted from when it is handed over until the next is asked for, which the
+    // transport does once the client has taken it (connect-node waits for "drain"), or until the
+    // stream ends: a client that never reads its streams holds at most its address's share. A client
+    // that goes away with an answer unread leaves that wait unresolved, and the generator is never
+    // asked again nor ended: its answer and its watch are given back as it goes.
+    let answer: BodyHolding | undefined;
+    const onAbort = () => {
+      answer?.release();
+      subscription.close();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const send = (entry: NameEntry) => {
+      answer = this.answers.holding(peer.address);
+      answer.take(entry.content.length + entry.record.length);
+      return create(ContentSchema, { data: entry.content, version: entry.version, record: entry.record });
+    };
     try {
       let last = 0n;
       const current = await this.store.get(request.name);
       if (current) {
         last = current.version;
-        yield create(ContentSchema, { data: current.content, version: current.version, record: current.record });
+        yield send(current);
+        answer?.release();
       }
       for (;;) {
         const entry = await subscription.next();
         if (!entry) return;
         if (entry.version <= last) continue;
         last = entry.version;
-        yield create(ContentSchema, { data: entry.content, version: entry.version, record: entry.record });
+        yield send(entry);
+        answer?.release();
       }
     } finally {
+      signal?.removeEventListener("abort", onAbort);
+      answer?.release();
       subscription.close();
     }
   }
@@ -193,9 +239,14 @@ export class NsService implements ServiceImpl<typeof NS> {
     const pending = new Map<string, bigint>();
     const letGo: string[] = [];
     let wake: (() => void) | undefined;
-    const onAbort = () => wake?.();
-    signal?.addEventListener("abort", onAbort, { once: true });
     let holding: Holding | undefined;
+    // The watches go back as the client goes too, not only at the generator's end: one that left with
+    // a note unread never has the generator asked for its next (see watch).
+    const onAbort = () => {
+      holding?.release();
+      wake?.();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const names = new Set(request.names);
       // All or none: a stream that would pass a limit halfway is refused before it watches anything.

@@ -425,6 +425,8 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   const bodies = new BodyBudget(
     { maxBodyBytes: options.maxBodyBytes ?? defaultBodyLimits.maxBodyBytes, maxBodyBytesPerAddress: options.maxBodyBytesPerAddress ?? defaultBodyLimits.maxBodyBytesPerAddress },
     (limit) => limitHit(limit),
+    // As long as a connection may sit idle: a body that sends nothing for as long is not coming.
+    limits.idleTimeoutMs,
   );
   const cors = options.corsOrigins && options.corsOrigins.length > 0 ? corsPolicy(options.corsOrigins) : undefined;
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {

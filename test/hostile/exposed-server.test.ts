@@ -668,6 +668,7 @@ describe("exposed server - request bodies", () => {
     const chunk = Buffer.alloc(Math.min(64 << 10, bytes), 1);
     let written = 0;
     let refused = 0;
+    let closed = 0;
     for (let c = 0; c < connections; c++) {
       const session = http2.connect(server.url, { createConnection: () => net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER }) });
       session.on("error", () => {});
@@ -676,6 +677,7 @@ describe("exposed server - request bodies", () => {
         const stream = session.request(request);
         stream.on("error", () => {});
         stream.on("response", (headers) => (headers[":status"] === 429 || headers[":status"] === 413) && refused++);
+        stream.on("close", () => closed++);
         let sent = 0;
         const pump = () => {
           while (sent < bytes && !stream.destroyed) {
@@ -692,7 +694,7 @@ describe("exposed server - request bodies", () => {
       quiet = written === last ? quiet + 1 : 0;
       last = written;
     }
-    return { sessions, written, refused: () => refused };
+    return { sessions, written, refused: () => refused, closed: () => closed };
   }
 
   const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
@@ -735,6 +737,71 @@ describe("exposed server - request bodies", () => {
       await stop(server.process);
     }
   }, 90_000);
+
+  it("counts each request whose body has not ended, not just its bytes: a stranger's streams of one byte past its share are refused, and those held are cut once their body sends nothing for --idle-timeout (102,400 such streams from one address held 1.9 GB, for ever)", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-block", "65536", "--max-body-bytes-per-address", "400000", "--idle-timeout", "2s"]);
+    const attack = await heldBodies(server, 2, 200, 1);
+    try {
+      // 400,000 bytes hold 24 requests of 16 KiB each: the rest of the 400 are refused as they come.
+      expect(attack.refused()).toBeGreaterThan(300);
+      expect(limitHits(await metricsOf(server), "max-body-bytes-per-address")).toBeGreaterThan(300);
+      // Those held send nothing more: each is cut, and its room given back. (The refused ones were
+      // answered and reset NO_ERROR, which Node's client does not count as closing a stream it writes.)
+      while (attack.closed() < 400 - attack.refused()) await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(limitHits(await metricsOf(server), "body-idle-timeout")).toBeGreaterThan(10);
+      const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(2) });
+      expect(sent.code, sent.stderr).toBe(0);
+    } finally {
+      attack.sessions.forEach((session) => session.destroy());
+      await stop(server.process);
+    }
+  }, 60_000);
+
+  it("holds at most an address's share of Watch answers its client never reads: past it a stream ends ResourceExhausted, and the share comes back as the unread streams go (1,000 never-read streams of a 1 MiB head held 2.2 GB)", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-watch-answer-bytes-per-address", "3500000"]);
+    await new Remote({ casUrl: server.url, nsUrl: server.url }).updateName("big", new Uint8Array(1_000_000).fill(7), 0n);
+    const query = Buffer.from([0x0a, 3, ...Buffer.from("big")]);
+    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, query.length]), query]);
+    // Streams whose window is 0: the server can write their answers only into its own buffers.
+    const unread = (count: number) => {
+      const session = http2.connect(server.url, { settings: { initialWindowSize: 0 }, createConnection: () => net.connect({ host: "127.0.0.1", port: server.port, localAddress: ATTACKER }) });
+      session.on("error", () => {});
+      for (let i = 0; i < count; i++) {
+        const stream = session.request({ ":method": "POST", ":path": "/vac.cas.NS/Watch", "content-type": "application/grpc+proto", te: "trailers" });
+        stream.on("error", () => {});
+        stream.end(envelope);
+      }
+      return session;
+    };
+    const refusals = async (atLeast: number) => {
+      for (let tries = 0; tries < 100 && limitHits(await metricsOf(server), "max-watch-answer-bytes-per-address") < atLeast; tries++) await new Promise((resolve) => setTimeout(resolve, 100));
+      // A moment more, for any refusal past those awaited.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return limitHits(await metricsOf(server), "max-watch-answer-bytes-per-address");
+    };
+    const first = unread(6);
+    let second: http2.ClientHttp2Session | undefined;
+    try {
+      // Three heads of 1 MB fit in the share of 3.5 MB; the other three streams end ResourceExhausted.
+      expect(await refusals(3)).toBe(3);
+      // An honest follower from another address is pushed the head as ever.
+      for await (const content of client(NS, server.url).watch({ name: "big" })) {
+        expect(content.data.length).toBe(1_000_000);
+        break;
+      }
+      // The unread streams gone, their share is free again: three more are held, none refused.
+      first.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      second = unread(3);
+      expect(await refusals(4)).toBe(3);
+    } finally {
+      first.destroy();
+      second?.destroy();
+      await stop(server.process);
+    }
+  }, 60_000);
 
   it("refuses to start with a body budget that one block of --max-block could never fit in", async () => {
     const refused = await runCli(["serve", "--listen", "127.0.0.1:0", "--memory", "--max-body-bytes-per-address", "1000000"]);
