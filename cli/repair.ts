@@ -62,6 +62,9 @@ export function command(io: Io) {
         for (const part of report.setAside) {
           io.stdout.write(`set aside ${part.bytes} bytes at byte ${part.offset} (seq ${part.seq}): ${part.why}; saved to ${part.savedTo}\n`);
         }
+        for (const part of report.mended) {
+          io.stdout.write(`kept seq ${part.seq} at byte ${part.offset}, whose length field was damaged: ${part.why}; written again with its length\n`);
+        }
         if (flags.fromRemote) {
           io.stdout.write(`refilled ${report.refilled} message(s) from the remote log of ${JSON.stringify(name)}, each checked against its address and id${redacted > 0 ? `; ${redacted} redacted there could not be` : ""}\n`);
         }

@@ -148,7 +148,25 @@ export function nextRecordStart(bytes: Uint8Array, from: number): number {
 export function classifyTail(bytes: Uint8Array, at: number, found: "incomplete" | "bad"): "torn" | "damaged" {
   if (bytes.subarray(at).every((byte) => byte === 0)) return "torn";
   if (found === "bad") return "damaged";
-  return nextRecordStart(bytes, at + 1) === -1 ? "torn" : "damaged";
+  return nextRecordStart(bytes, at + 1) === -1 && !wholeButLength(bytes, at) ? "torn" : "damaged";
+}
+
+/**
+ * Whether everything from `at` to the end is one record whole but for its length field, which the
+ * checksum does not cover: the bytes after its header check out against its id and checksum. A torn
+ * append's do not (its data is cut short), so a last record whose length took a flipped bit is
+ * damage, not a torn append to cut off: it was acknowledged, and maybe never published.
+ */
+export function wholeButLength(bytes: Uint8Array, at: number): boolean {
+  if (bytes.length - at < HEADER_SIZE) return false;
+  return recordChecksumAt(bytes, at + 4, bytes.subarray(at + HEADER_SIZE)) === readUint32LE(bytes, at + 36);
+}
+
+/** What is wrong with a record that classifyTail found "damaged", in words. */
+export function damageOf(bytes: Uint8Array, at: number, found: "incomplete" | "bad"): string {
+  if (found === "bad") return "its checksum does not match";
+  if (wholeButLength(bytes, at)) return `its length field is damaged (it says ${readUint32LE(bytes, at)} bytes; the ${bytes.length - at - HEADER_SIZE} after its header check out as its data)`;
+  return "its length runs past the end, yet whole records follow";
 }
 
 /** Bytes of log.bin read at a time while opening it. */
@@ -479,7 +497,7 @@ export class FileLocalLog implements LocalLog {
         if (classifyTail(window, at - base, record) === "torn") break;
         const seq = this.length;
         throw RemoteLogError.dataLoss(
-          `${path} is damaged at byte ${at}, the record of seq ${seq}: ${record === "bad" ? "its checksum does not match" : "its length runs past the end, yet whole records follow"}; ` +
+          `${path} is damaged at byte ${at}, the record of seq ${seq}: ${damageOf(window, at - base, record)}; ` +
             `nothing was changed. Run remotelog repair --data ${this.dir} to set the damage aside and keep the rest`,
           undefined,
           { file: path, offset: at, seq },

@@ -5,7 +5,7 @@ import { toHex } from "../../core/hash.js";
 import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { FileCheckpointStore } from "./checkpoint-store.js";
 import { LockFile } from "./lock-file.js";
-import { HEADER_SIZE, LOG_FILE, PUBLISHED_DIR, classifyTail, nextRecordStart, noLocalLog, recordAt, writeRecord, type LogRecord } from "./local-log.js";
+import { HEADER_SIZE, LOG_FILE, PUBLISHED_DIR, classifyTail, damageOf, nextRecordStart, noLocalLog, recordAt, wholeButLength, writeRecord, type LogRecord } from "./local-log.js";
 
 /*
  * `remotelog repair`: salvages a damaged local log on purpose. FileLocalLog refuses to open a damaged
@@ -57,6 +57,8 @@ export interface RepairReport {
   before: number;
   after: number;
   setAside: SetAside[];
+  /** Records kept whole but for their length field, written again with the right one. */
+  mended: { offset: number; seq: number; why: string }[];
   refilled: number;
   /** Where the copies are, when changed. */
   savedIn?: string;
@@ -86,10 +88,10 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
     bytes = await readFile(path);
     const stamp = (options.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
     const savedIn = join(dir, `repair-${stamp}`);
-    const { kept, setAside } = salvage(bytes, options.reject);
+    const { kept, setAside, mended } = salvage(bytes, options.reject);
     const rebuilt = options.rebuild ? await options.rebuild(kept.map((record) => record.message)) : { messages: kept.map((record) => record.message), refilled: 0 };
-    const report: RepairReport = { dir, changed: false, before: countRecords(bytes), after: rebuilt.messages.length, setAside: [], refilled: rebuilt.refilled, marks: [] };
-    const logChanged = setAside.length > 0 || rebuilt.refilled > 0 || rebuilt.messages.length !== kept.length;
+    const report: RepairReport = { dir, changed: false, before: countRecords(bytes), after: rebuilt.messages.length, setAside: [], mended, refilled: rebuilt.refilled, marks: [] };
+    const logChanged = setAside.length > 0 || mended.length > 0 || rebuilt.refilled > 0 || rebuilt.messages.length !== kept.length;
     // Marks are checked even when the log needs nothing: a repair that crashed after replacing the log
     // but before moving them is finished by running it again.
     const published = join(dir, PUBLISHED_DIR);
@@ -144,19 +146,26 @@ interface SetAsidePart {
  * range runs from a record that fails its check to the next offset where a whole, checksummed record
  * starts (or the end).
  */
-function salvage(bytes: Uint8Array, reject: RepairOptions["reject"]): { kept: KeptRecord[]; setAside: SetAsidePart[] } {
+function salvage(bytes: Uint8Array, reject: RepairOptions["reject"]): { kept: KeptRecord[]; setAside: SetAsidePart[]; mended: RepairReport["mended"] } {
   const kept: KeptRecord[] = [];
   const setAside: SetAsidePart[] = [];
+  const mended: RepairReport["mended"] = [];
   const ids = new Set<string>();
   let seq = 0;
   let at = 0;
   while (at < bytes.length) {
-    const record: LogRecord | "incomplete" | "bad" = recordAt(bytes, at);
+    let record: LogRecord | "incomplete" | "bad" = recordAt(bytes, at);
+    // A last record whole but for its length field (its checksum holds over all that follows its
+    // header) is kept: written again, its length is right.
+    if (record === "incomplete" && wholeButLength(bytes, at)) {
+      mended.push({ offset: at, seq, why: damageOf(bytes, at, record) });
+      record = { offset: at, end: bytes.length, id: bytes.subarray(at + 4, at + HEADER_SIZE - 4), data: bytes.subarray(at + HEADER_SIZE) };
+    }
     if (typeof record === "string") {
       const next = nextRecordStart(bytes, at + 1);
       const end = next === -1 ? bytes.length : next;
       const torn = next === -1 && classifyTail(bytes, at, record) === "torn";
-      setAside.push({ kind: "range", offset: at, bytes: end - at, seq, why: torn ? "a torn append (an incomplete last record)" : `damaged (${record === "bad" ? "checksum does not match" : "length runs past the end"})` });
+      setAside.push({ kind: "range", offset: at, bytes: end - at, seq, why: torn ? "a torn append (an incomplete last record)" : `damaged (${damageOf(bytes, at, record)})` });
       seq++;
       at = end;
       continue;
@@ -172,7 +181,7 @@ function salvage(bytes: Uint8Array, reject: RepairOptions["reject"]): { kept: Ke
     seq++;
     at = record.end;
   }
-  return { kept, setAside };
+  return { kept, setAside, mended };
 }
 
 function countRecords(bytes: Uint8Array): number {

@@ -143,6 +143,35 @@ describe("the local log is never cut silently", () => {
     expect(await publishedMark(alice)).toBe(20);
   });
 
+  it("a last record whole but for a flipped bit of its length is DATA_LOSS, not a torn append to cut, and repair keeps its message (it was cut, and a message never published lived on only in a side file)", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(3));
+    // Two more appended while the server cannot be reached: acknowledged, not published.
+    const offline = await runCli(["send", "--unsigned", "--name", "n", "--server", "http://127.0.0.1:1", "--data", alice, "--retry-for", "1"], { stdin: lines(2, "offline") });
+    expect(offline.code).toBe(1);
+    expect(offline.stderr).toContain("appended 2");
+    const logPath = join(alice, "log.bin");
+    const offset = await recordOffset(logPath, 4);
+    const bytes = await readFile(logPath);
+    bytes[offset] ^= 0x40; // the record now says it is 64 bytes longer than the file holds
+    await writeFile(logPath, bytes);
+
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(send.code).toBe(1);
+    expect(send.stderr).toContain(`is damaged at byte ${offset}, the record of seq 4: its length field is damaged`);
+    expect(await readFile(logPath)).toEqual(bytes);
+    expect((await readdir(alice)).filter((name) => name.includes("tail"))).toEqual([]);
+
+    const repair = await runCli(["repair", "--data", alice]);
+    expect(repair.code, repair.stderr).toBe(0);
+    expect(repair.stdout).toContain(`kept seq 4 at byte ${offset}, whose length field was damaged`);
+    expect((await sendOk(server, alice, "")).published).toBe(5);
+    const received = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url]);
+    expect(parseJsonl<{ body: string }>(received.stdout).map((line) => bodyText(line))).toEqual([...lines(3).trim().split("\n"), ...lines(2, "offline").trim().split("\n")]);
+  });
+
   it("only a writer cuts a torn append, and says so; a read-only verb leaves it", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
