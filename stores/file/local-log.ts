@@ -233,7 +233,8 @@ export class FileLocalLog implements LocalLog {
    * (details: file, offset, seq) when log.bin is damaged or holds one id twice, or owner.json does not
    * parse; CONFLICT when another live process (or this one) has the log open for writing; INTERNAL on
    * an I/O failure. Given acknowledged (how many records were published: publishedCount), it throws
-   * DATA_LOSS, and cuts nothing, when the log holds fewer whole records: a torn tail over them is damage.
+   * DATA_LOSS, and cuts nothing, when the log holds fewer whole records: a torn tail over them is damage;
+   * and a writer throws NOT_FOUND, creating nothing, when there is no log.bin at all.
    */
   static async open(dir: string, options: { readOnly?: boolean; acknowledged?: number } = {}): Promise<FileLocalLog> {
     const path = join(dir, LOG_FILE);
@@ -263,15 +264,18 @@ export class FileLocalLog implements LocalLog {
     const lock = await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
     let handle: FileHandle | undefined;
     try {
-      await removeLeftoverTmp(dir);
       let created = false;
       try {
         handle = await open(path, constants.O_RDWR | SYNCED_WRITES);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        // Messages were published from a log.bin that is not there: an empty one made now would take
+        // their seqs. Refused before any file but the lock is made or removed in dir.
+        if ((options.acknowledged ?? 0) > 0) throw missingPublishedLog(dir, options.acknowledged!);
         handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | SYNCED_WRITES);
         created = true;
       }
+      await removeLeftoverTmp(dir);
       if (created) await fsyncDir(dir);
       const log = new FileLocalLog(dir, handle, lock);
       const { end, fileSize } = await log.load();
@@ -548,6 +552,20 @@ function shortOfAcknowledged(log: FileLocalLog, end: number, fileSize: number, a
       `remotelog repair --data ${log.dir} --from-remote can refill it from the remote log`,
     undefined,
     { file: log.path, offset: end, seq: log.length },
+  );
+}
+
+/**
+ * NOT_FOUND, as for any directory without a log (noLocalLog: details.file), for one whose published
+ * mark says acknowledged messages went out from a log.bin that is not there. Nothing in it was read
+ * as damaged: the file is simply gone, and only the user knows where it went.
+ */
+function missingPublishedLog(dir: string, acknowledged: number): RemoteLogError {
+  const path = join(dir, LOG_FILE);
+  return RemoteLogError.notFound(
+    `local log ${path} is missing, yet ${acknowledged} messages were published from it (${join(dir, PUBLISHED_DIR)} says so): nothing was created or written. ` +
+      `Put ${LOG_FILE} back, or rebuild the log from a backup with remotelog restore --from BACKUP --to ${dir} --force`,
+    { file: path },
   );
 }
 
