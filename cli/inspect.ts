@@ -4,7 +4,7 @@ import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { LogReader } from "../core/log-reader.js";
 import { addressOf, addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
-import { FileLocalLog } from "../stores/file/local-log.js";
+import { FileLocalLog, publishedCount } from "../stores/file/local-log.js";
 import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
 import { endpointOptions, readerBounds, readerOptions, remoteFrom, type EndpointFlags, type ReaderFlags } from "./endpoints.js";
 import { messageJson, pageJson } from "./format.js";
@@ -103,12 +103,16 @@ export function command(io: Io) {
       // Read-only: looking at a log, damaged or in use by a sender, changes nothing in its directory.
       const log = await FileLocalLog.open(flags.data, { readOnly: true });
       try {
-        if (log.tornBytes > 0) io.stderr.write(`remotelog inspect: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not shown (left as they are)\n`);
+        // A log holding fewer messages than its owner published from it is damage, as send says it:
+        // what it holds is still printed, then the same DATA_LOSS.
+        const short = log.shortOf(await publishedCount(flags.data, log.owner?.name));
+        if (log.tornBytes > 0 && !short) io.stderr.write(`remotelog inspect: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not shown (left as they are)\n`);
         const entries = await log.read(flags.from, flags.from + flags.limit);
         print(io, {
           length: log.length,
           messages: entries.map((entry) => ({ seq: entry.seq, ...messageJson(decodeMessage(entry.data)), id: toHex(entry.id) })),
         });
+        if (short) throw short;
       } finally {
         await log.close();
       }

@@ -1,15 +1,12 @@
-import { readdir } from "node:fs/promises";
 import { isDirectory } from "../stores/file/atomic.js";
-import { join } from "node:path";
 import { Option } from "commander";
 import { RemoteLogError } from "../core/errors.js";
 import { addressOf, addressText } from "../core/hash.js";
 import { ownerMismatch } from "../core/local-log.js";
 import { isKeyName, keyName } from "../core/names.js";
 import { decodePage } from "../core/page.js";
-import { FileCheckpointStore } from "../stores/file/checkpoint-store.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
-import { FileLocalLog, PUBLISHED_DIR } from "../stores/file/local-log.js";
+import { FileLocalLog, publishedCount } from "../stores/file/local-log.js";
 import { newCommand, runCommand, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
@@ -64,22 +61,17 @@ export function command(io: Io) {
       const name = given ?? owner?.name;
       const status: Status = { data: flags.data, name: name ?? null, messages: log.length, published: null, pending: null, tornBytes: log.tornBytes, server: null, head: null };
       await log.close();
-      if (log.tornBytes > 0) {
-        io.stderr.write(`remotelog status: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not counted (left as they are; the next \`remotelog send\` saves them beside the log and cuts them)\n`);
+      // The mark read as send reads it, so that what send refuses (a published/ that is not a
+      // directory, a mark that does not parse) status does not count as nothing published.
+      if (name !== undefined) {
+        status.published = await publishedCount(flags.data, name);
+        status.pending = Math.max(0, status.messages - status.published);
       }
-      const publishedDir = join(flags.data, PUBLISHED_DIR);
-      const hasPublished = await readdir(publishedDir).then((files) => files.some((file) => file.endsWith(".json")), () => false);
-      if (name !== undefined && hasPublished) {
-        const published = await FileCheckpointStore.open(publishedDir, { readOnly: true });
-        try {
-          status.published = (await published.load(name))?.delivered ?? 0;
-        } finally {
-          await published.close();
-        }
-      } else if (name !== undefined) status.published = 0;
-      if (status.published !== null) status.pending = Math.max(0, status.messages - status.published);
-      if (status.published !== null && status.published > status.messages) {
-        io.stderr.write(`remotelog status: ${log.path} holds ${status.messages} whole messages, fewer than the ${status.published} published from it: it lost messages after they were published\n`);
+      // Fewer whole messages than were published is send's DATA_LOSS, not a torn append it would cut:
+      // the counts are still printed, then the same error, so that status fails where send does.
+      const short = status.published === null ? undefined : log.shortOf(status.published);
+      if (log.tornBytes > 0 && !short) {
+        io.stderr.write(`remotelog status: ${log.path} ends in ${log.tornBytes} bytes of an unfinished append, not counted (left as they are; the next \`remotelog send\` saves them beside the log and cuts them)\n`);
       }
       if (name !== undefined && (flags.server || flags.cas || flags.ns || flags.kuboApi)) {
         const remote = await remoteFrom(flags);
@@ -102,6 +94,7 @@ export function command(io: Io) {
       }
       if (flags.json) io.stdout.write(`${JSON.stringify(status)}\n`);
       else io.stdout.write(statusText(status));
+      if (short) throw short;
     });
 }
 

@@ -227,6 +227,15 @@ export class FileLocalLog implements LocalLog {
   }
 
   /**
+   * The DATA_LOSS (file, offset, seq) an open given acknowledged throws, when the log holds fewer whole
+   * records than the published ones; undefined otherwise. For a read-only verb that learns the count
+   * only after the open (from the owner the log records) and says what the log holds before failing.
+   */
+  shortOf(published: number): RemoteLogError | undefined {
+    return shortOfAcknowledged(this, this.size, this.size + this.torn, published);
+  }
+
+  /**
    * Opens the log in dir. A writer (the default) creates it if needed, takes the lock, and cuts a torn
    * append after saving it beside log.bin (see `recovered`). With readOnly it takes no lock, creates and
    * cuts nothing, and reads only the whole records (NOT_FOUND when there is no log). Throws DATA_LOSS
@@ -549,7 +558,7 @@ function shortOfAcknowledged(log: FileLocalLog, end: number, fileSize: number, a
   const what = end < fileSize ? `ends at byte ${end} in ${fileSize - end} bytes that are not a whole record` : `ends after ${log.length} whole records`;
   return RemoteLogError.dataLoss(
     `local log ${log.path} ${what}, where seq ${log.length} is, yet its first ${acknowledged} messages were published: it is damaged, and nothing was cut or written. ` +
-      `remotelog repair --data ${log.dir} --from-remote can refill it from the remote log`,
+      `remotelog repair --data ${log.dir} --server URL --from-remote can refill it from the remote log`,
     undefined,
     { file: log.path, offset: end, seq: log.length },
   );

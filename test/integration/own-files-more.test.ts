@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { readdir, readFile, stat, unlink } from "node:fs/promises";
+import { readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cleanup, lines, runCli, startServer, tempDir } from "../helpers/processes.js";
 
@@ -59,5 +59,78 @@ describe("send on a data directory whose log.bin is gone", () => {
     const fresh = join(dir, "fresh");
     expect((await send(fresh, lines(2))).code).toBe(0);
     expect((await stat(join(fresh, "log.bin"))).size).toBeGreaterThan(0);
+  });
+});
+
+/** Offset of the record of seq in log.bin (records: u32 length, 32-byte id, u32 crc, data). */
+async function recordOffset(path: string, seq: number): Promise<number> {
+  const bytes = await readFile(path);
+  let at = 0;
+  for (let i = 0; i < seq; i++) at += 40 + bytes.readUInt32LE(at);
+  return at;
+}
+
+describe("status and inspect log on a local log that lost published messages", () => {
+  it("print what the log holds, then fail with send's DATA_LOSS naming file, offset and seq, writing nothing; the repair it names makes them whole", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    const sent = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice, "--page-size", "50"], { stdin: lines(300) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const logPath = join(alice, "log.bin");
+    const cut = await recordOffset(logPath, 150);
+    // Cut inside seq 150, 300 published: what is left after the whole records is no unfinished append.
+    await writeFile(logPath, (await readFile(logPath)).subarray(0, cut + 50));
+    const before = await files(alice);
+    const damage = `DATA_LOSS: local log ${logPath} ends at byte ${cut} in 50 bytes that are not a whole record, where seq 150 is, yet its first 300 messages were published`;
+
+    const status = await runCli(["status", "--data", alice, "--json"]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ name: "n", messages: 150, published: 300, pending: 0, tornBytes: 50 });
+    expect(status.stderr).toContain(damage);
+    expect(status.code).toBe(1);
+    // The old status exited 0, promising that the next send would save those bytes and cut them.
+    expect(status.stderr).not.toContain("the next `remotelog send` saves them");
+    const inspect = await runCli(["inspect", "log", "--data", alice, "--limit", "1"]);
+    expect(JSON.parse(inspect.stdout)).toMatchObject({ length: 150, messages: [{ seq: 0 }] });
+    expect(inspect.stderr).toContain(damage);
+    expect(inspect.code).toBe(1);
+    // Send says the same, and so refuses.
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(send.code).toBe(1);
+    expect(send.stderr).toContain(damage);
+    expect(await files(alice)).toEqual(before);
+
+    // What the three advise does what it says.
+    expect(status.stderr).toContain(`remotelog repair --data ${alice} --server URL --from-remote`);
+    const repair = await runCli(["repair", "--data", alice, "--server", server.url, "--from-remote"]);
+    expect(repair.code, repair.stderr).toBe(0);
+    const repaired = await runCli(["status", "--data", alice, "--json"]);
+    expect(repaired.code, repaired.stderr).toBe(0);
+    expect(JSON.parse(repaired.stdout)).toMatchObject({ messages: 300, published: 300, pending: 0, tornBytes: 0 });
+    expect((await runCli(["inspect", "log", "--data", alice, "--limit", "0"])).code).toBe(0);
+  });
+
+  it("a published/ that is not a directory is send's INVALID_ARGUMENT, not 0 published and everything pending", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server")]);
+    const alice = join(dir, "alice");
+    const sent = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: lines(5) });
+    expect(sent.code, sent.stderr).toBe(0);
+    await rm(join(alice, "published"), { recursive: true });
+    await writeFile(join(alice, "published"), "not a directory\n");
+    const before = await files(alice);
+
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
+    expect(send.code).toBe(1);
+    const refusal = /INVALID_ARGUMENT: cannot read checkpoint \S+: a file is where a directory must be \(ENOTDIR\)/.exec(send.stderr)?.[0];
+    expect(refusal, send.stderr).toBeDefined();
+    for (const args of [["status", "--data", alice, "--json"], ["inspect", "log", "--data", alice]]) {
+      const result = await runCli(args);
+      // The old status printed published 0, pending 5 (the next send publishes them), exit 0.
+      expect(result.stderr, args.join(" ")).toContain(refusal);
+      expect(result.stdout, args.join(" ")).toBe("");
+      expect(result.code, args.join(" ")).toBe(1);
+    }
+    expect(await files(alice)).toEqual(before);
   });
 });
