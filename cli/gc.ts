@@ -90,7 +90,8 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
   const [{ FsContentStore }, { LevelNameStore }] = await Promise.all([import("../stores/fs/content-store.js"), import("../stores/level/name-store.js")]);
   let names;
   try {
-    names = await LevelNameStore.open(join(dir, "ns"));
+    // A dry run writes nothing in dir: both stores are opened read-only (the names from a throwaway copy).
+    names = await LevelNameStore.open(join(dir, "ns"), { readOnly: flags.dryRun });
   } catch (err) {
     if (isRemoteLogError(err, ErrorCodes.CONFLICT)) {
       throw RemoteLogError.conflict(`${dir} is in use, by a running \`remotelog serve --data ${dir}\`?; run \`remotelog gc --server URL\` against it instead`);
@@ -100,7 +101,7 @@ async function localGc(dir: string, flags: GcFlags, io: Io): Promise<GcSummary> 
   try {
     // A damaged pack stops gc here, said and left in place: the open would otherwise move it into
     // quarantine/ (even for a dry run) and the sweep go on as if its blocks were simply not stored.
-    const store = await FsContentStore.open(join(dir, "cas"), { quarantine: false }).catch((err: unknown) => {
+    const store = await FsContentStore.open(join(dir, "cas"), { quarantine: false, readOnly: flags.dryRun }).catch((err: unknown) => {
       if (!isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw err;
       throw RemoteLogError.dataLoss(`gc stopped, nothing swept: ${err.text}. \`remotelog serve --data ${dir}\` sets damaged packs aside into ${join(dir, "cas", "quarantine")} as it starts`, err, err.details);
     });

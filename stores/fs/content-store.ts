@@ -53,6 +53,12 @@ export interface FsContentStoreOptions {
    * run nor sweep one whose damage it has not said). Default true.
    */
   quarantine?: boolean;
+  /**
+   * true: the store is only read (gc --data --dry-run): the open makes and removes nothing (no packs/
+   * made, no leftover removed, a damaged pack DATA_LOSS as with quarantine false), and putMany and a
+   * sweep that is not a dry run throw INTERNAL. Default false.
+   */
+  readOnly?: boolean;
 }
 
 export interface FsContentStoreStats {
@@ -122,6 +128,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   private readonly damagedKeys = new Set<string>();
   private bytes = 0;
   private closed = false;
+  private readonly readOnly: boolean;
 
   private constructor(
     readonly dir: string,
@@ -129,6 +136,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
   ) {
     this.files = new FileCache(Math.max(1, options.maxOpenFiles ?? defaultOpenPacks()));
     this.packsDirHeld = new SharedDir(this.packsDir);
+    this.readOnly = options.readOnly ?? false;
   }
 
   private get packsDir(): string {
@@ -144,14 +152,23 @@ export class FsContentStore implements ContentStore, BlockSweeper {
    * and loads every pack's index. A pack whose header, trailer or index is damaged does not stop the
    * store: it is moved into `<dir>/quarantine/` (options.onQuarantine hears of it), and the blocks its
    * index claims answer DATA_LOSS until they are stored again. Packs quarantined by earlier opens stay
-   * counted. Throws CONFLICT for a file in packs/ that is not ours, INTERNAL on an I/O failure.
+   * counted. Throws CONFLICT for a file in packs/ that is not ours, INTERNAL on an I/O failure. With
+   * readOnly it creates, removes and moves nothing (FsContentStoreOptions.readOnly).
    */
   static async open(dir: string, options: FsContentStoreOptions = {}): Promise<FsContentStore> {
     const store = new FsContentStore(dir, options);
     const packsDir = store.packsDir;
-    await ensureDir(packsDir);
-    await removeLeftoverTmp(packsDir);
-    const names = (await readdir(packsDir)).sort();
+    if (!options.readOnly) {
+      await ensureDir(packsDir);
+      await removeLeftoverTmp(packsDir);
+    }
+    // Read only, a store that never had a pack written has no packs/ yet: it holds no block.
+    const names = (
+      await readdir(packsDir).catch((err: unknown) => {
+        if (options.readOnly && (err as NodeJS.ErrnoException).code === "ENOENT") return [];
+        throw err;
+      })
+    ).sort();
     for (const name of names) {
       // A live writer's temporary file (removeLeftoverTmp keeps those) is not part of the store yet.
       if (name.endsWith(TMP_SUFFIX)) continue;
@@ -179,7 +196,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
       }
     };
     await Promise.all(Array.from({ length: Math.min(16, packNames.length) }, worker));
-    if (options.quarantine === false && damaged.length > 0) {
+    if ((options.quarantine === false || options.readOnly) && damaged.length > 0) {
       const [{ name, why }] = damaged.sort((a, b) => (a.name < b.name ? -1 : 1));
       const others = damaged.length > 1 ? ` (and ${damaged.length - 1} more)` : "";
       throw RemoteLogError.dataLoss(`pack ${join(packsDir, name)} is damaged${others}: ${why}; it was left where it is`, undefined, { file: join(packsDir, name) });
@@ -238,7 +255,7 @@ export class FsContentStore implements ContentStore, BlockSweeper {
    * stored then).
    */
   async putMany(blocks: Uint8Array[]): Promise<Uint8Array[]> {
-    this.checkOpen();
+    this.checkWritable();
     // Hashing is most of the cost of a put; it runs before any waiting.
     const keys = blocks.map(keyOf);
     const addresses = addressesOf(keys);
@@ -499,7 +516,8 @@ export class FsContentStore implements ContentStore, BlockSweeper {
    * and returns what a sweep would drop now, by the same rule, so that a dry run's figures are the run's.
    */
   async sweepPack(name: string, live: (key: string) => boolean, guard: GcGuard, keepPutSinceMs: number, options: { dryRun?: boolean } = {}): Promise<{ blocks: number; bytes: number }> {
-    this.checkOpen();
+    if (options.dryRun) this.checkOpen();
+    else this.checkWritable();
     const id = this.packs.indexOf(name);
     if (id === -1 || name === "") return { blocks: 0, bytes: 0 };
     // Keys (latin1 strings) are made here, for gc's sets, and not kept: the index holds numbers.
@@ -580,6 +598,11 @@ export class FsContentStore implements ContentStore, BlockSweeper {
 
   private checkOpen(): void {
     if (this.closed) throw RemoteLogError.internal(`content store ${this.dir} is closed`);
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.readOnly) throw RemoteLogError.internal(`content store ${this.dir} is open read-only`);
   }
 
   private addPack(name: string, { version, entries }: PackIndex, time: number): void {

@@ -1,3 +1,7 @@
+import { constants } from "node:fs";
+import { copyFile, mkdtemp, readdir, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { ClassicLevel } from "classic-level";
 import { nextVersion, type ListOptions, type NameEntry, type NameStore, type PutOptions } from "../../core/name-store.js";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
@@ -58,24 +62,34 @@ export class LevelNameStore implements NameStore {
   private constructor(
     readonly dir: string,
     private readonly db: ClassicLevel<string, Uint8Array>,
+    /** The throwaway copy a read-only store reads (open's readOnly), removed by close(). */
+    private readonly copy?: string,
   ) {}
 
   /**
    * Opens (creating if needed) the store in dir. Throws CONFLICT when another process has it open,
    * INTERNAL when LevelDB cannot open it (damaged, permissions).
+   *
+   * With readOnly (gc --data --dry-run) nothing in dir is written, and put and drop throw INTERNAL.
+   * LevelDB has no read-only open: any open rotates its LOG and writes a new MANIFEST, .log and CURRENT.
+   * So the store read is a throwaway copy of dir's files in the system's temp directory, removed by
+   * close(), and a store that does not exist is not made. dir's LOCK is linked into the copy, not
+   * copied: a process that holds dir still makes the open CONFLICT, and none can take it meanwhile.
    */
-  static async open(dir: string, options: { counted?: boolean } = {}): Promise<LevelNameStore> {
-    const db = new ClassicLevel<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+  static async open(dir: string, options: { counted?: boolean; readOnly?: boolean } = {}): Promise<LevelNameStore> {
+    const copy = options.readOnly ? await throwawayCopy(dir) : undefined;
+    const db = new ClassicLevel<string, Uint8Array>(copy ?? dir, { keyEncoding: "utf8", valueEncoding: "view", createIfMissing: !copy });
     try {
       await db.open();
     } catch (err) {
+      if (copy) await rm(copy, { recursive: true, force: true }).catch(() => {});
       const cause = (err as { cause?: { code?: string } }).cause;
       if (cause?.code === "LEVEL_LOCKED") {
         throw RemoteLogError.conflict(`name store ${dir} is in use by another process`);
       }
       throw RemoteLogError.internal(`cannot open name store ${dir}: ${describe(err)}`, err);
     }
-    const store = new LevelNameStore(dir, db);
+    const store = new LevelNameStore(dir, db, copy);
     // Walked here, before anyone can write: a count taken beside puts could not tell which it saw.
     if (options.counted) store.names = await store.walkCount();
     return store;
@@ -116,7 +130,7 @@ export class LevelNameStore implements NameStore {
    * 1..2^64-1; nothing changes then. Durable when it resolves; INTERNAL on an I/O failure.
    */
   async put(name: string, content: Uint8Array, options: PutOptions = {}): Promise<bigint> {
-    this.checkOpen();
+    this.checkWritable();
     // Copied now: the caller may reuse its buffers while we wait for the lock.
     const value = encodeEntry(0n, content, options.record ?? new Uint8Array(0));
     return this.locks.run(name, async () => {
@@ -149,7 +163,7 @@ export class LevelNameStore implements NameStore {
    * false, and the tombstone stays. INTERNAL on an I/O failure.
    */
   async drop(name: string): Promise<boolean> {
-    this.checkOpen();
+    this.checkWritable();
     return this.locks.run(name, async () => {
       const entry = await this.read(name);
       if (entry === undefined) return false;
@@ -209,11 +223,42 @@ export class LevelNameStore implements NameStore {
     this.closed = true;
     await this.locks.idle();
     await this.db.close();
+    if (this.copy) await rm(this.copy, { recursive: true, force: true }).catch(() => {});
   }
 
   private checkOpen(): void {
     if (this.closed) throw RemoteLogError.internal(`name store ${this.dir} is closed`);
   }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    // A write would go to the throwaway copy, and be lost at close.
+    if (this.copy) throw RemoteLogError.internal(`name store ${this.dir} is open read-only`);
+  }
+}
+
+/**
+ * A copy of the LevelDB files of dir in a new directory under the system's temp directory, for a
+ * read-only open to write into; LOCK a symbolic link to dir's (LevelDB locks the file it opens). Cloned,
+ * not copied, where the temp directory's file system can.
+ */
+async function throwawayCopy(dir: string): Promise<string> {
+  const copy = await mkdtemp(join(tmpdir(), "remotelog-ns-"));
+  try {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      if (entry.name === "LOCK") await symlink(resolve(dir, entry.name), join(copy, entry.name));
+      else if (entry.isFile()) {
+        // Gone since the listing: a live writer's compaction, which holds the lock, so the open is CONFLICT.
+        await copyFile(join(dir, entry.name), join(copy, entry.name), constants.COPYFILE_FICLONE).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        });
+      }
+    }
+  } catch (err) {
+    await rm(copy, { recursive: true, force: true }).catch(() => {});
+    throw RemoteLogError.internal(`cannot read name store ${dir}: ${describe(err)}`, err);
+  }
+  return copy;
 }
 
 function encodeEntry(version: bigint, content: Uint8Array, record: Uint8Array): Uint8Array {

@@ -1,15 +1,18 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
-import { readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { cleanup, lines, runCli, startServer, tempDir } from "../helpers/processes.js";
+import { cleanup, lines, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
 
 // The user's own files, through real processes: a verb that refuses, or only reads, leaves every file
 // as it was, and says what it found.
 afterEach(cleanup);
 
-/** Every file under dir with its bytes' hash and its mtime in ns (directories only listed: a writer's lock comes and goes). */
-async function files(dir: string): Promise<Record<string, string>> {
+/**
+ * Every file under dir with its bytes' hash and its mtime in ns; with dirs, every directory's mtime too
+ * (left out by default: a writer's lock file comes and goes, even when the writer refuses).
+ */
+async function files(dir: string, options: { dirs?: boolean } = {}): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const walk = async (at: string, rel: string) => {
     const info = await stat(at, { bigint: true });
@@ -17,6 +20,7 @@ async function files(dir: string): Promise<Record<string, string>> {
       out[rel] = `${createHash("sha256").update(await readFile(at)).digest("hex")} mtime ${info.mtimeNs}`;
       return;
     }
+    if (options.dirs) out[`${rel}/`] = `mtime ${info.mtimeNs}`;
     for (const name of (await readdir(at)).sort()) await walk(join(at, name), `${rel}/${name}`);
   };
   await walk(dir, "");
@@ -132,5 +136,52 @@ describe("status and inspect log on a local log that lost published messages", (
       expect(result.code, args.join(" ")).toBe(1);
     }
     expect(await files(alice)).toEqual(before);
+  });
+});
+
+describe("gc --data DIR --dry-run", () => {
+  it("writes nothing under DIR, not even LevelDB's own files, and counts what the run then removes; a server holding DIR is still CONFLICT", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    const args = ["--listen", "127.0.0.1:0", "--data", data];
+    let server = await startServer(args);
+    for (const name of ["alice", "retired"]) {
+      const sent = await runCli(["send", "--unsigned", "--name", name, "--server", server.url, "--data", join(dir, name), "--embed", "none", "--page-size", "20"], { stdin: lines(100, name) });
+      expect(sent.code, sent.stderr).toBe(0);
+    }
+    await stop(server.process);
+    const ns = join(data, "ns");
+    const nsBefore = await readdir(ns);
+    const before = await files(data, { dirs: true });
+    // The copy a dry run reads the names from goes here, so that what it leaves behind is seen.
+    const tmp = join(dir, "tmp");
+    await mkdir(tmp);
+    const gc = (extra: string[]) => runCli(["gc", "--data", data, "--grace", "0s", "--drop-name", "retired", "--json", ...extra], { env: { TMPDIR: tmp } });
+
+    const dry = await gc(["--dry-run"]);
+    expect(dry.code, dry.stderr).toBe(0);
+    // The old dry run opened the name store read-write: LevelDB wrote a new MANIFEST, CURRENT, .log and LOG.
+    expect(await readdir(ns)).toEqual(nsBefore);
+    expect(await files(data, { dirs: true })).toEqual(before);
+    expect(await readdir(tmp)).toEqual([]);
+    const wouldRemove = JSON.parse(dry.stdout);
+    expect(wouldRemove).toMatchObject({ dryRun: true, droppedNames: ["retired"], roots: 1 });
+    expect(wouldRemove.removedBlocks).toBeGreaterThan(100);
+
+    server = await startServer(args);
+    const held = await gc(["--dry-run"]);
+    expect(held.code).toBe(1);
+    expect(held.stderr).toMatch(/CONFLICT: .* is in use.*gc --server URL/);
+    await stop(server.process);
+    expect(await readdir(tmp)).toEqual([]);
+
+    const run = await gc([]);
+    expect(run.code, run.stderr).toBe(0);
+    const removed = JSON.parse(run.stdout);
+    expect(removed).toMatchObject({ dryRun: false, droppedNames: ["retired"], roots: 1, marked: wouldRemove.marked, removedBlocks: wouldRemove.removedBlocks, freedBytes: wouldRemove.freedBytes });
+    server = await startServer(args);
+    const read = await runCli(["cat", "alice", "--unsigned", "--server", server.url]);
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.trimEnd().split("\n")).toHaveLength(100);
   });
 });
