@@ -817,7 +817,7 @@ export class Sender {
     throw RemoteLogError.dataLoss(
       `${mark.delivered} messages were published to ${JSON.stringify(this.name)} from this local log, but ` +
         (last ? `its seq ${mark.delivered - 1} is message ${toHex(last.id)}, not ${toHex(mark.lastId)}` : `it holds only ${total}`) +
-        "; nothing was published. remotelog repair --data DIR --from-remote can refill it from the remote log",
+        "; nothing was published. remotelog repair --data DIR --server URL --from-remote can refill it from the remote log",
       undefined,
       { seq: mark.delivered - 1, name: this.name },
     );

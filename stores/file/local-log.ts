@@ -548,7 +548,6 @@ interface OwnerFile {
   key?: string;
 }
 
-/** The owner recorded in dir/owner.json, or undefined when there is none; DATA_LOSS when it does not parse. */
 /**
  * DATA_LOSS when the log holds fewer whole records than were acknowledged (published), naming file,
  * offset and seq; undefined otherwise. end is where its whole records end, fileSize its length.
@@ -593,6 +592,7 @@ export async function publishedCount(dir: string, name?: string): Promise<number
   }
 }
 
+/** The owner recorded in dir/owner.json, or undefined when there is none; DATA_LOSS when it does not parse. */
 export async function readOwner(dir: string): Promise<LogOwner | undefined> {
   const path = join(dir, OWNER_FILE);
   let text: string;
