@@ -77,7 +77,8 @@ export function command(io: Io) {
         try {
           return parseEmbed(flags.embed);
         } catch (err) {
-          throw usageError((err as Error).message);
+          // usageError adds the code again: its message already starts with INVALID_ARGUMENT.
+          throw usageError((err as RemoteLogError).text ?? (err as Error).message);
         }
       })();
       const { name, key } = await signingFrom(flags);
