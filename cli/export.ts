@@ -43,7 +43,7 @@ export function command(io: Io) {
         if (remote && entry && !decodeBackupHead(entry.content)) {
           result = await exportRemoteLog(remote, flags.name!, flags.car, progress, readerBounds(flags));
         } else {
-          const { store, head } = await headFrom(flags);
+          const { store, head } = await headFrom(flags, "say what to write with --name NAME (a backup head, or a remote log) or --pack CID (a backup's head pack)");
           try {
             result = await exportPackChain(store, head, flags.car, progress);
           } finally {

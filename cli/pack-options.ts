@@ -39,11 +39,15 @@ export async function packStoreFrom(where: string, options: { headName?: string;
 
 /**
  * The head pack to start from: --pack CID, else --name (a backup head name in the URL's NS), else a
- * directory's HEAD. NOT_FOUND when there is none.
+ * directory's HEAD. NOT_FOUND when there is none. pick says how the verb names a backup in a service,
+ * for a URL given neither.
  */
-export async function headFrom(flags: { pack?: string; name?: string; from: string } & CredentialFlags): Promise<{ store: PackStore; head: Uint8Array }> {
+export async function headFrom(flags: { pack?: string; name?: string; from: string } & CredentialFlags, pick: string): Promise<{ store: PackStore; head: Uint8Array }> {
   if (flags.pack && flags.name) throw usageError("give either --pack or --name, not both");
   if (flags.name && !isUrl(flags.from)) throw usageError("--name reads a head from an NS: --from must be a URL");
+  // A service holds any number of backups, each under its own name, and no HEAD to fall back on. The
+  // store's own refusal named backup's --head-name and --key, which no reading verb takes.
+  if (!flags.pack && !flags.name && isUrl(flags.from)) throw usageError(`${flags.from} is a service, with no HEAD to start from: ${pick}`);
   const credentials = { tokenFile: flags.tokenFile, ca: flags.ca };
   const store = await packStoreFrom(flags.from, credentials);
   if (flags.pack) return { store, head: parseAddressText(flags.pack).bytes };

@@ -30,7 +30,7 @@ export function command(io: Io) {
     .addHelpText("after", "\nExamples:\n  remotelog restore --from ./alice-backup --to ./alice\n  remotelog restore --name alice-backup --from http://127.0.0.1:7420 --to ./alice --force")
     .action(async (given: RestoreFlags) => {
       const flags = { ...given, from: fromOf(given) };
-      const { store, head } = await headFrom(flags);
+      const { store, head } = await headFrom(flags, "say which backup to restore with --name NAME (the name backup --head-name gave it) or --pack CID (its head pack)");
       try {
         const result = await runRestore({ store, head, to: flags.to, force: flags.force, progress: await progressOf(io, flags.json) });
         // Said even with --json: a directory the user did not make now stands beside theirs.

@@ -10,6 +10,8 @@ import { headFrom, printJson, progressOf, fromOf, fromOptions } from "./pack-opt
 
 export const summary = "check a backup's pack chain or a remote log; name every missing or corrupt object";
 
+const PICK = "say what to check with --name NAME (a backup head, or a remote log) or --pack CID (a backup's head pack)";
+
 interface VerifyFlags extends ReaderFlags, CredentialFlags {
   pack?: string;
   name?: string;
@@ -48,7 +50,7 @@ export function command(io: Io) {
           const entry = await remote.fetchName(flags.name);
           if (!entry) throw RemoteLogError.notFound(`name ${JSON.stringify(flags.name)} does not exist at ${url}`);
           if (decodeBackupHead(entry.content)) {
-            const { store, head } = await headFrom(flags);
+            const { store, head } = await headFrom(flags, PICK);
             try {
               report = await verifyPackChain(store, head, { readData: flags.readData, progress });
             } finally {
@@ -65,7 +67,7 @@ export function command(io: Io) {
           remote.close();
         }
       } else {
-        const { store, head } = await headFrom(flags);
+        const { store, head } = await headFrom(flags, PICK);
         try {
           report = await verifyPackChain(store, head, { readData: flags.readData, progress });
         } finally {
