@@ -57,7 +57,8 @@ export interface ReceiverOptions {
   verifyPool?: PairVerifier | null;
   /**
    * Deliver from this seqid on, whatever the checkpoint says (the next sync only; later ones go on
-   * from there). Needs a log with seqids.
+   * from there). Needs a log with seqids. No tombstone of a seq below it is delivered, then or later,
+   * unless the checkpoint had delivered that seq before the seek.
    */
   fromSeq?: number;
   /**
@@ -151,10 +152,18 @@ export class Receiver {
    */
   async sync(deliver: Deliver, pushed?: NameHead, signal?: AbortSignal): Promise<SyncResult> {
     const reader = signal && this.source.withSignal ? new LogReader(this.source.withSignal(signal), this.name, { signed: this.reader.signed, maxPages: this.reader.maxPages }) : this.reader;
-    let checkpoint: Checkpoint = (await this.checkpoints.load(this.name)) ?? { delivered: 0, lastId: EMPTY };
+    const stored = await this.checkpoints.load(this.name);
+    let checkpoint: Checkpoint = stored ?? { delivered: 0, lastId: EMPTY };
     // A seek replaces where the receiver stands, but keeps the rollback floor: the name's heads are
-    // no more trustworthy for starting elsewhere.
-    if (this.fromSeq !== undefined) checkpoint = { ...checkpoint, delivered: this.fromSeq, lastId: EMPTY };
+    // no more trustworthy for starting elsewhere. A seek back (or to where it stands) goes on with the
+    // run of seqs delivered before it; one past that run starts a new one at fromSeq, below which it
+    // delivered nothing: looking back for redactions there printed tombstones of messages it never
+    // had, ahead of seq fromSeq.
+    if (this.fromSeq !== undefined) {
+      const from = stored !== undefined && this.fromSeq <= stored.delivered ? Math.min(stored.from ?? 0, this.fromSeq) : this.fromSeq;
+      checkpoint = { ...checkpoint, delivered: this.fromSeq, lastId: EMPTY, from };
+    }
+    const from = checkpoint.from ?? 0;
     // A signed name's head is trusted only once its record verifies for the name and binds this very
     // page, and only if it is not older than a head accepted before; every older page and message is
     // then checked by its hash.
@@ -211,11 +220,11 @@ export class Receiver {
     planned = true;
     const redactions = head.info ? Number(head.info.redactions) : undefined;
     const seen = checkpoint.redactions ?? 0;
-    const save = (delivered: number, lastId: Uint8Array) => this.checkpoints.save(this.name, withState({ delivered, lastId }, sequence, redactions));
+    const save = (delivered: number, lastId: Uint8Array) => this.checkpoints.save(this.name, withState({ delivered, lastId, ...(from > 0 ? { from } : {}) }, sequence, redactions));
     // Redactions since the last sync may have removed messages delivered before: their tombstones go
     // out first, and the checkpoint remembers the count once they are out.
-    if (redactions !== undefined && redactions > seen && checkpoint.delivered > 0) {
-      const tombstones = await this.tombstonesBefore(reader, head, checkpoint.delivered, seen);
+    if (redactions !== undefined && redactions > seen && checkpoint.delivered > from) {
+      const tombstones = await this.tombstonesBefore(reader, head, from, checkpoint.delivered, seen);
       if (tombstones.length > 0) await deliver(tombstones);
     }
 
@@ -468,16 +477,16 @@ export class Receiver {
   }
 
   /**
-   * The tombstones of messages below seqid `before` that redactions after the first `seen` made: a
-   * redaction rewrites the pages from its message's up to the head, each with the new count, so the
-   * walk back from the head ends at the first page whose count is not above seen.
+   * The tombstones of messages from seqid `from` up to `before` that redactions after the first `seen`
+   * made: a redaction rewrites the pages from its message's up to the head, each with the new count, so
+   * the walk back from the head ends at the first page whose count is not above seen.
    */
-  private async tombstonesBefore(reader: LogReader, head: RemoteLog, before: number, seen: number): Promise<Delivery[]> {
+  private async tombstonesBefore(reader: LogReader, head: RemoteLog, from: number, before: number, seen: number): Promise<Delivery[]> {
     const tombstones: Delivery[] = [];
     await reader.walk(head, {
       takeWhile: (page) => page.info !== undefined && Number(page.info.redactions) > seen,
       onPage: (pairs) => {
-        for (const pair of pairs) if (pair.redacted && Number(pair.seqid) < before) tombstones.push({ seq: Number(pair.seqid), id: pair.localHash, address: pair.remoteHash, redacted: true });
+        for (const pair of pairs) if (pair.redacted && Number(pair.seqid) >= from && Number(pair.seqid) < before) tombstones.push({ seq: Number(pair.seqid), id: pair.localHash, address: pair.remoteHash, redacted: true });
       },
     });
     return tombstones.sort((a, b) => a.seq - b.seq);

@@ -18,6 +18,11 @@ export interface Checkpoint {
    */
   redactions?: number;
   /**
+   * The first seq of the run of seqs delivered up to `delivered`, when a seek (fromSeq) started it past
+   * 0: no seq below it was delivered, so no tombstone of one is due. Absent: 0.
+   */
+  from?: number;
+  /**
    * For `receive --out FILE`: the file the delivered lines go to and its length once the lines of this
    * checkpoint were in it (fsynced). At start the receiver cuts the file back to this length, so the
    * file and the checkpoint never disagree after a crash. Absent when lines go to stdout.

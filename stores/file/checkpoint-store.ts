@@ -20,6 +20,8 @@ interface CheckpointFile {
   sequence?: string;
   /** Absent when 0. */
   redactions?: number;
+  /** Absent when 0. */
+  from?: number;
   /** `receive --out`: the absolute path of the file and its length at this checkpoint; both or neither. */
   outFile?: string;
   outLength?: number;
@@ -122,6 +124,10 @@ export class FileCheckpointStore implements CheckpointStore {
       if (!Number.isSafeInteger(file.redactions) || file.redactions < 0) throw bad(`redactions is ${JSON.stringify(file.redactions)}`);
       checkpoint.redactions = file.redactions;
     }
+    if (file.from !== undefined) {
+      if (!Number.isSafeInteger(file.from) || file.from < 0 || file.from > file.delivered) throw bad(`from is ${JSON.stringify(file.from)}`);
+      if (file.from > 0) checkpoint.from = file.from;
+    }
     if (file.outFile !== undefined || file.outLength !== undefined) {
       if (typeof file.outFile !== "string" || file.outFile.length === 0) throw bad(`outFile is ${JSON.stringify(file.outFile)}`);
       if (!Number.isSafeInteger(file.outLength) || file.outLength! < 0) throw bad(`outLength is ${JSON.stringify(file.outLength)}`);
@@ -141,9 +147,14 @@ export class FileCheckpointStore implements CheckpointStore {
     if (!Number.isSafeInteger(checkpoint.delivered) || checkpoint.delivered < 0) {
       throw RemoteLogError.invalidArgument(`checkpoint of ${JSON.stringify(name)}: delivered must be a non-negative integer, not ${checkpoint.delivered}`);
     }
+    // Saved, it would be a checkpoint that load calls damaged.
+    if (checkpoint.from !== undefined && (!Number.isSafeInteger(checkpoint.from) || checkpoint.from < 0 || checkpoint.from > checkpoint.delivered)) {
+      throw RemoteLogError.invalidArgument(`checkpoint of ${JSON.stringify(name)}: from must be a non-negative integer no greater than delivered (${checkpoint.delivered}), not ${checkpoint.from}`);
+    }
     const file: CheckpointFile = { format: 1, name, delivered: checkpoint.delivered, lastId: toHex(checkpoint.lastId) };
     if (checkpoint.sequence !== undefined) file.sequence = checkpoint.sequence.toString();
     if (checkpoint.redactions) file.redactions = checkpoint.redactions;
+    if (checkpoint.from) file.from = checkpoint.from;
     if (checkpoint.out !== undefined) {
       if (!Number.isSafeInteger(checkpoint.out.length) || checkpoint.out.length < 0 || checkpoint.out.file.length === 0) {
         throw RemoteLogError.invalidArgument(`checkpoint of ${JSON.stringify(name)}: out must name a file and a non-negative length`);

@@ -20,6 +20,6 @@ export class MemoryCheckpointStore implements CheckpointStore {
 }
 
 function copy(checkpoint: Checkpoint): Checkpoint {
-  const { delivered, lastId, sequence, redactions, out } = checkpoint;
-  return { delivered, lastId: lastId.slice(), ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}), ...(out ? { out: { ...out } } : {}) };
+  const { delivered, lastId, sequence, redactions, from, out } = checkpoint;
+  return { delivered, lastId: lastId.slice(), ...(sequence === undefined ? {} : { sequence }), ...(redactions ? { redactions } : {}), ...(from ? { from } : {}), ...(out ? { out: { ...out } } : {}) };
 }

@@ -31,6 +31,13 @@ export function checkpointStoreContract(name: string, setup: () => Promise<Check
       expect(await store.load("redacted")).toEqual({ delivered: 9, lastId: id(9), sequence: 3n, redactions: 2 });
     });
 
+    it("stores where a seek's run of seqs began when given, and none when not", async () => {
+      await store.save("seek", { delivered: 9, lastId: id(9), from: 5 });
+      expect(await store.load("seek")).toEqual({ delivered: 9, lastId: id(9), from: 5 });
+      await store.save("seek", { delivered: 10, lastId: id(10) });
+      expect(await store.load("seek")).toEqual({ delivered: 10, lastId: id(10) });
+    });
+
     it("stores a record sequence when given, up to the largest uint64, and none when not", async () => {
       await store.save("signed", { delivered: 5, lastId: id(5), sequence: 2n ** 64n - 1n });
       expect(await store.load("signed")).toEqual({ delivered: 5, lastId: id(5), sequence: 2n ** 64n - 1n });

@@ -48,6 +48,41 @@ describe("redact - end to end through real processes", () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/NOT_FOUND/);
   });
+  it("a receiver started at --from-seq K delivers no tombstone below K, then or later, but still those of messages it delivered", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const keyFile = join(dir, "alice.key");
+    const name = (await runCli(["key", "gen", "--out", keyFile])).stdout.trim();
+    expect((await runCli(["send", "--key", keyFile, "--server", server.url, "--data", join(dir, "alice"), "--page-size", "4"], { stdin: lines(10) })).code).toBe(0);
+    const all = parseJsonl<Line>((await runCli(["cat", name, "--server", server.url, "--format", "jsonl"])).stdout);
+    const redact = async (seq: number) => {
+      const run = await runCli(["redact", "--key", keyFile, "--server", server.url, "--id", all[seq].id]);
+      expect(run.code, run.stderr).toBe(0);
+    };
+    const seqs = (text: string) => parseJsonl<Line>(text).map((l) => (l.redacted ? `${l.seq} redacted` : l.seq));
+    await redact(1);
+    await redact(4);
+
+    // The old receiver printed seq 1's tombstone first, for a message it never read.
+    const stateless = await runCli(["receive", "--name", name, "--server", server.url, "--from-seq", "3"]);
+    expect(stateless.code, stateless.stderr).toBe(0);
+    expect(seqs(stateless.stdout)).toEqual([3, "4 redacted", 5, 6, 7, 8, 9]);
+
+    // With --state, later redactions below where it started are not its own either; one of a message it delivered is.
+    const bob = ["receive", "--name", name, "--server", server.url, "--state", join(dir, "bob")];
+    expect(seqs((await runCli([...bob, "--from-seq", "5"])).stdout)).toEqual([5, 6, 7, 8, 9]);
+    await redact(2);
+    await redact(6);
+    expect(parseJsonl<Line>((await runCli(bob)).stdout)).toEqual([{ seq: 6, id: all[6].id, redacted: true }]);
+    // A seek back into what it delivered keeps the messages it delivered before as its own.
+    expect(seqs((await runCli([...bob, "--from-seq", "8"])).stdout)).toEqual([8, 9]);
+    await redact(5);
+    // Seq 6 shares the page the redaction rewrote, so its tombstone may come again, as any repeat a consumer drops by seq and id.
+    const back = parseJsonl<Line>((await runCli(bob)).stdout);
+    expect(back.find((l) => l.seq === 5)).toEqual({ seq: 5, id: all[5].id, redacted: true });
+    expect(back.every((l) => l.redacted === true && l.seq >= 5), JSON.stringify(back)).toBe(true);
+  });
+
   it("redacts a log whose record expired while its sender was quiet: the key holder's new head renews it", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
