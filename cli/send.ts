@@ -123,7 +123,9 @@ export function command(io: Io) {
         let lostRaces = 0;
         let resent = 0;
         const publish = async () => {
-          const result = await withRetry(() => sender.publish(), status.options());
+          // Stopped by a signal, one attempt publishes what was appended: withRetry under the aborted
+          // signal makes none, and retrying an outage would hold the user's Ctrl-C.
+          const result = io.signal.aborted ? await sender.publish() : await withRetry(() => sender.publish(), status.options());
           status.succeeded();
           lostRaces += result.lostRaces;
           if (result.resent > 0) {
@@ -213,16 +215,33 @@ export function command(io: Io) {
             }
           })();
         };
-        const batches = readIncoming(io, flags.format, defaultGroup)[Symbol.asyncIterator]();
+        const held = { bytes: 0 };
+        const batches = readIncoming(io, flags.format, defaultGroup, held)[Symbol.asyncIterator]();
         reading = true;
+        // SIGINT or SIGTERM ends the wait for stdin at once, which may never end (a pipe from a quiet
+        // program): what was read is then appended and published, as at its end. The wait did not
+        // hear it, and main ended the send 5 s on, its data directory still locked.
+        let wakeOnStop: (() => void) | undefined;
+        const onStop = () => wakeOnStop?.();
+        io.signal.addEventListener("abort", onStop, { once: true });
+        let ended = false;
         try {
           for (;;) {
-            if (failed) break;
-            const next = await new Promise<IteratorResult<IncomingBatch> | { failed: true }>((resolve, reject) => {
+            if (failed || io.signal.aborted) break;
+            const next = await new Promise<IteratorResult<IncomingBatch> | { failed: true } | { stopped: true }>((resolve, reject) => {
               wakeOnFailure = () => resolve({ failed: true });
+              wakeOnStop = () => resolve({ stopped: true });
               batches.next().then(resolve, reject);
-            }).finally(() => (wakeOnFailure = undefined));
-            if ("failed" in next || next.done || io.signal.aborted) break;
+            }).finally(() => {
+              wakeOnFailure = undefined;
+              wakeOnStop = undefined;
+            });
+            // A batch read as the signal came is taken, as every batch before it: it was read from stdin, and left here it was lost.
+            if ("failed" in next || "stopped" in next) break;
+            if (next.done) {
+              ended = true;
+              break;
+            }
             queued.push(next.value);
             queuedLines += next.value.items.length;
             queuedBytes += next.value.bytes;
@@ -233,8 +252,17 @@ export function command(io: Io) {
             // that is failing ends the send (failure() above), so this waits only on one that is going on.
             while (publishing && !failed && log.length - progress.published > UNPUBLISHED_AHEAD) await publishing;
           }
-          // What was read before the end of stdin is appended too; after a failure or an interrupt it is left unread, as before.
-          while (!failed && !io.signal.aborted && (appendRunning || queued.length > 0)) {
+          if (io.signal.aborted && !failed && !ended) {
+            // A line begun but not ended (no newline yet), or bytes read but not yet split into lines:
+            // not taken, and said, since nothing else would tell.
+            const untaken = held.bytes + io.stdin.readableLength;
+            io.stdin.destroy?.();
+            const by = io.signal.reason instanceof Error && /^SIG[A-Z]+$/.test(io.signal.reason.message) ? ` by ${io.signal.reason.message}` : "";
+            const left = untaken > 0 ? `; the ${untaken} bytes read after the last line taken are not in the log: send them again` : "";
+            io.stderr.write(`remotelog send: stopped${by} before the end of stdin, which is read no further${left}\n`);
+          }
+          // What was read is appended too, at the end of stdin or on a signal; after a failure it is left unread, as before.
+          while (!failed && (appendRunning || queued.length > 0)) {
             startAppending();
             await appendDone;
           }
@@ -247,6 +275,8 @@ export function command(io: Io) {
           await appendDone;
           while (publishing) await publishing;
           throw err;
+        } finally {
+          io.signal.removeEventListener("abort", onStop);
         }
         const result = await publish();
         const summaryLine = {
@@ -340,12 +370,19 @@ interface IncomingBatch {
 
 /**
  * Yields stdin as batches of messages, one batch per few chunks, so appends are group-committed. A line
- * that does not parse ends it, after yielding the lines before it.
+ * that does not parse ends it, after yielding the lines before it. held.bytes is what it has read and
+ * holds back meanwhile: an unfinished last line, or with raw all of stdin so far. Waiting for stdin, it
+ * holds no whole line: a chunk's lines are yielded before the next chunk is waited for.
  */
-async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Array): AsyncGenerator<IncomingBatch> {
+async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Array, held: { bytes: number }): AsyncGenerator<IncomingBatch> {
   if (format === "raw") {
     const chunks: Buffer[] = [];
-    for await (const chunk of io.stdin) chunks.push(chunk as Buffer);
+    for await (const chunk of io.stdin) {
+      chunks.push(chunk as Buffer);
+      held.bytes += (chunk as Buffer).length;
+    }
+    // stdin has ended: all of it is the body yielded now.
+    held.bytes = 0;
     const body = new Uint8Array(Buffer.concat(chunks));
     if (chunks.length > 0) yield { items: [{ body, group }], lines: 1, bytes: body.length };
     return;
@@ -404,8 +441,11 @@ async function* readIncoming(io: Io, format: SendFlags["format"], group: Uint8Ar
       break;
     }
     rest = Buffer.from(buffer.subarray(start));
+    held.bytes = rest.length;
     if (batchLines >= BATCH_LINES || (batchLines > 0 && io.stdin.readableLength === 0)) yield flush();
   }
+  // stdin has ended (or a line is bad): an unfinished last line is taken as a line now.
+  held.bytes = 0;
   if (bad === undefined && rest.length > 0) {
     try {
       take(rest);

@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
 import { cp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { Remote } from "../../actors/remote.js";
-import { cleanup, lines, parseJsonl, runCli, skewedClock, spawnCli, startServer, stop, tempDir, bodyBytes, bodyText } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, skewedClock, spawnCli, startServer, stop, tempDir, bodyBytes, bodyText } from "../helpers/processes.js";
 
 afterEach(cleanup);
 
@@ -295,6 +296,36 @@ describe("send and receive - end to end through real processes", () => {
     const code = await new Promise((resolve) => receiver.once("exit", resolve));
     expect(code).toBe(0);
     expect(parseJsonl(stdout)).toHaveLength(5);
+  });
+
+  it("SIGINT or SIGTERM while send waits on stdin ends it at once: what it read is appended and published, an unfinished line is said, the data directory let go", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      for (const input of ["", "one\ntwo\nthr"]) {
+        const name = `s-${signal}-${input.length}`;
+        const alice = join(dir, name);
+        const send = spawnCli(["send", "--unsigned", "--name", name, "--server", server.url, "--data", alice, "--json"]);
+        // stdin stays open, as a pipe from a program that has more to say, or nothing yet.
+        const result = collect(send, undefined, 30_000, { keepStdinOpen: true });
+        if (input) {
+          send.stdin!.write(input);
+          // A send publishes as it reads: once the two whole lines are out, it waits on stdin, holding "thr".
+          await expect.poll(async () => parseJsonl((await runCli(["cat", "--unsigned", name, "--server", server.url, "--format", "jsonl"])).stdout).length, { timeout: 20_000, interval: 200 }).toBe(2);
+        } else await expect.poll(() => existsSync(join(alice, "LOCK")), { timeout: 20_000 }).toBe(true);
+        send.kill(signal);
+        const { code, signal: killedBy, stdout, stderr } = await result;
+        // The old send waited on stdin until main ended it 5 s on, with 130 or 143 ("did not end within 5 s"), its LOCK left.
+        expect(killedBy, stderr).toBeNull();
+        expect(code, stderr).toBe(0);
+        const left = input ? "; the 3 bytes read after the last line taken are not in the log: send them again" : "";
+        expect(stderr).toBe(`remotelog send: stopped by ${signal} before the end of stdin, which is read no further${left}\n`);
+        expect(JSON.parse(stdout)).toMatchObject(input ? { taken: 2, appended: 2, logLength: 2, published: 2 } : { taken: 0, appended: 0, logLength: 0, published: 0 });
+        expect(existsSync(join(alice, "LOCK"))).toBe(false);
+      }
+    }
+    const read = await runCli(["cat", "--unsigned", "s-SIGTERM-11", "--server", server.url, "--format", "jsonl"]);
+    expect(bodies(parseJsonl<Delivered>(read.stdout))).toEqual(["one", "two"]);
   });
 
   it("follows a name: waits for it to exist, then delivers new messages as they arrive", async () => {
