@@ -101,6 +101,8 @@ export function command(io: Io) {
       const closers: (() => Promise<void>)[] = [];
       const status = new RetryStatus(io, "send", flags.retryFor, 60);
       let publishedNow: (() => Promise<number | undefined>) | undefined;
+      /** Why stdin was read no further (a signal), when it was not read to its end. */
+      let stoppedBy: string | undefined;
       try {
         // A data directory belongs to one name: publishing its log under another would hand every message
         // (redacted ones too) to another author.
@@ -260,6 +262,7 @@ export function command(io: Io) {
             const by = io.signal.reason instanceof Error && /^SIG[A-Z]+$/.test(io.signal.reason.message) ? ` by ${io.signal.reason.message}` : "";
             const left = untaken > 0 ? `; the ${untaken} bytes read after the last line taken are not in the log: send them again` : "";
             io.stderr.write(`remotelog send: stopped${by} before the end of stdin, which is read no further${left}\n`);
+            stoppedBy = by;
           }
           // What was read is appended too, at the end of stdin or on a signal; after a failure it is left unread, as before.
           while (!failed && (appendRunning || queued.length > 0)) {
@@ -308,6 +311,9 @@ export function command(io: Io) {
         for (const close of closers) await close();
         await log.close();
       }
+      // What was read is in, and said; but not all the input was taken, which `send < FILE && rm FILE`
+      // must not take for success.
+      if (stoppedBy !== undefined) throw RemoteLogError.aborted(`send was stopped${stoppedBy} before the end of its input: the ${progress.taken} line(s) taken are appended and published, the rest was not read`, { taken: progress.taken });
     });
 }
 
