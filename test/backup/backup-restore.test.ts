@@ -23,6 +23,18 @@ afterEach(cleanup);
 
 const json = (text: string) => JSON.parse(text.trim().split("\n").pop()!) as Record<string, unknown>;
 
+/** A log of 3,000 small messages backed up into a chain of 16 KiB packs: the backup's args, summary and pack files (sorted). */
+async function smallPacks() {
+  const dir = await tempDir();
+  const log = join(dir, "alice");
+  const packs = join(dir, "packs");
+  await writeLog(log, 3000, { bodySize: 20 });
+  const args = ["backup", "--from", log, "--to", packs, "--pack-size", "16KiB", "--no-compress", "--json"];
+  const first = json((await runCli(args)).stdout);
+  const chain = (await readdir(packs)).filter((name) => name.startsWith("b")).sort();
+  return { log, packs, args, first, chain };
+}
+
 describe("backup - local log to a directory", () => {
   it("backs up everything, then only what is new, and restores a log a sender can go on from", async () => {
     const dir = await tempDir();
@@ -231,13 +243,7 @@ describe("backup - local log to a directory", () => {
   });
 
   it("running the backup again rewrites a pack file damaged in place (same name and size), and leaves whole ones as they are", async () => {
-    const dir = await tempDir();
-    const log = join(dir, "alice");
-    const packs = join(dir, "packs");
-    await writeLog(log, 3000, { bodySize: 20 });
-    const args = ["backup", "--from", log, "--to", packs, "--pack-size", "16KiB", "--no-compress", "--json"];
-    const first = json((await runCli(args)).stdout);
-    const chain = (await readdir(packs)).filter((name) => name.startsWith("b")).sort();
+    const { packs, args, first, chain } = await smallPacks();
     expect(chain.length).toBeGreaterThan(2);
     const [victim, whole] = chain.filter((name) => name !== first.head);
     const good = await readFile(join(packs, victim));
@@ -261,13 +267,7 @@ describe("backup - local log to a directory", () => {
   });
 
   it("refuses to add to a chain an older pack of which is missing, naming it, and writes nothing (the old code added a pack no restore could reach, and exited 0)", async () => {
-    const dir = await tempDir();
-    const log = join(dir, "alice");
-    const packs = join(dir, "packs");
-    await writeLog(log, 3000, { bodySize: 20 });
-    const args = ["backup", "--from", log, "--to", packs, "--pack-size", "16KiB", "--no-compress", "--json"];
-    const first = json((await runCli(args)).stdout);
-    const chain = (await readdir(packs)).filter((name) => name.startsWith("b"));
+    const { log, packs, args, first, chain } = await smallPacks();
     const missing = chain.find((name) => name !== first.head)!;
     await rm(join(packs, missing));
     await writeLog(log, 10, { from: 9000 });

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { appendFile, mkdir, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -10,27 +9,12 @@ import { encodePage } from "../../core/page.js";
 import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { FileLocalLog } from "../../stores/file/local-log.js";
 import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, stop, tempDir, bodyText, type Server } from "../helpers/processes.js";
+import { recordOffset, snapshot } from "../helpers/files.js";
 
 // Issue 10 §2-§5 through real processes: the local log is never cut silently, a data directory
 // belongs to one name, nothing wedges, and seeking cannot skip.
 
 afterEach(cleanup);
-
-/** Every entry under dir (directories included) with its bytes' hash and its mtime in ns. */
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (at: string, rel: string) => {
-    const info = await stat(at, { bigint: true });
-    if (info.isDirectory()) {
-      out[`${rel}/`] = `dir mtime ${info.mtimeNs}`;
-      for (const name of (await readdir(at)).sort()) await walk(join(at, name), `${rel}/${name}`);
-    } else {
-      out[rel] = `${createHash("sha256").update(await readFile(at)).digest("hex")} mtime ${info.mtimeNs}`;
-    }
-  };
-  await walk(dir, "");
-  return out;
-}
 
 /** The snapshot's files only: a writer's lock file comes and goes, which changes its directory's mtime. */
 function filesOf(entries: Record<string, string>): Record<string, string> {
@@ -50,14 +34,6 @@ async function sendOk(server: Server, data: string, stdin: string, extra: string
 async function publishedMark(data: string): Promise<number> {
   const [file] = await readdir(join(data, "published"));
   return (JSON.parse(await readFile(join(data, "published", file), "utf8")) as { delivered: number }).delivered;
-}
-
-/** Offset of the record of seq in log.bin (records: u32 length, 32-byte id, u32 crc, data). */
-async function recordOffset(path: string, seq: number): Promise<number> {
-  const bytes = await readFile(path);
-  let at = 0;
-  for (let i = 0; i < seq; i++) at += 40 + bytes.readUInt32LE(at);
-  return at;
 }
 
 async function flipByte(path: string, offset: number): Promise<void> {

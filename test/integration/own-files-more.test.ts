@@ -1,31 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { cleanup, lines, runCli, startServer, stop, tempDir } from "../helpers/processes.js";
+import { recordOffset, snapshot } from "../helpers/files.js";
 
 // The user's own files, through real processes: a verb that refuses, or only reads, leaves every file
 // as it was, and says what it found.
 afterEach(cleanup);
-
-/**
- * Every file under dir with its bytes' hash and its mtime in ns; with dirs, every directory's mtime too
- * (left out by default: a writer's lock file comes and goes, even when the writer refuses).
- */
-async function files(dir: string, options: { dirs?: boolean } = {}): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (at: string, rel: string) => {
-    const info = await stat(at, { bigint: true });
-    if (!info.isDirectory()) {
-      out[rel] = `${createHash("sha256").update(await readFile(at)).digest("hex")} mtime ${info.mtimeNs}`;
-      return;
-    }
-    if (options.dirs) out[`${rel}/`] = `mtime ${info.mtimeNs}`;
-    for (const name of (await readdir(at)).sort()) await walk(join(at, name), `${rel}/${name}`);
-  };
-  await walk(dir, "");
-  return out;
-}
 
 describe("send on a data directory whose log.bin is gone", () => {
   it("is NOT_FOUND naming the missing file, and creates nothing, when its published mark says messages went out; a fresh directory is still made", async () => {
@@ -38,7 +19,7 @@ describe("send on a data directory whose log.bin is gone", () => {
     expect(backup.code, backup.stderr).toBe(0);
     const logPath = join(alice, "log.bin");
     await unlink(logPath);
-    const before = await files(alice);
+    const before = await snapshot(alice, { filesOnly: true });
 
     const refused = await send(alice, "one more\n");
     expect(refused.code).toBe(1);
@@ -47,7 +28,7 @@ describe("send on a data directory whose log.bin is gone", () => {
     // The old send made an empty log.bin, then called it damaged ("ends after 0 whole records"), and
     // status counted it from then on as a log of 0 messages, exit 0.
     expect(refused.stderr).not.toContain("DATA_LOSS");
-    expect(await files(alice)).toEqual(before);
+    expect(await snapshot(alice, { filesOnly: true })).toEqual(before);
     const status = await runCli(["status", "--data", alice, "--json"]);
     expect(status.code).toBe(1);
     expect(status.stderr).toContain(`NOT_FOUND: ${alice} holds no local log (no log.bin)`);
@@ -67,13 +48,6 @@ describe("send on a data directory whose log.bin is gone", () => {
 });
 
 /** Offset of the record of seq in log.bin (records: u32 length, 32-byte id, u32 crc, data). */
-async function recordOffset(path: string, seq: number): Promise<number> {
-  const bytes = await readFile(path);
-  let at = 0;
-  for (let i = 0; i < seq; i++) at += 40 + bytes.readUInt32LE(at);
-  return at;
-}
-
 describe("status and inspect log on a local log that lost published messages", () => {
   it("print what the log holds, then fail with send's DATA_LOSS naming file, offset and seq, writing nothing; the repair it names makes them whole", async () => {
     const dir = await tempDir();
@@ -85,7 +59,7 @@ describe("status and inspect log on a local log that lost published messages", (
     const cut = await recordOffset(logPath, 150);
     // Cut inside seq 150, 300 published: what is left after the whole records is no unfinished append.
     await writeFile(logPath, (await readFile(logPath)).subarray(0, cut + 50));
-    const before = await files(alice);
+    const before = await snapshot(alice, { filesOnly: true });
     const damage = `DATA_LOSS: local log ${logPath} ends at byte ${cut} in 50 bytes that are not a whole record, where seq 150 is, yet its first 300 messages were published`;
 
     const status = await runCli(["status", "--data", alice, "--json"]);
@@ -102,7 +76,7 @@ describe("status and inspect log on a local log that lost published messages", (
     const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
     expect(send.code).toBe(1);
     expect(send.stderr).toContain(damage);
-    expect(await files(alice)).toEqual(before);
+    expect(await snapshot(alice, { filesOnly: true })).toEqual(before);
 
     // What the three advise does what it says.
     expect(status.stderr).toContain(`remotelog repair --data ${alice} --server URL --from-remote`);
@@ -122,7 +96,7 @@ describe("status and inspect log on a local log that lost published messages", (
     expect(sent.code, sent.stderr).toBe(0);
     await rm(join(alice, "published"), { recursive: true });
     await writeFile(join(alice, "published"), "not a directory\n");
-    const before = await files(alice);
+    const before = await snapshot(alice, { filesOnly: true });
 
     const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", alice], { stdin: "" });
     expect(send.code).toBe(1);
@@ -135,7 +109,7 @@ describe("status and inspect log on a local log that lost published messages", (
       expect(result.stdout, args.join(" ")).toBe("");
       expect(result.code, args.join(" ")).toBe(1);
     }
-    expect(await files(alice)).toEqual(before);
+    expect(await snapshot(alice, { filesOnly: true })).toEqual(before);
   });
 });
 
@@ -152,7 +126,7 @@ describe("gc --data DIR --dry-run", () => {
     await stop(server.process);
     const ns = join(data, "ns");
     const nsBefore = await readdir(ns);
-    const before = await files(data, { dirs: true });
+    const before = await snapshot(data);
     // The copy a dry run reads the names from goes here, so that what it leaves behind is seen.
     const tmp = join(dir, "tmp");
     await mkdir(tmp);
@@ -162,7 +136,7 @@ describe("gc --data DIR --dry-run", () => {
     expect(dry.code, dry.stderr).toBe(0);
     // The old dry run opened the name store read-write: LevelDB wrote a new MANIFEST, CURRENT, .log and LOG.
     expect(await readdir(ns)).toEqual(nsBefore);
-    expect(await files(data, { dirs: true })).toEqual(before);
+    expect(await snapshot(data)).toEqual(before);
     expect(await readdir(tmp)).toEqual([]);
     const wouldRemove = JSON.parse(dry.stdout);
     expect(wouldRemove).toMatchObject({ dryRun: true, droppedNames: ["retired"], roots: 1 });
