@@ -41,6 +41,8 @@ export interface H2UnaryOptions {
   /** As connectNodeAdapter's: the largest request and answer bodies. */
   readMaxBytes?: number;
   writeMaxBytes?: number;
+  /** As connectNodeAdapter's: the longest deadline a client may ask for (longer is InvalidArgument). */
+  maxTimeoutMs?: number;
   /** The context values of a call on this stream, as connectNodeAdapter's contextValues gives for a request. */
   contextValues: (stream: ServerHttp2Stream) => ContextValues;
 }
@@ -61,7 +63,7 @@ export class H2UnaryRoutes {
 
   constructor(private readonly options: H2UnaryOptions) {
     // The same validation connectNodeAdapter gives its options, with the same inputs (listen()'s).
-    this.handlerOptions = validateUniversalHandlerOptions({ readMaxBytes: options.readMaxBytes, writeMaxBytes: options.writeMaxBytes, acceptCompression: [] });
+    this.handlerOptions = validateUniversalHandlerOptions({ readMaxBytes: options.readMaxBytes, writeMaxBytes: options.writeMaxBytes, maxTimeoutMs: options.maxTimeoutMs, acceptCompression: [] });
   }
 
   /**

@@ -363,6 +363,14 @@ class TurnQueue<T> {
   };
 }
 
+/**
+ * The longest deadline a client may ask for: the most a Node timer holds (~24.8 days). A longer one
+ * (valid on the wire: `connect-timeout-ms` takes 10 digits, `grpc-timeout` 8 digits of hours) became a
+ * 1 ms timer, with a TimeoutOverflowWarning on the server's stderr, and the call ended at once.
+ * Longer is InvalidArgument, saying this limit.
+ */
+const MAX_DEADLINE_MS = 2 ** 31 - 1;
+
 /** The methods that read blocks for their caller, and so are held back by a ReadBudget. */
 const READS_BLOCKS = new Set([`/${BlockService.typeName}/GetMany`, `/${CAS.typeName}/Get`]);
 
@@ -403,11 +411,13 @@ export async function listen(options: ListenOptions): Promise<Listening> {
       : new H2UnaryRoutes({
           readMaxBytes,
           writeMaxBytes: options.writeMaxBytes,
+          maxTimeoutMs: MAX_DEADLINE_MS,
           contextValues: (stream) => peerValues(addressOf(stream.session?.socket as net.Socket | undefined), stream.session ?? stream),
         });
   const connectHandler = connectNodeAdapter({
     contextValues: (req) => peerValues(peerAddress(req), ("stream" in req ? req.stream.session ?? req.socket : req.socket) as object),
     writeMaxBytes: options.writeMaxBytes,
+    maxTimeoutMs: MAX_DEADLINE_MS,
     // No compression either way. Blocks are mostly encrypted, so compressing them buys nothing, and
     // connect-node's default (gzip and brotli at brotli's top quality) let any caller who sends
     // `Accept-Encoding: br` buy ~0.4 s of server CPU per MiB of response: seconds per GetMany.

@@ -256,6 +256,38 @@ describe("bad input - over a real server", () => {
     expect(await ns.fetch({ name: "stale" })).toMatchObject({ data: utf8("2"), version: 2n });
   });
 
+  it("refuses a deadline longer than a timer holds with InvalidArgument saying the most, where it became 1 ms and ended the call at once", { timeout: TEST_TIMEOUT }, async () => {
+    const query = new Uint8Array([0x0a, 1, 0x61]);
+    const envelope = new Uint8Array([0, 0, 0, 0, query.length, ...query]);
+    // A Watch of a name no one writes: with a deadline it can only end by it, or by a refusal.
+    for (const timeout of ["9999999999", "2147483648"]) {
+      const answer = await fetch(`${server.url}/vac.cas.NS/Watch`, {
+        method: "POST",
+        headers: { "content-type": "application/connect+proto", "connect-timeout-ms": timeout },
+        body: envelope,
+        signal: AbortSignal.timeout(10_000),
+      });
+      const text = new TextDecoder().decode(await answer.arrayBuffer());
+      expect(text).toContain('"code":"invalid_argument"');
+      expect(text).toContain("must be <= 2147483647");
+    }
+    // Unary calls over HTTP/2, answered on their stream (services/h2-unary.ts), are held to the same.
+    const session = http2.connect(server.url);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/vac.cas.NS/Fetch", "content-type": "application/proto", "connect-timeout-ms": "9999999999" });
+      stream.end(query);
+      const chunks: Buffer[] = [];
+      const [status] = await Promise.all([
+        new Promise<unknown>((resolve) => stream.once("response", (headers) => resolve(headers[":status"]))),
+        new Promise((resolve) => stream.on("data", (chunk: Buffer) => chunks.push(chunk)).once("end", resolve)),
+      ]);
+      expect(status).toBe(400);
+      expect(Buffer.concat(chunks).toString()).toContain("must be <= 2147483647");
+    } finally {
+      session.close();
+    }
+  });
+
   it("gets ResourceExhausted for a body over the default 64 MiB read limit, and keeps serving", { timeout: TEST_TIMEOUT }, async () => {
     const { blocks, cas } = clientsOver(createConnectTransport({ baseUrl: server.url, httpVersion: "2", defaultTimeoutMs: CALL_TIMEOUT_MS }));
     const batch = Array.from({ length: 65 }, (_, i) => new Uint8Array(MiB).fill(i));
