@@ -189,6 +189,11 @@ export function command(io: Io) {
       // What the quotas counted survives a restart, except with --memory, where nothing does.
       const quotas = flags.quotaBytes !== undefined || flags.quotaNames !== undefined;
       const ledger = quotas && !flags.memory ? await (await import("../stores/file/quota-file.js")).openQuotaFile(join(flags.data, "quotas.json")) : undefined;
+      // Quotas count per key, and a key costs nothing to make: where any key may publish, one writer
+      // with a fresh key per update is bounded by none of them.
+      if (quotas && !allowKeys) {
+        log.warn({ quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames }, "quotas are per key, and any key may publish here (no --allow-keys): a writer who makes a new key for each update passes them; list the keys with --allow-keys to bound what is stored");
+      }
       const openFiles = openFilesLimit();
       const fitted = connectionLimitsFor(openFiles);
       const connectionLimits = {

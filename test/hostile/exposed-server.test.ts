@@ -186,6 +186,18 @@ describe("exposed server - who may write", () => {
     expect(big.code).not.toBe(0);
     expect(big.stderr).toMatch(/TOO_LARGE.*quota-bytes/);
     expect(limitHits(await metricsOf(server), "quota-bytes")).toBeGreaterThan(0);
+    // With the keys listed, the quotas bound what is stored: nothing to warn of.
+    expect(server.stderr()).not.toContain("quotas are per key");
+  });
+
+  it("warns at start that quotas bound nothing where any key may publish: a writer who makes a key for each update passes them (a stranger stored 155 MiB in 8 s under --quota-bytes 5000000)", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--require-signed", "--quota-bytes", "200000"]);
+    try {
+      expect(server.stderr()).toContain("quotas are per key, and any key may publish here (no --allow-keys)");
+    } finally {
+      await stop(server.process);
+    }
   });
 
   it("keeps what the quotas counted across a restart, even after SIGKILL", async () => {
