@@ -2,7 +2,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Checkpoint, CheckpointStore } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
-import { ioError, requireDirOf } from "../stores/file/atomic.js";
+import { ioError, requireDirOf, userPathError } from "../stores/file/atomic.js";
 import { LockFile } from "../stores/file/lock-file.js";
 
 /*
@@ -52,7 +52,7 @@ export class OutFile implements CheckpointStore {
       handle = await open(path, "a+");
     } catch (err) {
       await lock.release();
-      throw ioError(`cannot open --out ${path}`, err, path);
+      throw userPathError(`cannot open --out ${path}`, err, path);
     }
     try {
       const checkpoint = await store.load(name);

@@ -292,14 +292,15 @@ export async function requireDirOf(path: string, what: string): Promise<void> {
 
 /**
  * ioError for a path under a directory the user named (a verb's --data, --state, --from, --to):
- * INVALID_ARGUMENT when a file stands where a directory must be (ENOTDIR, or EEXIST from mkdir), the
- * user's mistake rather than the machine's. For errors that go to the operator only: the message
+ * INVALID_ARGUMENT when a file stands where a directory must be (ENOTDIR, or EEXIST from mkdir) or a
+ * directory where a file must be (EISDIR), the user's mistake rather than the machine's. For errors that go to the operator only: the message
  * names the path.
  */
 export function userPathError(what: string, err: unknown, file?: string): RemoteLogError {
   const code = (err as NodeJS.ErrnoException).code;
   const details = file === undefined ? undefined : { file };
   if (code === "ENOTDIR" || code === "EEXIST") return RemoteLogError.invalidArgument(`${what}: a file is where a directory must be (${code})`, err, details);
+  if (code === "EISDIR") return RemoteLogError.invalidArgument(`${what}: a directory is where a file must be (${code})`, err, details);
   if (isDenied(code)) return RemoteLogError.permissionDenied(`${what}: ${(err as Error).message}`, details);
   return ioError(what, err, file);
 }

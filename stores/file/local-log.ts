@@ -600,7 +600,7 @@ export async function readOwner(dir: string): Promise<LogOwner | undefined> {
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw ioError(`cannot read ${path}`, err, path);
+    throw userPathError(`cannot read ${path}`, err, path);
   }
   let file: OwnerFile | undefined;
   try {

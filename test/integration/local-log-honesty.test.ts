@@ -576,7 +576,7 @@ describe("small things with the same cause", () => {
     return Buffer.concat([varint(no * 8 + 2), varint(bytes.length), bytes]);
   };
 
-  it("a file given where a directory must be is INVALID_ARGUMENT, not INTERNAL: send --data, receive --state, inspect log, restore --from", async () => {
+  it("a file given where a directory must be is INVALID_ARGUMENT, not INTERNAL: send --data, receive --state, inspect log, restore --from, backup --from-dir, repair --data", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
     const file = join(dir, "a-file");
@@ -586,6 +586,9 @@ describe("small things with the same cause", () => {
       ["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", file],
       ["inspect", "log", "--data", file],
       ["restore", "--from", file, "--to", join(dir, "restored")],
+      // These two read the log's owner.json first, and said INTERNAL with Node's ENOTDIR.
+      ["backup", "--from-dir", file, "--to", join(dir, "backup")],
+      ["repair", "--data", file],
     ];
     for (const args of runs) {
       const run = await runCli(args, { stdin: "" });
@@ -594,6 +597,10 @@ describe("small things with the same cause", () => {
       expect(run.stderr, args.join(" ")).toMatch(/^remotelog: INVALID_ARGUMENT: .*a file is where a directory must be \((ENOTDIR|EEXIST)\)\n$/);
     }
     expect(await readFile(file, "utf8")).toBe("not a directory");
+    // And a directory given where a file must be.
+    const out = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", join(dir, "bob"), "--out", dir]);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toMatch(/^remotelog: INVALID_ARGUMENT: cannot open --out .*: a directory is where a file must be \(EISDIR\)\n$/);
   });
 
   it("inspect of something that is neither a CID nor a file is NOT_FOUND; of a directory, INVALID_ARGUMENT", async () => {
