@@ -62,7 +62,8 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
       failingSince ??= Date.now();
       const timeoutMs = typeof options.timeoutMs === "function" ? options.timeoutMs(failingSince) : options.timeoutMs;
       if (timeoutMs > 0 && Date.now() - failingSince + delayMs > timeoutMs) {
-        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - failingSince) / 1000).toFixed(1)} s and ${attempt} attempts: ${error.message}`, error);
+        // error is UNAVAILABLE too: its text without the code, which the one thrown leads with.
+        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - failingSince) / 1000).toFixed(1)} s and ${attempt} attempts: ${error.text}`, error);
       }
       options.onRetry?.(error, delayMs, attempt);
       await sleep(delayMs, options.signal);

@@ -74,6 +74,8 @@ describe("cli - a service that never answers (issue 12 §1)", () => {
     const run = await runCli(["receive", "--unsigned", "--name", "chat", "--server", url, "--retry-for", "5"], { timeoutMs: 30_000 });
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/UNAVAILABLE: gave up after/);
+    // Its code once: the reason it gives is the last attempt's text (it said "attempts: UNAVAILABLE: …").
+    expect(run.stderr.trimEnd().split("\n").at(-1)!.match(/UNAVAILABLE/g)).toHaveLength(1);
     // The first-contact budget is not what it went by.
     expect(run.stderr).not.toContain("giving up after 3 s");
   });
