@@ -2,7 +2,7 @@ import { Option } from "commander";
 import { readFile } from "node:fs/promises";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { LogReader } from "../core/log-reader.js";
-import { addressOf, addressText, decodeMessage, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
+import { addressOf, addressText, decodeMessage, equalBytes, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
 import { FileLocalLog, publishedCount } from "../stores/file/local-log.js";
 import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
@@ -20,7 +20,7 @@ function print(io: Io, value: unknown) {
  * CID the CAS does not hold is looked for in that name's head, where a sender's newest messages are
  * embedded and live only (read through the one LogReader, the head's record and the bytes checked).
  */
-async function loadBytes(source: string, flags: EndpointFlags & { name?: string }, io: Io): Promise<{ bytes: Uint8Array; address?: string; embeddedIn?: string }> {
+async function loadBytes(source: string, flags: EndpointFlags & { name?: string }, io: Io, what: "page" | "message"): Promise<{ bytes: Uint8Array; address?: string; embeddedIn?: string }> {
   if (source === "-") return { bytes: new Uint8Array(await readAll(io.stdin)) };
   if (/^(bafk|b[a-z2-7]{20,})/.test(source) && !source.includes("/")) {
     const cid = parseAddressText(source);
@@ -31,13 +31,16 @@ async function loadBytes(source: string, flags: EndpointFlags & { name?: string 
         bytes = await remote.getBlock(cid.bytes);
       } catch (err) {
         if (!(err instanceof RemoteLogError) || err.code !== ErrorCodes.NOT_FOUND) throw err;
+        // A name's head page is kept by its NS, and the newest messages embedded in it: neither in a CAS.
+        const inHead = what === "page" ? "a name's head page is in no CAS (its NS holds it)" : "a message embedded in a head is in no CAS";
         if (flags.name === undefined) {
-          throw new RemoteLogError(ErrorCodes.NOT_FOUND, `${err.text}; a message embedded in a head is in no CAS: give --name to look in that name's head`, { cause: err, details: err.details });
+          throw new RemoteLogError(ErrorCodes.NOT_FOUND, `${err.text}; ${inHead}: give --name to look in that name's head`, { cause: err, details: err.details });
         }
         const reader = new LogReader(remote, flags.name);
         const head = await reader.require();
-        const embedded = reader.embeddedMessage(head, cid.bytes);
-        if (!embedded) throw new RemoteLogError(ErrorCodes.NOT_FOUND, `${err.text}, nor embedded in the head of name ${JSON.stringify(flags.name)}`, { cause: err, details: { ...err.details, name: flags.name } });
+        if (what === "page" && equalBytes(head.address, cid.bytes)) return { bytes: head.entry.content, address: cid.toString() };
+        const embedded = what === "message" ? reader.embeddedMessage(head, cid.bytes) : undefined;
+        if (!embedded) throw new RemoteLogError(ErrorCodes.NOT_FOUND, `${err.text}, nor ${what === "page" ? "the head" : "embedded in the head"} of name ${JSON.stringify(flags.name)}`, { cause: err, details: { ...err.details, name: flags.name } });
         return { bytes: embedded, address: cid.toString(), embeddedIn: addressText(head.address) };
       }
       if (!matchesAddress(bytes, cid)) throw RemoteLogError.dataLoss(`block ${cid} does not hash to its address`);
@@ -60,15 +63,16 @@ export function command(io: Io) {
   const inspect = newCommand("inspect", io).description(summary);
   endpointOptions(inspect.command("page").description("decode a page (a vac.cas.RemoteLog)"))
     .argument("<source>", "the page's CID (fetched from the CAS), a file, or - for stdin")
-    .action(async (source: string, flags: EndpointFlags) => {
-      const { bytes, address } = await loadBytes(source, flags, io);
+    .option("--name <name>", "also look for it as this name's head page, which its NS holds (in no CAS)")
+    .action(async (source: string, flags: EndpointFlags & { name?: string }) => {
+      const { bytes, address } = await loadBytes(source, flags, io, "page");
       print(io, { address: address ?? null, bytes: bytes.length, ...pageJson(decodePage(bytes, "page")) });
     });
   endpointOptions(inspect.command("message").description("decode a vac.mvds.Message and compute its id"))
     .argument("<source>", "the message's CID (fetched from the CAS), hex bytes, a file, or - for stdin")
     .option("--name <name>", "also look in this name's head, where a sender's newest messages are embedded (in no CAS)")
     .action(async (source: string, flags: EndpointFlags & { name?: string }) => {
-      const { bytes, address, embeddedIn } = /^[0-9a-fA-F]*$/.test(source) && source.length % 2 === 0 ? { bytes: fromHex(source), address: undefined, embeddedIn: undefined } : await loadBytes(source, flags, io);
+      const { bytes, address, embeddedIn } = /^[0-9a-fA-F]*$/.test(source) && source.length % 2 === 0 ? { bytes: fromHex(source), address: undefined, embeddedIn: undefined } : await loadBytes(source, flags, io, "message");
       print(io, { address: address ?? null, ...(embeddedIn ? { embeddedIn } : {}), bytes: bytes.length, ...messageJson(decodeMessage(bytes)) });
     });
   readerOptions(endpointOptions(inspect.command("chain").description("fetch a name and every page of its chain, newest first")))

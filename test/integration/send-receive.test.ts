@@ -414,6 +414,14 @@ describe("send and receive - end to end through real processes", () => {
     const absent = await runCli(["inspect", "message", "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", "--name", "h", "--server", server.url]);
     expect(absent.code).toBe(1);
     expect(absent.stderr).toMatch(/NOT_FOUND.*nor embedded in the head of name "h"/);
+
+    // The head page inspect chain names is in no CAS either: its NS holds it.
+    const page = await runCli(["inspect", "page", head.address, "--server", server.url]);
+    expect(page.code).toBe(1);
+    expect(page.stderr).toMatch(/NOT_FOUND.*a name's head page is in no CAS \(its NS holds it\): give --name/);
+    const headPage = await runCli(["inspect", "page", head.address, "--name", "h", "--server", server.url]);
+    expect(headPage.code, headPage.stderr).toBe(0);
+    expect(JSON.parse(headPage.stdout)).toMatchObject({ address: head.address, pairs: head.pairs });
   });
 });
 
