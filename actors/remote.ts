@@ -39,8 +39,23 @@ export function fromConnectError(err: unknown, where: string): RemoteLogError {
   if (connectError.code === Code.Unimplemented) {
     return RemoteLogError.invalidArgument(`${where}: no such service at this URL (${connectError.rawMessage || "unimplemented"}): is it a remotelog server's URL, with the right path?`, err);
   }
+  // An https:// URL of a server that speaks plain HTTP: its answer is no TLS record. Retrying cannot
+  // help, and OpenSSL's own text ("ssl3_get_record:wrong version number") said nothing of the URL.
+  if (causeCodes(connectError).includes("ERR_SSL_WRONG_VERSION_NUMBER")) {
+    return RemoteLogError.invalidArgument(`${where}: the server answered without TLS: is it an http:// URL rather than https://?`, err);
+  }
   const code = failedOnTheWay(connectError) ? ErrorCodes.UNAVAILABLE : (errorCodeOf[connectError.code] ?? ErrorCodes.INTERNAL);
   return new RemoteLogError(code, `${where}: ${connectError.rawMessage || Code[connectError.code]}`, { cause: err });
+}
+
+/** The Node error codes (ECONNRESET, ERR_SSL_…) along err's chain of causes: the client's own failures carry them. */
+function causeCodes(err: Error): string[] {
+  const codes: string[] = [];
+  for (let cause: unknown = err.cause; cause instanceof Error; cause = cause.cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (typeof code === "string") codes.push(code);
+  }
+  return codes;
 }
 
 /**
@@ -52,9 +67,7 @@ export function fromConnectError(err: unknown, where: string): RemoteLogError {
 function failedOnTheWay(err: ConnectError): boolean {
   if (err.code !== Code.Internal && err.code !== Code.Aborted && err.code !== Code.Canceled) return false;
   // Errors decoded from a server's answer carry no cause; the client's own failures carry the Node error.
-  for (let cause: unknown = err.cause; cause instanceof Error; cause = cause.cause) {
-    if (typeof (cause as NodeJS.ErrnoException).code === "string") return true;
-  }
+  if (causeCodes(err).length > 0) return true;
   // A stream the server refused (it was shutting down) or reset was never answered.
   return /NGHTTP2_REFUSED_STREAM|ECONNRESET|ECONNREFUSED|^http\/2 stream closed with error code/.test(err.rawMessage);
 }

@@ -69,6 +69,14 @@ describe("cli - a service that never answers (issue 12 §1)", () => {
     await stop(server.process);
   }, 120_000);
 
+  it("an https:// URL of a plain-HTTP server is INVALID_ARGUMENT at once, saying so, and not retried (it was OpenSSL's 'wrong version number', retried for 3 s)", async () => {
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const url = server.url.replace(/^http:/, "https:");
+    const run = await runCli(["cat", "--unsigned", "chat", "--server", url]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`remotelog: INVALID_ARGUMENT: NS ${url} Fetch "chat": the server answered without TLS: is it an http:// URL rather than https://?\n`);
+  });
+
   it("with --retry-for, keeps trying for that long instead", async () => {
     const url = `http://127.0.0.1:${await refusedPort()}`;
     const run = await runCli(["receive", "--unsigned", "--name", "chat", "--server", url, "--retry-for", "5"], { timeoutMs: 30_000 });
