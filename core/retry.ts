@@ -61,12 +61,16 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
       if (options.signal?.aborted) throw error;
       failingSince ??= Date.now();
       const timeoutMs = typeof options.timeoutMs === "function" ? options.timeoutMs(failingSince) : options.timeoutMs;
-      if (timeoutMs > 0 && Date.now() - failingSince + delayMs > timeoutMs) {
+      const failingMs = Date.now() - failingSince;
+      if (timeoutMs > 0 && failingMs >= timeoutMs) {
         // error is UNAVAILABLE too: its text without the code, which the one thrown leads with.
-        throw RemoteLogError.unavailable(`gave up after ${((Date.now() - failingSince) / 1000).toFixed(1)} s and ${attempt} attempts: ${error.text}`, error);
+        throw RemoteLogError.unavailable(`gave up after ${(failingMs / 1000).toFixed(1)} s and ${attempt} attempts: ${error.text}`, error);
       }
-      options.onRetry?.(error, delayMs, attempt);
-      await sleep(delayMs, options.signal);
+      // The last wait ends where the budget does, for a last attempt there: giving up as soon as the next
+      // full backoff would pass it gave up at 1.4 s of a budget said to be 3 s.
+      const waitMs = timeoutMs > 0 ? Math.min(delayMs, timeoutMs - failingMs) : delayMs;
+      options.onRetry?.(error, waitMs, attempt);
+      await sleep(waitMs, options.signal);
       // The wait ends early on abort; going on would call fn once more after it.
       if (options.signal?.aborted) throw error;
     }

@@ -33,6 +33,24 @@ describe("withRetry", () => {
     expect(calls).toBe(1);
   });
 
+  it("spends its whole budget: the last wait ends where the budget does, for one more attempt there", async () => {
+    let attempts = 0;
+    const waits: number[] = [];
+    const failing = withRetry(
+      async () => {
+        attempts++;
+        throw RemoteLogError.unavailable("server down");
+      },
+      { timeoutMs: 1_500, firstDelayMs: 1_000, maxDelayMs: 1_000, onRetry: (_err, delayMs) => waits.push(delayMs) },
+    );
+    await expect(failing).rejects.toMatchObject({ code: "UNAVAILABLE" });
+    // A wait of ~1 s, then what is left of the 1.5 s, then the last attempt. The old withRetry gave up
+    // after the second attempt, at ~1 s, since a full second wait would have passed the budget.
+    expect(attempts).toBe(3);
+    expect(waits).toHaveLength(2);
+    expect(waits[1]).toBeLessThan(waits[0]);
+  });
+
   it("counts its budget from the first failure: an attempt that worked a long time before it failed is retried", async () => {
     let attempts = 0;
     const result = await withRetry(
