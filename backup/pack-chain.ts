@@ -81,7 +81,7 @@ export async function fetchPack(store: PackStore, address: Uint8Array, newer?: R
     bytes = await store.get(address);
   } catch (err) {
     // A CAS that re-hashes on read reports a damaged block as DATA_LOSS itself.
-    if (isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw RemoteLogError.dataLoss(`pack ${addressText(address)} is corrupt: ${err.message}`, err);
+    if (isRemoteLogError(err, ErrorCodes.DATA_LOSS)) throw RemoteLogError.dataLoss(`pack ${addressText(address)} is corrupt: ${err.text}`, err);
     throw err;
   }
   const named = newer ? `, the pack before ${addressText(newer.address)} (seqs up to ${newer.firstSeq - 1}),` : "";

@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CarReader } from "@ipld/car/reader";
-import { cleanup, collect, runCli, spawnCli, startServer, tempDir, lines } from "../helpers/processes.js";
+import { cleanup, collect, runCli, spawnCli, startServer, stop, tempDir, lines } from "../helpers/processes.js";
 import { startDelayProxy } from "../../bench/delay-proxy.js";
 import { randomBytes } from "node:crypto";
 import { deflateRawSync } from "node:zlib";
@@ -18,6 +18,7 @@ import { RemoteLogSchema } from "../../gen/vac/cas/cas_pb.js";
 import { Remote } from "../../actors/remote.js";
 import { readLog, writeLog } from "./helpers.js";
 import { rpcRequests } from "../helpers/metrics.js";
+import { damageStoredBlock } from "../helpers/damage.js";
 
 afterEach(cleanup);
 
@@ -327,6 +328,27 @@ describe("backup - local log to a directory", () => {
     const report = json(missing.stdout);
     expect(report.faults).toEqual([expect.objectContaining({ object: victim, code: "NOT_FOUND" })]);
     expect((await runCli(["restore", "--from", packs, "--to", join(dir, "r2")])).stderr).toMatch(new RegExp(`NOT_FOUND: pack ${victim}.* is missing`));
+  });
+
+  it("names a pack its CAS found damaged, with DATA_LOSS said once", async () => {
+    const dir = await tempDir();
+    const data = join(dir, "server");
+    let server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    await writeLog(join(dir, "alice"), 200, { bodySize: 100 });
+    const backedUp = await runCli(["backup", "--from", join(dir, "alice"), "--to", server.url, "--head-name", "alice-backup", "--json"]);
+    expect(backedUp.code, backedUp.stderr).toBe(0);
+    const head = json(backedUp.stdout).head as string;
+    // The same log into a directory makes the same pack: its bytes, to find where the server keeps them.
+    expect((await runCli(["backup", "--from", join(dir, "alice"), "--to", join(dir, "packs")])).code).toBe(0);
+    const pack = await readFile(join(dir, "packs", head));
+    await stop(server.process);
+    expect(await damageStoredBlock(data, pack)).toBeGreaterThan(0);
+    server = await startServer(["--listen", "127.0.0.1:0", "--data", data]);
+    const refused = await runCli(["restore", "--from", server.url, "--name", "alice-backup", "--to", join(dir, "restored")]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`DATA_LOSS: pack ${head} is corrupt: `);
+    // It said "… is corrupt: DATA_LOSS: CAS …", the code again inside.
+    expect(refused.stderr.match(/DATA_LOSS/g)).toHaveLength(1);
   });
 });
 
