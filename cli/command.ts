@@ -86,6 +86,16 @@ export function intOption(min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
+/**
+ * commander argParser for a directory's path: an empty one (`--data ""`, or REMOTELOG_DATA set empty)
+ * was taken as given and failed deep in a store, INTERNAL ("mkdir ''") or naming a parameter no flag
+ * has ("dir takes the path of a directory").
+ */
+export function dirOption(value: string): string {
+  if (value.length === 0 || value.includes("\0")) throw new InvalidArgumentError(`expected the path of a directory, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** Reads a whole stream into one buffer. */
 export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -9,7 +9,7 @@ import { caOption, clientCredentials } from "./credentials.js";
 import { RemoteLogError, ErrorCodes, isRemoteLogError } from "../core/errors.js";
 import { collectGarbage, DEFAULT_GRACE_MS, type GcSummary, type Unreadable } from "../backup/gc.js";
 import { Option, type Command } from "commander";
-import { durationFlag, newCommand, repeatable, runCommand, usageError, type Io } from "./command.js";
+import { dirOption, durationFlag, newCommand, repeatable, runCommand, usageError, type Io } from "./command.js";
 import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { printJson, progressOf } from "./pack-options.js";
 
@@ -39,7 +39,7 @@ export function command(io: Io) {
         "http://127.0.0.1:PORT or unix:/path/to/socket), or its public port with --admin-token-file. A running " +
         "server's --gc-grace is the least grace there; --grace may only lengthen it.",
     )
-    .option("--data <dir>", "a stopped server's data directory (blocks in DIR/cas, names in DIR/ns)")
+    .option("--data <dir>", "a stopped server's data directory (blocks in DIR/cas, names in DIR/ns)", dirOption)
     .addOption(new Option("--server <url>", "a running remotelog serve with the fs CAS and its NS: its admin listener, or its public port with --admin-token-file").env("REMOTELOG_SERVER"))
     .addOption(new Option("--admin-token-file <file>", "send the admin token in this file (serve --admin-token-file)").env("REMOTELOG_ADMIN_TOKEN_FILE"))
     .addOption(caOption("an https:// server"))

@@ -5,7 +5,7 @@ import { LogReader } from "../core/log-reader.js";
 import { addressOf, addressText, decodeMessage, equalBytes, fromHex, matchesAddress, parseAddressText, toHex } from "../core/hash.js";
 import { decodePage } from "../core/page.js";
 import { FileLocalLog, publishedCount } from "../stores/file/local-log.js";
-import { readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
+import { dirOption, readAll, newCommand, runCommand, intOption, type Io } from "./command.js";
 import { endpointOptions, readerBounds, readerOptions, remoteFrom, type EndpointFlags, type ReaderFlags } from "./endpoints.js";
 import { messageJson, pageJson } from "./format.js";
 
@@ -100,7 +100,7 @@ export function command(io: Io) {
   inspect
     .command("log")
     .description("print a sender's local log")
-    .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
+    .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").argParser(dirOption).makeOptionMandatory())
     .option("--from <seq>", "first seq", intOption(0), 0)
     .option("--limit <n>", "at most this many messages", intOption(0), 1000)
     .action(async (flags: { data: string; from: number; limit: number }) => {

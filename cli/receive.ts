@@ -4,7 +4,7 @@ import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
 import { canonicalKeyName } from "../core/names.js";
 import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
 import { Option, type Command } from "commander";
-import { intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
+import { dirOption, intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine, deliveryLines, deliveryText } from "./format.js";
 import { followName, RetryStatus } from "./follow.js";
@@ -49,7 +49,7 @@ export function command(io: Io) {
       .option("--name <name>", "a name to read: a key name (k51…), whose heads must carry a valid signed record; repeat it to read several", repeatable)
       .option("--names <file>", "read the names from FILE, one a line (blank lines and lines starting with # are skipped)")
       .option("--unsigned", "also read free-form names, whose heads nobody signs")
-      .addOption(new Option("--state <dir>", "the receiver's checkpoint directory; without it, every run reads the whole log (stateless)").env("REMOTELOG_STATE"))
+      .addOption(new Option("--state <dir>", "the receiver's checkpoint directory; without it, every run reads the whole log (stateless)").env("REMOTELOG_STATE").argParser(dirOption))
       .addOption(new Option("--format <format>", "jsonl: one JSON object per message, the shape `send --format jsonl` reads back; text: seq, time and body, for people").choices(["jsonl", "text"]).default("jsonl"))
       .option("--from-seq <seq>", "start at this seqid instead of where the checkpoint stands (one name; the log must have seqids; with --out, not below the seqs FILE holds)", intOption(0))
       .option("--out <file>", "append the lines to FILE instead of stdout, exactly once: the checkpoint records FILE's length, and a restart cuts off lines written after the last checkpoint before it delivers them again (one name)")

@@ -1,7 +1,7 @@
 import type { RemoteLogError } from "../core/errors.js";
 import { repairLog } from "../lib/repair.js";
 import { readOwner } from "../stores/file/local-log.js";
-import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { dirOption, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "salvage a damaged local log, keeping a copy of everything it sets aside";
@@ -26,7 +26,7 @@ export function command(io: Io) {
           "the log lost from the sender's own remote log, checking every page, record and message. A healthy " +
           "log is left alone, so running it again is safe.",
       )
-      .requiredOption("--data <dir>", "the sender's local log directory")
+      .requiredOption("--data <dir>", "the sender's local log directory", dirOption)
       .option("--name <name>", "the log's name, for --from-remote (default: the name the data directory belongs to)")
       .option("--from-remote", "refill lost messages from the log's remote log (needs --server, or --cas and --ns, or --kubo-api)")
       .option("--max-pages <n>", "refuse a remote chain longer than this many pages", intOption(1), 10_000_000)

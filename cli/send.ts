@@ -7,7 +7,7 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { DEFAULT_EMBED, MAX_PAGE_SIZE, parseEmbed } from "../core/page.js";
 import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, MIN_VALIDITY_MS } from "../core/names.js";
 import { openLocalLog, openPublishedMarks } from "../lib/directories-node.js";
-import { durationFlag, formatDuration, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { dirOption, durationFlag, formatDuration, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
@@ -55,7 +55,7 @@ export function command(io: Io) {
         ),
       )
       .addOption(durationFlag("--ttl <duration>", "how long resolvers may cache a signed record", DEFAULT_TTL_MS))
-      .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
+      .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").argParser(dirOption).makeOptionMandatory())
       .option("--group <group>", "MVDS group id of each message (UTF-8)", "remotelog")
       .addOption(new Option("--format <format>", "stdin format: one body per line, one JSON object per line ({\"body\"|\"body_base64\", \"group\"?, \"timestamp\"?}), or all of stdin as one body").choices(["lines", "jsonl", "raw"]).default("lines"))
       .option("--page-size <n>", `pairs per page, at most ${MAX_PAGE_SIZE} (a page of pairs must fit the CAS's block limit, 1 MiB on most servers; fewer fit a smaller one)`, intOption(1, MAX_PAGE_SIZE), 256)

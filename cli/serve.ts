@@ -20,7 +20,7 @@ import { DEFAULT_READ_RATE, ReadBudget } from "../services/read-budget.js";
 import { isKeyName } from "../core/names.js";
 import { DEFAULT_GRACE_MS } from "../backup/gc.js";
 import { InvalidArgumentError, Option } from "commander";
-import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { dirOption, durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 
 export const summary = "run the CAS and NS services on one port";
 
@@ -94,7 +94,7 @@ export function command(io: Io) {
         "(Prometheus), and unless --no-explorer the live log explorer at /explorer. Logs go to stderr: readable lines on a terminal, JSON lines in pino's format otherwise (--log-format).",
     )
     .option("--listen <host:port>", "address to listen on; port 0 picks a free one", "127.0.0.1:7420")
-    .option("--data <dir>", "where blocks and names are kept", "./remotelog-data")
+    .option("--data <dir>", "where blocks and names are kept", dirOption, "./remotelog-data")
     .addOption(new Option("--only <service>", "serve just one of the two, to run them apart").choices(["cas", "ns"]))
     .option("--max-block <bytes>", "largest block, and largest name content, accepted", intOption(1, 1 << 30), 1 << 20)
     .option("--memory", "keep everything in memory and lose it on exit, for throwaway runs")

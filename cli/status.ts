@@ -7,7 +7,7 @@ import { isKeyName, keyName } from "../core/names.js";
 import { decodePage } from "../core/page.js";
 import { loadKeyFile } from "../stores/file/key-file.js";
 import { FileLocalLog, publishedCount } from "../stores/file/local-log.js";
-import { newCommand, runCommand, type Io } from "./command.js";
+import { dirOption, newCommand, runCommand, type Io } from "./command.js";
 import { endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "show a sender's data directory: name, head, pending versus published, server";
@@ -38,7 +38,7 @@ export function command(io: Io) {
         "Say what a sender's --data directory holds, as `git status` does: the name it publishes (from --key or --name, which must be the directory's owner as for send; else the owner it records), how many messages the local log holds, " +
           "how many of them are published and how many are pending (the next `remotelog send` publishes them), and, with --server, the name's head there. Reads only.",
       )
-      .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").makeOptionMandatory())
+      .addOption(new Option("--data <dir>", "the sender's local log directory").env("REMOTELOG_DATA").argParser(dirOption).makeOptionMandatory())
       .addOption(new Option("--key <file>", "the key the sender signs with; its name is the log's").env("REMOTELOG_KEY"))
       .option("--name <name>", "the log's name, for a free-form (unsigned) name")
       .option("--json", "print one JSON object"),

@@ -84,3 +84,22 @@ describe("leftovers", () => {
     for (const path of killed) expect(left).not.toContain(path.split("/").pop());
   });
 });
+
+describe("an empty directory path", () => {
+  it("is a usage error naming the flag, for every verb that takes one (it was INTERNAL: mkdir '', or named a parameter no flag has)", async () => {
+    const runs: [string[], string][] = [
+      [["send", "--unsigned", "--name", "n", "--server", "http://127.0.0.1:1", "--data", ""], "--data <dir>"],
+      [["status", "--data", ""], "--data <dir>"],
+      [["inspect", "log", "--data", ""], "--data <dir>"],
+      [["repair", "--data", ""], "--data <dir>"],
+      [["receive", "--unsigned", "--name", "n", "--server", "http://127.0.0.1:1", "--state", ""], "--state <dir>"],
+      [["gc", "--data", "", "--dry-run"], "--data <dir>"],
+      [["serve", "--data", "", "--listen", "127.0.0.1:0"], "--data <dir>"],
+    ];
+    for (const [args, flag] of runs) {
+      const run = await runCli(args, { stdin: "" });
+      expect(run.code, `${args.join(" ")}: ${run.stderr}`).toBe(2);
+      expect(run.stderr, args.join(" ")).toContain(`USAGE: option '${flag}' argument '' is invalid. expected the path of a directory, got ""`);
+    }
+  });
+});
