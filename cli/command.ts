@@ -96,6 +96,11 @@ export function dirOption(value: string): string {
   return value;
 }
 
+/** The signal that stopped a verb ("SIGINT", "SIGTERM": cli/main.ts aborts io.signal with it), or undefined when something else did (stdout closed). */
+export function stoppingSignal(signal: AbortSignal): string | undefined {
+  return signal.reason instanceof Error && /^SIG[A-Z]+$/.test(signal.reason.message) ? signal.reason.message : undefined;
+}
+
 /** Reads a whole stream into one buffer. */
 export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];

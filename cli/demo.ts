@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { RemoteLogError } from "../core/errors.js";
-import { intOption, newCommand, runCommand, type Io } from "./command.js";
+import { intOption, newCommand, runCommand, stoppingSignal, type Io } from "./command.js";
 
 export const summary = "run a server, a sender and a receiver, and watch messages arrive";
 
@@ -150,8 +150,9 @@ export function command(io: Io) {
         if (flags.keep) io.stdout.write(`data kept in ${dir}\n`);
         else await rm(dir, { recursive: true, force: true });
       }
-      if (interrupted && io.signal.reason instanceof Error && /^SIG[A-Z]+$/.test(io.signal.reason.message)) {
-        io.stderr.write(`remotelog demo: stopped by ${io.signal.reason.message}; its processes are stopped${flags.keep ? "" : " and its data removed"}\n`);
+      const signal = stoppingSignal(io.signal);
+      if (interrupted && signal) {
+        io.stderr.write(`remotelog demo: stopped by ${signal}; its processes are stopped${flags.keep ? "" : " and its data removed"}\n`);
       }
     });
 }

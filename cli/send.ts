@@ -7,7 +7,7 @@ import type { Message } from "../gen/vac/mvds/mvds_pb.js";
 import { DEFAULT_EMBED, MAX_PAGE_SIZE, parseEmbed } from "../core/page.js";
 import { canonicalKeyName, freeFormNameProblem, DEFAULT_TTL_MS, DEFAULT_VALIDITY_MS, isKeyName, MIN_VALIDITY_MS } from "../core/names.js";
 import { openLocalLog, openPublishedMarks } from "../lib/directories-node.js";
-import { dirOption, durationFlag, formatDuration, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
+import { dirOption, durationFlag, formatDuration, intOption, newCommand, runCommand, stoppingSignal, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, remoteFrom, type EndpointFlags } from "./endpoints.js";
 
 export const summary = "append messages to the local log and publish them";
@@ -259,7 +259,8 @@ export function command(io: Io) {
             // not taken, and said, since nothing else would tell.
             const untaken = held.bytes + io.stdin.readableLength;
             io.stdin.destroy?.();
-            const by = io.signal.reason instanceof Error && /^SIG[A-Z]+$/.test(io.signal.reason.message) ? ` by ${io.signal.reason.message}` : "";
+            const signal = stoppingSignal(io.signal);
+            const by = signal ? ` by ${signal}` : "";
             const left = untaken > 0 ? `; the ${untaken} bytes read after the last line taken are not in the log: send them again` : "";
             io.stderr.write(`remotelog send: stopped${by} before the end of stdin, which is read no further${left}\n`);
             stoppedBy = by;
