@@ -773,7 +773,9 @@ describe("exposed server - request bodies", () => {
   it("holds at most an address's share of Watch answers its client never reads: past it a stream ends ResourceExhausted, and the share comes back as the unread streams go (1,000 never-read streams of a 1 MiB head held 2.2 GB)", async () => {
     const dir = await tempDir();
     const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-watch-answer-bytes-per-address", "3500000"]);
-    await new Remote({ casUrl: server.url, nsUrl: server.url }).updateName("big", new Uint8Array(1_000_000).fill(7), 0n);
+    const writer = new Remote({ casUrl: server.url, nsUrl: server.url });
+    await writer.updateName("big", new Uint8Array(1_000_000).fill(7), 0n);
+    writer.close();
     const query = Buffer.from([0x0a, 3, ...Buffer.from("big")]);
     const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, query.length]), query]);
     // Streams whose window is 0: the server can write their answers only into its own buffers.
