@@ -50,6 +50,9 @@ interface ServeFlags {
   allowKeys?: string;
   quotaBytes?: number;
   quotaNames?: number;
+  quotaBytesPerAddress?: number;
+  quotaNamesPerAddress?: number;
+  maxStoredBytes?: number;
   insecureOpen?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -103,6 +106,9 @@ export function command(io: Io) {
     .option("--allow-keys <file>", "key names (k51…), one a line, that alone may publish here")
     .option("--quota-bytes <bytes>", "block bytes each key or token may store (counted in DIR/quotas.json, across restarts)", intOption(0))
     .option("--quota-names <n>", "names each key or token may create (counted in DIR/quotas.json, across restarts)", intOption(0))
+    .option("--quota-bytes-per-address <bytes>", "block bytes the writes from one client address may store, whatever key signs them (tokens' aside; counted in DIR/quotas.json)", intOption(0))
+    .option("--quota-names-per-address <n>", "names the writes from one client address may create, whatever key signs them (tokens' aside; counted in DIR/quotas.json)", intOption(0))
+    .option("--max-stored-bytes <bytes>", "block bytes the CAS may hold, written by anyone; past it writes are refused until gc makes room", intOption(1))
     .option("--insecure-open", "let anyone write to a server listening beyond loopback (logs a warning)")
     .option("--admin-listen <host:port|path>", "serve gc to the operator on this loopback address or Unix socket, apart from the public port")
     .option("--admin-token-file <file>", "bearer tokens, one a line, that may call gc on the public port")
@@ -173,6 +179,9 @@ export function command(io: Io) {
     const kubo = flags.cas === "kubo" || flags.ns === "ipns";
     if (kubo && !flags.kuboApi) throw usageError("--cas kubo and --ns ipns need --kubo-api URL (a Kubo RPC API)");
     if (!kubo && flags.kuboApi) throw usageError("--kubo-api is for --cas kubo or --ns ipns");
+    if (flags.maxStoredBytes !== undefined && (flags.only === "ns" || flags.cas === "kubo")) {
+      throw usageError(`--max-stored-bytes bounds this server's own CAS, and ${flags.only === "ns" ? "--only ns serves none" : "--cas kubo keeps its blocks in Kubo, whose size this server cannot see cheaply"}`);
+    }
     // IPNS names are keys: a free-form name has nothing to sign its record with.
     const requireSigned = (flags.requireSigned ?? false) || flags.ns === "ipns";
     const open = !requireSigned && !writeTokens;
@@ -187,12 +196,16 @@ export function command(io: Io) {
     const stores = await openStores(flags, log);
     try {
       // What the quotas counted survives a restart, except with --memory, where nothing does.
-      const quotas = flags.quotaBytes !== undefined || flags.quotaNames !== undefined;
+      const quotas = [flags.quotaBytes, flags.quotaNames, flags.quotaBytesPerAddress, flags.quotaNamesPerAddress].some((quota) => quota !== undefined);
       const ledger = quotas && !flags.memory ? await (await import("../stores/file/quota-file.js")).openQuotaFile(join(flags.data, "quotas.json")) : undefined;
-      // Quotas count per key, and a key costs nothing to make: where any key may publish, one writer
-      // with a fresh key per update is bounded by none of them.
-      if (quotas && !allowKeys) {
-        log.warn({ quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames }, "quotas are per key, and any key may publish here (no --allow-keys): a writer who makes a new key for each update passes them; list the keys with --allow-keys to bound what is stored");
+      // Quotas per key alone bound nothing where any key may publish: a key costs nothing to make, and
+      // one writer with a fresh key per update passes them. The quotas per address bound that writer.
+      const perKeyOnly = (flags.quotaBytes !== undefined && flags.quotaBytesPerAddress === undefined) || (flags.quotaNames !== undefined && flags.quotaNamesPerAddress === undefined);
+      if (perKeyOnly && !allowKeys) {
+        log.warn(
+          { quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames },
+          "quotas are per key, and any key may publish here (no --allow-keys): a writer who makes a new key for each update passes them; bound each client with --quota-bytes-per-address and --quota-names-per-address, or list the keys with --allow-keys",
+        );
       }
       const openFiles = openFilesLimit();
       const fitted = connectionLimitsFor(openFiles);
@@ -242,7 +255,17 @@ export function command(io: Io) {
             maxWatchAnswerBytesPerAddress: flags.maxWatchAnswerBytesPerAddress,
             maxWatchesPerConnection: flags.maxWatchesPerConnection,
           },
-          write: { requireSigned, writeTokens, allowKeys, quotaBytes: flags.quotaBytes, quotaNames: flags.quotaNames, ledger },
+          write: {
+            requireSigned,
+            writeTokens,
+            allowKeys,
+            quotaBytes: flags.quotaBytes,
+            quotaNames: flags.quotaNames,
+            quotaBytesPerAddress: flags.quotaBytesPerAddress,
+            quotaNamesPerAddress: flags.quotaNamesPerAddress,
+            maxStoredBytes: flags.maxStoredBytes,
+            ledger,
+          },
           adminTokens,
           gcGraceMs: flags.gcGrace,
           gateway: flags.gateway,
@@ -293,6 +316,9 @@ export function command(io: Io) {
             allowKeys: allowKeys?.length,
             quotaBytes: flags.quotaBytes,
             quotaNames: flags.quotaNames,
+            quotaBytesPerAddress: flags.quotaBytesPerAddress,
+            quotaNamesPerAddress: flags.quotaNamesPerAddress,
+            maxStoredBytes: flags.maxStoredBytes,
             tls: Boolean(tlsCert),
             corsOrigins: flags.corsOrigin.length > 0 ? flags.corsOrigin : undefined,
             metrics: flags.metrics ? `${server.url}/metrics` : false,

@@ -18,6 +18,13 @@ import type { QuotaLedger } from "../core/quota-ledger.js";
  *   DIR/quotas.json) what they counted survives a restart: each write's charge is saved before the
  *   write is stored. Nothing the stores hold says who wrote what (blocks are shared by content, and
  *   a free-form name does not record its token), so the counts cannot be derived from them.
+ * - quotaBytesPerAddress, quotaNamesPerAddress: the same, per client address, for every write no
+ *   token vouches for. A key costs nothing to make, so a stranger who makes one for each update is
+ *   bounded by these, not by the quotas per writer. A token holder is known to the operator, and
+ *   bounded by quotaBytes and quotaNames alone.
+ * - maxStoredBytes: the CAS holds at most this many block bytes (its stats(), with the writes under
+ *   way), whoever writes them: what every client together may fill. Unlike the quotas it is not a
+ *   count of what was sent, so gc makes room again.
  */
 export interface WritePolicy {
   requireSigned?: boolean;
@@ -31,6 +38,14 @@ export interface WritePolicy {
   quotaBytes?: number;
   /** Names one writer may create. */
   quotaNames?: number;
+  /** Block bytes the writes from one client address may store, tokens' aside. */
+  quotaBytesPerAddress?: number;
+  /** Names the writes from one client address may create, tokens' aside. */
+  quotaNamesPerAddress?: number;
+  /** Block bytes the CAS may hold, by all writers together (needs storedBytes). */
+  maxStoredBytes?: number;
+  /** Block bytes the CAS holds now: ContentStore.stats().bytes. */
+  storedBytes?: () => number;
   /** Keeps the quotas' counts across restarts; in memory only without one. */
   ledger?: QuotaLedger;
 }
@@ -54,6 +69,34 @@ export function peerOf(context: HandlerContext | undefined): Peer {
 export type Writer = string;
 
 const ANONYMOUS: Writer = "anonymous";
+const TOKEN = "token ";
+
+/** Who pays for a write: its writer, and the client address it came from (peerOf). */
+export interface Payer {
+  writer: Writer;
+  address: string;
+}
+
+/** The payer of a write by writer, made with context (a call's; none in-process). */
+export function payerOf(writer: Writer, context: HandlerContext | undefined): Payer {
+  return { writer, address: peerOf(context).address };
+}
+
+/** What one write costs: block bytes, and whether it creates a name. */
+interface Cost {
+  bytes: number;
+  newName: boolean;
+}
+
+/** One count a write is charged to, with its quota: a writer's or an address's, of bytes or names. */
+interface Account {
+  counts: Map<string, number>;
+  key: string;
+  amount: number;
+  quota: number;
+  limit: string;
+  refusal: (used: number) => string;
+}
 
 export class Authority {
   readonly open: boolean;
@@ -66,6 +109,8 @@ export class Authority {
   // charge made before it began, so that concurrent writes share their saves.
   private changes = 0;
   private savedChanges = 0;
+  // Block bytes of the writes under way, held against maxStoredBytes until they are stored or fail.
+  private storing = 0;
   private saving?: Promise<void>;
 
   constructor(private readonly policy: WritePolicy = {}) {
@@ -114,7 +159,7 @@ export class Authority {
    */
   tokenWriter(context: HandlerContext | undefined, what: string, signedHelps = true): Writer {
     const token = bearerOf(context);
-    if (token !== undefined && matches(this.writeTokens, token)) return `token ${createHash("sha256").update(token).digest("hex").slice(0, 12)}`;
+    if (token !== undefined && matches(this.writeTokens, token)) return `${TOKEN}${createHash("sha256").update(token).digest("hex").slice(0, 12)}`;
     if (token !== undefined) throw RemoteLogError.permissionDenied(`${what}: the bearer token is not one of this server's write tokens`);
     if (this.open) return ANONYMOUS;
     throw RemoteLogError.permissionDenied(
@@ -128,49 +173,75 @@ export class Authority {
     return `key ${name}`;
   }
 
-  /** Counts bytes against writer's quota, or TOO_LARGE naming it (nothing is counted then). */
-  chargeBytes(writer: Writer, bytes: number): void {
-    const quota = this.policy.quotaBytes;
-    if (quota === undefined || writer === ANONYMOUS || bytes === 0) return;
-    const used = this.usedBytes.get(writer) ?? 0;
-    if (used + bytes > quota) {
-      throw RemoteLogError.tooLarge(`quota-bytes: ${writer} has stored ${used} bytes; ${bytes} more is over its quota of ${quota} bytes`, {
-        limit: "quota-bytes",
-        value: quota,
-      });
+  /**
+   * Runs write, which stores what cost says, inside the quotas: each count it falls under is charged
+   * (TOO_LARGE naming the first it would pass, and nothing charged then), the charges are saved
+   * before write runs, so that a restart cannot forget them, and given back if it fails. Bytes are
+   * also held against maxStoredBytes while write runs, so that concurrent writes cannot pass it together.
+   */
+  async paid<T>(payer: Payer, cost: Cost, write: () => Promise<T>): Promise<T> {
+    const accounts = this.accountsOf(payer, cost);
+    for (const account of accounts) {
+      const used = account.counts.get(account.key) ?? 0;
+      if (used + account.amount > account.quota) {
+        throw RemoteLogError.tooLarge(account.refusal(used), { limit: account.limit, value: account.quota });
+      }
     }
-    this.usedBytes.set(writer, used + bytes);
-    this.changes++;
+    this.checkRoom(cost.bytes);
+    const charge = (sign: 1 | -1) => {
+      for (const account of accounts) account.counts.set(account.key, Math.max(0, (account.counts.get(account.key) ?? 0) + sign * account.amount));
+      if (accounts.length > 0) this.changes++;
+    };
+    charge(1);
+    this.storing += cost.bytes;
+    try {
+      await this.persist();
+      return await write();
+    } catch (err) {
+      charge(-1);
+      throw err;
+    } finally {
+      this.storing -= cost.bytes;
+    }
   }
 
-  /** Gives back bytes charged for a write that then failed. */
-  refundBytes(writer: Writer, bytes: number): void {
-    const used = this.usedBytes.get(writer);
-    if (used !== undefined) this.usedBytes.set(writer, Math.max(0, used - bytes));
-    this.changes++;
-  }
-
-  /** Whether names are counted (a quota of names is set). */
+  /** Whether a write must know if it creates a name (a quota of names is set): otherwise it need not look. */
   get countsNames(): boolean {
-    return this.policy.quotaNames !== undefined;
+    return this.policy.quotaNames !== undefined || this.policy.quotaNamesPerAddress !== undefined;
   }
 
-  /** Counts one new name against writer's quota, or TOO_LARGE naming it. */
-  chargeName(writer: Writer): void {
-    const quota = this.policy.quotaNames;
-    if (quota === undefined || writer === ANONYMOUS) return;
-    const used = this.usedNames.get(writer) ?? 0;
-    if (used + 1 > quota) {
-      throw RemoteLogError.tooLarge(`quota-names: ${writer} has created ${used} names, its quota`, { limit: "quota-names", value: quota });
+  private accountsOf(payer: Payer, cost: Cost): Account[] {
+    const { writer, address } = payer;
+    const { quotaBytes, quotaNames, quotaBytesPerAddress, quotaNamesPerAddress } = this.policy;
+    const accounts: Account[] = [];
+    const bytes = (counts: Map<string, number>, key: string, quota: number, limit: string, who: string) =>
+      accounts.push({ counts, key, amount: cost.bytes, quota, limit, refusal: (used) => `${limit}: ${who} has stored ${used} bytes; ${cost.bytes} more is over its quota of ${quota} bytes` });
+    const names = (counts: Map<string, number>, key: string, quota: number, limit: string, who: string) =>
+      accounts.push({ counts, key, amount: 1, quota, limit, refusal: (used) => `${limit}: ${who} has created ${used} names, its quota` });
+    // An open server's anonymous writers are one writer, the whole world: only their addresses tell them apart.
+    if (writer !== ANONYMOUS) {
+      if (quotaBytes !== undefined && cost.bytes > 0) bytes(this.usedBytes, writer, quotaBytes, "quota-bytes", writer);
+      if (quotaNames !== undefined && cost.newName) names(this.usedNames, writer, quotaNames, "quota-names", writer);
     }
-    this.usedNames.set(writer, used + 1);
-    this.changes++;
+    if (!writer.startsWith(TOKEN)) {
+      const key = `address ${address}`;
+      const who = `client address ${address}`;
+      if (quotaBytesPerAddress !== undefined && cost.bytes > 0) bytes(this.usedBytes, key, quotaBytesPerAddress, "quota-bytes-per-address", who);
+      if (quotaNamesPerAddress !== undefined && cost.newName) names(this.usedNames, key, quotaNamesPerAddress, "quota-names-per-address", who);
+    }
+    return accounts;
   }
 
-  refundName(writer: Writer): void {
-    const used = this.usedNames.get(writer);
-    if (used !== undefined) this.usedNames.set(writer, Math.max(0, used - 1));
-    this.changes++;
+  private checkRoom(bytes: number): void {
+    const { maxStoredBytes, storedBytes } = this.policy;
+    if (maxStoredBytes === undefined || storedBytes === undefined || bytes === 0) return;
+    const held = storedBytes() + this.storing;
+    if (held + bytes > maxStoredBytes) {
+      throw RemoteLogError.tooLarge(
+        `max-stored-bytes: this server's CAS holds ${held} bytes of blocks (with writes under way); ${bytes} more is over its limit of ${maxStoredBytes} bytes, until the operator makes room (gc)`,
+        { limit: "max-stored-bytes", value: maxStoredBytes },
+      );
+    }
   }
 
   /**

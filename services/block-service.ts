@@ -18,7 +18,7 @@ import type { NameStore } from "../core/name-store.js";
 import { pageInfoUnchecked } from "../core/message-decode.js";
 import { repeatedBytesUnknown } from "../core/page.js";
 import { checkBlockSize, defaultCasLimits, type CasLimits } from "./cas-service.js";
-import { Authority, peerOf } from "./auth.js";
+import { Authority, payerOf, peerOf } from "./auth.js";
 import { answerCost, answerFormat, idsCost, JSON_COST, type AnswerFormat } from "./answer-cost.js";
 import type { ReadBudget } from "./read-budget.js";
 
@@ -83,20 +83,15 @@ export class BlockServiceImpl implements ServiceImpl<typeof BlockService> {
           ? this.authority.tokenWriter(context, "AddMany on a CAS without an NS beside it (which cannot check a signed update)", false)
           : this.authority.tokenWriter(context, "AddMany");
     const bytes = request.blocks.reduce((sum, block) => sum + block.length, 0);
-    this.authority.chargeBytes(writer, bytes);
-    try {
-      await this.authority.persist();
-      // Checked above: storeBlocks would check every block's size a second time.
-      const ids = request.blocks.length === 0 ? [] : await this.store.putMany(request.blocks);
-      const response = create(AddManyResponseSchema);
-      if (request.omitIds) return response;
-      if (answerFormat(context) === "binary") response.$unknown = repeatedBytesUnknown(1, ids);
-      else response.ids = ids;
-      return response;
-    } catch (err) {
-      this.authority.refundBytes(writer, bytes);
-      throw err;
-    }
+    // Checked above: storeBlocks would check every block's size a second time.
+    const ids = await this.authority.paid(payerOf(writer, context), { bytes, newName: false }, async () =>
+      request.blocks.length === 0 ? [] : await this.store.putMany(request.blocks),
+    );
+    const response = create(AddManyResponseSchema);
+    if (request.omitIds) return response;
+    if (answerFormat(context) === "binary") response.$unknown = repeatedBytesUnknown(1, ids);
+    else response.ids = ids;
+    return response;
   }
 
   /** Stores blocks already authorized and counted (those of a signed name update), with the size checks of AddMany. */

@@ -4,7 +4,7 @@ import { AddressSchema, ContentSchema, type Address, type CAS, type Content } fr
 import type { ContentStore } from "../core/content-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { parseAddress } from "../core/hash.js";
-import { Authority, peerOf } from "./auth.js";
+import { Authority, payerOf, peerOf } from "./auth.js";
 import { answerCost, answerFormat } from "./answer-cost.js";
 import type { ReadBudget } from "./read-budget.js";
 
@@ -40,15 +40,8 @@ export class CasService implements ServiceImpl<typeof CAS> {
   async add(request: Content, context?: HandlerContext): Promise<Address> {
     checkBlockSize(request.data, this.limits.maxBlockBytes, "block");
     const writer = this.authority.tokenWriter(context, "Add");
-    this.authority.chargeBytes(writer, request.data.length);
-    try {
-      await this.authority.persist();
-      const [id] = await this.store.putMany([request.data]);
-      return create(AddressSchema, { id });
-    } catch (err) {
-      this.authority.refundBytes(writer, request.data.length);
-      throw err;
-    }
+    const [id] = await this.authority.paid(payerOf(writer, context), { bytes: request.data.length, newName: false }, () => this.store.putMany([request.data]));
+    return create(AddressSchema, { id });
   }
 
   async get(request: Address, context?: HandlerContext): Promise<Content> {

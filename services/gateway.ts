@@ -3,7 +3,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
 import { create } from "@bufbuild/protobuf";
-import { createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
 import { addBlock, blockLength, close as closeCar, createWriter, headerLength } from "@ipld/car/buffer-writer";
 import { unmarshalIPNSRecord } from "ipns";
 import { CID } from "multiformats/cid";
@@ -17,6 +17,8 @@ import { addressOf, matchesAddress, RAW_CODEC, SHA2_256 } from "../core/hash.js"
 import { httpStatusOf } from "../core/http-status.js";
 import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { canonicalKeyName, generateNameKey, isKeyName, keyName, MAX_RECORD_BYTES, peerIdOfKeyName, verifySignedRecord } from "../core/names.js";
+import { peerKey } from "./auth.js";
+import { clientOf } from "./client-address.js";
 import { ANY_ORIGIN } from "./cors.js";
 import { REPLACED_HEAD_LIMITS, ReplacedHeads, type ReplacedHeadLimits, type Replacement } from "./replaced-heads.js";
 
@@ -711,5 +713,7 @@ function handlerContext(req: HttpRequest, method: string): HandlerContext {
     requestMethod: method,
     url: req.url ?? "/",
     requestHeader,
+    // The client address, as a Connect call's context has it, for the quotas per address.
+    contextValues: createContextValues().set(peerKey, { address: clientOf(req.socket?.remoteAddress), connection: req.socket }),
   });
 }

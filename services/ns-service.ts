@@ -5,7 +5,7 @@ import type { NameEntry, NameStore } from "../core/name-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { applySignedUpdate, checkName } from "../core/name-checks.js";
 import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
-import { Authority, peerOf, type Peer, type Writer } from "./auth.js";
+import { Authority, payerOf, peerOf, type Peer, type Writer } from "./auth.js";
 import { HeldBytes, type BodyHolding, type HeldBytesRefusals } from "./body-budget.js";
 import { WatchManyResponseSchema, type WatchManyRequest, type WatchManyResponse } from "../gen/remotelog/v1/names_pb.js";
 
@@ -123,23 +123,11 @@ export class NsService implements ServiceImpl<typeof NS> {
     const put = async (writer: Writer, options: Parameters<NameStore["put"]>[2]) => {
       const bytes = blocks.reduce((sum, block) => sum + block.length, 0);
       // Only a quota of names needs to know whether the name is new: otherwise no extra read.
-      const isNew = this.authority.countsNames && (options?.expectedVersion === 0n || (await this.store.get(name)) === undefined);
-      this.authority.chargeBytes(writer, bytes);
-      try {
-        if (isNew) this.authority.chargeName(writer);
-      } catch (err) {
-        this.authority.refundBytes(writer, bytes);
-        throw err;
-      }
-      try {
-        await this.authority.persist();
+      const newName = this.authority.countsNames && (options?.expectedVersion === 0n || (await this.store.get(name)) === undefined);
+      return this.authority.paid(payerOf(writer, context), { bytes, newName }, async () => {
         if (blocks.length > 0) await this.addBlocks!(blocks);
         return await this.store.put(name, content, options);
-      } catch (err) {
-        this.authority.refundBytes(writer, bytes);
-        if (isNew) this.authority.refundName(writer);
-        throw err;
-      }
+      });
     };
     checkName(name, this.limits.maxNameBytes);
     if (content.length > this.limits.maxContentBytes) {

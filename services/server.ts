@@ -116,7 +116,9 @@ export function routes(deps: RouteDeps): (router: ConnectRouter, server?: Server
     const observer: CallObserver = { onInternal: deps.onInternalError, onCallEnd, onLimit: metrics && ((limit) => metrics.limitHit(limit)) };
     const mounted: string[] = [];
     let updateName: GatewayOptions["updateName"];
-    const authority = new Authority({ requireSigned: deps.requireSigned, ...deps.write, adminTokens: deps.adminTokens });
+    const content = deps.content;
+    const storedBytes = content?.stats && (() => content.stats!().bytes);
+    const authority = new Authority({ requireSigned: deps.requireSigned, ...deps.write, adminTokens: deps.adminTokens, storedBytes });
     const blocks = deps.content ? new BlockServiceImpl(deps.content, limits, { authority, names: deps.names, readBudget: deps.readBudget }) : undefined;
     if (deps.content) {
       router.service(CAS, withConnectErrors(CAS, new CasService(deps.content, limits, authority, deps.readBudget), observer));

@@ -200,6 +200,76 @@ describe("exposed server - who may write", () => {
     }
   });
 
+  it("bounds a writer who makes a key for each update by its client address, across a restart, while a token holder from that address writes on", async () => {
+    const dir = await tempDir();
+    const tokenFile = join(dir, "write.token");
+    await writeFile(tokenFile, "writer-token\n", { mode: 0o600 });
+    const args = ["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--require-signed", "--write-token-file", tokenFile];
+    const perAddress = [...args, "--quota-bytes", "200000", "--quota-bytes-per-address", "350000", "--quota-names-per-address", "5"];
+    let server = await startServer(perAddress);
+    // Bound per client, the quotas per key are no longer the only bound: nothing to warn of.
+    expect(server.stderr()).not.toContain("quotas are per key");
+    const sendWithNewKey = async (i: number, stdin: string) => {
+      const key = join(dir, `key-${i}`);
+      expect((await runCli(["key", "gen", "--out", key])).code).toBe(0);
+      return runCli(["send", "--key", key, "--server", server.url, "--data", join(dir, `data-${i}`)], { stdin });
+    };
+    // Each key stays under its own quota of 200 KB; together they pass the address's 350 KB.
+    const sends = [];
+    for (let i = 0; i < 4; i++) sends.push(await sendWithNewKey(i, lines(100, `${i}`.repeat(1000))));
+    expect(sends.slice(0, 3).map((send) => send.code)).toEqual([0, 0, 0]);
+    expect(sends[3].code).not.toBe(0);
+    expect(sends[3].stderr).toMatch(/TOO_LARGE.*quota-bytes-per-address: client address 127\.0\.0\.1 has stored \d+ bytes/);
+    expect(limitHits(await metricsOf(server), "quota-bytes-per-address")).toBeGreaterThan(0);
+    // A token is the operator's word for its holder, bounded by the quotas per token alone.
+    const chat = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat"), "--token-file", tokenFile], { stdin: lines(3) });
+    expect(chat.code, chat.stderr).toBe(0);
+
+    await stop(server.process, "SIGKILL");
+    server = await startServer(perAddress);
+    const afterRestart = await sendWithNewKey(4, lines(100, "z".repeat(1000)));
+    expect(afterRestart.code).not.toBe(0);
+    expect(afterRestart.stderr).toMatch(/TOO_LARGE.*quota-bytes-per-address/);
+    await stop(server.process);
+
+    // Names: each new key's first publish creates one.
+    server = await startServer([...args, "--data", join(dir, "names-server"), "--quota-names-per-address", "3"]);
+    const small = [];
+    for (let i = 10; i < 14; i++) small.push(await sendWithNewKey(i, lines(2)));
+    expect(small.slice(0, 3).map((send) => send.code)).toEqual([0, 0, 0]);
+    expect(small[3].code).not.toBe(0);
+    expect(small[3].stderr).toMatch(/TOO_LARGE.*quota-names-per-address: client address 127\.0\.0\.1 has created 3 names, its quota/);
+  }, 120_000);
+
+  it("holds the CAS to --max-stored-bytes, whoever writes, and takes writes again once gc has made room", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--data", join(dir, "server"), "--max-stored-bytes", "300000", "--admin-listen", "127.0.0.1:0", "--gc-grace", "0s"]);
+    // Blocks no name holds, from a stranger's address. Two writes at once that each fit, but not both:
+    // the first holds its bytes against the limit until it is stored, and the second is refused.
+    const cas = client(CAS, server.url, { from: ATTACKER });
+    const together = await Promise.allSettled([cas.add({ data: block(0, 160_000) }), cas.add({ data: block(1, 160_000) })]);
+    expect(together.map((result) => result.status).sort()).toEqual(["fulfilled", "rejected"]);
+    for (let i = 2; i < 4; i++) await cas.add({ data: block(i, 45_000) });
+    const refused = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat")], { stdin: lines(100, "y".repeat(1000)) });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/TOO_LARGE.*max-stored-bytes: this server's CAS holds 250000 bytes of blocks/);
+    expect(limitHits(await metricsOf(server), "max-stored-bytes")).toBeGreaterThan(0);
+    const more = await failure(cas.add({ data: block(99, 60_000) }));
+    expect(more.code).toBe(Code.ResourceExhausted);
+
+    const gc = await runCli(["gc", "--server", server.admin!, "--json"]);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(JSON.parse(gc.stdout)).toMatchObject({ removedBlocks: 3 });
+    const sent = await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", join(dir, "chat")], { stdin: lines(100, "y".repeat(1000)) });
+    expect(sent.code, sent.stderr).toBe(0);
+  }, 60_000);
+
+  it("refuses --max-stored-bytes where this server holds no CAS of its own", async () => {
+    const onlyNs = await runCli(["serve", "--listen", "127.0.0.1:0", "--memory", "--only", "ns", "--max-stored-bytes", "1000"]);
+    expect(onlyNs.code).toBe(2);
+    expect(onlyNs.stderr).toContain("--max-stored-bytes bounds this server's own CAS, and --only ns serves none");
+  });
+
   it("keeps what the quotas counted across a restart, even after SIGKILL", async () => {
     const dir = await tempDir();
     const data = join(dir, "server");
