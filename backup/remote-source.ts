@@ -3,7 +3,7 @@ import { RemoteLogError } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
 import { LogReader, verifierForRead, type PairVerifier } from "../core/log-reader.js";
 import type { LogRemote } from "../core/log-remote.js";
-import { isKeyName } from "../core/names.js";
+import { checkVouched } from "../core/names.js";
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import type { BackedUpTo, LogSource, SourceChunk, SourceRead } from "./source.js";
 
@@ -39,9 +39,7 @@ export class RemoteLogSource implements LogSource {
 
   async readSince(after: BackedUpTo | undefined): Promise<SourceRead> {
     const name = this.logName;
-    if (!isKeyName(name) && !this.options.unsigned) {
-      throw RemoteLogError.invalidArgument(`${JSON.stringify(name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to back it up anyway`);
-    }
+    checkVouched([name], this.options.unsigned, "pass --unsigned to back it up anyway");
     const opened = await this.reader.require({ floor: after?.sequence });
     const logHead = { page: opened.address, sequence: opened.sequence ?? opened.entry.version };
     // A redacted pair (a tombstone) has no message left to keep: the backup holds what the log still holds.

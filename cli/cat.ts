@@ -1,6 +1,6 @@
 import { Option } from "commander";
 import { Receiver, type Delivery } from "../actors/receiver.js";
-import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { canonicalKeyName, checkVouched, isKeyName } from "../core/names.js";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type EndpointFlags } from "./endpoints.js";
@@ -45,7 +45,7 @@ export function command(io: Io) {
     .action(async (name: string, flags: CatFlags) => {
       const canonical = canonicalKeyName(name);
       if (canonical) throw usageError(`${name} spells key name ${canonical} another way; use ${canonical}`);
-      if (!isKeyName(name) && !flags.unsigned) throw usageError(`${JSON.stringify(name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to read it anyway`);
+      checkVouched([name], flags.unsigned, "pass --unsigned to read it anyway", usageError);
       checkKuboNames(flags, [name], isKeyName);
       const remote = refusingBackupHeads(await remoteFrom(flags));
       const line = (d: Delivery) => (flags.format === "text" ? deliveryText(d.seq, d.message) : deliveryLine(d.seq, d.id, d.address, d.message));

@@ -1,6 +1,6 @@
 import { Mirror } from "../lib/index.js";
 import { RemoteLogError } from "../core/errors.js";
-import { canonicalKeyName, isKeyName } from "../core/names.js";
+import { canonicalKeyName, checkVouched, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, refusingBackupHeads, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { followName } from "./follow.js";
@@ -47,7 +47,7 @@ export function command(io: Io) {
     .action(async (flags: MirrorFlags) => {
       const canonical = canonicalKeyName(flags.name);
       if (canonical) throw usageError(`${flags.name} spells key name ${canonical} another way; use --name ${canonical}`);
-      if (!isKeyName(flags.name) && !flags.unsigned) throw usageError(`${JSON.stringify(flags.name)} is not a key name (k51…), so nothing vouches for its heads; pass --unsigned to mirror it anyway`);
+      checkVouched([flags.name], flags.unsigned, "pass --unsigned to mirror it anyway", usageError);
       if (flags.to && (flags.toCas || flags.toNs)) throw usageError("give either --to, or --to-cas and --to-ns, not both");
       if (!flags.to && !(flags.toCas && flags.toNs)) throw usageError("say where the copy goes: --to URL, or --to-cas URL and --to-ns URL");
       const source = refusingBackupHeads(await remoteFrom(flags));

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
 import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
-import { canonicalKeyName } from "../core/names.js";
+import { canonicalKeyName, checkVouched } from "../core/names.js";
 import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
 import { Option, type Command } from "commander";
 import { dirOption, intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
@@ -81,11 +81,7 @@ export function command(io: Io) {
         if (canonical && from === "--name") throw usageError(`${name} spells key name ${canonical} another way; use --name ${canonical}`);
         if (canonical) throw usageError(`${name} (${from}) spells key name ${canonical} another way; use ${canonical}`);
       }
-      const unsigned = names.filter(({ name }) => !isKeyName(name));
-      if (unsigned.length > 0 && !flags.unsigned) {
-        const more = unsigned.length > 1 ? ` (and ${unsigned.length - 1} more: ${unsigned.slice(1, 4).map(({ name }) => JSON.stringify(name)).join(", ")}${unsigned.length > 4 ? ", …" : ""})` : "";
-        throw usageError(`${JSON.stringify(unsigned[0].name)} is not a key name (k51…), so nothing vouches for its heads${more}; pass --unsigned to read it anyway`);
-      }
+      checkVouched(names.map(({ name }) => name), flags.unsigned, "pass --unsigned to read it anyway", usageError);
       checkKuboNames(flags, names.map(({ name }) => name), isKeyName);
       // The file's length is kept with the checkpoint: without one on disk, a restart would append it all again.
       if (flags.out !== undefined && flags.state === undefined) throw usageError("--out needs --state, where the checkpoint records how much of FILE was delivered");

@@ -86,6 +86,19 @@ export function isKeyName(name: string): boolean {
 }
 
 /**
+ * Refuses a free-form name where the reader did not say it reads one on purpose (unsigned): nothing
+ * vouches for such a name's heads. The message ends with anyway, what would read it all the same
+ * ("pass --unsigned to read it anyway"); more: others refused with it, named in the message too.
+ */
+export function checkVouched(names: readonly string[], unsigned: boolean | undefined, anyway: string, wrap = RemoteLogError.invalidArgument): void {
+  if (unsigned) return;
+  const free = names.filter((name) => !isKeyName(name));
+  if (free.length === 0) return;
+  const more = free.length > 1 ? ` (and ${free.length - 1} more: ${free.slice(1, 4).map((name) => JSON.stringify(name)).join(", ")}${free.length > 4 ? ", …" : ""})` : "";
+  throw wrap(`${JSON.stringify(free[0])} is not a key name (k51…), so nothing vouches for its heads${more}; ${anyway}`);
+}
+
+/**
  * The canonical name (k51…) of an Ed25519 key written another way: upper case, another multibase, a
  * libp2p peer id (12D3KooW…). Undefined when name is canonical already or names no Ed25519 key.
  * Never throws.

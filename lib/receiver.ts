@@ -5,7 +5,7 @@ import { WriteThroughCheckpoints, type CheckpointStore } from "../core/checkpoin
 import { RemoteLogError } from "../core/errors.js";
 import { checkPath, checkRemote, checkSignal, checkWholeNumber } from "../core/options.js";
 import type { LogReadRemote, LogRemote, NameHead } from "../core/log-remote.js";
-import { canonicalKeyName, checkFreeFormName, isKeyName } from "../core/names.js";
+import { canonicalKeyName, checkFreeFormName, checkVouched } from "../core/names.js";
 import { openCheckpoints } from "#directories";
 import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 
@@ -119,9 +119,7 @@ export class Receiver extends LogReceiver {
     if (canonical) throw RemoteLogError.invalidArgument(`${options.name} spells key name ${canonical} another way; read ${canonical}`);
     // No NS stores such a name, so a follower would wait for it for ever.
     checkFreeFormName(options.name);
-    if (!isKeyName(options.name) && !options.unsigned) {
-      throw RemoteLogError.invalidArgument(`${JSON.stringify(options.name)} is not a key name (k51…), so nothing vouches for its heads; pass unsigned: true to read it anyway`);
-    }
+    checkVouched([options.name], options.unsigned, "pass unsigned: true to read it anyway");
     const file = options.state === undefined ? undefined : await openCheckpoints(options.state);
     // A follower loads its checkpoint on every sync; reading the file each time was on the path of every message.
     const checkpoints = file ? new WriteThroughCheckpoints(file) : options.checkpoints;
