@@ -27,6 +27,8 @@ export interface VerifyReport {
   bytes: number;
   readData: boolean;
   ms: number;
+  /** A remote log's: whether its head's record was checked against its key (a key name), or nothing vouches for it (a free-form name). */
+  signed?: boolean;
 }
 
 export function faultOf(object: string, err: unknown): Fault {
@@ -152,6 +154,6 @@ export async function verifyRemoteLog(
   return report();
 
   function report(): VerifyReport {
-    return { kind: "log", head: addressText(headAddress), ok: faults.length === 0, faults, objects: pages.size, messages, bytes, readData: options.readData ?? false, ms: Math.round(performance.now() - started) };
+    return { kind: "log", head: addressText(headAddress), ok: faults.length === 0, faults, objects: pages.size, messages, bytes, readData: options.readData ?? false, ms: Math.round(performance.now() - started), signed: reader.signed };
   }
 }

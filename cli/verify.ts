@@ -78,7 +78,9 @@ export function command(io: Io) {
       else {
         for (const fault of report.faults) io.stdout.write(`FAULT ${fault.object}: ${fault.problem}\n`);
         const what = report.kind === "backup" ? "packs" : "pages";
-        io.stdout.write(`${report.ok ? "ok" : "FAILED"}: ${report.objects} ${what}, ${report.messages} messages, ${report.bytes} bytes checked${report.readData ? "" : " (structure only)"}, ${report.faults.length} faults\n`);
+        // A free-form name's pages check out against each other, yet anyone its NS lets write could have made them.
+        const unsigned = report.ok && report.signed === false ? `; its head is unsigned (${JSON.stringify(flags.name)} is a free-form name): nothing vouches that its writer made it` : "";
+        io.stdout.write(`${report.ok ? "ok" : "FAILED"}: ${report.objects} ${what}, ${report.messages} messages, ${report.bytes} bytes checked${report.readData ? "" : " (structure only)"}, ${report.faults.length} faults${unsigned}\n`);
       }
       if (!report.ok) throw RemoteLogError.dataLoss(`verify found ${report.faults.length} fault${report.faults.length === 1 ? "" : "s"} in ${report.head}: ${report.faults[0].problem}`);
     });

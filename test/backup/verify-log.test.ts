@@ -9,6 +9,19 @@ import { cleanup, lines, runCli, startServer, stop, tempDir } from "../helpers/p
 afterEach(cleanup);
 
 describe("verify - a remote log", () => {
+  it("says when a log's head is signed by its key, and when nothing vouches for it", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const key = join(dir, "alice.key");
+    expect((await runCli(["key", "gen", "--out", key])).code).toBe(0);
+    const name = (await runCli(["key", "name", key])).stdout.trim();
+    expect((await runCli(["send", "--key", key, "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(3) })).code).toBe(0);
+    const signed = await runCli(["verify", "--name", name, "--from", server.url]);
+    expect(signed.code, signed.stderr).toBe(0);
+    expect(signed.stdout).toMatch(/^ok: 1 pages, 3 messages, \d+ bytes checked \(structure only\), 0 faults$/m);
+    expect(JSON.parse((await runCli(["verify", "--name", name, "--from", server.url, "--json"])).stdout)).toMatchObject({ ok: true, signed: true });
+  });
+
   it("checks the pages without reading messages, and names a corrupt message with --read-data", async () => {
     const dir = await tempDir();
     const data = join(dir, "server");
@@ -16,7 +29,7 @@ describe("verify - a remote log", () => {
     expect((await runCli(["send", "--unsigned", "--name", "v", "--server", server.url, "--data", join(dir, "alice"), "--page-size", "16"], { stdin: lines(100) })).code).toBe(0);
     const clean = await runCli(["verify", "--name", "v", "--server", server.url, "--read-data", "--json"]);
     expect(clean.code, clean.stdout + clean.stderr).toBe(0);
-    expect(JSON.parse(clean.stdout)).toMatchObject({ kind: "log", ok: true, objects: 7, messages: 100 });
+    expect(JSON.parse(clean.stdout)).toMatchObject({ kind: "log", ok: true, objects: 7, messages: 100, signed: false });
     await stop(server.process);
 
     // Damage one message's body where the server keeps it: its pack's index still checks out.
@@ -35,7 +48,7 @@ describe("verify - a remote log", () => {
 
     const structure = await runCli(["verify", "--name", "v", "--from", server.url]);
     expect(structure.code, structure.stdout + structure.stderr).toBe(0);
-    expect(structure.stdout).toMatch(/^ok: 7 pages, 100 messages, .* \(structure only\)/m);
+    expect(structure.stdout).toMatch(/^ok: 7 pages, 100 messages, .* \(structure only\), 0 faults; its head is unsigned \("v" is a free-form name\): nothing vouches that its writer made it$/m);
     const full = await runCli(["verify", "--name", "v", "--from", server.url, "--read-data"]);
     expect(full.code).toBe(1);
     const faults = full.stdout.split("\n").filter((line) => line.startsWith("FAULT "));
