@@ -8,9 +8,9 @@ import { loadKeyFile, saveKeyFile } from "../stores/file/key-file.js";
  *
  * Writes key to a new file readable by its owner only, durably. Throws CONFLICT if path exists (a key
  * is never overwritten: the name it had would be lost for good), NOT_FOUND if its directory does not
- * exist, INVALID_ARGUMENT for a key that is not Ed25519, PERMISSION_DENIED or INTERNAL on other I/O
- * failures. A crash leaves either no file at path or the whole key. Not idempotent: a second call with
- * the same path is CONFLICT.
+ * exist, INVALID_ARGUMENT for a key that is not Ed25519 or when a file stands where its directory must
+ * be, PERMISSION_DENIED or INTERNAL on other I/O failures. A crash leaves either no file at path or the
+ * whole key. Not idempotent: a second call with the same path is CONFLICT.
  */
 export function saveKey(path: string, key: PrivateKey): Promise<void> {
   return saveKeyFile(path, key);

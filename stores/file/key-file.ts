@@ -2,7 +2,7 @@ import { link, open, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { RemoteLogError } from "../../core/errors.js";
 import { decodeNameKey, encodeNameKey, type PrivateKey } from "../../core/names.js";
-import { fsyncDir, ioError, tmpPathFor } from "./atomic.js";
+import { fsyncDir, tmpPathFor, userPathError } from "./atomic.js";
 import { readPrivateFile } from "./private-file.js";
 
 // A protobuf Ed25519 private key is 68 bytes; anything much larger is not a key file.
@@ -12,7 +12,8 @@ const MAX_KEY_FILE_BYTES = 4096;
  * Writes key to a new file at path (protobuf-encoded, as libp2p and Kubo store keys), readable by its
  * owner only. Throws CONFLICT if path exists (a key is never overwritten: the name it had would be lost
  * for good), NOT_FOUND if its directory does not exist, INVALID_ARGUMENT for a key that is not
- * Ed25519, INTERNAL on other I/O failures. A crash leaves either no file at path or the whole key.
+ * Ed25519 or when a file stands where its directory must be, PERMISSION_DENIED when the directory may
+ * not be written, INTERNAL on other I/O failures. A crash leaves either no file at path or the whole key.
  */
 export async function saveKeyFile(path: string, key: PrivateKey): Promise<void> {
   const bytes = encodeNameKey(key);
@@ -33,8 +34,8 @@ export async function saveKeyFile(path: string, key: PrivateKey): Promise<void> 
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EEXIST") throw RemoteLogError.conflict(`key file ${path} exists; a key is never overwritten`);
     if (code === "ENOENT") throw RemoteLogError.notFound(`cannot write key file ${path}: its directory does not exist`, { file: path });
-    if (code === "EACCES" || code === "EPERM") throw RemoteLogError.permissionDenied(`cannot write key file ${path}: ${(err as Error).message}`, { file: path });
-    throw ioError(`cannot write key file ${path}`, err, path);
+    // A file where its directory must be (--out FILE/k.key) is the user's mistake, as is a path not theirs to write.
+    throw userPathError(`cannot write key file ${path}`, err, path);
   } finally {
     await unlink(tmp).catch(() => {});
   }

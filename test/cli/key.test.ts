@@ -1,15 +1,17 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { PassThrough } from "node:stream";
-import { chmod, readFile, readdir, stat } from "node:fs/promises";
+import { chmod, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { run } from "../../cli/key.js";
 import type { Io } from "../../cli/command.js";
 import { isKeyName, keyName } from "../../core/names.js";
 import { loadKeyFile } from "../../stores/file/key-file.js";
 import { TempDirs } from "../stores/temp.js";
+import { cleanup, runCli, tempDir } from "../helpers/processes.js";
 
 const temp = new TempDirs();
 afterEach(() => temp.removeAll());
+afterAll(cleanup);
 
 /** Runs `remotelog key ARGS` with in-memory streams and returns its exit code and output. */
 async function key(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -64,6 +66,21 @@ describe("cli - key", () => {
     expect(again.stdout).toBe("");
     expect(again.stderr).toMatch(/CONFLICT: .*alice\.key exists/);
     expect(await readFile(path)).toEqual(before);
+  });
+
+  it("gen --out under a regular file is INVALID_ARGUMENT naming the path, and writes nothing (the remotelog process)", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "notes.txt");
+    await writeFile(file, "mine\n");
+    const out = join(file, "k.key");
+    const result = await runCli(["key", "gen", "--out", out], { timeoutMs: 20_000 });
+    // It was INTERNAL, exit 1, with Node's ENOTDIR about a temporary file beside the key: "cannot write key
+    // file …/notes.txt/k.key: ENOTDIR: not a directory, open '…/notes.txt/k.key.<pid>-<hex>.tmp'".
+    expect(result.stderr).toBe(`remotelog: INVALID_ARGUMENT: cannot write key file ${out}: a file is where a directory must be (ENOTDIR)\n`);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe("");
+    expect(await readdir(dir)).toEqual(["notes.txt"]);
+    expect(await readFile(file, "utf8")).toBe("mine\n");
   });
 
   it("name fails with the code of what is wrong with the file", async () => {
