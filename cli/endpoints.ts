@@ -41,13 +41,19 @@ export function endpointsFrom(flags: EndpointFlags, needs: { cas: boolean; ns: b
   return { casUrl: casUrl ?? "", nsUrl: nsUrl ?? "" };
 }
 
-function checkUrl(url: string | undefined, flag: string): string | undefined {
+/**
+ * A service URL given by flag, without its trailing slashes; a usage error naming flag for anything but
+ * an http:// or https:// URL (or, with unixSocket, unix:PATH, as gc --server reaches an admin socket).
+ */
+export function checkUrl(url: string | undefined, flag: string, options: { unixSocket?: boolean } = {}): string | undefined {
   if (url === undefined) return undefined;
+  if (options.unixSocket && url.startsWith("unix:") && url.length > "unix:".length) return url.replace(/\/+$/, "");
   try {
     const parsed = new URL(url);
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error("not http");
   } catch {
-    throw usageError(`${flag} takes an http:// or https:// URL, not ${JSON.stringify(url)}${/^[\w.-]+:\d+$/.test(url) ? ` (try http://${url})` : ""}`);
+    const takes = options.unixSocket ? "an http:// or https:// URL, or unix:PATH (an admin socket)" : "an http:// or https:// URL";
+    throw usageError(`${flag} takes ${takes}, not ${JSON.stringify(url)}${/^[\w.-]+:\d+$/.test(url) ? ` (try http://${url})` : ""}`);
   }
   return url.replace(/\/+$/, "");
 }

@@ -12,6 +12,7 @@ import { Option, type Command } from "commander";
 import { dirOption, durationFlag, newCommand, repeatable, runCommand, usageError, type Io } from "./command.js";
 import { checkName, MAX_NAME_BYTES } from "../core/name-checks.js";
 import { printJson, progressOf } from "./pack-options.js";
+import { checkUrl } from "./endpoints.js";
 
 export const summary = "delete CAS blocks that no name and no backup head reaches (mark and sweep)";
 
@@ -63,6 +64,8 @@ export function command(io: Io) {
       if (command.getOptionValueSource("grace") !== "cli") flags.serverGrace = true;
       if (flags.data && command.getOptionValueSource("server") === "env") flags.server = undefined;
       if (Boolean(flags.data) === Boolean(flags.server)) throw usageError("give either --data DIR (a stopped server) or --server URL (a running one)");
+      // Checked as every verb's --server is (the same words, a usage error), before any call is made.
+      if (flags.server) flags.server = checkUrl(flags.server, "--server", { unixSocket: true });
       for (const name of flags.dropName ?? []) checkName(name, MAX_NAME_BYTES);
       const result = flags.server ? await remoteGc(flags) : await localGc(flags.data!, flags, io);
       if (flags.json) printJson(io, result);
@@ -134,7 +137,7 @@ async function requireServerData(dir: string): Promise<void> {
 }
 
 async function remoteGc(flags: GcFlags): Promise<GcSummary> {
-  const url = flags.server!.replace(/\/+$/, "");
+  const url = flags.server!;
   const { token, ca } = await clientCredentials({ tokenFile: flags.adminTokenFile, ca: flags.ca });
   const interceptors = token ? [bearer(token)] : [];
   // unix:/path reaches an admin listener on a Unix socket; the host in the base URL is then a placeholder.

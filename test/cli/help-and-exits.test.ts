@@ -180,6 +180,24 @@ describe("cli - exit codes and messages (issue 12 §7)", () => {
     expect(noScheme.stderr).toContain('--server takes an http:// or https:// URL, not "127.0.0.1:7420" (try http://127.0.0.1:7420)');
   });
 
+  it("gc --server notaurl is the usage error receive --server notaurl is, naming --server; a unix: socket still goes through", async () => {
+    const receive = await runCli(["receive", "--unsigned", "--name", "chat", "--server", "notaurl"]);
+    expect(receive.code).toBe(2);
+    expect(receive.stderr).toBe('remotelog: INVALID_ARGUMENT: --server takes an http:// or https:// URL, not "notaurl"\n');
+    // gc said "INTERNAL: GcService notaurl Collect: Invalid URL", exit 1, and for ftp://x 'Protocol "ftp:" not supported'.
+    for (const [url, hint] of [["notaurl", ""], ["ftp://x", ""], ["unix:", ""], ["127.0.0.1:7421", " (try http://127.0.0.1:7421)"]]) {
+      for (const args of [["gc", "--server", url], ["gc", "--dry-run"]]) {
+        const gc = await runCli(args, { env: args.length === 2 ? { REMOTELOG_SERVER: url } : {} });
+        expect(gc.stderr, args.join(" ")).toBe(`remotelog: INVALID_ARGUMENT: --server takes an http:// or https:// URL, or unix:PATH (an admin socket), not ${JSON.stringify(url)}${hint}\n`);
+        expect(gc.code, args.join(" ")).toBe(2);
+      }
+    }
+    // A unix: path is an admin socket's: checked past the URL, it fails as the connection does (no socket there).
+    const socket = await runCli(["gc", "--server", `unix:${join(dir, "no-admin.sock")}`]);
+    expect(socket.code).toBe(1);
+    expect(socket.stderr).not.toContain("--server takes");
+  });
+
   it("inspect chain gives the head page's address; receive of a backup head says so and suggests restore", async () => {
     const data = join(dir, "alice");
     expect((await runCli(["send", "--unsigned", "--name", "alice", "--server", server.url, "--data", data], { stdin: "one\ntwo\n" })).code).toBe(0);
