@@ -1,9 +1,10 @@
-import { isDirectory } from "../stores/file/atomic.js";
+import { isDirectory, isSamePath } from "../stores/file/atomic.js";
 import type { Command } from "commander";
 import { HEAD_EVERY_MS, runBackup, type BackupSummary } from "../backup/backup.js";
 import type { Progress } from "../backup/progress.js";
 import { withRetry } from "../core/retry.js";
 import { DEFAULT_PACK_SIZE } from "../backup/pack-format.js";
+import { isUrl } from "../backup/pack-store.js";
 import type { LogSource } from "../backup/source.js";
 import { durationFlag, intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, type EndpointFlags } from "./endpoints.js";
@@ -65,6 +66,10 @@ export function command(io: Io) {
         // REMOTELOG_SERVER set in the shell does not stand against a local log; a --server given does.
         if (command.getOptionValueSource("server") === "env") flags.server = undefined;
         if (flags.server || flags.cas || flags.ns) throw usageError(`${from.flag} ${from.dir} is a local log directory; --server, --cas and --ns are for names`);
+        // Packs and HEAD written among the log's own files: refused before anything is opened or written.
+        if (!isUrl(flags.to) && (await isSamePath(from.dir, flags.to))) {
+          throw usageError(`${from.flag} ${from.dir} and --to ${flags.to} are the same directory: a backup goes to a directory of its own, not into the local log it backs up`);
+        }
         const { LocalLogSource } = await import("../backup/local-source.js");
         source = await LocalLogSource.open(from.dir, flags.logName);
       } else {

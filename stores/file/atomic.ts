@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
 
 /**
@@ -276,6 +276,16 @@ export function isDirectory(path: string): Promise<boolean> {
     (info) => info.isDirectory(),
     () => false,
   );
+}
+
+/**
+ * Whether a and b name the same file or directory however they are spelled (dir/., a symlink to it, a
+ * bind mount): the same device and inode when both can be looked at, else the same absolute path.
+ */
+export async function isSamePath(a: string, b: string): Promise<boolean> {
+  const [infoA, infoB] = await Promise.all([a, b].map((path) => stat(path, { bigint: true }).catch(() => undefined)));
+  if (infoA && infoB) return infoA.dev === infoB.dev && infoA.ino === infoB.ino;
+  return resolve(a) === resolve(b);
 }
 
 /**

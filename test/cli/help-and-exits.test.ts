@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
-import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verbs } from "../../cli/verbs.js";
+import { snapshot } from "../helpers/files.js";
 import { cleanup, parseJsonl, runCli, startServer, stop, tempDir, type Server } from "../helpers/processes.js";
 
 const exec = promisify(execFile);
@@ -274,6 +275,31 @@ describe("cli - backup --from-dir and --from-name (issue 12 §8)", () => {
     expect(JSON.parse(byDir.stdout).head).toBe(JSON.parse(guessed.stdout).head);
     const both = await runCli(["backup", "--from-dir", "x", "--from-name", "y", "--to", join(dir, "b4")]);
     expect(both.code).toBe(2);
+  });
+});
+
+describe("cli - backup into the local log it backs up", () => {
+  it("refuses --to the very directory of --from-dir (or --from), however spelled, as a usage error before writing anything", async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const data = join(dir, "chat");
+    try {
+      expect((await runCli(["send", "--unsigned", "--name", "chat", "--server", server.url, "--data", data], { stdin: "hi\n" })).code).toBe(0);
+    } finally {
+      await stop(server.process);
+    }
+    await symlink(data, join(dir, "link"));
+    const before = await snapshot(data);
+    // The old backup wrote its pack and HEAD among log.bin and owner.json, exit 0.
+    for (const [flag, to] of [["--from-dir", data], ["--from-dir", `${data}/.`], ["--from-dir", join(dir, "link")], ["--from-dir", relative(process.cwd(), data)], ["--from", `${dir}/missing/../chat`]]) {
+      const backup = await runCli(["backup", flag, data, "--to", to]);
+      expect(backup.stderr, to).toBe(`remotelog: INVALID_ARGUMENT: ${flag} ${data} and --to ${to} are the same directory: a backup goes to a directory of its own, not into the local log it backs up\n`);
+      expect(backup.code, to).toBe(2);
+      expect(backup.stdout).toBe("");
+    }
+    expect(await snapshot(data)).toEqual(before);
+    // Another directory is backed up to as before.
+    expect((await runCli(["backup", "--from-dir", data, "--to", join(dir, "backup")])).code).toBe(0);
   });
 });
 
