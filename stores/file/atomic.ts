@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
+import { constants, type Stats } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { isRemoteLogError, RemoteLogError } from "../../core/errors.js";
@@ -260,6 +260,48 @@ export function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+/** Open flag that makes the open of a FIFO return at once instead of waiting for its other end; none on Windows. */
+const NON_BLOCKING = process.platform === "win32" ? 0 : constants.O_NONBLOCK;
+
+/**
+ * Opens path with flags, non-blocking, and refuses anything but a regular file with INVALID_ARGUMENT
+ * "<what> <path> is not a regular file: it is a FIFO" (a directory, a device, a socket), details.file.
+ * A FIFO given by mistake (mkfifo, a process substitution) is refused, where a plain open waited for a
+ * writer forever. O_NONBLOCK changes nothing for a regular file. An error of the open itself (ENOENT,
+ * EACCES, EISDIR for a directory opened to write) is thrown as it is, for the caller to name.
+ */
+export async function openRegularFile(path: string, flags: number, what: string): Promise<FileHandle> {
+  const handle = await open(path, flags | NON_BLOCKING);
+  let info: Stats;
+  try {
+    info = await handle.stat();
+  } catch (err) {
+    await handle.close().catch(() => {});
+    throw err;
+  }
+  if (info.isFile()) return handle;
+  await handle.close().catch(() => {});
+  throw RemoteLogError.invalidArgument(`${what} ${path} is not a regular file: it is ${kindOf(info)}`, undefined, { file: path });
+}
+
+/** The whole of the regular file at path: openRegularFile's refusals, then its bytes. */
+export async function readRegularFile(path: string, what: string): Promise<Buffer> {
+  const handle = await openRegularFile(path, constants.O_RDONLY, what);
+  try {
+    return await handle.readFile();
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+function kindOf(info: Stats): string {
+  if (info.isFIFO()) return "a FIFO";
+  if (info.isDirectory()) return "a directory";
+  if (info.isSocket()) return "a socket";
+  if (info.isCharacterDevice() || info.isBlockDevice()) return "a device";
+  return "something other than a file";
 }
 
 /** Whether anything is at path (false when it cannot be looked at). */

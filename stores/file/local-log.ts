@@ -21,11 +21,11 @@
  */
 import { crc32 } from "node:zlib";
 import { constants } from "node:fs";
-import { open, readFile, type FileHandle } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { ownerMismatch, type ClaimResult, type LocalLog, type LocalLogEntry, type LogOwner } from "../../core/local-log.js";
 import { RemoteLogError } from "../../core/errors.js";
-import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, SYNCED_WRITES, userPathError, writeAll, writeFileAtomic } from "./atomic.js";
+import { ensureDir, fsyncDir, ioError, openRegularFile, readRegularFile, removeLeftoverTmp, SYNCED_WRITES, userPathError, writeAll, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
 import { messageIdOfEncoded, toHex } from "../../core/hash.js";
 import { Mutex } from "./mutex.js";
@@ -240,7 +240,8 @@ export class FileLocalLog implements LocalLog {
    * append after saving it beside log.bin (see `recovered`). With readOnly it takes no lock, creates and
    * cuts nothing, and reads only the whole records (NOT_FOUND when there is no log). Throws DATA_LOSS
    * (details: file, offset, seq) when log.bin is damaged or holds one id twice, or owner.json does not
-   * parse; CONFLICT when another live process (or this one) has the log open for writing; INTERNAL on
+   * parse; INVALID_ARGUMENT (details.file), at once, when log.bin or owner.json is not a regular file (a
+   * FIFO, which a plain open waited on for ever); CONFLICT when another live process (or this one) has the log open for writing; INTERNAL on
    * an I/O failure. Given acknowledged (how many records were published: publishedCount), it throws
    * DATA_LOSS, and cuts nothing, when the log holds fewer whole records: a torn tail over them is damage;
    * and a writer throws NOT_FOUND, creating nothing, when there is no log.bin at all.
@@ -250,7 +251,8 @@ export class FileLocalLog implements LocalLog {
     if (options.readOnly) {
       let handle: FileHandle;
       try {
-        handle = await open(path, "r");
+        // A FIFO (or anything but a file) at log.bin is refused at once: a plain open waited for a writer.
+        handle = await openRegularFile(path, constants.O_RDONLY, "local log");
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") throw noLocalLog(dir);
         throw userPathError(`cannot read local log ${dir}`, err, path);
@@ -275,7 +277,7 @@ export class FileLocalLog implements LocalLog {
     try {
       let created = false;
       try {
-        handle = await open(path, constants.O_RDWR | SYNCED_WRITES);
+        handle = await openRegularFile(path, constants.O_RDWR | SYNCED_WRITES, "local log");
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
         // Messages were published from a log.bin that is not there: an empty one made now would take
@@ -597,7 +599,7 @@ export async function readOwner(dir: string): Promise<LogOwner | undefined> {
   const path = join(dir, OWNER_FILE);
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = (await readRegularFile(path, "local log owner record")).toString("utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw userPathError(`cannot read ${path}`, err, path);

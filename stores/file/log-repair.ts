@@ -2,7 +2,7 @@ import { copyFile, mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Checkpoint } from "../../core/checkpoint-store.js";
 import { toHex } from "../../core/hash.js";
-import { ensureDir, fsyncDir, ioError, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
+import { ensureDir, fsyncDir, ioError, readRegularFile, removeLeftoverTmp, writeFileAtomic } from "./atomic.js";
 import { FileCheckpointStore } from "./checkpoint-store.js";
 import { LockFile } from "./lock-file.js";
 import { HEADER_SIZE, LOG_FILE, PUBLISHED_DIR, classifyTail, damageOf, nextRecordStart, noLocalLog, recordAt, wholeButLength, writeRecord, type LogRecord } from "./local-log.js";
@@ -76,7 +76,8 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
   const path = join(dir, LOG_FILE);
   let bytes: Buffer;
   try {
-    bytes = await readFile(path);
+    // Anything but a file at log.bin (a FIFO) is refused at once, not waited on.
+    bytes = await readRegularFile(path, "local log");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") throw noLocalLog(dir);
     throw ioError(`cannot read ${path}`, err, path);
@@ -85,7 +86,7 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
   try {
     await removeLeftoverTmp(dir);
     // Read again under the lock: a sender may have appended since.
-    bytes = await readFile(path);
+    bytes = await readRegularFile(path, "local log");
     const stamp = (options.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
     const savedIn = join(dir, `repair-${stamp}`);
     const { kept, setAside, mended } = salvage(bytes, options.reject);

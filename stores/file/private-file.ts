@@ -1,7 +1,6 @@
 import { constants } from "node:fs";
-import { open } from "node:fs/promises";
 import { RemoteLogError, isRemoteLogError } from "../../core/errors.js";
-import { ioError } from "./atomic.js";
+import { ioError, openRegularFile } from "./atomic.js";
 
 /**
  * Reads a file that holds a secret (a key, a bearer token), what it is named in errors. Throws
@@ -11,12 +10,11 @@ import { ioError } from "./atomic.js";
  */
 export async function readPrivateFile(path: string, what: string, maxBytes: number): Promise<Uint8Array> {
   try {
-    // One handle for the checks and the read, so that they are about the same file; non-blocking so
-    // that a FIFO given by mistake is refused instead of waited on.
-    const handle = await open(path, constants.O_RDONLY | (process.platform === "win32" ? 0 : constants.O_NONBLOCK));
+    // One handle for the checks and the read, so that they are about the same file; a FIFO given by
+    // mistake is refused, not waited on.
+    const handle = await openRegularFile(path, constants.O_RDONLY, what);
     try {
       const stats = await handle.stat();
-      if (!stats.isFile()) throw RemoteLogError.invalidArgument(`${what} ${path} is not a file`, undefined, { file: path });
       if (process.platform !== "win32" && (stats.mode & 0o077) !== 0) {
         const mode = (stats.mode & 0o777).toString(8).padStart(4, "0");
         throw RemoteLogError.permissionDenied(`${what} ${path} is open to group or others (mode ${mode}); run: chmod 600 ${path}`, { file: path });

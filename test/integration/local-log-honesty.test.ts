@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { appendFile, mkdir, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -601,6 +602,34 @@ describe("small things with the same cause", () => {
     const out = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", join(dir, "bob"), "--out", dir]);
     expect(out.code).toBe(1);
     expect(out.stderr).toMatch(/^remotelog: INVALID_ARGUMENT: cannot open --out .*: a directory is where a file must be \(EISDIR\)\n$/);
+  });
+
+  it.skipIf(process.platform === "win32")("a FIFO at log.bin is refused at once, naming it, by status, inspect log, backup --from-dir, repair and send; the read-only verbs write nothing", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const data = join(dir, "alice");
+    await sendOk(server, data, "one\ntwo\n");
+    await stop(server.process);
+    const log = join(data, "log.bin");
+    await unlink(log);
+    expect(spawnSync("mkfifo", [log]).status).toBe(0);
+    const before = await snapshot(data);
+    const refusal = `remotelog: INVALID_ARGUMENT: local log ${log} is not a regular file: it is a FIFO\n`;
+    // Each waited on the FIFO for a writer that never came (killed here after 20 s, its own bound).
+    for (const args of [["status", "--data", data], ["inspect", "log", "--data", data], ["backup", "--from-dir", data, "--to", join(dir, "backup")], ["repair", "--data", data]]) {
+      const run = await runCli(args, { timeoutMs: 20_000 });
+      expect(run.stderr, args.join(" ")).toBe(refusal);
+      expect(run.code, args.join(" ")).toBe(1);
+      expect(run.stdout, args.join(" ")).toBe("");
+    }
+    // Nothing written: every file, and every directory's entries and mtime, as they were; no backup made.
+    expect(await snapshot(data)).toEqual(before);
+    expect(await readdir(dir)).not.toContain("backup");
+    // A writer refuses it too, before appending anything (its lock file comes and goes).
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", data], { stdin: "three\n", timeoutMs: 20_000 });
+    expect(send.stderr).toContain(refusal.replace("remotelog: ", ""));
+    expect(send.code).toBe(1);
+    expect(filesOf(await snapshot(data))).toEqual(filesOf(before));
   });
 
   it("inspect of something that is neither a CID nor a file is NOT_FOUND; of a directory, INVALID_ARGUMENT", async () => {
