@@ -14,9 +14,10 @@ import { hash } from "node:crypto";
 import Module, { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { Script, constants } from "node:vm";
+import { WRITE_CODE_CACHE_VARIABLE } from "./environment.js";
 
 /** Set by the build alone, to the script it runs once to write that script's cache (see the launcher). */
-export const WRITE_CACHE = process.env.REMOTELOG_WRITE_CODE_CACHE || undefined;
+export const WRITE_CACHE = process.env[WRITE_CODE_CACHE_VARIABLE] || undefined;
 const DIGEST_BYTES = 32;
 
 /** The V8 cache written for source, or undefined when there is none or it was written for other bytes. */

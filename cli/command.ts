@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import type { Readable, Writable } from "node:stream";
 import { RemoteLogError, isRemoteLogError } from "../core/errors.js";
+import { DEBUG_VARIABLE } from "./environment.js";
 
 /** Where a verb reads and writes; tests pass their own streams, main passes the process's. */
 export interface Io {
@@ -59,7 +60,7 @@ export async function runCommand(command: Command, args: string[], io: Io): Prom
       return EXIT_USAGE;
     }
     io.stderr.write(`remotelog: ${err instanceof Error ? err.message : String(err)}\n`);
-    if (io.env.REMOTELOG_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
+    if (io.env[DEBUG_VARIABLE] && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
     return EXIT_FAILURE;
   }
 }

@@ -1,24 +1,18 @@
-import { PassThrough } from "node:stream";
 import { Argument, type Command } from "commander";
 import { newCommand, runCommand, type Io } from "./command.js";
-import { verbs } from "./verbs.js";
+import { verbCommands } from "./verbs.js";
 
 export const summary = "print a shell completion script (bash, zsh or fish)";
 
 /** Each verb with its subcommands and flags, read from the verbs' own commands so that they cannot drift. */
 async function verbTable(): Promise<{ verb: string; subcommands: string[]; flags: string[] }[]> {
-  const quiet: Io = { stdin: new PassThrough(), stdout: new PassThrough(), stderr: new PassThrough(), env: {}, signal: new AbortController().signal };
-  const table = [];
-  for (const [verb, load] of Object.entries(verbs)) {
-    const module = (await load()) as { command?: (io: Io) => Command };
-    const command = module.command?.(quiet);
-    const flagsOf = (c: Command) => c.options.map((option) => option.long).filter((long): long is string => long !== undefined);
+  const flagsOf = (c: Command) => c.options.map((option) => option.long).filter((long): long is string => long !== undefined);
+  return (await verbCommands()).map(({ verb, command }) => {
     const subcommands = command?.commands.map((sub) => sub.name()) ?? [];
     const flags = new Set<string>(["--help"]);
     if (command) for (const c of [command, ...command.commands]) for (const flag of flagsOf(c)) flags.add(flag);
-    table.push({ verb, subcommands, flags: [...flags] });
-  }
-  return table;
+    return { verb, subcommands, flags: [...flags] };
+  });
 }
 
 function bash(table: Awaited<ReturnType<typeof verbTable>>): string {

@@ -3,17 +3,17 @@
 import "../services/native-base64.js";
 import type { Io } from "./command.js";
 import { EXIT_OK, EXIT_USAGE, isBrokenPipe } from "./command.js";
-import { ENVIRONMENT, verbs } from "./verbs.js";
+import { environmentTable, environmentText } from "./environment.js";
+import { verbCommands, verbs } from "./verbs.js";
 import { asksForVersion, versionLine } from "./version.js";
 
 async function usage(): Promise<string> {
-  // One table, from each verb's own summary, so that it cannot drift from the verbs.
-  const loaded = await Promise.all(Object.entries(verbs).map(async ([verb, load]) => [verb, (await load()).summary] as const));
-  const lines = loaded.map(([verb, summary]) => `  ${verb.padEnd(11)}${summary}`);
-  const environment = ENVIRONMENT.map(([name, meaning]) => `  ${name.padEnd(17)}${meaning}`);
+  // From each verb's own summary and options, so that neither table can drift from the verbs.
+  const loaded = await verbCommands();
+  const lines = loaded.map(({ verb, summary }) => `  ${verb.padEnd(11)}${summary}`);
   return (
     `Usage: remotelog <verb> [options]\n\nVerbs:\n${lines.join("\n")}\n\n` +
-    `Environment (a flag given wins):\n${environment.join("\n")}\n\n` +
+    `Environment (a flag given wins):\n${environmentText(environmentTable(loaded))}\n\n` +
     `Exit codes: 0 success, 1 failure, 2 usage error. 'remotelog --version' prints the version.\n` +
     `Run 'remotelog <verb> --help' for a verb's options.\n`
   );

@@ -1,3 +1,5 @@
+import { PassThrough } from "node:stream";
+import type { Command } from "commander";
 import type { Io } from "./command.js";
 
 /*
@@ -32,11 +34,14 @@ export const verbs: Record<string, () => Promise<Verb>> = {
   completion: () => import("./completion.js"),
 };
 
-/** The environment variables that stand in for flags, as every verb that has the flag reads them. */
-export const ENVIRONMENT: [string, string][] = [
-  ["REMOTELOG_SERVER", "--server URL (every verb that talks to the services)"],
-  ["REMOTELOG_KEY", "--key FILE (send, redact)"],
-  ["REMOTELOG_DATA", "--data DIR (send, status, inspect log)"],
-  ["REMOTELOG_STATE", "--state DIR (receive)"],
-  ["REMOTELOG_DEBUG", "print the stack of an unexpected error"],
-];
+/** Each verb with its summary and its own command, built with an io that goes nowhere: --help and completion read their flags. */
+export async function verbCommands(): Promise<{ verb: string; summary: string; command?: Command }[]> {
+  const quiet: Io = { stdin: new PassThrough(), stdout: new PassThrough(), stderr: new PassThrough(), env: {}, signal: new AbortController().signal };
+  return Promise.all(
+    Object.entries(verbs).map(async ([verb, load]) => {
+      // A verb a bundle leaves out (scripts/bundle-cli.mjs) is a stand-in with a summary and no command.
+      const module = (await load()) as Verb & { command?: (io: Io) => Command };
+      return { verb, summary: module.summary, command: module.command?.(quiet) };
+    }),
+  );
+}

@@ -46,6 +46,28 @@ describe("cli - help text (issue 12 §6)", () => {
     expect((await runCli(["send", "--help"])).stdout).toContain("env: REMOTELOG_KEY");
   });
 
+  it("--help lists every REMOTELOG_ variable the CLI's code reads, each once, with the flag it stands for, and no other", async () => {
+    // Every name in the sources the CLI is built from (tests and scripts set theirs; they are not read here).
+    const read = new Set<string>();
+    for (const top of ["cli", "lib", "core", "stores", "services", "actors", "backup"]) {
+      for (const file of await readdir(top, { recursive: true })) {
+        if (!file.endsWith(".ts") || file.endsWith(".test.ts")) continue;
+        for (const match of (await readFile(join(top, file), "utf8")).matchAll(/REMOTELOG_[A-Z0-9_]+/g)) read.add(match[0]);
+      }
+    }
+    expect(read.size).toBeGreaterThan(5);
+    const help = await runCli(["--help"]);
+    expect(help.code).toBe(0);
+    const section = help.stdout.slice(help.stdout.indexOf("Environment"), help.stdout.indexOf("Exit codes"));
+    const listed = [...section.matchAll(/^ {2}(REMOTELOG_[A-Z0-9_]+) /gm)].map((match) => match[1]);
+    // It listed five, leaving out REMOTELOG_CA, REMOTELOG_TOKEN_FILE, REMOTELOG_ADMIN_TOKEN_FILE and REMOTELOG_WRITE_CODE_CACHE.
+    expect([...read].filter((variable) => !listed.includes(variable))).toEqual([]);
+    expect(listed.filter((variable) => !read.has(variable))).toEqual([]);
+    expect(new Set(listed).size).toBe(listed.length);
+    expect(section).toMatch(/^ {2}REMOTELOG_CA +--ca <file> of .*\bsend\b/m);
+    expect(section).toMatch(/^ {2}REMOTELOG_ADMIN_TOKEN_FILE +--admin-token-file <file> of gc$/m);
+  });
+
   it("has --version", async () => {
     const { version } = JSON.parse(await readFile("package.json", "utf8")) as { version: string };
     expect(await runCli(["--version"])).toMatchObject({ code: 0, stdout: `remotelog ${version}\n` });
