@@ -25,6 +25,11 @@ export interface RepairLogOptions {
   maxPages?: number;
   /** How the calls to remote are retried while it cannot be reached (withRetry); default once each, no retry. */
   retry?: RetryOptions;
+  /**
+   * Work the repair out and report it (report.dryRun; report.writes and report.removes name the files it
+   * would write and remove), writing nothing in data: no lock, no copy, no log, no mark. Default false.
+   */
+  dryRun?: boolean;
 }
 
 /** What repairLog did: the store's report, and for a refill the name and the redacted messages that could not be refilled. */
@@ -45,8 +50,9 @@ export interface RepairLogReport extends RepairReport {
  * message. Everything set aside, the old log.bin and the published marks are copied to
  * `<data>/repair-<time>/` first (report.savedIn), and the published marks move to where their last
  * message now is. A healthy log is left alone (report.changed is false), so it is safe to repeat.
+ * With dryRun, the same report of the same work, and nothing written.
  *
- * Throws CONFLICT while a sender holds the log, or when name is not the one the directory records;
+ * Throws CONFLICT while a sender holds the log (not with dryRun, which takes no lock), or when name is not the one the directory records;
  * NOT_FOUND when data holds no local log; INVALID_ARGUMENT for fromRemote without remote, or without a
  * name where the directory records none; UNAVAILABLE when remote cannot be reached (after retry);
  * DATA_LOSS or PERMISSION_DENIED when the remote log does not check out, and then nothing is changed.
@@ -62,7 +68,7 @@ export async function repairLog(options: RepairLogOptions): Promise<RepairLogRep
     if (mismatch) throw mismatch;
   }
   const retried = <T>(call: () => Promise<T>): Promise<T> => (options.retry ? withRetry(call, options.retry) : call());
-  const repair: RepairOptions = {};
+  const repair: RepairOptions = { dryRun: options.dryRun };
   if (remote) {
     const limit = (await retried(() => remote.casLimits?.() ?? Promise.resolve(undefined)))?.maxBlockBytes;
     if (limit !== undefined) {

@@ -33,11 +33,17 @@ export interface RepairOptions {
   reject?: (message: RepairMessage, seq: number) => string | undefined;
   /**
    * Given the messages kept, oldest first, returns the new log in order: for example with the messages
-   * the sender's remote log holds and the local one lost filled in. Called only under the log's lock.
+   * the sender's remote log holds and the local one lost filled in. Called only under the log's lock
+   * (in a dry run, which takes none, it should write nothing either).
    */
   rebuild?: (kept: RepairMessage[]) => Promise<{ messages: RepairMessage[]; refilled: number }>;
   /** The time in the repair directory's name; default now. */
   now?: Date;
+  /**
+   * Work out the repair and report it, writing nothing: no lock is taken, no leftover removed, no
+   * copy, log or mark written (report.dryRun, and report.writes names what would be written). Default false.
+   */
+  dryRun?: boolean;
 }
 
 export interface SetAside {
@@ -52,9 +58,13 @@ export interface SetAside {
 
 export interface RepairReport {
   dir: string;
-  /** False when the log needed nothing, and nothing was written. */
+  /** False when the log needed nothing, and nothing was written; with dryRun, whether the repair would change anything. */
   changed: boolean;
+  /** Set with dryRun: nothing was written, and what this says is what a repair would do now. */
+  dryRun?: boolean;
   before: number;
+  /** Whole records of the old log kept, in order (the rest of `after` is refilled). */
+  kept: number;
   after: number;
   setAside: SetAside[];
   /** Records kept whole but for their length field, written again with the right one. */
@@ -64,13 +74,18 @@ export interface RepairReport {
   savedIn?: string;
   /** Published marks rewritten to the new log (name, from, to; to 0 means removed). */
   marks: { name: string; from: number; to: number }[];
+  /** Every file written (or, with dryRun, that would be), in order: the copies, report.json, log.bin, the marks moved. */
+  writes: string[];
+  /** Every file removed (or that would be): the marks whose last message is gone. */
+  removes: string[];
 }
 
 /**
  * Repairs the log in dir under its lock (CONFLICT while a sender has it open): keeps every whole,
  * checksummed record once, sets aside damaged byte ranges, torn appends, repeated ids and messages
  * that options.reject names, lets options.rebuild refill, writes the new log and moves the published
- * marks to where their last message now is. NOT_FOUND when dir holds no log.
+ * marks to where their last message now is. NOT_FOUND when dir holds no log. With options.dryRun, the
+ * same work out of the same bytes, reported and not done: nothing is written, no lock taken.
  */
 export async function repairLocalLog(dir: string, options: RepairOptions = {}): Promise<RepairReport> {
   const path = join(dir, LOG_FILE);
@@ -82,51 +97,112 @@ export async function repairLocalLog(dir: string, options: RepairOptions = {}): 
     if ((err as NodeJS.ErrnoException).code === "ENOENT") throw noLocalLog(dir);
     throw ioError(`cannot read ${path}`, err, path);
   }
-  const lock = await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
+  const dryRun = options.dryRun ?? false;
+  // A dry run writes nothing, a lock file included; what it reads may then change under it, as a
+  // sender's next append would change what the repair itself does.
+  const lock = dryRun ? undefined : await LockFile.acquire(join(dir, "LOCK"), `local log ${dir}`);
   try {
-    await removeLeftoverTmp(dir);
-    // Read again under the lock: a sender may have appended since.
-    bytes = await readRegularFile(path, "local log");
-    const stamp = (options.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
-    const savedIn = join(dir, `repair-${stamp}`);
-    const { kept, setAside, mended } = salvage(bytes, options.reject);
-    const rebuilt = options.rebuild ? await options.rebuild(kept.map((record) => record.message)) : { messages: kept.map((record) => record.message), refilled: 0 };
-    const report: RepairReport = { dir, changed: false, before: countRecords(bytes), after: rebuilt.messages.length, setAside: [], mended, refilled: rebuilt.refilled, marks: [] };
-    const logChanged = setAside.length > 0 || mended.length > 0 || rebuilt.refilled > 0 || rebuilt.messages.length !== kept.length;
-    // Marks are checked even when the log needs nothing: a repair that crashed after replacing the log
-    // but before moving them is finished by running it again.
-    const published = join(dir, PUBLISHED_DIR);
-    const markFiles = (await readdir(published).catch(() => [] as string[])).filter((file) => file.endsWith(".json"));
-    const moves = await planMarks(published, markFiles, rebuilt.messages);
-    if (!logChanged && moves.length === 0) return report;
-
-    await mkdir(savedIn, { recursive: false }).catch((err) => {
-      throw ioError(`cannot create ${savedIn}`, err, savedIn);
-    });
-    await writeFileAtomic(join(savedIn, LOG_FILE), bytes);
-    for (const part of setAside) {
-      const savedTo = join(savedIn, part.kind === "range" ? `damaged-${part.offset}.bin` : `set-aside-${part.seq}.bin`);
-      await writeFileAtomic(savedTo, bytes.subarray(part.offset, part.offset + part.bytes));
-      report.setAside.push({ offset: part.offset, bytes: part.bytes, seq: part.seq, why: part.why, savedTo });
+    if (lock) {
+      await removeLeftoverTmp(dir);
+      // Read again under the lock: a sender may have appended since.
+      bytes = await readRegularFile(path, "local log");
     }
-    if (markFiles.length > 0) {
-      await ensureDir(join(savedIn, PUBLISHED_DIR));
-      for (const file of markFiles) await copyFile(join(published, file), join(savedIn, "published", file));
-      await fsyncDir(join(savedIn, PUBLISHED_DIR));
-    }
-    report.changed = true;
-    report.savedIn = savedIn;
-    report.marks = moves.map(({ name, from, to }) => ({ name, from, to }));
-    await writeFileAtomic(join(savedIn, "report.json"), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
-    await fsyncDir(dir);
-
-    // The copies are durable: now the new log, then the marks that point into it.
-    if (logChanged) await writeFileAtomic(path, encodeRecords(rebuilt.messages));
-    await applyMarks(published, moves);
-    return report;
+    const plan = await planRepair(dir, bytes, options);
+    if (dryRun || !plan.report.changed) return plan.report;
+    await carryOut(plan);
+    return plan.report;
   } finally {
-    await lock.release();
+    await lock?.release();
   }
+}
+
+/** What a repair of a log.bin of these bytes does, and its report, before anything is written. */
+interface RepairPlan {
+  report: RepairReport;
+  bytes: Buffer;
+  /** The parts set aside, each with the bytes that go to its savedTo. */
+  setAside: { part: SetAsidePart; savedTo: string }[];
+  /** The new log's messages, when log.bin is to be written. */
+  newLog?: RepairMessage[];
+  published: string;
+  markFiles: string[];
+  moves: MarkMove[];
+}
+
+/**
+ * Works the repair out, reading only: the parts set aside and where each copy goes, the records mended,
+ * the refill, the marks to move, and every file to write or remove. report.changed is false when the
+ * log needs nothing; the plan then writes nothing.
+ */
+async function planRepair(dir: string, bytes: Buffer, options: RepairOptions): Promise<RepairPlan> {
+  const path = join(dir, LOG_FILE);
+  const stamp = (options.now ?? new Date()).toISOString().replace(/[:.]/g, "-");
+  const savedIn = join(dir, `repair-${stamp}`);
+  const { kept, setAside, mended } = salvage(bytes, options.reject);
+  const rebuilt = options.rebuild ? await options.rebuild(kept.map((record) => record.message)) : { messages: kept.map((record) => record.message), refilled: 0 };
+  const report: RepairReport = {
+    dir,
+    changed: false,
+    ...(options.dryRun ? { dryRun: true } : {}),
+    before: countRecords(bytes),
+    kept: kept.length,
+    after: rebuilt.messages.length,
+    setAside: [],
+    mended,
+    refilled: rebuilt.refilled,
+    marks: [],
+    writes: [],
+    removes: [],
+  };
+  const logChanged = setAside.length > 0 || mended.length > 0 || rebuilt.refilled > 0 || rebuilt.messages.length !== kept.length;
+  // Marks are checked even when the log needs nothing: a repair that crashed after replacing the log
+  // but before moving them is finished by running it again.
+  const published = join(dir, PUBLISHED_DIR);
+  const markFiles = (await readdir(published).catch(() => [] as string[])).filter((file) => file.endsWith(".json"));
+  const moves = await planMarks(published, markFiles, rebuilt.messages, options.dryRun ?? false);
+  const plan: RepairPlan = { report, bytes, setAside: [], published, markFiles, moves };
+  if (!logChanged && moves.length === 0) return plan;
+
+  report.writes.push(join(savedIn, LOG_FILE));
+  for (const part of setAside) {
+    const savedTo = join(savedIn, part.kind === "range" ? `damaged-${part.offset}.bin` : `set-aside-${part.seq}.bin`);
+    plan.setAside.push({ part, savedTo });
+    report.setAside.push({ offset: part.offset, bytes: part.bytes, seq: part.seq, why: part.why, savedTo });
+    report.writes.push(savedTo);
+  }
+  for (const file of markFiles) report.writes.push(join(savedIn, PUBLISHED_DIR, file));
+  report.writes.push(join(savedIn, "report.json"));
+  if (logChanged) {
+    plan.newLog = rebuilt.messages;
+    report.writes.push(path);
+  }
+  for (const move of moves) (move.to === 0 ? report.removes : report.writes).push(move.path);
+  report.changed = true;
+  report.savedIn = savedIn;
+  report.marks = moves.map(({ name, from, to }) => ({ name, from, to }));
+  return plan;
+}
+
+/** Does what planRepair worked out, under the log's lock: the copies first, durably, then the new log, then the marks. */
+async function carryOut(plan: RepairPlan): Promise<void> {
+  const { report, bytes, published, markFiles } = plan;
+  const savedIn = report.savedIn!;
+  await mkdir(savedIn, { recursive: false }).catch((err) => {
+    throw ioError(`cannot create ${savedIn}`, err, savedIn);
+  });
+  await writeFileAtomic(join(savedIn, LOG_FILE), bytes);
+  for (const { part, savedTo } of plan.setAside) await writeFileAtomic(savedTo, bytes.subarray(part.offset, part.offset + part.bytes));
+  if (markFiles.length > 0) {
+    await ensureDir(join(savedIn, PUBLISHED_DIR));
+    for (const file of markFiles) await copyFile(join(published, file), join(savedIn, PUBLISHED_DIR, file));
+    await fsyncDir(join(savedIn, PUBLISHED_DIR));
+  }
+  await writeFileAtomic(join(savedIn, "report.json"), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
+  await fsyncDir(report.dir);
+
+  // The copies are durable: now the new log, then the marks that point into it.
+  if (plan.newLog) await writeFileAtomic(join(report.dir, LOG_FILE), encodeRecords(plan.newLog));
+  await applyMarks(published, plan.moves);
 }
 
 interface KeptRecord {
@@ -215,6 +291,8 @@ interface MarkMove {
   /** 0: remove the mark. */
   to: number;
   mark: Checkpoint;
+  /** Its file. */
+  path: string;
 }
 
 /**
@@ -224,10 +302,11 @@ interface MarkMove {
  * log with the local one, which is slower but publishes nothing twice. A mark that does not parse is
  * left (and copied): the next send reports it as the checkpoint store does.
  */
-async function planMarks(published: string, files: string[], messages: RepairMessage[]): Promise<MarkMove[]> {
+async function planMarks(published: string, files: string[], messages: RepairMessage[], readOnly: boolean): Promise<MarkMove[]> {
   if (files.length === 0) return [];
   const seqs = new Map(messages.map((message, seq) => [toHex(message.id), seq]));
-  const store = await FileCheckpointStore.open(published);
+  // Read-only for a dry run: a writable open removes crashed writers' leftovers.
+  const store = await FileCheckpointStore.open(published, { readOnly });
   const moves: MarkMove[] = [];
   try {
     for (const file of files) {
@@ -242,7 +321,7 @@ async function planMarks(published: string, files: string[], messages: RepairMes
       if (!mark) continue;
       const seq = seqs.get(toHex(mark.lastId));
       const to = seq === undefined ? 0 : seq + 1;
-      if (to !== mark.delivered) moves.push({ name, from: mark.delivered, to, mark });
+      if (to !== mark.delivered) moves.push({ name, from: mark.delivered, to, mark, path: store.pathOf(name) });
     }
   } finally {
     await store.close();

@@ -149,6 +149,49 @@ describe("the local log is never cut silently", () => {
     expect(parseJsonl<{ body: string }>(received.stdout).map((line) => bodyText(line))).toEqual([...lines(3).trim().split("\n"), ...lines(2, "offline").trim().split("\n")]);
   });
 
+  it("repair --dry-run reports what repair would set aside, keep, mend, move and write, worked out as repair works it out, and writes nothing: every byte and mtime as it was, no new file", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const alice = join(dir, "alice");
+    await sendOk(server, alice, lines(20));
+    await stop(server.process);
+    const logPath = join(alice, "log.bin");
+    const [at5, at6, at19] = await Promise.all([5, 6, 19].map((seq) => recordOffset(logPath, seq)));
+    await flipByte(logPath, at5 + 40 + 3); // a byte of seq 5's data: set aside
+    const bytes = await readFile(logPath);
+    bytes[at19] ^= 0x40; // the last record's length now runs past the end, its data whole: mended
+    await writeFile(logPath, bytes);
+    const before = await snapshot(alice);
+
+    // The old repair took no --dry-run: "USAGE: unknown option '--dry-run'", exit 2.
+    const dry = await runCli(["repair", "--data", alice, "--dry-run", "--json"]);
+    expect(dry.code, dry.stderr).toBe(0);
+    const text = await runCli(["repair", "--data", alice, "--dry-run"]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`would set aside ${at6 - at5} bytes at byte ${at5} (seq 5): damaged (its checksum does not match); would be saved to ${alice}/repair-`);
+    expect(text.stdout).toContain(`would keep seq 19 at byte ${at19}, whose length field was damaged`);
+    expect(text.stdout).toContain('published mark of "n" would move from 20 to 19');
+    expect(text.stdout).toContain(`would repair ${alice}: 18 whole messages before, 19 of them kept, 19 after; it would write:\n`);
+    expect(text.stdout).toContain(`\n  ${logPath}\n`);
+    expect(text.stdout).toContain("nothing was written (--dry-run)");
+    // Not a byte, an mtime or a directory entry changed, no lock file or repair-<time>/ made.
+    expect(await snapshot(alice)).toEqual(before);
+
+    // The repair itself does what the dry run said, file for file; only the time in repair-<time> differs.
+    const real = await runCli(["repair", "--data", alice, "--json"]);
+    expect(real.code, real.stderr).toBe(0);
+    type Report = { savedIn: string; dryRun?: boolean; writes: string[]; removes: string[] };
+    const dryReport = JSON.parse(dry.stdout) as Report;
+    const realReport = JSON.parse(real.stdout) as Report;
+    const timeless = (report: Report) => JSON.parse(JSON.stringify(report).split(report.savedIn).join("SAVED")) as Report;
+    expect(dryReport.dryRun).toBe(true);
+    expect(timeless(dryReport)).toEqual({ ...timeless(realReport), dryRun: true });
+    const after = await snapshot(alice, { filesOnly: true });
+    const changed = Object.keys(after).filter((file) => after[file] !== before[file]);
+    expect(changed.sort()).toEqual(realReport.writes.map((file) => file.slice(alice.length)).sort());
+    expect(realReport.removes).toEqual([]);
+  });
+
   it("only a writer cuts a torn append, and says so; a read-only verb leaves it", async () => {
     const dir = await tempDir();
     const server = await serve(dir);
