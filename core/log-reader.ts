@@ -297,20 +297,43 @@ export class LogReader {
    * blocks are UnreadBlocks too. Other failures (UNAVAILABLE) are thrown.
    */
   async messageData(pairs: RemoteLog_Pair[]): Promise<Uint8Array[]> {
+    return (await this.dataStoppingAtFault(pairs, Infinity)) as Uint8Array[];
+  }
+
+  /**
+   * messageData, fetching messages in pair order only until maxBytes of them have come (the one that
+   * crosses it included), where the remote can bound an answer's bytes (getBlocksWithin): NOT_FETCHED
+   * for each after it, which the caller asks for again when it gets to them. A writer picks its
+   * messages' sizes, so a fetch counted in messages alone held what they add up to: 4,096 messages of
+   * 1 MiB are 4 GiB. Messages a page carries came with the page and are not counted.
+   */
+  messageDataUpTo(pairs: RemoteLog_Pair[], maxBytes: number): Promise<(Uint8Array | typeof NOT_FETCHED)[]> {
+    return this.dataStoppingAtFault(pairs, this.remote.getBlocksWithin ? maxBytes : Infinity);
+  }
+
+  private async dataStoppingAtFault(pairs: RemoteLog_Pair[], maxBytes: number): Promise<(Uint8Array | typeof NOT_FETCHED)[]> {
     const missing: number[] = [];
     pairs.forEach((pair, i) => {
       if (pair.data.length === 0 && !pair.redacted) missing.push(i);
     });
-    const data = pairs.map((pair) => pair.data);
-    if (missing.length > 0) {
-      const blocks = await fetchEachOnce(
-        missing.map((i) => pairs[i].remoteHash),
-        (addresses) => blocksNarrowingFaults(addresses, (asked) => this.remote.getBlocks(asked), (fault) => new UnreadBlock(fault), true),
-      );
-      missing.forEach((pairIndex, i) => {
-        data[pairIndex] = blocks[i];
-      });
-    }
+    const data: (Uint8Array | typeof NOT_FETCHED)[] = pairs.map((pair) => pair.data);
+    if (missing.length === 0) return data;
+    const { remote } = this;
+    // Within a budget, a block the CAS lacks comes back undefined (GetMany's allow_missing), and is the
+    // fault a NOT_FOUND for the call would have been narrowed to.
+    const fetch =
+      maxBytes === Infinity
+        ? (asked: Uint8Array[]) => remote.getBlocks(asked)
+        : async (asked: Uint8Array[], budget: number) =>
+            (await remote.getBlocksWithin!(asked, budget)).map((block, i) => block ?? new UnreadBlock(RemoteLogError.notFound(`block ${addressText(asked[i])} is not stored`, { address: addressText(asked[i]) })));
+    const blocks = await fetchEachOnce(
+      missing.map((i) => pairs[i].remoteHash),
+      (addresses) => blocksNarrowingFaults(addresses, fetch, (fault) => new UnreadBlock(fault), true, maxBytes),
+      NOT_FETCHED,
+    );
+    missing.forEach((pairIndex, i) => {
+      data[pairIndex] = blocks[i];
+    });
     return data;
   }
 

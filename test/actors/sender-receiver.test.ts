@@ -358,15 +358,17 @@ describe("actors - the receiver verifies what it is served", () => {
     let inFlight = 0;
     // Each call as it starts: a page fetch, or a message fetch with the message fetches then in flight.
     const calls: ({ pages: true } | { messages: number; inFlight: number })[] = [];
+    // Pages come by getBlocks, messages by getBlocksWithin (a fetch of messages is bounded in bytes).
     const getBlocks = remote.getBlocks.bind(remote);
     remote.getBlocks = async (addresses) => {
-      if (await w.content.getMany([addresses[0]]).then(([bytes]) => isPage(bytes!))) {
-        calls.push({ pages: true });
-        return getBlocks(addresses);
-      }
+      if (await w.content.getMany([addresses[0]]).then(([bytes]) => isPage(bytes!))) calls.push({ pages: true });
+      return getBlocks(addresses);
+    };
+    const getBlocksWithin = remote.getBlocksWithin.bind(remote);
+    remote.getBlocksWithin = async (addresses, maxBytes) => {
       calls.push({ messages: addresses.length, inFlight: ++inFlight });
       try {
-        return await afterRoundTrip(() => getBlocks(addresses));
+        return await afterRoundTrip(() => getBlocksWithin(addresses, maxBytes));
       } finally {
         inFlight--;
       }
@@ -397,13 +399,13 @@ describe("actors - the receiver verifies what it is served", () => {
     const { remote } = await pagesOfFour("ahead");
     let inFlight = 0;
     let most = 0;
-    const getBlocks = remote.getBlocks.bind(remote);
-    remote.getBlocks = async (addresses) => {
-      // Message calls only (pages of four come 16 or fewer a call): how many overlap.
-      if (addresses.length < 64) return getBlocks(addresses);
+    // Message calls only (pages come by getBlocks): how many overlap.
+    const getBlocksWithin = remote.getBlocksWithin.bind(remote);
+    remote.getBlocksWithin = async (addresses, maxBytes) => {
+      if (addresses.length < 64) return getBlocksWithin(addresses, maxBytes);
       most = Math.max(most, ++inFlight);
       try {
-        return await afterRoundTrip(() => getBlocks(addresses));
+        return await afterRoundTrip(() => getBlocksWithin(addresses, maxBytes));
       } finally {
         inFlight--;
       }

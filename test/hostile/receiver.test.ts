@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Receiver, type Delivery } from "../../actors/receiver.js";
+import { FETCH_BYTES, Receiver, type Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
@@ -200,5 +200,52 @@ describe("hostile - a sender reads its own name as any reader does", () => {
     await sender.append([utf8("b0")], utf8("g"), 1n);
     await expect(sender.publish()).rejects.toThrowError(/PERMISSION_DENIED: head of name "k51\w+"/);
     expect((await w.names.get(w.name))!.content).toEqual(forged);
+  });
+});
+
+describe("receiver - memory, whatever the messages' sizes", () => {
+  it("holds at most FETCH_BYTES of messages a fetch and a delivered batch (and the one message that crosses it), and delivers every message once, in order", async () => {
+    // A writer picks its messages' sizes: fetches counted in messages alone held what they added up to
+    // (4,096 messages of 1 MiB a call, 32 calls ahead of delivery: a receive grew past 12 GB).
+    const { remote } = memoryWorld();
+    const log = new MemoryLocalLog();
+    const sender = new Sender({ name: "big", log, published: new MemoryCheckpointStore(), remote: remote(), embed: "none" });
+    const size = 700_000;
+    const count = 40;
+    await sender.append(
+      Array.from({ length: count }, (_, i) => new Uint8Array(size).fill(i)),
+      utf8("g"),
+      1n,
+    );
+    await sender.publish();
+
+    // The real Remote, each fetch's answer weighed as it comes back.
+    const fetched: number[] = [];
+    const real = remote();
+    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (fetched.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
+    const observed = new Proxy(real, {
+      get(target, property) {
+        if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
+        if (property === "getBlocksWithin") return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin(addresses, maxBytes).then(weigh);
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const got: Delivery[] = [];
+    // Each message is a view into its fetch's answer, and keeps it alive until its batch has gone out.
+    const batchBytes: number[] = [];
+    await new Receiver({ name: "big", remote: observed, checkpoints: new MemoryCheckpointStore() }).sync(async (batch) => {
+      got.push(...batch);
+      batchBytes.push(batch.reduce((sum, delivery) => sum + (delivery.message?.body.length ?? 0), 0));
+    });
+
+    expect(got.map((delivery) => delivery.seq)).toEqual(Array.from({ length: count }, (_, i) => i));
+    expect(got.every((delivery, i) => delivery.message?.body.length === size && delivery.message.body[0] === i)).toBe(true);
+    // Each message once, with the few bytes of its envelope (vac.mvds.Message's group and timestamp).
+    const message = encodeMessage(newMessage(utf8("g"), 1n, new Uint8Array(size))).length;
+    expect(fetched.reduce((a, b) => a + b, 0)).toBe(count * message);
+    expect(fetched.length).toBeGreaterThan(1);
+    expect(Math.max(...fetched)).toBeLessThanOrEqual(FETCH_BYTES + message);
+    expect(Math.max(...batchBytes)).toBeLessThanOrEqual(FETCH_BYTES + size);
   });
 });
