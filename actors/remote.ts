@@ -267,9 +267,19 @@ export class Remote implements LogRemote, NameLister {
     // Indexes into this call's ids; a missing block's slot holds empty bytes, which a stored empty block also is.
     for (const index of response.missing) {
       if (index >= response.blocks.length) throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${ids.length} blocks named block ${index} missing of ${response.blocks.length} returned`);
+      // Not asked to allow missing blocks, an honest CAS fails the call NOT_FOUND instead: the same
+      // fault, naming the block, which the reader narrows to its seq. An undefined slot here reached
+      // callers promised bytes (INTERNAL: a TypeError).
+      if (!allowMissing) throw this.notStored(ids[index]);
       blocks[index] = undefined;
     }
     return blocks;
+  }
+
+  /** A block the CAS says it lacks, as an honest CAS's NOT_FOUND for it reads here (services/block-service.ts). */
+  private notStored(address: Uint8Array): RemoteLogError {
+    const text = addressText(address);
+    return RemoteLogError.notFound(`CAS ${this.casUrl} GetMany: block ${text} is not stored`, { address: text });
   }
 
   /**
@@ -286,6 +296,9 @@ export class Remote implements LogRemote, NameLister {
       throw fromConnectError(err, `CAS ${this.casUrl} GetMany`);
     }
     const blocks = response.blocks;
+    // No missing block was allowed: as in getManyPrefix, one named is NOT_FOUND.
+    const missing = blocks.length <= addresses.length ? response.missing.find((index) => index < blocks.length) : undefined;
+    if (missing !== undefined) throw this.notStored(addresses[missing]);
     if (blocks.length === 0 || blocks.length > addresses.length || response.missing.length > 0) {
       throw RemoteLogError.internal(`CAS ${this.casUrl} GetMany of ${addresses.length} blocks returned ${blocks.length === 0 ? "none" : `${blocks.length}, ${response.missing.length} missing`}`);
     }

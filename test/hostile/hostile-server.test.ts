@@ -1,0 +1,66 @@
+import { join } from "node:path";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { afterEach, describe, expect, it } from "vitest";
+import { addressText } from "../../core/hash.js";
+import { GetManyRequestSchema, GetManyResponseSchema } from "../../gen/remotelog/v1/blocks_pb.js";
+import { startH2Proxy, type H2Proxy } from "../helpers/h2-proxy.js";
+import { cleanup, lines, parseJsonl, runCli, startServer, tempDir } from "../helpers/processes.js";
+
+// The client verbs against a hostile or failing server: a proxy in front of a real `serve` that
+// changes its answers, or answers for it, as the client meets it (a real process of the built CLI).
+
+const proxies: H2Proxy[] = [];
+afterEach(async () => {
+  for (const proxy of proxies.splice(0)) await proxy.close();
+  await cleanup();
+});
+
+async function proxyTo(url: string): Promise<H2Proxy> {
+  const proxy = await startH2Proxy(url);
+  proxies.push(proxy);
+  return proxy;
+}
+
+const seqs = (stdout: string) => parseJsonl<{ seq: number }>(stdout).map((line) => line.seq);
+const upTo = (end: number) => Array.from({ length: end }, (_, i) => i);
+
+describe("hostile server - a GetMany answer that names a block missing though the call did not allow it", () => {
+  it("receive prints seqs 0..999, then NOT_FOUND naming the name, seq 1000 and its block, as for a block the server lacks; backup --from-name fails NOT_FOUND naming the block", { timeout: 90_000 }, async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    // Every message in the CAS (none embedded in the head).
+    const sent = await runCli(["send", "--unsigned", "--embed", "none", "--name", "c", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(1200) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const intact = await runCli(["receive", "--unsigned", "--name", "c", "--server", server.url, "--from-seq", "1000", "--batch", "1"]);
+    expect(intact.code, intact.stderr).toBe(0);
+    const address = parseJsonl<{ address: string }>(intact.stdout)[0].address;
+
+    // The proxy answers every GetMany that asks for message 1000 without allow_missing with
+    // missing = [its index] and empty bytes there: what only a CAS that allows missing blocks may say.
+    const proxy = await proxyTo(server.url);
+    proxy.rewrite = ({ method, body: request }, body) => {
+      if (method !== "BlockService/GetMany") return undefined;
+      const asked = fromBinary(GetManyRequestSchema, request);
+      const index = asked.ids.findIndex((id) => addressText(id) === address);
+      if (asked.allowMissing || index === -1) return undefined;
+      const answer = fromBinary(GetManyResponseSchema, body);
+      if (index >= answer.blocks.length) return undefined;
+      answer.missing = [index];
+      answer.blocks[index] = new Uint8Array(0);
+      return Buffer.from(toBinary(GetManyResponseSchema, answer));
+    };
+
+    const received = await runCli(["receive", "--unsigned", "--name", "c", "--server", proxy.url, "--state", join(dir, "bob"), "--retry-for", "1"]);
+    // The old client took the missing slot for bytes: INTERNAL: call: The "input" argument must be of type string…
+    expect(received.code).toBe(1);
+    expect(received.stderr).not.toContain("INTERNAL");
+    expect(seqs(received.stdout)).toEqual(upTo(1000));
+    expect(received.stderr).toMatch(new RegExp(`NOT_FOUND: name "c" seq 1000: .*block ${address} is not stored`));
+
+    const backup = await runCli(["backup", "--unsigned", "--from-name", "c", "--to", join(dir, "backup"), "--server", proxy.url, "--retry-for", "1"]);
+    // The old client: INTERNAL: Cannot read properties of undefined (reading 'length').
+    expect(backup.code).toBe(1);
+    expect(backup.stderr).not.toContain("INTERNAL");
+    expect(backup.stderr).toMatch(new RegExp(`NOT_FOUND: .*block ${address} is not stored`));
+  });
+});
