@@ -39,6 +39,10 @@ export function fromConnectError(err: unknown, where: string): RemoteLogError {
   if (connectError.code === Code.Unimplemented) {
     return RemoteLogError.invalidArgument(`${where}: no such service at this URL (${connectError.rawMessage || "unimplemented"}): is it a remotelog server's URL, with the right path?`, err);
   }
+  const notOurs = notAnsweredAsOurs(connectError);
+  if (notOurs !== undefined) {
+    return RemoteLogError.invalidArgument(`${where}: the URL did not answer as a remotelog server does (${notOurs}): is it a remotelog server's URL, with the right path?`, err);
+  }
   // An https:// URL of a server that speaks plain HTTP: its answer is no TLS record. Retrying cannot
   // help, and OpenSSL's own text ("ssl3_get_record:wrong version number") said nothing of the URL.
   if (causeCodes(connectError).includes("ERR_SSL_WRONG_VERSION_NUMBER")) {
@@ -46,6 +50,25 @@ export function fromConnectError(err: unknown, where: string): RemoteLogError {
   }
   const code = failedOnTheWay(connectError) ? ErrorCodes.UNAVAILABLE : (errorCodeOf[connectError.code] ?? ErrorCodes.INTERNAL);
   return new RemoteLogError(code, `${where}: ${connectError.rawMessage || Code[connectError.code]}`, { cause: err });
+}
+
+/**
+ * What showed that an answer came from something other than a remotelog server, which connect reports
+ * as Unknown or Internal (a bug, to our codes): a redirect or another HTTP status connect gives no
+ * code of its own (a 502, 503, 504 or 429 from a proxy stays Unavailable, and is retried), a 200 of
+ * another content type (a captive portal's HTML), or bytes that do not parse as the answer. undefined
+ * for any other error.
+ */
+function notAnsweredAsOurs(err: ConnectError): string | undefined {
+  if (err.code !== Code.Unknown && err.code !== Code.Internal) return undefined;
+  const status = /^HTTP ([1-4]\d\d)$/.exec(err.rawMessage);
+  if (status) {
+    const location = err.metadata.get("location");
+    return status[1].startsWith("3") ? `HTTP ${status[1]}, a redirect${location ? ` to ${location}` : ""}` : `HTTP ${status[1]}`;
+  }
+  if (err.rawMessage.startsWith("unsupported content type ")) return `HTTP 200 with ${err.rawMessage}`;
+  if (/^parse (binary|json):/.test(err.rawMessage)) return `its answer does not parse: ${err.rawMessage}`;
+  return undefined;
 }
 
 /** The Node error codes (ECONNRESET, ERR_SSL_…) along err's chain of causes: the client's own failures carry them. */

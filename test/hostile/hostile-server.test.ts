@@ -1,9 +1,10 @@
+import type { ServerHttp2Stream } from "node:http2";
 import { join } from "node:path";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import { addressText } from "../../core/hash.js";
 import { GetManyRequestSchema, GetManyResponseSchema } from "../../gen/remotelog/v1/blocks_pb.js";
-import { startH2Proxy, type H2Proxy } from "../helpers/h2-proxy.js";
+import { startH2Proxy, type H2Proxy, type ProxiedCall } from "../helpers/h2-proxy.js";
 import { cleanup, lines, parseJsonl, runCli, startServer, tempDir } from "../helpers/processes.js";
 
 // The client verbs against a hostile or failing server: a proxy in front of a real `serve` that
@@ -62,5 +63,41 @@ describe("hostile server - a GetMany answer that names a block missing though th
     expect(backup.code).toBe(1);
     expect(backup.stderr).not.toContain("INTERNAL");
     expect(backup.stderr).toMatch(new RegExp(`NOT_FOUND: .*block ${address} is not stored`));
+  });
+});
+
+describe("hostile server - a URL that does not answer as a remotelog server does", () => {
+  it("a redirect, an HTML 200, or a 200 whose bytes do not parse is INVALID_ARGUMENT naming what came back, not INTERNAL; a proxy's 503 is still an outage, retried", { timeout: 90_000 }, async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const sent = await runCli(["send", "--unsigned", "--embed", "none", "--name", "c", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(10) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const proxy = await proxyTo(server.url);
+    const answer = (status: number, headers: Record<string, string>, body: string | Buffer) => (stream: ServerHttp2Stream) => {
+      stream.respond({ ":status": status, ...headers });
+      stream.end(body);
+      return true;
+    };
+    const cases: [string, (call: ProxiedCall, stream: ServerHttp2Stream) => boolean, RegExp][] = [
+      ["redirect", (_, stream) => answer(302, { location: "http://127.0.0.1:1/elsewhere" }, "")(stream), /INVALID_ARGUMENT: NS http:\S+ Fetch "c": the URL did not answer as a remotelog server does \(HTTP 302, a redirect to http:\/\/127\.0\.0\.1:1\/elsewhere\): is it a remotelog server's URL, with the right path\?/],
+      ["html", (_, stream) => answer(200, { "content-type": "text/html" }, "<html>captive portal</html>")(stream), /INVALID_ARGUMENT: NS http:\S+ Fetch "c": the URL did not answer as a remotelog server does \(HTTP 200 with unsupported content type text\/html\)/],
+      // The name is read well, and a GetMany answered with bytes that are no GetManyResponse.
+      ["garbage", ({ method }, stream) => method === "BlockService/GetMany" && answer(200, { "content-type": "application/proto" }, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34]))(stream), /INVALID_ARGUMENT: CAS http:\S+ GetMany: the URL did not answer as a remotelog server does \(its answer does not parse: parse binary: /],
+    ];
+    for (const [what, intercept, said] of cases) {
+      proxy.intercept = intercept;
+      const received = await runCli(["receive", "--unsigned", "--name", "c", "--server", proxy.url]);
+      // The old client: INTERNAL: … HTTP 302, unsupported content type text/html, parse binary: illegal tag ….
+      expect(received.code, `${what}: ${received.stderr}`).toBe(1);
+      expect(received.stderr, what).toMatch(said);
+      expect(received.stderr, what).not.toContain("INTERNAL");
+      expect(received.stderr, what).not.toContain("retrying");
+    }
+    // A proxy in front of a server that is down says 503: retried until --retry-for gives up.
+    proxy.intercept = (_, stream) => answer(503, { "content-type": "text/plain" }, "no upstream")(stream);
+    const outage = await runCli(["receive", "--unsigned", "--name", "c", "--server", proxy.url, "--retry-for", "1"]);
+    expect(outage.code, outage.stderr).toBe(1);
+    expect(outage.stderr).toContain("retrying");
+    expect(outage.stderr).toMatch(/remotelog: UNAVAILABLE: gave up after .*HTTP 503/);
   });
 });
