@@ -5,7 +5,7 @@ import { MemoryCheckpointStore } from "../stores/memory/checkpoint-store.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine, deliveryText } from "./format.js";
-import { followName } from "./follow.js";
+import { answering, followName, RetryStatus } from "./follow.js";
 
 export const summary = "print a remote log, stateless (like git log or ipfs cat): text or JSONL";
 
@@ -74,7 +74,8 @@ export function command(io: Io) {
         }
       };
       try {
-        const receiver = new Receiver({ name, remote, checkpoints: new MemoryCheckpointStore(), maxPages: flags.maxPages, fromSeq: flags.fromSeq });
+        const status = RetryStatus.forFollow(io, "cat", flags.retryFor, false);
+        const receiver = new Receiver({ name, remote: answering(remote, status), checkpoints: new MemoryCheckpointStore(), maxPages: flags.maxPages, fromSeq: flags.fromSeq });
         await followName({
           verb: "cat",
           io,
@@ -82,7 +83,7 @@ export function command(io: Io) {
           ns: remote,
           follow: false,
           intervalMs: 0,
-          retryForSeconds: flags.retryFor,
+          status,
           notFound: `name ${JSON.stringify(name)} has no remote log`,
           sync: (pushed) => receiver.sync(deliver, pushed),
         });

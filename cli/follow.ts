@@ -48,6 +48,21 @@ export class RetryStatus {
     return { timeoutMs, signal: this.io.signal, onRetry: (err, delay) => this.retrying(err.message, delay) };
   }
 
+  /**
+   * A verb whose services fail after they answered (a catch-up cut off halfway) stays at the budget of
+   * services that answered; set as soon as any call is answered (answering), not only once a whole
+   * sync is done: a first catch-up cut off after thousands of messages had the first-contact budget, ~3 s
+   * from its first attempt, and ended at its first failure.
+   */
+  static forFollow(io: Io, verb: string, retryForSeconds: number | undefined, follow: boolean): RetryStatus {
+    return new RetryStatus(io, verb, retryForSeconds, follow ? 0 : 60);
+  }
+
+  /** Called when a call was answered: from now on an outage is retried for the reached budget. Says nothing; succeeded() does. */
+  answered(): void {
+    this.reached = true;
+  }
+
   /** Called after a call succeeded: the services answer, and a status line in place is ended. */
   succeeded(say = true): void {
     this.reached = true;
@@ -85,6 +100,29 @@ export class RetryStatus {
   }
 }
 
+/** The calls of a remote that, once one is answered, show its services answer (answering). */
+const ANSWERED_CALLS = ["fetchName", "getBlock", "getBlocks", "getBlocksAllowingMissing", "getBlocksWithin", "getPagesWithLinked", "putBlocks", "updateName", "updateNameWithBlocks"] as const;
+
+/**
+ * remote, each of its calls that is answered telling status (RetryStatus.answered), so that an outage
+ * that comes after the services first answered is retried for the reached budget (60 s, or forever
+ * when following), whichever call of a sync it cuts. Its other calls, and its withSignal (which calls
+ * these on it), are remote's.
+ */
+export function answering<T extends object>(remote: T, status: Pick<RetryStatus, "answered">): T {
+  const wrapped = Object.create(remote) as Record<string, unknown>;
+  for (const method of ANSWERED_CALLS) {
+    const call = (remote as Record<string, unknown>)[method];
+    if (typeof call !== "function") continue;
+    wrapped[method] = async (...args: unknown[]) => {
+      const result: unknown = await (call as (...args: unknown[]) => Promise<unknown>).apply(remote, args);
+      status.answered();
+      return result;
+    };
+  }
+  return wrapped as T;
+}
+
 export interface FollowOptions<R extends { found: boolean }> {
   /** The verb, for messages on stderr ("remotelog <verb>: …"). */
   verb: string;
@@ -95,8 +133,12 @@ export interface FollowOptions<R extends { found: boolean }> {
   follow: boolean;
   /** With follow, the poll interval; default: HeadWatch.pollMs (30 s while the NS pushes, 500 ms when it cannot). */
   intervalMs?: number;
-  /** How long an unreachable service is retried; undefined: about 3 s until it first answers, then 60 s once, forever when following. */
-  retryForSeconds?: number;
+  /**
+   * How long an unreachable service is retried (RetryStatus.forFollow): --retry-for, else about 3 s
+   * until it first answers, then 60 s once, forever when following. The verb's remote is answering(remote,
+   * status), so that any call answered counts.
+   */
+  status: RetryStatus;
   /** Without follow, the NOT_FOUND message for a name that has no remote log. */
   notFound: string;
   /** Says on stderr when the services answer again after retries. */
@@ -113,7 +155,7 @@ export interface FollowOptions<R extends { found: boolean }> {
  */
 export async function followName<R extends { found: boolean }>(options: FollowOptions<R>): Promise<void> {
   const { verb, io, name } = options;
-  const status = new RetryStatus(io, verb, options.retryForSeconds, options.follow ? 0 : 60);
+  const status = options.status;
   const watch = options.follow
     ? new HeadWatch(options.ns, name, io.signal, (error) => io.stderr.write(`remotelog ${verb}: the NS refused to push updates of ${JSON.stringify(name)} (${error.message}); it is polled instead, and the watch asked for again now and then\n`))
     : undefined;

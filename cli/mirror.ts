@@ -3,7 +3,7 @@ import { RemoteLogError } from "../core/errors.js";
 import { canonicalKeyName, checkVouched, isKeyName } from "../core/names.js";
 import { intOption, newCommand, runCommand, usageError, type Io } from "./command.js";
 import { endpointOptions, refusingBackupHeads, remoteFrom, type EndpointFlags } from "./endpoints.js";
-import { followName } from "./follow.js";
+import { answering, followName, RetryStatus } from "./follow.js";
 
 export const summary = "keep a verified copy of a remote log on a second CAS and NS";
 
@@ -57,7 +57,8 @@ export function command(io: Io) {
         target.close();
         throw usageError("the copy must go to other services than the ones it is read from");
       }
-      const mirror = new Mirror({ name: flags.name, source, target, maxPages: flags.maxPages, signed: isKeyName(flags.name) });
+      const status = RetryStatus.forFollow(io, "mirror", flags.retryFor, flags.follow ?? false);
+      const mirror = new Mirror({ name: flags.name, source: answering(source, status), target: answering(target, status), maxPages: flags.maxPages, signed: isKeyName(flags.name) });
       let lastFailure = "";
       // Following, a head that cannot be copied (a source behind the copy, a bad page) is said and
       // tried again on the next head; once, it is the command's failure.
@@ -81,7 +82,7 @@ export function command(io: Io) {
           ns: source,
           follow: flags.follow ?? false,
           intervalMs: flags.interval,
-          retryForSeconds: flags.retryFor,
+          status,
           notFound: `name ${JSON.stringify(flags.name)} has no remote log at ${source.nsUrl}`,
           sync: async () => {
             const result = await syncOrSay();

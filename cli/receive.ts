@@ -7,7 +7,7 @@ import { Option, type Command } from "commander";
 import { dirOption, intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
 import { deliveryLine, deliveryLines, deliveryText } from "./format.js";
-import { followName, RetryStatus } from "./follow.js";
+import { answering, followName, RetryStatus } from "./follow.js";
 import { OutFile } from "./out-file.js";
 
 export const summary = "fetch a remote log and print new messages as JSONL";
@@ -110,7 +110,8 @@ export function command(io: Io) {
           out = opened.out;
           if (opened.cut > 0) io.stderr.write(`remotelog receive: cut ${opened.cut} bytes off the end of ${out.path}: lines written after the last checkpoint, delivered again now\n`);
         }
-        const receiver = new Receiver({ name, remote, checkpoints: out ?? cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
+        const status = RetryStatus.forFollow(io, "receive", flags.retryFor, flags.follow ?? false);
+        const receiver = new Receiver({ name, remote: answering(remote, status), checkpoints: out ?? cached, batchSize: flags.batch, maxPages: flags.maxPages, fromSeq: flags.fromSeq, waitForSeq: flags.follow });
         const deliver = async (batch: Delivery[]) => {
           // --out always holds JSONL: its lines carry the seq and id that make them checkable.
           if (out) return out.append(batch.map((d) => deliveryLine(d.seq, d.id, d.address, d.message)).join(""));
@@ -125,7 +126,7 @@ export function command(io: Io) {
           ns: remote,
           follow: flags.follow ?? false,
           intervalMs: flags.interval,
-          retryForSeconds: flags.retryFor,
+          status,
           notFound: `name ${JSON.stringify(name)} has no remote log yet`,
           sayRecovered: true,
           sync: (pushed) => receiver.sync(deliver, pushed),

@@ -1,11 +1,11 @@
-import type { ServerHttp2Stream } from "node:http2";
+import http2, { type ServerHttp2Stream } from "node:http2";
 import { join } from "node:path";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import { addressText } from "../../core/hash.js";
 import { GetManyRequestSchema, GetManyResponseSchema } from "../../gen/remotelog/v1/blocks_pb.js";
 import { startH2Proxy, type H2Proxy, type ProxiedCall } from "../helpers/h2-proxy.js";
-import { cleanup, lines, parseJsonl, runCli, startServer, tempDir } from "../helpers/processes.js";
+import { cleanup, collect, lines, parseJsonl, runCli, spawnCli, startServer, tempDir } from "../helpers/processes.js";
 
 // The client verbs against a hostile or failing server: a proxy in front of a real `serve` that
 // changes its answers, or answers for it, as the client meets it (a real process of the built CLI).
@@ -99,5 +99,82 @@ describe("hostile server - a URL that does not answer as a remotelog server does
     expect(outage.code, outage.stderr).toBe(1);
     expect(outage.stderr).toContain("retrying");
     expect(outage.stderr).toMatch(/remotelog: UNAVAILABLE: gave up after .*HTTP 503/);
+  });
+});
+
+/**
+ * From the getManys-th GetMany on, the proxy refuses every stream (REFUSED_STREAM, as a server going
+ * down does) until it has refused refusedFetches NS Fetches (each retry of a sync starts with one),
+ * then passes every call again. Six refused Fetches take at least 4.7 s of backoff: past the ~3 s a
+ * service that never answered is given.
+ */
+function outageAfter(proxy: H2Proxy, getManys: number, refusedFetches = 6): { refused: () => number } {
+  let refused = 0;
+  let state: "before" | "down" | "over" = "before";
+  proxy.intercept = ({ method, n }, stream) => {
+    if (state === "before" && method === "BlockService/GetMany" && n >= getManys) state = "down";
+    if (state !== "down") return false;
+    if (method === "NS/Fetch" && ++refused >= refusedFetches) state = "over";
+    stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    return true;
+  };
+  return { refused: () => refused };
+}
+
+describe("hostile server - an outage after the server has answered", () => {
+  it("receive, receive --follow, cat and mirror retry it (60 s, forever with --follow) instead of ending within ~3 s; each message is delivered exactly once", { timeout: 120_000 }, async () => {
+    const dir = await tempDir();
+    const [server, copy] = await Promise.all([startServer(["--listen", "127.0.0.1:0", "--memory"]), startServer(["--listen", "127.0.0.1:0", "--memory"])]);
+    const count = 3000;
+    const sent = await runCli(["send", "--unsigned", "--embed", "none", "--name", "c", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(count) });
+    expect(sent.code, sent.stderr).toBe(0);
+    const [toReceive, toFollow, toCat, toMirror] = await Promise.all([proxyTo(server.url), proxyTo(server.url), proxyTo(server.url), proxyTo(server.url)]);
+    // receive fetches 256 messages a call (--batch 64): the outage comes after several calls delivered;
+    // cat's and mirror's first GetMany of messages asks for all of them, after the name and the pages were read.
+    const outages = [outageAfter(toReceive, 6), outageAfter(toFollow, 6), outageAfter(toCat, 2), outageAfter(toMirror, 2)];
+
+    const receive = runCli(["receive", "--unsigned", "--name", "c", "--server", toReceive.url, "--state", join(dir, "bob"), "--batch", "64"], { timeoutMs: 100_000 });
+    const follower = spawnCli(["receive", "--unsigned", "--name", "c", "--server", toFollow.url, "--state", join(dir, "carol"), "--batch", "64", "--follow"]);
+    const following = collect(follower, undefined, 100_000);
+    const cat = runCli(["cat", "--unsigned", "c", "--server", toCat.url, "--format", "jsonl"], { timeoutMs: 100_000 });
+    const mirror = runCli(["mirror", "--unsigned", "--name", "c", "--server", toMirror.url, "--to", copy.url], { timeoutMs: 100_000 });
+
+    // The follower runs until stopped: once it has printed every message (or ended on its own, as the old one did).
+    let printed = "";
+    await new Promise<void>((resolve) => {
+      const onData = (chunk: Buffer) => {
+        printed += chunk.toString("utf8");
+        if (printed.split("\n").length > count) done();
+      };
+      const done = () => {
+        follower.stdout!.off("data", onData);
+        follower.off("exit", done);
+        resolve();
+      };
+      follower.stdout!.on("data", onData);
+      follower.once("exit", done);
+    });
+    follower.kill("SIGTERM");
+
+    for (const [verb, result] of [
+      ["receive", await receive],
+      ["receive --follow", await following],
+      ["cat", await cat],
+    ] as const) {
+      // The old client gave up within ~3 s of its first attempt: UNAVAILABLE: gave up after 2.7 s and 6 attempts …, exit 1.
+      if (verb !== "receive --follow") expect(result.code, `${verb}: ${result.stderr}`).toBe(0);
+      expect(result.stderr, verb).not.toContain("gave up");
+      expect(result.stderr, verb).toContain("retrying");
+      expect(seqs(result.stdout), verb).toEqual(upTo(count));
+    }
+    const mirrored = await mirror;
+    expect(mirrored.code, mirrored.stderr).toBe(0);
+    expect(mirrored.stderr).not.toContain("gave up");
+    expect(mirrored.stderr).toContain("retrying");
+    const copied = await runCli(["cat", "--unsigned", "c", "--server", copy.url, "--format", "jsonl"]);
+    expect(copied.code, copied.stderr).toBe(0);
+    expect(seqs(copied.stdout)).toEqual(upTo(count));
+    // Each was cut off for all six refused Fetches, and came back.
+    for (const outage of outages) expect(outage.refused()).toBe(6);
   });
 });
