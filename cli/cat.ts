@@ -85,7 +85,7 @@ export function command(io: Io) {
           intervalMs: 0,
           status,
           notFound: `name ${JSON.stringify(name)} has no remote log`,
-          sync: (pushed) => receiver.sync(deliver, pushed),
+          sync: (pushed, signal) => receiver.sync(deliver, pushed, signal),
         });
         if (flags.reverse) await write(held.reverse().map(line).join(""));
       } catch (err) {

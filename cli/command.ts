@@ -55,6 +55,11 @@ export async function runCommand(command: Command, args: string[], io: Io): Prom
     }
     // The reader went away (`| head -1`): what it wanted it has, so end quietly, as cat and grep do.
     if (isBrokenPipe(err) || isBrokenPipe((err as Error | undefined)?.cause)) return EXIT_OK;
+    const stoppedBy = (err as RemoteLogError & { stoppedBy?: string } | undefined)?.stoppedBy;
+    if (isRemoteLogError(err) && stoppedBy !== undefined) {
+      io.stderr.write(`remotelog: stopped by ${stoppedBy}: ${err.text}\n`);
+      return EXIT_SIGNAL[stoppedBy] ?? EXIT_FAILURE;
+    }
     if (isRemoteLogError(err, "INVALID_ARGUMENT") && (err as RemoteLogError & { usage?: boolean }).usage) {
       io.stderr.write(`remotelog: ${err.message}\n`);
       return EXIT_USAGE;
@@ -69,6 +74,19 @@ export async function runCommand(command: Command, args: string[], io: Io): Prom
 export function usageError(message: string): RemoteLogError {
   const err = RemoteLogError.invalidArgument(message) as RemoteLogError & { usage?: boolean };
   err.usage = true;
+  return err;
+}
+
+/** The exit code of a verb a signal stopped before its work was done: 128 + the signal's number, as a shell reports a process the signal ended. */
+const EXIT_SIGNAL: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * The error of a verb that SIGINT or SIGTERM (signal) stopped before its work was done, its calls in
+ * progress cancelled: runCommand prints "stopped by SIGINT: what" and exits 130 or 143.
+ */
+export function stoppedError(signal: string, what: string): RemoteLogError {
+  const err = RemoteLogError.aborted(what) as RemoteLogError & { stoppedBy?: string };
+  err.stoppedBy = signal;
   return err;
 }
 

@@ -64,8 +64,11 @@ export function checkUrl(url: string | undefined, flag: string, options: { unixS
  */
 export function refusingBackupHeads<T extends Pick<AnyRemote, "fetchName">>(remote: T): T {
   const wrapped = Object.create(remote) as T;
-  wrapped.fetchName = async (name: string) => {
-    const head = await remote.fetchName(name);
+  // The call's options go on with it: Remote.withSignal, called on wrapped, passes each call's signal so.
+  type FetchName = (name: string, ...options: unknown[]) => ReturnType<AnyRemote["fetchName"]>;
+  const fetchName = remote.fetchName.bind(remote) as FetchName;
+  (wrapped as { fetchName: FetchName }).fetchName = async (name, ...options) => {
+    const head = await fetchName(name, ...options);
     if (head && head.content[0] === 0x09) {
       const { decodeBackupHead } = await import("../backup/pack-format.js");
       if (decodeBackupHead(head.content)) {

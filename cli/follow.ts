@@ -2,7 +2,7 @@ import { HeadWatch } from "../actors/head-watch.js";
 import { withRetry, type NameHead, type Remote } from "../actors/remote.js";
 import { RemoteLogError } from "../core/errors.js";
 import type { RetryOptions } from "../core/retry.js";
-import type { Io } from "./command.js";
+import { stoppedError, stoppingSignal, type Io } from "./command.js";
 
 /** How long a service that has never answered is tried before giving up, unless --retry-for says otherwise. */
 export const FIRST_CONTACT_MS = 3_000;
@@ -141,10 +141,15 @@ export interface FollowOptions<R extends { found: boolean }> {
   status: RetryStatus;
   /** Without follow, the NOT_FOUND message for a name that has no remote log. */
   notFound: string;
+  /** What a stop by a signal before the work was done leaves, said with it (receive: where the checkpoint stands). */
+  stopped?: string;
   /** Says on stderr when the services answer again after retries. */
   sayRecovered?: boolean;
-  /** One sync of the name, from the head the NS pushed when there is one. */
-  sync: (pushed: NameHead | undefined) => Promise<R>;
+  /**
+   * One sync of the name, from the head the NS pushed when there is one; its calls cancelled when
+   * signal (the verb's io.signal) aborts.
+   */
+  sync: (pushed: NameHead | undefined, signal: AbortSignal) => Promise<R>;
 }
 
 /**
@@ -163,7 +168,19 @@ export async function followName<R extends { found: boolean }>(options: FollowOp
   let pushed: NameHead | undefined;
   try {
     for (;;) {
-      const result = await withRetry(() => options.sync(pushed), status.options());
+      let result: R;
+      try {
+        result = await withRetry(() => options.sync(pushed, io.signal), status.options());
+      } catch (err) {
+        if (!io.signal.aborted) throw err;
+        // The signal cancelled the sync's calls, or its wait for the next attempt: whatever they failed
+        // with is the stop's doing. A follower ends as it does between syncs; a verb stopped before its
+        // work was done says so (130 or 143). Waiting on a call that never ended, it went on until main's
+        // grace of 5 s ran out.
+        const signal = stoppingSignal(io.signal);
+        if (options.follow || signal === undefined) break;
+        throw stoppedError(signal, `${verb} of ${JSON.stringify(name)} ended before it was done, its calls in progress cancelled${options.stopped ? `; ${options.stopped}` : ""}`);
+      }
       status.succeeded(options.sayRecovered);
       if (!result.found) {
         if (!options.follow) throw RemoteLogError.notFound(options.notFound);

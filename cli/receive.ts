@@ -2,7 +2,8 @@ import { readFile } from "node:fs/promises";
 import { ManyReceiver } from "../actors/many-receiver.js";
 import { WriteThroughCheckpoints } from "../core/checkpoint-store.js";
 import { canonicalKeyName, checkVouched } from "../core/names.js";
-import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, Receiver, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
+import { Receiver } from "../actors/receiver.js";
+import { FileCheckpointStore, isKeyName, MemoryCheckpointStore, openGateway, RemoteLogError, withRetry, type CheckpointStore, type Delivery, type ErrorCode } from "../lib/index.js";
 import { Option, type Command } from "commander";
 import { dirOption, intOption, newCommand, runCommand, usageError, repeatable, type Io } from "./command.js";
 import { checkKuboNames, endpointOptions, refusingBackupHeads, remoteFrom, type AnyRemote, type EndpointFlags } from "./endpoints.js";
@@ -129,7 +130,8 @@ export function command(io: Io) {
           status,
           notFound: `name ${JSON.stringify(name)} has no remote log yet`,
           sayRecovered: true,
-          sync: (pushed) => receiver.sync(deliver, pushed),
+          stopped: flags.state === undefined ? undefined : `the checkpoint in ${flags.state} stands after the last batch printed, where the next receive goes on`,
+          sync: (pushed, signal) => receiver.sync(deliver, pushed, signal),
         }).finally(() => out?.close());
       } finally {
         remote.close();

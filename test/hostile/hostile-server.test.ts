@@ -178,3 +178,46 @@ describe("hostile server - an outage after the server has answered", () => {
     for (const outage of outages) expect(outage.refused()).toBe(6);
   });
 });
+
+describe("hostile server - a signal while a call waits on an answer that trickles", () => {
+  it("SIGINT or SIGTERM ends receive at once, cancelling the call, with 130 or 143, its checkpoint where the next receive goes on", { timeout: 90_000 }, async () => {
+    const dir = await tempDir();
+    const server = await startServer(["--listen", "127.0.0.1:0", "--memory"]);
+    const count = 2000;
+    const sent = await runCli(["send", "--unsigned", "--embed", "none", "--name", "c", "--server", server.url, "--data", join(dir, "alice")], { stdin: lines(count) });
+    expect(sent.code, sent.stderr).toBe(0);
+    for (const [signal, code] of [
+      ["SIGINT", 130],
+      ["SIGTERM", 143],
+    ] as const) {
+      const proxy = await proxyTo(server.url);
+      // From the third GetMany on, a 200 and then a byte a second, for ever: never idle, never done.
+      let trickling!: () => void;
+      const trickles = new Promise<void>((resolve) => (trickling = resolve));
+      proxy.intercept = ({ method, n }, stream) => {
+        if (method !== "BlockService/GetMany" || n < 3) return false;
+        stream.respond({ ":status": 200, "content-type": "application/proto" });
+        const timer = setInterval(() => stream.write(Buffer.from([0x0a])), 1000);
+        stream.on("close", () => clearInterval(timer));
+        stream.write(Buffer.from([0x0a]));
+        trickling();
+        return true;
+      };
+      const state = join(dir, `bob-${signal}`);
+      const child = spawnCli(["receive", "--unsigned", "--name", "c", "--server", proxy.url, "--state", state, "--batch", "64"]);
+      const stopped = collect(child, undefined, 60_000);
+      await trickles;
+      child.kill(signal);
+      const result = await stopped;
+      // The old receive heard the signal, but the call it waited on did not: main ended it after 5 s.
+      expect(result.signal, result.stderr).toBeNull();
+      expect(result.stderr).not.toContain("did not end within");
+      expect(result.code, result.stderr).toBe(code);
+      expect(result.stderr).toContain(`remotelog: stopped by ${signal}: receive of "c" ended before it was done, its calls in progress cancelled; the checkpoint in ${state} stands after the last batch printed`);
+      // The checkpoint stands after what was printed: the next receive prints the rest, none twice.
+      const rest = await runCli(["receive", "--unsigned", "--name", "c", "--server", server.url, "--state", state]);
+      expect(rest.code, rest.stderr).toBe(0);
+      expect([...seqs(result.stdout), ...seqs(rest.stdout)]).toEqual(upTo(count));
+    }
+  });
+});
