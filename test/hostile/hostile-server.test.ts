@@ -36,14 +36,15 @@ describe("hostile server - a GetMany answer that names a block missing though th
     expect(intact.code, intact.stderr).toBe(0);
     const address = parseJsonl<{ address: string }>(intact.stdout)[0].address;
 
-    // The proxy answers every GetMany that asks for message 1000 without allow_missing with
-    // missing = [its index] and empty bytes there: what only a CAS that allows missing blocks may say.
+    // The proxy answers every GetMany that asks for message 1000 with missing = [its index] and empty
+    // bytes there. receive asks for messages allowing missing blocks (a fetch bounded in bytes), where
+    // that is a block the CAS lacks; backup asks without, where only NOT_FOUND for the call may say so.
     const proxy = await proxyTo(server.url);
     proxy.rewrite = ({ method, body: request }, body) => {
       if (method !== "BlockService/GetMany") return undefined;
       const asked = fromBinary(GetManyRequestSchema, request);
       const index = asked.ids.findIndex((id) => addressText(id) === address);
-      if (asked.allowMissing || index === -1) return undefined;
+      if (index === -1) return undefined;
       const answer = fromBinary(GetManyResponseSchema, body);
       if (index >= answer.blocks.length) return undefined;
       answer.missing = [index];
