@@ -2,7 +2,7 @@ import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
 import { RemoteLogError, ErrorCodes } from "../core/errors.js";
 import { equalBytes, toHex } from "../core/hash.js";
 import { collectedPages } from "../core/chain.js";
-import { LogReader } from "../core/log-reader.js";
+import { FETCH_BYTES, LogReader } from "../core/log-reader.js";
 import type { LogReadRemote, LogRemote, PendingUpdate } from "../core/log-remote.js";
 import { LostRace, retryLostRaces } from "./remote.js";
 
@@ -136,10 +136,13 @@ export class Mirror {
     }
     if (moved.length > 0) await this.target.putBlocks((await this.source.readMessages(moved)).data, pending);
     let messages = 0;
-    for (let i = 0; i < pairs.length; i += this.batchSize) {
-      const batch = pairs.slice(i, i + this.batchSize);
-      // Embedded messages are checked too: the copy must hold nothing a receiver would refuse.
-      const read = await this.source.readMessages(batch);
+    for (let i = 0; i < pairs.length; ) {
+      // Embedded messages are checked too: the copy must hold nothing a receiver would refuse. At most
+      // FETCH_BYTES of messages a round, whatever their sizes: 4,096 of 1 MiB were 4 GiB held at once.
+      const read = await this.source.readMessages(pairs.slice(i, i + this.batchSize), undefined, null, FETCH_BYTES);
+      // A fetch within a budget brings its first message whatever its size.
+      if (read.taken === 0) throw RemoteLogError.internal(`name ${JSON.stringify(this.name)}: a read of ${pairs.length - i} messages brought none`);
+      i += read.taken;
       await this.target.putBlocks(read.data.filter((_, j) => read.pairs[j].data.length === 0), pending);
       messages += read.pairs.length;
     }

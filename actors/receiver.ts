@@ -4,7 +4,10 @@ import type { CheckpointStore, Checkpoint } from "../core/checkpoint-store.js";
 import { RemoteLogError } from "../core/errors.js";
 import { checkWholeNumber } from "../core/options.js";
 import { equalBytes, toHex } from "../core/hash.js";
-import { LogReader, NOT_FETCHED, TOMBSTONE, verifierForRead, type CheckedMessage, type PairVerifier } from "../core/log-reader.js";
+import { FETCH_BYTES, LogReader, NOT_FETCHED, TOMBSTONE, verifierForRead, type CheckedMessage, type PairVerifier } from "../core/log-reader.js";
+
+// The receiver's budget, re-exported for its tests.
+export { FETCH_BYTES };
 import type { LogReadRemote, NameHead } from "../core/log-remote.js";
 import { sharedVerifier } from "#verify-pool";
 import { nextTurn } from "../core/turn.js";
@@ -602,13 +605,6 @@ export function aheadFor(roundTripMs: number): number {
  */
 const FETCH_BATCHES = 4;
 
-/**
- * Message bytes one fetch call holds, at most (and the one message that crosses it): the messages past
- * it are fetched when delivery gets to them. A writer picks its messages' sizes, and fetches counted in
- * messages alone held what they added up to: 32 calls of 4,096 messages of 1 MiB ahead of delivery
- * grew a `receive` by ~250 MB/s to over 12 GB. Messages of up to 2 KiB never meet it.
- */
-export const FETCH_BYTES = 8 << 20;
 
 /**
  * Runs at most capacity tasks at once; of those waiting, the one of lowest rank starts first (the

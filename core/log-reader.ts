@@ -110,6 +110,14 @@ export const TOMBSTONE = Symbol("tombstone");
 export const NOT_FETCHED = Symbol("not fetched");
 
 /**
+ * Message bytes one fetch of a reader that copies or delivers them holds, at most (and the one message
+ * that crosses it): LogReader.messageDataUpTo's budget for the receiver and the mirror. A writer picks
+ * its messages' sizes, and fetches counted in messages alone held what they added up to: 4,096
+ * messages of 1 MiB a call. Messages of up to 2 KiB never meet it.
+ */
+export const FETCH_BYTES = 8 << 20;
+
+/**
  * Linked pages a collection keeps waiting, in bytes: as much as one answer of a server at its default
  * max_response_bytes carries, which holds the pages of ~100k messages.
  */
@@ -440,20 +448,25 @@ export class LogReader {
    * seq: firstSeq + its index in pairs when given, else its seqid. Checked as checkMessages checks
    * them: on verifier's threads when given.
    */
-  async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number, verifier: PairVerifier | null = null): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[] }> {
+  async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number, verifier: PairVerifier | null = null, maxBytes = Infinity): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[]; taken: number }> {
     const seqs: number[] = [];
+    const at: number[] = [];
     const live = pairs.filter((pair, i) => {
       if (pair.redacted) return false;
       seqs.push(firstSeq !== undefined ? firstSeq + i : Number(pair.seqid));
+      at.push(i);
       return true;
     });
-    const data = await this.messageData(live);
-    const faultOf = await this.faultsLater(live, data, verifier);
-    for (let i = 0; i < live.length; i++) {
+    const fetched = maxBytes === Infinity ? await this.messageData(live) : await this.messageDataUpTo(live, maxBytes);
+    const cut = fetched.indexOf(NOT_FETCHED);
+    const read = cut === -1 ? live : live.slice(0, cut);
+    const data = (cut === -1 ? fetched : fetched.slice(0, cut)) as Uint8Array[];
+    const faultOf = await this.faultsLater(read, data, verifier);
+    for (let i = 0; i < read.length; i++) {
       const fault = faultOf(i);
       if (fault instanceof RemoteLogError) throw this.messageFault(fault, seqs[i]);
     }
-    return { pairs: live, data };
+    return { pairs: read, data, taken: cut === -1 ? pairs.length : at[cut] };
   }
 
   /** A message's failed check, naming the name and the message's seq. */

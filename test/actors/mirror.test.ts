@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Mirror } from "../../actors/mirror.js";
-import { Receiver, type Delivery } from "../../actors/receiver.js";
+import { FETCH_BYTES, Receiver, type Delivery } from "../../actors/receiver.js";
 import { Sender } from "../../actors/sender.js";
 import { addressOf, encodeMessage, newMessage } from "../../core/hash.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
@@ -121,5 +121,40 @@ describe("mirror - a verified copy on a second CAS and NS", () => {
     expect(await w.mirror.sync()).toMatchObject({ updated: true, messages: 20 });
     expect(await w.receive(w.b)).toHaveLength(20);
     expect(await new Mirror({ name: "nobody", signed: false, source: w.a.remote(), target: w.b.remote() }).sync()).toMatchObject({ found: false });
+  });
+});
+
+describe("mirror - memory, whatever the messages' sizes", () => {
+  it("reads at most FETCH_BYTES of messages a round (and the one that crosses it), and copies every message", async () => {
+    const a = services("big-a");
+    const b = services("big-b");
+    const key = await generateNameKey();
+    const name = keyName(key);
+    const sender = new Sender({ name, key, log: new MemoryLocalLog(), published: new MemoryCheckpointStore(), remote: a.remote(), embed: "none" });
+    const size = 700_000;
+    const count = 40;
+    await sender.append(Array.from({ length: count }, (_, i) => new Uint8Array(size).fill(i)), utf8("g"), 1n);
+    await sender.publish();
+
+    // The real source Remote, each read's answer weighed as it comes back.
+    const read: number[] = [];
+    const real = a.remote();
+    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (read.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
+    const source = new Proxy(real, {
+      get(target, property) {
+        if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
+        if (property === "getBlocksWithin") return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin(addresses, maxBytes).then(weigh);
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    expect(await new Mirror({ name, source, target: b.remote() }).sync()).toMatchObject({ found: true, updated: true, messages: count });
+
+    const message = encodeMessage(newMessage(utf8("g"), 1n, new Uint8Array(size))).length;
+    // The messages' reads (pages are a few KiB each) never held more than the budget and one message.
+    expect(Math.max(...read)).toBeLessThanOrEqual(FETCH_BYTES + message);
+    const got: Delivery[] = [];
+    await new Receiver({ name, remote: b.remote(), checkpoints: new MemoryCheckpointStore() }).sync(async (batch) => void got.push(...batch));
+    expect(got.map((delivery) => delivery.message?.body[0])).toEqual(Array.from({ length: count }, (_, i) => i));
   });
 });
