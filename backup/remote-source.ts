@@ -1,7 +1,7 @@
 import { DigestTable } from "../core/digest-table.js";
 import { RemoteLogError } from "../core/errors.js";
 import { toHex } from "../core/hash.js";
-import { LogReader, verifierForRead, type PairVerifier } from "../core/log-reader.js";
+import { FETCH_BYTES, LogReader, verifierForRead, type PairVerifier } from "../core/log-reader.js";
 import type { LogRemote } from "../core/log-remote.js";
 import { checkVouched } from "../core/names.js";
 import type { RemoteLog, RemoteLog_Pair } from "../gen/vac/cas/cas_pb.js";
@@ -58,10 +58,15 @@ export class RemoteLogSource implements LogSource {
     return {
       firstSeq,
       expected: walk.pairs.length,
+      // A run of READ_RUN_PAIRS messages at a time, and at most FETCH_BYTES of them: read whole, the walk
+      // since the last backup held every message it reached at once.
       chunks: (async function* () {
-        const { pairs, data } = await reader.readMessages(walk.pairs, firstSeq, verifier);
-        once(pairs);
-        if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
+        for (let at = 0; at < walk.pairs.length; ) {
+          const { pairs, data, taken } = await reader.readMessages(walk.pairs.slice(at, at + READ_RUN_PAIRS), firstSeq + at, verifier, FETCH_BYTES);
+          at += taken;
+          once(pairs);
+          if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
+        }
       })(),
       logHead,
     };
@@ -92,7 +97,9 @@ export class RemoteLogSource implements LogSource {
       while (inFlight < READS_IN_FLIGHT && waiting.length > 0 && waiting[0].firstSeqid < handedOver + READ_AHEAD_MESSAGES) {
         const run = waiting.shift()!;
         inFlight++;
-        const read = this.reader.readMessages(run.pages.flatMap(({ page }) => oldestFirst(page)), undefined, verifier);
+        const pairs = run.pages.flatMap(({ page }) => oldestFirst(page));
+        // At most FETCH_BYTES of its messages now; the rest when the run is handed over.
+        const read = this.reader.readMessages(pairs, undefined, verifier, FETCH_BYTES).then((done) => ({ ...done, rest: pairs.slice(done.taken) }));
         run.pages = [];
         run.start(read);
         // A failed read is thrown where it is handed over; the runs before it must still be read.
@@ -153,6 +160,7 @@ export class RemoteLogSource implements LogSource {
     startReads();
     // The chain is checked whole: the reads are handed over in log order as each completes.
     const once = onceEach(this.logName, total);
+    const reader = this.reader;
     return (async function* () {
       // A read holds a run of neighbouring pages; it is taken once, at its first page. Each page lets
       // go of its read as it is passed, so that what was handed over can be collected.
@@ -162,9 +170,16 @@ export class RemoteLogSource implements LogSource {
         reads.delete(number);
         if (run === previous) continue;
         previous = run;
-        const { pairs, data } = await run.result;
-        once(pairs);
-        if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
+        let { pairs, data, rest } = await run.result;
+        for (;;) {
+          once(pairs);
+          if (data.length > 0) yield { messages: data, lastId: pairs[pairs.length - 1].localHash };
+          if (rest.length === 0) break;
+          // Past its read's budget (messages of any size): the rest of the run, a budget at a time.
+          const more = await reader.readMessages(rest, undefined, verifier, FETCH_BYTES);
+          ({ pairs, data } = more);
+          rest = rest.slice(more.taken);
+        }
         // The packer is done with it and asks for more: the reads after it may start.
         handedOver = run.firstSeqid + run.count;
         startReads();
@@ -177,8 +192,8 @@ export class RemoteLogSource implements LogSource {
   }
 }
 
-/** A read's messages, checked: the pairs that are not tombstones, and their bytes. */
-type ReadRun = { pairs: RemoteLog_Pair[]; data: Uint8Array[] };
+/** A read's messages, checked: the pairs that are not tombstones, and their bytes; rest, the run's pairs past its budget, not read yet. */
+type ReadRun = { pairs: RemoteLog_Pair[]; data: Uint8Array[]; rest: RemoteLog_Pair[] };
 
 /** Neighbouring pages read in one call (readIndexed): where it starts, its messages, and its read once started. */
 interface Run {

@@ -446,7 +446,9 @@ export class LogReader {
    * The checked bytes of each pair that is not a tombstone (tombstones are left out), fetched where
    * the page does not embed them. The first that fails is DATA_LOSS naming the name and the message's
    * seq: firstSeq + its index in pairs when given, else its seqid. Checked as checkMessages checks
-   * them: on verifier's threads when given.
+   * them: on verifier's threads when given. With maxBytes, only the messages that come within it
+   * (messageDataUpTo): taken says how many of pairs were read, tombstones among them, for the caller to
+   * read on from.
    */
   async readMessages(pairs: RemoteLog_Pair[], firstSeq?: number, verifier: PairVerifier | null = null, maxBytes = Infinity): Promise<{ pairs: RemoteLog_Pair[]; data: Uint8Array[]; taken: number }> {
     const seqs: number[] = [];
@@ -466,7 +468,11 @@ export class LogReader {
       const fault = faultOf(i);
       if (fault instanceof RemoteLogError) throw this.messageFault(fault, seqs[i]);
     }
-    return { pairs: read, data, taken: cut === -1 ? pairs.length : at[cut] };
+    const taken = cut === -1 ? pairs.length : at[cut];
+    // A fetch within a budget brings its first message whatever its size: a caller that reads on
+    // from taken would otherwise ask for the same messages for ever.
+    if (taken === 0 && pairs.length > 0) throw RemoteLogError.internal(`name ${JSON.stringify(this.name)}: a read of ${pairs.length} messages within ${maxBytes} bytes brought none`);
+    return { pairs: read, data, taken };
   }
 
   /** A message's failed check, naming the name and the message's seq. */

@@ -2,7 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Remote } from "../../actors/remote.js";
 import { Sender } from "../../actors/sender.js";
 import { RemoteLogSource } from "../../backup/remote-source.js";
-import { addressOf, toHex } from "../../core/hash.js";
+import { addressOf, decodeMessage, encodeMessage, messageId, newMessage, toHex } from "../../core/hash.js";
+import { FETCH_BYTES } from "../../core/log-reader.js";
+import type { BackedUpTo } from "../../backup/source.js";
+import { memoryWorld } from "../helpers/connect.js";
 import { listen, routes, type Listening } from "../../services/server.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
@@ -28,12 +31,22 @@ class ReadOrderRemote extends Remote {
   }
 
   override async getBlocks(addresses: Uint8Array[]): Promise<Uint8Array[]> {
+    this.note(addresses);
+    return super.getBlocks(addresses);
+  }
+
+  // A backup reads its messages within a byte budget (FETCH_BYTES).
+  override async getBlocksWithin(addresses: Uint8Array[], maxBytes: number): Promise<(Uint8Array | undefined)[]> {
+    this.note(addresses);
+    return super.getBlocksWithin(addresses, maxBytes);
+  }
+
+  private note(addresses: Uint8Array[]): void {
     const seq = this.seqOf.get(toHex(addresses[0]));
     if (seq !== undefined) {
       this.firstSeqs.push(seq);
       this.handedOverAt.push(this.handedOver);
     }
-    return super.getBlocks(addresses);
   }
 }
 
@@ -84,4 +97,52 @@ describe("a backup by name reads the log's messages oldest first, and only so fa
       await source.close();
     }
   }, 60_000);
+});
+
+describe("a backup by name holds a bounded amount of messages, whatever their sizes", () => {
+  it("reads at most FETCH_BYTES of messages a call, in a fresh backup and in one after an earlier one", async () => {
+    const { remote } = memoryWorld();
+    const sender = new Sender({ name: "big", log: new MemoryLocalLog(), remote: remote(), published: new MemoryCheckpointStore(), embed: "none" });
+    const size = 700_000;
+    const appendMany = async (from: number, count: number) => {
+      await sender.append(Array.from({ length: count }, (_, i) => new Uint8Array(size).fill(from + i)), GROUP, 1n);
+      await sender.publish();
+    };
+    await appendMany(0, 40);
+
+    // The real Remote, each read's answer weighed as it comes back.
+    const read: number[] = [];
+    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (read.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
+    const observed = (real: Remote) =>
+      new Proxy(real, {
+        get(target, property) {
+          if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
+          if (property === "getBlocksWithin") return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin(addresses, maxBytes).then(weigh);
+          const value = Reflect.get(target, property) as unknown;
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+    const handedOver = async (source: RemoteLogSource, after?: BackedUpTo) => {
+      const got: Uint8Array[] = [];
+      const { chunks, logHead } = await source.readSince(after);
+      for await (const chunk of chunks) got.push(...chunk.messages);
+      return { got, logHead };
+    };
+    const message = encodeMessage(newMessage(GROUP, 1n, new Uint8Array(size))).length;
+
+    const fresh = await handedOver(new RemoteLogSource(observed(remote()), "big", { unsigned: true }));
+    expect(fresh.got.map((bytes) => decodeMessage(bytes).body[0])).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(Math.max(...read)).toBeLessThanOrEqual(FETCH_BYTES + message);
+
+    // An earlier backup took the first 40: the walk back to its last message, and what came since.
+    await appendMany(40, 40);
+    read.length = 0;
+    const since = await handedOver(new RemoteLogSource(observed(remote()), "big", { unsigned: true }), {
+      lastSeq: 39,
+      lastId: messageId(decodeMessage(fresh.got[39])),
+      sequence: fresh.logHead?.sequence,
+    });
+    expect(since.got.map((bytes) => decodeMessage(bytes).body[0])).toEqual(Array.from({ length: 40 }, (_, i) => 40 + i));
+    expect(Math.max(...read)).toBeLessThanOrEqual(FETCH_BYTES + message);
+  });
 });
