@@ -134,14 +134,53 @@ export class GatewayRemote implements LogReadRemote {
 
   /** A gateway is asked one block a request anyway: a missing one is its 404, in the same requests as getBlocks. */
   async getBlocksAllowingMissing(addresses: Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-    return mapBounded(addresses, this.concurrency, async (address) => {
-      try {
-        return await this.getBlock(address);
-      } catch (err) {
-        if (isRemoteLogError(err, "NOT_FOUND")) return undefined;
-        throw err;
-      }
+    return mapBounded(addresses, this.concurrency, (address) => this.blockOrMissing(address));
+  }
+
+  /**
+   * getBlocksAllowingMissing of addresses' first blocks only, until maxBytes have come (LogReadRemote.getBlocksWithin):
+   * no request starts once they have, so a budget is overrun by at most the requests then in flight
+   * (concurrency of them). A receiver's fetch of 4,096 messages held them all, whatever their sizes.
+   */
+  getBlocksWithin(addresses: Uint8Array[], maxBytes: number): Promise<(Uint8Array | undefined)[]> {
+    const blocks: (Uint8Array | undefined)[] = [];
+    if (addresses.length === 0) return Promise.resolve(blocks);
+    return new Promise((resolve, reject) => {
+      let started = 0;
+      let running = 0;
+      let spent = 0;
+      let failed = false;
+      const startMore = () => {
+        while (!failed && running < this.concurrency && started < addresses.length && spent < maxBytes) {
+          const index = started++;
+          running++;
+          this.blockOrMissing(addresses[index]).then(
+            (block) => {
+              blocks[index] = block;
+              spent += block?.length ?? 0;
+              running--;
+              // Every block started has come: they are the first ones, in order.
+              if (running === 0 && (started === addresses.length || spent >= maxBytes)) resolve(blocks);
+              else startMore();
+            },
+            (err: unknown) => {
+              failed = true;
+              reject(err);
+            },
+          );
+        }
+      };
+      startMore();
     });
+  }
+
+  private async blockOrMissing(address: Uint8Array): Promise<Uint8Array | undefined> {
+    try {
+      return await this.getBlock(address);
+    } catch (err) {
+      if (isRemoteLogError(err, "NOT_FOUND")) return undefined;
+      throw err;
+    }
   }
 
   // eslint-disable-next-line require-yield

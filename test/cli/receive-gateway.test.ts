@@ -7,6 +7,8 @@ import { addressText } from "../../core/hash.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
 import { decodePage } from "../../core/page.js";
 import { openGateway, Receiver } from "../../lib/index.js";
+import { FETCH_BYTES, Receiver as ActorReceiver, type Delivery } from "../../actors/receiver.js";
+import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { cleanup, parseJsonl, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 import { flipBit, startTamperProxy, type TamperProxy } from "../helpers/tamper-proxy.js";
 
@@ -79,6 +81,39 @@ describe("receive --gateway", () => {
       remote.close();
     }
     expect(() => openGateway("ftp://example")).toThrow(/INVALID_ARGUMENT/);
+  });
+
+  it("fetches at most FETCH_BYTES of messages a call through the gateway too, whatever their sizes", async () => {
+    const bigKey = join(dir, "big.key");
+    expect((await runCli(["key", "gen", "--out", bigKey])).code).toBe(0);
+    const bigName = (await runCli(["key", "name", bigKey])).stdout.trim();
+    const size = 700_000;
+    const input = Array.from({ length: 40 }, (_, i) => `${String(i).padStart(2, "0")}${"x".repeat(size)}\n`).join("");
+    const sent = await runCli(["send", "--embed", "none", "--key", bigKey, "--data", join(dir, "big"), "--server", server.url], { stdin: input, timeoutMs: 60_000 });
+    expect(sent.code, sent.stderr).toBe(0);
+
+    // The real gateway client, each fetch's answer weighed as it comes back.
+    const real = openGateway(server.url);
+    const fetched: number[] = [];
+    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (fetched.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
+    const remote = new Proxy(real, {
+      get(target, property) {
+        if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
+        if (property === "getBlocksWithin" && target.getBlocksWithin) return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin!(addresses, maxBytes).then(weigh);
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    try {
+      const got: Delivery[] = [];
+      await new ActorReceiver({ name: bigName, remote, checkpoints: new MemoryCheckpointStore() }).sync(async (batch) => void got.push(...batch));
+      expect(got.map((delivery) => Buffer.from(delivery.message!.body.subarray(0, 2)).toString("utf8"))).toEqual(Array.from({ length: 40 }, (_, i) => String(i).padStart(2, "0")));
+      // Over by at most the requests in flight when the budget ran out (16 of a message each).
+      expect(Math.max(...fetched)).toBeLessThanOrEqual(FETCH_BYTES + 16 * (size + 64));
+      expect(fetched.reduce((a, b) => a + b, 0)).toBeGreaterThan(40 * size);
+    } finally {
+      real.close();
+    }
   });
 
   it("stops at a message whose bytes a lying gateway changed: DATA_LOSS naming it, nothing wrong printed", async () => {
