@@ -8,6 +8,7 @@ import type { EmbedMode } from "../../core/page.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { memoryWorld } from "../helpers/connect.js";
+import { weighedRemote } from "../helpers/weighed-remote.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
@@ -137,17 +138,7 @@ describe("mirror - memory, whatever the messages' sizes", () => {
     await sender.publish();
 
     // The real source Remote, each read's answer weighed as it comes back.
-    const read: number[] = [];
-    const real = a.remote();
-    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (read.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
-    const source = new Proxy(real, {
-      get(target, property) {
-        if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
-        if (property === "getBlocksWithin") return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin(addresses, maxBytes).then(weigh);
-        const value = Reflect.get(target, property) as unknown;
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const { remote: source, fetched: read } = weighedRemote(a.remote());
     expect(await new Mirror({ name, source, target: b.remote() }).sync()).toMatchObject({ found: true, updated: true, messages: count });
 
     const message = encodeMessage(newMessage(utf8("g"), 1n, new Uint8Array(size))).length;

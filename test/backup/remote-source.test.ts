@@ -6,6 +6,7 @@ import { addressOf, decodeMessage, encodeMessage, messageId, newMessage, toHex }
 import { FETCH_BYTES } from "../../core/log-reader.js";
 import type { BackedUpTo } from "../../backup/source.js";
 import { memoryWorld } from "../helpers/connect.js";
+import { weighedRemote } from "../helpers/weighed-remote.js";
 import { listen, routes, type Listening } from "../../services/server.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { MemoryContentStore } from "../../stores/memory/content-store.js";
@@ -111,17 +112,7 @@ describe("a backup by name holds a bounded amount of messages, whatever their si
     await appendMany(0, 40);
 
     // The real Remote, each read's answer weighed as it comes back.
-    const read: number[] = [];
-    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (read.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
-    const observed = (real: Remote) =>
-      new Proxy(real, {
-        get(target, property) {
-          if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
-          if (property === "getBlocksWithin") return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin(addresses, maxBytes).then(weigh);
-          const value = Reflect.get(target, property) as unknown;
-          return typeof value === "function" ? value.bind(target) : value;
-        },
-      });
+    const { remote: observed, fetched: read } = weighedRemote(remote());
     const handedOver = async (source: RemoteLogSource, after?: BackedUpTo) => {
       const got: Uint8Array[] = [];
       const { chunks, logHead } = await source.readSince(after);
@@ -130,14 +121,14 @@ describe("a backup by name holds a bounded amount of messages, whatever their si
     };
     const message = encodeMessage(newMessage(GROUP, 1n, new Uint8Array(size))).length;
 
-    const fresh = await handedOver(new RemoteLogSource(observed(remote()), "big", { unsigned: true }));
+    const fresh = await handedOver(new RemoteLogSource(observed, "big", { unsigned: true }));
     expect(fresh.got.map((bytes) => decodeMessage(bytes).body[0])).toEqual(Array.from({ length: 40 }, (_, i) => i));
     expect(Math.max(...read)).toBeLessThanOrEqual(FETCH_BYTES + message);
 
     // An earlier backup took the first 40: the walk back to its last message, and what came since.
     await appendMany(40, 40);
     read.length = 0;
-    const since = await handedOver(new RemoteLogSource(observed(remote()), "big", { unsigned: true }), {
+    const since = await handedOver(new RemoteLogSource(observed, "big", { unsigned: true }), {
       lastSeq: 39,
       lastId: messageId(decodeMessage(fresh.got[39])),
       sequence: fresh.logHead?.sequence,

@@ -9,6 +9,7 @@ import { decodePage } from "../../core/page.js";
 import { openGateway, Receiver } from "../../lib/index.js";
 import { FETCH_BYTES, Receiver as ActorReceiver, type Delivery } from "../../actors/receiver.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
+import { weighedRemote } from "../helpers/weighed-remote.js";
 import { cleanup, parseJsonl, runCli, startServer, tempDir, type Server } from "../helpers/processes.js";
 import { flipBit, startTamperProxy, type TamperProxy } from "../helpers/tamper-proxy.js";
 
@@ -94,16 +95,7 @@ describe("receive --gateway", () => {
 
     // The real gateway client, each fetch's answer weighed as it comes back.
     const real = openGateway(server.url);
-    const fetched: number[] = [];
-    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (fetched.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
-    const remote = new Proxy(real, {
-      get(target, property) {
-        if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
-        if (property === "getBlocksWithin" && target.getBlocksWithin) return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin!(addresses, maxBytes).then(weigh);
-        const value = Reflect.get(target, property) as unknown;
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const { remote, fetched } = weighedRemote(real);
     try {
       const got: Delivery[] = [];
       await new ActorReceiver({ name: bigName, remote, checkpoints: new MemoryCheckpointStore() }).sync(async (batch) => void got.push(...batch));

@@ -5,6 +5,7 @@ import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
 import { addressOf, encodeMessage, newMessage } from "../../core/hash.js";
 import { memoryWorld } from "../helpers/connect.js";
+import { weighedRemote } from "../helpers/weighed-remote.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";
 import { decodePage, encodePage } from "../../core/page.js";
 import { create } from "@bufbuild/protobuf";
@@ -220,17 +221,7 @@ describe("receiver - memory, whatever the messages' sizes", () => {
     await sender.publish();
 
     // The real Remote, each fetch's answer weighed as it comes back.
-    const fetched: number[] = [];
-    const real = remote();
-    const weigh = <T extends (Uint8Array | undefined)[]>(blocks: T) => (fetched.push(blocks.reduce((sum, block) => sum + (block?.length ?? 0), 0)), blocks);
-    const observed = new Proxy(real, {
-      get(target, property) {
-        if (property === "getBlocks") return (addresses: Uint8Array[]) => target.getBlocks(addresses).then(weigh);
-        if (property === "getBlocksWithin") return (addresses: Uint8Array[], maxBytes: number) => target.getBlocksWithin(addresses, maxBytes).then(weigh);
-        const value = Reflect.get(target, property) as unknown;
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const { remote: observed, fetched } = weighedRemote(remote());
     const got: Delivery[] = [];
     // Each message is a view into its fetch's answer, and keeps it alive until its batch has gone out.
     const batchBytes: number[] = [];
