@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
-import { access, constants, readFile } from "node:fs/promises";
+import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import type { Checkpoint, CheckpointStore } from "../../core/checkpoint-store.js";
 import { RemoteLogError } from "../../core/errors.js";
 import { checkPath } from "../../core/options.js";
 import { fromHex, toHex } from "../../core/hash.js";
-import { ensureDir, ownPathError, removeLeftoverTmp, SharedDir, userPathError, writeFileAtomic } from "./atomic.js";
+import { ensureDir, ownPathError, readRegularFile, removeLeftoverTmp, SharedDir, userPathError, writeFileAtomic } from "./atomic.js";
 import { LockFile } from "./lock-file.js";
 import { KeyedMutex } from "./mutex.js";
 
@@ -92,7 +92,8 @@ export class FileCheckpointStore implements CheckpointStore {
     const path = this.pathOf(name);
     let text: string;
     try {
-      text = await readFile(path, "utf8");
+      // A FIFO (or anything but a file) is refused at once: a plain read waited for a writer for ever.
+      text = (await readRegularFile(path, "checkpoint")).toString("utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw userPathError(`cannot read checkpoint ${path}`, err, path);

@@ -675,6 +675,36 @@ describe("small things with the same cause", () => {
     expect(filesOf(await snapshot(data))).toEqual(filesOf(before));
   });
 
+  it.skipIf(process.platform === "win32")("a FIFO at a published mark or a receiver's checkpoint is refused at once, naming it, by status, send and receive", async () => {
+    const dir = await tempDir();
+    const server = await serve(dir);
+    const data = join(dir, "alice");
+    await sendOk(server, data, "one\ntwo\n");
+    const state = join(dir, "bob");
+    const received = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", state]);
+    expect(received.code, received.stderr).toBe(0);
+    const fifoFor = async (where: string) => {
+      const [file] = (await readdir(where)).filter((name) => name.endsWith(".json"));
+      const path = join(where, file);
+      await unlink(path);
+      expect(spawnSync("mkfifo", [path]).status).toBe(0);
+      return path;
+    };
+    const mark = await fifoFor(join(data, "published"));
+    const checkpoint = await fifoFor(state);
+    // Each waited on the FIFO for a writer that never came (killed here after 20 s, its own bound).
+    const status = await runCli(["status", "--data", data], { timeoutMs: 20_000 });
+    expect(status.stderr).toContain(`INVALID_ARGUMENT: checkpoint ${mark} is not a regular file: it is a FIFO`);
+    expect(status.code).toBe(1);
+    const send = await runCli(["send", "--unsigned", "--name", "n", "--server", server.url, "--data", data], { stdin: "three\n", timeoutMs: 20_000 });
+    expect(send.stderr).toContain(`checkpoint ${mark} is not a regular file: it is a FIFO`);
+    expect(send.code).toBe(1);
+    const again = await runCli(["receive", "--unsigned", "--name", "n", "--server", server.url, "--state", state], { timeoutMs: 20_000 });
+    expect(again.stderr).toContain(`checkpoint ${checkpoint} is not a regular file: it is a FIFO`);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toBe("");
+  });
+
   it("inspect of something that is neither a CID nor a file is NOT_FOUND; of a directory, INVALID_ARGUMENT", async () => {
     const dir = await tempDir();
     const missing = await runCli(["inspect", "page", join(dir, "notacid")]);
