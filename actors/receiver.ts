@@ -5,9 +5,6 @@ import { RemoteLogError } from "../core/errors.js";
 import { checkWholeNumber } from "../core/options.js";
 import { equalBytes, toHex } from "../core/hash.js";
 import { FETCH_BYTES, LogReader, NOT_FETCHED, TOMBSTONE, verifierForRead, type CheckedMessage, type PairVerifier } from "../core/log-reader.js";
-
-// The receiver's budget, re-exported for its tests.
-export { FETCH_BYTES };
 import type { LogReadRemote, NameHead } from "../core/log-remote.js";
 import { sharedVerifier } from "#verify-pool";
 import { nextTurn } from "../core/turn.js";
@@ -293,7 +290,7 @@ export class Receiver {
             const more = await reader.messageDataUpTo(rest, FETCH_BYTES).then((data) => fetchChecked(rest, data));
             checked = (j) => more(j - from);
             message = checked(i);
-            // A fetch within a budget brings its first message whatever its size.
+            // messageDataUpTo brings the first message or throws: never met, but the type does not know it.
             if (message === NOT_FETCHED) throw RemoteLogError.internal(`name ${JSON.stringify(this.name)} seq ${seq}: a fetch of ${rest.length} messages brought none`);
           }
           if (message instanceof RemoteLogError) {
@@ -604,7 +601,6 @@ export function aheadFor(roundTripMs: number): number {
  * batches (concurrency, aheadFor), so memory stays where it was.
  */
 const FETCH_BATCHES = 4;
-
 
 /**
  * Runs at most capacity tasks at once; of those waiting, the one of lowest rank starts first (the

@@ -339,6 +339,9 @@ export class LogReader {
       (addresses) => blocksNarrowingFaults(addresses, fetch, (fault) => new UnreadBlock(fault), true, maxBytes),
       NOT_FETCHED,
     );
+    // A fetch within a budget brings its first message whatever its size: a caller that reads on from
+    // the first NOT_FETCHED would otherwise ask for the same messages for ever.
+    if (blocks[0] === NOT_FETCHED) throw RemoteLogError.internal(`name ${JSON.stringify(this.name)}: a fetch of ${missing.length} messages within ${maxBytes} bytes brought none`);
     missing.forEach((pairIndex, i) => {
       data[pairIndex] = blocks[i];
     });
@@ -468,11 +471,7 @@ export class LogReader {
       const fault = faultOf(i);
       if (fault instanceof RemoteLogError) throw this.messageFault(fault, seqs[i]);
     }
-    const taken = cut === -1 ? pairs.length : at[cut];
-    // A fetch within a budget brings its first message whatever its size: a caller that reads on
-    // from taken would otherwise ask for the same messages for ever.
-    if (taken === 0 && pairs.length > 0) throw RemoteLogError.internal(`name ${JSON.stringify(this.name)}: a read of ${pairs.length} messages within ${maxBytes} bytes brought none`);
-    return { pairs: read, data, taken };
+    return { pairs: read, data, taken: cut === -1 ? pairs.length : at[cut] };
   }
 
   /** A message's failed check, naming the name and the message's seq. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Mirror } from "../../actors/mirror.js";
-import { FETCH_BYTES, Receiver, type Delivery } from "../../actors/receiver.js";
+import { Receiver, type Delivery } from "../../actors/receiver.js";
+import { FETCH_BYTES } from "../../core/log-reader.js";
 import { Sender } from "../../actors/sender.js";
 import { addressOf, encodeMessage, newMessage } from "../../core/hash.js";
 import { createNameRecord, generateNameKey, keyName } from "../../core/names.js";

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { FETCH_BYTES, Receiver, type Delivery } from "../../actors/receiver.js";
+import { Receiver, type Delivery } from "../../actors/receiver.js";
+import { FETCH_BYTES } from "../../core/log-reader.js";
 import { Sender } from "../../actors/sender.js";
 import { MemoryLocalLog } from "../../stores/memory/local-log.js";
 import { MemoryCheckpointStore } from "../../stores/memory/checkpoint-store.js";
